@@ -1,0 +1,42 @@
+"""reclaim: resource management for Python.
+
+Every file, socket, connection, thread, process and lock a program takes has an
+owner, is released on every path, and when it is not, reclaim says which
+resource, where it was acquired, and by whom.
+
+The public names live here; the modules behind them are private unless their
+name says otherwise (``reclaim.leaks``, ``reclaim.db``, ``reclaim.files``,
+``reclaim.net``).
+"""
+
+from ._version import __version__
+from .errors import (
+    CleanupError,
+    LeakError,
+    LockTimeout,
+    PoolBroken,
+    PoolClosed,
+    PoolTimeout,
+    ReclaimError,
+    ResourceClosed,
+)
+from .resource import resource
+from .scope import AsyncScope, Held, Scope, ScopeStatistics, cleanup_errors
+
+__all__ = [
+    "AsyncScope",
+    "CleanupError",
+    "Held",
+    "LeakError",
+    "LockTimeout",
+    "PoolBroken",
+    "PoolClosed",
+    "PoolTimeout",
+    "ReclaimError",
+    "ResourceClosed",
+    "Scope",
+    "ScopeStatistics",
+    "__version__",
+    "cleanup_errors",
+    "resource",
+]

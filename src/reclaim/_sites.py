@@ -1,0 +1,125 @@
+"""Where a resource was acquired: cheap capture now, formatting only when asked.
+
+Capturing a site walks a few frames and keeps ``(code, lineno)`` pairs: no
+frame objects, no locals, no strings are kept alive, so the cost is a couple
+of microseconds per acquisition and nothing elsewhere. Frames that belong to
+reclaim itself, the standard library's plumbing or test frameworks are
+skipped at the *start* of the stack, so the first frame recorded is the
+user's line that asked for the resource.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import sysconfig
+from dataclasses import dataclass
+from types import CodeType, FrameType
+
+__all__ = ["Frame", "Site", "capture", "capture_from", "format_site", "frames", "is_framework"]
+
+#: A captured site: ``(code, lineno)`` pairs, innermost (the user's line) first.
+Site = tuple[tuple[CodeType, int], ...]
+
+_RECLAIM_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_STDLIB_DIRS = tuple(
+    {os.path.abspath(p) + os.sep for p in (sysconfig.get_path("stdlib"), sysconfig.get_path("platstdlib"))}
+)
+# Third-party packages whose frames are plumbing, never the user's code.
+_FRAMEWORK_PACKAGES = ("_pytest", "pytest", "pluggy", "_hypothesis_pytestplugin", "xdist", "execnet")
+
+_framework_cache: dict[str, bool] = {}
+
+
+def _classify(filename: str) -> bool:
+    if filename.startswith("<"):
+        # <frozen importlib._bootstrap>, <string> from exec: plumbing unless it is __main__'s <stdin>.
+        return filename.startswith("<frozen")
+    path = os.path.abspath(filename)
+    if path.startswith(_RECLAIM_DIR):
+        # reclaim's own tests and examples live outside the package directory.
+        return True
+    parts = path.split(os.sep)
+    for marker in ("site-packages", "dist-packages"):
+        if marker in parts:
+            # Third-party code is the user's (it shows where inside a library), except test plumbing.
+            rest = parts[len(parts) - parts[::-1].index(marker) :]
+            return bool(rest) and rest[0].split(".", 1)[0] in _FRAMEWORK_PACKAGES
+    return any(path.startswith(d) for d in _STDLIB_DIRS)
+
+
+def is_framework(filename: str) -> bool:
+    """Whether frames from *filename* are plumbing (reclaim, stdlib, pytest, pluggy)."""
+    try:
+        return _framework_cache[filename]
+    except KeyError:
+        result = _framework_cache[filename] = _classify(filename)
+        return result
+
+
+def capture_from(frame: FrameType | None, depth: int = 8) -> Site:
+    """Record up to *depth* frames starting at the first non-framework frame from *frame* outwards.
+
+    When every frame is framework code (a thread started by the standard
+    library, say), the innermost frames are recorded instead, so a site is
+    never empty while there is a stack at all.
+    """
+    first = frame
+    cache = _framework_cache
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        framework = cache.get(filename)
+        if framework is None:
+            framework = is_framework(filename)
+        if not framework:
+            break
+        frame = frame.f_back
+    if frame is None:
+        frame = first
+    out: list[tuple[CodeType, int]] = []
+    while frame is not None and len(out) < depth:
+        out.append((frame.f_code, frame.f_lineno))
+        frame = frame.f_back
+    return tuple(out)
+
+
+def capture(depth: int = 8, skip: int = 1) -> Site:
+    """Capture the caller's site; *skip* counts frames above this function's caller to skip."""
+    try:
+        frame: FrameType | None = sys._getframe(skip + 1)
+    except ValueError:
+        return ()
+    return capture_from(frame, depth)
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One formatted frame of an acquisition site."""
+
+    filename: str
+    lineno: int
+    function: str
+
+    @property
+    def location(self) -> str:
+        """``file:line``, the form editors and terminals link."""
+        return f"{self.filename}:{self.lineno}"
+
+    def __str__(self) -> str:
+        return f"{self.filename}:{self.lineno} in {self.function}"
+
+
+def frames(site: Site, *, trim: bool = True) -> list[Frame]:
+    """Turn a captured site into frames; with *trim*, framework frames after the first are dropped."""
+    out = [Frame(code.co_filename, lineno, code.co_qualname) for code, lineno in site]
+    if trim and out:
+        out = [out[0], *(f for f in out[1:] if not is_framework(f.filename))]
+    return out
+
+
+def format_site(site: Site) -> str:
+    """The innermost frame as ``file:line in function``, or ``<unknown>`` for an empty site."""
+    if not site:
+        return "<unknown>"
+    code, lineno = site[0]
+    return f"{code.co_filename}:{lineno} in {code.co_qualname}"

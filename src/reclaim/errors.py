@@ -1,0 +1,78 @@
+"""The errors reclaim raises.
+
+Every public error subclasses :class:`ReclaimError`, and also the builtin
+exception whose meaning fits, so existing ``except`` clauses keep working: a
+pool that times out raises something that is both a ``ReclaimError`` and a
+``TimeoutError``.
+
+"Closed" errors mean *your code* closed the object; "Broken" errors mean
+something outside failed (a server went away, a child died).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Self
+
+__all__ = [
+    "CleanupError",
+    "LeakError",
+    "LockTimeout",
+    "PoolBroken",
+    "PoolClosed",
+    "PoolTimeout",
+    "ReclaimError",
+    "ResourceClosed",
+]
+
+
+class ReclaimError(Exception):
+    """Base class of every error reclaim raises on purpose."""
+
+
+class ResourceClosed(ReclaimError, RuntimeError):
+    """The object was closed by its owner and cannot be used any more."""
+
+
+class CleanupError(ExceptionGroup[Exception], ReclaimError):  # type: ignore[misc]
+    """Several releases failed while a scope was closing; holds every one of them.
+
+    Raised only when the body of the scope succeeded: when the body raised, its
+    own exception propagates instead and the cleanup failures are attached to it
+    (see :func:`reclaim.cleanup_errors`).
+
+    Example::
+
+        try:
+            with reclaim.Scope() as scope:
+                scope.callback(fail_a)
+                scope.callback(fail_b)
+        except* OSError as group:
+            ...
+    """
+
+    def __new__(cls, message: str, exceptions: Sequence[Exception]) -> Self:
+        return super().__new__(cls, message, exceptions)
+
+    def derive(self, excs: Sequence[Exception]) -> CleanupError:  # type: ignore[override]
+        return CleanupError(self.message, excs)
+
+
+class LeakError(ReclaimError, AssertionError):
+    """Resources acquired inside a checked block were still open at its end."""
+
+
+class PoolClosed(ResourceClosed):
+    """The pool was closed by its owner; no object can be acquired from it."""
+
+
+class PoolTimeout(ReclaimError, TimeoutError):
+    """No object became available from the pool within the acquire timeout."""
+
+
+class PoolBroken(ReclaimError, ConnectionError):
+    """The pool cannot create objects: the last attempts to create one failed."""
+
+
+class LockTimeout(ReclaimError, TimeoutError):
+    """An inter-process lock was not obtained within its timeout."""

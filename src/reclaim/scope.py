@@ -1,0 +1,571 @@
+"""Scope and AsyncScope: an ExitStack that owns resources and loses no error.
+
+Both classes keep the methods and semantics of :class:`contextlib.ExitStack`
+and :class:`contextlib.AsyncExitStack`, so code switches by changing the class
+name. One rule differs on purpose:
+
+* ExitStack lets a failing cleanup replace the body's exception, and when the
+  body succeeded and several cleanups fail it raises only one of them
+  (CPython gh-102201).
+* A Scope keeps the body's exception, with its own type, and attaches every
+  cleanup failure to it (as notes in the traceback, and through
+  :func:`cleanup_errors`). When only cleanups failed, one failure is raised as
+  itself and several as a :class:`~reclaim.CleanupError` holding all of them.
+  An interrupt (``KeyboardInterrupt``, ``SystemExit``, ``CancelledError``…)
+  raised by a cleanup is raised bare, after every other cleanup has run, with
+  the rest attached: a Ctrl-C must still stop the program.
+
+The unwinding loop is written once, as a generator that yields the awaitables
+of async cleanups: :class:`Scope` drives it without awaiting (it never holds
+async cleanups) and :class:`AsyncScope` awaits each one.
+"""
+
+from __future__ import annotations
+
+import reprlib
+import sys
+import warnings
+from collections import deque
+from collections.abc import Awaitable, Callable, Generator
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
+from dataclasses import dataclass
+from types import CodeType, TracebackType
+from typing import Any, ParamSpec, Self, TypeVar
+
+from . import _sites, _track
+from ._sites import Frame
+from .errors import CleanupError
+
+__all__ = ["AsyncScope", "Held", "Scope", "ScopeStatistics", "cleanup_errors"]
+
+T = TypeVar("T")
+P = ParamSpec("P")
+R = TypeVar("R")
+ExcInfo = tuple[type[BaseException] | None, BaseException | None, TracebackType | None]
+
+# Entry kinds. An entry is a plain tuple: (kind, fn, obj, args, kwds, code, lineno).
+_CM, _EXIT, _CALLBACK, _ACM, _AEXIT, _ACALLBACK = range(6)
+_ASYNC_KINDS = frozenset((_ACM, _AEXIT, _ACALLBACK))
+_NO_DETAILS: ExcInfo = (None, None, None)
+_ATTR = "__reclaim_cleanup_errors__"
+
+_repr = reprlib.Repr()
+_repr.maxstring = 60
+_repr.maxother = 60
+
+
+def cleanup_errors(exc: BaseException) -> tuple[BaseException, ...]:
+    """The cleanup failures a Scope attached to *exc* (empty when there were none).
+
+    Example::
+
+        try:
+            with reclaim.Scope() as scope:
+                scope.callback(flaky_close)
+                raise ValueError("body failed")
+        except ValueError as exc:
+            for failure in reclaim.cleanup_errors(exc):
+                log.warning("also failed: %r", failure)
+    """
+    return tuple(getattr(exc, _ATTR, ()))
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """One resource a scope holds: what it is and where it was acquired."""
+
+    description: str
+    #: The user's frame that handed the resource to the scope (``None`` if unknown).
+    site: Frame | None
+
+    def __str__(self) -> str:
+        return f"{self.description} (acquired at {self.site})" if self.site else self.description
+
+
+@dataclass(frozen=True, slots=True)
+class ScopeStatistics:
+    """A snapshot of a scope's counters."""
+
+    #: Resources and callbacks held now.
+    held: int
+    #: Releases run since the scope was created.
+    released: int
+    #: Releases that raised since the scope was created.
+    failed: int
+    #: Whether the scope is inside its ``with`` block.
+    entered: bool
+
+
+def _describe(entry: tuple[Any, ...]) -> str:
+    kind, fn, obj = entry[0], entry[1], entry[2]
+    if kind in (_CALLBACK, _ACALLBACK) and obj is fn:
+        name = getattr(fn, "__qualname__", None) or _repr.repr(fn)
+        return f"callback {name}()"
+    if kind in (_EXIT, _AEXIT):
+        name = getattr(fn, "__qualname__", None) or _repr.repr(fn)
+        return f"exit callback {name}"
+    return _repr.repr(obj)
+
+
+def _frame_of(entry: tuple[Any, ...]) -> Frame | None:
+    code: CodeType | None = entry[5]
+    if code is None:
+        return None
+    return Frame(code.co_filename, entry[6], code.co_qualname)
+
+
+def _caller(depth: int) -> tuple[CodeType | None, int]:
+    """(code, lineno) of the first non-reclaim frame, starting *depth* frames up."""
+    try:
+        frame = sys._getframe(depth + 1)
+    except ValueError:
+        return None, 0
+    if _sites.is_framework(frame.f_code.co_filename):
+        site = _sites.capture_from(frame, 1)
+        return site[0] if site else (None, 0)
+    return frame.f_code, frame.f_lineno
+
+
+def _attach(primary: BaseException, failures: list[tuple[BaseException, tuple[Any, ...]]]) -> None:
+    """Record *failures* on *primary*: an attribute for code, a note each for the traceback."""
+    if not failures:
+        return
+    try:
+        existing = list(getattr(primary, _ATTR, ()))
+        setattr(primary, _ATTR, existing + [exc for exc, _ in failures])
+    except AttributeError:  # an exception type without __dict__: notes still carry everything
+        pass
+    for exc, entry in failures:
+        where = _frame_of(entry)
+        acquired = f" (acquired at {where.location})" if where else ""
+        raised = ""
+        tb = exc.__traceback__
+        if tb is not None:
+            while tb.tb_next is not None:
+                tb = tb.tb_next
+            code = tb.tb_frame.f_code
+            raised = f", raised at {code.co_filename}:{tb.tb_lineno} in {code.co_qualname}"
+        primary.add_note(
+            f"reclaim: releasing {_describe(entry)}{acquired} also failed: "
+            f"{type(exc).__qualname__}: {exc}{raised}"
+        )
+
+
+class _Unwind:
+    """The no-error-lost policy for one close: no I/O, shared by sync and async."""
+
+    __slots__ = ("body", "failures", "pending", "suppressed")
+
+    def __init__(self, exc: BaseException | None) -> None:
+        self.body = exc  # the body's exception while it is still going to propagate
+        self.pending = exc  # what exit functions are shown (and may suppress)
+        self.failures: list[tuple[BaseException, tuple[Any, ...]]] = []
+        self.suppressed = False
+
+    def details(self) -> ExcInfo:
+        p = self.pending
+        return _NO_DETAILS if p is None else (type(p), p, p.__traceback__)
+
+    def returned(self, result: object) -> None:
+        p = self.pending
+        if result and p is not None:
+            if p is self.body:
+                self.body = None
+                self.suppressed = True
+            else:
+                self.failures = [f for f in self.failures if f[0] is not p]
+            self.pending = None
+
+    def failed(self, exc: BaseException, entry: tuple[Any, ...]) -> None:
+        self.failures.append((exc, entry))
+        if self.pending is None:
+            self.pending = exc
+
+    def finish(self) -> tuple[bool, BaseException | None]:
+        """(suppress the body's exception?, exception to raise instead or None)."""
+        failures = self.failures
+        body = self.body
+        interrupt = next(
+            (f for f in failures if not isinstance(f[0], Exception)),
+            None,
+        )
+        if interrupt is not None and (body is None or isinstance(body, Exception)):
+            # An interrupt from a release outranks an ordinary error: raise it bare.
+            others = [f for f in failures if f is not interrupt]
+            _attach(interrupt[0], others)
+            if body is not None and interrupt[0].__context__ is None:
+                interrupt[0].__context__ = body
+            return False, interrupt[0]
+        if body is not None:
+            _attach(body, failures)
+            return False, None
+        if not failures:
+            return self.suppressed, None
+        if len(failures) == 1:
+            return self.suppressed, failures[0][0]
+        errors = [f[0] for f in failures]
+        group = CleanupError(f"{len(errors)} releases failed while closing the scope", errors)  # type: ignore[arg-type]
+        for exc, entry in failures:
+            where = _frame_of(entry)
+            if where is not None:
+                group.add_note(f"{type(exc).__qualname__} came from releasing {_describe(entry)} acquired at {where.location}")
+        return self.suppressed, group
+
+
+class _BaseScope:
+    """State and registration shared by Scope and AsyncScope."""
+
+    __slots__ = ("__weakref__", "_entered", "_entries", "_failed", "_released")
+
+    def __init__(self) -> None:
+        self._entries: deque[tuple[Any, ...]] = deque()
+        self._entered = False
+        self._released = 0
+        self._failed = 0
+
+    # -- registration (ExitStack's API) ------------------------------------
+
+    def enter_context(self, cm: AbstractContextManager[T]) -> T:
+        """Enter *cm* and hold it: its ``__exit__`` runs when the scope closes. Returns ``__enter__``'s result.
+
+        Raises:
+            TypeError: *cm* is not a context manager.
+        """
+        return self._enter(cm, "enter_context")
+
+    def enter(self, cm: AbstractContextManager[T]) -> T:
+        """Alias of :meth:`enter_context` that reads better: ``f = scope.enter(open(path))``."""
+        return self._enter(cm, "enter")
+
+    def _enter(self, cm: AbstractContextManager[T], method: str) -> T:
+        cls = type(cm)
+        try:
+            enter = cls.__enter__  # type: ignore[attr-defined]
+            exit_ = cls.__exit__  # type: ignore[attr-defined]
+        except AttributeError:
+            raise TypeError(
+                f"'{cls.__module__}.{cls.__qualname__}' object does not support the context "
+                f"manager protocol ({method} needs __enter__ and __exit__)"
+            ) from None
+        result: T = enter(cm)
+        code, lineno = _caller(2)
+        self._entries.append((_CM, exit_, cm, None, None, code, lineno))
+        return result
+
+    def push(self, exit: Any) -> Any:  # noqa: A002 - ExitStack's parameter name
+        """Register an ``__exit__``-style callable, or the ``__exit__`` of an object that has one.
+
+        The callable gets the pending exception's details and may suppress it by
+        returning a true value, as in :meth:`contextlib.ExitStack.push`.
+        Returns *exit* so it can be used as a decorator.
+        """
+        code, lineno = _caller(1)
+        exit_method = getattr(type(exit), "__exit__", None)
+        if exit_method is not None:
+            self._entries.append((_CM, exit_method, exit, None, None, code, lineno))
+        elif callable(exit):
+            self._entries.append((_EXIT, exit, exit, None, None, code, lineno))
+        else:
+            raise TypeError(f"push(exit): expected a callable or a context manager, got {type(exit).__qualname__}")
+        return exit
+
+    def callback(self, callback: Callable[P, R], /, *args: P.args, **kwds: P.kwargs) -> Callable[P, R]:
+        """Register ``callback(*args, **kwds)`` to run when the scope closes; returns *callback*.
+
+        Raises:
+            TypeError: *callback* is not callable.
+        """
+        if not callable(callback):
+            raise TypeError(f"callback(callback): expected a callable, got {type(callback).__qualname__}")
+        code, lineno = _caller(1)
+        self._entries.append((_CALLBACK, callback, callback, args, kwds, code, lineno))
+        return callback
+
+    def adopt(self, obj: T, release: Callable[[T], object] | None = None) -> T:
+        """Take ownership of *obj*: ``release(obj)`` (default ``obj.close()``) runs when the scope closes.
+
+        Returns *obj*, so acquisition and ownership are one line::
+
+            conn = scope.adopt(sqlite3.connect(path))
+
+        Raises:
+            TypeError: *release* is not given and *obj* has no ``close()``, or
+                *release* is not callable.
+        """
+        code, lineno = _caller(1)
+        self._entries.append(self._adopt_entry(obj, release, code, lineno))
+        return obj
+
+    def _adopt_entry(
+        self, obj: Any, release: Callable[..., object] | None, code: CodeType | None, lineno: int
+    ) -> tuple[Any, ...]:
+        if release is None:
+            close = getattr(obj, "close", None)
+            if not callable(close):
+                raise TypeError(
+                    f"adopt(obj): {type(obj).__qualname__} has no close() method; "
+                    "pass release= to say how to release it"
+                )
+            return (_CALLBACK, close, obj, (), {}, code, lineno)
+        if not callable(release):
+            raise TypeError(f"adopt(release=): expected a callable, got {type(release).__qualname__}")
+        return (_CALLBACK, release, obj, (obj,), {}, code, lineno)
+
+    def pop_all(self) -> Self:
+        """Move everything held to a new scope of the same type and return it; this one ends up empty."""
+        new = type(self)()
+        new._entries, self._entries = self._entries, deque()
+        return new
+
+    # -- introspection -------------------------------------------------------
+
+    @property
+    def resources(self) -> tuple[Held, ...]:
+        """What the scope holds now, oldest first, each with where it was acquired."""
+        return tuple(Held(_describe(e), _frame_of(e)) for e in list(self._entries))
+
+    def statistics(self) -> ScopeStatistics:
+        """Counters: held now, releases run, releases failed, whether entered."""
+        return ScopeStatistics(
+            held=len(self._entries), released=self._released, failed=self._failed, entered=self._entered
+        )
+
+    def __repr__(self) -> str:
+        state = "entered" if self._entered else "open"
+        return f"<{type(self).__name__} {state}, holding {len(self._entries)}>"
+
+    def __del__(self) -> None:
+        entries = getattr(self, "_entries", None)
+        if not entries:
+            return
+        try:
+            held = "; ".join(str(h) for h in self.resources[:5])
+            more = f" and {len(entries) - 5} more" if len(entries) > 5 else ""
+            warnings.warn(
+                f"{self!r} was garbage-collected while still holding {len(entries)} resource(s): "
+                f"{held}{more}. Close it (use 'with {type(self).__name__}() as scope:') so they are released.",
+                ResourceWarning,
+                stacklevel=2,
+                source=self,
+            )
+        except Exception:  # interpreter shutdown: the warnings machinery may be gone
+            pass
+
+    # -- the one unwinding loop ----------------------------------------------
+
+    def _unwind(
+        self, exc: BaseException | None
+    ) -> Generator[Awaitable[Any], Any, tuple[bool, BaseException | None]]:
+        """Release everything LIFO; yields the awaitables of async releases to the driver."""
+        u = _Unwind(exc)
+        while True:
+            try:
+                entry = self._entries.pop()
+            except IndexError:
+                break
+            kind, fn, obj, args, kwds = entry[0], entry[1], entry[2], entry[3], entry[4]
+            try:
+                if kind == _CALLBACK:
+                    fn(*args, **kwds)
+                    result = False
+                elif kind == _CM:
+                    result = fn(obj, *u.details())
+                elif kind == _EXIT:
+                    result = fn(*u.details())
+                elif kind == _ACALLBACK:
+                    yield fn(*args, **kwds)
+                    result = False
+                elif kind == _ACM:
+                    result = yield fn(obj, *u.details())
+                else:
+                    result = yield fn(*u.details())
+            except BaseException as error:
+                self._failed += 1
+                u.failed(error, entry)
+            else:
+                u.returned(result)
+            self._released += 1
+        return u.finish()
+
+
+class Scope(_BaseScope, AbstractContextManager["Scope"]):
+    """Owns resources and releases them LIFO on every path; loses no error.
+
+    A drop-in superset of :class:`contextlib.ExitStack` (see the module
+    docstring for the one deliberate difference). Registration is safe from
+    several threads: entries go into a deque, whose appends and pops are
+    atomic. Racing a :meth:`pop_all` or a close against registration in another
+    thread hands the late entry to either side, never loses it.
+
+    Example::
+
+        with reclaim.Scope() as scope:
+            src = scope.enter(open("in.txt"))
+            conn = scope.adopt(sqlite3.connect("app.db"))
+            scope.callback(print, "closing")
+            ...
+        # conn closed, src closed, in that order, whatever happened above.
+
+    Raises:
+        CleanupError: the body succeeded and several releases failed.
+    """
+
+    __slots__ = ()
+
+    def __enter__(self) -> Self:
+        self._entered = True
+        if _track.on_acquire is not None:
+            _track.acquired("scope", self, repr(self), _sites.capture(skip=1))
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        self._entered = False
+        if _track.on_release is not None:
+            _track.released(self)
+        if exc is None and exc_type is not None:
+            exc = exc_type()
+        gen = self._unwind(exc)
+        try:
+            awaitable = next(gen)
+        except StopIteration as stop:
+            suppress, error = stop.value
+        else:  # pragma: no cover - registration refuses async entries on a sync Scope
+            gen.close()
+            raise TypeError(f"{self!r} holds an async release; use AsyncScope") from None
+        if error is not None:
+            raise error
+        return suppress
+
+    def close(self) -> None:
+        """Release everything now (the scope stays usable, as ExitStack does)."""
+        self.__exit__(None, None, None)
+
+
+class AsyncScope(_BaseScope, AbstractAsyncContextManager["AsyncScope"]):
+    """The async twin of :class:`Scope`: a drop-in superset of :class:`contextlib.AsyncExitStack`.
+
+    Holds sync and async resources alike; async releases are awaited in LIFO
+    order with the sync ones. A ``CancelledError`` raised while releasing is
+    treated as an interrupt: every other release still runs, then it is
+    re-raised bare.
+
+    Example::
+
+        async with reclaim.AsyncScope() as scope:
+            conn = await scope.enter_async_context(pool.acquire())
+            writer = scope.enter(open("out.txt", "w"))
+    """
+
+    __slots__ = ()
+
+    async def enter_async_context(self, cm: AbstractAsyncContextManager[T]) -> T:
+        """Enter the async context manager *cm* and hold it; returns ``__aenter__``'s result.
+
+        Raises:
+            TypeError: *cm* is not an async context manager.
+        """
+        cls = type(cm)
+        try:
+            aenter = cls.__aenter__  # type: ignore[attr-defined]
+            aexit = cls.__aexit__  # type: ignore[attr-defined]
+        except AttributeError:
+            raise TypeError(
+                f"'{cls.__module__}.{cls.__qualname__}' object does not support the asynchronous "
+                "context manager protocol (enter_async_context needs __aenter__ and __aexit__)"
+            ) from None
+        result: T = await aenter(cm)
+        code, lineno = _caller(1)
+        self._entries.append((_ACM, aexit, cm, None, None, code, lineno))
+        return result
+
+    def push_async_exit(self, exit: Any) -> Any:  # noqa: A002 - AsyncExitStack's parameter name
+        """Register an async ``__aexit__``-style callable, or the ``__aexit__`` of an object that has one."""
+        code, lineno = _caller(1)
+        aexit = getattr(type(exit), "__aexit__", None)
+        if aexit is not None:
+            self._entries.append((_ACM, aexit, exit, None, None, code, lineno))
+        elif callable(exit):
+            self._entries.append((_AEXIT, exit, exit, None, None, code, lineno))
+        else:
+            raise TypeError(
+                f"push_async_exit(exit): expected a coroutine function or an async context manager, "
+                f"got {type(exit).__qualname__}"
+            )
+        return exit
+
+    def push_async_callback(
+        self, callback: Callable[P, Awaitable[R]], /, *args: P.args, **kwds: P.kwargs
+    ) -> Callable[P, Awaitable[R]]:
+        """Register ``await callback(*args, **kwds)`` to run when the scope closes; returns *callback*."""
+        if not callable(callback):
+            raise TypeError(
+                f"push_async_callback(callback): expected a coroutine function, got {type(callback).__qualname__}"
+            )
+        code, lineno = _caller(1)
+        self._entries.append((_ACALLBACK, callback, callback, args, kwds, code, lineno))
+        return callback
+
+    def adopt_async(self, obj: T, release: Callable[[T], Awaitable[object]] | None = None) -> T:
+        """Take ownership of *obj*: ``await release(obj)`` (default ``await obj.aclose()``) runs at close.
+
+        Raises:
+            TypeError: *release* is not given and *obj* has no ``aclose()``.
+        """
+        code, lineno = _caller(1)
+        if release is None:
+            aclose = getattr(obj, "aclose", None)
+            if not callable(aclose):
+                raise TypeError(
+                    f"adopt_async(obj): {type(obj).__qualname__} has no aclose() method; "
+                    "pass release= to say how to release it"
+                )
+            self._entries.append((_ACALLBACK, aclose, obj, (), {}, code, lineno))
+        elif callable(release):
+            self._entries.append((_ACALLBACK, release, obj, (obj,), {}, code, lineno))
+        else:
+            raise TypeError(f"adopt_async(release=): expected a callable, got {type(release).__qualname__}")
+        return obj
+
+    async def __aenter__(self) -> Self:
+        self._entered = True
+        if _track.on_acquire is not None:
+            _track.acquired("scope", self, repr(self), _sites.capture(skip=1))
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        self._entered = False
+        if _track.on_release is not None:
+            _track.released(self)
+        if exc is None and exc_type is not None:
+            exc = exc_type()
+        gen = self._unwind(exc)
+        send: Any = None
+        throw: BaseException | None = None
+        while True:
+            try:
+                awaitable = gen.throw(throw) if throw is not None else gen.send(send)
+            except StopIteration as stop:
+                suppress, error = stop.value
+                break
+            try:
+                send, throw = await awaitable, None
+            except BaseException as failure:  # handed back to the loop, which records it
+                send, throw = None, failure
+        if error is not None:
+            raise error
+        return suppress
+
+    async def aclose(self) -> None:
+        """Release everything now, awaiting async releases (the scope stays usable)."""
+        await self.__aexit__(None, None, None)
+

@@ -1,0 +1,82 @@
+"""Shared fixtures: real services on 127.0.0.1, skipped or failed by RECLAIM_REQUIRE_SERVICES."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+
+import pytest
+
+REQUIRE_SERVICES = os.environ.get("RECLAIM_REQUIRE_SERVICES") == "1"
+
+
+@dataclass(frozen=True)
+class Service:
+    """Where a server listens, and how tests log in to it."""
+
+    name: str
+    host: str
+    port: int
+    user: str | None = None
+    password: str | None = None
+    database: str | None = None
+
+
+SERVICES = {
+    "postgres": Service(
+        "PostgreSQL",
+        os.environ.get("RECLAIM_PG_HOST", "127.0.0.1"),
+        int(os.environ.get("RECLAIM_PG_PORT", "5432")),
+        os.environ.get("RECLAIM_PG_USER", "postgres"),
+        os.environ.get("RECLAIM_PG_PASSWORD", ""),
+        os.environ.get("RECLAIM_PG_DATABASE", "test"),
+    ),
+    "mariadb": Service(
+        "MariaDB",
+        os.environ.get("RECLAIM_MYSQL_HOST", "127.0.0.1"),
+        int(os.environ.get("RECLAIM_MYSQL_PORT", "3306")),
+        os.environ.get("RECLAIM_MYSQL_USER", "root"),
+        os.environ.get("RECLAIM_MYSQL_PASSWORD", ""),
+        os.environ.get("RECLAIM_MYSQL_DATABASE", "test"),
+    ),
+    "redis": Service("Redis", "127.0.0.1", int(os.environ.get("RECLAIM_REDIS_PORT", "6379"))),
+}
+
+
+def _answers(service: Service) -> str | None:
+    """None when the server accepts a TCP connection, else why not."""
+    try:
+        with socket.create_connection((service.host, service.port), timeout=2.0):
+            return None
+    except OSError as exc:
+        return f"{service.name} does not answer on {service.host}:{service.port} ({exc})"
+
+
+def require_service(key: str) -> Service:
+    """Return the service, or skip (fail under RECLAIM_REQUIRE_SERVICES=1) when it is down."""
+    service = SERVICES[key]
+    problem = _answers(service)
+    if problem is not None:
+        if REQUIRE_SERVICES:
+            pytest.fail(f"{problem}; RECLAIM_REQUIRE_SERVICES=1 says it must run here", pytrace=False)
+        pytest.skip(f"{problem}; start it to run this test")
+    return service
+
+
+@pytest.fixture
+def postgres() -> Service:
+    """The PostgreSQL server on 127.0.0.1 (skips or fails when it is down)."""
+    return require_service("postgres")
+
+
+@pytest.fixture
+def mariadb() -> Service:
+    """The MariaDB server on 127.0.0.1 (skips or fails when it is down)."""
+    return require_service("mariadb")
+
+
+@pytest.fixture
+def redis_server() -> Service:
+    """The Redis server on 127.0.0.1 (skips or fails when it is down)."""
+    return require_service("redis")
