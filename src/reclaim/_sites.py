@@ -26,7 +26,14 @@ _STDLIB_DIRS = tuple(
     {os.path.abspath(p) + os.sep for p in (sysconfig.get_path("stdlib"), sysconfig.get_path("platstdlib"))}
 )
 # Third-party packages whose frames are plumbing, never the user's code.
-_FRAMEWORK_PACKAGES = ("_pytest", "pytest", "pluggy", "_hypothesis_pytestplugin", "xdist", "execnet")
+_FRAMEWORK_PACKAGES = (
+    "_pytest",
+    "pytest",
+    "pluggy",
+    "_hypothesis_pytestplugin",
+    "xdist",
+    "execnet",
+)
 
 _framework_cache: dict[str, bool] = {}
 

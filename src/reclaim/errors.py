@@ -34,7 +34,7 @@ class ResourceClosed(ReclaimError, RuntimeError):
     """The object was closed by its owner and cannot be used any more."""
 
 
-class CleanupError(ExceptionGroup[Exception], ReclaimError):  # type: ignore[misc]
+class CleanupError(ExceptionGroup[Exception], ReclaimError):
     """Several releases failed while a scope was closing; holds every one of them.
 
     Raised only when the body of the scope succeeded: when the body raised, its

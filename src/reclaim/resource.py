@@ -35,7 +35,7 @@ from types import TracebackType
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from . import _sites, _track
-from .scope import _attach
+from ._unwind import _attach
 
 __all__ = ["AsyncResource", "Resource", "resource"]
 
@@ -54,7 +54,7 @@ Outcome = tuple[str, Any]
 
 
 def _bare_yield(func: Callable[..., Any]) -> bool:
-    """True when every ``yield`` of *func* is outside any ``try``/``with`` (so nothing handles exceptions there).
+    """True when every ``yield`` of *func* is outside any ``try``/``with``: nothing there handles exceptions.
 
     Decided from the source; when the source cannot be read, False (contextlib's behaviour).
     """
@@ -141,7 +141,9 @@ def _exit_protocol(
 class _Base:
     __slots__ = ("__weakref__", "_args", "_bare", "_func", "_gen", "_kwds")
 
-    def __init__(self, func: Callable[..., Any], args: tuple[Any, ...], kwds: dict[str, Any], bare: bool) -> None:
+    def __init__(
+        self, func: Callable[..., Any], args: tuple[Any, ...], kwds: dict[str, Any], bare: bool
+    ) -> None:
         self._func = func
         self._args = args
         self._kwds = kwds
@@ -179,7 +181,9 @@ class Resource(_Base, Generic[T]):
         try:
             value: T = next(gen)
         except StopIteration:
-            raise RuntimeError(f"{self._name}() returned without yielding; a resource yields exactly once") from None
+            raise RuntimeError(
+                f"{self._name}() returned without yielding; a resource yields exactly once"
+            ) from None
         self._acquired()
         return value
 
@@ -228,7 +232,9 @@ class AsyncResource(_Base, Generic[T]):
         try:
             value: T = await gen.__anext__()
         except StopAsyncIteration:
-            raise RuntimeError(f"{self._name}() returned without yielding; a resource yields exactly once") from None
+            raise RuntimeError(
+                f"{self._name}() returned without yielding; a resource yields exactly once"
+            ) from None
         self._acquired()
         return value
 

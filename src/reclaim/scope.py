@@ -22,96 +22,35 @@ async cleanups) and :class:`AsyncScope` awaits each one.
 
 from __future__ import annotations
 
-import reprlib
 import sys
 import warnings
 from collections import deque
 from collections.abc import Awaitable, Callable, Generator
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
-from dataclasses import dataclass
 from types import CodeType, TracebackType
 from typing import Any, ParamSpec, Self, TypeVar
 
 from . import _sites, _track
-from ._sites import Frame
-from .errors import CleanupError
+from ._unwind import (
+    _ACALLBACK,
+    _ACM,
+    _AEXIT,
+    _CALLBACK,
+    _CM,
+    _EXIT,
+    Held,
+    ScopeStatistics,
+    _describe,
+    _frame_of,
+    _Unwind,
+    cleanup_errors,
+)
 
 __all__ = ["AsyncScope", "Held", "Scope", "ScopeStatistics", "cleanup_errors"]
 
 T = TypeVar("T")
 P = ParamSpec("P")
 R = TypeVar("R")
-ExcInfo = tuple[type[BaseException] | None, BaseException | None, TracebackType | None]
-
-# Entry kinds. An entry is a plain tuple: (kind, fn, obj, args, kwds, code, lineno).
-_CM, _EXIT, _CALLBACK, _ACM, _AEXIT, _ACALLBACK = range(6)
-_ASYNC_KINDS = frozenset((_ACM, _AEXIT, _ACALLBACK))
-_NO_DETAILS: ExcInfo = (None, None, None)
-_ATTR = "__reclaim_cleanup_errors__"
-
-_repr = reprlib.Repr()
-_repr.maxstring = 60
-_repr.maxother = 60
-
-
-def cleanup_errors(exc: BaseException) -> tuple[BaseException, ...]:
-    """The cleanup failures a Scope attached to *exc* (empty when there were none).
-
-    Example::
-
-        try:
-            with reclaim.Scope() as scope:
-                scope.callback(flaky_close)
-                raise ValueError("body failed")
-        except ValueError as exc:
-            for failure in reclaim.cleanup_errors(exc):
-                log.warning("also failed: %r", failure)
-    """
-    return tuple(getattr(exc, _ATTR, ()))
-
-
-@dataclass(frozen=True, slots=True)
-class Held:
-    """One resource a scope holds: what it is and where it was acquired."""
-
-    description: str
-    #: The user's frame that handed the resource to the scope (``None`` if unknown).
-    site: Frame | None
-
-    def __str__(self) -> str:
-        return f"{self.description} (acquired at {self.site})" if self.site else self.description
-
-
-@dataclass(frozen=True, slots=True)
-class ScopeStatistics:
-    """A snapshot of a scope's counters."""
-
-    #: Resources and callbacks held now.
-    held: int
-    #: Releases run since the scope was created.
-    released: int
-    #: Releases that raised since the scope was created.
-    failed: int
-    #: Whether the scope is inside its ``with`` block.
-    entered: bool
-
-
-def _describe(entry: tuple[Any, ...]) -> str:
-    kind, fn, obj = entry[0], entry[1], entry[2]
-    if kind in (_CALLBACK, _ACALLBACK) and obj is fn:
-        name = getattr(fn, "__qualname__", None) or _repr.repr(fn)
-        return f"callback {name}()"
-    if kind in (_EXIT, _AEXIT):
-        name = getattr(fn, "__qualname__", None) or _repr.repr(fn)
-        return f"exit callback {name}"
-    return _repr.repr(obj)
-
-
-def _frame_of(entry: tuple[Any, ...]) -> Frame | None:
-    code: CodeType | None = entry[5]
-    if code is None:
-        return None
-    return Frame(code.co_filename, entry[6], code.co_qualname)
 
 
 def _caller(depth: int) -> tuple[CodeType | None, int]:
@@ -124,92 +63,6 @@ def _caller(depth: int) -> tuple[CodeType | None, int]:
         site = _sites.capture_from(frame, 1)
         return site[0] if site else (None, 0)
     return frame.f_code, frame.f_lineno
-
-
-def _attach(primary: BaseException, failures: list[tuple[BaseException, tuple[Any, ...]]]) -> None:
-    """Record *failures* on *primary*: an attribute for code, a note each for the traceback."""
-    if not failures:
-        return
-    try:
-        existing = list(getattr(primary, _ATTR, ()))
-        setattr(primary, _ATTR, existing + [exc for exc, _ in failures])
-    except AttributeError:  # an exception type without __dict__: notes still carry everything
-        pass
-    for exc, entry in failures:
-        where = _frame_of(entry)
-        acquired = f" (acquired at {where.location})" if where else ""
-        raised = ""
-        tb = exc.__traceback__
-        if tb is not None:
-            while tb.tb_next is not None:
-                tb = tb.tb_next
-            code = tb.tb_frame.f_code
-            raised = f", raised at {code.co_filename}:{tb.tb_lineno} in {code.co_qualname}"
-        primary.add_note(
-            f"reclaim: releasing {_describe(entry)}{acquired} also failed: "
-            f"{type(exc).__qualname__}: {exc}{raised}"
-        )
-
-
-class _Unwind:
-    """The no-error-lost policy for one close: no I/O, shared by sync and async."""
-
-    __slots__ = ("body", "failures", "pending", "suppressed")
-
-    def __init__(self, exc: BaseException | None) -> None:
-        self.body = exc  # the body's exception while it is still going to propagate
-        self.pending = exc  # what exit functions are shown (and may suppress)
-        self.failures: list[tuple[BaseException, tuple[Any, ...]]] = []
-        self.suppressed = False
-
-    def details(self) -> ExcInfo:
-        p = self.pending
-        return _NO_DETAILS if p is None else (type(p), p, p.__traceback__)
-
-    def returned(self, result: object) -> None:
-        p = self.pending
-        if result and p is not None:
-            if p is self.body:
-                self.body = None
-                self.suppressed = True
-            else:
-                self.failures = [f for f in self.failures if f[0] is not p]
-            self.pending = None
-
-    def failed(self, exc: BaseException, entry: tuple[Any, ...]) -> None:
-        self.failures.append((exc, entry))
-        if self.pending is None:
-            self.pending = exc
-
-    def finish(self) -> tuple[bool, BaseException | None]:
-        """(suppress the body's exception?, exception to raise instead or None)."""
-        failures = self.failures
-        body = self.body
-        interrupt = next(
-            (f for f in failures if not isinstance(f[0], Exception)),
-            None,
-        )
-        if interrupt is not None and (body is None or isinstance(body, Exception)):
-            # An interrupt from a release outranks an ordinary error: raise it bare.
-            others = [f for f in failures if f is not interrupt]
-            _attach(interrupt[0], others)
-            if body is not None and interrupt[0].__context__ is None:
-                interrupt[0].__context__ = body
-            return False, interrupt[0]
-        if body is not None:
-            _attach(body, failures)
-            return False, None
-        if not failures:
-            return self.suppressed, None
-        if len(failures) == 1:
-            return self.suppressed, failures[0][0]
-        errors = [f[0] for f in failures]
-        group = CleanupError(f"{len(errors)} releases failed while closing the scope", errors)  # type: ignore[arg-type]
-        for exc, entry in failures:
-            where = _frame_of(entry)
-            if where is not None:
-                group.add_note(f"{type(exc).__qualname__} came from releasing {_describe(entry)} acquired at {where.location}")
-        return self.suppressed, group
 
 
 class _BaseScope:
@@ -226,7 +79,7 @@ class _BaseScope:
     # -- registration (ExitStack's API) ------------------------------------
 
     def enter_context(self, cm: AbstractContextManager[T]) -> T:
-        """Enter *cm* and hold it: its ``__exit__`` runs when the scope closes. Returns ``__enter__``'s result.
+        """Enter *cm* and hold it until the scope closes; returns what ``__enter__`` returned.
 
         Raises:
             TypeError: *cm* is not a context manager.
@@ -240,8 +93,8 @@ class _BaseScope:
     def _enter(self, cm: AbstractContextManager[T], method: str) -> T:
         cls = type(cm)
         try:
-            enter = cls.__enter__  # type: ignore[attr-defined]
-            exit_ = cls.__exit__  # type: ignore[attr-defined]
+            enter = cls.__enter__
+            exit_ = cls.__exit__
         except AttributeError:
             raise TypeError(
                 f"'{cls.__module__}.{cls.__qualname__}' object does not support the context "
@@ -252,7 +105,7 @@ class _BaseScope:
         self._entries.append((_CM, exit_, cm, None, None, code, lineno))
         return result
 
-    def push(self, exit: Any) -> Any:  # noqa: A002 - ExitStack's parameter name
+    def push(self, exit: Any) -> Any:
         """Register an ``__exit__``-style callable, or the ``__exit__`` of an object that has one.
 
         The callable gets the pending exception's details and may suppress it by
@@ -266,7 +119,9 @@ class _BaseScope:
         elif callable(exit):
             self._entries.append((_EXIT, exit, exit, None, None, code, lineno))
         else:
-            raise TypeError(f"push(exit): expected a callable or a context manager, got {type(exit).__qualname__}")
+            raise TypeError(
+                f"push(exit): expected a callable or a context manager, got {type(exit).__qualname__}"
+            )
         return exit
 
     def callback(self, callback: Callable[P, R], /, *args: P.args, **kwds: P.kwargs) -> Callable[P, R]:
@@ -327,7 +182,10 @@ class _BaseScope:
     def statistics(self) -> ScopeStatistics:
         """Counters: held now, releases run, releases failed, whether entered."""
         return ScopeStatistics(
-            held=len(self._entries), released=self._released, failed=self._failed, entered=self._entered
+            held=len(self._entries),
+            released=self._released,
+            failed=self._failed,
+            entered=self._entered,
         )
 
     def __repr__(self) -> str:
@@ -343,12 +201,13 @@ class _BaseScope:
             more = f" and {len(entries) - 5} more" if len(entries) > 5 else ""
             warnings.warn(
                 f"{self!r} was garbage-collected while still holding {len(entries)} resource(s): "
-                f"{held}{more}. Close it (use 'with {type(self).__name__}() as scope:') so they are released.",
+                f"{held}{more}. Close it (use 'with {type(self).__name__}() as scope:') "
+                "so they are released.",
                 ResourceWarning,
                 stacklevel=2,
                 source=self,
             )
-        except Exception:  # interpreter shutdown: the warnings machinery may be gone
+        except Exception:  # noqa: S110 - at interpreter shutdown the warnings machinery may be gone
             pass
 
     # -- the one unwinding loop ----------------------------------------------
@@ -431,10 +290,11 @@ class Scope(_BaseScope, AbstractContextManager["Scope"]):
             exc = exc_type()
         gen = self._unwind(exc)
         try:
-            awaitable = next(gen)
+            next(gen)
         except StopIteration as stop:
-            suppress, error = stop.value
-        else:  # pragma: no cover - registration refuses async entries on a sync Scope
+            suppress: bool = stop.value[0]
+            error: BaseException | None = stop.value[1]
+        else:  # pragma: no cover - a sync Scope has no method that registers an async release
             gen.close()
             raise TypeError(f"{self!r} holds an async release; use AsyncScope") from None
         if error is not None:
@@ -471,8 +331,8 @@ class AsyncScope(_BaseScope, AbstractAsyncContextManager["AsyncScope"]):
         """
         cls = type(cm)
         try:
-            aenter = cls.__aenter__  # type: ignore[attr-defined]
-            aexit = cls.__aexit__  # type: ignore[attr-defined]
+            aenter = cls.__aenter__
+            aexit = cls.__aexit__
         except AttributeError:
             raise TypeError(
                 f"'{cls.__module__}.{cls.__qualname__}' object does not support the asynchronous "
@@ -483,7 +343,7 @@ class AsyncScope(_BaseScope, AbstractAsyncContextManager["AsyncScope"]):
         self._entries.append((_ACM, aexit, cm, None, None, code, lineno))
         return result
 
-    def push_async_exit(self, exit: Any) -> Any:  # noqa: A002 - AsyncExitStack's parameter name
+    def push_async_exit(self, exit: Any) -> Any:
         """Register an async ``__aexit__``-style callable, or the ``__aexit__`` of an object that has one."""
         code, lineno = _caller(1)
         aexit = getattr(type(exit), "__aexit__", None)
@@ -504,7 +364,8 @@ class AsyncScope(_BaseScope, AbstractAsyncContextManager["AsyncScope"]):
         """Register ``await callback(*args, **kwds)`` to run when the scope closes; returns *callback*."""
         if not callable(callback):
             raise TypeError(
-                f"push_async_callback(callback): expected a coroutine function, got {type(callback).__qualname__}"
+                "push_async_callback(callback): expected a coroutine function, "
+                f"got {type(callback).__qualname__}"
             )
         code, lineno = _caller(1)
         self._entries.append((_ACALLBACK, callback, callback, args, kwds, code, lineno))
@@ -555,7 +416,8 @@ class AsyncScope(_BaseScope, AbstractAsyncContextManager["AsyncScope"]):
             try:
                 awaitable = gen.throw(throw) if throw is not None else gen.send(send)
             except StopIteration as stop:
-                suppress, error = stop.value
+                suppress: bool = stop.value[0]
+                error: BaseException | None = stop.value[1]
                 break
             try:
                 send, throw = await awaitable, None
@@ -568,4 +430,3 @@ class AsyncScope(_BaseScope, AbstractAsyncContextManager["AsyncScope"]):
     async def aclose(self) -> None:
         """Release everything now, awaiting async releases (the scope stays usable)."""
         await self.__aexit__(None, None, None)
-

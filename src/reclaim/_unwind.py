@@ -1,0 +1,180 @@
+"""The no-error-lost policy of a closing scope, free of I/O; shared by Scope, AsyncScope and @resource.
+
+An entry is a plain tuple ``(kind, fn, obj, args, kwds, code, lineno)``:
+*kind* says how to call *fn* (an exit method, an exit callable, a plain
+callback, or their async twins), *obj* is what is held (for descriptions),
+and ``(code, lineno)`` is where the user handed it over.
+"""
+
+from __future__ import annotations
+
+import reprlib
+from dataclasses import dataclass
+from types import CodeType, TracebackType
+from typing import Any
+
+from ._sites import Frame
+from .errors import CleanupError
+
+__all__ = ["Held", "ScopeStatistics", "cleanup_errors"]
+
+ExcInfo = tuple[type[BaseException] | None, BaseException | None, TracebackType | None]
+
+# Entry kinds. An entry is a plain tuple: (kind, fn, obj, args, kwds, code, lineno).
+_CM, _EXIT, _CALLBACK, _ACM, _AEXIT, _ACALLBACK = range(6)
+_ASYNC_KINDS = frozenset((_ACM, _AEXIT, _ACALLBACK))
+_NO_DETAILS: ExcInfo = (None, None, None)
+_ATTR = "__reclaim_cleanup_errors__"
+
+_repr = reprlib.Repr()
+_repr.maxstring = 60
+_repr.maxother = 60
+
+
+def cleanup_errors(exc: BaseException) -> tuple[BaseException, ...]:
+    """The cleanup failures a Scope attached to *exc* (empty when there were none).
+
+    Example::
+
+        try:
+            with reclaim.Scope() as scope:
+                scope.callback(flaky_close)
+                raise ValueError("body failed")
+        except ValueError as exc:
+            for failure in reclaim.cleanup_errors(exc):
+                log.warning("also failed: %r", failure)
+    """
+    return tuple(getattr(exc, _ATTR, ()))
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """One resource a scope holds: what it is and where it was acquired."""
+
+    description: str
+    #: The user's frame that handed the resource to the scope (``None`` if unknown).
+    site: Frame | None
+
+    def __str__(self) -> str:
+        return f"{self.description} (acquired at {self.site})" if self.site else self.description
+
+
+@dataclass(frozen=True, slots=True)
+class ScopeStatistics:
+    """A snapshot of a scope's counters."""
+
+    #: Resources and callbacks held now.
+    held: int
+    #: Releases run since the scope was created.
+    released: int
+    #: Releases that raised since the scope was created.
+    failed: int
+    #: Whether the scope is inside its ``with`` block.
+    entered: bool
+
+
+def _describe(entry: tuple[Any, ...]) -> str:
+    kind, fn, obj = entry[0], entry[1], entry[2]
+    if kind in (_CALLBACK, _ACALLBACK) and obj is fn:
+        name = getattr(fn, "__qualname__", None) or _repr.repr(fn)
+        return f"callback {name}()"
+    if kind in (_EXIT, _AEXIT):
+        name = getattr(fn, "__qualname__", None) or _repr.repr(fn)
+        return f"exit callback {name}"
+    return _repr.repr(obj)
+
+
+def _frame_of(entry: tuple[Any, ...]) -> Frame | None:
+    code: CodeType | None = entry[5]
+    if code is None:
+        return None
+    return Frame(code.co_filename, entry[6], code.co_qualname)
+
+
+def _attach(primary: BaseException, failures: list[tuple[BaseException, tuple[Any, ...]]]) -> None:
+    """Record *failures* on *primary*: an attribute for code, a note each for the traceback."""
+    if not failures:
+        return
+    try:
+        existing = list(getattr(primary, _ATTR, ()))
+        setattr(primary, _ATTR, existing + [exc for exc, _ in failures])
+    except AttributeError:  # an exception type without __dict__: notes still carry everything
+        pass
+    for exc, entry in failures:
+        where = _frame_of(entry)
+        acquired = f" (acquired at {where.location})" if where else ""
+        raised = ""
+        tb = exc.__traceback__
+        if tb is not None:
+            while tb.tb_next is not None:
+                tb = tb.tb_next
+            code = tb.tb_frame.f_code
+            raised = f", raised at {code.co_filename}:{tb.tb_lineno} in {code.co_qualname}"
+        primary.add_note(
+            f"reclaim: releasing {_describe(entry)}{acquired} also failed: "
+            f"{type(exc).__qualname__}: {exc}{raised}"
+        )
+
+
+class _Unwind:
+    """The no-error-lost policy for one close: no I/O, shared by sync and async."""
+
+    __slots__ = ("body", "failures", "pending", "suppressed")
+
+    def __init__(self, exc: BaseException | None) -> None:
+        self.body = exc  # the body's exception while it is still going to propagate
+        self.pending = exc  # what exit functions are shown (and may suppress)
+        self.failures: list[tuple[BaseException, tuple[Any, ...]]] = []
+        self.suppressed = False
+
+    def details(self) -> ExcInfo:
+        p = self.pending
+        return _NO_DETAILS if p is None else (type(p), p, p.__traceback__)
+
+    def returned(self, result: object) -> None:
+        p = self.pending
+        if result and p is not None:
+            if p is self.body:
+                self.body = None
+                self.suppressed = True
+            else:
+                self.failures = [f for f in self.failures if f[0] is not p]
+            self.pending = None
+
+    def failed(self, exc: BaseException, entry: tuple[Any, ...]) -> None:
+        self.failures.append((exc, entry))
+        if self.pending is None:
+            self.pending = exc
+
+    def finish(self) -> tuple[bool, BaseException | None]:
+        """(suppress the body's exception?, exception to raise instead or None)."""
+        failures = self.failures
+        body = self.body
+        interrupt = next(
+            (f for f in failures if not isinstance(f[0], Exception)),
+            None,
+        )
+        if interrupt is not None and (body is None or isinstance(body, Exception)):
+            # An interrupt from a release outranks an ordinary error: raise it bare.
+            others = [f for f in failures if f is not interrupt]
+            _attach(interrupt[0], others)
+            if body is not None and interrupt[0].__context__ is None:
+                interrupt[0].__context__ = body
+            return False, interrupt[0]
+        if body is not None:
+            _attach(body, failures)
+            return False, None
+        if not failures:
+            return self.suppressed, None
+        if len(failures) == 1:
+            return self.suppressed, failures[0][0]
+        errors = [f[0] for f in failures]
+        group = CleanupError(f"{len(errors)} releases failed while closing the scope", errors)  # type: ignore[arg-type]
+        for exc, entry in failures:
+            where = _frame_of(entry)
+            if where is not None:
+                group.add_note(
+                    f"{type(exc).__qualname__} came from releasing {_describe(entry)} "
+                    f"acquired at {where.location}"
+                )
+        return self.suppressed, group
