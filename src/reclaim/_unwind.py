@@ -150,10 +150,9 @@ class _Unwind:
         """(suppress the body's exception?, exception to raise instead or None)."""
         failures = self.failures
         body = self.body
-        interrupt = next(
-            (f for f in failures if not isinstance(f[0], Exception)),
-            None,
-        )
+        if not failures:
+            return (False, None) if body is not None else (self.suppressed, None)
+        interrupt = next((f for f in failures if not isinstance(f[0], Exception)), None)
         if interrupt is not None and (body is None or isinstance(body, Exception)):
             # An interrupt from a release outranks an ordinary error: raise it bare.
             others = [f for f in failures if f is not interrupt]

@@ -53,16 +53,24 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+_getframe = sys._getframe
+_framework_cache = _sites._framework_cache
+
+
 def _caller(depth: int) -> tuple[CodeType | None, int]:
     """(code, lineno) of the first non-reclaim frame, starting *depth* frames up."""
     try:
-        frame = sys._getframe(depth + 1)
+        frame = _getframe(depth + 1)
     except ValueError:
         return None, 0
-    if _sites.is_framework(frame.f_code.co_filename):
+    code = frame.f_code
+    framework = _framework_cache.get(code.co_filename)
+    if framework is None:
+        framework = _sites.is_framework(code.co_filename)
+    if framework:
         site = _sites.capture_from(frame, 1)
         return site[0] if site else (None, 0)
-    return frame.f_code, frame.f_lineno
+    return code, frame.f_lineno
 
 
 class _BaseScope:
@@ -81,16 +89,12 @@ class _BaseScope:
     def enter_context(self, cm: AbstractContextManager[T]) -> T:
         """Enter *cm* and hold it until the scope closes; returns what ``__enter__`` returned.
 
+        :meth:`enter` is the same method under a shorter name:
+        ``f = scope.enter(open(path))``.
+
         Raises:
             TypeError: *cm* is not a context manager.
         """
-        return self._enter(cm, "enter_context")
-
-    def enter(self, cm: AbstractContextManager[T]) -> T:
-        """Alias of :meth:`enter_context` that reads better: ``f = scope.enter(open(path))``."""
-        return self._enter(cm, "enter")
-
-    def _enter(self, cm: AbstractContextManager[T], method: str) -> T:
         cls = type(cm)
         try:
             enter = cls.__enter__
@@ -98,12 +102,20 @@ class _BaseScope:
         except AttributeError:
             raise TypeError(
                 f"'{cls.__module__}.{cls.__qualname__}' object does not support the context "
-                f"manager protocol ({method} needs __enter__ and __exit__)"
+                "manager protocol (enter/enter_context need __enter__ and __exit__)"
             ) from None
         result: T = enter(cm)
-        code, lineno = _caller(2)
+        # _caller(1) inlined for the common case of a call from known user code: this is the hot path.
+        frame = _getframe(1)
+        code: CodeType | None = frame.f_code
+        if _framework_cache.get(code.co_filename) is False:  # type: ignore[union-attr]
+            lineno = frame.f_lineno
+        else:
+            code, lineno = _caller(1)
         self._entries.append((_CM, exit_, cm, None, None, code, lineno))
         return result
+
+    enter = enter_context
 
     def push(self, exit: Any) -> Any:
         """Register an ``__exit__``-style callable, or the ``__exit__`` of an object that has one.
@@ -212,28 +224,64 @@ class _BaseScope:
 
     # -- the one unwinding loop ----------------------------------------------
 
-    def _unwind(
-        self, exc: BaseException | None
-    ) -> Generator[Awaitable[Any], Any, tuple[bool, BaseException | None]]:
+    def _release_clean(self) -> _Unwind | None:
+        """Release LIFO while nothing is pending; at the first failure hand over to :meth:`_unwind`.
+
+        This is the common case (no exception anywhere) without the general
+        loop's generator and policy object; it only calls sync releases with no
+        exception details, so it needs none of the policy. It returns the policy
+        object, holding the failure, when the general loop must take over.
+        """
+        entries = self._entries
+        released = 0
+        try:
+            while True:
+                try:
+                    entry = entries.pop()
+                except IndexError:
+                    return None
+                kind, fn, obj, args, kwds, _, _ = entry
+                if kind > _CALLBACK:  # async entries go to the general loop
+                    entries.append(entry)
+                    return _Unwind(None)
+                released += 1
+                try:
+                    if kind == _CALLBACK:
+                        fn(*args, **kwds)
+                    elif kind == _CM:
+                        fn(obj, None, None, None)
+                    else:
+                        fn(None, None, None)
+                except BaseException as error:
+                    self._failed += 1
+                    u = _Unwind(None)
+                    u.failed(error, entry)
+                    return u
+        finally:
+            self._released += released
+
+    def _unwind(self, u: _Unwind) -> Generator[Awaitable[Any], Any, tuple[bool, BaseException | None]]:
         """Release everything LIFO; yields the awaitables of async releases to the driver."""
-        u = _Unwind(exc)
+        entries = self._entries
+        released = 0
         while True:
             try:
-                entry = self._entries.pop()
+                entry = entries.pop()
             except IndexError:
                 break
-            kind, fn, obj, args, kwds = entry[0], entry[1], entry[2], entry[3], entry[4]
+            released += 1
+            kind, fn, obj, args, kwds, _, _ = entry
             try:
                 if kind == _CALLBACK:
                     fn(*args, **kwds)
-                    result = False
+                    continue
                 elif kind == _CM:
                     result = fn(obj, *u.details())
                 elif kind == _EXIT:
                     result = fn(*u.details())
                 elif kind == _ACALLBACK:
                     yield fn(*args, **kwds)
-                    result = False
+                    continue
                 elif kind == _ACM:
                     result = yield fn(obj, *u.details())
                 else:
@@ -242,8 +290,9 @@ class _BaseScope:
                 self._failed += 1
                 u.failed(error, entry)
             else:
-                u.returned(result)
-            self._released += 1
+                if result:
+                    u.returned(result)
+        self._released += released
         return u.finish()
 
 
@@ -286,9 +335,13 @@ class Scope(_BaseScope, AbstractContextManager["Scope"]):
         self._entered = False
         if _track.on_release is not None:
             _track.released(self)
-        if exc is None and exc_type is not None:
-            exc = exc_type()
-        gen = self._unwind(exc)
+        if exc_type is None:
+            u = self._release_clean()
+            if u is None:
+                return False
+        else:
+            u = _Unwind(exc if exc is not None else exc_type())
+        gen = self._unwind(u)
         try:
             next(gen)
         except StopIteration as stop:
@@ -407,9 +460,13 @@ class AsyncScope(_BaseScope, AbstractAsyncContextManager["AsyncScope"]):
         self._entered = False
         if _track.on_release is not None:
             _track.released(self)
-        if exc is None and exc_type is not None:
-            exc = exc_type()
-        gen = self._unwind(exc)
+        if exc_type is None:
+            u = self._release_clean()
+            if u is None:
+                return False
+        else:
+            u = _Unwind(exc if exc is not None else exc_type())
+        gen = self._unwind(u)
         send: Any = None
         throw: BaseException | None = None
         while True:
