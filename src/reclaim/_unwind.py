@@ -8,7 +8,6 @@ and ``(code, lineno)`` is where the user handed it over.
 
 from __future__ import annotations
 
-import reprlib
 from dataclasses import dataclass
 from types import CodeType, TracebackType
 from typing import Any
@@ -26,9 +25,21 @@ _ASYNC_KINDS = frozenset((_ACM, _AEXIT, _ACALLBACK))
 _NO_DETAILS: ExcInfo = (None, None, None)
 _ATTR = "__reclaim_cleanup_errors__"
 
-_repr = reprlib.Repr()
-_repr.maxstring = 60
-_repr.maxother = 60
+
+def describe(obj: object, limit: int = 120) -> str:
+    """A one-line description of a held object: files by name and mode, others by a shortened repr."""
+    name, mode = getattr(obj, "name", None), getattr(obj, "mode", None)
+    if isinstance(name, str | int) and isinstance(mode, str):
+        return f"file {name!r} (mode {mode!r})"
+    try:
+        text = repr(obj)
+    except Exception:  # a broken __repr__ must not break a report
+        text = f"<{type(obj).__qualname__} object>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _name(fn: object) -> str:
+    return getattr(fn, "__qualname__", None) or describe(fn, 60)
 
 
 def cleanup_errors(exc: BaseException) -> tuple[BaseException, ...]:
@@ -76,12 +87,10 @@ class ScopeStatistics:
 def _describe(entry: tuple[Any, ...]) -> str:
     kind, fn, obj = entry[0], entry[1], entry[2]
     if kind in (_CALLBACK, _ACALLBACK) and obj is fn:
-        name = getattr(fn, "__qualname__", None) or _repr.repr(fn)
-        return f"callback {name}()"
+        return f"callback {_name(fn)}()"
     if kind in (_EXIT, _AEXIT):
-        name = getattr(fn, "__qualname__", None) or _repr.repr(fn)
-        return f"exit callback {name}"
-    return _repr.repr(obj)
+        return f"exit callback {_name(fn)}"
+    return describe(obj)
 
 
 def _frame_of(entry: tuple[Any, ...]) -> Frame | None:

@@ -19,6 +19,10 @@ exactly as contextlib does, and may be handled or suppressed there. To run
 code only on success, write ``try: yield … except: …; raise`` or
 ``try``/``else``.
 
+Which rule applies is read from the function's source, once. Where there is
+no source to read (a function typed at the interactive prompt or built by
+``exec``), the resource behaves exactly as contextlib does.
+
 Instances are single-use, like contextlib's: entering one twice raises
 ``RuntimeError``. The decorated function is a factory; call it again for a
 new instance (any number may be live at once, in any threads).
