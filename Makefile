@@ -47,8 +47,9 @@ bench: $(VENV)/.installed-bench
 # Run the suite under every other interpreter pyenv has (3.12, 3.13): resource hooks differ between versions.
 test-versions: $(VENV)/.installed-dev
 	@for v in 3.12 3.13; do \
-	  py=$$(command -v python$$v || ls -d $$HOME/.pyenv/versions/$$v.*/bin/python 2>/dev/null | tail -n 1); \
-	  if [ -z "$$py" ]; then echo "python$$v not found: skipped"; continue; fi; \
+	  py=$$(ls -d $$HOME/.pyenv/versions/$$v.*/bin/python 2>/dev/null | tail -n 1); \
+	  [ -n "$$py" ] || py=$$(command -v python$$v); \
+	  if [ -z "$$py" ] || ! "$$py" -c pass 2>/dev/null; then echo "python$$v not found: skipped"; continue; fi; \
 	  [ -x .venv-$$v/bin/python ] || $$py -m venv .venv-$$v; \
 	  .venv-$$v/bin/python -m pip install --quiet -e '.[dev]' && \
 	  .venv-$$v/bin/python -m pytest $(PYTEST_ARGS) || exit 1; \
