@@ -20,6 +20,7 @@ from .errors import (
     ReclaimError,
     ResourceClosed,
 )
+from .pool import Lease, Pool, PoolStatistics
 from .resource import resource
 from .scope import AsyncScope, Held, Scope, ScopeStatistics, cleanup_errors
 
@@ -28,9 +29,12 @@ __all__ = [
     "CleanupError",
     "Held",
     "LeakError",
+    "Lease",
     "LockTimeout",
+    "Pool",
     "PoolBroken",
     "PoolClosed",
+    "PoolStatistics",
     "PoolTimeout",
     "ReclaimError",
     "ResourceClosed",

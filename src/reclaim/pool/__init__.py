@@ -1,0 +1,11 @@
+"""Object pools: :class:`Pool` (threads) and :class:`AsyncPool` (asyncio), one design.
+
+Bounded (never more than ``max_size`` live objects), fair (a returned object
+goes to the longest waiter), health-checked, lifetime-limited, leak-finding and
+fork-safe. ``reclaim.db`` builds DB-API connection pools on top.
+"""
+
+from ._stats import PoolStatistics
+from ._sync import Lease, Pool
+
+__all__ = ["Lease", "Pool", "PoolStatistics"]

@@ -1,0 +1,482 @@
+"""The pool's bookkeeping and policy, shared by Pool and AsyncPool; no I/O and no waiting.
+
+Everything here runs with the pool's exclusion held (the sync pool's lock, or
+the event loop for the async pool) unless it says otherwise. The shells
+(``_sync.py``, ``_async.py``) do the waiting, call the user's callables, and
+inline the few lines of the hot path; every decision (is it expired, does it
+need a check, who gets a freed slot, what the maintenance pass must do, what
+a timeout says) is made here once.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import weakref
+from collections import deque
+from collections.abc import Callable
+from types import CodeType
+from typing import Any, Generic, TypeVar
+
+from reclaim import _sites
+
+from ._options import Options, check_sizes
+from ._stats import PoolStatistics, percentiles
+
+__all__ = ["CLOSED", "CREATE", "RETRY", "PoolCore", "Slot", "Waiter", "log"]
+
+log = logging.getLogger("reclaim.pool")
+
+T = TypeVar("T")
+
+_INF = math.inf
+#: How much of ``max_lifetime`` is taken off at random per object, so they do not expire together.
+LIFETIME_JITTER = 0.05
+#: Longest sleep of the maintenance pass, so lost leases are reclaimed without a caller.
+MAX_NAP = 1.0
+#: Holders listed in a PoolTimeout message.
+MAX_LISTED = 8
+#: Samples kept for the wait and hold percentiles.
+SAMPLES = 1024
+
+#: Objects a forked child inherited: kept referenced so their finalizers never run in the child
+#: (closing them there would end the parent's session).
+_ABANDONED: list[object] = []
+_POOLS: weakref.WeakSet[PoolCore[Any]] = weakref.WeakSet()
+
+
+class Slot:
+    """One live pooled object and its timestamps (internal)."""
+
+    __slots__ = (
+        "acquired_at",
+        "code",
+        "created",
+        "expires",
+        "gen",
+        "last_used",
+        "leak_reported",
+        "leased",
+        "line",
+        "pid",
+        "replacing",
+        "site",
+        "value",
+    )
+
+    def __init__(self, value: Any, now: float, expires: float, gen: int, pid: int) -> None:
+        self.value = value
+        self.created = now
+        self.last_used = now
+        self.expires = expires
+        self.gen = gen
+        self.pid = pid
+        self.acquired_at = now
+        self.code: CodeType | None = None
+        self.line = 0
+        self.site: _sites.Site | None = None
+        self.leased = False
+        self.leak_reported = False
+        self.replacing = False
+
+    def where(self) -> str:
+        """``file:line in function`` of the acquisition (the user's line)."""
+        if self.site is not None:
+            return _sites.format_site(self.site)
+        code = self.code
+        if code is None:
+            return "<unknown>"
+        return f"{code.co_filename}:{self.line} in {code.co_qualname}"
+
+
+class _Token:
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+#: Handed to a waiter instead of an object: "a slot is reserved for you, create one".
+CREATE = _Token("CREATE")
+#: Handed to a waiter in barging mode: "something came back, try again".
+RETRY = _Token("RETRY")
+#: Handed to every waiter when the pool closes.
+CLOSED = _Token("CLOSED")
+
+
+class Waiter:
+    """A caller queued for an object; the shells say how it is woken."""
+
+    __slots__ = ("misses", "result", "since")
+
+    def __init__(self, since: float) -> None:
+        self.result: Any = None
+        self.since = since
+        self.misses = 0
+
+    def deliver(self, result: Any) -> bool:
+        """Give *result* (a Slot, CREATE or RETRY); False when the waiter already gave up."""
+        raise NotImplementedError
+
+
+class Plan:
+    """What one maintenance pass must do outside the lock."""
+
+    __slots__ = ("create", "leaks", "replace", "retire", "wake_in")
+
+    def __init__(self) -> None:
+        self.retire: list[tuple[Slot, str]] = []
+        self.replace: list[Slot] = []
+        self.leaks: list[Slot] = []
+        self.create = 0
+        self.wake_in = MAX_NAP
+
+
+class PoolCore(Generic[T]):
+    """State, counters and decisions of one pool."""
+
+    def __init__(self, opts: Options) -> None:
+        self._o = opts
+        self._name = opts.name
+        self._create = opts.create
+        self._check = opts.check
+        self._check_after = opts.check_after
+        self._reset = opts.reset
+        self._configure = opts.configure
+        self._is_broken = opts.is_broken
+        self._leak_timeout = opts.leak_timeout
+        self._fair = opts.fair
+        self._min_size = opts.min_size
+        self._max_size = opts.max_size
+        self._lifetime = opts.max_lifetime
+        self._idle: deque[Slot] = deque()
+        self._waiters: deque[Waiter] = deque()
+        self._slots: set[Slot] = set()
+        self._orphans: deque[Slot] = deque()
+        self._size = 0  # live slots + slots reserved for a create in progress
+        self._creating = 0
+        self._gen = 0
+        self._pid = os.getpid()
+        self._closed = False
+        self._distrust = -_INF  # slots last used before this are checked before reuse
+        self._acquired = 0
+        self._waited = 0
+        self._timeouts = 0
+        self._created = 0
+        self._closed_count = 0
+        self._failed_creates = 0
+        self._discarded_check = 0
+        self._discarded_broken = 0
+        self._expired = 0
+        self._idle_closed = 0
+        self._leaks = 0
+        self._lost = 0
+        self._waits: deque[float] = deque(maxlen=SAMPLES)
+        self._holds: deque[float] = deque(maxlen=SAMPLES)
+        self._needs_maintenance = bool(
+            opts.min_size or opts.max_lifetime or opts.max_idle or opts.leak_timeout
+        )
+        _POOLS.add(self)
+
+    # -- slots ---------------------------------------------------------------
+
+    def _new_slot(self, value: Any, now: float) -> Slot:
+        """Register a freshly created object in a slot already counted in ``_size``."""
+        lifetime = self._lifetime
+        expires = _INF if lifetime is None else now + lifetime * (1 - LIFETIME_JITTER * random.random())
+        slot = Slot(value, now, expires, self._gen, self._pid)
+        self._slots.add(slot)
+        self._created += 1
+        return slot
+
+    def _needs_check(self, slot: Slot, now: float) -> bool:
+        return self._check is not None and (
+            now - slot.last_used >= self._check_after or slot.last_used <= self._distrust
+        )
+
+    def _offer(self, slot: Slot) -> None:
+        """A slot is free: hand it to the longest waiter (fair) or put it back idle."""
+        waiters = self._waiters
+        if self._fair:
+            while waiters:
+                if waiters.popleft().deliver(slot):
+                    return
+            self._idle.append(slot)
+            return
+        self._idle.append(slot)
+        self._wake_one()
+
+    def _wake_one(self) -> None:
+        """Barging mode: wake the first waiter to retry; one that lost twice gets a slot directly."""
+        waiters = self._waiters
+        while waiters:
+            waiter = waiters[0]
+            if waiter.misses >= 2:
+                try:
+                    slot = self._idle.pop()
+                except IndexError:
+                    return
+                waiters.popleft()
+                if waiter.deliver(slot):
+                    return
+                self._idle.append(slot)
+                continue
+            waiters.popleft()
+            if waiter.deliver(RETRY):
+                return
+
+    def _pump(self) -> None:
+        """Hand idle slots to waiters; closes the race with a lock-free return."""
+        idle, waiters = self._idle, self._waiters
+        if not self._fair:
+            if idle and waiters:
+                self._wake_one()
+            return
+        while idle and waiters:
+            try:
+                slot = idle.pop()
+            except IndexError:
+                return
+            self._offer(slot)
+
+    def _free_capacity(self) -> None:
+        """A slot's object is gone: a waiter may create one in its place, else the pool shrinks."""
+        waiters = self._waiters
+        if not self._closed and self._size <= self._max_size:
+            while waiters:
+                if waiters.popleft().deliver(CREATE):
+                    self._creating += 1
+                    return
+        self._size -= 1
+
+    def _forget(self, slot: Slot) -> bool:
+        """Drop a live slot (its object is about to be closed); False when it was not live."""
+        if slot not in self._slots:
+            return False
+        self._slots.discard(slot)
+        self._closed_count += 1
+        self._free_capacity()
+        return True
+
+    def _take_orphans(self) -> list[Slot]:
+        """Slots of leases collected without release: forgotten here, to be closed by the caller."""
+        out = []
+        orphans = self._orphans
+        while orphans:
+            slot = orphans.popleft()
+            if slot.leased and self._forget(slot):
+                slot.leased = False
+                self._lost += 1
+                out.append(slot)
+        return out
+
+    def _on_broken(self, now: float) -> None:
+        """One object was found dead: every object last used before *now* is checked before reuse."""
+        if now > self._distrust:
+            self._distrust = now
+
+    # -- maintenance ---------------------------------------------------------
+
+    def _plan(self, now: float) -> Plan:
+        """Decide one maintenance pass: retire idle ones, replace ones near expiry, refill, leaks."""
+        plan = Plan()
+        opts = self._o
+        wake = now + MAX_NAP
+        max_idle = opts.max_idle
+        lifetime = self._lifetime
+        margin = 0.0 if lifetime is None else min(lifetime * LIFETIME_JITTER, 60.0)
+        live = len(self._slots)
+        idle = self._idle
+        for slot in list(idle):  # least recently used first
+            reason = None
+            if slot.gen != self._gen:
+                reason = "drained"
+            elif now >= slot.expires:
+                reason = "expired"
+            elif max_idle is not None and now - slot.last_used >= max_idle and live > self._min_size:
+                reason = "idle"
+            if reason is not None:
+                try:
+                    idle.remove(slot)
+                except ValueError:
+                    continue  # taken by an acquire meanwhile
+                live -= 1
+                if reason == "expired":
+                    self._expired += 1
+                elif reason == "idle":
+                    self._idle_closed += 1
+                self._forget(slot)
+                plan.retire.append((slot, reason))
+                continue
+            if lifetime is not None and not slot.replacing:
+                if now >= slot.expires - margin:
+                    slot.replacing = True
+                    plan.replace.append(slot)
+                else:
+                    wake = min(wake, slot.expires - margin)
+            if max_idle is not None and live > self._min_size:
+                wake = min(wake, slot.last_used + max_idle)
+        leak = self._leak_timeout
+        if leak is not None:
+            for slot in self._slots:
+                if slot.leased and not slot.leak_reported:
+                    due = slot.acquired_at + leak
+                    if now >= due:
+                        slot.leak_reported = True
+                        self._leaks += 1
+                        plan.leaks.append(slot)
+                    else:
+                        wake = min(wake, due)
+        plan.create = max(0, self._min_size - self._size)
+        plan.wake_in = max(0.0, wake - now)
+        return plan
+
+    def _reserve(self) -> bool:
+        """Count one object about to be created; False when the pool is full or closed."""
+        if self._closed or self._size >= self._max_size:
+            return False
+        self._size += 1
+        self._creating += 1
+        return True
+
+    def _replaced(self, old: Slot) -> bool:
+        """After a replacement was made for *old*: retire *old* if still idle (True: close it)."""
+        try:
+            self._idle.remove(old)
+        except ValueError:
+            return False  # in use: it is retired when it comes back expired
+        self._expired += 1
+        return self._forget(old)
+
+    def _resize(self, min_size: int | None, max_size: int | None) -> None:
+        new_min = self._min_size if min_size is None else min_size
+        new_max = self._max_size if max_size is None else max_size
+        check_sizes(new_min, new_max)
+        self._min_size, self._max_size = new_min, new_max
+        self._needs_maintenance = self._needs_maintenance or new_min > 0
+
+    def _shrink_idle(self) -> list[Slot]:
+        """After a resize down: idle objects beyond max_size, forgotten, to be closed."""
+        out = []
+        while self._size > self._max_size and self._idle:
+            try:
+                slot = self._idle.popleft()
+            except IndexError:
+                break
+            if self._forget(slot):
+                out.append(slot)
+        return out
+
+    # -- explaining ----------------------------------------------------------
+
+    def _holders(self, now: float) -> list[Slot]:
+        return sorted((s for s in self._slots if s.leased), key=lambda s: s.acquired_at)
+
+    def _timeout_message(self, waited: float, now: float) -> str:
+        holders = self._holders(now)
+        parts = [
+            f"pool {self._name!r} timed out after {waited:.3g} s: {len(holders)}/{self._max_size} "
+            f"in use, {len(self._idle)} idle, {self._creating} being created, "
+            f"{len(self._waiters)} other callers waiting"
+        ]
+        if holders:
+            listed = [
+                f"held {now - s.acquired_at:.3g} s, acquired at {s.where()}" for s in holders[:MAX_LISTED]
+            ]
+            more = len(holders) - MAX_LISTED
+            parts.append("current leases (oldest first):\n  " + "\n  ".join(listed))
+            if more > 0:
+                parts.append(f"  ... and {more} more")
+        parts.append(
+            "Release leases sooner (use `with pool.acquire()`), raise max_size, or set "
+            "leak_timeout= to log long holders."
+        )
+        return "\n".join(parts)
+
+    def _statistics(self) -> PoolStatistics:
+        leased = sum(1 for s in self._slots if s.leased)
+        w = percentiles(tuple(self._waits))
+        h = percentiles(tuple(self._holds))
+        return PoolStatistics(
+            name=self._name,
+            size=self._size,
+            idle=len(self._idle),
+            in_use=leased,
+            creating=self._creating,
+            waiting=len(self._waiters),
+            min_size=self._min_size,
+            max_size=self._max_size,
+            acquired=self._acquired,
+            waited=self._waited,
+            timeouts=self._timeouts,
+            created=self._created,
+            closed=self._closed_count,
+            failed_creates=self._failed_creates,
+            discarded_by_check=self._discarded_check,
+            discarded_broken=self._discarded_broken,
+            expired=self._expired,
+            idle_closed=self._idle_closed,
+            leaks_reported=self._leaks,
+            leases_lost=self._lost,
+            wait_p50=w[0],
+            wait_p99=w[1],
+            wait_max=w[2],
+            hold_p50=h[0],
+            hold_p99=h[1],
+            hold_max=h[2],
+        )
+
+    def _repr(self) -> str:
+        state = "closed" if self._closed else "open"
+        leased = sum(1 for s in self._slots if s.leased)
+        return (
+            f"<{type(self).__name__} {self._name!r} {state} size={self._size}/{self._max_size} "
+            f"idle={len(self._idle)} in_use={leased} waiting={len(self._waiters)}>"
+        )
+
+    # -- fork ----------------------------------------------------------------
+
+    def _after_fork_in_child(self) -> None:
+        """The child starts empty and never touches the parent's objects."""
+        _ABANDONED.extend(s.value for s in self._slots)
+        self._slots = set()
+        self._idle = deque()
+        self._waiters = deque()
+        self._orphans = deque()
+        self._size = 0
+        self._creating = 0
+        self._gen += 1
+        self._pid = os.getpid()
+        self._waits.clear()
+        self._holds.clear()
+        self._reinit_after_fork()
+
+    def _reinit_after_fork(self) -> None:
+        """Shell hook: new locks, no maintenance worker."""
+
+
+def _after_fork() -> None:
+    for pool in list(_POOLS):
+        try:
+            pool._after_fork_in_child()
+        except Exception:  # a broken pool must not break the child
+            log.exception("reclaim.pool: resetting %r after fork failed", pool)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
+
+
+def close_value(close: Callable[[Any], object] | None, value: Any) -> object:
+    """Close *value* with the pool's ``close`` option, or ``value.close()`` when it has one."""
+    if close is not None:
+        return close(value)
+    method = getattr(value, "close", None)
+    if method is not None:
+        return method()
+    return None

@@ -1,0 +1,107 @@
+"""Validation of the pool's keyword-only options, shared by Pool and AsyncPool.
+
+Every option is checked at construction and a bad value raises ``TypeError``
+or ``ValueError`` naming the argument, so a mistake fails where it was made
+and not at the first acquire under load.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Options", "validate"]
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """The validated options of one pool (internal)."""
+
+    create: Callable[[], Any]
+    close: Callable[[Any], object] | None
+    min_size: int
+    max_size: int
+    acquire_timeout: float
+    max_lifetime: float | None
+    max_idle: float | None
+    check: Callable[[Any], object] | None
+    check_after: float
+    reset: Callable[[Any], object] | None
+    configure: Callable[[Any], object] | None
+    is_broken: Callable[[Any, BaseException], bool] | None
+    leak_timeout: float | None
+    name: str
+    fair: bool
+    reconnect_delay: float
+    reconnect_max_delay: float
+
+
+def _callable(name: str, value: object, *, optional: bool = True) -> None:
+    if value is None and optional:
+        return
+    if not callable(value):
+        raise TypeError(f"{name} must be callable, got {type(value).__name__} {value!r}")
+
+
+def _seconds(name: str, value: object, *, optional: bool, positive: bool = True) -> None:
+    if value is None:
+        if optional:
+            return
+        raise TypeError(f"{name} must be a number of seconds, got None")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number of seconds, got {type(value).__name__}")
+    if math.isnan(value) or value < 0 or (positive and value == 0):
+        raise ValueError(
+            f"{name} must be {'> 0' if positive else '>= 0'} seconds, got {value!r}"
+            + (" (use None to turn it off)" if optional else "")
+        )
+    if math.isinf(value) and not optional:
+        raise ValueError(f"{name} must be finite, got {value!r}")
+
+
+def _size(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value}")
+
+
+def check_sizes(min_size: object, max_size: object) -> None:
+    """Raise when the sizes are not ints with ``0 <= min_size <= max_size`` and ``max_size >= 1``."""
+    _size("min_size", min_size)
+    _size("max_size", max_size)
+    assert isinstance(min_size, int)
+    assert isinstance(max_size, int)
+    if max_size < 1:
+        raise ValueError(f"max_size must be >= 1, got {max_size}")
+    if min_size > max_size:
+        raise ValueError(f"min_size ({min_size}) must be <= max_size ({max_size})")
+
+
+def validate(default_name: str, **kw: Any) -> Options:
+    """Check every option and return them frozen; raises TypeError/ValueError naming the argument."""
+    _callable("create", kw["create"], optional=False)
+    for name in ("close", "check", "reset", "configure", "is_broken"):
+        _callable(name, kw[name])
+    check_sizes(kw["min_size"], kw["max_size"])
+    _seconds("acquire_timeout", kw["acquire_timeout"], optional=False)
+    _seconds("max_lifetime", kw["max_lifetime"], optional=True)
+    _seconds("max_idle", kw["max_idle"], optional=True)
+    _seconds("check_after", kw["check_after"], optional=False, positive=False)
+    _seconds("leak_timeout", kw["leak_timeout"], optional=True)
+    _seconds("reconnect_delay", kw["reconnect_delay"], optional=False)
+    _seconds("reconnect_max_delay", kw["reconnect_max_delay"], optional=False)
+    if kw["reconnect_max_delay"] < kw["reconnect_delay"]:
+        raise ValueError(
+            f"reconnect_max_delay ({kw['reconnect_max_delay']}) must be >= "
+            f"reconnect_delay ({kw['reconnect_delay']})"
+        )
+    name = kw["name"]
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"name must be a str or None, got {type(name).__name__}")
+    if not isinstance(kw["fair"], bool):
+        raise TypeError(f"fair must be a bool, got {type(kw['fair']).__name__}")
+    kw["name"] = name if name is not None else default_name
+    return Options(**kw)
