@@ -405,3 +405,35 @@ def test_entering_and_exiting_reports_to_the_tracker_seam() -> None:
     finally:
         _track.install(*previous)
     assert events == [("scope", scope), ("released", scope)]
+
+
+def test_a_release_that_translates_the_error_with_from_replaces_it() -> None:
+    """`raise Domain(...) from exc` in an exit is a deliberate translation, not a cleanup failure."""
+
+    class DomainError(Exception):
+        pass
+
+    def translate(typ: Any, exc: BaseException | None, tb: Any) -> None:
+        if exc is not None:
+            raise DomainError("translated") from exc
+
+    body = KeyError("driver")
+    with pytest.raises(DomainError) as info:
+        with Scope() as scope:
+            scope.push(translate)
+            raise body
+    assert info.value.__cause__ is body
+    assert cleanup_errors(info.value) == ()
+
+
+def test_a_release_that_re_raises_what_it_was_shown_is_not_a_failure() -> None:
+    def reraise(typ: Any, exc: BaseException | None, tb: Any) -> None:
+        if exc is not None:
+            raise exc
+
+    with pytest.raises(ValueError, match="body") as info:
+        with Scope() as scope:
+            scope.push(reraise)
+            raise ValueError("body")
+    assert cleanup_errors(info.value) == ()
+    assert scope.statistics().failed == 0

@@ -128,9 +128,10 @@ def _attach(primary: BaseException, failures: list[tuple[BaseException, tuple[An
 class _Unwind:
     """The no-error-lost policy for one close: no I/O, shared by sync and async."""
 
-    __slots__ = ("body", "failures", "pending", "suppressed")
+    __slots__ = ("body", "failures", "original", "pending", "suppressed")
 
     def __init__(self, exc: BaseException | None) -> None:
+        self.original = exc  # what the with statement re-raises when __exit__ returns False
         self.body = exc  # the body's exception while it is still going to propagate
         self.pending = exc  # what exit functions are shown (and may suppress)
         self.failures: list[tuple[BaseException, tuple[Any, ...]]] = []
@@ -150,17 +151,33 @@ class _Unwind:
                 self.failures = [f for f in self.failures if f[0] is not p]
             self.pending = None
 
-    def failed(self, exc: BaseException, entry: tuple[Any, ...]) -> None:
-        self.failures.append((exc, entry))
-        if self.pending is None:
+    def failed(self, exc: BaseException, entry: tuple[Any, ...]) -> bool:
+        """Record what a release raised; False when it was not a failure of the release's own."""
+        p = self.pending
+        if exc is p:
+            return False  # the release re-raised what it was shown: it just did not suppress it
+        if p is not None and exc.__cause__ is p:
+            # `raise Other(...) from exc`: the release translated the error on purpose (a driver
+            # error into a domain error, say). The translation propagates in its place, and the
+            # original stays reachable as its __cause__, so nothing is lost.
+            if p is self.body:
+                self.body = exc
+            else:
+                self.failures = [(exc, entry) if f[0] is p else f for f in self.failures]
             self.pending = exc
+            return False
+        self.failures.append((exc, entry))
+        if p is None:
+            self.pending = exc
+        return True
 
     def finish(self) -> tuple[bool, BaseException | None]:
         """(suppress the body's exception?, exception to raise instead or None)."""
         failures = self.failures
         body = self.body
+        translated = body if body is not self.original else None
         if not failures:
-            return (False, None) if body is not None else (self.suppressed, None)
+            return (False, translated) if body is not None else (self.suppressed, None)
         interrupt = next((f for f in failures if not isinstance(f[0], Exception)), None)
         if interrupt is not None and (body is None or isinstance(body, Exception)):
             # An interrupt from a release outranks an ordinary error: raise it bare.
@@ -171,7 +188,7 @@ class _Unwind:
             return False, interrupt[0]
         if body is not None:
             _attach(body, failures)
-            return False, None
+            return False, translated
         if not failures:
             return self.suppressed, None
         if len(failures) == 1:

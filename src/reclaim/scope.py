@@ -11,6 +11,9 @@ name. One rule differs on purpose:
   cleanup failure to it (as notes in the traceback, and through
   :func:`cleanup_errors`). When only cleanups failed, one failure is raised as
   itself and several as a :class:`~reclaim.CleanupError` holding all of them.
+  A release that deliberately translates the error (``raise Other(...) from
+  exc``) replaces it, as with nested ``with`` statements: the original stays
+  reachable as ``__cause__``.
   An interrupt (``KeyboardInterrupt``, ``SystemExit``, ``CancelledError``…)
   raised by a cleanup is raised bare, after every other cleanup has run, with
   the rest attached: a Ctrl-C must still stop the program.
@@ -253,9 +256,8 @@ class _BaseScope:
                     else:
                         fn(None, None, None)
                 except BaseException as error:
-                    self._failed += 1
                     u = _Unwind(None)
-                    u.failed(error, entry)
+                    self._failed += u.failed(error, entry)
                     return u
         finally:
             self._released += released
@@ -287,8 +289,7 @@ class _BaseScope:
                 else:
                     result = yield fn(*u.details())
             except BaseException as error:
-                self._failed += 1
-                u.failed(error, entry)
+                self._failed += u.failed(error, entry)
             else:
                 if result:
                     u.returned(result)
