@@ -1,0 +1,226 @@
+"""psycopg 3 adapters (sync and async): what a pool needs to know about a PostgreSQL connection.
+
+- **reset** (default, ``"transaction"``): a ``ROLLBACK`` only when libpq's transaction
+  status says a transaction is open (``INTRANS``) or failed (``INERROR``); an idle
+  connection costs no round trip. The client-side options a borrower may have changed
+  (``autocommit``, ``isolation_level``, ``read_only``, ``deferrable``) are put back to the
+  values the connection had when the pool made it; that costs nothing either.
+- **reset** ``"session"``: the above, then ``DISCARD ALL`` (run in autocommit, so psycopg
+  sees the command and drops its prepared-statement cache): session settings, ``SET ROLE``
+  and ``SET SESSION AUTHORIZATION``, temporary tables, advisory locks, ``LISTEN``,
+  prepared statements, open cursors, cached plans and sequence state are all gone.
+- **check**: one empty query (the server answers ``EmptyQueryResponse``: the cheapest real
+  round trip, no transaction started), driven at the libpq level so it is bounded by
+  ``check_timeout`` even when the network has gone silent. A check that times out leaves
+  the connection mid-query, so it is reported broken and discarded.
+- **broken**: ``conn.closed``, ``conn.broken``, libpq status ``BAD``, or a transaction
+  status of ``ACTIVE`` / ``UNKNOWN`` (a query still in flight: a cancelled task or a
+  timed-out check left it there). An ``OperationalError`` is a disconnect exactly when it
+  left the connection in one of those states.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import select
+import time
+from collections.abc import Generator
+from typing import Any, Final
+
+import psycopg
+from psycopg import pq
+
+__all__ = ["AsyncPsycopgAdapter", "PsycopgAdapter"]
+
+_IDLE: Final = pq.TransactionStatus.IDLE
+_OPEN: Final = (pq.TransactionStatus.INTRANS, pq.TransactionStatus.INERROR)
+_IN_FLIGHT: Final = (pq.TransactionStatus.ACTIVE, pq.TransactionStatus.UNKNOWN)
+_BAD: Final = pq.ConnStatus.BAD
+_READ: Final = 1
+_WRITE: Final = 2
+
+#: Client-side options psycopg applies at the next BEGIN; a borrower may change them.
+_OPTIONS: Final = ("autocommit", "isolation_level", "read_only", "deferrable")
+
+
+class CheckTimeout(psycopg.OperationalError):
+    """The liveness check got no answer within ``check_timeout`` (network silent?)."""
+
+
+def _ping_steps(pgconn: pq.abc.PGconn) -> Generator[int, None, None]:
+    """Send an empty query and read its answer; yields _READ/_WRITE when it must wait."""
+    pgconn.send_query(b"")
+    while pgconn.flush():
+        yield _WRITE
+    while True:
+        pgconn.consume_input()
+        while pgconn.is_busy():
+            yield _READ
+            pgconn.consume_input()
+        result = pgconn.get_result()
+        if result is None:
+            return
+        if result.status == pq.ExecStatus.FATAL_ERROR:
+            message = (result.error_message or b"").decode("utf-8", "replace").strip()
+            raise psycopg.OperationalError(f"liveness check failed: {message}")
+
+
+def _wait_fd(fd: int, what: int, deadline: float, timeout: float) -> None:
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise CheckTimeout(f"no answer from the server within check_timeout={timeout} s")
+    poller = select.poll()
+    poller.register(fd, select.POLLIN if what == _READ else select.POLLOUT)
+    if not poller.poll(remaining * 1000.0):
+        raise CheckTimeout(f"no answer from the server within check_timeout={timeout} s")
+
+
+def _broken(conn: Any) -> bool:
+    if conn.closed or conn.broken:
+        return True
+    pgconn = conn.pgconn
+    return bool(pgconn.status == _BAD or pgconn.transaction_status in _IN_FLIGHT)
+
+
+class _Base:
+    """Policy shared by the sync and async psycopg adapters (no I/O here)."""
+
+    name = "psycopg"
+
+    def __init__(self, *, session: bool = False, check_timeout: float = 5.0) -> None:
+        self.session = session
+        self.check_timeout = check_timeout
+
+    def remember(self, conn: Any) -> tuple[Any, ...]:
+        """Record the client-side options the pool's connection starts with."""
+        baseline = tuple(getattr(conn, name) for name in _OPTIONS)
+        conn._reclaim_baseline = baseline
+        return baseline
+
+    def in_transaction(self, conn: Any) -> bool:
+        """True when a transaction is open or failed on the connection."""
+        return bool(conn.pgconn.transaction_status in _OPEN)
+
+    def is_broken(self, conn: Any, exc: BaseException | None = None) -> bool:
+        """True when the connection is closed, lost, or stuck mid-query."""
+        return _broken(conn)
+
+    def _dirty_options(self, conn: Any) -> list[tuple[str, Any]]:
+        baseline = getattr(conn, "_reclaim_baseline", None)
+        if baseline is None:
+            return []
+        return [
+            (name, value)
+            for name, value in zip(_OPTIONS, baseline, strict=True)
+            if getattr(conn, name) != value
+        ]
+
+
+class PsycopgAdapter(_Base):
+    """Adapter for ``psycopg.Connection``.
+
+    Example::
+
+        pool = reclaim.db.ConnectionPool(psycopg.connect, "dbname=test", max_size=4)
+    """
+
+    def configure(self, conn: Any) -> None:
+        """Remember the connection's starting options (called once per new connection)."""
+        self.remember(conn)
+
+    def check(self, conn: Any) -> None:
+        """One empty-query round trip, bounded by ``check_timeout``; raises when it fails."""
+        deadline = time.monotonic() + self.check_timeout
+        with conn.lock:
+            pgconn = conn.pgconn
+            fd = pgconn.socket
+            steps = _ping_steps(pgconn)
+            for what in steps:
+                _wait_fd(fd, what, deadline, self.check_timeout)
+
+    def reset(self, conn: Any) -> None:
+        """Roll back an open/failed transaction, restore options; ``DISCARD ALL`` for sessions."""
+        if conn.pgconn.transaction_status != _IDLE:
+            conn.rollback()
+        for name, value in self._dirty_options(conn):
+            setattr(conn, name, value)
+        if self.session:
+            autocommit = conn.autocommit
+            conn.autocommit = True
+            try:
+                conn.execute("DISCARD ALL")
+            finally:
+                if not conn.broken and not conn.closed:
+                    conn.autocommit = autocommit
+
+    def close(self, conn: Any) -> None:
+        """Close the connection (sends the protocol's Terminate message when still open)."""
+        conn.close()
+
+
+async def _await_fd(loop: asyncio.AbstractEventLoop, fd: int, what: int) -> None:
+    future: asyncio.Future[None] = loop.create_future()
+
+    def ready() -> None:
+        if not future.done():
+            future.set_result(None)
+
+    if what == _READ:
+        loop.add_reader(fd, ready)
+        try:
+            await future
+        finally:
+            loop.remove_reader(fd)
+    else:
+        loop.add_writer(fd, ready)
+        try:
+            await future
+        finally:
+            loop.remove_writer(fd)
+
+
+class AsyncPsycopgAdapter(_Base):
+    """Adapter for ``psycopg.AsyncConnection``.
+
+    Example::
+
+        pool = reclaim.db.AsyncConnectionPool(psycopg.AsyncConnection.connect, "dbname=test")
+    """
+
+    async def configure(self, conn: Any) -> None:
+        """Remember the connection's starting options (called once per new connection)."""
+        self.remember(conn)
+
+    async def check(self, conn: Any) -> None:
+        """One empty-query round trip, bounded by ``check_timeout``; raises when it fails."""
+        loop = asyncio.get_running_loop()
+        async with conn.lock:
+            pgconn = conn.pgconn
+            fd = pgconn.socket
+            try:
+                async with asyncio.timeout(self.check_timeout):
+                    for what in _ping_steps(pgconn):
+                        await _await_fd(loop, fd, what)
+            except TimeoutError:
+                raise CheckTimeout(
+                    f"no answer from the server within check_timeout={self.check_timeout} s"
+                ) from None
+
+    async def reset(self, conn: Any) -> None:
+        """Roll back an open/failed transaction, restore options; ``DISCARD ALL`` for sessions."""
+        if conn.pgconn.transaction_status != _IDLE:
+            await conn.rollback()
+        for name, value in self._dirty_options(conn):
+            await getattr(conn, f"set_{name}")(value)
+        if self.session:
+            autocommit = conn.autocommit
+            await conn.set_autocommit(True)
+            try:
+                await conn.execute("DISCARD ALL")
+            finally:
+                if not conn.broken and not conn.closed:
+                    await conn.set_autocommit(autocommit)
+
+    async def close(self, conn: Any) -> None:
+        """Close the connection (sends the protocol's Terminate message when still open)."""
+        await conn.close()

@@ -1,0 +1,267 @@
+"""Helpers for the database fault tests: count and kill server sessions, stop and start servers.
+
+Sessions are counted per test: PostgreSQL pools get a unique ``application_name``, MariaDB
+pools a unique database, so a test sees only its own sessions in ``pg_stat_activity`` /
+``information_schema.processlist`` even when other tests use the same server.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+#: How long a restarted server may take to accept connections again.
+START_TIMEOUT = 60.0
+
+
+def unique(prefix: str) -> str:
+    """A name no other test uses (for application_name, databases, roles)."""
+    return f"{prefix}_{uuid.uuid4().hex[:10]}"
+
+
+def wait_until(predicate: Callable[[], object], timeout: float, what: str) -> None:
+    """Poll *predicate* until it is true; fail naming *what* after *timeout* seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.02)
+
+
+def port_answers(host: str, port: int) -> bool:
+    """True when something accepts TCP connections on host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+# -- PostgreSQL ----------------------------------------------------------------------
+
+
+def pg_conninfo(service: Any, **extra: object) -> dict[str, Any]:
+    """Keyword arguments for psycopg.connect to the test server."""
+    kw: dict[str, Any] = {
+        "host": service.host,
+        "port": service.port,
+        "user": service.user,
+        "dbname": service.database,
+        "connect_timeout": 5,
+    }
+    if service.password:
+        kw["password"] = service.password
+    kw.update(extra)
+    return kw
+
+
+def asyncpg_kwargs(service: Any, **extra: object) -> dict[str, Any]:
+    """Keyword arguments for asyncpg.connect to the test server."""
+    kw: dict[str, Any] = {
+        "host": service.host,
+        "port": service.port,
+        "user": service.user,
+        "database": service.database,
+        "timeout": 5,
+    }
+    if service.password:
+        kw["password"] = service.password
+    kw.update(extra)
+    return kw
+
+
+class PgAdmin:
+    """An autocommit superuser connection that watches and kills a test's sessions."""
+
+    def __init__(self, service: Any) -> None:
+        import psycopg
+
+        self.service = service
+        self._lock = threading.Lock()
+        self.conn = psycopg.connect(**pg_conninfo(service), autocommit=True)
+
+    def _query(self, sql: str, *params: object) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self.conn.execute(sql, params).fetchall()
+
+    def sessions(self, app: str) -> int:
+        """How many server sessions carry application_name *app*."""
+        return int(
+            self._query("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", app)[0][0]
+        )
+
+    def pids(self, app: str) -> list[int]:
+        """Backend pids of the sessions named *app*."""
+        rows = self._query("SELECT pid FROM pg_stat_activity WHERE application_name = %s", app)
+        return [r[0] for r in rows]
+
+    def kill(self, app: str) -> int:
+        """pg_terminate_backend every session named *app*; returns how many were killed."""
+        rows = self._query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s", app
+        )
+        return sum(1 for r in rows if r[0])
+
+    def close(self) -> None:
+        """Close the admin connection."""
+        self.conn.close()
+
+
+def _pg_cluster() -> tuple[str, str]:
+    versions = sorted(os.listdir("/etc/postgresql"))
+    return versions[-1], "main"
+
+
+def pg_stop() -> None:
+    """Stop the local PostgreSQL cluster (fast shutdown: sessions are disconnected)."""
+    version, name = _pg_cluster()
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", version, name, "stop", "-m", "fast"],
+        check=True,
+        capture_output=True,
+    )
+
+
+def pg_start(service: Any) -> None:
+    """Start the local PostgreSQL cluster and wait until it accepts sessions."""
+    version, name = _pg_cluster()
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", version, name, "start"],
+        check=False,
+        capture_output=True,
+    )
+    import psycopg
+
+    def ready() -> bool:
+        try:
+            with psycopg.connect(**pg_conninfo(service, connect_timeout=2)):
+                return True
+        except psycopg.OperationalError:
+            return False
+
+    wait_until(ready, START_TIMEOUT, "PostgreSQL to accept sessions again")
+
+
+def can_control_pg() -> bool:
+    """True when this process may stop and start the local cluster (root on Debian)."""
+    return (
+        os.path.isdir("/etc/postgresql") and os.geteuid() == 0 and bool(glob.glob("/usr/bin/pg_ctlcluster"))
+    )
+
+
+# -- MariaDB -------------------------------------------------------------------------
+
+
+def maria_kwargs(service: Any, **extra: object) -> dict[str, Any]:
+    """Keyword arguments for pymysql.connect to the test server."""
+    kw: dict[str, Any] = {
+        "host": service.host,
+        "port": service.port,
+        "user": service.user,
+        "password": service.password or "",
+        "database": service.database,
+        "connect_timeout": 5,
+    }
+    kw.update(extra)
+    return kw
+
+
+class MariaAdmin:
+    """A root connection that makes a private database per test, counts and kills its sessions."""
+
+    def __init__(self, service: Any) -> None:
+        import pymysql
+
+        self.service = service
+        self._lock = threading.Lock()
+        self.conn = pymysql.connect(**maria_kwargs(service), autocommit=True)
+        self.database = unique("reclaim")
+        self._query(f"CREATE DATABASE `{self.database}`")
+
+    def _query(self, sql: str, *params: object) -> list[tuple[Any, ...]]:
+        with self._lock, self.conn.cursor() as cur:
+            cur.execute(sql, params or None)
+            return list(cur.fetchall())
+
+    def query(self, sql: str, *params: object) -> list[tuple[Any, ...]]:
+        """Run *sql* as root (autocommit) and return its rows."""
+        return self._query(sql, *params)
+
+    def ids(self) -> list[int]:
+        """Thread ids of the sessions using this test's database."""
+        rows = self._query("SELECT id FROM information_schema.processlist WHERE db = %s", self.database)
+        return [int(r[0]) for r in rows]
+
+    def sessions(self) -> int:
+        """How many server sessions use this test's database."""
+        return len(self.ids())
+
+    def kill(self) -> int:
+        """KILL every session using this test's database; returns how many were killed."""
+        killed = 0
+        for thread_id in self.ids():
+            try:
+                self._query(f"KILL {int(thread_id)}")
+                killed += 1
+            except Exception:  # it ended by itself meanwhile
+                pass
+        return killed
+
+    def close(self) -> None:
+        """Drop the test's database and close the admin connection."""
+        try:
+            self._query(f"DROP DATABASE IF EXISTS `{self.database}`")
+        finally:
+            self.conn.close()
+
+
+def maria_stop(service: Any) -> None:
+    """Shut MariaDB down and wait until its port is closed."""
+    subprocess.run(
+        ["mariadb-admin", "-h", service.host, "-P", str(service.port), "-u", service.user, "shutdown"],
+        check=True,
+        capture_output=True,
+    )
+    wait_until(lambda: not port_answers(service.host, service.port), START_TIMEOUT, "MariaDB to stop")
+
+
+def maria_start(service: Any) -> None:
+    """Start MariaDB in the background and wait until it accepts sessions."""
+    subprocess.run(
+        ["start-stop-daemon", "--start", "--oknodo", "--background", "--exec", "/usr/sbin/mariadbd"],
+        check=False,
+        capture_output=True,
+    )
+    import pymysql
+
+    def ready() -> bool:
+        try:
+            pymysql.connect(**maria_kwargs(service, connect_timeout=2)).close()
+            return True
+        except pymysql.err.OperationalError:
+            return False
+
+    wait_until(ready, START_TIMEOUT, "MariaDB to accept sessions again")
+
+
+def can_control_maria() -> bool:
+    """True when this process may stop and start the local MariaDB (root, mariadbd present)."""
+    return os.geteuid() == 0 and os.path.exists("/usr/sbin/mariadbd")
+
+
+@contextmanager
+def stopped(stop: Callable[[], None], start: Callable[[], None]) -> Iterator[None]:
+    """Stop a server for the block; start it again on every way out (and wait for it)."""
+    try:
+        stop()
+        yield
+    finally:
+        start()
