@@ -5,7 +5,8 @@ goes to the longest waiter), health-checked, lifetime-limited, leak-finding and
 fork-safe. ``reclaim.db`` builds DB-API connection pools on top.
 """
 
+from ._lease import Lease
 from ._stats import PoolStatistics
-from ._sync import Lease, Pool
+from ._sync import Pool
 
 __all__ = ["Lease", "Pool", "PoolStatistics"]

@@ -23,7 +23,6 @@ from typing import Any, Generic, TypeVar
 from reclaim import _sites
 
 from ._options import Options, check_sizes
-from ._stats import PoolStatistics, percentiles
 
 __all__ = ["CLOSED", "CREATE", "RETRY", "PoolCore", "Slot", "Waiter", "log"]
 
@@ -36,8 +35,6 @@ _INF = math.inf
 LIFETIME_JITTER = 0.05
 #: Longest sleep of the maintenance pass, so lost leases are reclaimed without a caller.
 MAX_NAP = 1.0
-#: Holders listed in a PoolTimeout message.
-MAX_LISTED = 8
 #: Samples kept for the wait and hold percentiles.
 SAMPLES = 1024
 
@@ -280,61 +277,90 @@ class PoolCore(Generic[T]):
         if now > self._distrust:
             self._distrust = now
 
-    # -- maintenance ---------------------------------------------------------
+    def _stale(self, slot: Slot, now: float) -> str | None:
+        """Why a slot must not be lent or kept (``"expired"``, ``"drained"``), or None."""
+        if now >= slot.expires:
+            return "expired"
+        if slot.gen != self._gen:
+            return "drained"
+        return None
 
-    def _plan(self, now: float) -> Plan:
-        """Decide one maintenance pass: retire idle ones, replace ones near expiry, refill, leaks."""
-        plan = Plan()
-        opts = self._o
-        wake = now + MAX_NAP
-        max_idle = opts.max_idle
-        lifetime = self._lifetime
-        margin = 0.0 if lifetime is None else min(lifetime * LIFETIME_JITTER, 60.0)
-        live = len(self._slots)
-        idle = self._idle
-        for slot in list(idle):  # least recently used first
-            reason = None
-            if slot.gen != self._gen:
-                reason = "drained"
-            elif now >= slot.expires:
-                reason = "expired"
-            elif max_idle is not None and now - slot.last_used >= max_idle and live > self._min_size:
-                reason = "idle"
-            if reason is not None:
-                try:
-                    idle.remove(slot)
-                except ValueError:
-                    continue  # taken by an acquire meanwhile
-                live -= 1
-                if reason == "expired":
-                    self._expired += 1
-                elif reason == "idle":
-                    self._idle_closed += 1
-                self._forget(slot)
-                plan.retire.append((slot, reason))
-                continue
-            if lifetime is not None and not slot.replacing:
-                if now >= slot.expires - margin:
-                    slot.replacing = True
-                    plan.replace.append(slot)
-                else:
-                    wake = min(wake, slot.expires - margin)
-            if max_idle is not None and live > self._min_size:
-                wake = min(wake, slot.last_used + max_idle)
-        leak = self._leak_timeout
-        if leak is not None:
-            for slot in self._slots:
-                if slot.leased and not slot.leak_reported:
-                    due = slot.acquired_at + leak
-                    if now >= due:
-                        slot.leak_reported = True
-                        self._leaks += 1
-                        plan.leaks.append(slot)
-                    else:
-                        wake = min(wake, due)
-        plan.create = max(0, self._min_size - self._size)
-        plan.wake_in = max(0.0, wake - now)
-        return plan
+    def _discard_locked(self, slot: Slot, reason: str) -> bool:
+        """Forget a slot whose object is to be closed; True when the caller must close it."""
+        slot.leased = False
+        if slot.pid != self._pid:
+            _ABANDONED.append(slot.value)  # the parent's object: a forked child never closes it
+            return False
+        if reason == "check":
+            self._discarded_check += 1
+        elif reason == "broken":
+            self._discarded_broken += 1
+        elif reason == "expired":
+            self._expired += 1
+        forgotten = self._forget(slot)
+        if self._closed:
+            self._check_all_back()
+        return forgotten
+
+    def _check_all_back(self) -> None:
+        if not any(s.leased for s in self._slots):
+            self._signal_all_back()
+
+    def _signal_all_back(self) -> None:
+        """Shell hook: the pool is closed and no lease is out any more."""
+
+    def _create_failed(self) -> None:
+        self._creating -= 1
+        self._failed_creates += 1
+        self._free_capacity()
+
+    def _create_done(self, value: Any, now: float) -> Slot | None:
+        """A reserved create finished; None when the pool closed meanwhile (close *value*)."""
+        self._creating -= 1
+        if self._closed:
+            self._size -= 1
+            return None
+        return self._new_slot(value, now)
+
+    def _close_locked(self) -> list[Slot]:
+        """Mark the pool closed; returns the idle (and lost) slots to close now."""
+        self._closed = True
+        self._gen += 1
+        idle = list(self._idle)
+        self._idle.clear()
+        closing = [s for s in idle if self._forget(s)]
+        while self._waiters:
+            self._waiters.popleft().deliver(CLOSED)
+        closing.extend(self._take_orphans())
+        self._check_all_back()
+        return closing
+
+    def _drain_locked(self) -> list[Slot]:
+        """New generation: idle slots are returned to close now, leased ones close on return."""
+        self._gen += 1
+        idle = list(self._idle)
+        self._idle.clear()
+        return [s for s in idle if self._forget(s)]
+
+    def _resize_locked(self, min_size: int | None, max_size: int | None) -> list[Slot]:
+        """Apply new bounds; wake waiters that may now create; returns idle slots to close."""
+        self._resize(min_size, max_size)
+        closing = self._shrink_idle()
+        waiters = self._waiters
+        while waiters and self._size < self._max_size and not self._closed:
+            if waiters.popleft().deliver(CREATE):
+                self._size += 1
+                self._creating += 1
+        return closing
+
+    def _returned_late(self, slot: Slot, now: float) -> None:
+        slot.leak_reported = False
+        log.warning(
+            "pool %r: lease reported as leaked came back after %.3g s; acquired at %s",
+            self._name,
+            now - slot.acquired_at,
+            slot.where(),
+        )
 
     def _reserve(self) -> bool:
         """Count one object about to be created; False when the pool is full or closed."""
@@ -371,73 +397,6 @@ class PoolCore(Generic[T]):
             if self._forget(slot):
                 out.append(slot)
         return out
-
-    # -- explaining ----------------------------------------------------------
-
-    def _holders(self, now: float) -> list[Slot]:
-        return sorted((s for s in self._slots if s.leased), key=lambda s: s.acquired_at)
-
-    def _timeout_message(self, waited: float, now: float) -> str:
-        holders = self._holders(now)
-        parts = [
-            f"pool {self._name!r} timed out after {waited:.3g} s: {len(holders)}/{self._max_size} "
-            f"in use, {len(self._idle)} idle, {self._creating} being created, "
-            f"{len(self._waiters)} other callers waiting"
-        ]
-        if holders:
-            listed = [
-                f"held {now - s.acquired_at:.3g} s, acquired at {s.where()}" for s in holders[:MAX_LISTED]
-            ]
-            more = len(holders) - MAX_LISTED
-            parts.append("current leases (oldest first):\n  " + "\n  ".join(listed))
-            if more > 0:
-                parts.append(f"  ... and {more} more")
-        parts.append(
-            "Release leases sooner (use `with pool.acquire()`), raise max_size, or set "
-            "leak_timeout= to log long holders."
-        )
-        return "\n".join(parts)
-
-    def _statistics(self) -> PoolStatistics:
-        leased = sum(1 for s in self._slots if s.leased)
-        w = percentiles(tuple(self._waits))
-        h = percentiles(tuple(self._holds))
-        return PoolStatistics(
-            name=self._name,
-            size=self._size,
-            idle=len(self._idle),
-            in_use=leased,
-            creating=self._creating,
-            waiting=len(self._waiters),
-            min_size=self._min_size,
-            max_size=self._max_size,
-            acquired=self._acquired,
-            waited=self._waited,
-            timeouts=self._timeouts,
-            created=self._created,
-            closed=self._closed_count,
-            failed_creates=self._failed_creates,
-            discarded_by_check=self._discarded_check,
-            discarded_broken=self._discarded_broken,
-            expired=self._expired,
-            idle_closed=self._idle_closed,
-            leaks_reported=self._leaks,
-            leases_lost=self._lost,
-            wait_p50=w[0],
-            wait_p99=w[1],
-            wait_max=w[2],
-            hold_p50=h[0],
-            hold_p99=h[1],
-            hold_max=h[2],
-        )
-
-    def _repr(self) -> str:
-        state = "closed" if self._closed else "open"
-        leased = sum(1 for s in self._slots if s.leased)
-        return (
-            f"<{type(self).__name__} {self._name!r} {state} size={self._size}/{self._max_size} "
-            f"idle={len(self._idle)} in_use={leased} waiting={len(self._waiters)}>"
-        )
 
     # -- fork ----------------------------------------------------------------
 

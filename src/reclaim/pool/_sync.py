@@ -1,4 +1,4 @@
-"""Pool and Lease: the thread shell around the shared pool core.
+"""Pool: the thread shell around the shared pool core.
 
 The hot path takes no lock: an idle object is popped from a deque (atomic)
 and pushed back on release; the lock is taken only when someone waits, an
@@ -16,17 +16,19 @@ import time
 import warnings
 import weakref
 from collections.abc import Callable
-from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 from reclaim import _sites, _track
-from reclaim.errors import PoolClosed, PoolTimeout, ResourceClosed
+from reclaim.errors import PoolClosed, PoolTimeout
 
-from ._core import _ABANDONED, CLOSED, CREATE, RETRY, PoolCore, Slot, Waiter, close_value, log
+from . import _explain
+from ._core import CLOSED, CREATE, RETRY, PoolCore, Slot, Waiter, close_value, log
+from ._lease import Lease
 from ._options import validate
 from ._stats import PoolStatistics
+from ._worker import maintain
 
-__all__ = ["Lease", "Pool"]
+__all__ = ["Pool"]
 
 T = TypeVar("T")
 
@@ -51,101 +53,6 @@ class _ThreadWaiter(Waiter):
         self.result = result
         self.lock.release()
         return True
-
-
-class Lease(Generic[T]):
-    """One object lent by a :class:`Pool`; give it back with ``release()`` or by leaving ``with``.
-
-    Example::
-
-        with pool.acquire() as conn:        # released (or discarded, see is_broken) on exit
-            conn.execute("SELECT 1")
-
-        lease = pool.acquire()
-        try:
-            use(lease.value)
-        finally:
-            lease.release()                 # or lease.discard() to close it instead
-
-    A lease garbage-collected without release is reported with a
-    ``ResourceWarning`` naming where it was acquired, and its object is closed.
-    """
-
-    __slots__ = ("__weakref__", "_pool", "_slot", "_value")
-
-    def __init__(self, pool: Pool[T], slot: Slot) -> None:
-        self._pool = pool
-        self._slot: Slot | None = slot
-        self._value: T = slot.value
-
-    @property
-    def value(self) -> T:
-        """The pooled object. Raises ResourceClosed after the lease was released."""
-        if self._slot is None:
-            raise ResourceClosed(f"{self!r} was released; acquire a new lease")
-        return self._value
-
-    def __enter__(self) -> T:
-        return self._value
-
-    def __exit__(
-        self, et: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        slot = self._slot
-        if slot is None:
-            return
-        self._slot = None
-        if _track.on_release is not None:
-            _track.released(self)
-        pool = self._pool
-        if exc is not None and pool._is_broken is not None and pool._broken(slot, exc):
-            pool._discard(slot, "broken")
-        else:
-            pool._release(slot)
-
-    def release(self) -> None:
-        """Give the object back to the pool. Raises ResourceClosed when already released."""
-        slot = self._slot
-        if slot is None:
-            raise ResourceClosed(f"{self!r} was already released")
-        self._slot = None
-        if _track.on_release is not None:
-            _track.released(self)
-        self._pool._release(slot)
-
-    def discard(self) -> None:
-        """Close the object instead of returning it (it is broken or in an unknown state)."""
-        slot = self._slot
-        if slot is None:
-            raise ResourceClosed(f"{self!r} was already released")
-        self._slot = None
-        if _track.on_release is not None:
-            _track.released(self)
-        self._pool._discard(slot, "broken")
-
-    def __del__(self) -> None:
-        slot = self._slot
-        if slot is None:
-            return
-        self._slot = None
-        pool = self._pool
-        pool._orphans.append(slot)  # reclaimed outside the collector (no lock taken here)
-        try:
-            warnings.warn(
-                f"lease of pool {pool._name!r} was garbage-collected without release; it was "
-                f"acquired at {slot.where()}. Use `with pool.acquire() as obj:`",
-                ResourceWarning,
-                stacklevel=1,
-            )
-        except Exception:  # interpreter shutdown: warnings may be gone
-            return
-
-    def __repr__(self) -> str:
-        slot = self._slot
-        if slot is None:
-            return f"<Lease of pool {self._pool._name!r} released>"
-        held = _monotonic() - slot.acquired_at
-        return f"<Lease of pool {self._pool._name!r} held {held:.3g} s, acquired at {slot.where()}>"
 
 
 class Pool(PoolCore[T]):
@@ -316,8 +223,8 @@ class Pool(PoolCore[T]):
                             except ValueError:
                                 pass
                             self._timeouts += 1
-                            message = self._timeout_message(_monotonic() - start, _monotonic())
-                            raise PoolTimeout(message)
+                            now = _monotonic()
+                            raise PoolTimeout(_explain.timeout_message(self, now - start, now))
                 result = waiter.result
                 if result is CLOSED:
                     raise PoolClosed(f"pool {self._name!r} was closed while waiting")
@@ -335,11 +242,9 @@ class Pool(PoolCore[T]):
 
     def _usable(self, slot: Slot, now: float) -> bool:
         """Whether a slot taken from idle may be lent; when not, it is discarded here."""
-        if now >= slot.expires:
-            self._discard(slot, "expired")
-            return False
-        if slot.gen != self._gen:
-            self._discard(slot, "drained")
+        reason = self._stale(slot, now)
+        if reason is not None:
+            self._discard(slot, reason)
             return False
         if self._check is not None and self._needs_check(slot, now):
             try:
@@ -348,6 +253,7 @@ class Pool(PoolCore[T]):
                 log.info("pool %r: check failed, discarding the object: %r", self._name, exc)
                 ok = False
             if not ok:
+                self._on_broken(now)
                 self._discard(slot, "check")
                 return False
             slot.last_used = now
@@ -365,21 +271,13 @@ class Pool(PoolCore[T]):
                     raise
         except BaseException as exc:
             with self._lock:
-                self._creating -= 1
-                self._failed_creates += 1
-                self._free_capacity()
+                self._create_failed()
             exc.add_note(f"(while pool {self._name!r} was creating an object)")
             raise
         now = _monotonic()
         with self._lock:
-            self._creating -= 1
-            if self._closed:
-                self._size -= 1
-                closed = True
-            else:
-                slot = self._new_slot(value, now)
-                closed = False
-        if closed:
+            slot = self._create_done(value, now)
+        if slot is None:
             self._close_value(value)
             raise PoolClosed(f"pool {self._name!r} was closed while creating an object")
         if self._needs_maintenance and self._worker is None:
@@ -422,70 +320,47 @@ class Pool(PoolCore[T]):
                 self._offer(slot)
             return
         self._idle.append(slot)
+        # Racing a caller that is queueing up, or close(): one of us sees the other.
         if self._waiters or self._closed:
-            with self._lock:
-                if self._closed:
-                    close = self._sweep_after_close(slot)
-                else:
-                    self._pump()
-                    return
-            if close:
-                self._close_value(slot.value)
+            self._settle(slot)
+
+    def _settle(self, slot: Slot) -> None:
+        with self._lock:
+            if not self._closed:
+                self._pump()
+                return
+            try:
+                self._idle.remove(slot)
+            except ValueError:
+                return  # close() took it
+            close = self._forget(slot)
+            self._check_all_back()
+        if close:
+            self._close_value(slot.value)
 
     def _release_slow(self, slot: Slot, now: float) -> None:
         if slot.leak_reported:
-            slot.leak_reported = False
-            log.warning(
-                "pool %r: lease reported as leaked came back after %.3g s; acquired at %s",
-                self._name,
-                now - slot.acquired_at,
-                slot.where(),
-            )
-        if now >= slot.expires:
-            self._discard(slot, "expired")
-        elif slot.gen != self._gen:
-            self._discard(slot, "drained")
-        else:
-            slot.last_used = now
-            slot.leased = False
-            with self._lock:
-                self._offer(slot)
-                close = self._closed and self._sweep_after_close(slot)
-            if close:
-                self._close_value(slot.value)
-
-    def _sweep_after_close(self, slot: Slot) -> bool:
-        """With the lock: a slot pushed back as the pool closed is forgotten; True: close it."""
-        try:
-            self._idle.remove(slot)
-        except ValueError:
-            return False  # close() took it
-        forgotten = self._forget(slot)
-        if not any(s.leased for s in self._slots):
-            self._all_back.set()
-        return forgotten
+            self._returned_late(slot, now)
+        reason = self._stale(slot, now)
+        if reason is not None:
+            self._discard(slot, reason)
+            return
+        slot.last_used = now
+        slot.leased = False
+        self._idle.append(slot)
+        self._settle(slot)
 
     def _discard(self, slot: Slot, reason: str) -> None:
         """Forget *slot* and close its object (outside the lock)."""
         with self._lock:
-            slot.leased = False
-            if slot.pid != self._pid:
-                _ABANDONED.append(slot.value)  # the parent's object: never closed by a child
-                return
-            if reason == "check":
-                self._discarded_check += 1
-                self._on_broken(_monotonic())
-            elif reason == "broken":
-                self._discarded_broken += 1
-            elif reason == "expired":
-                self._expired += 1
-            forgotten = self._forget(slot)
-            if self._closed and not any(s.leased for s in self._slots):
-                self._all_back.set()
-        if forgotten:
+            close = self._discard_locked(slot, reason)
+        if close:
             self._close_value(slot.value)
         if self._worker is not None and self._min_size:
             self._wake.set()
+
+    def _signal_all_back(self) -> None:
+        self._all_back.set()
 
     def _close_value(self, value: Any) -> None:
         try:
@@ -504,7 +379,10 @@ class Pool(PoolCore[T]):
             if self._worker is not None or self._closed:
                 return
             worker = threading.Thread(
-                target=_maintain, args=(weakref.ref(self),), name=f"reclaim-pool-{self._name}", daemon=True
+                target=maintain,
+                args=(weakref.ref(self),),
+                name=f"reclaim-pool-{self._name}",
+                daemon=True,
             )
             self._worker = worker
         worker.start()
@@ -531,32 +409,23 @@ class Pool(PoolCore[T]):
     # -- control -------------------------------------------------------------
 
     def close(self, timeout: float | None = None) -> None:
-        """Close the pool: idle objects now, leased ones when they come back (waits *timeout*, 5 s default).
+        """Close the pool: idle objects now, leased ones as they come back (waits *timeout*, 5 s default).
 
         Acquire after close raises PoolClosed; closing twice is harmless. Leases
-        still held after *timeout* are logged and closed when they come back.
+        still out after *timeout* are logged and closed when they come back.
         """
         with self._lock:
-            self._closed = True
-            self._gen += 1
-            idle = list(self._idle)
-            self._idle.clear()
-            closing = [s for s in idle if self._forget(s)]
-            while self._waiters:
-                self._waiters.popleft().deliver(CLOSED)
+            closing = self._close_locked()
             worker, self._worker = self._worker, None
-            lost = self._take_orphans()
-            if not any(s.leased for s in self._slots):
-                self._all_back.set()
-        self._close_all(closing + lost)
+        self._close_all(closing)
         self._wake.set()
         if worker is not None and worker is not threading.current_thread():
             worker.join()
         if not self._all_back.wait(CLOSE_TIMEOUT if timeout is None else timeout):
             with self._lock:
-                held = [s.where() for s in self._slots if s.leased]
+                held = [s.where() for s in _explain.holders(self)]
             log.warning(
-                "pool %r closed with %d leases still held (closed when returned): %s",
+                "pool %r closed with %d leases still out (closed when returned): %s",
                 self._name,
                 len(held),
                 "; ".join(held),
@@ -565,10 +434,7 @@ class Pool(PoolCore[T]):
     def drain(self) -> None:
         """Replace every object: idle ones are closed now, leased ones when they come back."""
         with self._lock:
-            self._gen += 1
-            idle = list(self._idle)
-            self._idle.clear()
-            closing = [s for s in idle if self._forget(s)]
+            closing = self._drain_locked()
         self._close_all(closing)
         self._wake.set()
 
@@ -579,12 +445,7 @@ class Pool(PoolCore[T]):
             TypeError, ValueError: the new sizes are invalid (nothing changes).
         """
         with self._lock:
-            self._resize(min_size, max_size)
-            closing = self._shrink_idle()
-            while self._waiters and self._size < self._max_size and not self._closed:
-                if self._waiters.popleft().deliver(CREATE):
-                    self._size += 1
-                    self._creating += 1
+            closing = self._resize_locked(min_size, max_size)
         self._close_all(closing)
         if self._min_size:
             self._ensure_worker()
@@ -594,7 +455,7 @@ class Pool(PoolCore[T]):
         """A frozen snapshot of sizes, counters and wait/hold percentiles."""
         with self._lock:
             lost = self._take_orphans()
-            stats = self._statistics()
+            stats = _explain.statistics(self)
         self._close_all(lost)
         return stats
 
@@ -615,69 +476,16 @@ class Pool(PoolCore[T]):
         self.close()
 
     def __repr__(self) -> str:
-        return self._repr()
+        return _explain.describe(self)
 
     def __del__(self) -> None:
         if not getattr(self, "_closed", True) and self._slots:
             try:
                 warnings.warn(
-                    f"{self._repr()} was garbage-collected unclosed; call close() or use "
-                    "`with Pool(...) as pool:`",
+                    f"{_explain.describe(self)} was garbage-collected unclosed; call close() "
+                    "or use `with Pool(...) as pool:`",
                     ResourceWarning,
                     stacklevel=1,
                 )
-            except Exception:
+            except Exception:  # interpreter shutdown
                 return
-
-
-def _maintain(ref: weakref.ref[Pool[Any]]) -> None:
-    """The maintenance thread: refill min_size, retire idle/expired, replace early, report leaks."""
-    delay: float | None = None
-    while True:
-        pool = ref()
-        if pool is None:
-            return
-        now = _monotonic()
-        with pool._lock:
-            if pool._closed or pool._worker is not threading.current_thread():
-                return
-            lost = pool._take_orphans()
-            plan = pool._plan(now)
-        pool._close_all(lost + [slot for slot, _ in plan.retire])
-        for slot in plan.leaks:
-            log.warning(
-                "pool %r: lease held %.3g s (leak_timeout %.3g s), acquired at %s",
-                pool._name,
-                now - slot.acquired_at,
-                pool._leak_timeout,
-                slot.where(),
-            )
-        failed = False
-        for old in plan.replace:
-            new = pool._background_create()
-            if new is None:
-                failed = True
-                break
-            with pool._lock:
-                pool._offer(new)
-                retire = pool._replaced(old)
-            if retire:
-                pool._close_value(old.value)
-        for _ in range(plan.create):
-            new = pool._background_create()
-            if new is None:
-                failed = pool._size < pool._min_size and not pool._closed
-                break
-            with pool._lock:
-                pool._offer(new)
-        if failed:
-            o = pool._o
-            delay = o.reconnect_delay if delay is None else min(delay * 2, o.reconnect_max_delay)
-            nap = delay
-        else:
-            delay = None
-            nap = plan.wake_in
-        wake = pool._wake
-        del pool  # do not keep the pool alive while sleeping
-        wake.wait(nap)
-        wake.clear()

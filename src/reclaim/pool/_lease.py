@@ -1,0 +1,116 @@
+"""Lease: one object lent by a thread Pool, given back by release(), discard() or leaving ``with``."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from types import TracebackType
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+from reclaim import _track
+from reclaim.errors import ResourceClosed
+
+from ._core import Slot
+
+if TYPE_CHECKING:
+    from ._sync import Pool
+
+__all__ = ["Lease"]
+
+T = TypeVar("T")
+_monotonic = time.monotonic
+
+
+class Lease(Generic[T]):
+    """One object lent by a :class:`Pool`; give it back with ``release()`` or by leaving ``with``.
+
+    Example::
+
+        with pool.acquire() as conn:        # released (or discarded, see is_broken) on exit
+            conn.execute("SELECT 1")
+
+        lease = pool.acquire()
+        try:
+            use(lease.value)
+        finally:
+            lease.release()                 # or lease.discard() to close it instead
+
+    A lease garbage-collected without release is reported with a
+    ``ResourceWarning`` naming where it was acquired, and its object is closed.
+    """
+
+    __slots__ = ("__weakref__", "_pool", "_slot", "_value")
+
+    def __init__(self, pool: Pool[T], slot: Slot) -> None:
+        self._pool = pool
+        self._slot: Slot | None = slot
+        self._value: T = slot.value
+
+    @property
+    def value(self) -> T:
+        """The pooled object. Raises ResourceClosed after the lease was released."""
+        if self._slot is None:
+            raise ResourceClosed(f"{self!r} was released; acquire a new lease")
+        return self._value
+
+    def __enter__(self) -> T:
+        return self._value
+
+    def __exit__(
+        self, et: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        slot = self._slot
+        if slot is None:
+            return
+        self._slot = None
+        if _track.on_release is not None:
+            _track.released(self)
+        pool = self._pool
+        if exc is not None and pool._is_broken is not None and pool._broken(slot, exc):
+            pool._discard(slot, "broken")
+        else:
+            pool._release(slot)
+
+    def release(self) -> None:
+        """Give the object back to the pool. Raises ResourceClosed when already released."""
+        slot = self._slot
+        if slot is None:
+            raise ResourceClosed(f"{self!r} was already released")
+        self._slot = None
+        if _track.on_release is not None:
+            _track.released(self)
+        self._pool._release(slot)
+
+    def discard(self) -> None:
+        """Close the object instead of returning it (it is broken or in an unknown state)."""
+        slot = self._slot
+        if slot is None:
+            raise ResourceClosed(f"{self!r} was already released")
+        self._slot = None
+        if _track.on_release is not None:
+            _track.released(self)
+        self._pool._discard(slot, "broken")
+
+    def __del__(self) -> None:
+        slot = self._slot
+        if slot is None:
+            return
+        self._slot = None
+        pool = self._pool
+        pool._orphans.append(slot)  # reclaimed outside the collector (no lock taken here)
+        try:
+            warnings.warn(
+                f"lease of pool {pool._name!r} was garbage-collected without release; it was "
+                f"acquired at {slot.where()}. Use `with pool.acquire() as obj:`",
+                ResourceWarning,
+                stacklevel=1,
+            )
+        except Exception:  # interpreter shutdown: warnings may be gone
+            return
+
+    def __repr__(self) -> str:
+        slot = self._slot
+        if slot is None:
+            return f"<Lease of pool {self._pool._name!r} released>"
+        held = _monotonic() - slot.acquired_at
+        return f"<Lease of pool {self._pool._name!r} held {held:.3g} s, acquired at {slot.where()}>"
