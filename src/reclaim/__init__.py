@@ -12,6 +12,7 @@ name says otherwise (``reclaim.leaks``, ``reclaim.db``, ``reclaim.files``,
 from ._version import __version__
 from .errors import (
     CleanupError,
+    ConnectTimeout,
     LeakError,
     LockTimeout,
     PoolBroken,
@@ -20,6 +21,8 @@ from .errors import (
     ReclaimError,
     ResourceClosed,
 )
+from .files import atomic_write, locked, temp_dir, temp_file
+from .net import connect, is_alive
 from .pool import Lease, Pool, PoolStatistics
 from .resource import resource
 from .scope import AsyncScope, Held, Scope, ScopeStatistics, cleanup_errors
@@ -27,6 +30,7 @@ from .scope import AsyncScope, Held, Scope, ScopeStatistics, cleanup_errors
 __all__ = [
     "AsyncScope",
     "CleanupError",
+    "ConnectTimeout",
     "Held",
     "LeakError",
     "Lease",
@@ -41,6 +45,12 @@ __all__ = [
     "Scope",
     "ScopeStatistics",
     "__version__",
+    "atomic_write",
     "cleanup_errors",
+    "connect",
+    "is_alive",
+    "locked",
     "resource",
+    "temp_dir",
+    "temp_file",
 ]

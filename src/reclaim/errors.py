@@ -16,6 +16,7 @@ from typing import Self
 
 __all__ = [
     "CleanupError",
+    "ConnectTimeout",
     "LeakError",
     "LockTimeout",
     "PoolBroken",
@@ -76,3 +77,12 @@ class PoolBroken(ReclaimError, ConnectionError):
 
 class LockTimeout(ReclaimError, TimeoutError):
     """An inter-process lock was not obtained within its timeout."""
+
+    #: The lock file, when the lock is a file lock.
+    path: str | None = None
+    #: The pid of the process holding the lock, when it is known.
+    pid: int | None = None
+
+
+class ConnectTimeout(ReclaimError, TimeoutError):
+    """A connection was not established within its connect timeout; the message names the address."""

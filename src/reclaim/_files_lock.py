@@ -1,0 +1,408 @@
+"""locked / FileLock: an inter-process lock on a file that the kernel releases when its holder dies.
+
+Why not filelock or portalocker: both lock with ``flock``/``lockf`` and neither
+records who holds a kernel lock, so a timeout cannot name the holder (filelock
+knows a holder only for its soft, exists-file locks); filelock is also
+re-entrant per thread by default, where reclaim wants two threads to contend
+like two processes. The kernel part is a few system calls, written here.
+
+The lock is a Linux open-file-description lock (``F_OFD_SETLK``) on the whole
+file; elsewhere ``flock``. Both belong to the open file, not to the process, so:
+
+* two ``locked()`` calls contend whether they come from two processes or two
+  threads of one process (each opens the file anew);
+* closing some *other* descriptor of the same file does not drop the lock (the
+  trap of POSIX ``fcntl`` locks, which SQLite documents);
+* the kernel releases it when the holder exits or is killed.
+
+An exclusive holder writes ``"<pid> <host>"`` into the lock file and empties it
+before releasing, so a waiter that times out can say who holds the lock. The
+file is opened with ``O_NOFOLLOW`` and never truncated on open, and one that is
+not a regular file or has other hard links is refused, so a planted symlink or
+hard link cannot make the lock write into someone else's file. Lock files are
+never deleted (deleting one while others wait on it breaks mutual exclusion);
+a holder re-checks after locking that the path still names the file it locked.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import stat
+import struct
+import sys
+import threading
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from . import _sites, _track
+from .errors import LockTimeout
+
+__all__ = ["FileLock", "FileLockStatistics", "locked"]
+
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_OPEN_FLAGS = os.O_CREAT | os.O_NONBLOCK | _O_NOFOLLOW | _O_CLOEXEC
+
+_OFD = sys.platform.startswith("linux") and hasattr(fcntl, "F_OFD_SETLK")
+# struct flock on Linux: short l_type, short l_whence, off_t l_start, off_t l_len, pid_t l_pid.
+_FLOCK = struct.Struct("hhqqi")
+_MAX_POLL = 0.05
+
+# (st_dev, st_ino) -> {thread id: shared?} for locks this process holds, to refuse self-deadlock.
+_held: dict[tuple[int, int], dict[int, bool]] = {}
+_held_lock = threading.Lock()
+
+
+def _try_lock(fd: int, shared: bool, wait: bool) -> bool:
+    """Take the lock on *fd*; without *wait*, return False instead of blocking."""
+    try:
+        if _OFD:
+            kind = fcntl.F_RDLCK if shared else fcntl.F_WRLCK
+            cmd = fcntl.F_OFD_SETLKW if wait else fcntl.F_OFD_SETLK
+            fcntl.fcntl(fd, cmd, _FLOCK.pack(kind, os.SEEK_SET, 0, 0, 0))
+        else:  # pragma: no cover - non-Linux
+            op = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
+            fcntl.flock(fd, op if wait else op | fcntl.LOCK_NB)
+    except OSError as exc:
+        if not wait and exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+            return False
+        raise
+    return True
+
+
+def _conflict(fd: int, shared: bool) -> str | None:
+    """'exclusive', 'shared' or 'none' for the lock that blocks us (Linux), else None."""
+    if not _OFD:  # pragma: no cover - flock cannot be queried
+        return None
+    kind = fcntl.F_RDLCK if shared else fcntl.F_WRLCK
+    try:
+        answer = fcntl.fcntl(fd, fcntl.F_OFD_GETLK, _FLOCK.pack(kind, os.SEEK_SET, 0, 0, 0))
+    except OSError:
+        return None
+    found = _FLOCK.unpack(answer)[0]
+    if found == fcntl.F_UNLCK:
+        return "none"
+    return "shared" if found == fcntl.F_RDLCK else "exclusive"
+
+
+def _pid_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class _Default:
+    """Marker: use the timeout given at construction."""
+
+
+@dataclass(frozen=True, slots=True)
+class FileLockStatistics:
+    """A snapshot of one :class:`FileLock`'s counters."""
+
+    #: Whether this object holds the lock now.
+    held: bool
+    #: Successful acquisitions since it was created.
+    acquisitions: int
+    #: Acquisitions that had to wait because another holder had the lock.
+    contended: int
+    #: Acquisitions that gave up with :class:`~reclaim.LockTimeout`.
+    timeouts: int
+    #: Seconds spent waiting for the lock, summed over all acquisitions.
+    waited: float
+
+
+class FileLock:
+    """An inter-process lock on *path*, shared or exclusive; see :func:`locked`.
+
+    One object is one holder: use one per thread (or per ``with``). It is not
+    re-entrant; asking for a lock the same thread already holds exclusively
+    raises ``RuntimeError`` at once instead of deadlocking.
+
+    Example::
+
+        lock = FileLock("/var/lib/app/state.lock", timeout=5)
+        with lock:
+            update_state()
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        timeout: float | None = None,
+        shared: bool = False,
+    ) -> None:
+        _check_timeout(timeout, "timeout")
+        if not isinstance(shared, bool):
+            raise TypeError(f"FileLock(shared=...) must be a bool, not {shared!r}")
+        self._path = os.fspath(path)
+        if not isinstance(self._path, str):
+            raise TypeError(f"FileLock(path=...) must be a str or os.PathLike[str], not {path!r}")
+        self._timeout = timeout
+        self._shared = shared
+        self._fd = -1
+        self._key: tuple[int, int] | None = None
+        self._owner_pid = 0
+        self._acquisitions = 0
+        self._contended = 0
+        self._timeouts = 0
+        self._waited = 0.0
+
+    @property
+    def path(self) -> Path:
+        """The lock file."""
+        return Path(self._path)
+
+    @property
+    def shared(self) -> bool:
+        """Whether this is a shared (reader) lock rather than an exclusive one."""
+        return self._shared
+
+    @property
+    def held(self) -> bool:
+        """Whether this object holds the lock now."""
+        return self._fd >= 0
+
+    def __repr__(self) -> str:
+        kind = "shared" if self._shared else "exclusive"
+        state = "held" if self._fd >= 0 else "not held"
+        return f"<FileLock {self._path!r} {kind} {state}>"
+
+    def statistics(self) -> FileLockStatistics:
+        """Counters of this lock object (see :class:`FileLockStatistics`)."""
+        return FileLockStatistics(
+            self._fd >= 0, self._acquisitions, self._contended, self._timeouts, self._waited
+        )
+
+    def _open(self) -> int:
+        try:
+            fd = os.open(self._path, os.O_RDWR | _OPEN_FLAGS, 0o666)
+        except PermissionError:
+            if not self._shared:
+                raise
+            fd = os.open(self._path, os.O_RDONLY | _OPEN_FLAGS, 0o666)
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise OSError(errno.EINVAL, "is not a regular file; refusing to use it as a lock", self._path)
+            if st.st_nlink != 1:
+                raise OSError(
+                    errno.EMLINK,
+                    f"has {st.st_nlink} hard links; refusing to use it as a lock file",
+                    self._path,
+                )
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def acquire(self, *, timeout: float | type[_Default] | None = _Default) -> Self:
+        """Take the lock, waiting at most *timeout* seconds (default: the one given at construction).
+
+        ``timeout=None`` waits as long as it takes; ``0`` tries once.
+
+        Raises:
+            LockTimeout: not obtained in time; the message names the lock file and,
+                when it is known, the holder's pid (also on ``.pid``).
+            RuntimeError: this object already holds it, or this thread holds it exclusively.
+            OSError: the lock file cannot be opened, or is a symlink, special file or hard link.
+        """
+        if timeout is _Default:
+            timeout = self._timeout
+        else:
+            _check_timeout(timeout, "timeout")
+        wait_for: float | None = timeout  # type: ignore[assignment]
+        if self._fd >= 0:
+            raise RuntimeError(f"{self!r} is already held; it is not re-entrant")
+        start = time.monotonic()
+        deadline = None if wait_for is None else start + wait_for
+        contended = False
+        while True:
+            fd = self._open()
+            try:
+                st = os.fstat(fd)
+                key = (st.st_dev, st.st_ino)
+                self._check_self_deadlock(key)
+                if not _try_lock(fd, self._shared, wait=False):
+                    contended = True
+                    if not self._wait(fd, deadline):
+                        self._timeouts += 1
+                        self._waited += time.monotonic() - start
+                        raise self._timeout_error(fd, wait_for)
+                try:
+                    now = os.stat(self._path, follow_symlinks=False)
+                except FileNotFoundError:
+                    now = None
+                if now is None or (now.st_dev, now.st_ino) != key:
+                    os.close(fd)  # the file was removed or replaced while we waited: lock the new one
+                    continue
+            except BaseException:
+                if fd >= 0:
+                    os.close(fd)
+                raise
+            break
+        if not self._shared:
+            record = f"{os.getpid()} {os.uname().nodename}\n".encode()
+            try:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, record, 0)
+            except BaseException:
+                os.close(fd)
+                raise
+        self._fd, self._key, self._owner_pid = fd, key, os.getpid()
+        with _held_lock:
+            _held.setdefault(key, {})[threading.get_ident()] = self._shared
+        self._acquisitions += 1
+        self._contended += contended
+        self._waited += time.monotonic() - start
+        if _track.on_acquire is not None:
+            kind = "shared" if self._shared else "exclusive"
+            _track.acquired("filelock", self, f"{kind} lock {self._path}", _sites.capture())
+        return self
+
+    def _check_self_deadlock(self, key: tuple[int, int]) -> None:
+        with _held_lock:
+            mine = _held.get(key, {}).get(threading.get_ident())
+        if mine is not None and not (mine and self._shared):
+            raise RuntimeError(
+                f"{self!r}: this thread already holds a lock on this file; "
+                "waiting for it would deadlock (locks are not re-entrant)"
+            )
+
+    def _wait(self, fd: int, deadline: float | None) -> bool:
+        """Wait until the lock is ours (True) or the deadline passes (False)."""
+        if deadline is None:
+            return _try_lock(fd, self._shared, wait=True)
+        pause = 0.001
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            # The kernel has no timed wait for these locks: poll, backing off up to 50 ms.
+            time.sleep(min(pause, remaining))
+            pause = min(pause * 2, _MAX_POLL)
+            if _try_lock(fd, self._shared, wait=False):
+                return True
+
+    def _timeout_error(self, fd: int, timeout: float | None) -> LockTimeout:
+        conflict = _conflict(fd, self._shared)
+        pid: int | None = None
+        holder = "holder unknown"
+        if conflict == "shared":
+            holder = "held shared by other processes"
+        elif conflict == "none":
+            holder = "released just as the wait ended"
+        else:
+            try:
+                fields = os.pread(fd, 256, 0).decode("utf-8", "replace").split()
+            except OSError:
+                fields = []
+            if fields and fields[0].isdigit():
+                host = fields[1] if len(fields) > 1 else ""
+                if host and host != os.uname().nodename:
+                    pid = int(fields[0])
+                    holder = f"held by pid {pid} on {host}"
+                elif _pid_exists(int(fields[0])):
+                    pid = int(fields[0])
+                    holder = f"held by pid {pid}"
+            elif conflict == "exclusive":
+                holder = "held exclusively by a process that has not written its pid yet"
+        kind = "shared" if self._shared else "exclusive"
+        error = LockTimeout(f"{kind} lock on {self._path} not obtained within {timeout} s: {holder}")
+        error.path = self._path
+        error.pid = pid
+        return error
+
+    def release(self) -> None:
+        """Give the lock back. Releasing a lock that is not held does nothing.
+
+        In a forked child that inherited the held lock, this only closes the
+        child's copy: the parent keeps its lock.
+        """
+        fd = self._fd
+        if fd < 0:
+            return
+        self._fd = -1
+        key = self._key
+        self._key = None
+        if key is not None:
+            with _held_lock:
+                holders = _held.get(key)
+                if holders is not None:
+                    holders.pop(threading.get_ident(), None)
+                    if not holders:
+                        del _held[key]
+        try:
+            if self._owner_pid == os.getpid() and not self._shared:
+                os.ftruncate(fd, 0)  # forget our pid before anyone else can take the lock
+        finally:
+            os.close(fd)  # the last descriptor of the open file: the kernel drops the lock
+            _track.released(self)
+
+    def __enter__(self) -> Self:
+        return self.acquire(timeout=_Default)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+    def __del__(self) -> None:
+        if getattr(self, "_fd", -1) >= 0 and self._owner_pid == os.getpid():
+            warnings.warn(
+                f"{self!r} was garbage-collected while held; release it or use 'with locked(...)'",
+                ResourceWarning,
+                stacklevel=2,
+                source=self,
+            )
+            self.release()
+
+
+def _check_timeout(timeout: object, name: str) -> None:
+    if timeout is None:
+        return
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout >= 0:
+        raise ValueError(f"{name} must be None or a number of seconds >= 0, not {timeout!r}")
+
+
+def locked(
+    path: str | os.PathLike[str],
+    *,
+    timeout: float | None = None,
+    shared: bool = False,
+) -> FileLock:
+    """An inter-process lock on the file *path*, taken by ``with`` and released when the block ends.
+
+    The lock file is created if missing (mode ``0o666`` less the umask) and never
+    deleted. The kernel releases the lock if the holder dies, even by
+    ``SIGKILL``. Two threads contend as two processes do. ``shared=True`` takes a
+    reader lock that other shared holders may hold at the same time.
+
+    * ``timeout=None`` waits as long as it takes; ``timeout=0`` tries once.
+
+    Raises:
+        LockTimeout: not obtained within *timeout*; also a ``TimeoutError``. The
+            message names the lock file and, when known, the holder's pid
+            (``.path`` and ``.pid`` carry them).
+        RuntimeError: the calling thread already holds this lock exclusively.
+        OSError: the lock file is a symlink, a special file or has other hard links.
+
+    Example::
+
+        with locked("/var/lib/app/state.lock", timeout=10):
+            update_state()
+    """
+    return FileLock(path, timeout=timeout, shared=shared)

@@ -1,0 +1,183 @@
+"""reclaim.net: client sockets with deadlines, a cheap liveness check, and a pool of connections.
+
+* :func:`connect` opens a TCP (IPv4 or IPv6) or Unix socket with a connect
+  deadline and a per-operation timeout, and errors that name the address.
+* :func:`is_alive` says, without blocking and without consuming data, whether
+  the peer has closed or reset the connection.
+
+Sockets are ordinary :class:`socket.socket` objects: the leak tracker sees them
+as it sees every socket, with the line that called :func:`connect`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import select
+import socket
+import time
+
+from .errors import ConnectTimeout
+
+__all__ = ["Address", "connect", "format_address", "is_alive"]
+
+#: ``(host, port)`` for TCP, or a filesystem path for a Unix socket.
+Address = tuple[str, int] | str | os.PathLike[str]
+
+
+def format_address(address: Address) -> str:
+    """``host:port`` (``[v6]:port`` for IPv6) for TCP, ``unix:/path`` for a Unix socket."""
+    if isinstance(address, tuple):
+        host, port = address
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return f"unix:{os.fspath(address)}"
+
+
+def _check_seconds(value: object, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+        raise ValueError(f"connect({name}=...) must be a number of seconds > 0, not {value!r}")
+    return float(value)
+
+
+def _renamed(error: OSError, where: str) -> OSError:
+    """The same kind of error, with a message that says which address it was about."""
+    message = f"{error.strerror or error} (connecting to {where})"
+    try:
+        renamed = type(error)(error.errno, message) if error.errno is not None else None
+    except TypeError:  # pragma: no cover - an OSError subclass with another signature
+        renamed = None
+    if renamed is None:
+        renamed = OSError(error.errno, message)
+    return renamed
+
+
+def connect(
+    address: Address,
+    *,
+    timeout: float,
+    connect_timeout: float | None = None,
+    nodelay: bool = True,
+) -> socket.socket:
+    """Connect to *address* and return the socket, with every wait bounded.
+
+    * *address*: ``(host, port)`` for TCP, where *host* is a name, an IPv4 or an
+      IPv6 address; a ``str`` or path for a Unix socket.
+    * *timeout*: seconds any later ``send``/``recv`` may wait before raising
+      ``TimeoutError`` (``socket.settimeout``); required, because a socket
+      without one can hang a worker forever.
+    * *connect_timeout*: the deadline for the whole connect, over every address
+      the name resolves to (default: *timeout*). Name resolution itself is the
+      system resolver's and cannot be bounded here.
+    * *nodelay*: set ``TCP_NODELAY`` (request/response protocols want it).
+
+    Raises:
+        ConnectTimeout: no connection within *connect_timeout*; also a ``TimeoutError``.
+        OSError: the connection failed; the same subclass the system gave
+            (``ConnectionRefusedError``, ``socket.gaierror``, ``FileNotFoundError``...),
+            with the address in the message.
+        ValueError, TypeError: a bad argument, naming it.
+
+    Example::
+
+        sock = connect(("127.0.0.1", port), timeout=5.0, connect_timeout=1.0)
+        with sock:
+            sock.sendall(b"PING\\r\\n")
+    """
+    per_operation = _check_seconds(timeout, "timeout")
+    budget = per_operation if connect_timeout is None else _check_seconds(connect_timeout, "connect_timeout")
+    if isinstance(address, tuple):
+        if len(address) != 2 or not isinstance(address[0], str) or not isinstance(address[1], int):
+            raise TypeError(f"connect(address=...) must be (host: str, port: int) or a path, not {address!r}")
+        candidates = _resolve(address)
+    elif isinstance(address, str | os.PathLike):
+        candidates = [(socket.AF_UNIX, socket.SOCK_STREAM, 0, os.fspath(address))]
+    else:
+        raise TypeError(f"connect(address=...) must be (host, port) or a path, not {address!r}")
+    where = format_address(address)
+    deadline = time.monotonic() + budget
+    failures: list[OSError] = []
+    for family, kind, proto, sockaddr in candidates:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.settimeout(remaining)
+            sock.connect(sockaddr)
+            sock.settimeout(per_operation)
+            if nodelay and family != socket.AF_UNIX:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError as error:
+            sock.close()
+            failures.append(error)
+            continue
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+    real = [f for f in failures if not isinstance(f, TimeoutError)]
+    if real and len(real) == len(failures):
+        raise _renamed(real[0], where) from real[0]
+    tried = ", ".join(_sockaddr_text(c[3]) for c in candidates)
+    detail = f" (tried {tried}; other failures: {real})" if real else f" (tried {tried})"
+    raise ConnectTimeout(
+        f"connect to {where} timed out after {budget:g} s{detail}; "
+        "is the server up and accepting connections?"
+    ) from (failures[-1] if failures else None)
+
+
+def _resolve(address: tuple[str, int]) -> list[tuple[int, int, int, str | tuple[object, ...]]]:
+    host, port = address
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as error:
+        raise _renamed(error, format_address(address)) from error
+    return [(family, kind, proto, sockaddr) for family, kind, proto, _name, sockaddr in infos]
+
+
+def _sockaddr_text(sockaddr: object) -> str:
+    if isinstance(sockaddr, tuple) and len(sockaddr) >= 2:
+        return format_address((str(sockaddr[0]), int(sockaddr[1])))
+    return str(sockaddr)
+
+
+_PEEK = socket.MSG_PEEK | getattr(socket, "MSG_DONTWAIT", 0)
+
+
+def is_alive(sock: socket.socket) -> bool:
+    """Whether the peer of the connected *sock* has not closed or reset the connection.
+
+    Cheap and non-blocking: one ``poll`` with a zero timeout, plus a one-byte
+    ``MSG_PEEK`` only when something is waiting; no data is consumed. An idle,
+    healthy connection is alive; one whose peer sent ``FIN`` or ``RST``, a closed
+    socket or one with a pending error is not. A connection with unread data
+    waiting is alive (the peer did not close it), though a pool may not want
+    to reuse it. For a TLS socket the check looks at the TCP stream underneath.
+
+    Example::
+
+        if not is_alive(sock):
+            sock.close()
+            sock = connect(address, timeout=5.0)
+    """
+    try:
+        fd = sock.fileno()
+    except (OSError, ValueError):
+        return False
+    if fd < 0:
+        return False
+    poller = select.poll()
+    poller.register(fd, select.POLLIN | select.POLLPRI)
+    events = poller.poll(0)
+    if not events:
+        return True  # nothing to read, no hang-up, no error: an idle live connection
+    if events[0][1] & select.POLLNVAL:
+        return False
+    try:
+        # socket.socket.recv, not the object's: on an SSLSocket this peeks at the raw TCP stream.
+        data = socket.socket.recv(sock, 1, _PEEK)
+    except (BlockingIOError, InterruptedError):
+        return True
+    except (OSError, ValueError):
+        return False
+    return bool(data)
