@@ -1,0 +1,28 @@
+"""Connection pools for DB-API 2.0 drivers: ``ConnectionPool`` (threads), ``AsyncConnectionPool``.
+
+``ConnectionPool(connect, *args, **kwargs)``: pool options are taken out of the
+keyword arguments, the rest go to ``connect``. An adapter picked by driver
+(sqlite3 built in; psycopg, asyncpg and PyMySQL when installed; else a
+generic DB-API one) says how to ping, reset and recognise a broken connection.
+
+Example::
+
+    import sqlite3, reclaim.db
+
+    with reclaim.db.ConnectionPool(sqlite3.connect, "app.db", max_size=4) as pool:
+        with pool.acquire() as conn:
+            conn.execute("SELECT 1")
+"""
+
+from ._adapter import ADAPTERS, Adapter, GenericAdapter, adapter_for, register_adapter
+from ._pools import POOL_OPTIONS, ConnectionPool
+
+__all__ = [
+    "ADAPTERS",
+    "POOL_OPTIONS",
+    "Adapter",
+    "ConnectionPool",
+    "GenericAdapter",
+    "adapter_for",
+    "register_adapter",
+]

@@ -1,0 +1,170 @@
+"""The Adapter protocol, the generic DB-API 2.0 adapter, and the registry that picks one per driver.
+
+An adapter tells a pool what it cannot know about a driver: how to ping a
+connection cheaply (``check``), how to put it back in a clean state
+(``reset``: roll back only when a transaction is open), which errors mean the
+connection is gone (``is_broken``), and how to close it. Async adapters have
+the same methods as coroutines.
+
+The registry maps a driver's top-level module name to ``"module:attribute"``
+strings (one for sync pools, one for async pools), imported only when a pool
+for that driver is made, so ``import reclaim.db`` needs no driver installed.
+A driver module of reclaim's own adds a line to :data:`ADAPTERS`; a third party
+calls :func:`register_adapter`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
+
+__all__ = ["ADAPTERS", "Adapter", "GenericAdapter", "adapter_for", "driver_of", "register_adapter"]
+
+
+@runtime_checkable
+class Adapter(Protocol):
+    """What a connection pool needs to know about one DB-API driver.
+
+    Example (a custom adapter)::
+
+        class MyAdapter(reclaim.db.GenericAdapter):
+            name = "mydriver"
+            def in_transaction(self, conn): return conn.txn_open
+
+        pool = reclaim.db.ConnectionPool(mydriver.connect, adapter=MyAdapter())
+    """
+
+    name: str
+
+    def check(self, conn: Any) -> Any:
+        """The cheapest real ping; raises (or returns False) when the connection is dead."""
+
+    def reset(self, conn: Any) -> Any:
+        """Make the connection clean for the next borrower (rollback only when needed)."""
+
+    def is_broken(self, conn: Any, exc: BaseException | None = None) -> bool:
+        """Whether *exc* (or, with None, the connection's state) means the connection is gone."""
+
+    def close(self, conn: Any) -> Any:
+        """Close the connection."""
+
+    def in_transaction(self, conn: Any) -> bool | None:
+        """Whether a transaction is open; None when the driver cannot say."""
+
+
+def _dbapi_error(exc: BaseException, name: str) -> bool:
+    return any(cls.__name__ == name for cls in type(exc).__mro__)
+
+
+class GenericAdapter:
+    """For any DB-API 2.0 driver: ``SELECT 1`` ping, rollback on return, InterfaceError means broken.
+
+    The driver cannot say whether a transaction is open, so ``reset`` always
+    rolls back (one round trip per return on a networked driver: register a
+    driver-specific adapter to avoid it). An ``OperationalError`` is treated as
+    broken when a ping after it fails too.
+
+    Example::
+
+        pool = reclaim.db.ConnectionPool(somedriver.connect, "dsn", adapter=GenericAdapter())
+    """
+
+    name = "dbapi"
+
+    def check(self, conn: Any) -> None:
+        """Run ``SELECT 1``; raises when the connection is dead."""
+        cursor = conn.cursor()
+        try:
+            cursor.execute("SELECT 1")
+            cursor.fetchall()
+        finally:
+            cursor.close()
+
+    def reset(self, conn: Any) -> None:
+        """Roll back (the generic driver cannot say whether a transaction is open)."""
+        if self.in_transaction(conn) is not False:
+            conn.rollback()
+
+    def in_transaction(self, conn: Any) -> bool | None:
+        """None: unknown for a generic driver."""
+        return None
+
+    def is_broken(self, conn: Any, exc: BaseException | None = None) -> bool:
+        """True for InterfaceError / OSError, and for OperationalError when a ping fails after it."""
+        if exc is None:
+            return False
+        if isinstance(exc, OSError) or _dbapi_error(exc, "InterfaceError"):
+            return True
+        if _dbapi_error(exc, "OperationalError"):
+            try:
+                self.check(conn)
+            except Exception:
+                return True
+        return False
+
+    def close(self, conn: Any) -> None:
+        """``conn.close()``."""
+        conn.close()
+
+
+#: driver module -> ("module:attr" for sync pools, "module:attr" for async pools); None: unsupported.
+ADAPTERS: dict[str, tuple[str | Callable[[], Any] | None, str | Callable[[], Any] | None]] = {
+    "sqlite3": ("reclaim.db._sqlite:SqliteAdapter", "reclaim.db._sqlite:SqliteAdapter"),
+    "psycopg": ("reclaim.db._psycopg:PsycopgAdapter", "reclaim.db._psycopg:AsyncPsycopgAdapter"),
+    "asyncpg": (None, "reclaim.db._asyncpg:AsyncpgAdapter"),
+    "pymysql": ("reclaim.db._pymysql:PyMySQLAdapter", None),
+}
+
+
+def register_adapter(
+    driver: str,
+    sync: str | Callable[[], Any] | None = None,
+    asynchronous: str | Callable[[], Any] | None = None,
+) -> None:
+    """Register adapter factories (callables or ``"module:attr"`` strings) for *driver*.
+
+    Example::
+
+        reclaim.db.register_adapter("mydriver", "mypkg.adapters:MyDriverAdapter")
+    """
+    if not isinstance(driver, str) or not driver:
+        raise TypeError("driver must be a module name such as 'psycopg'")
+    ADAPTERS[driver] = (sync, asynchronous)
+
+
+def driver_of(connect: Callable[..., Any]) -> str:
+    """The top-level module of *connect* without a leading underscore (``_sqlite3`` -> ``sqlite3``)."""
+    module = getattr(connect, "__module__", None) or ""
+    if not module:
+        func = getattr(connect, "func", None)  # functools.partial
+        module = getattr(func, "__module__", None) or ""
+    return module.split(".", 1)[0].lstrip("_")
+
+
+def _load(factory: str | Callable[[], Any]) -> Any:
+    if isinstance(factory, str):
+        module_name, _, attr = factory.partition(":")
+        loaded: Callable[[], Any] = getattr(importlib.import_module(module_name), attr)
+        return loaded()
+    return factory()
+
+
+def adapter_for(connect: Callable[..., Any], *, asynchronous: bool) -> Any:
+    """The registered adapter for the driver of *connect*, else a :class:`GenericAdapter`.
+
+    Raises:
+        ValueError: the driver is registered but has no adapter for this kind of pool.
+    """
+    driver = driver_of(connect)
+    entry = ADAPTERS.get(driver)
+    if entry is None:
+        return GenericAdapter()
+    factory = entry[1] if asynchronous else entry[0]
+    if factory is None:
+        kind = "async" if asynchronous else "sync"
+        raise ValueError(
+            f"driver {driver!r} has no {kind} adapter; use "
+            f"{'ConnectionPool' if asynchronous else 'AsyncConnectionPool'} or pass adapter="
+        )
+    return _load(factory)

@@ -1,0 +1,85 @@
+"""ConnectionPool and AsyncConnectionPool: Pool/AsyncPool wired to a DB-API driver through an adapter."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import itertools
+from collections.abc import Callable
+from typing import Any
+
+from reclaim.pool import Pool
+
+from ._adapter import adapter_for
+
+__all__ = ["POOL_OPTIONS", "ConnectionPool", "split_options"]
+
+#: Keyword arguments that configure the pool; every other keyword goes to ``connect``.
+POOL_OPTIONS = frozenset(
+    {
+        name
+        for name, p in inspect.signature(Pool.__init__).parameters.items()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY
+    }
+    | {"adapter", "connect_kwargs"}
+)
+_HOOKS = ("check", "reset", "is_broken", "close", "configure")
+_names = itertools.count(1)
+
+
+def split_options(
+    connect: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], *, asynchronous: bool
+) -> tuple[Any, Callable[..., Any], dict[str, Any]]:
+    """(adapter, create, pool options): pool option names are taken out of *kwargs*."""
+    if not callable(connect):
+        raise TypeError(f"connect must be callable (a driver's connect), got {connect!r}")
+    pool_kw = {k: kwargs.pop(k) for k in list(kwargs) if k in POOL_OPTIONS}
+    extra = pool_kw.pop("connect_kwargs", None)
+    if extra is not None:
+        if not isinstance(extra, dict):
+            raise TypeError("connect_kwargs must be a dict of keyword arguments for connect")
+        kwargs.update(extra)
+    adapter = pool_kw.pop("adapter", None)
+    if adapter is None:
+        adapter = adapter_for(connect, asynchronous=asynchronous)
+    prepare = getattr(adapter, "prepare", None)
+    if prepare is not None:
+        args, kwargs = prepare(args, kwargs)
+    for hook in _HOOKS:
+        if pool_kw.get(hook) is None:
+            method = getattr(adapter, hook, None)
+            if method is not None:
+                pool_kw[hook] = method
+    if pool_kw.get("name") is None:
+        pool_kw["name"] = f"{getattr(adapter, 'name', 'db')}-{next(_names)}"
+    create = functools.partial(connect, *args, **kwargs) if (args or kwargs) else connect
+    return adapter, create, pool_kw
+
+
+class ConnectionPool(Pool[Any]):
+    """A :class:`reclaim.Pool` of DB-API connections: ``ConnectionPool(connect, *args, **kwargs)``.
+
+    Keyword arguments named like a pool option (``max_size``, ``acquire_timeout``,
+    ``max_lifetime``, ``check``…, plus ``adapter=`` and ``connect_kwargs=``) configure
+    the pool; the rest go to ``connect``. The adapter chosen for the driver
+    (sqlite3, psycopg, PyMySQL, else the generic DB-API one) supplies ``check``
+    (cheapest ping, skipped within ``check_after`` of the last use), ``reset``
+    (rollback only when a transaction is open), ``is_broken`` (errors that mean
+    the connection is gone: discarded) and ``close``; an option you pass wins.
+
+    Example::
+
+        with reclaim.db.ConnectionPool(sqlite3.connect, "app.db", max_size=4) as pool:
+            with pool.acquire() as conn:
+                conn.execute("INSERT INTO t VALUES (1)")
+                conn.commit()
+
+    Raises:
+        TypeError, ValueError: a pool option is invalid (the message names it).
+    """
+
+    def __init__(self, connect: Callable[..., Any], /, *args: Any, **kwargs: Any) -> None:
+        adapter, create, pool_kw = split_options(connect, args, kwargs, asynchronous=False)
+        #: The adapter in use (``pool.adapter.name`` says which driver it serves).
+        self.adapter = adapter
+        super().__init__(create, **pool_kw)
