@@ -51,6 +51,10 @@ class FaultProxy:
         self._lock = threading.Lock()
         self._commands: list[tuple[str, threading.Event]] = []
         self.accepted = 0
+        #: Bytes forwarded client -> server (what the pool made the driver send).
+        self.bytes_up = 0
+        #: Bytes forwarded server -> client.
+        self.bytes_down = 0
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="fault-proxy", daemon=True)
         self._thread.start()
@@ -197,6 +201,10 @@ class FaultProxy:
         if not data or other is None:
             self._drop(pair)
             return
+        if sock is pair.client:
+            self.bytes_up += len(data)
+        else:
+            self.bytes_down += len(data)
         try:
             # Loopback sockets take database-sized messages at once; a short write
             # blocks briefly rather than reordering bytes.

@@ -10,13 +10,17 @@
   statements the borrower ``PREPARE``\\ d by SQL. asyncpg's own cached statements are kept
   (a ``DISCARD ALL`` would invalidate them behind its back). Callbacks left by
   ``add_listener`` / ``add_log_listener`` are removed as well.
-- **check**: ``SELECT 1`` with ``check_timeout`` (asyncpg cannot send the empty query).
+- **check**: on every reuse, ``conn.is_closed()`` (asyncpg learns of a server-ended session
+  from the event loop, no round trip); after ``check_after`` seconds idle, ``SELECT 1``
+  bounded by ``check_timeout`` (asyncpg cannot send the empty query).
 - **broken**: ``conn.is_closed()``; a connection whose last operation was cancelled
   mid-query is terminated rather than reused.
 """
 
 from __future__ import annotations
 
+import time
+import weakref
 from typing import Any, Final
 
 __all__ = ["AsyncpgAdapter"]
@@ -52,9 +56,18 @@ class AsyncpgAdapter:
 
     name = "asyncpg"
 
-    def __init__(self, *, session: bool = False, check_timeout: float = 5.0) -> None:
+    def __init__(
+        self, *, session: bool = False, check_after: float = 0.5, check_timeout: float = 5.0
+    ) -> None:
         self.session = session
+        self.check_after = check_after
         self.check_timeout = check_timeout
+        # asyncpg connections have __slots__: when each was last given back, kept aside.
+        self._used: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+
+    def configure(self, conn: Any) -> None:
+        """Start the connection's idle clock (called once per new connection)."""
+        self._used[conn] = time.monotonic()
 
     def in_transaction(self, conn: Any) -> bool:
         """True when the server reported an open or failed transaction."""
@@ -65,11 +78,23 @@ class AsyncpgAdapter:
         return bool(conn.is_closed())
 
     async def check(self, conn: Any) -> None:
-        """One ``SELECT 1`` round trip bounded by ``check_timeout``; raises when it fails."""
-        await conn.execute("SELECT 1", timeout=self.check_timeout)
+        """``is_closed()``; after ``check_after`` idle, ``SELECT 1`` bounded by ``check_timeout``.
 
-    async def reset(self, conn: Any) -> None:
-        """Roll back an open transaction; under ``"session"`` also undo the session state."""
+        Raises:
+            asyncpg.InterfaceError, OSError, TimeoutError: the connection is dead.
+        """
+        if conn.is_closed():
+            raise ConnectionError("the connection was closed (the server ended the session?)")
+        if time.monotonic() - self._used.get(conn, 0.0) >= self.check_after:
+            await conn.execute("SELECT 1", timeout=self.check_timeout)
+
+    async def reset(self, conn: Any) -> bool:
+        """Roll back an open transaction; under ``"session"`` also undo the session state.
+
+        Returns False (discard it) when the connection is closed.
+        """
+        if conn.is_closed():
+            return False
         if conn.is_in_transaction():
             await conn.execute("ROLLBACK")
         if getattr(conn, "_top_xact", None) is not None:
@@ -82,6 +107,8 @@ class AsyncpgAdapter:
                 listeners = getattr(conn, attr, None)
                 if listeners:
                     listeners.clear()
+        self._used[conn] = time.monotonic()
+        return True
 
     async def close(self, conn: Any) -> None:
         """Close politely; a connection that cannot be closed cleanly is terminated."""

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from reclaim.pool import Pool
+from reclaim.pool._options import _seconds
 
 from ._adapter import adapter_for
 
@@ -42,6 +43,16 @@ def split_options(
     adapter = pool_kw.pop("adapter", None)
     if adapter is None:
         adapter = adapter_for(connect, asynchronous=asynchronous)
+    if isinstance(pool_kw.get("reset"), str):
+        _reset_policy(adapter, pool_kw.pop("reset"))
+    if hasattr(adapter, "check_after") and pool_kw.get("check") is None:
+        # The adapter gates its own round trip by check_after and probes the socket (no
+        # round trip) on every reuse, so a session the server ended is never lent: the
+        # pool calls its check on every acquire.
+        check_after = pool_kw.pop("check_after", adapter.check_after)
+        _seconds("check_after", check_after, optional=False, positive=False)
+        adapter.check_after = check_after
+        pool_kw["check_after"] = 0.0
     prepare = getattr(adapter, "prepare", None)
     if prepare is not None:
         args, kwargs = prepare(args, kwargs)
@@ -56,6 +67,24 @@ def split_options(
     return adapter, create, pool_kw
 
 
+#: ``reset=`` may name a policy instead of a callable.
+RESET_POLICIES = ("transaction", "session")
+
+
+def _reset_policy(adapter: Any, policy: str) -> None:
+    """Apply ``reset="transaction"`` (the default) or ``reset="session"`` to *adapter*."""
+    if policy not in RESET_POLICIES:
+        raise ValueError(f"reset must be a callable or one of {RESET_POLICIES}, got {policy!r}")
+    if not hasattr(adapter, "session"):
+        if policy == "transaction":
+            return
+        raise ValueError(
+            f"reset='session': the {getattr(adapter, 'name', 'db')!r} adapter cannot undo a "
+            "whole session; pass reset=<callable> that does"
+        )
+    adapter.session = policy == "session"
+
+
 class ConnectionPool(Pool[Any]):
     """A :class:`reclaim.Pool` of DB-API connections: ``ConnectionPool(connect, *args, **kwargs)``.
 
@@ -66,6 +95,9 @@ class ConnectionPool(Pool[Any]):
     (cheapest ping, skipped within ``check_after`` of the last use), ``reset``
     (rollback only when a transaction is open), ``is_broken`` (errors that mean
     the connection is gone: discarded) and ``close``; an option you pass wins.
+    ``reset="session"`` makes the adapter undo everything a borrower changed in the
+    session (PostgreSQL ``DISCARD ALL``, MariaDB ``COM_RESET_CONNECTION``) for pools
+    shared by different users or tenants; ``reset="transaction"`` is the default.
 
     Example::
 

@@ -9,10 +9,15 @@
   sees the command and drops its prepared-statement cache): session settings, ``SET ROLE``
   and ``SET SESSION AUTHORIZATION``, temporary tables, advisory locks, ``LISTEN``,
   prepared statements, open cursors, cached plans and sequence state are all gone.
-- **check**: one empty query (the server answers ``EmptyQueryResponse``: the cheapest real
-  round trip, no transaction started), driven at the libpq level so it is bounded by
-  ``check_timeout`` even when the network has gone silent. A check that times out leaves
-  the connection mid-query, so it is reported broken and discarded.
+- **check**, in two tiers. On every reuse, a zero-timeout ``poll()`` of the socket (about
+  0.3 µs, no round trip): an idle connection has nothing to read unless the server ended
+  the session (``pg_terminate_backend``, a restart: its error and EOF are waiting) or sent
+  a notification, so readable means "consume and see"; a killed session is never lent.
+  Only when the connection was idle ``check_after`` seconds or more, one empty query (the
+  server answers ``EmptyQueryResponse``: the cheapest real round trip, no transaction
+  started), driven at the libpq level so it is bounded by ``check_timeout`` even when the
+  network has gone silent. A check that times out leaves the connection mid-query, so it
+  is reported broken and discarded.
 - **broken**: ``conn.closed``, ``conn.broken``, libpq status ``BAD``, or a transaction
   status of ``ACTIVE`` / ``UNKNOWN`` (a query still in flight: a cancelled task or a
   timed-out check left it there). An ``OperationalError`` is a disconnect exactly when it
@@ -24,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import select
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any, Final
 
 import psycopg
@@ -36,6 +41,7 @@ _IDLE: Final = pq.TransactionStatus.IDLE
 _OPEN: Final = (pq.TransactionStatus.INTRANS, pq.TransactionStatus.INERROR)
 _IN_FLIGHT: Final = (pq.TransactionStatus.ACTIVE, pq.TransactionStatus.UNKNOWN)
 _BAD: Final = pq.ConnStatus.BAD
+_monotonic = time.monotonic
 _READ: Final = 1
 _WRITE: Final = 2
 
@@ -75,6 +81,15 @@ def _wait_fd(fd: int, what: int, deadline: float, timeout: float) -> None:
         raise CheckTimeout(f"no answer from the server within check_timeout={timeout} s")
 
 
+def _poller(fd: int) -> Callable[[float], object]:
+    """A zero-allocation readability probe for *fd*: returns something truthy when readable."""
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return poller.poll
+    return lambda timeout: select.select([fd], [], [], timeout / 1000.0)[0]
+
+
 def _broken(conn: Any) -> bool:
     if conn.closed or conn.broken:
         return True
@@ -83,19 +98,22 @@ def _broken(conn: Any) -> bool:
 
 
 class _Base:
-    """Policy shared by the sync and async psycopg adapters (no I/O here)."""
+    """Policy shared by the sync and async psycopg adapters (no waiting here)."""
 
     name = "psycopg"
 
-    def __init__(self, *, session: bool = False, check_timeout: float = 5.0) -> None:
+    def __init__(
+        self, *, session: bool = False, check_after: float = 0.5, check_timeout: float = 5.0
+    ) -> None:
         self.session = session
+        self.check_after = check_after
         self.check_timeout = check_timeout
 
-    def remember(self, conn: Any) -> tuple[Any, ...]:
-        """Record the client-side options the pool's connection starts with."""
-        baseline = tuple(getattr(conn, name) for name in _OPTIONS)
-        conn._reclaim_baseline = baseline
-        return baseline
+    def remember(self, conn: Any) -> None:
+        """Record the connection's starting options and set up its socket probe."""
+        conn._reclaim_baseline = tuple(getattr(conn, name) for name in _OPTIONS)
+        conn._reclaim_poll = _poller(conn.pgconn.socket)
+        conn._reclaim_used = _monotonic()
 
     def in_transaction(self, conn: Any) -> bool:
         """True when a transaction is open or failed on the connection."""
@@ -104,6 +122,27 @@ class _Base:
     def is_broken(self, conn: Any, exc: BaseException | None = None) -> bool:
         """True when the connection is closed, lost, or stuck mid-query."""
         return _broken(conn)
+
+    def _probe(self, conn: Any) -> bool:
+        """No round trip: raise when the idle connection was ended by the server.
+
+        Returns True when the connection has been idle long enough to need a round trip.
+        """
+        if conn.closed or conn.broken:
+            raise psycopg.OperationalError("the connection is closed")
+        poll = getattr(conn, "_reclaim_poll", None)
+        if poll is None:
+            self.remember(conn)
+            return True
+        if poll(0):
+            pgconn = conn.pgconn
+            for _ in range(16):  # a burst of notifications is consumed, an EOF raises
+                pgconn.consume_input()
+                if not poll(0):
+                    break
+            if _broken(conn):
+                raise psycopg.OperationalError("the server ended the session while it was idle")
+        return bool(_monotonic() - conn._reclaim_used >= self.check_after)
 
     def _dirty_options(self, conn: Any) -> list[tuple[str, Any]]:
         baseline = getattr(conn, "_reclaim_baseline", None)
@@ -129,8 +168,14 @@ class PsycopgAdapter(_Base):
         self.remember(conn)
 
     def check(self, conn: Any) -> None:
-        """One empty-query round trip, bounded by ``check_timeout``; raises when it fails."""
-        deadline = time.monotonic() + self.check_timeout
+        """Probe the socket; after ``check_after`` idle, one bounded empty-query round trip.
+
+        Raises:
+            psycopg.OperationalError: the connection is dead (CheckTimeout: no answer in time).
+        """
+        if not self._probe(conn):
+            return
+        deadline = _monotonic() + self.check_timeout
         with conn.lock:
             pgconn = conn.pgconn
             fd = pgconn.socket
@@ -138,12 +183,18 @@ class PsycopgAdapter(_Base):
             for what in steps:
                 _wait_fd(fd, what, deadline, self.check_timeout)
 
-    def reset(self, conn: Any) -> None:
-        """Roll back an open/failed transaction, restore options; ``DISCARD ALL`` for sessions."""
+    def reset(self, conn: Any) -> bool:
+        """Roll back an open/failed transaction, restore options; ``DISCARD ALL`` for sessions.
+
+        Returns False (discard it) when the connection is broken.
+        """
         if conn.pgconn.transaction_status != _IDLE:
+            if _broken(conn):
+                return False
             conn.rollback()
         for name, value in self._dirty_options(conn):
             setattr(conn, name, value)
+        conn._reclaim_used = _monotonic()
         if self.session:
             autocommit = conn.autocommit
             conn.autocommit = True
@@ -152,6 +203,7 @@ class PsycopgAdapter(_Base):
             finally:
                 if not conn.broken and not conn.closed:
                     conn.autocommit = autocommit
+        return True
 
     def close(self, conn: Any) -> None:
         """Close the connection (sends the protocol's Terminate message when still open)."""
@@ -192,7 +244,13 @@ class AsyncPsycopgAdapter(_Base):
         self.remember(conn)
 
     async def check(self, conn: Any) -> None:
-        """One empty-query round trip, bounded by ``check_timeout``; raises when it fails."""
+        """Probe the socket; after ``check_after`` idle, one bounded empty-query round trip.
+
+        Raises:
+            psycopg.OperationalError: the connection is dead (CheckTimeout: no answer in time).
+        """
+        if not self._probe(conn):
+            return
         loop = asyncio.get_running_loop()
         async with conn.lock:
             pgconn = conn.pgconn
@@ -206,12 +264,18 @@ class AsyncPsycopgAdapter(_Base):
                     f"no answer from the server within check_timeout={self.check_timeout} s"
                 ) from None
 
-    async def reset(self, conn: Any) -> None:
-        """Roll back an open/failed transaction, restore options; ``DISCARD ALL`` for sessions."""
+    async def reset(self, conn: Any) -> bool:
+        """Roll back an open/failed transaction, restore options; ``DISCARD ALL`` for sessions.
+
+        Returns False (discard it) when the connection is broken.
+        """
         if conn.pgconn.transaction_status != _IDLE:
+            if _broken(conn):
+                return False
             await conn.rollback()
         for name, value in self._dirty_options(conn):
             await getattr(conn, f"set_{name}")(value)
+        conn._reclaim_used = _monotonic()
         if self.session:
             autocommit = conn.autocommit
             await conn.set_autocommit(True)
@@ -220,6 +284,7 @@ class AsyncPsycopgAdapter(_Base):
             finally:
                 if not conn.broken and not conn.closed:
                     await conn.set_autocommit(autocommit)
+        return True
 
     async def close(self, conn: Any) -> None:
         """Close the connection (sends the protocol's Terminate message when still open)."""

@@ -8,7 +8,10 @@
   rolls back, drops temporary tables, user variables and prepared statements, releases
   ``GET_LOCK`` locks and resets session variables and the current role, without a new
   login. PyMySQL's own settings (autocommit mode, ``init_command``) are then re-applied.
-- **check**: ``ping(reconnect=False)`` (``COM_PING``), bounded by ``check_timeout``: the
+- **check**: on every reuse, a zero-timeout ``poll()`` of the socket: the protocol never
+  sends anything to an idle client, so a readable socket means the server closed the
+  session (``KILL``, a restart) and the connection is not lent. After ``check_after``
+  seconds idle, ``ping(reconnect=False)`` (``COM_PING``), bounded by ``check_timeout``: the
   socket timeouts are lowered for the ping and restored after it.
 - **broken**: the socket is gone (PyMySQL drops it on every network error) or the error is
   one of the client's "server gone / lost connection" codes.
@@ -16,6 +19,9 @@
 
 from __future__ import annotations
 
+import importlib
+import select
+import time
 from typing import Any, Final
 
 __all__ = ["PyMySQLAdapter"]
@@ -36,13 +42,17 @@ class PyMySQLAdapter:
 
     name = "pymysql"
 
-    def __init__(self, *, session: bool = False, check_timeout: float = 5.0) -> None:
+    def __init__(
+        self, *, session: bool = False, check_after: float = 0.5, check_timeout: float = 5.0
+    ) -> None:
         self.session = session
+        self.check_after = check_after
         self.check_timeout = check_timeout
 
     def configure(self, conn: Any) -> None:
         """Remember the autocommit mode the connection starts with (once per new connection)."""
         conn._reclaim_autocommit = conn.autocommit_mode
+        conn._reclaim_used = time.monotonic()
 
     def _restore_autocommit(self, conn: Any) -> None:
         wanted = getattr(conn, "_reclaim_autocommit", conn.autocommit_mode)
@@ -62,7 +72,20 @@ class PyMySQLAdapter:
         return bool(args and args[0] in _DISCONNECT_CODES)
 
     def check(self, conn: Any) -> None:
-        """``COM_PING`` bounded by ``check_timeout``; raises when the server does not answer."""
+        """Probe the socket; after ``check_after`` idle, ``COM_PING`` bounded by ``check_timeout``.
+
+        Raises:
+            pymysql.err.Error: the connection is dead or the server did not answer in time.
+        """
+        err = importlib.import_module("pymysql.err")  # the driver's own error classes
+        sock = conn._sock
+        if sock is None:
+            raise err.InterfaceError(0, "the connection is closed")
+        if select.select([sock], [], [], 0)[0]:
+            conn._force_close()
+            raise err.OperationalError(2013, "the server ended the session while it was idle")
+        if time.monotonic() - getattr(conn, "_reclaim_used", 0.0) < self.check_after:
+            return
         read_timeout, write_timeout = conn._read_timeout, conn._write_timeout
         conn._read_timeout = conn._write_timeout = self.check_timeout
         try:
@@ -70,8 +93,14 @@ class PyMySQLAdapter:
         finally:
             conn._read_timeout, conn._write_timeout = read_timeout, write_timeout
 
-    def reset(self, conn: Any) -> None:
-        """Roll back an open transaction; ``COM_RESET_CONNECTION`` under ``"session"``."""
+    def reset(self, conn: Any) -> bool:
+        """Roll back an open transaction; ``COM_RESET_CONNECTION`` under ``"session"``.
+
+        Returns False (discard it) when the connection is closed.
+        """
+        if not conn.open:
+            return False
+        conn._reclaim_used = time.monotonic()
         if self.session:
             conn._execute_command(_COM_RESET_CONNECTION, b"")
             conn._read_ok_packet()
@@ -80,13 +109,14 @@ class PyMySQLAdapter:
                 with conn.cursor() as cursor:
                     cursor.execute(conn.init_command)
                 conn.commit()
-            return
+            return True
         if self.in_transaction(conn) or not conn.get_autocommit():
             # With autocommit off, InnoDB holds a read view after a plain SELECT while
             # the server does *not* set SERVER_STATUS_IN_TRANS: skipping the rollback
             # would show the next borrower a stale snapshot. So: always, unless autocommit.
             conn.rollback()
         self._restore_autocommit(conn)
+        return True
 
     def close(self, conn: Any) -> None:
         """Send ``COM_QUIT`` and close the socket (nothing to do when already closed)."""
