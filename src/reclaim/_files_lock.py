@@ -125,8 +125,8 @@ class FileLock:
     """An inter-process lock on *path*, shared or exclusive; see :func:`locked`.
 
     One object is one holder: use one per thread (or per ``with``). It is not
-    re-entrant; asking for a lock the same thread already holds exclusively
-    raises ``RuntimeError`` at once instead of deadlocking.
+    re-entrant; waiting without timeout for a lock that conflicts with one the
+    same thread holds raises ``RuntimeError`` at once instead of deadlocking.
 
     Example::
 
@@ -214,7 +214,8 @@ class FileLock:
         Raises:
             LockTimeout: not obtained in time; the message names the lock file and,
                 when it is known, the holder's pid (also on ``.pid``).
-            RuntimeError: this object already holds it, or this thread holds it exclusively.
+            RuntimeError: this object already holds it, or, with no timeout, this thread
+                holds a conflicting lock on the same file (waiting would never end).
             OSError: the lock file cannot be opened, or is a symlink, special file or hard link.
         """
         if timeout is _Default:
@@ -232,7 +233,8 @@ class FileLock:
             try:
                 st = os.fstat(fd)
                 key = (st.st_dev, st.st_ino)
-                self._check_self_deadlock(key)
+                if deadline is None:
+                    self._check_self_deadlock(key)
                 if not _try_lock(fd, self._shared, wait=False):
                     contended = True
                     if not self._wait(fd, deadline):
@@ -299,7 +301,7 @@ class FileLock:
         pid: int | None = None
         holder = "holder unknown"
         if conflict == "shared":
-            holder = "held shared by other processes"
+            holder = "held shared by other holders"
         elif conflict == "none":
             holder = "released just as the wait ended"
         else:
@@ -397,7 +399,8 @@ def locked(
         LockTimeout: not obtained within *timeout*; also a ``TimeoutError``. The
             message names the lock file and, when known, the holder's pid
             (``.path`` and ``.pid`` carry them).
-        RuntimeError: the calling thread already holds this lock exclusively.
+        RuntimeError: with no timeout, the calling thread already holds a conflicting
+            lock on the same file (waiting would never end).
         OSError: the lock file is a symlink, a special file or has other hard links.
 
     Example::

@@ -1,0 +1,216 @@
+"""locked / FileLock: real processes and threads contend; death frees the lock; timeouts name the holder."""
+
+from __future__ import annotations
+
+import errno
+import gc
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+import reclaim
+from reclaim.files import FileLock, LockTimeout, locked
+
+HOLDER = """
+import sys
+from reclaim.files import locked
+with locked(sys.argv[1], shared=sys.argv[2] == "shared"):
+    print("held", flush=True)
+    sys.stdin.read()
+print("released", flush=True)
+"""
+
+WAITER = """
+import sys
+from reclaim.files import locked
+print("waiting", flush=True)
+with locked(sys.argv[1]):
+    print("acquired", flush=True)
+"""
+
+
+@contextmanager
+def holder(path: Path, kind: str = "exclusive") -> Iterator[subprocess.Popen[str]]:
+    """A child process that holds the lock until its stdin closes (or it is killed)."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(path), kind],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None and child.stdin is not None
+    try:
+        assert child.stdout.readline() == "held\n"
+        yield child
+    finally:
+        if child.poll() is None:
+            child.kill()
+        child.wait()
+        child.stdin.close()
+        child.stdout.close()
+
+
+def test_a_timeout_names_the_lock_file_and_the_holder_pid(tmp_path: Path) -> None:
+    path = tmp_path / "app.lock"
+    with holder(path) as child:
+        with pytest.raises(LockTimeout) as caught, locked(path, timeout=0.05):
+            pass
+        error = caught.value
+        assert isinstance(error, TimeoutError) and isinstance(error, reclaim.ReclaimError)
+        assert error.pid == child.pid
+        assert error.path == str(path)
+        assert str(path) in str(error) and f"pid {child.pid}" in str(error)
+
+
+def test_a_sigkilled_holder_frees_the_lock(tmp_path: Path) -> None:
+    path = tmp_path / "app.lock"
+    with holder(path) as child:
+        with pytest.raises(LockTimeout), locked(path, timeout=0):
+            pass
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+        with locked(path, timeout=30) as lock:
+            assert lock.held
+            assert path.read_text().split()[0] == str(os.getpid())
+    assert path.read_text() == "", "the holder's pid is cleared on release"
+
+
+def test_a_process_waiting_without_timeout_gets_the_lock_when_it_is_released(tmp_path: Path) -> None:
+    path = tmp_path / "app.lock"
+    lock = locked(path).acquire()
+    waiter = subprocess.Popen([sys.executable, "-c", WAITER, str(path)], stdout=subprocess.PIPE, text=True)
+    assert waiter.stdout is not None
+    try:
+        assert waiter.stdout.readline() == "waiting\n"
+        assert waiter.poll() is None
+        lock.release()
+        assert waiter.stdout.readline() == "acquired\n"
+        assert waiter.wait(timeout=30) == 0
+    finally:
+        lock.release()
+        if waiter.poll() is None:
+            waiter.kill()
+        waiter.wait()
+        waiter.stdout.close()
+
+
+def test_two_threads_contend_like_two_processes(tmp_path: Path) -> None:
+    path = tmp_path / "app.lock"
+    held, release, done = threading.Event(), threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with locked(path):
+            held.set()
+            release.wait(30)
+        done.set()
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    try:
+        assert held.wait(30)
+        with pytest.raises(LockTimeout, match=f"pid {os.getpid()}"), locked(path, timeout=0):
+            pass
+        release.set()
+        with locked(path, timeout=30) as lock:
+            assert done.is_set() and lock.held
+    finally:
+        release.set()
+        thread.join()
+
+
+def test_shared_holders_coexist_and_exclude_an_exclusive_one(tmp_path: Path) -> None:
+    path = tmp_path / "app.lock"
+    with holder(path, "shared"), locked(path, shared=True, timeout=0) as mine:
+        assert mine.shared and mine.held
+        with pytest.raises(LockTimeout, match="shared") as caught, locked(path, timeout=0):
+            pass
+        assert caught.value.pid is None
+
+
+def test_closing_another_descriptor_of_the_file_keeps_the_lock(tmp_path: Path) -> None:
+    """The POSIX fcntl trap (any close drops the process's locks) does not apply."""
+    path = tmp_path / "app.lock"
+    with locked(path):
+        with open(path) as other:
+            other.read()
+        child = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import sys; from reclaim.files import locked, LockTimeout\n"
+                "try:\n    locked(sys.argv[1], timeout=0).acquire()\nexcept LockTimeout:\n"
+                "    sys.exit(3)\n",
+                str(path),
+            ],
+            check=False,
+            timeout=60,
+        )
+        assert child.returncode == 3
+
+
+def test_the_same_thread_asking_again_raises_instead_of_deadlocking(tmp_path: Path) -> None:
+    path = tmp_path / "app.lock"
+    with locked(path), pytest.raises(RuntimeError, match="deadlock"), locked(path):
+        pass
+    with locked(path, shared=True), locked(path, shared=True, timeout=0):
+        pass  # two shared locks in one thread do not conflict
+
+
+def test_a_symlinked_lock_file_is_refused_and_its_target_untouched(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    link = tmp_path / "app.lock"
+    link.symlink_to(victim)
+    with pytest.raises(OSError) as caught, locked(link):
+        pass
+    assert caught.value.errno == errno.ELOOP
+    assert victim.read_text() == "precious"
+
+
+def test_a_hard_linked_lock_file_is_refused_and_its_other_name_untouched(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    os.link(victim, tmp_path / "app.lock")
+    with pytest.raises(OSError, match="hard links"), locked(tmp_path / "app.lock"):
+        pass
+    assert victim.read_text() == "precious"
+
+
+def test_a_lock_gc_ed_while_held_warns_and_is_released(tmp_path: Path) -> None:
+    path = tmp_path / "app.lock"
+    lock = locked(path).acquire()
+    with pytest.warns(ResourceWarning, match="garbage-collected while held"):
+        del lock
+        gc.collect()
+    with locked(path, timeout=0):
+        pass
+
+
+def test_repr_and_statistics_tell_the_state(tmp_path: Path) -> None:
+    lock = FileLock(tmp_path / "app.lock", timeout=0)
+    assert "not held" in repr(lock) and "exclusive" in repr(lock)
+    with lock:
+        assert " held" in repr(lock)
+        assert lock.statistics().held
+        with pytest.raises(RuntimeError, match="already held"):
+            lock.acquire()
+    stats = lock.statistics()
+    assert (stats.held, stats.acquisitions, stats.contended, stats.timeouts) == (False, 1, 0, 0)
+    lock.release()  # releasing again does nothing
+
+
+@pytest.mark.parametrize("timeout", [-1, "1", True, float("nan")])
+def test_a_bad_timeout_is_refused_naming_it(tmp_path: Path, timeout: object) -> None:
+    with pytest.raises(ValueError, match="timeout"):
+        locked(tmp_path / "x", timeout=timeout)  # type: ignore[arg-type]
+
+
+def test_it_is_exported_from_the_package() -> None:
+    assert reclaim.locked is locked

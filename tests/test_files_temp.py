@@ -1,0 +1,124 @@
+"""temp_dir / temp_file: removed on every exit path, tracked while they exist, warned about when GC'd."""
+
+from __future__ import annotations
+
+import gc
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import reclaim
+from reclaim import _track
+from reclaim._sites import Site, format_site
+from reclaim.files import TempDir, TempFile, temp_dir, temp_file
+
+
+@pytest.fixture
+def tracked() -> Iterator[dict[int, tuple[str, str, Site]]]:
+    """What the leak tracker would hold: id(obj) -> (kind, description, site), chained to any real hook."""
+    held: dict[int, tuple[str, str, Site]] = {}
+    before = (_track.on_acquire, _track.on_release)
+
+    def acquire(kind: str, obj: object, description: str, site: Site) -> None:
+        held[id(obj)] = (kind, description, site)
+        if before[0] is not None:
+            before[0](kind, obj, description, site)
+
+    def release(obj: object) -> None:
+        held.pop(id(obj), None)
+        if before[1] is not None:
+            before[1](obj)
+
+    _track.install(acquire, release)
+    try:
+        yield held
+    finally:
+        _track.install(*before)
+
+
+def test_temp_dir_is_removed_with_its_content_after_the_block(tmp_path: Path) -> None:
+    with temp_dir(dir=tmp_path) as path:
+        (path / "sub").mkdir()
+        (path / "sub" / "f.txt").write_text("x")
+        assert stat.S_IMODE(path.stat().st_mode) == 0o700
+    assert not path.exists()
+
+
+def test_temp_dir_is_removed_when_the_block_raises(tmp_path: Path) -> None:
+    with pytest.raises(KeyboardInterrupt), temp_dir(dir=tmp_path) as path:
+        (path / "f").write_text("x")
+        raise KeyboardInterrupt
+    assert not path.exists()
+
+
+def test_read_only_directories_inside_are_removed_too(tmp_path: Path) -> None:
+    with temp_dir(dir=tmp_path) as path:
+        locked_in = path / "ro" / "deeper"
+        locked_in.mkdir(parents=True)
+        (locked_in / "f").write_text("x")
+        locked_in.chmod(0o500)
+        (path / "ro").chmod(0o000)
+    assert not path.exists()
+
+
+def test_temp_file_exists_empty_and_private_until_the_block_ends(tmp_path: Path) -> None:
+    with temp_file(suffix=".json", dir=tmp_path) as path:
+        assert path.read_bytes() == b"" and path.suffix == ".json"
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        path.write_text("{}")
+    assert not path.exists()
+
+
+def test_close_is_idempotent_and_tolerates_removal_by_someone_else(tmp_path: Path) -> None:
+    handle = temp_file(dir=tmp_path)
+    handle.path.unlink()
+    handle.close()
+    handle.close()
+    assert handle.removed and "removed" in repr(handle)
+
+
+def test_they_are_tracked_while_they_exist(tracked: dict[int, tuple[str, str, Site]], tmp_path: Path) -> None:
+    directory = temp_dir(dir=tmp_path)
+    file = temp_file(dir=tmp_path)
+    kinds = {kind for kind, _, _ in tracked.values()}
+    assert kinds == {"temp dir", "temp file"}
+    kind, description, site = tracked[id(directory)]
+    assert kind == "temp dir"
+    assert str(directory.path) in description
+    assert format_site(site).startswith(__file__)
+    directory.close()
+    file.close()
+    assert tracked == {}
+
+
+def test_an_unclosed_one_warns_when_collected_and_is_removed(tmp_path: Path) -> None:
+    handle = temp_dir(dir=tmp_path)
+    path = handle.path
+    with pytest.warns(ResourceWarning, match="garbage-collected before close"):
+        del handle
+        gc.collect()
+    assert not path.exists()
+
+
+def test_a_handle_is_usable_without_with(tmp_path: Path) -> None:
+    handle = temp_dir(prefix="job-", dir=tmp_path)
+    assert isinstance(handle, TempDir) and handle.path.name.startswith("job-")
+    assert "exists" in repr(handle)
+    handle.close()
+    assert not handle.path.exists()
+    other = temp_file(dir=tmp_path)
+    assert isinstance(other, TempFile)
+    other.close()
+
+
+@pytest.mark.parametrize("factory", [temp_dir, temp_file])
+def test_a_prefix_with_a_separator_is_refused(factory: object) -> None:
+    with pytest.raises(ValueError, match="prefix"):
+        factory(prefix=f"a{os.sep}b")  # type: ignore[operator]
+
+
+def test_they_are_exported_from_the_package() -> None:
+    assert reclaim.temp_dir is temp_dir and reclaim.temp_file is temp_file

@@ -1,0 +1,236 @@
+"""reclaim.net: connect with deadlines and addressed errors, is_alive against real peers on 127.0.0.1."""
+
+from __future__ import annotations
+
+import re
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+import reclaim
+from reclaim.net import connect, format_address, is_alive
+
+
+class Server:
+    """A TCP server on 127.0.0.1 whose handler decides what each accepted connection gets."""
+
+    def __init__(self, handler: Callable[[socket.socket], None], family: int = socket.AF_INET) -> None:
+        self.listener = socket.socket(family, socket.SOCK_STREAM)
+        host = "::1" if family == socket.AF_INET6 else "127.0.0.1"
+        self.listener.bind((host, 0))
+        self.listener.listen(16)
+        self.address: tuple[str, int] = self.listener.getsockname()[:2]
+        self.handler = handler
+        self.accepted: list[socket.socket] = []
+        self.ready = threading.Semaphore(0)
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return  # the listener was closed: stop
+            self.accepted.append(conn)
+            self.handler(conn)
+            self.ready.release()
+
+    def wait_handled(self) -> None:
+        assert self.ready.acquire(timeout=30), "the server never handled the connection"
+
+    def close(self) -> None:
+        self.listener.shutdown(socket.SHUT_RDWR)
+        self.listener.close()
+        self.thread.join(30)
+        for conn in self.accepted:
+            conn.close()
+
+
+def silent(conn: socket.socket) -> None:
+    """Accept and never answer."""
+
+
+def closes(conn: socket.socket) -> None:
+    conn.close()
+
+
+def resets(conn: socket.socket) -> None:
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    conn.close()
+
+
+@pytest.fixture
+def server_factory() -> Iterator[Callable[..., Server]]:
+    servers: list[Server] = []
+
+    def make(handler: Callable[[socket.socket], None], family: int = socket.AF_INET) -> Server:
+        servers.append(Server(handler, family))
+        return servers[-1]
+
+    yield make
+    for server in servers:
+        server.close()
+
+
+def wait_until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 30
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.001)
+
+
+def test_connect_sets_the_timeout_and_nodelay(server_factory: Callable[..., Server]) -> None:
+    server = server_factory(silent)
+    with connect(server.address, timeout=2.5) as sock:
+        assert sock.gettimeout() == 2.5
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+        assert sock.getpeername() == server.address
+
+
+def test_a_server_that_never_answers_hits_the_read_deadline(server_factory: Callable[..., Server]) -> None:
+    server = server_factory(silent)
+    with connect(server.address, timeout=0.05) as sock:
+        sock.sendall(b"hello?")
+        with pytest.raises(TimeoutError):
+            sock.recv(10)
+
+
+def test_a_full_accept_queue_hits_the_connect_deadline_naming_the_address() -> None:
+    """A listener that never accepts and whose backlog is full drops SYNs: connect cannot finish."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    address = listener.getsockname()
+    queued: list[socket.socket] = []
+    try:
+        with pytest.raises(reclaim.ConnectTimeout) as caught:
+            for _ in range(8):  # the kernel queues backlog+1 connections; the next one waits
+                queued.append(connect(address, timeout=5, connect_timeout=0.05))  # noqa: PERF401
+        assert isinstance(caught.value, TimeoutError)
+        assert f"127.0.0.1:{address[1]}" in str(caught.value)
+        assert queued, "at least one connection fits in the accept queue"
+    finally:
+        for sock in queued:
+            sock.close()
+        listener.close()
+
+
+def test_a_refused_connection_keeps_its_type_and_names_the_address() -> None:
+    closed_port = socket.socket()
+    closed_port.bind(("127.0.0.1", 0))  # bound, not listening: connections are refused
+    try:
+        port = closed_port.getsockname()[1]
+        with pytest.raises(ConnectionRefusedError, match=f"127.0.0.1:{port}"):
+            connect(("127.0.0.1", port), timeout=5)
+    finally:
+        closed_port.close()
+
+
+def test_an_unknown_host_names_the_address() -> None:
+    with pytest.raises(socket.gaierror, match=re.escape("no-such-host.invalid:80")):
+        connect(("no-such-host.invalid", 80), timeout=5)
+
+
+def test_ipv6_loopback(server_factory: Callable[..., Server]) -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 in this Python")
+    try:
+        server = server_factory(silent, socket.AF_INET6)
+    except OSError as exc:
+        pytest.skip(f"no IPv6 loopback here: {exc}")
+    with connect(server.address, timeout=5) as sock:
+        assert sock.family == socket.AF_INET6
+    assert format_address(server.address).startswith("[::1]:")
+
+
+def test_unix_socket(tmp_path: Path) -> None:
+    path = tmp_path / "s.sock"
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(path))
+    listener.listen(1)
+    try:
+        with connect(path, timeout=5) as sock:
+            assert sock.family == socket.AF_UNIX and sock.gettimeout() == 5
+        with pytest.raises(FileNotFoundError, match=f"unix:{tmp_path}"):
+            connect(tmp_path / "missing.sock", timeout=5)
+    finally:
+        listener.close()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"timeout": 0}, "timeout"),
+        ({"timeout": None}, "timeout"),
+        ({"timeout": True}, "timeout"),
+        ({"timeout": float("inf")}, "timeout"),
+        ({"timeout": 1, "connect_timeout": -1}, "connect_timeout"),
+    ],
+)
+def test_bad_timeouts_are_refused_naming_them(kwargs: dict[str, object], name: str) -> None:
+    with pytest.raises(ValueError, match=f"{name}="):
+        connect(("127.0.0.1", 9), **kwargs)  # type: ignore[arg-type]
+
+
+def test_a_bad_address_is_refused() -> None:
+    with pytest.raises(TypeError, match="address"):
+        connect(("127.0.0.1", "80"), timeout=1)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="address"):
+        connect(80, timeout=1)  # type: ignore[arg-type]
+
+
+# --- is_alive -------------------------------------------------------------------------------
+
+
+def test_an_idle_connection_is_alive(server_factory: Callable[..., Server]) -> None:
+    server = server_factory(silent)
+    with connect(server.address, timeout=5) as sock:
+        server.wait_handled()
+        assert is_alive(sock)
+
+
+def test_waiting_data_is_alive_and_not_consumed(server_factory: Callable[..., Server]) -> None:
+    server = server_factory(lambda conn: conn.sendall(b"hello"))
+    with connect(server.address, timeout=5) as sock:
+        server.wait_handled()
+        wait_until(lambda: sock.recv(5, socket.MSG_PEEK) == b"hello", "the greeting")
+        assert is_alive(sock)
+        assert sock.recv(5) == b"hello"
+
+
+@pytest.mark.parametrize("handler", [closes, resets], ids=["peer-closed", "peer-reset"])
+def test_a_closed_or_reset_connection_is_not_alive(
+    server_factory: Callable[..., Server], handler: Callable[[socket.socket], None]
+) -> None:
+    server = server_factory(handler)
+    with connect(server.address, timeout=5) as sock:
+        server.wait_handled()
+        wait_until(lambda: not is_alive(sock), "the peer's close to arrive")
+        assert not is_alive(sock)
+
+
+def test_a_socket_closed_locally_is_not_alive(server_factory: Callable[..., Server]) -> None:
+    server = server_factory(silent)
+    sock = connect(server.address, timeout=5)
+    sock.close()
+    assert not is_alive(sock)
+
+
+def test_is_alive_does_not_block_on_a_socket_with_a_long_timeout(
+    server_factory: Callable[..., Server],
+) -> None:
+    """With nothing to read, is_alive must return at once (the test timeout would catch a hang)."""
+    server = server_factory(silent)
+    with connect(server.address, timeout=3600) as sock:
+        for _ in range(1000):
+            assert is_alive(sock)
+
+
+def test_they_are_exported_from_the_package() -> None:
+    assert reclaim.connect is connect and reclaim.is_alive is is_alive
