@@ -1,0 +1,175 @@
+"""AsyncLease: one object lent by an AsyncPool; acquired by ``await`` or ``async with``."""
+
+from __future__ import annotations
+
+import sys
+import time
+import warnings
+from collections.abc import Generator
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from reclaim import _sites, _track
+from reclaim.errors import ResourceClosed
+
+from ._core import Slot
+
+if TYPE_CHECKING:
+    from ._async import AsyncPool
+
+__all__ = ["AsyncLease"]
+
+T = TypeVar("T")
+_monotonic = time.monotonic
+_getframe = sys._getframe
+_framework = _sites._framework_cache
+
+
+class AsyncLease(Generic[T]):
+    """An object lent by an :class:`AsyncPool`; made by ``pool.acquire()``, acquired when awaited.
+
+    Example::
+
+        async with pool.acquire() as conn:      # released (or discarded) on exit
+            await conn.execute("SELECT 1")
+
+        lease = await pool.acquire(timeout=2.0)
+        try:
+            await use(lease.value)
+        finally:
+            await lease.release()               # or: await lease.discard()
+
+    A task cancelled while waiting or while holding the lease loses nothing:
+    the slot comes back to the pool (an object interrupted mid-reset is closed).
+    """
+
+    __slots__ = ("__weakref__", "_pool", "_slot", "_timeout")
+
+    def __init__(self, pool: AsyncPool[T], timeout: float | None) -> None:
+        self._pool = pool
+        self._timeout = timeout
+        # None: not acquired yet; a Slot: held; False: released.
+        self._slot: Slot | bool | None = None
+
+    async def __aenter__(self) -> T:
+        pool = self._pool
+        if self._slot is not None:
+            raise RuntimeError(f"{self!r} was already acquired; call pool.acquire() again")
+        self._slot = False
+        # Inlined hot path: no nested coroutine when an idle object is at hand.
+        try:
+            slot = pool._idle.pop()
+        except IndexError:
+            slot = await pool._get_slow(self._timeout)
+            now = _monotonic()
+        else:
+            now = _monotonic()
+            if (
+                now >= slot.expires
+                or slot.gen != pool._gen
+                or (pool._check is not None and pool._needs_check(slot, now))
+            ) and not await pool._usable(slot, now):
+                slot = await pool._get_slow(self._timeout)
+                now = _monotonic()
+        slot.leased = True
+        slot.acquired_at = now
+        frame = _getframe(1)  # the coroutine running `async with` (or reclaim's __await__)
+        code = frame.f_code
+        if _framework.get(code.co_filename) is False:
+            slot.code = code
+            slot.line = frame.f_lineno
+            slot.site = None
+        else:
+            slot.site = _sites.capture_from(frame)
+        pool._acquired += 1
+        self._slot = slot
+        if _track.on_acquire is not None:
+            _track.acquired("lease", self, f"lease of pool {pool._name!r}", _sites.capture_from(frame))
+        return slot.value  # type: ignore[no-any-return]
+
+    def __await__(self) -> Generator[Any, None, AsyncLease[T]]:
+        # The site is found by skipping reclaim's frames (this one) up to the awaiting code.
+        yield from self.__aenter__().__await__()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        slot = self._slot
+        if not slot:
+            return
+        assert isinstance(slot, Slot)
+        self._slot = False
+        if _track.on_release is not None:
+            _track.released(self)
+        pool = self._pool
+        if exc is not None and pool._is_broken is not None and pool._broken(slot, exc):
+            pool._discard(slot, "broken")
+            return
+        if pool._reset is None:
+            # Inlined hot path of AsyncPool._release.
+            now = _monotonic()
+            pool._holds.append(now - slot.acquired_at)
+            if now < slot.expires and slot.gen == pool._gen and not slot.leak_reported:
+                slot.last_used = now
+                slot.leased = False
+                if pool._waiters:
+                    pool._offer(slot)
+                else:
+                    pool._idle.append(slot)
+                return
+            pool._release_slow(slot, now)
+            return
+        await pool._release(slot)
+
+    def _held(self) -> Slot:
+        slot = self._slot
+        if not isinstance(slot, Slot):
+            raise ResourceClosed(f"{self!r} holds no object (not acquired yet, or released)")
+        return slot
+
+    @property
+    def value(self) -> T:
+        """The pooled object. Raises ResourceClosed before acquisition or after release."""
+        return self._held().value  # type: ignore[no-any-return]
+
+    async def release(self) -> None:
+        """Give the object back. Raises ResourceClosed when not held."""
+        slot = self._held()
+        self._slot = False
+        if _track.on_release is not None:
+            _track.released(self)
+        await self._pool._release(slot)
+
+    async def discard(self) -> None:
+        """Close the object instead of returning it. Raises ResourceClosed when not held."""
+        slot = self._held()
+        self._slot = False
+        if _track.on_release is not None:
+            _track.released(self)
+        self._pool._discard(slot, "broken")
+
+    def __del__(self) -> None:
+        slot = self._slot
+        if not isinstance(slot, Slot):
+            return
+        self._slot = False
+        pool = self._pool
+        pool._orphans.append(slot)
+        try:
+            warnings.warn(
+                f"lease of pool {pool._name!r} was garbage-collected without release; it was "
+                f"acquired at {slot.where()}. Use `async with pool.acquire() as obj:`",
+                ResourceWarning,
+                stacklevel=1,
+            )
+        except Exception:  # interpreter shutdown: warnings may be gone
+            return
+
+    def __repr__(self) -> str:
+        slot = self._slot
+        name = self._pool._name
+        if not isinstance(slot, Slot):
+            return f"<AsyncLease of pool {name!r} {'pending' if slot is None else 'released'}>"
+        held = _monotonic() - slot.acquired_at
+        return f"<AsyncLease of pool {name!r} held {held:.3g} s, acquired at {slot.where()}>"

@@ -1,0 +1,484 @@
+"""AsyncPool: the asyncio shell around the shared pool core.
+
+The event loop is the pool's exclusion: the core's locked operations run
+between awaits. Waiters are futures in the same FIFO queue the thread pool
+uses. Objects are closed without awaiting on paths that may be cancelled
+(a discard schedules an async ``close`` as a task the pool keeps and awaits
+in ``close()``), so a cancelled task never leaves a slot or an object behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+import warnings
+import weakref
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from reclaim import _sites
+from reclaim.errors import PoolClosed, PoolTimeout
+
+from . import _explain
+from ._alease import AsyncLease
+from ._core import CLOSED, CREATE, RETRY, PoolCore, Slot, Waiter, _Token, close_value, log
+from ._options import validate
+from ._stats import PoolStatistics
+
+__all__ = ["AsyncPool"]
+
+T = TypeVar("T")
+_monotonic = time.monotonic
+_getframe = sys._getframe
+_framework = _sites._framework_cache
+TIMEOUT = _Token("TIMEOUT")
+CLOSE_TIMEOUT = 5.0
+_names = iter(range(1, sys.maxsize))
+
+
+def _is_awaitable(value: object) -> bool:
+    return value is not None and hasattr(value, "__await__")
+
+
+async def _call(fn: Callable[..., Any], *args: Any) -> Any:
+    """Call a sync or async callable and return its result."""
+    result = fn(*args)
+    if _is_awaitable(result):
+        result = await result
+    return result
+
+
+class _TaskWaiter(Waiter):
+    __slots__ = ("fut",)
+
+    def __init__(self, since: float, fut: asyncio.Future[None]) -> None:
+        super().__init__(since)
+        self.fut = fut
+
+    def deliver(self, result: Any) -> bool:
+        if self.fut.done():
+            return False  # cancelled or timed out: it removes itself
+        self.result = result
+        self.fut.set_result(None)
+        return True
+
+
+def _time_out(pool: AsyncPool[Any], waiter: _TaskWaiter) -> None:
+    if not waiter.fut.done():
+        try:
+            pool._waiters.remove(waiter)
+        except ValueError:
+            pass
+        waiter.deliver(TIMEOUT)
+
+
+class AsyncPool(PoolCore[T]):
+    """The asyncio twin of :class:`reclaim.Pool`: same options, same behaviour, awaited.
+
+    ``create``, ``close``, ``check``, ``reset`` and ``configure`` may be plain or
+    async callables. Use it from one event loop.
+
+    Example::
+
+        async with reclaim.AsyncPool(make_client, max_size=8, name="api") as pool:
+            async with pool.acquire() as client:
+                await client.get("/")
+
+    Raises:
+        TypeError, ValueError: an option is invalid (the message names it).
+    """
+
+    def __init__(
+        self,
+        create: Callable[[], Any],
+        *,
+        close: Callable[[T], Any] | None = None,
+        min_size: int = 0,
+        max_size: int = 10,
+        acquire_timeout: float = 30.0,
+        max_lifetime: float | None = 3600.0,
+        max_idle: float | None = 600.0,
+        check: Callable[[T], Any] | None = None,
+        check_after: float = 0.5,
+        reset: Callable[[T], Any] | None = None,
+        configure: Callable[[T], Any] | None = None,
+        is_broken: Callable[[T, BaseException], bool] | None = None,
+        leak_timeout: float | None = None,
+        name: str | None = None,
+        fair: bool = True,
+        reconnect_delay: float = 0.1,
+        reconnect_max_delay: float = 10.0,
+    ) -> None:
+        opts = validate(
+            f"async-pool-{next(_names)}",
+            create=create,
+            close=close,
+            min_size=min_size,
+            max_size=max_size,
+            acquire_timeout=acquire_timeout,
+            max_lifetime=max_lifetime,
+            max_idle=max_idle,
+            check=check,
+            check_after=check_after,
+            reset=reset,
+            configure=configure,
+            is_broken=is_broken,
+            leak_timeout=leak_timeout,
+            name=name,
+            fair=fair,
+            reconnect_delay=reconnect_delay,
+            reconnect_max_delay=reconnect_max_delay,
+        )
+        super().__init__(opts)
+        self._close_fn = opts.close
+        self._acquire_timeout = opts.acquire_timeout
+        self._wake = asyncio.Event()
+        self._all_back = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing_tasks: set[asyncio.Future[Any]] = set()
+
+    def acquire(self, *, timeout: float | None = None) -> AsyncLease[T]:
+        """A lease to await (``lease = await pool.acquire()``) or enter (``async with``).
+
+        Raises (when awaited):
+            PoolTimeout: none became free within *timeout* (default ``acquire_timeout``).
+            PoolClosed: the pool was closed.
+            Exception: whatever ``create`` raised when a new object was needed.
+        """
+        return AsyncLease(self, timeout)
+
+    async def _get_slow(self, timeout: float | None) -> Slot:
+        start = _monotonic()
+        if timeout is None:
+            timeout = self._acquire_timeout
+        elif timeout < 0:
+            raise ValueError(f"timeout must be >= 0 seconds, got {timeout!r}")
+        deadline = start + timeout
+        misses = 0
+        loop = asyncio.get_running_loop()
+        while True:
+            if self._closed:
+                raise PoolClosed(f"pool {self._name!r} is closed; no object can be acquired")
+            if self._orphans:
+                self._close_slots(self._take_orphans())
+            result: Any = None
+            idle = self._idle
+            if idle and not (self._fair and self._waiters):
+                result = idle.pop()
+            elif self._reserve():
+                result = CREATE
+            else:
+                waiter = _TaskWaiter(start, loop.create_future())
+                waiter.misses = misses
+                if misses:
+                    self._waiters.appendleft(waiter)
+                else:
+                    self._waiters.append(waiter)
+                handle = loop.call_at(
+                    loop.time() + max(0.0, deadline - _monotonic()), _time_out, self, waiter
+                )
+                try:
+                    await waiter.fut
+                except BaseException:
+                    self._abandon_wait(waiter)
+                    raise
+                finally:
+                    handle.cancel()
+                result = waiter.result
+                if result is TIMEOUT:
+                    self._timeouts += 1
+                    now = _monotonic()
+                    raise PoolTimeout(_explain.timeout_message(self, now - start, now))
+                if result is CLOSED:
+                    raise PoolClosed(f"pool {self._name!r} was closed while waiting")
+                if result is RETRY:
+                    misses += 1
+                    continue
+                self._waited += 1
+                self._waits.append(_monotonic() - start)
+            if result is CREATE:
+                return await self._create_slot()
+            if await self._usable(result, _monotonic()):
+                return result  # type: ignore[no-any-return]
+
+    def _abandon_wait(self, waiter: _TaskWaiter) -> None:
+        """A waiting task was cancelled: pass on whatever it was given, leave the queue."""
+        result = waiter.result
+        if isinstance(result, Slot):
+            self._offer(result)
+        elif result is CREATE:
+            self._creating -= 1
+            self._free_capacity()
+        elif result is RETRY:
+            self._wake_one()
+        elif result is None:
+            try:
+                self._waiters.remove(waiter)
+            except ValueError:
+                pass
+
+    async def _usable(self, slot: Slot, now: float) -> bool:
+        """Whether a slot taken from idle may be lent; when not, it is discarded here."""
+        reason = self._stale(slot, now)
+        if reason is not None:
+            self._discard(slot, reason)
+            return False
+        if self._check is not None and self._needs_check(slot, now):
+            try:
+                ok = await _call(self._check, slot.value) is not False
+            except Exception as exc:
+                log.info("pool %r: check failed, discarding the object: %r", self._name, exc)
+                ok = False
+            except BaseException:
+                self._discard(slot, "broken")  # cancelled mid-check: state unknown
+                raise
+            if not ok:
+                self._on_broken(now)
+                self._discard(slot, "check")
+                return False
+            slot.last_used = now
+        return True
+
+    async def _create_slot(self) -> Slot:
+        """Create an object in a slot already reserved for this task."""
+        try:
+            value = await _call(self._create)
+            if self._configure is not None:
+                try:
+                    await _call(self._configure, value)
+                except BaseException:
+                    self._close_later(value)
+                    raise
+        except BaseException as exc:
+            self._create_failed()
+            if isinstance(exc, Exception):
+                exc.add_note(f"(while pool {self._name!r} was creating an object)")
+            raise
+        slot = self._create_done(value, _monotonic())
+        if slot is None:
+            self._close_later(value)
+            raise PoolClosed(f"pool {self._name!r} was closed while creating an object")
+        if self._needs_maintenance and self._task is None and not self._closed:
+            self._task = asyncio.get_running_loop().create_task(
+                _amaintain(weakref.ref(self)), name=f"reclaim-pool-{self._name}"
+            )
+        return slot
+
+    # -- release -------------------------------------------------------------
+
+    def _broken(self, slot: Slot, exc: BaseException) -> bool:
+        assert self._is_broken is not None
+        try:
+            broken = bool(self._is_broken(slot.value, exc))
+        except Exception:
+            log.exception("pool %r: is_broken raised; discarding the object", self._name)
+            broken = True
+        if broken:
+            self._on_broken(_monotonic())
+        return broken
+
+    async def _release(self, slot: Slot) -> None:
+        now = _monotonic()
+        self._holds.append(now - slot.acquired_at)
+        reset = self._reset
+        if reset is not None:
+            try:
+                result = reset(slot.value)
+                if _is_awaitable(result):
+                    result = await result  # type: ignore[misc]
+                ok = result is not False
+            except Exception as exc:
+                log.info("pool %r: reset failed, discarding the object: %r", self._name, exc)
+                ok = False
+            except BaseException:
+                self._discard(slot, "broken")  # cancelled mid-reset: state unknown
+                raise
+            if not ok:
+                self._discard(slot, "broken")
+                return
+        self._release_slow(slot, now)
+
+    def _release_slow(self, slot: Slot, now: float) -> None:
+        if slot.leak_reported:
+            self._returned_late(slot, now)
+        reason = self._stale(slot, now)
+        if reason is not None:
+            self._discard(slot, reason)
+            return
+        slot.last_used = now
+        slot.leased = False
+        self._offer(slot)
+
+    def _discard(self, slot: Slot, reason: str) -> None:
+        """Forget *slot*; its object is closed now (sync close) or by a kept task (async)."""
+        if self._discard_locked(slot, reason):
+            self._close_later(slot.value)
+        if self._min_size:
+            self._wake.set()
+
+    def _close_later(self, value: Any) -> None:
+        try:
+            result = close_value(self._close_fn, value)
+        except Exception:
+            log.exception("pool %r: closing an object failed", self._name)
+            return
+        if _is_awaitable(result):
+            task = asyncio.ensure_future(result)  # type: ignore[call-overload]
+            self._closing_tasks.add(task)
+            task.add_done_callback(self._closed_one)
+
+    def _closed_one(self, task: asyncio.Future[Any]) -> None:
+        self._closing_tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("pool %r: closing an object failed: %r", self._name, task.exception())
+
+    def _close_slots(self, slots: list[Slot]) -> None:
+        for slot in slots:
+            self._close_later(slot.value)
+
+    def _signal_all_back(self) -> None:
+        self._all_back.set()
+
+    def _reinit_after_fork(self) -> None:
+        self._wake = asyncio.Event()
+        self._all_back = asyncio.Event()
+        self._task = None
+        self._closing_tasks = set()
+
+    # -- control -------------------------------------------------------------
+
+    async def close(self, timeout: float | None = None) -> None:
+        """Close the pool: idle objects now, leased ones as they come back (waits *timeout*, 5 s default)."""
+        self._close_slots(self._close_locked())
+        task, self._task = self._task, None
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+            await asyncio.wait([task])
+        try:
+            await asyncio.wait_for(self._all_back.wait(), CLOSE_TIMEOUT if timeout is None else timeout)
+        except TimeoutError:
+            held = [s.where() for s in _explain.holders(self)]
+            log.warning(
+                "pool %r closed with %d leases still out (closed when returned): %s",
+                self._name,
+                len(held),
+                "; ".join(held),
+            )
+        if self._closing_tasks:
+            await asyncio.gather(*self._closing_tasks, return_exceptions=True)
+
+    async def drain(self) -> None:
+        """Replace every object: idle ones are closed now, leased ones when they come back."""
+        self._close_slots(self._drain_locked())
+        self._wake.set()
+
+    async def resize(self, min_size: int | None = None, max_size: int | None = None) -> None:
+        """Change the bounds at runtime; extra idle objects are closed, min_size is refilled."""
+        self._close_slots(self._resize_locked(min_size, max_size))
+        if self._min_size and self._task is None and not self._closed:
+            self._task = asyncio.get_running_loop().create_task(
+                _amaintain(weakref.ref(self)), name=f"reclaim-pool-{self._name}"
+            )
+        self._wake.set()
+
+    def statistics(self) -> PoolStatistics:
+        """A frozen snapshot of sizes, counters and wait/hold percentiles."""
+        self._close_slots(self._take_orphans())
+        return _explain.statistics(self)
+
+    @property
+    def name(self) -> str:
+        """The pool's name (used in logs and errors)."""
+        return self._name
+
+    @property
+    def closed(self) -> bool:
+        """Whether close() was called."""
+        return self._closed
+
+    async def __aenter__(self) -> AsyncPool[T]:
+        if self._min_size and self._task is None:
+            self._task = asyncio.get_running_loop().create_task(
+                _amaintain(weakref.ref(self)), name=f"reclaim-pool-{self._name}"
+            )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return _explain.describe(self)
+
+    def __del__(self) -> None:
+        if not getattr(self, "_closed", True) and self._slots:
+            try:
+                warnings.warn(
+                    f"{_explain.describe(self)} was garbage-collected unclosed; "
+                    "use `async with AsyncPool(...) as pool:` or await close()",
+                    ResourceWarning,
+                    stacklevel=1,
+                )
+            except Exception:
+                return
+
+
+async def _amaintain(ref: weakref.ref[AsyncPool[Any]]) -> None:
+    """The maintenance task: refill min_size, retire idle/expired, replace early, report leaks."""
+    delay: float | None = None
+    while True:
+        pool = ref()
+        if pool is None or pool._closed:
+            return
+        now = _monotonic()
+        pool._close_slots(pool._take_orphans())
+        plan = _explain.plan(pool, now)
+        pool._close_slots([slot for slot, _ in plan.retire])
+        for slot in plan.leaks:
+            log.warning(
+                "pool %r: lease held %.3g s (leak_timeout %.3g s), acquired at %s",
+                pool._name,
+                now - slot.acquired_at,
+                pool._leak_timeout,
+                slot.where(),
+            )
+        failed = False
+        for old in plan.replace:
+            new = await _background_create(pool)
+            if new is None:
+                break
+            pool._offer(new)
+            if pool._replaced(old):
+                pool._close_later(old.value)
+        for _ in range(plan.create):
+            new = await _background_create(pool)
+            if new is None:
+                failed = pool._size < pool._min_size and not pool._closed
+                break
+            pool._offer(new)
+        if failed:
+            o = pool._o
+            delay = o.reconnect_delay if delay is None else min(delay * 2, o.reconnect_max_delay)
+            nap = delay
+        else:
+            delay = None
+            nap = plan.wake_in
+        wake = pool._wake
+        del pool
+        try:
+            await asyncio.wait_for(wake.wait(), nap)
+        except TimeoutError:
+            pass
+        wake.clear()
+
+
+async def _background_create(pool: AsyncPool[Any]) -> Slot | None:
+    if not pool._reserve():
+        return None
+    try:
+        return await pool._create_slot()
+    except PoolClosed:
+        return None
+    except Exception as exc:
+        log.warning("pool %r: background create failed: %r", pool._name, exc)
+        return None
