@@ -23,11 +23,13 @@ from .errors import (
 )
 from .files import atomic_write, locked, temp_dir, temp_file
 from .net import connect, is_alive
-from .pool import Lease, Pool, PoolStatistics
+from .pool import AsyncLease, AsyncPool, Lease, Pool, PoolStatistics
 from .resource import resource
 from .scope import AsyncScope, Held, Scope, ScopeStatistics, cleanup_errors
 
 __all__ = [
+    "AsyncLease",
+    "AsyncPool",
     "AsyncScope",
     "CleanupError",
     "ConnectTimeout",
