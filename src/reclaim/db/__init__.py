@@ -15,12 +15,13 @@ Example::
 """
 
 from ._adapter import ADAPTERS, Adapter, GenericAdapter, adapter_for, register_adapter
-from ._pools import POOL_OPTIONS, ConnectionPool
+from ._pools import POOL_OPTIONS, AsyncConnectionPool, ConnectionPool
 
 __all__ = [
     "ADAPTERS",
     "POOL_OPTIONS",
     "Adapter",
+    "AsyncConnectionPool",
     "ConnectionPool",
     "GenericAdapter",
     "adapter_for",
