@@ -1,0 +1,517 @@
+"""reclaim.db.ConnectionPool with psycopg 3 (sync) against the real PostgreSQL server.
+
+Each pool gets a unique application_name so the test counts (and kills) only its own
+server sessions. Faults are real: pg_terminate_backend, stopping the cluster, a TCP
+proxy that cuts or black-holes the traffic.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import reclaim.db
+from _dbserver import (
+    PgAdmin,
+    can_control_pg,
+    pg_conninfo,
+    pg_start,
+    pg_stop,
+    unique,
+    wait_until,
+)
+from _proxy import FaultProxy
+from reclaim.db._psycopg import CheckTimeout, PsycopgAdapter
+
+psycopg = pytest.importorskip("psycopg")
+
+pytestmark = pytest.mark.postgres
+
+LOW_ROLE = "reclaim_low"
+
+
+@pytest.fixture
+def admin(postgres: Any) -> Iterator[PgAdmin]:
+    a = PgAdmin(postgres)
+    try:
+        yield a
+    finally:
+        a.close()
+
+
+@pytest.fixture
+def app() -> str:
+    return unique("reclaim")
+
+
+def make_pool(postgres: Any, app: str, **kw: Any) -> reclaim.db.ConnectionPool:
+    conninfo = pg_conninfo(postgres, application_name=app)
+    for key in ("host", "port", "connect_timeout"):
+        if key in kw:
+            conninfo[key] = kw.pop(key)
+    return reclaim.db.ConnectionPool(psycopg.connect, **conninfo, **kw)
+
+
+@pytest.fixture
+def low_role(admin: PgAdmin) -> str:
+    """A NOLOGIN role without privileges, that the test user may SET ROLE to (idempotent)."""
+    with admin._lock:
+        admin.conn.execute(
+            f"DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{LOW_ROLE}') "
+            f"THEN CREATE ROLE {LOW_ROLE} NOLOGIN; END IF; END $$"
+        )
+    return LOW_ROLE
+
+
+# -- adapter wiring and the default reset -----------------------------------------------
+
+
+def test_psycopg_connections_get_the_psycopg_adapter(postgres: Any, app: str) -> None:
+    """ConnectionPool(psycopg.connect, ...) picks the psycopg adapter from the registry."""
+    with make_pool(postgres, app, max_size=1) as pool:
+        assert isinstance(pool.adapter, PsycopgAdapter)
+        assert pool.adapter.session is False
+        with pool.acquire() as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_release_of_an_idle_connection_sends_nothing_to_the_server(postgres: Any, app: str) -> None:
+    """Reset and check cost no round trip when no transaction is open and the connection is fresh."""
+    with FaultProxy((postgres.host, postgres.port)) as proxy:
+        pool = make_pool(postgres, app, max_size=1, port=proxy.port, autocommit=True)
+        with pool:
+            with pool.acquire() as conn:
+                conn.execute("SELECT 1").fetchone()
+            before = proxy.bytes_up
+            with pool.acquire() as conn:
+                conn.execute("SELECT 1").fetchone()
+            one_query = proxy.bytes_up - before
+            before = proxy.bytes_up
+            for _ in range(50):
+                with pool.acquire():
+                    pass
+            with pool.acquire() as conn:
+                conn.execute("SELECT 1").fetchone()
+            assert proxy.bytes_up - before == one_query
+
+
+def test_open_transaction_is_rolled_back_before_the_next_borrower(postgres: Any, app: str) -> None:
+    """Default policy: rows written in a transaction left open are gone, the next borrower starts IDLE."""
+    with make_pool(postgres, app, max_size=1) as pool:
+        with pool.acquire() as conn:
+            conn.execute("CREATE TEMP TABLE t (a int)")
+            conn.commit()
+            conn.execute("INSERT INTO t VALUES (1)")
+            assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+        with pool.acquire() as conn:
+            assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+            assert conn.execute("SELECT count(*) FROM t").fetchone() == (0,)
+
+
+def test_failed_transaction_is_rolled_back(postgres: Any, app: str) -> None:
+    """A transaction left in error (INERROR) is rolled back, the connection stays in the pool."""
+    with make_pool(postgres, app, max_size=1) as pool:
+        with pool.acquire() as conn:
+            first = conn.info.backend_pid
+            with pytest.raises(psycopg.errors.DivisionByZero):
+                conn.execute("SELECT 1 / 0")
+            assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR
+        with pool.acquire() as conn:
+            assert conn.info.backend_pid == first
+            assert conn.execute("SELECT 2").fetchone() == (2,)
+
+
+def test_client_side_options_are_put_back(postgres: Any, app: str) -> None:
+    """autocommit / read_only / isolation_level changed by a borrower are restored for the next one."""
+    with make_pool(postgres, app, max_size=1) as pool:
+        with pool.acquire() as conn:
+            conn.autocommit = True
+            conn.read_only = True
+            conn.isolation_level = psycopg.IsolationLevel.SERIALIZABLE
+        with pool.acquire() as conn:
+            assert conn.autocommit is False
+            assert conn.read_only is None
+            assert conn.isolation_level is None
+
+
+def test_an_error_in_the_body_that_broke_the_connection_discards_it(
+    postgres: Any, admin: PgAdmin, app: str
+) -> None:
+    """A disconnect error raised inside `with` discards the connection; the next one is new."""
+    with make_pool(postgres, app, max_size=1) as pool:
+        with pytest.raises(psycopg.OperationalError), pool.acquire() as conn:
+            first = conn.info.backend_pid
+            with admin._lock:
+                admin.conn.execute("SELECT pg_terminate_backend(%s, 5000)", (first,))
+            conn.execute("SELECT 1")
+        with pool.acquire() as conn:
+            assert conn.info.backend_pid != first
+        stats = pool.statistics()
+        assert stats.discarded_broken == 1
+
+
+# -- session isolation ------------------------------------------------------------------
+
+
+def _dirty_the_session(conn: Any, role: str) -> None:
+    """Borrower A: everything a tenant could leave behind in a PostgreSQL session."""
+    conn.autocommit = True
+    conn.execute("SET search_path TO pg_catalog")
+    conn.execute("SET statement_timeout = 1234")
+    conn.execute("CREATE TEMP TABLE secret_a (v text)")
+    conn.execute("INSERT INTO secret_a VALUES ('tenant A')")
+    conn.execute("SELECT pg_advisory_lock(4242)")
+    conn.execute("LISTEN tenant_a_channel")
+    conn.execute("PREPARE tenant_a_stmt AS SELECT 'A'")
+    conn.execute(f"SET ROLE {role}")
+    conn.autocommit = False
+    conn.execute("SELECT 1")  # leaves a transaction open
+
+
+def test_session_reset_leaves_nothing_of_borrower_a(
+    postgres: Any, admin: PgAdmin, app: str, low_role: str
+) -> None:
+    """reset='session': B on the same backend sees no search_path, role, temp table, lock, LISTEN, tx."""
+    with make_pool(postgres, app, max_size=1, reset="session") as pool:
+        with pool.acquire() as conn:
+            backend = conn.info.backend_pid
+            login = conn.execute("SELECT session_user").fetchone()[0]
+            conn.rollback()
+            _dirty_the_session(conn, low_role)
+            assert conn.execute("SELECT current_user").fetchone() == (low_role,)
+        with pool.acquire() as conn:
+            assert conn.info.backend_pid == backend  # the same physical connection
+            assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+            row = conn.execute(
+                "SELECT current_user, current_setting('search_path'), current_setting('statement_timeout'), "
+                "to_regclass('pg_temp.secret_a') IS NULL, "
+                "(SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()), "
+                "(SELECT count(*) FROM pg_listening_channels()), "
+                "(SELECT count(*) FROM pg_prepared_statements WHERE name = 'tenant_a_stmt')"
+            ).fetchone()
+            assert row == (login, '"$user", public', "0", True, 0, 0, 0)
+        # Another session can take the advisory lock A held: it was released, not kept.
+        with admin._lock:
+            assert admin.conn.execute("SELECT pg_try_advisory_lock(4242)").fetchone() == (True,)
+            admin.conn.execute("SELECT pg_advisory_unlock(4242)")
+
+
+def test_role_change_does_not_leak_to_the_next_borrower_under_session_reset(
+    postgres: Any, app: str, low_role: str
+) -> None:
+    """Privilege boundary: SET ROLE and SET SESSION AUTHORIZATION by A are undone before B."""
+    with make_pool(postgres, app, max_size=1, reset="session", autocommit=True) as pool:
+        with pool.acquire() as conn:
+            login = conn.execute("SELECT session_user").fetchone()[0]
+            conn.execute(f"SET SESSION AUTHORIZATION {low_role}")
+            assert conn.execute("SELECT session_user, current_user").fetchone() == (low_role, low_role)
+        with pool.acquire() as conn:
+            assert conn.execute("SELECT session_user, current_user").fetchone() == (login, login)
+            conn.execute(f"SET ROLE {low_role}")
+        with pool.acquire() as conn:
+            assert conn.execute("SELECT current_user").fetchone() == (login,)
+
+
+def test_default_reset_always_ends_the_open_transaction(postgres: Any, app: str, low_role: str) -> None:
+    """reset='transaction' (default): a transaction A left open (with SET LOCAL ROLE in it) is gone."""
+    with make_pool(postgres, app, max_size=1) as pool:
+        with pool.acquire() as conn:
+            login = conn.execute("SELECT session_user").fetchone()[0]
+            conn.execute(f"SET LOCAL ROLE {low_role}")
+            conn.execute("SET LOCAL search_path TO pg_catalog")
+            conn.execute("SELECT pg_advisory_xact_lock(4343)")
+        with pool.acquire() as conn:
+            assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+            row = conn.execute(
+                "SELECT current_user, current_setting('search_path'), "
+                "(SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid())"
+            ).fetchone()
+            assert row == (login, '"$user", public', 0)
+
+
+def test_default_reset_keeps_session_state_as_documented(postgres: Any, app: str, low_role: str) -> None:
+    """reset='transaction' does not undo session-level SET ROLE: the README says to use 'session'."""
+    with make_pool(postgres, app, max_size=1, autocommit=True) as pool:
+        with pool.acquire() as conn:
+            conn.execute(f"SET ROLE {low_role}")
+        with pool.acquire() as conn:
+            assert conn.execute("SELECT current_user").fetchone() == (low_role,)
+            conn.execute("RESET ROLE")
+
+
+# -- faults -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("autocommit", [False, True], ids=["transactions", "autocommit"])
+def test_killed_backends_fail_only_operations_in_flight(
+    postgres: Any, admin: PgAdmin, app: str, autocommit: bool
+) -> None:
+    """16 threads, pool of 4, every backend terminated: later acquires all get live connections.
+
+    Server sessions are sampled throughout and never exceed max_size. With autocommit the
+    release sends nothing, so only the reuse probe can tell a killed session.
+    """
+    pool = make_pool(postgres, app, max_size=4, acquire_timeout=10.0, autocommit=autocommit)
+    killed = threading.Event()
+    stop = threading.Event()
+    lock = threading.Lock()
+    done_before = [0]
+    ok_after = [0]
+    failed_after: list[BaseException] = []
+    failed_in_flight: list[BaseException] = []
+    most_sessions = [0]
+
+    def work() -> None:
+        while not stop.is_set():
+            after = killed.is_set()
+            try:
+                with pool.acquire() as conn:
+                    conn.execute("SELECT 1").fetchone()
+            except psycopg.OperationalError as exc:
+                with lock:
+                    (failed_after if after else failed_in_flight).append(exc)
+            else:
+                with lock:
+                    if after:
+                        ok_after[0] += 1
+                    else:
+                        done_before[0] += 1
+
+    def sample() -> None:
+        while not stop.is_set():
+            most_sessions[0] = max(most_sessions[0], admin.sessions(app))
+
+    threads = [threading.Thread(target=work) for _ in range(16)] + [threading.Thread(target=sample)]
+    for t in threads:
+        t.start()
+    try:
+        wait_until(lambda: done_before[0] >= 200 and admin.sessions(app) == 4, 30, "the pool to warm up")
+        with admin._lock:
+            pids = [
+                r[0]
+                for r in admin.conn.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE application_name = %s", (app,)
+                ).fetchall()
+            ]
+            results = admin.conn.execute(
+                "SELECT pg_terminate_backend(pid, 5000) FROM unnest(%s::int[]) AS pid", (pids,)
+            ).fetchall()
+        assert len(pids) == 4 and all(r[0] for r in results)
+        killed.set()
+        wait_until(lambda: ok_after[0] >= 400, 30, "operations after the kill")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    try:
+        assert failed_after == []
+        assert len(failed_in_flight) <= 4
+        assert most_sessions[0] <= 4
+        assert not set(pids) & set(admin.pids(app))  # every killed backend was replaced
+        stats = pool.statistics()
+        assert stats.size <= 4 and stats.in_use == 0
+    finally:
+        pool.close()
+    wait_until(lambda: admin.sessions(app) == 0, 10, "the pool's sessions to end")
+
+
+@pytest.mark.parametrize("autocommit", [False, True], ids=["transactions", "autocommit"])
+def test_backends_killed_while_idle_are_never_lent(
+    postgres: Any, admin: PgAdmin, app: str, autocommit: bool
+) -> None:
+    """Every idle pooled backend terminated, then 16 threads start: not one operation fails."""
+    pool = make_pool(postgres, app, max_size=4, autocommit=autocommit)
+    try:
+        leases = [pool.acquire() for _ in range(4)]
+        for lease in leases:
+            lease.value.execute("SELECT 1").fetchone()
+            lease.release()
+        with admin._lock:
+            admin.conn.execute(
+                "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE application_name = %s",
+                (app,),
+            )
+        failures: list[BaseException] = []
+
+        def work() -> None:
+            for _ in range(25):
+                try:
+                    with pool.acquire() as conn:
+                        conn.execute("SELECT 1").fetchone()
+                except Exception as exc:
+                    failures.append(exc)
+
+        threads = [threading.Thread(target=work) for _ in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert failures == []
+        assert pool.statistics().discarded_by_check == 4
+    finally:
+        pool.close()
+
+
+@pytest.fixture
+def pg_restartable(postgres: Any) -> Iterator[Any]:
+    """A server the test may stop: started again (and waited for) whatever the outcome."""
+    if not can_control_pg():
+        pytest.skip("stopping PostgreSQL needs root and pg_ctlcluster")
+    try:
+        yield postgres
+    finally:
+        pg_start(postgres)
+
+
+@pytest.mark.server_restart
+@pytest.mark.xdist_group("db-server-restart")
+def test_server_restart_fails_fast_then_recovers(pg_restartable: Any, app: str) -> None:
+    """While the server is down acquires fail fast naming the refusal; once back the pool serves."""
+    postgres = pg_restartable
+    pool = make_pool(postgres, app, max_size=4, acquire_timeout=5.0, connect_timeout=2)
+    try:
+        leases = [pool.acquire() for _ in range(4)]
+        for lease in leases:
+            lease.value.execute("SELECT 1").fetchone()
+            lease.release()
+        pg_stop()
+        for _ in range(3):
+            started = time.monotonic()
+            with pytest.raises(psycopg.OperationalError) as caught, pool.acquire() as conn:
+                conn.execute("SELECT 1")
+            assert time.monotonic() - started < 5.0
+            assert "refused" in str(caught.value).lower()
+        pg_start(postgres)
+        back = time.monotonic()
+
+        def serves() -> bool:
+            try:
+                with pool.acquire() as conn:
+                    return conn.execute("SELECT 1").fetchone() == (1,)
+            except psycopg.OperationalError:
+                return False
+
+        wait_until(serves, 2.0, "the pool to serve again")
+        assert time.monotonic() - back < 2.0
+        stats = pool.statistics()
+        assert stats.size <= 4 and stats.in_use == 0
+        assert stats.created - stats.closed == stats.size - stats.creating
+    finally:
+        pool.close()
+    stats = pool.statistics()
+    assert stats.created == stats.closed  # every connection object made was closed
+
+
+def test_black_holed_network_is_bounded_by_the_timeouts_then_recovers(postgres: Any, app: str) -> None:
+    """A silent network: check and connect give up within their timeouts; healing restores service."""
+    with FaultProxy((postgres.host, postgres.port)) as proxy:
+        adapter = PsycopgAdapter(check_timeout=0.5)
+        pool = make_pool(
+            postgres,
+            app,
+            max_size=2,
+            port=proxy.port,
+            connect_timeout=2,
+            adapter=adapter,
+            check_after=0.0,  # round trip on every reuse, so the silence is noticed at once
+            autocommit=True,
+        )
+        with pool:
+            with pool.acquire() as conn:
+                conn.execute("SELECT 1").fetchone()
+            proxy.blackhole()
+            started = time.monotonic()
+            with pytest.raises(psycopg.OperationalError) as caught:
+                pool.acquire()
+            elapsed = time.monotonic() - started
+            # the check timed out (0.5 s), then a new connect timed out (2 s)
+            assert "timeout" in str(caught.value).lower()
+            assert elapsed < 0.5 + 2.0 + 5.0
+            stats = pool.statistics()
+            assert stats.discarded_by_check == 1 and stats.size == 0
+            proxy.heal()
+            with pool.acquire() as conn:
+                assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_check_timeout_is_reported_as_a_check_timeout(postgres: Any) -> None:
+    """The bounded check raises CheckTimeout (an OperationalError) on a silent network."""
+    with FaultProxy((postgres.host, postgres.port)) as proxy:
+        conn = psycopg.connect(**pg_conninfo(postgres, port=proxy.port))
+        try:
+            adapter = PsycopgAdapter(check_after=0.0, check_timeout=0.3)
+            adapter.configure(conn)
+            adapter.check(conn)
+            proxy.blackhole()
+            with pytest.raises(CheckTimeout):
+                adapter.check(conn)
+            assert adapter.is_broken(conn)  # left mid-query: never reused
+        finally:
+            conn.close()
+
+
+def test_cut_connections_are_replaced_after_the_network_heals(postgres: Any, app: str) -> None:
+    """Connections reset by the network are never lent again; new ones work once it heals."""
+    with FaultProxy((postgres.host, postgres.port)) as proxy:
+        pool = make_pool(postgres, app, max_size=2, port=proxy.port, connect_timeout=2)
+        with pool:
+            leases = [pool.acquire() for _ in range(2)]
+            for lease in leases:
+                lease.value.execute("SELECT 1")
+                lease.release()
+            proxy.cut()
+            with pytest.raises(psycopg.OperationalError):
+                pool.acquire()  # both idle ones are found dead by the probe, the new connect is reset
+            proxy.heal()
+            with pool.acquire() as conn:
+                assert conn.execute("SELECT 1").fetchone() == (1,)
+            assert pool.statistics().discarded_by_check == 2
+
+
+def test_fork_child_gets_its_own_connections_and_parent_keeps_working(
+    postgres: Any, admin: PgAdmin, app: str
+) -> None:
+    """A pool used before fork(): the child makes its own session; the parent's session survives."""
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork on this platform")
+    pool = make_pool(postgres, app, max_size=2)
+    try:
+        with pool.acquire() as conn:
+            parent_backend = conn.info.backend_pid
+        read_end, write_end = os.pipe()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # fork with the pool's thread alive
+            pid = os.fork()
+        if pid == 0:  # child
+            code = 1
+            try:
+                os.close(read_end)
+                with pool.acquire() as conn:
+                    child_backend = conn.info.backend_pid
+                    conn.execute("SELECT 1").fetchone()
+                os.write(write_end, str(child_backend).encode())
+                pool.close()
+                import gc
+
+                gc.collect()
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(write_end)
+        with os.fdopen(read_end, "rb") as reader:
+            child_backend = int(reader.read() or b"0")
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert child_backend not in (0, parent_backend)
+        with pool.acquire() as conn:
+            assert conn.info.backend_pid == parent_backend
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+        assert parent_backend in admin.pids(app)
+    finally:
+        pool.close()
