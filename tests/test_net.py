@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 import reclaim
-from reclaim.net import connect, format_address, is_alive
+from reclaim import _track
+from reclaim.net import SocketPool, connect, format_address, is_alive
 
 
 class Server:
@@ -234,3 +235,131 @@ def test_is_alive_does_not_block_on_a_socket_with_a_long_timeout(
 
 def test_they_are_exported_from_the_package() -> None:
     assert reclaim.connect is connect and reclaim.is_alive is is_alive
+
+
+# --- SocketPool -----------------------------------------------------------------------------
+
+
+def echo(conn: socket.socket) -> None:
+    """Echo everything back until the client closes, in a thread of its own."""
+
+    def run() -> None:
+        try:
+            while data := conn.recv(65536):
+                conn.sendall(data)
+        except OSError:
+            pass
+
+    threading.Thread(target=run, daemon=True).start()
+
+
+def round_trip(sock: socket.socket, payload: bytes = b"ping") -> bytes:
+    sock.sendall(payload)
+    return sock.recv(len(payload))
+
+
+def test_the_pool_reuses_a_live_connection(server_factory: Callable[..., Server]) -> None:
+    server = server_factory(echo)
+    with SocketPool(server.address, timeout=5, max_size=2) as pool:
+        with pool.acquire() as sock:
+            assert round_trip(sock) == b"ping"
+            first = sock
+        with pool.acquire() as sock:
+            assert sock is first and round_trip(sock) == b"ping"
+        stats = pool.statistics()
+        assert (stats.created, stats.acquired, stats.discarded_by_check) == (1, 2, 0)
+        assert "sockets to 127.0.0.1:" in stats.name
+    assert first.fileno() == -1, "closing the pool closes its sockets"
+
+
+@pytest.mark.parametrize("handler", [closes, resets], ids=["peer-closed", "peer-reset"])
+def test_a_connection_the_peer_dropped_while_idle_is_replaced(
+    server_factory: Callable[..., Server], handler: Callable[[socket.socket], None]
+) -> None:
+    server = server_factory(echo)
+    with SocketPool(server.address, timeout=5) as pool:
+        with pool.acquire() as sock:
+            assert round_trip(sock) == b"ping"
+            first = sock
+        server.wait_handled()
+        peer = server.accepted[0]
+        peer.shutdown(socket.SHUT_RD)  # wakes the echo thread's recv, so close() acts at once
+        handler(peer)
+        wait_until(lambda: not is_alive(first), "the peer's close to arrive")
+        with pool.acquire() as sock:
+            assert sock is not first
+            assert round_trip(sock) == b"ping"
+        assert first.fileno() == -1
+        assert pool.statistics().discarded_by_check == 1
+
+
+def test_a_deadline_hit_inside_the_block_discards_the_connection(
+    server_factory: Callable[..., Server],
+) -> None:
+    server = server_factory(silent)
+    with SocketPool(server.address, timeout=0.05) as pool:
+        with pytest.raises(TimeoutError), pool.acquire() as sock:
+            sock.sendall(b"hello?")
+            sock.recv(10)
+        assert sock.fileno() == -1
+        assert pool.statistics().discarded_broken == 1
+        with pool.acquire() as other:
+            assert other is not sock
+
+
+def test_a_connection_returned_with_unread_data_is_not_reused(
+    server_factory: Callable[..., Server],
+) -> None:
+    server = server_factory(echo)
+    with SocketPool(server.address, timeout=5) as pool:
+        with pool.acquire() as sock:
+            sock.sendall(b"unanswered")
+            wait_until(lambda: sock.recv(10, socket.MSG_PEEK) == b"unanswered", "the echo")
+        assert sock.fileno() == -1
+        with pool.acquire() as other:
+            assert round_trip(other) == b"ping"
+
+
+def test_the_timeout_is_restored_on_return(server_factory: Callable[..., Server]) -> None:
+    server = server_factory(echo)
+    with SocketPool(server.address, timeout=5) as pool:
+        with pool.acquire() as sock:
+            sock.settimeout(None)
+        with pool.acquire() as again:
+            assert again is sock and again.gettimeout() == 5
+
+
+def test_a_lease_is_tracked_like_any_lease(server_factory: Callable[..., Server]) -> None:
+    server = server_factory(echo)
+    seen: list[tuple[str, str]] = []
+    released: list[object] = []
+    before = (_track.on_acquire, _track.on_release)
+    _track.install(lambda kind, obj, text, site: seen.append((kind, text)), released.append)
+    try:
+        with SocketPool(server.address, timeout=5, name="echo") as pool:
+            lease = pool.acquire()
+            assert ("lease", "lease of pool 'echo'") in seen
+            lease.release()
+            assert lease in released
+    finally:
+        _track.install(*before)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "name"),
+    [
+        ({"timeout": 0}, ValueError, "timeout"),
+        ({"timeout": 1, "connect_timeout": 0}, ValueError, "connect_timeout"),
+        ({"timeout": 1, "check": is_alive}, TypeError, "check"),
+        ({"timeout": 1, "max_size": 0}, ValueError, "max_size"),
+    ],
+)
+def test_bad_pool_options_are_refused_naming_them(
+    kwargs: dict[str, object], error: type[Exception], name: str
+) -> None:
+    with pytest.raises(error, match=name):
+        SocketPool(("127.0.0.1", 9), **kwargs)  # type: ignore[arg-type]
+
+
+def test_the_pool_is_exported_from_the_package() -> None:
+    assert reclaim.SocketPool is SocketPool

@@ -22,7 +22,7 @@ from .errors import (
     ResourceClosed,
 )
 from .files import atomic_write, locked, temp_dir, temp_file
-from .net import connect, is_alive
+from .net import SocketPool, connect, is_alive
 from .pool import AsyncLease, AsyncPool, Lease, Pool, PoolStatistics
 from .resource import resource
 from .scope import AsyncScope, Held, Scope, ScopeStatistics, cleanup_errors
@@ -46,6 +46,7 @@ __all__ = [
     "ResourceClosed",
     "Scope",
     "ScopeStatistics",
+    "SocketPool",
     "__version__",
     "atomic_write",
     "cleanup_errors",

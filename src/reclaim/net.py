@@ -4,6 +4,8 @@
   deadline and a per-operation timeout, and errors that name the address.
 * :func:`is_alive` says, without blocking and without consuming data, whether
   the peer has closed or reset the connection.
+* :class:`SocketPool` is a :class:`reclaim.Pool` of connections to one address
+  that replaces the ones the peer closed.
 
 Sockets are ordinary :class:`socket.socket` objects: the leak tracker sees them
 as it sees every socket, with the line that called :func:`connect`.
@@ -16,10 +18,13 @@ import os
 import select
 import socket
 import time
+from collections.abc import Callable
+from typing import Any
 
 from .errors import ConnectTimeout
+from .pool import Pool
 
-__all__ = ["Address", "connect", "format_address", "is_alive"]
+__all__ = ["Address", "SocketPool", "connect", "format_address", "is_alive"]
 
 #: ``(host, port)`` for TCP, or a filesystem path for a Unix socket.
 Address = tuple[str, int] | str | os.PathLike[str]
@@ -181,3 +186,104 @@ def is_alive(sock: socket.socket) -> bool:
     except (OSError, ValueError):
         return False
     return bool(data)
+
+
+def _quiet(sock: socket.socket) -> bool:
+    """Nothing to read and no error pending: the state an idle pooled connection must be in."""
+    try:
+        fd = sock.fileno()
+    except (OSError, ValueError):
+        return False
+    if fd < 0:
+        return False
+    poller = select.poll()
+    poller.register(fd, select.POLLIN | select.POLLPRI)
+    return not poller.poll(0)
+
+
+def _broken_by_socket_error(sock: socket.socket, exc: BaseException) -> bool:
+    # A timeout or connection error mid-exchange leaves the stream in an unknown state.
+    return isinstance(exc, OSError)
+
+
+class SocketPool(Pool[socket.socket]):
+    """A :class:`reclaim.Pool` of client connections to one *address*, made by :func:`connect`.
+
+    Each lease is a connected socket with *timeout* set. Before each lease an
+    idle socket gets the :func:`is_alive` check (one ``poll``, no round trip),
+    in its strict form for idle connections: anything waiting to be read, the
+    peer's ``FIN``, a reset or unread bytes, means it is closed and replaced by
+    a new one. A connection is also dropped instead of reused when it goes back
+    with unread data or a pending error (the protocol state is unknown), or
+    when the ``with`` block raised an ``OSError`` (a timeout or a cut
+    connection; ``is_broken=`` can add more cases). Its timeout is restored
+    on return, in case the borrower changed it.
+
+    Leases are tracked like every pool lease: one still held at the end of a
+    checked block shows up in the leak report with where it was acquired.
+
+    * *timeout*, *connect_timeout*, *nodelay*: as for :func:`connect`.
+    * ``check_after`` defaults to 0 (check on every lease; the check is cheap).
+    * Every other :class:`reclaim.Pool` option is accepted; ``reset`` and
+      ``is_broken`` run after the socket checks above.
+
+    Raises:
+        TypeError, ValueError: an option is invalid (the message names it).
+
+    Example::
+
+        with SocketPool(("127.0.0.1", port), timeout=5.0, max_size=4) as pool:
+            with pool.acquire() as sock:
+                sock.sendall(b"PING\\r\\n")
+                reply = sock.recv(64)
+    """
+
+    def __init__(
+        self,
+        address: Address,
+        *,
+        timeout: float,
+        connect_timeout: float | None = None,
+        nodelay: bool = True,
+        check_after: float = 0.0,
+        reset: Callable[[socket.socket], object] | None = None,
+        is_broken: Callable[[socket.socket, BaseException], bool] | None = None,
+        name: str | None = None,
+        **options: Any,
+    ) -> None:
+        per_operation = _check_seconds(timeout, "timeout")
+        if connect_timeout is not None:
+            _check_seconds(connect_timeout, "connect_timeout")
+        if not isinstance(address, tuple | str | os.PathLike):
+            raise TypeError(f"SocketPool(address=...) must be (host, port) or a path, not {address!r}")
+        for option in ("create", "check"):
+            if option in options:
+                raise TypeError(f"SocketPool() makes and checks sockets itself; {option}= is not accepted")
+        self._address = address
+
+        def create() -> socket.socket:
+            return connect(address, timeout=per_operation, connect_timeout=connect_timeout, nodelay=nodelay)
+
+        def restore(sock: socket.socket) -> object:
+            if not _quiet(sock):
+                return False
+            sock.settimeout(per_operation)
+            return True if reset is None else reset(sock)
+
+        def broken(sock: socket.socket, exc: BaseException) -> bool:
+            return _broken_by_socket_error(sock, exc) or (is_broken is not None and is_broken(sock, exc))
+
+        super().__init__(
+            create,
+            check=_quiet,
+            check_after=check_after,
+            reset=restore,
+            is_broken=broken,
+            name=name if name is not None else f"sockets to {format_address(address)}",
+            **options,
+        )
+
+    @property
+    def address(self) -> Address:
+        """Where the pooled connections go."""
+        return self._address
