@@ -57,6 +57,8 @@ else:
 
 def _temp_name(name: str) -> str:
     tail = f".{os.getpid()}.{os.urandom(4).hex()}{TEMP_SUFFIX}"
+    if len(name) <= 48:  # at most 4 bytes a character: always fits, skip the encoding
+        return f".{name}{tail}"
     base = name
     while len(os.fsencode(f".{base}{tail}")) > _NAME_MAX:
         base = base[: max(len(base) - 8, 0)]
@@ -297,6 +299,8 @@ class AtomicWrite(Generic[F]):
 
 def _copy_owner(fd: int, existing: os.stat_result) -> None:
     """Give the temp file the replaced file's owner and group, as far as we are allowed to."""
+    if existing.st_uid == os.geteuid() and existing.st_gid == os.getegid():
+        return  # the common case, decided without a system call on the new file
     current = os.fstat(fd)
     if (current.st_uid, current.st_gid) == (existing.st_uid, existing.st_gid):
         return
