@@ -20,7 +20,12 @@ MAX_LISTED = 8
 def plan(core: PoolCore[Any], now: float) -> Plan:
     """Decide one maintenance pass: retire idle ones, replace ones near expiry, refill, leaks."""
     out = Plan()
-    wake = now + MAX_NAP
+    # Objects lent or returned after this pass are not in it: never sleep past a fraction
+    # of the shortest timer (a no-op for production-sized timers, which exceed MAX_NAP).
+    timers = [t for t in (core._leak_timeout, core._o.max_idle) if t is not None]
+    if core._lifetime is not None:
+        timers.append(core._lifetime * LIFETIME_JITTER)
+    wake = now + min([MAX_NAP, *(t / 2 for t in timers)])
     max_idle = core._o.max_idle
     lifetime = core._lifetime
     margin = 0.0 if lifetime is None else min(lifetime * LIFETIME_JITTER, 60.0)

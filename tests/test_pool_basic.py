@@ -1,0 +1,597 @@
+"""reclaim.Pool with one thread: options, leases, health, lifetimes, leaks, control, explanations."""
+
+from __future__ import annotations
+
+import gc
+import itertools
+import logging
+import re
+import sys
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+import reclaim
+from helpers import line_of
+from reclaim import Pool, PoolClosed, PoolStatistics, PoolTimeout, ResourceClosed
+
+
+class Thing:
+    """A pooled object that records how often it was closed."""
+
+    ids = itertools.count()
+
+    def __init__(self) -> None:
+        self.id = next(Thing.ids)
+        self.closes = 0
+        self.alive = True
+
+    def close(self) -> None:
+        self.closes += 1
+        self.alive = False
+
+
+class Factory:
+    """Makes Things, remembers them, and fails on demand."""
+
+    def __init__(self) -> None:
+        self.made: list[Thing] = []
+        self.fail_next = 0
+
+    def __call__(self) -> Thing:
+        if self.fail_next:
+            self.fail_next -= 1
+            raise ConnectionRefusedError("server down")
+        thing = Thing()
+        self.made.append(thing)
+        return thing
+
+
+def eventually(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    """Poll *condition* until it holds (a deadline, not a sleep-as-synchronisation)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for: {what}")
+        time.sleep(0.001)
+
+
+@pytest.fixture
+def factory() -> Factory:
+    return Factory()
+
+
+@pytest.fixture
+def make_pool(factory: Factory) -> Iterator[Callable[..., Pool[Thing]]]:
+    pools: list[Pool[Thing]] = []
+
+    def make(**options: Any) -> Pool[Thing]:
+        options.setdefault("max_lifetime", None)
+        options.setdefault("max_idle", None)
+        pool = Pool(factory, **options)
+        pools.append(pool)
+        return pool
+
+    yield make
+    for pool in pools:
+        pool.close(timeout=0)
+
+
+# -- options ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "argument"),
+    [
+        ({"max_size": 0}, ValueError, "max_size"),
+        ({"max_size": 2.5}, TypeError, "max_size"),
+        ({"min_size": -1}, ValueError, "min_size"),
+        ({"min_size": 5, "max_size": 2}, ValueError, "min_size"),
+        ({"acquire_timeout": float("inf")}, ValueError, "acquire_timeout"),
+        ({"acquire_timeout": None}, TypeError, "acquire_timeout"),
+        ({"acquire_timeout": -1}, ValueError, "acquire_timeout"),
+        ({"max_lifetime": 0}, ValueError, "max_lifetime"),
+        ({"max_idle": "10"}, TypeError, "max_idle"),
+        ({"check": 3}, TypeError, "check"),
+        ({"check_after": -0.1}, ValueError, "check_after"),
+        ({"reset": "rollback"}, TypeError, "reset"),
+        ({"configure": 1}, TypeError, "configure"),
+        ({"is_broken": True}, TypeError, "is_broken"),
+        ({"close": object()}, TypeError, "close"),
+        ({"leak_timeout": 0}, ValueError, "leak_timeout"),
+        ({"name": 3}, TypeError, "name"),
+        ({"fair": 1}, TypeError, "fair"),
+        ({"reconnect_delay": 2, "reconnect_max_delay": 1}, ValueError, "reconnect_max_delay"),
+    ],
+)
+def test_bad_options_fail_at_construction_naming_the_argument(
+    factory: Factory, options: dict[str, Any], error: type[Exception], argument: str
+) -> None:
+    with pytest.raises(error, match=argument):
+        Pool(factory, **options)
+
+
+def test_create_must_be_callable() -> None:
+    with pytest.raises(TypeError, match="create"):
+        Pool(42)  # type: ignore[arg-type]
+
+
+def test_options_are_keyword_only(factory: Factory) -> None:
+    with pytest.raises(TypeError):
+        Pool(factory, None)  # type: ignore[misc]
+
+
+def test_public_names_are_exported() -> None:
+    assert reclaim.Pool is Pool
+    for name in ("AsyncPool", "Lease", "AsyncLease", "PoolStatistics"):
+        assert getattr(reclaim, name).__doc__
+
+
+# -- leases -------------------------------------------------------------------
+
+
+def test_with_block_lends_and_returns_the_same_object(make_pool: Callable[..., Pool[Thing]]) -> None:
+    pool = make_pool(max_size=2)
+    with pool.acquire() as first:
+        assert isinstance(first, Thing)
+    with pool.acquire() as again:
+        assert again is first
+    stats = pool.statistics()
+    assert (stats.size, stats.idle, stats.in_use, stats.created, stats.acquired) == (1, 1, 0, 1, 2)
+
+
+def test_lease_release_and_discard(make_pool: Callable[..., Pool[Thing]], factory: Factory) -> None:
+    pool = make_pool(max_size=2)
+    lease = pool.acquire()
+    thing = lease.value
+    lease.release()
+    with pytest.raises(ResourceClosed):
+        lease.release()
+    with pytest.raises(ResourceClosed):
+        _ = lease.value
+    lease = pool.acquire()
+    assert lease.value is thing
+    lease.discard()
+    assert thing.closes == 1
+    assert pool.statistics().size == 0
+    assert pool.statistics().discarded_broken == 1
+
+
+def test_release_inside_the_with_block_is_not_repeated(make_pool: Callable[..., Pool[Thing]]) -> None:
+    pool = make_pool()
+    with pool.acquire() as thing:
+        lease_count = pool.statistics().in_use
+        assert lease_count == 1
+    lease = pool.acquire()
+    with lease:
+        lease.release()
+    assert pool.statistics().in_use == 0
+    assert thing.closes == 0
+
+
+def test_never_more_than_max_size_objects(make_pool: Callable[..., Pool[Thing]], factory: Factory) -> None:
+    pool = make_pool(max_size=3)
+    leases = [pool.acquire() for _ in range(3)]
+    assert len({id(lease.value) for lease in leases}) == 3
+    with pytest.raises(PoolTimeout):
+        pool.acquire(timeout=0)
+    assert len(factory.made) == 3
+    for lease in leases:
+        lease.release()
+
+
+def test_timeout_names_the_pool_and_every_holder_with_its_line(
+    make_pool: Callable[..., Pool[Thing]],
+) -> None:
+    pool = make_pool(max_size=2, name="orders-db")
+    first = pool.acquire()  # holder-one
+    second = pool.acquire()  # holder-two
+    with pytest.raises(PoolTimeout) as info:
+        pool.acquire(timeout=0.01)
+    message = str(info.value)
+    module = sys.modules[__name__]
+    assert "'orders-db'" in message
+    assert "2/2 in use" in message
+    assert f"test_pool_basic.py:{line_of('holder-one', module)} in " in message
+    assert f"test_pool_basic.py:{line_of('holder-two', module)} in " in message
+    assert re.search(r"held [0-9.e-]+ s", message)
+    assert isinstance(info.value, TimeoutError)
+    assert isinstance(info.value, reclaim.ReclaimError)
+    assert pool.statistics().timeouts == 1
+    first.release()
+    second.release()
+
+
+def test_negative_per_call_timeout_is_rejected(make_pool: Callable[..., Pool[Thing]]) -> None:
+    pool = make_pool(max_size=1)
+    with pool.acquire(), pytest.raises(ValueError, match="timeout"):
+        pool.acquire(timeout=-1)
+
+
+# -- health ---------------------------------------------------------------------
+
+
+def test_failed_create_frees_its_slot_and_reaches_the_caller(
+    make_pool: Callable[..., Pool[Thing]], factory: Factory
+) -> None:
+    pool = make_pool(max_size=1)
+    factory.fail_next = 1
+    with pytest.raises(ConnectionRefusedError) as info:
+        pool.acquire()
+    assert any("creating" in note for note in info.value.__notes__)
+    stats = pool.statistics()
+    assert (stats.size, stats.creating, stats.failed_creates) == (0, 0, 1)
+    with pool.acquire() as thing:  # not poisoned
+        assert thing.alive
+
+
+def test_failing_configure_closes_the_object_and_frees_the_slot(
+    make_pool: Callable[..., Pool[Thing]], factory: Factory
+) -> None:
+    def configure(thing: Thing) -> None:
+        raise RuntimeError("SET search_path failed")
+
+    pool = make_pool(max_size=1, configure=configure)
+    with pytest.raises(RuntimeError, match="search_path"):
+        pool.acquire()
+    assert factory.made[0].closes == 1
+    assert pool.statistics().size == 0
+
+
+def test_configure_runs_once_per_new_object(make_pool: Callable[..., Pool[Thing]]) -> None:
+    configured: list[int] = []
+    pool = make_pool(configure=lambda t: configured.append(t.id))
+    for _ in range(3):
+        with pool.acquire():
+            pass
+    assert len(configured) == 1
+
+
+def test_failed_check_discards_and_falls_back_to_a_new_object(
+    make_pool: Callable[..., Pool[Thing]], factory: Factory
+) -> None:
+    def check(thing: Thing) -> bool:
+        return thing.alive
+
+    pool = make_pool(check=check, check_after=0)
+    with pool.acquire() as first:
+        pass
+    first.alive = False  # the server ended the session while it sat idle
+    with pool.acquire() as second:
+        assert second is not first
+    assert first.closes == 1
+    assert pool.statistics().discarded_by_check == 1
+
+
+def test_check_is_skipped_for_an_object_used_within_check_after(
+    make_pool: Callable[..., Pool[Thing]],
+) -> None:
+    checked: list[int] = []
+    pool = make_pool(check=lambda t: checked.append(t.id), check_after=3600)
+    for _ in range(5):
+        with pool.acquire():
+            pass
+    assert checked == []
+
+
+def test_one_dead_object_makes_older_ones_suspect(make_pool: Callable[..., Pool[Thing]]) -> None:
+    checked: list[int] = []
+
+    def check(thing: Thing) -> bool:
+        checked.append(thing.id)
+        return thing.alive
+
+    pool = make_pool(
+        max_size=3,
+        check=check,
+        check_after=3600,
+        is_broken=lambda thing, exc: isinstance(exc, ConnectionResetError),
+    )
+    leases = [pool.acquire() for _ in range(3)]
+    things = [lease.value for lease in leases]
+    for lease in leases:
+        lease.release()
+    things[1].alive = False  # the server restarted: every idle session is gone
+    with pytest.raises(ConnectionResetError), pool.acquire() as newest:
+        assert newest is things[2]
+        raise ConnectionResetError  # found dead while in use
+    assert checked == []
+    with pool.acquire() as survivor:  # older ones are checked despite check_after
+        assert survivor is things[0]
+    assert checked == [things[1].id, things[0].id]
+    assert pool.statistics().discarded_by_check == 1
+
+
+def test_is_broken_discards_on_matching_errors_only(make_pool: Callable[..., Pool[Thing]]) -> None:
+    pool = make_pool(is_broken=lambda thing, exc: isinstance(exc, ConnectionResetError))
+    with pytest.raises(ValueError), pool.acquire() as kept:
+        raise ValueError("a bad query: the connection is fine")
+    with pytest.raises(ConnectionResetError), pool.acquire() as broken:
+        assert broken is kept
+        raise ConnectionResetError
+    assert kept.closes == 1
+    assert pool.statistics().discarded_broken == 1
+
+
+def test_reset_runs_on_return_and_a_failing_reset_discards(
+    make_pool: Callable[..., Pool[Thing]],
+) -> None:
+    resets: list[int] = []
+
+    def reset(thing: Thing) -> None:
+        resets.append(thing.id)
+        if not thing.alive:
+            raise OSError("rollback failed")
+
+    pool = make_pool(reset=reset)
+    with pool.acquire() as thing:
+        pass
+    assert resets == [thing.id]
+    with pool.acquire() as same:
+        same.alive = False
+    assert same.closes == 1
+    assert pool.statistics().size == 0
+
+
+def test_default_close_uses_the_close_method_and_a_custom_close_wins(factory: Factory) -> None:
+    closed: list[Thing] = []
+    with Pool(factory, close=closed.append, max_lifetime=None, max_idle=None) as pool:
+        lease = pool.acquire()
+        lease.discard()
+    assert closed == factory.made
+    assert factory.made[0].closes == 0
+    with Pool(lambda: 42, max_lifetime=None, max_idle=None) as plain:  # no close(): nothing to call
+        with plain.acquire() as value:
+            assert value == 42
+        plain.drain()
+
+
+# -- lifetimes -------------------------------------------------------------------
+
+
+def test_max_lifetime_is_enforced_on_acquire_and_on_return(
+    make_pool: Callable[..., Pool[Thing]], factory: Factory
+) -> None:
+    pool = make_pool(max_lifetime=1e-9)
+    with pool.acquire() as first:
+        pass  # already past its lifetime when it comes back: closed on return
+    assert first.closes == 1
+    with pool.acquire() as second:
+        assert second is not first
+    stats = pool.statistics()
+    assert stats.expired == 2
+    assert stats.size == 0
+
+
+def test_lifetimes_are_jittered(factory: Factory) -> None:
+    with Pool(factory, max_lifetime=1000.0, max_idle=None, max_size=20) as pool:
+        leases = [pool.acquire() for _ in range(20)]
+        spans = {round(s.expires - s.created, 6) for s in pool._slots}
+        for lease in leases:
+            lease.release()
+    assert len(spans) > 1
+    assert all(950.0 <= span <= 1000.0 for span in spans)
+
+
+def test_min_size_is_kept_warm_in_the_background(factory: Factory) -> None:
+    with Pool(factory, min_size=3, max_size=5, max_lifetime=None, max_idle=None) as pool:
+        eventually(lambda: pool.statistics().idle == 3, "3 idle objects")
+        with pool.acquire() as thing:
+            thing.close()
+        lease = pool.acquire()
+        lease.discard()
+        eventually(lambda: pool.statistics().size == 3, "refilled to min_size")
+
+
+def test_max_idle_shrinks_toward_min_size(factory: Factory) -> None:
+    with Pool(factory, min_size=1, max_size=4, max_idle=0.01, max_lifetime=None) as pool:
+        leases = [pool.acquire() for _ in range(4)]
+        for lease in leases:
+            lease.release()
+        eventually(lambda: pool.statistics().size == 1, "shrunk to min_size")
+        assert pool.statistics().idle_closed == 3
+
+
+def test_objects_near_expiry_are_replaced_in_the_background(factory: Factory) -> None:
+    with Pool(factory, min_size=2, max_size=4, max_lifetime=0.2, max_idle=None) as pool:
+        eventually(lambda: len(factory.made) >= 4, "replacements made before expiry")
+        eventually(lambda: pool.statistics().expired >= 2, "old ones retired")
+        assert pool.statistics().size <= 4
+
+
+def test_background_refill_retries_with_backoff(factory: Factory) -> None:
+    factory.fail_next = 3
+    with Pool(
+        factory,
+        min_size=1,
+        max_lifetime=None,
+        max_idle=None,
+        reconnect_delay=0.001,
+        reconnect_max_delay=0.004,
+    ) as pool:
+        eventually(lambda: pool.statistics().idle == 1, "reconnected")
+        assert pool.statistics().failed_creates == 3
+
+
+# -- leaks -----------------------------------------------------------------------
+
+
+def test_a_long_held_lease_is_logged_once_and_again_when_it_comes_back(
+    factory: Factory, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="reclaim.pool")
+    with Pool(factory, leak_timeout=0.01, max_lifetime=None, max_idle=None, name="slow") as pool:
+        lease = pool.acquire()  # long-holder
+        eventually(lambda: pool.statistics().leaks_reported == 1, "leak reported")
+        lease.release()
+    line = line_of("long-holder", sys.modules[__name__])
+    messages = [r.getMessage() for r in caplog.records if r.name == "reclaim.pool"]
+    held = [m for m in messages if "leak_timeout" in m]
+    back = [m for m in messages if "came back" in m]
+    assert len(held) == 1
+    assert len(back) == 1
+    assert f"test_pool_basic.py:{line}" in held[0]
+    assert f"test_pool_basic.py:{line}" in back[0]
+
+
+def test_a_lease_collected_without_release_warns_with_its_line_and_frees_the_slot(
+    make_pool: Callable[..., Pool[Thing]], factory: Factory
+) -> None:
+    pool = make_pool(max_size=1)
+    lease = pool.acquire()  # forgotten-lease
+    line = line_of("forgotten-lease", sys.modules[__name__])
+    with pytest.warns(ResourceWarning, match=rf"test_pool_basic\.py:{line}"):
+        del lease
+        gc.collect()
+    with pool.acquire(timeout=1) as thing:  # the slot was reclaimed
+        assert thing is not factory.made[0]
+    stats = pool.statistics()
+    assert stats.leases_lost == 1
+    assert factory.made[0].closes == 1
+
+
+def test_leases_are_reported_to_the_leak_tracker(make_pool: Callable[..., Pool[Thing]]) -> None:
+    from reclaim import _track
+
+    seen: list[tuple[str, object, str]] = []
+    released: list[object] = []
+    previous = (_track.on_acquire, _track.on_release)
+    _track.install(lambda kind, obj, desc, site: seen.append((kind, obj, desc)), released.append)
+    try:
+        pool = make_pool(name="tracked")
+        lease = pool.acquire()
+        lease.release()
+    finally:
+        _track.install(*previous)
+    assert seen == [("lease", lease, "lease of pool 'tracked'")]
+    assert released == [lease]
+
+
+# -- control ---------------------------------------------------------------------
+
+
+def test_close_waits_for_leases_then_closes_everything(factory: Factory) -> None:
+    import threading
+
+    pool = Pool(factory, max_size=2, max_lifetime=None, max_idle=None)
+    idle_one = pool.acquire()
+    held = pool.acquire()
+    idle_one.release()
+    closer = threading.Thread(target=pool.close, kwargs={"timeout": 30})
+    closer.start()
+    eventually(lambda: pool.closed, "close started")
+    with pytest.raises(PoolClosed):
+        pool.acquire()
+    eventually(lambda: factory.made[0].closes == 1, "idle object closed at once")
+    assert closer.is_alive()
+    held.release()
+    closer.join()
+    assert [t.closes for t in factory.made] == [1, 1]
+    pool.close()  # twice is harmless
+    assert "closed" in repr(pool)
+
+
+def test_close_gives_up_after_its_timeout_and_closes_stragglers_on_return(
+    factory: Factory, caplog: pytest.LogCaptureFixture
+) -> None:
+    pool = Pool(factory, max_lifetime=None, max_idle=None)
+    held = pool.acquire()  # straggler
+    pool.close(timeout=0)
+    assert f"test_pool_basic.py:{line_of('straggler', sys.modules[__name__])}" in caplog.text
+    assert factory.made[0].closes == 0
+    held.release()
+    assert factory.made[0].closes == 1
+
+
+def test_waiters_are_woken_by_close(factory: Factory) -> None:
+    import threading
+
+    pool = Pool(factory, max_size=1, max_lifetime=None, max_idle=None)
+    held = pool.acquire()
+    errors: list[BaseException] = []
+
+    def wait() -> None:
+        try:
+            pool.acquire(timeout=30)
+        except BaseException as exc:
+            errors.append(exc)
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    eventually(lambda: pool.statistics().waiting == 1, "waiter queued")
+    held.release()  # handed to the waiter, or closed if close came first
+    pool.close(timeout=0)
+    waiter.join()
+    assert errors == [] or isinstance(errors[0], PoolClosed)
+
+
+def test_drain_replaces_idle_now_and_leased_on_return(
+    make_pool: Callable[..., Pool[Thing]], factory: Factory
+) -> None:
+    pool = make_pool(max_size=2)
+    held = pool.acquire()
+    with pool.acquire():
+        pass
+    idle_thing = factory.made[1]
+    pool.drain()
+    assert idle_thing.closes == 1
+    assert held.value.closes == 0
+    held_thing = held.value
+    held.release()
+    assert held_thing.closes == 1
+    with pool.acquire() as fresh:
+        assert fresh not in (idle_thing, held_thing)
+
+
+def test_resize_grows_wakes_waiters_and_shrinks_idle(make_pool: Callable[..., Pool[Thing]]) -> None:
+    import threading
+
+    pool = make_pool(max_size=1)
+    held = pool.acquire()
+    got: list[Thing] = []
+    waiter = threading.Thread(target=lambda: got.append(pool.acquire(timeout=30).value))
+    waiter.start()
+    eventually(lambda: pool.statistics().waiting == 1, "waiter queued")
+    pool.resize(max_size=3)
+    waiter.join()
+    assert got and got[0] is not held.value
+    held.release()
+    assert pool.statistics().max_size == 3
+    with pytest.raises(ValueError, match="min_size"):
+        pool.resize(min_size=5)
+    with pytest.raises(ValueError, match="max_size"):
+        pool.resize(max_size=0)
+    pool.resize(max_size=1)
+    stats = pool.statistics()
+    assert stats.size <= 2  # the waiter's lease is still out
+    assert stats.idle == 0 or stats.size == 1
+
+
+def test_statistics_is_a_frozen_snapshot_and_repr_is_one_line(
+    make_pool: Callable[..., Pool[Thing]],
+) -> None:
+    pool = make_pool(name="stats", max_size=4)
+    with pool.acquire(), pool.acquire():
+        stats = pool.statistics()
+        text = repr(pool)
+    assert isinstance(stats, PoolStatistics)
+    assert (stats.name, stats.in_use, stats.size, stats.max_size) == ("stats", 2, 2, 4)
+    with pytest.raises(AttributeError):
+        stats.size = 3  # type: ignore[misc]
+    assert "\n" not in text
+    assert "'stats'" in text
+    assert "in_use=2" in text
+    after = pool.statistics()
+    assert after.hold_max >= after.hold_p50 >= 0
+    assert after.acquired == 2
+
+
+def test_a_pool_collected_unclosed_warns(factory: Factory) -> None:
+    pool = Pool(factory, max_lifetime=None, max_idle=None)
+    with pool.acquire():
+        pass
+    with pytest.warns(ResourceWarning, match="unclosed"):
+        del pool
+        gc.collect()
