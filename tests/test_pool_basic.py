@@ -15,7 +15,7 @@ import pytest
 
 import reclaim
 from helpers import line_of
-from reclaim import Pool, PoolClosed, PoolStatistics, PoolTimeout, ResourceClosed
+from reclaim import Lease, Pool, PoolClosed, PoolStatistics, PoolTimeout, ResourceClosed
 
 
 class Thing:
@@ -550,23 +550,24 @@ def test_resize_grows_wakes_waiters_and_shrinks_idle(make_pool: Callable[..., Po
 
     pool = make_pool(max_size=1)
     held = pool.acquire()
-    got: list[Thing] = []
-    waiter = threading.Thread(target=lambda: got.append(pool.acquire(timeout=30).value))
+    got: list[Lease[Thing]] = []
+    waiter = threading.Thread(target=lambda: got.append(pool.acquire(timeout=30)))
     waiter.start()
     eventually(lambda: pool.statistics().waiting == 1, "waiter queued")
-    pool.resize(max_size=3)
+    pool.resize(max_size=3)  # the waiter may create now
     waiter.join()
-    assert got and got[0] is not held.value
-    held.release()
+    assert got[0].value is not held.value
     assert pool.statistics().max_size == 3
     with pytest.raises(ValueError, match="min_size"):
         pool.resize(min_size=5)
     with pytest.raises(ValueError, match="max_size"):
         pool.resize(max_size=0)
-    pool.resize(max_size=1)
+    held.release()
+    pool.resize(max_size=1)  # the idle one goes; the other lease is still out
     stats = pool.statistics()
-    assert stats.size <= 2  # the waiter's lease is still out
-    assert stats.idle == 0 or stats.size == 1
+    assert (stats.size, stats.idle, stats.in_use, stats.max_size) == (1, 0, 1, 1)
+    got[0].release()
+    assert pool.statistics().size == 1
 
 
 def test_statistics_is_a_frozen_snapshot_and_repr_is_one_line(

@@ -1,0 +1,336 @@
+"""reclaim.AsyncPool: the same behaviour awaited, and cancellation that loses nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import itertools
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from helpers import line_of
+from reclaim import AsyncLease, AsyncPool, PoolClosed, PoolTimeout
+
+
+class Thing:
+    ids = itertools.count()
+
+    def __init__(self) -> None:
+        self.id = next(Thing.ids)
+        self.closes = 0
+        self.alive = True
+
+    async def close(self) -> None:
+        await asyncio.sleep(0)
+        self.closes += 1
+
+
+def run(coro: Awaitable[Any]) -> Any:
+    return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+async def until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    """Let the loop run until *condition* holds (a deadline, not a sleep-as-synchronisation)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for: {what}")
+        await asyncio.sleep(0.001)
+
+
+def test_async_with_and_await_forms_lend_and_return() -> None:
+    async def main() -> None:
+        async with AsyncPool(Thing, max_size=2, name="a") as pool:
+            async with pool.acquire() as first:
+                assert isinstance(first, Thing)
+            lease = await pool.acquire()
+            assert lease.value is first
+            await lease.release()
+            stats = pool.statistics()
+            assert (stats.size, stats.idle, stats.in_use, stats.acquired) == (1, 1, 0, 2)
+        assert first.closes == 1
+        with pytest.raises(PoolClosed):
+            await pool.acquire()
+
+    run(main())
+
+
+def test_async_callables_are_awaited_and_sync_ones_called() -> None:
+    calls: list[str] = []
+
+    async def create() -> Thing:
+        calls.append("create")
+        return Thing()
+
+    async def configure(thing: Thing) -> None:
+        calls.append("configure")
+
+    def reset(thing: Thing) -> None:
+        calls.append("reset")
+
+    async def check(thing: Thing) -> bool:
+        calls.append("check")
+        return thing.alive
+
+    async def main() -> None:
+        async with AsyncPool(create, configure=configure, reset=reset, check=check, check_after=0) as pool:
+            async with pool.acquire():
+                pass
+            async with pool.acquire():
+                pass
+
+    run(main())
+    assert calls == ["create", "configure", "reset", "check", "reset"]
+
+
+def test_timeout_lists_holders_with_their_line() -> None:
+    async def main() -> None:
+        async with AsyncPool(Thing, max_size=1, name="api") as pool:
+            async with pool.acquire():  # async-holder
+                with pytest.raises(PoolTimeout) as info:
+                    await pool.acquire(timeout=0.01)
+            line = line_of("async-holder", sys.modules[__name__])
+            assert f"test_pool_async.py:{line}" in str(info.value)
+            assert "'api'" in str(info.value)
+            assert pool.statistics().timeouts == 1
+
+    run(main())
+
+
+def test_fair_hand_off_in_arrival_order() -> None:
+    async def main() -> None:
+        async with AsyncPool(Thing, max_size=1) as pool:
+            lease = await pool.acquire()
+            served: list[int] = []
+
+            async def wait(number: int) -> None:
+                async with pool.acquire():
+                    served.append(number)
+                    await asyncio.sleep(0)
+
+            tasks = []
+            for number in range(5):
+                tasks.append(asyncio.create_task(wait(number)))
+                await until(lambda n=number: pool.statistics().waiting == n + 1, "queued")
+            await lease.release()
+            await asyncio.gather(*tasks)
+            assert served == list(range(5))
+
+    run(main())
+
+
+def test_cancelled_while_waiting_loses_nothing() -> None:
+    async def main() -> None:
+        async with AsyncPool(Thing, max_size=1) as pool:
+            lease = await pool.acquire()
+            task = asyncio.create_task(pool.acquire(timeout=30).__aenter__())
+            await until(lambda: pool.statistics().waiting == 1, "queued")
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert pool.statistics().waiting == 0
+            await lease.release()
+            async with pool.acquire(timeout=0):
+                pass
+
+    run(main())
+
+
+def test_cancelled_after_the_hand_off_passes_the_object_on() -> None:
+    """The releaser gave the waiter the object, then the waiter was cancelled before it ran."""
+
+    async def main() -> None:
+        async with AsyncPool(Thing, max_size=1) as pool:
+            lease = await pool.acquire()
+            waiter = asyncio.create_task(pool.acquire(timeout=30).__aenter__())
+            await until(lambda: pool.statistics().waiting == 1, "queued")
+            await lease.release()  # handed to the waiter's future
+            waiter.cancel()  # ...which is cancelled before it resumes
+            with pytest.raises(asyncio.CancelledError):
+                await waiter
+            stats = pool.statistics()
+            assert (stats.in_use, stats.idle, stats.size) == (0, 1, 1)
+            async with pool.acquire(timeout=0):
+                pass
+
+    run(main())
+
+
+def test_cancelled_while_holding_returns_the_slot() -> None:
+    async def main() -> None:
+        async with AsyncPool(Thing, max_size=1) as pool:
+            holding = asyncio.Event()
+
+            async def hold() -> None:
+                async with pool.acquire():
+                    holding.set()
+                    await asyncio.Event().wait()
+
+            task = asyncio.create_task(hold())
+            await holding.wait()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            stats = pool.statistics()
+            assert (stats.in_use, stats.idle) == (0, 1)
+
+    run(main())
+
+
+def test_cancelled_mid_reset_discards_the_object() -> None:
+    async def main() -> None:
+        started = asyncio.Event()
+
+        async def reset(thing: Thing) -> None:
+            started.set()
+            await asyncio.Event().wait()  # a ROLLBACK that never answers
+
+        things: list[Thing] = []
+
+        def create() -> Thing:
+            things.append(Thing())
+            return things[-1]
+
+        async with AsyncPool(create, max_size=1, reset=reset) as pool:
+
+            async def use() -> None:
+                async with pool.acquire():
+                    pass
+
+            task = asyncio.create_task(use())
+            await started.wait()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert pool.statistics().size == 0
+            await until(lambda: things[0].closes == 1, "closed in the background")
+
+    run(main())
+
+
+def test_cancelled_mid_create_frees_the_slot() -> None:
+    async def main() -> None:
+        started = asyncio.Event()
+        block = [True]
+
+        async def create() -> Thing:
+            if block[0]:
+                started.set()
+                await asyncio.Event().wait()
+            return Thing()
+
+        async with AsyncPool(create, max_size=1) as pool:
+            task = asyncio.create_task(pool.acquire().__aenter__())
+            await started.wait()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            stats = pool.statistics()
+            assert (stats.size, stats.creating) == (0, 0)
+            block[0] = False
+            async with pool.acquire(timeout=1):
+                pass
+
+    run(main())
+
+
+def test_wait_for_timeout_around_acquire_leaks_nothing() -> None:
+    async def main() -> None:
+        async with AsyncPool(Thing, max_size=1) as pool:
+            lease = await pool.acquire()
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(pool.acquire(timeout=30).__aenter__(), 0.01)
+            await lease.release()
+            stats = pool.statistics()
+            assert (stats.waiting, stats.in_use, stats.idle) == (0, 0, 1)
+
+    run(main())
+
+
+def test_failed_create_reaches_the_caller_and_frees_the_slot() -> None:
+    async def main() -> None:
+        fail = [True]
+
+        async def create() -> Thing:
+            if fail[0]:
+                raise ConnectionRefusedError("down")
+            return Thing()
+
+        async with AsyncPool(create, max_size=1) as pool:
+            with pytest.raises(ConnectionRefusedError):
+                await pool.acquire()
+            fail[0] = False
+            async with pool.acquire(timeout=0):
+                pass
+            assert pool.statistics().failed_creates == 1
+
+    run(main())
+
+
+def test_is_broken_and_discard_close_the_object() -> None:
+    async def main() -> None:
+        async with AsyncPool(Thing, is_broken=lambda t, e: isinstance(e, ConnectionResetError)) as pool:
+            with pytest.raises(ConnectionResetError):
+                async with pool.acquire() as thing:
+                    raise ConnectionResetError
+            lease = await pool.acquire()
+            other = lease.value
+            await lease.discard()
+            await until(lambda: thing.closes == 1 and other.closes == 1, "closed")
+            assert pool.statistics().discarded_broken == 2
+
+    run(main())
+
+
+def test_min_size_warm_and_leak_reported_in_the_background(caplog: pytest.LogCaptureFixture) -> None:
+    async def main() -> None:
+        async with AsyncPool(Thing, min_size=2, leak_timeout=0.01) as pool:
+            await until(lambda: pool.statistics().idle == 2, "warm")
+            lease = await pool.acquire()
+            await until(lambda: pool.statistics().leaks_reported == 1, "leak logged")
+            await lease.release()
+
+    run(main())
+    assert "leak_timeout" in caplog.text
+    assert "came back" in caplog.text
+
+
+def test_drain_resize_and_close_wait_for_leases() -> None:
+    async def main() -> None:
+        pool = AsyncPool(Thing, max_size=2)
+        held = await pool.acquire()
+        async with pool.acquire() as idle_thing:
+            pass
+        await pool.drain()
+        await until(lambda: idle_thing.closes == 1, "idle one closed")
+        await pool.resize(max_size=4)
+        assert pool.statistics().max_size == 4
+        closer = asyncio.create_task(pool.close(timeout=30))
+        await until(lambda: pool.closed, "closing")
+        assert not closer.done()
+        held_thing = held.value
+        await held.release()
+        await closer
+        assert held_thing.closes == 1
+        assert "closed" in repr(pool)
+
+    run(main())
+
+
+def test_a_lease_collected_without_release_warns_with_its_line() -> None:
+    async def main() -> None:
+        async with AsyncPool(Thing, max_size=1) as pool:
+            lease: AsyncLease[Thing] | None = await pool.acquire()  # async-forgotten
+            line = line_of("async-forgotten", sys.modules[__name__])
+            with pytest.warns(ResourceWarning, match=rf"test_pool_async\.py:{line}"):
+                del lease
+                gc.collect()
+            async with pool.acquire(timeout=1):
+                pass
+            assert pool.statistics().leases_lost == 1
+
+    run(main())

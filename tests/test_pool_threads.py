@@ -1,0 +1,182 @@
+"""reclaim.Pool under real threads: FIFO fairness, bounds under contention, barging mode."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+
+from reclaim import Pool, PoolTimeout
+
+
+class Thing:
+    """A pooled object that notices when two threads hold it at once."""
+
+    def __init__(self) -> None:
+        self.holders = 0
+        self.overlaps = 0
+        self.closes = 0
+
+    def close(self) -> None:
+        self.closes += 1
+
+
+def eventually(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    """Poll *condition* until it holds (a deadline, not a sleep-as-synchronisation)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for: {what}")
+        time.sleep(0.001)
+
+
+def test_a_returned_object_goes_to_the_longest_waiter() -> None:
+    """Order of service equals order of arrival."""
+    with Pool(Thing, max_size=1, max_lifetime=None, max_idle=None) as pool:
+        first = pool.acquire()
+        served: list[int] = []
+
+        def wait(number: int) -> None:
+            with pool.acquire(timeout=30):
+                served.append(number)
+
+        threads = []
+        for number in range(6):
+            thread = threading.Thread(target=wait, args=(number,))
+            thread.start()
+            threads.append(thread)
+            eventually(lambda n=number: pool.statistics().waiting == n + 1, f"waiter {number} queued")
+        first.release()
+        for thread in threads:
+            thread.join()
+        assert served == list(range(6))
+
+
+def test_a_releasing_thread_cannot_barge_ahead_of_waiters() -> None:
+    with Pool(Thing, max_size=1, max_lifetime=None, max_idle=None) as pool:
+        lease = pool.acquire()
+        got = threading.Event()
+
+        def wait() -> None:
+            with pool.acquire(timeout=30):
+                got.set()
+
+        waiter = threading.Thread(target=wait)
+        waiter.start()
+        eventually(lambda: pool.statistics().waiting == 1, "waiter queued")
+        lease.release()
+        with pytest.raises(PoolTimeout):
+            pool.acquire(timeout=0)  # the object was handed to the waiter, not left idle
+        waiter.join()
+        assert got.is_set()
+
+
+@pytest.mark.parametrize("fair", [True, False], ids=["fair", "barging"])
+def test_contention_keeps_the_bound_and_never_shares_an_object(fair: bool) -> None:
+    made: list[Thing] = []
+    lock = threading.Lock()
+
+    def create() -> Thing:
+        thing = Thing()
+        with lock:
+            made.append(thing)
+        return thing
+
+    pool = Pool(create, max_size=3, fair=fair, max_lifetime=None, max_idle=None)
+    errors: list[BaseException] = []
+    start = threading.Barrier(8)
+
+    def work() -> None:
+        try:
+            start.wait()
+            for i in range(300):
+                with pool.acquire(timeout=30) as thing:
+                    thing.holders += 1
+                    if thing.holders > 1:
+                        thing.overlaps += 1
+                    if i % 50 == 0:
+                        time.sleep(0)  # let another thread run while holding
+                    thing.holders -= 1
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    stats = pool.statistics()
+    pool.close()
+    assert errors == []
+    assert len(made) <= 3
+    assert sum(t.overlaps for t in made) == 0
+    assert stats.acquired == 8 * 300
+    assert stats.in_use == 0
+    assert stats.size == len(made)
+    assert [t.closes for t in made] == [1] * len(made)
+
+
+def test_barging_mode_serves_every_waiter() -> None:
+    """With fair=False a waiter that keeps losing is handed an object directly: no starvation."""
+    with Pool(Thing, max_size=1, fair=False, max_lifetime=None, max_idle=None) as pool:
+        lease = pool.acquire()
+        done: list[int] = []
+
+        def wait(number: int) -> None:
+            with pool.acquire(timeout=30):
+                done.append(number)
+
+        threads = [threading.Thread(target=wait, args=(n,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        eventually(lambda: pool.statistics().waiting == 4, "waiters queued")
+        lease.release()
+        for thread in threads:
+            thread.join()
+        assert sorted(done) == [0, 1, 2, 3]
+
+
+def test_timeouts_under_contention_leave_no_waiter_behind() -> None:
+    with Pool(Thing, max_size=1, max_lifetime=None, max_idle=None) as pool:
+        lease = pool.acquire()
+        outcomes: list[str] = []
+
+        def wait() -> None:
+            try:
+                with pool.acquire(timeout=0.01):
+                    outcomes.append("got")
+            except PoolTimeout:
+                outcomes.append("timeout")
+
+        threads = [threading.Thread(target=wait) for _ in range(5)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert outcomes == ["timeout"] * 5
+        stats = pool.statistics()
+        assert (stats.waiting, stats.timeouts) == (0, 5)
+        lease.release()
+        with pool.acquire(timeout=0):
+            pass
+
+
+def test_a_waiter_creates_when_a_discard_frees_capacity() -> None:
+    with Pool(Thing, max_size=1, max_lifetime=None, max_idle=None) as pool:
+        lease = pool.acquire()
+        old = lease.value
+        got: list[Thing] = []
+
+        def wait() -> None:
+            with pool.acquire(timeout=30) as thing:
+                got.append(thing)
+
+        waiter = threading.Thread(target=wait)
+        waiter.start()
+        eventually(lambda: pool.statistics().waiting == 1, "waiter queued")
+        lease.discard()
+        waiter.join()
+        assert got[0] is not old
+        assert old.closes == 1
