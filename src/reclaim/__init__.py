@@ -23,6 +23,7 @@ from .errors import (
 )
 from .files import atomic_write, locked, temp_dir, temp_file
 from .net import SocketPool, connect, is_alive
+from .leaks import no_leaks
 from .pool import AsyncLease, AsyncPool, Lease, Pool, PoolStatistics
 from .resource import resource
 from .scope import AsyncScope, Held, Scope, ScopeStatistics, cleanup_errors
@@ -53,6 +54,7 @@ __all__ = [
     "connect",
     "is_alive",
     "locked",
+    "no_leaks",
     "resource",
     "temp_dir",
     "temp_file",

@@ -12,7 +12,10 @@ something outside failed (a server went away, a child died).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Self
+from typing import TYPE_CHECKING, Self
+
+if TYPE_CHECKING:
+    from .leaks import Leak, Report
 
 __all__ = [
     "CleanupError",
@@ -60,7 +63,25 @@ class CleanupError(ExceptionGroup[Exception], ReclaimError):
 
 
 class LeakError(ReclaimError, AssertionError):
-    """Resources acquired inside a checked block were still open at its end."""
+    """Resources acquired inside a checked block were still open at its end.
+
+    Raised by :func:`reclaim.no_leaks`. ``leaks`` lists every leak found (kind,
+    description, acquisition frames, thread, test); ``report`` is the whole
+    :class:`reclaim.leaks.Report`, for ``to_text()``/``to_json()``.
+
+    Example::
+
+        try:
+            with reclaim.no_leaks():
+                f = open("data.txt")
+        except reclaim.LeakError as error:
+            assert error.leaks[0].kind == "file"
+    """
+
+    def __init__(self, message: str, report: Report | None = None) -> None:
+        super().__init__(message)
+        self.report = report
+        self.leaks: tuple[Leak, ...] = report.leaks if report is not None else ()
 
 
 class PoolClosed(ResourceClosed):

@@ -1,0 +1,88 @@
+"""Leak detection: which resources were acquired and never released, and where.
+
+The tracker records every acquisition of a file, raw descriptor, socket,
+sqlite3 connection, child process, thread, asyncio task, temporary file or
+directory, mmap, selector, and reclaim's own scopes, ``@resource`` instances
+and pool leases, as a few ``(code, line)`` pairs: no tracemalloc, nothing kept
+alive. A check lists what was acquired inside its window and is still open,
+or was closed by the garbage collector instead of the program.
+
+Public API (what the CLI and the pytest plugin build on):
+
+* ``no_leaks(*, ignore_kinds=(), ignore=(), grace=1.0, collect=False,
+  include_framework=False)`` - ``with``/``async with``/decorator; raises
+  :class:`LeakError` (``.leaks``, ``.report``).
+* ``Tracker()`` - ``start()`` (returns self), ``stop()``, ``running``,
+  ``snapshot() -> Snapshot``, ``report(since=None, *, grace=0.0,
+  ignore_kinds=(), ignore=(), collect=False, include_framework=False,
+  untracked_fds=True) -> Report``, ``statistics()``; a context manager. Any
+  number may run: the instrumentation is installed once, reference-counted.
+* ``Report`` - falsy when clean; ``leaks``, ``summary()``, ``counts()``,
+  ``to_text(color=False, width=100)``, ``render(console)`` (a rich Console),
+  ``to_dict()``, ``to_json()`` (schema ``reclaim.leaks/1``, docs/leaks-json.md).
+* ``Leak`` - ``kind``, ``description``, ``state`` (open/collected/cancelled),
+  ``frames`` (user's line first), ``site``, ``thread``, ``context``,
+  ``acquired``, ``age``, ``details``, ``seq``, ``to_dict()``, ``headline()``.
+* ``set_context(label)``, ``current_context()``, ``context(label)`` - the label
+  (a test id) recorded with every acquisition.
+* ``KINDS`` - the kind names a report can contain.
+
+Example::
+
+    import reclaim
+
+    with reclaim.no_leaks():
+        data = open("config.toml").read()   # LeakError: file config.toml, acquired at app.py:4
+"""
+
+from __future__ import annotations
+
+from reclaim.errors import LeakError
+
+from ._check import NoLeaks, no_leaks
+from ._report import SCHEMA, Leak, Report
+from ._tracker import (
+    Ignore,
+    Snapshot,
+    Tracker,
+    TrackerStatistics,
+    context,
+    current_context,
+    set_context,
+)
+
+#: Every kind a report can contain (pool leases and other owners may add their own).
+KINDS = (
+    "file",
+    "fd",
+    "socket",
+    "sqlite3",
+    "subprocess",
+    "thread",
+    "task",
+    "tempdir",
+    "tempfile",
+    "mmap",
+    "selector",
+    "scope",
+    "resource",
+    "lease",
+    "untracked-fd",
+)
+
+__all__ = [
+    "KINDS",
+    "SCHEMA",
+    "Ignore",
+    "Leak",
+    "LeakError",
+    "NoLeaks",
+    "Report",
+    "Snapshot",
+    "Tracker",
+    "TrackerStatistics",
+    "context",
+    "current_context",
+    "no_leaks",
+    "set_context",
+]

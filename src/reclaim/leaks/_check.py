@@ -1,0 +1,155 @@
+"""``no_leaks()``: fail a block or a function that leaks."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Awaitable, Callable, Iterable
+from types import TracebackType
+from typing import Any, ParamSpec, TypeVar
+
+from reclaim.errors import LeakError
+
+from ._report import Report
+from ._tracker import Ignore, Snapshot, Tracker
+
+__all__ = ["NoLeaks", "no_leaks"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class NoLeaks:
+    """A leak check usable as ``with``, ``async with`` and as a decorator; made by :func:`no_leaks`."""
+
+    def __init__(
+        self,
+        *,
+        ignore_kinds: Iterable[str] = (),
+        ignore: Iterable[Ignore] = (),
+        grace: float = 1.0,
+        collect: bool = False,
+        include_framework: bool = False,
+    ) -> None:
+        if isinstance(ignore_kinds, str):
+            raise TypeError("ignore_kinds must be a collection of kinds, e.g. {'thread'}, not a string")
+        if not isinstance(grace, (int, float)) or grace < 0:
+            raise ValueError(f"grace must be a number of seconds >= 0, got {grace!r}")
+        self._options: dict[str, Any] = {
+            "grace": float(grace),
+            "ignore_kinds": frozenset(ignore_kinds),
+            "ignore": tuple(ignore),
+            "collect": collect,
+            "include_framework": include_framework,
+        }
+        self._active: list[tuple[Tracker, Snapshot]] = []
+        #: The report of the last check (empty when it passed), for inspection after the block.
+        self.report: Report | None = None
+
+    def __repr__(self) -> str:
+        state = "checking" if self._active else "idle"
+        return f"<NoLeaks {state} grace={self._options['grace']}s>"
+
+    def __enter__(self) -> NoLeaks:
+        tracker = Tracker().start()
+        self._active.append((tracker, tracker.snapshot()))
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        tracker, mark = self._active.pop()
+        try:
+            # When the body failed, do not wait for stragglers: report what is there now.
+            options = dict(self._options, grace=0.0) if exc is not None else self._options
+            report = self.report = tracker.report(since=mark, **options)
+        finally:
+            tracker.stop()
+        if not report:
+            return
+        if exc is not None:
+            # The body's error wins (it keeps its type); the leaks ride along as a note.
+            exc.add_note(f"reclaim.no_leaks also found {report.summary()}:\n{report.to_text()}")
+            return
+        raise LeakError(f"{report.summary()}\n{report.to_text()}", report)
+
+    async def __aenter__(self) -> NoLeaks:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+    def __call__(self, func: Callable[P, R]) -> Callable[P, R]:
+        """Decorate *func* (sync or ``async def``) so every call is checked."""
+        if inspect.iscoroutinefunction(func):
+            afunc: Callable[P, Awaitable[Any]] = func
+
+            @functools.wraps(func)
+            async def acheck(*args: P.args, **kwargs: P.kwargs) -> Any:
+                async with self.copy():
+                    return await afunc(*args, **kwargs)
+
+            return acheck  # type: ignore[return-value]
+
+        @functools.wraps(func)
+        def check(*args: P.args, **kwargs: P.kwargs) -> R:
+            with self.copy():
+                return func(*args, **kwargs)
+
+        return check
+
+    def copy(self) -> NoLeaks:
+        """A fresh check with the same options (each decorated call gets its own)."""
+        return NoLeaks(**self._options)
+
+
+def no_leaks(
+    *,
+    ignore_kinds: Iterable[str] = (),
+    ignore: Iterable[Ignore] = (),
+    grace: float = 1.0,
+    collect: bool = False,
+    include_framework: bool = False,
+) -> NoLeaks:
+    """Raise :class:`reclaim.LeakError` if the block leaks: resources acquired inside it, by any
+    thread, still open at its end (or closed by the garbage collector instead of the program).
+
+    Threads, child processes and asyncio tasks still running at the end get up
+    to *grace* seconds to finish, polled with back-off; when nothing is left
+    over the check returns at once. If the block raises, its exception
+    propagates unchanged and the leaks are attached to it as a note.
+
+    Args:
+        ignore_kinds: kinds not to check, e.g. ``{"thread"}``.
+        ignore: regular expressions searched in each leak's description, or
+            predicates taking a :class:`reclaim.leaks.Leak`.
+        grace: seconds to wait for threads, children and tasks winding down.
+        collect: run ``gc.collect()`` before checking.
+        include_framework: also report resources acquired by framework code only.
+
+    Example::
+
+        with reclaim.no_leaks():
+            serve_one_request()
+
+        @reclaim.no_leaks(ignore_kinds={"thread"})
+        def test_download(): ...
+
+    Raises:
+        LeakError: leaks were found; ``error.leaks`` lists them, ``error.report`` has the rest.
+    """
+    return NoLeaks(
+        ignore_kinds=ignore_kinds,
+        ignore=ignore,
+        grace=grace,
+        collect=collect,
+        include_framework=include_framework,
+    )

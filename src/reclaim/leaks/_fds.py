@@ -1,0 +1,158 @@
+"""Raw descriptors: ``os.open``, ``os.pipe``, ``os.dup`` ... and the descriptor table.
+
+No audit event exists for ``os.pipe``/``os.dup`` (and ``os.open``'s gives no
+descriptor), so the ``os`` functions that return new descriptors are wrapped.
+Release is ``os.close``/``os.closerange``; a descriptor handed to ``open()`` or
+``socket(fileno=...)`` changes owner and is reported as that object instead.
+Because a descriptor can also be closed by paths we do not see (``os.fdopen``
+then ``close()``), the open check compares the descriptor's (device, inode)
+with the ones recorded at acquisition: a reused number is not a leak.
+
+``os.dup2``/``dup3`` are not tracked: they make an *existing* number point
+elsewhere (``dup2(fd, 1)`` redirects stdout, as pytest's capture does), which
+is not an acquisition.
+
+The descriptor table (:func:`list_fds`) is read from ``/proc/self/fd`` on
+Linux and ``/dev/fd`` on macOS and the BSDs: one ``listdir``, a few
+microseconds, and no dependency. Descriptors that appeared during a checked
+window and belong to no tracked object are reported as ``untracked-fd``.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from reclaim._sites import capture_from
+
+from . import _records
+from ._kinds import Details, Kind, register
+from ._patch import Patches
+from ._records import NO_OBJECT, Record
+
+__all__ = ["describe_fd", "install", "list_fds"]
+
+_FD_DIR = next((d for d in ("/proc/self/fd", "/dev/fd") if os.path.isdir(d)), None)
+
+
+def list_fds() -> frozenset[int] | None:
+    """The process's open descriptors, or None where the table cannot be read."""
+    if _FD_DIR is None:
+        return None
+    try:
+        # The listing includes the descriptor listdir itself used; it is closed by now and
+        # dropped later because describe_fd() finds nothing behind it.
+        return frozenset(int(name) for name in os.listdir(_FD_DIR))
+    except OSError:
+        return None
+
+
+def describe_fd(fd: int) -> str | None:
+    """What *fd* points at (``/path``, ``socket:[123]``, ``pipe:[45]``), None if it is closed."""
+    if _FD_DIR == "/proc/self/fd":
+        try:
+            return os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            return None
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        return None
+    for test, name in ((stat.S_ISSOCK, "socket"), (stat.S_ISFIFO, "pipe"), (stat.S_ISDIR, "directory")):
+        if test(st.st_mode):
+            return f"{name}:[{st.st_ino}]"
+    return f"file:[{st.st_dev}:{st.st_ino}]"
+
+
+def _identity(fd: int) -> tuple[int, int] | None:
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def track_fd(fd: int, call: str, site: Any) -> None:
+    """Record *fd*, returned by *call*, as acquired at *site*."""
+    _records.new(NO_OBJECT, "fd", (call, _identity(fd)), site, ("fd", fd))
+
+
+def _is_open(obj: Any, rec: Record) -> bool:
+    _, identity = rec.info
+    return identity is not None and _identity(rec.key[1]) == identity  # type: ignore[index]
+
+
+def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
+    fd: int = rec.key[1]  # type: ignore[index]
+    call, _ = rec.info
+    target = describe_fd(fd) if _is_open(obj, rec) else None
+    details: Details = {"fd": fd, "call": call, "target": target}
+    return f"{fd}" + (f" -> {target}" if target else "") + f" ({call})", details
+
+
+def _fds(obj: Any, rec: Record) -> tuple[int, ...]:
+    return (rec.key[1],)  # type: ignore[index]
+
+
+register(Kind("fd", is_open=_is_open, describe=_describe, fds=_fds))
+
+
+def _wrap_one(name: str, fn: Callable[..., int]) -> Callable[..., int]:
+    call = f"os.{name}"
+
+    def wrapper(*args: Any, **kwargs: Any) -> int:
+        fd = fn(*args, **kwargs)
+        track_fd(fd, call, capture_from(sys._getframe(1), _records.depth))
+        return fd
+
+    wrapper.__name__ = wrapper.__qualname__ = name
+    wrapper.__doc__ = fn.__doc__
+    return wrapper
+
+
+def _wrap_many(name: str, fn: Callable[..., tuple[int, ...]]) -> Callable[..., tuple[int, ...]]:
+    call = f"os.{name}"
+
+    def wrapper(*args: Any, **kwargs: Any) -> tuple[int, ...]:
+        fds = fn(*args, **kwargs)
+        site = capture_from(sys._getframe(1), _records.depth)
+        for fd in fds:
+            track_fd(fd, call, site)
+        return fds
+
+    wrapper.__name__ = wrapper.__qualname__ = name
+    wrapper.__doc__ = fn.__doc__
+    return wrapper
+
+
+def install(patches: Patches) -> None:
+    """Wrap the ``os`` functions that hand out descriptors, and ``os.close``/``closerange``."""
+    for name in ("open", "dup", "memfd_create", "eventfd"):
+        fn = getattr(os, name, None)
+        if fn is not None:
+            patches.set(os, name, _wrap_one(name, fn))
+    for name in ("pipe", "pipe2", "openpty"):
+        fn = getattr(os, name, None)
+        if fn is not None:
+            patches.set(os, name, _wrap_many(name, fn))
+
+    close = os.close
+    closerange = os.closerange
+
+    def close_(fd: int) -> None:
+        _records.release(("fd", fd))
+        close(fd)
+
+    def closerange_(fd_low: int, fd_high: int) -> None:
+        for key in [k for k in _records.live if type(k) is tuple and k[0] == "fd"]:
+            if fd_low <= key[1] < fd_high:
+                _records.release(key)
+        closerange(fd_low, fd_high)
+
+    close_.__doc__ = close.__doc__
+    closerange_.__doc__ = closerange.__doc__
+    patches.set(os, "close", close_)
+    patches.set(os, "closerange", closerange_)

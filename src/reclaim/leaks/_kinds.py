@@ -1,0 +1,88 @@
+"""What the tracker knows about each kind of resource: how to tell it is still open, and
+how to describe it.
+
+Each instrumentation module registers one :class:`Kind` per resource kind it
+tracks. Kinds reported through :mod:`reclaim._track` by reclaim's own owners
+(``scope``, ``resource``, pool leases) get :func:`owned_kind` automatically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import _records
+from ._records import Record
+
+__all__ = ["KINDS", "Kind", "kind_of", "owned_kind", "register"]
+
+Details = dict[str, Any]
+
+
+def _no_fds(obj: Any, rec: Record) -> Iterable[int]:
+    return ()
+
+
+def _always_open(obj: Any, rec: Record) -> bool:
+    # The record is still in the live table, so nobody released it.
+    return True
+
+
+def _info_description(obj: Any, rec: Record) -> tuple[str, Details]:
+    return str(rec.info), {}
+
+
+@dataclass(frozen=True, slots=True)
+class Kind:
+    """How one kind of resource is checked and described.
+
+    Attributes:
+        name: the kind as reports show it (``"file"``, ``"thread"`` ...).
+        is_open: ``(obj, record) -> bool`` for a record still in the live table
+            whose object is alive; ``False`` means it was handled right after all.
+        describe: ``(obj or None, record) -> (text, details)``; *obj* is None
+            once the object died (describe from ``record.info``).
+        fds: descriptors the live resource holds, so the descriptor-table diff
+            does not report them again as untracked.
+        paths: files the resource holds open from C code (sqlite3, mmap), for
+            the same purpose.
+        waitable: it may end by itself (thread, child, task): checks wait for
+            it during their grace period.
+        death_leak: the object dying while its record is open means the
+            garbage collector, not the program, released it.
+    """
+
+    name: str
+    is_open: Callable[[Any, Record], bool] = _always_open
+    describe: Callable[[Any, Record], tuple[str, Details]] = _info_description
+    fds: Callable[[Any, Record], Iterable[int]] = _no_fds
+    paths: Callable[[Any, Record], Iterable[str]] = field(default=_no_fds)  # type: ignore[assignment]
+    waitable: bool = False
+    death_leak: bool = False
+
+
+KINDS: dict[str, Kind] = {}
+
+
+def register(kind: Kind) -> Kind:
+    """Add *kind* to the table (replacing one of the same name)."""
+    KINDS[kind.name] = kind
+    if kind.death_leak:
+        _records.death_leaks.add(kind.name)
+    else:
+        _records.death_leaks.discard(kind.name)
+    return kind
+
+
+def owned_kind(name: str) -> Kind:
+    """The kind of a resource that reports its own release through :mod:`reclaim._track`."""
+    return Kind(name, death_leak=True)
+
+
+def kind_of(name: str) -> Kind:
+    """The registered kind called *name*, or an owned kind made for it."""
+    kind = KINDS.get(name)
+    if kind is None:
+        kind = register(owned_kind(name))
+    return kind

@@ -1,0 +1,196 @@
+"""The global table of tracked acquisitions, shared by every :class:`Tracker`.
+
+One record per acquired resource. A record *is* a weak reference to the
+resource (a ``weakref.ref`` subclass with slots), so tracking an object costs
+one allocation and keeps nothing alive; its callback tells us the object died.
+
+A record lives in :data:`live` while the resource may still be open. It
+leaves it when the resource is released (a wrapped ``close``/``cleanup``, a
+done callback) or when the object dies. An object that died *unreleased* is a
+leak the garbage collector cleaned up: its record moves to :data:`collected`
+with the reason, so a later report still shows where it was acquired.
+
+Resources that have no Python object (raw descriptors, paths made by
+``mkdtemp``/``mkstemp``) get a record that refers to :data:`NO_OBJECT`, a
+sentinel that never dies, and a key of their own (``("fd", 7)``,
+``("path", "/tmp/x")``) so they cannot collide with object ids.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import time
+import weakref
+from collections import deque
+from typing import Any
+
+from reclaim._sites import Site
+
+__all__ = [
+    "LEAKED",
+    "NO_OBJECT",
+    "OPEN",
+    "RELEASED",
+    "Record",
+    "collected",
+    "died",
+    "leak",
+    "live",
+    "new",
+    "release",
+    "reset",
+]
+
+OPEN, RELEASED, LEAKED = 0, 1, 2
+
+#: Reason recorded for a resource whose object died unreleased.
+COLLECTED = "collected"
+
+# Bounded so a long session that leaks in every test cannot grow without end;
+# the oldest collected leaks are dropped first (and counted, see ``dropped``).
+MAX_COLLECTED = 10_000
+
+
+class Record(weakref.ref):  # type: ignore[type-arg]
+    """One acquisition: a weak reference to the resource plus where and when it was taken.
+
+    Attributes are filled right after construction (no ``__init__``: a
+    Python-level call would double the cost of tracking an ``open()``).
+    """
+
+    __slots__ = ("context", "info", "key", "kind", "seq", "site", "state", "thread", "time", "why")
+
+    key: object
+    seq: int
+    kind: str
+    info: Any
+    site: Site
+    thread: str
+    context: str | None
+    time: float
+    state: int
+    why: str | None
+
+
+class _Forever:
+    """Referent of records for resources with no Python object; never collected."""
+
+    __slots__ = ("__weakref__",)
+
+    def __repr__(self) -> str:
+        return "<no object>"
+
+
+NO_OBJECT = _Forever()
+
+#: key -> record of every resource that may still be open.
+live: dict[object, Record] = {}
+#: Records of resources that ended as leaks (collected by the GC, cancelled at loop close).
+collected: deque[Record] = deque(maxlen=MAX_COLLECTED)
+#: Acquisition counter: a snapshot is a position in it, so windows are exact.
+counter = itertools.count(1)
+#: Kinds for which "the object died while its record was open" means a leak. Kinds whose
+#: close we cannot see (files, children, tasks) instead report from a finalizer-time probe.
+death_leaks: set[str] = set()
+#: Label of what runs now (the pytest plugin sets the test id); see ``set_context``.
+context: str | None = None
+#: Frames captured per acquisition: the deepest any running tracker asked for.
+depth = 8
+dropped = 0
+#: (first seq, pid): acquisitions from that seq on were made by that process. A forked child
+#: appends its own entry, so records inherited from the parent keep the parent's pid.
+pid_epochs: list[tuple[int, int]] = [(0, os.getpid())]
+
+
+def pid_of(seq: int) -> int:
+    """The pid of the process that made acquisition number *seq*."""
+    for first, pid in reversed(pid_epochs):
+        if seq >= first:
+            return pid
+    return pid_epochs[0][1]
+
+
+def _after_fork_in_child() -> None:
+    pid_epochs.append((next(counter), os.getpid()))
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def died(rec: Record) -> None:
+    """Weakref callback: the resource's object is gone."""
+    try:
+        key, state, kind = rec.key, rec.state, rec.kind
+    except AttributeError:  # slots already cleared by the collector (interpreter shutdown)
+        return
+    if live.get(key) is rec:
+        del live[key]
+    if state == OPEN and kind in death_leaks:
+        leak(rec, COLLECTED)
+
+
+def leak(rec: Record, why: str) -> None:
+    """Mark *rec* as a leak that ended without its owner (GC, loop shutdown) and remember it."""
+    global dropped
+    if rec.state != OPEN:
+        return
+    rec.state = LEAKED
+    rec.why = why
+    if live.get(rec.key) is rec:
+        del live[rec.key]
+    if len(collected) == collected.maxlen:
+        dropped += 1
+    collected.append(rec)
+
+
+def release(key: object) -> None:
+    """The owner released the resource under *key* (an ``id()`` or a tuple key)."""
+    rec = live.pop(key, None)
+    if rec is not None:
+        rec.state = RELEASED
+
+
+def new(
+    obj: object,
+    kind: str,
+    info: Any,
+    site: Site,
+    key: object = None,
+    *,
+    callback: bool = True,
+) -> Record:
+    """Create and register a record (the general path; ``open()`` inlines this for speed).
+
+    *obj* must support weak references; pass :data:`NO_OBJECT` and a tuple
+    *key* for a resource with no object.
+    """
+    rec = Record(obj, died if callback and obj is not NO_OBJECT else None)
+    rec.key = id(obj) if key is None else key
+    rec.seq = next(counter)
+    rec.kind = kind
+    rec.info = info
+    rec.site = site
+    rec.thread = threading.current_thread().name
+    rec.context = context
+    rec.time = time.time()
+    rec.state = OPEN
+    rec.why = None
+    old = live.get(rec.key)
+    if old is not None:
+        # A key is reused only once its previous holder is gone (fd numbers, paths): that one
+        # was released by some path we do not see (os.close through an alias, say).
+        old.state = RELEASED
+    live[rec.key] = rec
+    return rec
+
+
+def reset() -> None:
+    """Forget everything (the last tracker stopped)."""
+    global dropped
+    for rec in list(live.values()):
+        rec.state = RELEASED
+    live.clear()
+    collected.clear()
+    dropped = 0

@@ -1,0 +1,235 @@
+"""What a leak check found: :class:`Leak` and :class:`Report`, as text (rich) or JSON.
+
+Formatting happens here and only here, when someone asks for a report: the
+tracker keeps raw ``(code, line)`` pairs and turns them into frames at the end.
+The JSON layout is documented in ``docs/leaks-json.md`` and versioned by
+:data:`SCHEMA`; add fields freely, bump the number when one changes meaning.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from reclaim._sites import Frame
+
+__all__ = ["SCHEMA", "Leak", "Report"]
+
+#: Identifies the JSON layout; see docs/leaks-json.md.
+SCHEMA = "reclaim.leaks/1"
+
+
+@dataclass(frozen=True, slots=True)
+class Leak:
+    """One resource acquired inside the checked window and not released by the program.
+
+    Attributes:
+        kind: ``"file"``, ``"fd"``, ``"socket"``, ``"sqlite3"``, ``"subprocess"``,
+            ``"thread"``, ``"task"``, ``"tempdir"``, ``"tempfile"``, ``"mmap"``,
+            ``"selector"``, ``"scope"``, ``"resource"``, ``"lease"`` or
+            ``"untracked-fd"`` (a descriptor with no Python owner).
+        description: what it is: path and mode, peer address, pid and command,
+            thread name and target, task coroutine ...
+        state: ``"open"`` (still held when checked), ``"collected"`` (the garbage
+            collector closed it, not the program) or ``"cancelled"`` (a task
+            still pending when ``asyncio.run`` or a test runner closed its loop).
+        frames: where it was acquired, the user's line first; frames of reclaim,
+            the standard library's plumbing and test runners are left out after it.
+            Empty for an untracked descriptor.
+        thread: name of the thread that acquired it (None for an untracked descriptor).
+        context: what was running then (the test id under the pytest plugin), or None.
+        pid: the process that acquired it (differs from ``os.getpid()`` after a fork).
+        acquired_at: ``time.time()`` at acquisition; for an untracked descriptor,
+            when a check first saw it.
+        age: seconds from acquisition to the check.
+        details: kind-specific facts (``path``, ``fd``, ``pid``, ``args``, ``peer`` ...).
+        seq: acquisition order within the process (0 for untracked descriptors).
+    """
+
+    kind: str
+    description: str
+    state: str
+    frames: tuple[Frame, ...]
+    thread: str | None
+    context: str | None
+    pid: int
+    acquired_at: float
+    age: float
+    details: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    seq: int = 0
+
+    @property
+    def site(self) -> Frame | None:
+        """The user's line that acquired it (``str()`` gives ``file:line in function``), or None."""
+        return self.frames[0] if self.frames else None
+
+    @property
+    def closed_by_gc(self) -> bool:
+        """True when the garbage collector, not the program, closed it."""
+        return self.state == "collected"
+
+    def to_json(self) -> dict[str, Any]:
+        """This leak as JSON-ready data (one element of the report's ``leaks`` list)."""
+        return {
+            "kind": self.kind,
+            "description": self.description,
+            "state": self.state,
+            "closed_by_gc": self.closed_by_gc,
+            "frames": [{"file": f.filename, "line": f.lineno, "function": f.function} for f in self.frames],
+            "thread": self.thread,
+            "context": self.context,
+            "pid": self.pid,
+            "acquired_at": self.acquired_at,
+            "age": round(self.age, 6),
+            "details": _jsonable(self.details),
+            "seq": self.seq,
+        }
+
+    def headline(self) -> str:
+        """One line: kind, description and site (used in exception messages)."""
+        where = f" acquired at {self.site}" if self.site else ""
+        state = "" if self.state == "open" else f" [{self.state}]"
+        return f"{self.kind}: {self.description}{state}{where}"
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """The leaks a check found, in acquisition order; empty (and falsy) when clean.
+
+    Example::
+
+        tracker = reclaim.leaks.Tracker().start()
+        run_the_program()
+        report = tracker.report()
+        if report:
+            report.print()          # to stderr, in colour on a terminal
+        tracker.stop()
+    """
+
+    leaks: tuple[Leak, ...]
+    checked: float = field(default_factory=time.time)
+
+    def __post_init__(self) -> None:
+        leaks: Any = self.leaks
+        if not isinstance(leaks, tuple):  # callers may pass the list Tracker.leaks() returned
+            object.__setattr__(self, "leaks", tuple(leaks))
+
+    def __bool__(self) -> bool:
+        return bool(self.leaks)
+
+    def __len__(self) -> int:
+        return len(self.leaks)
+
+    def __iter__(self) -> Iterator[Leak]:
+        return iter(self.leaks)
+
+    def counts(self) -> dict[str, int]:
+        """Number of leaks per kind, most common first."""
+        return dict(Counter(leak.kind for leak in self.leaks).most_common())
+
+    def summary(self) -> str:
+        """One line such as ``3 leaks: 2 file, 1 thread`` (or ``no leaks``)."""
+        if not self.leaks:
+            return "no leaks"
+        noun = "leak" if len(self.leaks) == 1 else "leaks"
+        kinds = ", ".join(f"{n} {kind}" for kind, n in self.counts().items())
+        return f"{len(self.leaks)} {noun}: {kinds}"
+
+    def to_json(self) -> dict[str, Any]:
+        """The report as JSON-ready data (``json.dump`` it); layout in ``docs/leaks-json.md``."""
+        return {
+            "schema": SCHEMA,
+            "checked": self.checked,
+            "count": len(self.leaks),
+            "counts": self.counts(),
+            "leaks": [leak.to_json() for leak in self.leaks],
+        }
+
+    def to_text(self, *, depth: int | None = None, color: bool = False, width: int = 100) -> str:
+        """The report for people, one block per leak, as a string (no terminal needed).
+
+        *depth* caps the frames shown per leak (all captured frames by default).
+        """
+        from rich.console import Console  # imported here: rich costs ~50 ms, only reports need it
+
+        buffer = io.StringIO()
+        console = Console(
+            file=buffer,
+            width=width,
+            color_system="standard" if color else None,
+            force_terminal=color,
+            highlight=False,
+            soft_wrap=True,
+        )
+        self.render(console, depth=depth)
+        return buffer.getvalue()
+
+    def print(self, file: IO[str] | None = None, *, depth: int | None = None) -> None:
+        """Write the report to *file* (default ``sys.stderr``), in colour when it is a terminal."""
+        stream = sys.stderr if file is None else file
+        try:
+            color = stream.isatty()
+        except (AttributeError, ValueError):
+            color = False
+        stream.write(self.to_text(depth=depth, color=color))
+        stream.flush()
+
+    def render(self, console: Any, *, depth: int | None = None) -> None:
+        """Print the report on a ``rich.console.Console``."""
+        from rich.markup import escape
+
+        if not self.leaks:
+            console.print("no leaks")
+            return
+        for index, leak in enumerate(self.leaks):
+            if index:
+                console.print()
+            state = _STATES.get(leak.state, leak.state)
+            state = f" [yellow]({escape(state)})[/]" if state else ""
+            console.print(f"[bold red]{escape(leak.kind)}[/] {escape(leak.description)}{state}")
+            frames = leak.frames if depth is None else leak.frames[: max(1, depth)]
+            if frames:
+                first, *rest = frames
+                console.print(f"  acquired at [cyan]{escape(str(first))}[/]")
+                for frame in rest:
+                    console.print(f"         from {escape(str(frame))}")
+            else:
+                console.print("  acquired at <unknown>: no Python object owns it")
+            facts = []
+            if leak.thread:
+                facts.append(f"thread {leak.thread!r}")
+            if leak.context:
+                facts.append(f"during {leak.context}")
+            facts.append(f"pid {leak.pid}")
+            facts.append(f"{_age(leak.age)} ago")
+            console.print("  " + escape(", ".join(facts)))
+
+
+_STATES = {
+    "open": "",
+    "collected": "closed by the garbage collector, not the program",
+    "cancelled": "still pending when its event loop shut down; cancelled",
+}
+
+
+def _age(seconds: float) -> str:
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    return f"{seconds / 60:.1f} min"
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)

@@ -1,0 +1,479 @@
+"""The :class:`Tracker`: starts the shared instrumentation and turns records into reports.
+
+Instrumentation is global (one set of wrappers for the process) and
+reference-counted: every running tracker holds one reference, the wrappers
+are installed by the first ``start()`` and removed by the last ``stop()``.
+Each tracker reports only what was acquired after its own start (or after a
+:class:`Snapshot`), so trackers started from several places (the CLI, the
+pytest plugin, a ``no_leaks`` block) do not see each other's windows.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Self
+
+from reclaim import _sites, _track
+from reclaim._sites import Site
+
+from . import _fds, _records
+from ._kinds import kind_of
+from ._patch import Patches
+from ._records import NO_OBJECT, OPEN, Record
+from ._report import Leak, Report
+
+__all__ = [
+    "Ignore",
+    "Snapshot",
+    "Tracker",
+    "TrackerStatistics",
+    "context",
+    "current_context",
+    "set_context",
+]
+
+#: A filter: a regular expression searched in a leak's description, or a predicate.
+Ignore = str | re.Pattern[str] | Callable[[Leak], bool]
+
+_lock = threading.Lock()
+_users = 0
+_patches: Patches | None = None
+
+
+_depths: list[int] = []
+
+
+def _install(depth: int) -> None:
+    """Install every kind's instrumentation (first user) or count one more user."""
+    global _users, _patches
+    with _lock:
+        _users += 1
+        _depths.append(depth)
+        _records.depth = max(_depths)
+        if _users > 1:
+            return
+        from . import _instrument
+
+        patches = Patches()
+        try:
+            _instrument.install(patches)
+            _track.install(_on_acquire, _on_release)
+        except BaseException:
+            patches.undo()
+            _users -= 1
+            _depths.remove(depth)
+            raise
+        _patches = patches
+
+
+def _uninstall(depth: int) -> None:
+    global _users, _patches
+    with _lock:
+        _users -= 1
+        _depths.remove(depth)
+        if _depths:
+            _records.depth = max(_depths)
+        if _users > 0:
+            return
+        _track.install(None, None)
+        if _patches is not None:
+            _patches.undo()
+            _patches = None
+        _records.reset()
+        _untracked_seen.clear()
+
+
+def _on_acquire(kind: str, obj: object, description: str, site: Site) -> None:
+    kind_of(kind)
+    try:
+        _records.new(obj, kind, description, site)
+    except TypeError:
+        # Not weakrefable: track by id; it stays "open" until released (no death notice).
+        _records.new(NO_OBJECT, kind, description, site, id(obj))
+
+
+def _on_release(obj: object) -> None:
+    _records.release(id(obj))
+
+
+def set_context(label: str | None) -> str | None:
+    """Label what runs from now on (the pytest plugin sets the test id); return the old label.
+
+    Every acquisition records the label current at that moment, so a leak found
+    later (a reference cycle collected two tests on) still names the test that
+    made it. The label is process-wide rather than a context variable on purpose:
+    threads and tasks a test starts must carry the test's label too.
+    """
+    old = _records.context
+    _records.context = label
+    return old
+
+
+def current_context() -> str | None:
+    """The label set by :func:`set_context`, or None."""
+    return _records.context
+
+
+@contextmanager
+def context(label: str | None) -> Iterator[None]:
+    """Set the context label for the duration of a ``with`` block."""
+    old = set_context(label)
+    try:
+        yield
+    finally:
+        set_context(old)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A point in time: a report ``since`` it shows only what was acquired after it.
+
+    Attributes:
+        seq: acquisitions made before the snapshot have a lower or equal number.
+        time: ``time.time()`` when it was taken.
+        fds: the descriptor table then (None where it cannot be read), the
+            baseline for reporting untracked descriptors.
+    """
+
+    seq: int
+    time: float
+    fds: frozenset[int] | None
+
+
+@dataclass(frozen=True, slots=True)
+class TrackerStatistics:
+    """Counters of the shared instrumentation, for debugging and tests.
+
+    Attributes:
+        running: this tracker is started.
+        users: trackers (and checks) currently holding the instrumentation.
+        live: records of resources that may still be open (all windows).
+        collected: leaks the garbage collector closed, kept until reports are done with them.
+        acquisitions: resources acquired since this tracker started.
+    """
+
+    running: bool
+    users: int
+    live: int
+    collected: int
+    acquisitions: int
+
+
+def _take_snapshot() -> Snapshot:
+    return Snapshot(next(_records.counter), time.time(), _fds.list_fds())
+
+
+class Tracker:
+    """Records every resource acquisition while started, and lists what is still open.
+
+    Safe to create and start from several places: they share one global
+    instrumentation, counted, and each lists only its own window (or, with
+    ``context=``, only what was acquired under one label).
+
+    Args:
+        depth: frames recorded per acquisition (the user's line and its callers).
+
+    Example::
+
+        from reclaim.leaks import Tracker
+
+        with Tracker() as tracker:
+            mark = tracker.snapshot()
+            run_step()
+            report = tracker.report(since=mark, grace=1.0)
+            if report:
+                print(report.to_text())
+
+    Raises:
+        ValueError: *depth* is below 1.
+        RuntimeError: ``start()`` on a running tracker, or ``snapshot()``/``leaks()`` on a stopped one.
+    """
+
+    def __init__(self, *, depth: int = 8) -> None:
+        if not isinstance(depth, int) or depth < 1:
+            raise ValueError(f"depth must be an int >= 1, got {depth!r}")
+        self.depth = depth
+        self._start: Snapshot | None = None
+
+    def __repr__(self) -> str:
+        if self._start is None:
+            return f"<Tracker stopped depth={self.depth}>"
+        return f"<Tracker running depth={self.depth}: {len(_records.live)} live records, {_users} users>"
+
+    @property
+    def running(self) -> bool:
+        """Whether this tracker is started."""
+        return self._start is not None
+
+    def start(self) -> Self:
+        """Begin tracking (installing the instrumentation if nobody else has); return self."""
+        if self._start is not None:
+            raise RuntimeError(f"{self!r} is already started; stop() it first or use another Tracker")
+        _install(self.depth)
+        self._start = _take_snapshot()
+        return self
+
+    def stop(self) -> None:
+        """Stop tracking; the instrumentation goes when its last user stops. Idempotent."""
+        if self._start is None:
+            return
+        self._start = None
+        _uninstall(self.depth)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def snapshot(self) -> Snapshot:
+        """Mark now: ``leaks(since=mark)`` lists only what is acquired after this point."""
+        self._require()
+        return _take_snapshot()
+
+    def statistics(self) -> TrackerStatistics:
+        """Counters of the instrumentation (see :class:`TrackerStatistics`)."""
+        start = self._start
+        return TrackerStatistics(
+            running=start is not None,
+            users=_users,
+            live=len(_records.live),
+            collected=len(_records.collected),
+            acquisitions=0 if start is None else max(0, next(_records.counter) - start.seq - 1),
+        )
+
+    def leaks(
+        self,
+        since: Snapshot | None = None,
+        *,
+        context: str | None = None,
+        grace: float = 0.0,
+        ignore_kinds: Iterable[str] = (),
+        ignore: Ignore | Iterable[Ignore] | None = None,
+        collect: bool = False,
+        include_framework: bool = False,
+        untracked_fds: bool = True,
+    ) -> list[Leak]:
+        """What was acquired after *since* (default: this tracker's start) and not released.
+
+        A leak is a resource still open now, or one the garbage collector closed
+        (or, for asyncio tasks, one cancelled at loop shutdown) instead of the program.
+
+        Args:
+            since: a :meth:`snapshot`; only acquisitions after it count.
+            context: only resources acquired under this label (see :func:`set_context`).
+            grace: seconds to wait for threads, children and tasks still winding
+                down, polled with back-off (1 ms doubling to 100 ms); no wait
+                at all when none is left over.
+            ignore_kinds: kinds not to list (``{"thread"}``).
+            ignore: filters: a regular expression searched in the description
+                (``r"\\.log$"``), a ``Leak -> bool`` predicate, or several of them.
+            collect: run ``gc.collect()`` first, so resources held only by
+                reference cycles are closed now and listed as collected.
+            include_framework: also list resources acquired entirely by
+                framework code (pytest, the standard library, reclaim) with no
+                user frame on the stack; off by default, as they are not yours.
+            untracked_fds: diff the descriptor table against *since*.
+
+        Raises:
+            RuntimeError: the tracker is not running.
+            ValueError: *grace* is negative.
+        """
+        start = self._require()
+        if grace < 0:
+            raise ValueError(f"grace must be >= 0 seconds, got {grace!r}")
+        window = since if since is not None else start
+        skip_kinds = frozenset([ignore_kinds] if isinstance(ignore_kinds, str) else ignore_kinds)
+        filters = [_compile(f) for f in _filters(ignore)]
+        deadline = time.monotonic() + grace
+        delay = 0.001
+        while True:
+            if collect:
+                gc.collect()
+            found = [
+                leak
+                for leak in _find(window, context, include_framework, untracked_fds)
+                if leak.kind not in skip_kinds and not any(f(leak) for f in filters)
+            ]
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not any(
+                leak.state == "open" and kind_of(leak.kind).waitable for leak in found
+            ):
+                return found
+            time.sleep(min(delay, remaining))
+            delay = min(delay * 2, 0.1)
+
+    def report(
+        self,
+        leaks: Iterable[Leak] | None = None,
+        *,
+        since: Snapshot | None = None,
+        context: str | None = None,
+        grace: float = 0.0,
+        ignore_kinds: Iterable[str] = (),
+        ignore: Ignore | Iterable[Ignore] | None = None,
+        collect: bool = False,
+        include_framework: bool = False,
+        untracked_fds: bool = True,
+    ) -> Report:
+        """A :class:`Report` of *leaks* (a list from :meth:`leaks`), or of a fresh check.
+
+        Without *leaks*, the other arguments are those of :meth:`leaks`.
+        """
+        if leaks is None:
+            leaks = self.leaks(
+                since,
+                context=context,
+                grace=grace,
+                ignore_kinds=ignore_kinds,
+                ignore=ignore,
+                collect=collect,
+                include_framework=include_framework,
+                untracked_fds=untracked_fds,
+            )
+        return Report(tuple(leaks))
+
+    def _require(self) -> Snapshot:
+        if self._start is None:
+            raise RuntimeError("the tracker is not running; call start() first")
+        return self._start
+
+
+def _filters(ignore: Ignore | Iterable[Ignore] | None) -> list[Ignore]:
+    if ignore is None:
+        return []
+    if isinstance(ignore, (str, re.Pattern)) or callable(ignore):
+        return [ignore]
+    return list(ignore)
+
+
+def _compile(spec: Ignore) -> Callable[[Leak], bool]:
+    if isinstance(spec, (str, re.Pattern)):
+        pattern = re.compile(spec) if isinstance(spec, str) else spec
+        return lambda leak: pattern.search(leak.description) is not None
+    return spec
+
+
+def _is_framework(site: Site) -> bool:
+    return bool(site) and _sites.is_framework(site[0][0].co_filename)
+
+
+def _find(window: Snapshot, context: str | None, include_framework: bool, untracked_fds: bool) -> list[Leak]:
+    now = time.time()
+    records = list(_records.live.values())
+    found: list[tuple[Record, Any, str]] = []
+
+    def wanted(rec: Record) -> bool:
+        return (
+            rec.seq > window.seq
+            and (context is None or rec.context == context)
+            and (include_framework or not _is_framework(rec.site))
+        )
+
+    for rec in records:
+        if rec.state != OPEN or not wanted(rec):
+            continue
+        obj = rec()
+        if obj is None:
+            continue
+        target = None if obj is NO_OBJECT else obj
+        if _still_open(rec, target):
+            found.append((rec, target, "open"))
+    found.extend((rec, None, rec.why or "collected") for rec in list(_records.collected) if wanted(rec))
+    found.sort(key=lambda item: item[0].seq)
+    leaks = [_leak(rec, obj, state, now) for rec, obj, state in found]
+    if untracked_fds and window.fds is not None:
+        leaks.extend(_untracked(window.fds, records, context, now))
+    return leaks
+
+
+def _still_open(rec: Record, obj: Any) -> bool:
+    try:
+        return kind_of(rec.kind).is_open(obj, rec)
+    except Exception:  # a half-built or exotic object must not break the whole check
+        return False
+
+
+def _leak(rec: Record, obj: Any, state: str, now: float) -> Leak:
+    try:
+        description, details = kind_of(rec.kind).describe(obj, rec)
+    except Exception as exc:  # describing must never hide the leak itself
+        description, details = f"<cannot describe: {exc!r}>", {}
+    return Leak(
+        kind=rec.kind,
+        description=description,
+        state=state,
+        frames=tuple(_sites.frames(rec.site)),
+        thread=rec.thread,
+        context=rec.context,
+        pid=_records.pid_of(rec.seq),
+        acquired_at=rec.time,
+        age=max(0.0, now - rec.time),
+        details=details,
+        seq=rec.seq,
+    )
+
+
+#: (fd, target) -> (context, first seen): an untracked descriptor is blamed on the label current
+#: when a check first saw it, not on whatever runs when a later check sees it again.
+_untracked_seen: dict[tuple[int, str], tuple[str | None, float]] = {}
+
+
+def _untracked(
+    baseline: frozenset[int], records: list[Record], context: str | None, now: float
+) -> list[Leak]:
+    current = _fds.list_fds()
+    if current is None:
+        return []
+    candidates = sorted(current - baseline)
+    if not candidates:
+        return []
+    owned: set[int] = set()
+    paths: list[str] = []
+    for rec in records:  # every live record, whatever its window: their descriptors are owned
+        obj = rec()
+        if obj is None or rec.state != OPEN:
+            continue
+        target = None if obj is NO_OBJECT else obj
+        if not _still_open(rec, target):
+            continue
+        kind = kind_of(rec.kind)
+        try:
+            owned.update(kind.fds(target, rec))
+            paths.extend(kind.paths(target, rec))
+        except Exception:  # noqa: S110 - an object that cannot say owns nothing we can name
+            pass
+    pid = os.getpid()
+    out = []
+    for fd in candidates:
+        if fd in owned:
+            continue
+        target = _fds.describe_fd(fd)
+        if target is None or any(target.startswith(p) for p in paths):
+            continue
+        label, first_seen = _untracked_seen.setdefault((fd, target), (_records.context, now))
+        if context is not None and label != context:
+            continue
+        out.append(
+            Leak(
+                kind="untracked-fd",
+                description=f"fd {fd} -> {target}",
+                state="open",
+                frames=(),
+                thread=None,
+                context=label,
+                pid=pid,
+                acquired_at=first_seen,
+                age=max(0.0, now - first_seen),
+                details={"fd": fd, "target": target},
+                seq=0,
+            )
+        )
+    return out
