@@ -435,13 +435,7 @@ async def _amaintain(ref: weakref.ref[AsyncPool[Any]]) -> None:
         plan = _explain.plan(pool, now)
         pool._close_slots([slot for slot, _ in plan.retire])
         for slot in plan.leaks:
-            log.warning(
-                "pool %r: lease held %.3g s (leak_timeout %.3g s), acquired at %s",
-                pool._name,
-                now - slot.acquired_at,
-                pool._leak_timeout,
-                slot.where(),
-            )
+            pool._report_leak(slot, now)
         failed = False
         for old in plan.replace:
             new = await _background_create(pool)

@@ -353,10 +353,19 @@ class PoolCore(Generic[T]):
                 self._creating += 1
         return closing
 
+    def _report_leak(self, slot: Slot, now: float) -> None:
+        log.warning(
+            "pool %r: lease held %.1f s (leak_timeout %.1f s), acquired at %s",
+            self._name,
+            now - slot.acquired_at,
+            self._leak_timeout,
+            slot.where(),
+        )
+
     def _returned_late(self, slot: Slot, now: float) -> None:
         slot.leak_reported = False
         log.warning(
-            "pool %r: lease reported as leaked came back after %.3g s; acquired at %s",
+            "pool %r: lease reported as leaked came back after %.1f s; acquired at %s",
             self._name,
             now - slot.acquired_at,
             slot.where(),

@@ -11,7 +11,7 @@ from typing import Any
 from ._core import LIFETIME_JITTER, MAX_NAP, Plan, PoolCore, Slot
 from ._stats import PoolStatistics, percentiles
 
-__all__ = ["describe", "plan", "statistics", "timeout_message"]
+__all__ = ["describe", "holders", "plan", "seconds", "statistics", "timeout_message"]
 
 #: Holders listed in a PoolTimeout message.
 MAX_LISTED = 8
@@ -76,6 +76,11 @@ def plan(core: PoolCore[Any], now: float) -> Plan:
     return out
 
 
+def seconds(value: float) -> str:
+    """A duration for people: ``41.2 s`` or ``3.5 ms``."""
+    return f"{value:.1f} s" if value >= 1 else f"{value * 1e3:.1f} ms"
+
+
 def holders(core: PoolCore[Any]) -> list[Slot]:
     """Leased slots, longest held first."""
     return sorted((s for s in core._slots if s.leased), key=lambda s: s.acquired_at)
@@ -85,12 +90,12 @@ def timeout_message(core: PoolCore[Any], waited: float, now: float) -> str:
     """The PoolTimeout text: sizes, waiters, and every current lease with its age and site."""
     held = holders(core)
     parts = [
-        f"pool {core._name!r} timed out after {waited:.3g} s: {len(held)}/{core._max_size} "
+        f"pool {core._name!r} timed out after {seconds(waited)}: {len(held)}/{core._max_size} "
         f"in use, {len(core._idle)} idle, {core._creating} being created, "
         f"{len(core._waiters)} other callers waiting"
     ]
     if held:
-        listed = [f"held {now - s.acquired_at:.3g} s, acquired at {s.where()}" for s in held[:MAX_LISTED]]
+        listed = [f"held {seconds(now - s.acquired_at)}, acquired at {s.where()}" for s in held[:MAX_LISTED]]
         parts.append("current leases (oldest first):\n  " + "\n  ".join(listed))
         if len(held) > MAX_LISTED:
             parts.append(f"  ... and {len(held) - MAX_LISTED} more")

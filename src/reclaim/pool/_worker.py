@@ -12,7 +12,6 @@ import weakref
 from typing import TYPE_CHECKING, Any
 
 from . import _explain
-from ._core import log
 
 if TYPE_CHECKING:
     from ._sync import Pool
@@ -37,13 +36,7 @@ def maintain(ref: weakref.ref[Pool[Any]]) -> None:
             plan = _explain.plan(pool, now)
         pool._close_all(lost + [slot for slot, _ in plan.retire])
         for slot in plan.leaks:
-            log.warning(
-                "pool %r: lease held %.3g s (leak_timeout %.3g s), acquired at %s",
-                pool._name,
-                now - slot.acquired_at,
-                pool._leak_timeout,
-                slot.where(),
-            )
+            pool._report_leak(slot, now)
         failed = False
         for old in plan.replace:
             new = pool._background_create()
