@@ -214,3 +214,15 @@ def test_a_bad_timeout_is_refused_naming_it(tmp_path: Path, timeout: object) -> 
 
 def test_it_is_exported_from_the_package() -> None:
     assert reclaim.locked is locked
+
+
+def test_a_held_lock_is_reported_by_the_leak_checker(tmp_path: Path) -> None:
+    lock = locked(tmp_path / "app.lock")
+    try:
+        with pytest.raises(reclaim.LeakError, match="file lock") as caught, reclaim.no_leaks():
+            lock.acquire()
+        assert "app.lock (exclusive)" in str(caught.value)
+    finally:
+        lock.release()
+    with reclaim.no_leaks(), locked(tmp_path / "app.lock"):
+        pass  # released inside the checked block: nothing to report

@@ -122,3 +122,15 @@ def test_a_prefix_with_a_separator_is_refused(factory: object) -> None:
 
 def test_they_are_exported_from_the_package() -> None:
     assert reclaim.temp_dir is temp_dir and reclaim.temp_file is temp_file
+
+
+def test_the_leak_checker_reports_one_never_removed(tmp_path: Path) -> None:
+    handle = None
+    try:
+        with pytest.raises(reclaim.LeakError, match="temp dir") as caught, reclaim.no_leaks():
+            handle = temp_dir(dir=tmp_path)
+        assert str(handle.path) in str(caught.value)
+        assert __file__ in str(caught.value) or Path(__file__).name in str(caught.value)
+    finally:
+        if handle is not None:
+            handle.close()

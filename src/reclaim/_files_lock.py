@@ -269,7 +269,7 @@ class FileLock:
         self._waited += time.monotonic() - start
         if _track.on_acquire is not None:
             kind = "shared" if self._shared else "exclusive"
-            _track.acquired("filelock", self, f"{kind} lock {self._path}", _sites.capture())
+            _track.acquired("file lock", self, f"{self._path} ({kind})", _sites.capture())
         return self
 
     def _check_self_deadlock(self, key: tuple[int, int]) -> None:

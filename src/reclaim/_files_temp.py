@@ -62,7 +62,7 @@ class _TempPath:
         self._creator = os.getpid()
         self._removed = False
         if _track.on_acquire is not None:
-            _track.acquired(self._kind, self, f"{self._kind} {path}", _sites.capture(skip=2))
+            _track.acquired(self._kind, self, path, _sites.capture(skip=2))
 
     @property
     def path(self) -> Path:
