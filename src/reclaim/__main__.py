@@ -1,0 +1,8 @@
+"""``python -m reclaim run ...``: the same as the ``reclaim`` command."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

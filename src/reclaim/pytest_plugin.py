@@ -1,0 +1,357 @@
+"""pytest plugin: ``pytest --reclaim`` fails the test that leaked, showing where it acquired it.
+
+Turn it on with ``pytest --reclaim`` or in the ini file::
+
+    [tool.pytest.ini_options]
+    reclaim = true          # --no-reclaim turns it off for one run
+    reclaim_grace = 1.0     # seconds to wait for threads/children still finishing
+    reclaim_collect = true  # gc.collect() after each test, so cycle leaks are blamed right
+
+Every resource acquired while a test's setup, call or teardown runs -- its
+function-scoped fixtures included -- is stamped with the test's node id.
+After the test's teardown the plugin collects garbage, waits a little (with
+back-off, only when something is left) for threads and children that are
+winding down, and fails the test's teardown with the report when anything it
+acquired is still open or was closed by the garbage collector. Wider-scoped
+fixtures get their own label, so their resources are never blamed on the test
+that first used them; they are checked at the end of the session. A leak found
+after its test ended (a resource in a reference cycle collected later, or
+still open when the session ends) is reported against the test that acquired
+it in a "reclaim" summary section, and the session fails. With pytest-xdist
+each worker tracks its own tests and sends its session-end findings to the
+controller.
+
+Allow a leak on purpose with a marker::
+
+    @pytest.mark.reclaim_allow(kind="thread", match="heartbeat")
+    def test_starts_background_heartbeat(): ...
+
+``kind`` is a kind name or a tuple of them; ``match`` is a regular expression
+searched in the leak's description and its acquisition site; without
+arguments every leak of the test is allowed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Generator, Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from .leaks import Leak, Tracker
+
+__all__ = ["LeakChecker"]
+
+_STASH_LEAKS = pytest.StashKey[list["Leak"]]()
+_MARKER_HELP = (
+    "reclaim_allow(kind=None, match=None): allow leaks of this kind (a name or a tuple of "
+    "names) whose description or acquisition site matches this regular expression; "
+    "without arguments, allow every leak of the test"
+)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Add ``--reclaim`` / ``--no-reclaim`` and the ``reclaim*`` ini options."""
+    group = parser.getgroup("reclaim", "reclaim leak detection")
+    group.addoption(
+        "--reclaim",
+        action="store_true",
+        default=None,
+        dest="reclaim",
+        help="fail tests that leak files, sockets, threads, processes, connections...",
+    )
+    group.addoption(
+        "--no-reclaim",
+        action="store_false",
+        dest="reclaim",
+        help="do not check for leaks, even when the ini file says reclaim = true",
+    )
+    parser.addini("reclaim", type="bool", default=False, help="check every test for leaks")
+    parser.addini(
+        "reclaim_grace",
+        default="1.0",
+        help="seconds to wait (with back-off, only when something is left) for threads and "
+        "children still finishing at the end of a test",
+    )
+    parser.addini(
+        "reclaim_collect",
+        type="bool",
+        default=True,
+        help="run gc.collect() after each test so leaks held by reference cycles are "
+        "blamed on the test that made them",
+    )
+    parser.addini("reclaim_depth", default="8", help="frames shown per acquisition stack")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the marker; start the checker when ``--reclaim`` or ``reclaim = true`` says so."""
+    config.addinivalue_line("markers", _MARKER_HELP)
+    enabled = config.getoption("reclaim")
+    if enabled is None:
+        enabled = config.getini("reclaim")
+    if enabled:
+        config.pluginmanager.register(LeakChecker(config), "reclaim-leak-checker")
+
+
+def _ini_number(config: pytest.Config, name: str, convert: type[float] | type[int]) -> Any:
+    raw = config.getini(name)
+    try:
+        value = convert(raw)
+    except (TypeError, ValueError):
+        raise pytest.UsageError(f"ini option {name}: expected a number, got {raw!r}") from None
+    if value < 0:
+        raise pytest.UsageError(f"ini option {name}: must be >= 0, got {raw!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class _Allow:
+    """One ``reclaim_allow`` marker."""
+
+    kinds: frozenset[str] | None
+    pattern: re.Pattern[str] | None
+
+    def allows(self, leak: Leak) -> bool:
+        if self.kinds is not None and leak.kind not in self.kinds:
+            return False
+        if self.pattern is None:
+            return True
+        site = str(leak.site) if leak.site is not None else ""
+        return bool(self.pattern.search(leak.description) or self.pattern.search(site))
+
+
+def _allow_rules(item: pytest.Item) -> list[_Allow]:
+    rules = []
+    for mark in item.iter_markers("reclaim_allow"):
+        if mark.args:
+            raise TypeError("reclaim_allow takes keyword arguments only: kind=..., match=...")
+        unknown = sorted(set(mark.kwargs) - {"kind", "match"})
+        if unknown:
+            raise TypeError(f"reclaim_allow: unknown argument {unknown[0]!r}; use kind= and match=")
+        kind = mark.kwargs.get("kind")
+        kinds: frozenset[str] | None
+        if kind is None:
+            kinds = None
+        elif isinstance(kind, str):
+            kinds = frozenset([kind])
+        elif isinstance(kind, Iterable) and all(isinstance(k, str) for k in kind):
+            kinds = frozenset(kind)
+        else:
+            raise TypeError(f"reclaim_allow: kind must be a str or a tuple of str, got {kind!r}")
+        match = mark.kwargs.get("match")
+        if match is not None and not isinstance(match, str):
+            raise TypeError(f"reclaim_allow: match must be a regular expression str, got {match!r}")
+        rules.append(_Allow(kinds, re.compile(match) if match is not None else None))
+    return rules
+
+
+class _LateLeak:
+    """An entry of the terminal's statistics for leaks found after their test ended."""
+
+    count_towards_summary = True
+    when = "session"
+    outcome = "leaked"
+
+    def __init__(self, nodeid: str) -> None:
+        self.nodeid = nodeid
+
+
+def _key(leak: Leak) -> tuple[object, ...]:
+    # Its state changes when the GC gets to it: the same leak must not be reported twice.
+    return (leak.seq, leak.kind, leak.description, leak.context)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+class LeakChecker:
+    """The plugin object registered by ``--reclaim``: one tracker per pytest process.
+
+    Example (what ``pytest --reclaim`` does)::
+
+        config.pluginmanager.register(LeakChecker(config), "reclaim-leak-checker")
+    """
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.grace: float = _ini_number(config, "reclaim_grace", float)
+        self.depth: int = max(1, _ini_number(config, "reclaim_depth", int))
+        self.collect: bool = bool(config.getini("reclaim_collect"))
+        self.tracker: Tracker | None = None
+        self.controller = False
+        self.session_label = f"pytest session (pid {os.getpid()}): collection and plugins"
+        self.previous_context: str | None = None
+        self.contexts: set[str] = set()
+        self.allow: dict[str, list[_Allow]] = {}
+        self.reported: set[tuple[object, ...]] = set()
+        self.item: pytest.Item | None = None
+        # (who acquired, rendered report) of leaks found after their test ended.
+        self.late: list[tuple[str, str]] = []
+        self.late_count = 0
+
+    def __repr__(self) -> str:
+        state = "controller" if self.controller else ("tracking" if self.tracker else "idle")
+        return f"<LeakChecker {state}, {len(self.allow)} tests checked, {self.late_count} late>"
+
+    # -- session -------------------------------------------------------------------------
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        if self.config.pluginmanager.get_plugin("dsession") is not None:
+            # xdist controller: the workers run the tests and track them.
+            self.controller = True
+            return
+        from .leaks import Tracker, current_context, set_context
+
+        self.previous_context = current_context()
+        self.tracker = Tracker(depth=self.depth)
+        self.tracker.start()
+        self.contexts.add(self.session_label)
+        set_context(self.session_label)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.tracker is not None:
+            from .leaks import set_context
+
+            try:
+                self._check_session_end()
+            finally:
+                self.tracker.stop()
+                self.tracker = None
+                set_context(self.previous_context)
+            workeroutput = getattr(self.config, "workeroutput", None)
+            if workeroutput is not None:
+                workeroutput["reclaim_late"] = [list(pair) for pair in self.late]
+                workeroutput["reclaim_late_count"] = self.late_count
+        if self.late_count and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: object) -> None:
+        """xdist controller: gather what a worker found at its session end."""
+        output = getattr(node, "workeroutput", None) or {}
+        self.late.extend((str(who), str(text)) for who, text in output.get("reclaim_late", ()))
+        self.late_count += int(output.get("reclaim_late_count", 0))
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if not self.late:
+            return
+        terminalreporter.section("reclaim: leaks found after their test ended", red=True)
+        for who, text in self.late:
+            terminalreporter.write_line(f"acquired by {who}:", bold=True)
+            terminalreporter.write_line(text)
+        terminalreporter.write_line(
+            f"{_plural(self.late_count, 'resource')} leaked; each is blamed on the test "
+            "(or fixture) that acquired it, not on the test running when it was found."
+        )
+        # Counted in the last line ("3 passed, 1 leaked"), so a red exit status is explained.
+        terminalreporter.stats.setdefault("leaked", []).extend(_LateLeak(who) for who, _ in self.late)
+
+    def _check_session_end(self) -> None:
+        assert self.tracker is not None
+        leaks = self.tracker.leaks(grace=self.grace, collect=True)
+        by_context: dict[str, list[Leak]] = {}
+        for leak in leaks:
+            context = leak.context
+            if context is None or context not in self.contexts or _key(leak) in self.reported:
+                continue  # another (nested or outer) session's, or already reported with its test
+            if any(rule.allows(leak) for rule in self.allow.get(context, ())):
+                continue
+            self.reported.add(_key(leak))
+            by_context.setdefault(context, []).append(leak)
+        for context, found in by_context.items():
+            text = self.tracker.report(found).to_text(depth=self.depth)
+            self.late.append((context, text))
+            self.late_count += len(found)
+
+    # -- one test --------------------------------------------------------------------------
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, object, object]:
+        if self.tracker is not None:
+            from .leaks import set_context
+
+            self.item = item
+            self.contexts.add(item.nodeid)
+            set_context(item.nodeid)
+            self.allow[item.nodeid] = _allow_rules(item)
+        return (yield)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_fixture_setup(
+        self, fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest
+    ) -> Generator[None, object, object]:
+        if self.tracker is None or fixturedef.scope == "function":
+            return (yield)
+        from .leaks import current_context, set_context
+
+        first_user = self.item.nodeid if self.item is not None else "collection"
+        label = f"{fixturedef.scope}-scoped fixture {fixturedef.argname!r} (set up for {first_user})"
+        previous = current_context()
+        self.contexts.add(label)
+        set_context(label)
+        try:
+            return (yield)
+        finally:
+            set_context(previous)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_runtest_teardown(self, item: pytest.Item) -> None:
+        # trylast: after pytest's own teardown of the fixtures, before its unraisable-exception
+        # check, so a ResourceWarning the GC raises here is still reported with this test.
+        if self.tracker is not None:
+            item.stash[_STASH_LEAKS] = self._test_leaks(item)
+
+    @pytest.hookimpl(specname="pytest_runtest_teardown", wrapper=True, tryfirst=True)
+    def pytest_runtest_teardown_fail_on_leaks(self, item: pytest.Item) -> Generator[None, object, object]:
+        """Fail the teardown with the report when the test leaked (outermost wrapper)."""
+        if self.tracker is None:
+            return (yield)
+        from .leaks import set_context
+
+        error: BaseException | None = None
+        try:
+            result = yield
+        except BaseException as exc:
+            error = exc
+        try:
+            leaks = item.stash.get(_STASH_LEAKS, None)
+            if leaks is None:  # pytest's own teardown failed before the check ran
+                leaks = self._test_leaks(item)
+        finally:
+            set_context(self.session_label)
+            self.item = None
+        if error is not None:
+            if leaks:
+                item.add_report_section("teardown", "reclaim", self._render(leaks))
+            raise error
+        if leaks:
+            pytest.fail(self._render(leaks), pytrace=False)
+        return result
+
+    def _test_leaks(self, item: pytest.Item) -> list[Leak]:
+        assert self.tracker is not None
+        rules = self.allow.get(item.nodeid, [])
+        leaks = self.tracker.leaks(
+            context=item.nodeid,
+            grace=self.grace,
+            collect=self.collect,
+            ignore=(lambda leak: any(rule.allows(leak) for rule in rules)) if rules else None,
+        )
+        fresh = [leak for leak in leaks if _key(leak) not in self.reported]
+        self.reported.update(_key(leak) for leak in fresh)
+        return fresh
+
+    def _render(self, leaks: Sequence[Leak]) -> str:
+        assert self.tracker is not None
+        text = self.tracker.report(leaks).to_text(depth=self.depth)
+        return (
+            f"reclaim: this test leaked {_plural(len(leaks), 'resource')}:\n{text}\n"
+            "(allow one on purpose with @pytest.mark.reclaim_allow(kind=..., match=...))"
+        )
