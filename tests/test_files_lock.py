@@ -226,3 +226,12 @@ def test_a_held_lock_is_reported_by_the_leak_checker(tmp_path: Path) -> None:
         lock.release()
     with reclaim.no_leaks(), locked(tmp_path / "app.lock"):
         pass  # released inside the checked block: nothing to report
+
+
+def test_releasing_one_of_two_shared_locks_keeps_the_self_deadlock_check(tmp_path: Path) -> None:
+    path = tmp_path / "app.lock"
+    with locked(path, shared=True):
+        with locked(path, shared=True):
+            pass
+        with pytest.raises(RuntimeError, match="deadlock"), locked(path):
+            pass

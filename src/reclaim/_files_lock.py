@@ -54,8 +54,9 @@ _OFD = sys.platform.startswith("linux") and hasattr(fcntl, "F_OFD_SETLK")
 _FLOCK = struct.Struct("hhqqi")
 _MAX_POLL = 0.05
 
-# (st_dev, st_ino) -> {thread id: shared?} for locks this process holds, to refuse self-deadlock.
-_held: dict[tuple[int, int], dict[int, bool]] = {}
+# (st_dev, st_ino) -> {thread id: [shared?, ...]} for locks this process holds, to refuse
+# self-deadlock.
+_held: dict[tuple[int, int], dict[int, list[bool]]] = {}
 _held_lock = threading.Lock()
 
 
@@ -153,6 +154,7 @@ class FileLock:
         self._fd = -1
         self._key: tuple[int, int] | None = None
         self._owner_pid = 0
+        self._thread = 0
         self._acquisitions = 0
         self._contended = 0
         self._timeouts = 0
@@ -262,8 +264,9 @@ class FileLock:
                 os.close(fd)
                 raise
         self._fd, self._key, self._owner_pid = fd, key, os.getpid()
+        self._thread = threading.get_ident()
         with _held_lock:
-            _held.setdefault(key, {})[threading.get_ident()] = self._shared
+            _held.setdefault(key, {}).setdefault(self._thread, []).append(self._shared)
         self._acquisitions += 1
         self._contended += contended
         self._waited += time.monotonic() - start
@@ -274,8 +277,8 @@ class FileLock:
 
     def _check_self_deadlock(self, key: tuple[int, int]) -> None:
         with _held_lock:
-            mine = _held.get(key, {}).get(threading.get_ident())
-        if mine is not None and not (mine and self._shared):
+            mine = list(_held.get(key, {}).get(threading.get_ident(), ()))
+        if mine and not (self._shared and all(mine)):
             raise RuntimeError(
                 f"{self!r}: this thread already holds a lock on this file; "
                 "waiting for it would deadlock (locks are not re-entrant)"
@@ -341,7 +344,11 @@ class FileLock:
             with _held_lock:
                 holders = _held.get(key)
                 if holders is not None:
-                    holders.pop(threading.get_ident(), None)
+                    kinds = holders.get(self._thread, [])
+                    if self._shared in kinds:
+                        kinds.remove(self._shared)
+                    if not kinds:
+                        holders.pop(self._thread, None)
                     if not holders:
                         del _held[key]
         try:
