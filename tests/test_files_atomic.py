@@ -7,6 +7,7 @@ import os
 import stat
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -339,3 +340,32 @@ def test_remove_stale_temps_leaves_a_live_other_process_temp_alone(tmp_path: Pat
         child.stdin.close()
         child.wait()
     assert remove_stale_temps(tmp_path) == [gap]
+
+
+def test_a_concurrent_reader_only_ever_sees_whole_versions(tmp_path: Path) -> None:
+    """A reader racing a writer opens either the old file or the new one, never a partial one."""
+    target = tmp_path / "f.txt"
+    target.write_text("0:" + "0" * 1000)
+    done = threading.Event()
+
+    def write_versions() -> None:
+        try:
+            for version in range(1, 300):
+                with atomic_write(target, durable=False) as f:
+                    for _ in range(10):
+                        f.write(str(version % 10) * 100)
+                        f.flush()  # the partial content reaches the temp file, never the target
+        finally:
+            done.set()
+
+    writer = threading.Thread(target=write_versions)
+    writer.start()
+    reads = 0
+    try:
+        while not done.is_set() or reads == 0:
+            text = target.read_text()
+            body = text.split(":", 1)[-1] if text.startswith("0:") else text
+            assert len(body) == 1000 and len(set(body)) == 1, f"torn read: {text[:40]!r}..."
+            reads += 1
+    finally:
+        writer.join()

@@ -235,3 +235,37 @@ def test_releasing_one_of_two_shared_locks_keeps_the_self_deadlock_check(tmp_pat
             pass
         with pytest.raises(RuntimeError, match="deadlock"), locked(path):
             pass
+
+
+FORKER = """
+import os, sys
+from reclaim.files import locked
+lock = locked(sys.argv[1]).acquire()
+pid = os.fork()
+if pid == 0:
+    lock.release()          # the child's copy only: the parent must keep its lock
+    os._exit(0)
+os.waitpid(pid, 0)
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_forked_child_releasing_its_copy_does_not_release_the_parents_lock(tmp_path: Path) -> None:
+    path = tmp_path / "app.lock"
+    parent = subprocess.Popen(
+        [sys.executable, "-c", FORKER, str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert parent.stdin is not None and parent.stdout is not None
+    try:
+        assert parent.stdout.readline() == "ready\n"
+        with pytest.raises(LockTimeout) as caught, locked(path, timeout=0):
+            pass
+        assert caught.value.pid == parent.pid
+    finally:
+        parent.stdin.close()
+        parent.wait()
+        parent.stdout.close()
