@@ -41,6 +41,7 @@ import signal
 import sys
 import types
 import zipfile
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
@@ -397,8 +398,12 @@ def _report(session: _Session, status: int) -> int:
     who = "forked child pid" if session.is_child else "pid"
     where = f"{session.target.label} ({who} {pid}, exit status {status})"
     if leaks:
-        print(f"\nreclaim run: {where}", file=sys.stderr)
-        sys.stderr.write(text)
+        counts = Counter(leak.kind for leak in leaks).most_common()
+        kinds = ", ".join(f"{n} {kind}" for kind, n in counts)
+        noun = "resource" if len(leaks) == 1 else "resources"
+        print(f"\nreclaim: {where} leaked {len(leaks)} {noun} ({kinds}):\n", file=sys.stderr)
+        sys.stderr.write(text if text.endswith("\n") else text + "\n")
+        print(_LEGEND, file=sys.stderr)
     elif not session.is_child:
         print(f"reclaim: no leaks in {where}", file=sys.stderr)
     if options.json_path is not None and (leaks or not session.is_child):
@@ -417,6 +422,13 @@ def _report(session: _Session, status: int) -> int:
     if options.fail and leaks and status == 0:
         return EXIT_LEAKED
     return status
+
+
+_LEGEND = (
+    "\nEach entry: what leaked, the line that acquired it (callers below), the thread and when.\n"
+    "'closed by the garbage collector' means the program dropped it without releasing it.\n"
+    "Release each where it is acquired: a with-block, close(), join(), wait()."
+)
 
 
 def _color(stream: Any) -> bool:

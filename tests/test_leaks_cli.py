@@ -1,0 +1,367 @@
+"""``reclaim run``: real scripts run in a child process, checked against plain ``python``."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+TIMEOUT = 60
+
+
+def write(path: Path, source: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(source), encoding="utf-8")
+    return path
+
+
+def reclaim_run(
+    *args: str | Path, cwd: Path, stdin: str = "", env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "reclaim", "run", *map(str, args)],
+        cwd=cwd,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        env=env,
+    )
+
+
+def plain_python(*args: str | Path, cwd: Path, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *map(str, args)],
+        cwd=cwd,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+
+
+LEAKY = """\
+    import sys
+    LEAKED = open(__file__)  # the leak, line 2
+    code = int(sys.argv[1]) if len(sys.argv) > 1 else 0
+    sys.exit(code)
+"""
+
+CLEAN = """\
+    with open(__file__) as f:
+        f.read()
+"""
+
+INTROSPECT = """\
+    import json, os, sys
+    import __main__
+    line = sys.stdin.readline()
+    print(json.dumps({
+        "argv": sys.argv,
+        "name": __name__,
+        "file": __file__,
+        "path0": sys.path[0],
+        "main_is_module": __main__.__dict__ is globals(),
+        "stdin": line,
+        "spec": repr(__spec__),
+    }))
+"""
+
+
+def test_script_sees_the_same_argv_main_path_and_stdio_as_under_python(tmp_path: Path) -> None:
+    """argv, __name__, __file__, sys.path[0], __main__, stdin and stdout match plain python."""
+    script = write(tmp_path / "app" / "introspect.py", INTROSPECT)
+    args = ("app/introspect.py", "--port", "8080", "-m", "x")
+    ours = reclaim_run(*args, cwd=tmp_path, stdin="hello\n")
+    theirs = plain_python(*args, cwd=tmp_path, stdin="hello\n")
+    assert ours.returncode == theirs.returncode == 0, ours.stderr
+    assert ours.stdout == theirs.stdout
+    seen = json.loads(ours.stdout)
+    assert seen["argv"] == ["app/introspect.py", "--port", "8080", "-m", "x"]
+    assert seen["path0"] == str(script.parent)
+    assert seen["main_is_module"] is True
+    assert "no leaks" in ours.stderr
+
+
+@pytest.mark.parametrize("code", [0, 1, 4, 42])
+def test_exit_status_is_the_programs(tmp_path: Path, code: int) -> None:
+    """sys.exit(N) exits N under reclaim, leaks or not (without --fail)."""
+    write(tmp_path / "leaky.py", LEAKY)
+    result = reclaim_run("leaky.py", str(code), cwd=tmp_path)
+    assert result.returncode == code
+    assert "leaked 1 resource" in result.stderr
+
+
+def test_sys_exit_with_a_message_prints_it_and_exits_1(tmp_path: Path) -> None:
+    """sys.exit("message") prints the message and exits 1, then the report follows."""
+    write(tmp_path / "bye.py", "import sys\nf = open(__file__)\nsys.exit('bye now')\n")
+    result = reclaim_run("bye.py", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.index("bye now") < result.stderr.index("leaked 1 resource")
+
+
+def test_uncaught_exception_prints_the_programs_traceback_then_the_report(tmp_path: Path) -> None:
+    """An uncaught exception: Python's traceback (no reclaim frames), the report, exit 1."""
+    write(
+        tmp_path / "crash.py",
+        """\
+        f = open(__file__)
+        def handler():
+            raise ValueError("no such order")
+        handler()
+        """,
+    )
+    result = reclaim_run("crash.py", cwd=tmp_path)
+    theirs = plain_python("crash.py", cwd=tmp_path)
+    assert result.returncode == theirs.returncode == 1
+    traceback = result.stderr[: result.stderr.index("ValueError: no such order")]
+    assert traceback == theirs.stderr[: theirs.stderr.index("ValueError: no such order")]
+    assert "reclaim" not in traceback and "runpy" not in traceback
+    assert "leaked 1 resource" in result.stderr
+
+
+def test_fail_exits_3_when_a_clean_exit_leaked(tmp_path: Path) -> None:
+    """--fail: a program that exited 0 but leaked exits 3; a clean one exits 0."""
+    write(tmp_path / "leaky.py", LEAKY)
+    write(tmp_path / "clean.py", CLEAN)
+    assert reclaim_run("--fail", "leaky.py", cwd=tmp_path).returncode == 3
+    assert reclaim_run("--fail", "clean.py", cwd=tmp_path).returncode == 0
+
+
+def test_fail_keeps_a_failing_programs_own_status(tmp_path: Path) -> None:
+    """--fail never hides the program's own failure: its non-zero status wins."""
+    write(tmp_path / "leaky.py", LEAKY)
+    assert reclaim_run("--fail", "leaky.py", "5", cwd=tmp_path).returncode == 5
+
+
+def test_report_names_the_kind_the_path_and_the_line_that_acquired_it(tmp_path: Path) -> None:
+    """The text report says what leaked and the user's file:line that acquired it."""
+    write(tmp_path / "leaky.py", LEAKY)
+    result = reclaim_run("leaky.py", cwd=tmp_path)
+    assert "file" in result.stderr
+    assert "leaky.py:2" in result.stderr
+    assert f"pid {result.stderr.split('pid ')[1].split(')')[0]}" in result.stderr
+
+
+def test_json_report_is_written(tmp_path: Path) -> None:
+    """--json PATH writes the machine-readable report."""
+    write(tmp_path / "leaky.py", LEAKY)
+    out = tmp_path / "leaks.json"
+    result = reclaim_run("--json", out, "leaky.py", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(out.read_text(encoding="utf-8"))
+    assert data["schema"] == "reclaim.leaks/1"
+    assert [leak["kind"] for leak in data["leaks"]] == ["file"]
+
+
+def test_ignore_leaves_a_kind_out(tmp_path: Path) -> None:
+    """--ignore KIND drops leaks of that kind from the report and from --fail."""
+    write(tmp_path / "leaky.py", LEAKY)
+    result = reclaim_run("--ignore", "file", "--fail", "leaky.py", cwd=tmp_path)
+    assert result.returncode == 0
+    assert "no leaks" in result.stderr
+
+
+def test_bad_options_are_usage_errors_naming_the_option(tmp_path: Path) -> None:
+    """A wrong option exits 2 with a message that names it; so does a missing program."""
+    for args, words in [
+        (("--ignore", "sockets", "x.py"), "--ignore"),
+        (("--depth", "0", "x.py"), "--depth"),
+        ((), "program"),
+    ]:
+        result = reclaim_run(*args, cwd=tmp_path)
+        assert result.returncode == 2
+        assert words in result.stderr
+
+
+def test_missing_script_is_reported_like_python_does(tmp_path: Path) -> None:
+    """A script that does not exist: "can't open file", exit 2, as python says."""
+    result = reclaim_run("nope.py", cwd=tmp_path)
+    assert result.returncode == plain_python("nope.py", cwd=tmp_path).returncode == 2
+    assert "can't open file" in result.stderr
+
+
+def test_module_mode_runs_the_module_as_main(tmp_path: Path) -> None:
+    """-m pkg runs pkg/__main__.py with python's argv and sys.path[0], and its exit status."""
+    write(tmp_path / "shop" / "__init__.py", "")
+    write(
+        tmp_path / "shop" / "__main__.py",
+        """\
+        import json, sys
+        print(json.dumps({"argv": sys.argv, "name": __name__, "path0": sys.path[0]}))
+        sys.exit(6)
+        """,
+    )
+    ours = reclaim_run("-m", "shop", "--verbose", cwd=tmp_path)
+    theirs = plain_python("-m", "shop", "--verbose", cwd=tmp_path)
+    assert ours.returncode == theirs.returncode == 6
+    assert ours.stdout == theirs.stdout
+    assert json.loads(ours.stdout)["argv"][1:] == ["--verbose"]
+
+
+def test_module_mode_reports_the_modules_leaks(tmp_path: Path) -> None:
+    """-m module: the module's leaks are reported with its file and line."""
+    write(tmp_path / "worker.py", "import socket\nS = socket.socket()\n")
+    result = reclaim_run("--fail", "-m", "worker", cwd=tmp_path)
+    assert result.returncode == 3
+    assert "socket" in result.stderr
+    assert "worker.py:2" in result.stderr
+
+
+def test_unknown_module_exits_1(tmp_path: Path) -> None:
+    """-m with a module that does not exist: "No module named", exit 1."""
+    result = reclaim_run("-m", "no_such_module_here", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "No module named no_such_module_here" in result.stderr
+
+
+WAITS_FOR_SIGNAL = """\
+    import sys, threading
+    held = open(__file__)            # leaked: still open when the signal comes
+    try:
+        with open(__file__) as used:  # closed while unwinding: not a leak
+            print("ready", flush=True)
+            threading.Event().wait()
+    finally:
+        print("unwound", flush=True)
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
+def test_signal_reports_then_ends_the_program_as_python_would(tmp_path: Path, signum: int) -> None:
+    """SIGTERM/SIGINT: the program unwinds, the report is printed, the process dies of the signal."""
+    write(tmp_path / "server.py", WAITS_FOR_SIGNAL)
+    with subprocess.Popen(
+        [sys.executable, "-m", "reclaim", "run", "server.py"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "ready\n"
+        proc.send_signal(signum)
+        out, err = proc.communicate(timeout=TIMEOUT)
+    assert proc.returncode == -signum
+    assert "unwound" in out
+    assert "leaked 1 resource" in err
+    assert "server.py:2" in err
+
+
+def test_thread_still_running_when_main_ends_is_a_leak(tmp_path: Path) -> None:
+    """A non-daemon thread still running when the main code ends is reported before it is joined."""
+    write(
+        tmp_path / "threads.py",
+        """\
+        import sys, threading
+        def drain():
+            sys.stdin.read()          # runs until the test closes our stdin
+        threading.Thread(target=drain, name="stdin-drainer").start()
+        """,
+    )
+    with subprocess.Popen(
+        [sys.executable, "-m", "reclaim", "run", "--grace", "0", "threads.py"],
+        cwd=tmp_path,
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        assert proc.stderr is not None and proc.stdin is not None
+        lines = []
+        while not any("stdin-drainer" in line for line in lines):
+            line = proc.stderr.readline()
+            assert line, "".join(lines)
+            lines.append(line)
+        proc.stdin.close()
+        proc.wait(timeout=TIMEOUT)
+    assert proc.returncode == 0
+    assert any("thread" in line for line in lines)
+
+
+def test_forked_child_reports_only_its_own_leaks_with_its_pid(tmp_path: Path) -> None:
+    """After os.fork each process reports what it acquired itself, labelled with its pid."""
+    write(
+        tmp_path / "forks.py",
+        """\
+        import os, socket
+        parent_file = open(__file__)           # the parent's leak, acquired before the fork
+        pid = os.fork()
+        if pid == 0:
+            child_sock = socket.socket()       # the child's leak
+            print("child", os.getpid(), flush=True)
+            os._exit(0)
+        os.waitpid(pid, 0)
+        print("parent", os.getpid(), flush=True)
+        """,
+    )
+    result = reclaim_run("forks.py", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    pids = dict(line.split() for line in result.stdout.splitlines())
+    reports = result.stderr.split("reclaim: ")
+    child = [r for r in reports if f"pid {pids['child']}" in r]
+    parent = [r for r in reports if f"pid {pids['parent']}" in r]
+    assert len(child) == 1 and len(parent) == 1, result.stderr
+    assert "socket" in child[0] and "forks.py:5" in child[0] and "forks.py:2" not in child[0]
+    assert "forks.py:2" in parent[0] and "forks.py:5" not in parent[0]
+
+
+def test_python_dash_m_reclaim_without_a_command_prints_usage(tmp_path: Path) -> None:
+    """`python -m reclaim` alone prints the usage and exits 2."""
+    result = subprocess.run(
+        [sys.executable, "-m", "reclaim"], capture_output=True, text=True, timeout=TIMEOUT
+    )
+    assert result.returncode == 2
+    assert "reclaim run" in result.stderr
+
+
+def test_console_script_runs_a_program(tmp_path: Path) -> None:
+    """The installed `reclaim` command is the same front end."""
+    command = Path(sys.executable).parent / "reclaim"
+    if not command.exists():
+        pytest.skip("the reclaim console script is not installed in this environment")
+    write(tmp_path / "clean.py", CLEAN)
+    result = subprocess.run(
+        [str(command), "run", "--fail", "clean.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_clean_service_reports_no_leaks(tmp_path: Path) -> None:
+    """examples/clean_service.py: the demo's twin with every resource handled right is clean."""
+    result = reclaim_run("--fail", EXAMPLES / "clean_service.py", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "no leaks" in result.stderr
+    assert result.stdout.endswith("done\n")
+
+
+def test_leaky_service_reports_each_kind_of_leak(tmp_path: Path) -> None:
+    """examples/leaky_service.py: every planted leak is reported, with its line in the example."""
+    result = reclaim_run("--fail", "--json", tmp_path / "r.json", EXAMPLES / "leaky_service.py", cwd=tmp_path)
+    assert result.returncode == 3, result.stderr
+    kinds = {leak["kind"] for leak in json.loads((tmp_path / "r.json").read_text())["leaks"]}
+    assert {"file", "socket", "sqlite3", "thread", "subprocess", "tempdir"} <= kinds
+    source = (EXAMPLES / "leaky_service.py").read_text(encoding="utf-8").splitlines()
+    for number, line in enumerate(source, start=1):
+        if "# LEAK" in line:
+            acquiring = number + 1
+            assert f"leaky_service.py:{acquiring}" in result.stderr, (line, result.stderr)
+
+
+def test_environment_is_passed_through(tmp_path: Path) -> None:
+    """The program sees the environment it was started with."""
+    write(tmp_path / "env.py", "import os\nprint(os.environ['ORDERS_DB'])\n")
+    env = {**os.environ, "ORDERS_DB": "orders.sqlite"}
+    result = reclaim_run("env.py", cwd=tmp_path, env=env)
+    assert result.stdout == "orders.sqlite\n"

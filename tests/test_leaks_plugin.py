@@ -1,0 +1,287 @@
+"""The pytest plugin: the test that acquired a leak fails, never a later one; nothing is lost."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+# Inner runs: in their own process (their leaks are real), in file order, with the plugin on.
+BASE_ARGS = ("-p", "no:randomly", "-p", "no:cacheprovider", "--reclaim")
+
+
+def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    return pytester.runpytest_subprocess(*BASE_ARGS, *args, timeout=120)
+
+
+def test_leaking_test_fails_with_the_report_and_clean_tests_pass(pytester: pytest.Pytester) -> None:
+    """A test that leaves a file open errors at teardown with the kind and its line; others pass."""
+    pytester.makepyfile(
+        test_orders="""
+        KEEP = []
+
+        def test_clean(tmp_path):
+            with open(tmp_path / "a", "w") as f:
+                f.write("x")
+
+        def test_leaks(tmp_path):
+            KEEP.append(open(tmp_path / "b", "w"))
+
+        def test_clean_after(tmp_path):
+            assert True
+        """
+    )
+    result = run(pytester)
+    result.assert_outcomes(passed=3, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at teardown of test_leaks*",
+            "*this test leaked 1 resource*",
+            "*test_orders.py:8*",
+        ]
+    )
+    assert "ERROR at teardown of test_clean" not in result.stdout.str()
+
+
+def test_function_fixture_leak_is_the_tests(pytester: pytest.Pytester) -> None:
+    """A function-scoped fixture's leak (setup or teardown) is blamed on the test using it."""
+    pytester.makepyfile(
+        test_fixture="""
+        import socket
+        import pytest
+
+        @pytest.fixture
+        def client():
+            s = socket.socket()
+            yield s          # never closed
+
+        def test_uses_client(client):
+            assert client.fileno() >= 0
+        """
+    )
+    result = run(pytester)
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*ERROR at teardown of test_uses_client*", "*socket*"])
+
+
+def test_wider_fixture_leak_is_not_blamed_on_the_test_but_reported_at_session_end(
+    pytester: pytest.Pytester,
+) -> None:
+    """A session fixture that never closes its file: tests pass, the session fails naming it."""
+    pytester.makepyfile(
+        test_session="""
+        import pytest
+
+        @pytest.fixture(scope="session")
+        def config_file(tmp_path_factory):
+            return open(tmp_path_factory.mktemp("c") / "cfg", "w")   # never closed
+
+        def test_first(config_file):
+            assert not config_file.closed
+
+        def test_second(config_file):
+            assert not config_file.closed
+        """
+    )
+    result = run(pytester)
+    result.assert_outcomes(passed=2)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(
+        [
+            "*reclaim: leaks found after their test ended*",
+            "*session-scoped fixture 'config_file'*",
+            "*test_session.py:5*",
+        ]
+    )
+
+
+CYCLE = """
+import gc
+
+class Holder:
+    def __init__(self, path):
+        self.me = self                      # a reference cycle: only the GC frees it
+        self.file = open(path, "w")
+
+def test_a_makes_a_cycle(tmp_path):
+    Holder(tmp_path / "cycle")
+
+def test_b_clean():
+    pass
+
+def test_c_runs_the_gc():
+    gc.collect()                            # the file is closed here, during test_c
+"""
+
+
+def test_cycle_leak_is_blamed_on_the_test_that_made_it(pytester: pytest.Pytester) -> None:
+    """A file held by a reference cycle fails the test that opened it, not a later one."""
+    pytester.makepyfile(test_cycle=CYCLE)
+    result = run(pytester)
+    result.assert_outcomes(passed=3, errors=1)
+    result.stdout.fnmatch_lines(["*ERROR at teardown of test_a_makes_a_cycle*"])
+    assert "ERROR at teardown of test_c" not in result.stdout.str()
+
+
+def test_cycle_leak_without_per_test_gc_is_still_blamed_on_its_test(pytester: pytest.Pytester) -> None:
+    """Without the per-test gc.collect the file is still open at test_a's end: test_a fails, once."""
+    pytester.makepyfile(test_cycle=CYCLE)
+    result = run(pytester, "-o", "reclaim_collect=false")
+    result.assert_outcomes(passed=3, errors=1)
+    result.stdout.fnmatch_lines(["*ERROR at teardown of test_a_makes_a_cycle*"])
+    output = result.stdout.str()
+    assert "ERROR at teardown of test_c" not in output
+    assert "leaks found after their test ended" not in output
+
+
+def test_leak_from_import_time_is_reported_at_session_end(pytester: pytest.Pytester) -> None:
+    """What a test module leaks while it is imported is still reported: never lost."""
+    pytester.makepyfile(
+        test_import="""
+        import socket
+        CONNECTION = socket.socket()   # at import time
+
+        def test_nothing():
+            pass
+        """
+    )
+    result = run(pytester)
+    result.assert_outcomes(passed=1)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["*leaks found after their test ended*", "*test_import.py:2*"])
+
+
+def test_allow_marker_allows_chosen_leaks_only(pytester: pytest.Pytester) -> None:
+    """reclaim_allow(kind=..., match=...) allows what it names and nothing else."""
+    pytester.makepyfile(
+        test_allow="""
+        import socket
+        import pytest
+
+        KEEP = []
+
+        @pytest.mark.reclaim_allow(kind="file")
+        def test_file_allowed(tmp_path):
+            KEEP.append(open(tmp_path / "a", "w"))
+
+        @pytest.mark.reclaim_allow(kind="socket")
+        def test_other_kind_still_fails(tmp_path):
+            KEEP.append(open(tmp_path / "b", "w"))
+
+        @pytest.mark.reclaim_allow(match="keep-me")
+        def test_matching_description_allowed(tmp_path):
+            KEEP.append(open(tmp_path / "keep-me.log", "w"))
+
+        @pytest.mark.reclaim_allow
+        def test_everything_allowed():
+            KEEP.append(socket.socket())
+        """
+    )
+    result = run(pytester)
+    result.assert_outcomes(passed=4, errors=1)
+    result.stdout.fnmatch_lines(["*ERROR at teardown of test_other_kind_still_fails*"])
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+
+
+def test_allow_marker_with_a_wrong_argument_says_so(pytester: pytest.Pytester) -> None:
+    """A misspelled reclaim_allow argument is an error naming it."""
+    pytester.makepyfile(
+        test_bad="""
+        import pytest
+
+        @pytest.mark.reclaim_allow(kinds="file")
+        def test_x():
+            pass
+        """
+    )
+    result = run(pytester)
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*unknown argument 'kinds'*"])
+
+
+def test_thread_winding_down_is_not_a_leak_but_a_running_one_is(pytester: pytest.Pytester) -> None:
+    """A thread told to stop but not joined gets the grace period; one never stopped fails."""
+    pytester.makepyfile(
+        test_threads="""
+        import threading
+
+        STOP_LATER = threading.Event()
+
+        def test_stopped_not_joined():
+            stop = threading.Event()
+            threading.Thread(target=stop.wait, name="winding-down").start()
+            stop.set()
+
+        def test_never_stopped():
+            threading.Thread(target=STOP_LATER.wait, name="forever", daemon=True).start()
+
+        def test_zz_release():
+            STOP_LATER.set()
+        """
+    )
+    result = run(pytester)
+    result.assert_outcomes(passed=3, errors=1)
+    result.stdout.fnmatch_lines(["*ERROR at teardown of test_never_stopped*", "*forever*"])
+
+
+def test_off_by_default_and_on_by_ini(pytester: pytest.Pytester) -> None:
+    """Without --reclaim nothing is checked; `reclaim = true` in the ini turns it on."""
+    pytester.makepyfile(
+        test_leak="""
+        KEEP = []
+        def test_leaks(tmp_path):
+            KEEP.append(open(tmp_path / "x", "w"))
+        """
+    )
+    off = pytester.runpytest_subprocess("-p", "no:randomly")
+    off.assert_outcomes(passed=1)
+    pytester.makeini("[pytest]\nreclaim = true\n")
+    on = pytester.runpytest_subprocess("-p", "no:randomly")
+    on.assert_outcomes(passed=1, errors=1)
+    overridden = pytester.runpytest_subprocess("-p", "no:randomly", "--no-reclaim")
+    overridden.assert_outcomes(passed=1)
+
+
+def test_works_under_xdist(pytester: pytest.Pytester) -> None:
+    """With -n 2 each worker checks its tests; session-end leaks reach the controller's summary."""
+    pytest.importorskip("xdist")
+    pytester.makepyfile(
+        test_dist="""
+        import socket
+        import pytest
+
+        KEEP = []
+
+        @pytest.fixture(scope="session")
+        def shared():
+            return socket.socket()     # never closed: a session-end leak
+
+        def test_leaks(tmp_path):
+            KEEP.append(open(tmp_path / "x", "w"))
+
+        @pytest.mark.parametrize("n", range(6))
+        def test_clean(n, shared):
+            assert n >= 0
+        """
+    )
+    result = run(pytester, "-p", "xdist", "-n", "2")
+    result.assert_outcomes(passed=7, errors=1)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(
+        ["*this test leaked 1 resource*", "*leaks found after their test ended*", "*'shared'*"]
+    )
+
+
+def test_inline_session_restores_the_outer_context(pytester: pytest.Pytester) -> None:
+    """A nested (in-process) pytest session with --reclaim leaves the outer test's label alone."""
+    from reclaim.leaks import current_context, set_context
+
+    before = current_context()
+    set_context("outer-test")
+    try:
+        pytester.makepyfile(test_inner="def test_ok():\n    pass\n")
+        result = pytester.runpytest_inprocess("-p", "no:randomly", "--reclaim")
+        result.assert_outcomes(passed=1)
+        assert current_context() == "outer-test"
+    finally:
+        set_context(before)
