@@ -55,7 +55,8 @@ def test_a_returned_object_goes_to_the_longest_waiter() -> None:
 
 
 def test_a_releasing_thread_cannot_barge_ahead_of_waiters() -> None:
-    with Pool(Thing, max_size=1, max_lifetime=None, max_idle=None) as pool:
+    """With handoff_after=0 every release hands off at once."""
+    with Pool(Thing, max_size=1, max_lifetime=None, max_idle=None, handoff_after=0) as pool:
         lease = pool.acquire()
         got = threading.Event()
 
@@ -71,6 +72,62 @@ def test_a_releasing_thread_cannot_barge_ahead_of_waiters() -> None:
             pool.acquire(timeout=0)  # the object was handed to the waiter, not left idle
         waiter.join()
         assert got.is_set()
+
+
+def test_a_waiter_older_than_handoff_after_is_handed_the_object() -> None:
+    with Pool(Thing, max_size=1, max_lifetime=None, max_idle=None, handoff_after=0.005) as pool:
+        lease = pool.acquire()
+        got = threading.Event()
+
+        def wait() -> None:
+            with pool.acquire(timeout=30):
+                got.set()
+
+        waiter = threading.Thread(target=wait)
+        waiter.start()
+        eventually(lambda: pool.statistics().waiting == 1, "waiter queued")
+        oldest = pool._waiters[0]
+        eventually(lambda: time.monotonic() - oldest.since >= 0.005, "waiter older than handoff_after")
+        lease.release()
+        with pytest.raises(PoolTimeout):
+            pool.acquire(timeout=0)
+        waiter.join()
+        assert got.is_set()
+
+
+def test_a_young_waiter_collects_an_object_left_idle() -> None:
+    """Released while every waiter was young, and no other release follows: the waiter still gets it."""
+    with Pool(Thing, max_size=1, max_lifetime=None, max_idle=None, handoff_after=0.05) as pool:
+        lease = pool.acquire()
+        done = threading.Event()
+
+        def wait() -> None:
+            with pool.acquire(timeout=30):
+                done.set()
+
+        waiter = threading.Thread(target=wait)
+        waiter.start()
+        eventually(lambda: pool.statistics().waiting == 1, "waiter queued")
+        lease.release()  # most likely kept idle: the waiter is younger than 50 ms
+        waiter.join()
+        assert done.is_set()
+
+
+def test_a_waiter_whose_timeout_ends_first_still_takes_an_idle_object() -> None:
+    with Pool(Thing, max_size=1, max_lifetime=None, max_idle=None, handoff_after=3600) as pool:
+        lease = pool.acquire()
+        done = threading.Event()
+
+        def wait() -> None:
+            with pool.acquire(timeout=0.05):
+                done.set()
+
+        waiter = threading.Thread(target=wait)
+        waiter.start()
+        eventually(lambda: pool.statistics().waiting == 1, "waiter queued")
+        lease.release()  # kept idle: the waiter is younger than an hour
+        waiter.join()
+        assert done.is_set()
 
 
 @pytest.mark.parametrize("fair", [True, False], ids=["fair", "barging"])

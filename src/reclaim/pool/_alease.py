@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
 import warnings
-from collections.abc import Generator
-from types import TracebackType
+from collections.abc import Awaitable, Generator
+from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from reclaim import _sites, _track
@@ -51,29 +52,28 @@ class AsyncLease(Generic[T]):
         # None: not acquired yet; a Slot: held; False: released.
         self._slot: Slot | bool | None = None
 
-    async def __aenter__(self) -> T:
+    def __aenter__(self) -> Awaitable[T]:
+        # Synchronous fast path: with an idle object at hand, the bookkeeping is done here and
+        # a finished future holding the object is returned (no coroutine, nothing to cancel).
         pool = self._pool
         if self._slot is not None:
             raise RuntimeError(f"{self!r} was already acquired; call pool.acquire() again")
         self._slot = False
-        # Inlined hot path: no nested coroutine when an idle object is at hand.
+        frame = _getframe(1)  # the code running `async with` (or reclaim's __await__)
         try:
             slot = pool._idle.pop()
         except IndexError:
-            slot = await pool._get_slow(self._timeout)
-            now = _monotonic()
-        else:
-            now = _monotonic()
-            if (
-                now >= slot.expires
-                or slot.gen != pool._gen
-                or (pool._check is not None and pool._needs_check(slot, now))
-            ) and not await pool._usable(slot, now):
-                slot = await pool._get_slow(self._timeout)
-                now = _monotonic()
+            return self._enter_slow(frame, None)
+        now = _monotonic()
+        if (
+            now >= slot.expires
+            or slot.gen != pool._gen
+            or (pool._check is not None and pool._needs_check(slot, now))
+        ):
+            return self._enter_slow(frame, slot)
+        # _take(), inlined
         slot.leased = True
         slot.acquired_at = now
-        frame = _getframe(1)  # the coroutine running `async with` (or reclaim's __await__)
         code = frame.f_code
         if _framework.get(code.co_filename) is False:
             slot.code = code
@@ -85,42 +85,68 @@ class AsyncLease(Generic[T]):
         self._slot = slot
         if _track.on_acquire is not None:
             _track.acquired("lease", self, f"lease of pool {pool._name!r}", _sites.capture_from(frame))
+        ready = slot.ready
+        if ready is None:
+            ready = slot.ready = asyncio.get_running_loop().create_future()
+            ready.set_result(slot.value)
+        return ready  # type: ignore[no-any-return]
+
+    async def _enter_slow(self, frame: FrameType, slot: Slot | None) -> T:
+        pool = self._pool
+        if slot is None or not await pool._usable(slot, _monotonic()):
+            slot = await pool._get_slow(self._timeout)
+        self._take(slot, _monotonic(), frame)
         return slot.value  # type: ignore[no-any-return]
+
+    def _take(self, slot: Slot, now: float, frame: FrameType) -> None:
+        """The lease now holds *slot* (no await between getting the slot and this)."""
+        pool = self._pool
+        slot.leased = True
+        slot.acquired_at = now
+        code = frame.f_code
+        if _framework.get(code.co_filename) is False:
+            slot.code = code
+            slot.line = frame.f_lineno
+            slot.site = None
+        else:
+            slot.site = _sites.capture_from(frame)
+        pool._acquired += 1
+        self._slot = slot
+        if _track.on_acquire is not None:
+            _track.acquired("lease", self, f"lease of pool {pool._name!r}", _sites.capture_from(frame))
 
     def __await__(self) -> Generator[Any, None, AsyncLease[T]]:
         # The site is found by skipping reclaim's frames (this one) up to the awaiting code.
         yield from self.__aenter__().__await__()
         return self
 
-    async def __aexit__(
+    def __aexit__(
         self, et: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    ) -> Awaitable[None]:
+        pool = self._pool
         slot = self._slot
-        if not slot:
-            return
+        if slot.__class__ is not Slot:
+            return pool._done()
         assert isinstance(slot, Slot)
         self._slot = False
         if _track.on_release is not None:
             _track.released(self)
-        pool = self._pool
         if exc is not None and pool._is_broken is not None and pool._broken(slot, exc):
             pool._discard(slot, "broken")
-            return
+            return pool._done()
         if pool._reset is None:
-            # Inlined hot path of AsyncPool._release.
+            # AsyncPool._give_back(), inlined for the common case.
             now = _monotonic()
             pool._holds.append(now - slot.acquired_at)
-            if now < slot.expires and slot.gen == pool._gen and not slot.leak_reported:
+            if now < slot.expires and slot.gen == pool._gen and not (slot.leak_reported or pool._waiters):
                 slot.last_used = now
                 slot.leased = False
-                if pool._waiters:
-                    pool._offer(slot)
-                else:
-                    pool._idle.append(slot)
-                return
-            pool._release_slow(slot, now)
-            return
-        await pool._release(slot)
+                pool._idle.append(slot)
+            else:
+                pool._put_back(slot, now)
+            return pool._done_future or pool._done()
+        pending = pool._give_back(slot)
+        return pool._done() if pending is None else pending
 
     def _held(self) -> Slot:
         slot = self._slot
@@ -139,7 +165,9 @@ class AsyncLease(Generic[T]):
         self._slot = False
         if _track.on_release is not None:
             _track.released(self)
-        await self._pool._release(slot)
+        pending = self._pool._give_back(slot)
+        if pending is not None:
+            await pending
 
     async def discard(self) -> None:
         """Close the object instead of returning it. Raises ResourceClosed when not held."""

@@ -14,7 +14,7 @@ import sys
 import time
 import warnings
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from reclaim import _sites
@@ -77,7 +77,9 @@ class AsyncPool(PoolCore[T]):
     """The asyncio twin of :class:`reclaim.Pool`: same options, same behaviour, awaited.
 
     ``create``, ``close``, ``check``, ``reset`` and ``configure`` may be plain or
-    async callables. Use it from one event loop.
+    async callables. Use it from one event loop. A returned object always goes
+    straight to the longest waiter (a hand-off between tasks costs no thread
+    switch, so ``handoff_after`` is accepted for symmetry and has no effect).
 
     Example::
 
@@ -107,6 +109,7 @@ class AsyncPool(PoolCore[T]):
         leak_timeout: float | None = None,
         name: str | None = None,
         fair: bool = True,
+        handoff_after: float = 0.001,
         reconnect_delay: float = 0.1,
         reconnect_max_delay: float = 10.0,
     ) -> None:
@@ -127,6 +130,7 @@ class AsyncPool(PoolCore[T]):
             leak_timeout=leak_timeout,
             name=name,
             fair=fair,
+            handoff_after=handoff_after,
             reconnect_delay=reconnect_delay,
             reconnect_max_delay=reconnect_max_delay,
         )
@@ -136,6 +140,7 @@ class AsyncPool(PoolCore[T]):
         self._wake = asyncio.Event()
         self._all_back = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._done_future: asyncio.Future[None] | None = None
         self._closing_tasks: set[asyncio.Future[Any]] = set()
 
     def acquire(self, *, timeout: float | None = None) -> AsyncLease[T]:
@@ -278,26 +283,60 @@ class AsyncPool(PoolCore[T]):
             self._on_broken(_monotonic())
         return broken
 
-    async def _release(self, slot: Slot) -> None:
+    def _give_back(self, slot: Slot) -> Coroutine[Any, Any, None] | None:
+        """Return *slot*; None when done, else a coroutine to await (an async ``reset``)."""
         now = _monotonic()
         self._holds.append(now - slot.acquired_at)
         reset = self._reset
         if reset is not None:
             try:
                 result = reset(slot.value)
-                if _is_awaitable(result):
-                    result = await result  # type: ignore[misc]
-                ok = result is not False
             except Exception as exc:
                 log.info("pool %r: reset failed, discarding the object: %r", self._name, exc)
-                ok = False
+                result = False
             except BaseException:
-                self._discard(slot, "broken")  # cancelled mid-reset: state unknown
-                raise
-            if not ok:
                 self._discard(slot, "broken")
-                return
+                raise
+            if _is_awaitable(result):
+                return self._finish_reset(slot, result, now)
+            if result is False:
+                self._discard(slot, "broken")
+                return None
+        self._put_back(slot, now)
+        return None
+
+    async def _finish_reset(self, slot: Slot, pending: Any, now: float) -> None:
+        try:
+            ok = await pending is not False
+        except Exception as exc:
+            log.info("pool %r: reset failed, discarding the object: %r", self._name, exc)
+            ok = False
+        except BaseException:
+            self._discard(slot, "broken")  # cancelled mid-reset: state unknown
+            raise
+        if ok:
+            self._put_back(slot, now)
+        else:
+            self._discard(slot, "broken")
+
+    def _put_back(self, slot: Slot, now: float) -> None:
+        if now < slot.expires and slot.gen == self._gen and not slot.leak_reported:
+            slot.last_used = now
+            slot.leased = False
+            if self._waiters:
+                self._offer(slot)
+            else:
+                self._idle.append(slot)
+            return
         self._release_slow(slot, now)
+
+    def _done(self) -> asyncio.Future[None]:
+        """A finished future: what the synchronous fast paths return to ``async with``."""
+        done = self._done_future
+        if done is None:
+            done = self._done_future = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+        return done
 
     def _release_slow(self, slot: Slot, now: float) -> None:
         if slot.leak_reported:
@@ -344,6 +383,7 @@ class AsyncPool(PoolCore[T]):
         self._wake = asyncio.Event()
         self._all_back = asyncio.Event()
         self._task = None
+        self._done_future = None
         self._closing_tasks = set()
 
     # -- control -------------------------------------------------------------

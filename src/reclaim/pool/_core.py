@@ -58,6 +58,7 @@ class Slot:
         "leased",
         "line",
         "pid",
+        "ready",
         "replacing",
         "site",
         "value",
@@ -77,6 +78,7 @@ class Slot:
         self.leased = False
         self.leak_reported = False
         self.replacing = False
+        self.ready: Any = None  # AsyncPool: a done future holding value, awaited on the fast path
 
     def where(self) -> str:
         """``file:line in function`` of the acquisition (the user's line)."""
@@ -148,6 +150,7 @@ class PoolCore(Generic[T]):
         self._is_broken = opts.is_broken
         self._leak_timeout = opts.leak_timeout
         self._fair = opts.fair
+        self._handoff_after = opts.handoff_after
         self._min_size = opts.min_size
         self._max_size = opts.max_size
         self._lifetime = opts.max_lifetime

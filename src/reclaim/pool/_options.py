@@ -34,6 +34,7 @@ class Options:
     leak_timeout: float | None
     name: str
     fair: bool
+    handoff_after: float
     reconnect_delay: float
     reconnect_max_delay: float
 
@@ -91,6 +92,7 @@ def validate(default_name: str, **kw: Any) -> Options:
     _seconds("max_idle", kw["max_idle"], optional=True)
     _seconds("check_after", kw["check_after"], optional=False, positive=False)
     _seconds("leak_timeout", kw["leak_timeout"], optional=True)
+    _seconds("handoff_after", kw["handoff_after"], optional=False, positive=False)
     _seconds("reconnect_delay", kw["reconnect_delay"], optional=False)
     _seconds("reconnect_max_delay", kw["reconnect_max_delay"], optional=False)
     if kw["reconnect_max_delay"] < kw["reconnect_delay"]:

@@ -74,9 +74,13 @@ class Pool(PoolCore[T]):
     than ``check_after`` seconds ago), ``reset`` (on return; raising or False
     discards), ``configure`` (once per new object), ``is_broken(obj, exc)``
     (an exception in the ``with`` body that means discard it), ``leak_timeout``
-    (log leases held longer), ``name``, ``fair`` (False lets callers barge
-    for throughput), ``reconnect_delay`` / ``reconnect_max_delay`` (backoff
-    of background refills after a failing ``create``).
+    (log leases held longer), ``name``, ``fair`` (waiters are served in
+    arrival order; False lets callers barge for throughput), ``handoff_after``
+    (with fair: a returned object goes straight to the longest waiter once it
+    has waited this long, 1 ms by default; until then the returning thread may
+    keep it, saving a thread switch per operation; 0 hands off always),
+    ``reconnect_delay`` / ``reconnect_max_delay`` (backoff of background
+    refills after a failing ``create``).
 
     Raises:
         TypeError, ValueError: an option is invalid (the message names it).
@@ -100,6 +104,7 @@ class Pool(PoolCore[T]):
         leak_timeout: float | None = None,
         name: str | None = None,
         fair: bool = True,
+        handoff_after: float = 0.001,
         reconnect_delay: float = 0.1,
         reconnect_max_delay: float = 10.0,
     ) -> None:
@@ -120,6 +125,7 @@ class Pool(PoolCore[T]):
             leak_timeout=leak_timeout,
             name=name,
             fair=fair,
+            handoff_after=handoff_after,
             reconnect_delay=reconnect_delay,
             reconnect_max_delay=reconnect_max_delay,
         )
@@ -213,18 +219,7 @@ class Pool(PoolCore[T]):
             if lost:
                 self._close_all(lost)
             if waiter is not None:
-                remaining = deadline - _monotonic()
-                got = waiter.lock.acquire(timeout=max(remaining, 0.0))
-                if not got:
-                    with lock:
-                        if waiter.result is None:
-                            try:
-                                self._waiters.remove(waiter)
-                            except ValueError:
-                                pass
-                            self._timeouts += 1
-                            now = _monotonic()
-                            raise PoolTimeout(_explain.timeout_message(self, now - start, now))
+                self._wait(waiter, deadline)
                 result = waiter.result
                 if result is CLOSED:
                     raise PoolClosed(f"pool {self._name!r} was closed while waiting")
@@ -239,6 +234,39 @@ class Pool(PoolCore[T]):
             if self._usable(result, now):
                 result.acquired_at = now
                 return result  # type: ignore[no-any-return]
+
+    def _wait(self, waiter: _ThreadWaiter, deadline: float) -> None:
+        """Sleep until something is delivered to *waiter*; raises PoolTimeout at *deadline*.
+
+        A waiter younger than ``handoff_after`` may be overtaken (the releasing thread
+        keeps its object: no thread switch); it wakes once at that age to collect an
+        object left idle meanwhile, and from then on every release hands off to it.
+        """
+        lock = self._lock
+        patience = self._handoff_after if self._fair else 0.0
+        while True:
+            now = _monotonic()
+            remaining = deadline - now
+            nap = remaining
+            if patience and (young := waiter.since + patience - now) > 0:
+                nap = min(remaining, young)
+            if waiter.lock.acquire(timeout=max(nap, 0.0)):
+                return
+            with lock:
+                if waiter.result is None and self._idle:
+                    self._pump()  # an object left idle while we were young
+                if waiter.result is not None:  # delivered as we woke
+                    waiter.lock.acquire(False)
+                    return
+                if nap < remaining:
+                    continue
+                try:
+                    self._waiters.remove(waiter)
+                except ValueError:
+                    pass
+                self._timeouts += 1
+                now = _monotonic()
+                raise PoolTimeout(_explain.timeout_message(self, now - waiter.since, now))
 
     def _usable(self, slot: Slot, now: float) -> bool:
         """Whether a slot taken from idle may be lent; when not, it is discarded here."""
@@ -317,7 +345,13 @@ class Pool(PoolCore[T]):
         slot.leased = False
         if self._waiters:
             with self._lock:
-                self._offer(slot)
+                waiters = self._waiters
+                if waiters and (not self._fair or now - waiters[0].since >= self._handoff_after):
+                    self._offer(slot)
+                else:
+                    # Every waiter is younger than handoff_after: keep the object in the pool
+                    # (this thread may take it again without a switch); they wake to collect it.
+                    self._idle.append(slot)
             return
         self._idle.append(slot)
         # Racing a caller that is queueing up, or close(): one of us sees the other.
