@@ -369,3 +369,14 @@ def test_a_concurrent_reader_only_ever_sees_whole_versions(tmp_path: Path) -> No
             reads += 1
     finally:
         writer.join()
+
+
+def test_a_failed_rename_removes_the_temp_and_raises(tmp_path: Path) -> None:
+    """A directory appearing at the target while the block runs makes os.replace fail for real."""
+    target = tmp_path / "f.txt"
+    with pytest.raises(IsADirectoryError), atomic_write(target) as f:
+        f.write("new")
+        target.mkdir()
+        (target / "inside").write_text("keeps the directory non-empty")
+    assert target.is_dir()
+    assert temps(tmp_path) == []
