@@ -25,6 +25,7 @@ from ._alease import AsyncLease
 from ._core import CLOSED, CREATE, RETRY, PoolCore, Slot, Waiter, _Token, close_value, log
 from ._options import validate
 from ._stats import PoolStatistics
+from ._worker import amaintain
 
 __all__ = ["AsyncPool"]
 
@@ -266,22 +267,11 @@ class AsyncPool(PoolCore[T]):
             raise PoolClosed(f"pool {self._name!r} was closed while creating an object")
         if self._needs_maintenance and self._task is None and not self._closed:
             self._task = asyncio.get_running_loop().create_task(
-                _amaintain(weakref.ref(self)), name=f"reclaim-pool-{self._name}"
+                amaintain(weakref.ref(self)), name=f"reclaim-pool-{self._name}"
             )
         return slot
 
     # -- release -------------------------------------------------------------
-
-    def _broken(self, slot: Slot, exc: BaseException) -> bool:
-        assert self._is_broken is not None
-        try:
-            broken = bool(self._is_broken(slot.value, exc))
-        except Exception:
-            log.exception("pool %r: is_broken raised; discarding the object", self._name)
-            broken = True
-        if broken:
-            self._on_broken(_monotonic())
-        return broken
 
     def _give_back(self, slot: Slot) -> Coroutine[Any, Any, None] | None:
         """Return *slot*; None when done, else a coroutine to await (an async ``reset``)."""
@@ -418,7 +408,7 @@ class AsyncPool(PoolCore[T]):
         self._close_slots(self._resize_locked(min_size, max_size))
         if self._min_size and self._task is None and not self._closed:
             self._task = asyncio.get_running_loop().create_task(
-                _amaintain(weakref.ref(self)), name=f"reclaim-pool-{self._name}"
+                amaintain(weakref.ref(self)), name=f"reclaim-pool-{self._name}"
             )
         self._wake.set()
 
@@ -440,7 +430,7 @@ class AsyncPool(PoolCore[T]):
     async def __aenter__(self) -> AsyncPool[T]:
         if self._min_size and self._task is None:
             self._task = asyncio.get_running_loop().create_task(
-                _amaintain(weakref.ref(self)), name=f"reclaim-pool-{self._name}"
+                amaintain(weakref.ref(self)), name=f"reclaim-pool-{self._name}"
             )
         return self
 
@@ -461,58 +451,3 @@ class AsyncPool(PoolCore[T]):
                 )
             except Exception:
                 return
-
-
-async def _amaintain(ref: weakref.ref[AsyncPool[Any]]) -> None:
-    """The maintenance task: refill min_size, retire idle/expired, replace early, report leaks."""
-    delay: float | None = None
-    while True:
-        pool = ref()
-        if pool is None or pool._closed:
-            return
-        now = _monotonic()
-        pool._close_slots(pool._take_orphans())
-        plan = _explain.plan(pool, now)
-        pool._close_slots([slot for slot, _ in plan.retire])
-        for slot in plan.leaks:
-            pool._report_leak(slot, now)
-        failed = False
-        for old in plan.replace:
-            new = await _background_create(pool)
-            if new is None:
-                break
-            pool._offer(new)
-            if pool._replaced(old):
-                pool._close_later(old.value)
-        for _ in range(plan.create):
-            new = await _background_create(pool)
-            if new is None:
-                failed = pool._size < pool._min_size and not pool._closed
-                break
-            pool._offer(new)
-        if failed:
-            o = pool._o
-            delay = o.reconnect_delay if delay is None else min(delay * 2, o.reconnect_max_delay)
-            nap = delay
-        else:
-            delay = None
-            nap = plan.wake_in
-        wake = pool._wake
-        del pool
-        try:
-            await asyncio.wait_for(wake.wait(), nap)
-        except TimeoutError:
-            pass
-        wake.clear()
-
-
-async def _background_create(pool: AsyncPool[Any]) -> Slot | None:
-    if not pool._reserve():
-        return None
-    try:
-        return await pool._create_slot()
-    except PoolClosed:
-        return None
-    except Exception as exc:
-        log.warning("pool %r: background create failed: %r", pool._name, exc)
-        return None

@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import random
+import time
 import weakref
 from collections import deque
 from collections.abc import Callable
@@ -279,6 +280,18 @@ class PoolCore(Generic[T]):
         """One object was found dead: every object last used before *now* is checked before reuse."""
         if now > self._distrust:
             self._distrust = now
+
+    def _broken(self, slot: Slot, exc: BaseException) -> bool:
+        """Whether the exception *exc* raised in a lease's body means: discard the object."""
+        assert self._is_broken is not None
+        try:
+            broken = bool(self._is_broken(slot.value, exc))
+        except Exception:
+            log.exception("pool %r: is_broken raised; discarding the object", self._name)
+            broken = True
+        if broken:
+            self._on_broken(time.monotonic())
+        return broken
 
     def _stale(self, slot: Slot, now: float) -> str | None:
         """Why a slot must not be lent or kept (``"expired"``, ``"drained"``), or None."""

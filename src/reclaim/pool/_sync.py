@@ -314,17 +314,6 @@ class Pool(PoolCore[T]):
 
     # -- release -------------------------------------------------------------
 
-    def _broken(self, slot: Slot, exc: BaseException) -> bool:
-        assert self._is_broken is not None
-        try:
-            broken = bool(self._is_broken(slot.value, exc))
-        except Exception:
-            log.exception("pool %r: is_broken raised; discarding the object", self._name)
-            broken = True
-        if broken:
-            self._on_broken(_monotonic())
-        return broken
-
     def _release(self, slot: Slot) -> None:
         now = _monotonic()
         self._holds.append(now - slot.acquired_at)
@@ -420,19 +409,6 @@ class Pool(PoolCore[T]):
             )
             self._worker = worker
         worker.start()
-
-    def _background_create(self) -> Slot | None:
-        """Create one object in the background; None when full, closed, or create failed."""
-        with self._lock:
-            if not self._reserve():
-                return None
-        try:
-            return self._create_slot()
-        except PoolClosed:
-            return None
-        except Exception as exc:
-            log.warning("pool %r: background create failed: %r", self._name, exc)
-            return None
 
     def _reinit_after_fork(self) -> None:
         self._lock = threading.Lock()
