@@ -187,9 +187,22 @@ class MariaAdmin:
         self._query(f"CREATE DATABASE `{self.database}`")
 
     def _query(self, sql: str, *params: object) -> list[tuple[Any, ...]]:
-        with self._lock, self.conn.cursor() as cur:
-            cur.execute(sql, params or None)
-            return list(cur.fetchall())
+        import pymysql
+
+        with self._lock:
+            for attempt in (1, 2):
+                try:
+                    with self.conn.cursor() as cur:
+                        cur.execute(sql, params or None)
+                        return list(cur.fetchall())
+                except (pymysql.err.OperationalError, pymysql.err.InterfaceError):
+                    if attempt == 2:
+                        raise
+                    # the server was restarted under us: log in again once
+                    if self.conn.open:
+                        self.conn.close()
+                    self.conn = pymysql.connect(**maria_kwargs(self.service), autocommit=True)
+        raise AssertionError("unreachable")
 
     def query(self, sql: str, *params: object) -> list[tuple[Any, ...]]:
         """Run *sql* as root (autocommit) and return its rows."""
@@ -223,30 +236,49 @@ class MariaAdmin:
             self.conn.close()
 
 
+def _maria_pid() -> int | None:
+    try:
+        with open("/run/mysqld/mysqld.pid", encoding="ascii") as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
 def maria_stop(service: Any) -> None:
-    """Shut MariaDB down and wait until its port is closed."""
+    """Shut MariaDB down and wait until its process has exited."""
+    pid = _maria_pid()
     subprocess.run(
         ["mariadb-admin", "-h", service.host, "-P", str(service.port), "-u", service.user, "shutdown"],
         check=True,
         capture_output=True,
     )
     wait_until(lambda: not port_answers(service.host, service.port), START_TIMEOUT, "MariaDB to stop")
+    if pid is not None:
+        wait_until(lambda: not os.path.exists(f"/proc/{pid}"), START_TIMEOUT, "mariadbd to exit")
 
 
 def maria_start(service: Any) -> None:
-    """Start MariaDB in the background and wait until it accepts sessions."""
-    subprocess.run(
-        ["start-stop-daemon", "--start", "--oknodo", "--background", "--exec", "/usr/sbin/mariadbd"],
-        check=False,
-        capture_output=True,
-    )
+    """Start MariaDB in the background (again if a stopping one was still there); wait for it."""
     import pymysql
+
+    def start() -> None:
+        subprocess.run(
+            ["start-stop-daemon", "--start", "--oknodo", "--background", "--exec", "/usr/sbin/mariadbd"],
+            check=False,
+            capture_output=True,
+        )
+
+    last_start = [time.monotonic()]
+    start()
 
     def ready() -> bool:
         try:
             pymysql.connect(**maria_kwargs(service, connect_timeout=2)).close()
             return True
         except pymysql.err.OperationalError:
+            if time.monotonic() - last_start[0] > 5.0:
+                last_start[0] = time.monotonic()
+                start()
             return False
 
     wait_until(ready, START_TIMEOUT, "MariaDB to accept sessions again")

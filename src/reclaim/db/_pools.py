@@ -56,6 +56,16 @@ def split_options(
     prepare = getattr(adapter, "prepare", None)
     if prepare is not None:
         args, kwargs = prepare(args, kwargs)
+    adapter_configure = getattr(adapter, "configure", None)
+    user_configure = pool_kw.get("configure")
+    if adapter_configure is not None and user_configure is not None and not asynchronous:
+        # The adapter's configure finishes the connection (PyMySQL's bounded handshake,
+        # the baseline the reset restores); the user's runs after it.
+        def configure(conn: Any) -> object:
+            adapter_configure(conn)
+            return user_configure(conn)
+
+        pool_kw["configure"] = configure
     for hook in _HOOKS:
         if pool_kw.get(hook) is None:
             method = getattr(adapter, hook, None)

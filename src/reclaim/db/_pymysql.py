@@ -6,8 +6,10 @@
   borrower changed it.
 - **reset** ``"session"``: ``COM_RESET_CONNECTION`` (MariaDB 10.2.4+, MySQL 5.7.3+), which
   rolls back, drops temporary tables, user variables and prepared statements, releases
-  ``GET_LOCK`` locks and resets session variables and the current role, without a new
-  login. PyMySQL's own settings (autocommit mode, ``init_command``) are then re-applied.
+  ``GET_LOCK`` locks and resets session variables, without a new login. It does *not*
+  reset the current role on MariaDB, so the role the connection logged in with
+  (remembered at creation) is set again: a ``SET ROLE`` never passes to the next borrower.
+  PyMySQL's own settings (autocommit mode, ``init_command``) are then re-applied.
 - **check**: on every reuse, a zero-timeout ``poll()`` of the socket: the protocol never
   sends anything to an idle client, so a readable socket means the server closed the
   session (``KILL``, a restart) and the connection is not lent. After ``check_after``
@@ -49,10 +51,35 @@ class PyMySQLAdapter:
         self.check_after = check_after
         self.check_timeout = check_timeout
 
+    def prepare(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """Defer the login to :meth:`configure`, which bounds the handshake by ``connect_timeout``.
+
+        PyMySQL applies ``connect_timeout`` to the TCP connect only and then reads the
+        server's greeting with ``read_timeout`` (None: forever), so a server that accepts
+        and never answers would hang ``create`` for good.
+        """
+        if "defer_connect" not in kwargs and len(args) == 0:
+            kwargs = {**kwargs, "defer_connect": True}
+        return args, kwargs
+
     def configure(self, conn: Any) -> None:
-        """Remember the autocommit mode the connection starts with (once per new connection)."""
+        """Log in (if deferred) within ``connect_timeout``; remember autocommit mode and role."""
+        if conn._sock is None and not conn._closed:
+            saved = conn._read_timeout, conn._write_timeout
+            conn._read_timeout = conn._write_timeout = conn.connect_timeout
+            try:
+                conn.connect()
+            finally:
+                conn._read_timeout, conn._write_timeout = saved
         conn._reclaim_autocommit = conn.autocommit_mode
         conn._reclaim_used = time.monotonic()
+        if self.session:
+            with conn.cursor() as cursor:
+                cursor.execute("SELECT CURRENT_ROLE()")
+                row = cursor.fetchone()
+            conn._reclaim_role = row[0] if row else None
 
     def _restore_autocommit(self, conn: Any) -> None:
         wanted = getattr(conn, "_reclaim_autocommit", conn.autocommit_mode)
@@ -104,6 +131,12 @@ class PyMySQLAdapter:
         if self.session:
             conn._execute_command(_COM_RESET_CONNECTION, b"")
             conn._read_ok_packet()
+            # MariaDB's reset keeps the current role (checked on 10.11): a role a borrower
+            # took would pass to the next one. Put back the role the connection logged in with.
+            role = getattr(conn, "_reclaim_role", None)
+            with conn.cursor() as cursor:
+                quoted = "NONE" if role is None else "`" + str(role).replace("`", "``") + "`"
+                cursor.execute(f"SET ROLE {quoted}")
             self._restore_autocommit(conn)
             if conn.init_command is not None:
                 with conn.cursor() as cursor:

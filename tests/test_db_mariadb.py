@@ -1,0 +1,378 @@
+"""reclaim.db.ConnectionPool with PyMySQL against the real MariaDB server.
+
+Each test gets a private database (made and dropped by the ``admin`` fixture), so the
+sessions it counts and KILLs in information_schema.processlist are only its own.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import reclaim.db
+from _dbserver import (
+    MariaAdmin,
+    can_control_maria,
+    maria_kwargs,
+    maria_start,
+    maria_stop,
+    wait_until,
+)
+from _proxy import FaultProxy
+from reclaim.db._pymysql import PyMySQLAdapter
+
+pymysql = pytest.importorskip("pymysql")
+
+pytestmark = pytest.mark.mariadb
+
+LOW_ROLE = "reclaim_low"
+
+
+@pytest.fixture
+def admin(mariadb: Any) -> Iterator[MariaAdmin]:
+    a = MariaAdmin(mariadb)
+    try:
+        yield a
+    finally:
+        a.close()
+
+
+def make_pool(mariadb: Any, admin: MariaAdmin, **kw: Any) -> reclaim.db.ConnectionPool:
+    conn_kw = maria_kwargs(mariadb, database=admin.database)
+    for key in ("host", "port", "connect_timeout", "autocommit"):
+        if key in kw:
+            conn_kw[key] = kw.pop(key)
+    return reclaim.db.ConnectionPool(pymysql.connect, **conn_kw, **kw)
+
+
+def one(conn: Any, sql: str, *params: object) -> tuple[Any, ...]:
+    with conn.cursor() as cur:
+        cur.execute(sql, params or None)
+        row = cur.fetchone()
+    assert row is not None
+    return tuple(row)
+
+
+def run(conn: Any, sql: str, *params: object) -> None:
+    with conn.cursor() as cur:
+        cur.execute(sql, params or None)
+
+
+@pytest.fixture
+def table(admin: MariaAdmin) -> str:
+    admin.query(f"CREATE TABLE `{admin.database}`.t (a INT) ENGINE=InnoDB")
+    return f"`{admin.database}`.t"
+
+
+# -- adapter and the default reset ------------------------------------------------------
+
+
+def test_pymysql_connections_get_the_pymysql_adapter(mariadb: Any, admin: MariaAdmin) -> None:
+    """ConnectionPool(pymysql.connect, ...) picks the PyMySQL adapter from the registry."""
+    with make_pool(mariadb, admin, max_size=1) as pool:
+        assert isinstance(pool.adapter, PyMySQLAdapter)
+        with pool.acquire() as conn:
+            assert one(conn, "SELECT 1") == (1,)
+
+
+def test_uncommitted_writes_are_rolled_back(mariadb: Any, admin: MariaAdmin, table: str) -> None:
+    """Default policy: a transaction left open is rolled back before the next borrower."""
+    with make_pool(mariadb, admin, max_size=1) as pool:
+        with pool.acquire() as conn:
+            run(conn, f"INSERT INTO {table} VALUES (1)")
+        with pool.acquire() as conn:
+            assert one(conn, f"SELECT count(*) FROM {table}") == (0,)
+        assert admin.query(f"SELECT count(*) FROM {table}") == [(0,)]
+
+
+def test_next_borrower_sees_fresh_data_not_a_stale_snapshot(
+    mariadb: Any, admin: MariaAdmin, table: str
+) -> None:
+    """A plain SELECT with autocommit off leaves an InnoDB read view that the reset must end."""
+    with make_pool(mariadb, admin, max_size=1) as pool:
+        with pool.acquire() as conn:
+            assert one(conn, f"SELECT count(*) FROM {table}") == (0,)
+        admin.query(f"INSERT INTO {table} VALUES (1)")  # committed by someone else
+        with pool.acquire() as conn:
+            assert one(conn, f"SELECT count(*) FROM {table}") == (1,)
+
+
+def test_autocommit_mode_is_put_back(mariadb: Any, admin: MariaAdmin) -> None:
+    """A borrower that switches autocommit on does not hand that mode to the next one."""
+    with make_pool(mariadb, admin, max_size=1) as pool:
+        with pool.acquire() as conn:
+            conn.autocommit(True)
+        with pool.acquire() as conn:
+            assert conn.get_autocommit() is False
+            assert one(conn, "SELECT @@autocommit") == (0,)
+
+
+# -- session isolation ------------------------------------------------------------------
+
+
+@pytest.fixture
+def low_role(admin: MariaAdmin) -> str:
+    """A role without privileges granted to the test user, so SET ROLE works (idempotent)."""
+    admin.query(f"CREATE ROLE IF NOT EXISTS {LOW_ROLE}")
+    admin.query(f"GRANT {LOW_ROLE} TO CURRENT_USER")
+    return LOW_ROLE
+
+
+def test_session_reset_leaves_nothing_of_borrower_a(
+    mariadb: Any, admin: MariaAdmin, table: str, low_role: str
+) -> None:
+    """reset='session': B on the same connection sees no variable, role, temp table, lock, tx of A."""
+    with make_pool(mariadb, admin, max_size=1, reset="session") as pool:
+        with pool.acquire() as conn:
+            thread_id = one(conn, "SELECT CONNECTION_ID()")[0]
+            run(conn, "SET @tenant = 'A'")
+            run(conn, "SET SESSION sql_mode = 'ANSI_QUOTES'")
+            run(conn, "SET SESSION wait_timeout = 77")
+            run(conn, "CREATE TEMPORARY TABLE secret_a (v TEXT)")
+            run(conn, "INSERT INTO secret_a VALUES ('tenant A')")
+            assert one(conn, "SELECT GET_LOCK('reclaim_a', 0)") == (1,)
+            run(conn, "PREPARE tenant_a_stmt FROM 'SELECT 1'")
+            run(conn, f"SET ROLE {low_role}")
+            run(conn, f"INSERT INTO {table} VALUES (1)")  # transaction left open
+            assert one(conn, "SELECT CURRENT_ROLE()") == (low_role,)
+        with pool.acquire() as conn:
+            assert one(conn, "SELECT CONNECTION_ID()")[0] == thread_id  # same physical connection
+            row = one(
+                conn,
+                "SELECT @tenant, CURRENT_ROLE(), @@session.wait_timeout = @@global.wait_timeout, "
+                "@@session.sql_mode = @@global.sql_mode, IS_USED_LOCK('reclaim_a'), @@autocommit",
+            )
+            assert row == (None, None, 1, 1, None, 0)
+            with pytest.raises(pymysql.err.ProgrammingError):
+                run(conn, "SELECT * FROM secret_a")
+            with pytest.raises(pymysql.err.Error):
+                run(conn, "EXECUTE tenant_a_stmt")
+            assert one(conn, f"SELECT count(*) FROM {table}") == (0,)
+
+
+def test_default_reset_keeps_session_state_as_documented(
+    mariadb: Any, admin: MariaAdmin, low_role: str
+) -> None:
+    """reset='transaction' ends the transaction but keeps session variables and the role."""
+    with make_pool(mariadb, admin, max_size=1) as pool:
+        with pool.acquire() as conn:
+            run(conn, "SET @tenant = 'A'")
+            run(conn, f"SET ROLE {low_role}")
+        with pool.acquire() as conn:
+            assert one(conn, "SELECT @tenant, CURRENT_ROLE()") == ("A", low_role)
+            run(conn, "SET ROLE NONE")
+
+
+# -- faults -----------------------------------------------------------------------------
+
+
+def test_killed_sessions_fail_only_operations_in_flight(mariadb: Any, admin: MariaAdmin) -> None:
+    """16 threads, pool of 4, every session KILLed: later acquires all get live connections."""
+    pool = make_pool(mariadb, admin, max_size=4, acquire_timeout=10.0)
+    killed = threading.Event()
+    stop = threading.Event()
+    lock = threading.Lock()
+    counts = {"before": 0, "after": 0}
+    failed_after: list[BaseException] = []
+    failed_in_flight: list[BaseException] = []
+    most_sessions = [0]
+
+    def work() -> None:
+        while not stop.is_set():
+            after = killed.is_set()
+            try:
+                with pool.acquire() as conn:
+                    one(conn, "SELECT 1")
+            except pymysql.err.Error as exc:
+                with lock:
+                    (failed_after if after else failed_in_flight).append(exc)
+            else:
+                with lock:
+                    counts["after" if after else "before"] += 1
+
+    def sample() -> None:
+        while not stop.is_set():
+            most_sessions[0] = max(most_sessions[0], admin.sessions())
+
+    threads = [threading.Thread(target=work) for _ in range(16)] + [threading.Thread(target=sample)]
+    for t in threads:
+        t.start()
+    try:
+        wait_until(lambda: counts["before"] >= 200 and admin.sessions() == 4, 30, "the pool to warm up")
+        ids = admin.ids()
+        assert admin.kill() == 4
+        wait_until(lambda: not set(ids) & set(admin.ids()), 10, "the killed sessions to end")
+        killed.set()
+        wait_until(lambda: counts["after"] >= 400, 30, "operations after the kill")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    try:
+        assert failed_after == []
+        assert len(failed_in_flight) <= 4
+        assert most_sessions[0] <= 4
+        stats = pool.statistics()
+        assert stats.size <= 4 and stats.in_use == 0
+    finally:
+        pool.close()
+    wait_until(lambda: admin.sessions() == 0, 10, "the pool's sessions to end")
+
+
+def test_sessions_killed_while_idle_are_never_lent(mariadb: Any, admin: MariaAdmin) -> None:
+    """Every idle pooled session KILLed, then 16 threads start: not one operation fails."""
+    pool = make_pool(mariadb, admin, max_size=4)
+    try:
+        leases = [pool.acquire() for _ in range(4)]
+        for lease in leases:
+            one(lease.value, "SELECT 1")
+            lease.release()
+        ids = admin.ids()
+        assert admin.kill() == 4
+        wait_until(lambda: not set(ids) & set(admin.ids()), 10, "the killed sessions to end")
+        failures: list[BaseException] = []
+
+        def work() -> None:
+            for _ in range(25):
+                try:
+                    with pool.acquire() as conn:
+                        one(conn, "SELECT 1")
+                except Exception as exc:
+                    failures.append(exc)
+
+        threads = [threading.Thread(target=work) for _ in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert failures == []
+        assert pool.statistics().discarded_by_check == 4
+    finally:
+        pool.close()
+
+
+@pytest.fixture
+def maria_restartable(mariadb: Any) -> Iterator[Any]:
+    """A server the test may stop: started again (and waited for) whatever the outcome."""
+    if not can_control_maria():
+        pytest.skip("stopping MariaDB needs root and /usr/sbin/mariadbd")
+    try:
+        yield mariadb
+    finally:
+        maria_start(mariadb)
+
+
+@pytest.mark.server_restart
+@pytest.mark.xdist_group("db-server-restart")
+def test_server_restart_fails_fast_then_recovers(admin: MariaAdmin, maria_restartable: Any) -> None:
+    """While MariaDB is down acquires fail fast naming the refusal; once back the pool serves."""
+    mariadb = maria_restartable
+    pool = make_pool(mariadb, admin, max_size=4, acquire_timeout=5.0, connect_timeout=2)
+    try:
+        leases = [pool.acquire() for _ in range(4)]
+        for lease in leases:
+            one(lease.value, "SELECT 1")
+            lease.release()
+        maria_stop(mariadb)
+        try:
+            for _ in range(3):
+                started = time.monotonic()
+                with pytest.raises(pymysql.err.OperationalError) as caught, pool.acquire() as conn:
+                    one(conn, "SELECT 1")
+                assert time.monotonic() - started < 5.0
+                assert "refused" in str(caught.value).lower()
+        finally:
+            maria_start(mariadb)
+        back = time.monotonic()
+
+        def serves() -> bool:
+            try:
+                with pool.acquire() as conn:
+                    return one(conn, "SELECT 1") == (1,)
+            except pymysql.err.OperationalError:
+                return False
+
+        wait_until(serves, 2.0, "the pool to serve again")
+        assert time.monotonic() - back < 2.0
+        stats = pool.statistics()
+        assert stats.size <= 4 and stats.in_use == 0
+    finally:
+        pool.close()
+    stats = pool.statistics()
+    assert stats.created == stats.closed  # every connection object made was closed
+
+
+def test_black_holed_network_is_bounded_by_the_timeouts_then_recovers(
+    mariadb: Any, admin: MariaAdmin
+) -> None:
+    """A silent network: ping and connect give up within their timeouts; healing restores service."""
+    with FaultProxy((mariadb.host, mariadb.port)) as proxy:
+        pool = make_pool(
+            mariadb,
+            admin,
+            max_size=2,
+            port=proxy.port,
+            connect_timeout=1,
+            adapter=PyMySQLAdapter(check_timeout=0.5),
+            check_after=0.0,  # ping on every reuse, so the silence is noticed at once
+        )
+        with pool:
+            with pool.acquire() as conn:
+                one(conn, "SELECT 1")
+            proxy.blackhole()
+            started = time.monotonic()
+            with pytest.raises(pymysql.err.OperationalError) as caught:
+                pool.acquire()
+            elapsed = time.monotonic() - started
+            assert "timed out" in str(caught.value).lower()
+            assert elapsed < 0.5 + 1.0 + 5.0
+            assert pool.statistics().discarded_by_check == 1
+            proxy.heal()
+            with pool.acquire() as conn:
+                assert one(conn, "SELECT 1") == (1,)
+
+
+def test_fork_child_gets_its_own_connections_and_parent_keeps_working(
+    mariadb: Any, admin: MariaAdmin
+) -> None:
+    """A pool used before fork(): the child makes its own session; the parent's survives."""
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork on this platform")
+    pool = make_pool(mariadb, admin, max_size=2)
+    try:
+        with pool.acquire() as conn:
+            parent_id = one(conn, "SELECT CONNECTION_ID()")[0]
+        read_end, write_end = os.pipe()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # fork with the pool's thread alive
+            pid = os.fork()
+        if pid == 0:  # child
+            code = 1
+            try:
+                os.close(read_end)
+                with pool.acquire() as conn:
+                    child_id = one(conn, "SELECT CONNECTION_ID()")[0]
+                os.write(write_end, str(child_id).encode())
+                pool.close()
+                import gc
+
+                gc.collect()
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(write_end)
+        with os.fdopen(read_end, "rb") as reader:
+            child_id = int(reader.read() or b"0")
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert child_id not in (0, parent_id)
+        with pool.acquire() as conn:
+            assert one(conn, "SELECT CONNECTION_ID()") == (parent_id,)
+    finally:
+        pool.close()
