@@ -201,15 +201,20 @@ class AtomicWrite(Generic[F]):
                     continue
             else:  # pragma: no cover - 100 collisions of 32 random bits
                 raise FileExistsError(errno.EEXIST, "no free temp file name", self._directory)
-            # Held until the descriptor closes: remove_stale_temps skips locked temp files.
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            try:  # held until the descriptor closes: remove_stale_temps skips locked temp files
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:  # a filesystem without flock: the pid in the name still protects it
+                pass
             if existing is not None:
                 _copy_owner(fd, existing)
-            mode = self._permissions
-            if mode is None and existing is not None:
-                mode = stat.S_IMODE(existing.st_mode)
-            if mode is not None and mode != create_mode:
-                os.fchmod(fd, mode)
+            if self._permissions is not None:
+                if self._permissions != create_mode:
+                    os.fchmod(fd, self._permissions)
+            elif existing is not None and stat.S_IMODE(existing.st_mode) != create_mode:
+                try:
+                    os.fchmod(fd, stat.S_IMODE(existing.st_mode))
+                except OSError:  # a filesystem that stores no modes (vfat...): nothing to keep
+                    pass
             self._file = open(fd, _MODES[self._mode], encoding=self._encoding, newline=self._newline)
         except BaseException:
             if fd >= 0:
@@ -307,12 +312,12 @@ def _copy_owner(fd: int, existing: os.stat_result) -> None:
     try:
         os.fchown(fd, existing.st_uid, existing.st_gid)
         return
-    except PermissionError:
+    except OSError:  # not allowed (or a filesystem without owners): keep what we can
         pass
     if current.st_gid != existing.st_gid:
         try:  # an unprivileged owner may still set a group it belongs to
             os.fchown(fd, -1, existing.st_gid)
-        except PermissionError:
+        except OSError:
             pass
 
 
