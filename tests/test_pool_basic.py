@@ -596,3 +596,26 @@ def test_a_pool_collected_unclosed_warns(factory: Factory) -> None:
     with pytest.warns(ResourceWarning, match="unclosed"):
         del pool
         gc.collect()
+
+
+def test_an_interrupt_during_reset_or_check_loses_no_slot(make_pool: Callable[..., Pool[Thing]]) -> None:
+    interrupt = [False]
+
+    def hook(thing: Thing) -> None:
+        if interrupt[0]:
+            interrupt[0] = False
+            raise KeyboardInterrupt
+
+    pool = make_pool(max_size=1, reset=hook, check=hook, check_after=0)
+    with pytest.raises(KeyboardInterrupt), pool.acquire():
+        interrupt[0] = True  # the reset on the way out is interrupted
+    assert pool.statistics().size == 0  # discarded, not lost
+    with pool.acquire():
+        pass
+    interrupt[0] = True  # now the check on the next acquire is interrupted
+    with pytest.raises(KeyboardInterrupt):
+        pool.acquire()
+    stats = pool.statistics()
+    assert (stats.size, stats.idle, stats.in_use) == (0, 0, 0)
+    with pool.acquire(timeout=0):
+        pass

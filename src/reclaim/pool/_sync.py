@@ -280,6 +280,9 @@ class Pool(PoolCore[T]):
             except Exception as exc:
                 log.info("pool %r: check failed, discarding the object: %r", self._name, exc)
                 ok = False
+            except BaseException:
+                self._discard(slot, "broken")  # interrupted mid-check: state unknown
+                raise
             if not ok:
                 self._on_broken(now)
                 self._discard(slot, "check")
@@ -324,6 +327,9 @@ class Pool(PoolCore[T]):
             except Exception as exc:
                 log.info("pool %r: reset failed, discarding the object: %r", self._name, exc)
                 ok = False
+            except BaseException:
+                self._discard(slot, "broken")  # interrupted mid-reset: state unknown
+                raise
             if not ok:
                 self._discard(slot, "broken")
                 return
