@@ -227,6 +227,20 @@ class _BaseScope:
 
     # -- the one unwinding loop ----------------------------------------------
 
+    def _begin(self) -> None:
+        self._entered = True
+        if _track.on_acquire is not None:
+            _track.acquired("scope", self, repr(self), _sites.capture(skip=2))
+
+    def _end(self, exc_type: type[BaseException] | None, exc: BaseException | None) -> _Unwind | None:
+        """Leave the with block; None when everything was released cleanly, else the policy to finish."""
+        self._entered = False
+        if _track.on_release is not None:
+            _track.released(self)
+        if exc_type is None:
+            return self._release_clean()
+        return _Unwind(exc if exc is not None else exc_type())
+
     def _release_clean(self) -> _Unwind | None:
         """Release LIFO while nothing is pending; at the first failure hand over to :meth:`_unwind`.
 
@@ -322,9 +336,7 @@ class Scope(_BaseScope, AbstractContextManager["Scope"]):
     __slots__ = ()
 
     def __enter__(self) -> Self:
-        self._entered = True
-        if _track.on_acquire is not None:
-            _track.acquired("scope", self, repr(self), _sites.capture(skip=1))
+        self._begin()
         return self
 
     def __exit__(
@@ -333,15 +345,9 @@ class Scope(_BaseScope, AbstractContextManager["Scope"]):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool:
-        self._entered = False
-        if _track.on_release is not None:
-            _track.released(self)
-        if exc_type is None:
-            u = self._release_clean()
-            if u is None:
-                return False
-        else:
-            u = _Unwind(exc if exc is not None else exc_type())
+        u = self._end(exc_type, exc)
+        if u is None:
+            return False
         gen = self._unwind(u)
         try:
             next(gen)
@@ -447,9 +453,7 @@ class AsyncScope(_BaseScope, AbstractAsyncContextManager["AsyncScope"]):
         return obj
 
     async def __aenter__(self) -> Self:
-        self._entered = True
-        if _track.on_acquire is not None:
-            _track.acquired("scope", self, repr(self), _sites.capture(skip=1))
+        self._begin()
         return self
 
     async def __aexit__(
@@ -458,15 +462,9 @@ class AsyncScope(_BaseScope, AbstractAsyncContextManager["AsyncScope"]):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool:
-        self._entered = False
-        if _track.on_release is not None:
-            _track.released(self)
-        if exc_type is None:
-            u = self._release_clean()
-            if u is None:
-                return False
-        else:
-            u = _Unwind(exc if exc is not None else exc_type())
+        u = self._end(exc_type, exc)
+        if u is None:
+            return False
         gen = self._unwind(u)
         send: Any = None
         throw: BaseException | None = None
