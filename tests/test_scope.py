@@ -394,17 +394,18 @@ def test_a_scope_collected_while_holding_resources_warns_with_what_and_where() -
 def test_entering_and_exiting_reports_to_the_tracker_seam() -> None:
     from reclaim import _track
 
-    events: list[tuple[str, object]] = []
+    events: list[tuple[Any, ...]] = []
     previous = (_track.on_acquire, _track.on_release)
     _track.install(
-        lambda kind, obj, desc, site: events.append((kind, obj)), lambda obj: events.append(("released", obj))
+        lambda kind, obj, desc, site: events.append((kind, obj, site[0][1])),
+        lambda obj: events.append(("released", obj)),
     )
     try:
-        with Scope() as scope:
+        with Scope() as scope:  # scope-entered
             pass
     finally:
         _track.install(*previous)
-    assert events == [("scope", scope), ("released", scope)]
+    assert events == [("scope", scope, line_of("scope-entered")), ("released", scope)]
 
 
 def test_a_release_that_translates_the_error_with_from_replaces_it() -> None:
