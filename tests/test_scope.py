@@ -419,10 +419,9 @@ def test_a_release_that_translates_the_error_with_from_replaces_it() -> None:
             raise DomainError("translated") from exc
 
     body = KeyError("driver")
-    with pytest.raises(DomainError) as info:
-        with Scope() as scope:
-            scope.push(translate)
-            raise body
+    with pytest.raises(DomainError) as info, Scope() as scope:
+        scope.push(translate)
+        raise body
     assert info.value.__cause__ is body
     assert cleanup_errors(info.value) == ()
 
@@ -432,9 +431,8 @@ def test_a_release_that_re_raises_what_it_was_shown_is_not_a_failure() -> None:
         if exc is not None:
             raise exc
 
-    with pytest.raises(ValueError, match="body") as info:
-        with Scope() as scope:
-            scope.push(reraise)
-            raise ValueError("body")
+    with pytest.raises(ValueError, match="body") as info, Scope() as scope:
+        scope.push(reraise)
+        raise ValueError("body")
     assert cleanup_errors(info.value) == ()
     assert scope.statistics().failed == 0
