@@ -46,6 +46,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
+from . import _sites
 from ._version import __version__
 from .leaks import KINDS, Snapshot, Tracker
 
@@ -276,6 +277,15 @@ def _exit_status(code: object) -> int:
     return 1
 
 
+def _hide_launcher_frames() -> None:
+    """Frames below the program (the console script, runpy, reclaim) are plumbing in reports."""
+    frame: types.FrameType | None = sys._getframe(1)
+    while frame is not None:
+        # _sites keeps its verdict per file name; the launcher's files are never the user's code.
+        _sites._framework_cache[frame.f_code.co_filename] = True
+        frame = frame.f_back
+
+
 def _raise_terminated(signum: int, frame: types.FrameType | None) -> NoReturn:
     # A second SIGTERM while the program unwinds kills it at once.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -306,6 +316,7 @@ def _run(options: _Options, target: _Target) -> int:
         else:
             sys.path.insert(0, main_dir)
 
+    _hide_launcher_frames()
     tracker = Tracker(depth=options.depth)
     tracker.start()
     session = _Session(options, target, tracker, tracker.snapshot())
