@@ -10,17 +10,21 @@
   statements the borrower ``PREPARE``\\ d by SQL. asyncpg's own cached statements are kept
   (a ``DISCARD ALL`` would invalidate them behind its back). Callbacks left by
   ``add_listener`` / ``add_log_listener`` are removed as well.
-- **check**: on every reuse, ``conn.is_closed()`` (asyncpg learns of a server-ended session
-  from the event loop, no round trip); after ``check_after`` seconds idle, ``SELECT 1``
-  bounded by ``check_timeout`` (asyncpg cannot send the empty query).
+- **check**: on every reuse, ``conn.is_closed()`` and a zero-timeout ``poll()`` of the
+  socket (no round trip): asyncpg learns of a server-ended session only when the event loop
+  reads it, so bytes still waiting on an idle connection (the server's goodbye, or a
+  notification) trigger a ``SELECT 1``, as does ``check_after`` seconds of idleness; the
+  round trip is bounded by ``check_timeout`` (asyncpg cannot send the empty query).
 - **broken**: ``conn.is_closed()``; a connection whose last operation was cancelled
   mid-query is terminated rather than reused.
 """
 
 from __future__ import annotations
 
+import select
 import time
 import weakref
+from collections.abc import Callable, Coroutine
 from typing import Any, Final
 
 __all__ = ["AsyncpgAdapter"]
@@ -62,12 +66,20 @@ class AsyncpgAdapter:
         self.session = session
         self.check_after = check_after
         self.check_timeout = check_timeout
-        # asyncpg connections have __slots__: when each was last given back, kept aside.
+        # asyncpg connections have __slots__: when each was last given back, kept aside,
+        # and a zero-timeout poll of each one's socket.
         self._used: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+        self._polls: weakref.WeakKeyDictionary[Any, Callable[[float], object]] = weakref.WeakKeyDictionary()
 
     def configure(self, conn: Any) -> None:
-        """Start the connection's idle clock (called once per new connection)."""
+        """Start the connection's idle clock and socket probe (once per new connection)."""
         self._used[conn] = time.monotonic()
+        transport = getattr(conn, "_transport", None)
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if sock is not None and hasattr(select, "poll"):
+            poller = select.poll()
+            poller.register(sock.fileno(), select.POLLIN)
+            self._polls[conn] = poller.poll
 
     def in_transaction(self, conn: Any) -> bool:
         """True when the server reported an open or failed transaction."""
@@ -77,24 +89,37 @@ class AsyncpgAdapter:
         """True when asyncpg considers the connection closed or aborted."""
         return bool(conn.is_closed())
 
-    async def check(self, conn: Any) -> None:
+    def check(self, conn: Any) -> Coroutine[Any, Any, object] | None:
         """``is_closed()``; after ``check_after`` idle, ``SELECT 1`` bounded by ``check_timeout``.
 
+        Returns None (nothing to await) when no round trip is due.
+
         Raises:
-            asyncpg.InterfaceError, OSError, TimeoutError: the connection is dead.
+            ConnectionError: the connection was closed (the server ended the session).
         """
         if conn.is_closed():
             raise ConnectionError("the connection was closed (the server ended the session?)")
-        if time.monotonic() - self._used.get(conn, 0.0) >= self.check_after:
-            await conn.execute("SELECT 1", timeout=self.check_timeout)
+        poll = self._polls.get(conn)
+        if (poll is not None and poll(0)) or time.monotonic() - self._used.get(conn, 0.0) >= self.check_after:
+            # Bytes the event loop has not read yet on an idle connection: a notification,
+            # or the server's goodbye (pg_terminate_backend, shutdown). A round trip tells.
+            return conn.execute("SELECT 1", timeout=self.check_timeout)  # type: ignore[no-any-return]
+        return None
 
-    async def reset(self, conn: Any) -> bool:
+    def reset(self, conn: Any) -> bool | Coroutine[Any, Any, bool]:
         """Roll back an open transaction; under ``"session"`` also undo the session state.
 
-        Returns False (discard it) when the connection is closed.
+        Returns False (discard it) when the connection is closed, True at once when there
+        is nothing to undo, else a coroutine doing the round trips.
         """
         if conn.is_closed():
             return False
+        if not self.session and not conn.is_in_transaction() and getattr(conn, "_top_xact", None) is None:
+            self._used[conn] = time.monotonic()
+            return True
+        return self._reset(conn)
+
+    async def _reset(self, conn: Any) -> bool:
         if conn.is_in_transaction():
             await conn.execute("ROLLBACK")
         if getattr(conn, "_top_xact", None) is not None:

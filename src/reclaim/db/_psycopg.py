@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import select
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Coroutine, Generator
 from typing import Any, Final
 
 import psycopg
@@ -234,23 +234,29 @@ async def _await_fd(loop: asyncio.AbstractEventLoop, fd: int, what: int) -> None
 class AsyncPsycopgAdapter(_Base):
     """Adapter for ``psycopg.AsyncConnection``.
 
+    ``check`` and ``reset`` answer synchronously when no round trip is needed (the pool
+    then awaits nothing) and return a coroutine only when they must talk to the server.
+
     Example::
 
         pool = reclaim.db.AsyncConnectionPool(psycopg.AsyncConnection.connect, "dbname=test")
     """
 
-    async def configure(self, conn: Any) -> None:
+    def configure(self, conn: Any) -> None:
         """Remember the connection's starting options (called once per new connection)."""
         self.remember(conn)
 
-    async def check(self, conn: Any) -> None:
+    def check(self, conn: Any) -> Coroutine[Any, Any, None] | None:
         """Probe the socket; after ``check_after`` idle, one bounded empty-query round trip.
 
         Raises:
             psycopg.OperationalError: the connection is dead (CheckTimeout: no answer in time).
         """
         if not self._probe(conn):
-            return
+            return None
+        return self._round_trip(conn)
+
+    async def _round_trip(self, conn: Any) -> None:
         loop = asyncio.get_running_loop()
         async with conn.lock:
             pgconn = conn.pgconn
@@ -264,18 +270,25 @@ class AsyncPsycopgAdapter(_Base):
                     f"no answer from the server within check_timeout={self.check_timeout} s"
                 ) from None
 
-    async def reset(self, conn: Any) -> bool:
+    def reset(self, conn: Any) -> bool | Coroutine[Any, Any, bool]:
         """Roll back an open/failed transaction, restore options; ``DISCARD ALL`` for sessions.
 
-        Returns False (discard it) when the connection is broken.
+        Returns False (discard it) when the connection is broken; True at once when there
+        is nothing to undo; else a coroutine doing the round trips.
         """
+        status = conn.pgconn.transaction_status
+        if status == _IDLE and not self.session and not self._dirty_options(conn):
+            conn._reclaim_used = _monotonic()
+            return True
+        if status != _IDLE and _broken(conn):
+            return False
+        return self._reset(conn)
+
+    async def _reset(self, conn: Any) -> bool:
         if conn.pgconn.transaction_status != _IDLE:
-            if _broken(conn):
-                return False
             await conn.rollback()
         for name, value in self._dirty_options(conn):
             await getattr(conn, f"set_{name}")(value)
-        conn._reclaim_used = _monotonic()
         if self.session:
             autocommit = conn.autocommit
             await conn.set_autocommit(True)
@@ -284,6 +297,7 @@ class AsyncPsycopgAdapter(_Base):
             finally:
                 if not conn.broken and not conn.closed:
                     await conn.set_autocommit(autocommit)
+        conn._reclaim_used = _monotonic()
         return True
 
     async def close(self, conn: Any) -> None:

@@ -1,0 +1,464 @@
+"""reclaim.db.AsyncConnectionPool against the real PostgreSQL server, with psycopg (async) and asyncpg.
+
+Every test runs once per driver. Sessions are counted and killed by application_name;
+faults are real (pg_terminate_backend, the TCP fault proxy, task cancellation).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import pytest
+
+import reclaim.db
+from _dbserver import PgAdmin, asyncpg_kwargs, pg_conninfo, unique
+from _proxy import FaultProxy
+
+pytestmark = pytest.mark.postgres
+
+LOW_ROLE = "reclaim_low"
+
+
+class Driver:
+    """What a test needs from one async driver: a pool, a scalar query, its error classes."""
+
+    name = ""
+    errors: tuple[type[BaseException], ...] = ()
+
+    def pool(self, postgres: Any, app: str, **kw: Any) -> reclaim.db.AsyncConnectionPool:
+        raise NotImplementedError
+
+    async def value(self, conn: Any, sql: str) -> Any:
+        raise NotImplementedError
+
+    async def run(self, conn: Any, sql: str) -> None:
+        raise NotImplementedError
+
+    async def backend(self, conn: Any) -> int:
+        return int(await self.value(conn, "SELECT pg_backend_pid()"))
+
+
+class Psycopg(Driver):
+    name = "psycopg"
+
+    def __init__(self) -> None:
+        import psycopg
+
+        self.mod = psycopg
+        self.errors = (psycopg.OperationalError,)
+
+    def pool(self, postgres: Any, app: str, **kw: Any) -> reclaim.db.AsyncConnectionPool:
+        conninfo = pg_conninfo(postgres, application_name=app)
+        for key in ("port", "connect_timeout"):
+            if key in kw:
+                conninfo[key] = kw.pop(key)
+        conninfo["autocommit"] = kw.pop("autocommit", True)
+        return reclaim.db.AsyncConnectionPool(self.mod.AsyncConnection.connect, **conninfo, **kw)
+
+    async def value(self, conn: Any, sql: str) -> Any:
+        cur = await conn.execute(sql)
+        row = await cur.fetchone()
+        return row[0]
+
+    async def run(self, conn: Any, sql: str) -> None:
+        await conn.execute(sql)
+
+
+class Asyncpg(Driver):
+    name = "asyncpg"
+
+    def __init__(self) -> None:
+        import asyncpg
+
+        self.mod = asyncpg
+        self.errors = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError)
+
+    def pool(self, postgres: Any, app: str, **kw: Any) -> reclaim.db.AsyncConnectionPool:
+        conn_kw = asyncpg_kwargs(postgres, server_settings={"application_name": app})
+        if "port" in kw:
+            conn_kw["port"] = kw.pop("port")
+        if "connect_timeout" in kw:
+            conn_kw["timeout"] = kw.pop("connect_timeout")
+        kw.pop("autocommit", None)  # asyncpg has no implicit transactions
+        return reclaim.db.AsyncConnectionPool(self.mod.connect, **conn_kw, **kw)
+
+    async def value(self, conn: Any, sql: str) -> Any:
+        return await conn.fetchval(sql)
+
+    async def run(self, conn: Any, sql: str) -> None:
+        await conn.execute(sql)
+
+
+@pytest.fixture(params=["psycopg", "asyncpg"])
+def driver(request: pytest.FixtureRequest) -> Driver:
+    pytest.importorskip(request.param)
+    return Psycopg() if request.param == "psycopg" else Asyncpg()
+
+
+@pytest.fixture
+def admin(postgres: Any) -> Iterator[PgAdmin]:
+    a = PgAdmin(postgres)
+    try:
+        yield a
+    finally:
+        a.close()
+
+
+@pytest.fixture
+def app() -> str:
+    return unique("reclaim")
+
+
+@pytest.fixture
+def low_role(admin: PgAdmin) -> str:
+    with admin._lock:
+        admin.conn.execute(
+            f"DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{LOW_ROLE}') "
+            f"THEN CREATE ROLE {LOW_ROLE} NOLOGIN; END IF; END $$"
+        )
+    return LOW_ROLE
+
+
+def run(coro: Awaitable[Any]) -> Any:
+    return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+async def until(condition: Callable[[], object], what: str, timeout: float = 20.0) -> None:
+    """Let the loop run until *condition* holds (a deadline, not a sleep-as-synchronisation)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for: {what}")
+        await asyncio.sleep(0.005)
+
+
+def assert_counts_exact(pool: Any, *, size: int | None = None) -> None:
+    stats = pool.statistics()
+    assert stats.in_use == 0 and stats.waiting == 0 and stats.creating == 0
+    assert stats.idle == stats.size
+    if size is not None:
+        assert stats.size == size
+
+
+# -- reset ------------------------------------------------------------------------------
+
+
+def test_idle_release_sends_nothing_to_the_server(driver: Driver, postgres: Any, app: str) -> None:
+    """No catch-all reset query per release (asyncpg.Pool sends one): an idle release costs 0 bytes."""
+
+    async def main() -> None:
+        with FaultProxy((postgres.host, postgres.port)) as proxy:
+            async with driver.pool(postgres, app, max_size=1, port=proxy.port) as pool:
+                async with pool.acquire() as conn:
+                    await driver.value(conn, "SELECT 1")
+                before = proxy.bytes_up
+                async with pool.acquire() as conn:
+                    await driver.value(conn, "SELECT 1")
+                one_query = proxy.bytes_up - before
+                before = proxy.bytes_up
+                for _ in range(50):
+                    async with pool.acquire():
+                        pass
+                async with pool.acquire() as conn:
+                    await driver.value(conn, "SELECT 1")
+                assert proxy.bytes_up - before == one_query
+
+    run(main())
+
+
+def test_open_transaction_is_rolled_back(driver: Driver, postgres: Any, app: str) -> None:
+    """Default policy: a transaction left open (with SET LOCAL ROLE in it) is gone for the next one."""
+
+    async def main() -> None:
+        async with driver.pool(postgres, app, max_size=1) as pool:
+            async with pool.acquire() as conn:
+                login = await driver.value(conn, "SELECT session_user")
+                await driver.run(conn, "BEGIN")
+                await driver.run(conn, "CREATE TEMP TABLE t_in_tx (a int)")
+                await driver.run(conn, "SET LOCAL search_path TO pg_catalog")
+            async with pool.acquire() as conn:
+                assert await driver.value(conn, "SELECT to_regclass('pg_temp.t_in_tx') IS NULL") is True
+                assert await driver.value(conn, "SELECT current_setting('search_path')") == '"$user", public'
+                assert await driver.value(conn, "SELECT current_user") == login
+
+    run(main())
+
+
+def test_session_reset_leaves_nothing_of_borrower_a(
+    driver: Driver, postgres: Any, app: str, low_role: str, admin: PgAdmin
+) -> None:
+    """reset='session': B on the same backend sees no search_path, role, temp table, lock, LISTEN, tx."""
+
+    async def main() -> None:
+        async with driver.pool(postgres, app, max_size=1, reset="session") as pool:
+            async with pool.acquire() as conn:
+                backend = await driver.backend(conn)
+                login = await driver.value(conn, "SELECT session_user")
+                for sql in (
+                    "SET search_path TO pg_catalog",
+                    "SET statement_timeout = 1234",
+                    "CREATE TEMP TABLE secret_a (v text)",
+                    "SELECT pg_advisory_lock(4244)",
+                    "LISTEN tenant_a_channel",
+                    "PREPARE tenant_a_stmt AS SELECT 'A'",
+                    f"SET ROLE {low_role}",
+                    "BEGIN",
+                    "SELECT 1",
+                ):
+                    await driver.run(conn, sql)
+            async with pool.acquire() as conn:
+                assert await driver.backend(conn) == backend
+                checks = {
+                    "SELECT current_user": login,
+                    "SELECT current_setting('search_path')": '"$user", public',
+                    "SELECT current_setting('statement_timeout')": "0",
+                    "SELECT to_regclass('pg_temp.secret_a') IS NULL": True,
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()": 0,
+                    "SELECT count(*) FROM pg_listening_channels()": 0,
+                    "SELECT count(*) FROM pg_prepared_statements WHERE name = 'tenant_a_stmt'": 0,
+                    "SELECT pg_current_xact_id_if_assigned() IS NULL": True,
+                }
+                for sql, expected in checks.items():
+                    assert await driver.value(conn, sql) == expected, sql
+        with admin._lock:
+            assert admin.conn.execute("SELECT pg_try_advisory_lock(4244)").fetchone() == (True,)
+            admin.conn.execute("SELECT pg_advisory_unlock(4244)")
+
+    run(main())
+
+
+def test_role_change_does_not_leak_under_session_reset(
+    driver: Driver, postgres: Any, app: str, low_role: str
+) -> None:
+    """Privilege boundary: SET ROLE / SET SESSION AUTHORIZATION by A never reach borrower B."""
+
+    async def main() -> None:
+        async with driver.pool(postgres, app, max_size=1, reset="session") as pool:
+            async with pool.acquire() as conn:
+                login = await driver.value(conn, "SELECT session_user")
+                await driver.run(conn, f"SET SESSION AUTHORIZATION {low_role}")
+            async with pool.acquire() as conn:
+                assert await driver.value(conn, "SELECT session_user") == login
+                await driver.run(conn, f"SET ROLE {low_role}")
+            async with pool.acquire() as conn:
+                assert await driver.value(conn, "SELECT current_user") == login
+
+    run(main())
+
+
+# -- killed sessions --------------------------------------------------------------------
+
+
+def test_killed_backends_fail_only_operations_in_flight(
+    driver: Driver, postgres: Any, admin: PgAdmin, app: str
+) -> None:
+    """16 tasks, pool of 4, every backend terminated: later acquires all get live connections."""
+    most = [0]
+    stop_sampling = threading.Event()
+
+    def sample() -> None:
+        while not stop_sampling.is_set():
+            most[0] = max(most[0], admin.sessions(app))
+
+    async def main() -> None:
+        pool = driver.pool(postgres, app, max_size=4, acquire_timeout=10.0)
+        killed = False
+        stop = False
+        counts = {"before": 0, "after": 0}
+        failed_after: list[BaseException] = []
+        failed_in_flight: list[BaseException] = []
+
+        async def work() -> None:
+            while not stop:
+                after = killed
+                try:
+                    async with pool.acquire() as conn:
+                        await driver.value(conn, "SELECT 1")
+                except Exception as exc:
+                    (failed_after if after else failed_in_flight).append(exc)
+                else:
+                    counts["after" if after else "before"] += 1
+
+        tasks = [asyncio.ensure_future(work()) for _ in range(16)]
+        try:
+            await until(lambda: counts["before"] >= 200 and admin.sessions(app) == 4, "the pool to warm up")
+            pids = admin.pids(app)
+            assert len(pids) == 4
+            with admin._lock:
+                admin.conn.execute(
+                    "SELECT pg_terminate_backend(pid, 5000) FROM unnest(%s::int[]) AS pid", (pids,)
+                )
+            await asyncio.sleep(0)  # let the loop read the servers' goodbyes
+            killed = True
+            await until(lambda: counts["after"] >= 400, "operations after the kill")
+        finally:
+            stop = True
+            await asyncio.gather(*tasks)
+        assert failed_after == []
+        assert len(failed_in_flight) <= 4
+        assert_counts_exact(pool)
+        assert not set(pids) & set(admin.pids(app))
+        await pool.close()
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        run(main())
+    finally:
+        stop_sampling.set()
+        sampler.join()
+    assert most[0] <= 4
+
+
+def test_backends_killed_while_idle_are_never_lent(
+    driver: Driver, postgres: Any, admin: PgAdmin, app: str
+) -> None:
+    """Every idle pooled backend terminated, then 16 tasks start: not one operation fails."""
+
+    async def main() -> None:
+        async with driver.pool(postgres, app, max_size=4) as pool:
+            leases = [await pool.acquire() for _ in range(4)]
+            for lease in leases:
+                await driver.value(lease.value, "SELECT 1")
+                await lease.release()
+            with admin._lock:
+                admin.conn.execute(
+                    "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
+                    "WHERE application_name = %s",
+                    (app,),
+                )
+            await asyncio.sleep(0)
+
+            async def work() -> None:
+                for _ in range(25):
+                    async with pool.acquire() as conn:
+                        await driver.value(conn, "SELECT 1")
+
+            await asyncio.gather(*(work() for _ in range(16)))
+            assert pool.statistics().discarded_by_check == 4
+
+    run(main())
+
+
+# -- cancellation -----------------------------------------------------------------------
+
+
+def test_cancelled_while_waiting_loses_nothing(
+    driver: Driver, postgres: Any, admin: PgAdmin, app: str
+) -> None:
+    """A task cancelled while queued for a connection leaves the counts and the server exact."""
+
+    async def main() -> None:
+        async with driver.pool(postgres, app, max_size=1) as pool:
+            holder = await pool.acquire()
+            waiter = asyncio.ensure_future(pool.acquire().__aenter__())
+            await until(lambda: pool.statistics().waiting == 1, "the waiter to queue")
+            waiter.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiter
+            await holder.release()
+            assert_counts_exact(pool, size=1)
+            assert admin.sessions(app) == 1
+            async with pool.acquire() as conn:
+                assert await driver.value(conn, "SELECT 1") == 1
+
+    run(main())
+
+
+def test_cancelled_mid_query_leaves_no_orphaned_session(
+    driver: Driver, postgres: Any, admin: PgAdmin, app: str
+) -> None:
+    """A task cancelled while its query runs: no backend keeps running it, the counts are exact."""
+
+    async def main() -> None:
+        async with driver.pool(postgres, app, max_size=2) as pool:
+
+            async def long_query() -> None:
+                async with pool.acquire() as conn:
+                    await driver.run(conn, "SELECT pg_sleep(30)")
+
+            task = asyncio.ensure_future(long_query())
+
+            def running() -> bool:
+                with admin._lock:
+                    rows = admin.conn.execute(
+                        "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s "
+                        "AND state = 'active' AND query LIKE %s",
+                        (app, "%pg_sleep(30)%"),
+                    ).fetchall()
+                return bool(rows[0][0])
+
+            await until(running, "the query to run on the server")
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            await until(lambda: not running(), "the server to stop running the cancelled query")
+            stats = pool.statistics()
+            assert stats.in_use == 0 and stats.creating == 0
+            await until(lambda: admin.sessions(app) == pool.statistics().size, "sessions == pool size")
+            async with pool.acquire() as conn:
+                assert await driver.value(conn, "SELECT 1") == 1
+            assert_counts_exact(pool)
+            assert admin.sessions(app) == pool.statistics().size
+
+    run(main())
+
+
+def test_cancelled_while_connecting_leaves_nothing_behind(
+    driver: Driver, postgres: Any, admin: PgAdmin, app: str
+) -> None:
+    """A task cancelled while the pool is creating its connection: no slot, no session is left."""
+
+    async def main() -> None:
+        with FaultProxy((postgres.host, postgres.port)) as proxy:
+            pool = driver.pool(postgres, app, max_size=1, port=proxy.port, connect_timeout=10)
+            async with pool:
+                proxy.blackhole()  # the connection attempt reaches the proxy and hangs there
+                task = asyncio.ensure_future(pool.acquire().__aenter__())
+                await until(lambda: proxy.accepted == 1, "the pool to start connecting")
+                assert pool.statistics().creating == 1
+                task.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+                assert_counts_exact(pool, size=0)
+                proxy.heal()
+                async with pool.acquire() as conn:
+                    assert await driver.value(conn, "SELECT 1") == 1
+                await until(lambda: admin.sessions(app) == 1, "exactly the pool's one session")
+                assert_counts_exact(pool, size=1)
+
+    run(main())
+
+
+# -- network ----------------------------------------------------------------------------
+
+
+def test_black_holed_network_is_bounded_by_the_timeouts_then_recovers(
+    driver: Driver, postgres: Any, app: str
+) -> None:
+    """A silent network: the check and the new connect give up in time; healing restores service."""
+
+    async def main() -> None:
+        with FaultProxy((postgres.host, postgres.port)) as proxy:
+            pool = driver.pool(postgres, app, max_size=1, port=proxy.port, connect_timeout=2, check_after=0.0)
+            pool.adapter.check_timeout = 0.5
+            async with pool:
+                async with pool.acquire() as conn:
+                    await driver.value(conn, "SELECT 1")
+                proxy.blackhole()
+                loop = asyncio.get_running_loop()
+                started = loop.time()
+                with pytest.raises((*driver.errors, TimeoutError)):
+                    async with pool.acquire():
+                        pass
+                assert loop.time() - started < 0.5 + 2.0 + 5.0
+                assert pool.statistics().discarded_by_check == 1
+                proxy.heal()
+                async with pool.acquire() as conn:
+                    assert await driver.value(conn, "SELECT 1") == 1
+
+    run(main())
