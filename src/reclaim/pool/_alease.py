@@ -77,7 +77,7 @@ class AsyncLease(Generic[T]):
         code = frame.f_code
         if _framework.get(code.co_filename) is False:
             slot.code = code
-            slot.line = frame.f_lineno
+            slot.lasti = frame.f_lasti  # the line is worked out only when shown
             slot.site = None
         else:
             slot.site = _sites.capture_from(frame)
@@ -106,7 +106,7 @@ class AsyncLease(Generic[T]):
         code = frame.f_code
         if _framework.get(code.co_filename) is False:
             slot.code = code
-            slot.line = frame.f_lineno
+            slot.lasti = frame.f_lasti  # the line is worked out only when shown
             slot.site = None
         else:
             slot.site = _sites.capture_from(frame)
@@ -127,7 +127,6 @@ class AsyncLease(Generic[T]):
         slot = self._slot
         if slot.__class__ is not Slot:
             return pool._done()
-        assert isinstance(slot, Slot)
         self._slot = False
         if _track.on_release is not None:
             _track.released(self)
@@ -179,7 +178,7 @@ class AsyncLease(Generic[T]):
 
     def __del__(self) -> None:
         slot = self._slot
-        if not isinstance(slot, Slot):
+        if slot.__class__ is not Slot:
             return
         self._slot = False
         pool = self._pool

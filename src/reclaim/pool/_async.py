@@ -34,6 +34,7 @@ _monotonic = time.monotonic
 _getframe = sys._getframe
 _framework = _sites._framework_cache
 TIMEOUT = _Token("TIMEOUT")
+_new_lease = object.__new__
 CLOSE_TIMEOUT = 5.0
 _names = iter(range(1, sys.maxsize))
 
@@ -152,7 +153,11 @@ class AsyncPool(PoolCore[T]):
             PoolClosed: the pool was closed.
             Exception: whatever ``create`` raised when a new object was needed.
         """
-        return AsyncLease(self, timeout)
+        lease: AsyncLease[T] = _new_lease(AsyncLease)  # AsyncLease.__init__ without its frame
+        lease._pool = self
+        lease._timeout = timeout
+        lease._slot = None
+        return lease
 
     async def _get_slow(self, timeout: float | None) -> Slot:
         start = _monotonic()

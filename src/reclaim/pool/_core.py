@@ -45,6 +45,14 @@ _ABANDONED: list[object] = []
 _POOLS: weakref.WeakSet[PoolCore[Any]] = weakref.WeakSet()
 
 
+def line_of(code: CodeType, lasti: int) -> int:
+    """The source line of instruction offset *lasti* in *code* (what ``frame.f_lineno`` says)."""
+    for start, end, line in code.co_lines():
+        if start <= lasti < end:
+            return line or code.co_firstlineno
+    return code.co_firstlineno
+
+
 class Slot:
     """One live pooled object and its timestamps (internal)."""
 
@@ -55,9 +63,9 @@ class Slot:
         "expires",
         "gen",
         "last_used",
+        "lasti",
         "leak_reported",
         "leased",
-        "line",
         "pid",
         "ready",
         "replacing",
@@ -74,7 +82,7 @@ class Slot:
         self.pid = pid
         self.acquired_at = now
         self.code: CodeType | None = None
-        self.line = 0
+        self.lasti = -1  # instruction offset of the acquire: cheaper to take than f_lineno
         self.site: _sites.Site | None = None
         self.leased = False
         self.leak_reported = False
@@ -88,7 +96,7 @@ class Slot:
         code = self.code
         if code is None:
             return "<unknown>"
-        return f"{code.co_filename}:{self.line} in {code.co_qualname}"
+        return f"{code.co_filename}:{line_of(code, self.lasti)} in {code.co_qualname}"
 
 
 class _Token:

@@ -170,7 +170,7 @@ class Pool(PoolCore[T]):
         code = frame.f_code
         if _framework.get(code.co_filename) is False:
             slot.code = code
-            slot.line = frame.f_lineno
+            slot.lasti = frame.f_lasti  # the line is worked out only when shown
             slot.site = None
         else:
             slot.site = _sites.capture_from(frame)
