@@ -365,3 +365,29 @@ def test_environment_is_passed_through(tmp_path: Path) -> None:
     env = {**os.environ, "ORDERS_DB": "orders.sqlite"}
     result = reclaim_run("env.py", cwd=tmp_path, env=env)
     assert result.stdout == "orders.sqlite\n"
+
+
+def test_ctrl_c_still_ends_a_program_hanging_in_shutdown_after_the_report(tmp_path: Path) -> None:
+    """After the report, Ctrl-C works again: a never-ending thread's join can be interrupted."""
+    write(
+        tmp_path / "hangs.py",
+        """\
+        import threading
+        threading.Thread(target=threading.Event().wait, name="never-ends").start()
+        """,
+    )
+    with subprocess.Popen(
+        [sys.executable, "-m", "reclaim", "run", "--grace", "0", "hangs.py"],
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        assert proc.stderr is not None
+        lines: list[str] = []
+        while not any("release each" in line.lower() for line in lines):
+            line = proc.stderr.readline()
+            assert line, "".join(lines)
+            lines.append(line)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=TIMEOUT)
+    assert "never-ends" in "".join(lines)

@@ -348,28 +348,41 @@ def _run(options: _Options, target: _Target) -> int:
             return 1
         _print_exception(exc)
         status = 1
-    pending = _defer_signals()
+    pending, before = _defer_signals()
     status = _report(session, status)
-    if not pending and die_by is None:
-        return status
+    if die_by is None:
+        # Shutdown (joining threads, atexit) reacts to Ctrl-C and SIGTERM as without reclaim.
+        for signum, handler in before.items():
+            if handler is _raise_terminated:
+                handler = signal.SIG_DFL
+            with contextlib.suppress(ValueError, TypeError):
+                signal.signal(signum, handler)
+        if not pending:  # checked after the restore: a signal noted until then is not lost
+            return status
     _die_by_signal(pending[0] if pending else die_by or signal.SIGTERM)
     return status
 
 
-def _defer_signals() -> list[int]:
-    """While the report is written, SIGINT/SIGTERM are noted and delivered after it."""
+def _defer_signals() -> tuple[list[int], dict[int, Any]]:
+    """While the report is written, SIGINT/SIGTERM are noted and delivered after it.
+
+    Returns the signals noted so far (a list that fills in) and the handlers replaced.
+    """
     pending: list[int] = []
+    before: dict[int, Any] = {}
 
     def note(signum: int, frame: types.FrameType | None) -> None:
         pending.append(signum)
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         try:
-            if signal.getsignal(signum) not in (signal.SIG_IGN, None):
+            handler = signal.getsignal(signum)
+            if handler not in (signal.SIG_IGN, None):
                 signal.signal(signum, note)
+                before[signum] = handler
         except ValueError:  # not the main thread (a forked child of a worker thread)
             pass
-    return pending
+    return pending, before
 
 
 def _flush(stream: Any) -> None:
