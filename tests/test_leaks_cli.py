@@ -391,3 +391,58 @@ def test_ctrl_c_still_ends_a_program_hanging_in_shutdown_after_the_report(tmp_pa
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=TIMEOUT)
     assert "never-ends" in "".join(lines)
+
+
+def test_forked_child_writes_its_own_json_report(tmp_path: Path) -> None:
+    """--json PATH: the parent writes PATH, a forked child that leaked writes PATH with its pid."""
+    write(
+        tmp_path / "forks.py",
+        """\
+        import os, socket
+        pid = os.fork()
+        if pid == 0:
+            child_sock = socket.socket()
+            print(os.getpid(), flush=True)
+            os._exit(0)
+        os.waitpid(pid, 0)
+        """,
+    )
+    result = reclaim_run("--json", "leaks.json", "forks.py", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    child = json.loads((tmp_path / f"leaks.{result.stdout.strip()}.json").read_text())
+    parent = json.loads((tmp_path / "leaks.json").read_text())
+    assert [leak["kind"] for leak in child["leaks"]] == ["socket"]
+    assert parent["leaks"] == []
+
+
+def test_forked_child_killed_by_sigterm_reports_and_dies_of_it(tmp_path: Path) -> None:
+    """SIGTERM to a forked child: it prints its report and dies of SIGTERM, no traceback."""
+    write(
+        tmp_path / "worker.py",
+        """\
+        import os, signal, socket, threading
+        pid = os.fork()
+        if pid == 0:
+            held = socket.socket()
+            print(os.getpid(), flush=True)
+            threading.Event().wait()
+        _, status = os.waitpid(pid, 0)
+        print("signal", os.WTERMSIG(status) if os.WIFSIGNALED(status) else None, flush=True)
+        """,
+    )
+    with subprocess.Popen(
+        [sys.executable, "-m", "reclaim", "run", "worker.py"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        assert proc.stdout is not None
+        child = int(proc.stdout.readline())
+        os.kill(child, signal.SIGTERM)
+        out, err = proc.communicate(timeout=TIMEOUT)
+    assert proc.returncode == 0, err
+    assert out == f"signal {int(signal.SIGTERM)}\n"
+    assert f"forked child pid {child}" in err
+    assert "worker.py:4" in err
+    assert "Traceback" not in err
