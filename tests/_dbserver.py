@@ -36,6 +36,17 @@ def wait_until(predicate: Callable[[], object], timeout: float, what: str) -> No
         time.sleep(0.02)
 
 
+def idle_past_probe(pool: Any) -> None:
+    """Wait until the pool's idle connections are old enough to be probed on reuse.
+
+    Adapters skip the socket probe when a connection is reused within ``probe_after``
+    (1 ms) of its release; fault tests that kill idle sessions wait that out first.
+    """
+    released = time.monotonic()
+    after = getattr(pool.adapter, "probe_after", 0.0)
+    wait_until(lambda: time.monotonic() - released > after, 5.0, "probe_after to pass")
+
+
 def port_answers(host: str, port: int) -> bool:
     """True when something accepts TCP connections on host:port."""
     try:

@@ -19,6 +19,7 @@ import reclaim.db
 from _dbserver import (
     MariaAdmin,
     can_control_maria,
+    idle_past_probe,
     maria_kwargs,
     maria_start,
     maria_stop,
@@ -236,6 +237,7 @@ def test_sessions_killed_while_idle_are_never_lent(mariadb: Any, admin: MariaAdm
         ids = admin.ids()
         assert admin.kill() == 4
         wait_until(lambda: not set(ids) & set(admin.ids()), 10, "the killed sessions to end")
+        idle_past_probe(pool)
         failures: list[BaseException] = []
 
         def work() -> None:

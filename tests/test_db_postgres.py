@@ -20,6 +20,7 @@ import reclaim.db
 from _dbserver import (
     PgAdmin,
     can_control_pg,
+    idle_past_probe,
     pg_conninfo,
     pg_start,
     pg_stop,
@@ -337,6 +338,7 @@ def test_backends_killed_while_idle_are_never_lent(
                 "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE application_name = %s",
                 (app,),
             )
+        idle_past_probe(pool)
         failures: list[BaseException] = []
 
         def work() -> None:
@@ -466,6 +468,7 @@ def test_cut_connections_are_replaced_after_the_network_heals(postgres: Any, app
                 lease.value.execute("SELECT 1")
                 lease.release()
             proxy.cut()
+            idle_past_probe(pool)
             with pytest.raises(psycopg.OperationalError):
                 pool.acquire()  # both idle ones are found dead by the probe, the new connect is reset
             proxy.heal()

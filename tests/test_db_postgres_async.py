@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 import reclaim.db
-from _dbserver import PgAdmin, asyncpg_kwargs, pg_conninfo, unique
+from _dbserver import PgAdmin, asyncpg_kwargs, idle_past_probe, pg_conninfo, unique
 from _proxy import FaultProxy
 
 pytestmark = pytest.mark.postgres
@@ -332,6 +332,7 @@ def test_backends_killed_while_idle_are_never_lent(
                     (app,),
                 )
             await asyncio.sleep(0)
+            idle_past_probe(pool)
 
             async def work() -> None:
                 for _ in range(25):

@@ -47,12 +47,12 @@ def split_options(
         _reset_policy(adapter, pool_kw.pop("reset"))
     if hasattr(adapter, "check_after") and pool_kw.get("check") is None:
         # The adapter gates its own round trip by check_after and probes the socket (no
-        # round trip) on every reuse, so a session the server ended is never lent: the
-        # pool calls its check on every acquire.
+        # round trip) on reuse, so a session the server ended is not lent: the pool calls
+        # its check on every acquire after the adapter's probe_after (1 ms) of idleness.
         check_after = pool_kw.pop("check_after", adapter.check_after)
         _seconds("check_after", check_after, optional=False, positive=False)
         adapter.check_after = check_after
-        pool_kw["check_after"] = 0.0
+        pool_kw["check_after"] = min(check_after, getattr(adapter, "probe_after", 0.0))
     prepare = getattr(adapter, "prepare", None)
     if prepare is not None:
         args, kwargs = prepare(args, kwargs)

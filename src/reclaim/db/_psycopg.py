@@ -9,15 +9,15 @@
   sees the command and drops its prepared-statement cache): session settings, ``SET ROLE``
   and ``SET SESSION AUTHORIZATION``, temporary tables, advisory locks, ``LISTEN``,
   prepared statements, open cursors, cached plans and sequence state are all gone.
-- **check**, in two tiers. On every reuse, a zero-timeout ``poll()`` of the socket (about
-  0.3 µs, no round trip): an idle connection has nothing to read unless the server ended
-  the session (``pg_terminate_backend``, a restart: its error and EOF are waiting) or sent
-  a notification, so readable means "consume and see"; a killed session is never lent.
-  Only when the connection was idle ``check_after`` seconds or more, one empty query (the
-  server answers ``EmptyQueryResponse``: the cheapest real round trip, no transaction
-  started), driven at the libpq level so it is bounded by ``check_timeout`` even when the
-  network has gone silent. A check that times out leaves the connection mid-query, so it
-  is reported broken and discarded.
+- **check**, in two tiers. On reuse after ``probe_after`` (1 ms) idle, a zero-timeout
+  ``poll()`` of the socket (about 0.3 µs, no round trip): an idle connection has nothing
+  to read unless the server ended the session (``pg_terminate_backend``, a restart: its
+  error and EOF are waiting) or sent a notification, so readable means "consume and see";
+  a killed session is not lent. Only when the connection was idle ``check_after`` seconds
+  or more, one empty query (the server answers ``EmptyQueryResponse``: the cheapest real
+  round trip, no transaction started), driven at the libpq level so it is bounded by
+  ``check_timeout`` even when the network has gone silent. A check that times out leaves
+  the connection mid-query, so it is reported broken and discarded.
 - **broken**: ``conn.closed``, ``conn.broken``, libpq status ``BAD``, or a transaction
   status of ``ACTIVE`` / ``UNKNOWN`` (a query still in flight: a cancelled task or a
   timed-out check left it there). An ``OperationalError`` is a disconnect exactly when it
@@ -47,6 +47,10 @@ _WRITE: Final = 2
 
 #: Client-side options psycopg applies at the next BEGIN; a borrower may change them.
 _OPTIONS: Final = ("autocommit", "isolation_level", "read_only", "deferrable")
+_NOTHING: Final[list[tuple[str, Any]]] = []
+#: Reuse within this many seconds of the release skips even the socket probe (the pool does
+#: not call check): the window in which a session ended by the server could still be lent.
+PROBE_AFTER: Final = 0.001
 
 
 class CheckTimeout(psycopg.OperationalError):
@@ -101,6 +105,7 @@ class _Base:
     """Policy shared by the sync and async psycopg adapters (no waiting here)."""
 
     name = "psycopg"
+    probe_after = PROBE_AFTER
 
     def __init__(
         self, *, session: bool = False, check_after: float = 0.5, check_timeout: float = 5.0
@@ -146,8 +151,17 @@ class _Base:
 
     def _dirty_options(self, conn: Any) -> list[tuple[str, Any]]:
         baseline = getattr(conn, "_reclaim_baseline", None)
-        if baseline is None:
-            return []
+        if (
+            baseline is None
+            or (
+                conn.autocommit,
+                conn.isolation_level,
+                conn.read_only,
+                conn.deferrable,
+            )
+            == baseline
+        ):
+            return _NOTHING
         return [
             (name, value)
             for name, value in zip(_OPTIONS, baseline, strict=True)

@@ -43,6 +43,8 @@ class PyMySQLAdapter:
     """
 
     name = "pymysql"
+    #: Reuse within this many seconds of the release skips the socket probe (see _psycopg).
+    probe_after = 0.001
 
     def __init__(
         self, *, session: bool = False, check_after: float = 0.5, check_timeout: float = 5.0
