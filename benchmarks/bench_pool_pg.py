@@ -1,0 +1,647 @@
+"""reclaim's pool against psycopg_pool, SQLAlchemy, asyncpg.Pool and bare queues, on PostgreSQL.
+
+One run, one process, contenders interleaved per repeat; the median repeat is
+reported. Skipped cleanly (exit 0) when no server answers or a driver is missing.
+
+Goals (issue 5):
+  A. sync, 16 threads, pool of 4, acquire + SELECT 1 + release:
+     >= 1.0x the unfair LifoQueue floor and >= 1.15x psycopg_pool, worst wait < 10 ms.
+  B. async, 16 tasks, pool of 4: >= 1.5x asyncpg.Pool (its default reset) and
+     >= 1.5x psycopg_pool's AsyncConnectionPool, each with the same driver.
+  C. uncontended acquire + release without a query, psycopg connections:
+     <= 1.5x the LifoQueue floor.
+
+Server: RECLAIM_PG_DSN (libpq conninfo), default host=127.0.0.1 port=5432 user=postgres
+dbname=test. ``--quick`` runs fewer operations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import queue
+import socket
+import statistics
+import sys
+import threading
+import time
+import timeit
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+DSN = os.environ.get("RECLAIM_PG_DSN", "host=127.0.0.1 port=5432 user=postgres dbname=test")
+QUICK = "--quick" in sys.argv
+#: ``--only AB`` runs only those sections (A sync, B async, C uncontended).
+ONLY = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--only=")), "ABC")
+THREADS = 16
+POOL = 4
+SYNC_OPS = 150 if QUICK else 600  # per thread
+ASYNC_OPS = 150 if QUICK else 600  # per task
+REPEATS = 3 if QUICK else 5
+UNCONTENDED_LOOPS = 20_000 if QUICK else 100_000
+
+perf = time.perf_counter
+
+
+def _dsn_parts() -> dict[str, str]:
+    return dict(item.split("=", 1) for item in DSN.split())
+
+
+def server_problem() -> str | None:
+    parts = _dsn_parts()
+    host, port = parts.get("host", "127.0.0.1"), int(parts.get("port", "5432"))
+    try:
+        with socket.create_connection((host, port), timeout=2.0):
+            pass
+    except OSError as exc:
+        return f"no PostgreSQL on {host}:{port} ({exc})"
+    try:
+        import psycopg
+
+        psycopg.connect(DSN, connect_timeout=3).close()
+    except Exception as exc:
+        return f"cannot log in to PostgreSQL with {DSN!r}: {exc}"
+    return None
+
+
+def asyncpg_kwargs() -> dict[str, Any]:
+    parts = _dsn_parts()
+    kw: dict[str, Any] = {
+        "host": parts.get("host", "127.0.0.1"),
+        "port": int(parts.get("port", "5432")),
+        "user": parts.get("user", "postgres"),
+        "database": parts.get("dbname", "postgres"),
+    }
+    if "password" in parts:
+        kw["password"] = parts["password"]
+    return kw
+
+
+# -- result tables --------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    name: str
+    runs: list[float] = field(default_factory=list)  # ops/s or µs/op per repeat
+    worst: list[float] = field(default_factory=list)  # worst wait/latency per repeat (s)
+    p99: list[float] = field(default_factory=list)
+    note: str = ""
+
+    @property
+    def value(self) -> float:
+        return statistics.median(self.runs)
+
+
+def _fmt_ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.2f}"
+
+
+def print_throughput(title: str, rows: list[Row], floor: str, what: str) -> None:
+    base = next(r for r in rows if r.name == floor).value
+    print(f"\n{title}")
+    print(f"  {'contender':<58} {'ops/s':>9} {'vs floor':>9} {what + ' p99 ms':>16} {'max ms':>9}")
+    for r in rows:
+        print(
+            f"  {r.name:<58} {r.value:>9.0f} {r.value / base:>8.2f}x "
+            f"{_fmt_ms(statistics.median(r.p99)):>16} {_fmt_ms(max(r.worst)):>9}"
+        )
+
+
+def ratio(rows: list[Row], a: str, b: str) -> float:
+    ra = next(r for r in rows if r.name == a)
+    rb = next(r for r in rows if r.name == b)
+    return ra.value / rb.value
+
+
+# -- A. sync contended ----------------------------------------------------------------
+
+
+class _QueueLease:
+    __slots__ = ("conn", "q")
+
+    def __init__(self, q: queue.LifoQueue[Any]) -> None:
+        self.q = q
+        self.conn: Any = None
+
+    def __enter__(self) -> Any:
+        self.conn = self.q.get()
+        return self.conn
+
+    def __exit__(self, *exc: object) -> None:
+        conn = self.conn
+        conn.rollback()  # same reset as the pools: the transaction SELECT opened is rolled back
+        self.q.put(conn)
+
+
+def sync_contenders() -> list[tuple[str, Callable[[], tuple[Callable[[], Any], Callable[[], None]]]]]:
+    import psycopg
+
+    def connect() -> Any:
+        return psycopg.connect(DSN)
+
+    out: list[tuple[str, Callable[[], tuple[Callable[[], Any], Callable[[], None]]]]] = []
+
+    def floor() -> tuple[Callable[[], Any], Callable[[], None]]:
+        q: queue.LifoQueue[Any] = queue.LifoQueue()
+        conns = [connect() for _ in range(POOL)]
+        for c in conns:
+            q.put(c)
+
+        def close() -> None:
+            for c in conns:
+                c.close()
+
+        return (lambda: _QueueLease(q)), close
+
+    out.append(("LifoQueue floor (unfair) + rollback", floor))
+
+    try:
+        import psycopg_pool
+    except ImportError:
+        psycopg_pool = None
+    if psycopg_pool is not None:
+
+        def pp() -> tuple[Callable[[], Any], Callable[[], None]]:
+            pool = psycopg_pool.ConnectionPool(DSN, min_size=POOL, max_size=POOL, open=True)
+            pool.wait()
+            return pool.connection, pool.close
+
+        out.append(("psycopg_pool ConnectionPool", pp))
+    try:
+        from sqlalchemy.pool import QueuePool
+    except ImportError:
+        QueuePool = None
+    if QueuePool is not None:
+
+        def sa() -> tuple[Callable[[], Any], Callable[[], None]]:
+            pool = QueuePool(connect, pool_size=POOL, max_overflow=0, timeout=30)
+            return pool.connect, pool.dispose
+
+        out.append(("SQLAlchemy QueuePool(psycopg)", sa))
+
+    import reclaim
+
+    def generic() -> tuple[Callable[[], Any], Callable[[], None]]:
+        pool = reclaim.Pool(connect, max_size=POOL, reset=lambda c: c.rollback())
+        return pool.acquire, pool.close
+
+    out.append(("reclaim.Pool(psycopg.connect, reset=rollback)", generic))
+    db = _reclaim_db()
+    if db is not None:
+
+        def adapted() -> tuple[Callable[[], Any], Callable[[], None]]:
+            pool = db.ConnectionPool(psycopg.connect, DSN, max_size=POOL)
+            return pool.acquire, pool.close
+
+        out.append(("reclaim.db.ConnectionPool(psycopg.connect)", adapted))
+    return out
+
+
+def _reclaim_db() -> Any:
+    try:
+        import reclaim.db as db
+    except ImportError:
+        return None
+    return db if hasattr(db, "ConnectionPool") else None
+
+
+def run_sync_once(acquire: Callable[[], Any]) -> tuple[float, float, float]:
+    """16 threads x SYNC_OPS; returns (ops/s, worst wait s, p99 wait s)."""
+    # Warm: every connection made and used once before timing.
+    leases = [acquire() for _ in range(POOL)]
+    for lease in leases:
+        with lease as conn:
+            conn.execute("SELECT 1").fetchone()
+    barrier = threading.Barrier(THREADS + 1)
+    waits: list[list[float]] = [[] for _ in range(THREADS)]
+
+    def work(i: int) -> None:
+        mine = waits[i]
+        append = mine.append
+        barrier.wait()
+        for _ in range(SYNC_OPS):
+            t0 = perf()
+            with acquire() as conn:
+                append(perf() - t0)
+                conn.execute("SELECT 1").fetchone()
+        barrier.wait()
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(THREADS)]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    start = perf()
+    barrier.wait()
+    elapsed = perf() - start
+    for t in threads:
+        t.join()
+    flat = sorted(w for ws in waits for w in ws)
+    return THREADS * SYNC_OPS / elapsed, flat[-1], flat[int(len(flat) * 0.99)]
+
+
+def bench_sync() -> list[Row]:
+    contenders = sync_contenders()
+    rows = [Row(name) for name, _ in contenders]
+    old = sys.getswitchinterval()
+    for _ in range(REPEATS):
+        for row, (_name, make) in zip(rows, contenders, strict=True):
+            acquire, close = make()
+            try:
+                ops, worst, p99 = run_sync_once(acquire)
+            finally:
+                close()
+            row.runs.append(ops)
+            row.worst.append(worst)
+            row.p99.append(p99)
+    sys.setswitchinterval(old)
+    return rows
+
+
+# -- B. async contended ---------------------------------------------------------------
+
+
+class _AQueueLease:
+    __slots__ = ("conn", "q")
+
+    def __init__(self, q: asyncio.LifoQueue[Any]) -> None:
+        self.q = q
+        self.conn: Any = None
+
+    async def __aenter__(self) -> Any:
+        self.conn = await self.q.get()
+        return self.conn
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.q.put_nowait(self.conn)
+
+
+AsyncMaker = Callable[[], Any]  # async () -> (acquire, close, query)
+
+
+async def _asyncpg_query(conn: Any) -> None:
+    await conn.fetchval("SELECT 1")
+
+
+async def _psycopg_query(conn: Any) -> None:
+    cur = await conn.execute("SELECT 1")
+    await cur.fetchone()
+
+
+def async_contenders() -> list[tuple[str, str, AsyncMaker]]:
+    """(name, driver, maker): maker is an async () -> (acquire, close, query)."""
+    out: list[tuple[str, str, AsyncMaker]] = []
+    db = _reclaim_db()
+    try:
+        import asyncpg
+    except ImportError:
+        asyncpg = None
+    if asyncpg is not None:
+        kw = asyncpg_kwargs()
+
+        async def apg_floor() -> Any:
+            q: asyncio.LifoQueue[Any] = asyncio.LifoQueue()
+            conns = [await asyncpg.connect(**kw) for _ in range(POOL)]
+            for c in conns:
+                q.put_nowait(c)
+
+            async def close() -> None:
+                for c in conns:
+                    await c.close()
+
+            return (lambda: _AQueueLease(q)), close, _asyncpg_query
+
+        async def apg_pool() -> Any:
+            pool = await asyncpg.create_pool(min_size=POOL, max_size=POOL, **kw)
+            return pool.acquire, pool.close, _asyncpg_query
+
+        async def apg_noreset() -> Any:
+            async def no_reset(conn: Any) -> None:
+                return None
+
+            pool = await asyncpg.create_pool(min_size=POOL, max_size=POOL, reset=no_reset, **kw)
+            return pool.acquire, pool.close, _asyncpg_query
+
+        out.append(("asyncpg: LifoQueue floor (no reset)", "asyncpg", apg_floor))
+        out.append(("asyncpg.Pool (default reset query per release)", "asyncpg", apg_pool))
+        out.append(("asyncpg.Pool reset=no-op", "asyncpg", apg_noreset))
+        if db is not None:
+
+            async def apg_reclaim() -> Any:
+                pool = db.AsyncConnectionPool(asyncpg.connect, max_size=POOL, **kw)
+                return pool.acquire, pool.close, _asyncpg_query
+
+            out.append(("reclaim AsyncConnectionPool(asyncpg.connect)", "asyncpg", apg_reclaim))
+    try:
+        import psycopg
+    except ImportError:
+        psycopg = None
+    if psycopg is not None:
+
+        async def pg_floor() -> Any:
+            q: asyncio.LifoQueue[Any] = asyncio.LifoQueue()
+            conns = [await psycopg.AsyncConnection.connect(DSN, autocommit=True) for _ in range(POOL)]
+            for c in conns:
+                q.put_nowait(c)
+
+            async def close() -> None:
+                for c in conns:
+                    await c.close()
+
+            return (lambda: _AQueueLease(q)), close, _psycopg_query
+
+        out.append(("psycopg async: LifoQueue floor (autocommit)", "psycopg", pg_floor))
+        try:
+            import psycopg_pool
+        except ImportError:
+            psycopg_pool = None
+        if psycopg_pool is not None:
+
+            async def pg_pool() -> Any:
+                pool = psycopg_pool.AsyncConnectionPool(
+                    DSN, min_size=POOL, max_size=POOL, kwargs={"autocommit": True}, open=False
+                )
+                await pool.open(wait=True)
+                return pool.connection, pool.close, _psycopg_query
+
+            out.append(("psycopg_pool AsyncConnectionPool (autocommit)", "psycopg", pg_pool))
+        if db is not None:
+
+            async def pg_reclaim() -> Any:
+                pool = db.AsyncConnectionPool(
+                    psycopg.AsyncConnection.connect, DSN, autocommit=True, max_size=POOL
+                )
+                return pool.acquire, pool.close, _psycopg_query
+
+            out.append(("reclaim AsyncConnectionPool(psycopg, autocommit)", "psycopg", pg_reclaim))
+    return out
+
+
+async def run_async_once(
+    acquire: Callable[[], Any], query: Callable[[Any], Any]
+) -> tuple[float, float, float]:
+    """16 tasks x ASYNC_OPS; returns (ops/s, worst op latency s, p99 latency s)."""
+
+    async def warm() -> None:
+        async with acquire() as conn:
+            await query(conn)
+            await asyncio.sleep(0)
+
+    await asyncio.gather(*(warm() for _ in range(POOL)))
+    lat: list[list[float]] = [[] for _ in range(THREADS)]
+    go = asyncio.Event()
+
+    async def work(i: int) -> None:
+        mine = lat[i]
+        await go.wait()
+        for _ in range(ASYNC_OPS):
+            t0 = perf()
+            async with acquire() as conn:
+                await query(conn)
+            mine.append(perf() - t0)
+
+    tasks = [asyncio.ensure_future(work(i)) for i in range(THREADS)]
+    await asyncio.sleep(0)
+    start = perf()
+    go.set()
+    await asyncio.gather(*tasks)
+    elapsed = perf() - start
+    flat = sorted(x for xs in lat for x in xs)
+    return THREADS * ASYNC_OPS / elapsed, flat[-1], flat[int(len(flat) * 0.99)]
+
+
+async def bench_async_main() -> list[Row]:
+    contenders = async_contenders()
+    rows = [Row(name) for name, _, _ in contenders]
+    for _ in range(REPEATS):
+        for row, (_name, _driver, make) in zip(rows, contenders, strict=True):
+            acquire, close, query = await make()
+            try:
+                ops, worst, p99 = await run_async_once(acquire, query)
+            finally:
+                await close()
+            row.runs.append(ops)
+            row.worst.append(worst)
+            row.p99.append(p99)
+    return rows
+
+
+# -- C. uncontended, no query -----------------------------------------------------------
+
+
+def bench_uncontended() -> list[Row]:
+    import psycopg
+
+    def connect() -> Any:
+        return psycopg.connect(DSN)
+
+    makers: list[tuple[str, Callable[[], tuple[Callable[[], None], Callable[[], None]]]]] = []
+
+    def floor() -> tuple[Callable[[], None], Callable[[], None]]:
+        q: queue.LifoQueue[Any] = queue.LifoQueue()
+        conns = [connect() for _ in range(POOL)]
+        for c in conns:
+            q.put(c)
+        get, put = q.get, q.put
+
+        def op() -> None:
+            put(get())
+
+        def close() -> None:
+            for c in conns:
+                c.close()
+
+        return op, close
+
+    makers.append(("LifoQueue get/put floor", floor))
+    try:
+        import psycopg_pool
+
+        def pp() -> tuple[Callable[[], None], Callable[[], None]]:
+            pool = psycopg_pool.ConnectionPool(DSN, min_size=POOL, max_size=POOL, open=True)
+            pool.wait()
+            connection = pool.connection
+
+            def op() -> None:
+                with connection():
+                    pass
+
+            return op, pool.close
+
+        makers.append(("psycopg_pool ConnectionPool", pp))
+    except ImportError:
+        pass
+    try:
+        from sqlalchemy.pool import QueuePool
+
+        def sa() -> tuple[Callable[[], None], Callable[[], None]]:
+            pool = QueuePool(connect, pool_size=POOL, max_overflow=0)
+            get = pool.connect
+
+            def op() -> None:
+                with get():
+                    pass
+
+            return op, pool.dispose
+
+        makers.append(("SQLAlchemy QueuePool(psycopg)", sa))
+    except ImportError:
+        pass
+    import reclaim
+
+    def generic() -> tuple[Callable[[], None], Callable[[], None]]:
+        pool = reclaim.Pool(connect, max_size=POOL)
+        acquire = pool.acquire
+
+        def op() -> None:
+            with acquire():
+                pass
+
+        return op, pool.close
+
+    makers.append(("reclaim.Pool(psycopg.connect), no hooks", generic))
+    db = _reclaim_db()
+    if db is not None:
+
+        def adapted() -> tuple[Callable[[], None], Callable[[], None]]:
+            pool = db.ConnectionPool(psycopg.connect, DSN, max_size=POOL)
+            acquire = pool.acquire
+
+            def op() -> None:
+                with acquire():
+                    pass
+
+            return op, pool.close
+
+        makers.append(("reclaim.db.ConnectionPool(psycopg.connect)", adapted))
+
+    rows = [Row(name) for name, _ in makers]
+    made = [make() for _, make in makers]
+    try:
+        for op, _ in made:
+            op()
+        for _ in range(REPEATS + 2):
+            for row, (op, _) in zip(rows, made, strict=True):
+                t = timeit.timeit(op, number=UNCONTENDED_LOOPS)
+                row.runs.append(t / UNCONTENDED_LOOPS * 1e6)
+    finally:
+        for _, close in made:
+            close()
+    return rows
+
+
+# -- main ------------------------------------------------------------------------------
+
+
+def goal(label: str, value: float, ok: bool, target: str) -> str:
+    return f"  [{'MET ' if ok else 'MISS'}] {label}: {value:.2f} (goal {target})"
+
+
+def main() -> int:
+    problem = server_problem()
+    if problem is not None:
+        print(f"bench_pool_pg: skipped: {problem}")
+        return 0
+    import psycopg
+
+    print(
+        f"Python {platform.python_version()} on {platform.system()} ({os.cpu_count()} cores), "
+        f"psycopg {psycopg.__version__}, server {DSN!r}"
+    )
+    print(f"{REPEATS} repeats, contenders interleaved, median repeat shown; max = worst of all repeats.")
+    goals: list[str] = []
+
+    if "A" in ONLY:
+        sync_rows = bench_sync()
+        print_throughput(
+            f"A. sync: {THREADS} threads, pool of {POOL}, {SYNC_OPS} x (acquire, SELECT 1, release) each.\n"
+            "   Reset semantics: every lease ends with its transaction rolled back (psycopg default\n"
+            "   autocommit=False: BEGIN + SELECT + ROLLBACK; the floor calls rollback() itself).",
+            sync_rows,
+            "LifoQueue floor (unfair) + rollback",
+            "wait",
+        )
+        floor = "LifoQueue floor (unfair) + rollback"
+        for name in (
+            "reclaim.db.ConnectionPool(psycopg.connect)",
+            "reclaim.Pool(psycopg.connect, reset=rollback)",
+        ):
+            if any(r.name == name for r in sync_rows):
+                row = next(r for r in sync_rows if r.name == name)
+                goals.append(
+                    goal(
+                        f"A {name} vs floor",
+                        ratio(sync_rows, name, floor),
+                        ratio(sync_rows, name, floor) >= 1.0,
+                        ">= 1.0x",
+                    )
+                )
+                if any(r.name == "psycopg_pool ConnectionPool" for r in sync_rows):
+                    v = ratio(sync_rows, name, "psycopg_pool ConnectionPool")
+                    goals.append(goal(f"A {name} vs psycopg_pool", v, v >= 1.15, ">= 1.15x"))
+                worst = max(row.worst) * 1e3
+                goals.append(goal(f"A {name} worst wait ms", worst, worst < 10.0, "< 10 ms"))
+
+    if "B" in ONLY:
+        async_rows = asyncio.run(bench_async_main())
+        print_throughput(
+            f"B. async: {THREADS} tasks, pool of {POOL}, {ASYNC_OPS} x (acquire, SELECT 1, release) each;\n"
+            "   latency = whole operation. Reset semantics: psycopg rows use autocommit connections\n"
+            "   (no transaction to roll back: every pool's reset is a no-op); asyncpg.Pool sends its\n"
+            "   reset query on every release, reclaim rolls back only an open transaction (none here).",
+            async_rows,
+            "asyncpg: LifoQueue floor (no reset)",
+            "op",
+        )
+        pairs = [
+            (
+                "reclaim AsyncConnectionPool(asyncpg.connect)",
+                "asyncpg.Pool (default reset query per release)",
+            ),
+            (
+                "reclaim AsyncConnectionPool(psycopg, autocommit)",
+                "psycopg_pool AsyncConnectionPool (autocommit)",
+            ),
+        ]
+        names = {r.name for r in async_rows}
+        if "psycopg async: LifoQueue floor (autocommit)" in names:
+            base = next(
+                r for r in async_rows if r.name == "psycopg async: LifoQueue floor (autocommit)"
+            ).value
+            print(
+                "   psycopg rows vs the psycopg floor: "
+                + ", ".join(
+                    f"{r.name.split(' (')[0]} {r.value / base:.2f}x"
+                    for r in async_rows
+                    if "psycopg" in r.name
+                )
+            )
+        for mine, peer in pairs:
+            if mine in names and peer in names:
+                v = ratio(async_rows, mine, peer)
+                goals.append(goal(f"B {mine} vs {peer}", v, v >= 1.5, ">= 1.5x"))
+
+    if "C" in ONLY:
+        unc = bench_uncontended()
+        base = unc[0].value
+        print(
+            f"\nC. uncontended acquire + release, no query, psycopg connections ({UNCONTENDED_LOOPS} loops):"
+        )
+        print(f"  {'contender':<58} {'µs/op':>9} {'vs floor':>9}")
+        for r in unc:
+            print(f"  {r.name:<58} {r.value:>9.3f} {r.value / base:>8.2f}x")
+        for r in unc:
+            if r.name.startswith("reclaim"):
+                v = r.value / base
+                goals.append(goal(f"C {r.name} vs floor", v, v <= 1.5, "<= 1.5x"))
+
+    print("\nGoals:")
+    for line in goals:
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
