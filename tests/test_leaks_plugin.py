@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from xml.etree import ElementTree
+
 import pytest
 
 pytest_plugins = ["pytester"]
@@ -41,6 +44,24 @@ def test_leaking_test_fails_with_the_report_and_clean_tests_pass(pytester: pytes
         ]
     )
     assert "ERROR at teardown of test_clean" not in result.stdout.str()
+
+
+def test_junit_xml_carries_the_leaks_as_a_property(pytester: pytest.Pytester) -> None:
+    """--junitxml: the leaking test's entry has a reclaim_leaks property with the JSON leaks."""
+    pytester.makepyfile(
+        test_junit="""
+        import socket
+        KEEP = []
+        def test_leaks():
+            KEEP.append(socket.socket())
+        """
+    )
+    result = run(pytester, "--junitxml=out.xml")
+    result.assert_outcomes(passed=1, errors=1)
+    tree = ElementTree.parse(pytester.path / "out.xml")
+    props = {p.get("name"): p.get("value") for p in tree.iter("property")}
+    leaks = json.loads(props["reclaim_leaks"])
+    assert [leak["kind"] for leak in leaks] == ["socket"]
 
 
 def test_function_fixture_leak_is_the_tests(pytester: pytest.Pytester) -> None:

@@ -19,7 +19,8 @@ after its test ended (a resource in a reference cycle collected later, or
 still open when the session ends) is reported against the test that acquired
 it in a "reclaim" summary section, and the session fails. With pytest-xdist
 each worker tracks its own tests and sends its session-end findings to the
-controller.
+controller. In junit XML (``--junitxml``) a leaking test carries its leaks as JSON in a
+``reclaim_leaks`` property.
 
 Allow a leak on purpose with a marker::
 
@@ -33,6 +34,7 @@ arguments every leak of the test is allowed.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Generator, Iterable, Sequence
@@ -332,6 +334,11 @@ class LeakChecker:
         finally:
             set_context(self.session_label)
             self.item = None
+        if leaks:
+            # Machine-readable too: junit XML carries it as the test's "reclaim_leaks" property.
+            assert self.tracker is not None
+            data = self.tracker.report(leaks).to_json()["leaks"]
+            item.user_properties.append(("reclaim_leaks", json.dumps(data)))
         if error is not None:
             if leaks:
                 item.add_report_section("teardown", "reclaim", self._render(leaks))
