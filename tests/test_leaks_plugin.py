@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from xml.etree import ElementTree
 
 import pytest
@@ -293,16 +294,31 @@ def test_works_under_xdist(pytester: pytest.Pytester) -> None:
     )
 
 
-def test_inline_session_restores_the_outer_context(pytester: pytest.Pytester) -> None:
-    """A nested (in-process) pytest session with --reclaim leaves the outer test's label alone."""
+def test_inline_session_keeps_its_leaks_and_restores_the_outer_context(
+    pytester: pytest.Pytester,
+) -> None:
+    """A nested in-process session reports its own leaks and leaves the outer label alone."""
     from reclaim.leaks import current_context, set_context
 
+    stop = threading.Event()
     before = current_context()
     set_context("outer-test")
     try:
-        pytester.makepyfile(test_inner="def test_ok():\n    pass\n")
-        result = pytester.runpytest_inprocess("-p", "no:randomly", "--reclaim")
-        result.assert_outcomes(passed=1)
+        pytester.makepyfile(
+            test_inner="""
+            import threading
+            import pytest
+
+            def test_leaks_a_thread():
+                threading.Thread(target=pytest.inner_stop.wait, name="inner-leak").start()
+            """
+        )
+        pytest.inner_stop = stop  # type: ignore[attr-defined]
+        result = pytester.runpytest_inprocess("-p", "no:randomly", "--reclaim", "-o", "reclaim_grace=0.1")
+        result.assert_outcomes(passed=1, errors=1)
+        result.stdout.fnmatch_lines(["*inner-leak*"])
         assert current_context() == "outer-test"
     finally:
+        stop.set()
+        del pytest.inner_stop  # type: ignore[attr-defined]
         set_context(before)

@@ -34,6 +34,7 @@ arguments every leak of the test is allowed.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
 
 __all__ = ["LeakChecker"]
 
+_sessions = itertools.count(1)
 _STASH_LEAKS = pytest.StashKey[list["Leak"]]()
 _MARKER_HELP = (
     "reclaim_allow(kind=None, match=None): allow leaks of this kind (a name or a tuple of "
@@ -186,7 +188,10 @@ class LeakChecker:
         self.collect: bool = bool(config.getini("reclaim_collect"))
         self.tracker: Tracker | None = None
         self.controller = False
-        self.session_label = f"pytest session (pid {os.getpid()}): collection and plugins"
+        # Unique per session: a pytester session nested in this process gets a label of its own.
+        self._number = next(_sessions)
+        nested = f" #{self._number}" if self._number > 1 else ""
+        self.session_label = f"pytest session (pid {os.getpid()}{nested}): collection and plugins"
         self.previous_context: str | None = None
         self.contexts: set[str] = set()
         self.allow: dict[str, list[_Allow]] = {}
