@@ -104,7 +104,9 @@ def main() -> int:
         print(f"loaded config for {service.config['name']!r}")
 
         server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), EchoHandler)
-        server_thread = threading.Thread(target=server.serve_forever, name="echo-server")
+        server_thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="echo-server"
+        )
         server_thread.start()
         try:
             print(f"echo server says {service.ping(server.server_address[:2])!r}")
