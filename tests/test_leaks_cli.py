@@ -446,3 +446,11 @@ def test_forked_child_killed_by_sigterm_reports_and_dies_of_it(tmp_path: Path) -
     assert f"forked child pid {child}" in err
     assert "worker.py:4" in err
     assert "Traceback" not in err
+
+
+def test_os_exit_still_reports_and_keeps_its_status(tmp_path: Path) -> None:
+    """os._exit skips atexit and finally blocks, but the report is still printed."""
+    write(tmp_path / "hard.py", "import os\nf = open(__file__)\nos._exit(4)\n")
+    result = reclaim_run("--fail", "hard.py", cwd=tmp_path)
+    assert result.returncode == 4
+    assert "hard.py:2" in result.stderr
