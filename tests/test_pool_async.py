@@ -321,6 +321,7 @@ def test_drain_resize_and_close_wait_for_leases() -> None:
     run(main())
 
 
+@pytest.mark.reclaim_allow(kind="lease")  # the point of the test
 def test_a_lease_collected_without_release_warns_with_its_line() -> None:
     async def main() -> None:
         async with AsyncPool(Thing, max_size=1) as pool:

@@ -436,6 +436,7 @@ def test_a_long_held_lease_is_logged_once_and_again_when_it_comes_back(
     assert f"test_pool_basic.py:{line}" in back[0]
 
 
+@pytest.mark.reclaim_allow(kind="lease")  # the point of the test
 def test_a_lease_collected_without_release_warns_with_its_line_and_frees_the_slot(
     make_pool: Callable[..., Pool[Thing]], factory: Factory
 ) -> None:

@@ -16,6 +16,7 @@ calls :func:`register_adapter`.
 from __future__ import annotations
 
 import importlib
+import sys
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
@@ -134,12 +135,23 @@ def register_adapter(
 
 
 def driver_of(connect: Callable[..., Any]) -> str:
-    """The top-level module of *connect* without a leading underscore (``_sqlite3`` -> ``sqlite3``)."""
-    module = getattr(connect, "__module__", None) or ""
-    if not module:
-        func = getattr(connect, "func", None)  # functools.partial
-        module = getattr(func, "__module__", None) or ""
-    return module.split(".", 1)[0].lstrip("_")
+    """The driver module *connect* belongs to, without a leading underscore (``_sqlite3`` -> ``sqlite3``).
+
+    A registered driver's own ``connect`` is recognised even when something (a
+    tracer, reclaim's leak tracker) has replaced it with a wrapper.
+    """
+    for name in ADAPTERS:
+        module = sys.modules.get(name)
+        if module is not None and getattr(module, "connect", None) is connect:
+            return name
+    target: Any = connect
+    while hasattr(target, "__wrapped__"):
+        target = target.__wrapped__
+    module_name = getattr(target, "__module__", None) or ""
+    if not module_name:
+        func = getattr(target, "func", None)  # functools.partial
+        module_name = getattr(func, "__module__", None) or ""
+    return module_name.split(".", 1)[0].lstrip("_")
 
 
 def _load(factory: str | Callable[[], Any]) -> Any:
