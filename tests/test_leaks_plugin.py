@@ -65,6 +65,34 @@ def test_junit_xml_carries_the_leaks_as_a_property(pytester: pytest.Pytester) ->
     assert [leak["kind"] for leak in leaks] == ["socket"]
 
 
+def test_checker_statistics_count_what_it_checked(pytester: pytest.Pytester) -> None:
+    """The plugin object's statistics() count checked tests, leaking tests and leaks."""
+    pytester.makeconftest(
+        """
+        import pytest
+
+        @pytest.hookimpl(trylast=True)
+        def pytest_terminal_summary(terminalreporter, config):
+            checker = config.pluginmanager.get_plugin("reclaim-leak-checker")
+            terminalreporter.write_line(f"STATS {checker.statistics()}")
+        """
+    )
+    pytester.makepyfile(
+        test_stats="""
+        import socket
+        KEEP = []
+        def test_clean():
+            pass
+        def test_two_leaks():
+            KEEP.extend([socket.socket(), socket.socket()])
+        """
+    )
+    result = run(pytester)
+    result.stdout.fnmatch_lines(
+        ["STATS LeakCheckerStatistics(tests_checked=2, tests_leaked=1, leaks=2, late_leaks=0)"]
+    )
+
+
 def test_function_fixture_leak_is_the_tests(pytester: pytest.Pytester) -> None:
     """A function-scoped fixture's leak (setup or teardown) is blamed on the test using it."""
     pytester.makepyfile(

@@ -47,7 +47,7 @@ import pytest
 if TYPE_CHECKING:
     from .leaks import Leak, Tracker
 
-__all__ = ["LeakChecker"]
+__all__ = ["LeakChecker", "LeakCheckerStatistics"]
 
 _sessions = itertools.count(1)
 _STASH_LEAKS = pytest.StashKey[list["Leak"]]()
@@ -153,6 +153,25 @@ def _allow_rules(item: pytest.Item) -> list[_Allow]:
     return rules
 
 
+@dataclass(frozen=True)
+class LeakCheckerStatistics:
+    """What the plugin checked in this process.
+
+    Attributes:
+        tests_checked: tests whose teardown was checked.
+        tests_leaked: tests that failed because they leaked.
+        leaks: leaks reported with their test.
+        late_leaks: leaks reported at the end of the session (wider fixtures,
+            collection, or found after their test ended); on an xdist
+            controller, the workers' added up.
+    """
+
+    tests_checked: int
+    tests_leaked: int
+    leaks: int
+    late_leaks: int
+
+
 class _LateLeak:
     """An entry of the terminal's statistics for leaks found after their test ended."""
 
@@ -200,10 +219,24 @@ class LeakChecker:
         # (who acquired, rendered report) of leaks found after their test ended.
         self.late: list[tuple[str, str]] = []
         self.late_count = 0
+        self.tests_leaked = 0
+        self.leak_count = 0
 
     def __repr__(self) -> str:
         state = "controller" if self.controller else ("tracking" if self.tracker else "idle")
-        return f"<LeakChecker {state}, {len(self.allow)} tests checked, {self.late_count} late>"
+        return (
+            f"<LeakChecker {state}: {len(self.allow)} tests checked, {self.tests_leaked} leaked, "
+            f"{self.late_count} late leaks>"
+        )
+
+    def statistics(self) -> LeakCheckerStatistics:
+        """Counts of what was checked and found (see :class:`LeakCheckerStatistics`)."""
+        return LeakCheckerStatistics(
+            tests_checked=len(self.allow),
+            tests_leaked=self.tests_leaked,
+            leaks=self.leak_count,
+            late_leaks=self.late_count,
+        )
 
     # -- session -------------------------------------------------------------------------
 
@@ -340,6 +373,8 @@ class LeakChecker:
             set_context(self.session_label)
             self.item = None
         if leaks:
+            self.tests_leaked += 1
+            self.leak_count += len(leaks)
             # Machine-readable too: junit XML carries it as the test's "reclaim_leaks" property.
             assert self.tracker is not None
             data = self.tracker.report(leaks).to_json()["leaks"]
