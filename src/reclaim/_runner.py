@@ -1,0 +1,378 @@
+"""Run a Python program in this process as ``python`` would, and report its leaks at exit.
+
+The machinery behind ``reclaim run`` (:mod:`reclaim.cli` parses the command
+line): the program gets the ``sys.argv``, ``__main__`` module and
+``sys.path[0]`` the interpreter would give it; the tracker starts before its
+first line; the report is printed when its main code ends (return,
+``sys.exit``, uncaught exception, Ctrl-C, SIGTERM, ``os._exit``), before the
+interpreter joins threads and runs ``atexit`` handlers and finalizers. SIGTERM
+is turned into an exception so the program unwinds its ``with`` blocks first;
+after the report the process dies of the signal as it would have without
+reclaim. After ``os.fork()`` a child reports only what it acquired itself.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import importlib.machinery
+import io
+import json
+import os
+import runpy
+import signal
+import sys
+import types
+import zipfile
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
+
+from . import _sites
+from .leaks import Snapshot, Tracker
+
+__all__ = ["EXIT_LEAKED", "Options", "Target", "run"]
+
+#: Exit status of ``reclaim run --fail`` when the program exited 0 but leaked.
+EXIT_LEAKED = 3
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+# Frames of these files sit above the program's in a traceback (runpy is frozen on 3.11+).
+_OUR_FILES = (
+    os.path.join(_HERE, "_runner.py"),
+    os.path.join(_HERE, "cli.py"),
+    os.path.abspath(runpy.__file__),
+    "<frozen runpy>",
+)
+
+
+class _Terminated(BaseException):
+    """Raised in the main thread by SIGTERM so the program unwinds before the report."""
+
+
+@dataclass
+class Options:
+    """What ``reclaim run``'s options asked for."""
+
+    json_path: str | None
+    fail: bool
+    depth: int
+    ignore: tuple[str, ...]
+    grace: float
+
+
+@dataclass
+class Target:
+    """The program to run: a script path or a module name, and its arguments."""
+
+    module: str | None
+    path: str | None
+    args: list[str]
+
+    @property
+    def label(self) -> str:
+        return f"-m {self.module}" if self.module is not None else str(self.path)
+
+
+@dataclass
+class _Session:
+    """What the report at exit needs; after a fork the child re-labels it as its own."""
+
+    options: Options
+    target: Target
+    tracker: Tracker
+    since: Snapshot | None
+    pid: int = field(default_factory=os.getpid)
+    is_child: bool = False
+    reported_pid: int = 0
+
+
+# -- running the program -------------------------------------------------------------------
+
+
+def _load_script(path: str) -> types.CodeType | str | None:
+    """Compile the script as the interpreter would; a str is an error message, None: use runpy."""
+    if os.path.isdir(path) or (os.path.isfile(path) and zipfile.is_zipfile(path)):
+        return None
+    full = os.path.abspath(path)
+    try:
+        with io.open_code(full) as f:
+            source = f.read()
+    except OSError as exc:
+        return f"reclaim run: can't open file {full!r}: [Errno {exc.errno}] {exc.strerror}"
+    return compile(source, full, "exec", dont_inherit=True)
+
+
+def _exec_script(path: str, code: types.CodeType) -> None:
+    """Run compiled script code in a fresh ``__main__`` module, as ``python script.py`` does."""
+    full = os.path.abspath(path)
+    module = types.ModuleType("__main__")
+    module.__file__ = full
+    module.__cached__ = None  # type: ignore[attr-defined]
+    module.__loader__ = importlib.machinery.SourceFileLoader("__main__", full)
+    module.__builtins__ = builtins  # type: ignore[attr-defined]
+    # The program's module stays __main__ after it ends, for its atexit handlers and pickling.
+    sys.modules["__main__"] = module
+    exec(code, module.__dict__)
+
+
+def _program_traceback(tb: types.TracebackType | None) -> types.TracebackType | None:
+    """Drop reclaim's and runpy's frames from the top, so the traceback starts in the program."""
+    while tb is not None and _abspath(tb.tb_frame.f_code.co_filename) in _OUR_FILES:
+        tb = tb.tb_next
+    return tb
+
+
+def _abspath(filename: str) -> str:
+    return filename if filename.startswith("<") else os.path.abspath(filename)
+
+
+def _print_exception(exc: BaseException) -> None:
+    # The default hook prints exc.__traceback__ whatever tb it is given: trim it in place.
+    tb = _program_traceback(exc.__traceback__)
+    exc.__traceback__ = tb
+    try:
+        sys.excepthook(type(exc), exc, tb)
+    except Exception:  # a broken excepthook must not cost the report
+        sys.__excepthook__(type(exc), exc, tb)
+
+
+def _exit_status(code: object) -> int:
+    """What the interpreter does with ``SystemExit(code)``."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    with contextlib.suppress(Exception):  # as the interpreter: a failed print changes nothing
+        print(code, file=sys.stderr)
+    return 1
+
+
+def _hide_launcher_frames() -> None:
+    """Frames below the program (the console script, runpy, reclaim) are plumbing in reports."""
+    frame: types.FrameType | None = sys._getframe(1)
+    while frame is not None:
+        # _sites keeps its verdict per file name; the launcher's files are never the user's code.
+        _sites._framework_cache[frame.f_code.co_filename] = True
+        frame = frame.f_back
+
+
+def _raise_terminated(signum: int, frame: types.FrameType | None) -> NoReturn:
+    # A second SIGTERM while the program unwinds kills it at once.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    raise _Terminated
+
+
+def run(options: Options, target: Target) -> int:
+    """Run *target* as ``python`` would, print its leaks at exit; return the exit status.
+
+    May not return: a program ended by SIGTERM or Ctrl-C dies of that signal after the report.
+    """
+    code: types.CodeType | str | None = None
+    if target.path is not None:
+        try:
+            code = _load_script(target.path)
+        except SyntaxError as exc:
+            exc.__traceback__ = None  # as the interpreter shows it: no frames, just the caret
+            sys.excepthook(type(exc), exc, None)
+            return 1
+        if isinstance(code, str):
+            print(code, file=sys.stderr)
+            return 2
+        sys.argv[:] = [target.path, *target.args]
+        main_dir = os.path.dirname(os.path.realpath(target.path))
+    else:
+        assert target.module is not None
+        sys.argv[:] = [target.module, *target.args]
+        main_dir = os.getcwd()
+    if not sys.flags.safe_path:
+        if sys.path:
+            sys.path[0] = main_dir
+        else:
+            sys.path.insert(0, main_dir)
+
+    _hide_launcher_frames()
+    tracker = Tracker(depth=options.depth)
+    tracker.start()
+    session = _Session(options, target, tracker, tracker.snapshot())
+    _install_fork_and_exit_hooks(session)
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _raise_terminated)
+
+    status = 0
+    die_by: int | None = None
+    try:
+        if target.module is not None:
+            runpy.run_module(target.module, run_name="__main__", alter_sys=True)
+        elif isinstance(code, types.CodeType):
+            _exec_script(target.path or "", code)
+        else:
+            runpy.run_path(target.path or "", run_name="__main__")
+    except SystemExit as exc:
+        status = _exit_status(exc.code)
+    except KeyboardInterrupt as exc:
+        _print_exception(exc)
+        status, die_by = 128 + signal.SIGINT, signal.SIGINT
+    except _Terminated:
+        status, die_by = 128 + signal.SIGTERM, signal.SIGTERM
+    except BaseException as exc:
+        if isinstance(exc, ImportError) and _program_traceback(exc.__traceback__) is None:
+            # runpy could not find the module: say it as `python -m` does, no report.
+            print(f"reclaim run: {exc}", file=sys.stderr)
+            tracker.stop()
+            return 1
+        _print_exception(exc)
+        status = 1
+    pending, before = _defer_signals()
+    status = _report(session, status)
+    if die_by is None:
+        # Shutdown (joining threads, atexit) reacts to Ctrl-C and SIGTERM as without reclaim.
+        for signum, handler in before.items():
+            if handler is _raise_terminated:
+                handler = signal.SIG_DFL
+            with contextlib.suppress(ValueError, TypeError):
+                signal.signal(signum, handler)
+        if not pending:  # checked after the restore: a signal noted until then is not lost
+            return status
+    _die_by_signal(pending[0] if pending else die_by or signal.SIGTERM)
+    return status
+
+
+def _defer_signals() -> tuple[list[int], dict[int, Any]]:
+    """While the report is written, SIGINT/SIGTERM are noted and delivered after it.
+
+    Returns the signals noted so far (a list that fills in) and the handlers replaced.
+    """
+    pending: list[int] = []
+    before: dict[int, Any] = {}
+
+    def note(signum: int, frame: types.FrameType | None) -> None:
+        pending.append(signum)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            handler = signal.getsignal(signum)
+            if handler not in (signal.SIG_IGN, None):
+                signal.signal(signum, note)
+                before[signum] = handler
+        except ValueError:  # not the main thread (a forked child of a worker thread)
+            pass
+    return pending, before
+
+
+def _flush(stream: Any) -> None:
+    with contextlib.suppress(Exception):  # a closed or broken stream must not hide the exit
+        stream.flush()
+
+
+def _die_by_signal(signum: int) -> None:
+    """End the process by *signum*'s default action, as it would have ended without reclaim."""
+    for stream in (sys.stdout, sys.stderr):
+        _flush(stream)
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+    # Only reached if the signal is blocked: exit with the shell's convention.
+    os._exit(128 + signum)
+
+
+# -- the report ----------------------------------------------------------------------------
+
+
+def _report(session: _Session, status: int) -> int:
+    """Print (and write as JSON) this process's leaks once; return the exit status to use."""
+    pid = os.getpid()
+    if session.reported_pid == pid:
+        return status
+    session.reported_pid = pid
+    options = session.options
+    try:
+        leaks = session.tracker.leaks(
+            session.since, grace=options.grace, ignore_kinds=options.ignore, collect=True
+        )
+        report = session.tracker.report(leaks)
+        text = report.to_text(depth=options.depth, color=_color(sys.stderr))
+    except Exception as exc:  # the program's outcome must survive a broken report
+        print(f"reclaim: could not build the leak report: {exc!r}", file=sys.stderr)
+        return status
+    who = "forked child pid" if session.is_child else "pid"
+    where = f"{session.target.label} ({who} {pid}, exit status {status})"
+    if leaks:
+        counts = Counter(leak.kind for leak in leaks).most_common()
+        kinds = ", ".join(f"{n} {kind}" for kind, n in counts)
+        noun = "resource" if len(leaks) == 1 else "resources"
+        print(f"\nreclaim: {where} leaked {len(leaks)} {noun} ({kinds}):\n", file=sys.stderr)
+        sys.stderr.write(text if text.endswith("\n") else text + "\n")
+        print(_LEGEND, file=sys.stderr)
+    elif not session.is_child:
+        print(f"reclaim: no leaks in {where}", file=sys.stderr)
+    if options.json_path is not None and (leaks or not session.is_child):
+        path = options.json_path
+        if session.is_child:
+            stem, suffix = os.path.splitext(path)
+            path = f"{stem}.{pid}{suffix}"
+        try:
+            with open(path, "w", encoding="utf-8") as f:
+                json.dump(report.to_json(), f, indent=2)
+                f.write("\n")
+        except OSError as exc:
+            print(f"reclaim: could not write --json {path!r}: {exc}", file=sys.stderr)
+            return status or 1
+    _flush(sys.stderr)
+    if options.fail and leaks and status == 0:
+        return EXIT_LEAKED
+    return status
+
+
+_LEGEND = (
+    "\nEach entry: what leaked, the line that acquired it (callers below), the thread and when.\n"
+    "'closed by the garbage collector' means the program dropped it without releasing it.\n"
+    "Release each where it is acquired: a with-block, close(), join(), wait()."
+)
+
+
+def _color(stream: Any) -> bool:
+    """Color on a terminal, unless NO_COLOR says otherwise (https://no-color.org)."""
+    if os.environ.get("NO_COLOR"):
+        return False
+    try:
+        return bool(stream.isatty())
+    except Exception:
+        return False
+
+
+# -- fork and os._exit ---------------------------------------------------------------------
+
+
+def _install_fork_and_exit_hooks(session: _Session) -> None:
+    """Children report their own leaks; ``os._exit`` (which skips everything) still reports."""
+    real_exit: Callable[[int], NoReturn] = os._exit
+
+    def exit_with_report(status: int) -> NoReturn:
+        try:
+            status = _report(session, status)
+        finally:
+            real_exit(status)
+
+    def after_in_child() -> None:
+        session.is_child = True
+        session.pid = os.getpid()
+        try:
+            session.since = session.tracker.snapshot()
+        except Exception:
+            session.since = None
+        # SIGTERM in a child (multiprocessing's terminate()): report and die, no unwinding,
+        # so the child ends as it would without reclaim.
+        try:
+            if signal.getsignal(signal.SIGTERM) is _raise_terminated:
+                signal.signal(signal.SIGTERM, report_and_die)
+        except ValueError:
+            pass
+
+    def report_and_die(signum: int, frame: types.FrameType | None) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        _report(session, 128 + signum)
+        _die_by_signal(signum)
+
+    os._exit = exit_with_report
+    os.register_at_fork(after_in_child=after_in_child)
