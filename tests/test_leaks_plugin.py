@@ -274,8 +274,8 @@ def test_thread_winding_down_is_not_a_leak_but_a_running_one_is(pytester: pytest
     result.stdout.fnmatch_lines(["*ERROR at teardown of test_never_stopped*", "*forever*"])
 
 
-def test_off_by_default_and_on_by_ini(pytester: pytest.Pytester) -> None:
-    """Without --reclaim nothing is checked; `reclaim = true` in the ini turns it on."""
+def test_off_by_default_on_by_ini_and_kinds_ignored_by_ini(pytester: pytest.Pytester) -> None:
+    """Off without --reclaim; `reclaim = true` turns it on; reclaim_ignore_kinds leaves kinds out."""
     pytester.makepyfile(
         test_leak="""
         KEEP = []
@@ -290,6 +290,12 @@ def test_off_by_default_and_on_by_ini(pytester: pytest.Pytester) -> None:
     on.assert_outcomes(passed=1, errors=1)
     overridden = pytester.runpytest_subprocess("-p", "no:randomly", "--no-reclaim")
     overridden.assert_outcomes(passed=1)
+    pytester.makeini("[pytest]\nreclaim = true\nreclaim_ignore_kinds = file\n")
+    ignored = pytester.runpytest_subprocess("-p", "no:randomly")
+    ignored.assert_outcomes(passed=1)
+    pytester.makeini("[pytest]\nreclaim = true\nreclaim_ignore_kinds = files\n")
+    typo = pytester.runpytest_subprocess("-p", "no:randomly")
+    typo.stderr.fnmatch_lines(["*reclaim_ignore_kinds: unknown kind 'files'*"])
 
 
 def test_works_under_xdist(pytester: pytest.Pytester) -> None:

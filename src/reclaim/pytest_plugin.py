@@ -6,6 +6,7 @@ Turn it on with ``pytest --reclaim`` or in the ini file::
     reclaim = true          # --no-reclaim turns it off for one run
     reclaim_grace = 1.0     # seconds to wait for threads/children still finishing
     reclaim_collect = true  # gc.collect() after each test, so cycle leaks are blamed right
+    reclaim_ignore_kinds = ["untracked-fd"]  # kinds never reported
 
 Every resource acquired while a test's setup, call or teardown runs -- its
 function-scoped fixtures included -- is stamped with the test's node id.
@@ -89,6 +90,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "blamed on the test that made them",
     )
     parser.addini("reclaim_depth", default="8", help="frames shown per acquisition stack")
+    parser.addini(
+        "reclaim_ignore_kinds",
+        type="linelist",
+        default=[],
+        help="leak kinds never reported (one per line), e.g. untracked-fd",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -110,6 +117,18 @@ def _ini_number(config: pytest.Config, name: str, convert: type[float] | type[in
     if value < 0:
         raise pytest.UsageError(f"ini option {name}: must be >= 0, got {raw!r}")
     return value
+
+
+def _ini_kinds(config: pytest.Config) -> tuple[str, ...]:
+    from .leaks import KINDS
+
+    kinds = tuple(str(k) for k in config.getini("reclaim_ignore_kinds"))
+    for kind in kinds:
+        if kind not in KINDS:
+            raise pytest.UsageError(
+                f"ini option reclaim_ignore_kinds: unknown kind {kind!r}; kinds: {', '.join(KINDS)}"
+            )
+    return kinds
 
 
 @dataclass(frozen=True)
@@ -205,6 +224,7 @@ class LeakChecker:
         self.grace: float = _ini_number(config, "reclaim_grace", float)
         self.depth: int = max(1, _ini_number(config, "reclaim_depth", int))
         self.collect: bool = bool(config.getini("reclaim_collect"))
+        self.ignore_kinds: tuple[str, ...] = _ini_kinds(config)
         self.tracker: Tracker | None = None
         self.controller = False
         # Unique per session: a pytester session nested in this process gets a label of its own.
@@ -295,7 +315,7 @@ class LeakChecker:
 
     def _check_session_end(self) -> None:
         assert self.tracker is not None
-        leaks = self.tracker.leaks(grace=self.grace, collect=True)
+        leaks = self.tracker.leaks(grace=self.grace, collect=True, ignore_kinds=self.ignore_kinds)
         by_context: dict[str, list[Leak]] = {}
         for leak in leaks:
             context = leak.context
@@ -394,6 +414,7 @@ class LeakChecker:
             context=item.nodeid,
             grace=self.grace,
             collect=self.collect,
+            ignore_kinds=self.ignore_kinds,
             ignore=(lambda leak: any(rule.allows(leak) for rule in rules)) if rules else None,
         )
         fresh = [leak for leak in leaks if _key(leak) not in self.reported]
