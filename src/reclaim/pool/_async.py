@@ -270,10 +270,8 @@ class AsyncPool(PoolCore[T]):
         if slot is None:
             self._close_later(value)
             raise PoolClosed(f"pool {self._name!r} was closed while creating an object")
-        if self._needs_maintenance and self._task is None and not self._closed:
-            self._task = asyncio.get_running_loop().create_task(
-                amaintain(weakref.ref(self)), name=f"reclaim-pool-{self._name}"
-            )
+        if self._needs_maintenance:
+            self._ensure_task()
         return slot
 
     # -- release -------------------------------------------------------------
@@ -371,6 +369,15 @@ class AsyncPool(PoolCore[T]):
         for slot in slots:
             self._close_later(slot.value)
 
+    def _ensure_task(self) -> None:
+        """Start the maintenance task unless one runs (a task of a finished loop does not)."""
+        task = self._task
+        if self._closed or (task is not None and not task.done()):
+            return
+        self._task = asyncio.get_running_loop().create_task(
+            amaintain(weakref.ref(self)), name=f"reclaim-pool-{self._name}"
+        )
+
     def _signal_all_back(self) -> None:
         self._all_back.set()
 
@@ -411,10 +418,8 @@ class AsyncPool(PoolCore[T]):
     async def resize(self, min_size: int | None = None, max_size: int | None = None) -> None:
         """Change the bounds at runtime; extra idle objects are closed, min_size is refilled."""
         self._close_slots(self._resize_locked(min_size, max_size))
-        if self._min_size and self._task is None and not self._closed:
-            self._task = asyncio.get_running_loop().create_task(
-                amaintain(weakref.ref(self)), name=f"reclaim-pool-{self._name}"
-            )
+        if self._min_size:
+            self._ensure_task()
         self._wake.set()
 
     def statistics(self) -> PoolStatistics:
@@ -433,10 +438,8 @@ class AsyncPool(PoolCore[T]):
         return self._closed
 
     async def __aenter__(self) -> AsyncPool[T]:
-        if self._min_size and self._task is None:
-            self._task = asyncio.get_running_loop().create_task(
-                amaintain(weakref.ref(self)), name=f"reclaim-pool-{self._name}"
-            )
+        if self._min_size:
+            self._ensure_task()
         return self
 
     async def __aexit__(self, *exc: object) -> None:

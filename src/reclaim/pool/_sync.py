@@ -436,7 +436,7 @@ class Pool(PoolCore[T]):
         self._close_all(closing)
         self._wake.set()
         if worker is not None and worker is not threading.current_thread():
-            worker.join()
+            worker.join(CLOSE_TIMEOUT if timeout is None else max(timeout, 0.1))
         if not self._all_back.wait(CLOSE_TIMEOUT if timeout is None else timeout):
             with self._lock:
                 held = [s.where() for s in _explain.holders(self)]
