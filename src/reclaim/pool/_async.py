@@ -14,8 +14,8 @@ import sys
 import time
 import warnings
 import weakref
-from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Generic, TypedDict, TypeVar, Unpack, overload
 
 from reclaim import _sites
 from reclaim.errors import PoolClosed, PoolTimeout
@@ -75,6 +75,28 @@ def _time_out(pool: AsyncPool[Any], waiter: _TaskWaiter) -> None:
         waiter.deliver(TIMEOUT)
 
 
+class AsyncPoolOptions(TypedDict, Generic[T], total=False):
+    """The keyword options of :class:`AsyncPool` (for type checkers; see Pool for their meaning)."""
+
+    close: Callable[[T], Any] | None
+    min_size: int
+    max_size: int
+    acquire_timeout: float
+    max_lifetime: float | None
+    max_idle: float | None
+    check: Callable[[T], Any] | None
+    check_after: float
+    reset: Callable[[T], Any] | None
+    configure: Callable[[T], Any] | None
+    is_broken: Callable[[T, BaseException], bool] | None
+    leak_timeout: float | None
+    name: str | None
+    fair: bool
+    handoff_after: float
+    reconnect_delay: float
+    reconnect_max_delay: float
+
+
 class AsyncPool(PoolCore[T]):
     """The asyncio twin of :class:`reclaim.Pool`: same options, same behaviour, awaited.
 
@@ -92,6 +114,15 @@ class AsyncPool(PoolCore[T]):
     Raises:
         TypeError, ValueError: an option is invalid (the message names it).
     """
+
+    # Two signatures so a type checker infers T from a coroutine function's result too.
+    @overload
+    def __init__(
+        self, create: Callable[[], Awaitable[T]], **options: Unpack[AsyncPoolOptions[T]]
+    ) -> None: ...
+
+    @overload
+    def __init__(self, create: Callable[[], T], **options: Unpack[AsyncPoolOptions[T]]) -> None: ...
 
     def __init__(
         self,
