@@ -620,3 +620,21 @@ def test_an_interrupt_during_reset_or_check_loses_no_slot(make_pool: Callable[..
     assert (stats.size, stats.idle, stats.in_use) == (0, 0, 0)
     with pool.acquire(timeout=0):
         pass
+
+
+def test_a_lease_held_past_a_no_leaks_block_is_reported_with_its_line(
+    make_pool: Callable[..., Pool[Thing]],
+) -> None:
+    from reclaim.leaks import no_leaks
+
+    pool = make_pool(name="reported")
+    with pool.acquire():  # warm: the pool's object is made outside the checked block
+        pass
+    with pytest.raises(reclaim.LeakError) as info, no_leaks():
+        lease = pool.acquire()  # tracked-lease
+    line = line_of("tracked-lease", sys.modules[__name__])
+    assert f"test_pool_basic.py:{line}" in str(info.value)
+    assert "reported" in str(info.value)
+    lease.release()
+    with no_leaks(), pool.acquire():
+        pass
