@@ -389,6 +389,8 @@ class LeakChecker:
             leaks = item.stash.get(_STASH_LEAKS, None)
             if leaks is None:  # pytest's own teardown failed before the check ran
                 leaks = self._test_leaks(item)
+            else:
+                del item.stash[_STASH_LEAKS]  # a rerun of the item is checked afresh
         finally:
             set_context(self.session_label)
             self.item = None
