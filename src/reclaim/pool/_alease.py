@@ -58,11 +58,11 @@ class AsyncLease(Generic[T]):
         pool = self._pool
         if self._slot is not None:
             raise RuntimeError(f"{self!r} was already acquired; call pool.acquire() again")
-        self._slot = False
         frame = _getframe(1)  # the code running `async with` (or reclaim's __await__)
         try:
             slot = pool._idle.pop()
         except IndexError:
+            self._slot = False
             return self._enter_slow(frame, None)
         now = _monotonic()
         if (
@@ -70,6 +70,7 @@ class AsyncLease(Generic[T]):
             or slot.gen != pool._gen
             or (pool._check is not None and pool._needs_check(slot, now))
         ):
+            self._slot = False
             return self._enter_slow(frame, slot)
         # _take(), inlined
         slot.leased = True
