@@ -22,8 +22,8 @@ from .errors import (
     ResourceClosed,
 )
 from .files import atomic_write, locked, temp_dir, temp_file
-from .net import SocketPool, connect, is_alive
 from .leaks import no_leaks
+from .net import SocketPool, connect, is_alive
 from .pool import AsyncLease, AsyncPool, Lease, Pool, PoolStatistics
 from .resource import resource
 from .scope import AsyncScope, Held, Scope, ScopeStatistics, cleanup_errors
