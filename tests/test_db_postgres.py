@@ -518,3 +518,29 @@ def test_fork_child_gets_its_own_connections_and_parent_keeps_working(
         assert parent_backend in admin.pids(app)
     finally:
         pool.close()
+
+
+def test_reclaim_db_imports_and_works_without_any_database_driver(tmp_path: Any) -> None:
+    """The drivers are optional extras: with psycopg, asyncpg and PyMySQL absent, reclaim.db works."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "for name in ('psycopg', 'psycopg_pool', 'asyncpg', 'pymysql'):\n"
+        "    sys.modules[name] = None  # import fails as if not installed\n"
+        "import sqlite3, reclaim.db\n"
+        "with reclaim.db.ConnectionPool(sqlite3.connect, ':memory:', max_size=1) as pool:\n"
+        "    with pool.acquire() as conn:\n"
+        "        assert conn.execute('SELECT 1').fetchone() == (1,)\n"
+        "assert 'psycopg' in reclaim.db.ADAPTERS\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-W", "error", "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
