@@ -26,8 +26,6 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from reclaim._sites import capture_from
-
 from . import _records
 from ._kinds import Details, Kind, register
 from ._patch import Patches
@@ -105,7 +103,7 @@ def _wrap_one(name: str, fn: Callable[..., int]) -> Callable[..., int]:
 
     def wrapper(*args: Any, **kwargs: Any) -> int:
         fd = fn(*args, **kwargs)
-        track_fd(fd, call, capture_from(sys._getframe(1), _records.depth))
+        track_fd(fd, call, _records.capture(sys._getframe(1), _records.depth))
         return fd
 
     wrapper.__name__ = wrapper.__qualname__ = name
@@ -118,7 +116,7 @@ def _wrap_many(name: str, fn: Callable[..., tuple[int, ...]]) -> Callable[..., t
 
     def wrapper(*args: Any, **kwargs: Any) -> tuple[int, ...]:
         fds = fn(*args, **kwargs)
-        site = capture_from(sys._getframe(1), _records.depth)
+        site = _records.capture(sys._getframe(1), _records.depth)
         for fd in fds:
             track_fd(fd, call, site)
         return fds

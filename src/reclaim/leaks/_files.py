@@ -1,26 +1,27 @@
-"""Files opened with ``open()``, ``io.open``, ``pathlib`` and ``os.fdopen``.
+"""Files opened with ``open()``, ``io.open``, ``pathlib``, ``os.fdopen`` and ``tempfile``.
 
 ``open()`` is the hottest acquisition there is (the benchmark opens 20,000
 files), so this module is written for it:
 
 * ``builtins.open`` and ``io.open`` are replaced by :func:`tracked_open`, which
   builds the same object stack as the C ``open()`` (raw, buffer, text wrapper:
-  the same classes, line buffering on ttys, the same ``mode`` attribute) with one
-  difference: the raw layer is :class:`FileIO`, a subclass of ``io.FileIO``.
-  That subclass is how we learn that the *garbage collector*, not the program,
-  closed a file: CPython calls ``raw._dealloc_warn()`` (text and buffered
-  files finalized unclosed) or ``raw.close()`` with ``_finalizing`` set (the raw
-  file finalized first, as happens in reference cycles) exactly on the path that
-  emits "ResourceWarning: unclosed file". Wrapping ``close`` on the C classes is
-  impossible and a weakref callback alone cannot tell closed from collected, since
-  finalization closes the file before any callback runs.
-* The record is created inline (no helper call) and captures the site with one
-  frame walk; the thread name and the time are two attribute reads.
-* Calls the fast path does not cover (unusual mode strings, ``buffering=1`` in
-  binary mode, ``-X warn_default_encoding`` without an encoding, file arguments
-  that are neither paths nor descriptors) go to the C ``open()`` unchanged so
-  their errors and warnings stay exactly CPython's; those files are still tracked
-  while alive, but one the GC closes is not told apart from one the program closed.
+  the same classes, line buffering on a tty, the same ``mode`` attribute) with
+  one difference: the raw layer is :class:`FileIO`, a subclass of ``io.FileIO``.
+* That subclass is how we learn that the *garbage collector*, not the program,
+  closed a file. Wrapping ``close`` is impossible on the C classes (and
+  overriding it on the subclass cost 0.3 us per file), and a weakref callback
+  cannot tell closed from collected, since finalization closes the file before
+  any callback runs. Instead the subclass hooks the two steps CPython takes
+  only when it finalizes an *unclosed* file (see :class:`FileIO`): they cost
+  nothing on every other path.
+* The acquisition facts live in a slot of the raw layer, the site capture is
+  inlined and keeps at most ``_records.FILE_DEPTH`` frames, and the registry is
+  a list of weak references without callbacks, swept in batches.
+* Calls the fast path does not cover (unusual mode strings, explicit buffer
+  sizes, ``-X warn_default_encoding`` without an encoding, file arguments that
+  are neither paths nor descriptors) go to the C ``open()`` unchanged, so their
+  errors and warnings stay exactly CPython's; those files are still reported
+  while open, but one the GC closes is not told apart from one the program closed.
 """
 
 from __future__ import annotations
@@ -31,25 +32,27 @@ import os
 import sys
 import threading
 import time
+import weakref
 from typing import Any
 
-from reclaim._sites import capture_from
+from reclaim._sites import _framework_cache as _fw_cache
 
 from . import _records
 from ._kinds import Details, Kind, register
 from ._patch import Patches
-from ._records import OPEN, Record, died, live
+from ._records import NO_OBJECT, OPEN, Record
 
 __all__ = ["FileIO", "install", "tracked_open"]
 
 _c_open = io.open
 _getframe = sys._getframe
-_current_thread = threading.current_thread
+_capture = _records.capture
+_get_ident = threading.get_ident
+_thread_names = _records.thread_names
+_thread_name = _records.thread_name
 _time = time.time
-_counter = _records.counter
 _TextIOWrapper = io.TextIOWrapper
 _FileIO = io.FileIO
-_isatty_open_only = getattr(io.FileIO, "_isatty_open_only", None)  # 3.14+: no ioctl for regular files
 
 
 def _modes() -> dict[str, tuple[str, type, bool]]:
@@ -69,31 +72,109 @@ def _modes() -> dict[str, tuple[str, type, bool]]:
 _MODES = _modes()
 
 
+#: Weak references to the raw layer of every file built by the fast path, its acquisition
+#: facts in the raw object's ``_r_facts`` slot. No callback (a Python call per file death);
+#: dead references are swept in batches, so the list stays short.
+table: list[weakref.ref[FileIO]] = []
+_sweep_at = 512
+_ref = weakref.ref
+_member_finalizing = io.FileIO.__dict__["_finalizing"]
+
+
 class FileIO(io.FileIO):
-    """``io.FileIO`` that notices when it is closed by finalization rather than by the program.
+    """``io.FileIO`` that notices when the file is finalized unclosed.
 
     Only the raw layer of files opened while tracking is of this class;
     ``open()`` still returns the usual ``TextIOWrapper``/``BufferedReader``.
+    Its one slot holds the acquisition facts. Both hooks run only on the paths
+    that emit "ResourceWarning: unclosed file", so they cost nothing otherwise:
+
+    * ``_dealloc_warn(source)``: the text or buffer layer is finalized unclosed
+      (a file dropped by reference counting);
+    * the ``_finalizing`` setter: the raw layer itself is finalized unclosed
+      (unbuffered files, and files in reference cycles, where the collector
+      finalizes the raw layer first).
     """
 
-    __slots__ = ("_reclaim",)
-    _reclaim: Record | None
+    __slots__ = ("_r_facts",)
+
+    #: (generation, time, thread, context, name, mode, site), None once reported or disowned.
+    _r_facts: tuple[Any, ...] | None
 
     def _dealloc_warn(self, source: object) -> None:
-        # Called by the buffer/text layer while it is finalized unclosed.
-        _collected(self)
+        self._collected()
         _FileIO._dealloc_warn(self, source)  # type: ignore[attr-defined]
 
-    def close(self) -> None:
-        if self._finalizing:  # type: ignore[attr-defined]
-            _collected(self)
-        _FileIO.close(self)
+    @property
+    def _finalizing(self) -> bool:
+        return bool(_member_finalizing.__get__(self, _FileIO))
+
+    @_finalizing.setter
+    def _finalizing(self, value: bool) -> None:
+        # IOBase's finalizer sets this just before closing a file nobody closed.
+        if value:
+            self._collected()
+        _member_finalizing.__set__(self, value)
+
+    def _collected(self) -> None:
+        facts = getattr(self, "_r_facts", None)
+        if facts is not None and self.closefd:
+            self._r_facts = None
+            rec = _record(self, facts)
+            _records.leak(rec, _records.COLLECTED)
 
 
-def _collected(raw: FileIO) -> None:
-    rec: Record | None = getattr(raw, "_reclaim", None)
-    if rec is not None and rec.state == OPEN and raw.closefd:
-        _records.leak(rec, _records.COLLECTED)
+def _record(raw: FileIO, facts: tuple[Any, ...]) -> Record:
+    """A record for a fast-path file (reports and leaks use records)."""
+    generation, when, thread, context, name, mode, site = facts
+    rec = Record(NO_OBJECT)
+    rec.key = ("file", id(raw))
+    rec.seq = generation
+    rec.kind = "file"
+    rec.info = (name, mode)
+    rec.site = site
+    rec.thread = thread
+    rec.context = context
+    rec.time = when
+    rec.state = OPEN
+    rec.why = None
+    return rec
+
+
+def open_files() -> list[tuple[Record, Any]]:
+    """(record, raw layer) of every fast-path file still open."""
+    out = []
+    for ref in table:
+        raw = ref()
+        if raw is not None and not raw.closed:
+            facts = raw._r_facts
+            if facts is not None:
+                out.append((_record(raw, facts), raw))
+    return out
+
+
+def _sweep() -> None:
+    """Drop the references to dead files; with many files alive, wait until the list doubles."""
+    global _sweep_at
+    table[:] = [ref for ref in table if ref() is not None]
+    _sweep_at = max(512, 2 * len(table))
+
+
+def disown(file: Any) -> None:
+    """*file* now belongs to another tracked object (a NamedTemporaryFile): stop reporting it."""
+    raw = getattr(getattr(file, "buffer", file), "raw", file)
+    if isinstance(raw, FileIO):
+        raw._r_facts = None
+    _records.release(id(file))
+
+
+def reset() -> None:
+    """Forget every file (the last tracker stopped)."""
+    for ref in table:
+        raw = ref()
+        if raw is not None:
+            raw._r_facts = None
+    table.clear()
 
 
 def tracked_open(
@@ -108,61 +189,73 @@ def tracked_open(
 ) -> Any:
     """``open()`` with the acquisition recorded; same arguments, same result."""
     spec = _MODES.get(mode)
-    raw: FileIO | None = None
     if (
         spec is not None
-        and buffering >= -1
+        and (buffering == -1 or (buffering == 0 and spec[2]))
         and (type(file) is str or type(file) is int or hasattr(file, "__fspath__"))
         and (
-            (encoding is None and errors is None and newline is None and buffering != 1)
+            (encoding is None and errors is None and newline is None)
             if spec[2]
-            else (buffering != 0 and (encoding is not None or not _WARN_ENCODING))
+            else (encoding is not None or _NO_ENCODING_WARNING)
         )
     ):
-        rawmode, buffer_cls, binary = spec
-        if type(file) is int and closefd:
-            # The descriptor now belongs to the file object: report it as the file.
-            _records.release(("fd", file))
-        raw = FileIO(file, rawmode, closefd, opener)
-        try:
-            line_buffering = False
-            if buffering == 1 or (
-                buffering < 0 and (raw._isatty_open_only() if _isatty_open_only else raw.isatty())  # type: ignore[attr-defined]
-            ):
-                buffering = -1
-                line_buffering = True
-            if buffering < 0:
-                buffering = raw._blksize  # type: ignore[attr-defined]
-            if buffering == 0:
-                result: Any = raw
-            else:
-                result = buffer_cls(raw, buffering)
-                if not binary:
-                    result = _TextIOWrapper(result, encoding, errors, newline, line_buffering)
+        raw = FileIO(file, spec[0], closefd, opener)
+        result: Any = raw
+        if buffering:
+            # What the C open() does for buffering=-1: line buffering on a tty, else the block size.
+            try:
+                tty = raw.isatty()
+                result = spec[1](raw, raw._blksize)  # type: ignore[attr-defined]
+                if not spec[2]:
+                    result = _TextIOWrapper(result, encoding, errors, newline, tty)
                     result.mode = mode
-        except BaseException:
-            raw.close()
-            raise
-    else:
-        result = _c_open(file, mode, buffering, encoding, errors, newline, closefd, opener)
-    rec = Record(result, died)
-    rec.key = key = id(result)
-    rec.seq = next(_counter)
-    rec.kind = "file"
-    rec.info = (file if type(file) is str or type(file) is int else os.fsdecode(file), mode)
-    rec.site = capture_from(_getframe(1), _records.depth)
-    rec.thread = _current_thread().name
-    rec.context = _records.context
-    rec.time = _time()
-    rec.state = OPEN
-    rec.why = None
-    if raw is not None:
-        raw._reclaim = rec
-    live[key] = rec
+            except BaseException:
+                raw.close()
+                raise
+        if (type(file) is int or opener is not None) and closefd:
+            # The descriptor (passed in, or made by the opener with os.open) now belongs to the
+            # file object: it is reported as the file, not as a raw descriptor.
+            _records.release(("fd", raw.fileno()))
+        if len(table) >= _sweep_at:
+            _sweep()
+        # _records.capture() inlined for the usual case, a user's frame calling open(): this
+        # saves a Python call. A tuple of code objects and ints: the collector stops tracking
+        # it on first sight.
+        frame: Any = _getframe(1)
+        if _fw_cache.get(frame.f_code.co_filename, True):
+            site: Any = _capture(frame, _records.file_depth)
+        else:
+            site = [frame.f_code, frame.f_lasti]
+            n = _records.file_depth - 1
+            frame = frame.f_back
+            while frame is not None and n:
+                site.append(frame.f_code)
+                site.append(frame.f_lasti)
+                frame = frame.f_back
+                n -= 1
+            site = tuple(site)
+        raw._r_facts = (
+            _records.generation,
+            _time(),
+            _thread_names.get(_get_ident()) or _thread_name(),
+            _records.context,
+            file if type(file) is str or type(file) is int else os.fsdecode(file),
+            mode,
+            site,
+        )
+        table.append(_ref(raw))
+        return result
+    # Explicit buffer sizes, unusual modes: the C open() (its own errors and warnings) and a
+    # weakly referenced record, so they are reported while open but never as collected.
+    result = _c_open(file, mode, buffering, encoding, errors, newline, closefd, opener)
+    if (type(file) is int or opener is not None) and closefd:
+        _records.release(("fd", result.fileno()))
+    name = file if type(file) is str or type(file) is int else os.fsdecode(file)
+    _records.new(result, "file", (name, mode), _capture(_getframe(1), _records.file_depth))
     return result
 
 
-_WARN_ENCODING = bool(sys.flags.warn_default_encoding)
+_NO_ENCODING_WARNING = not sys.flags.warn_default_encoding
 
 
 def _is_open(obj: Any, rec: Record) -> bool:
@@ -196,6 +289,6 @@ register(Kind("file", is_open=_is_open, describe=_describe, fds=_fds))
 def install(patches: Patches) -> None:
     """Route ``open``/``io.open`` (and so pathlib, ``os.fdopen``, tempfile) through the tracker."""
     global _WARN_ENCODING
-    _WARN_ENCODING = bool(sys.flags.warn_default_encoding)
+    _NO_ENCODING_WARNING = not sys.flags.warn_default_encoding
     patches.set(builtins, "open", tracked_open)
     patches.set(io, "open", tracked_open)

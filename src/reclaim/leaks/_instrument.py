@@ -1,15 +1,38 @@
-"""Which modules instrument which kinds, in install order."""
+"""Which modules instrument which kinds, and when.
+
+``builtins``/``io``/``os``/``threading`` are imported by every program, so
+they are patched at once. Everything else is patched when the program
+imports it (see :mod:`._imports`), never imported by us.
+"""
 
 from __future__ import annotations
 
+from functools import partial
+
+from . import _children, _fds, _files, _imports, _mmap, _sockets, _sqlite, _tasks, _tempfiles, _threads
 from ._patch import Patches
 
-__all__ = ["install"]
+__all__ = ["install", "uninstall"]
 
 
 def install(patches: Patches) -> None:
     """Install the wrappers of every kind; *patches* records them for undo."""
-    from . import _fds, _files, _sockets
+    _files.install(patches)
+    _fds.install(patches)
+    _threads.install(patches)
+    for name, installer in (
+        ("socket", _sockets.install_socket),
+        ("selectors", _sockets.install_selectors),
+        ("subprocess", _children.install),
+        ("sqlite3", _sqlite.install),
+        ("tempfile", _tempfiles.install),
+        ("mmap", _mmap.install),
+        ("asyncio.base_events", _tasks.install_base_events),
+        ("asyncio.runners", _tasks.install_runners),
+    ):
+        _imports.when_imported(name, partial(installer, patches))
 
-    for module in (_files, _fds, _sockets):
-        module.install(patches)
+
+def uninstall() -> None:
+    """Stop waiting for imports (the patches themselves are undone by their ``Patches``)."""
+    _imports.cancel_all()

@@ -18,15 +18,16 @@ sentinel that never dies, and a key of their own (``("fd", 7)``,
 
 from __future__ import annotations
 
-import itertools
 import os
 import threading
 import time
 import weakref
 from collections import deque
+from types import CodeType, FrameType
 from typing import Any
 
-from reclaim._sites import Site
+from reclaim._sites import Site, is_framework
+from reclaim._sites import _framework_cache as _fw_cache
 
 __all__ = [
     "LEAKED",
@@ -60,13 +61,24 @@ class Record(weakref.ref):  # type: ignore[type-arg]
     Python-level call would double the cost of tracking an ``open()``).
     """
 
-    __slots__ = ("context", "info", "key", "kind", "seq", "site", "state", "thread", "time", "why")
+    __slots__ = (
+        "context",
+        "info",
+        "key",
+        "kind",
+        "seq",
+        "site",
+        "state",
+        "thread",
+        "time",
+        "why",
+    )
 
     key: object
     seq: int
     kind: str
     info: Any
-    site: Site
+    site: Any  # a flat capture (see capture()) or a Site from reclaim._track
     thread: str
     context: str | None
     time: float
@@ -89,8 +101,20 @@ NO_OBJECT = _Forever()
 live: dict[object, Record] = {}
 #: Records of resources that ended as leaks (collected by the GC, cancelled at loop close).
 collected: deque[Record] = deque(maxlen=MAX_COLLECTED)
-#: Acquisition counter: a snapshot is a position in it, so windows are exact.
-counter = itertools.count(1)
+#: Every acquisition is stamped with the current generation; a snapshot ends one (see
+#: checkpoint()), so "acquired after the snapshot" is exact. A generation rather than a
+#: per-acquisition counter: reading a module attribute is the cheapest stamp there is.
+generation = 1
+
+
+def checkpoint() -> int:
+    """End the current generation and return it: later acquisitions have a higher one."""
+    global generation
+    current = generation
+    generation = current + 1
+    return current
+
+
 #: Kinds for which "the object died while its record was open" means a leak. Kinds whose
 #: close we cannot see (files, children, tasks) instead report from a finalizer-time probe.
 death_leaks: set[str] = set()
@@ -98,6 +122,10 @@ death_leaks: set[str] = set()
 context: str | None = None
 #: Frames captured per acquisition: the deepest any running tracker asked for.
 depth = 8
+#: Frames captured per ``open()``, the hot path: at most FILE_DEPTH, as each frame costs
+#: ~80 ns there, a tenth of the whole budget (see benchmarks/bench_leaks.py).
+FILE_DEPTH = 2
+file_depth = FILE_DEPTH
 dropped = 0
 #: (first seq, pid): acquisitions from that seq on were made by that process. A forked child
 #: appends its own entry, so records inherited from the parent keep the parent's pid.
@@ -113,21 +141,91 @@ def pid_of(seq: int) -> int:
 
 
 def _after_fork_in_child() -> None:
-    pid_epochs.append((next(counter), os.getpid()))
+    pid_epochs.append((checkpoint() + 1, os.getpid()))
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+#: Thread ident -> name, filled on first use: ``current_thread().name`` costs twice a dict
+#: lookup. A thread start drops its ident (idents are reused); a thread renamed after it
+#: first acquired something keeps its old name here.
+thread_names: dict[int, str] = {}
+get_ident = threading.get_ident
+
+
+def thread_name() -> str:
+    """Name of the calling thread (cached by ident)."""
+    ident = get_ident()
+    name = thread_names.get(ident)
+    if name is None:
+        name = thread_names[ident] = threading.current_thread().name
+    return name
+
+
+def capture(frame: FrameType | None, depth: int) -> tuple[Any, ...]:
+    """Record up to *depth* frames from the first non-framework one outwards, cheaply.
+
+    The hot-path twin of :func:`reclaim._sites.capture_from`: it keeps a flat
+    ``(code, lasti, code, lasti, ...)`` tuple, because ``f_lasti`` is a plain
+    read while ``f_lineno`` decodes the line table, and one flat tuple is one
+    allocation. :func:`site_of` turns it into a standard site when a report
+    needs it.
+    """
+    first = frame
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        framework = _fw_cache.get(filename)
+        if framework is None:
+            framework = is_framework(filename)
+        if not framework:
+            break
+        frame = frame.f_back
+    if frame is None:
+        frame = first
+    out: list[Any] = []
+    while frame is not None and depth:
+        out.append(frame.f_code)
+        out.append(frame.f_lasti)
+        frame = frame.f_back
+        depth -= 1
+    return tuple(out)
+
+
+def _line(code: CodeType, lasti: int) -> int:
+    for start, end, line in code.co_lines():
+        if start <= lasti < end:
+            return line if line is not None else code.co_firstlineno
+    return code.co_firstlineno
+
+
+def site_of(raw: Any) -> Site:
+    """A standard site from what a record holds (a flat capture, or a site already)."""
+    if not raw or type(raw[0]) is tuple:
+        return tuple(raw)
+    return tuple((raw[i], _line(raw[i], raw[i + 1])) for i in range(0, len(raw), 2))
+
+
+def first_filename(raw: Any) -> str | None:
+    """The file of the innermost captured frame, or None for an empty site."""
+    if not raw:
+        return None
+    first = raw[0]
+    code: CodeType = first[0] if type(first) is tuple else first
+    return code.co_filename
+
+
 def died(rec: Record) -> None:
     """Weakref callback: the resource's object is gone."""
     try:
-        key, state, kind = rec.key, rec.state, rec.kind
+        key, state = rec.key, rec.state
     except AttributeError:  # slots already cleared by the collector (interpreter shutdown)
         return
+    # An id is reused only after its object died, which is now: the key is still this record's
+    # unless the record was released (popped) first.
     if live.get(key) is rec:
         del live[key]
-    if state == OPEN and kind in death_leaks:
+    if state == OPEN and rec.kind in death_leaks:
         leak(rec, COLLECTED)
 
 
@@ -168,11 +266,11 @@ def new(
     """
     rec = Record(obj, died if callback and obj is not NO_OBJECT else None)
     rec.key = id(obj) if key is None else key
-    rec.seq = next(counter)
+    rec.seq = generation
     rec.kind = kind
     rec.info = info
     rec.site = site
-    rec.thread = threading.current_thread().name
+    rec.thread = thread_name()
     rec.context = context
     rec.time = time.time()
     rec.state = OPEN

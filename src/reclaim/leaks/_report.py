@@ -48,7 +48,8 @@ class Leak:
             when a check first saw it.
         age: seconds from acquisition to the check.
         details: kind-specific facts (``path``, ``fd``, ``pid``, ``args``, ``peer`` ...).
-        seq: acquisition order within the process (0 for untracked descriptors).
+        seq: the tracker generation it was acquired in (a snapshot starts a new one);
+            0 for untracked descriptors.
     """
 
     kind: str

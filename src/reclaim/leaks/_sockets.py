@@ -13,19 +13,16 @@ and ``close``), which covers asyncio's loops and direct users alike.
 
 from __future__ import annotations
 
-import selectors
-import socket
 import sys
+from types import ModuleType
 from typing import Any
-
-from reclaim._sites import capture_from
 
 from . import _records
 from ._kinds import Details, Kind, register
 from ._patch import Patches
 from ._records import Record
 
-__all__ = ["install"]
+__all__ = ["install_selectors", "install_socket"]
 
 
 def _is_open(obj: Any, rec: Record) -> bool:
@@ -100,13 +97,14 @@ def _sel_describe(obj: Any, rec: Record) -> tuple[str, Details]:
 register(Kind("selector", is_open=_sel_open, describe=_sel_describe, fds=_sel_fds, death_leak=True))
 
 
-def install(patches: Patches) -> None:
-    """Wrap ``socket.socket`` construction and release, and the selectors' base class."""
-    init = socket.socket.__init__
-    real_close = socket.socket._real_close  # type: ignore[attr-defined]
-    detach = socket.socket.detach
+def install_socket(patches: Patches, socket: ModuleType) -> None:
+    """Wrap ``socket.socket`` construction and release."""
+    cls = socket.socket
+    init = cls.__init__
+    real_close = cls._real_close
+    detach = cls.detach
 
-    def __init__(self: socket.socket, *args: Any, **kwargs: Any) -> None:
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         init(self, *args, **kwargs)
         fileno = args[3] if len(args) > 3 else kwargs.get("fileno")
         known: Details = {}
@@ -115,27 +113,32 @@ def install(patches: Patches) -> None:
             _records.release(("fd", self.fileno()))
             known = _endpoints(self)
         info = (_name(self.family), _name(self.type), self.fileno(), known)
-        _records.new(self, "socket", info, capture_from(sys._getframe(1), _records.depth))
+        _records.new(self, "socket", info, _records.capture(sys._getframe(1), _records.depth))
 
-    def _real_close(self: socket.socket, *args: Any, **kwargs: Any) -> None:
+    def _real_close(self: Any, *args: Any, **kwargs: Any) -> None:
         _records.release(id(self))
         real_close(self, *args, **kwargs)
 
-    def detach_(self: socket.socket) -> int:
+    def detach_(self: Any) -> int:
         _records.release(id(self))
-        return detach(self)
+        fd: int = detach(self)
+        return fd
 
-    patches.set(socket.socket, "__init__", __init__)
-    patches.set(socket.socket, "_real_close", _real_close)
-    patches.set(socket.socket, "detach", detach_)
+    patches.set(cls, "__init__", __init__)
+    patches.set(cls, "_real_close", _real_close)
+    patches.set(cls, "detach", detach_)
 
+
+def install_selectors(patches: Patches, selectors: ModuleType) -> None:
+    """Wrap the selectors' common base class (``__init__`` and ``close``)."""
     base = selectors._BaseSelectorImpl
     sel_init = base.__init__
     sel_close = base.close
 
     def sel_init_(self: Any) -> None:
         sel_init(self)
-        _records.new(self, "selector", type(self).__name__, capture_from(sys._getframe(1), _records.depth))
+        site = _records.capture(sys._getframe(1), _records.depth)
+        _records.new(self, "selector", type(self).__name__, site)
 
     def sel_close_(self: Any) -> None:
         _records.release(id(self))

@@ -23,7 +23,7 @@ from typing import Any, Self
 from reclaim import _sites, _track
 from reclaim._sites import Site
 
-from . import _fds, _records
+from . import _fds, _files, _records
 from ._kinds import kind_of
 from ._patch import Patches
 from ._records import NO_OBJECT, OPEN, Record
@@ -50,13 +50,18 @@ _patches: Patches | None = None
 _depths: list[int] = []
 
 
+def _set_depth() -> None:
+    _records.depth = max(_depths)
+    _records.file_depth = min(_records.depth, _records.FILE_DEPTH)
+
+
 def _install(depth: int) -> None:
     """Install every kind's instrumentation (first user) or count one more user."""
     global _users, _patches
     with _lock:
         _users += 1
         _depths.append(depth)
-        _records.depth = max(_depths)
+        _set_depth()
         if _users > 1:
             return
         from . import _instrument
@@ -66,6 +71,7 @@ def _install(depth: int) -> None:
             _instrument.install(patches)
             _track.install(_on_acquire, _on_release)
         except BaseException:
+            _instrument.uninstall()
             patches.undo()
             _users -= 1
             _depths.remove(depth)
@@ -79,14 +85,18 @@ def _uninstall(depth: int) -> None:
         _users -= 1
         _depths.remove(depth)
         if _depths:
-            _records.depth = max(_depths)
+            _set_depth()
         if _users > 0:
             return
         _track.install(None, None)
+        from . import _instrument
+
+        _instrument.uninstall()
         if _patches is not None:
             _patches.undo()
             _patches = None
         _records.reset()
+        _files.reset()
         _untracked_seen.clear()
 
 
@@ -136,7 +146,8 @@ class Snapshot:
     """A point in time: a report ``since`` it shows only what was acquired after it.
 
     Attributes:
-        seq: acquisitions made before the snapshot have a lower or equal number.
+        seq: the generation the snapshot ended: acquisitions before it have this number or
+            lower, later ones a higher one.
         time: ``time.time()`` when it was taken.
         fds: the descriptor table then (None where it cannot be read), the
             baseline for reporting untracked descriptors.
@@ -156,18 +167,18 @@ class TrackerStatistics:
         users: trackers (and checks) currently holding the instrumentation.
         live: records of resources that may still be open (all windows).
         collected: leaks the garbage collector closed, kept until reports are done with them.
-        acquisitions: resources acquired since this tracker started.
+        files: raw layers of files opened while tracking and not yet swept (open or recently closed).
     """
 
     running: bool
     users: int
     live: int
     collected: int
-    acquisitions: int
+    files: int
 
 
 def _take_snapshot() -> Snapshot:
-    return Snapshot(next(_records.counter), time.time(), _fds.list_fds())
+    return Snapshot(_records.checkpoint(), time.time(), _fds.list_fds())
 
 
 class Tracker:
@@ -246,7 +257,7 @@ class Tracker:
             users=_users,
             live=len(_records.live),
             collected=len(_records.collected),
-            acquisitions=0 if start is None else max(0, next(_records.counter) - start.seq - 1),
+            files=len(_files.table),
         )
 
     def leaks(
@@ -361,14 +372,20 @@ def _compile(spec: Ignore) -> Callable[[Leak], bool]:
     return spec
 
 
-def _is_framework(site: Site) -> bool:
-    return bool(site) and _sites.is_framework(site[0][0].co_filename)
+def _is_framework(site: Any) -> bool:
+    filename = _records.first_filename(site)
+    return filename is not None and _sites.is_framework(filename)
 
 
 def _find(window: Snapshot, context: str | None, include_framework: bool, untracked_fds: bool) -> list[Leak]:
     now = time.time()
-    records = list(_records.live.values())
-    found: list[tuple[Record, Any, str]] = []
+    # (record, live object or None) of everything that may still be open, every window.
+    pairs: list[tuple[Record, Any]] = []
+    for rec in list(_records.live.values()):
+        obj = rec()
+        if obj is not None and rec.state == OPEN:
+            pairs.append((rec, None if obj is NO_OBJECT else obj))
+    pairs.extend(_files.open_files())
 
     def wanted(rec: Record) -> bool:
         return (
@@ -377,20 +394,12 @@ def _find(window: Snapshot, context: str | None, include_framework: bool, untrac
             and (include_framework or not _is_framework(rec.site))
         )
 
-    for rec in records:
-        if rec.state != OPEN or not wanted(rec):
-            continue
-        obj = rec()
-        if obj is None:
-            continue
-        target = None if obj is NO_OBJECT else obj
-        if _still_open(rec, target):
-            found.append((rec, target, "open"))
+    found = [(rec, obj, "open") for rec, obj in pairs if wanted(rec) and _still_open(rec, obj)]
     found.extend((rec, None, rec.why or "collected") for rec in list(_records.collected) if wanted(rec))
-    found.sort(key=lambda item: item[0].seq)
+    found.sort(key=lambda item: (item[0].seq, item[0].time))
     leaks = [_leak(rec, obj, state, now) for rec, obj, state in found]
     if untracked_fds and window.fds is not None:
-        leaks.extend(_untracked(window.fds, records, context, now))
+        leaks.extend(_untracked(window.fds, pairs, context, now))
     return leaks
 
 
@@ -410,7 +419,7 @@ def _leak(rec: Record, obj: Any, state: str, now: float) -> Leak:
         kind=rec.kind,
         description=description,
         state=state,
-        frames=tuple(_sites.frames(rec.site)),
+        frames=tuple(_sites.frames(_records.site_of(rec.site))),
         thread=rec.thread,
         context=rec.context,
         pid=_records.pid_of(rec.seq),
@@ -427,7 +436,7 @@ _untracked_seen: dict[tuple[int, str], tuple[str | None, float]] = {}
 
 
 def _untracked(
-    baseline: frozenset[int], records: list[Record], context: str | None, now: float
+    baseline: frozenset[int], pairs: list[tuple[Record, Any]], context: str | None, now: float
 ) -> list[Leak]:
     current = _fds.list_fds()
     if current is None:
@@ -437,17 +446,13 @@ def _untracked(
         return []
     owned: set[int] = set()
     paths: list[str] = []
-    for rec in records:  # every live record, whatever its window: their descriptors are owned
-        obj = rec()
-        if obj is None or rec.state != OPEN:
-            continue
-        target = None if obj is NO_OBJECT else obj
-        if not _still_open(rec, target):
+    for rec, obj in pairs:  # everything tracked and open, whatever its window, owns its fds
+        if not _still_open(rec, obj):
             continue
         kind = kind_of(rec.kind)
         try:
-            owned.update(kind.fds(target, rec))
-            paths.extend(kind.paths(target, rec))
+            owned.update(kind.fds(obj, rec))
+            paths.extend(kind.paths(obj, rec))
         except Exception:  # noqa: S110 - an object that cannot say owns nothing we can name
             pass
     pid = os.getpid()

@@ -1,0 +1,152 @@
+"""Cost of leak tracking: untracked vs ``reclaim.leaks.Tracker`` vs ``python -X tracemalloc=25``.
+
+Workloads (each timed inside a fresh interpreter, start-up excluded):
+
+* ``files``: open/read/close 20,000 small files (the hottest acquisition path);
+* ``alloc``: 3,000 x (build a 40-key dict of lists/strs/dicts, json dumps + loads),
+  allocation-heavy pure Python with no resource acquisition at all;
+* ``import``: import a dozen standard-library packages in a cold interpreter.
+
+Every configuration imports ``reclaim.leaks`` before the clock starts, so the
+import workload does not credit or charge reclaim's own imports; only the
+``tracked`` one starts a Tracker. Runs are interleaved (config order rotates
+each repetition) and the median is reported.
+
+Goals (issue 3): files <= 1.15x untracked, alloc and import <= 1.02x.
+
+    python benchmarks/bench_leaks.py [--reps 5] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+CONFIGS = ("untracked", "tracked", "tracemalloc")
+WORKLOADS = ("files", "alloc", "import")
+GOALS = {"files": 1.15, "alloc": 1.02, "import": 1.02}
+N_FILES = 20_000
+IMPORTS = (
+    "email.mime.multipart",
+    "http.client",
+    "xml.dom.minidom",
+    "unittest",
+    "decimal",
+    "argparse",
+    "logging.handlers",
+    "concurrent.futures",
+    "csv",
+    "zipfile",
+    "configparser",
+    "pydoc",
+)
+
+
+def _files(directory: str) -> None:
+    paths = [os.path.join(directory, f"f{i}.txt") for i in range(200)]
+    for i in range(N_FILES):
+        f = open(paths[i % 200])  # noqa: SIM115 - the open/close pair is what is measured
+        f.read()
+        f.close()
+
+
+def _alloc() -> None:
+    for i in range(3_000):
+        doc = {
+            f"key{k}": {"items": [k, i, str(k)] * 3, "name": f"n{k}-{i}", "nested": {"a": [k]}}
+            for k in range(40)
+        }
+        json.loads(json.dumps(doc))
+
+
+def _import() -> None:
+    import importlib
+
+    for name in IMPORTS:
+        importlib.import_module(name)
+
+
+def child(workload: str, config: str, directory: str) -> float:
+    """Run one workload in this (fresh) interpreter; return its in-process seconds."""
+    import reclaim.leaks
+
+    tracker = reclaim.leaks.Tracker().start() if config == "tracked" else None
+    work = {"files": lambda: _files(directory), "alloc": _alloc, "import": _import}[workload]
+    start = time.perf_counter()
+    work()
+    elapsed = time.perf_counter() - start
+    if tracker is not None:
+        tracker.stop()
+    return elapsed
+
+
+def _run(workload: str, config: str, directory: str) -> float:
+    cmd = [sys.executable]
+    if config == "tracemalloc":
+        cmd += ["-X", "tracemalloc=25"]
+    cmd += [__file__, "--child", workload, config, directory]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return float(out.strip().splitlines()[-1])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--json", dest="json_path")
+    parser.add_argument("--child", nargs=3, metavar=("WORKLOAD", "CONFIG", "DIR"))
+    args = parser.parse_args()
+    if args.child:
+        print(child(*args.child))
+        return 0
+    with tempfile.TemporaryDirectory() as directory:
+        for i in range(200):
+            with open(os.path.join(directory, f"f{i}.txt"), "w") as f:
+                f.write(f"hello {i}\n" * 8)
+        times: dict[tuple[str, str], list[float]] = {}
+        for rep in range(args.reps):
+            for workload in WORKLOADS:
+                order = CONFIGS[rep % 3 :] + CONFIGS[: rep % 3]
+                for config in order:
+                    times.setdefault((workload, config), []).append(_run(workload, config, directory))
+    med = {key: statistics.median(v) for key, v in times.items()}
+    print(
+        f"bench_leaks: {platform.python_implementation()} {platform.python_version()}, "
+        f"{os.cpu_count()} cores, {args.reps} interleaved runs, medians"
+    )
+    print(f"{'workload':<8} {'untracked':>10} {'tracked':>16} {'goal':>6} {'-X tracemalloc=25':>22}")
+    status = 0
+    results = {}
+    for workload in WORKLOADS:
+        base = med[(workload, "untracked")]
+        tracked = med[(workload, "tracked")] / base
+        traced = med[(workload, "tracemalloc")] / base
+        ok = tracked <= GOALS[workload]
+        status |= 0 if ok else 1
+        print(
+            f"{workload:<8} {base:>9.3f}s {med[(workload, 'tracked')]:>8.3f}s {tracked:>5.2f}x "
+            f"{'ok' if ok else 'MISS':>6} {med[(workload, 'tracemalloc')]:>12.3f}s {traced:>6.1f}x"
+        )
+        results[workload] = {
+            "untracked_s": base,
+            "tracked_s": med[(workload, "tracked")],
+            "tracemalloc25_s": med[(workload, "tracemalloc")],
+            "tracked_ratio": tracked,
+            "tracemalloc_ratio": traced,
+            "goal": GOALS[workload],
+            "runs": {config: times[(workload, config)] for config in CONFIGS},
+        }
+    if args.json_path:
+        with open(args.json_path, "w") as f:
+            json.dump({"python": platform.python_version(), "reps": args.reps, **results}, f, indent=2)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""Run a function when a module is imported, without importing it ourselves.
+
+Instrumenting asyncio, sqlite3, subprocess, tempfile or mmap must not import
+them: ``reclaim run`` would pay asyncio's import for every program, and the
+import benchmark would measure our imports rather than the program's. Modules
+already imported are patched at once; the others when they finish executing,
+through a finder on ``sys.meta_path`` that answers only for those names (every
+other import pays one dict lookup).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import threading
+from collections.abc import Callable
+from importlib.machinery import ModuleSpec
+from types import ModuleType
+from typing import Any
+
+__all__ = ["cancel_all", "when_imported"]
+
+_pending: dict[str, list[Callable[[ModuleType], None]]] = {}
+_busy: set[str] = set()
+_lock = threading.Lock()
+
+
+class _Loader:
+    """Runs the real loader, then the callbacks; puts the real loader back on the module."""
+
+    def __init__(self, real: Any, name: str) -> None:
+        self._real = real
+        self._name = name
+
+    def create_module(self, spec: ModuleSpec) -> ModuleType | None:
+        module: ModuleType | None = self._real.create_module(spec)
+        return module
+
+    def exec_module(self, module: ModuleType) -> None:
+        spec = module.__spec__
+        if spec is not None:
+            spec.loader = self._real
+        module.__loader__ = self._real
+        self._real.exec_module(module)
+        with _lock:
+            callbacks = _pending.pop(self._name, [])
+        for callback in callbacks:
+            callback(module)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+class _Finder:
+    """A ``sys.meta_path`` entry that wraps the loader of the modules we wait for."""
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> ModuleSpec | None:
+        if fullname not in _pending or fullname in _busy:
+            return None
+        _busy.add(fullname)
+        try:
+            spec = importlib.util.find_spec(fullname)
+        finally:
+            _busy.discard(fullname)
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return None
+        spec.loader = _Loader(spec.loader, fullname)  # type: ignore[assignment]
+        return spec
+
+
+_finder = _Finder()
+
+
+def when_imported(name: str, callback: Callable[[ModuleType], None]) -> None:
+    """Call ``callback(module)`` now if *name* is imported, else right after it is."""
+    module = sys.modules.get(name)
+    if module is not None and getattr(module.__spec__, "_initializing", False) is False:
+        callback(module)
+        return
+    with _lock:
+        _pending.setdefault(name, []).append(callback)
+        if _finder not in sys.meta_path:
+            sys.meta_path.insert(0, _finder)
+
+
+def cancel_all() -> None:
+    """Forget every pending callback and leave ``sys.meta_path`` as it was."""
+    with _lock:
+        _pending.clear()
+        if _finder in sys.meta_path:
+            sys.meta_path.remove(_finder)

@@ -1,0 +1,98 @@
+"""sqlite3 connections never closed, on every version (Python warns only from 3.13).
+
+``sqlite3.Connection`` supports no weak references and its ``close`` is C code,
+so ids alone would leave us blind to a connection the GC closed. Instead
+``sqlite3.connect`` is wrapped to pass a ``factory`` that subclasses the one
+asked for (``sqlite3.Connection`` by default) by adding only a ``close`` that
+releases the record: the subclass gets weak references for free, ``isinstance``
+checks keep working, and every other behaviour is the base class's. Note that
+``with conn:`` commits and does *not* close, so it is no release. The cost is
+that ``type(conn)`` is the subclass (named like its base) while tracking.
+Connections made through a ``connect`` imported before tracking started are
+not seen, nor are connections whose factory cannot be subclassed.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from types import ModuleType
+from typing import Any
+
+from . import _records
+from ._kinds import Details, Kind, register
+from ._patch import Patches
+from ._records import Record
+
+__all__ = ["install"]
+
+_subclasses: dict[type, type] = {}
+# Position of ``factory`` in sqlite3.connect(database, timeout, detect_types,
+# isolation_level, check_same_thread, factory, ...).
+_FACTORY_ARG = 5
+
+
+def _tracked(base: type) -> type:
+    cls = _subclasses.get(base)
+    if cls is None:
+
+        def close(self: Any) -> None:
+            _records.release(id(self))
+            base.close(self)  # type: ignore[attr-defined]
+
+        cls = type(base.__name__, (base,), {"close": close, "__module__": base.__module__})
+        cls.__qualname__ = base.__qualname__
+        _subclasses[base] = cls
+    return cls
+
+
+def _is_open(obj: Any, rec: Record) -> bool:
+    sqlite3 = sys.modules["sqlite3"]
+    try:
+        obj.total_changes  # noqa: B018 - raises ProgrammingError once the connection is closed
+    except sqlite3.ProgrammingError:
+        return False
+    return True
+
+
+def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
+    database = rec.info
+    details: Details = {"database": database}
+    if obj is not None and _is_open(obj, rec):
+        details["in_transaction"] = obj.in_transaction
+    return f"{database}", details
+
+
+def _paths(obj: Any, rec: Record) -> tuple[str, ...]:
+    # sqlite's C code holds the database (and -journal/-wal/-shm) descriptors: they are this
+    # connection's, not untracked ones.
+    database = rec.info
+    if database in (":memory:", "") or database.startswith("file:"):
+        return ()
+    return (os.path.realpath(database),)
+
+
+register(Kind("sqlite3", is_open=_is_open, describe=_describe, paths=_paths, death_leak=True))
+
+
+def install(patches: Patches, sqlite3: ModuleType) -> None:
+    """Wrap ``sqlite3.connect`` (and ``sqlite3.dbapi2.connect``, the same function)."""
+    connect = sqlite3.connect
+
+    def connect_(database: Any, *args: Any, **kwargs: Any) -> Any:
+        if len(args) >= _FACTORY_ARG:
+            base = args[_FACTORY_ARG - 1]
+            args = (*args[: _FACTORY_ARG - 1], _tracked(base), *args[_FACTORY_ARG:])
+        else:
+            base = kwargs.get("factory", sqlite3.Connection)
+            kwargs["factory"] = _tracked(base)
+        conn = connect(database, *args, **kwargs)
+        name = os.fsdecode(database) if isinstance(database, (bytes, os.PathLike)) else str(database)
+        _records.new(conn, "sqlite3", name, _records.capture(sys._getframe(1), _records.depth))
+        return conn
+
+    connect_.__doc__ = connect.__doc__
+    patches.set(sqlite3, "connect", connect_)
+    dbapi2 = sys.modules.get("sqlite3.dbapi2")
+    if dbapi2 is not None and getattr(dbapi2, "connect", None) is connect:
+        patches.set(dbapi2, "connect", connect_)

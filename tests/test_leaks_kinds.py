@@ -1,0 +1,472 @@
+"""Every resource kind, leaked for real and detected at its exact line; handled right, not reported."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import mmap
+import os
+import selectors
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+import pytest
+
+import reclaim
+from _leakhelp import Watch, ignore_gc_warnings, leakwatch, line
+
+__all__ = ["leakwatch"]  # the fixture, imported for pytest
+
+HERE = os.path.abspath(__file__)
+
+
+def assert_site(leak: reclaim.leaks.Leak, lineno: int) -> None:
+    assert leak.site is not None, leak
+    assert (leak.site.filename, leak.site.lineno) == (HERE, lineno), leak.headline()
+
+
+# -- files ----------------------------------------------------------------------------------
+
+
+def test_file_left_open_is_reported_at_the_open_line(leakwatch: Watch, tmp_path: Path) -> None:
+    f = open(tmp_path / "a.txt", "w")  # noqa: SIM115
+    at = line() - 1
+    leak = leakwatch.one("file")
+    assert_site(leak, at)
+    assert leak.state == "open" and not leak.closed_by_gc
+    assert leak.details["path"] == str(tmp_path / "a.txt") and leak.details["mode"] == "w"
+    assert leak.thread == threading.current_thread().name
+    f.close()
+    assert leakwatch.leaks("file") == []
+
+
+def test_files_closed_by_with_close_or_pathlib_are_not_reported(leakwatch: Watch, tmp_path: Path) -> None:
+    path = tmp_path / "b.txt"
+    with open(path, "w") as f:
+        f.write("x")
+    g = open(path, "rb", buffering=0)  # noqa: SIM115
+    g.close()
+    path.write_text("y")
+    assert path.read_text() == "y"
+    with path.open() as h:
+        h.read()
+    with os.fdopen(os.open(path, os.O_RDONLY)) as k:
+        k.read()
+    assert leakwatch.leaks() == []
+
+
+@ignore_gc_warnings
+@pytest.mark.parametrize("mode", ["r", "rb", "rb0"])
+def test_file_dropped_unclosed_is_reported_as_closed_by_the_gc(
+    leakwatch: Watch, tmp_path: Path, mode: str
+) -> None:
+    path = tmp_path / "c.txt"
+    path.write_text("data")
+    buffering = 0 if mode == "rb0" else -1
+    open(path, mode[:2], buffering=buffering).read()  # noqa: SIM115
+    at = line() - 1
+    leak = leakwatch.one("file")
+    assert_site(leak, at)
+    assert leak.state == "collected" and leak.closed_by_gc
+
+
+class _Cycle:
+    def __init__(self, path: Path) -> None:
+        self.me = self
+        self.file = open(path, "w")  # noqa: SIM115
+
+
+@ignore_gc_warnings
+def test_file_in_a_reference_cycle_is_reported_when_collected(leakwatch: Watch, tmp_path: Path) -> None:
+    _Cycle(tmp_path / "d.txt")
+    at = line() - 1
+    gc.collect()
+    leak = leakwatch.one("file")
+    assert leak.state == "collected"
+    assert leak.frames[0].lineno == _Cycle.__init__.__code__.co_firstlineno + 2
+    assert (leak.frames[1].filename, leak.frames[1].lineno) == (HERE, at)
+
+
+def test_closed_file_in_a_reference_cycle_is_not_reported(leakwatch: Watch, tmp_path: Path) -> None:
+    _Cycle(tmp_path / "e.txt").file.close()
+    gc.collect()
+    assert leakwatch.leaks() == []
+
+
+# -- raw descriptors ------------------------------------------------------------------------
+
+
+def test_os_open_pipe_and_dup_left_open_are_reported(leakwatch: Watch, tmp_path: Path) -> None:
+    path = tmp_path / "f.txt"
+    path.write_text("x")
+    fd = os.open(path, os.O_RDONLY)
+    at_open = line() - 1
+    r, w = os.pipe()
+    at_pipe = line() - 1
+    d = os.dup(fd)
+    at_dup = line() - 1
+    try:
+        found = {leak.details["fd"]: leak for leak in leakwatch.leaks("fd")}
+        assert set(found) == {fd, r, w, d}
+        assert_site(found[fd], at_open)
+        assert found[fd].details["target"] == str(path)
+        assert_site(found[r], at_pipe)
+        assert_site(found[w], at_pipe)
+        assert found[r].details["target"].startswith("pipe:")
+        assert_site(found[d], at_dup)
+        assert leakwatch.leaks("untracked-fd") == []
+    finally:
+        for n in (fd, r, w, d):
+            os.close(n)
+    assert leakwatch.leaks() == []
+
+
+def test_descriptor_handed_to_a_file_object_belongs_to_it(leakwatch: Watch) -> None:
+    r, w = os.pipe()
+    with os.fdopen(r, "rb") as reader, os.fdopen(w, "wb") as writer:
+        writer.write(b"x")
+        writer.flush()
+        assert reader.read(1) == b"x"
+        assert {leak.kind for leak in leakwatch.leaks()} == {"file"}
+    assert leakwatch.leaks() == []
+
+
+def test_descriptor_opened_by_c_code_is_reported_as_untracked(leakwatch: Watch, tmp_path: Path) -> None:
+    ctypes = pytest.importorskip("ctypes")
+    if not os.path.isdir("/proc/self/fd") and not os.path.isdir("/dev/fd"):
+        pytest.skip("no descriptor table to read here")
+    libc = ctypes.CDLL(None, use_errno=True)
+    path = tmp_path / "g.txt"
+    path.write_text("x")
+    with open(path) as f:
+        fd = libc.dup(f.fileno())  # a descriptor no Python object knows about
+    try:
+        found = leakwatch.leaks("untracked-fd")
+        assert [leak.details["fd"] for leak in found] == [fd]
+        assert found[0].frames == () and found[0].site is None
+        if os.path.isdir("/proc/self/fd"):
+            assert found[0].details["target"] == str(path)
+    finally:
+        os.close(fd)
+    assert leakwatch.leaks("untracked-fd") == []
+
+
+# -- sockets and selectors ------------------------------------------------------------------
+
+
+def test_socket_left_open_is_reported(leakwatch: Watch) -> None:
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    at = line() - 1
+    try:
+        leak = leakwatch.one("socket")
+        assert_site(leak, at)
+        assert leak.details["family"] == "AF_INET"
+    finally:
+        s.close()
+    assert leakwatch.leaks() == []
+
+
+def test_accepted_and_socketpair_sockets_are_tracked(leakwatch: Watch) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        at_server = line() - 1
+        client = socket.create_connection(server.getsockname())
+        client_address = client.getsockname()
+        conn, _ = server.accept()
+        at_accept = line() - 1
+        a, b = socket.socketpair()
+        at_pair = line() - 1
+        client.close()
+        b.close()
+        found = leakwatch.leaks("socket")
+        assert [leak.site.lineno for leak in found if leak.site] == [at_server, at_accept, at_pair]
+        assert found[1].details["local"] == "{}:{}".format(*server.getsockname())
+        assert found[1].details["peer"] == "{}:{}".format(*client_address)
+        conn.close()
+        a.close()
+    assert leakwatch.leaks() == []
+
+
+@ignore_gc_warnings
+def test_socket_dropped_unclosed_is_reported_as_collected(leakwatch: Watch) -> None:
+    socket.socket()
+    at = line() - 1
+    leak = leakwatch.one("socket")
+    assert_site(leak, at)
+    assert leak.state == "collected"
+
+
+def test_selector_not_closed_is_reported(leakwatch: Watch) -> None:
+    sel = selectors.DefaultSelector()
+    at = line() - 1
+    try:
+        assert_site(leakwatch.one("selector"), at)
+        assert leakwatch.leaks("untracked-fd") == []
+    finally:
+        sel.close()
+    with selectors.DefaultSelector():
+        pass
+    assert leakwatch.leaks() == []
+
+
+# -- sqlite3 ----------------------------------------------------------------------------------
+
+
+def test_sqlite_connection_not_closed_is_reported_on_every_version(leakwatch: Watch, tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / "app.db")
+    at = line() - 1
+    with conn:  # commits; does not close
+        conn.execute("create table t (x)")
+    try:
+        leak = leakwatch.one("sqlite3")
+        assert_site(leak, at)
+        assert leak.details["database"] == str(tmp_path / "app.db")
+        assert isinstance(conn, sqlite3.Connection)
+        assert leakwatch.leaks("untracked-fd") == []
+    finally:
+        conn.close()
+    assert leakwatch.leaks() == []
+
+
+@ignore_gc_warnings
+def test_sqlite_connection_dropped_unclosed_is_collected(leakwatch: Watch) -> None:
+    sqlite3.connect(":memory:").execute("select 1").fetchall()
+    at = line() - 1
+    gc.collect()
+    leak = leakwatch.one("sqlite3")
+    assert_site(leak, at)
+    assert leak.state == "collected"
+
+
+def test_sqlite_custom_factory_is_kept(leakwatch: Watch) -> None:
+    class Mine(sqlite3.Connection):
+        pass
+
+    conn = sqlite3.connect(":memory:", factory=Mine)
+    assert isinstance(conn, Mine)
+    assert len(leakwatch.leaks("sqlite3")) == 1
+    conn.close()
+    assert leakwatch.leaks() == []
+
+
+# -- child processes --------------------------------------------------------------------------
+
+
+@ignore_gc_warnings
+def test_child_never_waited_is_reported_even_as_a_zombie(leakwatch: Watch) -> None:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    at = line() - 1
+    os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)  # exited, not reaped: a zombie
+    leak = leakwatch.one("subprocess")
+    assert_site(leak, at)
+    assert leak.details["pid"] == proc.pid and leak.details["exited"] is True
+    assert "zombie" in leak.description
+    proc.wait()
+    assert leakwatch.leaks() == []
+
+
+def test_waited_children_are_not_reported(leakwatch: Watch) -> None:
+    with subprocess.Popen([sys.executable, "-c", "pass"]):
+        pass
+    subprocess.run([sys.executable, "-c", "pass"], check=True)
+    out = subprocess.check_output([sys.executable, "-c", "print(1)"])
+    assert out.strip() == b"1"
+    assert leakwatch.leaks() == []
+
+
+# -- threads ----------------------------------------------------------------------------------
+
+
+def test_thread_still_running_is_reported_with_name_and_target(leakwatch: Watch) -> None:
+    stop = threading.Event()
+    worker = threading.Thread(target=stop.wait, name="stuck-worker")
+    worker.start()
+    at = line() - 1
+    try:
+        leak = leakwatch.one("thread")
+        assert_site(leak, at)
+        assert leak.details["name"] == "stuck-worker"
+        assert leak.details["target"] == "Event.wait"
+    finally:
+        stop.set()
+        worker.join()
+    assert leakwatch.leaks() == []
+
+
+def test_thread_finishing_within_the_grace_period_is_not_reported(leakwatch: Watch) -> None:
+    release = threading.Event()
+    worker = threading.Thread(target=release.wait)
+    worker.start()
+    # The thread ends only after the check began waiting: release it from another thread.
+    threading.Timer(0.05, release.set).start()
+    assert leakwatch.leaks("thread", grace=10.0) == []
+    worker.join()
+
+
+# -- asyncio tasks ----------------------------------------------------------------------------
+
+
+async def _forever() -> None:
+    await asyncio.Event().wait()
+
+
+def test_task_left_pending_is_reported_though_asyncio_run_cancels_it(leakwatch: Watch) -> None:
+    at = 0
+
+    async def main() -> None:
+        nonlocal at
+        asyncio.create_task(_forever())  # noqa: RUF006 - the leak under test
+        at = line() - 1
+        await asyncio.sleep(0)
+
+    asyncio.run(main())
+    leak = leakwatch.one("task")
+    assert_site(leak, at)
+    assert leak.state == "cancelled"
+    assert leak.details["coroutine"] == "_forever"
+
+
+def test_awaited_and_cancelled_tasks_are_not_reported(leakwatch: Watch) -> None:
+    async def main() -> None:
+        await asyncio.create_task(asyncio.sleep(0))
+        task = asyncio.create_task(_forever())
+        await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        async with asyncio.TaskGroup() as group:
+            group.create_task(asyncio.sleep(0))
+
+    asyncio.run(main())
+    assert leakwatch.leaks() == []
+
+
+# -- temporary files and directories --------------------------------------------------------
+
+
+def test_temporary_directory_not_cleaned_up_is_reported(leakwatch: Watch) -> None:
+    holder = tempfile.TemporaryDirectory()
+    at = line() - 1
+    try:
+        leak = leakwatch.one("tempdir")
+        assert_site(leak, at)
+        assert leak.details["path"] == holder.name
+    finally:
+        holder.cleanup()
+    with tempfile.TemporaryDirectory():
+        pass
+    assert leakwatch.leaks() == []
+
+
+@ignore_gc_warnings
+def test_temporary_directory_cleaned_by_the_gc_is_reported(leakwatch: Watch) -> None:
+    tempfile.TemporaryDirectory()
+    at = line() - 1
+    leak = leakwatch.one("tempdir")
+    assert_site(leak, at)
+    assert leak.state == "collected"
+
+
+def test_mkdtemp_and_mkstemp_not_removed_are_reported(leakwatch: Watch) -> None:
+    directory = tempfile.mkdtemp()
+    at_dir = line() - 1
+    fd, path = tempfile.mkstemp()
+    at_file = line() - 1
+    try:
+        assert_site(leakwatch.one("tempdir"), at_dir)
+        assert_site(leakwatch.one("tempfile"), at_file)
+        assert_site(leakwatch.one("fd"), at_file)
+    finally:
+        os.rmdir(directory)
+        os.close(fd)
+        os.unlink(path)
+    assert leakwatch.leaks() == []
+
+
+def test_named_temporary_file_not_closed_is_reported_once(leakwatch: Watch) -> None:
+    handle = tempfile.NamedTemporaryFile()  # noqa: SIM115 - the leak under test
+    at = line() - 1
+    try:
+        assert [leak.kind for leak in leakwatch.leaks()] == ["tempfile"]
+        assert_site(leakwatch.one("tempfile"), at)
+    finally:
+        handle.close()
+    with tempfile.NamedTemporaryFile() as other:
+        other.write(b"x")
+    with tempfile.TemporaryFile() as anonymous:
+        anonymous.write(b"x")
+    assert leakwatch.leaks() == []
+
+
+# -- mmap -------------------------------------------------------------------------------------
+
+
+def test_mmap_not_closed_is_reported(leakwatch: Watch, tmp_path: Path) -> None:
+    anonymous = mmap.mmap(-1, 4096)
+    at = line() - 1
+    path = tmp_path / "m.bin"
+    path.write_bytes(b"\0" * 4096)
+    with open(path, "r+b") as f:
+        mapped = mmap.mmap(f.fileno(), 0)
+    at_file = line() - 1
+    try:
+        found = leakwatch.leaks("mmap")
+        assert [leak.site.lineno for leak in found if leak.site] == [at, at_file]
+        assert found[1].details["path"] == str(path)
+        assert leakwatch.leaks("untracked-fd") == []
+        assert isinstance(anonymous, mmap.mmap)
+    finally:
+        anonymous.close()
+        mapped.close()
+    with mmap.mmap(-1, 4096) as m:
+        m[0] = 1
+    assert leakwatch.leaks() == []
+
+
+@ignore_gc_warnings
+def test_mmap_dropped_unclosed_is_collected(leakwatch: Watch) -> None:
+    mmap.mmap(-1, 4096)
+    at = line() - 1
+    leak = leakwatch.one("mmap")
+    assert_site(leak, at)
+    assert leak.state == "collected"
+
+
+# -- reclaim's own owners -------------------------------------------------------------------
+
+
+def test_scope_entered_and_never_exited_is_reported(leakwatch: Watch) -> None:
+    scope = reclaim.Scope()
+    scope.__enter__()
+    at = line() - 1
+    try:
+        assert_site(leakwatch.one("scope"), at)
+    finally:
+        scope.__exit__(None, None, None)
+    with reclaim.Scope() as inner:
+        inner.callback(lambda: None)
+    assert leakwatch.leaks() == []
+
+
+@reclaim.resource
+def _connection() -> object:
+    yield object()
+
+
+def test_resource_entered_and_never_exited_is_reported(leakwatch: Watch) -> None:
+    held = _connection()
+    held.__enter__()
+    at = line() - 1
+    try:
+        leak = leakwatch.one("resource")
+        assert_site(leak, at)
+        assert "_connection" in leak.description
+    finally:
+        held.__exit__(None, None, None)
+    with _connection():
+        pass
+    assert leakwatch.leaks() == []
