@@ -1,0 +1,288 @@
+"""The tracker's API: windows, contexts, filters, reports (text and JSON), no_leaks, sharing."""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import io
+import json
+import os
+import sysconfig
+import threading
+from pathlib import Path
+
+import pytest
+
+import reclaim
+from _leakhelp import Watch, leakwatch, line
+from reclaim.leaks import SCHEMA, LeakError, Report, Tracker, context, current_context, no_leaks, set_context
+
+__all__ = ["leakwatch"]  # the fixture, imported for pytest
+
+HERE = os.path.abspath(__file__)
+
+
+# -- tracker lifecycle ----------------------------------------------------------------------
+
+
+def test_instrumentation_is_shared_and_removed_by_the_last_stop() -> None:
+    original = builtins.open
+    first, second = Tracker().start(), Tracker().start()
+    assert builtins.open is not original and first.statistics().users >= 2
+    first.stop()
+    assert builtins.open is not original
+    second.stop()
+    assert builtins.open is original and io.open is original
+    assert not first.running and "stopped" in repr(first)
+
+
+def test_start_twice_and_use_while_stopped_are_errors() -> None:
+    tracker = Tracker()
+    with pytest.raises(RuntimeError, match="not running"):
+        tracker.leaks()
+    with pytest.raises(RuntimeError, match="not running"):
+        tracker.snapshot()
+    with tracker:
+        with pytest.raises(RuntimeError, match="already started"):
+            tracker.start()
+        with pytest.raises(ValueError, match="grace"):
+            tracker.leaks(grace=-1)
+    tracker.stop()  # idempotent
+
+
+@pytest.mark.parametrize("depth", [0, -3, 1.5, "8"])
+def test_depth_must_be_a_positive_int(depth: object) -> None:
+    with pytest.raises(ValueError, match="depth"):
+        Tracker(depth=depth)  # type: ignore[arg-type]
+
+
+def test_only_acquisitions_after_the_snapshot_count(tmp_path: Path) -> None:
+    with Tracker() as tracker:
+        before = open(tmp_path / "before", "w")  # noqa: SIM115
+        mark = tracker.snapshot()
+        after = open(tmp_path / "after", "w")  # noqa: SIM115
+        at = line() - 1
+        try:
+            assert [leak.site.lineno for leak in tracker.leaks(mark) if leak.site] == [at]
+            assert len(tracker.leaks()) == 2  # since the tracker's own start
+        finally:
+            before.close()
+            after.close()
+
+
+def test_resources_from_before_start_are_never_reported(tmp_path: Path) -> None:
+    older = open(tmp_path / "older", "w")  # noqa: SIM115
+    try:
+        with Tracker() as tracker:
+            assert tracker.leaks() == []
+    finally:
+        older.close()
+
+
+# -- what a leak says -------------------------------------------------------------------------
+
+
+def test_a_leak_names_thread_context_pid_and_age(leakwatch: Watch, tmp_path: Path) -> None:
+    opened: list[object] = []
+
+    def work() -> None:
+        opened.append(open(tmp_path / "t", "w"))  # noqa: SIM115
+
+    with context("test_one"):
+        assert current_context() == "test_one"
+        worker = threading.Thread(target=work, name="loader")
+        worker.start()
+        worker.join()
+    assert current_context() is None
+    leak = leakwatch.one("file")
+    assert leak.thread == "loader" and leak.context == "test_one"
+    assert leak.pid == os.getpid() and 0 <= leak.age < 60
+    assert leak.frames[0].function == "test_a_leak_names_thread_context_pid_and_age.<locals>.work"
+    opened[0].close()  # type: ignore[attr-defined]
+
+
+def test_context_filter_keeps_only_that_label(leakwatch: Watch, tmp_path: Path) -> None:
+    previous = set_context("a")
+    try:
+        fa = open(tmp_path / "a", "w")  # noqa: SIM115
+        set_context("b")
+        fb = open(tmp_path / "b", "w")  # noqa: SIM115
+    finally:
+        set_context(previous)
+    try:
+        assert [leak.details["path"] for leak in leakwatch.leaks(context="a")] == [str(tmp_path / "a")]
+        assert [leak.context for leak in leakwatch.leaks()] == ["a", "b"]
+    finally:
+        fa.close()
+        fb.close()
+
+
+def test_ignore_by_kind_pattern_and_predicate(leakwatch: Watch, tmp_path: Path) -> None:
+    f = open(tmp_path / "app.log", "w")  # noqa: SIM115
+    r, w = os.pipe()
+    try:
+        assert {leak.kind for leak in leakwatch.leaks(ignore_kinds={"fd"})} == {"file"}
+        assert {leak.kind for leak in leakwatch.leaks(ignore=r"\.log ")} == {"fd"}
+        assert leakwatch.leaks(ignore=[r"\.log ", lambda leak: leak.kind == "fd"]) == []
+    finally:
+        f.close()
+        os.close(r)
+        os.close(w)
+
+
+def test_framework_only_acquisitions_are_left_out_unless_asked(leakwatch: Watch, tmp_path: Path) -> None:
+    # A thread running only code whose file is in the standard library: no user frame on its
+    # stack at all, like the resources pytest opens for itself.
+    fake_stdlib = os.path.join(sysconfig.get_path("stdlib"), "reclaim_fake_module.py")
+    namespace: dict[str, object] = {"path": str(tmp_path / "fw"), "kept": []}
+    exec(compile("def work():\n    kept.append(open(path, 'w'))\n", fake_stdlib, "exec"), namespace)
+    worker = threading.Thread(target=namespace["work"])  # type: ignore[arg-type]
+    worker.start()
+    worker.join()
+    try:
+        assert leakwatch.leaks() == []
+        [leak] = leakwatch.leaks(include_framework=True)
+        assert leak.site is not None and (leak.site.filename, leak.site.lineno) == (fake_stdlib, 2)
+    finally:
+        namespace["kept"][0].close()  # type: ignore[index]
+
+
+# -- reports ----------------------------------------------------------------------------------
+
+
+def test_text_report_has_one_block_per_leak(leakwatch: Watch, tmp_path: Path) -> None:
+    f = open(tmp_path / "shown.txt", "w")  # noqa: SIM115
+    at = line() - 1
+    try:
+        report = leakwatch.tracker.report(leakwatch.leaks())
+        text = report.to_text()
+        assert f"file {tmp_path / 'shown.txt'} (mode 'w')" in text
+        assert f"acquired at {HERE}:{at} in test_text_report_has_one_block_per_leak" in text
+        assert "thread 'MainThread'" in text and f"pid {os.getpid()}" in text
+        assert "\x1b[" not in text  # no colour without a terminal
+        assert "\x1b[" in report.to_text(color=True)
+        out = io.StringIO()
+        report.print(out, depth=1)
+        assert "acquired at" in out.getvalue() and " from " not in out.getvalue()
+        assert report and len(report) == 1 and report.summary() == "1 leak: 1 file"
+        assert Report(()).to_text().strip() == "no leaks" and not Report(())
+    finally:
+        f.close()
+
+
+def test_json_report_follows_the_documented_schema(leakwatch: Watch, tmp_path: Path) -> None:
+    f = open(tmp_path / "j.txt", "w")  # noqa: SIM115
+    at = line() - 1
+    try:
+        data = json.loads(json.dumps(leakwatch.tracker.report(since=leakwatch.mark).to_json()))
+    finally:
+        f.close()
+    assert data["schema"] == SCHEMA == "reclaim.leaks/1"
+    assert data["count"] == 1 and data["counts"] == {"file": 1}
+    [leak] = data["leaks"]
+    assert set(leak) == {
+        "kind", "description", "state", "closed_by_gc", "frames", "thread", "context",
+        "pid", "acquired_at", "age", "details", "seq",
+    }  # fmt: skip
+    assert leak["frames"][0] == {
+        "file": HERE,
+        "line": at,
+        "function": "test_json_report_follows_the_documented_schema",
+    }
+    assert leak["state"] == "open" and leak["closed_by_gc"] is False
+    assert leak["details"]["path"] == str(tmp_path / "j.txt")
+    doc = (Path(__file__).parent.parent / "docs" / "leaks-json.md").read_text()
+    documented = [*data, *leak, *(f"frames[].{key}" for key in leak["frames"][0])]
+    for field in documented:
+        assert f"`{field}`" in doc, f"docs/leaks-json.md does not document {field!r}"
+
+
+# -- no_leaks ---------------------------------------------------------------------------------
+
+
+def test_no_leaks_raises_with_the_leaks_acquired_inside(tmp_path: Path) -> None:
+    with pytest.raises(LeakError) as caught, reclaim.no_leaks():
+        f = open(tmp_path / "n", "w")  # noqa: SIM115
+        at = line() - 1
+    f.close()
+    error = caught.value
+    assert isinstance(error, AssertionError) and isinstance(error, reclaim.ReclaimError)
+    assert [leak.site.lineno for leak in error.leaks if leak.site] == [at]
+    assert error.report is not None and f"{HERE}:{at}" in str(error)
+
+
+def test_no_leaks_passes_a_clean_block_and_ignores_what_existed_before(tmp_path: Path) -> None:
+    older = open(tmp_path / "old", "w")  # noqa: SIM115
+    try:
+        with no_leaks() as check, open(tmp_path / "new", "w") as f:
+            f.write("x")
+        assert check.report is not None and not check.report
+    finally:
+        older.close()
+
+
+def test_no_leaks_sees_leaks_from_other_threads_and_waits_for_finishing_ones() -> None:
+    done = threading.Event()
+    with no_leaks(grace=10.0):
+        finishing = threading.Thread(target=done.wait)
+        finishing.start()
+        threading.Timer(0.05, done.set).start()
+    finishing.join()
+    stop = threading.Event()
+    with pytest.raises(LeakError) as caught, no_leaks(grace=0.05):
+        stuck = threading.Thread(target=stop.wait, name="stuck")
+        stuck.start()
+    stop.set()
+    stuck.join()
+    assert [leak.details["name"] for leak in caught.value.leaks] == ["stuck"]
+
+
+def test_no_leaks_keeps_the_body_error_and_notes_the_leaks(tmp_path: Path) -> None:
+    with pytest.raises(KeyError) as caught, no_leaks():
+        f = open(tmp_path / "k", "w")  # noqa: SIM115
+        raise KeyError("body")
+    f.close()
+    assert any("reclaim.no_leaks also found 1 leak" in note for note in caught.value.__notes__)
+
+
+def test_no_leaks_as_decorator_checks_every_call(tmp_path: Path) -> None:
+    kept: list[object] = []
+
+    @no_leaks(ignore_kinds={"thread"})
+    def work(leak: bool) -> int:
+        f = open(tmp_path / "d", "w")  # noqa: SIM115
+        if leak:
+            kept.append(f)
+        else:
+            f.close()
+        return 7
+
+    assert work(False) == 7
+    with pytest.raises(LeakError):
+        work(True)
+    kept[0].close()  # type: ignore[attr-defined]
+    assert work.__name__ == "work"
+
+
+def test_no_leaks_on_coroutines_and_async_with() -> None:
+    @no_leaks()
+    async def clean() -> str:
+        await asyncio.sleep(0)
+        return "ok"
+
+    async def leaky() -> None:
+        async with no_leaks():
+            asyncio.get_running_loop().create_task(asyncio.Event().wait())
+
+    assert asyncio.run(clean()) == "ok"
+    with pytest.raises(LeakError, match="task"):
+        asyncio.run(leaky())
+
+
+@pytest.mark.parametrize(
+    ("options", "error"),
+    [({"grace": -1}, ValueError), ({"grace": "1"}, ValueError), ({"ignore_kinds": "thread"}, TypeError)],
+)
+def test_no_leaks_checks_its_options(options: dict[str, object], error: type[Exception]) -> None:
+    with pytest.raises(error):
+        no_leaks(**options)  # type: ignore[arg-type]
