@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import mmap
 import os
 import selectors
@@ -470,3 +471,41 @@ def test_resource_entered_and_never_exited_is_reported(leakwatch: Watch) -> None
     with _connection():
         pass
     assert leakwatch.leaks() == []
+
+
+# -- modules imported after tracking started ------------------------------------------------
+
+LATE_IMPORTS = """
+import json, sys
+from reclaim.leaks import Tracker
+# reclaim itself imports asyncio, socket, subprocess...; these two come later:
+assert not {"sqlite3", "mmap"} & set(sys.modules), "imported too early"
+tracker = Tracker().start()
+import asyncio, mmap, selectors, socket, sqlite3, subprocess, tempfile  # after start()
+conn = sqlite3.connect(":memory:")
+proc = subprocess.Popen([sys.executable, "-c", "pass"])
+holder = tempfile.TemporaryDirectory()
+m = mmap.mmap(-1, 4096)
+sock = socket.socket()
+sel = selectors.DefaultSelector()
+async def forever():
+    await asyncio.Event().wait()
+async def main():
+    asyncio.create_task(forever())
+    await asyncio.sleep(0)
+asyncio.run(main())
+kinds = sorted({leak.kind for leak in tracker.leaks()})
+print(json.dumps(kinds))
+proc.wait(); conn.close(); holder.cleanup(); m.close(); sock.close(); sel.close()
+tracker.stop()
+"""
+
+
+def test_modules_imported_after_start_are_instrumented_when_imported(tmp_path: Path) -> None:
+    """The tracker patches sqlite3, asyncio, subprocess... when the program imports them."""
+    script = tmp_path / "late.py"
+    script.write_text(LATE_IMPORTS)
+    out = subprocess.run([sys.executable, "-I", str(script)], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    kinds = json.loads(out.stdout.strip().splitlines()[-1])
+    assert kinds == ["mmap", "selector", "socket", "sqlite3", "subprocess", "task", "tempdir"]
