@@ -60,6 +60,8 @@ class _Finder:
         _busy.add(fullname)
         try:
             spec = importlib.util.find_spec(fullname)
+        except (ImportError, ValueError):
+            return None  # let the import system report it as it would without us
         finally:
             _busy.discard(fullname)
         if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):

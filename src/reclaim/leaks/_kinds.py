@@ -9,7 +9,7 @@ tracks. Kinds reported through :mod:`reclaim._track` by reclaim's own owners
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from . import _records
@@ -21,6 +21,10 @@ Details = dict[str, Any]
 
 
 def _no_fds(obj: Any, rec: Record) -> Iterable[int]:
+    return ()
+
+
+def _no_paths(obj: Any, rec: Record) -> Iterable[str]:
     return ()
 
 
@@ -57,7 +61,7 @@ class Kind:
     is_open: Callable[[Any, Record], bool] = _always_open
     describe: Callable[[Any, Record], tuple[str, Details]] = _info_description
     fds: Callable[[Any, Record], Iterable[int]] = _no_fds
-    paths: Callable[[Any, Record], Iterable[str]] = field(default=_no_fds)  # type: ignore[assignment]
+    paths: Callable[[Any, Record], Iterable[str]] = _no_paths
     waitable: bool = False
     death_leak: bool = False
 
