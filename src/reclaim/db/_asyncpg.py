@@ -59,6 +59,8 @@ class AsyncpgAdapter:
     """
 
     name = "asyncpg"
+    #: Hand a returned connection to the longest waiter at once (network I/O follows anyway).
+    handoff_after = 0.0
     #: Reuse within this many seconds of the release skips the socket probe (see _psycopg).
     probe_after = 0.001
 

@@ -53,6 +53,11 @@ def split_options(
         _seconds("check_after", check_after, optional=False, positive=False)
         adapter.check_after = check_after
         pool_kw["check_after"] = min(check_after, getattr(adapter, "probe_after", 0.0))
+    if "handoff_after" not in pool_kw and hasattr(adapter, "handoff_after"):
+        # A networked driver's next operation waits on I/O anyway, so letting the releasing
+        # thread keep the connection saves no switch; handing it over at once serves the
+        # waiters in order (measured: PostgreSQL, 16 threads on 4 connections).
+        pool_kw["handoff_after"] = adapter.handoff_after
     prepare = getattr(adapter, "prepare", None)
     if prepare is not None:
         args, kwargs = prepare(args, kwargs)

@@ -106,6 +106,9 @@ class _Base:
 
     name = "psycopg"
     probe_after = PROBE_AFTER
+    #: Hand a returned connection to the longest waiter at once: the releasing thread's
+    #: next operation waits on the network anyway, so keeping it saves no thread switch.
+    handoff_after = 0.0
 
     def __init__(
         self, *, session: bool = False, check_after: float = 0.5, check_timeout: float = 5.0
