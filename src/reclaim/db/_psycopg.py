@@ -79,9 +79,16 @@ def _wait_fd(fd: int, what: int, deadline: float, timeout: float) -> None:
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         raise CheckTimeout(f"no answer from the server within check_timeout={timeout} s")
-    poller = select.poll()
-    poller.register(fd, select.POLLIN if what == _READ else select.POLLOUT)
-    if not poller.poll(remaining * 1000.0):
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fd, select.POLLIN if what == _READ else select.POLLOUT)
+        ready: object = poller.poll(remaining * 1000.0)
+    else:  # Windows
+        fds = [fd]
+        ready = any(
+            select.select(fds, [], [], remaining) if what == _READ else select.select([], fds, [], remaining)
+        )
+    if not ready:
         raise CheckTimeout(f"no answer from the server within check_timeout={timeout} s")
 
 
