@@ -121,6 +121,14 @@ class PgAdmin:
         )
         return sum(1 for r in rows if r[0])
 
+    def reconnect(self) -> None:
+        """Log in again (after the server was restarted under this connection)."""
+        import psycopg
+
+        with self._lock:
+            self.conn.close()
+            self.conn = psycopg.connect(**pg_conninfo(self.service), autocommit=True)
+
     def close(self) -> None:
         """Close the admin connection."""
         self.conn.close()

@@ -14,7 +14,16 @@ from typing import Any
 import pytest
 
 import reclaim.db
-from _dbserver import PgAdmin, asyncpg_kwargs, idle_past_probe, pg_conninfo, unique
+from _dbserver import (
+    PgAdmin,
+    asyncpg_kwargs,
+    can_control_pg,
+    idle_past_probe,
+    pg_conninfo,
+    pg_start,
+    pg_stop,
+    unique,
+)
 from _proxy import FaultProxy
 
 pytestmark = pytest.mark.postgres
@@ -461,5 +470,61 @@ def test_black_holed_network_is_bounded_by_the_timeouts_then_recovers(
                 proxy.heal()
                 async with pool.acquire() as conn:
                     assert await driver.value(conn, "SELECT 1") == 1
+
+    run(main())
+
+
+@pytest.fixture
+def pg_restartable(admin: PgAdmin, postgres: Any) -> Iterator[Any]:
+    """A server the test may stop: started again (and waited for) whatever the outcome."""
+    if not can_control_pg():
+        pytest.skip("stopping PostgreSQL needs root and pg_ctlcluster")
+    try:
+        yield postgres
+    finally:
+        pg_start(postgres)
+        admin.reconnect()
+
+
+@pytest.mark.server_restart
+@pytest.mark.xdist_group("db-server-restart")
+def test_server_restart_fails_fast_then_recovers(driver: Driver, pg_restartable: Any, app: str) -> None:
+    """Async pools: while the server is down acquires fail fast naming the refusal; then serve again."""
+    postgres = pg_restartable
+
+    async def main() -> None:
+        pool = driver.pool(postgres, app, max_size=4, acquire_timeout=5.0, connect_timeout=2)
+        try:
+            leases = [await pool.acquire() for _ in range(4)]
+            for lease in leases:
+                await driver.value(lease.value, "SELECT 1")
+                await lease.release()
+            pg_stop()
+            loop = asyncio.get_running_loop()
+            for _ in range(3):
+                started = loop.time()
+                with pytest.raises((*driver.errors, OSError)) as caught:
+                    async with pool.acquire() as conn:
+                        await driver.value(conn, "SELECT 1")
+                assert loop.time() - started < 5.0
+                # psycopg says "Connection refused"; asyncpg raises ConnectionRefusedError
+                refused = isinstance(caught.value, ConnectionRefusedError)
+                assert refused or "refused" in str(caught.value).lower()
+            pg_start(postgres)
+            back = loop.time()
+            while True:
+                try:
+                    async with pool.acquire() as conn:
+                        assert await driver.value(conn, "SELECT 1") == 1
+                    break
+                except (*driver.errors, OSError):
+                    assert loop.time() - back < 2.0, "the pool did not serve again within 2 s"
+                    await asyncio.sleep(0.02)
+            stats = pool.statistics()
+            assert stats.size <= 4 and stats.in_use == 0
+        finally:
+            await pool.close()
+        stats = pool.statistics()
+        assert stats.created == stats.closed  # every connection object made was closed
 
     run(main())
