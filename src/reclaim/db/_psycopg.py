@@ -212,8 +212,9 @@ class PsycopgAdapter(_Base):
 
         Returns False (discard it) when the connection is broken.
         """
-        if conn.pgconn.transaction_status != _IDLE:
-            if _broken(conn):
+        status = conn.pgconn.transaction_status
+        if status != _IDLE:
+            if status not in _OPEN:  # closed, lost or mid-query
                 return False
             conn.rollback()
         for name, value in self._dirty_options(conn):
@@ -304,7 +305,7 @@ class AsyncPsycopgAdapter(_Base):
         if status == _IDLE and not self.session and not self._dirty_options(conn):
             conn._reclaim_used = _monotonic()
             return True
-        if status != _IDLE and _broken(conn):
+        if status != _IDLE and status not in _OPEN:  # closed, lost or mid-query
             return False
         return self._reset(conn)
 
