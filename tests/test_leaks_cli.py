@@ -245,11 +245,17 @@ def test_signal_reports_then_ends_the_program_as_python_would(tmp_path: Path, si
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env={**os.environ, "PYTHONFAULTHANDLER": "1"},
     ) as proc:
         assert proc.stdout is not None
         assert proc.stdout.readline() == "ready\n"
         proc.send_signal(signum)
-        out, err = proc.communicate(timeout=TIMEOUT)
+        try:
+            out, err = proc.communicate(timeout=TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)  # faulthandler prints where every thread is stuck
+            out, err = proc.communicate(timeout=TIMEOUT)
+            pytest.fail(f"still running {TIMEOUT} s after the signal:\n{out}\n{err}")
     assert proc.returncode == -signum
     assert "unwound" in out
     assert "leaked 1 resource" in err
