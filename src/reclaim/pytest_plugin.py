@@ -17,10 +17,10 @@ with back-off, for threads and children that are winding down. It fails the
 test's teardown with the report when anything the test acquired is still
 open or was closed by the garbage collector. A clean test costs one lookup. Wider-scoped
 fixtures get their own label, so their resources are never blamed on the test
-that first used them; they are checked at the end of the session. A leak found
-after its test ended (a resource in a reference cycle collected later, or
-still open when the session ends) is reported against the test that acquired
-it in a "reclaim" summary section, and the session fails. With pytest-xdist
+that first used them; they are checked at the end of the session. Whatever
+shows only after its test ended (a session fixture's file, a socket opened at
+import time) is reported against the test or fixture that acquired it, in a
+"reclaim" summary section, and the session fails: nothing is lost. With pytest-xdist
 each worker tracks its own tests and sends its session-end findings to the
 controller. In junit XML (``--junitxml``) a leaking test carries its leaks as JSON in a
 ``reclaim_leaks`` property.
