@@ -198,7 +198,8 @@ def run(options: Options, target: Target) -> int:
     session = _Session(options, target, tracker, tracker.snapshot())
     _install_fork_and_exit_hooks(session)
     if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
-        signal.signal(signal.SIGTERM, _raise_terminated)
+        with contextlib.suppress(ValueError):  # run() called outside the main thread
+            signal.signal(signal.SIGTERM, _raise_terminated)
 
     status = 0
     die_by: int | None = None
@@ -375,4 +376,5 @@ def _install_fork_and_exit_hooks(session: _Session) -> None:
         _die_by_signal(signum)
 
     os._exit = exit_with_report
-    os.register_at_fork(after_in_child=after_in_child)
+    if hasattr(os, "register_at_fork"):  # POSIX only
+        os.register_at_fork(after_in_child=after_in_child)
