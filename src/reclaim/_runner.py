@@ -292,7 +292,8 @@ def _report(session: _Session, status: int) -> int:
             session.since, grace=options.grace, ignore_kinds=options.ignore, collect=True
         )
         report = session.tracker.report(leaks)
-        text = report.to_text(depth=options.depth, color=_color(sys.stderr))
+        color = _color(sys.stderr)
+        text = report.to_text(depth=options.depth, color=color)
     except Exception as exc:  # the program's outcome must survive a broken report
         print(f"reclaim: could not build the leak report: {exc!r}", file=sys.stderr)
         return status
@@ -302,11 +303,15 @@ def _report(session: _Session, status: int) -> int:
         counts = Counter(leak.kind for leak in leaks).most_common()
         kinds = ", ".join(f"{n} {kind}" for kind, n in counts)
         noun = "resource" if len(leaks) == 1 else "resources"
-        print(f"\nreclaim: {where} leaked {len(leaks)} {noun} ({kinds}):\n", file=sys.stderr)
+        headline = f"reclaim: {where} leaked {len(leaks)} {noun} ({kinds}):"
+        if color:
+            headline = f"\x1b[1;31m{headline}\x1b[0m"
+        print(f"\n{headline}\n", file=sys.stderr)
         sys.stderr.write(text if text.endswith("\n") else text + "\n")
         print(_LEGEND, file=sys.stderr)
     elif not session.is_child:
-        print(f"reclaim: no leaks in {where}", file=sys.stderr)
+        clean = f"reclaim: no leaks in {where}"
+        print(f"\x1b[32m{clean}\x1b[0m" if color else clean, file=sys.stderr)
     if options.json_path is not None and (leaks or not session.is_child):
         path = options.json_path
         if session.is_child:
