@@ -61,6 +61,11 @@ def _run_parser() -> argparse.ArgumentParser:
         description="Run the program as 'python script.py args' (or 'python -m module args') "
         "would, and print the resources it leaked to stderr when its main code ends.",
         allow_abbrev=False,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="exit status: the program's own; with --fail, 3 when it exited 0 but leaked.\n"
+        "sys.exit, an uncaught exception, Ctrl-C and SIGTERM still print the report\n"
+        "(after a signal the process then dies of it, as it would without reclaim).\n"
+        "After os.fork() each process reports its own leaks, labelled with its pid.",
     )
     parser.add_argument(
         "--json", dest="json_path", metavar="PATH", help="also write the report as JSON to PATH"
