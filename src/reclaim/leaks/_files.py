@@ -250,7 +250,10 @@ def tracked_open(
     result = _c_open(file, mode, buffering, encoding, errors, newline, closefd, opener)
     if (type(file) is int or opener is not None) and closefd:
         _records.release(("fd", result.fileno()))
-    name = file if type(file) is str or type(file) is int else os.fsdecode(file)
+    if isinstance(file, (bytes, os.PathLike)):
+        name: Any = os.fsdecode(file)
+    else:
+        name = file if isinstance(file, (str, int)) else repr(file)
     _records.new(result, "file", (name, mode), _capture(_getframe(1), _records.file_depth))
     return result
 
