@@ -509,3 +509,34 @@ def test_modules_imported_after_start_are_instrumented_when_imported(tmp_path: P
     assert out.returncode == 0, out.stderr
     kinds = json.loads(out.stdout.strip().splitlines()[-1])
     assert kinds == ["mmap", "selector", "socket", "sqlite3", "subprocess", "task", "tempdir"]
+
+
+# -- reclaim's own resources ------------------------------------------------------------------
+
+
+def test_reclaims_own_resources_used_right_are_not_reported(leakwatch: Watch, tmp_path: Path) -> None:
+    with reclaim.atomic_write(tmp_path / "out.txt", durable=False) as f:
+        f.write("x")
+    with reclaim.temp_dir() as directory:
+        (Path(directory) / "inner").write_text("y")
+    with reclaim.locked(tmp_path / "lock"):
+        pass
+    with reclaim.Pool(lambda: sqlite3.connect(":memory:"), close=lambda c: c.close(), max_size=2) as pool:
+        with pool.acquire() as conn:
+            conn.execute("select 1")
+    assert leakwatch.leaks() == []
+
+
+def test_pool_lease_never_released_is_reported(leakwatch: Watch) -> None:
+    pool = reclaim.Pool(lambda: sqlite3.connect(":memory:"), close=lambda c: c.close(), max_size=1)
+    lease = pool.acquire()
+    at = line() - 1
+    try:
+        leak = leakwatch.one("lease")
+        assert_site(leak, at)
+        sqlite_leak = leakwatch.one("sqlite3")  # the connection the pool made for that lease
+        assert sqlite_leak.site is not None and sqlite_leak.site.filename == HERE
+    finally:
+        lease.release()
+        pool.close()
+    assert leakwatch.leaks() == []
