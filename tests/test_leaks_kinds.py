@@ -521,9 +521,9 @@ def test_reclaims_own_resources_used_right_are_not_reported(leakwatch: Watch, tm
         (Path(directory) / "inner").write_text("y")
     with reclaim.locked(tmp_path / "lock"):
         pass
-    with reclaim.Pool(lambda: sqlite3.connect(":memory:"), close=lambda c: c.close(), max_size=2) as pool:
-        with pool.acquire() as conn:
-            conn.execute("select 1")
+    pool = reclaim.Pool(lambda: sqlite3.connect(":memory:"), close=lambda c: c.close(), max_size=2)
+    with pool, pool.acquire() as conn:
+        conn.execute("select 1")
     assert leakwatch.leaks() == []
 
 
