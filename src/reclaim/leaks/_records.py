@@ -116,7 +116,7 @@ def checkpoint() -> int:
 
 
 #: Kinds for which "the object died while its record was open" means a leak. Kinds whose
-#: close we cannot see (files, children, tasks) instead report from a finalizer-time probe.
+#: release we cannot see (files, children, mmaps) report from a finalizer-time probe instead.
 death_leaks: set[str] = set()
 #: Label of what runs now (the pytest plugin sets the test id); see ``set_context``.
 context: str | None = None
@@ -127,7 +127,7 @@ depth = 8
 FILE_DEPTH = 2
 file_depth = FILE_DEPTH
 dropped = 0
-#: (first seq, pid): acquisitions from that seq on were made by that process. A forked child
+#: (first generation, pid): acquisitions from that generation on were made by that process. A forked child
 #: appends its own entry, so records inherited from the parent keep the parent's pid.
 pid_epochs: list[tuple[int, int]] = [(0, os.getpid())]
 

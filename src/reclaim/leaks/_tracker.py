@@ -189,7 +189,8 @@ class Tracker:
     ``context=``, only what was acquired under one label).
 
     Args:
-        depth: frames recorded per acquisition (the user's line and its callers).
+        depth: frames recorded per acquisition (the user's line and its callers);
+            ``open()``, the hot path, keeps at most two whatever the depth.
 
     Example::
 
