@@ -133,8 +133,12 @@ def test_wider_fixture_leak_is_not_blamed_on_the_test_but_reported_at_session_en
             assert not config_file.closed
         """
     )
-    result = run(pytester)
+    result = run(pytester, "--reclaim-json=leaks.json")
     result.assert_outcomes(passed=2)
+    document = json.loads((pytester.path / "leaks.json").read_text())
+    assert document["schema"] == "reclaim.leaks/1"
+    assert [leak["kind"] for leak in document["leaks"]] == ["file"]
+    assert "config_file" in document["leaks"][0]["context"]
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(
         [
@@ -299,7 +303,7 @@ def test_off_by_default_on_by_ini_and_kinds_ignored_by_ini(pytester: pytest.Pyte
 
 
 def test_works_under_xdist(pytester: pytest.Pytester) -> None:
-    """With -n 2 each worker checks its tests; session-end leaks reach the controller's summary."""
+    """With -n 2 each worker checks its tests; its findings reach the controller's summary and JSON."""
     pytest.importorskip("xdist")
     pytester.makepyfile(
         test_dist="""
@@ -320,8 +324,14 @@ def test_works_under_xdist(pytester: pytest.Pytester) -> None:
             assert n >= 0
         """
     )
-    result = run(pytester, "-p", "xdist", "-n", "2")
+    result = run(pytester, "-p", "xdist", "-n", "2", "--reclaim-json", "leaks.json")
     result.assert_outcomes(passed=7, errors=1)
+    found = json.loads((pytester.path / "leaks.json").read_text())["leaks"]
+    # One file from the test; one socket per worker that set the session fixture up.
+    assert {(leak["kind"], leak["context"].split(" ")[0]) for leak in found} == {
+        ("file", "test_dist.py::test_leaks"),
+        ("socket", "session-scoped"),
+    }
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(
         ["*this test leaked 1 resource*", "*leaks found after their test ended*", "*'shared'*"]

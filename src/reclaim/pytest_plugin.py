@@ -23,7 +23,8 @@ import time) is reported against the test or fixture that acquired it, in a
 "reclaim" summary section, and the session fails: nothing is lost. With pytest-xdist
 each worker tracks its own tests and sends its session-end findings to the
 controller. In junit XML (``--junitxml``) a leaking test carries its leaks as JSON in a
-``reclaim_leaks`` property.
+``reclaim_leaks`` property; ``--reclaim-json PATH`` writes every leak of the run (each
+with the ``context`` that acquired it) in the ``reclaim.leaks/1`` layout.
 
 Allow a leak on purpose with a marker::
 
@@ -42,6 +43,7 @@ import itertools
 import json
 import os
 import re
+import time
 from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -77,6 +79,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_false",
         dest="reclaim",
         help="do not check for leaks, even when the ini file says reclaim = true",
+    )
+    group.addoption(
+        "--reclaim-json",
+        dest="reclaim_json",
+        metavar="PATH",
+        default=None,
+        help="also write every leak found (with the test or fixture that acquired it) as JSON",
     )
     parser.addini("reclaim", type="bool", default=False, help="check every test for leaks")
     parser.addini(
@@ -244,6 +253,9 @@ class LeakChecker:
         self.late_count = 0
         self.tests_leaked = 0
         self.leak_count = 0
+        # Every leak found, as JSON-ready dicts (their "context" names the test or fixture).
+        self.found: list[dict[str, Any]] = []
+        self.json_path: str | None = config.getoption("reclaim_json")
 
     def __repr__(self) -> str:
         state = "controller" if self.controller else ("tracking" if self.tracker else "idle")
@@ -292,6 +304,9 @@ class LeakChecker:
             if workeroutput is not None:
                 workeroutput["reclaim_late"] = [list(pair) for pair in self.late]
                 workeroutput["reclaim_late_count"] = self.late_count
+                workeroutput["reclaim_found"] = self.found
+        if self.json_path is not None and not hasattr(self.config, "workerinput"):
+            self._write_json(self.json_path)
         if self.late_count and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
@@ -301,6 +316,24 @@ class LeakChecker:
         output = getattr(node, "workeroutput", None) or {}
         self.late.extend((str(who), str(text)) for who, text in output.get("reclaim_late", ()))
         self.late_count += int(output.get("reclaim_late_count", 0))
+        self.found.extend(output.get("reclaim_found", ()))
+
+    def _write_json(self, path: str) -> None:
+        from .leaks import SCHEMA
+
+        counts: dict[str, int] = {}
+        for leak in self.found:
+            counts[leak["kind"]] = counts.get(leak["kind"], 0) + 1
+        document = {
+            "schema": SCHEMA,
+            "checked": time.time(),
+            "count": len(self.found),
+            "counts": dict(sorted(counts.items(), key=lambda item: -item[1])),
+            "leaks": self.found,
+        }
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(document, f, indent=2)
+            f.write("\n")
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if not self.late:
@@ -329,6 +362,7 @@ class LeakChecker:
             self.reported.add(_key(leak))
             by_context.setdefault(context, []).append(leak)
         for context, found in by_context.items():
+            self.found.extend(self.tracker.report(found).to_json()["leaks"])
             text = self.tracker.report(found).to_text(depth=self.depth)
             self.late.append((context, text))
             self.late_count += len(found)
@@ -403,6 +437,7 @@ class LeakChecker:
             # Machine-readable too: junit XML carries it as the test's "reclaim_leaks" property.
             assert self.tracker is not None
             data = self.tracker.report(leaks).to_json()["leaks"]
+            self.found.extend(data)
             item.user_properties.append(("reclaim_leaks", json.dumps(data)))
         if error is not None:
             if leaks:
