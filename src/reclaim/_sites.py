@@ -15,11 +15,28 @@ import sys
 import sysconfig
 from dataclasses import dataclass
 from types import CodeType, FrameType
+from typing import Any
 
-__all__ = ["Frame", "Site", "capture", "capture_from", "format_site", "frames", "is_framework"]
+__all__ = [
+    "Frame",
+    "RawSite",
+    "Site",
+    "capture",
+    "capture_flat",
+    "capture_from",
+    "first_filename",
+    "first_user_frame",
+    "format_site",
+    "frames",
+    "is_framework",
+    "line_at",
+    "resolve",
+]
 
 #: A captured site: ``(code, lineno)`` pairs, innermost (the user's line) first.
 Site = tuple[tuple[CodeType, int], ...]
+#: A flat capture from :func:`capture_flat`: ``(code, lasti, code, lasti, ...)``.
+RawSite = tuple[Any, ...]
 
 _RECLAIM_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 _STDLIB_DIRS = tuple(
@@ -64,12 +81,12 @@ def is_framework(filename: str) -> bool:
         return result
 
 
-def capture_from(frame: FrameType | None, depth: int = 8) -> Site:
-    """Record up to *depth* frames starting at the first non-framework frame from *frame* outwards.
+def first_user_frame(frame: FrameType | None) -> FrameType | None:
+    """The first frame from *frame* outwards that is not framework code, else *frame* itself.
 
     When every frame is framework code (a thread started by the standard
-    library, say), the innermost frames are recorded instead, so a site is
-    never empty while there is a stack at all.
+    library, say), the innermost frame is returned, so a site is never empty
+    while there is a stack at all.
     """
     first = frame
     cache = _framework_cache
@@ -79,15 +96,60 @@ def capture_from(frame: FrameType | None, depth: int = 8) -> Site:
         if framework is None:
             framework = is_framework(filename)
         if not framework:
-            break
+            return frame
         frame = frame.f_back
-    if frame is None:
-        frame = first
+    return first
+
+
+def capture_from(frame: FrameType | None, depth: int = 8) -> Site:
+    """Record up to *depth* frames starting at the first non-framework frame from *frame* outwards."""
+    frame = first_user_frame(frame)
     out: list[tuple[CodeType, int]] = []
     while frame is not None and len(out) < depth:
         out.append((frame.f_code, frame.f_lineno))
         frame = frame.f_back
     return tuple(out)
+
+
+def capture_flat(frame: FrameType | None, depth: int) -> RawSite:
+    """:func:`capture_from` for hot paths: a flat ``(code, lasti, code, lasti, ...)`` tuple.
+
+    ``f_lasti`` is a plain read while ``f_lineno`` decodes the line table, and
+    one flat tuple is one allocation; :func:`resolve` turns it into a
+    :data:`Site` when a report needs the lines.
+    """
+    frame = first_user_frame(frame)
+    out: list[Any] = []
+    while frame is not None and depth:
+        out.append(frame.f_code)
+        out.append(frame.f_lasti)
+        frame = frame.f_back
+        depth -= 1
+    return tuple(out)
+
+
+def line_at(code: CodeType, lasti: int) -> int:
+    """The source line of the instruction at byte offset *lasti* of *code*."""
+    for start, end, line in code.co_lines():
+        if start <= lasti < end:
+            return line if line is not None else code.co_firstlineno
+    return code.co_firstlineno
+
+
+def resolve(raw: Any) -> Site:
+    """A :data:`Site` from a flat capture (a site already resolved is returned as it is)."""
+    if not raw or type(raw[0]) is tuple:
+        return tuple(raw)
+    return tuple((raw[i], line_at(raw[i], raw[i + 1])) for i in range(0, len(raw), 2))
+
+
+def first_filename(raw: Any) -> str | None:
+    """The file of the innermost captured frame, or None for an empty site."""
+    if not raw:
+        return None
+    first = raw[0]
+    code: CodeType = first[0] if type(first) is tuple else first
+    return code.co_filename
 
 
 def capture(depth: int = 8, skip: int = 1) -> Site:

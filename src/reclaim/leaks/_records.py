@@ -23,11 +23,15 @@ import threading
 import time
 import weakref
 from collections import deque
-from types import CodeType, FrameType
 from typing import Any
 
-from reclaim._sites import Site, is_framework
-from reclaim._sites import _framework_cache as _fw_cache
+# Site capture lives in reclaim._sites; re-exported under the names this package uses.
+from reclaim._sites import (
+    Site,
+    first_filename,
+)
+from reclaim._sites import capture_flat as capture
+from reclaim._sites import resolve as site_of
 
 __all__ = [
     "LEAKED",
@@ -35,13 +39,16 @@ __all__ = [
     "OPEN",
     "RELEASED",
     "Record",
+    "capture",
     "collected",
     "died",
+    "first_filename",
     "leak",
     "live",
     "new",
     "release",
     "reset",
+    "site_of",
 ]
 
 OPEN, RELEASED, LEAKED = 0, 1, 2
@@ -161,58 +168,6 @@ def thread_name() -> str:
     if name is None:
         name = thread_names[ident] = threading.current_thread().name
     return name
-
-
-def capture(frame: FrameType | None, depth: int) -> tuple[Any, ...]:
-    """Record up to *depth* frames from the first non-framework one outwards, cheaply.
-
-    The hot-path twin of :func:`reclaim._sites.capture_from`: it keeps a flat
-    ``(code, lasti, code, lasti, ...)`` tuple, because ``f_lasti`` is a plain
-    read while ``f_lineno`` decodes the line table, and one flat tuple is one
-    allocation. :func:`site_of` turns it into a standard site when a report
-    needs it.
-    """
-    first = frame
-    while frame is not None:
-        filename = frame.f_code.co_filename
-        framework = _fw_cache.get(filename)
-        if framework is None:
-            framework = is_framework(filename)
-        if not framework:
-            break
-        frame = frame.f_back
-    if frame is None:
-        frame = first
-    out: list[Any] = []
-    while frame is not None and depth:
-        out.append(frame.f_code)
-        out.append(frame.f_lasti)
-        frame = frame.f_back
-        depth -= 1
-    return tuple(out)
-
-
-def _line(code: CodeType, lasti: int) -> int:
-    for start, end, line in code.co_lines():
-        if start <= lasti < end:
-            return line if line is not None else code.co_firstlineno
-    return code.co_firstlineno
-
-
-def site_of(raw: Any) -> Site:
-    """A standard site from what a record holds (a flat capture, or a site already)."""
-    if not raw or type(raw[0]) is tuple:
-        return tuple(raw)
-    return tuple((raw[i], _line(raw[i], raw[i + 1])) for i in range(0, len(raw), 2))
-
-
-def first_filename(raw: Any) -> str | None:
-    """The file of the innermost captured frame, or None for an empty site."""
-    if not raw:
-        return None
-    first = raw[0]
-    code: CodeType = first[0] if type(first) is tuple else first
-    return code.co_filename
 
 
 def died(rec: Record) -> None:
