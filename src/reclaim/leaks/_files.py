@@ -222,18 +222,13 @@ def tracked_open(
         # saves a Python call. A tuple of code objects and ints: the collector stops tracking
         # it on first sight.
         frame: Any = _getframe(1)
-        if _fw_cache.get(frame.f_code.co_filename, True):
+        code = frame.f_code
+        if _fw_cache.get(code.co_filename, True) or _records.file_depth != 2:
             site: Any = _capture(frame, _records.file_depth)
         else:
-            site = [frame.f_code, frame.f_lasti]
-            n = _records.file_depth - 1
-            frame = frame.f_back
-            while frame is not None and n:
-                site.append(frame.f_code)
-                site.append(frame.f_lasti)
-                frame = frame.f_back
-                n -= 1
-            site = tuple(site)
+            # The usual depth, unrolled: the caller and its caller.
+            back = frame.f_back
+            site = (code, frame.f_lasti) if back is None else (code, frame.f_lasti, back.f_code, back.f_lasti)
         raw._r_facts = (
             _records.generation,
             _time(),
