@@ -334,14 +334,22 @@ def test_console_script_runs_a_program(tmp_path: Path) -> None:
     if not command.exists():
         pytest.skip("the reclaim console script is not installed in this environment")
     write(tmp_path / "clean.py", CLEAN)
-    result = subprocess.run(
-        [str(command), "run", "--fail", "clean.py"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
+    write(tmp_path / "leaky.py", LEAKY)
+    clean, leaky = (
+        subprocess.run(
+            [str(command), "run", "--fail", script],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+        )
+        for script in ("clean.py", "leaky.py")
     )
-    assert result.returncode == 0, result.stderr
+    assert clean.returncode == 0, clean.stderr
+    assert leaky.returncode == 3, leaky.stderr
+    # The stack ends at the program's own <module> line: no launcher, runpy or reclaim frames.
+    assert "leaky.py:2 in <module>" in leaky.stderr
+    assert "bin/reclaim" not in leaky.stderr and "runpy" not in leaky.stderr
 
 
 def test_clean_service_reports_no_leaks(tmp_path: Path) -> None:
