@@ -6,6 +6,7 @@ import asyncio
 import gc
 import itertools
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -335,3 +336,48 @@ def test_a_lease_collected_without_release_warns_with_its_line() -> None:
             assert pool.statistics().leases_lost == 1
 
     run(main())
+
+
+def test_a_short_timeout_behind_a_long_one_still_times_out_first() -> None:
+    """Waiters share one deadline timer: a later waiter with a nearer deadline re-arms it."""
+
+    async def main() -> None:
+        async with AsyncPool(Thing, max_size=1, name="t") as pool:
+            held = await pool.acquire()
+            patient = asyncio.ensure_future(pool.acquire(timeout=30.0).__aenter__())
+            await until(lambda: pool.statistics().waiting == 1, "first waiter queued")
+            with pytest.raises(PoolTimeout):
+                await pool.acquire(timeout=0.01)
+            assert not patient.done()
+            assert pool.statistics().waiting == 1
+            await held.release()
+            assert isinstance(await patient, Thing)
+            assert pool.statistics().timeouts == 1
+
+    run(main())
+
+
+def test_waiters_time_out_when_the_pool_moves_to_a_new_event_loop() -> None:
+    """A timer armed on a finished loop does not stop a waiter on the next loop timing out."""
+    pool = AsyncPool(Thing, max_size=1, name="loops", max_lifetime=None, max_idle=None)
+
+    async def first() -> Any:
+        lease = await pool.acquire()
+        waiter = asyncio.ensure_future(pool.acquire(timeout=0.05).__aenter__())
+        await until(lambda: pool.statistics().waiting == 1, "waiter queued")
+        waiter.cancel()  # the loop ends with the waiters' timer still armed on it
+        await asyncio.gather(waiter, return_exceptions=True)
+        return lease
+
+    async def second(lease: Any) -> None:
+        stale = time.monotonic() + 0.06
+        await until(lambda: time.monotonic() > stale, "the old timer's deadline passed")
+        with pytest.raises(PoolTimeout):
+            # A deadline later than the stale timer's: only a timer on this loop ends the wait.
+            await asyncio.wait_for(pool.acquire(timeout=0.05).__aenter__(), 5.0)
+        await lease.release()
+        await pool.close()
+
+    lease = run(first())
+    run(second(lease))
+    assert pool.statistics().timeouts == 1

@@ -59,11 +59,11 @@ class AsyncLease(Generic[T]):
         if self._slot is not None:
             raise RuntimeError(f"{self!r} was already acquired; call pool.acquire() again")
         frame = _getframe(1)  # the code running `async with` (or reclaim's __await__)
-        try:
-            slot = pool._idle.pop()
-        except IndexError:
+        idle = pool._idle
+        if not idle:  # tested, not raised and caught: the contended case stays cheap too
             self._slot = False
             return self._enter_slow(frame, None)
+        slot = idle.pop()
         now = _monotonic()
         if (
             now >= slot.expires

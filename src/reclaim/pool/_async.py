@@ -37,6 +37,7 @@ TIMEOUT = _Token("TIMEOUT")
 _new_lease = object.__new__
 CLOSE_TIMEOUT = 5.0
 _names = iter(range(1, sys.maxsize))
+_INF = float("inf")
 
 
 def _is_awaitable(value: object) -> bool:
@@ -52,11 +53,12 @@ async def _call(fn: Callable[..., Any], *args: Any) -> Any:
 
 
 class _TaskWaiter(Waiter):
-    __slots__ = ("fut",)
+    __slots__ = ("deadline", "fut")
 
-    def __init__(self, since: float, fut: asyncio.Future[None]) -> None:
+    def __init__(self, since: float, fut: asyncio.Future[None], deadline: float) -> None:
         super().__init__(since)
         self.fut = fut
+        self.deadline = deadline
 
     def deliver(self, result: Any) -> bool:
         if self.fut.done():
@@ -66,13 +68,24 @@ class _TaskWaiter(Waiter):
         return True
 
 
-def _time_out(pool: AsyncPool[Any], waiter: _TaskWaiter) -> None:
-    if not waiter.fut.done():
+def _time_out(ref: weakref.ref[AsyncPool[Any]]) -> None:
+    """The pool's deadline timer fired: time out every waiter past its deadline, re-arm."""
+    pool = ref()
+    if pool is None:
+        return
+    pool._timer = None
+    pool._timer_at = _INF
+    now = _monotonic()
+    due = [w for w in pool._waiters if w.deadline <= now]  # type: ignore[attr-defined]
+    for waiter in due:
         try:
             pool._waiters.remove(waiter)
         except ValueError:
             pass
         waiter.deliver(TIMEOUT)
+    nearest = min((w.deadline for w in pool._waiters), default=_INF)  # type: ignore[attr-defined]
+    if nearest < _INF:
+        pool._arm(asyncio.get_running_loop(), nearest)
 
 
 class AsyncPoolOptions(TypedDict, Generic[T], total=False):
@@ -175,6 +188,11 @@ class AsyncPool(PoolCore[T]):
         self._task: asyncio.Task[None] | None = None
         self._done_future: asyncio.Future[None] | None = None
         self._closing_tasks: set[asyncio.Future[Any]] = set()
+        # One timer for all waiters, due at the nearest deadline (a timer per wait cost more
+        # than the rest of a contended acquire): see _arm() and _time_out().
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = _INF
+        self._timer_loop: asyncio.AbstractEventLoop | None = None
 
     def acquire(self, *, timeout: float | None = None) -> AsyncLease[T]:
         """A lease to await (``lease = await pool.acquire()``) or enter (``async with``).
@@ -211,22 +229,19 @@ class AsyncPool(PoolCore[T]):
             elif self._reserve():
                 result = CREATE
             else:
-                waiter = _TaskWaiter(start, loop.create_future())
+                waiter = _TaskWaiter(start, loop.create_future(), deadline)
                 waiter.misses = misses
                 if misses:
                     self._waiters.appendleft(waiter)
                 else:
                     self._waiters.append(waiter)
-                handle = loop.call_at(
-                    loop.time() + max(0.0, deadline - _monotonic()), _time_out, self, waiter
-                )
+                if deadline < self._timer_at or self._timer_loop is not loop:
+                    self._arm(loop, deadline)
                 try:
                     await waiter.fut
                 except BaseException:
                     self._abandon_wait(waiter)
                     raise
-                finally:
-                    handle.cancel()
                 result = waiter.result
                 if result is TIMEOUT:
                     self._timeouts += 1
@@ -241,8 +256,23 @@ class AsyncPool(PoolCore[T]):
                 self._waits.append(_monotonic() - start)
             if result is CREATE:
                 return await self._create_slot()
-            if await self._usable(result, _monotonic()):
+            now = _monotonic()
+            if not (
+                now >= result.expires
+                or result.gen != self._gen
+                or (self._check is not None and self._needs_check(result, now))
+            ) or await self._usable(result, now):
                 return result  # type: ignore[no-any-return]
+
+    def _arm(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
+        """(Re)start the waiters' timer so it fires at *deadline* (a monotonic time)."""
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = deadline
+        self._timer_loop = loop
+        self._timer = loop.call_at(
+            loop.time() + max(0.0, deadline - _monotonic()), _time_out, weakref.ref(self)
+        )
 
     def _abandon_wait(self, waiter: _TaskWaiter) -> None:
         """A waiting task was cancelled: pass on whatever it was given, leave the queue."""
@@ -413,6 +443,9 @@ class AsyncPool(PoolCore[T]):
         self._all_back.set()
 
     def _reinit_after_fork(self) -> None:
+        self._timer = None
+        self._timer_at = _INF
+        self._timer_loop = None
         self._wake = asyncio.Event()
         self._all_back = asyncio.Event()
         self._task = None
@@ -424,6 +457,9 @@ class AsyncPool(PoolCore[T]):
     async def close(self, timeout: float | None = None) -> None:
         """Close the pool: idle objects now, leased ones as they come back (waits *timeout*, 5 s default)."""
         self._close_slots(self._close_locked())
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer, self._timer_at = None, _INF
         task, self._task = self._task, None
         if task is not None and task is not asyncio.current_task():
             task.cancel()

@@ -45,9 +45,12 @@ class _ThreadWaiter(Waiter):
     __slots__ = ("lock",)
 
     def __init__(self, since: float) -> None:
-        super().__init__(since)
-        self.lock = _allocate_lock()
-        self.lock.acquire()
+        # Waiter.__init__ inlined: one per contended acquire.
+        self.result: Any = None
+        self.since = since
+        self.misses = 0
+        self.lock = lock = _allocate_lock()
+        lock.acquire()
 
     def deliver(self, result: Any) -> bool:
         self.result = result
@@ -149,9 +152,14 @@ class Pool(PoolCore[T]):
             PoolClosed: the pool was closed.
             Exception: whatever ``create`` raised when a new object was needed.
         """
+        idle = self._idle
         try:
-            slot = self._idle.pop()
-        except IndexError:
+            # An empty deque is the contended case: test it rather than raise and catch
+            # IndexError (an exception costs more than the whole uncontended acquire).
+            slot = idle.pop() if idle else None
+        except IndexError:  # emptied by another thread since the test
+            slot = None
+        if slot is None:
             slot = self._acquire_slow(timeout)
             now = slot.acquired_at
         else:
@@ -188,6 +196,9 @@ class Pool(PoolCore[T]):
         deadline = start + timeout
         misses = 0
         lock = self._lock
+        # With an immediate hand-off the wait is one blocking acquire of the waiter's lock;
+        # _wait() handles the rest (young waiters, a delivery racing a timeout).
+        patience = self._handoff_after if self._fair else 0.0
         while True:
             waiter = None
             lock.acquire()
@@ -219,7 +230,8 @@ class Pool(PoolCore[T]):
             if lost:
                 self._close_all(lost)
             if waiter is not None:
-                self._wait(waiter, deadline)
+                if not (patience == 0.0 and waiter.lock.acquire(True, max(deadline - _monotonic(), 0.0))):
+                    self._wait(waiter, deadline)
                 result = waiter.result
                 if result is CLOSED:
                     raise PoolClosed(f"pool {self._name!r} was closed while waiting")
@@ -231,7 +243,11 @@ class Pool(PoolCore[T]):
             if result is CREATE:
                 return self._create_slot()
             now = _monotonic()
-            if self._usable(result, now):
+            if not (
+                now >= result.expires
+                or result.gen != self._gen
+                or (self._check is not None and self._needs_check(result, now))
+            ) or self._usable(result, now):
                 result.acquired_at = now
                 return result  # type: ignore[no-any-return]
 
