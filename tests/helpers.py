@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import inspect
+import time
+from collections.abc import Callable
 
 
 def line_of(marker: str, module: object) -> int:
@@ -12,3 +14,12 @@ def line_of(marker: str, module: object) -> int:
         if text.rstrip().endswith(f"# {marker}"):
             return number
     raise AssertionError(f"no line marked {marker!r} in {module!r}")
+
+
+def eventually(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    """Poll *condition* until it holds (a deadline, not a sleep-as-synchronisation)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for: {what}")
+        time.sleep(0.001)

@@ -7,14 +7,13 @@ import itertools
 import logging
 import re
 import sys
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 import reclaim
-from helpers import line_of
+from helpers import eventually, line_of
 from reclaim import Lease, Pool, PoolClosed, PoolStatistics, PoolTimeout, ResourceClosed
 
 
@@ -47,15 +46,6 @@ class Factory:
         thing = Thing()
         self.made.append(thing)
         return thing
-
-
-def eventually(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    """Poll *condition* until it holds (a deadline, not a sleep-as-synchronisation)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for: {what}")
-        time.sleep(0.001)
 
 
 @pytest.fixture

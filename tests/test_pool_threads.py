@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 
 import pytest
 
+from helpers import eventually
 from reclaim import Pool, PoolTimeout
 
 
@@ -21,15 +21,6 @@ class Thing:
 
     def close(self) -> None:
         self.closes += 1
-
-
-def eventually(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    """Poll *condition* until it holds (a deadline, not a sleep-as-synchronisation)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for: {what}")
-        time.sleep(0.001)
 
 
 def test_a_returned_object_goes_to_the_longest_waiter() -> None:
