@@ -175,6 +175,27 @@ def reset() -> None:
         if raw is not None:
             raw._r_facts = None
     table.clear()
+    depth_changed()
+
+
+#: The code object that last called open() from user code while two frames are kept: the next
+#: call from it skips the framework check (an identity test instead of a dict lookup).
+_user_code: Any = None
+
+
+def _user_caller(code: Any) -> bool:
+    """Whether an ``open()`` called from *code* takes the unrolled two-frame capture (remembered)."""
+    global _user_code
+    if _fw_cache.get(code.co_filename, True) or _records.file_depth != 2:
+        return False
+    _user_code = code
+    return True
+
+
+def depth_changed() -> None:
+    """The frames kept per ``open()`` may have changed: check the next caller again."""
+    global _user_code
+    _user_code = None
 
 
 def tracked_open(
@@ -189,57 +210,66 @@ def tracked_open(
 ) -> Any:
     """``open()`` with the acquisition recorded; same arguments, same result."""
     spec = _MODES.get(mode)
-    if (
-        spec is not None
-        and (buffering == -1 or (buffering == 0 and spec[2]))
-        and (type(file) is str or type(file) is int or hasattr(file, "__fspath__"))
-        and (
-            (encoding is None and errors is None and newline is None)
-            if spec[2]
-            else (encoding is not None or _NO_ENCODING_WARNING)
-        )
-    ):
-        raw = FileIO(file, spec[0], closefd, opener)
-        result: Any = raw
-        if buffering:
-            # What the C open() does for buffering=-1: line buffering on a tty, else the block size.
+    if spec is not None:
+        raw_mode, buffer_cls, binary = spec
+        ftype = type(file)
+        if (
+            (buffering == -1 or (buffering == 0 and binary))
+            and (ftype is str or ftype is int or hasattr(file, "__fspath__"))
+            and (
+                (encoding is None and errors is None and newline is None)
+                if binary
+                else (encoding is not None or _NO_ENCODING_WARNING)
+            )
+        ):
+            raw = FileIO(file, raw_mode, closefd, opener)
+            result: Any = raw
+            if buffering:
+                # What the C open() does for buffering=-1: line buffering on a tty, else the block size.
+                try:
+                    tty = raw.isatty()
+                    result = buffer_cls(raw, raw._blksize)  # type: ignore[attr-defined]
+                    if not binary:
+                        result = _TextIOWrapper(result, encoding, errors, newline, tty)
+                        result.mode = mode
+                except BaseException:
+                    raw.close()
+                    raise
+            if (ftype is int or opener is not None) and closefd:
+                # The descriptor (passed in, or made by the opener with os.open) now belongs to the
+                # file object: it is reported as the file, not as a raw descriptor.
+                _records.release(("fd", raw.fileno()))
+            if len(table) >= _sweep_at:
+                _sweep()
+            # _records.capture() inlined for the usual case, a user's frame calling open(): this
+            # saves a Python call. A tuple of code objects and ints: the collector stops tracking
+            # it on first sight. (try/except costs nothing until it raises: cheaper than .get().)
+            frame: Any = _getframe(1)
+            code = frame.f_code
+            if code is _user_code or _user_caller(code):
+                # The usual depth, unrolled: the caller and its caller.
+                back = frame.f_back
+                try:
+                    site: Any = (code, frame.f_lasti, back.f_code, back.f_lasti)
+                except AttributeError:  # the caller is the outermost frame
+                    site = (code, frame.f_lasti)
+            else:
+                site = _capture(frame, _records.file_depth)
             try:
-                tty = raw.isatty()
-                result = spec[1](raw, raw._blksize)  # type: ignore[attr-defined]
-                if not spec[2]:
-                    result = _TextIOWrapper(result, encoding, errors, newline, tty)
-                    result.mode = mode
-            except BaseException:
-                raw.close()
-                raise
-        if (type(file) is int or opener is not None) and closefd:
-            # The descriptor (passed in, or made by the opener with os.open) now belongs to the
-            # file object: it is reported as the file, not as a raw descriptor.
-            _records.release(("fd", raw.fileno()))
-        if len(table) >= _sweep_at:
-            _sweep()
-        # _records.capture() inlined for the usual case, a user's frame calling open(): this
-        # saves a Python call. A tuple of code objects and ints: the collector stops tracking
-        # it on first sight.
-        frame: Any = _getframe(1)
-        code = frame.f_code
-        if _fw_cache.get(code.co_filename, True) or _records.file_depth != 2:
-            site: Any = _capture(frame, _records.file_depth)
-        else:
-            # The usual depth, unrolled: the caller and its caller.
-            back = frame.f_back
-            site = (code, frame.f_lasti) if back is None else (code, frame.f_lasti, back.f_code, back.f_lasti)
-        raw._r_facts = (
-            _records.generation,
-            _time(),
-            _thread_names.get(_get_ident()) or _thread_name(),
-            _records.context,
-            file if type(file) is str or type(file) is int else os.fsdecode(file),
-            mode,
-            site,
-        )
-        table.append(_ref(raw))
-        return result
+                thread = _thread_names[_get_ident()]
+            except KeyError:
+                thread = _thread_name()
+            raw._r_facts = (
+                _records.generation,
+                _time(),
+                thread,
+                _records.context,
+                file if ftype is str or ftype is int else os.fsdecode(file),
+                mode,
+                site,
+            )
+            table.append(_ref(raw))
+            return result
     # Explicit buffer sizes, unusual modes: the C open() (its own errors and warnings) and a
     # weakly referenced record, so they are reported while open but never as collected.
     result = _c_open(file, mode, buffering, encoding, errors, newline, closefd, opener)

@@ -53,6 +53,7 @@ _depths: list[int] = []
 def _set_depth() -> None:
     _records.depth = max(_depths)
     _records.file_depth = min(_records.depth, _records.FILE_DEPTH)
+    _files.depth_changed()
 
 
 def _install(depth: int) -> None:
