@@ -6,6 +6,8 @@ reported. Skipped cleanly (exit 0) when no server answers or a driver is missing
 Goals (issue 5):
   A. sync, 16 threads, pool of 4, acquire + SELECT 1 + release:
      >= 1.0x the unfair LifoQueue floor and >= 1.15x psycopg_pool, worst wait < 10 ms.
+     A second floor row, a minimal fair deque + Lock hand-off pool, shows what a fair
+     pool can reach on this machine in the same run.
   B. async, 16 tasks, pool of 4: >= 1.5x asyncpg.Pool (its default reset) and
      >= 1.5x psycopg_pool's AsyncConnectionPool, each with the same driver.
   C. uncontended acquire + release without a query, psycopg connections:
@@ -27,6 +29,7 @@ import sys
 import threading
 import time
 import timeit
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +46,7 @@ REPEATS = 3 if QUICK else 5
 UNCONTENDED_LOOPS = 20_000 if QUICK else 100_000
 
 perf = time.perf_counter
+FAIR_FLOOR = "deque + Lock fair FIFO hand-off + rollback"
 
 
 def _dsn_parts() -> dict[str, str]:
@@ -136,6 +140,58 @@ class _QueueLease:
         self.q.put(conn)
 
 
+class _FairPool:
+    """The minimal fair pool: a deque of idle connections, one Lock, FIFO hand-off to waiters.
+
+    What is achievable in pure Python on this machine in the same run (pools.md section 3):
+    no timeout, no checks, no statistics, nothing but the hand-off.
+    """
+
+    __slots__ = ("idle", "lock", "waiters")
+
+    def __init__(self, conns: list[Any]) -> None:
+        self.idle: deque[Any] = deque(conns)
+        self.waiters: deque[list[Any]] = deque()
+        self.lock = threading.Lock()
+
+    def get(self) -> Any:
+        with self.lock:
+            if self.idle and not self.waiters:
+                return self.idle.pop()
+            gate = threading.Lock()
+            gate.acquire()
+            box = [gate, None]
+            self.waiters.append(box)
+        gate.acquire()
+        return box[1]
+
+    def put(self, conn: Any) -> None:
+        with self.lock:
+            if self.waiters:
+                box = self.waiters.popleft()
+                box[1] = conn
+                box[0].release()
+            else:
+                self.idle.append(conn)
+
+
+class _FairLease:
+    __slots__ = ("conn", "pool")
+
+    def __init__(self, pool: _FairPool) -> None:
+        self.pool = pool
+        self.conn: Any = None
+
+    def __enter__(self) -> Any:
+        self.conn = self.pool.get()
+        return self.conn
+
+    def __exit__(self, *exc: object) -> None:
+        conn = self.conn
+        conn.rollback()
+        self.pool.put(conn)
+
+
 def sync_contenders() -> list[tuple[str, Callable[[], tuple[Callable[[], Any], Callable[[], None]]]]]:
     import psycopg
 
@@ -157,6 +213,18 @@ def sync_contenders() -> list[tuple[str, Callable[[], tuple[Callable[[], Any], C
         return (lambda: _QueueLease(q)), close
 
     out.append(("LifoQueue floor (unfair) + rollback", floor))
+
+    def fair_floor() -> tuple[Callable[[], Any], Callable[[], None]]:
+        conns = [connect() for _ in range(POOL)]
+        pool = _FairPool(conns)
+
+        def close() -> None:
+            for c in conns:
+                c.close()
+
+        return (lambda: _FairLease(pool)), close
+
+    out.append((FAIR_FLOOR, fair_floor))
 
     try:
         import psycopg_pool
@@ -222,11 +290,15 @@ def run_sync_once(acquire: Callable[[], Any]) -> tuple[float, float, float]:
         mine = waits[i]
         append = mine.append
         barrier.wait()
-        for _ in range(SYNC_OPS):
-            t0 = perf()
-            with acquire() as conn:
-                append(perf() - t0)
-                conn.execute("SELECT 1").fetchone()
+        try:
+            for _ in range(SYNC_OPS):
+                t0 = perf()
+                with acquire() as conn:
+                    append(perf() - t0)
+                    conn.execute("SELECT 1").fetchone()
+        except BaseException:
+            barrier.abort()  # the main thread stops waiting (e.g. the server went away)
+            raise
         barrier.wait()
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(THREADS)]
@@ -583,6 +655,15 @@ def main() -> int:
                     goals.append(goal(f"A {name} vs psycopg_pool", v, v >= 1.15, ">= 1.15x"))
                 worst = max(row.worst) * 1e3
                 goals.append(goal(f"A {name} worst wait ms", worst, worst < 10.0, "< 10 ms"))
+        if any(r.name == FAIR_FLOOR for r in sync_rows):
+            print(
+                "   vs the minimal fair hand-off (what a fair pool can reach here): "
+                + ", ".join(
+                    f"{r.name.split('(')[0].strip()} {ratio(sync_rows, r.name, FAIR_FLOOR):.2f}x"
+                    for r in sync_rows
+                    if r.name != FAIR_FLOOR
+                )
+            )
 
     if "B" in ONLY:
         async_rows = asyncio.run(bench_async_main())

@@ -59,11 +59,13 @@ class _TaskWaiter(Waiter):
         super().__init__(since)
         self.fut = fut
         self.deadline = deadline
+        self.handed = since
 
     def deliver(self, result: Any) -> bool:
         if self.fut.done():
             return False  # cancelled or timed out: it removes itself
         self.result = result
+        self.handed = _monotonic()
         self.fut.set_result(None)
         return True
 
@@ -223,6 +225,7 @@ class AsyncPool(PoolCore[T]):
             if self._orphans:
                 self._close_slots(self._take_orphans())
             result: Any = None
+            waiter: _TaskWaiter | None = None
             idle = self._idle
             if idle and not (self._fair and self._waiters):
                 result = idle.pop()
@@ -254,13 +257,16 @@ class AsyncPool(PoolCore[T]):
                     continue
                 self._waited += 1
                 self._waits.append(_monotonic() - start)
+                handed = waiter.handed
             if result is CREATE:
                 return await self._create_slot()
             now = _monotonic()
+            if waiter is None:
+                handed = now
             if not (
                 now >= result.expires
                 or result.gen != self._gen
-                or (self._check is not None and self._needs_check(result, now))
+                or (self._check is not None and self._needs_check(result, handed))
             ) or await self._usable(result, now):
                 return result  # type: ignore[no-any-return]
 

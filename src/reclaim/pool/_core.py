@@ -118,14 +118,20 @@ CLOSED = _Token("CLOSED")
 
 
 class Waiter:
-    """A caller queued for an object; the shells say how it is woken."""
+    """A caller queued for an object; the shells say how it is woken.
 
-    __slots__ = ("misses", "result", "since")
+    ``handed`` is when the object was delivered: the time it spent idle is measured up
+    to then (a direct hand-off: none), not up to when the woken caller got to run, so a
+    connection passed straight from one borrower to the next is not probed on the way.
+    """
+
+    __slots__ = ("handed", "misses", "result", "since")
 
     def __init__(self, since: float) -> None:
         self.result: Any = None
         self.since = since
         self.misses = 0
+        self.handed = since
 
     def deliver(self, result: Any) -> bool:
         """Give *result* (a Slot, CREATE or RETRY); False when the waiter already gave up."""

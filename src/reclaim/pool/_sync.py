@@ -49,11 +49,13 @@ class _ThreadWaiter(Waiter):
         self.result: Any = None
         self.since = since
         self.misses = 0
+        self.handed = since
         self.lock = lock = _allocate_lock()
         lock.acquire()
 
     def deliver(self, result: Any) -> bool:
         self.result = result
+        self.handed = _monotonic()
         self.lock.release()
         return True
 
@@ -240,13 +242,18 @@ class Pool(PoolCore[T]):
                     continue
                 self._waited += 1
                 self._waits.append(_monotonic() - start)
-            if result is CREATE:
+                if result is CREATE:
+                    return self._create_slot()
+                handed = waiter.handed
+            elif result is CREATE:
                 return self._create_slot()
             now = _monotonic()
+            if waiter is None:
+                handed = now
             if not (
                 now >= result.expires
                 or result.gen != self._gen
-                or (self._check is not None and self._needs_check(result, now))
+                or (self._check is not None and self._needs_check(result, handed))
             ) or self._usable(result, now):
                 result.acquired_at = now
                 return result  # type: ignore[no-any-return]
