@@ -56,10 +56,13 @@ class _TaskWaiter(Waiter):
     __slots__ = ("deadline", "fut")
 
     def __init__(self, since: float, fut: asyncio.Future[None], deadline: float) -> None:
-        super().__init__(since)
+        # Waiter.__init__ inlined: one per contended acquire.
+        self.result: Any = None
+        self.since = since
+        self.misses = 0
+        self.handed = since
         self.fut = fut
         self.deadline = deadline
-        self.handed = since
 
     def deliver(self, result: Any) -> bool:
         if self.fut.done():
@@ -255,14 +258,14 @@ class AsyncPool(PoolCore[T]):
                 if result is RETRY:
                     misses += 1
                     continue
+                now = _monotonic()
                 self._waited += 1
-                self._waits.append(_monotonic() - start)
+                self._waits.append(now - start)
                 handed = waiter.handed
+            if waiter is None:
+                now = handed = _monotonic()
             if result is CREATE:
                 return await self._create_slot()
-            now = _monotonic()
-            if waiter is None:
-                handed = now
             if not (
                 now >= result.expires
                 or result.gen != self._gen
@@ -357,11 +360,12 @@ class AsyncPool(PoolCore[T]):
             except BaseException:
                 self._discard(slot, "broken")
                 raise
-            if _is_awaitable(result):
-                return self._finish_reset(slot, result, now)
-            if result is False:
-                self._discard(slot, "broken")
-                return None
+            if result is not True and result is not None:  # True/None: the common answers
+                if _is_awaitable(result):
+                    return self._finish_reset(slot, result, now)
+                if result is False:
+                    self._discard(slot, "broken")
+                    return None
         self._put_back(slot, now)
         return None
 
