@@ -344,7 +344,8 @@ def test_a_short_timeout_behind_a_long_one_still_times_out_first() -> None:
     async def main() -> None:
         async with AsyncPool(Thing, max_size=1, name="t") as pool:
             held = await pool.acquire()
-            patient = asyncio.ensure_future(pool.acquire(timeout=30.0).__aenter__())
+            lease = pool.acquire(timeout=30.0)
+            patient = asyncio.ensure_future(lease.__aenter__())
             await until(lambda: pool.statistics().waiting == 1, "first waiter queued")
             with pytest.raises(PoolTimeout):
                 await pool.acquire(timeout=0.01)
@@ -352,6 +353,7 @@ def test_a_short_timeout_behind_a_long_one_still_times_out_first() -> None:
             assert pool.statistics().waiting == 1
             await held.release()
             assert isinstance(await patient, Thing)
+            await lease.release()
             assert pool.statistics().timeouts == 1
 
     run(main())
