@@ -409,6 +409,13 @@ class PoolCore(Generic[T]):
         self._creating += 1
         return True
 
+    def _place(self, slot: Slot) -> bool:
+        """Offer a slot the maintenance made; True when the pool closed meanwhile (close it)."""
+        if self._closed:
+            return self._forget(slot)
+        self._offer(slot)
+        return False
+
     def _replaced(self, old: Slot) -> bool:
         """After a replacement was made for *old*: retire *old* if still idle (True: close it)."""
         try:

@@ -50,9 +50,13 @@ def maintain(ref: weakref.ref[Pool[Any]]) -> None:
             new = _background_create(pool)
             if new is None:
                 break
+            # close() may have run since the create finished: then the new object is closed
+            # here, not left in a closed pool.
             with pool._lock:
-                pool._offer(new)
-                retire = pool._replaced(old)
+                stale = pool._place(new)
+                retire = not stale and pool._replaced(old)
+            if stale:
+                pool._close_value(new.value)
             if retire:
                 pool._close_value(old.value)
         for _ in range(plan.create):
@@ -61,7 +65,9 @@ def maintain(ref: weakref.ref[Pool[Any]]) -> None:
                 failed = pool._size < pool._min_size and not pool._closed
                 break
             with pool._lock:
-                pool._offer(new)
+                stale = pool._place(new)
+            if stale:
+                pool._close_value(new.value)
         if failed:
             o = pool._o
             delay = o.reconnect_delay if delay is None else min(delay * 2, o.reconnect_max_delay)
