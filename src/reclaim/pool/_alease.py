@@ -146,7 +146,9 @@ class AsyncLease(Generic[T]):
                 pool._put_back(slot, now)
             return pool._done_future or pool._done()
         pending = pool._give_back(slot)
-        return pool._done() if pending is None else pending
+        if pending is None:
+            return pool._done_future or pool._done()
+        return pending
 
     def _held(self) -> Slot:
         slot = self._slot

@@ -221,7 +221,7 @@ class AsyncPool(PoolCore[T]):
             raise ValueError(f"timeout must be >= 0 seconds, got {timeout!r}")
         deadline = start + timeout
         misses = 0
-        loop = asyncio.get_running_loop()
+        loop = None
         while True:
             if self._closed:
                 raise PoolClosed(f"pool {self._name!r} is closed; no object can be acquired")
@@ -232,9 +232,11 @@ class AsyncPool(PoolCore[T]):
             idle = self._idle
             if idle and not (self._fair and self._waiters):
                 result = idle.pop()
-            elif self._reserve():
+            elif self._size < self._max_size and self._reserve():  # pre-test: full is the usual
                 result = CREATE
             else:
+                if loop is None:
+                    loop = asyncio.get_running_loop()
                 waiter = _TaskWaiter(start, loop.create_future(), deadline)
                 waiter.misses = misses
                 if misses:
