@@ -216,7 +216,7 @@ class Pool(PoolCore[T]):
                     except IndexError:
                         result = None
                 if result is None:
-                    if self._reserve():
+                    if self._size < self._max_size and self._reserve():  # full is the usual
                         result = CREATE
                     else:
                         waiter = _ThreadWaiter(start)
