@@ -209,69 +209,86 @@ def tracked_open(
     opener: Any = None,
 ) -> Any:
     """``open()`` with the acquisition recorded; same arguments, same result."""
-    spec = _MODES.get(mode)
-    if spec is not None:
-        raw_mode, buffer_cls, binary = spec
-        ftype = type(file)
-        if (
-            (buffering == -1 or (buffering == 0 and binary))
-            and (ftype is str or ftype is int or hasattr(file, "__fspath__"))
-            and (
-                (encoding is None and errors is None and newline is None)
-                if binary
-                else (encoding is not None or _NO_ENCODING_WARNING)
-            )
-        ):
-            raw = FileIO(file, raw_mode, closefd, opener)
-            result: Any = raw
-            if buffering:
-                # What the C open() does for buffering=-1: line buffering on a tty, else the block size.
-                try:
-                    tty = raw.isatty()
-                    result = buffer_cls(raw, raw._blksize)  # type: ignore[attr-defined]
-                    if not binary:
-                        result = _TextIOWrapper(result, encoding, errors, newline, tty)
-                        result.mode = mode
-                except BaseException:
-                    raw.close()
-                    raise
-            if (ftype is int or opener is not None) and closefd:
-                # The descriptor (passed in, or made by the opener with os.open) now belongs to the
-                # file object: it is reported as the file, not as a raw descriptor.
-                _records.release(("fd", raw.fileno()))
-            if len(table) >= _sweep_at:
-                _sweep()
-            # _records.capture() inlined for the usual case, a user's frame calling open(): this
-            # saves a Python call. A tuple of code objects and ints: the collector stops tracking
-            # it on first sight. (try/except costs nothing until it raises: cheaper than .get().)
-            frame: Any = _getframe(1)
-            code = frame.f_code
-            if code is _user_code or _user_caller(code):
-                # The usual depth, unrolled: the caller and its caller.
-                back = frame.f_back
-                try:
-                    site: Any = (code, frame.f_lasti, back.f_code, back.f_lasti)
-                except AttributeError:  # the caller is the outermost frame
-                    site = (code, frame.f_lasti)
-            else:
-                site = _capture(frame, _records.file_depth)
-            try:
-                thread = _thread_names[_get_ident()]
-            except KeyError:
-                thread = _thread_name()
-            raw._r_facts = (
-                _records.generation,
-                _time(),
-                thread,
-                _records.context,
-                file if ftype is str or ftype is int else os.fsdecode(file),
-                mode,
-                site,
-            )
-            table.append(_ref(raw))
-            return result
-    # Explicit buffer sizes, unusual modes: the C open() (its own errors and warnings) and a
-    # weakly referenced record, so they are reported while open but never as collected.
+    try:
+        raw_mode, buffer_cls, binary = _MODES[mode]
+    except (KeyError, TypeError):  # unusual (or invalid) modes; try/except costs nothing until then
+        return _other_open(file, mode, buffering, encoding, errors, newline, closefd, opener)
+    ftype = type(file)
+    if not (
+        (buffering == -1 or (buffering == 0 and binary))
+        and (ftype is str or ftype is int or hasattr(file, "__fspath__"))
+        and (
+            (encoding is None and errors is None and newline is None)
+            if binary
+            else (encoding is not None or _NO_ENCODING_WARNING)
+        )
+    ):
+        return _other_open(file, mode, buffering, encoding, errors, newline, closefd, opener)
+    raw = FileIO(file, raw_mode, closefd, opener)
+    result: Any = raw
+    if buffering:
+        # What the C open() does for buffering=-1: line buffering on a tty, else the block size.
+        try:
+            tty = raw.isatty()
+            result = buffer_cls(raw, raw._blksize)  # type: ignore[attr-defined]
+            if not binary:
+                result = _TextIOWrapper(result, encoding, errors, newline, tty)
+                result.mode = mode
+        except BaseException:
+            raw.close()
+            raise
+    if (ftype is int or opener is not None) and closefd:
+        # The descriptor (passed in, or made by the opener with os.open) now belongs to the
+        # file object: it is reported as the file, not as a raw descriptor.
+        _records.release(("fd", raw.fileno()))
+    if len(table) >= _sweep_at:
+        _sweep()
+    # _records.capture() inlined for the usual case, a user's frame calling open(): this
+    # saves a Python call. A tuple of code objects and ints: the collector stops tracking
+    # it on first sight.
+    frame: Any = _getframe(1)
+    code = frame.f_code
+    if code is _user_code or _user_caller(code):
+        # The usual depth, unrolled: the caller and its caller.
+        back = frame.f_back
+        try:
+            site: Any = (code, frame.f_lasti, back.f_code, back.f_lasti)
+        except AttributeError:  # the caller is the outermost frame
+            site = (code, frame.f_lasti)
+    else:
+        site = _capture(frame, _records.file_depth)
+    try:  # costs nothing until it raises: cheaper than .get()
+        thread = _thread_names[_get_ident()]
+    except KeyError:
+        thread = _thread_name()
+    raw._r_facts = (
+        _records.generation,
+        _time(),
+        thread,
+        _records.context,
+        file if ftype is str or ftype is int else os.fsdecode(file),
+        mode,
+        site,
+    )
+    table.append(_ref(raw))
+    return result
+
+
+def _other_open(
+    file: Any,
+    mode: Any,
+    buffering: int,
+    encoding: str | None,
+    errors: str | None,
+    newline: str | None,
+    closefd: bool,
+    opener: Any,
+) -> Any:
+    """The calls the fast path does not cover: the C ``open()`` and a weakly referenced record.
+
+    Explicit buffer sizes, unusual modes: the C ``open()`` keeps its own errors and warnings;
+    such files are reported while open, but never as collected.
+    """
     result = _c_open(file, mode, buffering, encoding, errors, newline, closefd, opener)
     if (type(file) is int or opener is not None) and closefd:
         _records.release(("fd", result.fileno()))
@@ -279,7 +296,8 @@ def tracked_open(
         name: Any = os.fsdecode(file)
     else:
         name = file if isinstance(file, (str, int)) else repr(file)
-    _records.new(result, "file", (name, mode), _capture(_getframe(1), _records.file_depth))
+    # Frame 1 is tracked_open(), frame 2 its caller.
+    _records.new(result, "file", (name, mode), _capture(_getframe(2), _records.file_depth))
     return result
 
 
