@@ -30,7 +30,6 @@ import builtins
 import io
 import os
 import sys
-import threading
 import time
 import weakref
 from typing import Any
@@ -47,8 +46,7 @@ __all__ = ["FileIO", "install", "tracked_open"]
 _c_open = io.open
 _getframe = sys._getframe
 _capture = _records.capture
-_get_ident = threading.get_ident
-_thread_names = _records.thread_names
+_names = _records.names
 _thread_name = _records.thread_name
 _time = time.time
 _TextIOWrapper = io.TextIOWrapper
@@ -257,9 +255,9 @@ def tracked_open(
             site = (code, frame.f_lasti)
     else:
         site = _capture(frame, _records.file_depth)
-    try:  # costs nothing until it raises: cheaper than .get()
-        thread = _thread_names[_get_ident()]
-    except KeyError:
+    try:  # costs nothing until it raises
+        thread = _names.name
+    except AttributeError:
         thread = _thread_name()
     raw._r_facts = (
         _records.generation,

@@ -51,14 +51,6 @@ def install(patches: Patches) -> None:
     """Record every ``Thread.start()``."""
     start = threading.Thread.start
 
-    bootstrap_inner = threading.Thread._bootstrap_inner  # type: ignore[attr-defined]
-
-    def bootstrap_inner_(self: threading.Thread) -> None:
-        # A new thread may reuse a finished one's ident: forget the old name before run() can
-        # acquire anything (doing it in start(), after the thread began, raced with run()).
-        _records.thread_names.pop(threading.get_ident(), None)
-        bootstrap_inner(self)
-
     def start_(self: threading.Thread) -> None:
         start(self)
         info = (self.name, _target(self), self.daemon)
@@ -66,4 +58,3 @@ def install(patches: Patches) -> None:
 
     start_.__doc__ = start.__doc__
     patches.set(threading.Thread, "start", start_)
-    patches.set(threading.Thread, "_bootstrap_inner", bootstrap_inner_)
