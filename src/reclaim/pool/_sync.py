@@ -76,7 +76,8 @@ class Pool(PoolCore[T]):
     (seconds, finite), ``max_lifetime`` (with up to 5 % jitter; None: never),
     ``max_idle`` (idle objects beyond ``min_size`` are closed), ``check``
     (raises or returns False for a dead object; skipped when it was used less
-    than ``check_after`` seconds ago), ``reset`` (on return; raising or False
+    than ``check_after`` seconds ago; an object handed straight from a returning
+    caller to a waiting one counts as just used), ``reset`` (on return; raising or False
     discards), ``configure`` (once per new object), ``is_broken(obj, exc)``
     (an exception in the ``with`` body that means discard it), ``leak_timeout``
     (log leases held longer), ``name``, ``fair`` (waiters are served in
