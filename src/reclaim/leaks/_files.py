@@ -96,7 +96,7 @@ class FileIO(io.FileIO):
 
     __slots__ = ("_r_facts",)
 
-    #: (generation, time, thread, context, name, mode, site), None once reported or disowned.
+    #: (generation, time, thread, context, name, mode, *site), None once reported or disowned.
     _r_facts: tuple[Any, ...] | None
 
     def _dealloc_warn(self, source: object) -> None:
@@ -124,7 +124,8 @@ class FileIO(io.FileIO):
 
 def _record(raw: FileIO, facts: tuple[Any, ...]) -> Record:
     """A record for a fast-path file (reports and leaks use records)."""
-    generation, when, thread, context, name, mode, site = facts
+    generation, when, thread, context, name, mode = facts[:6]
+    site = facts[6:]
     rec = Record(NO_OBJECT)
     rec.key = ("file", id(raw))
     rec.seq = generation
@@ -241,33 +242,46 @@ def tracked_open(
         _records.release(("fd", raw.fileno()))
     if len(table) >= _sweep_at:
         _sweep()
-    # _records.capture() inlined for the usual case, a user's frame calling open(): this
-    # saves a Python call. A tuple of code objects and ints: the collector stops tracking
-    # it on first sight.
+    try:  # costs nothing until it raises
+        thread = _names.name
+    except AttributeError:
+        thread = _thread_name()
+    name = file if ftype is str or ftype is int else os.fsdecode(file)
+    # The facts and the site in one flat tuple (one allocation). _records.capture() inlined for
+    # the usual case, a user's frame calling open(): this saves a Python call. Code objects,
+    # ints and strings: the collector stops tracking the tuple on first sight.
     frame: Any = _getframe(1)
     code = frame.f_code
     if code is _user_code or _user_caller(code):
         # The usual depth, unrolled: the caller and its caller.
         back = frame.f_back
         try:
-            site: Any = (code, frame.f_lasti, back.f_code, back.f_lasti)
+            raw._r_facts = (
+                _records.generation,
+                _time(),
+                thread,
+                _records.context,
+                name,
+                mode,
+                code,
+                frame.f_lasti,
+                back.f_code,
+                back.f_lasti,
+            )
         except AttributeError:  # the caller is the outermost frame
-            site = (code, frame.f_lasti)
+            raw._r_facts = (
+                _records.generation,
+                _time(),
+                thread,
+                _records.context,
+                name,
+                mode,
+                code,
+                frame.f_lasti,
+            )
     else:
         site = _capture(frame, _records.file_depth)
-    try:  # costs nothing until it raises
-        thread = _names.name
-    except AttributeError:
-        thread = _thread_name()
-    raw._r_facts = (
-        _records.generation,
-        _time(),
-        thread,
-        _records.context,
-        file if ftype is str or ftype is int else os.fsdecode(file),
-        mode,
-        site,
-    )
+        raw._r_facts = (_records.generation, _time(), thread, _records.context, name, mode, *site)
     table.append(_ref(raw))
     return result
 
