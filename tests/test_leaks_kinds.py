@@ -61,6 +61,7 @@ def test_files_closed_by_with_close_or_pathlib_are_not_reported(leakwatch: Watch
     assert leakwatch.leaks() == []
 
 
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
 @ignore_gc_warnings
 @pytest.mark.parametrize("mode", ["r", "rb", "rb0"])
 def test_file_dropped_unclosed_is_reported_as_closed_by_the_gc(
@@ -82,6 +83,7 @@ class _Cycle:
         self.file = open(path, "w")  # noqa: SIM115
 
 
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
 @ignore_gc_warnings
 def test_file_in_a_reference_cycle_is_reported_when_collected(leakwatch: Watch, tmp_path: Path) -> None:
     _Cycle(tmp_path / "d.txt")
@@ -192,6 +194,7 @@ def test_accepted_and_socketpair_sockets_are_tracked(leakwatch: Watch) -> None:
     assert leakwatch.leaks() == []
 
 
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
 @ignore_gc_warnings
 def test_socket_dropped_unclosed_is_reported_as_collected(leakwatch: Watch) -> None:
     socket.socket()
@@ -233,6 +236,7 @@ def test_sqlite_connection_not_closed_is_reported_on_every_version(leakwatch: Wa
     assert leakwatch.leaks() == []
 
 
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
 @ignore_gc_warnings
 def test_sqlite_connection_dropped_unclosed_is_collected(leakwatch: Watch) -> None:
     sqlite3.connect(":memory:").execute("select 1").fetchall()
@@ -315,6 +319,7 @@ async def _forever() -> None:
     await asyncio.Event().wait()
 
 
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
 def test_task_left_pending_is_reported_though_asyncio_run_cancels_it(leakwatch: Watch) -> None:
     at = 0
 
@@ -363,6 +368,7 @@ def test_temporary_directory_not_cleaned_up_is_reported(leakwatch: Watch) -> Non
     assert leakwatch.leaks() == []
 
 
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
 @ignore_gc_warnings
 def test_temporary_directory_cleaned_by_the_gc_is_reported(leakwatch: Watch) -> None:
     tempfile.TemporaryDirectory()
@@ -428,6 +434,7 @@ def test_mmap_not_closed_is_reported(leakwatch: Watch, tmp_path: Path) -> None:
     assert leakwatch.leaks() == []
 
 
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
 @ignore_gc_warnings
 def test_mmap_dropped_unclosed_is_collected(leakwatch: Watch) -> None:
     mmap.mmap(-1, 4096)
