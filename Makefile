@@ -27,10 +27,10 @@ $(VENV)/.installed-bench: pyproject.toml | $(PY)
 	@touch $@
 
 demo: $(VENV)/.installed-base
-	$(PY) examples/scope_demo.py
-	@echo; echo '$$ reclaim run examples/leaky_service.py'
+	@echo '$$ reclaim run examples/leaky_service.py'
 	@$(BIN)/reclaim run examples/leaky_service.py
 	@echo; echo 'Its twin with every resource handled right reports no leaks: $(BIN)/reclaim run examples/clean_service.py'
+	@echo 'Scope, an ExitStack that loses no error, at work:                 $(PY) examples/scope_demo.py'
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests benchmarks examples
