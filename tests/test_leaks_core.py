@@ -20,6 +20,8 @@ from reclaim.leaks import SCHEMA, LeakError, Report, Tracker, context, current_c
 __all__ = ["leakwatch"]  # the fixture, imported for pytest
 
 HERE = os.path.abspath(__file__)
+# Text reports show paths below the current directory relative to it.
+SHOWN = HERE.removeprefix(os.getcwd() + os.sep)
 
 
 # -- tracker lifecycle ----------------------------------------------------------------------
@@ -160,7 +162,7 @@ def test_text_report_has_one_block_per_leak(leakwatch: Watch, tmp_path: Path) ->
         report = leakwatch.tracker.report(leakwatch.leaks())
         text = report.to_text()
         assert f"file {tmp_path / 'shown.txt'} (mode 'w')" in text
-        assert f"acquired at {HERE}:{at} in test_text_report_has_one_block_per_leak" in text
+        assert f"acquired at {SHOWN}:{at} in test_text_report_has_one_block_per_leak" in text
         assert "thread 'MainThread'" in text and f"pid {os.getpid()}" in text
         assert "\x1b[" not in text  # no colour without a terminal
         assert "\x1b[" in report.to_text(color=True)
@@ -211,7 +213,7 @@ def test_no_leaks_raises_with_the_leaks_acquired_inside(tmp_path: Path) -> None:
     error = caught.value
     assert isinstance(error, AssertionError) and isinstance(error, reclaim.ReclaimError)
     assert [leak.site.lineno for leak in error.leaks if leak.site] == [at]
-    assert error.report is not None and f"{HERE}:{at}" in str(error)
+    assert error.report is not None and f"{SHOWN}:{at}" in str(error)
 
 
 def test_no_leaks_passes_a_clean_block_and_ignores_what_existed_before(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ The JSON layout is documented in ``docs/leaks-json.md`` and versioned by
 from __future__ import annotations
 
 import io
+import os
 import sys
 import time
 from collections import Counter
@@ -196,9 +197,9 @@ class Report:
             frames = leak.frames if depth is None else leak.frames[: max(1, depth)]
             if frames:
                 first, *rest = frames
-                console.print(f"  acquired at [cyan]{escape(str(first))}[/]")
+                console.print(f"  acquired at [cyan]{escape(_shown(first))}[/]")
                 for frame in rest:
-                    console.print(f"         from {escape(str(frame))}")
+                    console.print(f"         from {escape(_shown(frame))}")
             else:
                 console.print("  acquired at <unknown>: no Python object owns it")
             facts = []
@@ -234,3 +235,11 @@ def _jsonable(value: Any) -> Any:
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     return str(value)
+
+
+def _shown(frame: Frame) -> str:
+    """A frame for people: its path relative to the current directory when it lies below it."""
+    cwd = os.getcwd() + os.sep
+    if frame.filename.startswith(cwd):
+        return f"{frame.filename[len(cwd) :]}:{frame.lineno} in {frame.function}"
+    return str(frame)
