@@ -13,6 +13,7 @@ as it sees every socket, with the line that called :func:`connect`.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import select
@@ -111,7 +112,10 @@ def connect(
             sock.connect(sockaddr)
             sock.settimeout(per_operation)
             if nodelay and family != socket.AF_UNIX:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                # A peer that resets at once makes this fail (ECONNRESET/EINVAL) though the
+                # connect succeeded: hand the socket over, its first use reports the reset.
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError as error:
             sock.close()
             failures.append(error)
