@@ -346,7 +346,5 @@ register(Kind("file", is_open=_is_open, describe=_describe, fds=_fds))
 
 def install(patches: Patches) -> None:
     """Route ``open``/``io.open`` (and so pathlib, ``os.fdopen``, tempfile) through the tracker."""
-    global _WARN_ENCODING
-    _NO_ENCODING_WARNING = not sys.flags.warn_default_encoding
     patches.set(builtins, "open", tracked_open)
     patches.set(io, "open", tracked_open)
