@@ -58,6 +58,28 @@ def _dbapi_error(exc: BaseException, name: str) -> bool:
     return any(cls.__name__ == name for cls in type(exc).__mro__)
 
 
+class NetworkAdapter:
+    """Settings shared by the adapters of networked drivers (psycopg, asyncpg, PyMySQL).
+
+    ``handoff_after = 0``: a returned connection goes to the longest waiter at
+    once, since the releasing thread's next operation waits on the network
+    anyway. ``probe_after``: reuse within this many seconds of the release
+    skips the zero-timeout socket probe. *session* selects ``reset="session"``;
+    *check_after* and *check_timeout* gate and bound the round-trip check.
+    """
+
+    name = "network"
+    handoff_after = 0.0
+    probe_after = 0.001
+
+    def __init__(
+        self, *, session: bool = False, check_after: float = 0.5, check_timeout: float = 5.0
+    ) -> None:
+        self.session = session
+        self.check_after = check_after
+        self.check_timeout = check_timeout
+
+
 class GenericAdapter:
     """For any DB-API 2.0 driver: ``SELECT 1`` ping, rollback on return, InterfaceError means broken.
 

@@ -27,6 +27,8 @@ import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any, Final
 
+from ._adapter import NetworkAdapter
+
 __all__ = ["AsyncpgAdapter"]
 
 SESSION_RESET: Final = """\
@@ -50,7 +52,7 @@ $reclaim$;
 """
 
 
-class AsyncpgAdapter:
+class AsyncpgAdapter(NetworkAdapter):
     """Adapter for ``asyncpg.Connection`` (async pools only).
 
     Example::
@@ -59,17 +61,11 @@ class AsyncpgAdapter:
     """
 
     name = "asyncpg"
-    #: Hand a returned connection to the longest waiter at once (network I/O follows anyway).
-    handoff_after = 0.0
-    #: Reuse within this many seconds of the release skips the socket probe (see _psycopg).
-    probe_after = 0.001
 
     def __init__(
         self, *, session: bool = False, check_after: float = 0.5, check_timeout: float = 5.0
     ) -> None:
-        self.session = session
-        self.check_after = check_after
-        self.check_timeout = check_timeout
+        super().__init__(session=session, check_after=check_after, check_timeout=check_timeout)
         # asyncpg connections have __slots__: when each was last given back, kept aside,
         # and a zero-timeout poll of each one's socket.
         self._used: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()

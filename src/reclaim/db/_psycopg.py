@@ -35,6 +35,8 @@ from typing import Any, Final
 import psycopg
 from psycopg import pq
 
+from ._adapter import NetworkAdapter
+
 __all__ = ["AsyncPsycopgAdapter", "PsycopgAdapter"]
 
 _IDLE: Final = pq.TransactionStatus.IDLE
@@ -108,21 +110,11 @@ def _broken(conn: Any) -> bool:
     return bool(pgconn.status == _BAD or pgconn.transaction_status in _IN_FLIGHT)
 
 
-class _Base:
+class _Base(NetworkAdapter):
     """Policy shared by the sync and async psycopg adapters (no waiting here)."""
 
     name = "psycopg"
     probe_after = PROBE_AFTER
-    #: Hand a returned connection to the longest waiter at once: the releasing thread's
-    #: next operation waits on the network anyway, so keeping it saves no thread switch.
-    handoff_after = 0.0
-
-    def __init__(
-        self, *, session: bool = False, check_after: float = 0.5, check_timeout: float = 5.0
-    ) -> None:
-        self.session = session
-        self.check_after = check_after
-        self.check_timeout = check_timeout
 
     def remember(self, conn: Any) -> None:
         """Record the connection's starting options and set up its socket probe."""

@@ -26,6 +26,8 @@ import select
 import time
 from typing import Any, Final
 
+from ._adapter import NetworkAdapter
+
 __all__ = ["PyMySQLAdapter"]
 
 _COM_RESET_CONNECTION: Final = 0x1F
@@ -34,7 +36,7 @@ _SERVER_STATUS_IN_TRANS: Final = 1
 _DISCONNECT_CODES: Final = frozenset({2002, 2003, 2006, 2013, 1927})
 
 
-class PyMySQLAdapter:
+class PyMySQLAdapter(NetworkAdapter):
     """Adapter for ``pymysql.connections.Connection``.
 
     Example::
@@ -43,17 +45,6 @@ class PyMySQLAdapter:
     """
 
     name = "pymysql"
-    #: Hand a returned connection to the longest waiter at once (network I/O follows anyway).
-    handoff_after = 0.0
-    #: Reuse within this many seconds of the release skips the socket probe (see _psycopg).
-    probe_after = 0.001
-
-    def __init__(
-        self, *, session: bool = False, check_after: float = 0.5, check_timeout: float = 5.0
-    ) -> None:
-        self.session = session
-        self.check_after = check_after
-        self.check_timeout = check_timeout
 
     def prepare(
         self, args: tuple[Any, ...], kwargs: dict[str, Any]
