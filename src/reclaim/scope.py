@@ -127,16 +127,20 @@ class _BaseScope:
         returning a true value, as in :meth:`contextlib.ExitStack.push`.
         Returns *exit* so it can be used as a decorator.
         """
-        code, lineno = _caller(1)
-        exit_method = getattr(type(exit), "__exit__", None)
-        if exit_method is not None:
-            self._entries.append((_CM, exit_method, exit, None, None, code, lineno))
+        return self._push(
+            exit, "__exit__", _CM, _EXIT, "push(exit): expected a callable or a context manager"
+        )
+
+    def _push(self, exit: Any, dunder: str, cm_kind: int, fn_kind: int, wrong: str) -> Any:
+        """Register *exit*: its type's *dunder* method when it has one, else *exit* itself."""
+        code, lineno = _caller(2)
+        method = getattr(type(exit), dunder, None)
+        if method is not None:
+            self._entries.append((cm_kind, method, exit, None, None, code, lineno))
         elif callable(exit):
-            self._entries.append((_EXIT, exit, exit, None, None, code, lineno))
+            self._entries.append((fn_kind, exit, exit, None, None, code, lineno))
         else:
-            raise TypeError(
-                f"push(exit): expected a callable or a context manager, got {type(exit).__qualname__}"
-            )
+            raise TypeError(f"{wrong}, got {type(exit).__qualname__}")
         return exit
 
     def callback(self, callback: Callable[P, R], /, *args: P.args, **kwds: P.kwargs) -> Callable[P, R]:
@@ -405,18 +409,13 @@ class AsyncScope(_BaseScope, AbstractAsyncContextManager["AsyncScope"]):
 
     def push_async_exit(self, exit: Any) -> Any:
         """Register an async ``__aexit__``-style callable, or the ``__aexit__`` of an object that has one."""
-        code, lineno = _caller(1)
-        aexit = getattr(type(exit), "__aexit__", None)
-        if aexit is not None:
-            self._entries.append((_ACM, aexit, exit, None, None, code, lineno))
-        elif callable(exit):
-            self._entries.append((_AEXIT, exit, exit, None, None, code, lineno))
-        else:
-            raise TypeError(
-                f"push_async_exit(exit): expected a coroutine function or an async context manager, "
-                f"got {type(exit).__qualname__}"
-            )
-        return exit
+        return self._push(
+            exit,
+            "__aexit__",
+            _ACM,
+            _AEXIT,
+            "push_async_exit(exit): expected a coroutine function or an async context manager",
+        )
 
     def push_async_callback(
         self, callback: Callable[P, Awaitable[R]], /, *args: P.args, **kwds: P.kwargs
