@@ -366,3 +366,28 @@ def test_inline_session_keeps_its_leaks_and_restores_the_outer_context(
         stop.set()
         del pytest.inner_stop  # type: ignore[attr-defined]
         set_context(before)
+
+
+def test_a_leak_reported_with_its_test_is_not_reported_again_when_collected(
+    pytester: pytest.Pytester,
+) -> None:
+    """A socket reported open at its test's end and closed by the GC later is reported once."""
+    pytester.makepyfile(
+        test_once="""
+        import gc
+        import socket
+
+        KEEP = []
+
+        def test_leaks_a_connected_socket():
+            server = socket.create_server(("127.0.0.1", 0))
+            KEEP.append(server)
+
+        def test_drops_it():
+            KEEP.clear()
+            gc.collect()
+        """
+    )
+    result = run(pytester, "-o", "reclaim_collect=false")
+    result.assert_outcomes(passed=2, errors=1)
+    assert "leaks found after their test ended" not in result.stdout.str()

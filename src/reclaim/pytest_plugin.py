@@ -215,8 +215,12 @@ class _LateLeak:
 
 
 def _key(leak: Leak) -> tuple[object, ...]:
-    # Its state changes when the GC gets to it: the same leak must not be reported twice.
-    return (leak.seq, leak.kind, leak.description, leak.context)
+    # The same leak must not be reported twice, though its state and description change when
+    # the GC closes it (a socket loses its peer address): the acquisition number identifies it.
+    # Untracked descriptors have none (seq 0): their description (fd and target) does.
+    if leak.seq:
+        return (leak.seq, leak.kind, leak.context)
+    return (0, leak.kind, leak.description, leak.context)
 
 
 def _plural(n: int, word: str) -> str:
