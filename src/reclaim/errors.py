@@ -24,6 +24,7 @@ __all__ = [
     "LockTimeout",
     "PoolBroken",
     "PoolClosed",
+    "PoolFull",
     "PoolTimeout",
     "ReclaimError",
     "ResourceClosed",
@@ -90,6 +91,10 @@ class PoolClosed(ResourceClosed):
 
 class PoolTimeout(ReclaimError, TimeoutError):
     """No object became available from the pool within the acquire timeout."""
+
+
+class PoolFull(ReclaimError, RuntimeError):
+    """The pool's wait queue is full (``max_waiting``): the acquire was refused at once."""
 
 
 class PoolBroken(ReclaimError, ConnectionError):

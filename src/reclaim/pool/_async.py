@@ -113,6 +113,7 @@ class AsyncPoolOptions(TypedDict, Generic[T], total=False):
     handoff_after: float
     reconnect_delay: float
     reconnect_max_delay: float
+    max_waiting: int | None
 
 
 class AsyncPool(PoolCore[T]):
@@ -163,6 +164,7 @@ class AsyncPool(PoolCore[T]):
         handoff_after: float = 0.001,
         reconnect_delay: float = 0.1,
         reconnect_max_delay: float = 10.0,
+        max_waiting: int | None = None,
     ) -> None:
         opts = validate(
             f"async-pool-{next(_names)}",
@@ -184,6 +186,7 @@ class AsyncPool(PoolCore[T]):
             handoff_after=handoff_after,
             reconnect_delay=reconnect_delay,
             reconnect_max_delay=reconnect_max_delay,
+            max_waiting=max_waiting,
         )
         super().__init__(opts)
         self._close_fn = opts.close
@@ -235,6 +238,8 @@ class AsyncPool(PoolCore[T]):
             elif self._size < self._max_size and self._reserve():  # pre-test: full is the usual
                 result = CREATE
             else:
+                if len(self._waiters) >= self._wait_limit and not misses:
+                    raise self._reject()
                 if loop is None:
                     loop = asyncio.get_running_loop()
                 waiter = _TaskWaiter(start, loop.create_future(), deadline)
@@ -488,6 +493,53 @@ class AsyncPool(PoolCore[T]):
             )
         if self._closing_tasks:
             await asyncio.gather(*self._closing_tasks, return_exceptions=True)
+
+    async def check(self) -> int:
+        """Run ``check`` on every idle object now; discard (close) the failing ones; return how many.
+
+        Each object is taken out of the pool while it is checked (no task gets one
+        mid-check), the ones that pass go back (to a waiter first), and the
+        maintenance task refills ``min_size``. Leased objects are not touched.
+
+        Example::
+
+            dead = await pool.check()  # e.g. after the database restarted
+
+        Raises:
+            ValueError: the pool has no ``check`` option.
+            PoolClosed: the pool was closed.
+        """
+        slots = self._take_for_check()
+        check = self._check
+        assert check is not None
+        failed = 0
+        try:
+            while slots:
+                slot = slots[0]
+                try:
+                    # past max_lifetime or drained: not checked, retired on the way back
+                    stale = self._stale(slot, _monotonic()) is not None
+                    ok = stale or await _call(check, slot.value) is not False
+                except Exception as exc:
+                    log.info("pool %r: check failed, discarding the object: %r", self._name, exc)
+                    ok = False
+                except BaseException:
+                    slots.pop(0)
+                    if self._discard_locked(slot, "broken"):  # cancelled mid-check: state unknown
+                        self._close_later(slot.value)
+                    raise
+                slots.pop(0)
+                failed += not ok
+                if self._return_checked(slot, ok, _monotonic()):
+                    self._close_later(slot.value)
+        finally:
+            for slot in slots:  # not checked (cancelled): back as they were
+                if self._return_checked(slot, True, _monotonic()):
+                    self._close_later(slot.value)
+            if failed and self._min_size:
+                self._ensure_task()
+                self._wake.set()
+        return failed
 
     async def drain(self) -> None:
         """Replace every object: idle ones are closed now, leased ones when they come back."""

@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import random
+import sys
 import time
 import weakref
 from collections import deque
@@ -22,6 +23,7 @@ from types import CodeType
 from typing import Any, Generic, TypeVar
 
 from reclaim import _sites
+from reclaim.errors import PoolClosed, PoolFull
 
 from ._options import Options, check_sizes
 
@@ -169,6 +171,9 @@ class PoolCore(Generic[T]):
         self._min_size = opts.min_size
         self._max_size = opts.max_size
         self._lifetime = opts.max_lifetime
+        # One int compared on the wait path: no limit is a queue no pool reaches.
+        self._wait_limit = sys.maxsize if opts.max_waiting is None else opts.max_waiting
+        self._rejected = 0
         self._idle: deque[Slot] = deque()
         self._waiters: deque[Waiter] = deque()
         self._slots: set[Slot] = set()
@@ -443,6 +448,41 @@ class PoolCore(Generic[T]):
             if self._forget(slot):
                 out.append(slot)
         return out
+
+    def _reject(self) -> PoolFull:
+        """``max_waiting`` callers already wait: count the refusal and return the error to raise."""
+        from ._explain import full_message  # _explain imports this module
+
+        self._rejected += 1
+        return PoolFull(full_message(self))
+
+    # -- on-demand check -------------------------------------------------------
+
+    def _take_for_check(self) -> list[Slot]:
+        """Take every idle slot out of the pool for ``check()`` (one at a time: acquire pops lock-free)."""
+        if self._check is None:
+            raise ValueError(
+                f"pool {self._name!r} has no check= option: pass check=callable (raising or "
+                "returning False for a dead object) to use check()"
+            )
+        if self._closed:
+            raise PoolClosed(f"pool {self._name!r} is closed; nothing to check")
+        out = []
+        idle = self._idle
+        while True:
+            try:
+                out.append(idle.popleft())
+            except IndexError:
+                return out
+
+    def _return_checked(self, slot: Slot, ok: bool, now: float) -> bool:
+        """Put back a slot ``check()`` took out, or forget it; True when the caller must close it."""
+        if not ok:
+            return self._discard_locked(slot, "check")
+        reason = self._stale(slot, now)
+        if reason is not None:
+            return self._discard_locked(slot, reason)
+        return self._place(slot)
 
     # -- fork ----------------------------------------------------------------
 

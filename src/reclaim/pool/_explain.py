@@ -11,7 +11,7 @@ from typing import Any
 from ._core import LIFETIME_JITTER, MAX_NAP, Plan, PoolCore, Slot
 from ._stats import PoolStatistics, percentiles
 
-__all__ = ["describe", "holders", "plan", "seconds", "statistics", "timeout_message"]
+__all__ = ["describe", "full_message", "holders", "plan", "seconds", "statistics", "timeout_message"]
 
 #: Holders listed in a PoolTimeout message.
 MAX_LISTED = 8
@@ -106,6 +106,17 @@ def timeout_message(core: PoolCore[Any], waited: float, now: float) -> str:
     return "\n".join(parts)
 
 
+def full_message(core: PoolCore[Any]) -> str:
+    """The PoolFull text: the pool, its wait limit, how full it is, and what to do."""
+    in_use = sum(1 for s in core._slots if s.leased)
+    return (
+        f"pool {core._name!r} is full: {len(core._waiters)} callers already waiting "
+        f"(max_waiting={core._o.max_waiting}), {in_use}/{core._max_size} in use, "
+        f"{core._size} live or being created; the acquire was refused without waiting. "
+        "Shed or retry this request later, raise max_waiting or max_size, or release leases sooner."
+    )
+
+
 def statistics(core: PoolCore[Any]) -> PoolStatistics:
     """The frozen snapshot behind ``statistics()``."""
     leased = sum(1 for s in core._slots if s.leased)
@@ -123,6 +134,7 @@ def statistics(core: PoolCore[Any]) -> PoolStatistics:
         acquired=core._acquired,
         waited=core._waited,
         timeouts=core._timeouts,
+        rejected=core._rejected,
         created=core._created,
         closed=core._closed_count,
         failed_creates=core._failed_creates,

@@ -37,6 +37,7 @@ class Options:
     handoff_after: float
     reconnect_delay: float
     reconnect_max_delay: float
+    max_waiting: int | None
 
 
 def _callable(name: str, value: object, *, optional: bool = True) -> None:
@@ -100,6 +101,14 @@ def validate(default_name: str, **kw: Any) -> Options:
             f"reconnect_max_delay ({kw['reconnect_max_delay']}) must be >= "
             f"reconnect_delay ({kw['reconnect_delay']})"
         )
+    max_waiting = kw["max_waiting"]
+    if max_waiting is not None:
+        if isinstance(max_waiting, bool) or not isinstance(max_waiting, int):
+            raise TypeError(
+                f"max_waiting must be an int or None, got {type(max_waiting).__name__} {max_waiting!r}"
+            )
+        if max_waiting < 0:
+            raise ValueError(f"max_waiting must be >= 0 (0: never wait; None: no limit), got {max_waiting}")
     name = kw["name"]
     if name is not None and not isinstance(name, str):
         raise TypeError(f"name must be a str or None, got {type(name).__name__}")

@@ -28,6 +28,7 @@ class PoolStatistics:
         acquired: leases handed out since the pool was made.
         waited: acquisitions that had to wait (the others waited 0 s).
         timeouts: acquisitions that raised ``PoolTimeout``.
+        rejected: acquisitions refused at once with ``PoolFull`` (``max_waiting`` callers were waiting).
         created: objects created successfully.
         closed: objects closed by the pool (discarded, expired, shrunk, drained, at close).
         failed_creates: calls to ``create`` (or ``configure``) that raised.
@@ -52,6 +53,7 @@ class PoolStatistics:
     acquired: int
     waited: int
     timeouts: int
+    rejected: int
     created: int
     closed: int
     failed_creates: int

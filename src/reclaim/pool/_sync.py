@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from reclaim import _sites, _track
-from reclaim.errors import PoolClosed, PoolTimeout
+from reclaim.errors import PoolClosed, PoolFull, PoolTimeout
 
 from . import _explain
 from ._core import CLOSED, CREATE, RETRY, PoolCore, Slot, Waiter, close_value, log
@@ -86,7 +86,9 @@ class Pool(PoolCore[T]):
     has waited this long, 1 ms by default; until then the returning thread may
     keep it, saving a thread switch per operation; 0 hands off always),
     ``reconnect_delay`` / ``reconnect_max_delay`` (backoff of background
-    refills after a failing ``create``).
+    refills after a failing ``create``), ``max_waiting`` (once that many callers
+    wait, a further acquire raises ``PoolFull`` at once instead of queueing; None:
+    no limit, 0: never wait).
 
     Raises:
         TypeError, ValueError: an option is invalid (the message names it).
@@ -113,6 +115,7 @@ class Pool(PoolCore[T]):
         handoff_after: float = 0.001,
         reconnect_delay: float = 0.1,
         reconnect_max_delay: float = 10.0,
+        max_waiting: int | None = None,
     ) -> None:
         opts = validate(
             f"pool-{next(_names)}",
@@ -134,6 +137,7 @@ class Pool(PoolCore[T]):
             handoff_after=handoff_after,
             reconnect_delay=reconnect_delay,
             reconnect_max_delay=reconnect_max_delay,
+            max_waiting=max_waiting,
         )
         super().__init__(opts)
         self._close_fn = opts.close
@@ -219,6 +223,8 @@ class Pool(PoolCore[T]):
                 if result is None:
                     if self._size < self._max_size and self._reserve():  # full is the usual
                         result = CREATE
+                    elif len(self._waiters) >= self._wait_limit and not misses:
+                        result = self._reject()  # raised once the lock is released
                     else:
                         waiter = _ThreadWaiter(start)
                         waiter.misses = misses
@@ -248,6 +254,8 @@ class Pool(PoolCore[T]):
                 handed = waiter.handed
             elif result is CREATE:
                 return self._create_slot()
+            elif result.__class__ is PoolFull:
+                raise result
             now = _monotonic()
             if waiter is None:
                 handed = now
@@ -470,6 +478,59 @@ class Pool(PoolCore[T]):
                 len(held),
                 "; ".join(held),
             )
+
+    def check(self) -> int:
+        """Run ``check`` on every idle object now; discard (close) the failing ones; return how many.
+
+        Each object is taken out of the pool while it is checked, outside the lock
+        (no borrower gets one mid-check); the ones that pass go back (to a waiter
+        first), and the maintenance thread refills ``min_size``. Leased objects are
+        not touched.
+
+        Example::
+
+            dead = pool.check()  # e.g. after the database restarted
+
+        Raises:
+            ValueError: the pool has no ``check`` option.
+            PoolClosed: the pool was closed.
+        """
+        lock = self._lock
+        with lock:
+            slots = self._take_for_check()
+        check = self._check
+        assert check is not None
+        failed = 0
+        try:
+            while slots:
+                slot = slots[0]
+                try:
+                    # past max_lifetime or drained: not checked, retired on the way back
+                    stale = self._stale(slot, _monotonic()) is not None
+                    ok = stale or check(slot.value) is not False
+                except Exception as exc:
+                    log.info("pool %r: check failed, discarding the object: %r", self._name, exc)
+                    ok = False
+                except BaseException:
+                    slots.pop(0)
+                    self._discard(slot, "broken")  # interrupted mid-check: state unknown
+                    raise
+                slots.pop(0)
+                failed += not ok
+                with lock:
+                    close = self._return_checked(slot, ok, _monotonic())
+                if close:
+                    self._close_value(slot.value)
+        finally:
+            for slot in slots:  # not checked (interrupted): back as they were
+                with lock:
+                    close = self._return_checked(slot, True, _monotonic())
+                if close:
+                    self._close_value(slot.value)
+            if failed and self._min_size:
+                self._ensure_worker()
+                self._wake.set()
+        return failed
 
     def drain(self) -> None:
         """Replace every object: idle ones are closed now, leased ones when they come back."""
