@@ -241,6 +241,37 @@ def test_no_borrower_gets_an_object_while_it_is_checked(make_pool: Callable[...,
     assert seen == [(first, False)]
 
 
+def test_check_retires_objects_drained_meanwhile_without_checking_them(
+    make_pool: Callable[..., Pool[Thing]],
+) -> None:
+    in_check = threading.Event()
+    go = threading.Event()
+    checked: list[int] = []
+
+    def check(thing: Thing) -> bool:
+        checked.append(thing.id)
+        in_check.set()
+        go.wait(30)
+        return True
+
+    pool = make_pool(max_size=2, check=check, check_after=3600)
+    leases = [pool.acquire() for _ in range(2)]
+    things = [lease.value for lease in leases]
+    for lease in leases:
+        lease.release()
+    failed: list[int] = []
+    checker = threading.Thread(target=lambda: failed.append(pool.check()))
+    checker.start()
+    assert in_check.wait(30)
+    pool.drain()  # both are out for the check: retired when they come back
+    go.set()
+    checker.join(30)
+    assert failed == [0]
+    assert len(checked) == 1  # the second one was already stale: not checked
+    assert [t.closes for t in things] == [1, 1]
+    assert pool.statistics().size == 0
+
+
 def test_check_needs_the_check_option_and_an_open_pool(make_pool: Callable[..., Pool[Thing]]) -> None:
     with pytest.raises(ValueError, match="check="):
         make_pool().check()
