@@ -153,8 +153,7 @@ def _hide_launcher_frames() -> None:
     """Frames below the program (the console script, runpy, reclaim) are plumbing in reports."""
     frame: types.FrameType | None = sys._getframe(1)
     while frame is not None:
-        # _sites keeps its verdict per file name; the launcher's files are never the user's code.
-        _sites._framework_cache[frame.f_code.co_filename] = True
+        _sites.mark_framework(frame.f_code.co_filename)
         frame = frame.f_back
 
 

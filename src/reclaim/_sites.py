@@ -30,6 +30,7 @@ __all__ = [
     "frames",
     "is_framework",
     "line_at",
+    "mark_framework",
     "resolve",
 ]
 
@@ -79,6 +80,11 @@ def is_framework(filename: str) -> bool:
     except KeyError:
         result = _framework_cache[filename] = _classify(filename)
         return result
+
+
+def mark_framework(filename: str) -> None:
+    """Treat frames from *filename* as plumbing from now on (a launcher's own files, say)."""
+    _framework_cache[filename] = True
 
 
 def first_user_frame(frame: FrameType | None) -> FrameType | None:
