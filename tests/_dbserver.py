@@ -316,3 +316,55 @@ def stopped(stop: Callable[[], None], start: Callable[[], None]) -> Iterator[Non
         yield
     finally:
         start()
+
+
+def kill_under_load(
+    pool: Any,
+    *,
+    query: Callable[[Any], object],
+    errors: type[BaseException] | tuple[type[BaseException], ...],
+    sessions: Callable[[], int],
+    kill: Callable[[], object],
+) -> tuple[int, int]:
+    """16 threads loop acquire + *query* + release while *kill* ends every pooled session.
+
+    Waits for 200 operations and 4 live sessions, calls *kill* (which returns once the
+    sessions are gone), then waits for 400 successful operations after it. Returns
+    (operations that failed with *errors*, the most server sessions sampled meanwhile).
+    """
+    killed = threading.Event()
+    stop = threading.Event()
+    lock = threading.Lock()
+    counts = {"before": 0, "after": 0, "failed": 0}
+    most_sessions = [0]
+
+    def work() -> None:
+        while not stop.is_set():
+            after = killed.is_set()
+            try:
+                with pool.acquire() as conn:
+                    query(conn)
+            except errors:
+                with lock:
+                    counts["failed"] += 1
+            else:
+                with lock:
+                    counts["after" if after else "before"] += 1
+
+    def sample() -> None:
+        while not stop.is_set():
+            most_sessions[0] = max(most_sessions[0], sessions())
+
+    threads = [threading.Thread(target=work) for _ in range(16)] + [threading.Thread(target=sample)]
+    for t in threads:
+        t.start()
+    try:
+        wait_until(lambda: counts["before"] >= 200 and sessions() == 4, 30, "the pool to warm up")
+        kill()
+        killed.set()
+        wait_until(lambda: counts["after"] >= 400, 30, "operations after the kill")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    return counts["failed"], most_sessions[0]

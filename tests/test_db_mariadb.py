@@ -20,6 +20,7 @@ from _dbserver import (
     MariaAdmin,
     can_control_maria,
     idle_past_probe,
+    kill_under_load,
     maria_kwargs,
     maria_start,
     maria_stop,
@@ -176,51 +177,25 @@ def test_default_reset_keeps_session_state_as_documented(
 def test_killed_sessions_fail_only_operations_in_flight(mariadb: Any, admin: MariaAdmin) -> None:
     """16 threads, pool of 4, every session KILLed: later acquires all get live connections."""
     pool = make_pool(mariadb, admin, max_size=4, acquire_timeout=10.0)
-    killed = threading.Event()
-    stop = threading.Event()
-    lock = threading.Lock()
-    counts = {"before": 0, "after": 0}
-    failed_after: list[BaseException] = []
-    failed_in_flight: list[BaseException] = []
-    most_sessions = [0]
 
-    def work() -> None:
-        while not stop.is_set():
-            after = killed.is_set()
-            try:
-                with pool.acquire() as conn:
-                    one(conn, "SELECT 1")
-            except pymysql.err.Error as exc:
-                with lock:
-                    (failed_after if after else failed_in_flight).append(exc)
-            else:
-                with lock:
-                    counts["after" if after else "before"] += 1
-
-    def sample() -> None:
-        while not stop.is_set():
-            most_sessions[0] = max(most_sessions[0], admin.sessions())
-
-    threads = [threading.Thread(target=work) for _ in range(16)] + [threading.Thread(target=sample)]
-    for t in threads:
-        t.start()
-    try:
-        wait_until(lambda: counts["before"] >= 200 and admin.sessions() == 4, 30, "the pool to warm up")
+    def kill() -> None:
         ids = admin.ids()
         assert admin.kill() == 4
         wait_until(lambda: not set(ids) & set(admin.ids()), 10, "the killed sessions to end")
-        killed.set()
-        wait_until(lambda: counts["after"] >= 400, 30, "operations after the kill")
-    finally:
-        stop.set()
-        for t in threads:
-            t.join()
+
+    failed, most_sessions = kill_under_load(
+        pool,
+        query=lambda conn: one(conn, "SELECT 1"),
+        errors=pymysql.err.Error,
+        sessions=admin.sessions,
+        kill=kill,
+    )
     try:
         # Each killed session fails at most one operation: the one in flight on it, or the next
         # one it is lent to when reused within probe_after (1 ms) of its release, which skips
         # the socket probe. Then it is discarded, and every later acquire gets a live session.
-        assert len(failed_in_flight) + len(failed_after) <= 4
-        assert most_sessions[0] <= 4
+        assert failed <= 4
+        assert most_sessions <= 4
         stats = pool.statistics()
         assert stats.size <= 4 and stats.in_use == 0
     finally:

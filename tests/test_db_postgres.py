@@ -21,6 +21,7 @@ from _dbserver import (
     PgAdmin,
     can_control_pg,
     idle_past_probe,
+    kill_under_load,
     pg_conninfo,
     pg_start,
     pg_stop,
@@ -259,63 +260,34 @@ def test_killed_backends_fail_only_operations_in_flight(
     release sends nothing, so only the reuse probe can tell a killed session.
     """
     pool = make_pool(postgres, app, max_size=4, acquire_timeout=10.0, autocommit=autocommit)
-    killed = threading.Event()
-    stop = threading.Event()
-    lock = threading.Lock()
-    done_before = [0]
-    ok_after = [0]
-    failed_after: list[BaseException] = []
-    failed_in_flight: list[BaseException] = []
-    most_sessions = [0]
+    pids: list[int] = []
 
-    def work() -> None:
-        while not stop.is_set():
-            after = killed.is_set()
-            try:
-                with pool.acquire() as conn:
-                    conn.execute("SELECT 1").fetchone()
-            except psycopg.OperationalError as exc:
-                with lock:
-                    (failed_after if after else failed_in_flight).append(exc)
-            else:
-                with lock:
-                    if after:
-                        ok_after[0] += 1
-                    else:
-                        done_before[0] += 1
-
-    def sample() -> None:
-        while not stop.is_set():
-            most_sessions[0] = max(most_sessions[0], admin.sessions(app))
-
-    threads = [threading.Thread(target=work) for _ in range(16)] + [threading.Thread(target=sample)]
-    for t in threads:
-        t.start()
-    try:
-        wait_until(lambda: done_before[0] >= 200 and admin.sessions(app) == 4, 30, "the pool to warm up")
+    def kill() -> None:
         with admin._lock:
-            pids = [
+            pids.extend(
                 r[0]
                 for r in admin.conn.execute(
                     "SELECT pid FROM pg_stat_activity WHERE application_name = %s", (app,)
                 ).fetchall()
-            ]
+            )
             results = admin.conn.execute(
                 "SELECT pg_terminate_backend(pid, 5000) FROM unnest(%s::int[]) AS pid", (pids,)
             ).fetchall()
         assert len(pids) == 4 and all(r[0] for r in results)
-        killed.set()
-        wait_until(lambda: ok_after[0] >= 400, 30, "operations after the kill")
-    finally:
-        stop.set()
-        for t in threads:
-            t.join()
+
+    failed, most_sessions = kill_under_load(
+        pool,
+        query=lambda conn: conn.execute("SELECT 1").fetchone(),
+        errors=psycopg.OperationalError,
+        sessions=lambda: admin.sessions(app),
+        kill=kill,
+    )
     try:
         # Each killed session fails at most one operation: the one in flight on it, or the next
         # one it is lent to when reused within probe_after (1 ms) of its release, which skips
         # the socket probe. Then it is discarded, and every later acquire gets a live session.
-        assert len(failed_in_flight) + len(failed_after) <= 4
-        assert most_sessions[0] <= 4
+        assert failed <= 4
+        assert most_sessions <= 4
         assert not set(pids) & set(admin.pids(app))  # every killed backend was replaced
         stats = pool.statistics()
         assert stats.size <= 4 and stats.in_use == 0
