@@ -361,9 +361,7 @@ class PoolCore(Generic[T]):
         """Mark the pool closed; returns the idle (and lost) slots to close now."""
         self._closed = True
         self._gen += 1
-        idle = list(self._idle)
-        self._idle.clear()
-        closing = [s for s in idle if self._forget(s)]
+        closing = [s for s in self._take_idle() if self._forget(s)]
         while self._waiters:
             self._waiters.popleft().deliver(CLOSED)
         closing.extend(self._take_orphans())
@@ -373,9 +371,22 @@ class PoolCore(Generic[T]):
     def _drain_locked(self) -> list[Slot]:
         """New generation: idle slots are returned to close now, leased ones close on return."""
         self._gen += 1
-        idle = list(self._idle)
-        self._idle.clear()
-        return [s for s in idle if self._forget(s)]
+        return [s for s in self._take_idle() if self._forget(s)]
+
+    def _take_idle(self) -> list[Slot]:
+        """Empty the idle deque one atomic pop at a time.
+
+        Acquire pops idle slots without the lock; copying the deque and then
+        clearing it would let one pop land in between, so the same slot would be
+        both lent and closed.
+        """
+        taken: list[Slot] = []
+        pop = self._idle.popleft
+        while True:
+            try:
+                taken.append(pop())
+            except IndexError:
+                return taken
 
     def _resize_locked(self, min_size: int | None, max_size: int | None) -> list[Slot]:
         """Apply new bounds; wake waiters that may now create; returns idle slots to close."""
