@@ -368,3 +368,25 @@ def kill_under_load(
         for t in threads:
             t.join()
     return counts["failed"], most_sessions[0]
+
+
+def hammer(
+    pool: Any, query: Callable[[Any], object], threads: int = 16, each: int = 25
+) -> list[BaseException]:
+    """*threads* threads each run *each* times (acquire, *query*, release); returns what failed."""
+    failures: list[BaseException] = []
+
+    def work() -> None:
+        for _ in range(each):
+            try:
+                with pool.acquire() as conn:
+                    query(conn)
+            except Exception as exc:
+                failures.append(exc)
+
+    workers = [threading.Thread(target=work) for _ in range(threads)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join()
+    return failures
