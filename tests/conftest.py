@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
+
+from pool_support import Factory, Thing
+from reclaim import Pool
 
 REQUIRE_SERVICES = os.environ.get("RECLAIM_REQUIRE_SERVICES") == "1"
 
@@ -80,3 +85,27 @@ def mariadb() -> Service:
 def redis_server() -> Service:
     """The Redis server on 127.0.0.1 (skips or fails when it is down)."""
     return require_service("redis")
+
+
+# -- pools of test objects (tests/pool_support.py) -----------------------------------------
+
+
+@pytest.fixture
+def factory() -> Factory:
+    return Factory()
+
+
+@pytest.fixture
+def make_pool(factory: Factory) -> Iterator[Callable[..., Pool[Thing]]]:
+    pools: list[Pool[Thing]] = []
+
+    def make(**options: Any) -> Pool[Thing]:
+        options.setdefault("max_lifetime", None)
+        options.setdefault("max_idle", None)
+        pool = Pool(factory, **options)
+        pools.append(pool)
+        return pool
+
+    yield make
+    for pool in pools:
+        pool.close(timeout=0)

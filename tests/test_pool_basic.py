@@ -3,72 +3,19 @@
 from __future__ import annotations
 
 import gc
-import itertools
 import logging
 import re
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 import reclaim
 from helpers import eventually, line_of
+from pool_support import Factory, Thing
 from reclaim import Lease, Pool, PoolClosed, PoolStatistics, PoolTimeout, ResourceClosed
-
-
-class Thing:
-    """A pooled object that records how often it was closed."""
-
-    ids = itertools.count()
-
-    def __init__(self) -> None:
-        self.id = next(Thing.ids)
-        self.closes = 0
-        self.alive = True
-
-    def close(self) -> None:
-        self.closes += 1
-        self.alive = False
-
-
-class Factory:
-    """Makes Things, remembers them, and fails on demand."""
-
-    def __init__(self) -> None:
-        self.made: list[Thing] = []
-        self.fail_next = 0
-
-    def __call__(self) -> Thing:
-        if self.fail_next:
-            self.fail_next -= 1
-            raise ConnectionRefusedError("server down")
-        thing = Thing()
-        self.made.append(thing)
-        return thing
-
-
-@pytest.fixture
-def factory() -> Factory:
-    return Factory()
-
-
-@pytest.fixture
-def make_pool(factory: Factory) -> Iterator[Callable[..., Pool[Thing]]]:
-    pools: list[Pool[Thing]] = []
-
-    def make(**options: Any) -> Pool[Thing]:
-        options.setdefault("max_lifetime", None)
-        options.setdefault("max_idle", None)
-        pool = Pool(factory, **options)
-        pools.append(pool)
-        return pool
-
-    yield make
-    for pool in pools:
-        pool.close(timeout=0)
-
 
 # -- options ------------------------------------------------------------------
 

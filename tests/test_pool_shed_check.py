@@ -3,63 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 
 import reclaim
 from helpers import eventually
+from pool_support import Factory, Thing
 from reclaim import AsyncPool, Pool, PoolClosed, PoolFull
-
-
-class Thing:
-    """A pooled object that records how often it was closed."""
-
-    ids = itertools.count()
-
-    def __init__(self) -> None:
-        self.id = next(Thing.ids)
-        self.closes = 0
-        self.alive = True
-
-    def close(self) -> None:
-        self.closes += 1
-
-
-class Factory:
-    """Makes Things and remembers them."""
-
-    def __init__(self) -> None:
-        self.made: list[Thing] = []
-
-    def __call__(self) -> Thing:
-        thing = Thing()
-        self.made.append(thing)
-        return thing
-
-
-@pytest.fixture
-def factory() -> Factory:
-    return Factory()
-
-
-@pytest.fixture
-def make_pool(factory: Factory) -> Iterator[Callable[..., Pool[Thing]]]:
-    pools: list[Pool[Thing]] = []
-
-    def make(**options: Any) -> Pool[Thing]:
-        options.setdefault("max_lifetime", None)
-        options.setdefault("max_idle", None)
-        pool = Pool(factory, **options)
-        pools.append(pool)
-        return pool
-
-    yield make
-    for pool in pools:
-        pool.close(timeout=0)
 
 
 def run(coro: Awaitable[Any]) -> Any:
