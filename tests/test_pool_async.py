@@ -145,7 +145,7 @@ def test_cancelled_after_the_hand_off_passes_the_object_on() -> None:
     """The releaser gave the waiter the object, then the waiter was cancelled before it ran."""
 
     async def main() -> None:
-        async with AsyncPool(Thing, max_size=1) as pool:
+        async with AsyncPool(Thing, max_size=1, handoff_after=0) as pool:
             lease = await pool.acquire()
             waiter = asyncio.create_task(pool.acquire(timeout=30).__aenter__())
             await until(lambda: pool.statistics().waiting == 1, "queued")
@@ -383,3 +383,108 @@ def test_waiters_time_out_when_the_pool_moves_to_a_new_event_loop() -> None:
     lease = run(first())
     run(second(lease))
     assert pool.statistics().timeouts == 1
+
+
+# -- bounded barging: handoff_after ------------------------------------------------------
+
+
+async def _holder_and_waiter(
+    pool: AsyncPool[Thing],
+) -> tuple[AsyncLease[Thing], asyncio.Task[AsyncLease[Thing]]]:
+    """This task holds the only object; another waits for it (its result: the lease it got)."""
+    lease = await pool.acquire()
+    waiter = asyncio.create_task(_wait(pool))
+    await until(lambda: pool.statistics().waiting == 1, "waiter queued")
+    return lease, waiter
+
+
+async def _wait(pool: AsyncPool[Thing]) -> AsyncLease[Thing]:
+    return await pool.acquire(timeout=30)
+
+
+async def _served(waiter: asyncio.Task[AsyncLease[Thing]]) -> Thing:
+    """The waiter's object (its lease is given back)."""
+    lease = await asyncio.wait_for(waiter, 5)
+    value = lease.value
+    await lease.release()
+    return value
+
+
+def test_a_returning_task_may_take_its_object_back_while_the_waiter_is_young() -> None:
+    """No await between release and acquire: the object never leaves this task."""
+
+    async def main() -> None:
+        async with AsyncPool(Thing, max_size=1, handoff_after=60.0) as pool:
+            lease, waiter = await _holder_and_waiter(pool)
+            mine = lease.value
+            await lease.release()
+            again = await pool.acquire(timeout=0)  # the same step: taken back, no wait
+            assert again.value is mine
+            assert not waiter.done() and pool.statistics().waiting == 1
+            await again.release()
+            assert await _served(waiter) is mine  # at the loop's next turn: the waiter's
+
+    run(main())
+
+
+def test_an_object_the_returning_task_leaves_goes_to_the_waiter_at_the_next_turn() -> None:
+    """A young waiter is not stranded behind an object kept for a task that did not come back."""
+
+    async def main() -> None:
+        async with AsyncPool(Thing, max_size=1, handoff_after=60.0) as pool:
+            lease, waiter = await _holder_and_waiter(pool)
+            mine = lease.value
+            await lease.release()
+            assert pool.statistics().idle == 1  # kept for this task, which does not take it
+            assert await _served(waiter) is mine
+            assert pool.statistics().waiting == 0
+
+    run(main())
+
+
+def test_a_waiter_older_than_handoff_after_is_handed_the_object() -> None:
+    async def main() -> None:
+        async with AsyncPool(Thing, max_size=1, handoff_after=0.005) as pool:
+            lease, waiter = await _holder_and_waiter(pool)
+            oldest = pool._waiters[0]
+            await until(lambda: time.monotonic() - oldest.since >= 0.005, "waiter older than handoff_after")
+            await lease.release()
+            with pytest.raises(PoolTimeout):
+                await pool.acquire(timeout=0)  # handed to the waiter, not left idle
+            await _served(waiter)
+
+    run(main())
+
+
+def test_handoff_after_zero_hands_every_returned_object_to_the_waiter() -> None:
+    async def main() -> None:
+        async with AsyncPool(Thing, max_size=1, handoff_after=0) as pool:
+            lease, waiter = await _holder_and_waiter(pool)
+            await lease.release()
+            with pytest.raises(PoolTimeout):
+                await pool.acquire(timeout=0)
+            await _served(waiter)
+
+    run(main())
+
+
+def test_a_task_that_keeps_taking_its_object_back_cannot_starve_a_waiter() -> None:
+    """Once the waiter has waited handoff_after, the next release is its."""
+
+    async def main() -> None:
+        async with AsyncPool(Thing, max_size=1, handoff_after=0.002) as pool:
+            lease, waiter = await _holder_and_waiter(pool)
+            since = pool._waiters[0].since
+            while True:
+                await asyncio.sleep(0)  # work while holding it, yielding to the loop
+                old = time.monotonic() - since >= 0.002  # read before the pool's own clock
+                await lease.release()
+                try:
+                    lease = await pool.acquire(timeout=0)  # taken back in the same step?
+                except PoolTimeout:
+                    break  # no: it went to the waiter
+                assert not old, "a waiter older than handoff_after was overtaken"
+            await _served(waiter)
+            assert pool.statistics().waiting == 0
+
+    run(main())

@@ -62,7 +62,7 @@ class AsyncLease(Generic[T]):
         idle = pool._idle
         if not idle:  # tested, not raised and caught: the contended case stays cheap too
             self._slot = False
-            return self._enter_slow(frame, None)
+            return pool._lend(self, frame, None)
         slot = idle.pop()
         now = _monotonic()
         if (
@@ -71,7 +71,7 @@ class AsyncLease(Generic[T]):
             or (pool._check is not None and pool._needs_check(slot, now))
         ):
             self._slot = False
-            return self._enter_slow(frame, slot)
+            return pool._lend(self, frame, slot)
         # _take(), inlined
         slot.leased = True
         slot.acquired_at = now
@@ -91,13 +91,6 @@ class AsyncLease(Generic[T]):
             ready = slot.ready = asyncio.get_running_loop().create_future()
             ready.set_result(slot.value)
         return ready  # type: ignore[no-any-return]
-
-    async def _enter_slow(self, frame: FrameType, slot: Slot | None) -> T:
-        pool = self._pool
-        if slot is None or not await pool._usable(slot, _monotonic()):
-            slot = await pool._get_slow(self._timeout)
-        self._take(slot, _monotonic(), frame)
-        return slot.value  # type: ignore[no-any-return]
 
     def _take(self, slot: Slot, now: float, frame: FrameType) -> None:
         """The lease now holds *slot* (no await between getting the slot and this)."""

@@ -15,6 +15,7 @@ import time
 import warnings
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine
+from types import FrameType
 from typing import Any, Generic, TypedDict, TypeVar, Unpack, overload
 
 from reclaim import _sites
@@ -22,7 +23,7 @@ from reclaim.errors import PoolClosed, PoolTimeout
 
 from . import _explain
 from ._alease import AsyncLease
-from ._core import CLOSED, CREATE, RETRY, PoolCore, Slot, Waiter, _Token, close_value, log
+from ._core import CLOSED, CREATE, RETRY, PoolCore, Slot, _Token, close_value, log
 from ._options import validate
 from ._stats import PoolStatistics
 from ._worker import amaintain
@@ -38,6 +39,7 @@ _new_lease = object.__new__
 CLOSE_TIMEOUT = 5.0
 _names = iter(range(1, sys.maxsize))
 _INF = float("inf")
+_get_running_loop = asyncio.get_running_loop
 
 
 def _is_awaitable(value: object) -> bool:
@@ -52,25 +54,29 @@ async def _call(fn: Callable[..., Any], *args: Any) -> Any:
     return result
 
 
-class _TaskWaiter(Waiter):
-    __slots__ = ("deadline", "fut")
+class _TaskWaiter(asyncio.Future[Any]):
+    """A waiting task: the future it awaits is the Waiter (see _core) itself.
 
-    def __init__(self, since: float, fut: asyncio.Future[None], deadline: float) -> None:
-        # Waiter.__init__ inlined: one per contended acquire.
-        self.result: Any = None
-        self.since = since
-        self.misses = 0
-        self.handed = since
-        self.fut = fut
-        self.deadline = deadline
+    Its result is what it was given (a Slot or a token); one object per contended
+    acquire, with no Python ``__init__``: the pool sets the fields.
+    """
+
+    __slots__ = ("deadline", "handed", "misses", "since")
+    since: float
+    deadline: float
+    misses: int
+    handed: float
 
     def deliver(self, result: Any) -> bool:
-        if self.fut.done():
+        if self.done():
             return False  # cancelled or timed out: it removes itself
-        self.result = result
         self.handed = _monotonic()
-        self.fut.set_result(None)
+        self.set_result(result)
         return True
+
+    def given(self) -> Any:
+        """What was delivered (None: nothing, or the wait was cancelled first)."""
+        return None if not self.done() or self.cancelled() else self.result()
 
 
 def _time_out(ref: weakref.ref[AsyncPool[Any]]) -> None:
@@ -91,6 +97,16 @@ def _time_out(ref: weakref.ref[AsyncPool[Any]]) -> None:
     nearest = min((w.deadline for w in pool._waiters), default=_INF)  # type: ignore[attr-defined]
     if nearest < _INF:
         pool._arm(asyncio.get_running_loop(), nearest)
+
+
+def _hand_over(ref: weakref.ref[AsyncPool[Any]]) -> None:
+    """The loop's next turn after a release kept its object idle: what is still idle goes to the waiters."""
+    pool = ref()
+    if pool is None:
+        return
+    pool._nudge = None
+    if pool._idle and pool._waiters:
+        pool._pump()
 
 
 class AsyncPoolOptions(TypedDict, Generic[T], total=False):
@@ -120,9 +136,11 @@ class AsyncPool(PoolCore[T]):
     """The asyncio twin of :class:`reclaim.Pool`: same options, same behaviour, awaited.
 
     ``create``, ``close``, ``check``, ``reset`` and ``configure`` may be plain or
-    async callables. Use it from one event loop. A returned object always goes
-    straight to the longest waiter (a hand-off between tasks costs no thread
-    switch, so ``handoff_after`` is accepted for symmetry and has no effect).
+    async callables. Use it from one event loop. As in Pool, a returned object goes
+    to the longest waiter once it has waited ``handoff_after`` (1 ms); before that
+    the returning task may take it again before its next ``await`` (which saves two
+    task switches per operation), and what it does not take goes to the longest
+    waiter at the loop's next turn (``handoff_after=0``: always straight to it).
 
     Example::
 
@@ -201,6 +219,11 @@ class AsyncPool(PoolCore[T]):
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = _INF
         self._timer_loop: asyncio.AbstractEventLoop | None = None
+        # While the longest waiter is younger than this, a release keeps its object idle for
+        # the returning task to take again in the same step; _hand_over() gives the waiters
+        # whatever is still idle at the loop's next turn.
+        self._patience = opts.handoff_after if opts.fair else 0.0
+        self._nudge: asyncio.Handle | None = None
 
     def acquire(self, *, timeout: float | None = None) -> AsyncLease[T]:
         """A lease to await (``lease = await pool.acquire()``) or enter (``async with``).
@@ -216,69 +239,89 @@ class AsyncPool(PoolCore[T]):
         lease._slot = None
         return lease
 
-    async def _get_slow(self, timeout: float | None) -> Slot:
+    async def _lend(self, lease: AsyncLease[T], frame: FrameType, slot: Slot | None) -> T:
+        """The acquire that may wait: *slot* (taken from idle, needing a look) or the next free one.
+
+        One coroutine from the lease's ``__aenter__`` until the lease holds its slot, with
+        no await between getting the slot and taking it.
+        """
+        if slot is not None and await self._usable(slot, _monotonic()):
+            lease._take(slot, _monotonic(), frame)
+            return slot.value  # type: ignore[no-any-return]
+        timeout = lease._timeout
         start = _monotonic()
         if timeout is None:
-            timeout = self._acquire_timeout
-        elif timeout < 0:
+            deadline = start + self._acquire_timeout
+        elif timeout >= 0:
+            deadline = start + timeout
+        else:
             raise ValueError(f"timeout must be >= 0 seconds, got {timeout!r}")
-        deadline = start + timeout
         misses = 0
-        loop = None
         while True:
             if self._closed:
                 raise PoolClosed(f"pool {self._name!r} is closed; no object can be acquired")
             if self._orphans:
                 self._close_slots(self._take_orphans())
-            result: Any = None
-            waiter: _TaskWaiter | None = None
             idle = self._idle
             if idle and not (self._fair and self._waiters):
                 result = idle.pop()
+                now = handed = _monotonic()
             elif self._size < self._max_size and self._reserve():  # pre-test: full is the usual
-                result = CREATE
+                slot = await self._create_slot()
+                lease._take(slot, _monotonic(), frame)
+                return slot.value  # type: ignore[no-any-return]
             else:
-                if len(self._waiters) >= self._wait_limit and not misses:
+                # The contended case: queue up; a release hands the object to the longest waiter.
+                waiters = self._waiters
+                if not misses and len(waiters) >= self._wait_limit:
                     raise self._reject()
-                if loop is None:
-                    loop = asyncio.get_running_loop()
-                waiter = _TaskWaiter(start, loop.create_future(), deadline)
+                loop = _get_running_loop()
+                waiter = _TaskWaiter(loop=loop)
+                waiter.since = start
+                waiter.deadline = deadline
                 waiter.misses = misses
                 if misses:
-                    self._waiters.appendleft(waiter)
+                    waiters.appendleft(waiter)
                 else:
-                    self._waiters.append(waiter)
+                    waiters.append(waiter)
                 if deadline < self._timer_at or self._timer_loop is not loop:
                     self._arm(loop, deadline)
                 try:
-                    await waiter.fut
+                    result = await waiter
                 except BaseException:
                     self._abandon_wait(waiter)
                     raise
-                result = waiter.result
-                if result is TIMEOUT:
-                    self._timeouts += 1
-                    now = _monotonic()
-                    raise PoolTimeout(_explain.timeout_message(self, now - start, now))
-                if result is CLOSED:
+                if result.__class__ is not Slot:
+                    if result is RETRY:
+                        misses += 1
+                        continue
+                    if result is CREATE:
+                        self._waited += 1
+                        self._waits.append(_monotonic() - start)
+                        slot = await self._create_slot()
+                        lease._take(slot, _monotonic(), frame)
+                        return slot.value  # type: ignore[no-any-return]
+                    if result is TIMEOUT:
+                        self._timeouts += 1
+                        now = _monotonic()
+                        raise PoolTimeout(_explain.timeout_message(self, now - start, now))
+                    assert result is CLOSED, result
                     raise PoolClosed(f"pool {self._name!r} was closed while waiting")
-                if result is RETRY:
-                    misses += 1
-                    continue
-                now = _monotonic()
+                # The wait ends when the object is handed over (no clock read here).
+                now = handed = waiter.handed
                 self._waited += 1
                 self._waits.append(now - start)
-                handed = waiter.handed
-            if waiter is None:
-                now = handed = _monotonic()
-            if result is CREATE:
-                return await self._create_slot()
+                if handed == result.last_used and self._check_after:
+                    # Handed straight over by a release that found it fresh a moment ago.
+                    lease._take(result, now, frame)
+                    return result.value  # type: ignore[no-any-return]
             if not (
                 now >= result.expires
                 or result.gen != self._gen
                 or (self._check is not None and self._needs_check(result, handed))
             ) or await self._usable(result, now):
-                return result  # type: ignore[no-any-return]
+                lease._take(result, now, frame)
+                return result.value  # type: ignore[no-any-return]
 
     def _arm(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
         """(Re)start the waiters' timer so it fires at *deadline* (a monotonic time)."""
@@ -292,7 +335,7 @@ class AsyncPool(PoolCore[T]):
 
     def _abandon_wait(self, waiter: _TaskWaiter) -> None:
         """A waiting task was cancelled: pass on whatever it was given, leave the queue."""
-        result = waiter.result
+        result = waiter.given()
         if isinstance(result, Slot):
             self._offer(result)
         elif result is CREATE:
@@ -394,9 +437,23 @@ class AsyncPool(PoolCore[T]):
         if now < slot.expires and slot.gen == self._gen and not slot.leak_reported:
             slot.last_used = now
             slot.leased = False
-            if self._waiters:
-                self._offer(slot)
+            waiters = self._waiters
+            if not waiters:
+                self._idle.append(slot)
+            elif now - waiters[0].since < self._patience:
+                # The longest waiter is young: the returning task may take the object again
+                # before it next awaits (no task switch); else the waiters get it next turn.
+                self._idle.append(slot)
+                if self._nudge is None:
+                    self._nudge = _get_running_loop().call_soon(_hand_over, weakref.ref(self))
             else:
+                # Core._offer() and _TaskWaiter.deliver(), inlined: the contended release.
+                while waiters:
+                    waiter = waiters.popleft()
+                    if not waiter.done():  # type: ignore[attr-defined]  # else it gave up
+                        waiter.handed = now
+                        waiter.set_result(slot)  # type: ignore[attr-defined]
+                        return
                 self._idle.append(slot)
             return
         self._release_slow(slot, now)
@@ -463,6 +520,7 @@ class AsyncPool(PoolCore[T]):
         self._timer = None
         self._timer_at = _INF
         self._timer_loop = None
+        self._nudge = None
         self._wake = asyncio.Event()
         self._all_back = asyncio.Event()
         self._task = None
@@ -477,6 +535,9 @@ class AsyncPool(PoolCore[T]):
         if self._timer is not None:
             self._timer.cancel()
             self._timer, self._timer_at = None, _INF
+        if self._nudge is not None:
+            self._nudge.cancel()
+            self._nudge = None
         task, self._task = self._task, None
         if task is not None and task is not asyncio.current_task():
             task.cancel()

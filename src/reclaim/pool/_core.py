@@ -20,7 +20,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable
 from types import CodeType
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from reclaim import _sites
 from reclaim.errors import PoolClosed, PoolFull
@@ -119,25 +119,21 @@ RETRY = _Token("RETRY")
 CLOSED = _Token("CLOSED")
 
 
-class Waiter:
-    """A caller queued for an object; the shells say how it is woken.
+class Waiter(Protocol):
+    """A caller queued for an object; each shell's waiter says how it is woken.
 
-    ``handed`` is when the object was delivered: the time it spent idle is measured up
-    to then (a direct hand-off: none), not up to when the woken caller got to run, so a
-    connection passed straight from one borrower to the next is not probed on the way.
+    ``since``: when it started waiting; ``misses``: how often it lost a race in barging
+    mode. ``handed`` is when the object was delivered: the time it spent idle is measured
+    up to then (a direct hand-off: none), not up to when the woken caller got to run, so
+    a connection passed straight from one borrower to the next is not probed on the way.
     """
 
-    __slots__ = ("handed", "misses", "result", "since")
-
-    def __init__(self, since: float) -> None:
-        self.result: Any = None
-        self.since = since
-        self.misses = 0
-        self.handed = since
+    since: float
+    misses: int
+    handed: float
 
     def deliver(self, result: Any) -> bool:
         """Give *result* (a Slot, CREATE or RETRY); False when the waiter already gave up."""
-        raise NotImplementedError
 
 
 class Plan:

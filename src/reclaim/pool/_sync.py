@@ -22,7 +22,7 @@ from reclaim import _sites, _track
 from reclaim.errors import PoolClosed, PoolFull, PoolTimeout
 
 from . import _explain
-from ._core import CLOSED, CREATE, RETRY, PoolCore, Slot, Waiter, close_value, log
+from ._core import CLOSED, CREATE, RETRY, PoolCore, Slot, close_value, log
 from ._lease import Lease
 from ._options import validate
 from ._stats import PoolStatistics
@@ -41,11 +41,12 @@ CLOSE_TIMEOUT = 5.0
 _names = iter(range(1, sys.maxsize))
 
 
-class _ThreadWaiter(Waiter):
-    __slots__ = ("lock",)
+class _ThreadWaiter:
+    """A Waiter (see _core) woken by releasing its lock; ``result`` is what it was given."""
+
+    __slots__ = ("handed", "lock", "misses", "result", "since")
 
     def __init__(self, since: float) -> None:
-        # Waiter.__init__ inlined: one per contended acquire.
         self.result: Any = None
         self.since = since
         self.misses = 0
