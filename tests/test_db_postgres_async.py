@@ -179,6 +179,29 @@ def test_idle_release_sends_nothing_to_the_server(driver: Driver, postgres: Any,
     run(main())
 
 
+def test_psycopg_client_side_options_are_put_back(postgres: Any, app: str) -> None:
+    """An async borrower's set_autocommit / set_read_only / set_isolation_level / set_deferrable."""
+    pytest.importorskip("psycopg")
+    import psycopg
+
+    async def main() -> None:
+        async with Psycopg().pool(postgres, app, autocommit=False, max_size=1) as pool:
+            async with pool.acquire() as conn:
+                await conn.set_autocommit(True)
+                await conn.set_read_only(True)
+                await conn.set_isolation_level(psycopg.IsolationLevel.SERIALIZABLE)
+                await conn.set_deferrable(True)
+            async with pool.acquire() as conn:
+                assert (conn.autocommit, conn.read_only, conn.isolation_level, conn.deferrable) == (
+                    False,
+                    None,
+                    None,
+                    None,
+                )
+
+    run(main())
+
+
 def test_open_transaction_is_rolled_back(driver: Driver, postgres: Any, app: str) -> None:
     """Default policy: a transaction left open (with SET LOCAL ROLE in it) is gone for the next one."""
 

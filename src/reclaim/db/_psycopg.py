@@ -27,6 +27,7 @@
 from __future__ import annotations
 
 import asyncio
+import operator
 import select
 import time
 from collections.abc import Callable, Coroutine, Generator
@@ -50,6 +51,10 @@ _WRITE: Final = 2
 #: Client-side options psycopg applies at the next BEGIN; a borrower may change them.
 _OPTIONS: Final = ("autocommit", "isolation_level", "read_only", "deferrable")
 _NOTHING: Final[list[tuple[str, Any]]] = []
+_PUBLIC: Final = operator.attrgetter(*_OPTIONS)
+#: What psycopg's option properties return: one C call on every release instead of four
+#: Python property calls. Used only when they agree with the properties (_options_reader).
+_PRIVATE: Final = operator.attrgetter(*(f"_{name}" for name in _OPTIONS))
 #: Reuse within this many seconds of the release skips even the socket probe (the pool does
 #: not call check): the window in which a session ended by the server could still be lent.
 PROBE_AFTER: Final = 0.001
@@ -110,6 +115,17 @@ def _broken(conn: Any) -> bool:
     return bool(pgconn.status == _BAD or pgconn.transaction_status in _IN_FLIGHT)
 
 
+def _options_reader(conn: Any) -> Callable[[Any], tuple[Any, ...]]:
+    """How to read a connection's options cheaply: the attributes behind psycopg's properties
+    when they hold the same values (psycopg 3.0 to 3.3 do), else the properties themselves."""
+    try:
+        if _PRIVATE(conn) == _PUBLIC(conn):
+            return _PRIVATE
+    except AttributeError:
+        pass
+    return _PUBLIC
+
+
 class _Base(NetworkAdapter):
     """Policy shared by the sync and async psycopg adapters (no waiting here)."""
 
@@ -118,7 +134,8 @@ class _Base(NetworkAdapter):
 
     def remember(self, conn: Any) -> None:
         """Record the connection's starting options and set up its socket probe."""
-        conn._reclaim_baseline = tuple(getattr(conn, name) for name in _OPTIONS)
+        conn._reclaim_baseline = _PUBLIC(conn)
+        conn._reclaim_options = _options_reader(conn)
         conn._reclaim_poll = _poller(conn.pgconn.socket)
         conn._reclaim_used = _monotonic()
 
@@ -153,21 +170,12 @@ class _Base(NetworkAdapter):
 
     def _dirty_options(self, conn: Any) -> list[tuple[str, Any]]:
         baseline = getattr(conn, "_reclaim_baseline", None)
-        if (
-            baseline is None
-            or (
-                conn.autocommit,
-                conn.isolation_level,
-                conn.read_only,
-                conn.deferrable,
-            )
-            == baseline
-        ):
+        if baseline is None or conn._reclaim_options(conn) == baseline:
             return _NOTHING
         return [
             (name, value)
-            for name, value in zip(_OPTIONS, baseline, strict=True)
-            if getattr(conn, name) != value
+            for name, value, now in zip(_OPTIONS, baseline, _PUBLIC(conn), strict=True)
+            if now != value
         ]
 
 
