@@ -127,21 +127,26 @@ class AsyncLease(Generic[T]):
         if exc is not None and pool._is_broken is not None and pool._broken(slot, exc):
             pool._discard(slot, "broken")
             return pool._done()
-        if pool._reset is None:
-            # AsyncPool._give_back(), inlined for the common case.
-            now = _monotonic()
-            pool._holds.append(now - slot.acquired_at)
-            if now < slot.expires and slot.gen == pool._gen and not (slot.leak_reported or pool._waiters):
-                slot.last_used = now
-                slot.leased = False
-                pool._idle.append(slot)
-            else:
-                pool._put_back(slot, now)
-            return pool._done_future or pool._done()
-        pending = pool._give_back(slot)
-        if pending is None:
-            return pool._done_future or pool._done()
-        return pending
+        now = _monotonic()
+        pool._holds.append(now - slot.acquired_at)
+        reset = pool._reset
+        if reset is not None:
+            try:
+                answer = reset(slot.value)
+            except Exception as error:
+                answer = pool._reset_failed(slot, error)
+            except BaseException:
+                pool._discard(slot, "broken")  # interrupted mid-reset: state unknown
+                raise
+            if answer is not True and answer is not None:  # True/None: the common answers
+                return pool._after_reset(slot, answer, now)
+        if now < slot.expires and slot.gen == pool._gen and not (slot.leak_reported or pool._waiters):
+            slot.last_used = now
+            slot.leased = False
+            pool._idle.append(slot)
+        else:
+            pool._put_back(slot, now)
+        return pool._done_future or pool._done()
 
     def _held(self) -> Slot:
         slot = self._slot
@@ -156,13 +161,8 @@ class AsyncLease(Generic[T]):
 
     async def release(self) -> None:
         """Give the object back. Raises ResourceClosed when not held."""
-        slot = self._held()
-        self._slot = False
-        if _track.on_release is not None:
-            _track.released(self)
-        pending = self._pool._give_back(slot)
-        if pending is not None:
-            await pending
+        self._held()
+        await self.__aexit__(None, None, None)
 
     async def discard(self) -> None:
         """Close the object instead of returning it. Raises ResourceClosed when not held."""

@@ -14,7 +14,7 @@ import sys
 import time
 import warnings
 import weakref
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from types import FrameType
 from typing import Any, Generic, TypedDict, TypeVar, Unpack, overload
 
@@ -396,28 +396,21 @@ class AsyncPool(PoolCore[T]):
 
     # -- release -------------------------------------------------------------
 
-    def _give_back(self, slot: Slot) -> Coroutine[Any, Any, None] | None:
-        """Return *slot*; None when done, else a coroutine to await (an async ``reset``)."""
-        now = _monotonic()
-        self._holds.append(now - slot.acquired_at)
-        reset = self._reset
-        if reset is not None:
-            try:
-                result = reset(slot.value)
-            except Exception as exc:
-                log.info("pool %r: reset failed, discarding the object: %r", self._name, exc)
-                result = False
-            except BaseException:
-                self._discard(slot, "broken")
-                raise
-            if result is not True and result is not None:  # True/None: the common answers
-                if _is_awaitable(result):
-                    return self._finish_reset(slot, result, now)
-                if result is False:
-                    self._discard(slot, "broken")
-                    return None
-        self._put_back(slot, now)
-        return None
+    # A lease's __aexit__ runs ``reset`` and gives the slot back; these are its other answers.
+
+    def _reset_failed(self, slot: Slot, error: Exception) -> bool:
+        log.info("pool %r: reset failed, discarding the object: %r", self._name, error)
+        return False
+
+    def _after_reset(self, slot: Slot, answer: Any, now: float) -> Awaitable[None]:
+        """``reset`` answered neither True nor None: await it (async), discard (False), or keep."""
+        if _is_awaitable(answer):
+            return self._finish_reset(slot, answer, now)
+        if answer is False:
+            self._discard(slot, "broken")
+        else:
+            self._put_back(slot, now)
+        return self._done()
 
     async def _finish_reset(self, slot: Slot, pending: Any, now: float) -> None:
         try:
