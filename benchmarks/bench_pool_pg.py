@@ -10,6 +10,8 @@ Goals (issue 5):
      pool can reach on this machine in the same run.
   B. async, 16 tasks, pool of 4: >= 1.5x asyncpg.Pool (its default reset) and
      >= 1.5x psycopg_pool's AsyncConnectionPool, each with the same driver.
+     Each driver also gets a minimal fair deque + future hand-off row: the cost of
+     fairness alone, with none of a pool's bookkeeping.
   C. uncontended acquire + release without a query, psycopg connections:
      <= 1.5x the LifoQueue floor.
 
@@ -350,6 +352,48 @@ class _AQueueLease:
         self.q.put_nowait(self.conn)
 
 
+class _AsyncFairPool:
+    """The minimal fair async pool: a deque of idle connections, FIFO futures for waiters.
+
+    The async twin of _FairPool: what a fair hand-off costs with nothing else (no timeout,
+    no checks, no statistics, no cancellation safety).
+    """
+
+    __slots__ = ("idle", "waiters")
+
+    def __init__(self, conns: list[Any]) -> None:
+        self.idle: deque[Any] = deque(conns)
+        self.waiters: deque[asyncio.Future[Any]] = deque()
+
+    def acquire(self) -> _AFairLease:
+        return _AFairLease(self)
+
+
+class _AFairLease:
+    __slots__ = ("conn", "pool")
+
+    def __init__(self, pool: _AsyncFairPool) -> None:
+        self.pool = pool
+        self.conn: Any = None
+
+    async def __aenter__(self) -> Any:
+        pool = self.pool
+        if pool.idle and not pool.waiters:
+            self.conn = pool.idle.pop()
+        else:
+            fut = asyncio.get_running_loop().create_future()
+            pool.waiters.append(fut)
+            self.conn = await fut
+        return self.conn
+
+    async def __aexit__(self, *exc: object) -> None:
+        waiters = self.pool.waiters
+        if waiters:
+            waiters.popleft().set_result(self.conn)
+        else:
+            self.pool.idle.append(self.conn)
+
+
 AsyncMaker = Callable[[], Any]  # async () -> (acquire, close, query)
 
 
@@ -385,6 +429,15 @@ def async_contenders() -> list[tuple[str, str, AsyncMaker]]:
 
             return (lambda: _AQueueLease(q)), close, _asyncpg_query
 
+        async def apg_fair() -> Any:
+            conns = [await asyncpg.connect(**kw) for _ in range(POOL)]
+
+            async def close() -> None:
+                for c in conns:
+                    await c.close()
+
+            return _AsyncFairPool(conns).acquire, close, _asyncpg_query
+
         async def apg_pool() -> Any:
             pool = await asyncpg.create_pool(min_size=POOL, max_size=POOL, **kw)
             return pool.acquire, pool.close, _asyncpg_query
@@ -397,6 +450,7 @@ def async_contenders() -> list[tuple[str, str, AsyncMaker]]:
             return pool.acquire, pool.close, _asyncpg_query
 
         out.append(("asyncpg: LifoQueue floor (no reset)", "asyncpg", apg_floor))
+        out.append(("asyncpg: deque + future fair FIFO hand-off (no reset)", "asyncpg", apg_fair))
         out.append(("asyncpg.Pool (default reset query per release)", "asyncpg", apg_pool))
         out.append(("asyncpg.Pool reset=no-op", "asyncpg", apg_noreset))
         if db is not None:
@@ -424,7 +478,17 @@ def async_contenders() -> list[tuple[str, str, AsyncMaker]]:
 
             return (lambda: _AQueueLease(q)), close, _psycopg_query
 
+        async def pg_fair() -> Any:
+            conns = [await psycopg.AsyncConnection.connect(DSN, autocommit=True) for _ in range(POOL)]
+
+            async def close() -> None:
+                for c in conns:
+                    await c.close()
+
+            return _AsyncFairPool(conns).acquire, close, _psycopg_query
+
         out.append(("psycopg async: LifoQueue floor (autocommit)", "psycopg", pg_floor))
+        out.append(("psycopg async: deque + future fair FIFO hand-off", "psycopg", pg_fair))
         try:
             import psycopg_pool
         except ImportError:
