@@ -16,15 +16,16 @@ import warnings
 import weakref
 from collections.abc import Awaitable, Callable
 from types import FrameType
-from typing import Any, Generic, TypedDict, TypeVar, Unpack, overload
+from typing import Any, TypeVar, Unpack, overload
 
 from reclaim import _sites
 from reclaim.errors import PoolClosed, PoolTimeout
 
 from . import _explain
 from ._alease import AsyncLease
-from ._core import CLOSED, CREATE, RETRY, PoolCore, Slot, _Token, close_value, log
-from ._options import validate
+from ._await import TIMEOUT, TaskWaiter, call, hand_over, is_awaitable, time_out
+from ._core import CLOSED, CREATE, RETRY, PoolCore, Slot, close_value, log
+from ._options import AsyncPoolOptions, validate
 from ._stats import PoolStatistics
 from ._worker import amaintain
 
@@ -34,102 +35,11 @@ T = TypeVar("T")
 _monotonic = time.monotonic
 _getframe = sys._getframe
 _framework = _sites._framework_cache
-TIMEOUT = _Token("TIMEOUT")
 _new_lease = object.__new__
 CLOSE_TIMEOUT = 5.0
 _names = iter(range(1, sys.maxsize))
 _INF = float("inf")
 _get_running_loop = asyncio.get_running_loop
-
-
-def _is_awaitable(value: object) -> bool:
-    return value is not None and hasattr(value, "__await__")
-
-
-async def _call(fn: Callable[..., Any], *args: Any) -> Any:
-    """Call a sync or async callable and return its result."""
-    result = fn(*args)
-    if _is_awaitable(result):
-        result = await result
-    return result
-
-
-class _TaskWaiter(asyncio.Future[Any]):
-    """A waiting task: the future it awaits is the Waiter (see _core) itself.
-
-    Its result is what it was given (a Slot or a token); one object per contended
-    acquire, with no Python ``__init__``: the pool sets the fields.
-    """
-
-    __slots__ = ("deadline", "handed", "misses", "since")
-    since: float
-    deadline: float
-    misses: int
-    handed: float
-
-    def deliver(self, result: Any) -> bool:
-        if self.done():
-            return False  # cancelled or timed out: it removes itself
-        self.handed = _monotonic()
-        self.set_result(result)
-        return True
-
-    def given(self) -> Any:
-        """What was delivered (None: nothing, or the wait was cancelled first)."""
-        return None if not self.done() or self.cancelled() else self.result()
-
-
-def _time_out(ref: weakref.ref[AsyncPool[Any]]) -> None:
-    """The pool's deadline timer fired: time out every waiter past its deadline, re-arm."""
-    pool = ref()
-    if pool is None:
-        return
-    pool._timer = None
-    pool._timer_at = _INF
-    now = _monotonic()
-    due = [w for w in pool._waiters if w.deadline <= now]  # type: ignore[attr-defined]
-    for waiter in due:
-        try:
-            pool._waiters.remove(waiter)
-        except ValueError:
-            pass
-        waiter.deliver(TIMEOUT)
-    nearest = min((w.deadline for w in pool._waiters), default=_INF)  # type: ignore[attr-defined]
-    if nearest < _INF:
-        pool._arm(asyncio.get_running_loop(), nearest)
-
-
-def _hand_over(ref: weakref.ref[AsyncPool[Any]]) -> None:
-    """The loop's next turn after a release kept its object idle: what is still idle goes to the waiters."""
-    pool = ref()
-    if pool is None:
-        return
-    pool._nudge = None
-    if pool._idle and pool._waiters:
-        pool._pump()
-
-
-class AsyncPoolOptions(TypedDict, Generic[T], total=False):
-    """The keyword options of :class:`AsyncPool` (for type checkers; see Pool for their meaning)."""
-
-    close: Callable[[T], Any] | None
-    min_size: int
-    max_size: int
-    acquire_timeout: float
-    max_lifetime: float | None
-    max_idle: float | None
-    check: Callable[[T], Any] | None
-    check_after: float
-    reset: Callable[[T], Any] | None
-    configure: Callable[[T], Any] | None
-    is_broken: Callable[[T, BaseException], bool] | None
-    leak_timeout: float | None
-    name: str | None
-    fair: bool
-    handoff_after: float
-    reconnect_delay: float
-    reconnect_max_delay: float
-    max_waiting: int | None
 
 
 class AsyncPool(PoolCore[T]):
@@ -276,7 +186,7 @@ class AsyncPool(PoolCore[T]):
                 if not misses and len(waiters) >= self._wait_limit:
                     raise self._reject()
                 loop = _get_running_loop()
-                waiter = _TaskWaiter(loop=loop)
+                waiter = TaskWaiter(loop=loop)
                 waiter.since = start
                 waiter.deadline = deadline
                 waiter.misses = misses
@@ -330,10 +240,10 @@ class AsyncPool(PoolCore[T]):
         self._timer_at = deadline
         self._timer_loop = loop
         self._timer = loop.call_at(
-            loop.time() + max(0.0, deadline - _monotonic()), _time_out, weakref.ref(self)
+            loop.time() + max(0.0, deadline - _monotonic()), time_out, weakref.ref(self)
         )
 
-    def _abandon_wait(self, waiter: _TaskWaiter) -> None:
+    def _abandon_wait(self, waiter: TaskWaiter) -> None:
         """A waiting task was cancelled: pass on whatever it was given, leave the queue."""
         result = waiter.given()
         if isinstance(result, Slot):
@@ -357,7 +267,7 @@ class AsyncPool(PoolCore[T]):
             return False
         if self._check is not None and self._needs_check(slot, now):
             try:
-                ok = await _call(self._check, slot.value) is not False
+                ok = await call(self._check, slot.value) is not False
             except Exception as exc:
                 log.info("pool %r: check failed, discarding the object: %r", self._name, exc)
                 ok = False
@@ -374,10 +284,10 @@ class AsyncPool(PoolCore[T]):
     async def _create_slot(self) -> Slot:
         """Create an object in a slot already reserved for this task."""
         try:
-            value = await _call(self._create)
+            value = await call(self._create)
             if self._configure is not None:
                 try:
-                    await _call(self._configure, value)
+                    await call(self._configure, value)
                 except BaseException:
                     self._close_later(value)
                     raise
@@ -404,7 +314,7 @@ class AsyncPool(PoolCore[T]):
 
     def _after_reset(self, slot: Slot, answer: Any, now: float) -> Awaitable[None]:
         """``reset`` answered neither True nor None: await it (async), discard (False), or keep."""
-        if _is_awaitable(answer):
+        if is_awaitable(answer):
             return self._finish_reset(slot, answer, now)
         if answer is False:
             self._discard(slot, "broken")
@@ -438,9 +348,9 @@ class AsyncPool(PoolCore[T]):
                 # before it next awaits (no task switch); else the waiters get it next turn.
                 self._idle.append(slot)
                 if self._nudge is None:
-                    self._nudge = _get_running_loop().call_soon(_hand_over, weakref.ref(self))
+                    self._nudge = _get_running_loop().call_soon(hand_over, weakref.ref(self))
             else:
-                # Core._offer() and _TaskWaiter.deliver(), inlined: the contended release.
+                # Core._offer() and TaskWaiter.deliver(), inlined: the contended release.
                 while waiters:
                     waiter = waiters.popleft()
                     if not waiter.done():  # type: ignore[attr-defined]  # else it gave up
@@ -483,7 +393,7 @@ class AsyncPool(PoolCore[T]):
         except Exception:
             log.exception("pool %r: closing an object failed", self._name)
             return
-        if _is_awaitable(result):
+        if is_awaitable(result):
             task = asyncio.ensure_future(result)  # type: ignore[call-overload]
             self._closing_tasks.add(task)
             task.add_done_callback(self._closed_one)
@@ -573,7 +483,7 @@ class AsyncPool(PoolCore[T]):
                 try:
                     # past max_lifetime or drained: not checked, retired on the way back
                     stale = self._stale(slot, _monotonic()) is not None
-                    ok = stale or await _call(check, slot.value) is not False
+                    ok = stale or await call(check, slot.value) is not False
                 except Exception as exc:
                     log.info("pool %r: check failed, discarding the object: %r", self._name, exc)
                     ok = False

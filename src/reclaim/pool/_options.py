@@ -10,9 +10,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypedDict, TypeVar
 
-__all__ = ["Options", "validate"]
+__all__ = ["AsyncPoolOptions", "Options", "validate"]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,3 +118,26 @@ def validate(default_name: str, **kw: Any) -> Options:
         raise TypeError(f"fair must be a bool, got {type(kw['fair']).__name__}")
     kw["name"] = name if name is not None else default_name
     return Options(**kw)
+
+
+class AsyncPoolOptions(TypedDict, Generic[T], total=False):
+    """The keyword options of :class:`AsyncPool` (for type checkers; see Pool for their meaning)."""
+
+    close: Callable[[T], Any] | None
+    min_size: int
+    max_size: int
+    acquire_timeout: float
+    max_lifetime: float | None
+    max_idle: float | None
+    check: Callable[[T], Any] | None
+    check_after: float
+    reset: Callable[[T], Any] | None
+    configure: Callable[[T], Any] | None
+    is_broken: Callable[[T, BaseException], bool] | None
+    leak_timeout: float | None
+    name: str | None
+    fair: bool
+    handoff_after: float
+    reconnect_delay: float
+    reconnect_max_delay: float
+    max_waiting: int | None

@@ -19,13 +19,14 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from reclaim import _sites, _track
-from reclaim.errors import PoolClosed, PoolFull, PoolTimeout
+from reclaim.errors import PoolClosed, PoolFull
 
 from . import _explain
 from ._core import CLOSED, CREATE, RETRY, PoolCore, Slot, close_value, log
 from ._lease import Lease
 from ._options import validate
 from ._stats import PoolStatistics
+from ._wait import ThreadWaiter, wait
 from ._worker import maintain
 
 __all__ = ["Pool"]
@@ -35,30 +36,9 @@ T = TypeVar("T")
 _monotonic = time.monotonic
 _getframe = sys._getframe
 _framework = _sites._framework_cache
-_allocate_lock = threading.Lock
 #: How long ``close()`` waits for leases when no timeout is given.
 CLOSE_TIMEOUT = 5.0
 _names = iter(range(1, sys.maxsize))
-
-
-class _ThreadWaiter:
-    """A Waiter (see _core) woken by releasing its lock; ``result`` is what it was given."""
-
-    __slots__ = ("handed", "lock", "misses", "result", "since")
-
-    def __init__(self, since: float) -> None:
-        self.result: Any = None
-        self.since = since
-        self.misses = 0
-        self.handed = since
-        self.lock = lock = _allocate_lock()
-        lock.acquire()
-
-    def deliver(self, result: Any) -> bool:
-        self.result = result
-        self.handed = _monotonic()
-        self.lock.release()
-        return True
 
 
 class Pool(PoolCore[T]):
@@ -227,7 +207,7 @@ class Pool(PoolCore[T]):
                     elif len(self._waiters) >= self._wait_limit and not misses:
                         result = self._reject()  # raised once the lock is released
                     else:
-                        waiter = _ThreadWaiter(start)
+                        waiter = ThreadWaiter(start)
                         waiter.misses = misses
                         if misses:
                             self._waiters.appendleft(waiter)
@@ -241,7 +221,7 @@ class Pool(PoolCore[T]):
                 self._close_all(lost)
             if waiter is not None:
                 if not (patience == 0.0 and waiter.lock.acquire(True, max(deadline - _monotonic(), 0.0))):
-                    self._wait(waiter, deadline)
+                    wait(self, waiter, deadline)
                 result = waiter.result
                 if result is CLOSED:
                     raise PoolClosed(f"pool {self._name!r} was closed while waiting")
@@ -267,39 +247,6 @@ class Pool(PoolCore[T]):
             ) or self._usable(result, now):
                 result.acquired_at = now
                 return result  # type: ignore[no-any-return]
-
-    def _wait(self, waiter: _ThreadWaiter, deadline: float) -> None:
-        """Sleep until something is delivered to *waiter*; raises PoolTimeout at *deadline*.
-
-        A waiter younger than ``handoff_after`` may be overtaken (the releasing thread
-        keeps its object: no thread switch); it wakes once at that age to collect an
-        object left idle meanwhile, and from then on every release hands off to it.
-        """
-        lock = self._lock
-        patience = self._handoff_after if self._fair else 0.0
-        while True:
-            now = _monotonic()
-            remaining = deadline - now
-            nap = remaining
-            if patience and (young := waiter.since + patience - now) > 0:
-                nap = min(remaining, young)
-            if waiter.lock.acquire(timeout=max(nap, 0.0)):
-                return
-            with lock:
-                if waiter.result is None and self._idle:
-                    self._pump()  # an object left idle while we were young
-                if waiter.result is not None:  # delivered as we woke
-                    waiter.lock.acquire(False)
-                    return
-                if nap < remaining:
-                    continue
-                try:
-                    self._waiters.remove(waiter)
-                except ValueError:
-                    pass
-                self._timeouts += 1
-                now = _monotonic()
-                raise PoolTimeout(_explain.timeout_message(self, now - waiter.since, now))
 
     def _usable(self, slot: Slot, now: float) -> bool:
         """Whether a slot taken from idle may be lent; when not, it is discarded here."""

@@ -1,0 +1,78 @@
+"""How Pool's threads wait: each waiter sleeps on its own lock until an object is delivered.
+
+A release hands the object to the longest waiter and releases that waiter's lock
+(:class:`ThreadWaiter`); :func:`wait` sleeps on it, wakes once a young waiter comes of
+age to collect an object left idle meanwhile, and raises PoolTimeout at the deadline.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from reclaim.errors import PoolTimeout
+
+from . import _explain
+
+if TYPE_CHECKING:
+    from ._sync import Pool
+
+__all__ = ["ThreadWaiter", "wait"]
+
+_monotonic = time.monotonic
+_allocate_lock = threading.Lock
+
+
+class ThreadWaiter:
+    """A Waiter (see _core) woken by releasing its lock; ``result`` is what it was given."""
+
+    __slots__ = ("handed", "lock", "misses", "result", "since")
+
+    def __init__(self, since: float) -> None:
+        self.result: Any = None
+        self.since = since
+        self.misses = 0
+        self.handed = since
+        self.lock = lock = _allocate_lock()
+        lock.acquire()
+
+    def deliver(self, result: Any) -> bool:
+        self.result = result
+        self.handed = _monotonic()
+        self.lock.release()
+        return True
+
+
+def wait(pool: Pool[Any], waiter: ThreadWaiter, deadline: float) -> None:
+    """Sleep until something is delivered to *waiter*; raises PoolTimeout at *deadline*.
+
+    A waiter younger than ``handoff_after`` may be overtaken (the releasing thread
+    keeps its object: no thread switch); it wakes once at that age to collect an
+    object left idle meanwhile, and from then on every release hands off to it.
+    """
+    lock = pool._lock
+    patience = pool._handoff_after if pool._fair else 0.0
+    while True:
+        now = _monotonic()
+        remaining = deadline - now
+        nap = remaining
+        if patience and (young := waiter.since + patience - now) > 0:
+            nap = min(remaining, young)
+        if waiter.lock.acquire(timeout=max(nap, 0.0)):
+            return
+        with lock:
+            if waiter.result is None and pool._idle:
+                pool._pump()  # an object left idle while we were young
+            if waiter.result is not None:  # delivered as we woke
+                waiter.lock.acquire(False)
+                return
+            if nap < remaining:
+                continue
+            try:
+                pool._waiters.remove(waiter)
+            except ValueError:
+                pass
+            pool._timeouts += 1
+            now = _monotonic()
+            raise PoolTimeout(_explain.timeout_message(pool, now - waiter.since, now))
