@@ -253,6 +253,22 @@ def test_allow_marker_with_a_wrong_argument_says_so(pytester: pytest.Pytester) -
     result.stdout.fnmatch_lines(["*unknown argument 'kinds'*"])
 
 
+def test_allow_marker_with_an_unknown_kind_says_so(pytester: pytest.Pytester) -> None:
+    """A misspelled kind (which would allow nothing) is an error listing the kinds."""
+    pytester.makepyfile(
+        test_bad="""
+        import pytest
+
+        @pytest.mark.reclaim_allow(kind=("file", "tasks"))
+        def test_x():
+            pass
+        """
+    )
+    result = run(pytester)
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*unknown kind 'tasks'; kinds: *task*"])
+
+
 def test_thread_winding_down_is_not_a_leak_but_a_running_one_is(pytester: pytest.Pytester) -> None:
     """A thread told to stop but not joined gets the grace period; one never stopped fails."""
     pytester.makepyfile(

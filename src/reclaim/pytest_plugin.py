@@ -177,6 +177,11 @@ def _allow_rules(item: pytest.Item) -> list[_Allow]:
             kinds = frozenset(kind)
         else:
             raise TypeError(f"reclaim_allow: kind must be a str or a tuple of str, got {kind!r}")
+        from .leaks import KINDS  # imported late, as in _ini_kinds (the plugin loads first)
+
+        for name in sorted(kinds or ()):
+            if name not in KINDS:  # a misspelled kind would allow nothing, silently
+                raise ValueError(f"reclaim_allow: unknown kind {name!r}; kinds: {', '.join(KINDS)}")
         match = mark.kwargs.get("match")
         if match is not None and not isinstance(match, str):
             raise TypeError(f"reclaim_allow: match must be a regular expression str, got {match!r}")
@@ -383,7 +388,7 @@ class LeakChecker:
             set_context(item.nodeid)
             try:
                 self.allow[item.nodeid] = _allow_rules(item)
-            except TypeError as exc:
+            except (TypeError, ValueError) as exc:
                 # Raised after the other plugins' setup ran, so their teardown finds their state.
                 yield
                 raise exc from None
