@@ -488,3 +488,48 @@ def test_a_task_that_keeps_taking_its_object_back_cannot_starve_a_waiter() -> No
             assert pool.statistics().waiting == 0
 
     run(main())
+
+
+# -- one pool, successive event loops -----------------------------------------------------
+
+
+# The first loop ends with the pool open, so asyncio.run cancels the pool's maintenance task
+# (and its timed wait), which the leak checker reports: that is what these tests exercise.
+_MAINTENANCE_CUT = pytest.mark.reclaim_allow(kind="task", match="reclaim-pool-|Event.wait")
+
+
+@_MAINTENANCE_CUT
+def test_a_pool_used_in_one_event_loop_closes_in_the_next() -> None:
+    """Its maintenance task belonged to the first loop, which asyncio.run closed."""
+    pool = AsyncPool(Thing, max_size=2, name="two-loops")  # max_lifetime: a maintenance task
+
+    async def use() -> None:
+        async with pool.acquire() as thing:
+            assert thing.alive
+
+    run(use())
+    run(pool.close())
+    stats = pool.statistics()
+    assert pool.closed and (stats.size, stats.created, stats.closed) == (0, 1, 1)
+
+
+@_MAINTENANCE_CUT
+def test_a_pool_keeps_its_minimum_in_the_next_event_loop() -> None:
+    """The maintenance task is started again on the new loop and refills min_size there."""
+    pool = AsyncPool(Thing, max_size=3, name="refill")
+
+    async def first() -> None:
+        await pool.resize(min_size=2)  # starts the maintenance task on this loop
+        await until(lambda: pool.statistics().idle == 2, "min_size warm in the first loop")
+
+    run(first())
+
+    async def second() -> None:
+        async with pool.acquire(timeout=5) as thing:
+            discard = thing
+        await pool.drain()  # every object replaced: the refill runs on this loop
+        await until(lambda: pool.statistics().idle == 2, "min_size refilled in the second loop")
+        assert discard.closes == 1
+        await pool.close()
+
+    run(second())

@@ -408,13 +408,19 @@ class AsyncPool(PoolCore[T]):
             self._close_later(slot.value)
 
     def _ensure_task(self) -> None:
-        """Start the maintenance task unless one runs (a task of a finished loop does not)."""
-        task = self._task
-        if self._closed or (task is not None and not task.done()):
+        """Start the maintenance task on the running loop unless it runs there already."""
+        if self._closed:
             return
-        self._task = asyncio.get_running_loop().create_task(
-            amaintain(weakref.ref(self)), name=f"reclaim-pool-{self._name}"
-        )
+        loop = _get_running_loop()
+        task = self._task
+        if task is not None and task.get_loop() is not loop:
+            # The pool moved to a new event loop (e.g. a second asyncio.run): the old task
+            # and the event it slept on belong to the old loop, which may be closed.
+            task = None
+            self._wake = asyncio.Event()
+        elif task is not None and not task.done():
+            return
+        self._task = loop.create_task(amaintain(weakref.ref(self)), name=f"reclaim-pool-{self._name}")
 
     def _signal_all_back(self) -> None:
         self._all_back.set()
@@ -442,9 +448,11 @@ class AsyncPool(PoolCore[T]):
             self._nudge.cancel()
             self._nudge = None
         task, self._task = self._task, None
-        if task is not None and task is not asyncio.current_task():
+        if task is not None and task.get_loop() is _get_running_loop() and task is not asyncio.current_task():
             task.cancel()
             await asyncio.wait([task])
+        # A task of an earlier event loop is not awaited: that loop ended (asyncio.run
+        # cancelled the task) or runs elsewhere; the pool is closed, so the task ends.
         try:
             await asyncio.wait_for(self._all_back.wait(), CLOSE_TIMEOUT if timeout is None else timeout)
         except TimeoutError:
@@ -508,6 +516,8 @@ class AsyncPool(PoolCore[T]):
     async def drain(self) -> None:
         """Replace every object: idle ones are closed now, leased ones when they come back."""
         self._close_slots(self._drain_locked())
+        if self._min_size:
+            self._ensure_task()
         self._wake.set()
 
     async def resize(self, min_size: int | None = None, max_size: int | None = None) -> None:
