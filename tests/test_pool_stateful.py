@@ -142,6 +142,7 @@ class PoolMachine(RuleBasedStateMachine):
     def bounded_and_consistent(self) -> None:
         stats = self.pool.statistics()
         assert stats.in_use == len(self.held)
+        assert stats.size == stats.idle + stats.in_use + stats.creating, f"a slot went missing: {stats}"
         assert stats.in_use + stats.idle <= max(stats.max_size, len(self.held))
         assert stats.size <= max(stats.max_size, len(self.held))
         assert stats.waiting == 0
