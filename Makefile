@@ -54,7 +54,7 @@ VERSION_TESTS := tests/test_leaks_core.py tests/test_leaks_kinds.py tests/test_l
 	tests/test_leaks_plugin.py tests/test_scope.py tests/test_scope_async.py \
 	tests/test_scope_cpython_parity.py tests/test_resource.py tests/test_files_atomic.py \
 	tests/test_files_lock.py tests/test_files_temp.py tests/test_net.py tests/test_pool_basic.py \
-	tests/test_pool_async.py
+	tests/test_pool_async.py tests/test_pool_async_stateful.py
 
 test-versions: $(VENV)/.installed-dev
 	@for v in 3.12 3.13; do \
