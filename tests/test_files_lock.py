@@ -216,6 +216,31 @@ def test_it_is_exported_from_the_package() -> None:
     assert reclaim.locked is locked
 
 
+def test_without_fcntl_a_lock_raises_naming_the_platform_and_what_to_do(tmp_path: Path) -> None:
+    """Without fcntl (Windows; simulated by blocking the module) reclaim imports but a lock refuses."""
+    code = (
+        "import sys\n"
+        "sys.modules['fcntl'] = None  # `import fcntl` raises ImportError, as on Windows\n"
+        "from reclaim.files import FileLock, locked\n"
+        "for make in (lambda: locked(sys.argv[1]), lambda: FileLock(sys.argv[1], shared=True)):\n"
+        "    try:\n"
+        "        make()\n"
+        "    except NotImplementedError as error:\n"
+        "        print(error)\n"
+    )
+    path = tmp_path / "app.lock"
+    result = subprocess.run(
+        [sys.executable, "-W", "error", "-c", code, str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    messages = result.stdout.splitlines()
+    assert len(messages) == 2, result.stdout
+    for message in messages:
+        assert str(path) in message and "fcntl" in message and sys.platform in message
+        assert "on Windows use" in message
+    assert not path.exists(), "a refused lock creates no lock file"
+
+
 def test_a_held_lock_is_reported_by_the_leak_checker(tmp_path: Path) -> None:
     lock = locked(tmp_path / "app.lock")
     try:

@@ -12,13 +12,14 @@ dropped the dirty pages, so a second ``fsync`` can succeed falsely).
 
 While a temp file is being written its writer holds a ``flock`` on it, and its
 name carries the writer's pid, so :func:`remove_stale_temps` can tell a temp
-file left by a killed process from one that is still being written.
+file left by a killed process from one that is still being written. Without
+the ``fcntl`` module there is no ``flock``: the pid in the name is then the only
+protection, as on a filesystem that refuses ``flock``.
 """
 
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 import re
 import stat
@@ -26,6 +27,13 @@ import sys
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, BinaryIO, Generic, Literal, TextIO, TypeVar, overload
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock on temp files (see the module docstring); imports anyway
+    _HAVE_FCNTL = False
+else:
+    _HAVE_FCNTL = True
 
 __all__ = ["AtomicWrite", "atomic_write", "remove_stale_temps"]
 
@@ -202,7 +210,8 @@ class AtomicWrite(Generic[F]):
             else:  # pragma: no cover - 100 collisions of 32 random bits
                 raise FileExistsError(errno.EEXIST, "no free temp file name", self._directory)
             try:  # held until the descriptor closes: remove_stale_temps skips locked temp files
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                if _HAVE_FCNTL:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:  # a filesystem without flock: the pid in the name still protects it
                 pass
             if existing is not None:
@@ -456,7 +465,8 @@ def remove_stale_temps(directory: str | os.PathLike[str]) -> list[Path]:
                 if not stat.S_ISREG(os.fstat(fd).st_mode):
                     continue
                 try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    if _HAVE_FCNTL:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
                     continue  # its writer is alive and still writing
                 # The writer locks right after creating the file: a live pid may be in that gap.

@@ -22,12 +22,16 @@ not a regular file or has other hard links is refused, so a planted symlink or
 hard link cannot make the lock write into someone else's file. Lock files are
 never deleted (deleting one while others wait on it breaks mutual exclusion);
 a holder re-checks after locking that the path still names the file it locked.
+
+Without the ``fcntl`` module (Windows) this module still imports, so ``import
+reclaim`` and the rest of :mod:`reclaim.files` work; creating a lock raises
+``NotImplementedError`` saying so. A Windows lock (``msvcrt.locking``) is not
+written because it could not be tested on the reference platform.
 """
 
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 import stat
 import struct
@@ -43,13 +47,21 @@ from typing import Self
 from . import _sites, _track
 from .errors import LockTimeout
 
+try:
+    import fcntl
+except ImportError:  # Windows: FileLock() says it cannot lock here; everything else imports
+    _HAVE_FCNTL = False
+else:
+    _HAVE_FCNTL = True
+
 __all__ = ["FileLock", "FileLockStatistics", "locked"]
 
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
-_OPEN_FLAGS = os.O_CREAT | os.O_NONBLOCK | _O_NOFOLLOW | _O_CLOEXEC
+_O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)  # Windows has none
+_OPEN_FLAGS = os.O_CREAT | _O_NONBLOCK | _O_NOFOLLOW | _O_CLOEXEC
 
-_OFD = sys.platform.startswith("linux") and hasattr(fcntl, "F_OFD_SETLK")
+_OFD = _HAVE_FCNTL and sys.platform.startswith("linux") and hasattr(fcntl, "F_OFD_SETLK")
 # struct flock on Linux: short l_type, short l_whence, off_t l_start, off_t l_len, pid_t l_pid.
 _FLOCK = struct.Struct("hhqqi")
 _MAX_POLL = 0.05
@@ -149,6 +161,13 @@ class FileLock:
         self._path = os.fspath(path)
         if not isinstance(self._path, str):
             raise TypeError(f"FileLock(path=...) must be a str or os.PathLike[str], not {path!r}")
+        if not _HAVE_FCNTL:
+            raise NotImplementedError(
+                f"FileLock({self._path!r}): reclaim's file locks need the fcntl module "
+                f"(Linux, macOS, BSD), which this platform ({sys.platform}) does not have; "
+                "on Windows use a lock built on msvcrt.locking or LockFileEx (such as the "
+                "'filelock' package), or run under WSL"
+            )
         self._timeout = timeout
         self._shared = shared
         self._fd = -1
@@ -409,6 +428,7 @@ def locked(
         RuntimeError: with no timeout, the calling thread already holds a conflicting
             lock on the same file (waiting would never end).
         OSError: the lock file is a symlink, a special file or has other hard links.
+        NotImplementedError: the platform has no ``fcntl`` module (Windows).
 
     Example::
 
