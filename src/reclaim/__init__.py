@@ -7,7 +7,15 @@ resource, where it was acquired, and by whom.
 The public names live here; the modules behind them are private unless their
 name says otherwise (``reclaim.leaks``, ``reclaim.db``, ``reclaim.files``,
 ``reclaim.net``).
+
+``import reclaim`` loads only the errors, ``Scope`` and ``@resource``: it runs
+at the start of every ``reclaim run`` and ``pytest --reclaim``, so it must stay
+cheap. The pools (which import asyncio), sockets, files and the leak tracker are
+imported on first use of one of their names (PEP 562 ``__getattr__``); type
+checkers see them through the ``TYPE_CHECKING`` imports below.
 """
+
+from typing import TYPE_CHECKING
 
 from ._version import __version__
 from .errors import (
@@ -22,12 +30,19 @@ from .errors import (
     ReclaimError,
     ResourceClosed,
 )
-from .files import atomic_write, locked, temp_dir, temp_file
-from .leaks import no_leaks
-from .net import SocketPool, connect, is_alive
-from .pool import AsyncLease, AsyncPool, Lease, Pool, PoolStatistics
 from .resource import resource
 from .scope import AsyncScope, Held, Scope, ScopeStatistics, cleanup_errors
+
+if TYPE_CHECKING:
+    from . import db as db
+    from . import files as files
+    from . import leaks as leaks
+    from . import net as net
+    from . import pool as pool
+    from .files import atomic_write, locked, temp_dir, temp_file
+    from .leaks import no_leaks
+    from .net import SocketPool, connect, is_alive
+    from .pool import AsyncLease, AsyncPool, Lease, Pool, PoolStatistics
 
 __all__ = [
     "AsyncLease",
@@ -61,3 +76,46 @@ __all__ = [
     "temp_dir",
     "temp_file",
 ]
+
+# Public name -> the module that defines it, imported when the name is first used.
+_LAZY = {
+    "AsyncLease": "pool",
+    "AsyncPool": "pool",
+    "Lease": "pool",
+    "Pool": "pool",
+    "PoolStatistics": "pool",
+    "SocketPool": "net",
+    "connect": "net",
+    "is_alive": "net",
+    "atomic_write": "files",
+    "locked": "files",
+    "temp_dir": "files",
+    "temp_file": "files",
+    "no_leaks": "leaks",
+}
+# Subpackages reachable as ``reclaim.<name>`` after a bare ``import reclaim``, as before.
+_SUBMODULES = frozenset({"db", "files", "leaks", "net", "pool"})
+
+
+def _load(name: str) -> object:
+    """Import what *name* needs and bind it here, so the next lookup is a plain global."""
+    import importlib  # already imported by the interpreter: costs a dict lookup
+
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+if not TYPE_CHECKING:
+    # Hidden from type checkers: a module __getattr__ would make mypy accept any
+    # attribute (a typo like reclaim.Pol would type-check as object).
+    __getattr__ = _load
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY, *_SUBMODULES})

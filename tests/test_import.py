@@ -1,0 +1,159 @@
+"""What ``import reclaim`` loads: no asyncio, no pools, sockets or file locks until a name needs them.
+
+Each check runs in a fresh interpreter, because this test process has long imported everything.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+# The modules `import reclaim` must leave alone: asyncio and everything behind the lazy names.
+HEAVY = ("asyncio", "socket", "reclaim.pool", "reclaim.net", "reclaim.files", "reclaim.leaks", "reclaim.db")
+
+LOADED = """\
+import json, sys
+import {module}
+print(json.dumps(sorted(name for name in {heavy!r} if name in sys.modules)))
+"""
+
+
+def run(code: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run *code* in a fresh ``python -W error``; fail with its output if it fails."""
+    result = subprocess.run(
+        [sys.executable, "-W", "error", "-c", textwrap.dedent(code), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, f"exit {result.returncode}:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+@pytest.mark.parametrize(
+    ("module", "allowed"),
+    [
+        ("reclaim", ()),
+        ("reclaim.cli", ("reclaim.leaks",)),  # `reclaim run` needs the tracker, nothing else
+    ],
+)
+def test_importing_reclaim_or_its_command_line_loads_no_asyncio_pool_or_sockets(
+    module: str, allowed: tuple[str, ...]
+) -> None:
+    """``import reclaim`` (and what ``reclaim run`` and ``pytest --reclaim`` import) stays cheap."""
+    heavy = tuple(name for name in HEAVY if name not in allowed)
+    loaded = json.loads(run(LOADED.format(module=module, heavy=heavy)).stdout)
+    assert loaded == []
+
+
+def test_reclaim_run_does_not_import_asyncio_for_a_program_that_does_not(tmp_path: Path) -> None:
+    script = tmp_path / "app.py"
+    script.write_text("import sys\nprint('asyncio' in sys.modules, 'reclaim.pool' in sys.modules)\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "reclaim", "run", str(script)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == "False False"
+
+
+def test_pytest_reclaim_does_not_import_asyncio_for_tests_that_do_not(tmp_path: Path) -> None:
+    (tmp_path / "test_plain.py").write_text(
+        "import json, sys\n"
+        "def test_plain():\n"
+        f"    print('LOADED', json.dumps([m for m in {HEAVY!r} if m in sys.modules and m != 'socket']))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", "--reclaim", "test_plain.py"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    loaded = next(line for line in result.stdout.splitlines() if line.startswith("LOADED "))
+    assert json.loads(loaded.removeprefix("LOADED ")) == ["reclaim.leaks"]  # the tracker, nothing else
+
+
+def test_every_public_name_and_public_module_resolves_on_first_use() -> None:
+    result = run(
+        """
+        import sys
+        import reclaim
+
+        assert set(reclaim.__all__) <= set(dir(reclaim))
+        for name in reclaim.__all__:
+            value = getattr(reclaim, name)
+            if name != "__version__":  # the object its home module defines, not a copy
+                assert getattr(sys.modules[value.__module__], name) is value, name
+        assert {"db", "files", "leaks", "net", "pool"} <= set(dir(reclaim))
+        try:
+            reclaim.no_such_name
+        except AttributeError as error:
+            assert "no_such_name" in str(error)
+        else:
+            raise AssertionError("reclaim.no_such_name did not raise AttributeError")
+        print("ok")
+        """
+    )
+    assert result.stdout == "ok\n"
+
+
+@pytest.mark.parametrize("statement", ["from reclaim import Pool", "from reclaim import *", "import reclaim"])
+def test_lazy_names_load_with_from_import_and_attribute_access(statement: str) -> None:
+    result = run(
+        f"""
+        import sys
+        {statement}
+        import reclaim
+        assert reclaim.Pool is sys.modules["reclaim.pool"].Pool
+        assert reclaim.files is sys.modules["reclaim.files"]  # the public submodule, as before
+        print(type(reclaim.Pool(lambda: 1, max_size=1)).__name__)
+        """
+    )
+    assert result.stdout == "Pool\n"
+
+
+NO_FCNTL = """\
+import sys
+
+sys.modules["fcntl"] = None  # `import fcntl` now raises ImportError, as on Windows
+
+import reclaim
+from reclaim.files import remove_stale_temps
+
+released = []
+with reclaim.Scope() as scope:
+    scope.callback(released.append, "released")
+assert released == ["released"]
+
+target = sys.argv[1]
+with reclaim.atomic_write(target) as f:
+    f.write("new content")
+with open(target) as f:
+    assert f.read() == "new content"
+assert remove_stale_temps(sys.argv[2]) == []
+
+for name in reclaim.__all__:
+    getattr(reclaim, name)
+print("ok")
+"""
+
+
+def test_import_reclaim_scope_and_atomic_write_work_without_fcntl(tmp_path: Path) -> None:
+    """Where ``fcntl`` does not exist (Windows), all but the file lock works (its error: test_files_lock)."""
+    target = tmp_path / "data.txt"
+    target.write_text("old content")
+    assert run(NO_FCNTL, str(target), str(tmp_path)).stdout == "ok\n"
+    assert target.read_text() == "new content"
