@@ -229,10 +229,16 @@ class Pool(PoolCore[T]):
                     misses += 1
                     continue
                 self._waited += 1
-                self._waits.append(_monotonic() - start)
                 if result is CREATE:
+                    self._waits.append(_monotonic() - start)
                     return self._create_slot()
+                # The wait ends when the object is handed over (no clock read here).
                 handed = waiter.handed
+                self._waits.append(handed - start)
+                if handed == result.last_used and self._check_after:
+                    # Handed straight over by a release that found it fresh a moment ago.
+                    result.acquired_at = handed
+                    return result  # type: ignore[no-any-return]
             elif result is CREATE:
                 return self._create_slot()
             elif result.__class__ is PoolFull:
@@ -321,7 +327,13 @@ class Pool(PoolCore[T]):
         if self._waiters:
             with self._lock:
                 waiters = self._waiters
-                if waiters and (not self._fair or now - waiters[0].since >= self._handoff_after):
+                if waiters and self._fair and now - waiters[0].since >= self._handoff_after:
+                    # Core._offer() and ThreadWaiter.deliver(), inlined: the contended release.
+                    waiter = waiters.popleft()  # a thread's waiter always takes it
+                    waiter.result = slot  # type: ignore[attr-defined]
+                    waiter.handed = now
+                    waiter.lock.release()  # type: ignore[attr-defined]
+                elif waiters and not self._fair:
                     self._offer(slot)
                 else:
                     # Every waiter is younger than handoff_after: keep the object in the pool
