@@ -157,3 +157,26 @@ def test_import_reclaim_scope_and_atomic_write_work_without_fcntl(tmp_path: Path
     target.write_text("old content")
     assert run(NO_FCNTL, str(target), str(tmp_path)).stdout == "ok\n"
     assert target.read_text() == "new content"
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "from reclaim import Pool; Pool(object, max_size=1).close()",
+        "import sqlite3, reclaim.db; reclaim.db.ConnectionPool(sqlite3.connect, ':memory:').close()",
+        "import reclaim.net",
+    ],
+)
+def test_a_thread_pool_does_not_import_asyncio(code: str) -> None:
+    """Only AsyncPool / AsyncConnectionPool (loaded on first use) bring asyncio in."""
+    out = run(f"import sys\n{code}\nprint('asyncio' in sys.modules)").stdout
+    assert out.strip() == "False"
+
+
+def test_the_async_pools_load_on_first_use() -> None:
+    out = run(
+        "import sys, reclaim.db\n"
+        "print('asyncio' in sys.modules)\n"
+        "print(reclaim.db.AsyncConnectionPool.__mro__[1] is reclaim.AsyncPool, 'asyncio' in sys.modules)"
+    ).stdout.split()
+    assert out == ["False", "True", "True"]

@@ -14,8 +14,13 @@ Example::
             conn.execute("SELECT 1")
 """
 
+from typing import TYPE_CHECKING
+
 from ._adapter import ADAPTERS, Adapter, GenericAdapter, adapter_for, register_adapter
-from ._pools import POOL_OPTIONS, AsyncConnectionPool, ConnectionPool
+from ._pools import POOL_OPTIONS, ConnectionPool
+
+if TYPE_CHECKING:
+    from ._apools import AsyncConnectionPool
 
 __all__ = [
     "ADAPTERS",
@@ -27,3 +32,17 @@ __all__ = [
     "adapter_for",
     "register_adapter",
 ]
+
+
+def _load(name: str) -> object:
+    """AsyncConnectionPool imports asyncio: loaded on first use, so a thread pool does not."""
+    if name != "AsyncConnectionPool":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from ._apools import AsyncConnectionPool
+
+    globals()[name] = AsyncConnectionPool
+    return AsyncConnectionPool
+
+
+if not TYPE_CHECKING:  # hidden from type checkers, as in reclaim/__init__.py
+    __getattr__ = _load

@@ -1,4 +1,4 @@
-"""ConnectionPool and AsyncConnectionPool: Pool/AsyncPool wired to a DB-API driver through an adapter."""
+"""ConnectionPool: Pool wired to a DB-API driver through an adapter (split_options: shared with _apools)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ import itertools
 from collections.abc import Callable
 from typing import Any
 
-from reclaim.pool import AsyncPool, Pool
+from reclaim.pool import Pool
 from reclaim.pool._options import _seconds
 
 from ._adapter import adapter_for
 
-__all__ = ["POOL_OPTIONS", "AsyncConnectionPool", "ConnectionPool", "split_options"]
+__all__ = ["POOL_OPTIONS", "ConnectionPool", "split_options"]
 
 #: Keyword arguments that configure the pool; every other keyword goes to ``connect``.
 POOL_OPTIONS = frozenset(
@@ -127,30 +127,6 @@ class ConnectionPool(Pool[Any]):
 
     def __init__(self, connect: Callable[..., Any], /, *args: Any, **kwargs: Any) -> None:
         adapter, create, pool_kw = split_options(connect, args, kwargs, asynchronous=False)
-        #: The adapter in use (``pool.adapter.name`` says which driver it serves).
-        self.adapter = adapter
-        super().__init__(create, **pool_kw)
-
-
-class AsyncConnectionPool(AsyncPool[Any]):
-    """The asyncio twin of :class:`ConnectionPool`: ``AsyncConnectionPool(connect, *args, **kwargs)``.
-
-    *connect* may be a coroutine function (``asyncpg.connect``,
-    ``psycopg.AsyncConnection.connect``) or a plain one (``sqlite3.connect``);
-    the adapter's hooks may be sync or async.
-
-    Example::
-
-        async with reclaim.db.AsyncConnectionPool(sqlite3.connect, "app.db") as pool:
-            async with pool.acquire() as conn:
-                conn.execute("SELECT 1")
-
-    Raises:
-        TypeError, ValueError: a pool option is invalid (the message names it).
-    """
-
-    def __init__(self, connect: Callable[..., Any], /, *args: Any, **kwargs: Any) -> None:
-        adapter, create, pool_kw = split_options(connect, args, kwargs, asynchronous=True)
         #: The adapter in use (``pool.adapter.name`` says which driver it serves).
         self.adapter = adapter
         super().__init__(create, **pool_kw)

@@ -9,7 +9,6 @@ only a weak reference is held, so a pool dropped without close() is collected
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 import weakref
@@ -97,6 +96,8 @@ def _background_create(pool: Pool[Any]) -> Slot | None:
 
 async def amaintain(ref: weakref.ref[AsyncPool[Any]]) -> None:
     """The maintenance task: refill min_size, retire idle/expired, replace early, report leaks."""
+    import asyncio as _asyncio  # here, not at the top: the thread pool's import stays asyncio-free
+
     delay: float | None = None
     while True:
         pool = ref()
@@ -132,7 +133,7 @@ async def amaintain(ref: weakref.ref[AsyncPool[Any]]) -> None:
         wake = pool._wake
         del pool
         try:
-            await asyncio.wait_for(wake.wait(), nap)
+            await _asyncio.wait_for(wake.wait(), nap)
         except TimeoutError:
             pass
         wake.clear()
