@@ -79,8 +79,8 @@ class AsyncLease(Generic[T]):
         if _framework.get(code.co_filename) is False:
             slot.code = code
             slot.lasti = frame.f_lasti  # the line is worked out only when shown
-            slot.site = None
         else:
+            slot.code = None
             slot.site = _sites.capture_from(frame)
         pool._acquired += 1
         self._slot = slot
@@ -101,8 +101,8 @@ class AsyncLease(Generic[T]):
         if _framework.get(code.co_filename) is False:
             slot.code = code
             slot.lasti = frame.f_lasti  # the line is worked out only when shown
-            slot.site = None
         else:
+            slot.code = None
             slot.site = _sites.capture_from(frame)
         pool._acquired += 1
         self._slot = slot

@@ -93,12 +93,12 @@ class Slot:
 
     def where(self) -> str:
         """``file:line in function`` of the acquisition (the user's line)."""
-        if self.site is not None:
+        code = self.code  # set when the acquiring frame was the user's (the fast case)
+        if code is not None:
+            return f"{code.co_filename}:{line_of(code, self.lasti)} in {code.co_qualname}"
+        if self.site is not None:  # else the site captured past framework frames
             return _sites.format_site(self.site)
-        code = self.code
-        if code is None:
-            return "<unknown>"
-        return f"{code.co_filename}:{line_of(code, self.lasti)} in {code.co_qualname}"
+        return "<unknown>"
 
 
 class _Token:

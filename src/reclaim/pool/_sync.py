@@ -167,8 +167,8 @@ class Pool(PoolCore[T]):
         if _framework.get(code.co_filename) is False:
             slot.code = code
             slot.lasti = frame.f_lasti  # the line is worked out only when shown
-            slot.site = None
         else:
+            slot.code = None
             slot.site = _sites.capture_from(frame)
         lease = Lease(self, slot)
         if _track.on_acquire is not None:
