@@ -180,3 +180,19 @@ def test_the_async_pools_load_on_first_use() -> None:
         "print(reclaim.db.AsyncConnectionPool.__mro__[1] is reclaim.AsyncPool, 'asyncio' in sys.modules)"
     ).stdout.split()
     assert out == ["False", "True", "True"]
+
+
+def test_reclaim_run_m_pytest_gives_no_assertion_rewrite_warning(tmp_path: Path) -> None:
+    """`reclaim run -m pytest` imports reclaim before pytest marks its plugin for rewriting."""
+    (tmp_path / "test_one.py").write_text("def test_one():\n    assert 1 + 1 == 2\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "reclaim", "run", "-m", "pytest", "-q", "-p", "no:randomly", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 passed" in result.stdout
+    assert "PytestAssertRewriteWarning" not in result.stdout + result.stderr

@@ -13,6 +13,10 @@ at the start of every ``reclaim run`` and ``pytest --reclaim``, so it must stay
 cheap. The pools (which import asyncio), sockets, files and the leak tracker are
 imported on first use of one of their names (PEP 562 ``__getattr__``); type
 checkers see them through the ``TYPE_CHECKING`` imports below.
+
+PYTEST_DONT_REWRITE: pytest marks a plugin's package for assertion rewriting and warns
+when it was imported first, as ``reclaim run -m pytest`` does; reclaim has no asserts
+for pytest to rewrite, and this marker (pytest's own) says so.
 """
 
 from typing import TYPE_CHECKING
