@@ -44,7 +44,7 @@ THREADS = 16
 POOL = 4
 SYNC_OPS = 150 if QUICK else 600  # per thread
 ASYNC_OPS = 150 if QUICK else 600  # per task
-REPEATS = 3 if QUICK else 5
+REPEATS = 3 if QUICK else 9  # contention here moves by +-15 % between repeats
 UNCONTENDED_LOOPS = 20_000 if QUICK else 100_000
 
 perf = time.perf_counter
