@@ -196,3 +196,16 @@ def test_reclaim_run_m_pytest_gives_no_assertion_rewrite_warning(tmp_path: Path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 passed" in result.stdout
     assert "PytestAssertRewriteWarning" not in result.stdout + result.stderr
+
+
+def test_the_leak_tracker_imports_without_os_register_at_fork() -> None:
+    """Windows has no fork: the tracker's after-fork hook is skipped there, not an ImportError."""
+    out = run(
+        "import os\n"
+        "del os.register_at_fork\n"
+        "import reclaim\n"
+        "with reclaim.no_leaks():\n"
+        "    open(__import__('os').devnull).close()\n"
+        "print('ok')"
+    ).stdout
+    assert out == "ok\n"

@@ -151,7 +151,8 @@ def _after_fork_in_child() -> None:
     pid_epochs.append((checkpoint() + 1, os.getpid()))
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+if hasattr(os, "register_at_fork"):  # not on Windows (no fork there either)
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 #: Per-thread cache of the thread's name, filled on first use: ``current_thread().name``
