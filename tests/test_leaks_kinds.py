@@ -6,6 +6,7 @@ import asyncio
 import gc
 import json
 import mmap
+import multiprocessing
 import os
 import selectors
 import socket
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from multiprocessing.pool import ThreadPool
 from pathlib import Path
 
 import pytest
@@ -547,3 +549,42 @@ def test_pool_lease_never_released_is_reported(leakwatch: Watch) -> None:
         lease.release()
         pool.close()
     assert leakwatch.leaks() == []
+
+
+# -- multiprocessing ----------------------------------------------------------------------------
+
+
+def test_multiprocessing_queue_not_closed_is_one_leak_not_its_pipe_and_thread(leakwatch: Watch) -> None:
+    """An unclosed mp.Queue is reported once, as itself, at its line; closed and joined, not at all."""
+    queue: multiprocessing.Queue[int] = multiprocessing.Queue()
+    at = line() - 1
+    queue.put(1)  # starts the feeder thread
+    assert queue.get() == 1
+    try:
+        assert [leak.kind for leak in leakwatch.leaks()] == ["multiprocessing"]
+        leak = leakwatch.one("multiprocessing")
+        assert_site(leak, at)
+        assert leak.description == "multiprocessing.Queue not closed (close() and join_thread())"
+    finally:
+        queue.close()
+        queue.join_thread()
+    assert leakwatch.leaks() == []
+
+
+def test_multiprocessing_thread_pool_left_running_is_one_leak(leakwatch: Watch) -> None:
+    """A pool never closed is one leak at its line; one used in a with-block leaves nothing."""
+    with ThreadPool(2) as used:
+        assert used.map(abs, [-1, -2]) == [1, 2]
+    assert leakwatch.leaks(grace=10.0) == []  # its worker threads end right after terminate()
+    pool = ThreadPool(1)
+    at = line() - 1
+    try:
+        assert pool.apply(abs, (-3,)) == 3
+        assert [leak.kind for leak in leakwatch.leaks()] == ["multiprocessing"]
+        leak = leakwatch.one("multiprocessing")
+        assert_site(leak, at)
+        assert leak.description.startswith("multiprocessing.pool.ThreadPool not closed")
+    finally:
+        pool.terminate()
+        pool.join()
+    assert leakwatch.leaks(grace=10.0) == []

@@ -6,6 +6,14 @@ of microseconds per acquisition and nothing elsewhere. Frames that belong to
 reclaim itself, the standard library's plumbing or test frameworks are
 skipped at the *start* of the stack, so the first frame recorded is the
 user's line that asked for the resource.
+
+Some library code acquires on behalf of an object of its own that is tracked
+as a whole (a ``multiprocessing.Pool`` and its pipes, threads and workers), or
+of process-wide machinery the library owns (multiprocessing's resource
+tracker). Its functions are marked *owned* (:func:`mark_owned`): an
+acquisition made under one of them, before any user frame, is recorded with
+the framework frame first, so it counts as the library's own resource, not as
+the user's.
 """
 
 from __future__ import annotations
@@ -28,9 +36,11 @@ __all__ = [
     "first_user_frame",
     "format_site",
     "frames",
+    "in_owned",
     "is_framework",
     "line_at",
     "mark_framework",
+    "mark_owned",
     "resolve",
 ]
 
@@ -87,22 +97,54 @@ def mark_framework(filename: str) -> None:
     _framework_cache[filename] = True
 
 
+#: id(code) -> code of the functions marked by mark_owned(); the codes are kept so ids stay theirs.
+_owned: dict[int, CodeType] = {}
+#: The files those functions live in: a frame from any other file needs no id() lookup.
+_owned_files: set[str] = set()
+
+
+def mark_owned(code: CodeType) -> None:
+    """Acquisitions made under *code* (before any user frame) belong to the library, not the user.
+
+    For functions of an object tracked as a whole (its pipes and threads are
+    its business) or of a library's process-wide machinery.
+    """
+    _owned[id(code)] = code
+    _owned_files.add(code.co_filename)
+
+
+def in_owned(frame: FrameType | None) -> bool:
+    """Whether *frame* or one of its callers runs a function marked by :func:`mark_owned`."""
+    while frame is not None:
+        code = frame.f_code
+        if code.co_filename in _owned_files and id(code) in _owned:
+            return True
+        frame = frame.f_back
+    return False
+
+
 def first_user_frame(frame: FrameType | None) -> FrameType | None:
     """The first frame from *frame* outwards that is not framework code, else *frame* itself.
 
     When every frame is framework code (a thread started by the standard
     library, say), the innermost frame is returned, so a site is never empty
-    while there is a stack at all.
+    while there is a stack at all. So it is when an owned function (see
+    :func:`mark_owned`) is met before any user frame: the acquisition is the
+    library's own.
     """
     first = frame
     cache = _framework_cache
+    owned_files = _owned_files
     while frame is not None:
-        filename = frame.f_code.co_filename
+        code = frame.f_code
+        filename = code.co_filename
         framework = cache.get(filename)
         if framework is None:
             framework = is_framework(filename)
         if not framework:
             return frame
+        if filename in owned_files and id(code) in _owned:
+            return first
         frame = frame.f_back
     return first
 

@@ -64,6 +64,7 @@ KINDS = (
     "tempfile",
     "mmap",
     "selector",
+    "multiprocessing",
     "scope",
     "resource",
     "lease",

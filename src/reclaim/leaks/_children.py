@@ -6,6 +6,10 @@ while ``returncode`` is None: nothing (``wait``, ``poll``, ``communicate``, the
 zombie. ``Popen.__del__`` is wrapped too: a Popen garbage-collected with its
 status uncollected is remembered as a leak even though ``subprocess`` later
 reaps it in the background.
+
+A ``multiprocessing`` process is recorded the same way, by its Popen (see
+:mod:`._multiprocessing`): open until ``join()`` (or anything else) collected
+its exit status.
 """
 
 from __future__ import annotations
@@ -40,16 +44,20 @@ def _exited(pid: int) -> bool | None:
 
 
 def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
-    pid, args = rec.info
+    # (pid, args) for a Popen; a multiprocessing process adds the verb that collects its status.
+    pid, args, *rest = rec.info
+    waited = rest[0] if rest else "waited for"
     details: Details = {"pid": pid, "args": args}
     text = f"pid {pid}: {args}"
     if obj is not None and obj.returncode is None:
         exited = _exited(pid)
         details["exited"] = exited
         if exited:
-            text += " (exited but never waited for: a zombie)"
+            text += f" (exited but never {waited}: a zombie)"
         elif exited is False:
-            text += " (still running, never waited for)"
+            text += f" (still running, never {waited})"
+        else:  # not our child to ask (a fork server's), or no waitid()
+            text += f" (never {waited})"
     return text, details
 
 

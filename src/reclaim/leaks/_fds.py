@@ -31,7 +31,7 @@ from ._kinds import Details, Kind, register
 from ._patch import Patches
 from ._records import NO_OBJECT, Record
 
-__all__ = ["describe_fd", "install", "list_fds"]
+__all__ = ["adopt", "describe_fd", "install", "list_fds", "track_fd"]
 
 _FD_DIR = next((d for d in ("/proc/self/fd", "/dev/fd") if os.path.isdir(d)), None)
 
@@ -76,6 +76,13 @@ def _identity(fd: int) -> tuple[int, int] | None:
 def track_fd(fd: int, call: str, site: Any) -> None:
     """Record *fd*, returned by *call*, as acquired at *site*."""
     _records.new(NO_OBJECT, "fd", (call, _identity(fd)), site, ("fd", fd))
+
+
+def adopt(fd: int, call: str, previous: Record) -> None:
+    """Track *fd*, just taken out of the object *previous* records, as acquired when and where that was."""
+    rec = _records.new(NO_OBJECT, "fd", (call, _identity(fd)), previous.site, ("fd", fd))
+    rec.seq, rec.time = previous.seq, previous.time
+    rec.thread, rec.context = previous.thread, previous.context
 
 
 def _is_open(obj: Any, rec: Record) -> bool:

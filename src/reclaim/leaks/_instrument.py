@@ -9,7 +9,19 @@ from __future__ import annotations
 
 from functools import partial
 
-from . import _children, _fds, _files, _imports, _mmap, _sockets, _sqlite, _tasks, _tempfiles, _threads
+from . import (
+    _children,
+    _fds,
+    _files,
+    _imports,
+    _mmap,
+    _multiprocessing,
+    _sockets,
+    _sqlite,
+    _tasks,
+    _tempfiles,
+    _threads,
+)
 from ._patch import Patches
 
 __all__ = ["install", "uninstall"]
@@ -29,6 +41,11 @@ def install(patches: Patches) -> None:
         ("mmap", _mmap.install),
         ("asyncio.base_events", _tasks.install_base_events),
         ("asyncio.runners", _tasks.install_runners),
+        ("multiprocessing.process", _multiprocessing.install_process),
+        ("multiprocessing.pool", _multiprocessing.install_pool),
+        ("multiprocessing.queues", _multiprocessing.install_queues),
+        ("multiprocessing.managers", _multiprocessing.install_managers),
+        *((name, _multiprocessing.install_owned) for name in _multiprocessing.OWNED),
     ):
         _imports.when_imported(name, partial(installer, patches))
 

@@ -5,7 +5,10 @@ Every ``socket.socket`` (and subclasses such as ``ssl.SSLSocket``) runs
 ``accept()`` and ``socketpair()`` build around a descriptor, without an audit
 hook (a hook would run for every audit event in the process, forever). Release
 is ``_real_close`` (what ``close()`` calls once no ``makefile()`` object holds the
-socket) or ``detach``; a socket that dies without either was closed by the GC.
+socket); a socket that dies without it was closed by the GC. ``detach()`` hands
+the descriptor to whoever called it: from then on it is tracked as an ``fd``
+acquired where the socket was (``multiprocessing.connection`` keeps its sockets
+that way), released by ``os.close`` or by a new owner (``socket(fileno=fd)``).
 
 Selectors are tracked at the ``selectors`` level (``_BaseSelectorImpl.__init__``
 and ``close``), which covers asyncio's loops and direct users alike.
@@ -18,6 +21,7 @@ from types import ModuleType
 from typing import Any
 
 from . import _records
+from ._fds import adopt as _adopt_fd
 from ._kinds import Details, Kind, register
 from ._patch import Patches
 from ._records import Record
@@ -120,8 +124,12 @@ def install_socket(patches: Patches, socket: ModuleType) -> None:
         real_close(self, *args, **kwargs)
 
     def detach_(self: Any) -> int:
-        _records.release(id(self))
+        rec = _records.live.pop(id(self), None)
         fd: int = detach(self)
+        if rec is not None:
+            rec.state = _records.RELEASED
+            if fd != -1:
+                _adopt_fd(fd, "socket.detach", rec)
         return fd
 
     patches.set(cls, "__init__", __init__)

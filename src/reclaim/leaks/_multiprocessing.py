@@ -1,0 +1,248 @@
+"""multiprocessing: each object the user must release is tracked as itself, its insides are its own.
+
+A ``Pool`` is pipes, threads, worker processes and finalizers; a ``Queue`` a
+pipe and a feeder thread; a ``Manager`` a pipe, a server process and proxy
+connections. Reporting those parts one by one is wrong both ways: after
+``with Pool() as p`` the pipes are still open (multiprocessing closes them when
+the pool is collected, or at exit), and a queue nobody closed is one mistake,
+not three. So:
+
+* Every function of these classes, and of multiprocessing's process-wide
+  machinery (resource tracker, fork server, shared-memory heap, temporary
+  directory, manager proxies), is marked *owned* (:func:`reclaim._sites.mark_owned`):
+  what it acquires before any user frame is multiprocessing's own, recorded
+  but never reported (the descriptors it holds are not reported as untracked either).
+* The objects the user must release get a record of their own, at the user's
+  line: ``Pool`` (kind ``multiprocessing``: open until closed or terminated,
+  joined, its threads and workers gone), ``Queue``/``JoinableQueue`` (until
+  closed and its feeder thread finished), ``SimpleQueue`` (until closed),
+  a started manager (until shut down), and each started ``Process``, whatever
+  its start method (kind ``subprocess``, open until joined: like a
+  ``subprocess.Popen``, it is open while nobody collected its exit status).
+
+A pool collected while running (no ``close``/``terminate``) is reported as
+collected, from the ``Pool.__del__`` that warns about it.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from types import CodeType, FrameType, FunctionType, ModuleType
+from typing import Any
+
+from reclaim import _sites
+
+from . import _records
+from ._kinds import Details, Kind, register
+from ._patch import Patches
+from ._records import OPEN, Record
+
+__all__ = ["install_managers", "install_owned", "install_pool", "install_process", "install_queues"]
+
+#: Modules whose process-wide machinery acquires for multiprocessing itself, and what in them.
+OWNED = {
+    "multiprocessing.util": ("get_temp_dir",),
+    "multiprocessing.resource_tracker": ("ResourceTracker",),
+    "multiprocessing.forkserver": ("ForkServer",),
+    "multiprocessing.heap": ("Heap", "Arena"),
+}
+
+
+def _codes(value: Any) -> Iterator[CodeType]:
+    """The code objects of a function, method, property or class (and the functions nested in them)."""
+    if isinstance(value, (staticmethod, classmethod)):
+        value = value.__func__
+    if isinstance(value, property):
+        for accessor in (value.fget, value.fset, value.fdel):
+            yield from _codes(accessor)
+    elif isinstance(value, type):
+        for member in vars(value).values():
+            yield from _codes(member)
+    elif isinstance(value, FunctionType):
+        yield from _nested(value.__code__)
+
+
+def _nested(code: CodeType) -> Iterator[CodeType]:
+    yield code
+    for const in code.co_consts:
+        if isinstance(const, CodeType):
+            yield from _nested(const)
+
+
+def _own(*values: Any) -> None:
+    for value in values:
+        for code in _codes(value):
+            _sites.mark_owned(code)
+
+
+def _outside(obj: object, frame: FrameType | None) -> FrameType | None:
+    """The first frame from *frame* outwards that is not a method running on *obj*.
+
+    A ``JoinableQueue`` runs ``Queue.__init__`` from its own ``__init__``, a
+    manager's ``__enter__`` calls ``start``: the object is acquired where the
+    user's code made it, not inside its own methods.
+    """
+    while frame is not None:
+        code = frame.f_code
+        if not (code.co_argcount and code.co_varnames[0] == "self" and frame.f_locals.get("self") is obj):
+            return frame
+        frame = frame.f_back
+    return frame
+
+
+def _site(obj: object) -> Any:
+    # Frame 0 is this function, 1 the wrapper, 2 the wrapper's caller.
+    return _records.capture(_outside(obj, sys._getframe(2)), _records.depth)
+
+
+def _label(cls: type) -> str:
+    """``multiprocessing.Queue`` where that name exists, else ``module.Class``."""
+    import multiprocessing
+
+    name = cls.__qualname__
+    if cls.__module__.startswith("multiprocessing.") and hasattr(multiprocessing, name):
+        return f"multiprocessing.{name}"
+    return f"{cls.__module__}.{name}"
+
+
+# -- the multiprocessing kind: pools, queues, managers ----------------------------------------
+
+
+def _worker_running(worker: Any) -> bool:
+    """A pool worker not yet reaped (a process) or still alive (a ThreadPool's thread)."""
+    if hasattr(worker, "_popen"):
+        popen = worker._popen  # None once close()d, which needs it reaped
+        return popen is not None and popen.returncode is None
+    return bool(worker.is_alive())
+
+
+def _pool_state(pool: Any) -> str | None:
+    if pool._state == "RUN":
+        return _NOT_RELEASED["pool"]
+    threads = (pool._worker_handler, pool._task_handler, pool._result_handler)
+    if any(thread.is_alive() for thread in threads) or any(_worker_running(w) for w in pool._pool):
+        return "closed but never joined (join())"
+    return None
+
+
+def _queue_state(queue: Any) -> str | None:
+    if not queue._closed:
+        return _NOT_RELEASED["queue"]
+    thread = queue._thread
+    if thread is not None and thread.is_alive():
+        return "closed, but its feeder thread still runs (join_thread())"
+    return None
+
+
+def _simple_queue_state(queue: Any) -> str | None:
+    return None if queue._reader.closed else _NOT_RELEASED["simple-queue"]
+
+
+def _manager_state(manager: Any) -> str | None:
+    started = sys.modules["multiprocessing.managers"].State.STARTED
+    return _NOT_RELEASED["manager"] if manager._state.value == started else None
+
+
+#: What is wrong with an object of each family that was never released at all.
+_NOT_RELEASED = {
+    "pool": "not closed (close() then join(), or terminate(); a with-block terminates it)",
+    "queue": "not closed (close() and join_thread())",
+    "simple-queue": "not closed (close())",
+    "manager": "not shut down (shutdown() or a with-block)",
+}
+
+_STATES: dict[str, Callable[[Any], str | None]] = {
+    "pool": _pool_state,
+    "queue": _queue_state,
+    "simple-queue": _simple_queue_state,
+    "manager": _manager_state,
+}
+
+
+def _is_open(obj: Any, rec: Record) -> bool:
+    _, family = rec.info
+    return _STATES[family](obj) is not None
+
+
+def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
+    label, family = rec.info
+    problem = (_STATES[family](obj) if obj is not None else None) or _NOT_RELEASED[family]
+    return f"{label} {problem}", {"class": label, "problem": problem}
+
+
+register(Kind("multiprocessing", is_open=_is_open, describe=_describe, waitable=True))
+
+
+def _track_init(patches: Patches, cls: type, family: str) -> None:
+    """Record every instance of *cls* (and its subclasses) once its ``__init__`` returned."""
+    init: Callable[..., None] = vars(cls)["__init__"]
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        _records.new(self, "multiprocessing", (_label(type(self)), family), _site(self))
+
+    __init__.__doc__ = init.__doc__
+    patches.set(cls, "__init__", __init__)
+
+
+def install_pool(patches: Patches, module: ModuleType) -> None:
+    """Own the pool's functions; record each ``Pool`` (and ``ThreadPool``)."""
+    pool = module.Pool
+    _own(pool, module.ThreadPool)
+    _track_init(patches, pool, "pool")
+    finalize = pool.__dict__.get("__del__")
+    if finalize is None:
+        return
+
+    def __del__(self: Any, *args: Any, **kwargs: Any) -> None:
+        rec = _records.live.get(id(self))
+        if rec is not None and rec.state == OPEN and rec.kind == "multiprocessing" and self._state == "RUN":
+            _records.leak(rec, _records.COLLECTED)
+        finalize(self, *args, **kwargs)
+
+    patches.set(pool, "__del__", __del__)
+
+
+def install_queues(patches: Patches, module: ModuleType) -> None:
+    """Own the queues' functions; record each ``Queue``, ``JoinableQueue`` and ``SimpleQueue``."""
+    _own(module.Queue, module.JoinableQueue, module.SimpleQueue)
+    _track_init(patches, module.Queue, "queue")
+    _track_init(patches, module.SimpleQueue, "simple-queue")
+
+
+def install_managers(patches: Patches, module: ModuleType) -> None:
+    """Own the managers' and proxies' functions; record each manager once started."""
+    manager = module.BaseManager
+    _own(manager, module.SyncManager, module.BaseProxy)
+    start = manager.start
+
+    def start_(self: Any, *args: Any, **kwargs: Any) -> None:
+        start(self, *args, **kwargs)
+        _records.new(self, "multiprocessing", (_label(type(self)), "manager"), _site(self))
+
+    start_.__doc__ = start.__doc__
+    patches.set(manager, "start", start_)
+
+
+def install_process(patches: Patches, module: ModuleType) -> None:
+    """Own ``BaseProcess``'s functions; record each started process as a child to join."""
+    base = module.BaseProcess
+    _own(base)
+    start = base.start
+
+    def start_(self: Any) -> None:
+        target = getattr(self, "_target", None)
+        what = getattr(target, "__qualname__", None) or f"{type(self).__qualname__}.run"
+        start(self)  # returns only in the parent (a forked child leaves through os._exit)
+        popen = self._popen
+        args = f"multiprocessing {type(self).__qualname__} {self.name!r} running {what}()"
+        _records.new(popen, "subprocess", (popen.pid, args, "joined"), _site(self))
+
+    start_.__doc__ = start.__doc__
+    patches.set(base, "start", start_)
+
+
+def install_owned(patches: Patches, module: ModuleType) -> None:
+    """Own the process-wide machinery *module* keeps for multiprocessing (see :data:`OWNED`)."""
+    _own(*(getattr(module, name) for name in OWNED[module.__name__] if hasattr(module, name)))
