@@ -468,3 +468,98 @@ def test_os_exit_still_reports_and_keeps_its_status(tmp_path: Path) -> None:
     result = reclaim_run("--fail", "hard.py", cwd=tmp_path)
     assert result.returncode == 4
     assert "hard.py:2" in result.stderr
+
+
+def marked(source: str, marker: str) -> int:
+    """The line of *source* (as written to the script) that ends with the comment ``# marker``."""
+    lines = textwrap.dedent(source).splitlines()
+    return next(n for n, text in enumerate(lines, 1) if text.rstrip().endswith(f"# {marker}"))
+
+
+START_METHODS = ["fork", "spawn", "forkserver"]
+
+MP_USED_RIGHT = """\
+    import multiprocessing as mp, sys
+
+    def square(x):
+        return x * x
+
+    if __name__ == "__main__":
+        mp.set_start_method(sys.argv[1])
+        with mp.Pool(2) as pool:
+            print(pool.map(square, range(4)))
+        pool = mp.Pool(1)
+        pool.apply(square, (3,))
+        pool.close()
+        pool.join()
+        queue = mp.Queue()
+        queue.put(1)
+        queue.get()
+        queue.close()
+        queue.join_thread()
+        with mp.Manager() as manager:
+            shared = manager.list([1])
+            shared.append(2)
+        child = mp.Process(target=square, args=(2,))
+        child.start()
+        child.join()
+        value, lock = mp.Value("i", 1), mp.Lock()
+"""
+
+
+@pytest.mark.parametrize("method", START_METHODS)
+def test_multiprocessing_used_right_reports_no_leaks(tmp_path: Path, method: str) -> None:
+    """Pools, queues, a manager and a process released properly: nothing of their insides is reported."""
+    write(tmp_path / "mp_right.py", MP_USED_RIGHT)
+    result = reclaim_run("--fail", "mp_right.py", method, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "[0, 1, 4, 9]\n"
+    assert "reclaim: no leaks" in result.stderr
+    assert "leaked" not in result.stderr  # no forked worker or manager server reports either
+
+
+MP_LEAKED = """\
+    import multiprocessing as mp, sys, threading
+
+    def square(x):
+        return x * x
+
+    def forever():
+        threading.Event().wait()
+
+    if __name__ == "__main__":
+        mp.set_start_method(sys.argv[1])
+        queue = mp.Queue()  # QUEUE
+        queue.put(1)
+        queue.get()
+        pool = mp.Pool(1)  # POOL
+        pool.apply(square, (2,))
+        outlives = mp.Process(target=forever, daemon=True)
+        outlives.start()  # CHILD
+        joined = mp.Process(target=square, args=(1,))
+        joined.start()
+        joined.join()
+"""
+
+
+@pytest.mark.parametrize("method", START_METHODS)
+def test_leaked_multiprocessing_objects_are_reported_once_each_as_themselves(
+    tmp_path: Path, method: str
+) -> None:
+    """An unclosed Queue and Pool, a Process never joined: one entry each, at the user's line."""
+    write(tmp_path / "mp_leaks.py", MP_LEAKED)
+    result = reclaim_run("--json", "leaks.json", "mp_leaks.py", method, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    leaks = json.loads((tmp_path / "leaks.json").read_text())["leaks"]
+    found = [(leak["kind"], leak["frames"][0]["line"]) for leak in leaks]
+    assert found == [
+        ("multiprocessing", marked(MP_LEAKED, "QUEUE")),
+        ("multiprocessing", marked(MP_LEAKED, "POOL")),
+        ("subprocess", marked(MP_LEAKED, "CHILD")),
+    ], result.stderr
+    queue, pool, child = (leak["description"] for leak in leaks)
+    assert queue == "multiprocessing.Queue not closed (close() and join_thread())"
+    assert pool.startswith("multiprocessing.Pool not closed")
+    assert "running forever()" in child and "never joined" in child
+    assert f"mp_leaks.py:{marked(MP_LEAKED, 'QUEUE')} in <module>" in result.stderr
+    assert "leaked 3 resources (2 multiprocessing, 1 subprocess)" in result.stderr

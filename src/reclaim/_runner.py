@@ -22,6 +22,7 @@ import os
 import runpy
 import signal
 import sys
+import threading
 import types
 import zipfile
 from collections import Counter
@@ -86,6 +87,9 @@ class _Session:
     pid: int = field(default_factory=os.getpid)
     is_child: bool = False
     reported_pid: int = 0
+    #: Diff the descriptor table; not in a process a library forked for itself (a pool worker,
+    #: a manager's server), whose threads open and close descriptors of their own meanwhile.
+    untracked_fds: bool = True
 
 
 # -- running the program -------------------------------------------------------------------
@@ -288,7 +292,11 @@ def _report(session: _Session, status: int) -> int:
     options = session.options
     try:
         leaks = session.tracker.leaks(
-            session.since, grace=options.grace, ignore_kinds=options.ignore, collect=True
+            session.since,
+            grace=options.grace,
+            ignore_kinds=options.ignore,
+            collect=True,
+            untracked_fds=session.untracked_fds,
         )
         report = session.tracker.report(leaks)
         color = _color(sys.stderr)
@@ -359,20 +367,41 @@ def _install_fork_and_exit_hooks(session: _Session) -> None:
         finally:
             real_exit(status)
 
+    # SIGTERM is blocked in the forking thread across fork(): a child gets the parent's Python
+    # handler, and a SIGTERM that reaches it before the interpreter's after-fork code (a pool
+    # terminated while a worker has not run yet) would be caught, then dropped by that code,
+    # and the child would never end. Blocked, it waits until the child has its own handler.
+    masks: dict[int, set[int | signal.Signals]] = {}
+
+    def before() -> None:
+        masks[threading.get_ident()] = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+
+    def unblock() -> None:
+        mask = masks.pop(threading.get_ident(), None)
+        if mask is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
     def after_in_child() -> None:
         session.is_child = True
         session.pid = os.getpid()
+        # A process a library forks for itself (multiprocessing's workers, a manager's server).
+        library = _sites.in_owned(sys._getframe(1))
+        session.untracked_fds = not library
         try:
             session.since = session.tracker.snapshot()
         except Exception:
             session.since = None
-        # SIGTERM in a child (multiprocessing's terminate()): report and die, no unwinding,
-        # so the child ends as it would without reclaim.
+        # SIGTERM in a child we forked: report and die, no unwinding, so the child ends as it
+        # would without reclaim. Not in the library's: multiprocessing terminates its workers as
+        # a matter of course, and a Python handler can miss a signal that lands just before a
+        # blocking call (CPython runs handlers between bytecodes and on EINTR), leaving
+        # terminate() waiting for ever; they keep the default action, as without reclaim.
         try:
             if signal.getsignal(signal.SIGTERM) is _raise_terminated:
-                signal.signal(signal.SIGTERM, report_and_die)
+                signal.signal(signal.SIGTERM, signal.SIG_DFL if library else report_and_die)
         except ValueError:
             pass
+        unblock()
 
     def report_and_die(signum: int, frame: types.FrameType | None) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -381,4 +410,4 @@ def _install_fork_and_exit_hooks(session: _Session) -> None:
 
     os._exit = exit_with_report
     if hasattr(os, "register_at_fork"):  # POSIX only
-        os.register_at_fork(after_in_child=after_in_child)
+        os.register_at_fork(before=before, after_in_parent=unblock, after_in_child=after_in_child)
