@@ -563,3 +563,70 @@ def test_leaked_multiprocessing_objects_are_reported_once_each_as_themselves(
     assert "running forever()" in child and "never joined" in child
     assert f"mp_leaks.py:{marked(MP_LEAKED, 'QUEUE')} in <module>" in result.stderr
     assert "leaked 3 resources (2 multiprocessing, 1 subprocess)" in result.stderr
+
+
+SHUTDOWN_HOOK = """\
+    import atexit, sys
+
+    def bye():
+        global late
+        late = open(__file__)  # OPENED
+        print("bye ran", file=sys.stderr, flush=True)
+
+    atexit.register(bye)
+    sys.exit(int(sys.argv[1]))
+"""
+
+
+@pytest.mark.parametrize("code", [0, 5])
+def test_leak_made_by_an_atexit_handler_is_in_the_one_report_printed_after_it(
+    tmp_path: Path, code: int
+) -> None:
+    """A file an atexit handler opens and keeps is reported, once, after the handlers ran."""
+    write(tmp_path / "hook.py", SHUTDOWN_HOOK)
+    result = reclaim_run("--json", "leaks.json", "hook.py", str(code), cwd=tmp_path)
+    assert result.returncode == code, result.stderr
+    assert result.stderr.count("reclaim:") == 1
+    assert result.stderr.index("bye ran") < result.stderr.index("leaked 1 resource (1 file)")
+    assert f"hook.py:{marked(SHUTDOWN_HOOK, 'OPENED')} in bye" in result.stderr
+    assert [leak["kind"] for leak in json.loads((tmp_path / "leaks.json").read_text())["leaks"]] == ["file"]
+
+
+def test_fail_exits_3_for_a_leak_made_by_an_atexit_handler(tmp_path: Path) -> None:
+    """--fail counts what atexit handlers leaked: a clean main code with a leaking handler exits 3."""
+    write(tmp_path / "hook.py", SHUTDOWN_HOOK)
+    assert reclaim_run("--fail", "hook.py", "0", cwd=tmp_path).returncode == 3
+
+
+def test_report_before_a_shutdown_that_waits_then_atexit_leaks_after_it(tmp_path: Path) -> None:
+    """A thread still running at the end is reported at once; atexit leaks follow once it ended."""
+    source = """\
+        import atexit, sys, threading
+        def bye():
+            global late
+            late = open(__file__)  # OPENED
+        atexit.register(bye)
+        threading.Thread(target=sys.stdin.readline, name="reader").start()
+    """
+    write(tmp_path / "waits.py", source)
+    with subprocess.Popen(
+        [sys.executable, "-m", "reclaim", "run", "--grace", "0", "waits.py"],
+        cwd=tmp_path,
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        assert proc.stderr is not None and proc.stdin is not None
+        first: list[str] = []
+        while not any("release each" in line.lower() for line in first):
+            line = proc.stderr.readline()
+            assert line, "".join(first)
+            first.append(line)
+        proc.stdin.write("go\n")
+        proc.stdin.close()
+        rest = proc.stderr.read()
+        proc.wait(timeout=TIMEOUT)
+    assert proc.returncode == 0
+    assert "'reader'" in "".join(first) and "waits.py:" + str(marked(source, "OPENED")) not in "".join(first)
+    assert "leaked 1 more resource during shutdown (atexit handlers) (1 file)" in rest
+    assert f"waits.py:{marked(source, 'OPENED')} in bye" in rest

@@ -3,21 +3,26 @@
 The machinery behind ``reclaim run`` (:mod:`reclaim.cli` parses the command
 line): the program gets the ``sys.argv``, ``__main__`` module and
 ``sys.path[0]`` the interpreter would give it; the tracker starts before its
-first line; the report is printed when its main code ends (return,
-``sys.exit``, uncaught exception, Ctrl-C, SIGTERM, ``os._exit``), before the
-interpreter joins threads and runs ``atexit`` handlers and finalizers. SIGTERM
-is turned into an exception so the program unwinds its ``with`` blocks first;
-after the report the process dies of the signal as it would have without
-reclaim. After ``os.fork()`` a child reports only what it acquired itself.
+first line. When its main code ends (return, ``sys.exit``, uncaught
+exception) the leaks are checked, before the interpreter joins threads and runs
+``atexit`` handlers and finalizers, which would release some of them; the
+report is printed after the program's ``atexit`` handlers ran, with what
+*they* acquired and left open added. When shutdown may wait on something
+still running (a non-daemon thread, a child process), possibly for ever, the
+report is printed at once instead, and what atexit handlers leak follows in a
+second one. Ctrl-C, SIGTERM and ``os._exit`` report at once: SIGTERM is turned
+into an exception so the program unwinds its ``with`` blocks first; after the
+report the process dies of the signal as it would have without reclaim. After
+``os.fork()`` a child reports only what it acquired itself.
 """
 
 from __future__ import annotations
 
+import atexit
 import builtins
 import contextlib
 import importlib.machinery
 import io
-import json
 import os
 import runpy
 import signal
@@ -25,18 +30,25 @@ import sys
 import threading
 import types
 import zipfile
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from dataclasses import dataclass
+from functools import partial
+from typing import NoReturn
 
 from . import _sites
-from .leaks import Snapshot, Tracker
+from ._exitreport import (
+    EXIT_LEAKED,
+    Session,
+    after_atexit,
+    defer_signals,
+    die_by_signal,
+    main_ended,
+    report,
+    report_and_die,
+)
+from .leaks import Tracker
 
 __all__ = ["EXIT_LEAKED", "Options", "Target", "run"]
-
-#: Exit status of ``reclaim run --fail`` when the program exited 0 but leaked.
-EXIT_LEAKED = 3
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 # Frames of these files sit above the program's in a traceback (runpy is frozen on 3.11+).
@@ -74,22 +86,6 @@ class Target:
     @property
     def label(self) -> str:
         return f"-m {self.module}" if self.module is not None else str(self.path)
-
-
-@dataclass
-class _Session:
-    """What the report at exit needs; after a fork the child re-labels it as its own."""
-
-    options: Options
-    target: Target
-    tracker: Tracker
-    since: Snapshot | None
-    pid: int = field(default_factory=os.getpid)
-    is_child: bool = False
-    reported_pid: int = 0
-    #: Diff the descriptor table; not in a process a library forked for itself (a pool worker,
-    #: a manager's server), whose threads open and close descriptors of their own meanwhile.
-    untracked_fds: bool = True
 
 
 # -- running the program -------------------------------------------------------------------
@@ -198,8 +194,10 @@ def run(options: Options, target: Target) -> int:
     _hide_launcher_frames()
     tracker = Tracker(depth=options.depth)
     tracker.start()
-    session = _Session(options, target, tracker, tracker.snapshot())
+    session = Session(options, target, tracker, tracker.snapshot())
     _install_fork_and_exit_hooks(session)
+    # Registered before the program's own handlers, so it runs after all of them.
+    atexit.register(after_atexit, session)
     if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
         with contextlib.suppress(ValueError):  # run() called outside the main thread
             signal.signal(signal.SIGTERM, _raise_terminated)
@@ -228,142 +226,33 @@ def run(options: Options, target: Target) -> int:
             return 1
         _print_exception(exc)
         status = 1
-    pending, before = _defer_signals()
-    status = _report(session, status)
+    pending, before = defer_signals()
+    status = report(session, status) if die_by is not None else main_ended(session, status)
     if die_by is None:
-        # Shutdown (joining threads, atexit) reacts to Ctrl-C and SIGTERM as without reclaim.
+        # Shutdown (joining threads, atexit) reacts to Ctrl-C and SIGTERM as without reclaim;
+        # while the report waits for the atexit handlers, SIGTERM prints it before dying.
+        waiting = session.ended is not None and not session.ended.printed
         for signum, handler in before.items():
             if handler is _raise_terminated:
-                handler = signal.SIG_DFL
+                handler = partial(report_and_die, session) if waiting else signal.SIG_DFL
             with contextlib.suppress(ValueError, TypeError):
                 signal.signal(signum, handler)
         if not pending:  # checked after the restore: a signal noted until then is not lost
             return status
-    _die_by_signal(pending[0] if pending else die_by or signal.SIGTERM)
+    die_by_signal(pending[0] if pending else die_by or signal.SIGTERM)
     return status
-
-
-def _defer_signals() -> tuple[list[int], dict[int, Any]]:
-    """While the report is written, SIGINT/SIGTERM are noted and delivered after it.
-
-    Returns the signals noted so far (a list that fills in) and the handlers replaced.
-    """
-    pending: list[int] = []
-    before: dict[int, Any] = {}
-
-    def note(signum: int, frame: types.FrameType | None) -> None:
-        pending.append(signum)
-
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        try:
-            handler = signal.getsignal(signum)
-            if handler not in (signal.SIG_IGN, None):
-                signal.signal(signum, note)
-                before[signum] = handler
-        except ValueError:  # not the main thread (a forked child of a worker thread)
-            pass
-    return pending, before
-
-
-def _flush(stream: Any) -> None:
-    with contextlib.suppress(Exception):  # a closed or broken stream must not hide the exit
-        stream.flush()
-
-
-def _die_by_signal(signum: int) -> None:
-    """End the process by *signum*'s default action, as it would have ended without reclaim."""
-    for stream in (sys.stdout, sys.stderr):
-        _flush(stream)
-    signal.signal(signum, signal.SIG_DFL)
-    os.kill(os.getpid(), signum)
-    # Only reached if the signal is blocked: exit with the shell's convention.
-    os._exit(128 + signum)
-
-
-# -- the report ----------------------------------------------------------------------------
-
-
-def _report(session: _Session, status: int) -> int:
-    """Print (and write as JSON) this process's leaks once; return the exit status to use."""
-    pid = os.getpid()
-    if session.reported_pid == pid:
-        return status
-    session.reported_pid = pid
-    options = session.options
-    try:
-        leaks = session.tracker.leaks(
-            session.since,
-            grace=options.grace,
-            ignore_kinds=options.ignore,
-            collect=True,
-            untracked_fds=session.untracked_fds,
-        )
-        report = session.tracker.report(leaks)
-        color = _color(sys.stderr)
-        text = report.to_text(depth=options.depth, color=color)
-    except Exception as exc:  # the program's outcome must survive a broken report
-        print(f"reclaim: could not build the leak report: {exc!r}", file=sys.stderr)
-        return status
-    who = "forked child pid" if session.is_child else "pid"
-    where = f"{session.target.label} ({who} {pid}, exit status {status})"
-    if leaks:
-        counts = Counter(leak.kind for leak in leaks).most_common()
-        kinds = ", ".join(f"{n} {kind}" for kind, n in counts)
-        noun = "resource" if len(leaks) == 1 else "resources"
-        headline = f"reclaim: {where} leaked {len(leaks)} {noun} ({kinds}):"
-        if color:
-            headline = f"\x1b[1;31m{headline}\x1b[0m"
-        print(f"\n{headline}\n", file=sys.stderr)
-        sys.stderr.write(text if text.endswith("\n") else text + "\n")
-        print(_LEGEND, file=sys.stderr)
-    elif not session.is_child:
-        clean = f"reclaim: no leaks in {where}"
-        print(f"\x1b[32m{clean}\x1b[0m" if color else clean, file=sys.stderr)
-    if options.json_path is not None and (leaks or not session.is_child):
-        path = options.json_path
-        if session.is_child:
-            stem, suffix = os.path.splitext(path)
-            path = f"{stem}.{pid}{suffix}"
-        try:
-            with open(path, "w", encoding="utf-8") as f:
-                json.dump(report.to_json(), f, indent=2)
-                f.write("\n")
-        except OSError as exc:
-            print(f"reclaim: could not write --json {path!r}: {exc}", file=sys.stderr)
-            return status or 1
-    _flush(sys.stderr)
-    if options.fail and leaks and status == 0:
-        return EXIT_LEAKED
-    return status
-
-
-_LEGEND = (
-    "\nEach entry: what leaked, the line that acquired it (callers below), the thread and when.\n"
-    "'closed by the garbage collector' means the program dropped it without releasing it.\n"
-    "Release each where it is acquired: a with-block, close(), join(), wait()."
-)
-
-
-def _color(stream: Any) -> bool:
-    """Color on a terminal, unless NO_COLOR says otherwise (https://no-color.org)."""
-    if os.environ.get("NO_COLOR"):
-        return False
-    try:
-        return bool(stream.isatty())
-    except Exception:
-        return False
 
 
 # -- fork and os._exit ---------------------------------------------------------------------
 
 
-def _install_fork_and_exit_hooks(session: _Session) -> None:
+def _install_fork_and_exit_hooks(session: Session) -> None:
     """Children report their own leaks; ``os._exit`` (which skips everything) still reports."""
     real_exit: Callable[[int], NoReturn] = os._exit
 
     def exit_with_report(status: int) -> NoReturn:
         try:
-            status = _report(session, status)
+            status = report(session, status)
         finally:
             real_exit(status)
 
@@ -398,15 +287,12 @@ def _install_fork_and_exit_hooks(session: _Session) -> None:
         # terminate() waiting for ever; they keep the default action, as without reclaim.
         try:
             if signal.getsignal(signal.SIGTERM) is _raise_terminated:
-                signal.signal(signal.SIGTERM, signal.SIG_DFL if library else report_and_die)
+                signal.signal(signal.SIGTERM, signal.SIG_DFL if library else die_reporting)
         except ValueError:
             pass
         unblock()
 
-    def report_and_die(signum: int, frame: types.FrameType | None) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        _report(session, 128 + signum)
-        _die_by_signal(signum)
+    die_reporting = partial(report_and_die, session)
 
     os._exit = exit_with_report
     if hasattr(os, "register_at_fork"):  # POSIX only

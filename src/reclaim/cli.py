@@ -10,10 +10,13 @@ The program runs in this process exactly as ``python script.py args`` (or
 ``python -m module args``) would run it: same ``sys.argv``, a real
 ``__main__`` module, ``sys.path[0]`` set the way the interpreter sets it, stdin
 and stdout untouched. The leak tracker starts before the program's first line;
-when the program's main code ends -- by returning, ``sys.exit``, an uncaught
-exception, Ctrl-C or SIGTERM -- the report goes to stderr, *before* the
-interpreter joins threads, runs ``atexit`` handlers and finalizers, so a thread
-still running at that point is reported, and nothing is lost to shutdown.
+when the program's main code ends -- by returning, ``sys.exit`` or an uncaught
+exception -- its leaks are checked *before* the interpreter joins threads, runs
+``atexit`` handlers and finalizers, so a thread still running at that point is
+reported, and nothing is lost to shutdown. The report goes to stderr after the
+program's ``atexit`` handlers ran, with what they left open; at once when a
+thread or child still running may keep shutdown waiting (atexit leaks follow),
+and at once after Ctrl-C, SIGTERM or ``os._exit``.
 
 Exit status: the program's own (``sys.exit`` code; 1 after an uncaught
 exception), except that ``--fail`` turns a clean exit (0) into 3 when anything

@@ -1,0 +1,285 @@
+"""The report of ``reclaim run``: when and how it is printed, and the signals around it.
+
+When the program's main code ends (:func:`main_ended`) its leaks are checked at
+once, before shutdown joins threads and runs atexit handlers (which would
+release some of them). The report is printed by :func:`after_atexit`, the last
+atexit handler, with what the program's own handlers acquired and left open;
+or at once when shutdown may wait for ever (a non-daemon thread, a child still
+running), what atexit handlers leak then following in a second report.
+``os._exit``, signals and forked children print through :func:`report`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sys
+import threading
+import types
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .leaks import Leak, Snapshot, Tracker
+
+if TYPE_CHECKING:
+    from ._runner import Options, Target
+
+__all__ = [
+    "EXIT_LEAKED",
+    "Ended",
+    "Session",
+    "after_atexit",
+    "defer_signals",
+    "die_by_signal",
+    "flush",
+    "main_ended",
+    "report",
+    "report_and_die",
+]
+
+#: Exit status of ``reclaim run --fail`` when the program exited 0 but leaked.
+EXIT_LEAKED = 3
+
+
+@dataclass
+class Ended:
+    """The check made when the program's main code ended in process *pid*."""
+
+    pid: int
+    leaks: list[Leak]
+    #: The program's exit status, and the one ``run()`` returned (``--fail`` may have changed it).
+    status: int
+    exit_code: int
+    #: Where acquisitions made during shutdown (atexit handlers) start.
+    mark: Snapshot
+    #: Already printed, because shutdown might have waited for ever before the atexit handlers.
+    printed: bool = False
+
+
+@dataclass
+class Session:
+    """What the report at exit needs; after a fork the child re-labels it as its own."""
+
+    options: Options
+    target: Target
+    tracker: Tracker
+    since: Snapshot | None
+    pid: int = field(default_factory=os.getpid)
+    is_child: bool = False
+    reported_pid: int = 0
+    ended: Ended | None = None
+    #: Diff the descriptor table; not in a process a library forked for itself (a pool worker,
+    #: a manager's server), whose threads open and close descriptors of their own meanwhile.
+    untracked_fds: bool = True
+
+
+def defer_signals() -> tuple[list[int], dict[int, Any]]:
+    """While the report is written, SIGINT/SIGTERM are noted and delivered after it.
+
+    Returns the signals noted so far (a list that fills in) and the handlers replaced.
+    """
+    pending: list[int] = []
+    before: dict[int, Any] = {}
+
+    def note(signum: int, frame: types.FrameType | None) -> None:
+        pending.append(signum)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            handler = signal.getsignal(signum)
+            if handler not in (signal.SIG_IGN, None):
+                signal.signal(signum, note)
+                before[signum] = handler
+        except ValueError:  # not the main thread (a forked child of a worker thread)
+            pass
+    return pending, before
+
+
+def flush(stream: Any) -> None:
+    """Flush *stream*, if it still can be."""
+    with contextlib.suppress(Exception):  # a closed or broken stream must not hide the exit
+        stream.flush()
+
+
+def die_by_signal(signum: int) -> None:
+    """End the process by *signum*'s default action, as it would have ended without reclaim."""
+    for stream in (sys.stdout, sys.stderr):
+        flush(stream)
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+    # Only reached if the signal is blocked: exit with the shell's convention.
+    os._exit(128 + signum)
+
+
+# -- the report ----------------------------------------------------------------------------
+
+
+def _check(session: Session, since: Snapshot | None) -> list[Leak]:
+    options = session.options
+    return session.tracker.leaks(
+        since,
+        grace=options.grace,
+        ignore_kinds=options.ignore,
+        collect=True,
+        untracked_fds=session.untracked_fds,
+    )
+
+
+def _fail_status(session: Session, leaks: list[Leak], status: int) -> int:
+    return EXIT_LEAKED if session.options.fail and leaks and status == 0 else status
+
+
+def _shutdown_may_wait(leaks: list[Leak]) -> bool:
+    """Whether shutdown may block before the atexit handlers end: on a non-daemon thread (the
+    interpreter joins it) or a child still running (multiprocessing joins its own)."""
+    if any(leak.kind == "subprocess" and leak.state == "open" for leak in leaks):
+        return True
+    main = threading.main_thread()
+    return any(t is not main and not t.daemon and t.is_alive() for t in threading.enumerate())
+
+
+def main_ended(session: Session, status: int) -> int:
+    """Check for leaks now that the main code ended; print them now or after the atexit handlers.
+
+    Returns the exit status to use (``--fail`` turns 0 into 3 when something leaked).
+    """
+    try:
+        leaks = _check(session, session.since)
+        ended = Ended(os.getpid(), leaks, status, status, session.tracker.snapshot())
+    except Exception as exc:  # the program's outcome must survive a broken report
+        print(f"reclaim: could not build the leak report: {exc!r}", file=sys.stderr)
+        return status
+    session.ended = ended
+    if _shutdown_may_wait(leaks):
+        ended.printed = True
+        if not _print(session, leaks, status):
+            status = status or 1
+    ended.exit_code = _fail_status(session, leaks, status)
+    return ended.exit_code
+
+
+def after_atexit(session: Session) -> None:
+    """The last atexit handler: print the report, with what the program's handlers leaked."""
+    ended = session.ended
+    if ended is None or ended.pid != os.getpid() or session.reported_pid == ended.pid:
+        return
+    pending, before = defer_signals()
+    code = report(session, ended.status)
+    for signum, handler in before.items():
+        with contextlib.suppress(ValueError, TypeError):
+            signal.signal(signum, handler)
+    if pending:
+        die_by_signal(pending[0])
+    if code not in (ended.status, ended.exit_code):
+        # Only --fail (leaks made during shutdown only) or a failed --json changes the status this
+        # late, and nothing but os._exit can change it after sys.exit.
+        for stream in (sys.stdout, sys.stderr):
+            flush(stream)
+        os._exit(code)
+
+
+def report(session: Session, status: int) -> int:
+    """Print (and write as JSON) this process's leaks once; return the exit status to use.
+
+    After the main code ended, that is what it left plus what was acquired since and is still
+    open (by atexit handlers); otherwise (``os._exit``, a signal, a forked child) what is open now.
+    """
+    pid = os.getpid()
+    if session.reported_pid == pid:
+        return status
+    session.reported_pid = pid
+    ended = session.ended if session.ended is not None and session.ended.pid == pid else None
+    try:
+        if ended is None:
+            leaks = _check(session, session.since)
+            earlier: list[Leak] = []
+        else:
+            leaks = _check(session, ended.mark)
+            earlier = ended.leaks
+    except Exception as exc:  # the program's outcome must survive a broken report
+        print(f"reclaim: could not build the leak report: {exc!r}", file=sys.stderr)
+        return status
+    if ended is not None and ended.printed:
+        if leaks and not _print(session, leaks, status, late=True, also=earlier):
+            status = status or 1
+    elif not _print(session, earlier + leaks, status):
+        status = status or 1
+    return _fail_status(session, earlier + leaks, status)
+
+
+def _print(
+    session: Session, leaks: list[Leak], status: int, *, late: bool = False, also: list[Leak] | None = None
+) -> bool:
+    """Print *leaks* to stderr and write them (and *also*, printed before) to --json; False if that failed.
+
+    *late*: the leaks that shutdown's atexit handlers made after the report was printed.
+    """
+    options = session.options
+    pid = os.getpid()
+    try:
+        report = session.tracker.report([*(also or []), *leaks])
+        color = _color(sys.stderr)
+        text = session.tracker.report(leaks).to_text(depth=options.depth, color=color)
+    except Exception as exc:  # the program's outcome must survive a broken report
+        print(f"reclaim: could not build the leak report: {exc!r}", file=sys.stderr)
+        return True
+    who = "forked child pid" if session.is_child else "pid"
+    where = f"{session.target.label} ({who} {pid}, exit status {status})"
+    if leaks:
+        counts = Counter(leak.kind for leak in leaks).most_common()
+        kinds = ", ".join(f"{n} {kind}" for kind, n in counts)
+        noun = "resource" if len(leaks) == 1 else "resources"
+        more = " more" if late else ""
+        when = " during shutdown (atexit handlers)" if late else ""
+        headline = f"reclaim: {where} leaked {len(leaks)}{more} {noun}{when} ({kinds}):"
+        if color:
+            headline = f"\x1b[1;31m{headline}\x1b[0m"
+        print(f"\n{headline}\n", file=sys.stderr)
+        sys.stderr.write(text if text.endswith("\n") else text + "\n")
+        if not late:
+            print(_LEGEND, file=sys.stderr)
+    elif not session.is_child:
+        clean = f"reclaim: no leaks in {where}"
+        print(f"\x1b[32m{clean}\x1b[0m" if color else clean, file=sys.stderr)
+    ok = True
+    if options.json_path is not None and (report or not session.is_child):
+        path = options.json_path
+        if session.is_child:
+            stem, suffix = os.path.splitext(path)
+            path = f"{stem}.{pid}{suffix}"
+        try:
+            with open(path, "w", encoding="utf-8") as f:
+                json.dump(report.to_json(), f, indent=2)
+                f.write("\n")
+        except OSError as exc:
+            print(f"reclaim: could not write --json {path!r}: {exc}", file=sys.stderr)
+            ok = False
+    flush(sys.stderr)
+    return ok
+
+
+_LEGEND = (
+    "\nEach entry: what leaked, the line that acquired it (callers below), the thread and when.\n"
+    "'closed by the garbage collector' means the program dropped it without releasing it.\n"
+    "Release each where it is acquired: a with-block, close(), join(), wait()."
+)
+
+
+def _color(stream: Any) -> bool:
+    """Color on a terminal, unless NO_COLOR says otherwise (https://no-color.org)."""
+    if os.environ.get("NO_COLOR"):
+        return False
+    try:
+        return bool(stream.isatty())
+    except Exception:
+        return False
+
+
+def report_and_die(session: Session, signum: int, frame: types.FrameType | None) -> None:
+    """SIGTERM with no handler of the program's: print the report, then die of the signal."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    report(session, 128 + signum)
+    die_by_signal(signum)
