@@ -573,6 +573,74 @@ def test_leaked_multiprocessing_objects_are_reported_once_each_as_themselves(
     assert "leaked 3 resources (2 multiprocessing, 1 subprocess)" in result.stderr
 
 
+EXECUTOR_USED_RIGHT = """\
+    import concurrent.futures as cf, multiprocessing as mp, sys
+
+    def square(x):
+        return x * x
+
+    if __name__ == "__main__":
+        context = mp.get_context(sys.argv[1])
+        with cf.ProcessPoolExecutor(2, mp_context=context) as executor:
+            print(list(executor.map(square, range(4))))
+        executor = cf.ProcessPoolExecutor(1, mp_context=context)
+        assert executor.submit(square, 3).result() == 9
+        executor.shutdown()
+        unused = cf.ProcessPoolExecutor(1, mp_context=context)
+        unused.shutdown()
+"""
+
+
+@pytest.mark.parametrize("method", START_METHODS)
+def test_process_pool_executor_used_right_reports_no_leaks(tmp_path: Path, method: str) -> None:
+    """Executors in a with-block or shut down: none of their queues, pipe, thread or workers is reported."""
+    write(tmp_path / "executor_right.py", EXECUTOR_USED_RIGHT)
+    result = reclaim_run("--fail", "executor_right.py", method, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "[0, 1, 4, 9]\n"
+    assert "reclaim: no leaks" in result.stderr
+    assert "leaked" not in result.stderr
+
+
+EXECUTOR_LEAKED = """\
+    import concurrent.futures as cf, multiprocessing as mp, sys
+
+    def square(x):
+        return x * x
+
+    if __name__ == "__main__":
+        context = mp.get_context(sys.argv[1])
+        with cf.ProcessPoolExecutor(2, mp_context=context) as used:
+            print(list(used.map(square, range(4))))
+        executor = cf.ProcessPoolExecutor(2, mp_context=context)  # EXECUTOR
+        print(executor.submit(square, 3).result())
+"""
+
+
+@pytest.mark.parametrize("method", START_METHODS)
+def test_process_pool_executor_never_shut_down_is_reported_once_as_itself(
+    tmp_path: Path, method: str
+) -> None:
+    """An executor never shut down is one entry at the user's line, not its queues, pipe, thread, workers."""
+    write(tmp_path / "executor_leak.py", EXECUTOR_LEAKED)
+    result = reclaim_run("--json", "leaks.json", "executor_leak.py", method, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "[0, 1, 4, 9]\n9\n"
+    leaks = json.loads((tmp_path / "leaks.json").read_text())["leaks"]
+    at = marked(EXECUTOR_LEAKED, "EXECUTOR")
+    assert [(leak["kind"], leak["frames"][0]["line"]) for leak in leaks] == [("multiprocessing", at)], (
+        result.stderr
+    )
+    (leak,) = leaks
+    problem = "not shut down (shutdown() or a with-block)"
+    assert leak["description"] == f"concurrent.futures.ProcessPoolExecutor {problem}"
+    assert leak["details"] == {"class": "concurrent.futures.ProcessPoolExecutor", "problem": problem}
+    assert leak["state"] == "open"
+    assert "leaked 1 resource (1 multiprocessing)" in result.stderr
+    assert f"concurrent.futures.ProcessPoolExecutor {problem}" in result.stderr
+    assert f"executor_leak.py:{at} in <module>" in result.stderr
+
+
 SHUTDOWN_HOOK = """\
     import atexit, sys
 

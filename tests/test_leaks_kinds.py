@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import gc
 import json
 import mmap
@@ -591,3 +592,30 @@ def test_multiprocessing_thread_pool_left_running_is_one_leak(leakwatch: Watch) 
     # A pool closes its pipes only when collected; do it now, not during some later test.
     del used, pool
     gc.collect()
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_process_pool_executor_not_shut_down_is_one_leak_and_collected_is_reported(leakwatch: Watch) -> None:
+    """An executor never shut down is one leak at its line; dropped unshut, it is reported as collected."""
+    spawn = multiprocessing.get_context("spawn")  # no fork() in this multi-threaded process
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=spawn) as used:
+        assert list(used.map(abs, [-1, -2])) == [1, 2]
+    assert leakwatch.leaks(grace=10.0) == []
+    executor = concurrent.futures.ProcessPoolExecutor(1, mp_context=spawn)
+    at = line() - 1
+    assert executor.submit(abs, -3).result() == 3
+    manager = executor._executor_manager_thread  # type: ignore[attr-defined]
+    assert manager is not None
+    assert [leak.kind for leak in leakwatch.leaks()] == ["multiprocessing"]
+    leak = leakwatch.one("multiprocessing")
+    assert_site(leak, at)
+    problem = "not shut down (shutdown() or a with-block)"
+    assert leak.description == f"concurrent.futures.ProcessPoolExecutor {problem}"
+    assert leak.state == "open"
+    del executor  # its manager thread sees it gone and shuts the worker down
+    manager.join()
+    leak = leakwatch.one("multiprocessing")
+    assert_site(leak, at)
+    assert leak.state == "collected" and leak.closed_by_gc
+    del leak
+    gc.collect()  # the queues close their pipes when collected: now, not during a later test

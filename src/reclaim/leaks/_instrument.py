@@ -45,6 +45,7 @@ def install(patches: Patches) -> None:
         ("multiprocessing.pool", _multiprocessing.install_pool),
         ("multiprocessing.queues", _multiprocessing.install_queues),
         ("multiprocessing.managers", _multiprocessing.install_managers),
+        ("concurrent.futures.process", _multiprocessing.install_executor),
         *((name, _multiprocessing.install_owned) for name in _multiprocessing.OWNED),
     ):
         _imports.when_imported(name, partial(installer, patches))

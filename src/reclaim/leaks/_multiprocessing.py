@@ -22,6 +22,15 @@ not three. So:
 
 A pool collected while running (no ``close``/``terminate``) is reported as
 collected, from the ``Pool.__del__`` that warns about it.
+
+``concurrent.futures.ProcessPoolExecutor`` is built from the same parts (a
+call queue, a result queue, a wakeup pipe, worker processes and a manager
+thread): its functions are owned too, and each executor is recorded as itself
+(kind ``multiprocessing``), open until ``shutdown()`` was called (a with-block
+calls it). ``shutdown(wait=False)`` counts: the manager thread then finishes
+the job by itself, and Python joins it at exit. An executor collected before
+it was shut down is reported as collected (its manager thread shuts the
+workers down when it sees the executor gone: the garbage collector did it).
 """
 
 from __future__ import annotations
@@ -38,7 +47,14 @@ from ._kinds import Details, Kind, register
 from ._patch import Patches
 from ._records import OPEN, Record
 
-__all__ = ["install_managers", "install_owned", "install_pool", "install_process", "install_queues"]
+__all__ = [
+    "install_executor",
+    "install_managers",
+    "install_owned",
+    "install_pool",
+    "install_process",
+    "install_queues",
+]
 
 #: Modules whose process-wide machinery acquires for multiprocessing itself, and what in them.
 OWNED = {
@@ -97,12 +113,11 @@ def _site(obj: object) -> Any:
 
 
 def _label(cls: type) -> str:
-    """``multiprocessing.Queue`` where that name exists, else ``module.Class``."""
-    import multiprocessing
-
+    """Where the package exports the class, its public name (``multiprocessing.Queue``), else module.Class."""
     name = cls.__qualname__
-    if cls.__module__.startswith("multiprocessing.") and hasattr(multiprocessing, name):
-        return f"multiprocessing.{name}"
+    for package in ("multiprocessing", "concurrent.futures"):
+        if cls.__module__.startswith(f"{package}.") and hasattr(sys.modules.get(package), name):
+            return f"{package}.{name}"
     return f"{cls.__module__}.{name}"
 
 
@@ -144,12 +159,18 @@ def _manager_state(manager: Any) -> str | None:
     return _NOT_RELEASED["manager"] if manager._state.value == started else None
 
 
+def _executor_state(executor: Any) -> str | None:
+    # Set by shutdown() whatever its wait: the manager thread then ends the workers by itself.
+    return None if executor._shutdown_thread else _NOT_RELEASED["executor"]
+
+
 #: What is wrong with an object of each family that was never released at all.
 _NOT_RELEASED = {
     "pool": "not closed (close() then join(), or terminate(); a with-block terminates it)",
     "queue": "not closed (close() and join_thread())",
     "simple-queue": "not closed (close())",
     "manager": "not shut down (shutdown() or a with-block)",
+    "executor": "not shut down (shutdown() or a with-block)",
 }
 
 _STATES: dict[str, Callable[[Any], str | None]] = {
@@ -157,6 +178,7 @@ _STATES: dict[str, Callable[[Any], str | None]] = {
     "queue": _queue_state,
     "simple-queue": _simple_queue_state,
     "manager": _manager_state,
+    "executor": _executor_state,
 }
 
 
@@ -202,6 +224,29 @@ def install_pool(patches: Patches, module: ModuleType) -> None:
         finalize(self, *args, **kwargs)
 
     patches.set(pool, "__del__", __del__)
+
+
+def install_executor(patches: Patches, module: ModuleType) -> None:
+    """Own ``concurrent.futures.process``'s executor and its parts; record each ``ProcessPoolExecutor``.
+
+    The parts (``_ThreadWakeup``, ``_SafeQueue``, ``_ExecutorManagerThread``,
+    the worker function) are looked up by name: private, so absent ones are
+    skipped rather than failing the whole instrumentation.
+    """
+    executor = module.ProcessPoolExecutor
+    parts = ("_ThreadWakeup", "_SafeQueue", "_ExecutorManagerThread", "_process_worker", "_sendback_result")
+    _own(executor, *(getattr(module, name) for name in parts if hasattr(module, name)))
+    _track_init(patches, executor, "executor")
+    if "__del__" in vars(executor):  # none in 3.11-3.13; never wrap one we did not read
+        return
+
+    def __del__(self: Any) -> None:
+        rec = _records.live.get(id(self))
+        shut_down = getattr(self, "_shutdown_thread", True)
+        if rec is not None and rec.state == OPEN and rec.kind == "multiprocessing" and not shut_down:
+            _records.leak(rec, _records.COLLECTED)
+
+    patches.set(executor, "__del__", __del__)
 
 
 def install_queues(patches: Patches, module: ModuleType) -> None:
