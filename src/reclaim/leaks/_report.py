@@ -32,8 +32,9 @@ class Leak:
     Attributes:
         kind: ``"file"``, ``"fd"``, ``"socket"``, ``"sqlite3"``, ``"subprocess"``,
             ``"thread"``, ``"task"``, ``"tempdir"``, ``"tempfile"``, ``"mmap"``,
-            ``"selector"``, ``"multiprocessing"`` (a pool, queue or manager not
-            closed), ``"scope"``, ``"resource"``, ``"lease"`` or
+            ``"selector"``, ``"multiprocessing"`` (a pool, queue, manager or
+            ``ProcessPoolExecutor`` not closed or shut down), ``"scope"``,
+            ``"resource"``, ``"lease"`` or
             ``"untracked-fd"`` (a descriptor with no Python owner).
         description: what it is: path and mode, peer address, pid and command,
             thread name and target, task coroutine ...
