@@ -588,12 +588,15 @@ EXECUTOR_USED_RIGHT = """\
         executor.shutdown()
         unused = cf.ProcessPoolExecutor(1, mp_context=context)
         unused.shutdown()
+        unwaited = cf.ProcessPoolExecutor(1, mp_context=context)
+        assert unwaited.submit(square, 2).result() == 4
+        unwaited.shutdown(wait=False)  # its manager thread ends the worker; Python joins it at exit
 """
 
 
 @pytest.mark.parametrize("method", START_METHODS)
 def test_process_pool_executor_used_right_reports_no_leaks(tmp_path: Path, method: str) -> None:
-    """Executors in a with-block or shut down: none of their queues, pipe, thread or workers is reported."""
+    """Executors in a with-block or shut down (waiting or not): none of their parts is reported."""
     write(tmp_path / "executor_right.py", EXECUTOR_USED_RIGHT)
     result = reclaim_run("--fail", "executor_right.py", method, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
