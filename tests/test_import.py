@@ -23,17 +23,18 @@ print(json.dumps(sorted(name for name in {heavy!r} if name in sys.modules)))
 """
 
 
-def run(code: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run *code* in a fresh ``python -W error``; fail with its output if it fails."""
+def python(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run a fresh ``python <args>``; fail with its output if it fails."""
     result = subprocess.run(
-        [sys.executable, "-W", "error", "-c", textwrap.dedent(code), *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+        [sys.executable, *args], capture_output=True, text=True, timeout=120, check=False, cwd=cwd
     )
     assert result.returncode == 0, f"exit {result.returncode}:\n{result.stdout}\n{result.stderr}"
     return result
+
+
+def run(code: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run *code* in a fresh ``python -W error``; fail with its output if it fails."""
+    return python("-W", "error", "-c", textwrap.dedent(code), *args)
 
 
 @pytest.mark.parametrize(
@@ -55,15 +56,7 @@ def test_importing_reclaim_or_its_command_line_loads_no_asyncio_pool_or_sockets(
 def test_reclaim_run_does_not_import_asyncio_for_a_program_that_does_not(tmp_path: Path) -> None:
     script = tmp_path / "app.py"
     script.write_text("import sys\nprint('asyncio' in sys.modules, 'reclaim.pool' in sys.modules)\n")
-    result = subprocess.run(
-        [sys.executable, "-m", "reclaim", "run", str(script)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=tmp_path,
-    )
-    assert result.returncode == 0, result.stderr
+    result = python("-m", "reclaim", "run", str(script), cwd=tmp_path)
     assert result.stdout.splitlines()[0] == "False False"
 
 
@@ -73,15 +66,9 @@ def test_pytest_reclaim_does_not_import_asyncio_for_tests_that_do_not(tmp_path: 
         "def test_plain():\n"
         f"    print('LOADED', json.dumps([m for m in {HEAVY!r} if m in sys.modules and m != 'socket']))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", "--reclaim", "test_plain.py"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=tmp_path,
+    result = python(
+        "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", "--reclaim", "test_plain.py", cwd=tmp_path
     )
-    assert result.returncode == 0, result.stdout + result.stderr
     loaded = next(line for line in result.stdout.splitlines() if line.startswith("LOADED "))
     assert json.loads(loaded.removeprefix("LOADED ")) == ["reclaim.leaks"]  # the tracker, nothing else
 
@@ -185,15 +172,9 @@ def test_the_async_pools_load_on_first_use() -> None:
 def test_reclaim_run_m_pytest_gives_no_assertion_rewrite_warning(tmp_path: Path) -> None:
     """`reclaim run -m pytest` imports reclaim before pytest marks its plugin for rewriting."""
     (tmp_path / "test_one.py").write_text("def test_one():\n    assert 1 + 1 == 2\n")
-    result = subprocess.run(
-        [sys.executable, "-m", "reclaim", "run", "-m", "pytest", "-q", "-p", "no:randomly", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        cwd=tmp_path,
+    result = python(
+        "-m", "reclaim", "run", "-m", "pytest", "-q", "-p", "no:randomly", str(tmp_path), cwd=tmp_path
     )
-    assert result.returncode == 0, result.stdout + result.stderr
     assert "1 passed" in result.stdout
     assert "PytestAssertRewriteWarning" not in result.stdout + result.stderr
 

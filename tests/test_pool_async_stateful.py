@@ -12,7 +12,6 @@ closed exactly once.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import weakref
 from collections.abc import Coroutine
 from typing import Any
@@ -21,18 +20,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
+from pool_support import Thing
 from reclaim import AsyncLease, AsyncPool, PoolTimeout
-
-
-class Thing:
-    ids = itertools.count()
-
-    def __init__(self) -> None:
-        self.id = next(Thing.ids)
-        self.closes = 0
-
-    def close(self) -> None:
-        self.closes += 1
 
 
 class AsyncPoolMachine(RuleBasedStateMachine):
