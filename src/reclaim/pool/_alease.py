@@ -134,7 +134,7 @@ class AsyncLease(Generic[T]):
             try:
                 answer = reset(slot.value)
             except Exception as error:
-                answer = pool._reset_failed(slot, error)
+                answer = pool._reset_failed(error)
             except BaseException:
                 pool._discard(slot, "broken")  # interrupted mid-reset: state unknown
                 raise

@@ -308,7 +308,8 @@ class AsyncPool(PoolCore[T]):
 
     # A lease's __aexit__ runs ``reset`` and gives the slot back; these are its other answers.
 
-    def _reset_failed(self, slot: Slot, error: Exception) -> bool:
+    def _reset_failed(self, error: Exception) -> bool:
+        """``reset`` raised: logged, and the answer False (the object is discarded)."""
         log.info("pool %r: reset failed, discarding the object: %r", self._name, error)
         return False
 
