@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import itertools
+import logging
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -533,3 +534,33 @@ def test_a_pool_keeps_its_minimum_in_the_next_event_loop() -> None:
         await pool.close()
 
     run(second())
+
+
+@pytest.mark.parametrize("answer", ["raises", "false", "async-false", "async-raises"])
+def test_a_failing_reset_discards_the_object(answer: str, caplog: pytest.LogCaptureFixture) -> None:
+    """reset raising or answering False, sync or async: the object is closed, its slot freed."""
+    caplog.set_level(logging.INFO, logger="reclaim.pool")
+
+    async def async_reset(thing: Thing) -> bool:
+        await asyncio.sleep(0)
+        if answer == "async-raises":
+            raise OSError("rollback failed")
+        return False
+
+    def reset(thing: Thing) -> Any:
+        if answer == "raises":
+            raise OSError("rollback failed")
+        return False if answer == "false" else async_reset(thing)
+
+    async def main() -> None:
+        async with AsyncPool(Thing, max_size=1, reset=reset, max_lifetime=None, max_idle=None) as pool:
+            async with pool.acquire() as first:
+                pass
+            await until(lambda: first.closes == 1, "the object closed")
+            stats = pool.statistics()
+            assert (stats.size, stats.idle, stats.discarded_broken) == (0, 0, 1)
+            async with pool.acquire(timeout=1) as second:
+                assert second is not first
+
+    run(main())
+    assert ("reset failed" in caplog.text) == answer.endswith("raises")
