@@ -36,14 +36,13 @@ workers down when it sees the executor gone: the garbage collector did it).
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
-from types import CodeType, FrameType, FunctionType, ModuleType
+from collections.abc import Callable
+from types import ModuleType
 from typing import Any
-
-from reclaim import _sites
 
 from . import _records
 from ._kinds import Details, Kind, register
+from ._owning import label, own, site, track_init
 from ._patch import Patches
 from ._records import OPEN, Record
 
@@ -63,62 +62,6 @@ OWNED = {
     "multiprocessing.forkserver": ("ForkServer",),
     "multiprocessing.heap": ("Heap", "Arena"),
 }
-
-
-def _codes(value: Any) -> Iterator[CodeType]:
-    """The code objects of a function, method, property or class (and the functions nested in them)."""
-    if isinstance(value, (staticmethod, classmethod)):
-        value = value.__func__
-    if isinstance(value, property):
-        for accessor in (value.fget, value.fset, value.fdel):
-            yield from _codes(accessor)
-    elif isinstance(value, type):
-        for member in vars(value).values():
-            yield from _codes(member)
-    elif isinstance(value, FunctionType):
-        yield from _nested(value.__code__)
-
-
-def _nested(code: CodeType) -> Iterator[CodeType]:
-    yield code
-    for const in code.co_consts:
-        if isinstance(const, CodeType):
-            yield from _nested(const)
-
-
-def _own(*values: Any) -> None:
-    for value in values:
-        for code in _codes(value):
-            _sites.mark_owned(code)
-
-
-def _outside(obj: object, frame: FrameType | None) -> FrameType | None:
-    """The first frame from *frame* outwards that is not a method running on *obj*.
-
-    A ``JoinableQueue`` runs ``Queue.__init__`` from its own ``__init__``, a
-    manager's ``__enter__`` calls ``start``: the object is acquired where the
-    user's code made it, not inside its own methods.
-    """
-    while frame is not None:
-        code = frame.f_code
-        if not (code.co_argcount and code.co_varnames[0] == "self" and frame.f_locals.get("self") is obj):
-            return frame
-        frame = frame.f_back
-    return frame
-
-
-def _site(obj: object) -> Any:
-    # Frame 0 is this function, 1 the wrapper, 2 the wrapper's caller.
-    return _records.capture(_outside(obj, sys._getframe(2)), _records.depth)
-
-
-def _label(cls: type) -> str:
-    """Where the package exports the class, its public name (``multiprocessing.Queue``), else module.Class."""
-    name = cls.__qualname__
-    for package in ("multiprocessing", "concurrent.futures"):
-        if cls.__module__.startswith(f"{package}.") and hasattr(sys.modules.get(package), name):
-            return f"{package}.{name}"
-    return f"{cls.__module__}.{name}"
 
 
 # -- the multiprocessing kind: pools, queues, managers ----------------------------------------
@@ -197,21 +140,14 @@ register(Kind("multiprocessing", is_open=_is_open, describe=_describe, waitable=
 
 
 def _track_init(patches: Patches, cls: type, family: str) -> None:
-    """Record every instance of *cls* (and its subclasses) once its ``__init__`` returned."""
-    init: Callable[..., None] = vars(cls)["__init__"]
-
-    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        init(self, *args, **kwargs)
-        _records.new(self, "multiprocessing", (_label(type(self)), family), _site(self))
-
-    __init__.__doc__ = init.__doc__
-    patches.set(cls, "__init__", __init__)
+    """Record every instance of *cls* (and its subclasses), of the multiprocessing kind and *family*."""
+    track_init(patches, cls, "multiprocessing", lambda cls: (label(cls), family))
 
 
 def install_pool(patches: Patches, module: ModuleType) -> None:
     """Own the pool's functions; record each ``Pool`` (and ``ThreadPool``)."""
     pool = module.Pool
-    _own(pool, module.ThreadPool)
+    own(pool, module.ThreadPool)
     _track_init(patches, pool, "pool")
     finalize = pool.__dict__.get("__del__")
     if finalize is None:
@@ -235,7 +171,7 @@ def install_executor(patches: Patches, module: ModuleType) -> None:
     """
     executor = module.ProcessPoolExecutor
     parts = ("_ThreadWakeup", "_SafeQueue", "_ExecutorManagerThread", "_process_worker", "_sendback_result")
-    _own(executor, *(getattr(module, name) for name in parts if hasattr(module, name)))
+    own(executor, *(getattr(module, name) for name in parts if hasattr(module, name)))
     _track_init(patches, executor, "executor")
     if "__del__" in vars(executor):  # none in 3.11-3.13; never wrap one we did not read
         return
@@ -251,7 +187,7 @@ def install_executor(patches: Patches, module: ModuleType) -> None:
 
 def install_queues(patches: Patches, module: ModuleType) -> None:
     """Own the queues' functions; record each ``Queue``, ``JoinableQueue`` and ``SimpleQueue``."""
-    _own(module.Queue, module.JoinableQueue, module.SimpleQueue)
+    own(module.Queue, module.JoinableQueue, module.SimpleQueue)
     _track_init(patches, module.Queue, "queue")
     _track_init(patches, module.SimpleQueue, "simple-queue")
 
@@ -259,12 +195,12 @@ def install_queues(patches: Patches, module: ModuleType) -> None:
 def install_managers(patches: Patches, module: ModuleType) -> None:
     """Own the managers' and proxies' functions; record each manager once started."""
     manager = module.BaseManager
-    _own(manager, module.SyncManager, module.BaseProxy)
+    own(manager, module.SyncManager, module.BaseProxy)
     start = manager.start
 
     def start_(self: Any, *args: Any, **kwargs: Any) -> None:
         start(self, *args, **kwargs)
-        _records.new(self, "multiprocessing", (_label(type(self)), "manager"), _site(self))
+        _records.new(self, "multiprocessing", (label(type(self)), "manager"), site(self))
 
     start_.__doc__ = start.__doc__
     patches.set(manager, "start", start_)
@@ -273,7 +209,7 @@ def install_managers(patches: Patches, module: ModuleType) -> None:
 def install_process(patches: Patches, module: ModuleType) -> None:
     """Own ``BaseProcess``'s functions; record each started process as a child to join."""
     base = module.BaseProcess
-    _own(base)
+    own(base)
     start = base.start
 
     def start_(self: Any) -> None:
@@ -282,7 +218,7 @@ def install_process(patches: Patches, module: ModuleType) -> None:
         start(self)  # returns only in the parent (a forked child leaves through os._exit)
         popen = self._popen
         args = f"multiprocessing {type(self).__qualname__} {self.name!r} running {what}()"
-        _records.new(popen, "subprocess", (popen.pid, args, "joined"), _site(self))
+        _records.new(popen, "subprocess", (popen.pid, args, "joined"), site(self))
 
     start_.__doc__ = start.__doc__
     patches.set(base, "start", start_)
@@ -290,4 +226,4 @@ def install_process(patches: Patches, module: ModuleType) -> None:
 
 def install_owned(patches: Patches, module: ModuleType) -> None:
     """Own the process-wide machinery *module* keeps for multiprocessing (see :data:`OWNED`)."""
-    _own(*(getattr(module, name) for name in OWNED[module.__name__] if hasattr(module, name)))
+    own(*(getattr(module, name) for name in OWNED[module.__name__] if hasattr(module, name)))

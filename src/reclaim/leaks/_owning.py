@@ -1,0 +1,95 @@
+"""Objects tracked as a whole: their library's functions are owned, the object is recorded at the user's line.
+
+A ``multiprocessing.Pool``, a ``ProcessPoolExecutor`` or a ``ThreadPoolExecutor``
+is pipes, threads and workers the user never touches. Their functions are
+marked *owned* (:func:`reclaim._sites.mark_owned`), so what they acquire before
+any user frame is recorded but never reported, and the object itself gets one
+record at the line where the user's code made it.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from types import CodeType, FrameType, FunctionType
+from typing import Any
+
+from reclaim import _sites
+
+from . import _records
+from ._patch import Patches
+
+__all__ = ["label", "own", "site", "track_init"]
+
+
+def _codes(value: Any) -> Iterator[CodeType]:
+    """The code objects of a function, method, property or class (and the functions nested in them)."""
+    if isinstance(value, (staticmethod, classmethod)):
+        value = value.__func__
+    if isinstance(value, property):
+        for accessor in (value.fget, value.fset, value.fdel):
+            yield from _codes(accessor)
+    elif isinstance(value, type):
+        for member in vars(value).values():
+            yield from _codes(member)
+    elif isinstance(value, FunctionType):
+        yield from _nested(value.__code__)
+
+
+def _nested(code: CodeType) -> Iterator[CodeType]:
+    yield code
+    for const in code.co_consts:
+        if isinstance(const, CodeType):
+            yield from _nested(const)
+
+
+def own(*values: Any) -> None:
+    """Mark the functions of *values* (functions, classes) as owned by their library."""
+    for value in values:
+        for code in _codes(value):
+            _sites.mark_owned(code)
+
+
+def _outside(obj: object, frame: FrameType | None) -> FrameType | None:
+    """The first frame from *frame* outwards that is not a method running on *obj*.
+
+    A ``JoinableQueue`` runs ``Queue.__init__`` from its own ``__init__``, a
+    manager's ``__enter__`` calls ``start``: the object is acquired where the
+    user's code made it, not inside its own methods.
+    """
+    while frame is not None:
+        code = frame.f_code
+        if not (code.co_argcount and code.co_varnames[0] == "self" and frame.f_locals.get("self") is obj):
+            return frame
+        frame = frame.f_back
+    return frame
+
+
+def site(obj: object) -> Any:
+    """Where *obj* was made: call it straight from the wrapper that the user's code called."""
+    # Frame 0 is this function, 1 the wrapper, 2 the wrapper's caller.
+    return _records.capture(_outside(obj, sys._getframe(2)), _records.depth)
+
+
+def label(cls: type) -> str:
+    """Where the package exports the class, its public name (``multiprocessing.Queue``), else module.Class."""
+    name = cls.__qualname__
+    for package in ("multiprocessing", "concurrent.futures"):
+        if cls.__module__.startswith(f"{package}.") and hasattr(sys.modules.get(package), name):
+            return f"{package}.{name}"
+    return f"{cls.__module__}.{name}"
+
+
+def track_init(patches: Patches, cls: type, kind: str, info: Callable[[type], Any]) -> None:
+    """Record every instance of *cls* (and its subclasses) once its ``__init__`` returned.
+
+    The record is of *kind*, with ``info(type(instance))`` as its info.
+    """
+    init: Callable[..., None] = vars(cls)["__init__"]
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        _records.new(self, kind, info(type(self)), site(self))
+
+    __init__.__doc__ = init.__doc__
+    patches.set(cls, "__init__", __init__)
