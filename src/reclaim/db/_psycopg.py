@@ -126,6 +126,15 @@ def _options_reader(conn: Any) -> Callable[[Any], tuple[Any, ...]]:
     return _PUBLIC
 
 
+def _changed(conn: Any) -> bool:
+    """Whether a borrower changed the connection's client options (one C call when not)."""
+    try:
+        changed: bool = conn._reclaim_options(conn) != conn._reclaim_baseline  # tuples: a bool
+    except AttributeError:  # not configured by this adapter: no baseline to restore
+        return False
+    return changed
+
+
 class _Base(NetworkAdapter):
     """Policy shared by the sync and async psycopg adapters (no waiting here)."""
 
@@ -169,9 +178,9 @@ class _Base(NetworkAdapter):
         return bool(_monotonic() - conn._reclaim_used >= self.check_after)
 
     def _dirty_options(self, conn: Any) -> list[tuple[str, Any]]:
-        baseline = getattr(conn, "_reclaim_baseline", None)
-        if baseline is None or conn._reclaim_options(conn) == baseline:
+        if not _changed(conn):
             return _NOTHING
+        baseline = conn._reclaim_baseline
         return [
             (name, value)
             for name, value, now in zip(_OPTIONS, baseline, _PUBLIC(conn), strict=True)
@@ -217,8 +226,9 @@ class PsycopgAdapter(_Base):
             if status not in _OPEN:  # closed, lost or mid-query
                 return False
             conn.rollback()
-        for name, value in self._dirty_options(conn):
-            setattr(conn, name, value)
+        if _changed(conn):
+            for name, value in self._dirty_options(conn):
+                setattr(conn, name, value)
         conn._reclaim_used = _monotonic()
         if self.session:
             autocommit = conn.autocommit
@@ -302,7 +312,7 @@ class AsyncPsycopgAdapter(_Base):
         is nothing to undo; else a coroutine doing the round trips.
         """
         status = conn.pgconn.transaction_status
-        if status == _IDLE and not self.session and not self._dirty_options(conn):
+        if status == _IDLE and not self.session and not _changed(conn):
             conn._reclaim_used = _monotonic()
             return True
         if status != _IDLE and status not in _OPEN:  # closed, lost or mid-query

@@ -140,12 +140,16 @@ class AsyncLease(Generic[T]):
                 raise
             if answer is not True and answer is not None:  # True/None: the common answers
                 return pool._after_reset(slot, answer, now)
-        if now < slot.expires and slot.gen == pool._gen and not (slot.leak_reported or pool._waiters):
+        # pool._put_back(), inlined: the common case of every release
+        if now < slot.expires and slot.gen == pool._gen and not slot.leak_reported:
             slot.last_used = now
             slot.leased = False
-            pool._idle.append(slot)
+            if pool._waiters:
+                pool._hand_off(slot, now)
+            else:
+                pool._idle.append(slot)
         else:
-            pool._put_back(slot, now)
+            pool._release_slow(slot, now)
         return pool._done_future or pool._done()
 
     def _held(self) -> Slot:

@@ -129,10 +129,9 @@ class AsyncPool(PoolCore[T]):
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = _INF
         self._timer_loop: asyncio.AbstractEventLoop | None = None
-        # While the longest waiter is younger than this, a release keeps its object idle for
-        # the returning task to take again in the same step; _hand_over() gives the waiters
-        # whatever is still idle at the loop's next turn.
-        self._patience = opts.handoff_after if opts.fair else 0.0
+        # While the longest waiter is younger than _patience, a release keeps its object idle
+        # for the returning task to take again in the same step; _hand_over() gives the
+        # waiters whatever is still idle at the loop's next turn.
         self._nudge: asyncio.Handle | None = None
 
     def acquire(self, *, timeout: float | None = None) -> AsyncLease[T]:
@@ -341,26 +340,31 @@ class AsyncPool(PoolCore[T]):
         if now < slot.expires and slot.gen == self._gen and not slot.leak_reported:
             slot.last_used = now
             slot.leased = False
-            waiters = self._waiters
-            if not waiters:
-                self._idle.append(slot)
-            elif now - waiters[0].since < self._patience:
-                # The longest waiter is young: the returning task may take the object again
-                # before it next awaits (no task switch); else the waiters get it next turn.
-                self._idle.append(slot)
-                if self._nudge is None:
-                    self._nudge = _get_running_loop().call_soon(hand_over, weakref.ref(self))
+            if self._waiters:
+                self._hand_off(slot, now)
             else:
-                # Core._offer() and TaskWaiter.deliver(), inlined: the contended release.
-                while waiters:
-                    waiter = waiters.popleft()
-                    if not waiter.done():  # type: ignore[attr-defined]  # else it gave up
-                        waiter.handed = now
-                        waiter.set_result(slot)  # type: ignore[attr-defined]
-                        return
                 self._idle.append(slot)
+        else:
+            self._release_slow(slot, now)
+
+    def _hand_off(self, slot: Slot, now: float) -> None:
+        """A fresh object came back while tasks wait: to the longest waiter (or, young, idle)."""
+        waiters = self._waiters
+        if self._patience and now - waiters[0].since < self._patience:
+            # The longest waiter is young: the returning task may take the object again
+            # before it next awaits (no task switch); else the waiters get it next turn.
+            self._idle.append(slot)
+            if self._nudge is None:
+                self._nudge = _get_running_loop().call_soon(hand_over, weakref.ref(self))
             return
-        self._release_slow(slot, now)
+        # Core._offer() and TaskWaiter.deliver(), inlined: the contended release.
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():  # type: ignore[attr-defined]  # else it gave up
+                waiter.handed = now
+                waiter.set_result(slot)  # type: ignore[attr-defined]
+                return
+        self._idle.append(slot)
 
     def _done(self) -> asyncio.Future[None]:
         """A finished future: what the synchronous fast paths return to ``async with``."""

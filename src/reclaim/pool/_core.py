@@ -164,6 +164,9 @@ class PoolCore(Generic[T]):
         self._leak_timeout = opts.leak_timeout
         self._fair = opts.fair
         self._handoff_after = opts.handoff_after
+        # How long a waiter may be overtaken by a returning caller (0: never; unfair pools
+        # do not hand off at all, see _offer): read on every contended release.
+        self._patience = opts.handoff_after if opts.fair else 0.0
         self._min_size = opts.min_size
         self._max_size = opts.max_size
         self._lifetime = opts.max_lifetime

@@ -148,8 +148,7 @@ class Pool(PoolCore[T]):
         except IndexError:  # emptied by another thread since the test
             slot = None
         if slot is None:
-            slot = self._acquire_slow(timeout)
-            now = slot.acquired_at
+            slot = self._acquire_slow(timeout)  # sets acquired_at
         else:
             now = _monotonic()
             if (
@@ -158,9 +157,9 @@ class Pool(PoolCore[T]):
                 or (self._check is not None and self._needs_check(slot, now))
             ) and not self._usable(slot, now):
                 slot = self._acquire_slow(timeout)
-                now = slot.acquired_at
+            else:
+                slot.acquired_at = now
         slot.leased = True
-        slot.acquired_at = now
         self._acquired += 1
         frame = _getframe(1)
         code = frame.f_code
@@ -176,17 +175,16 @@ class Pool(PoolCore[T]):
         return lease
 
     def _acquire_slow(self, timeout: float | None) -> Slot:
+        """Queue up (or create, or take what a race left idle); the slot's acquired_at is set."""
         start = _monotonic()
         if timeout is None:
-            timeout = self._acquire_timeout
-        elif timeout < 0:
+            deadline = start + self._acquire_timeout
+        elif timeout >= 0:
+            deadline = start + timeout
+        else:
             raise ValueError(f"timeout must be >= 0 seconds, got {timeout!r}")
-        deadline = start + timeout
         misses = 0
         lock = self._lock
-        # With an immediate hand-off the wait is one blocking acquire of the waiter's lock;
-        # _wait() handles the rest (young waiters, a delivery racing a timeout).
-        patience = self._handoff_after if self._fair else 0.0
         while True:
             waiter = None
             lock.acquire()
@@ -207,8 +205,7 @@ class Pool(PoolCore[T]):
                     elif len(self._waiters) >= self._wait_limit and not misses:
                         result = self._reject()  # raised once the lock is released
                     else:
-                        waiter = ThreadWaiter(start)
-                        waiter.misses = misses
+                        waiter = ThreadWaiter(start, misses)
                         if misses:
                             self._waiters.appendleft(waiter)
                         else:
@@ -220,25 +217,30 @@ class Pool(PoolCore[T]):
             if lost:
                 self._close_all(lost)
             if waiter is not None:
-                if not (patience == 0.0 and waiter.lock.acquire(True, max(deadline - _monotonic(), 0.0))):
+                # With an immediate hand-off the wait is one blocking acquire of the waiter's
+                # lock; wait() handles the rest (young waiters, a delivery racing a timeout).
+                if self._patience or not waiter.lock.acquire(True, max(deadline - _monotonic(), 0.0)):
                     wait(self, waiter, deadline)
                 result = waiter.result
-                if result is CLOSED:
-                    raise PoolClosed(f"pool {self._name!r} was closed while waiting")
-                if result is RETRY:
-                    misses += 1
-                    continue
-                self._waited += 1
-                if result is CREATE:
+                if result.__class__ is Slot:
+                    self._waited += 1
+                    # The wait ends when the object is handed over (no clock read here).
+                    handed = waiter.handed
+                    self._waits.append(handed - start)
+                    if handed == result.last_used and self._check_after:
+                        # Handed straight over by a release that found it fresh a moment ago.
+                        result.acquired_at = handed
+                        return result
+                elif result is CREATE:
+                    self._waited += 1
                     self._waits.append(_monotonic() - start)
                     return self._create_slot()
-                # The wait ends when the object is handed over (no clock read here).
-                handed = waiter.handed
-                self._waits.append(handed - start)
-                if handed == result.last_used and self._check_after:
-                    # Handed straight over by a release that found it fresh a moment ago.
-                    result.acquired_at = handed
-                    return result  # type: ignore[no-any-return]
+                elif result is CLOSED:
+                    raise PoolClosed(f"pool {self._name!r} was closed while waiting")
+                else:
+                    assert result is RETRY, result  # a barging race lost: queue up again
+                    misses += 1
+                    continue
             elif result is CREATE:
                 return self._create_slot()
             elif result.__class__ is PoolFull:
@@ -327,7 +329,7 @@ class Pool(PoolCore[T]):
         if self._waiters:
             with self._lock:
                 waiters = self._waiters
-                if waiters and self._fair and now - waiters[0].since >= self._handoff_after:
+                if waiters and self._fair and now - waiters[0].since >= self._patience:
                     # Core._offer() and ThreadWaiter.deliver(), inlined: the contended release.
                     waiter = waiters.popleft()  # a thread's waiter always takes it
                     waiter.result = slot  # type: ignore[attr-defined]

@@ -29,11 +29,10 @@ class ThreadWaiter:
 
     __slots__ = ("handed", "lock", "misses", "result", "since")
 
-    def __init__(self, since: float) -> None:
-        self.result: Any = None
+    def __init__(self, since: float, misses: int) -> None:
+        self.result: Any = None  # ``handed`` is set with it
         self.since = since
-        self.misses = 0
-        self.handed = since
+        self.misses = misses
         self.lock = lock = _allocate_lock()
         lock.acquire()
 
@@ -52,7 +51,7 @@ def wait(pool: Pool[Any], waiter: ThreadWaiter, deadline: float) -> None:
     object left idle meanwhile, and from then on every release hands off to it.
     """
     lock = pool._lock
-    patience = pool._handoff_after if pool._fair else 0.0
+    patience = pool._patience
     while True:
         now = _monotonic()
         remaining = deadline - now
