@@ -619,3 +619,57 @@ def test_process_pool_executor_not_shut_down_is_one_leak_and_collected_is_report
     assert leak.state == "collected" and leak.closed_by_gc
     del leak
     gc.collect()  # the queues close their pipes when collected: now, not during a later test
+
+
+def test_thread_pool_executor_not_shut_down_is_one_leak_not_its_workers(leakwatch: Watch) -> None:
+    """An executor never shut down is one leak at its line, not a thread per worker at submit()."""
+    executor = concurrent.futures.ThreadPoolExecutor(2)
+    at = line() - 1
+    try:
+        futures = [executor.submit(abs, -n) for n in range(4)]
+        assert [future.result() for future in futures] == [0, 1, 2, 3]
+        assert [leak.kind for leak in leakwatch.leaks()] == ["thread"]
+        leak = leakwatch.one("thread")
+        assert_site(leak, at)
+        problem = "not shut down (shutdown() or a with-block)"
+        assert leak.description == f"concurrent.futures.ThreadPoolExecutor {problem}"
+        assert leak.details == {"class": "concurrent.futures.ThreadPoolExecutor", "problem": problem}
+        assert leak.state == "open"
+    finally:
+        executor.shutdown()
+    assert leakwatch.leaks() == []
+
+
+def test_thread_pool_executor_in_a_with_block_or_shut_down_without_waiting_is_not_reported(
+    leakwatch: Watch,
+) -> None:
+    """A with-block, shutdown() and shutdown(wait=False) all count as shut down; the workers never show."""
+    with concurrent.futures.ThreadPoolExecutor(2) as used:
+        assert list(used.map(abs, [-1, -2])) == [1, 2]
+    assert leakwatch.leaks() == []
+    unwaited = concurrent.futures.ThreadPoolExecutor(2)
+    release = threading.Event()
+    running = unwaited.submit(release.wait)  # a worker still busy when shutdown returns
+    unwaited.shutdown(wait=False)
+    assert not running.done()
+    assert leakwatch.leaks() == []
+    release.set()
+    unwaited.shutdown()  # joins the workers, so none outlives the test
+    assert running.result() is True
+    assert leakwatch.leaks() == []
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_thread_pool_executor_dropped_unshut_is_reported_as_collected(leakwatch: Watch) -> None:
+    """Its workers end once the executor is gone: the garbage collector shut it down, which is a leak."""
+    executor = concurrent.futures.ThreadPoolExecutor(1)
+    at = line() - 1
+    assert executor.submit(abs, -3).result() == 3
+    workers = list(executor._threads)  # type: ignore[attr-defined]
+    del executor
+    for worker in workers:
+        worker.join()
+    leak = leakwatch.one("thread")
+    assert_site(leak, at)
+    assert leak.state == "collected" and leak.closed_by_gc
+    assert leak.description.startswith("concurrent.futures.ThreadPoolExecutor not shut down")

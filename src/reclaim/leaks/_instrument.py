@@ -46,6 +46,7 @@ def install(patches: Patches) -> None:
         ("multiprocessing.queues", _multiprocessing.install_queues),
         ("multiprocessing.managers", _multiprocessing.install_managers),
         ("concurrent.futures.process", _multiprocessing.install_executor),
+        ("concurrent.futures.thread", _threads.install_executor),
         *((name, _multiprocessing.install_owned) for name in _multiprocessing.OWNED),
     ):
         _imports.when_imported(name, partial(installer, patches))

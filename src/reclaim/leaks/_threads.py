@@ -8,20 +8,35 @@ directly are not seen (the descriptor diff does not help there either).
 
 A thread is a leak while it is alive at the check; checks wait up to their
 grace period, with back-off, for threads that are winding down.
+
+A ``concurrent.futures.ThreadPoolExecutor`` is tracked as itself, as a
+``multiprocessing`` ``ProcessPoolExecutor`` is (see :mod:`._multiprocessing`):
+its functions are owned, so the worker threads it starts are recorded but not
+reported, and the executor gets one record of kind ``thread`` (so that
+``ignore_kinds={"thread"}`` still covers it, as it covered its workers) at the
+user's line, open until ``shutdown()`` was called (a with-block calls it;
+``shutdown(wait=False)`` counts, the workers then finish their queue and end).
+An executor collected before it was shut down is reported as collected: its
+workers end when they see it gone, so the garbage collector shut it down.
 """
 
 from __future__ import annotations
 
 import sys
 import threading
+from types import ModuleType
 from typing import Any
 
 from . import _records
 from ._kinds import Details, Kind, register
+from ._owning import label, own, track_init
 from ._patch import Patches
-from ._records import Record
+from ._records import OPEN, Record
 
-__all__ = ["install"]
+__all__ = ["install", "install_executor"]
+
+#: What an executor never shut down was not given (the wording of ProcessPoolExecutor's).
+NOT_SHUT_DOWN = "not shut down (shutdown() or a with-block)"
 
 
 def _target(thread: threading.Thread) -> str:
@@ -31,11 +46,18 @@ def _target(thread: threading.Thread) -> str:
     return f"{type(thread).__qualname__}.run"
 
 
+# A thread's info is (name, target, daemon); an executor's is its class's label, a str.
+
+
 def _is_open(obj: Any, rec: Record) -> bool:
+    if type(rec.info) is str:
+        return not obj._shutdown  # set by shutdown() whatever its wait
     return bool(obj.is_alive())
 
 
 def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
+    if type(rec.info) is str:
+        return f"{rec.info} {NOT_SHUT_DOWN}", {"class": rec.info, "problem": NOT_SHUT_DOWN}
     name, target, daemon = rec.info
     details: Details = {"name": name, "target": target, "daemon": daemon}
     if obj is not None:
@@ -58,3 +80,25 @@ def install(patches: Patches) -> None:
 
     start_.__doc__ = start.__doc__
     patches.set(threading.Thread, "start", start_)
+
+
+def install_executor(patches: Patches, module: ModuleType) -> None:
+    """Own ``concurrent.futures.thread``'s executor and worker; record each ``ThreadPoolExecutor``.
+
+    The worker function and work item are looked up by name: private, so
+    absent ones are skipped rather than failing the whole instrumentation.
+    """
+    executor = module.ThreadPoolExecutor
+    parts = (getattr(module, name) for name in ("_worker", "_WorkItem") if hasattr(module, name))
+    own(executor, *parts)
+    track_init(patches, executor, "thread", label)
+    if "__del__" in vars(executor):  # none in 3.11-3.13; never wrap one we did not read
+        return
+
+    def __del__(self: Any) -> None:
+        rec = _records.live.get(id(self))
+        shut_down = getattr(self, "_shutdown", True)
+        if rec is not None and rec.state == OPEN and rec.kind == "thread" and not shut_down:
+            _records.leak(rec, _records.COLLECTED)
+
+    patches.set(executor, "__del__", __del__)
