@@ -673,3 +673,55 @@ def test_thread_pool_executor_dropped_unshut_is_reported_as_collected(leakwatch:
     assert_site(leak, at)
     assert leak.state == "collected" and leak.closed_by_gc
     assert leak.description.startswith("concurrent.futures.ThreadPoolExecutor not shut down")
+
+
+@pytest.mark.parametrize("duplex", [True, False])
+def test_pipe_left_open_is_one_leak_naming_the_end_still_open(leakwatch: Watch, duplex: bool) -> None:
+    """Both ends open: one entry, not two descriptors; one end closed: still one, naming the open end."""
+    first, second = multiprocessing.Pipe(duplex)
+    at = line() - 1
+    try:
+        assert [leak.kind for leak in leakwatch.leaks()] == ["multiprocessing"]
+        leak = leakwatch.one("multiprocessing")
+        assert_site(leak, at)
+        label = "multiprocessing.Pipe() connection pair"
+        assert leak.description == f"{label} not closed: both ends open (close() each)"
+        assert leak.details["first"] == leak.details["second"] == "open"
+        assert leak.details["duplex"] is duplex
+        second.close()
+        leak = leakwatch.one("multiprocessing")
+        assert_site(leak, at)
+        ends = ("first end", "second end") if duplex else ("read end (first)", "write end (second)")
+        problem = f"not closed: the {ends[0]} open (close() it), the {ends[1]} closed"
+        assert leak.description == f"{label} {problem}"
+        assert (leak.details["first"], leak.details["second"]) == ("open", "closed")
+    finally:
+        first.close()
+        second.close()
+    assert leakwatch.leaks() == []
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_pipe_dropped_unclosed_is_reported_as_collected(leakwatch: Watch) -> None:
+    """Ends the program never closed, closed by their __del__, make the pair a collected leak."""
+    reader, writer = multiprocessing.Pipe(duplex=False)
+    at = line() - 1
+    writer.close()
+    del reader, writer
+    leak = leakwatch.one("multiprocessing")
+    assert_site(leak, at)
+    assert leak.state == "collected" and leak.closed_by_gc
+    assert leak.details["first"] == "collected" and leak.details["second"] == "closed"
+
+
+def test_multiprocessing_queue_used_right_reports_nothing_of_its_pipe(leakwatch: Watch) -> None:
+    """A queue closed and joined leaves nothing; the Pipe() inside it is never reported, even while open."""
+    queue: multiprocessing.Queue[int] = multiprocessing.Queue()
+    queue.put(1)
+    assert queue.get() == 1
+    try:
+        assert [leak.description.split()[0] for leak in leakwatch.leaks()] == ["multiprocessing.Queue"]
+    finally:
+        queue.close()
+        queue.join_thread()
+    assert leakwatch.leaks() == []

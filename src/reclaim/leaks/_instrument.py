@@ -45,6 +45,7 @@ def install(patches: Patches) -> None:
         ("multiprocessing.pool", _multiprocessing.install_pool),
         ("multiprocessing.queues", _multiprocessing.install_queues),
         ("multiprocessing.managers", _multiprocessing.install_managers),
+        ("multiprocessing.connection", _multiprocessing.install_pipe),
         ("concurrent.futures.process", _multiprocessing.install_executor),
         ("concurrent.futures.thread", _threads.install_executor),
         *((name, _multiprocessing.install_owned) for name in _multiprocessing.OWNED),
@@ -55,3 +56,4 @@ def install(patches: Patches) -> None:
 def uninstall() -> None:
     """Stop waiting for imports (the patches themselves are undone by their ``Patches``)."""
     _imports.cancel_all()
+    _multiprocessing.reset()

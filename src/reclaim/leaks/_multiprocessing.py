@@ -31,11 +31,21 @@ calls it). ``shutdown(wait=False)`` counts: the manager thread then finishes
 the job by itself, and Python joins it at exit. An executor collected before
 it was shut down is reported as collected (its manager thread shuts the
 workers down when it sees the executor gone: the garbage collector did it).
+
+``multiprocessing.Pipe()`` gives two ``Connection`` objects the user must
+close: the pair is one record (kind ``multiprocessing``) at the user's line,
+open while either end is; it takes over the descriptors (or the detached
+sockets' descriptors) the pipe was made of, so they are not reported again.
+The report says which end is still open. An end the garbage collector closed
+(``Connection.__del__``) makes the pair a collected leak. The pipes inside
+queues, pools, managers and executors are made under their owned functions,
+so their records carry no user frame and are never reported.
 """
 
 from __future__ import annotations
 
 import sys
+import weakref
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
@@ -44,12 +54,13 @@ from . import _records
 from ._kinds import Details, Kind, register
 from ._owning import label, own, site, track_init
 from ._patch import Patches
-from ._records import OPEN, Record
+from ._records import NO_OBJECT, OPEN, Record
 
 __all__ = [
     "install_executor",
     "install_managers",
     "install_owned",
+    "install_pipe",
     "install_pool",
     "install_process",
     "install_queues",
@@ -125,18 +136,77 @@ _STATES: dict[str, Callable[[Any], str | None]] = {
 }
 
 
+class _Pipe:
+    """The two ends one ``Pipe()`` call returned, followed until both are gone."""
+
+    __slots__ = ("duplex", "ends", "gone")
+
+    def __init__(self, ends: tuple[Any, Any], duplex: bool) -> None:
+        self.ends = tuple(weakref.ref(end) for end in ends)
+        self.duplex = duplex
+        #: Per end: None while it lives, then "closed" or "collected" (closed by its __del__).
+        self.gone: list[str | None] = [None, None]
+
+    def state(self, index: int) -> str:
+        gone = self.gone[index]
+        if gone is not None:
+            return gone
+        end = self.ends[index]()
+        return "open" if end is not None and end._handle is not None else "closed"
+
+    def name(self, index: int) -> str:
+        order = ("first", "second")[index]
+        return f"{order} end" if self.duplex else f"{('read', 'write')[index]} end ({order})"
+
+    def problem(self) -> str:
+        states = [self.state(index) for index in (0, 1)]
+        parts = []
+        for state, what in (("open", "open (close() {})"), ("collected", "left to the garbage collector")):
+            which = [index for index in (0, 1) if states[index] == state]
+            if len(which) == 2:
+                parts.append("both ends " + what.format("each"))
+            elif which:
+                parts.append(f"the {self.name(which[0])} " + what.format("it"))
+        if not parts:
+            return "closed"
+        if "closed" in states:
+            parts.append(f"the {self.name(states.index('closed'))} closed")
+        return "not closed: " + ", ".join(parts)
+
+
+#: id(connection) -> (record of its pipe, which end it is), until the connection's __del__ runs.
+_pipe_ends: dict[int, tuple[Record, int]] = {}
+
+_PIPE_LABEL = "multiprocessing.Pipe() connection pair"
+
+
 def _is_open(obj: Any, rec: Record) -> bool:
-    _, family = rec.info
+    family = rec.info[1]
+    if family == "pipe":
+        pipe: _Pipe = rec.info[2]
+        return pipe.state(0) == "open" or pipe.state(1) == "open"
     return _STATES[family](obj) is not None
 
 
 def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
-    label, family = rec.info
+    label, family = rec.info[:2]
+    if family == "pipe":
+        pipe: _Pipe = rec.info[2]
+        problem = pipe.problem()
+        details = {"class": "multiprocessing.Pipe", "problem": problem, "duplex": pipe.duplex}
+        return f"{label} {problem}", details | {"first": pipe.state(0), "second": pipe.state(1)}
     problem = (_STATES[family](obj) if obj is not None else None) or _NOT_RELEASED[family]
     return f"{label} {problem}", {"class": label, "problem": problem}
 
 
-register(Kind("multiprocessing", is_open=_is_open, describe=_describe, waitable=True))
+def _fds(obj: Any, rec: Record) -> list[int]:
+    if rec.info[1] != "pipe":
+        return []  # the descriptors of pools, queues... are recorded by their owned functions
+    ends = (ref() for ref in rec.info[2].ends)
+    return [end._handle for end in ends if end is not None and end._handle is not None]
+
+
+register(Kind("multiprocessing", is_open=_is_open, describe=_describe, fds=_fds, waitable=True))
 
 
 def _track_init(patches: Patches, cls: type, family: str) -> None:
@@ -183,6 +253,51 @@ def install_executor(patches: Patches, module: ModuleType) -> None:
             _records.leak(rec, _records.COLLECTED)
 
     patches.set(executor, "__del__", __del__)
+
+
+def install_pipe(patches: Patches, module: ModuleType) -> None:
+    """Record each ``multiprocessing.connection.Pipe()`` pair as one; see its ends die.
+
+    ``multiprocessing.Pipe()`` (the context's) imports ``connection.Pipe`` at
+    each call, and the queues call ``connection.Pipe``: both see the wrapper.
+    """
+    pipe = module.Pipe
+    base = module._ConnectionBase
+    finalize = vars(base).get("__del__")
+
+    def Pipe(duplex: bool = True) -> tuple[Any, Any]:
+        ends: tuple[Any, Any] = pipe(duplex)
+        site = _records.capture(sys._getframe(1), _records.depth)
+        pair = _Pipe(ends, duplex)
+        rec = _records.new(
+            NO_OBJECT, "multiprocessing", (_PIPE_LABEL, "pipe", pair), site, ("pipe", id(pair))
+        )
+        for index, end in enumerate(ends):
+            _records.release(("fd", end._handle))  # the connection owns its descriptor now
+            _pipe_ends[id(end)] = (rec, index)
+        return ends
+
+    def __del__(self: Any) -> None:
+        entry = _pipe_ends.pop(id(self), None)
+        if entry is not None:
+            rec, index = entry
+            pair: _Pipe = rec.info[2]
+            pair.gone[index] = "closed" if self._handle is None else "collected"
+            if rec.state == OPEN and pair.gone[index] == "collected":
+                _records.leak(rec, _records.COLLECTED)
+            elif None not in pair.gone and _records.live.get(rec.key) is rec:
+                _records.release(rec.key)
+        if finalize is not None:
+            finalize(self)
+
+    Pipe.__doc__ = pipe.__doc__
+    patches.set(module, "Pipe", Pipe)
+    patches.set(base, "__del__", __del__)
+
+
+def reset() -> None:
+    """Forget the pipe ends followed (the instrumentation is being removed)."""
+    _pipe_ends.clear()
 
 
 def install_queues(patches: Patches, module: ModuleType) -> None:
