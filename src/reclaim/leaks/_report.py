@@ -31,8 +31,9 @@ class Leak:
 
     Attributes:
         kind: ``"file"``, ``"fd"``, ``"socket"``, ``"sqlite3"``, ``"subprocess"``,
-            ``"thread"``, ``"task"``, ``"tempdir"``, ``"tempfile"``, ``"mmap"``,
-            ``"selector"``, ``"multiprocessing"`` (a pool, queue, manager or
+            ``"thread"`` (also a ``ThreadPoolExecutor`` not shut down), ``"task"``,
+            ``"tempdir"``, ``"tempfile"``, ``"mmap"``, ``"selector"``,
+            ``"multiprocessing"`` (a pool, queue, manager, ``Pipe()`` pair or
             ``ProcessPoolExecutor`` not closed or shut down), ``"scope"``,
             ``"resource"``, ``"lease"`` or
             ``"untracked-fd"`` (a descriptor with no Python owner).
