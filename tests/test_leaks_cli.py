@@ -644,6 +644,46 @@ def test_process_pool_executor_never_shut_down_is_reported_once_as_itself(
     assert f"executor_leak.py:{at} in <module>" in result.stderr
 
 
+THREADS_AND_PIPES = """\
+    import concurrent.futures as cf, multiprocessing as mp
+
+    with cf.ThreadPoolExecutor(2) as used:
+        print(list(used.map(abs, [-1, -2])))
+    unwaited = cf.ThreadPoolExecutor(1)
+    unwaited.submit(abs, -3).result()
+    unwaited.shutdown(wait=False)
+    first, second = mp.Pipe()
+    first.close()
+    second.close()
+    queue = mp.Queue()
+    queue.put(1)
+    queue.get()
+    queue.close()
+    queue.join_thread()
+    executor = cf.ThreadPoolExecutor(2)  # EXECUTOR
+    executor.submit(abs, -4).result()
+    reader, writer = mp.Pipe(duplex=False)  # PIPE
+    writer.close()
+"""
+
+
+def test_thread_pool_executor_and_pipe_left_open_are_one_entry_each(tmp_path: Path) -> None:
+    """At exit: the executor never shut down and the pipe with its read end open, nothing else."""
+    write(tmp_path / "threads_pipes.py", THREADS_AND_PIPES)
+    result = reclaim_run("--json", "leaks.json", "threads_pipes.py", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "[1, 2]\n"
+    leaks = json.loads((tmp_path / "leaks.json").read_text())["leaks"]
+    found = [(leak["kind"], leak["frames"][0]["line"]) for leak in leaks]
+    executor_at, pipe_at = marked(THREADS_AND_PIPES, "EXECUTOR"), marked(THREADS_AND_PIPES, "PIPE")
+    assert found == [("thread", executor_at), ("multiprocessing", pipe_at)], result.stderr
+    executor, pipe = (leak["description"] for leak in leaks)
+    assert executor == "concurrent.futures.ThreadPoolExecutor not shut down (shutdown() or a with-block)"
+    problem = "not closed: the read end (first) open (close() it), the write end (second) closed"
+    assert pipe == f"multiprocessing.Pipe() connection pair {problem}"
+    assert "leaked 2 resources (1 thread, 1 multiprocessing)" in result.stderr
+
+
 SHUTDOWN_HOOK = """\
     import atexit, sys
 
