@@ -21,7 +21,9 @@ not three. So:
   ``subprocess.Popen``, it is open while nobody collected its exit status).
 
 A pool collected while running (no ``close``/``terminate``) is reported as
-collected, from the ``Pool.__del__`` that warns about it.
+collected, from the ``Pool.__del__`` that warns about it, also when it dies in
+a reference cycle (its record waits for that ``__del__``, see
+:data:`._records.AT_DEL`; so does an executor's below).
 
 ``concurrent.futures.ProcessPoolExecutor`` is built from the same parts (a
 call queue, a result queue, a wakeup pipe, worker processes and a manager
@@ -209,27 +211,24 @@ def _fds(obj: Any, rec: Record) -> list[int]:
 register(Kind("multiprocessing", is_open=_is_open, describe=_describe, fds=_fds, waitable=True))
 
 
-def _track_init(patches: Patches, cls: type, family: str) -> None:
+def _track_init(
+    patches: Patches, cls: type, family: str, leaked_at_del: Callable[[Any], bool] | None = None
+) -> None:
     """Record every instance of *cls* (and its subclasses), of the multiprocessing kind and *family*."""
-    track_init(patches, cls, "multiprocessing", lambda cls: (label(cls), family))
+    track_init(patches, cls, "multiprocessing", lambda cls: (label(cls), family), leaked_at_del)
 
 
 def install_pool(patches: Patches, module: ModuleType) -> None:
     """Own the pool's functions; record each ``Pool`` (and ``ThreadPool``)."""
     pool = module.Pool
     own(pool, module.ThreadPool)
-    _track_init(patches, pool, "pool")
-    finalize = pool.__dict__.get("__del__")
-    if finalize is None:
-        return
+    # A pool collected while running warns from its __del__ (3.8+); we report it there.
+    running = _running if "__del__" in vars(pool) else None
+    _track_init(patches, pool, "pool", running)
 
-    def __del__(self: Any, *args: Any, **kwargs: Any) -> None:
-        rec = _records.live.get(id(self))
-        if rec is not None and rec.state == OPEN and rec.kind == "multiprocessing" and self._state == "RUN":
-            _records.leak(rec, _records.COLLECTED)
-        finalize(self, *args, **kwargs)
 
-    patches.set(pool, "__del__", __del__)
+def _running(pool: Any) -> bool:
+    return bool(pool._state == "RUN")
 
 
 def install_executor(patches: Patches, module: ModuleType) -> None:
@@ -242,17 +241,13 @@ def install_executor(patches: Patches, module: ModuleType) -> None:
     executor = module.ProcessPoolExecutor
     parts = ("_ThreadWakeup", "_SafeQueue", "_ExecutorManagerThread", "_process_worker", "_sendback_result")
     own(executor, *(getattr(module, name) for name in parts if hasattr(module, name)))
-    _track_init(patches, executor, "executor")
-    if "__del__" in vars(executor):  # none in 3.11-3.13; never wrap one we did not read
-        return
+    # No __del__ in 3.11-3.13; never wrap one we did not read.
+    wrap = "__del__" not in vars(executor)
+    _track_init(patches, executor, "executor", _never_shut_down if wrap else None)
 
-    def __del__(self: Any) -> None:
-        rec = _records.live.get(id(self))
-        shut_down = getattr(self, "_shutdown_thread", True)
-        if rec is not None and rec.state == OPEN and rec.kind == "multiprocessing" and not shut_down:
-            _records.leak(rec, _records.COLLECTED)
 
-    patches.set(executor, "__del__", __del__)
+def _never_shut_down(executor: Any) -> bool:
+    return not getattr(executor, "_shutdown_thread", True)  # shutdown() sets it, a broken pool's manager too
 
 
 def install_pipe(patches: Patches, module: ModuleType) -> None:

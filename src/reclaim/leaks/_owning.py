@@ -80,16 +80,45 @@ def label(cls: type) -> str:
     return f"{cls.__module__}.{name}"
 
 
-def track_init(patches: Patches, cls: type, kind: str, info: Callable[[type], Any]) -> None:
+def track_init(
+    patches: Patches,
+    cls: type,
+    kind: str,
+    info: Callable[[type], Any],
+    leaked_at_del: Callable[[Any], bool] | None = None,
+) -> None:
     """Record every instance of *cls* (and its subclasses) once its ``__init__`` returned.
 
     The record is of *kind*, with ``info(type(instance))`` as its info.
+
+    With *leaked_at_del*, ``cls.__del__`` is wrapped too (the class's own, if
+    it has one, still runs after): an instance whose record is open when its
+    ``__del__`` runs and for which ``leaked_at_del(instance)`` is true (never
+    shut down, say) is reported as collected, whether it died of its last
+    reference or in a reference cycle (see :data:`._records.AT_DEL`). An
+    instance of a subclass with a ``__del__`` of its own keeps the record
+    unmarked, as that ``__del__`` may never call ours.
     """
     init: Callable[..., None] = vars(cls)["__init__"]
+    finalize: Callable[..., None] | None = vars(cls).get("__del__")
+    leaked: Callable[[Any], bool] = leaked_at_del or (lambda obj: False)
 
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         init(self, *args, **kwargs)
-        _records.new(self, kind, info(type(self)), site(self))
+        rec = _records.new(self, kind, info(type(self)), site(self))
+        if leaked_at_del is not None and type(self).__del__ is __del__:
+            rec.why = _records.AT_DEL
+
+    def __del__(self: Any, *args: Any, **kwargs: Any) -> None:
+        rec = _records.at_del(self)
+        if rec is not None and rec.state == _records.OPEN and rec.kind == kind and leaked(self):
+            _records.leak(rec, _records.COLLECTED)
+        if finalize is not None:
+            finalize(self, *args, **kwargs)
 
     __init__.__doc__ = init.__doc__
     patches.set(cls, "__init__", __init__)
+    if leaked_at_del is not None:
+        if finalize is not None:
+            __del__.__doc__ = finalize.__doc__
+        patches.set(cls, "__del__", __del__)

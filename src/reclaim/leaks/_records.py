@@ -10,6 +10,15 @@ done callback) or when the object dies. An object that died *unreleased* is a
 leak the garbage collector cleaned up: its record moves to :data:`collected`
 with the reason, so a later report still shows where it was acquired.
 
+Most kinds decide at the object's death, in :func:`died`. Objects whose own
+``__del__`` tells whether their death is a leak (executors, pools: whether they
+were shut down, which the dead object can no longer say) mark their record
+:data:`AT_DEL`. A reference cycle is collected weakrefs first, finalizers
+second: :func:`died` then runs before that ``__del__``, so it keeps such a
+record in :data:`dying` for the ``__del__`` to find (:func:`at_del`) instead of
+dropping it; an object dying of its last reference runs ``__del__`` first and
+finds its record in :data:`live`.
+
 Resources that have no Python object (raw descriptors, paths made by
 ``mkdtemp``/``mkstemp``) get a record that refers to :data:`NO_OBJECT`, a
 sentinel that never dies, and a key of their own (``("fd", 7)``,
@@ -34,14 +43,17 @@ from reclaim._sites import capture_flat as capture
 from reclaim._sites import resolve as site_of
 
 __all__ = [
+    "AT_DEL",
     "LEAKED",
     "NO_OBJECT",
     "OPEN",
     "RELEASED",
     "Record",
+    "at_del",
     "capture",
     "collected",
     "died",
+    "dying",
     "first_filename",
     "leak",
     "live",
@@ -55,6 +67,8 @@ OPEN, RELEASED, LEAKED = 0, 1, 2
 
 #: Reason recorded for a resource whose object died unreleased.
 COLLECTED = "collected"
+#: ``why`` of an open record whose object's ``__del__`` decides whether its death is a leak.
+AT_DEL = "decided by __del__"
 
 # Bounded so a long session that leaks in every test cannot grow without end;
 # the oldest collected leaks are dropped first (and counted, see ``dropped``).
@@ -66,6 +80,9 @@ class Record(weakref.ref):  # type: ignore[type-arg]
 
     Attributes are filled right after construction (no ``__init__``: a
     Python-level call would double the cost of tracking an ``open()``).
+    ``why`` is why it ended as a leak (see :func:`leak`); while open it is None,
+    or :data:`AT_DEL` when its object's ``__del__`` decides that (a marker kept
+    there rather than in a slot of its own, which every ``open()`` would pay for).
     """
 
     __slots__ = (
@@ -106,6 +123,8 @@ NO_OBJECT = _Forever()
 
 #: key -> record of every resource that may still be open.
 live: dict[object, Record] = {}
+#: key -> open :data:`AT_DEL` record whose object died in a reference cycle, until its ``__del__`` runs.
+dying: dict[object, Record] = {}
 #: Records of resources that ended as leaks (collected by the GC, cancelled at loop close).
 collected: deque[Record] = deque(maxlen=MAX_COLLECTED)
 #: Every acquisition is stamped with the current generation; a snapshot ends one (see
@@ -181,8 +200,24 @@ def died(rec: Record) -> None:
     # unless the record was released (popped) first.
     if live.get(key) is rec:
         del live[key]
-    if state == OPEN and rec.kind in death_leaks:
-        leak(rec, COLLECTED)
+    if state == OPEN:
+        if rec.kind in death_leaks:
+            leak(rec, COLLECTED)
+        elif rec.why is AT_DEL:  # in a cycle: the object's __del__ runs next, and decides
+            dying[key] = rec
+
+
+def at_del(obj: object) -> Record | None:
+    """The record of *obj*, for its ``__del__`` to decide whether its death is a leak (see :data:`AT_DEL`).
+
+    Still in :data:`live` when *obj* dies of its last reference (``__del__``
+    runs before the weakref is cleared), kept in :data:`dying` by :func:`died`
+    when *obj* dies in a reference cycle (cleared first, ``__del__`` after).
+    """
+    key = id(obj)
+    kept = dying.pop(key, None)
+    rec = live.get(key)
+    return rec if rec is not None and rec() is obj else kept
 
 
 def leak(rec: Record, why: str) -> None:
@@ -246,5 +281,6 @@ def reset() -> None:
     for rec in list(live.values()):
         rec.state = RELEASED
     live.clear()
+    dying.clear()
     collected.clear()
     dropped = 0

@@ -17,7 +17,9 @@ reported, and the executor gets one record of kind ``thread`` (so that
 user's line, open until ``shutdown()`` was called (a with-block calls it;
 ``shutdown(wait=False)`` counts, the workers then finish their queue and end).
 An executor collected before it was shut down is reported as collected: its
-workers end when they see it gone, so the garbage collector shut it down.
+workers end when they see it gone, so the garbage collector shut it down. Its
+``__del__`` decides, as only the executor can say it was shut down; in a
+reference cycle too (the record waits for it, see :data:`._records.AT_DEL`).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from . import _records
 from ._kinds import Details, Kind, register
 from ._owning import label, own, track_init
 from ._patch import Patches
-from ._records import OPEN, Record
+from ._records import Record
 
 __all__ = ["install", "install_executor"]
 
@@ -91,14 +93,10 @@ def install_executor(patches: Patches, module: ModuleType) -> None:
     executor = module.ThreadPoolExecutor
     parts = (getattr(module, name) for name in ("_worker", "_WorkItem") if hasattr(module, name))
     own(executor, *parts)
-    track_init(patches, executor, "thread", label)
-    if "__del__" in vars(executor):  # none in 3.11-3.13; never wrap one we did not read
-        return
+    # No __del__ in 3.11-3.13; never wrap one we did not read.
+    wrap = "__del__" not in vars(executor)
+    track_init(patches, executor, "thread", label, _never_shut_down if wrap else None)
 
-    def __del__(self: Any) -> None:
-        rec = _records.live.get(id(self))
-        shut_down = getattr(self, "_shutdown", True)
-        if rec is not None and rec.state == OPEN and rec.kind == "thread" and not shut_down:
-            _records.leak(rec, _records.COLLECTED)
 
-    patches.set(executor, "__del__", __del__)
+def _never_shut_down(executor: Any) -> bool:
+    return not getattr(executor, "_shutdown", True)  # set by shutdown() whatever its wait
