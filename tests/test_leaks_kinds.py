@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import gc
 import json
 import mmap
 import multiprocessing
+import multiprocessing.pool
 import os
 import selectors
 import socket
@@ -16,6 +18,8 @@ import subprocess
 import sys
 import tempfile
 import threading
+import weakref
+from collections.abc import Callable, Iterator
 from multiprocessing.pool import ThreadPool
 from pathlib import Path
 
@@ -724,4 +728,166 @@ def test_multiprocessing_queue_used_right_reports_nothing_of_its_pipe(leakwatch:
     finally:
         queue.close()
         queue.join_thread()
+    assert leakwatch.leaks() == []
+
+
+# -- executors, pools and pipes dropped in a reference cycle ---------------------------------
+# The collector clears weakrefs before it runs finalizers: the record's callback runs before the
+# __del__ that tells whether the object was ever shut down or closed, and must leave it the record.
+
+
+class _Held:
+    """An object in a reference cycle, so only the garbage collector frees what it holds."""
+
+    def __init__(self, obj: object) -> None:
+        self.obj = obj
+        self.me = self
+
+
+@contextlib.contextmanager
+def _only_the_collector() -> Iterator[None]:
+    """Keep the collector from freeing cycles on its own while the test looks at them."""
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_thread_pool_executor_never_shut_down_collected_in_a_cycle_is_reported_as_collected(
+    leakwatch: Watch,
+) -> None:
+    """As when dropped: its workers end once it is gone, the garbage collector shut it down."""
+    executor = concurrent.futures.ThreadPoolExecutor(1)
+    at = line() - 1
+    assert executor.submit(abs, -3).result() == 3
+    workers = list(executor._threads)  # type: ignore[attr-defined]
+    with _only_the_collector():
+        held = weakref.ref(_Held(executor))
+        del executor
+        assert leakwatch.one("thread").state == "open"
+    gc.collect()
+    assert held() is None
+    for worker in workers:
+        worker.join()
+    leak = leakwatch.one("thread")
+    assert_site(leak, at)
+    assert leak.state == "collected" and leak.closed_by_gc
+    assert leak.description.startswith("concurrent.futures.ThreadPoolExecutor not shut down")
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_process_pool_executor_never_shut_down_collected_in_a_cycle_is_reported_as_collected(
+    leakwatch: Watch,
+) -> None:
+    """As when dropped: its manager thread sees it gone and shuts the worker down."""
+    spawn = multiprocessing.get_context("spawn")  # no fork() in this multi-threaded process
+    executor = concurrent.futures.ProcessPoolExecutor(1, mp_context=spawn)
+    at = line() - 1
+    assert executor.submit(abs, -3).result() == 3
+    manager = executor._executor_manager_thread  # type: ignore[attr-defined]
+    assert manager is not None
+    with _only_the_collector():
+        held = weakref.ref(_Held(executor))
+        del executor
+        assert leakwatch.one("multiprocessing").state == "open"
+    gc.collect()
+    assert held() is None
+    manager.join()
+    leak = leakwatch.one("multiprocessing")
+    assert_site(leak, at)
+    assert leak.state == "collected" and leak.closed_by_gc
+    assert leak.description.startswith("concurrent.futures.ProcessPoolExecutor not shut down")
+    del leak
+    gc.collect()  # the queues close their pipes when collected: now, not during a later test
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@ignore_gc_warnings  # the pool's own __del__ warns that it was collected running
+@pytest.mark.parametrize("spawned", [True, False], ids=["Pool", "ThreadPool"])
+def test_pool_never_closed_collected_in_a_cycle_is_reported_as_collected(
+    leakwatch: Watch, spawned: bool
+) -> None:
+    """As when dropped: the pool's finalizer terminated it, which is the garbage collector's doing."""
+    if spawned:
+        pool = multiprocessing.pool.Pool(1, context=multiprocessing.get_context("spawn"))
+        at = line() - 1
+    else:
+        pool = ThreadPool(1)
+        at = line() - 1
+    assert pool.apply(abs, (-3,)) == 3
+    with _only_the_collector():
+        held = weakref.ref(_Held(pool))
+        del pool
+        assert leakwatch.one("multiprocessing").state == "open"
+    gc.collect()
+    assert held() is None
+    leak = leakwatch.one("multiprocessing", grace=10.0)
+    assert_site(leak, at)
+    assert leak.state == "collected" and leak.closed_by_gc
+    name = "multiprocessing.Pool" if spawned else "multiprocessing.pool.ThreadPool"
+    assert leak.description.startswith(f"{name} not closed")
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_pipe_never_closed_collected_in_a_cycle_is_reported_as_collected(leakwatch: Watch) -> None:
+    """Ends closed by their __del__ in a collected cycle make the pair a collected leak, as when dropped."""
+    reader, writer = multiprocessing.Pipe(duplex=False)
+    at = line() - 1
+    with _only_the_collector():
+        held = weakref.ref(_Held((reader, writer)))
+        del reader, writer
+        assert leakwatch.one("multiprocessing").state == "open"
+    gc.collect()
+    assert held() is None
+    leak = leakwatch.one("multiprocessing")
+    assert_site(leak, at)
+    assert leak.state == "collected" and leak.closed_by_gc
+    assert leak.details["first"] == leak.details["second"] == "collected"
+
+
+def _released_thread_pool_executor() -> object:
+    executor = concurrent.futures.ThreadPoolExecutor(1)
+    assert executor.submit(abs, -3).result() == 3
+    executor.shutdown()
+    return executor
+
+
+def _released_process_pool_executor() -> object:
+    executor = concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+    assert executor.submit(abs, -3).result() == 3
+    executor.shutdown()
+    return executor
+
+
+def _released_pool() -> object:
+    pool = multiprocessing.pool.Pool(1, context=multiprocessing.get_context("spawn"))
+    assert pool.apply(abs, (-3,)) == 3
+    pool.close()
+    pool.join()
+    return pool
+
+
+def _released_pipe() -> object:
+    ends = multiprocessing.Pipe()
+    for end in ends:
+        end.close()
+    return ends
+
+
+@pytest.mark.parametrize(
+    "make",
+    [_released_thread_pool_executor, _released_process_pool_executor, _released_pool, _released_pipe],
+    ids=["ThreadPoolExecutor", "ProcessPoolExecutor", "Pool", "Pipe"],
+)
+def test_released_then_collected_in_a_cycle_reports_nothing(
+    leakwatch: Watch, make: Callable[[], object]
+) -> None:
+    """Shut down, or closed (and joined), before the cycle holding it is collected: nothing to report."""
+    with _only_the_collector():
+        held = weakref.ref(_Held(make()))
+        assert leakwatch.leaks() == []
+    gc.collect()
+    assert held() is None
     assert leakwatch.leaks() == []
