@@ -830,6 +830,27 @@ def test_pool_never_closed_collected_in_a_cycle_is_reported_as_collected(
     assert leak.description.startswith(f"{name} not closed")
 
 
+@ignore_gc_warnings
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_child_never_waited_collected_in_a_cycle_is_reported_as_collected(leakwatch: Watch) -> None:
+    """As when dropped: subprocess reaps it later, but the program never collected its status."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    at = line() - 1
+    pid = proc.pid
+    os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)  # exited, not reaped
+    with _only_the_collector():
+        held = weakref.ref(_Held(proc))
+        del proc
+        assert leakwatch.one("subprocess").state == "open"
+    gc.collect()
+    assert held() is None
+    leak = leakwatch.one("subprocess")
+    assert_site(leak, at)
+    assert leak.state == "collected" and leak.closed_by_gc
+    assert leak.details["pid"] == pid
+    subprocess._cleanup()  # type: ignore[attr-defined]  # reap it now, as Popen would later
+
+
 @pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
 def test_pipe_never_closed_collected_in_a_cycle_is_reported_as_collected(leakwatch: Watch) -> None:
     """Ends closed by their __del__ in a collected cycle make the pair a collected leak, as when dropped."""
@@ -876,10 +897,22 @@ def _released_pipe() -> object:
     return ends
 
 
+def _waited_child() -> object:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc
+
+
 @pytest.mark.parametrize(
     "make",
-    [_released_thread_pool_executor, _released_process_pool_executor, _released_pool, _released_pipe],
-    ids=["ThreadPoolExecutor", "ProcessPoolExecutor", "Pool", "Pipe"],
+    [
+        _released_thread_pool_executor,
+        _released_process_pool_executor,
+        _released_pool,
+        _released_pipe,
+        _waited_child,
+    ],
+    ids=["ThreadPoolExecutor", "ProcessPoolExecutor", "Pool", "Pipe", "Popen"],
 )
 def test_released_then_collected_in_a_cycle_reports_nothing(
     leakwatch: Watch, make: Callable[[], object]

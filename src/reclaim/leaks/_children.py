@@ -5,7 +5,8 @@ while ``returncode`` is None: nothing (``wait``, ``poll``, ``communicate``, the
 ``with`` block) has collected its exit status, whether it still runs or is a
 zombie. ``Popen.__del__`` is wrapped too: a Popen garbage-collected with its
 status uncollected is remembered as a leak even though ``subprocess`` later
-reaps it in the background.
+reaps it in the background, also when it dies in a reference cycle (its record
+is kept for that ``__del__``: see ``_records.AT_DEL``).
 
 A ``multiprocessing`` process is recorded the same way, by its Popen (see
 :mod:`._multiprocessing`): open until ``join()`` (or anything else) collected
@@ -79,10 +80,12 @@ def install(patches: Patches, subprocess: ModuleType) -> None:
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         init(self, *args, **kwargs)
         site = _records.capture(sys._getframe(1), _records.depth)
-        _records.new(self, "subprocess", (self.pid, _args(self.args)), site)
+        rec = _records.new(self, "subprocess", (self.pid, _args(self.args)), site)
+        if type(self).__del__ is __del__:  # a subclass's own __del__ may never call ours
+            rec.why = _records.AT_DEL  # kept for our __del__ if it dies in a reference cycle
 
     def __del__(self: Any, *args: Any, **kwargs: Any) -> None:
-        rec = _records.live.get(id(self))
+        rec = _records.at_del(self)
         unwaited = getattr(self, "returncode", 0) is None
         if rec is not None and rec.state == OPEN and rec.kind == "subprocess" and unwaited:
             _records.leak(rec, _records.COLLECTED)
