@@ -41,6 +41,14 @@ def assert_site(leak: reclaim.leaks.Leak, lineno: int) -> None:
 # -- files ----------------------------------------------------------------------------------
 
 
+def _collected(leakwatch: Watch, kind: str, at: int, **options: object) -> reclaim.leaks.Leak:
+    """The one leak of *kind*, acquired at line *at*, closed by the garbage collector."""
+    leak = leakwatch.one(kind, **options)
+    assert_site(leak, at)
+    assert leak.state == "collected" and leak.closed_by_gc
+    return leak
+
+
 def test_file_left_open_is_reported_at_the_open_line(leakwatch: Watch, tmp_path: Path) -> None:
     f = open(tmp_path / "a.txt", "w")  # noqa: SIM115
     at = line() - 1
@@ -79,9 +87,7 @@ def test_file_dropped_unclosed_is_reported_as_closed_by_the_gc(
     buffering = 0 if mode == "rb0" else -1
     open(path, mode[:2], buffering=buffering).read()  # noqa: SIM115
     at = line() - 1
-    leak = leakwatch.one("file")
-    assert_site(leak, at)
-    assert leak.state == "collected" and leak.closed_by_gc
+    _collected(leakwatch, "file", at)
 
 
 class _Cycle:
@@ -618,9 +624,7 @@ def test_process_pool_executor_not_shut_down_is_one_leak_and_collected_is_report
     assert leak.state == "open"
     del executor  # its manager thread sees it gone and shuts the worker down
     manager.join()
-    leak = leakwatch.one("multiprocessing")
-    assert_site(leak, at)
-    assert leak.state == "collected" and leak.closed_by_gc
+    leak = _collected(leakwatch, "multiprocessing", at)
     del leak
     gc.collect()  # the queues close their pipes when collected: now, not during a later test
 
@@ -673,9 +677,7 @@ def test_thread_pool_executor_dropped_unshut_is_reported_as_collected(leakwatch:
     del executor
     for worker in workers:
         worker.join()
-    leak = leakwatch.one("thread")
-    assert_site(leak, at)
-    assert leak.state == "collected" and leak.closed_by_gc
+    leak = _collected(leakwatch, "thread", at)
     assert leak.description.startswith("concurrent.futures.ThreadPoolExecutor not shut down")
 
 
@@ -712,9 +714,7 @@ def test_pipe_dropped_unclosed_is_reported_as_collected(leakwatch: Watch) -> Non
     at = line() - 1
     writer.close()
     del reader, writer
-    leak = leakwatch.one("multiprocessing")
-    assert_site(leak, at)
-    assert leak.state == "collected" and leak.closed_by_gc
+    leak = _collected(leakwatch, "multiprocessing", at)
     assert leak.details["first"] == "collected" and leak.details["second"] == "closed"
 
 
@@ -754,6 +754,18 @@ def _only_the_collector() -> Iterator[None]:
         gc.enable()
 
 
+def _collect_in_a_cycle(leakwatch: Watch, kind: str, box: list[object]) -> None:
+    """Hold *box*'s one object (its only reference) in a reference cycle, then collect the cycle.
+
+    The leak of *kind* is still open until the collector, not a dropped reference, frees it.
+    """
+    with _only_the_collector():
+        held = weakref.ref(_Held(box.pop()))
+        assert leakwatch.one(kind).state == "open"
+    gc.collect()
+    assert held() is None
+
+
 @pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
 def test_thread_pool_executor_never_shut_down_collected_in_a_cycle_is_reported_as_collected(
     leakwatch: Watch,
@@ -763,17 +775,12 @@ def test_thread_pool_executor_never_shut_down_collected_in_a_cycle_is_reported_a
     at = line() - 1
     assert executor.submit(abs, -3).result() == 3
     workers = list(executor._threads)  # type: ignore[attr-defined]
-    with _only_the_collector():
-        held = weakref.ref(_Held(executor))
-        del executor
-        assert leakwatch.one("thread").state == "open"
-    gc.collect()
-    assert held() is None
+    box: list[object] = [executor]
+    del executor
+    _collect_in_a_cycle(leakwatch, "thread", box)
     for worker in workers:
         worker.join()
-    leak = leakwatch.one("thread")
-    assert_site(leak, at)
-    assert leak.state == "collected" and leak.closed_by_gc
+    leak = _collected(leakwatch, "thread", at)
     assert leak.description.startswith("concurrent.futures.ThreadPoolExecutor not shut down")
 
 
@@ -788,16 +795,11 @@ def test_process_pool_executor_never_shut_down_collected_in_a_cycle_is_reported_
     assert executor.submit(abs, -3).result() == 3
     manager = executor._executor_manager_thread  # type: ignore[attr-defined]
     assert manager is not None
-    with _only_the_collector():
-        held = weakref.ref(_Held(executor))
-        del executor
-        assert leakwatch.one("multiprocessing").state == "open"
-    gc.collect()
-    assert held() is None
+    box: list[object] = [executor]
+    del executor
+    _collect_in_a_cycle(leakwatch, "multiprocessing", box)
     manager.join()
-    leak = leakwatch.one("multiprocessing")
-    assert_site(leak, at)
-    assert leak.state == "collected" and leak.closed_by_gc
+    leak = _collected(leakwatch, "multiprocessing", at)
     assert leak.description.startswith("concurrent.futures.ProcessPoolExecutor not shut down")
     del leak
     gc.collect()  # the queues close their pipes when collected: now, not during a later test
@@ -817,15 +819,10 @@ def test_pool_never_closed_collected_in_a_cycle_is_reported_as_collected(
         pool = ThreadPool(1)
         at = line() - 1
     assert pool.apply(abs, (-3,)) == 3
-    with _only_the_collector():
-        held = weakref.ref(_Held(pool))
-        del pool
-        assert leakwatch.one("multiprocessing").state == "open"
-    gc.collect()
-    assert held() is None
-    leak = leakwatch.one("multiprocessing", grace=10.0)
-    assert_site(leak, at)
-    assert leak.state == "collected" and leak.closed_by_gc
+    box: list[object] = [pool]
+    del pool
+    _collect_in_a_cycle(leakwatch, "multiprocessing", box)
+    leak = _collected(leakwatch, "multiprocessing", at, grace=10.0)
     name = "multiprocessing.Pool" if spawned else "multiprocessing.pool.ThreadPool"
     assert leak.description.startswith(f"{name} not closed")
 
@@ -838,15 +835,10 @@ def test_child_never_waited_collected_in_a_cycle_is_reported_as_collected(leakwa
     at = line() - 1
     pid = proc.pid
     os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)  # exited, not reaped
-    with _only_the_collector():
-        held = weakref.ref(_Held(proc))
-        del proc
-        assert leakwatch.one("subprocess").state == "open"
-    gc.collect()
-    assert held() is None
-    leak = leakwatch.one("subprocess")
-    assert_site(leak, at)
-    assert leak.state == "collected" and leak.closed_by_gc
+    box: list[object] = [proc]
+    del proc
+    _collect_in_a_cycle(leakwatch, "subprocess", box)
+    leak = _collected(leakwatch, "subprocess", at)
     assert leak.details["pid"] == pid
     subprocess._cleanup()  # type: ignore[attr-defined]  # reap it now, as Popen would later
 
@@ -856,15 +848,10 @@ def test_pipe_never_closed_collected_in_a_cycle_is_reported_as_collected(leakwat
     """Ends closed by their __del__ in a collected cycle make the pair a collected leak, as when dropped."""
     reader, writer = multiprocessing.Pipe(duplex=False)
     at = line() - 1
-    with _only_the_collector():
-        held = weakref.ref(_Held((reader, writer)))
-        del reader, writer
-        assert leakwatch.one("multiprocessing").state == "open"
-    gc.collect()
-    assert held() is None
-    leak = leakwatch.one("multiprocessing")
-    assert_site(leak, at)
-    assert leak.state == "collected" and leak.closed_by_gc
+    box: list[object] = [(reader, writer)]
+    del reader, writer
+    _collect_in_a_cycle(leakwatch, "multiprocessing", box)
+    leak = _collected(leakwatch, "multiprocessing", at)
     assert leak.details["first"] == leak.details["second"] == "collected"
 
 
