@@ -20,6 +20,8 @@ import sys
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
+from reclaim.pool._options import _seconds
+
 __all__ = ["ADAPTERS", "Adapter", "GenericAdapter", "adapter_for", "driver_of", "register_adapter"]
 
 
@@ -65,7 +67,9 @@ class NetworkAdapter:
     once, since the releasing thread's next operation waits on the network
     anyway. ``probe_after``: reuse within this many seconds of the release
     skips the zero-timeout socket probe. *session* selects ``reset="session"``;
-    *check_after* and *check_timeout* gate and bound the round-trip check.
+    *check_after* and *check_timeout* gate and bound the round-trip check;
+    *reset_timeout* bounds the round trips of a release (a reset with no answer by
+    then is cut off and its connection discarded; None: wait as long as the driver does).
     """
 
     name = "network"
@@ -73,11 +77,20 @@ class NetworkAdapter:
     probe_after = 0.001
 
     def __init__(
-        self, *, session: bool = False, check_after: float = 0.5, check_timeout: float = 5.0
+        self,
+        *,
+        session: bool = False,
+        check_after: float = 0.5,
+        check_timeout: float = 5.0,
+        reset_timeout: float | None = 5.0,
     ) -> None:
+        _seconds("check_after", check_after, optional=False, positive=False)
+        _seconds("check_timeout", check_timeout, optional=False)
+        _seconds("reset_timeout", reset_timeout, optional=True)
         self.session = session
         self.check_after = check_after
         self.check_timeout = check_timeout
+        self.reset_timeout = reset_timeout
 
 
 class GenericAdapter:

@@ -28,6 +28,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, Final
 
 from ._adapter import NetworkAdapter
+from ._watchdog import bounded
 
 __all__ = ["AsyncpgAdapter"]
 
@@ -52,6 +53,12 @@ $reclaim$;
 """
 
 
+def _socket_of(conn: Any) -> Any:
+    """The connection's socket (asyncio's wrapper of it), or None."""
+    transport = getattr(conn, "_transport", None)
+    return transport.get_extra_info("socket") if transport is not None else None
+
+
 class AsyncpgAdapter(NetworkAdapter):
     """Adapter for ``asyncpg.Connection`` (async pools only).
 
@@ -63,9 +70,16 @@ class AsyncpgAdapter(NetworkAdapter):
     name = "asyncpg"
 
     def __init__(
-        self, *, session: bool = False, check_after: float = 0.5, check_timeout: float = 5.0
+        self,
+        *,
+        session: bool = False,
+        check_after: float = 0.5,
+        check_timeout: float = 5.0,
+        reset_timeout: float | None = 5.0,
     ) -> None:
-        super().__init__(session=session, check_after=check_after, check_timeout=check_timeout)
+        super().__init__(
+            session=session, check_after=check_after, check_timeout=check_timeout, reset_timeout=reset_timeout
+        )
         # asyncpg connections have __slots__: when each was last given back, kept aside,
         # and a zero-timeout poll of each one's socket.
         self._used: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
@@ -74,8 +88,7 @@ class AsyncpgAdapter(NetworkAdapter):
     def configure(self, conn: Any) -> None:
         """Start the connection's idle clock and socket probe (once per new connection)."""
         self._used[conn] = time.monotonic()
-        transport = getattr(conn, "_transport", None)
-        sock = transport.get_extra_info("socket") if transport is not None else None
+        sock = _socket_of(conn)
         if sock is not None and hasattr(select, "poll"):
             poller = select.poll()
             poller.register(sock.fileno(), select.POLLIN)
@@ -120,14 +133,17 @@ class AsyncpgAdapter(NetworkAdapter):
         return self._reset(conn)
 
     async def _reset(self, conn: Any) -> bool:
-        if conn.is_in_transaction():
-            await conn.execute("ROLLBACK")
+        sock = _socket_of(conn)
+        with bounded(conn, sock.fileno() if sock is not None else None, self.reset_timeout):
+            if conn.is_in_transaction():
+                await conn.execute("ROLLBACK")
+            if self.session:
+                await conn.execute(SESSION_RESET)
         if getattr(conn, "_top_xact", None) is not None:
             # A Transaction object the borrower started and never finished: asyncpg
             # would treat the next borrower's transaction() as nested in it.
             conn._top_xact = None
         if self.session:
-            await conn.execute(SESSION_RESET)
             for attr in ("_listeners", "_log_listeners"):
                 listeners = getattr(conn, attr, None)
                 if listeners:

@@ -37,6 +37,7 @@ import psycopg
 from psycopg import pq
 
 from ._adapter import NetworkAdapter
+from ._watchdog import bounded
 
 __all__ = ["AsyncPsycopgAdapter", "PsycopgAdapter"]
 
@@ -221,11 +222,13 @@ class PsycopgAdapter(_Base):
 
         Returns False (discard it) when the connection is broken.
         """
-        status = conn.pgconn.transaction_status
+        pgconn = conn.pgconn
+        status = pgconn.transaction_status
         if status != _IDLE:
             if status not in _OPEN:  # closed, lost or mid-query
                 return False
-            conn.rollback()
+            with bounded(conn, pgconn.socket, self.reset_timeout):
+                conn.rollback()
         if _changed(conn):
             for name, value in self._dirty_options(conn):
                 setattr(conn, name, value)
@@ -234,7 +237,8 @@ class PsycopgAdapter(_Base):
             autocommit = conn.autocommit
             conn.autocommit = True
             try:
-                conn.execute("DISCARD ALL")
+                with bounded(conn, pgconn.socket, self.reset_timeout):
+                    conn.execute("DISCARD ALL")
             finally:
                 if not conn.broken and not conn.closed:
                     conn.autocommit = autocommit
@@ -320,18 +324,19 @@ class AsyncPsycopgAdapter(_Base):
         return self._reset(conn)
 
     async def _reset(self, conn: Any) -> bool:
-        if conn.pgconn.transaction_status != _IDLE:
-            await conn.rollback()
-        for name, value in self._dirty_options(conn):
-            await getattr(conn, f"set_{name}")(value)
-        if self.session:
-            autocommit = conn.autocommit
-            await conn.set_autocommit(True)
-            try:
-                await conn.execute("DISCARD ALL")
-            finally:
-                if not conn.broken and not conn.closed:
-                    await conn.set_autocommit(autocommit)
+        with bounded(conn, conn.pgconn.socket, self.reset_timeout):
+            if conn.pgconn.transaction_status != _IDLE:
+                await conn.rollback()
+            for name, value in self._dirty_options(conn):
+                await getattr(conn, f"set_{name}")(value)
+            if self.session:
+                autocommit = conn.autocommit
+                await conn.set_autocommit(True)
+                try:
+                    await conn.execute("DISCARD ALL")
+                finally:
+                    if not conn.broken and not conn.closed:
+                        await conn.set_autocommit(autocommit)
         conn._reclaim_used = _monotonic()
         return True
 

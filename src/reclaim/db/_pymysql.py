@@ -27,6 +27,7 @@ import time
 from typing import Any, Final
 
 from ._adapter import NetworkAdapter
+from ._watchdog import bounded
 
 __all__ = ["PyMySQLAdapter"]
 
@@ -124,27 +125,34 @@ class PyMySQLAdapter(NetworkAdapter):
             return False
         conn._reclaim_used = time.monotonic()
         if self.session:
-            conn._execute_command(_COM_RESET_CONNECTION, b"")
-            conn._read_ok_packet()
-            # MariaDB's reset keeps the current role (checked on 10.11): a role a borrower
-            # took would pass to the next one. Put back the role the connection logged in with.
-            role = getattr(conn, "_reclaim_role", None)
-            with conn.cursor() as cursor:
-                quoted = "NONE" if role is None else "`" + str(role).replace("`", "``") + "`"
-                cursor.execute(f"SET ROLE {quoted}")
-            self._restore_autocommit(conn)
-            if conn.init_command is not None:
-                with conn.cursor() as cursor:
-                    cursor.execute(conn.init_command)
-                conn.commit()
+            with bounded(conn, conn._sock.fileno(), self.reset_timeout):
+                self._reset_session(conn)
             return True
         if self.in_transaction(conn) or not conn.get_autocommit():
             # With autocommit off, InnoDB holds a read view after a plain SELECT while
             # the server does *not* set SERVER_STATUS_IN_TRANS: skipping the rollback
             # would show the next borrower a stale snapshot. So: always, unless autocommit.
-            conn.rollback()
+            with bounded(conn, conn._sock.fileno(), self.reset_timeout):
+                conn.rollback()
+                self._restore_autocommit(conn)
+            return True
         self._restore_autocommit(conn)
         return True
+
+    def _reset_session(self, conn: Any) -> None:
+        conn._execute_command(_COM_RESET_CONNECTION, b"")
+        conn._read_ok_packet()
+        # MariaDB's reset keeps the current role (checked on 10.11): a role a borrower
+        # took would pass to the next one. Put back the role the connection logged in with.
+        role = getattr(conn, "_reclaim_role", None)
+        with conn.cursor() as cursor:
+            quoted = "NONE" if role is None else "`" + str(role).replace("`", "``") + "`"
+            cursor.execute(f"SET ROLE {quoted}")
+        self._restore_autocommit(conn)
+        if conn.init_command is not None:
+            with conn.cursor() as cursor:
+                cursor.execute(conn.init_command)
+            conn.commit()
 
     def close(self, conn: Any) -> None:
         """Send ``COM_QUIT`` and close the socket (nothing to do when already closed)."""
