@@ -47,6 +47,24 @@ def idle_past_probe(pool: Any) -> None:
     wait_until(lambda: time.monotonic() - released > after, 5.0, "probe_after to pass")
 
 
+def release_in_thread(lease: Any) -> threading.Event:
+    """Release *lease* in a daemon thread; the event is set once release() returned.
+
+    For releases that might hang (a silent network): the test fails on a wait with a
+    deadline instead of hanging itself.
+    """
+    released = threading.Event()
+
+    def run() -> None:
+        try:
+            lease.release()
+        finally:
+            released.set()
+
+    threading.Thread(target=run, name="releaser", daemon=True).start()
+    return released
+
+
 def port_answers(host: str, port: int) -> bool:
     """True when something accepts TCP connections on host:port."""
     try:

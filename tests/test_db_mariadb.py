@@ -6,6 +6,7 @@ sessions it counts and KILLs in information_schema.processlist are only its own.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 import warnings
@@ -24,6 +25,7 @@ from _dbserver import (
     maria_kwargs,
     maria_start,
     maria_stop,
+    release_in_thread,
     wait_until,
 )
 from _proxy import FaultProxy
@@ -297,6 +299,29 @@ def test_black_holed_network_is_bounded_by_the_timeouts_then_recovers(
             assert "timed out" in str(caught.value).lower()
             assert elapsed < 0.5 + 1.0 + 5.0
             assert pool.statistics().discarded_by_check == 1
+            proxy.heal()
+            with pool.acquire() as conn:
+                assert one(conn, "SELECT 1") == (1,)
+
+
+@pytest.mark.parametrize("policy", ["transaction", "session"])
+def test_release_on_a_silent_network_is_cut_off_at_reset_timeout(
+    mariadb: Any, admin: MariaAdmin, policy: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The reset of a release (ROLLBACK, COM_RESET_CONNECTION) gets no answer: cut off, discarded."""
+    caplog.set_level(logging.INFO, logger="reclaim")
+    with FaultProxy((mariadb.host, mariadb.port)) as proxy:
+        adapter = PyMySQLAdapter(reset_timeout=0.3)
+        pool = make_pool(mariadb, admin, max_size=1, port=proxy.port, adapter=adapter, reset=policy)
+        with pool:
+            lease = pool.acquire()
+            one(lease.value, "SELECT 1")  # autocommit off: the release rolls back
+            proxy.blackhole()
+            released = release_in_thread(lease)
+            assert released.wait(30), "the release hung on the silent network"
+            stats = pool.statistics()
+            assert (stats.discarded_broken, stats.size, stats.closed) == (1, 0, 1)
+            assert any("reset_timeout=0.3" in r.getMessage() for r in caplog.records)
             proxy.heal()
             with pool.acquire() as conn:
                 assert one(conn, "SELECT 1") == (1,)

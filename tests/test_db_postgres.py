@@ -7,6 +7,7 @@ proxy that cuts or black-holes the traffic.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 import warnings
@@ -25,6 +26,7 @@ from _dbserver import (
     pg_conninfo,
     pg_start,
     pg_stop,
+    release_in_thread,
     unique,
     wait_until,
 )
@@ -424,6 +426,37 @@ def test_black_holed_network_is_bounded_by_the_timeouts_then_recovers(postgres: 
             proxy.heal()
             with pool.acquire() as conn:
                 assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+@pytest.mark.parametrize("policy", ["transaction", "session"])
+def test_release_on_a_silent_network_is_cut_off_at_reset_timeout(
+    postgres: Any, app: str, policy: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The ROLLBACK of a release gets no answer: cut off at reset_timeout, the connection discarded."""
+    caplog.set_level(logging.INFO, logger="reclaim")
+    with FaultProxy((postgres.host, postgres.port)) as proxy:
+        adapter = PsycopgAdapter(reset_timeout=0.3)
+        pool = make_pool(postgres, app, max_size=1, port=proxy.port, adapter=adapter, reset=policy)
+        with pool:
+            lease = pool.acquire()
+            lease.value.execute("SELECT 1").fetchone()  # autocommit off: a transaction is open
+            proxy.blackhole()
+            released = release_in_thread(lease)
+            assert released.wait(30), "the release hung on the silent network"
+            stats = pool.statistics()
+            assert (stats.discarded_broken, stats.size, stats.closed) == (1, 0, 1)
+            assert any("reset_timeout=0.3" in r.getMessage() for r in caplog.records)
+            proxy.heal()
+            with pool.acquire() as conn:
+                assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_adapter_timeouts_are_validated_by_name() -> None:
+    with pytest.raises(ValueError, match="reset_timeout must be > 0 seconds"):
+        PsycopgAdapter(reset_timeout=0)
+    with pytest.raises(TypeError, match="check_timeout must be a number of seconds"):
+        PsycopgAdapter(check_timeout="5")  # type: ignore[arg-type]
+    assert PsycopgAdapter(reset_timeout=None).reset_timeout is None  # None: unbounded
 
 
 def test_check_timeout_is_reported_as_a_check_timeout(postgres: Any) -> None:

@@ -7,6 +7,7 @@ faults are real (pg_terminate_backend, the TCP fault proxy, task cancellation).
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
@@ -495,6 +496,35 @@ def test_black_holed_network_is_bounded_by_the_timeouts_then_recovers(
                 proxy.heal()
                 async with pool.acquire() as conn:
                     assert await driver.value(conn, "SELECT 1") == 1
+
+    run(main())
+
+
+def test_release_on_a_silent_network_is_cut_off_at_reset_timeout(
+    driver: Driver, postgres: Any, app: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The ROLLBACK of a release gets no answer: cut off at reset_timeout, the connection discarded."""
+    caplog.set_level(logging.INFO, logger="reclaim")
+
+    async def main() -> None:
+        with FaultProxy((postgres.host, postgres.port)) as proxy:
+            pool = driver.pool(postgres, app, max_size=1, port=proxy.port)
+            pool.adapter.reset_timeout = 0.3
+            async with pool:
+
+                async def borrow() -> None:
+                    async with pool.acquire() as conn:
+                        await driver.run(conn, "BEGIN")  # the release must roll it back
+                        proxy.blackhole()
+
+                await asyncio.wait_for(borrow(), 30)  # a hang fails here, not forever
+                stats = pool.statistics()
+                assert (stats.discarded_broken, stats.size) == (1, 0)
+                assert any("reset_timeout=0.3" in r.getMessage() for r in caplog.records)
+                proxy.heal()
+                async with pool.acquire() as conn:
+                    assert await driver.value(conn, "SELECT 1") == 1
+            assert_counts_exact(pool, size=0)
 
     run(main())
 
