@@ -436,3 +436,11 @@ def test_a_release_that_re_raises_what_it_was_shown_is_not_a_failure() -> None:
         raise ValueError("body")
     assert cleanup_errors(info.value) == ()
     assert scope.statistics().failed == 0
+
+
+@pytest.mark.parametrize("cls", [reclaim.Scope, reclaim.AsyncScope])
+def test_arguments_are_refused_naming_the_class_called(cls: type) -> None:
+    with pytest.raises(TypeError, match=rf"^{cls.__name__}\(\) takes no arguments"):
+        cls(foo=1)
+    with pytest.raises(TypeError, match=rf"^{cls.__name__}\(\) takes no arguments"):
+        cls(object())

@@ -81,7 +81,12 @@ class _BaseScope:
 
     __slots__ = ("__weakref__", "_entered", "_entries", "_failed", "_released")
 
-    def __init__(self) -> None:
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        if args or kwargs:  # else the error would name _BaseScope, not the class called
+            raise TypeError(
+                f"{type(self).__name__}() takes no arguments; register resources on it "
+                f"instead: scope.enter(cm), scope.callback(fn, *args)"
+            )
         self._entries: deque[tuple[Any, ...]] = deque()
         self._entered = False
         self._released = 0
