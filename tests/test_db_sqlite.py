@@ -38,6 +38,22 @@ def test_pool_options_are_split_from_connect_arguments(database: str) -> None:
         ConnectionPool("sqlite3", database)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("pool_class", [ConnectionPool, AsyncConnectionPool])
+def test_a_misspelt_pool_option_is_refused_at_once(pool_class: type) -> None:
+    """One typo from a pool option: refused naming the option, not sent to connect()."""
+    with pytest.raises(TypeError, match=r"max_sise= is not a pool option: did you mean max_size=\?"):
+        pool_class(sqlite3.connect, ":memory:", max_sise=2)
+    with pytest.raises(TypeError, match="did you mean acquire_timeout="):
+        pool_class(sqlite3.connect, ":memory:", acquire_timout=2)
+
+
+def test_connect_kwargs_passes_a_name_close_to_a_pool_option(database: str) -> None:
+    """The escape hatch: connect_kwargs= goes to connect() untouched (here it is a real error)."""
+    pool = ConnectionPool(sqlite3.connect, database, connect_kwargs={"max_sise": 2})
+    with pool, pytest.raises(TypeError, match="max_sise"):
+        pool.acquire()
+
+
 def test_committed_work_persists_and_uncommitted_work_is_rolled_back(database: str) -> None:
     with ConnectionPool(sqlite3.connect, database, max_size=1) as pool:
         with pool.acquire() as conn:

@@ -35,6 +35,7 @@ def split_options(
     if not callable(connect):
         raise TypeError(f"connect must be callable (a driver's connect), got {connect!r}")
     pool_kw = {k: kwargs.pop(k) for k in list(kwargs) if k in POOL_OPTIONS}
+    _refuse_misspelt_options(connect, kwargs)
     extra = pool_kw.pop("connect_kwargs", None)
     if extra is not None:
         if not isinstance(extra, dict):
@@ -82,6 +83,46 @@ def split_options(
     return adapter, create, pool_kw
 
 
+def _one_edit_apart(a: str, b: str) -> bool:
+    """Whether *a* becomes *b* by one insertion, deletion, substitution or swap of neighbours."""
+    if abs(len(a) - len(b)) > 1 or a == b:
+        return False
+    i = 0
+    while i < min(len(a), len(b)) and a[i] == b[i]:
+        i += 1
+    return (
+        a[i + 1 :] == b[i + 1 :]
+        or a[i + 1 :] == b[i:]
+        or a[i:] == b[i + 1 :]
+        or (a[i : i + 2] == b[i : i + 2][::-1] and a[i + 2 :] == b[i + 2 :])
+    )
+
+
+def _refuse_misspelt_options(connect: Callable[..., Any], kwargs: dict[str, Any]) -> None:
+    """A keyword one typo away from a pool option (``max_sise``) is refused, not passed to connect.
+
+    Every other keyword goes to ``connect``, so a misspelt pool option would otherwise
+    surface only at the first acquire, as the driver's "invalid keyword argument". Names
+    that ``connect`` declares itself are never refused; ``connect_kwargs=`` passes any.
+    """
+    for key in kwargs:
+        if len(key) < 5:
+            continue
+        near = next((opt for opt in sorted(POOL_OPTIONS) if _one_edit_apart(key, opt)), None)
+        if near is None:
+            continue
+        try:
+            declared = key in inspect.signature(connect).parameters
+        except (TypeError, ValueError):  # a builtin without a signature
+            declared = False
+        if not declared:
+            raise TypeError(
+                f"{key}= is not a pool option: did you mean {near}=? (keywords that are not pool "
+                f"options go to connect(); if connect really takes {key}=, pass it in "
+                f"connect_kwargs={{{key!r}: ...}})"
+            )
+
+
 #: ``reset=`` may name a policy instead of a callable.
 RESET_POLICIES = ("transaction", "session")
 
@@ -105,8 +146,10 @@ class ConnectionPool(Pool[Any]):
 
     Keyword arguments named like a pool option (``max_size``, ``acquire_timeout``,
     ``max_lifetime``, ``check``…, plus ``adapter=`` and ``connect_kwargs=``) configure
-    the pool; the rest go to ``connect``. The adapter chosen for the driver
-    (sqlite3, psycopg, PyMySQL, else the generic DB-API one) supplies ``check``
+    the pool; the rest go to ``connect`` (one a typo away from a pool option, such as
+    ``max_sise``, is refused: pass it in ``connect_kwargs`` if connect takes it). The
+    adapter chosen for the driver (sqlite3, psycopg, PyMySQL, else the generic DB-API
+    one) supplies ``check``
     (cheapest ping, skipped within ``check_after`` of the last use), ``reset``
     (rollback only when a transaction is open), ``is_broken`` (errors that mean
     the connection is gone: discarded) and ``close``; an option you pass wins.
