@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import gc
+import json
 import os
 import signal
 import subprocess
@@ -16,6 +17,8 @@ from pathlib import Path
 import pytest
 
 import reclaim
+import reclaim.leaks
+from _leakhelp import line
 from reclaim.files import FileLock, LockTimeout, locked
 
 HOLDER = """
@@ -244,7 +247,7 @@ def test_without_fcntl_a_lock_raises_naming_the_platform_and_what_to_do(tmp_path
 def test_a_held_lock_is_reported_by_the_leak_checker(tmp_path: Path) -> None:
     lock = locked(tmp_path / "app.lock")
     try:
-        with pytest.raises(reclaim.LeakError, match="file lock") as caught, reclaim.no_leaks():
+        with pytest.raises(reclaim.LeakError, match="filelock") as caught, reclaim.no_leaks():
             lock.acquire()
         assert "app.lock (exclusive)" in str(caught.value)
     finally:
@@ -260,6 +263,69 @@ def test_releasing_one_of_two_shared_locks_keeps_the_self_deadlock_check(tmp_pat
             pass
         with pytest.raises(RuntimeError, match="deadlock"), locked(path):
             pass
+
+
+def test_a_lock_left_held_is_one_filelock_leak_at_the_users_line_not_also_an_fd(tmp_path: Path) -> None:
+    """The lock's descriptor is part of the lock: one leak, of a kind reports and --ignore know."""
+    tracker = reclaim.leaks.Tracker().start()
+    try:
+        mark = tracker.snapshot()
+        lock = locked(tmp_path / "app.lock")
+        lock.acquire()
+        at = line() - 1
+        try:
+            found = tracker.leaks(mark)
+            assert [leak.kind for leak in found] == ["filelock"], [leak.headline() for leak in found]
+            assert found[0].site is not None
+            assert (found[0].site.filename, found[0].site.lineno) == (os.path.abspath(__file__), at)
+            assert found[0].description == f"{tmp_path / 'app.lock'} (exclusive)"
+        finally:
+            lock.release()
+        assert tracker.leaks(mark) == []
+    finally:
+        tracker.stop()
+
+
+def test_the_lock_kind_is_one_the_reports_and_docs_list() -> None:
+    assert "filelock" in reclaim.leaks.KINDS
+    doc = (Path(__file__).parent.parent / "docs" / "leaks-json.md").read_text()
+    assert "`filelock`" in doc
+
+
+LEFT_HELD = """
+import sys
+import reclaim
+lock = reclaim.locked(sys.argv[1])
+lock.acquire()
+"""
+
+
+def test_reclaim_run_reports_a_lock_left_held_once_and_can_ignore_it(tmp_path: Path) -> None:
+    script = tmp_path / "held.py"
+    script.write_text(LEFT_HELD)
+    lock_file = str(tmp_path / "app.lock")
+    report = tmp_path / "leaks.json"
+    run = [sys.executable, "-m", "reclaim", "run"]
+    result = subprocess.run(
+        [*run, "--json", str(report), str(script), lock_file],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "leaked 1 resource (1 filelock)" in result.stderr, result.stderr
+    (leak,) = json.loads(report.read_text())["leaks"]
+    assert (leak["kind"], leak["frames"][0]["line"]) == ("filelock", 5)
+    ignored = subprocess.run(
+        [*run, "--ignore", "filelock", str(script), lock_file],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert ignored.returncode == 0, ignored.stderr
+    assert "no leaks" in ignored.stderr, ignored.stderr
 
 
 FORKER = """

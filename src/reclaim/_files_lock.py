@@ -65,6 +65,8 @@ _OFD = _HAVE_FCNTL and sys.platform.startswith("linux") and hasattr(fcntl, "F_OF
 # struct flock on Linux: short l_type, short l_whence, off_t l_start, off_t l_len, pid_t l_pid.
 _FLOCK = struct.Struct("hhqqi")
 _MAX_POLL = 0.05
+#: The kind a held lock is reported as by the leak tracker (listed in ``reclaim.leaks.KINDS``).
+_LEAK_KIND = "filelock"
 
 # (st_dev, st_ino) -> {thread id: [shared?, ...]} for locks this process holds, to refuse
 # self-deadlock.
@@ -291,7 +293,7 @@ class FileLock:
         self._waited += time.monotonic() - start
         if _track.on_acquire is not None:
             kind = "shared" if self._shared else "exclusive"
-            _track.acquired("file lock", self, f"{self._path} ({kind})", _sites.capture())
+            _track.acquired(_LEAK_KIND, self, f"{self._path} ({kind})", _sites.capture())
         return self
 
     def _check_self_deadlock(self, key: tuple[int, int]) -> None:
@@ -397,6 +399,11 @@ class FileLock:
                 source=self,
             )
             self.release()
+
+
+# The lock's descriptor is part of the lock: the leak tracker records what _open() opens as
+# reclaim's own, so a lock left held is one "filelock" leak at the user's line, not also an "fd".
+_sites.mark_owned(FileLock._open.__code__)
 
 
 def _check_timeout(timeout: object, name: str) -> None:

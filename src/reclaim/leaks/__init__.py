@@ -62,6 +62,7 @@ KINDS = (
     "task",
     "tempdir",
     "tempfile",
+    "filelock",
     "mmap",
     "selector",
     "multiprocessing",
