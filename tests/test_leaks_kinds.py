@@ -911,3 +911,115 @@ def test_released_then_collected_in_a_cycle_reports_nothing(
     gc.collect()
     assert held() is None
     assert leakwatch.leaks() == []
+
+
+# -- reclaim.temp_dir() / reclaim.temp_file() -------------------------------------------------
+# Each is one resource of the kind tempfile's own are reported as: the mkdtemp()/mkstemp() inside
+# belongs to it, as TemporaryDirectory's does.
+
+
+def test_reclaim_temp_dir_and_temp_file_not_removed_are_one_leak_each(leakwatch: Watch) -> None:
+    directory = reclaim.temp_dir()
+    at_dir = line() - 1
+    file = reclaim.temp_file()
+    at_file = line() - 1
+    try:
+        assert sorted(leak.kind for leak in leakwatch.leaks()) == ["tempdir", "tempfile"]
+        made = leakwatch.one("tempdir")
+        assert_site(made, at_dir)
+        assert made.details == {"path": str(directory.path), "made_by": "reclaim.temp_dir()"}
+        assert made.description == f"{directory.path} (reclaim.temp_dir(), not removed)"
+        made = leakwatch.one("tempfile")
+        assert_site(made, at_file)
+        assert made.details == {"path": str(file.path), "made_by": "reclaim.temp_file()"}
+        assert leakwatch.leaks(ignore_kinds={"tempdir", "tempfile"}) == []
+    finally:
+        directory.close()
+        file.close()
+    assert leakwatch.leaks() == []
+
+
+def test_reclaim_temp_paths_removed_by_with_or_close_are_not_reported(leakwatch: Watch) -> None:
+    with reclaim.temp_dir() as directory:
+        (directory / "inner").write_text("x")
+    with reclaim.temp_file() as path:
+        path.write_text("x")
+    for handle in (reclaim.temp_dir(), reclaim.temp_file()):
+        handle.close()
+    assert leakwatch.leaks(include_framework=True) == []
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@ignore_gc_warnings  # it warns that it was collected before close()
+def test_reclaim_temp_dir_dropped_unremoved_is_reported_once_as_collected(leakwatch: Watch) -> None:
+    """Its finalizer removed it: the garbage collector cleaned up, which is a leak, reported once."""
+    directory = reclaim.temp_dir()
+    at = line() - 1
+    path = directory.path
+    del directory
+    assert not path.exists()
+    assert [leak.kind for leak in leakwatch.leaks()] == ["tempdir"]
+    leak = _collected(leakwatch, "tempdir", at)
+    assert leak.details == {"path": str(path), "made_by": "reclaim.temp_dir()"}
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@ignore_gc_warnings  # it warns that it was collected before close()
+def test_reclaim_temp_file_never_removed_collected_in_a_cycle_is_reported_as_collected(
+    leakwatch: Watch,
+) -> None:
+    """As when dropped: its finalizer, run by the collector, removed it."""
+    file = reclaim.temp_file()
+    at = line() - 1
+    path = file.path
+    box: list[object] = [file]
+    del file
+    _collect_in_a_cycle(leakwatch, "tempfile", box)
+    assert not path.exists()
+    assert [leak.kind for leak in leakwatch.leaks()] == ["tempfile"]
+    _collected(leakwatch, "tempfile", at)
+
+
+def test_reclaim_temp_dir_removed_then_collected_in_a_cycle_reports_nothing(leakwatch: Watch) -> None:
+    handle = reclaim.temp_dir()
+    handle.close()
+    with _only_the_collector():
+        held = weakref.ref(_Held(handle))
+        del handle
+        assert leakwatch.leaks() == []
+    gc.collect()
+    assert held() is None
+    assert leakwatch.leaks() == []
+
+
+LEAKS_TEMP_PATHS = """\
+import reclaim
+directory = reclaim.temp_dir()
+file = reclaim.temp_file()
+"""
+
+
+@pytest.mark.parametrize(
+    ("ignore", "expected"),
+    [((), {"tempdir": 1, "tempfile": 1}), (("--ignore", "tempdir"), {"tempfile": 1})],
+    ids=["all", "ignore-tempdir"],
+)
+def test_reclaim_run_reports_reclaim_temp_paths_by_kind_once(
+    tmp_path: Path, ignore: tuple[str, ...], expected: dict[str, int]
+) -> None:
+    script = tmp_path / "leaks_temp_paths.py"
+    script.write_text(LEAKS_TEMP_PATHS)
+    report = tmp_path / "report.json"
+    out = subprocess.run(
+        [sys.executable, "-m", "reclaim", "run", "--json", str(report), *ignore, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    found = json.loads(report.read_text())
+    assert found["counts"] == expected, out.stderr
+    assert {(leak["kind"], leak["frames"][0]["line"]) for leak in found["leaks"]} <= {
+        ("tempdir", 2),
+        ("tempfile", 3),
+    }

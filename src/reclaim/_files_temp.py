@@ -3,8 +3,14 @@
 Each one is created at once (so it can be used with or without ``with``),
 registered with the leak tracker while it exists, and removed by ``close()`` or
 at the end of the ``with`` block. One that is garbage-collected while it still
-exists warns with ``ResourceWarning`` and is removed then. A forked child never
-removes its parent's temp paths: only the creating process does.
+exists warns with ``ResourceWarning`` and is removed then; the tracker is not
+told it was released, so it reports the garbage collector's cleanup as a leak.
+A forked child never removes its parent's temp paths: only the creating process
+does.
+
+They are tracked as the kinds ``tempfile``'s own are (``tempdir``,
+``tempfile``); the ``mkdtemp()``/``mkstemp()`` inside belongs to them (see
+:mod:`reclaim.leaks._tempfiles`).
 """
 
 from __future__ import annotations
@@ -54,7 +60,9 @@ def _remove_tree(path: str) -> None:
 class _TempPath:
     """Shared life cycle of TempDir and TempFile."""
 
+    #: The leak tracker's kind, and the noun messages use.
     _kind = "temp path"
+    _noun = "temp path"
     __slots__ = ("__weakref__", "_creator", "_path", "_removed")
 
     def __init__(self, path: str) -> None:
@@ -109,7 +117,7 @@ class _TempPath:
                 setattr(exc, _ATTR, [*getattr(exc, _ATTR, ()), failure])
             except AttributeError:
                 pass
-            exc.add_note(f"reclaim: removing {self._kind} {self._path} also failed: {failure!r}")
+            exc.add_note(f"reclaim: removing {self._noun} {self._path} also failed: {failure!r}")
 
     def __repr__(self) -> str:
         state = "removed" if self._removed else "exists"
@@ -125,9 +133,12 @@ class _TempPath:
             source=self,
         )
         try:
-            self.close()
+            self._remove()
         except OSError:
-            pass  # nothing to raise to from a finalizer; the warning above already reported it
+            return  # nothing to raise to from a finalizer; the warning above already reported it
+        # Not _track.released(): the tracker sees this object die with its record open, a leak
+        # the garbage collector cleaned up (reported as collected), as for TemporaryDirectory.
+        self._removed = True
 
 
 class TempDir(_TempPath):
@@ -139,7 +150,8 @@ class TempDir(_TempPath):
             (path / "data.csv").write_text("a,b\\n")
     """
 
-    _kind = "temp dir"
+    _kind = "tempdir"
+    _noun = "temp dir"
     __slots__ = ()
 
     def _remove(self) -> None:
@@ -158,7 +170,8 @@ class TempFile(_TempPath):
             path.write_text("{}")
     """
 
-    _kind = "temp file"
+    _kind = "tempfile"
+    _noun = "temp file"
     __slots__ = ()
 
     def _remove(self) -> None:

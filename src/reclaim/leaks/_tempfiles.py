@@ -8,6 +8,12 @@
 * ``mkdtemp()``/``mkstemp()``: the path is open while it exists (the caller
   owns its removal); ``mkstemp``'s descriptor is tracked as an ``fd``.
 * ``TemporaryFile()`` is a plain file object and is tracked as a ``file``.
+* ``reclaim.temp_dir()``/``reclaim.temp_file()`` report themselves through
+  :mod:`reclaim._track` as these same kinds, with the path as the record's
+  info; every record made here has ``(path, how)`` instead, which tells them
+  apart once the object is gone. Their ``mkdtemp()``/``mkstemp()`` belongs to
+  them: those functions are owned (see :mod:`._owning`), so what they acquire
+  is recorded as reclaim's and not reported a second time.
 """
 
 from __future__ import annotations
@@ -17,59 +23,79 @@ import sys
 from types import ModuleType
 from typing import Any
 
+from reclaim import _files_temp
+
 from . import _files, _records
 from ._kinds import Details, Kind, register
+from ._owning import own
 from ._patch import Patches
 from ._records import NO_OBJECT, Record
 
 __all__ = ["install"]
 
 
+#: What made a record whose info is a bare path: the reclaim owner that reported it, by kind.
+_RECLAIMS = {"tempdir": "reclaim.temp_dir()", "tempfile": "reclaim.temp_file()"}
+
+
+def _path_and_maker(rec: Record) -> tuple[str, str]:
+    if type(rec.info) is str:
+        return rec.info, _RECLAIMS[rec.kind]
+    path, how = rec.info
+    return path, how
+
+
+def _is_wrapper(obj: Any, rec: Record) -> bool:
+    """Whether *obj* is a live ``NamedTemporaryFile`` wrapper (not a reclaim ``TempFile``)."""
+    return obj is not None and type(rec.info) is not str
+
+
 def _dir_open(obj: Any, rec: Record) -> bool:
-    return os.path.isdir(rec.info)
+    return os.path.isdir(_path_and_maker(rec)[0])
 
 
 def _file_open(obj: Any, rec: Record) -> bool:
-    if obj is not None:
+    if _is_wrapper(obj, rec):
         return not obj.file.closed
-    return os.path.lexists(rec.info)
+    return os.path.lexists(_path_and_maker(rec)[0])
 
 
-def _describe_dir(obj: Any, rec: Record) -> tuple[str, Details]:
-    how = "mkdtemp()" if obj is None and rec.key == ("path", rec.info) else "TemporaryDirectory"
-    return f"{rec.info} ({how}, not removed)", {"path": rec.info, "made_by": how}
-
-
-def _describe_file(obj: Any, rec: Record) -> tuple[str, Details]:
-    how = "mkstemp()" if rec.key == ("path", rec.info) else "NamedTemporaryFile"
-    return f"{rec.info} ({how}, not removed)", {"path": rec.info, "made_by": how}
+def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
+    path, how = _path_and_maker(rec)
+    return f"{path} ({how}, not removed)", {"path": path, "made_by": how}
 
 
 def _file_fds(obj: Any, rec: Record) -> tuple[int, ...]:
-    if obj is None or obj.file.closed:
+    if not _is_wrapper(obj, rec) or obj.file.closed:
         return ()
     return (obj.file.fileno(),)
 
 
-register(Kind("tempdir", is_open=_dir_open, describe=_describe_dir, death_leak=True))
-register(Kind("tempfile", is_open=_file_open, describe=_describe_file, fds=_file_fds, death_leak=True))
+register(Kind("tempdir", is_open=_dir_open, describe=_describe, death_leak=True))
+register(Kind("tempfile", is_open=_file_open, describe=_describe, fds=_file_fds, death_leak=True))
 
 
 def install(patches: Patches, tempfile: ModuleType) -> None:
-    """Wrap the ``tempfile`` classes' construction and cleanup, and ``mkdtemp``/``mkstemp``."""
+    """Wrap the ``tempfile`` classes' construction and cleanup, and ``mkdtemp``/``mkstemp``.
+
+    ``reclaim.temp_dir``/``temp_file`` are owned: the path each makes is its object's.
+    """
+    own(_files_temp.temp_dir, _files_temp.temp_file)
     mkdtemp = tempfile.mkdtemp
     mkstemp = tempfile.mkstemp
 
     def mkdtemp_(*args: Any, **kwargs: Any) -> Any:
         path = mkdtemp(*args, **kwargs)
         site = _records.capture(sys._getframe(1), _records.depth)
-        _records.new(NO_OBJECT, "tempdir", os.fsdecode(path), site, ("path", os.fsdecode(path)))
+        name = os.fsdecode(path)
+        _records.new(NO_OBJECT, "tempdir", (name, "mkdtemp()"), site, ("path", name))
         return path
 
     def mkstemp_(*args: Any, **kwargs: Any) -> Any:
         fd, path = mkstemp(*args, **kwargs)
         site = _records.capture(sys._getframe(1), _records.depth)
-        _records.new(NO_OBJECT, "tempfile", os.fsdecode(path), site, ("path", os.fsdecode(path)))
+        name = os.fsdecode(path)
+        _records.new(NO_OBJECT, "tempfile", (name, "mkstemp()"), site, ("path", name))
         return fd, path
 
     mkdtemp_.__doc__ = mkdtemp.__doc__
@@ -85,7 +111,8 @@ def install(patches: Patches, tempfile: ModuleType) -> None:
         tdir_init(self, *args, **kwargs)
         name = os.fsdecode(self.name)
         _records.release(("path", name))  # the mkdtemp() inside belongs to this object
-        _records.new(self, "tempdir", name, _records.capture(sys._getframe(1), _records.depth))
+        site = _records.capture(sys._getframe(1), _records.depth)
+        _records.new(self, "tempdir", (name, "TemporaryDirectory"), site)
 
     def tdir_cleanup_(self: Any) -> None:
         _records.release(id(self))
@@ -103,7 +130,7 @@ def install(patches: Patches, tempfile: ModuleType) -> None:
         wrapper_init(self, file, name, *args, **kwargs)
         _files.disown(file)  # the file object inside belongs to this wrapper
         site = _records.capture(sys._getframe(1), _records.depth)
-        _records.new(self, "tempfile", os.fsdecode(name), site)
+        _records.new(self, "tempfile", (os.fsdecode(name), "NamedTemporaryFile"), site)
 
     def wrapper_close_(self: Any) -> None:
         _records.release(id(self))
