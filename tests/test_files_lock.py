@@ -114,12 +114,15 @@ def test_two_threads_contend_like_two_processes(tmp_path: Path) -> None:
             release.wait(30)
         done.set()
 
-    thread = threading.Thread(target=hold)
+    thread = threading.Thread(target=hold, name="holder")
     thread.start()
     try:
         assert held.wait(30)
-        with pytest.raises(LockTimeout, match=f"pid {os.getpid()}"), locked(path, timeout=0):
+        with pytest.raises(LockTimeout) as caught, locked(path, timeout=0):
             pass
+        assert "held by this process (thread 'holder', taken at " in str(caught.value)
+        assert ".hold)" in str(caught.value) and "held by pid" not in str(caught.value)
+        assert caught.value.pid == os.getpid()
         release.set()
         with locked(path, timeout=30) as lock:
             assert done.is_set() and lock.held
@@ -128,10 +131,34 @@ def test_two_threads_contend_like_two_processes(tmp_path: Path) -> None:
         thread.join()
 
 
+def test_a_timeout_behind_another_threads_shared_lock_names_that_thread(tmp_path: Path) -> None:
+    path = tmp_path / "app.lock"
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with locked(path, shared=True):
+            held.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=hold, name="reader")
+    thread.start()
+    try:
+        assert held.wait(30)
+        with pytest.raises(LockTimeout) as caught, locked(path, timeout=0):
+            pass
+        assert "held shared by this process (thread 'reader', taken at " in str(caught.value)
+        with locked(path, shared=True, timeout=0):
+            pass  # shared with the other thread's
+    finally:
+        release.set()
+        thread.join()
+
+
 def test_shared_holders_coexist_and_exclude_an_exclusive_one(tmp_path: Path) -> None:
     path = tmp_path / "app.lock"
-    with holder(path, "shared"), locked(path, shared=True, timeout=0) as mine:
-        assert mine.shared and mine.held
+    with holder(path, "shared"):
+        with locked(path, shared=True, timeout=0) as mine:
+            assert mine.shared and mine.held
         with pytest.raises(LockTimeout, match="shared") as caught, locked(path, timeout=0):
             pass
         assert caught.value.pid is None
@@ -166,6 +193,57 @@ def test_the_same_thread_asking_again_raises_instead_of_deadlocking(tmp_path: Pa
         pass  # two shared locks in one thread do not conflict
 
 
+@pytest.mark.parametrize("timeout", [None, 0, 30])
+@pytest.mark.parametrize("outer_shared", [False, True])
+def test_nesting_in_one_thread_fails_at_once_saying_where_the_lock_was_taken(
+    tmp_path: Path, timeout: float | None, outer_shared: bool
+) -> None:
+    """Whatever the timeout: no wait, no 'held by pid <our own pid>', but where this thread took it."""
+    path = tmp_path / "app.lock"
+    with locked(path, shared=outer_shared):
+        at = line() - 1
+        with pytest.raises(RuntimeError) as caught, locked(path, timeout=timeout):
+            pass
+    message = str(caught.value)
+    held = "a shared" if outer_shared else "an exclusive"
+    assert f"this thread already holds {held} lock on this file" in message
+    assert "not re-entrant" in message and str(path) in message
+    assert f"taken at {os.path.abspath(__file__)}:{at} in " in message
+    with locked(path, timeout=0):
+        pass  # the refused attempt left nothing held
+
+
+FORK_THEN_LOCK = """
+import os, sys
+from reclaim.files import LockTimeout, locked
+with locked(sys.argv[1]):
+    pid = os.fork()
+    if pid == 0:
+        try:
+            locked(sys.argv[1], timeout=0).acquire()
+        except LockTimeout as error:
+            os._exit(3 if error.pid == os.getppid() else 4)
+        except RuntimeError:
+            os._exit(5)
+        os._exit(6)
+    _, status = os.waitpid(pid, 0)
+    print(os.waitstatus_to_exitcode(status))
+"""
+
+
+def test_a_forked_child_does_not_count_its_parents_locks_as_its_own(tmp_path: Path) -> None:
+    """In the child the parent's lock is another process's: a timeout naming it, not 'not re-entrant'."""
+    result = subprocess.run(
+        [sys.executable, "-c", FORK_THEN_LOCK, str(tmp_path / "app.lock")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "3", "3: the child got LockTimeout naming its parent"
+
+
 def test_a_symlinked_lock_file_is_refused_and_its_target_untouched(tmp_path: Path) -> None:
     victim = tmp_path / "victim"
     victim.write_text("precious")
@@ -174,6 +252,8 @@ def test_a_symlinked_lock_file_is_refused_and_its_target_untouched(tmp_path: Pat
     with pytest.raises(OSError) as caught, locked(link):
         pass
     assert caught.value.errno == errno.ELOOP
+    assert caught.value.filename == str(link)
+    assert "is a symbolic link and locked() will not follow it" in str(caught.value)
     assert victim.read_text() == "precious"
 
 

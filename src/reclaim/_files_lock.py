@@ -68,10 +68,46 @@ _MAX_POLL = 0.05
 #: The kind a held lock is reported as by the leak tracker (listed in ``reclaim.leaks.KINDS``).
 _LEAK_KIND = "filelock"
 
-# (st_dev, st_ino) -> {thread id: [shared?, ...]} for locks this process holds, to refuse
-# self-deadlock.
-_held: dict[tuple[int, int], dict[int, list[bool]]] = {}
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _Holding:
+    """One lock this process holds: who took it and where (for errors, never for reports)."""
+
+    thread: int
+    thread_name: str
+    shared: bool
+    site: _sites.Site
+
+    def conflicts(self, shared: bool) -> bool:
+        return not (self.shared and shared)
+
+    def where(self) -> str:
+        return _sites.format_site(self.site)
+
+
+# (st_dev, st_ino) of the lock file -> the locks this process holds on it. The kernel cannot tell
+# us that the holder is ourselves (OFD locks belong to open files, not to threads), so this is
+# how a nested locked() fails at once and a timeout names the thread instead of our own pid.
+_held: dict[tuple[int, int], list[_Holding]] = {}
 _held_lock = threading.Lock()
+
+
+def _forget_held_after_fork() -> None:
+    # A forked child holds none of its parent's locks: its own open of the file contends with
+    # them like any other process's, and its copies of held FileLocks only close on release().
+    global _held_lock
+    _held_lock = threading.Lock()  # another thread may have held it at the fork
+    _held.clear()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows (no fork there either)
+    os.register_at_fork(after_in_child=_forget_held_after_fork)
+
+
+def _holdings(key: tuple[int, int], shared: bool) -> list[_Holding]:
+    """The locks this process holds on the file *key* that a *shared* (or exclusive) lock conflicts with."""
+    with _held_lock:
+        return [h for h in _held.get(key, ()) if h.conflicts(shared)]
 
 
 def _try_lock(fd: int, shared: bool, wait: bool) -> bool:
@@ -140,8 +176,10 @@ class FileLock:
     """An inter-process lock on *path*, shared or exclusive; see :func:`locked`.
 
     One object is one holder: use one per thread (or per ``with``). It is not
-    re-entrant; waiting without timeout for a lock that conflicts with one the
-    same thread holds raises ``RuntimeError`` at once instead of deadlocking.
+    re-entrant: asking for a lock that conflicts with one the same thread holds
+    on the same file raises ``RuntimeError`` at once, whatever the timeout,
+    instead of deadlocking. Another thread's lock is waited for like another
+    process's, and a timeout names that thread.
 
     Example::
 
@@ -174,6 +212,7 @@ class FileLock:
         self._shared = shared
         self._fd = -1
         self._key: tuple[int, int] | None = None
+        self._holding: _Holding | None = None
         self._owner_pid = 0
         self._thread = 0
         self._acquisitions = 0
@@ -209,11 +248,23 @@ class FileLock:
 
     def _open(self) -> int:
         try:
-            fd = os.open(self._path, os.O_RDWR | _OPEN_FLAGS, 0o666)
-        except PermissionError:
-            if not self._shared:
-                raise
-            fd = os.open(self._path, os.O_RDONLY | _OPEN_FLAGS, 0o666)
+            try:
+                fd = os.open(self._path, os.O_RDWR | _OPEN_FLAGS, 0o666)
+            except PermissionError:
+                if not self._shared:
+                    raise
+                fd = os.open(self._path, os.O_RDONLY | _OPEN_FLAGS, 0o666)
+        except OSError as error:
+            # O_NOFOLLOW fails with ELOOP (EMLINK on FreeBSD) on a symlink; say so, not "too many levels".
+            if error.errno in (errno.ELOOP, errno.EMLINK) and os.path.islink(self._path):
+                raise OSError(
+                    errno.ELOOP,
+                    "is a symbolic link and locked() will not follow it: a link planted where "
+                    "the lock file belongs could make the lock write its holder's pid into the "
+                    "file it points at; lock the target's path instead, or remove the link",
+                    self._path,
+                ) from None
+            raise
         try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
@@ -237,8 +288,9 @@ class FileLock:
         Raises:
             LockTimeout: not obtained in time; the message names the lock file and,
                 when it is known, the holder's pid (also on ``.pid``).
-            RuntimeError: this object already holds it, or, with no timeout, this thread
-                holds a conflicting lock on the same file (waiting would never end).
+            RuntimeError: this object already holds it, or this thread holds a conflicting
+                lock on the same file (locks are not re-entrant: waiting would never end);
+                the message says where that lock was taken.
             OSError: the lock file cannot be opened, or is a symlink, special file or hard link.
         """
         if timeout is _Default:
@@ -256,14 +308,13 @@ class FileLock:
             try:
                 st = os.fstat(fd)
                 key = (st.st_dev, st.st_ino)
-                if deadline is None:
-                    self._check_self_deadlock(key)
+                self._check_self_deadlock(key)
                 if not _try_lock(fd, self._shared, wait=False):
                     contended = True
                     if not self._wait(fd, deadline):
                         self._timeouts += 1
                         self._waited += time.monotonic() - start
-                        raise self._timeout_error(fd, wait_for)
+                        raise self._timeout_error(fd, key, wait_for)
                 try:
                     now = os.stat(self._path, follow_symlinks=False)
                 except FileNotFoundError:
@@ -286,8 +337,10 @@ class FileLock:
                 raise
         self._fd, self._key, self._owner_pid = fd, key, os.getpid()
         self._thread = threading.get_ident()
+        holding = _Holding(self._thread, threading.current_thread().name, self._shared, _sites.capture(1))
+        self._holding = holding
         with _held_lock:
-            _held.setdefault(key, {}).setdefault(self._thread, []).append(self._shared)
+            _held.setdefault(key, []).append(holding)
         self._acquisitions += 1
         self._contended += contended
         self._waited += time.monotonic() - start
@@ -297,12 +350,16 @@ class FileLock:
         return self
 
     def _check_self_deadlock(self, key: tuple[int, int]) -> None:
-        with _held_lock:
-            mine = list(_held.get(key, {}).get(threading.get_ident(), ()))
-        if mine and not (self._shared and all(mine)):
+        me = threading.get_ident()
+        mine = [h for h in _holdings(key, self._shared) if h.thread == me]
+        if mine:
+            kind = "shared" if self._shared else "exclusive"
+            held = "a shared" if mine[0].shared else "an exclusive"
             raise RuntimeError(
-                f"{self!r}: this thread already holds a lock on this file; "
-                "waiting for it would deadlock (locks are not re-entrant)"
+                f"{kind} lock on {self._path}: this thread already holds {held} lock on this "
+                f"file, taken at {mine[0].where()}; file locks are not re-entrant, so waiting "
+                "for it would deadlock: release that lock first, or pass it down instead of "
+                "locking again"
             )
 
     def _wait(self, fd: int, deadline: float | None) -> bool:
@@ -320,11 +377,20 @@ class FileLock:
             if _try_lock(fd, self._shared, wait=False):
                 return True
 
-    def _timeout_error(self, fd: int, timeout: float | None) -> LockTimeout:
+    def _timeout_error(self, fd: int, key: tuple[int, int], timeout: float | None) -> LockTimeout:
         conflict = _conflict(fd, self._shared)
         pid: int | None = None
         holder = "holder unknown"
-        if conflict == "shared":
+        here = _holdings(key, self._shared)
+        if here and conflict != "none":
+            # Our own pid in the file would only say "this process": name the thread instead.
+            pid = os.getpid()
+            threads = ", ".join(f"thread {h.thread_name!r}, taken at {h.where()}" for h in here)
+            if all(h.shared for h in here):  # other processes may share it too
+                holder = f"held shared by this process ({threads}) and maybe others"
+            else:
+                holder = f"held by this process ({threads})"
+        elif conflict == "shared":
             holder = "held shared by other holders"
         elif conflict == "none":
             holder = "released just as the wait ended"
@@ -359,17 +425,13 @@ class FileLock:
         if fd < 0:
             return
         self._fd = -1
-        key = self._key
-        self._key = None
-        if key is not None:
+        key, holding = self._key, self._holding
+        self._key = self._holding = None
+        if key is not None and holding is not None:
             with _held_lock:
                 holders = _held.get(key)
-                if holders is not None:
-                    kinds = holders.get(self._thread, [])
-                    if self._shared in kinds:
-                        kinds.remove(self._shared)
-                    if not kinds:
-                        holders.pop(self._thread, None)
+                if holders is not None and holding in holders:  # absent in a forked child
+                    holders.remove(holding)
                     if not holders:
                         del _held[key]
         try:
@@ -426,15 +488,18 @@ def locked(
     ``SIGKILL``. Two threads contend as two processes do. ``shared=True`` takes a
     reader lock that other shared holders may hold at the same time.
 
-    * ``timeout=None`` waits as long as it takes; ``timeout=0`` tries once.
+    * ``timeout=None`` waits as long as it takes; ``timeout=0`` tries once. When
+      another thread of this process holds the lock, the timeout names the thread.
 
     Raises:
         LockTimeout: not obtained within *timeout*; also a ``TimeoutError``. The
             message names the lock file and, when known, the holder's pid
             (``.path`` and ``.pid`` carry them).
-        RuntimeError: with no timeout, the calling thread already holds a conflicting
-            lock on the same file (waiting would never end).
-        OSError: the lock file is a symlink, a special file or has other hard links.
+        RuntimeError: the calling thread already holds a conflicting lock on the same
+            file (locks are not re-entrant; waiting would never end), whatever the
+            timeout; the message says where that lock was taken.
+        OSError: the lock file is a symlink (refused, not followed), a special file or
+            has other hard links.
         NotImplementedError: the platform has no ``fcntl`` module (Windows).
 
     Example::
