@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import gc
 import json
 import mmap
@@ -1023,3 +1024,100 @@ def test_reclaim_run_reports_reclaim_temp_paths_by_kind_once(
         ("tempdir", 2),
         ("tempfile", 3),
     }
+
+
+# -- reclaim's own pools ------------------------------------------------------------------------
+
+
+def test_reclaim_pool_never_closed_is_one_leak_at_its_line_not_its_connections_and_thread(
+    leakwatch: Watch,
+) -> None:
+    """Its connection and maintenance thread are the pool's own; a lease still out stays an entry."""
+    pool = reclaim.db.ConnectionPool(sqlite3.connect, ":memory:", name="app", max_size=3)
+    at = line() - 1
+    try:
+        with pool.acquire() as conn:
+            conn.execute("select 1")
+        assert pool._worker is not None  # the maintenance thread runs, and is not reported
+        assert [leak.kind for leak in leakwatch.leaks()] == ["pool"]
+        leak = leakwatch.one("pool")
+        assert_site(leak, at)
+        problem = "not closed (close() or a with-block)"
+        assert (
+            leak.description == f"reclaim.db.ConnectionPool 'app' (max_size 3, holding 1, 0 leased) {problem}"
+        )
+        assert leak.details == {
+            "class": "reclaim.db.ConnectionPool",
+            "name": "app",
+            "max_size": 3,
+            "size": 1,
+            "leased": 0,
+            "problem": problem,
+        }
+        assert leak.state == "open"
+        lease = pool.acquire()
+        lease_at = line() - 1
+        try:
+            assert [leak.kind for leak in leakwatch.leaks()] == ["pool", "lease"]
+            assert_site(leakwatch.one("lease"), lease_at)
+        finally:
+            lease.release()
+    finally:
+        pool.close()
+    assert leakwatch.leaks() == []
+
+
+def test_async_pool_never_closed_is_one_leak_at_its_line_not_its_connections_and_task(
+    leakwatch: Watch,
+) -> None:
+    """As for Pool: one entry at the line that made it; await close() and nothing is left."""
+    found: list[reclaim.leaks.Leak] = []
+
+    async def main() -> int:
+        pool = reclaim.AsyncPool(functools.partial(sqlite3.connect, ":memory:"), name="api", max_size=2)
+        at = line() - 1
+        try:
+            async with pool.acquire() as conn:
+                conn.execute("select 1")
+            assert pool._task is not None  # the maintenance task runs, and is not reported
+            found.extend(leakwatch.leaks())
+        finally:
+            await pool.close()
+        return at
+
+    at = asyncio.run(main())
+    run_at = line() - 1
+    # The event loop's selector, sockets and main task are asyncio.run()'s, acquired on its line.
+    own = [leak for leak in found if leak.site is None or leak.site.lineno != run_at]
+    assert [leak.kind for leak in own] == ["pool"]
+    assert_site(own[0], at)
+    problem = "not closed (await close() or an async with-block)"
+    assert own[0].description == f"reclaim.AsyncPool 'api' (max_size 2, holding 1, 0 leased) {problem}"
+    assert leakwatch.leaks() == []
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@ignore_gc_warnings  # the pool's own __del__ warns that it was collected unclosed
+def test_reclaim_pool_dropped_unclosed_is_reported_as_collected(leakwatch: Watch) -> None:
+    """The garbage collector, not the program, ended it: a collected leak naming the pool."""
+    pool = reclaim.Pool(
+        functools.partial(sqlite3.connect, ":memory:"), name="dropped", max_lifetime=None, max_idle=None
+    )
+    at = line() - 3
+    with pool.acquire() as conn:
+        conn.execute("select 1")
+    del pool
+    leak = _collected(leakwatch, "pool", at)
+    assert leak.description.startswith("reclaim.Pool 'dropped' (max_size 10) not closed")
+    assert [leak.kind for leak in leakwatch.leaks()] == ["pool"]
+
+
+def test_reclaim_pool_closed_then_collected_reports_nothing(leakwatch: Watch) -> None:
+    """Closed, then dropped: nothing of the pool, its connections or its thread is reported."""
+    pool = reclaim.db.ConnectionPool(sqlite3.connect, ":memory:", min_size=1)
+    with pool.acquire():
+        pass
+    pool.close()
+    del pool
+    gc.collect()
+    assert leakwatch.leaks() == []

@@ -69,6 +69,7 @@ KINDS = (
     "scope",
     "resource",
     "lease",
+    "pool",
     "untracked-fd",
 )
 

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from types import FrameType
 from typing import Any, TypeVar, Unpack, overload
 
-from reclaim import _sites
+from reclaim import _sites, _track
 from reclaim.errors import PoolClosed, PoolTimeout
 
 from . import _explain
@@ -445,6 +445,8 @@ class AsyncPool(PoolCore[T]):
 
     async def close(self, timeout: float | None = None) -> None:
         """Close the pool: idle objects now, leased ones as they come back (waits *timeout*, 5 s default)."""
+        if _track.on_release is not None:
+            _track.released(self)  # the pool's own record (see _tracking)
         self._close_slots(self._close_locked())
         if self._timer is not None:
             self._timer.cancel()

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from types import CodeType
 from typing import Any, Generic, Protocol, TypeVar
 
-from reclaim import _sites
+from reclaim import _sites, _track
 from reclaim.errors import PoolClosed, PoolFull
 
 from ._options import Options, check_sizes
@@ -201,6 +201,10 @@ class PoolCore(Generic[T]):
             opts.min_size or opts.max_lifetime or opts.max_idle or opts.leak_timeout
         )
         _POOLS.add(self)
+        if _track.on_acquire is not None:  # a leak tracker runs: record the pool as itself
+            from ._tracking import track
+
+            track(self)
 
     # -- slots ---------------------------------------------------------------
 

@@ -424,6 +424,8 @@ class Pool(PoolCore[T]):
         Acquire after close raises PoolClosed; closing twice is harmless. Leases
         still out after *timeout* are logged and closed when they come back.
         """
+        if _track.on_release is not None:
+            _track.released(self)  # the pool's own record (see _tracking)
         with self._lock:
             closing = self._close_locked()
             worker, self._worker = self._worker, None
