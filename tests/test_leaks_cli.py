@@ -749,3 +749,85 @@ def test_report_before_a_shutdown_that_waits_then_atexit_leaks_after_it(tmp_path
     assert "'reader'" in "".join(first) and "waits.py:" + str(marked(source, "OPENED")) not in "".join(first)
     assert "leaked 1 more resource during shutdown (atexit handlers) (1 file)" in rest
     assert f"waits.py:{marked(source, 'OPENED')} in bye" in rest
+
+
+NESTED = """\
+    import socket
+
+
+    def load():
+        f = open(__file__)
+        s = socket.socket()
+        return f, s
+
+
+    def main():
+        return load()
+
+
+    KEEP = main()
+"""
+
+
+def _stacks(path: Path) -> dict[str, list[tuple[int, str]]]:
+    leaks = json.loads(path.read_text(encoding="utf-8"))["leaks"]
+    return {leak["kind"]: [(f["line"], f["function"]) for f in leak["frames"]] for leak in leaks}
+
+
+def test_explicit_depth_records_as_many_frames_for_files_as_for_sockets(tmp_path: Path) -> None:
+    """With --depth, a file's stack reaches the program's <module> line, as a socket's does."""
+    write(tmp_path / "nested.py", NESTED)
+    result = reclaim_run("--depth", "10", "--json", "leaks.json", "nested.py", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    stacks = _stacks(tmp_path / "leaks.json")
+    assert stacks["file"] == [(5, "load"), (11, "main"), (14, "<module>")], result.stderr
+    assert stacks["socket"] == [(6, "load"), (11, "main"), (14, "<module>")], result.stderr
+    shallow = reclaim_run("--depth", "1", "--json", "one.json", "nested.py", cwd=tmp_path)
+    assert shallow.returncode == 0, shallow.stderr
+    assert _stacks(tmp_path / "one.json")["file"] == [(5, "load")], shallow.stderr
+
+
+def test_default_depth_keeps_two_frames_for_files(tmp_path: Path) -> None:
+    """Without --depth a file keeps two frames (the cheap default), other kinds eight."""
+    write(tmp_path / "nested.py", NESTED)
+    result = reclaim_run("--json", "leaks.json", "nested.py", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    stacks = _stacks(tmp_path / "leaks.json")
+    assert stacks["file"] == [(5, "load"), (11, "main")], result.stderr
+    assert stacks["socket"] == [(6, "load"), (11, "main"), (14, "<module>")], result.stderr
+
+
+def _readme_demo() -> str:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    return text.split("$ reclaim run examples/leaky_service.py\n", 1)[1].split("```", 1)[0]
+
+
+def test_readme_demo_output_is_what_make_demo_prints() -> None:
+    """Each block of the README's demo output is printed by `reclaim run examples/leaky_service.py`,
+    with the same lines from its start (a block trimmed with "..." stops there), in the same
+    order, once what changes per run (pids, ports, temp paths, ages) is masked."""
+    import re
+
+    result = subprocess.run(
+        [sys.executable, "-m", "reclaim", "run", "examples/leaky_service.py"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert result.returncode == 0, result.stderr
+
+    def blocks(text: str) -> list[list[str]]:
+        text = re.sub(r"/tmp/orders-\w+", "/tmp/orders-X", text)
+        text = re.sub(r"\bpid \d+|\d+ ms ago|:\d{4,5}\b", "N", text)
+        paragraphs = (p.splitlines() for p in re.split(r"\n\s*\n", text))
+        return [[line.rstrip() for line in p if line.strip() != "..."] for p in paragraphs]
+
+    printed = blocks(result.stdout + "\n" + result.stderr)
+    position = 0
+    for block in blocks(_readme_demo()):
+        if not block:
+            continue
+        found = [i for i in range(position, len(printed)) if printed[i][: len(block)] == block]
+        assert found, f"README demo block not printed as shown (in order):\n{block}\n{result.stderr}"
+        position = found[0] + 1

@@ -407,3 +407,40 @@ def test_a_leak_reported_with_its_test_is_not_reported_again_when_collected(
     result = run(pytester, "-o", "reclaim_collect=false")
     result.assert_outcomes(passed=2, errors=1)
     assert "leaks found after their test ended" not in result.stdout.str()
+
+
+NESTED_OPEN = """
+KEEP = []
+
+def load(path):
+    KEEP.append(open(path, "w"))
+
+def setup_data(path):
+    load(path)
+
+def test_nested(tmp_path):
+    setup_data(tmp_path / "a")
+"""
+
+
+def test_reclaim_depth_set_holds_for_files_too(pytester: pytest.Pytester) -> None:
+    """With reclaim_depth set, a file's stack goes past two frames, out to the test function."""
+    pytester.makepyfile(test_nested=NESTED_OPEN)
+    pytester.makeini("[pytest]\nreclaim_depth = 10\n")
+    result = run(pytester, "--reclaim-json=leaks.json")
+    result.assert_outcomes(passed=1, errors=1)
+    frames = json.loads((pytester.path / "leaks.json").read_text())["leaks"][0]["frames"]
+    assert [(f["line"], f["function"]) for f in frames] == [
+        (4, "load"),
+        (7, "setup_data"),
+        (10, "test_nested"),
+    ]
+
+
+def test_reclaim_depth_unset_keeps_two_frames_for_files(pytester: pytest.Pytester) -> None:
+    """Without reclaim_depth a file keeps the cheap default of two frames."""
+    pytester.makepyfile(test_nested=NESTED_OPEN)
+    result = run(pytester, "--reclaim-json=leaks.json")
+    result.assert_outcomes(passed=1, errors=1)
+    frames = json.loads((pytester.path / "leaks.json").read_text())["leaks"][0]["frames"]
+    assert [(f["line"], f["function"]) for f in frames] == [(4, "load"), (7, "setup_data")]

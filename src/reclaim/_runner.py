@@ -46,9 +46,12 @@ from ._exitreport import (
     report,
     report_and_die,
 )
-from .leaks import Tracker
+from .leaks import Tracker, _records
 
-__all__ = ["EXIT_LEAKED", "Options", "Target", "run"]
+__all__ = ["DEFAULT_DEPTH", "EXIT_LEAKED", "Options", "Target", "run"]
+
+#: Frames recorded and shown per acquisition stack when --depth is not given.
+DEFAULT_DEPTH = 8
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 # Frames of these files sit above the program's in a traceback (runpy is frozen on 3.11+).
@@ -73,6 +76,8 @@ class Options:
     depth: int
     ignore: tuple[str, ...]
     grace: float
+    #: --depth was given: files keep that many frames too (by default they keep two, for speed).
+    depth_given: bool = False
 
 
 @dataclass
@@ -192,6 +197,8 @@ def run(options: Options, target: Target) -> int:
             sys.path.insert(0, main_dir)
 
     _hide_launcher_frames()
+    if options.depth_given:
+        _records.ask_file_depth(options.depth)
     tracker = Tracker(depth=options.depth)
     tracker.start()
     session = Session(options, target, tracker, tracker.snapshot())
@@ -223,6 +230,8 @@ def run(options: Options, target: Target) -> int:
             # runpy could not find the module: say it as `python -m` does, no report.
             print(f"reclaim run: {exc}", file=sys.stderr)
             tracker.stop()
+            if options.depth_given:
+                _records.unask_file_depth(options.depth)
             return 1
         _print_exception(exc)
         status = 1

@@ -35,7 +35,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from ._runner import EXIT_LEAKED, Options, Target, run
+from ._runner import DEFAULT_DEPTH, EXIT_LEAKED, Options, Target, run
 from ._version import __version__
 from .leaks import KINDS
 
@@ -79,7 +79,12 @@ def _run_parser() -> argparse.ArgumentParser:
         help=f"exit with status {EXIT_LEAKED} when anything leaked and the program exited 0",
     )
     parser.add_argument(
-        "--depth", type=int, default=8, metavar="N", help="frames of each acquisition stack shown"
+        "--depth",
+        type=int,
+        default=None,
+        metavar="N",
+        help="frames of each acquisition stack recorded and shown (default 8; files keep 2 "
+        "unless --depth is given, as each frame costs on every open())",
     )
     parser.add_argument(
         "--ignore",
@@ -133,7 +138,7 @@ def _parse_run(args: Sequence[str]) -> tuple[Options, Target]:
         parser.error("give the program to run: a script path or -m module")
     if target.path == "-":
         parser.error("running a program from stdin is not supported: save it to a file")
-    if ns.depth < 1:
+    if ns.depth is not None and ns.depth < 1:
         parser.error(f"argument --depth: must be at least 1, got {ns.depth}")
     if ns.grace < 0:
         parser.error(f"argument --grace: must be >= 0, got {ns.grace}")
@@ -143,7 +148,8 @@ def _parse_run(args: Sequence[str]) -> tuple[Options, Target]:
             if kind not in KINDS:
                 parser.error(f"argument --ignore: unknown kind {kind!r}; kinds: {', '.join(KINDS)}")
             ignore.append(kind)
-    options = Options(ns.json_path, ns.fail, ns.depth, tuple(ignore), ns.grace)
+    depth = DEFAULT_DEPTH if ns.depth is None else ns.depth
+    options = Options(ns.json_path, ns.fail, depth, tuple(ignore), ns.grace, depth_given=ns.depth is not None)
     return options, target
 
 

@@ -7,6 +7,7 @@ Turn it on with ``pytest --reclaim`` or in the ini file::
     reclaim_grace = 1.0     # seconds to wait for threads/children still finishing
     reclaim_collect = true  # gc.collect() after a test that left something open
     reclaim_ignore_kinds = ["untracked-fd"]  # kinds never reported
+    reclaim_depth = 8       # frames per stack; unset, files keep 2 (each costs on every open())
 
 Every resource acquired while a test's setup, call or teardown runs -- its
 function-scoped fixtures included -- is stamped with the test's node id.
@@ -101,7 +102,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="run gc.collect() after a test that left something open, so resources held by "
         "reference cycles are closed (and warn) during that test, not a later one",
     )
-    parser.addini("reclaim_depth", default="8", help="frames shown per acquisition stack")
+    parser.addini(
+        "reclaim_depth",
+        default="",
+        help="frames recorded and shown per acquisition stack (default 8; files keep 2 unless "
+        "this is set, as each frame costs on every open())",
+    )
     parser.addini(
         "reclaim_ignore_kinds",
         type="linelist",
@@ -243,7 +249,9 @@ class LeakChecker:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         self.grace: float = _ini_number(config, "reclaim_grace", float)
-        self.depth: int = max(1, _ini_number(config, "reclaim_depth", int))
+        # Given explicitly, the depth holds for files too; by default they keep two frames.
+        self.depth_given = bool(str(config.getini("reclaim_depth")).strip())
+        self.depth: int = max(1, _ini_number(config, "reclaim_depth", int)) if self.depth_given else 8
         self.collect: bool = bool(config.getini("reclaim_collect"))
         self.ignore_kinds: tuple[str, ...] = _ini_kinds(config)
         self.tracker: Tracker | None = None
@@ -290,9 +298,11 @@ class LeakChecker:
             # xdist controller: the workers run the tests and track them.
             self.controller = True
             return
-        from .leaks import Tracker, current_context, set_context
+        from .leaks import Tracker, _records, current_context, set_context
 
         self.previous_context = current_context()
+        if self.depth_given:
+            _records.ask_file_depth(self.depth)
         self.tracker = Tracker(depth=self.depth)
         self.tracker.start()
         self.contexts.add(self.session_label)
@@ -309,6 +319,10 @@ class LeakChecker:
                 self.tracker.stop()
                 self.tracker = None
                 set_context(self.previous_context)
+                if self.depth_given:
+                    from .leaks import _records
+
+                    _records.unask_file_depth(self.depth)
             workeroutput = getattr(self.config, "workeroutput", None)
             if workeroutput is not None:
                 workeroutput["reclaim_late"] = [list(pair) for pair in self.late]

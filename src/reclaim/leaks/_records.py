@@ -49,6 +49,7 @@ __all__ = [
     "OPEN",
     "RELEASED",
     "Record",
+    "ask_file_depth",
     "at_del",
     "capture",
     "collected",
@@ -61,6 +62,7 @@ __all__ = [
     "release",
     "reset",
     "site_of",
+    "unask_file_depth",
 ]
 
 OPEN, RELEASED, LEAKED = 0, 1, 2
@@ -149,13 +151,38 @@ context: str | None = None
 #: Frames captured per acquisition: the deepest any running tracker asked for.
 depth = 8
 #: Frames captured per ``open()``, the hot path: at most FILE_DEPTH, as each frame costs
-#: ~80 ns there, a tenth of the whole budget (see benchmarks/bench_leaks.py).
-FILE_DEPTH = 2
+#: ~80 ns there, a tenth of the whole budget (see benchmarks/bench_leaks.py). A depth the
+#: user asked for explicitly (``reclaim run --depth``, ``reclaim_depth``) raises the cap:
+#: see :func:`ask_file_depth`.
+DEFAULT_FILE_DEPTH = 2
+FILE_DEPTH = DEFAULT_FILE_DEPTH
 file_depth = FILE_DEPTH
+#: Depths asked for explicitly by the front ends running now (see ask_file_depth()).
+_asked_file_depths: list[int] = []
 dropped = 0
 #: (first generation, pid): acquisitions from that generation on were made by that process. A forked child
 #: appends its own entry, so records inherited from the parent keep the parent's pid.
 pid_epochs: list[tuple[int, int]] = [(0, os.getpid())]
+
+
+def ask_file_depth(depth: int) -> None:
+    """Keep *depth* frames per ``open()`` too: the user asked for that depth explicitly.
+
+    Call before starting the tracker the depth is for (the cap is read when a
+    tracker starts); undo with :func:`unask_file_depth`. Files otherwise keep at
+    most :data:`DEFAULT_FILE_DEPTH` frames, the cheap default.
+    """
+    global FILE_DEPTH
+    _asked_file_depths.append(depth)
+    FILE_DEPTH = max([DEFAULT_FILE_DEPTH, *_asked_file_depths])
+
+
+def unask_file_depth(depth: int) -> None:
+    """Withdraw a depth given to :func:`ask_file_depth` (its tracker stopped)."""
+    global FILE_DEPTH
+    if depth in _asked_file_depths:
+        _asked_file_depths.remove(depth)
+    FILE_DEPTH = max([DEFAULT_FILE_DEPTH, *_asked_file_depths])
 
 
 def pid_of(seq: int) -> int:
