@@ -39,10 +39,42 @@ def format_address(address: Address) -> str:
     return f"unix:{os.fspath(address)}"
 
 
-def _check_seconds(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
-        raise ValueError(f"connect({name}=...) must be a number of seconds > 0, not {value!r}")
+def _check_seconds(value: object, name: str, call: str = "connect") -> float:
+    """*value* as float seconds: a TypeError for a wrong type, a ValueError for a number out of range."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        why = " (a socket without a timeout can hang forever)" if value is None else ""
+        raise TypeError(
+            f"{call}({name}=...) must be a number of seconds (int or float){why}, "
+            f"not {type(value).__name__} {value!r}"
+        )
+    if not 0 < value < math.inf:
+        raise ValueError(f"{call}({name}=...) must be a finite number of seconds > 0, not {value!r}")
     return float(value)
+
+
+def _check_bool(value: object, name: str, call: str) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{call}({name}=...) must be a bool, not {type(value).__name__} {value!r}")
+    return value
+
+
+def _check_address(address: object, call: str) -> None:
+    """Refuse what is not ``(host: str, port: int)`` or a path (TypeError), or a port out of range."""
+    if isinstance(address, tuple):
+        if (
+            len(address) != 2
+            or not isinstance(address[0], str)
+            or isinstance(address[1], bool)
+            or not isinstance(address[1], int)
+        ):
+            raise TypeError(f"{call}(address=...) must be (host: str, port: int) or a path, not {address!r}")
+        if not 0 <= address[1] <= 65535:
+            raise ValueError(f"{call}(address=...) has port {address[1]}, outside 0..65535")
+    elif not isinstance(address, str | os.PathLike):
+        raise TypeError(
+            f"{call}(address=...) must be (host: str, port: int) or a path, "
+            f"not {type(address).__name__} {address!r}"
+        )
 
 
 def _renamed(error: OSError, where: str) -> OSError:
@@ -81,7 +113,10 @@ def connect(
         OSError: the connection failed; the same subclass the system gave
             (``ConnectionRefusedError``, ``socket.gaierror``, ``FileNotFoundError``...),
             with the address in the message.
-        ValueError, TypeError: a bad argument, naming it.
+        TypeError: an argument of the wrong type (a timeout that is not a number,
+            ``None`` included), naming it.
+        ValueError: a timeout that is not a finite number > 0, or a port outside
+            0..65535, naming it.
 
     Example::
 
@@ -91,14 +126,12 @@ def connect(
     """
     per_operation = _check_seconds(timeout, "timeout")
     budget = per_operation if connect_timeout is None else _check_seconds(connect_timeout, "connect_timeout")
+    _check_bool(nodelay, "nodelay", "connect")
+    _check_address(address, "connect")
     if isinstance(address, tuple):
-        if len(address) != 2 or not isinstance(address[0], str) or not isinstance(address[1], int):
-            raise TypeError(f"connect(address=...) must be (host: str, port: int) or a path, not {address!r}")
         candidates = _resolve(address)
-    elif isinstance(address, str | os.PathLike):
-        candidates = [(socket.AF_UNIX, socket.SOCK_STREAM, 0, os.fspath(address))]
     else:
-        raise TypeError(f"connect(address=...) must be (host, port) or a path, not {address!r}")
+        candidates = [(socket.AF_UNIX, socket.SOCK_STREAM, 0, os.fspath(address))]
     where = format_address(address)
     deadline = time.monotonic() + budget
     failures: list[OSError] = []
@@ -232,7 +265,8 @@ class SocketPool(Pool[socket.socket]):
       ``is_broken`` run after the socket checks above.
 
     Raises:
-        TypeError, ValueError: an option is invalid (the message names it).
+        TypeError: an option of the wrong type (the message names it).
+        ValueError: an option's value is out of range (the message names it).
 
     Example::
 
@@ -255,11 +289,11 @@ class SocketPool(Pool[socket.socket]):
         name: str | None = None,
         **options: Any,
     ) -> None:
-        per_operation = _check_seconds(timeout, "timeout")
+        per_operation = _check_seconds(timeout, "timeout", "SocketPool")
         if connect_timeout is not None:
-            _check_seconds(connect_timeout, "connect_timeout")
-        if not isinstance(address, tuple | str | os.PathLike):
-            raise TypeError(f"SocketPool(address=...) must be (host, port) or a path, not {address!r}")
+            _check_seconds(connect_timeout, "connect_timeout", "SocketPool")
+        _check_bool(nodelay, "nodelay", "SocketPool")
+        _check_address(address, "SocketPool")
         for option in ("create", "check"):
             if option in options:
                 raise TypeError(f"SocketPool() makes and checks sockets itself; {option}= is not accepted")
