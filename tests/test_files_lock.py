@@ -289,10 +289,37 @@ def test_repr_and_statistics_tell_the_state(tmp_path: Path) -> None:
     lock.release()  # releasing again does nothing
 
 
-@pytest.mark.parametrize("timeout", [-1, "1", True, float("nan")])
-def test_a_bad_timeout_is_refused_naming_it(tmp_path: Path, timeout: object) -> None:
-    with pytest.raises(ValueError, match="timeout"):
+@pytest.mark.parametrize("timeout", [-1, -0.5, float("nan")])
+def test_a_timeout_out_of_range_is_a_value_error_naming_it(tmp_path: Path, timeout: float) -> None:
+    with pytest.raises(ValueError, match=r"locked\(timeout=\.\.\.\) must be a number of seconds >= 0"):
+        locked(tmp_path / "x", timeout=timeout)
+    with pytest.raises(ValueError, match=r"FileLock\(timeout=\.\.\.\)"):
+        FileLock(tmp_path / "x", timeout=timeout)
+    with pytest.raises(ValueError, match=r"FileLock.acquire\(timeout=\.\.\.\)"):
+        FileLock(tmp_path / "x").acquire(timeout=timeout)
+
+
+@pytest.mark.parametrize("timeout", ["10", True, b"1", [1]])
+def test_a_timeout_of_the_wrong_type_is_a_type_error_naming_it(tmp_path: Path, timeout: object) -> None:
+    expected = r"locked\(timeout=\.\.\.\) must be None or a number of seconds \(int or float\), not "
+    with pytest.raises(TypeError, match=expected + type(timeout).__name__):
         locked(tmp_path / "x", timeout=timeout)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"FileLock.acquire\(timeout=\.\.\.\) must be None or a number"):
+        FileLock(tmp_path / "x").acquire(timeout=timeout)  # type: ignore[arg-type]
+    assert not (tmp_path / "x").exists(), "a refused call creates no lock file"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"), [({"shared": 1}, "shared"), ({"path": 3}, "path"), ({"path": b"x"}, "path")]
+)
+def test_other_arguments_of_the_wrong_type_are_a_type_error_naming_them(
+    tmp_path: Path, kwargs: dict[str, object], name: str
+) -> None:
+    arguments: dict[str, object] = {"path": tmp_path / "x", **kwargs}
+    with pytest.raises(TypeError, match=rf"locked\({name}=\.\.\.\) must be"):
+        locked(**arguments)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=rf"FileLock\({name}=\.\.\.\) must be"):
+        FileLock(**arguments)  # type: ignore[arg-type]
 
 
 def test_it_is_exported_from_the_package() -> None:

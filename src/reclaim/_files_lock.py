@@ -195,9 +195,11 @@ class FileLock:
         timeout: float | None = None,
         shared: bool = False,
     ) -> None:
-        _check_timeout(timeout, "timeout")
+        _check_timeout(timeout, "FileLock(timeout=...)")
         if not isinstance(shared, bool):
-            raise TypeError(f"FileLock(shared=...) must be a bool, not {shared!r}")
+            raise TypeError(f"FileLock(shared=...) must be a bool, not {type(shared).__name__} {shared!r}")
+        if not isinstance(path, str | os.PathLike):
+            raise TypeError(f"FileLock(path=...) must be a str or os.PathLike[str], not {path!r}")
         self._path = os.fspath(path)
         if not isinstance(self._path, str):
             raise TypeError(f"FileLock(path=...) must be a str or os.PathLike[str], not {path!r}")
@@ -292,11 +294,12 @@ class FileLock:
                 lock on the same file (locks are not re-entrant: waiting would never end);
                 the message says where that lock was taken.
             OSError: the lock file cannot be opened, or is a symlink, special file or hard link.
+            TypeError, ValueError: *timeout* is not a number (TypeError) or is negative or NaN.
         """
         if timeout is _Default:
             timeout = self._timeout
         else:
-            _check_timeout(timeout, "timeout")
+            _check_timeout(timeout, "FileLock.acquire(timeout=...)")
         wait_for: float | None = timeout  # type: ignore[assignment]
         if self._fd >= 0:
             raise RuntimeError(f"{self!r} is already held; it is not re-entrant")
@@ -469,10 +472,16 @@ _sites.mark_owned(FileLock._open.__code__)
 
 
 def _check_timeout(timeout: object, name: str) -> None:
+    """A TypeError for a timeout of the wrong type, a ValueError for a number out of range."""
     if timeout is None:
         return
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout >= 0:
-        raise ValueError(f"{name} must be None or a number of seconds >= 0, not {timeout!r}")
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise TypeError(
+            f"{name} must be None or a number of seconds (int or float), "
+            f"not {type(timeout).__name__} {timeout!r}"
+        )
+    if not timeout >= 0:  # also NaN
+        raise ValueError(f"{name} must be a number of seconds >= 0 (or None: no limit), not {timeout!r}")
 
 
 def locked(
@@ -492,6 +501,8 @@ def locked(
       another thread of this process holds the lock, the timeout names the thread.
 
     Raises:
+        TypeError: an argument of the wrong type (a *timeout* that is not a number, say).
+        ValueError: a negative or NaN *timeout*.
         LockTimeout: not obtained within *timeout*; also a ``TimeoutError``. The
             message names the lock file and, when known, the holder's pid
             (``.path`` and ``.pid`` carry them).
@@ -507,4 +518,9 @@ def locked(
         with locked("/var/lib/app/state.lock", timeout=10):
             update_state()
     """
+    _check_timeout(timeout, "locked(timeout=...)")  # named as the caller wrote it, not as FileLock
+    if not isinstance(shared, bool):
+        raise TypeError(f"locked(shared=...) must be a bool, not {type(shared).__name__} {shared!r}")
+    if not isinstance(path, str | os.PathLike):
+        raise TypeError(f"locked(path=...) must be a str or os.PathLike[str], not {path!r}")
     return FileLock(path, timeout=timeout, shared=shared)
