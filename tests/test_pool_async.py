@@ -6,6 +6,7 @@ import asyncio
 import gc
 import itertools
 import logging
+import re
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -564,3 +565,32 @@ def test_a_failing_reset_discards_the_object(answer: str, caplog: pytest.LogCapt
 
     run(main())
     assert ("reset failed" in caplog.text) == answer.endswith("raises")
+
+
+# -- argument checks of close() and resize() ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("timeout", "error", "message"),
+    [
+        (-1, ValueError, "timeout must be >= 0 seconds, got -1"),
+        (float("inf"), ValueError, "timeout must be finite, got inf"),
+        ("x", TypeError, "timeout must be a number of seconds or None (5 s), got str 'x'"),
+    ],
+)
+def test_close_refuses_a_bad_timeout_before_closing_anything(
+    timeout: object, error: type[Exception], message: str
+) -> None:
+    """As Pool.close(): refused with the acquire(timeout=) wording; the pool stays open and usable."""
+
+    async def main() -> None:
+        async with AsyncPool(Thing, max_size=1) as pool:
+            async with pool.acquire() as thing:
+                pass
+            with pytest.raises(error, match=re.escape(message)):
+                await pool.close(timeout=timeout)  # type: ignore[arg-type]
+            assert not pool.closed and thing.closes == 0
+            async with pool.acquire() as again:
+                assert again is thing
+
+    run(main())

@@ -601,3 +601,30 @@ def test_an_object_made_in_the_background_as_the_pool_closes_is_closed(factory: 
     eventually(lambda: factory.made and factory.made[0].closes == 1, "the new object closed")
     stats = pool.statistics()
     assert (stats.size, stats.idle) == (0, 0)
+
+
+# -- argument checks of close() and resize() ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("timeout", "error", "message"),
+    [
+        (-1, ValueError, "timeout must be >= 0 seconds, got -1"),
+        (float("nan"), ValueError, "timeout must be >= 0 seconds, got nan"),
+        (float("inf"), ValueError, "timeout must be finite, got inf"),
+        ("x", TypeError, "timeout must be a number of seconds or None (5 s), got str 'x'"),
+        (True, TypeError, "timeout must be a number of seconds or None (5 s), got bool True"),
+    ],
+)
+def test_close_refuses_a_bad_timeout_before_closing_anything(
+    factory: Factory, timeout: object, error: type[Exception], message: str
+) -> None:
+    """A bad timeout is refused with the acquire(timeout=) wording, and the pool stays open and usable."""
+    with Pool(factory, max_size=1) as pool:
+        with pool.acquire() as thing:
+            pass
+        with pytest.raises(error, match=re.escape(message)):
+            pool.close(timeout=timeout)  # type: ignore[arg-type]
+        assert not pool.closed and thing.alive
+        with pool.acquire() as again:
+            assert again is thing

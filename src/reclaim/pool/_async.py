@@ -25,7 +25,7 @@ from . import _explain
 from ._alease import AsyncLease
 from ._await import TIMEOUT, TaskWaiter, call, hand_over, is_awaitable, time_out
 from ._core import CLOSED, CREATE, RETRY, PoolCore, Slot, close_value, log
-from ._options import AsyncPoolOptions, validate
+from ._options import AsyncPoolOptions, check_close_timeout, validate
 from ._stats import PoolStatistics
 from ._worker import amaintain
 
@@ -444,7 +444,13 @@ class AsyncPool(PoolCore[T]):
     # -- control -------------------------------------------------------------
 
     async def close(self, timeout: float | None = None) -> None:
-        """Close the pool: idle objects now, leased ones as they come back (waits *timeout*, 5 s default)."""
+        """Close the pool: idle objects now, leased ones as they come back (waits *timeout*, 5 s default).
+
+        Raises:
+            TypeError, ValueError: *timeout* is not None or a finite number >= 0
+                (checked first: the pool is left open).
+        """
+        check_close_timeout(timeout)  # before anything changes
         if _track.on_release is not None:
             _track.released(self)  # the pool's own record (see _tracking)
         self._close_slots(self._close_locked())

@@ -84,6 +84,23 @@ def check_sizes(min_size: object, max_size: object) -> None:
         raise ValueError(f"min_size ({min_size}) must be <= max_size ({max_size})")
 
 
+def check_close_timeout(timeout: object) -> None:
+    """Raise unless *timeout* (of ``close()``) is None or a finite number of seconds >= 0.
+
+    Checked before the pool changes at all; the messages are those of ``acquire(timeout=...)``.
+    """
+    if timeout is None:
+        return
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise TypeError(
+            f"timeout must be a number of seconds or None (5 s), got {type(timeout).__name__} {timeout!r}"
+        )
+    if math.isnan(timeout) or timeout < 0:
+        raise ValueError(f"timeout must be >= 0 seconds, got {timeout!r}")
+    if math.isinf(timeout):
+        raise ValueError(f"timeout must be finite, got {timeout!r}")
+
+
 def validate(default_name: str, **kw: Any) -> Options:
     """Check every option and return them frozen; raises TypeError/ValueError naming the argument."""
     _callable("create", kw["create"], optional=False)

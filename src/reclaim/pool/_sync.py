@@ -24,7 +24,7 @@ from reclaim.errors import PoolClosed, PoolFull
 from . import _explain
 from ._core import CLOSED, CREATE, RETRY, PoolCore, Slot, close_value, log
 from ._lease import Lease
-from ._options import validate
+from ._options import check_close_timeout, validate
 from ._stats import PoolStatistics
 from ._wait import ThreadWaiter, wait
 from ._worker import maintain
@@ -423,7 +423,12 @@ class Pool(PoolCore[T]):
 
         Acquire after close raises PoolClosed; closing twice is harmless. Leases
         still out after *timeout* are logged and closed when they come back.
+
+        Raises:
+            TypeError, ValueError: *timeout* is not None or a finite number >= 0
+                (checked first: the pool is left open).
         """
+        check_close_timeout(timeout)  # before anything changes
         if _track.on_release is not None:
             _track.released(self)  # the pool's own record (see _tracking)
         with self._lock:
