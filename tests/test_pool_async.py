@@ -594,3 +594,19 @@ def test_close_refuses_a_bad_timeout_before_closing_anything(
                 assert again is thing
 
     run(main())
+
+
+@pytest.mark.parametrize("max_size", [-1, 0])
+def test_a_max_size_below_one_is_refused_with_one_message_at_construction_and_resize(max_size: int) -> None:
+    """-1 and 0 both say max_size must be >= 1, whether passed to AsyncPool() or resize()."""
+    message = f"max_size must be >= 1, got {max_size}"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        AsyncPool(Thing, max_size=max_size)
+
+    async def main() -> None:
+        async with AsyncPool(Thing, max_size=2) as pool:
+            with pytest.raises(ValueError, match=re.escape(message)):
+                await pool.resize(max_size=max_size)
+            assert pool.statistics().max_size == 2
+
+    run(main())

@@ -628,3 +628,17 @@ def test_close_refuses_a_bad_timeout_before_closing_anything(
         assert not pool.closed and thing.alive
         with pool.acquire() as again:
             assert again is thing
+
+
+@pytest.mark.parametrize("max_size", [-1, 0])
+def test_a_max_size_below_one_is_refused_with_one_message_at_construction_and_resize(
+    factory: Factory, max_size: int
+) -> None:
+    """-1 and 0 both say max_size must be >= 1, whether passed to Pool() or resize()."""
+    message = f"max_size must be >= 1, got {max_size}"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        Pool(factory, max_size=max_size)
+    with Pool(factory, max_size=2) as pool:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            pool.resize(max_size=max_size)
+        assert pool.statistics().max_size == 2

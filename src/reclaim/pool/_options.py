@@ -65,21 +65,19 @@ def _seconds(name: str, value: object, *, optional: bool, positive: bool = True)
         raise ValueError(f"{name} must be finite, got {value!r}")
 
 
-def _size(name: str, value: object) -> None:
+def _size(name: str, value: object, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    if value < 0:
-        raise ValueError(f"{name} must be >= 0, got {value}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
 
 
 def check_sizes(min_size: object, max_size: object) -> None:
     """Raise when the sizes are not ints with ``0 <= min_size <= max_size`` and ``max_size >= 1``."""
-    _size("min_size", min_size)
-    _size("max_size", max_size)
+    _size("min_size", min_size, 0)
+    _size("max_size", max_size, 1)  # one bound, one message: -1 and 0 are refused alike
     assert isinstance(min_size, int)
     assert isinstance(max_size, int)
-    if max_size < 1:
-        raise ValueError(f"max_size must be >= 1, got {max_size}")
     if min_size > max_size:
         raise ValueError(f"min_size ({min_size}) must be <= max_size ({max_size})")
 
