@@ -158,17 +158,51 @@ def test_it_is_single_use_and_explains_itself(tmp_path: Path) -> None:
         ({"mode": "a"}, "mode"),
         ({"mode": "wb", "encoding": "utf-8"}, "encoding"),
         ({"mode": "wb", "newline": ""}, "newline"),
+        ({"newline": "\t"}, "newline"),
         ({"permissions": 0o10000}, "permissions"),
         ({"permissions": -1}, "permissions"),
-        ({"permissions": True}, "permissions"),
-        ({"durable": 1}, "durable"),
     ],
 )
-def test_bad_arguments_are_refused_naming_the_argument(
+def test_values_not_accepted_are_a_value_error_naming_the_argument(
     tmp_path: Path, kwargs: dict[str, object], name: str
 ) -> None:
-    with pytest.raises((ValueError, TypeError), match=name):
+    with pytest.raises(ValueError, match=rf"atomic_write\({name}=\.\.\.\)"):
         atomic_write(tmp_path / "f", **kwargs)  # type: ignore[call-overload]
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name", "wanted"),
+    [
+        ({"permissions": "0640"}, "permissions", "None or an int mode such as 0o640"),
+        ({"permissions": True}, "permissions", "None or an int mode such as 0o640"),
+        ({"permissions": 0o640 * 1.0}, "permissions", "None or an int mode such as 0o640"),
+        ({"mode": b"w"}, "mode", "a str"),
+        ({"encoding": 8}, "encoding", "None or a str"),
+        ({"newline": b"\n"}, "newline", "None or a str"),
+        ({"durable": 1}, "durable", "a bool"),
+        ({"follow_symlinks": "no"}, "follow_symlinks", "a bool"),
+    ],
+)
+def test_arguments_of_the_wrong_type_are_a_type_error_naming_the_argument_and_type(
+    tmp_path: Path, kwargs: dict[str, object], name: str, wanted: str
+) -> None:
+    value = kwargs[name]
+    with pytest.raises(TypeError) as caught:
+        atomic_write(tmp_path / "f", **kwargs)  # type: ignore[call-overload]
+    assert (
+        str(caught.value)
+        == f"atomic_write({name}=...) must be {wanted}, not {type(value).__name__} {value!r}"
+    )
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("path", [3, b"f", None])
+def test_a_path_of_the_wrong_type_is_a_type_error_naming_it(path: object) -> None:
+    with pytest.raises(TypeError, match=r"atomic_write\(path=\.\.\.\) must be a str or os.PathLike\[str\]"):
+        atomic_write(path)  # type: ignore[call-overload]
+    with pytest.raises(TypeError, match=r"remove_stale_temps\(directory=\.\.\.\) must be a str"):
+        remove_stale_temps(path)  # type: ignore[arg-type]
 
 
 def test_it_is_exported_from_the_package() -> None:

@@ -43,6 +43,15 @@ TextMode = Literal["w", "wt", "x", "xt"]
 BinaryMode = Literal["wb", "xb"]
 _MODES = {"w": "w", "wt": "w", "x": "w", "xt": "w", "wb": "wb", "xb": "wb"}
 
+#: What open() accepts as newline=.
+_NEWLINES = (None, "", "\n", "\r", "\r\n")
+
+
+def _typed(value: object) -> str:
+    """``str '0640'``: the type first, so a wrong type does not read as a value out of range."""
+    return f"{type(value).__name__} {value!r}"
+
+
 #: Suffix of every temp file atomic_write creates; remove_stale_temps matches it.
 TEMP_SUFFIX = ".reclaim-tmp"
 _TEMP_RE = re.compile(r"\A\..*\.(\d+)\.[0-9a-f]{8}" + re.escape(TEMP_SUFFIX) + r"\Z", re.DOTALL)
@@ -108,23 +117,40 @@ class AtomicWrite(Generic[F]):
         permissions: int | None,
         follow_symlinks: bool,
     ) -> None:
+        # A wrong type is a TypeError, a value of the right type that is not accepted a ValueError.
+        if not isinstance(mode, str):
+            raise TypeError(f"atomic_write(mode=...) must be a str, not {_typed(mode)}")
         if mode not in _MODES:
             raise ValueError(f"atomic_write(mode=...) must be one of {sorted(_MODES)}, not {mode!r}")
+        if encoding is not None and not isinstance(encoding, str):
+            raise TypeError(f"atomic_write(encoding=...) must be None or a str, not {_typed(encoding)}")
+        if newline is not None and not isinstance(newline, str):
+            raise TypeError(f"atomic_write(newline=...) must be None or a str, not {_typed(newline)}")
+        if newline not in _NEWLINES:
+            raise ValueError(f"atomic_write(newline=...) must be one of {_NEWLINES}, not {newline!r}")
         binary = "b" in mode
         if binary and encoding is not None:
             raise ValueError("atomic_write(encoding=...) cannot be used with a binary mode")
         if binary and newline is not None:
             raise ValueError("atomic_write(newline=...) cannot be used with a binary mode")
         if not isinstance(durable, bool):
-            raise TypeError(f"atomic_write(durable=...) must be a bool, not {durable!r}")
-        if permissions is not None and (
-            isinstance(permissions, bool)
-            or not isinstance(permissions, int)
-            or not 0 <= permissions <= 0o7777
-        ):
-            raise ValueError(
-                f"atomic_write(permissions=...) must be None or a mode from 0 to 0o7777, not {permissions!r}"
+            raise TypeError(f"atomic_write(durable=...) must be a bool, not {_typed(durable)}")
+        if not isinstance(follow_symlinks, bool):
+            raise TypeError(
+                f"atomic_write(follow_symlinks=...) must be a bool, not {_typed(follow_symlinks)}"
             )
+        if permissions is not None:
+            if isinstance(permissions, bool) or not isinstance(permissions, int):
+                raise TypeError(
+                    f"atomic_write(permissions=...) must be None or an int mode such as 0o640, "
+                    f"not {_typed(permissions)}"
+                )
+            if not 0 <= permissions <= 0o7777:
+                raise ValueError(
+                    f"atomic_write(permissions=...) must be a mode from 0 to 0o7777, not {permissions!r}"
+                )
+        if not isinstance(path, str | os.PathLike):
+            raise TypeError(f"atomic_write(path=...) must be a str or os.PathLike[str], not {_typed(path)}")
         self._path = os.fspath(path)
         if not isinstance(self._path, str):
             raise TypeError(f"atomic_write(path=...) must be a str or os.PathLike[str], not {path!r}")
@@ -396,7 +422,9 @@ def atomic_write(
     process killed mid-write is removed by :func:`remove_stale_temps`.
 
     Raises:
-        ValueError, TypeError: a bad argument, naming it.
+        TypeError: an argument of the wrong type (``permissions="0640"``), naming it.
+        ValueError: an argument of the right type but not accepted (a mode other than
+            those above, ``permissions`` outside 0..0o7777), naming it.
         FileExistsError: mode ``"x"`` and *path* exists.
         OSError: the directory is missing or not writable, *path* is a
             directory or special file, a refused symlink, or ``fsync`` failed.
@@ -442,6 +470,7 @@ def remove_stale_temps(directory: str | os.PathLike[str]) -> list[Path]:
     Returns the paths removed. Not recursive.
 
     Raises:
+        TypeError: *directory* is not a str or path-like of str.
         OSError: *directory* cannot be listed.
 
     Example::
@@ -449,7 +478,11 @@ def remove_stale_temps(directory: str | os.PathLike[str]) -> list[Path]:
         for path in remove_stale_temps("/var/lib/app"):
             log.info("removed %s left by a crash", path)
     """
-    directory = os.fspath(directory)
+    directory = os.fspath(directory) if isinstance(directory, str | os.PathLike) else directory
+    if not isinstance(directory, str):
+        raise TypeError(
+            f"remove_stale_temps(directory=...) must be a str or os.PathLike[str], not {_typed(directory)}"
+        )
     removed: list[Path] = []
     dir_fd = os.open(directory, _DIR_FLAGS)
     try:
