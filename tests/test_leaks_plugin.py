@@ -269,6 +269,29 @@ def test_allow_marker_with_an_unknown_kind_says_so(pytester: pytest.Pytester) ->
     result.stdout.fnmatch_lines(["*unknown kind 'tasks'; kinds: *task*"])
 
 
+def test_allow_marker_with_an_invalid_pattern_is_one_clear_error(pytester: pytest.Pytester) -> None:
+    """A match= that is no regular expression: one setup error naming match= and the pattern, no
+    traceback through re, and no second error at teardown."""
+    pytester.makepyfile(
+        test_bad="""
+        import pytest
+
+        @pytest.mark.reclaim_allow(kind="file", match="(unclosed")
+        def test_x():
+            pass
+        """
+    )
+    result = run(pytester)
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        ["*reclaim_allow: match='(unclosed' is not a valid regular expression: missing )*"]
+    )
+    out = result.stdout.str()
+    assert "ERROR at teardown" not in out
+    assert "KeyError" not in out
+    assert "_parser.py" not in out
+
+
 def test_thread_winding_down_is_not_a_leak_but_a_running_one_is(pytester: pytest.Pytester) -> None:
     """A thread told to stop but not joined gets the grace period; one never stopped fails."""
     pytester.makepyfile(

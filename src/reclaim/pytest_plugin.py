@@ -191,7 +191,13 @@ def _allow_rules(item: pytest.Item) -> list[_Allow]:
         match = mark.kwargs.get("match")
         if match is not None and not isinstance(match, str):
             raise TypeError(f"reclaim_allow: match must be a regular expression str, got {match!r}")
-        rules.append(_Allow(kinds, re.compile(match) if match is not None else None))
+        try:
+            pattern = re.compile(match) if match is not None else None
+        except re.error as exc:
+            raise ValueError(
+                f"reclaim_allow: match={match!r} is not a valid regular expression: {exc}"
+            ) from None
+        rules.append(_Allow(kinds, pattern))
     return rules
 
 
@@ -403,9 +409,13 @@ class LeakChecker:
             try:
                 self.allow[item.nodeid] = _allow_rules(item)
             except (TypeError, ValueError) as exc:
-                # Raised after the other plugins' setup ran, so their teardown finds their state.
-                yield
-                raise exc from None
+                bad = f"{type(exc).__name__}: {exc}"
+            else:
+                return (yield)
+            # Failed after the other plugins' setup ran, so their teardown finds their state; the
+            # message says it all, with no traceback through the plugin (or re) to read.
+            yield
+            pytest.fail(bad, pytrace=False)
         return (yield)
 
     @pytest.hookimpl(wrapper=True)
