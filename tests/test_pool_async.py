@@ -610,3 +610,40 @@ def test_a_max_size_below_one_is_refused_with_one_message_at_construction_and_re
             assert pool.statistics().max_size == 2
 
     run(main())
+
+
+# -- misuse says what to write instead ------------------------------------------------------
+
+
+def test_with_on_an_async_lease_says_to_use_async_with() -> None:
+    """A plain `with` fails before anything is acquired, naming `async with` and `await`."""
+
+    async def main() -> None:
+        async with AsyncPool(Thing, max_size=1, name="db") as pool:
+            message = "pool 'db' is an AsyncPool: use `async with pool.acquire() as obj:`"
+            with pytest.raises(TypeError, match=re.escape(message)) as raised, pool.acquire():  # type: ignore[attr-defined]
+                pass
+            assert "`lease = await pool.acquire()`" in str(raised.value)
+            assert pool.statistics().in_use == 0
+            async with pool.acquire() as thing:
+                assert isinstance(thing, Thing)
+
+    run(main())
+
+
+def test_create_task_on_an_async_lease_says_it_is_awaitable_and_ensure_future_works() -> None:
+    """asyncio's 'a coroutine was expected' shows the lease's repr, which says what works instead."""
+
+    async def main() -> None:
+        async with AsyncPool(Thing, max_size=1, name="db") as pool:
+            with pytest.raises(TypeError, match="a coroutine was expected") as raised:
+                task = asyncio.create_task(pool.acquire(timeout=5))  # type: ignore[arg-type]
+                task.cancel()  # not reached: create_task refuses the lease
+            assert "awaitable, not a coroutine (await it, or asyncio.ensure_future(pool.acquire())" in str(
+                raised.value
+            )
+            lease = await asyncio.ensure_future(pool.acquire(timeout=5))
+            assert isinstance(lease.value, Thing)
+            await lease.release()
+
+    run(main())

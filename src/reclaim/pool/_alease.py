@@ -92,6 +92,18 @@ class AsyncLease(Generic[T]):
             ready.set_result(slot.value)
         return ready  # type: ignore[no-any-return]
 
+    if not TYPE_CHECKING:  # hidden from type checkers, so that they flag `with pool.acquire()` themselves
+
+        def __enter__(self) -> None:
+            raise TypeError(
+                f"pool {self._pool._name!r} is an AsyncPool: use `async with pool.acquire() as obj:` "
+                "(or `lease = await pool.acquire()`), not `with`"
+            )
+
+        def __exit__(self, *exc_info: object) -> None:
+            # Never called (__enter__ raised), but `with` looks both up before calling __enter__.
+            return None
+
     def _take(self, slot: Slot, now: float, frame: FrameType) -> None:
         """The lease now holds *slot* (no await between getting the slot and this)."""
         pool = self._pool
@@ -196,7 +208,14 @@ class AsyncLease(Generic[T]):
     def __repr__(self) -> str:
         slot = self._slot
         name = self._pool._name
+        if slot is None:
+            # Shown by asyncio.create_task(pool.acquire()) ("a coroutine was expected, got ..."):
+            # the lease is awaitable, not a coroutine, so say what works instead.
+            return (
+                f"<AsyncLease of pool {name!r} pending: awaitable, not a coroutine (await it, "
+                "or asyncio.ensure_future(pool.acquire()) for a task)>"
+            )
         if not isinstance(slot, Slot):
-            return f"<AsyncLease of pool {name!r} {'pending' if slot is None else 'released'}>"
+            return f"<AsyncLease of pool {name!r} released>"
         held = _monotonic() - slot.acquired_at
         return f"<AsyncLease of pool {name!r} held {held:.3g} s, acquired at {slot.where()}>"
