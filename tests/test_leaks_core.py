@@ -288,8 +288,23 @@ def test_no_leaks_on_coroutines_and_async_with() -> None:
 @pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
 @pytest.mark.parametrize(
     ("options", "error"),
-    [({"grace": -1}, ValueError), ({"grace": "1"}, ValueError), ({"ignore_kinds": "thread"}, TypeError)],
+    [
+        ({"grace": -1}, ValueError),
+        ({"grace": float("nan")}, ValueError),
+        ({"grace": "1"}, TypeError),
+        ({"grace": None}, TypeError),
+        ({"ignore_kinds": "thread"}, TypeError),
+        ({"ignore_kinds": [1]}, TypeError),
+    ],
 )
 def test_no_leaks_checks_its_options(options: dict[str, object], error: type[Exception]) -> None:
-    with pytest.raises(error):
+    """A value of the wrong type is a TypeError, a wrong value of the right type a ValueError."""
+    with pytest.raises(error, match=r"grace|ignore_kinds"):
         no_leaks(**options)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("kinds", [["files"], {"thread", "threads"}])
+def test_no_leaks_refuses_an_unknown_kind_as_the_cli_does(kinds: list[str]) -> None:
+    """A misspelt kind in ignore_kinds (which would ignore nothing) is refused, listing the kinds."""
+    with pytest.raises(ValueError, match=r"ignore_kinds: unknown kind '\w+'; kinds: file, fd, socket"):
+        no_leaks(ignore_kinds=kinds)

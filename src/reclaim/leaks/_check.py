@@ -13,10 +13,34 @@ from reclaim.errors import LeakError
 from ._report import Report
 from ._tracker import Ignore, Snapshot, Tracker
 
-__all__ = ["NoLeaks", "no_leaks"]
+__all__ = ["NoLeaks", "known_kinds", "no_leaks"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+def known_kinds(kinds: Iterable[str], argument: str) -> frozenset[str]:
+    """*kinds* as a set, each checked against :data:`reclaim.leaks.KINDS`.
+
+    A misspelt kind would ignore nothing, silently: it is refused as the CLI's
+    ``--ignore``, the ``reclaim_ignore_kinds`` ini option and the
+    ``reclaim_allow`` marker refuse it.
+
+    Raises:
+        TypeError: *kinds* is a string (one kind goes in a set: ``{"thread"}``) or holds a non-string.
+        ValueError: a kind is not one of ``KINDS``.
+    """
+    from . import KINDS  # the package defines KINDS after importing this module
+
+    if isinstance(kinds, str):
+        raise TypeError(f"{argument} must be a collection of kinds, e.g. {{'thread'}}, not a string")
+    found = frozenset(kinds)
+    for kind in sorted(found, key=repr):
+        if not isinstance(kind, str):
+            raise TypeError(f"{argument}: a kind is a str, got {kind!r}")
+        if kind not in KINDS:
+            raise ValueError(f"{argument}: unknown kind {kind!r}; kinds: {', '.join(KINDS)}")
+    return found
 
 
 class NoLeaks:
@@ -31,13 +55,14 @@ class NoLeaks:
         collect: bool = False,
         include_framework: bool = False,
     ) -> None:
-        if isinstance(ignore_kinds, str):
-            raise TypeError("ignore_kinds must be a collection of kinds, e.g. {'thread'}, not a string")
-        if not isinstance(grace, (int, float)) or grace < 0:
+        kinds = known_kinds(ignore_kinds, "ignore_kinds")
+        if isinstance(grace, bool) or not isinstance(grace, (int, float)):
+            raise TypeError(f"grace must be a number of seconds >= 0, got {grace!r}")
+        if not grace >= 0:  # also refuses NaN
             raise ValueError(f"grace must be a number of seconds >= 0, got {grace!r}")
         self._options: dict[str, Any] = {
             "grace": float(grace),
-            "ignore_kinds": frozenset(ignore_kinds),
+            "ignore_kinds": kinds,
             "ignore": tuple(ignore),
             "collect": collect,
             "include_framework": include_framework,
@@ -145,6 +170,8 @@ def no_leaks(
 
     Raises:
         LeakError: leaks were found; ``error.leaks`` lists them, ``error.report`` has the rest.
+        TypeError: *ignore_kinds* is a string or *grace* is not a number (when called).
+        ValueError: *ignore_kinds* names an unknown kind or *grace* is negative (when called).
     """
     return NoLeaks(
         ignore_kinds=ignore_kinds,
