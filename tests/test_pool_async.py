@@ -647,3 +647,19 @@ def test_create_task_on_an_async_lease_says_it_is_awaitable_and_ensure_future_wo
             await lease.release()
 
     run(main())
+
+
+@pytest.mark.reclaim_allow(kind="lease")  # the point of the test
+def test_a_lost_lease_warning_is_filed_under_the_acquire_line_not_inside_reclaim() -> None:
+    """As for Pool: the warning's own location is the awaiting line, not AsyncLease.__del__."""
+
+    async def main() -> None:
+        async with AsyncPool(Thing, max_size=1) as pool:
+            lease: AsyncLease[Thing] | None = await pool.acquire()  # async-lost-location
+            line = line_of("async-lost-location", sys.modules[__name__])
+            with pytest.warns(ResourceWarning, match="without release") as caught:
+                del lease
+                gc.collect()
+            assert [(w.filename, w.lineno) for w in caught] == [(__file__, line)]
+
+    run(main())

@@ -642,3 +642,17 @@ def test_a_max_size_below_one_is_refused_with_one_message_at_construction_and_re
         with pytest.raises(ValueError, match=re.escape(message)):
             pool.resize(max_size=max_size)
         assert pool.statistics().max_size == 2
+
+
+@pytest.mark.reclaim_allow(kind="lease")  # the point of the test
+def test_a_lost_lease_warning_is_filed_under_the_acquire_line_not_inside_reclaim(
+    make_pool: Callable[..., Pool[Thing]],
+) -> None:
+    """The ResourceWarning's own location (what -W and filters show) is the user's acquire line."""
+    pool = make_pool(max_size=1)
+    lease = pool.acquire()  # lost-lease-location
+    line = line_of("lost-lease-location", sys.modules[__name__])
+    with pytest.warns(ResourceWarning, match="without release") as caught:
+        del lease
+        gc.collect()
+    assert [(w.filename, w.lineno) for w in caught] == [(__file__, line)]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-import warnings
 from collections.abc import Awaitable, Generator
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -13,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from reclaim import _sites, _track
 from reclaim.errors import ResourceClosed
 
-from ._core import Slot
+from ._core import Slot, warn_lost
 
 if TYPE_CHECKING:
     from ._async import AsyncPool
@@ -195,15 +194,11 @@ class AsyncLease(Generic[T]):
         self._slot = False
         pool = self._pool
         pool._orphans.append(slot)
-        try:
-            warnings.warn(
-                f"lease of pool {pool._name!r} was garbage-collected without release; it was "
-                f"acquired at {slot.where()}. Use `async with pool.acquire() as obj:`",
-                ResourceWarning,
-                stacklevel=1,
-            )
-        except Exception:  # interpreter shutdown: warnings may be gone
-            return
+        warn_lost(
+            slot,
+            f"lease of pool {pool._name!r} was garbage-collected without release; it was "
+            f"acquired at {slot.where()}. Use `async with pool.acquire() as obj:`",
+        )
 
     def __repr__(self) -> str:
         slot = self._slot

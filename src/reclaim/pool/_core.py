@@ -16,6 +16,7 @@ import os
 import random
 import sys
 import time
+import warnings
 import weakref
 from collections import deque
 from collections.abc import Callable
@@ -27,7 +28,7 @@ from reclaim.errors import PoolClosed, PoolFull
 
 from ._options import Options, check_sizes
 
-__all__ = ["CLOSED", "CREATE", "RETRY", "PoolCore", "Slot", "Waiter", "log"]
+__all__ = ["CLOSED", "CREATE", "RETRY", "PoolCore", "Slot", "Waiter", "log", "warn_lost"]
 
 log = logging.getLogger("reclaim.pool")
 
@@ -90,6 +91,16 @@ class Slot:
         self.leak_reported = False
         self.replacing = False
         self.ready: Any = None  # AsyncPool: a done future holding value, awaited on the fast path
+
+    def location(self) -> tuple[str, int] | None:
+        """``(filename, line)`` of the acquisition (the user's line), or None when unknown."""
+        code = self.code
+        if code is not None:
+            return code.co_filename, line_of(code, self.lasti)
+        if self.site:
+            code, lineno = self.site[0]
+            return code.co_filename, lineno
+        return None
 
     def where(self) -> str:
         """``file:line in function`` of the acquisition (the user's line)."""
@@ -539,3 +550,20 @@ def close_value(close: Callable[[Any], object] | None, value: Any) -> object:
     if method is not None:
         return method()
     return None
+
+
+def warn_lost(slot: Slot, message: str) -> None:
+    """Warn (``ResourceWarning``) that a lease of *slot* was collected unreleased, at its acquire line.
+
+    Called from a lease's ``__del__``, which has no caller to point at: the
+    warning is filed under the line that acquired it (the user's code) rather
+    than under reclaim's ``__del__``. Never raises at interpreter shutdown.
+    """
+    try:
+        where = slot.location()
+        if where is None:
+            warnings.warn(message, ResourceWarning, stacklevel=2)
+        else:
+            warnings.warn_explicit(message, ResourceWarning, where[0], where[1])
+    except Exception:  # noqa: S110 - interpreter shutdown: warnings may be gone
+        pass

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import time
-import warnings
 from types import TracebackType
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 from reclaim import _track
 from reclaim.errors import ResourceClosed
 
-from ._core import Slot
+from ._core import Slot, warn_lost
 
 if TYPE_CHECKING:
     from ._sync import Pool
@@ -98,15 +97,11 @@ class Lease(Generic[T]):
         self._slot = None
         pool = self._pool
         pool._orphans.append(slot)  # reclaimed outside the collector (no lock taken here)
-        try:
-            warnings.warn(
-                f"lease of pool {pool._name!r} was garbage-collected without release; it was "
-                f"acquired at {slot.where()}. Use `with pool.acquire() as obj:`",
-                ResourceWarning,
-                stacklevel=1,
-            )
-        except Exception:  # interpreter shutdown: warnings may be gone
-            return
+        warn_lost(
+            slot,
+            f"lease of pool {pool._name!r} was garbage-collected without release; it was "
+            f"acquired at {slot.where()}. Use `with pool.acquire() as obj:`",
+        )
 
     def __repr__(self) -> str:
         slot = self._slot
