@@ -218,6 +218,21 @@ def test_module_mode_reports_the_modules_leaks(tmp_path: Path) -> None:
     assert "worker.py:2" in result.stderr
 
 
+def test_module_mode_reports_a_module_level_file_as_the_path_form_does(tmp_path: Path) -> None:
+    """A file a module-level name still holds is open at exit under -m, as with the script path:
+    the module's globals outlive its code, so the garbage collector did not close it."""
+    write(tmp_path / "same.py", "f = open(__file__)\n")
+    by_path = reclaim_run("--json", "path.json", "same.py", cwd=tmp_path)
+    by_module = reclaim_run("--json", "module.json", "-m", "same", cwd=tmp_path)
+    assert by_path.returncode == by_module.returncode == 0, by_module.stderr
+    entries = []
+    for name in ("path.json", "module.json"):
+        leaks = json.loads((tmp_path / name).read_text(encoding="utf-8"))["leaks"]
+        entries.append([(leak["kind"], leak["state"], leak["description"]) for leak in leaks])
+    assert entries[0] == entries[1] == [("file", "open", f"{tmp_path / 'same.py'} (mode 'r')")]
+    assert "(closed by the garbage collector" not in by_module.stderr
+
+
 def test_unknown_module_exits_1(tmp_path: Path) -> None:
     """-m with a module that does not exist: "No module named", exit 1."""
     result = reclaim_run("-m", "no_such_module_here", cwd=tmp_path)

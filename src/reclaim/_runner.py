@@ -122,6 +122,25 @@ def _exec_script(path: str, code: types.CodeType) -> None:
     exec(code, module.__dict__)
 
 
+def _exec_module(name: str) -> None:
+    """Run module *name* as ``python -m name`` does: in a fresh ``__main__`` that stays one.
+
+    Not ``runpy.run_module``: its temporary ``__main__`` is dropped when the code
+    ends, taking the module's globals with it, so a file a module-level name
+    still holds would be closed by the garbage collector before the leak check
+    and reported as such, unlike the same program run by path. runpy's own
+    helpers (``python -m`` runs through them) find the code and set the
+    module's attributes, so the module sees what ``python -m`` gives it.
+    """
+    # Private, but what `python -m` itself calls, in 3.11 to 3.13; ImportError when not found.
+    _name, spec, code = getattr(runpy, "_get_module_details")(name)  # noqa: B009
+    module = types.ModuleType("__main__")
+    # The program's module stays __main__ after it ends, for its atexit handlers and pickling.
+    sys.modules["__main__"] = module
+    sys.argv[0] = spec.origin
+    getattr(runpy, "_run_code")(code, module.__dict__, None, "__main__", spec)  # noqa: B009
+
+
 def _program_traceback(tb: types.TracebackType | None) -> types.TracebackType | None:
     """Drop reclaim's and runpy's frames from the top, so the traceback starts in the program."""
     while tb is not None and _abspath(tb.tb_frame.f_code.co_filename) in _OUR_FILES:
@@ -213,7 +232,7 @@ def run(options: Options, target: Target) -> int:
     die_by: int | None = None
     try:
         if target.module is not None:
-            runpy.run_module(target.module, run_name="__main__", alter_sys=True)
+            _exec_module(target.module)
         elif isinstance(code, types.CodeType):
             _exec_script(target.path or "", code)
         else:
