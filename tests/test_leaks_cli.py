@@ -846,3 +846,31 @@ def test_readme_demo_output_is_what_make_demo_prints() -> None:
         found = [i for i in range(position, len(printed)) if printed[i][: len(block)] == block]
         assert found, f"README demo block not printed as shown (in order):\n{block}\n{result.stderr}"
         position = found[0] + 1
+
+
+@pytest.mark.parametrize("where", ["missing/dir/x.json", "."], ids=["no-such-directory", "a-directory"])
+def test_a_bad_json_destination_is_refused_before_the_program_runs(tmp_path: Path, where: str) -> None:
+    """--json into a missing directory (or at a directory): usage error, exit 2, program not run."""
+    write(tmp_path / "prog.py", "print('ran')\n")
+    result = reclaim_run("--json", where, "prog.py", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "argument --json" in result.stderr
+    assert "ran" not in result.stdout
+
+
+def test_json_that_cannot_be_written_at_the_end_is_still_reported(tmp_path: Path) -> None:
+    """The directory existed at the start but the program removed it: the late error, exit 1."""
+    write(tmp_path / "out" / "keep", "")
+    write(tmp_path / "prog.py", "import shutil\nshutil.rmtree('out')\n")
+    result = reclaim_run("--json", "out/leaks.json", "prog.py", cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert "could not write --json" in result.stderr
+
+
+def test_a_relative_json_path_is_where_reclaim_was_started(tmp_path: Path) -> None:
+    """A program that changes directory does not move the --json file."""
+    write(tmp_path / "sub" / "keep", "")
+    write(tmp_path / "prog.py", "import os\nos.chdir('sub')\nLEAK = open('keep')\n")
+    result = reclaim_run("--json", "leaks.json", "prog.py", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "leaks.json").read_text(encoding="utf-8"))["count"] == 1

@@ -32,6 +32,7 @@ nothing leaked prints nothing. With ``--json PATH`` a child writes
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -130,6 +131,20 @@ def _split(args: Sequence[str]) -> tuple[list[str], Target | None]:
     return options, None
 
 
+def _json_destination(parser: argparse.ArgumentParser, path: str) -> str:
+    """The absolute --json path, once it is known to be writable: a bad one is found before the
+    program runs, not after (writing can still fail at the end; that is reported then)."""
+    full = os.path.abspath(path)  # the program may chdir: the path is the one given here
+    directory = os.path.dirname(full)
+    if os.path.isdir(full):
+        parser.error(f"argument --json: {path!r} is a directory; give a file path")
+    if not os.path.isdir(directory):
+        parser.error(f"argument --json: directory {directory!r} does not exist; create it first")
+    if not os.access(directory, os.W_OK | os.X_OK) or (os.path.exists(full) and not os.access(full, os.W_OK)):
+        parser.error(f"argument --json: {path!r} is not writable")
+    return full
+
+
 def _parse_run(args: Sequence[str]) -> tuple[Options, Target]:
     parser = _run_parser()
     words, target = _split(args)
@@ -148,8 +163,9 @@ def _parse_run(args: Sequence[str]) -> tuple[Options, Target]:
             if kind not in KINDS:
                 parser.error(f"argument --ignore: unknown kind {kind!r}; kinds: {', '.join(KINDS)}")
             ignore.append(kind)
+    json_path = None if ns.json_path is None else _json_destination(parser, ns.json_path)
     depth = DEFAULT_DEPTH if ns.depth is None else ns.depth
-    options = Options(ns.json_path, ns.fail, depth, tuple(ignore), ns.grace, depth_given=ns.depth is not None)
+    options = Options(json_path, ns.fail, depth, tuple(ignore), ns.grace, depth_given=ns.depth is not None)
     return options, target
 
 
