@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 import threading
+from pathlib import Path
 from xml.etree import ElementTree
 
 import pytest
@@ -467,3 +472,41 @@ def test_reclaim_depth_unset_keeps_two_frames_for_files(pytester: pytest.Pyteste
     result.assert_outcomes(passed=1, errors=1)
     frames = json.loads((pytester.path / "leaks.json").read_text())["leaks"][0]["frames"]
     assert [(f["line"], f["function"]) for f in frames] == [(4, "load"), (7, "setup_data")]
+
+
+def test_pytest_frames_are_left_out_when_pytest_is_not_in_site_packages(tmp_path: Path) -> None:
+    """pytest and pluggy imported from a PYTHONPATH directory (as `pip --target` makes) are still
+    plumbing: the report shows the test's own lines only."""
+    import _pytest
+    import pluggy
+
+    target = tmp_path / "target"
+    for module in (_pytest, pytest, pluggy):
+        source = Path(module.__file__ or "").parent
+        shutil.copytree(source, target / source.name, ignore=shutil.ignore_patterns("__pycache__"))
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "test_leak.py").write_text(
+        "import socket\n\nKEEP = []\n\ndef test_leaks():\n    KEEP.append(socket.socket())\n",
+        encoding="utf-8",
+    )
+    env = dict(os.environ, PYTHONPATH=str(target))
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", *BASE_ARGS, "-c", os.devnull, "test_leak.py", "-q", "-p", "no:cov"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    out = result.stdout + result.stderr
+    imported_from = subprocess.run(
+        [sys.executable, "-c", "import _pytest; print(_pytest.__file__)"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
+    assert imported_from.startswith(str(target)), imported_from
+    assert "test_leak.py:6 in test_leaks" in out, out
+    assert "_pytest" not in out and "pluggy" not in out, out

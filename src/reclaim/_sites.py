@@ -66,6 +66,27 @@ _FRAMEWORK_PACKAGES = (
 _framework_cache: dict[str, bool] = {}
 
 
+def _framework_locations() -> tuple[str, ...]:
+    """Where the imported framework packages live (a package's directory, a module's file).
+
+    They are found wherever they were imported from: site-packages, but also a
+    ``PYTHONPATH`` directory or a ``pip --target`` one. Looked up when a file is
+    first classified: a framework file can only run once its package is in
+    ``sys.modules``, so one not imported yet is not needed yet.
+    """
+    found: list[str] = []
+    for name in _FRAMEWORK_PACKAGES:
+        module = sys.modules.get(name)
+        if module is None:
+            continue
+        paths = getattr(module, "__path__", None)
+        if paths is not None:
+            found.extend(os.path.abspath(p) + os.sep for p in paths)
+        elif isinstance(getattr(module, "__file__", None), str):
+            found.append(os.path.abspath(module.__file__ or ""))
+    return tuple(found)
+
+
 def _classify(filename: str) -> bool:
     if filename.startswith("<"):
         # <frozen importlib._bootstrap>, <string> from exec: plumbing unless it is __main__'s <stdin>.
@@ -74,6 +95,9 @@ def _classify(filename: str) -> bool:
     if path.startswith(_RECLAIM_DIR):
         # reclaim's own tests and examples live outside the package directory.
         return True
+    for location in _framework_locations():
+        if path == location or path.startswith(location):
+            return True
     parts = path.split(os.sep)
     for marker in ("site-packages", "dist-packages"):
         if marker in parts:
