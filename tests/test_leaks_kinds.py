@@ -1100,12 +1100,11 @@ def test_async_pool_never_closed_is_one_leak_at_its_line_not_its_connections_and
 @ignore_gc_warnings  # the pool's own __del__ warns that it was collected unclosed
 def test_reclaim_pool_dropped_unclosed_is_reported_as_collected(leakwatch: Watch) -> None:
     """The garbage collector, not the program, ended it: a collected leak naming the pool."""
-    pool = reclaim.Pool(
-        functools.partial(sqlite3.connect, ":memory:"), name="dropped", max_lifetime=None, max_idle=None
-    )
-    at = line() - 3
-    with pool.acquire() as conn:
-        conn.execute("select 1")
+    # Objects with nothing to close: a sqlite3 connection collected with the pool warns on 3.13+.
+    pool = reclaim.Pool(object, close=lambda obj: None, name="dropped", max_lifetime=None, max_idle=None)
+    at = line() - 1
+    with pool.acquire():
+        pass
     del pool
     leak = _collected(leakwatch, "pool", at)
     assert leak.description.startswith("reclaim.Pool 'dropped' (max_size 10) not closed")
