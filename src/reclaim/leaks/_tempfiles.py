@@ -23,8 +23,6 @@ import sys
 from types import ModuleType
 from typing import Any
 
-from reclaim import _files_temp
-
 from . import _files, _records
 from ._kinds import Details, Kind, register
 from ._owning import own
@@ -80,6 +78,10 @@ def install(patches: Patches, tempfile: ModuleType) -> None:
 
     ``reclaim.temp_dir``/``temp_file`` are owned: the path each makes is its object's.
     """
+    # Imported here, once tempfile is: the tracker itself must not import tempfile (and
+    # random with it) before the program does.
+    from reclaim import _files_temp
+
     own(_files_temp.temp_dir, _files_temp.temp_file)
     mkdtemp = tempfile.mkdtemp
     mkstemp = tempfile.mkstemp
