@@ -874,3 +874,13 @@ def test_a_relative_json_path_is_where_reclaim_was_started(tmp_path: Path) -> No
     result = reclaim_run("--json", "leaks.json", "prog.py", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert json.loads((tmp_path / "leaks.json").read_text(encoding="utf-8"))["count"] == 1
+
+
+@pytest.mark.parametrize("grace", ["-1", "nan"])
+def test_a_grace_below_zero_or_nan_is_a_usage_error(tmp_path: Path, grace: str) -> None:
+    """--grace must be a number of seconds >= 0: NaN is refused as a negative number is."""
+    write(tmp_path / "prog.py", "print('ran')\n")
+    result = reclaim_run("--grace", grace, "prog.py", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "argument --grace: must be >= 0" in result.stderr
+    assert "ran" not in result.stdout

@@ -175,6 +175,14 @@ def test_text_report_has_one_block_per_leak(leakwatch: Watch, tmp_path: Path) ->
         f.close()
 
 
+@pytest.mark.parametrize("options", [{"depth": "3"}, {"depth": 2.0}, {"width": "80"}])
+def test_text_report_refuses_a_number_option_of_the_wrong_type(options: dict[str, object]) -> None:
+    """to_text(depth="3") is a TypeError naming the argument, not a failed comparison inside."""
+    name = next(iter(options))
+    with pytest.raises(TypeError, match=f"^{name} must be an int"):
+        Report(()).to_text(**options)  # type: ignore[arg-type]
+
+
 def test_json_report_follows_the_documented_schema(leakwatch: Watch, tmp_path: Path) -> None:
     f = open(tmp_path / "j.txt", "w")  # noqa: SIM115
     at = line() - 1

@@ -510,3 +510,15 @@ def test_pytest_frames_are_left_out_when_pytest_is_not_in_site_packages(tmp_path
     assert imported_from.startswith(str(target)), imported_from
     assert "test_leak.py:6 in test_leaks" in out, out
     assert "_pytest" not in out and "pluggy" not in out, out
+
+
+@pytest.mark.parametrize(("value", "says"), [("soon", "expected a number"), ("nan", "must be >= 0")])
+def test_reclaim_grace_that_is_no_number_of_seconds_is_a_usage_error(
+    pytester: pytest.Pytester, value: str, says: str
+) -> None:
+    """reclaim_grace = soon (or nan) stops the run with a message naming the option."""
+    pytester.makepyfile(test_x="def test_x():\n    pass\n")
+    pytester.makeini(f"[pytest]\nreclaim_grace = {value}\n")
+    result = pytester.runpytest_subprocess(*BASE_ARGS, timeout=120)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*ini option reclaim_grace: {says}*"])

@@ -155,7 +155,7 @@ def _parse_run(args: Sequence[str]) -> tuple[Options, Target]:
         parser.error("running a program from stdin is not supported: save it to a file")
     if ns.depth is not None and ns.depth < 1:
         parser.error(f"argument --depth: must be at least 1, got {ns.depth}")
-    if ns.grace < 0:
+    if not ns.grace >= 0:  # NaN too
         parser.error(f"argument --grace: must be >= 0, got {ns.grace}")
     ignore: list[str] = []
     for value in ns.ignore:

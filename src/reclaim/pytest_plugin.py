@@ -132,7 +132,7 @@ def _ini_number(config: pytest.Config, name: str, convert: type[float] | type[in
         value = convert(raw)
     except (TypeError, ValueError):
         raise pytest.UsageError(f"ini option {name}: expected a number, got {raw!r}") from None
-    if value < 0:
+    if not value >= 0:  # NaN too
         raise pytest.UsageError(f"ini option {name}: must be >= 0, got {raw!r}")
     return value
 

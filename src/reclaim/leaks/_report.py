@@ -159,7 +159,12 @@ class Report:
         """The report for people, one block per leak, as a string (no terminal needed).
 
         *depth* caps the frames shown per leak (all captured frames by default).
+
+        Raises:
+            TypeError: *depth* is not an int (or None), or *width* is not an int.
         """
+        if isinstance(width, bool) or not isinstance(width, int):
+            raise TypeError(f"width must be an int (columns), got {width!r}")
         from rich.console import Console  # imported here: rich costs ~50 ms, only reports need it
 
         buffer = io.StringIO()
@@ -188,6 +193,8 @@ class Report:
         """Print the report on a ``rich.console.Console``."""
         from rich.markup import escape
 
+        if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int)):
+            raise TypeError(f"depth must be an int (frames per leak) or None, got {depth!r}")
         if not self.leaks:
             console.print("no leaks")
             return
