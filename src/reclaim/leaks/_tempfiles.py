@@ -12,8 +12,9 @@
   :mod:`reclaim._track` as these same kinds, with the path as the record's
   info; every record made here has ``(path, how)`` instead, which tells them
   apart once the object is gone. Their ``mkdtemp()``/``mkstemp()`` belongs to
-  them: those functions are owned (see :mod:`._owning`), so what they acquire
-  is recorded as reclaim's and not reported a second time.
+  them: those functions are marked owned (``_files_temp`` does it, see
+  :func:`reclaim._sites.mark_owned`), so what they acquire is recorded as
+  reclaim's and not reported a second time.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from typing import Any
 
 from . import _files, _records
 from ._kinds import Details, Kind, register
-from ._owning import own
 from ._patch import Patches
 from ._records import NO_OBJECT, Record
 
@@ -76,13 +76,9 @@ register(Kind("tempfile", is_open=_file_open, describe=_describe, fds=_file_fds,
 def install(patches: Patches, tempfile: ModuleType) -> None:
     """Wrap the ``tempfile`` classes' construction and cleanup, and ``mkdtemp``/``mkstemp``.
 
-    ``reclaim.temp_dir``/``temp_file`` are owned: the path each makes is its object's.
+    ``reclaim.temp_dir``/``temp_file`` are owned: the path each makes is its object's
+    (marked in ``_files_temp``, which this module must not import: it imports tempfile).
     """
-    # Imported here, once tempfile is: the tracker itself must not import tempfile (and
-    # random with it) before the program does.
-    from reclaim import _files_temp
-
-    own(_files_temp.temp_dir, _files_temp.temp_file)
     mkdtemp = tempfile.mkdtemp
     mkstemp = tempfile.mkstemp
 
