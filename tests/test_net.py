@@ -413,3 +413,11 @@ def test_bad_pool_options_are_refused_naming_them(
 
 def test_the_pool_is_exported_from_the_package() -> None:
     assert reclaim.SocketPool is SocketPool
+
+
+def test_socket_pool_names_itself_for_an_unknown_option() -> None:
+    with pytest.raises(
+        TypeError,
+        match=r"^SocketPool\(\) got an unexpected keyword argument 'max_sise'; did you mean max_size=",
+    ):
+        SocketPool(("127.0.0.1", 9), timeout=1.0, max_sise=1)

@@ -183,6 +183,9 @@ def _sockaddr_text(sockaddr: object) -> str:
     return str(sockaddr)
 
 
+_init = Pool.__init__.__code__
+#: The keyword-only parameters of Pool.__init__ (what SocketPool passes on).
+_POOL_OPTIONS = _init.co_varnames[_init.co_argcount : _init.co_argcount + _init.co_kwonlyargcount]
 _PEEK = socket.MSG_PEEK | getattr(socket, "MSG_DONTWAIT", 0)
 
 
@@ -294,9 +297,15 @@ class SocketPool(Pool[socket.socket]):
             _check_seconds(connect_timeout, "connect_timeout", "SocketPool")
         _check_bool(nodelay, "nodelay", "SocketPool")
         _check_address(address, "SocketPool")
-        for option in ("create", "check"):
-            if option in options:
+        for option in options:
+            if option in ("create", "check"):
                 raise TypeError(f"SocketPool() makes and checks sockets itself; {option}= is not accepted")
+            if option not in _POOL_OPTIONS:  # else Pool.__init__ would be the one named
+                import difflib  # only on this error
+
+                near = difflib.get_close_matches(option, _POOL_OPTIONS, n=1)
+                hint = f"; did you mean {near[0]}=?" if near else ""
+                raise TypeError(f"SocketPool() got an unexpected keyword argument {option!r}{hint}")
         self._address = address
 
         def create() -> socket.socket:
