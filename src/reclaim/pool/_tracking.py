@@ -46,8 +46,8 @@ _WORKINGS = {
     "reclaim.pool._sync.Pool": ("_create_slot", "_ensure_worker"),
     "reclaim.pool._async.AsyncPool": ("_create_slot", "_ensure_task"),
 }
-_owned: set[type] = set()
-_owned_worker: list[bool] = []
+#: The shells (and the _worker module) whose functions are owned already.
+_owned: set[object] = set()
 
 
 def _label(cls: type) -> str:
@@ -85,15 +85,15 @@ def _own_workings(cls: type) -> None:
             # Looked up on the shell, not imported: the thread pool's tracking stays asyncio-free.
             own(*(vars(base)[name] for name in names))
             _owned.add(base)
-    if not _owned_worker:
+    if _worker not in _owned:
         # The maintenance thread and task: what they create, and the tasks wait_for() starts.
         own(maintain, amaintain, _worker._background_create, _worker._abackground_create)
-        _owned_worker.append(True)
+        _owned.add(_worker)
 
 
 def track(pool: PoolCore[Any]) -> None:
     """Record *pool* at the line that made it (called from ``PoolCore.__init__`` while a tracker runs)."""
     _own_workings(type(pool))
-    problem = NOT_CLOSED if hasattr(type(pool), "__exit__") else NOT_CLOSED_ASYNC
+    problem = NOT_CLOSED_ASYNC if hasattr(type(pool), "__aexit__") else NOT_CLOSED
     info = (_label(type(pool)), pool._name, pool._max_size, problem)
     _records.new(pool, "pool", info, site(pool))
