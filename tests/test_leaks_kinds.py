@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import urllib.parse
 import weakref
 from collections.abc import Callable, Iterator
 from multiprocessing.pool import ThreadPool
@@ -259,6 +260,42 @@ def test_sqlite_connection_dropped_unclosed_is_collected(leakwatch: Watch) -> No
     leak = leakwatch.one("sqlite3")
     assert_site(leak, at)
     assert leak.state == "collected"
+
+
+@pytest.mark.parametrize("form", ["file:{}?mode=rwc", "file://{}", "file://localhost{}?cache=private"])
+def test_sqlite_uri_connection_owns_its_wal_and_shm_descriptors(
+    leakwatch: Watch, tmp_path: Path, form: str
+) -> None:
+    """A database opened by URI in WAL mode: one sqlite3 entry, its -wal/-shm not untracked fds."""
+    path = tmp_path / "my app.db"
+    conn = sqlite3.connect(form.format(urllib.parse.quote(str(path))), uri=True)
+    try:
+        conn.execute("pragma journal_mode=wal")
+        conn.execute("create table t (x)")
+        conn.commit()
+        assert (tmp_path / "my app.db-wal").exists()
+        assert len(leakwatch.leaks("sqlite3")) == 1
+        assert leakwatch.leaks("untracked-fd") == []
+    finally:
+        conn.close()
+    assert leakwatch.leaks() == []
+
+
+def test_sqlite_file_colon_name_without_uri_is_a_plain_file(
+    leakwatch: Watch, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    conn = sqlite3.connect("file:plain.db")  # no uri=True: a file named so, unless SQLite says not
+    try:
+        conn.execute("pragma journal_mode=wal")
+        conn.execute("create table t (x)")
+        conn.commit()
+        # SQLite built with SQLITE_USE_URI (Debian's) reads it as a URI anyway: either way,
+        # the WAL's descriptors are the connection's.
+        assert {"file:plain.db-wal", "plain.db-wal"} & set(os.listdir(tmp_path))
+        assert leakwatch.leaks("untracked-fd") == []
+    finally:
+        conn.close()
 
 
 def test_sqlite_custom_factory_is_kept(leakwatch: Watch) -> None:

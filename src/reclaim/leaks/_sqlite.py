@@ -30,6 +30,7 @@ _subclasses: dict[type, type] = {}
 # Position of ``factory`` in sqlite3.connect(database, timeout, detect_types,
 # isolation_level, check_same_thread, factory, ...).
 _FACTORY_ARG = 5
+_URI_ARG = 7  # ... factory, cached_statements, uri
 
 
 def _tracked(base: type) -> type:
@@ -56,20 +57,37 @@ def _is_open(obj: Any, rec: Record) -> bool:
 
 
 def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
-    database = rec.info
+    database, _ = rec.info
     details: Details = {"database": database}
     if obj is not None and _is_open(obj, rec):
         details["in_transaction"] = obj.in_transaction
     return f"{database}", details
 
 
+def _files_of(database: str, uri: bool) -> tuple[str, ...]:
+    """The database file a connection opens (none: in memory or a temporary database).
+
+    A ``file:`` name is a URI with ``uri=True``, and also without it when SQLite was
+    built with SQLITE_USE_URI (Debian's is): then both readings are kept.
+    """
+    if not database.startswith("file:"):
+        return () if database in (":memory:", "") else (database,)
+    import urllib.parse  # here: only URIs need it, and the tracker's import stays small
+
+    # file:path, file:///abs/path or file://localhost/abs/path, then ?query and #fragment
+    rest, _, query = database[5:].partition("#")[0].partition("?")
+    if rest.startswith("//"):
+        host, slash, path = rest[2:].partition("/")
+        rest = slash + path if host in ("", "localhost") else ""
+    path = urllib.parse.unquote(rest)
+    memory = "mode=memory" in query.split("&") or path in (":memory:", "")
+    return (*(() if memory else (path,)), *(() if uri else (database,)))
+
+
 def _paths(obj: Any, rec: Record) -> tuple[str, ...]:
     # sqlite's C code holds the database (and -journal/-wal/-shm) descriptors: they are this
     # connection's, not untracked ones.
-    database = rec.info
-    if database in (":memory:", "") or database.startswith("file:"):
-        return ()
-    return (os.path.realpath(database),)
+    return tuple(os.path.realpath(path) for path in rec.info[1])
 
 
 register(Kind("sqlite3", is_open=_is_open, describe=_describe, paths=_paths, death_leak=True))
@@ -88,7 +106,9 @@ def install(patches: Patches, sqlite3: ModuleType) -> None:
             kwargs["factory"] = _tracked(base)
         conn = connect(database, *args, **kwargs)
         name = os.fsdecode(database) if isinstance(database, (bytes, os.PathLike)) else str(database)
-        _records.new(conn, "sqlite3", name, _records.capture(sys._getframe(1), _records.depth))
+        uri = bool(args[_URI_ARG - 1] if len(args) >= _URI_ARG else kwargs.get("uri", False))
+        info = (name, _files_of(name, uri))
+        _records.new(conn, "sqlite3", info, _records.capture(sys._getframe(1), _records.depth))
         return conn
 
     connect_.__doc__ = connect.__doc__
