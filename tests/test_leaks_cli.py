@@ -732,6 +732,40 @@ def test_fail_exits_3_for_a_leak_made_by_an_atexit_handler(tmp_path: Path) -> No
     assert reclaim_run("--fail", "hook.py", "0", cwd=tmp_path).returncode == 3
 
 
+RELEASED_AT_EXIT = """\
+    import atexit, logging, socket, sys
+
+    logging.basicConfig(filename="app.log", level=logging.INFO)  # logging.shutdown() closes it
+    logging.info("started")
+    server = socket.socket()
+    atexit.register(server.close)  # the program's own cleanup, run at exit
+    kept = open(__file__)  # no handler closes this one  # KEPT
+    sys.exit(int(sys.argv[1]))
+"""
+
+
+@pytest.mark.parametrize("code", [0, 5])
+def test_what_atexit_handlers_release_is_not_a_leak(tmp_path: Path, code: int) -> None:
+    """A FileHandler's file (logging.shutdown) and a socket closed by the program's atexit cleanup
+    are not reported, nor counted by --fail; a file nobody closes still is."""
+    write(tmp_path / "prog.py", RELEASED_AT_EXIT)
+    result = reclaim_run("--fail", "--json", "leaks.json", "prog.py", str(code), cwd=tmp_path)
+    assert result.returncode == (3 if code == 0 else code), result.stderr
+    assert "leaked 1 resource (1 file)" in result.stderr
+    assert f"prog.py:{marked(RELEASED_AT_EXIT, 'KEPT')} in <module>" in result.stderr
+    leaks = json.loads((tmp_path / "leaks.json").read_text())["leaks"]
+    assert [(leak["kind"], leak["details"]["path"]) for leak in leaks] == [
+        ("file", str(tmp_path / "prog.py"))
+    ]
+
+
+def test_fail_exits_0_when_atexit_handlers_released_everything(tmp_path: Path) -> None:
+    write(tmp_path / "prog.py", RELEASED_AT_EXIT.replace("kept = open(__file__)", "kept = None"))
+    result = reclaim_run("--fail", "prog.py", "0", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "reclaim: no leaks in prog.py" in result.stderr
+
+
 def test_report_before_a_shutdown_that_waits_then_atexit_leaks_after_it(tmp_path: Path) -> None:
     """A thread still running at the end is reported at once; atexit leaks follow once it ended."""
     source = """\

@@ -3,7 +3,10 @@
 When the program's main code ends (:func:`main_ended`) its leaks are checked at
 once, before shutdown joins threads and runs atexit handlers (which would
 release some of them). The report is printed by :func:`after_atexit`, the last
-atexit handler, with what the program's own handlers acquired and left open;
+atexit handler, with what the program's own handlers acquired and left open,
+and without what they released by a call (a file ``logging.shutdown()`` closed,
+a socket the program's cleanup closed; threads and children the interpreter
+joins stay reported);
 or at once when shutdown may wait for ever (a non-daemon thread, a child still
 running), what atexit handlers leak then following in a second report.
 ``os._exit``, signals and forked children print through :func:`report`.
@@ -128,6 +131,37 @@ def _check(session: Session, since: Snapshot | None) -> list[Leak]:
     )
 
 
+#: Kinds whose release is a call the program (or a library on its behalf) makes: one made by an
+#: atexit handler counts (logging.shutdown() closing a FileHandler's file, the program's own
+#: cleanup). Not threads or children, which the interpreter's shutdown joins for everyone.
+_RELEASED_BY_CALL = frozenset(
+    {"file", "fd", "socket", "sqlite3", "mmap", "selector", "tempdir", "tempfile", "filelock"}
+    | {"scope", "resource", "lease", "pool", "untracked-fd"}
+)
+
+
+def _unless_released_at_exit(session: Session, leaks: list[Leak]) -> list[Leak]:
+    """*leaks* (found when the main code ended) without those an atexit handler released since."""
+    if not any(leak.state == "open" and leak.kind in _RELEASED_BY_CALL for leak in leaks):
+        return leaks
+    options = session.options
+    still = {
+        _identity(leak)
+        for leak in session.tracker.leaks(
+            session.since, ignore_kinds=options.ignore, collect=True, untracked_fds=session.untracked_fds
+        )
+    }
+    return [
+        leak
+        for leak in leaks
+        if leak.state != "open" or leak.kind not in _RELEASED_BY_CALL or _identity(leak) in still
+    ]
+
+
+def _identity(leak: Leak) -> tuple[object, ...]:
+    return (leak.kind, leak.pid, leak.acquired_at, leak.thread, leak.frames, leak.seq)
+
+
 def _fail_status(session: Session, leaks: list[Leak], status: int) -> int:
     return EXIT_LEAKED if session.options.fail and leaks and status == 0 else status
 
@@ -173,9 +207,10 @@ def after_atexit(session: Session) -> None:
             signal.signal(signum, handler)
     if pending:
         die_by_signal(pending[0])
-    if code not in (ended.status, ended.exit_code):
-        # Only --fail (leaks made during shutdown only) or a failed --json changes the status this
-        # late, and nothing but os._exit can change it after sys.exit.
+    if code != ended.exit_code:
+        # Only --fail (leaks made during shutdown only, or none left once the atexit handlers
+        # released theirs) or a failed --json changes the status this late, and nothing but
+        # os._exit can change it after sys.exit.
         for stream in (sys.stdout, sys.stderr):
             flush(stream)
         os._exit(code)
@@ -198,7 +233,8 @@ def report(session: Session, status: int) -> int:
             earlier: list[Leak] = []
         else:
             leaks = _check(session, ended.mark)
-            earlier = ended.leaks
+            # What was printed already stands; else an atexit handler's release counts.
+            earlier = ended.leaks if ended.printed else _unless_released_at_exit(session, ended.leaks)
     except Exception as exc:  # the program's outcome must survive a broken report
         print(f"reclaim: could not build the leak report: {exc!r}", file=sys.stderr)
         return status
