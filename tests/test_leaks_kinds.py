@@ -325,6 +325,29 @@ def test_child_never_waited_is_reported_even_as_a_zombie(leakwatch: Watch) -> No
     assert leakwatch.leaks() == []
 
 
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@ignore_gc_warnings
+def test_child_dropped_while_running_says_the_collector_did_not_stop_it(leakwatch: Watch) -> None:
+    hold_r, hold_w = os.pipe()  # the child runs until this write end closes
+    try:
+        child = [sys.executable, "-c", f"import os; os.read({hold_r}, 1)"]
+        pid = subprocess.Popen(child, pass_fds=[hold_r]).pid
+        at = line() - 1
+        gc.collect()
+        leak = leakwatch.one("subprocess")
+        assert_site(leak, at)
+        assert (leak.state, leak.details["exited"]) == ("collected", False)
+        assert "still running, never waited for" in leak.description
+        text = reclaim.leaks.Report((leak,)).to_text()
+        assert "the garbage collector neither waited for nor stopped the child" in text
+        assert "closed by the garbage collector" not in text
+    finally:
+        os.close(hold_w)
+        os.close(hold_r)
+    with contextlib.suppress(ChildProcessError):  # subprocess may have reaped it already
+        os.waitpid(pid, 0)
+
+
 def test_waited_children_are_not_reported(leakwatch: Watch) -> None:
     with subprocess.Popen([sys.executable, "-c", "pass"]):
         pass

@@ -50,7 +50,7 @@ def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
     waited = rest[0] if rest else "waited for"
     details: Details = {"pid": pid, "args": args}
     text = f"pid {pid}: {args}"
-    if obj is not None and obj.returncode is None:
+    if obj is None or obj.returncode is None:  # dropped unwaited, or still unwaited
         exited = _exited(pid)
         details["exited"] = exited
         if exited:

@@ -201,7 +201,7 @@ class Report:
         for index, leak in enumerate(self.leaks):
             if index:
                 console.print()
-            state = _STATES.get(leak.state, leak.state)
+            state = _STATES.get((leak.kind, leak.state)) or _STATES.get(leak.state, leak.state)
             state = f" [yellow]({escape(state)})[/]" if state else ""
             console.print(f"[bold red]{escape(leak.kind)}[/] {escape(leak.description)}{state}")
             frames = leak.frames if depth is None else leak.frames[: max(1, depth)]
@@ -226,6 +226,9 @@ _STATES = {
     "open": "",
     "collected": "closed by the garbage collector, not the program",
     "cancelled": "still pending when its event loop shut down; cancelled",
+    # The collector neither waits for nor kills a child: subprocess reaps it in the background.
+    ("subprocess", "collected"): "Popen dropped without a wait; the garbage collector neither "
+    "waited for nor stopped the child",
 }
 
 
