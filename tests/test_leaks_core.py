@@ -54,10 +54,35 @@ def test_start_twice_and_use_while_stopped_are_errors() -> None:
     tracker.stop()  # idempotent
 
 
-@pytest.mark.parametrize("depth", [0, -3, 1.5, "8"])
+@pytest.mark.parametrize("depth", [0, -3])
 def test_depth_must_be_a_positive_int(depth: object) -> None:
     with pytest.raises(ValueError, match="depth"):
         Tracker(depth=depth)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("depth", [1.5, "3", None, True])
+def test_depth_of_another_type_is_a_type_error_naming_depth(depth: object) -> None:
+    with pytest.raises(TypeError, match=r"depth must be an int >= 1 .*, got"):
+        Tracker(depth=depth)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("method", ["leaks", "report"])
+@pytest.mark.parametrize("kinds", [["files"], {"thread", "threads"}])
+def test_leaks_and_report_refuse_an_unknown_kind_as_no_leaks_does(
+    leakwatch: Watch, method: str, kinds: list[str]
+) -> None:
+    """A misspelt kind in ignore_kinds (which would ignore nothing) is refused, listing the kinds."""
+    check = getattr(leakwatch.tracker, method)
+    with pytest.raises(ValueError, match=r"ignore_kinds: unknown kind '\w+'; kinds: file, fd, socket"):
+        check(ignore_kinds=kinds)
+    with pytest.raises(TypeError, match="ignore_kinds must be a collection of kinds"):
+        check(ignore_kinds="thread")
+
+
+def test_report_of_given_leaks_still_checks_ignore_kinds(leakwatch: Watch) -> None:
+    with pytest.raises(ValueError, match="unknown kind 'files'"):
+        leakwatch.tracker.report([], ignore_kinds=["files"])
+    assert not leakwatch.tracker.report([], ignore_kinds=["file", "untracked-fd"])
 
 
 def test_only_acquisitions_after_the_snapshot_count(tmp_path: Path) -> None:

@@ -205,13 +205,16 @@ class Tracker:
                 print(report.to_text())
 
     Raises:
+        TypeError: *depth* is not an int.
         ValueError: *depth* is below 1.
         RuntimeError: ``start()`` on a running tracker, or ``snapshot()``/``leaks()`` on a stopped one.
     """
 
     def __init__(self, *, depth: int = 8) -> None:
-        if not isinstance(depth, int) or depth < 1:
-            raise ValueError(f"depth must be an int >= 1, got {depth!r}")
+        if isinstance(depth, bool) or not isinstance(depth, int):
+            raise TypeError(f"depth must be an int >= 1 (frames kept per acquisition), got {depth!r}")
+        if depth < 1:
+            raise ValueError(f"depth must be an int >= 1 (frames kept per acquisition), got {depth!r}")
         self.depth = depth
         self._start: Snapshot | None = None
 
@@ -297,13 +300,14 @@ class Tracker:
 
         Raises:
             RuntimeError: the tracker is not running.
-            ValueError: *grace* is negative.
+            TypeError: *ignore_kinds* is a string or holds a non-string.
+            ValueError: *grace* is negative, or a kind in *ignore_kinds* is not one of ``KINDS``.
         """
         start = self._require()
         if grace < 0:
             raise ValueError(f"grace must be >= 0 seconds, got {grace!r}")
         window = since if since is not None else start
-        skip_kinds = frozenset([ignore_kinds] if isinstance(ignore_kinds, str) else ignore_kinds)
+        skip_kinds = _known_kinds(ignore_kinds)
         filters = [_compile(f) for f in _filters(ignore)]
         deadline = time.monotonic() + grace
         delay = 0.001
@@ -339,8 +343,13 @@ class Tracker:
         """A :class:`Report` of *leaks* (a list from :meth:`leaks`), or of a fresh check.
 
         Without *leaks*, the other arguments are those of :meth:`leaks`.
+
+        Raises:
+            TypeError, ValueError: as :meth:`leaks` (*ignore_kinds* is checked even with *leaks*).
         """
-        if leaks is None:
+        if leaks is not None:
+            _known_kinds(ignore_kinds)  # ignored with a list given, but a misspelt kind is still an error
+        else:
             leaks = self.leaks(
                 since,
                 context=context,
@@ -357,6 +366,13 @@ class Tracker:
         if self._start is None:
             raise RuntimeError("the tracker is not running; call start() first")
         return self._start
+
+
+def _known_kinds(kinds: Iterable[str]) -> frozenset[str]:
+    """*kinds* checked as ``no_leaks``, the CLI and the ini option check them (one error message)."""
+    from ._check import known_kinds  # _check imports this module
+
+    return known_kinds(kinds, "ignore_kinds")
 
 
 def _filters(ignore: Ignore | Iterable[Ignore] | None) -> list[Ignore]:
