@@ -8,13 +8,14 @@ import io
 import json
 import os
 import sysconfig
+import tempfile
 import threading
 from pathlib import Path
 
 import pytest
 
 import reclaim
-from _leakhelp import Watch, leakwatch, line
+from _leakhelp import Watch, ignore_gc_warnings, leakwatch, line
 from reclaim.leaks import SCHEMA, LeakError, Report, Tracker, context, current_context, no_leaks, set_context
 
 __all__ = ["leakwatch"]  # the fixture, imported for pytest
@@ -175,6 +176,72 @@ def test_framework_only_acquisitions_are_left_out_unless_asked(leakwatch: Watch,
         assert leak.site is not None and (leak.site.filename, leak.site.lineno) == (fake_stdlib, 2)
     finally:
         namespace["kept"][0].close()  # type: ignore[index]
+
+
+# -- unnamed temporary files ------------------------------------------------------------------
+
+
+@pytest.fixture(params=["O_TMPFILE", "mkstemp"])
+def tmpfile_way(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both ways CPython makes a TemporaryFile on Linux."""
+    if request.param == "mkstemp":
+        # The flag CPython itself clears when the kernel refuses O_TMPFILE: its real fallback
+        # (mkstemp, then unlink) runs, nothing is faked.
+        monkeypatch.setattr(tempfile, "_O_TMPFILE_WORKS", False)
+    return str(request.param)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"mode": "w+"}, {"buffering": 4096}],  # the last goes through the C open()
+    ids=["binary", "text", "buffering"],
+)
+def test_temporary_file_left_open_is_an_unnamed_file_in_its_directory(
+    leakwatch: Watch, tmp_path: Path, tmpfile_way: str, options: dict[str, object]
+) -> None:
+    handle = tempfile.TemporaryFile(dir=tmp_path, **options)  # type: ignore[call-overload]  # noqa: SIM115
+    at = line() - 1
+    try:
+        leak = leakwatch.one("file")
+        mode = options.get("mode", "w+b")
+        assert leak.description == f"unnamed TemporaryFile in {tmp_path} (mode {mode!r})"
+        assert leak.details == {"path": None, "directory": str(tmp_path), "mode": mode, "fd": handle.fileno()}
+        assert leak.site is not None and (leak.site.filename, leak.site.lineno) == (HERE, at)
+    finally:
+        handle.close()
+    assert leakwatch.leaks() == []
+
+
+def test_temporary_file_without_dir_names_the_default_temporary_directory(leakwatch: Watch) -> None:
+    handle = tempfile.TemporaryFile("w+b", -1, None, None, None, None, None)  # noqa: SIM115
+    try:
+        leak = leakwatch.one("file")
+        assert leak.description == f"unnamed TemporaryFile in {tempfile.gettempdir()} (mode 'w+b')"
+        assert leak.details["directory"] == tempfile.gettempdir()
+    finally:
+        handle.close()
+
+
+def test_temporary_file_closed_or_in_a_with_block_reports_nothing(leakwatch: Watch, tmpfile_way: str) -> None:
+    with tempfile.TemporaryFile() as inside:
+        inside.write(b"x")
+    closed = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115
+    closed.close()
+    assert leakwatch.leaks() == []
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@ignore_gc_warnings
+def test_temporary_file_dropped_unclosed_is_collected_and_still_unnamed(
+    leakwatch: Watch, tmp_path: Path, tmpfile_way: str
+) -> None:
+    tempfile.TemporaryFile(dir=tmp_path).write(b"x")  # noqa: SIM115
+    at = line() - 1
+    leak = leakwatch.one("file")
+    assert leak.state == "collected" and leak.closed_by_gc
+    assert leak.description == f"unnamed TemporaryFile in {tmp_path} (mode 'w+b')"
+    assert leak.details["path"] is None and leak.details["directory"] == str(tmp_path)
+    assert leak.site is not None and (leak.site.filename, leak.site.lineno) == (HERE, at)
 
 
 # -- reports ----------------------------------------------------------------------------------

@@ -322,7 +322,19 @@ def _is_open(obj: Any, rec: Record) -> bool:
 
 def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
     name, mode = rec.info
-    details: Details = {"path": name if isinstance(name, str) else None, "mode": mode}
+    details: Details
+    if type(name) is tuple:
+        # A file with no path (``tempfile.TemporaryFile``): ``(maker, directory)``, set by
+        # _tempfiles in place of the directory or descriptor that open() was given.
+        maker, directory = name
+        details = {"path": None, "directory": directory, "mode": mode}
+        if obj is not None:
+            try:
+                details["fd"] = obj.fileno()
+            except (OSError, ValueError):
+                pass
+        return f"unnamed {maker} in {directory} (mode {mode!r})", details
+    details = {"path": name if isinstance(name, str) else None, "mode": mode}
     if isinstance(name, int):
         details["fd"] = name
     if obj is not None:

@@ -7,7 +7,10 @@
   object inside belongs to it and is not reported separately.
 * ``mkdtemp()``/``mkstemp()``: the path is open while it exists (the caller
   owns its removal); ``mkstemp``'s descriptor is tracked as an ``fd``.
-* ``TemporaryFile()`` is a plain file object and is tracked as a ``file``.
+* ``TemporaryFile()`` is a plain file object and is tracked as a ``file``;
+  it has no path (CPython opens its directory with ``O_TMPFILE``, or makes it
+  with ``mkstemp()`` and unlinks it at once), so it is described as an unnamed
+  file in its directory rather than as the directory or a bare descriptor.
 * ``reclaim.temp_dir()``/``reclaim.temp_file()`` report themselves through
   :mod:`reclaim._track` as these same kinds, with the path as the record's
   info; every record made here has ``(path, how)`` instead, which tells them
@@ -19,6 +22,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 from types import ModuleType
@@ -73,8 +77,28 @@ register(Kind("tempdir", is_open=_dir_open, describe=_describe, death_leak=True)
 register(Kind("tempfile", is_open=_file_open, describe=_describe, fds=_file_fds, death_leak=True))
 
 
+def _unnamed(file: Any, directory: str) -> None:
+    """Describe *file*, just made by ``TemporaryFile()`` in *directory*, as the unnamed file it is.
+
+    ``open()`` recorded the name it was given: the directory (opened with ``O_TMPFILE``)
+    or, where CPython passes one, the descriptor. The name becomes ``("TemporaryFile",
+    directory)``, which the ``file`` kind describes; the site stays the one ``open()``
+    recorded (the user's line: tempfile's frames and ours are framework).
+    """
+    name = ("TemporaryFile", directory)
+    raw = getattr(getattr(file, "buffer", file), "raw", file)
+    if isinstance(raw, _files.FileIO):  # the fast path: the facts live on the raw layer
+        facts = raw._r_facts
+        if facts is not None:
+            raw._r_facts = (*facts[:4], name, *facts[5:])
+        return
+    rec = _records.live.get(id(file))  # opened by the C open() (explicit buffering, say)
+    if rec is not None and rec.kind == "file":
+        rec.info = (name, rec.info[1])
+
+
 def install(patches: Patches, tempfile: ModuleType) -> None:
-    """Wrap the ``tempfile`` classes' construction and cleanup, and ``mkdtemp``/``mkstemp``.
+    """Wrap the ``tempfile`` classes' construction and cleanup, ``mkdtemp``/``mkstemp`` and ``TemporaryFile``.
 
     ``reclaim.temp_dir``/``temp_file`` are owned: the path each makes is its object's
     (marked in ``_files_temp``, which this module must not import: it imports tempfile).
@@ -100,6 +124,20 @@ def install(patches: Patches, tempfile: ModuleType) -> None:
     mkstemp_.__doc__ = mkstemp.__doc__
     patches.set(tempfile, "mkdtemp", mkdtemp_)
     patches.set(tempfile, "mkstemp", mkstemp_)
+
+    temporary_file = tempfile.TemporaryFile
+    if temporary_file is not tempfile.NamedTemporaryFile:  # outside POSIX it is that one
+        signature = inspect.signature(temporary_file)
+        gettempdir = tempfile.gettempdir
+
+        def temporary_file_(*args: Any, **kwargs: Any) -> Any:
+            file = temporary_file(*args, **kwargs)
+            directory = signature.bind(*args, **kwargs).arguments.get("dir")
+            _unnamed(file, os.fsdecode(gettempdir() if directory is None else directory))
+            return file
+
+        temporary_file_.__doc__ = temporary_file.__doc__
+        patches.set(tempfile, "TemporaryFile", temporary_file_)
 
     tdir = tempfile.TemporaryDirectory
     tdir_init = tdir.__init__
