@@ -1180,3 +1180,91 @@ def test_reclaim_pool_closed_then_collected_reports_nothing(leakwatch: Watch) ->
     del pool
     gc.collect()
     assert leakwatch.leaks() == []
+
+
+# -- asyncio child processes ----------------------------------------------------------------
+
+
+def _reap(pid: int) -> None:
+    """Reap *pid* unless asyncio's watcher or subprocess did it first."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
+
+
+async def _spawn_held(hold_r: int) -> int:
+    """Start a child that runs until the write end of *hold_r*'s pipe closes; never wait for it."""
+    code = f"import os; os.read({hold_r}, 1)"
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", code, pass_fds=[hold_r])
+    await asyncio.sleep(0)
+    return proc.pid
+
+
+_SPAWN_AT = _spawn_held.__code__.co_firstlineno + 3
+
+
+def test_asyncio_child_left_running_is_one_subprocess_not_its_watcher_thread_or_pidfd(
+    leakwatch: Watch,
+) -> None:
+    """asyncio's thread (3.11) or pidfd (3.12+) watching the child is its plumbing, not a leak of its own."""
+    hold_r, hold_w = os.pipe()  # the child runs until the write end closes
+    found: list[reclaim.leaks.Leak] = []
+
+    async def main() -> tuple[int, int]:
+        code = f"import os; os.read({hold_r}, 1)"
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-c", code, pass_fds=[hold_r])
+        at = line() - 1
+        try:
+            await asyncio.sleep(0)
+            found.extend(leakwatch.leaks(ignore=lambda leak: leak.details.get("fd") in (hold_r, hold_w)))
+        finally:
+            os.close(hold_w)
+            await proc.wait()
+        return at, proc.pid
+
+    try:
+        at, pid = asyncio.run(main())
+        run_at = line() - 1
+    finally:
+        os.close(hold_r)
+    # The event loop's selector, sockets and main task are asyncio.run()'s, acquired on its line.
+    own = [leak for leak in found if leak.site is None or leak.site.lineno != run_at]
+    assert [leak.kind for leak in own] == ["subprocess"], [leak.headline() for leak in own]
+    assert_site(own[0], at)
+    assert own[0].details["pid"] == pid
+    assert leakwatch.leaks() == []
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@ignore_gc_warnings
+def test_asyncio_child_ending_after_its_loop_closed_is_reported_on_every_version(leakwatch: Watch) -> None:
+    """Never awaited, the child ends after asyncio.run: on 3.11 the watcher thread's reaping is no wait."""
+    hold_r, hold_w = os.pipe()
+    pid = 0
+    try:
+        pid = asyncio.run(_spawn_held(hold_r))
+    finally:
+        os.close(hold_w)  # the child ends now, with its loop closed
+        os.close(hold_r)
+    try:
+        # Polls, collecting garbage, until the transport dropped its Popen (or the grace ends).
+        leak = leakwatch.one("subprocess", grace=30.0, collect=True)
+        assert_site(leak, _SPAWN_AT)
+        assert (leak.state, leak.details["pid"]) == ("collected", pid)
+        assert "never waited for" in leak.description
+    finally:
+        _reap(pid)
+
+
+@pytest.mark.skipif(not hasattr(os, "pidfd_open"), reason="os.pidfd_open is Linux-only")
+def test_pidfd_the_program_opens_is_reported_at_its_line(leakwatch: Watch) -> None:
+    """Owning asyncio's pidfds hides none of the program's own: one left open is an fd leak at its line."""
+    pidfd = os.pidfd_open(os.getpid())
+    at = line() - 1
+    try:
+        leak = leakwatch.one("fd")
+        assert_site(leak, at)
+        assert leak.details["call"] == "os.pidfd_open"
+        assert [leak.kind for leak in leakwatch.leaks()] == ["fd"]
+    finally:
+        os.close(pidfd)
+    assert leakwatch.leaks() == []

@@ -11,21 +11,40 @@ is kept for that ``__del__``: see ``_records.AT_DEL``).
 A ``multiprocessing`` process is recorded the same way, by its Popen (see
 :mod:`._multiprocessing`): open until ``join()`` (or anything else) collected
 its exit status.
+
+An asyncio subprocess is its transport's Popen, recorded at the user's line.
+asyncio watches the child for the program: a thread per child on 3.11
+(``ThreadedChildWatcher``), a pidfd read by the loop on 3.12 and 3.13
+(``PidfdChildWatcher``). The watchers' functions are owned, so that thread and
+that pidfd are the child's plumbing, never reported beside it. A transport
+garbage-collected unclosed drops its Popen: if the status was never delivered
+to it (the loop closed before the child ended, nothing awaited ``wait()``),
+the child is reported as collected, before the transport's ``close()`` polls
+it. That poll cannot be trusted as a wait: on 3.11 the watcher thread has
+often reaped the child already, after the loop closed, and ``poll()`` then
+invents a ``returncode`` of 0 (``ECHILD``); on 3.12 it reaps a zombie the
+program never waited for. A child that ends while its loop runs is reaped by
+the watcher and its status handed to the Popen: that is collected.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from functools import partial
 from types import ModuleType
 from typing import Any
 
-from . import _records
+from . import _imports, _records
 from ._kinds import Details, Kind, register
+from ._owning import own
 from ._patch import Patches
 from ._records import OPEN, Record
 
-__all__ = ["install"]
+__all__ = ["install", "install_asyncio_transport", "install_asyncio_watchers"]
+
+#: asyncio's child watchers that acquire for a child: a thread (3.11), a pidfd (3.12+).
+_WATCHERS = ("ThreadedChildWatcher", "_ThreadedChildWatcher", "PidfdChildWatcher", "_PidfdChildWatcher")
 
 
 def _is_open(obj: Any, rec: Record) -> bool:
@@ -85,11 +104,45 @@ def install(patches: Patches, subprocess: ModuleType) -> None:
             rec.why = _records.AT_DEL  # kept for our __del__ if it dies in a reference cycle
 
     def __del__(self: Any, *args: Any, **kwargs: Any) -> None:
-        rec = _records.at_del(self)
-        unwaited = getattr(self, "returncode", 0) is None
-        if rec is not None and rec.state == OPEN and rec.kind == "subprocess" and unwaited:
-            _records.leak(rec, _records.COLLECTED)
+        _dropped(self)
         finalize(self, *args, **kwargs)
 
     patches.set(popen, "__init__", __init__)
     patches.set(popen, "__del__", __del__)
+    # asyncio imports subprocess before these two modules, so waiting for them from here is in
+    # time, and a program that never imports asyncio pays nothing for it.
+    _imports.when_imported("asyncio.base_subprocess", partial(install_asyncio_transport, patches))
+    _imports.when_imported("asyncio.unix_events", install_asyncio_watchers)
+
+
+def _dropped(popen: Any) -> None:
+    """*popen* is being dropped: a leak the garbage collector found if its status was never collected."""
+    if getattr(popen, "returncode", 0) is not None:
+        return  # checked first: at_del() takes a record dying in a cycle out of the table
+    rec = _records.at_del(popen)
+    if rec is not None and rec.state == OPEN and rec.kind == "subprocess":
+        _records.leak(rec, _records.COLLECTED)
+
+
+def install_asyncio_transport(patches: Patches, base_subprocess: ModuleType) -> None:
+    """Wrap the subprocess transport's ``__del__``: collected unclosed, it drops its Popen unwaited."""
+    transport = base_subprocess.BaseSubprocessTransport
+    finalize = vars(transport).get("__del__")
+    if finalize is None:  # 3.11 to 3.13 have one; never wrap one we did not read
+        return
+
+    def __del__(self: Any, *args: Any, **kwargs: Any) -> None:
+        # Before close(): it polls the child, which reaps it or (reaped already by the
+        # watcher thread after the loop closed) sets a made-up returncode of 0.
+        proc = getattr(self, "_proc", None)
+        if proc is not None and not getattr(self, "_closed", True):
+            _dropped(proc)
+        finalize(self, *args, **kwargs)
+
+    __del__.__doc__ = finalize.__doc__
+    patches.set(transport, "__del__", __del__)
+
+
+def install_asyncio_watchers(unix_events: ModuleType) -> None:
+    """Own asyncio's child watchers: their waiting thread or pidfd is the child's, reported as it."""
+    own(*(getattr(unix_events, name) for name in _WATCHERS if hasattr(unix_events, name)))

@@ -1,7 +1,9 @@
 """Raw descriptors: ``os.open``, ``os.pipe``, ``os.dup`` ... and the descriptor table.
 
 No audit event exists for ``os.pipe``/``os.dup`` (and ``os.open``'s gives no
-descriptor), so the ``os`` functions that return new descriptors are wrapped.
+descriptor), so the ``os`` functions that return new descriptors are wrapped
+(``os.pidfd_open`` too: asyncio's pidfd child watcher calls it, owned, for each
+child, see :mod:`._children`; one the program opens itself is reported at its line).
 Release is ``os.close``/``os.closerange``; a descriptor handed to ``open()`` or
 ``socket(fileno=...)`` changes owner and is reported as that object instead.
 Because a descriptor can also be closed by paths we do not see (``os.fdopen``
@@ -135,7 +137,7 @@ def _wrap_many(name: str, fn: Callable[..., tuple[int, ...]]) -> Callable[..., t
 
 def install(patches: Patches) -> None:
     """Wrap the ``os`` functions that hand out descriptors, and ``os.close``/``closerange``."""
-    for name in ("open", "dup", "memfd_create", "eventfd"):
+    for name in ("open", "dup", "memfd_create", "eventfd", "pidfd_open"):
         fn = getattr(os, name, None)
         if fn is not None:
             patches.set(os, name, _wrap_one(name, fn))
