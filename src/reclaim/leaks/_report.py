@@ -226,9 +226,10 @@ _STATES = {
     "open": "",
     "collected": "closed by the garbage collector, not the program",
     "cancelled": "still pending when its event loop shut down; cancelled",
-    # The collector neither waits for nor kills a child: subprocess reaps it in the background.
-    ("subprocess", "collected"): "Popen dropped without a wait; the garbage collector neither "
-    "waited for nor stopped the child",
+    # Not "closed": a dropped Popen's child runs on (subprocess reaps it in the background), an
+    # asyncio transport's is killed; either way nobody collected its exit status.
+    ("subprocess", "collected"): "dropped without a wait: the garbage collector finalized it, "
+    "nothing collected the child's exit status",
 }
 
 
