@@ -47,12 +47,14 @@ def idle_past_probe(pool: Any) -> None:
     wait_until(lambda: time.monotonic() - released > after, 5.0, "probe_after to pass")
 
 
-def release_in_thread(lease: Any) -> threading.Event:
-    """Release *lease* in a daemon thread; the event is set once release() returned.
+def release_cut_off(pool: Any, lease: Any, proxy: Any, records: list[Any]) -> None:
+    """Black-hole *proxy*, release *lease* (its reset must talk to the server): the release
+    returns, its connection is discarded with a reset_timeout message in *records*, and the
+    pool is left empty and healed.
 
-    For releases that might hang (a silent network): the test fails on a wait with a
-    deadline instead of hanging itself.
+    The release runs in a daemon thread, so a hang fails the test instead of hanging it.
     """
+    proxy.blackhole()
     released = threading.Event()
 
     def run() -> None:
@@ -62,7 +64,11 @@ def release_in_thread(lease: Any) -> threading.Event:
             released.set()
 
     threading.Thread(target=run, name="releaser", daemon=True).start()
-    return released
+    assert released.wait(30), "the release hung on the silent network"
+    stats = pool.statistics()
+    assert (stats.discarded_broken, stats.size, stats.closed) == (1, 0, 1)
+    assert any("reset_timeout=0.3" in r.getMessage() for r in records)
+    proxy.heal()
 
 
 def port_answers(host: str, port: int) -> bool:
