@@ -37,7 +37,7 @@ import psycopg
 from psycopg import pq
 
 from ._adapter import NetworkAdapter
-from ._watchdog import bounded
+from ._watchdog import Guard
 
 __all__ = ["AsyncPsycopgAdapter", "PsycopgAdapter"]
 
@@ -143,11 +143,21 @@ class _Base(NetworkAdapter):
     probe_after = PROBE_AFTER
 
     def remember(self, conn: Any) -> None:
-        """Record the connection's starting options and set up its socket probe."""
+        """Record the connection's starting options; set up its socket probe and reset guard."""
         conn._reclaim_baseline = _PUBLIC(conn)
         conn._reclaim_options = _options_reader(conn)
-        conn._reclaim_poll = _poller(conn.pgconn.socket)
+        fd = conn.pgconn.socket  # a psycopg connection keeps its socket for life
+        conn._reclaim_poll = _poller(fd)
+        conn._reclaim_guard = Guard(conn, fd, self.reset_timeout)
         conn._reclaim_used = _monotonic()
+
+    def _guard(self, conn: Any) -> Guard:
+        """What bounds the connection's reset round trips (see _watchdog)."""
+        try:
+            guard: Guard = conn._reclaim_guard
+        except AttributeError:  # a connection remember() never saw
+            guard = Guard(conn, conn.pgconn.socket, self.reset_timeout)
+        return guard
 
     def in_transaction(self, conn: Any) -> bool:
         """True when a transaction is open or failed on the connection."""
@@ -227,7 +237,7 @@ class PsycopgAdapter(_Base):
         if status != _IDLE:
             if status not in _OPEN:  # closed, lost or mid-query
                 return False
-            with bounded(conn, pgconn.socket, self.reset_timeout):
+            with self._guard(conn):
                 conn.rollback()
         if _changed(conn):
             for name, value in self._dirty_options(conn):
@@ -237,7 +247,7 @@ class PsycopgAdapter(_Base):
             autocommit = conn.autocommit
             conn.autocommit = True
             try:
-                with bounded(conn, pgconn.socket, self.reset_timeout):
+                with self._guard(conn):
                     conn.execute("DISCARD ALL")
             finally:
                 if not conn.broken and not conn.closed:
@@ -324,7 +334,7 @@ class AsyncPsycopgAdapter(_Base):
         return self._reset(conn)
 
     async def _reset(self, conn: Any) -> bool:
-        with bounded(conn, conn.pgconn.socket, self.reset_timeout):
+        with self._guard(conn):
             if conn.pgconn.transaction_status != _IDLE:
                 await conn.rollback()
             for name, value in self._dirty_options(conn):

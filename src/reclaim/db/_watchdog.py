@@ -10,10 +10,10 @@ looks every :data:`PERIOD` seconds and shuts down the socket of a reset past its
 The driver's blocked read then fails at once, the adapter raises :class:`ResetTimeout`,
 and the pool discards the connection.
 
-Arming is one dict store and disarming one dict pop. The watchdog pops what it cuts while
-holding its lock, and a reset that finds its entry gone waits for that lock before it lets
-the connection be discarded: a descriptor is never shut down once it may belong to
-something else.
+Arming is one dict store and disarming one dict pop, on a :class:`Guard` made once per
+connection. The watchdog pops what it cuts while holding its lock, and a reset that finds
+its entry gone waits for that lock before it lets the connection be discarded: a
+descriptor is never shut down once it may belong to something else.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import socket
 import time
 from typing import Final
 
-__all__ = ["PERIOD", "ResetTimeout", "bounded"]
+__all__ = ["PERIOD", "Guard", "ResetTimeout", "bounded"]
 
 #: How often the watchdog looks while a reset is armed (the cut comes up to this late).
 PERIOD: Final = 0.05
@@ -93,35 +93,37 @@ def _cut(fd: int) -> None:
 
 
 _WATCHDOG = _Watchdog()
+_ARMED = _WATCHDOG.armed
 
 
-class bounded:
-    """``with bounded(conn, fd, timeout):`` the round trips of a reset (also inside a coroutine).
+class Guard:
+    """``with guard:`` bounds the round trips of a reset (also inside a coroutine).
 
-    Raises ResetTimeout, chained to the driver's error, when the watchdog cut the socket
-    off; *timeout* None (or no socket, *fd* None) bounds nothing.
+    Made once per connection whose socket never changes (psycopg, asyncpg keep theirs
+    for life) and entered at every reset that talks to the server; :func:`bounded`
+    makes a one-off guard for a driver that may reconnect on a new socket. Raises
+    ResetTimeout, chained to the driver's error, when the watchdog cut the socket off;
+    *timeout* None (or no socket, *fd* None) bounds nothing.
     """
 
-    __slots__ = ("armed", "key", "timeout")
+    __slots__ = ("fd", "key", "timeout")
 
     def __init__(self, conn: object, fd: int | None, timeout: float | None) -> None:
-        if fd is None:
-            timeout = None  # no socket to cut: the driver's own timeouts are all there is
-        self.timeout = timeout
-        if timeout is not None and fd is not None:
-            watchdog = _WATCHDOG
-            self.armed = armed = watchdog.armed
-            # The connection is alive while armed (its own hash may not be usable).
-            self.key = key = id(conn)
-            armed[key] = (_monotonic() + timeout, fd)
-            if not watchdog.running:
-                watchdog.start()
+        # The connection is alive while armed (its own hash may not be usable).
+        self.key = id(conn)
+        # No socket to cut: never armed, the driver's own timeouts are all there is.
+        self.fd = -1 if fd is None else fd
+        self.timeout = None if fd is None else timeout
 
     def __enter__(self) -> None:
-        return None
+        timeout = self.timeout
+        if timeout is not None:
+            _ARMED[self.key] = (_monotonic() + timeout, self.fd)
+            if not _WATCHDOG.running:
+                _WATCHDOG.start()
 
     def __exit__(self, et: object, exc: BaseException | None, tb: object) -> None:
-        if self.timeout is None or self.armed.pop(self.key, None) is not None:
+        if self.timeout is None or _ARMED.pop(self.key, None) is not None:
             return  # the usual case: no lock (a dict pop is atomic)
         # The watchdog took it: it pops under its lock and cuts before letting go, so
         # waiting for the lock means the cut is done before the connection is discarded.
@@ -133,9 +135,15 @@ class bounded:
         ) from exc
 
 
+def bounded(conn: object, fd: int | None, timeout: float | None) -> Guard:
+    """``with bounded(conn, fd, timeout):`` a one-off :class:`Guard` (the socket is read now)."""
+    return Guard(conn, fd, timeout)
+
+
 def _after_fork_in_child() -> None:
-    global _WATCHDOG
+    global _WATCHDOG, _ARMED
     _WATCHDOG = _Watchdog()  # the parent's thread is not in the child, nor are its resets
+    _ARMED = _WATCHDOG.armed
 
 
 if hasattr(os, "register_at_fork"):

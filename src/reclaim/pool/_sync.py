@@ -36,6 +36,8 @@ T = TypeVar("T")
 _monotonic = time.monotonic
 _getframe = sys._getframe
 _framework = _sites._framework_cache
+_new = object.__new__
+_allocate_lock = threading.Lock
 #: How long ``close()`` waits for leases when no timeout is given.
 CLOSE_TIMEOUT = 5.0
 _names = iter(range(1, sys.maxsize))
@@ -169,7 +171,10 @@ class Pool(PoolCore[T]):
         else:
             slot.code = None
             slot.site = _sites.capture_from(frame)
-        lease = Lease(self, slot)
+        lease: Lease[T] = _new(Lease)  # Lease.__init__ without its frame
+        lease._pool = self
+        lease._slot = slot
+        lease._value = slot.value
         if _track.on_acquire is not None:
             _track.acquired("lease", lease, f"lease of pool {self._name!r}", _sites.capture_from(frame))
         return lease
@@ -205,7 +210,13 @@ class Pool(PoolCore[T]):
                     elif len(self._waiters) >= self._wait_limit and not misses:
                         result = self._reject()  # raised once the lock is released
                     else:
-                        waiter = ThreadWaiter(start, misses)
+                        # ThreadWaiter.__init__ without its frame: the contended acquire.
+                        waiter = _new(ThreadWaiter)
+                        waiter.result = None
+                        waiter.since = start
+                        waiter.misses = misses
+                        waiter.lock = gate = _allocate_lock()
+                        gate.acquire()
                         if misses:
                             self._waiters.appendleft(waiter)
                         else:

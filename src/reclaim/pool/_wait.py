@@ -21,20 +21,22 @@ if TYPE_CHECKING:
 __all__ = ["ThreadWaiter", "wait"]
 
 _monotonic = time.monotonic
-_allocate_lock = threading.Lock
 
 
 class ThreadWaiter:
-    """A Waiter (see _core) woken by releasing its lock; ``result`` is what it was given."""
+    """A Waiter (see _core) woken by releasing its lock; ``result`` is what it was given.
+
+    No Python ``__init__`` (one object per contended acquire): the pool makes it with
+    ``result`` None, ``since``, ``misses`` and ``lock`` already acquired; ``handed`` is
+    set with ``result``.
+    """
 
     __slots__ = ("handed", "lock", "misses", "result", "since")
-
-    def __init__(self, since: float, misses: int) -> None:
-        self.result: Any = None  # ``handed`` is set with it
-        self.since = since
-        self.misses = misses
-        self.lock = lock = _allocate_lock()
-        lock.acquire()
+    result: Any
+    since: float
+    misses: int
+    lock: threading.Lock
+    handed: float
 
     def deliver(self, result: Any) -> bool:
         self.result = result
