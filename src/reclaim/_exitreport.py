@@ -135,7 +135,7 @@ def _check(session: Session, since: Snapshot | None) -> list[Leak]:
 #: atexit handler counts (logging.shutdown() closing a FileHandler's file, the program's own
 #: cleanup). Not threads or children, which the interpreter's shutdown joins for everyone.
 _RELEASED_BY_CALL = frozenset(
-    {"file", "fd", "socket", "sqlite3", "mmap", "selector", "tempdir", "tempfile", "filelock"}
+    {"file", "fd", "socket", "sqlite3", "mmap", "selector", "eventloop", "tempdir", "tempfile", "filelock"}
     | {"scope", "resource", "lease", "pool", "untracked-fd"}
 )
 

@@ -2,10 +2,11 @@
 
 The tracker records every acquisition of a file, raw descriptor, socket,
 sqlite3 connection, child process, thread, asyncio task, temporary file or
-directory, mmap, selector, and reclaim's own scopes, ``@resource`` instances
-and pool leases, as a few ``(code, line)`` pairs: no tracemalloc, nothing kept
-alive. A check lists what was acquired inside its window and is still open,
-or was closed by the garbage collector instead of the program.
+directory, mmap, selector, asyncio event loop, and reclaim's own scopes,
+``@resource`` instances and pool leases, as a few ``(code, line)`` pairs: no
+tracemalloc, nothing kept alive. A check lists what was acquired inside its
+window and is still open, or was closed by the garbage collector instead of
+the program.
 
 Public API (what the CLI and the pytest plugin build on):
 
@@ -65,6 +66,7 @@ KINDS = (
     "filelock",
     "mmap",
     "selector",
+    "eventloop",
     "multiprocessing",
     "scope",
     "resource",

@@ -32,7 +32,8 @@ class Leak:
     Attributes:
         kind: ``"file"``, ``"fd"``, ``"socket"``, ``"sqlite3"``, ``"subprocess"``,
             ``"thread"`` (also a ``ThreadPoolExecutor`` not shut down), ``"task"``,
-            ``"tempdir"``, ``"tempfile"``, ``"mmap"``, ``"selector"``,
+            ``"tempdir"``, ``"tempfile"``, ``"mmap"``, ``"selector"``, ``"eventloop"``
+            (an asyncio event loop not closed; its selector and self-pipe sockets are part of it),
             ``"multiprocessing"`` (a pool, queue, manager, ``Pipe()`` pair or
             ``ProcessPoolExecutor`` not closed or shut down), ``"scope"``,
             ``"resource"``, ``"lease"`` or

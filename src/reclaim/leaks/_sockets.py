@@ -11,7 +11,9 @@ acquired where the socket was (``multiprocessing.connection`` keeps its sockets
 that way), released by ``os.close`` or by a new owner (``socket(fileno=fd)``).
 
 Selectors are tracked at the ``selectors`` level (``_BaseSelectorImpl.__init__``
-and ``close``), which covers asyncio's loops and direct users alike.
+and ``close``), which covers asyncio's loops and direct users alike; an asyncio
+loop's selector and self-pipe sockets are the loop's own, reported as the loop
+(see :mod:`._loops`).
 """
 
 from __future__ import annotations

@@ -1,0 +1,109 @@
+"""asyncio event loops never closed: one entry per loop, not its selector and self-pipe sockets.
+
+A selector event loop (what ``asyncio.new_event_loop()``, ``asyncio.run`` and
+``asyncio.Runner`` make on Unix) is a selector and a socket pair it wakes
+itself through. Reported part by part, a loop nobody closed was three entries
+naming none of them a loop. So ``BaseSelectorEventLoop.__init__`` is wrapped:
+once the loop is built, the records of its selector (made there, or passed in:
+the loop closes it either way) and of its two self-pipe sockets are released,
+as they are the loop's now (their descriptors stay claimed through the loop's
+``fds``), and the loop gets one record (kind ``eventloop``) at the line of the
+user's code that made it. ``close()`` releases it; ``asyncio.run`` and
+``Runner.close()`` call it, so neither reports anything.
+
+``BaseEventLoop.__del__`` closes a loop the garbage collector finds unclosed,
+which would pass for the program's ``close()``: it is wrapped to mark such a
+loop as collected first. A loop dying in a reference cycle loses its weak
+reference before that ``__del__`` runs, and the kind being a death leak
+reports it then. Only the creation, ``close()`` and ``__del__`` of a loop are
+wrapped: running it, its selector and its sockets pay nothing more. Loops that
+are not selector loops (uvloop's, the Windows proactor) are not tracked.
+"""
+
+from __future__ import annotations
+
+import sys
+from types import ModuleType
+from typing import Any
+
+from . import _records
+from ._kinds import Details, Kind, register
+from ._owning import site
+from ._patch import Patches
+from ._records import OPEN, Record
+
+__all__ = ["install"]
+
+
+def _fileno(part: Any) -> int | None:
+    """The descriptor of a socket or selector (an epoll, kqueue or devpoll one), else None."""
+    if part is None:
+        return None
+    try:
+        fd = part.fileno()
+    except (OSError, ValueError, AttributeError):
+        return None
+    return fd if isinstance(fd, int) and fd != -1 else None
+
+
+def _is_open(obj: Any, rec: Record) -> bool:
+    return not obj.is_closed()
+
+
+def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
+    cls, selector, fd, pipe = rec.info
+    details: Details = {"class": cls, "selector": selector, "fd": fd, "self_pipe": list(pipe)}
+    if obj is not None and not obj.is_closed():
+        details["running"] = obj.is_running()
+    return f"event loop {cls}" + (f" (selector fd {fd})" if fd is not None else ""), details
+
+
+def _fds(obj: Any, rec: Record) -> list[int]:
+    parts = (getattr(obj, name, None) for name in ("_selector", "_ssock", "_csock"))
+    return [fd for fd in map(_fileno, parts) if fd is not None]
+
+
+register(Kind("eventloop", is_open=_is_open, describe=_describe, fds=_fds, death_leak=True))
+
+
+def install(patches: Patches, selector_events: ModuleType) -> None:
+    """Record each selector event loop as one resource; see it closed, or collected unclosed."""
+    loop_cls = selector_events.BaseSelectorEventLoop
+    base = sys.modules["asyncio.base_events"].BaseEventLoop
+    init = vars(loop_cls)["__init__"]
+    close = vars(loop_cls)["close"]
+    finalize = vars(base).get("__del__")
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        # getattr: a subclass may make no self-pipe (its own _make_self_pipe); it must still work.
+        selector, ssock, csock = (getattr(self, name, None) for name in ("_selector", "_ssock", "_csock"))
+        for part in (selector, ssock, csock):
+            if part is not None:
+                _records.release(id(part))  # the loop's own now: it closes them
+        pipe = tuple(fd for fd in (_fileno(ssock), _fileno(csock)) if fd is not None)
+        selector_class = type(selector).__name__ if selector is not None else None
+        info = (type(self).__name__, selector_class, _fileno(selector), pipe)
+        _records.new(self, "eventloop", info, site(self))
+
+    def close_(self: Any) -> None:
+        try:
+            close(self)
+        finally:
+            if self.is_closed():  # not when refused (a running loop) before closing anything
+                _records.release(id(self))
+
+    def __del__(self: Any, *args: Any, **kwargs: Any) -> None:
+        rec = _records.at_del(self)
+        if rec is not None and rec.state == OPEN and rec.kind == "eventloop" and not self.is_closed():
+            _records.leak(rec, _records.COLLECTED)  # before the close() below passes for the program's
+        if finalize is not None:
+            finalize(self, *args, **kwargs)
+
+    __init__.__doc__ = init.__doc__
+    close_.__doc__ = close.__doc__
+    patches.set(loop_cls, "__init__", __init__)
+    patches.set(loop_cls, "close", close_)
+    if finalize is not None:
+        __del__.__doc__ = finalize.__doc__
+        patches.set(base, "__del__", __del__)

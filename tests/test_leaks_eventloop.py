@@ -1,0 +1,162 @@
+"""An asyncio event loop never closed is one ``eventloop`` entry, not its selector and self-pipe sockets."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+TIMEOUT = 60
+
+# Line 2 makes the loop in each program (the line of `loop = ...` in make() when dropped).
+LEFT_OPEN = """\
+    import asyncio
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(asyncio.sleep(0))
+"""
+
+DROPPED = """\
+    import asyncio
+    def make():
+        loop = asyncio.new_event_loop()
+        loop.run_until_complete(asyncio.sleep(0))
+    make()
+"""
+
+IN_A_CYCLE = """\
+    import asyncio, gc
+    def make():
+        loop = asyncio.new_event_loop()
+        loop.itself = loop
+    make()
+    gc.collect()
+"""
+
+# Every loop closed but the last, made at the last line.
+CLOSED_ONES = """\
+    import asyncio, io, unittest
+
+    async def main():
+        await asyncio.sleep(0)
+
+    closed = asyncio.new_event_loop()
+    closed.run_until_complete(main())
+    closed.close()
+    asyncio.run(main())
+    with asyncio.Runner() as runner:
+        runner.run(main())
+
+    # pytest-asyncio's way: a loop made, set as the current one, closed at teardown.
+    fixture_loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(fixture_loop)
+    fixture_loop.run_until_complete(main())
+    asyncio.set_event_loop(None)
+    fixture_loop.close()
+
+    class Case(unittest.IsolatedAsyncioTestCase):
+        async def test_it(self):
+            await main()
+
+    suite = unittest.defaultTestLoader.loadTestsFromTestCase(Case)
+    assert unittest.TextTestRunner(stream=io.StringIO()).run(suite).wasSuccessful()
+    LEFT = asyncio.new_event_loop()
+"""
+
+
+def reclaim_run(tmp_path: Path, source: str) -> tuple[Any, str]:
+    """Run *source* under ``reclaim run``; return its JSON report and its stderr."""
+    script = tmp_path / "prog.py"
+    script.write_text(textwrap.dedent(source), encoding="utf-8")
+    report = tmp_path / "report.json"
+    out = subprocess.run(
+        [sys.executable, "-m", "reclaim", "run", "--json", str(report), str(script)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    return json.loads(report.read_text()), out.stderr
+
+
+@pytest.mark.parametrize(
+    ("source", "at", "state"),
+    [(LEFT_OPEN, 2, "open"), (DROPPED, 3, "collected"), (IN_A_CYCLE, 3, "collected")],
+    ids=["left-open", "dropped", "in-a-cycle"],
+)
+def test_loop_never_closed_is_one_eventloop_entry_at_the_line_that_made_it(
+    tmp_path: Path, source: str, at: int, state: str
+) -> None:
+    """Not a selector and two sockets: one event loop, open or closed by the garbage collector."""
+    report, stderr = reclaim_run(tmp_path, source)
+    assert report["counts"] == {"eventloop": 1}, stderr
+    (leak,) = report["leaks"]
+    assert leak["frames"][0]["line"] == at, stderr
+    assert leak["state"] == state
+    assert leak["description"].startswith("event loop _UnixSelectorEventLoop (selector fd "), stderr
+    assert leak["details"]["selector"] in ("EpollSelector", "PollSelector", "SelectSelector")
+    assert len(leak["details"]["self_pipe"]) == 2
+    if state == "collected":
+        assert "closed by the garbage collector" in stderr
+
+
+def test_closed_loops_asyncio_run_runner_and_isolated_test_cases_report_nothing(tmp_path: Path) -> None:
+    """Only the loop left open at the last line is reported: none of the closed ones, nothing of theirs."""
+    report, stderr = reclaim_run(tmp_path, CLOSED_ONES)
+    last = len(textwrap.dedent(CLOSED_ONES).splitlines())
+    found = [(leak["kind"], leak["frames"][0]["line"]) for leak in report["leaks"]]
+    assert found == [("eventloop", last)], stderr
+
+
+def test_pytest_fails_the_test_that_leaked_a_loop_naming_it(pytester: pytest.Pytester) -> None:
+    """--reclaim: the leaking test errors with one event loop entry; closed loops and allowed ones pass."""
+    pytester.makepyfile(
+        test_loops="""
+        import asyncio
+        import unittest
+        import pytest
+
+        KEEP = []
+
+        @pytest.fixture
+        def event_loop():
+            loop = asyncio.new_event_loop()
+            yield loop
+            loop.close()
+
+        def test_fixture_loop_closed(event_loop):
+            event_loop.run_until_complete(asyncio.sleep(0))
+
+        def test_leaks_a_loop():
+            KEEP.append(asyncio.new_event_loop())
+
+        @pytest.mark.reclaim_allow(kind="eventloop")
+        def test_allowed():
+            KEEP.append(asyncio.new_event_loop())
+
+        class TestIsolated(unittest.IsolatedAsyncioTestCase):
+            async def test_it(self):
+                await asyncio.sleep(0)
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        "-p", "no:randomly", "-p", "no:cacheprovider", "--reclaim", timeout=120
+    )
+    result.assert_outcomes(passed=4, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at teardown of test_leaks_a_loop*",
+            "*this test leaked 1 resource*",
+            "*eventloop event loop _UnixSelectorEventLoop (selector fd *",
+            "*test_loops.py:17*",
+        ]
+    )
+    assert "socket" not in result.stdout.str() and "selector EpollSelector" not in result.stdout.str()
