@@ -101,7 +101,7 @@ def test_loop_never_closed_is_one_eventloop_entry_at_the_line_that_made_it(
     (leak,) = report["leaks"]
     assert leak["frames"][0]["line"] == at, stderr
     assert leak["state"] == state
-    assert leak["description"].startswith("event loop _UnixSelectorEventLoop (selector fd "), stderr
+    assert leak["description"].startswith("_UnixSelectorEventLoop (selector fd "), stderr
     assert leak["details"]["selector"] in ("EpollSelector", "PollSelector", "SelectSelector")
     assert len(leak["details"]["self_pipe"]) == 2
     if state == "collected":
@@ -155,7 +155,7 @@ def test_pytest_fails_the_test_that_leaked_a_loop_naming_it(pytester: pytest.Pyt
         [
             "*ERROR at teardown of test_leaks_a_loop*",
             "*this test leaked 1 resource*",
-            "*eventloop event loop _UnixSelectorEventLoop (selector fd *",
+            "*eventloop _UnixSelectorEventLoop (selector fd *",
             "*test_loops.py:17*",
         ]
     )

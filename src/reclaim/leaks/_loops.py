@@ -55,7 +55,7 @@ def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
     details: Details = {"class": cls, "selector": selector, "fd": fd, "self_pipe": list(pipe)}
     if obj is not None and not obj.is_closed():
         details["running"] = obj.is_running()
-    return f"event loop {cls}" + (f" (selector fd {fd})" if fd is not None else ""), details
+    return cls + (f" (selector fd {fd})" if fd is not None else ""), details
 
 
 def _fds(obj: Any, rec: Record) -> list[int]:
