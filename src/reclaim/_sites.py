@@ -14,6 +14,13 @@ tracker). Its functions are marked *owned* (:func:`mark_owned`): an
 acquisition made under one of them, before any user frame, is recorded with
 the framework frame first, so it counts as the library's own resource, not as
 the user's.
+
+Other library code runs work that someone else handed over: a thread pool's
+work item calls ``open`` for ``asyncio.to_thread(open, path)`` in a worker
+whose stack is the standard library's only. Such a function is marked a
+*hand-off* (:func:`mark_handoff`); the object running it carries the site of
+the code that handed the work over, and an acquisition made under it before
+any user frame is recorded at that site.
 """
 
 from __future__ import annotations
@@ -36,10 +43,12 @@ __all__ = [
     "first_user_frame",
     "format_site",
     "frames",
+    "handed_over_site",
     "in_owned",
     "is_framework",
     "line_at",
     "mark_framework",
+    "mark_handoff",
     "mark_owned",
     "resolve",
 ]
@@ -137,6 +146,53 @@ def mark_owned(code: CodeType) -> None:
     _owned_files.add(code.co_filename)
 
 
+#: id(code) -> code of the hand-off functions (see mark_handoff), kept so ids stay theirs.
+_handoffs: dict[int, CodeType] = {}
+#: The attribute of a hand-off's ``self`` that holds the site of whoever handed the work over.
+HANDED_OVER = "_reclaim_site"
+
+
+def mark_handoff(code: CodeType) -> None:
+    """*code* runs work handed over by other code (a method whose ``self`` carries that code's site).
+
+    What is acquired under it before any user frame is recorded at the site
+    in ``self._reclaim_site`` (see :func:`handed_over_site`), not as the library's own.
+    """
+    _handoffs[id(code)] = code
+    _owned_files.add(code.co_filename)
+
+
+def handed_over_site(frame: FrameType | None, depth: int) -> RawSite:
+    """Where the user's code handed over the work that *frame* (and its callers) runs.
+
+    The flat capture (see :func:`capture_flat`) of the first user frame from
+    *frame* outwards, ownership aside: a pool's ``submit`` is owned, yet the
+    work it is handed is its caller's. A hand-off met first (work submitted by
+    work) gives its own site; an empty tuple when no user frame is found.
+    """
+    while frame is not None:
+        code = frame.f_code
+        if id(code) in _handoffs:
+            return _carried(frame, depth)
+        if not is_framework(code.co_filename):
+            return capture_flat(frame, depth)
+        frame = frame.f_back
+    return ()
+
+
+def _carried(frame: FrameType, depth: int) -> RawSite:
+    """The site the hand-off running in *frame* carries, else the frame's own (the library's)."""
+    try:
+        site = getattr(frame.f_locals.get("self"), HANDED_OVER, None)
+    except Exception:  # an exotic frame must never break an acquisition
+        site = None
+    if not site:  # handed over before tracking started, or by no user code
+        return _flat(frame, depth)
+    # Whole: it was captured with the usual depth when the work was handed over, so the line in
+    # the program shows though a file's own capture keeps two frames (at most, within a library).
+    return tuple(site)
+
+
 def in_owned(frame: FrameType | None) -> bool:
     """Whether *frame* or one of its callers runs a function marked by :func:`mark_owned`."""
     while frame is not None:
@@ -154,7 +210,8 @@ def first_user_frame(frame: FrameType | None) -> FrameType | None:
     library, say), the innermost frame is returned, so a site is never empty
     while there is a stack at all. So it is when an owned function (see
     :func:`mark_owned`) is met before any user frame: the acquisition is the
-    library's own.
+    library's own. A hand-off (see :func:`mark_handoff`) met first is returned
+    itself: the site it carries is the acquisition's.
     """
     first = frame
     cache = _framework_cache
@@ -167,8 +224,11 @@ def first_user_frame(frame: FrameType | None) -> FrameType | None:
             framework = is_framework(filename)
         if not framework:
             return frame
-        if filename in owned_files and id(code) in _owned:
-            return first
+        if filename in owned_files:
+            if id(code) in _owned:
+                return first
+            if id(code) in _handoffs:
+                return frame  # capture_flat/capture_from take the site it carries
         frame = frame.f_back
     return first
 
@@ -176,6 +236,8 @@ def first_user_frame(frame: FrameType | None) -> FrameType | None:
 def capture_from(frame: FrameType | None, depth: int = 8) -> Site:
     """Record up to *depth* frames starting at the first non-framework frame from *frame* outwards."""
     frame = first_user_frame(frame)
+    if frame is not None and id(frame.f_code) in _handoffs:
+        return resolve(_carried(frame, depth))
     out: list[tuple[CodeType, int]] = []
     while frame is not None and len(out) < depth:
         out.append((frame.f_code, frame.f_lineno))
@@ -191,6 +253,12 @@ def capture_flat(frame: FrameType | None, depth: int) -> RawSite:
     :data:`Site` when a report needs the lines.
     """
     frame = first_user_frame(frame)
+    if frame is not None and id(frame.f_code) in _handoffs:
+        return _carried(frame, depth)
+    return _flat(frame, depth)
+
+
+def _flat(frame: FrameType | None, depth: int) -> RawSite:
     out: list[Any] = []
     while frame is not None and depth:
         out.append(frame.f_code)

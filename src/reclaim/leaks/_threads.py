@@ -20,6 +20,12 @@ An executor collected before it was shut down is reported as collected: its
 workers end when they see it gone, so the garbage collector shut it down. Its
 ``__del__`` decides, as only the executor can say it was shut down; in a
 reference cycle too (the record waits for it, see :data:`._records.AT_DEL`).
+
+What a work item acquires for the program is the program's, though: ``asyncio.to_thread(open,
+path)`` or ``executor.submit(open, path)`` (what aiofiles does) opens the file in a worker whose
+stack is the standard library's only. A work item carries the site of the code that submitted it
+(one capture per ``submit()``) and its ``run`` is a hand-off (see :func:`reclaim._sites.mark_handoff`):
+such a file is recorded, and reported, at the line that handed the ``open`` over.
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ import sys
 import threading
 from types import ModuleType
 from typing import Any
+
+from reclaim import _sites
 
 from . import _records
 from ._kinds import Details, Kind, register
@@ -91,11 +99,26 @@ def install_executor(patches: Patches, module: ModuleType) -> None:
     absent ones are skipped rather than failing the whole instrumentation.
     """
     executor = module.ThreadPoolExecutor
-    parts = (getattr(module, name) for name in ("_worker", "_WorkItem") if hasattr(module, name))
-    own(executor, *parts)
+    own(executor, *(getattr(module, name) for name in ("_worker",) if hasattr(module, name)))
+    work = getattr(module, "_WorkItem", None)
+    if isinstance(work, type) and "__init__" in vars(work) and "run" in vars(work):
+        _hand_off(patches, work)
     # No __del__ in 3.11-3.13; never wrap one we did not read.
     wrap = "__del__" not in vars(executor)
     track_init(patches, executor, "thread", label, _never_shut_down if wrap else None)
+
+
+def _hand_off(patches: Patches, work: type) -> None:
+    """Each work item carries the site that submitted it; what its ``run`` acquires is recorded there."""
+    init = vars(work)["__init__"]
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        setattr(self, _sites.HANDED_OVER, _sites.handed_over_site(sys._getframe(1), _records.depth))
+
+    __init__.__doc__ = init.__doc__
+    patches.set(work, "__init__", __init__)
+    _sites.mark_handoff(vars(work)["run"].__code__)
 
 
 def _never_shut_down(executor: Any) -> bool:

@@ -1,0 +1,68 @@
+"""Thread pools: what a work item opens for the program is reported where the program handed it over.
+
+``asyncio.to_thread(open, path)``, ``loop.run_in_executor(None, open, path)`` and
+``executor.submit(open, path)`` (what aiofiles does) open the file in a worker
+thread whose stack is the standard library's only; the file is still the
+program's to close.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+TIMEOUT = 60
+
+# Lines 6, 9 and 12 hand an open() to a worker thread; only the file of line 12 is closed.
+HANDED_OVER = """\
+    import asyncio, concurrent.futures, functools
+    KEEP = []
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        KEEP.append(await asyncio.to_thread(open, "a.txt", "w"))
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            # Dropped, not kept: the garbage collector closes it.
+            await loop.run_in_executor(pool, functools.partial(open, "b.txt", "w"))
+            KEEP.append(pool.submit(open, "c.txt", "w").result())
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            closed = pool.submit(open, "d.txt", "w").result()
+            closed.close()
+
+    asyncio.run(main())
+"""
+
+
+def reclaim_run(tmp_path: Path, source: str) -> tuple[Any, str]:
+    """Run *source* under ``reclaim run``; return its JSON report and its stderr."""
+    script = tmp_path / "prog.py"
+    script.write_text(textwrap.dedent(source), encoding="utf-8")
+    report = tmp_path / "report.json"
+    out = subprocess.run(
+        [sys.executable, "-m", "reclaim", "run", "--json", str(report), str(script)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    return json.loads(report.read_text()), out.stderr
+
+
+def test_a_file_opened_by_a_work_item_is_reported_at_the_line_that_handed_it_over(tmp_path: Path) -> None:
+    """to_thread, run_in_executor, submit: one file entry each, at the program's line; not the closed one."""
+    report, stderr = reclaim_run(tmp_path, HANDED_OVER)
+    found = sorted(
+        (leak["kind"], Path(leak["details"]["path"]).name, leak["state"], leak["frames"][0]["line"])
+        for leak in report["leaks"]
+    )
+    assert found == [
+        ("file", "a.txt", "open", 6),
+        ("file", "b.txt", "collected", 9),
+        ("file", "c.txt", "open", 10),
+    ], stderr
