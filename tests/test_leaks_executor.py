@@ -66,3 +66,25 @@ def test_a_file_opened_by_a_work_item_is_reported_at_the_line_that_handed_it_ove
         ("file", "b.txt", "collected", 9),
         ("file", "c.txt", "open", 10),
     ], stderr
+
+
+# A library's executor made at import and never used (asgiref's, which importing Django makes),
+# one dropped unused, and one that ran work and was never shut down (line 8, the only leak).
+UNUSED = """\
+    import concurrent.futures, gc
+    MODULE_LEVEL = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    def dropped():
+        concurrent.futures.ThreadPoolExecutor(2)
+    dropped()
+    gc.collect()
+    KEEP = []
+    KEEP.append(concurrent.futures.ThreadPoolExecutor(1))
+    assert KEEP[0].submit(abs, -1).result() == 1
+"""
+
+
+def test_an_executor_that_never_started_a_worker_is_not_reported(tmp_path: Path) -> None:
+    """It holds no thread; only the one that ran work and was never shut down is reported."""
+    report, stderr = reclaim_run(tmp_path, UNUSED)
+    found = [(leak["kind"], leak["state"], leak["frames"][0]["line"]) for leak in report["leaks"]]
+    assert found == [("thread", "open", 8)], stderr

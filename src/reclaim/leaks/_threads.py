@@ -16,6 +16,7 @@ reported, and the executor gets one record of kind ``thread`` (so that
 ``ignore_kinds={"thread"}`` still covers it, as it covered its workers) at the
 user's line, open until ``shutdown()`` was called (a with-block calls it;
 ``shutdown(wait=False)`` counts, the workers then finish their queue and end).
+One that never ran any work started no worker and holds nothing: it is not reported.
 An executor collected before it was shut down is reported as collected: its
 workers end when they see it gone, so the garbage collector shut it down. Its
 ``__del__`` decides, as only the executor can say it was shut down; in a
@@ -61,7 +62,7 @@ def _target(thread: threading.Thread) -> str:
 
 def _is_open(obj: Any, rec: Record) -> bool:
     if type(rec.info) is str:
-        return not obj._shutdown  # set by shutdown() whatever its wait
+        return _never_shut_down(obj)
     return bool(obj.is_alive())
 
 
@@ -122,4 +123,7 @@ def _hand_off(patches: Patches, work: type) -> None:
 
 
 def _never_shut_down(executor: Any) -> bool:
-    return not getattr(executor, "_shutdown", True)  # set by shutdown() whatever its wait
+    # _shutdown is set by shutdown() whatever its wait. An executor that never started a worker
+    # holds nothing: a library's module-level one made at import and never used (asgiref's, which
+    # importing Django makes) is no leak.
+    return not getattr(executor, "_shutdown", True) and bool(getattr(executor, "_threads", True))
