@@ -50,8 +50,7 @@ bench: $(VENV)/.installed-bench
 # Resource hooks differ between Python versions, so the tests of everything that hooks them
 # (leak tracking, scopes, resources, files, sockets, pools) run again under every other
 # supported interpreter the machine has (pyenv's 3.12 and 3.13); one that is missing is skipped.
-VERSION_TESTS := tests/test_leaks_core.py tests/test_leaks_kinds.py tests/test_leaks_cli.py \
-	tests/test_leaks_plugin.py tests/test_scope.py tests/test_scope_async.py \
+VERSION_TESTS := $(sort $(wildcard tests/test_leaks_*.py)) tests/test_scope.py tests/test_scope_async.py \
 	tests/test_scope_cpython_parity.py tests/test_resource.py tests/test_files_atomic.py \
 	tests/test_files_lock.py tests/test_files_temp.py tests/test_net.py tests/test_pool_basic.py \
 	tests/test_pool_async.py tests/test_pool_async_stateful.py
