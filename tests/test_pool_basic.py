@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import re
+import sqlite3
 import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 import reclaim
+from _leakhelp import Watch, ignore_gc_warnings, leakwatch, line
 from helpers import eventually, line_of
 from pool_support import Factory, Thing
 from reclaim import Lease, Pool, PoolClosed, PoolStatistics, PoolTimeout, ResourceClosed
+
+__all__ = ["leakwatch"]  # the fixture, imported for pytest
 
 # -- options ------------------------------------------------------------------
 
@@ -580,6 +586,50 @@ def test_a_lease_held_past_a_no_leaks_block_is_reported_with_its_line(
     lease.release()
     with no_leaks(), pool.acquire():
         pass
+
+
+@ignore_gc_warnings
+def test_an_unclosed_pool_with_a_create_of_the_users_is_one_leak_and_what_create_kept_is_its_own(
+    leakwatch: Watch, tmp_path: Path
+) -> None:
+    """The connection a lambda ``create`` returns is the pool's; a file it opened and kept is the user's."""
+    kept: list[Any] = []
+
+    def create() -> sqlite3.Connection:
+        kept.append(open(tmp_path / "create.log", "a"))  # noqa: SIM115 - the user's own leak
+        opened_at.append(line())
+        return sqlite3.connect(":memory:")
+
+    opened_at: list[int] = []
+    pool = Pool(lambda: create(), max_size=2)
+    made_at = line() - 1
+    try:
+        with pool.acquire() as conn:
+            conn.execute("select 1")
+        found = sorted(leakwatch.leaks(), key=lambda leak: leak.kind)
+        assert [leak.kind for leak in found] == ["file", "pool"], [leak.headline() for leak in found]
+        assert found[1].site is not None and found[1].site.lineno == made_at
+        assert found[0].site is not None and found[0].site.lineno == opened_at[0] - 1
+    finally:
+        pool.close()
+        for log in kept:
+            log.close()
+    assert leakwatch.leaks() == []
+
+
+def test_an_unclosed_async_pool_with_a_create_of_the_users_is_one_leak(leakwatch: Watch) -> None:
+    async def main() -> list[str]:
+        pool = reclaim.AsyncPool(lambda: sqlite3.connect(":memory:"), max_size=2)
+        try:
+            async with pool.acquire() as conn:
+                conn.execute("select 1")
+            # asyncio.run's loop and task are open here too
+            return [leak.kind for leak in leakwatch.leaks() if leak.kind not in ("eventloop", "task")]
+        finally:
+            await pool.close()
+
+    assert asyncio.run(main()) == ["pool"]
+    assert leakwatch.leaks() == []
 
 
 def test_an_object_made_in_the_background_as_the_pool_closes_is_closed(factory: Factory) -> None:

@@ -369,6 +369,10 @@ class PoolCore(Generic[T]):
         if self._closed:
             self._size -= 1
             return None
+        if _track.on_acquire is not None:  # a leak tracker runs: the object is the pool's now
+            from ._tracking import adopt
+
+            adopt(value)
         return self._new_slot(value, now)
 
     def _close_locked(self) -> list[Slot]:

@@ -14,8 +14,11 @@ The methods that make the pool's objects and start its maintenance thread or
 task are *owned* (:func:`reclaim._sites.mark_owned`): a connection that
 ``create`` opens there and the worker are recorded under reclaim's frames, so
 they are never reported apart from the pool. A ``create`` written in the
-user's own code (a lambda, say) is the user's frame: what it opens is recorded
-at that line, as anything the user's code opens is.
+user's own code (a lambda, say) is the user's frame, so what it opens is
+recorded at that line; the object it returns is then *adopted*
+(:func:`adopt`): its record moves under the pool's frames, as if the pool had
+opened it. Anything else that ``create`` opened and kept (a log file, say)
+stays the user's, reported where it was opened.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from reclaim import _sites
 from reclaim.leaks import _records
 from reclaim.leaks._kinds import Details, Kind, register
 from reclaim.leaks._owning import own, site
@@ -32,7 +36,7 @@ from . import _worker
 from ._core import PoolCore
 from ._worker import amaintain, maintain
 
-__all__ = ["track"]
+__all__ = ["adopt", "track"]
 
 #: What is wrong with a pool never closed, by shell.
 NOT_CLOSED = "not closed (close() or a with-block)"
@@ -97,3 +101,15 @@ def track(pool: PoolCore[Any]) -> None:
     problem = NOT_CLOSED_ASYNC if hasattr(type(pool), "__aexit__") else NOT_CLOSED
     info = (_label(type(pool)), pool._name, pool._max_size, problem)
     _records.new(pool, "pool", info, site(pool))
+
+
+def adopt(value: Any) -> None:
+    """*value*, just made by ``create``, is the pool's: its record (if any) is sited inside the pool.
+
+    Called from the pool's owned ``_create_slot`` (while a tracker runs), so the site
+    taken here is reclaim's frames: never reported apart from the pool, still open, so
+    still owning its descriptors and paths.
+    """
+    rec = _records.live.get(id(value))
+    if rec is not None and rec() is value:
+        rec.site = _sites.capture_from(sys._getframe())
