@@ -31,6 +31,7 @@ import io
 import os
 import sys
 import time
+import warnings
 import weakref
 from typing import Any
 
@@ -51,6 +52,7 @@ _thread_name = _records.thread_name
 _time = time.time
 _TextIOWrapper = io.TextIOWrapper
 _FileIO = io.FileIO
+_fspath = os.fspath
 
 
 def _modes() -> dict[str, tuple[str, type, bool]]:
@@ -101,7 +103,13 @@ class FileIO(io.FileIO):
 
     def _dealloc_warn(self, source: object) -> None:
         self._collected()
-        _FileIO._dealloc_warn(self, source)  # type: ignore[attr-defined]
+        if self.closefd and not self.closed:
+            # CPython's own warning, but from the frame that dropped the file: the C method would
+            # file it under this one, a line of reclaim's, where without us it names the program's.
+            try:
+                warnings.warn(f"unclosed file {source!r}", ResourceWarning, stacklevel=2, source=source)
+            except Exception:  # an error filter (or a late shutdown): the C method reports it,
+                _FileIO._dealloc_warn(self, source)  # type: ignore[attr-defined]  # unraisable
 
     @property
     def _finalizing(self) -> bool:
@@ -223,6 +231,8 @@ def tracked_open(
         )
     ):
         return _other_open(file, mode, buffering, encoding, errors, newline, closefd, opener)
+    if ftype is not str and ftype is not int:
+        file = _fspath(file)  # as the C open() does: the name is the path's str, not the Path
     raw = FileIO(file, raw_mode, closefd, opener)
     result: Any = raw
     if buffering:
