@@ -160,3 +160,55 @@ def test_pytest_fails_the_test_that_leaked_a_loop_naming_it(pytester: pytest.Pyt
         ]
     )
     assert "socket" not in result.stdout.str() and "selector EpollSelector" not in result.stdout.str()
+
+
+# Closed three ways, then a writer dropped unclosed at line 18 (its __del__ closes the socket).
+STREAM_DROPPED = """\
+    import asyncio
+
+    async def handle(reader, writer):
+        writer.close()
+
+    async def main():
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        loop = asyncio.get_running_loop()
+        async with server:
+            r1, w1 = await asyncio.open_connection("127.0.0.1", port)
+            w1.close()
+            await w1.wait_closed()
+            r2, w2 = await asyncio.open_connection("127.0.0.1", port)
+            w2.close()
+            t3, _ = await loop.create_connection(asyncio.Protocol, "127.0.0.1", port)
+            t3.close()
+            r4, w4 = await asyncio.open_connection("127.0.0.1", port)
+            del r4, w4
+
+    asyncio.run(main())
+"""
+
+# A transport never closed, over the socket made at line 6: collected after its loop closed.
+TRANSPORT_NEVER_CLOSED = """\
+    import asyncio, socket
+
+    async def main(sock):
+        await asyncio.get_running_loop().create_connection(asyncio.Protocol, sock=sock)
+
+    mine, theirs = socket.socketpair()
+    asyncio.run(main(mine))
+    theirs.close()
+"""
+
+
+@pytest.mark.parametrize(
+    ("source", "at"),
+    [(STREAM_DROPPED, 18), (TRANSPORT_NEVER_CLOSED, 6)],
+    ids=["stream-writer-dropped", "transport-never-closed"],
+)
+def test_a_stream_or_transport_closed_by_its_del_is_a_socket_closed_by_the_garbage_collector(
+    tmp_path: Path, source: str, at: int
+) -> None:
+    """Its __del__ closes the socket, with a ResourceWarning: one entry, not the program's close."""
+    report, stderr = reclaim_run(tmp_path, source)
+    found = [(leak["kind"], leak["state"], leak["frames"][0]["line"]) for leak in report["leaks"]]
+    assert found == [("socket", "collected", at)], stderr

@@ -43,6 +43,7 @@ def install(patches: Patches) -> None:
         ("asyncio.base_events", _tasks.install_base_events),
         ("asyncio.runners", _tasks.install_runners),
         ("asyncio.selector_events", _loops.install),
+        ("asyncio.streams", _loops.install_streams),
         ("multiprocessing.process", _multiprocessing.install_process),
         ("multiprocessing.pool", _multiprocessing.install_pool),
         ("multiprocessing.queues", _multiprocessing.install_queues),

@@ -18,6 +18,13 @@ reference before that ``__del__`` runs, and the kind being a death leak
 reports it then. Only the creation, ``close()`` and ``__del__`` of a loop are
 wrapped: running it, its selector and its sockets pay nothing more. Loops that
 are not selector loops (uvloop's, the Windows proactor) are not tracked.
+
+A stream or transport dropped unclosed is closed by its ``__del__``
+(``StreamWriter.__del__`` closes the transport, ``_SelectorTransport.__del__``
+the socket), with a ResourceWarning: that too would pass for the program's
+``close()``. Both are wrapped to mark the socket collected first, so ``reader,
+writer = await asyncio.open_connection(...)`` with no ``writer.close()`` is
+reported at its line as closed by the garbage collector.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ from ._owning import site
 from ._patch import Patches
 from ._records import OPEN, Record
 
-__all__ = ["install"]
+__all__ = ["install", "install_streams"]
 
 
 def _fileno(part: Any) -> int | None:
@@ -100,6 +107,10 @@ def install(patches: Patches, selector_events: ModuleType) -> None:
         if finalize is not None:
             finalize(self, *args, **kwargs)
 
+    transport_cls = getattr(selector_events, "_SelectorTransport", None)
+    if transport_cls is not None and "__del__" in vars(transport_cls):
+        _collects_socket(patches, transport_cls, _transport_closes)
+
     __init__.__doc__ = init.__doc__
     close_.__doc__ = close.__doc__
     patches.set(loop_cls, "__init__", __init__)
@@ -107,3 +118,41 @@ def install(patches: Patches, selector_events: ModuleType) -> None:
     if finalize is not None:
         __del__.__doc__ = finalize.__doc__
         patches.set(base, "__del__", __del__)
+
+
+def install_streams(patches: Patches, streams: ModuleType) -> None:
+    """A ``StreamWriter`` collected unclosed: its ``__del__`` closes the socket, the GC did."""
+    writer = getattr(streams, "StreamWriter", None)
+    if writer is not None and "__del__" in vars(writer):  # 3.11.5 and later
+        _collects_socket(patches, writer, _writer_closes)
+
+
+def _writer_closes(writer: Any) -> Any:
+    """The socket ``writer.__del__`` is about to close (only while its loop runs on), or None."""
+    transport = writer._transport
+    if transport.is_closing() or transport._loop.is_closed():
+        return None
+    return _transport_closes(transport)
+
+
+def _transport_closes(transport: Any) -> Any:
+    """The socket ``transport.__del__`` is about to close, or None (closed, or closing already)."""
+    return None if transport.is_closing() else transport._sock
+
+
+def _collects_socket(patches: Patches, cls: type, closes: Any) -> None:
+    """Wrap ``cls.__del__``, which closes a socket left open: mark that socket collected first."""
+    finalize = vars(cls)["__del__"]
+
+    def __del__(self: Any, *args: Any, **kwargs: Any) -> None:
+        try:
+            sock = closes(self)
+        except Exception:  # a half-built object: its own __del__ copes, ours must not get in the way
+            sock = None
+        rec = _records.live.get(id(sock)) if sock is not None else None
+        if rec is not None and rec.kind == "socket":
+            _records.leak(rec, _records.COLLECTED)  # before the close() below passes for the program's
+        finalize(self, *args, **kwargs)
+
+    __del__.__doc__ = finalize.__doc__
+    patches.set(cls, "__del__", __del__)
