@@ -11,6 +11,10 @@
   it has no path (CPython opens its directory with ``O_TMPFILE``, or makes it
   with ``mkstemp()`` and unlinks it at once), so it is described as an unnamed
   file in its directory rather than as the directory or a bare descriptor.
+* ``SpooledTemporaryFile`` holds no file until it rolls over (a write past
+  ``max_size``, ``fileno()``); the ``TemporaryFile`` it then makes is reported
+  as the spooled file itself, at the line that made it, not at the write;
+  one dropped unclosed (its ``__del__`` closes it) as closed by the garbage collector.
 * ``reclaim.temp_dir()``/``reclaim.temp_file()`` report themselves through
   :mod:`reclaim._track` as these same kinds, with the path as the record's
   info; every record made here has ``(path, how)`` instead, which tells them
@@ -97,6 +101,67 @@ def _unnamed(file: Any, directory: str) -> None:
         rec.info = (name, rec.info[1])
 
 
+def _relabel(file: Any, maker: str, site: Any) -> None:
+    """The unnamed *file* belongs to a *maker* object made at *site*: reported as it, there."""
+    raw = getattr(getattr(file, "buffer", file), "raw", file)
+    if isinstance(raw, _files.FileIO):  # the fast path: the facts live on the raw layer
+        facts = raw._r_facts
+        if facts is not None and type(facts[4]) is tuple:
+            raw._r_facts = (*facts[:4], (maker, facts[4][1]), facts[5], *(site or facts[6:]))
+        return
+    rec = _records.live.get(id(file))  # opened by the C open() (explicit buffering, say)
+    if rec is not None and rec.kind == "file" and type(rec.info[0]) is tuple:
+        rec.info = ((maker, rec.info[0][1]), rec.info[1])
+        if site:
+            rec.site = site
+
+
+def _spool(patches: Patches, spooled: type) -> None:
+    """Each ``SpooledTemporaryFile`` keeps the site that made it, for the file it may roll over to."""
+    init = vars(spooled)["__init__"]
+    rollover = vars(spooled)["rollover"]
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        self._reclaim_site = _records.capture(sys._getframe(1), _records.depth)
+
+    def rollover_(self: Any) -> None:
+        rolled = getattr(self, "_rolled", True)
+        rollover(self)
+        if not rolled and getattr(self, "_rolled", False):
+            _relabel(self._file, "SpooledTemporaryFile", getattr(self, "_reclaim_site", None))
+
+    __init__.__doc__ = init.__doc__
+    rollover_.__doc__ = rollover.__doc__
+    patches.set(spooled, "__init__", __init__)
+    patches.set(spooled, "rollover", rollover_)
+    finalize = vars(spooled).get("__del__")
+    if finalize is None:
+        return
+
+    def __del__(self: Any) -> None:
+        # Its __del__ closes one nobody closed (with a ResourceWarning): the garbage collector
+        # closes its file then, which would pass for the program's close().
+        if getattr(self, "_rolled", False) and not self.closed:
+            _collected(self._file)
+        finalize(self)
+
+    __del__.__doc__ = finalize.__doc__
+    patches.set(spooled, "__del__", __del__)
+
+
+def _collected(file: Any) -> None:
+    """*file*, open, is about to be closed by the garbage collector: a leak."""
+    raw = getattr(getattr(file, "buffer", file), "raw", file)
+    if isinstance(raw, _files.FileIO):
+        if not raw.closed:
+            raw._collected()
+        return
+    rec = _records.live.get(id(file))
+    if rec is not None and rec.kind == "file":
+        _records.leak(rec, _records.COLLECTED)
+
+
 def install(patches: Patches, tempfile: ModuleType) -> None:
     """Wrap the ``tempfile`` classes' construction and cleanup, ``mkdtemp``/``mkstemp`` and ``TemporaryFile``.
 
@@ -138,6 +203,10 @@ def install(patches: Patches, tempfile: ModuleType) -> None:
 
         temporary_file_.__doc__ = temporary_file.__doc__
         patches.set(tempfile, "TemporaryFile", temporary_file_)
+
+    spooled = getattr(tempfile, "SpooledTemporaryFile", None)
+    if isinstance(spooled, type) and "__init__" in vars(spooled) and "rollover" in vars(spooled):
+        _spool(patches, spooled)
 
     tdir = tempfile.TemporaryDirectory
     tdir_init = tdir.__init__

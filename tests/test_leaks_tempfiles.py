@@ -1,0 +1,55 @@
+"""A SpooledTemporaryFile not closed is reported as itself, where it was made, once it holds a file."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+TIMEOUT = 60
+
+# Closed after rolling over; never rolled over (no file: nothing to report); made at line 6 and
+# rolled over at line 7 by a write past max_size, never closed; made at line 9, dropped unclosed.
+SPOOLED = """\
+    import tempfile
+    with tempfile.SpooledTemporaryFile(max_size=10) as closed:
+        closed.write(b"x" * 100)
+    small = tempfile.SpooledTemporaryFile(max_size=1000)
+    small.write(b"x")
+    left = tempfile.SpooledTemporaryFile(max_size=10, dir=".")
+    left.write(b"x" * 100)
+    def drop():
+        dropped = tempfile.SpooledTemporaryFile(max_size=10, dir=".")
+        dropped.fileno()
+    drop()
+"""
+
+
+def reclaim_run(tmp_path: Path, source: str) -> tuple[Any, str]:
+    """Run *source* under ``reclaim run``; return its JSON report and its stderr."""
+    script = tmp_path / "prog.py"
+    script.write_text(textwrap.dedent(source), encoding="utf-8")
+    report = tmp_path / "report.json"
+    out = subprocess.run(
+        [sys.executable, "-m", "reclaim", "run", "--json", str(report), str(script)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    return json.loads(report.read_text()), out.stderr
+
+
+def test_a_spooled_file_left_open_or_dropped_is_one_entry_at_the_line_that_made_it(tmp_path: Path) -> None:
+    """Not an unnamed TemporaryFile at the write that rolled it over; dropped, not passed for closed."""
+    report, stderr = reclaim_run(tmp_path, SPOOLED)
+    found = [(leak["kind"], leak["state"], leak["frames"][0]["line"]) for leak in report["leaks"]]
+    assert found == [("file", "open", 6), ("file", "collected", 9)], stderr
+    for leak in report["leaks"]:
+        assert leak["description"] == "unnamed SpooledTemporaryFile in . (mode 'w+b')", stderr
+        assert leak["details"]["path"] is None
