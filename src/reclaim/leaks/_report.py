@@ -157,7 +157,7 @@ class Report:
         }
 
     def to_text(self, *, depth: int | None = None, color: bool = False, width: int = 100) -> str:
-        """The report for people, one block per leak, as a string (no terminal needed).
+        """The report for people, one block per leak (leaks alike but for their time share one), as a string.
 
         *depth* caps the frames shown per leak (all captured frames by default).
 
@@ -199,12 +199,20 @@ class Report:
         if not self.leaks:
             console.print("no leaks")
             return
-        for index, leak in enumerate(self.leaks):
+        # Leaks alike in all but their time (a loop, or a hypothesis test's examples, leaking at
+        # one line) are one block saying how many: a hundred identical blocks hide the others.
+        alike: dict[tuple[Any, ...], list[Leak]] = {}
+        for leak in self.leaks:
+            key = (leak.kind, leak.description, leak.state, leak.frames, leak.thread, leak.context, leak.pid)
+            alike.setdefault(key, []).append(leak)
+        for index, group in enumerate(alike.values()):
+            leak = group[0]
             if index:
                 console.print()
             state = _STATES.get((leak.kind, leak.state)) or _STATES.get(leak.state, leak.state)
             state = f" [yellow]({escape(state)})[/]" if state else ""
-            console.print(f"[bold red]{escape(leak.kind)}[/] {escape(leak.description)}{state}")
+            times = f" [bold]x {len(group)}[/] (all alike but for their time)" if len(group) > 1 else ""
+            console.print(f"[bold red]{escape(leak.kind)}[/] {escape(leak.description)}{state}{times}")
             frames = leak.frames if depth is None else leak.frames[: max(1, depth)]
             if frames:
                 first, *rest = frames
