@@ -39,8 +39,12 @@ lint: $(VENV)/.installed-dev
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy --strict src/
 
+# pytest-xdist workers (CI machines have 2 cores; the database tests take turns through a lock,
+# see tests/conftest.py). PYTEST_WORKERS=0 runs everything in one process.
+PYTEST_WORKERS ?= 2
+
 pytest: $(VENV)/.installed-dev
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 test: lint typecheck pytest test-versions
 
@@ -66,7 +70,7 @@ test-versions: $(VENV)/.installed-dev
 	    .venv-$$v/bin/python -m pip install --quiet --upgrade pip && \
 	    .venv-$$v/bin/python -m pip install --quiet -e '.[dev]' && touch .venv-$$v/.installed-dev || exit 1; \
 	  fi; \
-	  .venv-$$v/bin/python -m pytest $(or $(PYTEST_ARGS),$(VERSION_TESTS)) || exit 1; \
+	  .venv-$$v/bin/python -m pytest -n $(PYTEST_WORKERS) $(or $(PYTEST_ARGS),$(VERSION_TESTS)) || exit 1; \
 	done
 
 clean:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -67,6 +69,31 @@ def require_service(key: str) -> Service:
             pytest.fail(f"{problem}; RECLAIM_REQUIRE_SERVICES=1 says it must run here", pytrace=False)
         pytest.skip(f"{problem}; start it to run this test")
     return service
+
+
+#: Held by every test that uses a database server, so that under pytest-xdist (make test runs
+#: -n 2), and between test runs on one machine, they run one at a time: a test that restarts a
+#: server or kills sessions must never land in another's test.
+DB_LOCK = Path(tempfile.gettempdir()) / "reclaim-db-tests.lock"
+
+
+@pytest.fixture(autouse=True)
+def _one_database_test_at_a_time(request: pytest.FixtureRequest) -> Iterator[None]:
+    node = request.node
+    if node.get_closest_marker("postgres") is None and node.get_closest_marker("mariadb") is None:
+        yield
+        return
+    try:
+        import fcntl
+    except ImportError:  # Windows: make test's workers are a POSIX affair; run there with -n 0
+        yield
+        return
+    fd = os.open(DB_LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 @pytest.fixture

@@ -235,7 +235,6 @@ def maria_restartable(mariadb: Any) -> Iterator[Any]:
 
 
 @pytest.mark.server_restart
-@pytest.mark.xdist_group("db-server-restart")
 def test_server_restart_fails_fast_then_recovers(admin: MariaAdmin, maria_restartable: Any) -> None:
     """While MariaDB is down acquires fail fast naming the refusal; once back the pool serves."""
     mariadb = maria_restartable

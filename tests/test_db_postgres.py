@@ -358,7 +358,6 @@ def pg_restartable(postgres: Any) -> Iterator[Any]:
 
 
 @pytest.mark.server_restart
-@pytest.mark.xdist_group("db-server-restart")
 def test_server_restart_fails_fast_then_recovers(pg_restartable: Any, app: str) -> None:
     """While the server is down acquires fail fast naming the refusal; once back the pool serves."""
     postgres = pg_restartable

@@ -542,7 +542,6 @@ def pg_restartable(admin: PgAdmin, postgres: Any) -> Iterator[Any]:
 
 
 @pytest.mark.server_restart
-@pytest.mark.xdist_group("db-server-restart")
 def test_server_restart_fails_fast_then_recovers(driver: Driver, pg_restartable: Any, app: str) -> None:
     """Async pools: while the server is down acquires fail fast naming the refusal; then serve again."""
     postgres = pg_restartable
