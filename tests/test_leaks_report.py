@@ -10,6 +10,8 @@ from _leakhelp import Watch, leakwatch, line
 
 __all__ = ["leakwatch"]  # the fixture, imported for pytest
 
+pytest_plugins = ["pytester"]
+
 
 @pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
 def test_leaks_alike_at_one_line_are_one_block_saying_how_many(leakwatch: Watch) -> None:
@@ -31,3 +33,33 @@ def test_leaks_alike_at_one_line_are_one_block_saying_how_many(leakwatch: Watch)
     assert blocks[0].splitlines()[0] == "sqlite3 :memory: x 3 (all alike but for their time)", text
     assert f"test_leaks_report.py:{at} " in blocks[0], text
     assert " x " not in blocks[1].splitlines()[0], text
+
+
+def test_a_hypothesis_test_that_leaks_shows_its_own_frames_not_hypothesis(pytester: pytest.Pytester) -> None:
+    """hypothesis runs the examples: its frames are plumbing, as pytest's are, and are not shown."""
+    pytester.makepyfile(
+        test_examples="""
+        import sqlite3
+        from hypothesis import given, settings, strategies as st
+
+        KEEP = []
+
+        @settings(max_examples=5, database=None)
+        @given(st.integers())
+        def test_leaks_per_example(n):
+            KEEP.append(sqlite3.connect(":memory:"))
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        "-p", "no:randomly", "-p", "no:cacheprovider", "--reclaim", timeout=120
+    )
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*this test leaked 5 resources*",
+            "sqlite3 :memory: x 5 (all alike but for their time)",
+            "  acquired at test_examples.py:9 in test_leaks_per_example",
+        ]
+    )
+    report = result.stdout.str().split("this test leaked")[1]
+    assert "/hypothesis/" not in report, result.stdout.str()

@@ -68,6 +68,7 @@ _FRAMEWORK_PACKAGES = (
     "pytest",
     "pluggy",
     "_hypothesis_pytestplugin",
+    "hypothesis",  # runs a test's examples: its frames are plumbing, as pytest's are
     "xdist",
     "execnet",
 )
