@@ -1,10 +1,16 @@
-"""Helpers for the leak tracker's tests: the line a statement runs on, and leaks of one kind."""
+"""Helpers for the leak tracker's tests: the line a statement runs on, leaks of one kind, a program run."""
 
 from __future__ import annotations
 
 import inspect
+import json
+import subprocess
+import sys
+import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -51,3 +57,24 @@ def leakwatch() -> Iterator[Watch]:
         yield Watch(tracker, tracker.snapshot())
     finally:
         tracker.stop()
+
+
+#: Seconds a program run under ``reclaim run`` may take (a hang fails, never blocks the suite).
+RUN_TIMEOUT = 60
+
+
+def reclaim_run_json(tmp_path: Path, source: str) -> tuple[Any, str]:
+    """Run *source* as ``prog.py`` under ``reclaim run --json``; return the report and stderr."""
+    script = tmp_path / "prog.py"
+    script.write_text(textwrap.dedent(source), encoding="utf-8")
+    report = tmp_path / "report.json"
+    out = subprocess.run(
+        [sys.executable, "-m", "reclaim", "run", "--json", str(report), str(script)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    return json.loads(report.read_text()), out.stderr

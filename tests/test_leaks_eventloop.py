@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from _leakhelp import reclaim_run_json
+
 pytest_plugins = ["pytester"]
 
-TIMEOUT = 60
 
 # Line 2 makes the loop in each program (the line of `loop = ...` in make() when dropped).
 LEFT_OPEN = """\
@@ -70,23 +67,6 @@ CLOSED_ONES = """\
 """
 
 
-def reclaim_run(tmp_path: Path, source: str) -> tuple[Any, str]:
-    """Run *source* under ``reclaim run``; return its JSON report and its stderr."""
-    script = tmp_path / "prog.py"
-    script.write_text(textwrap.dedent(source), encoding="utf-8")
-    report = tmp_path / "report.json"
-    out = subprocess.run(
-        [sys.executable, "-m", "reclaim", "run", "--json", str(report), str(script)],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        check=False,
-    )
-    assert out.returncode == 0, out.stderr
-    return json.loads(report.read_text()), out.stderr
-
-
 @pytest.mark.parametrize(
     ("source", "at", "state"),
     [(LEFT_OPEN, 2, "open"), (DROPPED, 3, "collected"), (IN_A_CYCLE, 3, "collected")],
@@ -96,7 +76,7 @@ def test_loop_never_closed_is_one_eventloop_entry_at_the_line_that_made_it(
     tmp_path: Path, source: str, at: int, state: str
 ) -> None:
     """Not a selector and two sockets: one event loop, open or closed by the garbage collector."""
-    report, stderr = reclaim_run(tmp_path, source)
+    report, stderr = reclaim_run_json(tmp_path, source)
     assert report["counts"] == {"eventloop": 1}, stderr
     (leak,) = report["leaks"]
     assert leak["frames"][0]["line"] == at, stderr
@@ -110,7 +90,7 @@ def test_loop_never_closed_is_one_eventloop_entry_at_the_line_that_made_it(
 
 def test_closed_loops_asyncio_run_runner_and_isolated_test_cases_report_nothing(tmp_path: Path) -> None:
     """Only the loop left open at the last line is reported: none of the closed ones, nothing of theirs."""
-    report, stderr = reclaim_run(tmp_path, CLOSED_ONES)
+    report, stderr = reclaim_run_json(tmp_path, CLOSED_ONES)
     last = len(textwrap.dedent(CLOSED_ONES).splitlines())
     found = [(leak["kind"], leak["frames"][0]["line"]) for leak in report["leaks"]]
     assert found == [("eventloop", last)], stderr
@@ -209,6 +189,6 @@ def test_a_stream_or_transport_closed_by_its_del_is_a_socket_closed_by_the_garba
     tmp_path: Path, source: str, at: int
 ) -> None:
     """Its __del__ closes the socket, with a ResourceWarning: one entry, not the program's close."""
-    report, stderr = reclaim_run(tmp_path, source)
+    report, stderr = reclaim_run_json(tmp_path, source)
     found = [(leak["kind"], leak["state"], leak["frames"][0]["line"]) for leak in report["leaks"]]
     assert found == [("socket", "collected", at)], stderr

@@ -8,14 +8,9 @@ program's to close.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
-from typing import Any
 
-TIMEOUT = 60
+from _leakhelp import reclaim_run_json
 
 # Lines 6, 9 and 12 hand an open() to a worker thread; only the file of line 12 is closed.
 HANDED_OVER = """\
@@ -37,26 +32,9 @@ HANDED_OVER = """\
 """
 
 
-def reclaim_run(tmp_path: Path, source: str) -> tuple[Any, str]:
-    """Run *source* under ``reclaim run``; return its JSON report and its stderr."""
-    script = tmp_path / "prog.py"
-    script.write_text(textwrap.dedent(source), encoding="utf-8")
-    report = tmp_path / "report.json"
-    out = subprocess.run(
-        [sys.executable, "-m", "reclaim", "run", "--json", str(report), str(script)],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        check=False,
-    )
-    assert out.returncode == 0, out.stderr
-    return json.loads(report.read_text()), out.stderr
-
-
 def test_a_file_opened_by_a_work_item_is_reported_at_the_line_that_handed_it_over(tmp_path: Path) -> None:
     """to_thread, run_in_executor, submit: one file entry each, at the program's line; not the closed one."""
-    report, stderr = reclaim_run(tmp_path, HANDED_OVER)
+    report, stderr = reclaim_run_json(tmp_path, HANDED_OVER)
     found = sorted(
         (leak["kind"], Path(leak["details"]["path"]).name, leak["state"], leak["frames"][0]["line"])
         for leak in report["leaks"]
@@ -85,6 +63,6 @@ UNUSED = """\
 
 def test_an_executor_that_never_started_a_worker_is_not_reported(tmp_path: Path) -> None:
     """It holds no thread; only the one that ran work and was never shut down is reported."""
-    report, stderr = reclaim_run(tmp_path, UNUSED)
+    report, stderr = reclaim_run_json(tmp_path, UNUSED)
     found = [(leak["kind"], leak["state"], leak["frames"][0]["line"]) for leak in report["leaks"]]
     assert found == [("thread", "open", 8)], stderr

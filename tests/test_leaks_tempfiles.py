@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
-from typing import Any
 
-TIMEOUT = 60
+from _leakhelp import reclaim_run_json
 
 # Closed after rolling over; never rolled over (no file: nothing to report); made at line 6 and
 # rolled over at line 7 by a write past max_size, never closed; made at line 9, dropped unclosed.
@@ -28,26 +23,9 @@ SPOOLED = """\
 """
 
 
-def reclaim_run(tmp_path: Path, source: str) -> tuple[Any, str]:
-    """Run *source* under ``reclaim run``; return its JSON report and its stderr."""
-    script = tmp_path / "prog.py"
-    script.write_text(textwrap.dedent(source), encoding="utf-8")
-    report = tmp_path / "report.json"
-    out = subprocess.run(
-        [sys.executable, "-m", "reclaim", "run", "--json", str(report), str(script)],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        check=False,
-    )
-    assert out.returncode == 0, out.stderr
-    return json.loads(report.read_text()), out.stderr
-
-
 def test_a_spooled_file_left_open_or_dropped_is_one_entry_at_the_line_that_made_it(tmp_path: Path) -> None:
     """Not an unnamed TemporaryFile at the write that rolled it over; dropped, not passed for closed."""
-    report, stderr = reclaim_run(tmp_path, SPOOLED)
+    report, stderr = reclaim_run_json(tmp_path, SPOOLED)
     found = [(leak["kind"], leak["state"], leak["frames"][0]["line"]) for leak in report["leaks"]]
     assert found == [("file", "open", 6), ("file", "collected", 9)], stderr
     for leak in report["leaks"]:
