@@ -5,7 +5,8 @@ the test starts it as a child; the driver forks writer processes, each of which
 publishes successive versions of one file with ``atomic_write`` and writes one
 byte to a pipe after each publish. The driver reads a random number of those
 bytes, spins for a random few hundred microseconds (a deadline loop, not a
-sleep), kills the writer with SIGKILL and reaps it, then tells the test which
+sleep) or, every other time, until a temp file appears, kills the writer with
+SIGKILL and reaps it, then tells the test which
 version was the last one reported published and waits for the test to check
 the file before forking the next writer.
 
@@ -59,11 +60,15 @@ def _writer(path: str, durable: bool, version: int, progress: int) -> None:
     from reclaim.files import atomic_write
 
     try:
+        data = version_bytes(version)
         while True:
-            data = version_bytes(version)
             with atomic_write(path, "wb", durable=durable) as f:
                 for start in range(0, len(data), CHUNK):
                     f.write(data[start : start + CHUNK])
+            # The next version is made before this one is announced: the driver's kill, a few
+            # hundred microseconds after the announcement, then lands in the next write, not in
+            # making its bytes (which, on a loaded machine, can take longer than the spin).
+            data = version_bytes(version + 1)
             os.write(progress, b".")
             version += 1
     finally:
@@ -82,8 +87,9 @@ def _drain(fd: int) -> int:
 
 
 def _driver(path: str, durable: bool, kills: int, seed: int) -> None:
-    import reclaim.files  # noqa: F401 - imported once here, so every forked writer starts warm
+    from reclaim.files import TEMP_SUFFIX  # imported once here, so every forked writer starts warm
 
+    directory = os.path.dirname(path)
     rng = random.Random(seed)
     out = sys.stdout
     version = 1
@@ -100,9 +106,18 @@ def _driver(path: str, durable: bool, kills: int, seed: int) -> None:
             if not os.read(read_end, 1):
                 break
             seen += 1
-        spin_until = time.perf_counter() + rng.random() * 0.0005
-        while time.perf_counter() < spin_until:
-            pass
+        if rng.random() < 0.5:
+            spin_until = time.perf_counter() + rng.random() * 0.0005
+            while time.perf_counter() < spin_until:
+                pass
+        else:
+            # Every other kill waits (up to 50 ms) for a temp file to appear: the torn-write window
+            # is exercised however the machine's load shifts the writer's timing.
+            spin_until = time.perf_counter() + 0.05
+            while time.perf_counter() < spin_until and not any(
+                name.endswith(TEMP_SUFFIX) for name in os.listdir(directory)
+            ):
+                pass
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
         seen += _drain(read_end)
