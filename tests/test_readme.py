@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import require_service
+
 README = Path(__file__).resolve().parent.parent / "README.md"
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.DOTALL | re.MULTILINE)
 
@@ -33,8 +35,28 @@ def test_readme_has_snippets() -> None:
     assert snippets()
 
 
-@pytest.mark.parametrize(("where", "code"), snippets(), ids=[w for w, _ in snippets()])
+def services(code: str) -> list[str]:
+    """The servers a snippet talks to (by the driver it imports)."""
+    needs = []
+    if "import psycopg" in code or "import asyncpg" in code:
+        needs.append("postgres")
+    if "import pymysql" in code:
+        needs.append("mariadb")
+    return needs
+
+
+# A snippet that talks to a server carries its marker: it skips like the database tests when the
+# server is down, and takes its turn with them (tests/conftest.py) under make test's workers.
+@pytest.mark.parametrize(
+    ("where", "code"),
+    [
+        pytest.param(where, code, id=where, marks=[getattr(pytest.mark, name) for name in services(code)])
+        for where, code in snippets()
+    ],
+)
 def test_readme_snippet_runs(where: str, code: str, tmp_path: Path) -> None:
+    for name in services(code):
+        require_service(name)
     script = tmp_path / "snippet.py"
     script.write_text(code, encoding="utf-8")
     result = subprocess.run(
