@@ -28,7 +28,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, Final
 
 from ._adapter import NetworkAdapter
-from ._watchdog import bounded
+from ._watchdog import Guard
 
 __all__ = ["AsyncpgAdapter"]
 
@@ -134,7 +134,7 @@ class AsyncpgAdapter(NetworkAdapter):
 
     async def _reset(self, conn: Any) -> bool:
         sock = _socket_of(conn)
-        with bounded(conn, sock.fileno() if sock is not None else None, self.reset_timeout):
+        with Guard(conn, sock.fileno() if sock is not None else None, self.reset_timeout):
             if conn.is_in_transaction():
                 await conn.execute("ROLLBACK")
             if self.session:

@@ -27,7 +27,7 @@ import time
 from typing import Any, Final
 
 from ._adapter import NetworkAdapter
-from ._watchdog import bounded
+from ._watchdog import Guard
 
 __all__ = ["PyMySQLAdapter"]
 
@@ -125,14 +125,14 @@ class PyMySQLAdapter(NetworkAdapter):
             return False
         conn._reclaim_used = time.monotonic()
         if self.session:
-            with bounded(conn, conn._sock.fileno(), self.reset_timeout):
+            with Guard(conn, conn._sock.fileno(), self.reset_timeout):
                 self._reset_session(conn)
             return True
         if self.in_transaction(conn) or not conn.get_autocommit():
             # With autocommit off, InnoDB holds a read view after a plain SELECT while
             # the server does *not* set SERVER_STATUS_IN_TRANS: skipping the rollback
             # would show the next borrower a stale snapshot. So: always, unless autocommit.
-            with bounded(conn, conn._sock.fileno(), self.reset_timeout):
+            with Guard(conn, conn._sock.fileno(), self.reset_timeout):
                 conn.rollback()
                 self._restore_autocommit(conn)
             return True

@@ -25,7 +25,7 @@ import socket
 import time
 from typing import Final
 
-__all__ = ["PERIOD", "Guard", "ResetTimeout", "bounded"]
+__all__ = ["PERIOD", "Guard", "ResetTimeout"]
 
 #: How often the watchdog looks while a reset is armed (the cut comes up to this late).
 PERIOD: Final = 0.05
@@ -99,9 +99,9 @@ _ARMED = _WATCHDOG.armed
 class Guard:
     """``with guard:`` bounds the round trips of a reset (also inside a coroutine).
 
-    Made once per connection whose socket never changes (psycopg, asyncpg keep theirs
-    for life) and entered at every reset that talks to the server; :func:`bounded`
-    makes a one-off guard for a driver that may reconnect on a new socket. Raises
+    Made once per connection whose socket never changes (psycopg keeps its own for
+    life) and entered at every reset that talks to the server; made for one reset where
+    the socket may change (PyMySQL reconnects on a new one). Raises
     ResetTimeout, chained to the driver's error, when the watchdog cut the socket off;
     *timeout* None (or no socket, *fd* None) bounds nothing.
     """
@@ -133,11 +133,6 @@ class Guard:
             f"no answer from the server within reset_timeout={self.timeout} s; "
             "the connection was cut off and is discarded"
         ) from exc
-
-
-def bounded(conn: object, fd: int | None, timeout: float | None) -> Guard:
-    """``with bounded(conn, fd, timeout):`` a one-off :class:`Guard` (the socket is read now)."""
-    return Guard(conn, fd, timeout)
 
 
 def _after_fork_in_child() -> None:
