@@ -136,6 +136,7 @@ def _check(session: Session, since: Snapshot | None) -> list[Leak]:
 #: cleanup). Not threads or children, which the interpreter's shutdown joins for everyone.
 _RELEASED_BY_CALL = frozenset(
     {"file", "fd", "socket", "sqlite3", "mmap", "selector", "eventloop", "tempdir", "tempfile", "filelock"}
+    | {"sharedmemory"}
     | {"scope", "resource", "lease", "pool", "untracked-fd"}
 )
 

@@ -68,6 +68,7 @@ KINDS = (
     "selector",
     "eventloop",
     "multiprocessing",
+    "sharedmemory",
     "scope",
     "resource",
     "lease",

@@ -17,6 +17,7 @@ from . import (
     _loops,
     _mmap,
     _multiprocessing,
+    _sharedmemory,
     _sockets,
     _sqlite,
     _tasks,
@@ -49,6 +50,7 @@ def install(patches: Patches) -> None:
         ("multiprocessing.queues", _multiprocessing.install_queues),
         ("multiprocessing.managers", _multiprocessing.install_managers),
         ("multiprocessing.connection", _multiprocessing.install_pipe),
+        ("multiprocessing.shared_memory", _sharedmemory.install),
         ("concurrent.futures.process", _multiprocessing.install_executor),
         ("concurrent.futures.thread", _threads.install_executor),
         *((name, _multiprocessing.install_owned) for name in _multiprocessing.OWNED),
@@ -60,3 +62,4 @@ def uninstall() -> None:
     """Stop waiting for imports (the patches themselves are undone by their ``Patches``)."""
     _imports.cancel_all()
     _multiprocessing.reset()
+    _sharedmemory.reset()

@@ -303,9 +303,14 @@ def install_queues(patches: Patches, module: ModuleType) -> None:
 
 
 def install_managers(patches: Patches, module: ModuleType) -> None:
-    """Own the managers' and proxies' functions; record each manager once started."""
+    """Own the managers' and proxies' functions; record each manager once started.
+
+    A ``SharedMemoryManager``'s ``SharedMemory()`` and ``ShareableList()`` make
+    segments in the calling process that its server unlinks at shutdown: they
+    are the manager's (owned), not the caller's to close and unlink.
+    """
     manager = module.BaseManager
-    own(manager, module.SyncManager, module.BaseProxy)
+    own(manager, module.SyncManager, module.BaseProxy, getattr(module, "SharedMemoryManager", None))
     start = manager.start
 
     def start_(self: Any, *args: Any, **kwargs: Any) -> None:

@@ -35,7 +35,9 @@ class Leak:
             ``"tempdir"``, ``"tempfile"``, ``"mmap"``, ``"selector"``, ``"eventloop"``
             (an asyncio event loop not closed; its selector and self-pipe sockets are part of it),
             ``"multiprocessing"`` (a pool, queue, manager, ``Pipe()`` pair or
-            ``ProcessPoolExecutor`` not closed or shut down), ``"scope"``,
+            ``ProcessPoolExecutor`` not closed or shut down), ``"sharedmemory"`` (a
+            ``multiprocessing.shared_memory.SharedMemory`` not closed, or made and not
+            unlinked; its map and descriptor are part of it), ``"scope"``,
             ``"resource"``, ``"lease"`` or
             ``"untracked-fd"`` (a descriptor with no Python owner).
         description: what it is: path and mode, peer address, pid and command,
