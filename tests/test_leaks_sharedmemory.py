@@ -13,6 +13,9 @@ from _leakhelp import reclaim_run_json
 
 pytestmark = pytest.mark.skipif(os.name == "nt", reason="POSIX shared memory only")
 
+#: What every not-unlinked entry ends with.
+UNLINK = "the segment lives on after close(), until the resource tracker's clean-up at exit)"
+
 
 def _run(tmp_path: Path, source: str) -> tuple[list[Any], str]:
     """Run *source*; unlink every segment the report names (before any assertion can fail)."""
@@ -39,7 +42,7 @@ CLOSED_NOT_UNLINKED = """\
 
 
 def test_a_segment_closed_but_never_unlinked_is_reported_at_the_line_that_made_it(tmp_path: Path) -> None:
-    """Its segment outlives the process, whether the closed handle is kept or dropped."""
+    """Its segment is left to the resource tracker, whether the closed handle is kept or dropped."""
     leaks, stderr = _run(tmp_path, CLOSED_NOT_UNLINKED)
     assert [(leak["kind"], leak["state"], leak["frames"][0]["line"]) for leak in leaks] == [
         ("sharedmemory", "open", 2),
@@ -47,9 +50,7 @@ def test_a_segment_closed_but_never_unlinked_is_reported_at_the_line_that_made_i
     ], stderr
     first = leaks[0]
     name = first["details"]["name"]
-    assert first["description"] == (
-        f"SharedMemory {name!r} (4096 bytes) not unlinked (unlink(): the segment outlives the process)"
-    )
+    assert first["description"] == f"SharedMemory {name!r} (4096 bytes) not unlinked (unlink(): {UNLINK}"
     assert first["details"]["created"] is True and first["details"]["handle"] == "closed"
 
 
@@ -74,12 +75,10 @@ def test_a_segment_never_closed_is_one_entry_not_its_mmap(tmp_path: Path) -> Non
     ], stderr
     left, _, dropped = leaks
     assert left["description"].endswith(
-        "(4096 bytes) not closed and not unlinked (close(), then unlink(): the segment outlives the process)"
+        f"(4096 bytes) not closed and not unlinked (close(), then unlink(): {UNLINK}"
     )
     assert dropped["closed_by_gc"] is True
-    assert dropped["description"].endswith(
-        "(100 bytes) not closed, not unlinked (unlink(): the segment outlives the process)"
-    )
+    assert dropped["description"].endswith(f"(100 bytes) not closed, not unlinked (unlink(): {UNLINK}")
 
 
 # Closed and unlinked (either order); attached with create=False and closed; a ShareableList released;

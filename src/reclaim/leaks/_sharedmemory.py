@@ -11,9 +11,10 @@ stay claimed through the kind's ``paths``), and the handle gets one record
 closed, or, for one made with ``create=True``, while the segment was not
 unlinked and still exists when checked (another handle or process may unlink
 it: then nothing outlives the process). A handle attached with
-``create=False`` needs only ``close()``. 3.13's ``track=False`` changes
-nothing here: it only keeps the resource tracker from unlinking the segment at
-exit, so a segment nobody unlinked still outlives the process.
+``create=False`` needs only ``close()``. A segment nobody unlinked is left to
+the resource tracker, which removes it (with a warning) once the program's
+processes end; with 3.13's ``track=False`` it stays for good. Either way the
+program forgot ``unlink()``, and the entry says so.
 
 The record refers to no object (:data:`._records.NO_OBJECT`) and follows the
 handle through a weak reference: a handle closed and dropped still leaves a
@@ -45,7 +46,7 @@ from ._records import NO_OBJECT, OPEN, Record
 __all__ = ["install", "reset"]
 
 _CLASS = "multiprocessing.shared_memory.SharedMemory"
-_UNLINK = "unlink(): the segment outlives the process"
+_UNLINK = "unlink(): the segment lives on after close(), until the resource tracker's clean-up at exit"
 
 
 class _Segment:
