@@ -30,20 +30,39 @@ from ._records import Record
 
 __all__ = ["install_selectors", "install_socket"]
 
+_getframe = sys._getframe
+_capture = _records.capture
+_live_pop = _records.live.pop
+_RELEASED = _records.RELEASED
+
 
 def _is_open(obj: Any, rec: Record) -> bool:
     return bool(obj.fileno() != -1)
 
 
 def _endpoints(sock: Any) -> Details:
+    return _formatted(_raw_endpoints(sock))
+
+
+def _raw_endpoints(sock: Any) -> tuple[Any, Any]:
+    """``(getsockname(), getpeername())`` as the kernel gives them, None for either it refuses."""
+    try:
+        local = sock.getsockname()
+    except (OSError, ValueError):
+        local = None
+    try:
+        peer = sock.getpeername()
+    except (OSError, ValueError):
+        peer = None
+    return local, peer
+
+
+def _formatted(raw: tuple[Any, Any] | None) -> Details:
     out: Details = {}
-    for key, getter in (("local", sock.getsockname), ("peer", sock.getpeername)):
-        try:
-            addr = getter()
-        except (OSError, ValueError):
-            continue
-        if addr not in ("", b"", None):
-            out[key] = _address(addr)
+    if raw is not None:
+        for key, addr in zip(("local", "peer"), raw, strict=True):
+            if addr not in ("", b"", None):
+                out[key] = _address(addr)
     return out
 
 
@@ -57,7 +76,11 @@ def _address(addr: Any) -> Any:
 
 def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
     family, type_, fd, known = rec.info
-    details: Details = {"family": family, "type": type_, "fd": fd, **known}
+    import socket  # loaded: a socket was made
+
+    family = _name(family, socket.AddressFamily)
+    type_ = _name(type_, socket.SocketKind)
+    details: Details = {"family": family, "type": type_, "fd": fd, **_formatted(known)}
     if obj is not None and obj.fileno() != -1:
         details.update(_endpoints(obj))
     text = f"{family}/{type_}"
@@ -109,20 +132,29 @@ def install_socket(patches: Patches, socket: ModuleType) -> None:
     init = cls.__init__
     real_close = cls._real_close
     detach = cls.detach
+    # The C-level members (ints): socket.socket's properties build an enum on every read.
+    family_of = socket._socket.socket.__dict__["family"].__get__
+    type_of = socket._socket.socket.__dict__["type"].__get__
 
-    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        init(self, *args, **kwargs)
-        fileno = args[3] if len(args) > 3 else kwargs.get("fileno")
-        known: Details = {}
+    # socket.socket.__init__'s own signature (3.11 to 3.13): no argument tuple or dict per socket.
+    def __init__(self: Any, family: Any = -1, type: Any = -1, proto: Any = -1, fileno: Any = None) -> None:
+        init(self, family, type, proto, fileno)
+        fd = self.fileno()
+        known = None
         if fileno is not None:
             # accept(), socketpair(), dup(), fromfd(): the descriptor now belongs to this socket.
-            _records.release(("fd", self.fileno()))
-            known = _endpoints(self)
-        info = (_name(self.family), _name(self.type), self.fileno(), known)
-        _records.new(self, "socket", info, _records.capture(sys._getframe(1), _records.depth))
+            rec = _live_pop(("fd", fd), None)
+            if rec is not None:
+                rec.state = _RELEASED
+            # Kept raw, formatted only for a report: a socket the GC closes has no ends left.
+            known = _raw_endpoints(self)
+        info = (family_of(self), type_of(self), fd, known)
+        _records.new(self, "socket", info, _capture(_getframe(1), _records.depth))
 
     def _real_close(self: Any, *args: Any, **kwargs: Any) -> None:
-        _records.release(id(self))
+        rec = _live_pop(id(self), None)  # _records.release(), inlined
+        if rec is not None:
+            rec.state = _RELEASED
         real_close(self, *args, **kwargs)
 
     def detach_(self: Any) -> int:
@@ -158,5 +190,9 @@ def install_selectors(patches: Patches, selectors: ModuleType) -> None:
     patches.set(base, "close", sel_close_)
 
 
-def _name(value: Any) -> str:
-    return str(getattr(value, "name", value))
+def _name(value: int, enum: Any) -> str:
+    """``AF_INET`` for 2: the member's name, or the number for one the enum does not know."""
+    try:
+        return str(enum(value).name)
+    except ValueError:
+        return str(value)
