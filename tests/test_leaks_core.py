@@ -222,6 +222,11 @@ def test_temporary_file_without_dir_names_the_default_temporary_directory(leakwa
         handle.close()
 
 
+def test_temporary_file_given_dir_by_position_names_that_directory(leakwatch: Watch, tmp_path: Path) -> None:
+    with tempfile.TemporaryFile("w+b", -1, None, None, None, None, tmp_path):
+        assert leakwatch.one("file").details["directory"] == str(tmp_path)
+
+
 def test_temporary_file_closed_or_in_a_with_block_reports_nothing(leakwatch: Watch, tmpfile_way: str) -> None:
     with tempfile.TemporaryFile() as inside:
         inside.write(b"x")
