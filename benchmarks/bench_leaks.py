@@ -7,15 +7,17 @@ Workloads (each timed inside a fresh interpreter, start-up excluded):
   allocation-heavy pure Python with no resource acquisition at all;
 * ``import``: import a dozen standard-library packages in a cold interpreter;
 * ``sockets``: 5,000 x (connect to a listener on 127.0.0.1, accept, close both): two
-  tracked sockets per round, one of them accepted (its two ends are recorded).
+  tracked sockets per round, one of them accepted (its two ends are recorded);
+* ``lines``: what a tracked file costs after ``open()``: 20 x (write 10,000 short lines
+  to a file, then read them back line by line), 400,000 I/O calls on 40 files.
 
 Every configuration imports ``reclaim.leaks`` before the clock starts, so the
 import workload does not credit or charge reclaim's own imports; only the
 ``tracked`` one starts a Tracker. Runs are interleaved (config order rotates
 each repetition) and the median is reported.
 
-Goals (issue 3): files <= 1.15x untracked, alloc and import <= 1.02x; sockets has none
-(measured since the fifth session).
+Goals (issue 3): files <= 1.15x untracked, alloc and import <= 1.02x; sockets and lines
+have none (measured since the fifth session).
 
     python benchmarks/bench_leaks.py [--reps 5] [--json out.json]
 """
@@ -33,8 +35,14 @@ import tempfile
 import time
 
 CONFIGS = ("untracked", "tracked", "tracemalloc")
-WORKLOADS = ("files", "alloc", "import", "sockets")
-GOALS: dict[str, float | None] = {"files": 1.15, "alloc": 1.02, "import": 1.02, "sockets": None}
+WORKLOADS = ("files", "alloc", "import", "sockets", "lines")
+GOALS: dict[str, float | None] = {
+    "files": 1.15,
+    "alloc": 1.02,
+    "import": 1.02,
+    "sockets": None,
+    "lines": None,
+}
 N_FILES = 20_000
 N_SOCKETS = 5_000
 IMPORTS = (
@@ -82,6 +90,17 @@ def _sockets() -> None:
             conn.close()
 
 
+def _lines(directory: str) -> None:
+    path = os.path.join(directory, "lines.txt")
+    for _ in range(20):
+        with open(path, "w") as out:
+            for _ in range(10_000):
+                out.write("a short line\n")
+        with open(path) as lines:
+            for _line in lines:
+                pass
+
+
 def _import() -> None:
     import importlib
 
@@ -99,6 +118,7 @@ def child(workload: str, config: str, directory: str) -> float:
         "alloc": _alloc,
         "import": _import,
         "sockets": _sockets,
+        "lines": lambda: _lines(directory),
     }[workload]
     start = time.perf_counter()
     work()

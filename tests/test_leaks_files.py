@@ -39,3 +39,50 @@ def test_a_path_opened_keeps_a_str_name_and_its_resource_warning_names_the_progr
     assert len(warning) == 1, out.stderr
     assert "prog.py:6: ResourceWarning: unclosed file <_io.TextIOWrapper name='data.txt'" in warning[0]
     assert "acquired at prog.py:6" in out.stderr
+
+
+def test_a_tracked_file_is_built_of_the_exact_io_classes_and_freed_by_reference_counting(
+    tmp_path: Path,
+) -> None:
+    """CPython reads and writes fastest through layers of the exact ``io`` classes (over a
+    subclass, every call looked ``closed`` up by name: 1.6x slower writes, 1.9x slower lines).
+    The hooks that see the collector close a file leave no cycle behind: a file closed, or
+    dropped unclosed, is gone at once, as without tracking."""
+    program = """\
+        import gc, io, sys, weakref
+        gc.disable()  # reference counting alone, as for most files
+        for mode in ("r", "rb", "w", "wb", "r+b", "a"):
+            f = open("data.txt", mode)
+            assert type(f) is not io.FileIO
+            raw = getattr(f, "buffer", f).raw
+            assert type(raw) is io.FileIO, (mode, type(raw))
+            f.close()
+            gone = weakref.ref(raw)
+            del f, raw
+            assert gone() is None, mode
+        f = open("data.txt", "rb", buffering=0)
+        gone = weakref.ref(f)
+        del f  # closed by its finalizer at once: reported as closed by the collector
+        assert gone() is None
+        dropped = open("data.txt")
+        gone = weakref.ref(dropped.buffer.raw)
+        del dropped  # closed by its finalizer at once: reported as closed by the collector
+        assert gone() is None
+        print("ok")
+    """
+    (tmp_path / "data.txt").write_text("x", encoding="utf-8")
+    (tmp_path / "prog.py").write_text(textwrap.dedent(program), encoding="utf-8")
+    out = subprocess.run(
+        [sys.executable, "-m", "reclaim", "run", "prog.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "ok\n"
+    assert "leaked 2 resources (2 file)" in out.stderr, out.stderr
+    for line in (12, 16):  # the two dropped unclosed: unbuffered, and text
+        assert f"acquired at prog.py:{line} in <module>" in out.stderr, out.stderr
+    assert out.stderr.count("(closed by the garbage collector, not the program)") == 2, out.stderr

@@ -1,27 +1,36 @@
 """Files opened with ``open()``, ``io.open``, ``pathlib``, ``os.fdopen`` and ``tempfile``.
 
 ``open()`` is the hottest acquisition there is (the benchmark opens 20,000
-files), so this module is written for it:
+files), and what a tracked file costs afterwards, on every ``read``, ``write``
+and line, matters as much. So:
 
 * ``builtins.open`` and ``io.open`` are replaced by :func:`tracked_open`, which
-  builds the same object stack as the C ``open()`` (raw, buffer, text wrapper:
-  the same classes, line buffering on a tty, the same ``mode`` attribute) with
-  one difference: the raw layer is :class:`FileIO`, a subclass of ``io.FileIO``.
-* That subclass is how we learn that the *garbage collector*, not the program,
-  closed a file. Wrapping ``close`` is impossible on the C classes (and
-  overriding it on the subclass cost 0.3 us per file), and a weakref callback
-  cannot tell closed from collected, since finalization closes the file before
-  any callback runs. Instead the subclass hooks the two steps CPython takes
-  only when it finalizes an *unclosed* file (see :class:`FileIO`): they cost
-  nothing on every other path.
-* The acquisition facts live in a slot of the raw layer, the site capture is
-  inlined and keeps at most ``_records.FILE_DEPTH`` frames, and the registry is
-  a list of weak references without callbacks, swept in batches.
-* Calls the fast path does not cover (unusual mode strings, explicit buffer
-  sizes, ``-X warn_default_encoding`` without an encoding, file arguments that
-  are neither paths nor descriptors) go to the C ``open()`` unchanged, so their
-  errors and warnings stay exactly CPython's; those files are still reported
-  while open, but one the GC closes is not told apart from one the program closed.
+  calls the C ``open()`` unchanged (same objects, same errors and warnings) and
+  then records the file on its raw layer, an ``io.FileIO`` of the exact type.
+  The C buffered and text layers read and write fastest over an exact
+  ``io.FileIO``: over a subclass, each call looks ``closed`` up by name (a
+  subclass made 200,000 small writes 1.6x slower and line iteration 1.9x).
+* How we learn that the *garbage collector*, not the program, closed a file:
+  CPython looks two methods of the raw layer up by name, and an instance
+  attribute overrides a method in that lookup. The raw layer gets two, in its
+  ``__dict__``:
+
+  - ``_dealloc_warn`` (:func:`_dealloc_warn`): what the text or buffer layer
+    calls when it is finalized unclosed (a file dropped by reference counting);
+  - ``close`` (a bound :func:`_close`): how every close of the raw layer
+    arrives, the program's through the buffer layer as well as IOBase's
+    finalizer's, which sets ``_finalizing`` first (unbuffered files, and files in
+    reference cycles, where the collector often finalizes the raw layer first).
+    It removes itself, so the raw layer and its bound method are a cycle only
+    while the file is open.
+
+* The acquisition facts live in the raw layer's ``_r_facts``, the site capture
+  is inlined and keeps at most ``_records.FILE_DEPTH`` frames, and the registry
+  is a list of weak references without callbacks, swept in batches.
+* An unbuffered file (``buffering=0``) *is* its raw layer, which no C layer reads
+  through, so it is built as :class:`FileIO`, a subclass whose ``_finalizing``
+  setter is the finalizer's hook: a bound ``close`` in its ``__dict__`` would make
+  the file the cycle that outlives it when dropped.
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ import io
 import os
 import sys
 import time
+import types
 import warnings
 import weakref
 from typing import Any
@@ -42,7 +52,7 @@ from ._kinds import Details, Kind, register
 from ._patch import Patches
 from ._records import NO_OBJECT, OPEN, Record
 
-__all__ = ["FileIO", "install", "tracked_open"]
+__all__ = ["collected", "install", "is_tracked", "tracked_open"]
 
 _c_open = io.open
 _getframe = sys._getframe
@@ -52,7 +62,11 @@ _thread_name = _records.thread_name
 _time = time.time
 _TextIOWrapper = io.TextIOWrapper
 _FileIO = io.FileIO
+_fileio_close = io.FileIO.close
+_bound = types.MethodType
 _fspath = os.fspath
+_member_finalizing = io.FileIO.__dict__["_finalizing"]
+_NO_ENCODING_WARNING = not sys.flags.warn_default_encoding
 
 
 def _modes() -> dict[str, tuple[str, type, bool]]:
@@ -71,45 +85,20 @@ def _modes() -> dict[str, tuple[str, type, bool]]:
 
 _MODES = _modes()
 
-
-#: Weak references to the raw layer of every file built by the fast path, its acquisition
-#: facts in the raw object's ``_r_facts`` slot. No callback (a Python call per file death);
-#: dead references are swept in batches, so the list stays short.
-table: list[weakref.ref[FileIO]] = []
+#: Weak references to the raw layer of every file opened while tracking, its acquisition facts in
+#: its ``_r_facts``. No callback (a Python call per file death); dead references are swept in
+#: batches, so the list stays short.
+table: list[weakref.ref[Any]] = []
 _sweep_at = 512
 _ref = weakref.ref
-_member_finalizing = io.FileIO.__dict__["_finalizing"]
 
 
 class FileIO(io.FileIO):
-    """``io.FileIO`` that notices when the file is finalized unclosed.
+    """The unbuffered file ``open(..., buffering=0)`` returns while tracking.
 
-    Only the raw layer of files opened while tracking is of this class;
-    ``open()`` still returns the usual ``TextIOWrapper``/``BufferedReader``.
-    Its one slot holds the acquisition facts. Both hooks run only on the paths
-    that emit "ResourceWarning: unclosed file", so they cost nothing otherwise:
-
-    * ``_dealloc_warn(source)``: the text or buffer layer is finalized unclosed
-      (a file dropped by reference counting);
-    * the ``_finalizing`` setter: the raw layer itself is finalized unclosed
-      (unbuffered files, and files in reference cycles, where the collector
-      finalizes the raw layer first).
+    IOBase's finalizer sets ``_finalizing`` just before it closes a file nobody
+    closed: the setter is the hook, and costs nothing on any other path.
     """
-
-    __slots__ = ("_r_facts",)
-
-    #: (generation, time, thread, context, name, mode, *site), None once reported or disowned.
-    _r_facts: tuple[Any, ...] | None
-
-    def _dealloc_warn(self, source: object) -> None:
-        self._collected()
-        if self.closefd and not self.closed:
-            # CPython's own warning, but from the frame that dropped the file: the C method would
-            # file it under this one, a line of reclaim's, where without us it names the program's.
-            try:
-                warnings.warn(f"unclosed file {source!r}", ResourceWarning, stacklevel=2, source=source)
-            except Exception:  # an error filter (or a late shutdown): the C method reports it,
-                _FileIO._dealloc_warn(self, source)  # type: ignore[attr-defined]  # unraisable
 
     @property
     def _finalizing(self) -> bool:
@@ -117,21 +106,57 @@ class FileIO(io.FileIO):
 
     @_finalizing.setter
     def _finalizing(self, value: bool) -> None:
-        # IOBase's finalizer sets this just before closing a file nobody closed.
         if value:
-            self._collected()
+            collected(self)
         _member_finalizing.__set__(self, value)
 
-    def _collected(self) -> None:
-        facts = getattr(self, "_r_facts", None)
-        if facts is not None and self.closefd:
-            self._r_facts = None
-            rec = _record(self, facts)
-            _records.leak(rec, _records.COLLECTED)
+
+def _close(raw: Any) -> None:
+    """``raw.close()`` of a tracked file: the program's close, or IOBase's finalizer's.
+
+    Bound to *raw* in its ``__dict__`` (see the module's docstring), it removes
+    itself first: from then on ``close`` is the C method again and nothing refers
+    back to *raw*.
+    """
+    try:
+        del raw.close
+    except AttributeError:
+        pass
+    if raw._finalizing:  # set by IOBase's finalizer just before it closes a file nobody closed
+        collected(raw)
+    _fileio_close(raw)
 
 
-def _record(raw: FileIO, facts: tuple[Any, ...]) -> Record:
-    """A record for a fast-path file (reports and leaks use records)."""
+def _dealloc_warn(source: Any) -> None:
+    """The text or buffer layer *source* is finalized unclosed: its raw layer's hook."""
+    layer = getattr(source, "buffer", source)
+    raw = getattr(layer, "raw", layer)
+    if not raw.closefd or raw.closed:
+        return
+    collected(raw)
+    # CPython's own warning, but from the frame that dropped the file: the C method would
+    # file it under this one, a line of reclaim's, where without us it names the program's.
+    try:
+        warnings.warn(f"unclosed file {source!r}", ResourceWarning, stacklevel=2, source=source)
+    except Exception:  # an error filter (or a late shutdown): the C method reports it,
+        _FileIO._dealloc_warn(raw, source)  # type: ignore[attr-defined]  # unraisable
+
+
+def collected(raw: Any) -> None:
+    """The tracked raw layer *raw*, still open, is being closed by the garbage collector: a leak."""
+    facts = getattr(raw, "_r_facts", None)
+    if facts is not None and raw.closefd:
+        raw._r_facts = None
+        _records.leak(_record(raw, facts), _records.COLLECTED)
+
+
+def is_tracked(raw: Any) -> bool:
+    """Whether *raw* is the raw layer of a file opened while tracking (its facts on it)."""
+    return "_r_facts" in getattr(raw, "__dict__", ())
+
+
+def _record(raw: Any, facts: tuple[Any, ...]) -> Record:
+    """A record for a tracked file (reports and leaks use records)."""
     generation, when, thread, context, name, mode = facts[:6]
     site = facts[6:]
     rec = Record(NO_OBJECT)
@@ -149,12 +174,12 @@ def _record(raw: FileIO, facts: tuple[Any, ...]) -> Record:
 
 
 def open_files() -> list[tuple[Record, Any]]:
-    """(record, raw layer) of every fast-path file still open."""
+    """(record, raw layer) of every tracked file still open."""
     out = []
     for ref in table:
         raw = ref()
         if raw is not None and not raw.closed:
-            facts = raw._r_facts
+            facts: tuple[Any, ...] | None = getattr(raw, "_r_facts", None)
             if facts is not None:
                 out.append((_record(raw, facts), raw))
     return out
@@ -170,7 +195,7 @@ def _sweep() -> None:
 def disown(file: Any) -> None:
     """*file* now belongs to another tracked object (a NamedTemporaryFile): stop reporting it."""
     raw = getattr(getattr(file, "buffer", file), "raw", file)
-    if isinstance(raw, FileIO):
+    if is_tracked(raw):
         raw._r_facts = None
     _records.release(id(file))
 
@@ -216,12 +241,14 @@ def tracked_open(
     opener: Any = None,
 ) -> Any:
     """``open()`` with the acquisition recorded; same arguments, same result."""
+    result: Any
+    raw: Any
+    ftype = type(file)
     try:
         raw_mode, buffer_cls, binary = _MODES[mode]
     except (KeyError, TypeError):  # unusual (or invalid) modes; try/except costs nothing until then
-        return _other_open(file, mode, buffering, encoding, errors, newline, closefd, opener)
-    ftype = type(file)
-    if not (
+        buffer_cls = None
+    if buffer_cls is not None and (
         (buffering == -1 or (buffering == 0 and binary))
         and (ftype is str or ftype is int or hasattr(file, "__fspath__"))
         and (
@@ -230,22 +257,40 @@ def tracked_open(
             else (encoding is not None or _NO_ENCODING_WARNING)
         )
     ):
-        return _other_open(file, mode, buffering, encoding, errors, newline, closefd, opener)
-    if ftype is not str and ftype is not int:
-        file = _fspath(file)  # as the C open() does: the name is the path's str, not the Path
-    raw = FileIO(file, raw_mode, closefd, opener)
-    result: Any = raw
-    if buffering:
-        # What the C open() does for buffering=-1: line buffering on a tty, else the block size.
-        try:
-            tty = raw.isatty()
-            result = buffer_cls(raw, raw._blksize)  # type: ignore[attr-defined]
-            if not binary:
-                result = _TextIOWrapper(result, encoding, errors, newline, tty)
-                result.mode = mode
-        except BaseException:
-            raw.close()
-            raise
+        # What the C open() builds, built here: its C argument building costs more than these
+        # calls. The same classes, line buffering on a tty, the same ``mode`` attribute.
+        if ftype is not str and ftype is not int:
+            file = _fspath(file)  # as the C open() does: the name is the path's str, not the Path
+        if not buffering:
+            raw = result = FileIO(file, raw_mode, closefd, opener)
+            hooks = False
+        else:
+            raw = _FileIO(file, raw_mode, closefd, opener)
+            try:
+                tty = raw.isatty()
+                result = buffer_cls(raw, raw._blksize)
+                if not binary:
+                    result = _TextIOWrapper(result, encoding, errors, newline, tty)
+                    result.mode = mode
+            except BaseException:
+                raw.close()
+                raise
+            hooks = True
+    else:
+        # Explicit buffer sizes, unusual modes, ``-X warn_default_encoding`` without an encoding,
+        # other file arguments: the C open() itself, with its own errors and warnings.
+        result = _c_open(file, mode, buffering, encoding, errors, newline, closefd, opener)
+        kind = type(result)
+        raw = result.buffer.raw if kind is _TextIOWrapper else result if kind is _FileIO else result.raw
+        # An unbuffered file made here (buffering=0 spelled unusually) gets no hooks: it is
+        # reported while open, but one the collector closes is not told apart.
+        hooks = kind is not _FileIO
+    if type(file) is str or ftype is int:  # (a path-like one was made a str above)
+        name = file
+    elif isinstance(file, (bytes, os.PathLike)):
+        name = os.fsdecode(file)
+    else:  # anything else the C open() took (an object with __index__, say)
+        name = repr(file)
     if (ftype is int or opener is not None) and closefd:
         # The descriptor (passed in, or made by the opener with os.open) now belongs to the
         # file object: it is reported as the file, not as a raw descriptor.
@@ -256,7 +301,6 @@ def tracked_open(
         thread = _names.name
     except AttributeError:
         thread = _thread_name()
-    name = file if ftype is str or ftype is int else os.fsdecode(file)
     # The facts and the site in one flat tuple (one allocation). _records.capture() inlined for
     # the usual case, a user's frame calling open(): this saves a Python call. Code objects,
     # ints and strings: the collector stops tracking the tuple on first sight.
@@ -265,7 +309,7 @@ def tracked_open(
     if code is _user_code or _user_caller(code):
         # The usual depth, unrolled: the caller and its caller.
         back = frame.f_back
-        try:
+        if back is not None:
             raw._r_facts = (
                 _records.generation,
                 _time(),
@@ -278,7 +322,7 @@ def tracked_open(
                 back.f_code,
                 back.f_lasti,
             )
-        except AttributeError:  # the caller is the outermost frame
+        else:  # the caller is the outermost frame
             raw._r_facts = (
                 _records.generation,
                 _time(),
@@ -292,38 +336,11 @@ def tracked_open(
     else:
         site = _capture(frame, _records.file_depth)
         raw._r_facts = (_records.generation, _time(), thread, _records.context, name, mode, *site)
+    if hooks:
+        raw._dealloc_warn = _dealloc_warn
+        raw.close = _bound(_close, raw)
     table.append(_ref(raw))
     return result
-
-
-def _other_open(
-    file: Any,
-    mode: Any,
-    buffering: int,
-    encoding: str | None,
-    errors: str | None,
-    newline: str | None,
-    closefd: bool,
-    opener: Any,
-) -> Any:
-    """The calls the fast path does not cover: the C ``open()`` and a weakly referenced record.
-
-    Explicit buffer sizes, unusual modes: the C ``open()`` keeps its own errors and warnings;
-    such files are reported while open, but never as collected.
-    """
-    result = _c_open(file, mode, buffering, encoding, errors, newline, closefd, opener)
-    if (type(file) is int or opener is not None) and closefd:
-        _records.release(("fd", result.fileno()))
-    if isinstance(file, (bytes, os.PathLike)):
-        name: Any = os.fsdecode(file)
-    else:
-        name = file if isinstance(file, (str, int)) else repr(file)
-    # Frame 1 is tracked_open(), frame 2 its caller.
-    _records.new(result, "file", (name, mode), _capture(_getframe(2), _records.file_depth))
-    return result
-
-
-_NO_ENCODING_WARNING = not sys.flags.warn_default_encoding
 
 
 def _is_open(obj: Any, rec: Record) -> bool:

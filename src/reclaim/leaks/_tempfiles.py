@@ -91,29 +91,17 @@ def _unnamed(file: Any, directory: str) -> None:
     """
     name = ("TemporaryFile", directory)
     raw = getattr(getattr(file, "buffer", file), "raw", file)
-    if isinstance(raw, _files.FileIO):  # the fast path: the facts live on the raw layer
-        facts = raw._r_facts
-        if facts is not None:
-            raw._r_facts = (*facts[:4], name, *facts[5:])
-        return
-    rec = _records.live.get(id(file))  # opened by the C open() (explicit buffering, say)
-    if rec is not None and rec.kind == "file":
-        rec.info = (name, rec.info[1])
+    facts = getattr(raw, "_r_facts", None) if _files.is_tracked(raw) else None
+    if facts is not None:  # the facts live on the raw layer
+        raw._r_facts = (*facts[:4], name, *facts[5:])
 
 
 def _relabel(file: Any, maker: str, site: Any) -> None:
     """The unnamed *file* belongs to a *maker* object made at *site*: reported as it, there."""
     raw = getattr(getattr(file, "buffer", file), "raw", file)
-    if isinstance(raw, _files.FileIO):  # the fast path: the facts live on the raw layer
-        facts = raw._r_facts
-        if facts is not None and type(facts[4]) is tuple:
-            raw._r_facts = (*facts[:4], (maker, facts[4][1]), facts[5], *(site or facts[6:]))
-        return
-    rec = _records.live.get(id(file))  # opened by the C open() (explicit buffering, say)
-    if rec is not None and rec.kind == "file" and type(rec.info[0]) is tuple:
-        rec.info = ((maker, rec.info[0][1]), rec.info[1])
-        if site:
-            rec.site = site
+    facts = getattr(raw, "_r_facts", None) if _files.is_tracked(raw) else None
+    if facts is not None and type(facts[4]) is tuple:  # the facts live on the raw layer
+        raw._r_facts = (*facts[:4], (maker, facts[4][1]), facts[5], *(site or facts[6:]))
 
 
 def _spool(patches: Patches, spooled: type) -> None:
@@ -153,13 +141,8 @@ def _spool(patches: Patches, spooled: type) -> None:
 def _collected(file: Any) -> None:
     """*file*, open, is about to be closed by the garbage collector: a leak."""
     raw = getattr(getattr(file, "buffer", file), "raw", file)
-    if isinstance(raw, _files.FileIO):
-        if not raw.closed:
-            raw._collected()
-        return
-    rec = _records.live.get(id(file))
-    if rec is not None and rec.kind == "file":
-        _records.leak(rec, _records.COLLECTED)
+    if _files.is_tracked(raw) and not raw.closed:
+        _files.collected(raw)
 
 
 def install(patches: Patches, tempfile: ModuleType) -> None:
