@@ -180,10 +180,34 @@ TRANSPORT_NEVER_CLOSED = """\
 """
 
 
+# A client library's connection object (redis.asyncio's, say) whose __del__ closes the writer it
+# was left with: dropped unclosed, its socket (made at line 5) closes a loop turn later.
+CLIENT_DEL_CLOSES_WRITER = """\
+    import asyncio
+
+    class Client:
+        async def connect(self, port):
+            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", port)
+
+        def __del__(self):
+            self.writer.close()
+
+    async def main():
+        server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+        async with server:
+            client = Client()
+            await client.connect(server.sockets[0].getsockname()[1])
+            del client
+            await asyncio.sleep(0)
+
+    asyncio.run(main())
+"""
+
+
 @pytest.mark.parametrize(
     ("source", "at"),
-    [(STREAM_DROPPED, 18), (TRANSPORT_NEVER_CLOSED, 6)],
-    ids=["stream-writer-dropped", "transport-never-closed"],
+    [(STREAM_DROPPED, 18), (TRANSPORT_NEVER_CLOSED, 6), (CLIENT_DEL_CLOSES_WRITER, 5)],
+    ids=["stream-writer-dropped", "transport-never-closed", "client-del-closes-writer"],
 )
 def test_a_stream_or_transport_closed_by_its_del_is_a_socket_closed_by_the_garbage_collector(
     tmp_path: Path, source: str, at: int

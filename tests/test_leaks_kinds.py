@@ -237,6 +237,54 @@ def test_accepted_socket_dropped_unclosed_keeps_its_ends(leakwatch: Watch) -> No
         client.close()
 
 
+class _Client:
+    """A client library's connection object that closes what it holds in ``__del__``, as
+    redis-py's ``PubSub`` does: dropped unclosed, the garbage collector closes its resources."""
+
+    def __init__(self, make: Callable[[], object]) -> None:
+        self.held = make()
+
+    def disconnect(self) -> None:
+        self.held.close()  # type: ignore[attr-defined]
+
+    def __del__(self) -> None:
+        self.disconnect()
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_socket_its_owners_del_closes_is_closed_by_the_garbage_collector(leakwatch: Watch) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        address = server.getsockname()
+        client = _Client(lambda: socket.create_connection(address))
+        local = "{}:{}".format(*client.held.getsockname())
+        del client
+        conn, _ = server.accept()
+        conn.close()
+        [leak] = [leak for leak in leakwatch.leaks("socket") if leak.state == "collected"]
+        assert leak.closed_by_gc
+        assert (leak.details["local"], leak.details["peer"]) == (local, "{}:{}".format(*address))
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        closed = _Client(lambda: socket.create_connection(server.getsockname()))
+        closed.disconnect()  # the program's own close: then __del__'s second one is nothing
+        del closed
+        server.accept()[0].close()
+    assert [leak.state for leak in leakwatch.leaks("socket")] == ["collected"]
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_sqlite_connection_its_owners_del_closes_is_closed_by_the_garbage_collector(
+    leakwatch: Watch,
+) -> None:
+    client = _Client(lambda: sqlite3.connect(":memory:"))
+    del client
+    leak = leakwatch.one("sqlite3")
+    assert leak.state == "collected" and leak.closed_by_gc
+    closed = _Client(lambda: sqlite3.connect(":memory:"))
+    closed.disconnect()
+    del closed
+    assert len(leakwatch.leaks("sqlite3")) == 1
+
+
 def test_socket_family_and_type_are_named_when_reported(leakwatch: Watch) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM):
         at = line() - 1

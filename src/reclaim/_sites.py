@@ -204,6 +204,26 @@ def in_owned(frame: FrameType | None) -> bool:
     return False
 
 
+#: The callers :func:`in_finalizer` looks through (a library's ``__del__`` closes through a
+#: ``close()``/``disconnect()`` or three: redis-py's is four frames up from the socket's close).
+_FINALIZER_DEPTH = range(6)
+
+
+def in_finalizer(frame: FrameType | None) -> bool:
+    """Whether *frame* or one of its nearest callers is a ``__del__``: the garbage collector's doing.
+
+    A resource an object closes in its ``__del__`` (redis-py's ``PubSub``, say, when the
+    program dropped it unclosed) was released by the collector, not by the program.
+    """
+    for _ in _FINALIZER_DEPTH:  # every socket close pays for this loop: no counter to keep
+        if frame is None:
+            return False
+        if frame.f_code.co_name == "__del__":
+            return True
+        frame = frame.f_back
+    return False
+
+
 def first_user_frame(frame: FrameType | None) -> FrameType | None:
     """The first frame from *frame* outwards that is not framework code, else *frame* itself.
 

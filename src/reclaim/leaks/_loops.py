@@ -33,7 +33,9 @@ import sys
 from types import ModuleType
 from typing import Any
 
-from . import _records
+from reclaim._sites import in_finalizer as _in_finalizer
+
+from . import _records, _sockets
 from ._kinds import Details, Kind, register
 from ._owning import site
 from ._patch import Patches
@@ -110,6 +112,8 @@ def install(patches: Patches, selector_events: ModuleType) -> None:
     transport_cls = getattr(selector_events, "_SelectorTransport", None)
     if transport_cls is not None and "__del__" in vars(transport_cls):
         _collects_socket(patches, transport_cls, _transport_closes)
+    if transport_cls is not None and "close" in vars(transport_cls):
+        _closed_by_finalizers(patches, transport_cls)
 
     __init__.__doc__ = init.__doc__
     close_.__doc__ = close.__doc__
@@ -138,6 +142,27 @@ def _writer_closes(writer: Any) -> Any:
 def _transport_closes(transport: Any) -> Any:
     """The socket ``transport.__del__`` is about to close, or None (closed, or closing already)."""
     return None if transport.is_closing() else transport._sock
+
+
+def _closed_by_finalizers(patches: Patches, cls: type) -> None:
+    """Wrap ``cls.close``: a transport a ``__del__`` closes (a client library's connection object
+    dropped unclosed, through ``writer.close()``) closes its socket a loop turn later, outside
+    that ``__del__``: its socket is marked collected now."""
+    close = vars(cls)["close"]
+
+    def close_(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if _in_finalizer(sys._getframe(1)):
+            try:
+                sock = _transport_closes(self)
+            except Exception:  # a half-built transport: its own close copes
+                sock = None
+            rec = _records.live.get(id(sock)) if sock is not None else None
+            if rec is not None and rec.kind == "socket":
+                _sockets.collected(rec, sock)
+        return close(self, *args, **kwargs)
+
+    close_.__doc__ = close.__doc__
+    patches.set(cls, "close", close_)
 
 
 def _collects_socket(patches: Patches, cls: type, closes: Any) -> None:

@@ -22,15 +22,18 @@ import sys
 from types import ModuleType
 from typing import Any
 
+from reclaim import _sites
+
 from . import _records
 from ._fds import adopt as _adopt_fd
 from ._kinds import Details, Kind, register
 from ._patch import Patches
 from ._records import Record
 
-__all__ = ["install_selectors", "install_socket"]
+__all__ = ["collected", "install_selectors", "install_socket"]
 
 _getframe = sys._getframe
+_in_finalizer = _sites.in_finalizer
 _capture = _records.capture
 _live_pop = _records.live.pop
 _RELEASED = _records.RELEASED
@@ -38,6 +41,14 @@ _RELEASED = _records.RELEASED
 
 def _is_open(obj: Any, rec: Record) -> bool:
     return bool(obj.fileno() != -1)
+
+
+def collected(rec: Record, sock: Any) -> None:
+    """*sock*, still open, is being closed for the garbage collector: a leak. Its ends are read
+    now, while it still has them, for the report."""
+    family, type_, fd, known = rec.info
+    rec.info = (family, type_, fd, known or _raw_endpoints(sock))
+    _records.leak(rec, _records.COLLECTED)
 
 
 def _endpoints(sock: Any) -> Details:
@@ -154,7 +165,10 @@ def install_socket(patches: Patches, socket: ModuleType) -> None:
     def _real_close(self: Any, *args: Any, **kwargs: Any) -> None:
         rec = _live_pop(id(self), None)  # _records.release(), inlined
         if rec is not None:
-            rec.state = _RELEASED
+            if _in_finalizer(_getframe(1)):  # its owner's __del__: the owner was dropped unclosed
+                collected(rec, self)
+            else:
+                rec.state = _RELEASED
         real_close(self, *args, **kwargs)
 
     def detach_(self: Any) -> int:

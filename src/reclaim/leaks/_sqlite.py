@@ -19,6 +19,8 @@ import sys
 from types import ModuleType
 from typing import Any
 
+from reclaim._sites import in_finalizer as _in_finalizer
+
 from . import _records
 from ._kinds import Details, Kind, register
 from ._patch import Patches
@@ -38,7 +40,12 @@ def _tracked(base: type) -> type:
     if cls is None:
 
         def close(self: Any) -> None:
-            _records.release(id(self))
+            if _in_finalizer(sys._getframe(1)):  # its owner's __del__: the owner was dropped unclosed
+                rec = _records.live.get(id(self))
+                if rec is not None:
+                    _records.leak(rec, _records.COLLECTED)
+            else:
+                _records.release(id(self))
             base.close(self)  # type: ignore[attr-defined]
 
         cls = type(base.__name__, (base,), {"close": close, "__module__": base.__module__})
