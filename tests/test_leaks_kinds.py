@@ -435,6 +435,19 @@ def test_waited_children_are_not_reported(leakwatch: Watch) -> None:
     assert leakwatch.leaks() == []
 
 
+@ignore_gc_warnings  # CPython's Popen.__del__ says "still running": it never saw the waitpid
+def test_child_reaped_with_os_waitpid_is_not_reported(leakwatch: Watch) -> None:
+    # Code that manages its children by pid collects their status itself: Popen.returncode
+    # stays None, but there is nothing left to wait for.
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    pid, _status = os.waitpid(proc.pid, 0)
+    assert pid == proc.pid and proc.returncode is None
+    assert leakwatch.leaks() == []
+    del proc
+    gc.collect()  # dropped with returncode None: still no leak (its status was collected)
+    assert leakwatch.leaks() == []
+
+
 # -- threads ----------------------------------------------------------------------------------
 
 

@@ -35,6 +35,8 @@ from functools import partial
 from types import ModuleType
 from typing import Any
 
+from reclaim._sites import is_framework
+
 from . import _imports, _records
 from ._kinds import Details, Kind, register
 from ._owning import own
@@ -47,8 +49,13 @@ __all__ = ["install", "install_asyncio_transport", "install_asyncio_watchers"]
 _WATCHERS = ("ThreadedChildWatcher", "_ThreadedChildWatcher", "PidfdChildWatcher", "_PidfdChildWatcher")
 
 
+#: Children whose status the program collected itself, by pid (``os.waitpid``, ``os.wait``):
+#: their Popen's returncode stays None, yet nothing is left to wait for.
+_waited_by_pid: set[int] = set()
+
+
 def _is_open(obj: Any, rec: Record) -> bool:
-    return obj.returncode is None
+    return obj.returncode is None and obj.pid not in _waited_by_pid
 
 
 def _exited(pid: int) -> bool | None:
@@ -98,6 +105,7 @@ def install(patches: Patches, subprocess: ModuleType) -> None:
 
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         init(self, *args, **kwargs)
+        _waited_by_pid.discard(self.pid)  # a pid the system gave again
         site = _records.capture(sys._getframe(1), _records.depth)
         rec = _records.new(self, "subprocess", (self.pid, _args(self.args)), site)
         if type(self).__del__ is __del__:  # a subclass's own __del__ may never call ours
@@ -109,15 +117,36 @@ def install(patches: Patches, subprocess: ModuleType) -> None:
 
     patches.set(popen, "__init__", __init__)
     patches.set(popen, "__del__", __del__)
+    for name in ("waitpid", "wait"):
+        if hasattr(os, name):
+            patches.set(os, name, _noting_waits(getattr(os, name)))
     # asyncio imports subprocess before these two modules, so waiting for them from here is in
     # time, and a program that never imports asyncio pays nothing for it.
     _imports.when_imported("asyncio.base_subprocess", partial(install_asyncio_transport, patches))
     _imports.when_imported("asyncio.unix_events", install_asyncio_watchers)
 
 
+def _noting_waits(wait: Any) -> Any:
+    """``os.waitpid``/``os.wait`` that note the child the program itself reaped.
+
+    Only a call from the program's code counts: asyncio's watcher thread reaps children too,
+    so that none is left a zombie, which is no wait of the program's.
+    """
+
+    def noting(*args: Any) -> Any:
+        result = wait(*args)
+        if result[0] > 0 and not is_framework(sys._getframe(1).f_code.co_filename):
+            _waited_by_pid.add(result[0])
+        return result
+
+    noting.__doc__ = wait.__doc__
+    noting.__name__ = wait.__name__
+    return noting
+
+
 def _dropped(popen: Any) -> None:
     """*popen* is being dropped: a leak the garbage collector found if its status was never collected."""
-    if getattr(popen, "returncode", 0) is not None:
+    if getattr(popen, "returncode", 0) is not None or getattr(popen, "pid", 0) in _waited_by_pid:
         return  # checked first: at_del() takes a record dying in a cycle out of the table
     rec = _records.at_del(popen)
     if rec is not None and rec.state == OPEN and rec.kind == "subprocess":
