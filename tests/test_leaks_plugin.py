@@ -522,3 +522,31 @@ def test_reclaim_grace_that_is_no_number_of_seconds_is_a_usage_error(
     result = pytester.runpytest_subprocess(*BASE_ARGS, timeout=120)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"*ini option reclaim_grace: {says}*"])
+
+
+def test_untracked_descriptor_number_reused_by_a_later_test_is_that_tests_leak(
+    pytester: pytest.Pytester,
+) -> None:
+    """A C-level descriptor reported in one test, closed in the next, its number taken again by
+    a third: the third test leaked it (it was blamed on the first, and so never reported)."""
+    pytester.makepyfile(
+        """
+        import ctypes, os
+        libc = ctypes.CDLL(None, use_errno=True)
+        held = {}
+
+        def test_a_leaks():
+            held["a"] = libc.dup(0)
+
+        def test_b_closes_it():
+            os.close(held.pop("a"))
+
+        def test_c_leaks_that_number_again():
+            held["c"] = libc.dup(0)
+        """
+    )
+    result = run(pytester)
+    result.assert_outcomes(passed=3, errors=2)
+    during = [line.strip() for line in result.outlines if line.strip().startswith("during ")]
+    blamed = [line.split("::")[-1].split(",")[0] for line in during]
+    assert blamed == ["test_a_leaks", "test_c_leaks_that_number_again"], result.stdout.str()

@@ -33,7 +33,7 @@ from ._kinds import Details, Kind, register
 from ._patch import Patches
 from ._records import NO_OBJECT, Record
 
-__all__ = ["adopt", "describe_fd", "install", "list_fds", "track_fd"]
+__all__ = ["adopt", "describe_fd", "identity", "install", "list_fds", "track_fd"]
 
 _FD_DIR = next((d for d in ("/proc/self/fd", "/dev/fd") if os.path.isdir(d)), None)
 
@@ -67,7 +67,8 @@ def describe_fd(fd: int) -> str | None:
     return f"file:[{st.st_dev}:{st.st_ino}]"
 
 
-def _identity(fd: int) -> tuple[int, int] | None:
+def identity(fd: int) -> tuple[int, int] | None:
+    """``(st_dev, st_ino)`` of what *fd* refers to, None when it is closed."""
     try:
         st = os.fstat(fd)
     except OSError:
@@ -77,19 +78,19 @@ def _identity(fd: int) -> tuple[int, int] | None:
 
 def track_fd(fd: int, call: str, site: Any) -> None:
     """Record *fd*, returned by *call*, as acquired at *site*."""
-    _records.new(NO_OBJECT, "fd", (call, _identity(fd)), site, ("fd", fd))
+    _records.new(NO_OBJECT, "fd", (call, identity(fd)), site, ("fd", fd))
 
 
 def adopt(fd: int, call: str, previous: Record) -> None:
     """Track *fd*, just taken out of the object *previous* records, as acquired when and where that was."""
-    rec = _records.new(NO_OBJECT, "fd", (call, _identity(fd)), previous.site, ("fd", fd))
+    rec = _records.new(NO_OBJECT, "fd", (call, identity(fd)), previous.site, ("fd", fd))
     rec.seq, rec.time = previous.seq, previous.time
     rec.thread, rec.context = previous.thread, previous.context
 
 
 def _is_open(obj: Any, rec: Record) -> bool:
-    _, identity = rec.info
-    return identity is not None and _identity(rec.key[1]) == identity  # type: ignore[index]
+    _, ident = rec.info
+    return ident is not None and identity(rec.key[1]) == ident  # type: ignore[index]
 
 
 def _describe(obj: Any, rec: Record) -> tuple[str, Details]:

@@ -15,7 +15,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Self
@@ -152,11 +152,14 @@ class Snapshot:
         time: ``time.time()`` when it was taken.
         fds: the descriptor table then (None where it cannot be read), the
             baseline for reporting untracked descriptors.
+        fd_ids: what each of those descriptors was then (device and inode): one closed
+            since and its number given to a new one is not in the baseline any more.
     """
 
     seq: int
     time: float
     fds: frozenset[int] | None
+    fd_ids: Mapping[int, tuple[int, int]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +182,9 @@ class TrackerStatistics:
 
 
 def _take_snapshot() -> Snapshot:
-    return Snapshot(_records.checkpoint(), time.time(), _fds.list_fds())
+    fds = _fds.list_fds()
+    ids = None if fds is None else {fd: ident for fd in fds if (ident := _fds.identity(fd)) is not None}
+    return Snapshot(_records.checkpoint(), time.time(), fds, ids)
 
 
 class Tracker:
@@ -417,7 +422,7 @@ def _find(window: Snapshot, context: str | None, include_framework: bool, untrac
     found.sort(key=lambda item: (item[0].seq, item[0].time))
     leaks = [_leak(rec, obj, state, now) for rec, obj, state in found]
     if untracked_fds and window.fds is not None:
-        leaks.extend(_untracked(window.fds, pairs, context, now))
+        leaks.extend(_untracked(window, pairs, context, now))
     return leaks
 
 
@@ -454,11 +459,25 @@ _untracked_seen: dict[tuple[int, str], tuple[str | None, float]] = {}
 
 
 def _untracked(
-    baseline: frozenset[int], pairs: list[tuple[Record, Any]], context: str | None, now: float
+    window: Snapshot, pairs: list[tuple[Record, Any]], context: str | None, now: float
 ) -> list[Leak]:
     current = _fds.list_fds()
     if current is None:
         return []
+    # A descriptor seen before that is closed now is forgotten: one opened later with its number
+    # is a new one, blamed on the label current when it is first seen.
+    for key in [
+        key for key in _untracked_seen if key[0] not in current or _fds.describe_fd(key[0]) != key[1]
+    ]:
+        del _untracked_seen[key]
+    baseline = window.fds or frozenset()
+    ids = window.fd_ids
+    if ids is not None:
+        # A descriptor of the baseline closed since, its number given to a new one (the
+        # kernel hands out the lowest free number), is not the baseline's any more. The
+        # standard streams stay: redirected (pytest's capture dup2()s onto them), they are
+        # still the process's own.
+        baseline = frozenset(fd for fd in baseline & current if fd <= 2 or _fds.identity(fd) == ids.get(fd))
     candidates = sorted(current - baseline)
     if not candidates:
         return []
