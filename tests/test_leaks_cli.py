@@ -102,6 +102,20 @@ def test_exit_status_is_the_programs(tmp_path: Path, code: int) -> None:
     assert "leaked 1 resource" in result.stderr
 
 
+@pytest.mark.parametrize(("code", "status"), [("-15", 241), ("256", 0), ("True", 1), ("False", 0)])
+def test_report_and_fail_see_the_status_the_process_exits_with(
+    tmp_path: Path, code: str, status: int
+) -> None:
+    """The low 8 bits of sys.exit(N), as the C exit() keeps them; a bool is 0 or 1."""
+    write(tmp_path / "odd.py", f"import sys\nf = open(__file__)\nsys.exit({code})\n")
+    theirs = plain_python("odd.py", cwd=tmp_path)
+    ours = reclaim_run("odd.py", cwd=tmp_path)
+    assert ours.returncode == theirs.returncode == status
+    assert f"exit status {status})" in ours.stderr
+    failing = reclaim_run("--fail", "odd.py", cwd=tmp_path)
+    assert failing.returncode == (3 if status == 0 else status)
+
+
 def test_sys_exit_with_a_message_prints_it_and_exits_1(tmp_path: Path) -> None:
     """sys.exit("message") prints the message and exits 1, then the report follows."""
     write(tmp_path / "bye.py", "import sys\nf = open(__file__)\nsys.exit('bye now')\n")

@@ -163,11 +163,13 @@ def _print_exception(exc: BaseException) -> None:
 
 
 def _exit_status(code: object) -> int:
-    """What the interpreter does with ``SystemExit(code)``."""
+    """What the interpreter does with ``SystemExit(code)``: the status the process exits with."""
     if code is None:
         return 0
-    if isinstance(code, int):
-        return code
+    if isinstance(code, int):  # bool too: sys.exit(True) is status 1
+        # The C exit() keeps the low 8 bits: sys.exit(-15) is 241, sys.exit(256) is 0; an int
+        # too large for a C long reads as -1, so 255.
+        return (int(code) if -(2**63) <= code < 2**63 else -1) & 0xFF
     with contextlib.suppress(Exception):  # as the interpreter: a failed print changes nothing
         print(code, file=sys.stderr)
     return 1
