@@ -293,6 +293,49 @@ def test_signal_reports_then_ends_the_program_as_python_would(tmp_path: Path, si
     assert "server.py:2" in err
 
 
+HANGS_WHILE_UNWINDING = """\
+    import threading
+    held = open(__file__)            # leaked: still open when the signal comes
+
+    class Stuck:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            print("unwinding", flush=True)
+            threading.Event().wait()  # an exit that waits on work that never ends
+
+    with Stuck():
+        print("ready", flush=True)
+        threading.Event().wait()
+"""
+
+
+def test_sigterm_whose_unwinding_hangs_still_reports_and_dies_of_it(tmp_path: Path) -> None:
+    """A with-block exit that never returns: after TERM_UNWIND seconds the report, then SIGTERM's death
+    (without reclaim the process dies at once; it must not live on because reclaim made it unwind)."""
+    write(tmp_path / "stuck.py", HANGS_WHILE_UNWINDING)
+    with subprocess.Popen(
+        [sys.executable, "-m", "reclaim", "run", "stuck.py"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "ready\n"
+        proc.send_signal(signal.SIGTERM)
+        try:
+            out, err = proc.communicate(timeout=TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+            pytest.fail(f"still running {TIMEOUT} s after SIGTERM:\n{out}\n{err}")
+    assert proc.returncode == -signal.SIGTERM
+    assert "unwinding" in out
+    assert "leaked 1 resource" in err and "stuck.py:2" in err
+
+
 def test_thread_still_running_when_main_ends_is_a_leak(tmp_path: Path) -> None:
     """A non-daemon thread still running when the main code ends is reported before it is joined."""
     write(

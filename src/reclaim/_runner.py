@@ -18,6 +18,7 @@ report the process dies of the signal as it would have without reclaim. After
 
 from __future__ import annotations
 
+import _thread
 import atexit
 import builtins
 import contextlib
@@ -28,6 +29,7 @@ import runpy
 import signal
 import sys
 import threading
+import time
 import types
 import zipfile
 from collections.abc import Callable
@@ -183,10 +185,39 @@ def _hide_launcher_frames() -> None:
         frame = frame.f_back
 
 
+#: How long a program that SIGTERM made unwind may take: a ``with`` block whose exit waits on
+#: hung work (``executor.shutdown(wait=True)``) would keep it alive where Python dies at once.
+#: Then the report of what is open is printed and the process dies of SIGTERM.
+TERM_UNWIND = 5.0
+#: The session whose program SIGTERM unwinds (set by run() before the handler is installed).
+_term_session: Session | None = None
+
+
 def _raise_terminated(signum: int, frame: types.FrameType | None) -> NoReturn:
-    # A second SIGTERM while the program unwinds kills it at once.
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    session = _term_session
+    if session is None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    else:
+        # A second SIGTERM while the program unwinds: the report of what is open now, then death.
+        signal.signal(signal.SIGTERM, partial(report_and_die, session))
+        _thread.start_new_thread(_unwind_deadline, (session, os.getpid()))
     raise _Terminated
+
+
+def _unwind_deadline(session: Session, pid: int) -> None:
+    """A bare thread (not the program's): SIGTERM once more if unwinding takes too long."""
+    time.sleep(TERM_UNWIND)
+    if session.reported_pid == pid:
+        return  # unwound, and the report is under way or done
+    os.kill(pid, signal.SIGTERM)  # the main thread's handler prints the report and dies
+    time.sleep(TERM_UNWIND)
+    # Still here: the main thread never got back to Python to run its handler (C code that
+    # ignores signals). The report from here, then the status SIGTERM gives in a shell.
+    report(session, 128 + signal.SIGTERM)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(128 + signal.SIGTERM)
 
 
 def run(options: Options, target: Target) -> int:
@@ -227,6 +258,8 @@ def run(options: Options, target: Target) -> int:
     # Registered before the program's own handlers, so it runs after all of them.
     atexit.register(after_atexit, session)
     if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        global _term_session
+        _term_session = session
         with contextlib.suppress(ValueError):  # run() called outside the main thread
             signal.signal(signal.SIGTERM, _raise_terminated)
 
