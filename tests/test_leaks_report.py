@@ -1,8 +1,9 @@
-"""The text report: leaks alike but for their time (one line leaking in a loop) are one block."""
+"""The text report: leaks of one kind from one line (a loop leaking) are one block saying how many."""
 
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 
 import pytest
 
@@ -33,6 +34,30 @@ def test_leaks_alike_at_one_line_are_one_block_saying_how_many(leakwatch: Watch)
     assert blocks[0].splitlines()[0] == "sqlite3 :memory: x 3 (all alike but for their time)", text
     assert f"test_leaks_report.py:{at} " in blocks[0], text
     assert " x " not in blocks[1].splitlines()[0], text
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_leaks_from_one_line_that_differ_are_one_block_listing_a_few(
+    leakwatch: Watch, tmp_path: Path
+) -> None:
+    """Forty files opened at one line, each its own path: one block, not forty (pip list --outdated
+    printed 600 lines for two lines of its code)."""
+    paths = [tmp_path / f"f{i:02}.txt" for i in range(40)]
+    for path in paths:
+        path.write_text("x")
+    kept = [open(path) for path in paths]  # noqa: SIM115
+    at = line() - 1
+    try:
+        text = leakwatch.tracker.report(leakwatch.leaks("file")).to_text()
+    finally:
+        for file in kept:
+            file.close()
+    blocks = text.strip().split("\n\n")
+    assert len(blocks) == 1, text
+    head, also, acquired, *_ = blocks[0].splitlines()
+    assert head == f"file {paths[0]} (mode 'r') x 40 (from the same line)", text
+    assert also == f"  also {paths[1]} (mode 'r'); {paths[2]} (mode 'r'); {paths[3]} (mode 'r'); and 36 more"
+    assert acquired.startswith("  acquired at ") and f"test_leaks_report.py:{at} " in acquired, text
 
 
 def test_a_hypothesis_test_that_leaks_shows_its_own_frames_not_hypothesis(pytester: pytest.Pytester) -> None:

@@ -201,11 +201,12 @@ class Report:
         if not self.leaks:
             console.print("no leaks")
             return
-        # Leaks alike in all but their time (a loop, or a hypothesis test's examples, leaking at
-        # one line) are one block saying how many: a hundred identical blocks hide the others.
+        # Leaks of one kind from one line (a loop, or a hypothesis test's examples) are one block
+        # saying how many: a hundred blocks hide the others. What differs between them (forty
+        # paths, say) is listed under the first, a few of them, not given a block each.
         alike: dict[tuple[Any, ...], list[Leak]] = {}
         for leak in self.leaks:
-            key = (leak.kind, leak.description, leak.state, leak.frames, leak.thread, leak.context, leak.pid)
+            key = (leak.kind, leak.state, leak.frames, leak.thread, leak.context, leak.pid)
             alike.setdefault(key, []).append(leak)
         for index, group in enumerate(alike.values()):
             leak = group[0]
@@ -213,8 +214,22 @@ class Report:
                 console.print()
             state = _STATES.get((leak.kind, leak.state)) or _STATES.get(leak.state, leak.state)
             state = f" [yellow]({escape(state)})[/]" if state else ""
-            times = f" [bold]x {len(group)}[/] (all alike but for their time)" if len(group) > 1 else ""
+            others = list(
+                dict.fromkeys(
+                    other.description for other in group[1:] if other.description != leak.description
+                )
+            )
+            if len(group) == 1:
+                times = ""
+            elif not others:
+                times = f" [bold]x {len(group)}[/] (all alike but for their time)"
+            else:
+                times = f" [bold]x {len(group)}[/] (from the same line)"
             console.print(f"[bold red]{escape(leak.kind)}[/] {escape(leak.description)}{state}{times}")
+            if others:
+                shown = "; ".join(others[:_OTHERS_SHOWN])
+                more = len(others) - _OTHERS_SHOWN
+                console.print("  also " + escape(shown) + (f"; and {more} more" if more > 0 else ""))
             frames = leak.frames if depth is None else leak.frames[: max(1, depth)]
             if frames:
                 first, *rest = frames
@@ -232,6 +247,9 @@ class Report:
             facts.append(f"{_age(leak.age)} ago")
             console.print("  " + escape(", ".join(facts)))
 
+
+#: Differing descriptions listed under a block of leaks from one line.
+_OTHERS_SHOWN = 3
 
 _STATES = {
     "open": "",
