@@ -482,6 +482,31 @@ def test_child_reaped_with_os_waitpid_is_not_reported(leakwatch: Watch) -> None:
 # -- threads ----------------------------------------------------------------------------------
 
 
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@ignore_gc_warnings
+def test_what_a_thread_acquires_leads_back_to_the_line_that_started_it(leakwatch: Watch) -> None:
+    # A library's worker thread (aiosqlite's opens its sqlite3 connection) has none of the
+    # program's frames on its stack: past the thread's own frames, the stack goes on at the
+    # line that started the thread.
+    kept: list[sqlite3.Connection] = []
+
+    def work() -> None:
+        kept.append(sqlite3.connect(":memory:", check_same_thread=False))
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    started = line() - 1
+    worker.join()
+    try:
+        leak = leakwatch.one("sqlite3")
+        assert [(frame.filename, frame.lineno) for frame in leak.frames][:2] == [
+            (HERE, work.__code__.co_firstlineno + 1),
+            (HERE, started),
+        ]
+    finally:
+        kept[0].close()
+
+
 def test_thread_still_running_is_reported_with_name_and_target(leakwatch: Watch) -> None:
     stop = threading.Event()
     worker = threading.Thread(target=stop.wait, name="stuck-worker")

@@ -281,12 +281,34 @@ def capture_flat(frame: FrameType | None, depth: int) -> RawSite:
 
 def _flat(frame: FrameType | None, depth: int) -> RawSite:
     out: list[Any] = []
+    last = frame
     while frame is not None and depth:
         out.append(frame.f_code)
         out.append(frame.f_lasti)
+        last = frame
         frame = frame.f_back
         depth -= 1
+    if depth and frame is None and last is not None and last.f_code is thread_root:
+        # The stack ends where a thread began: it goes on at the line that started the thread,
+        # so what a library's worker thread acquires still leads to the program's line.
+        out.extend(_started_at(last)[: 2 * depth])
     return tuple(out)
+
+
+#: Attribute of a ``threading.Thread`` holding the flat site of its ``start()`` (see _threads).
+STARTED_AT = "_reclaim_started_at"
+#: The code of ``threading.Thread._bootstrap``, the outermost frame of every thread; set when
+#: thread starts are tracked (see leaks._threads), so _flat() compares, never imports.
+thread_root: CodeType | None = None
+
+
+def _started_at(root: FrameType) -> RawSite:
+    try:
+        site = getattr(root.f_locals.get("self"), STARTED_AT, None)
+    except Exception:  # an exotic frame must never break an acquisition
+        return ()
+    # Flat only (code, offset, code, offset, ...): a resolved site would not mix with them.
+    return site if site and type(site) is tuple and type(site[0]) is not tuple else ()
 
 
 def line_at(code: CodeType, lasti: int) -> int:

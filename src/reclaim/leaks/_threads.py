@@ -83,11 +83,16 @@ register(Kind("thread", is_open=_is_open, describe=_describe, waitable=True))
 def install(patches: Patches) -> None:
     """Record every ``Thread.start()``."""
     start = threading.Thread.start
+    _sites.thread_root = threading.Thread._bootstrap.__code__  # type: ignore[attr-defined]
 
     def start_(self: threading.Thread) -> None:
+        site = _records.capture(sys._getframe(1), _records.depth)
+        # Read by the thread's own acquisitions whose stack runs out (see _sites._flat): set
+        # before it starts. A thread started again fails in start(), as without us.
+        setattr(self, _sites.STARTED_AT, site)
         start(self)
         info = (self.name, _target(self), self.daemon)
-        _records.new(self, "thread", info, _records.capture(sys._getframe(1), _records.depth))
+        _records.new(self, "thread", info, site)
 
     start_.__doc__ = start.__doc__
     patches.set(threading.Thread, "start", start_)
