@@ -550,3 +550,31 @@ def test_untracked_descriptor_number_reused_by_a_later_test_is_that_tests_leak(
     during = [line.strip() for line in result.outlines if line.strip().startswith("during ")]
     blamed = [line.split("::")[-1].split(",")[0] for line in during]
     assert blamed == ["test_a_leaks", "test_c_leaks_that_number_again"], result.stdout.str()
+
+
+def test_descriptor_c_code_opened_for_a_session_fixture_is_the_fixtures(pytester: pytest.Pytester) -> None:
+    """The fixture closes it at session end: no test is blamed (the first user of the fixture was)."""
+    pytester.makepyfile(
+        """
+        import ctypes, os, pytest
+        libc = ctypes.CDLL(None, use_errno=True)
+
+        @pytest.fixture(scope="session")
+        def watcher_fd():
+            spare = [os.open(os.devnull, os.O_RDONLY) for _ in range(20)]  # a number never used before
+            fd = libc.dup(0)
+            for held in spare:
+                os.close(held)
+            yield fd
+            os.close(fd)
+
+        def test_first_user(watcher_fd):
+            assert watcher_fd > 0
+
+        def test_second_user(watcher_fd):
+            assert watcher_fd > 0
+        """
+    )
+    result = run(pytester)
+    result.assert_outcomes(passed=2)
+    assert "untracked-fd" not in result.stdout.str()
