@@ -578,3 +578,44 @@ def test_descriptor_c_code_opened_for_a_session_fixture_is_the_fixtures(pytester
     result = run(pytester)
     result.assert_outcomes(passed=2)
     assert "untracked-fd" not in result.stdout.str()
+
+
+def test_what_a_session_fixtures_thread_opens_during_a_test_is_the_fixtures(
+    pytester: pytest.Pytester,
+) -> None:
+    """A live-server fixture's thread opens a file while another test runs, and closes it at
+    session end: that test did not leak it (it was blamed, though it acquired nothing)."""
+    pytester.makepyfile(
+        """
+        import threading, pytest
+
+        @pytest.fixture(scope="session")
+        def server():
+            go, opened, stop = threading.Event(), threading.Event(), threading.Event()
+
+            def serve():
+                go.wait()
+                with open(__file__):  # the server's own, for its lifetime
+                    opened.set()
+                    stop.wait()
+
+            thread = threading.Thread(target=serve)
+            thread.start()
+            yield go, opened
+            stop.set()
+            thread.join()
+
+        def test_starts_the_server(server):
+            pass
+
+        def test_runs_while_the_server_opens_its_file(server):
+            go, opened = server
+            go.set()
+            assert opened.wait(30)
+
+        def test_keeps_the_server_up_past_that_one(server):
+            pass
+        """
+    )
+    result = run(pytester)
+    result.assert_outcomes(passed=3)

@@ -298,9 +298,11 @@ def tracked_open(
     if len(table) >= _sweep_at:
         _sweep()
     try:  # costs nothing until it raises
-        thread = _names.name
+        thread, started_in = _names.both
     except AttributeError:
         thread = _thread_name()
+        started_in = _names.context
+    label = _records.context if started_in is None else started_in  # the thread's own wins
     # The facts and the site in one flat tuple (one allocation). _records.capture() inlined for
     # the usual case, a user's frame calling open(): this saves a Python call. Code objects,
     # ints and strings: the collector stops tracking the tuple on first sight.
@@ -314,7 +316,7 @@ def tracked_open(
                 _records.generation,
                 _time(),
                 thread,
-                _records.context,
+                label,
                 name,
                 mode,
                 code,
@@ -327,7 +329,7 @@ def tracked_open(
                 _records.generation,
                 _time(),
                 thread,
-                _records.context,
+                label,
                 name,
                 mode,
                 code,
@@ -335,7 +337,7 @@ def tracked_open(
             )
     else:
         site = _capture(frame, _records.file_depth)
-        raw._r_facts = (_records.generation, _time(), thread, _records.context, name, mode, *site)
+        raw._r_facts = (_records.generation, _time(), thread, label, name, mode, *site)
     if hooks:
         raw._dealloc_warn = _dealloc_warn
         raw.close = _bound(_close, raw)

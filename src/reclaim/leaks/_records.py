@@ -208,13 +208,29 @@ if hasattr(os, "register_at_fork"):  # not on Windows (no fork there either)
 names = threading.local()
 
 
+#: Attribute of a ``threading.Thread`` holding the label current when it was started (set by
+#: _threads; not for the workers a pool starts for itself, whose work items are anyone's).
+STARTED_IN = "_reclaim_started_in"
+
+
 def thread_name() -> str:
-    """Name of the calling thread (cached per thread)."""
+    """Name of the calling thread (cached per thread, with the label it was started under)."""
     try:
         name: str = names.name
     except AttributeError:
-        name = names.name = threading.current_thread().name
+        thread = threading.current_thread()
+        name = names.name = thread.name
+        # What a thread acquires is labelled as where it was started (a session fixture's server
+        # thread, say), not as whatever test runs when it acquires: see label_here().
+        names.context = getattr(thread, STARTED_IN, None)
+        names.both = (name, names.context)  # the two in one look, for open()
     return name
+
+
+def label_here() -> str | None:
+    """The label an acquisition in the calling thread gets (after thread_name() ran in it)."""
+    started_in: str | None = names.context
+    return context if started_in is None else started_in
 
 
 def died(rec: Record) -> None:
@@ -289,7 +305,7 @@ def new(
     rec.info = info
     rec.site = site
     rec.thread = thread_name()
-    rec.context = context
+    rec.context = label_here()
     rec.time = time.time()
     rec.state = OPEN
     rec.why = None

@@ -86,10 +86,13 @@ def install(patches: Patches) -> None:
     _sites.thread_root = threading.Thread._bootstrap.__code__  # type: ignore[attr-defined]
 
     def start_(self: threading.Thread) -> None:
-        site = _records.capture(sys._getframe(1), _records.depth)
+        caller = sys._getframe(1)
+        site = _records.capture(caller, _records.depth)
         # Read by the thread's own acquisitions whose stack runs out (see _sites._flat): set
         # before it starts. A thread started again fails in start(), as without us.
         setattr(self, _sites.STARTED_AT, site)
+        if not _sites.in_owned(caller):  # a pool's worker runs anyone's work: no label of its own
+            setattr(self, _records.STARTED_IN, _records.context)
         start(self)
         info = (self.name, _target(self), self.daemon)
         _records.new(self, "thread", info, site)
