@@ -11,6 +11,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -254,6 +255,18 @@ def test_unknown_module_exits_1(tmp_path: Path) -> None:
     assert "No module named no_such_module_here" in result.stderr
 
 
+def started(script: str, cwd: Path, **options: Any) -> subprocess.Popen[str]:
+    """``reclaim run script`` running in *cwd*, its output piped as text (a signal is to come)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "reclaim", "run", script],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **options,
+    )
+
+
 WAITS_FOR_SIGNAL = """\
     import sys, threading
     held = open(__file__)            # leaked: still open when the signal comes
@@ -270,14 +283,7 @@ WAITS_FOR_SIGNAL = """\
 def test_signal_reports_then_ends_the_program_as_python_would(tmp_path: Path, signum: int) -> None:
     """SIGTERM/SIGINT: the program unwinds, the report is printed, the process dies of the signal."""
     write(tmp_path / "server.py", WAITS_FOR_SIGNAL)
-    with subprocess.Popen(
-        [sys.executable, "-m", "reclaim", "run", "server.py"],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONFAULTHANDLER": "1"},
-    ) as proc:
+    with started("server.py", tmp_path, env={**os.environ, "PYTHONFAULTHANDLER": "1"}) as proc:
         assert proc.stdout is not None
         assert proc.stdout.readline() == "ready\n"
         proc.send_signal(signum)
@@ -315,13 +321,7 @@ def test_sigterm_whose_unwinding_hangs_still_reports_and_dies_of_it(tmp_path: Pa
     """A with-block exit that never returns: after TERM_UNWIND seconds the report, then SIGTERM's death
     (without reclaim the process dies at once; it must not live on because reclaim made it unwind)."""
     write(tmp_path / "stuck.py", HANGS_WHILE_UNWINDING)
-    with subprocess.Popen(
-        [sys.executable, "-m", "reclaim", "run", "stuck.py"],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    ) as proc:
+    with started("stuck.py", tmp_path) as proc:
         assert proc.stdout is not None
         assert proc.stdout.readline() == "ready\n"
         proc.send_signal(signal.SIGTERM)
@@ -524,13 +524,7 @@ def test_forked_child_killed_by_sigterm_reports_and_dies_of_it(tmp_path: Path) -
         print("signal", os.WTERMSIG(status) if os.WIFSIGNALED(status) else None, flush=True)
         """,
     )
-    with subprocess.Popen(
-        [sys.executable, "-m", "reclaim", "run", "worker.py"],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    ) as proc:
+    with started("worker.py", tmp_path) as proc:
         assert proc.stdout is not None
         child = int(proc.stdout.readline())
         os.kill(child, signal.SIGTERM)
