@@ -117,6 +117,31 @@ def test_report_and_fail_see_the_status_the_process_exits_with(
     assert failing.returncode == (3 if status == 0 else status)
 
 
+RERUNS_ITSELF = """\
+    import os, subprocess, sys
+    if os.environ.get("RERUN") is None:  # the parent, as werkzeug's reloader re-runs sys.orig_argv
+        child = subprocess.run([sys.executable, *sys.orig_argv[1:]], env={**os.environ, "RERUN": "1"})
+        print("child exited", child.returncode, flush=True)
+    else:
+        LEAKED = open(__file__)  # the child's leak, line 6
+"""
+
+
+def test_a_program_that_reruns_itself_under_reclaim_run_keeps_the_outer_runs_json_and_status(
+    tmp_path: Path,
+) -> None:
+    """The copy reports its own leak, writes PATH with its pid and exits as the program does:
+    --fail's 3 would have told werkzeug's reloader to restart it, for ever."""
+    write(tmp_path / "rerun.py", RERUNS_ITSELF)
+    result = reclaim_run("--fail", "--json", "out.json", "rerun.py", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "child exited 0\n"
+    assert "leaked 1 resource" in result.stderr and "rerun.py:6" in result.stderr
+    assert json.loads((tmp_path / "out.json").read_text())["leaks"] == []
+    [child] = list(tmp_path.glob("out.*.json"))
+    assert [leak["kind"] for leak in json.loads(child.read_text())["leaks"]] == ["file"]
+
+
 def test_sys_exit_with_a_message_prints_it_and_exits_1(tmp_path: Path) -> None:
     """sys.exit("message") prints the message and exits 1, then the report follows."""
     write(tmp_path / "bye.py", "import sys\nf = open(__file__)\nsys.exit('bye now')\n")

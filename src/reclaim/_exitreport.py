@@ -72,6 +72,10 @@ class Session:
     since: Snapshot | None
     pid: int = field(default_factory=os.getpid)
     is_child: bool = False
+    #: Run by a ``reclaim run`` inside a program ``reclaim run`` already runs (one that re-runs
+    #: itself from ``sys.orig_argv``, as werkzeug's reloader does): its JSON goes to
+    #: ``PATH`` with its pid, and ``--fail`` is the outer run's to apply.
+    nested: bool = False
     reported_pid: int = 0
     ended: Ended | None = None
     #: Diff the descriptor table; not in a process a library forked for itself (a pool worker,
@@ -164,7 +168,8 @@ def _identity(leak: Leak) -> tuple[object, ...]:
 
 
 def _fail_status(session: Session, leaks: list[Leak], status: int) -> int:
-    return EXIT_LEAKED if session.options.fail and leaks and status == 0 else status
+    fail = session.options.fail and not session.nested
+    return EXIT_LEAKED if fail and leaks and status == 0 else status
 
 
 def _shutdown_may_wait(leaks: list[Leak]) -> bool:
@@ -284,7 +289,7 @@ def _print(
     ok = True
     if options.json_path is not None and (report or not session.is_child):
         path = options.json_path
-        if session.is_child:
+        if session.is_child or session.nested:
             stem, suffix = os.path.splitext(path)
             path = f"{stem}.{pid}{suffix}"
         try:
