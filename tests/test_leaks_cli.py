@@ -140,6 +140,18 @@ def test_a_program_that_reruns_itself_under_reclaim_run_keeps_the_outer_runs_jso
     assert json.loads((tmp_path / "out.json").read_text())["leaks"] == []
     [child] = list(tmp_path.glob("out.*.json"))
     assert [leak["kind"] for leak in json.loads(child.read_text())["leaks"]] == ["file"]
+    # Another command run by the program (a CI script checking a tool) keeps its own --fail.
+    write(tmp_path / "leaky.py", LEAKY)
+    write(
+        tmp_path / "checks.py",
+        """\
+        import subprocess, sys
+        tool = subprocess.run([sys.executable, "-m", "reclaim", "run", "--fail", "leaky.py"])
+        print("tool exited", tool.returncode, flush=True)
+        """,
+    )
+    outer = reclaim_run("checks.py", cwd=tmp_path)
+    assert outer.stdout == "tool exited 3\n", outer.stderr
 
 
 def test_sys_exit_with_a_message_prints_it_and_exits_1(tmp_path: Path) -> None:

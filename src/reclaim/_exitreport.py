@@ -72,8 +72,8 @@ class Session:
     since: Snapshot | None
     pid: int = field(default_factory=os.getpid)
     is_child: bool = False
-    #: Run by a ``reclaim run`` inside a program ``reclaim run`` already runs (one that re-runs
-    #: itself from ``sys.orig_argv``, as werkzeug's reloader does): its JSON goes to
+    #: The same ``reclaim run`` command run again inside the program it runs (a program that
+    #: re-runs itself from ``sys.orig_argv``, as werkzeug's reloader does): its JSON goes to
     #: ``PATH`` with its pid, and ``--fail`` is the outer run's to apply.
     nested: bool = False
     reported_pid: int = 0

@@ -185,8 +185,9 @@ def _hide_launcher_frames() -> None:
         frame = frame.f_back
 
 
-#: Set by ``reclaim run`` for the program it runs (and so for that program's children): the pid.
-NESTED_ENV = "RECLAIM_RUN_PID"
+#: Set by ``reclaim run`` for the program it runs (and so for that program's children): its
+#: command line, which a copy re-run from ``sys.orig_argv`` has too.
+NESTED_ENV = "RECLAIM_RUN_ARGV"
 #: How long a program that SIGTERM made unwind may take: a ``with`` block whose exit waits on
 #: hung work (``executor.shutdown(wait=True)``) would keep it alive where Python dies at once.
 #: Then the report of what is open is printed and the process dies of SIGTERM.
@@ -257,9 +258,11 @@ def run(options: Options, target: Target) -> int:
     tracker.start()
     session = Session(options, target, tracker, tracker.snapshot())
     # A program that re-runs itself from sys.orig_argv runs its copy under reclaim run too: that
-    # one reports as well, but must not take the outer run's --json file or exit status.
-    session.nested = os.environ.get(NESTED_ENV, "") not in ("", str(os.getpid()))
-    os.environ[NESTED_ENV] = str(os.getpid())
+    # one reports as well, but must not take the outer run's --json file or exit status. Only
+    # the same command line counts: a program that runs `reclaim run --fail` on another keeps it.
+    invocation = "\x1f".join(sys.orig_argv[1:])
+    session.nested = os.environ.get(NESTED_ENV) == invocation
+    os.environ[NESTED_ENV] = invocation
     _install_fork_and_exit_hooks(session)
     # Registered before the program's own handlers, so it runs after all of them.
     atexit.register(after_atexit, session)
