@@ -63,13 +63,13 @@ def leakwatch() -> Iterator[Watch]:
 RUN_TIMEOUT = 60
 
 
-def reclaim_run_json(tmp_path: Path, source: str) -> tuple[Any, str]:
-    """Run *source* as ``prog.py`` under ``reclaim run --json``; return the report and stderr."""
-    script = tmp_path / "prog.py"
-    script.write_text(textwrap.dedent(source), encoding="utf-8")
-    report = tmp_path / "report.json"
+def reclaim_run_prog(
+    tmp_path: Path, source: str, *run_options: str, python_options: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
+    """Run *source* as ``prog.py`` under ``reclaim run`` in *tmp_path*; it must exit 0."""
+    (tmp_path / "prog.py").write_text(textwrap.dedent(source), encoding="utf-8")
     out = subprocess.run(
-        [sys.executable, "-m", "reclaim", "run", "--json", str(report), str(script)],
+        [sys.executable, *python_options, "-m", "reclaim", "run", *run_options, "prog.py"],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -77,4 +77,11 @@ def reclaim_run_json(tmp_path: Path, source: str) -> tuple[Any, str]:
         check=False,
     )
     assert out.returncode == 0, out.stderr
+    return out
+
+
+def reclaim_run_json(tmp_path: Path, source: str) -> tuple[Any, str]:
+    """Run *source* as ``prog.py`` under ``reclaim run --json``; return the report and stderr."""
+    report = tmp_path / "report.json"
+    out = reclaim_run_prog(tmp_path, source, "--json", str(report))
     return json.loads(report.read_text()), out.stderr

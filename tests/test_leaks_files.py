@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
-TIMEOUT = 60
+from _leakhelp import reclaim_run_prog
 
 # Line 6 drops a file unclosed: the garbage collector closes it, with a ResourceWarning.
 PROGRAM = """\
@@ -20,26 +17,11 @@ PROGRAM = """\
 """
 
 
-def _reclaim_run(tmp_path: Path, source: str, *python_options: str) -> subprocess.CompletedProcess[str]:
-    """Run *source* as ``prog.py`` under ``reclaim run``, in *tmp_path*; it must exit 0."""
-    (tmp_path / "prog.py").write_text(textwrap.dedent(source), encoding="utf-8")
-    out = subprocess.run(
-        [sys.executable, *python_options, "-m", "reclaim", "run", "prog.py"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        check=False,
-    )
-    assert out.returncode == 0, out.stderr
-    return out
-
-
 def test_a_path_opened_keeps_a_str_name_and_its_resource_warning_names_the_programs_line(
     tmp_path: Path,
 ) -> None:
     """``open(Path)``'s name is a str, not the Path; the warning is the program's line, not reclaim's file."""
-    out = _reclaim_run(tmp_path, PROGRAM, "-W", "always::ResourceWarning")
+    out = reclaim_run_prog(tmp_path, PROGRAM, python_options=("-W", "always::ResourceWarning"))
     assert out.stdout == "'data.txt' 'data.txt'\n"
     warning = [line for line in out.stderr.splitlines() if "ResourceWarning: unclosed" in line]
     assert len(warning) == 1, out.stderr
@@ -77,7 +59,7 @@ def test_a_tracked_file_is_built_of_the_exact_io_classes_and_freed_by_reference_
         print("ok")
     """
     (tmp_path / "data.txt").write_text("x", encoding="utf-8")
-    out = _reclaim_run(tmp_path, program)
+    out = reclaim_run_prog(tmp_path, program)
     assert out.stdout == "ok\n"
     assert "leaked 2 resources (2 file)" in out.stderr, out.stderr
     for line in (12, 16):  # the two dropped unclosed: unbuffered, and text
