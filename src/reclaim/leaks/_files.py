@@ -301,7 +301,7 @@ def tracked_open(
         thread, started_in = _names.both
     except AttributeError:
         thread = _thread_name()
-        started_in = _names.context
+        started_in = _names.both[1]
     label = _records.context if started_in is None else started_in  # the thread's own wins
     # The facts and the site in one flat tuple (one allocation). _records.capture() inlined for
     # the usual case, a user's frame calling open(): this saves a Python call. Code objects,

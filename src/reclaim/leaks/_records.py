@@ -201,7 +201,7 @@ if hasattr(os, "register_at_fork"):  # not on Windows (no fork there either)
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-#: Per-thread cache of the thread's name, filled on first use: ``current_thread().name``
+#: Per-thread cache of the thread's name and start label (``both``), filled on first use: ``current_thread().name``
 #: costs twice a dict lookup, an ident-keyed dict needed forgetting reused idents, and
 #: attribute access on a thread-local is cheaper than either. A thread renamed after it
 #: first acquired something keeps its old name here.
@@ -216,20 +216,20 @@ STARTED_IN = "_reclaim_started_in"
 def thread_name() -> str:
     """Name of the calling thread (cached per thread, with the label it was started under)."""
     try:
-        name: str = names.name
+        name: str = names.both[0]
     except AttributeError:
         thread = threading.current_thread()
-        name = names.name = thread.name
+        name = thread.name
         # What a thread acquires is labelled as where it was started (a session fixture's server
-        # thread, say), not as whatever test runs when it acquires: see label_here().
-        names.context = getattr(thread, STARTED_IN, None)
-        names.both = (name, names.context)  # the two in one look, for open()
+        # thread, say), not as whatever test runs when it acquires: see label_here(). The two
+        # in one attribute: open() reads both in one look.
+        names.both = (name, getattr(thread, STARTED_IN, None))
     return name
 
 
 def label_here() -> str | None:
     """The label an acquisition in the calling thread gets (after thread_name() ran in it)."""
-    started_in: str | None = names.context
+    started_in: str | None = names.both[1]
     return context if started_in is None else started_in
 
 
