@@ -201,10 +201,10 @@ if hasattr(os, "register_at_fork"):  # not on Windows (no fork there either)
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-#: Per-thread cache of the thread's name and start label (``both``), filled on first use: ``current_thread().name``
-#: costs twice a dict lookup, an ident-keyed dict needed forgetting reused idents, and
-#: attribute access on a thread-local is cheaper than either. A thread renamed after it
-#: first acquired something keeps its old name here.
+#: Per-thread cache of the thread's name and start label (``both``), filled on first use:
+#: ``current_thread().name`` costs twice a dict lookup, an ident-keyed dict needed forgetting
+#: reused idents, and attribute access on a thread-local is cheaper than either. A thread
+#: renamed after it first acquired something keeps its old name here.
 names = threading.local()
 
 
