@@ -41,6 +41,39 @@ def test_instrumentation_is_shared_and_removed_by_the_last_stop() -> None:
     assert not first.running and "stopped" in repr(first)
 
 
+@pytest.mark.parametrize(
+    "where",
+    [
+        "builtins.open",
+        "io.open",
+        "os.open",
+        "os.pipe",
+        "os.dup",
+        "os.waitpid",
+        "tempfile.mkdtemp",
+        "tempfile.mkstemp",
+        "tempfile.TemporaryFile",
+        "sqlite3.connect",
+        "mmap.mmap",
+    ],
+)
+def test_a_tracked_function_pickles_and_describes_itself_as_the_original(where: str) -> None:
+    """``executor.submit(tempfile.mkdtemp)`` to a process pool pickles the function by name:
+    the replacement failed ("Can't pickle local object 'install.<locals>.mkdtemp_'")."""
+    import importlib
+    import pickle
+    import sys
+
+    module_name, name = where.split(".")
+    with Tracker():
+        tracked = getattr(importlib.import_module(module_name), name)
+        assert pickle.loads(pickle.dumps(tracked)) is tracked
+        assert tracked.__name__ == name
+        assert getattr(sys.modules[tracked.__module__], tracked.__qualname__) is tracked
+        if where not in ("os.waitpid", "mmap.mmap"):  # a subclass; replaced only by `reclaim run`
+            assert tracked.__wrapped__.__name__ == name  # what inspect.signature() and help() describe
+
+
 def test_start_twice_and_use_while_stopped_are_errors() -> None:
     tracker = Tracker()
     with pytest.raises(RuntimeError, match="not running"):

@@ -2,11 +2,36 @@
 
 from __future__ import annotations
 
+from types import FunctionType, ModuleType
 from typing import Any
 
 __all__ = ["Patches"]
 
 _MISSING: Any = object()
+
+
+def _present_as(fn: FunctionType, owner: Any, name: str, original: Any) -> None:
+    """Give a replacement function the identity of what it replaced, as ``functools.wraps`` does.
+
+    So the program sees what it would see without reclaim: ``pickle`` stores it by reference
+    (``executor.submit(tempfile.mkdtemp)`` to a process pool), ``inspect.signature()`` and
+    ``help()`` describe the original, and its repr and ``__name__`` are the original's. The
+    first owner it is set on names it (``open`` is set on builtins, then io).
+    """
+    if not fn.__module__.startswith("reclaim."):
+        return  # presented already, as set on an earlier owner
+    if isinstance(owner, ModuleType):
+        fn.__module__, fn.__qualname__ = owner.__name__, name
+    elif isinstance(owner, type):
+        fn.__module__, fn.__qualname__ = owner.__module__, f"{owner.__qualname__}.{name}"
+    else:
+        return
+    fn.__name__ = name
+    if original is not _MISSING and callable(original):
+        doc = getattr(original, "__doc__", None)
+        if isinstance(doc, str):
+            fn.__doc__ = doc
+        fn.__wrapped__ = original  # type: ignore[attr-defined]
 
 
 class Patches:
@@ -26,6 +51,8 @@ class Patches:
             original = owner.__dict__.get(name, _MISSING)
         else:
             original = getattr(owner, name, _MISSING)
+        if type(value) is FunctionType:
+            _present_as(value, owner, name, original)
         setattr(owner, name, value)
         self._done.append((owner, name, original, value))
         return original
