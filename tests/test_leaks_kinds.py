@@ -24,6 +24,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from multiprocessing.pool import ThreadPool
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -477,6 +478,74 @@ def test_child_reaped_with_os_waitpid_is_not_reported(leakwatch: Watch) -> None:
     del proc
     gc.collect()  # dropped with returncode None: still no leak (its status was collected)
     assert leakwatch.leaks() == []
+
+
+# -- acquisitions deep inside a library -------------------------------------------------------
+
+
+@pytest.fixture
+def deep_library(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> object:
+    """An installed library (under a site-packages directory) that acquires 12 calls deep."""
+    package = tmp_path / "site-packages"
+    package.mkdir()
+    (package / "deeplib.py").write_text(
+        "import sqlite3\n"
+        "def nested(n, acquire):\n"
+        "    return acquire() if n == 0 else nested(n - 1, acquire)\n"
+        "def connect(path):\n"
+        "    return nested(12, lambda: sqlite3.connect(path))\n"
+        "def read(path):\n"
+        "    return nested(12, lambda: open(path))\n"
+        "async def connect_in_a_task(path):\n"  # as anyio's connect_tcp connects in a task
+        "    import asyncio\n"
+        "    async def attempt():\n"
+        "        return nested(2, lambda: sqlite3.connect(path))\n"
+        "    return await asyncio.get_running_loop().create_task(attempt())\n"
+    )
+    monkeypatch.syspath_prepend(str(package))
+    import importlib
+
+    return importlib.import_module("deeplib")
+
+
+@pytest.mark.parametrize("kind", ["sqlite3", "file"])
+def test_what_a_library_acquires_deep_in_its_own_code_names_the_programs_line(
+    leakwatch: Watch, deep_library: Any, tmp_path: Path, kind: str
+) -> None:
+    # SQLAlchemy's pool opens sqlite3 fifteen frames below the program's session.execute():
+    # the frames kept (eight, two for a file) were all the library's, so the report never
+    # said which line of the program it was. The outermost frame kept is now that line.
+    target = tmp_path / "data"
+    target.write_text("x")
+    acquire = deep_library.connect if kind == "sqlite3" else deep_library.read
+    held = acquire(str(target))
+    at = line() - 1
+    try:
+        frames = leakwatch.one(kind).frames
+        assert "deeplib.py" in frames[0].filename
+        assert len(frames) == (2 if kind == "file" else 8)
+        assert (frames[-1].filename, frames[-1].lineno) == (HERE, at)
+    finally:
+        held.close()
+
+
+def test_what_a_library_acquires_in_a_task_of_its_own_names_the_line_that_awaited_it(
+    leakwatch: Watch, deep_library: Any, tmp_path: Path
+) -> None:
+    # The task's stack ends where the event loop runs it: past the library's frames came the
+    # loop's and asyncio.run()'s, never the program's line that led to the task.
+    async def main() -> sqlite3.Connection:
+        connection: sqlite3.Connection = await deep_library.connect_in_a_task(str(tmp_path / "db"))
+        return connection
+
+    at = main.__code__.co_firstlineno + 1
+    held = asyncio.run(main())
+    try:
+        frames = leakwatch.one("sqlite3").frames
+        assert all("deeplib.py" in frame.filename for frame in frames[:-1]), frames
+        assert (frames[-1].filename, frames[-1].lineno) == (HERE, at)
+    finally:
+        held.close()
 
 
 # -- threads ----------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from __future__ import annotations
 import os
 import sys
 import sysconfig
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import CodeType, FrameType
 from typing import Any
@@ -46,6 +47,7 @@ __all__ = [
     "handed_over_site",
     "in_owned",
     "is_framework",
+    "is_program",
     "line_at",
     "mark_framework",
     "mark_handoff",
@@ -129,6 +131,75 @@ def is_framework(filename: str) -> bool:
 def mark_framework(filename: str) -> None:
     """Treat frames from *filename* as plumbing from now on (a launcher's own files, say)."""
     _framework_cache[filename] = True
+
+
+_program_cache: dict[str, bool] = {}
+#: How far past the captured frames a site looks for the program's own line (see _program_frame).
+PROGRAM_SEARCH = 64
+
+
+def is_program(filename: str) -> bool:
+    """Whether *filename* is the program's own code: neither plumbing nor an installed library."""
+    try:
+        return _program_cache[filename]
+    except KeyError:
+        parts = os.path.abspath(filename).split(os.sep)
+        result = not is_framework(filename) and "site-packages" not in parts and "dist-packages" not in parts
+        _program_cache[filename] = result
+        return result
+
+
+def _stitch_program(out: list[Any], frame: FrameType | None) -> None:
+    """Make the program's line the outermost frame kept, when no frame kept is the program's own.
+
+    A library acquiring deep in its own code (SQLAlchemy's pool opening sqlite3 fifteen
+    frames below the program's ``session.execute()``) would otherwise be reported with
+    library frames only. The walk goes on from *frame*, past the depth kept, to the first
+    frame of the program (at most PROGRAM_SEARCH frames), which takes the place of the
+    outermost frame kept. A task's stack ends where the event loop runs it (anyio's
+    ``connect_tcp`` connects in a task of its own): what follows is the loop's, so the site
+    goes on at the program's line in the site that created the task instead.
+    """
+    cache = _program_cache
+    for i in range(0, len(out), 2):
+        code = out[i]
+        if code is task_root and i:
+            del out[i:]
+            out.extend(_first_program(task_site() if task_site is not None else ()))
+            return
+        program = cache.get(code.co_filename)
+        if program is None:
+            program = is_program(code.co_filename)
+        if program:
+            return
+    for _ in range(PROGRAM_SEARCH):
+        if frame is None:
+            return
+        code = frame.f_code
+        program = cache.get(code.co_filename)
+        if program is None:
+            program = is_program(code.co_filename)
+        if program:
+            out[-2:] = (code, frame.f_lasti)
+            return
+        if code is thread_root or code is task_root:
+            if code is thread_root:
+                carried = _started_at(frame)
+            else:
+                carried = task_site() if task_site is not None else ()
+            line = _first_program(carried)
+            if line:
+                out[-2:] = line
+            return
+        frame = frame.f_back
+
+
+def _first_program(site: RawSite) -> RawSite:
+    """``(code, lasti)`` of the first of the program's frames in a flat *site*, else empty."""
+    for i in range(0, len(site), 2):
+        if is_program(site[i].co_filename):
+            return site[i : i + 2]
+    return ()
 
 
 #: id(code) -> code of the functions marked by mark_owned(); the codes are kept so ids stay theirs.
@@ -259,11 +330,7 @@ def capture_from(frame: FrameType | None, depth: int = 8) -> Site:
     frame = first_user_frame(frame)
     if frame is not None and id(frame.f_code) in _handoffs:
         return resolve(_carried(frame, depth))
-    out: list[tuple[CodeType, int]] = []
-    while frame is not None and len(out) < depth:
-        out.append((frame.f_code, frame.f_lineno))
-        frame = frame.f_back
-    return tuple(out)
+    return resolve(_flat(frame, depth))
 
 
 def capture_flat(frame: FrameType | None, depth: int) -> RawSite:
@@ -288,10 +355,15 @@ def _flat(frame: FrameType | None, depth: int) -> RawSite:
         last = frame
         frame = frame.f_back
         depth -= 1
-    if depth and frame is None and last is not None and last.f_code is thread_root:
-        # The stack ends where a thread began: it goes on at the line that started the thread,
-        # so what a library's worker thread acquires still leads to the program's line.
-        out.extend(_started_at(last)[: 2 * depth])
+    if frame is None:
+        if depth and last is not None and last.f_code is thread_root:
+            # The stack ends where a thread began: it goes on at the line that started the thread,
+            # so what a library's worker thread acquires still leads to the program's line.
+            out.extend(_started_at(last)[: 2 * depth])
+    elif out and not _program_cache.get(out[0].co_filename):  # usual: the program's own line first
+        # The stack goes on past the depth kept: when it holds the program's line and no kept
+        # frame is the program's, that line takes the place of the outermost frame kept.
+        _stitch_program(out, frame)
     return tuple(out)
 
 
@@ -300,6 +372,10 @@ STARTED_AT = "_reclaim_started_at"
 #: The code of ``threading.Thread._bootstrap``, the outermost frame of every thread; set when
 #: thread starts are tracked (see leaks._threads), so _flat() compares, never imports.
 thread_root: CodeType | None = None
+#: The code of ``asyncio.events.Handle._run``, where the event loop runs a task's step, and what
+#: gives the flat creation site of the task running now; set when tasks are tracked (leaks._tasks).
+task_root: CodeType | None = None
+task_site: Callable[[], RawSite] | None = None
 
 
 def _started_at(root: FrameType) -> RawSite:

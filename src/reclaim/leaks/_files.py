@@ -46,6 +46,7 @@ import weakref
 from typing import Any
 
 from reclaim._sites import _framework_cache as _fw_cache
+from reclaim._sites import is_program
 
 from . import _records
 from ._kinds import Details, Kind, register
@@ -220,6 +221,8 @@ def _user_caller(code: Any) -> bool:
     global _user_code
     if _fw_cache.get(code.co_filename, True) or _records.file_depth != 2:
         return False
+    if not is_program(code.co_filename):
+        return False  # a library's open(): _capture() looks further out for the program's line
     _user_code = code
     return True
 

@@ -17,6 +17,8 @@ import sys
 from types import ModuleType
 from typing import Any
 
+from reclaim import _sites
+
 from . import _records
 from ._kinds import Details, Kind, register
 from ._patch import Patches
@@ -70,6 +72,20 @@ def install_base_events(patches: Patches, base_events: ModuleType) -> None:
 
     create_task_.__doc__ = create_task.__doc__
     patches.set(loop_cls, "create_task", create_task_)
+    _sites.task_root = sys.modules["asyncio.events"].Handle._run.__code__
+    _sites.task_site = _running_task_site
+
+
+def _running_task_site() -> Any:
+    """The flat site that created the task running now (empty when none is tracked)."""
+    try:
+        task = sys.modules["asyncio.tasks"].current_task()
+    except RuntimeError:  # no running event loop
+        return ()
+    rec = _records.live.get(id(task)) if task is not None else None
+    if rec is None or rec.kind != "task" or not rec.site or type(rec.site[0]) is tuple:
+        return ()
+    return rec.site
 
 
 def install_runners(patches: Patches, runners: ModuleType) -> None:
