@@ -39,7 +39,7 @@ class Leak:
             ``multiprocessing.shared_memory.SharedMemory`` not closed, or made and not
             unlinked; its map and descriptor are part of it), ``"scope"``,
             ``"resource"``, ``"lease"`` or
-            ``"untracked-fd"`` (a descriptor with no Python owner).
+            ``"untracked-fd"`` (a descriptor no hook saw opened).
         description: what it is: path and mode, peer address, pid and command,
             thread name and target, task coroutine ...
         state: ``"open"`` (still held when checked), ``"collected"`` (the garbage
@@ -237,7 +237,9 @@ class Report:
                 for frame in rest:
                     console.print(f"         from {escape(_shown(frame))}")
             else:
-                console.print("  acquired at <unknown>: no Python object owns it")
+                # Seen only in the descriptor table: opened where no hook looks (C code, or a
+                # class called directly: io.FileIO, select.epoll, sqlite3.Connection).
+                console.print("  acquired at <unknown>: opened by code reclaim does not hook")
             facts = []
             if leak.thread:
                 facts.append(f"thread {leak.thread!r}")
