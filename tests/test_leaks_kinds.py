@@ -480,6 +480,57 @@ def test_child_reaped_with_os_waitpid_is_not_reported(leakwatch: Watch) -> None:
     assert leakwatch.leaks() == []
 
 
+def _start_child(how: str) -> int:
+    """A child made without a Popen, *how* the program asked for it (exits at once)."""
+    argv = [sys.executable, "-c", "pass"]
+    if how == "fork":
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        return pid
+    if how == "posix_spawn":
+        return os.posix_spawn(sys.executable, argv, os.environ)
+    return os.spawnv(os.P_NOWAIT, sys.executable, argv)
+
+
+@pytest.mark.parametrize("how", ["fork", "posix_spawn", "spawnv"])
+def test_child_made_without_a_popen_and_never_reaped_is_reported(leakwatch: Watch, how: str) -> None:
+    # os.fork() left unreaped is a zombie for the program's whole life; nothing reported it.
+    pid = _start_child(how)
+    at = line() - 1
+    try:
+        leak = leakwatch.one("subprocess")
+        assert leak.frames[0].function == "_start_child"
+        assert (leak.frames[1].filename, leak.frames[1].lineno) == (HERE, at)
+        assert leak.details["pid"] == pid
+        assert "never waited for" in leak.description
+    finally:
+        os.waitpid(pid, 0)
+    assert leakwatch.leaks() == []  # reaped: released
+
+
+@pytest.mark.parametrize("reap", ["waitpid", "wait4", "waitid"])
+def test_child_made_without_a_popen_and_reaped_is_not_reported(leakwatch: Watch, reap: str) -> None:
+    pid = _start_child("fork")
+    if reap == "waitpid":
+        os.waitpid(pid, 0)
+    elif reap == "wait4":
+        os.wait4(pid, 0)
+    else:
+        os.waitid(os.P_PID, pid, os.WEXITED)
+    assert leakwatch.leaks() == []
+
+
+def test_spawn_that_waits_and_popen_children_are_not_counted_twice(leakwatch: Watch) -> None:
+    assert os.spawnv(os.P_WAIT, sys.executable, [sys.executable, "-c", "pass"]) == 0
+    assert leakwatch.leaks() == []
+    proc = subprocess.Popen([sys.executable, "-c", "pass"], close_fds=False)  # posix_spawn inside
+    try:
+        assert leakwatch.one("subprocess").details["pid"] == proc.pid
+    finally:
+        proc.wait()
+
+
 # -- acquisitions deep inside a library -------------------------------------------------------
 
 

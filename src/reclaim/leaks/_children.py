@@ -25,6 +25,13 @@ often reaped the child already, after the loop closed, and ``poll()`` then
 invents a ``returncode`` of 0 (``ECHILD``); on 3.12 it reaps a zombie the
 program never waited for. A child that ends while its loop runs is reaped by
 the watcher and its status handed to the Popen: that is collected.
+
+A child made without a Popen (``os.fork()``, ``os.forkpty()``, ``os.posix_spawn()``,
+``os.posix_spawnp()``, ``os.spawn*(P_NOWAIT)``) by code outside the standard library
+(which makes its own for subprocess and multiprocessing, tracked as theirs) is recorded by
+pid. It is open until some ``waitpid``/``wait``/``wait3``/``wait4``/``waitid`` reaps it,
+whoever calls it; a child the kernel reaps itself (``SIGCHLD`` ignored) is not ours to
+wait for, and so not open either.
 """
 
 from __future__ import annotations
@@ -38,12 +45,13 @@ from typing import Any
 from reclaim._sites import is_framework
 
 from . import _imports, _records
+from ._fds import track_fd
 from ._kinds import Details, Kind, register
 from ._owning import own
 from ._patch import Patches
-from ._records import OPEN, Record
+from ._records import NO_OBJECT, OPEN, Record
 
-__all__ = ["install", "install_asyncio_transport", "install_asyncio_watchers"]
+__all__ = ["install", "install_asyncio_transport", "install_asyncio_watchers", "install_os"]
 
 #: asyncio's child watchers that acquire for a child: a thread (3.11), a pidfd (3.12+).
 _WATCHERS = ("ThreadedChildWatcher", "_ThreadedChildWatcher", "PidfdChildWatcher", "_PidfdChildWatcher")
@@ -55,11 +63,14 @@ _waited_by_pid: set[int] = set()
 
 
 def _is_open(obj: Any, rec: Record) -> bool:
+    if obj is None:  # a child made without a Popen (no object): open while unreaped
+        return _exited(rec.info[0]) is not None
     return obj.returncode is None and obj.pid not in _waited_by_pid
 
 
 def _exited(pid: int) -> bool | None:
-    """Whether the child has exited (a zombie), without reaping it; None when unknown."""
+    """Whether the child has exited (a zombie), without reaping it; None when unknown (reaped
+    already, not our child, or no ``waitid()``)."""
     waitid = getattr(os, "waitid", None)
     if waitid is None:
         return None
@@ -117,31 +128,114 @@ def install(patches: Patches, subprocess: ModuleType) -> None:
 
     patches.set(popen, "__init__", __init__)
     patches.set(popen, "__del__", __del__)
-    for name in ("waitpid", "wait"):
-        if hasattr(os, name):
-            patches.set(os, name, _noting_waits(getattr(os, name)))
     # asyncio imports subprocess before these two modules, so waiting for them from here is in
     # time, and a program that never imports asyncio pays nothing for it.
     _imports.when_imported("asyncio.base_subprocess", partial(install_asyncio_transport, patches))
     _imports.when_imported("asyncio.unix_events", install_asyncio_watchers)
 
 
-def _noting_waits(wait: Any) -> Any:
-    """``os.waitpid``/``os.wait`` that note the child the program itself reaped.
+def install_os(patches: Patches) -> None:
+    """Wrap what makes a child without a Popen (recorded by pid) and what reaps one."""
+    for name in ("waitpid", "wait", "wait3", "wait4"):
+        if hasattr(os, name):
+            patches.set(os, name, _noting_waits(getattr(os, name)))
+    if hasattr(os, "waitid"):
+        patches.set(os, "waitid", _noting_waitid(os.waitid))
+    if hasattr(os, "fork"):
+        patches.set(os, "fork", _recording_fork(os.fork))
+    if hasattr(os, "forkpty"):
+        patches.set(os, "forkpty", _recording_forkpty(os.forkpty))
+    for name in ("posix_spawn", "posix_spawnp"):
+        if hasattr(os, name):
+            patches.set(os, name, _recording_spawn(name, getattr(os, name)))
+    spawnvef = getattr(os, "_spawnvef", None)  # what every os.spawn*() runs (POSIX)
+    if spawnvef is not None:
+        patches.set(os, "_spawnvef", _recording_spawnvef(spawnvef))
 
-    Only a call from the program's code counts: asyncio's watcher thread reaps children too,
-    so that none is left a zombie, which is no wait of the program's.
+
+def _reaped(pid: int, by_program: bool) -> None:
+    _records.release(("pid", pid))
+    if by_program:
+        _waited_by_pid.add(pid)
+
+
+def _noting_waits(wait: Any) -> Any:
+    """``os.waitpid``/``wait``/``wait3``/``wait4`` that note the child they reaped.
+
+    A child made without a Popen is released whoever reaps it. A Popen's child counts as
+    waited for only when the program's code reaped it: asyncio's watcher thread reaps children
+    too, so that none is left a zombie, which is no wait of the program's.
     """
 
-    def noting(*args: Any) -> Any:
-        result = wait(*args)
-        if result[0] > 0 and not is_framework(sys._getframe(1).f_code.co_filename):
-            _waited_by_pid.add(result[0])
+    def noting(*args: Any, **kwargs: Any) -> Any:
+        result = wait(*args, **kwargs)
+        if result[0] > 0:
+            _reaped(result[0], not is_framework(sys._getframe(1).f_code.co_filename))
         return result
 
-    noting.__doc__ = wait.__doc__
-    noting.__name__ = wait.__name__
     return noting
+
+
+def _noting_waitid(waitid: Any) -> Any:
+    def noting(idtype: int, ident: int, options: int) -> Any:
+        result = waitid(idtype, ident, options)
+        if result is not None and result.si_pid > 0 and not options & getattr(os, "WNOWAIT", 0):
+            _reaped(result.si_pid, not is_framework(sys._getframe(1).f_code.co_filename))
+        return result
+
+    return noting
+
+
+def _new_child(pid: int, what: str, frame: Any) -> None:
+    site = _records.capture(frame, _records.depth)
+    _waited_by_pid.discard(pid)  # a pid the system gave again
+    _records.new(NO_OBJECT, "subprocess", (pid, what), site, ("pid", pid))
+
+
+def _recording_fork(fork: Any) -> Any:
+    def recording() -> int:
+        pid: int = fork()
+        if pid > 0:
+            frame = sys._getframe(1)
+            if not is_framework(frame.f_code.co_filename):  # multiprocessing's are its own
+                _new_child(pid, "os.fork() child", frame)
+        return pid
+
+    return recording
+
+
+def _recording_forkpty(forkpty: Any) -> Any:
+    def recording() -> tuple[int, int]:
+        pid, fd = forkpty()
+        if pid > 0:
+            frame = sys._getframe(1)
+            if not is_framework(frame.f_code.co_filename):  # pty.fork()'s are its caller's
+                _new_child(pid, "os.forkpty() child", frame)
+                track_fd(fd, "os.forkpty", _records.capture(frame, _records.depth))
+        return pid, fd
+
+    return recording
+
+
+def _recording_spawn(name: str, spawn: Any) -> Any:
+    def recording(path: Any, argv: Any, *args: Any, **kwargs: Any) -> int:
+        pid: int = spawn(path, argv, *args, **kwargs)
+        frame = sys._getframe(1)
+        if not is_framework(frame.f_code.co_filename):  # subprocess's are its Popen's
+            _new_child(pid, _args(argv), frame)
+        return pid
+
+    return recording
+
+
+def _recording_spawnvef(spawnvef: Any) -> Any:
+    def recording(mode: int, file: Any, args: Any, env: Any, func: Any) -> int:
+        result: int = spawnvef(mode, file, args, env, func)
+        if mode == os.P_NOWAIT:  # with P_WAIT it is the exit status, the child reaped
+            _new_child(result, _args(args), sys._getframe(1))
+        return result
+
+    return recording
 
 
 def _dropped(popen: Any) -> None:

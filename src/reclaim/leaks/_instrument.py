@@ -33,6 +33,7 @@ def install(patches: Patches) -> None:
     """Install the wrappers of every kind; *patches* records them for undo."""
     _files.install(patches)
     _fds.install(patches)
+    _children.install_os(patches)
     _threads.install(patches)
     for name, installer in (
         ("socket", _sockets.install_socket),
