@@ -531,6 +531,33 @@ def test_spawn_that_waits_and_popen_children_are_not_counted_twice(leakwatch: Wa
         proc.wait()
 
 
+def test_tracking_never_calls_what_a_tool_patched_to_raise_inside_the_programs_call(
+    leakwatch: Watch, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # blockbuster raises on os.path.abspath and os.getcwd inside an event loop: reclaim's
+    # first look at a new file's frames called them inside the program's socket(), which
+    # raised with the descriptor made and orphaned (aiohttp's suite: ~1,000 failures).
+    (tmp_path / "fresh_library_module.py").write_text(
+        "import socket\ndef make():\n    return socket.socket()\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import importlib
+
+    make = importlib.import_module("fresh_library_module").make
+
+    def refuse(*args: object) -> None:
+        raise RuntimeError("blocking call refused")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(os.path, "abspath", refuse)
+        patched.setattr(os, "getcwd", refuse)
+        sock = make()
+    try:
+        assert leakwatch.one("socket").frames[0].filename == str(tmp_path / "fresh_library_module.py")
+    finally:
+        sock.close()
+
+
 # -- acquisitions deep inside a library -------------------------------------------------------
 
 

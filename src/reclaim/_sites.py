@@ -60,6 +60,20 @@ Site = tuple[tuple[CodeType, int], ...]
 #: A flat capture from :func:`capture_flat`: ``(code, lasti, code, lasti, ...)``.
 RawSite = tuple[Any, ...]
 
+# Bound now: a tool that patches os later (blockbuster raises on os.path.abspath and
+# os.getcwd inside an event loop) must never see reclaim's bookkeeping inside the program's
+# socket() or open(): an error there orphans the resource just made.
+_getcwd = os.getcwd
+_isabs = os.path.isabs
+_join = os.path.join
+_normpath = os.path.normpath
+
+
+def _absolute(path: str) -> str:
+    """``os.path.abspath`` with the functions bound at import (see above)."""
+    return _normpath(path if _isabs(path) else _join(_getcwd(), path))
+
+
 _RECLAIM_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 _STDLIB_DIRS = tuple(
     {os.path.abspath(p) + os.sep for p in (sysconfig.get_path("stdlib"), sysconfig.get_path("platstdlib"))}
@@ -93,9 +107,9 @@ def _framework_locations() -> tuple[str, ...]:
             continue
         paths = getattr(module, "__path__", None)
         if paths is not None:
-            found.extend(os.path.abspath(p) + os.sep for p in paths)
+            found.extend(_absolute(p) + os.sep for p in paths)
         elif isinstance(getattr(module, "__file__", None), str):
-            found.append(os.path.abspath(module.__file__ or ""))
+            found.append(_absolute(module.__file__ or ""))
     return tuple(found)
 
 
@@ -103,7 +117,7 @@ def _classify(filename: str) -> bool:
     if filename.startswith("<"):
         # <frozen importlib._bootstrap>, <string> from exec: plumbing unless it is __main__'s <stdin>.
         return filename.startswith("<frozen")
-    path = os.path.abspath(filename)
+    path = _absolute(filename)
     if path.startswith(_RECLAIM_DIR):
         # reclaim's own tests and examples live outside the package directory.
         return True
@@ -124,8 +138,12 @@ def is_framework(filename: str) -> bool:
     try:
         return _framework_cache[filename]
     except KeyError:
+        pass
+    try:
         result = _framework_cache[filename] = _classify(filename)
-        return result
+    except Exception:  # never fail an acquisition over where it happened (asked again next time)
+        return False
+    return result
 
 
 def mark_framework(filename: str) -> None:
@@ -143,10 +161,14 @@ def is_program(filename: str) -> bool:
     try:
         return _program_cache[filename]
     except KeyError:
-        parts = os.path.abspath(filename).split(os.sep)
-        result = not is_framework(filename) and "site-packages" not in parts and "dist-packages" not in parts
-        _program_cache[filename] = result
-        return result
+        pass
+    try:
+        parts = _absolute(filename).split(os.sep)
+    except Exception:  # as in is_framework(): asked again next time
+        return False
+    result = not is_framework(filename) and "site-packages" not in parts and "dist-packages" not in parts
+    _program_cache[filename] = result
+    return result
 
 
 def _stitch_program(out: list[Any], frame: FrameType | None) -> None:
