@@ -620,3 +620,39 @@ def test_what_a_session_fixtures_thread_opens_during_a_test_is_the_fixtures(
     )
     result = run(pytester)
     result.assert_outcomes(passed=3)
+
+
+def test_anyio_runner_task_and_trio_thread_cache_are_not_a_tests_leaks(pytester: pytest.Pytester) -> None:
+    """anyio's pytest runner keeps one task per event loop, which Runner.close() cancels by
+    design; trio keeps its worker threads process-wide for ~10 s: every anyio test on asyncio
+    failed, and a test using trio.to_thread was blamed for trio's thread."""
+    pytest.importorskip("anyio")
+    pytest.importorskip("trio")
+    pytester.makepyfile(
+        """
+        import asyncio
+        import pytest
+        import trio
+
+        KEEP = []
+
+        @pytest.fixture(params=["asyncio", "trio"])
+        def anyio_backend(request):
+            return request.param
+
+        @pytest.mark.anyio
+        async def test_empty():
+            pass
+
+        def test_trio_worker_thread():
+            trio.run(trio.to_thread.run_sync, lambda: None)
+
+        @pytest.mark.anyio
+        async def test_a_task_of_its_own_still_leaks(anyio_backend):
+            if anyio_backend == "asyncio":
+                KEEP.append(asyncio.get_running_loop().create_task(asyncio.sleep(60)))
+        """
+    )
+    result = run(pytester)
+    result.assert_outcomes(passed=5, errors=1)
+    result.stdout.fnmatch_lines(["*ERROR at teardown of test_a_task_of_its_own_still_leaks[[]asyncio[]]*"])

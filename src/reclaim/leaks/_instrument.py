@@ -54,6 +54,8 @@ def install(patches: Patches) -> None:
         ("multiprocessing.shared_memory", _sharedmemory.install),
         ("concurrent.futures.process", _multiprocessing.install_executor),
         ("concurrent.futures.thread", _threads.install_executor),
+        ("trio._core._thread_cache", _threads.install_trio),
+        ("anyio._backends._asyncio", _tasks.install_anyio),
         *((name, _multiprocessing.install_owned) for name in _multiprocessing.OWNED),
     ):
         _imports.when_imported(name, partial(installer, patches))

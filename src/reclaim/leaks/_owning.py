@@ -19,7 +19,11 @@ from reclaim import _sites
 from . import _records
 from ._patch import Patches
 
-__all__ = ["label", "own", "site", "track_init"]
+__all__ = ["PLUMBING", "label", "own", "plumbing", "site", "track_init"]
+
+#: Code that starts threads or creates tasks for a library's own process-wide machinery (trio's
+#: thread cache, anyio's pytest runner): what it starts directly is never recorded.
+PLUMBING: set[CodeType] = set()
 
 
 def _codes(value: Any) -> Iterator[CodeType]:
@@ -48,6 +52,17 @@ def own(*values: Any) -> None:
     for value in values:
         for code in _codes(value):
             _sites.mark_owned(code)
+
+
+def plumbing(module: Any, *names: str) -> None:
+    """Mark the functions at dotted *names* in *module* as plumbing (missing ones are skipped:
+    they are private, and a release may rename them)."""
+    for name in names:
+        value: Any = module
+        for part in name.split("."):
+            value = getattr(value, part, None)
+        if isinstance(value, FunctionType):
+            PLUMBING.add(value.__code__)
 
 
 def _outside(obj: object, frame: FrameType | None) -> FrameType | None:

@@ -21,6 +21,7 @@ from reclaim import _sites
 
 from . import _records
 from ._kinds import Details, Kind, register
+from ._owning import PLUMBING, plumbing
 from ._patch import Patches
 from ._records import OPEN, Record
 
@@ -65,7 +66,10 @@ def install_base_events(patches: Patches, base_events: ModuleType) -> None:
 
     def create_task_(self: Any, coro: Any, *args: Any, **kwargs: Any) -> Any:
         task = create_task(self, coro, *args, **kwargs)
-        site = _records.capture(sys._getframe(1), _records.depth)
+        caller = sys._getframe(1)
+        if caller.f_code in PLUMBING:  # a test runner's own task (anyio's)
+            return task
+        site = _records.capture(caller, _records.depth)
         _records.new(task, "task", (task.get_name(), _coro_name(coro)), site)
         task.add_done_callback(_done, context=_EMPTY)
         return task
@@ -86,6 +90,12 @@ def _running_task_site() -> Any:
     if rec is None or rec.kind != "task" or not rec.site or type(rec.site[0]) is tuple:
         return ()
     return rec.site
+
+
+def install_anyio(patches: Patches, module: ModuleType) -> None:
+    """anyio's pytest plugin runs each test and fixture in one long-lived task that ``Runner.close()``
+    cancels by design: the test harness's, never a test's leak."""
+    plumbing(module, "TestRunner._call_in_runner_task")
 
 
 def install_runners(patches: Patches, runners: ModuleType) -> None:

@@ -40,7 +40,7 @@ from reclaim import _sites
 
 from . import _records
 from ._kinds import Details, Kind, register
-from ._owning import label, own, track_init
+from ._owning import PLUMBING, label, own, plumbing, track_init
 from ._patch import Patches
 from ._records import Record
 
@@ -87,6 +87,8 @@ def install(patches: Patches) -> None:
 
     def start_(self: threading.Thread) -> None:
         caller = sys._getframe(1)
+        if caller.f_code in PLUMBING:  # a library's process-wide worker (trio's thread cache)
+            return start(self)
         site = _records.capture(caller, _records.depth)
         # Read by the thread's own acquisitions whose stack runs out (see _sites._flat): set
         # before it starts. A thread started again fails in start(), as without us.
@@ -99,6 +101,12 @@ def install(patches: Patches) -> None:
 
     start_.__doc__ = start.__doc__
     patches.set(threading.Thread, "start", start_)
+
+
+def install_trio(patches: Patches, module: ModuleType) -> None:
+    """trio's thread cache keeps idle workers process-wide (each ends ~10 s after its last job):
+    they are trio's, not the program's that first called ``trio.to_thread.run_sync``."""
+    plumbing(module, "WorkerThread.__init__")
 
 
 def install_executor(patches: Patches, module: ModuleType) -> None:
