@@ -88,7 +88,8 @@ def install(patches: Patches) -> None:
     def start_(self: threading.Thread) -> None:
         caller = sys._getframe(1)
         if caller.f_code in PLUMBING:  # a library's process-wide worker (trio's thread cache)
-            return start(self)
+            start(self)
+            return
         site = _records.capture(caller, _records.depth)
         # Read by the thread's own acquisitions whose stack runs out (see _sites._flat): set
         # before it starts. A thread started again fails in start(), as without us.
