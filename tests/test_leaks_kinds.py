@@ -654,6 +654,48 @@ def test_what_a_thread_acquires_leads_back_to_the_line_that_started_it(leakwatch
         kept[0].close()
 
 
+def test_a_thread_the_standard_library_starts_in_a_thread_the_program_started_is_reported(
+    leakwatch: Watch,
+) -> None:
+    # socketserver's ThreadingMixIn starts a thread per connection from the thread serving it:
+    # only standard-library frames, so that thread and its accepted socket were never reported.
+    import socketserver
+
+    handling, done = threading.Semaphore(0), threading.Event()
+
+    class Handler(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            handling.release()
+            done.wait(30)
+
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+    serving = threading.Thread(target=server.serve_forever, name="serving")
+    serving.start()
+    at = line() - 1
+    clients = []
+    try:
+        # Two connections: the serving thread records the first handler thread once start()
+        # returns, which is before it accepts the second.
+        for _ in range(2):
+            clients.append(socket.create_connection(server.server_address))
+            assert handling.acquire(timeout=30)
+        leaks = leakwatch.leaks()
+        handlers = [
+            leak for leak in leaks if leak.details.get("target") == "ThreadingMixIn.process_request_thread"
+        ]
+        accepted = [leak for leak in leaks if leak.kind == "socket" and leak.site and leak.site.lineno == at]
+        assert handlers and len(accepted) == 2, [leak.headline() for leak in leaks]
+        assert_site(handlers[0], at)
+    finally:
+        done.set()
+        for client in clients:
+            client.close()
+        server.shutdown()
+        serving.join()
+        server.server_close()  # joins the handler threads
+    assert leakwatch.leaks() == []
+
+
 def test_thread_still_running_is_reported_with_name_and_target(leakwatch: Watch) -> None:
     stop = threading.Event()
     worker = threading.Thread(target=stop.wait, name="stuck-worker")

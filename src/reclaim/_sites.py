@@ -327,7 +327,14 @@ def first_user_frame(frame: FrameType | None) -> FrameType | None:
     library's own. A hand-off (see :func:`mark_handoff`) met first is returned
     itself: the site it carries is the acquisition's.
     """
+    return _walk(frame)[0]
+
+
+def _walk(frame: FrameType | None) -> tuple[FrameType | None, FrameType | None]:
+    """:func:`first_user_frame`, and the thread's outermost frame when the stack ran out there
+    having met only framework code (nothing owned): the thread's start site is then the site."""
     first = frame
+    last = None
     cache = _framework_cache
     owned_files = _owned_files
     while frame is not None:
@@ -337,22 +344,34 @@ def first_user_frame(frame: FrameType | None) -> FrameType | None:
         if framework is None:
             framework = is_framework(filename)
         if not framework:
-            return frame
+            return frame, None
         if filename in owned_files:
             if id(code) in _owned:
-                return first
+                return first, None
             if id(code) in _handoffs:
-                return frame  # capture_flat/capture_from take the site it carries
+                return frame, None  # capture_flat/capture_from take the site it carries
+        last = frame
         frame = frame.f_back
-    return first
+    return first, (last if last is not None and last.f_code is thread_root else None)
+
+
+def _started_by_user(root: FrameType, depth: int) -> RawSite:
+    """The start site of the thread whose outermost frame is *root*, from its first user frame.
+
+    socketserver's ThreadingMixIn starts a thread per request from a thread the program
+    started for ``serve_forever``: only standard-library frames on the stack, so that thread
+    (and what it accepts) was the standard library's, never reported.
+    """
+    site = _started_at(root)
+    for i in range(0, len(site), 2):
+        if not is_framework(site[i].co_filename):
+            return site[i : i + 2 * depth]
+    return ()
 
 
 def capture_from(frame: FrameType | None, depth: int = 8) -> Site:
     """Record up to *depth* frames starting at the first non-framework frame from *frame* outwards."""
-    frame = first_user_frame(frame)
-    if frame is not None and id(frame.f_code) in _handoffs:
-        return resolve(_carried(frame, depth))
-    return resolve(_flat(frame, depth))
+    return resolve(capture_flat(frame, depth))
 
 
 def capture_flat(frame: FrameType | None, depth: int) -> RawSite:
@@ -362,8 +381,12 @@ def capture_flat(frame: FrameType | None, depth: int) -> RawSite:
     one flat tuple is one allocation; :func:`resolve` turns it into a
     :data:`Site` when a report needs the lines.
     """
-    frame = first_user_frame(frame)
-    if frame is not None and id(frame.f_code) in _handoffs:
+    frame, root = _walk(frame)
+    if root is not None:
+        started = _started_by_user(root, depth)
+        if started:
+            return started
+    elif frame is not None and id(frame.f_code) in _handoffs:
         return _carried(frame, depth)
     return _flat(frame, depth)
 

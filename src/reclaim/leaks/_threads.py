@@ -95,7 +95,10 @@ def install(patches: Patches) -> None:
         # before it starts. A thread started again fails in start(), as without us.
         setattr(self, _sites.STARTED_AT, site)
         if not _sites.in_owned(caller):  # a pool's worker runs anyone's work: no label of its own
-            setattr(self, _records.STARTED_IN, _records.context)
+            # The starting thread's own label: a handler thread that a fixture's server thread
+            # starts during a test is the fixture's, as the server thread is.
+            _records.thread_name()
+            setattr(self, _records.STARTED_IN, _records.label_here())
         start(self)
         info = (self.name, _target(self), self.daemon)
         _records.new(self, "thread", info, site)
