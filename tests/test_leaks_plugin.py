@@ -656,3 +656,36 @@ def test_anyio_runner_task_and_trio_thread_cache_are_not_a_tests_leaks(pytester:
     result = run(pytester)
     result.assert_outcomes(passed=5, errors=1)
     result.stdout.fnmatch_lines(["*ERROR at teardown of test_a_task_of_its_own_still_leaks[[]asyncio[]]*"])
+
+
+def test_a_second_leak_of_one_kind_by_one_test_found_later_is_still_reported(
+    pytester: pytest.Pytester,
+) -> None:
+    """A test leaks a socket, and a thread it started opens a second one after its teardown:
+    leaks were told apart by tracker generation, kind and test, so the second was dropped."""
+    pytester.makepyfile(
+        """
+        import socket, threading
+
+        KEEP = []
+        go, opened = threading.Event(), threading.Event()
+
+        def late_open():
+            go.wait(30)
+            KEEP.append(socket.socket())
+            opened.set()
+
+        def test_leaks_two_sockets():
+            KEEP.append(socket.socket())
+            threading.Thread(target=late_open, daemon=True).start()
+
+        def test_later():
+            go.set()
+            assert opened.wait(30)
+        """
+    )
+    result = run(pytester, "-o", "reclaim_grace=0")
+    output = result.stdout.str()
+    late = output.split("leaks found after their test ended")[-1]
+    assert "leaks found after their test ended" in output and "socket" in late, output
+    assert "test_leaks_two_sockets" in late, output

@@ -234,10 +234,12 @@ class _LateLeak:
 
 def _key(leak: Leak) -> tuple[object, ...]:
     # The same leak must not be reported twice, though its state and description change when
-    # the GC closes it (a socket loses its peer address): the acquisition number identifies it.
-    # Untracked descriptors have none (seq 0): their description (fd and target) does.
+    # the GC closes it (a socket loses its peer address): its acquisition (when, where, by
+    # whom) identifies it. seq is only the tracker generation: two leaks of one kind by one
+    # test share it (the second was dropped: a rerun's leak, a thread's late socket).
+    # Untracked descriptors have no site: their description (fd and target) tells them apart.
     if leak.seq:
-        return (leak.seq, leak.kind, leak.context)
+        return (leak.seq, leak.kind, leak.context, leak.acquired_at, leak.pid, leak.thread, leak.frames)
     return (0, leak.kind, leak.description, leak.context)
 
 
