@@ -7,6 +7,7 @@ import builtins
 import io
 import json
 import os
+import sys
 import sysconfig
 import tempfile
 import threading
@@ -222,6 +223,25 @@ def test_framework_only_acquisitions_are_left_out_unless_asked(leakwatch: Watch,
         assert leak.site is not None and (leak.site.filename, leak.site.lineno) == (fake_stdlib, 2)
     finally:
         namespace["kept"][0].close()  # type: ignore[index]
+
+
+def test_pytest_asyncios_frames_are_plumbing_like_pytests(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Its frames sit under every event-loop callback of a test: a session-scoped server's accepted
+    # socket was reported "acquired at pytest_asyncio/plugin.py:915", blamed on the running test.
+    import importlib
+
+    from reclaim import _sites
+
+    package = tmp_path / "site-packages" / "pytest_asyncio"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "plugin.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path / "site-packages"))
+    monkeypatch.delitem(sys.modules, "pytest_asyncio", raising=False)
+    importlib.import_module("pytest_asyncio")
+    assert _sites.is_framework(str(package / "plugin.py"))
 
 
 # -- unnamed temporary files ------------------------------------------------------------------

@@ -87,6 +87,7 @@ _FRAMEWORK_PACKAGES = (
     "hypothesis",  # runs a test's examples: its frames are plumbing, as pytest's are
     "xdist",
     "execnet",
+    "pytest_asyncio",  # runs async tests and fixtures: its frames sit under every loop callback
 )
 
 _framework_cache: dict[str, bool] = {}
