@@ -209,6 +209,34 @@ def test_untracked_descriptor_given_a_number_of_the_baseline_is_reported(
 # -- sockets and selectors ------------------------------------------------------------------
 
 
+def test_a_detached_socket_leaves_its_descriptor_to_the_caller(leakwatch: Watch) -> None:
+    sock = socket.socket()
+    at = line() - 1
+    fd = sock.detach()
+    try:
+        leak = leakwatch.one("fd")
+        assert_site(leak, at)
+        assert leak.details["call"] == "socket.detach"
+    finally:
+        os.close(fd)
+    assert leakwatch.leaks() == []
+
+
+def test_a_socket_wrapped_in_ssl_is_one_leak(leakwatch: Watch) -> None:
+    # ssl makes the SSLSocket on the plain socket's descriptor, then detaches the plain one:
+    # one socket was reported twice (the SSLSocket, and the descriptor "socket.detach" left).
+    import ssl
+
+    wrapped = ssl.create_default_context().wrap_socket(
+        socket.socket(), server_hostname="example.invalid", do_handshake_on_connect=False
+    )
+    try:
+        assert [leak.kind for leak in leakwatch.leaks()] == ["socket"]
+    finally:
+        wrapped.close()
+    assert leakwatch.leaks() == []
+
+
 def test_socket_left_open_is_reported(leakwatch: Watch) -> None:
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     at = line() - 1

@@ -137,6 +137,21 @@ def _sel_describe(obj: Any, rec: Record) -> tuple[str, Details]:
 register(Kind("selector", is_open=_sel_open, describe=_sel_describe, fds=_sel_fds, death_leak=True))
 
 
+#: fd -> id() of the socket last made on that existing descriptor (``socket(fileno=fd)``): one
+#: entry per descriptor number, so never more than the process has descriptors.
+_made_on: dict[int, int] = {}
+
+
+def _owned_by_another(fd: int, sock: Any) -> bool:
+    """Whether another open socket was made on *fd* already: ``ssl`` makes the SSLSocket on the
+    plain socket's descriptor, then detaches the plain one (one socket, reported twice)."""
+    owner = _made_on.get(fd)
+    if owner is None or owner == id(sock):
+        return False
+    rec = _records.live.get(owner)
+    return rec is not None and rec.kind == "socket" and rec.info[2] == fd
+
+
 def install_socket(patches: Patches, socket: ModuleType) -> None:
     """Wrap ``socket.socket`` construction and release."""
     cls = socket.socket
@@ -159,6 +174,7 @@ def install_socket(patches: Patches, socket: ModuleType) -> None:
                 rec.state = _RELEASED
             # Kept raw, formatted only for a report: a socket the GC closes has no ends left.
             known = _raw_endpoints(self)
+            _made_on[fd] = id(self)
         info = (family_of(self), type_of(self), fd, known)
         _records.new(self, "socket", info, _capture(_getframe(1), _records.depth))
 
@@ -176,7 +192,7 @@ def install_socket(patches: Patches, socket: ModuleType) -> None:
         fd: int = detach(self)
         if rec is not None:
             rec.state = _records.RELEASED
-            if fd != -1:
+            if fd != -1 and not _owned_by_another(fd, self):
                 _adopt_fd(fd, "socket.detach", rec)
         return fd
 
