@@ -689,3 +689,29 @@ def test_a_second_leak_of_one_kind_by_one_test_found_later_is_still_reported(
     late = output.split("leaks found after their test ended")[-1]
     assert "leaks found after their test ended" in output and "socket" in late, output
     assert "test_leaks_two_sockets" in late, output
+
+
+def test_a_modules_reclaim_allow_covers_its_module_scoped_fixtures(pytester: pytest.Pytester) -> None:
+    """A module's pytestmark allowed its tests' leaks but not its module-scoped fixture's: only
+    reclaim_ignore_kinds, for the whole run, silenced a fixture's deliberate thread."""
+    fixture = """
+        import threading, pytest
+
+        STOP = threading.Event()
+
+        @pytest.fixture(scope="module")
+        def heartbeat():
+            beat = threading.Thread(target=STOP.wait, name="heartbeat", daemon=True)
+            beat.start()
+            yield beat
+
+        def test_uses_heartbeat(heartbeat):
+            assert heartbeat.is_alive()
+        """
+    pytester.makepyfile(
+        test_allowed=fixture + 'pytestmark = pytest.mark.reclaim_allow(kind="thread", match="heartbeat")\n',
+        test_not_allowed=fixture,
+    )
+    result = run(pytester, "-o", "reclaim_grace=0")
+    late = result.stdout.str().split("leaks found after their test ended")[-1]
+    assert "test_not_allowed.py" in late and "test_allowed.py" not in late, result.stdout.str()

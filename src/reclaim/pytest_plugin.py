@@ -166,7 +166,7 @@ class _Allow:
         return bool(self.pattern.search(leak.description) or self.pattern.search(site))
 
 
-def _allow_rules(item: pytest.Item) -> list[_Allow]:
+def _allow_rules(item: pytest.Item | pytest.Collector) -> list[_Allow]:
     rules = []
     for mark in item.iter_markers("reclaim_allow"):
         if mark.args:
@@ -272,6 +272,8 @@ class LeakChecker:
         self.previous_context: str | None = None
         self.contexts: set[str] = set()
         self.allow: dict[str, list[_Allow]] = {}
+        #: A wider-scoped fixture's label -> the rules of the markers where it is scoped.
+        self.fixture_allow: dict[str, list[_Allow]] = {}
         self.reported: set[tuple[object, ...]] = set()
         self.item: pytest.Item | None = None
         # (who acquired, rendered report) of leaks found after their test ended.
@@ -389,7 +391,8 @@ class LeakChecker:
             context = leak.context
             if context is None or context not in self.contexts or _key(leak) in self.reported:
                 continue  # another (nested or outer) session's, or already reported with its test
-            if any(rule.allows(leak) for rule in self.allow.get(context, ())):
+            rules = self.allow.get(context) or self.fixture_allow.get(context, [])
+            if any(rule.allows(leak) for rule in rules):
                 continue
             self.reported.add(_key(leak))
             by_context.setdefault(context, []).append(leak)
@@ -433,6 +436,10 @@ class LeakChecker:
         label = f"{fixturedef.scope}-scoped fixture {fixturedef.argname!r} (set up for {first_user})"
         previous = current_context()
         self.contexts.add(label)
+        # The markers where it is scoped (a module's pytestmark for a module-scoped fixture) allow
+        # its leaks too; a bad one is reported by the tests it marks, so it allows nothing here.
+        with contextlib.suppress(TypeError, ValueError):
+            self.fixture_allow[label] = _allow_rules(request.node)
         set_context(label)
         try:
             return (yield)
