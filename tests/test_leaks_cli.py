@@ -373,6 +373,38 @@ def test_sigterm_whose_unwinding_hangs_still_reports_and_dies_of_it(tmp_path: Pa
     assert "leaked 1 resource" in err and "stuck.py:2" in err
 
 
+INTERRUPTED_EXECUTOR = """\
+    import concurrent.futures, os, time
+
+    if __name__ == "__main__":
+        with concurrent.futures.ProcessPoolExecutor(1) as executor:
+            print(executor.submit(os.getpid).result(), flush=True)
+            executor.submit(time.sleep, 120)  # the with-block's shutdown waits for it
+            print("ready", flush=True)
+            time.sleep(120)
+"""
+
+
+def test_sigterm_during_an_executors_shutdown_reports_its_worker_still_running(tmp_path: Path) -> None:
+    """SIGTERM while a ProcessPoolExecutor's shutdown waits on a long task: after TERM_UNWIND the
+    report said "no leaks", and the worker went on running, orphaned."""
+    write(tmp_path / "pool.py", INTERRUPTED_EXECUTOR)
+    with started("pool.py", tmp_path) as proc:
+        assert proc.stdout is not None
+        worker = int(proc.stdout.readline())
+        try:
+            assert proc.stdout.readline() == "ready\n"
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=TIMEOUT)  # not communicate(): the orphaned worker holds our pipes
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker, signal.SIGKILL)
+        _, err = proc.communicate(timeout=TIMEOUT)
+    assert proc.returncode == -signal.SIGTERM
+    assert "ProcessPoolExecutor shutting down, but its worker processes still run" in err, err
+    assert "pool.py:4" in err
+
+
 def test_thread_still_running_when_main_ends_is_a_leak(tmp_path: Path) -> None:
     """A non-daemon thread still running when the main code ends is reported before it is joined."""
     write(

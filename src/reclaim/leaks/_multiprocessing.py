@@ -117,7 +117,14 @@ def _manager_state(manager: Any) -> str | None:
 
 def _executor_state(executor: Any) -> str | None:
     # Set by shutdown() whatever its wait: the manager thread then ends the workers by itself.
-    return None if executor._shutdown_thread else _NOT_RELEASED["executor"]
+    if not executor._shutdown_thread:
+        return _NOT_RELEASED["executor"]
+    # Until shutdown() returns it keeps its workers: still running when the report comes, it
+    # was interrupted (SIGTERM while a worker ran a long task), and they outlive the program.
+    processes = executor._processes
+    if processes and any(process.is_alive() for process in list(processes.values())):
+        return "shutting down, but its worker processes still run"
+    return None
 
 
 #: What is wrong with an object of each family that was never released at all.
