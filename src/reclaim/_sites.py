@@ -136,12 +136,16 @@ def _classify(filename: str) -> bool:
 
 def is_framework(filename: str) -> bool:
     """Whether frames from *filename* are plumbing (reclaim, stdlib, pytest, pluggy)."""
+    return _cached(_framework_cache, _classify, filename)
+
+
+def _cached(cache: dict[str, bool], classify: Callable[[str], bool], filename: str) -> bool:
     try:
-        return _framework_cache[filename]
+        return cache[filename]
     except KeyError:
         pass
     try:
-        result = _framework_cache[filename] = _classify(filename)
+        result = cache[filename] = classify(filename)
     except Exception:  # never fail an acquisition over where it happened (asked again next time)
         return False
     return result
@@ -153,23 +157,18 @@ def mark_framework(filename: str) -> None:
 
 
 _program_cache: dict[str, bool] = {}
-#: How far past the captured frames a site looks for the program's own line (see _program_frame).
+#: How far past the captured frames a site looks for the program's own line (see _stitch_program).
 PROGRAM_SEARCH = 64
 
 
 def is_program(filename: str) -> bool:
     """Whether *filename* is the program's own code: neither plumbing nor an installed library."""
-    try:
-        return _program_cache[filename]
-    except KeyError:
-        pass
-    try:
-        parts = _absolute(filename).split(os.sep)
-    except Exception:  # as in is_framework(): asked again next time
-        return False
-    result = not is_framework(filename) and "site-packages" not in parts and "dist-packages" not in parts
-    _program_cache[filename] = result
-    return result
+    return _cached(_program_cache, _classify_program, filename)
+
+
+def _classify_program(filename: str) -> bool:
+    parts = _absolute(filename).split(os.sep)
+    return not is_framework(filename) and "site-packages" not in parts and "dist-packages" not in parts
 
 
 def _stitch_program(out: list[Any], frame: FrameType | None) -> None:
