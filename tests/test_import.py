@@ -67,7 +67,18 @@ def test_pytest_reclaim_does_not_import_asyncio_for_tests_that_do_not(tmp_path: 
         f"    print('LOADED', json.dumps([m for m in {HEAVY!r} if m in sys.modules and m != 'socket']))\n"
     )
     result = python(
-        "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", "--reclaim", "test_plain.py", cwd=tmp_path
+        # anyio's plugin (the dev extra has anyio) imports asyncio itself
+        "-m",
+        "pytest",
+        "-q",
+        "-s",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "no:anyio",
+        "--reclaim",
+        "test_plain.py",
+        cwd=tmp_path,
     )
     loaded = next(line for line in result.stdout.splitlines() if line.startswith("LOADED "))
     assert json.loads(loaded.removeprefix("LOADED ")) == ["reclaim.leaks"]  # the tracker, nothing else
