@@ -244,6 +244,42 @@ def test_pytest_asyncios_frames_are_plumbing_like_pytests(
     assert _sites.is_framework(str(package / "plugin.py"))
 
 
+def test_capture_from_resolves_as_the_flat_capture_does(leakwatch: Watch, tmp_path: Path) -> None:
+    # capture_from reads f_lineno on its usual path and resolves the flat capture otherwise:
+    # both must give the same site, for a shallow stack, a stack deeper than the depth kept
+    # whose kept frames are a library's (the program's line takes the outermost one's place),
+    # and a thread's stack, which goes on at the line that started the thread.
+    from reclaim import _sites
+
+    def both(depth: int) -> tuple[_sites.Site, _sites.Site]:
+        frame = sys._getframe(1)
+        return _sites.capture_from(frame, depth), _sites.resolve(_sites.capture_flat(frame, depth))
+
+    shallow, flat = both(8)
+    assert shallow == flat and shallow[0][0].co_filename == __file__
+    again, flat = both(8)  # once the test's file is known to be the program's
+    assert again == flat
+
+    library = tmp_path / "site-packages" / "reclaim_fake_library.py"
+    library.parent.mkdir()
+    namespace: dict[str, object] = {"both": both}
+    source = "def inner():\n    return both(2)\ndef outer():\n    return inner()\n"
+    exec(compile(source, str(library), "exec"), namespace)
+    for _ in range(2):
+        deep, flat = namespace["outer"]()  # type: ignore[operator]
+        assert deep == flat
+        assert [code.co_filename for code, _ in deep] == [str(library), __file__]
+
+    out: list[tuple[_sites.Site, _sites.Site]] = []
+    worker = threading.Thread(target=lambda: out.append(both(8)))
+    worker.start()
+    start_line = line() - 1
+    worker.join()
+    threaded, flat = out[0]
+    assert threaded == flat
+    assert (__file__, start_line) in [(code.co_filename, lineno) for code, lineno in threaded]
+
+
 # -- unnamed temporary files ------------------------------------------------------------------
 
 

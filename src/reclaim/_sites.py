@@ -370,7 +370,24 @@ def _started_by_user(root: FrameType, depth: int) -> RawSite:
 
 
 def capture_from(frame: FrameType | None, depth: int = 8) -> Site:
-    """Record up to *depth* frames starting at the first non-framework frame from *frame* outwards."""
+    """Record up to *depth* frames starting at the first non-framework frame from *frame* outwards.
+
+    The usual case reads each frame's ``f_lineno`` (decoded in C); a site that carries a
+    hand-off's or a thread's start site, or goes on to the program's line, is resolved
+    from :func:`capture_flat`.
+    """
+    start, root = _walk(frame)
+    if root is None and (start is None or id(start.f_code) not in _handoffs):
+        out: list[tuple[CodeType, int]] = []
+        last = rest = start
+        left = depth
+        while rest is not None and left:
+            out.append((rest.f_code, rest.f_lineno))
+            last = rest
+            rest = rest.f_back
+            left -= 1
+        if not out or not _goes_on(out[0][0], rest, last, left):
+            return tuple(out)
     return resolve(capture_flat(frame, depth))
 
 
@@ -400,16 +417,26 @@ def _flat(frame: FrameType | None, depth: int) -> RawSite:
         last = frame
         frame = frame.f_back
         depth -= 1
-    if frame is None:
-        if depth and last is not None and last.f_code is thread_root:
-            # The stack ends where a thread began: it goes on at the line that started the thread,
-            # so what a library's worker thread acquires still leads to the program's line.
+    if out and _goes_on(out[0], frame, last, depth):
+        if frame is not None:
+            _stitch_program(out, frame)
+        elif last is not None:
             out.extend(_started_at(last)[: 2 * depth])
-    elif out and not _program_cache.get(out[0].co_filename):  # usual: the program's own line first
-        # The stack goes on past the depth kept: when it holds the program's line and no kept
-        # frame is the program's, that line takes the place of the outermost frame kept.
-        _stitch_program(out, frame)
     return tuple(out)
+
+
+def _goes_on(first: CodeType, rest: FrameType | None, last: FrameType | None, left: int) -> bool:
+    """Whether a site whose innermost kept frame runs *first* goes on past its own stack.
+
+    When the stack ran out (*rest* is None) where a thread began, with room *left*, it
+    goes on at the line that started the thread, so what a library's worker thread
+    acquires still leads to the program's line. When the stack goes on past the depth
+    kept and the innermost frame is not known to be the program's (the usual case is the
+    program's own line first), the program's line may take the outermost kept frame's place.
+    """
+    if rest is None:
+        return bool(left) and last is not None and last.f_code is thread_root
+    return not _program_cache.get(first.co_filename)
 
 
 #: Attribute of a ``threading.Thread`` holding the flat site of its ``start()`` (see _threads).
@@ -444,7 +471,8 @@ def resolve(raw: Any) -> Site:
     """A :data:`Site` from a flat capture (a site already resolved is returned as it is)."""
     if not raw or type(raw[0]) is tuple:
         return tuple(raw)
-    return tuple((raw[i], line_at(raw[i], raw[i + 1])) for i in range(0, len(raw), 2))
+    codes = raw[0::2]
+    return tuple(zip(codes, map(line_at, codes, raw[1::2]), strict=True))
 
 
 def first_filename(raw: Any) -> str | None:
