@@ -495,6 +495,26 @@ def test_waited_children_are_not_reported(leakwatch: Watch) -> None:
     assert leakwatch.leaks() == []
 
 
+def test_a_waited_childs_pipe_left_open_names_its_stream_and_pid(leakwatch: Watch) -> None:
+    # Popen opens the pipes before the child exists: they were reported as bare "fd N" files.
+    child = subprocess.Popen(
+        [sys.executable, "-c", "print('out')"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    at = line() - 3
+    try:
+        child.stdin.close()  # type: ignore[union-attr]
+        assert child.wait() == 0
+        leak = leakwatch.one("file")
+        assert_site(leak, at)
+        assert leak.description == f"stdout pipe of subprocess pid {child.pid} (mode 'rb')"
+        assert leak.details["pipe"] == "stdout" and leak.details["pid"] == child.pid
+        assert leak.details["path"] is None
+        assert leak.details["fd"] == child.stdout.fileno()  # type: ignore[union-attr]
+    finally:
+        child.stdout.close()  # type: ignore[union-attr]
+    assert leakwatch.leaks() == []
+
+
 @ignore_gc_warnings  # CPython's Popen.__del__ says "still running": it never saw the waitpid
 def test_child_reaped_with_os_waitpid_is_not_reported(leakwatch: Watch) -> None:
     # Code that manages its children by pid collects their status itself: Popen.returncode

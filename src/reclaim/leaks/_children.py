@@ -44,7 +44,7 @@ from typing import Any
 
 from reclaim._sites import is_framework
 
-from . import _imports, _records
+from . import _files, _imports, _records
 from ._fds import track_fd
 from ._kinds import Details, Kind, register
 from ._owning import own
@@ -56,6 +56,9 @@ __all__ = ["install", "install_asyncio_transport", "install_asyncio_watchers", "
 #: asyncio's child watchers that acquire for a child: a thread (3.11), a pidfd (3.12+).
 _WATCHERS = ("ThreadedChildWatcher", "_ThreadedChildWatcher", "PidfdChildWatcher", "_PidfdChildWatcher")
 
+
+#: The Popen attributes that hold the parent's ends of the child's pipes.
+_STREAMS = ("stdin", "stdout", "stderr")
 
 #: Children whose status the program collected itself, by pid (``os.waitpid``, ``os.wait``):
 #: their Popen's returncode stays None, yet nothing is left to wait for.
@@ -119,6 +122,10 @@ def install(patches: Patches, subprocess: ModuleType) -> None:
         _waited_by_pid.discard(self.pid)  # a pid the system gave again
         site = _records.capture(sys._getframe(1), _records.depth)
         rec = _records.new(self, "subprocess", (self.pid, _args(self.args)), site)
+        for stream in _STREAMS:  # opened by Popen before the child existed: named now
+            pipe = getattr(self, stream, None)
+            if pipe is not None:
+                _files.rename(pipe, _files.PipeEnd(stream, self.pid))
         if type(self).__del__ is __del__:  # a subclass's own __del__ may never call ours
             rec.why = _records.AT_DEL  # kept for our __del__ if it dies in a reference cycle
 

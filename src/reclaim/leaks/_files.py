@@ -43,7 +43,7 @@ import time
 import types
 import warnings
 import weakref
-from typing import Any
+from typing import Any, NamedTuple
 
 from reclaim._sites import _framework_cache as _fw_cache
 from reclaim._sites import is_program
@@ -191,6 +191,25 @@ def _sweep() -> None:
     global _sweep_at
     table[:] = [ref for ref in table if ref() is not None]
     _sweep_at = max(512, 2 * len(table))
+
+
+class PipeEnd(NamedTuple):
+    """The name of a file that is one of a subprocess's pipes: which stream, and the child's pid."""
+
+    stream: str  # "stdin", "stdout" or "stderr", as the Popen attribute that holds it
+    pid: int
+
+
+def rename(file: Any, name: object) -> None:
+    """Report the tracked *file* under *name* (a path, a descriptor, ``(maker, directory)``, a PipeEnd).
+
+    ``open()`` recorded the name it was given; the code that made the file may know better
+    what it is. The site stays the one ``open()`` recorded.
+    """
+    raw = getattr(getattr(file, "buffer", file), "raw", file)
+    facts = getattr(raw, "_r_facts", None) if is_tracked(raw) else None
+    if facts is not None:  # the facts live on the raw layer
+        raw._r_facts = (*facts[:4], name, *facts[5:])
 
 
 def disown(file: Any) -> None:
@@ -355,6 +374,14 @@ def _is_open(obj: Any, rec: Record) -> bool:
 def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
     name, mode = rec.info
     details: Details
+    if type(name) is PipeEnd:
+        details = {"path": None, "mode": mode, "pipe": name.stream, "pid": name.pid}
+        if obj is not None:
+            try:
+                details["fd"] = obj.fileno()
+            except (OSError, ValueError):
+                pass
+        return f"{name.stream} pipe of subprocess pid {name.pid} (mode {mode!r})", details
     if type(name) is tuple:
         # A file with no path (``tempfile.TemporaryFile``): ``(maker, directory)``, set by
         # _tempfiles in place of the directory or descriptor that open() was given.

@@ -89,11 +89,7 @@ def _unnamed(file: Any, directory: str) -> None:
     directory)``, which the ``file`` kind describes; the site stays the one ``open()``
     recorded (the user's line: tempfile's frames and ours are framework).
     """
-    name = ("TemporaryFile", directory)
-    raw = getattr(getattr(file, "buffer", file), "raw", file)
-    facts = getattr(raw, "_r_facts", None) if _files.is_tracked(raw) else None
-    if facts is not None:  # the facts live on the raw layer
-        raw._r_facts = (*facts[:4], name, *facts[5:])
+    _files.rename(file, ("TemporaryFile", directory))
 
 
 def _relabel(file: Any, maker: str, site: Any) -> None:
