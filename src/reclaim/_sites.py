@@ -182,26 +182,19 @@ def _stitch_program(out: list[Any], frame: FrameType | None) -> None:
     ``connect_tcp`` connects in a task of its own): what follows is the loop's, so the site
     goes on at the program's line in the site that created the task instead.
     """
-    cache = _program_cache
     for i in range(0, len(out), 2):
         code = out[i]
         if code is task_root and i:
             del out[i:]
             out.extend(_first_program(task_site() if task_site is not None else ()))
             return
-        program = cache.get(code.co_filename)
-        if program is None:
-            program = is_program(code.co_filename)
-        if program:
+        if is_program(code.co_filename):
             return
     for _ in range(PROGRAM_SEARCH):
         if frame is None:
             return
         code = frame.f_code
-        program = cache.get(code.co_filename)
-        if program is None:
-            program = is_program(code.co_filename)
-        if program:
+        if is_program(code.co_filename):
             out[-2:] = (code, frame.f_lasti)
             return
         if code is thread_root or code is task_root:

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from functools import partial
 from types import ModuleType
 from typing import Any
@@ -147,7 +148,7 @@ def install_os(patches: Patches) -> None:
         if hasattr(os, name):
             patches.set(os, name, _noting_waits(getattr(os, name)))
     if hasattr(os, "waitid"):
-        patches.set(os, "waitid", _noting_waitid(os.waitid))
+        patches.set(os, "waitid", _noting_waits(os.waitid, _waitid_reaped))
     if hasattr(os, "fork"):
         patches.set(os, "fork", _recording_fork(os.fork))
     if hasattr(os, "forkpty"):
@@ -166,31 +167,30 @@ def _reaped(pid: int, by_program: bool) -> None:
         _waited_by_pid.add(pid)
 
 
-def _noting_waits(wait: Any) -> Any:
-    """``os.waitpid``/``wait``/``wait3``/``wait4`` that note the child they reaped.
+def _noting_waits(wait: Any, reaped: Callable[[Any, tuple[Any, ...]], int] = lambda r, a: r[0]) -> Any:
+    """``os.waitpid``/``wait``/``wait3``/``wait4``/``waitid`` that note the child they reaped.
 
-    A child made without a Popen is released whoever reaps it. A Popen's child counts as
-    waited for only when the program's code reaped it: asyncio's watcher thread reaps children
-    too, so that none is left a zombie, which is no wait of the program's.
+    *reaped* tells the pid reaped (0 for none) from the result and the arguments. A child
+    made without a Popen is released whoever reaps it. A Popen's child counts as waited for
+    only when the program's code reaped it: asyncio's watcher thread reaps children too, so
+    that none is left a zombie, which is no wait of the program's.
     """
 
     def noting(*args: Any, **kwargs: Any) -> Any:
         result = wait(*args, **kwargs)
-        if result[0] > 0:
-            _reaped(result[0], not is_framework(sys._getframe(1).f_code.co_filename))
+        pid = reaped(result, args)
+        if pid > 0:
+            _reaped(pid, not is_framework(sys._getframe(1).f_code.co_filename))
         return result
 
     return noting
 
 
-def _noting_waitid(waitid: Any) -> Any:
-    def noting(idtype: int, ident: int, options: int) -> Any:
-        result = waitid(idtype, ident, options)
-        if result is not None and result.si_pid > 0 and not options & getattr(os, "WNOWAIT", 0):
-            _reaped(result.si_pid, not is_framework(sys._getframe(1).f_code.co_filename))
-        return result
-
-    return noting
+def _waitid_reaped(result: Any, args: tuple[Any, ...]) -> int:
+    """The pid ``os.waitid(idtype, id, options)`` reaped: none with ``WNOWAIT`` (a look only)."""
+    if result is None or len(args) < 3 or args[2] & getattr(os, "WNOWAIT", 0):
+        return 0
+    return int(result.si_pid)
 
 
 def _new_child(pid: int, what: str, frame: Any) -> None:
