@@ -35,7 +35,7 @@ T = TypeVar("T")
 _monotonic = time.monotonic
 _getframe = sys._getframe
 _framework = _sites._framework_cache
-_new_lease = object.__new__
+_new = object.__new__
 CLOSE_TIMEOUT = 5.0
 _names = iter(range(1, sys.maxsize))
 _INF = float("inf")
@@ -142,7 +142,7 @@ class AsyncPool(PoolCore[T]):
             PoolClosed: the pool was closed.
             Exception: whatever ``create`` raised when a new object was needed.
         """
-        lease: AsyncLease[T] = _new_lease(AsyncLease)  # AsyncLease.__init__ without its frame
+        lease: AsyncLease[T] = _new(AsyncLease)  # AsyncLease.__init__ without its frame
         lease._pool = self
         lease._timeout = timeout
         lease._slot = None
@@ -185,7 +185,8 @@ class AsyncPool(PoolCore[T]):
                 if not misses and len(waiters) >= self._wait_limit:
                     raise self._reject()
                 loop = _get_running_loop()
-                waiter = TaskWaiter(loop=loop)
+                waiter = _new(TaskWaiter)
+                waiter.future = future = loop.create_future()
                 waiter.since = start
                 waiter.deadline = deadline
                 waiter.misses = misses
@@ -196,7 +197,7 @@ class AsyncPool(PoolCore[T]):
                 if deadline < self._timer_at or self._timer_loop is not loop:
                     self._arm(loop, deadline)
                 try:
-                    result = await waiter
+                    result = await future
                 except BaseException:
                     self._abandon_wait(waiter)
                     raise
@@ -360,9 +361,10 @@ class AsyncPool(PoolCore[T]):
         # Core._offer() and TaskWaiter.deliver(), inlined: the contended release.
         while waiters:
             waiter = waiters.popleft()
-            if not waiter.done():  # type: ignore[attr-defined]  # else it gave up
+            future = waiter.future  # type: ignore[attr-defined]
+            if not future.done():  # else it gave up
                 waiter.handed = now
-                waiter.set_result(slot)  # type: ignore[attr-defined]
+                future.set_result(slot)
                 return
         self._idle.append(slot)
 
