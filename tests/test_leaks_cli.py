@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pickle
+import pickletools
 import signal
 import subprocess
 import sys
@@ -268,6 +270,21 @@ def test_module_mode_reports_the_modules_leaks(tmp_path: Path) -> None:
     assert result.returncode == 3
     assert "socket" in result.stderr
     assert "worker.py:2" in result.stderr
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 13), reason="3.13's pickletools closes the files it reads")
+def test_module_mode_reports_what_a_standard_library_module_leaks(tmp_path: Path) -> None:
+    """-m of a module of the standard library: it is the program, not plumbing.
+
+    pickletools opens the files it is given with argparse.FileType and never closes them
+    (``python -X dev -m pickletools`` warns); they were never reported.
+    """
+    (tmp_path / "x.pkl").write_bytes(pickle.dumps([1, 2]))
+    result = reclaim_run("--json", "leaks.json", "-m", "pickletools", "x.pkl", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    leaks = json.loads((tmp_path / "leaks.json").read_text(encoding="utf-8"))["leaks"]
+    assert [(leak["kind"], leak["details"]["path"]) for leak in leaks] == [("file", "x.pkl")]
+    assert leaks[0]["frames"][0]["file"] == pickletools.__file__
 
 
 def test_module_mode_reports_a_module_level_file_as_the_path_form_does(tmp_path: Path) -> None:

@@ -140,6 +140,8 @@ def _exec_module(name: str) -> None:
     # The program's module stays __main__ after it ends, for its atexit handlers and pickling.
     sys.modules["__main__"] = module
     sys.argv[0] = spec.origin
+    if spec.origin:  # the program, though it may be a module of the standard library
+        _sites.mark_program(spec.origin)
     getattr(runpy, "_run_code")(code, module.__dict__, None, "__main__", spec)  # noqa: B009
 
 

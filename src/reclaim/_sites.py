@@ -50,6 +50,7 @@ __all__ = [
     "is_program",
     "line_at",
     "mark_framework",
+    "mark_program",
     "mark_handoff",
     "mark_owned",
     "resolve",
@@ -157,6 +158,18 @@ def mark_framework(filename: str) -> None:
 
 
 _program_cache: dict[str, bool] = {}
+
+
+def mark_program(filename: str) -> None:
+    """Treat frames from *filename* as the program's own, wherever it lives.
+
+    ``reclaim run -m pickletools`` runs a module of the standard library as the
+    program: its frames would otherwise be plumbing, and what it leaks never reported.
+    """
+    _framework_cache[filename] = False
+    _program_cache[filename] = True
+
+
 #: How far past the captured frames a site looks for the program's own line (see _stitch_program).
 PROGRAM_SEARCH = 64
 
