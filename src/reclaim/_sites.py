@@ -50,9 +50,9 @@ __all__ = [
     "is_program",
     "line_at",
     "mark_framework",
-    "mark_program",
     "mark_handoff",
     "mark_owned",
+    "mark_program",
     "resolve",
 ]
 
