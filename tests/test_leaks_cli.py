@@ -595,6 +595,32 @@ def test_forked_child_writes_its_own_json_report(tmp_path: Path) -> None:
     assert parent["leaks"] == []
 
 
+def test_forked_child_with_nothing_to_report_renders_no_report(tmp_path: Path) -> None:
+    """A child that leaked nothing prints nothing, so it builds nothing either.
+
+    Rendering imports rich: every forked child paid tens of milliseconds at its exit for a
+    report it then did not print (a process pool with maxtasksperchild=1 ran 10x slower).
+    """
+    write(
+        tmp_path / "forks.py",
+        """\
+        import os, sys
+        pid = os.fork()
+        if pid == 0:
+            def note_rich(event, args):
+                if event == "import" and args[0].partition(".")[0] == "rich":
+                    os.write(2, f"child imported {args[0]}\\n".encode())
+            sys.addaudithook(note_rich)
+            os._exit(0)
+        os.waitpid(pid, 0)
+        """,
+    )
+    result = reclaim_run("forks.py", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "child imported" not in result.stderr
+    assert "reclaim: no leaks in forks.py" in result.stderr
+
+
 def test_forked_child_killed_by_sigterm_reports_and_dies_of_it(tmp_path: Path) -> None:
     """SIGTERM to a forked child: it prints its report and dies of SIGTERM, no traceback."""
     write(

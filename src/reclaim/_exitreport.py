@@ -261,10 +261,13 @@ def _print(
     """
     options = session.options
     pid = os.getpid()
+    everything = [*(also or []), *leaks]
     try:
-        report = session.tracker.report([*(also or []), *leaks])
         color = _color(sys.stderr)
-        text = session.tracker.report(leaks).to_text(depth=options.depth, color=color)
+        # Built only when there is something to show: rendering imports rich (tens of ms), and
+        # every forked child with nothing to report would pay that at its exit.
+        text = session.tracker.report(leaks).to_text(depth=options.depth, color=color) if leaks else ""
+        report = session.tracker.report(everything) if options.json_path is not None else None
     except Exception as exc:  # the program's outcome must survive a broken report
         print(f"reclaim: could not build the leak report: {exc!r}", file=sys.stderr)
         return True
@@ -287,8 +290,8 @@ def _print(
         clean = f"reclaim: no leaks in {where}"
         print(f"\x1b[32m{clean}\x1b[0m" if color else clean, file=sys.stderr)
     ok = True
-    if options.json_path is not None and (report or not session.is_child):
-        path = options.json_path
+    path = options.json_path
+    if report is not None and path is not None and (everything or not session.is_child):
         if session.is_child or session.nested:
             stem, suffix = os.path.splitext(path)
             path = f"{stem}.{pid}{suffix}"
