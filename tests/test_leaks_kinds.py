@@ -674,6 +674,35 @@ def test_what_a_library_acquires_in_a_task_of_its_own_names_the_line_that_awaite
         held.close()
 
 
+@pytest.mark.parametrize("via", ["wait_for", "gather"])
+def test_what_the_standard_library_acquires_in_a_task_it_made_names_the_line_that_awaited_it(
+    leakwatch: Watch, via: str
+) -> None:
+    # wait_for() and gather() run the coroutine in a task of their own: open_connection()'s
+    # socket had only asyncio's frames on its stack, and the walk went on through the event loop
+    # to the line that called asyncio.run() (nats.connect() uses wait_for: every leaked NATS
+    # connection was reported there).
+    async def main() -> list[reclaim.leaks.Leak]:
+        server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        connect = asyncio.open_connection("127.0.0.1", port)
+        if via == "wait_for":
+            _, writer = await asyncio.wait_for(connect, 30)
+        else:
+            [(_, writer)] = await asyncio.gather(connect)
+        server.close()
+        found = leakwatch.leaks("socket")
+        writer.close()
+        await writer.wait_closed()
+        return found
+
+    found = asyncio.run(main())
+    at = main.__code__.co_firstlineno + (5 if via == "wait_for" else 7)
+    # The client's socket; the server's is asyncio's own (no program frame on its stack).
+    [leak] = [leak for leak in found if leak.site is not None and leak.site.filename == HERE]
+    assert leak.site is not None and leak.site.lineno == at, leak.headline()
+
+
 # -- threads ----------------------------------------------------------------------------------
 
 

@@ -356,19 +356,30 @@ def _walk(frame: FrameType | None) -> tuple[FrameType | None, FrameType | None]:
                 return first, None
             if id(code) in _handoffs:
                 return frame, None  # capture_flat/capture_from take the site it carries
+        if code is task_root and _started_by_user(frame, 1):
+            return first, frame
         last = frame
         frame = frame.f_back
     return first, (last if last is not None and last.f_code is thread_root else None)
 
 
 def _started_by_user(root: FrameType, depth: int) -> RawSite:
-    """The start site of the thread whose outermost frame is *root*, from its first user frame.
+    """The site that started the thread or task whose root frame is *root*, from its first user frame.
 
-    socketserver's ThreadingMixIn starts a thread per request from a thread the program
-    started for ``serve_forever``: only standard-library frames on the stack, so that thread
-    (and what it accepts) was the standard library's, never reported.
+    *root* is a thread's outermost frame (``Thread._bootstrap``) or the event loop's
+    ``Handle._run`` running a task's step. socketserver's ThreadingMixIn starts a thread
+    per request from a thread the program started for ``serve_forever``: only
+    standard-library frames on the stack, so that thread (and what it accepts) was the
+    standard library's, never reported. ``asyncio.wait_for()`` and ``gather()`` run the
+    program's coroutine in a task of their own: what ``open_connection()`` made there was
+    reported at the line that started the event loop, not at the program's ``wait_for()``.
     """
-    site = _started_at(root)
+    if root.f_code is thread_root:
+        site = _started_at(root)
+    elif task_site is not None:
+        site = task_site()  # empty for a plain callback, which runs in no task
+    else:
+        site = ()
     for i in range(0, len(site), 2):
         if not is_framework(site[i].co_filename):
             return site[i : i + 2 * depth]
