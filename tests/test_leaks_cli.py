@@ -184,6 +184,27 @@ def test_uncaught_exception_prints_the_programs_traceback_then_the_report(tmp_pa
     assert "leaked 1 resource" in result.stderr
 
 
+def test_a_failed_open_or_connect_shows_no_frame_of_reclaims_replacements(tmp_path: Path) -> None:
+    """open() and sqlite3.connect() raise through reclaim's replacements: the traceback (the
+    chained one too) is the one plain python prints, with no frame of reclaim's at its tip."""
+    write(
+        tmp_path / "missing.py",
+        """\
+        import sqlite3
+        def load():
+            try:
+                open("/nonexistent/orders.json")
+            except OSError:
+                sqlite3.connect("/nonexistent/orders.db")
+        load()
+        """,
+    )
+    result = reclaim_run("missing.py", cwd=tmp_path)
+    theirs = plain_python("missing.py", cwd=tmp_path)
+    assert result.returncode == theirs.returncode == 1
+    assert result.stderr.startswith(theirs.stderr), result.stderr
+
+
 def test_fail_exits_3_when_a_clean_exit_leaked(tmp_path: Path) -> None:
     """--fail: a program that exited 0 but leaked exits 3; a clean one exits 0."""
     write(tmp_path / "leaky.py", LEAKY)

@@ -383,6 +383,23 @@ def test_works_under_xdist(pytester: pytest.Pytester) -> None:
     )
 
 
+def test_a_failed_open_in_a_test_shows_the_tests_line_not_reclaims_replacement(
+    pytester: pytest.Pytester,
+) -> None:
+    """A test whose open() raises: pytest's traceback ends at the test's line, as without --reclaim
+    (it showed all of reclaim's tracked_open, its source and arguments)."""
+    pytester.makepyfile(
+        test_missing="""
+        def test_reads_missing_file():
+            open("/nonexistent/orders.json")
+        """
+    )
+    result = run(pytester)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(['>*open("/nonexistent/orders.json")', "E*FileNotFoundError*"])
+    assert "tracked_open" not in result.stdout.str()
+
+
 def test_inline_session_keeps_its_leaks_and_restores_the_outer_context(
     pytester: pytest.Pytester,
 ) -> None:

@@ -156,8 +156,37 @@ def _abspath(filename: str) -> str:
     return filename if filename.startswith("<") else os.path.abspath(filename)
 
 
+#: The leak tracker's replacements (open(), socket(), ...) live here: see _hide_replacements().
+_LEAKS_DIR = os.path.join(_HERE, "leaks") + os.sep
+
+
+def _hide_replacements(exc: BaseException) -> None:
+    """Drop the tracker's replacement functions from the tip of *exc*'s traceback and its chain's.
+
+    A failed ``open()`` raised through ``tracked_open``: the traceback ended in a frame of
+    reclaim's that plain ``python`` never shows.
+    """
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        error = pending.pop()
+        if error is None or id(error) in seen:
+            continue
+        seen.add(id(error))
+        last_theirs = None
+        entry = error.__traceback__
+        while entry is not None:
+            if not _abspath(entry.tb_frame.f_code.co_filename).startswith(_LEAKS_DIR):
+                last_theirs = entry
+            entry = entry.tb_next
+        if last_theirs is not None:
+            last_theirs.tb_next = None  # what followed it was ours only
+        pending += (error.__cause__, error.__context__)
+
+
 def _print_exception(exc: BaseException) -> None:
     # The default hook prints exc.__traceback__ whatever tb it is given: trim it in place.
+    _hide_replacements(exc)
     tb = _program_traceback(exc.__traceback__)
     exc.__traceback__ = tb
     try:

@@ -54,6 +54,8 @@ from ._records import NO_OBJECT, OPEN, Record
 
 __all__ = ["install", "install_asyncio_transport", "install_asyncio_watchers", "install_os"]
 
+__tracebackhide__ = True  # stands in for what it wraps: see _patch
+
 #: asyncio's child watchers that acquire for a child: a thread (3.11), a pidfd (3.12+).
 _WATCHERS = ("ThreadedChildWatcher", "_ThreadedChildWatcher", "PidfdChildWatcher", "_PidfdChildWatcher")
 

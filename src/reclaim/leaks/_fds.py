@@ -35,6 +35,8 @@ from ._records import NO_OBJECT, Record
 
 __all__ = ["adopt", "describe_fd", "identity", "install", "list_fds", "track_fd"]
 
+__tracebackhide__ = True  # stands in for what it wraps: see _patch
+
 _FD_DIR = next((d for d in ("/proc/self/fd", "/dev/fd") if os.path.isdir(d)), None)
 
 

@@ -55,6 +55,8 @@ from ._records import NO_OBJECT, OPEN, Record
 
 __all__ = ["collected", "install", "is_tracked", "tracked_open"]
 
+__tracebackhide__ = True  # stands in for what it wraps: see _patch
+
 _c_open = io.open
 _getframe = sys._getframe
 _capture = _records.capture

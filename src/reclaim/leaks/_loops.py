@@ -43,6 +43,8 @@ from ._records import OPEN, Record
 
 __all__ = ["install", "install_streams"]
 
+__tracebackhide__ = True  # stands in for what it wraps: see _patch
+
 
 def _fileno(part: Any) -> int | None:
     """The descriptor of a socket or selector (an epoll, kqueue or devpoll one), else None."""

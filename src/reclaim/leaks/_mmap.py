@@ -21,6 +21,8 @@ from ._records import OPEN, Record
 
 __all__ = ["install"]
 
+__tracebackhide__ = True  # stands in for what it wraps: see _patch
+
 
 def _is_open(obj: Any, rec: Record) -> bool:
     return not obj.closed

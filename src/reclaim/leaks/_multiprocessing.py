@@ -68,6 +68,8 @@ __all__ = [
     "install_queues",
 ]
 
+__tracebackhide__ = True  # stands in for what it wraps: see _patch
+
 #: Modules whose process-wide machinery acquires for multiprocessing itself, and what in them.
 OWNED = {
     "multiprocessing.util": ("get_temp_dir",),

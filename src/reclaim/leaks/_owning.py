@@ -21,6 +21,8 @@ from ._patch import Patches
 
 __all__ = ["PLUMBING", "label", "own", "plumbing", "site", "track_init"]
 
+__tracebackhide__ = True  # stands in for what it wraps: see _patch
+
 #: Code that starts threads or creates tasks for a library's own process-wide machinery (trio's
 #: thread cache, anyio's pytest runner): what it starts directly is never recorded.
 PLUMBING: set[CodeType] = set()

@@ -45,6 +45,8 @@ from ._records import NO_OBJECT, OPEN, Record
 
 __all__ = ["install", "reset"]
 
+__tracebackhide__ = True  # stands in for what it wraps: see _patch
+
 _CLASS = "multiprocessing.shared_memory.SharedMemory"
 _UNLINK = "unlink(): the segment lives on after close(), until the resource tracker's clean-up at exit"
 

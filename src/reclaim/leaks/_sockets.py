@@ -32,6 +32,8 @@ from ._records import Record
 
 __all__ = ["collected", "install_selectors", "install_socket"]
 
+__tracebackhide__ = True  # stands in for what it wraps: see _patch
+
 _getframe = sys._getframe
 _in_finalizer = _sites.in_finalizer
 _capture = _records.capture

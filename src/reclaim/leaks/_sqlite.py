@@ -28,6 +28,8 @@ from ._records import Record
 
 __all__ = ["install"]
 
+__tracebackhide__ = True  # stands in for what it wraps: see _patch
+
 _subclasses: dict[type, type] = {}
 # Position of ``factory`` in sqlite3.connect(database, timeout, detect_types,
 # isolation_level, check_same_thread, factory, ...).

@@ -27,6 +27,8 @@ from ._records import OPEN, Record
 
 __all__ = ["install_base_events", "install_runners"]
 
+__tracebackhide__ = True  # stands in for what it wraps: see _patch
+
 CANCELLED = "cancelled"
 # Done callbacks get this context instead of a fresh copy_context() per task.
 _EMPTY = contextvars.Context()

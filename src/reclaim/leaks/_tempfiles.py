@@ -39,6 +39,8 @@ from ._records import NO_OBJECT, Record
 
 __all__ = ["install"]
 
+__tracebackhide__ = True  # stands in for what it wraps: see _patch
+
 
 #: What made a record whose info is a bare path: the reclaim owner that reported it, by kind.
 _RECLAIMS = {"tempdir": "reclaim.temp_dir()", "tempfile": "reclaim.temp_file()"}

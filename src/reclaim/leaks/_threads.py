@@ -46,6 +46,8 @@ from ._records import Record
 
 __all__ = ["install", "install_executor"]
 
+__tracebackhide__ = True  # stands in for what it wraps: see _patch
+
 #: What an executor never shut down was not given (the wording of ProcessPoolExecutor's).
 NOT_SHUT_DOWN = "not shut down (shutdown() or a with-block)"
 
