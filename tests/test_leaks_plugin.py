@@ -400,6 +400,69 @@ def test_a_failed_open_in_a_test_shows_the_tests_line_not_reclaims_replacement(
     assert "tracked_open" not in result.stdout.str()
 
 
+def test_what_a_session_fixtures_value_holds_is_the_fixtures_though_a_test_made_it(
+    pytester: pytest.Pytester,
+) -> None:
+    """A client that connects on first use (redis.Redis) opens its socket in the first test that
+    uses it: the socket is the session fixture's, not that test's leak; if the fixture never
+    closes it, the session-end report names the fixture. A test's own leak is still its own."""
+    pytester.makepyfile(
+        test_lazy="""
+        import socket
+        import pytest
+
+        KEEP = []
+
+        class LazyClient:
+            def __init__(self, addr, closes):
+                self.addr, self.closes, self.pool = addr, closes, {"conn": None}
+            def ping(self):
+                if self.pool["conn"] is None:
+                    self.pool["conn"] = socket.create_connection(self.addr)
+            def close(self):
+                if self.closes and self.pool["conn"] is not None:
+                    self.pool["conn"].close()
+
+        @pytest.fixture(scope="session")
+        def server():
+            with socket.create_server(("127.0.0.1", 0)) as srv:
+                yield srv.getsockname()
+
+        @pytest.fixture(scope="session")
+        def tidy(server):
+            client = LazyClient(server, closes=True)
+            yield client
+            client.close()
+
+        @pytest.fixture(scope="session")
+        def forgetful(server):
+            client = LazyClient(server, closes=False)
+            yield client
+            KEEP.append(client)  # never closed, not even at the session's end
+
+        def test_first(tidy, forgetful):
+            tidy.ping()
+            forgetful.ping()
+
+        def test_own_leak(server):
+            KEEP.append(socket.create_connection(server))
+        """
+    )
+    result = run(pytester, "-p", "no:randomly")
+    result.assert_outcomes(passed=2, errors=1)
+    out = result.stdout.str()
+    assert "ERROR at teardown of test_own_leak" in out
+    assert "at teardown of test_first" not in out
+    result.stdout.fnmatch_lines(
+        [
+            "*leaks found after their test ended*",
+            "*session-scoped fixture 'forgetful'*",
+            "*in LazyClient.ping*",
+        ]
+    )
+    assert "fixture 'tidy'" not in out
+
+
 def test_inline_session_keeps_its_leaks_and_restores_the_outer_context(
     pytester: pytest.Pytester,
 ) -> None:

@@ -272,6 +272,9 @@ class LeakChecker:
         self.previous_context: str | None = None
         self.contexts: set[str] = set()
         self.allow: dict[str, list[_Allow]] = {}
+        #: A wider-scoped fixture's label -> its FixtureDef, while it may be set up (its value
+        #: may hold what a test made for it: see _hand_over_held()).
+        self.wide_fixtures: dict[str, pytest.FixtureDef[Any]] = {}
         #: A wider-scoped fixture's label -> the rules of the markers where it is scoped.
         self.fixture_allow: dict[str, list[_Allow]] = {}
         self.reported: set[tuple[object, ...]] = set()
@@ -441,6 +444,7 @@ class LeakChecker:
         with contextlib.suppress(TypeError, ValueError):
             self.fixture_allow[label] = _allow_rules(request.node)
         set_context(label)
+        self.wide_fixtures[label] = fixturedef
         try:
             return (yield)
         finally:
@@ -513,11 +517,29 @@ class LeakChecker:
         # gc.collect() (a cycle's resources are closed now, and their ResourceWarnings come
         # during this test, not a later one) and the grace period for what is winding down.
         leaks = check(grace=0.0, collect=False)
+        if leaks and self._hand_over_held(item.nodeid):
+            leaks = check(grace=0.0, collect=False)
         if leaks:
             leaks = check(grace=self.grace, collect=self.collect)
         fresh = [leak for leak in leaks if _key(leak) not in self.reported]
         self.reported.update(_key(leak) for leak in fresh)
         return fresh
+
+    def _hand_over_held(self, nodeid: str) -> int:
+        """What the test acquired and a wider-scoped fixture's value still holds is the fixture's.
+
+        A session-scoped client that connects on first use opens its socket in the first
+        test that uses it; the fixture closes it at its teardown. Returns how many moved.
+        """
+        assert self.tracker is not None
+        holders = {}
+        for label, fixturedef in list(self.wide_fixtures.items()):
+            cached = fixturedef.cached_result
+            if cached is None:  # torn down
+                del self.wide_fixtures[label]
+            elif cached[2] is None:  # set up without an error: its value is the holder
+                holders[label] = cached[0]
+        return self.tracker.hand_over_held(nodeid, holders) if holders else 0
 
     def _render(self, leaks: Sequence[Leak]) -> str:
         assert self.tracker is not None

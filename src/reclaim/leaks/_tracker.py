@@ -15,6 +15,8 @@ import os
 import re
 import threading
 import time
+import types
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -270,6 +272,40 @@ class Tracker:
             files=len(_files.table),
         )
 
+    def hand_over_held(self, context: str, holders: Mapping[str, object]) -> int:
+        """Relabel what was acquired under *context* and is still held by one of *holders*.
+
+        *holders* maps a label to an object that outlives the code labelled *context*:
+        the pytest plugin passes the values of the session-, module- and class-scoped
+        fixtures still set up. A session-scoped client that connects on first use opens
+        its socket during the first test that uses it, yet the socket is the fixture's,
+        closed at its teardown; so what an open resource's holder still references (through
+        instances and containers; classes, modules and functions are not followed) takes the
+        holder's label. Returns how many resources were relabelled.
+        """
+        self._require()
+        targets: dict[int, Any] = {}
+        for rec in list(_records.live.values()):
+            obj = rec()
+            if rec.context == context and rec.state == OPEN and obj is not None and obj is not NO_OBJECT:
+                targets[id(obj)] = rec
+        for ref in list(_files.table):
+            raw = ref()
+            facts = getattr(raw, "_r_facts", None)
+            if raw is not None and facts is not None and facts[3] == context and not raw.closed:
+                targets[id(raw)] = raw
+        moved = 0
+        for label, holder in holders.items():
+            for found in _reachable(holder, targets):
+                held = targets.pop(found)
+                if isinstance(held, Record):
+                    held.context = label
+                else:  # a file's facts: (generation, time, thread, context, ...)
+                    facts = held._r_facts
+                    held._r_facts = (*facts[:3], label, *facts[4:])
+                moved += 1
+        return moved
+
     def leaks(
         self,
         since: Snapshot | None = None,
@@ -398,6 +434,32 @@ def _compile(spec: Ignore) -> Callable[[Leak], bool]:
 def _is_framework(site: Any) -> bool:
     filename = _records.first_filename(site)
     return filename is not None and _sites.is_framework(filename)
+
+
+#: What hand_over_held() looks through no further: code, not data a holder keeps.
+_NOT_FOLLOWED = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType, types.CodeType)
+#: How many objects hand_over_held() looks at from one holder, at most.
+HOLDER_SEARCH = 100_000
+
+
+def _reachable(holder: object, targets: Mapping[int, Any]) -> list[int]:
+    """The ids among *targets* that *holder* references, directly or through its data."""
+    found = [id(holder)] if id(holder) in targets else []
+    seen = {id(holder)}
+    pending = deque([holder])
+    budget = HOLDER_SEARCH
+    while pending and budget:
+        budget -= 1
+        for ref in gc.get_referents(pending.popleft()):
+            key = id(ref)
+            if key in seen:
+                continue
+            seen.add(key)
+            if key in targets:
+                found.append(key)
+            if not isinstance(ref, _NOT_FOLLOWED):
+                pending.append(ref)
+    return found
 
 
 def _find(window: Snapshot, context: str | None, include_framework: bool, untracked_fds: bool) -> list[Leak]:
