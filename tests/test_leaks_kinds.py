@@ -297,6 +297,29 @@ def test_accepted_socket_dropped_unclosed_keeps_its_ends(leakwatch: Watch) -> No
         client.close()
 
 
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@ignore_gc_warnings
+@pytest.mark.parametrize("how", ["create_connection", "connect_ex"])
+def test_connected_socket_dropped_unclosed_keeps_the_address_it_connected_to(
+    leakwatch: Watch, how: str
+) -> None:
+    # A client's usual leak (a dropped asyncio stream, a redis-py client): the garbage collector
+    # closed it before it was reported, so it read as a bare "AF_INET/SOCK_STREAM (fd 7)".
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        address = server.getsockname()
+        if how == "create_connection":
+            socket.create_connection(address)
+        else:
+            assert socket.socket().connect_ex(address) == 0
+        at = line() - 3 if how == "create_connection" else line() - 1
+        accepted, _ = server.accept()
+        accepted.close()
+        [leak] = [leak for leak in leakwatch.leaks("socket") if leak.site and leak.site.lineno == at]
+        assert leak.state == "collected"
+        assert leak.details["peer"] == "{}:{}".format(*address)
+        assert leak.description.endswith(" -> {}:{} (fd {})".format(*address, leak.details["fd"]))
+
+
 class _Client:
     """A client library's connection object that closes what it holds in ``__del__``, as
     redis-py's ``PubSub`` does: dropped unclosed, the garbage collector closes its resources."""

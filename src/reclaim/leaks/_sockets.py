@@ -38,6 +38,7 @@ _getframe = sys._getframe
 _in_finalizer = _sites.in_finalizer
 _capture = _records.capture
 _live_pop = _records.live.pop
+_live_get = _records.live.get
 _RELEASED = _records.RELEASED
 
 
@@ -49,7 +50,10 @@ def collected(rec: Record, sock: Any) -> None:
     """*sock*, still open, is being closed for the garbage collector: a leak. Its ends are read
     now, while it still has them, for the report."""
     family, type_, fd, known = rec.info
-    rec.info = (family, type_, fd, known or _raw_endpoints(sock))
+    local, peer = _raw_endpoints(sock)
+    if known is not None:  # what was read on accept or kept on connect, where the kernel says no more
+        local, peer = (local if local is not None else known[0]), (peer if peer is not None else known[1])
+    rec.info = (family, type_, fd, (local, peer))
     _records.leak(rec, _records.COLLECTED)
 
 
@@ -198,9 +202,35 @@ def install_socket(patches: Patches, socket: ModuleType) -> None:
                 _adopt_fd(fd, "socket.detach", rec)
         return fd
 
+    def connect_(self: Any, address: Any) -> None:
+        try:
+            connect(self, address)
+        finally:  # in progress (non-blocking) or refused: still where it was going
+            _note_peer(self, address)
+
+    def connect_ex_(self: Any, address: Any) -> int:
+        try:
+            return int(connect_ex(self, address))
+        finally:
+            _note_peer(self, address)
+
+    connect = cls.connect
+    connect_ex = cls.connect_ex
     patches.set(cls, "__init__", __init__)
     patches.set(cls, "_real_close", _real_close)
     patches.set(cls, "detach", detach_)
+    patches.set(cls, "connect", connect_)
+    patches.set(cls, "connect_ex", connect_ex_)
+
+
+def _note_peer(sock: Any, address: Any) -> None:
+    """Keep the address *sock* connects to: one the garbage collector closes has no ends left to
+    read when it is reported (a dropped asyncio stream, a redis-py client). Its local end is not
+    read here (a system call on every connect); one still open is read when reported."""
+    rec = _live_get(id(sock))
+    if rec is not None and rec.kind == "socket":
+        info = rec.info
+        rec.info = (info[0], info[1], info[2], (None, address))
 
 
 def install_selectors(patches: Patches, selectors: ModuleType) -> None:
