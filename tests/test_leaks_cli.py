@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import zipapp
 from pathlib import Path
 from typing import Any
 
@@ -203,6 +204,23 @@ def test_a_failed_open_or_connect_shows_no_frame_of_reclaims_replacements(tmp_pa
     theirs = plain_python("missing.py", cwd=tmp_path)
     assert result.returncode == theirs.returncode == 1
     assert result.stderr.startswith(theirs.stderr), result.stderr
+
+
+def test_a_zip_application_runs_and_a_script_does_not_import_zipfile(tmp_path: Path) -> None:
+    """A .pyz runs as python runs it; telling a script from one imports zipfile only for a zip."""
+    source = tmp_path / "src"
+    write(
+        source / "__main__.py",
+        "import sys\nprint('zipfile' in sys.modules)\nf = open(sys.argv[1], 'w')\n",
+    )
+    zipapp.create_archive(source, tmp_path / "app.pyz")
+    ours = reclaim_run("app.pyz", "out.txt", cwd=tmp_path)
+    assert ours.returncode == 0, ours.stderr
+    assert ours.stdout == plain_python("app.pyz", "out.txt", cwd=tmp_path).stdout
+    assert "leaked 1 resource" in ours.stderr and "out.txt (mode 'w')" in ours.stderr
+    write(tmp_path / "plain.py", "import sys\nprint('zipfile' in sys.modules)\n")
+    assert reclaim_run("plain.py", cwd=tmp_path).stdout == plain_python("plain.py", cwd=tmp_path).stdout
+    assert plain_python("plain.py", cwd=tmp_path).stdout == "False\n"
 
 
 def test_fail_exits_3_when_a_clean_exit_leaked(tmp_path: Path) -> None:

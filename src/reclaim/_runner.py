@@ -31,7 +31,7 @@ import sys
 import threading
 import time
 import types
-import zipfile
+import zipimport
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -100,7 +100,7 @@ class Target:
 
 def _load_script(path: str) -> types.CodeType | str | None:
     """Compile the script as the interpreter would; a str is an error message, None: use runpy."""
-    if os.path.isdir(path) or (os.path.isfile(path) and zipfile.is_zipfile(path)):
+    if os.path.isdir(path):
         return None
     full = os.path.abspath(path)
     try:
@@ -108,7 +108,19 @@ def _load_script(path: str) -> types.CodeType | str | None:
             source = f.read()
     except OSError as exc:
         return f"reclaim run: can't open file {full!r}: [Errno {exc.errno}] {exc.strerror}"
+    if _is_zip(full):  # a zip application: runpy runs it as python does
+        return None
     return compile(source, full, "exec", dont_inherit=True)
+
+
+def _is_zip(path: str) -> bool:
+    """Whether *path* is a zip, asked of the importer python itself runs zip applications with
+    (loaded at start-up: importing zipfile would cost 10 ms, and the program would see it)."""
+    try:
+        zipimport.zipimporter(path)
+    except zipimport.ZipImportError:
+        return False
+    return True
 
 
 def _exec_script(path: str, code: types.CodeType) -> None:
