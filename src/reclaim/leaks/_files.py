@@ -378,33 +378,30 @@ def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
     details: Details
     if type(name) is PipeEnd:
         details = {"path": None, "mode": mode, "pipe": name.stream, "pid": name.pid}
-        if obj is not None:
-            try:
-                details["fd"] = obj.fileno()
-            except (OSError, ValueError):
-                pass
+        _add_fd(details, obj)
         return f"{name.stream} pipe of subprocess pid {name.pid} (mode {mode!r})", details
     if type(name) is tuple:
         # A file with no path (``tempfile.TemporaryFile``): ``(maker, directory)``, set by
         # _tempfiles in place of the directory or descriptor that open() was given.
         maker, directory = name
         details = {"path": None, "directory": directory, "mode": mode}
-        if obj is not None:
-            try:
-                details["fd"] = obj.fileno()
-            except (OSError, ValueError):
-                pass
+        _add_fd(details, obj)
         return f"unnamed {maker} in {directory} (mode {mode!r})", details
     details = {"path": name if isinstance(name, str) else None, "mode": mode}
     if isinstance(name, int):
         details["fd"] = name
+    _add_fd(details, obj)
+    label = f"fd {name}" if isinstance(name, int) else name
+    return f"{label} (mode {mode!r})", details
+
+
+def _add_fd(details: Details, obj: Any) -> None:
+    """The descriptor of *obj* (a file still open) in *details*, when it has one."""
     if obj is not None:
         try:
             details["fd"] = obj.fileno()
         except (OSError, ValueError):
             pass
-    label = f"fd {name}" if isinstance(name, int) else name
-    return f"{label} (mode {mode!r})", details
 
 
 def _fds(obj: Any, rec: Record) -> tuple[int, ...]:
