@@ -45,6 +45,7 @@ _IDLE: Final = pq.TransactionStatus.IDLE
 _OPEN: Final = (pq.TransactionStatus.INTRANS, pq.TransactionStatus.INERROR)
 _IN_FLIGHT: Final = (pq.TransactionStatus.ACTIVE, pq.TransactionStatus.UNKNOWN)
 _BAD: Final = pq.ConnStatus.BAD
+_COMMAND_OK: Final = pq.ExecStatus.COMMAND_OK
 _monotonic = time.monotonic
 _READ: Final = 1
 _WRITE: Final = 2
@@ -116,6 +117,49 @@ def _broken(conn: Any) -> bool:
     return bool(pgconn.status == _BAD or pgconn.transaction_status in _IN_FLIGHT)
 
 
+def _lean_queue(conn: Any) -> str | None:
+    """Where psycopg queues its prepared-statement upkeep (``_to_flush`` from 3.2,
+    ``_maint_commands`` in 3.1), when the connection has every attribute :func:`_rollback`
+    reads; None (always ``conn.rollback()``) for a psycopg laid out otherwise."""
+    prepared = getattr(conn, "_prepared", None)
+    needed: list[tuple[object, str]] = [(conn, "_num_transactions"), (conn, "_tpc"), (conn, "_pipeline")]
+    needed += [(prepared, "_names"), (prepared, "_counts")]
+    if not all(hasattr(owner, name) for owner, name in needed):
+        return None
+    return next((name for name in ("_to_flush", "_maint_commands") if hasattr(prepared, name)), None)
+
+
+def _rollback(conn: Any) -> None:
+    """``conn.rollback()`` of an open or failed transaction, in one libpq call when that is all it does.
+
+    psycopg's ``rollback()`` drives ``ROLLBACK`` through its generators and waiting loop,
+    about 28 k client instructions on top of the round trip, then forgets the statements
+    it prepared. With no statement prepared or queued for deallocation, no ``transaction()``
+    block, no two-phase transaction and no pipeline, all it does is the round trip and
+    clearing its usage counts: done here with ``PQexec`` (the GIL released while it waits,
+    the reset's watchdog bounding it) under the connection's lock. Otherwise, or with a
+    psycopg whose attributes differ (:func:`_lean_queue`), psycopg's own ``rollback()``.
+    """
+    queue = conn.__dict__.get("_reclaim_lean")
+    if queue is not None:
+        prepared = conn._prepared
+        if not (
+            conn._num_transactions
+            or conn._tpc
+            or conn._pipeline
+            or prepared._names
+            or getattr(prepared, queue)
+        ):
+            with conn.lock:
+                result = conn.pgconn.exec_(b"ROLLBACK")
+                prepared._counts.clear()
+            if result.status != _COMMAND_OK:
+                message = (result.error_message or b"").decode("utf-8", "replace").strip()
+                raise psycopg.OperationalError(f"ROLLBACK failed: {message}")
+            return
+    conn.rollback()
+
+
 def _options_reader(conn: Any) -> Callable[[Any], tuple[Any, ...]]:
     """How to read a connection's options cheaply: the attributes behind psycopg's properties
     when they hold the same values (psycopg 3.0 to 3.3 do), else the properties themselves."""
@@ -150,6 +194,8 @@ class _Base(NetworkAdapter):
         conn._reclaim_poll = _poller(fd)
         conn._reclaim_guard = Guard(conn, fd, self.reset_timeout)
         conn._reclaim_used = _monotonic()
+        if not isinstance(conn, psycopg.AsyncConnection):
+            conn._reclaim_lean = _lean_queue(conn)
 
     def _guard(self, conn: Any) -> Guard:
         """What bounds the connection's reset round trips (see _watchdog)."""
@@ -238,7 +284,7 @@ class PsycopgAdapter(_Base):
             if status not in _OPEN:  # closed, lost or mid-query
                 return False
             with self._guard(conn):
-                conn.rollback()
+                _rollback(conn)
         if _changed(conn):
             for name, value in self._dirty_options(conn):
                 setattr(conn, name, value)
