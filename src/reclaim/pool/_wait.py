@@ -27,16 +27,17 @@ class ThreadWaiter:
     """A Waiter (see _core) woken by releasing its lock; ``result`` is what it was given.
 
     No Python ``__init__`` (one object per contended acquire): the pool makes it with
-    ``result`` None, ``since``, ``misses`` and ``lock`` already acquired; ``handed`` is
-    set with ``result``.
+    ``result`` None, ``since``, ``misses``, ``timed`` and ``lock`` already acquired;
+    ``handed`` is set with ``result``.
     """
 
-    __slots__ = ("handed", "lock", "misses", "result", "since")
+    __slots__ = ("handed", "lock", "misses", "result", "since", "timed")
     result: Any
     since: float
     misses: int
     lock: threading.Lock
     handed: float
+    timed: bool  # wakes by itself at handoff_after to collect an object kept idle meanwhile
 
     def deliver(self, result: Any) -> bool:
         self.result = result
@@ -48,9 +49,10 @@ class ThreadWaiter:
 def wait(pool: Pool[Any], waiter: ThreadWaiter, deadline: float) -> None:
     """Sleep until something is delivered to *waiter*; raises PoolTimeout at *deadline*.
 
-    A waiter younger than ``handoff_after`` may be overtaken (the releasing thread
-    keeps its object: no thread switch); it wakes once at that age to collect an
-    object left idle meanwhile, and from then on every release hands off to it.
+    A timed waiter (the pool's holds are short) younger than ``handoff_after`` may be
+    overtaken (the releasing thread keeps its object: no thread switch); it wakes once
+    at that age to collect an object left idle meanwhile, and from then on every release
+    hands off to it. An untimed one sleeps until it is handed an object or the deadline.
     """
     lock = pool._lock
     patience = pool._patience
@@ -58,7 +60,7 @@ def wait(pool: Pool[Any], waiter: ThreadWaiter, deadline: float) -> None:
         now = _monotonic()
         remaining = deadline - now
         nap = remaining
-        if patience and (young := waiter.since + patience - now) > 0:
+        if waiter.timed and (young := waiter.since + patience - now) > 0:
             nap = min(remaining, young)
         if waiter.lock.acquire(timeout=max(nap, 0.0)):
             return
