@@ -8,18 +8,17 @@ The public names live here; the modules behind them are private unless their
 name says otherwise (``reclaim.leaks``, ``reclaim.db``, ``reclaim.files``,
 ``reclaim.net``).
 
-``import reclaim`` loads only the errors, ``Scope`` and ``@resource``: it runs
-at the start of every ``reclaim run`` and ``pytest --reclaim``, so it must stay
-cheap. The pools (which import asyncio), sockets, files and the leak tracker are
-imported on first use of one of their names (PEP 562 ``__getattr__``); type
-checkers see them through the ``TYPE_CHECKING`` imports below.
+``import reclaim`` loads only the errors (and not ``typing``): pytest imports this
+package in every session through the plugin's entry point, and ``reclaim run`` at
+its start, so it must stay cheap. Everything else (``Scope``, ``@resource``, the
+pools, which import asyncio, sockets, files and the leak tracker) is imported on
+first use of one of its names (PEP 562 ``__getattr__``); type checkers see them
+through the ``TYPE_CHECKING`` imports below.
 
 PYTEST_DONT_REWRITE: pytest marks a plugin's package for assertion rewriting and warns
 when it was imported first, as ``reclaim run -m pytest`` does; reclaim has no asserts
 for pytest to rewrite, and this marker (pytest's own) says so.
 """
-
-from typing import TYPE_CHECKING
 
 from ._version import __version__
 from .errors import (
@@ -34,8 +33,8 @@ from .errors import (
     ReclaimError,
     ResourceClosed,
 )
-from .resource import resource
-from .scope import AsyncScope, Held, Scope, ScopeStatistics, cleanup_errors
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 
 if TYPE_CHECKING:
     from . import db as db
@@ -43,10 +42,12 @@ if TYPE_CHECKING:
     from . import leaks as leaks
     from . import net as net
     from . import pool as pool
+    from ._resource import resource
     from .files import atomic_write, locked, temp_dir, temp_file
     from .leaks import no_leaks
     from .net import SocketPool, connect, is_alive
     from .pool import AsyncLease, AsyncPool, Lease, Pool, PoolStatistics
+    from .scope import AsyncScope, Held, Scope, ScopeStatistics, cleanup_errors
 
 __all__ = [
     "AsyncLease",
@@ -83,6 +84,12 @@ __all__ = [
 
 # Public name -> the module that defines it, imported when the name is first used.
 _LAZY = {
+    "AsyncScope": "scope",
+    "Held": "scope",
+    "Scope": "scope",
+    "ScopeStatistics": "scope",
+    "cleanup_errors": "scope",
+    "resource": "_resource",
     "AsyncLease": "pool",
     "AsyncPool": "pool",
     "Lease": "pool",

@@ -11,10 +11,12 @@ something outside failed (a server went away, a child died).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Self
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see __init__)
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Self
+
     from .leaks import Leak, Report
 
 __all__ = [
