@@ -899,6 +899,30 @@ def test_thread_pool_executor_and_pipe_left_open_are_one_entry_each(tmp_path: Pa
     problem = "not closed: the read end (first) open (close() it), the write end (second) closed"
     assert pipe == f"multiprocessing.Pipe() connection pair {problem}"
     assert "leaked 2 resources (1 thread, 1 multiprocessing)" in result.stderr
+    assert f"\nmultiprocessing.Pipe() connection pair {problem}\n" in result.stderr  # the kind once
+
+
+PIPE_DROPPED = """\
+import multiprocessing as mp
+
+def talk():
+    a, b = mp.Pipe()  # PIPE
+    a.send("hi")
+    print(b.recv())
+    a.close()
+
+talk()
+"""
+
+
+def test_pipe_end_the_collector_closed_is_said_once(tmp_path: Path) -> None:
+    """The pair's text says which end the garbage collector closed; no second note repeats it."""
+    write(tmp_path / "pipe_dropped.py", PIPE_DROPPED)
+    result = reclaim_run("pipe_dropped.py", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    text = "multiprocessing.Pipe() connection pair not closed: the second end closed by the garbage collector"
+    assert f"\n{text}, the first end closed\n" in result.stderr, result.stderr
+    assert result.stderr.count("garbage collector") == 2, result.stderr  # and the legend's line
 
 
 SHUTDOWN_HOOK = """\

@@ -172,7 +172,7 @@ class _Pipe:
     def problem(self) -> str:
         states = [self.state(index) for index in (0, 1)]
         parts = []
-        for state, what in (("open", "open (close() {})"), ("collected", "left to the garbage collector")):
+        for state, what in (("open", "open (close() {})"), ("collected", "closed by the garbage collector")):
             which = [index for index in (0, 1) if states[index] == state]
             if len(which) == 2:
                 parts.append("both ends " + what.format("each"))

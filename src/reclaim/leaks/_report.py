@@ -213,6 +213,8 @@ class Report:
             if index:
                 console.print()
             state = _STATES.get((leak.kind, leak.state)) or _STATES.get(leak.state, leak.state)
+            if "garbage collector" in leak.description:
+                state = ""  # the description says what the collector did (a Pipe's ends)
             state = f" [yellow]({escape(state)})[/]" if state else ""
             others = list(
                 dict.fromkeys(
@@ -225,7 +227,13 @@ class Report:
                 times = f" [bold]x {len(group)}[/] (all alike but for their time)"
             else:
                 times = f" [bold]x {len(group)}[/] (from the same line)"
-            console.print(f"[bold red]{escape(leak.kind)}[/] {escape(leak.description)}{state}{times}")
+            kind, description = leak.kind, leak.description
+            if description.startswith(f"{kind}."):
+                # "multiprocessing.Pool not closed", not "multiprocessing multiprocessing.Pool ...".
+                description = description[len(kind) :]
+            else:
+                kind += " "
+            console.print(f"[bold red]{escape(kind)}[/]{escape(description)}{state}{times}")
             if others:
                 shown = "; ".join(others[:_OTHERS_SHOWN])
                 more = len(others) - _OTHERS_SHOWN
