@@ -1144,3 +1144,35 @@ def test_a_grace_below_zero_or_nan_is_a_usage_error(tmp_path: Path, grace: str) 
     assert result.returncode == 2, result.stderr
     assert "argument --grace: must be >= 0" in result.stderr
     assert "ran" not in result.stdout
+
+
+PROCESS_WIDE_MACHINERY = """\
+    import sys
+    from joblib import Parallel, delayed
+    from tqdm import tqdm
+
+    def square(x):
+        return x * x
+
+    if __name__ == "__main__":
+        for _ in tqdm(range(3), file=sys.stdout):  # starts tqdm's monitor thread
+            pass
+        with Parallel(n_jobs=2) as parallel:  # starts loky's reusable executor
+            print(sum(parallel(delayed(square)(i) for i in range(10))))
+        log = open("work.log", "w")  # LEAK
+"""
+
+
+def test_libraries_process_wide_machinery_is_theirs_not_the_programs(tmp_path: Path) -> None:
+    """tqdm's monitor thread and joblib's reusable loky executor (its workers, manager thread,
+    queues, pipes, resource tracker) live for the whole process on purpose and are shut down at
+    exit by their library: correct code using them leaks nothing; the program's own file does."""
+    pytest.importorskip("tqdm")
+    pytest.importorskip("joblib")
+    write(tmp_path / "machinery.py", PROCESS_WIDE_MACHINERY)
+    result = reclaim_run("--json", "leaks.json", "machinery.py", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.endswith("285\n"), result.stdout
+    leaks = json.loads((tmp_path / "leaks.json").read_text())["leaks"]
+    found = [(leak["kind"], leak["frames"][0]["line"]) for leak in leaks]
+    assert found == [("file", marked(PROCESS_WIDE_MACHINERY, "LEAK"))], result.stderr

@@ -40,6 +40,7 @@ __all__ = [
     "capture",
     "capture_flat",
     "capture_from",
+    "first_code",
     "first_filename",
     "first_user_frame",
     "format_site",
@@ -47,6 +48,7 @@ __all__ = [
     "handed_over_site",
     "in_owned",
     "is_framework",
+    "is_owned",
     "is_program",
     "line_at",
     "mark_framework",
@@ -349,13 +351,15 @@ def _walk(frame: FrameType | None) -> tuple[FrameType | None, FrameType | None]:
         framework = cache.get(filename)
         if framework is None:
             framework = is_framework(filename)
-        if not framework:
-            return frame, None
         if filename in owned_files:
             if id(code) in _owned:
-                return first, None
+                # The library's own: a standard-library site starts at the innermost frame,
+                # an installed library's at its owned function (see is_owned).
+                return (first if framework else frame), None
             if id(code) in _handoffs:
                 return frame, None  # capture_flat/capture_from take the site it carries
+        if not framework:
+            return frame, None
         if code is task_root and _started_by_user(frame, 1):
             return first, frame
         last = frame
@@ -490,6 +494,20 @@ def resolve(raw: Any) -> Site:
         return tuple(raw)
     codes = raw[0::2]
     return tuple(zip(codes, map(line_at, codes, raw[1::2]), strict=True))
+
+
+def is_owned(code: CodeType) -> bool:
+    """Whether *code* was marked by :func:`mark_owned` (a site starting there is a library's own)."""
+    return id(code) in _owned and _owned[id(code)] is code
+
+
+def first_code(raw: Any) -> CodeType | None:
+    """The code of the innermost captured frame, or None for an empty site."""
+    if not raw:
+        return None
+    first = raw[0]
+    code: CodeType = first[0] if type(first) is tuple else first
+    return code
 
 
 def first_filename(raw: Any) -> str | None:

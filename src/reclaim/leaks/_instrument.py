@@ -54,9 +54,14 @@ def install(patches: Patches) -> None:
         ("multiprocessing.shared_memory", _sharedmemory.install),
         ("concurrent.futures.process", _multiprocessing.install_executor),
         ("concurrent.futures.thread", _threads.install_executor),
-        ("trio._core._thread_cache", _threads.install_trio),
         ("anyio._backends._asyncio", _tasks.install_anyio),
         *((name, _multiprocessing.install_owned) for name in _multiprocessing.OWNED),
+        *(
+            (f"{package}.{module}", _multiprocessing.install_owned_package)
+            for package in _multiprocessing.OWNED_PACKAGES
+            for module in _multiprocessing.OWNED_PACKAGE_MODULES
+        ),
+        *((name, _threads.install_process_wide) for name in _threads.PROCESS_WIDE),
     ):
         _imports.when_imported(name, partial(installer, patches))
 

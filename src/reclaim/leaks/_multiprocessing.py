@@ -49,7 +49,7 @@ from __future__ import annotations
 import sys
 import weakref
 from collections.abc import Callable
-from types import ModuleType
+from types import FunctionType, ModuleType
 from typing import Any
 
 from . import _records
@@ -62,6 +62,7 @@ __all__ = [
     "install_executor",
     "install_managers",
     "install_owned",
+    "install_owned_package",
     "install_pipe",
     "install_pool",
     "install_process",
@@ -76,7 +77,17 @@ OWNED = {
     "multiprocessing.resource_tracker": ("ResourceTracker",),
     "multiprocessing.forkserver": ("ForkServer",),
     "multiprocessing.heap": ("Heap", "Arena"),
+    # joblib's memmapping folders (removed at exit or by the resource tracker).
+    "joblib._memmapping_reducer": ("TemporaryResourcesManager",),
 }
+#: Packages that are a process-wide worker pool as a whole: loky (joblib's default backend,
+#: also vendored as joblib.externals.loky) keeps one reusable executor per process, with its
+#: workers, manager thread, queues, pipes and resource tracker, and shuts it down at exit.
+#: Every function and class of theirs is owned: nothing they acquire is the program's.
+OWNED_PACKAGES = ("loky", "joblib.externals.loky")
+#: Their modules whose import owns what the package has loaded by then (the package imports
+#: the first; the others load later, on first use).
+OWNED_PACKAGE_MODULES = ("reusable_executor", "backend.resource_tracker", "backend.popen_loky_posix")
 
 
 # -- the multiprocessing kind: pools, queues, managers ----------------------------------------
@@ -351,3 +362,16 @@ def install_process(patches: Patches, module: ModuleType) -> None:
 def install_owned(patches: Patches, module: ModuleType) -> None:
     """Own the process-wide machinery *module* keeps for multiprocessing (see :data:`OWNED`)."""
     own(*(getattr(module, name) for name in OWNED[module.__name__] if hasattr(module, name)))
+
+
+def install_owned_package(patches: Patches, module: ModuleType) -> None:
+    """Own every function and class of the loaded modules of *module*'s package (see
+    :data:`OWNED_PACKAGES`)."""
+    package = next(p for p in OWNED_PACKAGES if module.__name__.startswith(f"{p}."))
+    for name, loaded in list(sys.modules.items()):
+        if loaded is not None and (name == package or name.startswith(f"{package}.")):
+            own(*(value for value in vars(loaded).values() if _defined_in(value, name)))
+
+
+def _defined_in(value: object, module: str) -> bool:
+    return isinstance(value, (type, FunctionType)) and getattr(value, "__module__", None) == module

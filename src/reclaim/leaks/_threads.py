@@ -109,10 +109,19 @@ def install(patches: Patches) -> None:
     patches.set(threading.Thread, "start", start_)
 
 
-def install_trio(patches: Patches, module: ModuleType) -> None:
-    """trio's thread cache keeps idle workers process-wide (each ends ~10 s after its last job):
-    they are trio's, not the program's that first called ``trio.to_thread.run_sync``."""
-    plumbing(module, "WorkerThread.__init__")
+#: Threads libraries keep for the whole process, by the module and function that start them:
+#: theirs, not the program's whose call happened to start them first.
+PROCESS_WIDE = {
+    # trio's thread cache: idle workers end ~10 s after their last job.
+    "trio._core._thread_cache": ("WorkerThread.__init__",),
+    # tqdm's monitor: started with the first bar, stopped only by tqdm's atexit handler.
+    "tqdm._monitor": ("TMonitor.__init__",),
+}
+
+
+def install_process_wide(patches: Patches, module: ModuleType) -> None:
+    """The threads *module* starts from its :data:`PROCESS_WIDE` functions are never recorded."""
+    plumbing(module, *PROCESS_WIDE[module.__name__])
 
 
 def install_executor(patches: Patches, module: ModuleType) -> None:

@@ -432,8 +432,9 @@ def _compile(spec: Ignore) -> Callable[[Leak], bool]:
 
 
 def _is_framework(site: Any) -> bool:
-    filename = _records.first_filename(site)
-    return filename is not None and _sites.is_framework(filename)
+    """Acquired by framework code, or by a library's owned machinery (joblib's loky)."""
+    code = _sites.first_code(site)
+    return code is not None and (_sites.is_framework(code.co_filename) or _sites.is_owned(code))
 
 
 #: What hand_over_held() looks through no further: code, not data a holder keeps.
