@@ -798,3 +798,30 @@ def test_a_modules_reclaim_allow_covers_its_module_scoped_fixtures(pytester: pyt
     result = run(pytester, "-o", "reclaim_grace=0")
     late = result.stdout.str().split("leaks found after their test ended")[-1]
     assert "test_not_allowed.py" in late and "test_allowed.py" not in late, result.stdout.str()
+
+
+def test_a_collected_cycles_resource_warning_stays_with_the_leaking_test(pytester: pytest.Pytester) -> None:
+    """The check's gc.collect() closes a socket held in a reference cycle; its ResourceWarning
+    (an error under filterwarnings = error) is reported with the test that leaked it, never at
+    the next test's setup."""
+    pytester.makeini("[pytest]\nfilterwarnings = error\n")
+    pytester.makepyfile(
+        test_cycle="""
+        import socket
+
+        class Holder:
+            def __init__(self):
+                self.me = self
+                self.sock = socket.socket()
+
+        def test_cycle_leak():
+            Holder()
+
+        def test_next():
+            pass
+        """
+    )
+    result = run(pytester)
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(["ERROR test_cycle.py::test_cycle_leak - *"])
+    assert "test_next - " not in result.stdout.str()

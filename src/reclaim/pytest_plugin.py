@@ -202,6 +202,21 @@ def _allow_rules(item: pytest.Item | pytest.Collector) -> list[_Allow]:
     return rules
 
 
+def _collect_unraisable(config: pytest.Config) -> None:
+    """Report with this test what the check's ``gc.collect()`` made unraisable (ResourceWarnings).
+
+    pytest 8.4+ gathers unraisable exceptions in a queue and reports them from its own
+    ``trylast`` hooks, which run before this plugin's: left alone, they would surface at the
+    next test's setup, an error there under ``filterwarnings = error``. Earlier pytests
+    catch them around the whole phase, this check included.
+    """
+    try:
+        from _pytest.unraisableexception import collect_unraisable
+    except ImportError:
+        return
+    collect_unraisable(config)
+
+
 @dataclass(frozen=True)
 class LeakCheckerStatistics:
     """What the plugin checked in this process.
@@ -465,6 +480,7 @@ class LeakChecker:
         # check, so a ResourceWarning the GC raises here is still reported with this test.
         if self.tracker is not None:
             item.stash[_STASH_LEAKS] = self._test_leaks(item)
+            _collect_unraisable(item.config)
 
     @pytest.hookimpl(specname="pytest_runtest_teardown", wrapper=True, tryfirst=True)
     def pytest_runtest_teardown_fail_on_leaks(self, item: pytest.Item) -> Generator[None, object, object]:
