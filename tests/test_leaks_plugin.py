@@ -825,3 +825,55 @@ def test_a_collected_cycles_resource_warning_stays_with_the_leaking_test(pyteste
     result.assert_outcomes(passed=2, errors=1)
     result.stdout.fnmatch_lines(["ERROR test_cycle.py::test_cycle_leak - *"])
     assert "test_next - " not in result.stdout.str()
+
+
+def test_what_a_module_level_object_keeps_is_not_blamed_on_the_test_that_opened_it(
+    pytester: pytest.Pytester,
+) -> None:
+    """An app's engine made at import keeps the connection its first user opened: the tests
+    pass, and the connection, never closed, is reported at the end as that object's. What a
+    test stores in a module-level list, or as a module global itself, is still the test's."""
+    pytester.makepyfile(
+        store="""
+        import sqlite3
+
+        class Store:
+            def __init__(self):
+                self.conn = None
+
+            def count(self):
+                if self.conn is None:  # connects on first use, keeps it
+                    self.conn = sqlite3.connect(":memory:")
+                return self.conn.execute("select 0").fetchone()[0]
+
+        store = Store()
+        KEPT = []
+        """,
+        test_store="""
+        import store
+
+        def test_first():
+            assert store.store.count() == 0
+
+        def test_second():
+            assert store.store.count() == 0
+
+        def test_keeps_in_a_list(tmp_path):
+            store.KEPT.append(open(tmp_path / "a", "w"))
+
+        def test_keeps_as_a_global(tmp_path):
+            store.LOG = open(tmp_path / "b", "w")
+        """,
+    )
+    result = run(pytester, "-p", "no:randomly")
+    result.assert_outcomes(passed=4, errors=2)
+    out = result.stdout.str()
+    assert "ERROR at teardown of test_first" not in out
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at teardown of test_keeps_in_a_list*",
+            "*ERROR at teardown of test_keeps_as_a_global*",
+            "held by module global store.store (kept from test_store.py::test_first):",
+            "sqlite3 :memory:*",
+        ]
+    )

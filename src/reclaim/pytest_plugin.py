@@ -39,13 +39,17 @@ arguments every leak of the test is allowed.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
+import io
 import itertools
 import json
 import os
 import re
+import sys
 import time
+import types
 from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -200,6 +204,49 @@ def _allow_rules(item: pytest.Item | pytest.Collector) -> list[_Allow]:
             ) from None
         rules.append(_Allow(kinds, pattern))
     return rules
+
+
+#: Module-level values that hold nothing for the program: code, plain containers and scalars
+#: (a test that appends what it leaks to a module's list leaked it all the same), and files
+#: (a file a test stores as a module global is its leak, not something a holder keeps).
+_NOT_HOLDERS = (
+    io.IOBase,
+    type,
+    types.ModuleType,
+    types.FunctionType,
+    types.BuiltinFunctionType,
+    list,
+    dict,
+    set,
+    frozenset,
+    tuple,
+    collections.deque,
+    str,
+    bytes,
+    int,
+    float,
+    type(None),
+)
+
+
+#: The label of what a module-level object of the program holds (see _module_holders).
+MODULE_GLOBAL = "module global "
+
+
+def _module_holders(nodeid: str) -> dict[str, object]:
+    """``"module global mod.name (kept from <nodeid>)"`` -> value, for the objects the program's
+    own modules keep."""
+    from . import _sites
+
+    holders: dict[str, object] = {}
+    for module in list(sys.modules.values()):
+        filename = getattr(module, "__file__", None)
+        if not isinstance(filename, str) or not _sites.is_program(filename):
+            continue
+        for name, value in list(vars(module).items()):
+            if not name.startswith("__") and not isinstance(value, _NOT_HOLDERS):
+                holders[f"{MODULE_GLOBAL}{module.__name__}.{name} (kept from {nodeid})"] = value
+    return holders
 
 
 def _collect_unraisable(config: pytest.Config) -> None:
@@ -392,11 +439,13 @@ class LeakChecker:
             return
         terminalreporter.section("reclaim: leaks found after their test ended", red=True)
         for who, text in self.late:
-            terminalreporter.write_line(f"acquired by {who}:", bold=True)
+            verb = "held by" if who.startswith(MODULE_GLOBAL) else "acquired by"
+            terminalreporter.write_line(f"{verb} {who}:", bold=True)
             terminalreporter.write_line(text)
         terminalreporter.write_line(
             f"{_plural(self.late_count, 'resource')} leaked; each is blamed on the test "
-            "(or fixture) that acquired it, not on the test running when it was found."
+            "(or fixture) that acquired it, or the module-level object keeping it, not on the "
+            "test running when it was found."
         )
         # Counted in the last line ("3 passed, 1 leaked"), so a red exit status is explained.
         terminalreporter.stats.setdefault("leaked", []).extend(_LateLeak(who) for who, _ in self.late)
@@ -407,8 +456,10 @@ class LeakChecker:
         by_context: dict[str, list[Leak]] = {}
         for leak in leaks:
             context = leak.context
-            if context is None or context not in self.contexts or _key(leak) in self.reported:
-                continue  # another (nested or outer) session's, or already reported with its test
+            if context is None or _key(leak) in self.reported:
+                continue  # already reported with its test
+            if context not in self.contexts and not context.startswith(MODULE_GLOBAL):
+                continue  # another (nested or outer) session's
             rules = self.allow.get(context) or self.fixture_allow.get(context, [])
             if any(rule.allows(leak) for rule in rules):
                 continue
@@ -542,10 +593,14 @@ class LeakChecker:
         return fresh
 
     def _hand_over_held(self, nodeid: str) -> int:
-        """What the test acquired and a wider-scoped fixture's value still holds is the fixture's.
+        """What the test acquired and a wider-scoped fixture's value, or an object the
+        program keeps at module level, still holds is the fixture's, or that module's.
 
         A session-scoped client that connects on first use opens its socket in the first
-        test that uses it; the fixture closes it at its teardown. Returns how many moved.
+        test that uses it; the fixture closes it at its teardown. An app's engine or HTTP
+        session made at import keeps the connection its first user opened: not a leak of
+        that test (at the end of the session, one never closed is reported as the module's).
+        Returns how many moved.
         """
         assert self.tracker is not None
         holders = {}
@@ -555,7 +610,7 @@ class LeakChecker:
                 del self.wide_fixtures[label]
             elif cached[2] is None:  # set up without an error: its value is the holder
                 holders[label] = cached[0]
-        return self.tracker.hand_over_held(nodeid, holders) if holders else 0
+        return self.tracker.hand_over_held(nodeid, holders, _module_holders(nodeid))
 
     def _render(self, leaks: Sequence[Leak]) -> str:
         assert self.tracker is not None

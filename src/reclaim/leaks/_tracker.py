@@ -272,7 +272,9 @@ class Tracker:
             files=len(_files.table),
         )
 
-    def hand_over_held(self, context: str, holders: Mapping[str, object]) -> int:
+    def hand_over_held(
+        self, context: str, holders: Mapping[str, object], module_holders: Mapping[str, object] = {}
+    ) -> int:
         """Relabel what was acquired under *context* and is still held by one of *holders*.
 
         *holders* maps a label to an object that outlives the code labelled *context*:
@@ -281,7 +283,11 @@ class Tracker:
         its socket during the first test that uses it, yet the socket is the fixture's,
         closed at its teardown; so what an open resource's holder still references (through
         instances and containers; classes, modules and functions are not followed) takes the
-        holder's label. Returns how many resources were relabelled.
+        holder's label. *module_holders* are looked through after them, the same way but for
+        themselves: objects the program keeps at module level (an engine made at import), of
+        which a resource the code under *context* stored there itself is not one. The first
+        holder to reach a resource takes it; the search looks at HOLDER_SEARCH objects in
+        all. Returns how many resources were relabelled.
         """
         self._require()
         targets: dict[int, Any] = {}
@@ -295,8 +301,13 @@ class Tracker:
             if raw is not None and facts is not None and facts[3] == context and not raw.closed:
                 targets[id(raw)] = raw
         moved = 0
-        for label, holder in holders.items():
-            for found in _reachable(holder, targets):
+        search = _Search(targets)
+        roots = [(label, holder, True) for label, holder in holders.items()]
+        roots += [(label, holder, False) for label, holder in module_holders.items()]
+        for label, holder, itself in roots:
+            if not targets or not search.budget:
+                break
+            for found in search.reachable(holder, itself):
                 held = targets.pop(found)
                 if isinstance(held, Record):
                     held.context = label
@@ -439,28 +450,40 @@ def _is_framework(site: Any) -> bool:
 
 #: What hand_over_held() looks through no further: code, not data a holder keeps.
 _NOT_FOLLOWED = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType, types.CodeType)
-#: How many objects hand_over_held() looks at from one holder, at most.
+#: How many objects hand_over_held() looks at, from all its holders together, at most.
 HOLDER_SEARCH = 100_000
 
 
-def _reachable(holder: object, targets: Mapping[int, Any]) -> list[int]:
-    """The ids among *targets* that *holder* references, directly or through its data."""
-    found = [id(holder)] if id(holder) in targets else []
-    seen = {id(holder)}
-    pending = deque([holder])
-    budget = HOLDER_SEARCH
-    while pending and budget:
-        budget -= 1
-        for ref in gc.get_referents(pending.popleft()):
-            key = id(ref)
-            if key in seen:
-                continue
-            seen.add(key)
-            if key in targets:
-                found.append(key)
-            if not isinstance(ref, _NOT_FOLLOWED):
-                pending.append(ref)
-    return found
+class _Search:
+    """Breadth-first searches from holder after holder, sharing what they saw and one budget:
+    what an earlier holder's search went through (and took) is not searched again."""
+
+    def __init__(self, targets: Mapping[int, Any]) -> None:
+        self.targets = targets
+        self.seen: set[int] = set()
+        self.budget = HOLDER_SEARCH
+
+    def reachable(self, holder: object, itself: bool) -> list[int]:
+        """The ids among the targets that *holder* references, directly or through its data
+        (or is, with *itself*)."""
+        targets, seen = self.targets, self.seen
+        if id(holder) in seen:
+            return []
+        seen.add(id(holder))
+        found = [id(holder)] if itself and id(holder) in targets else []
+        pending = deque([holder])
+        while pending and self.budget:
+            self.budget -= 1
+            for ref in gc.get_referents(pending.popleft()):
+                key = id(ref)
+                if key in seen:
+                    continue
+                seen.add(key)
+                if key in targets:
+                    found.append(key)
+                if not isinstance(ref, _NOT_FOLLOWED):
+                    pending.append(ref)
+        return found
 
 
 def _find(window: Snapshot, context: str | None, include_framework: bool, untracked_fds: bool) -> list[Leak]:
