@@ -60,6 +60,38 @@ def test_leaks_from_one_line_that_differ_are_one_block_listing_a_few(
     assert acquired.startswith("  acquired at ") and f"test_leaks_report.py:{at} " in acquired, text
 
 
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_leaks_from_one_line_run_by_several_threads_are_one_block_naming_them(leakwatch: Watch) -> None:
+    """A pool's workers running one leaking line: one block listing the threads, not one per
+    worker (their split changing from run to run)."""
+    import threading
+
+    kept: list[sqlite3.Connection] = []
+    lock = threading.Lock()
+
+    def leak() -> None:
+        connection = sqlite3.connect(":memory:", check_same_thread=False)  # LEAK
+        with lock:
+            kept.append(connection)
+
+    workers = [threading.Thread(target=leak, name=f"worker-{i}") for i in range(5)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    try:
+        text = leakwatch.tracker.report(leakwatch.leaks("sqlite3")).to_text()
+    finally:
+        for connection in kept:
+            connection.close()
+    blocks = text.strip().split("\n\n")
+    assert len(blocks) == 1, text
+    lines = blocks[0].splitlines()
+    assert lines[0] == "sqlite3 :memory: x 5 (all alike but for their time)", text
+    threads = next(text for text in lines if text.startswith("  threads "))
+    assert threads.count("'worker-") == 3 and " and 2 more, " in threads, text
+
+
 def test_a_hypothesis_test_that_leaks_shows_its_own_frames_not_hypothesis(pytester: pytest.Pytester) -> None:
     """hypothesis runs the examples: its frames are plumbing, as pytest's are, and are not shown."""
     pytester.makepyfile(

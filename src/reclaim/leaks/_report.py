@@ -203,10 +203,11 @@ class Report:
             return
         # Leaks of one kind from one line (a loop, or a hypothesis test's examples) are one block
         # saying how many: a hundred blocks hide the others. What differs between them (forty
-        # paths, say) is listed under the first, a few of them, not given a block each.
+        # paths, say, or the pool threads that ran the line) is listed under the first, a few
+        # of them, not given a block each.
         alike: dict[tuple[Any, ...], list[Leak]] = {}
         for leak in self.leaks:
-            key = (leak.kind, leak.state, leak.frames, leak.thread, leak.context, leak.pid)
+            key = (leak.kind, leak.state, leak.frames, leak.context, leak.pid)
             alike.setdefault(key, []).append(leak)
         for index, group in enumerate(alike.values()):
             leak = group[0]
@@ -249,8 +250,13 @@ class Report:
                 # class called directly: io.FileIO, select.epoll, sqlite3.Connection).
                 console.print("  acquired at <unknown>: opened by code reclaim does not hook")
             facts = []
-            if leak.thread:
-                facts.append(f"thread {leak.thread!r}")
+            threads = list(dict.fromkeys(other.thread for other in group if other.thread))
+            if len(threads) == 1:
+                facts.append(f"thread {threads[0]!r}")
+            elif threads:
+                named = ", ".join(repr(name) for name in threads[:_OTHERS_SHOWN])
+                more = len(threads) - _OTHERS_SHOWN
+                facts.append(f"threads {named}" + (f" and {more} more" if more > 0 else ""))
             if leak.context:
                 facts.append(f"during {leak.context}")
             facts.append(f"pid {leak.pid}")
