@@ -1176,3 +1176,25 @@ def test_libraries_process_wide_machinery_is_theirs_not_the_programs(tmp_path: P
     leaks = json.loads((tmp_path / "leaks.json").read_text())["leaks"]
     found = [(leak["kind"], leak["frames"][0]["line"]) for leak in leaks]
     assert found == [("file", marked(PROCESS_WIDE_MACHINERY, "LEAK"))], result.stderr
+
+
+COMPRESSED = """\
+    import bz2, gzip, lzma, tarfile
+
+    kept = []
+    for module in (bz2, gzip, lzma):
+        kept.append(module.open(f"data.{module.__name__}", "wb"))  # LEAK
+    archive = tarfile.open("data.tar", "w")  # TAR
+"""
+
+
+def test_compressed_files_are_tracked_though_their_modules_came_before_the_hook(tmp_path: Path) -> None:
+    """bz2 and tarfile bind open when imported, and the runner's own imports bring them in
+    first: their files are reported at the program's line, not as an anonymous descriptor."""
+    write(tmp_path / "compressed.py", COMPRESSED)
+    result = reclaim_run("--json", "leaks.json", "compressed.py", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    leaks = json.loads((tmp_path / "leaks.json").read_text())["leaks"]
+    found = sorted((leak["kind"], leak["frames"][0]["line"]) for leak in leaks)
+    at, tar = marked(COMPRESSED, "LEAK"), marked(COMPRESSED, "TAR")
+    assert found == [("file", at)] * 3 + [("file", tar)], result.stderr

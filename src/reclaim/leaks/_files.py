@@ -414,7 +414,18 @@ def _fds(obj: Any, rec: Record) -> tuple[int, ...]:
 register(Kind("file", is_open=_is_open, describe=_describe, fds=_fds))
 
 
+#: Standard-library modules that bind ``open`` when imported (``from builtins import open as
+#: _builtin_open``): one imported before the hook (the runner's own imports bring in bz2 with
+#: shutil) keeps the untracked ``open`` unless its name is routed too.
+OPEN_ALIASES = (("bz2", "_builtin_open"), ("tarfile", "bltn_open"), ("tokenize", "_builtin_open"))
+
+
 def install(patches: Patches) -> None:
     """Route ``open``/``io.open`` (and so pathlib, ``os.fdopen``, tempfile) through the tracker."""
+    untracked = builtins.open
     patches.set(builtins, "open", tracked_open)
     patches.set(io, "open", tracked_open)
+    for name, alias in OPEN_ALIASES:
+        module = sys.modules.get(name)
+        if module is not None and getattr(module, alias, None) is untracked:
+            patches.set(module, alias, tracked_open)
