@@ -93,6 +93,65 @@ def test_file_dropped_unclosed_is_reported_as_closed_by_the_gc(
     _collected(leakwatch, "file", at)
 
 
+class _Wrapper:
+    """A library-style wrapper whose __del__ closes the file it opened."""
+
+    def __init__(self, path: Path) -> None:
+        self.file = open(path, "rb")  # noqa: SIM115
+
+    def close(self) -> None:
+        self.file.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@ignore_gc_warnings
+@pytest.mark.parametrize("opener", ["gzip", "zipfile", "wrapper"])
+def test_file_a_dropped_wrapper_closes_from_its_finalizer_is_reported_as_closed_by_the_gc(
+    leakwatch: Watch, tmp_path: Path, opener: str
+) -> None:
+    """A GzipFile (IOBase's finalizer calls its close), a ZipFile (its __del__ does) or any
+    wrapper whose __del__ closes its file: the program never closed it."""
+    import gzip
+    import zipfile
+
+    path = tmp_path / "data"
+    with gzip.open(path, "wb") if opener == "gzip" else zipfile.ZipFile(path, "w") as made:
+        if opener != "gzip":
+            made.writestr("a.txt", "x")  # type: ignore[union-attr]
+    if opener == "gzip":
+        gzip.open(path).read()  # noqa: SIM115
+        at = line() - 1
+    elif opener == "zipfile":
+        zipfile.ZipFile(path).namelist()
+        at = line() - 1
+    else:
+        _Wrapper(path)
+    leak = leakwatch.one("file")
+    assert leak.state == "collected" and leak.closed_by_gc
+    if opener == "wrapper":
+        assert leak.frames[0].lineno == _Wrapper.__init__.__code__.co_firstlineno + 1
+    else:
+        assert_site(leak, at)
+
+
+def test_file_a_wrapper_closes_when_the_program_closes_it_is_not_reported(
+    leakwatch: Watch, tmp_path: Path
+) -> None:
+    import gzip
+
+    path = tmp_path / "data.gz"
+    with gzip.open(path, "wb") as made:
+        made.write(b"x")
+    reader = gzip.open(path)  # noqa: SIM115 - closed by hand: the close under test
+    reader.read()
+    reader.close()
+    _Wrapper(path).close()
+    assert leakwatch.leaks() == []
+
+
 class _Cycle:
     def __init__(self, path: Path) -> None:
         self.me = self

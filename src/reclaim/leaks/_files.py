@@ -59,6 +59,9 @@ __tracebackhide__ = True  # stands in for what it wraps: see _patch
 
 _c_open = io.open
 _getframe = sys._getframe
+#: How many frames a close looks up for a finalizer (ZipFile.__del__ -> close -> _fpclose).
+_CLOSERS = (1, 2, 3)
+_getframe = sys._getframe
 _capture = _records.capture
 _names = _records.names
 _thread_name = _records.thread_name
@@ -127,7 +130,34 @@ def _close(raw: Any) -> None:
         pass
     if raw._finalizing:  # set by IOBase's finalizer just before it closes a file nobody closed
         collected(raw)
+    else:
+        # A wrapper's finalizer (a GzipFile's: IOBase's sets the wrapper's _finalizing and calls
+        # its close) or a library's __del__ (a ZipFile's: close, _fpclose) closing it. Every
+        # close of a tracked file passes here: the program's own (its caller is neither a close
+        # nor a private method) is told apart with one look at the caller's name.
+        caller = _getframe(1)
+        name = caller.f_code.co_name
+        if (name == "close" or name[0] == "_") and _in_finalizer(caller):
+            collected(raw)
     _fileio_close(raw)
+
+
+def _in_finalizer(frame: types.FrameType | None) -> bool:
+    """Whether *frame*, a close or private method closing a file, runs under a finalizer: a
+    ``__del__``, or the ``close`` of a Python io class IOBase's finalizer called (it sets the
+    object's ``_finalizing`` first); looked for up through closes and private methods only."""
+    for _ in _CLOSERS:
+        if frame is None:
+            return False
+        name = frame.f_code.co_name
+        if name == "__del__":
+            return True
+        if name == "close" and getattr(frame.f_locals.get("self"), "_finalizing", False) is True:
+            return True
+        if name != "close" and name[0] != "_":
+            return False
+        frame = frame.f_back
+    return False
 
 
 def _dealloc_warn(source: Any) -> None:
