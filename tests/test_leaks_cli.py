@@ -1198,3 +1198,36 @@ def test_compressed_files_are_tracked_though_their_modules_came_before_the_hook(
     found = sorted((leak["kind"], leak["frames"][0]["line"]) for leak in leaks)
     at, tar = marked(COMPRESSED, "LEAK"), marked(COMPRESSED, "TAR")
     assert found == [("file", at)] * 3 + [("file", tar)], result.stderr
+
+
+TEMPDIRS = """\
+    import os, tempfile
+
+    WORK = tempfile.TemporaryDirectory()  # GLOBAL
+
+    def scratch():
+        t = tempfile.TemporaryDirectory()  # DROPPED
+        return os.path.isdir(t.name)
+
+    with tempfile.TemporaryDirectory() as done:
+        pass
+    print(scratch())
+"""
+
+
+def test_temporary_directories_the_program_never_cleaned_up_are_reported(tmp_path: Path) -> None:
+    """One dropped (the collector runs its finalizer) and one a module global keeps (the
+    finalizer runs at exit, an atexit handler, not the program's cleanup): both leaks;
+    the one in a with-block is not."""
+    write(tmp_path / "tempdirs.py", TEMPDIRS)
+    result = reclaim_run("--json", "leaks.json", "tempdirs.py", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    leaks = json.loads((tmp_path / "leaks.json").read_text())["leaks"]
+    found = sorted((leak["kind"], leak["frames"][0]["line"], leak["state"]) for leak in leaks)
+    assert found == [
+        ("tempdir", marked(TEMPDIRS, "GLOBAL"), "open"),
+        ("tempdir", marked(TEMPDIRS, "DROPPED"), "collected"),
+    ], result.stderr
+    assert "(TemporaryDirectory) (removed by its finalizer ('Implicitly cleaning up'), not the program)" in (
+        result.stderr
+    )

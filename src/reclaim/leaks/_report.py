@@ -275,6 +275,7 @@ _STATES = {
     # asyncio transport's is killed; either way nobody collected its exit status.
     ("subprocess", "collected"): "dropped without a wait: the garbage collector finalized it, "
     "nothing collected the child's exit status",
+    ("tempdir", "collected"): "removed by its finalizer ('Implicitly cleaning up'), not the program",
 }
 
 

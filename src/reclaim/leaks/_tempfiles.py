@@ -35,7 +35,7 @@ from typing import Any
 from . import _files, _records
 from ._kinds import Details, Kind, register
 from ._patch import Patches
-from ._records import NO_OBJECT, Record
+from ._records import NO_OBJECT, OPEN, Record
 
 __all__ = ["install"]
 
@@ -70,7 +70,28 @@ def _file_open(obj: Any, rec: Record) -> bool:
 
 def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
     path, how = _path_and_maker(rec)
+    if rec.state != OPEN and not os.path.lexists(path):  # its finalizer removed it
+        return f"{path} ({how})", {"path": path, "made_by": how}
     return f"{path} ({how}, not removed)", {"path": path, "made_by": how}
+
+
+#: Path -> record of each TemporaryDirectory not cleaned up by the program (yet).
+_implicit: dict[str, Record] = {}
+
+
+def _implicit_cleanup(patches: Patches, tdir: type, cleanup: Any) -> None:
+    """``TemporaryDirectory._cleanup`` runs only from its finalizer ("Implicitly cleaning up"):
+    when the garbage collector drops the object, or at the interpreter's exit (an atexit
+    handler) for one still referenced, a module's global say. Either way the program never
+    cleaned it up: a leak, though its directory is gone afterwards."""
+
+    def _cleanup(cls: type, name: Any, *args: Any, **kwargs: Any) -> Any:
+        rec = _implicit.pop(os.fsdecode(name), None)
+        if rec is not None:
+            _records.leak(rec, _records.COLLECTED)
+        return cleanup(cls, name, *args, **kwargs)
+
+    patches.set(tdir, "_cleanup", classmethod(_cleanup))
 
 
 def _file_fds(obj: Any, rec: Record) -> tuple[int, ...]:
@@ -200,14 +221,18 @@ def install(patches: Patches, tempfile: ModuleType) -> None:
         name = os.fsdecode(self.name)
         _records.release(("path", name))  # the mkdtemp() inside belongs to this object
         site = _records.capture(sys._getframe(1), _records.depth)
-        _records.new(self, "tempdir", (name, "TemporaryDirectory"), site)
+        _implicit[name] = _records.new(self, "tempdir", (name, "TemporaryDirectory"), site)
 
     def tdir_cleanup_(self: Any) -> None:
+        _implicit.pop(os.fsdecode(self.name), None)
         _records.release(id(self))
         tdir_cleanup(self)
 
     patches.set(tdir, "__init__", tdir_init_)
     patches.set(tdir, "cleanup", tdir_cleanup_)
+    implicit = vars(tdir).get("_cleanup")
+    if isinstance(implicit, classmethod):
+        _implicit_cleanup(patches, tdir, implicit.__func__)
 
     wrapper = tempfile._TemporaryFileWrapper
     wrapper_init = wrapper.__init__
