@@ -877,3 +877,33 @@ def test_what_a_module_level_object_keeps_is_not_blamed_on_the_test_that_opened_
             "sqlite3 :memory:*",
         ]
     )
+
+
+def test_what_a_test_leaves_on_a_session_event_loop_is_the_tests(pytester: pytest.Pytester) -> None:
+    """A session-scoped event loop (or policy) reaches everything every test left on it: it
+    holds none of it for the fixture, so a task a test leaves pending is that test's."""
+    pytester.makepyfile(
+        test_loop="""
+        import asyncio
+        import pytest
+
+        @pytest.fixture(scope="session")
+        def loop():
+            loop = asyncio.new_event_loop()
+            yield loop
+            loop.close()
+
+        async def forever():
+            await asyncio.Event().wait()
+
+        def test_leaves_a_task(loop):
+            loop.run_until_complete(asyncio.sleep(0))
+            loop.create_task(forever())
+
+        def test_other(loop):
+            loop.run_until_complete(asyncio.sleep(0))
+        """
+    )
+    result = run(pytester, "-p", "no:randomly")
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(["*ERROR at teardown of test_leaves_a_task*", "task *forever*"])

@@ -13,6 +13,7 @@ from __future__ import annotations
 import gc
 import os
 import re
+import sys
 import threading
 import time
 import types
@@ -301,7 +302,7 @@ class Tracker:
             if raw is not None and facts is not None and facts[3] == context and not raw.closed:
                 targets[id(raw)] = raw
         moved = 0
-        search = _Search(targets)
+        search = _Search(targets, _not_followed())
         roots = [(label, holder, True) for label, holder in holders.items()]
         roots += [(label, holder, False) for label, holder in module_holders.items()]
         for label, holder, itself in roots:
@@ -450,6 +451,19 @@ def _is_framework(site: Any) -> bool:
 
 #: What hand_over_held() looks through no further: code, not data a holder keeps.
 _NOT_FOLLOWED = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType, types.CodeType)
+
+
+def _not_followed() -> tuple[type, ...]:
+    """:data:`_NOT_FOLLOWED`, and asyncio's event loops and policies once asyncio is loaded: a
+    loop reaches every task and transport of every test that ran on it, and a policy every
+    child its watcher waits for, so a client that keeps its loop (or pytest-asyncio's
+    ``event_loop_policy`` fixture) would otherwise take over what the tests left running."""
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is None:
+        return _NOT_FOLLOWED
+    return (*_NOT_FOLLOWED, asyncio.AbstractEventLoop, asyncio.AbstractEventLoopPolicy)
+
+
 #: How many objects hand_over_held() looks at, from all its holders together, at most.
 HOLDER_SEARCH = 100_000
 
@@ -458,16 +472,17 @@ class _Search:
     """Breadth-first searches from holder after holder, sharing what they saw and one budget:
     what an earlier holder's search went through (and took) is not searched again."""
 
-    def __init__(self, targets: Mapping[int, Any]) -> None:
+    def __init__(self, targets: Mapping[int, Any], not_followed: tuple[type, ...]) -> None:
         self.targets = targets
+        self.not_followed = not_followed
         self.seen: set[int] = set()
         self.budget = HOLDER_SEARCH
 
     def reachable(self, holder: object, itself: bool) -> list[int]:
         """The ids among the targets that *holder* references, directly or through its data
         (or is, with *itself*)."""
-        targets, seen = self.targets, self.seen
-        if id(holder) in seen:
+        targets, seen, not_followed = self.targets, self.seen, self.not_followed
+        if id(holder) in seen or isinstance(holder, not_followed):
             return []
         seen.add(id(holder))
         found = [id(holder)] if itself and id(holder) in targets else []
@@ -481,7 +496,7 @@ class _Search:
                 seen.add(key)
                 if key in targets:
                     found.append(key)
-                if not isinstance(ref, _NOT_FOLLOWED):
+                if not isinstance(ref, not_followed):
                     pending.append(ref)
         return found
 
