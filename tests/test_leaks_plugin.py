@@ -907,3 +907,27 @@ def test_what_a_test_leaves_on_a_session_event_loop_is_the_tests(pytester: pytes
     result = run(pytester, "-p", "no:randomly")
     result.assert_outcomes(passed=2, errors=1)
     result.stdout.fnmatch_lines(["*ERROR at teardown of test_leaves_a_task*", "task *forever*"])
+
+
+def test_a_log_file_the_app_opens_at_import_is_left_to_logging_shutdown(pytester: pytest.Pytester) -> None:
+    """logging.shutdown() closes a registered handler's file at exit, as reclaim run counts it:
+    not a leak at the end of the session. Another file opened at import still is."""
+    pytester.makepyfile(
+        applog="""
+        import logging
+        logging.basicConfig(filename="app.log", level=logging.INFO)
+        logging.getLogger("app").addHandler(logging.FileHandler("audit.log"))
+        CACHE = open("cache.txt", "w")
+        """,
+        test_app="""
+        import logging
+        import applog
+
+        def test_logs():
+            logging.getLogger("app").info("hello")
+        """,
+    )
+    result = run(pytester, "-p", "no:randomly")
+    result.assert_outcomes(passed=1)
+    out = result.stdout.str()
+    assert "cache.txt" in out and "app.log" not in out and "audit.log" not in out, out

@@ -50,7 +50,7 @@ import re
 import sys
 import time
 import types
-from collections.abc import Generator, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -247,6 +247,21 @@ def _module_holders(nodeid: str) -> dict[str, object]:
             if not name.startswith("__") and not isinstance(value, _NOT_HOLDERS):
                 holders[f"{MODULE_GLOBAL}{module.__name__}.{name} (kept from {nodeid})"] = value
     return holders
+
+
+def _logging_files() -> Callable[[Leak], bool]:
+    """Whether a leak is the file of a logging handler still registered: ``logging.shutdown()``
+    closes it at exit (``reclaim run`` counts that too), as when the app configures a
+    FileHandler at import."""
+    logging = sys.modules.get("logging")
+    held: set[tuple[object, object]] = set()
+    for ref in list(getattr(logging, "_handlerList", ())):
+        stream = getattr(ref(), "stream", None)
+        try:
+            held.add((getattr(stream, "name", None), stream.fileno()))  # type: ignore[union-attr]
+        except (AttributeError, OSError, ValueError):
+            continue
+    return lambda leak: leak.kind == "file" and (leak.details.get("path"), leak.details.get("fd")) in held
 
 
 def _collect_unraisable(config: pytest.Config) -> None:
@@ -452,7 +467,9 @@ class LeakChecker:
 
     def _check_session_end(self) -> None:
         assert self.tracker is not None
-        leaks = self.tracker.leaks(grace=self.grace, collect=True, ignore_kinds=self.ignore_kinds)
+        leaks = self.tracker.leaks(
+            grace=self.grace, collect=True, ignore_kinds=self.ignore_kinds, ignore=_logging_files()
+        )
         by_context: dict[str, list[Leak]] = {}
         for leak in leaks:
             context = leak.context
