@@ -931,3 +931,37 @@ def test_a_log_file_the_app_opens_at_import_is_left_to_logging_shutdown(pytester
     result.assert_outcomes(passed=1)
     out = result.stdout.str()
     assert "cache.txt" in out and "app.log" not in out and "audit.log" not in out, out
+
+
+def test_what_a_wider_fixtures_teardown_leaks_is_the_fixtures_not_the_last_tests(
+    pytester: pytest.Pytester,
+) -> None:
+    """A session fixture's teardown runs while the session's last test tears down: what it
+    leaves open is the fixture's, reported at the end, never that test's."""
+    pytester.makeconftest(
+        """
+        import pytest
+
+        @pytest.fixture(scope="session")
+        def recorder(tmp_path_factory):
+            directory = tmp_path_factory.mktemp("rec")
+            yield directory
+            summary = open(directory / "summary.txt", "w")  # left open by the teardown
+            summary.write("done")
+        """
+    )
+    pytester.makepyfile(
+        test_a="""
+        def test_a(recorder):
+            pass
+        """,
+        test_z="""
+        def test_z():
+            pass
+        """,
+    )
+    result = run(pytester, "-p", "no:randomly")
+    result.assert_outcomes(passed=2)
+    label = "session-scoped fixture 'recorder' (set up for test_a.py::test_a)"
+    result.stdout.fnmatch_lines([f"acquired by {label}:"])
+    assert "ERROR at teardown" not in result.stdout.str()

@@ -528,8 +528,13 @@ class LeakChecker:
             self.fixture_allow[label] = _allow_rules(request.node)
         set_context(label)
         self.wide_fixtures[label] = fixturedef
+        # Its teardown runs in whichever test is tearing down then (the session's last test):
+        # what the teardown acquires is the fixture's too. Finalizers run last-added first, so
+        # this one, added before the fixture's own, puts the context back after them.
+        outer: list[str | None] = []
+        fixturedef.addfinalizer(lambda: set_context(outer.pop()) if outer else None)
         try:
-            return (yield)
+            result = yield
         finally:
             if "untracked-fd" not in self.ignore_kinds:
                 # A descriptor C code opened for the fixture (watchdog's inotify one, say) has no
@@ -541,6 +546,13 @@ class LeakChecker:
                 with contextlib.suppress(Exception):
                     self.tracker.leaks(context=label, ignore_kinds=others)
             set_context(previous)
+
+        def tearing_down() -> None:  # added after the fixture's own finalizer: runs before it
+            outer.append(current_context())
+            set_context(label)
+
+        fixturedef.addfinalizer(tearing_down)
+        return result
 
     @pytest.hookimpl(trylast=True)
     def pytest_runtest_teardown(self, item: pytest.Item) -> None:
