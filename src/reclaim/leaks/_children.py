@@ -96,7 +96,7 @@ def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
     if obj is None or obj.returncode is None:  # dropped unwaited, or still unwaited
         exited = _exited(pid)
         details["exited"] = exited
-        if obj is None:  # dropped: the report's note says it was never waited for
+        if rec.state != OPEN:  # dropped: the report's note says it was never waited for
             if exited:
                 text += " (exited: a zombie)"
             elif exited is False:
