@@ -58,6 +58,7 @@ KINDS = (
     "fd",
     "socket",
     "sqlite3",
+    "psycopg",
     "subprocess",
     "thread",
     "task",

@@ -27,7 +27,7 @@ from reclaim import _sites, _track
 from reclaim._sites import Site
 
 from . import _fds, _files, _records
-from ._kinds import kind_of
+from ._kinds import Kind, kind_of, register
 from ._patch import Patches
 from ._records import NO_OBJECT, OPEN, Record
 from ._report import Leak, Report
@@ -557,6 +557,12 @@ def _leak(rec: Record, obj: Any, state: str, now: float) -> Leak:
 #: (fd, target) -> (context, first seen): an untracked descriptor is blamed on the label current
 #: when a check first saw it, not on whatever runs when a later check sees it again.
 _untracked_seen: dict[tuple[int, str], tuple[str | None, float]] = {}
+
+
+#: A descriptor no hook saw opened is waited for in a check's grace period, like a thread: C
+#: code may still be making the object that will own it (a pool's background thread inside
+#: libpq's connect, psycopg's record made once connect returns).
+register(Kind("untracked-fd", waitable=True))
 
 
 def _untracked(

@@ -1,0 +1,95 @@
+"""psycopg 3 connections as a leak kind of their own, against the real PostgreSQL server.
+
+libpq opens the socket from C code: before this kind, a leaked connection was an untracked
+descriptor with no line, and one a pool opened in a background thread was nobody's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from typing import Any
+
+import pytest
+
+import reclaim.db
+from _dbserver import pg_conninfo
+from _leakhelp import Watch, leakwatch, line
+
+__all__ = ["leakwatch"]  # the fixture, imported for pytest
+
+psycopg = pytest.importorskip("psycopg")
+
+pytestmark = pytest.mark.postgres
+
+
+def assert_site(leak: Any, lineno: int) -> None:
+    assert leak.site is not None, leak
+    assert (leak.site.filename, leak.site.lineno) == (__file__, lineno), leak.headline()
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_connection_left_open_is_reported_at_its_line_and_only_once(leakwatch: Watch, postgres: Any) -> None:
+    """Reported as psycopg, with where it connects and the backend's pid; its socket is not
+    reported again as an untracked descriptor."""
+    conn = psycopg.connect(**pg_conninfo(postgres))
+    at = line() - 1
+    try:
+        assert [leak.kind for leak in leakwatch.leaks()] == ["psycopg"]
+        leak = leakwatch.one("psycopg")
+        assert_site(leak, at)
+        backend = conn.info.backend_pid
+        where = f"{postgres.user}@{postgres.host}:{postgres.port}/{postgres.database}"
+        assert leak.description == f"connection {where} (backend pid {backend})"
+        assert leak.details["transaction_status"] == "IDLE"
+    finally:
+        conn.close()
+    assert leakwatch.leaks() == []
+
+
+def test_connections_closed_by_with_or_close_are_not_reported(leakwatch: Watch, postgres: Any) -> None:
+    with psycopg.connect(**pg_conninfo(postgres)) as conn:
+        conn.execute("SELECT 1")
+    other = psycopg.Connection.connect(**pg_conninfo(postgres))
+    other.close()
+    del conn, other
+    gc.collect()
+    assert leakwatch.leaks() == []
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+def test_connection_dropped_open_is_reported_as_closed_by_the_gc(leakwatch: Watch, postgres: Any) -> None:
+    psycopg.connect(**pg_conninfo(postgres)).execute("SELECT 1")
+    at = line() - 1
+    gc.collect()
+    leak = leakwatch.one("psycopg")
+    assert_site(leak, at)
+    assert leak.state == "collected" and leak.closed_by_gc
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_async_connection_left_open_is_reported_at_the_awaiting_line(leakwatch: Watch, postgres: Any) -> None:
+    async def main() -> tuple[Any, int]:
+        conn = await psycopg.AsyncConnection.connect(**pg_conninfo(postgres))
+        return conn, line() - 1
+
+    async def close(conn: Any) -> None:
+        await conn.close()
+
+    conn, at = asyncio.run(main())
+    try:
+        assert_site(leakwatch.one("psycopg"), at)
+    finally:
+        asyncio.run(close(conn))
+    assert leakwatch.leaks() == []
+
+
+def test_a_pools_connections_are_the_pools_not_reported_apart(leakwatch: Watch, postgres: Any) -> None:
+    """A reclaim.db pool's connections are adopted by the pool: closing the pool closes them."""
+    with reclaim.db.ConnectionPool(psycopg.connect, **pg_conninfo(postgres), max_size=2) as pool:
+        with pool.acquire() as a, pool.acquire() as b:
+            a.execute("SELECT 1")
+            b.execute("SELECT 1")
+        assert [leak.kind for leak in leakwatch.leaks()] == ["pool"]
+    assert leakwatch.leaks() == []
