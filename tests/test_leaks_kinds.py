@@ -379,6 +379,24 @@ def test_connected_socket_dropped_unclosed_keeps_the_address_it_connected_to(
         assert leak.description.endswith(" -> {}:{} (fd {})".format(*address, leak.details["fd"]))
 
 
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@ignore_gc_warnings
+def test_listening_socket_dropped_unclosed_keeps_the_address_it_was_bound_to(leakwatch: Watch) -> None:
+    """A server never closed (an aiohttp site, an asyncio server): the collector closes its
+    socket before the report, which still names the address it listened on."""
+    server = socket.socket()
+    at = line() - 1
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    address = "{}:{}".format(*server.getsockname())
+    del server
+    gc.collect()
+    leak = leakwatch.one("socket")
+    assert_site(leak, at)
+    assert leak.state == "collected" and leak.details["local"] == address
+    assert leak.description == f"AF_INET/SOCK_STREAM {address} (fd {leak.details['fd']})"
+
+
 class _Client:
     """A client library's connection object that closes what it holds in ``__del__``, as
     redis-py's ``PubSub`` does: dropped unclosed, the garbage collector closes its resources."""

@@ -214,13 +214,19 @@ def install_socket(patches: Patches, socket: ModuleType) -> None:
         finally:
             _note_peer(self, address)
 
+    def bind_(self: Any, address: Any) -> None:
+        bind(self, address)
+        _note_local(self)
+
     connect = cls.connect
     connect_ex = cls.connect_ex
+    bind = cls.bind
     patches.set(cls, "__init__", __init__)
     patches.set(cls, "_real_close", _real_close)
     patches.set(cls, "detach", detach_)
     patches.set(cls, "connect", connect_)
     patches.set(cls, "connect_ex", connect_ex_)
+    patches.set(cls, "bind", bind_)
 
 
 def _note_peer(sock: Any, address: Any) -> None:
@@ -230,7 +236,23 @@ def _note_peer(sock: Any, address: Any) -> None:
     rec = _live_get(id(sock))
     if rec is not None and rec.kind == "socket":
         info = rec.info
-        rec.info = (info[0], info[1], info[2], (None, address))
+        local = info[3][0] if info[3] is not None else None  # bound first, say
+        rec.info = (info[0], info[1], info[2], (local, address))
+
+
+def _note_local(sock: Any) -> None:
+    """Keep the address *sock* was bound to, as the kernel gives it (the port chosen for 0): a
+    listening socket the garbage collector closes is reported with it (an aiohttp site, an
+    asyncio server never closed). Binds are rare: one system call each."""
+    rec = _live_get(id(sock))
+    if rec is not None and rec.kind == "socket":
+        try:
+            local = sock.getsockname()
+        except (OSError, ValueError):
+            return
+        info = rec.info
+        peer = info[3][1] if info[3] is not None else None
+        rec.info = (info[0], info[1], info[2], (local, peer))
 
 
 def install_selectors(patches: Patches, selectors: ModuleType) -> None:
