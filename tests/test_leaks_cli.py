@@ -1231,3 +1231,13 @@ def test_temporary_directories_the_program_never_cleaned_up_are_reported(tmp_pat
     assert "(TemporaryDirectory) (removed by its finalizer ('Implicitly cleaning up'), not the program)" in (
         result.stderr
     )
+
+
+def test_json_report_says_which_program_process_and_exit_status(tmp_path: Path) -> None:
+    write(tmp_path / "fails.py", "import sys\nlog = open('run.log', 'w')\nsys.exit(4)\n")
+    result = reclaim_run("--json", "leaks.json", "fails.py", cwd=tmp_path)
+    assert result.returncode == 4, result.stderr
+    document = json.loads((tmp_path / "leaks.json").read_text())
+    assert document["schema"] == "reclaim.leaks/1" and document["count"] == 1
+    assert (document["program"], document["exit_status"], document["forked_child"]) == ("fails.py", 4, False)
+    assert document["pid"] == document["leaks"][0]["pid"]

@@ -296,8 +296,17 @@ def _print(
             stem, suffix = os.path.splitext(path)
             path = f"{stem}.{pid}{suffix}"
         try:
+            # Which run this is: the program, the process and how it ended (the report's own
+            # fields say nothing of that; added fields, the schema stays reclaim.leaks/1).
+            document = {
+                **report.to_json(),
+                "program": session.target.label,
+                "pid": pid,
+                "exit_status": status,
+                "forked_child": session.is_child,
+            }
             with open(path, "w", encoding="utf-8") as f:
-                json.dump(report.to_json(), f, indent=2)
+                json.dump(document, f, indent=2)
                 f.write("\n")
         except OSError as exc:
             print(f"reclaim: could not write --json {path!r}: {exc}", file=sys.stderr)
