@@ -65,6 +65,7 @@ def install(patches: Patches) -> None:
             for module in _multiprocessing.OWNED_PACKAGE_MODULES
         ),
         *((name, _threads.install_process_wide) for name in _threads.PROCESS_WIDE),
+        *((name, _sockets.install_finalizer_aliases) for name in _sockets.FINALIZER_ALIASES),
     ):
         _imports.when_imported(name, partial(installer, patches))
 

@@ -255,6 +255,19 @@ def _note_local(sock: Any) -> None:
         rec.info = (info[0], info[1], info[2], (local, peer))
 
 
+#: Classes whose ``__del__`` is a method of another name, by module: what it closes was
+#: dropped unclosed all the same (PyMySQL's Connection: ``__del__ = _force_close``).
+FINALIZER_ALIASES = {"pymysql.connections": ("Connection",)}
+
+
+def install_finalizer_aliases(patches: Patches, module: ModuleType) -> None:
+    """Make :func:`reclaim._sites.in_finalizer` know *module*'s renamed finalizers."""
+    for name in FINALIZER_ALIASES[module.__name__]:
+        code = getattr(getattr(getattr(module, name, None), "__del__", None), "__code__", None)
+        if code is not None:
+            _sites.mark_finalizer(code)
+
+
 def install_selectors(patches: Patches, selectors: ModuleType) -> None:
     """Wrap the selectors' common base class (``__init__`` and ``close``)."""
     base = selectors._BaseSelectorImpl

@@ -1,4 +1,5 @@
-"""psycopg 3 connections as a leak kind of their own, against the real PostgreSQL server.
+"""Database drivers' connections as the leak tracker follows them, against the real servers:
+psycopg 3 connections as a kind of their own, PyMySQL's sockets.
 
 libpq opens the socket from C code: before this kind, a leaked connection was an untracked
 descriptor with no line, and one a pool opened in a background thread was nobody's.
@@ -93,3 +94,22 @@ def test_a_pools_connections_are_the_pools_not_reported_apart(leakwatch: Watch, 
             b.execute("SELECT 1")
         assert [leak.kind for leak in leakwatch.leaks()] == ["pool"]
     assert leakwatch.leaks() == []
+
+
+@pytest.mark.mariadb
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+def test_pymysql_connection_dropped_open_is_the_collectors_though_its_del_is_renamed(
+    leakwatch: Watch, mariadb: Any
+) -> None:
+    """PyMySQL's Connection has ``__del__ = _force_close``: the close it makes when dropped
+    unclosed is still the garbage collector's, not the program's."""
+    pymysql = pytest.importorskip("pymysql")
+    from _dbserver import maria_kwargs
+
+    pymysql.connect(**maria_kwargs(mariadb)).ping()
+    at = line() - 1
+    gc.collect()
+    leak = leakwatch.one("socket")
+    assert leak.state == "collected" and leak.closed_by_gc
+    assert any(frame.filename == __file__ and frame.lineno == at for frame in leak.frames), leak.headline()
