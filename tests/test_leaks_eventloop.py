@@ -204,10 +204,40 @@ CLIENT_DEL_CLOSES_WRITER = """\
 """
 
 
+# asyncpg's Connection.__del__ calls terminate(): the transport is aborted, and its socket
+# closed a loop turn later, with no __del__ on the stack any more.
+CLIENT_DEL_ABORTS_TRANSPORT = """\
+import asyncio
+
+class Client:
+    async def connect(self, port):
+        loop = asyncio.get_running_loop()
+        self.transport, _ = await loop.create_connection(asyncio.Protocol, "127.0.0.1", port)
+
+    def __del__(self):
+        self.transport.abort()
+
+async def main():
+    server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+    async with server:
+        client = Client()
+        await client.connect(server.sockets[0].getsockname()[1])
+        del client
+        await asyncio.sleep(0)
+
+asyncio.run(main())
+"""
+
+
 @pytest.mark.parametrize(
     ("source", "at"),
-    [(STREAM_DROPPED, 18), (TRANSPORT_NEVER_CLOSED, 6), (CLIENT_DEL_CLOSES_WRITER, 5)],
-    ids=["stream-writer-dropped", "transport-never-closed", "client-del-closes-writer"],
+    [
+        (STREAM_DROPPED, 18),
+        (TRANSPORT_NEVER_CLOSED, 6),
+        (CLIENT_DEL_CLOSES_WRITER, 5),
+        (CLIENT_DEL_ABORTS_TRANSPORT, 6),
+    ],
+    ids=["stream-writer-dropped", "transport-never-closed", "client-del-closes-writer", "client-del-aborts"],
 )
 def test_a_stream_or_transport_closed_by_its_del_is_a_socket_closed_by_the_garbage_collector(
     tmp_path: Path, source: str, at: int

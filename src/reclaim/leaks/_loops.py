@@ -147,12 +147,18 @@ def _transport_closes(transport: Any) -> Any:
 
 
 def _closed_by_finalizers(patches: Patches, cls: type) -> None:
-    """Wrap ``cls.close``: a transport a ``__del__`` closes (a client library's connection object
-    dropped unclosed, through ``writer.close()``) closes its socket a loop turn later, outside
-    that ``__del__``: its socket is marked collected now."""
-    close = vars(cls)["close"]
+    """Wrap ``cls.close`` and ``cls.abort``: a transport a ``__del__`` closes or aborts (a client
+    library's connection object dropped unclosed: ``writer.close()``, asyncpg's ``terminate()``)
+    closes its socket a loop turn later, outside that ``__del__``: its socket is marked
+    collected now."""
+    for name in ("close", "abort"):
+        method = vars(cls).get(name)
+        if method is not None:
+            patches.set(cls, name, _marking_collected(method))
 
-    def close_(self: Any, *args: Any, **kwargs: Any) -> Any:
+
+def _marking_collected(method: Any) -> Any:
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
         if _in_finalizer(sys._getframe(1)):
             try:
                 sock = _transport_closes(self)
@@ -161,10 +167,11 @@ def _closed_by_finalizers(patches: Patches, cls: type) -> None:
             rec = _records.live.get(id(sock)) if sock is not None else None
             if rec is not None and rec.kind == "socket":
                 _sockets.collected(rec, sock)
-        return close(self, *args, **kwargs)
+        return method(self, *args, **kwargs)
 
-    close_.__doc__ = close.__doc__
-    patches.set(cls, "close", close_)
+    wrapper.__name__ = method.__name__
+    wrapper.__doc__ = method.__doc__
+    return wrapper
 
 
 def _collects_socket(patches: Patches, cls: type, closes: Any) -> None:
