@@ -250,7 +250,7 @@ class Report:
                 # class called directly: io.FileIO, select.epoll, sqlite3.Connection).
                 console.print("  acquired at <unknown>: opened by code reclaim does not hook")
             facts = []
-            threads = list(dict.fromkeys(other.thread for other in group if other.thread))
+            threads = sorted({other.thread for other in group if other.thread})
             if len(threads) == 1:
                 facts.append(f"thread {threads[0]!r}")
             elif threads:
