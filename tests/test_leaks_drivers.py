@@ -113,3 +113,20 @@ def test_pymysql_connection_dropped_open_is_the_collectors_though_its_del_is_ren
     leak = leakwatch.one("socket")
     assert leak.state == "collected" and leak.closed_by_gc
     assert any(frame.filename == __file__ and frame.lineno == at for frame in leak.frames), leak.headline()
+
+
+@pytest.mark.mariadb
+def test_pymysql_connections_the_program_closes_are_not_reported(leakwatch: Watch, mariadb: Any) -> None:
+    """PyMySQL's close() ends in the same _force_close its __del__ is: that close is the
+    program's."""
+    pymysql = pytest.importorskip("pymysql")
+    from _dbserver import maria_kwargs
+
+    conn = pymysql.connect(**maria_kwargs(mariadb))
+    conn.ping()
+    conn.close()
+    with pymysql.connect(**maria_kwargs(mariadb)) as other:
+        other.ping()
+    del conn, other
+    gc.collect()
+    assert leakwatch.leaks() == []

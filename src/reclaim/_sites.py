@@ -51,7 +51,6 @@ __all__ = [
     "is_owned",
     "is_program",
     "line_at",
-    "mark_finalizer",
     "mark_framework",
     "mark_handoff",
     "mark_owned",
@@ -317,25 +316,13 @@ def in_finalizer(frame: FrameType | None) -> bool:
     A resource an object closes in its ``__del__`` (redis-py's ``PubSub``, say, when the
     program dropped it unclosed) was released by the collector, not by the program.
     """
-    aliases = _finalizers
     for _ in _FINALIZER_DEPTH:  # every socket close pays for this loop: no counter to keep
         if frame is None:
             return False
-        code = frame.f_code
-        if code.co_name == "__del__" or id(code) in aliases:
+        if frame.f_code.co_name == "__del__":
             return True
         frame = frame.f_back
     return False
-
-
-#: id(code) -> code of finalizers defined under another name (see mark_finalizer).
-_finalizers: dict[int, CodeType] = {}
-
-
-def mark_finalizer(code: CodeType) -> None:
-    """*code* is a class's ``__del__`` defined under another name (PyMySQL's connection:
-    ``__del__ = _force_close``): :func:`in_finalizer` knows it by code, not name."""
-    _finalizers[id(code)] = code
 
 
 def first_user_frame(frame: FrameType | None) -> FrameType | None:

@@ -261,11 +261,19 @@ FINALIZER_ALIASES = {"pymysql.connections": ("Connection",)}
 
 
 def install_finalizer_aliases(patches: Patches, module: ModuleType) -> None:
-    """Make :func:`reclaim._sites.in_finalizer` know *module*'s renamed finalizers."""
+    """Give *module*'s renamed finalizers a frame named ``__del__``, which is what
+    :func:`reclaim._sites.in_finalizer` looks for. Not the renamed function itself: PyMySQL's
+    ``close()`` calls ``_force_close()`` too, and that close is the program's."""
     for name in FINALIZER_ALIASES[module.__name__]:
-        code = getattr(getattr(getattr(module, name, None), "__del__", None), "__code__", None)
-        if code is not None:
-            _sites.mark_finalizer(code)
+        cls = getattr(module, name, None)
+        finalize = vars(cls).get("__del__") if isinstance(cls, type) else None
+        if finalize is None or getattr(finalize, "__name__", "__del__") == "__del__":
+            continue
+
+        def __del__(self: Any, finalize: Any = finalize) -> None:
+            finalize(self)
+
+        patches.set(cls, "__del__", __del__)
 
 
 def install_selectors(patches: Patches, selectors: ModuleType) -> None:
