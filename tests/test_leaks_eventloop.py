@@ -180,17 +180,9 @@ TRANSPORT_NEVER_CLOSED = """\
 """
 
 
-# A client library's connection object (redis.asyncio's, say) whose __del__ closes the writer it
-# was left with: dropped unclosed, its socket (made at line 5) closes a loop turn later.
-CLIENT_DEL_CLOSES_WRITER = """\
-    import asyncio
-
-    class Client:
-        async def connect(self, port):
-            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", port)
-
-        def __del__(self):
-            self.writer.close()
+# A client dropped unclosed while its loop runs on, its socket made at line 5 (the class is
+# prepended below): the server and the drop are the same for each client.
+_DROPS_A_CLIENT = """\
 
     async def main():
         server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
@@ -203,30 +195,37 @@ CLIENT_DEL_CLOSES_WRITER = """\
     asyncio.run(main())
 """
 
+# A client library's connection object (redis.asyncio's, say) whose __del__ closes the writer it
+# was left with: dropped unclosed, its socket closes a loop turn later.
+CLIENT_DEL_CLOSES_WRITER = (
+    """\
+    import asyncio
+
+    class Client:
+        async def connect(self, port):
+            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", port)
+
+        def __del__(self):
+            self.writer.close()
+"""
+    + _DROPS_A_CLIENT
+)
 
 # asyncpg's Connection.__del__ calls terminate(): the transport is aborted, and its socket
 # closed a loop turn later, with no __del__ on the stack any more.
-CLIENT_DEL_ABORTS_TRANSPORT = """\
-import asyncio
+CLIENT_DEL_ABORTS_TRANSPORT = (
+    """\
+    import asyncio; from asyncio import Protocol, get_running_loop as running
 
-class Client:
-    async def connect(self, port):
-        loop = asyncio.get_running_loop()
-        self.transport, _ = await loop.create_connection(asyncio.Protocol, "127.0.0.1", port)
+    class Client:
+        async def connect(self, port):
+            self.transport, _ = await running().create_connection(Protocol, "127.0.0.1", port)
 
-    def __del__(self):
-        self.transport.abort()
-
-async def main():
-    server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
-    async with server:
-        client = Client()
-        await client.connect(server.sockets[0].getsockname()[1])
-        del client
-        await asyncio.sleep(0)
-
-asyncio.run(main())
+        def __del__(self):
+            self.transport.abort()
 """
+    + _DROPS_A_CLIENT
+)
 
 
 @pytest.mark.parametrize(
@@ -235,7 +234,7 @@ asyncio.run(main())
         (STREAM_DROPPED, 18),
         (TRANSPORT_NEVER_CLOSED, 6),
         (CLIENT_DEL_CLOSES_WRITER, 5),
-        (CLIENT_DEL_ABORTS_TRANSPORT, 6),
+        (CLIENT_DEL_ABORTS_TRANSPORT, 5),
     ],
     ids=["stream-writer-dropped", "transport-never-closed", "client-del-closes-writer", "client-del-aborts"],
 )
