@@ -120,3 +120,17 @@ def test_a_hypothesis_test_that_leaks_shows_its_own_frames_not_hypothesis(pytest
     )
     report = result.stdout.str().split("this test leaked")[1]
     assert "/hypothesis/" not in report, result.stdout.str()
+
+
+def test_an_untracked_descriptors_age_says_it_is_from_when_it_was_first_seen(leakwatch: Watch) -> None:
+    """No hook saw it opened: its age counts from the first check that saw it, and says so."""
+    import select
+
+    if not hasattr(select, "epoll"):
+        pytest.skip("select.epoll is Linux-only")
+    poller = select.epoll()
+    try:
+        text = leakwatch.tracker.report(leakwatch.leaks("untracked-fd")).to_text()
+    finally:
+        poller.close()
+    assert ", first seen " in text and " ago" in text, text

@@ -260,7 +260,9 @@ class Report:
             if leak.context:
                 facts.append(f"during {leak.context}")
             facts.append(f"pid {leak.pid}")
-            facts.append(f"{_age(leak.age)} ago")
+            # No hook saw a descriptor opened: its age is from when a check first saw it.
+            seen = "first seen " if leak.kind == "untracked-fd" else ""
+            facts.append(f"{seen}{_age(leak.age)} ago")
             console.print("  " + escape(", ".join(facts)))
 
 
