@@ -137,12 +137,12 @@ def _close(raw: Any) -> None:
         # nor a private method) is told apart with one look at the caller's name.
         caller = _getframe(1)
         name = caller.f_code.co_name
-        if (name == "close" or name[0] == "_") and _in_finalizer(caller):
+        if (name == "close" or name[0] == "_") and _closing_in_finalizer(caller):
             collected(raw)
     _fileio_close(raw)
 
 
-def _in_finalizer(frame: types.FrameType | None) -> bool:
+def _closing_in_finalizer(frame: types.FrameType | None) -> bool:
     """Whether *frame*, a close or private method closing a file, runs under a finalizer: a
     ``__del__``, or the ``close`` of a Python io class IOBase's finalizer called (it sets the
     object's ``_finalizing`` first); looked for up through closes and private methods only."""

@@ -18,8 +18,6 @@ import sys
 from types import ModuleType
 from typing import Any
 
-from reclaim._sites import in_finalizer as _in_finalizer
-
 from . import _records
 from ._kinds import Details, Kind, register
 from ._patch import Patches
@@ -63,18 +61,6 @@ def _record(conn: Any, frame: Any) -> None:
     _records.new(conn, "psycopg", facts, _records.capture(frame, _records.depth))
 
 
-def _closing(conn: Any, frame: Any) -> None:
-    """*conn* is being closed: by the program (released), or by a ``__del__`` (its owner was
-    dropped unclosed: the collector's)."""
-    rec = _records.live.get(id(conn))
-    if rec is None or rec() is not conn:
-        return
-    if _in_finalizer(frame):
-        _records.leak(rec, _records.COLLECTED)
-    else:
-        _records.release(id(conn))
-
-
 def install_sync(patches: Patches, module: ModuleType) -> None:
     """Wrap ``psycopg.connection.Connection.connect``."""
     cls = module.Connection
@@ -93,7 +79,7 @@ def install_sync(patches: Patches, module: ModuleType) -> None:
 
     @functools.wraps(close)
     def close_(self: Any) -> None:
-        _closing(self, sys._getframe(1))
+        _records.closing(self, sys._getframe(1))
         close(self)
 
     patches.set(cls, "connect", classmethod(connect_))
@@ -119,7 +105,7 @@ def install_async(patches: Patches, module: ModuleType) -> None:
 
     @functools.wraps(close)
     async def close_(self: Any) -> None:
-        _closing(self, sys._getframe(1))
+        _records.closing(self, sys._getframe(1))
         await close(self)
 
     patches.set(cls, "connect", classmethod(connect_))

@@ -38,6 +38,7 @@ from typing import Any
 from reclaim._sites import (
     Site,
     first_filename,
+    in_finalizer,
 )
 from reclaim._sites import capture_flat as capture
 from reclaim._sites import resolve as site_of
@@ -52,6 +53,7 @@ __all__ = [
     "ask_file_depth",
     "at_del",
     "capture",
+    "closing",
     "collected",
     "died",
     "dying",
@@ -282,6 +284,17 @@ def release(key: object) -> None:
     rec = live.pop(key, None)
     if rec is not None:
         rec.state = RELEASED
+
+
+def closing(obj: object, frame: Any) -> None:
+    """*obj*, tracked under its ``id()``, is being closed from *frame*: by a ``__del__`` (its
+    owner was dropped unclosed: the garbage collector's doing, a leak) or by the program."""
+    if in_finalizer(frame):
+        rec = live.get(id(obj))
+        if rec is not None and rec() is obj:
+            leak(rec, COLLECTED)
+    else:
+        release(id(obj))
 
 
 def new(

@@ -19,8 +19,6 @@ import sys
 from types import ModuleType
 from typing import Any
 
-from reclaim._sites import in_finalizer as _in_finalizer
-
 from . import _records
 from ._kinds import Details, Kind, register
 from ._patch import Patches
@@ -42,12 +40,7 @@ def _tracked(base: type) -> type:
     if cls is None:
 
         def close(self: Any) -> None:
-            if _in_finalizer(sys._getframe(1)):  # its owner's __del__: the owner was dropped unclosed
-                rec = _records.live.get(id(self))
-                if rec is not None:
-                    _records.leak(rec, _records.COLLECTED)
-            else:
-                _records.release(id(self))
+            _records.closing(self, sys._getframe(1))  # its owner's __del__, or the program
             base.close(self)  # type: ignore[attr-defined]
 
         cls = type(base.__name__, (base,), {"close": close, "__module__": base.__module__})
