@@ -517,16 +517,21 @@ def test_no_leaks_refuses_an_unknown_kind_as_the_cli_does(kinds: list[str]) -> N
         no_leaks(ignore_kinds=kinds)
 
 
-def test_an_untracked_descriptor_is_waited_for_in_the_grace_period(leakwatch: Watch) -> None:
+def test_an_untracked_descriptor_is_waited_for_while_another_thread_runs(
+    leakwatch: Watch, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """C code may still be making the object that will own a descriptor (libpq inside a pool
-    thread's connect): a check with a grace period waits for it, as for a thread, and one
-    closed meanwhile is no leak. (Closed here by a timer signal's handler: no thread, which
-    the check would wait for anyway.)"""
+    thread's connect): while another thread runs, a check with a grace period waits for it,
+    as for a thread, and one closed meanwhile is no leak. (Closed here by a timer signal's
+    handler, with "another thread runs" made true: a real thread would be waited for anyway.)"""
     import select
     import signal
 
+    from reclaim.leaks import _kinds
+
     if not hasattr(select, "epoll") or not hasattr(signal, "setitimer"):
         pytest.skip("select.epoll and signal.setitimer are Linux's")
+    monkeypatch.setitem(_kinds.KINDS, "untracked-fd", _kinds.Kind("untracked-fd", waitable=lambda: True))
     poller = select.epoll()  # a descriptor no hook sees opened
     previous = signal.signal(signal.SIGALRM, lambda *_: poller.close())
     try:
@@ -537,3 +542,50 @@ def test_an_untracked_descriptor_is_waited_for_in_the_grace_period(leakwatch: Wa
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
         poller.close()
+
+
+def test_an_untracked_descriptor_is_not_waited_for_with_the_checking_thread_alone(
+    leakwatch: Watch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing else runs, so nothing can close it: the check does not sit out its grace period
+    (`reclaim run` at the exit of a program that left one waited half a second)."""
+    import select
+
+    from reclaim.leaks import _kinds, _tracker
+
+    if not hasattr(select, "epoll"):
+        pytest.skip("select.epoll is Linux's")
+
+    def no_sleep(seconds: float) -> None:
+        raise AssertionError(f"the check waited ({seconds} s) with no other thread running")
+
+    monkeypatch.setitem(_kinds.KINDS, "untracked-fd", _kinds.Kind("untracked-fd", waitable=lambda: False))
+    with select.epoll():
+        monkeypatch.setattr(_tracker.time, "sleep", no_sleep)
+        try:
+            assert [leak.kind for leak in leakwatch.leaks(grace=30.0)] == ["untracked-fd"]
+        finally:
+            monkeypatch.undo()
+
+
+def test_other_threads_run_sees_a_running_thread() -> None:
+    """The predicate counts every thread that runs Python, started by threading or not."""
+    import subprocess
+
+    from reclaim.leaks import _tracker
+
+    go = threading.Event()
+    worker = threading.Thread(target=go.wait)
+    worker.start()
+    try:
+        assert _tracker._other_threads_run()
+    finally:
+        go.set()
+        worker.join()
+    alone = subprocess.run(
+        [sys.executable, "-c", "from reclaim.leaks import _tracker; print(_tracker._other_threads_run())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert alone.stdout.strip() == "False"

@@ -52,7 +52,8 @@ class Kind:
         paths: files the resource holds open from C code (sqlite3, mmap), for
             the same purpose.
         waitable: it may end by itself (thread, child, task): checks wait for
-            it during their grace period.
+            it during their grace period. A function instead of True says, when
+            asked, whether waiting can still change anything.
         death_leak: the object dying while its record is open means the
             garbage collector, not the program, released it.
     """
@@ -62,8 +63,13 @@ class Kind:
     describe: Callable[[Any, Record], tuple[str, Details]] = _info_description
     fds: Callable[[Any, Record], Iterable[int]] = _no_fds
     paths: Callable[[Any, Record], Iterable[str]] = _no_paths
-    waitable: bool = False
+    waitable: bool | Callable[[], bool] = False
     death_leak: bool = False
+
+    def worth_waiting_for(self) -> bool:
+        """Whether a check's grace period should wait for an open resource of this kind."""
+        waitable = self.waitable
+        return waitable() if callable(waitable) else waitable
 
 
 KINDS: dict[str, Kind] = {}

@@ -374,7 +374,7 @@ class Tracker:
             ]
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not any(
-                leak.state == "open" and kind_of(leak.kind).waitable for leak in found
+                leak.state == "open" and kind_of(leak.kind).worth_waiting_for() for leak in found
             ):
                 return found
             time.sleep(min(delay, remaining))
@@ -559,10 +559,17 @@ def _leak(rec: Record, obj: Any, state: str, now: float) -> Leak:
 _untracked_seen: dict[tuple[int, str], tuple[str | None, float]] = {}
 
 
+def _other_threads_run() -> bool:
+    """Whether a thread other than this one runs Python (and so may still close a descriptor)."""
+    return len(sys._current_frames()) > 1
+
+
 #: A descriptor no hook saw opened is waited for in a check's grace period, like a thread: C
 #: code may still be making the object that will own it (a pool's background thread inside
-#: libpq's connect, psycopg's record made once connect returns).
-register(Kind("untracked-fd", waitable=True))
+#: libpq's connect, psycopg's record made once connect returns). Only while another thread
+#: runs: with the checking thread alone, nothing can close it meanwhile (`reclaim run` at the
+#: exit of a program that left one would otherwise sit out its whole grace period).
+register(Kind("untracked-fd", waitable=_other_threads_run))
 
 
 def _untracked(
