@@ -260,9 +260,12 @@ class Report:
             if leak.context:
                 facts.append(f"during {leak.context}")
             facts.append(f"pid {leak.pid}")
-            # No hook saw a descriptor opened: its age is from when a check first saw it.
-            seen = "first seen " if leak.kind == "untracked-fd" else ""
-            facts.append(f"{seen}{_age(leak.age)} ago")
+            if leak.kind != "untracked-fd":
+                facts.append(f"{_age(leak.age)} ago")
+            elif leak.age < 0.001:  # no hook saw it opened, and no earlier check saw it
+                facts.append("first seen by this check")
+            else:
+                facts.append(f"first seen {_age(leak.age)} ago")
             console.print("  " + escape(", ".join(facts)))
 
 
