@@ -130,7 +130,7 @@ class AsyncLease(Generic[T]):
     ) -> Awaitable[None]:
         pool = self._pool
         slot = self._slot
-        if slot.__class__ is not Slot:
+        if not slot:  # None (never acquired) or False (released): a Slot is true
             return pool._done()
         self._slot = False
         if _track.on_release is not None:
@@ -189,7 +189,7 @@ class AsyncLease(Generic[T]):
 
     def __del__(self) -> None:
         slot = self._slot
-        if slot.__class__ is not Slot:
+        if not slot:
             return
         self._slot = False
         pool = self._pool
