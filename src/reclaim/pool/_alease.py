@@ -7,7 +7,7 @@ import sys
 import time
 from collections.abc import Awaitable, Generator
 from types import FrameType, TracebackType
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from reclaim import _sites, _track
 from reclaim.errors import ResourceClosed
@@ -49,7 +49,7 @@ class AsyncLease(Generic[T]):
         self._pool = pool
         self._timeout = timeout
         # None: not acquired yet; a Slot: held; False: released.
-        self._slot: Slot | bool | None = None
+        self._slot: Slot | Literal[False] | None = None
 
     def __aenter__(self) -> Awaitable[T]:
         # Synchronous fast path: with an idle object at hand, the bookkeeping is done here and
