@@ -265,10 +265,31 @@ def test_ignore_leaves_a_kind_out(tmp_path: Path) -> None:
     assert "no leaks" in result.stderr
 
 
+def test_allow_leaves_out_what_matches_only(tmp_path: Path) -> None:
+    """--allow KIND:REGEX drops the leaks it matches (by description or site) from the report and
+    from --fail; the others stay."""
+    write(
+        tmp_path / "two.py",
+        """\
+        import socket
+        CACHE = open(__file__)
+        PEER = socket.socket()
+        """,
+    )
+    result = reclaim_run("--allow", "file:two\\.py", "--fail", "two.py", cwd=tmp_path)
+    assert result.returncode == 3, result.stderr
+    assert "leaked 1 resource (1 socket)" in result.stderr, result.stderr
+    result = reclaim_run("--allow", "file:two.py", "--allow", "*:two.py:3", "--fail", "two.py", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "no leaks" in result.stderr
+
+
 def test_bad_options_are_usage_errors_naming_the_option(tmp_path: Path) -> None:
     """A wrong option exits 2 with a message that names it; so does a missing program."""
     for args, words in [
         (("--ignore", "sockets", "x.py"), "--ignore"),
+        (("--allow", "heartbeat", "x.py"), "argument --allow: 'heartbeat' is not KIND:REGEX"),
+        (("--allow", "files:x", "x.py"), "argument --allow: unknown kind 'files'"),
         (("--depth", "0", "x.py"), "--depth"),
         ((), "program"),
     ]:

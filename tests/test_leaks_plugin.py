@@ -347,6 +347,60 @@ def test_off_by_default_on_by_ini_and_kinds_ignored_by_ini(pytester: pytest.Pyte
     typo.stderr.fnmatch_lines(["*reclaim_ignore_kinds: unknown kind 'files'*"])
 
 
+def test_ini_reclaim_allow_allows_in_every_test_and_wide_fixture(pytester: pytest.Pytester) -> None:
+    """``reclaim_allow = KIND:REGEX`` lines: allowed in every test and in a session fixture
+    (which no marker reaches: a plugin's fixture, say), and nothing else is."""
+    pytester.makepyfile(
+        test_ini_allow="""
+        import socket
+        import pytest
+
+        KEEP = []
+
+        @pytest.fixture(scope="session")
+        def cache_db(tmp_path_factory):
+            return open(tmp_path_factory.mktemp("c") / "cache-forever.db", "w")
+
+        def test_uses_the_fixture(cache_db):
+            pass
+
+        def test_heartbeat_allowed(tmp_path):
+            KEEP.append(open(tmp_path / "heartbeat.log", "w"))
+
+        def test_other_file_still_fails(tmp_path):
+            KEEP.append(open(tmp_path / "data.txt", "w"))
+
+        def test_any_kind_rule(tmp_path):
+            KEEP.append(socket.socket())
+        """
+    )
+    pytester.makeini(
+        "[pytest]\nreclaim_allow =\n    file: cache-forever\\.db\n    file,socket: heartbeat\n"
+        "    *: AF_INET\n"
+    )
+    result = run(pytester)
+    result.assert_outcomes(passed=4, errors=1)
+    result.stdout.fnmatch_lines(["*ERROR at teardown of test_other_file_still_fails*"])
+    assert "cache-forever" not in result.stdout.str()
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("heartbeat", "*reclaim_allow: 'heartbeat' is not KIND:REGEX*"),
+        ("files: x", "*reclaim_allow: unknown kind 'files'; kinds: file*"),
+        ("file: (x", "*reclaim_allow: match='(x' is not a valid regular expression*"),
+    ],
+)
+def test_ini_reclaim_allow_refuses_a_bad_line(pytester: pytest.Pytester, line: str, message: str) -> None:
+    """A line that would allow nothing (or everything) by mistake stops the run, saying why."""
+    pytester.makepyfile(test_x="def test_x():\n    pass\n")
+    pytester.makeini(f"[pytest]\nreclaim_allow = {line}\n")
+    result = run(pytester)
+    result.stderr.fnmatch_lines([message])
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+
+
 def test_works_under_xdist(pytester: pytest.Pytester) -> None:
     """With -n 2 each worker checks its tests; its findings reach the controller's summary and JSON."""
     pytest.importorskip("xdist")

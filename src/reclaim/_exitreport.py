@@ -130,6 +130,7 @@ def _check(session: Session, since: Snapshot | None) -> list[Leak]:
         since,
         grace=options.grace,
         ignore_kinds=options.ignore,
+        ignore=options.allow,
         collect=True,
         untracked_fds=session.untracked_fds,
     )
@@ -153,7 +154,11 @@ def _unless_released_at_exit(session: Session, leaks: list[Leak]) -> list[Leak]:
     still = {
         _identity(leak)
         for leak in session.tracker.leaks(
-            session.since, ignore_kinds=options.ignore, collect=True, untracked_fds=session.untracked_fds
+            session.since,
+            ignore_kinds=options.ignore,
+            ignore=options.allow,
+            collect=True,
+            untracked_fds=session.untracked_fds,
         )
     }
     return [

@@ -35,7 +35,7 @@ import zipimport
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from . import _sites
 from ._exitreport import (
@@ -48,6 +48,9 @@ from ._exitreport import (
     report,
     report_and_die,
 )
+
+if TYPE_CHECKING:
+    from .leaks._allow import AllowRule
 from .leaks import Tracker, _records
 
 __all__ = ["DEFAULT_DEPTH", "EXIT_LEAKED", "Options", "Target", "run"]
@@ -80,6 +83,8 @@ class Options:
     grace: float
     #: --depth was given: files keep that many frames too (by default they keep two, for speed).
     depth_given: bool = False
+    #: --allow rules: leaks they match are left out.
+    allow: tuple[AllowRule, ...] = ()
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 Usage::
 
-    reclaim run [--json PATH] [--fail] [--depth N] [--ignore KIND] script.py [args...]
+    reclaim run [--json PATH] [--fail] [--depth N] [--ignore KIND] [--allow KIND:REGEX] script.py [args...]
     reclaim run [options] -m module [args...]
     python -m reclaim run ...
 
@@ -39,11 +39,12 @@ from collections.abc import Sequence
 from ._runner import DEFAULT_DEPTH, EXIT_LEAKED, Options, Target, run
 from ._version import __version__
 from .leaks import KINDS
+from .leaks._allow import parse_allow
 
 __all__ = ["EXIT_LEAKED", "main"]
 
 # Options of `reclaim run` that take a value: the first other word is the program.
-_VALUE_OPTIONS = ("--json", "--depth", "--ignore", "--grace")
+_VALUE_OPTIONS = ("--json", "--depth", "--ignore", "--allow", "--grace")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -93,6 +94,14 @@ def _run_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="KIND",
         help="leave out leaks of this kind (repeatable, or comma-separated): " + ", ".join(KINDS),
+    )
+    parser.add_argument(
+        "--allow",
+        action="append",
+        default=[],
+        metavar="KIND:REGEX",
+        help="leave out leaks of KIND (a kind, several joined by commas, or * for any) whose "
+        "description or acquisition site matches REGEX (repeatable), e.g. 'selector:websockets/'",
     )
     parser.add_argument(
         "--grace",
@@ -163,9 +172,16 @@ def _parse_run(args: Sequence[str]) -> tuple[Options, Target]:
             if kind not in KINDS:
                 parser.error(f"argument --ignore: unknown kind {kind!r}; kinds: {', '.join(KINDS)}")
             ignore.append(kind)
+    allow = []
+    for spec in ns.allow:
+        try:
+            allow.append(parse_allow(spec, "argument --allow"))
+        except ValueError as exc:
+            parser.error(str(exc))
     json_path = None if ns.json_path is None else _json_destination(parser, ns.json_path)
     depth = DEFAULT_DEPTH if ns.depth is None else ns.depth
     options = Options(json_path, ns.fail, depth, tuple(ignore), ns.grace, depth_given=ns.depth is not None)
+    options.allow = tuple(allow)
     return options, target
 
 

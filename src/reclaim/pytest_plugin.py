@@ -7,6 +7,7 @@ Turn it on with ``pytest --reclaim`` or in the ini file::
     reclaim_grace = 1.0     # seconds to wait for threads/children still finishing
     reclaim_collect = true  # gc.collect() after a test that left something open
     reclaim_ignore_kinds = ["untracked-fd"]  # kinds never reported
+    reclaim_allow = ["sqlite3: memorydb_"]  # KIND:REGEX lines allowed in every test and fixture
     reclaim_depth = 8       # frames per stack; unset, files keep 2 (each costs on every open())
 
 Every resource acquired while a test's setup, call or teardown runs -- its
@@ -46,11 +47,10 @@ import io
 import itertools
 import json
 import os
-import re
 import sys
 import time
 import types
-from collections.abc import Callable, Generator, Iterable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -58,6 +58,7 @@ import pytest
 
 if TYPE_CHECKING:
     from .leaks import Leak, Tracker
+    from .leaks._allow import AllowRule
 
 __all__ = ["LeakChecker", "LeakCheckerStatistics"]
 
@@ -114,6 +115,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "this is set, as each frame costs on every open())",
     )
     parser.addini(
+        "reclaim_allow",
+        type="linelist",
+        default=[],
+        help="leaks allowed in every test and fixture, one KIND:REGEX per line (KIND a kind, "
+        "several joined by commas, or * for any; REGEX searched in the description and the site)",
+    )
+    parser.addini(
         "reclaim_ignore_kinds",
         type="linelist",
         default=[],
@@ -154,23 +162,9 @@ def _ini_kinds(config: pytest.Config) -> tuple[str, ...]:
     return kinds
 
 
-@dataclass(frozen=True)
-class _Allow:
-    """One ``reclaim_allow`` marker."""
+def _allow_rules(item: pytest.Item | pytest.Collector) -> list[AllowRule]:
+    from .leaks._allow import allow_rule  # imported late, as in _ini_kinds (the plugin loads first)
 
-    kinds: frozenset[str] | None
-    pattern: re.Pattern[str] | None
-
-    def allows(self, leak: Leak) -> bool:
-        if self.kinds is not None and leak.kind not in self.kinds:
-            return False
-        if self.pattern is None:
-            return True
-        site = str(leak.site) if leak.site is not None else ""
-        return bool(self.pattern.search(leak.description) or self.pattern.search(site))
-
-
-def _allow_rules(item: pytest.Item | pytest.Collector) -> list[_Allow]:
     rules = []
     for mark in item.iter_markers("reclaim_allow"):
         if mark.args:
@@ -178,31 +172,20 @@ def _allow_rules(item: pytest.Item | pytest.Collector) -> list[_Allow]:
         unknown = sorted(set(mark.kwargs) - {"kind", "match"})
         if unknown:
             raise TypeError(f"reclaim_allow: unknown argument {unknown[0]!r}; use kind= and match=")
-        kind = mark.kwargs.get("kind")
-        kinds: frozenset[str] | None
-        if kind is None:
-            kinds = None
-        elif isinstance(kind, str):
-            kinds = frozenset([kind])
-        elif isinstance(kind, Iterable) and all(isinstance(k, str) for k in kind):
-            kinds = frozenset(kind)
-        else:
-            raise TypeError(f"reclaim_allow: kind must be a str or a tuple of str, got {kind!r}")
-        from .leaks import KINDS  # imported late, as in _ini_kinds (the plugin loads first)
+        rules.append(allow_rule(mark.kwargs.get("kind"), mark.kwargs.get("match"), "reclaim_allow"))
+    return rules
 
-        for name in sorted(kinds or ()):
-            if name not in KINDS:  # a misspelled kind would allow nothing, silently
-                raise ValueError(f"reclaim_allow: unknown kind {name!r}; kinds: {', '.join(KINDS)}")
-        match = mark.kwargs.get("match")
-        if match is not None and not isinstance(match, str):
-            raise TypeError(f"reclaim_allow: match must be a regular expression str, got {match!r}")
+
+def _ini_allow(config: pytest.Config) -> list[AllowRule]:
+    """The ``reclaim_allow`` ini lines (``KIND:REGEX``): allowed in every test and fixture."""
+    from .leaks._allow import parse_allow
+
+    rules = []
+    for line in config.getini("reclaim_allow"):
         try:
-            pattern = re.compile(match) if match is not None else None
-        except re.error as exc:
-            raise ValueError(
-                f"reclaim_allow: match={match!r} is not a valid regular expression: {exc}"
-            ) from None
-        rules.append(_Allow(kinds, pattern))
+            rules.append(parse_allow(str(line), "ini option reclaim_allow"))
+        except ValueError as exc:
+            raise pytest.UsageError(str(exc)) from None
     return rules
 
 
@@ -340,6 +323,7 @@ class LeakChecker:
         self.depth: int = max(1, _ini_number(config, "reclaim_depth", int)) if self.depth_given else 8
         self.collect: bool = bool(config.getini("reclaim_collect"))
         self.ignore_kinds: tuple[str, ...] = _ini_kinds(config)
+        self.allow_everywhere: list[AllowRule] = _ini_allow(config)
         self.tracker: Tracker | None = None
         self.controller = False
         # Unique per session: a pytester session nested in this process gets a label of its own.
@@ -348,12 +332,12 @@ class LeakChecker:
         self.session_label = f"pytest session (pid {os.getpid()}{nested}): collection and plugins"
         self.previous_context: str | None = None
         self.contexts: set[str] = set()
-        self.allow: dict[str, list[_Allow]] = {}
+        self.allow: dict[str, list[AllowRule]] = {}
         #: A wider-scoped fixture's label -> its FixtureDef, while it may be set up (its value
         #: may hold what a test made for it: see _hand_over_held()).
         self.wide_fixtures: dict[str, pytest.FixtureDef[Any]] = {}
         #: A wider-scoped fixture's label -> the rules of the markers where it is scoped.
-        self.fixture_allow: dict[str, list[_Allow]] = {}
+        self.fixture_allow: dict[str, list[AllowRule]] = {}
         self.reported: set[tuple[object, ...]] = set()
         self.item: pytest.Item | None = None
         # (who acquired, rendered report) of leaks found after their test ended.
@@ -460,7 +444,8 @@ class LeakChecker:
         terminalreporter.write_line(
             f"{_plural(self.late_count, 'resource')} leaked; each is blamed on the test "
             "(or fixture) that acquired it, or the module-level object keeping it, not on the "
-            "test running when it was found."
+            "test running when it was found. Allow one on purpose with an ini line "
+            "'reclaim_allow = KIND:REGEX'."
         )
         # Counted in the last line ("3 passed, 1 leaked"), so a red exit status is explained.
         terminalreporter.stats.setdefault("leaked", []).extend(_LateLeak(who) for who, _ in self.late)
@@ -478,7 +463,7 @@ class LeakChecker:
             if context not in self.contexts and not context.startswith(MODULE_GLOBAL):
                 continue  # another (nested or outer) session's
             rules = self.allow.get(context) or self.fixture_allow.get(context, [])
-            if any(rule.allows(leak) for rule in rules):
+            if any(rule(leak) for rule in (*self.allow_everywhere, *rules)):
                 continue
             self.reported.add(_key(leak))
             by_context.setdefault(context, []).append(leak)
@@ -601,8 +586,8 @@ class LeakChecker:
 
     def _test_leaks(self, item: pytest.Item) -> list[Leak]:
         assert self.tracker is not None
-        rules = self.allow.get(item.nodeid, [])
-        allowed = (lambda leak: any(rule.allows(leak) for rule in rules)) if rules else None
+        rules = [*self.allow_everywhere, *self.allow.get(item.nodeid, [])]
+        allowed = (lambda leak: any(rule(leak) for rule in rules)) if rules else None
         check = functools.partial(
             self.tracker.leaks,
             context=item.nodeid,
