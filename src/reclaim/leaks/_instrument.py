@@ -17,6 +17,7 @@ from . import (
     _loops,
     _mmap,
     _multiprocessing,
+    _pooled,
     _psycopg,
     _sharedmemory,
     _sockets,
@@ -43,6 +44,9 @@ def install(patches: Patches) -> None:
         ("sqlite3", _sqlite.install),
         ("psycopg.connection", _psycopg.install_sync),
         ("psycopg.connection_async", _psycopg.install_async),
+        ("redis.connection", _pooled.install_redis),
+        ("redis.asyncio.connection", _pooled.install_redis_async),
+        ("urllib3.connectionpool", _pooled.install_urllib3),
         ("tempfile", _tempfiles.install),
         ("mmap", _mmap.install),
         ("asyncio.base_events", _tasks.install_base_events),
@@ -75,3 +79,4 @@ def uninstall() -> None:
     _imports.cancel_all()
     _multiprocessing.reset()
     _sharedmemory.reset()
+    _pooled.reset()

@@ -26,7 +26,7 @@ from typing import Any, Self
 from reclaim import _sites, _track
 from reclaim._sites import Site
 
-from . import _fds, _files, _records
+from . import _fds, _files, _pooled, _records
 from ._kinds import Kind, kind_of, register
 from ._patch import Patches
 from ._records import NO_OBJECT, OPEN, Record
@@ -288,7 +288,9 @@ class Tracker:
         themselves: objects the program keeps at module level (an engine made at import), of
         which a resource the code under *context* stored there itself is not one. The first
         holder to reach a resource takes it; the search looks at HOLDER_SEARCH objects in
-        all. Returns how many resources were relabelled.
+        all. A library pool's record of the connections it handed out is not looked through:
+        a connection checked out and kept is its taker's, not the pool owner's. Returns how
+        many resources were relabelled.
         """
         self._require()
         targets: dict[int, Any] = {}
@@ -302,7 +304,7 @@ class Tracker:
             if raw is not None and facts is not None and facts[3] == context and not raw.closed:
                 targets[id(raw)] = raw
         moved = 0
-        search = _Search(targets, _not_followed())
+        search = _Search(targets, _not_followed(), _pooled.in_use())
         roots = [(label, holder, True) for label, holder in holders.items()]
         roots += [(label, holder, False) for label, holder in module_holders.items()]
         for label, holder, itself in roots:
@@ -472,10 +474,14 @@ class _Search:
     """Breadth-first searches from holder after holder, sharing what they saw and one budget:
     what an earlier holder's search went through (and took) is not searched again."""
 
-    def __init__(self, targets: Mapping[int, Any], not_followed: tuple[type, ...]) -> None:
+    def __init__(
+        self, targets: Mapping[int, Any], not_followed: tuple[type, ...], skip: Iterable[object] = ()
+    ) -> None:
         self.targets = targets
         self.not_followed = not_followed
-        self.seen: set[int] = set()
+        #: ids of what is never looked through; *skip* is kept alive meanwhile, so its ids stay its.
+        self.skip = list(skip)
+        self.seen: set[int] = {id(obj) for obj in self.skip}
         self.budget = HOLDER_SEARCH
 
     def reachable(self, holder: object, itself: bool) -> list[int]:

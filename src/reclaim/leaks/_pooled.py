@@ -1,0 +1,217 @@
+"""Sockets a client library's pool hands out: a leak is the checkout's that kept one, not the first connect's.
+
+redis-py and urllib3 keep their connections, sockets open, in a pool: the socket is made by
+the first command that needs one (a correct ``r.ping()``, a ``session.get()`` read to the
+end), goes back to the pool and is handed out again to whoever asks next. Code that checks
+one out and never gives it back (``r.pubsub()`` subscribed and never closed, a
+``stream=True`` response never read nor closed) was reported at the line that first
+connected the socket, and under pytest on the session fixture whose client made it.
+
+So the pool's checkout and return are wrapped (redis-py's ``get_connection`` and
+``release``, sync and asyncio; urllib3's ``_get_conn`` and ``_put_conn``). At checkout the
+socket's record takes the checkout's site, label, generation, time and thread, and keeps
+what it had on the connection object; at return that is put back: the socket is the pool's
+again, blamed where it was before (on the pool's owner, once the pytest plugin handed it
+over). A connection never returned is reported at the line that checked it out, under the
+test that did. A socket made while checked out (a reconnect) is recorded where it is made.
+
+A redis-py pool also references the connections it has handed out (``_in_use_connections``;
+a ``BlockingConnectionPool``'s ``_connections``, whose idle ones its queue holds too): what
+a session fixture's client reaches through them is not the fixture's (see :func:`in_use`),
+or a test's leaked ``pubsub()`` would be handed over to the fixture (redis.asyncio's pools
+too). urllib3's pools keep only their idle connections.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import time
+import weakref
+from collections.abc import Callable, Iterator
+from types import ModuleType
+from typing import Any
+
+from . import _records
+from ._patch import Patches
+
+__all__ = ["in_use", "install_redis", "install_redis_async", "install_urllib3", "reset"]
+
+__tracebackhide__ = True  # stands in for what it wraps: see _patch
+
+#: Attribute of a checked-out connection: (record, site, context, seq, time, thread) of its
+#: socket as the pool had it.
+POOLED = "_reclaim_pooled"
+
+#: id -> weak reference of each redis-py pool (sync or asyncio) seen handing out a connection (see
+#: in_use()): a dict, not a WeakSet, so a checkout pays one lookup and a check may list it while
+#: threads add to it.
+_pools: dict[int, weakref.ref[Any]] = {}
+
+#: The attributes of a redis-py pool that reference the connections it handed out.
+_IN_USE = ("_in_use_connections", "_connections")
+
+
+def _seen(pool: Any) -> None:
+    key = id(pool)
+    if key not in _pools:
+        _pools[key] = weakref.ref(pool, lambda ref: _forget(key, ref))
+
+
+def _forget(key: int, ref: weakref.ref[Any]) -> None:
+    if _pools.get(key) is ref:
+        del _pools[key]
+
+
+def checked_out(conn: Any, socket_of: Callable[[Any], Any], frame: Any) -> None:
+    """The pool handed *conn* (its socket found by *socket_of*) to the code running in *frame*."""
+    try:
+        sock = socket_of(conn)
+    except Exception:  # an exotic connection: it stays where it was made, the checkout goes on
+        return
+    rec = _records.live.get(id(sock)) if sock is not None else None
+    if rec is None or rec.kind != "socket" or rec() is not sock:
+        return  # not connected yet (the request that follows connects it), or not tracked
+    try:
+        saved = vars(conn).get(POOLED)
+        if saved is None or saved[0] is not rec:  # a second wrapper (a subclass's) keeps the first's
+            vars(conn)[POOLED] = (rec, rec.site, rec.context, rec.seq, rec.time, rec.thread)
+    except TypeError:  # no __dict__: the socket stays blamed where it was made
+        return
+    rec.site = _records.capture(frame, _records.depth)
+    rec.thread = _records.thread_name()
+    rec.context = _records.label_here()
+    rec.seq = _records.generation
+    rec.time = time.time()
+
+
+def returned(conn: Any) -> None:
+    """*conn* is going back to its pool: its socket is blamed as it was before the checkout."""
+    try:
+        saved = vars(conn).pop(POOLED, None)
+    except TypeError:  # None (urllib3's placeholder), or no __dict__
+        return
+    if saved is None:
+        return
+    rec: _records.Record = saved[0]
+    if rec.state == _records.OPEN and _records.live.get(rec.key) is rec:
+        rec.site, rec.context, rec.seq, rec.time, rec.thread = saved[1:]
+
+
+def in_use() -> Iterator[object]:
+    """The containers through which redis-py's pools reference the connections they handed out."""
+    for ref in list(_pools.values()):
+        pool = ref()
+        for name in _IN_USE:
+            held = getattr(pool, name, None)
+            if held is not None:
+                yield held
+
+
+def reset() -> None:
+    """Forget the pools seen (the last tracker stopped)."""
+    _pools.clear()
+
+
+# -- redis-py ---------------------------------------------------------------------------------
+
+
+def _redis_socket(conn: Any) -> Any:
+    """The socket of a redis-py connection (of the one a client-side cache's proxy wraps)."""
+    sock = getattr(conn, "_sock", None)
+    if sock is None:
+        sock = getattr(getattr(conn, "_conn", None), "_sock", None)
+    return sock
+
+
+def _redis_async_socket(conn: Any) -> Any:
+    """The socket under a redis.asyncio connection's stream writer (under TLS too)."""
+    writer = getattr(conn, "_writer", None)
+    if writer is None:
+        return None
+    sock = writer.get_extra_info("socket")  # asyncio's TransportSocket around it
+    return getattr(sock, "_sock", sock)
+
+
+def install_redis(patches: Patches, module: ModuleType) -> None:
+    """Wrap the checkout and return of ``redis.connection``'s pools."""
+    for name in ("ConnectionPool", "BlockingConnectionPool"):
+        cls = getattr(module, name, None)
+        if isinstance(cls, type):
+            _wrap_sync(patches, cls, "get_connection", "release", _redis_socket, track_pool=True)
+
+
+def install_redis_async(patches: Patches, module: ModuleType) -> None:
+    """Wrap the checkout and return of ``redis.asyncio.connection``'s pools (coroutines)."""
+    for name in ("ConnectionPool", "BlockingConnectionPool"):
+        cls = getattr(module, name, None)
+        if not isinstance(cls, type):
+            continue
+        get = vars(cls).get("get_connection")
+        if get is not None:
+            patches.set(cls, "get_connection", _async_checkout(get, _redis_async_socket))
+        release = vars(cls).get("release")
+        if release is not None:
+            patches.set(cls, "release", _async_return(release))
+
+
+def _async_checkout(get: Callable[..., Any], socket_of: Callable[[Any], Any]) -> Callable[..., Any]:
+    @functools.wraps(get)
+    async def get_connection(self: Any, *args: Any, **kwargs: Any) -> Any:
+        conn = await get(self, *args, **kwargs)
+        _seen(self)
+        checked_out(conn, socket_of, sys._getframe(1))
+        return conn
+
+    return get_connection
+
+
+def _async_return(release: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(release)
+    async def release_(self: Any, connection: Any, *args: Any, **kwargs: Any) -> Any:
+        returned(connection)
+        return await release(self, connection, *args, **kwargs)
+
+    return release_
+
+
+# -- urllib3 (requests) -----------------------------------------------------------------------
+
+
+def install_urllib3(patches: Patches, module: ModuleType) -> None:
+    """Wrap ``urllib3.connectionpool.HTTPConnectionPool``'s ``_get_conn`` and ``_put_conn``."""
+    cls = getattr(module, "HTTPConnectionPool", None)
+    if isinstance(cls, type):
+        _wrap_sync(patches, cls, "_get_conn", "_put_conn", lambda conn: getattr(conn, "sock", None))
+
+
+def _wrap_sync(
+    patches: Patches,
+    cls: type,
+    get_name: str,
+    put_name: str,
+    socket_of: Callable[[Any], Any],
+    *,
+    track_pool: bool = False,
+) -> None:
+    get = vars(cls).get(get_name)
+    if get is not None:
+
+        @functools.wraps(get)
+        def checkout(self: Any, *args: Any, **kwargs: Any) -> Any:
+            conn = get(self, *args, **kwargs)
+            if track_pool:
+                _seen(self)
+            checked_out(conn, socket_of, sys._getframe(1))
+            return conn
+
+        patches.set(cls, get_name, checkout)
+    put = vars(cls).get(put_name)
+    if put is not None:
+
+        @functools.wraps(put)
+        def checkin(self: Any, conn: Any, *args: Any, **kwargs: Any) -> Any:
+            returned(conn)
+            return put(self, conn, *args, **kwargs)
+
+        patches.set(cls, put_name, checkin)
