@@ -201,7 +201,7 @@ def _stitch_program(out: list[Any], frame: FrameType | None) -> None:
         code = out[i]
         if code is task_root and i:
             del out[i:]
-            out.extend(_first_program(task_site() if task_site is not None else ()))
+            out.extend(first_program(task_site() if task_site is not None else ()))
             return
         if is_program(code.co_filename):
             return
@@ -217,14 +217,14 @@ def _stitch_program(out: list[Any], frame: FrameType | None) -> None:
                 carried = _started_at(frame)
             else:
                 carried = task_site() if task_site is not None else ()
-            line = _first_program(carried)
+            line = first_program(carried)
             if line:
                 out[-2:] = line
             return
         frame = frame.f_back
 
 
-def _first_program(site: RawSite) -> RawSite:
+def first_program(site: RawSite) -> RawSite:
     """``(code, lasti)`` of the first of the program's frames in a flat *site*, else empty."""
     for i in range(0, len(site), 2):
         if is_program(site[i].co_filename):

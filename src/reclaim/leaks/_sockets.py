@@ -182,7 +182,11 @@ def install_socket(patches: Patches, socket: ModuleType) -> None:
             known = _raw_endpoints(self)
             _made_on[fd] = id(self)
         info = (family_of(self), type_of(self), fd, known)
-        _records.new(self, "socket", info, _capture(_getframe(1), _records.depth))
+        frame = _getframe(1)
+        site = _capture(frame, _records.depth)
+        if fileno is not None:
+            site = _accepted_at(frame, site)
+        _records.new(self, "socket", info, site)
 
     def _real_close(self: Any, *args: Any, **kwargs: Any) -> None:
         rec = _live_pop(id(self), None)  # _records.release(), inlined
@@ -227,6 +231,25 @@ def install_socket(patches: Patches, socket: ModuleType) -> None:
     patches.set(cls, "connect", connect_)
     patches.set(cls, "connect_ex", connect_ex_)
     patches.set(cls, "bind", bind_)
+
+
+def _accepted_at(frame: Any, site: Any) -> Any:
+    """The site of a socket a library's ``accept()`` made (asyncio's, Tornado's, socketserver's
+    accept callbacks): its own frames, then the program's line that made the listening socket,
+    the line the program can act on (else the line running the event loop would be blamed)."""
+    caller = frame.f_back
+    if frame.f_code.co_name != "accept" or caller is None or _sites.is_program(caller.f_code.co_filename):
+        return site  # the program's own accept(): its line
+    rec = _live_get(id(frame.f_locals.get("self")))
+    line = _sites.first_program(rec.site) if rec is not None and rec.kind == "socket" else ()
+    if not line:
+        return site
+    kept: list[Any] = []
+    for i in range(0, len(site), 2):
+        if _sites.is_program(site[i].co_filename):
+            break
+        kept += site[i : i + 2]
+    return (*kept[: 2 * (_records.depth - 1)], *line)
 
 
 def _note_peer(sock: Any, address: Any) -> None:
