@@ -1199,6 +1199,113 @@ def test_libraries_process_wide_machinery_is_theirs_not_the_programs(tmp_path: P
     assert found == [("file", marked(PROCESS_WIDE_MACHINERY, "LEAK"))], result.stderr
 
 
+ASGIREF = """\
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from asgiref.sync import async_to_sync
+
+    async def double(x):
+        await asyncio.sleep(0)
+        return x * 2
+
+    print(async_to_sync(double)(21))  # asgiref makes an executor for this call, and drops it
+    print(async_to_sync(double)(4))
+    pool = ThreadPoolExecutor(max_workers=1)  # LEAK
+    pool.submit(print, "done").result()
+"""
+
+
+def test_asgirefs_executor_per_async_to_sync_call_is_its_own(tmp_path: Path) -> None:
+    """asgiref's AsyncToSync makes a one-worker ThreadPoolExecutor per call and leaves it to the
+    garbage collector by design (every Django async view under the test client, every Channels
+    call): it was reported as the program's; the program's own executor still is."""
+    pytest.importorskip("asgiref")
+    write(tmp_path / "calls.py", ASGIREF)
+    result = reclaim_run("--json", "leaks.json", "calls.py", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "42\n8\ndone\n"
+    leaks = json.loads((tmp_path / "leaks.json").read_text())["leaks"]
+    found = [(leak["kind"], leak["frames"][0]["line"]) for leak in leaks]
+    assert found == [("thread", marked(ASGIREF, "LEAK"))], result.stderr
+
+
+MATPLOTLIB = """\
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    ax.set_title("text: matplotlib opens its fonts and keeps them in a cache")
+    fig.savefig(io.BytesIO(), format="png")
+    plt.close(fig)
+    log = open("plot.log", "w")  # LEAK
+"""
+
+
+def test_matplotlibs_font_cache_is_its_own(tmp_path: Path) -> None:
+    """matplotlib's _get_font caches FT2Font objects, each holding its .ttf file open for the
+    process: any figure with text reported DejaVuSans.ttf as the program's leak; its own file is."""
+    pytest.importorskip("matplotlib")
+    write(tmp_path / "plot.py", MATPLOTLIB)
+    env = {**os.environ, "MPLCONFIGDIR": str(tmp_path / "mpl")}  # its font list, not the user's
+    result = reclaim_run("--json", "leaks.json", "plot.py", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    leaks = json.loads((tmp_path / "leaks.json").read_text())["leaks"]
+    found = [(leak["kind"], leak["frames"][0]["line"]) for leak in leaks]
+    assert found == [("file", marked(MATPLOTLIB, "LEAK"))], result.stderr
+
+
+DJANGO_SQLITE = """\
+    import sqlite3
+
+    import django
+    from django.conf import settings
+
+    sqlite = "django.db.backends.sqlite3"
+    settings.configure(
+        DATABASES={
+            "default": {"ENGINE": sqlite, "NAME": "app.db"},
+            "memory": {"ENGINE": sqlite, "NAME": ":memory:"},
+            "files": {"ENGINE": sqlite, "NAME": "files.db"},
+        }
+    )
+    django.setup()
+    from django.db import connections
+
+    # What Django's test runner and pytest-django do: an in-memory test database, whose
+    # connection Django's close() keeps on purpose (closing it would drop the database).
+    test_db = connections["default"]
+    test_db.creation.create_test_db(verbosity=0)
+    test_db.cursor().execute("select 1")
+    test_db.creation.destroy_test_db("app.db", verbosity=0)
+    connections["memory"].cursor().execute("select 1")
+    connections["memory"].close()  # does nothing, on purpose
+    # A file database's connection, which Django's close() closes, left open:
+    connections["files"].cursor().execute("select 1")  # FILES
+    kept = sqlite3.connect(":memory:")  # MINE
+"""
+
+
+def test_djangos_in_memory_sqlite_connections_are_its_own(tmp_path: Path) -> None:
+    """Django never closes a connection to an in-memory sqlite database (its test database by
+    default), and pytest-django never asks: it was the program's leak. A file database's
+    connection Django's close() closes, and the program's own in-memory one, still are."""
+    pytest.importorskip("django")
+    write(tmp_path / "orm.py", DJANGO_SQLITE)
+    result = reclaim_run("--json", "leaks.json", "orm.py", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    leaks = json.loads((tmp_path / "leaks.json").read_text())["leaks"]
+    found = [(leak["kind"], leak["details"]["database"], leak["frames"][-1]["line"]) for leak in leaks]
+    assert found == [
+        ("sqlite3", "files.db", marked(DJANGO_SQLITE, "FILES")),
+        ("sqlite3", ":memory:", marked(DJANGO_SQLITE, "MINE")),
+    ], result.stderr
+
+
 COMPRESSED = """\
     import bz2, gzip, lzma, tarfile
 

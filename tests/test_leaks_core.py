@@ -280,6 +280,22 @@ def test_capture_from_resolves_as_the_flat_capture_does(leakwatch: Watch, tmp_pa
     assert (__file__, start_line) in [(code.co_filename, lineno) for code, lineno in threaded]
 
 
+def test_a_console_script_is_not_the_programs_line(tmp_path: Path) -> None:
+    # The interpreter's scripts directory (a venv's bin/) holds console scripts, not the program:
+    # a library's acquisition under pytest was reported "from .venv/bin/pytest:8 in <module>".
+    from reclaim import _sites
+
+    script = os.path.join(sysconfig.get_path("scripts"), "reclaim-fake-console-script")
+    assert not _sites.is_program(script)
+    library = tmp_path / "site-packages" / "reclaim_fake_library_used_by_a_script.py"
+    library.parent.mkdir()
+    namespace: dict[str, object] = {"capture": lambda: _sites.capture_from(sys._getframe(1), 2)}
+    exec(compile("def acquire():\n    return capture()\n", str(library), "exec"), namespace)
+    exec(compile("def main():\n    return acquire()\n", script, "exec"), namespace)
+    site = namespace["main"]()  # type: ignore[operator]
+    assert [code.co_filename for code, _ in site] == [str(library), __file__]
+
+
 # -- unnamed temporary files ------------------------------------------------------------------
 
 

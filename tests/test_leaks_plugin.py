@@ -795,6 +795,41 @@ def test_anyio_runner_task_and_trio_thread_cache_are_not_a_tests_leaks(pytester:
     result.stdout.fnmatch_lines(["*ERROR at teardown of test_a_task_of_its_own_still_leaks[[]asyncio[]]*"])
 
 
+def test_pytest_djangos_in_memory_test_database_is_not_a_fixtures_leak(pytester: pytest.Pytester) -> None:
+    """Django's default sqlite test database lives in memory, so its close() keeps the connection
+    on purpose and pytest-django never closes it: the session fixture django_db_setup was blamed
+    for it. A test's own in-memory database left open still fails that test."""
+    pytest.importorskip("pytest_django")
+    pytester.makeini("[pytest]\nDJANGO_SETTINGS_MODULE = settings\npythonpath = .\n")
+    pytester.makepyfile(
+        settings="""
+        SECRET_KEY = "reclaim-tests"
+        USE_TZ = True
+        DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": "app.db"}}
+        """,
+        test_orm="""
+        import sqlite3
+
+        import pytest
+        from django.db import connection
+
+        KEEP = []
+
+        @pytest.mark.django_db
+        def test_query():
+            with connection.cursor() as cursor:
+                cursor.execute("select 1")
+
+        def test_own_database_left_open():
+            KEEP.append(sqlite3.connect(":memory:"))
+        """,
+    )
+    result = run(pytester)
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(["*ERROR at teardown of test_own_database_left_open*", "*test_orm.py:14*"])
+    assert "memorydb" not in result.stdout.str()
+
+
 def test_a_second_leak_of_one_kind_by_one_test_found_later_is_still_reported(
     pytester: pytest.Pytester,
 ) -> None:

@@ -70,6 +70,7 @@ _getcwd = os.getcwd
 _isabs = os.path.isabs
 _join = os.path.join
 _normpath = os.path.normpath
+_dirname = os.path.dirname
 
 
 def _absolute(path: str) -> str:
@@ -81,6 +82,23 @@ _RECLAIM_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 _STDLIB_DIRS = tuple(
     {os.path.abspath(p) + os.sep for p in (sysconfig.get_path("stdlib"), sysconfig.get_path("platstdlib"))}
 )
+
+
+def _scripts_dirs() -> frozenset[str]:
+    """Where the interpreter's console scripts live (a venv's ``bin/``, the base install's, the
+    user's ``~/.local/bin``): launchers of installed code (``bin/pytest``), not the program."""
+    found = {os.path.dirname(sys.executable)} if sys.executable else set()
+    default = sysconfig.get_default_scheme()
+    base = {"base": sys.base_prefix, "platbase": sys.base_exec_prefix}
+    for scheme, config in ((default, None), (default, base), (f"{os.name}_user", None)):
+        try:
+            found.add(sysconfig.get_path("scripts", scheme, config))
+        except (KeyError, ValueError):  # a scheme this build does not have
+            continue
+    return frozenset(os.path.abspath(d) for d in found if d)
+
+
+_SCRIPTS_DIRS = _scripts_dirs()
 # Third-party packages whose frames are plumbing, never the user's code.
 _FRAMEWORK_PACKAGES = (
     "_pytest",
@@ -177,13 +195,20 @@ PROGRAM_SEARCH = 64
 
 
 def is_program(filename: str) -> bool:
-    """Whether *filename* is the program's own code: neither plumbing nor an installed library."""
+    """Whether *filename* is the program's own code: neither plumbing, nor an installed library,
+    nor a console script of the interpreter's (``.venv/bin/pytest``)."""
     return _cached(_program_cache, _classify_program, filename)
 
 
 def _classify_program(filename: str) -> bool:
-    parts = _absolute(filename).split(os.sep)
-    return not is_framework(filename) and "site-packages" not in parts and "dist-packages" not in parts
+    path = _absolute(filename)
+    parts = path.split(os.sep)
+    return (
+        not is_framework(filename)
+        and "site-packages" not in parts
+        and "dist-packages" not in parts
+        and _dirname(path) not in _SCRIPTS_DIRS
+    )
 
 
 def _stitch_program(out: list[Any], frame: FrameType | None) -> None:

@@ -17,6 +17,7 @@ from . import (
     _loops,
     _mmap,
     _multiprocessing,
+    _owning,
     _pooled,
     _psycopg,
     _sharedmemory,
@@ -68,7 +69,7 @@ def install(patches: Patches) -> None:
             for package in _multiprocessing.OWNED_PACKAGES
             for module in _multiprocessing.OWNED_PACKAGE_MODULES
         ),
-        *((name, _threads.install_process_wide) for name in _threads.PROCESS_WIDE),
+        *((name, _owning.install_process_wide) for name in _owning.PROCESS_WIDE),
         *((name, _sockets.install_finalizer_aliases) for name in _sockets.FINALIZER_ALIASES),
     ):
         _imports.when_imported(name, partial(installer, patches))

@@ -54,7 +54,7 @@ from typing import Any
 
 from . import _records
 from ._kinds import Details, Kind, register
-from ._owning import label, own, site, track_init
+from ._owning import label, lookup, own, site, track_init
 from ._patch import Patches
 from ._records import NO_OBJECT, OPEN, Record
 
@@ -71,7 +71,9 @@ __all__ = [
 
 __tracebackhide__ = True  # stands in for what it wraps: see _patch
 
-#: Modules whose process-wide machinery acquires for multiprocessing itself, and what in them.
+#: Modules whose process-wide machinery acquires for multiprocessing (or its library) itself, and
+#: what in them: owned, so what it acquires is recorded (its descriptors are known) but never
+#: reported. (What needs no record, a thread or an executor, is in _owning.PROCESS_WIDE.)
 OWNED = {
     "multiprocessing.util": ("get_temp_dir",),
     "multiprocessing.resource_tracker": ("ResourceTracker",),
@@ -79,6 +81,8 @@ OWNED = {
     "multiprocessing.heap": ("Heap", "Arena"),
     # joblib's memmapping folders (removed at exit or by the resource tracker).
     "joblib._memmapping_reducer": ("TemporaryResourcesManager",),
+    # matplotlib's font cache (an lru_cache): each FT2Font it keeps holds its .ttf file open.
+    "matplotlib.font_manager": ("_get_font",),
 }
 #: Packages that are a process-wide worker pool as a whole: loky (joblib's default backend,
 #: also vendored as joblib.externals.loky) keeps one reusable executor per process, with its
@@ -361,7 +365,7 @@ def install_process(patches: Patches, module: ModuleType) -> None:
 
 def install_owned(patches: Patches, module: ModuleType) -> None:
     """Own the process-wide machinery *module* keeps for multiprocessing (see :data:`OWNED`)."""
-    own(*(getattr(module, name) for name in OWNED[module.__name__] if hasattr(module, name)))
+    own(*(lookup(module, name) for name in OWNED[module.__name__]))
 
 
 def install_owned_package(patches: Patches, module: ModuleType) -> None:

@@ -5,13 +5,18 @@ is pipes, threads and workers the user never touches. Their functions are
 marked *owned* (:func:`reclaim._sites.mark_owned`), so what they acquire before
 any user frame is recorded but never reported, and the object itself gets one
 record at the line where the user's code made it.
+
+What a library keeps for the whole process (or makes and drops by design) is
+its own, not the program's whose call happened to come first: the functions
+that acquire it are *plumbing* (:data:`PROCESS_WIDE`), and what they acquire
+directly is never recorded.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterator
-from types import CodeType, FrameType, FunctionType
+from types import CodeType, FrameType, FunctionType, ModuleType
 from typing import Any
 
 from reclaim import _sites
@@ -19,13 +24,42 @@ from reclaim import _sites
 from . import _records
 from ._patch import Patches
 
-__all__ = ["PLUMBING", "label", "own", "plumbing", "site", "track_init"]
+__all__ = [
+    "PLUMBING",
+    "PROCESS_WIDE",
+    "install_process_wide",
+    "label",
+    "lookup",
+    "own",
+    "plumbing",
+    "site",
+    "track_init",
+]
 
 __tracebackhide__ = True  # stands in for what it wraps: see _patch
 
-#: Code that starts threads or creates tasks for a library's own process-wide machinery (trio's
-#: thread cache, anyio's pytest runner): what it starts directly is never recorded.
+#: Code that acquires for a library's own machinery (see PROCESS_WIDE, and anyio's pytest runner):
+#: what it acquires directly is never recorded. That is the threads it starts, the tasks it
+#: creates, the objects of classes tracked with track_init() it makes (executors), and its
+#: connections to in-memory sqlite3 databases (see _sqlite); not the files it opens, whose
+#: descriptors would then be reported as untracked (a library's file is owned: see own()).
 PLUMBING: set[CodeType] = set()
+
+#: What libraries keep for the whole process, or make and drop by design, by the module and the
+#: functions that acquire it: theirs, not the program's whose call happened to come first. The
+#: functions are plumbing (see PLUMBING); anyio's pytest runner task is in _tasks.
+PROCESS_WIDE = {
+    # trio's thread cache: idle workers end ~10 s after their last job.
+    "trio._core._thread_cache": ("WorkerThread.__init__",),
+    # tqdm's monitor: started with the first bar, stopped only by tqdm's atexit handler.
+    "tqdm._monitor": ("TMonitor.__init__",),
+    # asgiref's AsyncToSync (Django's async views under its test client, Channels): a one-worker
+    # ThreadPoolExecutor per call, dropped without shutdown(); its worker ends once it is collected.
+    "asgiref.sync": ("AsyncToSync.__call__",),
+    # Django's connection to an in-memory sqlite3 database (its test database by default): its
+    # close() keeps it, or the database would be gone. A file database's is the program's to close.
+    "django.db.backends.sqlite3.base": ("DatabaseWrapper.get_new_connection",),
+}
 
 
 def _codes(value: Any) -> Iterator[CodeType]:
@@ -56,15 +90,38 @@ def own(*values: Any) -> None:
             _sites.mark_owned(code)
 
 
+#: How many decorators lookup() looks through (a chain of __wrapped__ that loops must end).
+_UNWRAP = range(8)
+
+
+def lookup(module: Any, name: str) -> Any:
+    """The object at dotted *name* in *module*, or None (private names: a release may rename them).
+
+    A decorated function is looked through (``__wrapped__``, as ``functools.wraps`` and
+    ``lru_cache`` set it) to the function as written: its code is what runs the body.
+    """
+    value: Any = module
+    for part in name.split("."):
+        value = getattr(value, part, None)
+    for _ in _UNWRAP:
+        wrapped = getattr(value, "__wrapped__", None) if callable(value) else None
+        if not isinstance(wrapped, FunctionType):
+            break
+        value = wrapped
+    return value
+
+
 def plumbing(module: Any, *names: str) -> None:
-    """Mark the functions at dotted *names* in *module* as plumbing (missing ones are skipped:
-    they are private, and a release may rename them)."""
+    """Mark the functions at dotted *names* in *module* as plumbing (missing ones are skipped)."""
     for name in names:
-        value: Any = module
-        for part in name.split("."):
-            value = getattr(value, part, None)
+        value = lookup(module, name)
         if isinstance(value, FunctionType):
             PLUMBING.add(value.__code__)
+
+
+def install_process_wide(patches: Patches, module: ModuleType) -> None:
+    """What *module* acquires from its :data:`PROCESS_WIDE` functions is never recorded."""
+    plumbing(module, *PROCESS_WIDE[module.__name__])
 
 
 def _outside(obj: object, frame: FrameType | None) -> FrameType | None:
@@ -122,7 +179,10 @@ def track_init(
 
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         init(self, *args, **kwargs)
-        rec = _records.new(self, kind, info(type(self)), site(self))
+        maker = _outside(self, sys._getframe(1))
+        if maker is not None and maker.f_code in PLUMBING:
+            return  # a library's own (asgiref's executor per call): never recorded
+        rec = _records.new(self, kind, info(type(self)), _records.capture(maker, _records.depth))
         if leaked_at_del is not None and type(self).__del__ is __del__:
             rec.why = _records.AT_DEL
 

@@ -10,6 +10,12 @@ checks keep working, and every other behaviour is the base class's. Note that
 that ``type(conn)`` is the subclass (named like its base) while tracking.
 Connections made through a ``connect`` imported before tracking started are
 not seen, nor are connections whose factory cannot be subclassed.
+
+A connection to an in-memory database that a library's plumbing opens directly
+(Django's ``get_new_connection``, see :data:`._owning.PROCESS_WIDE`) is never
+recorded: Django's ``close()`` keeps it, as closing would drop the database (its
+test database, by default). To a file database it is recorded as any other:
+that one ``close()`` closes.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from typing import Any
 
 from . import _records
 from ._kinds import Details, Kind, register
+from ._owning import PLUMBING
 from ._patch import Patches
 from ._records import Record
 
@@ -86,6 +93,15 @@ def _files_of(database: str, uri: bool) -> tuple[str, ...]:
     return (*(() if memory else (path,)), *(() if uri else (database,)))
 
 
+def _in_memory(database: str) -> bool:
+    """Whether *database* is held in memory: ``:memory:``, or a ``file:`` URI with ``mode=memory``
+    or the path ``:memory:`` (Django's test database is ``file:memorydb_default?mode=memory&...``)."""
+    if not database.startswith("file:"):
+        return database == ":memory:"
+    path, _, query = database[5:].partition("#")[0].partition("?")
+    return "mode=memory" in query.split("&") or path == ":memory:"
+
+
 def _paths(obj: Any, rec: Record) -> tuple[str, ...]:
     # sqlite's C code holds the database (and -journal/-wal/-shm) descriptors: they are this
     # connection's, not untracked ones.
@@ -109,8 +125,11 @@ def install(patches: Patches, sqlite3: ModuleType) -> None:
         conn = connect(database, *args, **kwargs)
         name = os.fsdecode(database) if isinstance(database, (bytes, os.PathLike)) else str(database)
         uri = bool(args[_URI_ARG - 1] if len(args) >= _URI_ARG else kwargs.get("uri", False))
+        caller = sys._getframe(1)
+        if caller.f_code in PLUMBING and _in_memory(name):
+            return conn  # kept for the process by the library that opened it (see the docstring)
         info = (name, _files_of(name, uri))
-        _records.new(conn, "sqlite3", info, _records.capture(sys._getframe(1), _records.depth))
+        _records.new(conn, "sqlite3", info, _records.capture(caller, _records.depth))
         return conn
 
     connect_.__doc__ = connect.__doc__

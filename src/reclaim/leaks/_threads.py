@@ -40,7 +40,7 @@ from reclaim import _sites
 
 from . import _records
 from ._kinds import Details, Kind, register
-from ._owning import PLUMBING, label, own, plumbing, track_init
+from ._owning import PLUMBING, label, own, track_init
 from ._patch import Patches
 from ._records import Record
 
@@ -107,21 +107,6 @@ def install(patches: Patches) -> None:
 
     start_.__doc__ = start.__doc__
     patches.set(threading.Thread, "start", start_)
-
-
-#: Threads libraries keep for the whole process, by the module and function that start them:
-#: theirs, not the program's whose call happened to start them first.
-PROCESS_WIDE = {
-    # trio's thread cache: idle workers end ~10 s after their last job.
-    "trio._core._thread_cache": ("WorkerThread.__init__",),
-    # tqdm's monitor: started with the first bar, stopped only by tqdm's atexit handler.
-    "tqdm._monitor": ("TMonitor.__init__",),
-}
-
-
-def install_process_wide(patches: Patches, module: ModuleType) -> None:
-    """The threads *module* starts from its :data:`PROCESS_WIDE` functions are never recorded."""
-    plumbing(module, *PROCESS_WIDE[module.__name__])
 
 
 def install_executor(patches: Patches, module: ModuleType) -> None:
