@@ -7,12 +7,15 @@ import concurrent.futures
 import contextlib
 import functools
 import gc
+import http.client
+import http.server
 import json
 import mmap
 import multiprocessing
 import multiprocessing.pool
 import os
 import selectors
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -20,6 +23,7 @@ import sys
 import tempfile
 import threading
 import urllib.parse
+import urllib.request
 import weakref
 from collections.abc import Callable, Iterator
 from multiprocessing.pool import ThreadPool
@@ -834,6 +838,116 @@ def test_what_the_standard_library_acquires_in_a_task_it_made_names_the_line_tha
     assert leak.site is not None and leak.site.lineno == at, leak.headline()
 
 
+#: An HTTP/1.0 response: http.client closes the connection once the body is read.
+RESPONSE = b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+
+def _response(sock: socket.socket) -> http.client.HTTPResponse:
+    """The response read from *sock*, its headers only, as ``urlopen`` returns it."""
+    response = http.client.HTTPResponse(sock)
+    response.begin()
+    return response
+
+
+def _response_dropped_unread(sock: socket.socket) -> None:
+    response = _response(sock)
+    sock.close()  # urllib's do_open does so: the response holds the socket through makefile()
+    del response
+
+
+def _reader_dropped(sock: socket.socket, mode: Any, buffering: Any = None) -> None:
+    reader = sock.makefile(mode, buffering)
+    sock.close()  # the socket stays open while a makefile() object holds it
+    del reader
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@ignore_gc_warnings
+@pytest.mark.parametrize(
+    "drop",
+    [
+        _response_dropped_unread,
+        functools.partial(_reader_dropped, mode="rb"),
+        functools.partial(_reader_dropped, mode="r"),
+        functools.partial(_reader_dropped, mode="rb", buffering=0),
+    ],
+    ids=["http.client response", "makefile rb", "makefile r", "makefile unbuffered"],
+)
+def test_socket_its_last_makefile_object_closes_for_the_collector_is_collected(
+    leakwatch: Watch, drop: Callable[[socket.socket], None]
+) -> None:
+    """The program's close() of the socket waits for its makefile() objects: when the garbage
+    collector closes the last one, the collector closed the socket (it read as released)."""
+    a, b = socket.socketpair()
+    at = line() - 1
+    b.sendall(RESPONSE)
+    b.close()
+    drop(a)
+    leak = leakwatch.one("socket")
+    assert_site(leak, at)
+    assert leak.state == "collected" and leak.closed_by_gc
+
+
+def test_socket_closed_through_makefile_objects_the_program_closed_is_not_reported(
+    leakwatch: Watch,
+) -> None:
+    pairs = [socket.socketpair() for _ in range(6)]
+    for _, b in pairs:
+        b.sendall(RESPONSE)
+        b.close()
+    (a1, _), (a2, _), (a3, _), (a4, _), (a5, _), (a6, _) = pairs
+    response = _response(a1)  # read, then closed
+    a1.close()
+    assert response.read() == b"ok"
+    response.close()
+    with _response(a2) as response:  # closed unread
+        a2.close()
+    with a3.makefile("rb") as reader:  # the makefile() object closed, then the socket
+        reader.read()
+    a3.close()
+    reader = a4.makefile("rb")  # dropped while the socket is still open: the socket is the program's
+    del reader
+    a4.close()
+    response = _response(a5)  # a kept-alive connection's response dropped: the socket is still open
+    del response
+    a5.close()
+    with a6, a6.makefile("rb", buffering=0) as raw:
+        raw.read()
+    assert leakwatch.leaks() == []
+
+
+class _Ok(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.wfile.write(RESPONSE)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@ignore_gc_warnings
+def test_urlopen_response_dropped_unread_is_collected_and_one_closed_by_a_with_block_is_not(
+    leakwatch: Watch,
+) -> None:
+    # No proxy from the environment: the request goes to the server below.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with http.server.HTTPServer(("127.0.0.1", 0), _Ok) as server:
+        url = f"http://127.0.0.1:{server.server_port}/"
+        serving = threading.Thread(target=server.handle_request)
+        serving.start()
+        assert opener.open(url).status == 200
+        at = line() - 1
+        serving.join()
+        serving = threading.Thread(target=server.handle_request)
+        serving.start()
+        with opener.open(url) as response:
+            assert response.status == 200
+        serving.join()
+    leak = leakwatch.one("socket")
+    assert_site(leak, at)
+    assert leak.state == "collected"
+
+
 # -- threads ----------------------------------------------------------------------------------
 
 
@@ -931,6 +1045,61 @@ def test_thread_finishing_within_the_grace_period_is_not_reported(leakwatch: Wat
     threading.Timer(0.05, release.set).start()
     assert leakwatch.leaks("thread", grace=10.0) == []
     worker.join()
+
+
+class _Interrupted(Exception):
+    """What a signal handler raises in the main thread's join(), as Ctrl-C or pytest-timeout do."""
+
+
+@contextlib.contextmanager
+def _join_interrupted() -> Iterator[None]:
+    """The main thread's ``Thread.join()`` in the block is interrupted by a signal handler's
+    exception: SIGUSR1, sent to it until its handler finds it waiting there."""
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal handlers run in the main thread only")
+    main, done = threading.get_ident(), threading.Event()
+
+    def handler(signum: int, frame: Any) -> None:
+        code = getattr(frame, "f_code", None)
+        if code is None or done.is_set() or code.co_filename != threading.__file__:
+            return
+        if code.co_name in ("join", "_wait_for_tstate_lock"):  # 3.13's; 3.11's and 3.12's
+            done.set()
+            raise _Interrupted
+
+    def send() -> None:
+        while not done.wait(0.01):
+            signal.pthread_kill(main, signal.SIGUSR1)
+
+    previous = signal.signal(signal.SIGUSR1, handler)
+    sender = threading.Thread(target=send)
+    sender.start()
+    try:
+        with pytest.raises(_Interrupted):
+            yield
+    finally:
+        done.set()
+        sender.join()
+        signal.signal(signal.SIGUSR1, previous)
+
+
+def test_thread_whose_join_was_interrupted_is_still_reported(leakwatch: Watch) -> None:
+    """A join() interrupted by Ctrl-C, SIGTERM or pytest-timeout: on 3.11 and 3.12 the thread
+    is marked stopped and is_alive() says False while it still runs."""
+    release = threading.Event()
+    worker = threading.Thread(target=release.wait, name="stuck-worker")
+    worker.start()
+    at = line() - 1
+    try:
+        with _join_interrupted():
+            worker.join()
+        leak = leakwatch.one("thread")
+        assert_site(leak, at)
+        assert leak.state == "open" and leak.details["alive"] is True
+    finally:
+        release.set()
+        worker.join()  # returns at once where the thread is marked stopped: the check waits
+    assert leakwatch.leaks("thread", grace=30.0) == []  # ended: not kept open
 
 
 # -- asyncio tasks ----------------------------------------------------------------------------
@@ -1063,6 +1232,27 @@ def test_mmap_dropped_unclosed_is_collected(leakwatch: Watch) -> None:
     leak = leakwatch.one("mmap")
     assert_site(leak, at)
     assert leak.state == "collected"
+
+
+def test_numpy_memmap_dropped_is_released_and_one_still_alive_is_reported(
+    leakwatch: Watch, tmp_path: Path
+) -> None:
+    """numpy.memmap has no close: dropping the array (and its views) is how its map is released."""
+    np = pytest.importorskip("numpy")
+    mapped = np.memmap(tmp_path / "a.dat", dtype="float32", mode="w+", shape=(100,))
+    mapped[:] = 1
+    mapped.flush()
+    del mapped
+    np.save(tmp_path / "b.npy", np.arange(5))
+    loaded = np.load(tmp_path / "b.npy", mmap_mode="r")
+    assert loaded.sum() == 10
+    del loaded
+    assert leakwatch.leaks() == []
+    kept = np.memmap(tmp_path / "a.dat", dtype="float32", mode="r")[10:20]  # a view holds the map
+    leak = leakwatch.one("mmap")
+    assert leak.state == "open" and leak.details["path"] == str(tmp_path / "a.dat")
+    del kept
+    assert leakwatch.leaks() == []
 
 
 # -- reclaim's own owners -------------------------------------------------------------------

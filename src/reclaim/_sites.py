@@ -40,6 +40,7 @@ __all__ = [
     "capture",
     "capture_flat",
     "capture_from",
+    "closing_in_finalizer",
     "first_code",
     "first_filename",
     "first_user_frame",
@@ -346,6 +347,33 @@ def in_finalizer(frame: FrameType | None) -> bool:
             return False
         if frame.f_code.co_name == "__del__":
             return True
+        frame = frame.f_back
+    return False
+
+
+#: How many frames :func:`closing_in_finalizer` looks through (ZipFile.__del__ -> close ->
+#: _fpclose; HTTPResponse.close -> _close_conn -> the makefile() object's close).
+_CLOSERS = (1, 2, 3)
+
+
+def closing_in_finalizer(frame: FrameType | None) -> bool:
+    """Whether *frame*, a close or private method closing a resource, runs under a finalizer: a
+    ``__del__``, or the ``close`` of a Python io class IOBase's finalizer called (it sets the
+    object's ``_finalizing`` first); looked for up through closes and private methods only.
+
+    A file a ``GzipFile`` or ``ZipFile`` dropped unclosed closes, or the socket under an
+    ``http.client.HTTPResponse`` dropped unread, was closed by the garbage collector.
+    """
+    for _ in _CLOSERS:
+        if frame is None:
+            return False
+        name = frame.f_code.co_name
+        if name == "__del__":
+            return True
+        if name == "close" and getattr(frame.f_locals.get("self"), "_finalizing", False) is True:
+            return True
+        if name != "close" and name[0] != "_":
+            return False
         frame = frame.f_back
     return False
 

@@ -46,6 +46,7 @@ import weakref
 from typing import Any, NamedTuple
 
 from reclaim._sites import _framework_cache as _fw_cache
+from reclaim._sites import closing_in_finalizer as _closing_in_finalizer
 from reclaim._sites import is_program
 
 from . import _records
@@ -58,9 +59,6 @@ __all__ = ["collected", "install", "is_tracked", "tracked_open"]
 __tracebackhide__ = True  # stands in for what it wraps: see _patch
 
 _c_open = io.open
-_getframe = sys._getframe
-#: How many frames a close looks up for a finalizer (ZipFile.__del__ -> close -> _fpclose).
-_CLOSERS = (1, 2, 3)
 _getframe = sys._getframe
 _capture = _records.capture
 _names = _records.names
@@ -140,24 +138,6 @@ def _close(raw: Any) -> None:
         if (name == "close" or name[0] == "_") and _closing_in_finalizer(caller):
             collected(raw)
     _fileio_close(raw)
-
-
-def _closing_in_finalizer(frame: types.FrameType | None) -> bool:
-    """Whether *frame*, a close or private method closing a file, runs under a finalizer: a
-    ``__del__``, or the ``close`` of a Python io class IOBase's finalizer called (it sets the
-    object's ``_finalizing`` first); looked for up through closes and private methods only."""
-    for _ in _CLOSERS:
-        if frame is None:
-            return False
-        name = frame.f_code.co_name
-        if name == "__del__":
-            return True
-        if name == "close" and getattr(frame.f_locals.get("self"), "_finalizing", False) is True:
-            return True
-        if name != "close" and name[0] != "_":
-            return False
-        frame = frame.f_back
-    return False
 
 
 def _dealloc_warn(source: Any) -> None:

@@ -21,6 +21,7 @@ from . import (
     _pooled,
     _psycopg,
     _sharedmemory,
+    _socketio,
     _sockets,
     _sqlite,
     _tasks,
@@ -40,6 +41,7 @@ def install(patches: Patches) -> None:
     _threads.install(patches)
     for name, installer in (
         ("socket", _sockets.install_socket),
+        ("socket", _socketio.install),
         ("selectors", _sockets.install_selectors),
         ("subprocess", _children.install),
         ("sqlite3", _sqlite.install),

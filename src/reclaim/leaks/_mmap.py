@@ -6,12 +6,19 @@ object, so while tracking ``mmap.mmap`` is replaced by a subclass (named
 notices a map the garbage collector is about to unmap. The cost: a map created
 *before* tracking started is not an instance of the subclass, so
 ``isinstance(old_map, mmap.mmap)`` is False while tracking runs.
+
+``numpy.memmap`` (and ``numpy.load(mmap_mode=...)``, which makes one) has no
+close: its map is released by dropping the array and its views, as numpy's
+documentation says (``del mm``). A map numpy's ``memmap.__new__`` made is
+therefore released when it dies of its last reference; one still alive at the
+check is reported as any other. Only those: a map any other code made and
+dropped unclosed is still the collector's.
 """
 
 from __future__ import annotations
 
 import sys
-from types import ModuleType
+from types import FrameType, ModuleType
 from typing import Any
 
 from . import _fds, _records
@@ -29,7 +36,7 @@ def _is_open(obj: Any, rec: Record) -> bool:
 
 
 def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
-    length, fileno, path = rec.info
+    length, fileno, path, _ = rec.info
     details: Details = {"length": length, "fileno": fileno, "path": path}
     what = f"{path}" if path else "anonymous"
     return f"{what}, {length} bytes", details
@@ -44,6 +51,15 @@ def _paths(obj: Any, rec: Record) -> tuple[str, ...]:
 register(Kind("mmap", is_open=_is_open, describe=_describe, paths=_paths))
 
 
+#: The modules whose ``memmap.__new__`` maps a file for an array that has no close (numpy 2, 1).
+NUMPY_MEMMAP = frozenset({"numpy._core.memmap", "numpy.core.memmap"})
+
+
+def _made_by_numpy(frame: FrameType) -> bool:
+    """Whether *frame*, the caller of ``mmap()``, is ``numpy.memmap.__new__``."""
+    return frame.f_code.co_name == "__new__" and frame.f_globals.get("__name__") in NUMPY_MEMMAP
+
+
 def install(patches: Patches, mmap: ModuleType) -> None:
     """Swap ``mmap.mmap`` for a recording subclass."""
     base = mmap.mmap
@@ -51,13 +67,17 @@ def install(patches: Patches, mmap: ModuleType) -> None:
     class TrackedMmap(base):  # type: ignore[valid-type,misc]
         def __init__(self, fileno: int, length: int, *args: Any, **kwargs: Any) -> None:
             path = _fds.describe_fd(fileno) if fileno != -1 else None
-            site = _records.capture(sys._getframe(1), _records.depth)
-            _records.new(self, "mmap", (len(self), fileno, path), site)
+            caller = sys._getframe(1)
+            site = _records.capture(caller, _records.depth)
+            _records.new(self, "mmap", (len(self), fileno, path, _made_by_numpy(caller)), site)
 
         def __del__(self) -> None:
             rec = _records.live.get(id(self))
             if rec is not None and rec.state == OPEN and rec.kind == "mmap" and not self.closed:
-                _records.leak(rec, _records.COLLECTED)
+                if rec.info[3]:  # a numpy.memmap's: dropping the array is its release
+                    _records.release(id(self))
+                else:
+                    _records.leak(rec, _records.COLLECTED)
 
     TrackedMmap.__name__ = TrackedMmap.__qualname__ = "mmap"
     TrackedMmap.__module__ = "mmap"

@@ -7,7 +7,11 @@ wrapper costs nothing outside ``start()``. Threads made with ``_thread``
 directly are not seen (the descriptor diff does not help there either).
 
 A thread is a leak while it is alive at the check; checks wait up to their
-grace period, with back-off, for threads that are winding down.
+grace period, with back-off, for threads that are winding down. Alive is
+``is_alive()`` or still in ``threading``'s table of running threads: on 3.11 and
+3.12 a ``join()`` interrupted by a signal (Ctrl-C, SIGTERM, pytest-timeout's
+SIGALRM) marks the thread stopped while it still runs, and ``is_alive()`` then
+says False; the thread leaves the table only when its ``run()`` has returned.
 
 A ``concurrent.futures.ThreadPoolExecutor`` is tracked as itself, as a
 ``multiprocessing`` ``ProcessPoolExecutor`` is (see :mod:`._multiprocessing`):
@@ -65,7 +69,14 @@ def _target(thread: threading.Thread) -> str:
 def _is_open(obj: Any, rec: Record) -> bool:
     if type(rec.info) is str:
         return _never_shut_down(obj)
-    return bool(obj.is_alive())
+    return _running(obj)
+
+
+def _running(thread: threading.Thread) -> bool:
+    """Whether *thread* still runs: alive, or not yet out of ``threading._active`` (see the
+    module's docstring; the table drops a thread in its last Python code, and an ident reused by
+    a later thread maps to that thread, not to this one)."""
+    return thread.is_alive() or getattr(threading, "_active", {}).get(thread.ident) is thread
 
 
 def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
@@ -75,7 +86,7 @@ def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
     details: Details = {"name": name, "target": target, "daemon": daemon}
     if obj is not None:
         details["ident"] = obj.ident
-        details["alive"] = obj.is_alive()
+        details["alive"] = _running(obj)
     return f"{name!r} running {target}()" + (" (daemon)" if daemon else ""), details
 
 

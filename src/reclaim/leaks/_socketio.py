@@ -1,0 +1,89 @@
+"""Sockets the garbage collector closes through their ``makefile()`` objects.
+
+A socket's ``close()`` waits for the objects its ``makefile()`` made (``SocketIO``
+raw layers, under a buffered or text layer): the last one to close calls its
+``_real_close``. When the garbage collector closes that last object, the program
+closed nothing: ``urlopen(url).status`` with the response dropped unread (urllib
+closes the socket, and the response holds it), a ``makefile()`` reader dropped
+after the socket's ``close()``. Without a hook here the real close looked like
+the program's (``_real_close`` is called from ``SocketIO.close``, not from a
+``__del__``), and such a leak was never reported.
+
+``SocketIO`` gets the hooks files have (see :mod:`._files`), for the three ways a
+finalizer arrives:
+
+* ``_dealloc_warn``: what a C buffered or text layer calls on its raw layer when it
+  is finalized unclosed (``SocketIO`` has none: CPython warns about none of these,
+  and neither does this);
+* a ``_finalizing`` property whose setter is the hook: IOBase's finalizer sets it
+  on an unbuffered ``makefile()`` object it is about to close;
+* ``close``, which asks :func:`reclaim._sites.closing_in_finalizer` about its caller:
+  a Python io wrapper's close that IOBase's finalizer called (``HTTPResponse.close``
+  -> ``_close_conn`` -> the buffered reader's close, C, -> ``SocketIO.close``), or a
+  ``__del__``. Only a close that closes the socket too asks (the program closed the
+  socket and this is its last ``makefile()`` object).
+
+The socket's own close is unchanged: only ``makefile()`` users pay.
+"""
+
+from __future__ import annotations
+
+import sys
+from types import ModuleType
+from typing import Any
+
+from reclaim._sites import closing_in_finalizer
+
+from . import _records
+from ._patch import Patches
+from ._sockets import collected
+
+__all__ = ["install"]
+
+__tracebackhide__ = True  # stands in for what it wraps: see _patch
+
+_getframe = sys._getframe
+_live_pop = _records.live.pop
+
+
+def install(patches: Patches, socket: ModuleType) -> None:
+    """Give ``socket.SocketIO`` the finalizer hooks (see the module's docstring)."""
+    sio = socket.SocketIO
+    sio_close = sio.close
+
+    def close(self: Any) -> None:
+        sock = self._sock  # None once closed
+        if sock is not None and sock._closed and sock._io_refs <= 1:  # its real close comes next
+            caller = _getframe(1)
+            name = caller.f_code.co_name
+            if (name == "close" or name[0] == "_") and closing_in_finalizer(caller):
+                _collected(sock)
+        sio_close(self)
+
+    def _dealloc_warn(self: Any, source: Any) -> None:
+        _closing_last(self)
+
+    def get_finalizing(self: Any) -> bool:
+        return bool(self.__dict__.get("_finalizing", False))
+
+    def set_finalizing(self: Any, value: bool) -> None:
+        if value:
+            _closing_last(self)
+        self.__dict__["_finalizing"] = value
+
+    patches.set(sio, "close", close)
+    patches.set(sio, "_dealloc_warn", _dealloc_warn)
+    patches.set(sio, "_finalizing", property(get_finalizing, set_finalizing))
+
+
+def _closing_last(sio: Any) -> None:
+    """The garbage collector is closing *sio*: when that closes its socket too, the collector did."""
+    sock = sio._sock
+    if sock is not None and sock._closed and sock._io_refs <= 1:
+        _collected(sock)
+
+
+def _collected(sock: Any) -> None:
+    rec = _live_pop(id(sock), None)
+    if rec is not None:
+        collected(rec, sock)
