@@ -2,8 +2,10 @@
 
 The tracker records every acquisition of a file, raw descriptor, socket,
 sqlite3 connection, child process, thread, asyncio task, temporary file or
-directory, mmap, selector, asyncio event loop, and reclaim's own scopes,
-``@resource`` instances and pool leases, as a few ``(code, line)`` pairs: no
+directory, mmap, selector, asyncio event loop, HTTP client that owns sockets
+(aiohttp, httpx: its leaked sockets are listed under it, at the line that made
+it), and reclaim's own scopes, ``@resource`` instances and pool leases, as a
+few ``(code, line)`` pairs: no
 tracemalloc, nothing kept alive. A check lists what was acquired inside its
 window and is still open, or was closed by the garbage collector instead of
 the program.
@@ -23,7 +25,7 @@ Public API (what the CLI and the pytest plugin build on):
   ``to_dict()``, ``to_json()`` (schema ``reclaim.leaks/1``, docs/leaks-json.md).
 * ``Leak`` - ``kind``, ``description``, ``state`` (open/collected/cancelled),
   ``frames`` (user's line first), ``site``, ``thread``, ``context``,
-  ``acquired``, ``age``, ``details``, ``seq``, ``to_dict()``, ``headline()``.
+  ``acquired``, ``age``, ``details``, ``seq``, ``holds``, ``to_dict()``, ``headline()``.
 * ``set_context(label)``, ``current_context()``, ``context(label)`` - the label
   (a test id) recorded with every acquisition.
 * ``KINDS`` - the kind names a report can contain.
@@ -70,6 +72,8 @@ KINDS = (
     "eventloop",
     "multiprocessing",
     "sharedmemory",
+    "aiohttp",
+    "httpx",
     "scope",
     "resource",
     "lease",

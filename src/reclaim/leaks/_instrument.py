@@ -13,6 +13,7 @@ from . import (
     _children,
     _fds,
     _files,
+    _holders,
     _imports,
     _loops,
     _mmap,
@@ -73,6 +74,7 @@ def install(patches: Patches) -> None:
         ),
         *((name, _owning.install_process_wide) for name in _owning.PROCESS_WIDE),
         *((name, _sockets.install_finalizer_aliases) for name in _sockets.FINALIZER_ALIASES),
+        *((name, _holders.install) for name in _holders.HOLDERS),
     ):
         _imports.when_imported(name, partial(installer, patches))
 

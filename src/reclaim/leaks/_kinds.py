@@ -56,6 +56,9 @@ class Kind:
             asked, whether waiting can still change anything.
         death_leak: the object dying while its record is open means the
             garbage collector, not the program, released it.
+        holder: a library object that owns other tracked resources (an HTTP
+            client's sockets): never reported on its own, only with the leaks it
+            holds, listed under it (see :mod:`._holders`).
     """
 
     name: str
@@ -65,6 +68,7 @@ class Kind:
     paths: Callable[[Any, Record], Iterable[str]] = _no_paths
     waitable: bool | Callable[[], bool] = False
     death_leak: bool = False
+    holder: bool = False
 
     def worth_waiting_for(self) -> bool:
         """Whether a check's grace period should wait for an open resource of this kind."""

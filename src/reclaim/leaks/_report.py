@@ -17,7 +17,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from reclaim._sites import Frame
+from reclaim._sites import Frame, is_program
 
 __all__ = ["SCHEMA", "Leak", "Report"]
 
@@ -37,7 +37,8 @@ class Leak:
             ``"multiprocessing"`` (a pool, queue, manager, ``Pipe()`` pair or
             ``ProcessPoolExecutor`` not closed or shut down), ``"sharedmemory"`` (a
             ``multiprocessing.shared_memory.SharedMemory`` not closed, or made and not
-            unlinked; its map and descriptor are part of it), ``"scope"``,
+            unlinked; its map and descriptor are part of it), ``"aiohttp"`` or ``"httpx"``
+            (an HTTP client not closed, holding leaked sockets: see ``holds``), ``"scope"``,
             ``"resource"``, ``"lease"`` or
             ``"untracked-fd"`` (a descriptor no hook saw opened).
         description: what it is: path and mode, peer address, pid and command,
@@ -57,6 +58,11 @@ class Leak:
         details: kind-specific facts (``path``, ``fd``, ``pid``, ``args``, ``peer`` ...).
         seq: the tracker generation it was acquired in (a snapshot starts a new one);
             0 for untracked descriptors.
+        holds: for a library object that owns sockets (kind ``"aiohttp"``: a
+            ``ClientSession`` or a connector; ``"httpx"``: a ``Client`` or
+            ``AsyncClient``), the leaks it holds, listed under it: the entry is the
+            object, at the line that made it, not each socket at its request line.
+            Empty for every other kind.
     """
 
     kind: str
@@ -70,6 +76,7 @@ class Leak:
     age: float
     details: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
     seq: int = 0
+    holds: tuple[Leak, ...] = ()
 
     @property
     def site(self) -> Frame | None:
@@ -83,7 +90,7 @@ class Leak:
 
     def to_json(self) -> dict[str, Any]:
         """This leak as JSON-ready data (one element of the report's ``leaks`` list)."""
-        return {
+        data = {
             "kind": self.kind,
             "description": self.description,
             "state": self.state,
@@ -97,12 +104,19 @@ class Leak:
             "details": _jsonable(self.details),
             "seq": self.seq,
         }
+        if self.holds:  # only holders have the field
+            data["holds"] = [held.to_json() for held in self.holds]
+        return data
 
     def headline(self) -> str:
         """One line: kind, description and site (used in exception messages)."""
         where = f" acquired at {self.site}" if self.site else ""
         state = "" if self.state == "open" else f" [{self.state}]"
-        return f"{self.kind}: {self.description}{state}{where}"
+        holds = ""
+        if self.holds:
+            counts = Counter(held.kind for held in self.holds).most_common()
+            holds = "; holds " + ", ".join(f"{n} {kind}" for kind, n in counts)
+        return f"{self.kind}: {self.description}{state}{where}{holds}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,6 +263,11 @@ class Report:
                 # Seen only in the descriptor table: opened where no hook looks (C code, or a
                 # class called directly: io.FileIO, select.epoll, sqlite3.Connection).
                 console.print("  acquired at <unknown>: opened by code reclaim does not hook")
+            held = [held for other in group for held in other.holds]
+            for one in held[:_HELD_SHOWN]:
+                console.print("  holds " + escape(_held(one, leak.state)))
+            if len(held) > _HELD_SHOWN:
+                console.print(f"  and {len(held) - _HELD_SHOWN} more")
             facts = []
             threads = sorted({other.thread for other in group if other.thread})
             if len(threads) == 1:
@@ -271,6 +290,19 @@ class Report:
 
 #: Differing descriptions listed under a block of leaks from one line.
 _OTHERS_SHOWN = 3
+#: Leaks held by a holder (an HTTP client's sockets) listed under it.
+_HELD_SHOWN = 5
+
+
+def _held(leak: Leak, state: str) -> str:
+    """One leak a holder holds, in a line: what, its state where it differs from the holder's,
+    and the program's line that opened it (an HTTP client's request)."""
+    text = f"{leak.kind} {leak.description}"
+    if leak.state != state:
+        text += f" ({_STATES.get(leak.state, leak.state) or leak.state})"
+    frame = next((f for f in leak.frames if is_program(f.filename)), leak.site)
+    return text + (f", opened at {_shown(frame)}" if frame is not None else "")
+
 
 _STATES = {
     "open": "",

@@ -10,13 +10,13 @@ pytest plugin, a ``no_leaks`` block) do not see each other's windows.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import os
 import re
 import sys
 import threading
 import time
-import types
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -26,7 +26,8 @@ from typing import Any, Self
 from reclaim import _sites, _track
 from reclaim._sites import Site
 
-from . import _fds, _files, _pooled, _records
+from . import _fds, _files, _holders, _pooled, _records
+from ._holders import not_followed as _not_followed
 from ._kinds import Kind, kind_of, register
 from ._patch import Patches
 from ._records import NO_OBJECT, OPEN, Record
@@ -336,6 +337,9 @@ class Tracker:
 
         A leak is a resource still open now, or one the garbage collector closed
         (or, for asyncio tasks, one cancelled at loop shutdown) instead of the program.
+        The sockets an HTTP client not closed holds (aiohttp, httpx) are one leak, the
+        client at the line that made it, with them in its ``holds``; the filters below
+        apply to each of them too, and a client goes when none of them is left.
 
         Args:
             since: a :meth:`snapshot`; only acquisitions after it count.
@@ -370,9 +374,9 @@ class Tracker:
             if collect:
                 gc.collect()
             found = [
-                leak
+                kept
                 for leak in _find(window, context, include_framework, untracked_fds)
-                if leak.kind not in skip_kinds and not any(f(leak) for f in filters)
+                if (kept := _kept(leak, skip_kinds, filters)) is not None
             ]
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not any(
@@ -445,25 +449,23 @@ def _compile(spec: Ignore) -> Callable[[Leak], bool]:
     return spec
 
 
+def _kept(leak: Leak, skip_kinds: frozenset[str], filters: list[Callable[[Leak], bool]]) -> Leak | None:
+    """*leak* as the filters leave it: a holder goes with the last leak it holds (an ignored
+    kind, an allowed match: ``reclaim_allow(kind="socket")`` still allows a client's socket)."""
+    if leak.kind in skip_kinds or any(f(leak) for f in filters):
+        return None
+    if not leak.holds:
+        return leak
+    holds = tuple(held for held in leak.holds if _kept(held, skip_kinds, filters) is not None)
+    if not holds:
+        return None
+    return leak if len(holds) == len(leak.holds) else dataclasses.replace(leak, holds=holds)
+
+
 def _is_framework(site: Any) -> bool:
     """Acquired by framework code, or by a library's owned machinery (joblib's loky)."""
     code = _sites.first_code(site)
     return code is not None and (_sites.is_framework(code.co_filename) or _sites.is_owned(code))
-
-
-#: What hand_over_held() looks through no further: code, not data a holder keeps.
-_NOT_FOLLOWED = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType, types.CodeType)
-
-
-def _not_followed() -> tuple[type, ...]:
-    """:data:`_NOT_FOLLOWED`, and asyncio's event loops and policies once asyncio is loaded: a
-    loop reaches every task and transport of every test that ran on it, and a policy every
-    child its watcher waits for, so a client that keeps its loop (or pytest-asyncio's
-    ``event_loop_policy`` fixture) would otherwise take over what the tests left running."""
-    asyncio = sys.modules.get("asyncio")
-    if asyncio is None:
-        return _NOT_FOLLOWED
-    return (*_NOT_FOLLOWED, asyncio.AbstractEventLoop, asyncio.AbstractEventLoopPolicy)
 
 
 #: How many objects hand_over_held() looks at, from all its holders together, at most.
@@ -527,7 +529,11 @@ def _find(window: Snapshot, context: str | None, include_framework: bool, untrac
     found = [(rec, obj, "open") for rec, obj in pairs if wanted(rec) and _still_open(rec, obj)]
     found.extend((rec, None, rec.why or "collected") for rec in list(_records.collected) if wanted(rec))
     found.sort(key=lambda item: (item[0].seq, item[0].time))
-    leaks = [_leak(rec, obj, state, now) for rec, obj, state in found]
+    held = _holders.fold(found)
+    leaks = [
+        _leak(rec, obj, state, now, [_leak(*item, now) for item in held.get(id(rec), ())])
+        for rec, obj, state in found
+    ]
     if untracked_fds and window.fds is not None:
         leaks.extend(_untracked(window, pairs, context, now))
     return leaks
@@ -540,7 +546,7 @@ def _still_open(rec: Record, obj: Any) -> bool:
         return False
 
 
-def _leak(rec: Record, obj: Any, state: str, now: float) -> Leak:
+def _leak(rec: Record, obj: Any, state: str, now: float, holds: Iterable[Leak] = ()) -> Leak:
     try:
         description, details = kind_of(rec.kind).describe(obj, rec)
     except Exception as exc:  # describing must never hide the leak itself
@@ -557,6 +563,7 @@ def _leak(rec: Record, obj: Any, state: str, now: float) -> Leak:
         age=max(0.0, now - rec.time),
         details=details,
         seq=rec.seq,
+        holds=tuple(holds),
     )
 
 

@@ -1,0 +1,262 @@
+"""Library objects that own sockets: what leaks through one is reported at the line that made it.
+
+An aiohttp ``ClientSession`` (or a connector of its own), an ``httpx.Client`` or
+``AsyncClient`` opens its sockets on its first request, deep in the library
+(aiohappyeyeballs, httpcore), and keeps them in its pool. Left open or dropped
+unclosed, it leaks them; reported on their own, they pointed at the request
+line, while the fix is at the line that made the client. So these objects are
+*holders* (:attr:`Kind.holder`): each gets a record at the user's line that
+made it, and a leaked socket it holds is listed under it, the client being
+the entry (``aiohttp.ClientSession not closed``, acquired at its line, ``holds
+socket ...``). A holder that holds nothing leaked is not reported: it owns no
+descriptor of its own (aiohttp still warns "Unclosed client session").
+
+What a holder holds is the tracked resources it reaches (:func:`claim`,
+through ``gc.get_referents``: instances and containers, not code, modules or
+event loops, and not into another tracked resource, which holds its own):
+looked at when a check finds it still open, or in its ``__del__`` when it is
+dropped unclosed, before its sockets are closed for it (by aiohttp's connector
+``__del__``, or as they die with an httpx client). The connector a session
+makes is part of it, and so is one it is handed to own (``connector_owner``,
+the default): closing the session closes it. One it does not own is a holder
+of its own, at its line. Only construction and ``__del__`` of these classes
+are wrapped: a socket pays nothing more.
+"""
+
+from __future__ import annotations
+
+import gc
+import itertools
+import sys
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable
+from types import BuiltinFunctionType, CodeType, FunctionType, ModuleType
+from typing import Any
+
+from . import _records
+from ._kinds import Details, Kind, kind_of, register
+from ._owning import site
+from ._patch import Patches
+from ._records import OPEN, Record
+
+__all__ = ["HOLDERS", "NOT_FOLLOWED", "claim", "fold", "install", "not_followed"]
+
+__tracebackhide__ = True  # stands in for what it wraps: see _patch
+
+
+def _aiohttp_owned(session: Any) -> Iterable[object]:
+    connector = session._connector
+    return (connector,) if connector is not None and session._connector_owner else ()
+
+
+def _nothing_owned(obj: Any) -> Iterable[object]:
+    return ()
+
+
+#: module -> class -> (kind, attribute true once it is closed, how to close it, what it is
+#: handed to close: a connector). The classes' subclasses are tracked too (TCPConnector, say).
+HOLDERS: dict[str, dict[str, tuple[str, str, str, Callable[[Any], Iterable[object]]]]] = {
+    "aiohttp.client": {
+        "ClientSession": ("aiohttp", "closed", "await session.close(), or async with", _aiohttp_owned),
+    },
+    "aiohttp.connector": {
+        "BaseConnector": ("aiohttp", "closed", "await connector.close()", _nothing_owned),
+    },
+    "httpx._client": {
+        "Client": ("httpx", "is_closed", "close(), or a with-block", _nothing_owned),
+        "AsyncClient": ("httpx", "is_closed", "await aclose(), or async with", _nothing_owned),
+    },
+}
+
+#: Objects one search looks at, at most: a client's own graph is a few hundred.
+SEARCH = 10_000
+
+
+def _closed(obj: Any, rec: Record) -> bool:
+    try:
+        return bool(getattr(obj, rec.info[1]))
+    except Exception:  # a half-built client: it cannot have opened anything
+        return True
+
+
+def _is_open(obj: Any, rec: Record) -> bool:
+    return not _closed(obj, rec)
+
+
+def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
+    label, _, fix, _ = rec.info
+    return f"{label} not closed ({fix})", {"class": label}
+
+
+for _kind in ("aiohttp", "httpx"):
+    register(Kind(_kind, is_open=_is_open, describe=_describe, holder=True))
+
+
+def _label(cls: type) -> str:
+    """``aiohttp.TCPConnector``: the public name where the package exports it, else module.Class."""
+    package = cls.__module__.split(".", 1)[0]
+    if getattr(sys.modules.get(package), cls.__qualname__, None) is cls:
+        return f"{package}.{cls.__qualname__}"
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def install(patches: Patches, module: ModuleType) -> None:
+    """Track the holder classes *module* defines (see :data:`HOLDERS`)."""
+    for name, spec in HOLDERS[module.__name__].items():
+        cls = getattr(module, name, None)
+        if isinstance(cls, type) and "__init__" in vars(cls):
+            _track(patches, cls, *spec)
+
+
+#: The holder whose ``__init__`` runs in this thread, if any (``holder``): what it makes is its.
+_making = threading.local()
+
+
+def _track(
+    patches: Patches, cls: type, kind: str, closed: str, fix: str, owned: Callable[[Any], Iterable[object]]
+) -> None:
+    init: Callable[..., None] = vars(cls)["__init__"]
+    finalize: Callable[..., None] | None = vars(cls).get("__del__")
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        outer = getattr(_making, "holder", None)
+        _making.holder = self
+        try:
+            init(self, *args, **kwargs)
+        finally:
+            _making.holder = outer
+        if outer is not None:
+            return  # made by a holder being made (a session's own connector): a part of it
+        rec = _records.new(self, kind, (_label(type(self)), closed, fix, ()), site(self))
+        if type(self).__del__ is __del__:  # a subclass's own __del__ may never call ours
+            rec.why = _records.AT_DEL
+        for part in owned(self):
+            _records.release(id(part))  # handed to it to close: what they hold is its
+
+    def __del__(self: Any, *args: Any, **kwargs: Any) -> None:
+        try:
+            _dies(self, kind)
+        finally:  # its own finalizer runs whatever happened to our bookkeeping
+            if finalize is not None:
+                finalize(self, *args, **kwargs)
+
+    __init__.__doc__ = init.__doc__
+    patches.set(cls, "__init__", __init__)
+    if finalize is not None:
+        __del__.__doc__ = finalize.__doc__
+    patches.set(cls, "__del__", __del__)
+
+
+def _dies(obj: object, kind: str) -> None:
+    """*obj*, a holder, is being finalized: dropped unclosed, it is a leak with what it holds now."""
+    rec = _records.at_del(obj)
+    if rec is None or rec.state != OPEN or rec.kind != kind:
+        return
+    held = () if _closed(obj, rec) else claim(obj, dying=rec)
+    if held:
+        rec.info = (*rec.info[:3], held)
+        _records.leak(rec, _records.COLLECTED)  # before its sockets are closed for it
+    else:
+        rec.state = _records.RELEASED
+        if _records.live.get(rec.key) is rec:
+            del _records.live[rec.key]
+
+
+#: What a search through an object's references looks through no further (:func:`claim`, and
+#: the tracker's hand-over to the objects that outlive a test): code, not data an object keeps.
+NOT_FOLLOWED = (type, ModuleType, FunctionType, BuiltinFunctionType, CodeType)
+
+
+def not_followed() -> tuple[type, ...]:
+    """:data:`NOT_FOLLOWED`, and asyncio's event loops and policies once asyncio is loaded: a
+    loop reaches every task and transport of every test that ran on it, and a policy every
+    child its watcher waits for, so a client that keeps its loop (or pytest-asyncio's
+    ``event_loop_policy`` fixture) would otherwise take over what the tests left running."""
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is None:
+        return NOT_FOLLOWED
+    return (*NOT_FOLLOWED, asyncio.AbstractEventLoop, asyncio.AbstractEventLoopPolicy)
+
+
+def claim(holder: object, dying: Record | None = None) -> tuple[Record, ...]:
+    """The records of the open resources *holder* reaches, breadth first (at most SEARCH objects).
+
+    Code, modules and event loops are not looked through (the loop a client runs on is not
+    its), nor is a tracked resource reached (what a task or another holder reaches is its
+    own). A holder dropped in a reference cycle (*dying*: its record) dies with its sockets:
+    the collector clears their weak references, marking them collected, before it runs the
+    holder's ``__del__``. Such a socket is still in memory, under the id its record is
+    keyed by; the newest collected record under that id, acquired since the holder was
+    made, is its (an id is reused only once its object is freed, after this collection).
+    """
+    skipped = not_followed()
+    live = _records.live
+    seen = {id(holder)}
+    held: list[Record] = []
+    pending = deque([holder])
+    budget = SEARCH
+    dead: dict[object, Record] | None = None
+    socket_cls = getattr(sys.modules.get("socket"), "socket", None) if dying is not None else None
+    while pending and budget:
+        budget -= 1
+        for ref in gc.get_referents(pending.popleft()):
+            key = id(ref)
+            if key in seen or isinstance(ref, skipped):
+                continue
+            seen.add(key)
+            rec = live.get(key)
+            if rec is not None and rec() is ref:
+                if rec.state == OPEN and not kind_of(rec.kind).holder:
+                    held.append(rec)
+            elif socket_cls is not None and dying is not None and isinstance(ref, socket_cls):
+                if dead is None:
+                    dead = _collected_sockets(dying.seq)
+                rec = dead.get(key)
+                if rec is not None:
+                    held.append(rec)
+            else:
+                pending.append(ref)
+    return tuple(held)
+
+
+#: Collected records looked through for the sockets a holder dying in a cycle reaches, newest first.
+DEAD_SEARCH = 1_000
+
+
+def _collected_sockets(since: int) -> dict[object, Record]:
+    """Key -> the newest collected socket record acquired in generation *since* or later whose
+    socket is gone (see :func:`claim`)."""
+    out: dict[object, Record] = {}
+    for rec in itertools.islice(reversed(_records.collected), DEAD_SEARCH):
+        if rec.kind == "socket" and rec.seq >= since and rec() is None and rec.why == _records.COLLECTED:
+            out.setdefault(rec.key, rec)
+    return out
+
+
+Found = tuple[Record, Any, str]
+
+
+def fold(found: list[Found]) -> dict[int, list[Found]]:
+    """Take what the holders among *found* hold out of it, to be listed under them.
+
+    *found* is ``(record, live object or None, state)`` of each leak a check found.
+    A holder still open is searched now; one that died unclosed says what it held
+    then. Returns ``id(holder record) -> its leaks``; *found* keeps the rest, and no
+    holder that holds none of them.
+    """
+    holders = [item for item in found if kind_of(item[0].kind).holder]
+    if not holders:
+        return {}
+    index = {id(item[0]): item for item in found}
+    out: dict[int, list[Found]] = {}
+    for rec, obj, _ in holders:
+        if obj is not None:
+            rec.info = (*rec.info[:3], claim(obj))
+        items = [index.pop(id(held)) for held in rec.info[3] if id(held) in index]
+        if items:
+            out[id(rec)] = items
+        else:
+            del index[id(rec)]
+    found[:] = [item for item in found if id(item[0]) in index]
+    return out

@@ -1,0 +1,376 @@
+"""HTTP clients that own sockets (aiohttp, httpx): one left unclosed is reported at the line that
+made it, holding its sockets, not as each socket at the request that opened it.
+
+The server is a child process (HTTP/1.1, keep-alive), so the only resources in this process
+are the client's: a client keeps its connection in its pool, which is how it leaks it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from _leakhelp import Watch, ignore_gc_warnings, leakwatch, line, reclaim_run_json
+from reclaim.leaks import Leak, Report
+
+__all__ = ["leakwatch"]  # the fixture, imported for pytest
+
+aiohttp = pytest.importorskip("aiohttp")
+httpx = pytest.importorskip("httpx")
+
+pytest_plugins = ["pytester"]
+
+SERVER = """\
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+class Hello(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive: the client pools its connection
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args):
+        pass
+
+server = ThreadingHTTPServer(("127.0.0.1", 0), Hello)
+server.daemon_threads = True
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"""
+
+
+@pytest.fixture(scope="module")
+def url() -> Iterator[str]:
+    """The URL of an HTTP/1.1 server in a child process, for the module's tests."""
+    child = subprocess.Popen([sys.executable, "-c", SERVER], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None
+        port = int(child.stdout.readline())
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        child.kill()
+        child.wait()
+        if child.stdout is not None:
+            child.stdout.close()
+
+
+def assert_at(leak: Leak, lineno: int) -> None:
+    assert leak.site is not None, leak
+    assert (leak.site.filename, leak.site.lineno) == (__file__, lineno), leak.headline()
+
+
+def opened_at(held: Leak) -> list[int]:
+    """The lines of this file that led to the held socket (the request)."""
+    return [frame.lineno for frame in held.frames if frame.filename == __file__]
+
+
+class Cycle:
+    """An object that keeps itself alive: what it holds goes only with the garbage collector."""
+
+    def __init__(self) -> None:
+        self.itself: Cycle | None = self
+        self.held: Any = None
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_aiohttp_session_left_open_is_reported_at_its_line_holding_its_socket(
+    leakwatch: Watch, url: str
+) -> None:
+    """One entry, the session, at the line that made it; its socket is listed under it with the
+    request's line, not reported on its own."""
+
+    async def use() -> tuple[Any, int, int]:
+        session = aiohttp.ClientSession()
+        made = line() - 1
+        async with session.get(url) as response:
+            await response.read()
+        return session, made, line() - 2
+
+    loop = asyncio.new_event_loop()
+    try:
+        session, made, request = loop.run_until_complete(use())
+        assert [leak.kind for leak in leakwatch.leaks() if leak.kind != "eventloop"] == ["aiohttp"]
+        leak = leakwatch.one("aiohttp")
+        assert_at(leak, made)
+        assert leak.state == "open"
+        assert leak.description.startswith("aiohttp.ClientSession not closed")
+        [held] = leak.holds
+        assert held.kind == "socket" and held.state == "open"
+        assert request in opened_at(held)
+        loop.run_until_complete(session.close())
+    finally:
+        loop.close()
+    del session
+    assert leakwatch.leaks() == []
+
+
+@ignore_gc_warnings
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@pytest.mark.parametrize("cycle", [False, True], ids=["dropped", "in-a-cycle"])
+def test_aiohttp_session_dropped_unclosed_is_collected_at_its_line(
+    leakwatch: Watch, url: str, cycle: bool
+) -> None:
+    """Dropped, or in a reference cycle collected once its loop is closed (the collector then
+    clears its socket's weak reference before the session's ``__del__`` runs)."""
+    lines: list[int] = []
+
+    async def use() -> None:
+        keeper = Cycle()
+        keeper.held = aiohttp.ClientSession()
+        lines.append(line() - 1)
+        async with keeper.held.get(url) as response:
+            await response.read()
+        lines.append(line() - 2)
+        if not cycle:
+            keeper.itself = None
+
+    asyncio.run(use())
+    gc.collect()
+    made, request = lines
+    assert [leak.kind for leak in leakwatch.leaks()] == ["aiohttp"]
+    leak = leakwatch.one("aiohttp")
+    assert_at(leak, made)
+    assert leak.state == "collected"
+    [held] = leak.holds
+    assert held.kind == "socket" and held.state == "collected"
+    assert request in opened_at(held)
+
+
+@ignore_gc_warnings
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@pytest.mark.parametrize("how", ["left-open", "dropped", "in-a-cycle"])
+def test_httpx_client_not_closed_is_reported_at_its_line_holding_its_socket(
+    leakwatch: Watch, url: str, how: str
+) -> None:
+    """httpx's clients have no ``__del__`` of their own: its sockets die with them."""
+    keeper = Cycle()
+    keeper.held = httpx.Client()
+    made = line() - 1
+    keeper.held.get(url).read()
+    request = line() - 1
+    if how != "left-open":
+        if how == "dropped":
+            keeper.itself = None
+        del keeper
+        gc.collect()
+    assert [leak.kind for leak in leakwatch.leaks()] == ["httpx"]
+    leak = leakwatch.one("httpx")
+    assert_at(leak, made)
+    assert leak.state == ("open" if how == "left-open" else "collected")
+    assert leak.description.startswith("httpx.Client not closed")
+    [held] = leak.holds
+    assert held.kind == "socket" and held.state == leak.state
+    assert request in opened_at(held)
+    if how == "left-open":
+        keeper.held.close()
+        assert leakwatch.leaks() == []
+
+
+@ignore_gc_warnings
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_httpx_async_client_dropped_is_reported_at_its_line(leakwatch: Watch, url: str) -> None:
+    lines: list[int] = []
+
+    async def use() -> None:
+        client = httpx.AsyncClient()
+        lines.append(line() - 1)
+        await (await client.get(url)).aread()
+
+    asyncio.run(use())
+    gc.collect()
+    leak = leakwatch.one("httpx")
+    assert_at(leak, lines[0])
+    assert leak.description.startswith("httpx.AsyncClient not closed")
+    assert [held.kind for held in leak.holds] == ["socket"]
+    assert [leak.kind for leak in leakwatch.leaks()] == ["httpx"]
+
+
+def test_clients_closed_by_the_program_are_not_reported(leakwatch: Watch, url: str) -> None:
+    """``async with``, ``close()``, ``aiohttp.request()`` and httpx's with-blocks leave nothing."""
+
+    async def use() -> None:
+        async with aiohttp.ClientSession() as session, session.get(url) as response:
+            await response.read()
+        session = aiohttp.ClientSession()
+        await (await session.get(url)).read()
+        await session.close()
+        async with aiohttp.request("GET", url) as response:
+            await response.read()
+        async with httpx.AsyncClient() as client:
+            await client.get(url)
+
+    asyncio.run(use())
+    with httpx.Client() as sync_client:
+        sync_client.get(url)
+    sync_client = httpx.Client()
+    sync_client.get(url)
+    sync_client.close()
+    del sync_client
+    gc.collect()
+    assert leakwatch.leaks() == []
+
+
+def test_a_client_holding_no_socket_is_not_reported(leakwatch: Watch, url: str) -> None:
+    """Never used, or its connection closed after the response: it owns no descriptor (aiohttp's
+    own warning still says the session was not closed)."""
+
+    async def use() -> Any:
+        idle = aiohttp.ClientSession()
+        session = aiohttp.ClientSession()
+        async with session.get(url, headers={"Connection": "close"}) as response:
+            await response.read()
+        return idle, session
+
+    loop = asyncio.new_event_loop()
+    try:
+        kept = loop.run_until_complete(use())
+        unused = httpx.Client()
+        assert [leak.kind for leak in leakwatch.leaks()] == ["eventloop"]
+        del unused
+        assert [leak.kind for leak in leakwatch.leaks()] == ["eventloop"]
+        for session in kept:
+            loop.run_until_complete(session.close())
+    finally:
+        loop.close()
+    del kept, session
+    assert leakwatch.leaks() == []
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_a_connector_the_session_does_not_own_is_its_own_entry(leakwatch: Watch, url: str) -> None:
+    """``connector_owner=False``: closing the session leaves the connector's sockets open, so the
+    connector is the entry, at its line; the session that owns its connector is the entry when
+    neither is closed."""
+    lines: list[int] = []
+
+    async def use() -> tuple[Any, Any]:
+        shared = aiohttp.TCPConnector()
+        lines.append(line() - 1)
+        async with aiohttp.ClientSession(connector=shared, connector_owner=False) as session:
+            await (await session.get(url)).read()
+        owned = aiohttp.TCPConnector()
+        session = aiohttp.ClientSession(connector=owned)
+        lines.append(line() - 1)
+        await (await session.get(url)).read()
+        return shared, session
+
+    loop = asyncio.new_event_loop()
+    try:
+        shared, session = loop.run_until_complete(use())
+        found = [leak for leak in leakwatch.leaks() if leak.kind != "eventloop"]
+        assert [leak.description.split(" ", 1)[0] for leak in found] == [
+            "aiohttp.TCPConnector",
+            "aiohttp.ClientSession",
+        ]
+        for leak, made in zip(found, lines, strict=True):
+            assert_at(leak, made)
+            assert [held.kind for held in leak.holds] == ["socket"]
+        loop.run_until_complete(shared.close())
+        loop.run_until_complete(session.close())
+    finally:
+        loop.close()
+    del shared, session
+    assert leakwatch.leaks() == []
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_filters_apply_to_what_a_client_holds(leakwatch: Watch, url: str) -> None:
+    """An ignored kind or description among its sockets takes the client out with its last one;
+    the report lists them under it, in text and JSON."""
+    client = httpx.Client()
+    made = line() - 1
+    client.get(url).read()
+    request = line() - 1
+    try:
+        assert leakwatch.leaks(ignore_kinds={"socket"}) == []
+        assert leakwatch.leaks(ignore=r"127\.0\.0\.1") == []
+        assert leakwatch.leaks(ignore_kinds={"httpx"}) == []
+        report = Report(tuple(leakwatch.leaks()))
+        text = report.to_text(width=300)
+        here = Path(__file__).name
+        assert "httpx.Client not closed (close(), or a with-block)\n  acquired at " in text
+        assert f"{here}:{made} in test_filters_apply_to_what_a_client_holds\n" in text
+        assert "\n  holds socket AF_INET/SOCK_STREAM " in text
+        assert (
+            f"{here}:{request} in test_filters_apply_to_what_a_client_holds\n"
+            in text.split(", opened at ")[1]
+        )
+        [data] = report.to_json()["leaks"]
+        assert data["kind"] == "httpx" and data["frames"][0]["line"] == made
+        assert [held["kind"] for held in data["holds"]] == ["socket"]
+        assert report.leaks[0].headline().endswith("; holds 1 socket")
+    finally:
+        client.close()
+
+
+def test_reclaim_run_reports_the_session_at_its_line(tmp_path: Path, url: str) -> None:
+    """The brief's case end to end: the report points at ``ClientSession()``, not the request."""
+    source = textwrap.dedent(
+        f"""\
+        import asyncio, warnings
+        import aiohttp
+        warnings.simplefilter("ignore", ResourceWarning)
+
+        async def fetch():
+            session = aiohttp.ClientSession()
+            async with session.get({url!r}) as response:
+                return await response.read()
+
+        asyncio.run(fetch())
+        """
+    )
+    report, stderr = reclaim_run_json(tmp_path, source)
+    [leak] = report["leaks"]
+    assert (leak["kind"], leak["state"]) == ("aiohttp", "collected")
+    assert leak["frames"][0]["line"] == 6
+    [held] = leak["holds"]
+    assert held["kind"] == "socket" and 7 in [frame["line"] for frame in held["frames"]]
+    assert "prog.py:6 in fetch" in stderr and ", opened at prog.py:7 in fetch" in stderr
+
+
+def test_pytest_plugin_fails_the_test_at_the_session_line(pytester: pytest.Pytester, url: str) -> None:
+    """``pytest --reclaim``: the test's failure points at ``ClientSession()``; allowing its
+    sockets (``kind="socket"``) allows the session holding them."""
+    pytester.makepyfile(
+        test_client=f"""
+        import asyncio
+        import aiohttp
+        import pytest
+
+        async def fetch():
+            session = aiohttp.ClientSession()
+            async with session.get({url!r}) as response:
+                return await response.read()
+
+        @pytest.mark.filterwarnings("ignore::ResourceWarning")
+        def test_leaks():
+            asyncio.run(fetch())
+
+        @pytest.mark.filterwarnings("ignore::ResourceWarning")
+        @pytest.mark.reclaim_allow(kind="socket")
+        def test_allowed():
+            asyncio.run(fetch())
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:randomly", "-p", "no:cacheprovider", "--reclaim")
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at teardown of test_leaks*",
+            "*aiohttp.ClientSession not closed*",
+            "*acquired at test_client.py:6 in fetch",
+            "*holds socket AF_INET/SOCK_STREAM*, opened at test_client.py:7 in fetch",
+        ]
+    )
