@@ -65,3 +65,23 @@ def test_a_tracked_file_is_built_of_the_exact_io_classes_and_freed_by_reference_
     for line in (12, 16):  # the two dropped unclosed: unbuffered, and text
         assert f"acquired at prog.py:{line} in <module>" in out.stderr, out.stderr
     assert out.stderr.count("(closed by the garbage collector, not the program)") == 2, out.stderr
+
+
+def test_a_tracked_file_closed_from_c_code_with_no_python_frame_closes(tmp_path: Path) -> None:
+    """C code may call a tracked file's close with no Python frame at all (a C object's
+    destructor at shutdown; here a thread whose only callables are C ones): the close must
+    still close it, and raise nothing (its caller was looked up, and there was none)."""
+    program = """\
+        import _thread, collections, operator
+        f = open("data.txt", "rb")
+        done = _thread.allocate_lock()
+        done.acquire()
+        # deque(map(call, ...)) runs both in C: f.close's caller has no Python frame.
+        _thread.start_new_thread(collections.deque, (map(operator.call, [f.close, done.release]),))
+        assert done.acquire(timeout=30), "the close raised"
+        print(f.closed)
+    """
+    (tmp_path / "data.txt").write_text("x", encoding="utf-8")
+    out = reclaim_run_prog(tmp_path, program)
+    assert out.stdout == "True\n", out.stderr
+    assert "no leaks" in out.stderr, out.stderr

@@ -133,10 +133,14 @@ def _close(raw: Any) -> None:
         # its close) or a library's __del__ (a ZipFile's: close, _fpclose) closing it. Every
         # close of a tracked file passes here: the program's own (its caller is neither a close
         # nor a private method) is told apart with one look at the caller's name.
-        caller = _getframe(1)
-        name = caller.f_code.co_name
-        if (name == "close" or name[0] == "_") and _closing_in_finalizer(caller):
-            collected(raw)
+        try:
+            caller = _getframe(1)
+        except ValueError:  # called from C code with no Python frame (a C object's dealloc)
+            caller = None
+        if caller is not None:
+            name = caller.f_code.co_name
+            if (name == "close" or name[0] == "_") and _closing_in_finalizer(caller):
+                collected(raw)
     _fileio_close(raw)
 
 

@@ -54,10 +54,14 @@ def install(patches: Patches, socket: ModuleType) -> None:
     def close(self: Any) -> None:
         sock = self._sock  # None once closed
         if sock is not None and sock._closed and sock._io_refs <= 1:  # its real close comes next
-            caller = _getframe(1)
-            name = caller.f_code.co_name
-            if (name == "close" or name[0] == "_") and closing_in_finalizer(caller):
-                _collected(sock)
+            try:
+                caller = _getframe(1)
+            except ValueError:  # called from C code with no Python frame
+                caller = None
+            if caller is not None:
+                name = caller.f_code.co_name
+                if (name == "close" or name[0] == "_") and closing_in_finalizer(caller):
+                    _collected(sock)
         sio_close(self)
 
     def _dealloc_warn(self: Any, source: Any) -> None:
