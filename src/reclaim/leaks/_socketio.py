@@ -58,10 +58,8 @@ def install(patches: Patches, socket: ModuleType) -> None:
                 caller = _getframe(1)
             except ValueError:  # called from C code with no Python frame
                 caller = None
-            if caller is not None:
-                name = caller.f_code.co_name
-                if (name == "close" or name[0] == "_") and closing_in_finalizer(caller):
-                    _collected(sock)
+            if closing_in_finalizer(caller):  # (no fast path by name, as files have: rare here)
+                _collected(sock)
         sio_close(self)
 
     def _dealloc_warn(self: Any, source: Any) -> None:
