@@ -8,12 +8,15 @@ and ``(code, lineno)`` is where the user handed it over.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import namedtuple
 from types import CodeType, TracebackType
-from typing import Any
 
 from ._sites import Frame
 from .errors import CleanupError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
+if TYPE_CHECKING:
+    from typing import Any, NamedTuple
 
 __all__ = ["Held", "ScopeStatistics", "cleanup_errors"]
 
@@ -58,30 +61,41 @@ def cleanup_errors(exc: BaseException) -> tuple[BaseException, ...]:
     return tuple(getattr(exc, _ATTR, ()))
 
 
-@dataclass(frozen=True, slots=True)
-class Held:
-    """One resource a scope holds: what it is and where it was acquired."""
+# Named tuples, not dataclasses: importing dataclasses (and the inspect it imports) and making
+# the classes cost `from reclaim import Scope` 10 ms.
+if TYPE_CHECKING:
 
-    description: str
-    #: The user's frame that handed the resource to the scope (``None`` if unknown).
-    site: Frame | None
+    class _HeldFields(NamedTuple):
+        description: str
+        site: Frame | None
+
+    class _StatisticsFields(NamedTuple):
+        held: int
+        released: int
+        failed: int
+        entered: bool
+
+else:
+    _HeldFields = namedtuple("Held", ("description", "site"))
+    _StatisticsFields = namedtuple("ScopeStatistics", ("held", "released", "failed", "entered"))
+
+
+class Held(_HeldFields):
+    """One resource a scope holds: ``description``, what it is, and ``site``, the user's frame
+    that handed it to the scope (``None`` if unknown)."""
+
+    __slots__ = ()
 
     def __str__(self) -> str:
         return f"{self.description} (acquired at {self.site})" if self.site else self.description
 
 
-@dataclass(frozen=True, slots=True)
-class ScopeStatistics:
-    """A snapshot of a scope's counters."""
+class ScopeStatistics(_StatisticsFields):
+    """A snapshot of a scope's counters: ``held`` (resources and callbacks held now),
+    ``released`` and ``failed`` (releases run, and that raised, since the scope was created),
+    ``entered`` (whether the scope is inside its ``with`` block)."""
 
-    #: Resources and callbacks held now.
-    held: int
-    #: Releases run since the scope was created.
-    released: int
-    #: Releases that raised since the scope was created.
-    failed: int
-    #: Whether the scope is inside its ``with`` block.
-    entered: bool
+    __slots__ = ()
 
 
 def _describe(entry: tuple[Any, ...]) -> str:

@@ -31,7 +31,6 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Generator
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from types import CodeType, TracebackType
-from typing import Any, ParamSpec, Self, TypeVar
 
 from . import _sites, _track
 from ._unwind import (
@@ -51,9 +50,13 @@ from ._unwind import (
 
 __all__ = ["AsyncScope", "Held", "Scope", "ScopeStatistics", "cleanup_errors"]
 
-T = TypeVar("T")
-P = ParamSpec("P")
-R = TypeVar("R")
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
+if TYPE_CHECKING:  # annotations only (they are strings at run time): typing costs 5 ms to import
+    from typing import Any, ParamSpec, Self, TypeVar
+
+    T = TypeVar("T")
+    P = ParamSpec("P")
+    R = TypeVar("R")
 
 
 _getframe = sys._getframe
