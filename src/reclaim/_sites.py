@@ -43,6 +43,7 @@ __all__ = [
     "capture",
     "capture_flat",
     "capture_from",
+    "capture_task",
     "closing_in_finalizer",
     "first_code",
     "first_filename",
@@ -150,6 +151,10 @@ def _classify(filename: str) -> bool:
     if path.startswith(_RECLAIM_DIR):
         # reclaim's own tests and examples live outside the package directory.
         return True
+    if _dirname(path) in _SCRIPTS_DIRS:
+        # A console script (``.venv/bin/pytest``): a launcher of installed code, as plumbing as
+        # ``python -m pytest``'s runpy frames are; it says nothing as a report's line.
+        return True
     for location in _framework_locations():
         if path == location or path.startswith(location):
             return True
@@ -163,7 +168,7 @@ def _classify(filename: str) -> bool:
 
 
 def is_framework(filename: str) -> bool:
-    """Whether frames from *filename* are plumbing (reclaim, stdlib, pytest, pluggy)."""
+    """Whether frames from *filename* are plumbing (reclaim, stdlib, pytest, pluggy, console scripts)."""
     return _cached(_framework_cache, _classify, filename)
 
 
@@ -208,14 +213,8 @@ def is_program(filename: str) -> bool:
 
 
 def _classify_program(filename: str) -> bool:
-    path = _absolute(filename)
-    parts = path.split(os.sep)
-    return (
-        not is_framework(filename)
-        and "site-packages" not in parts
-        and "dist-packages" not in parts
-        and _dirname(path) not in _SCRIPTS_DIRS
-    )
+    parts = _absolute(filename).split(os.sep)
+    return not is_framework(filename) and "site-packages" not in parts and "dist-packages" not in parts
 
 
 def _stitch_program(out: list[Any], frame: FrameType | None) -> None:
@@ -227,7 +226,9 @@ def _stitch_program(out: list[Any], frame: FrameType | None) -> None:
     frame of the program (at most PROGRAM_SEARCH frames), which takes the place of the
     outermost frame kept. A task's stack ends where the event loop runs it (anyio's
     ``connect_tcp`` connects in a task of its own): what follows is the loop's, so the site
-    goes on at the program's line in the site that created the task instead.
+    goes on at the program's line in the site that created the task instead. A trio task's
+    stack ends in trio's run loop the same way (``open_tcp_stream`` connects in tasks of its
+    own): the site goes on at the program's line its parent task waits at.
     """
     for i in range(0, len(out), 2):
         code = out[i]
@@ -235,6 +236,12 @@ def _stitch_program(out: list[Any], frame: FrameType | None) -> None:
             del out[i:]
             out.extend(first_program(task_site() if task_site is not None else ()))
             return
+        if code is trio_root and i:
+            line = first_program(trio_site() if trio_site is not None else ())
+            if line:  # else on past the run loop as before (a task no program's code spawned)
+                del out[i:]
+                out.extend(line)
+                return
         if is_program(code.co_filename):
             return
     for _ in range(PROGRAM_SEARCH):
@@ -253,6 +260,11 @@ def _stitch_program(out: list[Any], frame: FrameType | None) -> None:
             if line:
                 out[-2:] = line
             return
+        if code is trio_root:
+            line = first_program(trio_site() if trio_site is not None else ())
+            if line:
+                out[-2:] = line
+                return
         frame = frame.f_back
 
 
@@ -471,6 +483,36 @@ def capture_from(frame: FrameType | None, depth: int = 8) -> Site:
     return resolve(capture_flat(frame, depth))
 
 
+def capture_task(frame: FrameType | None, depth: int, code: CodeType | None) -> RawSite:
+    """:func:`capture_flat` for a task being created from *frame*, its coroutine running *code*.
+
+    A task created by the program's code (``create_task``, ``gather``, a ``TaskGroup``) gets the
+    usual site. One created by framework code alone, from a loop callback (the handler task
+    ``asyncio.start_server`` makes for each connection, ``call_soon(partial(ensure_future,
+    coro))``) or from a framework's own task, had the line outside the event loop as its site,
+    a pytest or ``asyncio.run()`` line that says nothing: its coroutine's own code comes first
+    instead (the line it is defined at), then the program's line that registered the callback
+    or created the task running now (see :data:`task_site`), if one is known.
+    """
+    start = frame
+    cache = _framework_cache
+    while frame is not None:
+        f_code = frame.f_code
+        filename = f_code.co_filename
+        framework = cache.get(filename)
+        if framework is None:
+            framework = is_framework(filename)
+        if not framework or filename in _owned_files or f_code is thread_root:
+            return capture_flat(start, depth)  # the program's line (or a library's own, a hand-off's)
+        if f_code is task_root:
+            break
+        frame = frame.f_back
+    if code is None or depth < 2:
+        return capture_flat(start, depth)
+    carried = _started_by_user(frame, depth - 1) if frame is not None else ()
+    return (code, 0, *(carried or capture_flat(start, depth - 1)))
+
+
 def capture_flat(frame: FrameType | None, depth: int) -> RawSite:
     """:func:`capture_from` for hot paths: a flat ``(code, lasti, code, lasti, ...)`` tuple.
 
@@ -528,6 +570,11 @@ thread_root: CodeType | None = None
 #: gives the flat creation site of the task running now; set when tasks are tracked (leaks._tasks).
 task_root: CodeType | None = None
 task_site: Callable[[], RawSite] | None = None
+#: The code of trio's run loop (``trio._core._run.unrolled_run``), the outermost frame of every
+#: trio task's step, and what gives the flat site of the program's line the task running now was
+#: spawned under; set when trio is imported (see leaks._trio).
+trio_root: CodeType | None = None
+trio_site: Callable[[], RawSite] | None = None
 
 
 def _started_at(root: FrameType) -> RawSite:

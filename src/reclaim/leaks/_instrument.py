@@ -28,6 +28,7 @@ from . import (
     _tasks,
     _tempfiles,
     _threads,
+    _trio,
 )
 from ._patch import Patches
 
@@ -66,6 +67,7 @@ def install(patches: Patches) -> None:
         ("concurrent.futures.process", _multiprocessing.install_executor),
         ("concurrent.futures.thread", _threads.install_executor),
         ("anyio._backends._asyncio", _tasks.install_anyio),
+        ("trio._core._run", _trio.install),
         *((name, _multiprocessing.install_owned) for name in _multiprocessing.OWNED),
         *(
             (f"{package}.{module}", _multiprocessing.install_owned_package)

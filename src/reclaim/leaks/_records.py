@@ -27,6 +27,7 @@ sentinel that never dies, and a key of their own (``("fd", 7)``,
 
 from __future__ import annotations
 
+import contextvars
 import os
 import threading
 import time
@@ -61,6 +62,7 @@ __all__ = [
     "leak",
     "live",
     "new",
+    "origin",
     "release",
     "reset",
     "site_of",
@@ -229,8 +231,29 @@ def thread_name() -> str:
     return name
 
 
+#: ``(flat site, label)`` of what started the asyncio code running now: the task (set around the
+#: creation of one made outside any task or to run in a context of its own, so its context holds
+#: it, and so do the tasks and loop callbacks made from it) or the server whose connections a
+#: callback accepts. Set and reset around each, never left set in a context: a runner that copies
+#: what changed in a task's context out of it (pytest-asyncio's fixtures) finds nothing of ours.
+origin: contextvars.ContextVar[tuple[Any, str | None]] = contextvars.ContextVar("reclaim_origin")
+_origin = origin.get
+
+
+#: Default of :func:`new`'s *label*: the label current here, read by :func:`label_here`.
+HERE: Any = object()
+
+
 def label_here() -> str | None:
-    """The label an acquisition in the calling thread gets (after thread_name() ran in it)."""
+    """The label an acquisition in the calling thread gets (after thread_name() ran in it).
+
+    In asyncio code, the label current when its task was created (or its server started): what
+    a task or a session fixture's server acquires during a later test is the creator's, as
+    what a thread acquires is labelled as where it was started.
+    """
+    started = _origin(None)
+    if started is not None and started[1] is not None:
+        return started[1]
     started_in: str | None = names.both[1]
     return context if started_in is None else started_in
 
@@ -305,11 +328,13 @@ def new(
     key: object = None,
     *,
     callback: bool = True,
+    label: Any = HERE,
 ) -> Record:
     """Create and register a record (the general path; ``open()`` inlines this for speed).
 
     *obj* must support weak references; pass :data:`NO_OBJECT` and a tuple
-    *key* for a resource with no object.
+    *key* for a resource with no object. *label* is the label, when the caller read it
+    with :func:`label_here` already.
     """
     rec = Record(obj, died if callback and obj is not NO_OBJECT else None)
     rec.key = id(obj) if key is None else key
@@ -318,7 +343,7 @@ def new(
     rec.info = info
     rec.site = site
     rec.thread = thread_name()
-    rec.context = label_here()
+    rec.context = label_here() if label is HERE else label
     rec.time = time.time()
     rec.state = OPEN
     rec.why = None

@@ -8,10 +8,19 @@ to record the creating line and add a done callback that releases the record.
 to mark every task still pending there as a leak *before* it is cancelled:
 afterwards it looks like any finished task. A task garbage-collected while
 pending ("Task was destroyed but it is pending!") is a leak too.
+
+A task made by framework code alone, in a loop callback (the handler task of
+``asyncio.start_server``), is recorded at its coroutine's code, then at the
+program's line that registered the callback. A task made outside any task (by a
+callback, by ``asyncio.run``, by pytest-asyncio for a test) sets its site and
+label in the context it runs in (see :data:`._records.origin`), which the tasks
+and callbacks made from it copy in turn, and ``Server._start_serving`` sets the
+line that started the server for the callbacks that accept its connections.
 """
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import sys
 from types import ModuleType
@@ -42,15 +51,22 @@ def _is_open(obj: Any, rec: Record) -> bool:
     return not obj.done()
 
 
+def _suspended_at(task: Any) -> str | None:
+    """``file:line`` where *task*'s coroutine waits, or None (done, or not a coroutine)."""
+    frame = getattr(task.get_coro(), "cr_frame", None)
+    return f"{frame.f_code.co_filename}:{frame.f_lineno}" if frame is not None else None
+
+
 def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
-    name, coro = rec.info
+    name, coro, *cancelled_at = rec.info
     details: Details = {"name": name, "coroutine": coro}
     text = f"{name!r} running {coro}()"
-    if obj is not None and not obj.done():
-        frame = getattr(obj.get_coro(), "cr_frame", None)
-        if frame is not None:
-            details["awaiting"] = f"{frame.f_code.co_filename}:{frame.f_lineno}"
-            text += f", suspended at {details['awaiting']}"
+    awaiting = _suspended_at(obj) if obj is not None and not obj.done() else None
+    if awaiting is None and cancelled_at:  # cancelled at loop shutdown: where it waited then
+        awaiting = cancelled_at[0]
+    if awaiting is not None:
+        details["awaiting"] = awaiting
+        text += f", suspended at {awaiting}"
     return text, details
 
 
@@ -65,14 +81,43 @@ def install_base_events(patches: Patches, base_events: ModuleType) -> None:
     """Record every task a loop creates, and release it when it is done."""
     loop_cls = base_events.BaseEventLoop
     create_task = loop_cls.create_task
+    capture_task = _sites.capture_task
+    capture = _records.capture
+    current_task = sys.modules["asyncio.tasks"].current_task
+    origin = _records.origin
 
     def create_task_(self: Any, coro: Any, *args: Any, **kwargs: Any) -> Any:
-        task = create_task(self, coro, *args, **kwargs)
         caller = sys._getframe(1)
         if caller.f_code in PLUMBING:  # a test runner's own task (anyio's)
-            return task
-        site = _records.capture(caller, _records.depth)
-        _records.new(task, "task", (task.get_name(), _coro_name(coro)), site)
+            return create_task(self, coro, *args, **kwargs)
+        context = kwargs.get("context")
+        in_task = current_task(self) is not None
+        if in_task and context is None:
+            # The usual case: made in a task, whose frames are on the stack. It copies the running
+            # task's context, and so what started that (see _records.origin): not set anew, as
+            # a context variable costs two HAMT copies and a token on every task.
+            task = create_task(self, coro, *args, **kwargs)
+            site = capture(caller, _records.depth)
+            _records.new(task, "task", (task.get_name(), _coro_name(coro)), site)
+        else:
+            # A loop callback's (no task's frames on the stack), code's outside the loop, or one
+            # to run in a context of its own (asyncio.run's, a test's under pytest-asyncio): the
+            # task, and the callbacks registered from it, carry its site and label.
+            if in_task:
+                site = capture(caller, _records.depth)
+            else:
+                site = capture_task(caller, _records.depth, getattr(coro, "cr_code", None))
+            _records.thread_name()  # label_here() reads what it caches
+            label = _records.label_here()
+            if context is None:
+                token = origin.set((site, label))  # the task copies the context now
+                try:
+                    task = create_task(self, coro, *args, **kwargs)
+                finally:
+                    origin.reset(token)
+            else:
+                task = _in_context(context, (site, label), create_task, self, coro, *args, **kwargs)
+            _records.new(task, "task", (task.get_name(), _coro_name(coro)), site, label=label)
         task.add_done_callback(_done, context=_EMPTY)
         return task
 
@@ -80,15 +125,69 @@ def install_base_events(patches: Patches, base_events: ModuleType) -> None:
     patches.set(loop_cls, "create_task", create_task_)
     _sites.task_root = sys.modules["asyncio.events"].Handle._run.__code__
     _sites.task_site = _running_task_site
+    _serving_at_caller(patches, base_events.Server)
+
+
+def _in_context(context: Any, started: Any, create_task: Any, /, *args: Any, **kwargs: Any) -> Any:
+    """Create a task that runs in the *context* it is given (``asyncio.Runner``'s, pytest-asyncio's):
+    *started* is set in that context while the task runs, and reset once it is done, so a runner
+    that copies what a task changed in its context (pytest-asyncio's fixtures) finds nothing of
+    reclaim's."""
+    origin = _records.origin
+    try:
+        token = context.run(origin.set, started)
+    except (RuntimeError, TypeError, AttributeError):  # entered now, or no Context at all
+        return create_task(*args, **kwargs)
+    try:
+        task = create_task(*args, **kwargs)
+    except BaseException:
+        _reset(context, token)
+        raise
+    task.add_done_callback(lambda _: _reset(context, token), context=_EMPTY)
+    return task
+
+
+def _reset(context: Any, token: Any) -> None:
+    # RuntimeError: the context is entered now (left as it is); ValueError cannot happen (the
+    # token is that context's), suppressed all the same: a done callback must not raise.
+    with contextlib.suppress(RuntimeError, ValueError):
+        context.run(_records.origin.reset, token)
+
+
+def _serving_at_caller(patches: Patches, server_cls: type) -> None:
+    """Wrap ``Server._start_serving``: the callbacks that accept the server's connections carry
+    the program's line that started it (``asyncio.start_server(...)``) and the label then, so
+    the sockets they accept and the handler tasks made for them are recorded at that line and
+    labelled as the server (a session fixture's), not as whatever test runs when a client comes."""
+    start_serving = vars(server_cls).get("_start_serving")
+    if start_serving is None:  # private: a release may rename it
+        return
+    origin = _records.origin
+
+    def _start_serving(self: Any) -> None:
+        site = _records.capture(sys._getframe(1), _records.depth)
+        _records.thread_name()
+        token = origin.set((site, _records.label_here()))
+        try:
+            start_serving(self)
+        finally:
+            origin.reset(token)
+
+    _start_serving.__doc__ = start_serving.__doc__
+    patches.set(server_cls, "_start_serving", _start_serving)
 
 
 def _running_task_site() -> Any:
-    """The flat site that created the task running now (empty when none is tracked)."""
+    """The flat site that created the task running now (empty when none is tracked); in a loop
+    callback, of what registered it (see :data:`._records.origin`)."""
     try:
         task = sys.modules["asyncio.tasks"].current_task()
     except RuntimeError:  # no running event loop
         return ()
-    rec = _records.live.get(id(task)) if task is not None else None
+    if task is None:
+        started = _records.origin.get(None)
+        return started[0] if started is not None else ()
+    rec = _records.live.get(id(task))
     if rec is None or rec.kind != "task" or not rec.site or type(rec.site[0]) is tuple:
         return ()
     return rec.site
@@ -109,6 +208,12 @@ def install_runners(patches: Patches, runners: ModuleType) -> None:
         for task in all_tasks(loop):
             rec = _records.live.get(id(task))
             if rec is not None and rec.kind == "task" and rec.state == OPEN:
+                try:  # where it waits, read before the cancel below unwinds it
+                    awaiting = _suspended_at(task)
+                except Exception:  # an exotic coroutine: the leak still is one
+                    awaiting = None
+                if awaiting is not None:
+                    rec.info = (*rec.info[:2], awaiting)
                 _records.leak(rec, CANCELLED)
         return cancel_all(loop)
 

@@ -19,7 +19,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any, Self
 
@@ -138,11 +138,19 @@ def current_context() -> str | None:
 
 @contextmanager
 def context(label: str | None) -> Iterator[None]:
-    """Set the context label for the duration of a ``with`` block."""
+    """Set the context label for the duration of a ``with`` block.
+
+    Inside asyncio code too: a task keeps the label current when it was created (as a thread
+    keeps the one it was started under), except within this block, in the task running it.
+    """
     old = set_context(label)
+    started = _records.origin.get(None)
+    token = _records.origin.set((started[0] if started is not None else (), label))
     try:
         yield
     finally:
+        with suppress(ValueError):  # left in another context than it was entered in
+            _records.origin.reset(token)
         set_context(old)
 
 

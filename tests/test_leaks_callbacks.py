@@ -1,0 +1,303 @@
+"""What only framework code stood over (a loop callback, a trio task a library spawned) is blamed
+on the program's line: the coroutine a callback made a task of, the line that started the server,
+the line that awaited the library."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import socket
+import sysconfig
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import reclaim
+from _leakhelp import Watch, ignore_gc_warnings, leakwatch, line
+
+__all__ = ["leakwatch"]  # the fixture, imported for pytest
+
+pytest_plugins = ["pytester"]
+
+HERE = os.path.abspath(__file__)
+
+
+def where(frame: reclaim.leaks.Leak | Any) -> tuple[str, int]:
+    return (frame.filename, frame.lineno)
+
+
+def defined_at(function: Any) -> tuple[str, int]:
+    return (HERE, function.__code__.co_firstlineno)
+
+
+async def _connect_and_close(port: int) -> None:
+    _, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.close()
+    await writer.wait_closed()
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_a_servers_handler_task_names_its_coroutine_then_the_line_that_started_the_server(
+    leakwatch: Watch,
+) -> None:
+    """start_server's handler task was made in a loop callback: it was reported at the line that
+    called asyncio.run(), not at the handler or the server."""
+    at = 0
+    handler: Any = None
+
+    async def main() -> None:
+        nonlocal at, handler
+        writers: list[asyncio.StreamWriter] = []
+        connected = asyncio.Event()
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writers.append(writer)
+            connected.set()
+            await asyncio.Event().wait()  # nobody stops it: pending when the loop shuts down
+
+        handler = handle
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        at = line() - 1
+        await _connect_and_close(server.sockets[0].getsockname()[1])
+        await connected.wait()
+        server.close()  # not wait_closed(): from 3.12 on it waits for the handler too
+        writers[0].close()  # the connection is closed: only the task is left
+        await writers[0].wait_closed()
+
+    asyncio.run(main())
+    leak = leakwatch.one("task")
+    assert leak.state == "cancelled"
+    assert leak.details["coroutine"] == handler.__qualname__
+    assert [where(frame) for frame in leak.frames[:2]] == [
+        (HERE, handler.__code__.co_firstlineno),
+        (HERE, at),
+    ]
+    # Cancelled at shutdown, it was gone by the report: where it waited is kept from before.
+    waited = handler.__code__.co_firstlineno + 3
+    assert leak.details["awaiting"] == f"{HERE}:{waited}"
+    assert f"suspended at {HERE}:{waited}" in leak.description
+
+
+@pytest.mark.reclaim_allow
+@ignore_gc_warnings
+def test_a_socket_a_server_accepted_names_the_line_that_started_the_server(leakwatch: Watch) -> None:
+    """The accepting callback's socket had only asyncio's frames: it was reported at the line that
+    called asyncio.run()."""
+    kept: list[asyncio.StreamWriter] = []
+    at = 0
+
+    async def main() -> list[reclaim.leaks.Leak]:
+        nonlocal at
+        accepted = asyncio.Event()
+
+        def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            kept.append(writer)  # never closed: the leak under test
+            accepted.set()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        at = line() - 1
+        async with server:
+            await _connect_and_close(server.sockets[0].getsockname()[1])
+            await accepted.wait()
+            found = [leak for leak in leakwatch.leaks("socket") if leak.details.get("peer")]
+            kept[0].close()
+            await kept[0].wait_closed()
+            return found
+
+    [leak] = asyncio.run(main())
+    assert where(leak.frames[0]) == (HERE, at)
+
+
+async def _pending() -> None:
+    await asyncio.Event().wait()
+
+
+@pytest.mark.reclaim_allow
+def test_a_task_a_callback_made_of_a_partial_names_its_coroutine_then_the_registering_task(
+    leakwatch: Watch,
+) -> None:
+    """``call_soon(partial(ensure_future, coro))`` ran only asyncio's code: the task was reported at
+    the line that called asyncio.run(), its coroutine named nowhere in the site."""
+
+    async def main() -> None:
+        asyncio.get_running_loop().call_soon(functools.partial(asyncio.ensure_future, _pending()))
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+
+    asyncio.run(main())
+    at = line() - 1
+    leak = leakwatch.one("task")
+    # The coroutine first, then the program's line that made the task that registered the callback.
+    assert [where(frame) for frame in leak.frames[:2]] == [defined_at(_pending), (HERE, at)]
+
+
+def test_correct_servers_and_callback_tasks_report_nothing(leakwatch: Watch) -> None:
+    """Handlers that close their streams, a server closed, a callback's task awaited: clean."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await reader.read()
+        finally:
+            writer.close()
+            await writer.wait_closed()
+            done.set()
+
+    async def main() -> None:
+        nonlocal done
+        done = asyncio.Event()
+        async with await asyncio.start_server(handle, "127.0.0.1", 0) as server:
+            await _connect_and_close(server.sockets[0].getsockname()[1])
+            await done.wait()
+        tasks: list[asyncio.Future[None]] = []
+        loop = asyncio.get_running_loop()
+        loop.call_soon(lambda: tasks.append(asyncio.ensure_future(asyncio.sleep(0))))
+        loop.call_soon(lambda: tasks.append(asyncio.ensure_future(_pending())))
+        await asyncio.sleep(0)
+        await tasks[0]
+        tasks[1].cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await tasks[1]
+
+    done: asyncio.Event
+    asyncio.run(main())
+    assert leakwatch.leaks() == []
+
+
+# -- trio ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def listener() -> Iterator[socket.socket]:
+    with socket.create_server(("127.0.0.1", 0)) as sock:
+        yield sock
+
+
+@pytest.mark.reclaim_allow
+@pytest.mark.parametrize("via", ["trio", "anyio"])
+def test_what_trio_connects_in_a_task_of_its_own_names_the_line_that_awaited_it(
+    leakwatch: Watch, listener: socket.socket, via: str
+) -> None:
+    """trio.open_tcp_stream (and anyio.connect_tcp on trio) connect in tasks of their own: the
+    site went on through trio's run loop to the line that called trio.run()."""
+    trio = pytest.importorskip("trio")
+    anyio = pytest.importorskip("anyio")
+    port = listener.getsockname()[1]
+    at = 0
+
+    async def main() -> list[reclaim.leaks.Leak]:
+        nonlocal at
+        if via == "trio":
+            stream = await trio.open_tcp_stream("127.0.0.1", port)
+            at = line() - 1
+        else:
+            stream = await anyio.connect_tcp("127.0.0.1", port)
+            at = line() - 1
+        found = [
+            leak for leak in leakwatch.leaks("socket") if leak.details.get("peer", "").endswith(f":{port}")
+        ]
+        await stream.aclose()
+        return found
+
+    [leak] = trio.run(main)
+    assert where(leak.frames[-1]) == (HERE, at), leak.frames
+    assert all("/trio/" in frame.filename or "/anyio/" in frame.filename for frame in leak.frames[:-1])
+
+
+# -- pytest -----------------------------------------------------------------------------------
+
+BASE_ARGS = ("-p", "no:randomly", "-p", "no:cacheprovider", "--reclaim")
+
+
+def test_a_session_servers_connections_are_the_servers_not_the_tests_that_connected(
+    pytester: pytest.Pytester,
+) -> None:
+    """A session fixture's server serves each connection until the server stops: its handler
+    task and accepted socket, made by a loop callback while a test ran, failed that test."""
+    pytest.importorskip("anyio")
+    pytester.makepyfile(
+        test_server="""
+        import asyncio
+        import pytest
+
+        pytestmark = pytest.mark.anyio
+
+        @pytest.fixture(scope="session")
+        def anyio_backend():
+            return "asyncio"
+
+        @pytest.fixture(scope="session")
+        async def server(anyio_backend):
+            stop, handlers = asyncio.Event(), []
+
+            async def handle(reader, writer):
+                handlers.append(asyncio.current_task())
+                try:
+                    await stop.wait()  # served until the server stops
+                finally:
+                    writer.close()
+                    await writer.wait_closed()
+
+            server = await asyncio.start_server(handle, "127.0.0.1", 0)
+            yield server.sockets[0].getsockname()[1]
+            server.close()
+            stop.set()
+            await asyncio.gather(*handlers)
+            await server.wait_closed()
+
+        @pytest.mark.parametrize("n", range(3))
+        async def test_connects(server, n):
+            reader, writer = await asyncio.open_connection("127.0.0.1", server)
+            writer.write(b"x")
+            await writer.drain()
+            await asyncio.sleep(0.01)  # accepted by now
+            writer.close()
+            await writer.wait_closed()
+        """
+    )
+    result = pytester.runpytest_subprocess(*BASE_ARGS, timeout=120)
+    result.assert_outcomes(passed=3)
+
+
+def test_a_socket_trio_connects_in_a_task_of_its_own_names_the_tests_line(pytester: pytest.Pytester) -> None:
+    """Under anyio's trio backend the site ended in trio's and pytest's frames: never the test."""
+    pytest.importorskip("anyio")
+    pytest.importorskip("trio")
+    pytester.makepyfile(
+        test_trio="""
+        import socket
+        import anyio
+        import pytest
+
+        KEEP = []
+
+        @pytest.fixture
+        def anyio_backend():
+            return "trio"
+
+        @pytest.fixture
+        def listener():
+            with socket.create_server(("127.0.0.1", 0)) as sock:
+                yield sock
+
+        @pytest.mark.anyio
+        async def test_connects(listener):
+            KEEP.append(await anyio.connect_tcp("127.0.0.1", listener.getsockname()[1]))
+        """
+    )
+    result = pytester.runpytest_subprocess(*BASE_ARGS, timeout=120)
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        ["*ERROR at teardown of test_connects*", "*from test_trio.py:18 in test_connects"]
+    )
+
+
+def test_the_pytest_console_script_is_plumbing_as_python_m_pytest_is() -> None:
+    """What only pytest's and asyncio's code stood over was reported at the console script's line."""
+    from reclaim import _sites
+
+    script = os.path.join(sysconfig.get_path("scripts"), "reclaim-test-console-script")
+    assert _sites.is_framework(script)
+    # A test module (run as a script that calls pytest.main(), say) stays the program's.
+    assert not _sites.is_framework(HERE)
