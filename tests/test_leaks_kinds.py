@@ -1329,6 +1329,34 @@ def test_modules_imported_after_start_are_instrumented_when_imported(tmp_path: P
     assert kinds == ["mmap", "selector", "socket", "sqlite3", "subprocess", "task", "tempdir"]
 
 
+REIMPORTED = """
+import json, sys
+from reclaim.leaks import Tracker
+tracker = Tracker().start()
+import sqlite3
+first = sqlite3.connect(":memory:")
+# What pytest's pytester does after a test: the modules the test imported are dropped from
+# sys.modules, and the next import makes new ones.
+for name in [name for name in sys.modules if name == "sqlite3" or name.startswith("sqlite3.")]:
+    del sys.modules[name]
+import sqlite3 as again
+second = again.connect(":memory:")
+print(json.dumps(sorted(leak.kind for leak in tracker.leaks())))
+first.close(); second.close()
+tracker.stop()
+"""
+
+
+def test_a_module_imported_again_after_leaving_sys_modules_is_instrumented_again(tmp_path: Path) -> None:
+    """pytester, and test isolation tools, drop the modules a test imported: the next import makes
+    new module objects, which the tracker patches too (they went unpatched, their leaks unseen)."""
+    script = tmp_path / "again.py"
+    script.write_text(REIMPORTED)
+    out = subprocess.run([sys.executable, "-I", str(script)], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == ["sqlite3", "sqlite3"]
+
+
 # -- reclaim's own resources ------------------------------------------------------------------
 
 

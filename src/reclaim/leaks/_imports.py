@@ -6,6 +6,13 @@ import benchmark would measure our imports rather than the program's. Modules
 already imported are patched at once; the others when they finish executing,
 through a finder on ``sys.meta_path`` that answers only for those names (every
 other import pays one dict lookup).
+
+A callback stays registered until :func:`cancel_all`: a module dropped from
+``sys.modules`` and imported again (pytest's pytester does that to what a test
+imported, so do test isolation tools) is a new module with new classes, which
+are patched too; an import found in ``sys.modules`` never reaches the finder.
+``importlib.reload()`` runs a module again in the same module object, whose
+extension types may be the ones already patched: it is not patched twice.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 import threading
+import weakref
 from collections.abc import Callable
 from importlib.machinery import ModuleSpec
 from types import ModuleType
@@ -23,6 +31,8 @@ __all__ = ["cancel_all", "when_imported"]
 _pending: dict[str, list[Callable[[ModuleType], None]]] = {}
 _busy: set[str] = set()
 _lock = threading.Lock()
+#: The module objects the callbacks ran on (a reload runs the same one again).
+_done: weakref.WeakSet[ModuleType] = weakref.WeakSet()
 
 
 class _Loader:
@@ -43,7 +53,10 @@ class _Loader:
         module.__loader__ = self._real
         self._real.exec_module(module)
         with _lock:
-            callbacks = _pending.pop(self._name, [])
+            if module in _done:
+                return
+            _done.add(module)
+            callbacks = list(_pending.get(self._name, ()))
         for callback in callbacks:
             callback(module)
 
@@ -74,20 +87,22 @@ _finder = _Finder()
 
 
 def when_imported(name: str, callback: Callable[[ModuleType], None]) -> None:
-    """Call ``callback(module)`` now if *name* is imported, else right after it is."""
-    module = sys.modules.get(name)
-    if module is not None and getattr(module.__spec__, "_initializing", False) is False:
-        callback(module)
-        return
+    """Call ``callback(module)`` now if *name* is imported, and each time it is imported anew."""
     with _lock:
         _pending.setdefault(name, []).append(callback)
         if _finder not in sys.meta_path:
             sys.meta_path.insert(0, _finder)
+    module = sys.modules.get(name)
+    if module is not None and getattr(module.__spec__, "_initializing", False) is False:
+        with _lock:
+            _done.add(module)
+        callback(module)
 
 
 def cancel_all() -> None:
     """Forget every pending callback and leave ``sys.meta_path`` as it was."""
     with _lock:
         _pending.clear()
+        _done.clear()
         if _finder in sys.meta_path:
             sys.meta_path.remove(_finder)
