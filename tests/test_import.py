@@ -171,6 +171,29 @@ def test_a_thread_pool_does_not_import_asyncio(code: str) -> None:
     assert out.strip() == "False"
 
 
+def test_a_pool_loads_no_logging_dataclasses_or_inspect_until_it_logs() -> None:
+    """They were a third of ``from reclaim import Pool``; the pool's logger is looked up when a
+    pool first has something to say, and is ``logging.getLogger("reclaim.pool")`` then."""
+    out = run(
+        "import sys\n"
+        "from reclaim import Pool\n"
+        "pool = Pool(object, max_size=1, check=lambda obj: 1 / 0, check_after=0)\n"
+        "with pool.acquire():\n"
+        "    pass\n"
+        "print(sorted({'logging', 'dataclasses', 'inspect'} & set(sys.modules)))\n"
+        "import logging\n"
+        "seen = []\n"
+        "logging.getLogger('reclaim.pool').addHandler(logging.Handler())\n"
+        "logging.getLogger('reclaim.pool').handlers[0].emit = seen.append\n"
+        "logging.getLogger('reclaim.pool').setLevel(logging.INFO)\n"
+        "with pool.acquire():\n"
+        "    pass\n"
+        "pool.close()\n"
+        "print(len(seen), 'check failed' in seen[0].getMessage())"
+    ).stdout.splitlines()
+    assert out == ["[]", "1 True"]
+
+
 def test_the_async_pools_load_on_first_use() -> None:
     out = run(
         "import sys, reclaim.db\n"

@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Generic, TypedDict, TypeVar
+from typing import Any, Generic, NamedTuple, TypedDict, TypeVar
 
 __all__ = ["AsyncPoolOptions", "Options", "validate"]
 
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
-class Options:
-    """The validated options of one pool (internal)."""
+class Options(NamedTuple):
+    """The validated options of one pool (internal; a named tuple: a dataclass would import
+    dataclasses and inspect, a third of ``from reclaim import Pool``)."""
 
     create: Callable[[], Any]
     close: Callable[[Any], object] | None

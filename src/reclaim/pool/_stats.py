@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = ["PoolStatistics", "percentiles"]
 
 
-@dataclass(frozen=True, slots=True)
-class PoolStatistics:
-    """What :meth:`reclaim.Pool.statistics` returns; every time is in seconds.
+class PoolStatistics(NamedTuple):
+    """What :meth:`reclaim.Pool.statistics` returns (a named tuple); every time is in seconds.
 
     Example::
 
