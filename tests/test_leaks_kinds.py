@@ -1451,6 +1451,9 @@ def test_process_pool_executor_not_shut_down_is_one_leak_and_collected_is_report
     del executor  # its manager thread sees it gone and shuts the worker down
     manager.join()
     leak = _collected(leakwatch, "multiprocessing", at)
+    assert "(dropped without shutdown(): once the garbage collector freed it" in (
+        reclaim.leaks.Report((leak,)).to_text()
+    )
     del leak
     gc.collect()  # the queues close their pipes when collected: now, not during a later test
 
@@ -1505,6 +1508,9 @@ def test_thread_pool_executor_dropped_unshut_is_reported_as_collected(leakwatch:
         worker.join()
     leak = _collected(leakwatch, "thread", at)
     assert leak.description.startswith("concurrent.futures.ThreadPoolExecutor not shut down")
+    assert "(dropped without shutdown(): once the garbage collector freed it, its workers finished" in (
+        reclaim.leaks.Report((leak,)).to_text()
+    )
 
 
 @pytest.mark.parametrize("duplex", [True, False])
@@ -1651,6 +1657,9 @@ def test_pool_never_closed_collected_in_a_cycle_is_reported_as_collected(
     leak = _collected(leakwatch, "multiprocessing", at, grace=10.0)
     name = "multiprocessing.Pool" if spawned else "multiprocessing.pool.ThreadPool"
     assert leak.description.startswith(f"{name} not closed")
+    assert "(dropped without close(): its finalizer, run by the garbage collector, terminated" in (
+        reclaim.leaks.Report((leak,)).to_text()
+    )
 
 
 @ignore_gc_warnings

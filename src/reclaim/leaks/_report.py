@@ -227,7 +227,7 @@ class Report:
             leak = group[0]
             if index:
                 console.print()
-            state = _STATES.get((leak.kind, leak.state)) or _STATES.get(leak.state, leak.state)
+            state = _state_text(leak)
             if "garbage collector" in leak.description:
                 state = ""  # the description says what the collector did (a Pipe's ends)
             state = f" [yellow]({escape(state)})[/]" if state else ""
@@ -304,7 +304,16 @@ def _held(leak: Leak, state: str) -> str:
     return text + (f", opened at {_shown(frame)}" if frame is not None else "")
 
 
-_STATES = {
+_EXECUTOR_DROPPED = (
+    "dropped without shutdown(): once the garbage collector freed it, its workers finished and "
+    "exited with nothing waiting for them"
+)
+_POOL_DROPPED = (
+    "dropped without close(): its finalizer, run by the garbage collector, terminated its workers "
+    "and any task still queued"
+)
+
+_STATES: dict[str | tuple[str, str], str] = {
     "open": "",
     "collected": "closed by the garbage collector, not the program",
     "cancelled": "still pending when its event loop shut down; cancelled",
@@ -313,7 +322,24 @@ _STATES = {
     ("subprocess", "collected"): "dropped without a wait: the garbage collector finalized it, "
     "nothing collected the child's exit status",
     ("tempdir", "collected"): "removed by its finalizer ('Implicitly cleaning up'), not the program",
+    # Not "closed" either: an executor freed by the collector lets its workers run out their
+    # work and exit, unwaited; a pool's finalizer terminates its workers, queued tasks and all.
+    ("concurrent.futures.ThreadPoolExecutor", "collected"): _EXECUTOR_DROPPED,
+    ("concurrent.futures.ProcessPoolExecutor", "collected"): _EXECUTOR_DROPPED,
+    ("multiprocessing.Pool", "collected"): _POOL_DROPPED,
+    ("multiprocessing.pool.ThreadPool", "collected"): _POOL_DROPPED,
 }
+
+
+def _state_text(leak: Leak) -> str:
+    """What *leak*'s state means for what it is (the class its description starts with), for its
+    kind, or at all."""
+    head = leak.description.partition(" ")[0]
+    return (
+        _STATES.get((head, leak.state))
+        or _STATES.get((leak.kind, leak.state))
+        or _STATES.get(leak.state, leak.state)
+    )
 
 
 def _age(seconds: float) -> str:
