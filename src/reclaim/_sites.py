@@ -117,6 +117,7 @@ _FRAMEWORK_PACKAGES = (
     "xdist",
     "execnet",
     "pytest_asyncio",  # runs async tests and fixtures: its frames sit under every loop callback
+    "uvloop",  # an event loop, as asyncio is: uvloop.run() and new_event_loop() sit under its loops
 )
 
 _framework_cache: dict[str, bool] = {}

@@ -33,11 +33,24 @@ from ._kinds import Details, Kind, register
 from ._patch import Patches
 from ._records import NO_OBJECT, Record
 
-__all__ = ["adopt", "describe_fd", "identity", "install", "list_fds", "track_fd"]
+__all__ = ["KEPT", "adopt", "describe_fd", "identity", "install", "kept", "list_fds", "track_fd"]
 
 __tracebackhide__ = True  # stands in for what it wraps: see _patch
 
 _FD_DIR = next((d for d in ("/proc/self/fd", "/dev/fd") if os.path.isdir(d)), None)
+
+
+#: Descriptors C code keeps open for good, and their identities: libuv's signal lock pipe (made
+#: with the process's first uvloop loop, closed by no loop), a uvloop loop's when it is collected
+#: unclosed (uvloop then closes none of them; the loop is reported). Not reported as untracked
+#: while they are the same ones. See :mod:`._uvloop`.
+KEPT: dict[int, tuple[int, int]] = {}
+
+
+def kept(fd: int) -> bool:
+    """Whether *fd* is one of :data:`KEPT`, still the same one."""
+    ident = KEPT.get(fd)
+    return ident is not None and identity(fd) == ident
 
 
 def list_fds() -> frozenset[int] | None:

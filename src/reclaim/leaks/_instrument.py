@@ -29,6 +29,7 @@ from . import (
     _tempfiles,
     _threads,
     _trio,
+    _uvloop,
 )
 from ._patch import Patches
 
@@ -68,6 +69,7 @@ def install(patches: Patches) -> None:
         ("concurrent.futures.thread", _threads.install_executor),
         ("anyio._backends._asyncio", _tasks.install_anyio),
         ("trio._core._run", _trio.install),
+        ("uvloop", _uvloop.install),
         *((name, _multiprocessing.install_owned) for name in _multiprocessing.OWNED),
         *(
             (f"{package}.{module}", _multiprocessing.install_owned_package)

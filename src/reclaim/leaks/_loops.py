@@ -16,8 +16,9 @@ which would pass for the program's ``close()``: it is wrapped to mark such a
 loop as collected first. A loop dying in a reference cycle loses its weak
 reference before that ``__del__`` runs, and the kind being a death leak
 reports it then. Only the creation, ``close()`` and ``__del__`` of a loop are
-wrapped: running it, its selector and its sockets pay nothing more. Loops that
-are not selector loops (uvloop's, the Windows proactor) are not tracked.
+wrapped: running it, its selector and its sockets pay nothing more. uvloop's
+loops are recorded as this kind too (see :mod:`._uvloop`); the Windows
+proactor's are not tracked.
 
 A stream or transport dropped unclosed is closed by its ``__del__``
 (``StreamWriter.__del__`` closes the transport, ``_SelectorTransport.__del__``
@@ -62,14 +63,21 @@ def _is_open(obj: Any, rec: Record) -> bool:
 
 
 def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
-    cls, selector, fd, pipe = rec.info
+    cls, selector, fd, pipe, *made = rec.info
     details: Details = {"class": cls, "selector": selector, "fd": fd, "self_pipe": list(pipe)}
     if obj is not None and not obj.is_closed():
         details["running"] = obj.is_running()
-    return cls + (f" (selector fd {fd})" if fd is not None else ""), details
+    text = cls + (f" (selector fd {fd})" if fd is not None else "")
+    if made:  # a loop whose descriptors C code made (uvloop's: see _uvloop)
+        fds = [fd for fd, _ in made[0]]
+        details["fds"] = fds
+        text += f" ({selector}, fds {', '.join(map(str, fds))})" if fds else f" ({selector})"
+    return text, details
 
 
 def _fds(obj: Any, rec: Record) -> list[int]:
+    if len(rec.info) > 4:  # the descriptors its creation made (uvloop's: see _uvloop)
+        return [fd for fd, _ in rec.info[4]]
     parts = (getattr(obj, name, None) for name in ("_selector", "_ssock", "_csock"))
     return [fd for fd in map(_fileno, parts) if fd is not None]
 

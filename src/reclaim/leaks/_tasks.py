@@ -34,7 +34,7 @@ from ._owning import PLUMBING, plumbing
 from ._patch import Patches
 from ._records import OPEN, Record
 
-__all__ = ["install_base_events", "install_runners"]
+__all__ = ["install_base_events", "install_runners", "tracking_create_task"]
 
 __tracebackhide__ = True  # stands in for what it wraps: see _patch
 
@@ -81,6 +81,15 @@ def install_base_events(patches: Patches, base_events: ModuleType) -> None:
     """Record every task a loop creates, and release it when it is done."""
     loop_cls = base_events.BaseEventLoop
     create_task = loop_cls.create_task
+    patches.set(loop_cls, "create_task", tracking_create_task(create_task))
+    _sites.task_root = sys.modules["asyncio.events"].Handle._run.__code__
+    _sites.task_site = _running_task_site
+    _serving_at_caller(patches, base_events.Server)
+
+
+def tracking_create_task(create_task: Any) -> Any:
+    """A ``create_task`` method that records the task made by *create_task* (a loop class's own,
+    asyncio's or uvloop's) and releases it when it is done."""
     capture_task = _sites.capture_task
     capture = _records.capture
     current_task = sys.modules["asyncio.tasks"].current_task
@@ -122,10 +131,7 @@ def install_base_events(patches: Patches, base_events: ModuleType) -> None:
         return task
 
     create_task_.__doc__ = create_task.__doc__
-    patches.set(loop_cls, "create_task", create_task_)
-    _sites.task_root = sys.modules["asyncio.events"].Handle._run.__code__
-    _sites.task_site = _running_task_site
-    _serving_at_caller(patches, base_events.Server)
+    return create_task_
 
 
 def _in_context(context: Any, started: Any, create_task: Any, /, *args: Any, **kwargs: Any) -> Any:

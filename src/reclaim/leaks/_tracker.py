@@ -630,7 +630,7 @@ def _untracked(
     pid = os.getpid()
     out = []
     for fd in candidates:
-        if fd in owned:
+        if fd in owned or _fds.kept(fd):
             continue
         target = _fds.describe_fd(fd)
         if target is None or any(target.startswith(p) for p in paths):
