@@ -71,9 +71,10 @@ __all__ = [
 
 __tracebackhide__ = True  # stands in for what it wraps: see _patch
 
-#: Modules whose process-wide machinery acquires for multiprocessing (or its library) itself, and
-#: what in them: owned, so what it acquires is recorded (its descriptors are known) but never
-#: reported. (What needs no record, a thread or an executor, is in _owning.PROCESS_WIDE.)
+#: Modules whose process-wide machinery acquires for multiprocessing (or its library) itself, or
+#: whose code leaves what it opens to the collector by design, and what in them: owned, so what
+#: it acquires is recorded (its descriptors are known) but never reported. (What needs no
+#: record, a thread or an executor, is in _owning.PROCESS_WIDE.)
 OWNED = {
     "multiprocessing.util": ("get_temp_dir",),
     "multiprocessing.resource_tracker": ("ResourceTracker",),
@@ -83,6 +84,9 @@ OWNED = {
     "joblib._memmapping_reducer": ("TemporaryResourcesManager",),
     # matplotlib's font cache (an lru_cache): each FT2Font it keeps holds its .ttf file open.
     "matplotlib.font_manager": ("_get_font",),
+    # zipfile.Path opens its archive and leaves it to the collector (it has no close()); through
+    # it importlib.resources reads a zipped package's files (a zipapp's, pex's, shiv's).
+    "zipfile": ("Path.__init__",),
 }
 #: Packages that are a process-wide worker pool as a whole: loky (joblib's default backend,
 #: also vendored as joblib.externals.loky) keeps one reusable executor per process, with its
