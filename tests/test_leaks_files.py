@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import io
+import os
+import socket
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from _leakhelp import reclaim_run_prog
+import pytest
+
+from _leakhelp import Watch, leakwatch, line, reclaim_run_prog
+
+__all__ = ["leakwatch"]  # the fixture, imported for pytest
+
+HERE = os.path.abspath(__file__)
 
 # Line 6 drops a file unclosed: the garbage collector closes it, with a ResourceWarning.
 PROGRAM = """\
@@ -62,8 +73,8 @@ def test_a_tracked_file_is_built_of_the_exact_io_classes_and_freed_by_reference_
     out = reclaim_run_prog(tmp_path, program)
     assert out.stdout == "ok\n"
     assert "leaked 2 resources (2 file)" in out.stderr, out.stderr
-    for line in (12, 16):  # the two dropped unclosed: unbuffered, and text
-        assert f"acquired at prog.py:{line} in <module>" in out.stderr, out.stderr
+    for lineno in (12, 16):  # the two dropped unclosed: unbuffered, and text
+        assert f"acquired at prog.py:{lineno} in <module>" in out.stderr, out.stderr
     assert out.stderr.count("(closed by the garbage collector, not the program)") == 2, out.stderr
 
 
@@ -85,3 +96,38 @@ def test_a_tracked_file_closed_from_c_code_with_no_python_frame_closes(tmp_path:
     out = reclaim_run_prog(tmp_path, program)
     assert out.stdout == "True\n", out.stderr
     assert "no leaks" in out.stderr, out.stderr
+
+
+#: What wraps a descriptor in a file that does not own it, as programs spell it.
+NOT_OWNING: dict[str, Callable[[int], Any]] = {
+    "open": lambda fd: open(fd, closefd=False),  # noqa: SIM115 - never closed, on purpose
+    "open-unbuffered": lambda fd: open(fd, "rb", buffering=0, closefd=False),  # noqa: SIM115
+    "io.open": lambda fd: io.open(fd, "rb", closefd=False),  # noqa: SIM115, UP020
+    "os.fdopen": lambda fd: os.fdopen(fd, closefd=False),
+}
+
+
+@pytest.mark.parametrize("wrap", NOT_OWNING)
+def test_a_file_over_a_descriptor_it_does_not_own_is_never_reported_its_owner_is(
+    leakwatch: Watch, tmp_path: Path, wrap: str
+) -> None:
+    """``open(fd, closefd=False)`` closes nothing: kept or dropped it is no leak, while the
+    descriptor's owner left open (an ``os.open``, a socket) is reported at its own line."""
+    path = tmp_path / "data.txt"
+    path.write_text("x", encoding="utf-8")
+    fd = os.open(path, os.O_RDONLY)
+    at = line() - 1
+    kept = NOT_OWNING[wrap](fd)
+    NOT_OWNING[wrap](fd)  # dropped at once
+    try:
+        leak = leakwatch.one("fd")
+        assert (leak.frames[0].filename, leak.frames[0].lineno) == (HERE, at)
+        assert leakwatch.leaks("file") == []
+    finally:
+        os.close(fd)
+    assert leakwatch.leaks() == []  # the owner closed: nothing left, the wrapper kept or not
+    with socket.socket() as sock:
+        over_socket = NOT_OWNING[wrap](sock.fileno())
+        assert [leak.kind for leak in leakwatch.leaks()] == ["socket"]
+    assert leakwatch.leaks() == []
+    del kept, over_socket

@@ -49,6 +49,8 @@ __all__ = [
     "first_filename",
     "first_user_frame",
     "format_site",
+    "frame_is_framework",
+    "frame_is_program",
     "frames",
     "handed_over_site",
     "in_owned",
@@ -144,10 +146,15 @@ def _framework_locations() -> tuple[str, ...]:
     return tuple(found)
 
 
-def _classify(filename: str) -> bool:
+def _classify(filename: str) -> bool | None:
     if filename.startswith("<"):
-        # <frozen importlib._bootstrap>, <string> from exec: plumbing unless it is __main__'s <stdin>.
-        return filename.startswith("<frozen")
+        # <frozen importlib._bootstrap>, and code a library generates under a name that says so
+        # (<attrs generated methods app.C>): plumbing, with no source behind its lines.
+        if filename.startswith("<frozen") or "generated" in filename:
+            return True
+        # <string> (exec, compile), <stdin>, <ipython-input-1-...>: whose code it is depends on
+        # what made it, which only the frame running it tells (see frame_is_framework).
+        return None
     path = _absolute(filename)
     if path.startswith(_RECLAIM_DIR):
         # reclaim's own tests and examples live outside the package directory.
@@ -169,20 +176,83 @@ def _classify(filename: str) -> bool:
 
 
 def is_framework(filename: str) -> bool:
-    """Whether frames from *filename* are plumbing (reclaim, stdlib, pytest, pluggy, console scripts)."""
-    return _cached(_framework_cache, _classify, filename)
+    """Whether frames from *filename* are plumbing (reclaim, stdlib, pytest, pluggy, console scripts).
+
+    A pseudo-file such as ``<string>`` is not, by its name alone: see :func:`frame_is_framework`.
+    """
+    return _cached(_framework_cache, _classify, filename, False)
 
 
-def _cached(cache: dict[str, bool], classify: Callable[[str], bool], filename: str) -> bool:
+def _cached(
+    cache: dict[str, bool], classify: Callable[[str], bool | None], filename: str, pseudo: bool
+) -> bool:
+    """*classify*'s answer for *filename*, cached; *pseudo* for a pseudo-file its name cannot
+    tell (never cached: the frames that run its code are asked instead, see frame_is_framework)."""
     try:
         return cache[filename]
     except KeyError:
         pass
     try:
-        result = cache[filename] = classify(filename)
+        result = classify(filename)
     except Exception:  # never fail an acquisition over where it happened (asked again next time)
         return False
+    if result is None:
+        return pseudo
+    cache[filename] = result
     return result
+
+
+def frame_is_framework(frame: FrameType) -> bool:
+    """:func:`is_framework` for the code *frame* runs: a pseudo-file's by what made the code.
+
+    The same ``<string>`` names the program's own ``python -c`` code and code a library
+    generated at run time with ``exec``: dataclasses' ``__init__`` (which calls a field's
+    ``default_factory``), a library's decorator wrappers, timeit's loop (``<timeit-src>``).
+    A library's has no line worth reporting, so it is plumbing (see _generated_by_library);
+    the program's own (``-c``, ``<stdin>``, an IPython cell, its ``exec``) is not. Rare
+    enough to be asked each time: such names are never cached (see :func:`is_framework`).
+    """
+    code = frame.f_code
+    filename = code.co_filename
+    framework = _framework_cache.get(filename)
+    if framework is None:
+        framework = is_framework(filename) or (filename[:1] == "<" and _generated_by_library(frame))
+    return framework
+
+
+def frame_is_program(frame: FrameType) -> bool:
+    """:func:`is_program` for the code *frame* runs: a pseudo-file's by what made the code."""
+    filename = frame.f_code.co_filename
+    program = _program_cache.get(filename)
+    if program is None:
+        program = is_program(filename) and not (filename[:1] == "<" and _generated_by_library(frame))
+    return program
+
+
+#: How dataclasses names the functions it generates (``__init__``, ``__eq__``, ...) and execs
+#: in the globals of the class's module: the program's own globals, for a program's class.
+_DATACLASS_MADE = "__create_fn__."
+
+
+def _generated_by_library(frame: FrameType) -> bool:
+    """Whether *frame* runs pseudo-file code a library generated: a dataclass's method, or code
+    run in the globals of a module that is not the program's (a library's ``exec``).
+
+    Code run in ``__main__``'s globals is the program's (``-c``, ``<stdin>``, an IPython
+    cell), and so is code in globals that name no imported module with a file (the
+    program's ``exec(source, {})``): which library made it, if one did, is not known.
+    """
+    code = frame.f_code
+    if code.co_qualname.startswith(_DATACLASS_MADE):
+        return True
+    try:
+        name = frame.f_globals.get("__name__")
+        if name == "__main__" or type(name) is not str:
+            return False
+        path = getattr(sys.modules.get(name), "__file__", None)
+        return type(path) is str and path[:1] != "<" and not is_program(path)
+    except Exception:  # an exotic module or globals must never break an acquisition
+        return False
 
 
 def mark_framework(filename: str) -> None:
@@ -210,15 +280,17 @@ PROGRAM_SEARCH = 64
 def is_program(filename: str) -> bool:
     """Whether *filename* is the program's own code: neither plumbing, nor an installed library,
     nor a console script of the interpreter's (``.venv/bin/pytest``)."""
-    return _cached(_program_cache, _classify_program, filename)
+    return _cached(_program_cache, _classify_program, filename, True)
 
 
-def _classify_program(filename: str) -> bool:
+def _classify_program(filename: str) -> bool | None:
+    if filename.startswith("<"):
+        return None if _classify(filename) is None else False
     parts = _absolute(filename).split(os.sep)
     return not is_framework(filename) and "site-packages" not in parts and "dist-packages" not in parts
 
 
-def _stitch_program(out: list[Any], frame: FrameType | None) -> None:
+def _stitch_program(out: list[Any], kept: FrameType | None, frame: FrameType | None) -> None:
     """Make the program's line the outermost frame kept, when no frame kept is the program's own.
 
     A library acquiring deep in its own code (SQLAlchemy's pool opening sqlite3 fifteen
@@ -229,8 +301,11 @@ def _stitch_program(out: list[Any], frame: FrameType | None) -> None:
     ``connect_tcp`` connects in a task of its own): what follows is the loop's, so the site
     goes on at the program's line in the site that created the task instead. A trio task's
     stack ends in trio's run loop the same way (``open_tcp_stream`` connects in tasks of its
-    own): the site goes on at the program's line its parent task waits at.
+    own): the site goes on at the program's line its parent task waits at. *kept* is the
+    innermost frame kept (*out* holds one code per frame from it), *frame* the first past
+    the depth kept: frames, not codes, tell whose a pseudo-file's code is (frame_is_program).
     """
+    cache = _program_cache
     for i in range(0, len(out), 2):
         code = out[i]
         if code is task_root and i:
@@ -243,13 +318,16 @@ def _stitch_program(out: list[Any], frame: FrameType | None) -> None:
                 del out[i:]
                 out.extend(line)
                 return
-        if is_program(code.co_filename):
+        program = cache.get(code.co_filename)
+        if program or (program is None and kept is not None and frame_is_program(kept)):
             return
+        kept = kept.f_back if kept is not None else None
     for _ in range(PROGRAM_SEARCH):
         if frame is None:
             return
         code = frame.f_code
-        if is_program(code.co_filename):
+        program = cache.get(code.co_filename)
+        if program or (program is None and frame_is_program(frame)):
             out[-2:] = (code, frame.f_lasti)
             return
         if code is thread_root or code is task_root:
@@ -321,7 +399,7 @@ def handed_over_site(frame: FrameType | None, depth: int) -> RawSite:
         code = frame.f_code
         if id(code) in _handoffs:
             return _carried(frame, depth)
-        if not is_framework(code.co_filename):
+        if not frame_is_framework(frame):
             return capture_flat(frame, depth)
         frame = frame.f_back
     return ()
@@ -422,7 +500,7 @@ def _walk(frame: FrameType | None) -> tuple[FrameType | None, FrameType | None]:
         filename = code.co_filename
         framework = cache.get(filename)
         if framework is None:
-            framework = is_framework(filename)
+            framework = frame_is_framework(frame)
         if filename in owned_files:
             if id(code) in _owned:
                 # The library's own: a standard-library site starts at the innermost frame,
@@ -502,7 +580,7 @@ def capture_task(frame: FrameType | None, depth: int, code: CodeType | None) -> 
         filename = f_code.co_filename
         framework = cache.get(filename)
         if framework is None:
-            framework = is_framework(filename)
+            framework = frame_is_framework(frame)
         if not framework or filename in _owned_files or f_code is thread_root:
             return capture_flat(start, depth)  # the program's line (or a library's own, a hand-off's)
         if f_code is task_root:
@@ -533,7 +611,7 @@ def capture_flat(frame: FrameType | None, depth: int) -> RawSite:
 
 def _flat(frame: FrameType | None, depth: int) -> RawSite:
     out: list[Any] = []
-    last = frame
+    start = last = frame
     while frame is not None and depth:
         out.append(frame.f_code)
         out.append(frame.f_lasti)
@@ -542,7 +620,7 @@ def _flat(frame: FrameType | None, depth: int) -> RawSite:
         depth -= 1
     if out and _goes_on(out[0], frame, last, depth):
         if frame is not None:
-            _stitch_program(out, frame)
+            _stitch_program(out, start, frame)
         elif last is not None:
             out.extend(_started_at(last)[: 2 * depth])
     return tuple(out)

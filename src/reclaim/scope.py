@@ -72,7 +72,7 @@ def _caller(depth: int) -> tuple[CodeType | None, int]:
     code = frame.f_code
     framework = _framework_cache.get(code.co_filename)
     if framework is None:
-        framework = _sites.is_framework(code.co_filename)
+        framework = _sites.frame_is_framework(frame)
     if framework:
         site = _sites.capture_from(frame, 1)
         return site[0] if site else (None, 0)

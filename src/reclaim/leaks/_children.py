@@ -29,9 +29,10 @@ the watcher and its status handed to the Popen: that is collected.
 A child made without a Popen (``os.fork()``, ``os.forkpty()``, ``os.posix_spawn()``,
 ``os.posix_spawnp()``, ``os.spawn*(P_NOWAIT)``) by code outside the standard library
 (which makes its own for subprocess and multiprocessing, tracked as theirs) is recorded by
-pid. It is open until some ``waitpid``/``wait``/``wait3``/``wait4``/``waitid`` reaps it,
-whoever calls it; a child the kernel reaps itself (``SIGCHLD`` ignored) is not ours to
-wait for, and so not open either.
+pid. So is one ``pty.fork()`` makes for such code: it hands the child over to its caller,
+who must wait for it (``pty.spawn()`` waits for its own). It is open until some
+``waitpid``/``wait``/``wait3``/``wait4``/``waitid`` reaps it, whoever calls it; a child the
+kernel reaps itself (``SIGCHLD`` ignored) is not ours to wait for, and so not open either.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from functools import partial
 from types import ModuleType
 from typing import Any
 
-from reclaim._sites import is_framework
+from reclaim._sites import frame_is_framework
 
 from . import _files, _imports, _records
 from ._fds import track_fd
@@ -187,7 +188,7 @@ def _noting_waits(wait: Any, reaped: Callable[[Any, tuple[Any, ...]], int] = lam
         result = wait(*args, **kwargs)
         pid = reaped(result, args)
         if pid > 0:
-            _reaped(pid, not is_framework(sys._getframe(1).f_code.co_filename))
+            _reaped(pid, not frame_is_framework(sys._getframe(1)))
         return result
 
     return noting
@@ -206,12 +207,34 @@ def _new_child(pid: int, what: str, frame: Any) -> None:
     _records.new(NO_OBJECT, "subprocess", (pid, what), site, ("pid", pid))
 
 
+#: ``(module, function)`` of the standard-library functions that fork a child for their caller
+#: and hand it over, pid and all: ``pty.fork()`` calls ``os.forkpty()`` (``os.fork()`` where
+#: that fails), and its caller must wait for the child.
+_HANDS_OVER = frozenset({("pty", "fork")})
+
+
+def _programs_child(frame: Any) -> bool:
+    """Whether a child forked from *frame* is the caller's to wait for: forked by code outside
+    the standard library, or by a function that hands it over (see _HANDS_OVER) to such code.
+
+    The standard library's other forks are its own: multiprocessing tracks its children by
+    their Popen, ``socketserver.ForkingMixIn`` and ``pty.spawn()`` wait for theirs.
+    """
+    while frame is not None:
+        if not frame_is_framework(frame):
+            return True
+        if (frame.f_globals.get("__name__"), frame.f_code.co_name) not in _HANDS_OVER:
+            return False
+        frame = frame.f_back
+    return False
+
+
 def _recording_fork(fork: Any) -> Any:
     def recording() -> int:
         pid: int = fork()
         if pid > 0:
             frame = sys._getframe(1)
-            if not is_framework(frame.f_code.co_filename):  # multiprocessing's are its own
+            if _programs_child(frame):
                 _new_child(pid, "os.fork() child", frame)
         return pid
 
@@ -223,7 +246,7 @@ def _recording_forkpty(forkpty: Any) -> Any:
         pid, fd = forkpty()
         if pid > 0:
             frame = sys._getframe(1)
-            if not is_framework(frame.f_code.co_filename):  # pty.fork()'s are its caller's
+            if _programs_child(frame):  # pty.fork()'s child and terminal are its caller's
                 _new_child(pid, "os.forkpty() child", frame)
                 track_fd(fd, "os.forkpty", _records.capture(frame, _records.depth))
         return pid, fd
@@ -235,7 +258,7 @@ def _recording_spawn(name: str, spawn: Any) -> Any:
     def recording(path: Any, argv: Any, *args: Any, **kwargs: Any) -> int:
         pid: int = spawn(path, argv, *args, **kwargs)
         frame = sys._getframe(1)
-        if not is_framework(frame.f_code.co_filename):  # subprocess's are its Popen's
+        if not frame_is_framework(frame):  # subprocess's are its Popen's
             _new_child(pid, _args(argv), frame)
         return pid
 

@@ -323,13 +323,18 @@ def tracked_open(
         # An unbuffered file made here (buffering=0 spelled unusually) gets no hooks: it is
         # reported while open, but one the collector closes is not told apart.
         hooks = kind is not _FileIO
+    if not closefd:
+        # A file over a descriptor it does not own (``open(fd, closefd=False)``, ``os.fdopen``'s
+        # too) closes nothing, dropped or not: the descriptor's owner (an ``os.open``, a socket)
+        # must close it, and is reported as itself. Only a descriptor can be given so.
+        return result
     if type(file) is str or ftype is int:  # (a path-like one was made a str above)
         name = file
     elif isinstance(file, (bytes, os.PathLike)):
         name = os.fsdecode(file)
     else:  # anything else the C open() took (an object with __index__, say)
         name = repr(file)
-    if (ftype is int or opener is not None) and closefd:
+    if ftype is int or opener is not None:
         # The descriptor (passed in, or made by the opener with os.open) now belongs to the
         # file object: it is reported as the file, not as a raw descriptor.
         _records.release(("fd", raw.fileno()))

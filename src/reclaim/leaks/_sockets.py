@@ -238,7 +238,7 @@ def _accepted_at(frame: Any, site: Any) -> Any:
     accept callbacks): its own frames, then the program's line that made the listening socket,
     the line the program can act on (else the line running the event loop would be blamed)."""
     caller = frame.f_back
-    if frame.f_code.co_name != "accept" or caller is None or _sites.is_program(caller.f_code.co_filename):
+    if frame.f_code.co_name != "accept" or caller is None or _sites.frame_is_program(caller):
         return site  # the program's own accept(): its line
     rec = _live_get(id(frame.f_locals.get("self")))
     line = _sites.first_program(rec.site) if rec is not None and rec.kind == "socket" else ()

@@ -54,7 +54,7 @@ def _parents_line(task: Any) -> _sites.RawSite:
         if task is None:
             return ()
         for frame in reversed(_awaiting(getattr(task, "coro", None))):
-            if _sites.is_program(frame.f_code.co_filename):
+            if _sites.frame_is_program(frame):
                 return (frame.f_code, frame.f_lasti)
     return ()
 
