@@ -85,3 +85,16 @@ def reclaim_run_json(tmp_path: Path, source: str) -> tuple[Any, str]:
     report = tmp_path / "report.json"
     out = reclaim_run_prog(tmp_path, source, "--json", str(report))
     return json.loads(report.read_text()), out.stderr
+
+
+def reclaim_pytest_fails_one(pytester: pytest.Pytester, passed: int, test: str, at: str) -> None:
+    """Run pytester's tests under ``pytest --reclaim``: *passed* pass, *test* fails at teardown with
+    one leak acquired at *at* (``file.py:line``), and no untracked descriptor fails any of them."""
+    result = pytester.runpytest_subprocess(
+        "-p", "no:randomly", "-p", "no:cacheprovider", "--reclaim", timeout=RUN_TIMEOUT * 2
+    )
+    result.assert_outcomes(passed=passed, errors=1)
+    result.stdout.fnmatch_lines(
+        [f"*ERROR at teardown of {test}*", "*this test leaked 1 resource*", f"*{at}*"]
+    )
+    assert "untracked-fd" not in result.stdout.str()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from _leakhelp import Watch, ignore_gc_warnings, leakwatch, line, reclaim_run_json
+from _leakhelp import Watch, ignore_gc_warnings, leakwatch, line, reclaim_pytest_fails_one, reclaim_run_json
 
 uvloop = pytest.importorskip("uvloop")
 
@@ -160,11 +160,4 @@ def test_pytest_passes_tests_closing_their_uvloop_loops_and_fails_the_one_leavin
             uvloop.run(main())
         """
     )
-    result = pytester.runpytest_subprocess(
-        "-p", "no:randomly", "-p", "no:cacheprovider", "--reclaim", timeout=120
-    )
-    result.assert_outcomes(passed=3, errors=1)
-    result.stdout.fnmatch_lines(
-        ["*ERROR at teardown of test_task_left*", "*this test leaked 1 resource*", "*test_uv.py:13*"]
-    )
-    assert "untracked-fd" not in result.stdout.str()
+    reclaim_pytest_fails_one(pytester, 3, "test_task_left", "test_uv.py:13")

@@ -124,7 +124,8 @@ def install(patches: Patches, subprocess: ModuleType) -> None:
     """Wrap ``Popen.__init__`` (acquisition) and ``Popen.__del__`` (collected unwaited)."""
     popen = subprocess.Popen
     init = popen.__init__
-    finalize = popen.__del__
+    # None for gevent's Popen, put in subprocess by monkey-patching before tracking started.
+    finalize = getattr(popen, "__del__", None)
 
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         init(self, *args, **kwargs)
@@ -135,15 +136,16 @@ def install(patches: Patches, subprocess: ModuleType) -> None:
             pipe = getattr(self, stream, None)
             if pipe is not None:
                 _files.rename(pipe, _files.PipeEnd(stream, self.pid))
-        if type(self).__del__ is __del__:  # a subclass's own __del__ may never call ours
+        if getattr(type(self), "__del__", None) is __del__:  # a subclass's own may never call ours
             rec.why = _records.AT_DEL  # kept for our __del__ if it dies in a reference cycle
 
     def __del__(self: Any, *args: Any, **kwargs: Any) -> None:
         _dropped(self)
-        finalize(self, *args, **kwargs)
+        finalize(self, *args, **kwargs)  # type: ignore[misc]
 
     patches.set(popen, "__init__", __init__)
-    patches.set(popen, "__del__", __del__)
+    if finalize is not None:
+        patches.set(popen, "__del__", __del__)
     # asyncio imports subprocess before these two modules, so waiting for them from here is in
     # time, and a program that never imports asyncio pays nothing for it.
     _imports.when_imported("asyncio.base_subprocess", partial(install_asyncio_transport, patches))

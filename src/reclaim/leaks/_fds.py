@@ -33,7 +33,20 @@ from ._kinds import Details, Kind, register
 from ._patch import Patches
 from ._records import NO_OBJECT, Record
 
-__all__ = ["KEPT", "adopt", "describe_fd", "identity", "install", "kept", "list_fds", "track_fd"]
+__all__ = [
+    "KEPT",
+    "Made",
+    "adopt",
+    "describe_fd",
+    "identity",
+    "install",
+    "keep",
+    "kept",
+    "list_fds",
+    "made_between",
+    "table",
+    "track_fd",
+]
 
 __tracebackhide__ = True  # stands in for what it wraps: see _patch
 
@@ -42,15 +55,51 @@ _FD_DIR = next((d for d in ("/proc/self/fd", "/dev/fd") if os.path.isdir(d)), No
 
 #: Descriptors C code keeps open for good, and their identities: libuv's signal lock pipe (made
 #: with the process's first uvloop loop, closed by no loop), a uvloop loop's when it is collected
-#: unclosed (uvloop then closes none of them; the loop is reported). Not reported as untracked
-#: while they are the same ones. See :mod:`._uvloop`.
+#: unclosed (uvloop then closes none of them; the loop is reported), gevent's default hub loop
+#: (it lives as long as the process), and those ``gevent.os.close`` closes a loop turn after the
+#: program's call. Not reported as untracked while they are the same ones.
+#: See :mod:`._uvloop` and :mod:`._gevent`.
 KEPT: dict[int, tuple[int, int]] = {}
+
+#: ``(fd, identity)`` pairs: the descriptors C code made while making an event loop.
+Made = tuple[tuple[int, tuple[int, int]], ...]
 
 
 def kept(fd: int) -> bool:
     """Whether *fd* is one of :data:`KEPT`, still the same one."""
     ident = KEPT.get(fd)
     return ident is not None and identity(fd) == ident
+
+
+def keep(made: Made) -> None:
+    """Those of *made* still open are kept open for good by C code (see :data:`KEPT`)."""
+    KEPT.update({fd: ident for fd, ident in made if identity(fd) == ident})
+
+
+def table() -> dict[int, tuple[int, int]] | None:
+    """The open descriptors and their identities, None where the table cannot be read."""
+    fds = list_fds()
+    if fds is None:
+        return None
+    # By identity: the listing holds the descriptor listdir() read it through, closed now, whose
+    # number a descriptor opened next may get.
+    return {fd: ident for fd in fds if (ident := identity(fd)) is not None}
+
+
+def made_between(before: dict[int, tuple[int, int]] | None, after: dict[int, tuple[int, int]] | None) -> Made:
+    """The descriptors an event loop's C code (libuv's, libev's) made between the tables *before*
+    and *after*: no file or socket (another thread's, opened meanwhile, is not the loop's); none
+    when either table could not be read."""
+    if before is None or after is None:
+        return ()
+    made = []
+    for fd, ident in sorted(after.items()):
+        if before.get(fd) == ident:
+            continue
+        target = describe_fd(fd)
+        if target is not None and not target.startswith(("/", "socket:")):
+            made.append((fd, ident))
+    return tuple(made)
 
 
 def list_fds() -> frozenset[int] | None:
@@ -98,9 +147,7 @@ def track_fd(fd: int, call: str, site: Any) -> None:
 
 def adopt(fd: int, call: str, previous: Record) -> None:
     """Track *fd*, just taken out of the object *previous* records, as acquired when and where that was."""
-    rec = _records.new(NO_OBJECT, "fd", (call, identity(fd)), previous.site, ("fd", fd))
-    rec.seq, rec.time = previous.seq, previous.time
-    rec.thread, rec.context = previous.thread, previous.context
+    _records.succeed(NO_OBJECT, previous, "fd", (call, identity(fd)), ("fd", fd))
 
 
 def _is_open(obj: Any, rec: Record) -> bool:

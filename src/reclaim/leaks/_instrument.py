@@ -13,6 +13,7 @@ from . import (
     _children,
     _fds,
     _files,
+    _gevent,
     _holders,
     _imports,
     _loops,
@@ -70,6 +71,10 @@ def install(patches: Patches) -> None:
         ("anyio._backends._asyncio", _tasks.install_anyio),
         ("trio._core._run", _trio.install),
         ("uvloop", _uvloop.install),
+        ("gevent.hub", _gevent.install_hub),
+        ("gevent._socket3", _gevent.install_socket),
+        ("gevent.server", _gevent.install_server),
+        ("gevent.os", _gevent.install_os),
         *((name, _multiprocessing.install_owned) for name in _multiprocessing.OWNED),
         *(
             (f"{package}.{module}", _multiprocessing.install_owned_package)

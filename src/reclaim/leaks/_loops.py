@@ -17,8 +17,8 @@ loop as collected first. A loop dying in a reference cycle loses its weak
 reference before that ``__del__`` runs, and the kind being a death leak
 reports it then. Only the creation, ``close()`` and ``__del__`` of a loop are
 wrapped: running it, its selector and its sockets pay nothing more. uvloop's
-loops are recorded as this kind too (see :mod:`._uvloop`); the Windows
-proactor's are not tracked.
+loops are recorded as this kind too (see :mod:`._uvloop`), and so are gevent's
+hubs made in threads (see :mod:`._gevent`); the Windows proactor's are not tracked.
 
 A stream or transport dropped unclosed is closed by its ``__del__``
 (``StreamWriter.__del__`` closes the transport, ``_SelectorTransport.__del__``
@@ -58,17 +58,24 @@ def _fileno(part: Any) -> int | None:
     return fd if isinstance(fd, int) and fd != -1 else None
 
 
+def _closed(obj: Any) -> bool:
+    is_closed = getattr(obj, "is_closed", None)
+    if is_closed is None:  # a gevent hub (see _gevent): closed once destroyed
+        return obj.loop is None
+    return bool(is_closed())
+
+
 def _is_open(obj: Any, rec: Record) -> bool:
-    return not obj.is_closed()
+    return not _closed(obj)
 
 
 def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
     cls, selector, fd, pipe, *made = rec.info
     details: Details = {"class": cls, "selector": selector, "fd": fd, "self_pipe": list(pipe)}
-    if obj is not None and not obj.is_closed():
+    if obj is not None and not _closed(obj) and hasattr(obj, "is_running"):
         details["running"] = obj.is_running()
     text = cls + (f" (selector fd {fd})" if fd is not None else "")
-    if made:  # a loop whose descriptors C code made (uvloop's: see _uvloop)
+    if made:  # a loop whose descriptors C code made (uvloop's, a gevent hub's: see _uvloop, _gevent)
         fds = [fd for fd, _ in made[0]]
         details["fds"] = fds
         text += f" ({selector}, fds {', '.join(map(str, fds))})" if fds else f" ({selector})"
@@ -76,7 +83,7 @@ def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
 
 
 def _fds(obj: Any, rec: Record) -> list[int]:
-    if len(rec.info) > 4:  # the descriptors its creation made (uvloop's: see _uvloop)
+    if len(rec.info) > 4:  # the descriptors its creation made (uvloop's, gevent's: see _uvloop)
         return [fd for fd, _ in rec.info[4]]
     parts = (getattr(obj, name, None) for name in ("_selector", "_ssock", "_csock"))
     return [fd for fd in map(_fileno, parts) if fd is not None]

@@ -66,6 +66,7 @@ __all__ = [
     "release",
     "reset",
     "site_of",
+    "succeed",
     "unask_file_depth",
 ]
 
@@ -353,6 +354,17 @@ def new(
         # was released by some path we do not see (os.close through an alias, say).
         old.state = RELEASED
     live[rec.key] = rec
+    return rec
+
+
+def succeed(obj: object, previous: Record, kind: str, info: Any, key: object = None) -> Record:
+    """A record of *obj*, which takes over the resource *previous* records (released now): acquired
+    when, where, in which thread and under which label that was."""
+    if live.get(previous.key) is previous:
+        release(previous.key)
+    previous.state = RELEASED
+    rec = new(obj, kind, info, previous.site, key, label=previous.context)
+    rec.seq, rec.time, rec.thread = previous.seq, previous.time, previous.thread
     return rec
 
 

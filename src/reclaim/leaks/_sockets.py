@@ -30,7 +30,7 @@ from ._kinds import Details, Kind, register
 from ._patch import Patches
 from ._records import Record
 
-__all__ = ["collected", "install_selectors", "install_socket"]
+__all__ = ["collected", "install_selectors", "install_socket", "track_class"]
 
 __tracebackhide__ = True  # stands in for what it wraps: see _patch
 
@@ -161,12 +161,22 @@ def _owned_by_another(fd: int, sock: Any) -> bool:
 def install_socket(patches: Patches, socket: ModuleType) -> None:
     """Wrap ``socket.socket`` construction and release."""
     cls = socket.socket
-    init = cls.__init__
-    real_close = cls._real_close
-    detach = cls.detach
+    raw = socket._socket.socket
+    if not issubclass(cls, raw):
+        # Replaced by a class wrapping a raw socket (gevent's monkey-patching ran before tracking
+        # started): that class is tracked where it is defined (see _gevent).
+        return
     # The C-level members (ints): socket.socket's properties build an enum on every read.
-    family_of = socket._socket.socket.__dict__["family"].__get__
-    type_of = socket._socket.socket.__dict__["type"].__get__
+    track_class(patches, cls, raw.__dict__["family"].__get__, raw.__dict__["type"].__get__)
+
+
+def track_class(patches: Patches, cls: type, family_of: Any, type_of: Any) -> None:
+    """Track the sockets of *cls*, a ``socket.socket`` or a class with its methods (gevent's,
+    which wraps a raw socket rather than being one): made, closed, detached, connected, bound.
+    *family_of* and *type_of* read a socket's family and type as ints."""
+    init: Any = vars(cls)["__init__"]
+    real_close: Any = cls._real_close  # type: ignore[attr-defined]
+    detach: Any = cls.detach  # type: ignore[attr-defined]
 
     # socket.socket.__init__'s own signature (3.11 to 3.13): no argument tuple or dict per socket.
     def __init__(self: Any, family: Any = -1, type: Any = -1, proto: Any = -1, fileno: Any = None) -> None:
@@ -222,9 +232,9 @@ def install_socket(patches: Patches, socket: ModuleType) -> None:
         bind(self, address)
         _note_local(self)
 
-    connect = cls.connect
-    connect_ex = cls.connect_ex
-    bind = cls.bind
+    connect: Any = cls.connect  # type: ignore[attr-defined]
+    connect_ex: Any = cls.connect_ex  # type: ignore[attr-defined]
+    bind: Any = cls.bind  # type: ignore[attr-defined]
     patches.set(cls, "__init__", __init__)
     patches.set(cls, "_real_close", _real_close)
     patches.set(cls, "detach", detach_)

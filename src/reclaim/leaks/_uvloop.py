@@ -44,51 +44,18 @@ __all__ = ["install"]
 
 __tracebackhide__ = True  # stands in for what it wraps: see _patch
 
-#: ``(fd, identity)`` pairs: the descriptors a loop's creation made.
-Made = tuple[tuple[int, tuple[int, int]], ...]
-
 #: id(loop) -> (weak reference to it, what its creation made), for each loop not closed yet.
-_open: dict[int, tuple[weakref.ref[Any], Made]] = {}
+_open: dict[int, tuple[weakref.ref[Any], _fds.Made]] = {}
 
 
-def _table() -> dict[int, tuple[int, int]] | None:
-    """The open descriptors and their identities, None where the table cannot be read."""
-    fds = _fds.list_fds()
-    if fds is None:
-        return None
-    # By identity: the listing holds the descriptor listdir() read it through, closed now, whose
-    # number the loop's first descriptor may get.
-    return {fd: ident for fd in fds if (ident := _fds.identity(fd)) is not None}
-
-
-def _made(before: dict[int, tuple[int, int]], after: dict[int, tuple[int, int]]) -> Made:
-    """The descriptors a libuv loop made between *before* and *after*: no file or socket (another
-    thread's, opened meanwhile, is not the loop's)."""
-    made = []
-    for fd, ident in sorted(after.items()):
-        if before.get(fd) == ident:
-            continue
-        target = _fds.describe_fd(fd)
-        if target is not None and not target.startswith(("/", "socket:")):
-            made.append((fd, ident))
-    return tuple(made)
-
-
-def _keep(made: Made) -> None:
-    """Those of *made* still open are kept open for good by C code (see :data:`._fds.KEPT`)."""
-    for fd, ident in made:
-        if _fds.identity(fd) == ident:
-            _fds.KEPT[fd] = ident
-
-
-def _watch(loop: Any, made: Made) -> None:
+def _watch(loop: Any, made: _fds.Made) -> None:
     key = id(loop)
 
     def gone(ref: weakref.ref[Any]) -> None:
         entry = _open.get(key)
         if entry is not None and entry[0] is ref:  # collected unclosed: uvloop closes nothing then
             del _open[key]
-            _keep(made)
+            _fds.keep(made)
 
     _open[key] = (weakref.ref(loop, gone), made)
 
@@ -114,10 +81,9 @@ def install(patches: Patches, uvloop: ModuleType) -> None:
     close = loop_cls.close
 
     def __new__(cls: type, *args: Any, **kwargs: Any) -> Any:
-        before = _table()
+        before = _fds.table()
         self = make(cls, *args, **kwargs)
-        after = _table() if before is not None else None
-        made = _made(before, after) if before is not None and after is not None else ()
+        made = _fds.made_between(before, _fds.table() if before is not None else None)
         info = (f"{cls.__module__}.{cls.__qualname__}", "libuv", None, (), made)
         _records.new(self, "eventloop", info, _records.capture(sys._getframe(1), _records.depth))
         _watch(self, made)
@@ -131,7 +97,7 @@ def install(patches: Patches, uvloop: ModuleType) -> None:
                 _records.release(id(self))
                 entry = _open.pop(id(self), None)
                 if entry is not None:
-                    _keep(entry[1])  # what survives its close is libuv's own (its signal lock pipe)
+                    _fds.keep(entry[1])  # what survives its close is libuv's own (its signal lock pipe)
 
     close_.__doc__ = close.__doc__
     patches.set(loop_cls, "__new__", staticmethod(__new__))
