@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -161,3 +162,198 @@ def test_pytest_passes_tests_closing_their_uvloop_loops_and_fails_the_one_leavin
         """
     )
     reclaim_pytest_fails_one(pytester, 3, "test_task_left", "test_uv.py:13")
+
+
+async def _handled(server: asyncio.Server, started: asyncio.Event) -> tuple[int, asyncio.StreamWriter]:
+    """Connect to *server* and wait until its handler runs: the connection it accepted exists."""
+    port = server.sockets[0].getsockname()[1]
+    _, writer = await asyncio.open_connection("127.0.0.1", port)  # the client's line: 2 up
+    await started.wait()
+    return port, writer
+
+
+@ignore_gc_warnings
+def test_uvloop_server_and_connections_left_open_are_sockets_at_the_programs_lines(leakwatch: Watch) -> None:
+    """As under asyncio: the listening socket and the one it accepted at the line that made the
+    server, the client's at its open_connection; no descriptor of theirs is left untracked, nor
+    the spare /dev/null libuv opens on the loop's first listen. Closed, nothing is left."""
+    started = asyncio.Event()
+    held: list[asyncio.StreamWriter] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)  # never closed by the handler
+        writer.get_extra_info("peername")  # what servers ask: no descriptor adopted at this line
+        started.set()
+
+    async def serve() -> tuple[asyncio.Server, int, asyncio.StreamWriter]:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)  # made here
+        return server, *await _handled(server, started)
+
+    at_server, at_client = line() - 3, _handled.__code__.co_firstlineno + 3
+    loop = uvloop.new_event_loop()
+    try:
+        server, port, client = loop.run_until_complete(serve())
+        assert sorted({leak.kind for leak in leakwatch.leaks()}) == ["eventloop", "socket"]
+        found = {leak.description.split(" (fd")[0]: leak for leak in leakwatch.leaks("socket")}
+        local = client.get_extra_info("sockname")[1]
+        listening = f"AF_INET/SOCK_STREAM 127.0.0.1:{port}"
+        accepted = f"AF_INET/SOCK_STREAM 127.0.0.1:{port} -> 127.0.0.1:{local}"
+        outgoing = f"AF_INET/SOCK_STREAM 127.0.0.1:{local} -> 127.0.0.1:{port}"
+        assert sorted(found) == sorted([listening, accepted, outgoing])
+        assert found[listening].frames[0].lineno == at_server
+        assert found[accepted].frames[0].lineno == at_server
+        assert found[outgoing].frames[0].lineno == at_client
+
+        async def close() -> None:
+            for writer in (client, *held):
+                writer.close()
+                await writer.wait_closed()
+            server.close()
+            await server.wait_closed()
+
+        loop.run_until_complete(close())
+        assert [leak.kind for leak in leakwatch.leaks()] == ["eventloop"]
+    finally:
+        loop.close()
+    assert leakwatch.leaks() == []
+
+
+def test_pytest_with_a_session_uvloop_loop_fails_only_the_test_leaving_its_server_open(
+    pytester: pytest.Pytester,
+) -> None:
+    """A loop that outlives the tests: the /dev/null libuv opens on its first listen, in the
+    first test to start a server, is the loop's; a server closed properly leaves nothing, one
+    left open fails its test at its line, as a socket."""
+    pytester.makepyfile(
+        test_uv="""
+        import asyncio
+        import pytest
+        import uvloop
+
+        @pytest.fixture(scope="session")
+        def loop():
+            loop = uvloop.new_event_loop()
+            yield loop
+            loop.close()
+
+        async def handle(reader, writer):
+            writer.get_extra_info("peername")
+            await reader.read()
+            writer.close()
+            await writer.wait_closed()
+
+        async def serve_once():
+            server = await asyncio.start_server(handle, "127.0.0.1", 0)
+            reader, writer = await asyncio.open_connection(*server.sockets[0].getsockname()[:2])
+            writer.close()
+            await writer.wait_closed()
+            return server
+
+        def test_clean(loop):
+            server = loop.run_until_complete(serve_once())
+            server.close()
+            loop.run_until_complete(server.wait_closed())
+
+        def test_server_left(loop):
+            loop.run_until_complete(serve_once())
+
+        def test_clean_after(loop):
+            test_clean(loop)
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        "-p", "no:randomly", "-p", "no:cacheprovider", "--reclaim", timeout=120
+    )
+    result.assert_outcomes(passed=3, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at teardown of test_server_left*",
+            "*this test leaked 1 resource*",
+            "*socket AF_INET/SOCK_STREAM 127.0.0.1:*",
+            "*test_uv.py:18*",
+        ]
+    )
+    assert "untracked-fd" not in result.stdout.str()
+
+
+# A server as uvicorn runs one: a protocol that asks its transport for both ends, answers and
+# closes; the client closes its side; the server shuts down.
+PROTOCOL_SERVER = """\
+    import asyncio
+
+    class Answer(asyncio.Protocol):
+        def connection_made(self, transport):
+            self.transport = transport
+            self.ends = transport.get_extra_info("sockname"), transport.get_extra_info("peername")
+
+        def data_received(self, data):
+            self.transport.write(b"ok")
+            self.transport.close()
+
+    async def start():
+        return await asyncio.get_running_loop().create_server(Answer, "127.0.0.1", 0)
+
+    async def ask(server):
+        reader, writer = await asyncio.open_connection(*server.sockets[0].getsockname()[:2])
+        writer.write(b"?")
+        assert await reader.read() == b"ok"
+        writer.close()
+        await writer.wait_closed()
+
+    async def stop(server):
+        server.close()
+        await server.wait_closed()
+"""
+
+
+def test_clean_protocol_server_on_uvloop_reports_nothing(tmp_path: Path) -> None:
+    """Connections asked for their ends, answered and closed, the server shut down: no leak."""
+    source = PROTOCOL_SERVER + textwrap.indent(
+        textwrap.dedent("""\
+        import uvloop
+
+        async def main():
+            server = await start()
+            for _ in range(3):
+                await ask(server)
+            await stop(server)
+
+        uvloop.run(main())
+        """),
+        "    ",
+    )
+    report, stderr = reclaim_run_json(tmp_path, source)
+    assert report["leaks"] == [], stderr
+
+
+def test_pytest_with_a_session_uvloop_server_fails_no_test_that_connects(pytester: pytest.Pytester) -> None:
+    """A session-wide loop and server, tests that connect and close: every test passes clean."""
+    pytester.makepyfile(server=textwrap.dedent(PROTOCOL_SERVER))
+    pytester.makepyfile(
+        test_uv="""
+        import pytest
+        import uvloop
+        from server import ask, start, stop
+
+        @pytest.fixture(scope="session")
+        def loop():
+            loop = uvloop.new_event_loop()
+            yield loop
+            loop.close()
+
+        @pytest.fixture(scope="session")
+        def server(loop):
+            server = loop.run_until_complete(start())
+            yield server
+            loop.run_until_complete(stop(server))
+
+        @pytest.mark.parametrize("n", range(3))
+        def test_asks(loop, server, n):
+            loop.run_until_complete(ask(server))
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        "-p", "no:randomly", "-p", "no:cacheprovider", "--reclaim", timeout=120
+    )
+    result.assert_outcomes(passed=3)
+    assert "leaked" not in result.stdout.str()

@@ -8,7 +8,10 @@ is ``_real_close`` (what ``close()`` calls once no ``makefile()`` object holds t
 socket); a socket that dies without it was closed by the GC. ``detach()`` hands
 the descriptor to whoever called it: from then on it is tracked as an ``fd``
 acquired where the socket was (``multiprocessing.connection`` keeps its sockets
-that way), released by ``os.close`` or by a new owner (``socket(fileno=fd)``).
+that way), released by ``os.close`` or by a new owner (``socket(fileno=fd)``),
+unless C code that reports the descriptor itself holds it (:data:`claimed`).
+A socket libuv holds for uvloop has a record of this kind too, whose object is
+the server or transport that owns it (see :mod:`._uvloop`).
 
 Selectors are tracked at the ``selectors`` level (``_BaseSelectorImpl.__init__``
 and ``close``), which covers asyncio's loops and direct users alike; an asyncio
@@ -19,6 +22,7 @@ loop's selector and self-pipe sockets are the loop's own, reported as the loop
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
@@ -42,8 +46,17 @@ _live_get = _records.live.get
 _RELEASED = _records.RELEASED
 
 
+def _socket(obj: Any, rec: Record) -> Any:
+    """The socket *rec* is about: *obj*, or for a socket libuv holds (uvloop's servers and
+    connections, see :mod:`._uvloop`), the one the recorded owner gives for its descriptor
+    (None once that is closed)."""
+    info = rec.info
+    return info[4](obj, info[2]) if len(info) > 4 else obj
+
+
 def _is_open(obj: Any, rec: Record) -> bool:
-    return bool(obj.fileno() != -1)
+    sock = _socket(obj, rec)
+    return sock is not None and bool(sock.fileno() != -1)
 
 
 def collected(rec: Record, sock: Any) -> None:
@@ -92,14 +105,15 @@ def _address(addr: Any) -> Any:
 
 
 def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
-    family, type_, fd, known = rec.info
+    family, type_, fd, known = rec.info[:4]
     import socket  # loaded: a socket was made
 
     family = _name(family, socket.AddressFamily)
     type_ = _name(type_, socket.SocketKind)
     details: Details = {"family": family, "type": type_, "fd": fd, **_formatted(known)}
-    if obj is not None and obj.fileno() != -1:
-        details.update(_endpoints(obj))
+    sock = _socket(obj, rec) if obj is not None else None
+    if sock is not None and sock.fileno() != -1:
+        details.update(_endpoints(sock))
     text = f"{family}/{type_}"
     if "local" in details:
         text += f" {details['local']}"
@@ -109,7 +123,8 @@ def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
 
 
 def _fds(obj: Any, rec: Record) -> tuple[int, ...]:
-    fd = obj.fileno()
+    sock = _socket(obj, rec)
+    fd = sock.fileno() if sock is not None else -1
     return (fd,) if fd != -1 else ()
 
 
@@ -142,6 +157,12 @@ def _sel_describe(obj: Any, rec: Record) -> tuple[str, Details]:
 
 register(Kind("selector", is_open=_sel_open, describe=_sel_describe, fds=_sel_fds, death_leak=True))
 
+
+#: Whether a descriptor is held by C code that reports it itself, set while uvloop is tracked (see
+#: :mod:`._uvloop`): uvloop's ``PseudoSocket`` reads a libuv socket's address through a socket
+#: made on its descriptor then detached, which would otherwise adopt the descriptor as the ``fd``
+#: of whatever line asked (``transport.get_extra_info("peername")``).
+claimed: Callable[[int], bool] | None = None
 
 #: fd -> id() of the socket last made on that existing descriptor (``socket(fileno=fd)``): one
 #: entry per descriptor number, so never more than the process has descriptors.
@@ -212,7 +233,7 @@ def track_class(patches: Patches, cls: type, family_of: Any, type_of: Any) -> No
         fd: int = detach(self)
         if rec is not None:
             rec.state = _records.RELEASED
-            if fd != -1 and not _owned_by_another(fd, self):
+            if fd != -1 and not _owned_by_another(fd, self) and not (claimed is not None and claimed(fd)):
                 _adopt_fd(fd, "socket.detach", rec)
         return fd
 

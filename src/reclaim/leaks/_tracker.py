@@ -26,7 +26,7 @@ from typing import Any, Self
 from reclaim import _sites, _track
 from reclaim._sites import Site
 
-from . import _fds, _files, _holders, _pooled, _records
+from . import _fds, _files, _holders, _pooled, _records, _uvloop
 from ._holders import not_followed as _not_followed
 from ._kinds import Kind, kind_of, register
 from ._patch import Patches
@@ -194,6 +194,7 @@ class TrackerStatistics:
 
 
 def _take_snapshot() -> Snapshot:
+    _uvloop.discover()  # what C code made before the snapshot is recorded before it
     fds = _fds.list_fds()
     ids = None if fds is None else {fd: ident for fd in fds if (ident := _fds.identity(fd)) is not None}
     return Snapshot(_records.checkpoint(), time.time(), fds, ids)
@@ -518,6 +519,7 @@ class _Search:
 
 
 def _find(window: Snapshot, context: str | None, include_framework: bool, untracked_fds: bool) -> list[Leak]:
+    _uvloop.discover()
     now = time.time()
     # (record, live object or None) of everything that may still be open, every window.
     pairs: list[tuple[Record, Any]] = []

@@ -24,28 +24,86 @@ it is wrapped on ``uvloop.Loop`` with the wrapper asyncio's loops get (see
 ``asyncio.run``/``Runner`` (which ``uvloop.run`` uses) mark the ones they cancel
 at shutdown through the same ``_cancel_all_tasks``.
 
-Not tracked: the sockets and pipes libuv makes in C for a loop's servers,
-connections and subprocesses (reported as untracked descriptors while open;
-the loop's ``close()`` closes them all), and loops of a subclass of
-``uvloop.loop.Loop`` that is not one of ``uvloop.Loop``.
+Servers and connections: libuv makes their sockets in C, or takes over a socket
+uvloop made and detached. ``create_server``/``create_unix_server`` and
+``create_connection``/``create_unix_connection`` are wrapped on ``uvloop.Loop``
+(``asyncio.start_server``, ``open_connection`` and uvicorn call them): a server
+gets one record (kind ``socket``, as asyncio's listening socket) per listening
+socket at the program's line, and a client connection one at the line that
+opened it; each claims its descriptor while libuv holds it open, which is read
+when asked (the handle's ``PseudoSocket``), as uvloop's ``close()`` is C code no
+wrapper sees. The connections a server accepts are made in C with no Python
+call to hook, so they are found when asked instead: before each snapshot and
+each check, every open loop's table of transports (uvloop's own, fd ->
+transport) is read, and an accepted connection not recorded yet is recorded at
+the line that made its server, labelled as the server (as asyncio's accepted
+sockets are, see :func:`._sockets._accepted_at`); what it says of when it was
+accepted is when it was first seen. Accepting costs nothing more. These records
+keep no death callback: a handle dies long after libuv closed it, which must not
+pass for a leak the garbage collector closed; so one dropped unclosed (uvloop's
+``__dealloc__`` closes it) is missed rather than reported wrongly. Servers and
+connections made on a socket the program passed in (``sock=``,
+``connect_accepted_socket``) are that socket's, tracked as it is.
+
+On a loop's first ``listen``, libuv opens ``/dev/null`` and keeps it until the
+loop closes (it frees it to accept and drop a connection when out of
+descriptors). The first ``create_server`` that starts serving on a loop reads the
+descriptor table before and after, and the loop's record claims it.
+
+Not tracked: subprocess pipes and ``connect_*_pipe`` transports (reported as
+untracked descriptors while open; the loop's ``close()`` closes them all), the
+spare ``/dev/null`` of a loop whose first server was made with
+``start_serving=False``, and loops of a subclass of ``uvloop.loop.Loop`` that is
+not one of ``uvloop.Loop``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import sys
 import weakref
 from types import ModuleType
 from typing import Any
 
-from . import _fds, _records, _tasks
+from . import _fds, _records, _sockets, _tasks
 from ._patch import Patches
 
-__all__ = ["install"]
+__all__ = ["KEY", "SPARE", "claimed", "discover", "install"]
 
 __tracebackhide__ = True  # stands in for what it wraps: see _patch
 
-#: id(loop) -> (weak reference to it, what its creation made), for each loop not closed yet.
-_open: dict[int, tuple[weakref.ref[Any], _fds.Made]] = {}
+
+class _Loop:
+    """What is known of a loop not closed yet: a weak reference to it, the descriptors libuv
+    opened for it, its table of transports, and whether its spare descriptor is claimed."""
+
+    __slots__ = ("listened", "made", "ref", "transports")
+
+    def __init__(self, ref: weakref.ref[Any], made: _fds.Made, transports: Any) -> None:
+        self.ref = ref
+        self.made = made
+        #: uvloop's ``Loop._transports`` (a private ``WeakValueDictionary``, fd -> transport,
+        #: the only one among the loop's referents), or None where uvloop keeps none.
+        self.transports = transports
+        self.listened = False
+
+
+#: id(loop) -> what is known of it, for each loop not closed yet.
+_open: dict[int, _Loop] = {}
+
+#: Key of the record of a socket libuv holds: by descriptor, so that one record is kept per
+#: descriptor number at most (a new handle on a reused number replaces the old record), as
+#: these records are never dropped by a death callback (see the module's docstring).
+KEY = "uvloop"
+
+#: The site and label of each server made through a wrapped ``create_server``, for the
+#: connections it accepts.
+_server_sites: weakref.WeakKeyDictionary[Any, tuple[Any, str | None]] = weakref.WeakKeyDictionary()
+
+#: ``uvloop.loop.Server``, set by :func:`install`: what a transport's referents hold when a
+#: server accepted it (until its connection is lost).
+_server_cls: Any = None
 
 
 def _watch(loop: Any, made: _fds.Made) -> None:
@@ -53,11 +111,137 @@ def _watch(loop: Any, made: _fds.Made) -> None:
 
     def gone(ref: weakref.ref[Any]) -> None:
         entry = _open.get(key)
-        if entry is not None and entry[0] is ref:  # collected unclosed: uvloop closes nothing then
+        if entry is not None and entry.ref is ref:  # collected unclosed: uvloop closes nothing then
             del _open[key]
-            _fds.keep(made)
+            _fds.keep(entry.made)
 
-    _open[key] = (weakref.ref(loop, gone), made)
+    transports = next((x for x in gc.get_referents(loop) if type(x) is weakref.WeakValueDictionary), None)
+    _open[key] = _Loop(weakref.ref(loop, gone), made, transports)
+
+
+def _listening(server: Any, fd: int) -> Any:
+    """The ``PseudoSocket`` of *server* listening on *fd*, None once closed (``sockets`` is
+    empty then)."""
+    for sock in server.sockets:
+        if sock.fileno() == fd:
+            return sock
+    return None
+
+
+def _connected(transport: Any, fd: int) -> Any:
+    """The ``PseudoSocket`` of *transport* on *fd*, None once libuv closed it (its descriptor is
+    -1 then, or the transport has none)."""
+    sock = transport.get_extra_info("socket")
+    return sock if sock is not None and sock.fileno() == fd else None
+
+
+def _record(owner: Any, sock: Any, via: Any, site: Any, label: Any = _records.HERE) -> None:
+    """Record *sock*, a ``PseudoSocket`` of *owner* (read through *via*), as a socket at *site*."""
+    fd = sock.fileno()
+    if fd == -1:
+        return
+    info = (int(sock.family), int(sock.type), fd, None, via)
+    # The socket uvloop made for a server and detached (tracked as that descriptor since) is
+    # this record's now.
+    _records.release(("fd", fd))
+    with contextlib.suppress(TypeError):  # not weakly referable: left to the descriptor diff
+        _records.new(owner, "socket", info, site, (KEY, fd), callback=False, label=label)
+
+
+def claimed(fd: int) -> bool:
+    """Whether *fd* is held open by a libuv handle of a loop open now (see :data:`._sockets.claimed`)."""
+    rec = _records.live.get((KEY, fd))
+    owner = rec() if rec is not None else None
+    if owner is not None and rec is not None and rec.info[4](owner, fd) is not None:
+        return True
+    for entry in list(_open.values()):
+        transport = entry.transports.get(fd) if entry.transports is not None else None
+        if transport is not None and _connected(transport, fd) is not None:
+            return True
+    return False
+
+
+def discover() -> None:
+    """Record the connections the tracked servers accepted that are open and not recorded yet.
+
+    Called before each snapshot and each check (see :mod:`._tracker`): one made before a
+    snapshot is recorded before it, so only those accepted since are in its window.
+    """
+    if not _open:
+        return
+    live = _records.live
+    for entry in list(_open.values()):
+        transports = entry.transports
+        if not transports:
+            continue
+        for fd, transport in list(transports.items()):
+            rec = live.get((KEY, fd))
+            if rec is not None and rec() is transport:
+                continue
+            server = next((x for x in gc.get_referents(transport) if type(x) is _server_cls), None)
+            started = _server_sites.get(server) if server is not None else None
+            sock = _connected(transport, fd) if started is not None else None
+            if started is not None and sock is not None:
+                _record(transport, sock, _connected, started[0], started[1])
+
+
+def _claim_spare(loop: Any, entry: _Loop, before: dict[int, tuple[int, int]]) -> None:
+    """The loop listened for the first time: the ``/dev/null`` libuv opened then is the loop's."""
+    after = _fds.table()
+    if after is None:
+        return
+    entry.listened = True
+    for fd, ident in sorted(after.items()):
+        if before.get(fd) != ident and ("fd", fd) not in _records.live and _fds.describe_fd(fd) in SPARE:
+            entry.made += ((fd, ident),)
+            rec = _records.live.get(id(loop))
+            if rec is not None and rec.kind == "eventloop" and rec() is loop:
+                rec.info = (*rec.info[:4], entry.made)
+            return
+
+
+#: What libuv's spare descriptor opens (seen with the libuv uvloop 0.23 bundles).
+SPARE = ("/dev/null",)
+
+
+def _serving(create: Any) -> Any:
+    """Wrap a loop's ``create_server``/``create_unix_server``: record the server's sockets."""
+
+    async def create_server(self: Any, *args: Any, **kwargs: Any) -> Any:
+        # Read on the first step, where the caller awaits it: the program's line or the
+        # framework's (asyncio.start_server), whose caller is the program's.
+        site = _records.capture(sys._getframe(1), _records.depth)
+        entry = _open.get(id(self))
+        before = _fds.table() if entry is not None and not entry.listened else None
+        server = await create(self, *args, **kwargs)
+        if entry is not None and before is not None and server.is_serving():
+            _claim_spare(self, entry, before)
+        _records.thread_name()  # label_here() reads what it caches
+        label = _records.label_here()
+        _server_sites[server] = (site, label)
+        if kwargs.get("sock") is None:  # else the program's socket, tracked as it is
+            for sock in server.sockets:
+                _record(server, sock, _listening, site, label)
+        return server
+
+    create_server.__doc__ = create.__doc__
+    return create_server
+
+
+def _connecting(create: Any) -> Any:
+    """Wrap a loop's ``create_connection``/``create_unix_connection``: record the connection."""
+
+    async def create_connection(self: Any, *args: Any, **kwargs: Any) -> Any:
+        site = _records.capture(sys._getframe(1), _records.depth)
+        transport, protocol = await create(self, *args, **kwargs)
+        if kwargs.get("sock") is None:  # else the program's socket, tracked as it is
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                _record(transport, sock, _connected, site)
+        return transport, protocol
+
+    create_connection.__doc__ = create.__doc__
+    return create_connection
 
 
 def _classes(uvloop: ModuleType) -> tuple[Any, Any] | None:
@@ -72,7 +256,9 @@ def _classes(uvloop: ModuleType) -> tuple[Any, Any] | None:
 
 
 def install(patches: Patches, uvloop: ModuleType) -> None:
-    """Record each ``uvloop.Loop`` with its descriptors, and the tasks created on it."""
+    """Record each ``uvloop.Loop`` with its descriptors, and the tasks, servers and connections
+    made on it."""
+    global _server_cls
     classes = _classes(uvloop)
     if classes is None:
         return  # not the layout this was written for: leave uvloop as it is
@@ -97,9 +283,20 @@ def install(patches: Patches, uvloop: ModuleType) -> None:
                 _records.release(id(self))
                 entry = _open.pop(id(self), None)
                 if entry is not None:
-                    _fds.keep(entry[1])  # what survives its close is libuv's own (its signal lock pipe)
+                    _fds.keep(entry.made)  # what survives its close is libuv's own (its signal lock pipe)
 
     close_.__doc__ = close.__doc__
     patches.set(loop_cls, "__new__", staticmethod(__new__))
     patches.set(loop_cls, "close", close_)
     patches.set(loop_cls, "create_task", _tasks.tracking_create_task(base.create_task))
+    _server_cls = getattr(sys.modules["uvloop.loop"], "Server", None)
+    for name, wrap in (
+        ("create_server", _serving),
+        ("create_unix_server", _serving),
+        ("create_connection", _connecting),
+        ("create_unix_connection", _connecting),
+    ):
+        method = getattr(base, name, None)
+        if method is not None:
+            patches.set(loop_cls, name, wrap(method))
+    patches.set(_sockets, "claimed", claimed)
