@@ -584,6 +584,58 @@ def test_sqlite_custom_factory_is_kept(leakwatch: Watch) -> None:
     assert leakwatch.leaks() == []
 
 
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@ignore_gc_warnings
+def test_aiosqlite_connection_dropped_unclosed_is_the_collectors_at_its_connect(
+    leakwatch: Watch, tmp_path: Path
+) -> None:
+    """Its ``__del__`` has its worker thread close the sqlite3 connection: the garbage
+    collector closed it, not the program; the worker, the connection's machinery, is no leak."""
+    aiosqlite = pytest.importorskip("aiosqlite")
+
+    async def main() -> tuple[threading.Thread, int]:
+        conn = await aiosqlite.connect(tmp_path / "app.db")
+        at = line() - 1
+        async with conn.execute("select 1"):  # closes its cursor: the close is not deferred
+            pass
+        return conn._thread, at
+
+    worker, at = asyncio.run(main())
+    gc.collect()  # the connection, if a cycle holds it
+    worker.join(timeout=60)  # the worker closes the sqlite3 connection, then ends
+    assert not worker.is_alive()
+    leak = leakwatch.one("sqlite3")
+    assert leak.state == "collected"
+    assert program_line(leak) == at
+    assert [leak.kind for leak in leakwatch.leaks()] == ["sqlite3"]
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_aiosqlite_connection_left_open_is_one_leak_at_its_connect_not_a_thread_too(
+    leakwatch: Watch, tmp_path: Path
+) -> None:
+    aiosqlite = pytest.importorskip("aiosqlite")
+
+    async def main() -> None:
+        conn = await aiosqlite.connect(tmp_path / "app.db")
+        at = line() - 1
+        try:
+            assert program_line(leakwatch.one("sqlite3")) == at
+            assert leakwatch.leaks("thread") == []
+        finally:
+            await conn.close()
+        async with aiosqlite.connect(tmp_path / "app.db") as conn:
+            await conn.execute_fetchall("select 1")
+
+    asyncio.run(main())
+    assert leakwatch.leaks() == []
+
+
+def program_line(leak: Any) -> int | None:
+    """The line of this file the leak's stack passes through first (its frames start in the library)."""
+    return next((frame.lineno for frame in leak.frames if frame.filename == HERE), None)
+
+
 # -- child processes --------------------------------------------------------------------------
 
 

@@ -1,7 +1,8 @@
-"""Sockets a client library's pool hands out (redis-py, sync and asyncio; urllib3): a connection
-checked out and never given back is blamed on the line that checked it out, not on the line
-that first connected its socket, and under pytest on the test that checked it out, not on the
-session fixture whose client made it. Connections resting in their pool are blamed as before.
+"""Connections a client library's pool hands out (redis-py, sync and asyncio; urllib3; httpx's
+httpcore; SQLAlchemy's DB-API connections, sync and asyncio): a connection checked out and never
+given back is blamed on the line that checked it out, not on the line that first connected it,
+and under pytest on the test that checked it out, not on the session fixture whose client or
+engine made it. Connections resting in their pool are blamed as before.
 """
 
 from __future__ import annotations
@@ -295,3 +296,260 @@ def test_urllib3_response_never_released_is_blamed_on_its_request(leakwatch: Wat
 def _clients(watch: Watch, port: int) -> list[Any]:
     """The client sockets to the server on *port* still open (not the server's own)."""
     return [leak for leak in watch.leaks("socket") if leak.details.get("peer") == f"127.0.0.1:{port}"]
+
+
+# -- SQLAlchemy -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def sqlite_engine(tmp_path: Any) -> Iterator[Any]:
+    """A SQLAlchemy engine with a QueuePool over a sqlite3 file database, disposed afterwards."""
+    sqlalchemy = pytest.importorskip("sqlalchemy")
+    engine = sqlalchemy.create_engine(f"sqlite:///{tmp_path / 'app.db'}", poolclass=sqlalchemy.pool.QueuePool)
+    yield engine
+    engine.dispose()
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_sqlalchemy_connection_never_closed_is_blamed_on_its_connect_not_on_the_first(
+    leakwatch: Watch, sqlite_engine: Any
+) -> None:
+    """Kept, the DB-API connection is blamed on ``engine.connect()``; closed, it is the pool's
+    again, blamed on the checkout that first connected it; the pool disposed, nothing is left."""
+    from sqlalchemy import text
+
+    with sqlite_engine.connect() as conn:
+        first = line() - 1
+        conn.execute(text("select 1"))
+    assert program_line(leakwatch.one("sqlite3")) == first
+    kept = sqlite_engine.connect()
+    at = line() - 1
+    try:
+        assert program_line(leakwatch.one("sqlite3")) == at
+    finally:
+        kept.close()
+    assert program_line(leakwatch.one("sqlite3")) == first
+    sqlite_engine.dispose()
+    assert leakwatch.leaks() == []
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_sqlalchemy_checkouts_inside_no_leaks_are_its_leaks_only_when_kept(
+    leakwatch: Watch, sqlite_engine: Any
+) -> None:
+    """A connection made before the block and checked out inside it: given back (a with-block, a
+    Session closed), nothing; kept, the block's leak at its checkout."""
+    from sqlalchemy import text
+    from sqlalchemy.orm import Session
+
+    with sqlite_engine.connect() as conn:
+        conn.execute(text("select 1"))
+    with reclaim.no_leaks():
+        with sqlite_engine.connect() as conn:
+            conn.execute(text("select 1"))
+        with Session(sqlite_engine) as session:
+            session.execute(text("select 1"))
+    with pytest.raises(reclaim.LeakError) as caught, reclaim.no_leaks():
+        kept = sqlite_engine.connect()
+        at = line() - 1
+    try:
+        [leak] = caught.value.leaks
+        assert leak.kind == "sqlite3" and program_line(leak) == at
+    finally:
+        kept.close()
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_sqlalchemy_asyncio_connection_never_closed_is_blamed_on_its_awaited_connect(
+    leakwatch: Watch, tmp_path: Any
+) -> None:
+    """Under the asyncio engine the checkout runs in a greenlet: the blame still reaches the
+    program's ``await engine.connect()``. aiosqlite's worker thread is no leak of its own."""
+    pytest.importorskip("aiosqlite")
+    pytest.importorskip("greenlet")
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    async def main() -> None:
+        engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'app.db'}")
+        try:
+            async with engine.connect() as conn:
+                first = line() - 1
+                await conn.execute(text("select 1"))
+            kept = await engine.connect()
+            at = line() - 1
+            try:
+                assert program_line(leakwatch.one("sqlite3")) == at
+                assert leakwatch.leaks("thread") == []
+            finally:
+                await kept.close()
+            assert program_line(leakwatch.one("sqlite3")) == first
+        finally:
+            await engine.dispose()
+
+    asyncio.run(main())
+    assert leakwatch.leaks() == []
+
+
+@pytest.mark.postgres
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "asyncio"])
+def test_sqlalchemy_psycopg_connection_never_closed_is_blamed_on_its_connect(
+    leakwatch: Watch, postgres: Any, asynchronous: bool
+) -> None:
+    pytest.importorskip("psycopg")
+    import sqlalchemy
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    url = sqlalchemy.URL.create(
+        "postgresql+psycopg",
+        username=postgres.user,
+        password=postgres.password or None,
+        host=postgres.host,
+        port=postgres.port,
+        database=postgres.database,
+    )
+    if not asynchronous:
+        engine = sqlalchemy.create_engine(url)
+        try:
+            with engine.connect() as conn:
+                first = line() - 1
+                conn.execute(sqlalchemy.text("select 1"))
+            kept = engine.connect()
+            at = line() - 1
+            try:
+                assert program_line(leakwatch.one("psycopg")) == at
+            finally:
+                kept.close()
+            assert program_line(leakwatch.one("psycopg")) == first
+        finally:
+            engine.dispose()
+        assert leakwatch.leaks() == []
+        return
+
+    async def main() -> None:
+        engine = create_async_engine(url)
+        try:
+            async with engine.connect() as conn:
+                first = line() - 1
+                await conn.execute(sqlalchemy.text("select 1"))
+            kept = await engine.connect()
+            at = line() - 1
+            try:
+                assert program_line(leakwatch.one("psycopg")) == at
+            finally:
+                await kept.close()
+            assert program_line(leakwatch.one("psycopg")) == first
+        finally:
+            await engine.dispose()
+
+    asyncio.run(main())
+    assert leakwatch.leaks() == []
+
+
+def test_under_pytest_a_sqlalchemy_checkout_kept_is_the_tests_not_the_session_engines(
+    pytester: pytest.Pytester, tmp_path: Any
+) -> None:
+    """A session fixture's engine connects in one test; a later test's ``engine.connect()``
+    kept fails that test at its own line; the connections resting in the pool are the fixture's."""
+    pytest.importorskip("sqlalchemy")
+    pytester.makepyfile(
+        test_engine=f"""
+        import pytest
+        import sqlalchemy
+        from sqlalchemy.orm import Session
+
+        KEEP = []
+
+        @pytest.fixture(scope="session")
+        def engine():
+            e = sqlalchemy.create_engine(
+                "sqlite:///" + {str(tmp_path / "app.db")!r}, poolclass=sqlalchemy.pool.QueuePool
+            )
+            yield e
+            e.dispose()
+
+        def test_connects(engine):
+            with engine.connect() as conn:
+                conn.execute(sqlalchemy.text("select 1"))
+
+        def test_keeps_a_connection(engine):
+            KEEP.append(engine.connect())
+
+        def test_closes_its_session(engine):
+            with Session(engine) as session:
+                session.execute(sqlalchemy.text("select 1"))
+
+        def test_last(engine):
+            for conn in KEEP:
+                conn.close()
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        "-p", "no:randomly", "-p", "no:cacheprovider", "-p", "no:anyio", "--reclaim", timeout=120
+    )
+    result.assert_outcomes(passed=4, errors=1)
+    out = result.stdout.str()
+    result.stdout.fnmatch_lines(
+        ["*ERROR at teardown of test_keeps_a_connection*", "*test_engine.py:20 in test_keeps_a_connection*"]
+    )
+    assert "leaks found after their test ended" not in out
+    for clean in ("test_connects", "test_closes_its_session", "test_last"):
+        assert f"teardown of {clean}" not in out
+
+
+# -- httpx (httpcore) -------------------------------------------------------------------------
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_httpx_streamed_response_never_closed_is_blamed_on_its_send(leakwatch: Watch, http_port: int) -> None:
+    """Inside ``no_leaks()``: a response read whole gives its connection back, nothing; one sent
+    with ``stream=True`` and kept open is the block's leak, its socket at the ``send()``."""
+    httpx = pytest.importorskip("httpx")
+    url = f"http://127.0.0.1:{http_port}/"
+    with httpx.Client() as client:
+        client.get(url)  # connects, and gives the connection back
+        with reclaim.no_leaks():
+            client.get(url)
+            with client.stream("GET", url) as response:
+                response.read()
+        with pytest.raises(reclaim.LeakError) as caught, reclaim.no_leaks():
+            kept = client.send(client.build_request("GET", url), stream=True)
+            at = line() - 1
+        try:
+            [leak] = caught.value.leaks
+            assert leak.kind == "socket" and program_line(leak) == at
+        finally:
+            kept.read()  # read whole, its connection can serve the next request
+            kept.close()
+        with reclaim.no_leaks():
+            client.get(url)
+    assert _clients(leakwatch, http_port) == []
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_httpx_async_streamed_response_never_closed_is_blamed_on_its_send(
+    leakwatch: Watch, http_port: int
+) -> None:
+    httpx = pytest.importorskip("httpx")
+    url = f"http://127.0.0.1:{http_port}/"
+
+    async def main() -> None:
+        async with httpx.AsyncClient() as client:
+            await client.get(url)
+            with reclaim.no_leaks():
+                await client.get(url)
+            with pytest.raises(reclaim.LeakError) as caught, reclaim.no_leaks():
+                kept = await client.send(client.build_request("GET", url), stream=True)
+                at = line() - 1
+            try:
+                [leak] = caught.value.leaks
+                assert leak.kind == "socket" and program_line(leak) == at
+            finally:
+                await kept.aread()
+                await kept.aclose()
+            with reclaim.no_leaks():
+                await client.get(url)
+
+    asyncio.run(main())
+    assert _clients(leakwatch, http_port) == []

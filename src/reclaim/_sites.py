@@ -623,7 +623,15 @@ def _flat(frame: FrameType | None, depth: int) -> RawSite:
         if frame is not None:
             _stitch_program(out, start, frame)
         elif last is not None:
-            out.extend(_started_at(last)[: 2 * depth])
+            carried = _started_at(last)
+            out.extend(carried[: 2 * depth])
+            if depth and not first_program(tuple(out)):
+                # The start site is cut where the program's line comes after the room left
+                # (aiosqlite's worker, started from SQLAlchemy's greenlet_spawn): it takes the
+                # outermost frame kept, as _stitch_program does.
+                line = first_program(carried)
+                if line:
+                    out[-2:] = line
     return tuple(out)
 
 

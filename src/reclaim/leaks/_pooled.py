@@ -1,4 +1,4 @@
-"""Sockets a client library's pool hands out: a leak is the checkout's that kept one, not the first connect's.
+"""What a client library's pool hands out: a leak is the checkout's that kept one, not the first connect's.
 
 redis-py and urllib3 keep their connections, sockets open, in a pool: the socket is made by
 the first command that needs one (a correct ``r.ping()``, a ``session.get()`` read to the
@@ -8,12 +8,17 @@ one out and never gives it back (``r.pubsub()`` subscribed and never closed, a
 connected the socket, and under pytest on the session fixture whose client made it.
 
 So the pool's checkout and return are wrapped (redis-py's ``get_connection`` and
-``release``, sync and asyncio; urllib3's ``_get_conn`` and ``_put_conn``). At checkout the
-socket's record takes the checkout's site, label, generation, time and thread, and keeps
-what it had on the connection object; at return that is put back: the socket is the pool's
-again, blamed where it was before (on the pool's owner, once the pytest plugin handed it
-over). A connection never returned is reported at the line that checked it out, under the
-test that did. A socket made while checked out (a reconnect) is recorded where it is made.
+``release``, sync and asyncio; urllib3's ``_get_conn`` and ``_put_conn``; httpcore's request
+and its response stream's close, under httpx). At checkout the socket's record takes the
+checkout's site, label, generation, time and thread, and keeps what it had on the connection
+object; at return that is put back: the socket is the pool's again, blamed where it was
+before (on the pool's owner, once the pytest plugin handed it over). A connection never
+returned is reported at the line that checked it out, under the test that did. A socket made
+while checked out (a reconnect) is recorded where it is made.
+
+SQLAlchemy's pool is the same story with DB-API connections: an ``engine.connect()`` or a
+``Session`` never closed keeps one out of the engine's pool, and the record re-sited is the
+sqlite3 or psycopg connection's (or what the asyncio engine's driver connection holds).
 
 A redis-py pool also references the connections it has handed out (``_in_use_connections``;
 a ``BlockingConnectionPool``'s ``_connections``, whose idle ones its queue holds too): what
@@ -32,10 +37,22 @@ from collections.abc import Callable, Iterator
 from types import ModuleType
 from typing import Any
 
+from reclaim import _sites
+
 from . import _records
 from ._patch import Patches
 
-__all__ = ["in_use", "install_redis", "install_redis_async", "install_urllib3", "reset"]
+__all__ = [
+    "in_use",
+    "install_httpcore",
+    "install_httpcore_async",
+    "install_redis",
+    "install_redis_async",
+    "install_sqlalchemy",
+    "install_urllib3",
+    "reset",
+    "take",
+]
 
 __tracebackhide__ = True  # stands in for what it wraps: see _patch
 
@@ -72,21 +89,45 @@ def checked_out(conn: Any, socket_of: Callable[[Any], Any], frame: Any) -> None:
     rec = _records.live.get(id(sock)) if sock is not None else None
     if rec is None or rec.kind != "socket" or rec() is not sock:
         return  # not connected yet (the request that follows connects it), or not tracked
+    take(conn, rec, frame)
+
+
+def take(conn: Any, rec: _records.Record, frame: Any) -> None:
+    """The pool handed *conn*, whose resource *rec* tracks, to the code running in *frame*."""
     try:
         saved = vars(conn).get(POOLED)
         if saved is None or saved[0] is not rec:  # a second wrapper (a subclass's) keeps the first's
             vars(conn)[POOLED] = (rec, rec.site, rec.context, rec.seq, rec.time, rec.thread)
-    except TypeError:  # no __dict__: the socket stays blamed where it was made
+    except TypeError:  # no __dict__: the resource stays blamed where it was made
         return
-    rec.site = _records.capture(frame, _records.depth)
+    rec.site = _site(frame)
     rec.thread = _records.thread_name()
     rec.context = _records.label_here()
     rec.seq = _records.generation
     rec.time = time.time()
 
 
+def _site(frame: Any) -> Any:
+    """The flat site of *frame*, going on at the program's line past a greenlet's first frame.
+
+    SQLAlchemy's asyncio engine runs its synchronous core in a greenlet whose stack starts at
+    the function it was given: the program's ``await engine.connect()`` is on the stack of the
+    greenlet that switched to it, suspended in ``greenlet_spawn``. Only code in a greenlet
+    with a parent pays more than one lookup.
+    """
+    site = _records.capture(frame, _records.depth)
+    greenlet = sys.modules.get("greenlet")
+    if greenlet is None or not site or type(site[0]) is tuple:
+        return site
+    parent = greenlet.getcurrent().parent
+    if parent is None or _sites.first_program(site):
+        return site
+    line = _sites.first_program(_records.capture(parent.gr_frame, _records.depth))
+    return (*site[:-2], *line) if line else site
+
+
 def returned(conn: Any) -> None:
-    """*conn* is going back to its pool: its socket is blamed as it was before the checkout."""
+    """*conn* is going back to its pool: its resource is blamed as it was before the checkout."""
     try:
         saved = vars(conn).pop(POOLED, None)
     except TypeError:  # None (urllib3's placeholder), or no __dict__
@@ -215,3 +256,172 @@ def _wrap_sync(
             return put(self, conn, *args, **kwargs)
 
         patches.set(cls, put_name, checkin)
+
+
+# -- SQLAlchemy -------------------------------------------------------------------------------
+
+#: Attributes under which a DB-API connection, or its driver's connection, holds what is tracked:
+#: aiosqlite's sqlite3 connection (under SQLAlchemy's asyncio engine), PyMySQL's socket.
+_UNDER = ("_connection", "_sock")
+
+
+def _sqlalchemy_record(entry: Any) -> _records.Record | None:
+    """The record of what a SQLAlchemy pool entry's DB-API connection holds, if it is tracked.
+
+    The DB-API connection itself for sqlite3 and psycopg; under an asyncio engine, the driver's
+    connection the adapter wraps (psycopg's ``AsyncConnection``), or what that holds.
+    """
+    live = _records.live
+    dbapi = entry.dbapi_connection
+    rec = live.get(id(dbapi))
+    if rec is not None and rec() is dbapi:
+        return rec
+    if dbapi is None:
+        return None
+    driver = entry.driver_connection
+    rec = live.get(id(driver))
+    if rec is not None and rec() is driver:
+        return rec
+    for obj in (driver, dbapi):
+        for name in _UNDER:
+            inner = getattr(obj, name, None)
+            rec = live.get(id(inner)) if inner is not None else None
+            if rec is not None and rec() is inner:
+                return rec
+    return None
+
+
+def install_sqlalchemy(patches: Patches, module: ModuleType) -> None:
+    """Wrap ``sqlalchemy.pool.base._ConnectionRecord``'s ``checkout`` and ``checkin``.
+
+    Every pool (``QueuePool``, its asyncio twin, ``NullPool``, ``StaticPool``...) hands a
+    connection out through the one and takes it back through the other: a ``close()``, a
+    ``Connection`` or ``Session`` ending, the garbage collector finalizing a connection dropped
+    unclosed, a failed checkout. The pool entry (the ``_ConnectionRecord``) is what carries
+    the saved blame, as it is what goes out and comes back. A connection ``detach()``-ed from
+    its pool stays blamed on its checkout: it is then the code's that detached it.
+    """
+    cls = getattr(module, "_ConnectionRecord", None)
+    if not isinstance(cls, type):
+        return
+    checkout = vars(cls).get("checkout")
+    checkin = vars(cls).get("checkin")
+    if not isinstance(checkout, classmethod) or checkin is None:
+        return
+    get = checkout.__func__
+
+    @functools.wraps(get)
+    def checkout_(cls_: Any, pool: Any) -> Any:
+        fairy = get(cls_, pool)
+        try:
+            entry = fairy._connection_record
+            rec = _sqlalchemy_record(entry)
+        except Exception:  # an exotic dialect or a newer SQLAlchemy: blamed where it connected
+            return fairy
+        if rec is not None:
+            take(entry, rec, sys._getframe(1))
+        else:  # untracked: what a detached connection left on the entry must not be put back
+            getattr(entry, "__dict__", {}).pop(POOLED, None)
+        return fairy
+
+    @functools.wraps(checkin)
+    def checkin_(self: Any, *args: Any, **kwargs: Any) -> Any:
+        returned(self)
+        return checkin(self, *args, **kwargs)
+
+    patches.set(cls, "checkout", classmethod(checkout_))
+    patches.set(cls, "checkin", checkin_)
+
+
+# -- httpcore (httpx) -------------------------------------------------------------------------
+
+
+def _httpcore_socket(conn: Any) -> Any:
+    """The socket of an httpcore HTTP/1.1 connection, sync or async (None over HTTP/2, whose
+    streams share one connection: the first stream back would restore a socket others hold)."""
+    inner = getattr(conn, "_connection", None)
+    if inner is None or hasattr(inner, "_h2_state"):
+        return None
+    stream = getattr(inner, "_network_stream", None)
+    sock = stream.get_extra_info("socket") if stream is not None else None
+    socket = sys.modules["socket"]
+    if sock is not None and not isinstance(sock, socket.socket):
+        sock = getattr(sock, "_sock", sock)  # asyncio's TransportSocket, under anyio's stream
+    return sock
+
+
+def install_httpcore(patches: Patches, module: ModuleType) -> None:
+    """Wrap ``httpcore._sync.connection_pool``: the pool's ``handle_request``, its stream's ``close``.
+
+    A request takes a connection from the pool until the response's stream is closed: read to
+    its end (``client.get()``), or closed by the program (``client.stream()``'s block, a
+    ``send(..., stream=True)`` response's ``close()``). A request that failed gave none out.
+    """
+    _wrap_httpcore(patches, module, "ConnectionPool", "handle_request", "close", asynchronous=False)
+
+
+def install_httpcore_async(patches: Patches, module: ModuleType) -> None:
+    """Wrap ``httpcore._async.connection_pool``'s ``handle_async_request`` and ``aclose``."""
+    _wrap_httpcore(
+        patches, module, "AsyncConnectionPool", "handle_async_request", "aclose", asynchronous=True
+    )
+
+
+def _wrap_httpcore(
+    patches: Patches, module: ModuleType, pool_name: str, get_name: str, put_name: str, *, asynchronous: bool
+) -> None:
+    pool, stream = getattr(module, pool_name, None), getattr(module, "PoolByteStream", None)
+    if not isinstance(pool, type) or not isinstance(stream, type):
+        return
+    get, put = vars(pool).get(get_name), vars(stream).get(put_name)
+    if get is None or put is None:
+        return
+    if asynchronous:
+        patches.set(pool, get_name, _async_request(get))
+        patches.set(stream, put_name, _async_stream_close(put))
+        return
+
+    @functools.wraps(get)
+    def handle_request(self: Any, request: Any) -> Any:
+        response = get(self, request)
+        _lent(response, sys._getframe(1))
+        return response
+
+    @functools.wraps(put)
+    def close(self: Any) -> None:
+        _back(self)
+        put(self)
+
+    patches.set(pool, get_name, handle_request)
+    patches.set(stream, put_name, close)
+
+
+def _async_request(get: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(get)
+    async def handle_async_request(self: Any, request: Any) -> Any:
+        response = await get(self, request)
+        _lent(response, sys._getframe(1))
+        return response
+
+    return handle_async_request
+
+
+def _async_stream_close(put: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(put)
+    async def aclose(self: Any) -> None:
+        _back(self)
+        await put(self)
+
+    return aclose
+
+
+def _lent(response: Any, frame: Any) -> None:
+    """The connection an httpcore pool's *response* streams from is out until the stream closes."""
+    conn = getattr(getattr(getattr(response, "stream", None), "_pool_request", None), "connection", None)
+    if conn is not None:
+        checked_out(conn, _httpcore_socket, frame)
+
+
+def _back(stream: Any) -> None:
+    if not getattr(stream, "_closed", True):  # closed once: the pool takes its connection back then
+        returned(getattr(getattr(stream, "_pool_request", None), "connection", None))

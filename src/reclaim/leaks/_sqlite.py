@@ -16,6 +16,15 @@ A connection to an in-memory database that a library's plumbing opens directly
 recorded: Django's ``close()`` keeps it, as closing would drop the database (its
 test database, by default). To a file database it is recorded as any other:
 that one ``close()`` closes.
+
+An aiosqlite connection is a worker thread that runs the sqlite3 connection's calls. The
+thread is the connection's machinery (its start is owned), so the sqlite3 connection is the
+one leak, at the program's ``await aiosqlite.connect()`` through the thread's start. Dropped
+unclosed, its ``__del__`` has the worker close the sqlite3 connection: a close from the worker
+thread that looked like the program's, and left nothing reported. The garbage collector closed
+it: the ``__del__`` is wrapped to mark the connection, whose close then says so. (Marked, not
+reported at once: its descriptors are open until the worker gets to it, and would show as
+untracked ones meanwhile.)
 """
 
 from __future__ import annotations
@@ -27,15 +36,17 @@ from typing import Any
 
 from . import _records
 from ._kinds import Details, Kind, register
-from ._owning import PLUMBING
+from ._owning import PLUMBING, own
 from ._patch import Patches
 from ._records import Record
 
-__all__ = ["install"]
+__all__ = ["install", "install_aiosqlite"]
 
 __tracebackhide__ = True  # stands in for what it wraps: see _patch
 
 _subclasses: dict[type, type] = {}
+#: Attribute of a tracked connection whose aiosqlite connection was dropped unclosed.
+DROPPED = "_reclaim_dropped"
 # Position of ``factory`` in sqlite3.connect(database, timeout, detect_types,
 # isolation_level, check_same_thread, factory, ...).
 _FACTORY_ARG = 5
@@ -47,7 +58,10 @@ def _tracked(base: type) -> type:
     if cls is None:
 
         def close(self: Any) -> None:
-            _records.closing(self, sys._getframe(1))  # its owner's __del__, or the program
+            if vars(self).pop(DROPPED, False):  # an aiosqlite worker closing it for the collector
+                _closed_by_collector(self)
+            else:
+                _records.closing(self, sys._getframe(1))  # its owner's __del__, or the program
             base.close(self)  # type: ignore[attr-defined]
 
         cls = type(base.__name__, (base,), {"close": close, "__module__": base.__module__})
@@ -137,3 +151,32 @@ def install(patches: Patches, sqlite3: ModuleType) -> None:
     dbapi2 = sys.modules.get("sqlite3.dbapi2")
     if dbapi2 is not None and getattr(dbapi2, "connect", None) is connect:
         patches.set(dbapi2, "connect", connect_)
+
+
+def install_aiosqlite(patches: Patches, module: ModuleType) -> None:
+    """Own ``aiosqlite.core.Connection.__await__`` (it starts the worker); wrap its ``__del__``."""
+    cls = getattr(module, "Connection", None)
+    if not isinstance(cls, type):
+        return
+    start = vars(cls).get("__await__")
+    if start is not None:
+        own(start)
+    delete = vars(cls).get("__del__")
+    if delete is None:  # an aiosqlite whose dropped connection keeps its thread: it stays open
+        return
+
+    def __del__(self: Any) -> None:
+        conn = getattr(self, "__dict__", {}).get("_connection")
+        if conn is not None:  # unclosed: the stop() below has the worker close it
+            held = getattr(conn, "__dict__", None)  # a tracked connection's (see _tracked)
+            if held is not None:
+                held[DROPPED] = True
+        delete(self)
+
+    patches.set(cls, "__del__", __del__)
+
+
+def _closed_by_collector(conn: Any) -> None:
+    rec = _records.live.get(id(conn))
+    if rec is not None and rec() is conn:
+        _records.leak(rec, _records.COLLECTED)
