@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import socket
 import subprocess
 import sys
 import textwrap
@@ -195,6 +196,32 @@ def test_httpx_async_client_dropped_is_reported_at_its_line(leakwatch: Watch, ur
     assert leak.description.startswith("httpx.AsyncClient not closed")
     assert [held.kind for held in leak.holds] == ["socket"]
     assert [leak.kind for leak in leakwatch.leaks()] == ["httpx"]
+
+
+class WSGIApp:
+    """A WSGI app that keeps a socket of its own (as an app keeps the database pool its lifespan opened)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_app_socket_under_an_in_process_httpx_client_is_the_apps_not_the_clients(leakwatch: Watch) -> None:
+    """A client whose transport calls an app in this process (Starlette's ``TestClient``, which
+    its with-block leaves unclosed) opens no socket: what the app leaks is reported at its line."""
+    app = WSGIApp()
+    made = line() - 1
+    client = httpx.Client(transport=httpx.WSGITransport(app=app), base_url="http://app")
+    assert client.get("/").text == "ok"
+    assert [leak.kind for leak in leakwatch.leaks()] == ["socket"]
+    assert made in opened_at(leakwatch.one("socket"))
+    client.close()
+    app.sock.close()
+    assert leakwatch.leaks() == []
 
 
 def test_clients_closed_by_the_program_are_not_reported(leakwatch: Watch, url: str) -> None:

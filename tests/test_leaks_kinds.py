@@ -507,6 +507,19 @@ def test_selector_not_closed_is_reported(leakwatch: Watch) -> None:
     assert leakwatch.leaks() == []
 
 
+def test_websockets_sync_server_selector_is_its_own(leakwatch: Watch) -> None:
+    """websockets' ``serve_forever()`` drops the selector it waits on, unclosed, when it returns:
+    a server shut down and its thread joined (a correct program) leaves nothing."""
+    sync_server = pytest.importorskip("websockets.sync.server")
+    with sync_server.serve(lambda ws: None, "127.0.0.1", 0) as server:
+        thread = threading.Thread(target=server.serve_forever)
+        thread.start()
+        server.shutdown()
+        thread.join()
+    gc.collect()
+    assert leakwatch.leaks() == []
+
+
 # -- sqlite3 ----------------------------------------------------------------------------------
 
 

@@ -54,6 +54,19 @@ def _nothing_owned(obj: Any) -> Iterable[object]:
     return ()
 
 
+def _itself(obj: Any) -> Iterable[object]:
+    return (obj,)
+
+
+def _httpx_transports(client: Any) -> Iterable[object]:
+    """Where an httpx client's sockets are: its transports, less those that call an app in this
+    process (``ASGITransport``, ``WSGITransport``, Starlette's ``TestClient``): they open none,
+    and the app's own connections (a database pool its lifespan opened) are not the client's."""
+    mounts = getattr(client, "_mounts", None)
+    transports = [getattr(client, "_transport", None), *(mounts.values() if isinstance(mounts, dict) else ())]
+    return tuple(t for t in transports if t is not None and not hasattr(t, "app"))
+
+
 #: module -> class -> (kind, attribute true once it is closed, how to close it, what it is
 #: handed to close: a connector). The classes' subclasses are tracked too (TCPConnector, say).
 HOLDERS: dict[str, dict[str, tuple[str, str, str, Callable[[Any], Iterable[object]]]]] = {
@@ -68,6 +81,9 @@ HOLDERS: dict[str, dict[str, tuple[str, str, str, Callable[[Any], Iterable[objec
         "AsyncClient": ("httpx", "is_closed", "await aclose(), or async with", _nothing_owned),
     },
 }
+
+#: kind -> where a holder of that kind keeps its sockets: what :func:`claim` searches from.
+ROOTS: dict[str, Callable[[Any], Iterable[object]]] = {"aiohttp": _itself, "httpx": _httpx_transports}
 
 #: Objects one search looks at, at most: a client's own graph is a few hundred.
 SEARCH = 10_000
@@ -153,7 +169,7 @@ def _dies(obj: object, kind: str) -> None:
     rec = _records.at_del(obj)
     if rec is None or rec.state != OPEN or rec.kind != kind:
         return
-    held = () if _closed(obj, rec) else claim(obj, dying=rec)
+    held = () if _closed(obj, rec) else claim(obj, kind, dying=rec)
     if held:
         rec.info = (*rec.info[:3], held)
         _records.leak(rec, _records.COLLECTED)  # before its sockets are closed for it
@@ -179,8 +195,9 @@ def not_followed() -> tuple[type, ...]:
     return (*NOT_FOLLOWED, asyncio.AbstractEventLoop, asyncio.AbstractEventLoopPolicy)
 
 
-def claim(holder: object, dying: Record | None = None) -> tuple[Record, ...]:
-    """The records of the open resources *holder* reaches, breadth first (at most SEARCH objects).
+def claim(holder: object, kind: str, dying: Record | None = None) -> tuple[Record, ...]:
+    """The records of the open resources *holder*, of *kind*, reaches from where it keeps its
+    sockets (:data:`ROOTS`), breadth first (at most SEARCH objects).
 
     Code, modules and event loops are not looked through (the loop a client runs on is not
     its), nor is a tracked resource reached (what a task or another holder reaches is its
@@ -192,9 +209,10 @@ def claim(holder: object, dying: Record | None = None) -> tuple[Record, ...]:
     """
     skipped = not_followed()
     live = _records.live
-    seen = {id(holder)}
+    roots = [root for root in ROOTS[kind](holder) if not isinstance(root, skipped)]
+    seen = {id(holder), *map(id, roots)}
     held: list[Record] = []
-    pending = deque([holder])
+    pending = deque(roots)
     budget = SEARCH
     dead: dict[object, Record] | None = None
     socket_cls = getattr(sys.modules.get("socket"), "socket", None) if dying is not None else None
@@ -252,7 +270,7 @@ def fold(found: list[Found]) -> dict[int, list[Found]]:
     out: dict[int, list[Found]] = {}
     for rec, obj, _ in holders:
         if obj is not None:
-            rec.info = (*rec.info[:3], claim(obj))
+            rec.info = (*rec.info[:3], claim(obj, rec.kind))
         items = [index.pop(id(held)) for held in rec.info[3] if id(held) in index]
         if items:
             out[id(rec)] = items

@@ -40,9 +40,10 @@ __tracebackhide__ = True  # stands in for what it wraps: see _patch
 
 #: Code that acquires for a library's own machinery (see PROCESS_WIDE, and anyio's pytest runner):
 #: what it acquires directly is never recorded. That is the threads it starts, the tasks it
-#: creates, the objects of classes tracked with track_init() it makes (executors), and its
-#: connections to in-memory sqlite3 databases (see _sqlite); not the files it opens, whose
-#: descriptors would then be reported as untracked (a library's file is owned: see own()).
+#: creates, the objects of classes tracked with track_init() it makes (executors), the selectors
+#: it makes (see _sockets), and its connections to in-memory sqlite3 databases (see _sqlite);
+#: not the files it opens, whose descriptors would then be reported as untracked (a library's
+#: file is owned: see own()).
 PLUMBING: set[CodeType] = set()
 
 #: What libraries keep for the whole process, or make and drop by design, by the module and the
@@ -56,6 +57,9 @@ PROCESS_WIDE = {
     # asgiref's AsyncToSync (Django's async views under its test client, Channels): a one-worker
     # ThreadPoolExecutor per call, dropped without shutdown(); its worker ends once it is collected.
     "asgiref.sync": ("AsyncToSync.__call__",),
+    # websockets' sync server: serve_forever() makes a selector to wait on and drops it when it
+    # returns, never closed (the collector closes it then, whatever the program did).
+    "websockets.sync.server": ("Server.serve_forever",),
     # Django's connection to an in-memory sqlite3 database (its test database by default): its
     # close() keeps it, or the database would be gone. A file database's is the program's to close.
     "django.db.backends.sqlite3.base": ("DatabaseWrapper.get_new_connection",),

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from types import ModuleType
+from types import FrameType, ModuleType
 from typing import Any
 
 from reclaim import _sites
@@ -31,6 +31,7 @@ from reclaim import _sites
 from . import _records
 from ._fds import adopt as _adopt_fd
 from ._kinds import Details, Kind, register
+from ._owning import PLUMBING
 from ._patch import Patches
 from ._records import Record
 
@@ -335,11 +336,17 @@ def install_selectors(patches: Patches, selectors: ModuleType) -> None:
     base = selectors._BaseSelectorImpl
     sel_init = base.__init__
     sel_close = base.close
+    here = selectors.__file__
 
     def sel_init_(self: Any) -> None:
         sel_init(self)
-        site = _records.capture(sys._getframe(1), _records.depth)
-        _records.new(self, "selector", type(self).__name__, site)
+        caller = sys._getframe(1)
+        maker: FrameType | None = caller
+        while maker is not None and maker.f_code.co_filename == here:  # EpollSelector.__init__ ...
+            maker = maker.f_back
+        if maker is not None and maker.f_code in PLUMBING:
+            return  # a library's own, made and dropped by design (websockets' serve_forever)
+        _records.new(self, "selector", type(self).__name__, _records.capture(caller, _records.depth))
 
     def sel_close_(self: Any) -> None:
         _records.release(id(self))
