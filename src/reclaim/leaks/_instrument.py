@@ -14,6 +14,7 @@ from . import (
     _fds,
     _files,
     _gevent,
+    _grpc,
     _holders,
     _imports,
     _loops,
@@ -88,6 +89,7 @@ def install(patches: Patches) -> None:
         *((name, _owning.install_process_wide) for name in _owning.PROCESS_WIDE),
         *((name, _sockets.install_finalizer_aliases) for name in _sockets.FINALIZER_ALIASES),
         *((name, _holders.install) for name in _holders.HOLDERS),
+        *((name, _grpc.install) for name in _grpc.MAKERS),
     ):
         _imports.when_imported(name, partial(installer, patches))
 
