@@ -63,13 +63,11 @@ def leakwatch() -> Iterator[Watch]:
 RUN_TIMEOUT = 60
 
 
-def reclaim_run_prog(
-    tmp_path: Path, source: str, *run_options: str, python_options: tuple[str, ...] = ()
-) -> subprocess.CompletedProcess[str]:
-    """Run *source* as ``prog.py`` under ``reclaim run`` in *tmp_path*; it must exit 0."""
+def python_prog(tmp_path: Path, source: str, *python_args: str) -> subprocess.CompletedProcess[str]:
+    """Run *source* as ``prog.py`` in *tmp_path*: ``python <python_args> prog.py``; it must exit 0."""
     (tmp_path / "prog.py").write_text(textwrap.dedent(source), encoding="utf-8")
     out = subprocess.run(
-        [sys.executable, *python_options, "-m", "reclaim", "run", *run_options, "prog.py"],
+        [sys.executable, *python_args, "prog.py"],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -80,6 +78,13 @@ def reclaim_run_prog(
     return out
 
 
+def reclaim_run_prog(
+    tmp_path: Path, source: str, *run_options: str, python_options: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
+    """Run *source* as ``prog.py`` under ``reclaim run`` in *tmp_path*; it must exit 0."""
+    return python_prog(tmp_path, source, *python_options, "-m", "reclaim", "run", *run_options)
+
+
 def reclaim_run_json(tmp_path: Path, source: str) -> tuple[Any, str]:
     """Run *source* as ``prog.py`` under ``reclaim run --json``; return the report and stderr."""
     report = tmp_path / "report.json"
@@ -87,12 +92,25 @@ def reclaim_run_json(tmp_path: Path, source: str) -> tuple[Any, str]:
     return json.loads(report.read_text()), out.stderr
 
 
+def reclaim_pytest(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    """Run pytester's tests under ``pytest --reclaim`` in a fresh interpreter, in file order."""
+    return pytester.runpytest_subprocess(
+        "-p",
+        "no:randomly",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "no:anyio",
+        "--reclaim",
+        *args,
+        timeout=RUN_TIMEOUT * 2,
+    )
+
+
 def reclaim_pytest_fails_one(pytester: pytest.Pytester, passed: int, test: str, at: str) -> None:
     """Run pytester's tests under ``pytest --reclaim``: *passed* pass, *test* fails at teardown with
     one leak acquired at *at* (``file.py:line``), and no untracked descriptor fails any of them."""
-    result = pytester.runpytest_subprocess(
-        "-p", "no:randomly", "-p", "no:cacheprovider", "--reclaim", timeout=RUN_TIMEOUT * 2
-    )
+    result = reclaim_pytest(pytester)
     result.assert_outcomes(passed=passed, errors=1)
     result.stdout.fnmatch_lines(
         [f"*ERROR at teardown of {test}*", "*this test leaked 1 resource*", f"*{at}*"]

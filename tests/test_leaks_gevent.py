@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import gc
-import subprocess
-import sys
-import textwrap
 import threading
 from pathlib import Path
 
 import pytest
 
 from _leakhelp import (
-    RUN_TIMEOUT,
     Watch,
     ignore_gc_warnings,
     leakwatch,
     line,
+    python_prog,
     reclaim_pytest_fails_one,
     reclaim_run_json,
 )
@@ -124,16 +121,7 @@ TRACKER_AFTER_PATCHING = """\
 
 def test_tracker_started_after_monkey_patching_tracks_gevent_sockets(tmp_path: Path) -> None:
     """Started after patch_all(): it starts (gevent's Popen has no __del__), and tracks gevent's sockets."""
-    (tmp_path / "prog.py").write_text(textwrap.dedent(TRACKER_AFTER_PATCHING), encoding="utf-8")
-    out = subprocess.run(
-        [sys.executable, "prog.py"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT,
-        check=False,
-    )
-    assert out.returncode == 0, out.stderr
+    out = python_prog(tmp_path, TRACKER_AFTER_PATCHING)
     assert out.stdout.splitlines() == ["[('socket', 6)]", "[]"], out.stderr
 
 

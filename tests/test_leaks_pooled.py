@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 import reclaim
-from _leakhelp import Watch, ignore_gc_warnings, leakwatch, line
+from _leakhelp import Watch, ignore_gc_warnings, leakwatch, line, reclaim_pytest
 from reclaim.leaks import context
 
 __all__ = ["leakwatch"]  # the fixture, imported for pytest
@@ -227,9 +227,7 @@ def test_under_pytest_a_checkout_kept_is_the_tests_not_the_session_fixtures(
                 p.close()
         """
     )
-    result = pytester.runpytest_subprocess(
-        "-p", "no:randomly", "-p", "no:cacheprovider", "-p", "no:anyio", "--reclaim", timeout=120
-    )
+    result = reclaim_pytest(pytester)
     result.assert_outcomes(passed=6, errors=2)
     out = result.stdout.str()
     result.stdout.fnmatch_lines(
@@ -485,9 +483,7 @@ def test_under_pytest_a_sqlalchemy_checkout_kept_is_the_tests_not_the_session_en
                 conn.close()
         """
     )
-    result = pytester.runpytest_subprocess(
-        "-p", "no:randomly", "-p", "no:cacheprovider", "-p", "no:anyio", "--reclaim", timeout=120
-    )
+    result = reclaim_pytest(pytester)
     result.assert_outcomes(passed=4, errors=1)
     out = result.stdout.str()
     result.stdout.fnmatch_lines(
