@@ -63,6 +63,13 @@ def leakwatch() -> Iterator[Watch]:
 RUN_TIMEOUT = 60
 
 
+def assert_site(leak: Any, lineno: int) -> None:
+    """*leak* was acquired at line *lineno* of the calling test's file."""
+    assert leak.site is not None, leak
+    here = sys._getframe(1).f_code.co_filename
+    assert (leak.site.filename, leak.site.lineno) == (here, lineno), leak.headline()
+
+
 def python_prog(tmp_path: Path, source: str, *python_args: str) -> subprocess.CompletedProcess[str]:
     """Run *source* as ``prog.py`` in *tmp_path*: ``python <python_args> prog.py``; it must exit 0."""
     (tmp_path / "prog.py").write_text(textwrap.dedent(source), encoding="utf-8")

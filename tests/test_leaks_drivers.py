@@ -15,18 +15,13 @@ import pytest
 
 import reclaim.db
 from _dbserver import pg_conninfo
-from _leakhelp import Watch, leakwatch, line
+from _leakhelp import Watch, assert_site, leakwatch, line
 
 __all__ = ["leakwatch"]  # the fixture, imported for pytest
 
 psycopg = pytest.importorskip("psycopg")
 
 pytestmark = pytest.mark.postgres
-
-
-def assert_site(leak: Any, lineno: int) -> None:
-    assert leak.site is not None, leak
-    assert (leak.site.filename, leak.site.lineno) == (__file__, lineno), leak.headline()
 
 
 @pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test

@@ -36,16 +36,11 @@ from typing import Any
 import pytest
 
 import reclaim
-from _leakhelp import Watch, ignore_gc_warnings, leakwatch, line
+from _leakhelp import Watch, assert_site, ignore_gc_warnings, leakwatch, line
 
 __all__ = ["leakwatch"]  # the fixture, imported for pytest
 
 HERE = os.path.abspath(__file__)
-
-
-def assert_site(leak: reclaim.leaks.Leak, lineno: int) -> None:
-    assert leak.site is not None, leak
-    assert (leak.site.filename, leak.site.lineno) == (HERE, lineno), leak.headline()
 
 
 # -- files ----------------------------------------------------------------------------------

@@ -74,6 +74,7 @@ KINDS = (
     "sharedmemory",
     "aiohttp",
     "httpx",
+    "grpc",
     "scope",
     "resource",
     "lease",

@@ -13,21 +13,31 @@ descriptor. Each call pays two reads of the table (tens of microseconds,
 against the milliseconds a channel takes); a program that does not import grpc
 pays nothing.
 
-Not tracked: the sockets gRPC connects in C (a channel never closed shows its
-connections as untracked descriptors, with no line).
+A channel (``grpc.Channel``, ``grpc.aio.Channel``) connects in C too, so one
+never closed was only untracked sockets with no line. Each is recorded (kind
+``grpc``) at the program's line that made it, released by ``close()`` or its
+with-block (both go through ``_close``); dropped unclosed, it is reported as
+closed by the garbage collector (its C channel closes once nothing, stubs
+included, references it). Its sockets are not tracked: while it is open they
+are untracked descriptors, listed besides it.
 """
 
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable
-from types import ModuleType
+from types import FrameType, ModuleType
 from typing import Any
 
-from . import _fds
-from ._patch import Patches
+from reclaim import _sites
 
-__all__ = ["MAKERS", "install"]
+from . import _fds, _records
+from ._kinds import Details, Kind, register
+from ._patch import Patches
+from ._records import Record
+
+__all__ = ["CHANNELS", "MAKERS", "install", "install_channel"]
 
 __tracebackhide__ = True  # stands in for what it wraps: see _patch
 
@@ -47,6 +57,55 @@ def _keeping(make: Callable[..., Any]) -> Callable[..., Any]:
         return made
 
     return keeping
+
+
+#: The modules defining a ``Channel`` class whose instances are recorded.
+CHANNELS = ("grpc._channel", "grpc.aio._channel")
+
+
+def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
+    target = rec.info
+    return f"channel to {target} not closed (close(), or a with-block)", {"target": target}
+
+
+register(Kind("grpc", describe=_describe, death_leak=True))
+
+
+def _caller(frame: FrameType) -> FrameType:
+    """The first frame from *frame* outwards that is neither grpc's nor plumbing (reclaim's
+    wrappers): the line that made the channel, not ``grpc.insecure_channel``'s."""
+    found: FrameType | None = frame
+    while found is not None:
+        name = found.f_globals.get("__name__")
+        if not (type(name) is str and name.partition(".")[0] == "grpc") and not _sites.is_framework(
+            found.f_code.co_filename
+        ):
+            return found
+        found = found.f_back
+    return frame
+
+
+def install_channel(patches: Patches, module: ModuleType) -> None:
+    """Record each ``Channel`` of *module* at the program's line, released by its ``_close``."""
+    cls = getattr(module, "Channel", None)
+    init = vars(cls).get("__init__") if isinstance(cls, type) else None
+    close = vars(cls).get("_close") if isinstance(cls, type) else None
+    if init is None or close is None:
+        return  # not the layout this was written for
+
+    @functools.wraps(init)
+    def __init__(self: Any, target: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, target, *args, **kwargs)
+        label = target.decode(errors="replace") if isinstance(target, bytes) else str(target)
+        _records.new(self, "grpc", label, _records.capture(_caller(sys._getframe(1)), _records.depth))
+
+    @functools.wraps(close)
+    def _close(self: Any, *args: Any, **kwargs: Any) -> Any:
+        _records.release(id(self))  # an aio channel's: when close() is called, before its await
+        return close(self, *args, **kwargs)
+
+    patches.set(cls, "__init__", __init__)
+    patches.set(cls, "_close", _close)
 
 
 def install(patches: Patches, module: ModuleType) -> None:

@@ -90,6 +90,7 @@ def install(patches: Patches) -> None:
         *((name, _sockets.install_finalizer_aliases) for name in _sockets.FINALIZER_ALIASES),
         *((name, _holders.install) for name in _holders.HOLDERS),
         *((name, _grpc.install) for name in _grpc.MAKERS),
+        *((name, _grpc.install_channel) for name in _grpc.CHANNELS),
     ):
         _imports.when_imported(name, partial(installer, patches))
 
