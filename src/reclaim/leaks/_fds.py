@@ -44,6 +44,7 @@ __all__ = [
     "kept",
     "list_fds",
     "made_between",
+    "prune",
     "table",
     "track_fd",
 ]
@@ -69,6 +70,17 @@ def kept(fd: int) -> bool:
     """Whether *fd* is one of :data:`KEPT`, still the same one."""
     ident = KEPT.get(fd)
     return ident is not None and identity(fd) == ident
+
+
+def prune(open_fds: frozenset[int]) -> None:
+    """Forget the :data:`KEPT` descriptors not among *open_fds* any more, or not the same ones.
+
+    Identity alone cannot tell them from a later descriptor on their number: every epoll,
+    eventfd and signalfd is the one anonymous inode. Each snapshot prunes (see ``_tracker``),
+    so one closed before a check's window starts hides nothing opened in it.
+    """
+    for fd in [fd for fd, ident in KEPT.items() if fd not in open_fds or identity(fd) != ident]:
+        KEPT.pop(fd, None)
 
 
 def keep(made: Made) -> None:

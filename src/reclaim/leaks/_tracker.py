@@ -197,6 +197,8 @@ def _take_snapshot() -> Snapshot:
     _uvloop.discover()  # what C code made before the snapshot is recorded before it
     fds = _fds.list_fds()
     ids = None if fds is None else {fd: ident for fd in fds if (ident := _fds.identity(fd)) is not None}
+    if fds is not None:
+        _fds.prune(fds)
     return Snapshot(_records.checkpoint(), time.time(), fds, ids)
 
 
