@@ -606,11 +606,15 @@ def test_aiosqlite_connection_dropped_unclosed_is_the_collectors_at_its_connect(
         at = line() - 1
         async with conn.execute("select 1"):  # closes its cursor: the close is not deferred
             pass
-        return conn._thread, at
+        worker = conn._thread
+        del conn
+        gc.collect()  # the connection, if a cycle holds it
+        # The worker closes the sqlite3 connection, then ends; it answers on this loop, so
+        # the loop must still be open then (aiosqlite's worker raises on a closed one).
+        worker.join(timeout=60)
+        return worker, at
 
     worker, at = asyncio.run(main())
-    gc.collect()  # the connection, if a cycle holds it
-    worker.join(timeout=60)  # the worker closes the sqlite3 connection, then ends
     assert not worker.is_alive()
     leak = leakwatch.one("sqlite3")
     assert leak.state == "collected"
