@@ -22,6 +22,7 @@ window and belong to no tracked object are reported as ``untracked-fd``.
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
 import sys
@@ -41,6 +42,7 @@ __all__ = [
     "identity",
     "install",
     "keep",
+    "keeping",
     "kept",
     "list_fds",
     "made_between",
@@ -86,6 +88,21 @@ def prune(open_fds: frozenset[int]) -> None:
 def keep(made: Made) -> None:
     """Those of *made* still open are kept open for good by C code (see :data:`KEPT`)."""
     KEPT.update({fd: ident for fd, ident in made if identity(fd) == ident})
+
+
+def keeping(make: Callable[..., Any]) -> Callable[..., Any]:
+    """*make*, keeping (:func:`keep`) the descriptors C code made while it ran (see
+    :func:`made_between`): for the calls that start a C library's machinery for the process
+    (gRPC's core, see :mod:`._grpc`; watchfiles' watcher, see :mod:`._watchfiles`)."""
+
+    @functools.wraps(make)
+    def keeping_(*args: Any, **kwargs: Any) -> Any:
+        before = table()
+        made = make(*args, **kwargs)
+        keep(made_between(before, table() if before is not None else None))
+        return made
+
+    return keeping_
 
 
 def table() -> dict[int, tuple[int, int]] | None:

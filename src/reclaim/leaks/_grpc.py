@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import functools
 import sys
-from collections.abc import Callable
 from types import FrameType, ModuleType
 from typing import Any
 
@@ -46,17 +45,6 @@ MAKERS = {
     "grpc": ("insecure_channel", "secure_channel", "server"),
     "grpc.aio": ("insecure_channel", "secure_channel", "server"),
 }
-
-
-def _keeping(make: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(make)
-    def keeping(*args: Any, **kwargs: Any) -> Any:
-        before = _fds.table()
-        made = make(*args, **kwargs)
-        _fds.keep(_fds.made_between(before, _fds.table() if before is not None else None))
-        return made
-
-    return keeping
 
 
 #: The modules defining a ``Channel`` class whose instances are recorded.
@@ -113,4 +101,4 @@ def install(patches: Patches, module: ModuleType) -> None:
     for name in MAKERS[module.__name__]:
         make = getattr(module, name, None)
         if callable(make):
-            patches.set(module, name, _keeping(make))
+            patches.set(module, name, _fds.keeping(make))

@@ -32,6 +32,7 @@ from . import (
     _threads,
     _trio,
     _uvloop,
+    _watchfiles,
 )
 from ._patch import Patches
 
@@ -91,6 +92,7 @@ def install(patches: Patches) -> None:
         *((name, _holders.install) for name in _holders.HOLDERS),
         *((name, _grpc.install) for name in _grpc.MAKERS),
         *((name, _grpc.install_channel) for name in _grpc.CHANNELS),
+        *((name, _watchfiles.install) for name in _watchfiles.MODULES),
     ):
         _imports.when_imported(name, partial(installer, patches))
 
