@@ -31,6 +31,7 @@ reported at its line as closed by the garbage collector.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
@@ -42,7 +43,7 @@ from ._owning import site
 from ._patch import Patches
 from ._records import OPEN, Record
 
-__all__ = ["install", "install_streams"]
+__all__ = ["install", "install_streams", "releasing_close"]
 
 __tracebackhide__ = True  # stands in for what it wraps: see _patch
 
@@ -92,6 +93,23 @@ def _fds(obj: Any, rec: Record) -> list[int]:
 register(Kind("eventloop", is_open=_is_open, describe=_describe, fds=_fds, death_leak=True))
 
 
+def releasing_close(close: Callable[[Any], None], then: Callable[[Any], None] | None = None) -> Any:
+    """A loop's *close*, which releases the loop's record once the loop is closed (not when
+    refused, a running loop's, before closing anything), then calls *then* with the loop."""
+
+    def close_(self: Any) -> None:
+        try:
+            close(self)
+        finally:
+            if self.is_closed():
+                _records.release(id(self))
+                if then is not None:
+                    then(self)
+
+    close_.__doc__ = close.__doc__
+    return close_
+
+
 def install(patches: Patches, selector_events: ModuleType) -> None:
     """Record each selector event loop as one resource; see it closed, or collected unclosed."""
     loop_cls = selector_events.BaseSelectorEventLoop
@@ -112,13 +130,6 @@ def install(patches: Patches, selector_events: ModuleType) -> None:
         info = (type(self).__name__, selector_class, _fileno(selector), pipe)
         _records.new(self, "eventloop", info, site(self))
 
-    def close_(self: Any) -> None:
-        try:
-            close(self)
-        finally:
-            if self.is_closed():  # not when refused (a running loop) before closing anything
-                _records.release(id(self))
-
     def __del__(self: Any, *args: Any, **kwargs: Any) -> None:
         rec = _records.at_del(self)
         if rec is not None and rec.state == OPEN and rec.kind == "eventloop" and not self.is_closed():
@@ -133,9 +144,8 @@ def install(patches: Patches, selector_events: ModuleType) -> None:
         _closed_by_finalizers(patches, transport_cls)
 
     __init__.__doc__ = init.__doc__
-    close_.__doc__ = close.__doc__
     patches.set(loop_cls, "__init__", __init__)
-    patches.set(loop_cls, "close", close_)
+    patches.set(loop_cls, "close", releasing_close(close))
     if finalize is not None:
         __del__.__doc__ = finalize.__doc__
         patches.set(base, "__del__", __del__)

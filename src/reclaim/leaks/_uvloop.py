@@ -66,7 +66,7 @@ import weakref
 from types import ModuleType
 from typing import Any
 
-from . import _fds, _records, _sockets, _tasks
+from . import _fds, _loops, _records, _sockets, _tasks
 from ._patch import Patches
 
 __all__ = ["KEY", "SPARE", "claimed", "discover", "install"]
@@ -275,19 +275,13 @@ def install(patches: Patches, uvloop: ModuleType) -> None:
         _watch(self, made)
         return self
 
-    def close_(self: Any) -> None:
-        try:
-            close(self)
-        finally:
-            if self.is_closed():  # not when refused (a running loop) before closing anything
-                _records.release(id(self))
-                entry = _open.pop(id(self), None)
-                if entry is not None:
-                    _fds.keep(entry.made)  # what survives its close is libuv's own (its signal lock pipe)
+    def closed(self: Any) -> None:
+        entry = _open.pop(id(self), None)
+        if entry is not None:
+            _fds.keep(entry.made)  # what survives its close is libuv's own (its signal lock pipe)
 
-    close_.__doc__ = close.__doc__
     patches.set(loop_cls, "__new__", staticmethod(__new__))
-    patches.set(loop_cls, "close", close_)
+    patches.set(loop_cls, "close", _loops.releasing_close(close, closed))
     patches.set(loop_cls, "create_task", _tasks.tracking_create_task(base.create_task))
     _server_cls = getattr(sys.modules["uvloop.loop"], "Server", None)
     for name, wrap in (
