@@ -1,7 +1,11 @@
 """reclaim's pool against psycopg_pool, SQLAlchemy, asyncpg.Pool and bare queues, on PostgreSQL.
 
-One run, one process, contenders interleaved per repeat; the median repeat is
-reported. Skipped cleanly (exit 0) when no server answers or a driver is missing.
+One run, one process. In A and B every contender's pool is opened first and kept
+open; then ROUNDS short rounds run each contender once, in an order rotated every
+round, so contenders are compared a fraction of a second apart and a slow spell of
+the machine (another tenant, the server's background work) falls on all of them.
+Ratios are the median over rounds of the ratio within a round. Skipped cleanly
+(exit 0) when no server answers or a driver is missing.
 
 Goals (issue 5):
   A. sync, 16 threads, pool of 4, acquire + SELECT 1 + release:
@@ -42,9 +46,14 @@ QUICK = "--quick" in sys.argv
 ONLY = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--only=")), "ABC")
 THREADS = 16
 POOL = 4
-SYNC_OPS = 150 if QUICK else 600  # per thread
-ASYNC_OPS = 150 if QUICK else 600  # per task
-REPEATS = 3 if QUICK else 9  # contention here moves by +-15 % between repeats
+SYNC_OPS = 100 if QUICK else 200  # per thread, per round
+ASYNC_OPS = 100 if QUICK else 200  # per task, per round
+#: A and B: rounds of every contender. One contender's throughput here moves by up to 2x
+#: from one second to the next (2 cores shared with the server's backends), so many short
+#: rounds, each comparing contenders that ran moments apart, give a steadier median than a
+#: few long ones.
+ROUNDS = 6 if QUICK else 27
+REPEATS = 3 if QUICK else 9  # C: repeats of each timing loop
 UNCONTENDED_LOOPS = 20_000 if QUICK else 100_000
 
 perf = time.perf_counter
@@ -91,8 +100,8 @@ def asyncpg_kwargs() -> dict[str, Any]:
 @dataclass
 class Row:
     name: str
-    runs: list[float] = field(default_factory=list)  # ops/s or µs/op per repeat
-    worst: list[float] = field(default_factory=list)  # worst wait/latency per repeat (s)
+    runs: list[float] = field(default_factory=list)  # ops/s or µs/op per round (C: repeat)
+    worst: list[float] = field(default_factory=list)  # worst wait/latency per round (s)
     p99: list[float] = field(default_factory=list)
     note: str = ""
 
@@ -117,17 +126,17 @@ def print_throughput(title: str, rows: list[Row], floor: str, what: str) -> None
 
 
 def ratio(rows: list[Row], a: str, b: str) -> float:
-    """The median over repeats of a/b within each repeat (paired: the two ran seconds apart,
-    so a drift of the machine between repeats cancels out)."""
+    """The median over rounds of a/b within each round (paired: the two ran moments apart,
+    so a drift of the machine between rounds cancels out)."""
     ra = next(r for r in rows if r.name == a)
     rb = next(r for r in rows if r.name == b)
     return statistics.median(x / y for x, y in zip(ra.runs, rb.runs, strict=True))
 
 
-def _rotated(n: int, repeat: int) -> list[int]:
-    """The order of the contenders in one repeat: rotated by one each repeat, so that no
+def _rotated(n: int, round_: int) -> list[int]:
+    """The order of the contenders in one round: rotated by one each round, so that no
     contender always runs first or right after the same neighbour."""
-    return [(i + repeat) % n for i in range(n)]
+    return [(i + round_) % n for i in range(n)]
 
 
 # -- A. sync contended ----------------------------------------------------------------
@@ -327,19 +336,19 @@ def run_sync_once(acquire: Callable[[], Any]) -> tuple[float, float, float]:
 def bench_sync() -> list[Row]:
     contenders = sync_contenders()
     rows = [Row(name) for name, _ in contenders]
-    old = sys.getswitchinterval()
-    for repeat in range(REPEATS):
-        for i in _rotated(len(rows), repeat):
-            row, (_name, make) = rows[i], contenders[i]
-            acquire, close = make()
-            try:
-                ops, worst, p99 = run_sync_once(acquire)
-            finally:
-                close()
-            row.runs.append(ops)
-            row.worst.append(worst)
-            row.p99.append(p99)
-    sys.setswitchinterval(old)
+    opened: list[tuple[Callable[[], Any], Callable[[], None]]] = []
+    try:
+        for _name, make in contenders:
+            opened.append(make())
+        for round_ in range(ROUNDS):
+            for i in _rotated(len(rows), round_):
+                ops, worst, p99 = run_sync_once(opened[i][0])
+                rows[i].runs.append(ops)
+                rows[i].worst.append(worst)
+                rows[i].p99.append(p99)
+    finally:
+        for _acquire, close in opened:
+            close()
     return rows
 
 
@@ -560,17 +569,20 @@ async def run_async_once(
 async def bench_async_main() -> list[Row]:
     contenders = async_contenders()
     rows = [Row(name) for name, _, _ in contenders]
-    for repeat in range(REPEATS):
-        for i in _rotated(len(rows), repeat):
-            row, (_name, _driver, make) = rows[i], contenders[i]
-            acquire, close, query = await make()
-            try:
+    opened: list[Any] = []
+    try:
+        for _name, _driver, make in contenders:
+            opened.append(await make())
+        for round_ in range(ROUNDS):
+            for i in _rotated(len(rows), round_):
+                acquire, _close, query = opened[i]
                 ops, worst, p99 = await run_async_once(acquire, query)
-            finally:
-                await close()
-            row.runs.append(ops)
-            row.worst.append(worst)
-            row.p99.append(p99)
+                rows[i].runs.append(ops)
+                rows[i].worst.append(worst)
+                rows[i].p99.append(p99)
+    finally:
+        for _acquire, close, _query in opened:
+            await close()
     return rows
 
 
@@ -697,16 +709,17 @@ def main() -> int:
         f"psycopg {psycopg.__version__}, server {DSN!r}"
     )
     print(
-        f"{REPEATS} repeats, contenders interleaved (order rotated each repeat), median repeat "
-        "shown; max = worst of all repeats;\nratios in the goals: median over repeats of the "
-        "ratio within a repeat."
+        f"A and B: every pool open at once, {ROUNDS} rounds of each contender (order rotated "
+        "each round), median round shown;\nmax = worst of all rounds; ratios in the goals: "
+        f"median over rounds of the ratio within a round. C: median of {REPEATS} repeats."
     )
     goals: list[str] = []
 
     if "A" in ONLY:
         sync_rows = bench_sync()
         print_throughput(
-            f"A. sync: {THREADS} threads, pool of {POOL}, {SYNC_OPS} x (acquire, SELECT 1, release) each.\n"
+            f"A. sync: {THREADS} threads, pool of {POOL}, "
+            f"{SYNC_OPS} x (acquire, SELECT 1, release) each per round.\n"
             "   Reset semantics: every lease ends with its transaction rolled back (psycopg default\n"
             "   autocommit=False: BEGIN + SELECT + ROLLBACK; the floor calls rollback() itself).",
             sync_rows,
@@ -746,7 +759,8 @@ def main() -> int:
     if "B" in ONLY:
         async_rows = asyncio.run(bench_async_main())
         print_throughput(
-            f"B. async: {THREADS} tasks, pool of {POOL}, {ASYNC_OPS} x (acquire, SELECT 1, release) each;\n"
+            f"B. async: {THREADS} tasks, pool of {POOL}, "
+            f"{ASYNC_OPS} x (acquire, SELECT 1, release) each per round;\n"
             "   latency = whole operation. Reset semantics: psycopg rows use autocommit connections\n"
             "   (no transaction to roll back: every pool's reset is a no-op); asyncpg.Pool sends its\n"
             "   reset query on every release, reclaim rolls back only an open transaction (none here).",
