@@ -48,6 +48,13 @@ SERVICES = {
         os.environ.get("RECLAIM_MYSQL_DATABASE", "test"),
     ),
     "redis": Service("Redis", "127.0.0.1", int(os.environ.get("RECLAIM_REDIS_PORT", "6379"))),
+    "rabbitmq": Service(
+        "RabbitMQ",
+        os.environ.get("RECLAIM_RABBITMQ_HOST", "127.0.0.1"),
+        int(os.environ.get("RECLAIM_RABBITMQ_PORT", "5672")),
+        os.environ.get("RECLAIM_RABBITMQ_USER", "guest"),
+        os.environ.get("RECLAIM_RABBITMQ_PASSWORD", "guest"),
+    ),
 }
 
 
@@ -112,6 +119,12 @@ def mariadb() -> Service:
 def redis_server() -> Service:
     """The Redis server on 127.0.0.1 (skips or fails when it is down)."""
     return require_service("redis")
+
+
+@pytest.fixture
+def rabbitmq() -> Service:
+    """The RabbitMQ server on 127.0.0.1 (skips or fails when it is down)."""
+    return require_service("rabbitmq")
 
 
 # -- pools of test objects (tests/pool_support.py) -----------------------------------------

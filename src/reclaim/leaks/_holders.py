@@ -40,7 +40,17 @@ from ._owning import site
 from ._patch import Patches
 from ._records import OPEN, Record
 
-__all__ = ["HOLDERS", "NOT_FOLLOWED", "claim", "fold", "install", "not_followed"]
+__all__ = [
+    "HOLDERS",
+    "NOT_FOLLOWED",
+    "ROOTS",
+    "claim",
+    "fold",
+    "install",
+    "not_followed",
+    "public_name",
+    "track",
+]
 
 __tracebackhide__ = True  # stands in for what it wraps: see _patch
 
@@ -82,7 +92,8 @@ HOLDERS: dict[str, dict[str, tuple[str, str, str, Callable[[Any], Iterable[objec
     },
 }
 
-#: kind -> where a holder of that kind keeps its sockets: what :func:`claim` searches from.
+#: kind -> where a holder of that kind keeps its sockets: what :func:`claim` searches from (the
+#: modules tracking holders of other kinds add theirs: pika's connections, see :mod:`._pika`).
 ROOTS: dict[str, Callable[[Any], Iterable[object]]] = {"aiohttp": _itself, "httpx": _httpx_transports}
 
 #: Objects one search looks at, at most: a client's own graph is a few hundred.
@@ -109,7 +120,7 @@ for _kind in ("aiohttp", "httpx"):
     register(Kind(_kind, is_open=_is_open, describe=_describe, holder=True))
 
 
-def _label(cls: type) -> str:
+def public_name(cls: type) -> str:
     """``aiohttp.TCPConnector``: the public name where the package exports it, else module.Class."""
     package = cls.__module__.split(".", 1)[0]
     if getattr(sys.modules.get(package), cls.__qualname__, None) is cls:
@@ -122,16 +133,27 @@ def install(patches: Patches, module: ModuleType) -> None:
     for name, spec in HOLDERS[module.__name__].items():
         cls = getattr(module, name, None)
         if isinstance(cls, type) and "__init__" in vars(cls):
-            _track(patches, cls, *spec)
+            track(patches, cls, *spec)
 
 
 #: The holder whose ``__init__`` runs in this thread, if any (``holder``): what it makes is its.
 _making = threading.local()
 
 
-def _track(
-    patches: Patches, cls: type, kind: str, closed: str, fix: str, owned: Callable[[Any], Iterable[object]]
+def track(
+    patches: Patches,
+    cls: type,
+    kind: str,
+    closed: str,
+    fix: str,
+    owned: Callable[[Any], Iterable[object]],
+    label: Callable[[Any], object] | None = None,
 ) -> None:
+    """Track *cls* (and its subclasses) as holders of *kind*: each instance made outside another
+    holder's making gets a record at the line that made it, open while its attribute *closed* is
+    false, told to be closed by *fix*; *owned* gives what it was handed to close. Its record's
+    info is ``(label, closed, fix, held)``, the label ``label(instance)`` once it is made (by
+    default its class's public name)."""
     init: Callable[..., None] = vars(cls)["__init__"]
     finalize: Callable[..., None] | None = vars(cls).get("__del__")
 
@@ -144,7 +166,8 @@ def _track(
             _making.holder = outer
         if outer is not None:
             return  # made by a holder being made (a session's own connector): a part of it
-        rec = _records.new(self, kind, (_label(type(self)), closed, fix, ()), site(self))
+        name = public_name(type(self)) if label is None else label(self)
+        rec = _records.new(self, kind, (name, closed, fix, ()), site(self))
         if type(self).__del__ is __del__:  # a subclass's own __del__ may never call ours
             rec.why = _records.AT_DEL
         for part in owned(self):

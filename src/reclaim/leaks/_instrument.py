@@ -21,6 +21,7 @@ from . import (
     _mmap,
     _multiprocessing,
     _owning,
+    _pika,
     _pooled,
     _psycopg,
     _sharedmemory,
@@ -93,6 +94,7 @@ def install(patches: Patches) -> None:
         *((name, _grpc.install) for name in _grpc.MAKERS),
         *((name, _grpc.install_channel) for name in _grpc.CHANNELS),
         *((name, _watchfiles.install) for name in _watchfiles.MODULES),
+        *_pika.MODULES.items(),
     ):
         _imports.when_imported(name, partial(installer, patches))
 
