@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 import reclaim
-from _leakhelp import Watch, ignore_gc_warnings, leakwatch, line
+from _leakhelp import LEAN, Watch, ignore_gc_warnings, leakwatch, line
 
 __all__ = ["leakwatch"]  # the fixture, imported for pytest
 
@@ -207,7 +207,7 @@ def test_what_trio_connects_in_a_task_of_its_own_names_the_line_that_awaited_it(
 
 # -- pytest -----------------------------------------------------------------------------------
 
-BASE_ARGS = ("-p", "no:randomly", "-p", "no:cacheprovider", "--reclaim")
+BASE_ARGS = (*LEAN, "--reclaim")
 
 
 def test_a_session_servers_connections_are_the_servers_not_the_tests_that_connected(

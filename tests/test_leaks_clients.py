@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from _leakhelp import Watch, ignore_gc_warnings, leakwatch, line, reclaim_run_json
+from _leakhelp import LEAN, Watch, ignore_gc_warnings, leakwatch, line, reclaim_run_json
 from reclaim.leaks import Leak, Report
 
 __all__ = ["leakwatch"]  # the fixture, imported for pytest
@@ -401,7 +401,7 @@ def test_pytest_plugin_fails_the_test_at_the_session_line(pytester: pytest.Pytes
             asyncio.run(fetch())
         """
     )
-    result = pytester.runpytest_subprocess("-p", "no:randomly", "-p", "no:cacheprovider", "--reclaim")
+    result = pytester.runpytest_subprocess(*LEAN, "--reclaim")
     result.assert_outcomes(passed=2, errors=1)
     result.stdout.fnmatch_lines(
         [

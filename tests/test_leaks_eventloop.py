@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from _leakhelp import reclaim_run_json
+from _leakhelp import LEAN, reclaim_run_json
 
 pytest_plugins = ["pytester"]
 
@@ -127,9 +127,7 @@ def test_pytest_fails_the_test_that_leaked_a_loop_naming_it(pytester: pytest.Pyt
                 await asyncio.sleep(0)
         """
     )
-    result = pytester.runpytest_subprocess(
-        "-p", "no:randomly", "-p", "no:cacheprovider", "--reclaim", timeout=120
-    )
+    result = pytester.runpytest_subprocess(*LEAN, "--reclaim", timeout=120)
     result.assert_outcomes(passed=4, errors=1)
     result.stdout.fnmatch_lines(
         [

@@ -13,11 +13,14 @@ from xml.etree import ElementTree
 
 import pytest
 
+from _leakhelp import LEAN
+
 pytest_plugins = ["pytester"]
 
 # Inner runs: in their own process (their leaks are real), in file order, with the plugin on;
-# without anyio's plugin (from the dev extra), which costs each inner run an asyncio import.
-BASE_ARGS = ("-p", "no:randomly", "-p", "no:cacheprovider", "-p", "no:anyio", "--reclaim")
+# without the plugins they do not use (see LEAN), anyio's included: it costs each inner run an
+# asyncio import.
+BASE_ARGS = (*LEAN, "-p", "no:anyio", "--reclaim")
 
 
 def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
@@ -332,18 +335,18 @@ def test_off_by_default_on_by_ini_and_kinds_ignored_by_ini(pytester: pytest.Pyte
             KEEP.append(open(tmp_path / "x", "w"))
         """
     )
-    off = pytester.runpytest_subprocess("-p", "no:randomly")
+    off = pytester.runpytest_subprocess(*LEAN)
     off.assert_outcomes(passed=1)
     pytester.makeini("[pytest]\nreclaim = true\n")
-    on = pytester.runpytest_subprocess("-p", "no:randomly")
+    on = pytester.runpytest_subprocess(*LEAN)
     on.assert_outcomes(passed=1, errors=1)
-    overridden = pytester.runpytest_subprocess("-p", "no:randomly", "--no-reclaim")
+    overridden = pytester.runpytest_subprocess(*LEAN, "--no-reclaim")
     overridden.assert_outcomes(passed=1)
     pytester.makeini("[pytest]\nreclaim = true\nreclaim_ignore_kinds = file\n")
-    ignored = pytester.runpytest_subprocess("-p", "no:randomly")
+    ignored = pytester.runpytest_subprocess(*LEAN)
     ignored.assert_outcomes(passed=1)
     pytester.makeini("[pytest]\nreclaim = true\nreclaim_ignore_kinds = files\n")
-    typo = pytester.runpytest_subprocess("-p", "no:randomly")
+    typo = pytester.runpytest_subprocess(*LEAN)
     typo.stderr.fnmatch_lines(["*reclaim_ignore_kinds: unknown kind 'files'*"])
 
 
@@ -502,7 +505,7 @@ def test_what_a_session_fixtures_value_holds_is_the_fixtures_though_a_test_made_
             KEEP.append(socket.create_connection(server))
         """
     )
-    result = run(pytester, "-p", "no:randomly")
+    result = run(pytester)
     result.assert_outcomes(passed=2, errors=1)
     out = result.stdout.str()
     assert "ERROR at teardown of test_own_leak" in out
@@ -788,9 +791,7 @@ def test_anyio_runner_task_and_trio_thread_cache_are_not_a_tests_leaks(pytester:
                 KEEP.append(asyncio.get_running_loop().create_task(asyncio.sleep(60)))
         """
     )
-    result = pytester.runpytest_subprocess(
-        "-p", "no:randomly", "-p", "no:cacheprovider", "--reclaim", timeout=120
-    )
+    result = pytester.runpytest_subprocess(*LEAN, "--reclaim", timeout=120)
     result.assert_outcomes(passed=5, errors=1)
     result.stdout.fnmatch_lines(["*ERROR at teardown of test_a_task_of_its_own_still_leaks[[]asyncio[]]*"])
 
@@ -824,7 +825,7 @@ def test_pytest_djangos_in_memory_test_database_is_not_a_fixtures_leak(pytester:
             KEEP.append(sqlite3.connect(":memory:"))
         """,
     )
-    result = run(pytester)
+    result = run(pytester, "-p", "django")  # LEAN keeps pytest-django out: this test needs it
     result.assert_outcomes(passed=2, errors=1)
     result.stdout.fnmatch_lines(["*ERROR at teardown of test_own_database_left_open*", "*test_orm.py:14*"])
     assert "memorydb" not in result.stdout.str()
@@ -954,7 +955,7 @@ def test_what_a_module_level_object_keeps_is_not_blamed_on_the_test_that_opened_
             store.LOG = open(tmp_path / "b", "w")
         """,
     )
-    result = run(pytester, "-p", "no:randomly")
+    result = run(pytester)
     result.assert_outcomes(passed=4, errors=2)
     out = result.stdout.str()
     assert "ERROR at teardown of test_first" not in out
@@ -993,7 +994,7 @@ def test_what_a_test_leaves_on_a_session_event_loop_is_the_tests(pytester: pytes
             loop.run_until_complete(asyncio.sleep(0))
         """
     )
-    result = run(pytester, "-p", "no:randomly")
+    result = run(pytester)
     result.assert_outcomes(passed=2, errors=1)
     result.stdout.fnmatch_lines(["*ERROR at teardown of test_leaves_a_task*", "task *forever*"])
 
@@ -1016,7 +1017,7 @@ def test_a_log_file_the_app_opens_at_import_is_left_to_logging_shutdown(pytester
             logging.getLogger("app").info("hello")
         """,
     )
-    result = run(pytester, "-p", "no:randomly")
+    result = run(pytester)
     result.assert_outcomes(passed=1)
     out = result.stdout.str()
     assert "cache.txt" in out and "app.log" not in out and "audit.log" not in out, out
@@ -1049,7 +1050,7 @@ def test_what_a_wider_fixtures_teardown_leaks_is_the_fixtures_not_the_last_tests
             pass
         """,
     )
-    result = run(pytester, "-p", "no:randomly")
+    result = run(pytester)
     result.assert_outcomes(passed=2)
     label = "session-scoped fixture 'recorder' (set up for test_a.py::test_a)"
     result.stdout.fnmatch_lines([f"acquired by {label}:"])

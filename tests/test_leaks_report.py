@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from _leakhelp import Watch, leakwatch, line
+from _leakhelp import LEAN, Watch, leakwatch, line
 
 __all__ = ["leakwatch"]  # the fixture, imported for pytest
 
@@ -107,9 +107,7 @@ def test_a_hypothesis_test_that_leaks_shows_its_own_frames_not_hypothesis(pytest
             KEEP.append(sqlite3.connect(":memory:"))
         """
     )
-    result = pytester.runpytest_subprocess(
-        "-p", "no:randomly", "-p", "no:cacheprovider", "--reclaim", timeout=120
-    )
+    result = pytester.runpytest_subprocess(*LEAN, "--reclaim", timeout=120)
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines(
         [

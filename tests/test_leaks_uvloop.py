@@ -9,7 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from _leakhelp import Watch, ignore_gc_warnings, leakwatch, line, reclaim_pytest_fails_one, reclaim_run_json
+from _leakhelp import (
+    LEAN,
+    Watch,
+    ignore_gc_warnings,
+    leakwatch,
+    line,
+    reclaim_pytest_fails_one,
+    reclaim_run_json,
+)
 
 uvloop = pytest.importorskip("uvloop")
 
@@ -261,9 +269,7 @@ def test_pytest_with_a_session_uvloop_loop_fails_only_the_test_leaving_its_serve
             test_clean(loop)
         """
     )
-    result = pytester.runpytest_subprocess(
-        "-p", "no:randomly", "-p", "no:cacheprovider", "--reclaim", timeout=120
-    )
+    result = pytester.runpytest_subprocess(*LEAN, "--reclaim", timeout=120)
     result.assert_outcomes(passed=3, errors=1)
     result.stdout.fnmatch_lines(
         [
@@ -352,8 +358,6 @@ def test_pytest_with_a_session_uvloop_server_fails_no_test_that_connects(pyteste
             loop.run_until_complete(ask(server))
         """
     )
-    result = pytester.runpytest_subprocess(
-        "-p", "no:randomly", "-p", "no:cacheprovider", "--reclaim", timeout=120
-    )
+    result = pytester.runpytest_subprocess(*LEAN, "--reclaim", timeout=120)
     result.assert_outcomes(passed=3)
     assert "leaked" not in result.stdout.str()
