@@ -32,6 +32,7 @@ from . import (
     _tempfiles,
     _threads,
     _trio,
+    _twisted,
     _uvloop,
     _watchfiles,
 )
@@ -95,6 +96,9 @@ def install(patches: Patches) -> None:
         *((name, _grpc.install_channel) for name in _grpc.CHANNELS),
         *((name, _watchfiles.install) for name in _watchfiles.MODULES),
         *_pika.MODULES.items(),
+        *((name, _twisted.install_owned) for name in _twisted.OWNED),
+        *((name, _twisted.install_poller) for name in _twisted.POLLERS),
+        *((name, _twisted.install_unbound) for name in _twisted.UNBOUND),
     ):
         _imports.when_imported(name, partial(installer, patches))
 

@@ -1,0 +1,90 @@
+"""Twisted: what its reactor keeps for the process is its own; its frames are plumbing.
+
+A reactor has no ``close()``: what it opens as it is made is open for as long
+as the process runs (the global one, ``from twisted.internet import reactor``,
+is made on that import). That is a pipe it wakes itself through (its waker,
+``os.pipe`` in ``_FDWaker.__init__``) and, for the epoll reactor (Linux's
+default), an epoll descriptor made in C that no hook sees. Twisted also opens
+``/dev/null`` with the first port that listens, and keeps it for the process in
+reserve (``tcp._reservedFD``: closed to accept and drop a connection when out
+of descriptors, then opened again). Every correct Twisted program reported all
+three. The waker's and the reserve's functions are owned
+(:func:`._owning.own`): what they open is recorded, never reported, and holds
+its descriptor (the ``SIGCHLD`` waker ``reactor.run()`` makes goes through the
+same ``_FDWaker.__init__``: it closes it when the run ends). So is the asyncio
+reactor's ``__init__``, which makes an asyncio loop when it is given none and
+never closes it (one the program gives it is the program's). ``EPollReactor``'s
+``__init__`` reads the descriptor table before and after, as gRPC's channel
+makers do (see :mod:`._grpc`): the epoll descriptor is kept
+(:data:`._fds.KEPT`) while it is the same one. Making a reactor costs two reads
+of the table; a program that does not import twisted pays nothing.
+
+Twisted's frames are plumbing (see :mod:`reclaim._sites`), as an event loop's
+are: a port or a connection is reported at the program's ``listenTCP`` or
+``connectTCP`` line (one a port accepted, at its port's line, see
+:func:`._sockets._accepted_at`), and what a protocol's callback opens at that
+callback's line. ``reactor.stop()`` disconnects every port and connection
+still open: the reactor owns them, as Twisted's programs are written, so what it
+closed is closed. One still open at a check (a reactor never run or stopped, a
+test's on a reactor that outlives the test: what trial calls an unclean
+reactor) is reported as open.
+
+Twisted keeps ``open`` and ``os.close`` as class attributes in two places and
+calls them through an instance (:data:`UNBOUND`): the functions reclaim puts in
+their place bind as methods where the builtins did not, so ``spawnProcess``
+failed under reclaim. Those two attributes are made plain callables again.
+"""
+
+from __future__ import annotations
+
+from types import FunctionType, ModuleType
+
+from . import _fds
+from ._owning import lookup, own
+from ._patch import Patches
+
+__all__ = ["OWNED", "POLLERS", "UNBOUND", "install_owned", "install_poller", "install_unbound"]
+
+__tracebackhide__ = True  # stands in for what it wraps: see _patch
+
+#: module -> the functions in it that open what Twisted keeps for the process (see the docstring).
+OWNED = {
+    "twisted.internet._signals": ("_FDWaker.__init__",),
+    "twisted.internet.tcp": ("_reservedFD._fileFactory",),
+    # The asyncio reactor's own event loop, made when it is given none (one given is the giver's).
+    "twisted.internet.asyncioreactor": ("AsyncioSelectorReactor.__init__",),
+}
+
+#: module -> the reactor class in it whose making opens a poller in C.
+POLLERS = {"twisted.internet.epollreactor": "EPollReactor"}
+
+#: module -> (class, attribute): a class that keeps ``open`` or ``os.close`` as a class attribute
+#: and calls it through an instance (``self.openfile(path)``, as ``spawnProcess`` does). The
+#: builtin does not bind as a method; the function reclaim put in its place does, so the call
+#: got the instance as its first argument and failed.
+UNBOUND = {
+    "twisted.internet.process": ("_FDDetector", "openfile"),
+    "twisted.internet.endpoints": ("AdoptedStreamServerEndpoint", "_close"),
+}
+
+
+def install_owned(patches: Patches, module: ModuleType) -> None:
+    """Own the functions of *module* that open what Twisted keeps (see :data:`OWNED`)."""
+    own(*(lookup(module, name) for name in OWNED[module.__name__]))
+
+
+def install_poller(patches: Patches, module: ModuleType) -> None:
+    """Keep the poller a reactor of *module* opens in C as it is made (see :data:`POLLERS`)."""
+    cls = getattr(module, POLLERS[module.__name__], None)
+    init = vars(cls).get("__init__") if isinstance(cls, type) else None
+    if init is not None:
+        patches.set(cls, "__init__", _fds.keeping(init))
+
+
+def install_unbound(patches: Patches, module: ModuleType) -> None:
+    """Make *module*'s class attribute of :data:`UNBOUND` a plain callable again, as the builtin was."""
+    cls_name, name = UNBOUND[module.__name__]
+    cls = getattr(module, cls_name, None)
+    value = vars(cls).get(name) if isinstance(cls, type) else None
+    if type(value) is FunctionType:  # reclaim's (the class was made after it was installed)
+        patches.set(cls, name, staticmethod(value))
