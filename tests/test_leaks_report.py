@@ -137,3 +137,15 @@ def test_an_untracked_descriptors_age_says_it_is_from_when_it_was_first_seen(lea
     later = leakwatch.tracker.report([dataclasses.replace(leak, age=2.5)]).to_text()
     assert ", first seen by this check" in first and " ago" not in first, first
     assert ", first seen 2.5 s ago" in later, later
+
+
+def test_every_kind_the_tracker_can_report_is_listed_in_kinds() -> None:
+    """``reclaim.leaks.KINDS`` (and the JSON schema's documentation) name every kind a library
+    integration registers: a new integration that forgot to list its kind fails here."""
+    import reclaim.leaks
+    from reclaim.leaks import _instrument, _kinds
+
+    assert _instrument is not None  # imports every integration, each registering its kinds
+    assert set(_kinds.KINDS) <= set(reclaim.leaks.KINDS)
+    documented = (Path(__file__).parent.parent / "docs" / "leaks-json.md").read_text(encoding="utf-8")
+    assert [kind for kind in reclaim.leaks.KINDS if f"`{kind}`" not in documented] == []

@@ -26,7 +26,7 @@ import functools
 import os
 import stat
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from . import _records
@@ -35,6 +35,8 @@ from ._patch import Patches
 from ._records import NO_OBJECT, Record
 
 __all__ = [
+    "CLOSING_IN_C",
+    "HELD_BY_C",
     "KEPT",
     "Made",
     "adopt",
@@ -63,6 +65,14 @@ _FD_DIR = next((d for d in ("/proc/self/fd", "/dev/fd") if os.path.isdir(d)), No
 #: program's call. Not reported as untracked while they are the same ones.
 #: See :mod:`._uvloop` and :mod:`._gevent`.
 KEPT: dict[int, tuple[int, int]] = {}
+
+#: For C libraries that open and close descriptors on threads of their own (libzmq's I/O and
+#: reaper threads, see :mod:`._zmq`), set up by their instrumentation: functions giving the
+#: descriptors they hold now, which checks do not report as untracked ...
+HELD_BY_C: tuple[Callable[[], Iterable[int]], ...] = ()
+#: ... and functions saying whether such threads run now: a check's grace period then waits for
+#: an untracked descriptor, as while another Python thread runs (see ``_tracker``).
+CLOSING_IN_C: tuple[Callable[[], bool], ...] = ()
 
 #: ``(fd, identity)`` pairs: the descriptors C code made while making an event loop.
 Made = tuple[tuple[int, tuple[int, int]], ...]

@@ -35,6 +35,7 @@ from . import (
     _twisted,
     _uvloop,
     _watchfiles,
+    _zmq,
 )
 from ._patch import Patches
 
@@ -99,6 +100,8 @@ def install(patches: Patches) -> None:
         *((name, _twisted.install_owned) for name in _twisted.OWNED),
         *((name, _twisted.install_poller) for name in _twisted.POLLERS),
         *((name, _twisted.install_unbound) for name in _twisted.UNBOUND),
+        ("zmq.sugar.context", _zmq.install_context),
+        ("zmq.sugar.socket", _zmq.install_socket),
     ):
         _imports.when_imported(name, partial(installer, patches))
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterator
-from types import CodeType, FrameType, FunctionType, ModuleType
+from types import CodeType, FrameType, FunctionType, MethodType, ModuleType
 from typing import Any
 
 from reclaim import _sites
@@ -30,6 +30,7 @@ __all__ = [
     "install_process_wide",
     "label",
     "lookup",
+    "outside",
     "own",
     "plumbing",
     "site",
@@ -60,6 +61,9 @@ PROCESS_WIDE = {
     # websockets' sync server: serve_forever() makes a selector to wait on and drops it when it
     # returns, never closed (the collector closes it then, whatever the program did).
     "websockets.sync.server": ("Server.serve_forever",),
+    # pyzmq's context for the process: Context.instance() makes one per process (its libzmq
+    # descriptors are that context's, see _zmq); a context the program makes is its own.
+    "zmq.sugar.context": ("Context.instance",),
     # Django's connection to an in-memory sqlite3 database (its test database by default): its
     # close() keeps it, or the database would be gone. A file database's is the program's to close.
     "django.db.backends.sqlite3.base": ("DatabaseWrapper.get_new_connection",),
@@ -119,6 +123,8 @@ def plumbing(module: Any, *names: str) -> None:
     """Mark the functions at dotted *names* in *module* as plumbing (missing ones are skipped)."""
     for name in names:
         value = lookup(module, name)
+        if isinstance(value, MethodType):  # a classmethod, looked up on its class
+            value = value.__func__
         if isinstance(value, FunctionType):
             PLUMBING.add(value.__code__)
 
@@ -128,7 +134,7 @@ def install_process_wide(patches: Patches, module: ModuleType) -> None:
     plumbing(module, *PROCESS_WIDE[module.__name__])
 
 
-def _outside(obj: object, frame: FrameType | None) -> FrameType | None:
+def outside(obj: object, frame: FrameType | None) -> FrameType | None:
     """The first frame from *frame* outwards that is not a method running on *obj*.
 
     A ``JoinableQueue`` runs ``Queue.__init__`` from its own ``__init__``, a
@@ -146,7 +152,7 @@ def _outside(obj: object, frame: FrameType | None) -> FrameType | None:
 def site(obj: object) -> Any:
     """Where *obj* was made: call it straight from the wrapper that the user's code called."""
     # Frame 0 is this function, 1 the wrapper, 2 the wrapper's caller.
-    return _records.capture(_outside(obj, sys._getframe(2)), _records.depth)
+    return _records.capture(outside(obj, sys._getframe(2)), _records.depth)
 
 
 def label(cls: type) -> str:
@@ -183,7 +189,7 @@ def track_init(
 
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         init(self, *args, **kwargs)
-        maker = _outside(self, sys._getframe(1))
+        maker = outside(self, sys._getframe(1))
         if maker is not None and maker.f_code in PLUMBING:
             return  # a library's own (asgiref's executor per call): never recorded
         rec = _records.new(self, kind, info(type(self)), _records.capture(maker, _records.depth))

@@ -589,12 +589,20 @@ def _other_threads_run() -> bool:
     return len(sys._current_frames()) > 1
 
 
+def _may_close_meanwhile() -> bool:
+    """Whether an untracked descriptor may still be closed by someone else: another thread runs
+    Python, or C threads that close descriptors on their own do (see ``_fds.CLOSING_IN_C``)."""
+    return _other_threads_run() or any(running() for running in _fds.CLOSING_IN_C)
+
+
 #: A descriptor no hook saw opened is waited for in a check's grace period, like a thread: C
 #: code may still be making the object that will own it (a pool's background thread inside
-#: libpq's connect, psycopg's record made once connect returns). Only while another thread
-#: runs: with the checking thread alone, nothing can close it meanwhile (`reclaim run` at the
-#: exit of a program that left one would otherwise sit out its whole grace period).
-register(Kind("untracked-fd", waitable=_other_threads_run))
+#: libpq's connect, psycopg's record made once connect returns), or closing it (libzmq's I/O
+#: thread, a connection of a socket the program closed). Only while another thread runs (or C
+#: threads of that kind): with the checking thread alone, nothing can close it meanwhile
+#: (`reclaim run` at the exit of a program that left one would otherwise sit out its whole
+#: grace period).
+register(Kind("untracked-fd", waitable=_may_close_meanwhile))
 
 
 def _untracked(
@@ -630,6 +638,11 @@ def _untracked(
             owned.update(kind.fds(obj, rec))
             paths.extend(kind.paths(obj, rec))
         except Exception:  # noqa: S110 - an object that cannot say owns nothing we can name
+            pass
+    for held in _fds.HELD_BY_C:  # what C libraries' own threads hold (libzmq's, see _zmq)
+        try:
+            owned.update(held())
+        except Exception:  # noqa: S110 - as above: what cannot be named is not held
             pass
     pid = os.getpid()
     out = []
