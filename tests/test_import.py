@@ -224,3 +224,86 @@ def test_the_leak_tracker_imports_without_os_register_at_fork() -> None:
         "print('ok')"
     ).stdout
     assert out == "ok\n"
+
+
+# What only a report needs: the Leak and Report dataclasses (dataclasses imports inspect, and
+# with them they were a third of `import reclaim.cli`), json for --json; typing only mypy needs.
+REPORT_ONLY = ("dataclasses", "inspect", "json", "typing")
+
+
+@pytest.mark.parametrize("module", ["reclaim.cli", "reclaim.leaks"])
+def test_reclaim_run_and_the_tracker_load_no_dataclasses_inspect_json_or_typing(module: str) -> None:
+    out = run(f"import sys\nimport {module}\nprint(sorted(set({REPORT_ONLY!r}) & set(sys.modules)))")
+    assert out.stdout == "[]\n"
+
+
+def test_a_clean_reclaim_run_imports_no_argparse_dataclasses_inspect_json_or_typing_start_to_end(
+    tmp_path: Path,
+) -> None:
+    """Neither before the program (no option to parse, tracker started, tempfile instrumented)
+    nor for its report: nothing leaked makes no Leak or Report, and without --json no json."""
+    unwanted = ("argparse", *REPORT_ONLY)
+    script = tmp_path / "app.py"
+    script.write_text(
+        "import sys, tempfile\n"
+        f"print(sorted(set({unwanted!r}) & set(sys.modules)))\n"
+        "with tempfile.TemporaryFile() as f:\n"
+        "    f.write(b'data')\n"
+    )
+    result = python("-X", "importtime", "-m", "reclaim", "run", str(script), cwd=tmp_path)
+    assert result.stdout == "[]\n"
+    imported = {line.rpartition("|")[2].strip() for line in result.stderr.splitlines() if "|" in line}
+    assert "tempfile" in imported  # the program's import, instrumented
+    assert sorted(imported & set(unwanted)) == []
+    assert "reclaim: no leaks in" in result.stderr
+
+
+def test_every_name_of_reclaim_leaks_resolves_the_report_and_statistics_on_first_use() -> None:
+    result = run(
+        """
+        import sys
+        import reclaim.leaks
+
+        assert "reclaim.leaks._report" not in sys.modules and "reclaim.leaks._stats" not in sys.modules
+        assert set(reclaim.leaks.__all__) <= set(dir(reclaim.leaks))
+        for name in reclaim.leaks.__all__:
+            value = getattr(reclaim.leaks, name)
+            assert value is not None, name
+        assert reclaim.leaks.Leak.__module__ == "reclaim.leaks._report"
+        assert reclaim.leaks.SCHEMA == "reclaim.leaks/1"
+        from reclaim.leaks import TrackerStatistics, Tracker
+        with Tracker() as tracker:
+            assert type(tracker.statistics()) is TrackerStatistics
+        try:
+            reclaim.leaks.no_such_name
+        except AttributeError as error:
+            assert "no_such_name" in str(error)
+        else:
+            raise AssertionError("reclaim.leaks.no_such_name did not raise AttributeError")
+        print("ok")
+        """
+    )
+    assert result.stdout == "ok\n"
+
+
+def test_a_leaky_reclaim_run_still_reports_through_the_leak_and_report_dataclasses(tmp_path: Path) -> None:
+    """Made on first use, they are the dataclasses they were (``dataclasses.replace`` works)."""
+    script = tmp_path / "app.py"
+    script.write_text(
+        "import dataclasses, sys\n"
+        "held = open(__file__)\n"
+        "print('reclaim.leaks._report' in sys.modules)\n"
+        "from reclaim.leaks import Leak, Report, Tracker\n"
+        "with Tracker() as tracker:\n"
+        "    mine = open(__file__)\n"
+        "    leak, = tracker.leaks()\n"
+        "    mine.close()\n"
+        "print(type(leak) is Leak, dataclasses.is_dataclass(Report),"
+        " dataclasses.replace(leak, age=1.5).age)\n"
+    )
+    result = python("-m", "reclaim", "run", "--json", str(tmp_path / "leaks.json"), str(script), cwd=tmp_path)
+    assert result.stdout == "False\nTrue True 1.5\n"
+    assert "leaked 1 resource (1 file)" in result.stderr
+    document = json.loads((tmp_path / "leaks.json").read_text())
+    assert [leak["kind"] for leak in document["leaks"]] == ["file"]
+    assert document["leaks"][0]["frames"][0]["line"] == 2

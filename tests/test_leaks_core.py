@@ -134,6 +134,35 @@ def test_only_acquisitions_after_the_snapshot_count(tmp_path: Path) -> None:
             after.close()
 
 
+def test_a_snapshot_behaves_as_the_frozen_dataclass_it_was() -> None:
+    """Written out so that starting a tracker imports no dataclasses: same fields, repr,
+    equality, hash, frozenness, pattern matching, pickling and copying."""
+    import copy
+    import dataclasses
+    import pickle
+
+    from reclaim.leaks import Snapshot
+
+    mark = Snapshot(3, 1.5, frozenset({0, 1}))
+    assert repr(mark) == "Snapshot(seq=3, time=1.5, fds=frozenset({0, 1}), fd_ids=None)"
+    assert mark == Snapshot(seq=3, time=1.5, fds=frozenset({0, 1}), fd_ids=None)
+    assert mark != Snapshot(4, 1.5, frozenset({0, 1})) and mark != (3, 1.5, frozenset({0, 1}), None)
+    assert hash(mark) == hash(Snapshot(3, 1.5, frozenset({0, 1})))
+    with pytest.raises(dataclasses.FrozenInstanceError, match="cannot assign to field 'seq'"):
+        mark.seq = 4
+    with pytest.raises(dataclasses.FrozenInstanceError, match="cannot delete field 'fds'"):
+        del mark.fds
+    with pytest.raises(TypeError):
+        mark < mark  # type: ignore[operator]  # noqa: B015
+    match mark:
+        case Snapshot(seq, when, fds, ids):
+            assert (seq, when, fds, ids) == (3, 1.5, frozenset({0, 1}), None)
+    with Tracker() as tracker:
+        taken = tracker.snapshot()
+    assert pickle.loads(pickle.dumps(taken)) == taken == copy.copy(taken) == copy.deepcopy(taken)
+    assert not hasattr(taken, "__dict__")
+
+
 def test_resources_from_before_start_are_never_reported(tmp_path: Path) -> None:
     older = open(tmp_path / "older", "w")  # noqa: SIM115
     try:

@@ -15,20 +15,19 @@ running), what atexit handlers leak then following in a second report.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import sys
 import threading
 import types
 from collections import Counter
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
 
-from .leaks import Leak, Snapshot, Tracker
-
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
 if TYPE_CHECKING:
+    from typing import Any
+
     from ._runner import Options, Target
+    from .leaks import Leak, Snapshot, Tracker
 
 __all__ = [
     "EXIT_LEAKED",
@@ -47,40 +46,58 @@ __all__ = [
 EXIT_LEAKED = 3
 
 
-@dataclass
+# Plain classes, as _runner.Options: a dataclass would import dataclasses and inspect.
 class Ended:
     """The check made when the program's main code ended in process *pid*."""
 
-    pid: int
-    leaks: list[Leak]
-    #: The program's exit status, and the one ``run()`` returned (``--fail`` may have changed it).
-    status: int
-    exit_code: int
-    #: Where acquisitions made during shutdown (atexit handlers) start.
-    mark: Snapshot
-    #: Already printed, because shutdown might have waited for ever before the atexit handlers.
-    printed: bool = False
+    __slots__ = ("exit_code", "leaks", "mark", "pid", "printed", "status")
+
+    def __init__(
+        self, pid: int, leaks: list[Leak], status: int, exit_code: int, mark: Snapshot, printed: bool = False
+    ) -> None:
+        self.pid = pid
+        self.leaks = leaks
+        #: The program's exit status, and the one ``run()`` returned (``--fail`` may have changed it).
+        self.status = status
+        self.exit_code = exit_code
+        #: Where acquisitions made during shutdown (atexit handlers) start.
+        self.mark = mark
+        #: Already printed, because shutdown might have waited for ever before the atexit handlers.
+        self.printed = printed
 
 
-@dataclass
 class Session:
     """What the report at exit needs; after a fork the child re-labels it as its own."""
 
-    options: Options
-    target: Target
-    tracker: Tracker
-    since: Snapshot | None
-    pid: int = field(default_factory=os.getpid)
-    is_child: bool = False
-    #: The same ``reclaim run`` command run again inside the program it runs (a program that
-    #: re-runs itself from ``sys.orig_argv``, as werkzeug's reloader does): its JSON goes to
-    #: ``PATH`` with its pid, and ``--fail`` is the outer run's to apply.
-    nested: bool = False
-    reported_pid: int = 0
-    ended: Ended | None = None
-    #: Diff the descriptor table; not in a process a library forked for itself (a pool worker,
-    #: a manager's server), whose threads open and close descriptors of their own meanwhile.
-    untracked_fds: bool = True
+    __slots__ = (
+        "ended",
+        "is_child",
+        "nested",
+        "options",
+        "pid",
+        "reported_pid",
+        "since",
+        "target",
+        "tracker",
+        "untracked_fds",
+    )
+
+    def __init__(self, options: Options, target: Target, tracker: Tracker, since: Snapshot | None) -> None:
+        self.options = options
+        self.target = target
+        self.tracker = tracker
+        self.since = since
+        self.pid = os.getpid()
+        self.is_child = False
+        #: The same ``reclaim run`` command run again inside the program it runs (a program that
+        #: re-runs itself from ``sys.orig_argv``, as werkzeug's reloader does): its JSON goes to
+        #: ``PATH`` with its pid, and ``--fail`` is the outer run's to apply.
+        self.nested = False
+        self.reported_pid = 0
+        self.ended: Ended | None = None
+        #: Diff the descriptor table; not in a process a library forked for itself (a pool worker,
+        #: a manager's server), whose threads open and close descriptors of their own meanwhile.
+        self.untracked_fds = True
 
 
 def defer_signals() -> tuple[list[int], dict[int, Any]]:
@@ -130,7 +147,7 @@ def _check(session: Session, since: Snapshot | None) -> list[Leak]:
         since,
         grace=options.grace,
         ignore_kinds=options.ignore,
-        ignore=options.allow,
+        ignore=options.allow or None,  # None: no filter to compile, so no re to import
         collect=True,
         untracked_fds=session.untracked_fds,
     )
@@ -157,7 +174,7 @@ def _unless_released_at_exit(session: Session, leaks: list[Leak]) -> list[Leak]:
         for leak in session.tracker.leaks(
             session.since,
             ignore_kinds=options.ignore,
-            ignore=options.allow,
+            ignore=options.allow or None,
             collect=True,
             untracked_fds=session.untracked_fds,
         )
@@ -311,6 +328,8 @@ def _print(
                 "exit_status": status,
                 "forked_child": session.is_child,
             }
+            import json  # only --json needs it
+
             with open(path, "w", encoding="utf-8") as f:
                 json.dump(document, f, indent=2)
                 f.write("\n")

@@ -33,9 +33,7 @@ import time
 import types
 import zipimport
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, NoReturn
 
 from . import _sites
 from ._exitreport import (
@@ -48,10 +46,13 @@ from ._exitreport import (
     report,
     report_and_die,
 )
-
-if TYPE_CHECKING:
-    from .leaks._allow import AllowRule
 from .leaks import Tracker, _records
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
+if TYPE_CHECKING:
+    from typing import NoReturn
+
+    from .leaks._allow import AllowRule
 
 __all__ = ["DEFAULT_DEPTH", "EXIT_LEAKED", "Options", "Target", "run"]
 
@@ -72,28 +73,43 @@ class _Terminated(BaseException):
     """Raised in the main thread by SIGTERM so the program unwinds before the report."""
 
 
-@dataclass
+# Options and Target are plain classes: a dataclass imports dataclasses and inspect, which
+# the program would find loaded at its first line (and pay for, ~7 ms).
 class Options:
     """What ``reclaim run``'s options asked for."""
 
-    json_path: str | None
-    fail: bool
-    depth: int
-    ignore: tuple[str, ...]
-    grace: float
-    #: --depth was given: files keep that many frames too (by default they keep two, for speed).
-    depth_given: bool = False
-    #: --allow rules: leaks they match are left out.
-    allow: tuple[AllowRule, ...] = ()
+    __slots__ = ("allow", "depth", "depth_given", "fail", "grace", "ignore", "json_path")
+
+    def __init__(
+        self,
+        json_path: str | None,
+        fail: bool,
+        depth: int,
+        ignore: tuple[str, ...],
+        grace: float,
+        depth_given: bool = False,
+        allow: tuple[AllowRule, ...] = (),
+    ) -> None:
+        self.json_path = json_path
+        self.fail = fail
+        self.depth = depth
+        self.ignore = ignore
+        self.grace = grace
+        #: --depth was given: files keep that many frames too (by default they keep two, for speed).
+        self.depth_given = depth_given
+        #: --allow rules: leaks they match are left out.
+        self.allow = allow
 
 
-@dataclass
 class Target:
     """The program to run: a script path or a module name, and its arguments."""
 
-    module: str | None
-    path: str | None
-    args: list[str]
+    __slots__ = ("args", "module", "path")
+
+    def __init__(self, module: str | None, path: str | None, args: list[str]) -> None:
+        self.module = module
+        self.path = path
+        self.args = args
 
     @property
     def label(self) -> str:

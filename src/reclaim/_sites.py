@@ -89,18 +89,18 @@ def _absolute(path: str) -> str:
 
 
 _RECLAIM_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
-_STDLIB_DIRS = tuple(
-    {os.path.abspath(p) + os.sep for p in (sysconfig.get_path("stdlib"), sysconfig.get_path("platstdlib"))}
-)
+# get_path() expands every path of its scheme to return one: ask for them all once.
+_PATHS = sysconfig.get_paths()
+_STDLIB_DIRS = tuple({os.path.abspath(p) + os.sep for p in (_PATHS["stdlib"], _PATHS["platstdlib"])})
 
 
 def _scripts_dirs() -> frozenset[str]:
     """Where the interpreter's console scripts live (a venv's ``bin/``, the base install's, the
     user's ``~/.local/bin``): launchers of installed code (``bin/pytest``), not the program."""
     found = {os.path.dirname(sys.executable)} if sys.executable else set()
-    default = sysconfig.get_default_scheme()
+    found.add(_PATHS["scripts"])
     base = {"base": sys.base_prefix, "platbase": sys.base_exec_prefix}
-    for scheme, config in ((default, None), (default, base), (f"{os.name}_user", None)):
+    for scheme, config in ((sysconfig.get_default_scheme(), base), (f"{os.name}_user", None)):
         try:
             found.add(sysconfig.get_path("scripts", scheme, config))
         except (KeyError, ValueError):  # a scheme this build does not have

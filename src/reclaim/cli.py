@@ -31,7 +31,6 @@ nothing leaked prints nothing. With ``--json PATH`` a child writes
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from collections.abc import Sequence
@@ -39,15 +38,24 @@ from collections.abc import Sequence
 from ._runner import DEFAULT_DEPTH, EXIT_LEAKED, Options, Target, run
 from ._version import __version__
 from .leaks import KINDS
-from .leaks._allow import parse_allow
+
+# argparse is imported when there are options to parse: `reclaim run app.py` has none, and
+# argparse, with the re, shutil and locale it loads, is a quarter of what `reclaim run` adds.
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
+if TYPE_CHECKING:
+    import argparse
 
 __all__ = ["EXIT_LEAKED", "main"]
 
 # Options of `reclaim run` that take a value: the first other word is the program.
 _VALUE_OPTIONS = ("--json", "--depth", "--ignore", "--allow", "--grace")
+#: --grace when not given, in seconds.
+_DEFAULT_GRACE = 0.5
 
 
 def _parser() -> argparse.ArgumentParser:
+    import argparse
+
     parser = argparse.ArgumentParser(
         prog="reclaim",
         description="reclaim: resource management for Python. "
@@ -60,6 +68,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run_parser() -> argparse.ArgumentParser:
+    import argparse
+
     parser = argparse.ArgumentParser(
         prog="reclaim run",
         usage="reclaim run [options] script.py [args...]\n       reclaim run [options] -m module [args...]",
@@ -106,9 +116,9 @@ def _run_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--grace",
         type=float,
-        default=0.5,
+        default=_DEFAULT_GRACE,
         metavar="SECONDS",
-        help="wait up to this long for threads and children still finishing (default 0.5)",
+        help=f"wait up to this long for threads and children still finishing (default {_DEFAULT_GRACE})",
     )
     return parser
 
@@ -155,8 +165,11 @@ def _json_destination(parser: argparse.ArgumentParser, path: str) -> str:
 
 
 def _parse_run(args: Sequence[str]) -> tuple[Options, Target]:
-    parser = _run_parser()
     words, target = _split(args)
+    if not words and target is not None and target.path != "-":
+        # No option of reclaim's (`reclaim run app.py args`): what the parser gives for none.
+        return Options(None, False, DEFAULT_DEPTH, (), _DEFAULT_GRACE), target
+    parser = _run_parser()
     ns = parser.parse_args(words)
     if target is None:
         parser.error("give the program to run: a script path or -m module")
@@ -172,6 +185,8 @@ def _parse_run(args: Sequence[str]) -> tuple[Options, Target]:
             if kind not in KINDS:
                 parser.error(f"argument --ignore: unknown kind {kind!r}; kinds: {', '.join(KINDS)}")
             ignore.append(kind)
+    from .leaks._allow import parse_allow  # with the re it compiles rules with
+
     allow = []
     for spec in ns.allow:
         try:

@@ -30,6 +30,11 @@ Public API (what the CLI and the pytest plugin build on):
   (a test id) recorded with every acquisition.
 * ``KINDS`` - the kind names a report can contain.
 
+``Leak``, ``Report``, ``Ignore``, ``SCHEMA`` and ``TrackerStatistics`` are imported
+on first use (PEP 562 ``__getattr__``), as the tracker makes them: the dataclasses
+among them import ``dataclasses`` and ``inspect``, a third of what ``reclaim run``
+paid before the program's first line, and a clean run never needs them.
+
 Example::
 
     import reclaim
@@ -43,16 +48,12 @@ from __future__ import annotations
 from reclaim.errors import LeakError
 
 from ._check import NoLeaks, no_leaks
-from ._report import SCHEMA, Leak, Report
-from ._tracker import (
-    Ignore,
-    Snapshot,
-    Tracker,
-    TrackerStatistics,
-    context,
-    current_context,
-    set_context,
-)
+from ._tracker import Snapshot, Tracker, context, current_context, set_context
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
+if TYPE_CHECKING:
+    from ._report import SCHEMA, Ignore, Leak, Report
+    from ._stats import TrackerStatistics
 
 #: Every kind a report can contain (pool leases and other owners may add their own).
 KINDS = (
@@ -101,3 +102,34 @@ __all__ = [
     "no_leaks",
     "set_context",
 ]
+
+# Public name -> the module that defines it, imported when the name is first used.
+_LAZY = {
+    "Ignore": "_report",
+    "Leak": "_report",
+    "Report": "_report",
+    "SCHEMA": "_report",
+    "TrackerStatistics": "_stats",
+}
+
+
+def _load(name: str) -> object:
+    """Import what *name* needs and bind it here, so the next lookup is a plain global."""
+    import importlib  # already imported by the interpreter: costs a dict lookup
+
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+if not TYPE_CHECKING:
+    # Hidden from type checkers: a module __getattr__ would make mypy accept any
+    # attribute (a typo like reclaim.leaks.Leek would type-check as object).
+    __getattr__ = _load
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

@@ -10,19 +10,37 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 
-from ._report import Leak
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
+if TYPE_CHECKING:
+    from ._report import Leak
 
 __all__ = ["AllowRule", "allow_rule", "parse_allow"]
 
 
-@dataclass(frozen=True)
 class AllowRule:
-    """Allows a leak of one of *kinds* (None: any) whose description or site *pattern* matches."""
+    """Allows a leak of one of *kinds* (None: any) whose description or site *pattern* matches.
 
-    kinds: frozenset[str] | None
-    pattern: re.Pattern[str] | None
+    A plain class: ``reclaim run --allow`` makes one before the program starts, and a
+    dataclass would import dataclasses and inspect then.
+    """
+
+    __slots__ = ("kinds", "pattern")
+
+    def __init__(self, kinds: frozenset[str] | None, pattern: re.Pattern[str] | None) -> None:
+        self.kinds = kinds
+        self.pattern = pattern
+
+    def __repr__(self) -> str:
+        return f"AllowRule(kinds={self.kinds!r}, pattern={self.pattern!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, AllowRule):
+            return NotImplemented
+        return (self.kinds, self.pattern) == (other.kinds, other.pattern)
+
+    def __hash__(self) -> int:
+        return hash((self.kinds, self.pattern))
 
     def __call__(self, leak: Leak) -> bool:
         if self.kinds is not None and leak.kind not in self.kinds:

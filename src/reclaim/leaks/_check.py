@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import functools
-import inspect
 from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
-from typing import Any, ParamSpec, TypeVar
 
 from reclaim.errors import LeakError
 
-from ._report import Report
-from ._tracker import Ignore, Snapshot, Tracker
+from ._tracker import Snapshot, Tracker
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
+if TYPE_CHECKING:  # annotations only (strings at run time): typing and the report are imported late
+    from typing import Any, ParamSpec, TypeVar
+
+    from ._report import Ignore, Report
+
+    P = ParamSpec("P")
+    R = TypeVar("R")
 
 __all__ = ["NoLeaks", "known_kinds", "no_leaks"]
-
-P = ParamSpec("P")
-R = TypeVar("R")
 
 
 def known_kinds(kinds: Iterable[str], argument: str) -> frozenset[str]:
@@ -114,6 +117,8 @@ class NoLeaks:
 
     def __call__(self, func: Callable[P, R]) -> Callable[P, R]:
         """Decorate *func* (sync or ``async def``) so every call is checked."""
+        import inspect  # here: with ast, dis and tokenize it costs ~6 ms, and only decorating needs it
+
         if inspect.iscoroutinefunction(func):
             afunc: Callable[P, Awaitable[Any]] = func
 

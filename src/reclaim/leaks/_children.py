@@ -42,7 +42,6 @@ import sys
 from collections.abc import Callable
 from functools import partial
 from types import ModuleType
-from typing import Any
 
 from reclaim._sites import frame_is_framework
 
@@ -52,6 +51,10 @@ from ._kinds import Details, Kind, register
 from ._owning import own
 from ._patch import Patches
 from ._records import NO_OBJECT, OPEN, Record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["install", "install_asyncio_transport", "install_asyncio_watchers", "install_os"]
 

@@ -27,12 +27,15 @@ import os
 import stat
 import sys
 from collections.abc import Callable, Iterable
-from typing import Any
 
 from . import _records
 from ._kinds import Details, Kind, register
 from ._patch import Patches
 from ._records import NO_OBJECT, Record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "CLOSING_IN_C",

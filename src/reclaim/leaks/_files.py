@@ -43,7 +43,7 @@ import time
 import types
 import warnings
 import weakref
-from typing import Any, NamedTuple
+from collections import namedtuple
 
 from reclaim._sites import _framework_cache as _fw_cache
 from reclaim._sites import closing_in_finalizer as _closing_in_finalizer
@@ -53,6 +53,10 @@ from . import _records
 from ._kinds import Details, Kind, register
 from ._patch import Patches
 from ._records import NO_OBJECT, OPEN, Record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
+if TYPE_CHECKING:
+    from typing import Any, NamedTuple
 
 __all__ = ["collected", "install", "is_tracked", "tracked_open"]
 
@@ -209,11 +213,20 @@ def _sweep() -> None:
     _sweep_at = max(512, 2 * len(table))
 
 
-class PipeEnd(NamedTuple):
+if TYPE_CHECKING:
+
+    class _PipeEndFields(NamedTuple):
+        stream: str  # "stdin", "stdout" or "stderr", as the Popen attribute that holds it
+        pid: int
+
+else:  # the same, without importing typing (see reclaim._sites.Frame)
+    _PipeEndFields = namedtuple("PipeEnd", ("stream", "pid"))
+
+
+class PipeEnd(_PipeEndFields):
     """The name of a file that is one of a subprocess's pipes: which stream, and the child's pid."""
 
-    stream: str  # "stdin", "stdout" or "stderr", as the Popen attribute that holds it
-    pid: int
+    __slots__ = ()
 
 
 def rename(file: Any, name: object) -> None:

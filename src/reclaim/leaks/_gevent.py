@@ -44,11 +44,14 @@ from __future__ import annotations
 import sys
 from operator import attrgetter
 from types import ModuleType
-from typing import Any
 
 from . import _fds, _records
 from ._patch import Patches
 from ._sockets import track_class
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["install_hub", "install_os", "install_server", "install_socket"]
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 import functools
 import sys
 from types import FrameType, ModuleType
-from typing import Any
 
 from reclaim import _sites
 
@@ -35,6 +34,10 @@ from . import _fds, _records
 from ._kinds import Details, Kind, register
 from ._patch import Patches
 from ._records import Record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["CHANNELS", "MAKERS", "install", "install_channel"]
 

@@ -32,13 +32,16 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable
 from types import BuiltinFunctionType, CodeType, FunctionType, ModuleType
-from typing import Any
 
 from . import _records
 from ._kinds import Details, Kind, kind_of, register
 from ._owning import site
 from ._patch import Patches
 from ._records import OPEN, Record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "HOLDERS",
@@ -275,7 +278,10 @@ def _collected_sockets(since: int) -> dict[object, Record]:
     return out
 
 
-Found = tuple[Record, Any, str]
+if TYPE_CHECKING:
+    Found = tuple[Record, Any, str]
+else:
+    Found = tuple
 
 
 def fold(found: list[Found]) -> dict[int, list[Found]]:

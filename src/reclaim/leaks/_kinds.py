@@ -9,15 +9,19 @@ tracks. Kinds reported through :mod:`reclaim._track` by reclaim's own owners
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Any
 
 from . import _records
 from ._records import Record
 
-__all__ = ["KINDS", "Kind", "kind_of", "owned_kind", "register"]
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
+if TYPE_CHECKING:
+    from typing import Any
 
-Details = dict[str, Any]
+    Details = dict[str, Any]
+else:  # the modules that import it name it in annotations only (strings at run time)
+    Details = dict
+
+__all__ = ["KINDS", "Kind", "kind_of", "owned_kind", "register"]
 
 
 def _no_fds(obj: Any, rec: Record) -> Iterable[int]:
@@ -37,7 +41,6 @@ def _info_description(obj: Any, rec: Record) -> tuple[str, Details]:
     return str(rec.info), {}
 
 
-@dataclass(frozen=True, slots=True)
 class Kind:
     """How one kind of resource is checked and described.
 
@@ -59,16 +62,35 @@ class Kind:
         holder: a library object that owns other tracked resources (an HTTP
             client's sockets): never reported on its own, only with the leaks it
             holds, listed under it (see :mod:`._holders`).
+
+    A plain class, not a dataclass: the tracker registers one per kind as it is imported,
+    and dataclasses would import inspect before ``reclaim run`` starts the program.
     """
 
-    name: str
-    is_open: Callable[[Any, Record], bool] = _always_open
-    describe: Callable[[Any, Record], tuple[str, Details]] = _info_description
-    fds: Callable[[Any, Record], Iterable[int]] = _no_fds
-    paths: Callable[[Any, Record], Iterable[str]] = _no_paths
-    waitable: bool | Callable[[], bool] = False
-    death_leak: bool = False
-    holder: bool = False
+    __slots__ = ("death_leak", "describe", "fds", "holder", "is_open", "name", "paths", "waitable")
+
+    def __init__(
+        self,
+        name: str,
+        is_open: Callable[[Any, Record], bool] = _always_open,
+        describe: Callable[[Any, Record], tuple[str, Details]] = _info_description,
+        fds: Callable[[Any, Record], Iterable[int]] = _no_fds,
+        paths: Callable[[Any, Record], Iterable[str]] = _no_paths,
+        waitable: bool | Callable[[], bool] = False,
+        death_leak: bool = False,
+        holder: bool = False,
+    ) -> None:
+        self.name = name
+        self.is_open = is_open
+        self.describe = describe
+        self.fds = fds
+        self.paths = paths
+        self.waitable = waitable
+        self.death_leak = death_leak
+        self.holder = holder
+
+    def __repr__(self) -> str:
+        return f"<Kind {self.name!r}>"
 
     def worth_waiting_for(self) -> bool:
         """Whether a check's grace period should wait for an open resource of this kind."""

@@ -33,7 +33,6 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from types import ModuleType
-from typing import Any
 
 from reclaim._sites import in_finalizer as _in_finalizer
 
@@ -42,6 +41,10 @@ from ._kinds import Details, Kind, register
 from ._owning import site
 from ._patch import Patches
 from ._records import OPEN, Record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["install", "install_streams", "releasing_close"]
 

@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import sys
 from types import FrameType, ModuleType
-from typing import Any
 
 from . import _fds, _records
 from ._kinds import Details, Kind, register
 from ._patch import Patches
 from ._records import OPEN, Record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["install"]
 

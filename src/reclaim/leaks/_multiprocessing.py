@@ -50,13 +50,16 @@ import sys
 import weakref
 from collections.abc import Callable
 from types import FunctionType, ModuleType
-from typing import Any
 
 from . import _records
 from ._kinds import Details, Kind, register
 from ._owning import label, lookup, own, site, track_init
 from ._patch import Patches
 from ._records import NO_OBJECT, OPEN, Record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "install_executor",

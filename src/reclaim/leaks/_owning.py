@@ -17,12 +17,15 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator
 from types import CodeType, FrameType, FunctionType, MethodType, ModuleType
-from typing import Any
 
 from reclaim import _sites
 
 from . import _records
 from ._patch import Patches
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "PLUMBING",

@@ -10,7 +10,10 @@ drops them from the tip of the tracebacks it prints.
 from __future__ import annotations
 
 from types import FunctionType, ModuleType
-from typing import Any
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["Patches"]
 

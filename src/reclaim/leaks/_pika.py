@@ -29,13 +29,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from types import ModuleType
-from typing import Any
 
 from . import _holders
 from ._kinds import Details, Kind, register
 from ._owning import own
 from ._patch import Patches
 from ._records import Record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["MODULES", "install_base", "install_blocking", "install_compat"]
 

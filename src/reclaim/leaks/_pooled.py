@@ -35,12 +35,15 @@ import time
 import weakref
 from collections.abc import Callable, Iterator
 from types import ModuleType
-from typing import Any
 
 from reclaim import _sites
 
 from . import _records
 from ._patch import Patches
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "in_use",

@@ -16,12 +16,15 @@ from __future__ import annotations
 import functools
 import sys
 from types import ModuleType
-from typing import Any
 
 from . import _records
 from ._kinds import Details, Kind, register
 from ._patch import Patches
 from ._records import Record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["install_async", "install_sync"]
 

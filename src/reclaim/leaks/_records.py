@@ -33,7 +33,6 @@ import threading
 import time
 import weakref
 from collections import deque
-from typing import Any
 
 # Site capture lives in reclaim._sites; re-exported under the names this package uses.
 from reclaim._sites import (
@@ -43,6 +42,10 @@ from reclaim._sites import (
 )
 from reclaim._sites import capture_flat as capture
 from reclaim._sites import resolve as site_of
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "AT_DEL",

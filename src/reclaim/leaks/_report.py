@@ -2,6 +2,10 @@
 
 Formatting happens here and only here, when someone asks for a report: the
 tracker keeps raw ``(code, line)`` pairs and turns them into frames at the end.
+This module is imported then too (the first leak found, the first report made,
+or ``reclaim.leaks.Leak`` looked up), not with the tracker: its dataclasses
+import :mod:`dataclasses` and :mod:`inspect`, which were a third of what
+``reclaim run`` paid before the program's first line.
 The JSON layout is documented in ``docs/leaks-json.md`` and versioned by
 :data:`SCHEMA`; add fields freely, bump the number when one changes meaning.
 """
@@ -10,16 +14,20 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import IO, Any
 
 from reclaim._sites import Frame, is_program
 
-__all__ = ["SCHEMA", "Leak", "Report"]
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
+if TYPE_CHECKING:
+    from typing import IO, Any
+
+__all__ = ["SCHEMA", "Ignore", "Leak", "Report"]
 
 #: Identifies the JSON layout; see docs/leaks-json.md.
 SCHEMA = "reclaim.leaks/1"
@@ -117,6 +125,10 @@ class Leak:
             counts = Counter(held.kind for held in self.holds).most_common()
             holds = "; holds " + ", ".join(f"{n} {kind}" for kind, n in counts)
         return f"{self.kind}: {self.description}{state}{where}{holds}"
+
+
+#: A filter: a regular expression searched in a leak's description, or a predicate.
+Ignore = str | re.Pattern[str] | Callable[[Leak], bool]
 
 
 @dataclass(frozen=True, slots=True)

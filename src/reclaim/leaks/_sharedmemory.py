@@ -35,13 +35,16 @@ import os
 import sys
 import weakref
 from types import ModuleType
-from typing import Any
 
 from . import _fds, _records
 from ._kinds import Details, Kind, register
 from ._owning import site
 from ._patch import Patches
 from ._records import NO_OBJECT, OPEN, Record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["install", "reset"]
 

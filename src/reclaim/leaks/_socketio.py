@@ -30,13 +30,16 @@ from __future__ import annotations
 
 import sys
 from types import ModuleType
-from typing import Any
 
 from reclaim._sites import closing_in_finalizer
 
 from . import _records
 from ._patch import Patches
 from ._sockets import collected
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["install"]
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from types import FrameType, ModuleType
-from typing import Any
 
 from reclaim import _sites
 
@@ -34,6 +33,10 @@ from ._kinds import Details, Kind, register
 from ._owning import PLUMBING
 from ._patch import Patches
 from ._records import Record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["collected", "install_selectors", "install_socket", "track_class"]
 

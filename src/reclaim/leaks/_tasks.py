@@ -24,7 +24,6 @@ import contextlib
 import contextvars
 import sys
 from types import ModuleType
-from typing import Any
 
 from reclaim import _sites
 
@@ -33,6 +32,10 @@ from ._kinds import Details, Kind, register
 from ._owning import PLUMBING, plumbing
 from ._patch import Patches
 from ._records import OPEN, Record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["install_base_events", "install_runners", "tracking_create_task"]
 

@@ -26,16 +26,18 @@
 
 from __future__ import annotations
 
-import inspect
 import os
 import sys
-from types import ModuleType
-from typing import Any
+from types import FunctionType, ModuleType
 
 from . import _files, _records
 from ._kinds import Details, Kind, register
 from ._patch import Patches
 from ._records import NO_OBJECT, OPEN, Record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["install"]
 
@@ -56,6 +58,17 @@ def _path_and_maker(rec: Record) -> tuple[str, str]:
 def _is_wrapper(obj: Any, rec: Record) -> bool:
     """Whether *obj* is a live ``NamedTemporaryFile`` wrapper (not a reclaim ``TempFile``)."""
     return obj is not None and type(rec.info) is not str
+
+
+def _parameters(function: Any) -> list[str]:
+    """The names of *function*'s parameters, in order: read from its code when it is a plain
+    function, for inspect (with ast, dis and tokenize) costs ~6 ms to import."""
+    if type(function) is FunctionType and not hasattr(function, "__wrapped__"):
+        code = function.__code__
+        return list(code.co_varnames[: code.co_argcount + code.co_kwonlyargcount])
+    import inspect  # a wrapped or foreign callable: what its signature says
+
+    return list(inspect.signature(function).parameters)
 
 
 def _dir_open(obj: Any, rec: Record) -> bool:
@@ -196,7 +209,7 @@ def install(patches: Patches, tempfile: ModuleType) -> None:
     if temporary_file is not tempfile.NamedTemporaryFile:  # outside POSIX it is that one
         # Where ``dir`` sits among the positional parameters (6 on 3.11 to 3.13), found once:
         # binding the signature on every call cost more than the rest of tracking the file.
-        at = list(inspect.signature(temporary_file).parameters).index("dir")
+        at = _parameters(temporary_file).index("dir")
         gettempdir = tempfile.gettempdir
 
         def temporary_file_(*args: Any, **kwargs: Any) -> Any:

@@ -38,7 +38,6 @@ from __future__ import annotations
 import sys
 import threading
 from types import ModuleType
-from typing import Any
 
 from reclaim import _sites
 
@@ -47,6 +46,10 @@ from ._kinds import Details, Kind, register
 from ._owning import PLUMBING, label, own, track_init
 from ._patch import Patches
 from ._records import Record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["install", "install_executor"]
 

@@ -10,18 +10,14 @@ pytest plugin, a ``no_leaks`` block) do not see each other's windows.
 
 from __future__ import annotations
 
-import dataclasses
 import gc
 import os
-import re
 import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
-from typing import Any, Self
 
 from reclaim import _sites, _track
 from reclaim._sites import Site
@@ -31,20 +27,23 @@ from ._holders import not_followed as _not_followed
 from ._kinds import Kind, kind_of, register
 from ._patch import Patches
 from ._records import NO_OBJECT, OPEN, Record
-from ._report import Leak, Report
+
+# Leak, Report and TrackerStatistics are dataclasses, imported where one is made: dataclasses
+# imports inspect, a third of what `reclaim run` paid before the program's first line.
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
+if TYPE_CHECKING:
+    from typing import Any, Self
+
+    from ._report import Ignore, Leak, Report
+    from ._stats import TrackerStatistics
 
 __all__ = [
-    "Ignore",
     "Snapshot",
     "Tracker",
-    "TrackerStatistics",
     "context",
     "current_context",
     "set_context",
 ]
-
-#: A filter: a regular expression searched in a leak's description, or a predicate.
-Ignore = str | re.Pattern[str] | Callable[[Leak], bool]
 
 _lock = threading.Lock()
 _users = 0
@@ -154,7 +153,6 @@ def context(label: str | None) -> Iterator[None]:
         set_context(old)
 
 
-@dataclass(frozen=True, slots=True)
 class Snapshot:
     """A point in time: a report ``since`` it shows only what was acquired after it.
 
@@ -166,31 +164,73 @@ class Snapshot:
             baseline for reporting untracked descriptors.
         fd_ids: what each of those descriptors was then (device and inode): one closed
             since and its number given to a new one is not in the baseline any more.
+
+    Frozen, with the ``repr``, equality and hash of the frozen dataclass it was; written out
+    because every ``start()`` makes one, and a dataclass imports ``dataclasses`` and
+    ``inspect`` (``reclaim run`` would load them before the program's first line).
     """
+
+    __slots__ = ("seq", "time", "fds", "fd_ids")  # noqa: RUF023 - field order, as the dataclass had
+    __match_args__ = ("seq", "time", "fds", "fd_ids")
 
     seq: int
     time: float
     fds: frozenset[int] | None
-    fd_ids: Mapping[int, tuple[int, int]] | None = None
+    fd_ids: Mapping[int, tuple[int, int]] | None
+
+    def __init__(
+        self,
+        seq: int,
+        time: float,
+        fds: frozenset[int] | None,
+        fd_ids: Mapping[int, tuple[int, int]] | None = None,
+    ) -> None:
+        set_field = object.__setattr__  # the class's own refuses, as a frozen dataclass's does
+        set_field(self, "seq", seq)
+        set_field(self, "time", time)
+        set_field(self, "fds", fds)
+        set_field(self, "fd_ids", fd_ids)
+
+    def _values(self) -> tuple[object, ...]:
+        return (self.seq, self.time, self.fds, self.fd_ids)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__qualname__}(seq={self.seq!r}, time={self.time!r}, fds={self.fds!r}, "
+            f"fd_ids={self.fd_ids!r})"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Snapshot) and other.__class__ is self.__class__:
+            return self._values() == other._values()
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if type(self) is Snapshot or name in Snapshot.__slots__:
+            raise _frozen(f"cannot assign to field {name!r}")
+        super().__setattr__(name, value)
+
+    def __delattr__(self, name: str) -> None:
+        if type(self) is Snapshot or name in Snapshot.__slots__:
+            raise _frozen(f"cannot delete field {name!r}")
+        super().__delattr__(name)
+
+    def __getstate__(self) -> list[object]:
+        return list(self._values())
+
+    def __setstate__(self, state: list[object]) -> None:
+        for name, value in zip(Snapshot.__slots__, state, strict=False):
+            object.__setattr__(self, name, value)
 
 
-@dataclass(frozen=True, slots=True)
-class TrackerStatistics:
-    """Counters of the shared instrumentation, for debugging and tests.
+def _frozen(message: str) -> AttributeError:
+    """The error assigning to a frozen dataclass raises (its module is imported only now)."""
+    from dataclasses import FrozenInstanceError
 
-    Attributes:
-        running: this tracker is started.
-        users: trackers (and checks) currently holding the instrumentation.
-        live: records of resources that may still be open (all windows).
-        collected: leaks the garbage collector closed, kept until reports are done with them.
-        files: raw layers of files opened while tracking and not yet swept (open or recently closed).
-    """
-
-    running: bool
-    users: int
-    live: int
-    collected: int
-    files: int
+    return FrozenInstanceError(message)
 
 
 def _take_snapshot() -> Snapshot:
@@ -276,6 +316,8 @@ class Tracker:
 
     def statistics(self) -> TrackerStatistics:
         """Counters of the instrumentation (see :class:`TrackerStatistics`)."""
+        from ._stats import TrackerStatistics
+
         start = self._start
         return TrackerStatistics(
             running=start is not None,
@@ -430,6 +472,8 @@ class Tracker:
                 include_framework=include_framework,
                 untracked_fds=untracked_fds,
             )
+        from ._report import Report
+
         return Report(tuple(leaks))
 
     def _require(self) -> Snapshot:
@@ -448,12 +492,16 @@ def _known_kinds(kinds: Iterable[str]) -> frozenset[str]:
 def _filters(ignore: Ignore | Iterable[Ignore] | None) -> list[Ignore]:
     if ignore is None:
         return []
+    import re  # here, not at the tracker's import: a program that does not use re pays nothing
+
     if isinstance(ignore, (str, re.Pattern)) or callable(ignore):
         return [ignore]
     return list(ignore)
 
 
 def _compile(spec: Ignore) -> Callable[[Leak], bool]:
+    import re
+
     if isinstance(spec, (str, re.Pattern)):
         pattern = re.compile(spec) if isinstance(spec, str) else spec
         return lambda leak: pattern.search(leak.description) is not None
@@ -470,7 +518,11 @@ def _kept(leak: Leak, skip_kinds: frozenset[str], filters: list[Callable[[Leak],
     holds = tuple(held for held in leak.holds if _kept(held, skip_kinds, filters) is not None)
     if not holds:
         return None
-    return leak if len(holds) == len(leak.holds) else dataclasses.replace(leak, holds=holds)
+    if len(holds) == len(leak.holds):
+        return leak
+    import dataclasses  # a Leak was made: the module is loaded
+
+    return dataclasses.replace(leak, holds=holds)
 
 
 def _is_framework(site: Any) -> bool:
@@ -563,6 +615,8 @@ def _leak(rec: Record, obj: Any, state: str, now: float, holds: Iterable[Leak] =
         description, details = kind_of(rec.kind).describe(obj, rec)
     except Exception as exc:  # describing must never hide the leak itself
         description, details = f"<cannot describe: {exc!r}>", {}
+    from ._report import Leak
+
     return Leak(
         kind=rec.kind,
         description=description,
@@ -644,6 +698,8 @@ def _untracked(
             owned.update(held())
         except Exception:  # noqa: S110 - as above: what cannot be named is not held
             pass
+    from ._report import Leak
+
     pid = os.getpid()
     out = []
     for fd in candidates:

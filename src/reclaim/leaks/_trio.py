@@ -15,11 +15,14 @@ opened the nursery the connecting task runs in. Only such a site pays for it.
 from __future__ import annotations
 
 from types import FrameType, ModuleType
-from typing import Any
 
 from reclaim import _sites
 
 from ._patch import Patches
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["install"]
 

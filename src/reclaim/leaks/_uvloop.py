@@ -64,10 +64,13 @@ import gc
 import sys
 import weakref
 from types import ModuleType
-from typing import Any
 
 from . import _fds, _loops, _records, _sockets, _tasks
 from ._patch import Patches
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["KEY", "SPARE", "claimed", "discover", "install"]
 

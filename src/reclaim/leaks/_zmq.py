@@ -46,7 +46,6 @@ import sys
 import weakref
 from collections.abc import Iterator
 from types import FrameType, ModuleType
-from typing import Any
 
 from reclaim import _sites
 
@@ -54,6 +53,10 @@ from . import _fds, _owning, _records
 from ._kinds import Details, Kind, register
 from ._patch import Patches
 from ._records import Record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["any_open", "held", "install_context", "install_socket"]
 
