@@ -55,6 +55,16 @@ SERVICES = {
         os.environ.get("RECLAIM_RABBITMQ_USER", "guest"),
         os.environ.get("RECLAIM_RABBITMQ_PASSWORD", "guest"),
     ),
+    "mosquitto": Service(
+        "Mosquitto",
+        os.environ.get("RECLAIM_MQTT_HOST", "127.0.0.1"),
+        int(os.environ.get("RECLAIM_MQTT_PORT", "1883")),
+    ),
+    "nats": Service(
+        "NATS",
+        os.environ.get("RECLAIM_NATS_HOST", "127.0.0.1"),
+        int(os.environ.get("RECLAIM_NATS_PORT", "4222")),
+    ),
 }
 
 
@@ -125,6 +135,18 @@ def redis_server() -> Service:
 def rabbitmq() -> Service:
     """The RabbitMQ server on 127.0.0.1 (skips or fails when it is down)."""
     return require_service("rabbitmq")
+
+
+@pytest.fixture
+def mosquitto() -> Service:
+    """The Mosquitto (MQTT) server on 127.0.0.1 (skips or fails when it is down)."""
+    return require_service("mosquitto")
+
+
+@pytest.fixture
+def nats_server() -> Service:
+    """The NATS server on 127.0.0.1 (skips or fails when it is down)."""
+    return require_service("nats")
 
 
 # -- pools of test objects (tests/pool_support.py) -----------------------------------------

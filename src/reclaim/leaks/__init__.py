@@ -76,6 +76,8 @@ KINDS = (
     "aiohttp",
     "httpx",
     "amqp",
+    "mqtt",
+    "nats",
     "grpc",
     "zmq-socket",
     "zmq-context",

@@ -26,12 +26,11 @@ from __future__ import annotations
 
 import functools
 import sys
-from types import FrameType, ModuleType
-
-from reclaim import _sites
+from types import ModuleType
 
 from . import _fds, _records
 from ._kinds import Details, Kind, register
+from ._owning import caller
 from ._patch import Patches
 from ._records import Record
 
@@ -62,20 +61,6 @@ def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
 register(Kind("grpc", describe=_describe, death_leak=True))
 
 
-def _caller(frame: FrameType) -> FrameType:
-    """The first frame from *frame* outwards that is neither grpc's nor plumbing (reclaim's
-    wrappers): the line that made the channel, not ``grpc.insecure_channel``'s."""
-    found: FrameType | None = frame
-    while found is not None:
-        name = found.f_globals.get("__name__")
-        if not (type(name) is str and name.partition(".")[0] == "grpc") and not _sites.is_framework(
-            found.f_code.co_filename
-        ):
-            return found
-        found = found.f_back
-    return frame
-
-
 def install_channel(patches: Patches, module: ModuleType) -> None:
     """Record each ``Channel`` of *module* at the program's line, released by its ``_close``."""
     cls = getattr(module, "Channel", None)
@@ -88,7 +73,7 @@ def install_channel(patches: Patches, module: ModuleType) -> None:
     def __init__(self: Any, target: Any, *args: Any, **kwargs: Any) -> None:
         init(self, target, *args, **kwargs)
         label = target.decode(errors="replace") if isinstance(target, bytes) else str(target)
-        _records.new(self, "grpc", label, _records.capture(_caller(sys._getframe(1)), _records.depth))
+        _records.new(self, "grpc", label, _records.capture(caller(sys._getframe(1), "grpc"), _records.depth))
 
     @functools.wraps(close)
     def _close(self: Any, *args: Any, **kwargs: Any) -> Any:

@@ -96,7 +96,8 @@ HOLDERS: dict[str, dict[str, tuple[str, str, str, Callable[[Any], Iterable[objec
 }
 
 #: kind -> where a holder of that kind keeps its sockets: what :func:`claim` searches from (the
-#: modules tracking holders of other kinds add theirs: pika's connections, see :mod:`._pika`).
+#: modules tracking holders of other kinds add theirs: pika's connections, see :mod:`._pika`;
+#: paho's clients, :mod:`._paho`).
 ROOTS: dict[str, Callable[[Any], Iterable[object]]] = {"aiohttp": _itself, "httpx": _httpx_transports}
 
 #: Objects one search looks at, at most: a client's own graph is a few hundred.
@@ -104,8 +105,9 @@ SEARCH = 10_000
 
 
 def _closed(obj: Any, rec: Record) -> bool:
+    closed = rec.info[1]
     try:
-        return bool(getattr(obj, rec.info[1]))
+        return bool(getattr(obj, closed) if type(closed) is str else closed(obj))
     except Exception:  # a half-built client: it cannot have opened anything
         return True
 
@@ -147,14 +149,15 @@ def track(
     patches: Patches,
     cls: type,
     kind: str,
-    closed: str,
+    closed: str | Callable[[Any], bool],
     fix: str,
     owned: Callable[[Any], Iterable[object]],
     label: Callable[[Any], object] | None = None,
 ) -> None:
     """Track *cls* (and its subclasses) as holders of *kind*: each instance made outside another
     holder's making gets a record at the line that made it, open while its attribute *closed* is
-    false, told to be closed by *fix*; *owned* gives what it was handed to close. Its record's
+    false (or, a function, while ``closed(instance)`` is: a paho client has no such attribute),
+    told to be closed by *fix*; *owned* gives what it was handed to close. Its record's
     info is ``(label, closed, fix, held)``, the label ``label(instance)`` once it is made (by
     default its class's public name)."""
     init: Callable[..., None] = vars(cls)["__init__"]

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 __all__ = [
     "PLUMBING",
     "PROCESS_WIDE",
+    "caller",
     "install_process_wide",
     "label",
     "lookup",
@@ -149,6 +150,21 @@ def outside(obj: object, frame: FrameType | None) -> FrameType | None:
         if not (code.co_argcount and code.co_varnames[0] == "self" and frame.f_locals.get("self") is obj):
             return frame
         frame = frame.f_back
+    return frame
+
+
+def caller(frame: FrameType, package: str) -> FrameType:
+    """The first frame from *frame* outwards that is neither *package*'s nor plumbing (reclaim's
+    wrappers): the program's line that called into the library (``nats.connect(...)``), not the
+    library function it called (else *frame* itself)."""
+    found: FrameType | None = frame
+    while found is not None:
+        name = found.f_globals.get("__name__")
+        if not (type(name) is str and name.partition(".")[0] == package) and not _sites.is_framework(
+            found.f_code.co_filename
+        ):
+            return found
+        found = found.f_back
     return frame
 
 

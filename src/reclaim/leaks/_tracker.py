@@ -398,8 +398,8 @@ class Tracker:
             since: a :meth:`snapshot`; only acquisitions after it count.
             context: only resources acquired under this label (see :func:`set_context`).
             grace: seconds to wait for threads, children and tasks still winding
-                down, polled with back-off (1 ms doubling to 100 ms); no wait
-                at all when none is left over.
+                down (a client's among what it holds too), polled with back-off
+                (1 ms doubling to 100 ms); no wait at all when none is left over.
             ignore_kinds: kinds not to list (``{"thread"}``).
             ignore: filters: a regular expression searched in the description
                 (``r"\\.log$"``), a ``Leak -> bool`` predicate, or several of them.
@@ -432,9 +432,7 @@ class Tracker:
                 if (kept := _kept(leak, skip_kinds, filters)) is not None
             ]
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or not any(
-                leak.state == "open" and kind_of(leak.kind).worth_waiting_for() for leak in found
-            ):
+            if remaining <= 0 or not any(_winding_down(leak) for leak in found):
                 return found
             time.sleep(min(delay, remaining))
             delay = min(delay * 2, 0.1)
@@ -480,6 +478,14 @@ class Tracker:
         if self._start is None:
             raise RuntimeError("the tracker is not running; call start() first")
         return self._start
+
+
+def _winding_down(leak: Leak) -> bool:
+    """Whether *leak* is open and may still end by itself: of a kind that may (a thread), or a
+    holder of one (an MQTT client's loop thread, ending after ``disconnect()``)."""
+    return leak.state == "open" and (
+        kind_of(leak.kind).worth_waiting_for() or any(_winding_down(held) for held in leak.holds)
+    )
 
 
 def _known_kinds(kinds: Iterable[str]) -> frozenset[str]:
