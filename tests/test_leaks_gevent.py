@@ -19,6 +19,7 @@ from _leakhelp import (
 )
 
 gevent = pytest.importorskip("gevent")
+gevent_event = pytest.importorskip("gevent.event")
 gevent_server = pytest.importorskip("gevent.server")
 gevent_socket = pytest.importorskip("gevent.socket")
 
@@ -215,3 +216,108 @@ def test_pytest_passes_clean_gevent_tests_and_fails_the_one_leaving_a_socket(
         """
     )
     reclaim_pytest_fails_one(pytester, 3, "test_left_open", "test_gv.py:14")
+
+
+# Greenlets joined, finished, killed before and after starting, and one left pending at line 16.
+GREENLETS = """\
+    import gevent, gevent.event, gevent.pool
+
+    def forever():
+        gevent.event.Event().wait()
+
+    gevent.spawn(lambda: 1).join()
+    finished = gevent.spawn(lambda: 2)
+    killed = gevent.spawn(forever)
+    never_started = gevent.spawn(forever)
+    never_started.kill()
+    gevent.sleep(0)
+    killed.kill()
+    pool = gevent.pool.Pool(2)
+    pool.spawn(forever).kill()
+    assert finished.dead
+    pending = gevent.spawn(forever)
+    gevent.sleep(0)
+"""
+
+
+def test_greenlet_left_pending_is_a_task_at_its_spawn_line(tmp_path: Path) -> None:
+    """As an asyncio task left pending: kind task, its function and where it waits, at the spawn
+    line; greenlets that finished or were killed, and gevent's hub, are no leak."""
+    report, stderr = reclaim_run_json(tmp_path, GREENLETS)
+    assert report["counts"] == {"task": 1}, stderr
+    (leak,) = report["leaks"]
+    assert (leak["state"], leak["frames"][0]["line"]) == ("open", 16), stderr
+    assert leak["description"].startswith("'Greenlet-"), stderr
+    assert leak["description"].endswith("' running forever(), suspended at " + leak["details"]["awaiting"])
+    assert leak["details"]["awaiting"].endswith("prog.py:4"), stderr
+
+
+def test_pending_greenlet_is_a_task_until_killed(leakwatch: Watch) -> None:
+    """Spawned, then waiting: a task at its spawn line, waiting in its function; killed, released."""
+    event = gevent_event.Event()
+
+    def wait_for_event() -> None:
+        event.wait()
+
+    greenlet = gevent.spawn(wait_for_event)  # spawned here
+    spawned_at = line() - 1
+    try:
+        function = wait_for_event.__qualname__
+        assert leakwatch.one("task").description == f"{greenlet.name!r} running {function}(), not started yet"
+        gevent.sleep(0)
+        leak = leakwatch.one("task")
+        assert leak.frames[0].lineno == spawned_at
+        assert leak.details["awaiting"] == f"{__file__}:{wait_for_event.__code__.co_firstlineno + 1}"
+    finally:
+        greenlet.kill()
+    assert leakwatch.leaks() == []
+
+
+# A monkey-patched thread left running (line 4): its greenlet is the thread's, not a task too.
+PATCHED_THREAD_LEFT = """\
+    from gevent import monkey; monkey.patch_all()
+    import threading
+    stop = threading.Event()
+    threading.Thread(target=stop.wait, daemon=True).start()
+"""
+
+
+def test_monkey_patched_thread_left_running_is_one_thread_not_also_a_task(tmp_path: Path) -> None:
+    """A patched Thread runs in a greenlet: the thread is reported, not its greenlet beside it."""
+    report, stderr = reclaim_run_json(tmp_path, PATCHED_THREAD_LEFT)
+    assert report["counts"] == {"thread": 1}, stderr
+    assert report["leaks"][0]["frames"][0]["line"] == 4, stderr
+
+
+# A child waited for, then one never waited for at line 5 (the first line picks the Popen).
+CHILD_LEFT = """\
+    {popen}
+    import subprocess
+    done = Popen(["true"])
+    done.wait()
+    child = Popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    with open("pid", "w") as out:
+        out.write(str(child.pid))
+"""
+
+POPENS = {
+    "standard": "from subprocess import Popen",
+    "monkey-patched": "from gevent import monkey; monkey.patch_all(); from subprocess import Popen",
+    "gevent.subprocess": "from gevent.subprocess import Popen",
+}
+
+
+@pytest.mark.parametrize("popen", POPENS.values(), ids=POPENS.keys())
+def test_gevent_popen_never_waited_for_is_reported_as_the_standard_one(tmp_path: Path, popen: str) -> None:
+    """gevent's Popen, monkey-patched or not: the child and its two pipes at its line, as subprocess's."""
+    report, stderr = reclaim_run_json(tmp_path, CHILD_LEFT.format(popen=popen))
+    pid = (tmp_path / "pid").read_text()
+    found = sorted(
+        (leak["kind"], leak["description"].replace(pid, "PID"), leak["frames"][0]["line"])
+        for leak in report["leaks"]
+    )
+    assert found == [
+        ("file", "stdin pipe of subprocess pid PID (mode 'wb')", 5),
+        ("file", "stdout pipe of subprocess pid PID (mode 'rb')", 5),
+        ("subprocess", "pid PID: cat (still running, never waited for)", 5),
+    ], stderr

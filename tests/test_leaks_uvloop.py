@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
+import os
+import signal
+import socket
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -361,3 +366,125 @@ def test_pytest_with_a_session_uvloop_server_fails_no_test_that_connects(pyteste
     result = pytester.runpytest_subprocess(*LEAN, "--reclaim", timeout=120)
     result.assert_outcomes(passed=3)
     assert "leaked" not in result.stdout.str()
+
+
+# asyncio's program (see test_leaks_eventloop.py) on uvloop: closed two ways, then a writer
+# dropped unclosed at line 15 while its loop runs (its __del__ closes the connection).
+WRITER_DROPPED = """\
+    import asyncio, uvloop
+
+    async def handle(reader, writer):
+        writer.close()
+
+    async def main():
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with server:
+            r1, w1 = await asyncio.open_connection("127.0.0.1", port)
+            w1.close()
+            await w1.wait_closed()
+            t2, _ = await asyncio.get_running_loop().create_connection(asyncio.Protocol, "127.0.0.1", port)
+            t2.close()
+            r3, w3 = await asyncio.open_connection("127.0.0.1", port)
+            del r3, w3
+            await asyncio.sleep(0)
+
+    uvloop.run(main())
+"""
+
+
+def test_stream_writer_dropped_unclosed_on_uvloop_is_a_socket_closed_by_the_garbage_collector(
+    tmp_path: Path,
+) -> None:
+    """As under asyncio: the writer's __del__ closed the connection, not the program; one entry at
+    the open_connection line, naming where it connected."""
+    report, stderr = reclaim_run_json(tmp_path, WRITER_DROPPED)
+    found = [(leak["kind"], leak["state"], leak["frames"][0]["line"]) for leak in report["leaks"]]
+    assert found == [("socket", "collected", 15)], stderr
+    assert report["leaks"][0]["details"]["peer"].startswith("127.0.0.1:"), stderr
+
+
+@pytest.mark.parametrize(
+    "new_loop", [asyncio.new_event_loop, uvloop.new_event_loop], ids=["asyncio", "uvloop"]
+)
+def test_subprocess_left_running_on_uvloop_is_reported_as_on_asyncio(leakwatch: Watch, new_loop: Any) -> None:
+    """Its child never waited for and its two pipes, at the line that made it, as asyncio's loop
+    reports them (libuv's spare /dev/null, opened with the loop's first pipe, is the loop's);
+    waited for, nothing is left."""
+    pipe = asyncio.subprocess.PIPE
+
+    async def spawn() -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec("cat", stdin=pipe, stdout=pipe)  # made here
+
+    made_at = line() - 2
+    loop = new_loop()
+    proc = None
+    try:
+        proc = loop.run_until_complete(spawn())
+        found = sorted(
+            (leak.kind, leak.description.replace(str(proc.pid), "PID"), leak.site and leak.site.lineno)
+            for leak in leakwatch.leaks()
+            if leak.kind != "eventloop"
+        )
+        assert found == [
+            ("file", "stdin pipe of subprocess pid PID (mode 'wb')", made_at),
+            ("file", "stdout pipe of subprocess pid PID (mode 'rb')", made_at),
+            ("subprocess", "pid PID: cat (still running, never waited for)", made_at),
+        ]
+        assert loop.run_until_complete(proc.communicate(b"x")) == (b"x", None)
+        assert [leak.kind for leak in leakwatch.leaks()] == ["eventloop"]
+    finally:
+        if proc is not None and proc.returncode is None:  # a failed check: no child outlives it
+            proc.kill()
+            loop.run_until_complete(proc.communicate())
+        loop.close()
+    assert leakwatch.leaks() == []
+
+
+# A child left running by a program whose uvloop loop closed (closing its pipes): line 4 made it.
+CHILD_LEFT = """\
+    import asyncio, uvloop
+
+    async def main():
+        return await asyncio.create_subprocess_shell("sleep 30")
+
+    proc = uvloop.run(main())
+    with open("pid", "w") as out:
+        out.write(str(proc.pid))
+"""
+
+
+def test_child_left_running_by_uvloop_run_is_a_subprocess_never_waited_for(tmp_path: Path) -> None:
+    """uvloop.run closed the loop, not the child: it is reported at its line, with its command."""
+    report, stderr = reclaim_run_json(tmp_path, CHILD_LEFT)
+    try:
+        assert report["counts"] == {"subprocess": 1}, stderr
+        (leak,) = report["leaks"]
+        assert leak["frames"][0]["line"] == 4, stderr
+        pid = leak["details"]["pid"]
+        assert leak["description"] == f"pid {pid}: sleep 30 (still running, never waited for)", stderr
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int((tmp_path / "pid").read_text()), signal.SIGKILL)
+
+
+def test_connection_first_on_a_uvloop_loop_leaves_no_untracked_descriptor(leakwatch: Watch) -> None:
+    """libuv opens its spare /dev/null with a loop's first stream, a client connection too: the loop's."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+
+    async def connect() -> None:
+        _, writer = await asyncio.open_connection(*listener.getsockname())
+        writer.close()
+        await writer.wait_closed()
+
+    loop = uvloop.new_event_loop()
+    try:
+        loop.run_until_complete(connect())
+        listener.close()
+        assert [leak.kind for leak in leakwatch.leaks()] == ["eventloop"]
+    finally:
+        loop.close()
+        listener.close()
+    assert leakwatch.leaks() == []

@@ -24,7 +24,9 @@ it. That poll cannot be trusted as a wait: on 3.11 the watcher thread has
 often reaped the child already, after the loop closed, and ``poll()`` then
 invents a ``returncode`` of 0 (``ECHILD``); on 3.12 it reaps a zombie the
 program never waited for. A child that ends while its loop runs is reaped by
-the watcher and its status handed to the Popen: that is collected.
+the watcher and its status handed to the Popen: that is collected. gevent's
+``Popen`` is tracked as the standard one (see :mod:`._gevent`); uvloop makes no
+Popen, and its children are recorded as made without one (see :mod:`._uvloop`).
 
 A child made without a Popen (``os.fork()``, ``os.forkpty()``, ``os.posix_spawn()``,
 ``os.posix_spawnp()``, ``os.spawn*(P_NOWAIT)``) by code outside the standard library
@@ -56,7 +58,14 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see recl
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["install", "install_asyncio_transport", "install_asyncio_watchers", "install_os"]
+__all__ = [
+    "install",
+    "install_asyncio_transport",
+    "install_asyncio_watchers",
+    "install_os",
+    "record_child",
+    "track_popen",
+]
 
 __tracebackhide__ = True  # stands in for what it wraps: see _patch
 
@@ -125,9 +134,19 @@ def _args(args: Any) -> str:
 
 def install(patches: Patches, subprocess: ModuleType) -> None:
     """Wrap ``Popen.__init__`` (acquisition) and ``Popen.__del__`` (collected unwaited)."""
-    popen = subprocess.Popen
-    init = popen.__init__
-    # None for gevent's Popen, put in subprocess by monkey-patching before tracking started.
+    track_popen(patches, subprocess.Popen)
+    # asyncio imports subprocess before these two modules, so waiting for them from here is in
+    # time, and a program that never imports asyncio pays nothing for it.
+    _imports.when_imported("asyncio.base_subprocess", partial(install_asyncio_transport, patches))
+    _imports.when_imported("asyncio.unix_events", install_asyncio_watchers)
+
+
+def track_popen(patches: Patches, popen: type) -> None:
+    """Track the children of *popen*, ``subprocess.Popen`` or a class with its interface (gevent's,
+    see :mod:`._gevent`): wrap its ``__init__`` and, when it has one, its ``__del__``."""
+    init: Any = vars(popen)["__init__"]
+    # None for gevent's Popen (put in subprocess by monkey-patching before tracking started, or
+    # gevent.subprocess's own).
     finalize = getattr(popen, "__del__", None)
 
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
@@ -138,7 +157,7 @@ def install(patches: Patches, subprocess: ModuleType) -> None:
         for stream in _STREAMS:  # opened by Popen before the child existed: named now
             pipe = getattr(self, stream, None)
             if pipe is not None:
-                _files.rename(pipe, _files.PipeEnd(stream, self.pid))
+                _name_pipe(pipe, _files.PipeEnd(stream, self.pid))
         if getattr(type(self), "__del__", None) is __del__:  # a subclass's own may never call ours
             rec.why = _records.AT_DEL  # kept for our __del__ if it dies in a reference cycle
 
@@ -149,10 +168,21 @@ def install(patches: Patches, subprocess: ModuleType) -> None:
     patches.set(popen, "__init__", __init__)
     if finalize is not None:
         patches.set(popen, "__del__", __del__)
-    # asyncio imports subprocess before these two modules, so waiting for them from here is in
-    # time, and a program that never imports asyncio pays nothing for it.
-    _imports.when_imported("asyncio.base_subprocess", partial(install_asyncio_transport, patches))
-    _imports.when_imported("asyncio.unix_events", install_asyncio_watchers)
+
+
+def _name_pipe(pipe: Any, name: _files.PipeEnd) -> None:
+    """Report *pipe*, a Popen's end of one of its child's pipes, as that pipe (a file)."""
+    raw = getattr(pipe, "fileio", None)
+    if raw is None:  # a file open() made, tracked as such: renamed
+        _files.rename(pipe, name)
+        return
+    # gevent's FileObjectPosix: its raw layer, on a descriptor tracked as os.pipe's, is the file now.
+    try:
+        rec = _records.live.get(("fd", raw.fileno()))
+        if rec is not None and rec.kind == "fd":
+            _records.succeed(raw, rec, "file", (name, raw.mode))
+    except (OSError, ValueError, AttributeError, TypeError):  # closed already, or no such layer
+        pass
 
 
 def install_os(patches: Patches) -> None:
@@ -207,9 +237,14 @@ def _waitid_reaped(result: Any, args: tuple[Any, ...]) -> int:
 
 
 def _new_child(pid: int, what: str, frame: Any) -> None:
-    site = _records.capture(frame, _records.depth)
+    record_child(pid, what, _records.capture(frame, _records.depth))
+
+
+def record_child(pid: int, args: Any, site: Any) -> Record:
+    """Record the child *pid*, running *args*, made at *site* without a Popen: open while it is
+    there to be reaped (see _is_open), released by whatever reaps it through ``os``."""
     _waited_by_pid.discard(pid)  # a pid the system gave again
-    _records.new(NO_OBJECT, "subprocess", (pid, what), site, ("pid", pid))
+    return _records.new(NO_OBJECT, "subprocess", (pid, _args(args)), site, ("pid", pid))
 
 
 #: ``(module, function)`` of the standard-library functions that fork a child for their caller

@@ -401,42 +401,54 @@ def tracked_open(
     return result
 
 
+def _held(obj: Any, rec: Record) -> int | None:
+    """The descriptor of a file that a libuv handle holds (a uvloop subprocess's pipe: its
+    record's info ends with what reads it, and its key is ``(_uvloop.KEY, fd)``), None once
+    closed."""
+    fd: int = rec.key[1]  # type: ignore[index]
+    return fd if rec.info[2](obj, fd) is not None else None
+
+
 def _is_open(obj: Any, rec: Record) -> bool:
+    if len(rec.info) > 2:
+        return _held(obj, rec) is not None
     return not obj.closed
 
 
 def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
-    name, mode = rec.info
+    name, mode = rec.info[:2]
     details: Details
     if type(name) is PipeEnd:
         details = {"path": None, "mode": mode, "pipe": name.stream, "pid": name.pid}
-        _add_fd(details, obj)
+        _add_fd(details, obj, rec)
         return f"{name.stream} pipe of subprocess pid {name.pid} (mode {mode!r})", details
     if type(name) is tuple:
         # A file with no path (``tempfile.TemporaryFile``): ``(maker, directory)``, set by
         # _tempfiles in place of the directory or descriptor that open() was given.
         maker, directory = name
         details = {"path": None, "directory": directory, "mode": mode}
-        _add_fd(details, obj)
+        _add_fd(details, obj, rec)
         return f"unnamed {maker} in {directory} (mode {mode!r})", details
     details = {"path": name if isinstance(name, str) else None, "mode": mode}
     if isinstance(name, int):
         details["fd"] = name
-    _add_fd(details, obj)
+    _add_fd(details, obj, rec)
     label = f"fd {name}" if isinstance(name, int) else name
     return f"{label} (mode {mode!r})", details
 
 
-def _add_fd(details: Details, obj: Any) -> None:
+def _add_fd(details: Details, obj: Any, rec: Record) -> None:
     """The descriptor of *obj* (a file still open) in *details*, when it has one."""
     if obj is not None:
-        try:
-            details["fd"] = obj.fileno()
-        except (OSError, ValueError):
-            pass
+        fds = _fds(obj, rec)
+        if fds:
+            details["fd"] = fds[0]
 
 
 def _fds(obj: Any, rec: Record) -> tuple[int, ...]:
+    if len(rec.info) > 2:
+        fd = _held(obj, rec)
+        return () if fd is None else (fd,)
     try:
         return (obj.fileno(),)
     except (OSError, ValueError):

@@ -86,6 +86,9 @@ def install(patches: Patches) -> None:
         ("gevent._socket3", _gevent.install_socket),
         ("gevent.server", _gevent.install_server),
         ("gevent.os", _gevent.install_os),
+        ("gevent.greenlet", _gevent.install_greenlet),
+        ("gevent.thread", _gevent.install_thread),
+        ("gevent.subprocess", _gevent.install_subprocess),
         *((name, _multiprocessing.install_owned) for name in _multiprocessing.OWNED),
         *(
             (f"{package}.{module}", _multiprocessing.install_owned_package)
@@ -116,3 +119,4 @@ def uninstall() -> None:
     _multiprocessing.reset()
     _sharedmemory.reset()
     _pooled.reset()
+    _gevent.reset()

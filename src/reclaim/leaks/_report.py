@@ -39,7 +39,8 @@ class Leak:
 
     Attributes:
         kind: ``"file"``, ``"fd"``, ``"socket"``, ``"sqlite3"``, ``"subprocess"``,
-            ``"thread"`` (also a ``ThreadPoolExecutor`` not shut down), ``"task"``,
+            ``"thread"`` (also a ``ThreadPoolExecutor`` not shut down), ``"task"`` (an
+            asyncio task, or a gevent greenlet, left pending),
             ``"tempdir"``, ``"tempfile"``, ``"mmap"``, ``"selector"``, ``"eventloop"``
             (an asyncio event loop not closed; its selector and self-pipe sockets are part of it),
             ``"multiprocessing"`` (a pool, queue, manager, ``Pipe()`` pair or

@@ -66,11 +66,11 @@ def _is_open(obj: Any, rec: Record) -> bool:
 def collected(rec: Record, sock: Any) -> None:
     """*sock*, still open, is being closed for the garbage collector: a leak. Its ends are read
     now, while it still has them, for the report."""
-    family, type_, fd, known = rec.info
+    family, type_, fd, known, *rest = rec.info  # rest: how a uvloop record reads its socket
     local, peer = _raw_endpoints(sock)
     if known is not None:  # what was read on accept or kept on connect, where the kernel says no more
         local, peer = (local if local is not None else known[0]), (peer if peer is not None else known[1])
-    rec.info = (family, type_, fd, (local, peer))
+    rec.info = (family, type_, fd, (local, peer), *rest)
     _records.leak(rec, _records.COLLECTED)
 
 

@@ -37,7 +37,7 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see recl
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["install_base_events", "install_runners", "tracking_create_task"]
+__all__ = ["Greenlet", "install_base_events", "install_runners", "tracking_create_task"]
 
 __tracebackhide__ = True  # stands in for what it wraps: see _patch
 
@@ -46,11 +46,23 @@ CANCELLED = "cancelled"
 _EMPTY = contextvars.Context()
 
 
+class Greenlet:
+    """The info of a task that is a gevent greenlet (see :mod:`._gevent`): the qualified name of
+    the function it runs. Its name is read when a report asks: gevent makes one on first read."""
+
+    __slots__ = ("function",)
+
+    def __init__(self, function: str) -> None:
+        self.function = function
+
+
 def _coro_name(coro: Any) -> str:
     return str(getattr(coro, "__qualname__", None) or type(coro).__qualname__)
 
 
 def _is_open(obj: Any, rec: Record) -> bool:
+    if type(rec.info) is Greenlet:
+        return not obj.ready()
     return not obj.done()
 
 
@@ -60,7 +72,33 @@ def _suspended_at(task: Any) -> str | None:
     return f"{frame.f_code.co_filename}:{frame.f_lineno}" if frame is not None else None
 
 
+def _greenlet_waits_at(greenlet: Any) -> str | None:
+    """``file:line`` where *greenlet* waits: its innermost frame that is not gevent's (the hub's
+    ``sleep``) or other plumbing, else its innermost; None when it has no frame (not started)."""
+    frame = innermost = greenlet.gr_frame
+    while frame is not None and _sites.frame_is_framework(frame):
+        frame = frame.f_back
+    frame = frame or innermost
+    return f"{frame.f_code.co_filename}:{frame.f_lineno}" if frame is not None else None
+
+
+def _describe_greenlet(obj: Any, rec: Record) -> tuple[str, Details]:
+    name = obj.name if obj is not None else None
+    details: Details = {"name": name, "function": rec.info.function}
+    text = (repr(name) if name else "a greenlet") + f" running {rec.info.function}()"
+    if obj is not None and not obj.ready():
+        awaiting = _greenlet_waits_at(obj)
+        if awaiting is None:
+            text += ", not started yet"
+        else:
+            details["awaiting"] = awaiting
+            text += f", suspended at {awaiting}"
+    return text, details
+
+
 def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
+    if type(rec.info) is Greenlet:
+        return _describe_greenlet(obj, rec)
     name, coro, *cancelled_at = rec.info
     details: Details = {"name": name, "coroutine": coro}
     text = f"{name!r} running {coro}()"

@@ -1,4 +1,4 @@
-"""uvloop: its loops recorded as asyncio's are, and the tasks made on them tracked.
+"""uvloop: its loops recorded as asyncio's are, and the tasks, connections and children made on them tracked.
 
 uvloop's loop is a Cython class (``uvloop.loop.Loop``) whose libuv loop opens
 its descriptors in C as the object is made: an epoll (kqueue) descriptor, an
@@ -41,20 +41,38 @@ sockets are, see :func:`._sockets._accepted_at`); what it says of when it was
 accepted is when it was first seen. Accepting costs nothing more. These records
 keep no death callback: a handle dies long after libuv closed it, which must not
 pass for a leak the garbage collector closed; so one dropped unclosed (uvloop's
-``__dealloc__`` closes it) is missed rather than reported wrongly. Servers and
+``__dealloc__`` closes it) is missed rather than reported wrongly, unless its
+``StreamWriter`` is what was dropped (below). Servers and
 connections made on a socket the program passed in (``sock=``,
 ``connect_accepted_socket``) are that socket's, tracked as it is.
 
-On a loop's first ``listen``, libuv opens ``/dev/null`` and keeps it until the
-loop closes (it frees it to accept and drop a connection when out of
-descriptors). The first ``create_server`` that starts serving on a loop reads the
-descriptor table before and after, and the loop's record claims it.
+A ``StreamWriter`` dropped unclosed while its loop runs closes its connection in
+its ``__del__``: that is wrapped (over :mod:`._loops`' wrapper, for asyncio's
+own transports) to mark the connection's record collected first, with its
+addresses, as asyncio's is; an accepted connection not recorded yet is recorded
+then.
 
-Not tracked: subprocess pipes and ``connect_*_pipe`` transports (reported as
-untracked descriptors while open; the loop's ``close()`` closes them all), the
-spare ``/dev/null`` of a loop whose first server was made with
-``start_serving=False``, and loops of a subclass of ``uvloop.loop.Loop`` that is
-not one of ``uvloop.Loop``.
+Subprocesses: libuv spawns the child, no ``Popen`` is made. ``subprocess_exec``
+and ``subprocess_shell`` are wrapped (``asyncio.create_subprocess_exec``/``_shell``
+call them): the pipes libuv holds (socket pairs) are files (kind ``file``,
+named as ``Popen``'s pipes, see :mod:`._files`) while open, and the child is one
+made without a Popen (see :mod:`._children`): open while it is there to be
+reaped, released once libuv reaped it (the transport's exit future), as
+asyncio's child watcher hands a child's status to its Popen. A loop closed
+before its child ended leaves it running, or a zombie, never waited for.
+
+On a loop's first stream (a server's listening socket, a connection, a
+subprocess's pipe), libuv opens ``/dev/null`` and keeps it until the loop closes
+(it frees it to accept and drop a connection when out of descriptors). The
+wrapped calls that may make the first one read the descriptor table before and
+after (only until it is found), and the loop's record claims it.
+
+Not tracked: ``connect_*_pipe`` transports (reported as untracked descriptors
+while open; the loop's ``close()`` closes them all), the spare ``/dev/null`` of
+a loop whose first stream came from another call, a connection whose transport
+is dropped with no ``StreamWriter`` or closed by a library's ``__del__``
+(uvloop's transports are compiled: no wrapper sees either), and loops of a
+subclass of ``uvloop.loop.Loop`` that is not one of ``uvloop.Loop``.
 """
 
 from __future__ import annotations
@@ -63,9 +81,10 @@ import contextlib
 import gc
 import sys
 import weakref
+from functools import partial
 from types import ModuleType
 
-from . import _fds, _loops, _records, _sockets, _tasks
+from . import _children, _fds, _files, _loops, _records, _sockets, _tasks
 from ._patch import Patches
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
@@ -81,7 +100,7 @@ class _Loop:
     """What is known of a loop not closed yet: a weak reference to it, the descriptors libuv
     opened for it, its table of transports, and whether its spare descriptor is claimed."""
 
-    __slots__ = ("listened", "made", "ref", "transports")
+    __slots__ = ("made", "ref", "spared", "transports")
 
     def __init__(self, ref: weakref.ref[Any], made: _fds.Made, transports: Any) -> None:
         self.ref = ref
@@ -89,7 +108,7 @@ class _Loop:
         #: uvloop's ``Loop._transports`` (a private ``WeakValueDictionary``, fd -> transport,
         #: the only one among the loop's referents), or None where uvloop keeps none.
         self.transports = transports
-        self.listened = False
+        self.spared = False
 
 
 #: id(loop) -> what is known of it, for each loop not closed yet.
@@ -155,7 +174,7 @@ def claimed(fd: int) -> bool:
     """Whether *fd* is held open by a libuv handle of a loop open now (see :data:`._sockets.claimed`)."""
     rec = _records.live.get((KEY, fd))
     owner = rec() if rec is not None else None
-    if owner is not None and rec is not None and rec.info[4](owner, fd) is not None:
+    if owner is not None and rec is not None and rec.info[-1](owner, fd) is not None:
         return True
     for entry in list(_open.values()):
         transport = entry.transports.get(fd) if entry.transports is not None else None
@@ -179,21 +198,35 @@ def discover() -> None:
             continue
         for fd, transport in list(transports.items()):
             rec = live.get((KEY, fd))
-            if rec is not None and rec() is transport:
-                continue
-            server = next((x for x in gc.get_referents(transport) if type(x) is _server_cls), None)
-            started = _server_sites.get(server) if server is not None else None
-            sock = _connected(transport, fd) if started is not None else None
-            if started is not None and sock is not None:
-                _record(transport, sock, _connected, started[0], started[1])
+            if rec is None or rec() is not transport:
+                _record_accepted(transport, fd)
 
 
-def _claim_spare(loop: Any, entry: _Loop, before: dict[int, tuple[int, int]]) -> None:
-    """The loop listened for the first time: the ``/dev/null`` libuv opened then is the loop's."""
+def _record_accepted(transport: Any, fd: int) -> _records.Record | None:
+    """Record *transport* on *fd* if a tracked server accepted it and it is open; its record."""
+    server = next((x for x in gc.get_referents(transport) if type(x) is _server_cls), None)
+    started = _server_sites.get(server) if server is not None else None
+    sock = _connected(transport, fd) if started is not None else None
+    if started is None or sock is None:
+        return None
+    _record(transport, sock, _connected, started[0], started[1])
+    return _records.live.get((KEY, fd))
+
+
+def _before_first_stream(loop: Any) -> dict[int, tuple[int, int]] | None:
+    """The descriptor table before a call that may make *loop*'s first stream; None when its
+    spare descriptor is claimed already (or it is no loop tracked here)."""
+    entry = _open.get(id(loop))
+    return _fds.table() if entry is not None and not entry.spared else None
+
+
+def _claim_spare(loop: Any, before: dict[int, tuple[int, int]]) -> None:
+    """*loop* made its first stream: the ``/dev/null`` libuv opened then is the loop's."""
+    entry = _open.get(id(loop))
     after = _fds.table()
-    if after is None:
+    if entry is None or after is None:
         return
-    entry.listened = True
+    entry.spared = True
     for fd, ident in sorted(after.items()):
         if before.get(fd) != ident and ("fd", fd) not in _records.live and _fds.describe_fd(fd) in SPARE:
             entry.made += ((fd, ident),)
@@ -214,11 +247,10 @@ def _serving(create: Any) -> Any:
         # Read on the first step, where the caller awaits it: the program's line or the
         # framework's (asyncio.start_server), whose caller is the program's.
         site = _records.capture(sys._getframe(1), _records.depth)
-        entry = _open.get(id(self))
-        before = _fds.table() if entry is not None and not entry.listened else None
+        before = _before_first_stream(self)
         server = await create(self, *args, **kwargs)
-        if entry is not None and before is not None and server.is_serving():
-            _claim_spare(self, entry, before)
+        if before is not None and server.is_serving():
+            _claim_spare(self, before)
         _records.thread_name()  # label_here() reads what it caches
         label = _records.label_here()
         _server_sites[server] = (site, label)
@@ -236,7 +268,10 @@ def _connecting(create: Any) -> Any:
 
     async def create_connection(self: Any, *args: Any, **kwargs: Any) -> Any:
         site = _records.capture(sys._getframe(1), _records.depth)
+        before = _before_first_stream(self)
         transport, protocol = await create(self, *args, **kwargs)
+        if before is not None:
+            _claim_spare(self, before)
         if kwargs.get("sock") is None:  # else the program's socket, tracked as it is
             sock = transport.get_extra_info("socket")
             if sock is not None:
@@ -245,6 +280,85 @@ def _connecting(create: Any) -> Any:
 
     create_connection.__doc__ = create.__doc__
     return create_connection
+
+
+def _writer_collected(finalize: Any) -> Any:
+    """Wrap ``StreamWriter.__del__`` (wrapped by :mod:`._loops` already, for asyncio's own
+    transports): a writer dropped unclosed while its uvloop loop runs closes its connection,
+    which is then the garbage collector's doing, not the program's ``close()``."""
+
+    def __del__(self: Any) -> None:
+        try:  # closed first, the usual case: one call
+            transport = self._transport
+            if not transport.is_closing() and id(self._loop) in _open and not self._loop.is_closed():
+                _collected(transport)
+        except Exception:  # noqa: S110 - a half-built writer: its own __del__ copes, ours must not get in the way
+            pass
+        finalize(self)
+
+    __del__.__doc__ = finalize.__doc__
+    return __del__
+
+
+def _collected(transport: Any) -> None:
+    """Mark the connection of *transport*, about to be closed for the garbage collector, as a leak
+    (recorded now if a server accepted it since the last check)."""
+    sock = transport.get_extra_info("socket")
+    fd = sock.fileno() if sock is not None else -1
+    if fd == -1:
+        return
+    rec = _records.live.get((KEY, fd))
+    if rec is None or rec() is not transport:
+        rec = _record_accepted(transport, fd)
+    if rec is not None and rec.kind == "socket" and rec() is transport:
+        _sockets.collected(rec, sock)
+
+
+#: The pipes of a subprocess, as ``subprocess.Popen`` names them: (fd, Popen attribute, mode).
+_PIPES = ((0, "stdin", "wb"), (1, "stdout", "rb"), (2, "stderr", "rb"))
+
+
+def _spawning(run: Any, shell: bool) -> Any:
+    """Wrap ``subprocess_exec``/``subprocess_shell``: record the child and its pipes."""
+
+    async def subprocess_run(self: Any, factory: Any, program: Any, *args: Any, **kwargs: Any) -> Any:
+        site = _records.capture(sys._getframe(1), _records.depth)
+        before = _before_first_stream(self)
+        transport, protocol = await run(self, factory, program, *args, **kwargs)
+        # What Popen's args would be: the command line of the shell, else the argument list.
+        if _record_child(transport, program if shell else (program, *args), site) and before is not None:
+            _claim_spare(self, before)  # its pipes are streams
+        return transport, protocol
+
+    subprocess_run.__doc__ = run.__doc__
+    return subprocess_run
+
+
+def _record_child(transport: Any, args: Any, site: Any) -> bool:
+    """Record the pipes of *transport*'s child as files while libuv holds them open, and the
+    child as one made without a Popen until libuv reaps it (see the module's docstring); whether
+    it has pipes."""
+    pid = transport.get_pid()
+    if not isinstance(pid, int):
+        return False
+    piped = False
+    for fd, stream, mode in _PIPES:  # made before the child, as Popen makes them
+        pipe = transport.get_pipe_transport(fd)
+        sock = pipe.get_extra_info("socket") if pipe is not None else None
+        if sock is not None and sock.fileno() != -1:
+            info = (_files.PipeEnd(stream, pid), mode, _connected)
+            _records.new(pipe, "file", info, site, (KEY, sock.fileno()))
+            piped = True
+    rec = _children.record_child(pid, args, site)
+    wait = getattr(transport, "_wait", None)  # what asyncio's Process.wait() awaits
+    if wait is not None:
+
+        def reaped(_: Any) -> None:
+            if _records.live.get(rec.key) is rec:
+                _records.release(rec.key)
+
+        wait().add_done_callback(reaped)
+    return piped
 
 
 def _classes(uvloop: ModuleType) -> tuple[Any, Any] | None:
@@ -292,8 +406,15 @@ def install(patches: Patches, uvloop: ModuleType) -> None:
         ("create_unix_server", _serving),
         ("create_connection", _connecting),
         ("create_unix_connection", _connecting),
+        ("subprocess_exec", partial(_spawning, shell=False)),
+        ("subprocess_shell", partial(_spawning, shell=True)),
     ):
         method = getattr(base, name, None)
         if method is not None:
             patches.set(loop_cls, name, wrap(method))
     patches.set(_sockets, "claimed", claimed)
+    # uvloop imports asyncio, and so its streams, which _loops wrapped then.
+    writer = getattr(sys.modules.get("asyncio.streams"), "StreamWriter", None)
+    finalize = vars(writer).get("__del__") if writer is not None else None
+    if finalize is not None:  # 3.11.5 and later
+        patches.set(writer, "__del__", _writer_collected(finalize))
