@@ -62,6 +62,7 @@ KINDS = (
     "socket",
     "sqlite3",
     "psycopg",
+    "asyncpg",
     "subprocess",
     "thread",
     "task",

@@ -10,6 +10,7 @@ from __future__ import annotations
 from functools import partial
 
 from . import (
+    _asyncpg,
     _children,
     _fds,
     _files,
@@ -59,6 +60,8 @@ def install(patches: Patches) -> None:
         ("aiosqlite.core", _sqlite.install_aiosqlite),
         ("psycopg.connection", _psycopg.install_sync),
         ("psycopg.connection_async", _psycopg.install_async),
+        *((name, _psycopg.install_pool) for name in _psycopg.POOL_MODULES),
+        ("asyncpg.pool", _asyncpg.install),
         ("redis.connection", _pooled.install_redis),
         ("redis.asyncio.connection", _pooled.install_redis_async),
         ("urllib3.connectionpool", _pooled.install_urllib3),

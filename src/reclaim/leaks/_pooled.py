@@ -16,6 +16,10 @@ before (on the pool's owner, once the pytest plugin handed it over). A connectio
 returned is reported at the line that checked it out, under the test that did. A socket made
 while checked out (a reconnect) is recorded where it is made.
 
+psycopg_pool's pools are the same story with psycopg connections (``getconn`` and ``putconn``,
+sync and asyncio; ``connection()`` goes through them): a connection the pool's worker opened, the
+pool's own while it rests there (see :mod:`._psycopg`), is blamed on the ``getconn()`` that kept it.
+
 SQLAlchemy's pool is the same story with DB-API connections: an ``engine.connect()`` or a
 ``Session`` never closed keeps one out of the engine's pool, and the record re-sited is the
 sqlite3 or psycopg connection's (or what the asyncio engine's driver connection holds).
@@ -55,6 +59,7 @@ __all__ = [
     "install_urllib3",
     "reset",
     "take",
+    "wrap_psycopg_pool",
 ]
 
 __tracebackhide__ = True  # stands in for what it wraps: see _patch
@@ -83,14 +88,15 @@ def _forget(key: int, ref: weakref.ref[Any]) -> None:
         del _pools[key]
 
 
-def checked_out(conn: Any, socket_of: Callable[[Any], Any], frame: Any) -> None:
-    """The pool handed *conn* (its socket found by *socket_of*) to the code running in *frame*."""
+def checked_out(conn: Any, socket_of: Callable[[Any], Any], frame: Any, kind: str = "socket") -> None:
+    """The pool handed *conn* (what it holds, of *kind*, found by *socket_of*) to the code running
+    in *frame*."""
     try:
         sock = socket_of(conn)
     except Exception:  # an exotic connection: it stays where it was made, the checkout goes on
         return
     rec = _records.live.get(id(sock)) if sock is not None else None
-    if rec is None or rec.kind != "socket" or rec() is not sock:
+    if rec is None or rec.kind != kind or rec() is not sock:
         return  # not connected yet (the request that follows connects it), or not tracked
     take(conn, rec, frame)
 
@@ -189,22 +195,37 @@ def install_redis_async(patches: Patches, module: ModuleType) -> None:
     """Wrap the checkout and return of ``redis.asyncio.connection``'s pools (coroutines)."""
     for name in ("ConnectionPool", "BlockingConnectionPool"):
         cls = getattr(module, name, None)
-        if not isinstance(cls, type):
-            continue
-        get = vars(cls).get("get_connection")
-        if get is not None:
-            patches.set(cls, "get_connection", _async_checkout(get, _redis_async_socket))
-        release = vars(cls).get("release")
-        if release is not None:
-            patches.set(cls, "release", _async_return(release))
+        if isinstance(cls, type):
+            _wrap_async(patches, cls, "get_connection", "release", _redis_async_socket, track_pool=True)
 
 
-def _async_checkout(get: Callable[..., Any], socket_of: Callable[[Any], Any]) -> Callable[..., Any]:
+def _wrap_async(
+    patches: Patches,
+    cls: type,
+    get_name: str,
+    put_name: str,
+    socket_of: Callable[[Any], Any],
+    kind: str = "socket",
+    *,
+    track_pool: bool = False,
+) -> None:
+    get = vars(cls).get(get_name)
+    if get is not None:
+        patches.set(cls, get_name, _async_checkout(get, socket_of, kind, track_pool))
+    put = vars(cls).get(put_name)
+    if put is not None:
+        patches.set(cls, put_name, _async_return(put))
+
+
+def _async_checkout(
+    get: Callable[..., Any], socket_of: Callable[[Any], Any], kind: str, track_pool: bool
+) -> Callable[..., Any]:
     @functools.wraps(get)
     async def get_connection(self: Any, *args: Any, **kwargs: Any) -> Any:
         conn = await get(self, *args, **kwargs)
-        _seen(self)
-        checked_out(conn, socket_of, sys._getframe(1))
+        if track_pool:
+            _seen(self)
+        checked_out(conn, socket_of, sys._getframe(1), kind)
         return conn
 
     return get_connection
@@ -235,6 +256,7 @@ def _wrap_sync(
     get_name: str,
     put_name: str,
     socket_of: Callable[[Any], Any],
+    kind: str = "socket",
     *,
     track_pool: bool = False,
 ) -> None:
@@ -246,7 +268,7 @@ def _wrap_sync(
             conn = get(self, *args, **kwargs)
             if track_pool:
                 _seen(self)
-            checked_out(conn, socket_of, sys._getframe(1))
+            checked_out(conn, socket_of, sys._getframe(1), kind)
             return conn
 
         patches.set(cls, get_name, checkout)
@@ -259,6 +281,20 @@ def _wrap_sync(
             return put(self, conn, *args, **kwargs)
 
         patches.set(cls, put_name, checkin)
+
+
+# -- psycopg_pool -----------------------------------------------------------------------------
+
+
+def _itself(conn: Any) -> Any:
+    return conn
+
+
+def wrap_psycopg_pool(patches: Patches, cls: type, *, asynchronous: bool) -> None:
+    """Wrap *cls*'s ``getconn`` and ``putconn`` (psycopg_pool's ``ConnectionPool``, or with
+    *asynchronous* its ``AsyncConnectionPool``): what is checked out is a psycopg connection."""
+    wrap = _wrap_async if asynchronous else _wrap_sync
+    wrap(patches, cls, "getconn", "putconn", _itself, "psycopg")
 
 
 # -- SQLAlchemy -------------------------------------------------------------------------------

@@ -9,6 +9,15 @@ connection; it is open until ``closed`` says otherwise, and one collected while 
 was closed by the garbage collector (psycopg's ``__del__`` warns; libpq's finish
 runs when its ``PGconn`` dies). A ``psycopg.connect`` bound before tracking started
 (psycopg imported first) is rebound too.
+
+A psycopg_pool pool (``ConnectionPool``, ``AsyncConnectionPool``, their null pools) runs
+worker threads (tasks, for the asyncio one) and a scheduler, and its workers open its
+connections. Left open, it was reported as each of them, at psycopg_pool's lines. So the
+functions that start them and open its connections are owned (:func:`._owning.own`): recorded,
+never reported; the pool itself gets one record of kind ``psycopg`` at the program's line that
+opened it (the one that made it, unless made with ``open=False``), open until ``close()`` (a
+with-block closes it), collected if dropped before. A connection it hands out with
+``getconn()`` and never takes back is blamed on that line (see :mod:`._pooled`).
 """
 
 from __future__ import annotations
@@ -17,8 +26,10 @@ import functools
 import sys
 from types import ModuleType
 
-from . import _records
+from . import _pooled, _records
+from ._holders import public_name
 from ._kinds import Details, Kind, register
+from ._owning import lookup, outside, own
 from ._patch import Patches
 from ._records import Record
 
@@ -26,9 +37,12 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see recl
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["install_async", "install_sync"]
+__all__ = ["POOL_MODULES", "install_async", "install_pool", "install_sync"]
 
 __tracebackhide__ = True  # stands in for what it wraps: see _patch
+
+
+# A connection's info is (dsn, backend pid); a pool's is (class, name, problem).
 
 
 def _is_open(obj: Any, rec: Record) -> bool:
@@ -36,6 +50,9 @@ def _is_open(obj: Any, rec: Record) -> bool:
 
 
 def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
+    if len(rec.info) == 3:
+        label, name, problem = rec.info
+        return f"{label} {name!r} {problem}", {"class": label, "name": name, "problem": problem}
     dsn, backend = rec.info
     details: Details = {"dsn": dsn, "backend_pid": backend}
     text = f"connection {dsn} (backend pid {backend})" if backend else f"connection {dsn}"
@@ -45,6 +62,8 @@ def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
 
 
 def _fds(obj: Any, rec: Record) -> tuple[int, ...]:
+    if len(rec.info) == 3:
+        return ()  # a pool: its connections' descriptors are theirs
     try:
         return () if obj.closed else (obj.pgconn.socket,)
     except Exception:  # a connection in a state libpq will not answer for
@@ -62,6 +81,13 @@ def _record(conn: Any, frame: Any) -> None:
     except Exception:  # must never break the program's connect
         facts = ("", 0)
     _records.new(conn, "psycopg", facts, _records.capture(frame, _records.depth))
+
+
+def _closed(conn: Any, frame: Any) -> None:
+    """*conn*'s ``close()``, called from *frame*, returned: it is closed, unless a psycopg_pool
+    pool with ``close_returns=True`` took it back instead (then it is the pool's again)."""
+    if conn.closed:
+        _records.closing(conn, frame)
 
 
 def install_sync(patches: Patches, module: ModuleType) -> None:
@@ -82,8 +108,11 @@ def install_sync(patches: Patches, module: ModuleType) -> None:
 
     @functools.wraps(close)
     def close_(self: Any) -> None:
-        _records.closing(self, sys._getframe(1))
-        close(self)
+        frame = sys._getframe(1)
+        try:
+            close(self)
+        finally:
+            _closed(self, frame)
 
     patches.set(cls, "connect", classmethod(connect_))
     patches.set(cls, "close", close_)
@@ -108,8 +137,11 @@ def install_async(patches: Patches, module: ModuleType) -> None:
 
     @functools.wraps(close)
     async def close_(self: Any) -> None:
-        _records.closing(self, sys._getframe(1))
-        await close(self)
+        frame = sys._getframe(1)
+        try:
+            await close(self)
+        finally:
+            _closed(self, frame)
 
     patches.set(cls, "connect", classmethod(connect_))
     patches.set(cls, "close", close_)
@@ -120,3 +152,62 @@ def _rebind(patches: Patches, func: Any, bound: Any) -> None:
     package = sys.modules.get("psycopg")
     if package is not None and getattr(getattr(package, "connect", None), "__func__", None) is func:
         patches.set(package, "connect", bound)
+
+
+# -- psycopg_pool -----------------------------------------------------------------------------
+
+#: module -> (the pool class it defines, whether asyncio's; its functions that start the pool's
+#: workers and scheduler and open its connections). Private names: a release may rename them.
+POOL_MODULES: dict[str, tuple[str | None, bool, tuple[str, ...]]] = {
+    "psycopg_pool._acompat": (
+        None,
+        False,
+        ("spawn", "aspawn", "AEvent.wait_timeout", "ACondition.wait_timeout"),
+    ),
+    "psycopg_pool.pool": ("ConnectionPool", False, ("ConnectionPool._connect",)),
+    "psycopg_pool.pool_async": ("AsyncConnectionPool", True, ("AsyncConnectionPool._connect",)),
+}
+
+NOT_CLOSED = "not closed (close() or a with-block)"
+NOT_CLOSED_ASYNC = "not closed (await close() or an async with-block)"
+
+
+def install_pool(patches: Patches, module: ModuleType) -> None:
+    """Own *module*'s pool workings; record its pool class's pools while open (see :data:`POOL_MODULES`)."""
+    name, asynchronous, workings = POOL_MODULES[module.__name__]
+    own(*(lookup(module, working) for working in workings))
+    cls = getattr(module, name, None) if name is not None else None
+    if not isinstance(cls, type):
+        return
+    opener, close = vars(cls).get("_open"), vars(cls).get("close")
+    if opener is None or close is None:
+        return  # a psycopg_pool this does not know: its parts are reported as before
+    problem = NOT_CLOSED_ASYNC if asynchronous else NOT_CLOSED
+
+    @functools.wraps(opener)
+    def _open(self: Any, *args: Any, **kwargs: Any) -> Any:
+        was_closed = self.closed
+        result = opener(self, *args, **kwargs)
+        if was_closed and not self.closed:  # opened now (psycopg_pool opens a pool once at most)
+            site = _records.capture(outside(self, sys._getframe(1)), _records.depth)
+            _records.new(self, "psycopg", (public_name(type(self)), self.name, problem), site)
+        return result
+
+    if asynchronous:
+
+        @functools.wraps(close)
+        async def aclose(self: Any, *args: Any, **kwargs: Any) -> Any:
+            _records.release(id(self))
+            return await close(self, *args, **kwargs)
+
+        patches.set(cls, "close", aclose)
+    else:
+
+        @functools.wraps(close)
+        def close_(self: Any, *args: Any, **kwargs: Any) -> Any:
+            _records.release(id(self))
+            return close(self, *args, **kwargs)
+
+        patches.set(cls, "close", close_)
+    patches.set(cls, "_open", _open)
+    _pooled.wrap_psycopg_pool(patches, cls, asynchronous=asynchronous)

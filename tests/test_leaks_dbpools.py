@@ -1,0 +1,225 @@
+"""Database clients' own pools under the leak tracker, against the real servers: psycopg_pool's
+(sync and asyncio) and asyncpg's. A pool closed reports nothing; one never closed is one leak at
+the line that made it, not its connections, threads and tasks at the library's lines; a
+connection ``getconn()`` kept is blamed on that line. redis.asyncio's clients, as its docs use them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from typing import Any
+
+import pytest
+
+from _dbserver import pg_conninfo
+from _leakhelp import Watch, assert_site, ignore_gc_warnings, leakwatch, line, reclaim_pytest
+
+__all__ = ["leakwatch"]  # the fixture, imported for pytest
+
+pytest_plugins = ["pytester"]
+
+
+# -- psycopg_pool -----------------------------------------------------------------------------
+
+
+@pytest.mark.postgres
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "asyncio"])
+def test_psycopg_pool_never_closed_is_one_leak_at_its_line_and_a_kept_getconn_its_own(
+    leakwatch: Watch, postgres: Any, asynchronous: bool
+) -> None:
+    """Its workers, scheduler and connections are its own; a connection ``close()`` hands back
+    (``close_returns``) is the pool's again, no untracked descriptor; ``getconn()`` without
+    ``putconn()`` is blamed on the ``getconn()``."""
+    psycopg_pool = pytest.importorskip("psycopg_pool")
+    kwargs = pg_conninfo(postgres)
+    found: list[Any] = []
+
+    if not asynchronous:
+        pool = psycopg_pool.ConnectionPool(kwargs=kwargs, min_size=2, open=True, close_returns=True)
+        made = line() - 1
+        pool.wait()
+        with pool.connection() as conn:
+            conn.execute("select 1")
+        pool.getconn().close()  # back to the pool
+        kept = pool.getconn()
+        at = line() - 1
+        found = leakwatch.leaks()
+        pool.putconn(kept)
+        pool.close()
+    else:
+
+        async def main() -> tuple[int, int]:
+            mark = leakwatch.tracker.snapshot()  # after the event loop and this task began
+            pool = psycopg_pool.AsyncConnectionPool(kwargs=kwargs, min_size=2, open=False)
+            await pool.open(wait=True)
+            made = line() - 1
+            async with pool.connection() as conn:
+                await conn.execute("select 1")
+            kept = await pool.getconn()
+            at = line() - 1
+            found.extend(leakwatch.tracker.leaks(mark))
+            await pool.putconn(kept)
+            await pool.close()
+            return made, at
+
+        made, at = asyncio.run(main())
+    by_kind = {(leak.kind, leak.details.get("class")): leak for leak in found}
+    assert len(found) == 2, [leak.headline() for leak in found]
+    name = "AsyncConnectionPool" if asynchronous else "ConnectionPool"
+    assert_site(by_kind["psycopg", f"psycopg_pool.{name}"], made)
+    assert_site(by_kind["psycopg", None], at)
+    assert leakwatch.leaks() == []
+
+
+@pytest.mark.postgres
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@ignore_gc_warnings
+def test_psycopg_pool_dropped_unclosed_is_the_collectors_at_its_line(leakwatch: Watch, postgres: Any) -> None:
+    psycopg_pool = pytest.importorskip("psycopg_pool")
+    pool = psycopg_pool.NullConnectionPool(kwargs=pg_conninfo(postgres), open=True)
+    made = line() - 1
+    with pool.connection() as conn:
+        conn.execute("select 1")
+    del pool
+    gc.collect()
+    leak = leakwatch.one("psycopg")
+    assert leak.state == "collected" and leak.details["class"] == "psycopg_pool.NullConnectionPool"
+    assert_site(leak, made)
+
+
+@pytest.mark.postgres
+def test_under_pytest_a_session_pools_parts_are_its_own_and_a_test_is_blamed_for_its_leaks(
+    pytester: pytest.Pytester, postgres: Any
+) -> None:
+    """A session fixture's pool, used by ``connection()`` and ``getconn()``/``putconn()``, fails
+    no test; a test keeping a ``getconn()`` fails at that line, one leaving a pool open at the
+    line that made it, each with one leak."""
+    pytest.importorskip("psycopg_pool")
+    pytester.makepyfile(
+        test_pool=f"""
+        import psycopg_pool
+        import pytest
+
+        KWARGS = {pg_conninfo(postgres)!r}
+        KEEP = []
+
+        @pytest.fixture(scope="session")
+        def pool():
+            with psycopg_pool.ConnectionPool(kwargs=KWARGS, min_size=1, max_size=3) as p:
+                yield p
+
+        def test_borrows(pool):
+            with pool.connection() as a, pool.connection() as b:
+                b.execute("select 1")
+            conn = pool.getconn()
+            pool.putconn(conn)
+
+        def test_keeps(pool):
+            KEEP.append(pool.getconn())
+
+        def test_leaves_a_pool_open():
+            KEEP.append(psycopg_pool.ConnectionPool(kwargs=KWARGS, min_size=1, open=True))
+
+        def test_last(pool):
+            pool.putconn(KEEP[0])
+            KEEP[1].close()
+        """
+    )
+    result = reclaim_pytest(pytester)
+    result.assert_outcomes(passed=4, errors=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at teardown of test_keeps*",
+            "*this test leaked 1 resource*",
+            "*psycopg connection*",
+            "*test_pool.py:19 in test_keeps*",
+            "*ERROR at teardown of test_leaves_a_pool_open*",
+            "*this test leaked 1 resource*",
+            "*psycopg_pool.ConnectionPool 'pool-2' not closed*",
+            "*test_pool.py:22 in test_leaves_a_pool_open*",
+        ]
+    )
+    out = result.stdout.str()
+    assert "untracked-fd" not in out and "leaks found after their test ended" not in out
+
+
+# -- asyncpg ----------------------------------------------------------------------------------
+
+
+@pytest.mark.postgres
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@ignore_gc_warnings
+def test_asyncpg_pool_never_closed_is_one_leak_at_its_line(leakwatch: Watch, postgres: Any) -> None:
+    """Not its sockets at asyncpg's lines; dropped, the garbage collector's. One closed or
+    terminated reports nothing."""
+    asyncpg = pytest.importorskip("asyncpg")
+    kwargs = {
+        "host": postgres.host,
+        "port": postgres.port,
+        "user": postgres.user,
+        "password": postgres.password or None,
+        "database": postgres.database,
+    }
+
+    async def main() -> tuple[Any, int]:
+        async with asyncpg.create_pool(**kwargs, min_size=2) as closed:
+            await closed.fetchval("select 1")
+        (await asyncpg.create_pool(**kwargs, min_size=1)).terminate()
+        pool = await asyncpg.create_pool(**kwargs, min_size=2)
+        made = line() - 1
+        async with pool.acquire() as conn:
+            await conn.fetchval("select 1")
+        return pool, made
+
+    pool, made = asyncio.run(main())
+    leak = leakwatch.one("asyncpg")
+    assert leak.state == "open" and leak.details["class"] == "asyncpg.Pool"
+    assert_site(leak, made)
+    assert len(leakwatch.leaks()) == 1, [found.headline() for found in leakwatch.leaks()]
+    del pool
+    gc.collect()
+    [leak] = leakwatch.leaks()
+    assert leak.kind == "asyncpg" and leak.state == "collected"
+    assert_site(leak, made)
+
+
+# -- redis.asyncio ----------------------------------------------------------------------------
+
+
+@pytest.mark.redis
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_redis_asyncio_clients_closed_report_nothing_one_left_open_its_command(
+    leakwatch: Watch, redis_server: Any
+) -> None:
+    """``aclose()``, ``async with``, a pool of the program's closed: nothing; a client left open
+    is its socket, at the program's line whose command checked it out (as for sync redis-py)."""
+    aredis = pytest.importorskip("redis.asyncio")
+    url = f"redis://{redis_server.host}:{redis_server.port}"
+
+    async def main() -> None:
+        mark = leakwatch.tracker.snapshot()  # after the event loop and this task began
+        client = aredis.Redis(host=redis_server.host, port=redis_server.port)
+        await client.ping()
+        await client.aclose()
+        async with aredis.from_url(url) as client:
+            await client.set("reclaim-test:dbpools", "1")
+        pool = aredis.ConnectionPool.from_url(url)
+        client = aredis.Redis(connection_pool=pool)
+        await client.get("reclaim-test:dbpools")
+        await client.aclose()
+        await pool.aclose()
+        assert leakwatch.tracker.leaks(mark) == []
+        client = aredis.from_url(url)
+        await client.get("reclaim-test:dbpools")
+        at = line() - 1
+        try:
+            [leak] = leakwatch.tracker.leaks(mark)
+            assert leak.kind == "socket"
+            assert next(f.lineno for f in leak.frames if f.filename == __file__) == at
+        finally:
+            await client.aclose()
+
+    asyncio.run(main())
+    assert leakwatch.leaks() == []
