@@ -20,6 +20,7 @@ when it was imported first, as ``reclaim run -m pytest`` does; reclaim has no as
 for pytest to rewrite, and this marker (pytest's own) says so.
 """
 
+from . import _lazy
 from ._version import __version__
 from .errors import (
     CleanupError,
@@ -108,25 +109,9 @@ _LAZY = {
 _SUBMODULES = frozenset({"db", "files", "leaks", "net", "pool"})
 
 
-def _load(name: str) -> object:
-    """Import what *name* needs and bind it here, so the next lookup is a plain global."""
-    import importlib  # already imported by the interpreter: costs a dict lookup
-
-    if name in _SUBMODULES:
-        return importlib.import_module(f"{__name__}.{name}")
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
+_load, __dir__ = _lazy.exports(__name__, globals(), _LAZY, _SUBMODULES)
 
 if not TYPE_CHECKING:
     # Hidden from type checkers: a module __getattr__ would make mypy accept any
     # attribute (a typo like reclaim.Pol would type-check as object).
     __getattr__ = _load
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY, *_SUBMODULES})

@@ -45,6 +45,7 @@ Example::
 
 from __future__ import annotations
 
+from reclaim import _lazy
 from reclaim.errors import LeakError
 
 from ._check import NoLeaks, no_leaks
@@ -116,23 +117,9 @@ _LAZY = {
 }
 
 
-def _load(name: str) -> object:
-    """Import what *name* needs and bind it here, so the next lookup is a plain global."""
-    import importlib  # already imported by the interpreter: costs a dict lookup
-
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
+_load, __dir__ = _lazy.exports(__name__, globals(), _LAZY)
 
 if not TYPE_CHECKING:
     # Hidden from type checkers: a module __getattr__ would make mypy accept any
     # attribute (a typo like reclaim.leaks.Leek would type-check as object).
     __getattr__ = _load
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
