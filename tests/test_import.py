@@ -307,3 +307,45 @@ def test_a_leaky_reclaim_run_still_reports_through_the_leak_and_report_dataclass
     document = json.loads((tmp_path / "leaks.json").read_text())
     assert [leak["kind"] for leak in document["leaks"]] == ["file"]
     assert document["leaks"][0]["frames"][0]["line"] == 2
+
+
+# The integrations of libraries a program may never import (the standard library's included:
+# `python -c pass` imports no socket, sqlite3, tempfile, mmap or multiprocessing).
+INTEGRATIONS = tuple(
+    f"reclaim.leaks.{name}"
+    for name in (
+        "_asyncpg", "_gevent", "_grpc", "_mmap", "_multiprocessing", "_nats", "_paho", "_pika",
+        "_psycopg", "_sharedmemory", "_socketio", "_sqlite", "_tempfiles", "_trio", "_twisted",
+        "_watchfiles", "_zmq",
+    )
+)  # fmt: skip
+
+INTEGRATIONS_LOADED = """\
+import json, sys
+from reclaim.leaks import Tracker
+Tracker().start()
+loaded = sorted(name for name in {integrations!r} if name in sys.modules)
+import sqlite3
+connection = sqlite3.connect(":memory:")
+connection.close()
+print(json.dumps([loaded, type(connection) is not sqlite3.Connection]))
+"""
+
+
+def test_starting_a_tracker_loads_no_integration_until_the_program_imports_its_library() -> None:
+    """gRPC's, gevent's, Twisted's ... code loads with the library it instruments, not at start."""
+    loaded, sqlite_tracked = json.loads(run(INTEGRATIONS_LOADED.format(integrations=INTEGRATIONS)).stdout)
+    assert loaded == []
+    assert sqlite_tracked  # _sqlite loaded on the program's import: its connections are tracked
+
+
+def test_reclaim_run_loads_no_integration_for_a_program_importing_none_of_their_libraries(
+    tmp_path: Path,
+) -> None:
+    """Nor does ``reclaim run``, which starts its tracker before the program's first line."""
+    script = tmp_path / "app.py"
+    script.write_text(
+        f"import sys\nprint(sorted(name for name in {INTEGRATIONS!r} if name in sys.modules))\n"
+    )
+    result = python("-m", "reclaim", "run", str(script), cwd=tmp_path)
+    assert result.stdout == "[]\n"

@@ -321,3 +321,24 @@ def test_gevent_popen_never_waited_for_is_reported_as_the_standard_one(tmp_path:
         ("file", "stdout pipe of subprocess pid PID (mode 'rb')", 5),
         ("subprocess", "pid PID: cat (still running, never waited for)", 5),
     ], stderr
+
+
+def test_hub_not_destroyed_is_an_eventloop_in_a_program_that_never_imports_asyncio(tmp_path: Path) -> None:
+    """gevent's integration registers the eventloop kind its hubs are recorded as: asyncio's
+    (which registers it too) is not loaded for a program that does not import asyncio."""
+    report, _ = reclaim_run_json(
+        tmp_path,
+        """\
+        import sys, threading
+        import gevent
+
+        hubs = []
+        thread = threading.Thread(target=lambda: hubs.append(gevent.get_hub()))
+        thread.start()
+        thread.join()
+        assert "asyncio" not in sys.modules
+        """,
+    )
+    [leak] = report["leaks"]
+    assert leak["kind"] == "eventloop"
+    assert leak["description"].startswith("gevent.hub.Hub (libev, fds "), leak["description"]

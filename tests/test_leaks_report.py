@@ -145,7 +145,52 @@ def test_every_kind_the_tracker_can_report_is_listed_in_kinds() -> None:
     import reclaim.leaks
     from reclaim.leaks import _instrument, _kinds
 
-    assert _instrument is not None  # imports every integration, each registering its kinds
+    for _, target in _instrument.HOOKS:
+        _instrument.installer(target)  # imports the integration, which registers its kinds
     assert set(_kinds.KINDS) <= set(reclaim.leaks.KINDS)
     documented = (Path(__file__).parent.parent / "docs" / "leaks-json.md").read_text(encoding="utf-8")
     assert [kind for kind in reclaim.leaks.KINDS if f"`{kind}`" not in documented] == []
+
+
+def test_the_import_hooks_name_every_module_each_integration_has_a_table_for() -> None:
+    """``_instrument.HOOKS`` repeats the module names of the integrations' own tables (so as not
+    to import them to know when to): each installer is hooked on exactly its table's modules."""
+    from reclaim.leaks import (
+        _grpc,
+        _instrument,
+        _multiprocessing,
+        _nats,
+        _paho,
+        _pika,
+        _psycopg,
+        _sockets,
+        _twisted,
+        _watchfiles,
+    )
+
+    def hooked(target: str) -> set[str]:
+        return {name for name, hook in _instrument.HOOKS if hook == target}
+
+    tables: dict[str, set[str]] = {
+        "_psycopg:install_pool": set(_psycopg.POOL_MODULES),
+        "_multiprocessing:install_owned": set(_multiprocessing.OWNED),
+        "_multiprocessing:install_owned_package": {
+            f"{package}.{module}"
+            for package in _multiprocessing.OWNED_PACKAGES
+            for module in _multiprocessing.OWNED_PACKAGE_MODULES
+        },
+        "_grpc:install": set(_grpc.MAKERS),
+        "_grpc:install_channel": set(_grpc.CHANNELS),
+        "_watchfiles:install": set(_watchfiles.MODULES),
+        "_sockets:install_finalizer_aliases": set(_sockets.FINALIZER_ALIASES),
+        "_twisted:install_owned": set(_twisted.OWNED),
+        "_twisted:install_poller": set(_twisted.POLLERS),
+        "_twisted:install_unbound": set(_twisted.UNBOUND),
+    }
+    for integration in (_pika, _paho, _nats):
+        short = integration.__name__.rpartition(".")[2]
+        for name, function in integration.MODULES.items():
+            tables.setdefault(f"{short}:{function.__name__}", set()).add(name)
+    assert {target: hooked(target) for target in tables} == tables
+    for _, target in _instrument.HOOKS:
+        assert callable(_instrument.installer(target)), target

@@ -65,7 +65,7 @@ import sys
 from operator import attrgetter
 from types import ModuleType
 
-from . import _children, _fds, _records
+from . import _children, _fds, _loops, _records
 from ._owning import PLUMBING, plumbing
 from ._patch import Patches
 from ._sockets import track_class
@@ -114,14 +114,14 @@ def install_hub(patches: Patches, hub: ModuleType) -> None:
             _fds.keep(made)  # libev's default loop: the process's for as long as it runs
             return
         info = (f"{type(self).__module__}.{type(self).__qualname__}", _library(loop), None, (), made)
-        _records.new(self, "eventloop", info, _records.capture(sys._getframe(1), _records.depth))
+        _records.new(self, _loops.KIND, info, _records.capture(sys._getframe(1), _records.depth))
 
     def destroy_(self: Any, destroy_loop: Any = None) -> None:
         try:
             destroy(self, destroy_loop)
         finally:
             rec = _records.live.get(id(self))
-            if self.loop is None and rec is not None and rec.kind == "eventloop":
+            if self.loop is None and rec is not None and rec.kind == _loops.KIND:
                 _records.release(id(self))
                 _fds.keep(rec.info[4])  # still open: the loop was left for the thread's next hub
 

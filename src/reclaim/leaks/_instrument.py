@@ -3,46 +3,148 @@
 ``builtins``/``io``/``os``/``threading`` are imported by every program, so
 they are patched at once. Everything else is patched when the program
 imports it (see :mod:`._imports`), never imported by us.
+
+The integration that patches a library is imported only then too: :data:`HOOKS` names
+each installer as ``"_module:function"`` (in this package), loaded the first time its
+library is imported (at once for a library imported before tracking started). A program
+that imports no gRPC, gevent or Twisted loads none of reclaim's code for them, where
+importing every integration at start cost each ``reclaim run`` and ``pytest --reclaim``
+~20 modules. An integration registers its kinds as it is imported, before it can record
+anything of them, and imports the integration of any other kind it records (``_gevent``'s
+hubs are ``_loops``' eventloops): every kind a report meets is known by then.
 """
 
 from __future__ import annotations
 
-from functools import partial
+import sys
+from collections.abc import Callable, Iterable
+from importlib import import_module
+from types import ModuleType
 
-from . import (
-    _asyncpg,
-    _children,
-    _fds,
-    _files,
-    _gevent,
-    _grpc,
-    _holders,
-    _imports,
-    _loops,
-    _mmap,
-    _multiprocessing,
-    _nats,
-    _owning,
-    _paho,
-    _pika,
-    _pooled,
-    _psycopg,
-    _sharedmemory,
-    _socketio,
-    _sockets,
-    _sqlite,
-    _tasks,
-    _tempfiles,
-    _threads,
-    _trio,
-    _twisted,
-    _uvloop,
-    _watchfiles,
-    _zmq,
-)
+from . import _children, _fds, _files, _imports, _threads
+
+# Loaded with the tracker anyway (_holders imports _owning): their tables are read here.
+from ._holders import HOLDERS
+from ._owning import PROCESS_WIDE
 from ._patch import Patches
 
-__all__ = ["install", "uninstall"]
+__all__ = ["HOOKS", "install", "installer", "uninstall"]
+
+
+def _each(names: Iterable[str], target: str) -> tuple[tuple[str, str], ...]:
+    return tuple((name, target) for name in names)
+
+
+#: (module the program imports, ``"_integration:installer"`` run on it then). Where an
+#: integration keeps a table by module name (``_grpc.MAKERS``, ``_sockets.FINALIZER_ALIASES``,
+#: ``_multiprocessing.OWNED``, ``_twisted.OWNED`` ...), its names are repeated here so that
+#: the integration need not be imported to know them; tests/test_leaks_report.py checks
+#: that both agree.
+HOOKS: tuple[tuple[str, str], ...] = (
+    ("socket", "_sockets:install_socket"),
+    ("socket", "_socketio:install"),
+    ("selectors", "_sockets:install_selectors"),
+    ("subprocess", "_children:install"),
+    ("sqlite3", "_sqlite:install"),
+    ("aiosqlite.core", "_sqlite:install_aiosqlite"),
+    ("psycopg.connection", "_psycopg:install_sync"),
+    ("psycopg.connection_async", "_psycopg:install_async"),
+    *_each(
+        ("psycopg_pool._acompat", "psycopg_pool.pool", "psycopg_pool.pool_async"), "_psycopg:install_pool"
+    ),
+    ("asyncpg.pool", "_asyncpg:install"),
+    ("redis.connection", "_pooled:install_redis"),
+    ("redis.asyncio.connection", "_pooled:install_redis_async"),
+    ("urllib3.connectionpool", "_pooled:install_urllib3"),
+    ("sqlalchemy.pool.base", "_pooled:install_sqlalchemy"),
+    ("httpcore._sync.connection_pool", "_pooled:install_httpcore"),
+    ("httpcore._async.connection_pool", "_pooled:install_httpcore_async"),
+    ("tempfile", "_tempfiles:install"),
+    ("mmap", "_mmap:install"),
+    ("asyncio.base_events", "_tasks:install_base_events"),
+    ("asyncio.runners", "_tasks:install_runners"),
+    ("asyncio.selector_events", "_loops:install"),
+    ("asyncio.streams", "_loops:install_streams"),
+    ("multiprocessing.process", "_multiprocessing:install_process"),
+    ("multiprocessing.pool", "_multiprocessing:install_pool"),
+    ("multiprocessing.queues", "_multiprocessing:install_queues"),
+    ("multiprocessing.managers", "_multiprocessing:install_managers"),
+    ("multiprocessing.connection", "_multiprocessing:install_pipe"),
+    ("multiprocessing.shared_memory", "_sharedmemory:install"),
+    ("concurrent.futures.process", "_multiprocessing:install_executor"),
+    ("concurrent.futures.thread", "_threads:install_executor"),
+    ("anyio._backends._asyncio", "_tasks:install_anyio"),
+    ("trio._core._run", "_trio:install"),
+    ("uvloop", "_uvloop:install"),
+    ("gevent.hub", "_gevent:install_hub"),
+    ("gevent._socket3", "_gevent:install_socket"),
+    ("gevent.server", "_gevent:install_server"),
+    ("gevent.os", "_gevent:install_os"),
+    ("gevent.greenlet", "_gevent:install_greenlet"),
+    ("gevent.thread", "_gevent:install_thread"),
+    ("gevent.subprocess", "_gevent:install_subprocess"),
+    *_each(
+        (
+            "multiprocessing.util",
+            "multiprocessing.resource_tracker",
+            "multiprocessing.forkserver",
+            "multiprocessing.heap",
+            "joblib._memmapping_reducer",
+            "matplotlib.font_manager",
+            "zipfile",
+        ),
+        "_multiprocessing:install_owned",
+    ),
+    *_each(
+        (
+            f"{package}.{module}"
+            for package in ("loky", "joblib.externals.loky")
+            for module in ("reusable_executor", "backend.resource_tracker", "backend.popen_loky_posix")
+        ),
+        "_multiprocessing:install_owned_package",
+    ),
+    *_each(PROCESS_WIDE, "_owning:install_process_wide"),
+    ("pymysql.connections", "_sockets:install_finalizer_aliases"),
+    *_each(HOLDERS, "_holders:install"),
+    *_each(("grpc", "grpc.aio"), "_grpc:install"),
+    *_each(("grpc._channel", "grpc.aio._channel"), "_grpc:install_channel"),
+    ("watchfiles.main", "_watchfiles:install"),
+    ("pika.compat", "_pika:install_compat"),
+    ("pika.adapters.base_connection", "_pika:install_base"),
+    ("pika.adapters.blocking_connection", "_pika:install_blocking"),
+    ("paho.mqtt.client", "_paho:install"),
+    ("nats.aio.client", "_nats:install_client"),
+    ("nats.aio.subscription", "_nats:install_owned"),
+    ("nats.aio.transport", "_nats:install_owned"),
+    *_each(
+        ("twisted.internet._signals", "twisted.internet.tcp", "twisted.internet.asyncioreactor"),
+        "_twisted:install_owned",
+    ),
+    ("twisted.internet.epollreactor", "_twisted:install_poller"),
+    *_each(("twisted.internet.process", "twisted.internet.endpoints"), "_twisted:install_unbound"),
+    ("zmq.sugar.context", "_zmq:install_context"),
+    ("zmq.sugar.socket", "_zmq:install_socket"),
+)
+
+
+def installer(target: str) -> Callable[[Patches, ModuleType], None]:
+    """The installer ``"_integration:function"`` names, importing its integration."""
+    module, _, function = target.partition(":")
+    found: Callable[[Patches, ModuleType], None] = getattr(import_module(f"{__package__}.{module}"), function)
+    return found
+
+
+class _Deferred:
+    """Runs the installer a hook names on the library module, importing the integration then."""
+
+    __slots__ = ("_patches", "_target")
+
+    def __init__(self, target: str, patches: Patches) -> None:
+        self._target = target
+        self._patches = patches
+
+    def __call__(self, module: ModuleType) -> None:
+        installer(self._target)(self._patches, module)
 
 
 def install(patches: Patches) -> None:
@@ -51,75 +153,15 @@ def install(patches: Patches) -> None:
     _fds.install(patches)
     _children.install_os(patches)
     _threads.install(patches)
-    for name, installer in (
-        ("socket", _sockets.install_socket),
-        ("socket", _socketio.install),
-        ("selectors", _sockets.install_selectors),
-        ("subprocess", _children.install),
-        ("sqlite3", _sqlite.install),
-        ("aiosqlite.core", _sqlite.install_aiosqlite),
-        ("psycopg.connection", _psycopg.install_sync),
-        ("psycopg.connection_async", _psycopg.install_async),
-        *((name, _psycopg.install_pool) for name in _psycopg.POOL_MODULES),
-        ("asyncpg.pool", _asyncpg.install),
-        ("redis.connection", _pooled.install_redis),
-        ("redis.asyncio.connection", _pooled.install_redis_async),
-        ("urllib3.connectionpool", _pooled.install_urllib3),
-        ("sqlalchemy.pool.base", _pooled.install_sqlalchemy),
-        ("httpcore._sync.connection_pool", _pooled.install_httpcore),
-        ("httpcore._async.connection_pool", _pooled.install_httpcore_async),
-        ("tempfile", _tempfiles.install),
-        ("mmap", _mmap.install),
-        ("asyncio.base_events", _tasks.install_base_events),
-        ("asyncio.runners", _tasks.install_runners),
-        ("asyncio.selector_events", _loops.install),
-        ("asyncio.streams", _loops.install_streams),
-        ("multiprocessing.process", _multiprocessing.install_process),
-        ("multiprocessing.pool", _multiprocessing.install_pool),
-        ("multiprocessing.queues", _multiprocessing.install_queues),
-        ("multiprocessing.managers", _multiprocessing.install_managers),
-        ("multiprocessing.connection", _multiprocessing.install_pipe),
-        ("multiprocessing.shared_memory", _sharedmemory.install),
-        ("concurrent.futures.process", _multiprocessing.install_executor),
-        ("concurrent.futures.thread", _threads.install_executor),
-        ("anyio._backends._asyncio", _tasks.install_anyio),
-        ("trio._core._run", _trio.install),
-        ("uvloop", _uvloop.install),
-        ("gevent.hub", _gevent.install_hub),
-        ("gevent._socket3", _gevent.install_socket),
-        ("gevent.server", _gevent.install_server),
-        ("gevent.os", _gevent.install_os),
-        ("gevent.greenlet", _gevent.install_greenlet),
-        ("gevent.thread", _gevent.install_thread),
-        ("gevent.subprocess", _gevent.install_subprocess),
-        *((name, _multiprocessing.install_owned) for name in _multiprocessing.OWNED),
-        *(
-            (f"{package}.{module}", _multiprocessing.install_owned_package)
-            for package in _multiprocessing.OWNED_PACKAGES
-            for module in _multiprocessing.OWNED_PACKAGE_MODULES
-        ),
-        *((name, _owning.install_process_wide) for name in _owning.PROCESS_WIDE),
-        *((name, _sockets.install_finalizer_aliases) for name in _sockets.FINALIZER_ALIASES),
-        *((name, _holders.install) for name in _holders.HOLDERS),
-        *((name, _grpc.install) for name in _grpc.MAKERS),
-        *((name, _grpc.install_channel) for name in _grpc.CHANNELS),
-        *((name, _watchfiles.install) for name in _watchfiles.MODULES),
-        *_pika.MODULES.items(),
-        *_paho.MODULES.items(),
-        *_nats.MODULES.items(),
-        *((name, _twisted.install_owned) for name in _twisted.OWNED),
-        *((name, _twisted.install_poller) for name in _twisted.POLLERS),
-        *((name, _twisted.install_unbound) for name in _twisted.UNBOUND),
-        ("zmq.sugar.context", _zmq.install_context),
-        ("zmq.sugar.socket", _zmq.install_socket),
-    ):
-        _imports.when_imported(name, partial(installer, patches))
+    for name, target in HOOKS:
+        _imports.when_imported(name, _Deferred(target, patches))
 
 
 def uninstall() -> None:
     """Stop waiting for imports (the patches themselves are undone by their ``Patches``)."""
     _imports.cancel_all()
-    _multiprocessing.reset()
-    _sharedmemory.reset()
-    _pooled.reset()
-    _gevent.reset()
+    # Only the integrations loaded have anything to forget.
+    for name in ("_multiprocessing", "_sharedmemory", "_pooled", "_gevent"):
+        integration = sys.modules.get(f"{__package__}.{name}")
+        if integration is not None:
+            integration.reset()

@@ -46,7 +46,7 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see recl
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["install", "install_streams", "releasing_close"]
+__all__ = ["KIND", "install", "install_streams", "releasing_close"]
 
 __tracebackhide__ = True  # stands in for what it wraps: see _patch
 
@@ -93,7 +93,9 @@ def _fds(obj: Any, rec: Record) -> list[int]:
     return [fd for fd in map(_fileno, parts) if fd is not None]
 
 
-register(Kind("eventloop", is_open=_is_open, describe=_describe, fds=_fds, death_leak=True))
+#: The kind of an event loop's record (a gevent hub's loop is one too, see _gevent).
+KIND = "eventloop"
+register(Kind(KIND, is_open=_is_open, describe=_describe, fds=_fds, death_leak=True))
 
 
 def releasing_close(close: Callable[[Any], None], then: Callable[[Any], None] | None = None) -> Any:

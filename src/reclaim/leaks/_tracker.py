@@ -22,7 +22,7 @@ from contextlib import contextmanager, suppress
 from reclaim import _sites, _track
 from reclaim._sites import Site
 
-from . import _fds, _files, _holders, _pooled, _records, _uvloop
+from . import _fds, _files, _holders, _records
 from ._holders import not_followed as _not_followed
 from ._kinds import Kind, kind_of, register
 from ._patch import Patches
@@ -233,8 +233,20 @@ def _frozen(message: str) -> AttributeError:
     return FrozenInstanceError(message)
 
 
+def _integration(name: str) -> Any:
+    """The integration module *name* if the program imported its library (see _instrument), or None."""
+    return sys.modules.get(f"{__package__}.{name}")
+
+
+def _discover() -> None:
+    """Record the connections uvloop's servers accepted (see :func:`._uvloop.discover`)."""
+    uvloop = _integration("_uvloop")
+    if uvloop is not None:
+        uvloop.discover()
+
+
 def _take_snapshot() -> Snapshot:
-    _uvloop.discover()  # what C code made before the snapshot is recorded before it
+    _discover()  # what C code made before the snapshot is recorded before it
     fds = _fds.list_fds()
     ids = None if fds is None else {fd: ident for fd in fds if (ident := _fds.identity(fd)) is not None}
     if fds is not None:
@@ -358,7 +370,8 @@ class Tracker:
             if raw is not None and facts is not None and facts[3] == context and not raw.closed:
                 targets[id(raw)] = raw
         moved = 0
-        search = _Search(targets, _not_followed(), _pooled.in_use())
+        pooled = _integration("_pooled")
+        search = _Search(targets, _not_followed(), pooled.in_use() if pooled is not None else ())
         roots = [(label, holder, True) for label, holder in holders.items()]
         roots += [(label, holder, False) for label, holder in module_holders.items()]
         for label, holder, itself in roots:
@@ -579,7 +592,7 @@ class _Search:
 
 
 def _find(window: Snapshot, context: str | None, include_framework: bool, untracked_fds: bool) -> list[Leak]:
-    _uvloop.discover()
+    _discover()
     now = time.time()
     # (record, live object or None) of everything that may still be open, every window.
     pairs: list[tuple[Record, Any]] = []
