@@ -67,7 +67,7 @@ from types import ModuleType
 
 from . import _children, _fds, _loops, _records
 from ._owning import PLUMBING, plumbing
-from ._patch import Patches
+from ._patch import Patches, own_methods
 from ._sockets import track_class
 from ._tasks import Greenlet, _coro_name
 
@@ -97,11 +97,10 @@ def _library(loop: Any) -> str:
 
 def install_hub(patches: Patches, hub: ModuleType) -> None:
     """Account for the descriptors of each ``gevent.hub.Hub``'s loop (see the module's docstring)."""
-    cls = getattr(hub, "Hub", None)
-    init = vars(cls).get("__init__") if isinstance(cls, type) else None
-    destroy = vars(cls).get("destroy") if isinstance(cls, type) else None
-    if init is None or destroy is None:
+    found = own_methods(hub, "Hub", "__init__", "destroy")
+    if found is None:
         return  # not the layout this was written for: leave gevent as it is
+    cls, (init, destroy) = found
 
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         before = _fds.table()

@@ -31,7 +31,7 @@ from types import ModuleType
 from . import _fds, _records
 from ._kinds import Details, Kind, register
 from ._owning import caller
-from ._patch import Patches
+from ._patch import Patches, own_methods
 from ._records import Record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
@@ -63,11 +63,10 @@ register(Kind("grpc", describe=_describe, death_leak=True))
 
 def install_channel(patches: Patches, module: ModuleType) -> None:
     """Record each ``Channel`` of *module* at the program's line, released by its ``_close``."""
-    cls = getattr(module, "Channel", None)
-    init = vars(cls).get("__init__") if isinstance(cls, type) else None
-    close = vars(cls).get("_close") if isinstance(cls, type) else None
-    if init is None or close is None:
+    found = own_methods(module, "Channel", "__init__", "_close")
+    if found is None:
         return  # not the layout this was written for
+    cls, (init, close) = found
 
     @functools.wraps(init)
     def __init__(self: Any, target: Any, *args: Any, **kwargs: Any) -> None:

@@ -29,7 +29,7 @@ from types import ModuleType
 from . import _records
 from ._kinds import Details, Kind, register
 from ._owning import caller, own
-from ._patch import Patches
+from ._patch import Patches, own_methods
 from ._records import Record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
@@ -66,11 +66,10 @@ register(Kind(KIND, is_open=_is_open, describe=_describe, death_leak=True))
 
 def install_client(patches: Patches, module: ModuleType) -> None:
     """Own ``Client``; record each connection at the program's line, released by its ``_close``."""
-    cls = getattr(module, "Client", None)
-    connect = vars(cls).get("connect") if isinstance(cls, type) else None
-    close = vars(cls).get("_close") if isinstance(cls, type) else None
-    if connect is None or close is None:
+    found = own_methods(module, "Client", "connect", "_close")
+    if found is None:
         return  # not the layout this was written for
+    cls, (connect, close) = found
     own(cls)
 
     @functools.wraps(connect)

@@ -15,9 +15,20 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see recl
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["Patches"]
+__all__ = ["Patches", "own_methods"]
 
 _MISSING: Any = object()
+
+
+def own_methods(module: ModuleType, class_name: str, *names: str) -> tuple[Any, list[Any]] | None:
+    """The class *class_name* of *module* and the functions *names* its own body defines, or
+    None when it lacks any: a library laid out otherwise than the hooks were written for, which
+    they then leave as it is."""
+    cls = getattr(module, class_name, None)
+    if not isinstance(cls, type):
+        return None
+    methods = [vars(cls).get(name) for name in names]
+    return None if None in methods else (cls, methods)
 
 
 def _present_as(fn: FunctionType, owner: Any, name: str, original: Any) -> None:

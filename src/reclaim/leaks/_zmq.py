@@ -51,7 +51,7 @@ from reclaim import _sites
 
 from . import _fds, _owning, _records
 from ._kinds import Details, Kind, register
-from ._patch import Patches
+from ._patch import Patches, own_methods
 from ._records import Record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
@@ -220,11 +220,10 @@ def _libzmq_of(context: Any) -> _Libzmq | None:
 def install_context(patches: Patches, module: ModuleType) -> None:
     """Record each ``zmq.Context`` at the program's line and hold what libzmq opens for it,
     until its ``term()``."""
-    cls = getattr(module, "Context", None)
-    init = vars(cls).get("__init__") if isinstance(cls, type) else None
-    term = vars(cls).get("term") if isinstance(cls, type) else None
-    if init is None or term is None:
+    found = own_methods(module, "Context", "__init__", "term")
+    if found is None:
         return  # not the layout this was written for
+    cls, (init, term) = found
 
     @functools.wraps(init)
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
