@@ -1,13 +1,15 @@
 """Database clients' own pools under the leak tracker, against the real servers: psycopg_pool's
 (sync and asyncio) and asyncpg's. A pool closed reports nothing; one never closed is one leak at
 the line that made it, not its connections, threads and tasks at the library's lines; a
-connection ``getconn()`` kept is blamed on that line. redis.asyncio's clients, as its docs use them.
+connection ``getconn()`` or ``acquire()`` kept is blamed on that line. asyncpg's own connections
+too. redis.asyncio's clients, as its docs use them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import importlib.util
 from typing import Any
 
 import pytest
@@ -96,7 +98,10 @@ def test_under_pytest_a_session_pools_parts_are_its_own_and_a_test_is_blamed_for
     """A session fixture's pool, used by ``connection()`` and ``getconn()``/``putconn()``, fails
     no test; a test keeping a ``getconn()`` fails at that line, one leaving a pool open at the
     line that made it, each with one leak."""
-    pytest.importorskip("psycopg_pool")
+    # Not imported here: pytester drops from sys.modules what a test imported, and importing
+    # psycopg's C extension again crashes the interpreter (see the asyncpg test below).
+    if importlib.util.find_spec("psycopg_pool") is None:
+        pytest.skip("psycopg_pool is not installed")
     pytester.makepyfile(
         test_pool=f"""
         import psycopg_pool
@@ -155,13 +160,7 @@ def test_asyncpg_pool_never_closed_is_one_leak_at_its_line(leakwatch: Watch, pos
     """Not its sockets at asyncpg's lines; dropped, the garbage collector's. One closed or
     terminated reports nothing."""
     asyncpg = pytest.importorskip("asyncpg")
-    kwargs = {
-        "host": postgres.host,
-        "port": postgres.port,
-        "user": postgres.user,
-        "password": postgres.password or None,
-        "database": postgres.database,
-    }
+    kwargs = _asyncpg_kwargs(postgres)
 
     async def main() -> tuple[Any, int]:
         async with asyncpg.create_pool(**kwargs, min_size=2) as closed:
@@ -183,6 +182,159 @@ def test_asyncpg_pool_never_closed_is_one_leak_at_its_line(leakwatch: Watch, pos
     [leak] = leakwatch.leaks()
     assert leak.kind == "asyncpg" and leak.state == "collected"
     assert_site(leak, made)
+
+
+def _asyncpg_kwargs(postgres: Any) -> dict[str, Any]:
+    return {
+        "host": postgres.host,
+        "port": postgres.port,
+        "user": postgres.user,
+        "password": postgres.password or None,
+        "database": postgres.database,
+    }
+
+
+@pytest.mark.postgres
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@ignore_gc_warnings
+def test_asyncpg_connection_never_closed_is_one_leak_at_its_line(leakwatch: Watch, postgres: Any) -> None:
+    """Not its socket at asyncpg's line; dropped, the garbage collector's. One closed or
+    terminated reports nothing, nor do a pool's connections."""
+    asyncpg = pytest.importorskip("asyncpg")
+    kwargs = _asyncpg_kwargs(postgres)
+
+    async def main() -> tuple[Any, int]:
+        await (await asyncpg.connect(**kwargs)).close()
+        (await asyncpg.connect(**kwargs)).terminate()
+        async with asyncpg.create_pool(**kwargs, min_size=1, connect=asyncpg.connect) as pool:
+            await pool.fetchval("select 1")
+        conn = await asyncpg.connect(**kwargs)
+        made = line() - 1
+        await conn.fetchval("select 1")
+        return conn, made
+
+    conn, made = asyncio.run(main())
+    [leak] = leakwatch.leaks()
+    assert leak.kind == "asyncpg" and leak.state == "open", leak.headline()
+    assert leak.details["class"] == "asyncpg.Connection"
+    assert leak.description.startswith(f"connection to {postgres.host}:{postgres.port}/{postgres.database}")
+    assert_site(leak, made)
+    del conn
+    gc.collect()
+    [leak] = leakwatch.leaks()
+    assert leak.kind == "asyncpg" and leak.state == "collected"
+    assert_site(leak, made)
+
+
+@pytest.mark.postgres
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_asyncpg_pool_connection_never_released_is_blamed_on_its_acquire_line(
+    leakwatch: Watch, postgres: Any
+) -> None:
+    """Released, closed or its block left: nothing; kept, it is its own leak at the ``acquire()``
+    line beside the pool's, and still kept when the pool's ``close()`` gave up (it waits for it)
+    and terminated it, it is reported as terminated there."""
+    asyncpg = pytest.importorskip("asyncpg")
+    found: list[Any] = []
+
+    async def main() -> tuple[int, int, int]:
+        mark = leakwatch.tracker.snapshot()  # after the event loop and this task began
+        pool = await asyncpg.create_pool(**_asyncpg_kwargs(postgres), min_size=1, max_size=2)
+        made = line() - 1
+        async with pool.acquire() as conn:
+            await conn.fetchval("select 1")
+        await pool.release(await pool.acquire())
+        await (await pool.acquire()).close()  # closed: back to the pool, which makes another
+        await pool.acquire()  # kept, never released
+        at = line() - 1
+        entered = pool.acquire()
+        await entered.__aenter__()  # an async with-block entered and never left
+        entered_at = line() - 1
+        found.extend(leakwatch.tracker.leaks(mark))
+        with pytest.raises(TimeoutError):  # close() waits for them forever: never released
+            await asyncio.wait_for(pool.close(), 0.05)
+        return made, at, entered_at
+
+    made, at, entered_at = asyncio.run(main())
+    assert len(found) == 3, [leak.headline() for leak in found]
+    assert found[0].details["class"] == "asyncpg.Pool"
+    assert_site(found[0], made)
+    for leak, where in zip(found[1:], (at, entered_at), strict=True):
+        assert leak.details["class"] == "asyncpg.Connection" and "not released" in leak.description
+        assert_site(leak, where)
+    terminated = leakwatch.leaks()
+    assert [leak.state for leak in terminated] == ["terminated", "terminated"]
+    assert_site(terminated[0], at)
+    assert_site(terminated[1], entered_at)
+
+
+@pytest.mark.postgres
+def test_under_pytest_an_asyncpg_pool_fixtures_connections_fail_only_the_test_that_kept_one(
+    pytester: pytest.Pytester, postgres: Any
+) -> None:
+    """A session fixture's asyncpg pool fails no test that releases what it acquires; a test
+    keeping an ``acquire()`` fails at that line, one leaving an ``asyncpg.connect()`` open at its."""
+    # Not imported here: pytester's teardown would drop it from sys.modules, and its extension
+    # modules, imported again by a later test, crash the interpreter.
+    if importlib.util.find_spec("asyncpg") is None:
+        pytest.skip("asyncpg is not installed")
+    pytester.makepyfile(
+        test_apool=f"""
+        import asyncio
+        import asyncpg
+        import pytest
+
+        KWARGS = {_asyncpg_kwargs(postgres)!r}
+        KEEP = []
+
+        @pytest.fixture(scope="session")
+        def db():
+            async def make():  # asyncpg's pool takes the running loop
+                return await asyncpg.create_pool(**KWARGS, min_size=1, max_size=3)
+            loop = asyncio.new_event_loop()
+            pool = loop.run_until_complete(make())
+            yield loop, pool
+            loop.run_until_complete(pool.close())
+            loop.close()
+
+        def test_borrows(db):
+            loop, pool = db
+            async def borrow():
+                async with pool.acquire() as conn:
+                    await conn.fetchval("select 1")
+                await pool.release(await pool.acquire())
+            loop.run_until_complete(borrow())
+
+        def test_keeps(db):
+            loop, pool = db
+            KEEP.append(loop.run_until_complete(pool.acquire()))
+
+        def test_connects(db):
+            loop, pool = db
+            KEEP.append(loop.run_until_complete(asyncpg.connect(**KWARGS)))
+
+        def test_last(db):
+            loop, pool = db
+            loop.run_until_complete(pool.release(KEEP[0]))
+            loop.run_until_complete(KEEP[1].close())
+        """
+    )
+    result = reclaim_pytest(pytester)
+    result.assert_outcomes(passed=4, errors=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at teardown of test_keeps*",
+            "*this test leaked 1 resource*",
+            "*asyncpg connection to*not released to its pool*",
+            "*test_apool.py:28 in test_keeps*",
+            "*ERROR at teardown of test_connects*",
+            "*this test leaked 1 resource*",
+            "*asyncpg connection to*not closed*",
+            "*test_apool.py:32 in test_connects*",
+        ]
+    )
+    out = result.stdout.str()
+    assert "untracked-fd" not in out and "leaks found after their test ended" not in out
 
 
 # -- redis.asyncio ----------------------------------------------------------------------------

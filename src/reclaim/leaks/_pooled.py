@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 __all__ = [
+    "back",
     "in_use",
     "install_httpcore",
     "install_httpcore_async",
@@ -57,6 +58,8 @@ __all__ = [
     "install_redis_async",
     "install_sqlalchemy",
     "install_urllib3",
+    "lend",
+    "lent",
     "reset",
     "take",
     "wrap_psycopg_pool",
@@ -75,6 +78,10 @@ _pools: dict[int, weakref.ref[Any]] = {}
 
 #: The attributes of a redis-py pool that reference the connections it handed out.
 _IN_USE = ("_in_use_connections", "_connections")
+
+#: id -> weak reference of each object through which a pool references a connection it handed
+#: out, while it is out (an asyncpg pool's holder): see lent() and in_use().
+_handed_out: dict[int, weakref.ref[Any]] = {}
 
 
 def _seen(pool: Any) -> None:
@@ -109,7 +116,13 @@ def take(conn: Any, rec: _records.Record, frame: Any) -> None:
             vars(conn)[POOLED] = (rec, rec.site, rec.context, rec.seq, rec.time, rec.thread)
     except TypeError:  # no __dict__: the resource stays blamed where it was made
         return
-    rec.site = _site(frame)
+    lend(rec, _site(frame))
+
+
+def lend(rec: _records.Record, site: Any) -> None:
+    """*rec*'s resource is handed to the code running now, at *site*: blamed there, on its thread
+    and label, as acquired now."""
+    rec.site = site
     rec.thread = _records.thread_name()
     rec.context = _records.label_here()
     rec.seq = _records.generation
@@ -148,19 +161,40 @@ def returned(conn: Any) -> None:
         rec.site, rec.context, rec.seq, rec.time, rec.thread = saved[1:]
 
 
+def lent(obj: Any) -> None:
+    """*obj* is what its pool references a connection it handed out through, until :func:`back`."""
+    key = id(obj)
+    _handed_out[key] = weakref.ref(obj, lambda ref: _forget_handed_out(key, ref))
+
+
+def _forget_handed_out(key: int, ref: weakref.ref[Any]) -> None:
+    if _handed_out.get(key) is ref:
+        del _handed_out[key]
+
+
+def back(obj: Any) -> None:
+    """*obj*'s connection is its pool's again (see :func:`lent`)."""
+    _handed_out.pop(id(obj), None)
+
+
 def in_use() -> Iterator[object]:
-    """The containers through which redis-py's pools reference the connections they handed out."""
+    """The containers and objects through which pools reference the connections they handed out."""
     for ref in list(_pools.values()):
         pool = ref()
         for name in _IN_USE:
             held = getattr(pool, name, None)
             if held is not None:
                 yield held
+    for ref in list(_handed_out.values()):
+        obj = ref()
+        if obj is not None:
+            yield obj
 
 
 def reset() -> None:
-    """Forget the pools seen (the last tracker stopped)."""
+    """Forget the pools seen and what was lent (the last tracker stopped)."""
     _pools.clear()
+    _handed_out.clear()
 
 
 # -- redis-py ---------------------------------------------------------------------------------

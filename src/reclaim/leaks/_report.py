@@ -53,8 +53,10 @@ class Leak:
         description: what it is: path and mode, peer address, pid and command,
             thread name and target, task coroutine ...
         state: ``"open"`` (still held when checked), ``"collected"`` (the garbage
-            collector closed it, not the program) or ``"cancelled"`` (a task
-            still pending when ``asyncio.run`` or a test runner closed its loop).
+            collector closed it, not the program), ``"cancelled"`` (a task
+            still pending when ``asyncio.run`` or a test runner closed its loop) or
+            ``"terminated"`` (an asyncpg pool's connection still acquired when the
+            pool terminated).
         frames: where it was acquired, the user's line first; frames of reclaim,
             the standard library's plumbing and test runners are left out after it.
             Empty for an untracked descriptor.
@@ -341,6 +343,8 @@ _STATES: dict[str | tuple[str, str], str] = {
     ("concurrent.futures.ProcessPoolExecutor", "collected"): _EXECUTOR_DROPPED,
     ("multiprocessing.Pool", "collected"): _POOL_DROPPED,
     ("multiprocessing.pool.ThreadPool", "collected"): _POOL_DROPPED,
+    # An asyncpg pool's connection still acquired when the pool terminated (see leaks._asyncpg).
+    ("asyncpg", "terminated"): "closed by its pool's terminate() while still acquired",
 }
 
 
