@@ -48,7 +48,10 @@ pytest: $(VENV)/.installed-dev
 
 test: lint typecheck pytest test-versions
 
+# Bytecode first: with PYTHONDONTWRITEBYTECODE set, every import in the timed runs would compile
+# reclaim's modules from source (an integration loads when its library is first imported).
 bench: $(VENV)/.installed-bench
+	@$(PY) -m compileall -q src
 	$(PY) benchmarks/run_all.py
 
 # Resource hooks differ between Python versions, so the tests of everything that hooks them
