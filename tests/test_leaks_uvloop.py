@@ -442,11 +442,14 @@ def test_subprocess_left_running_on_uvloop_is_reported_as_on_asyncio(leakwatch: 
 
 
 # A child left running by a program whose uvloop loop closed (closing its pipes): line 4 made it.
+# Its output goes nowhere: inheriting the test's capture pipes, it would hold the run open 30 s.
 CHILD_LEFT = """\
     import asyncio, uvloop
 
     async def main():
-        return await asyncio.create_subprocess_shell("sleep 30")
+        return await asyncio.create_subprocess_shell(
+            "sleep 30", stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+        )
 
     proc = uvloop.run(main())
     with open("pid", "w") as out:
