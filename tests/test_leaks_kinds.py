@@ -1217,6 +1217,35 @@ def test_thread_still_running_is_reported_with_name_and_target(leakwatch: Watch)
     assert leakwatch.leaks() == []
 
 
+class _SnapshotAsItStarts(threading.Thread):
+    """Takes a snapshot in the new thread while its starter still waits in ``start()``: as a
+    test's window may open while a server thread starts a handler thread that has already
+    answered the client."""
+
+    def __init__(self, watch: Watch, stop: threading.Event) -> None:
+        super().__init__(target=stop.wait, name="quick-starter")
+        self.watch = watch
+        self.mark: Any = None
+
+    def _bootstrap_inner(self) -> None:
+        self.mark = self.watch.tracker.snapshot()  # start() returns once the thread is running
+        super()._bootstrap_inner()  # type: ignore[misc]
+
+
+def test_a_thread_is_acquired_when_start_is_called_not_when_it_returns(leakwatch: Watch) -> None:
+    """A snapshot taken while ``start()`` waits for the new thread does not count that thread as
+    acquired after it (a handler thread started before a test's window was that test's leak)."""
+    stop = threading.Event()
+    worker = _SnapshotAsItStarts(leakwatch, stop)
+    worker.start()
+    try:
+        assert leakwatch.one("thread").details["name"] == "quick-starter"
+        assert leakwatch.tracker.leaks(worker.mark) == []
+    finally:
+        stop.set()
+        worker.join()
+
+
 def test_thread_finishing_within_the_grace_period_is_not_reported(leakwatch: Watch) -> None:
     release = threading.Event()
     worker = threading.Thread(target=release.wait)

@@ -115,9 +115,13 @@ def install(patches: Patches) -> None:
             # starts during a test is the fixture's, as the server thread is.
             _records.thread_name()
             setattr(self, _records.STARTED_IN, _records.label_here())
+        # Acquired when start() was called: a snapshot another thread takes while this one waits
+        # in start() (the new thread may run, even serve a request, before start() returns)
+        # does not count it as acquired after that snapshot.
+        seq = _records.generation
         start(self)
         info = (self.name, _target(self), self.daemon)
-        _records.new(self, "thread", info, site)
+        _records.new(self, "thread", info, site).seq = seq
 
     start_.__doc__ = start.__doc__
     patches.set(threading.Thread, "start", start_)
