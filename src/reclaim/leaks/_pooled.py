@@ -222,7 +222,7 @@ def install_redis(patches: Patches, module: ModuleType) -> None:
     for name in ("ConnectionPool", "BlockingConnectionPool"):
         cls = getattr(module, name, None)
         if isinstance(cls, type):
-            _wrap_sync(patches, cls, "get_connection", "release", _redis_socket, track_pool=True)
+            _wrap(patches, cls, "get_connection", "release", _redis_socket, track_pool=True)
 
 
 def install_redis_async(patches: Patches, module: ModuleType) -> None:
@@ -230,10 +230,11 @@ def install_redis_async(patches: Patches, module: ModuleType) -> None:
     for name in ("ConnectionPool", "BlockingConnectionPool"):
         cls = getattr(module, name, None)
         if isinstance(cls, type):
-            _wrap_async(patches, cls, "get_connection", "release", _redis_async_socket, track_pool=True)
+            get, put = "get_connection", "release"
+            _wrap(patches, cls, get, put, _redis_async_socket, track_pool=True, asynchronous=True)
 
 
-def _wrap_async(
+def _wrap(
     patches: Patches,
     cls: type,
     get_name: str,
@@ -242,13 +243,40 @@ def _wrap_async(
     kind: str = "socket",
     *,
     track_pool: bool = False,
+    asynchronous: bool = False,
 ) -> None:
+    """Wrap *cls*'s checkout (*get_name*) and return (*put_name*): plain methods, or coroutine
+    methods with *asynchronous*. What is checked out is blamed on the line that took it."""
     get = vars(cls).get(get_name)
     if get is not None:
-        patches.set(cls, get_name, _async_checkout(get, socket_of, kind, track_pool))
+        checkout = _async_checkout if asynchronous else _sync_checkout
+        patches.set(cls, get_name, checkout(get, socket_of, kind, track_pool))
     put = vars(cls).get(put_name)
     if put is not None:
-        patches.set(cls, put_name, _async_return(put))
+        patches.set(cls, put_name, (_async_return if asynchronous else _sync_return)(put))
+
+
+def _sync_checkout(
+    get: Callable[..., Any], socket_of: Callable[[Any], Any], kind: str, track_pool: bool
+) -> Callable[..., Any]:
+    @functools.wraps(get)
+    def checkout(self: Any, *args: Any, **kwargs: Any) -> Any:
+        conn = get(self, *args, **kwargs)
+        if track_pool:
+            _seen(self)
+        checked_out(conn, socket_of, sys._getframe(1), kind)
+        return conn
+
+    return checkout
+
+
+def _sync_return(put: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(put)
+    def checkin(self: Any, conn: Any, *args: Any, **kwargs: Any) -> Any:
+        returned(conn)
+        return put(self, conn, *args, **kwargs)
+
+    return checkin
 
 
 def _async_checkout(
@@ -281,40 +309,7 @@ def install_urllib3(patches: Patches, module: ModuleType) -> None:
     """Wrap ``urllib3.connectionpool.HTTPConnectionPool``'s ``_get_conn`` and ``_put_conn``."""
     cls = getattr(module, "HTTPConnectionPool", None)
     if isinstance(cls, type):
-        _wrap_sync(patches, cls, "_get_conn", "_put_conn", lambda conn: getattr(conn, "sock", None))
-
-
-def _wrap_sync(
-    patches: Patches,
-    cls: type,
-    get_name: str,
-    put_name: str,
-    socket_of: Callable[[Any], Any],
-    kind: str = "socket",
-    *,
-    track_pool: bool = False,
-) -> None:
-    get = vars(cls).get(get_name)
-    if get is not None:
-
-        @functools.wraps(get)
-        def checkout(self: Any, *args: Any, **kwargs: Any) -> Any:
-            conn = get(self, *args, **kwargs)
-            if track_pool:
-                _seen(self)
-            checked_out(conn, socket_of, sys._getframe(1), kind)
-            return conn
-
-        patches.set(cls, get_name, checkout)
-    put = vars(cls).get(put_name)
-    if put is not None:
-
-        @functools.wraps(put)
-        def checkin(self: Any, conn: Any, *args: Any, **kwargs: Any) -> Any:
-            returned(conn)
-            return put(self, conn, *args, **kwargs)
-
-        patches.set(cls, put_name, checkin)
+        _wrap(patches, cls, "_get_conn", "_put_conn", lambda conn: getattr(conn, "sock", None))
 
 
 # -- psycopg_pool -----------------------------------------------------------------------------
@@ -327,8 +322,7 @@ def _itself(conn: Any) -> Any:
 def wrap_psycopg_pool(patches: Patches, cls: type, *, asynchronous: bool) -> None:
     """Wrap *cls*'s ``getconn`` and ``putconn`` (psycopg_pool's ``ConnectionPool``, or with
     *asynchronous* its ``AsyncConnectionPool``): what is checked out is a psycopg connection."""
-    wrap = _wrap_async if asynchronous else _wrap_sync
-    wrap(patches, cls, "getconn", "putconn", _itself, "psycopg")
+    _wrap(patches, cls, "getconn", "putconn", _itself, "psycopg", asynchronous=asynchronous)
 
 
 # -- SQLAlchemy -------------------------------------------------------------------------------
