@@ -25,6 +25,7 @@ from reclaim.leaks import Leak, Report
 __all__ = ["leakwatch"]  # the fixture, imported for pytest
 
 aiohttp = pytest.importorskip("aiohttp")
+pytest.importorskip("aiohttp.web")
 httpx = pytest.importorskip("httpx")
 
 pytest_plugins = ["pytester"]
@@ -411,3 +412,140 @@ def test_pytest_plugin_fails_the_test_at_the_session_line(pytester: pytest.Pytes
             "*holds socket AF_INET/SOCK_STREAM*, opened at test_client.py:7 in fetch",
         ]
     )
+
+
+# -- requests ---------------------------------------------------------------------------------
+
+
+@ignore_gc_warnings
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@pytest.mark.parametrize("dropped", [False, True], ids=["left-open", "dropped"])
+def test_requests_session_not_closed_is_reported_at_its_line_holding_its_socket(
+    leakwatch: Watch, url: str, dropped: bool
+) -> None:
+    """One entry, the session, at the line that made it, its pooled socket under it: dropped
+    unclosed, the socket is closed by the ``weakref.finalize`` callback urllib3 gives its pool,
+    which no ``__del__`` frame shows, yet the collector's doing."""
+    requests = pytest.importorskip("requests")
+    session = requests.Session()
+    made = line() - 1
+    assert session.get(url).text == "ok"
+    request = line() - 1
+    if dropped:
+        del session
+    assert [leak.kind for leak in leakwatch.leaks()] == ["requests"]
+    leak = leakwatch.one("requests")
+    assert_at(leak, made)
+    assert leak.description.startswith("requests.Session not closed (close(), or a with-block)")
+    assert leak.state == ("collected" if dropped else "open")
+    [held] = leak.holds
+    assert held.kind == "socket" and held.state == leak.state
+    assert request in opened_at(held)
+    if not dropped:
+        session.close()
+        assert leakwatch.leaks() == []
+
+
+def test_requests_sessions_closed_are_not_reported(leakwatch: Watch, url: str) -> None:
+    """A with-block, ``close()`` (also of a session used again after it), ``requests.get()``: the
+    pools' callbacks that close() runs by dropping them are the program's release."""
+    requests = pytest.importorskip("requests")
+    with requests.Session() as session:
+        session.get(url)
+    session = requests.Session()
+    session.get(url)
+    session.close()
+    session.get(url)
+    session.close()
+    requests.get(url)
+    del session
+    gc.collect()
+    assert leakwatch.leaks() == []
+
+
+def test_reclaim_run_reports_a_dropped_session_not_one_kept_to_the_end(tmp_path: Path, url: str) -> None:
+    """A session the program keeps to the end is closed by urllib3 at exit, as an atexit handler
+    would: only the one dropped unclosed is reported."""
+    pytest.importorskip("requests")
+    source = f"""\
+        import requests
+        KEPT = requests.Session()
+        KEPT.get({url!r})
+
+        def fetch():
+            session = requests.Session()
+            return session.get({url!r}).text
+
+        fetch()
+        """
+    report, stderr = reclaim_run_json(tmp_path, source)
+    [leak] = report["leaks"]
+    assert (leak["kind"], leak["state"], leak["frames"][0]["line"]) == ("requests", "collected", 6)
+    assert [held["kind"] for held in leak["holds"]] == ["socket"]
+    assert "prog.py:6 in fetch" in stderr and ", opened at prog.py:7 in fetch" in stderr
+
+
+# -- aiohttp's test utilities -----------------------------------------------------------------
+
+
+async def _hello(request: Any) -> Any:
+    return aiohttp.web.Response(text="ok")
+
+
+def _app() -> Any:
+    app = aiohttp.web.Application()
+    app.router.add_get("/", _hello)
+    return app
+
+
+@ignore_gc_warnings
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_aiohttp_test_client_not_closed_is_one_entry_holding_its_server(leakwatch: Watch) -> None:
+    """``TestClient(TestServer(app))`` never closed: the client, at its line, holds the server's
+    listening and accepted sockets, its own connection and the request handler's task; closing
+    it (which closes the server it was handed) leaves nothing."""
+    from aiohttp import test_utils
+
+    async def use() -> tuple[Any, int, int, int]:
+        client = test_utils.TestClient(test_utils.TestServer(_app()))
+        made = line() - 1
+        await client.start_server()
+        started = line() - 1
+        response = await client.get("/")
+        assert await response.text() == "ok"
+        return client, made, started, line() - 2
+
+    loop = asyncio.new_event_loop()
+    client, made, started, request = loop.run_until_complete(use())
+    try:
+        assert [leak.kind for leak in leakwatch.leaks() if leak.kind != "eventloop"] == ["aiohttp"]
+        leak = leakwatch.one("aiohttp")
+        assert_at(leak, made)
+        assert leak.description.startswith("aiohttp.test_utils.TestClient not closed")
+        # The handler's task too where aiohttp makes it with create_task() (before Python 3.12).
+        assert sorted(held.kind for held in leak.holds if held.kind != "task") == ["socket"] * 3
+        assert {line for held in leak.holds for line in opened_at(held)} >= {started, request}
+    finally:
+        loop.run_until_complete(client.close())
+    del client
+    assert [leak.kind for leak in leakwatch.leaks()] == ["eventloop"]
+    loop.close()
+    assert leakwatch.leaks() == []
+
+
+def test_aiohttp_test_client_closed_is_not_reported(leakwatch: Watch) -> None:
+    from aiohttp import test_utils
+
+    async def use() -> None:
+        async with test_utils.TestClient(test_utils.TestServer(_app())) as client:
+            assert await (await client.get("/")).text() == "ok"
+        async with (
+            test_utils.TestServer(_app()) as server,
+            aiohttp.ClientSession() as session,
+            session.get(server.make_url("/")) as response,
+        ):
+            assert await response.text() == "ok"
+
+    asyncio.run(use())
+    gc.collect()
+    assert leakwatch.leaks() == []

@@ -1198,6 +1198,43 @@ def test_a_thread_the_standard_library_starts_in_a_thread_the_program_started_is
         server.shutdown()
         serving.join()
         server.server_close()  # joins the handler threads
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_a_thread_running_an_event_loop_holds_its_loop_tasks_and_workers(leakwatch: Watch) -> None:
+    """A server or portal run in a thread never stopped (uvicorn's ``Server.run``, anyio's
+    blocking portal under Starlette's ``TestClient``) is one entry, the thread at its line, with
+    the loop it runs, the loop's tasks and the worker threads the loop started under it; a kind
+    filtered out of what it holds leaves the thread. Stopped, it leaves nothing."""
+    ready, stop = threading.Event(), threading.Event()
+    loops: list[asyncio.AbstractEventLoop] = []
+
+    async def serve() -> None:
+        await asyncio.to_thread(lambda: None)  # starts the loop's worker thread
+        ready.set()
+        await asyncio.get_running_loop().run_in_executor(None, stop.wait)
+
+    def run() -> None:
+        loops.append(asyncio.new_event_loop())
+        loops[0].run_until_complete(serve())
+
+    server = threading.Thread(target=run, name="server", daemon=True)
+    server.start()
+    started = line() - 1
+    try:
+        assert ready.wait(30)
+        [leak] = leakwatch.leaks()
+        assert (leak.kind, leak.details["name"]) == ("thread", "server")
+        assert_site(leak, started)
+        assert sorted(held.kind for held in leak.holds) == ["eventloop", "task", "thread"]
+        [kept] = leakwatch.leaks(ignore_kinds={"task", "eventloop"})
+        assert [held.kind for held in kept.holds] == ["thread"]
+    finally:
+        stop.set()
+        server.join()
+        loops[0].run_until_complete(loops[0].shutdown_default_executor())
+        loops[0].close()
+    assert leakwatch.leaks() == []
     assert leakwatch.leaks() == []
 
 

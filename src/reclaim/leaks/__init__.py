@@ -77,6 +77,7 @@ KINDS = (
     "sharedmemory",
     "aiohttp",
     "httpx",
+    "requests",
     "amqp",
     "mqtt",
     "nats",

@@ -21,6 +21,17 @@ makes is part of it, and so is one it is handed to own (``connector_owner``,
 the default): closing the session closes it. One it does not own is a holder
 of its own, at its line. Only construction and ``__del__`` of these classes
 are wrapped: a socket pays nothing more.
+
+A ``requests.Session`` is one too (kind ``requests``), though it has no closed state: it is
+open while its adapters keep a urllib3 pool (``close()`` drops them; a request after that makes
+them again). Dropped unclosed, its pools' sockets are closed by the ``weakref.finalize``
+callbacks urllib3 gives each pool, which the program's own ``close()`` runs too (by dropping
+the pools): so they are marked collected as the session dies (:data:`DIE_WITH`). One the program
+keeps to the end is closed by those callbacks at exit, as an atexit handler: no leak.
+
+aiohttp's ``test_utils.TestServer`` and ``TestClient`` are holders of kind ``aiohttp`` too: one
+never closed holds its listening and accepted sockets and its request handlers' tasks (a
+client, the session it makes and the server it is handed, which it closes).
 """
 
 from __future__ import annotations
@@ -71,6 +82,27 @@ def _itself(obj: Any) -> Iterable[object]:
     return (obj,)
 
 
+def _test_server(client: Any) -> Iterable[object]:
+    """The server an aiohttp ``TestClient`` is handed: its ``close()`` closes it."""
+    server = getattr(client, "_server", None)
+    return () if server is None else (server,)
+
+
+def _requests_closed(session: Any) -> bool:
+    """Whether a ``requests.Session`` keeps no urllib3 pool (see the module's docstring)."""
+    for adapter in session.adapters.values():  # requests.get() pays for this: no list, no genexpr
+        if len(getattr(getattr(adapter, "poolmanager", None), "pools", ())):
+            return False
+        for manager in getattr(adapter, "proxy_manager", {}).values():
+            if len(getattr(manager, "pools", ())):
+                return False
+    return True
+
+
+def _adapters(session: Any) -> Iterable[object]:
+    return tuple(session.adapters.values())
+
+
 def _httpx_transports(client: Any) -> Iterable[object]:
     """Where an httpx client's sockets are: its transports, less those that call an app in this
     process (``ASGITransport``, ``WSGITransport``, Starlette's ``TestClient``): they open none,
@@ -80,25 +112,44 @@ def _httpx_transports(client: Any) -> Iterable[object]:
     return tuple(t for t in transports if t is not None and not hasattr(t, "app"))
 
 
-#: module -> class -> (kind, attribute true once it is closed, how to close it, what it is
-#: handed to close: a connector). The classes' subclasses are tracked too (TCPConnector, say).
-HOLDERS: dict[str, dict[str, tuple[str, str, str, Callable[[Any], Iterable[object]]]]] = {
+#: module -> class -> (kind, attribute true once it is closed (or a function saying so), how to
+#: close it, what it is handed to close: a connector). The classes' subclasses are tracked too
+#: (TCPConnector, say).
+if TYPE_CHECKING:
+    Spec = tuple[str, str | Callable[[Any], bool], str, Callable[[Any], Iterable[object]]]
+
+HOLDERS: dict[str, dict[str, Spec]] = {
     "aiohttp.client": {
         "ClientSession": ("aiohttp", "closed", "await session.close(), or async with", _aiohttp_owned),
     },
     "aiohttp.connector": {
         "BaseConnector": ("aiohttp", "closed", "await connector.close()", _nothing_owned),
     },
+    "aiohttp.test_utils": {
+        "BaseTestServer": ("aiohttp", "closed", "await server.close(), or async with", _nothing_owned),
+        "TestClient": ("aiohttp", "_closed", "await client.close(), or async with", _test_server),
+    },
     "httpx._client": {
         "Client": ("httpx", "is_closed", "close(), or a with-block", _nothing_owned),
         "AsyncClient": ("httpx", "is_closed", "await aclose(), or async with", _nothing_owned),
+    },
+    "requests.sessions": {
+        "Session": ("requests", _requests_closed, "close(), or a with-block", _nothing_owned),
     },
 }
 
 #: kind -> where a holder of that kind keeps its sockets: what :func:`claim` searches from (the
 #: modules tracking holders of other kinds add theirs: pika's connections, see :mod:`._pika`;
 #: paho's clients, :mod:`._paho`).
-ROOTS: dict[str, Callable[[Any], Iterable[object]]] = {"aiohttp": _itself, "httpx": _httpx_transports}
+ROOTS: dict[str, Callable[[Any], Iterable[object]]] = {
+    "aiohttp": _itself,
+    "httpx": _httpx_transports,
+    "requests": _adapters,
+}
+
+#: Kinds whose holder, dropped unclosed, has its sockets closed by callbacks no ``__del__`` frame
+#: shows (``weakref.finalize``'s, which a ``close()`` runs too): marked collected as it dies.
+DIE_WITH = frozenset({"requests"})
 
 #: Objects one search looks at, at most: a client's own graph is a few hundred.
 SEARCH = 10_000
@@ -121,7 +172,7 @@ def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
     return f"{label} not closed ({fix})", {"class": label}
 
 
-for _kind in ("aiohttp", "httpx"):
+for _kind in ("aiohttp", "httpx", "requests"):
     register(Kind(_kind, is_open=_is_open, describe=_describe, holder=True))
 
 
@@ -202,6 +253,11 @@ def _dies(obj: object, kind: str) -> None:
     if held:
         rec.info = (*rec.info[:3], held)
         _records.leak(rec, _records.COLLECTED)  # before its sockets are closed for it
+        if kind in DIE_WITH:
+            for part in held:
+                sock = part()
+                if part.state == OPEN and part.kind == "socket" and sock is not None:
+                    sys.modules[f"{__package__}._sockets"].collected(part, sock)  # it recorded them
     else:
         rec.state = _records.RELEASED
         if _records.live.get(rec.key) is rec:

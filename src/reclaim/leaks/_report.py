@@ -46,8 +46,8 @@ class Leak:
             ``"multiprocessing"`` (a pool, queue, manager, ``Pipe()`` pair or
             ``ProcessPoolExecutor`` not closed or shut down), ``"sharedmemory"`` (a
             ``multiprocessing.shared_memory.SharedMemory`` not closed, or made and not
-            unlinked; its map and descriptor are part of it), ``"aiohttp"`` or ``"httpx"``
-            (an HTTP client not closed, holding leaked sockets: see ``holds``), ``"scope"``,
+            unlinked; its map and descriptor are part of it), ``"aiohttp"``, ``"httpx"`` or
+            ``"requests"`` (an HTTP client not closed, holding leaked sockets: see ``holds``), ``"scope"``,
             ``"resource"``, ``"lease"`` or
             ``"untracked-fd"`` (a descriptor no hook saw opened).
         description: what it is: path and mode, peer address, pid and command,
@@ -70,9 +70,11 @@ class Leak:
         seq: the tracker generation it was acquired in (a snapshot starts a new one);
             0 for untracked descriptors.
         holds: for a library object that owns sockets (kind ``"aiohttp"``: a
-            ``ClientSession`` or a connector; ``"httpx"``: a ``Client`` or
-            ``AsyncClient``), the leaks it holds, listed under it: the entry is the
-            object, at the line that made it, not each socket at its request line.
+            ``ClientSession``, a connector, a test client or server; ``"httpx"``: a
+            ``Client`` or ``AsyncClient``; ``"requests"``: a ``Session``), the leaks it
+            holds, listed under it: the entry is the object, at the line that made it, not
+            each socket at its request line. For a
+            ``"thread"`` still running, the event loop, tasks and worker threads it runs.
             Empty for every other kind.
     """
 
@@ -115,7 +117,7 @@ class Leak:
             "details": _jsonable(self.details),
             "seq": self.seq,
         }
-        if self.holds:  # only holders have the field
+        if self.holds:  # only what holds something has the field
             data["holds"] = [held.to_json() for held in self.holds]
         return data
 

@@ -31,6 +31,14 @@ path)`` or ``executor.submit(open, path)`` (what aiofiles does) opens the file i
 stack is the standard library's only. A work item carries the site of the code that submitted it
 (one capture per ``submit()``) and its ``run`` is a hand-off (see :func:`reclaim._sites.mark_handoff`):
 such a file is recorded, and reported, at the line that handed the ``open`` over.
+
+A thread still running at the check holds the event loops and tasks acquired in it, and,
+when it holds a loop, the threads started in it (the loop's workers) (see :func:`fold`): a
+server run in a thread never stopped (uvicorn's ``Server.run``) or an anyio blocking portal
+never exited (Starlette's ``TestClient`` entered and never exited) is one entry, the thread at
+the line that started it, its loop, the loop's tasks and worker threads listed under it. Files
+and sockets it acquired stay entries of their own, and so do the threads a thread running no
+loop starts (socketserver's thread per connection).
 """
 
 from __future__ import annotations
@@ -51,7 +59,7 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see recl
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["install", "install_executor"]
+__all__ = ["IN_THREAD", "fold", "install", "install_executor"]
 
 __tracebackhide__ = True  # stands in for what it wraps: see _patch
 
@@ -94,6 +102,51 @@ def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
 
 
 register(Kind("thread", is_open=_is_open, describe=_describe, waitable=True))
+
+
+#: What a thread still running holds when it was acquired in it: the machinery of an event loop
+#: it runs (see :func:`fold`); the threads it started too, when it holds a loop.
+IN_THREAD = frozenset({"eventloop", "task"})
+
+if TYPE_CHECKING:
+    from ._holders import Found
+
+
+def fold(found: list[Found], out: dict[int, list[Found]]) -> None:
+    """Take the event loops and tasks acquired in a thread still running out of *found*
+    (``(record, live object or None, state)`` of each leak a check found), into ``out[id(thread
+    record)]``, and the threads started in one that holds a loop. A thread is told by its name
+    when it started, or now (a record keeps the name its thread had at its first acquisition).
+    A thread holding something of its own is not taken."""
+    threads: dict[str, Record] = {}
+    for rec, obj, state in found:
+        if rec.kind == "thread" and state == "open" and type(rec.info) is tuple:
+            threads.setdefault(rec.info[0], rec)
+            if obj is not None:
+                threads.setdefault(obj.name, rec)
+    if not threads:
+        return
+    parts: dict[int, Record] = {}
+    running_loops: set[int] = set()
+    for rec, _, _ in found:
+        owner = threads.get(rec.thread) if rec.kind in IN_THREAD else None
+        if owner is not None and rec.seq >= owner.seq:
+            parts[id(rec)] = owner
+            if rec.kind == "eventloop":
+                running_loops.add(id(owner))
+    for rec, _, _ in found:
+        owner = threads.get(rec.thread) if rec.kind == "thread" else None
+        if owner is not None and owner is not rec and id(owner) in running_loops and rec.seq >= owner.seq:
+            parts[id(rec)] = owner
+    owners = {id(owner) for owner in parts.values()}
+    keep: list[Found] = []
+    for item in found:
+        owner = parts.get(id(item[0]))
+        if owner is None or id(item[0]) in owners:
+            keep.append(item)
+        else:
+            out.setdefault(id(owner), []).append(item)
+    found[:] = keep
 
 
 def install(patches: Patches) -> None:

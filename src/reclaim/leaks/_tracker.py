@@ -22,7 +22,7 @@ from contextlib import contextmanager, suppress
 from reclaim import _sites, _track
 from reclaim._sites import Site
 
-from . import _fds, _files, _holders, _records
+from . import _fds, _files, _holders, _records, _threads
 from ._holders import not_followed as _not_followed
 from ._kinds import Kind, kind_of, register
 from ._patch import Patches
@@ -535,7 +535,7 @@ def _kept(leak: Leak, skip_kinds: frozenset[str], filters: list[Callable[[Leak],
     if not leak.holds:
         return leak
     holds = tuple(held for held in leak.holds if _kept(held, skip_kinds, filters) is not None)
-    if not holds:
+    if not holds and kind_of(leak.kind).holder:
         return None
     if len(holds) == len(leak.holds):
         return leak
@@ -613,6 +613,7 @@ def _find(window: Snapshot, context: str | None, include_framework: bool, untrac
     found.extend((rec, None, rec.why or "collected") for rec in list(_records.collected) if wanted(rec))
     found.sort(key=lambda item: (item[0].seq, item[0].time))
     held = _holders.fold(found)
+    _threads.fold(found, held)
     leaks = [
         _leak(rec, obj, state, now, [_leak(*item, now) for item in held.get(id(rec), ())])
         for rec, obj, state in found
