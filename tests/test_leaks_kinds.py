@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import timeit
 import urllib.parse
 import urllib.request
@@ -1281,6 +1282,90 @@ def test_a_thread_is_acquired_when_start_is_called_not_when_it_returns(leakwatch
     finally:
         stop.set()
         worker.join()
+
+
+class _HoldingServer:
+    """A server thread on 127.0.0.1 that accepts one connection once *go* is set and starts a
+    handler thread holding it until *stop* (socketserver's shape); *served* once it started it."""
+
+    def __init__(self, go: threading.Event) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.go, self.stop, self.served = go, threading.Event(), threading.Semaphore(0)
+        self.handlers: list[threading.Thread] = []
+        self.thread = threading.Thread(target=self._serve, name="accepting")
+        self.thread.start()
+
+    def _serve(self) -> None:
+        self.go.wait()
+        conn, _ = self.listener.accept()
+        handler = threading.Thread(target=self._hold, args=(conn,), name="handling")
+        self.handlers.append(handler)
+        handler.start()
+        self.served.release()
+
+    def _hold(self, conn: socket.socket) -> None:
+        with conn:
+            self.stop.wait()
+
+    def close(self) -> None:
+        self.go.set()
+        self.stop.set()
+        self.thread.join()
+        for handler in self.handlers:
+            handler.join()
+        self.listener.close()
+
+
+def _in_accept(thread: threading.Thread) -> bool:
+    """Whether *thread* waits in ``socket.accept()``."""
+    frame = sys._current_frames().get(thread.ident or 0)
+    while frame is not None and frame.f_code.co_name != "accept":
+        frame = frame.f_back
+    return frame is not None
+
+
+def test_a_connection_accepted_after_a_snapshot_is_acquired_when_its_client_connected(
+    leakwatch: Watch,
+) -> None:
+    """What a server thread accepts (and the handler thread it starts for it) after a snapshot, for
+    a client of this process that connected before it, is not acquired after that snapshot: a
+    client fixture's connection, accepted once the test's window had opened, was the test's leak."""
+    server = _HoldingServer(threading.Event())
+    try:
+        client = socket.create_connection(server.listener.getsockname())
+        with client:
+            mark = leakwatch.tracker.snapshot()
+            server.go.set()  # accepts now, as a server thread waiting for the GIL would
+            assert server.served.acquire(timeout=30)
+            assert leakwatch.tracker.leaks(mark) == []
+            peer = "{}:{}".format(*client.getsockname())
+            assert [leak.kind for leak in leakwatch.leaks() if leak.details.get("peer") == peer] == ["socket"]
+            assert [leak.details["name"] for leak in leakwatch.leaks("thread")] == ["handling"]
+    finally:
+        server.close()
+
+
+def test_a_connection_accepted_for_a_client_that_connected_after_a_snapshot_is_acquired_after_it(
+    leakwatch: Watch,
+) -> None:
+    """A server thread that waited in ``accept()`` since before a snapshot accepts, after it, a
+    connection made after it: acquired after it (a test's own connection is its own)."""
+    server = _HoldingServer(threading.Event())
+    try:
+        server.go.set()
+        deadline = time.monotonic() + 30
+        while not _in_accept(server.thread):
+            assert time.monotonic() < deadline, "the server thread never waited in accept()"
+            time.sleep(0.001)  # polling a condition, not synchronising on time
+        mark = leakwatch.tracker.snapshot()
+        with socket.create_connection(server.listener.getsockname()) as client:
+            assert server.served.acquire(timeout=30)
+            peer = "{}:{}".format(*client.getsockname())
+            found = leakwatch.tracker.leaks(mark)
+            assert [leak.kind for leak in found if leak.details.get("peer") == peer] == ["socket"]
+            assert [leak.details["name"] for leak in found if leak.kind == "thread"] == ["handling"]
+    finally:
+        server.close()
 
 
 def test_thread_finishing_within_the_grace_period_is_not_reported(leakwatch: Watch) -> None:

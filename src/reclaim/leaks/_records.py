@@ -143,6 +143,24 @@ collected: deque[Record] = deque(maxlen=MAX_COLLECTED)
 generation = 1
 
 
+#: Thread ident -> (record, generation): the connection that thread accepted last, when a client
+#: of this process had made it in an earlier generation than the one it was accepted in (see
+#: _sockets), and that generation. What the thread starts before the generation ends (the
+#: handler thread for it) is acquired when the connection was: see :func:`caused`.
+serving: dict[int, tuple[Record, int]] = {}
+
+
+def caused(seq: int) -> int:
+    """The generation a thread the calling thread starts now is acquired in: *seq*, the current
+    one, or that of the connection the calling thread accepted last, if it accepted it in this
+    generation on behalf of a client that had connected earlier (see :data:`serving`)."""
+    entry = serving.get(threading.get_ident())
+    if entry is None:
+        return seq
+    rec, accepted_in = entry
+    return rec.seq if accepted_in == generation and rec.state == OPEN and rec.seq < seq else seq
+
+
 def checkpoint() -> int:
     """End the current generation and return it: later acquisitions have a higher one."""
     global generation
@@ -378,5 +396,6 @@ def reset() -> None:
         rec.state = RELEASED
     live.clear()
     dying.clear()
+    serving.clear()
     collected.clear()
     dropped = 0

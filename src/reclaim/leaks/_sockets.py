@@ -13,6 +13,21 @@ unless C code that reports the descriptor itself holds it (:data:`claimed`).
 A socket libuv holds for uvloop has a record of this kind too, whose object is
 the server or transport that owns it (see :mod:`._uvloop`).
 
+A connection is made when its client connects; a server thread may accept it
+much later (it waits for the GIL, or serves the one before). One a client of
+this process made is acquired when that client called ``connect()``, wherever
+the accept falls: a snapshot taken in between (a test's window opening once its
+client fixture connected) does not count it, nor the handler thread started for
+it (see :func:`._records.caused`), as acquired after the snapshot; and one whose
+client connects after a snapshot is acquired after it, though the server thread
+waited in ``accept()`` since before. A client connecting to a loopback address
+is kept, with its generation, in :data:`_clients` under the port; an ``accept()``
+on that port reads no more than that while no snapshot was taken since any of
+them connected (they and it are of the generation now), and otherwise looks for
+its client among the older ones by address (``getsockname()``, a system call
+each). A connection from another process, or from a client that connected
+before tracking started, is acquired when accepted.
+
 Selectors are tracked at the ``selectors`` level (``_BaseSelectorImpl.__init__``
 and ``close``), which covers asyncio's loops and direct users alike; an asyncio
 loop's selector and self-pipe sockets are the loop's own, reported as the loop
@@ -22,6 +37,7 @@ loop's selector and self-pipe sockets are the loop's own, reported as the loop
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Callable
 from types import FrameType, ModuleType
 
@@ -48,6 +64,9 @@ _capture = _records.capture
 _live_pop = _records.live.pop
 _live_get = _records.live.get
 _RELEASED = _records.RELEASED
+_OPEN = _records.OPEN
+_serving = _records.serving
+_get_ident = threading.get_ident
 
 
 def _socket(obj: Any, rec: Record) -> Any:
@@ -168,6 +187,14 @@ register(Kind("selector", is_open=_sel_open, describe=_sel_describe, fds=_sel_fd
 #: of whatever line asked (``transport.get_extra_info("peername")``).
 claimed: Callable[[int], bool] | None = None
 
+#: Loopback port -> [(generation it called ``connect()`` in, record), ...]: the clients of this
+#: process that connected to it, oldest first, whose connection no ``accept()`` here was known to
+#: take yet (see :func:`_accepted`). One the server accepted before the client was put here, or
+#: that another process accepts, stays until a list passes MAX_PENDING and the closed ones go.
+_clients: dict[int, list[tuple[int, Record]]] = {}
+MAX_PENDING = 64
+_LOOPBACK = frozenset(("127.0.0.1", "::1", "localhost"))
+
 #: fd -> id() of the socket last made on that existing descriptor (``socket(fileno=fd)``): one
 #: entry per descriptor number, so never more than the process has descriptors.
 _made_on: dict[int, int] = {}
@@ -191,6 +218,7 @@ def install_socket(patches: Patches, socket: ModuleType) -> None:
         # Replaced by a class wrapping a raw socket (gevent's monkey-patching ran before tracking
         # started): that class is tracked where it is defined (see _gevent).
         return
+    _clients.clear()  # a previous tracking's
     # The C-level members (ints): socket.socket's properties build an enum on every read.
     track_class(patches, cls, raw.__dict__["family"].__get__, raw.__dict__["type"].__get__)
 
@@ -221,7 +249,9 @@ def track_class(patches: Patches, cls: type, family_of: Any, type_of: Any) -> No
         site = _capture(frame, _records.depth)
         if fileno is not None:
             site = _accepted_at(frame, site)
-        _records.new(self, "socket", info, site)
+        rec = _records.new(self, "socket", info, site)
+        if fileno is not None and (_clients or _serving):
+            _accepted(rec, frame, known)
 
     def _real_close(self: Any, *args: Any, **kwargs: Any) -> None:
         rec = _live_pop(id(self), None)  # _records.release(), inlined
@@ -242,16 +272,18 @@ def track_class(patches: Patches, cls: type, family_of: Any, type_of: Any) -> No
         return fd
 
     def connect_(self: Any, address: Any) -> None:
+        seq = _records.generation  # the connection is made when connect() is called
         try:
             connect(self, address)
         finally:  # in progress (non-blocking) or refused: still where it was going
-            _note_peer(self, address)
+            _note_peer(self, address, seq)
 
     def connect_ex_(self: Any, address: Any) -> int:
+        seq = _records.generation
         try:
             return int(connect_ex(self, address))
         finally:
-            _note_peer(self, address)
+            _note_peer(self, address, seq)
 
     def bind_(self: Any, address: Any) -> None:
         bind(self, address)
@@ -287,15 +319,80 @@ def _accepted_at(frame: Any, site: Any) -> Any:
     return (*kept[: 2 * (_records.depth - 1)], *line)
 
 
-def _note_peer(sock: Any, address: Any) -> None:
+def _note_peer(sock: Any, address: Any, seq: int) -> None:
     """Keep the address *sock* connects to: one the garbage collector closes has no ends left to
     read when it is reported (a dropped asyncio stream, a redis-py client). Its local end is not
-    read here (a system call on every connect); one still open is read when reported."""
+    read here (a system call on every connect); one still open is read when reported. A client
+    of a loopback address (a server of this process, maybe) is one of :data:`_clients`, with
+    *seq*, the generation it called ``connect()`` in."""
     rec = _live_get(id(sock))
     if rec is not None and rec.kind == "socket":
         info = rec.info
         local = info[3][0] if info[3] is not None else None  # bound first, say
         rec.info = (info[0], info[1], info[2], (local, address))
+        host = address[0] if type(address) is tuple and len(address) > 1 else None
+        if type(host) is str and (host in _LOOPBACK or host[:4] == "127.") and type(address[1]) is int:
+            pending = _clients.get(address[1])
+            if pending is None:
+                _clients[address[1]] = [(seq, rec)]
+            else:
+                if len(pending) >= MAX_PENDING:
+                    _prune(pending)
+                pending.append((seq, rec))
+
+
+def _accepted(rec: Record, frame: Any, known: Any) -> None:
+    """*rec*, a socket made on a descriptor from *frame*, is what ``accept()`` made: acquired when
+    its client connected if that is a socket of this process (see the module's docstring); the
+    handler thread the accepting thread starts for it too, when that was before now."""
+    if frame.f_code.co_name != "accept":
+        return
+    if _serving:
+        _serving.pop(_get_ident(), None)  # its last connection is served: this one is next
+    local = known[0]
+    pending = _clients.get(local[1]) if type(local) is tuple and len(local) > 1 else None
+    if not pending:
+        return
+    now = rec.seq
+    for seq, _client in pending:
+        if seq != now:
+            _from_older(rec, pending, known[1])
+            return
+    # No snapshot since any of them connected: whichever client this is, it is as old as now.
+    # (Slices: another thread may have changed the list meanwhile; this must never raise.)
+    del pending[:1]
+
+
+def _from_older(rec: Record, pending: list[tuple[int, Record]], peer: Any) -> None:
+    """A snapshot was taken since some of *pending* connected: the one whose address is *peer*,
+    if one, is the client *rec* was accepted from (still open, so the address is still its)."""
+    now = rec.seq
+    for i, (seq, client) in enumerate(pending):
+        sock = client() if seq != now and client.state == _OPEN else None
+        if sock is None:
+            continue
+        try:
+            local = sock.getsockname()
+        except (OSError, ValueError):
+            continue
+        if local == peer:
+            del pending[i : i + 1]
+            rec.seq = seq
+            _serving[_get_ident()] = (rec, _records.generation)
+            break
+    else:  # a client of this generation's, or another process's
+        for i, (seq, _client) in enumerate(pending):
+            if seq == now:
+                del pending[i : i + 1]
+                break
+    _prune(pending)
+
+
+def _prune(pending: list[tuple[int, Record]]) -> None:
+    """Drop the clients closed since from *pending*, and its older half if that leaves too many."""
+    pending[:] = [item for item in pending if item[1].state == _OPEN]
+    if len(pending) >= MAX_PENDING:
+        del pending[: MAX_PENDING // 2]
 
 
 def _note_local(sock: Any) -> None:

@@ -170,8 +170,11 @@ def install(patches: Patches) -> None:
             setattr(self, _records.STARTED_IN, _records.label_here())
         # Acquired when start() was called: a snapshot another thread takes while this one waits
         # in start() (the new thread may run, even serve a request, before start() returns)
-        # does not count it as acquired after that snapshot.
+        # does not count it as acquired after that snapshot. A server thread's handler for a
+        # connection made before the snapshot and accepted after it is as old as the connection.
         seq = _records.generation
+        if _records.serving:
+            seq = _records.caused(seq)
         start(self)
         info = (self.name, _target(self), self.daemon)
         _records.new(self, "thread", info, site).seq = seq
