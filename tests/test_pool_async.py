@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import importlib.util
 import itertools
 import logging
 import re
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from helpers import line_of
-from reclaim import AsyncLease, AsyncPool, PoolClosed, PoolTimeout
+from reclaim import AsyncLease, AsyncPool, PoolClosed, PoolTimeout, _sites
 
 
 class Thing:
@@ -300,6 +302,51 @@ def test_min_size_warm_and_leak_reported_in_the_background(caplog: pytest.LogCap
     run(main())
     assert "leak_timeout" in caplog.text
     assert "came back" in caplog.text
+
+
+def test_an_object_lent_during_drain_is_closed_on_return_and_not_lent_again() -> None:
+    async def main() -> None:
+        async with AsyncPool(Thing, max_size=2, max_lifetime=None, max_idle=None) as pool:
+            async with pool.acquire() as old:
+                await pool.drain()
+            await until(lambda: old.closes == 1, "the drained object closed on return")
+            async with pool.acquire() as new:
+                assert new is not old
+            stats = pool.statistics()
+            assert (stats.size, stats.idle, stats.in_use, stats.acquired) == (1, 1, 0, 2)
+
+    run(main())
+
+
+def test_an_acquire_line_in_a_file_marked_framework_later_is_no_longer_the_site(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The site skips a file from when mark_framework() names it, even for code seen before."""
+    helper = tmp_path / "lend_helper.py"
+    helper.write_text(
+        "async def hold(pool, out):\n"
+        "    lease = pool.acquire()\n"
+        "    async with lease:\n"
+        "        out.append(repr(lease))\n"
+    )
+    spec = importlib.util.spec_from_file_location("lend_helper", helper)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    filename = module.hold.__code__.co_filename
+    monkeypatch.setitem(_sites._framework_cache, filename, False)  # restored afterwards
+    seen: list[str] = []
+
+    async def main() -> None:
+        async with AsyncPool(Thing, max_size=1) as pool:
+            await module.hold(pool, seen)
+            _sites.mark_framework(filename)
+            await module.hold(pool, seen)  # hold-caller
+
+    run(main())
+    assert "lend_helper.py:3 in hold" in seen[0]
+    line = line_of("hold-caller", sys.modules[__name__])
+    assert f"test_pool_async.py:{line} in " in seen[1]
 
 
 def test_drain_resize_and_close_wait_for_leases() -> None:

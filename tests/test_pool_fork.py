@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from reclaim import Pool
+from reclaim import AsyncLease, AsyncPool, Pool
 from reclaim.db import ConnectionPool
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
@@ -84,6 +85,38 @@ def test_child_starts_empty_and_never_closes_parent_objects(tmp_path: Path) -> N
     assert closed_here == set()
     final = {tuple(line.split()) for line in log.read_text().splitlines()}
     assert {(str(os.getpid()), "0"), (str(os.getpid()), "1")} <= final
+
+
+def test_async_child_drops_a_lease_held_across_the_fork(tmp_path: Path) -> None:
+    """An AsyncPool lease taken before the fork, given back in the child: neither pooled nor closed."""
+    log = tmp_path / "closes.log"
+    log.touch()
+    numbers = iter(range(100))
+    pool = AsyncPool(lambda: Logged(log, next(numbers)), max_size=3, max_lifetime=None, max_idle=None)
+
+    async def lend() -> AsyncLease[Logged]:
+        async with pool.acquire():  # a slot lent and given back on the fast paths first
+            pass
+        return await pool.acquire()
+
+    held = asyncio.run(lend())
+    assert held.value.number == 0
+
+    async def in_child() -> None:
+        await held.release()  # the release `async with` makes, on a lease from before the fork
+        stats = pool.statistics()
+        assert (stats.size, stats.idle, stats.in_use) == (0, 0, 0)
+        async with pool.acquire() as mine:
+            assert mine.number != 0  # a new object, made in the child
+        await pool.close()
+
+    run_in_child(lambda: asyncio.run(in_child()))
+    closes = [line.split() for line in log.read_text().splitlines()]
+    assert all(number != "0" for pid, number in closes)  # the child closed only its own
+    asyncio.run(held.release())
+    assert pool.statistics().idle == 1
+    asyncio.run(pool.close())
+    assert [str(os.getpid()), "0"] in [line.split() for line in log.read_text().splitlines()]
 
 
 def test_sqlite_pool_keeps_working_in_parent_and_child(tmp_path: Path) -> None:

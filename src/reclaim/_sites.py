@@ -57,6 +57,7 @@ __all__ = [
     "is_framework",
     "is_owned",
     "is_program",
+    "is_user_code",
     "line_at",
     "mark_framework",
     "mark_handoff",
@@ -257,9 +258,27 @@ def _generated_by_library(frame: FrameType) -> bool:
         return False
 
 
+#: The code object an acquisition last found to be the program's (its file cached as not
+#: plumbing): an acquire from the same function again is known by identity, without reading
+#: ``co_filename`` and looking it up (about 500 instructions, a twentieth of an AsyncPool
+#: acquire + release). Forgotten by mark_framework(), the only way a file stops being the program's.
+last_user_code: CodeType | None = None
+
+
+def is_user_code(code: CodeType) -> bool:
+    """Whether *code*'s file is known as the program's (cached, not plumbing); remembered when so."""
+    global last_user_code
+    if _framework_cache.get(code.co_filename) is False:
+        last_user_code = code
+        return True
+    return False
+
+
 def mark_framework(filename: str) -> None:
     """Treat frames from *filename* as plumbing from now on (a launcher's own files, say)."""
+    global last_user_code
     _framework_cache[filename] = True
+    last_user_code = None
 
 
 _program_cache: dict[str, bool] = {}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import time
 from collections.abc import Awaitable, Generator
@@ -22,7 +21,7 @@ __all__ = ["AsyncLease"]
 T = TypeVar("T")
 _monotonic = time.monotonic
 _getframe = sys._getframe
-_framework = _sites._framework_cache
+_is_user_code = _sites.is_user_code
 
 
 class AsyncLease(Generic[T]):
@@ -44,12 +43,11 @@ class AsyncLease(Generic[T]):
     """
 
     __slots__ = ("__weakref__", "_pool", "_slot", "_timeout")
-
-    def __init__(self, pool: AsyncPool[T], timeout: float | None) -> None:
-        self._pool = pool
-        self._timeout = timeout
-        # None: not acquired yet; a Slot: held; False: released.
-        self._slot: Slot | Literal[False] | None = None
+    # No __init__: AsyncPool.acquire() sets the fields. Calling a class without one runs no
+    # Python code and costs less than object.__new__(AsyncLease) (about 300 instructions).
+    _pool: AsyncPool[T]
+    _timeout: float | None
+    _slot: Slot | Literal[False] | None  # None: not acquired yet; a Slot: held; False: released
 
     def __aenter__(self) -> Awaitable[T]:
         # Synchronous fast path: with an idle object at hand, the bookkeeping is done here and
@@ -64,18 +62,14 @@ class AsyncLease(Generic[T]):
             return pool._lend(self, frame, None)
         slot = idle.pop()
         now = _monotonic()
-        if (
-            now >= slot.expires
-            or slot.gen != pool._gen
-            or (pool._check is not None and pool._needs_check(slot, now))
-        ):
+        if now >= slot.fresh_until or (pool._check is not None and pool._needs_check(slot, now)):
             self._slot = False
             return pool._lend(self, frame, slot)
         # _take(), inlined
         slot.leased = True
         slot.acquired_at = now
         code = frame.f_code
-        if _framework.get(code.co_filename) is False:
+        if code is _sites.last_user_code or _is_user_code(code):
             slot.code = code
             slot.lasti = frame.f_lasti  # the line is worked out only when shown
         else:
@@ -85,11 +79,7 @@ class AsyncLease(Generic[T]):
         self._slot = slot
         if _track.on_acquire is not None:
             _track.acquired("lease", self, f"lease of pool {pool._name!r}", _sites.capture_from(frame))
-        ready = slot.ready
-        if ready is None:
-            ready = slot.ready = asyncio.get_running_loop().create_future()
-            ready.set_result(slot.value)
-        return ready  # type: ignore[no-any-return]
+        return slot.ready  # type: ignore[no-any-return]
 
     if not TYPE_CHECKING:  # hidden from type checkers, so that they flag `with pool.acquire()` themselves
 
@@ -109,7 +99,7 @@ class AsyncLease(Generic[T]):
         slot.leased = True
         slot.acquired_at = now
         code = frame.f_code
-        if _framework.get(code.co_filename) is False:
+        if code is _sites.last_user_code or _is_user_code(code):
             slot.code = code
             slot.lasti = frame.f_lasti  # the line is worked out only when shown
         else:
@@ -152,7 +142,7 @@ class AsyncLease(Generic[T]):
             if answer is not True and answer is not None:  # True/None: the common answers
                 return pool._after_reset(slot, answer, now)
         # pool._put_back(), inlined: the common case of every release
-        if now < slot.expires and slot.gen == pool._gen and not slot.leak_reported:
+        if now < slot.fresh_until:  # not expired, drained or reported leaked
             slot.last_used = now
             slot.leased = False
             if pool._waiters:

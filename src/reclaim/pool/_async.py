@@ -142,7 +142,7 @@ class AsyncPool(PoolCore[T]):
             PoolClosed: the pool was closed.
             Exception: whatever ``create`` raised when a new object was needed.
         """
-        lease: AsyncLease[T] = _new(AsyncLease)  # AsyncLease.__init__ without its frame
+        lease: AsyncLease[T] = AsyncLease()  # it has no __init__: the fields are set here
         lease._pool = self
         lease._timeout = timeout
         lease._slot = None
@@ -226,9 +226,7 @@ class AsyncPool(PoolCore[T]):
                     lease._take(result, now, frame)
                     return result.value  # type: ignore[no-any-return]
             if not (
-                now >= result.expires
-                or result.gen != self._gen
-                or (self._check is not None and self._needs_check(result, handed))
+                now >= result.fresh_until or (self._check is not None and self._needs_check(result, handed))
             ) or await self._usable(result, now):
                 lease._take(result, now, frame)
                 return result.value  # type: ignore[no-any-return]
@@ -300,6 +298,10 @@ class AsyncPool(PoolCore[T]):
         if slot is None:
             self._close_later(value)
             raise PoolClosed(f"pool {self._name!r} was closed while creating an object")
+        # What a lease's fast path returns to `async with`: awaiting a done future costs less
+        # than a coroutine. One per object, made here, so that path never tests for it.
+        slot.ready = ready = _get_running_loop().create_future()
+        ready.set_result(value)
         if self._needs_maintenance:
             self._ensure_task()
         return slot
@@ -338,7 +340,7 @@ class AsyncPool(PoolCore[T]):
             self._discard(slot, "broken")
 
     def _put_back(self, slot: Slot, now: float) -> None:
-        if now < slot.expires and slot.gen == self._gen and not slot.leak_reported:
+        if now < slot.fresh_until:  # not expired, drained or reported leaked
             slot.last_used = now
             slot.leased = False
             if self._waiters:

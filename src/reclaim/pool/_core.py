@@ -82,6 +82,7 @@ class Slot:
         "code",
         "created",
         "expires",
+        "fresh_until",
         "gen",
         "last_used",
         "lasti",
@@ -100,6 +101,10 @@ class Slot:
         self.last_used = now
         self.expires = expires
         self.gen = gen
+        # Until when it may be lent and taken back with no closer look: ``expires`` while of the
+        # pool's generation and not reported leaked, else -inf. One float to compare on
+        # AsyncPool's fast paths instead of three fields; kept so by every change of those.
+        self.fresh_until = expires
         self.pid = pid
         self.acquired_at = now
         self.code: CodeType | None = None
@@ -108,7 +113,7 @@ class Slot:
         self.leased = False
         self.leak_reported = False
         self.replacing = False
-        self.ready: Any = None  # AsyncPool: a done future holding value, awaited on the fast path
+        self.ready: Any = None  # AsyncPool: a done future holding value (set when it makes the slot)
 
     def location(self) -> tuple[str, int] | None:
         """``(filename, line)`` of the acquisition (the user's line), or None when unknown."""
@@ -369,6 +374,11 @@ class PoolCore(Generic[T]):
             self._check_all_back()
         return forgotten
 
+    def _outdate(self) -> None:
+        """A new generation: every live slot is stale from now on (see ``Slot.fresh_until``)."""
+        for slot in self._slots:
+            slot.fresh_until = -_INF
+
     def _check_all_back(self) -> None:
         if not any(s.leased for s in self._slots):
             self._signal_all_back()
@@ -397,6 +407,7 @@ class PoolCore(Generic[T]):
         """Mark the pool closed; returns the idle (and lost) slots to close now."""
         self._closed = True
         self._gen += 1
+        self._outdate()
         closing = [s for s in self._take_idle() if self._forget(s)]
         while self._waiters:
             self._waiters.popleft().deliver(CLOSED)
@@ -407,6 +418,7 @@ class PoolCore(Generic[T]):
     def _drain_locked(self) -> list[Slot]:
         """New generation: idle slots are returned to close now, leased ones close on return."""
         self._gen += 1
+        self._outdate()
         return [s for s in self._take_idle() if self._forget(s)]
 
     def _take_idle(self) -> list[Slot]:
@@ -446,6 +458,8 @@ class PoolCore(Generic[T]):
 
     def _returned_late(self, slot: Slot, now: float) -> None:
         slot.leak_reported = False
+        if slot.gen == self._gen:
+            slot.fresh_until = slot.expires
         log.warning(
             "pool %r: lease reported as leaked came back after %.1f s; acquired at %s",
             self._name,
@@ -536,6 +550,7 @@ class PoolCore(Generic[T]):
     def _after_fork_in_child(self) -> None:
         """The child starts empty and never touches the parent's objects."""
         _ABANDONED.extend(s.value for s in self._slots)
+        self._outdate()  # a lease held across the fork gives back the parent's object: dropped
         self._slots = set()
         self._idle = deque()
         self._waiters = deque()

@@ -6,6 +6,7 @@ exclusion held, shared by the thread and asyncio shells.
 
 from __future__ import annotations
 
+from math import inf
 from typing import Any
 
 from ._core import LIFETIME_JITTER, MAX_NAP, Plan, PoolCore, Slot
@@ -67,6 +68,7 @@ def plan(core: PoolCore[Any], now: float) -> Plan:
                 due = slot.acquired_at + leak
                 if now >= due:
                     slot.leak_reported = True
+                    slot.fresh_until = -inf  # its return takes the slow path, which logs it
                     core._leaks += 1
                     out.leaks.append(slot)
                 else:
