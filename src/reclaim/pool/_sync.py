@@ -35,7 +35,7 @@ T = TypeVar("T")
 
 _monotonic = time.monotonic
 _getframe = sys._getframe
-_framework = _sites._framework_cache
+_is_user_code = _sites.is_user_code
 _new = object.__new__
 _allocate_lock = threading.Lock
 #: How long ``close()`` waits for leases when no timeout is given.
@@ -176,7 +176,7 @@ class Pool(PoolCore[T]):
         self._acquired += 1
         frame = _getframe(1)
         code = frame.f_code
-        if _framework.get(code.co_filename) is False:
+        if code is _sites.last_user_code or _is_user_code(code):
             slot.code = code
             slot.lasti = frame.f_lasti  # the line is worked out only when shown
         else:
