@@ -24,9 +24,10 @@ and line, matters as much. So:
     It removes itself, so the raw layer and its bound method are a cycle only
     while the file is open.
 
-* The acquisition facts live in the raw layer's ``_r_facts``, the site capture
-  is inlined and keeps at most ``_records.FILE_DEPTH`` frames, and the registry
-  is a list of weak references without callbacks, swept in batches.
+* The acquisition facts are one flat tuple, the ``__self__`` of the ``close`` hook
+  (no attribute of their own to set: see :func:`facts_of`), the site capture is
+  inlined and keeps at most ``_records.FILE_DEPTH`` frames, and the registry is a
+  list of weak references without callbacks, swept in batches.
 * An unbuffered file (``buffering=0``) *is* its raw layer, which no C layer reads
   through, so it is built as :class:`FileIO`, a subclass whose ``_finalizing``
   setter is the finalizer's hook: a bound ``close`` in its ``__dict__`` would make
@@ -93,8 +94,8 @@ def _modes() -> dict[str, tuple[str, type, bool]]:
 
 _MODES = _modes()
 
-#: Weak references to the raw layer of every file opened while tracking, its acquisition facts in
-#: its ``_r_facts``. No callback (a Python call per file death); dead references are swept in
+#: Weak references to the raw layer of every file opened while tracking, its acquisition facts on
+#: it (see facts_of()). No callback (a Python call per file death); dead references are swept in
 #: batches, so the list stays short.
 table: list[weakref.ref[Any]] = []
 _sweep_at = 512
@@ -119,33 +120,71 @@ class FileIO(io.FileIO):
         _member_finalizing.__set__(self, value)
 
 
-def _close(raw: Any) -> None:
+def _close(facts: tuple[Any, ...]) -> None:
     """``raw.close()`` of a tracked file: the program's close, or IOBase's finalizer's.
 
-    Bound to *raw* in its ``__dict__`` (see the module's docstring), it removes
-    itself first: from then on ``close`` is the C method again and nothing refers
-    back to *raw*.
+    Bound to the file's facts in its raw layer's ``__dict__`` (see the module's docstring;
+    the raw layer is their first item), it removes itself first: from then on ``close`` is
+    the C method again and nothing refers back to the raw layer.
     """
+    raw = facts[0]
     try:
         del raw.close
     except AttributeError:
         pass
     if raw._finalizing:  # set by IOBase's finalizer just before it closes a file nobody closed
-        collected(raw)
+        _leaked(raw, facts)
     else:
         # A wrapper's finalizer (a GzipFile's: IOBase's sets the wrapper's _finalizing and calls
         # its close) or a library's __del__ (a ZipFile's: close, _fpclose) closing it. Every
         # close of a tracked file passes here: the program's own (its caller is neither a close
-        # nor a private method) is told apart with one look at the caller's name.
+        # nor a private method) is told apart by the caller's name, and the code last found to
+        # be the program's by identity alone.
         try:
             caller = _getframe(1)
         except ValueError:  # called from C code with no Python frame (a C object's dealloc)
             caller = None
         if caller is not None:
-            name = caller.f_code.co_name
-            if (name == "close" or name[0] == "_") and _closing_in_finalizer(caller):
-                collected(raw)
+            code = caller.f_code
+            if code is _plain_closer:
+                pass
+            elif code is _private_closer and caller.f_back is not None:
+                if caller.f_back.f_code is not _private_caller and _closing_from(caller):
+                    _leaked(raw, facts)
+            elif _closing_from(caller):
+                _leaked(raw, facts)
     _fileio_close(raw)
+
+
+#: The code object that last closed a tracked file as the program does (its name neither a
+#: close nor a private method's): the next close from it skips the name check.
+_plain_closer: Any = None
+
+
+#: A private function (not a ``close``, nor a ``__del__``) that last closed a tracked file as the
+#: program does, called from _private_caller, a function neither a close nor private: a close from
+#: the one called from the other skips the walk up the stack (``_files()`` in the benchmark).
+_private_closer: Any = None
+_private_caller: Any = None
+
+
+def _closing_from(caller: Any) -> bool:
+    """Whether the close of a tracked file called from the frame *caller* is a finalizer's."""
+    global _plain_closer, _private_closer, _private_caller
+    code = caller.f_code
+    name = code.co_name
+    if name == "close" or name[0] == "_":
+        if name == "close" or name == "__del__":
+            return _closing_in_finalizer(caller)
+        back = caller.f_back
+        if back is not None:
+            above = back.f_code.co_name
+            if above != "close" and above[0] != "_":  # the walk would stop there: the program's
+                _private_closer, _private_caller = code, back.f_code
+                return False
+        return _closing_in_finalizer(caller)
+    _plain_closer = code
+    return False
 
 
 def _dealloc_warn(source: Any) -> None:
@@ -165,21 +204,74 @@ def _dealloc_warn(source: Any) -> None:
 
 def collected(raw: Any) -> None:
     """The tracked raw layer *raw*, still open, is being closed by the garbage collector: a leak."""
-    facts = getattr(raw, "_r_facts", None)
-    if facts is not None and raw.closefd:
-        raw._r_facts = None
+    facts = facts_of(raw)
+    if facts is not None:
+        _leaked(raw, facts)
+
+
+def _leaked(raw: Any, facts: tuple[Any, ...]) -> None:
+    """Report the file of raw layer *raw* and its *facts* as closed by the garbage collector."""
+    if raw.closefd:
+        _forget(raw)
         _records.leak(_record(raw, facts), _records.COLLECTED)
+
+
+def facts_of(raw: Any) -> tuple[Any, ...] | None:
+    """The acquisition facts of the tracked raw layer *raw*, None once forgotten (or never tracked).
+
+    ``(raw or None, generation, time, (thread, label it was started under), label, name, mode,
+    *flat site)``: a file with hooks keeps them as the ``__self__`` of its ``close`` hook (one
+    attribute less to set per ``open()``), its raw layer first; one without, in ``_r_facts``.
+    """
+    found = getattr(raw, "__dict__", None)
+    if not found:
+        return None
+    hook: Any = found.get("close")
+    hooked = type(hook) is _bound and hook.__func__ is _close
+    facts: tuple[Any, ...] | None = hook.__self__ if hooked else found.get("_r_facts")
+    return facts
+
+
+def set_facts(raw: Any, facts: tuple[Any, ...]) -> None:
+    """Replace the facts of the tracked raw layer *raw* (see :func:`facts_of`)."""
+    hook = vars(raw).get("close")
+    if type(hook) is _bound and hook.__func__ is _close:
+        raw.close = _bound(_close, facts)
+    else:
+        raw._r_facts = facts
+
+
+def _forget(raw: Any) -> None:
+    """Stop reporting the tracked raw layer *raw*: its hooks go, its facts become None."""
+    hook = vars(raw).get("close")
+    if type(hook) is _bound and hook.__func__ is _close:
+        del raw.close
+    raw._r_facts = None
+
+
+def label_of(facts: tuple[Any, ...]) -> str | None:
+    """The label a file with these facts was acquired under (its thread's own wins)."""
+    started_in: str | None = facts[3][1]
+    label: str | None = facts[4]
+    return label if started_in is None else started_in
+
+
+def relabel(raw: Any, label: str | None) -> None:
+    """Report the tracked raw layer *raw* as acquired under *label* (a holder's)."""
+    facts = facts_of(raw)
+    if facts is not None:
+        set_facts(raw, (*facts[:3], (facts[3][0], None), label, *facts[5:]))
 
 
 def is_tracked(raw: Any) -> bool:
     """Whether *raw* is the raw layer of a file opened while tracking (its facts on it)."""
-    return "_r_facts" in getattr(raw, "__dict__", ())
+    return facts_of(raw) is not None or "_r_facts" in getattr(raw, "__dict__", ())
 
 
 def _record(raw: Any, facts: tuple[Any, ...]) -> Record:
     """A record for a tracked file (reports and leaks use records)."""
-    generation, when, thread, context, name, mode = facts[:6]
-    site = facts[6:]
+    _, generation, when, (thread, started_in), label, name, mode = facts[:7]
+    site = facts[7:]
     rec = Record(NO_OBJECT)
     rec.key = ("file", id(raw))
     rec.seq = generation
@@ -187,7 +279,7 @@ def _record(raw: Any, facts: tuple[Any, ...]) -> Record:
     rec.info = (name, mode)
     rec.site = site
     rec.thread = thread
-    rec.context = context
+    rec.context = label if started_in is None else started_in  # the thread's own wins
     rec.time = when
     rec.state = OPEN
     rec.why = None
@@ -200,7 +292,7 @@ def open_files() -> list[tuple[Record, Any]]:
     for ref in table:
         raw = ref()
         if raw is not None and not raw.closed:
-            facts: tuple[Any, ...] | None = getattr(raw, "_r_facts", None)
+            facts = facts_of(raw)
             if facts is not None:
                 out.append((_record(raw, facts), raw))
     return out
@@ -236,16 +328,16 @@ def rename(file: Any, name: object) -> None:
     what it is. The site stays the one ``open()`` recorded.
     """
     raw = getattr(getattr(file, "buffer", file), "raw", file)
-    facts = getattr(raw, "_r_facts", None) if is_tracked(raw) else None
+    facts = facts_of(raw)
     if facts is not None:  # the facts live on the raw layer
-        raw._r_facts = (*facts[:4], name, *facts[5:])
+        set_facts(raw, (*facts[:5], name, *facts[6:]))
 
 
 def disown(file: Any) -> None:
     """*file* now belongs to another tracked object (a NamedTemporaryFile): stop reporting it."""
     raw = getattr(getattr(file, "buffer", file), "raw", file)
     if is_tracked(raw):
-        raw._r_facts = None
+        _forget(raw)
     _records.release(id(file))
 
 
@@ -254,7 +346,7 @@ def reset() -> None:
     for ref in table:
         raw = ref()
         if raw is not None:
-            raw._r_facts = None
+            _forget(raw)
     table.clear()
     depth_changed()
 
@@ -314,7 +406,7 @@ def tracked_open(
             file = _fspath(file)  # as the C open() does: the name is the path's str, not the Path
         if not buffering:
             raw = result = FileIO(file, raw_mode, closefd, opener)
-            hooks = False
+            owner = None
         else:
             raw = _FileIO(file, raw_mode, closefd, opener)
             try:
@@ -326,7 +418,7 @@ def tracked_open(
             except BaseException:
                 raw.close()
                 raise
-            hooks = True
+            owner = raw
     else:
         # Explicit buffer sizes, unusual modes, ``-X warn_default_encoding`` without an encoding,
         # other file arguments: the C open() itself, with its own errors and warnings.
@@ -335,13 +427,13 @@ def tracked_open(
         raw = result.buffer.raw if kind is _TextIOWrapper else result if kind is _FileIO else result.raw
         # An unbuffered file made here (buffering=0 spelled unusually) gets no hooks: it is
         # reported while open, but one the collector closes is not told apart.
-        hooks = kind is not _FileIO
+        owner = raw if kind is not _FileIO else None
     if not closefd:
         # A file over a descriptor it does not own (``open(fd, closefd=False)``, ``os.fdopen``'s
         # too) closes nothing, dropped or not: the descriptor's owner (an ``os.open``, a socket)
         # must close it, and is reported as itself. Only a descriptor can be given so.
         return result
-    if type(file) is str or ftype is int:  # (a path-like one was made a str above)
+    if ftype is str or ftype is int or type(file) is str:  # (a path-like one was made a str above)
         name = file
     elif isinstance(file, (bytes, os.PathLike)):
         name = os.fsdecode(file)
@@ -354,25 +446,25 @@ def tracked_open(
     if len(table) >= _sweep_at:
         _sweep()
     try:  # costs nothing until it raises
-        thread, started_in = _names.both
+        both = _names.both  # (thread name, label it was started under): see _record()
     except AttributeError:
-        thread = _thread_name()
-        started_in = _names.both[1]
-    label = _records.context if started_in is None else started_in  # the thread's own wins
-    # The facts and the site in one flat tuple (one allocation). _records.capture() inlined for
-    # the usual case, a user's frame calling open(): this saves a Python call. Code objects,
-    # ints and strings: the collector stops tracking the tuple on first sight.
+        _thread_name()
+        both = _names.both
+    # The facts and the site in one flat tuple (one allocation), the raw layer first when it gets
+    # hooks (see facts_of()). _records.capture() inlined for the usual case, a user's frame
+    # calling open(): this saves a Python call.
     frame: Any = _getframe(1)
     code = frame.f_code
     if code is _user_code or _user_caller(code):
         # The usual depth, unrolled: the caller and its caller.
         back = frame.f_back
         if back is not None:
-            raw._r_facts = (
+            facts: tuple[Any, ...] = (
+                owner,
                 _records.generation,
                 _time(),
-                thread,
-                label,
+                both,
+                _records.context,
                 name,
                 mode,
                 code,
@@ -381,11 +473,12 @@ def tracked_open(
                 back.f_lasti,
             )
         else:  # the caller is the outermost frame
-            raw._r_facts = (
+            facts = (
+                owner,
                 _records.generation,
                 _time(),
-                thread,
-                label,
+                both,
+                _records.context,
                 name,
                 mode,
                 code,
@@ -393,10 +486,14 @@ def tracked_open(
             )
     else:
         site = _capture(frame, _records.file_depth)
-        raw._r_facts = (_records.generation, _time(), thread, label, name, mode, *site)
-    if hooks:
+        facts = (owner, _records.generation, _time(), both, _records.context, name, mode, *site)
+    if owner is not None:
+        # The hooks that see the collector close it (see the module's docstring); the facts are
+        # the close hook's own.
         raw._dealloc_warn = _dealloc_warn
-        raw.close = _bound(_close, raw)
+        raw.close = _bound(_close, facts)
+    else:
+        raw._r_facts = facts
     table.append(_ref(raw))
     return result
 

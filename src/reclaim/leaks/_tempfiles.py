@@ -131,9 +131,9 @@ def _unnamed(file: Any, directory: str) -> None:
 def _relabel(file: Any, maker: str, site: Any) -> None:
     """The unnamed *file* belongs to a *maker* object made at *site*: reported as it, there."""
     raw = getattr(getattr(file, "buffer", file), "raw", file)
-    facts = getattr(raw, "_r_facts", None) if _files.is_tracked(raw) else None
-    if facts is not None and type(facts[4]) is tuple:  # the facts live on the raw layer
-        raw._r_facts = (*facts[:4], (maker, facts[4][1]), facts[5], *(site or facts[6:]))
+    facts = _files.facts_of(raw)
+    if facts is not None and type(facts[5]) is tuple:  # (owner, ..., name, mode, *site): see _files
+        _files.set_facts(raw, (*facts[:5], (maker, facts[5][1]), facts[6], *(site or facts[7:])))
 
 
 def _spool(patches: Patches, spooled: type) -> None:

@@ -366,8 +366,8 @@ class Tracker:
                 targets[id(obj)] = rec
         for ref in list(_files.table):
             raw = ref()
-            facts = getattr(raw, "_r_facts", None)
-            if raw is not None and facts is not None and facts[3] == context and not raw.closed:
+            facts = _files.facts_of(raw)
+            if raw is not None and facts is not None and _files.label_of(facts) == context and not raw.closed:
                 targets[id(raw)] = raw
         moved = 0
         pooled = _integration("_pooled")
@@ -381,9 +381,8 @@ class Tracker:
                 held = targets.pop(found)
                 if isinstance(held, Record):
                     held.context = label
-                else:  # a file's facts: (generation, time, thread, context, ...)
-                    facts = held._r_facts
-                    held._r_facts = (*facts[:3], label, *facts[4:])
+                else:  # a file's raw layer
+                    _files.relabel(held, label)
                 moved += 1
         return moved
 
