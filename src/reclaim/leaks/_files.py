@@ -226,16 +226,20 @@ def facts_of(raw: Any) -> tuple[Any, ...] | None:
     found = getattr(raw, "__dict__", None)
     if not found:
         return None
-    hook: Any = found.get("close")
-    hooked = type(hook) is _bound and hook.__func__ is _close
-    facts: tuple[Any, ...] | None = hook.__self__ if hooked else found.get("_r_facts")
+    hook = _hook(found)
+    facts: tuple[Any, ...] | None = hook.__self__ if hook is not None else found.get("_r_facts")
     return facts
+
+
+def _hook(found: dict[str, Any]) -> Any:
+    """The ``close`` hook (a method of :func:`_close`) in a raw layer's ``__dict__``, or None."""
+    hook = found.get("close")
+    return hook if type(hook) is _bound and hook.__func__ is _close else None
 
 
 def set_facts(raw: Any, facts: tuple[Any, ...]) -> None:
     """Replace the facts of the tracked raw layer *raw* (see :func:`facts_of`)."""
-    hook = vars(raw).get("close")
-    if type(hook) is _bound and hook.__func__ is _close:
+    if _hook(vars(raw)) is not None:
         raw.close = _bound(_close, facts)
     else:
         raw._r_facts = facts
@@ -243,8 +247,7 @@ def set_facts(raw: Any, facts: tuple[Any, ...]) -> None:
 
 def _forget(raw: Any) -> None:
     """Stop reporting the tracked raw layer *raw*: its hooks go, its facts become None."""
-    hook = vars(raw).get("close")
-    if type(hook) is _bound and hook.__func__ is _close:
+    if _hook(vars(raw)) is not None:
         del raw.close
     raw._r_facts = None
 
