@@ -1337,6 +1337,8 @@ def test_a_connection_accepted_after_a_snapshot_is_acquired_when_its_client_conn
             mark = leakwatch.tracker.snapshot()
             server.go.set()  # accepts now, as a server thread waiting for the GIL would
             assert server.served.acquire(timeout=30)
+            server.thread.join(timeout=30)  # it released *served* and ends: not what is checked
+            assert not server.thread.is_alive()
             assert leakwatch.tracker.leaks(mark) == []
             peer = "{}:{}".format(*client.getsockname())
             assert [leak.kind for leak in leakwatch.leaks() if leak.details.get("peer") == peer] == ["socket"]
