@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from reclaim import cli
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 TIMEOUT = 60
@@ -284,18 +286,37 @@ def test_allow_leaves_out_what_matches_only(tmp_path: Path) -> None:
     assert "no leaks" in result.stderr
 
 
-def test_bad_options_are_usage_errors_naming_the_option(tmp_path: Path) -> None:
-    """A wrong option exits 2 with a message that names it; so does a missing program."""
-    for args, words in [
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
         (("--ignore", "sockets", "x.py"), "--ignore"),
         (("--allow", "heartbeat", "x.py"), "argument --allow: 'heartbeat' is not KIND:REGEX"),
         (("--allow", "files:x", "x.py"), "argument --allow: unknown kind 'files'"),
         (("--depth", "0", "x.py"), "--depth"),
-        ((), "program"),
-    ]:
-        result = reclaim_run(*args, cwd=tmp_path)
-        assert result.returncode == 2
-        assert words in result.stderr
+        (("--grace", "-1", "x.py"), "argument --grace: must be >= 0, got -1.0"),
+        (("--unwind-timeout", "0", "x.py"), "argument --unwind-timeout: must be a number of seconds > 0"),
+        (("--unwind-timeout", "nan", "x.py"), "argument --unwind-timeout: must be a number of seconds > 0"),
+        (("--unwind-timeout", "soon", "x.py"), "argument --unwind-timeout: invalid float value: 'soon'"),
+        (("--grace", "1"), "give the program to run"),
+    ],
+)
+def test_bad_options_are_usage_errors_naming_the_option(
+    args: tuple[str, ...], words: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A wrong option is a usage error (exit 2) whose message names it; so is a missing program.
+    Parsed here, in this process: nothing runs before the options are checked."""
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["run", *args])
+    assert exited.value.code == 2
+    assert words in capsys.readouterr().err
+
+
+def test_a_usage_error_exits_2_before_the_program_runs(tmp_path: Path) -> None:
+    write(tmp_path / "x.py", "open(__file__, 'w').write('ran')")
+    result = reclaim_run("--depth", "0", "x.py", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "argument --depth: must be at least 1, got 0" in result.stderr
+    assert (tmp_path / "x.py").read_text() != "ran"
 
 
 def test_missing_script_is_reported_like_python_does(tmp_path: Path) -> None:
@@ -369,15 +390,23 @@ def test_unknown_module_exits_1(tmp_path: Path) -> None:
     assert "No module named no_such_module_here" in result.stderr
 
 
-def started(script: str, cwd: Path, **options: Any) -> subprocess.Popen[str]:
-    """``reclaim run script`` running in *cwd*, its output piped as text (a signal is to come)."""
+def _ctrl_c_as_in_a_terminal() -> None:
+    """In the child before it execs: SIGINT as a terminal gives it. A shell's background job (a CI
+    step run with ``&``) ignores SIGINT, and Python then keeps it ignored: Ctrl-C tests would hang."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def started(script: str, cwd: Path, *options: str, **popen: Any) -> subprocess.Popen[str]:
+    """``reclaim run [options] script`` running in *cwd*, its output piped as text (a signal is to
+    come, SIGINT included)."""
+    popen.setdefault("stdout", subprocess.PIPE)
     return subprocess.Popen(
-        [sys.executable, "-m", "reclaim", "run", script],
+        [sys.executable, "-m", "reclaim", "run", *options, script],
         cwd=cwd,
-        stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        **options,
+        preexec_fn=_ctrl_c_as_in_a_terminal,
+        **popen,
     )
 
 
@@ -432,10 +461,10 @@ HANGS_WHILE_UNWINDING = """\
 
 
 def test_sigterm_whose_unwinding_hangs_still_reports_and_dies_of_it(tmp_path: Path) -> None:
-    """A with-block exit that never returns: after TERM_UNWIND seconds the report, then SIGTERM's death
+    """A with-block exit that never returns: after --unwind-timeout seconds the report, then SIGTERM's death
     (without reclaim the process dies at once; it must not live on because reclaim made it unwind)."""
     write(tmp_path / "stuck.py", HANGS_WHILE_UNWINDING)
-    with started("stuck.py", tmp_path) as proc:
+    with started("stuck.py", tmp_path, "--unwind-timeout", "1") as proc:
         assert proc.stdout is not None
         assert proc.stdout.readline() == "ready\n"
         proc.send_signal(signal.SIGTERM)
@@ -447,6 +476,7 @@ def test_sigterm_whose_unwinding_hangs_still_reports_and_dies_of_it(tmp_path: Pa
             pytest.fail(f"still running {TIMEOUT} s after SIGTERM:\n{out}\n{err}")
     assert proc.returncode == -signal.SIGTERM
     assert "unwinding" in out
+    assert "reclaim: still unwinding 1 s after SIGTERM (--unwind-timeout)" in err
     assert "leaked 1 resource" in err and "stuck.py:2" in err
 
 
@@ -463,10 +493,10 @@ INTERRUPTED_EXECUTOR = """\
 
 
 def test_sigterm_during_an_executors_shutdown_reports_its_worker_still_running(tmp_path: Path) -> None:
-    """SIGTERM while a ProcessPoolExecutor's shutdown waits on a long task: after TERM_UNWIND the
+    """SIGTERM while a ProcessPoolExecutor's shutdown waits on a long task: after the unwind timeout the
     report said "no leaks", and the worker went on running, orphaned."""
     write(tmp_path / "pool.py", INTERRUPTED_EXECUTOR)
-    with started("pool.py", tmp_path) as proc:
+    with started("pool.py", tmp_path, "--unwind-timeout", "1") as proc:
         assert proc.stdout is not None
         worker = int(proc.stdout.readline())
         try:
@@ -478,6 +508,7 @@ def test_sigterm_during_an_executors_shutdown_reports_its_worker_still_running(t
                 os.kill(worker, signal.SIGKILL)
         _, err = proc.communicate(timeout=TIMEOUT)
     assert proc.returncode == -signal.SIGTERM
+    assert "still unwinding 1 s after SIGTERM" in err, err
     assert "ProcessPoolExecutor shutting down, but its worker processes still run" in err, err
     assert "pool.py:4" in err
 
@@ -610,12 +641,7 @@ def test_ctrl_c_still_ends_a_program_hanging_in_shutdown_after_the_report(tmp_pa
         threading.Thread(target=threading.Event().wait, name="never-ends").start()
         """,
     )
-    with subprocess.Popen(
-        [sys.executable, "-m", "reclaim", "run", "--grace", "0", "hangs.py"],
-        cwd=tmp_path,
-        stderr=subprocess.PIPE,
-        text=True,
-    ) as proc:
+    with started("hangs.py", tmp_path, "--grace", "0", stdout=None) as proc:
         assert proc.stderr is not None
         lines: list[str] = []
         while not any("release each" in line.lower() for line in lines):

@@ -75,10 +75,17 @@ class _Terminated(BaseException):
 
 # Options and Target are plain classes: a dataclass imports dataclasses and inspect, which
 # the program would find loaded at its first line (and pay for, ~7 ms).
+#: How long a program that SIGTERM made unwind may take by default (``--unwind-timeout``): a
+#: ``with`` block whose exit waits on hung work (``executor.shutdown(wait=True)``) would keep it
+#: alive where Python dies at once. Then the report of what is open is printed and the process
+#: dies of SIGTERM.
+TERM_UNWIND = 5.0
+
+
 class Options:
     """What ``reclaim run``'s options asked for."""
 
-    __slots__ = ("allow", "depth", "depth_given", "fail", "grace", "ignore", "json_path")
+    __slots__ = ("allow", "depth", "depth_given", "fail", "grace", "ignore", "json_path", "unwind_timeout")
 
     def __init__(
         self,
@@ -89,6 +96,7 @@ class Options:
         grace: float,
         depth_given: bool = False,
         allow: tuple[AllowRule, ...] = (),
+        unwind_timeout: float = TERM_UNWIND,
     ) -> None:
         self.json_path = json_path
         self.fail = fail
@@ -99,6 +107,8 @@ class Options:
         self.depth_given = depth_given
         #: --allow rules: leaks they match are left out.
         self.allow = allow
+        #: --unwind-timeout: how long a program that SIGTERM made unwind may take.
+        self.unwind_timeout = unwind_timeout
 
 
 class Target:
@@ -252,10 +262,6 @@ def _hide_launcher_frames() -> None:
 #: Set by ``reclaim run`` for the program it runs (and so for that program's children): its
 #: command line, which a copy re-run from ``sys.orig_argv`` has too.
 NESTED_ENV = "RECLAIM_RUN_ARGV"
-#: How long a program that SIGTERM made unwind may take: a ``with`` block whose exit waits on
-#: hung work (``executor.shutdown(wait=True)``) would keep it alive where Python dies at once.
-#: Then the report of what is open is printed and the process dies of SIGTERM.
-TERM_UNWIND = 5.0
 #: The session whose program SIGTERM unwinds (set by run() before the handler is installed).
 _term_session: Session | None = None
 
@@ -273,11 +279,19 @@ def _raise_terminated(signum: int, frame: types.FrameType | None) -> NoReturn:
 
 def _unwind_deadline(session: Session, pid: int) -> None:
     """A bare thread (not the program's): SIGTERM once more if unwinding takes too long."""
-    time.sleep(TERM_UNWIND)
+    patience = session.options.unwind_timeout
+    time.sleep(patience)
     if session.reported_pid == pid:
         return  # unwound, and the report is under way or done
+    with contextlib.suppress(Exception):
+        print(
+            f"reclaim: still unwinding {patience:g} s after SIGTERM (--unwind-timeout): "
+            "what is open now is reported and the process dies of the signal",
+            file=sys.stderr,
+            flush=True,
+        )
     os.kill(pid, signal.SIGTERM)  # the main thread's handler prints the report and dies
-    time.sleep(TERM_UNWIND)
+    time.sleep(patience)
     # Still here: the main thread never got back to Python to run its handler (C code that
     # ignores signals). The report from here, then the status SIGTERM gives in a shell.
     report(session, 128 + signal.SIGTERM)

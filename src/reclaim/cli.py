@@ -35,7 +35,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from ._runner import DEFAULT_DEPTH, EXIT_LEAKED, Options, Target, run
+from ._runner import DEFAULT_DEPTH, EXIT_LEAKED, TERM_UNWIND, Options, Target, run
 from ._version import __version__
 from .leaks import KINDS
 
@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 __all__ = ["EXIT_LEAKED", "main"]
 
 # Options of `reclaim run` that take a value: the first other word is the program.
-_VALUE_OPTIONS = ("--json", "--depth", "--ignore", "--allow", "--grace")
+_VALUE_OPTIONS = ("--json", "--depth", "--ignore", "--allow", "--grace", "--unwind-timeout")
 #: --grace when not given, in seconds.
 _DEFAULT_GRACE = 0.5
 
@@ -120,6 +120,15 @@ def _run_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help=f"wait up to this long for threads and children still finishing (default {_DEFAULT_GRACE})",
     )
+    parser.add_argument(
+        "--unwind-timeout",
+        type=float,
+        default=TERM_UNWIND,
+        metavar="SECONDS",
+        help="after SIGTERM the program unwinds its with-blocks for up to this long; then what is "
+        f"still open is reported and it dies of the signal (default {TERM_UNWIND:g}; keep it below "
+        "the time your supervisor waits before SIGKILL)",
+    )
     return parser
 
 
@@ -179,6 +188,8 @@ def _parse_run(args: Sequence[str]) -> tuple[Options, Target]:
         parser.error(f"argument --depth: must be at least 1, got {ns.depth}")
     if not ns.grace >= 0:  # NaN too
         parser.error(f"argument --grace: must be >= 0, got {ns.grace}")
+    if not 0 < ns.unwind_timeout < float("inf"):  # NaN too
+        parser.error(f"argument --unwind-timeout: must be a number of seconds > 0, got {ns.unwind_timeout}")
     ignore: list[str] = []
     for value in ns.ignore:
         for kind in filter(None, (k.strip() for k in value.split(","))):
@@ -197,6 +208,7 @@ def _parse_run(args: Sequence[str]) -> tuple[Options, Target]:
     depth = DEFAULT_DEPTH if ns.depth is None else ns.depth
     options = Options(json_path, ns.fail, depth, tuple(ignore), ns.grace, depth_given=ns.depth is not None)
     options.allow = tuple(allow)
+    options.unwind_timeout = ns.unwind_timeout
     return options, target
 
 
