@@ -446,6 +446,38 @@ def test_requests_session_not_closed_is_reported_at_its_line_holding_its_socket(
         assert leakwatch.leaks() == []
 
 
+@ignore_gc_warnings
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_requests_session_dropped_in_a_reference_cycle_is_reported(leakwatch: Watch, url: str) -> None:
+    """Dropped in a cycle, the session's pooled socket is closed by urllib3's ``weakref.finalize``
+    callback, which the collector runs before any ``__del__``: that close is the collector's
+    doing too, and the socket is reported at the request that opened it (it was not reported)."""
+    requests = pytest.importorskip("requests")
+    cycle = Cycle()
+    cycle.held = requests.Session()
+    assert cycle.held.get(url).text == "ok"
+    request = line() - 1
+    del cycle
+    gc.collect()
+    [leak] = leakwatch.leaks()
+    assert (leak.kind, leak.state) == ("socket", "collected"), leak.headline()
+    assert request in opened_at(leak)
+
+
+def test_urllib3_pools_dropped_by_clear_or_eviction_are_not_reported(leakwatch: Watch, url: str) -> None:
+    """urllib3 releases a pool by dropping it (``clear()``, or evicting the oldest from a full
+    ``PoolManager``): its finalize callback then closes the sockets, for the program."""
+    urllib3 = pytest.importorskip("urllib3")
+    manager = urllib3.PoolManager(num_pools=1)
+    for host in ("127.0.0.1", "localhost", "127.0.0.1"):  # each pool evicts the one before
+        assert manager.request("GET", url.replace("127.0.0.1", host)).data == b"ok"
+    manager.clear()
+    with urllib3.PoolManager() as manager:
+        manager.request("GET", url)
+    gc.collect()
+    assert leakwatch.leaks() == []
+
+
 def test_requests_sessions_closed_are_not_reported(leakwatch: Watch, url: str) -> None:
     """A with-block, ``close()`` (also of a session used again after it), ``requests.get()``: the
     pools' callbacks that close() runs by dropping them are the program's release."""

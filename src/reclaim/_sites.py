@@ -25,9 +25,12 @@ any user frame is recorded at that site.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import sysconfig
+import weakref
+from _thread import get_ident
 from collections import namedtuple
 from collections.abc import Callable
 from types import CodeType, FrameType
@@ -454,17 +457,51 @@ def in_owned(frame: FrameType | None) -> bool:
 _FINALIZER_DEPTH = range(6)
 
 
+#: ``weakref.finalize.__call__``: called with the dead object's weak reference when that object
+#: died, without one when the program (or the interpreter's exit) runs the finalizer itself.
+_FINALIZE_CALL = weakref.finalize.__call__.__code__
+
+#: The thread the garbage collector collects in, while it does (kept while
+#: :func:`watch_collections` is on).
+_collecting_in: int | None = None
+
+
+def _collection(phase: str, info: object) -> None:
+    global _collecting_in
+    _collecting_in = get_ident() if phase == "start" else None
+
+
+def watch_collections(on: bool) -> None:
+    """Keep track of when the collector runs (a ``gc.callbacks`` entry), for :func:`in_finalizer`."""
+    global _collecting_in
+    if on and _collection not in gc.callbacks:
+        gc.callbacks.append(_collection)
+    elif not on:
+        while _collection in gc.callbacks:
+            gc.callbacks.remove(_collection)
+        _collecting_in = None
+
+
 def in_finalizer(frame: FrameType | None) -> bool:
-    """Whether *frame* or one of its nearest callers is a ``__del__``: the garbage collector's doing.
+    """Whether *frame* or one of its nearest callers is a ``__del__``, or a ``weakref.finalize``
+    callback the garbage collector runs: the collector's doing.
 
     A resource an object closes in its ``__del__`` (redis-py's ``PubSub``, say, when the
-    program dropped it unclosed) was released by the collector, not by the program.
+    program dropped it unclosed) was released by the collector, not by the program; so was
+    one a finalize callback closes for an owner dropped in a reference cycle (urllib3 closes
+    a pool's sockets so, a ``requests.Session``'s among them). Not when the callback runs as
+    the owner dies of its last reference: urllib3's ``clear()`` and ``close()`` release by
+    dropping their pools, and a pool evicted from a full ``PoolManager`` goes so too. Nor at
+    exit, for an owner kept to the end: the program's cleanup.
     """
     for _ in _FINALIZER_DEPTH:  # every socket close pays for this loop: no counter to keep
         if frame is None:
             return False
-        if frame.f_code.co_name == "__del__":
+        code = frame.f_code
+        if code.co_name == "__del__":
             return True
+        if code is _FINALIZE_CALL:
+            return _collecting_in == get_ident() and frame.f_locals.get("_") is not None
         frame = frame.f_back
     return False
 

@@ -26,8 +26,11 @@ A ``requests.Session`` is one too (kind ``requests``), though it has no closed s
 open while its adapters keep a urllib3 pool (``close()`` drops them; a request after that makes
 them again). Dropped unclosed, its pools' sockets are closed by the ``weakref.finalize``
 callbacks urllib3 gives each pool, which the program's own ``close()`` runs too (by dropping
-the pools): so they are marked collected as the session dies (:data:`DIE_WITH`). One the program
-keeps to the end is closed by those callbacks at exit, as an atexit handler: no leak.
+the pools): so they are marked collected as the session dies (:data:`DIE_WITH`). Dropped in a
+reference cycle, the collector runs those callbacks before any ``__del__``: each socket is then
+a leak of its own (:func:`reclaim._sites.in_finalizer`), closed before the session's finalizer
+could claim it. One the program keeps to the end is closed by those callbacks at exit, as an
+atexit handler: no leak.
 
 aiohttp's ``test_utils.TestServer`` and ``TestClient`` are holders of kind ``aiohttp`` too: one
 never closed holds its listening and accepted sockets and its request handlers' tasks (a

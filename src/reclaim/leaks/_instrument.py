@@ -21,6 +21,8 @@ from collections.abc import Callable, Iterable
 from importlib import import_module
 from types import ModuleType
 
+from reclaim import _sites
+
 from . import _children, _fds, _files, _imports, _threads
 
 # Loaded with the tracker anyway (_holders imports _owning): their tables are read here.
@@ -149,6 +151,7 @@ class _Deferred:
 
 def install(patches: Patches) -> None:
     """Install the wrappers of every kind; *patches* records them for undo."""
+    _sites.watch_collections(True)
     _files.install(patches)
     _fds.install(patches)
     _children.install_os(patches)
@@ -160,6 +163,7 @@ def install(patches: Patches) -> None:
 def uninstall() -> None:
     """Stop waiting for imports (the patches themselves are undone by their ``Patches``)."""
     _imports.cancel_all()
+    _sites.watch_collections(False)
     # Only the integrations loaded have anything to forget.
     for name in ("_multiprocessing", "_sharedmemory", "_pooled", "_gevent"):
         integration = sys.modules.get(f"{__package__}.{name}")
