@@ -464,6 +464,50 @@ def test_requests_session_dropped_in_a_reference_cycle_is_reported(leakwatch: Wa
     assert request in opened_at(leak)
 
 
+@ignore_gc_warnings
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@pytest.mark.parametrize("dropped", [False, True], ids=["left-open", "dropped"])
+def test_urllib3_pool_manager_not_cleared_is_reported_at_its_line_holding_its_socket(
+    leakwatch: Watch, url: str, dropped: bool
+) -> None:
+    """A ``PoolManager`` the program makes is a client like a session: dropped unclosed, its
+    pools' finalize callbacks closed the sockets as it died, and nothing was reported."""
+    urllib3 = pytest.importorskip("urllib3")
+    manager = urllib3.PoolManager()
+    made = line() - 1
+    assert manager.request("GET", url).data == b"ok"
+    request = line() - 1
+    if dropped:
+        del manager
+    leak = leakwatch.one("urllib3")
+    assert [found.kind for found in leakwatch.leaks()] == ["urllib3"]
+    assert_at(leak, made)
+    assert leak.description.startswith("urllib3.PoolManager not closed (clear(), or a with-block)")
+    assert leak.state == ("collected" if dropped else "open")
+    [held] = leak.holds
+    assert held.kind == "socket" and held.state == leak.state
+    assert request in opened_at(held)
+    if not dropped:
+        manager.clear()
+        assert leakwatch.leaks() == []
+
+
+@pytest.mark.reclaim_allow(kind="socket", match="urllib3")  # the one urllib3's own manager keeps
+def test_urllib3_request_and_a_sessions_own_manager_are_not_entries_of_their_own(
+    leakwatch: Watch, url: str
+) -> None:
+    """``urllib3.request()`` pools in urllib3's module-level manager (urllib3's, made at its
+    import: not an entry); a session's managers are parts of it."""
+    urllib3 = pytest.importorskip("urllib3")
+    requests = pytest.importorskip("requests")
+    assert urllib3.request("GET", url).data == b"ok"
+    with requests.Session() as session:
+        session.get(url)
+        assert "urllib3" not in [leak.kind for leak in leakwatch.leaks()]
+        assert leakwatch.one("requests").holds
+    assert "urllib3" not in [leak.kind for leak in leakwatch.leaks()]
+
+
 def test_urllib3_pools_dropped_by_clear_or_eviction_are_not_reported(leakwatch: Watch, url: str) -> None:
     """urllib3 releases a pool by dropping it (``clear()``, or evicting the oldest from a full
     ``PoolManager``): its finalize callback then closes the sockets, for the program."""
@@ -500,7 +544,7 @@ def test_reclaim_run_reports_a_dropped_session_not_one_kept_to_the_end(tmp_path:
     would: only the one dropped unclosed is reported."""
     pytest.importorskip("requests")
     source = f"""\
-        import requests
+        import requests, urllib3
         KEPT = requests.Session()
         KEPT.get({url!r})
 
@@ -509,6 +553,8 @@ def test_reclaim_run_reports_a_dropped_session_not_one_kept_to_the_end(tmp_path:
             return session.get({url!r}).text
 
         fetch()
+        MANAGER = urllib3.PoolManager()  # kept to the end too
+        MANAGER.request("GET", {url!r})
         """
     report, stderr = reclaim_run_json(tmp_path, source)
     [leak] = report["leaks"]

@@ -160,7 +160,7 @@ _RELEASED_BY_CALL = frozenset(
     {"file", "fd", "socket", "sqlite3", "mmap", "selector", "eventloop", "tempdir", "tempfile", "filelock"}
     | {"sharedmemory"}
     | {"scope", "resource", "lease", "pool", "untracked-fd"}
-    | {"aiohttp", "httpx", "requests"}  # an HTTP client an atexit handler closes, with its sockets
+    | {"aiohttp", "httpx", "requests", "urllib3"}  # an HTTP client an atexit handler closes, with its sockets
 )
 
 

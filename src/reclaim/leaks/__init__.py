@@ -78,6 +78,7 @@ KINDS = (
     "aiohttp",
     "httpx",
     "requests",
+    "urllib3",
     "amqp",
     "mqtt",
     "nats",

@@ -30,7 +30,8 @@ the pools): so they are marked collected as the session dies (:data:`DIE_WITH`).
 reference cycle, the collector runs those callbacks before any ``__del__``: each socket is then
 a leak of its own (:func:`reclaim._sites.in_finalizer`), closed before the session's finalizer
 could claim it. One the program keeps to the end is closed by those callbacks at exit, as an
-atexit handler: no leak.
+atexit handler: no leak. A urllib3 ``PoolManager`` the program makes itself is the same (kind
+``urllib3``; ``clear()`` closes it): not one a session makes, which is part of the session.
 
 aiohttp's ``test_utils.TestServer`` and ``TestClient`` are holders of kind ``aiohttp`` too: one
 never closed holds its listening and accepted sockets and its request handlers' tasks (a
@@ -46,6 +47,8 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable
 from types import BuiltinFunctionType, CodeType, FunctionType, ModuleType
+
+from reclaim import _sites
 
 from . import _records
 from ._kinds import Details, Kind, kind_of, register
@@ -106,6 +109,15 @@ def _adapters(session: Any) -> Iterable[object]:
     return tuple(session.adapters.values())
 
 
+def _urllib3_closed(manager: Any) -> bool:
+    """Whether a urllib3 ``PoolManager`` keeps no pool (``clear()`` drops them all)."""
+    return not len(getattr(manager, "pools", ()))
+
+
+def _pools(manager: Any) -> Iterable[object]:
+    return (manager.pools,)
+
+
 def _httpx_transports(client: Any) -> Iterable[object]:
     """Where an httpx client's sockets are: its transports, less those that call an app in this
     process (``ASGITransport``, ``WSGITransport``, Starlette's ``TestClient``): they open none,
@@ -139,6 +151,9 @@ HOLDERS: dict[str, dict[str, Spec]] = {
     "requests.sessions": {
         "Session": ("requests", _requests_closed, "close(), or a with-block", _nothing_owned),
     },
+    "urllib3.poolmanager": {
+        "PoolManager": ("urllib3", _urllib3_closed, "clear(), or a with-block", _nothing_owned),
+    },
 }
 
 #: kind -> where a holder of that kind keeps its sockets: what :func:`claim` searches from (the
@@ -148,11 +163,12 @@ ROOTS: dict[str, Callable[[Any], Iterable[object]]] = {
     "aiohttp": _itself,
     "httpx": _httpx_transports,
     "requests": _adapters,
+    "urllib3": _pools,
 }
 
 #: Kinds whose holder, dropped unclosed, has its sockets closed by callbacks no ``__del__`` frame
 #: shows (``weakref.finalize``'s, which a ``close()`` runs too): marked collected as it dies.
-DIE_WITH = frozenset({"requests"})
+DIE_WITH = frozenset({"requests", "urllib3"})
 
 #: Objects one search looks at, at most: a client's own graph is a few hundred.
 SEARCH = 10_000
@@ -175,7 +191,7 @@ def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
     return f"{label} not closed ({fix})", {"class": label}
 
 
-for _kind in ("aiohttp", "httpx", "requests"):
+for _kind in ("aiohttp", "httpx", "requests", "urllib3"):
     register(Kind(_kind, is_open=_is_open, describe=_describe, holder=True))
 
 
@@ -226,6 +242,9 @@ def track(
             _making.holder = outer
         if outer is not None:
             return  # made by a holder being made (a session's own connector): a part of it
+        caller = sys._getframe(1)
+        if caller.f_code.co_name == "<module>" and not _sites.frame_is_program(caller):
+            return  # a library's global, made as it is imported (urllib3's for urllib3.request())
         name = public_name(type(self)) if label is None else label(self)
         rec = _records.new(self, kind, (name, closed, fix, ()), site(self))
         if type(self).__del__ is __del__:  # a subclass's own __del__ may never call ours

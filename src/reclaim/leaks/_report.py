@@ -46,8 +46,9 @@ class Leak:
             ``"multiprocessing"`` (a pool, queue, manager, ``Pipe()`` pair or
             ``ProcessPoolExecutor`` not closed or shut down), ``"sharedmemory"`` (a
             ``multiprocessing.shared_memory.SharedMemory`` not closed, or made and not
-            unlinked; its map and descriptor are part of it), ``"aiohttp"``, ``"httpx"`` or
-            ``"requests"`` (an HTTP client not closed, holding leaked sockets: see ``holds``), ``"scope"``,
+            unlinked; its map and descriptor are part of it), ``"aiohttp"``, ``"httpx"``,
+            ``"requests"`` or ``"urllib3"`` (an HTTP client not closed, holding leaked sockets:
+            see ``holds``), ``"scope"``,
             ``"resource"``, ``"lease"`` or
             ``"untracked-fd"`` (a descriptor no hook saw opened).
         description: what it is: path and mode, peer address, pid and command,
@@ -71,7 +72,8 @@ class Leak:
             0 for untracked descriptors.
         holds: for a library object that owns sockets (kind ``"aiohttp"``: a
             ``ClientSession``, a connector, a test client or server; ``"httpx"``: a
-            ``Client`` or ``AsyncClient``; ``"requests"``: a ``Session``), the leaks it
+            ``Client`` or ``AsyncClient``; ``"requests"``: a ``Session``; ``"urllib3"``: a
+            ``PoolManager``), the leaks it
             holds, listed under it: the entry is the object, at the line that made it, not
             each socket at its request line. For a
             ``"thread"`` still running, the event loop, tasks and worker threads it runs.
