@@ -40,10 +40,12 @@ client, the session it makes and the server it is handed, which it closes).
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import itertools
 import sys
 import threading
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable
 from types import BuiltinFunctionType, CodeType, FunctionType, ModuleType
@@ -67,6 +69,7 @@ __all__ = [
     "claim",
     "fold",
     "install",
+    "leave_to_libraries",
     "not_followed",
     "public_name",
     "track",
@@ -203,16 +206,30 @@ def public_name(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
+#: module defining holder classes -> (kind, package, global name) of the holder the package makes
+#: as it is imported: found there when it was imported before tracking began.
+LIBRARY_GLOBALS = {"urllib3.poolmanager": ("urllib3", "urllib3", "_DEFAULT_POOL")}
+
+
 def install(patches: Patches, module: ModuleType) -> None:
     """Track the holder classes *module* defines (see :data:`HOLDERS`)."""
     for name, spec in HOLDERS[module.__name__].items():
         cls = getattr(module, name, None)
         if isinstance(cls, type) and "__init__" in vars(cls):
             track(patches, cls, *spec)
+    if module.__name__ in LIBRARY_GLOBALS:
+        kind, package, name = LIBRARY_GLOBALS[module.__name__]
+        holder = getattr(sys.modules.get(package), name, None)
+        if holder is not None and all(ref() is not holder for ref, _ in _libraries):
+            with contextlib.suppress(TypeError):
+                _libraries.append((weakref.ref(holder), kind))
 
 
 #: The holder whose ``__init__`` runs in this thread, if any (``holder``): what it makes is its.
 _making = threading.local()
+
+#: (weak reference, kind) of each holder a library made as it was imported (see track()).
+_libraries: list[tuple[weakref.ref[Any], str]] = []
 
 
 def track(
@@ -244,7 +261,11 @@ def track(
             return  # made by a holder being made (a session's own connector): a part of it
         caller = sys._getframe(1)
         if caller.f_code.co_name == "<module>" and not _sites.frame_is_program(caller):
-            return  # a library's global, made as it is imported (urllib3's for urllib3.request())
+            # A library's global, made as it is imported (urllib3's for urllib3.request()): not
+            # an entry, and what it keeps is the library's (see leave_to_libraries()).
+            with contextlib.suppress(TypeError):  # no weak references to it: nothing kept
+                _libraries.append((weakref.ref(self), kind))
+            return
         name = public_name(type(self)) if label is None else label(self)
         rec = _records.new(self, kind, (name, closed, fix, ()), site(self))
         if type(self).__del__ is __del__:  # a subclass's own __del__ may never call ours
@@ -365,6 +386,22 @@ else:
     Found = tuple
 
 
+def leave_to_libraries(found: list[Found]) -> None:
+    """Take out of *found* what the holders libraries made at import keep (urllib3's module-level
+    ``PoolManager`` keeps the connection of each ``urllib3.request()``): the library's, as
+    its other process-wide machinery is, closed by it at exit."""
+    kept: set[int] = set()
+    for ref, kind in list(_libraries):
+        holder = ref()
+        if holder is None:
+            with contextlib.suppress(ValueError):
+                _libraries.remove((ref, kind))
+        else:
+            kept.update(map(id, claim(holder, kind)))
+    if kept:
+        found[:] = [item for item in found if id(item[0]) not in kept]
+
+
 def fold(found: list[Found]) -> dict[int, list[Found]]:
     """Take what the holders among *found* hold out of it, to be listed under them.
 
@@ -373,6 +410,8 @@ def fold(found: list[Found]) -> dict[int, list[Found]]:
     then. Returns ``id(holder record) -> its leaks``; *found* keeps the rest, and no
     holder that holds none of them.
     """
+    if _libraries:
+        leave_to_libraries(found)
     holders = [item for item in found if kind_of(item[0].kind).holder]
     if not holders:
         return {}
