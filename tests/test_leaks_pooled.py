@@ -30,6 +30,16 @@ def program_line(leak: Any) -> int | None:
     return next((frame.lineno for frame in leak.frames if frame.filename == __file__), None)
 
 
+def idle_in_engine(watch: Watch, kind: str) -> int | None:
+    """The line that first connected the one connection (of *kind*) a SQLAlchemy engine keeps
+    idle in its pool: the engine, not disposed, is the entry, and the connection is under it."""
+    engine = watch.one("sqlalchemy")
+    assert [leak.kind for leak in watch.leaks() if leak.kind in ("sqlite3", "psycopg")] == []
+    [held] = engine.holds
+    assert held.kind == kind
+    return program_line(held)
+
+
 # -- redis-py ---------------------------------------------------------------------------------
 
 
@@ -319,16 +329,48 @@ def test_sqlalchemy_connection_never_closed_is_blamed_on_its_connect_not_on_the_
     with sqlite_engine.connect() as conn:
         first = line() - 1
         conn.execute(text("select 1"))
-    assert program_line(leakwatch.one("sqlite3")) == first
+    assert idle_in_engine(leakwatch, "sqlite3") == first
     kept = sqlite_engine.connect()
     at = line() - 1
     try:
         assert program_line(leakwatch.one("sqlite3")) == at
     finally:
         kept.close()
-    assert program_line(leakwatch.one("sqlite3")) == first
+    assert idle_in_engine(leakwatch, "sqlite3") == first
     sqlite_engine.dispose()
     assert leakwatch.leaks() == []
+
+
+@ignore_gc_warnings
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@pytest.mark.parametrize("dropped", [False, True], ids=["kept", "dropped"])
+def test_sqlalchemy_engine_never_disposed_is_one_entry_at_create_engine_holding_its_connections(
+    leakwatch: Watch, tmp_path: Any, dropped: bool
+) -> None:
+    """The connections an engine's pool keeps were reported each at the checkout that first
+    made it (dropped, as sqlite3 connections the collector closed): the engine is the entry, at
+    ``create_engine()``, and ``dispose()`` is what releases them."""
+    sqlalchemy = pytest.importorskip("sqlalchemy")
+    engine = sqlalchemy.create_engine(f"sqlite:///{tmp_path / 'app.db'}", poolclass=sqlalchemy.pool.QueuePool)
+    made = line() - 1
+    with engine.connect() as first, engine.connect() as second:
+        connected = line() - 1
+        first.execute(sqlalchemy.text("select 1"))
+        second.execute(sqlalchemy.text("select 1"))
+    if dropped:
+        del engine, first, second
+        gc.collect()  # an engine is a reference cycle
+    leak = leakwatch.one("sqlalchemy")
+    assert [found.kind for found in leakwatch.leaks()] == ["sqlalchemy"]
+    assert program_line(leak) == made and leak.frames[0].lineno == made  # the program's line first
+    assert leak.description == "sqlalchemy.Engine not closed (engine.dispose())"
+    assert leak.state == ("collected" if dropped else "open")
+    assert [(held.kind, held.state, program_line(held)) for held in leak.holds] == [
+        ("sqlite3", leak.state, connected)
+    ] * 2
+    if not dropped:
+        engine.dispose()
+        assert leakwatch.leaks() == []
 
 
 @pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
@@ -381,7 +423,7 @@ def test_sqlalchemy_asyncio_connection_never_closed_is_blamed_on_its_awaited_con
                 assert leakwatch.leaks("thread") == []
             finally:
                 await kept.close()
-            assert program_line(leakwatch.one("sqlite3")) == first
+            assert idle_in_engine(leakwatch, "sqlite3") == first
         finally:
             await engine.dispose()
 
@@ -419,7 +461,7 @@ def test_sqlalchemy_psycopg_connection_never_closed_is_blamed_on_its_connect(
                 assert program_line(leakwatch.one("psycopg")) == at
             finally:
                 kept.close()
-            assert program_line(leakwatch.one("psycopg")) == first
+            assert idle_in_engine(leakwatch, "psycopg") == first
         finally:
             engine.dispose()
         assert leakwatch.leaks() == []
@@ -437,7 +479,7 @@ def test_sqlalchemy_psycopg_connection_never_closed_is_blamed_on_its_connect(
                 assert program_line(leakwatch.one("psycopg")) == at
             finally:
                 await kept.close()
-            assert program_line(leakwatch.one("psycopg")) == first
+            assert idle_in_engine(leakwatch, "psycopg") == first
         finally:
             await engine.dispose()
 

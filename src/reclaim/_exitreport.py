@@ -160,7 +160,13 @@ _RELEASED_BY_CALL = frozenset(
     {"file", "fd", "socket", "sqlite3", "mmap", "selector", "eventloop", "tempdir", "tempfile", "filelock"}
     | {"sharedmemory"}
     | {"scope", "resource", "lease", "pool", "untracked-fd"}
-    | {"aiohttp", "httpx", "requests", "urllib3"}  # an HTTP client an atexit handler closes, with its sockets
+    | {
+        "aiohttp",
+        "httpx",
+        "requests",
+        "urllib3",
+        "sqlalchemy",
+    }  # an HTTP client an atexit handler closes, with its sockets
 )
 
 

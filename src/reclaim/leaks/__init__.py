@@ -79,6 +79,7 @@ KINDS = (
     "httpx",
     "requests",
     "urllib3",
+    "sqlalchemy",
     "amqp",
     "mqtt",
     "nats",

@@ -33,6 +33,11 @@ could claim it. One the program keeps to the end is closed by those callbacks at
 atexit handler: no leak. A urllib3 ``PoolManager`` the program makes itself is the same (kind
 ``urllib3``; ``clear()`` closes it): not one a session makes, which is part of the session.
 
+A SQLAlchemy ``Engine`` (kind ``sqlalchemy``) holds the connections its pool keeps idle, which
+``dispose()`` closes: never disposed, it is the entry, at the line that called
+``create_engine()``, with them under it. A connection checked out is not in the pool, so one
+never given back is its own entry (see :mod:`._pooled`).
+
 aiohttp's ``test_utils.TestServer`` and ``TestClient`` are holders of kind ``aiohttp`` too: one
 never closed holds its listening and accepted sockets and its request handlers' tasks (a
 client, the session it makes and the server it is handed, which it closes).
@@ -54,7 +59,7 @@ from reclaim import _sites
 
 from . import _records
 from ._kinds import Details, Kind, kind_of, register
-from ._owning import site
+from ._owning import caller, outside
 from ._patch import Patches
 from ._records import OPEN, Record
 
@@ -112,6 +117,20 @@ def _adapters(session: Any) -> Iterable[object]:
     return tuple(session.adapters.values())
 
 
+def _engine_disposed(engine: Any) -> bool:
+    """Whether a SQLAlchemy ``Engine``'s pool keeps no connection (``dispose()`` closes them);
+    a pool that cannot say is searched."""
+    pool = engine.pool
+    try:
+        return not (pool.checkedin() or pool.checkedout())
+    except Exception:  # a pool without the counts (StaticPool, say)
+        return False
+
+
+def _engine_pool(engine: Any) -> Iterable[object]:
+    return (engine.pool,)
+
+
 def _urllib3_closed(manager: Any) -> bool:
     """Whether a urllib3 ``PoolManager`` keeps no pool (``clear()`` drops them all)."""
     return not len(getattr(manager, "pools", ()))
@@ -157,6 +176,9 @@ HOLDERS: dict[str, dict[str, Spec]] = {
     "urllib3.poolmanager": {
         "PoolManager": ("urllib3", _urllib3_closed, "clear(), or a with-block", _nothing_owned),
     },
+    "sqlalchemy.engine.base": {
+        "Engine": ("sqlalchemy", _engine_disposed, "engine.dispose()", _nothing_owned),
+    },
 }
 
 #: kind -> where a holder of that kind keeps its sockets: what :func:`claim` searches from (the
@@ -167,6 +189,7 @@ ROOTS: dict[str, Callable[[Any], Iterable[object]]] = {
     "httpx": _httpx_transports,
     "requests": _adapters,
     "urllib3": _pools,
+    "sqlalchemy": _engine_pool,
 }
 
 #: Kinds whose holder, dropped unclosed, has its sockets closed by callbacks no ``__del__`` frame
@@ -194,7 +217,7 @@ def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
     return f"{label} not closed ({fix})", {"class": label}
 
 
-for _kind in ("aiohttp", "httpx", "requests", "urllib3"):
+for _kind in ("aiohttp", "httpx", "requests", "urllib3", "sqlalchemy"):
     register(Kind(_kind, is_open=_is_open, describe=_describe, holder=True))
 
 
@@ -259,15 +282,19 @@ def track(
             _making.holder = outer
         if outer is not None:
             return  # made by a holder being made (a session's own connector): a part of it
-        caller = sys._getframe(1)
-        if caller.f_code.co_name == "<module>" and not _sites.frame_is_program(caller):
+        frame = sys._getframe(1)
+        if frame.f_code.co_name == "<module>" and not _sites.frame_is_program(frame):
             # A library's global, made as it is imported (urllib3's for urllib3.request()): not
             # an entry, and what it keeps is the library's (see leave_to_libraries()).
             with contextlib.suppress(TypeError):  # no weak references to it: nothing kept
                 _libraries.append((weakref.ref(self), kind))
             return
         name = public_name(type(self)) if label is None else label(self)
-        rec = _records.new(self, kind, (name, closed, fix, ()), site(self))
+        # Made through the library's own factory (create_engine()): at the line that called it.
+        maker = outside(self, frame)
+        if maker is not None:
+            maker = caller(maker, type(self).__module__.partition(".")[0])
+        rec = _records.new(self, kind, (name, closed, fix, ()), _records.capture(maker, _records.depth))
         if type(self).__del__ is __del__:  # a subclass's own __del__ may never call ours
             rec.why = _records.AT_DEL
         for part in owned(self):
@@ -329,10 +356,11 @@ def claim(holder: object, kind: str, dying: Record | None = None) -> tuple[Recor
 
     Code, modules and event loops are not looked through (the loop a client runs on is not
     its), nor is a tracked resource reached (what a task or another holder reaches is its
-    own). A holder dropped in a reference cycle (*dying*: its record) dies with its sockets:
-    the collector clears their weak references, marking them collected, before it runs the
-    holder's ``__del__``. Such a socket is still in memory, under the id its record is
-    keyed by; the newest collected record under that id, acquired since the holder was
+    own). A holder dropped in a reference cycle (*dying*: its record) dies with its sockets
+    (or a SQLAlchemy engine with its connections, see :data:`DEAD_KINDS`): the collector
+    clears their weak references, marking them collected, before it runs the holder's
+    ``__del__``. Such an object is still in memory, under the id its record is keyed by;
+    the newest collected record of its kind under that id, acquired since the holder was
     made, is its (an id is reused only once its object is freed, after this collection).
     """
     skipped = not_followed()
@@ -343,7 +371,8 @@ def claim(holder: object, kind: str, dying: Record | None = None) -> tuple[Recor
     pending = deque(roots)
     budget = SEARCH
     dead: dict[object, Record] | None = None
-    socket_cls = getattr(sys.modules.get("socket"), "socket", None) if dying is not None else None
+    dead_types = _dead_types() if dying is not None else {}
+    dead_classes = tuple(dead_types.values())
     while pending and budget:
         budget -= 1
         for ref in gc.get_referents(pending.popleft()):
@@ -355,11 +384,11 @@ def claim(holder: object, kind: str, dying: Record | None = None) -> tuple[Recor
             if rec is not None and rec() is ref:
                 if rec.state == OPEN and not kind_of(rec.kind).holder:
                     held.append(rec)
-            elif socket_cls is not None and dying is not None and isinstance(ref, socket_cls):
+            elif dead_classes and dying is not None and isinstance(ref, dead_classes):
                 if dead is None:
-                    dead = _collected_sockets(dying.seq)
+                    dead = _collected(dying.seq)
                 rec = dead.get(key)
-                if rec is not None:
+                if rec is not None and isinstance(ref, dead_types[rec.kind]):
                     held.append(rec)
             else:
                 pending.append(ref)
@@ -370,12 +399,31 @@ def claim(holder: object, kind: str, dying: Record | None = None) -> tuple[Recor
 DEAD_SEARCH = 1_000
 
 
-def _collected_sockets(since: int) -> dict[object, Record]:
-    """Key -> the newest collected socket record acquired in generation *since* or later whose
-    socket is gone (see :func:`claim`)."""
+#: Kind -> (module, class) of the objects a holder dying in a cycle is searched for among the
+#: collected (see :func:`claim`): what holders keep.
+DEAD_KINDS = {
+    "socket": ("socket", "socket"),
+    "sqlite3": ("sqlite3", "Connection"),
+    "psycopg": ("psycopg", "Connection"),
+}
+
+
+def _dead_types() -> dict[str, type]:
+    """Kind -> class, of the :data:`DEAD_KINDS` whose module is loaded."""
+    found = {}
+    for kind, (module, name) in DEAD_KINDS.items():
+        cls = getattr(sys.modules.get(module), name, None)
+        if isinstance(cls, type):
+            found[kind] = cls
+    return found
+
+
+def _collected(since: int) -> dict[object, Record]:
+    """Key -> the newest collected record of one of :data:`DEAD_KINDS` acquired in generation
+    *since* or later whose object is gone (see :func:`claim`)."""
     out: dict[object, Record] = {}
     for rec in itertools.islice(reversed(_records.collected), DEAD_SEARCH):
-        if rec.kind == "socket" and rec.seq >= since and rec() is None and rec.why == _records.COLLECTED:
+        if rec.kind in DEAD_KINDS and rec.seq >= since and rec() is None and rec.why == _records.COLLECTED:
             out.setdefault(rec.key, rec)
     return out
 
