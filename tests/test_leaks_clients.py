@@ -417,32 +417,38 @@ def test_pytest_plugin_fails_the_test_at_the_session_line(pytester: pytest.Pytes
 # -- requests ---------------------------------------------------------------------------------
 
 
+#: library -> (class, how it is closed): clients that pool urllib3 connections.
+URLLIB3_CLIENTS = {"requests": ("Session", "close"), "urllib3": ("PoolManager", "clear")}
+
+
 @ignore_gc_warnings
 @pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
 @pytest.mark.parametrize("dropped", [False, True], ids=["left-open", "dropped"])
-def test_requests_session_not_closed_is_reported_at_its_line_holding_its_socket(
-    leakwatch: Watch, url: str, dropped: bool
+@pytest.mark.parametrize("library", list(URLLIB3_CLIENTS))
+def test_requests_session_or_urllib3_manager_not_closed_is_reported_at_its_line_holding_its_socket(
+    leakwatch: Watch, url: str, dropped: bool, library: str
 ) -> None:
-    """One entry, the session, at the line that made it, its pooled socket under it: dropped
+    """One entry, the client, at the line that made it, its pooled socket under it: dropped
     unclosed, the socket is closed by the ``weakref.finalize`` callback urllib3 gives its pool,
-    which no ``__del__`` frame shows, yet the collector's doing."""
-    requests = pytest.importorskip("requests")
-    session = requests.Session()
+    which no ``__del__`` frame shows, yet the collector's doing (a ``PoolManager`` so dropped
+    was not reported at all)."""
+    name, close = URLLIB3_CLIENTS[library]
+    client = getattr(pytest.importorskip(library), name)()
     made = line() - 1
-    assert session.get(url).text == "ok"
+    assert getattr(client.request("GET", url), "content" if library == "requests" else "data") == b"ok"
     request = line() - 1
     if dropped:
-        del session
-    assert [leak.kind for leak in leakwatch.leaks()] == ["requests"]
-    leak = leakwatch.one("requests")
+        del client
+    assert [leak.kind for leak in leakwatch.leaks()] == [library]
+    leak = leakwatch.one(library)
     assert_at(leak, made)
-    assert leak.description.startswith("requests.Session not closed (close(), or a with-block)")
+    assert leak.description.startswith(f"{library}.{name} not closed ({close}(), or a with-block)")
     assert leak.state == ("collected" if dropped else "open")
     [held] = leak.holds
     assert held.kind == "socket" and held.state == leak.state
     assert request in opened_at(held)
     if not dropped:
-        session.close()
+        getattr(client, close)()
         assert leakwatch.leaks() == []
 
 
@@ -462,34 +468,6 @@ def test_requests_session_dropped_in_a_reference_cycle_is_reported(leakwatch: Wa
     [leak] = leakwatch.leaks()
     assert (leak.kind, leak.state) == ("socket", "collected"), leak.headline()
     assert request in opened_at(leak)
-
-
-@ignore_gc_warnings
-@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
-@pytest.mark.parametrize("dropped", [False, True], ids=["left-open", "dropped"])
-def test_urllib3_pool_manager_not_cleared_is_reported_at_its_line_holding_its_socket(
-    leakwatch: Watch, url: str, dropped: bool
-) -> None:
-    """A ``PoolManager`` the program makes is a client like a session: dropped unclosed, its
-    pools' finalize callbacks closed the sockets as it died, and nothing was reported."""
-    urllib3 = pytest.importorskip("urllib3")
-    manager = urllib3.PoolManager()
-    made = line() - 1
-    assert manager.request("GET", url).data == b"ok"
-    request = line() - 1
-    if dropped:
-        del manager
-    leak = leakwatch.one("urllib3")
-    assert [found.kind for found in leakwatch.leaks()] == ["urllib3"]
-    assert_at(leak, made)
-    assert leak.description.startswith("urllib3.PoolManager not closed (clear(), or a with-block)")
-    assert leak.state == ("collected" if dropped else "open")
-    [held] = leak.holds
-    assert held.kind == "socket" and held.state == leak.state
-    assert request in opened_at(held)
-    if not dropped:
-        manager.clear()
-        assert leakwatch.leaks() == []
 
 
 def test_urllib3_request_and_a_sessions_own_manager_are_not_entries_of_their_own(
