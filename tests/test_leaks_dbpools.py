@@ -346,7 +346,8 @@ def test_redis_asyncio_clients_closed_report_nothing_one_left_open_its_command(
     leakwatch: Watch, redis_server: Any
 ) -> None:
     """``aclose()``, ``async with``, a pool of the program's closed: nothing; a client left open
-    is its socket, at the program's line whose command checked it out (as for sync redis-py)."""
+    is the entry, at its line, holding its socket, opened at the command that connected it (as
+    for sync redis-py)."""
     aredis = pytest.importorskip("redis.asyncio")
     url = f"redis://{redis_server.host}:{redis_server.port}"
 
@@ -364,12 +365,15 @@ def test_redis_asyncio_clients_closed_report_nothing_one_left_open_its_command(
         await pool.aclose()
         assert leakwatch.tracker.leaks(mark) == []
         client = aredis.from_url(url)
+        made = line() - 1
         await client.get("reclaim-test:dbpools")
         at = line() - 1
         try:
             [leak] = leakwatch.tracker.leaks(mark)
-            assert leak.kind == "socket"
-            assert next(f.lineno for f in leak.frames if f.filename == __file__) == at
+            assert leak.kind == "redis" and leak.frames[0].lineno == made
+            [held] = leak.holds
+            assert held.kind == "socket"
+            assert next(f.lineno for f in held.frames if f.filename == __file__) == at
         finally:
             await client.aclose()
 

@@ -88,14 +88,72 @@ def test_pubsub_dropped_unclosed_is_the_collectors_at_its_subscribe(
 def test_a_connection_back_in_the_pool_is_blamed_where_it_connected(
     leakwatch: Watch, redis_client: Any
 ) -> None:
-    """Returned, the socket is the pool's again: an unclosed client's idle connection is
-    reported at the line that connected it, not at the last line that used it."""
+    """Returned, the socket is the pool's again: an unclosed client's idle connection is listed
+    under the client at the line that connected it, not at the last line that used it."""
     redis_client.ping()
     at = line() - 1
     redis_client.echo("again")
-    assert program_line(leakwatch.one("socket")) == at
+    [held] = leakwatch.one("redis").holds
+    assert held.kind == "socket" and program_line(held) == at
     redis_client.close()
     assert leakwatch.leaks() == []
+
+
+@ignore_gc_warnings
+@pytest.mark.redis
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@pytest.mark.parametrize("dropped", [False, True], ids=["kept", "dropped"])
+def test_a_redis_client_never_closed_is_one_entry_at_its_line_holding_its_sockets(
+    leakwatch: Watch, redis_server: Any, dropped: bool
+) -> None:
+    """Its idle connections were each a socket, seven redis-py frames above the command that
+    connected it: the client is the entry, at the line that made it. A pool it was handed is
+    not its to close: a client of a shared pool is no entry."""
+    redis = pytest.importorskip("redis")
+    client = redis.Redis(host=redis_server.host, port=redis_server.port)
+    made = line() - 1
+    client.ping()
+    connected = line() - 1
+    shared = redis.ConnectionPool(host=redis_server.host, port=redis_server.port)
+    try:
+        redis.Redis(connection_pool=shared).ping()
+        if dropped:
+            del client
+        leak = leakwatch.one("redis")
+        assert [found.kind for found in leakwatch.leaks()] == ["redis", "socket"]  # the shared pool's
+        assert leak.frames[0].lineno == made and leak.state == ("collected" if dropped else "open")
+        assert leak.description == "redis.Redis not closed (close(), or a with-block)"
+        assert [(held.kind, held.state, program_line(held)) for held in leak.holds] == [
+            ("socket", leak.state, connected)
+        ]
+    finally:
+        shared.disconnect()
+    if dropped:
+        assert [found.kind for found in leakwatch.leaks()] == ["redis"]  # collected: it stays reported
+    else:
+        client.close()
+        assert leakwatch.leaks() == []
+
+
+@pytest.mark.redis
+def test_an_asyncio_redis_client_left_open_is_one_entry_until_aclose(
+    leakwatch: Watch, redis_server: Any
+) -> None:
+    redis_asyncio = pytest.importorskip("redis.asyncio")
+
+    async def main() -> None:
+        client = redis_asyncio.Redis(host=redis_server.host, port=redis_server.port)
+        made = line() - 1
+        await client.ping()
+        connected = line() - 1
+        leak = leakwatch.one("redis")
+        assert leak.description == "redis.asyncio.Redis not closed (await client.aclose(), or async with)"
+        assert leak.frames[0].lineno == made
+        assert [(held.kind, program_line(held)) for held in leak.holds] == [("socket", connected)]
+        await client.aclose()
+        assert [leak.kind for leak in leakwatch.leaks() if leak.kind in ("redis", "socket")] == []
+
+    asyncio.run(main())
 
 
 @pytest.mark.redis

@@ -166,7 +166,8 @@ _RELEASED_BY_CALL = frozenset(
         "requests",
         "urllib3",
         "sqlalchemy",
-    }  # an HTTP client an atexit handler closes, with its sockets
+        "redis",
+    }  # a client (HTTP, database) an atexit handler closes, with its connections
 )
 
 

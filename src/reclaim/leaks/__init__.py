@@ -80,6 +80,7 @@ KINDS = (
     "requests",
     "urllib3",
     "sqlalchemy",
+    "redis",
     "amqp",
     "mqtt",
     "nats",

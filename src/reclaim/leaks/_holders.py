@@ -33,6 +33,10 @@ could claim it. One the program keeps to the end is closed by those callbacks at
 atexit handler: no leak. A urllib3 ``PoolManager`` the program makes itself is the same (kind
 ``urllib3``; ``clear()`` closes it): not one a session makes, which is part of the session.
 
+A redis-py client (kind ``redis``, sync or asyncio) holds the connections it keeps: its single
+connection, and the idle ones of the pool it made (``close()`` disconnects them; a pool it was
+handed is not its own).
+
 A SQLAlchemy ``Engine`` (kind ``sqlalchemy``) holds the connections its pool keeps idle, which
 ``dispose()`` closes: never disposed, it is the entry, at the line that called
 ``create_engine()``, with them under it. A connection checked out is not in the pool, so one
@@ -131,6 +135,28 @@ def _engine_pool(engine: Any) -> Iterable[object]:
     return (engine.pool,)
 
 
+def _redis_idle(client: Any) -> Iterable[object]:
+    """Where a redis-py client keeps connections of its own: its single connection, and the idle
+    ones of the pool it made (one it was handed is not its to close; a connection checked out
+    and never given back is the borrower's, see :mod:`._pooled`)."""
+    own = [client.connection] if getattr(client, "connection", None) is not None else []
+    if getattr(client, "auto_close_connection_pool", False):
+        pool = client.connection_pool
+        idle = getattr(pool, "_available_connections", None)  # a BlockingConnectionPool: its queue
+        own.append(getattr(pool, "pool", None) if idle is None else idle)
+    return [part for part in own if part is not None]
+
+
+def _redis_closed(client: Any) -> bool:
+    """Whether a redis-py client keeps no connected socket of its own (``close()`` disconnects them)."""
+    for part in _redis_idle(client):
+        conns: Any = [part] if hasattr(part, "is_connected") else getattr(part, "queue", part)
+        for conn in conns:
+            if getattr(conn, "is_connected", False):
+                return False
+    return True
+
+
 def _urllib3_closed(manager: Any) -> bool:
     """Whether a urllib3 ``PoolManager`` keeps no pool (``clear()`` drops them all)."""
     return not len(getattr(manager, "pools", ()))
@@ -176,6 +202,12 @@ HOLDERS: dict[str, dict[str, Spec]] = {
     "urllib3.poolmanager": {
         "PoolManager": ("urllib3", _urllib3_closed, "clear(), or a with-block", _nothing_owned),
     },
+    "redis.client": {
+        "Redis": ("redis", _redis_closed, "close(), or a with-block", _nothing_owned),
+    },
+    "redis.asyncio.client": {
+        "Redis": ("redis", _redis_closed, "await client.aclose(), or async with", _nothing_owned),
+    },
     "sqlalchemy.engine.base": {
         "Engine": ("sqlalchemy", _engine_disposed, "engine.dispose()", _nothing_owned),
     },
@@ -190,6 +222,7 @@ ROOTS: dict[str, Callable[[Any], Iterable[object]]] = {
     "requests": _adapters,
     "urllib3": _pools,
     "sqlalchemy": _engine_pool,
+    "redis": _redis_idle,
 }
 
 #: Kinds whose holder, dropped unclosed, has its sockets closed by callbacks no ``__del__`` frame
@@ -217,15 +250,18 @@ def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
     return f"{label} not closed ({fix})", {"class": label}
 
 
-for _kind in ("aiohttp", "httpx", "requests", "urllib3", "sqlalchemy"):
+for _kind in ("aiohttp", "httpx", "requests", "urllib3", "sqlalchemy", "redis"):
     register(Kind(_kind, is_open=_is_open, describe=_describe, holder=True))
 
 
 def public_name(cls: type) -> str:
-    """``aiohttp.TCPConnector``: the public name where the package exports it, else module.Class."""
-    package = cls.__module__.split(".", 1)[0]
-    if getattr(sys.modules.get(package), cls.__qualname__, None) is cls:
-        return f"{package}.{cls.__qualname__}"
+    """``aiohttp.TCPConnector``, ``redis.asyncio.Redis``: the name under the outermost package
+    that exports the class, else module.Class."""
+    parts = cls.__module__.split(".")
+    for end in range(1, len(parts)):
+        package = ".".join(parts[:end])
+        if getattr(sys.modules.get(package), cls.__qualname__, None) is cls:
+            return f"{package}.{cls.__qualname__}"
     return f"{cls.__module__}.{cls.__qualname__}"
 
 

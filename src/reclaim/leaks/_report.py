@@ -49,7 +49,8 @@ class Leak:
             unlinked; its map and descriptor are part of it), ``"aiohttp"``, ``"httpx"``,
             ``"requests"`` or ``"urllib3"`` (an HTTP client not closed, holding leaked sockets:
             see ``holds``), ``"sqlalchemy"`` (an engine never disposed, holding the
-            connections its pool keeps), ``"scope"``,
+            connections its pool keeps), ``"redis"`` (a redis-py client never closed, holding its
+            connections), ``"scope"``,
             ``"resource"``, ``"lease"`` or
             ``"untracked-fd"`` (a descriptor no hook saw opened).
         description: what it is: path and mode, peer address, pid and command,
@@ -74,7 +75,7 @@ class Leak:
         holds: for a library object that owns sockets (kind ``"aiohttp"``: a
             ``ClientSession``, a connector, a test client or server; ``"httpx"``: a
             ``Client`` or ``AsyncClient``; ``"requests"``: a ``Session``; ``"urllib3"``: a
-            ``PoolManager``; ``"sqlalchemy"``: an ``Engine``), the leaks it
+            ``PoolManager``; ``"sqlalchemy"``: an ``Engine``; ``"redis"``: a client), the leaks it
             holds, listed under it: the entry is the object, at the line that made it, not
             each socket at its request line. For a
             ``"thread"`` still running, the event loop, tasks and worker threads it runs.
