@@ -454,20 +454,27 @@ def test_requests_session_or_urllib3_manager_not_closed_is_reported_at_its_line_
 
 @ignore_gc_warnings
 @pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
-def test_requests_session_dropped_in_a_reference_cycle_is_reported(leakwatch: Watch, url: str) -> None:
-    """Dropped in a cycle, the session's pooled socket is closed by urllib3's ``weakref.finalize``
+@pytest.mark.parametrize("library", list(URLLIB3_CLIENTS))
+def test_requests_session_or_urllib3_manager_dropped_in_a_reference_cycle_holds_its_socket(
+    leakwatch: Watch, url: str, library: str
+) -> None:
+    """Dropped in a cycle, the client's pooled socket is closed by urllib3's ``weakref.finalize``
     callback, which the collector runs before any ``__del__``: that close is the collector's
-    doing too, and the socket is reported at the request that opened it (it was not reported)."""
-    requests = pytest.importorskip("requests")
+    doing too (it was not reported), and the socket, out of the pool by the time the client's
+    ``__del__`` runs, is still listed under the client."""
+    name = URLLIB3_CLIENTS[library][0]
     cycle = Cycle()
-    cycle.held = requests.Session()
-    assert cycle.held.get(url).text == "ok"
+    cycle.held = getattr(pytest.importorskip(library), name)()
+    made = line() - 1
+    assert getattr(cycle.held.request("GET", url), "content" if library == "requests" else "data") == b"ok"
     request = line() - 1
     del cycle
     gc.collect()
     [leak] = leakwatch.leaks()
-    assert (leak.kind, leak.state) == ("socket", "collected"), leak.headline()
-    assert request in opened_at(leak)
+    assert (leak.kind, leak.state) == (library, "collected"), leak.headline()
+    assert_at(leak, made)
+    [held] = leak.holds
+    assert (held.kind, held.state) == ("socket", "collected") and request in opened_at(held)
 
 
 def test_urllib3_request_and_a_sessions_own_manager_are_not_entries_of_their_own(

@@ -464,11 +464,29 @@ _FINALIZE_CALL = weakref.finalize.__call__.__code__
 #: The thread the garbage collector collects in, while it does (kept while
 #: :func:`watch_collections` is on).
 _collecting_in: int | None = None
+#: How many collections began while watched: tells one collection's notes from another's.
+collections = 0
 
 
 def _collection(phase: str, info: object) -> None:
-    global _collecting_in
-    _collecting_in = get_ident() if phase == "start" else None
+    global _collecting_in, collections
+    if phase == "start":
+        _collecting_in = get_ident()
+        collections += 1
+    else:
+        _collecting_in = None
+
+
+def finalizer_args(frame: FrameType | None) -> tuple[object, ...]:
+    """The arguments of the ``weakref.finalize`` callback *frame* (or one of its nearest callers)
+    runs for, if one does (urllib3's: the queue of the pool that died)."""
+    for _ in _FINALIZER_DEPTH:
+        if frame is None:
+            return ()
+        if frame.f_code is _FINALIZE_CALL:
+            return tuple(getattr(frame.f_locals.get("info"), "args", None) or ())
+        frame = frame.f_back
+    return ()
 
 
 def watch_collections(on: bool) -> None:

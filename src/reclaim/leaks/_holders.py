@@ -27,9 +27,10 @@ open while its adapters keep a urllib3 pool (``close()`` drops them; a request a
 them again). Dropped unclosed, its pools' sockets are closed by the ``weakref.finalize``
 callbacks urllib3 gives each pool, which the program's own ``close()`` runs too (by dropping
 the pools): so they are marked collected as the session dies (:data:`DIE_WITH`). Dropped in a
-reference cycle, the collector runs those callbacks before any ``__del__``: each socket is then
-a leak of its own (:func:`reclaim._sites.in_finalizer`), closed before the session's finalizer
-could claim it. One the program keeps to the end is closed by those callbacks at exit, as an
+reference cycle, the collector runs those callbacks before any ``__del__``: the sockets are
+closed for the collector (:func:`reclaim._sites.in_finalizer`) and out of the pools when the
+session's finalizer runs, which finds them through the queues the callbacks were given
+(:func:`closed_for`). One the program keeps to the end is closed by those callbacks at exit, as an
 atexit handler: no leak. A urllib3 ``PoolManager`` the program makes itself is the same (kind
 ``urllib3``; ``clear()`` closes it): not one a session makes, which is part of the session.
 
@@ -287,6 +288,11 @@ def install(patches: Patches, module: ModuleType) -> None:
 #: The holder whose ``__init__`` runs in this thread, if any (``holder``): what it makes is its.
 _making = threading.local()
 
+#: id of each argument of a ``weakref.finalize`` callback that closed sockets in a collection ->
+#: their records, for a holder dying in that collection (see closed_for()); and that collection.
+_finalized: dict[int, list[Record]] = {}
+_finalized_in = -1
+
 #: (weak reference, kind) of each holder a library made as it was imported (see track()).
 _libraries: list[tuple[weakref.ref[Any], str]] = []
 
@@ -350,6 +356,20 @@ def track(
     patches.set(cls, "__del__", __del__)
 
 
+def closed_for(frame: Any, rec: Record) -> None:
+    """*rec*'s socket is closed from *frame* by a ``weakref.finalize`` callback the collector runs:
+    urllib3's, for a pool dying in a reference cycle with the session that made it. Its weak
+    references are cleared first and its callbacks run before any ``__del__``, so when the
+    session's runs, the sockets are closed and out of its pools; the queue the callback was
+    given is still there, and leads the session's search to them (see :func:`claim`)."""
+    global _finalized_in
+    if _finalized_in != _sites.collections:
+        _finalized.clear()
+        _finalized_in = _sites.collections
+    for arg in _sites.finalizer_args(frame):
+        _finalized.setdefault(id(arg), []).append(rec)
+
+
 def _dies(obj: object, kind: str) -> None:
     """*obj*, a holder, is being finalized: dropped unclosed, it is a leak with what it holds now."""
     rec = _records.at_del(obj)
@@ -407,6 +427,7 @@ def claim(holder: object, kind: str, dying: Record | None = None) -> tuple[Recor
     pending = deque(roots)
     budget = SEARCH
     dead: dict[object, Record] | None = None
+    finalized = _finalized if dying is not None and _finalized_in == _sites.collections else {}
     dead_types = _dead_types() if dying is not None else {}
     dead_classes = tuple(dead_types.values())
     while pending and budget:
@@ -420,6 +441,8 @@ def claim(holder: object, kind: str, dying: Record | None = None) -> tuple[Recor
             if rec is not None and rec() is ref:
                 if rec.state == OPEN and not kind_of(rec.kind).holder:
                     held.append(rec)
+            elif key in finalized:
+                held.extend(part for part in finalized[key] if dying is not None and part.seq >= dying.seq)
             elif dead_classes and dying is not None and isinstance(ref, dead_classes):
                 if dead is None:
                     dead = _collected(dying.seq)

@@ -43,7 +43,7 @@ from types import FrameType, ModuleType
 
 from reclaim import _sites
 
-from . import _records
+from . import _holders, _records
 from ._fds import adopt as _adopt_fd
 from ._kinds import Details, Kind, register
 from ._owning import PLUMBING
@@ -258,6 +258,8 @@ def track_class(patches: Patches, cls: type, family_of: Any, type_of: Any) -> No
         if rec is not None:
             if _in_finalizer(_getframe(1)):  # its owner's __del__: the owner was dropped unclosed
                 collected(rec, self)
+                if _sites._collecting_in is not None:  # urllib3's finalize callback, maybe
+                    _holders.closed_for(_getframe(1), rec)
             else:
                 rec.state = _RELEASED
         real_close(self, *args, **kwargs)
