@@ -22,6 +22,8 @@ import threading
 import types
 from collections import Counter
 
+from .leaks._kinds import CLIENT_KINDS
+
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
 if TYPE_CHECKING:
     from typing import Any
@@ -160,14 +162,7 @@ _RELEASED_BY_CALL = frozenset(
     {"file", "fd", "socket", "sqlite3", "mmap", "selector", "eventloop", "tempdir", "tempfile", "filelock"}
     | {"sharedmemory"}
     | {"scope", "resource", "lease", "pool", "untracked-fd"}
-    | {
-        "aiohttp",
-        "httpx",
-        "requests",
-        "urllib3",
-        "sqlalchemy",
-        "redis",
-    }  # a client (HTTP, database) an atexit handler closes, with its connections
+    | set(CLIENT_KINDS)  # a client an atexit handler closes, with its connections
 )
 
 

@@ -49,6 +49,7 @@ from reclaim import _lazy
 from reclaim.errors import LeakError
 
 from ._check import NoLeaks, no_leaks
+from ._kinds import CLIENT_KINDS
 from ._tracker import Snapshot, Tracker, context, current_context, set_context
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
@@ -75,12 +76,7 @@ KINDS = (
     "eventloop",
     "multiprocessing",
     "sharedmemory",
-    "aiohttp",
-    "httpx",
-    "requests",
-    "urllib3",
-    "sqlalchemy",
-    "redis",
+    *CLIENT_KINDS,
     "amqp",
     "mqtt",
     "nats",

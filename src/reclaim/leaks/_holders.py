@@ -63,7 +63,7 @@ from types import BuiltinFunctionType, CodeType, FunctionType, ModuleType
 from reclaim import _sites
 
 from . import _records
-from ._kinds import Details, Kind, kind_of, register
+from ._kinds import CLIENT_KINDS, Details, Kind, kind_of, register
 from ._owning import caller, outside
 from ._patch import Patches
 from ._records import OPEN, Record
@@ -251,7 +251,7 @@ def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
     return f"{label} not closed ({fix})", {"class": label}
 
 
-for _kind in ("aiohttp", "httpx", "requests", "urllib3", "sqlalchemy", "redis"):
+for _kind in CLIENT_KINDS:
     register(Kind(_kind, is_open=_is_open, describe=_describe, holder=True))
 
 

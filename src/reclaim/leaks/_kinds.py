@@ -21,7 +21,11 @@ if TYPE_CHECKING:
 else:  # the modules that import it name it in annotations only (strings at run time)
     Details = dict
 
-__all__ = ["KINDS", "Kind", "kind_of", "owned_kind", "register"]
+__all__ = ["CLIENT_KINDS", "KINDS", "Kind", "kind_of", "owned_kind", "register"]
+
+#: The kinds of the library clients :mod:`._holders` tracks: a client not closed, holding the
+#: connections it keeps.
+CLIENT_KINDS = ("aiohttp", "httpx", "requests", "urllib3", "sqlalchemy", "redis")
 
 
 def _no_fds(obj: Any, rec: Record) -> Iterable[int]:
