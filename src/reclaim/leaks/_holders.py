@@ -136,26 +136,23 @@ def _engine_pool(engine: Any) -> Iterable[object]:
     return (engine.pool,)
 
 
-def _redis_idle(client: Any) -> Iterable[object]:
-    """Where a redis-py client keeps connections of its own: its single connection, and the idle
+def _redis_connections(client: Any) -> list[object]:
+    """The connections a redis-py client keeps of its own: its single connection, and the idle
     ones of the pool it made (one it was handed is not its to close; a connection checked out
     and never given back is the borrower's, see :mod:`._pooled`)."""
-    own = [client.connection] if getattr(client, "connection", None) is not None else []
+    own = [client.connection]
     if getattr(client, "auto_close_connection_pool", False):
         pool = client.connection_pool
-        idle = getattr(pool, "_available_connections", None)  # a BlockingConnectionPool: its queue
-        own.append(getattr(pool, "pool", None) if idle is None else idle)
-    return [part for part in own if part is not None]
+        idle: Any = getattr(pool, "_available_connections", None)
+        if idle is None:  # a BlockingConnectionPool: its queue, with None for room to grow
+            idle = getattr(getattr(pool, "pool", None), "queue", ())
+        own.extend(idle)
+    return [conn for conn in own if conn is not None]
 
 
 def _redis_closed(client: Any) -> bool:
     """Whether a redis-py client keeps no connected socket of its own (``close()`` disconnects them)."""
-    for part in _redis_idle(client):
-        conns: Any = [part] if hasattr(part, "is_connected") else getattr(part, "queue", part)
-        for conn in conns:
-            if getattr(conn, "is_connected", False):
-                return False
-    return True
+    return not any(getattr(conn, "is_connected", False) for conn in _redis_connections(client))
 
 
 def _urllib3_closed(manager: Any) -> bool:
@@ -223,7 +220,7 @@ ROOTS: dict[str, Callable[[Any], Iterable[object]]] = {
     "requests": _adapters,
     "urllib3": _pools,
     "sqlalchemy": _engine_pool,
-    "redis": _redis_idle,
+    "redis": _redis_connections,
 }
 
 #: Kinds whose holder, dropped unclosed, has its sockets closed by callbacks no ``__del__`` frame
@@ -280,9 +277,15 @@ def install(patches: Patches, module: ModuleType) -> None:
     if module.__name__ in LIBRARY_GLOBALS:
         kind, package, name = LIBRARY_GLOBALS[module.__name__]
         holder = getattr(sys.modules.get(package), name, None)
-        if holder is not None and all(ref() is not holder for ref, _ in _libraries):
-            with contextlib.suppress(TypeError):
-                _libraries.append((weakref.ref(holder), kind))
+        if holder is not None:
+            _leave_to_library(holder, kind)
+
+
+def _leave_to_library(holder: object, kind: str) -> None:
+    """*holder* is a library's own, made as it was imported: what it keeps is the library's."""
+    if all(ref() is not holder for ref, _ in _libraries):
+        with contextlib.suppress(TypeError):  # no weak references to it: nothing kept
+            _libraries.append((weakref.ref(holder), kind))
 
 
 #: The holder whose ``__init__`` runs in this thread, if any (``holder``): what it makes is its.
@@ -328,8 +331,7 @@ def track(
         if frame.f_code.co_name == "<module>" and not _sites.frame_is_program(frame):
             # A library's global, made as it is imported (urllib3's for urllib3.request()): not
             # an entry, and what it keeps is the library's (see leave_to_libraries()).
-            with contextlib.suppress(TypeError):  # no weak references to it: nothing kept
-                _libraries.append((weakref.ref(self), kind))
+            _leave_to_library(self, kind)
             return
         name = public_name(type(self)) if label is None else label(self)
         # Made through the library's own factory (create_engine()): at the line that called it.
@@ -442,7 +444,7 @@ def claim(holder: object, kind: str, dying: Record | None = None) -> tuple[Recor
                 if rec.state == OPEN and not kind_of(rec.kind).holder:
                     held.append(rec)
             elif key in finalized:
-                held.extend(part for part in finalized[key] if dying is not None and part.seq >= dying.seq)
+                held.extend(part for part in finalized[key] if part.seq >= dying.seq)  # type: ignore[union-attr]
             elif dead_classes and dying is not None and isinstance(ref, dead_classes):
                 if dead is None:
                     dead = _collected(dying.seq)
