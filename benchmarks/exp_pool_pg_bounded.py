@@ -94,22 +94,6 @@ class _BoundedFloor:
                 head[0].release()
 
 
-class _Lease:
-    __slots__ = ("conn", "pool")
-
-    def __init__(self, pool: _BoundedFloor) -> None:
-        self.pool = pool
-        self.conn: Any = None
-
-    def __enter__(self) -> Any:
-        self.conn = self.pool.get()
-        return self.conn
-
-    def __exit__(self, *exc: object) -> None:
-        self.conn.rollback()
-        self.pool.put(self.conn)
-
-
 Maker = Callable[[], tuple[Callable[[], Any], Callable[[], None]]]
 
 
@@ -130,7 +114,7 @@ def contenders(patiences: list[float]) -> list[tuple[str, Maker]]:
                 for c in conns:
                     c.close()
 
-            return (lambda: _Lease(pool)), close
+            return (lambda: bench._FairLease(pool)), close  # it needs get() and put()
 
         return make
 
