@@ -29,7 +29,7 @@ from _dbserver import (
     wait_until,
 )
 from _proxy import FaultProxy
-from reclaim.db._pymysql import PyMySQLAdapter
+from reclaim.db import PyMySQLAdapter
 
 pymysql = pytest.importorskip("pymysql")
 

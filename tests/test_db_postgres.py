@@ -31,7 +31,8 @@ from _dbserver import (
     wait_until,
 )
 from _proxy import FaultProxy
-from reclaim.db._psycopg import _PRIVATE, CheckTimeout, PsycopgAdapter
+from reclaim.db import PsycopgAdapter
+from reclaim.db._psycopg import _PRIVATE, CheckTimeout
 
 psycopg = pytest.importorskip("psycopg")
 

@@ -214,9 +214,16 @@ def test_adapters_are_chosen_by_driver_and_registrable() -> None:
 
 
 def test_importing_reclaim_db_needs_no_driver() -> None:
+    """Each driver's adapter is public (to pass tuned, as adapter=) and imports its driver
+    only when it is looked up."""
     code = (
         "import sys, reclaim.db\n"
+        "names = {'PsycopgAdapter', 'AsyncPsycopgAdapter', 'AsyncpgAdapter', 'PyMySQLAdapter',"
+        " 'SqliteAdapter'}\n"
+        "assert names <= set(dir(reclaim.db)) and names <= set(reclaim.db.__all__)\n"
         "bad = {'psycopg', 'asyncpg', 'pymysql'} & set(sys.modules)\n"
         "assert not bad, bad\n"
+        "assert reclaim.db.PsycopgAdapter(reset_timeout=2.0).reset_timeout == 2.0\n"
+        "assert reclaim.db.PsycopgAdapter.__module__ == 'reclaim.db._psycopg'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
