@@ -87,7 +87,7 @@ def test_max_waiting_refuses_only_beyond_the_queued_callers(
     thread = threading.Thread(target=waiter)
     thread.start()
     eventually(lambda: pool.statistics().waiting == 1, "the first caller to queue up")
-    with pytest.raises(PoolFull, match="1 callers already waiting"):
+    with pytest.raises(PoolFull, match="1 other caller already waiting"):
         pool.acquire()
     first = held.value
     held.release()

@@ -88,13 +88,18 @@ def holders(core: PoolCore[Any]) -> list[Slot]:
     return sorted((s for s in core._slots if s.leased), key=lambda s: s.acquired_at)
 
 
+def _callers(n: int) -> str:
+    """How many callers wait besides this one, in words: ``1 other caller``, ``2 other callers``."""
+    return f"{n} other caller" if n == 1 else f"{n} other callers"
+
+
 def timeout_message(core: PoolCore[Any], waited: float, now: float) -> str:
     """The PoolTimeout text: sizes, waiters, and every current lease with its age and site."""
     held = holders(core)
     parts = [
         f"pool {core._name!r} timed out after {seconds(waited)}: {len(held)}/{core._max_size} "
         f"in use, {len(core._idle)} idle, {core._creating} being created, "
-        f"{len(core._waiters)} other callers waiting"
+        f"{_callers(len(core._waiters))} waiting"
     ]
     if held:
         listed = [f"held {seconds(now - s.acquired_at)}, acquired at {s.where()}" for s in held[:MAX_LISTED]]
@@ -112,7 +117,7 @@ def full_message(core: PoolCore[Any]) -> str:
     """The PoolFull text: the pool, its wait limit, how full it is, and what to do."""
     in_use = sum(1 for s in core._slots if s.leased)
     return (
-        f"pool {core._name!r} is full: {len(core._waiters)} callers already waiting "
+        f"pool {core._name!r} is full: {_callers(len(core._waiters))} already waiting "
         f"(max_waiting={core._o.max_waiting}), {in_use}/{core._max_size} in use, "
         f"{core._size} live or being created; the acquire was refused without waiting. "
         "Shed or retry this request later, raise max_waiting or max_size, or release leases sooner."
