@@ -541,6 +541,14 @@ def test_adapter_timeouts_are_validated_by_name() -> None:
     assert PsycopgAdapter(reset_timeout=None).reset_timeout is None  # None: unbounded
 
 
+def test_an_adapter_option_given_to_the_pool_says_how_to_set_it() -> None:
+    """reset_timeout= is the adapter's: given to the pool, it would reach psycopg.connect."""
+    with pytest.raises(TypeError, match=r"pass adapter=reclaim\.db\.PsycopgAdapter\(reset_timeout=\.\.\.\)"):
+        reclaim.db.ConnectionPool(psycopg.connect, "host=127.0.0.1", reset_timeout=2.0)
+    with pytest.raises(TypeError, match=r"reclaim\.db\.AsyncPsycopgAdapter\(check_timeout=\.\.\.\)"):
+        reclaim.db.AsyncConnectionPool(psycopg.AsyncConnection.connect, "host=127.0.0.1", check_timeout=1)
+
+
 def test_check_timeout_is_reported_as_a_check_timeout(postgres: Any) -> None:
     """The bounded check raises CheckTimeout (an OperationalError) on a silent network."""
     with FaultProxy((postgres.host, postgres.port)) as proxy:

@@ -44,6 +44,7 @@ def split_options(
     adapter = pool_kw.pop("adapter", None)
     if adapter is None:
         adapter = adapter_for(connect, asynchronous=asynchronous)
+    _refuse_adapter_options(connect, kwargs, adapter)
     if isinstance(pool_kw.get("reset"), str):
         _reset_policy(adapter, pool_kw.pop("reset"))
     if hasattr(adapter, "check_after") and pool_kw.get("check") is None:
@@ -111,15 +112,37 @@ def _refuse_misspelt_options(connect: Callable[..., Any], kwargs: dict[str, Any]
         near = next((opt for opt in sorted(POOL_OPTIONS) if _one_edit_apart(key, opt)), None)
         if near is None:
             continue
-        try:
-            declared = key in inspect.signature(connect).parameters
-        except (TypeError, ValueError):  # a builtin without a signature
-            declared = False
-        if not declared:
+        if not _declares(connect, key):
             raise TypeError(
                 f"{key}= is not a pool option: did you mean {near}=? (keywords that are not pool "
                 f"options go to connect(); if connect really takes {key}=, pass it in "
                 f"connect_kwargs={{{key!r}: ...}})"
+            )
+
+
+def _declares(connect: Callable[..., Any], key: str) -> bool:
+    """Whether *connect* names *key* as a parameter of its own (not only ``**kwargs``)."""
+    try:
+        return key in inspect.signature(connect).parameters
+    except (TypeError, ValueError):  # a builtin without a signature
+        return False
+
+
+#: Options of the networked adapters that are neither pool options nor the driver's.
+ADAPTER_OPTIONS = ("check_timeout", "reset_timeout")
+
+
+def _refuse_adapter_options(connect: Callable[..., Any], kwargs: dict[str, Any], adapter: Any) -> None:
+    """``reset_timeout=`` given to the pool is refused with the way to set it, not passed to connect.
+
+    It would otherwise reach the driver and fail at the first acquire (psycopg: "invalid
+    connection option").
+    """
+    for key in ADAPTER_OPTIONS:
+        if key in kwargs and hasattr(adapter, key) and not _declares(connect, key):
+            raise TypeError(
+                f"{key}= is an option of the {getattr(adapter, 'name', 'db')!r} adapter, not of the "
+                f"pool: pass adapter=reclaim.db.{type(adapter).__name__}({key}=...)"
             )
 
 
