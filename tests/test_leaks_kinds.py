@@ -1459,6 +1459,75 @@ def test_task_left_pending_is_reported_though_asyncio_run_cancels_it(leakwatch: 
     assert leak.details["coroutine"] == "_forever"
 
 
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_task_left_pending_is_reported_by_the_name_create_task_gave_it(leakwatch: Watch) -> None:
+    """asyncio.create_task(name=...) names the task after the loop made it (before 3.13): it was
+    reported as 'Task-N'."""
+
+    async def main() -> None:
+        asyncio.create_task(_forever(), name="heartbeat")  # noqa: RUF006 - the leak under test
+        await asyncio.sleep(0)
+
+    asyncio.run(main())
+    leak = leakwatch.one("task")
+    assert leak.details["name"] == "heartbeat"
+    assert leak.description.startswith("'heartbeat' running _forever()")
+
+
+@pytest.mark.parametrize("interrupt", [SystemExit, KeyboardInterrupt])
+def test_tasks_an_interruption_escaping_asyncio_run_unwinds_are_not_reported(
+    leakwatch: Watch, interrupt: type[BaseException]
+) -> None:
+    """A SystemExit from a task (or a KeyboardInterrupt from a callback) escaped the loop with the
+    main task still pending: asyncio.run() cancelled and finished it and its children on the way
+    out. They were reported as left pending, then the main one as collected pending."""
+
+    async def crash() -> None:
+        raise interrupt
+
+    async def main() -> None:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(_forever())
+            group.create_task(crash())
+            await _forever()
+
+    with pytest.raises(interrupt):
+        asyncio.run(main())
+    gc.collect()
+    assert leakwatch.leaks() == []
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_task_left_pending_when_main_raised_an_error_is_still_reported(leakwatch: Watch) -> None:
+    at = 0
+
+    async def main() -> None:
+        nonlocal at
+        asyncio.create_task(_forever())  # noqa: RUF006 - the leak under test
+        at = line() - 1
+        await asyncio.sleep(0)
+        raise ValueError("main failed")
+
+    with pytest.raises(ValueError, match="main failed"):
+        asyncio.run(main())
+    leak = leakwatch.one("task")
+    assert_site(leak, at)
+    assert leak.state == "cancelled"
+
+
+def test_anyios_process_pool_shutdown_task_is_its_own(leakwatch: Watch) -> None:
+    """anyio.to_process starts one task per loop that waits for the loop's shutdown to kill and
+    reap its workers: it was reported as a task the program left pending."""
+    anyio = pytest.importorskip("anyio")
+    to_process = pytest.importorskip("anyio.to_process")
+
+    async def main() -> None:
+        assert await to_process.run_sync(abs, -42) == 42
+
+    anyio.run(main)
+    assert leakwatch.leaks() == []
+
+
 def test_awaited_and_cancelled_tasks_are_not_reported(leakwatch: Watch) -> None:
     async def main() -> None:
         await asyncio.create_task(asyncio.sleep(0))

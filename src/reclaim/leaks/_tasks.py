@@ -100,6 +100,8 @@ def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
     if type(rec.info) is Greenlet:
         return _describe_greenlet(obj, rec)
     name, coro, *cancelled_at = rec.info
+    if obj is not None:  # asyncio.create_task(name=...) names it after the loop made it (< 3.13)
+        name = obj.get_name()
     details: Details = {"name": name, "coroutine": coro}
     text = f"{name!r} running {coro}()"
     awaiting = _suspended_at(obj) if obj is not None and not obj.done() else None
@@ -138,7 +140,9 @@ def tracking_create_task(create_task: Any) -> Any:
 
     def create_task_(self: Any, coro: Any, *args: Any, **kwargs: Any) -> Any:
         caller = sys._getframe(1)
-        if caller.f_code in PLUMBING:  # a test runner's own task (anyio's)
+        # A test runner's own task (anyio's), or a library's that runs until its loop shuts down
+        # by design (anyio's process pool shutdown task): never recorded.
+        if caller.f_code in PLUMBING or getattr(coro, "cr_code", None) in PLUMBING:
             return create_task(self, coro, *args, **kwargs)
         context = kwargs.get("context")
         in_task = current_task(self) is not None
@@ -242,8 +246,10 @@ def _running_task_site() -> Any:
 
 def install_anyio(patches: Patches, module: ModuleType) -> None:
     """anyio's pytest plugin runs each test and fixture in one long-lived task that ``Runner.close()``
-    cancels by design: the test harness's, never a test's leak."""
-    plumbing(module, "TestRunner._call_in_runner_task")
+    cancels by design: the test harness's, never a test's leak. So is the task
+    ``anyio.to_process.run_sync`` starts once per loop to kill and reap its worker processes when
+    the loop shuts down: it waits for that cancel (the workers are tracked as children)."""
+    plumbing(module, "TestRunner._call_in_runner_task", "_shutdown_process_pool_on_exit")
 
 
 def install_runners(patches: Patches, runners: ModuleType) -> None:
@@ -252,16 +258,35 @@ def install_runners(patches: Patches, runners: ModuleType) -> None:
     all_tasks = sys.modules["asyncio.tasks"].all_tasks
 
     def _cancel_all_tasks(loop: Any) -> Any:
-        for task in all_tasks(loop):
+        pending = list(all_tasks(loop))
+        # A KeyboardInterrupt, SystemExit (or reclaim's SIGTERM) that escaped the loop: the tasks
+        # still pending, the main one included, are cancelled and run to their end as the
+        # interruption unwinds, as the program's ``with`` blocks are; none was left behind.
+        interrupted = _interrupted()
+        for task in pending:
             rec = _records.live.get(id(task))
-            if rec is not None and rec.kind == "task" and rec.state == OPEN:
+            if not interrupted and rec is not None and rec.kind == "task" and rec.state == OPEN:
                 try:  # where it waits, read before the cancel below unwinds it
                     awaiting = _suspended_at(task)
                 except Exception:  # an exotic coroutine: the leak still is one
                     awaiting = None
-                if awaiting is not None:
-                    rec.info = (*rec.info[:2], awaiting)
+                # Its name now: asyncio.create_task(name=...) sets it after the loop made it (< 3.13)
+                rec.info = (task.get_name(), rec.info[1], *((awaiting,) if awaiting is not None else ()))
                 _records.leak(rec, CANCELLED)
-        return cancel_all(loop)
+        try:
+            return cancel_all(loop)
+        finally:
+            # An interruption a cancelled task raises leaves the loop at once, before the done
+            # callbacks of the tasks it finished ran: they are done, not collected pending later.
+            for task in pending:
+                if task.done():
+                    _done(task)
 
     patches.set(runners, "_cancel_all_tasks", _cancel_all_tasks)
+
+
+def _interrupted() -> bool:
+    """Whether the exception being handled now (``Runner.__exit__`` closing the loop) is an
+    interruption: a BaseException other than an error or a task's cancellation."""
+    exc = sys.exc_info()[1]
+    return exc is not None and not isinstance(exc, (Exception, sys.modules["asyncio"].CancelledError))
