@@ -291,6 +291,40 @@ def test_is_broken_and_discard_close_the_object() -> None:
     run(main())
 
 
+def test_close_with_timeout_zero_and_nothing_out_logs_no_warning(caplog: pytest.LogCaptureFixture) -> None:
+    async def main() -> None:
+        pool = AsyncPool(Thing)
+        async with pool.acquire():
+            pass
+        await pool.close(timeout=0)
+
+    run(main())
+    assert "leases still out" not in caplog.text
+
+
+def test_an_async_is_broken_is_refused_at_construction() -> None:
+    async def is_broken(thing: Thing, exc: BaseException) -> bool:  # pragma: no cover - never called
+        return False
+
+    with pytest.raises(TypeError, match=r"^is_broken must be a plain function"):
+        AsyncPool(Thing, is_broken=is_broken)
+
+
+def test_resize_below_the_leased_count_closes_them_as_they_come_back() -> None:
+    async def main() -> None:
+        async with AsyncPool(Thing, max_size=3, max_idle=None) as pool:
+            leases = [await pool.acquire() for _ in range(3)]
+            await pool.resize(max_size=1)
+            for lease in leases:
+                await lease.release()
+            stats = pool.statistics()
+            assert (stats.size, stats.idle) == (1, 1)
+            async with pool.acquire(timeout=0):  # the one kept is lent again
+                pass
+
+    run(main())
+
+
 def test_min_size_warm_and_leak_reported_in_the_background(caplog: pytest.LogCaptureFixture) -> None:
     async def main() -> None:
         async with AsyncPool(Thing, min_size=2, leak_timeout=0.01) as pool:

@@ -62,6 +62,22 @@ def test_create_must_be_callable() -> None:
         Pool(42)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("hook", ["create", "close", "check", "reset", "configure"])
+def test_a_coroutine_function_is_refused_naming_the_hook_and_asyncpool(factory: Factory, hook: str) -> None:
+    import functools
+
+    async def make() -> Thing:  # pragma: no cover - never called
+        return factory()
+
+    async def use(thing: Thing) -> None:  # pragma: no cover - never called
+        pass
+
+    options: dict[str, Any] = {hook: functools.partial(make) if hook == "create" else use}
+    create = options.pop("create", factory)
+    with pytest.raises(TypeError, match=rf"^{hook} is a coroutine function .*use reclaim.AsyncPool"):
+        Pool(create, **options)
+
+
 def test_options_are_keyword_only(factory: Factory) -> None:
     with pytest.raises(TypeError):
         Pool(factory, None)  # type: ignore[misc]
@@ -113,6 +129,31 @@ def test_release_inside_the_with_block_is_not_repeated(make_pool: Callable[..., 
         lease.release()
     assert pool.statistics().in_use == 0
     assert thing.closes == 0
+
+
+def test_a_released_lease_cannot_be_entered_again(make_pool: Callable[..., Pool[Thing]]) -> None:
+    pool = make_pool(max_size=1)
+    lease = pool.acquire()
+    lease.release()
+    other = pool.acquire()  # the only object is someone else's now
+    with pytest.raises(ResourceClosed, match="was released; acquire a new lease"), lease:
+        pass  # pragma: no cover - never entered
+    assert pool.statistics().in_use == 1
+    other.release()
+    assert pool.statistics().idle == 1
+
+
+def test_resize_below_the_leased_count_closes_them_as_they_come_back(
+    make_pool: Callable[..., Pool[Thing]], factory: Factory
+) -> None:
+    pool = make_pool(max_size=3)
+    leases = [pool.acquire() for _ in range(3)]
+    pool.resize(max_size=1)
+    for lease in leases:
+        lease.release()
+    stats = pool.statistics()
+    assert (stats.size, stats.idle) == (1, 1)
+    assert sum(thing.closes for thing in factory.made) == 2
 
 
 def test_never_more_than_max_size_objects(make_pool: Callable[..., Pool[Thing]], factory: Factory) -> None:
@@ -568,6 +609,77 @@ def test_an_interrupt_during_reset_or_check_loses_no_slot(make_pool: Callable[..
     assert (stats.size, stats.idle, stats.in_use) == (0, 0, 0)
     with pool.acquire(timeout=0):
         pass
+
+
+def test_an_interrupt_while_waiting_loses_no_object(make_pool: Callable[..., Pool[Thing]]) -> None:
+    import signal
+
+    pool = make_pool(max_size=1)
+    held = pool.acquire()
+    first = held.value
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
+        with pytest.raises(KeyboardInterrupt):
+            pool.acquire(timeout=5)  # Ctrl-C while waiting
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert pool.statistics().waiting == 0  # out of the queue
+    held.release()
+    with pool.acquire(timeout=0) as thing:  # the object came back to the pool
+        assert thing is first
+
+
+def test_an_object_handed_over_as_an_interrupt_lands_goes_back_to_the_pool(
+    make_pool: Callable[..., Pool[Thing]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import reclaim.pool._sync as sync
+
+    pool = make_pool(max_size=1, handoff_after=0)
+    held = pool.acquire()
+
+    def released_then_interrupted(*args: object) -> None:
+        held.release()  # delivered to the waiting caller...
+        raise KeyboardInterrupt  # ...which is interrupted before it takes it
+
+    monkeypatch.setattr(sync, "wait", released_then_interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        pool.acquire(timeout=0)
+    monkeypatch.undo()
+    stats = pool.statistics()
+    assert (stats.size, stats.idle, stats.in_use, stats.waiting) == (1, 1, 0, 0)
+    with pool.acquire(timeout=0):
+        pass
+
+
+@pytest.mark.parametrize(
+    ("timeout", "error"), [("1", TypeError), (True, TypeError), (float("nan"), ValueError)]
+)
+def test_a_bad_per_call_timeout_names_the_argument(
+    make_pool: Callable[..., Pool[Thing]], timeout: object, error: type[Exception]
+) -> None:
+    pool = make_pool(max_size=1)
+    with pool.acquire(), pytest.raises(error, match=r"^timeout must be"):
+        pool.acquire(timeout=timeout)  # type: ignore[arg-type]
+    assert pool.statistics().waiting == 0
+
+
+def test_an_infinite_per_call_timeout_waits_instead_of_overflowing(
+    make_pool: Callable[..., Pool[Thing]],
+) -> None:
+    pool = make_pool(max_size=1)
+    held = pool.acquire()
+    timer = threading.Timer(0.05, held.release)
+    timer.start()
+    with pool.acquire(timeout=float("inf")):
+        pass
+    timer.join()
+    assert pool.statistics().waiting == 0
 
 
 def test_a_lease_held_past_a_no_leaks_block_is_reported_with_its_line(

@@ -25,7 +25,13 @@ from . import _explain
 from ._alease import AsyncLease
 from ._await import TIMEOUT, TaskWaiter, call, hand_over, is_awaitable, time_out
 from ._core import CLOSED, CREATE, RETRY, PoolCore, Slot, close_value, log
-from ._options import AsyncPoolOptions, check_close_timeout, validate
+from ._options import (
+    AsyncPoolOptions,
+    acquire_deadline,
+    check_close_timeout,
+    refuse_async_is_broken,
+    validate,
+)
 from ._stats import PoolStatistics
 from ._worker import amaintain
 
@@ -116,6 +122,7 @@ class AsyncPool(PoolCore[T]):
             reconnect_max_delay=reconnect_max_delay,
             max_waiting=max_waiting,
         )
+        refuse_async_is_broken(opts)
         super().__init__(opts)
         self._close_fn = opts.close
         self._acquire_timeout = opts.acquire_timeout
@@ -157,14 +164,8 @@ class AsyncPool(PoolCore[T]):
         if slot is not None and await self._usable(slot, _monotonic()):
             lease._take(slot, _monotonic(), frame)
             return slot.value  # type: ignore[no-any-return]
-        timeout = lease._timeout
         start = _monotonic()
-        if timeout is None:
-            deadline = start + self._acquire_timeout
-        elif timeout >= 0:
-            deadline = start + timeout
-        else:
-            raise ValueError(f"timeout must be >= 0 seconds, got {timeout!r}")
+        deadline = acquire_deadline(start, lease._timeout, self._acquire_timeout)
         misses = 0
         while True:
             if self._closed:
@@ -385,6 +386,8 @@ class AsyncPool(PoolCore[T]):
         if reason is not None:
             self._discard(slot, reason)
             return
+        if slot.gen == self._gen and not slot.leak_reported:
+            slot.fresh_until = slot.expires  # outdated by a resize that no longer applies
         slot.last_used = now
         slot.leased = False
         self._offer(slot)
@@ -471,7 +474,9 @@ class AsyncPool(PoolCore[T]):
         # A task of an earlier event loop is not awaited: that loop ended (asyncio.run
         # cancelled the task) or runs elsewhere; the pool is closed, so the task ends.
         try:
-            await asyncio.wait_for(self._all_back.wait(), CLOSE_TIMEOUT if timeout is None else timeout)
+            # Tested first: wait_for(..., 0) times out even on an event already set.
+            if not self._all_back.is_set():
+                await asyncio.wait_for(self._all_back.wait(), CLOSE_TIMEOUT if timeout is None else timeout)
         except TimeoutError:
             held = [s.where() for s in _explain.holders(self)]
             log.warning(

@@ -355,6 +355,8 @@ class PoolCore(Generic[T]):
             return "expired"
         if slot.gen != self._gen:
             return "drained"
+        if self._size > self._max_size:
+            return "resized"  # resize() lowered max_size below what is live: shrink as they come back
         return None
 
     def _discard_locked(self, slot: Slot, reason: str) -> bool:
@@ -440,6 +442,10 @@ class PoolCore(Generic[T]):
         """Apply new bounds; wake waiters that may now create; returns idle slots to close."""
         self._resize(min_size, max_size)
         closing = self._shrink_idle()
+        if self._size > self._max_size:
+            for slot in self._slots:  # leased ones beyond the new bound: closed when given back
+                if slot.leased:
+                    slot.fresh_until = -_INF
         waiters = self._waiters
         while waiters and self._size < self._max_size and not self._closed:
             if waiters.popleft().deliver(CREATE):

@@ -53,6 +53,11 @@ class Lease(Generic[T]):
         return self._value
 
     def __enter__(self) -> T:
+        if self._slot is None:
+            # Its object may be another borrower's by now: never hand it out again.
+            raise ResourceClosed(
+                f"{self!r} was released; acquire a new lease (`with pool.acquire() as obj:`)"
+            )
         return self._value
 
     def __exit__(

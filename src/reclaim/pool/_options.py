@@ -11,6 +11,8 @@ import math
 from collections.abc import Callable
 from typing import Any, Generic, NamedTuple, TypedDict, TypeVar
 
+from reclaim._coroutines import is_coroutine_function
+
 __all__ = ["AsyncPoolOptions", "Options", "validate"]
 
 T = TypeVar("T")
@@ -96,6 +98,50 @@ def check_close_timeout(timeout: object) -> None:
         raise ValueError(f"timeout must be >= 0 seconds, got {timeout!r}")
     if math.isinf(timeout):
         raise ValueError(f"timeout must be finite, got {timeout!r}")
+
+
+def acquire_deadline(start: float, timeout: object, default: float) -> float:
+    """The monotonic deadline of an acquire started at *start* with ``timeout=`` *timeout*.
+
+    None means the pool's ``acquire_timeout`` (*default*); ``inf`` waits as long as it takes.
+    A wrong type is a TypeError and a negative or NaN number a ValueError, both naming
+    ``timeout``; nothing has changed in the pool when they are raised.
+    """
+    if timeout is None:
+        return start + default
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise TypeError(
+            f"timeout must be a number of seconds or None (the pool's acquire_timeout), "
+            f"got {type(timeout).__name__} {timeout!r}"
+        )
+    if not timeout >= 0:  # NaN too
+        raise ValueError(f"timeout must be >= 0 seconds, got {timeout!r}")
+    return start + timeout
+
+
+def refuse_coroutine_functions(opts: Options) -> None:
+    """Raise TypeError for an ``async def`` hook given to the thread Pool, which never awaits.
+
+    Its coroutine would be lent as the object (``create``), taken for a pass (``check``,
+    ``reset``: true), or dropped unrun (``close``, ``configure``).
+    """
+    for name in ("create", "close", "check", "reset", "configure", "is_broken"):
+        fn = getattr(opts, name)
+        if fn is not None and is_coroutine_function(fn):
+            raise TypeError(
+                f"{name} is a coroutine function ({getattr(fn, '__qualname__', fn)!r}) and a thread "
+                "Pool never awaits: use reclaim.AsyncPool (or reclaim.db.AsyncConnectionPool), or "
+                f"pass a plain function as {name}="
+            )
+
+
+def refuse_async_is_broken(opts: Options) -> None:
+    """AsyncPool: ``is_broken`` is called without await (on the way out of ``async with``)."""
+    if opts.is_broken is not None and is_coroutine_function(opts.is_broken):
+        raise TypeError(
+            f"is_broken must be a plain function (obj, exc) -> bool, got the coroutine function "
+            f"{getattr(opts.is_broken, '__qualname__', opts.is_broken)!r}: it is called without await"
+        )
 
 
 def validate(default_name: str, **kw: Any) -> Options:

@@ -24,7 +24,7 @@ from reclaim.errors import PoolClosed, PoolFull
 from . import _explain
 from ._core import CLOSED, CREATE, RETRY, PoolCore, Slot, close_value, log
 from ._lease import Lease
-from ._options import check_close_timeout, validate
+from ._options import acquire_deadline, check_close_timeout, refuse_coroutine_functions, validate
 from ._stats import PoolStatistics
 from ._wait import ThreadWaiter, wait
 from ._worker import maintain
@@ -38,6 +38,7 @@ _getframe = sys._getframe
 _is_user_code = _sites.is_user_code
 _new = object.__new__
 _allocate_lock = threading.Lock
+_TIMEOUT_MAX = threading.TIMEOUT_MAX  # a longer wait raises OverflowError
 #: How long ``close()`` waits for leases when no timeout is given.
 CLOSE_TIMEOUT = 5.0
 #: Weight of each contended release's hold in the pool's smoothed hold time.
@@ -130,6 +131,7 @@ class Pool(PoolCore[T]):
             reconnect_max_delay=reconnect_max_delay,
             max_waiting=max_waiting,
         )
+        refuse_coroutine_functions(opts)
         super().__init__(opts)
         self._close_fn = opts.close
         self._acquire_timeout = opts.acquire_timeout
@@ -193,12 +195,7 @@ class Pool(PoolCore[T]):
     def _acquire_slow(self, timeout: float | None) -> Slot:
         """Queue up (or create, or take what a race left idle); the slot's acquired_at is set."""
         start = _monotonic()
-        if timeout is None:
-            deadline = start + self._acquire_timeout
-        elif timeout >= 0:
-            deadline = start + timeout
-        else:
-            raise ValueError(f"timeout must be >= 0 seconds, got {timeout!r}")
+        deadline = acquire_deadline(start, timeout, self._acquire_timeout)
         misses = 0
         lock = self._lock
         while True:
@@ -244,8 +241,14 @@ class Pool(PoolCore[T]):
             if waiter is not None:
                 # With an immediate hand-off the wait is one blocking acquire of the waiter's
                 # lock; wait() handles the rest (young waiters, a delivery racing a timeout).
-                if waiter.timed or not waiter.lock.acquire(True, max(deadline - _monotonic(), 0.0)):
-                    wait(self, waiter, deadline)
+                try:
+                    if waiter.timed or not waiter.lock.acquire(
+                        True, min(max(deadline - _monotonic(), 0.0), _TIMEOUT_MAX)
+                    ):
+                        wait(self, waiter, deadline)
+                except BaseException:  # Ctrl-C, or PoolTimeout (already out of the queue)
+                    self._abandon_wait(waiter)
+                    raise
                 result = waiter.result
                 if result.__class__ is Slot:
                     self._waited += 1
@@ -280,6 +283,28 @@ class Pool(PoolCore[T]):
             ) or self._usable(result, now):
                 result.acquired_at = now
                 return result  # type: ignore[no-any-return]
+
+    def _abandon_wait(self, waiter: ThreadWaiter) -> None:
+        """A wait ended by an exception: leave the queue and pass on what was delivered meanwhile.
+
+        Without this, an object (or a slot to create one) handed to a caller interrupted by
+        Ctrl-C would go to a waiter nobody is left to collect: lost to the pool for good.
+        """
+        with self._lock:
+            try:
+                self._waiters.remove(waiter)
+            except ValueError:
+                pass
+            result, waiter.result = waiter.result, None
+            if result is None:
+                return
+            if result.__class__ is Slot:
+                self._offer(result)
+            elif result is CREATE:
+                self._creating -= 1
+                self._free_capacity()
+            elif result is RETRY:
+                self._wake_one()
 
     def _usable(self, slot: Slot, now: float) -> bool:
         """Whether a slot taken from idle may be lent; when not, it is discarded here."""
@@ -347,7 +372,7 @@ class Pool(PoolCore[T]):
             if not ok:
                 self._discard(slot, "broken")
                 return
-        if now >= slot.expires or slot.gen != self._gen or slot.leak_reported:
+        if now >= slot.expires or slot.gen != self._gen or slot.leak_reported or self._size > self._max_size:
             self._release_slow(slot, now)
             return
         slot.last_used = now

@@ -62,7 +62,7 @@ def wait(pool: Pool[Any], waiter: ThreadWaiter, deadline: float) -> None:
         nap = remaining
         if waiter.timed and (young := waiter.since + patience - now) > 0:
             nap = min(remaining, young)
-        if waiter.lock.acquire(timeout=max(nap, 0.0)):
+        if waiter.lock.acquire(timeout=min(max(nap, 0.0), threading.TIMEOUT_MAX)):
             return
         with lock:
             if waiter.result is None and pool._idle:
