@@ -85,6 +85,49 @@ def test_callback_rejects_a_non_callable_naming_the_argument() -> None:
         scope.callback(42)  # type: ignore[call-overload]
 
 
+def test_a_sync_scope_refuses_an_async_exit_and_never_drops_an_async_release() -> None:
+    """An async def given to push() is refused at once (its coroutine would read as "suppress");
+    one given to callback() or adopt() fails its release, naming it, where it would never run."""
+    import functools
+
+    class Session:
+        async def close(self) -> None:  # pragma: no cover - closed, never run
+            pass
+
+    async def aexit(*exc_info: object) -> bool:  # pragma: no cover - never called
+        return False
+
+    with (
+        Scope() as scope,
+        pytest.raises(TypeError, match=r"push\(exit\): .*coroutine function.*push_async_exit"),
+    ):
+        scope.push(aexit)
+    for register in (
+        lambda scope: scope.callback(Session().close),
+        lambda scope: scope.callback(functools.partial(Session.close, Session())),
+        lambda scope: scope.adopt(Session()),
+        lambda scope: scope.adopt(Session(), release=Session.close),
+    ):
+        # The with block ends cleanly: the failing release is the error raised.
+        failed = pytest.raises(
+            TypeError, match=r"(Session\.close|partial).* returned an awaitable.*push_async_callback"
+        )
+        with failed, Scope() as scope:
+            register(scope)
+
+
+def test_an_exit_returning_an_awaitable_does_not_swallow_the_body_error() -> None:
+    async def aexit(*exc_info: object) -> bool:  # pragma: no cover - closed, never run
+        return True
+
+    with pytest.raises(KeyError) as caught, Scope() as scope:
+        scope.push(lambda *exc_info: aexit())  # a coroutine: truthy, but never an answer
+        raise KeyError("body")
+    (failure,) = reclaim.cleanup_errors(caught.value)
+    assert isinstance(failure, TypeError)
+    assert "returned an awaitable" in str(failure)
+
+
 def test_enter_context_rejects_an_object_without_the_protocol() -> None:
     with Scope() as scope, pytest.raises(TypeError, match="does not support the context manager protocol"):
         scope.enter_context(object())  # type: ignore[arg-type]

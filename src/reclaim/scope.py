@@ -33,6 +33,7 @@ from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from types import CodeType, TracebackType
 
 from . import _sites, _track
+from ._coroutines import is_coroutine_function
 from ._unwind import (
     _ACALLBACK,
     _ACM,
@@ -44,6 +45,7 @@ from ._unwind import (
     ScopeStatistics,
     _describe,
     _frame_of,
+    _name,
     _Unwind,
     cleanup_errors,
 )
@@ -77,6 +79,20 @@ def _caller(depth: int) -> tuple[CodeType | None, int]:
         site = _sites.capture_from(frame, 1)
         return site[0] if site else (None, 0)
     return code, frame.f_lineno
+
+
+def _not_awaitable(result: object, fn: object) -> None:
+    """Raise when a sync release returned an awaitable (an ``async def`` given to ``callback``
+    or ``adopt``): it never ran, and as an exit's answer it would have suppressed the error.
+    Checked when it runs, not when registered, which would cost every registration."""
+    if hasattr(result, "__await__"):
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()  # no "coroutine was never awaited" warning on top of this error
+        raise TypeError(
+            f"{_name(fn)} returned an awaitable, which a sync release cannot await: it never ran; "
+            "register it with AsyncScope's push_async_callback(), push_async_exit() or adopt_async()"
+        )
 
 
 class _BaseScope:
@@ -146,6 +162,12 @@ class _BaseScope:
         if method is not None:
             self._entries.append((cm_kind, method, exit, None, None, code, lineno))
         elif callable(exit):
+            if fn_kind == _EXIT and is_coroutine_function(exit):
+                # Its coroutine, never awaited, would be taken for "suppress the error".
+                raise TypeError(
+                    f"push(exit): {_name(exit)} is a coroutine function, which an exit run without "
+                    "await never runs; use AsyncScope.push_async_exit()"
+                )
             self._entries.append((fn_kind, exit, exit, None, None, code, lineno))
         else:
             raise TypeError(f"{wrong}, got {type(exit).__qualname__}")
@@ -276,7 +298,9 @@ class _BaseScope:
                 released += 1
                 try:
                     if kind == _CALLBACK:
-                        fn(*args, **kwds)
+                        result = fn(*args, **kwds)
+                        if result is not None:
+                            _not_awaitable(result, fn)
                     elif kind == _CM:
                         fn(obj, None, None, None)
                     else:
@@ -301,12 +325,18 @@ class _BaseScope:
             kind, fn, obj, args, kwds, _, _ = entry
             try:
                 if kind == _CALLBACK:
-                    fn(*args, **kwds)
+                    result = fn(*args, **kwds)
+                    if result is not None:
+                        _not_awaitable(result, fn)
                     continue
                 elif kind == _CM:
                     result = fn(obj, *u.details())
+                    if result is not None:
+                        _not_awaitable(result, fn)
                 elif kind == _EXIT:
                     result = fn(*u.details())
+                    if result is not None:
+                        _not_awaitable(result, fn)
                 elif kind == _ACALLBACK:
                     yield fn(*args, **kwds)
                     continue
