@@ -161,6 +161,7 @@ def test_it_is_single_use_and_explains_itself(tmp_path: Path) -> None:
         ({"newline": "\t"}, "newline"),
         ({"permissions": 0o10000}, "permissions"),
         ({"permissions": -1}, "permissions"),
+        ({"encoding": "no-such-codec"}, "encoding"),
     ],
 )
 def test_values_not_accepted_are_a_value_error_naming_the_argument(
@@ -203,6 +204,23 @@ def test_a_path_of_the_wrong_type_is_a_type_error_naming_it(path: object) -> Non
         atomic_write(path)  # type: ignore[call-overload]
     with pytest.raises(TypeError, match=r"remove_stale_temps\(directory=\.\.\.\) must be a str"):
         remove_stale_temps(path)  # type: ignore[arg-type]
+
+
+def test_a_file_object_that_cannot_be_made_leaves_no_temp_and_no_descriptor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_open = open
+
+    def failing_open(fd: int, *args: object, **kwargs: object) -> object:
+        real_open(fd, "rb").close()  # as open() does when its wrapper fails: the fd is closed
+        raise LookupError("unknown encoding: x")
+
+    monkeypatch.setattr(_files_atomic, "open", failing_open, raising=False)
+    descriptors = sorted(os.listdir("/proc/self/fd"))
+    with pytest.raises(LookupError, match="unknown encoding"), atomic_write(tmp_path / "f"):
+        pass  # pragma: no cover - never entered
+    assert os.listdir(tmp_path) == []
+    assert sorted(os.listdir("/proc/self/fd")) == descriptors
 
 
 def test_it_is_exported_from_the_package() -> None:

@@ -19,6 +19,7 @@ protection, as on a filesystem that refuses ``flock``.
 
 from __future__ import annotations
 
+import codecs
 import errno
 import os
 import re
@@ -126,6 +127,13 @@ class AtomicWrite(Generic[F]):
             raise TypeError(f"atomic_write(encoding=...) must be None or a str, not {_typed(encoding)}")
         if newline is not None and not isinstance(newline, str):
             raise TypeError(f"atomic_write(newline=...) must be None or a str, not {_typed(newline)}")
+        if encoding is not None:
+            try:
+                codecs.lookup(encoding)
+            except LookupError:
+                raise ValueError(
+                    f"atomic_write(encoding=...) must be a known codec such as 'utf-8', not {encoding!r}"
+                ) from None
         if newline not in _NEWLINES:
             raise ValueError(f"atomic_write(newline=...) must be one of {_NEWLINES}, not {newline!r}")
         binary = "b" in mode
@@ -221,6 +229,7 @@ class AtomicWrite(Generic[F]):
         self._directory = directory or "."
         self._dir_fd = os.open(self._directory, _DIR_FLAGS)
         fd = -1
+        created = False
         try:
             # A new file gets what open() would give: 0o666 filtered by the umask, applied by the
             # kernel without reading the umask. When the final mode is set explicitly, the temp
@@ -235,6 +244,7 @@ class AtomicWrite(Generic[F]):
                     continue
             else:  # pragma: no cover - 100 collisions of 32 random bits
                 raise FileExistsError(errno.EEXIST, "no free temp file name", self._directory)
+            created = True
             try:  # held until the descriptor closes: remove_stale_temps skips locked temp files
                 if _HAVE_FCNTL:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -250,11 +260,16 @@ class AtomicWrite(Generic[F]):
                     os.fchmod(fd, stat.S_IMODE(existing.st_mode))
                 except OSError:  # a filesystem that stores no modes (vfat...): nothing to keep
                     pass
-            self._file = open(fd, _MODES[self._mode], encoding=self._encoding, newline=self._newline)
+            # open() owns the descriptor from here: it closes it itself when it fails, and
+            # closing it again could close a descriptor another thread opened meanwhile.
+            owned, fd = fd, -1
+            self._file = open(owned, _MODES[self._mode], encoding=self._encoding, newline=self._newline)
         except BaseException:
             if fd >= 0:
                 os.close(fd)
+            if created:
                 self._unlink_temp()
+            self._temp = ""
             self._close_dir()
             self._state = "failed"
             raise
