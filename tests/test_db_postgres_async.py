@@ -203,6 +203,33 @@ def test_psycopg_client_side_options_are_put_back(postgres: Any, app: str) -> No
     run(main())
 
 
+@pytest.mark.parametrize("user_configure", ["sync", "async"])
+def test_psycopg_options_are_put_back_when_the_user_passes_configure(
+    postgres: Any, app: str, user_configure: str
+) -> None:
+    """configure= runs after the adapter's own, as in ConnectionPool: it does not replace it."""
+    pytest.importorskip("psycopg")
+    configured: list[Any] = []
+
+    def sync_configure(conn: Any) -> None:
+        configured.append(conn)
+
+    async def async_configure(conn: Any) -> None:
+        configured.append(conn)
+
+    hook = sync_configure if user_configure == "sync" else async_configure
+
+    async def main() -> None:
+        async with Psycopg().pool(postgres, app, autocommit=False, max_size=1, configure=hook) as pool:
+            async with pool.acquire() as conn:
+                await conn.set_read_only(True)
+            async with pool.acquire() as conn:
+                assert conn.read_only is None
+        assert len(configured) == 1
+
+    run(main())
+
+
 def test_open_transaction_is_rolled_back(driver: Driver, postgres: Any, app: str) -> None:
     """Default policy: a transaction left open (with SET LOCAL ROLE in it) is gone for the next one."""
 

@@ -65,14 +65,25 @@ def split_options(
         args, kwargs = prepare(args, kwargs)
     adapter_configure = getattr(adapter, "configure", None)
     user_configure = pool_kw.get("configure")
-    if adapter_configure is not None and user_configure is not None and not asynchronous:
+    if adapter_configure is not None and user_configure is not None:
         # The adapter's configure finishes the connection (PyMySQL's bounded handshake,
-        # the baseline the reset restores); the user's runs after it.
-        def configure(conn: Any) -> object:
-            adapter_configure(conn)
-            return user_configure(conn)
+        # the baseline the reset restores); the user's runs after it. In an async pool either
+        # may be a coroutine function.
+        if asynchronous:
+            from reclaim.pool._await import call  # asyncio: only for an async pool
 
-        pool_kw["configure"] = configure
+            async def aconfigure(conn: Any) -> object:
+                await call(adapter_configure, conn)
+                return await call(user_configure, conn)
+
+            pool_kw["configure"] = aconfigure
+        else:
+
+            def configure(conn: Any) -> object:
+                adapter_configure(conn)
+                return user_configure(conn)
+
+            pool_kw["configure"] = configure
     for hook in _HOOKS:
         if pool_kw.get(hook) is None:
             method = getattr(adapter, hook, None)
