@@ -402,6 +402,8 @@ def test_a_lease_is_tracked_like_any_lease(server_factory: Callable[..., Server]
         ({"timeout": 1, "nodelay": "yes"}, TypeError, "nodelay"),
         ({"timeout": 1, "check": is_alive}, TypeError, "check"),
         ({"timeout": 1, "max_size": 0}, ValueError, "max_size"),
+        ({"timeout": 1, "reset": 3}, TypeError, r"SocketPool\(reset=...\) must be callable"),
+        ({"timeout": 1, "is_broken": "yes"}, TypeError, r"SocketPool\(is_broken=...\) must be callable"),
     ],
 )
 def test_bad_pool_options_are_refused_naming_them(

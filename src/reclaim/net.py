@@ -297,6 +297,14 @@ class SocketPool(Pool[socket.socket]):
             _check_seconds(connect_timeout, "connect_timeout", "SocketPool")
         _check_bool(nodelay, "nodelay", "SocketPool")
         _check_address(address, "SocketPool")
+        # Wrapped below in callables of the pool's own: the pool cannot see a bad one, which would
+        # fail (logged, the socket discarded) at every release instead of here.
+        for hook_name, hook in (("reset", reset), ("is_broken", is_broken)):
+            if hook is not None and not callable(hook):
+                raise TypeError(
+                    f"SocketPool({hook_name}=...) must be callable or None, "
+                    f"not {type(hook).__name__} {hook!r}"
+                )
         for option in options:
             if option in ("create", "check"):
                 raise TypeError(f"SocketPool() makes and checks sockets itself; {option}= is not accepted")
