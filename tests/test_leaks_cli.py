@@ -1183,6 +1183,53 @@ def test_a_relative_json_path_is_where_reclaim_was_started(tmp_path: Path) -> No
     assert json.loads((tmp_path / "leaks.json").read_text(encoding="utf-8"))["count"] == 1
 
 
+def test_an_infinite_grace_is_a_usage_error(tmp_path: Path) -> None:
+    """--grace inf would wait for ever for a thread that never ends, deaf to SIGTERM."""
+    write(tmp_path / "prog.py", "print('ran')\n")
+    result = reclaim_run("--grace", "inf", "prog.py", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "argument --grace: must be finite" in result.stderr
+    assert "ran" not in result.stdout
+
+
+LINGERS_INTO_THE_GRACE_WAIT = """\
+    import sys, threading, time
+
+    def linger():
+        # Says so once the main thread is in the report's grace wait (Tracker.leaks), then stays.
+        main = threading.main_thread().ident
+        while True:
+            frame = sys._current_frames().get(main)
+            while frame is not None and frame.f_code.co_name != "leaks":
+                frame = frame.f_back
+            if frame is not None:
+                print("in the grace wait", flush=True)
+                time.sleep(3600)
+            time.sleep(0.01)
+
+    threading.Thread(target=linger, daemon=True).start()
+"""
+
+
+def test_sigterm_during_the_grace_wait_ends_it_and_the_report_is_printed(tmp_path: Path) -> None:
+    """The main code ended and the report waits --grace for a thread: SIGTERM ends the wait at
+    once, the report is printed, and the process dies of the signal."""
+    write(tmp_path / "lingers.py", LINGERS_INTO_THE_GRACE_WAIT)
+    with started("lingers.py", tmp_path, "--grace", "60") as proc:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "in the grace wait\n"
+        proc.send_signal(signal.SIGTERM)
+        try:
+            out, err = proc.communicate(timeout=TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+            pytest.fail(f"still running {TIMEOUT} s after SIGTERM:\n{out}\n{err}")
+    assert proc.returncode == -signal.SIGTERM
+    assert "leaked 1 resource (1 thread)" in err, err
+    assert "lingers.py:15" in err
+
+
 @pytest.mark.parametrize("grace", ["-1", "nan"])
 def test_a_grace_below_zero_or_nan_is_a_usage_error(tmp_path: Path, grace: str) -> None:
     """--grace must be a number of seconds >= 0: NaN is refused as a negative number is."""

@@ -547,12 +547,23 @@ def test_no_leaks_on_coroutines_and_async_with() -> None:
         ({"grace": None}, TypeError),
         ({"ignore_kinds": "thread"}, TypeError),
         ({"ignore_kinds": [1]}, TypeError),
+        ({"ignore": [3]}, TypeError),
+        ({"ignore": 3}, TypeError),
+        ({"ignore": ["("]}, ValueError),
     ],
 )
 def test_no_leaks_checks_its_options(options: dict[str, object], error: type[Exception]) -> None:
     """A value of the wrong type is a TypeError, a wrong value of the right type a ValueError."""
-    with pytest.raises(error, match=r"grace|ignore_kinds"):
+    with pytest.raises(error, match=r"grace|ignore_kinds|ignore"):
         no_leaks(**options)  # type: ignore[arg-type]
+
+
+def test_no_leaks_takes_one_ignore_pattern_as_one_pattern(tmp_path: Path) -> None:
+    """ignore="thread" is one regular expression, as for Tracker.leaks: not one per character."""
+    with pytest.raises(LeakError) as caught, no_leaks(ignore="heartbeat", grace=0):
+        held = open(tmp_path / "f", "w")  # noqa: SIM115 - leaked on purpose
+    held.close()
+    assert [leak.kind for leak in caught.value.leaks] == ["file"]
 
 
 @pytest.mark.parametrize("kinds", [["files"], {"thread", "threads"}])

@@ -404,6 +404,24 @@ def test_ini_reclaim_allow_refuses_a_bad_line(pytester: pytest.Pytester, line: s
     assert result.ret == pytest.ExitCode.USAGE_ERROR
 
 
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("missing/leaks.json", "*--reclaim-json: directory * does not exist; create it first*"),
+        (".", "*--reclaim-json: '.' is a directory; give a file path*"),
+    ],
+)
+def test_a_bad_reclaim_json_path_stops_the_run_before_any_test(
+    pytester: pytest.Pytester, path: str, message: str
+) -> None:
+    """As for `reclaim run --json`: found at the start, not as an internal error once every test ran."""
+    pytester.makepyfile(test_x="def test_x():\n    print('ran')\n")
+    result = run(pytester, "-s", f"--reclaim-json={path}")
+    result.stderr.fnmatch_lines([message])
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "ran" not in result.stdout.str()
+
+
 def test_works_under_xdist(pytester: pytest.Pytester) -> None:
     """With -n 2 each worker checks its tests; its findings reach the controller's summary and JSON."""
     pytest.importorskip("xdist")

@@ -39,7 +39,9 @@ __all__ = [
     "defer_signals",
     "die_by_signal",
     "flush",
+    "json_path_problem",
     "main_ended",
+    "print_pending",
     "report",
     "report_and_die",
 ]
@@ -78,6 +80,7 @@ class Session:
         "options",
         "pid",
         "reported_pid",
+        "signals",
         "since",
         "target",
         "tracker",
@@ -97,6 +100,9 @@ class Session:
         self.nested = False
         self.reported_pid = 0
         self.ended: Ended | None = None
+        #: SIGINT/SIGTERM noted while the report is being made (see defer_signals): they end
+        #: its grace wait for threads and children still finishing.
+        self.signals: list[int] | None = None
         #: Diff the descriptor table; not in a process a library forked for itself (a pool worker,
         #: a manager's server), whose threads open and close descriptors of their own meanwhile.
         self.untracked_fds = True
@@ -145,6 +151,7 @@ def die_by_signal(signum: int) -> None:
 
 def _check(session: Session, since: Snapshot | None) -> list[Leak]:
     options = session.options
+    signals = session.signals
     return session.tracker.leaks(
         since,
         grace=options.grace,
@@ -152,6 +159,7 @@ def _check(session: Session, since: Snapshot | None) -> list[Leak]:
         ignore=options.allow or None,  # None: no filter to compile, so no re to import
         collect=True,
         untracked_fds=session.untracked_fds,
+        _interrupted=None if signals is None else signals.__len__,
     )
 
 
@@ -224,6 +232,17 @@ def main_ended(session: Session, status: int) -> int:
             status = status or 1
     ended.exit_code = _fail_status(session, leaks, status)
     return ended.exit_code
+
+
+def print_pending(session: Session) -> None:
+    """A signal ends the program before its atexit handlers: print the report it would have printed."""
+    ended = session.ended
+    if ended is None or ended.printed or ended.pid != os.getpid() or session.reported_pid == ended.pid:
+        return
+    ended.printed = True
+    session.reported_pid = ended.pid
+    with contextlib.suppress(Exception):  # the signal's outcome must survive a broken report
+        _print(session, ended.leaks, ended.status)
 
 
 def after_atexit(session: Session) -> None:
@@ -364,3 +383,19 @@ def report_and_die(session: Session, signum: int, frame: types.FrameType | None)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     report(session, 128 + signum)
     die_by_signal(signum)
+
+
+def json_path_problem(given: str, full: str) -> str | None:
+    """What stops a report being written to *full* (the absolute form of *given*), else None.
+
+    ``reclaim run --json`` and ``pytest --reclaim-json`` check it before the program or the
+    first test runs: found only at the end, it would lose the whole run's report.
+    """
+    directory = os.path.dirname(full)
+    if os.path.isdir(full):
+        return f"{given!r} is a directory; give a file path"
+    if not os.path.isdir(directory):
+        return f"directory {directory!r} does not exist; create it first"
+    if not os.access(directory, os.W_OK | os.X_OK) or (os.path.exists(full) and not os.access(full, os.W_OK)):
+        return f"{given!r} is not writable"
+    return None

@@ -43,6 +43,7 @@ from ._exitreport import (
     defer_signals,
     die_by_signal,
     main_ended,
+    print_pending,
     report,
     report_and_die,
 )
@@ -377,6 +378,7 @@ def run(options: Options, target: Target) -> int:
         _print_exception(exc)
         status = 1
     pending, before = defer_signals()
+    session.signals = pending  # a signal ends the report's grace wait
     status = report(session, status) if die_by is not None else main_ended(session, status)
     if die_by is None:
         # Shutdown (joining threads, atexit) reacts to Ctrl-C and SIGTERM as without reclaim;
@@ -388,7 +390,9 @@ def run(options: Options, target: Target) -> int:
             with contextlib.suppress(ValueError, TypeError):
                 signal.signal(signum, handler)
         if not pending:  # checked after the restore: a signal noted until then is not lost
+            session.signals = None
             return status
+        print_pending(session)  # the atexit handler that would print it will not run
     die_by_signal(pending[0] if pending else die_by or signal.SIGTERM)
     return status
 

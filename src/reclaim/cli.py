@@ -162,14 +162,12 @@ def _split(args: Sequence[str]) -> tuple[list[str], Target | None]:
 def _json_destination(parser: argparse.ArgumentParser, path: str) -> str:
     """The absolute --json path, once it is known to be writable: a bad one is found before the
     program runs, not after (writing can still fail at the end; that is reported then)."""
+    from ._exitreport import json_path_problem
+
     full = os.path.abspath(path)  # the program may chdir: the path is the one given here
-    directory = os.path.dirname(full)
-    if os.path.isdir(full):
-        parser.error(f"argument --json: {path!r} is a directory; give a file path")
-    if not os.path.isdir(directory):
-        parser.error(f"argument --json: directory {directory!r} does not exist; create it first")
-    if not os.access(directory, os.W_OK | os.X_OK) or (os.path.exists(full) and not os.access(full, os.W_OK)):
-        parser.error(f"argument --json: {path!r} is not writable")
+    problem = json_path_problem(path, full)
+    if problem is not None:
+        parser.error(f"argument --json: {problem}")
     return full
 
 
@@ -188,6 +186,10 @@ def _parse_run(args: Sequence[str]) -> tuple[Options, Target]:
         parser.error(f"argument --depth: must be at least 1, got {ns.depth}")
     if not ns.grace >= 0:  # NaN too
         parser.error(f"argument --grace: must be >= 0, got {ns.grace}")
+    if ns.grace == float("inf"):
+        parser.error(
+            "argument --grace: must be finite (it is how long the report waits for threads still running)"
+        )
     if not 0 < ns.unwind_timeout < float("inf"):  # NaN too
         parser.error(f"argument --unwind-timeout: must be a number of seconds > 0, got {ns.unwind_timeout}")
     ignore: list[str] = []

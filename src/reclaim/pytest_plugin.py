@@ -139,6 +139,21 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(LeakChecker(config), "reclaim-leak-checker")
 
 
+def _json_destination(config: pytest.Config) -> str | None:
+    """The absolute ``--reclaim-json`` path, checked before any test runs (as ``reclaim run --json``
+    does): a bad one found only when the run ends would lose the whole run's report."""
+    path = config.getoption("reclaim_json")
+    if path is None:
+        return None
+    from ._exitreport import json_path_problem
+
+    full = os.path.join(str(config.invocation_params.dir), path)  # a test may chdir
+    problem = json_path_problem(path, full)
+    if problem is not None:
+        raise pytest.UsageError(f"--reclaim-json: {problem}")
+    return full
+
+
 def _ini_number(config: pytest.Config, name: str, convert: type[float] | type[int]) -> Any:
     raw = config.getini(name)
     try:
@@ -147,6 +162,8 @@ def _ini_number(config: pytest.Config, name: str, convert: type[float] | type[in
         raise pytest.UsageError(f"ini option {name}: expected a number, got {raw!r}") from None
     if not value >= 0:  # NaN too
         raise pytest.UsageError(f"ini option {name}: must be >= 0, got {raw!r}")
+    if value == float("inf"):
+        raise pytest.UsageError(f"ini option {name}: must be finite, got {raw!r}")
     return value
 
 
@@ -347,7 +364,7 @@ class LeakChecker:
         self.leak_count = 0
         # Every leak found, as JSON-ready dicts (their "context" names the test or fixture).
         self.found: list[dict[str, Any]] = []
-        self.json_path: str | None = config.getoption("reclaim_json")
+        self.json_path: str | None = _json_destination(config)
 
     def __repr__(self) -> str:
         state = "controller" if self.controller else ("tracking" if self.tracker else "idle")

@@ -46,6 +46,36 @@ def known_kinds(kinds: Iterable[str], argument: str) -> frozenset[str]:
     return found
 
 
+def _ignore_filters(ignore: Ignore | Iterable[Ignore] | None) -> tuple[Ignore, ...]:
+    """*ignore* as a tuple of filters: one regular expression (a str) or predicate stays one, as
+    for ``Tracker.leaks`` (a str iterated would be a regex per character, hiding nearly every leak)."""
+    import re  # here: a program that never calls no_leaks() does not import re for it
+
+    if ignore is None:
+        return ()
+    if isinstance(ignore, str | re.Pattern) or callable(ignore):
+        filters: tuple[Any, ...] = (ignore,)
+    elif isinstance(ignore, Iterable):
+        filters = tuple(ignore)
+    else:
+        raise TypeError(
+            f"ignore must be a regular expression (str), a predicate taking a Leak, or a list of "
+            f"them, got {type(ignore).__name__} {ignore!r}"
+        )
+    for spec in filters:
+        if isinstance(spec, str):
+            try:
+                re.compile(spec)
+            except re.error as exc:
+                raise ValueError(f"ignore: {spec!r} is not a valid regular expression: {exc}") from None
+        elif not (isinstance(spec, re.Pattern) or callable(spec)):
+            raise TypeError(
+                f"ignore: each item must be a regular expression (str) or a predicate taking a Leak, "
+                f"got {type(spec).__name__} {spec!r}"
+            )
+    return filters
+
+
 class NoLeaks:
     """A leak check usable as ``with``, ``async with`` and as a decorator; made by :func:`no_leaks`."""
 
@@ -63,10 +93,12 @@ class NoLeaks:
             raise TypeError(f"grace must be a number of seconds >= 0, got {grace!r}")
         if not grace >= 0:  # also refuses NaN
             raise ValueError(f"grace must be a number of seconds >= 0, got {grace!r}")
+        if grace == float("inf"):
+            raise ValueError("grace must be finite: it is how long the check waits for threads still running")
         self._options: dict[str, Any] = {
             "grace": float(grace),
             "ignore_kinds": kinds,
-            "ignore": tuple(ignore),
+            "ignore": _ignore_filters(ignore),
             "collect": collect,
             "include_framework": include_framework,
         }

@@ -11,6 +11,7 @@ pytest plugin, a ``no_leaks`` block) do not see each other's windows.
 from __future__ import annotations
 
 import gc
+import math
 import os
 import sys
 import threading
@@ -397,6 +398,7 @@ class Tracker:
         collect: bool = False,
         include_framework: bool = False,
         untracked_fds: bool = True,
+        _interrupted: Callable[[], object] | None = None,
     ) -> list[Leak]:
         """What was acquired after *since* (default: this tracker's start) and not released.
 
@@ -424,12 +426,17 @@ class Tracker:
 
         Raises:
             RuntimeError: the tracker is not running.
-            TypeError: *ignore_kinds* is a string or holds a non-string.
-            ValueError: *grace* is negative, or a kind in *ignore_kinds* is not one of ``KINDS``.
+            TypeError: *ignore_kinds* is a string or holds a non-string, or *grace* is not a number.
+            ValueError: *grace* is negative, NaN or infinite, or a kind in *ignore_kinds* is not
+                one of ``KINDS``.
         """
         start = self._require()
-        if grace < 0:
+        if isinstance(grace, bool) or not isinstance(grace, int | float):
+            raise TypeError(f"grace must be a number of seconds >= 0, got {grace!r}")
+        if not grace >= 0:  # NaN too: it would wait for ever
             raise ValueError(f"grace must be >= 0 seconds, got {grace!r}")
+        if grace == math.inf:
+            raise ValueError("grace must be finite: it is how long the check waits for threads still running")
         window = since if since is not None else start
         skip_kinds = _known_kinds(ignore_kinds)
         filters = [_compile(f) for f in _filters(ignore)]
@@ -445,6 +452,8 @@ class Tracker:
             ]
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not any(_winding_down(leak) for leak in found):
+                return found
+            if _interrupted is not None and _interrupted():  # a signal ends the wait: report now
                 return found
             time.sleep(min(delay, remaining))
             delay = min(delay * 2, 0.1)
