@@ -410,6 +410,19 @@ def started(script: str, cwd: Path, *options: str, **popen: Any) -> subprocess.P
     )
 
 
+def signalled(proc: subprocess.Popen[str], ready: str, signum: int = signal.SIGTERM) -> tuple[str, str]:
+    """Once *proc* prints the line *ready*, send it *signum*; its whole output once it ended."""
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == ready
+    proc.send_signal(signum)
+    try:
+        return proc.communicate(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)  # with PYTHONFAULTHANDLER: where every thread is stuck
+        out, err = proc.communicate(timeout=TIMEOUT)
+        pytest.fail(f"still running {TIMEOUT} s after signal {signum}:\n{out}\n{err}")
+
+
 WAITS_FOR_SIGNAL = """\
     import sys, threading
     held = open(__file__)            # leaked: still open when the signal comes
@@ -427,15 +440,7 @@ def test_signal_reports_then_ends_the_program_as_python_would(tmp_path: Path, si
     """SIGTERM/SIGINT: the program unwinds, the report is printed, the process dies of the signal."""
     write(tmp_path / "server.py", WAITS_FOR_SIGNAL)
     with started("server.py", tmp_path, env={**os.environ, "PYTHONFAULTHANDLER": "1"}) as proc:
-        assert proc.stdout is not None
-        assert proc.stdout.readline() == "ready\n"
-        proc.send_signal(signum)
-        try:
-            out, err = proc.communicate(timeout=TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.send_signal(signal.SIGABRT)  # faulthandler prints where every thread is stuck
-            out, err = proc.communicate(timeout=TIMEOUT)
-            pytest.fail(f"still running {TIMEOUT} s after the signal:\n{out}\n{err}")
+        out, err = signalled(proc, "ready\n", signum)
     assert proc.returncode == -signum
     assert "unwound" in out
     assert "leaked 1 resource" in err
@@ -465,15 +470,7 @@ def test_sigterm_whose_unwinding_hangs_still_reports_and_dies_of_it(tmp_path: Pa
     (without reclaim the process dies at once; it must not live on because reclaim made it unwind)."""
     write(tmp_path / "stuck.py", HANGS_WHILE_UNWINDING)
     with started("stuck.py", tmp_path, "--unwind-timeout", "1") as proc:
-        assert proc.stdout is not None
-        assert proc.stdout.readline() == "ready\n"
-        proc.send_signal(signal.SIGTERM)
-        try:
-            out, err = proc.communicate(timeout=TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, err = proc.communicate()
-            pytest.fail(f"still running {TIMEOUT} s after SIGTERM:\n{out}\n{err}")
+        out, err = signalled(proc, "ready\n")
     assert proc.returncode == -signal.SIGTERM
     assert "unwinding" in out
     assert "reclaim: still unwinding 1 s after SIGTERM (--unwind-timeout)" in err
@@ -1216,15 +1213,7 @@ def test_sigterm_during_the_grace_wait_ends_it_and_the_report_is_printed(tmp_pat
     once, the report is printed, and the process dies of the signal."""
     write(tmp_path / "lingers.py", LINGERS_INTO_THE_GRACE_WAIT)
     with started("lingers.py", tmp_path, "--grace", "60") as proc:
-        assert proc.stdout is not None
-        assert proc.stdout.readline() == "in the grace wait\n"
-        proc.send_signal(signal.SIGTERM)
-        try:
-            out, err = proc.communicate(timeout=TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, err = proc.communicate()
-            pytest.fail(f"still running {TIMEOUT} s after SIGTERM:\n{out}\n{err}")
+        _, err = signalled(proc, "in the grace wait\n")
     assert proc.returncode == -signal.SIGTERM
     assert "leaked 1 resource (1 thread)" in err, err
     assert "lingers.py:15" in err

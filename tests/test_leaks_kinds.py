@@ -1443,7 +1443,11 @@ async def _forever() -> None:
 
 
 @pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
-def test_task_left_pending_is_reported_though_asyncio_run_cancels_it(leakwatch: Watch) -> None:
+@pytest.mark.parametrize("main_fails", [False, True], ids=["returns", "raises"])
+def test_task_left_pending_is_reported_though_asyncio_run_cancels_it(
+    leakwatch: Watch, main_fails: bool
+) -> None:
+    """Also when main raised an error: only an interruption (Ctrl-C, SystemExit) unwinds tasks."""
     at = 0
 
     async def main() -> None:
@@ -1451,8 +1455,11 @@ def test_task_left_pending_is_reported_though_asyncio_run_cancels_it(leakwatch: 
         asyncio.create_task(_forever())  # noqa: RUF006 - the leak under test
         at = line() - 1
         await asyncio.sleep(0)
+        if main_fails:
+            raise ValueError("main failed")
 
-    asyncio.run(main())
+    with pytest.raises(ValueError, match="main failed") if main_fails else contextlib.nullcontext():
+        asyncio.run(main())
     leak = leakwatch.one("task")
     assert_site(leak, at)
     assert leak.state == "cancelled"
@@ -1495,24 +1502,6 @@ def test_tasks_an_interruption_escaping_asyncio_run_unwinds_are_not_reported(
         asyncio.run(main())
     gc.collect()
     assert leakwatch.leaks() == []
-
-
-@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
-def test_task_left_pending_when_main_raised_an_error_is_still_reported(leakwatch: Watch) -> None:
-    at = 0
-
-    async def main() -> None:
-        nonlocal at
-        asyncio.create_task(_forever())  # noqa: RUF006 - the leak under test
-        at = line() - 1
-        await asyncio.sleep(0)
-        raise ValueError("main failed")
-
-    with pytest.raises(ValueError, match="main failed"):
-        asyncio.run(main())
-    leak = leakwatch.one("task")
-    assert_site(leak, at)
-    assert leak.state == "cancelled"
 
 
 def test_anyios_process_pool_shutdown_task_is_its_own(leakwatch: Watch) -> None:

@@ -244,19 +244,14 @@ class AsyncPool(PoolCore[T]):
 
     def _abandon_wait(self, waiter: TaskWaiter) -> None:
         """A waiting task was cancelled: pass on whatever it was given, leave the queue."""
-        result = waiter.given()
-        if isinstance(result, Slot):
-            self._offer(result)
-        elif result is CREATE:
-            self._creating -= 1
-            self._free_capacity()
-        elif result is RETRY:
-            self._wake_one()
-        elif result is None:
-            try:
-                self._waiters.remove(waiter)
-            except ValueError:
-                pass
+        given = waiter.given()
+        if given is not None:
+            self._pass_on(given)
+            return
+        try:
+            self._waiters.remove(waiter)
+        except ValueError:
+            pass
 
     async def _usable(self, slot: Slot, now: float) -> bool:
         """Whether a slot taken from idle may be lent; when not, it is discarded here."""

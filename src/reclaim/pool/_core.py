@@ -268,6 +268,17 @@ class PoolCore(Generic[T]):
         self._idle.append(slot)
         self._wake_one()
 
+    def _pass_on(self, given: Any) -> None:
+        """What a caller that gave up waiting had been handed goes to the next waiter (or idle):
+        a slot, the right to create one (CREATE), or a barging retry (RETRY)."""
+        if isinstance(given, Slot):
+            self._offer(given)
+        elif given is CREATE:
+            self._creating -= 1
+            self._free_capacity()
+        elif given is RETRY:
+            self._wake_one()
+
     def _wake_one(self) -> None:
         """Barging mode: wake the first waiter to retry; one that lost twice gets a slot directly."""
         waiters = self._waiters

@@ -295,16 +295,9 @@ class Pool(PoolCore[T]):
                 self._waiters.remove(waiter)
             except ValueError:
                 pass
-            result, waiter.result = waiter.result, None
-            if result is None:
-                return
-            if result.__class__ is Slot:
-                self._offer(result)
-            elif result is CREATE:
-                self._creating -= 1
-                self._free_capacity()
-            elif result is RETRY:
-                self._wake_one()
+            given, waiter.result = waiter.result, None
+            if given is not None:
+                self._pass_on(given)
 
     def _usable(self, slot: Slot, now: float) -> bool:
         """Whether a slot taken from idle may be lent; when not, it is discarded here."""
