@@ -456,7 +456,13 @@ def tracked_open(
     # The facts and the site in one flat tuple (one allocation), the raw layer first when it gets
     # hooks (see facts_of()). _records.capture() inlined for the usual case, a user's frame
     # calling open(): this saves a Python call.
-    frame: Any = _getframe(1)
+    try:
+        frame: Any = _getframe(1)
+    except ValueError:
+        # Called from C code with no Python frame on the stack (the interpreter's traceback
+        # printer reading a source line for "Exception ignored in atexit callback"): no line of
+        # the program's acquired it, and the caller closes it. Untracked, as the C open().
+        return result
     code = frame.f_code
     if code is _user_code or _user_caller(code):
         # The usual depth, unrolled: the caller and its caller.
