@@ -34,7 +34,9 @@ A child made without a Popen (``os.fork()``, ``os.forkpty()``, ``os.posix_spawn(
 pid. So is one ``pty.fork()`` makes for such code: it hands the child over to its caller,
 who must wait for it (``pty.spawn()`` waits for its own). It is open until some
 ``waitpid``/``wait``/``wait3``/``wait4``/``waitid`` reaps it, whoever calls it; a child the
-kernel reaps itself (``SIGCHLD`` ignored) is not ours to wait for, and so not open either.
+kernel reaps itself (``SIGCHLD`` ignored) is not ours to wait for, and so not open either;
+nor is a daemon, an ``os.fork()`` child in a session other than the one the program started
+in (it called ``os.setsid()``, or its parent did before forking it, in a double fork).
 """
 
 from __future__ import annotations
@@ -81,10 +83,30 @@ _STREAMS = ("stdin", "stdout", "stderr")
 _waited_by_pid: set[int] = set()
 
 
+_FORKED = "os.fork() child"
+#: The session the program started in (a forked process keeps its parent's value).
+_SESSION = os.getsid(0) if hasattr(os, "getsid") else None
+
+
 def _is_open(obj: Any, rec: Record) -> bool:
     if obj is None:  # a child made without a Popen (no object): open while unreaped
-        return _exited(rec.info[0]) is not None
+        pid, what = rec.info[:2]
+        return _exited(pid) is not None and not (what == _FORKED and _detached(pid))
     return obj.returncode is None and obj.pid not in _waited_by_pid
+
+
+def _detached(pid: int) -> bool:
+    """Whether an ``os.fork()`` child left the session the program started in: it (or the process
+    that forked it, the first child of a double fork) called ``os.setsid()``. That is a daemon,
+    orphaned on purpose by a parent that exits at once (python-daemon's
+    ``detach_process_context``): no process of the program's is there to wait for it. Not a
+    ``forkpty()`` child, which is made a session leader (of its terminal) for its parent to wait."""
+    if _SESSION is None:
+        return False
+    try:
+        return os.getsid(pid) != _SESSION
+    except OSError:  # gone, or not ours to ask
+        return False
 
 
 def _exited(pid: int) -> bool | None:
@@ -275,7 +297,7 @@ def _recording_fork(fork: Any) -> Any:
         if pid > 0:
             frame = sys._getframe(1)
             if _programs_child(frame):
-                _new_child(pid, "os.fork() child", frame)
+                _new_child(pid, _FORKED, frame)
         return pid
 
     return recording
