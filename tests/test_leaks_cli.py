@@ -13,6 +13,7 @@ import sys
 import textwrap
 import time
 import zipapp
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -396,12 +397,14 @@ def _ctrl_c_as_in_a_terminal() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def started(script: str, cwd: Path, *options: str, **popen: Any) -> subprocess.Popen[str]:
-    """``reclaim run [options] script`` running in *cwd*, its output piped as text (a signal is to
-    come, SIGINT included)."""
+def started(
+    script: str, cwd: Path, *options: str, args: Sequence[str] = (), **popen: Any
+) -> subprocess.Popen[str]:
+    """``reclaim run [options] script [args]`` running in *cwd*, its output piped as text (a signal
+    is to come, SIGINT included)."""
     popen.setdefault("stdout", subprocess.PIPE)
     return subprocess.Popen(
-        [sys.executable, "-m", "reclaim", "run", *options, script],
+        [sys.executable, "-m", "reclaim", "run", *options, script, *args],
         cwd=cwd,
         stderr=subprocess.PIPE,
         text=True,
@@ -445,6 +448,45 @@ def test_signal_reports_then_ends_the_program_as_python_would(tmp_path: Path, si
     assert "unwound" in out
     assert "leaked 1 resource" in err
     assert "server.py:2" in err
+
+
+ASYNCIO_WAITS_FOR_SIGNAL = """\
+    import asyncio, sys
+    async def forever():
+        await asyncio.sleep(3600)
+    async def main():
+        background = asyncio.create_task(forever())  # BACKGROUND
+        try:
+            print("ready", flush=True)
+            await asyncio.sleep(3600)
+        finally:
+            if sys.argv[1:] == ["clean"]:  # the program cancels what it started
+                background.cancel()
+                await asyncio.gather(background, return_exceptions=True)
+            print("unwound", flush=True)
+    asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("clean", [True, False], ids=["clean", "leaky"])
+def test_sigterm_unwinds_an_asyncio_program_and_blames_only_its_own_tasks(
+    tmp_path: Path, clean: bool
+) -> None:
+    """SIGTERM in asyncio.run: the main task (asyncio.run's, never the program's to close) is not
+    a leak; it is cancelled first, as Ctrl-C does, so the program cancels its own tasks; a task
+    it leaves pending is still reported, at the line that made it."""
+    write(tmp_path / "server.py", ASYNCIO_WAITS_FOR_SIGNAL)
+    with started("server.py", tmp_path, args=["clean" if clean else "leaky"]) as proc:
+        out, err = signalled(proc, "ready\n")
+    assert proc.returncode == -signal.SIGTERM
+    assert out == "unwound\n"
+    assert "running main()" not in err
+    if clean:
+        assert "reclaim: no leaks in server.py" in err
+    else:
+        assert "leaked 1 resource (1 task)" in err
+        assert "running forever()" in err
+        assert f"acquired at server.py:{marked(ASYNCIO_WAITS_FOR_SIGNAL, 'BACKGROUND')} in main" in err
 
 
 HANGS_WHILE_UNWINDING = """\
@@ -702,6 +744,51 @@ def test_forked_child_with_nothing_to_report_renders_no_report(tmp_path: Path) -
     assert result.returncode == 0, result.stderr
     assert "child imported" not in result.stderr
     assert "reclaim: no leaks in forks.py" in result.stderr
+
+
+@pytest.mark.parametrize("forks", [1, 2])
+def test_a_daemon_the_program_detaches_is_not_reported(tmp_path: Path, forks: int) -> None:
+    """The daemon idiom: fork, the parent exits at once, the child calls setsid() (and forks
+    again, in a double fork). The orphan is detached on purpose, no process of the program's is
+    left to wait for it, and nothing waits for it to end either."""
+    write(
+        tmp_path / "daemon.py",
+        f"""\
+        import os, time
+        if os.fork() > 0:
+            print("started", flush=True)
+            os._exit(0)
+        os.setsid()
+        if {forks} == 2 and os.fork() > 0:
+            os._exit(0)
+        null = os.open(os.devnull, os.O_RDWR)  # a daemon lets go of the terminal's streams
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        time.sleep(3)
+        """,
+    )
+    # The grace lets the report wait for the child's setsid(), which races the parent's exit.
+    result = reclaim_run("--fail", "--grace", "5", "daemon.py", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "started\n"
+    assert "leaked" not in result.stderr
+    assert "reclaim: no leaks in daemon.py" in result.stderr
+
+
+def test_a_forked_child_that_stays_in_the_session_is_still_reported(tmp_path: Path) -> None:
+    write(
+        tmp_path / "fork.py",
+        """\
+        import os, time
+        if os.fork() == 0:  # LINE
+            time.sleep(1)
+            os._exit(0)
+        """,
+    )
+    result = reclaim_run("--fail", "--grace", "0.1", "fork.py", cwd=tmp_path)
+    assert result.returncode == 3, result.stderr
+    assert "os.fork() child (still running, never waited for)" in result.stderr
+    assert "acquired at fork.py:2 in <module>" in result.stderr
 
 
 def test_forked_child_killed_by_sigterm_reports_and_dies_of_it(tmp_path: Path) -> None:
@@ -1033,6 +1120,26 @@ def test_fail_exits_0_when_atexit_handlers_released_everything(tmp_path: Path) -
     write(tmp_path / "prog.py", RELEASED_AT_EXIT.replace("kept = open(__file__)", "kept = None"))
     result = reclaim_run("--fail", "prog.py", "0", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+    assert "reclaim: no leaks in prog.py" in result.stderr
+
+
+def test_an_atexit_handlers_error_shows_its_source_line_as_under_python(tmp_path: Path) -> None:
+    """The interpreter prints "Exception ignored in atexit callback" from C, with no Python frame
+    on the stack: the io.open it reads the source line with must not fail under reclaim."""
+    write(
+        tmp_path / "prog.py",
+        """\
+        import atexit
+        def cleanup():
+            raise RuntimeError("cleanup failed")
+        atexit.register(cleanup)
+        """,
+    )
+    plain = plain_python("prog.py", cwd=tmp_path)
+    result = reclaim_run("prog.py", cwd=tmp_path)
+    assert '    raise RuntimeError("cleanup failed")' in plain.stderr
+    assert result.stderr.startswith(plain.stderr.split(" at 0x")[0])
+    assert result.stderr.split(">", 1)[1].startswith(plain.stderr.split(">", 1)[1]), result.stderr
     assert "reclaim: no leaks in prog.py" in result.stderr
 
 

@@ -73,6 +73,9 @@ _OUR_FILES = (
 class _Terminated(BaseException):
     """Raised in the main thread by SIGTERM so the program unwinds before the report."""
 
+    #: Read by the asyncio runner's shutdown (leaks/_tasks.py): cancel the main task first.
+    unwinds_the_program = True
+
 
 # Options and Target are plain classes: a dataclass imports dataclasses and inspect, which
 # the program would find loaded at its first line (and pay for, ~7 ms).

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import sys
+import weakref
 from types import ModuleType
 
 from reclaim import _sites
@@ -42,6 +43,11 @@ __all__ = ["Greenlet", "install_base_events", "install_runners", "tracking_creat
 __tracebackhide__ = True  # stands in for what it wraps: see _patch
 
 CANCELLED = "cancelled"
+#: ``asyncio.Runner.run``'s code, once asyncio.runners is imported: a task it makes is the runner's
+#: main task, the one ``asyncio.run(main())`` runs (see install_runners).
+_RUNNER_RUN: set[Any] = set()
+#: The main tasks of the runners made so far.
+_main_tasks: weakref.WeakSet[Any] = weakref.WeakSet()
 # Done callbacks get this context instead of a fresh copy_context() per task.
 _EMPTY = contextvars.Context()
 
@@ -172,6 +178,8 @@ def tracking_create_task(create_task: Any) -> Any:
             else:
                 task = _in_context(context, (site, label), create_task, self, coro, *args, **kwargs)
             _records.new(task, "task", (task.get_name(), _coro_name(coro)), site, label=label)
+            if caller.f_code in _RUNNER_RUN:
+                _main_tasks.add(task)
         task.add_done_callback(_done, context=_EMPTY)
         return task
 
@@ -253,26 +261,47 @@ def install_anyio(patches: Patches, module: ModuleType) -> None:
 
 
 def install_runners(patches: Patches, runners: ModuleType) -> None:
-    """Mark the tasks ``asyncio.run``/``Runner.close`` cancel at shutdown as leaks first."""
+    """Mark the tasks ``asyncio.run``/``Runner.close`` cancel at shutdown as leaks first.
+
+    Never the runner's main task (what ``asyncio.run(main())`` runs): ``Runner.run`` awaits it,
+    so it is pending at shutdown only when something interrupted the loop from outside. When
+    that is ``reclaim run``'s SIGTERM, the main task is cancelled first, as ``asyncio.run`` does
+    on Ctrl-C, so that the program unwinds and cancels its own tasks; what it leaves pending is
+    a leak. When a KeyboardInterrupt or SystemExit escaped the loop while the main task still
+    ran (raised in a task or a callback), the program never unwound: asyncio cancels every task
+    on the way out, as the program's ``with`` blocks are left, and none is a leak.
+    """
     cancel_all = runners._cancel_all_tasks
-    all_tasks = sys.modules["asyncio.tasks"].all_tasks
+    tasks = sys.modules["asyncio.tasks"]
+    all_tasks = tasks.all_tasks
+    cancelled_error = sys.modules["asyncio.exceptions"].CancelledError
+    _RUNNER_RUN.add(runners.Runner.run.__code__)
 
     def _cancel_all_tasks(loop: Any) -> Any:
+        exc = sys.exc_info()[1]
+        if getattr(exc, "unwinds_the_program", False):  # reclaim run's SIGTERM
+            mains = [task for task in all_tasks(loop) if task in _main_tasks]
+            if mains:
+                for task in mains:
+                    task.cancel()
+                loop.run_until_complete(tasks.gather(*mains, return_exceptions=True))
         pending = list(all_tasks(loop))
-        # A KeyboardInterrupt, SystemExit (or reclaim's SIGTERM) that escaped the loop: the tasks
-        # still pending, the main one included, are cancelled and run to their end as the
-        # interruption unwinds, as the program's ``with`` blocks are; none was left behind.
-        interrupted = _interrupted()
+        escaped = (
+            exc is not None
+            and not isinstance(exc, (Exception, cancelled_error))
+            and any(task in _main_tasks for task in pending)
+        )
         for task in pending:
             rec = _records.live.get(id(task))
-            if not interrupted and rec is not None and rec.kind == "task" and rec.state == OPEN:
-                try:  # where it waits, read before the cancel below unwinds it
-                    awaiting = _suspended_at(task)
-                except Exception:  # an exotic coroutine: the leak still is one
-                    awaiting = None
-                # Its name now: asyncio.create_task(name=...) sets it after the loop made it (< 3.13)
-                rec.info = (task.get_name(), rec.info[1], *((awaiting,) if awaiting is not None else ()))
-                _records.leak(rec, CANCELLED)
+            if escaped or task in _main_tasks or rec is None or rec.kind != "task" or rec.state != OPEN:
+                continue
+            try:  # where it waits, read before the cancel below unwinds it
+                awaiting = _suspended_at(task)
+            except Exception:  # an exotic coroutine: the leak still is one
+                awaiting = None
+            # Its name now: asyncio.create_task(name=...) sets it after the loop made it (< 3.13)
+            rec.info = (task.get_name(), rec.info[1], *((awaiting,) if awaiting is not None else ()))
+            _records.leak(rec, CANCELLED)
         try:
             return cancel_all(loop)
         finally:
@@ -283,10 +312,3 @@ def install_runners(patches: Patches, runners: ModuleType) -> None:
                     _done(task)
 
     patches.set(runners, "_cancel_all_tasks", _cancel_all_tasks)
-
-
-def _interrupted() -> bool:
-    """Whether the exception being handled now (``Runner.__exit__`` closing the loop) is an
-    interruption: a BaseException other than an error or a task's cancellation."""
-    exc = sys.exc_info()[1]
-    return exc is not None and not isinstance(exc, (Exception, sys.modules["asyncio"].CancelledError))
