@@ -83,7 +83,7 @@ class NoLeaks:
         self,
         *,
         ignore_kinds: Iterable[str] = (),
-        ignore: Iterable[Ignore] = (),
+        ignore: Ignore | Iterable[Ignore] = (),
         grace: float = 1.0,
         collect: bool = False,
         include_framework: bool = False,
@@ -176,7 +176,7 @@ class NoLeaks:
 def no_leaks(
     *,
     ignore_kinds: Iterable[str] = (),
-    ignore: Iterable[Ignore] = (),
+    ignore: Ignore | Iterable[Ignore] = (),
     grace: float = 1.0,
     collect: bool = False,
     include_framework: bool = False,
@@ -191,8 +191,8 @@ def no_leaks(
 
     Args:
         ignore_kinds: kinds not to check, e.g. ``{"thread"}``.
-        ignore: regular expressions searched in each leak's description, or
-            predicates taking a :class:`reclaim.leaks.Leak`.
+        ignore: a regular expression searched in each leak's description, or a
+            predicate taking a :class:`reclaim.leaks.Leak`, or a list of them.
         grace: seconds to wait for threads, children and tasks winding down.
         collect: run ``gc.collect()`` before checking.
         include_framework: also report resources acquired by framework code only.
