@@ -38,6 +38,21 @@ def test_pool_options_are_split_from_connect_arguments(database: str) -> None:
         ConnectionPool("sqlite3", database)  # type: ignore[arg-type]
 
 
+def test_an_adapter_missing_a_hook_is_refused() -> None:
+    """An adapter without reset or check would silently turn that part off."""
+
+    class Partial:
+        name = "partial"
+
+        def check(self, conn: object) -> None:
+            pass
+
+    with pytest.raises(TypeError, match=r"adapter= must have .*subclass reclaim\.db\.GenericAdapter"):
+        reclaim.db.ConnectionPool(sqlite3.connect, ":memory:", adapter=Partial())
+    with pytest.raises(TypeError, match="adapter= must have"):
+        reclaim.db.ConnectionPool(sqlite3.connect, ":memory:", adapter=object())
+
+
 @pytest.mark.parametrize("pool_class", [ConnectionPool, AsyncConnectionPool])
 def test_a_misspelt_pool_option_is_refused_at_once(pool_class: type) -> None:
     """One typo from a pool option: refused naming the option, not sent to connect()."""

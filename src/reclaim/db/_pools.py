@@ -11,7 +11,7 @@ from typing import Any
 from reclaim.pool import Pool
 from reclaim.pool._options import _seconds
 
-from ._adapter import adapter_for
+from ._adapter import Adapter, adapter_for
 
 __all__ = ["POOL_OPTIONS", "ConnectionPool", "split_options"]
 
@@ -44,6 +44,12 @@ def split_options(
     adapter = pool_kw.pop("adapter", None)
     if adapter is None:
         adapter = adapter_for(connect, asynchronous=asynchronous)
+    elif not isinstance(adapter, Adapter):
+        # One that lacks a hook would silently turn off that part (no reset, no check).
+        raise TypeError(
+            f"adapter= must have name, check, reset, is_broken, close and in_transaction "
+            f"(reclaim.db.Adapter), got {type(adapter).__name__}; subclass reclaim.db.GenericAdapter"
+        )
     _refuse_adapter_options(connect, kwargs, adapter)
     if isinstance(pool_kw.get("reset"), str):
         _reset_policy(adapter, pool_kw.pop("reset"))
