@@ -541,6 +541,20 @@ def test_adapter_timeouts_are_validated_by_name() -> None:
     assert PsycopgAdapter(reset_timeout=None).reset_timeout is None  # None: unbounded
 
 
+def test_one_adapter_given_to_two_pools_keeps_each_pools_policy() -> None:
+    """reset= and check_after= are the pool's: they are not written into the caller's adapter."""
+    adapter = PsycopgAdapter(reset_timeout=2.0)
+    shared = reclaim.db.ConnectionPool(psycopg.connect, "host=127.0.0.1", adapter=adapter, reset="session")
+    own = reclaim.db.ConnectionPool(psycopg.connect, "host=127.0.0.1", adapter=adapter, check_after=3.0)
+    try:
+        assert (shared.adapter.session, own.adapter.session, adapter.session) == (True, False, False)
+        assert (own.adapter.check_after, adapter.check_after) == (3.0, 0.5)
+        assert own.adapter.reset_timeout == shared.adapter.reset_timeout == 2.0
+    finally:
+        shared.close()
+        own.close()
+
+
 def test_an_adapter_option_given_to_the_pool_says_how_to_set_it() -> None:
     """reset_timeout= is the adapter's: given to the pool, it would reach psycopg.connect."""
     with pytest.raises(TypeError, match=r"pass adapter=reclaim\.db\.PsycopgAdapter\(reset_timeout=\.\.\.\)"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
 import itertools
@@ -50,6 +51,10 @@ def split_options(
             f"adapter= must have name, check, reset, is_broken, close and in_transaction "
             f"(reclaim.db.Adapter), got {type(adapter).__name__}; subclass reclaim.db.GenericAdapter"
         )
+    else:
+        # reset= and check_after= below set the pool's own policy on it: one adapter passed to
+        # several pools must not take the last pool's.
+        adapter = copy.copy(adapter)
     _refuse_adapter_options(connect, kwargs, adapter)
     if isinstance(pool_kw.get("reset"), str):
         _reset_policy(adapter, pool_kw.pop("reset"))
