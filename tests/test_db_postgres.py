@@ -538,6 +538,8 @@ def test_adapter_timeouts_are_validated_by_name() -> None:
         PsycopgAdapter(reset_timeout=0)
     with pytest.raises(TypeError, match="check_timeout must be a number of seconds"):
         PsycopgAdapter(check_timeout="5")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="session must be True or False, got 'no'"):
+        PsycopgAdapter(session="no")  # type: ignore[arg-type]
     assert PsycopgAdapter(reset_timeout=None).reset_timeout is None  # None: unbounded
 
 

@@ -87,6 +87,8 @@ class NetworkAdapter:
         _seconds("check_after", check_after, optional=False, positive=False)
         _seconds("check_timeout", check_timeout, optional=False)
         _seconds("reset_timeout", reset_timeout, optional=True)
+        if not isinstance(session, bool):  # "no" would switch the session reset on
+            raise TypeError(f"session must be True or False, got {session!r}")
         self.session = session
         self.check_after = check_after
         self.check_timeout = check_timeout
