@@ -172,6 +172,11 @@ def test_values_not_accepted_are_a_value_error_naming_the_argument(
     assert os.listdir(tmp_path) == []
 
 
+def test_an_empty_path_is_a_value_error_naming_it() -> None:
+    with pytest.raises(ValueError, match=r"atomic_write\(path=\.\.\.\) must name a file"):
+        atomic_write("")
+
+
 @pytest.mark.parametrize(
     ("kwargs", "name", "wanted"),
     [

@@ -121,6 +121,14 @@ def test_a_prefix_with_a_separator_is_refused(factory: object) -> None:
         factory(prefix=f"a{os.sep}b")  # type: ignore[operator]
 
 
+@pytest.mark.parametrize("factory", [temp_dir, temp_file])
+@pytest.mark.parametrize("directory", [3, b"/tmp"])
+def test_a_dir_that_is_not_a_str_path_is_refused_naming_it(factory: object, directory: object) -> None:
+    name = factory.__name__  # type: ignore[attr-defined]
+    with pytest.raises(TypeError, match=rf"{name}\(dir=\.\.\.\) must be None, a str or an os.PathLike"):
+        factory(dir=directory)  # type: ignore[operator]
+
+
 def test_they_are_exported_from_the_package() -> None:
     assert reclaim.temp_dir is temp_dir and reclaim.temp_file is temp_file
 

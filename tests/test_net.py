@@ -216,6 +216,11 @@ def test_a_bad_address_is_refused() -> None:
 # --- is_alive -------------------------------------------------------------------------------
 
 
+def test_is_alive_of_something_not_a_socket_names_the_argument() -> None:
+    with pytest.raises(TypeError, match=r"is_alive\(sock\) needs a socket.socket, got NoneType"):
+        is_alive(None)  # type: ignore[arg-type]
+
+
 def test_an_idle_connection_is_alive(server_factory: Callable[..., Server]) -> None:
     server = server_factory(silent)
     with connect(server.address, timeout=5) as sock:

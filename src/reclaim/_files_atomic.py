@@ -160,6 +160,8 @@ class AtomicWrite(Generic[F]):
         if not isinstance(path, str | os.PathLike):
             raise TypeError(f"atomic_write(path=...) must be a str or os.PathLike[str], not {_typed(path)}")
         self._path = os.fspath(path)
+        if not self._path:
+            raise ValueError("atomic_write(path=...) must name a file, not ''")
         if not isinstance(self._path, str):
             raise TypeError(f"atomic_write(path=...) must be a str or os.PathLike[str], not {path!r}")
         self._mode = mode

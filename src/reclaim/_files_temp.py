@@ -29,6 +29,16 @@ from ._unwind import _ATTR
 __all__ = ["TempDir", "TempFile", "temp_dir", "temp_file"]
 
 
+def _directory(value: object, function: str) -> str | None:
+    """``dir=`` as tempfile takes it: None, or a str path (a PathLike of one)."""
+    if value is None:
+        return None
+    path = os.fspath(value) if isinstance(value, os.PathLike) else value
+    if not isinstance(path, str):
+        raise TypeError(f"{function}(dir=...) must be None, a str or an os.PathLike[str], not {value!r}")
+    return path
+
+
 def _check_affix(value: object, name: str, function: str) -> None:
     if not isinstance(value, str):
         raise TypeError(f"{function}({name}=...) must be a str, not {value!r}")
@@ -205,7 +215,7 @@ def temp_dir(
     """
     _check_affix(prefix, "prefix", "temp_dir")
     _check_affix(suffix, "suffix", "temp_dir")
-    return TempDir(tempfile.mkdtemp(suffix, prefix, None if dir is None else os.fspath(dir)))
+    return TempDir(tempfile.mkdtemp(suffix, prefix, _directory(dir, "temp_dir")))
 
 
 def temp_file(
@@ -231,7 +241,7 @@ def temp_file(
     """
     _check_affix(prefix, "prefix", "temp_file")
     _check_affix(suffix, "suffix", "temp_file")
-    fd, path = tempfile.mkstemp(suffix, prefix, None if dir is None else os.fspath(dir))
+    fd, path = tempfile.mkstemp(suffix, prefix, _directory(dir, "temp_file"))
     os.close(fd)
     return TempFile(path)
 

@@ -205,6 +205,8 @@ def is_alive(sock: socket.socket) -> bool:
             sock.close()
             sock = connect(address, timeout=5.0)
     """
+    if not isinstance(sock, socket.socket):
+        raise TypeError(f"is_alive(sock) needs a socket.socket, got {type(sock).__name__}")
     try:
         fd = sock.fileno()
     except (OSError, ValueError):
