@@ -131,6 +131,22 @@ def test_release_inside_the_with_block_is_not_repeated(make_pool: Callable[..., 
     assert thing.closes == 0
 
 
+def test_async_with_on_a_thread_pool_lease_says_so_and_gives_the_object_back(
+    make_pool: Callable[..., Pool[Thing]],
+) -> None:
+    import asyncio
+
+    pool = make_pool(max_size=1)
+
+    async def main() -> None:
+        async with pool.acquire():  # type: ignore[attr-defined]
+            pass  # pragma: no cover - never entered
+
+    with pytest.raises(TypeError, match=r"is a thread Pool: use `with pool.acquire\(\) as obj:`"):
+        asyncio.run(main())
+    assert pool.statistics().in_use == 0
+
+
 def test_a_released_lease_cannot_be_entered_again(make_pool: Callable[..., Pool[Thing]]) -> None:
     pool = make_pool(max_size=1)
     lease = pool.acquire()

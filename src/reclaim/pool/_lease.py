@@ -60,6 +60,20 @@ class Lease(Generic[T]):
             )
         return self._value
 
+    if not TYPE_CHECKING:  # hidden from type checkers, so that they flag `async with` themselves
+
+        def __aenter__(self) -> None:
+            # pool.acquire() already lent the object: give it back before saying so.
+            if self._slot is not None:
+                self.release()
+            raise TypeError(
+                f"pool {self._pool._name!r} is a thread Pool: use `with pool.acquire() as obj:` "
+                "(reclaim.AsyncPool for async code), not `async with`"
+            )
+
+        def __aexit__(self, *exc_info: object) -> None:
+            return None  # never called (__aenter__ raised)
+
     def __exit__(
         self, et: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
