@@ -531,6 +531,27 @@ def test_urllib3_pools_dropped_by_clear_or_eviction_are_not_reported(leakwatch: 
     assert leakwatch.leaks() == []
 
 
+def test_urllib3_pools_dropped_by_clear_but_kept_by_a_reference_cycle_are_not_reported(
+    leakwatch: Watch, url: str
+) -> None:
+    """A pool ``clear()`` dropped (a with-block's end, a session's ``close()``) that a reference
+    cycle still keeps (the traceback ``pytest.raises`` keeps, through ``urlopen``'s frame) has
+    its sockets closed by the collector running urllib3's finalize callback: still the
+    program's release, not the collector's."""
+    urllib3 = pytest.importorskip("urllib3")
+    requests = pytest.importorskip("requests")
+    cycle = Cycle()
+    with urllib3.PoolManager() as manager:
+        assert manager.request("GET", url).data == b"ok"
+        cycle.held = [manager.connection_from_url(url)]
+    with requests.Session() as session:
+        assert session.get(url).content == b"ok"
+        cycle.held.append(session.get_adapter(url).poolmanager.connection_from_url(url))
+    del cycle, manager, session
+    gc.collect()
+    assert leakwatch.leaks() == []
+
+
 def test_requests_sessions_closed_are_not_reported(leakwatch: Watch, url: str) -> None:
     """A with-block, ``close()`` (also of a session used again after it), ``requests.get()``: the
     pools' callbacks that close() runs by dropping them are the program's release."""

@@ -432,6 +432,30 @@ def test_sqlalchemy_engine_never_disposed_is_one_entry_at_create_engine_holding_
 
 
 @pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_sqlalchemy_engine_tracked_still_takes_the_keyword_arguments_its_init_names(
+    leakwatch: Watch, tmp_path: Any
+) -> None:
+    """``create_engine()`` hands an ``Engine`` the keyword arguments its ``__init__``'s code names
+    (``execution_options``, ``query_cache_size``) and rejects those left over: tracked, its
+    ``__init__`` still names them, and the engine is still reported at ``create_engine()``."""
+    sqlalchemy = pytest.importorskip("sqlalchemy")
+    engine = sqlalchemy.create_engine(
+        f"sqlite:///{tmp_path / 'app.db'}",
+        poolclass=sqlalchemy.pool.QueuePool,
+        execution_options={"isolation_level": "AUTOCOMMIT"},
+        query_cache_size=10,
+    )
+    made = line() - 6
+    with engine.connect() as conn:
+        assert conn.get_execution_options()["isolation_level"] == "AUTOCOMMIT"
+        assert conn.execute(sqlalchemy.text("select 1")).scalar() == 1
+    leak = leakwatch.one("sqlalchemy")
+    assert program_line(leak) == made
+    engine.dispose()
+    assert leakwatch.leaks() == []
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
 def test_sqlalchemy_checkouts_inside_no_leaks_are_its_leaks_only_when_kept(
     leakwatch: Watch, sqlite_engine: Any
 ) -> None:

@@ -274,6 +274,9 @@ def install(patches: Patches, module: ModuleType) -> None:
         cls = getattr(module, name, None)
         if isinstance(cls, type) and "__init__" in vars(cls):
             track(patches, cls, *spec)
+    manager = getattr(module, "PoolManager", None) if module.__name__ == "urllib3.poolmanager" else None
+    if isinstance(manager, type) and "clear" in vars(manager):
+        _wrap_clear(patches, manager)
     if module.__name__ in LIBRARY_GLOBALS:
         kind, package, name = LIBRARY_GLOBALS[module.__name__]
         holder = getattr(sys.modules.get(package), name, None)
@@ -328,6 +331,8 @@ def track(
         if outer is not None:
             return  # made by a holder being made (a session's own connector): a part of it
         frame = sys._getframe(1)
+        if frame.f_code in _SAME_PARAMETERS and frame.f_back is not None:
+            frame = frame.f_back  # called through _same_parameters()'s stand-in
         if frame.f_code.co_name == "<module>" and not _sites.frame_is_program(frame):
             # A library's global, made as it is imported (urllib3's for urllib3.request()): not
             # an entry, and what it keeps is the library's (see leave_to_libraries()).
@@ -352,10 +357,89 @@ def track(
                 finalize(self, *args, **kwargs)
 
     __init__.__doc__ = init.__doc__
-    patches.set(cls, "__init__", __init__)
+    patches.set(cls, "__init__", _same_parameters(__init__, init))
     if finalize is not None:
         __del__.__doc__ = finalize.__doc__
     patches.set(cls, "__del__", __del__)
+
+
+#: The queues of the pools a urllib3 ``PoolManager.clear()`` dropped (a with-block's end, a
+#: ``requests.Session``'s ``close()``): the program's release, though a reference cycle (the
+#: traceback ``pytest.raises`` keeps, through ``urlopen``'s frame) may keep such a pool until a
+#: collection runs the ``weakref.finalize`` callback that closes its sockets (see dropped()).
+_dropped: weakref.WeakSet[object] = weakref.WeakSet()
+
+
+def _wrap_clear(patches: Patches, cls: type) -> None:
+    """Wrap *cls*'s ``clear()`` (urllib3's ``PoolManager``) to note the pools it drops."""
+    clear: Callable[..., None] = vars(cls)["clear"]
+
+    def clear_(self: Any, *args: Any, **kwargs: Any) -> None:
+        pools = getattr(getattr(self, "pools", None), "_container", None)
+        for pool in tuple(pools.values()) if isinstance(pools, dict) else ():
+            with contextlib.suppress(TypeError):  # no queue, or not one to refer to weakly
+                _dropped.add(pool.pool)
+        clear(self, *args, **kwargs)
+
+    clear_.__doc__ = clear.__doc__
+    patches.set(cls, "clear", clear_)
+
+
+def dropped(frame: Any) -> bool:
+    """Whether the ``weakref.finalize`` callback closing a socket from *frame* in a collection
+    is urllib3's for a pool its ``PoolManager.clear()`` dropped: the program released it."""
+    for arg in _sites.finalizer_args(frame):
+        with contextlib.suppress(TypeError):
+            if arg in _dropped:
+                return True
+    return False
+
+
+#: inspect.CO_VARARGS and CO_VARKEYWORDS, without importing inspect.
+_CO_VARARGS, _CO_VARKEYWORDS = 0x04, 0x08
+
+#: The code of the stand-ins :func:`_same_parameters` made: a frame to look past for the maker.
+_SAME_PARAMETERS: set[CodeType] = set()
+
+
+def _same_parameters(wrapper: Callable[..., None], original: Callable[..., None]) -> Callable[..., None]:
+    """*wrapper*, behind a stand-in taking *original*'s parameters, defaults included.
+
+    What reads a constructor's parameters from its code, not ``inspect.signature()``, sees the
+    original's: SQLAlchemy's ``create_engine()`` hands an ``Engine`` only the keyword arguments
+    its ``__init__`` names (``execution_options``), and fails on those left over.
+    """
+    code = getattr(original, "__code__", None)
+    if not isinstance(code, CodeType):
+        return wrapper
+    names = code.co_varnames
+    positional = names[: code.co_argcount]
+    keywords = names[code.co_argcount : code.co_argcount + code.co_kwonlyargcount]
+    rest = iter(names[code.co_argcount + code.co_kwonlyargcount :])
+    star = next(rest) if code.co_flags & _CO_VARARGS else None
+    stars = next(rest) if code.co_flags & _CO_VARKEYWORDS else None
+    params = [*positional[: code.co_posonlyargcount], *(["/"] if code.co_posonlyargcount else [])]
+    params += positional[code.co_posonlyargcount :]
+    params += [f"*{star}"] if star else (["*"] if keywords else [])
+    params += [*keywords, *([f"**{stars}"] if stars else [])]
+    args = [*positional, *([f"*{star}"] if star else []), *(f"{k}={k}" for k in keywords)]
+    args += [f"**{stars}"] if stars else []
+    source = f"def {code.co_name}({', '.join(params)}):\n    return __reclaim_wrapper__({', '.join(args)})\n"
+    namespace: dict[str, Any] = {
+        "__name__": __name__,
+        "__reclaim_wrapper__": wrapper,
+        "__tracebackhide__": True,
+    }
+    try:
+        exec(compile(source, __file__, "exec"), namespace)  # the source names only a code object's names
+    except SyntaxError:  # names no def can take: keep the plain wrapper
+        return wrapper
+    stand_in: FunctionType = namespace[code.co_name]
+    stand_in.__defaults__ = getattr(original, "__defaults__", None)
+    stand_in.__kwdefaults__ = getattr(original, "__kwdefaults__", None)
+    stand_in.__doc__ = wrapper.__doc__
+    _SAME_PARAMETERS.add(stand_in.__code__)
+    return stand_in
 
 
 def closed_for(frame: Any, rec: Record) -> None:

@@ -257,9 +257,12 @@ def track_class(patches: Patches, cls: type, family_of: Any, type_of: Any) -> No
         rec = _live_pop(id(self), None)  # _records.release(), inlined
         if rec is not None:
             if _in_finalizer(_getframe(1)):  # its owner's __del__: the owner was dropped unclosed
-                collected(rec, self)
-                if _sites._collecting_in is not None:  # urllib3's finalize callback, maybe
-                    _holders.closed_for(_getframe(1), rec)
+                if _sites._collecting_in is not None and _holders.dropped(_getframe(1)):
+                    rec.state = _RELEASED  # a pool a PoolManager.clear() dropped, a cycle kept
+                else:
+                    collected(rec, self)
+                    if _sites._collecting_in is not None:  # urllib3's finalize callback, maybe
+                        _holders.closed_for(_getframe(1), rec)
             else:
                 rec.state = _RELEASED
         real_close(self, *args, **kwargs)
