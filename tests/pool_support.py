@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import itertools
+import threading
+from typing import Any
+
+from helpers import eventually
 
 
 class Thing:
@@ -34,3 +38,18 @@ class Factory:
         thing = Thing()
         self.made.append(thing)
         return thing
+
+
+def queued_waiter(pool: Any, timeout: float = 30.0) -> tuple[threading.Thread, list[Any]]:
+    """A thread in ``pool.acquire(timeout=...)``, queued once this returns; what it got (inside
+    its with-block, then released) is appended to the list."""
+    got: list[Any] = []
+
+    def wait() -> None:
+        with pool.acquire(timeout=timeout) as thing:
+            got.append(thing)
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    eventually(lambda: pool.statistics().waiting == 1, "waiter queued")
+    return waiter, got

@@ -744,3 +744,76 @@ def test_a_lost_lease_warning_is_filed_under_the_acquire_line_not_inside_reclaim
             assert [(w.filename, w.lineno) for w in caught] == [(__file__, line)]
 
     run(main())
+
+
+def test_an_interrupt_inside_is_broken_loses_no_slot() -> None:
+    def is_broken(thing: Thing, exc: BaseException) -> bool:
+        raise KeyboardInterrupt  # Ctrl-C while deciding
+
+    async def main() -> None:
+        async with AsyncPool(Thing, max_size=1, is_broken=is_broken) as pool:
+            with pytest.raises(KeyboardInterrupt):
+                async with pool.acquire() as thing:
+                    raise ConnectionResetError
+            await until(lambda: thing.closes == 1, "the object closed")  # discarded, not lost
+            stats = pool.statistics()
+            assert (stats.size, stats.in_use, stats.discarded_broken) == (0, 0, 1)
+            async with pool.acquire(timeout=0):
+                pass
+
+    run(main())
+
+
+def test_a_resize_down_during_creates_shrinks_the_pool_once_they_come_back() -> None:
+    async def main() -> None:
+        gate = asyncio.Event()
+
+        async def create() -> Thing:
+            await gate.wait()
+            return Thing()
+
+        async with AsyncPool(create, max_size=3, max_lifetime=None, max_idle=None) as pool:
+            creating = [asyncio.ensure_future(pool.acquire()) for _ in range(3)]
+            await until(lambda: pool.statistics().creating == 3, "three creates under way")
+            await pool.resize(max_size=1)
+            gate.set()
+            for lease in await asyncio.gather(*creating):
+                await lease.release()
+            stats = pool.statistics()
+            assert (stats.size, stats.idle, stats.max_size) == (1, 1, 1)
+            async with pool.acquire():
+                assert pool.statistics().size == 1
+
+    run(main())
+
+
+@pytest.mark.filterwarnings("ignore::ResourceWarning", "ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.reclaim_allow(kind="lease")  # the point of the test
+def test_a_lease_lost_after_close_has_its_object_closed() -> None:
+    async def main() -> None:
+        pool = AsyncPool(Thing, max_size=1, max_lifetime=None, max_idle=None)
+        lease = await pool.acquire()
+        thing = lease.value
+        await pool.close(timeout=0)
+        del lease
+        gc.collect()
+        await until(lambda: thing.closes == 1, "the lost lease's object closed")
+
+    run(main())
+
+
+@pytest.mark.filterwarnings("ignore::ResourceWarning", "ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.reclaim_allow(kind="lease")  # the point of the test
+def test_a_lease_lost_while_a_task_waits_is_reclaimed_for_it_without_maintenance_options() -> None:
+    async def main() -> None:
+        async with AsyncPool(Thing, max_size=1, max_lifetime=None, max_idle=None) as pool:
+            lease = await pool.acquire()
+            waiting = asyncio.ensure_future(pool.acquire(timeout=30))
+            await until(lambda: pool.statistics().waiting == 1, "the task queued")
+            del lease
+            gc.collect()
+            got = await waiting
+            assert pool.statistics().leases_lost == 1
+            await got.release()
+
+    run(main())

@@ -9,6 +9,7 @@ import re
 import sqlite3
 import sys
 import threading
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import pytest
 import reclaim
 from _leakhelp import Watch, ignore_gc_warnings, leakwatch, line
 from helpers import eventually, line_of
-from pool_support import Factory, Thing
+from pool_support import Factory, Thing, queued_waiter
 from reclaim import Lease, Pool, PoolClosed, PoolStatistics, PoolTimeout, ResourceClosed
 
 __all__ = ["leakwatch"]  # the fixture, imported for pytest
@@ -834,3 +835,273 @@ def test_a_lost_lease_warning_is_filed_under_the_acquire_line_not_inside_reclaim
         del lease
         gc.collect()
     assert [(w.filename, w.lineno) for w in caught] == [(__file__, line)]
+
+
+def test_an_interrupt_inside_is_broken_loses_no_slot(make_pool: Callable[..., Pool[Thing]]) -> None:
+    def is_broken(thing: Thing, exc: BaseException) -> bool:
+        raise KeyboardInterrupt  # Ctrl-C while deciding
+
+    pool = make_pool(max_size=1, is_broken=is_broken)
+    with pytest.raises(KeyboardInterrupt), pool.acquire() as thing:
+        raise ConnectionResetError
+    assert thing.closes == 1  # state unknown: discarded, not lost
+    stats = pool.statistics()
+    assert (stats.size, stats.in_use, stats.discarded_broken) == (0, 0, 1)
+    with pool.acquire(timeout=0):
+        pass
+
+
+class _InterruptedAsTaken:
+    """The pool's lock, with a Ctrl-C pending as it is taken.
+
+    CPython runs a signal handler at the first check after a C call returns: with
+    ``lock.acquire()`` that is the call itself, so KeyboardInterrupt is raised with the lock
+    held and before any ``try``; with ``with lock:`` it is the first instruction of the
+    block, whose ``__exit__`` releases the lock. Here that first check is the pool's test
+    of its orphans deque.
+    """
+
+    def __init__(self, pool: Pool[Thing]) -> None:
+        self._lock = threading.Lock()
+        self.armed = True
+        self.pending = False
+        lock = self
+
+        class Tripwire(deque):  # type: ignore[type-arg]
+            def __bool__(self) -> bool:
+                if lock.pending:
+                    lock.pending = False
+                    raise KeyboardInterrupt
+                return len(self) > 0
+
+        pool._orphans = Tripwire()
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        got = self._lock.acquire(blocking, timeout)
+        if self.armed:
+            self.armed = False
+            raise KeyboardInterrupt  # the check right after the call
+        return got
+
+    def release(self) -> None:
+        self._lock.release()
+
+    def locked(self) -> bool:
+        return self._lock.locked()
+
+    def __enter__(self) -> bool:
+        got = self._lock.acquire()
+        if self.armed:
+            self.armed = False
+            self.pending = True  # the check at the block's first instruction
+        return got
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+
+def test_an_interrupt_as_the_pool_lock_is_taken_does_not_leave_it_held(
+    make_pool: Callable[..., Pool[Thing]],
+) -> None:
+    pool = make_pool(max_size=1)
+    lock = _InterruptedAsTaken(pool)
+    pool._lock = lock  # type: ignore[assignment]
+    with pytest.raises(KeyboardInterrupt):
+        pool.acquire()  # an empty pool: the slow path takes the lock
+    assert not lock.locked()  # else every later acquire, release and close() deadlocks
+    with pool.acquire(timeout=0):
+        pass
+    assert pool.statistics().size == 1
+
+
+@ignore_gc_warnings
+@pytest.mark.reclaim_allow(kind="lease")  # the point of the test
+def test_a_lease_lost_after_close_has_its_object_closed(make_pool: Callable[..., Pool[Thing]]) -> None:
+    pool = make_pool(max_size=1)
+    lease = pool.acquire()
+    thing = lease.value
+    pool.close(timeout=0)  # the lease is still out: its object is closed when it comes back...
+    del lease  # ...or when the collector finds it (no maintenance thread is left)
+    gc.collect()
+    assert thing.closes == 1
+    assert pool.statistics().leases_lost == 1
+
+
+@ignore_gc_warnings
+@pytest.mark.reclaim_allow(kind="lease")  # the point of the test
+def test_a_lease_lost_while_a_caller_waits_is_reclaimed_for_it_without_maintenance_options(
+    make_pool: Callable[..., Pool[Thing]],
+) -> None:
+    pool = make_pool(max_size=1)  # no min_size, max_lifetime, max_idle or leak_timeout
+    lease = pool.acquire()
+    waiter, got = queued_waiter(pool)
+    del lease
+    gc.collect()
+    waiter.join()
+    assert len(got) == 1
+    assert pool.statistics().leases_lost == 1
+
+
+def test_close_racing_the_start_of_the_maintenance_thread(
+    factory: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pool = Pool(factory, max_size=1)  # max_lifetime: the first create starts a maintenance thread
+    errors: list[BaseException] = []
+    original = threading.Thread
+
+    class Thread(original):  # type: ignore[misc, valid-type]
+        def start(self) -> None:
+            if self.name.startswith("reclaim-pool"):  # published in pool._worker, not started yet
+
+                def close() -> None:
+                    try:
+                        pool.close(timeout=0)
+                    except BaseException as exc:
+                        errors.append(exc)
+
+                closer = original(target=close)
+                closer.start()
+                closer.join()
+            super().start()
+
+    monkeypatch.setattr(threading, "Thread", Thread)
+    with pool.acquire():  # its first create starts the thread; close() runs meanwhile
+        pass
+    assert errors == []  # was: RuntimeError("cannot join thread before it is started")
+    assert factory.made[0].closes == 1  # closed on return to the closed pool
+
+
+class _InterruptedWhileWaiting:
+    """The pool's lock, contended, with Ctrl-C arriving while a thread waits for it.
+
+    A blocking ``lock.acquire()`` is interrupted by a signal: ``with lock:`` then raises
+    KeyboardInterrupt without the lock. ``interrupt_in`` counts the ``with`` entries down
+    to the interrupted one.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.interrupt_in = 0
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        return self._lock.acquire(blocking, timeout)
+
+    def release(self) -> None:
+        self._lock.release()
+
+    def locked(self) -> bool:
+        return self._lock.locked()
+
+    def __enter__(self) -> bool:
+        if self.interrupt_in:
+            self.interrupt_in -= 1
+            if not self.interrupt_in:
+                raise KeyboardInterrupt
+        return self._lock.__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+
+def test_an_interrupt_while_a_release_waits_for_the_lock_loses_no_object(
+    make_pool: Callable[..., Pool[Thing]],
+) -> None:
+    pool = make_pool(max_size=1, handoff_after=0)  # the waiter sleeps until handed an object
+    held = pool.acquire()
+    first = held.value
+    waiter, got = queued_waiter(pool)
+    lock = _InterruptedWhileWaiting()
+    pool._lock = lock  # type: ignore[assignment]
+    lock.interrupt_in = 1
+    with pytest.raises(KeyboardInterrupt):
+        held.release()  # it waits for the lock to hand the object over: Ctrl-C
+    waiter.join()
+    assert got == [first]
+    stats = pool.statistics()
+    assert (stats.size, stats.idle, stats.in_use) == (1, 1, 0)
+
+
+def test_an_interrupt_while_a_new_object_waits_for_the_lock_closes_it(
+    make_pool: Callable[..., Pool[Thing]], factory: Factory
+) -> None:
+    lock = _InterruptedWhileWaiting()
+
+    def create() -> Thing:
+        thing = factory()
+        if len(factory.made) == 1:
+            lock.interrupt_in = 1  # Ctrl-C as the creator waits for the lock to register it
+        return thing
+
+    pool = make_pool(max_size=1)
+    pool._create = create
+    pool._lock = lock  # type: ignore[assignment]
+    with pytest.raises(KeyboardInterrupt):
+        pool.acquire()
+    assert factory.made[0].closes == 1  # not leaked
+    stats = pool.statistics()
+    assert (stats.size, stats.creating) == (0, 0)  # its slot freed
+    with pool.acquire(timeout=0) as thing:
+        assert thing is factory.made[1]
+
+
+@ignore_gc_warnings
+@pytest.mark.reclaim_allow(kind="lease")  # the point of the test
+def test_an_interrupt_closing_a_lost_leases_object_leaves_no_waiter_behind(
+    make_pool: Callable[..., Pool[Thing]], factory: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def close(thing: Thing) -> None:
+        thing.closes += 1
+        if thing is factory.made[0]:
+            raise KeyboardInterrupt  # Ctrl-C while the lost lease's object is closed
+
+    pool = make_pool(max_size=2, handoff_after=0, close=close)
+    monkeypatch.setattr(pool, "_ensure_worker", lambda: None)  # the next acquire reclaims it
+    lost, held = pool.acquire(), pool.acquire()
+
+    def other() -> None:
+        with pool.acquire(timeout=30):
+            pass
+
+    waiter = threading.Thread(target=other)
+    waiter.start()
+    eventually(lambda: pool.statistics().waiting == 1, "waiter queued")
+    del lost
+    gc.collect()
+    with pytest.raises(KeyboardInterrupt):
+        pool.acquire(timeout=30)  # reclaims the lost slot (for `other`), queues, closes: Ctrl-C
+    waiter.join()
+    held.release()
+    stats = pool.statistics()
+    assert (stats.waiting, stats.in_use) == (0, 0)
+    assert stats.idle == stats.size == 2  # nothing delivered to the interrupted caller's waiter
+
+
+def test_an_interrupted_young_waiter_passes_on_the_object_kept_for_it(
+    make_pool: Callable[..., Pool[Thing]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import reclaim.pool._sync as sync
+
+    pool = make_pool(max_size=1, handoff_after=30.0)  # a long patience: releases keep objects idle
+    held = pool.acquire()
+    got: list[Thing] = []
+
+    def second() -> None:
+        with pool.acquire(timeout=30) as thing:
+            got.append(thing)
+
+    other = threading.Thread(target=second)
+
+    def released_then_interrupted(*args: object) -> None:
+        pool._hold_avg = 100.0  # holds are long now: the next waiter sleeps until handed an object
+        other.start()
+        eventually(lambda: pool.statistics().waiting == 2, "second waiter queued")
+        held.release()  # the longest waiter (this one) is young: the object is kept idle for it
+        raise KeyboardInterrupt  # ...and it gives up
+
+    monkeypatch.setattr(sync, "wait", released_then_interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        pool.acquire(timeout=30)
+    monkeypatch.undo()
+    assert pool.statistics().idle == 0  # handed on at once, not left idle while the other waits
+    other.join()
+    assert len(got) == 1

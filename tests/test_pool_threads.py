@@ -8,6 +8,7 @@ import time
 import pytest
 
 from helpers import eventually
+from pool_support import queued_waiter
 from reclaim import Pool, PoolTimeout
 
 
@@ -284,15 +285,7 @@ def test_a_waiter_creates_when_a_discard_frees_capacity() -> None:
     with Pool(Thing, max_size=1, max_lifetime=None, max_idle=None) as pool:
         lease = pool.acquire()
         old = lease.value
-        got: list[Thing] = []
-
-        def wait() -> None:
-            with pool.acquire(timeout=30) as thing:
-                got.append(thing)
-
-        waiter = threading.Thread(target=wait)
-        waiter.start()
-        eventually(lambda: pool.statistics().waiting == 1, "waiter queued")
+        waiter, got = queued_waiter(pool)
         lease.discard()
         waiter.join()
         assert got[0] is not old

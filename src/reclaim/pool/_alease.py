@@ -125,9 +125,15 @@ class AsyncLease(Generic[T]):
         self._slot = False
         if _track.on_release is not None:
             _track.released(self)
-        if exc is not None and pool._is_broken is not None and pool._broken(slot, exc):
-            pool._discard(slot, "broken")
-            return pool._done()
+        if exc is not None and pool._is_broken is not None:
+            try:
+                broken = pool._broken(slot, exc)
+            except BaseException:
+                pool._discard(slot, "broken")  # is_broken interrupted: state unknown
+                raise
+            if broken:
+                pool._discard(slot, "broken")
+                return pool._done()
         now = _monotonic()
         pool._holds.append(now - slot.acquired_at)
         reset = pool._reset
@@ -189,6 +195,8 @@ class AsyncLease(Generic[T]):
             f"lease of pool {pool._name!r} was garbage-collected without release; it was "
             f"acquired at {slot.where()}. Use `async with pool.acquire() as obj:`",
         )
+        if pool._closed:  # no maintenance task is left to close its object
+            pool._reap_closed()
 
     def __repr__(self) -> str:
         slot = self._slot

@@ -197,6 +197,8 @@ class AsyncPool(PoolCore[T]):
                     waiters.append(waiter)
                 if deadline < self._timer_at or self._timer_loop is not loop:
                     self._arm(loop, deadline)
+                if self._task is None or self._task.get_loop() is not loop:  # it reclaims lost leases
+                    self._ensure_task()
                 try:
                     result = await future
                 except BaseException:
@@ -431,6 +433,15 @@ class AsyncPool(PoolCore[T]):
 
     def _signal_all_back(self) -> None:
         self._all_back.set()
+
+    def _reap_closed(self) -> None:
+        """A lease of the closed pool was garbage-collected: close its object at the loop's next turn."""
+        loop = asyncio._get_running_loop()
+        if loop is not None:  # else left to statistics()
+            loop.call_soon(self._reap)
+
+    def _reap(self) -> None:
+        self._close_slots(self._take_orphans())
 
     def _reinit_after_fork(self) -> None:
         self._timer = None

@@ -247,6 +247,8 @@ class PoolCore(Generic[T]):
         lifetime = self._lifetime
         expires = _INF if lifetime is None else now + lifetime * (1 - LIFETIME_JITTER * random.random())
         slot = Slot(value, now, expires, self._gen, self._pid)
+        if self._size > self._max_size:  # resize() lowered max_size during the create
+            slot.fresh_until = -_INF
         self._slots.add(slot)
         self._created += 1
         return slot
@@ -341,6 +343,8 @@ class PoolCore(Generic[T]):
                 slot.leased = False
                 self._lost += 1
                 out.append(slot)
+        if out and self._closed:
+            self._check_all_back()  # close() may be waiting for this one
         return out
 
     def _on_broken(self, now: float) -> None:
@@ -454,9 +458,10 @@ class PoolCore(Generic[T]):
         self._resize(min_size, max_size)
         closing = self._shrink_idle()
         if self._size > self._max_size:
-            for slot in self._slots:  # leased ones beyond the new bound: closed when given back
-                if slot.leased:
-                    slot.fresh_until = -_INF
+            # None is idle now: the leased ones, those handed to a waiter not yet running and
+            # those out for check() are closed when given back (AsyncPool tests fresh_until
+            # alone on its fast paths); so are the ones being created (see _new_slot).
+            self._outdate()
         waiters = self._waiters
         while waiters and self._size < self._max_size and not self._closed:
             if waiters.popleft().deliver(CREATE):

@@ -84,10 +84,16 @@ class Lease(Generic[T]):
         if _track.on_release is not None:
             _track.released(self)
         pool = self._pool
-        if exc is not None and pool._is_broken is not None and pool._broken(slot, exc):
-            pool._discard(slot, "broken")
-        else:
-            pool._release(slot)
+        if exc is not None and pool._is_broken is not None:
+            try:
+                broken = pool._broken(slot, exc)
+            except BaseException:
+                pool._discard(slot, "broken")  # is_broken interrupted (Ctrl-C): state unknown
+                raise
+            if broken:
+                pool._discard(slot, "broken")
+                return
+        pool._release(slot)
 
     def release(self) -> None:
         """Give the object back to the pool. Raises ResourceClosed when already released."""
@@ -121,6 +127,8 @@ class Lease(Generic[T]):
             f"lease of pool {pool._name!r} was garbage-collected without release; it was "
             f"acquired at {slot.where()}. Use `with pool.acquire() as obj:`",
         )
+        if pool._closed:  # no maintenance thread is left to close its object
+            pool._reap_closed()
 
     def __repr__(self) -> str:
         slot = self._slot

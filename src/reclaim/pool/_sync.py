@@ -200,8 +200,8 @@ class Pool(PoolCore[T]):
         lock = self._lock
         while True:
             waiter = None
-            lock.acquire()
-            try:
+            # `with`, not acquire() + try: Ctrl-C as acquire() returns would leave the lock held.
+            with lock:
                 if self._closed:
                     raise PoolClosed(f"pool {self._name!r} is closed; no object can be acquired")
                 lost = self._take_orphans() if self._orphans else None
@@ -234,14 +234,15 @@ class Pool(PoolCore[T]):
                             self._waiters.append(waiter)
                         if idle:
                             self._pump()
-            finally:
-                lock.release()
-            if lost:
-                self._close_all(lost)
             if waiter is not None:
                 # With an immediate hand-off the wait is one blocking acquire of the waiter's
                 # lock; wait() handles the rest (young waiters, a delivery racing a timeout).
                 try:
+                    if lost:  # in here: Ctrl-C in a close must not leave the waiter queued
+                        self._close_all(lost)
+                        lost = None
+                    if self._worker is None:  # only it reclaims a lease lost while we wait
+                        self._ensure_worker()
                     if waiter.timed or not waiter.lock.acquire(
                         True, min(max(deadline - _monotonic(), 0.0), _TIMEOUT_MAX)
                     ):
@@ -269,7 +270,14 @@ class Pool(PoolCore[T]):
                     assert result is RETRY, result  # a barging race lost: queue up again
                     misses += 1
                     continue
-            elif result is CREATE:
+            if lost:
+                try:
+                    self._close_all(lost)
+                except BaseException:  # Ctrl-C in a close: the slot (or the right to create) goes on
+                    with lock:
+                        self._pass_on(result)
+                    raise
+            if result is CREATE:
                 return self._create_slot()
             elif result.__class__ is PoolFull:
                 raise result
@@ -298,6 +306,8 @@ class Pool(PoolCore[T]):
             given, waiter.result = waiter.result, None
             if given is not None:
                 self._pass_on(given)
+            elif self._idle and self._waiters:
+                self._pump()  # one a release kept idle for this (young) waiter: to the next
 
     def _usable(self, slot: Slot, now: float) -> bool:
         """Whether a slot taken from idle may be lent; when not, it is discarded here."""
@@ -337,8 +347,17 @@ class Pool(PoolCore[T]):
             exc.add_note(f"(while pool {self._name!r} was creating an object)")
             raise
         now = _monotonic()
-        with self._lock:
-            slot = self._create_done(value, now)
+        entered = False
+        try:
+            with self._lock:
+                entered = True
+                slot = self._create_done(value, now)
+        except BaseException:
+            if not entered:  # Ctrl-C while waiting for the lock: close it, free the slot
+                self._close_value(value)
+                with self._lock:
+                    self._create_failed()
+            raise
         if slot is None:
             self._close_value(value)
             raise PoolClosed(f"pool {self._name!r} was closed while creating an object")
@@ -371,29 +390,37 @@ class Pool(PoolCore[T]):
         slot.last_used = now
         slot.leased = False
         if self._waiters:
-            with self._lock:
-                # How long borrowers keep an object while others wait, smoothed: short holds
-                # (in-process work, e.g. sqlite) make the patience below pay; long ones (a
-                # network round trip, the GIL released) make waking early pure cost.
-                self._hold_avg += (hold - self._hold_avg) * HOLD_SMOOTHING
-                waiters = self._waiters
-                if not waiters:
+            entered = False
+            try:
+                with self._lock:
+                    entered = True
+                    # How long borrowers keep an object while others wait, smoothed: short holds
+                    # (in-process work, e.g. sqlite) make the patience below pay; long ones (a
+                    # network round trip, the GIL released) make waking early pure cost.
+                    self._hold_avg += (hold - self._hold_avg) * HOLD_SMOOTHING
+                    waiters = self._waiters
+                    if not waiters:
+                        self._idle.append(slot)
+                    elif not self._fair:
+                        self._offer(slot)
+                    elif waiters[0].timed and now - waiters[0].since < self._patience:  # type: ignore[attr-defined]
+                        # The longest waiter is younger than handoff_after and wakes by itself at
+                        # that age: keep the object in the pool (this thread may take it again
+                        # without a switch); the waiter collects it if it is still idle then.
+                        self._idle.append(slot)
+                    else:
+                        # Core._offer() and ThreadWaiter.deliver(), inlined: the contended release.
+                        waiter = waiters.popleft()  # a thread's waiter always takes it
+                        waiter.result = slot  # type: ignore[attr-defined]
+                        waiter.handed = now
+                        waiter.lock.release()  # type: ignore[attr-defined]
+                        if self._idle:
+                            self._pump()  # one kept for a timed waiter served meanwhile: the next
+            except BaseException:
+                if not entered:  # Ctrl-C while waiting for the lock: the object must not be lost
                     self._idle.append(slot)
-                elif not self._fair:
-                    self._offer(slot)
-                elif waiters[0].timed and now - waiters[0].since < self._patience:  # type: ignore[attr-defined]
-                    # The longest waiter is younger than handoff_after and wakes by itself at
-                    # that age: keep the object in the pool (this thread may take it again
-                    # without a switch); the waiter collects it if it is still idle then.
-                    self._idle.append(slot)
-                else:
-                    # Core._offer() and ThreadWaiter.deliver(), inlined: the contended release.
-                    waiter = waiters.popleft()  # a thread's waiter always takes it
-                    waiter.result = slot  # type: ignore[attr-defined]
-                    waiter.handed = now
-                    waiter.lock.release()  # type: ignore[attr-defined]
-                    if self._idle:
-                        self._pump()  # one kept for a timed waiter served meanwhile: the next
+                    self._settle(slot)  # to a waiter
+                raise
             return
         self._idle.append(slot)
         # Racing a caller that is queueing up, or close(): one of us sees the other.
@@ -428,8 +455,16 @@ class Pool(PoolCore[T]):
 
     def _discard(self, slot: Slot, reason: str) -> None:
         """Forget *slot* and close its object (outside the lock)."""
-        with self._lock:
-            close = self._discard_locked(slot, reason)
+        entered = False
+        try:
+            with self._lock:
+                entered = True
+                close = self._discard_locked(slot, reason)
+        except BaseException:
+            if not entered:  # Ctrl-C while waiting for the lock: reclaimed like a lost lease
+                slot.leased = True
+                self._orphans.append(slot)
+            raise
         if close:
             self._close_value(slot.value)
         if self._worker is not None and self._min_size:
@@ -438,6 +473,15 @@ class Pool(PoolCore[T]):
     def _signal_all_back(self) -> None:
         self._all_back.set()
 
+    def _reap_closed(self) -> None:
+        """A lease of the closed pool was garbage-collected: close its object now."""
+        lock = self._lock
+        if lock.locked():  # maybe by this very thread, interrupted by the collector: never wait
+            return  # left to statistics()
+        with lock:
+            lost = self._take_orphans()
+        self._close_all(lost)
+
     def _close_value(self, value: Any) -> None:
         try:
             close_value(self._close_fn, value)
@@ -445,8 +489,12 @@ class Pool(PoolCore[T]):
             log.exception("pool %r: closing an object failed", self._name)
 
     def _close_all(self, slots: list[Slot]) -> None:
-        for slot in slots:
-            self._close_value(slot.value)
+        for i, slot in enumerate(slots):
+            try:
+                self._close_value(slot.value)
+            except BaseException:  # Ctrl-C in one close: the others are closed all the same
+                self._close_all(slots[i + 1 :])
+                raise
 
     # -- maintenance ---------------------------------------------------------
 
@@ -490,7 +538,10 @@ class Pool(PoolCore[T]):
         self._close_all(closing)
         self._wake.set()
         if worker is not None and worker is not threading.current_thread():
-            worker.join(CLOSE_TIMEOUT if timeout is None else max(timeout, 0.1))
+            try:
+                worker.join(CLOSE_TIMEOUT if timeout is None else max(timeout, 0.1))
+            except RuntimeError:  # not started yet by the thread creating it: it starts, sees
+                pass  # the pool closed and ends
         if not self._all_back.wait(CLOSE_TIMEOUT if timeout is None else timeout):
             with self._lock:
                 held = [s.where() for s in _explain.holders(self)]
