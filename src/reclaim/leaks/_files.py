@@ -301,6 +301,20 @@ def open_files() -> list[tuple[Record, Any]]:
     return out
 
 
+def standard_streams() -> set[int]:
+    """The ids of the raw layers of the files now installed as ``sys.stdin``, ``sys.stdout`` and
+    ``sys.stderr``: a file the program made its standard stream (``sys.stdin = open(os.devnull)``
+    in a forked worker, ``sys.stdout = open(log, "a")`` in a daemon) is the process's stream, which
+    the interpreter flushes at exit and nobody closes, not a leak."""
+    ids = set()
+    for name in ("stdin", "stdout", "stderr"):
+        stream = getattr(sys, name, None)
+        raw = getattr(getattr(stream, "buffer", stream), "raw", stream)
+        if raw is not None:
+            ids.add(id(raw))
+    return ids
+
+
 def _sweep() -> None:
     """Drop the references to dead files; with many files alive, wait until the list doubles."""
     global _sweep_at

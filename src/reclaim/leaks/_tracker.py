@@ -617,7 +617,13 @@ def _find(window: Snapshot, context: str | None, include_framework: bool, untrac
             and (include_framework or not _is_framework(rec.site))
         )
 
-    found = [(rec, obj, "open") for rec, obj in pairs if wanted(rec) and _still_open(rec, obj)]
+    # A file installed as a standard stream is the process's, but it still owns its descriptor.
+    streams = _files.standard_streams()
+    found = [
+        (rec, obj, "open")
+        for rec, obj in pairs
+        if wanted(rec) and id(obj) not in streams and _still_open(rec, obj)
+    ]
     found.extend((rec, None, rec.why or "collected") for rec in list(_records.collected) if wanted(rec))
     found.sort(key=lambda item: (item[0].seq, item[0].time))
     held = _holders.fold(found)
