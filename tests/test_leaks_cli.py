@@ -1116,6 +1116,49 @@ def test_what_atexit_handlers_release_is_not_a_leak(tmp_path: Path, code: int) -
     ]
 
 
+STANDARD_STREAMS = """\
+    import os, sys
+
+    sys.stdin.close()
+    sys.stdin = open(os.devnull)  # as billiard's (celery's) forked workers do
+    sys.stdout = open("out.log", "a", buffering=1)  # as a daemon does
+    print("to the log")
+    dropped = open("dropped.log", "a")  # DROPPED
+    sys.stderr = dropped
+    sys.stderr = sys.__stderr__  # no longer a standard stream: still the program's to close
+"""
+
+
+def test_a_file_installed_as_a_standard_stream_is_not_a_leak(tmp_path: Path) -> None:
+    """A file the program made sys.stdin or sys.stdout is the process's stream, which the
+    interpreter flushes at exit and nobody closes: not reported, nor its descriptor as untracked;
+    one it installed and then replaced is still its leak."""
+    write(tmp_path / "prog.py", STANDARD_STREAMS)
+    result = reclaim_run("--fail", "prog.py", cwd=tmp_path)
+    assert result.returncode == 3, result.stderr
+    assert "leaked 1 resource (1 file)" in result.stderr
+    site = f"prog.py:{marked(STANDARD_STREAMS, 'DROPPED')} in <module>"
+    assert f"dropped.log (mode 'a')\n  acquired at {site}" in result.stderr
+    assert (tmp_path / "out.log").read_text() == "to the log\n"
+
+
+def test_the_report_reaches_the_terminal_when_the_program_closed_its_stderr(tmp_path: Path) -> None:
+    """A program that installed its own sys.stderr and closed it: the report goes to the original
+    stderr, where it would otherwise be lost without a word."""
+    write(
+        tmp_path / "prog.py",
+        """\
+        import sys
+        held = open(__file__)  # leaked
+        sys.stderr = open("err.log", "w")
+        sys.stderr.close()
+        """,
+    )
+    result = reclaim_run("prog.py", cwd=tmp_path)
+    assert "leaked 1 resource (1 file)" in result.stderr, result.stderr
+    assert "prog.py:2 in <module>" in result.stderr
+
+
 def test_fail_exits_0_when_atexit_handlers_released_everything(tmp_path: Path) -> None:
     write(tmp_path / "prog.py", RELEASED_AT_EXIT.replace("kept = open(__file__)", "kept = None"))
     result = reclaim_run("--fail", "prog.py", "0", cwd=tmp_path)

@@ -296,6 +296,15 @@ def report(session: Session, status: int) -> int:
     return _fail_status(session, earlier + leaks, status)
 
 
+def _stderr() -> Any:
+    """Where the report goes: ``sys.stderr``, as Python's own tracebacks, unless the program
+    closed or removed the one it installed (the report would be lost): then the original."""
+    stream = sys.stderr
+    if stream is None or getattr(stream, "closed", False):
+        return sys.__stderr__
+    return stream
+
+
 def _print(
     session: Session, leaks: list[Leak], status: int, *, late: bool = False, also: list[Leak] | None = None
 ) -> bool:
@@ -305,15 +314,16 @@ def _print(
     """
     options = session.options
     pid = os.getpid()
+    err = _stderr()
     everything = [*(also or []), *leaks]
     try:
-        color = _color(sys.stderr)
+        color = _color(err)
         # Built only when there is something to show: rendering imports rich (tens of ms), and
         # every forked child with nothing to report would pay that at its exit.
         text = session.tracker.report(leaks).to_text(depth=options.depth, color=color) if leaks else ""
         report = session.tracker.report(everything) if options.json_path is not None else None
     except Exception as exc:  # the program's outcome must survive a broken report
-        print(f"reclaim: could not build the leak report: {exc!r}", file=sys.stderr)
+        print(f"reclaim: could not build the leak report: {exc!r}", file=err)
         return True
     who = "forked child pid" if session.is_child else "pid"
     where = f"{session.target.label} ({who} {pid}, exit status {status})"
@@ -326,13 +336,13 @@ def _print(
         headline = f"reclaim: {where} leaked {len(leaks)}{more} {noun}{when} ({kinds}):"
         if color:
             headline = f"\x1b[1;31m{headline}\x1b[0m"
-        print(f"\n{headline}\n", file=sys.stderr)
-        sys.stderr.write(text if text.endswith("\n") else text + "\n")
+        print(f"\n{headline}\n", file=err)
+        err.write(text if text.endswith("\n") else text + "\n")
         if not late:
-            print(_LEGEND, file=sys.stderr)
+            print(_LEGEND, file=err)
     elif not session.is_child:
         clean = f"reclaim: no leaks in {where}"
-        print(f"\x1b[32m{clean}\x1b[0m" if color else clean, file=sys.stderr)
+        print(f"\x1b[32m{clean}\x1b[0m" if color else clean, file=err)
     ok = True
     path = options.json_path
     if report is not None and path is not None and (everything or not session.is_child):
@@ -355,9 +365,9 @@ def _print(
                 json.dump(document, f, indent=2)
                 f.write("\n")
         except OSError as exc:
-            print(f"reclaim: could not write --json {path!r}: {exc}", file=sys.stderr)
+            print(f"reclaim: could not write --json {path!r}: {exc}", file=err)
             ok = False
-    flush(sys.stderr)
+    flush(err)
     return ok
 
 
