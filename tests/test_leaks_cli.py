@@ -456,6 +456,7 @@ ASYNCIO_WAITS_FOR_SIGNAL = """\
         await asyncio.sleep(3600)
     async def main():
         background = asyncio.create_task(forever())  # BACKGROUND
+        await asyncio.sleep(0)  # it started: SIGTERM lands in the loop's wait, not in its first step
         try:
             print("ready", flush=True)
             await asyncio.sleep(3600)
@@ -478,8 +479,8 @@ def test_sigterm_unwinds_an_asyncio_program_and_blames_only_its_own_tasks(
     write(tmp_path / "server.py", ASYNCIO_WAITS_FOR_SIGNAL)
     with started("server.py", tmp_path, args=["clean" if clean else "leaky"]) as proc:
         out, err = signalled(proc, "ready\n")
-    assert proc.returncode == -signal.SIGTERM
-    assert out == "unwound\n"
+    assert proc.returncode == -signal.SIGTERM, err
+    assert out == "unwound\n", err
     assert "running main()" not in err
     if clean:
         assert "reclaim: no leaks in server.py" in err
@@ -487,6 +488,36 @@ def test_sigterm_unwinds_an_asyncio_program_and_blames_only_its_own_tasks(
         assert "leaked 1 resource (1 task)" in err
         assert "running forever()" in err
         assert f"acquired at server.py:{marked(ASYNCIO_WAITS_FOR_SIGNAL, 'BACKGROUND')} in main" in err
+
+
+SIGTERM_LANDS_IN_A_BACKGROUND_TASK = """\
+    import asyncio, time
+    async def busy():
+        print("ready", flush=True)
+        while True:
+            time.sleep(0.01)  # holds the loop: SIGTERM lands in this task's code
+    async def main():
+        background = asyncio.create_task(busy())
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            print("unwound", flush=True)
+    asyncio.run(main())
+"""
+
+
+def test_sigterm_landing_in_a_background_task_still_unwinds_the_program(tmp_path: Path) -> None:
+    """asyncio keeps an exception raised in a task as that task's own: the SIGTERM exception is a
+    SystemExit, which asyncio lets through, so the program still unwinds at once (before, it ran
+    on until --unwind-timeout) and no 'Task exception was never retrieved' follows."""
+    write(tmp_path / "server.py", SIGTERM_LANDS_IN_A_BACKGROUND_TASK)
+    with started("server.py", tmp_path) as proc:
+        out, err = signalled(proc, "ready\n")
+    assert proc.returncode == -signal.SIGTERM, err
+    assert out == "unwound\n", err
+    assert "still unwinding" not in err
+    assert "never retrieved" not in err
+    assert "reclaim: no leaks in server.py" in err
 
 
 HANGS_WHILE_UNWINDING = """\

@@ -70,8 +70,14 @@ _OUR_FILES = (
 )
 
 
-class _Terminated(BaseException):
-    """Raised in the main thread by SIGTERM so the program unwinds before the report."""
+class _Terminated(SystemExit):
+    """Raised in the main thread by SIGTERM so the program unwinds before the report.
+
+    A SystemExit, as the common ``signal.signal(SIGTERM, lambda *_: sys.exit())`` makes it:
+    asyncio re-raises a SystemExit that lands in one of its tasks or callbacks, where it keeps
+    any other exception as that task's own (SIGTERM landing in a background task would then
+    never reach the program), and ``except SystemExit`` cleanup runs for it.
+    """
 
     #: Read by the asyncio runner's shutdown (leaks/_tasks.py): cancel the main task first.
     unwinds_the_program = True
@@ -363,13 +369,13 @@ def run(options: Options, target: Target) -> int:
             _exec_script(target.path or "", code)
         else:
             runpy.run_path(target.path or "", run_name="__main__")
+    except _Terminated:  # before SystemExit, which it is
+        status, die_by = 128 + signal.SIGTERM, signal.SIGTERM
     except SystemExit as exc:
         status = _exit_status(exc.code)
     except KeyboardInterrupt as exc:
         _print_exception(exc)
         status, die_by = 128 + signal.SIGINT, signal.SIGINT
-    except _Terminated:
-        status, die_by = 128 + signal.SIGTERM, signal.SIGTERM
     except BaseException as exc:
         if isinstance(exc, ImportError) and _program_traceback(exc.__traceback__) is None:
             # runpy could not find the module: say it as `python -m` does, no report.

@@ -48,6 +48,8 @@ CANCELLED = "cancelled"
 _RUNNER_RUN: set[Any] = set()
 #: The main tasks of the runners made so far.
 _main_tasks: weakref.WeakSet[Any] = weakref.WeakSet()
+#: reclaim run's SIGTERM is unwinding an asyncio program (see install_runners).
+_terminating = False
 # Done callbacks get this context instead of a fresh copy_context() per task.
 _EMPTY = contextvars.Context()
 
@@ -124,6 +126,8 @@ register(Kind("task", is_open=_is_open, describe=_describe, waitable=True, death
 
 def _done(task: Any) -> None:
     _records.release(id(task))
+    if _terminating and getattr(getattr(task, "_exception", None), "unwinds_the_program", False):
+        task.exception()  # SIGTERM landed in this task: read, so not logged as never retrieved
 
 
 def install_base_events(patches: Patches, base_events: ModuleType) -> None:
@@ -280,6 +284,8 @@ def install_runners(patches: Patches, runners: ModuleType) -> None:
     def _cancel_all_tasks(loop: Any) -> Any:
         exc = sys.exc_info()[1]
         if getattr(exc, "unwinds_the_program", False):  # reclaim run's SIGTERM
+            global _terminating
+            _terminating = True
             mains = [task for task in all_tasks(loop) if task in _main_tasks]
             if mains:
                 for task in mains:
