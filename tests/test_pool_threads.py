@@ -290,3 +290,26 @@ def test_a_waiter_creates_when_a_discard_frees_capacity() -> None:
         waiter.join()
         assert got[0] is not old
         assert old.closes == 1
+
+
+def test_a_waiter_come_of_age_before_it_sleeps_collects_what_a_release_kept_for_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A release keeps its object for a young waiter, which collects it at its patience age; a
+    waiter that reached that age before it went to sleep (its thread descheduled between
+    queueing and sleeping) must look at once, not sleep to its deadline beside the object."""
+    import reclaim.pool._wait as wait_module
+
+    with Pool(Thing, max_size=1, max_lifetime=None, max_idle=None, handoff_after=60) as pool:
+        held = pool.acquire()
+        first = held.value
+        released = threading.Event()
+        # Between queueing and sleeping the waiter starts the maintenance thread: held here
+        # until the release below, after which its clock says it is of age.
+        monkeypatch.setattr(pool, "_ensure_worker", lambda: released.wait(30))
+        monkeypatch.setattr(wait_module, "_monotonic", lambda: time.monotonic() + 120)
+        waiter, got = queued_waiter(pool, timeout=600)
+        held.release()  # kept idle: the waiter is young by the pool's clock
+        released.set()
+        waiter.join(30)
+        assert got == [first]

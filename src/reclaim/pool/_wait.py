@@ -56,12 +56,16 @@ def wait(pool: Pool[Any], waiter: ThreadWaiter, deadline: float) -> None:
     """
     lock = pool._lock
     patience = pool._patience
+    young = waiter.timed  # one nap until it comes of age, then a look at what was kept idle
     while True:
         now = _monotonic()
         remaining = deadline - now
         nap = remaining
-        if waiter.timed and (young := waiter.since + patience - now) > 0:
-            nap = min(remaining, young)
+        if young:
+            # None when it came of age before it got here (the thread was descheduled): it
+            # looks at once, else an object a release kept for it would sit idle all along.
+            young = False
+            nap = min(remaining, max(waiter.since + patience - now, 0.0))
         if waiter.lock.acquire(timeout=min(max(nap, 0.0), threading.TIMEOUT_MAX)):
             return
         with lock:
