@@ -214,6 +214,33 @@ def test_leak_from_import_time_is_reported_at_session_end(pytester: pytest.Pytes
     result.stdout.fnmatch_lines(["*leaks found after their test ended*", "*test_import.py:2*"])
 
 
+def test_what_a_plugin_closes_in_its_own_sessionfinish_is_no_leak(pytester: pytest.Pytester) -> None:
+    """A conftest that starts something at session start and stops it at session finish is clean.
+
+    reclaim looks for session-end leaks after the other plugins' ``pytest_sessionfinish``;
+    what is still open then is reported.
+    """
+    pytester.makeconftest(
+        """
+        import socket
+        HELD = []
+
+        def pytest_sessionstart(session):
+            HELD.append(socket.socket())   # closed below
+            HELD.append(socket.socket())   # never closed
+
+        def pytest_sessionfinish(session):
+            HELD.pop(0).close()
+        """
+    )
+    pytester.makepyfile(test_clean="def test_nothing():\n    pass\n")
+    result = run(pytester)
+    result.assert_outcomes(passed=1)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    late = result.stdout.str().split("leaks found after their test ended")[-1]
+    assert "conftest.py:6" in late and "conftest.py:5" not in late, result.stdout.str()
+
+
 def test_allow_marker_allows_chosen_leaks_only(pytester: pytest.Pytester) -> None:
     """reclaim_allow(kind=..., match=...) allows what it names and nothing else."""
     pytester.makepyfile(

@@ -400,7 +400,10 @@ class LeakChecker:
         self.contexts.add(self.session_label)
         set_context(self.session_label)
 
-    @pytest.hookimpl(tryfirst=True)
+    # Last: what other plugins (a conftest's server, a library's test plugin) stop in their own
+    # pytest_sessionfinish is released by then. The terminal summary and xdist's report to
+    # the controller come after every plain implementation (both are wrappers).
+    @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if self.tracker is not None:
             from .leaks import set_context
