@@ -49,7 +49,7 @@ def admin(mariadb: Any) -> Iterator[MariaAdmin]:
 
 def make_pool(mariadb: Any, admin: MariaAdmin, **kw: Any) -> reclaim.db.ConnectionPool:
     conn_kw = maria_kwargs(mariadb, database=admin.database)
-    for key in ("host", "port", "connect_timeout", "autocommit"):
+    for key in ("host", "port", "connect_timeout", "autocommit", "database"):
         if key in kw:
             conn_kw[key] = kw.pop(key)
     return reclaim.db.ConnectionPool(pymysql.connect, **conn_kw, **kw)
@@ -158,6 +158,27 @@ def test_session_reset_leaves_nothing_of_borrower_a(
             with pytest.raises(pymysql.err.Error):
                 run(conn, "EXECUTE tenant_a_stmt")
             assert one(conn, f"SELECT count(*) FROM {table}") == (0,)
+
+
+@pytest.mark.parametrize("login_database", ["private", "none"])
+def test_session_reset_gives_b_the_login_database_not_the_one_a_chose(
+    mariadb: Any, admin: MariaAdmin, login_database: str
+) -> None:
+    """MariaDB's search_path: A's ``USE other`` must not send B's unqualified names to A's
+    database. COM_RESET_CONNECTION keeps the current database, so the reset puts back the one
+    the connection logged in with; one that logged in with none cannot be given none again,
+    so it is discarded rather than lent with A's database selected."""
+    database = admin.database if login_database == "private" else None
+    with make_pool(mariadb, admin, max_size=1, reset="session", database=database) as pool:
+        with pool.acquire() as conn:
+            thread_id = one(conn, "SELECT CONNECTION_ID()")[0]
+            run(conn, "USE mysql")
+            assert one(conn, "SELECT DATABASE()") == ("mysql",)
+        with pool.acquire() as conn:
+            assert one(conn, "SELECT DATABASE()") == (database,)
+            same = one(conn, "SELECT CONNECTION_ID()")[0] == thread_id
+        assert same is (database is not None)
+        assert pool.statistics().discarded_broken == (0 if same else 1)
 
 
 def test_default_reset_keeps_session_state_as_documented(

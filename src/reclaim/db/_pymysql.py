@@ -9,6 +9,8 @@
   ``GET_LOCK`` locks and resets session variables, without a new login. It does *not*
   reset the current role on MariaDB, so the role the connection logged in with
   (remembered at creation) is set again: a ``SET ROLE`` never passes to the next borrower.
+  Nor the current database: the login one is selected again (``COM_INIT_DB``), and a
+  connection that logged in with none is discarded if a borrower ran ``USE``.
   PyMySQL's own settings (autocommit mode, ``init_command``) are then re-applied.
 - **check**: on every reuse, a zero-timeout ``poll()`` of the socket: the protocol never
   sends anything to an idle client, so a readable socket means the server closed the
@@ -73,9 +75,9 @@ class PyMySQLAdapter(NetworkAdapter):
         conn._reclaim_used = time.monotonic()
         if self.session:
             with conn.cursor() as cursor:
-                cursor.execute("SELECT CURRENT_ROLE()")
+                cursor.execute("SELECT CURRENT_ROLE(), DATABASE()")
                 row = cursor.fetchone()
-            conn._reclaim_role = row[0] if row else None
+            conn._reclaim_role, conn._reclaim_database = row if row else (None, None)
 
     def _restore_autocommit(self, conn: Any) -> None:
         wanted = getattr(conn, "_reclaim_autocommit", conn.autocommit_mode)
@@ -126,8 +128,7 @@ class PyMySQLAdapter(NetworkAdapter):
         conn._reclaim_used = time.monotonic()
         if self.session:
             with Guard(conn, conn._sock.fileno(), self.reset_timeout):
-                self._reset_session(conn)
-            return True
+                return self._reset_session(conn)
         if self.in_transaction(conn) or not conn.get_autocommit():
             # With autocommit off, InnoDB holds a read view after a plain SELECT while
             # the server does *not* set SERVER_STATUS_IN_TRANS: skipping the rollback
@@ -139,7 +140,7 @@ class PyMySQLAdapter(NetworkAdapter):
         self._restore_autocommit(conn)
         return True
 
-    def _reset_session(self, conn: Any) -> None:
+    def _reset_session(self, conn: Any) -> bool:
         conn._execute_command(_COM_RESET_CONNECTION, b"")
         conn._read_ok_packet()
         # MariaDB's reset keeps the current role (checked on 10.11): a role a borrower
@@ -148,11 +149,25 @@ class PyMySQLAdapter(NetworkAdapter):
         with conn.cursor() as cursor:
             quoted = "NONE" if role is None else "`" + str(role).replace("`", "``") + "`"
             cursor.execute(f"SET ROLE {quoted}")
+        # It keeps the current database too (MariaDB's search_path: unqualified names would
+        # reach the database a borrower chose with USE). Select the login one again
+        # (COM_INIT_DB); a connection that logged in with none cannot be given none again,
+        # so it is discarded when a borrower selected one.
+        database = getattr(conn, "_reclaim_database", None)
+        if database is not None:
+            conn.select_db(database)
+        else:
+            with conn.cursor() as cursor:
+                cursor.execute("SELECT DATABASE()")
+                row = cursor.fetchone()
+            if row is not None and row[0] is not None:
+                return False
         self._restore_autocommit(conn)
         if conn.init_command is not None:
             with conn.cursor() as cursor:
                 cursor.execute(conn.init_command)
             conn.commit()
+        return True
 
     def close(self, conn: Any) -> None:
         """Send ``COM_QUIT`` and close the socket (nothing to do when already closed)."""
