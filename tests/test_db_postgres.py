@@ -320,6 +320,27 @@ def test_session_reset_leaves_nothing_of_borrower_a(
             admin.conn.execute("SELECT pg_advisory_unlock(4242)")
 
 
+def test_session_reset_drops_the_notify_and_notice_handlers_borrower_a_added(postgres: Any, app: str) -> None:
+    """reset='session': callbacks A registered on the connection object never see B's
+    notifications or notices (asyncpg's listeners are dropped likewise); the handler the
+    pool's configure= installed stays."""
+    seen: list[tuple[str, str]] = []
+
+    def configure(conn: Any) -> None:
+        conn.add_notice_handler(lambda d: seen.append(("configure", d.message_primary)))
+
+    with make_pool(postgres, app, max_size=1, reset="session", autocommit=True, configure=configure) as pool:
+        with pool.acquire() as conn:
+            conn.add_notify_handler(lambda n: seen.append(("A notify", n.payload)))
+            conn.add_notice_handler(lambda d: seen.append(("A notice", d.message_primary)))
+        with pool.acquire() as conn:
+            conn.execute("LISTEN tenant_b")
+            conn.execute("NOTIFY tenant_b, 'B secret'")
+            conn.execute("DO $$ BEGIN RAISE NOTICE 'B notice'; END $$")
+            conn.execute("UNLISTEN *")
+    assert seen == [("configure", "B notice")]
+
+
 def test_role_change_does_not_leak_to_the_next_borrower_under_session_reset(
     postgres: Any, app: str, low_role: str
 ) -> None:

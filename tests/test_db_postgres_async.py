@@ -291,6 +291,30 @@ def test_session_reset_leaves_nothing_of_borrower_a(
     run(main())
 
 
+def test_psycopg_session_reset_drops_the_handlers_borrower_a_added(postgres: Any, app: str) -> None:
+    """reset='session': an AsyncConnection's notify / notice callbacks from A never see B's
+    messages (as the asyncpg adapter drops listeners); the one configure= installed stays."""
+    pytest.importorskip("psycopg")
+    seen: list[tuple[str, str]] = []
+
+    async def configure(conn: Any) -> None:
+        conn.add_notice_handler(lambda d: seen.append(("configure", d.message_primary)))
+
+    async def main() -> None:
+        async with Psycopg().pool(postgres, app, max_size=1, reset="session", configure=configure) as pool:
+            async with pool.acquire() as conn:
+                conn.add_notify_handler(lambda n: seen.append(("A notify", n.payload)))
+                conn.add_notice_handler(lambda d: seen.append(("A notice", d.message_primary)))
+            async with pool.acquire() as conn:
+                await conn.execute("LISTEN tenant_b")
+                await conn.execute("NOTIFY tenant_b, 'B secret'")
+                await conn.execute("DO $$ BEGIN RAISE NOTICE 'B notice'; END $$")
+                await conn.execute("UNLISTEN *")
+
+    run(main())
+    assert seen == [("configure", "B notice")]
+
+
 def test_role_change_does_not_leak_under_session_reset(
     driver: Driver, postgres: Any, app: str, low_role: str
 ) -> None:

@@ -76,6 +76,8 @@ def split_options(
         args, kwargs = prepare(args, kwargs)
     adapter_configure = getattr(adapter, "configure", None)
     user_configure = pool_kw.get("configure")
+    # Told when the user's configure is done: what it set up is the connection's baseline.
+    configured = getattr(adapter, "configured", None) or (lambda conn: None)
     if adapter_configure is not None and user_configure is not None:
         # The adapter's configure finishes the connection (PyMySQL's bounded handshake,
         # the baseline the reset restores); the user's runs after it. In an async pool either
@@ -85,14 +87,18 @@ def split_options(
 
             async def aconfigure(conn: Any) -> object:
                 await call(adapter_configure, conn)
-                return await call(user_configure, conn)
+                result = await call(user_configure, conn)
+                configured(conn)
+                return result
 
             pool_kw["configure"] = aconfigure
         else:
 
             def configure(conn: Any) -> object:
                 adapter_configure(conn)
-                return user_configure(conn)
+                result = user_configure(conn)
+                configured(conn)
+                return result
 
             pool_kw["configure"] = configure
     for hook in _HOOKS:

@@ -8,7 +8,9 @@
 - **reset** ``"session"``: the above, then ``DISCARD ALL`` (run in autocommit, so psycopg
   sees the command and drops its prepared-statement cache): session settings, ``SET ROLE``
   and ``SET SESSION AUTHORIZATION``, temporary tables, advisory locks, ``LISTEN``,
-  prepared statements, open cursors, cached plans and sequence state are all gone.
+  prepared statements, open cursors, cached plans and sequence state are all gone; so are
+  the notify and notice handlers a borrower added to the connection object (those the
+  connection had when the pool's ``configure`` finished stay).
 - **check**, in two tiers. On reuse after ``probe_after`` (1 ms) idle, a zero-timeout
   ``poll()`` of the socket (about 0.3 µs, no round trip): an idle connection has nothing
   to read unless the server ended the session (``pg_terminate_backend``, a restart: its
@@ -171,6 +173,25 @@ def _options_reader(conn: Any) -> Callable[[Any], tuple[Any, ...]]:
     return _PUBLIC
 
 
+#: psycopg's lists of callbacks on the connection object (``add_notify_handler``, ``add_notice_handler``).
+_HANDLERS: Final = ("_notify_handlers", "_notice_handlers")
+
+
+def _handlers(conn: Any) -> tuple[list[Any], ...]:
+    return tuple(list(getattr(conn, attr, ())) for attr in _HANDLERS)
+
+
+def _restore_handlers(conn: Any) -> None:
+    """Put the connection's callback lists back to what they were when it was made (session reset)."""
+    baseline = getattr(conn, "_reclaim_handlers", None)
+    if baseline is None:
+        return
+    for attr, kept in zip(_HANDLERS, baseline, strict=True):
+        handlers = getattr(conn, attr, None)
+        if isinstance(handlers, list) and handlers != kept:
+            handlers[:] = kept
+
+
 def _changed(conn: Any) -> bool:
     """Whether a borrower changed the connection's client options (one C call when not)."""
     try:
@@ -194,8 +215,13 @@ class _Base(NetworkAdapter):
         conn._reclaim_poll = _poller(fd)
         conn._reclaim_guard = Guard(conn, fd, self.reset_timeout)
         conn._reclaim_used = _monotonic()
+        conn._reclaim_handlers = _handlers(conn)
         if not isinstance(conn, psycopg.AsyncConnection):
             conn._reclaim_lean = _lean_queue(conn)
+
+    def configured(self, conn: Any) -> None:
+        """After the pool's own ``configure=``: the handlers it added are the connection's baseline."""
+        conn._reclaim_handlers = _handlers(conn)
 
     def _guard(self, conn: Any) -> Guard:
         """What bounds the connection's reset round trips (see _watchdog)."""
@@ -298,6 +324,7 @@ class PsycopgAdapter(_Base):
             finally:
                 if not conn.broken and not conn.closed:
                     conn.autocommit = autocommit
+            _restore_handlers(conn)
         return True
 
     def close(self, conn: Any) -> None:
@@ -393,6 +420,7 @@ class AsyncPsycopgAdapter(_Base):
                 finally:
                     if not conn.broken and not conn.closed:
                         await conn.set_autocommit(autocommit)
+                _restore_handlers(conn)
         conn._reclaim_used = _monotonic()
         return True
 
