@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
@@ -24,8 +25,10 @@ from _dbserver import (
     pg_start,
     pg_stop,
     unique,
+    wait_until,
 )
 from _proxy import FaultProxy
+from test_pool_fork import run_in_child
 
 pytestmark = pytest.mark.postgres
 
@@ -517,6 +520,52 @@ def test_cancelled_while_connecting_leaves_nothing_behind(
                     assert await driver.value(conn, "SELECT 1") == 1
                 await until(lambda: admin.sessions(app) == 1, "exactly the pool's one session")
                 assert_counts_exact(pool, size=1)
+
+    run(main())
+
+
+# -- fork -------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_fork_child_gets_its_own_connections_and_parent_keeps_working(
+    driver: Driver, postgres: Any, admin: PgAdmin, app: str
+) -> None:
+    """An async pool used before fork(): the child (its own event loop) gets its own session,
+    closes its pool and collects the parent's connection objects; the parent's session was
+    never ended by it and keeps serving."""
+
+    async def main() -> None:
+        async with driver.pool(postgres, app, max_size=2) as pool:
+            async with pool.acquire() as conn:
+                parent_backend = await driver.backend(conn)
+            read_end, write_end = os.pipe()
+
+            async def in_child() -> None:
+                async with pool.acquire() as conn:
+                    os.write(write_end, str(await driver.backend(conn)).encode())
+                await pool.close()
+
+            def child() -> None:
+                os.close(read_end)
+                # A thread of its own: the parent's loop is still marked running in this one.
+                worker = threading.Thread(target=lambda: asyncio.run(in_child()))
+                worker.start()
+                worker.join()
+                import gc
+
+                gc.collect()  # the parent's connection objects, if the child kept any
+
+            run_in_child(child)
+            os.close(write_end)
+            with os.fdopen(read_end, "rb") as reader:
+                child_backend = int(reader.read() or b"0")
+            assert child_backend not in (0, parent_backend)
+            async with pool.acquire() as conn:
+                assert await driver.backend(conn) == parent_backend
+                assert await driver.value(conn, "SELECT 1") == 1
+            assert parent_backend in admin.pids(app)
+            wait_until(lambda: admin.pids(app) == [parent_backend], 10, "the child's session to end")
 
     run(main())
 
