@@ -324,6 +324,27 @@ def test_black_holed_network_is_bounded_by_the_timeouts_then_recovers(
                 assert one(conn, "SELECT 1") == (1,)
 
 
+def test_cut_connections_are_replaced_after_the_network_heals(mariadb: Any, admin: MariaAdmin) -> None:
+    """Connections reset by the network are never lent again; new ones work once it heals."""
+    with FaultProxy((mariadb.host, mariadb.port)) as proxy:
+        pool = make_pool(mariadb, admin, max_size=2, port=proxy.port, connect_timeout=2)
+        with pool:
+            leases = [pool.acquire() for _ in range(2)]
+            for lease in leases:
+                one(lease.value, "SELECT 1")
+                lease.release()
+            proxy.cut()
+            idle_past_probe(pool)
+            with pytest.raises(pymysql.err.OperationalError):
+                pool.acquire()  # both idle ones are found dead by the probe, the new connect is reset
+            assert pool.statistics().discarded_by_check == 2
+            proxy.heal()
+            with pool.acquire() as conn:
+                assert one(conn, "SELECT 1") == (1,)
+            stats = pool.statistics()
+            assert (stats.size, stats.in_use, stats.creating) == (1, 0, 0)
+
+
 @pytest.mark.parametrize("policy", ["transaction", "session"])
 def test_release_on_a_silent_network_is_cut_off_at_reset_timeout(
     mariadb: Any, admin: MariaAdmin, policy: str, caplog: pytest.LogCaptureFixture

@@ -600,6 +600,31 @@ def test_black_holed_network_is_bounded_by_the_timeouts_then_recovers(
     run(main())
 
 
+def test_cut_connections_are_replaced_after_the_network_heals(
+    driver: Driver, postgres: Any, app: str
+) -> None:
+    """Connections reset by the network are never lent again; new ones work once it heals."""
+
+    async def main() -> None:
+        with FaultProxy((postgres.host, postgres.port)) as proxy:
+            async with driver.pool(postgres, app, max_size=2, port=proxy.port, connect_timeout=2) as pool:
+                leases = [await pool.acquire() for _ in range(2)]
+                for lease in leases:
+                    await driver.value(lease.value, "SELECT 1")
+                    await lease.release()
+                proxy.cut()
+                idle_past_probe(pool)
+                with pytest.raises((*driver.errors, OSError)):
+                    await pool.acquire()  # both idle ones found dead, the new connect is reset
+                assert pool.statistics().discarded_by_check == 2
+                proxy.heal()
+                async with pool.acquire() as conn:
+                    assert await driver.value(conn, "SELECT 1") == 1
+                assert_counts_exact(pool, size=1)
+
+    run(main())
+
+
 def test_release_on_a_silent_network_is_cut_off_at_reset_timeout(
     driver: Driver, postgres: Any, app: str, caplog: pytest.LogCaptureFixture
 ) -> None:
