@@ -524,6 +524,37 @@ def test_cancelled_while_connecting_leaves_nothing_behind(
     run(main())
 
 
+# -- event loops ------------------------------------------------------------------------
+
+
+def test_a_pool_used_again_from_a_new_event_loop_serves_there(
+    driver: Driver, postgres: Any, admin: PgAdmin, app: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A second asyncio.run() with the same pool: an asyncpg connection belongs to the loop
+    it was made in, so it is discarded (its session ended) and a new one made; a psycopg
+    AsyncConnection is not tied to a loop and is lent again. Nothing fails, nothing leaks."""
+    caplog.set_level(logging.INFO, logger="reclaim")
+    pool = driver.pool(postgres, app, max_size=1)
+
+    async def borrow() -> int:
+        async with pool.acquire() as conn:
+            return await driver.backend(conn)
+
+    async def twice() -> tuple[int, int]:
+        return await borrow(), await borrow()
+
+    first = run(borrow())
+    idle_past_probe(pool)
+    second, again = run(twice())
+    assert again == second  # in its own loop, the new connection is lent as usual
+    tied = driver.name == "asyncpg"
+    assert (second != first) is tied
+    assert pool.statistics().discarded_by_check == (1 if tied else 0)
+    run(pool.close())
+    wait_until(lambda: admin.sessions(app) == 0, 10, "the pool's sessions to end")
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
 # -- fork -------------------------------------------------------------------------------
 
 

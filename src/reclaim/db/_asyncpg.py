@@ -17,10 +17,15 @@
   round trip is bounded by ``check_timeout`` (asyncpg cannot send the empty query).
 - **broken**: ``conn.is_closed()``; a connection whose last operation was cancelled
   mid-query is terminated rather than reused.
+- **event loops**: an asyncpg connection works only in the loop it was made in. A pool used
+  again from a new loop (a second ``asyncio.run``) finds, at the check, that an idle
+  connection belongs to another loop and discards it; closing it ends the session without
+  that loop (its socket is closed here when that loop is closed).
 """
 
 from __future__ import annotations
 
+import asyncio
 import select
 import time
 import weakref
@@ -51,6 +56,30 @@ BEGIN
 END
 $reclaim$;
 """
+
+
+def _foreign(conn: Any) -> asyncio.AbstractEventLoop | None:
+    """The loop *conn* belongs to when that is not the running one, else None."""
+    loop: asyncio.AbstractEventLoop | None = getattr(conn, "_loop", None)
+    return loop if loop is not None and loop is not asyncio.get_running_loop() else None
+
+
+def _abandon(conn: Any, loop: asyncio.AbstractEventLoop) -> None:
+    """End a connection of another event loop without awaiting anything in this one."""
+    if loop.is_running():  # in another thread: let that loop terminate it
+        loop.call_soon_threadsafe(conn.terminate)
+        return
+    if not loop.is_closed():
+        conn.terminate()  # its socket is closed when that loop runs again (or collected)
+        return
+    try:
+        conn.terminate()  # sends Terminate; marks the connection closed
+    except RuntimeError:  # the dead loop cannot schedule the transport's close
+        pass
+    transport = getattr(conn, "_transport", None)
+    if transport is not None and getattr(transport, "_sock", None) is not None:
+        # What the loop would have run: closes the socket, so the server ends the session.
+        getattr(transport, "_call_connection_lost", lambda exc: None)(None)
 
 
 def _socket_of(conn: Any) -> Any:
@@ -99,8 +128,9 @@ class AsyncpgAdapter(NetworkAdapter):
         return bool(conn.is_in_transaction())
 
     def is_broken(self, conn: Any, exc: BaseException | None = None) -> bool:
-        """True when asyncpg considers the connection closed or aborted."""
-        return bool(conn.is_closed())
+        """True when asyncpg considers the connection closed or aborted, or it belongs to
+        another event loop."""
+        return bool(conn.is_closed()) or _foreign(conn) is not None
 
     def check(self, conn: Any) -> Coroutine[Any, Any, object] | None:
         """``is_closed()``; after ``check_after`` idle, ``SELECT 1`` bounded by ``check_timeout``.
@@ -112,6 +142,8 @@ class AsyncpgAdapter(NetworkAdapter):
         """
         if conn.is_closed():
             raise ConnectionError("the connection was closed (the server ended the session?)")
+        if _foreign(conn) is not None:
+            raise ConnectionError("the connection belongs to another event loop (asyncpg's are tied to one)")
         poll = self._polls.get(conn)
         if (poll is not None and poll(0)) or time.monotonic() - self._used.get(conn, 0.0) >= self.check_after:
             # Bytes the event loop has not read yet on an idle connection: a notification,
@@ -154,6 +186,10 @@ class AsyncpgAdapter(NetworkAdapter):
     async def close(self, conn: Any) -> None:
         """Close politely; a connection that cannot be closed cleanly is terminated."""
         if conn.is_closed():
+            return
+        loop = _foreign(conn)
+        if loop is not None:
+            _abandon(conn, loop)
             return
         try:
             await conn.close(timeout=self.check_timeout)
