@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import itertools
+import os
+import sys
 import threading
+import traceback
+import warnings
+from collections.abc import Callable
 from typing import Any
 
 from helpers import eventually
@@ -53,3 +58,24 @@ def queued_waiter(pool: Any, timeout: float = 30.0) -> tuple[threading.Thread, l
     waiter.start()
     eventually(lambda: pool.statistics().waiting == 1, "waiter queued")
     return waiter, got
+
+
+def run_in_child(body: Callable[[], None]) -> None:
+    """Fork; run *body* in the child (exit status 0 when it passed); wait and assert here."""
+    with warnings.catch_warnings():
+        # 3.12+ warns about forking a process with threads (pytest's own, other pools');
+        # the child below uses no lock those threads could hold.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:
+        status = 1
+        try:
+            body()
+            status = 0
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            sys.stderr.flush()
+            os._exit(status)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, "the child's assertions failed (see stderr)"

@@ -28,7 +28,7 @@ from _dbserver import (
     wait_until,
 )
 from _proxy import FaultProxy
-from test_pool_fork import run_in_child
+from pool_support import run_in_child
 
 pytestmark = pytest.mark.postgres
 

@@ -5,14 +5,11 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
-import sys
-import traceback
-import warnings
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from pool_support import run_in_child
 from reclaim import AsyncLease, AsyncPool, Pool
 from reclaim.db import ConnectionPool
 
@@ -29,27 +26,6 @@ class Logged:
     def close(self) -> None:
         with self.log.open("a") as f:
             f.write(f"{os.getpid()} {self.number}\n")
-
-
-def run_in_child(body: Callable[[], None]) -> None:
-    """Fork; run *body* in the child (exit status 0 when it passed); wait and assert here."""
-    with warnings.catch_warnings():
-        # 3.12+ warns about forking a process with threads (pytest's own, other pools');
-        # the child below uses no lock those threads could hold.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        pid = os.fork()
-    if pid == 0:
-        status = 1
-        try:
-            body()
-            status = 0
-        except BaseException:
-            traceback.print_exc()
-        finally:
-            sys.stderr.flush()
-            os._exit(status)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0, "the child's assertions failed (see stderr)"
 
 
 def test_child_starts_empty_and_never_closes_parent_objects(tmp_path: Path) -> None:
