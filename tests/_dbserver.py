@@ -42,9 +42,32 @@ def idle_past_probe(pool: Any) -> None:
     Adapters skip the socket probe when a connection is reused within ``probe_after``
     (1 ms) of its release; fault tests that kill idle sessions wait that out first.
     """
+    stay_idle(getattr(pool.adapter, "probe_after", 0.0))
+
+
+def stay_idle(seconds: float) -> None:
+    """Let *seconds* pass (a connection released just before is then that long idle)."""
     released = time.monotonic()
-    after = getattr(pool.adapter, "probe_after", 0.0)
-    wait_until(lambda: time.monotonic() - released > after, 5.0, "probe_after to pass")
+    wait_until(lambda: time.monotonic() - released > seconds, 5.0 + seconds, f"{seconds} s to pass")
+
+
+def reuse_bytes(pool: Any, proxy: Any, check_after: float) -> tuple[int, int]:
+    """Bytes a sync pool's acquire sends through *proxy*: reused at once, then after *check_after* idle.
+
+    The proxy counts what it forwards before forwarding it, so a check's bytes are counted
+    by the time its answer lets the acquire return.
+    """
+    with pool.acquire():
+        pass
+    before = proxy.bytes_up
+    with pool.acquire():
+        pass
+    at_once = proxy.bytes_up - before
+    stay_idle(check_after)
+    before = proxy.bytes_up
+    with pool.acquire():
+        pass
+    return at_once, proxy.bytes_up - before
 
 
 def release_cut_off(pool: Any, lease: Any, proxy: Any, records: list[Any]) -> None:

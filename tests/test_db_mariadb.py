@@ -26,6 +26,7 @@ from _dbserver import (
     maria_start,
     maria_stop,
     release_cut_off,
+    reuse_bytes,
     wait_until,
 )
 from _proxy import FaultProxy
@@ -322,6 +323,17 @@ def test_black_holed_network_is_bounded_by_the_timeouts_then_recovers(
             proxy.heal()
             with pool.acquire() as conn:
                 assert one(conn, "SELECT 1") == (1,)
+
+
+def test_after_check_after_idle_the_check_is_one_ping(mariadb: Any, admin: MariaAdmin) -> None:
+    """Reused within ``check_after``, a connection costs no round trip; idle longer, exactly one
+    COM_PING goes up before it is lent."""
+    with FaultProxy((mariadb.host, mariadb.port)) as proxy:
+        pool = make_pool(mariadb, admin, max_size=1, port=proxy.port, autocommit=True, check_after=0.05)
+        with pool:
+            # a 3-byte length (1), the sequence number, the command byte
+            assert reuse_bytes(pool, proxy, check_after=0.05) == (0, 5)
+            assert pool.statistics().discarded_by_check == 0
 
 
 def test_cut_connections_are_replaced_after_the_network_heals(mariadb: Any, admin: MariaAdmin) -> None:

@@ -27,6 +27,7 @@ from _dbserver import (
     pg_start,
     pg_stop,
     release_cut_off,
+    reuse_bytes,
     unique,
     wait_until,
 )
@@ -104,6 +105,17 @@ def test_release_of_an_idle_connection_sends_nothing_to_the_server(postgres: Any
             with pool.acquire() as conn:
                 conn.execute("SELECT 1").fetchone()
             assert proxy.bytes_up - before == one_query
+
+
+def test_after_check_after_idle_the_check_is_one_empty_query(postgres: Any, app: str) -> None:
+    """Reused within ``check_after``, a connection costs no round trip; idle longer, exactly one
+    empty query (the server's cheapest answer) goes up before it is lent."""
+    with FaultProxy((postgres.host, postgres.port)) as proxy:
+        pool = make_pool(postgres, app, max_size=1, port=proxy.port, autocommit=True, check_after=0.05)
+        with pool:
+            # 'Q', its int32 length (5), an empty string's NUL
+            assert reuse_bytes(pool, proxy, check_after=0.05) == (0, 6)
+            assert pool.statistics().discarded_by_check == 0
 
 
 def test_open_transaction_is_rolled_back_before_the_next_borrower(postgres: Any, app: str) -> None:

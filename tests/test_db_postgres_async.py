@@ -24,6 +24,7 @@ from _dbserver import (
     pg_conninfo,
     pg_start,
     pg_stop,
+    stay_idle,
     unique,
     wait_until,
 )
@@ -179,6 +180,31 @@ def test_idle_release_sends_nothing_to_the_server(driver: Driver, postgres: Any,
                 async with pool.acquire() as conn:
                     await driver.value(conn, "SELECT 1")
                 assert proxy.bytes_up - before == one_query
+
+    run(main())
+
+
+def test_after_check_after_idle_the_check_is_one_round_trip(driver: Driver, postgres: Any, app: str) -> None:
+    """Reused within ``check_after``, a connection costs no round trip; idle longer, one check
+    goes up before it is lent (psycopg: an empty query, 6 bytes; asyncpg: its own query)."""
+
+    async def main() -> None:
+        with FaultProxy((postgres.host, postgres.port)) as proxy:
+            async with driver.pool(postgres, app, max_size=1, port=proxy.port, check_after=0.05) as pool:
+                async with pool.acquire():
+                    pass
+                before = proxy.bytes_up
+                async with pool.acquire():
+                    pass
+                assert proxy.bytes_up == before  # reused at once: lent as is
+                stay_idle(0.05)  # past check_after
+                async with pool.acquire() as conn:
+                    sent = proxy.bytes_up - before  # counted before forwarded: the check is in
+                    assert await driver.value(conn, "SELECT 1") == 1
+                assert sent > 0
+                if driver.name == "psycopg":
+                    assert sent == 6  # 'Q', its int32 length (5), an empty string's NUL
+                assert pool.statistics().discarded_by_check == 0
 
     run(main())
 
