@@ -26,6 +26,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import select
 import time
 import weakref
@@ -72,10 +73,10 @@ def _abandon(conn: Any, loop: asyncio.AbstractEventLoop) -> None:
     if not loop.is_closed():
         conn.terminate()  # its socket is closed when that loop runs again (or collected)
         return
-    try:
-        conn.terminate()  # sends Terminate; marks the connection closed
-    except RuntimeError:  # the dead loop cannot schedule the transport's close
-        pass
+    # terminate() sends Terminate and marks the connection closed; its transport's close then
+    # fails on the dead loop (RuntimeError), which the lines below do instead.
+    with contextlib.suppress(Exception):
+        conn.terminate()
     transport = getattr(conn, "_transport", None)
     if transport is not None and getattr(transport, "_sock", None) is not None:
         # What the loop would have run: closes the socket, so the server ends the session.
