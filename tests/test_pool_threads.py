@@ -160,16 +160,23 @@ def test_long_holds_end_the_patience_a_young_waiter_is_handed_the_object(clock: 
         assert got_second.is_set()
 
 
-def test_short_holds_keep_the_patience_the_releasing_thread_may_take_it_again(clock: _Clock) -> None:
+def test_short_holds_keep_the_patience_the_releasing_thread_may_take_it_again(
+    clock: _Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Short holds (in-process work, sqlite): a release keeps its object from a waiter younger
     than handoff_after, saving a thread switch; the waiter wakes at that age to collect it."""
     with Pool(Thing, max_size=1, max_lifetime=None, max_idle=None, handoff_after=0.001) as pool:
         lease = pool.acquire()
+        # The waiter's nap is handoff_after of real time (1 ms): held between queueing and
+        # sleeping (it starts the maintenance thread there) so that it has not looked yet.
+        go = threading.Event()
+        monkeypatch.setattr(pool, "_ensure_worker", lambda: go.wait(30))
         waiter, got = _queue_waiter(pool)
         assert pool._waiters[0].timed is True
         lease.release()  # held no time at all, the waiter is young: kept idle
         again = pool.acquire(timeout=0)  # this thread takes it back without waiting
         again.release()
+        go.set()
         waiter.join()  # the waiter, asleep in steps, finds it idle
         assert got.is_set()
 
@@ -311,5 +318,39 @@ def test_a_waiter_come_of_age_before_it_sleeps_collects_what_a_release_kept_for_
         waiter, got = queued_waiter(pool, timeout=600)
         held.release()  # kept idle: the waiter is young by the pool's clock
         released.set()
+        waiter.join(30)
+        assert got == [first]
+
+
+def test_a_release_that_read_its_clock_before_the_waiter_came_of_age_still_hands_it_over(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A release reads the clock, then runs reset (which may do I/O) before taking the lock. If
+    the young waiter comes of age meanwhile, looks (nothing idle yet) and goes back to sleep,
+    the release must hand the object over, not keep it idle by its stale clock reading: the
+    waiter sleeps to its deadline beside it otherwise."""
+    import reclaim.pool._wait as wait_module
+
+    looked = threading.Event()
+    reads = [0]
+
+    def waiter_clock() -> float:
+        reads[0] += 1  # only the waiter's thread reads this clock here
+        if reads[0] == 2:  # its second read: its one look is done, it goes to sleep untimed
+            looked.set()
+        return time.monotonic()
+
+    def reset(thing: Thing) -> None:
+        if threading.current_thread() is threading.main_thread():  # the release below
+            assert looked.wait(30), "the waiter never took its look"
+
+    with Pool(Thing, max_size=1, max_lifetime=None, max_idle=None, handoff_after=0.05, reset=reset) as pool:
+        held = pool.acquire()
+        first = held.value
+        monkeypatch.setattr(wait_module, "_monotonic", waiter_clock)
+        waiter, got = queued_waiter(pool, timeout=600)
+        # Reads its clock at once (the waiter is young by it), then waits in reset for the
+        # waiter's look: if main was held up past 50 ms, the waiter is old and takes it anyway.
+        held.release()
         waiter.join(30)
         assert got == [first]

@@ -407,6 +407,8 @@ class Pool(PoolCore[T]):
                         # The longest waiter is younger than handoff_after and wakes by itself at
                         # that age: keep the object in the pool (this thread may take it again
                         # without a switch); the waiter collects it if it is still idle then.
+                        # `timed` is cleared (under this lock) once it has looked: `now`, read
+                        # before reset, may be older than that look.
                         self._idle.append(slot)
                     else:
                         # Core._offer() and ThreadWaiter.deliver(), inlined: the contended release.

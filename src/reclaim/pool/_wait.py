@@ -37,7 +37,7 @@ class ThreadWaiter:
     misses: int
     lock: threading.Lock
     handed: float
-    timed: bool  # wakes by itself at handoff_after to collect an object kept idle meanwhile
+    timed: bool  # wakes by itself at handoff_after to collect an object kept idle; False once it looked
 
     def deliver(self, result: Any) -> bool:
         self.result = result
@@ -69,6 +69,9 @@ def wait(pool: Pool[Any], waiter: ThreadWaiter, deadline: float) -> None:
         if waiter.lock.acquire(timeout=min(max(nap, 0.0), threading.TIMEOUT_MAX)):
             return
         with lock:
+            # It looks now: from here on a release must hand off to it, whatever that release's
+            # clock said (read before this look, e.g. ahead of a reset, it may say "young").
+            waiter.timed = False
             if waiter.result is None and pool._idle:
                 pool._pump()  # an object left idle while we were young
             if waiter.result is not None:  # delivered as we woke
