@@ -181,10 +181,16 @@ def test_short_holds_keep_the_patience_the_releasing_thread_may_take_it_again(
         assert got.is_set()
 
 
-def test_a_waiter_whose_timeout_ends_first_still_takes_an_idle_object() -> None:
+def test_a_waiter_whose_timeout_ends_first_still_takes_an_idle_object(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     with Pool(Thing, max_size=1, max_lifetime=None, max_idle=None, handoff_after=3600) as pool:
         lease = pool.acquire()
         done = threading.Event()
+        # Held between queueing and sleeping (it starts the maintenance thread there) until the
+        # release below: a test thread slower than the 50 ms timeout must not time it out first.
+        go = threading.Event()
+        monkeypatch.setattr(pool, "_ensure_worker", lambda: go.wait(30))
 
         def wait() -> None:
             with pool.acquire(timeout=0.05):
@@ -194,6 +200,7 @@ def test_a_waiter_whose_timeout_ends_first_still_takes_an_idle_object() -> None:
         waiter.start()
         eventually(lambda: pool.statistics().waiting == 1, "waiter queued")
         lease.release()  # kept idle: the waiter is younger than an hour
+        go.set()
         waiter.join()
         assert done.is_set()
 
