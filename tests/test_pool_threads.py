@@ -50,18 +50,12 @@ def test_a_releasing_thread_cannot_barge_ahead_of_waiters() -> None:
     """With handoff_after=0 every release hands off at once."""
     with Pool(Thing, max_size=1, max_lifetime=None, max_idle=None, handoff_after=0) as pool:
         lease = pool.acquire()
-        got = threading.Event()
-
-        def wait() -> None:
-            with pool.acquire(timeout=30):
-                got.set()
-
-        waiter = threading.Thread(target=wait)
-        waiter.start()
-        eventually(lambda: pool.statistics().waiting == 1, "waiter queued")
+        checked = threading.Event()
+        waiter, got = _queue_waiter(pool, checked)
         lease.release()
         with pytest.raises(PoolTimeout):
             pool.acquire(timeout=0)  # the object was handed to the waiter, not left idle
+        checked.set()
         waiter.join()
         assert got.is_set()
 
@@ -69,20 +63,14 @@ def test_a_releasing_thread_cannot_barge_ahead_of_waiters() -> None:
 def test_a_waiter_older_than_handoff_after_is_handed_the_object() -> None:
     with Pool(Thing, max_size=1, max_lifetime=None, max_idle=None, handoff_after=0.005) as pool:
         lease = pool.acquire()
-        got = threading.Event()
-
-        def wait() -> None:
-            with pool.acquire(timeout=30):
-                got.set()
-
-        waiter = threading.Thread(target=wait)
-        waiter.start()
-        eventually(lambda: pool.statistics().waiting == 1, "waiter queued")
+        checked = threading.Event()
+        waiter, got = _queue_waiter(pool, checked)
         oldest = pool._waiters[0]
         eventually(lambda: time.monotonic() - oldest.since >= 0.005, "waiter older than handoff_after")
         lease.release()
         with pytest.raises(PoolTimeout):
             pool.acquire(timeout=0)
+        checked.set()
         waiter.join()
         assert got.is_set()
 
@@ -125,12 +113,20 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> _Clock:
     return fake
 
 
-def _queue_waiter(pool: Pool[Thing]) -> tuple[threading.Thread, threading.Event]:
+def _queue_waiter(
+    pool: Pool[Thing], keep_until: threading.Event | None = None
+) -> tuple[threading.Thread, threading.Event]:
+    """A thread queued in ``pool.acquire``, and an Event set once it holds the object, which it
+    keeps until *keep_until* is set: a test that then finds the pool empty must not find the
+    object back in it because the waiter already ran its with-block (as it may while the test's
+    thread is descheduled right after its release)."""
     got = threading.Event()
 
     def wait() -> None:
         with pool.acquire(timeout=30):
             got.set()
+            if keep_until is not None:
+                assert keep_until.wait(30), "the test never let the waiter go"
 
     thread = threading.Thread(target=wait)
     thread.start()
@@ -151,11 +147,13 @@ def test_long_holds_end_the_patience_a_young_waiter_is_handed_the_object(clock: 
         assert got_first.is_set()
 
         lease = pool.acquire()
-        second, got_second = _queue_waiter(pool)
+        checked = threading.Event()
+        second, got_second = _queue_waiter(pool, checked)
         assert pool._waiters[0].timed is False  # it sleeps until handed an object
         lease.release()  # the waiter is younger than handoff_after (no time passed)
         with pytest.raises(PoolTimeout):
             pool.acquire(timeout=0)  # handed over, not kept for this thread
+        checked.set()
         second.join()
         assert got_second.is_set()
 
