@@ -810,16 +810,19 @@ def test_a_forked_child_that_stays_in_the_session_is_still_reported(tmp_path: Pa
     write(
         tmp_path / "fork.py",
         """\
-        import os, time
+        import os
+        r, w = os.pipe()
         if os.fork() == 0:  # LINE
-            time.sleep(1)
+            os.close(w)
+            os.read(r, 1)  # returns at the parent's exit (it holds the only write end)
             os._exit(0)
+        os.close(r)
         """,
     )
     result = reclaim_run("--fail", "--grace", "0.1", "fork.py", cwd=tmp_path)
     assert result.returncode == 3, result.stderr
     assert "os.fork() child (still running, never waited for)" in result.stderr
-    assert "acquired at fork.py:2 in <module>" in result.stderr
+    assert "acquired at fork.py:3 in <module>" in result.stderr
 
 
 def test_forked_child_killed_by_sigterm_reports_and_dies_of_it(tmp_path: Path) -> None:
