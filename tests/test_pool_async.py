@@ -449,7 +449,11 @@ def test_waiters_time_out_when_the_pool_moves_to_a_new_event_loop() -> None:
     async def first() -> Any:
         lease = await pool.acquire()
         waiter = asyncio.ensure_future(pool.acquire(timeout=0.05).__aenter__())
-        await until(lambda: pool.statistics().waiting == 1, "waiter queued")
+        # One turn of the loop: the waiter's task queues before this task resumes, and no
+        # later turn runs before the cancel, so its 50 ms timer cannot fire first however
+        # slow the machine (a polling wait could let it).
+        await asyncio.sleep(0)
+        assert pool.statistics().waiting == 1
         waiter.cancel()  # the loop ends with the waiters' timer still armed on it
         await asyncio.gather(waiter, return_exceptions=True)
         return lease
