@@ -10,7 +10,7 @@ import asyncio
 import logging
 import os
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Iterator
 from typing import Any
 
 import pytest
@@ -29,6 +29,7 @@ from _dbserver import (
     wait_until,
 )
 from _proxy import FaultProxy
+from helpers import until
 from pool_support import run_in_child
 
 pytestmark = pytest.mark.postgres
@@ -138,16 +139,6 @@ def low_role(admin: PgAdmin) -> str:
 
 def run(coro: Awaitable[Any]) -> Any:
     return asyncio.run(coro)  # type: ignore[arg-type]
-
-
-async def until(condition: Callable[[], object], what: str, timeout: float = 20.0) -> None:
-    """Let the loop run until *condition* holds (a deadline, not a sleep-as-synchronisation)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for: {what}")
-        await asyncio.sleep(0.005)
 
 
 def assert_counts_exact(pool: Any, *, size: int | None = None) -> None:

@@ -10,13 +10,13 @@ import logging
 import re
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from helpers import line_of
+from helpers import line_of, until
 from reclaim import AsyncLease, AsyncPool, PoolClosed, PoolTimeout, _sites
 
 
@@ -35,16 +35,6 @@ class Thing:
 
 def run(coro: Awaitable[Any]) -> Any:
     return asyncio.run(coro)  # type: ignore[arg-type]
-
-
-async def until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    """Let the loop run until *condition* holds (a deadline, not a sleep-as-synchronisation)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for: {what}")
-        await asyncio.sleep(0.001)
 
 
 def test_async_with_and_await_forms_lend_and_return() -> None:

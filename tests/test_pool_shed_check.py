@@ -10,23 +10,13 @@ from typing import Any
 import pytest
 
 import reclaim
-from helpers import eventually
+from helpers import eventually, until
 from pool_support import Factory, Thing
 from reclaim import AsyncPool, Pool, PoolClosed, PoolFull
 
 
 def run(coro: Awaitable[Any]) -> Any:
     return asyncio.run(coro)  # type: ignore[arg-type]
-
-
-async def until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    """Let the loop run until *condition* holds (a deadline, not a sleep-as-synchronisation)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for: {what}")
-        await asyncio.sleep(0.001)
 
 
 def alive(thing: Thing) -> bool:
