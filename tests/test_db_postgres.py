@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import time
 import warnings
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from typing import Any
 
 import pytest
 
+import reclaim
 import reclaim.db
 from _dbserver import (
     PgAdmin,
@@ -480,6 +482,26 @@ def pg_restartable(postgres: Any) -> Iterator[Any]:
 
 
 @pytest.mark.server_restart
+def test_wait_at_startup_fails_naming_the_refusal_and_succeeds_once_the_server_answers(
+    postgres: Any, app: str
+) -> None:
+    """``pool.wait()`` as a service's startup check: min_size connections, or a PoolTimeout that
+    says why (here: nothing listens on the port)."""
+    closed_port = socket.socket()
+    closed_port.bind(("127.0.0.1", 0))  # bound, not listening: connections are refused
+    try:
+        with make_pool(postgres, app, min_size=2, port=closed_port.getsockname()[1]) as pool:
+            with pytest.raises(reclaim.PoolTimeout, match="refused") as caught:
+                pool.wait(timeout=0.5)
+            assert "0 of min_size=2" in str(caught.value)
+            assert isinstance(caught.value.__cause__, psycopg.OperationalError)
+    finally:
+        closed_port.close()
+    with make_pool(postgres, app, min_size=2) as pool:
+        pool.wait(timeout=10)
+        assert pool.statistics().idle == 2
+
+
 def test_server_restart_fails_fast_then_recovers(pg_restartable: Any, app: str) -> None:
     """While the server is down acquires fail fast naming the refusal; once back the pool serves."""
     postgres = pg_restartable

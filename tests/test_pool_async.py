@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from helpers import line_of, until
+from pool_support import Factory
 from reclaim import AsyncLease, AsyncPool, PoolClosed, PoolTimeout, _sites
 
 
@@ -326,6 +327,50 @@ def test_min_size_warm_and_leak_reported_in_the_background(caplog: pytest.LogCap
     run(main())
     assert "leak_timeout" in caplog.text
     assert "came back" in caplog.text
+
+
+def test_wait_returns_once_made_and_times_out_naming_the_last_failed_create() -> None:
+    factory = Factory()
+    factory.fail_next = 10**9  # the server is down
+
+    async def main() -> None:
+        async with AsyncPool(
+            factory,
+            min_size=2,
+            max_lifetime=None,
+            max_idle=None,
+            reconnect_delay=0.001,
+            reconnect_max_delay=0.01,
+        ) as pool:
+            with pytest.raises(PoolTimeout) as caught:
+                await pool.wait(timeout=0.05)
+            assert "0 of min_size=2" in str(caught.value) and "server down" in str(caught.value)
+            assert isinstance(caught.value.__cause__, ConnectionRefusedError)
+            factory.fail_next = 0  # back: the refill goes on
+            await pool.wait(timeout=10)
+            stats = pool.statistics()
+            assert (stats.size, stats.idle) == (2, 2)
+            assert not pool._refill_waiters
+        with pytest.raises(PoolClosed):
+            await pool.wait()
+
+    run(main())
+
+
+def test_wait_in_progress_ends_with_pool_closed_when_the_pool_closes() -> None:
+    factory = Factory()
+    factory.fail_next = 10**9
+
+    async def main() -> None:
+        pool = AsyncPool(factory, min_size=1, max_lifetime=None, max_idle=None)
+        waiting = asyncio.ensure_future(pool.wait(timeout=30))
+        await asyncio.sleep(0)  # one loop turn: it is waiting for a signal
+        assert pool._refill_waiters
+        await pool.close()
+        with pytest.raises(PoolClosed):
+            await waiting
+
+    run(main())
 
 
 def test_an_object_lent_during_drain_is_closed_on_return_and_not_lent_again() -> None:

@@ -417,6 +417,60 @@ def test_background_refill_retries_with_backoff(factory: Factory) -> None:
         assert pool.statistics().failed_creates == 3
 
 
+def test_wait_returns_once_min_size_objects_are_made(factory: Factory) -> None:
+    with Pool(factory, min_size=3, max_size=5, max_lifetime=None, max_idle=None) as pool:
+        pool.wait(timeout=10)
+        stats = pool.statistics()
+        assert (stats.size, stats.idle, stats.creating) == (3, 3, 0)
+        pool.wait(timeout=0)  # already made: at once, whatever the timeout
+    with Pool(factory, max_lifetime=None, max_idle=None) as pool:
+        pool.wait(timeout=0)  # min_size 0: nothing to wait for
+        assert pool.statistics().size == 0
+
+
+def test_wait_times_out_naming_the_last_failed_create_and_the_pool_stays_usable(factory: Factory) -> None:
+    factory.fail_next = 10**9  # the server is down
+    with Pool(
+        factory, min_size=2, max_lifetime=None, max_idle=None, reconnect_delay=0.001, reconnect_max_delay=0.01
+    ) as pool:
+        with pytest.raises(PoolTimeout) as caught:
+            pool.wait(timeout=0.05)
+        message = str(caught.value)
+        assert "0 of min_size=2" in message and "server down" in message, message
+        assert isinstance(caught.value.__cause__, ConnectionRefusedError)
+        factory.fail_next = 0  # the server is back: the refill goes on, wait() succeeds
+        pool.wait(timeout=10)
+        assert pool.statistics().size == 2
+
+
+def test_wait_on_a_closed_or_closing_pool_raises_pool_closed(factory: Factory) -> None:
+    factory.fail_next = 10**9  # never filled: the wait lasts until the close
+    pool = Pool(factory, min_size=1, max_lifetime=None, max_idle=None)
+    outcome: list[BaseException] = []
+
+    def waiting() -> None:
+        try:
+            pool.wait(timeout=30)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    waiter = threading.Thread(target=waiting)
+    waiter.start()
+    pool.close()
+    waiter.join(30)
+    assert [type(exc) for exc in outcome] == [PoolClosed]
+    with pytest.raises(PoolClosed):
+        pool.wait()
+
+
+@pytest.mark.parametrize(
+    ("timeout", "error"), [("1", TypeError), (None, TypeError), (-1, ValueError), (float("inf"), ValueError)]
+)
+def test_wait_refuses_a_bad_timeout_naming_it(factory: Factory, timeout: Any, error: type[Exception]) -> None:
+    with Pool(factory, max_lifetime=None, max_idle=None) as pool, pytest.raises(error, match="timeout"):
+        pool.wait(timeout=timeout)
+
+
 # -- leaks -----------------------------------------------------------------------
 
 

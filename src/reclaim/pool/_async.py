@@ -27,6 +27,7 @@ from ._await import TIMEOUT, TaskWaiter, call, hand_over, is_awaitable, time_out
 from ._core import CLOSED, CREATE, RETRY, PoolCore, Slot, close_value, log
 from ._options import (
     AsyncPoolOptions,
+    _seconds,
     acquire_deadline,
     check_close_timeout,
     refuse_async_is_broken,
@@ -131,6 +132,7 @@ class AsyncPool(PoolCore[T]):
         self._task: asyncio.Task[None] | None = None
         self._done_future: asyncio.Future[None] | None = None
         self._closing_tasks: set[asyncio.Future[Any]] = set()
+        self._refill_waiters: list[asyncio.Future[None]] = []  # wait()'s; the task resolves them
         # One timer for all waiters, due at the nearest deadline (a timer per wait cost more
         # than the rest of a contended acquire): see _arm() and _time_out().
         self._timer: asyncio.TimerHandle | None = None
@@ -453,6 +455,7 @@ class AsyncPool(PoolCore[T]):
         self._task = None
         self._done_future = None
         self._closing_tasks = set()
+        self._refill_waiters = []
 
     # -- control -------------------------------------------------------------
 
@@ -473,6 +476,7 @@ class AsyncPool(PoolCore[T]):
         if self._nudge is not None:
             self._nudge.cancel()
             self._nudge = None
+        self._signal_refill()  # a wait() raises PoolClosed
         task, self._task = self._task, None
         if task is not None and task.get_loop() is _get_running_loop() and task is not asyncio.current_task():
             task.cancel()
@@ -493,6 +497,31 @@ class AsyncPool(PoolCore[T]):
             )
         if self._closing_tasks:
             await asyncio.gather(*self._closing_tasks, return_exceptions=True)
+
+    async def wait(self, timeout: float = 30.0) -> None:
+        """Wait until ``min_size`` objects are made, as :meth:`Pool.wait` (same errors)."""
+        _seconds("timeout", timeout, optional=False, positive=False)
+        deadline = _monotonic() + timeout
+        if not self._refilled():
+            self._ensure_task()
+            self._wake.set()  # a task napping (backing off after failed creates) tries now
+        loop = _get_running_loop()
+        while (left := self._refill_left(deadline, timeout)) is not None:
+            signal: asyncio.Future[None] = loop.create_future()
+            self._refill_waiters.append(signal)
+            try:
+                await asyncio.wait_for(signal, left)
+            except TimeoutError:
+                pass
+            finally:
+                if signal in self._refill_waiters:
+                    self._refill_waiters.remove(signal)
+
+    def _signal_refill(self) -> None:
+        signals, self._refill_waiters = self._refill_waiters, []
+        for signal in signals:
+            if not signal.done():
+                signal.set_result(None)
 
     async def check(self) -> int:
         """Run ``check`` on every idle object now; discard (close) the failing ones; return how many.

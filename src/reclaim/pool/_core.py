@@ -23,7 +23,7 @@ from types import CodeType
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from reclaim import _sites, _track
-from reclaim.errors import PoolClosed, PoolFull
+from reclaim.errors import PoolClosed, PoolFull, PoolTimeout
 
 from ._options import Options, check_sizes
 
@@ -223,6 +223,7 @@ class PoolCore(Generic[T]):
         self._created = 0
         self._closed_count = 0
         self._failed_creates = 0
+        self._last_create_error: Exception | None = None  # the background refill's, for wait()
         self._discarded_check = 0
         self._discarded_broken = 0
         self._expired = 0
@@ -402,6 +403,29 @@ class PoolCore(Generic[T]):
 
     def _signal_all_back(self) -> None:
         """Shell hook: the pool is closed and no lease is out any more."""
+
+    def _refilled(self) -> bool:
+        """Whether ``min_size`` objects are made (what ``wait()`` waits for)."""
+        return self._size - self._creating >= self._min_size
+
+    def _refill_left(self, deadline: float, timeout: float) -> float | None:
+        """One look of ``wait()``: None once ``min_size`` objects are made, else the seconds left.
+
+        Raises PoolClosed, or PoolTimeout (naming the last failed create, chained) at *deadline*.
+        """
+        if self._closed:
+            raise PoolClosed(f"pool {self._name!r} is closed; nothing to wait for")
+        if self._refilled():
+            return None
+        left = deadline - time.monotonic()
+        if left > 0:
+            return left
+        error = self._last_create_error
+        why = f"the last create failed: {error!r}" if error is not None else "creates are still running"
+        raise PoolTimeout(
+            f"pool {self._name!r} has {self._size - self._creating} of min_size={self._min_size} "
+            f"objects after {timeout:g} s; {why}"
+        ) from error
 
     def _create_failed(self) -> None:
         self._creating -= 1

@@ -24,7 +24,7 @@ from reclaim.errors import PoolClosed, PoolFull
 from . import _explain
 from ._core import CLOSED, CREATE, RETRY, PoolCore, Slot, close_value, log
 from ._lease import Lease
-from ._options import acquire_deadline, check_close_timeout, refuse_coroutine_functions, validate
+from ._options import _seconds, acquire_deadline, check_close_timeout, refuse_coroutine_functions, validate
 from ._stats import PoolStatistics
 from ._wait import ThreadWaiter, wait
 from ._worker import maintain
@@ -137,6 +137,7 @@ class Pool(PoolCore[T]):
         self._acquire_timeout = opts.acquire_timeout
         self._lock = threading.Lock()
         self._wake = threading.Event()
+        self._refill = threading.Condition()  # wait() sleeps on it; the worker notifies
         self._all_back = threading.Event()
         self._worker: threading.Thread | None = None
         self._hold_avg = 0.0
@@ -515,6 +516,7 @@ class Pool(PoolCore[T]):
 
     def _reinit_after_fork(self) -> None:
         self._lock = threading.Lock()
+        self._refill = threading.Condition()
         self._wake = threading.Event()
         self._all_back = threading.Event()
         self._worker = None
@@ -539,6 +541,7 @@ class Pool(PoolCore[T]):
             worker, self._worker = self._worker, None
         self._close_all(closing)
         self._wake.set()
+        self._signal_refill()  # a wait() raises PoolClosed
         if worker is not None and worker is not threading.current_thread():
             try:
                 worker.join(CLOSE_TIMEOUT if timeout is None else max(timeout, 0.1))
@@ -553,6 +556,31 @@ class Pool(PoolCore[T]):
                 len(held),
                 "; ".join(held),
             )
+
+    def wait(self, timeout: float = 30.0) -> None:
+        """Block until ``min_size`` objects are made (the background refill), e.g. at startup.
+
+        Returns at once when they are (or ``min_size`` is 0). Unlike psycopg_pool's ``wait()``,
+        a timeout leaves the pool open: it keeps refilling, and acquires still work.
+
+        Raises:
+            PoolTimeout: fewer than ``min_size`` after *timeout* seconds; it names the last
+                failed create, which is chained to it (``__cause__``).
+            PoolClosed: the pool is closed, or was closed while waiting.
+            TypeError, ValueError: *timeout* is not a finite number >= 0.
+        """
+        _seconds("timeout", timeout, optional=False, positive=False)
+        deadline = _monotonic() + timeout
+        if not self._refilled():
+            self._ensure_worker()
+            self._wake.set()  # a worker napping (backing off after failed creates) tries now
+        with self._refill:
+            while (left := self._refill_left(deadline, timeout)) is not None:
+                self._refill.wait(left)
+
+    def _signal_refill(self) -> None:
+        with self._refill:
+            self._refill.notify_all()
 
     def check(self) -> int:
         """Run ``check`` on every idle object now; discard (close) the failing ones; return how many.

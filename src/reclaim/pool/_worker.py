@@ -67,6 +67,7 @@ def maintain(ref: weakref.ref[Pool[Any]]) -> None:
                 stale = pool._place(new)
             if stale:
                 pool._close_value(new.value)
+        pool._signal_refill()  # a wait() looks again
         if failed:
             o = pool._o
             delay = o.reconnect_delay if delay is None else min(delay * 2, o.reconnect_max_delay)
@@ -91,6 +92,7 @@ def _background_create(pool: Pool[Any]) -> Slot | None:
         return None
     except Exception as exc:
         log.warning("pool %r: background create failed: %r", pool._name, exc)
+        pool._last_create_error = exc
         return None
 
 
@@ -123,6 +125,7 @@ async def amaintain(ref: weakref.ref[AsyncPool[Any]]) -> None:
                 failed = pool._size < pool._min_size and not pool._closed
                 break
             pool._offer(new)
+        pool._signal_refill()  # a wait() looks again
         if failed:
             o = pool._o
             delay = o.reconnect_delay if delay is None else min(delay * 2, o.reconnect_max_delay)
@@ -148,4 +151,5 @@ async def _abackground_create(pool: AsyncPool[Any]) -> Slot | None:
         return None
     except Exception as exc:
         log.warning("pool %r: background create failed: %r", pool._name, exc)
+        pool._last_create_error = exc
         return None
