@@ -657,6 +657,95 @@ def test_a_pool_keeps_its_minimum_in_the_next_event_loop() -> None:
     run(second())
 
 
+def _abandon_loop(loop: asyncio.AbstractEventLoop, main: Awaitable[Any]) -> Any:
+    """Run *main* on *loop*, then close the loop with its other tasks still pending (no
+    cancelling them, as asyncio.run would): they never run again."""
+    try:
+        return loop.run_until_complete(main)
+    finally:
+        loop.close()
+
+
+def _forget(loop: asyncio.AbstractEventLoop) -> None:
+    """Close the tasks a closed loop left pending: their coroutines run their cleanup (the
+    waiter's leaves the queue), and none is reported destroyed pending or never awaited."""
+    for task in asyncio.all_tasks(loop):
+        task.get_coro().close()  # type: ignore[union-attr]
+        task._log_destroy_pending = False  # type: ignore[attr-defined]
+
+
+#: Tests that close a loop with its tasks pending, on purpose.
+_ABANDONED = pytest.mark.reclaim_allow(kind="task")
+
+
+@_ABANDONED
+def test_a_release_skips_a_task_left_waiting_on_a_closed_loop() -> None:
+    """The object goes to the next waiter or idle; before, the hand-over raised "Event loop is closed"."""
+    pool = AsyncPool(Thing, max_size=1, name="dead-waiter", handoff_after=0, max_lifetime=None)
+
+    async def first() -> tuple[AsyncLease[Thing], asyncio.Future[Any]]:
+        lease = await pool.acquire()
+        waiting = asyncio.ensure_future(pool.acquire().__aenter__())
+        await asyncio.sleep(0)  # one turn: its task queues
+        assert pool.statistics().waiting == 1
+        return lease, waiting
+
+    old_loop = asyncio.new_event_loop()
+    lease, _waiting = _abandon_loop(old_loop, first())
+
+    async def second() -> None:
+        await lease.release()
+        assert pool.statistics().waiting == 0
+        async with pool.acquire(timeout=5) as thing:
+            assert thing.alive
+        await pool.close()
+
+    run(second())
+    _forget(old_loop)
+    stats = pool.statistics()
+    assert (stats.in_use, stats.waiting, stats.created, stats.closed) == (0, 0, 1, 1)
+
+
+@_ABANDONED
+def test_a_hand_over_left_pending_on_a_closed_loop_does_not_stop_the_next_ones() -> None:
+    """A release that kept its object for a young waiter scheduled the hand-over on a loop that
+    then closed; on the next loop, the same kind of release still reaches the waiter."""
+    # Every waiter is young for an hour: a release always keeps its object and schedules a hand-over.
+    pool = AsyncPool(Thing, max_size=1, name="dead-nudge", handoff_after=3600, max_lifetime=None)
+
+    async def first() -> asyncio.Future[Any]:
+        lease = await pool.acquire()
+        waiting = asyncio.ensure_future(pool.acquire().__aenter__())
+        await asyncio.sleep(0)  # one turn: its task queues
+        asyncio.get_running_loop().stop()  # this turn is the loop's last: the hand-over never runs
+        await lease.release()
+        return waiting
+
+    loop = asyncio.new_event_loop()
+    try:
+        task = loop.create_task(first())
+        loop.run_forever()
+        assert not task.result().done()
+        assert pool.statistics().waiting == 1
+    finally:
+        loop.close()
+
+    async def second() -> None:
+        async with pool.acquire(timeout=5):
+            patient = asyncio.ensure_future(_wait(pool))
+            await asyncio.sleep(0)  # one turn: it queues (and the dead waiter is dropped)
+            assert pool.statistics().waiting == 1
+        # This task does not take it back: only the hand-over at the next turn serves the waiter
+        # (before, the pending one on the closed loop stopped it being scheduled: a 5 s timeout).
+        lease = await patient
+        assert lease.value.alive
+        await lease.release()
+        await pool.close()
+
+    run(second())
+    _forget(loop)
+
+
 @pytest.mark.parametrize("answer", ["raises", "false", "async-false", "async-raises"])
 def test_a_failing_reset_discards_the_object(answer: str, caplog: pytest.LogCaptureFixture) -> None:
     """reset raising or answering False, sync or async: the object is closed, its slot freed."""

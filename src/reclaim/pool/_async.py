@@ -23,7 +23,7 @@ from reclaim.errors import PoolClosed, PoolTimeout
 
 from . import _explain
 from ._alease import AsyncLease
-from ._await import TIMEOUT, TaskWaiter, call, hand_over, is_awaitable, time_out
+from ._await import DEAD, TIMEOUT, TaskWaiter, call, hand_over, is_awaitable, time_out
 from ._core import CLOSED, CREATE, RETRY, PoolCore, Slot, close_value, log
 from ._options import (
     AsyncPoolOptions,
@@ -47,6 +47,11 @@ CLOSE_TIMEOUT = 5.0
 _names = iter(range(1, sys.maxsize))
 _INF = float("inf")
 _get_running_loop = asyncio.get_running_loop
+
+
+def _loop_closed(future: asyncio.Future[Any]) -> bool:
+    """Whether *future* can no longer be resolved: its loop is closed (or it is DEAD)."""
+    return future is DEAD or future.get_loop().is_closed()
 
 
 class AsyncPool(PoolCore[T]):
@@ -184,10 +189,12 @@ class AsyncPool(PoolCore[T]):
                 return slot.value  # type: ignore[no-any-return]
             else:
                 # The contended case: queue up; a release hands the object to the longest waiter.
+                loop = _get_running_loop()
+                if (self._task is None or self._task.get_loop() is not loop) and self._ensure_task():
+                    continue  # a new loop: the waiters of a closed one were dropped; look again
                 waiters = self._waiters
                 if not misses and len(waiters) >= self._wait_limit:
                     raise self._reject()
-                loop = _get_running_loop()
                 waiter = _new(TaskWaiter)
                 waiter.future = future = loop.create_future()
                 waiter.since = start
@@ -199,8 +206,6 @@ class AsyncPool(PoolCore[T]):
                     waiters.append(waiter)
                 if deadline < self._timer_at or self._timer_loop is not loop:
                     self._arm(loop, deadline)
-                if self._task is None or self._task.get_loop() is not loop:  # it reclaims lost leases
-                    self._ensure_task()
                 try:
                     result = await future
                 except BaseException:
@@ -366,7 +371,11 @@ class AsyncPool(PoolCore[T]):
             future = waiter.future  # type: ignore[attr-defined]
             if not future.done():  # else it gave up
                 waiter.handed = now
-                future.set_result(slot)
+                try:
+                    future.set_result(slot)
+                except RuntimeError:  # its loop is closed: that task never runs again
+                    waiter.future = DEAD  # type: ignore[attr-defined]
+                    continue
                 return
         self._idle.append(slot)
 
@@ -418,20 +427,43 @@ class AsyncPool(PoolCore[T]):
         for slot in slots:
             self._close_later(slot.value)
 
-    def _ensure_task(self) -> None:
-        """Start the maintenance task on the running loop unless it runs there already."""
+    def _ensure_task(self) -> bool:
+        """Start the maintenance task on the running loop unless it runs there already.
+
+        Returns True when the pool moved to this loop from another and that dropped waiters
+        (tasks of a closed loop) or a pending hand-over.
+        """
         if self._closed:
-            return
+            return False
         loop = _get_running_loop()
         task = self._task
+        moved = False
         if task is not None and task.get_loop() is not loop:
             # The pool moved to a new event loop (e.g. a second asyncio.run): the old task
             # and the event it slept on belong to the old loop, which may be closed.
             task = None
             self._wake = asyncio.Event()
+            moved = self._leave_closed_loops()
         elif task is not None and not task.done():
-            return
+            return False
         self._task = loop.create_task(amaintain(weakref.ref(self)), name=f"reclaim-pool-{self._name}")
+        return moved
+
+    def _leave_closed_loops(self) -> bool:
+        """Forget the waiters whose loop is closed (their tasks never run again) and a hand-over
+        scheduled there (it never runs, and a pending one stops the next being scheduled).
+
+        A loop closed with tasks still waiting (``loop.close()`` without cancelling them, as
+        asyncio.run does) would otherwise keep objects from every waiter queued behind them.
+        """
+        nudge, self._nudge = self._nudge, None
+        if nudge is not None:
+            nudge.cancel()
+        dead = [w for w in self._waiters if _loop_closed(w.future)]  # type: ignore[attr-defined]
+        for waiter in dead:
+            self._waiters.remove(waiter)
+            waiter.future = DEAD  # type: ignore[attr-defined]
+        return nudge is not None or bool(dead)
 
     def _signal_all_back(self) -> None:
         self._all_back.set()
@@ -520,7 +552,7 @@ class AsyncPool(PoolCore[T]):
     def _signal_refill(self) -> None:
         signals, self._refill_waiters = self._refill_waiters, []
         for signal in signals:
-            if not signal.done():
+            if not _loop_closed(signal) and not signal.done():
                 signal.set_result(None)
 
     async def check(self) -> int:

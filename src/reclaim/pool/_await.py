@@ -19,7 +19,7 @@ from ._core import _Token
 if TYPE_CHECKING:
     from ._async import AsyncPool
 
-__all__ = ["TIMEOUT", "TaskWaiter", "call", "hand_over", "is_awaitable", "time_out"]
+__all__ = ["DEAD", "TIMEOUT", "TaskWaiter", "call", "hand_over", "is_awaitable", "time_out"]
 
 #: Handed to a waiter whose deadline passed.
 TIMEOUT = _Token("TIMEOUT")
@@ -43,7 +43,7 @@ async def call(fn: Callable[..., Any], *args: Any) -> Any:
 class TaskWaiter:
     """A waiting task's entry in the core's FIFO queue (a Waiter, see _core); it awaits ``future``.
 
-    ``future`` is the loop's own future, not a subclass: a task awaiting an exact future
+    ``future`` is the loop's own future (or :data:`DEAD`), not a subclass: a task awaiting an exact future
     takes the event loop's fast path (a subclass cost a tenth of a contended acquire). Its
     result is what the waiter was given (a Slot or a token). One object per contended
     acquire, with no Python ``__init__``: the pool sets the fields.
@@ -61,7 +61,11 @@ class TaskWaiter:
         if future.done():
             return False  # cancelled or timed out: it removes itself
         self.handed = _monotonic()
-        future.set_result(result)
+        try:
+            future.set_result(result)
+        except RuntimeError:  # its loop is closed: the task never runs again
+            self.future = DEAD
+            return False
         return True
 
     def done(self) -> bool:
@@ -72,6 +76,23 @@ class TaskWaiter:
         """What was delivered (None: nothing, or the wait was cancelled first)."""
         future = self.future
         return None if not future.done() or future.cancelled() else future.result()
+
+
+class _Dead:
+    """Stands in for the future of a waiter whose event loop was closed while it waited: that
+    task never runs again, so it is treated as one that gave up (done, cancelled, given nothing)."""
+
+    __slots__ = ()
+
+    def done(self) -> bool:
+        return True
+
+    def cancelled(self) -> bool:
+        return True
+
+
+#: What ``TaskWaiter.future`` becomes when a delivery found its loop closed.
+DEAD: Any = _Dead()
 
 
 def time_out(ref: weakref.ref[AsyncPool[Any]]) -> None:
