@@ -334,6 +334,22 @@ def test_session_reset_leaves_nothing_of_borrower_a(
             admin.conn.execute("SELECT pg_advisory_unlock(4242)")
 
 
+def test_session_reset_keeps_psycopgs_prepared_statements_in_step_with_the_server(
+    postgres: Any, app: str
+) -> None:
+    """reset='session': DISCARD ALL deallocates every prepared statement, and psycopg forgets
+    them on every release (by itself it notices only a DISCARD ALL text it has not run yet on
+    the connection): the next borrower never runs a statement the server dropped."""
+    with make_pool(postgres, app, max_size=1, reset="session", autocommit=True) as pool:
+        for uses in (1, 6, 1, 6):  # released with nothing prepared, then with one prepared
+            with pool.acquire() as conn:
+                for _ in range(uses):  # prepared on its fifth use (prepare_threshold)
+                    assert conn.execute("SELECT %s::int", [uses]).fetchone() == (uses,)
+                assert _prepared_on_server(conn) == (uses > 4)  # no rollback forgets it
+        stats = pool.statistics()
+        assert (stats.created, stats.discarded_broken) == (1, 0)
+
+
 def test_session_reset_drops_the_notify_and_notice_handlers_borrower_a_added(postgres: Any, app: str) -> None:
     """reset='session': callbacks A registered on the connection object never see B's
     notifications or notices (asyncpg's listeners are dropped likewise); the handler the

@@ -311,6 +311,25 @@ def test_session_reset_leaves_nothing_of_borrower_a(
     run(main())
 
 
+def test_session_reset_keeps_prepared_statements_in_step_with_the_server(
+    driver: Driver, postgres: Any, app: str
+) -> None:
+    """reset='session': a query used often enough to be prepared keeps working across releases
+    (psycopg forgets what DISCARD ALL deallocated on every release, not only when it notices
+    the command itself; asyncpg's own statements are not discarded)."""
+
+    async def main() -> None:
+        async with driver.pool(postgres, app, max_size=1, reset="session") as pool:
+            for uses in (1, 6, 1, 6):  # released with nothing prepared, then with one prepared
+                async with pool.acquire() as conn:
+                    for _ in range(uses):  # psycopg prepares it on its fifth use
+                        assert await driver.value(conn, "SELECT 41 + 1") == 42
+            stats = pool.statistics()
+            assert (stats.created, stats.discarded_broken) == (1, 0)
+
+    run(main())
+
+
 def test_psycopg_session_reset_drops_the_handlers_borrower_a_added(postgres: Any, app: str) -> None:
     """reset='session': an AsyncConnection's notify / notice callbacks from A never see B's
     messages (as the asyncpg adapter drops listeners); the one configure= installed stays."""

@@ -5,8 +5,8 @@
   connection costs no round trip. The client-side options a borrower may have changed
   (``autocommit``, ``isolation_level``, ``read_only``, ``deferrable``) are put back to the
   values the connection had when the pool made it; that costs nothing either.
-- **reset** ``"session"``: the above, then ``DISCARD ALL`` (run in autocommit, so psycopg
-  sees the command and drops its prepared-statement cache): session settings, ``SET ROLE``
+- **reset** ``"session"``: the above, then ``DISCARD ALL`` (run in autocommit; psycopg's
+  prepared-statement cache is emptied after it, as the server's is): session settings, ``SET ROLE``
   and ``SET SESSION AUTHORIZATION``, temporary tables, advisory locks, ``LISTEN``,
   prepared statements, open cursors, cached plans and sequence state are all gone; so are
   the notify and notice handlers a borrower added to the connection object (those the
@@ -192,6 +192,21 @@ def _restore_handlers(conn: Any) -> None:
             handlers[:] = kept
 
 
+def _forget_prepared(conn: Any) -> None:
+    """After ``DISCARD ALL``, which deallocated them: psycopg forgets its prepared statements too.
+
+    psycopg notices a ``DISCARD ALL`` by itself only the first time that text runs on a
+    connection (later runs are counted in its cache and skip the check): from the second
+    session reset on, it would execute statements the server no longer has ("prepared
+    statement "_pg3_0" does not exist"), and in time prepare the ``DISCARD ALL`` itself.
+    """
+    prepared = getattr(conn, "_prepared", None)
+    for attr in ("_names", "_counts", "_to_flush", "_maint_commands"):
+        kept = getattr(prepared, attr, None)
+        if kept is not None:
+            kept.clear()
+
+
 def _changed(conn: Any) -> bool:
     """Whether a borrower changed the connection's client options (one C call when not)."""
     try:
@@ -320,10 +335,11 @@ class PsycopgAdapter(_Base):
             conn.autocommit = True
             try:
                 with self._guard(conn):
-                    conn.execute("DISCARD ALL")
+                    conn.execute("DISCARD ALL", prepare=False)
             finally:
                 if not conn.broken and not conn.closed:
                     conn.autocommit = autocommit
+            _forget_prepared(conn)
             _restore_handlers(conn)
         return True
 
@@ -416,10 +432,11 @@ class AsyncPsycopgAdapter(_Base):
                 autocommit = conn.autocommit
                 await conn.set_autocommit(True)
                 try:
-                    await conn.execute("DISCARD ALL")
+                    await conn.execute("DISCARD ALL", prepare=False)
                 finally:
                     if not conn.broken and not conn.closed:
                         await conn.set_autocommit(autocommit)
+                _forget_prepared(conn)
                 _restore_handlers(conn)
         conn._reclaim_used = _monotonic()
         return True
