@@ -161,6 +161,22 @@ def test_session_reset_leaves_nothing_of_borrower_a(
             assert one(conn, f"SELECT count(*) FROM {table}") == (0,)
 
 
+def test_session_reset_keeps_the_collation_and_sql_mode_given_to_connect(
+    mariadb: Any, admin: MariaAdmin
+) -> None:
+    """COM_RESET_CONNECTION puts the session's collation and sql_mode back to the server's
+    defaults: those the pool's connect() asked for are set again, so B compares strings and
+    parses SQL as A did (utf8mb4_bin: 'a' <> 'A'; ANSI_QUOTES: "x" names a column)."""
+    with make_pool(
+        mariadb, admin, max_size=1, reset="session", collation="utf8mb4_bin", sql_mode="ANSI_QUOTES"
+    ) as pool:
+        for _ in range(2):
+            with pool.acquire() as conn:
+                row = one(conn, "SELECT @@collation_connection, @@sql_mode, 'a' = 'A', CONNECTION_ID()")
+                assert row[:3] == ("utf8mb4_bin", "ANSI_QUOTES", 0)
+        assert pool.statistics().created == 1  # the same connection both times
+
+
 @pytest.mark.parametrize("login_database", ["private", "none"])
 def test_session_reset_gives_b_the_login_database_not_the_one_a_chose(
     mariadb: Any, admin: MariaAdmin, login_database: str

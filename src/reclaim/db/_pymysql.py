@@ -11,7 +11,8 @@
   (remembered at creation) is set again: a ``SET ROLE`` never passes to the next borrower.
   Nor the current database: the login one is selected again (``COM_INIT_DB``), and a
   connection that logged in with none is discarded if a borrower ran ``USE``.
-  PyMySQL's own settings (autocommit mode, ``init_command``) are then re-applied.
+  PyMySQL's own settings (``collation``, ``sql_mode``, autocommit mode, ``init_command``)
+  are then re-applied, each only when given to ``connect``.
 - **check**: on every reuse, a zero-timeout ``poll()`` of the socket: the protocol never
   sends anything to an idle client, so a readable socket means the server closed the
   session (``KILL``, a restart) and the connection is not lent. After ``check_after``
@@ -162,6 +163,16 @@ class PyMySQLAdapter(NetworkAdapter):
                 row = cursor.fetchone()
             if row is not None and row[0] is not None:
                 return False
+        # It resets what PyMySQL's connect() set after the login too: a collation given to
+        # connect() (MariaDB keeps the handshake's character set, not SET NAMES' collation)
+        # and sql_mode. Set again as connect() sets them, then autocommit and init_command.
+        collation = getattr(conn, "collation", None)
+        if collation is not None:
+            conn.set_character_set(conn.charset, collation)
+        sql_mode = getattr(conn, "sql_mode", None)
+        if sql_mode is not None:
+            with conn.cursor() as cursor:
+                cursor.execute("SET sql_mode=%s", (sql_mode,))
         self._restore_autocommit(conn)
         if conn.init_command is not None:
             with conn.cursor() as cursor:
