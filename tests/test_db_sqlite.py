@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import sqlite3
 import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -60,6 +62,37 @@ def test_a_misspelt_pool_option_is_refused_at_once(pool_class: type) -> None:
         pool_class(sqlite3.connect, ":memory:", max_sise=2)
     with pytest.raises(TypeError, match="did you mean acquire_timeout="):
         pool_class(sqlite3.connect, ":memory:", acquire_timout=2)
+
+
+@pytest.mark.parametrize(
+    ("option", "hint"),
+    [
+        ("timeout", "acquire_timeout="),
+        ("kwargs", "pass connect's keyword arguments to the pool itself"),
+        ("open", "open once made"),
+        ("reconnect_timeout", "never gives up"),
+        ("pool_recycle", "max_lifetime="),
+        ("init", "configure="),
+    ],
+)
+def test_another_pools_option_is_refused_with_reclaims_way(option: str, hint: str) -> None:
+    """psycopg_pool's, SQLAlchemy's and asyncpg's option names, which a connect() taking
+    **kwargs would only reject at the first acquire ("invalid connection option"), are
+    refused when the pool is made, saying what reclaim calls them."""
+
+    def connect(database: str, **kwargs: Any) -> sqlite3.Connection:  # like psycopg.connect
+        return sqlite3.connect(database, **kwargs)
+
+    with pytest.raises(TypeError, match=rf"^{option}= is not a pool option: .*{re.escape(hint)}"):
+        ConnectionPool(connect, ":memory:", **{option: 1})
+
+
+def test_another_pools_option_name_that_connect_takes_goes_to_connect(database: str) -> None:
+    """sqlite3.connect takes timeout= (and asyncpg.connect does): it is not refused."""
+    with ConnectionPool(sqlite3.connect, database, timeout=2.0) as pool, pool.acquire() as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    with ConnectionPool(sqlite3.connect, database, connect_kwargs={"timeout": 2.0}) as pool, pool.acquire():
+        pass
 
 
 def test_connect_kwargs_passes_a_name_close_to_a_pool_option(database: str) -> None:

@@ -127,14 +127,46 @@ def _one_edit_apart(a: str, b: str) -> bool:
     )
 
 
+#: Options of other pools (psycopg_pool, SQLAlchemy, asyncpg.create_pool) someone moving to
+#: reclaim passes by habit: refused with reclaim's way, not sent to connect() to fail there.
+PEER_OPTIONS = {
+    "timeout": "psycopg_pool's timeout= is acquire_timeout= here (per call: acquire(timeout=))",
+    "kwargs": "pass connect's keyword arguments to the pool itself, e.g. "
+    "ConnectionPool(psycopg.connect, conninfo, autocommit=True)",
+    "open": "a reclaim pool is open once made; pool.wait() waits for min_size connections",
+    "num_workers": "connections are made by the acquiring caller and one maintenance thread",
+    "reconnect_timeout": "the background refill never gives up; it backs off by "
+    "reconnect_delay= up to reconnect_max_delay=",
+    "reconnect_failed": "the background refill never gives up (it logs each failed create); "
+    "pool.wait(timeout) raises naming the last one",
+    "connection_class": "pass that class's connect, e.g. ConnectionPool(MyConnection.connect, ...)",
+    "pool_size": "the bound is max_size= (min_size= connections are kept open)",
+    "max_overflow": "the bound is max_size= alone",
+    "pool_timeout": "it is acquire_timeout= here (per call: acquire(timeout=))",
+    "pool_recycle": "it is max_lifetime= here",
+    "pool_pre_ping": "the adapter checks connections on reuse (check_after=)",
+    "max_inactive_connection_lifetime": "it is max_idle= here",
+    "init": "it is configure= here (once per new connection)",
+}
+
+
 def _refuse_misspelt_options(connect: Callable[..., Any], kwargs: dict[str, Any]) -> None:
-    """A keyword one typo away from a pool option (``max_sise``) is refused, not passed to connect.
+    """A keyword one typo away from a pool option (``max_sise``), or another pool's option
+    (psycopg_pool's ``timeout``: :data:`PEER_OPTIONS`), is refused, not passed to connect.
 
     Every other keyword goes to ``connect``, so a misspelt pool option would otherwise
     surface only at the first acquire, as the driver's "invalid keyword argument". Names
     that ``connect`` declares itself are never refused; ``connect_kwargs=`` passes any.
     """
     for key in kwargs:
+        hint = PEER_OPTIONS.get(key)
+        # Refused only when connect's signature is known to lack it (sqlite3's builtin connect
+        # has none, and takes timeout=).
+        if hint is not None and _declares(connect, key, unknown=True) is False:
+            raise TypeError(
+                f"{key}= is not a pool option: {hint} (keywords that are not pool options go to "
+                f"connect(); if connect really takes {key}=, pass it in connect_kwargs={{{key!r}: ...}})"
+            )
         if len(key) < 5:
             continue
         near = next((opt for opt in sorted(POOL_OPTIONS) if _one_edit_apart(key, opt)), None)
@@ -148,12 +180,15 @@ def _refuse_misspelt_options(connect: Callable[..., Any], kwargs: dict[str, Any]
             )
 
 
-def _declares(connect: Callable[..., Any], key: str) -> bool:
-    """Whether *connect* names *key* as a parameter of its own (not only ``**kwargs``)."""
+def _declares(connect: Callable[..., Any], key: str, *, unknown: bool = False) -> bool:
+    """Whether *connect* names *key* as a parameter of its own (not only ``**kwargs``);
+    *unknown* when it has no signature to tell (a builtin)."""
     try:
-        return key in inspect.signature(connect).parameters
+        param = inspect.signature(connect).parameters.get(key)
     except (TypeError, ValueError):  # a builtin without a signature
-        return False
+        return unknown
+    # psycopg.connect(..., **kwargs) does not take kwargs=
+    return param is not None and param.kind not in (param.VAR_KEYWORD, param.VAR_POSITIONAL)
 
 
 #: Options of the networked adapters that are neither pool options nor the driver's.
