@@ -56,6 +56,14 @@ def test_an_adapter_missing_a_hook_is_refused() -> None:
 
 
 @pytest.mark.parametrize("pool_class", [ConnectionPool, AsyncConnectionPool])
+def test_an_adapter_class_instead_of_an_instance_is_refused(pool_class: type) -> None:
+    """adapter=SqliteAdapter (the class) has every hook, unbound: refused when the pool is made,
+    not at the first acquire as "missing 1 required positional argument"."""
+    with pytest.raises(TypeError, match=r"got the class SqliteAdapter: pass adapter=SqliteAdapter\(\)"):
+        pool_class(sqlite3.connect, ":memory:", adapter=reclaim.db.SqliteAdapter)
+
+
+@pytest.mark.parametrize("pool_class", [ConnectionPool, AsyncConnectionPool])
 def test_a_misspelt_pool_option_is_refused_at_once(pool_class: type) -> None:
     """One typo from a pool option: refused naming the option, not sent to connect()."""
     with pytest.raises(TypeError, match=r"max_sise= is not a pool option: did you mean max_size=\?"):

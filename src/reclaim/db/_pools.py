@@ -45,6 +45,13 @@ def split_options(
     adapter = pool_kw.pop("adapter", None)
     if adapter is None:
         adapter = adapter_for(connect, asynchronous=asynchronous)
+    elif isinstance(adapter, type):
+        # A class passes the protocol check (its methods are there) and failed at the first
+        # acquire: "configure() missing 1 required positional argument: 'conn'".
+        raise TypeError(
+            f"adapter= takes an adapter instance, got the class {adapter.__name__}: "
+            f"pass adapter={adapter.__name__}()"
+        )
     elif not isinstance(adapter, Adapter):
         # One that lacks a hook would silently turn off that part (no reset, no check).
         raise TypeError(
