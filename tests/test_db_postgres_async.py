@@ -311,6 +311,15 @@ def test_session_reset_leaves_nothing_of_borrower_a(
     run(main())
 
 
+def test_psycopgs_blocking_connect_is_refused_by_the_async_pool() -> None:
+    """AsyncConnectionPool(psycopg.connect) would lend blocking connections to coroutines and
+    fail on their async reset and close: refused when made, naming AsyncConnection.connect."""
+    psycopg = pytest.importorskip("psycopg")
+    for connect in (psycopg.connect, psycopg.Connection.connect):
+        with pytest.raises(TypeError, match=r"AsyncConnectionPool takes psycopg\.AsyncConnection\.connect"):
+            reclaim.db.AsyncConnectionPool(connect, "dbname=test")
+
+
 def test_session_reset_keeps_prepared_statements_in_step_with_the_server(
     driver: Driver, postgres: Any, app: str
 ) -> None:

@@ -9,6 +9,7 @@ import itertools
 from collections.abc import Callable
 from typing import Any
 
+from reclaim._coroutines import is_coroutine_function
 from reclaim.pool import Pool
 from reclaim.pool._options import _seconds
 
@@ -45,6 +46,15 @@ def split_options(
     adapter = pool_kw.pop("adapter", None)
     if adapter is None:
         adapter = adapter_for(connect, asynchronous=asynchronous)
+        blocking = not is_coroutine_function(connect)
+        if asynchronous and blocking and getattr(adapter, "name", None) == "psycopg":
+            # psycopg.connect in an async pool: blocking connections, lent to coroutines, whose
+            # async reset and close then fail on them ("NoneType can't be used in 'await'").
+            raise TypeError(
+                f"{getattr(connect, '__qualname__', connect)!r} makes blocking psycopg.Connection "
+                "objects: an AsyncConnectionPool takes psycopg.AsyncConnection.connect "
+                "(or use reclaim.db.ConnectionPool for psycopg.connect)"
+            )
     elif isinstance(adapter, type):
         # A class passes the protocol check (its methods are there) and failed at the first
         # acquire: "configure() missing 1 required positional argument: 'conn'".
