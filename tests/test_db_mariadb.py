@@ -129,6 +129,24 @@ def low_role(admin: MariaAdmin) -> str:
     return LOW_ROLE
 
 
+@pytest.mark.parametrize("autocommit", [True, False])
+def test_unread_sscursor_rows_never_reach_the_next_borrower(
+    mariadb: Any, admin: MariaAdmin, autocommit: bool
+) -> None:
+    """A borrower that leaves an SSCursor's rows unread: the server is still streaming them,
+    so the connection is discarded, not lent to B, whose first query would read them all and
+    warn "Previous unbuffered result was left incomplete" (an error under -W error)."""
+    with make_pool(mariadb, admin, max_size=1, autocommit=autocommit) as pool:
+        with pool.acquire() as conn:
+            cursor = conn.cursor(pymysql.cursors.SSCursor)
+            cursor.execute("SELECT seq FROM seq_1_to_100000")
+            assert cursor.fetchone() == (1,)
+        with pool.acquire() as conn:  # filterwarnings = error: a warning here fails the test
+            assert one(conn, "SELECT 42") == (42,)
+        stats = pool.statistics()
+        assert (stats.created, stats.discarded_broken) == (2, 1)
+
+
 def test_session_reset_leaves_nothing_of_borrower_a(
     mariadb: Any, admin: MariaAdmin, table: str, low_role: str
 ) -> None:

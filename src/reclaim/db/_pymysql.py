@@ -122,9 +122,19 @@ class PyMySQLAdapter(NetworkAdapter):
     def reset(self, conn: Any) -> bool:
         """Roll back an open transaction; ``COM_RESET_CONNECTION`` under ``"session"``.
 
-        Returns False (discard it) when the connection is closed.
+        Returns False (discard it) when the connection is closed, or an unbuffered result
+        (``SSCursor``) was left unread.
         """
         if not conn.open:
+            return False
+        result = getattr(conn, "_result", None)
+        if result is not None and getattr(result, "unbuffered_active", False):
+            # An SSCursor's rows left unread: the server is still sending them, and PyMySQL would
+            # read them all at the next command, warning "Previous unbuffered result was left
+            # incomplete" in the next borrower's code. Closing the connection ends the stream;
+            # the result is marked done first, as PyMySQL does on a network error, so that its
+            # __del__ does not read the closed socket ("Exception ignored ... NoneType").
+            result.unbuffered_active = False
             return False
         conn._reclaim_used = time.monotonic()
         if self.session:
