@@ -805,6 +805,25 @@ def test_close_refuses_a_bad_timeout_before_closing_anything(
     run(main())
 
 
+@pytest.mark.parametrize(
+    ("timeout", "error"), [(-1, ValueError), (float("nan"), ValueError), ("5", TypeError)]
+)
+def test_a_bad_per_call_timeout_is_rejected_with_an_object_idle(
+    timeout: object, error: type[Exception]
+) -> None:
+    """As Pool.acquire(): refused when acquire() is called, also when an object is idle."""
+
+    async def main() -> None:
+        async with AsyncPool(Thing, max_size=1) as pool:
+            async with pool.acquire():
+                pass
+            with pytest.raises(error, match=r"^timeout must be"):
+                pool.acquire(timeout=timeout)  # type: ignore[arg-type]
+            assert pool.statistics().in_use == 0
+
+    run(main())
+
+
 @pytest.mark.parametrize("max_size", [-1, 0])
 def test_a_max_size_below_one_is_refused_with_one_message_at_construction_and_resize(max_size: int) -> None:
     """-1 and 0 both say max_size must be >= 1, whether passed to AsyncPool() or resize()."""

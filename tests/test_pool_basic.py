@@ -212,6 +212,21 @@ def test_negative_per_call_timeout_is_rejected(make_pool: Callable[..., Pool[Thi
         pool.acquire(timeout=-1)
 
 
+@pytest.mark.parametrize(
+    ("timeout", "error"), [(-1, ValueError), (float("nan"), ValueError), ("5", TypeError)]
+)
+def test_a_bad_per_call_timeout_is_rejected_with_an_object_idle(
+    make_pool: Callable[..., Pool[Thing]], timeout: object, error: type[Exception]
+) -> None:
+    """Refused on the fast path too, not only once the pool is busy enough to make callers wait."""
+    pool = make_pool(max_size=1)
+    with pool.acquire():
+        pass
+    with pytest.raises(error, match=r"^timeout must be"):
+        pool.acquire(timeout=timeout)  # type: ignore[arg-type]
+    assert pool.statistics().in_use == 0
+
+
 # -- health ---------------------------------------------------------------------
 
 

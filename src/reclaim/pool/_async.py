@@ -159,7 +159,13 @@ class AsyncPool(PoolCore[T]):
             PoolTimeout: none became free within *timeout* (default ``acquire_timeout``).
             PoolClosed: the pool was closed.
             Exception: whatever ``create`` raised when a new object was needed.
+
+        Raises (at once):
+            TypeError, ValueError: *timeout* is not None or a number >= 0 (also when an
+                object is idle: a bad value must not wait for a busy pool to show).
         """
+        if timeout is not None:
+            acquire_deadline(0.0, timeout, 0.0)
         lease: AsyncLease[T] = AsyncLease()  # it has no __init__: the fields are set here
         lease._pool = self
         lease._timeout = timeout

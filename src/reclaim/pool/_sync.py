@@ -155,7 +155,11 @@ class Pool(PoolCore[T]):
             PoolTimeout: none became free in time (the message lists who holds them).
             PoolClosed: the pool was closed.
             Exception: whatever ``create`` raised when a new object was needed.
+            TypeError, ValueError: *timeout* is not None or a number >= 0 (also when an
+                object is idle: a bad value must not wait for a busy pool to show).
         """
+        if timeout is not None:
+            acquire_deadline(0.0, timeout, 0.0)
         idle = self._idle
         try:
             # An empty deque is the contended case: test it rather than raise and catch
