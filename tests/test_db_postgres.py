@@ -66,6 +66,32 @@ def make_pool(postgres: Any, app: str, **kw: Any) -> reclaim.db.ConnectionPool:
     return reclaim.db.ConnectionPool(psycopg.connect, **conninfo, **kw)
 
 
+def _connect_timeout(conn: Any) -> str | None:
+    """The connection's connect_timeout as libpq has it (None: not set)."""
+    values = {o.keyword: o.val for o in conn.pgconn.info}
+    value = values.get(b"connect_timeout")
+    return None if value is None else value.decode()
+
+
+@pytest.mark.parametrize("given", ["none", "keyword", "conninfo", "environment"])
+def test_connects_are_bounded_by_a_connect_timeout_unless_one_is_set(
+    postgres: Any, app: str, given: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """psycopg's own default is 130 s; the pool's connections get 10 s, unless the user set one."""
+    conninfo = pg_conninfo(postgres, application_name=app)
+    del conninfo["connect_timeout"]  # the tests' own
+    args: tuple[str, ...] = ()
+    if given == "keyword":
+        conninfo["connect_timeout"] = 4
+    elif given == "conninfo":
+        args = ("connect_timeout=3",)
+    elif given == "environment":
+        monkeypatch.setenv("PGCONNECT_TIMEOUT", "5")
+    expected = {"none": "10", "keyword": "4", "conninfo": "3", "environment": "5"}[given]
+    with reclaim.db.ConnectionPool(psycopg.connect, *args, **conninfo) as pool, pool.acquire() as conn:
+        assert _connect_timeout(conn) == expected
+
+
 @pytest.fixture
 def low_role(admin: PgAdmin) -> str:
     """A NOLOGIN role without privileges, that the test user may SET ROLE to (idempotent)."""

@@ -311,6 +311,23 @@ def test_session_reset_leaves_nothing_of_borrower_a(
     run(main())
 
 
+def test_psycopg_async_connects_get_the_pools_connect_timeout(postgres: Any, app: str) -> None:
+    """As in the sync pool: 10 s unless one is set (psycopg's own default is 130 s)."""
+    psycopg = pytest.importorskip("psycopg")
+    conninfo = pg_conninfo(postgres, application_name=app)
+    del conninfo["connect_timeout"]  # the tests' own
+
+    async def main() -> None:
+        async with (
+            reclaim.db.AsyncConnectionPool(psycopg.AsyncConnection.connect, **conninfo) as pool,
+            pool.acquire() as conn,
+        ):
+            values = {o.keyword: o.val for o in conn.pgconn.info}
+            assert values[b"connect_timeout"] == b"10"
+
+    run(main())
+
+
 def test_psycopgs_blocking_connect_is_refused_by_the_async_pool() -> None:
     """AsyncConnectionPool(psycopg.connect) would lend blocking connections to coroutines and
     fail on their async reset and close: refused when made, naming AsyncConnection.connect."""

@@ -11,6 +11,9 @@
   prepared statements, open cursors, cached plans and sequence state are all gone; so are
   the notify and notice handlers a borrower added to the connection object (those the
   connection had when the pool's ``configure`` finished stay).
+- **connect**: bounded by ``connect_timeout``, 10 s unless the conninfo, the keywords or
+  ``PGCONNECT_TIMEOUT`` set it (psycopg's own default is 130 s, and the pool connects in
+  the acquiring caller).
 - **check**, in two tiers. On reuse after ``probe_after`` (1 ms) idle, a zero-timeout
   ``poll()`` of the socket (about 0.3 µs, no round trip): an idle connection has nothing
   to read unless the server ended the session (``pg_terminate_backend``, a restart: its
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import operator
+import os
 import select
 import time
 from collections.abc import Callable, Coroutine, Generator
@@ -37,6 +41,7 @@ from typing import Any, Final
 
 import psycopg
 from psycopg import pq
+from psycopg.conninfo import conninfo_to_dict
 
 from ._adapter import NetworkAdapter
 from ._watchdog import Guard
@@ -59,6 +64,8 @@ _PUBLIC: Final = operator.attrgetter(*_OPTIONS)
 #: What psycopg's option properties return: one C call on every release instead of four
 #: Python property calls. Used only when they agree with the properties (_options_reader).
 _PRIVATE: Final = operator.attrgetter(*(f"_{name}" for name in _OPTIONS))
+#: The ``connect_timeout`` (seconds) a pool's connections get when none is set (PyMySQL's default).
+CONNECT_TIMEOUT: Final = 10
 #: Reuse within this many seconds of the release skips even the socket probe (the pool does
 #: not call check): the window in which a session ended by the server could still be lent.
 PROBE_AFTER: Final = 0.001
@@ -221,6 +228,27 @@ class _Base(NetworkAdapter):
 
     name = "psycopg"
     probe_after = PROBE_AFTER
+
+    def prepare(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """Bound the connect by ``connect_timeout=10`` unless the conninfo, the keywords or
+        ``PGCONNECT_TIMEOUT`` set one.
+
+        The pool connects in the acquiring caller, and psycopg's own default is 130 s (3.2
+        and later; before it, as long as TCP tries): an acquire that must connect over a
+        network gone silent would wait that long, whatever ``acquire_timeout`` says.
+        """
+        if "connect_timeout" in kwargs or "PGCONNECT_TIMEOUT" in os.environ:
+            return args, kwargs
+        conninfo = args[0] if args else kwargs.get("conninfo", "")
+        try:
+            given = "connect_timeout" in conninfo_to_dict(conninfo)
+        except Exception:  # not a conninfo string: connect will say what is wrong with it
+            return args, kwargs
+        if given:
+            return args, kwargs
+        return args, {**kwargs, "connect_timeout": CONNECT_TIMEOUT}
 
     def remember(self, conn: Any) -> None:
         """Record the connection's starting options; set up its socket probe and reset guard."""
