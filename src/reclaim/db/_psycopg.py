@@ -10,7 +10,9 @@
   and ``SET SESSION AUTHORIZATION``, temporary tables, advisory locks, ``LISTEN``,
   prepared statements, open cursors, cached plans and sequence state are all gone; so are
   the notify and notice handlers a borrower added to the connection object (those the
-  connection had when the pool's ``configure`` finished stay).
+  connection had when the pool's ``configure`` finished stay). Session settings go back to
+  the connect options' (``options="-c search_path=..."``), so a ``SET`` in ``configure``
+  reaches only the connection's first borrower.
 - **connect**: bounded by ``connect_timeout``, 10 s unless the conninfo, the keywords or
   ``PGCONNECT_TIMEOUT`` set it (psycopg's own default is 130 s, and the pool connects in
   the acquiring caller).
