@@ -491,3 +491,27 @@ def test_connection_first_on_a_uvloop_loop_leaves_no_untracked_descriptor(leakwa
         loop.close()
         listener.close()
     assert leakwatch.leaks() == []
+
+
+def test_uvloop_connection_works_when_os_listdir_and_readlink_refuse_in_the_loop(
+    leakwatch: Watch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The descriptor table a loop's first connection reads is read through os's C module: a test
+    tool that makes ``os.listdir``/``os.readlink`` raise in an event loop (blockbuster, in anyio's
+    suite) saw reclaim's reads as the program's blocking calls, and the program's call failed."""
+
+    def refuse(*args: object) -> None:
+        raise AssertionError("a blocking call in the event loop")
+
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+
+        async def main() -> None:
+            with monkeypatch.context() as patched:
+                patched.setattr(os, "listdir", refuse)
+                patched.setattr(os, "readlink", refuse)
+                loop = asyncio.get_running_loop()
+                transport, _ = await loop.create_connection(asyncio.Protocol, *listener.getsockname())
+                transport.close()
+
+        uvloop.run(main())
+    assert leakwatch.leaks() == []

@@ -58,6 +58,12 @@ __all__ = [
 
 __tracebackhide__ = True  # stands in for what it wraps: see _patch
 
+#: os's C module (``posix``, ``nt``): the descriptor table is read through its functions, not
+#: ``os``'s attributes, which a test tool may have replaced -- blockbuster, in anyio's suite,
+#: makes ``os.listdir``/``os.readlink`` raise when called in an event loop, and the table is read
+#: in one when a uvloop or zmq.asyncio loop makes its first connection: the program's call failed.
+_C: Any = __import__(os.name)
+
 _FD_DIR = next((d for d in ("/proc/self/fd", "/dev/fd") if os.path.isdir(d)), None)
 
 
@@ -151,7 +157,7 @@ def list_fds() -> frozenset[int] | None:
     try:
         # The listing includes the descriptor listdir itself used; it is closed by now and
         # dropped later because describe_fd() finds nothing behind it.
-        return frozenset(int(name) for name in os.listdir(_FD_DIR))
+        return frozenset(int(name) for name in _C.listdir(_FD_DIR))
     except OSError:
         return None
 
@@ -160,11 +166,11 @@ def describe_fd(fd: int) -> str | None:
     """What *fd* points at (``/path``, ``socket:[123]``, ``pipe:[45]``), None if it is closed."""
     if _FD_DIR == "/proc/self/fd":
         try:
-            return os.readlink(f"/proc/self/fd/{fd}")
+            return str(_C.readlink(f"/proc/self/fd/{fd}"))
         except OSError:
             return None
     try:
-        st = os.fstat(fd)
+        st: os.stat_result = _C.fstat(fd)
     except OSError:
         return None
     for test, name in ((stat.S_ISSOCK, "socket"), (stat.S_ISFIFO, "pipe"), (stat.S_ISDIR, "directory")):
@@ -176,7 +182,7 @@ def describe_fd(fd: int) -> str | None:
 def identity(fd: int) -> tuple[int, int] | None:
     """``(st_dev, st_ino)`` of what *fd* refers to, None when it is closed."""
     try:
-        st = os.fstat(fd)
+        st: os.stat_result = _C.fstat(fd)
     except OSError:
         return None
     return st.st_dev, st.st_ino
