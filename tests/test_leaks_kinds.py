@@ -1097,6 +1097,36 @@ def test_socket_closed_through_makefile_objects_the_program_closed_is_not_report
     assert leakwatch.leaks() == []
 
 
+class _StandIn:
+    """What urllib3's ``SSLTransport`` is to the ``SocketIO`` its ``makefile()`` makes: an object
+    standing in for the socket, which passes the release on."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.socket = sock
+
+    def _decref_socketios(self) -> None:
+        self.socket._decref_socketios()  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("release", ["close", "drop"])
+def test_makefile_object_over_a_socket_stand_in_still_closes_the_socket(
+    leakwatch: Watch, release: str
+) -> None:
+    """The hooks on ``SocketIO`` read the socket's state from its ``_sock``: one over a stand-in
+    (no ``_closed``) made its close fail, so the socket's deferred real close never came."""
+    a, b = socket.socketpair()
+    b.close()
+    raw = socket.SocketIO(_StandIn(a), "r")  # type: ignore[arg-type]
+    a._io_refs += 1  # type: ignore[attr-defined]  # as SSLTransport.makefile() does
+    a.close()  # waits for raw
+    if release == "close":
+        raw.close()
+    else:
+        del raw  # IOBase's finalizer closes it
+    assert a.fileno() == -1
+    assert leakwatch.leaks() == []
+
+
 class _Ok(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self.wfile.write(RESPONSE)

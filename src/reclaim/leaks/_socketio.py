@@ -49,14 +49,32 @@ _getframe = sys._getframe
 _live_pop = _records.live.pop
 
 
+class _NotInstalled:
+    pass
+
+
+#: socket.socket, set by install().
+_socket_type: type[Any] = _NotInstalled
+
+
+def _closes_socket(sock: Any) -> bool:
+    """Whether closing a ``SocketIO`` over *sock* (its ``_sock``) makes the socket's real close: a
+    socket the program closed, this its last ``makefile()`` object. A ``SocketIO`` may be made over
+    an object that only stands in for a socket (urllib3's ``SSLTransport``, TLS in TLS through an
+    HTTPS proxy): it has no ``_closed``, and the hook must not fail the close it stands before."""
+    return isinstance(sock, _socket_type) and bool(sock._closed) and sock._io_refs <= 1
+
+
 def install(patches: Patches, socket: ModuleType) -> None:
     """Give ``socket.SocketIO`` the finalizer hooks (see the module's docstring)."""
+    global _socket_type
+    _socket_type = socket.socket
     sio = socket.SocketIO
     sio_close = sio.close
 
     def close(self: Any) -> None:
         sock = self._sock  # None once closed
-        if sock is not None and sock._closed and sock._io_refs <= 1:  # its real close comes next
+        if _closes_socket(sock):  # its real close comes next
             try:
                 caller = _getframe(1)
             except ValueError:  # called from C code with no Python frame
@@ -84,7 +102,7 @@ def install(patches: Patches, socket: ModuleType) -> None:
 def _closing_last(sio: Any) -> None:
     """The garbage collector is closing *sio*: when that closes its socket too, the collector did."""
     sock = sio._sock
-    if sock is not None and sock._closed and sock._io_refs <= 1:
+    if _closes_socket(sock):
         _collected(sock)
 
 
