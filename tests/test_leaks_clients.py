@@ -657,3 +657,19 @@ def test_aiohttp_test_client_closed_is_not_reported(leakwatch: Watch) -> None:
     asyncio.run(use())
     gc.collect()
     assert leakwatch.leaks() == []
+
+
+def test_urllib3_clear_of_a_manager_using_a_pool_class_of_the_program_still_works(leakwatch: Watch) -> None:
+    """``clear()`` is wrapped to note the queues of the pools it drops: a pool class of the
+    program's (``pool_classes_by_scheme``, as urllib3's own tests use) may have none."""
+    urllib3 = pytest.importorskip("urllib3")
+
+    class Pool:
+        def __init__(self, host: str, port: int | None = None, **kw: object) -> None:
+            self.host = host
+
+    with urllib3.PoolManager() as manager:
+        manager.pool_classes_by_scheme = {"http": Pool}
+        assert isinstance(manager.connection_from_url("http://example.invalid/"), Pool)
+    assert len(manager.pools) == 0
+    assert leakwatch.leaks() == []

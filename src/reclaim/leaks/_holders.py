@@ -377,7 +377,8 @@ def _wrap_clear(patches: Patches, cls: type) -> None:
     def clear_(self: Any, *args: Any, **kwargs: Any) -> None:
         pools = getattr(getattr(self, "pools", None), "_container", None)
         for pool in tuple(pools.values()) if isinstance(pools, dict) else ():
-            with contextlib.suppress(TypeError):  # no queue, or not one to refer to weakly
+            # A pool class of the program's (pool_classes_by_scheme) may keep no queue.
+            with contextlib.suppress(TypeError, AttributeError):  # none, or not one to refer to weakly
                 _dropped.add(pool.pool)
         clear(self, *args, **kwargs)
 
