@@ -443,6 +443,22 @@ def test_wait_returns_once_min_size_objects_are_made(factory: Factory) -> None:
         assert pool.statistics().size == 0
 
 
+def test_a_create_that_times_out_with_no_message_is_said_to_have_timed_out() -> None:
+    """asyncpg's connect timeout is a bare TimeoutError(): the pool's note and wait()'s message
+    say it timed out, rather than show an empty message."""
+
+    def create() -> Thing:
+        raise TimeoutError
+
+    with Pool(create, max_size=1, reconnect_delay=0.001, reconnect_max_delay=0.01) as pool:
+        with pytest.raises(TimeoutError) as info:
+            pool.acquire()
+        assert any(note.endswith("was creating an object (it timed out))") for note in info.value.__notes__)
+        pool.resize(min_size=1)
+        with pytest.raises(PoolTimeout, match=r"the last create failed: TimeoutError\(\) \(it timed out\)"):
+            pool.wait(timeout=0.05)
+
+
 def test_wait_times_out_naming_the_last_failed_create_and_the_pool_stays_usable(factory: Factory) -> None:
     factory.fail_next = 10**9  # the server is down
     with Pool(

@@ -24,7 +24,7 @@ from reclaim.errors import PoolClosed, PoolTimeout
 from . import _explain
 from ._alease import AsyncLease
 from ._await import DEAD, TIMEOUT, TaskWaiter, call, hand_over, is_awaitable, time_out
-from ._core import CLOSED, CREATE, RETRY, PoolCore, Slot, close_value, log
+from ._core import CLOSED, CREATE, RETRY, PoolCore, Slot, close_value, log, note_create_failed
 from ._options import (
     AsyncPoolOptions,
     _seconds,
@@ -327,7 +327,7 @@ class AsyncPool(PoolCore[T]):
         except BaseException as exc:
             self._create_failed()
             if isinstance(exc, Exception):
-                exc.add_note(f"(while pool {self._name!r} was creating an object)")
+                note_create_failed(self._name, exc)
             raise
         slot = self._create_done(value, _monotonic())
         if slot is None:

@@ -27,7 +27,18 @@ from reclaim.errors import PoolClosed, PoolFull, PoolTimeout
 
 from ._options import Options, check_sizes
 
-__all__ = ["CLOSED", "CREATE", "RETRY", "PoolCore", "Slot", "Waiter", "log", "warn_lost"]
+__all__ = [
+    "CLOSED",
+    "CREATE",
+    "RETRY",
+    "PoolCore",
+    "Slot",
+    "Waiter",
+    "describe_error",
+    "log",
+    "note_create_failed",
+    "warn_lost",
+]
 
 if TYPE_CHECKING:
     import logging
@@ -181,6 +192,22 @@ class Plan:
         self.leaks: list[Slot] = []
         self.create = 0
         self.wake_in = MAX_NAP
+
+
+def _silent_timeout(error: BaseException) -> bool:
+    """A timeout with no message (asyncpg's connect timeout is a bare ``TimeoutError()``)."""
+    return isinstance(error, TimeoutError) and not str(error)
+
+
+def describe_error(error: BaseException) -> str:
+    """``repr`` of *error*, saying that it timed out when it has no message to say so."""
+    return f"{error!r} (it timed out)" if _silent_timeout(error) else repr(error)
+
+
+def note_create_failed(name: str, error: BaseException) -> None:
+    """Add to *error* that pool *name* raised it while creating an object."""
+    timed_out = " (it timed out)" if _silent_timeout(error) else ""
+    error.add_note(f"(while pool {name!r} was creating an object{timed_out})")
 
 
 class PoolCore(Generic[T]):
@@ -421,7 +448,9 @@ class PoolCore(Generic[T]):
         if left > 0:
             return left
         error = self._last_create_error
-        why = f"the last create failed: {error!r}" if error is not None else "creates are still running"
+        why = "creates are still running"
+        if error is not None:
+            why = f"the last create failed: {describe_error(error)}"
         raise PoolTimeout(
             f"pool {self._name!r} has {self._size - self._creating} of min_size={self._min_size} "
             f"objects after {timeout:g} s; {why}"

@@ -22,7 +22,7 @@ from reclaim import _sites, _track
 from reclaim.errors import PoolClosed, PoolFull
 
 from . import _explain
-from ._core import CLOSED, CREATE, RETRY, PoolCore, Slot, close_value, log
+from ._core import CLOSED, CREATE, RETRY, PoolCore, Slot, close_value, log, note_create_failed
 from ._lease import Lease
 from ._options import _seconds, acquire_deadline, check_close_timeout, refuse_coroutine_functions, validate
 from ._stats import PoolStatistics
@@ -349,7 +349,7 @@ class Pool(PoolCore[T]):
         except BaseException as exc:
             with self._lock:
                 self._create_failed()
-            exc.add_note(f"(while pool {self._name!r} was creating an object)")
+            note_create_failed(self._name, exc)
             raise
         now = _monotonic()
         entered = False
