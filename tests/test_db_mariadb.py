@@ -415,6 +415,24 @@ def test_release_on_a_silent_network_is_cut_off_at_reset_timeout(
                 assert one(conn, "SELECT 1") == (1,)
 
 
+def test_release_that_puts_autocommit_back_on_a_silent_network_is_cut_off(
+    mariadb: Any, admin: MariaAdmin, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A borrower switched autocommit on: switching it back off (SET AUTOCOMMIT) is a round
+    trip too, bounded by reset_timeout like the rollback (it used to wait for the network)."""
+    caplog.set_level(logging.INFO, logger="reclaim")
+    with FaultProxy((mariadb.host, mariadb.port)) as proxy:
+        adapter = PyMySQLAdapter(reset_timeout=0.3)
+        pool = make_pool(mariadb, admin, max_size=1, port=proxy.port, adapter=adapter)
+        with pool:
+            lease = pool.acquire()
+            lease.value.autocommit(True)  # no rollback due on release, only autocommit to restore
+            one(lease.value, "SELECT 1")
+            release_cut_off(pool, lease, proxy, caplog.records)
+            with pool.acquire() as conn:
+                assert one(conn, "SELECT @@autocommit") == (0,)
+
+
 def test_fork_child_gets_its_own_connections_and_parent_keeps_working(
     mariadb: Any, admin: MariaAdmin
 ) -> None:

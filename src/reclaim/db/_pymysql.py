@@ -80,10 +80,14 @@ class PyMySQLAdapter(NetworkAdapter):
                 row = cursor.fetchone()
             conn._reclaim_role, conn._reclaim_database = row if row else (None, None)
 
-    def _restore_autocommit(self, conn: Any) -> None:
+    def _autocommit_changed(self, conn: Any) -> bool:
+        """Whether a borrower changed the autocommit mode (putting it back is a round trip)."""
         wanted = getattr(conn, "_reclaim_autocommit", conn.autocommit_mode)
-        if wanted is not None and (conn.autocommit_mode != wanted or conn.get_autocommit() != wanted):
-            conn.autocommit(wanted)
+        return wanted is not None and (conn.autocommit_mode != wanted or conn.get_autocommit() != wanted)
+
+    def _restore_autocommit(self, conn: Any) -> None:
+        if self._autocommit_changed(conn):
+            conn.autocommit(getattr(conn, "_reclaim_autocommit", conn.autocommit_mode))
 
     def in_transaction(self, conn: Any) -> bool:
         """True when the server's last reply said a transaction is open."""
@@ -148,7 +152,11 @@ class PyMySQLAdapter(NetworkAdapter):
                 conn.rollback()
                 self._restore_autocommit(conn)
             return True
-        self._restore_autocommit(conn)
+        if self._autocommit_changed(conn):
+            # A borrower switched autocommit on: switching it back off is a round trip
+            # (SET AUTOCOMMIT), bounded like the others.
+            with Guard(conn, conn._sock.fileno(), self.reset_timeout):
+                self._restore_autocommit(conn)
         return True
 
     def _reset_session(self, conn: Any) -> bool:
