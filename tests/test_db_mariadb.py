@@ -280,6 +280,46 @@ def test_sessions_killed_while_idle_are_never_lent(mariadb: Any, admin: MariaAdm
 
 
 @pytest.fixture
+def many_files_open() -> Iterator[None]:
+    """Descriptors up to past 1024 taken, so that the next socket is numbered beyond select()'s range."""
+    resource = pytest.importorskip("resource")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1200 and hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip("the descriptor limit is below 1200")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    taken = []
+    try:
+        while not taken or taken[-1] < 1030:
+            taken.append(os.open(os.devnull, os.O_RDONLY))
+        yield
+    finally:
+        for fd in taken:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_a_socket_numbered_past_1024_is_probed_not_discarded(
+    mariadb: Any, admin: MariaAdmin, many_files_open: None
+) -> None:
+    """The idle probe works on any descriptor: a live session is reused, a killed one is not lent
+    (select() raised "filedescriptor out of range", so every reuse logged in again)."""
+    with make_pool(mariadb, admin, max_size=1) as pool:
+        with pool.acquire() as conn:
+            assert conn._sock.fileno() >= 1024
+            first = one(conn, "SELECT CONNECTION_ID()")
+        idle_past_probe(pool)
+        with pool.acquire() as conn:
+            assert one(conn, "SELECT CONNECTION_ID()") == first
+        assert admin.kill() == 1
+        wait_until(lambda: admin.sessions() == 0, 10, "the killed session to end")
+        idle_past_probe(pool)
+        with pool.acquire() as conn:
+            assert one(conn, "SELECT CONNECTION_ID()") != first
+        stats = pool.statistics()
+        assert (stats.created, stats.discarded_by_check) == (2, 1)
+
+
+@pytest.fixture
 def maria_restartable(mariadb: Any) -> Iterator[Any]:
     """A server the test may stop: started again (and waited for) whatever the outcome."""
     if not can_control_maria():

@@ -40,6 +40,20 @@ _SERVER_STATUS_IN_TRANS: Final = 1
 _DISCONNECT_CODES: Final = frozenset({2002, 2003, 2006, 2013, 1927})
 
 
+def _readable(sock: Any) -> bool:
+    """Whether *sock* has something to read now (no waiting).
+
+    ``poll()``, not ``select()``: ``select()`` refuses descriptors numbered 1024 or more
+    ("filedescriptor out of range"), which failed every check in a process with that many
+    files open, so each reuse discarded the connection and logged in again.
+    """
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        return bool(poller.poll(0))
+    return bool(select.select([sock], [], [], 0)[0])  # Windows: no poll(), no such limit
+
+
 class PyMySQLAdapter(NetworkAdapter):
     """Adapter for ``pymysql.connections.Connection``.
 
@@ -111,7 +125,7 @@ class PyMySQLAdapter(NetworkAdapter):
         sock = conn._sock
         if sock is None:
             raise err.InterfaceError(0, "the connection is closed")
-        if select.select([sock], [], [], 0)[0]:
+        if _readable(sock):
             conn._force_close()
             raise err.OperationalError(2013, "the server ended the session while it was idle")
         if time.monotonic() - getattr(conn, "_reclaim_used", 0.0) < self.check_after:
