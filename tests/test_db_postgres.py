@@ -397,6 +397,17 @@ def test_session_reset_drops_the_notify_and_notice_handlers_borrower_a_added(pos
     assert seen == [("configure", "B notice")]
 
 
+def test_session_reset_drops_the_notifications_borrower_a_left_unread(postgres: Any, app: str) -> None:
+    """reset='session': a notification that reached A's session before the release (kept by
+    psycopg for A's conn.notifies()) is not read by B, another tenant."""
+    with make_pool(postgres, app, max_size=1, reset="session", autocommit=True) as pool:
+        with pool.acquire() as conn:
+            conn.execute("LISTEN tenant_a")
+            conn.execute("NOTIFY tenant_a, 'A secret'")  # delivered with the answer: kept unread
+        with pool.acquire() as conn:
+            assert [n.payload for n in conn.notifies(timeout=0)] == []
+
+
 def test_role_change_does_not_leak_to_the_next_borrower_under_session_reset(
     postgres: Any, app: str, low_role: str
 ) -> None:

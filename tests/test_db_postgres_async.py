@@ -380,6 +380,24 @@ def test_psycopg_session_reset_drops_the_handlers_borrower_a_added(postgres: Any
     assert seen == [("configure", "B notice")]
 
 
+def test_psycopg_session_reset_drops_the_notifications_borrower_a_left_unread(
+    postgres: Any, app: str
+) -> None:
+    """reset='session': a notification that reached A's session before the release (kept by
+    psycopg for A's conn.notifies()) is not read by B, another tenant."""
+    pytest.importorskip("psycopg")
+
+    async def main() -> list[str]:
+        async with Psycopg().pool(postgres, app, max_size=1, reset="session") as pool:
+            async with pool.acquire() as conn:
+                await conn.execute("LISTEN tenant_a")
+                await conn.execute("NOTIFY tenant_a, 'A secret'")  # delivered with the answer: unread
+            async with pool.acquire() as conn:
+                return [n.payload async for n in conn.notifies(timeout=0)]
+
+    assert run(main()) == []
+
+
 def test_role_change_does_not_leak_under_session_reset(
     driver: Driver, postgres: Any, app: str, low_role: str
 ) -> None:

@@ -10,7 +10,8 @@
   and ``SET SESSION AUTHORIZATION``, temporary tables, advisory locks, ``LISTEN``,
   prepared statements, open cursors, cached plans and sequence state are all gone; so are
   the notify and notice handlers a borrower added to the connection object (those the
-  connection had when the pool's ``configure`` finished stay). Session settings go back to
+  connection had when the pool's ``configure`` finished stay), and the notifications it
+  received and did not read. Session settings go back to
   the connect options' (``options="-c search_path=..."``), so a ``SET`` in ``configure``
   reaches only the connection's first borrower.
 - **connect**: bounded by ``connect_timeout``, 10 s unless the conninfo, the keywords or
@@ -216,6 +217,22 @@ def _forget_prepared(conn: Any) -> None:
             kept.clear()
 
 
+def _drop_notifications(conn: Any) -> None:
+    """After ``DISCARD ALL`` (which ran ``UNLISTEN *``): the notifications that reached the
+    connection before it and that no handler took are dropped, not kept for the next borrower.
+
+    psycopg keeps those in a backlog (3.2 and later) that ``conn.notifies()`` yields first, and
+    libpq in a queue of its own: either way the next borrower, another tenant, would read
+    the previous one's messages.
+    """
+    backlog = getattr(conn, "_notifies_backlog", None)
+    if backlog is not None:
+        backlog.clear()
+    pgconn = conn.pgconn
+    while pgconn.notifies() is not None:
+        pass
+
+
 def _changed(conn: Any) -> bool:
     """Whether a borrower changed the connection's client options (one C call when not)."""
     try:
@@ -371,6 +388,7 @@ class PsycopgAdapter(_Base):
                     conn.autocommit = autocommit
             _forget_prepared(conn)
             _restore_handlers(conn)
+            _drop_notifications(conn)
         return True
 
     def close(self, conn: Any) -> None:
@@ -468,6 +486,7 @@ class AsyncPsycopgAdapter(_Base):
                         await conn.set_autocommit(autocommit)
                 _forget_prepared(conn)
                 _restore_handlers(conn)
+                _drop_notifications(conn)
         conn._reclaim_used = _monotonic()
         return True
 
