@@ -789,6 +789,28 @@ def test_release_on_a_silent_network_is_cut_off_at_reset_timeout(
     run(main())
 
 
+def test_close_on_a_silent_network_keeps_to_its_timeout(
+    driver: Driver, postgres: Any, app: str, admin: PgAdmin
+) -> None:
+    """close(timeout) is not held up by polite closes the network never answers (asyncpg's
+    waited for the server's goodbye up to its check_timeout): they are cut short, no session stays."""
+
+    async def main() -> None:
+        with FaultProxy((postgres.host, postgres.port)) as proxy:
+            pool = driver.pool(postgres, app, max_size=2, port=proxy.port)
+            pool.adapter.check_timeout = 60.0  # the bound close() used to wait out
+            leases = [await pool.acquire() for _ in range(2)]
+            for lease in leases:
+                await lease.release()
+            proxy.blackhole()
+            await asyncio.wait_for(pool.close(timeout=0.3), 30)  # a hang fails here
+            assert_counts_exact(pool, size=0)
+            proxy.heal()
+            await until(lambda: admin.sessions(app) == 0, "the pool's sessions to end")
+
+    run(main())
+
+
 @pytest.fixture
 def pg_restartable(admin: PgAdmin, postgres: Any) -> Iterator[Any]:
     """A server the test may stop: started again (and waited for) whatever the outcome."""

@@ -293,6 +293,29 @@ def test_close_with_timeout_zero_and_nothing_out_logs_no_warning(caplog: pytest.
     assert "leases still out" not in caplog.text
 
 
+def test_close_gives_up_on_an_async_close_that_never_ends(caplog: pytest.LogCaptureFixture) -> None:
+    """close(timeout) bounds the objects' own closes too: one still running then is cancelled."""
+    cancelled: list[Thing] = []
+
+    async def close_forever(thing: Thing) -> None:
+        try:
+            await asyncio.Event().wait()  # a goodbye the network never answers
+        except asyncio.CancelledError:
+            cancelled.append(thing)
+            raise
+
+    async def main() -> None:
+        pool = AsyncPool(Thing, close=close_forever)
+        async with pool.acquire():
+            pass
+        await asyncio.wait_for(pool.close(timeout=0.1), 30)  # a hang fails here
+        await until(lambda: cancelled, "the close to be cancelled")
+        assert pool.statistics().closed == 1
+
+    run(main())
+    assert "1 objects still closing when close() gave up waiting" in caplog.text
+
+
 def test_an_async_is_broken_is_refused_at_construction() -> None:
     async def is_broken(thing: Thing, exc: BaseException) -> bool:  # pragma: no cover - never called
         return False

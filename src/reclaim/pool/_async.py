@@ -524,11 +524,15 @@ class AsyncPool(PoolCore[T]):
     async def close(self, timeout: float | None = None) -> None:
         """Close the pool: idle objects now, leased ones as they come back (waits *timeout*, 5 s default).
 
+        The closes of async ``close`` hooks share that wait: those still running at its end are
+        cancelled (the networked adapters then drop the connection without a goodbye).
+
         Raises:
             TypeError, ValueError: *timeout* is not None or a finite number >= 0
                 (checked first: the pool is left open).
         """
         check_close_timeout(timeout)  # before anything changes
+        deadline = _monotonic() + (CLOSE_TIMEOUT if timeout is None else timeout)
         if _track.on_release is not None:
             _track.released(self)  # the pool's own record (see _tracking)
         self._close_slots(self._close_locked())
@@ -558,7 +562,18 @@ class AsyncPool(PoolCore[T]):
                 "; ".join(held),
             )
         if self._closing_tasks:
-            await asyncio.gather(*self._closing_tasks, return_exceptions=True)
+            # Bounded like the wait for leases: an async close may wait on the network (asyncpg's
+            # polite close waits for the server's goodbye, up to its check_timeout, on a silent
+            # network) or never end (a user's close=).
+            _, late = await asyncio.wait(set(self._closing_tasks), timeout=max(deadline - _monotonic(), 0.0))
+            if late:
+                log.warning(
+                    "pool %r: %d objects still closing when close() gave up waiting; cancelled",
+                    self._name,
+                    len(late),
+                )
+                for closing in late:
+                    closing.cancel()
 
     async def wait(self, timeout: float = 30.0) -> None:
         """Wait until ``min_size`` objects are made, as :meth:`Pool.wait` (same errors)."""
