@@ -16,13 +16,36 @@ calls :func:`register_adapter`.
 from __future__ import annotations
 
 import importlib
+import select
 import sys
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 from reclaim.pool._options import _seconds
 
-__all__ = ["ADAPTERS", "Adapter", "GenericAdapter", "adapter_for", "driver_of", "register_adapter"]
+__all__ = [
+    "ADAPTERS",
+    "Adapter",
+    "GenericAdapter",
+    "adapter_for",
+    "driver_of",
+    "readability_probe",
+    "register_adapter",
+]
+
+
+def readability_probe(fd: int) -> Callable[[float], object]:
+    """A probe of *fd* made once per connection: called with a timeout in milliseconds (0: no
+    waiting), it returns something truthy when *fd* has something to read.
+
+    ``poll()``, not ``select()``, which refuses descriptors numbered 1024 or more
+    ("filedescriptor out of range"); ``select()`` only where there is no ``poll()`` (Windows).
+    """
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return poller.poll
+    return lambda timeout: select.select([fd], [], [], timeout / 1000.0)[0]
 
 
 @runtime_checkable

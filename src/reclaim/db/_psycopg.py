@@ -46,7 +46,7 @@ import psycopg
 from psycopg import pq
 from psycopg.conninfo import conninfo_to_dict
 
-from ._adapter import NetworkAdapter
+from ._adapter import NetworkAdapter, readability_probe
 from ._watchdog import Guard
 
 __all__ = ["AsyncPsycopgAdapter", "PsycopgAdapter"]
@@ -111,15 +111,6 @@ def _wait_fd(fd: int, what: int, deadline: float, timeout: float) -> None:
         )
     if not ready:
         raise CheckTimeout(f"no answer from the server within check_timeout={timeout} s")
-
-
-def _poller(fd: int) -> Callable[[float], object]:
-    """A zero-allocation readability probe for *fd*: returns something truthy when readable."""
-    if hasattr(select, "poll"):
-        poller = select.poll()
-        poller.register(fd, select.POLLIN)
-        return poller.poll
-    return lambda timeout: select.select([fd], [], [], timeout / 1000.0)[0]
 
 
 def _broken(conn: Any) -> bool:
@@ -274,7 +265,7 @@ class _Base(NetworkAdapter):
         conn._reclaim_baseline = _PUBLIC(conn)
         conn._reclaim_options = _options_reader(conn)
         fd = conn.pgconn.socket  # a psycopg connection keeps its socket for life
-        conn._reclaim_poll = _poller(fd)
+        conn._reclaim_poll = readability_probe(fd)
         conn._reclaim_guard = Guard(conn, fd, self.reset_timeout)
         conn._reclaim_used = _monotonic()
         conn._reclaim_handlers = _handlers(conn)

@@ -25,11 +25,10 @@
 from __future__ import annotations
 
 import importlib
-import select
 import time
 from typing import Any, Final
 
-from ._adapter import NetworkAdapter
+from ._adapter import NetworkAdapter, readability_probe
 from ._watchdog import Guard
 
 __all__ = ["PyMySQLAdapter"]
@@ -40,18 +39,13 @@ _SERVER_STATUS_IN_TRANS: Final = 1
 _DISCONNECT_CODES: Final = frozenset({2002, 2003, 2006, 2013, 1927})
 
 
-def _readable(sock: Any) -> bool:
-    """Whether *sock* has something to read now (no waiting).
-
-    ``poll()``, not ``select()``: ``select()`` refuses descriptors numbered 1024 or more
-    ("filedescriptor out of range"), which failed every check in a process with that many
-    files open, so each reuse discarded the connection and logged in again.
-    """
-    if hasattr(select, "poll"):
-        poller = select.poll()
-        poller.register(sock, select.POLLIN)
-        return bool(poller.poll(0))
-    return bool(select.select([sock], [], [], 0)[0])  # Windows: no poll(), no such limit
+def _readable(conn: Any, sock: Any) -> bool:
+    """Whether the connection's socket has something to read now (no waiting), through a probe
+    made once per socket (``poll()``: see :func:`readability_probe`)."""
+    probe = conn.__dict__.get("_reclaim_probe")
+    if probe is None or probe[0] is not sock:
+        probe = conn._reclaim_probe = (sock, readability_probe(sock.fileno()))
+    return bool(probe[1](0))
 
 
 class PyMySQLAdapter(NetworkAdapter):
@@ -125,7 +119,7 @@ class PyMySQLAdapter(NetworkAdapter):
         sock = conn._sock
         if sock is None:
             raise err.InterfaceError(0, "the connection is closed")
-        if _readable(sock):
+        if _readable(conn, sock):
             conn._force_close()
             raise err.OperationalError(2013, "the server ended the session while it was idle")
         if time.monotonic() - getattr(conn, "_reclaim_used", 0.0) < self.check_after:
