@@ -99,18 +99,19 @@ def reclaim_run_json(tmp_path: Path, source: str) -> tuple[Any, str]:
     return json.loads(report.read_text()), out.stderr
 
 
-#: Options for a pytester run in a fresh interpreter: tests in file order, and none of the
-#: plugins installed beside reclaim that such runs do not use loaded (hypothesis' plugin alone
-#: cost about a second of CPU per run: ~70 runs per interpreter).
-LEAN = (
-    *("-p", "no:randomly", "-p", "no:cacheprovider", "-p", "no:hypothesispytest"),
-    *("-p", "no:xdist", "-p", "no:xdist.looponfail", "-p", "no:django", "-p", "no:threadleak"),
-)
+#: Options for a pytester run in a fresh interpreter: reclaim's plugin, and no cache. No other
+#: installed plugin is loaded (the ``pytester`` fixture of tests/conftest.py turns pytest's
+#: autoloading off; a run that needs one names it: ``-p xdist``): their imports (hypothesis,
+#: anyio and trio, Django) cost each run 0.15 s of CPU, ~70 runs per interpreter. The plugin is
+#: named by its module: ``-p reclaim`` would have pytest rewrite the asserts of every module of
+#: the package, compiled from source in every run where bytecode is not written
+#: (PYTHONDONTWRITEBYTECODE): 0.1 s more.
+LEAN = ("-p", "reclaim.pytest_plugin", "-p", "no:cacheprovider")
 
 
 def reclaim_pytest(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
     """Run pytester's tests under ``pytest --reclaim`` in a fresh interpreter, in file order."""
-    return pytester.runpytest_subprocess(*LEAN, "-p", "no:anyio", "--reclaim", *args, timeout=RUN_TIMEOUT * 2)
+    return pytester.runpytest_subprocess(*LEAN, "--reclaim", *args, timeout=RUN_TIMEOUT * 2)
 
 
 def reclaim_pytest_fails_one(pytester: pytest.Pytester, passed: int, test: str, at: str) -> None:

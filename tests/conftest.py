@@ -149,6 +149,14 @@ def nats_server() -> Service:
     return require_service("nats")
 
 
+@pytest.fixture
+def pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    """pytester, its runs loading only the plugins they name (see _leakhelp.LEAN): not every
+    plugin installed in the dev extra."""
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    return pytester
+
+
 # -- pools of test objects (tests/pool_support.py) -----------------------------------------
 
 

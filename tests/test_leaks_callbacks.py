@@ -207,7 +207,8 @@ def test_what_trio_connects_in_a_task_of_its_own_names_the_line_that_awaited_it(
 
 # -- pytest -----------------------------------------------------------------------------------
 
-BASE_ARGS = (*LEAN, "--reclaim")
+#: Inner runs with reclaim's plugin and anyio's: these tests run on it.
+BASE_ARGS = (*LEAN, "-p", "anyio", "--reclaim")
 
 
 def test_a_session_servers_connections_are_the_servers_not_the_tests_that_connected(

@@ -17,10 +17,9 @@ from _leakhelp import LEAN
 
 pytest_plugins = ["pytester"]
 
-# Inner runs: in their own process (their leaks are real), in file order, with the plugin on;
-# without the plugins they do not use (see LEAN), anyio's included: it costs each inner run an
-# asyncio import.
-BASE_ARGS = (*LEAN, "-p", "no:anyio", "--reclaim")
+# Inner runs: in their own process (their leaks are real), with the plugin on, without the
+# plugins they do not use (see LEAN).
+BASE_ARGS = (*LEAN, "--reclaim")
 
 
 def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
@@ -585,7 +584,9 @@ def test_inline_session_keeps_its_leaks_and_restores_the_outer_context(
             """
         )
         pytest.inner_stop = stop  # type: ignore[attr-defined]
-        result = pytester.runpytest_inprocess("-p", "no:randomly", "--reclaim", "-o", "reclaim_grace=0.1")
+        result = pytester.runpytest_inprocess(
+            "-p", "reclaim.pytest_plugin", "--reclaim", "-o", "reclaim_grace=0.1"
+        )
         result.assert_outcomes(passed=1, errors=1)
         result.stdout.fnmatch_lines(["*inner-leak*"])
         assert current_context() == "outer-test"
@@ -673,9 +674,9 @@ def test_pytest_frames_are_left_out_when_pytest_is_not_in_site_packages(tmp_path
         "import socket\n\nKEEP = []\n\ndef test_leaks():\n    KEEP.append(socket.socket())\n",
         encoding="utf-8",
     )
-    env = dict(os.environ, PYTHONPATH=str(target))
+    env = dict(os.environ, PYTHONPATH=str(target), PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")  # as pytester's
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", *BASE_ARGS, "-c", os.devnull, "test_leak.py", "-q", "-p", "no:cov"],
+        [sys.executable, "-m", "pytest", *BASE_ARGS, "-c", os.devnull, "test_leak.py", "-q"],
         cwd=project,
         env=env,
         capture_output=True,
@@ -836,7 +837,7 @@ def test_anyio_runner_task_and_trio_thread_cache_are_not_a_tests_leaks(pytester:
                 KEEP.append(asyncio.get_running_loop().create_task(asyncio.sleep(60)))
         """
     )
-    result = pytester.runpytest_subprocess(*LEAN, "--reclaim", timeout=120)
+    result = pytester.runpytest_subprocess(*LEAN, "-p", "anyio", "--reclaim", timeout=120)
     result.assert_outcomes(passed=5, errors=1)
     result.stdout.fnmatch_lines(["*ERROR at teardown of test_a_task_of_its_own_still_leaks[[]asyncio[]]*"])
 
