@@ -43,7 +43,10 @@ typecheck: $(VENV)/.installed-dev
 # see tests/conftest.py). PYTEST_WORKERS=0 runs everything in one process.
 PYTEST_WORKERS ?= 2
 
+# Bytecode first (as for bench): under PYTHONDONTWRITEBYTECODE, as CI sets it, every interpreter
+# the tests start (pytest runs, reclaim run) would compile reclaim's modules from source again.
 pytest: $(VENV)/.installed-dev
+	@$(PY) -m compileall -q src
 	$(PY) -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 test: venvs lint typecheck pytest test-versions
@@ -86,6 +89,7 @@ test-versions: $(VENV)/.installed-dev
 	  $(MAKE) --no-print-directory .venv-$$v/.installed-dev || exit 1; \
 	  [ -f .venv-$$v/.installed-dev ] || continue; \
 	  echo "== Python $$v"; \
+	  .venv-$$v/bin/python -m compileall -q src; \
 	  .venv-$$v/bin/python -m pytest -n $(PYTEST_WORKERS) $(or $(PYTEST_ARGS),$(VERSION_TESTS)) || exit 1; \
 	done
 
