@@ -765,6 +765,45 @@ def test_descriptor_c_code_opened_for_a_session_fixture_is_the_fixtures(pytester
     assert "untracked-fd" not in result.stdout.str()
 
 
+def test_a_database_a_test_attaches_to_a_session_fixtures_sqlite_connection_is_the_connections(
+    pytester: pytest.Pytester,
+) -> None:
+    """sqlite's C code opens an ATTACHed database's file: part of the connection, which closes it
+    (the test that attached it was blamed for an untracked descriptor); a connection the test
+    leaks with one attached is one leak, the connection."""
+    pytester.makepyfile(
+        """
+        import sqlite3, pytest
+
+        KEEP = []
+
+        @pytest.fixture(scope="session")
+        def db(tmp_path_factory):
+            where = tmp_path_factory.mktemp("db")
+            conn = sqlite3.connect(where / "main.db")
+            yield conn, where
+            conn.close()
+
+        def test_attaches(db):
+            conn, where = db
+            conn.execute(f"ATTACH DATABASE '{where / 'other.db'}' AS other")
+            conn.execute("CREATE TABLE other.t (x)")
+
+        def test_leaks_a_connection_with_one_attached(tmp_path):
+            conn = sqlite3.connect(tmp_path / "own.db")
+            conn.execute(f"ATTACH DATABASE '{tmp_path / 'own-other.db'}' AS other")
+            conn.execute("CREATE TABLE other.t (x)")
+            KEEP.append(conn)
+        """
+    )
+    result = run(pytester, "--reclaim-json=leaks.json")
+    result.assert_outcomes(passed=2, errors=1)
+    leaks = json.loads((pytester.path / "leaks.json").read_text())["leaks"]
+    assert [(leak["kind"], leak["context"].split("::")[-1]) for leak in leaks] == [
+        ("sqlite3", "test_leaks_a_connection_with_one_attached")
+    ]
+
+
 def test_what_a_session_fixtures_thread_opens_during_a_test_is_the_fixtures(
     pytester: pytest.Pytester,
 ) -> None:

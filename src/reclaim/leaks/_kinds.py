@@ -58,6 +58,9 @@ class Kind:
             does not report them again as untracked.
         paths: files the resource holds open from C code (sqlite3, mmap), for
             the same purpose.
+        later_paths: files it may have opened from C code since it was made (the
+            databases a sqlite3 connection ``ATTACH``ed): asked only about a descriptor
+            nothing else explains, as asking may cost a query on the object.
         waitable: it may end by itself (thread, child, task): checks wait for
             it during their grace period. A function instead of True says, when
             asked, whether waiting can still change anything.
@@ -71,7 +74,17 @@ class Kind:
     and dataclasses would import inspect before ``reclaim run`` starts the program.
     """
 
-    __slots__ = ("death_leak", "describe", "fds", "holder", "is_open", "name", "paths", "waitable")
+    __slots__ = (
+        "death_leak",
+        "describe",
+        "fds",
+        "holder",
+        "is_open",
+        "later_paths",
+        "name",
+        "paths",
+        "waitable",
+    )
 
     def __init__(
         self,
@@ -83,12 +96,14 @@ class Kind:
         waitable: bool | Callable[[], bool] = False,
         death_leak: bool = False,
         holder: bool = False,
+        later_paths: Callable[[Any, Record], Iterable[str]] = _no_paths,
     ) -> None:
         self.name = name
         self.is_open = is_open
         self.describe = describe
         self.fds = fds
         self.paths = paths
+        self.later_paths = later_paths
         self.waitable = waitable
         self.death_leak = death_leak
         self.holder = holder

@@ -693,6 +693,17 @@ def _may_close_meanwhile() -> bool:
 register(Kind("untracked-fd", waitable=_may_close_meanwhile))
 
 
+def _later_paths(still_open: list[tuple[Record, Any]]) -> list[str]:
+    """The files the open resources opened from C code since they were made (``Kind.later_paths``)."""
+    paths: list[str] = []
+    for rec, obj in still_open:
+        try:
+            paths.extend(kind_of(rec.kind).later_paths(obj, rec))
+        except Exception:  # noqa: S110 - as for Kind.paths: what cannot be named is not held
+            pass
+    return paths
+
+
 def _untracked(
     window: Snapshot, pairs: list[tuple[Record, Any]], context: str | None, now: float
 ) -> list[Leak]:
@@ -718,9 +729,11 @@ def _untracked(
         return []
     owned: set[int] = set()
     paths: list[str] = []
+    still_open = []
     for rec, obj in pairs:  # everything tracked and open, whatever its window, owns its fds
         if not _still_open(rec, obj):
             continue
+        still_open.append((rec, obj))
         kind = kind_of(rec.kind)
         try:
             owned.update(kind.fds(obj, rec))
@@ -736,11 +749,16 @@ def _untracked(
 
     pid = os.getpid()
     out = []
+    later: list[str] | None = None
     for fd in candidates:
         if fd in owned or _fds.kept(fd):
             continue
         target = _fds.describe_fd(fd)
         if target is None or any(target.startswith(p) for p in paths):
+            continue
+        if later is None:  # asked once, and only now: asking may cost a query (see Kind)
+            later = _later_paths(still_open)
+        if any(target.startswith(p) for p in later):
             continue
         label, first_seen = _untracked_seen.setdefault((fd, target), (_records.context, now))
         if context is not None and label != context:
