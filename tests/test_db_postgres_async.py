@@ -31,6 +31,7 @@ from _dbserver import (
 from _proxy import FaultProxy
 from helpers import until
 from pool_support import run_in_child
+from reclaim.db._asyncpg import SESSION_RESET
 
 pytestmark = pytest.mark.postgres
 
@@ -378,6 +379,36 @@ def test_psycopg_session_reset_drops_the_handlers_borrower_a_added(postgres: Any
 
     run(main())
     assert seen == [("configure", "B notice")]
+
+
+def test_asyncpg_session_reset_drops_the_callbacks_borrower_a_added(postgres: Any, app: str) -> None:
+    """reset='session': a query logger, log listener or termination listener A added to an
+    asyncpg connection never sees B's queries (with their arguments), notices or close; those
+    the pool's configure= added stay."""
+    pytest.importorskip("asyncpg")
+    seen: list[tuple[str, object]] = []
+    closed = asyncio.Event()
+
+    def configure(conn: Any) -> None:
+        conn.add_query_logger(lambda record: seen.append(("configure query", record.args)))
+        conn.add_termination_listener(lambda conn: closed.set())
+
+    async def main() -> None:
+        async with Asyncpg().pool(postgres, app, max_size=1, reset="session", configure=configure) as pool:
+            async with pool.acquire() as conn:
+                conn.add_query_logger(lambda record: seen.append(("A query", record.query)))
+                conn.add_log_listener(lambda conn, message: seen.append(("A notice", message.message)))
+                conn.add_termination_listener(lambda conn: seen.append(("A close", None)))
+            async with pool.acquire() as conn:
+                assert await conn.fetchval("SELECT $1::text", "B secret") == "B secret"
+                await conn.execute("DO $$ BEGIN RAISE NOTICE 'B notice'; END $$")
+        # Termination listeners are called soon after the close: all of them in the same turn.
+        await until(closed.is_set, "the termination listener configure= added")
+
+    run(main())
+    assert ("configure query", ("B secret",)) in seen  # the logger configure= added still works
+    # A's logger saw A's release (the reset's query, while A still held the connection), no more.
+    assert [entry for entry in seen if not entry[0].startswith("configure")] == [("A query", SESSION_RESET)]
 
 
 def test_psycopg_session_reset_drops_the_notifications_borrower_a_left_unread(

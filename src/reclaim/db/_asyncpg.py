@@ -8,8 +8,11 @@
   (which also undoes ``SET ROLE``: asyncpg's own reset query, ``RESET ALL``, does *not*),
   ``DISCARD TEMP``, ``DISCARD SEQUENCES``, ``DISCARD PLANS`` and a ``DEALLOCATE`` of the
   statements the borrower ``PREPARE``\\ d by SQL. asyncpg's own cached statements are kept
-  (a ``DISCARD ALL`` would invalidate them behind its back). Callbacks left by
-  ``add_listener`` / ``add_log_listener`` are removed as well.
+  (a ``DISCARD ALL`` would invalidate them behind its back). Callbacks a borrower left on
+  the connection object are removed as well: ``add_listener`` ones all (``UNLISTEN *``
+  ended their channels), ``add_log_listener``, ``add_query_logger`` and
+  ``add_termination_listener`` ones back to those the pool's ``configure`` left (a query
+  logger would otherwise read the next borrower's queries and their arguments).
 - **check**: on every reuse, ``conn.is_closed()`` and a zero-timeout ``poll()`` of the
   socket (no round trip): asyncpg learns of a server-ended session only when the event loop
   reads it, so bytes still waiting on an idle connection (the server's goodbye, or a
@@ -57,6 +60,19 @@ BEGIN
 END
 $reclaim$;
 """
+
+
+#: The sets of callbacks on an asyncpg connection object that a session reset puts back to what
+#: the pool's configure left: they see notices, every query with its arguments, the close.
+_CALLBACKS: Final = ("_log_listeners", "_query_loggers", "_termination_listeners")
+
+
+_Callbacks = tuple[frozenset[Any], ...]
+_NO_CALLBACKS: Final[_Callbacks] = tuple(frozenset() for _ in _CALLBACKS)
+
+
+def _callbacks(conn: Any) -> _Callbacks:
+    return tuple(frozenset(getattr(conn, attr, ())) for attr in _CALLBACKS)
 
 
 def _foreign(conn: Any) -> asyncio.AbstractEventLoop | None:
@@ -114,6 +130,7 @@ class AsyncpgAdapter(NetworkAdapter):
         # and a zero-timeout poll of each one's socket.
         self._used: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
         self._polls: weakref.WeakKeyDictionary[Any, Callable[[float], object]] = weakref.WeakKeyDictionary()
+        self._callbacks: weakref.WeakKeyDictionary[Any, _Callbacks] = weakref.WeakKeyDictionary()
 
     def configure(self, conn: Any) -> None:
         """Start the connection's idle clock and socket probe (once per new connection)."""
@@ -123,6 +140,11 @@ class AsyncpgAdapter(NetworkAdapter):
             poller = select.poll()
             poller.register(sock.fileno(), select.POLLIN)
             self._polls[conn] = poller.poll
+        self._callbacks[conn] = _callbacks(conn)
+
+    def configured(self, conn: Any) -> None:
+        """After the pool's own ``configure=``: the callbacks it added are the connection's baseline."""
+        self._callbacks[conn] = _callbacks(conn)
 
     def in_transaction(self, conn: Any) -> bool:
         """True when the server reported an open or failed transaction."""
@@ -177,12 +199,21 @@ class AsyncpgAdapter(NetworkAdapter):
             # would treat the next borrower's transaction() as nested in it.
             conn._top_xact = None
         if self.session:
-            for attr in ("_listeners", "_log_listeners"):
-                listeners = getattr(conn, attr, None)
-                if listeners:
-                    listeners.clear()
+            listeners = getattr(conn, "_listeners", None)
+            if listeners:
+                listeners.clear()
+            self._restore_callbacks(conn)
         self._used[conn] = time.monotonic()
         return True
+
+    def _restore_callbacks(self, conn: Any) -> None:
+        """Put the connection's log listeners, query loggers and termination listeners back to
+        what the pool's ``configure`` left (none, for a connection this adapter did not configure)."""
+        baseline = self._callbacks.get(conn, _NO_CALLBACKS)
+        for attr, kept in zip(_CALLBACKS, baseline, strict=True):
+            callbacks = getattr(conn, attr, None)
+            if isinstance(callbacks, set) and not callbacks <= kept:
+                callbacks.intersection_update(kept)
 
     async def close(self, conn: Any) -> None:
         """Close politely; a connection that cannot be closed cleanly is terminated."""
