@@ -10,6 +10,9 @@ socket pair, so switching modes is a message to that loop, not a race between th
   connections are accepted but never answered: the network went silent (a NAT or load
   balancer dropped the flow, a cable is out). The kernel still ACKs, so only the
   application's own timeouts can notice.
+- ``blackhole_on(marker)``: pass until a client sends bytes containing *marker*, then
+  black-hole as above, holding those bytes back: the network goes silent exactly when the
+  client sends that request (a login's first query, say), with no race against the test.
 - ``heal()``: back to ``pass``; pairs that were black-holed resume where they stopped.
 """
 
@@ -26,6 +29,7 @@ from dataclasses import dataclass, field
 class _Pair:
     client: socket.socket
     upstream: socket.socket | None
+    #: Bytes held back when the network went silent, per socket they were meant for.
     pending: dict[socket.socket, bytearray] = field(default_factory=dict)
 
 
@@ -50,6 +54,7 @@ class FaultProxy:
         self._pairs: list[_Pair] = []
         self._lock = threading.Lock()
         self._commands: list[tuple[str, threading.Event]] = []
+        self._marker: bytes | None = None
         self.accepted = 0
         #: Bytes forwarded client -> server (what the pool made the driver send).
         self.bytes_up = 0
@@ -76,6 +81,12 @@ class FaultProxy:
     def blackhole(self) -> None:
         """Stop moving bytes in both directions; new connections hang until heal()."""
         self._command("blackhole")
+
+    def blackhole_on(self, marker: bytes) -> None:
+        """Pass traffic until a client sends *marker*, then black-hole (those bytes held back)."""
+        with self._lock:
+            self._marker = marker
+        self._command("pass")
 
     def heal(self) -> None:
         """Forward traffic again (new and black-holed connections)."""
@@ -139,6 +150,9 @@ class FaultProxy:
                 keep_going = False
             else:
                 self._mode = mode
+                if mode != "pass":
+                    with self._lock:
+                        self._marker = None
                 if mode == "cut":
                     for pair in list(self._pairs):
                         self._drop(pair)
@@ -148,7 +162,7 @@ class FaultProxy:
 
     def _rewatch(self) -> None:
         """Watch every socket for reading only when bytes may flow."""
-        for pair in self._pairs:
+        for pair in list(self._pairs):  # a send below may drop a pair
             if pair.upstream is None and self._mode == "pass":
                 self._connect_upstream(pair)
             for sock in (pair.client, pair.upstream):
@@ -160,6 +174,14 @@ class FaultProxy:
                     pass
                 if self._mode == "pass":
                     self._sel.register(sock, selectors.EVENT_READ, (pair, sock))
+            if self._mode == "pass":
+                for sock, data in list(pair.pending.items()):
+                    del pair.pending[sock]
+                    if sock is pair.upstream:
+                        self.bytes_up += len(data)
+                    else:
+                        self.bytes_down += len(data)
+                    self._send(pair, sock, bytes(data))
 
     def _accept(self) -> None:
         try:
@@ -201,10 +223,22 @@ class FaultProxy:
         if not data or other is None:
             self._drop(pair)
             return
+        with self._lock:
+            marker = self._marker
+        if marker is not None and sock is pair.client and marker in data:
+            with self._lock:
+                self._marker = None
+            pair.pending.setdefault(other, bytearray()).extend(data)
+            self._mode = "blackhole"
+            self._rewatch()
+            return
         if sock is pair.client:
             self.bytes_up += len(data)
         else:
             self.bytes_down += len(data)
+        self._send(pair, other, data)
+
+    def _send(self, pair: _Pair, other: socket.socket, data: bytes) -> None:
         try:
             # Loopback sockets take database-sized messages at once; a short write
             # blocks briefly rather than reordering bytes.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -404,6 +405,40 @@ def test_black_holed_network_is_bounded_by_the_timeouts_then_recovers(
             proxy.heal()
             with pool.acquire() as conn:
                 assert one(conn, "SELECT 1") == (1,)
+
+
+def test_session_pools_first_query_on_a_silent_network_is_bounded_by_connect_timeout(
+    mariadb: Any, admin: MariaAdmin
+) -> None:
+    """reset='session' reads the login role and database once the login is done: a network
+    that goes silent at that query fails the acquire within connect_timeout, like the login
+    itself (it used to wait for ever); once healed, the next acquire connects."""
+    with FaultProxy((mariadb.host, mariadb.port)) as proxy:
+        pool = make_pool(mariadb, admin, max_size=1, port=proxy.port, connect_timeout=1, reset="session")
+        with pool:
+            proxy.blackhole_on(b"CURRENT_ROLE()")
+            outcome: list[BaseException | None] = []
+            done = threading.Event()
+
+            def acquire() -> None:
+                try:
+                    pool.acquire().release()
+                    outcome.append(None)
+                except BaseException as exc:  # handed to the test thread, which asserts on it
+                    outcome.append(exc)
+                finally:
+                    done.set()
+
+            # In a daemon thread: a hang fails the test instead of hanging it.
+            threading.Thread(target=acquire, name="acquirer", daemon=True).start()
+            assert done.wait(30), "the acquire hung on the silent network"
+            assert isinstance(outcome[0], pymysql.err.OperationalError), outcome
+            assert "timed out" in str(outcome[0]).lower()
+            stats = pool.statistics()
+            assert (stats.failed_creates, stats.size) == (1, 0)
+            proxy.heal()
+            with pool.acquire() as conn:
+                assert one(conn, "SELECT CURRENT_ROLE(), DATABASE()") == (None, admin.database)
 
 
 def test_after_check_after_idle_the_check_is_one_ping(mariadb: Any, admin: MariaAdmin) -> None:

@@ -72,21 +72,27 @@ class PyMySQLAdapter(NetworkAdapter):
         return args, kwargs
 
     def configure(self, conn: Any) -> None:
-        """Log in (if deferred) within ``connect_timeout``; remember autocommit mode and role."""
-        if conn._sock is None and not conn._closed:
-            saved = conn._read_timeout, conn._write_timeout
-            conn._read_timeout = conn._write_timeout = conn.connect_timeout
-            try:
+        """Log in (if deferred) and, under ``"session"``, read the login role and database, all
+        within ``connect_timeout``; remember the autocommit mode.
+
+        The role and database query is part of making the connection: on a network gone
+        silent after the login it would otherwise wait for ever (PyMySQL's ``read_timeout``
+        defaults to none), so it gets the login's bound, not ``reset_timeout``.
+        """
+        saved = conn._read_timeout, conn._write_timeout
+        conn._read_timeout = conn._write_timeout = conn.connect_timeout
+        try:
+            if conn._sock is None and not conn._closed:
                 conn.connect()
-            finally:
-                conn._read_timeout, conn._write_timeout = saved
+            if self.session:
+                with conn.cursor() as cursor:
+                    cursor.execute("SELECT CURRENT_ROLE(), DATABASE()")
+                    row = cursor.fetchone()
+                conn._reclaim_role, conn._reclaim_database = row if row else (None, None)
+        finally:
+            conn._read_timeout, conn._write_timeout = saved
         conn._reclaim_autocommit = conn.autocommit_mode
         conn._reclaim_used = time.monotonic()
-        if self.session:
-            with conn.cursor() as cursor:
-                cursor.execute("SELECT CURRENT_ROLE(), DATABASE()")
-                row = cursor.fetchone()
-            conn._reclaim_role, conn._reclaim_database = row if row else (None, None)
 
     def _autocommit_changed(self, conn: Any) -> bool:
         """Whether a borrower changed the autocommit mode (putting it back is a round trip)."""
