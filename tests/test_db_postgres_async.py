@@ -312,6 +312,46 @@ def test_session_reset_leaves_nothing_of_borrower_a(
     run(main())
 
 
+@pytest.fixture
+def shadow_schema(admin: PgAdmin) -> Iterator[str]:
+    """A schema holding a do-nothing ``pg_advisory_unlock_all()``, dropped after the test."""
+    schema = unique("reclaim_shadow")
+    with admin._lock:
+        admin.conn.execute(f"CREATE SCHEMA {schema}")
+        admin.conn.execute(
+            f"CREATE FUNCTION {schema}.pg_advisory_unlock_all() RETURNS void LANGUAGE sql AS 'SELECT NULL'"
+        )
+    try:
+        yield schema
+    finally:
+        with admin._lock:
+            admin.conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def test_session_reset_releases_advisory_locks_whatever_search_path_a_left(
+    driver: Driver, postgres: Any, app: str, shadow_schema: str, admin: PgAdmin
+) -> None:
+    """reset='session': a borrower that puts a schema of its own before pg_catalog in its
+    search_path cannot swap the reset's unlock for a function of that schema and so hand its
+    advisory locks to the next borrower: the reset names pg_catalog's."""
+
+    async def main() -> None:
+        async with driver.pool(postgres, app, max_size=1, reset="session") as pool:
+            async with pool.acquire() as conn:
+                backend = await driver.backend(conn)
+                await driver.run(conn, f"SET search_path = {shadow_schema}, pg_catalog")
+                await driver.run(conn, "SELECT pg_advisory_lock(4245)")
+            async with pool.acquire() as conn:
+                assert await driver.backend(conn) == backend
+                held = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
+                assert await driver.value(conn, held) == 0
+
+    run(main())
+    with admin._lock:
+        assert admin.conn.execute("SELECT pg_try_advisory_lock(4245)").fetchone() == (True,)
+        admin.conn.execute("SELECT pg_advisory_unlock(4245)")
+
+
 def test_psycopg_async_connects_get_the_pools_connect_timeout(postgres: Any, app: str) -> None:
     """As in the sync pool: 10 s unless one is set (psycopg's own default is 130 s)."""
     psycopg = pytest.importorskip("psycopg")

@@ -3,7 +3,7 @@
 - **reset** (default, ``"transaction"``): ``ROLLBACK`` only when the connection is in a
   transaction (asyncpg knows it from the server's ReadyForQuery status, no round trip);
   an idle connection is released with zero round trips.
-- **reset** ``"session"``: the above, then one round trip of ``pg_advisory_unlock_all()``,
+- **reset** ``"session"``: the above, then one round trip of ``pg_catalog.pg_advisory_unlock_all()``,
   ``CLOSE ALL``, ``UNLISTEN *``, ``RESET ALL``, ``SET SESSION AUTHORIZATION DEFAULT``
   (which also undoes ``SET ROLE``: asyncpg's own reset query, ``RESET ALL``, does *not*),
   ``DISCARD TEMP``, ``DISCARD SEQUENCES``, ``DISCARD PLANS`` and a ``DEALLOCATE`` of the
@@ -41,8 +41,11 @@ from ._watchdog import Guard
 
 __all__ = ["AsyncpgAdapter"]
 
+#: The session reset. Its first line runs under the borrower's search_path (RESET ALL comes
+#: after it), which may put a schema of the borrower's before pg_catalog: unqualified, the
+#: call could find a function of that schema and keep the borrower's advisory locks.
 SESSION_RESET: Final = """\
-SELECT pg_advisory_unlock_all();
+SELECT pg_catalog.pg_advisory_unlock_all();
 CLOSE ALL;
 UNLISTEN *;
 RESET ALL;
