@@ -165,7 +165,12 @@ def test_session_reset_leaves_nothing_of_borrower_a(
             run(conn, f"SET ROLE {low_role}")
             run(conn, f"INSERT INTO {table} VALUES (1)")  # transaction left open
             assert one(conn, "SELECT CURRENT_ROLE()") == (low_role,)
+            run(conn, f"HANDLER {table} OPEN AS tenant_a_handler")
+            run(conn, "SELECT CAST('tenant A' AS INT)")  # a warning quoting A's value
         with pool.acquire() as conn:
+            with conn.cursor() as cur:
+                cur.execute("SHOW WARNINGS")
+                assert cur.fetchall() == ()
             assert one(conn, "SELECT CONNECTION_ID()")[0] == thread_id  # same physical connection
             row = one(
                 conn,
@@ -177,6 +182,8 @@ def test_session_reset_leaves_nothing_of_borrower_a(
                 run(conn, "SELECT * FROM secret_a")
             with pytest.raises(pymysql.err.Error):
                 run(conn, "EXECUTE tenant_a_stmt")
+            with pytest.raises(pymysql.err.Error):
+                run(conn, "HANDLER tenant_a_handler READ FIRST")
             assert one(conn, f"SELECT count(*) FROM {table}") == (0,)
 
 
@@ -228,6 +235,36 @@ def test_default_reset_keeps_session_state_as_documented(
         with pool.acquire() as conn:
             assert one(conn, "SELECT @tenant, CURRENT_ROLE()") == ("A", low_role)
             run(conn, "SET ROLE NONE")
+
+
+@pytest.mark.parametrize("policy", ["transaction", "session"])
+def test_table_locks_and_a_pending_set_transaction_reach_b_only_under_the_default_reset(
+    mariadb: Any, admin: MariaAdmin, table: str, policy: str
+) -> None:
+    """With autocommit on, the default reset makes no round trip, so what only one could undo
+    reaches B, as the README says: A's LOCK TABLES, and A's SET TRANSACTION (meant for the
+    next transaction: B's). reset='session' undoes both."""
+    kept = policy == "transaction"
+    with make_pool(mariadb, admin, max_size=1, autocommit=True, reset=policy) as pool:
+        with pool.acquire() as conn:
+            run(conn, f"LOCK TABLES {table} READ")
+        with pool.acquire() as conn:
+            if kept:
+                with pytest.raises(pymysql.err.OperationalError, match="READ lock"):
+                    run(conn, f"INSERT INTO {table} VALUES (1)")
+                run(conn, "UNLOCK TABLES")
+            run(conn, f"INSERT INTO {table} VALUES (1)")
+        with pool.acquire() as conn:
+            run(conn, "SET TRANSACTION READ ONLY")
+        with pool.acquire() as conn:
+            run(conn, "START TRANSACTION")
+            if kept:
+                with pytest.raises(pymysql.err.OperationalError, match="READ ONLY"):
+                    run(conn, f"INSERT INTO {table} VALUES (2)")
+            else:
+                run(conn, f"INSERT INTO {table} VALUES (2)")
+            conn.rollback()
+        assert pool.statistics().created == 1  # one connection throughout
 
 
 # -- faults -----------------------------------------------------------------------------
