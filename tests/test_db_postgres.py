@@ -397,6 +397,36 @@ def test_session_reset_drops_the_notify_and_notice_handlers_borrower_a_added(pos
     assert seen == [("configure", "B notice")]
 
 
+def test_session_reset_puts_back_the_client_side_state_borrower_a_changed(postgres: Any, app: str) -> None:
+    """reset='session': a dumper or row factory A set on the connection object never sees B's
+    parameters or rows, and A's cursor factory and prepare threshold are gone; what the pool's
+    configure= set stays."""
+    seen: list[object] = []
+
+    class Spy(psycopg.types.string.StrDumper):
+        def dump(self, obj: str) -> Any:
+            seen.append(obj)
+            return super().dump(obj)
+
+    def configure(conn: Any) -> None:
+        conn.row_factory = psycopg.rows.dict_row
+        conn.adapters.register_loader("numeric", psycopg.types.numeric.FloatLoader)
+
+    with make_pool(postgres, app, max_size=1, reset="session", autocommit=True, configure=configure) as pool:
+        with pool.acquire() as conn:
+            configured = (conn.cursor_factory, conn.server_cursor_factory, conn.prepare_threshold)
+            conn.adapters.register_dumper(str, Spy)
+            conn.row_factory = lambda cursor: lambda values: seen.append(values) or values
+            conn.cursor_factory = type("ACursor", (psycopg.Cursor,), {})
+            conn.server_cursor_factory = type("AServerCursor", (psycopg.ServerCursor,), {})
+            conn.prepare_threshold = None
+        with pool.acquire() as conn:
+            row = conn.execute("SELECT %s::text AS v, 1.5::numeric AS n", ["B secret"]).fetchone()
+            assert row == {"v": "B secret", "n": 1.5} and isinstance(row["n"], float)
+            assert (conn.cursor_factory, conn.server_cursor_factory, conn.prepare_threshold) == configured
+    assert seen == []
+
+
 def test_session_reset_drops_the_notifications_borrower_a_left_unread(postgres: Any, app: str) -> None:
     """reset='session': a notification that reached A's session before the release (kept by
     psycopg for A's conn.notifies()) is not read by B, another tenant."""

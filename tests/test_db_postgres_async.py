@@ -451,6 +451,35 @@ def test_asyncpg_session_reset_drops_the_callbacks_borrower_a_added(postgres: An
     assert [entry for entry in seen if not entry[0].startswith("configure")] == [("A query", SESSION_RESET)]
 
 
+def test_psycopg_session_reset_puts_back_the_dumpers_and_row_factory_borrower_a_set(
+    postgres: Any, app: str
+) -> None:
+    """reset='session': a dumper or row factory A set on an AsyncConnection never sees B's
+    parameters or rows; the row factory configure= set stays."""
+    psycopg = pytest.importorskip("psycopg")
+    seen: list[object] = []
+
+    class Spy(psycopg.types.string.StrDumper):
+        def dump(self, obj: str) -> Any:
+            seen.append(obj)
+            return super().dump(obj)
+
+    def configure(conn: Any) -> None:
+        conn.row_factory = psycopg.rows.dict_row
+
+    async def main() -> Any:
+        async with Psycopg().pool(postgres, app, max_size=1, reset="session", configure=configure) as pool:
+            async with pool.acquire() as conn:
+                conn.adapters.register_dumper(str, Spy)
+                conn.row_factory = lambda cursor: lambda values: seen.append(values) or values
+            async with pool.acquire() as conn:
+                cur = await conn.execute("SELECT %s::text AS v", ["B secret"])
+                return await cur.fetchone()
+
+    assert run(main()) == {"v": "B secret"}
+    assert seen == []
+
+
 def test_psycopg_session_reset_drops_the_notifications_borrower_a_left_unread(
     postgres: Any, app: str
 ) -> None:

@@ -9,9 +9,10 @@
   prepared-statement cache is emptied after it, as the server's is): session settings, ``SET ROLE``
   and ``SET SESSION AUTHORIZATION``, temporary tables, advisory locks, ``LISTEN``,
   prepared statements, open cursors, cached plans and sequence state are all gone; so are
-  the notify and notice handlers a borrower added to the connection object (those the
-  connection had when the pool's ``configure`` finished stay), and the notifications it
-  received and did not read. Session settings go back to
+  the notify and notice handlers a borrower added to the connection object, the
+  ``row_factory``, cursor factories, ``prepare_threshold``, ``prepared_max`` and
+  ``adapters`` it changed (back to what the connection had when the pool's ``configure``
+  finished), and the notifications it received and did not read. Session settings go back to
   the connect options' (``options="-c search_path=..."``), so a ``SET`` in ``configure``
   reaches only the connection's first borrower.
 - **connect**: bounded by ``connect_timeout``, 10 s unless the conninfo, the keywords or
@@ -44,6 +45,7 @@ from typing import Any, Final
 
 import psycopg
 from psycopg import pq
+from psycopg.adapt import AdaptersMap
 from psycopg.conninfo import conninfo_to_dict
 
 from ._adapter import NetworkAdapter, readability_probe
@@ -176,6 +178,15 @@ def _options_reader(conn: Any) -> Callable[[Any], tuple[Any, ...]]:
 
 #: psycopg's lists of callbacks on the connection object (``add_notify_handler``, ``add_notice_handler``).
 _HANDLERS: Final = ("_notify_handlers", "_notice_handlers")
+#: Client-side settings of the connection object a borrower may change: the factories run on
+#: every later borrower's rows and cursors, so a session reset puts them back.
+_CLIENT: Final = (
+    "row_factory",
+    "cursor_factory",
+    "server_cursor_factory",
+    "prepare_threshold",
+    "prepared_max",
+)
 
 
 def _handlers(conn: Any) -> tuple[list[Any], ...]:
@@ -191,6 +202,42 @@ def _restore_handlers(conn: Any) -> None:
         handlers = getattr(conn, attr, None)
         if isinstance(handlers, list) and handlers != kept:
             handlers[:] = kept
+
+
+#: A setting or adapters map reclaim cannot put back (a psycopg laid out otherwise).
+_UNKNOWN: Final = object()
+
+
+def _client_state(conn: Any) -> tuple[tuple[Any, ...], object]:
+    """The connection's client-side settings and its adapters: None when psycopg has not made
+    them yet (it copies the global ones at first use), else a copy (psycopg copies on write,
+    so later registrations on either side do not reach the other)."""
+    adapters = getattr(conn, "_adapters", _UNKNOWN)
+    if isinstance(adapters, AdaptersMap):
+        adapters = AdaptersMap(adapters)
+    elif adapters is not None:
+        adapters = _UNKNOWN
+    return tuple(getattr(conn, name, _UNKNOWN) for name in _CLIENT), adapters
+
+
+def _restore_client_state(conn: Any) -> None:
+    """Put the client-side settings and adapters back to what they were when the pool's
+    ``configure`` finished (session reset): a dumper, loader or row factory a borrower set
+    would otherwise run on the next borrower's parameters and rows."""
+    baseline = getattr(conn, "_reclaim_client", None)
+    if baseline is None:
+        return
+    values, adapters = baseline
+    for name, value in zip(_CLIENT, values, strict=True):
+        if value is not _UNKNOWN and getattr(conn, name) != value:
+            setattr(conn, name, value)
+    if adapters is None:
+        # psycopg makes them again from the global adapters when next asked.
+        conn._adapters = None
+    elif isinstance(adapters, AdaptersMap):
+        # Cheaper to copy the baseline (a few dicts, shared until written) than to find out
+        # whether the borrower registered anything.
+        conn._adapters = AdaptersMap(adapters)
 
 
 def _forget_prepared(conn: Any) -> None:
@@ -269,12 +316,15 @@ class _Base(NetworkAdapter):
         conn._reclaim_guard = Guard(conn, fd, self.reset_timeout)
         conn._reclaim_used = _monotonic()
         conn._reclaim_handlers = _handlers(conn)
+        conn._reclaim_client = _client_state(conn)
         if not isinstance(conn, psycopg.AsyncConnection):
             conn._reclaim_lean = _lean_queue(conn)
 
     def configured(self, conn: Any) -> None:
-        """After the pool's own ``configure=``: the handlers it added are the connection's baseline."""
+        """After the pool's own ``configure=``: the handlers, factories and adapters it set are
+        the connection's baseline."""
         conn._reclaim_handlers = _handlers(conn)
+        conn._reclaim_client = _client_state(conn)
 
     def _guard(self, conn: Any) -> Guard:
         """What bounds the connection's reset round trips (see _watchdog)."""
@@ -379,6 +429,7 @@ class PsycopgAdapter(_Base):
                     conn.autocommit = autocommit
             _forget_prepared(conn)
             _restore_handlers(conn)
+            _restore_client_state(conn)
             _drop_notifications(conn)
         return True
 
@@ -477,6 +528,7 @@ class AsyncPsycopgAdapter(_Base):
                         await conn.set_autocommit(autocommit)
                 _forget_prepared(conn)
                 _restore_handlers(conn)
+                _restore_client_state(conn)
                 _drop_notifications(conn)
         conn._reclaim_used = _monotonic()
         return True
