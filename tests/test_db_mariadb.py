@@ -203,6 +203,36 @@ def test_session_reset_keeps_the_collation_and_sql_mode_given_to_connect(
         assert pool.statistics().created == 1  # the same connection both times
 
 
+def test_session_reset_puts_back_the_converters_cursor_class_and_charset_borrower_a_set(
+    mariadb: Any, admin: MariaAdmin
+) -> None:
+    """reset='session': an encoder or decoder A put on the connection object never sees B's
+    parameters or values, A's cursor class is gone, and A's set_character_set is undone on
+    both ends (PyMySQL encoding as the server decodes, with the collation given to connect);
+    the decoder configure= set stays."""
+    seen: list[object] = []
+
+    def configure(conn: Any) -> None:
+        conn.decoders[pymysql.constants.FIELD_TYPE.LONG] = lambda value: f"configure {value}"
+
+    with make_pool(
+        mariadb, admin, max_size=1, reset="session", collation="utf8mb4_bin", configure=configure
+    ) as pool:
+        with pool.acquire() as conn:
+            conn.encoders[int] = lambda value, mapping=None: seen.append(value) or str(value)
+            conn.decoders[pymysql.constants.FIELD_TYPE.VAR_STRING] = lambda value: seen.append(value) or value
+            conn.cursorclass = pymysql.cursors.DictCursor
+            conn.set_character_set("latin1", "latin1_bin")
+        with pool.acquire() as conn:
+            with conn.cursor() as cur:
+                sql = "SELECT %s, CAST('B secret' AS CHAR), %s, @@collation_connection, 7"
+                cur.execute(sql, (4242, "é€"))
+                assert cur.fetchone() == ("configure 4242", "B secret", "é€", "utf8mb4_bin", "configure 7")
+            assert (conn.charset, conn.collation) == ("utf8mb4", "utf8mb4_bin")
+        assert pool.statistics().created == 1
+    assert seen == []
+
+
 @pytest.mark.parametrize("login_database", ["private", "none"])
 def test_session_reset_gives_b_the_login_database_not_the_one_a_chose(
     mariadb: Any, admin: MariaAdmin, login_database: str

@@ -12,7 +12,9 @@
   Nor the current database: the login one is selected again (``COM_INIT_DB``), and a
   connection that logged in with none is discarded if a borrower ran ``USE``.
   PyMySQL's own settings (``collation``, ``sql_mode``, autocommit mode, ``init_command``)
-  are then re-applied, each only when given to ``connect``.
+  are then re-applied, each only when given to ``connect``. On the connection object, the
+  character set goes back to the login's, and the encoders, decoders and cursor class to
+  those the pool's ``configure`` left.
 - **check**: on every reuse, a zero-timeout ``poll()`` of the socket: the protocol never
   sends anything to an idle client, so a readable socket means the server closed the
   session (``KILL``, a restart) and the connection is not lent. After ``check_after``
@@ -93,6 +95,31 @@ class PyMySQLAdapter(NetworkAdapter):
             conn._read_timeout, conn._write_timeout = saved
         conn._reclaim_autocommit = conn.autocommit_mode
         conn._reclaim_used = time.monotonic()
+        # The login's character set: the one COM_RESET_CONNECTION gives the session back.
+        conn._reclaim_charset = conn.charset, conn.encoding, getattr(conn, "collation", None)
+        self.configured(conn)
+
+    def configured(self, conn: Any) -> None:
+        """After the pool's own ``configure=``: the converters and cursor class it set on the
+        connection object are the connection's baseline."""
+        conn._reclaim_client = dict(conn.encoders), dict(conn.decoders), conn.cursorclass
+
+    def _restore_client_state(self, conn: Any) -> None:
+        """Put back what a borrower changed on the connection object (session reset): its
+        encoders and decoders would run on the next borrower's parameters and values, and its
+        ``set_character_set`` would leave PyMySQL encoding in a character set the server no
+        longer uses (and the collation it named would be set again below)."""
+        baseline = getattr(conn, "_reclaim_client", None)
+        if baseline is not None:
+            encoders, decoders, cursorclass = baseline
+            if conn.encoders != encoders:
+                conn.encoders = dict(encoders)
+            if conn.decoders != decoders:
+                conn.decoders = dict(decoders)
+            conn.cursorclass = cursorclass
+        charset = getattr(conn, "_reclaim_charset", None)
+        if charset is not None:
+            conn.charset, conn.encoding, conn.collation = charset
 
     def _autocommit_changed(self, conn: Any) -> bool:
         """Whether a borrower changed the autocommit mode (putting it back is a round trip)."""
@@ -176,6 +203,7 @@ class PyMySQLAdapter(NetworkAdapter):
     def _reset_session(self, conn: Any) -> bool:
         conn._execute_command(_COM_RESET_CONNECTION, b"")
         conn._read_ok_packet()
+        self._restore_client_state(conn)
         # MariaDB's reset keeps the current role (checked on 10.11): a role a borrower
         # took would pass to the next one. Put back the role the connection logged in with.
         role = getattr(conn, "_reclaim_role", None)
