@@ -471,6 +471,35 @@ def test_default_reset_always_ends_the_open_transaction(postgres: Any, app: str,
             assert row == (login, '"$user", public', 0)
 
 
+@pytest.mark.parametrize("policy", ["transaction", "session"])
+def test_a_two_phase_transaction_left_prepared_never_reaches_the_next_borrower(
+    postgres: Any, admin: PgAdmin, app: str, policy: str
+) -> None:
+    """A borrower that prepared a two-phase transaction (tpc_prepare) and released the
+    connection: the session is idle, but psycopg still tracks A's transaction, so B's commit()
+    would fail and B's tpc_commit() would finish A's. The connection is discarded; the prepared
+    transaction stays on the server for whoever finishes it (tpc_recover)."""
+    gtrid = unique("reclaim_tpc")
+    with make_pool(postgres, app, max_size=1, reset=policy) as pool:
+        with pool.acquire() as conn:
+            conn.tpc_begin(conn.xid(1, gtrid, "a"))
+            conn.execute("SELECT 1")
+            try:
+                conn.tpc_prepare()
+            except psycopg.NotSupportedError:
+                pass  # max_prepared_transactions = 0 on this server: psycopg's state is the same
+            assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        with pool.acquire() as conn:
+            conn.execute("SELECT 1")
+            conn.commit()
+        assert pool.statistics().discarded_broken == 1
+    with admin._lock:
+        for (gid,) in admin.conn.execute(
+            "SELECT gid FROM pg_prepared_xacts WHERE gid LIKE %s", [f"%{gtrid}%"]
+        ).fetchall():
+            admin.conn.execute(psycopg.sql.SQL("ROLLBACK PREPARED {}").format(gid))
+
+
 def test_default_reset_keeps_session_state_as_documented(postgres: Any, app: str, low_role: str) -> None:
     """reset='transaction' does not undo session-level SET ROLE: the README says to use 'session'."""
     with make_pool(postgres, app, max_size=1, autocommit=True) as pool:

@@ -480,6 +480,39 @@ def test_psycopg_session_reset_puts_back_the_dumpers_and_row_factory_borrower_a_
     assert seen == []
 
 
+@pytest.mark.parametrize("policy", ["transaction", "session"])
+def test_psycopg_two_phase_transaction_left_prepared_never_reaches_the_next_borrower(
+    postgres: Any, app: str, admin: PgAdmin, policy: str
+) -> None:
+    """An AsyncConnection whose borrower left a prepared two-phase transaction (psycopg still
+    tracks it, the session is idle) is discarded: B's commit() works on a fresh one."""
+    psycopg = pytest.importorskip("psycopg")
+    gtrid = unique("reclaim_tpc")
+
+    async def main() -> Any:
+        async with Psycopg().pool(postgres, app, max_size=1, reset=policy, autocommit=False) as pool:
+            async with pool.acquire() as conn:
+                await conn.tpc_begin(conn.xid(1, gtrid, "a"))
+                await conn.execute("SELECT 1")
+                try:
+                    await conn.tpc_prepare()
+                except psycopg.NotSupportedError:
+                    pass  # max_prepared_transactions = 0 on this server: psycopg's state is the same
+            async with pool.acquire() as conn:
+                await conn.execute("SELECT 1")
+                await conn.commit()
+            return pool.statistics().discarded_broken
+
+    try:
+        assert run(main()) == 1
+    finally:
+        with admin._lock:
+            for (gid,) in admin.conn.execute(
+                "SELECT gid FROM pg_prepared_xacts WHERE gid LIKE %s", [f"%{gtrid}%"]
+            ).fetchall():
+                admin.conn.execute(psycopg.sql.SQL("ROLLBACK PREPARED {}").format(gid))
+
+
 def test_psycopg_session_reset_drops_the_notifications_borrower_a_left_unread(
     postgres: Any, app: str
 ) -> None:

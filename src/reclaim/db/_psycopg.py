@@ -27,6 +27,9 @@
   round trip, no transaction started), driven at the libpq level so it is bounded by
   ``check_timeout`` even when the network has gone silent. A check that times out leaves
   the connection mid-query, so it is reported broken and discarded.
+- **two-phase**: a connection given back after ``tpc_prepare()`` and before ``tpc_commit()``
+  / ``tpc_rollback()`` is discarded, under either policy (psycopg would let the next
+  borrower finish that transaction).
 - **broken**: ``conn.closed``, ``conn.broken``, libpq status ``BAD``, or a transaction
   status of ``ACTIVE`` / ``UNKNOWN`` (a query still in flight: a cancelled task or a
   timed-out check left it there). An ``OperationalError`` is a disconnect exactly when it
@@ -271,6 +274,15 @@ def _drop_notifications(conn: Any) -> None:
         pass
 
 
+def _prepared_two_phase(conn: Any) -> bool:
+    """Whether psycopg still tracks a two-phase transaction on an idle session: the borrower
+    ran ``tpc_prepare()`` and gave the connection back before ``tpc_commit()`` /
+    ``tpc_rollback()``. The next borrower's ``commit()`` would fail, and its ``tpc_commit()``
+    would finish the other's transaction: the connection is discarded instead (the prepared
+    transaction, no longer tied to the session, waits on the server for ``tpc_recover()``)."""
+    return getattr(conn, "_tpc", None) is not None
+
+
 def _changed(conn: Any) -> bool:
     """Whether a borrower changed the connection's client options (one C call when not)."""
     try:
@@ -414,6 +426,8 @@ class PsycopgAdapter(_Base):
                 return False
             with self._guard(conn):
                 _rollback(conn)
+        elif _prepared_two_phase(conn):
+            return False
         if _changed(conn):
             for name, value in self._dirty_options(conn):
                 setattr(conn, name, value)
@@ -505,6 +519,8 @@ class AsyncPsycopgAdapter(_Base):
         is nothing to undo; else a coroutine doing the round trips.
         """
         status = conn.pgconn.transaction_status
+        if status == _IDLE and _prepared_two_phase(conn):
+            return False
         if status == _IDLE and not self.session and not _changed(conn):
             conn._reclaim_used = _monotonic()
             return True
