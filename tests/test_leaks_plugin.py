@@ -916,6 +916,48 @@ def test_pytest_djangos_in_memory_test_database_is_not_a_fixtures_leak(pytester:
     assert "memorydb" not in result.stdout.str()
 
 
+def test_asgirefs_async_to_sync_leaves_no_label_behind_for_later_tests(pytester: pytest.Pytester) -> None:
+    """asgiref copies every context variable of the call back to its caller, reclaim's too: after
+    one test called async_to_sync, what later tests acquired in the main thread (or in asyncio
+    code it ran) carried that test's label, passed its check and was blamed on it at the end."""
+    pytest.importorskip("asgiref")
+    pytester.makepyfile(
+        """
+        import asyncio, socket
+
+        from asgiref.sync import async_to_sync
+
+        KEEP = []
+
+        async def nothing():
+            pass
+
+        async def connect():
+            KEEP.append(socket.socket())
+
+        def test_calls_async_to_sync():
+            async_to_sync(nothing)()
+
+        def test_leaks_a_socket():
+            KEEP.append(socket.socket())
+
+        def test_leaks_a_socket_in_asyncio():
+            asyncio.run(connect())
+        """
+    )
+    result = run(pytester)
+    result.assert_outcomes(passed=3, errors=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at teardown of test_leaks_a_socket *",
+            "*test_asgirefs_async_to_sync_leaves_no_label_behind_for_later_tests.py:17*",
+            "*ERROR at teardown of test_leaks_a_socket_in_asyncio*",
+            "*test_asgirefs_async_to_sync_leaves_no_label_behind_for_later_tests.py:11 in connect*",
+        ]
+    )
+    assert "acquired by" not in result.stdout.str()  # nothing left for the session's end
+
+
 def test_a_second_leak_of_one_kind_by_one_test_found_later_is_still_reported(
     pytester: pytest.Pytester,
 ) -> None:

@@ -49,6 +49,7 @@ HOOKS: tuple[tuple[str, str], ...] = (
     ("subprocess", "_children:install"),
     ("sqlite3", "_sqlite:install"),
     ("aiosqlite.core", "_sqlite:install_aiosqlite"),
+    ("asgiref.sync", "_tasks:install_asgiref"),
     ("psycopg.connection", "_psycopg:install_sync"),
     ("psycopg.connection_async", "_psycopg:install_async"),
     *_each(

@@ -16,6 +16,8 @@ callback, by ``asyncio.run``, by pytest-asyncio for a test) sets its site and
 label in the context it runs in (see :data:`._records.origin`), which the tasks
 and callbacks made from it copy in turn, and ``Server._start_serving`` sets the
 line that started the server for the callbacks that accept its connections.
+asgiref's ``_restore_context``, which copies what a call's context changed into the
+caller's, is wrapped to leave that site and label out (see install_asgiref).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see recl
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["Greenlet", "install_base_events", "install_runners", "tracking_create_task"]
+__all__ = ["Greenlet", "install_asgiref", "install_base_events", "install_runners", "tracking_create_task"]
 
 __tracebackhide__ = True  # stands in for what it wraps: see _patch
 
@@ -215,6 +217,30 @@ def _reset(context: Any, token: Any) -> None:
     # token is that context's), suppressed all the same: a done callback must not raise.
     with contextlib.suppress(RuntimeError, ValueError):
         context.run(_records.origin.reset, token)
+
+
+def install_asgiref(patches: Patches, sync: ModuleType) -> None:
+    """Keep :data:`._records.origin` out of what asgiref copies back to the caller of a call.
+
+    ``async_to_sync`` and ``sync_to_async`` end by setting, in the caller's context, every
+    context variable the call's context holds (``_restore_context``), Django's and the app's
+    own included. ``async_to_sync`` runs its coroutine in a task made outside any task, whose
+    context holds the origin that task was made with: copied out, it stayed set in the calling
+    thread, and everything that thread acquired afterwards, in later tests too, was labelled as
+    the test that made the call. The wrapper hands asgiref a copy of the context holding the
+    caller's own origin instead (None when it had none, which reads as none).
+    """
+    restore = getattr(sync, "_restore_context", None)  # private: a release may rename it
+    if not callable(restore):
+        return
+    origin = _records.origin
+
+    def _restore_context(context: Any, *args: Any, **kwargs: Any) -> Any:
+        theirs = context.copy()
+        theirs.run(origin.set, origin.get(None))
+        return restore(theirs, *args, **kwargs)
+
+    patches.set(sync, "_restore_context", _restore_context)
 
 
 def _serving_at_caller(patches: Patches, server_cls: type) -> None:
