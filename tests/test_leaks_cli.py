@@ -1476,6 +1476,35 @@ def test_asgirefs_executor_per_async_to_sync_call_is_its_own(tmp_path: Path) -> 
     assert found == [("thread", marked(ASGIREF, "LEAK"))], result.stderr
 
 
+ASGIREF_SYNC_TO_ASYNC = """\
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from asgiref.sync import sync_to_async
+
+    def double(x):
+        return x * 2
+
+    print(asyncio.run(sync_to_async(double)(21)))  # runs on asgiref's executor for the process
+    pool = ThreadPoolExecutor(max_workers=1)  # LEAK
+    pool.submit(print, "done").result()
+"""
+
+
+def test_asgirefs_executor_for_thread_sensitive_sync_to_async_is_its_own(tmp_path: Path) -> None:
+    """asgiref keeps one executor for the process, made at import as a class attribute, for every
+    thread-sensitive sync_to_async call outside async_to_sync (Django's ORM in an async view):
+    any program that used it was reported for it; the program's own executor still is."""
+    pytest.importorskip("asgiref")
+    write(tmp_path / "calls.py", ASGIREF_SYNC_TO_ASYNC)
+    result = reclaim_run("--json", "leaks.json", "calls.py", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "42\ndone\n"
+    leaks = json.loads((tmp_path / "leaks.json").read_text())["leaks"]
+    found = [(leak["kind"], leak["frames"][0]["line"]) for leak in leaks]
+    assert found == [("thread", marked(ASGIREF_SYNC_TO_ASYNC, "LEAK"))], result.stderr
+
+
 MATPLOTLIB = """\
     import io
 

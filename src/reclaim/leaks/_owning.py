@@ -53,7 +53,9 @@ PLUMBING: set[CodeType] = set()
 
 #: What libraries keep for the whole process, or make and drop by design, by the module and the
 #: functions that acquire it: theirs, not the program's whose call happened to come first. The
-#: functions are plumbing (see PLUMBING); anyio's pytest runner task is in _tasks.
+#: functions are plumbing (see PLUMBING); anyio's pytest runner task is in _tasks. A name may
+#: also be an object the module made at import (a class attribute), recorded before the hook ran:
+#: its record is dropped then.
 PROCESS_WIDE = {
     # trio's thread cache: idle workers end ~10 s after their last job.
     "trio._core._thread_cache": ("WorkerThread.__init__",),
@@ -61,7 +63,9 @@ PROCESS_WIDE = {
     "tqdm._monitor": ("TMonitor.__init__",),
     # asgiref's AsyncToSync (Django's async views under its test client, Channels): a one-worker
     # ThreadPoolExecutor per call, dropped without shutdown(); its worker ends once it is collected.
-    "asgiref.sync": ("AsyncToSync.__call__",),
+    # And SyncToAsync's class-level executor, made at import, that runs every thread-sensitive
+    # sync_to_async call made outside async_to_sync (Django's ORM from an async view).
+    "asgiref.sync": ("AsyncToSync.__call__", "SyncToAsync.single_thread_executor"),
     # websockets' sync server: serve_forever() makes a selector to wait on and drops it when it
     # returns, never closed (the collector closes it then, whatever the program did).
     "websockets.sync.server": ("Server.serve_forever",),
@@ -134,8 +138,14 @@ def plumbing(module: Any, *names: str) -> None:
 
 
 def install_process_wide(patches: Patches, module: ModuleType) -> None:
-    """What *module* acquires from its :data:`PROCESS_WIDE` functions is never recorded."""
-    plumbing(module, *PROCESS_WIDE[module.__name__])
+    """What *module* acquires from its :data:`PROCESS_WIDE` functions is never recorded, and
+    what it made at import and keeps there is forgotten."""
+    names = PROCESS_WIDE[module.__name__]
+    plumbing(module, *names)
+    for name in names:
+        kept = lookup(module, name)
+        if kept is not None and not callable(kept):
+            _records.release(id(kept))
 
 
 def outside(obj: object, frame: FrameType | None) -> FrameType | None:
