@@ -426,7 +426,7 @@ class PsycopgAdapter(_Base):
                 return False
             with self._guard(conn):
                 _rollback(conn)
-        elif _prepared_two_phase(conn):
+        elif conn._tpc is not None:  # _prepared_two_phase(), inline: on every idle release
             return False
         if _changed(conn):
             for name, value in self._dirty_options(conn):
