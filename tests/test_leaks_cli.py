@@ -1462,20 +1462,6 @@ ASGIREF = """\
 """
 
 
-def test_asgirefs_executor_per_async_to_sync_call_is_its_own(tmp_path: Path) -> None:
-    """asgiref's AsyncToSync makes a one-worker ThreadPoolExecutor per call and leaves it to the
-    garbage collector by design (every Django async view under the test client, every Channels
-    call): it was reported as the program's; the program's own executor still is."""
-    pytest.importorskip("asgiref")
-    write(tmp_path / "calls.py", ASGIREF)
-    result = reclaim_run("--json", "leaks.json", "calls.py", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout == "42\n8\ndone\n"
-    leaks = json.loads((tmp_path / "leaks.json").read_text())["leaks"]
-    found = [(leak["kind"], leak["frames"][0]["line"]) for leak in leaks]
-    assert found == [("thread", marked(ASGIREF, "LEAK"))], result.stderr
-
-
 ASGIREF_SYNC_TO_ASYNC = """\
     import asyncio
     from concurrent.futures import ThreadPoolExecutor
@@ -1491,18 +1477,25 @@ ASGIREF_SYNC_TO_ASYNC = """\
 """
 
 
-def test_asgirefs_executor_for_thread_sensitive_sync_to_async_is_its_own(tmp_path: Path) -> None:
-    """asgiref keeps one executor for the process, made at import as a class attribute, for every
-    thread-sensitive sync_to_async call outside async_to_sync (Django's ORM in an async view):
-    any program that used it was reported for it; the program's own executor still is."""
+@pytest.mark.parametrize(
+    ("source", "printed"),
+    [(ASGIREF, "42\n8\ndone\n"), (ASGIREF_SYNC_TO_ASYNC, "42\ndone\n")],
+    ids=["async_to_sync", "sync_to_async"],
+)
+def test_asgirefs_executors_are_its_own(tmp_path: Path, source: str, printed: str) -> None:
+    """asgiref's AsyncToSync makes a one-worker ThreadPoolExecutor per call and leaves it to the
+    garbage collector by design (every Django async view under the test client, every Channels
+    call); it keeps one more for the process, made at import as a class attribute, for every
+    thread-sensitive sync_to_async call outside async_to_sync (Django's ORM in an async view).
+    Each was reported as the program's; the program's own executor still is."""
     pytest.importorskip("asgiref")
-    write(tmp_path / "calls.py", ASGIREF_SYNC_TO_ASYNC)
+    write(tmp_path / "calls.py", source)
     result = reclaim_run("--json", "leaks.json", "calls.py", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert result.stdout == "42\ndone\n"
+    assert result.stdout == printed
     leaks = json.loads((tmp_path / "leaks.json").read_text())["leaks"]
     found = [(leak["kind"], leak["frames"][0]["line"]) for leak in leaks]
-    assert found == [("thread", marked(ASGIREF_SYNC_TO_ASYNC, "LEAK"))], result.stderr
+    assert found == [("thread", marked(source, "LEAK"))], result.stderr
 
 
 MATPLOTLIB = """\
