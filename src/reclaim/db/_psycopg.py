@@ -328,7 +328,8 @@ class _Base(NetworkAdapter):
         conn._reclaim_guard = Guard(conn, fd, self.reset_timeout)
         conn._reclaim_used = _monotonic()
         conn._reclaim_handlers = _handlers(conn)
-        conn._reclaim_client = _client_state(conn)
+        if self.session:  # only a session reset puts them back
+            conn._reclaim_client = _client_state(conn)
         if not isinstance(conn, psycopg.AsyncConnection):
             conn._reclaim_lean = _lean_queue(conn)
 
@@ -336,7 +337,8 @@ class _Base(NetworkAdapter):
         """After the pool's own ``configure=``: the handlers, factories and adapters it set are
         the connection's baseline."""
         conn._reclaim_handlers = _handlers(conn)
-        conn._reclaim_client = _client_state(conn)
+        if self.session:
+            conn._reclaim_client = _client_state(conn)
 
     def _guard(self, conn: Any) -> Guard:
         """What bounds the connection's reset round trips (see _watchdog)."""

@@ -95,14 +95,16 @@ class PyMySQLAdapter(NetworkAdapter):
             conn._read_timeout, conn._write_timeout = saved
         conn._reclaim_autocommit = conn.autocommit_mode
         conn._reclaim_used = time.monotonic()
-        # The login's character set: the one COM_RESET_CONNECTION gives the session back.
-        conn._reclaim_charset = conn.charset, conn.encoding, getattr(conn, "collation", None)
-        self.configured(conn)
+        if self.session:
+            # The login's character set: the one COM_RESET_CONNECTION gives the session back.
+            conn._reclaim_charset = conn.charset, conn.encoding, getattr(conn, "collation", None)
+            self.configured(conn)
 
     def configured(self, conn: Any) -> None:
         """After the pool's own ``configure=``: the converters and cursor class it set on the
-        connection object are the connection's baseline."""
-        conn._reclaim_client = dict(conn.encoders), dict(conn.decoders), conn.cursorclass
+        connection object are the connection's baseline (a session reset puts them back)."""
+        if self.session:
+            conn._reclaim_client = dict(conn.encoders), dict(conn.decoders), conn.cursorclass
 
     def _restore_client_state(self, conn: Any) -> None:
         """Put back what a borrower changed on the connection object (session reset): its
