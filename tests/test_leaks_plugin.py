@@ -1150,6 +1150,46 @@ def test_a_log_file_the_app_opens_at_import_is_left_to_logging_shutdown(pytester
     assert "cache.txt" in out and "app.log" not in out and "audit.log" not in out, out
 
 
+def test_what_an_atexit_handler_closes_is_left_to_it_at_the_end_of_the_session(
+    pytester: pytest.Pytester,
+) -> None:
+    """psutil's tests open ``os.devnull`` at import and register its ``close``: the interpreter
+    closes it after pytest's session, as ``reclaim run`` counts it, so it is not a leak. So for
+    a handler's argument, a ``partial``'s, a lambda's cell and a raw descriptor handed to
+    ``os.close``; a handler unregistered again closes nothing, and another file still leaks."""
+    pytester.makepyfile(
+        helpers="""
+        import atexit
+        import functools
+        import os
+        import socket
+
+        DEVNULL = open(os.devnull, "r+")
+        atexit.register(DEVNULL.close)
+        LOG = open("log.txt", "w")
+        atexit.register(lambda: LOG.close())
+        SOCK = socket.socket()
+        atexit.register(functools.partial(socket.socket.close, SOCK))
+        FD = os.open("raw.bin", os.O_CREAT | os.O_WRONLY)
+        atexit.register(os.close, FD)
+        KEPT = open("kept.txt", "w")
+        atexit.register(KEPT.close)
+        atexit.unregister(KEPT.close)
+        """,
+        test_uses="""
+        import helpers
+
+        def test_uses():
+            assert not helpers.DEVNULL.closed
+        """,
+    )
+    result = run(pytester)
+    result.assert_outcomes(passed=1)
+    out = result.stdout.str()
+    assert "kept.txt" in out and "1 leak" in out, out
+    assert all(name not in out for name in ("/dev/null", "log.txt", "socket", "raw.bin")), out
+
+
 def test_what_a_wider_fixtures_teardown_leaks_is_the_fixtures_not_the_last_tests(
     pytester: pytest.Pytester,
 ) -> None:

@@ -22,7 +22,9 @@ fixtures get their own label, so their resources are never blamed on the test
 that first used them; they are checked at the end of the session. Whatever
 shows only after its test ended (a session fixture's file, a socket opened at
 import time) is reported against the test or fixture that acquired it, in a
-"reclaim" summary section, and the session fails: nothing is lost. With pytest-xdist
+"reclaim" summary section, and the session fails: nothing is lost. What the interpreter
+closes after the session (a ``logging`` handler's file, what an ``atexit`` handler registered
+during the run closes) is not a leak, as ``reclaim run`` counts it. With pytest-xdist
 each worker tracks its own tests and sends its session-end findings to the
 controller. In junit XML (``--junitxml``) a leaking test carries its leaks as JSON in a
 ``reclaim_leaks`` property; ``--reclaim-json PATH`` writes every leak of the run (each
@@ -264,6 +266,96 @@ def _logging_files() -> Callable[[Leak], bool]:
     return lambda leak: leak.kind == "file" and (leak.details.get("path"), leak.details.get("fd")) in held
 
 
+#: How deep :func:`_reached` looks for what an ``atexit`` handler may close: its arguments and
+#: the object of a bound method, then a ``functools.partial``'s own, and what a function's code
+#: names, in its cells or its module's globals (``atexit.register(lambda: LOG.close())``).
+_EXIT_FOLLOWED = 2
+
+
+class _ExitHandlers:
+    """The ``atexit`` handlers registered while the session is tracked, and what they will close.
+
+    pytest's session ends before the interpreter runs them, so a module that opens
+    ``os.devnull`` and registers its ``close`` (psutil's tests, IPython) still has it open
+    when the plugin looks. ``reclaim run`` looks after the handlers ran: what they close is
+    the program's cleanup, not a leak; the plugin counts it so too.
+    """
+
+    def __init__(self) -> None:
+        self.handlers: list[tuple[Callable[..., object], tuple[object, ...], dict[str, object]]] = []
+        self._patches: Any = None
+
+    def start(self) -> None:
+        import atexit
+
+        from .leaks._patch import Patches
+
+        register, unregister = atexit.register, atexit.unregister
+        handlers = self.handlers
+
+        def register_(
+            func: Callable[..., object], /, *args: object, **kwargs: object
+        ) -> Callable[..., object]:
+            registered = register(func, *args, **kwargs)  # a bad call fails there, as it would
+            handlers.append((func, args, kwargs))
+            return registered
+
+        def unregister_(func: Callable[..., object], /) -> None:
+            unregister(func)
+            handlers[:] = [handler for handler in handlers if handler[0] != func]  # atexit compares so
+
+        self._patches = Patches()
+        self._patches.set(atexit, "register", register_)
+        self._patches.set(atexit, "unregister", unregister_)
+
+    def stop(self) -> None:
+        if self._patches is not None:
+            self._patches.undo()
+            self._patches = None
+
+    def will_close(self) -> Callable[[Leak], bool]:
+        """Whether a leak is what a handler will close: by identity, or by descriptor for files
+        and sockets (a text file's handler closes the raw file under it)."""
+        from . import _sites
+        from .leaks import _records
+
+        # A record's generation is shared by what one test (or the collection) acquired: its
+        # time and stack tell it apart, as a leak's report key does (_key).
+        acquisitions: set[tuple[object, ...]] = set()
+        fds: set[int] = set()
+        for func, args, kwargs in self.handlers:
+            if func is os.close:
+                fds.update(arg for arg in args if type(arg) is int)
+            for obj in _reached(func, (*args, *kwargs.values()), _EXIT_FOLLOWED):
+                rec = _records.live.get(id(obj))
+                if rec is not None and rec() is obj:
+                    frames = tuple(_sites.frames(_records.site_of(rec.site)))
+                    acquisitions.add((rec.seq, rec.kind, rec.time, frames))
+                fileno = getattr(obj, "fileno", None)
+                if callable(fileno) and not isinstance(obj, type):
+                    with contextlib.suppress(Exception):  # closed already, or not a descriptor
+                        fds.add(int(fileno()))
+        return lambda leak: (
+            (leak.seq, leak.kind, leak.acquired_at, leak.frames) in acquisitions
+            or (leak.kind in ("file", "socket", "fd") and leak.details.get("fd") in fds)
+        )
+
+
+def _reached(func: object, args: Sequence[object], levels: int) -> list[object]:
+    """The objects the atexit handler call ``func(*args)`` may close (see :data:`_EXIT_FOLLOWED`)."""
+    found = [*args, getattr(func, "__self__", None)]
+    if levels > 1:
+        if isinstance(func, functools.partial):
+            found += _reached(func.func, (*func.args, *func.keywords.values()), levels - 1)
+        if isinstance(func, types.FunctionType):  # what its code names: a cell, or a global
+            for cell in func.__closure__ or ():
+                with contextlib.suppress(ValueError):  # an empty cell
+                    found += _reached(cell.cell_contents, (cell.cell_contents,), levels - 1)
+            names = func.__globals__
+            found += [names[name] for name in func.__code__.co_names if name in names]
+    return [obj for obj in found if obj is not None and not isinstance(obj, types.ModuleType)]
+
+
 def _collect_unraisable(config: pytest.Config) -> None:
     """Report with this test what the check's ``gc.collect()`` made unraisable (ResourceWarnings).
 
@@ -342,6 +434,7 @@ class LeakChecker:
         self.ignore_kinds: tuple[str, ...] = _ini_kinds(config)
         self.allow_everywhere: list[AllowRule] = _ini_allow(config)
         self.tracker: Tracker | None = None
+        self.exit_handlers = _ExitHandlers()
         self.controller = False
         # Unique per session: a pytester session nested in this process gets a label of its own.
         self._number = next(_sessions)
@@ -397,6 +490,7 @@ class LeakChecker:
             _records.ask_file_depth(self.depth)
         self.tracker = Tracker(depth=self.depth)
         self.tracker.start()
+        self.exit_handlers.start()
         self.contexts.add(self.session_label)
         set_context(self.session_label)
 
@@ -411,6 +505,7 @@ class LeakChecker:
             try:
                 self._check_session_end()
             finally:
+                self.exit_handlers.stop()
                 self.tracker.stop()
                 self.tracker = None
                 set_context(self.previous_context)
@@ -472,8 +567,10 @@ class LeakChecker:
 
     def _check_session_end(self) -> None:
         assert self.tracker is not None
+        # What a logging handler or an atexit handler closes at exit is the program's cleanup.
+        released_at_exit = [_logging_files(), self.exit_handlers.will_close()]
         leaks = self.tracker.leaks(
-            grace=self.grace, collect=True, ignore_kinds=self.ignore_kinds, ignore=_logging_files()
+            grace=self.grace, collect=True, ignore_kinds=self.ignore_kinds, ignore=released_at_exit
         )
         by_context: dict[str, list[Leak]] = {}
         for leak in leaks:
