@@ -1479,10 +1479,11 @@ def test_task_left_pending_is_reported_though_asyncio_run_cancels_it(
 ) -> None:
     """Also when main raised an error: only an interruption (Ctrl-C, SystemExit) unwinds tasks."""
     at = 0
+    kept: list[asyncio.Task[None]] = []  # the loop refers to tasks weakly: a collection may end it
 
     async def main() -> None:
         nonlocal at
-        asyncio.create_task(_forever())  # noqa: RUF006 - the leak under test
+        kept.append(asyncio.create_task(_forever()))
         at = line() - 1
         await asyncio.sleep(0)
         if main_fails:
@@ -1501,8 +1502,10 @@ def test_task_left_pending_is_reported_by_the_name_create_task_gave_it(leakwatch
     """asyncio.create_task(name=...) names the task after the loop made it (before 3.13): it was
     reported as 'Task-N'."""
 
+    kept: list[asyncio.Task[None]] = []  # the loop refers to tasks weakly: a collection may end it
+
     async def main() -> None:
-        asyncio.create_task(_forever(), name="heartbeat")  # noqa: RUF006 - the leak under test
+        kept.append(asyncio.create_task(_forever(), name="heartbeat"))
         await asyncio.sleep(0)
 
     asyncio.run(main())
