@@ -1156,7 +1156,8 @@ def test_what_an_atexit_handler_closes_is_left_to_it_at_the_end_of_the_session(
     """psutil's tests open ``os.devnull`` at import and register its ``close``: the interpreter
     closes it after pytest's session, as ``reclaim run`` counts it, so it is not a leak. So for
     a handler's argument, a ``partial``'s, a lambda's cell and a raw descriptor handed to
-    ``os.close``; a handler unregistered again closes nothing, and another file still leaks."""
+    ``os.close``, and for a module a test imports; a handler unregistered again closes nothing,
+    and another file still leaks."""
     pytester.makepyfile(
         helpers="""
         import atexit
@@ -1176,18 +1177,29 @@ def test_what_an_atexit_handler_closes_is_left_to_it_at_the_end_of_the_session(
         atexit.register(KEPT.close)
         atexit.unregister(KEPT.close)
         """,
+        lazy="""
+        import atexit
+
+        NULL = open("null.txt", "w")
+        atexit.register(NULL.close)
+        LEFT = open("left.txt", "w")
+        """,
         test_uses="""
         import helpers
 
         def test_uses():
             assert not helpers.DEVNULL.closed
+
+        def test_imports_lazily():
+            import lazy
         """,
     )
     result = run(pytester)
-    result.assert_outcomes(passed=1)
+    result.assert_outcomes(passed=2, errors=1)  # the module a test imports: its file is the test's
+    result.stdout.fnmatch_lines(["*ERROR at teardown of test_imports_lazily*", "file left.txt*"])
     out = result.stdout.str()
-    assert "kept.txt" in out and "1 leak" in out, out
-    assert all(name not in out for name in ("/dev/null", "log.txt", "socket", "raw.bin")), out
+    assert "kept.txt" in out and "1 leaked" in out, out
+    assert all(name not in out for name in ("/dev/null", "log.txt", "socket", "raw.bin", "null.txt")), out
 
 
 def test_what_a_wider_fixtures_teardown_leaks_is_the_fixtures_not_the_last_tests(

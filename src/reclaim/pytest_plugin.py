@@ -717,6 +717,10 @@ class LeakChecker:
         leaks = check(grace=0.0, collect=False)
         if leaks and self._hand_over_held(item.nodeid):
             leaks = check(grace=0.0, collect=False)
+        if leaks and self.exit_handlers.handlers:  # a module imported in the test, say
+            ignore = [self.exit_handlers.will_close(), *([allowed] if allowed is not None else [])]
+            check = functools.partial(check, ignore=ignore)
+            leaks = check(grace=0.0, collect=False)
         if leaks:
             leaks = check(grace=self.grace, collect=self.collect)
         fresh = [leak for leak in leaks if _key(leak) not in self.reported]
