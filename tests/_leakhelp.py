@@ -42,6 +42,20 @@ class Watch:
         found = self.tracker.leaks(self.mark, **options)  # type: ignore[arg-type]
         return [leak for leak in found if kind is None or leak.kind == kind]
 
+    def records(self) -> list[str]:
+        """Every record since the mark, open or ended as a leak: what a failed assertion shows
+        (a flaky test's message says which way the tracker went)."""
+        from reclaim import _sites
+        from reclaim.leaks import _records
+
+        recs = [*_records.live.values(), *_records.collected]
+        return [
+            f"{rec.kind} {rec.state}/{rec.why} alive={rec() is not None} "
+            f"framework={_sites.is_framework(getattr(_sites.first_code(rec.site), 'co_filename', ''))}"
+            for rec in recs
+            if rec.seq > self.mark.seq
+        ]
+
     def one(self, kind: str, **options: object) -> Leak:
         """The single leak of *kind*; fails listing everything when there is not exactly one."""
         found = self.leaks(kind, **options)

@@ -167,7 +167,7 @@ def test_httpx_client_not_closed_is_reported_at_its_line_holding_its_socket(
             keeper.itself = None
         del keeper
         gc.collect()
-    assert [leak.kind for leak in leakwatch.leaks()] == ["httpx"]
+    assert [leak.kind for leak in leakwatch.leaks()] == ["httpx"], leakwatch.records()
     leak = leakwatch.one("httpx")
     assert_at(leak, made)
     assert leak.state == ("open" if how == "left-open" else "collected")
@@ -439,7 +439,7 @@ def test_requests_session_or_urllib3_manager_not_closed_is_reported_at_its_line_
     request = line() - 1
     if dropped:
         del client
-    assert [leak.kind for leak in leakwatch.leaks()] == [library]
+    assert [leak.kind for leak in leakwatch.leaks()] == [library], leakwatch.records()
     leak = leakwatch.one(library)
     assert_at(leak, made)
     assert leak.description.startswith(f"{library}.{name} not closed ({close}(), or a with-block)")
