@@ -1150,20 +1150,20 @@ def test_a_log_file_the_app_opens_at_import_is_left_to_logging_shutdown(pytester
     assert "cache.txt" in out and "app.log" not in out and "audit.log" not in out, out
 
 
-def test_what_an_atexit_handler_closes_is_left_to_it_at_the_end_of_the_session(
-    pytester: pytest.Pytester,
-) -> None:
-    """psutil's tests open ``os.devnull`` at import and register its ``close``: the interpreter
-    closes it after pytest's session, as ``reclaim run`` counts it, so it is not a leak. So for
-    a handler's argument, a ``partial``'s, a lambda's cell and a raw descriptor handed to
-    ``os.close``, and for a module a test imports; a handler unregistered again closes nothing,
-    and another file still leaks."""
+def test_what_closes_at_exit_is_left_to_it(pytester: pytest.Pytester) -> None:
+    """psutil's tests open ``os.devnull`` at import and register its ``close`` with atexit: the
+    interpreter closes it after pytest's session, as ``reclaim run`` counts it, so it is not a
+    leak. So for a handler's argument, a ``partial``'s, a lambda's global, a descriptor handed
+    to ``os.close``, a ``weakref.finalize`` of an object kept to the end, and in a module a test
+    imports. A handler unregistered again closes nothing; a finalize the collector runs for an
+    owner dropped in a cycle is a leak; another file still leaks."""
     pytester.makepyfile(
         helpers="""
         import atexit
         import functools
         import os
         import socket
+        import weakref
 
         DEVNULL = open(os.devnull, "r+")
         atexit.register(DEVNULL.close)
@@ -1176,6 +1176,13 @@ def test_what_an_atexit_handler_closes_is_left_to_it_at_the_end_of_the_session(
         KEPT = open("kept.txt", "w")
         atexit.register(KEPT.close)
         atexit.unregister(KEPT.close)
+
+        class Owner:
+            pass
+
+        APP = Owner()
+        APP_SOCK = socket.socket()
+        weakref.finalize(APP, APP_SOCK.close)
         """,
         lazy="""
         import atexit
@@ -1185,6 +1192,9 @@ def test_what_an_atexit_handler_closes_is_left_to_it_at_the_end_of_the_session(
         LEFT = open("left.txt", "w")
         """,
         test_uses="""
+        import socket
+        import weakref
+
         import helpers
 
         def test_uses():
@@ -1192,14 +1202,24 @@ def test_what_an_atexit_handler_closes_is_left_to_it_at_the_end_of_the_session(
 
         def test_imports_lazily():
             import lazy
+
+        def test_drops_an_owner_in_a_cycle():
+            owner = helpers.Owner()
+            owner.itself = owner
+            dropped = socket.socket()
+            weakref.finalize(owner, dropped.close)
         """,
     )
     result = run(pytester)
-    result.assert_outcomes(passed=2, errors=1)  # the module a test imports: its file is the test's
+    result.assert_outcomes(passed=3, errors=2)
     result.stdout.fnmatch_lines(["*ERROR at teardown of test_imports_lazily*", "file left.txt*"])
+    result.stdout.fnmatch_lines(["*ERROR at teardown of test_drops_an_owner_in_a_cycle*", "socket *"])
     out = result.stdout.str()
     assert "kept.txt" in out and "1 leaked" in out, out
-    assert all(name not in out for name in ("/dev/null", "log.txt", "socket", "raw.bin", "null.txt")), out
+    assert all(name not in out for name in ("/dev/null", "log.txt", "raw.bin", "null.txt")), out
+    assert [line.strip() for line in out.splitlines() if "at helpers.py" in line] == [
+        "acquired at helpers.py:15 in <module>"  # kept.txt: of the import's, only it is reported
+    ], out
 
 
 def test_what_a_wider_fixtures_teardown_leaks_is_the_fixtures_not_the_last_tests(

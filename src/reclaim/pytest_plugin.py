@@ -24,7 +24,8 @@ shows only after its test ended (a session fixture's file, a socket opened at
 import time) is reported against the test or fixture that acquired it, in a
 "reclaim" summary section, and the session fails: nothing is lost. What the interpreter
 closes after the session (a ``logging`` handler's file, what an ``atexit`` handler registered
-during the run closes) is not a leak, as ``reclaim run`` counts it. With pytest-xdist
+during the run or a ``weakref.finalize`` still waiting closes) is not a leak, as ``reclaim run``
+counts it. With pytest-xdist
 each worker tracks its own tests and sends its session-end findings to the
 controller. In junit XML (``--junitxml``) a leaking test carries its leaks as JSON in a
 ``reclaim_leaks`` property; ``--reclaim-json PATH`` writes every leak of the run (each
@@ -273,7 +274,8 @@ _EXIT_FOLLOWED = 2
 
 
 class _ExitHandlers:
-    """The ``atexit`` handlers registered while the session is tracked, and what they will close.
+    """The ``atexit`` handlers registered while the session is tracked, and what they (or a
+    ``weakref.finalize`` still waiting) will close.
 
     pytest's session ends before the interpreter runs them, so a module that opens
     ``os.devnull`` and registers its ``close`` (psutil's tests, IPython) still has it open
@@ -314,8 +316,9 @@ class _ExitHandlers:
             self._patches = None
 
     def will_close(self) -> Callable[[Leak], bool]:
-        """Whether a leak is what a handler will close: by identity, or by descriptor for files
-        and sockets (a text file's handler closes the raw file under it)."""
+        """Whether a leak still open is what a handler will close: by identity, or by descriptor
+        for files and sockets (a text file's handler closes the raw file under it). One the
+        collector closed is a leak all the same (a finalize callback run by a collection)."""
         from . import _sites
         from .leaks import _records
 
@@ -323,7 +326,7 @@ class _ExitHandlers:
         # time and stack tell it apart, as a leak's report key does (_key).
         acquisitions: set[tuple[object, ...]] = set()
         fds: set[int] = set()
-        for func, args, kwargs in self.handlers:
+        for func, args, kwargs in [*self.handlers, *_finalizers_at_exit()]:
             if func is os.close:
                 fds.update(arg for arg in args if type(arg) is int)
             for obj in _reached(func, (*args, *kwargs.values()), _EXIT_FOLLOWED):
@@ -336,9 +339,25 @@ class _ExitHandlers:
                     with contextlib.suppress(Exception):  # closed already, or not a descriptor
                         fds.add(int(fileno()))
         return lambda leak: (
-            (leak.seq, leak.kind, leak.acquired_at, leak.frames) in acquisitions
-            or (leak.kind in ("file", "socket", "fd") and leak.details.get("fd") in fds)
+            leak.state == "open"
+            and (
+                (leak.seq, leak.kind, leak.acquired_at, leak.frames) in acquisitions
+                or (leak.kind in ("file", "socket", "fd") and leak.details.get("fd") in fds)
+            )
         )
+
+
+def _finalizers_at_exit() -> list[tuple[Callable[..., object], tuple[object, ...], dict[str, object]]]:
+    """The calls of the ``weakref.finalize`` objects still waiting that run at exit (``atexit``
+    true, the default): ``weakref.finalize(app, sock.close)`` with *app* kept to the end."""
+    import weakref
+
+    calls = []
+    for info in list(getattr(weakref.finalize, "_registry", {}).values()):
+        with contextlib.suppress(AttributeError):  # a Python whose finalize keeps other fields
+            if info.atexit:
+                calls.append((info.func, tuple(info.args), dict(info.kwargs or {})))
+    return calls
 
 
 def _reached(func: object, args: Sequence[object], levels: int) -> list[object]:
@@ -717,12 +736,11 @@ class LeakChecker:
         leaks = check(grace=0.0, collect=False)
         if leaks and self._hand_over_held(item.nodeid):
             leaks = check(grace=0.0, collect=False)
-        if leaks and self.exit_handlers.handlers:  # a module imported in the test, say
-            ignore = [self.exit_handlers.will_close(), *([allowed] if allowed is not None else [])]
-            check = functools.partial(check, ignore=ignore)
-            leaks = check(grace=0.0, collect=False)
         if leaks:
             leaks = check(grace=self.grace, collect=self.collect)
+        if leaks:  # what closes at exit: an atexit handler's file, of a module the test imported
+            closes_at_exit = self.exit_handlers.will_close()
+            leaks = [leak for leak in leaks if not closes_at_exit(leak)]
         fresh = [leak for leak in leaks if _key(leak) not in self.reported]
         self.reported.update(_key(leak) for leak in fresh)
         return fresh
