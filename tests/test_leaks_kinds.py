@@ -173,6 +173,38 @@ def test_file_in_a_reference_cycle_is_reported_when_collected(leakwatch: Watch, 
     assert (leak.frames[1].filename, leak.frames[1].lineno) == (HERE, at)
 
 
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@ignore_gc_warnings
+@pytest.mark.parametrize("how", ["collected", "dropped", "called"])
+@pytest.mark.parametrize("wrapped", [False, True], ids=["text", "gzip"])
+def test_file_a_weakref_finalize_closes_for_an_owner_collected_in_a_cycle_is_a_leak(
+    leakwatch: Watch, tmp_path: Path, how: str, wrapped: bool
+) -> None:
+    """``weakref.finalize(owner, f.close)``: run by a collection for an owner dropped in a
+    reference cycle, the collector closed the file (a socket was reported so, a file was not).
+    The owner dropped by its last reference, or the finalizer called, is the program's close."""
+    import gzip
+
+    owner = _Cycle(tmp_path / "owner.txt")
+    owner.file.close()
+    f = gzip.open(tmp_path / "d.gz", "wb") if wrapped else open(tmp_path / "d.txt", "w")  # noqa: SIM115
+    at = line() - 1
+    finalizer = weakref.finalize(owner, f.close)
+    del f
+    if how == "called":
+        finalizer()
+    elif how == "dropped":
+        owner.me = None  # type: ignore[assignment]
+    del owner
+    gc.collect()
+    if how == "collected":
+        leak = leakwatch.one("file")
+        assert leak.state == "collected"
+        assert_site(leak, at)
+    else:
+        assert leakwatch.leaks() == []
+
+
 def test_closed_file_in_a_reference_cycle_is_not_reported(leakwatch: Watch, tmp_path: Path) -> None:
     _Cycle(tmp_path / "e.txt").file.close()
     gc.collect()

@@ -531,8 +531,9 @@ _CLOSERS = (1, 2, 3)
 
 def closing_in_finalizer(frame: FrameType | None) -> bool:
     """Whether *frame*, a close or private method closing a resource, runs under a finalizer: a
-    ``__del__``, or the ``close`` of a Python io class IOBase's finalizer called (it sets the
-    object's ``_finalizing`` first); looked for up through closes and private methods only.
+    ``__del__``, the ``close`` of a Python io class IOBase's finalizer called (it sets the
+    object's ``_finalizing`` first), or a ``weakref.finalize`` callback a collection runs (for an
+    owner dropped in a reference cycle); looked for up through closes and private methods only.
 
     A file a ``GzipFile`` or ``ZipFile`` dropped unclosed closes, or the socket under an
     ``http.client.HTTPResponse`` dropped unread, was closed by the garbage collector.
@@ -543,6 +544,8 @@ def closing_in_finalizer(frame: FrameType | None) -> bool:
         name = frame.f_code.co_name
         if name == "__del__":
             return True
+        if frame.f_code is _FINALIZE_CALL:  # a weakref.finalize callback: see in_finalizer()
+            return _collecting_in == get_ident() and frame.f_locals.get("_") is not None
         if name == "close" and getattr(frame.f_locals.get("self"), "_finalizing", False) is True:
             return True
         if name != "close" and name[0] != "_":

@@ -46,9 +46,9 @@ import warnings
 import weakref
 from collections import namedtuple
 
+from reclaim._sites import _FINALIZE_CALL, is_program
 from reclaim._sites import _framework_cache as _fw_cache
 from reclaim._sites import closing_in_finalizer as _closing_in_finalizer
-from reclaim._sites import is_program
 
 from . import _records
 from ._kinds import Details, Kind, register
@@ -174,7 +174,7 @@ def _closing_from(caller: Any) -> bool:
     code = caller.f_code
     name = code.co_name
     if name == "close" or name[0] == "_":
-        if name == "close" or name == "__del__":
+        if name == "close" or name == "__del__" or code is _FINALIZE_CALL:
             return _closing_in_finalizer(caller)
         back = caller.f_back
         if back is not None:
