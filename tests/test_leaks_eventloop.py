@@ -243,3 +243,64 @@ def test_a_stream_or_transport_closed_by_its_del_is_a_socket_closed_by_the_garba
     report, stderr = reclaim_run_json(tmp_path, source)
     found = [(leak["kind"], leak["state"], leak["frames"][0]["line"]) for leak in report["leaks"]]
     assert found == [("socket", "collected", at)], stderr
+
+
+@pytest.mark.parametrize("factory", ["asyncio.new_event_loop", "uvloop.new_event_loop"])
+def test_a_wider_loops_default_executor_is_the_loops_not_the_first_test_that_used_it(
+    pytester: pytest.Pytester, factory: str
+) -> None:
+    """run_in_executor(None, ...) makes the loop's default executor in the first test that hands
+    the loop work: on a module-scoped loop (pytest-asyncio's loop_scope, anyio's runner kept by a
+    wider async fixture) it was reported as that test's executor never shut down, though the loop
+    shuts it down when it closes. A loop a test leaves open is one entry with its executor under
+    it, and an executor of the test's own is still its leak."""
+    if factory.startswith("uvloop"):
+        pytest.importorskip("uvloop")
+    pytester.makepyfile(
+        test_executor=f"""
+        import asyncio
+        import concurrent.futures
+        import {factory.split(".")[0]}
+        import pytest
+
+        KEEP = []
+
+        @pytest.fixture(scope="module")
+        def runner():
+            with asyncio.Runner(loop_factory={factory}) as runner:
+                yield runner
+
+        def test_hands_work_to_the_modules_loop(runner):
+            loop = runner.get_loop()
+            loop.run_until_complete(loop.run_in_executor(None, lambda: None))
+
+        def test_uses_it_again(runner):
+            loop = runner.get_loop()
+            loop.run_until_complete(loop.run_in_executor(None, lambda: None))
+
+        def test_leaves_its_own_loop_open():
+            loop = {factory}()
+            loop.run_until_complete(loop.run_in_executor(None, lambda: None))
+            KEEP.append(loop)
+
+        def test_leaves_its_own_executor_running(runner):
+            executor = concurrent.futures.ThreadPoolExecutor()
+            loop = runner.get_loop()
+            loop.run_until_complete(loop.run_in_executor(executor, lambda: None))
+            KEEP.append(executor)
+        """
+    )
+    result = pytester.runpytest_subprocess(*LEAN, "--reclaim", "-o", "reclaim_grace=0.1", timeout=120)
+    result.assert_outcomes(passed=4, errors=2)
+    out = result.stdout.str()
+    assert "at teardown of test_hands_work_to_the_modules_loop" not in out
+    assert "leaks found after their test ended" not in out
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at teardown of test_leaves_its_own_loop_open*",
+            "*this test leaked 1 resource*",
+            "*ERROR at teardown of test_leaves_its_own_executor_running*",
+            "*this test leaked 1 resource*",
+            "*ThreadPoolExecutor not shut down*",
+        ]
+    )

@@ -26,10 +26,18 @@ the socket), with a ResourceWarning: that too would pass for the program's
 ``close()``. Both are wrapped to mark the socket collected first, so ``reader,
 writer = await asyncio.open_connection(...)`` with no ``writer.close()`` is
 reported at its line as closed by the garbage collector.
+
+The thread pool a loop makes for ``run_in_executor(None, ...)`` (its default executor) is the
+loop's too: ``close()`` shuts it down (``asyncio.run`` and ``Runner.close()`` wait for it first).
+A check that finds one still running while its loop is open does not report it on its own (see
+:func:`fold_executors`): a module- or session-scoped loop (pytest-asyncio's ``loop_scope``, an
+anyio runner kept by a wider async fixture) makes it in the first test that hands work to the loop,
+and shuts it down when the loop closes; a loop left open is reported, the executor under it.
 """
 
 from __future__ import annotations
 
+import gc
 import sys
 from collections.abc import Callable
 from types import ModuleType
@@ -40,13 +48,15 @@ from . import _records, _sockets
 from ._kinds import Details, Kind, register
 from ._owning import site
 from ._patch import Patches
-from ._records import OPEN, Record
+from ._records import NO_OBJECT, OPEN, Record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["KIND", "install", "install_streams", "releasing_close"]
+    from ._holders import Found
+
+__all__ = ["KIND", "fold_executors", "install", "install_streams", "releasing_close"]
 
 __tracebackhide__ = True  # stands in for what it wraps: see _patch
 
@@ -96,6 +106,53 @@ def _fds(obj: Any, rec: Record) -> list[int]:
 #: The kind of an event loop's record (a gevent hub's loop is one too, see _gevent).
 KIND = "eventloop"
 register(Kind(KIND, is_open=_is_open, describe=_describe, fds=_fds, death_leak=True))
+
+
+def _holds_as_default(loop: Any, executor: object) -> bool:
+    """Whether *executor* is *loop*'s default executor (uvloop's loop keeps it in a C field,
+    which only the loop's referents show)."""
+    if hasattr(loop, "_default_executor"):
+        return loop._default_executor is executor
+    return any(part is executor for part in gc.get_referents(loop))
+
+
+def fold_executors(found: list[Found], out: dict[int, list[Found]]) -> None:
+    """Take the default executors of event loops still open out of *found* (``(record, live
+    object or None, state)`` of each leak a check found): beside the loop when the loop is a leak
+    of this check too (into ``out[id(loop record)]``, or under what holds the loop, a thread
+    running it: call this after the other folds), else away, as the loop is someone else's (a
+    wider fixture's) and shuts its executor down when it closes."""
+    # An executor's record is of kind "thread" with its class's label, a str, as its info.
+    executors = [item for item in found if item[0].kind == "thread" and type(item[0].info) is str]
+    executors = [item for item in executors if item[1] is not None]
+    if not executors:
+        return
+    loops: list[tuple[Record, Any]] = []
+    for rec in list(_records.live.values()):
+        obj = rec() if rec.kind == KIND and rec.state == OPEN else None
+        if obj is not None and obj is not NO_OBJECT and not _closed(obj):
+            loops.append((rec, obj))
+    if not loops:
+        return
+    # Where a loop of this check is listed: its own entry, or the entry of what holds it.
+    listed = {id(rec): id(rec) for rec, _, _ in found}
+    for holder, items in out.items():
+        for rec, _, _ in items:
+            listed.setdefault(id(rec), holder)
+    parts: dict[int, Record] = {}
+    for item in executors:
+        for rec, loop in loops:
+            if _holds_as_default(loop, item[1]):
+                parts[id(item[0])] = rec
+                break
+    keep: list[Found] = []
+    for item in found:
+        loop_rec = parts.get(id(item[0]))
+        if loop_rec is None:
+            keep.append(item)
+        elif id(loop_rec) in listed:
+            out.setdefault(listed[id(loop_rec)], []).append(item)
+    found[:] = keep
 
 
 def releasing_close(close: Callable[[Any], None], then: Callable[[Any], None] | None = None) -> Any:
