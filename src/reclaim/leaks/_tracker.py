@@ -23,7 +23,7 @@ from contextlib import contextmanager, suppress
 from reclaim import _sites, _track
 from reclaim._sites import Site
 
-from . import _fds, _files, _holders, _loops, _records, _threads
+from . import _fds, _files, _holders, _records, _threads
 from ._holders import not_followed as _not_followed
 from ._kinds import Kind, kind_of, register
 from ._patch import Patches
@@ -628,7 +628,9 @@ def _find(window: Snapshot, context: str | None, include_framework: bool, untrac
     found.sort(key=lambda item: (item[0].seq, item[0].time))
     held = _holders.fold(found)
     _threads.fold(found, held)
-    _loops.fold_executors(found, held)
+    loops = _integration("_loops")  # loaded with asyncio: no loop, no default executor
+    if loops is not None:
+        loops.fold_executors(found, held)
     leaks = [
         _leak(rec, obj, state, now, [_leak(*item, now) for item in held.get(id(rec), ())])
         for rec, obj, state in found
