@@ -294,6 +294,43 @@ def test_a_socket_trio_connects_in_a_task_of_its_own_names_the_tests_line(pytest
     )
 
 
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_anyio_runner_and_trio_loop_frames_are_left_out_of_a_tests_report(
+    pytester: pytest.Pytester, backend: str
+) -> None:
+    """anyio's ``TestRunner`` (in its backend's module) and pytest plugin run the test, and
+    trio's run loop drives it, as pytest-asyncio and asyncio do: their frames under the test's
+    line were listed as its callers."""
+    pytest.importorskip("anyio")
+    pytest.importorskip(backend)
+    pytester.makepyfile(
+        test_runner=f"""
+        import threading
+        import pytest
+
+        pytestmark = pytest.mark.anyio
+
+        @pytest.fixture
+        def anyio_backend():
+            return {backend!r}
+
+        async def test_leaks():
+            threading.Thread(target=threading.Event().wait, daemon=True).start()
+        """
+    )
+    result = pytester.runpytest_subprocess(*BASE_ARGS, timeout=120)
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at teardown of test_leaks*",
+            "*running Event.wait()*",
+            "  acquired at test_runner.py:11 in test_leaks",
+        ]
+    )
+    callers = result.stdout.str().partition("acquired at")[2].partition("thread '")[0]
+    assert "from " not in callers, callers
+
+
 def test_the_pytest_console_script_is_plumbing_as_python_m_pytest_is() -> None:
     """What only pytest's and asyncio's code stood over was reported at the console script's line."""
     from reclaim import _sites

@@ -66,6 +66,7 @@ __all__ = [
     "mark_handoff",
     "mark_owned",
     "mark_program",
+    "mark_runner",
     "resolve",
 ]
 
@@ -825,12 +826,27 @@ class Frame(_FrameFields):
         return f"{self.filename}:{self.lineno} in {self.function}"
 
 
+#: id(code) -> code of a test runner's functions that live in a library's own files (anyio's
+#: ``TestRunner``, beside its event-loop backend): left out of a report's callers, as framework
+#: files are, though what the library's other code in those files does is shown.
+_runners: dict[int, CodeType] = {}
+
+
+def mark_runner(code: CodeType) -> None:
+    """Leave frames running *code*, a test runner's, out of reports (see :func:`frames`)."""
+    _runners[id(code)] = code
+
+
+def _shown(code: CodeType) -> bool:
+    return not is_framework(code.co_filename) and _runners.get(id(code)) is not code
+
+
 def frames(site: Site, *, trim: bool = True) -> list[Frame]:
-    """Turn a captured site into frames; with *trim*, framework frames after the first are dropped."""
-    out = [Frame(code.co_filename, lineno, code.co_qualname) for code, lineno in site]
-    if trim and out:
-        out = [out[0], *(f for f in out[1:] if not is_framework(f.filename))]
-    return out
+    """Turn a captured site into frames; with *trim*, framework frames after the first are
+    dropped (and a test runner's, see :func:`mark_runner`)."""
+    if trim and site:
+        site = (site[0], *(part for part in site[1:] if _shown(part[0])))
+    return [Frame(code.co_filename, lineno, code.co_qualname) for code, lineno in site]
 
 
 def format_site(site: Site) -> str:

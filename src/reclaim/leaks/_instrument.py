@@ -27,7 +27,7 @@ from . import _children, _fds, _files, _imports, _threads
 
 # Loaded with the tracker anyway (_holders imports _owning): their tables are read here.
 from ._holders import HOLDERS
-from ._owning import PROCESS_WIDE
+from ._owning import PROCESS_WIDE, RUNNERS
 from ._patch import Patches
 
 __all__ = ["HOOKS", "install", "installer", "uninstall"]
@@ -107,6 +107,7 @@ HOOKS: tuple[tuple[str, str], ...] = (
         "_multiprocessing:install_owned_package",
     ),
     *_each(PROCESS_WIDE, "_owning:install_process_wide"),
+    *_each(RUNNERS, "_owning:install_runners"),
     ("pymysql.connections", "_sockets:install_finalizer_aliases"),
     *_each(HOLDERS, "_holders:install"),
     *_each(("grpc", "grpc.aio"), "_grpc:install"),

@@ -30,8 +30,10 @@ if TYPE_CHECKING:
 __all__ = [
     "PLUMBING",
     "PROCESS_WIDE",
+    "RUNNERS",
     "caller",
     "install_process_wide",
+    "install_runners",
     "label",
     "lookup",
     "outside",
@@ -146,6 +148,32 @@ def install_process_wide(patches: Patches, module: ModuleType) -> None:
         kept = lookup(module, name)
         if kept is not None and not callable(kept):
             _records.release(id(kept))
+
+
+#: What runs a test or drives an event loop from inside a library's own files, by the module and
+#: the functions (or classes): left out of a report's callers (see
+#: :func:`reclaim._sites.mark_runner`), as pytest's and asyncio's frames are, while the library's
+#: other functions in those files still show where an acquisition went. A module named with no
+#: functions is a test runner's whole file (anyio's pytest plugin).
+RUNNERS: dict[str, tuple[str, ...]] = {
+    "anyio.pytest_plugin": (),
+    "anyio._backends._asyncio": ("TestRunner",),
+    "anyio._backends._trio": ("TestRunner",),
+    # trio's run loop, and outcome's send, which resumes each task's coroutine.
+    "trio._core._run": ("unrolled_run", "GuestState.guest_tick"),
+    "outcome._impl": ("Value.send", "Error.send"),
+}
+
+
+def install_runners(patches: Patches, module: ModuleType) -> None:
+    """Leave the frames of *module*'s :data:`RUNNERS` out of reports."""
+    names = RUNNERS[module.__name__]
+    filename = getattr(module, "__file__", None)
+    if not names and isinstance(filename, str):
+        _sites.mark_framework(filename)
+    for name in names:
+        for code in _codes(lookup(module, name)):
+            _sites.mark_runner(code)
 
 
 def outside(obj: object, frame: FrameType | None) -> FrameType | None:
