@@ -618,6 +618,76 @@ def test_under_pytest_a_sqlalchemy_checkout_kept_is_the_tests_not_the_session_en
         assert f"teardown of {clean}" not in out
 
 
+def test_under_pytest_what_an_engine_made_at_session_start_keeps_idle_is_not_the_tests_leak(
+    pytester: pytest.Pytester, tmp_path: Any
+) -> None:
+    """An engine a plugin makes at session start, outside any fixture (SQLAlchemy's own test
+    plugin keeps ``testing.db`` so), connects in the first test that uses it: the connection resting
+    in its pool is the engine's, not that test's; one never given back is still the test's, and
+    an engine never disposed is reported at the end, holding what its pool keeps."""
+    pytest.importorskip("sqlalchemy")
+    pytester.makeconftest(
+        f"""
+        import pytest
+        import sqlalchemy
+
+        ENGINES = {{}}
+
+        def pytest_sessionstart(session):
+            for name in ("tidy", "forgotten"):
+                ENGINES[name] = sqlalchemy.create_engine(
+                    "sqlite:///" + {str(tmp_path)!r} + "/" + name + ".db",
+                    poolclass=sqlalchemy.pool.QueuePool,
+                )
+
+        @pytest.fixture(autouse=True)
+        def check_database():
+            yield
+            with ENGINES["tidy"].connect() as conn:
+                conn.execute(sqlalchemy.text("select 1"))
+
+        def pytest_sessionfinish(session):
+            ENGINES["tidy"].dispose()
+        """
+    )
+    pytester.makepyfile(
+        test_engine="""
+        import sqlalchemy
+        from conftest import ENGINES
+
+        KEEP = []
+
+        def test_first():
+            pass
+
+        def test_uses_the_forgotten_one():
+            with ENGINES["forgotten"].connect() as conn:
+                conn.execute(sqlalchemy.text("select 1"))
+
+        def test_keeps_a_connection():
+            KEEP.append(ENGINES["tidy"].connect())
+
+        def test_last():
+            for conn in KEEP:
+                conn.close()
+        """
+    )
+    result = reclaim_pytest(pytester)
+    result.assert_outcomes(passed=4, errors=1)
+    out = result.stdout.str()
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at teardown of test_keeps_a_connection*",
+            "*test_engine.py:14 in test_keeps_a_connection*",
+            "*leaks found after their test ended*",
+            "*sqlalchemy.Engine not closed (engine.dispose())*",
+        ]
+    )
+    for clean in ("test_first", "test_uses_the_forgotten_one", "test_last"):
+        assert f"teardown of {clean}" not in out
+    assert out.count("sqlalchemy.Engine not closed") == 1
+
+
 # -- httpx (httpcore) -------------------------------------------------------------------------
 
 

@@ -25,7 +25,7 @@ from reclaim._sites import Site
 
 from . import _fds, _files, _holders, _records, _threads
 from ._holders import not_followed as _not_followed
-from ._kinds import Kind, kind_of, register
+from ._kinds import KINDS, Kind, kind_of, register
 from ._patch import Patches
 from ._records import NO_OBJECT, OPEN, Record
 
@@ -353,7 +353,10 @@ class Tracker:
         instances and containers; classes, modules and functions are not followed) takes the
         holder's label. *module_holders* are looked through after them, the same way but for
         themselves: objects the program keeps at module level (an engine made at import), of
-        which a resource the code under *context* stored there itself is not one. The first
+        which a resource the code under *context* stored there itself is not one. Last, the
+        library clients still open that were made outside *context* (an engine a plugin made
+        at session start, as SQLAlchemy's own test plugin keeps ``testing.db``, which the first
+        test to use it connects): what one keeps takes the label it was made under. The first
         holder to reach a resource takes it; the search looks at HOLDER_SEARCH objects in
         all. A library pool's record of the connections it handed out is not looked through:
         a connection checked out and kept is its taker's, not the pool owner's. Returns how
@@ -375,6 +378,8 @@ class Tracker:
         search = _Search(targets, _not_followed(), pooled.in_use() if pooled is not None else ())
         roots = [(label, holder, True) for label, holder in holders.items()]
         roots += [(label, holder, False) for label, holder in module_holders.items()]
+        if targets:
+            roots += _clients_made_elsewhere(context)
         for label, holder, itself in roots:
             if not targets or not search.budget:
                 break
@@ -560,6 +565,21 @@ def _is_framework(site: Any) -> bool:
 
 #: How many objects hand_over_held() looks at, from all its holders together, at most.
 HOLDER_SEARCH = 100_000
+
+
+def _clients_made_elsewhere(context: str | None) -> list[tuple[str, object, bool]]:
+    """(label it was made under, client, False) for each library client still open that was made
+    outside *context*: what it keeps (an engine's idle connections) is its, not *context*'s."""
+    roots: list[tuple[str, object, bool]] = []
+    for rec in list(_records.live.values()):
+        if rec.context is None or rec.context == context or rec.state != OPEN:
+            continue
+        kind = KINDS.get(rec.kind)
+        obj = rec()
+        holder = kind is not None and kind.holder and obj is not None and obj is not NO_OBJECT
+        if holder and _still_open(rec, obj):
+            roots.append((rec.context, obj, False))
+    return roots
 
 
 class _Search:
