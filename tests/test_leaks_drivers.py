@@ -64,6 +64,59 @@ def test_connection_dropped_open_is_reported_as_closed_by_the_gc(leakwatch: Watc
     assert leak.state == "collected" and leak.closed_by_gc
 
 
+@pytest.mark.parametrize("dropped", ["last reference", "reference cycle"])
+def test_connection_broken_by_the_server_then_dropped_is_not_closed_by_the_gc(
+    leakwatch: Watch, postgres: Any, dropped: str
+) -> None:
+    """A connection whose backend was terminated is closed (libpq dropped its socket; psycopg's
+    ``closed`` says so and its ``__del__`` does not warn): dropped unclosed, whether by its last
+    reference or in a reference cycle, nothing is left to the collector, so it is not a leak."""
+    conn = psycopg.connect(**pg_conninfo(postgres))
+    with psycopg.connect(**pg_conninfo(postgres)) as killer:
+        killer.execute("SELECT pg_terminate_backend(%s)", [conn.info.backend_pid])
+    with pytest.raises(psycopg.OperationalError):
+        conn.execute("SELECT 1")
+    assert conn.closed and conn.broken
+    assert leakwatch.leaks() == []
+    if dropped == "reference cycle":
+        conn.cycle = conn  # type: ignore[attr-defined]
+    del conn
+    gc.collect()
+    assert leakwatch.leaks() == []
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+def test_connection_dropped_open_in_a_reference_cycle_is_still_closed_by_the_gc(
+    leakwatch: Watch, postgres: Any
+) -> None:
+    conn = psycopg.connect(**pg_conninfo(postgres))
+    at = line() - 1
+    conn.cycle = conn  # type: ignore[attr-defined]
+    del conn
+    gc.collect()
+    leak = leakwatch.one("psycopg")
+    assert_site(leak, at)
+    assert leak.state == "collected" and leak.closed_by_gc
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_async_connection_broken_by_the_server_then_dropped_is_not_closed_by_the_gc(
+    leakwatch: Watch, postgres: Any
+) -> None:
+    async def main() -> None:
+        conn = await psycopg.AsyncConnection.connect(**pg_conninfo(postgres))
+        async with await psycopg.AsyncConnection.connect(**pg_conninfo(postgres)) as killer:
+            await killer.execute("SELECT pg_terminate_backend(%s)", [conn.info.backend_pid])
+        with pytest.raises(psycopg.OperationalError):
+            await conn.execute("SELECT 1")
+        assert conn.closed
+
+    asyncio.run(main())
+    gc.collect()
+    assert leakwatch.leaks() == []
+
+
 @pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
 def test_async_connection_left_open_is_reported_at_the_awaiting_line(leakwatch: Watch, postgres: Any) -> None:
     async def main() -> tuple[Any, int]:

@@ -7,7 +7,11 @@ ran then. ``Connection.connect`` and ``AsyncConnection.connect`` (the classmetho
 ``psycopg.connect``, pools and subclasses all go through) are wrapped to record the
 connection; it is open until ``closed`` says otherwise, and one collected while open
 was closed by the garbage collector (psycopg's ``__del__`` warns; libpq's finish
-runs when its ``PGconn`` dies). A ``psycopg.connect`` bound before tracking started
+runs when its ``PGconn`` dies). One the server broke (``pg_terminate_backend``, a
+restart) is closed already: libpq dropped its socket, ``closed`` is true and psycopg's
+``__del__`` does not warn; dropped so, it left nothing to the collector. The dead object can
+no longer say which it was, so its ``__del__`` (wrapped) decides, also in a reference cycle
+(see ``_records.AT_DEL``). A ``psycopg.connect`` bound before tracking started
 (psycopg imported first) is rebound too.
 
 A psycopg_pool pool (``ConnectionPool``, ``AsyncConnectionPool``, their null pools) runs
@@ -80,7 +84,40 @@ def _record(conn: Any, frame: Any) -> None:
         facts = (where, info.backend_pid)
     except Exception:  # must never break the program's connect
         facts = ("", 0)
-    _records.new(conn, "psycopg", facts, _records.capture(frame, _records.depth))
+    rec = _records.new(conn, "psycopg", facts, _records.capture(frame, _records.depth))
+    if type(conn).__del__ in _DELS:  # a subclass's own __del__ may never call ours
+        rec.why = _records.AT_DEL
+
+
+#: The ``__del__`` wrappers :func:`_wrap_del` made.
+_DELS: set[Any] = set()
+
+
+def _wrap_del(patches: Patches, cls: type) -> None:
+    """Wrap the ``__del__`` *cls* inherits: a connection dropped while open is the collector's
+    to close, a leak; one the server broke was closed already (``closed`` is true)."""
+    finalize = getattr(cls, "__del__", None)
+    if finalize is None:
+        return
+
+    def __del__(self: Any, *args: Any, **kwargs: Any) -> None:
+        rec = _records.at_del(self)
+        if rec is not None and rec.state == _records.OPEN and rec.kind == "psycopg":
+            try:
+                broken = bool(self.closed)
+            except Exception:  # a connection in a state libpq will not answer for
+                broken = False
+            if broken:
+                rec.state = _records.RELEASED
+                if _records.live.get(rec.key) is rec:
+                    del _records.live[rec.key]
+            else:
+                _records.leak(rec, _records.COLLECTED)
+        finalize(self, *args, **kwargs)
+
+    __del__.__doc__ = finalize.__doc__
+    _DELS.add(__del__)
+    patches.set(cls, "__del__", __del__)
 
 
 def _closed(conn: Any, frame: Any) -> None:
@@ -116,6 +153,7 @@ def install_sync(patches: Patches, module: ModuleType) -> None:
 
     patches.set(cls, "connect", classmethod(connect_))
     patches.set(cls, "close", close_)
+    _wrap_del(patches, cls)
     _rebind(patches, func, cls.connect)
 
 
@@ -145,6 +183,7 @@ def install_async(patches: Patches, module: ModuleType) -> None:
 
     patches.set(cls, "connect", classmethod(connect_))
     patches.set(cls, "close", close_)
+    _wrap_del(patches, cls)
 
 
 def _rebind(patches: Patches, func: Any, bound: Any) -> None:

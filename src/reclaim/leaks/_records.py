@@ -291,10 +291,10 @@ def died(rec: Record) -> None:
     if live.get(key) is rec:
         del live[key]
     if state == OPEN:
-        if rec.kind in death_leaks:
-            leak(rec, COLLECTED)
-        elif rec.why is AT_DEL:  # in a cycle: the object's __del__ runs next, and decides
+        if rec.why is AT_DEL:  # in a cycle: the object's __del__ runs next, and decides
             dying[key] = rec
+        elif rec.kind in death_leaks:
+            leak(rec, COLLECTED)
 
 
 def at_del(obj: object) -> Record | None:
