@@ -97,10 +97,11 @@ def test_file_dropped_unclosed_is_reported_as_closed_by_the_gc(
 
 
 class _Wrapper:
-    """A library-style wrapper whose __del__ closes the file it opened."""
+    """A library-style wrapper whose __del__ closes the file it opened (unbuffered, as
+    ptyprocess opens a pexpect child's terminal)."""
 
-    def __init__(self, path: Path) -> None:
-        self.file = open(path, "rb")  # noqa: SIM115
+    def __init__(self, path: Path, buffering: int = -1) -> None:
+        self.file = open(path, "rb", buffering=buffering)  # noqa: SIM115
 
     def close(self) -> None:
         self.file.close()
@@ -111,7 +112,7 @@ class _Wrapper:
 
 @pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
 @ignore_gc_warnings
-@pytest.mark.parametrize("opener", ["gzip", "zipfile", "wrapper"])
+@pytest.mark.parametrize("opener", ["gzip", "zipfile", "wrapper", "wrapper-unbuffered"])
 def test_file_a_dropped_wrapper_closes_from_its_finalizer_is_reported_as_closed_by_the_gc(
     leakwatch: Watch, tmp_path: Path, opener: str
 ) -> None:
@@ -131,10 +132,10 @@ def test_file_a_dropped_wrapper_closes_from_its_finalizer_is_reported_as_closed_
         zipfile.ZipFile(path).namelist()
         at = line() - 1
     else:
-        _Wrapper(path)
+        _Wrapper(path, buffering=0 if opener == "wrapper-unbuffered" else -1)
     leak = leakwatch.one("file")
     assert leak.state == "collected" and leak.closed_by_gc
-    if opener == "wrapper":
+    if opener.startswith("wrapper"):
         assert leak.frames[0].lineno == _Wrapper.__init__.__code__.co_firstlineno + 1
     else:
         assert_site(leak, at)
@@ -152,6 +153,11 @@ def test_file_a_wrapper_closes_when_the_program_closes_it_is_not_reported(
     reader.read()
     reader.close()
     _Wrapper(path).close()
+    _Wrapper(path, buffering=0).close()
+    with open(path, "rb", buffering=0) as raw:  # closed by the with-block, from C
+        raw.read()
+    unbuffered = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by hand
+    unbuffered.close()
     assert leakwatch.leaks() == []
 
 

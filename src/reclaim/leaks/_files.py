@@ -119,6 +119,18 @@ class FileIO(io.FileIO):
             collected(self)
         _member_finalizing.__set__(self, value)
 
+    def close(self) -> None:
+        """Close it; one a library's ``__del__`` closes (ptyprocess's, for a pexpect ``spawn``
+        dropped unclosed) was closed by the garbage collector, as a buffered file's is."""
+        if not _FileIO.closed.__get__(self) and not _member_finalizing.__get__(self, _FileIO):
+            try:
+                caller = _getframe(1)
+            except ValueError:  # called from C code with no Python frame (a with-block's exit)
+                caller = None
+            if caller is not None and _closing_from(caller):
+                collected(self)
+        _FileIO.close(self)
+
 
 def _close(facts: tuple[Any, ...]) -> None:
     """``raw.close()`` of a tracked file: the program's close, or IOBase's finalizer's.
