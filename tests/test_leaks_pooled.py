@@ -688,6 +688,58 @@ def test_under_pytest_what_an_engine_made_at_session_start_keeps_idle_is_not_the
     assert out.count("sqlalchemy.Engine not closed") == 1
 
 
+def test_under_pytest_what_an_engine_kept_on_the_config_keeps_idle_is_not_the_tests_leak(
+    pytester: pytest.Pytester,
+) -> None:
+    """An engine made in ``pytest_configure``, before tracking starts, and kept on the config (or
+    in its stash): the connection its first user leaves resting in its pool is the engine's, not
+    that test's; never disposed, it is reported at the end, held by that attribute."""
+    pytest.importorskip("sqlalchemy")
+    pytester.makeconftest(
+        """
+        import pytest
+        import sqlalchemy
+
+        FORGOTTEN = pytest.StashKey()
+
+        def pytest_configure(config):
+            config.engine = sqlalchemy.create_engine("sqlite://")
+            config.stash[FORGOTTEN] = sqlalchemy.create_engine("sqlite://")
+
+        @pytest.fixture(autouse=True)
+        def check_database(request):
+            yield
+            for engine in (request.config.engine, request.config.stash[FORGOTTEN]):
+                with engine.connect() as conn:
+                    conn.exec_driver_sql("select 1")
+
+        def pytest_sessionfinish(session):
+            session.config.engine.dispose()
+        """
+    )
+    pytester.makepyfile(
+        test_engine="""
+        def test_first():
+            pass
+
+        def test_second():
+            pass
+        """
+    )
+    result = reclaim_pytest(pytester)
+    result.assert_outcomes(passed=2)
+    out = result.stdout.str()
+    assert "at teardown of" not in out, out
+    result.stdout.fnmatch_lines(
+        [
+            "*leaks found after their test ended*",
+            "held by pytest config attribute stash*(kept from test_engine.py::test_first):",
+            "sqlite3 :memory:",
+        ]
+    )
+    assert out.count("sqlite3 :memory:") == 1, out
+
+
 # -- httpx (httpcore) -------------------------------------------------------------------------
 
 

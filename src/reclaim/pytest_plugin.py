@@ -253,6 +253,33 @@ def _module_holders(nodeid: str) -> dict[str, object]:
     return holders
 
 
+#: The label of what an object a plugin or conftest keeps on pytest's config holds (see
+#: _config_holders); reported at the end of the session, as a module global's is.
+CONFIG_ATTRIBUTE = "pytest config attribute "
+
+#: Labels of what outlives the test that acquired it, held by what the program keeps.
+_KEPT = (MODULE_GLOBAL, CONFIG_ATTRIBUTE)
+
+
+def _config_holders(config: pytest.Config, nodeid: str) -> dict[str, object]:
+    """``"pytest config attribute engine (kept from <nodeid>)"`` -> value, for the objects a plugin
+    or conftest keeps on the config (``config.engine = create_engine(...)`` in ``pytest_configure``,
+    as SQLAlchemy's own test plugin does) or in its stash: pytest's own are left out."""
+    from . import _sites
+
+    holders: dict[str, object] = {}
+    stash = getattr(config.stash, "_storage", {})
+    values = [*vars(config).items(), *((f"stash[{key!r}]", value) for key, value in list(stash.items()))]
+    for name, value in values:
+        if name.startswith("_") or isinstance(value, _NOT_HOLDERS):
+            continue
+        module = sys.modules.get(type(value).__module__)
+        filename = getattr(module, "__file__", None)
+        if isinstance(filename, str) and not _sites.is_framework(filename):  # not pytest's, nor stdlib's
+            holders[f"{CONFIG_ATTRIBUTE}{name} (kept from {nodeid})"] = value
+    return holders
+
+
 def _logging_files() -> Callable[[Leak], bool]:
     """Whether a leak is the file of a logging handler still registered: ``logging.shutdown()``
     closes it at exit (``reclaim run`` counts that too), as when the app configures a
@@ -580,7 +607,7 @@ class LeakChecker:
             return
         terminalreporter.section("reclaim: leaks found after their test ended", red=True)
         for who, text in self.late:
-            verb = "held by" if who.startswith(MODULE_GLOBAL) else "acquired by"
+            verb = "held by" if who.startswith(_KEPT) else "acquired by"
             terminalreporter.write_line(f"{verb} {who}:", bold=True)
             terminalreporter.write_line(text)
         terminalreporter.write_line(
@@ -604,7 +631,7 @@ class LeakChecker:
             context = leak.context
             if context is None or _key(leak) in self.reported:
                 continue  # already reported with its test
-            if context not in self.contexts and not context.startswith(MODULE_GLOBAL):
+            if context not in self.contexts and not context.startswith(_KEPT):
                 continue  # another (nested or outer) session's
             rules = self.allow.get(context) or self.fixture_allow.get(context, [])
             if any(rule(leak) for rule in (*self.allow_everywhere, *rules)):
@@ -785,7 +812,8 @@ class LeakChecker:
                 del self.wide_fixtures[label]
             elif cached[2] is None:  # set up without an error: its value is the holder
                 holders[label] = cached[0]
-        return self.tracker.hand_over_held(nodeid, holders, _module_holders(nodeid))
+        kept = {**_module_holders(nodeid), **_config_holders(self.config, nodeid)}
+        return self.tracker.hand_over_held(nodeid, holders, kept)
 
     def _render(self, leaks: Sequence[Leak]) -> str:
         assert self.tracker is not None
