@@ -245,6 +245,46 @@ def test_os_open_pipe_and_dup_left_open_are_reported(leakwatch: Watch, tmp_path:
     assert leakwatch.leaks() == []
 
 
+class _RawOwner:
+    """An object that keeps a raw descriptor and closes it in its ``__del__`` (as filelock's
+    locks and ptyprocess's processes do with theirs)."""
+
+    def __init__(self, path: Path) -> None:
+        self.fd = os.open(path, os.O_RDONLY)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+    def __del__(self) -> None:
+        with contextlib.suppress(OSError):
+            self.close()
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@pytest.mark.parametrize("how", ["closed", "dropped", "in-a-cycle"])
+def test_descriptor_an_owners_finalizer_closes_is_collected(
+    leakwatch: Watch, tmp_path: Path, how: str
+) -> None:
+    """A raw descriptor closed by its owner's ``__del__``, the owner dropped unclosed: the
+    collector's doing, as for files and sockets (it was taken for the program's close)."""
+    path = tmp_path / "f.txt"
+    path.write_text("x")
+    owner = _RawOwner(path)
+    if how == "closed":
+        owner.close()
+        owner.fd = -1
+    elif how == "in-a-cycle":
+        owner.itself = owner  # type: ignore[attr-defined]
+    del owner
+    gc.collect()
+    if how == "closed":
+        assert leakwatch.leaks() == []
+    else:
+        leak = leakwatch.one("fd")
+        assert leak.state == "collected" and leak.details["target"] == str(path)
+        assert leak.frames[0].lineno == _RawOwner.__init__.__code__.co_firstlineno + 1
+
+
 def test_descriptor_handed_to_a_file_object_belongs_to_it(leakwatch: Watch) -> None:
     r, w = os.pipe()
     with os.fdopen(r, "rb") as reader, os.fdopen(w, "wb") as writer:

@@ -28,6 +28,8 @@ import stat
 import sys
 from collections.abc import Callable, Iterable
 
+from reclaim import _sites
+
 from . import _records
 from ._kinds import Details, Kind, register
 from ._patch import Patches
@@ -188,9 +190,17 @@ def identity(fd: int) -> tuple[int, int] | None:
     return st.st_dev, st.st_ino
 
 
-def track_fd(fd: int, call: str, site: Any) -> None:
-    """Record *fd*, returned by *call*, as acquired at *site*."""
-    _records.new(NO_OBJECT, "fd", (call, identity(fd)), site, ("fd", fd))
+#: ``Record.why`` of a descriptor opened under a finalizer (``shutil.rmtree``'s, removing a
+#: directory a ``__del__`` cleans up): that finalizer closing it is its own business, not the
+#: collector closing what an owner kept (see install()).
+OPENED_IN_FINALIZER = "opened in a finalizer"
+
+
+def track_fd(fd: int, call: str, site: Any, frame: Any = None) -> None:
+    """Record *fd*, returned by *call*, as acquired at *site* (from *frame*, when given)."""
+    rec = _records.new(NO_OBJECT, "fd", (call, identity(fd)), site, ("fd", fd))
+    if frame is not None and _sites.in_finalizer(frame):
+        rec.why = OPENED_IN_FINALIZER
 
 
 def adopt(fd: int, call: str, previous: Record) -> None:
@@ -199,14 +209,14 @@ def adopt(fd: int, call: str, previous: Record) -> None:
 
 
 def _is_open(obj: Any, rec: Record) -> bool:
-    _, ident = rec.info
+    ident = rec.info[1]
     return ident is not None and identity(rec.key[1]) == ident  # type: ignore[index]
 
 
 def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
     fd: int = rec.key[1]  # type: ignore[index]
-    call, _ = rec.info
-    target = describe_fd(fd) if _is_open(obj, rec) else None
+    call, _, *closed_on = rec.info  # what it was, read as a finalizer closed it (see install())
+    target = describe_fd(fd) if _is_open(obj, rec) else (closed_on[0] if closed_on else None)
     details: Details = {"fd": fd, "call": call, "target": target}
     return f"{fd}" + (f" -> {target}" if target else "") + f" ({call})", details
 
@@ -223,7 +233,8 @@ def _wrap_one(name: str, fn: Callable[..., int]) -> Callable[..., int]:
 
     def wrapper(*args: Any, **kwargs: Any) -> int:
         fd = fn(*args, **kwargs)
-        track_fd(fd, call, _records.capture(sys._getframe(1), _records.depth))
+        frame = sys._getframe(1)
+        track_fd(fd, call, _records.capture(frame, _records.depth), frame)
         return fd
 
     wrapper.__name__ = wrapper.__qualname__ = name
@@ -236,9 +247,10 @@ def _wrap_many(name: str, fn: Callable[..., tuple[int, ...]]) -> Callable[..., t
 
     def wrapper(*args: Any, **kwargs: Any) -> tuple[int, ...]:
         fds = fn(*args, **kwargs)
-        site = _records.capture(sys._getframe(1), _records.depth)
+        frame = sys._getframe(1)
+        site = _records.capture(frame, _records.depth)
         for fd in fds:
-            track_fd(fd, call, site)
+            track_fd(fd, call, site, frame)
         return fds
 
     wrapper.__name__ = wrapper.__qualname__ = name
@@ -260,8 +272,19 @@ def install(patches: Patches) -> None:
     close = os.close
     closerange = os.closerange
 
+    live_pop = _records.live.pop
+    in_finalizer = _sites.in_finalizer
+
     def close_(fd: int) -> None:
-        _records.release(("fd", fd))
+        rec = live_pop(("fd", fd), None)
+        if rec is not None:
+            # An owner's __del__ closing it (or a weakref.finalize callback a collection runs):
+            # the owner was dropped with it open, the collector's doing, as for files and sockets.
+            if rec.why is not OPENED_IN_FINALIZER and in_finalizer(sys._getframe(1)):
+                rec.info = (*rec.info[:2], describe_fd(fd))  # read while it still is
+                _records.leak(rec, _records.COLLECTED)
+            else:
+                rec.state = _records.RELEASED
         close(fd)
 
     def closerange_(fd_low: int, fd_high: int) -> None:
