@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +66,31 @@ def url() -> Iterator[str]:
         child.wait()
         if child.stdout is not None:
             child.stdout.close()
+
+
+@pytest.fixture
+def explain(leakwatch: Watch, monkeypatch: pytest.MonkeyPatch) -> Callable[[], str]:
+    """Every record since the mark and what each dying holder's bookkeeping decided (its record,
+    whether it counted as closed, what it held), and whether a holder was being made as the test
+    began: the message of an assertion that failed twice in CI (a dropped client reported as
+    nothing) and never where it could be looked at."""
+    from reclaim.leaks import _holders, _records
+
+    trace = [f"making at start: {getattr(_holders._making, 'holder', None)!r}"]
+    dies = _holders._dies
+
+    def traced(obj: object, kind: str) -> None:
+        rec = _records.live.get(id(obj)) or _records.dying.get(id(obj))
+        before = None if rec is None else (rec.state, rec() is obj)
+        closed = None if rec is None else _holders._closed(obj, rec)
+        try:
+            dies(obj, kind)
+        finally:
+            after = None if rec is None else (rec.state, [(held.kind, held.state) for held in rec.info[3]])
+            trace.append(f"_dies({kind}): record {before} closed={closed} -> {after}")
+
+    monkeypatch.setattr(_holders, "_dies", traced)
+    return lambda: "\n".join([*leakwatch.records(), *trace])
 
 
 def assert_at(leak: Leak, lineno: int) -> None:
@@ -154,7 +179,7 @@ def test_aiohttp_session_dropped_unclosed_is_collected_at_its_line(
 @pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
 @pytest.mark.parametrize("how", ["left-open", "dropped", "in-a-cycle"])
 def test_httpx_client_not_closed_is_reported_at_its_line_holding_its_socket(
-    leakwatch: Watch, url: str, how: str
+    leakwatch: Watch, url: str, how: str, explain: Callable[[], str]
 ) -> None:
     """httpx's clients have no ``__del__`` of their own: its sockets die with them."""
     keeper = Cycle()
@@ -167,7 +192,7 @@ def test_httpx_client_not_closed_is_reported_at_its_line_holding_its_socket(
             keeper.itself = None
         del keeper
         gc.collect()
-    assert [leak.kind for leak in leakwatch.leaks()] == ["httpx"], leakwatch.records()
+    assert [leak.kind for leak in leakwatch.leaks()] == ["httpx"], explain()
     leak = leakwatch.one("httpx")
     assert_at(leak, made)
     assert leak.state == ("open" if how == "left-open" else "collected")
@@ -426,7 +451,7 @@ URLLIB3_CLIENTS = {"requests": ("Session", "close"), "urllib3": ("PoolManager", 
 @pytest.mark.parametrize("dropped", [False, True], ids=["left-open", "dropped"])
 @pytest.mark.parametrize("library", list(URLLIB3_CLIENTS))
 def test_requests_session_or_urllib3_manager_not_closed_is_reported_at_its_line_holding_its_socket(
-    leakwatch: Watch, url: str, dropped: bool, library: str
+    leakwatch: Watch, url: str, dropped: bool, library: str, explain: Callable[[], str]
 ) -> None:
     """One entry, the client, at the line that made it, its pooled socket under it: dropped
     unclosed, the socket is closed by the ``weakref.finalize`` callback urllib3 gives its pool,
@@ -439,7 +464,7 @@ def test_requests_session_or_urllib3_manager_not_closed_is_reported_at_its_line_
     request = line() - 1
     if dropped:
         del client
-    assert [leak.kind for leak in leakwatch.leaks()] == [library], leakwatch.records()
+    assert [leak.kind for leak in leakwatch.leaks()] == [library], explain()
     leak = leakwatch.one(library)
     assert_at(leak, made)
     assert leak.description.startswith(f"{library}.{name} not closed ({close}(), or a with-block)")
