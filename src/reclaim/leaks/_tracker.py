@@ -763,6 +763,14 @@ def _untracked(
             paths.extend(kind.paths(obj, rec))
         except Exception:  # noqa: S110 - an object that cannot say owns nothing we can name
             pass
+    for rec in list(_records.collected):
+        # Reported already, while its object still lives and holds its descriptor: a socket of a
+        # requests.Session, marked collected as the session died unclosed, whose pool something
+        # else keeps (a response) until it is closed (see _holders.DIE_WITH).
+        obj = rec()
+        if obj is not None and obj is not NO_OBJECT and _still_open(rec, obj):
+            with suppress(Exception):  # an object that cannot say owns nothing we can name
+                owned.update(kind_of(rec.kind).fds(obj, rec))
     for held in _fds.HELD_BY_C:  # what C libraries' own threads hold (libzmq's, see _zmq)
         try:
             owned.update(held())
