@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -68,12 +68,36 @@ def url() -> Iterator[str]:
             child.stdout.close()
 
 
+class Explain:
+    """Every record since the mark, how a client was tracked when made, and what each dying
+    holder's bookkeeping decided (its record, whether it counted as closed, what it held): the
+    message of assertions that failed now and then in CI (a dropped client reported as nothing,
+    or its socket alone) and never where they could be looked at."""
+
+    def __init__(self, watch: Watch, trace: list[str]) -> None:
+        self.watch = watch
+        self.trace = trace
+
+    def made(self, client: object) -> None:
+        """Note how *client* is tracked, just made."""
+        from reclaim.leaks import _records
+
+        rec = _records.live.get(id(client))
+        cls = type(client)
+        finalizer = getattr(getattr(cls, "__del__", None), "__code__", None)
+        self.trace.append(
+            f"made {cls.__module__}.{cls.__qualname__} (module {id(sys.modules.get(cls.__module__)):#x}): "
+            f"record {None if rec is None else (rec.kind, rec.state, rec.why, rec() is client)}, "
+            f"__del__ from {None if finalizer is None else finalizer.co_filename}"
+        )
+
+    def __call__(self) -> str:
+        return "\n".join([*self.watch.records(), *self.trace])
+
+
 @pytest.fixture
-def explain(leakwatch: Watch, monkeypatch: pytest.MonkeyPatch) -> Callable[[], str]:
-    """Every record since the mark and what each dying holder's bookkeeping decided (its record,
-    whether it counted as closed, what it held), and whether a holder was being made as the test
-    began: the message of an assertion that failed twice in CI (a dropped client reported as
-    nothing) and never where it could be looked at."""
+def explain(leakwatch: Watch, monkeypatch: pytest.MonkeyPatch) -> Explain:
+    """An :class:`Explain` for the test, tracing each holder's _dies()."""
     from reclaim.leaks import _holders, _records
 
     trace = [f"making at start: {getattr(_holders._making, 'holder', None)!r}"]
@@ -90,7 +114,7 @@ def explain(leakwatch: Watch, monkeypatch: pytest.MonkeyPatch) -> Callable[[], s
             trace.append(f"_dies({kind}): record {before} closed={closed} -> {after}")
 
     monkeypatch.setattr(_holders, "_dies", traced)
-    return lambda: "\n".join([*leakwatch.records(), *trace])
+    return Explain(leakwatch, trace)
 
 
 def assert_at(leak: Leak, lineno: int) -> None:
@@ -179,12 +203,13 @@ def test_aiohttp_session_dropped_unclosed_is_collected_at_its_line(
 @pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
 @pytest.mark.parametrize("how", ["left-open", "dropped", "in-a-cycle"])
 def test_httpx_client_not_closed_is_reported_at_its_line_holding_its_socket(
-    leakwatch: Watch, url: str, how: str, explain: Callable[[], str]
+    leakwatch: Watch, url: str, how: str, explain: Explain
 ) -> None:
     """httpx's clients have no ``__del__`` of their own: its sockets die with them."""
     keeper = Cycle()
     keeper.held = httpx.Client()
     made = line() - 1
+    explain.made(keeper.held)
     keeper.held.get(url).read()
     request = line() - 1
     if how != "left-open":
@@ -451,7 +476,7 @@ URLLIB3_CLIENTS = {"requests": ("Session", "close"), "urllib3": ("PoolManager", 
 @pytest.mark.parametrize("dropped", [False, True], ids=["left-open", "dropped"])
 @pytest.mark.parametrize("library", list(URLLIB3_CLIENTS))
 def test_requests_session_or_urllib3_manager_not_closed_is_reported_at_its_line_holding_its_socket(
-    leakwatch: Watch, url: str, dropped: bool, library: str, explain: Callable[[], str]
+    leakwatch: Watch, url: str, dropped: bool, library: str, explain: Explain
 ) -> None:
     """One entry, the client, at the line that made it, its pooled socket under it: dropped
     unclosed, the socket is closed by the ``weakref.finalize`` callback urllib3 gives its pool,
@@ -460,6 +485,7 @@ def test_requests_session_or_urllib3_manager_not_closed_is_reported_at_its_line_
     name, close = URLLIB3_CLIENTS[library]
     client = getattr(pytest.importorskip(library), name)()
     made = line() - 1
+    explain.made(client)
     assert getattr(client.request("GET", url), "content" if library == "requests" else "data") == b"ok"
     request = line() - 1
     if dropped:
@@ -481,17 +507,18 @@ def test_requests_session_or_urllib3_manager_not_closed_is_reported_at_its_line_
 @pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
 @pytest.mark.parametrize("library", list(URLLIB3_CLIENTS))
 def test_requests_session_or_urllib3_manager_dropped_while_a_response_keeps_its_pool_is_one_entry(
-    leakwatch: Watch, url: str, library: str
+    leakwatch: Watch, url: str, library: str, explain: Explain
 ) -> None:
     """The client dies unclosed, its socket listed under it, while a response it returned keeps
     its pool, and so the socket, open: that descriptor was reported a second time, as untracked
     (a reference cycle holding the response did the same until a collection, a flaky test)."""
     name = URLLIB3_CLIENTS[library][0]
     client = getattr(pytest.importorskip(library), name)()
+    explain.made(client)
     response = client.request("GET", url)
     assert getattr(response, "content" if library == "requests" else "data") == b"ok"
     del client
-    assert [leak.kind for leak in leakwatch.leaks()] == [library]
+    assert [leak.kind for leak in leakwatch.leaks()] == [library], explain()
     [held] = leakwatch.one(library).holds
     assert held.kind == "socket"
     del response
