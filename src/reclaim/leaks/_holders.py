@@ -295,8 +295,10 @@ def _leave_to_library(holder: object, kind: str) -> None:
 _making = threading.local()
 
 #: id of each argument of a ``weakref.finalize`` callback that closed sockets in a collection ->
-#: their records, for a holder dying in that collection (see closed_for()); and that collection.
-_finalized: dict[int, list[Record]] = {}
+#: (a weak reference to it, their records), for a holder dying in that collection (see
+#: closed_for()); and that collection. The reference tells the argument from an object made
+#: after it died at its address, when no collection ran in between (see claim()).
+_finalized: dict[int, tuple[weakref.ref[Any], list[Record]]] = {}
 _finalized_in = -1
 
 #: (weak reference, kind) of each holder a library made as it was imported (see track()).
@@ -454,7 +456,13 @@ def closed_for(frame: Any, rec: Record) -> None:
         _finalized.clear()
         _finalized_in = _sites.collections
     for arg in _sites.finalizer_args(frame):
-        _finalized.setdefault(id(arg), []).append(rec)
+        entry = _finalized.get(id(arg))
+        if entry is None or entry[0]() is not arg:
+            try:
+                entry = _finalized[id(arg)] = (weakref.ref(arg), [])
+            except TypeError:  # no weak references to it: nothing to tell it apart by
+                continue
+        entry[1].append(rec)
 
 
 def _dies(obj: object, kind: str) -> None:
@@ -514,7 +522,10 @@ def claim(holder: object, kind: str, dying: Record | None = None) -> tuple[Recor
     pending = deque(roots)
     budget = SEARCH
     dead: dict[object, Record] | None = None
-    finalized = _finalized if dying is not None and _finalized_in == _sites.collections else {}
+    # Only while the collection that ran those callbacks runs: a holder dropped by its last
+    # reference after it may reach an object made at the address of one of their arguments.
+    in_that_collection = _sites._collecting_in is not None and _finalized_in == _sites.collections
+    finalized = _finalized if dying is not None and in_that_collection else {}
     dead_types = _dead_types() if dying is not None else {}
     dead_classes = tuple(dead_types.values())
     while pending and budget:
@@ -528,8 +539,8 @@ def claim(holder: object, kind: str, dying: Record | None = None) -> tuple[Recor
             if rec is not None and rec() is ref:
                 if rec.state == OPEN and not kind_of(rec.kind).holder:
                     held.append(rec)
-            elif key in finalized:
-                held.extend(part for part in finalized[key] if part.seq >= dying.seq)  # type: ignore[union-attr]
+            elif key in finalized and finalized[key][0]() is ref:
+                held.extend(part for part in finalized[key][1] if part.seq >= dying.seq)  # type: ignore[union-attr]
             elif dead_classes and dying is not None and isinstance(ref, dead_classes):
                 if dead is None:
                     dead = _collected(dying.seq)
