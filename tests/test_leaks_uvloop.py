@@ -443,12 +443,14 @@ def test_subprocess_left_running_on_uvloop_is_reported_as_on_asyncio(leakwatch: 
 
 # A child left running by a program whose uvloop loop closed (closing its pipes): line 4 made it.
 # Its output goes nowhere: inheriting the test's capture pipes, it would hold the run open 30 s.
+# The shell execs the sleep, so the pid the test kills is the one running (a shell that forked
+# it would leave the sleep running, an orphan).
 CHILD_LEFT = """\
     import asyncio, uvloop
 
     async def main():
         return await asyncio.create_subprocess_shell(
-            "sleep 30", stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+            "exec sleep 30", stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
         )
 
     proc = uvloop.run(main())
@@ -465,7 +467,7 @@ def test_child_left_running_by_uvloop_run_is_a_subprocess_never_waited_for(tmp_p
         (leak,) = report["leaks"]
         assert leak["frames"][0]["line"] == 4, stderr
         pid = leak["details"]["pid"]
-        assert leak["description"] == f"pid {pid}: sleep 30 (still running, never waited for)", stderr
+        assert leak["description"] == f"pid {pid}: exec sleep 30 (still running, never waited for)", stderr
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(int((tmp_path / "pid").read_text()), signal.SIGKILL)

@@ -66,6 +66,7 @@ KINDS = (
     "psycopg",
     "asyncpg",
     "subprocess",
+    "orphan-process",
     "thread",
     "task",
     "tempdir",

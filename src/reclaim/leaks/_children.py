@@ -49,7 +49,7 @@ from types import ModuleType
 
 from reclaim._sites import frame_is_framework
 
-from . import _files, _imports, _records
+from . import _files, _imports, _lineage, _records
 from ._fds import track_fd
 from ._kinds import Details, Kind, register
 from ._owning import own
@@ -75,6 +75,10 @@ __tracebackhide__ = True  # stands in for what it wraps: see _patch
 _WATCHERS = ("ThreadedChildWatcher", "_ThreadedChildWatcher", "PidfdChildWatcher", "_PidfdChildWatcher")
 
 
+#: Where ``env`` is among ``Popen.__init__``'s positional arguments (after ``args``, ``bufsize``,
+#: ``executable``, the three streams, ``preexec_fn``, ``close_fds``, ``shell`` and ``cwd``).
+_ENV_AT = 10
+
 #: The Popen attributes that hold the parent's ends of the child's pipes.
 _STREAMS = ("stdin", "stdout", "stderr")
 
@@ -85,13 +89,13 @@ _waited_by_pid: set[int] = set()
 
 _FORKED = "os.fork() child"
 #: The session the program started in (a forked process keeps its parent's value).
-_SESSION = os.getsid(0) if hasattr(os, "getsid") else None
+SESSION = os.getsid(0) if hasattr(os, "getsid") else None
 
 
 def _is_open(obj: Any, rec: Record) -> bool:
     if obj is None:  # a child made without a Popen (no object): open while unreaped
         pid, what = rec.info[:2]
-        return _exited(pid) is not None and not (what == _FORKED and _detached(pid))
+        return exited(pid) is not None and not (what == _FORKED and _detached(pid))
     return obj.returncode is None and obj.pid not in _waited_by_pid
 
 
@@ -101,15 +105,15 @@ def _detached(pid: int) -> bool:
     orphaned on purpose by a parent that exits at once (python-daemon's
     ``detach_process_context``): no process of the program's is there to wait for it. Not a
     ``forkpty()`` child, which is made a session leader (of its terminal) for its parent to wait."""
-    if _SESSION is None:
+    if SESSION is None:
         return False
     try:
-        return os.getsid(pid) != _SESSION
+        return os.getsid(pid) != SESSION
     except OSError:  # gone, or not ours to ask
         return False
 
 
-def _exited(pid: int) -> bool | None:
+def exited(pid: int) -> bool | None:
     """Whether the child has exited (a zombie), without reaping it; None when unknown (reaped
     already, not our child, or no ``waitid()``)."""
     waitid = getattr(os, "waitid", None)
@@ -129,16 +133,16 @@ def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
     details: Details = {"pid": pid, "args": args}
     text = f"pid {pid}: {args}"
     if obj is None or obj.returncode is None:  # dropped unwaited, or still unwaited
-        exited = _exited(pid)
-        details["exited"] = exited
+        ended = exited(pid)
+        details["exited"] = ended
         if rec.state != OPEN:  # dropped: the report's note says it was never waited for
-            if exited:
+            if ended:
                 text += " (exited: a zombie)"
-            elif exited is False:
+            elif ended is False:
                 text += " (still running)"
-        elif exited:
+        elif ended:
             text += f" (exited but never {waited}: a zombie)"
-        elif exited is False:
+        elif ended is False:
             text += f" (still running, never {waited})"
         else:  # not our child to ask (a fork server's), or no waitid()
             text += f" (never {waited})"
@@ -172,10 +176,19 @@ def track_popen(patches: Patches, popen: type) -> None:
     finalize = getattr(popen, "__del__", None)
 
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        name = None
+        if _lineage.ENABLED:  # the child's descendants carry its name (see _lineage)
+            if len(args) > _ENV_AT:
+                env, name = _lineage.marked(args[_ENV_AT])
+                args = (*args[:_ENV_AT], env, *args[_ENV_AT + 1 :])
+            else:
+                kwargs["env"], name = _lineage.marked(kwargs.get("env"))
         init(self, *args, **kwargs)
         _waited_by_pid.discard(self.pid)  # a pid the system gave again
         site = _records.capture(sys._getframe(1), _records.depth)
         rec = _records.new(self, "subprocess", (self.pid, _args(self.args)), site)
+        if name is not None:
+            _lineage.spawned(name, rec)
         for stream in _STREAMS:  # opened by Popen before the child existed: named now
             pipe = getattr(self, stream, None)
             if pipe is not None:
@@ -318,10 +331,20 @@ def _recording_forkpty(forkpty: Any) -> Any:
 
 def _recording_spawn(name: str, spawn: Any) -> Any:
     def recording(path: Any, argv: Any, *args: Any, **kwargs: Any) -> int:
-        pid: int = spawn(path, argv, *args, **kwargs)
         frame = sys._getframe(1)
-        if not frame_is_framework(frame):  # subprocess's are its Popen's
-            _new_child(pid, _args(argv), frame)
+        if frame_is_framework(frame):  # subprocess's are its Popen's
+            return spawn(path, argv, *args, **kwargs)  # type: ignore[no-any-return]
+        lineage = None
+        if _lineage.ENABLED:  # the child's descendants carry its name (see _lineage)
+            if args:
+                env, lineage = _lineage.marked(args[0])
+                args = (env, *args[1:])
+            elif "env" in kwargs:
+                kwargs["env"], lineage = _lineage.marked(kwargs["env"])
+        pid: int = spawn(path, argv, *args, **kwargs)
+        rec = record_child(pid, argv, _records.capture(frame, _records.depth))
+        if lineage is not None:
+            _lineage.spawned(lineage, rec)
         return pid
 
     return recording

@@ -167,7 +167,7 @@ def uninstall() -> None:
     _imports.cancel_all()
     _sites.watch_collections(False)
     # Only the integrations loaded have anything to forget.
-    for name in ("_multiprocessing", "_sharedmemory", "_pooled", "_gevent"):
+    for name in ("_multiprocessing", "_sharedmemory", "_pooled", "_gevent", "_lineage"):
         integration = sys.modules.get(f"{__package__}.{name}")
         if integration is not None:
             integration.reset()

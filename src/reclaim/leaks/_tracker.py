@@ -23,7 +23,7 @@ from contextlib import contextmanager, suppress
 from reclaim import _sites, _track
 from reclaim._sites import Site
 
-from . import _fds, _files, _holders, _records, _threads
+from . import _fds, _files, _holders, _lineage, _records, _threads
 from ._holders import not_followed as _not_followed
 from ._kinds import KINDS, Kind, kind_of, register
 from ._patch import Patches
@@ -621,6 +621,7 @@ class _Search:
 
 def _find(window: Snapshot, context: str | None, include_framework: bool, untracked_fds: bool) -> list[Leak]:
     _discover()
+    _lineage.look()  # records what outlived a child that ended since the last check
     now = time.time()
     # (record, live object or None) of everything that may still be open, every window.
     pairs: list[tuple[Record, Any]] = []

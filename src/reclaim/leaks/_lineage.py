@@ -1,0 +1,208 @@
+"""Processes that outlive the child that started them: a grandchild left running (Linux).
+
+A test starts a server (``flask run --reload``, a shell script, a launcher), stops it with
+``terminate()`` and ``wait()``, and passes: the child is gone and reaped. The process that
+child started (the reloader's server, the script's background job) still runs, now an
+orphan the init process adopted, holding its port for the next test. No wait of the
+program's can reach it, and nothing in the parent refers to it.
+
+So each child reclaim records through ``subprocess.Popen`` (asyncio's and gevent's
+included) or ``os.posix_spawn()`` gets one more environment variable, :data:`VARIABLE`,
+naming that child: ``<this process's pid>.<number>``, after what an outer tracked process
+put there (``:``-separated: the pytest run of a test of a pytest plugin is such a child).
+Every process it starts inherits the variable unless it replaces its environment. Once the
+child has ended (reaped, or a zombie), a check reads ``/proc``: a process that carries the
+child's name, was started after this process, and whose parent is neither this process nor
+another carrier of one of its names outlived the child and is reported against it, at the
+line that started the child, blamed on the test that did. It stays reported while it runs
+(a check's grace period waits for one still ending).
+
+Not reported: a daemon, one that left the session its ancestor ran in (it or its parent
+called ``os.setsid()``: ``redis-server --daemonize``, gpg-agent), as ``os.fork()``
+daemons are not (see :mod:`._children`). Not seen: a process started with an environment
+built from scratch by a descendant (``env -i``), and descendants of children made by
+``os.fork()`` alone (``/proc/<pid>/environ`` shows only what a process was exec'd with).
+
+The costs. The variable: a Popen with ``env=None`` is given a copy of ``os.environ`` with
+it instead (so a variable set with ``os.putenv()`` alone, invisible to ``os.environ``, no
+longer reaches the child), and an ``env`` the program passes is copied with it added, never
+changed in place; 15 µs per child with 40 variables, against 600 µs for
+``subprocess.run(["true"])``. The look: two small reads per process on the machine, about
+1 ms with a hundred, paid by a check only after a child ended since the last one.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import os
+import sys
+
+from . import _records
+from ._kinds import Details, Kind, register
+from ._records import NO_OBJECT, OPEN, Record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any
+
+__all__ = ["KIND", "VARIABLE", "look", "marked", "reset", "spawned"]
+
+#: The environment variable that names the children a process's descendants came from.
+VARIABLE = "RECLAIM_LINEAGE"
+KIND = "orphan-process"
+#: Only where ``/proc`` tells a process's parent, session, start time and environment.
+ENABLED = sys.platform.startswith("linux") and os.path.isdir("/proc/self")
+
+#: name -> the record of the child it was given to, until nothing carrying it runs.
+_spawned: dict[str, Record] = {}
+#: Names whose child has ended, and whose descendants a check looked for since.
+_ended: set[str] = set()
+_numbers = itertools.count(1)
+
+
+def _read(path: str) -> bytes | None:
+    # io.FileIO, not open() or os.open(): a check's own reads are not the program's files.
+    try:
+        with io.FileIO(path) as f:
+            return f.read()
+    except OSError:  # gone, or not ours to read
+        return None
+
+
+def _stat(pid: int | str) -> list[bytes] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command: state, ppid, pgrp, session, ...;
+    the start time (in clock ticks since boot) is ``[19]``."""
+    stat = _read(f"/proc/{pid}/stat")
+    if not stat:
+        return None
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    return fields if len(fields) > 19 else None
+
+
+#: This process's start time in clock ticks since boot: no descendant started earlier.
+_STARTED: int | None = None
+
+
+def _started() -> int:
+    global _STARTED
+    if _STARTED is None:
+        fields = _stat("self")
+        _STARTED = int(fields[19]) if fields is not None else 0
+    return _STARTED
+
+
+def marked(env: Mapping[Any, Any] | None) -> tuple[dict[Any, Any], str]:
+    """A copy of *env* (``os.environ`` for None) naming a new child in :data:`VARIABLE`, and the name."""
+    name = f"{os.getpid()}.{next(_numbers)}"
+    copy = dict(os.environ if env is None else env)
+    outer = copy.get(VARIABLE)
+    copy[VARIABLE] = f"{outer}:{name}" if isinstance(outer, str) and outer else name
+    return copy, name
+
+
+def spawned(name: str, rec: Record) -> None:
+    """The child *rec* records was started under *name* (see :func:`marked`)."""
+    _spawned[name] = rec
+
+
+def _child_ended(rec: Record) -> bool:
+    from . import _children  # imports this module
+
+    if rec.state != OPEN:  # reaped through os (released), or dropped unwaited
+        return True
+    obj = rec()
+    if obj is not None and obj is not NO_OBJECT and obj.returncode is not None:
+        return True
+    return _children.exited(rec.info[0]) is not False  # a zombie, or reaped already
+
+
+def _carriers(names: set[str]) -> dict[int, tuple[int, int, int, str]]:
+    """pid -> (ppid, session, start, name) of every running process carrying one of *names*."""
+    prefix = f"{os.getpid()}.".encode()
+    since = _started()
+    found: dict[int, tuple[int, int, int, str]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        fields = _stat(entry)
+        if fields is None or fields[0] == b"Z" or int(fields[19]) < since:
+            continue
+        environ = _read(f"/proc/{entry}/environ")
+        if not environ:
+            continue
+        at = environ.find(b"\0" + VARIABLE.encode() + b"=")
+        if at < 0 and not environ.startswith(VARIABLE.encode() + b"="):
+            continue
+        start = at + 1 if at >= 0 else 0
+        end = environ.find(b"\0", start)
+        value = environ[start + len(VARIABLE) + 1 : end if end >= 0 else len(environ)]
+        for part in value.split(b":"):
+            if part.startswith(prefix) and (name := part.decode("ascii", "replace")) in names:
+                found[int(entry)] = (int(fields[1]), int(fields[3]), int(fields[19]), name)
+                break
+    return found
+
+
+def look() -> None:
+    """Record what outlived a child that ended since the last look (a check calls this first)."""
+    if not _spawned:
+        return
+    ended = [name for name, rec in _spawned.items() if name not in _ended and _child_ended(rec)]
+    if not ended:
+        return
+    _ended.update(ended)
+    try:
+        carriers = _carriers(set(_spawned))
+    except OSError:  # no /proc to read after all
+        return
+    from . import _children  # imports this module
+
+    me = os.getpid()
+    for pid, (ppid, session, start, name) in carriers.items():
+        if ppid == me or ppid in carriers or name not in _ended:
+            continue  # its parent runs (and is watched), or the child that started it does
+        child = _spawned[name]
+        if session not in (_children.SESSION, child.info[0]):
+            continue  # a daemon: it left its ancestors' session
+        key = (KIND, pid, start)
+        if key in _records.live:
+            continue
+        command = (_read(f"/proc/{pid}/cmdline") or b"").rstrip(b"\0").replace(b"\0", b" ")
+        info = (pid, command.decode(errors="replace"), child.info[0], child.info[1], start)
+        rec = _records.new(NO_OBJECT, KIND, info, child.site, key, label=child.context)
+        rec.seq, rec.time, rec.thread = child.seq, child.time, child.thread
+    running = {name for *_, name in carriers.values()}
+    for name in [name for name in _ended if name not in running]:
+        _ended.discard(name)
+        del _spawned[name]
+
+
+def reset() -> None:
+    """Forget every child (the last tracker stopped)."""
+    _spawned.clear()
+    _ended.clear()
+
+
+def _is_open(obj: Any, rec: Record) -> bool:
+    pid, start = rec.info[0], rec.info[4]
+    fields = _stat(pid)
+    return fields is not None and fields[0] != b"Z" and int(fields[19]) == start
+
+
+def _short(command: str, limit: int = 120) -> str:
+    """*command* on one line, at most *limit* characters (a ``-c`` script can be a page)."""
+    line = " ".join(command.split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
+    pid, command, parent, parent_args, _ = rec.info
+    details: Details = {"pid": pid, "args": command, "parent_pid": parent, "parent_args": parent_args}
+    outlived = f"pid {parent}: {_short(parent_args)}"
+    text = f"pid {pid}: {_short(command) or '?'} (still running; it outlived {outlived})"
+    return text, details
+
+
+register(Kind(KIND, is_open=_is_open, describe=_describe, waitable=True))

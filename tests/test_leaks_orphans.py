@@ -1,0 +1,211 @@
+"""Processes left running by a child that ended: reported at the child's line (Linux, see leaks._lineage).
+
+Each test's grandchild blocks reading a pipe whose write end the test holds: closing it ends the
+grandchild, and a pidfd tells when it is gone (it is no child of the test's to wait for).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from _leakhelp import RUN_TIMEOUT, Watch, assert_site, leakwatch, line, reclaim_pytest
+from reclaim.leaks import _lineage
+
+__all__ = ["leakwatch"]
+
+pytest_plugins = ["pytester"]
+
+pytestmark = pytest.mark.skipif(not _lineage.ENABLED, reason="needs Linux's /proc")
+
+#: A launcher: starts a grandchild running the Python code ``sys.argv[2]`` with the Popen options
+#: ``sys.argv[3]`` (JSON), writes its pid to the file ``sys.argv[1]``, and exits.
+LAUNCHER = textwrap.dedent(
+    """\
+    import json, subprocess, sys
+    out, code, options = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+    grandchild = subprocess.Popen([sys.executable, "-c", code], **options)
+    with open(out, "w") as f:
+        f.write(str(grandchild.pid))
+    """
+)
+
+
+@contextlib.contextmanager
+def held() -> Iterator[int]:
+    """A pipe's read end for grandchildren to block on; they end when the block exits."""
+    r, w = os.pipe()
+    try:
+        yield r
+    finally:
+        os.close(w)
+        os.close(r)
+
+
+def wait_gone(pid: int) -> None:
+    """Wait until *pid*, which need not be our child, has exited."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        ready, _, _ = select.select([fd], [], [], RUN_TIMEOUT)
+        assert ready, f"pid {pid} still runs"
+    finally:
+        os.close(fd)
+
+
+def launcher(hold: int, tmp_path: Path, **options: object) -> list[str]:
+    """The command of a launcher whose grandchild runs until *hold* gives EOF."""
+    code = f"import os; os.read({hold}, 1)"
+    return [
+        sys.executable,
+        "-c",
+        LAUNCHER,
+        str(tmp_path / "pid"),
+        code,
+        json.dumps({"pass_fds": [hold], **options}),
+    ]
+
+
+def test_process_left_running_by_a_child_that_ended_is_reported_at_the_childs_line(
+    leakwatch: Watch, tmp_path: Path
+) -> None:
+    with held() as hold:
+        child = subprocess.Popen(launcher(hold, tmp_path), pass_fds=[hold])
+        at = line() - 1
+        assert child.wait() == 0
+        grandchild = int((tmp_path / "pid").read_text())
+        leak = leakwatch.one("orphan-process")
+        assert_site(leak, at)
+        assert leak.state == "open"
+        assert leak.details["pid"] == grandchild
+        assert leak.details["parent_pid"] == child.pid
+        assert leak.details["args"] == f"{sys.executable} -c import os; os.read({hold}, 1)"
+        assert leak.description.startswith(f"pid {grandchild}: {sys.executable} -c import os; os.read(")
+        assert f" (still running; it outlived pid {child.pid}: {sys.executable} -c " in leak.description
+    wait_gone(grandchild)
+    assert leakwatch.leaks() == []
+
+
+def test_descendant_of_a_child_still_running_is_not_an_orphan(leakwatch: Watch, tmp_path: Path) -> None:
+    with held() as hold:
+        # The child starts the grandchild, says so, then blocks as well: the grandchild's parent
+        # runs. Another child that ended has every process carrying a name looked at.
+        command = launcher(hold, tmp_path)
+        command[2] += f"print('ready', flush=True); import os; os.read({hold}, 1)\n"
+        child = subprocess.Popen(command, pass_fds=[hold], stdout=subprocess.PIPE)
+        try:
+            assert child.stdout is not None and child.stdout.readline() == b"ready\n"
+            subprocess.run(["true"], check=True)
+            assert leakwatch.leaks("orphan-process") == []
+            assert [leak.kind for leak in leakwatch.leaks("subprocess")] == ["subprocess"]  # the child
+        finally:
+            os.close(os.dup(hold))
+    child.wait()
+    child.stdout.close()
+    wait_gone(int((tmp_path / "pid").read_text()))
+    assert leakwatch.leaks() == []
+
+
+def test_grandchild_that_left_the_session_is_a_daemon_and_not_reported(
+    leakwatch: Watch, tmp_path: Path
+) -> None:
+    with held() as hold:
+        child = subprocess.Popen(launcher(hold, tmp_path, start_new_session=True), pass_fds=[hold])
+        assert child.wait() == 0
+        grandchild = int((tmp_path / "pid").read_text())
+        assert os.getsid(grandchild) == grandchild
+        assert leakwatch.leaks("orphan-process") == []
+    wait_gone(grandchild)
+
+
+def test_grandchild_that_ended_before_the_check_is_not_reported(leakwatch: Watch, tmp_path: Path) -> None:
+    with held() as hold:
+        child = subprocess.Popen(launcher(hold, tmp_path), pass_fds=[hold])
+        assert child.wait() == 0
+    wait_gone(int((tmp_path / "pid").read_text()))
+    assert leakwatch.leaks() == []
+
+
+def test_orphan_of_a_posix_spawn_child_is_reported_at_the_spawn(leakwatch: Watch, tmp_path: Path) -> None:
+    with held() as hold:
+        os.set_inheritable(hold, True)  # what pass_fds does for a Popen
+        pid = os.posix_spawn(sys.executable, launcher(hold, tmp_path), os.environ)
+        at = line() - 1
+        os.waitpid(pid, 0)
+        grandchild = int((tmp_path / "pid").read_text())
+        leak = leakwatch.one("orphan-process")
+        assert_site(leak, at)
+        assert (leak.details["pid"], leak.details["parent_pid"]) == (grandchild, pid)
+    wait_gone(grandchild)
+    assert leakwatch.leaks() == []
+
+
+def printenv(*args: object, **kwargs: object) -> dict[str, str]:
+    """The environment a Popen(*args, **kwargs) child running ``env`` sees."""
+    with subprocess.Popen(*args, **kwargs) as child:  # type: ignore[call-overload]
+        out, _ = child.communicate()
+    return dict(entry.split("=", 1) for entry in out.decode().splitlines())
+
+
+def test_child_gets_the_programs_environment_and_its_name(
+    leakwatch: Watch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RECLAIM_TEST_VALUE", "kept")
+    seen = printenv(["env"], stdout=subprocess.PIPE)
+    assert seen["RECLAIM_TEST_VALUE"] == "kept"
+    assert seen[_lineage.VARIABLE].startswith(f"{os.getpid()}.")
+    assert _lineage.VARIABLE not in os.environ  # the program's own environment is left alone
+
+
+def test_env_the_program_passes_is_copied_never_changed(leakwatch: Watch) -> None:
+    env = {"PATH": os.environ["PATH"], "ONLY": "this"}
+    seen = printenv(["env"], stdout=subprocess.PIPE, env=env)
+    assert env == {"PATH": os.environ["PATH"], "ONLY": "this"}
+    assert set(seen) == {"PATH", "ONLY", _lineage.VARIABLE}
+    # Passed by position (env is Popen's eleventh parameter), and after an outer process's names.
+    env[_lineage.VARIABLE] = "1.1"
+    seen = printenv(["env"], -1, None, None, subprocess.PIPE, None, None, True, False, None, env)
+    outer, mine = seen[_lineage.VARIABLE].split(":")
+    assert outer == "1.1" and mine.startswith(f"{os.getpid()}.")
+    assert env[_lineage.VARIABLE] == "1.1"
+
+
+def test_pytest_fails_the_test_whose_child_left_a_process_running(pytester: pytest.Pytester) -> None:
+    """The werkzeug reloader's way: the test stops its server, whose own child serves on."""
+    pytester.makepyfile(
+        test_server=f"""
+        import json, os, subprocess, sys
+
+        LAUNCHER = {LAUNCHER!r}
+        # The grandchild runs until this test process exits.
+        SERVE = f"import os, select; select.select([os.pidfd_open({{os.getpid()}})], [], [])"
+
+        def test_server(tmp_path):
+            command = [sys.executable, "-c", LAUNCHER, str(tmp_path / "pid"), SERVE, "{{}}"]
+            assert subprocess.Popen(command).wait() == 0
+
+        def test_after():
+            pass
+        """
+    )
+    result = reclaim_pytest(pytester, "-p", "no:randomly")
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at teardown of test_server*",
+            "*this test leaked 1 resource*",
+            "orphan-process pid *: * -c import os, select; * (still running; it outlived pid *",
+            "*acquired at test_server.py:9 in test_server",
+        ]
+    )
