@@ -185,6 +185,10 @@ def reset() -> None:
     _ended.clear()
 
 
+if hasattr(os, "register_at_fork"):  # a forked child's children are its own, named by its pid
+    os.register_at_fork(after_in_child=reset)
+
+
 def _is_open(obj: Any, rec: Record) -> bool:
     pid, start = rec.info[0], rec.info[4]
     fields = _stat(pid)
