@@ -767,6 +767,16 @@ def test_child_dropped_while_running_says_nothing_collected_its_status(leakwatch
         os.waitpid(pid, 0)
 
 
+def test_child_running_a_script_is_described_on_one_line_and_detailed_whole(leakwatch: Watch) -> None:
+    script = "import sys\n" + "\n".join(f"x{i} = {i}" for i in range(60))
+    with subprocess.Popen([sys.executable, "-c", script]) as proc:
+        leak = leakwatch.one("subprocess")  # not waited for yet
+        command = leak.description.removeprefix(f"pid {proc.pid}: ").partition(" (")[0]
+        assert command.startswith(f"{sys.executable} -c import sys x0 = 0 x1 = 1")
+        assert len(command) == 120 and command.endswith("...")
+        assert leak.details["args"] == f"{sys.executable} -c {script}"
+
+
 def test_waited_children_are_not_reported(leakwatch: Watch) -> None:
     with subprocess.Popen([sys.executable, "-c", "pass"]):
         pass

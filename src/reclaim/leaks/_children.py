@@ -126,12 +126,19 @@ def exited(pid: int) -> bool | None:
     return result is not None
 
 
+def one_line(command: str, limit: int = 120) -> str:
+    """*command* on one line of at most *limit* characters, for a report's headline (a
+    ``python -c`` script can be a page; the details keep it whole)."""
+    line = " ".join(command.split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
 def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
     # (pid, args) for a Popen; a multiprocessing process adds the verb that collects its status.
     pid, args, *rest = rec.info
     waited = rest[0] if rest else "waited for"
     details: Details = {"pid": pid, "args": args}
-    text = f"pid {pid}: {args}"
+    text = f"pid {pid}: {one_line(args)}"
     if obj is None or obj.returncode is None:  # dropped unwaited, or still unwaited
         ended = exited(pid)
         details["exited"] = ended

@@ -195,17 +195,13 @@ def _is_open(obj: Any, rec: Record) -> bool:
     return fields is not None and fields[0] != b"Z" and int(fields[19]) == start
 
 
-def _short(command: str, limit: int = 120) -> str:
-    """*command* on one line, at most *limit* characters (a ``-c`` script can be a page)."""
-    line = " ".join(command.split())
-    return line if len(line) <= limit else line[: limit - 3] + "..."
-
-
 def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
     pid, command, parent, parent_args, _ = rec.info
     details: Details = {"pid": pid, "args": command, "parent_pid": parent, "parent_args": parent_args}
-    outlived = f"pid {parent}: {_short(parent_args)}"
-    text = f"pid {pid}: {_short(command) or '?'} (still running; it outlived {outlived})"
+    from ._children import one_line  # imports this module
+
+    outlived = f"pid {parent}: {one_line(parent_args)}"
+    text = f"pid {pid}: {one_line(command) or '?'} (still running; it outlived {outlived})"
     return text, details
 
 
