@@ -6,6 +6,7 @@ grandchild, and a pidfd tells when it is gone (it is no child of the test's to w
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -147,6 +148,27 @@ def test_orphan_of_a_posix_spawn_child_is_reported_at_the_spawn(leakwatch: Watch
         leak = leakwatch.one("orphan-process")
         assert_site(leak, at)
         assert (leak.details["pid"], leak.details["parent_pid"]) == (grandchild, pid)
+    wait_gone(grandchild)
+    assert leakwatch.leaks() == []
+
+
+def test_orphan_of_a_uvloop_child_is_reported_at_the_line_that_made_it(
+    leakwatch: Watch, tmp_path: Path
+) -> None:
+    uvloop = pytest.importorskip("uvloop")
+    made_at: list[int] = []
+
+    async def launch(hold: int) -> int:
+        proc = await asyncio.create_subprocess_exec(*launcher(hold, tmp_path), pass_fds=[hold])
+        made_at.append(line() - 1)
+        return await proc.wait()
+
+    with held() as hold:
+        assert uvloop.run(launch(hold)) == 0
+        grandchild = int((tmp_path / "pid").read_text())
+        leak = leakwatch.one("orphan-process")
+        assert leak.details["pid"] == grandchild
+        assert_site(leak, made_at[0])
     wait_gone(grandchild)
     assert leakwatch.leaks() == []
 

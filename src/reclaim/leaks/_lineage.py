@@ -7,7 +7,8 @@ orphan the init process adopted, holding its port for the next test. No wait of 
 program's can reach it, and nothing in the parent refers to it.
 
 So each child reclaim records through ``subprocess.Popen`` (asyncio's and gevent's
-included) or ``os.posix_spawn()`` gets one more environment variable, :data:`VARIABLE`,
+included), uvloop's ``subprocess_exec``/``_shell`` or ``os.posix_spawn()`` gets one more
+environment variable, :data:`VARIABLE`,
 naming that child: ``<this process's pid>.<number>``, after what an outer tracked process
 put there (``:``-separated: the pytest run of a test of a pytest plugin is such a child).
 Every process it starts inherits the variable unless it replaces its environment. Once the

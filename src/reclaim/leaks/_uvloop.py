@@ -84,7 +84,7 @@ import weakref
 from functools import partial
 from types import ModuleType
 
-from . import _children, _fds, _files, _loops, _records, _sockets, _tasks
+from . import _children, _fds, _files, _lineage, _loops, _records, _sockets, _tasks
 from ._patch import Patches
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
@@ -324,9 +324,13 @@ def _spawning(run: Any, shell: bool) -> Any:
     async def subprocess_run(self: Any, factory: Any, program: Any, *args: Any, **kwargs: Any) -> Any:
         site = _records.capture(sys._getframe(1), _records.depth)
         before = _before_first_stream(self)
+        lineage = None
+        if _lineage.ENABLED:  # the child's descendants carry its name, as a Popen's do
+            kwargs["env"], lineage = _lineage.marked(kwargs.get("env"))
         transport, protocol = await run(self, factory, program, *args, **kwargs)
         # What Popen's args would be: the command line of the shell, else the argument list.
-        if _record_child(transport, program if shell else (program, *args), site) and before is not None:
+        command = program if shell else (program, *args)
+        if _record_child(transport, command, site, lineage) and before is not None:
             _claim_spare(self, before)  # its pipes are streams
         return transport, protocol
 
@@ -334,10 +338,10 @@ def _spawning(run: Any, shell: bool) -> Any:
     return subprocess_run
 
 
-def _record_child(transport: Any, args: Any, site: Any) -> bool:
+def _record_child(transport: Any, args: Any, site: Any, lineage: str | None) -> bool:
     """Record the pipes of *transport*'s child as files while libuv holds them open, and the
-    child as one made without a Popen until libuv reaps it (see the module's docstring); whether
-    it has pipes."""
+    child as one made without a Popen until libuv reaps it (see the module's docstring), started
+    under the name *lineage* (see _lineage); whether it has pipes."""
     pid = transport.get_pid()
     if not isinstance(pid, int):
         return False
@@ -350,6 +354,8 @@ def _record_child(transport: Any, args: Any, site: Any) -> bool:
             _records.new(pipe, "file", info, site, (KEY, sock.fileno()))
             piped = True
     rec = _children.record_child(pid, args, site)
+    if lineage is not None:
+        _lineage.spawned(lineage, rec)
     wait = getattr(transport, "_wait", None)  # what asyncio's Process.wait() awaits
     if wait is not None:
 
