@@ -201,6 +201,11 @@ def test_env_the_program_passes_is_copied_never_changed(leakwatch: Watch) -> Non
     outer, mine = seen[_lineage.VARIABLE].split(":")
     assert outer == "1.1" and mine.startswith(f"{os.getpid()}.")
     assert env[_lineage.VARIABLE] == "1.1"
+    # Keys as bytes (a copy of os.environb): the names stay one variable.
+    env_bytes = {b"PATH": os.environb[b"PATH"], b"RECLAIM_LINEAGE": b"2.2"}
+    lines = subprocess.check_output(["env"], env=env_bytes).decode().splitlines()
+    (value,) = [entry for entry in lines if entry.startswith(f"{_lineage.VARIABLE}=")]
+    assert value.startswith(f"{_lineage.VARIABLE}=2.2:{os.getpid()}.")
 
 
 def test_pytest_fails_the_test_whose_child_left_a_process_running(pytester: pytest.Pytester) -> None:

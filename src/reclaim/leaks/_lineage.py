@@ -52,6 +52,7 @@ __all__ = ["KIND", "VARIABLE", "look", "marked", "reset", "spawned"]
 
 #: The environment variable that names the children a process's descendants came from.
 VARIABLE = "RECLAIM_LINEAGE"
+_BYTES_VARIABLE = VARIABLE.encode()
 KIND = "orphan-process"
 #: Only where ``/proc`` tells a process's parent, session, start time and environment.
 ENABLED = sys.platform.startswith("linux") and os.path.isdir("/proc/self")
@@ -98,7 +99,9 @@ def marked(env: Mapping[Any, Any] | None) -> tuple[dict[Any, Any], str]:
     """A copy of *env* (``os.environ`` for None) naming a new child in :data:`VARIABLE`, and the name."""
     name = f"{os.getpid()}.{next(_numbers)}"
     copy = dict(os.environ if env is None else env)
-    outer = copy.get(VARIABLE)
+    outer = copy.pop(VARIABLE, None)
+    if outer is None and _BYTES_VARIABLE in copy:  # an os.environb-style mapping's
+        outer = os.fsdecode(copy.pop(_BYTES_VARIABLE))
     copy[VARIABLE] = f"{outer}:{name}" if isinstance(outer, str) and outer else name
     return copy, name
 
