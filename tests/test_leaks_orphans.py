@@ -65,6 +65,27 @@ def wait_gone(pid: int) -> None:
         os.close(fd)
 
 
+def explain(pid: int) -> str:
+    """What a failed assertion shows: how *pid* looks in /proc, and what the tracker holds."""
+    from reclaim.leaks import _children
+
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+        environ = raw.split(b"\0")
+        lineage = [entry for entry in environ if entry.startswith(_lineage.VARIABLE.encode())]
+    except OSError as exc:
+        return f"pid {pid}: {exc}"
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    return (
+        f"pid {pid}: state {fields[0]!r} ppid {fields[1]!r} session {fields[3]!r} (ours {_children.SESSION}) "
+        f"start {fields[19]!r} (ours {_lineage._started()}), {lineage} of {len(raw)} bytes; "
+        f"me {os.getpid()}, "
+        f"spawned {[(name, rec.info, rec.state) for name, rec in _lineage._spawned.items()]}, "
+        f"ended {sorted(_lineage._ended)}"
+    )
+
+
 def launcher(hold: int, tmp_path: Path, **options: object) -> list[str]:
     """The command of a launcher whose grandchild runs until *hold* gives EOF."""
     code = f"import os; os.read({hold}, 1)"
@@ -86,7 +107,9 @@ def test_process_left_running_by_a_child_that_ended_is_reported_at_the_childs_li
         at = line() - 1
         assert child.wait() == 0
         grandchild = int((tmp_path / "pid").read_text())
-        leak = leakwatch.one("orphan-process")
+        found = leakwatch.leaks("orphan-process")
+        assert len(found) == 1, (explain(grandchild), leakwatch.records())
+        leak = found[0]
         assert_site(leak, at)
         assert leak.state == "open"
         assert leak.details["pid"] == grandchild
@@ -166,7 +189,9 @@ def test_orphan_of_a_uvloop_child_is_reported_at_the_line_that_made_it(
     with held() as hold:
         assert uvloop.run(launch(hold)) == 0
         grandchild = int((tmp_path / "pid").read_text())
-        leak = leakwatch.one("orphan-process")
+        found = leakwatch.leaks("orphan-process")
+        assert len(found) == 1, (explain(grandchild), leakwatch.records())
+        leak = found[0]
         assert leak.details["pid"] == grandchild
         assert_site(leak, made_at[0])
     wait_gone(grandchild)

@@ -38,6 +38,7 @@ import io
 import itertools
 import os
 import sys
+import time
 
 from . import _records
 from ._kinds import Details, Kind, register
@@ -122,19 +123,43 @@ def _child_ended(rec: Record) -> bool:
     return _children.exited(rec.info[0]) is not False  # a zombie, or reaped already
 
 
-def _carriers(names: set[str]) -> dict[int, tuple[int, int, int, str]]:
-    """pid -> (ppid, session, start, name) of every running process carrying one of *names*."""
+#: ``PF_KTHREAD`` in ``/proc/<pid>/stat``'s flags: a kernel thread, which has no environment.
+_KERNEL_THREAD = 0x00200000
+
+
+def _environ(entry: str) -> bytes | None:
+    """The environment ``/proc/<entry>/environ`` shows (None: not ours to read, or gone).
+
+    Empty while the process is still in ``execve()``: a vfork()ed child lets its parent go on
+    (return from ``Popen()``, exit) once it has its new memory, before the kernel has laid its
+    environment out there. Such a process is read again, waiting 0.5 ms doubling to 32 ms at
+    most; one whose environment is really empty (``env -i``) costs each look that wait.
+    """
+    delay = 0.0005
+    while True:
+        environ = _read(f"/proc/{entry}/environ")
+        if environ != b"" or delay > 0.032:
+            return environ
+        time.sleep(delay)
+        delay *= 2
+
+
+def _carriers(names: set[str]) -> tuple[dict[int, tuple[int, int, int, str]], bool]:
+    """pid -> (ppid, session, start, name) of every running process carrying one of *names*, and
+    whether a process started since this one showed no environment at all (see _environ)."""
     prefix = f"{os.getpid()}.".encode()
     since = _started()
     found: dict[int, tuple[int, int, int, str]] = {}
+    unread = False
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         fields = _stat(entry)
-        if fields is None or fields[0] == b"Z" or int(fields[19]) < since:
+        if fields is None or fields[0] == b"Z" or int(fields[19]) < since or int(fields[6]) & _KERNEL_THREAD:
             continue
-        environ = _read(f"/proc/{entry}/environ")
+        environ = _environ(entry)
         if not environ:
+            unread = unread or environ == b""
             continue
         at = environ.find(b"\0" + VARIABLE.encode() + b"=")
         if at < 0 and not environ.startswith(VARIABLE.encode() + b"="):
@@ -146,7 +171,7 @@ def _carriers(names: set[str]) -> dict[int, tuple[int, int, int, str]]:
             if part.startswith(prefix) and (name := part.decode("ascii", "replace")) in names:
                 found[int(entry)] = (int(fields[1]), int(fields[3]), int(fields[19]), name)
                 break
-    return found
+    return found, unread
 
 
 def look() -> None:
@@ -158,7 +183,7 @@ def look() -> None:
         return
     _ended.update(ended)
     try:
-        carriers = _carriers(set(_spawned))
+        carriers, unread = _carriers(set(_spawned))
     except OSError:  # no /proc to read after all
         return
     from . import _children  # imports this module
@@ -180,7 +205,8 @@ def look() -> None:
     running = {name for *_, name in carriers.values()}
     for name in [name for name in _ended if name not in running]:
         _ended.discard(name)
-        del _spawned[name]
+        if not unread:  # else a process not yet read may carry it: the next check looks again
+            del _spawned[name]
 
 
 def reset() -> None:
