@@ -722,6 +722,23 @@ def test_aiosqlite_connection_left_open_is_one_leak_at_its_connect_not_a_thread_
     assert leakwatch.leaks() == []
 
 
+def test_aiosqlite_database_attached_in_the_window_is_its_connections_not_an_untracked_fd(
+    leakwatch: Watch, tmp_path: Path
+) -> None:
+    """The connection lives in its worker thread, so it refuses reclaim's query (check_same_thread):
+    a database attached to one made before the window (a fixture's) is still the connection's."""
+    aiosqlite = pytest.importorskip("aiosqlite")
+
+    async def main() -> list[reclaim.leaks.Leak]:
+        async with aiosqlite.connect(tmp_path / "app.db") as conn:
+            window = Watch(leakwatch.tracker, leakwatch.tracker.snapshot())
+            await conn.execute(f"ATTACH DATABASE '{tmp_path / 'other.db'}' AS other")
+            await conn.execute("CREATE TABLE other.t (x)")
+            return window.leaks()
+
+    assert asyncio.run(main()) == []
+
+
 def program_line(leak: Any) -> int | None:
     """The line of this file the leak's stack passes through first (its frames start in the library)."""
     return next((frame.lineno for frame in leak.frames if frame.filename == HERE), None)

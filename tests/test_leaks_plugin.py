@@ -804,6 +804,67 @@ def test_a_database_a_test_attaches_to_a_session_fixtures_sqlite_connection_is_t
     ]
 
 
+def test_a_database_a_test_attaches_to_a_fixtures_connection_of_another_thread_is_the_connections(
+    pytester: pytest.Pytester,
+) -> None:
+    """A connection made and used in its own thread (aiosqlite's are) refuses to be asked what it
+    attached (check_same_thread), and the test that attached a database to the session fixture's
+    was blamed for an untracked descriptor; a file C code opened that is no database still is."""
+    pytester.makepyfile(
+        """
+        import ctypes, os, queue, sqlite3, threading, pytest
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        KEEP = []
+
+        @pytest.fixture(scope="session")
+        def db(tmp_path_factory):
+            where = tmp_path_factory.mktemp("db")
+            jobs, done = queue.Queue(), queue.Queue()
+
+            def worker():
+                conn = sqlite3.connect(where / "main.db")  # check_same_thread: this thread's only
+                while (sql := jobs.get()) is not None:
+                    conn.execute(sql)
+                    done.put(None)
+                conn.close()
+
+            thread = threading.Thread(target=worker)
+            thread.start()
+
+            def execute(sql):
+                jobs.put(sql)
+                done.get()
+
+            yield execute, where
+            jobs.put(None)
+            thread.join()
+
+        def test_attaches(db):
+            execute, where = db
+            execute(f"ATTACH DATABASE '{where / 'other.db'}' AS other")
+            execute("CREATE TABLE other.t (x)")
+
+        def test_leaks_a_file_c_code_opened(db, tmp_path):
+            (tmp_path / "notes.txt").write_text("not a database")
+            fd = libc.open(os.fsencode(tmp_path / "notes.txt"), os.O_RDONLY)
+            assert fd >= 0
+            KEEP.append(fd)
+
+        def test_uses_it_after(db):
+            execute, _ = db
+            execute("INSERT INTO other.t VALUES (1)")
+        """
+    )
+    result = run(pytester, "--reclaim-json=leaks.json")
+    result.assert_outcomes(passed=3, errors=1)
+    leaks = json.loads((pytester.path / "leaks.json").read_text())["leaks"]
+    found = [(leak["kind"], leak["description"], leak["context"].split("::")[-1]) for leak in leaks]
+    assert [(kind, what.rsplit("/", 1)[-1], test) for kind, what, test in found] == [
+        ("untracked-fd", "notes.txt", "test_leaks_a_file_c_code_opened")
+    ]
+
+
 def test_what_a_session_fixtures_thread_opens_during_a_test_is_the_fixtures(
     pytester: pytest.Pytester,
 ) -> None:

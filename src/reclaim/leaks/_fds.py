@@ -46,6 +46,7 @@ __all__ = [
     "Made",
     "adopt",
     "describe_fd",
+    "head",
     "identity",
     "install",
     "keep",
@@ -179,6 +180,21 @@ def describe_fd(fd: int) -> str | None:
         if test(st.st_mode):
             return f"{name}:[{st.st_ino}]"
     return f"file:[{st.st_dev}:{st.st_ino}]"
+
+
+def head(fd: int, size: int) -> bytes | None:
+    """The first *size* bytes of the regular file *fd* points at, None for anything else.
+
+    Read with ``pread``, so the file's offset (another thread's, maybe) stays where it was; only
+    a regular file is read, as reading a terminal or a pipe could block or take its data.
+    """
+    try:
+        if not stat.S_ISREG(_C.fstat(fd).st_mode):
+            return None
+        data: bytes = _C.pread(fd, size, 0)
+    except OSError:  # closed meanwhile, or opened write-only
+        return None
+    return data
 
 
 def identity(fd: int) -> tuple[int, int] | None:

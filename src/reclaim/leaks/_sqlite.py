@@ -33,7 +33,7 @@ import os
 import sys
 from types import ModuleType
 
-from . import _records
+from . import _fds, _records
 from ._kinds import Details, Kind, register
 from ._owning import PLUMBING, own
 from ._patch import Patches
@@ -129,10 +129,35 @@ def _attached(obj: Any, rec: Record) -> tuple[str, ...]:
     # The files of the databases ATTACHed since: sqlite's C code opened them for the connection,
     # which closes them as it closes (a session fixture's, attached to in a test, is no leak of
     # the test's). Asked with a query on the connection, so only about a descriptor nothing else
-    # explains; a trace callback the program set sees it. A connection of another thread
-    # (check_same_thread) refuses it: its attached files stay unexplained.
-    rows = obj.execute("PRAGMA database_list").fetchall()
+    # explains; a trace callback the program set sees it.
+    sqlite3 = sys.modules["sqlite3"]
+    try:
+        rows = obj.execute("PRAGMA database_list").fetchall()
+    except sqlite3.ProgrammingError:
+        # A connection of another thread (check_same_thread) refuses the query: every aiosqlite
+        # connection, made and used in its worker thread. What it may have attached is then any
+        # database file open with no owner that Python code saw open it.
+        return _database_files()
     return tuple(os.path.realpath(file) for _, _, file in rows if file)
+
+
+#: The first bytes of every SQLite database file that has been written to.
+_HEADER = b"SQLite format 3\x00"
+
+
+def _database_files() -> tuple[str, ...]:
+    """The SQLite database files the process has open, told by their header.
+
+    A file opened from Python (``open``, ``os.open``) is tracked, so one that shows as untracked
+    was opened by C code: with this header, sqlite's. An attached database never written to is
+    still empty, without a header: it stays unexplained.
+    """
+    found = []
+    for fd in _fds.list_fds() or ():
+        target = _fds.describe_fd(fd)
+        if target is not None and target.startswith("/") and _fds.head(fd, len(_HEADER)) == _HEADER:
+            found.append(target)  # the -wal, -shm and -journal files are named after it
+    return tuple(found)
 
 
 register(
