@@ -1157,6 +1157,44 @@ def test_what_a_module_level_object_keeps_is_not_blamed_on_the_test_that_opened_
     )
 
 
+def test_what_a_function_fixture_left_running_is_not_held_by_pytests_objects(
+    pytester: pytest.Pytester,
+) -> None:
+    """``from pytest import mark`` makes a module global whose mark generator keeps pytest's
+    config, which reaches the item and the values of its fixtures: it holds nothing for the
+    program, so the thread a function-scoped fixture's server left running fails that test."""
+    pytester.makepyfile(
+        test_server="""
+        import threading
+
+        import pytest
+        from pytest import mark
+
+        STOP = threading.Event()
+
+        class Server:
+            def __init__(self):
+                self.thread = threading.Thread(target=STOP.wait, name="serving", daemon=True)
+                self.thread.start()
+
+        @pytest.fixture
+        def server():
+            yield Server()
+
+        @mark.parametrize("n", [1])
+        def test_leaves_it_running(server, n):
+            assert server.thread.is_alive()
+
+        def test_after():
+            pass
+        """
+    )
+    result = run(pytester, "-o", "reclaim_grace=0")
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(["*ERROR at teardown of test_leaves_it_running*", "thread 'serving'*"])
+    assert "module global" not in result.stdout.str()
+
+
 def test_what_a_test_leaves_on_a_session_event_loop_is_the_tests(pytester: pytest.Pytester) -> None:
     """A session-scoped event loop (or policy) reaches everything every test left on it: it
     holds none of it for the fixture, so a task a test leaves pending is that test's."""

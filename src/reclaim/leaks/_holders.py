@@ -490,15 +490,32 @@ def _dies(obj: object, kind: str) -> None:
 NOT_FOLLOWED = (type, ModuleType, FunctionType, BuiltinFunctionType, CodeType)
 
 
+#: pytest's objects that reach every test's fixture values: the config reaches the session (a
+#: plugin of its plugin manager), the session every item, and an item keeps its ``funcargs``
+#: until its teardown has ended; a fixture request reaches its item.
+_PYTEST_PLUMBING = ("Config", "PytestPluginManager", "Collector", "Item", "FixtureRequest")
+
+
 def not_followed() -> tuple[type, ...]:
     """:data:`NOT_FOLLOWED`, and asyncio's event loops and policies once asyncio is loaded: a
     loop reaches every task and transport of every test that ran on it, and a policy every
     child its watcher waits for, so a client that keeps its loop (or pytest-asyncio's
-    ``event_loop_policy`` fixture) would otherwise take over what the tests left running."""
+    ``event_loop_policy`` fixture) would otherwise take over what the tests left running.
+
+    pytest's config, plugin manager, nodes and fixture requests too, once pytest is loaded
+    (:data:`_PYTEST_PLUMBING`): through them anything reaches what a test's function-scoped
+    fixtures made, so a test module's ``from pytest import mark`` (a module global whose mark
+    generator keeps the config) took over the transport a fixture left running, and the test
+    that leaked it passed."""
+    skipped: tuple[type, ...] = NOT_FOLLOWED
     asyncio = sys.modules.get("asyncio")
-    if asyncio is None:
-        return NOT_FOLLOWED
-    return (*NOT_FOLLOWED, asyncio.AbstractEventLoop, asyncio.AbstractEventLoopPolicy)
+    if asyncio is not None:
+        skipped = (*skipped, asyncio.AbstractEventLoop, asyncio.AbstractEventLoopPolicy)
+    pytest = sys.modules.get("pytest")
+    if pytest is not None:
+        found = (getattr(pytest, name, None) for name in _PYTEST_PLUMBING)
+        skipped = (*skipped, *(cls for cls in found if isinstance(cls, type)))
+    return skipped
 
 
 def claim(holder: object, kind: str, dying: Record | None = None) -> tuple[Record, ...]:
