@@ -1336,6 +1336,37 @@ def test_a_thread_the_standard_library_starts_in_a_thread_the_program_started_is
         server.server_close()  # joins the handler threads
 
 
+def test_a_connection_the_program_accepts_through_a_librarys_accept_is_at_its_accept_line(
+    leakwatch: Watch, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # pyOpenSSL's Connection.accept() calls the raw socket's accept(): a connection cheroot's TLS
+    # server accepted through it and dropped was reported at the line that made the listening
+    # socket, as if a library had accepted it on its own, not at the server's accept() line.
+    package = tmp_path / "site-packages"
+    package.mkdir()
+    (package / "acceptlib.py").write_text(
+        "class Listener:\n"
+        "    def __init__(self, sock):\n"
+        "        self._socket = sock\n"
+        "    def accept(self):\n"
+        "        client, addr = self._socket.accept()\n"
+        "        return client, addr\n"
+    )
+    monkeypatch.syspath_prepend(str(package))
+    import importlib
+
+    acceptlib = importlib.import_module("acceptlib")
+    listening = socket.create_server(("127.0.0.1", 0))
+    with listening, socket.create_connection(listening.getsockname()):
+        accepted, _ = acceptlib.Listener(listening).accept()
+        at = line() - 1
+        with accepted:
+            fd = accepted.fileno()
+            [leak] = [leak for leak in leakwatch.leaks("socket") if leak.details.get("fd") == fd]
+            frames = [(frame.filename, frame.lineno) for frame in leak.frames]
+            assert frames[:2] == [(str(package / "acceptlib.py"), 5), (HERE, at)], leak.headline()
+
+
 @pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
 def test_a_thread_running_an_event_loop_holds_its_loop_tasks_and_workers(leakwatch: Watch) -> None:
     """A server or portal run in a thread never stopped (uvicorn's ``Server.run``, anyio's

@@ -308,8 +308,15 @@ def track_class(patches: Patches, cls: type, family_of: Any, type_of: Any) -> No
 def _accepted_at(frame: Any, site: Any) -> Any:
     """The site of a socket a library's ``accept()`` made (asyncio's, Tornado's, socketserver's
     accept callbacks): its own frames, then the program's line that made the listening socket,
-    the line the program can act on (else the line running the event loop would be blamed)."""
+    the line the program can act on (else the line running the event loop would be blamed).
+
+    The program's own ``accept()`` keeps its line, also through a library's ``accept`` that
+    wraps the socket's (pyOpenSSL's ``Connection.accept``: a TLS server such as cheroot's
+    accepts through it, and its connection was reported at the line that made the listening
+    socket, not at the accept that took it)."""
     caller = frame.f_back
+    while caller is not None and caller.f_code.co_name == "accept" and not _sites.frame_is_program(caller):
+        caller = caller.f_back  # a wrapper's accept(): whoever called it accepted
     if frame.f_code.co_name != "accept" or caller is None or _sites.frame_is_program(caller):
         return site  # the program's own accept(): its line
     rec = _live_get(id(frame.f_locals.get("self")))
