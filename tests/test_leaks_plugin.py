@@ -55,6 +55,31 @@ def test_leaking_test_fails_with_the_report_and_clean_tests_pass(pytester: pytes
     assert "ERROR at teardown of test_clean" not in result.stdout.str()
 
 
+def test_a_test_marked_xfail_that_leaks_fails_its_teardown(pytester: pytest.Pytester) -> None:
+    """pytest takes a failure in any phase of an xfail-marked test for the one it expects: the
+    leak report was counted as a second "xfailed" and the run passed. The test's own failure
+    stays expected; its leak is an error, as any test's is, and a clean xfail test has none."""
+    pytester.makepyfile(
+        test_known="""
+        import pytest
+
+        KEEP = []
+
+        @pytest.mark.xfail(reason="known bug", strict=True)
+        def test_known_bug_leaks(tmp_path):
+            KEEP.append(open(tmp_path / "a", "w"))
+            assert False
+
+        @pytest.mark.xfail(reason="known bug")
+        def test_known_bug_clean():
+            assert False
+        """
+    )
+    result = run(pytester)
+    result.assert_outcomes(xfailed=2, errors=1)
+    result.stdout.fnmatch_lines(["*ERROR at teardown of test_known_bug_leaks*", "*test_known.py:7*"])
+
+
 def test_junit_xml_carries_the_leaks_as_a_property(pytester: pytest.Pytester) -> None:
     """--junitxml: the leaking test's entry has a reclaim_leaks property with the JSON leaks."""
     pytester.makepyfile(

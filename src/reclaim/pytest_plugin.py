@@ -68,6 +68,8 @@ __all__ = ["LeakChecker", "LeakCheckerStatistics"]
 
 _sessions = itertools.count(1)
 _STASH_LEAKS = pytest.StashKey[list["Leak"]]()
+#: The failure a test's teardown raised for its leaks (see pytest_runtest_makereport).
+_STASH_FAILURE = pytest.StashKey[BaseException]()
 _MARKER_HELP = (
     "reclaim_allow(kind=None, match=None): allow leaks of this kind (a name or a tuple of "
     "names) whose description or acquisition site matches this regular expression; "
@@ -752,8 +754,29 @@ class LeakChecker:
                 item.add_report_section("teardown", "reclaim", self._render(leaks))
             raise error
         if leaks:
-            pytest.fail(self._render(leaks), pytrace=False)
+            failure = pytest.fail.Exception(self._render(leaks), pytrace=False)
+            item.stash[_STASH_FAILURE] = failure
+            raise failure
         return result
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        """A leak fails the teardown of a test marked xfail too (outermost wrapper).
+
+        pytest's skipping plugin takes a failure in any phase of an xfail-marked test for the
+        failure it expects: the leak report became a second "xfailed" and the run passed.
+        The expected failure is the test's own; its leak is reported as any test's is.
+        """
+        report = yield
+        failure = item.stash.get(_STASH_FAILURE, None)
+        if failure is not None and call.when == "teardown":
+            del item.stash[_STASH_FAILURE]
+            if call.excinfo is not None and call.excinfo.value is failure and hasattr(report, "wasxfail"):
+                report.outcome = "failed"
+                del report.wasxfail
+        return report
 
     def _test_leaks(self, item: pytest.Item) -> list[Leak]:
         assert self.tracker is not None
