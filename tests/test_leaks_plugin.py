@@ -683,6 +683,40 @@ def test_reclaim_depth_unset_keeps_two_frames_for_files(pytester: pytest.Pyteste
     assert [(f["line"], f["function"]) for f in frames] == [(4, "load"), (7, "setup_data")]
 
 
+@pytest.mark.parametrize(
+    ("options", "conftest"),
+    [
+        pytest.param((), "", id="installed"),
+        pytest.param(("-p", "reclaim.pytest_plugin"), "", id="named-by-its-module"),
+        pytest.param((), 'pytest_plugins = ["reclaim.pytest_plugin"]', id="a-conftests-pytest_plugins"),
+        pytest.param(("-p", "reclaim"), "", id="named-by-its-entry-point"),
+    ],
+)
+def test_every_way_of_naming_the_plugin_loads_it_once(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, options: tuple[str, ...], conftest: str
+) -> None:
+    """Installed, the plugin is loaded through its entry point; naming it as well (by its module,
+    as other plugins' docs say to) made pytest refuse it as registered under another name."""
+    monkeypatch.delenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD")  # as a user's run: installed plugins load
+    pytester.makeconftest(conftest)
+    pytester.makepyfile(test_leak="KEEP = []\n\ndef test_leaks():\n    KEEP.append(open(__file__))\n")
+    result = pytester.runpytest_subprocess(*options, "-p", "no:randomly", "--reclaim", timeout=120)
+    result.assert_outcomes(errors=1, passed=1)
+    result.stdout.fnmatch_lines(["*this test leaked 1 resource*"])
+    assert result.stdout.str().count("acquired at test_leak.py:4") == 1  # one checker, one report
+
+
+def test_blocking_the_entry_point_or_the_module_unloads_the_plugin(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD")
+    pytester.makeini("[pytest]\nreclaim = true\n")
+    pytester.makepyfile(test_leak="KEEP = []\n\ndef test_leaks():\n    KEEP.append(open(__file__))\n")
+    for name in ("reclaim", "reclaim.pytest_plugin"):
+        result = pytester.runpytest_subprocess("-p", f"no:{name}", "-p", "no:randomly", timeout=120)
+        result.assert_outcomes(passed=1)
+
+
 def test_pytest_frames_are_left_out_when_pytest_is_not_in_site_packages(tmp_path: Path) -> None:
     """pytest and pluggy imported from a PYTHONPATH directory (as `pip --target` makes) are still
     plumbing: the report shows the test's own lines only."""
