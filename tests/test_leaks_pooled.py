@@ -108,7 +108,7 @@ def test_a_redis_client_never_closed_is_one_entry_at_its_line_holding_its_socket
 ) -> None:
     """Its idle connections were each a socket, seven redis-py frames above the command that
     connected it: the client is the entry, at the line that made it. A pool it was handed is
-    not its to close: a client of a shared pool is no entry."""
+    not its to close: a client of a shared pool is no entry (the pool is, at its own line)."""
     redis = pytest.importorskip("redis")
     client = redis.Redis(host=redis_server.host, port=redis_server.port)
     made = line() - 1
@@ -119,8 +119,9 @@ def test_a_redis_client_never_closed_is_one_entry_at_its_line_holding_its_socket
         redis.Redis(connection_pool=shared).ping()
         if dropped:
             del client
-        leak = leakwatch.one("redis")
-        assert [found.kind for found in leakwatch.leaks()] == ["redis", "socket"]  # the shared pool's
+        client_leak, pool_leak = leakwatch.leaks("redis")  # the shared pool is the second
+        assert pool_leak.description.startswith("redis.ConnectionPool not closed")
+        leak = client_leak
         assert leak.frames[0].lineno == made and leak.state == ("collected" if dropped else "open")
         assert leak.description == "redis.Redis not closed (close(), or a with-block)"
         assert [(held.kind, held.state, program_line(held)) for held in leak.holds] == [
@@ -133,6 +134,79 @@ def test_a_redis_client_never_closed_is_one_entry_at_its_line_holding_its_socket
     else:
         client.close()
         assert leakwatch.leaks() == []
+
+
+@pytest.mark.redis
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_a_pool_the_program_makes_is_the_entry_at_its_line_not_the_command_that_connected(
+    leakwatch: Watch, redis_server: Any
+) -> None:
+    """redis-py's docs make a pool handed to clients the program's to disconnect (rq's scheduler
+    makes one): its idle sockets were reported at the first command, deep in the program."""
+    redis = pytest.importorskip("redis")
+    pool = redis.ConnectionPool(host=redis_server.host, port=redis_server.port)
+    made = line() - 1
+    redis.Redis(connection_pool=pool).ping()
+    connected = line() - 1
+    try:
+        leak = leakwatch.one("redis")
+        assert leak.description == "redis.ConnectionPool not closed (pool.disconnect(), or a with-block)"
+        assert leak.frames[0].lineno == made
+        assert [(held.kind, program_line(held)) for held in leak.holds] == [("socket", connected)]
+        assert [found.kind for found in leakwatch.leaks()] == ["redis"]
+    finally:
+        pool.disconnect()
+    assert leakwatch.leaks() == []
+
+
+@pytest.mark.redis
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@pytest.mark.parametrize("how", ["from_url", "from_pool"])
+def test_a_client_given_its_pool_to_close_is_the_one_entry(
+    leakwatch: Watch, redis_server: Any, how: str
+) -> None:
+    """``from_url()`` and ``from_pool()`` make the client close the pool: one entry, the client's."""
+    redis = pytest.importorskip("redis")
+    url = f"redis://{redis_server.host}:{redis_server.port}/0"
+    if how == "from_url":
+        client = redis.Redis.from_url(url)
+        made = line() - 1
+    else:
+        client = redis.Redis.from_pool(redis.ConnectionPool.from_url(url))
+        made = line() - 1
+    client.ping()
+    try:
+        leak = leakwatch.one("redis")
+        assert leak.description == "redis.Redis not closed (close(), or a with-block)"
+        assert leak.frames[0].lineno == made and [held.kind for held in leak.holds] == ["socket"]
+        assert [found.kind for found in leakwatch.leaks()] == ["redis"]
+    finally:
+        client.close()
+    assert leakwatch.leaks() == []
+
+
+@pytest.mark.redis
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_an_asyncio_pool_the_program_makes_is_the_entry_at_its_line(
+    leakwatch: Watch, redis_server: Any
+) -> None:
+    redis_asyncio = pytest.importorskip("redis.asyncio")
+
+    async def main() -> None:
+        pool = redis_asyncio.ConnectionPool(host=redis_server.host, port=redis_server.port)
+        made = line() - 1
+        await redis_asyncio.Redis(connection_pool=pool).ping()
+        try:
+            leak = leakwatch.one("redis")
+            assert leak.description == (
+                "redis.asyncio.ConnectionPool not closed (await pool.disconnect(), or async with)"
+            )
+            assert leak.frames[0].lineno == made and [held.kind for held in leak.holds] == ["socket"]
+        finally:
+            await pool.disconnect()
+        assert [leak.kind for leak in leakwatch.leaks() if leak.kind in ("redis", "socket")] == []
+
+    asyncio.run(main())
 
 
 @pytest.mark.redis

@@ -36,7 +36,9 @@ atexit handler: no leak. A urllib3 ``PoolManager`` the program makes itself is t
 
 A redis-py client (kind ``redis``, sync or asyncio) holds the connections it keeps: its single
 connection, and the idle ones of the pool it made (``close()`` disconnects them; a pool it was
-handed is not its own).
+handed is not its own, unless ``from_url()`` or ``from_pool()`` gave it the pool to close). A
+``ConnectionPool`` the program makes itself holds its idle connections, at the line that made
+it (``disconnect()`` closes them).
 
 A SQLAlchemy ``Engine`` (kind ``sqlalchemy``) holds the connections its pool keeps idle, which
 ``dispose()`` closes: never disposed, it is the entry, at the line that called
@@ -136,18 +138,25 @@ def _engine_pool(engine: Any) -> Iterable[object]:
     return (engine.pool,)
 
 
-def _redis_connections(client: Any) -> list[object]:
+def _redis_idle(pool: Any) -> list[object]:
+    """The idle connections of a redis-py pool (a connection checked out and never given back is
+    the borrower's, see :mod:`._pooled`)."""
+    idle: Any = getattr(pool, "_available_connections", None)
+    if idle is None:  # a BlockingConnectionPool: its queue, with None for room to grow
+        idle = getattr(getattr(pool, "pool", None), "queue", ())
+    return [conn for conn in idle if conn is not None]
+
+
+def _redis_connections(holder: Any) -> list[object]:
     """The connections a redis-py client keeps of its own: its single connection, and the idle
-    ones of the pool it made (one it was handed is not its to close; a connection checked out
-    and never given back is the borrower's, see :mod:`._pooled`)."""
-    own = [client.connection]
-    if getattr(client, "auto_close_connection_pool", False):
-        pool = client.connection_pool
-        idle: Any = getattr(pool, "_available_connections", None)
-        if idle is None:  # a BlockingConnectionPool: its queue, with None for room to grow
-            idle = getattr(getattr(pool, "pool", None), "queue", ())
-        own.extend(idle)
-    return [conn for conn in own if conn is not None]
+    ones of the pool it made or was given to close (``from_url()``, ``from_pool()``; one it was
+    merely handed is not its to close). For a pool the program made, its idle connections."""
+    if not hasattr(holder, "connection_pool"):  # a ConnectionPool
+        return _redis_idle(holder)
+    own = [holder.connection] if holder.connection is not None else []
+    if getattr(holder, "auto_close_connection_pool", False):
+        own.extend(_redis_idle(holder.connection_pool))
+    return own
 
 
 def _redis_closed(client: Any) -> bool:
@@ -205,6 +214,14 @@ HOLDERS: dict[str, dict[str, Spec]] = {
     },
     "redis.asyncio.client": {
         "Redis": ("redis", _redis_closed, "await client.aclose(), or async with", _nothing_owned),
+    },
+    # A pool the program makes and hands to clients (Redis(connection_pool=pool)) is its to
+    # disconnect; one a client makes in its __init__ is part of the client.
+    "redis.connection": {
+        "ConnectionPool": ("redis", _redis_closed, "pool.disconnect(), or a with-block", _nothing_owned),
+    },
+    "redis.asyncio.connection": {
+        "ConnectionPool": ("redis", _redis_closed, "await pool.disconnect(), or async with", _nothing_owned),
     },
     "sqlalchemy.engine.base": {
         "Engine": ("sqlalchemy", _engine_disposed, "engine.dispose()", _nothing_owned),
@@ -274,6 +291,10 @@ def install(patches: Patches, module: ModuleType) -> None:
         cls = getattr(module, name, None)
         if isinstance(cls, type) and "__init__" in vars(cls):
             track(patches, cls, *spec)
+    if module.__name__ in ("redis.client", "redis.asyncio.client"):
+        client = getattr(module, "Redis", None)
+        if isinstance(client, type) and "auto_close_connection_pool" not in vars(client):
+            _take_pools(patches, client)
     manager = getattr(module, "PoolManager", None) if module.__name__ == "urllib3.poolmanager" else None
     if isinstance(manager, type) and "clear" in vars(manager):
         _wrap_clear(patches, manager)
@@ -282,6 +303,24 @@ def install(patches: Patches, module: ModuleType) -> None:
         holder = getattr(sys.modules.get(package), name, None)
         if holder is not None:
             _leave_to_library(holder, kind)
+
+
+def _take_pools(patches: Patches, cls: type) -> None:
+    """A redis-py client told to close its pool (``from_url()`` and ``from_pool()`` set
+    ``auto_close_connection_pool`` once the client is made) takes the pool's record over: the
+    pool, made at the same line or handed over, is part of the client from then on."""
+
+    def get(self: Any) -> Any:
+        return self.__dict__.get("auto_close_connection_pool", False)
+
+    def set_(self: Any, value: Any) -> None:
+        self.__dict__["auto_close_connection_pool"] = value
+        pool = self.__dict__.get("connection_pool")
+        rec = _records.live.get(id(pool))
+        if value and rec is not None and rec() is pool:
+            _records.release(id(pool))
+
+    patches.set(cls, "auto_close_connection_pool", property(get, set_))
 
 
 def _leave_to_library(holder: object, kind: str) -> None:
