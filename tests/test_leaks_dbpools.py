@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from _dbserver import pg_conninfo
+from _dbserver import maria_kwargs, pg_conninfo
 from _leakhelp import Watch, assert_site, ignore_gc_warnings, leakwatch, line, reclaim_pytest
 
 __all__ = ["leakwatch"]  # the fixture, imported for pytest
@@ -335,6 +335,42 @@ def test_under_pytest_an_asyncpg_pool_fixtures_connections_fail_only_the_test_th
     )
     out = result.stdout.str()
     assert "untracked-fd" not in out and "leaks found after their test ended" not in out
+
+
+# -- aiomysql ---------------------------------------------------------------------------------
+
+
+@pytest.mark.mariadb
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_aiomysql_pool_never_closed_and_waited_for_is_one_leak_at_its_line(
+    leakwatch: Watch, mariadb: Any
+) -> None:
+    """Its sockets were each reported at aiomysql's line that opened it; ``close()`` alone only marks
+    the pool closing, ``wait_closed()`` closes its connections."""
+    aiomysql = pytest.importorskip("aiomysql")
+    kwargs = maria_kwargs(mariadb)
+    kwargs["db"] = kwargs.pop("database")
+
+    async def main() -> None:
+        window = Watch(leakwatch.tracker, leakwatch.tracker.snapshot())  # after the loop and this task
+        pool = await aiomysql.create_pool(minsize=2, maxsize=2, **kwargs)
+        made = line() - 1
+        async with pool.acquire() as conn, conn.cursor() as cur:
+            await cur.execute("SELECT 1")
+        leak = window.one("aiomysql")
+        assert leak.description == (
+            "aiomysql.Pool not closed (pool.close() and await pool.wait_closed(), or async with)"
+        )
+        assert leak.frames[0].lineno == made
+        assert [held.kind for held in leak.holds] == ["socket", "socket"]
+        assert [found.kind for found in window.leaks()] == ["aiomysql"]
+        pool.close()
+        assert [found.kind for found in window.leaks()] == ["aiomysql"]
+        await pool.wait_closed()
+        await asyncio.sleep(0)  # the transports close their sockets on the loop's next turn
+        assert [found.kind for found in window.leaks() if found.kind in ("aiomysql", "socket")] == []
+
+    asyncio.run(main())
 
 
 # -- redis.asyncio ----------------------------------------------------------------------------

@@ -40,6 +40,10 @@ handed is not its own, unless ``from_url()`` or ``from_pool()`` gave it the pool
 ``ConnectionPool`` the program makes itself holds its idle connections, at the line that made
 it (``disconnect()`` closes them).
 
+An aiomysql ``Pool`` (kind ``aiomysql``) holds its connections, idle or lent: never closed and
+waited for (``close()`` only marks it closing; ``wait_closed()`` closes them), it is the entry at
+the line that awaited ``create_pool()``, not each socket at aiomysql's line that opened it.
+
 A SQLAlchemy ``Engine`` (kind ``sqlalchemy``) holds the connections its pool keeps idle, which
 ``dispose()`` closes: never disposed, it is the entry, at the line that called
 ``create_engine()``, with them under it. A connection checked out is not in the pool, so one
@@ -164,6 +168,16 @@ def _redis_closed(client: Any) -> bool:
     return not any(getattr(conn, "is_connected", False) for conn in _redis_connections(client))
 
 
+def _aiomysql_closed(pool: Any) -> bool:
+    """Whether an aiomysql pool keeps no connection: ``wait_closed()`` closed the idle ones after
+    ``close()`` (which only marks it closing), or it never made one."""
+    return bool(pool.closed) or not (pool._free or pool._used)
+
+
+def _aiomysql_connections(pool: Any) -> Iterable[object]:
+    return (pool._free, pool._used)
+
+
 def _urllib3_closed(manager: Any) -> bool:
     """Whether a urllib3 ``PoolManager`` keeps no pool (``clear()`` drops them all)."""
     return not len(getattr(manager, "pools", ()))
@@ -223,6 +237,14 @@ HOLDERS: dict[str, dict[str, Spec]] = {
     "redis.asyncio.connection": {
         "ConnectionPool": ("redis", _redis_closed, "await pool.disconnect(), or async with", _nothing_owned),
     },
+    "aiomysql.pool": {
+        "Pool": (
+            "aiomysql",
+            _aiomysql_closed,
+            "pool.close() and await pool.wait_closed(), or async with",
+            _nothing_owned,
+        ),
+    },
     "sqlalchemy.engine.base": {
         "Engine": ("sqlalchemy", _engine_disposed, "engine.dispose()", _nothing_owned),
     },
@@ -238,6 +260,7 @@ ROOTS: dict[str, Callable[[Any], Iterable[object]]] = {
     "urllib3": _pools,
     "sqlalchemy": _engine_pool,
     "redis": _redis_connections,
+    "aiomysql": _aiomysql_connections,
 }
 
 #: Kinds whose holder, dropped unclosed, has its sockets closed by callbacks no ``__del__`` frame
