@@ -1172,6 +1172,11 @@ def test_socket_its_last_makefile_object_closes_for_the_collector_is_collected(
     leak = leakwatch.one("socket")
     assert_site(leak, at)
     assert leak.state == "collected" and leak.closed_by_gc
+    # What the program did is said: it closed the socket, not what kept it open.
+    assert leak.description.endswith(
+        ": its close() waited for a makefile() object (a response, a reader) never closed"
+    )
+    assert leak.to_json()["state"] == "collected"
 
 
 def test_socket_closed_through_makefile_objects_the_program_closed_is_not_reported(

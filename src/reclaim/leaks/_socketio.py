@@ -35,7 +35,7 @@ from reclaim._sites import closing_in_finalizer
 
 from . import _records
 from ._patch import Patches
-from ._sockets import collected
+from ._sockets import MAKEFILE_KEPT, collected
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
 if TYPE_CHECKING:
@@ -109,4 +109,4 @@ def _closing_last(sio: Any) -> None:
 def _collected(sock: Any) -> None:
     rec = _live_pop(id(sock), None)
     if rec is not None:
-        collected(rec, sock)
+        collected(rec, sock, MAKEFILE_KEPT)  # the program closed the socket; its makefile() kept it

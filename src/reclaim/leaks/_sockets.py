@@ -82,7 +82,18 @@ def _is_open(obj: Any, rec: Record) -> bool:
     return sock is not None and bool(sock.fileno() != -1)
 
 
-def collected(rec: Record, sock: Any) -> None:
+class _Reason(str):
+    """A leak's ``why`` that reads as its state (``"collected"``) and tells the description more."""
+
+    __slots__ = ()
+
+
+#: Why a socket the program closed was closed by the garbage collector all the same: its
+#: ``close()`` waited for a ``makefile()`` object (an HTTP response) that was never closed.
+MAKEFILE_KEPT = _Reason(_records.COLLECTED)
+
+
+def collected(rec: Record, sock: Any, why: str = _records.COLLECTED) -> None:
     """*sock*, still open, is being closed for the garbage collector: a leak. Its ends are read
     now, while it still has them, for the report."""
     family, type_, fd, known, *rest = rec.info  # rest: how a uvloop record reads its socket
@@ -90,7 +101,7 @@ def collected(rec: Record, sock: Any) -> None:
     if known is not None:  # what was read on accept or kept on connect, where the kernel says no more
         local, peer = (local if local is not None else known[0]), (peer if peer is not None else known[1])
     rec.info = (family, type_, fd, (local, peer), *rest)
-    _records.leak(rec, _records.COLLECTED)
+    _records.leak(rec, why)
 
 
 def _endpoints(sock: Any) -> Details:
@@ -142,7 +153,10 @@ def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
         text += f" {details['local']}"
     if "peer" in details:
         text += f" -> {details['peer']}"
-    return text + f" (fd {fd})", details
+    text += f" (fd {fd})"
+    if rec.why is MAKEFILE_KEPT:
+        text += ": its close() waited for a makefile() object (a response, a reader) never closed"
+    return text, details
 
 
 def _fds(obj: Any, rec: Record) -> tuple[int, ...]:
