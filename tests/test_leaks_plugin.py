@@ -589,6 +589,47 @@ def test_what_a_session_fixtures_value_holds_is_the_fixtures_though_a_test_made_
     assert "fixture 'tidy'" not in out
 
 
+def test_what_a_session_fixtures_value_holds_is_the_fixtures_in_the_last_test_too(
+    pytester: pytest.Pytester,
+) -> None:
+    """The session's last test tears its session fixtures down before its check: what it made
+    and the value still holds is the fixture's there too, as in the tests before it (a process
+    manager that keeps each test's log files, such as pytest-xprocess's)."""
+    pytester.makepyfile(
+        test_keeper="""
+        import pytest
+
+        class Keeper:
+            def __init__(self):
+                self.files = []
+            def keep(self, path):
+                self.files.append(open(path, "w"))
+
+        @pytest.fixture(scope="session")
+        def keeper():
+            yield Keeper()  # its files are never closed
+
+        def test_first(keeper, tmp_path):
+            keeper.keep(tmp_path / "first.log")
+
+        def test_last(keeper, tmp_path):
+            keeper.keep(tmp_path / "last.log")
+        """
+    )
+    result = run(pytester, "-p", "no:randomly")
+    result.assert_outcomes(passed=2)
+    out = result.stdout.str()
+    assert "ERROR at teardown" not in out
+    result.stdout.fnmatch_lines(
+        [
+            "*leaks found after their test ended*",
+            "*acquired by session-scoped fixture 'keeper'*",
+            "*first.log*",
+        ]
+    )
+    assert "last.log" in out.split("leaks found after their test ended")[1]
+
+
 def test_inline_session_keeps_its_leaks_and_restores_the_outer_context(
     pytester: pytest.Pytester,
 ) -> None:

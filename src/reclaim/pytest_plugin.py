@@ -502,6 +502,9 @@ class LeakChecker:
         #: A wider-scoped fixture's label -> its FixtureDef, while it may be set up (its value
         #: may hold what a test made for it: see _hand_over_held()).
         self.wide_fixtures: dict[str, pytest.FixtureDef[Any]] = {}
+        #: A wider-scoped fixture's label -> its value, when the test checked next tore it down
+        #: (the last test of its scope): what that test made for it, it still holds as well.
+        self.torn_down: dict[str, object] = {}
         #: A wider-scoped fixture's label -> the rules of the markers where it is scoped.
         self.fixture_allow: dict[str, list[AllowRule]] = {}
         self.reported: set[tuple[object, ...]] = set()
@@ -708,6 +711,9 @@ class LeakChecker:
         def tearing_down() -> None:  # added after the fixture's own finalizer: runs before it
             outer.append(current_context())
             set_context(label)
+            cached = fixturedef.cached_result
+            if cached is not None and cached[2] is None and self.item is not None:
+                self.torn_down[label] = cached[0]  # until the tearing-down test is checked
 
         fixturedef.addfinalizer(tearing_down)
         return result
@@ -741,6 +747,7 @@ class LeakChecker:
         finally:
             set_context(self.session_label)
             self.item = None
+            self.torn_down.clear()
         if leaks:
             self.tests_leaked += 1
             self.leak_count += len(leaks)
@@ -825,10 +832,13 @@ class LeakChecker:
         test that uses it; the fixture closes it at its teardown. An app's engine or HTTP
         session made at import keeps the connection its first user opened: not a leak of
         that test (at the end of the session, one never closed is reported as the module's).
+        A fixture the test tore down (the last test of its scope: pytest tears the session's
+        fixtures down in the last test's teardown, before this check) is a holder still, with
+        the value it had: what its teardown left there is its own, as for the tests before.
         Returns how many moved.
         """
         assert self.tracker is not None
-        holders = {}
+        holders = dict(self.torn_down)
         for label, fixturedef in list(self.wide_fixtures.items()):
             cached = fixturedef.cached_result
             if cached is None:  # torn down
