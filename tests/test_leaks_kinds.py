@@ -141,6 +141,85 @@ def test_file_a_dropped_wrapper_closes_from_its_finalizer_is_reported_as_closed_
         assert_site(leak, at)
 
 
+class _Releaser:
+    """A library-style owner whose ``__del__`` closes its files through methods of public names
+    (pytest-xprocess's ``XProcessResources``: ``__del__`` -> ``release()``), kept in a reference
+    cycle (as pytest's config keeps pytest-xprocess's), so only the collector frees it."""
+
+    def __init__(self, path: Path) -> None:
+        self.files = [open(path, "rb")]  # noqa: SIM115
+        self.me = self
+
+    def release(self) -> None:
+        for f in self.files:
+            f.close()
+
+    def drop_files(self) -> None:
+        self.release()
+
+    def __del__(self) -> None:
+        self.drop_files()
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@ignore_gc_warnings
+def test_file_an_owner_in_a_cycle_closes_from_its_finalizer_through_public_methods_is_closed_by_the_gc(
+    leakwatch: Watch, tmp_path: Path
+) -> None:
+    """``__del__`` -> ``drop_files()`` -> ``release()`` -> close, run by the collector, is not
+    the program's close."""
+    import gc
+
+    path = tmp_path / "data"
+    path.write_bytes(b"x")
+    _Releaser(path)
+    gc.collect()
+    leak = leakwatch.one("file")
+    assert leak.state == "collected" and leak.closed_by_gc
+    assert leak.frames[0].lineno == _Releaser.__init__.__code__.co_firstlineno + 1
+
+
+class _Reader:
+    """A finalizer that opens a file and closes it itself (as logging a dropped task's error
+    reads source lines), in an object kept in a reference cycle."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.me, self.read = path, self, b""
+
+    def load(self) -> None:
+        with open(self.path, "rb") as f:
+            self.read = f.read()
+
+    def __del__(self) -> None:
+        self.load()
+
+
+def test_file_a_finalizer_opens_and_closes_during_a_collection_is_not_reported(
+    leakwatch: Watch, tmp_path: Path
+) -> None:
+    """Opened and closed by the finalizer the collector runs: its own file, released."""
+    import gc
+
+    path = tmp_path / "data"
+    path.write_bytes(b"x")
+    _Reader(path)
+    gc.collect()
+    assert leakwatch.leaks("file") == []
+
+
+def test_file_an_owner_the_program_releases_is_not_reported(leakwatch: Watch, tmp_path: Path) -> None:
+    """The same owner released by the program's call, then collected: nothing to report."""
+    import gc
+
+    path = tmp_path / "data"
+    path.write_bytes(b"x")
+    owner = _Releaser(path)
+    owner.release()
+    del owner
+    gc.collect()
+    assert leakwatch.leaks("file") == []
+
+
 def test_file_a_wrapper_closes_when_the_program_closes_it_is_not_reported(
     leakwatch: Watch, tmp_path: Path
 ) -> None:

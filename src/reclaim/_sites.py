@@ -29,6 +29,7 @@ import gc
 import os
 import sys
 import sysconfig
+import time
 import weakref
 from _thread import get_ident
 from collections import namedtuple
@@ -467,12 +468,16 @@ _FINALIZE_CALL = weakref.finalize.__call__.__code__
 _collecting_in: int | None = None
 #: How many collections began while watched: tells one collection's notes from another's.
 collections = 0
+#: When (``time.time()``) the collection under way began: what was acquired after it is what
+#: its finalizers made for themselves (a source line read to log a dropped task's error).
+_collecting_since = 0.0
 
 
 def _collection(phase: str, info: object) -> None:
-    global _collecting_in, collections
+    global _collecting_in, collections, _collecting_since
     if phase == "start":
         _collecting_in = get_ident()
+        _collecting_since = time.time()
         collections += 1
     else:
         _collecting_in = None

@@ -44,8 +44,10 @@ import time
 import types
 import warnings
 import weakref
+from _thread import get_ident
 from collections import namedtuple
 
+from reclaim import _sites
 from reclaim._sites import _FINALIZE_CALL, is_program
 from reclaim._sites import _framework_cache as _fw_cache
 from reclaim._sites import closing_in_finalizer as _closing_in_finalizer
@@ -127,7 +129,7 @@ class FileIO(io.FileIO):
                 caller = _getframe(1)
             except ValueError:  # called from C code with no Python frame (a with-block's exit)
                 caller = None
-            if caller is not None and _closing_from(caller):
+            if caller is not None and (_closing_from(caller) or _for_finalizer(facts_of(self))):
                 collected(self)
         _FileIO.close(self)
 
@@ -159,11 +161,12 @@ def _close(facts: tuple[Any, ...]) -> None:
         if caller is not None:
             code = caller.f_code
             if code is _plain_closer:
-                pass
+                finalizer = False
             elif code is _private_closer and caller.f_back is not None:
-                if caller.f_back.f_code is not _private_caller and _closing_from(caller):
-                    _leaked(raw, facts)
-            elif _closing_from(caller):
+                finalizer = caller.f_back.f_code is not _private_caller and _closing_from(caller)
+            else:
+                finalizer = _closing_from(caller)
+            if finalizer or _for_finalizer(facts):
                 _leaked(raw, facts)
     _fileio_close(raw)
 
@@ -197,6 +200,20 @@ def _closing_from(caller: Any) -> bool:
         return _closing_in_finalizer(caller)
     _plain_closer = code
     return False
+
+
+def _for_finalizer(facts: tuple[Any, ...] | None) -> bool:
+    """Whether the close of the tracked file with *facts*, one the name walk of
+    :func:`_closing_from` took for the program's, is a finalizer's all the same: the collector
+    is collecting in this thread, and the file was opened before it began. What runs then is a
+    ``__del__`` or a finalize callback of an owner dropped in a reference cycle, through whatever
+    calls it makes (pytest-xprocess's ``__del__`` -> ``release()`` -> close); a file it opened
+    itself and closes (a source line read to log a dropped task's error) is its own.
+
+    Two reads, no walk: under a ``__del__`` run by the owner's last reference, a close through
+    a method of a public name is still taken for the program's.
+    """
+    return _sites._collecting_in == get_ident() and facts is not None and facts[2] < _sites._collecting_since
 
 
 def _dealloc_warn(source: Any) -> None:
