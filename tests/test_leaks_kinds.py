@@ -2673,6 +2673,36 @@ def test_asyncio_child_ending_after_its_loop_closed_is_reported_on_every_version
         _reap(pid)
 
 
+@pytest.mark.skipif(
+    sys.version_info >= (3, 12) and hasattr(os, "pidfd_open"),
+    reason="3.12+ watch a child with a pidfd its loop reads: until the loop runs it is a zombie",
+)
+def test_asyncio_child_reaped_by_the_watcher_thread_with_its_loop_open_is_collected(leakwatch: Watch) -> None:
+    """Ended while its open loop is not running: the watcher reaped it and queued its status, no leak."""
+    hold_r, hold_w = os.pipe()
+    loop = asyncio.new_event_loop()
+
+    async def read_to_end() -> asyncio.subprocess.Process:
+        # The child closes its stdout, then runs until the write end of the pipe closes.
+        code = f"import os; os.close(1); os.read({hold_r}, 1)"
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", code, stdout=asyncio.subprocess.PIPE, pass_fds=[hold_r]
+        )
+        assert await proc.stdout.read() == b""  # type: ignore[union-attr]
+        return proc  # never waited for
+
+    try:
+        proc = loop.run_until_complete(read_to_end())
+        os.close(hold_w)  # the child ends now, its loop open but not running
+        assert leakwatch.leaks("subprocess", grace=10.0) == []
+        assert proc.returncode is None  # its status still queued for the loop
+        loop.run_until_complete(proc.wait())
+    finally:
+        os.close(hold_r)
+        loop.close()
+    assert leakwatch.leaks() == []
+
+
 @pytest.mark.skipif(not hasattr(os, "pidfd_open"), reason="os.pidfd_open is Linux-only")
 def test_pidfd_the_program_opens_is_reported_at_its_line(leakwatch: Watch) -> None:
     """Owning asyncio's pidfds hides none of the program's own: one left open is an fd leak at its line."""

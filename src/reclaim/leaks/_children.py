@@ -24,7 +24,10 @@ it. That poll cannot be trusted as a wait: on 3.11 the watcher thread has
 often reaped the child already, after the loop closed, and ``poll()`` then
 invents a ``returncode`` of 0 (``ECHILD``); on 3.12 it reaps a zombie the
 program never waited for. A child that ends while its loop runs is reaped by
-the watcher and its status handed to the Popen: that is collected. gevent's
+the watcher and its status handed to the Popen: that is collected, and so is one the
+watcher thread reaped while its loop is open but not running (its status queued for that
+loop's next run, see install_asyncio_watchers): else the test that read such a child's
+output to its end passed or failed on which thread ran first. gevent's
 ``Popen`` is tracked as the standard one (see :mod:`._gevent`); uvloop makes no
 Popen, and its children are recorded as made without one (see :mod:`._uvloop`).
 
@@ -171,7 +174,7 @@ def install(patches: Patches, subprocess: ModuleType) -> None:
     # asyncio imports subprocess before these two modules, so waiting for them from here is in
     # time, and a program that never imports asyncio pays nothing for it.
     _imports.when_imported("asyncio.base_subprocess", partial(install_asyncio_transport, patches))
-    _imports.when_imported("asyncio.unix_events", install_asyncio_watchers)
+    _imports.when_imported("asyncio.unix_events", partial(install_asyncio_watchers, patches))
 
 
 def track_popen(patches: Patches, popen: type) -> None:
@@ -395,6 +398,36 @@ def install_asyncio_transport(patches: Patches, base_subprocess: ModuleType) -> 
     patches.set(transport, "__del__", __del__)
 
 
-def install_asyncio_watchers(unix_events: ModuleType) -> None:
-    """Own asyncio's child watchers: their waiting thread or pidfd is the child's, reported as it."""
-    own(*(getattr(unix_events, name) for name in _WATCHERS if hasattr(unix_events, name)))
+def install_asyncio_watchers(patches: Patches, unix_events: ModuleType) -> None:
+    """Own asyncio's child watchers: their waiting thread or pidfd is the child's, reported as it.
+
+    The watcher thread's reaping, with the child's loop still open, collects the child: its
+    status is queued for that loop, whose next run hands it to the transport, which closes.
+    """
+    watchers = [getattr(unix_events, name) for name in _WATCHERS if hasattr(unix_events, name)]
+    own(*watchers)
+    for watcher in watchers:
+        do_waitpid = vars(watcher).get("_do_waitpid")
+        if do_waitpid is not None:  # the thread's (the pidfd one's is run by the loop itself)
+            handing = _handing_status_to_loop(do_waitpid)
+            patches.set(watcher, "_do_waitpid", handing)
+            own(handing)
+
+
+def _handing_status_to_loop(do_waitpid: Any) -> Any:
+    """The watcher thread's ``_do_waitpid(loop, pid, callback, args)``, noting a child it reaped
+    and whose status it queued for *loop*: collected, though the loop has not run since.
+
+    Without this, a child the program never awaited counted as collected only when its loop
+    happened to run the status callback before the test's check: a test reading a child's
+    output to its end passed or failed on which thread ran first. A loop closed before the
+    child ended gets no status (the watcher drops it): still reported, when its transport is
+    dropped unclosed.
+    """
+
+    def handing(self: Any, loop: Any, expected_pid: int, *args: Any, **kwargs: Any) -> None:
+        do_waitpid(self, loop, expected_pid, *args, **kwargs)
+        if not loop.is_closed():
+            _waited_by_pid.add(expected_pid)
+
+    return handing
