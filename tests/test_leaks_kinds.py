@@ -1785,6 +1785,26 @@ def test_awaited_and_cancelled_tasks_are_not_reported(leakwatch: Watch) -> None:
     assert leakwatch.leaks() == []
 
 
+def test_task_done_before_its_loop_stopped_then_dropped_is_not_reported(leakwatch: Watch) -> None:
+    """Done in the loop's last step, its done callback still queued: dropped later, no leak."""
+    loop = asyncio.new_event_loop()
+
+    async def stop_the_loop() -> None:
+        loop.stop()  # the loop ends after this step, before the task's done callbacks run
+
+    try:
+        task = loop.create_task(stop_the_loop())
+        loop.run_forever()
+        assert task.done()
+        assert leakwatch.leaks("task") == []  # a check between tests sees it done
+        del task
+        gc.collect()
+        assert leakwatch.leaks("task") == []
+    finally:
+        loop.close()
+    assert leakwatch.leaks() == []
+
+
 # -- temporary files and directories --------------------------------------------------------
 
 

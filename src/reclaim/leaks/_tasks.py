@@ -73,7 +73,14 @@ def _coro_name(coro: Any) -> str:
 def _is_open(obj: Any, rec: Record) -> bool:
     if type(rec.info) is Greenlet:
         return not obj.ready()
-    return not obj.done()
+    if obj.done():
+        # Released now, as its done callback would: a loop stopped right after the task's last
+        # step (``run_until_complete`` of another task, a stop() in it) runs that callback only
+        # on its next run, and a task dropped before it was reported as collected pending.
+        if _records.live.get(rec.key) is rec:
+            _records.release(rec.key)
+        return False
+    return True
 
 
 def _suspended_at(task: Any) -> str | None:
