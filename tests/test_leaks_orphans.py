@@ -153,6 +153,30 @@ def test_grandchild_that_left_the_session_is_a_daemon_and_not_reported(
     wait_gone(grandchild)
 
 
+def test_orphan_that_leaves_the_session_after_a_check_found_it_is_no_longer_reported(
+    leakwatch: Watch, tmp_path: Path
+) -> None:
+    """A daemon whose parent exits at once (ssh-agent) may call setsid() only after a check saw it."""
+    go_r, go_w = os.pipe()  # written once: the grandchild calls setsid()
+    done_r, done_w = os.pipe()  # written by the grandchild once it has
+    with held() as hold:
+        fds = [go_r, done_w, hold]
+        code = f"import os; os.read({go_r}, 1); os.setsid(); os.write({done_w}, b'x'); os.read({hold}, 1)"
+        command = [sys.executable, "-c", LAUNCHER, str(tmp_path / "pid"), code, json.dumps({"pass_fds": fds})]
+        try:
+            assert subprocess.Popen(command, pass_fds=fds).wait() == 0
+            grandchild = int((tmp_path / "pid").read_text())
+            found = leakwatch.leaks("orphan-process")
+            assert [leak.details["pid"] for leak in found] == [grandchild], explain(grandchild)
+            os.write(go_w, b"x")
+            assert os.read(done_r, 1) == b"x"
+            assert leakwatch.leaks("orphan-process") == []
+        finally:
+            for fd in (go_r, go_w, done_r, done_w):
+                os.close(fd)
+    wait_gone(grandchild)
+
+
 def test_grandchild_that_ended_before_the_check_is_not_reported(leakwatch: Watch, tmp_path: Path) -> None:
     with held() as hold:
         child = subprocess.Popen(launcher(hold, tmp_path), pass_fds=[hold])

@@ -220,9 +220,18 @@ if hasattr(os, "register_at_fork"):  # a forked child's children are its own, na
 
 
 def _is_open(obj: Any, rec: Record) -> bool:
-    pid, start = rec.info[0], rec.info[4]
+    from . import _children  # imports this module
+
+    pid, _, parent, _, start = rec.info
     fields = _stat(pid)
-    return fields is not None and fields[0] != b"Z" and int(fields[19]) == start
+    # Running, and no daemon since: one whose parent exits at once may call setsid() only after
+    # a check found it (ssh-agent), and so leave the session afterwards.
+    return (
+        fields is not None
+        and fields[0] != b"Z"
+        and int(fields[19]) == start
+        and int(fields[3]) in (_children.SESSION, parent)
+    )
 
 
 def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
