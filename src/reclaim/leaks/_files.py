@@ -129,7 +129,10 @@ class FileIO(io.FileIO):
                 caller = _getframe(1)
             except ValueError:  # called from C code with no Python frame (a with-block's exit)
                 caller = None
-            if caller is not None and (_closing_from(caller) or _for_finalizer(facts_of(self))):
+            if caller is not None and (
+                _closing_from(caller)
+                or (_sites._collecting_in is not None and _for_finalizer(facts_of(self)))
+            ):
                 collected(self)
         _FileIO.close(self)
 
@@ -166,7 +169,8 @@ def _close(facts: tuple[Any, ...]) -> None:
                 finalizer = caller.f_back.f_code is not _private_caller and _closing_from(caller)
             else:
                 finalizer = _closing_from(caller)
-            if finalizer or _for_finalizer(facts):
+            # No collection running (nearly every close): no call to ask whether it is one's.
+            if finalizer or (_sites._collecting_in is not None and _for_finalizer(facts)):
                 _leaked(raw, facts)
     _fileio_close(raw)
 
