@@ -1805,6 +1805,28 @@ def test_task_done_before_its_loop_stopped_then_dropped_is_not_reported(leakwatc
     assert leakwatch.leaks() == []
 
 
+def test_task_done_in_its_loops_last_step_then_loop_closed_and_task_dropped_is_not_reported(
+    leakwatch: Watch,
+) -> None:
+    """Its done callback dropped with the loop's ready queue, and no check seeing it done first."""
+    loop = asyncio.new_event_loop()
+
+    async def quick() -> int:
+        return 1
+
+    async def main() -> asyncio.Task[int]:
+        return loop.create_task(quick())  # runs in the step main's end stops the loop in
+
+    try:
+        task = loop.run_until_complete(main())
+        assert task.done()
+    finally:
+        loop.close()
+    del task
+    gc.collect()
+    assert leakwatch.leaks() == []
+
+
 # -- temporary files and directories --------------------------------------------------------
 
 

@@ -44,7 +44,7 @@ from types import ModuleType
 
 from reclaim._sites import in_finalizer as _in_finalizer
 
-from . import _records, _sockets
+from . import _records, _sockets, _tasks
 from ._kinds import Details, Kind, register
 from ._owning import site
 from ._patch import Patches
@@ -165,6 +165,7 @@ def releasing_close(close: Callable[[Any], None], then: Callable[[Any], None] | 
         finally:
             if self.is_closed():
                 _records.release(id(self))
+                _tasks.release_done(self)
                 if then is not None:
                     then(self)
 

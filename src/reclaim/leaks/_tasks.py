@@ -40,7 +40,14 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see recl
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["Greenlet", "install_asgiref", "install_base_events", "install_runners", "tracking_create_task"]
+__all__ = [
+    "Greenlet",
+    "install_asgiref",
+    "install_base_events",
+    "install_runners",
+    "release_done",
+    "tracking_create_task",
+]
 
 __tracebackhide__ = True  # stands in for what it wraps: see _patch
 
@@ -137,6 +144,20 @@ def _done(task: Any) -> None:
     _records.release(id(task))
     if _terminating and getattr(getattr(task, "_exception", None), "unwinds_the_program", False):
         task.exception()  # SIGTERM landed in this task: read, so not logged as never retrieved
+
+
+def release_done(loop: Any) -> None:
+    """Release the tasks of *loop*, now closed, that finished but whose done callback never ran.
+
+    A loop stopped right after a task's last step (``run_until_complete`` of the coroutine that
+    created it) holds that callback in its ready queue, and ``close()`` drops the queue: the
+    task, done, would be reported as collected pending once dropped. A walk of the live records,
+    on a loop's close only.
+    """
+    for rec in [rec for rec in _records.live.values() if rec.kind == "task"]:
+        task = rec()
+        if task is not None and type(rec.info) is not Greenlet and task.get_loop() is loop and task.done():
+            _done(task)
 
 
 def install_base_events(patches: Patches, base_events: ModuleType) -> None:
