@@ -207,6 +207,40 @@ def test_file_a_finalizer_opens_and_closes_during_a_collection_is_not_reported(
     assert leakwatch.leaks("file") == []
 
 
+class _Farewell:
+    """Writes a line in its ``__del__``, with files and a socket it opens and closes there."""
+
+    def __init__(self, path: Path, *, cycle: bool) -> None:
+        self.path = path
+        self.me = self if cycle else None
+
+    def _note(self) -> None:  # a helper the finalizer calls
+        with open(self.path, "ab", buffering=0) as f:
+            f.write(b"bye\n")
+
+    def __del__(self) -> None:
+        with open(self.path, "a") as f:
+            f.write("bye\n")
+        self._note()
+        with socket.socket() as s:
+            s.setblocking(False)
+
+
+@pytest.mark.parametrize("cycle", [False, True], ids=["its-last-reference", "the-collector"])
+def test_what_a_del_opens_and_closes_itself_is_not_reported(
+    leakwatch: Watch, tmp_path: Path, cycle: bool
+) -> None:
+    """A ``with`` in a ``__del__`` (or a helper it calls) releases its own file or socket, under
+    the finalizer though it runs: the finalizer's own resources, not the collector's doing."""
+    import gc
+
+    path = tmp_path / "log"
+    _Farewell(path, cycle=cycle)
+    gc.collect()
+    assert path.read_text() == "bye\nbye\n"
+    assert leakwatch.leaks() == []
+
+
 def test_file_an_owner_the_program_releases_is_not_reported(leakwatch: Watch, tmp_path: Path) -> None:
     """The same owner released by the program's call, then collected: nothing to report."""
     import gc

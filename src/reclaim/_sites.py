@@ -530,6 +530,32 @@ def in_finalizer(frame: FrameType | None) -> bool:
     return False
 
 
+def acquired_in_finalizer(frame: FrameType | None, site: tuple[Any, ...]) -> bool:
+    """Whether a resource closed from *frame* under a finalizer (see :func:`in_finalizer`) was
+    acquired by that finalizer itself: a function between the close and the ``__del__`` (or
+    ``weakref.finalize`` callback), that one included, is among the codes of its flat *site*.
+
+    A ``with open(...)`` or ``with socket.socket()`` in a ``__del__``, or in a helper it calls,
+    is the finalizer's own resource, opened and closed by it; what a ``__del__`` closes of its
+    object's (acquired in ``__init__``, or in a library) is still the collector's doing. Asked
+    only of a close already taken for a finalizer's.
+    """
+    # Only frames under the finalizer's own: above it runs whatever the collection or the last
+    # reference's drop interrupted (the very function that acquired it, often), and a close
+    # IOBase's finalizer calls (a GzipFile's) has no such frame at all.
+    below: list[Any] = []
+    for _ in _FINALIZER_DEPTH:
+        if frame is None:
+            return False
+        code = frame.f_code
+        below.append(code)
+        if code.co_name == "__del__" or code is _FINALIZE_CALL:
+            codes = site[0::2]
+            return any(acquired is code for code in below for acquired in codes)
+        frame = frame.f_back
+    return False
+
+
 #: How many frames :func:`closing_in_finalizer` looks through (ZipFile.__del__ -> close ->
 #: _fpclose; HTTPResponse.close -> _close_conn -> the makefile() object's close).
 _CLOSERS = (1, 2, 3)

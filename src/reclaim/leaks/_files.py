@@ -50,6 +50,7 @@ from collections import namedtuple
 from reclaim import _sites
 from reclaim._sites import _FINALIZE_CALL, is_program
 from reclaim._sites import _framework_cache as _fw_cache
+from reclaim._sites import acquired_in_finalizer as _acquired_in_finalizer
 from reclaim._sites import closing_in_finalizer as _closing_in_finalizer
 
 from . import _records
@@ -130,7 +131,7 @@ class FileIO(io.FileIO):
             except ValueError:  # called from C code with no Python frame (a with-block's exit)
                 caller = None
             if caller is not None and (
-                _closing_from(caller)
+                (_closing_from(caller) and not _acquired_in_finalizer(caller, (facts_of(self) or ())[7:]))
                 or (_sites._collecting_in is not None and _for_finalizer(facts_of(self)))
             ):
                 collected(self)
@@ -169,6 +170,8 @@ def _close(facts: tuple[Any, ...]) -> None:
                 finalizer = caller.f_back.f_code is not _private_caller and _closing_from(caller)
             else:
                 finalizer = _closing_from(caller)
+            if finalizer and _acquired_in_finalizer(caller, facts[7:]):
+                finalizer = False
             # No collection running (nearly every close): no call to ask whether it is one's.
             if finalizer or (_sites._collecting_in is not None and _for_finalizer(facts)):
                 _leaked(raw, facts)

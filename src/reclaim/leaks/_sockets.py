@@ -270,7 +270,8 @@ def track_class(patches: Patches, cls: type, family_of: Any, type_of: Any) -> No
     def _real_close(self: Any, *args: Any, **kwargs: Any) -> None:
         rec = _live_pop(id(self), None)  # _records.release(), inlined
         if rec is not None:
-            if _in_finalizer(_getframe(1)):  # its owner's __del__: the owner was dropped unclosed
+            if _in_finalizer(_getframe(1)) and not _sites.acquired_in_finalizer(_getframe(1), rec.site):
+                # Its owner's __del__: the owner was dropped unclosed (not the finalizer's own socket).
                 if _sites._collecting_in is not None and _holders.dropped(_getframe(1)):
                     rec.state = _RELEASED  # a pool a PoolManager.clear() dropped, a cycle kept
                 else:
