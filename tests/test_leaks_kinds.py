@@ -208,7 +208,8 @@ def test_file_a_finalizer_opens_and_closes_during_a_collection_is_not_reported(
 
 
 class _Farewell:
-    """Writes a line in its ``__del__``, with files and a socket it opens and closes there."""
+    """Writes a line in its ``__del__``, with what it opens and closes there: files, a socket,
+    a sqlite3 connection, a descriptor."""
 
     def __init__(self, path: Path, *, cycle: bool) -> None:
         self.path = path
@@ -224,13 +225,16 @@ class _Farewell:
         self._note()
         with socket.socket() as s:
             s.setblocking(False)
+        connection = sqlite3.connect(":memory:")
+        connection.close()
+        os.close(os.open(self.path, os.O_RDONLY))
 
 
 @pytest.mark.parametrize("cycle", [False, True], ids=["its-last-reference", "the-collector"])
 def test_what_a_del_opens_and_closes_itself_is_not_reported(
     leakwatch: Watch, tmp_path: Path, cycle: bool
 ) -> None:
-    """A ``with`` in a ``__del__`` (or a helper it calls) releases its own file or socket, under
+    """A ``with`` in a ``__del__`` (or a helper it calls) releases its own file, socket, ..., under
     the finalizer though it runs: the finalizer's own resources, not the collector's doing."""
     import gc
 

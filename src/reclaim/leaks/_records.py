@@ -37,6 +37,7 @@ from collections import deque
 # Site capture lives in reclaim._sites; re-exported under the names this package uses.
 from reclaim._sites import (
     Site,
+    acquired_in_finalizer,
     first_filename,
     in_finalizer,
 )
@@ -333,13 +334,14 @@ def release(key: object) -> None:
 
 def closing(obj: object, frame: Any) -> None:
     """*obj*, tracked under its ``id()``, is being closed from *frame*: by a ``__del__`` (its
-    owner was dropped unclosed: the garbage collector's doing, a leak) or by the program."""
+    owner was dropped unclosed: the garbage collector's doing, a leak) or by the program (the
+    ``__del__`` itself too, closing what it acquired)."""
     if in_finalizer(frame):
         rec = live.get(id(obj))
-        if rec is not None and rec() is obj:
+        if rec is not None and rec() is obj and not acquired_in_finalizer(frame, rec.site):
             leak(rec, COLLECTED)
-    else:
-        release(id(obj))
+            return
+    release(id(obj))
 
 
 def new(
