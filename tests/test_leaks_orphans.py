@@ -199,6 +199,43 @@ def test_orphan_of_a_posix_spawn_child_is_reported_at_the_spawn(leakwatch: Watch
     assert leakwatch.leaks() == []
 
 
+@pytest.mark.parametrize("how", ["starts-it", "execs-a-launcher"])
+def test_orphan_of_an_os_fork_child_is_reported_at_the_fork(
+    leakwatch: Watch, tmp_path: Path, how: str
+) -> None:
+    """The forked child starts the grandchild itself (a Popen of the child's), or execs a
+    launcher that does: either way it carries the name the fork gave the child."""
+    with held() as hold:
+        command = launcher(hold, tmp_path)
+        pid = os.fork()
+        at = line() - 1
+        if pid == 0:  # the child: never back into pytest
+            code = 1
+            try:
+                if how == "starts-it":
+                    subprocess.Popen(
+                        [sys.executable, "-c", f"import os; os.read({hold}, 1)"], pass_fds=[hold]
+                    )
+                    code = 0
+                else:
+                    os.set_inheritable(hold, True)
+                    os.execv(sys.executable, command)
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        found = leakwatch.leaks("orphan-process")
+        assert len(found) == 1, leakwatch.records()
+        leak = found[0]
+        assert_site(leak, at)
+        assert leak.details["parent_pid"] == pid
+        grandchild = leak.details["pid"]
+        assert f"os.read({hold}, 1)" in leak.details["args"]
+        assert _lineage.VARIABLE not in os.environ  # the child's environment changed, never ours
+    wait_gone(grandchild)
+    assert leakwatch.leaks() == []
+
+
 def test_orphan_of_a_uvloop_child_is_reported_at_the_line_that_made_it(
     leakwatch: Watch, tmp_path: Path
 ) -> None:

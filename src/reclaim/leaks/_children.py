@@ -314,13 +314,26 @@ def _programs_child(frame: Any) -> bool:
     return False
 
 
+def _forked(pid: int, what: str, frame: Any, name: str | None) -> Record | None:
+    """Record the program's child *pid* forked from *frame* (in the parent), or give the child
+    its *name* (in the child: what it execs or starts carries it, see _lineage)."""
+    if pid < 0 or not _programs_child(frame):
+        return None
+    if pid == 0:
+        if name is not None:
+            _lineage.carry(name)
+        return None
+    rec = record_child(pid, what, _records.capture(frame, _records.depth))
+    if name is not None:
+        _lineage.spawned(name, rec)
+    return rec
+
+
 def _recording_fork(fork: Any) -> Any:
     def recording() -> int:
+        name = _lineage.new_name() if _lineage.ENABLED else None
         pid: int = fork()
-        if pid > 0:
-            frame = sys._getframe(1)
-            if _programs_child(frame):
-                _new_child(pid, _FORKED, frame)
+        _forked(pid, _FORKED, sys._getframe(1), name)
         return pid
 
     return recording
@@ -328,12 +341,12 @@ def _recording_fork(fork: Any) -> Any:
 
 def _recording_forkpty(forkpty: Any) -> Any:
     def recording() -> tuple[int, int]:
+        name = _lineage.new_name() if _lineage.ENABLED else None
         pid, fd = forkpty()
-        if pid > 0:
-            frame = sys._getframe(1)
-            if _programs_child(frame):  # pty.fork()'s child and terminal are its caller's
-                _new_child(pid, "os.forkpty() child", frame)
-                track_fd(fd, "os.forkpty", _records.capture(frame, _records.depth))
+        frame = sys._getframe(1)
+        # pty.fork()'s child and terminal are its caller's
+        if _forked(pid, "os.forkpty() child", frame, name) is not None:
+            track_fd(fd, "os.forkpty", _records.capture(frame, _records.depth))
         return pid, fd
 
     return recording

@@ -8,7 +8,8 @@ program's can reach it, and nothing in the parent refers to it.
 
 So each child reclaim records through ``subprocess.Popen`` (asyncio's and gevent's
 included), uvloop's ``subprocess_exec``/``_shell`` or ``os.posix_spawn()`` gets one more
-environment variable, :data:`VARIABLE`,
+environment variable, :data:`VARIABLE`, and so does the program's ``os.fork()`` or
+``os.forkpty()`` child, in its own ``os.environ`` (it is a copy; for what it execs or starts),
 naming that child: ``<this process's pid>.<number>``, after what an outer tracked process
 put there (``:``-separated: the pytest run of a test of a pytest plugin is such a child).
 Every process it starts inherits the variable unless it replaces its environment. Once the
@@ -21,8 +22,8 @@ line that started the child, blamed on the test that did. It stays reported whil
 Not reported: a daemon, one that left the session its ancestor ran in (it or its parent
 called ``os.setsid()``: ``redis-server --daemonize``, gpg-agent), as ``os.fork()``
 daemons are not (see :mod:`._children`). Not seen: a process started with an environment
-built from scratch by a descendant (``env -i``), and descendants of children made by
-``os.fork()`` alone (``/proc/<pid>/environ`` shows only what a process was exec'd with).
+built from scratch by a descendant (``env -i``), and a process a forked child forked in turn
+without an exec (``/proc/<pid>/environ`` shows only what a process was exec'd with).
 
 The costs. The variable: a Popen with ``env=None`` is given a copy of ``os.environ`` with
 it instead (so a variable set with ``os.putenv()`` alone, invisible to ``os.environ``, no
@@ -49,7 +50,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import Any
 
-__all__ = ["KIND", "VARIABLE", "look", "marked", "reset", "spawned"]
+__all__ = ["KIND", "VARIABLE", "carry", "look", "marked", "new_name", "reset", "spawned"]
 
 #: The environment variable that names the children a process's descendants came from.
 VARIABLE = "RECLAIM_LINEAGE"
@@ -96,15 +97,30 @@ def _started() -> int:
     return _STARTED
 
 
+def new_name() -> str:
+    """A name for the next child (see :func:`marked` and :func:`carry`)."""
+    return f"{os.getpid()}.{next(_numbers)}"
+
+
+def _after(outer: object, name: str) -> str:
+    return f"{outer}:{name}" if isinstance(outer, str) and outer else name
+
+
 def marked(env: Mapping[Any, Any] | None) -> tuple[dict[Any, Any], str]:
     """A copy of *env* (``os.environ`` for None) naming a new child in :data:`VARIABLE`, and the name."""
-    name = f"{os.getpid()}.{next(_numbers)}"
+    name = new_name()
     copy = dict(os.environ if env is None else env)
     outer = copy.pop(VARIABLE, None)
     if outer is None and _BYTES_VARIABLE in copy:  # an os.environb-style mapping's
         outer = os.fsdecode(copy.pop(_BYTES_VARIABLE))
-    copy[VARIABLE] = f"{outer}:{name}" if isinstance(outer, str) and outer else name
+    copy[VARIABLE] = _after(outer, name)
     return copy, name
+
+
+def carry(name: str) -> None:
+    """In a child ``os.fork()`` made, named *name* by its parent: what it execs or starts carries
+    the name (its own environment, a copy of the parent's, changed; the parent's never is)."""
+    os.environ[VARIABLE] = _after(os.environ.get(VARIABLE), name)
 
 
 def spawned(name: str, rec: Record) -> None:
