@@ -236,6 +236,50 @@ def test_orphan_of_an_os_fork_child_is_reported_at_the_fork(
     assert leakwatch.leaks() == []
 
 
+MP_ORPHAN = """\
+    import multiprocessing as mp, subprocess, sys
+
+    def work(fifo):  # the grandchild blocks opening the FIFO until the test opens its other end
+        quiet = subprocess.DEVNULL  # the test reads the program's output to its end
+        subprocess.Popen([sys.executable, "-c", f"open({fifo!r}).read()"], stdout=quiet, stderr=quiet)
+
+    if __name__ == "__main__":
+        method, fifo = sys.argv[1], sys.argv[2]
+        child = mp.get_context(method).Process(target=work, args=(fifo,))
+        child.start()  # CHILD
+        child.join()
+"""
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
+def test_orphan_of_a_multiprocessing_process_is_reported_at_its_start(tmp_path: Path, method: str) -> None:
+    """A fork or spawn names the process, a fork server's child is not ours: not seen, nor blamed."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    script = textwrap.dedent(MP_ORPHAN)
+    (tmp_path / "prog.py").write_text(script)
+    report = tmp_path / "report.json"
+    command = [sys.executable, "-m", "reclaim", "run", "--json", str(report), "prog.py", method, str(fifo)]
+    try:
+        out = subprocess.run(
+            command, cwd=tmp_path, capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False
+        )
+        assert out.returncode == 0, out.stderr
+        found = [leak for leak in json.loads(report.read_text())["leaks"] if leak["kind"] == "orphan-process"]
+    finally:
+        with contextlib.suppress(OSError):  # ENXIO: no grandchild waits on it (it never started)
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))  # the grandchild's open returns
+    if method == "forkserver":
+        assert found == [], found
+        return
+    assert len(found) == 1, out.stderr
+    leak = found[0]
+    start = next(n for n, text in enumerate(script.splitlines(), 1) if text.endswith("# CHILD"))
+    assert (leak["frames"][0]["file"].endswith("prog.py"), leak["frames"][0]["line"]) == (True, start)
+    assert f"{method.capitalize()}Process" in leak["details"]["parent_args"]
+    wait_gone(leak["details"]["pid"])
+
+
 def test_orphan_of_a_uvloop_child_is_reported_at_the_line_that_made_it(
     leakwatch: Watch, tmp_path: Path
 ) -> None:

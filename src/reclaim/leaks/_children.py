@@ -317,7 +317,9 @@ def _programs_child(frame: Any) -> bool:
 def _forked(pid: int, what: str, frame: Any, name: str | None) -> Record | None:
     """Record the program's child *pid* forked from *frame* (in the parent), or give the child
     its *name* (in the child: what it execs or starts carries it, see _lineage)."""
-    if pid < 0 or not _programs_child(frame):
+    if not _programs_child(frame):
+        if pid == 0 and (started := _lineage.start_name()) is not None:
+            _lineage.carry(started)  # a multiprocessing process's: recorded by its Popen
         return None
     if pid == 0:
         if name is not None:

@@ -69,6 +69,7 @@ HOOKS: tuple[tuple[str, str], ...] = (
     ("asyncio.selector_events", "_loops:install"),
     ("asyncio.streams", "_loops:install_streams"),
     ("multiprocessing.process", "_multiprocessing:install_process"),
+    ("multiprocessing.popen_spawn_posix", "_multiprocessing:install_spawn"),
     ("multiprocessing.pool", "_multiprocessing:install_pool"),
     ("multiprocessing.queues", "_multiprocessing:install_queues"),
     ("multiprocessing.managers", "_multiprocessing:install_managers"),

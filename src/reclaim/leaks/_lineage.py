@@ -10,6 +10,7 @@ So each child reclaim records through ``subprocess.Popen`` (asyncio's and gevent
 included), uvloop's ``subprocess_exec``/``_shell`` or ``os.posix_spawn()`` gets one more
 environment variable, :data:`VARIABLE`, and so does the program's ``os.fork()`` or
 ``os.forkpty()`` child, in its own ``os.environ`` (it is a copy; for what it execs or starts),
+and a ``multiprocessing`` process the ``fork`` or ``spawn`` start method makes,
 naming that child: ``<this process's pid>.<number>``, after what an outer tracked process
 put there (``:``-separated: the pytest run of a test of a pytest plugin is such a child).
 Every process it starts inherits the variable unless it replaces its environment. Once the
@@ -22,8 +23,9 @@ line that started the child, blamed on the test that did. It stays reported whil
 Not reported: a daemon, one that left the session its ancestor ran in (it or its parent
 called ``os.setsid()``: ``redis-server --daemonize``, gpg-agent), as ``os.fork()``
 daemons are not (see :mod:`._children`). Not seen: a process started with an environment
-built from scratch by a descendant (``env -i``), and a process a forked child forked in turn
-without an exec (``/proc/<pid>/environ`` shows only what a process was exec'd with).
+built from scratch by a descendant (``env -i``), a process a forked child forked in turn
+without an exec (``/proc/<pid>/environ`` shows only what a process was exec'd with), and
+what a ``forkserver`` process starts (its parent is the fork server, no child of ours).
 
 The costs. The variable: a Popen with ``env=None`` is given a copy of ``os.environ`` with
 it instead (so a variable set with ``os.putenv()`` alone, invisible to ``os.environ``, no
@@ -40,6 +42,7 @@ import itertools
 import os
 import sys
 import time
+from _thread import get_ident
 
 from . import _records
 from ._kinds import Details, Kind, register
@@ -50,7 +53,19 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import Any
 
-__all__ = ["KIND", "VARIABLE", "carry", "look", "marked", "new_name", "reset", "spawned"]
+__all__ = [
+    "KIND",
+    "VARIABLE",
+    "carry",
+    "look",
+    "marked",
+    "new_name",
+    "reset",
+    "spawn_environment",
+    "spawned",
+    "start_name",
+    "starting",
+]
 
 #: The environment variable that names the children a process's descendants came from.
 VARIABLE = "RECLAIM_LINEAGE"
@@ -115,6 +130,31 @@ def marked(env: Mapping[Any, Any] | None) -> tuple[dict[Any, Any], str]:
         outer = os.fsdecode(copy.pop(_BYTES_VARIABLE))
     copy[VARIABLE] = _after(outer, name)
     return copy, name
+
+
+#: ``(thread ident, name)`` while a ``multiprocessing`` process starts in that thread (see
+#: :func:`starting`): the fork (or spawn) that makes it names the child.
+_starting: tuple[int, str] | None = None
+
+
+def starting(name: str | None) -> None:
+    """A ``multiprocessing`` process is starting in this thread under *name* (None: it started)."""
+    global _starting
+    _starting = None if name is None else (get_ident(), name)
+
+
+def start_name() -> str | None:
+    """The name of the ``multiprocessing`` process this thread is starting, if it is starting one."""
+    starting = _starting
+    return starting[1] if starting is not None and starting[0] == get_ident() else None
+
+
+def spawn_environment(name: str) -> list[bytes]:
+    """The environment, as ``_posixsubprocess.fork_exec()`` takes it, of a child that a spawn
+    makes with the program's own environment, naming it *name*."""
+    env = {key: value for key, value in os.environb.items() if key != _BYTES_VARIABLE}
+    env[_BYTES_VARIABLE] = os.fsencode(_after(os.environ.get(VARIABLE), name))
+    return [key + b"=" + value for key, value in env.items()]
 
 
 def carry(name: str) -> None:

@@ -51,7 +51,7 @@ import weakref
 from collections.abc import Callable
 from types import FunctionType, ModuleType
 
-from . import _records
+from . import _lineage, _records
 from ._kinds import Details, Kind, register
 from ._owning import label, lookup, own, site, track_init
 from ._patch import Patches
@@ -70,6 +70,7 @@ __all__ = [
     "install_pool",
     "install_process",
     "install_queues",
+    "install_spawn",
 ]
 
 __tracebackhide__ = True  # stands in for what it wraps: see _patch
@@ -361,13 +362,53 @@ def install_process(patches: Patches, module: ModuleType) -> None:
     def start_(self: Any) -> None:
         target = getattr(self, "_target", None)
         what = getattr(target, "__qualname__", None) or f"{type(self).__qualname__}.run"
-        start(self)  # returns only in the parent (a forked child leaves through os._exit)
+        # The fork or spawn that makes the child names it, for what it starts (see _lineage).
+        name = _lineage.new_name() if _lineage.ENABLED else None
+        _lineage.starting(name)
+        try:
+            start(self)  # returns only in the parent (a forked child leaves through os._exit)
+        finally:
+            _lineage.starting(None)
         popen = self._popen
         args = f"multiprocessing {type(self).__qualname__} {self.name!r} running {what}()"
-        _records.new(popen, "subprocess", (popen.pid, args, "joined"), site(self))
+        rec = _records.new(popen, "subprocess", (popen.pid, args, "joined"), site(self))
+        if name is not None:
+            _lineage.spawned(name, rec)  # a fork server's child never got it: nothing carries it
 
     start_.__doc__ = start.__doc__
     patches.set(base, "start", start_)
+
+
+def install_spawn(patches: Patches, module: ModuleType) -> None:
+    """Name the children the ``spawn`` start method makes, as a fork names them (see _lineage).
+
+    ``multiprocessing.util.spawnv_passfds()`` gives ``_posixsubprocess.fork_exec()`` no
+    environment (the child gets the program's): called from ``Popen._launch`` of *module*
+    (``multiprocessing.popen_spawn_posix``) while a process starts, it is given the program's
+    own with the child's name. Not the fork server's or the resource tracker's spawns, which
+    outlive the process whose start made them.
+    """
+    import _posixsubprocess
+
+    fork_exec = _posixsubprocess.fork_exec
+    launch = module.Popen._launch.__code__
+    spawnv = sys.modules["multiprocessing.util"].spawnv_passfds.__code__
+
+    def fork_exec_(*args: Any) -> Any:
+        name = _lineage.start_name()
+        if name is not None and len(args) > _FORK_EXEC_ENV and args[_FORK_EXEC_ENV] is None:
+            caller = sys._getframe(1)
+            if caller.f_code is spawnv and caller.f_back is not None and caller.f_back.f_code is launch:
+                env = _lineage.spawn_environment(name)
+                args = (*args[:_FORK_EXEC_ENV], env, *args[_FORK_EXEC_ENV + 1 :])
+        return fork_exec(*args)
+
+    fork_exec_.__doc__ = fork_exec.__doc__
+    patches.set(_posixsubprocess, "fork_exec", fork_exec_)
+
+
+#: Where ``env`` is among ``_posixsubprocess.fork_exec()``'s arguments (3.11 to 3.13).
+_FORK_EXEC_ENV = 5
 
 
 def install_owned(patches: Patches, module: ModuleType) -> None:
