@@ -199,6 +199,28 @@ def test_orphan_of_a_posix_spawn_child_is_reported_at_the_spawn(leakwatch: Watch
     assert leakwatch.leaks() == []
 
 
+@pytest.mark.parametrize("env", [False, True], ids=["spawnv", "spawnve"])
+def test_orphan_of_an_os_spawn_child_is_reported_at_the_spawn(
+    leakwatch: Watch, tmp_path: Path, env: bool
+) -> None:
+    with held() as hold:
+        os.set_inheritable(hold, True)  # what pass_fds does for a Popen
+        if env:
+            pid = os.spawnve(os.P_NOWAIT, sys.executable, launcher(hold, tmp_path), dict(os.environ))
+            at = line() - 1
+        else:
+            pid = os.spawnv(os.P_NOWAIT, sys.executable, launcher(hold, tmp_path))
+            at = line() - 1
+        os.waitpid(pid, 0)
+        grandchild = int((tmp_path / "pid").read_text())
+        found = leakwatch.leaks("orphan-process")
+        assert len(found) == 1, (explain(grandchild), leakwatch.records())
+        assert_site(found[0], at)
+        assert (found[0].details["pid"], found[0].details["parent_pid"]) == (grandchild, pid)
+    wait_gone(grandchild)
+    assert leakwatch.leaks() == []
+
+
 @pytest.mark.parametrize("how", ["starts-it", "execs-a-launcher"])
 def test_orphan_of_an_os_fork_child_is_reported_at_the_fork(
     leakwatch: Watch, tmp_path: Path, how: str

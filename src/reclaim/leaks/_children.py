@@ -281,10 +281,6 @@ def _waitid_reaped(result: Any, args: tuple[Any, ...]) -> int:
     return int(result.si_pid)
 
 
-def _new_child(pid: int, what: str, frame: Any) -> None:
-    record_child(pid, what, _records.capture(frame, _records.depth))
-
-
 def record_child(pid: int, args: Any, site: Any) -> Record:
     """Record the child *pid*, running *args*, made at *site* without a Popen: open while it is
     there to be reaped (see _is_open), released by whatever reaps it through ``os``."""
@@ -319,7 +315,7 @@ def _forked(pid: int, what: str, frame: Any, name: str | None) -> Record | None:
     its *name* (in the child: what it execs or starts carries it, see _lineage)."""
     if not _programs_child(frame):
         if pid == 0 and (started := _lineage.start_name()) is not None:
-            _lineage.carry(started)  # a multiprocessing process's: recorded by its Popen
+            _lineage.carry(started)  # a multiprocessing process's, an os.spawn*()'s
         return None
     if pid == 0:
         if name is not None:
@@ -377,9 +373,20 @@ def _recording_spawn(name: str, spawn: Any) -> Any:
 
 def _recording_spawnvef(spawnvef: Any) -> Any:
     def recording(mode: int, file: Any, args: Any, env: Any, func: Any) -> int:
-        result: int = spawnvef(mode, file, args, env, func)
+        # The child's descendants carry its name (see _lineage): what it execs gets the *env*
+        # passed, or else its own environment, which the fork gives the name.
+        name = _lineage.new_name() if _lineage.ENABLED else None
+        if name is not None and env is not None:
+            env, _ = _lineage.marked(env, name)
+        _lineage.starting(name)
+        try:
+            result: int = spawnvef(mode, file, args, env, func)
+        finally:
+            _lineage.starting(None)
         if mode == os.P_NOWAIT:  # with P_WAIT it is the exit status, the child reaped
-            _new_child(result, _args(args), sys._getframe(1))
+            rec = record_child(result, args, _records.capture(sys._getframe(1), _records.depth))
+            if name is not None:
+                _lineage.spawned(name, rec)
         return result
 
     return recording

@@ -10,9 +10,10 @@ So each child reclaim records through ``subprocess.Popen`` (asyncio's and gevent
 included), uvloop's ``subprocess_exec``/``_shell`` or ``os.posix_spawn()`` gets one more
 environment variable, :data:`VARIABLE`, and so does the program's ``os.fork()`` or
 ``os.forkpty()`` child, in its own ``os.environ`` (it is a copy; for what it execs or starts),
-and a ``multiprocessing`` process the ``fork`` or ``spawn`` start method makes,
-naming that child: ``<this process's pid>.<number>``, after what an outer tracked process
-put there (``:``-separated: the pytest run of a test of a pytest plugin is such a child).
+a ``multiprocessing`` process the ``fork`` or ``spawn`` start method makes, and an
+``os.spawn*()`` child, naming that child: ``<this process's pid>.<number>``, after what an
+outer tracked process put there (``:``-separated: the pytest run of a test of a pytest plugin
+is such a child).
 Every process it starts inherits the variable unless it replaces its environment. Once the
 child has ended (reaped, or a zombie), a check reads ``/proc``: a process that carries the
 child's name, was started after this process, and whose parent is neither this process nor
@@ -121,9 +122,10 @@ def _after(outer: object, name: str) -> str:
     return f"{outer}:{name}" if isinstance(outer, str) and outer else name
 
 
-def marked(env: Mapping[Any, Any] | None) -> tuple[dict[Any, Any], str]:
-    """A copy of *env* (``os.environ`` for None) naming a new child in :data:`VARIABLE`, and the name."""
-    name = new_name()
+def marked(env: Mapping[Any, Any] | None, name: str | None = None) -> tuple[dict[Any, Any], str]:
+    """A copy of *env* (``os.environ`` for None) naming a new child (or *name*'s) in
+    :data:`VARIABLE`, and the name."""
+    name = name or new_name()
     copy = dict(os.environ if env is None else env)
     outer = copy.pop(VARIABLE, None)
     if outer is None and _BYTES_VARIABLE in copy:  # an os.environb-style mapping's
@@ -132,19 +134,20 @@ def marked(env: Mapping[Any, Any] | None) -> tuple[dict[Any, Any], str]:
     return copy, name
 
 
-#: ``(thread ident, name)`` while a ``multiprocessing`` process starts in that thread (see
+#: ``(thread ident, name)`` while a child the standard library forks for the program (a
+#: ``multiprocessing`` process, an ``os.spawn*()`` child) starts in that thread (see
 #: :func:`starting`): the fork (or spawn) that makes it names the child.
 _starting: tuple[int, str] | None = None
 
 
 def starting(name: str | None) -> None:
-    """A ``multiprocessing`` process is starting in this thread under *name* (None: it started)."""
+    """A child (see :data:`_starting`) is starting in this thread under *name* (None: it started)."""
     global _starting
     _starting = None if name is None else (get_ident(), name)
 
 
 def start_name() -> str | None:
-    """The name of the ``multiprocessing`` process this thread is starting, if it is starting one."""
+    """The name of the child (see :data:`_starting`) this thread is starting, if it is starting one."""
     starting = _starting
     return starting[1] if starting is not None and starting[0] == get_ident() else None
 
