@@ -1865,6 +1865,44 @@ def test_task_done_in_its_loops_last_step_then_loop_closed_and_task_dropped_is_n
     assert leakwatch.leaks() == []
 
 
+@pytest.mark.reclaim_allow  # the unclosed case leaks on purpose
+@ignore_gc_warnings
+@pytest.mark.parametrize("coro_closed", [True, False], ids=["closed", "only-cancelled"])
+@pytest.mark.parametrize("dropped", [True, False], ids=["dropped", "kept"])
+def test_task_its_loop_never_ran_is_released_by_closing_its_coroutine(
+    leakwatch: Watch, coro_closed: bool, dropped: bool
+) -> None:
+    """A task made as its loop stopped, cancelled and its coroutine closed by hand before the loop
+    closed (tornado's SelectorThread.close()), was reported as collected pending once dropped."""
+    loop = asyncio.new_event_loop()
+    made: list[asyncio.Task[None]] = []
+    loop.call_soon(lambda: made.append(loop.create_task(_forever())))
+    at = line() - 1
+    loop.call_soon(loop.stop)  # the task's first step is queued after this one: it never runs
+    loop.run_forever()
+    task = made.pop()
+    assert not task.done()
+    task._log_destroy_pending = False  # type: ignore[attr-defined]  # as tornado does: asyncio's own log of it
+    task.cancel()
+    if coro_closed:
+        task.get_coro().close()  # type: ignore[union-attr]
+    loop.close()
+    if dropped:
+        del task
+        gc.collect()
+    found = leakwatch.leaks("task")
+    if coro_closed:
+        assert found == [], leakwatch.records()
+    else:
+        [leak] = found
+        assert leak.state == ("collected" if dropped else "open")
+        assert leak.details["coroutine"] == "_forever"
+        assert_site(leak, at)
+        if not dropped:
+            task.get_coro().close()  # type: ignore[union-attr]
+            assert leakwatch.leaks("task") == []
+
+
 # -- temporary files and directories --------------------------------------------------------
 
 

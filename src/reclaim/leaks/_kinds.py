@@ -65,7 +65,9 @@ class Kind:
             it during their grace period. A function instead of True says, when
             asked, whether waiting can still change anything.
         death_leak: the object dying while its record is open means the
-            garbage collector, not the program, released it.
+            garbage collector, not the program, released it. A function
+            instead of True says, given the record of an object that just
+            died, whether that death is one.
         holder: a library object that owns other tracked resources (an HTTP
             client's sockets): never reported on its own, only with the leaks it
             holds, listed under it (see :mod:`._holders`).
@@ -94,7 +96,7 @@ class Kind:
         fds: Callable[[Any, Record], Iterable[int]] = _no_fds,
         paths: Callable[[Any, Record], Iterable[str]] = _no_paths,
         waitable: bool | Callable[[], bool] = False,
-        death_leak: bool = False,
+        death_leak: bool | Callable[[Record], bool] = False,
         holder: bool = False,
         later_paths: Callable[[Any, Record], Iterable[str]] = _no_paths,
     ) -> None:
@@ -124,9 +126,9 @@ def register(kind: Kind) -> Kind:
     """Add *kind* to the table (replacing one of the same name)."""
     KINDS[kind.name] = kind
     if kind.death_leak:
-        _records.death_leaks.add(kind.name)
+        _records.death_leaks[kind.name] = kind.death_leak if callable(kind.death_leak) else None
     else:
-        _records.death_leaks.discard(kind.name)
+        _records.death_leaks.pop(kind.name, None)
     return kind
 
 

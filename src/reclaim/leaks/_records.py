@@ -46,6 +46,7 @@ from reclaim._sites import resolve as site_of
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 __all__ = [
@@ -170,9 +171,11 @@ def checkpoint() -> int:
     return current
 
 
-#: Kinds for which "the object died while its record was open" means a leak. Kinds whose
-#: release we cannot see (files, children, mmaps) report from a finalizer-time probe instead.
-death_leaks: set[str] = set()
+#: Kinds for which "the object died while its record was open" means a leak, each with None or,
+#: when some deaths are not one, a function of the record that says which (a task whose coroutine
+#: the program closed). Kinds whose release we cannot see (files, children, mmaps) report from a
+#: finalizer-time probe instead.
+death_leaks: dict[str, Callable[[Record], bool] | None] = {}
 #: Label of what runs now (the pytest plugin sets the test id); see ``set_context``.
 context: str | None = None
 #: Frames captured per acquisition: the deepest any running tracker asked for.
@@ -295,7 +298,11 @@ def died(rec: Record) -> None:
         if rec.why is AT_DEL:  # in a cycle: the object's __del__ runs next, and decides
             dying[key] = rec
         elif rec.kind in death_leaks:
-            leak(rec, COLLECTED)
+            judge = death_leaks[rec.kind]
+            if judge is None or judge(rec):
+                leak(rec, COLLECTED)
+            else:
+                rec.state = RELEASED
 
 
 def at_del(obj: object) -> Record | None:

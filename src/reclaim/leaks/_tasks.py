@@ -7,7 +7,9 @@ to record the creating line and add a done callback that releases the record.
 ``asyncio.Runner`` (and so pytest-asyncio) call at loop shutdown, is wrapped
 to mark every task still pending there as a leak *before* it is cancelled:
 afterwards it looks like any finished task. A task garbage-collected while
-pending ("Task was destroyed but it is pending!") is a leak too.
+pending ("Task was destroyed but it is pending!") is a leak too, unless its coroutine had
+ended: a loop stopped before the task's first step, the program cancelled it and closed its
+coroutine by hand (tornado's ``SelectorThread.close()`` does), and nothing of it is left to run.
 
 A task made by framework code alone, in a loop callback (the handler task of
 ``asyncio.start_server``), is recorded at its coroutine's code, then at the
@@ -77,13 +79,39 @@ def _coro_name(coro: Any) -> str:
     return str(getattr(coro, "__qualname__", None) or type(coro).__qualname__)
 
 
+def _coro_ref(coro: Any) -> Any:
+    """A weak reference to *coro*, or None for an awaitable that takes none: read when its task
+    dies pending (see _death_is_leak), when the task's own reference to it is still there."""
+    try:
+        return weakref.ref(coro)
+    except TypeError:
+        return None
+
+
+def _ended(coro: Any) -> bool:
+    """Whether coroutine *coro* returned or was closed: nothing of it is left to run."""
+    return getattr(coro, "cr_frame", True) is None
+
+
+def _death_is_leak(rec: Record) -> bool:
+    """Whether a task that died pending leaked: yes, unless its coroutine had ended. A task that
+    dies of its last reference still holds its coroutine when its weak references are cleared; in
+    a reference cycle the coroutine's is cleared first, and the death counts as a leak."""
+    if type(rec.info) is Greenlet:
+        return True
+    ref = rec.info[2]
+    coro = ref() if ref is not None else None
+    return coro is None or not _ended(coro)
+
+
 def _is_open(obj: Any, rec: Record) -> bool:
     if type(rec.info) is Greenlet:
         return not obj.ready()
-    if obj.done():
+    if obj.done() or _ended(obj.get_coro()):
         # Released now, as its done callback would: a loop stopped right after the task's last
         # step (``run_until_complete`` of another task, a stop() in it) runs that callback only
-        # on its next run, and a task dropped before it was reported as collected pending.
+        # on its next run, and a task dropped before it was reported as collected pending. Or
+        # its coroutine ended, closed by the program while the task never ran again (see above).
         if _records.live.get(rec.key) is rec:
             _records.release(rec.key)
         return False
@@ -123,7 +151,7 @@ def _describe_greenlet(obj: Any, rec: Record) -> tuple[str, Details]:
 def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
     if type(rec.info) is Greenlet:
         return _describe_greenlet(obj, rec)
-    name, coro, *cancelled_at = rec.info
+    name, coro, _, *cancelled_at = rec.info
     if obj is not None:  # asyncio.create_task(name=...) names it after the loop made it (< 3.13)
         name = obj.get_name()
     details: Details = {"name": name, "coroutine": coro}
@@ -137,7 +165,7 @@ def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
     return text, details
 
 
-register(Kind("task", is_open=_is_open, describe=_describe, waitable=True, death_leak=True))
+register(Kind("task", is_open=_is_open, describe=_describe, waitable=True, death_leak=_death_is_leak))
 
 
 def _done(task: Any) -> None:
@@ -192,7 +220,7 @@ def tracking_create_task(create_task: Any) -> Any:
             # a context variable costs two HAMT copies and a token on every task.
             task = create_task(self, coro, *args, **kwargs)
             site = capture(caller, _records.depth)
-            _records.new(task, "task", (task.get_name(), _coro_name(coro)), site)
+            _records.new(task, "task", (task.get_name(), _coro_name(coro), _coro_ref(coro)), site)
         else:
             # A loop callback's (no task's frames on the stack), code's outside the loop, or one
             # to run in a context of its own (asyncio.run's, a test's under pytest-asyncio): the
@@ -211,7 +239,8 @@ def tracking_create_task(create_task: Any) -> Any:
                     origin.reset(token)
             else:
                 task = _in_context(context, (site, label), create_task, self, coro, *args, **kwargs)
-            _records.new(task, "task", (task.get_name(), _coro_name(coro)), site, label=label)
+            info = (task.get_name(), _coro_name(coro), _coro_ref(coro))
+            _records.new(task, "task", info, site, label=label)
             if caller.f_code in _RUNNER_RUN:
                 _main_tasks.add(task)
         task.add_done_callback(_done, context=_EMPTY)
@@ -360,7 +389,7 @@ def install_runners(patches: Patches, runners: ModuleType) -> None:
             except Exception:  # an exotic coroutine: the leak still is one
                 awaiting = None
             # Its name now: asyncio.create_task(name=...) sets it after the loop made it (< 3.13)
-            rec.info = (task.get_name(), rec.info[1], *((awaiting,) if awaiting is not None else ()))
+            rec.info = (task.get_name(), *rec.info[1:3], *((awaiting,) if awaiting is not None else ()))
             _records.leak(rec, CANCELLED)
         try:
             return cancel_all(loop)
