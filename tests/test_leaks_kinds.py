@@ -28,6 +28,7 @@ import time
 import timeit
 import urllib.parse
 import urllib.request
+import warnings
 import weakref
 from collections.abc import Callable, Iterator
 from multiprocessing.pool import ThreadPool
@@ -623,6 +624,24 @@ def test_listening_socket_dropped_unclosed_keeps_the_address_it_was_bound_to(lea
     assert_site(leak, at)
     assert leak.state == "collected" and leak.details["local"] == address
     assert leak.description == f"AF_INET/SOCK_STREAM {address} (fd {leak.details['fd']})"
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_socket_its_resource_warning_keeps_alive_is_still_collected(leakwatch: Watch) -> None:
+    """Dropped while warnings are recorded (pytest's ``always::ResourceWarning``), the socket is
+    closed by its finalizer but kept by the warning's ``source``: it read as closed by the program."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        sock = socket.socket()
+        at = line() - 1
+        sock.bind(("127.0.0.1", 0))
+        address = "{}:{}".format(*sock.getsockname())
+        del sock
+        [warning] = caught
+        assert isinstance(warning.source, socket.socket)  # alive, its descriptor closed
+        leak = leakwatch.one("socket")
+        assert_site(leak, at)
+        assert leak.state == "collected" and leak.details["local"] == address
 
 
 class _Client:

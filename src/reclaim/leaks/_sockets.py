@@ -5,7 +5,8 @@ Every ``socket.socket`` (and subclasses such as ``ssl.SSLSocket``) runs
 ``accept()`` and ``socketpair()`` build around a descriptor, without an audit
 hook (a hook would run for every audit event in the process, forever). Release
 is ``_real_close`` (what ``close()`` calls once no ``makefile()`` object holds the
-socket); a socket that dies without it was closed by the GC. ``detach()`` hands
+socket); a socket that dies without it was closed by the GC, and so was one found closed
+without it (the ResourceWarning its finalizer raised keeps it alive). ``detach()`` hands
 the descriptor to whoever called it: from then on it is tracked as an ``fd``
 acquired where the socket was (``multiprocessing.connection`` keeps its sockets
 that way), released by ``os.close`` or by a new owner (``socket(fileno=fd)``),
@@ -79,7 +80,16 @@ def _socket(obj: Any, rec: Record) -> Any:
 
 def _is_open(obj: Any, rec: Record) -> bool:
     sock = _socket(obj, rec)
-    return sock is not None and bool(sock.fileno() != -1)
+    if sock is None:
+        return False
+    if sock.fileno() != -1:
+        return True
+    if sock is obj and _live_get(rec.key) is rec:
+        # Closed, yet never through _real_close (which takes the record out of the table): its
+        # C finalizer closed it, and the ResourceWarning that finalizer raised keeps it alive as
+        # the warning's source (pytest records every warning under always::ResourceWarning).
+        collected(rec, sock)
+    return False
 
 
 class _Reason(str):
