@@ -663,7 +663,7 @@ def test_an_untracked_descriptor_is_waited_for_while_another_thread_runs(
 
     if not hasattr(select, "epoll") or not hasattr(signal, "setitimer"):
         pytest.skip("select.epoll and signal.setitimer are Linux's")
-    monkeypatch.setitem(_kinds.KINDS, "untracked-fd", _kinds.Kind("untracked-fd", waitable=lambda: True))
+    monkeypatch.setitem(_kinds.KINDS, "untracked-fd", _kinds.Kind("untracked-fd", waitable=lambda _: True))
     poller = select.epoll()  # a descriptor no hook sees opened
     previous = signal.signal(signal.SIGALRM, lambda *_: poller.close())
     try:
@@ -691,7 +691,7 @@ def test_an_untracked_descriptor_is_not_waited_for_with_the_checking_thread_alon
     def no_sleep(seconds: float) -> None:
         raise AssertionError(f"the check waited ({seconds} s) with no other thread running")
 
-    monkeypatch.setitem(_kinds.KINDS, "untracked-fd", _kinds.Kind("untracked-fd", waitable=lambda: False))
+    monkeypatch.setitem(_kinds.KINDS, "untracked-fd", _kinds.Kind("untracked-fd", waitable=lambda _: False))
     with select.epoll():
         monkeypatch.setattr(_tracker.time, "sleep", no_sleep)
         try:

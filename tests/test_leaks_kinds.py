@@ -38,7 +38,7 @@ from typing import Any
 import pytest
 
 import reclaim
-from _leakhelp import Watch, assert_site, ignore_gc_warnings, leakwatch, line
+from _leakhelp import RUN_TIMEOUT, Watch, assert_site, ignore_gc_warnings, leakwatch, line
 
 __all__ = ["leakwatch"]  # the fixture, imported for pytest
 
@@ -2329,6 +2329,44 @@ def test_pipe_dropped_unclosed_is_reported_as_collected(leakwatch: Watch) -> Non
     del reader, writer
     leak = _collected(leakwatch, "multiprocessing", at)
     assert leak.details["first"] == "collected" and leak.details["second"] == "closed"
+
+
+def test_pipe_and_pool_never_closed_are_not_waited_for(
+    leakwatch: Watch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing but the program's own close() ends them: a check does not sit out its grace period
+    (pebble's handler left its result pipe open in every test, each check waiting a second)."""
+    from reclaim.leaks import _tracker
+
+    def no_sleep(seconds: float) -> None:
+        raise AssertionError(f"the check waited ({seconds} s) for what cannot end by itself")
+
+    ends = multiprocessing.Pipe(duplex=False)
+    pool = ThreadPool(1)
+    try:
+        with monkeypatch.context() as patched:
+            patched.setattr(_tracker.time, "sleep", no_sleep)
+            found = leakwatch.leaks("multiprocessing", grace=30.0)
+        assert sorted(leak.description.split()[0] for leak in found) == [
+            "multiprocessing.Pipe()",
+            "multiprocessing.pool.ThreadPool",
+        ]
+    finally:
+        pool.terminate()
+        pool.join()
+        for end in ends:
+            end.close()
+
+
+def test_pool_closed_but_not_joined_is_waited_for(leakwatch: Watch) -> None:
+    """Its threads end by themselves after close(): the grace period waits for them, and nothing is left."""
+    pool = ThreadPool(1)
+    assert pool.apply(abs, (-3,)) == 3
+    pool.close()
+    try:
+        assert leakwatch.leaks(grace=RUN_TIMEOUT) == []
+    finally:
+        pool.join()
 
 
 def test_multiprocessing_queue_used_right_reports_nothing_of_its_pipe(leakwatch: Watch) -> None:

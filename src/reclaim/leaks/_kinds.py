@@ -8,7 +8,7 @@ tracks. Kinds reported through :mod:`reclaim._track` by reclaim's own owners
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from . import _records
 from ._records import Record
@@ -63,7 +63,7 @@ class Kind:
             nothing else explains, as asking may cost a query on the object.
         waitable: it may end by itself (thread, child, task): checks wait for
             it during their grace period. A function instead of True says, when
-            asked, whether waiting can still change anything.
+            asked with the leak's details, whether waiting can still change anything.
         death_leak: the object dying while its record is open means the
             garbage collector, not the program, released it. A function
             instead of True says, given the record of an object that just
@@ -95,7 +95,7 @@ class Kind:
         describe: Callable[[Any, Record], tuple[str, Details]] = _info_description,
         fds: Callable[[Any, Record], Iterable[int]] = _no_fds,
         paths: Callable[[Any, Record], Iterable[str]] = _no_paths,
-        waitable: bool | Callable[[], bool] = False,
+        waitable: bool | Callable[[Mapping[str, Any]], bool] = False,
         death_leak: bool | Callable[[Record], bool] = False,
         holder: bool = False,
         later_paths: Callable[[Any, Record], Iterable[str]] = _no_paths,
@@ -113,10 +113,11 @@ class Kind:
     def __repr__(self) -> str:
         return f"<Kind {self.name!r}>"
 
-    def worth_waiting_for(self) -> bool:
-        """Whether a check's grace period should wait for an open resource of this kind."""
+    def worth_waiting_for(self, details: Mapping[str, Any]) -> bool:
+        """Whether a check's grace period should wait for an open resource of this kind, found
+        with *details*."""
         waitable = self.waitable
-        return waitable() if callable(waitable) else waitable
+        return waitable(details) if callable(waitable) else waitable
 
 
 KINDS: dict[str, Kind] = {}

@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import sys
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import FunctionType, ModuleType
 
 from . import _lineage, _records
@@ -113,12 +113,21 @@ def _worker_running(worker: Any) -> bool:
     return bool(worker.is_alive())
 
 
+#: The states that end by themselves: a pool's workers and threads, a queue's feeder thread, an
+#: executor's workers finishing after close() or shutdown(). A check's grace period waits for
+#: these only: nothing ends a Pipe() end or an object never released but the program's own call.
+_UNJOINED_POOL = "closed but never joined (join())"
+_FEEDING_QUEUE = "closed, but its feeder thread still runs (join_thread())"
+_STOPPING_EXECUTOR = "shutting down, but its worker processes still run"
+_WINDING_DOWN = frozenset((_UNJOINED_POOL, _FEEDING_QUEUE, _STOPPING_EXECUTOR))
+
+
 def _pool_state(pool: Any) -> str | None:
     if pool._state == "RUN":
         return _NOT_RELEASED["pool"]
     threads = (pool._worker_handler, pool._task_handler, pool._result_handler)
     if any(thread.is_alive() for thread in threads) or any(_worker_running(w) for w in pool._pool):
-        return "closed but never joined (join())"
+        return _UNJOINED_POOL
     return None
 
 
@@ -127,7 +136,7 @@ def _queue_state(queue: Any) -> str | None:
         return _NOT_RELEASED["queue"]
     thread = queue._thread
     if thread is not None and thread.is_alive():
-        return "closed, but its feeder thread still runs (join_thread())"
+        return _FEEDING_QUEUE
     return None
 
 
@@ -148,7 +157,7 @@ def _executor_state(executor: Any) -> str | None:
     # was interrupted (SIGTERM while a worker ran a long task), and they outlive the program.
     processes = executor._processes
     if processes and any(process.is_alive() for process in list(processes.values())):
-        return "shutting down, but its worker processes still run"
+        return _STOPPING_EXECUTOR
     return None
 
 
@@ -240,7 +249,12 @@ def _fds(obj: Any, rec: Record) -> list[int]:
     return [end._handle for end in ends if end is not None and end._handle is not None]
 
 
-register(Kind("multiprocessing", is_open=_is_open, describe=_describe, fds=_fds, waitable=True))
+def _winding_down(details: Mapping[str, Any]) -> bool:
+    """Whether a check's grace period may see it end by itself (see _WINDING_DOWN)."""
+    return details.get("problem") in _WINDING_DOWN
+
+
+register(Kind("multiprocessing", is_open=_is_open, describe=_describe, fds=_fds, waitable=_winding_down))
 
 
 def _track_init(

@@ -521,7 +521,7 @@ def _winding_down(leak: Leak) -> bool:
     """Whether *leak* is open and may still end by itself: of a kind that may (a thread), or a
     holder of one (an MQTT client's loop thread, ending after ``disconnect()``)."""
     return leak.state == "open" and (
-        kind_of(leak.kind).worth_waiting_for() or any(_winding_down(held) for held in leak.holds)
+        kind_of(leak.kind).worth_waiting_for(leak.details) or any(_winding_down(held) for held in leak.holds)
     )
 
 
@@ -712,7 +712,7 @@ def _other_threads_run() -> bool:
     return len(sys._current_frames()) > 1
 
 
-def _may_close_meanwhile() -> bool:
+def _may_close_meanwhile(details: Mapping[str, Any]) -> bool:
     """Whether an untracked descriptor may still be closed by someone else: another thread runs
     Python, or C threads that close descriptors on their own do (see ``_fds.CLOSING_IN_C``)."""
     return _other_threads_run() or any(running() for running in _fds.CLOSING_IN_C)
