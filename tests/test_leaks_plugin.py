@@ -1258,6 +1258,48 @@ def test_what_a_module_level_object_keeps_is_not_blamed_on_the_test_that_opened_
     )
 
 
+def test_a_pipe_a_module_level_object_keeps_is_not_blamed_on_the_test_that_made_it(
+    pytester: pytest.Pytester,
+) -> None:
+    """A ``Pipe()`` pair has no object of its own: the object made at import that keeps its
+    ends (a process pool's channels, made on first use) holds it, reported at the end."""
+    pytester.makepyfile(
+        channel="""
+        import multiprocessing
+
+        class Channel:
+            def __init__(self):
+                self.ends = None
+
+            def send(self, value):
+                if self.ends is None:  # made on first use, kept
+                    self.ends = multiprocessing.Pipe(duplex=False)
+                self.ends[1].send(value)
+                return self.ends[0].recv()
+
+        channel = Channel()
+        """,
+        test_channel="""
+        import channel
+
+        def test_first():
+            assert channel.channel.send(1) == 1
+
+        def test_second():
+            assert channel.channel.send(2) == 2
+        """,
+    )
+    result = run(pytester)
+    result.assert_outcomes(passed=2)
+    assert "ERROR at teardown" not in result.stdout.str()
+    result.stdout.fnmatch_lines(
+        [
+            "held by module global channel.channel (kept from test_channel.py::test_first):",
+            "multiprocessing.Pipe() connection pair not closed: both ends open*",
+        ]
+    )
+
+
 def test_what_a_function_fixture_left_running_is_not_held_by_pytests_objects(
     pytester: pytest.Pytester,
 ) -> None:

@@ -71,6 +71,7 @@ __all__ = [
     "install_process",
     "install_queues",
     "install_spawn",
+    "open_pipe_ends",
 ]
 
 __tracebackhide__ = True  # stands in for what it wraps: see _patch
@@ -334,6 +335,18 @@ def install_pipe(patches: Patches, module: ModuleType) -> None:
     Pipe.__doc__ = pipe.__doc__
     patches.set(module, "Pipe", Pipe)
     patches.set(base, "__del__", __del__)
+
+
+def open_pipe_ends(context: str | None) -> list[tuple[Any, Record]]:
+    """Each live end of the ``Pipe()`` pairs still open that were made under *context*, with the
+    pair's record: the record has no object of its own, so what holds the pair holds its ends."""
+    found = []
+    for rec, index in list(_pipe_ends.values()):
+        if rec.context == context and rec.state == OPEN:
+            end = rec.info[2].ends[index]()
+            if end is not None:
+                found.append((end, rec))
+    return found
 
 
 def reset() -> None:

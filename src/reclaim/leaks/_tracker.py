@@ -351,7 +351,8 @@ class Tracker:
         its socket during the first test that uses it, yet the socket is the fixture's,
         closed at its teardown; so what an open resource's holder still references (through
         instances and containers; classes, modules and functions are not followed) takes the
-        holder's label. *module_holders* are looked through after them, the same way but for
+        holder's label (a ``Pipe()`` pair, which has no object of its own, through its
+        ends). *module_holders* are looked through after them, the same way but for
         themselves: objects the program keeps at module level (an engine made at import), of
         which a resource the code under *context* stored there itself is not one. Last, the
         library clients still open that were made outside *context* (an engine a plugin made
@@ -373,6 +374,10 @@ class Tracker:
             facts = _files.facts_of(raw)
             if raw is not None and facts is not None and _files.label_of(facts) == context and not raw.closed:
                 targets[id(raw)] = raw
+        pipes = _integration("_multiprocessing")
+        ends = pipes.open_pipe_ends(context) if pipes is not None else []  # alive while searched
+        for end, rec in ends:
+            targets[id(end)] = rec
         moved = 0
         pooled = _integration("_pooled")
         search = _Search(targets, _not_followed(), pooled.in_use() if pooled is not None else ())
@@ -386,6 +391,8 @@ class Tracker:
             for found in search.reachable(holder, itself):
                 held = targets.pop(found)
                 if isinstance(held, Record):
+                    if held.context != context:
+                        continue  # a Pipe() pair moved through its other end
                     held.context = label
                 else:  # a file's raw layer
                     _files.relabel(held, label)
