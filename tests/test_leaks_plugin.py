@@ -1300,6 +1300,56 @@ def test_a_pipe_a_module_level_object_keeps_is_not_blamed_on_the_test_that_made_
     )
 
 
+def test_what_a_decorator_keeps_from_import_is_not_blamed_on_the_test_that_opened_it(
+    pytester: pytest.Pytester,
+) -> None:
+    """A decorator given an object at import keeps it in its function's closure (pebble's
+    ``@process(pool=ProcessPool(1))``): what that object opens on first use is the module
+    global's, reported at the end, not the first caller's leak."""
+    pytester.makepyfile(
+        store="""
+        import functools
+        import sqlite3
+
+        class Store:
+            def __init__(self):
+                self.conn = None
+
+            def count(self):
+                if self.conn is None:  # connects on first use, keeps it
+                    self.conn = sqlite3.connect(":memory:")
+                return self.conn.execute("select 0").fetchone()[0]
+
+        def using(store):
+            def decorate(function):
+                @functools.wraps(function)
+                def wrapper():
+                    return function(store)
+                return wrapper
+            return decorate
+
+        @using(Store())
+        def count(store):
+            return store.count()
+        """,
+        test_store="""
+        import store
+
+        def test_first():
+            assert store.count() == 0
+
+        def test_second():
+            assert store.count() == 0
+        """,
+    )
+    result = run(pytester)
+    result.assert_outcomes(passed=2)
+    assert "ERROR at teardown" not in result.stdout.str()
+    result.stdout.fnmatch_lines(
+        ["held by module global store.count (kept from test_store.py::test_first):", "sqlite3 :memory:*"]
+    )
+
+
 def test_what_a_function_fixture_left_running_is_not_held_by_pytests_objects(
     pytester: pytest.Pytester,
 ) -> None:

@@ -54,7 +54,7 @@ import os
 import sys
 import time
 import types
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -250,9 +250,31 @@ def _module_holders(nodeid: str) -> dict[str, object]:
         if not isinstance(filename, str) or not _sites.is_program(filename):
             continue
         for name, value in list(vars(module).items()):
-            if not name.startswith("__") and not isinstance(value, _NOT_HOLDERS):
-                holders[f"{MODULE_GLOBAL}{module.__name__}.{name} (kept from {nodeid})"] = value
+            if name.startswith("__"):
+                continue
+            if isinstance(value, types.FunctionType):
+                # A decorator applied at import keeps what it was given in the closure of the
+                # function it returns (``@process(pool=ProcessPool(1))``): that object is the
+                # module's as a global's would be. Only the cells: a function's globals reach
+                # the whole module, what a test stored there included.
+                value = tuple(_closure_values(value))
+                if not value:
+                    continue
+            elif isinstance(value, _NOT_HOLDERS):
+                continue
+            holders[f"{MODULE_GLOBAL}{module.__name__}.{name} (kept from {nodeid})"] = value
     return holders
+
+
+def _closure_values(function: types.FunctionType) -> Iterator[object]:
+    """What *function*'s closure cells hold that may hold something for the program."""
+    for cell in function.__closure__ or ():
+        try:
+            value = cell.cell_contents
+        except ValueError:  # a cell not filled yet
+            continue
+        if not isinstance(value, _NOT_HOLDERS):
+            yield value
 
 
 #: The label of what an object a plugin or conftest keeps on pytest's config holds (see
