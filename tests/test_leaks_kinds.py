@@ -1862,6 +1862,36 @@ def test_task_done_before_its_loop_stopped_then_dropped_is_not_reported(leakwatc
     assert leakwatch.leaks() == []
 
 
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_task_pending_on_a_closed_loop_says_so_and_is_not_waited_for(
+    leakwatch: Watch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing can run it again: a check's grace period does not wait for it (tornado's
+    ``test_stop_no_timeout`` paid the whole second)."""
+    from reclaim.leaks import _tracker
+
+    loop = asyncio.new_event_loop()
+
+    async def main() -> asyncio.Task[None]:
+        task = loop.create_task(_forever())
+        await asyncio.sleep(0)  # it starts, and waits
+        return task
+
+    task = loop.run_until_complete(main())
+    loop.close()
+
+    def no_sleep(seconds: float) -> None:
+        raise AssertionError(f"the check waited ({seconds} s) for a task no loop can run")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(_tracker.time, "sleep", no_sleep)
+        leak = leakwatch.one("task", grace=30.0)
+    assert leak.details["loop_closed"] is True
+    assert leak.description.endswith("(its loop is closed: it can never finish)")
+    task.get_coro().close()  # type: ignore[union-attr]
+    assert leakwatch.leaks("task") == []
+
+
 def test_task_done_in_its_loops_last_step_then_loop_closed_and_task_dropped_is_not_reported(
     leakwatch: Watch,
 ) -> None:

@@ -40,6 +40,7 @@ from ._records import OPEN, Record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from typing import Any
 
 __all__ = [
@@ -162,10 +163,18 @@ def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
     if awaiting is not None:
         details["awaiting"] = awaiting
         text += f", suspended at {awaiting}"
+    if obj is not None and not obj.done() and obj.get_loop().is_closed():
+        details["loop_closed"] = True
+        text += " (its loop is closed: it can never finish)"
     return text, details
 
 
-register(Kind("task", is_open=_is_open, describe=_describe, waitable=True, death_leak=_death_is_leak))
+def _may_finish(details: Mapping[str, Any]) -> bool:
+    """Whether a check's grace period may see the task end: not once its loop is closed."""
+    return not details.get("loop_closed", False)
+
+
+register(Kind("task", is_open=_is_open, describe=_describe, waitable=_may_finish, death_leak=_death_is_leak))
 
 
 def _done(task: Any) -> None:
