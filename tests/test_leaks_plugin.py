@@ -1350,6 +1350,38 @@ def test_what_a_decorator_keeps_from_import_is_not_blamed_on_the_test_that_opene
     )
 
 
+def test_a_handler_a_test_leaves_on_a_logger_is_not_held_by_a_modules_logger(
+    pytester: pytest.Pytester,
+) -> None:
+    """A module's ``log = logging.getLogger(__name__)`` reaches every logger's handlers through
+    logging's manager: it holds none of them, so the file of the handler a test left on another
+    logger fails that test whether or not such a module is imported."""
+    pytester.makepyfile(
+        applog="""
+        import logging
+
+        log = logging.getLogger(__name__)
+        """,
+        test_logs="""
+        import logging
+
+        import applog
+
+        def test_leaves_a_handler(tmp_path):
+            logging.getLogger("other").addHandler(logging.FileHandler(tmp_path / "other.log"))
+
+        def test_after():
+            applog.log.info("after")
+        """,
+    )
+    result = run(pytester)
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(
+        ["*ERROR at teardown of test_leaves_a_handler*", "file *other.log (mode 'a')"]
+    )
+    assert "module global" not in result.stdout.str()
+
+
 def test_what_a_function_fixture_left_running_is_not_held_by_pytests_objects(
     pytester: pytest.Pytester,
 ) -> None:

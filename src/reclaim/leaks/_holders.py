@@ -568,11 +568,19 @@ def not_followed() -> tuple[type, ...]:
     (:data:`_PYTEST_PLUMBING`): through them anything reaches what a test's function-scoped
     fixtures made, so a test module's ``from pytest import mark`` (a module global whose mark
     generator keeps the config) took over the transport a fixture left running, and the test
-    that leaked it passed."""
+    that leaked it passed.
+
+    And logging's loggers and their manager, once logging is loaded: every logger reaches the
+    manager, which reaches every logger's handlers, so a module's ``log = getLogger(__name__)``
+    took over the file of a handler a test left on another logger (seen in gunicorn's tests),
+    and whether that test failed depended on which modules happened to be imported."""
     skipped: tuple[type, ...] = NOT_FOLLOWED
     asyncio = sys.modules.get("asyncio")
     if asyncio is not None:
         skipped = (*skipped, asyncio.AbstractEventLoop, asyncio.AbstractEventLoopPolicy)
+    logging = sys.modules.get("logging")
+    if logging is not None:
+        skipped = (*skipped, logging.Logger, logging.Manager)
     pytest = sys.modules.get("pytest")
     if pytest is not None:
         found = (getattr(pytest, name, None) for name in _PYTEST_PLUMBING)
