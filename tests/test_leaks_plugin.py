@@ -1451,14 +1451,20 @@ def test_what_a_test_leaves_on_a_session_event_loop_is_the_tests(pytester: pytes
 
 
 def test_a_log_file_the_app_opens_at_import_is_left_to_logging_shutdown(pytester: pytest.Pytester) -> None:
-    """logging.shutdown() closes a registered handler's file at exit, as reclaim run counts it:
-    not a leak at the end of the session. Another file opened at import still is."""
+    """logging.shutdown() closes a registered handler's file, or a SysLogHandler's socket, at exit,
+    as reclaim run counts it: not a leak at the end of the session. Another file or socket opened
+    at import still is."""
     pytester.makepyfile(
         applog="""
         import logging
+        import logging.handlers
+        import socket
         logging.basicConfig(filename="app.log", level=logging.INFO)
         logging.getLogger("app").addHandler(logging.FileHandler("audit.log"))
+        logging.getLogger("sys").addHandler(logging.handlers.SysLogHandler(("127.0.0.1", 9)))
         CACHE = open("cache.txt", "w")
+        PROBE = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        PROBE.bind(("127.0.0.1", 0))
         """,
         test_app="""
         import logging
@@ -1472,6 +1478,7 @@ def test_a_log_file_the_app_opens_at_import_is_left_to_logging_shutdown(pytester
     result.assert_outcomes(passed=1)
     out = result.stdout.str()
     assert "cache.txt" in out and "app.log" not in out and "audit.log" not in out, out
+    assert out.count("socket AF_INET/SOCK_DGRAM") == 1 and "applog.py:8" in out, out
 
 
 def test_what_closes_at_exit_is_left_to_it(pytester: pytest.Pytester) -> None:

@@ -23,7 +23,7 @@ that first used them; they are checked at the end of the session. Whatever
 shows only after its test ended (a session fixture's file, a socket opened at
 import time) is reported against the test or fixture that acquired it, in a
 "reclaim" summary section, and the session fails: nothing is lost. What the interpreter
-closes after the session (a ``logging`` handler's file, what an ``atexit`` handler registered
+closes after the session (a ``logging`` handler's file or socket, what an ``atexit`` handler registered
 during the run or a ``weakref.finalize`` still waiting closes) is not a leak, as ``reclaim run``
 counts it. With pytest-xdist
 each worker tracks its own tests and sends its session-end findings to the
@@ -304,19 +304,34 @@ def _config_holders(config: pytest.Config, nodeid: str) -> dict[str, object]:
     return holders
 
 
-def _logging_files() -> Callable[[Leak], bool]:
-    """Whether a leak is the file of a logging handler still registered: ``logging.shutdown()``
-    closes it at exit (``reclaim run`` counts that too), as when the app configures a
-    FileHandler at import."""
+def _logging_handlers() -> Callable[[Leak], bool]:
+    """Whether a leak is the file or socket of a logging handler still registered:
+    ``logging.shutdown()`` closes it at exit (``reclaim run`` counts that too), as when the app
+    configures a FileHandler, or a SysLogHandler (``socket``) or SocketHandler (``sock``), at
+    import."""
     logging = sys.modules.get("logging")
-    held: set[tuple[object, object]] = set()
+    files: set[tuple[object, object]] = set()
+    sockets: set[int] = set()
     for ref in list(getattr(logging, "_handlerList", ())):
-        stream = getattr(ref(), "stream", None)
+        handler = ref()
+        stream = getattr(handler, "stream", None)
         try:
-            held.add((getattr(stream, "name", None), stream.fileno()))  # type: ignore[union-attr]
+            files.add((getattr(stream, "name", None), stream.fileno()))  # type: ignore[union-attr]
         except (AttributeError, OSError, ValueError):
-            continue
-    return lambda leak: leak.kind == "file" and (leak.details.get("path"), leak.details.get("fd")) in held
+            pass
+        for name in ("socket", "sock"):
+            with contextlib.suppress(AttributeError, OSError, TypeError, ValueError):
+                fd = getattr(handler, name).fileno()
+                if type(fd) is int and fd >= 0:
+                    sockets.add(fd)
+
+    def registered(leak: Leak) -> bool:
+        if leak.kind == "file":
+            return (leak.details.get("path"), leak.details.get("fd")) in files
+        # An open socket's descriptor is its own: one the collector closed may share the number.
+        return leak.kind == "socket" and leak.state == "open" and leak.details.get("fd") in sockets
+
+    return registered
 
 
 #: How deep :func:`_reached` looks for what an ``atexit`` handler may close: its arguments and
@@ -649,7 +664,7 @@ class LeakChecker:
     def _check_session_end(self) -> None:
         assert self.tracker is not None
         # What a logging handler or an atexit handler closes at exit is the program's cleanup.
-        released_at_exit = [_logging_files(), self.exit_handlers.will_close()]
+        released_at_exit = [_logging_handlers(), self.exit_handlers.will_close()]
         leaks = self.tracker.leaks(
             grace=self.grace, collect=True, ignore_kinds=self.ignore_kinds, ignore=released_at_exit
         )
