@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import socket
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -131,3 +132,32 @@ def test_a_file_over_a_descriptor_it_does_not_own_is_never_reported_its_owner_is
         assert [leak.kind for leak in leakwatch.leaks()] == ["socket"]
     assert leakwatch.leaks() == []
     del kept, over_socket
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@pytest.mark.parametrize("buffering", [0, -1])
+@pytest.mark.parametrize("how", ["kept", "dropped"])
+def test_a_file_opened_over_a_descriptor_names_what_the_descriptor_points_at(
+    leakwatch: Watch, tmp_path: Path, how: str, buffering: int
+) -> None:
+    """``os.fdopen()`` of a ``mkstemp()`` file unlinked at once (gunicorn's worker heartbeat
+    file) names the file it points at, left open or closed by the collector, not a bare fd."""
+    fd, path = tempfile.mkstemp(dir=tmp_path)
+    os.unlink(path)
+    target = f"{path} (deleted)" if os.path.isdir("/proc/self/fd") else None
+    f = os.fdopen(fd, "w+b", buffering)
+    if how == "dropped":
+        with pytest.warns(ResourceWarning, match="unclosed file"):
+            del f
+    try:
+        leak = leakwatch.one("file")
+        assert leak.state == ("open" if how == "kept" else "collected")
+        assert leak.details["fd"] == fd and leak.details["path"] is None
+        if target is not None:
+            assert leak.details["target"] == target
+            assert leak.description == f"fd {fd} -> {target} (mode 'w+b')"
+        else:  # a descriptor table without link names: the device and inode, still not bare
+            assert leak.details["target"]
+    finally:
+        if how == "kept":
+            f.close()

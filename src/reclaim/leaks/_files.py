@@ -54,6 +54,7 @@ from reclaim._sites import acquired_in_finalizer as _acquired_in_finalizer
 from reclaim._sites import closing_in_finalizer as _closing_in_finalizer
 
 from . import _records
+from ._fds import describe_fd
 from ._kinds import Details, Kind, register
 from ._patch import Patches
 from ._records import NO_OBJECT, OPEN, Record
@@ -249,7 +250,11 @@ def _leaked(raw: Any, facts: tuple[Any, ...]) -> None:
     """Report the file of raw layer *raw* and its *facts* as closed by the garbage collector."""
     if raw.closefd:
         _forget(raw)
-        _records.leak(_record(raw, facts), _records.COLLECTED)
+        rec = _record(raw, facts)
+        name = facts[5]
+        if type(name) is int:  # os.fdopen(fd): read what it is while it is still open
+            rec.info = (Descriptor(name, describe_fd(name)), rec.info[1])
+        _records.leak(rec, _records.COLLECTED)
 
 
 def facts_of(raw: Any) -> tuple[Any, ...] | None:
@@ -370,6 +375,23 @@ else:  # the same, without importing typing (see reclaim._sites.Frame)
 
 class PipeEnd(_PipeEndFields):
     """The name of a file that is one of a subprocess's pipes: which stream, and the child's pid."""
+
+    __slots__ = ()
+
+
+if TYPE_CHECKING:
+
+    class _DescriptorFields(NamedTuple):
+        fd: int
+        target: str | None  # what /proc/self/fd/N pointed at (see _fds.describe_fd)
+
+else:
+    _DescriptorFields = namedtuple("Descriptor", ("fd", "target"))
+
+
+class Descriptor(_DescriptorFields):
+    """The name of a file opened over a descriptor (``os.fdopen(fd)``) the collector closed: what
+    the descriptor pointed at, read just before (a ``mkstemp()`` file unlinked at once, a pipe)."""
 
     __slots__ = ()
 
@@ -585,12 +607,18 @@ def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
         details = {"path": None, "directory": directory, "mode": mode}
         _add_fd(details, obj, rec)
         return f"unnamed {maker} in {directory} (mode {mode!r})", details
+    if isinstance(name, (Descriptor, int)):
+        # A file opened over a descriptor: what the descriptor points at says more than its
+        # number (read now while open; as the collector closed it, see _leaked()).
+        fd, target = (name.fd, name.target) if isinstance(name, Descriptor) else (name, None)
+        if target is None and obj is not None and not obj.closed:
+            target = describe_fd(fd)
+        details = {"path": None, "mode": mode, "fd": fd, "target": target}
+        _add_fd(details, obj, rec)
+        return f"fd {fd}" + (f" -> {target}" if target else "") + f" (mode {mode!r})", details
     details = {"path": name if isinstance(name, str) else None, "mode": mode}
-    if isinstance(name, int):
-        details["fd"] = name
     _add_fd(details, obj, rec)
-    label = f"fd {name}" if isinstance(name, int) else name
-    return f"{label} (mode {mode!r})", details
+    return f"{name} (mode {mode!r})", details
 
 
 def _add_fd(details: Details, obj: Any, rec: Record) -> None:
