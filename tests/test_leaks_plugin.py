@@ -1420,6 +1420,47 @@ def test_what_a_function_fixture_left_running_is_not_held_by_pytests_objects(
     assert "module global" not in result.stdout.str()
 
 
+def test_what_a_fixture_logged_is_not_held_by_the_modules_logger(pytester: pytest.Pytester) -> None:
+    """A module's ``logger`` global reaches the records pytest's capture handler keeps: the server a
+    fixture logged in its teardown (dramatiq's workers do) was taken over by that logger, and the
+    test that left its thread running passed."""
+    pytester.makepyfile(
+        test_logged="""
+        import logging
+        import threading
+
+        import pytest
+
+        logger = logging.getLogger(__name__)
+        STOP = threading.Event()
+
+        class Server:
+            def __init__(self):
+                self.thread = threading.Thread(target=STOP.wait, name="serving", daemon=True)
+                self.thread.start()
+
+        @pytest.fixture
+        def server():
+            running = Server()
+            yield running
+            try:
+                raise RuntimeError("stop failed")
+            except RuntimeError:
+                logger.exception("could not stop %r", running)
+
+        def test_leaves_it_running(server):
+            assert server.thread.is_alive()
+
+        def test_after():
+            pass
+        """
+    )
+    result = run(pytester, "-o", "reclaim_grace=0")
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(["*ERROR at teardown of test_leaves_it_running*", "thread 'serving'*"])
+    assert "module global" not in result.stdout.str()
+
+
 def test_what_a_test_leaves_on_a_session_event_loop_is_the_tests(pytester: pytest.Pytester) -> None:
     """A session-scoped event loop (or policy) reaches everything every test left on it: it
     holds none of it for the fixture, so a task a test leaves pending is that test's."""
