@@ -1382,6 +1382,60 @@ def test_a_handler_a_test_leaves_on_a_logger_is_not_held_by_a_modules_logger(
     assert "module global" not in result.stdout.str()
 
 
+def test_what_a_module_global_let_go_is_the_tests_again_at_the_end(pytester: pytest.Pytester) -> None:
+    """A module global set anew by each test's fixture (dramatiq's ``set_broker``) holds only
+    the last test's broker at the end: the earlier one's thread, still running, and its
+    connection, closed by the collector, are reported as its test's, not as "held by module
+    global"."""
+    pytester.makepyfile(
+        app="""
+        import sqlite3
+        import threading
+
+        STOP = threading.Event()
+        current = None
+
+        class Broker:
+            def __init__(self, name):
+                self.thread = threading.Thread(target=STOP.wait, name=name, daemon=True)
+                self.thread.start()
+                self.db = sqlite3.connect(":memory:")
+        """,
+        test_app="""
+        import gc
+
+        import pytest
+
+        import app
+
+        @pytest.fixture
+        def broker(request):
+            app.current = app.Broker(f"timer-{request.node.name}")
+            return app.current
+
+        def test_first(broker):
+            assert broker.thread.is_alive()
+
+        def test_second(broker):
+            gc.collect()  # the first broker, dropped by the fixture: its connection is closed now
+            assert broker.thread.is_alive()
+        """,
+    )
+    result = run(pytester, "-o", "reclaim_grace=0")
+    result.assert_outcomes(passed=2)
+    late = result.stdout.str().split("leaks found after their test ended")[-1]
+    result.stdout.fnmatch_lines(
+        [
+            "acquired by test_app.py::test_first:",
+            "thread 'timer-test_first'*",
+            "sqlite3 :memory:*closed by the garbage collector*",
+            "held by module global app.current (kept from test_app.py::test_second):",
+            "thread 'timer-test_second'*",
+        ]
+    )
+    assert "kept from test_app.py::test_first" not in late, late
+
+
 def test_what_a_function_fixture_left_running_is_not_held_by_pytests_objects(
     pytester: pytest.Pytester,
 ) -> None:

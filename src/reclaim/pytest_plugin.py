@@ -239,9 +239,8 @@ _NOT_HOLDERS = (
 MODULE_GLOBAL = "module global "
 
 
-def _module_holders(nodeid: str) -> dict[str, object]:
-    """``"module global mod.name (kept from <nodeid>)"`` -> value, for the objects the program's
-    own modules keep."""
+def _module_holders() -> dict[str, object]:
+    """``"module global mod.name"`` -> value, for the objects the program's own modules keep."""
     from . import _sites
 
     holders: dict[str, object] = {}
@@ -262,7 +261,7 @@ def _module_holders(nodeid: str) -> dict[str, object]:
                     continue
             elif isinstance(value, _NOT_HOLDERS):
                 continue
-            holders[f"{MODULE_GLOBAL}{module.__name__}.{name} (kept from {nodeid})"] = value
+            holders[f"{MODULE_GLOBAL}{module.__name__}.{name}"] = value
     return holders
 
 
@@ -277,6 +276,22 @@ def _closure_values(function: types.FunctionType) -> Iterator[object]:
             yield value
 
 
+_KEPT_FROM = " (kept from "
+
+
+def _kept_label(holder: str, nodeid: str) -> str:
+    """The label of what *holder* (a module global, a config attribute) took over from a test."""
+    return f"{holder}{_KEPT_FROM}{nodeid})"
+
+
+def _kept_origin(label: str) -> tuple[str, str] | None:
+    """(holder, test node id) of a :func:`_kept_label`, or None for another label."""
+    holder, found, rest = label.partition(_KEPT_FROM)
+    if not found or not label.startswith(_KEPT) or not rest.endswith(")"):
+        return None
+    return holder, rest[:-1]
+
+
 #: The label of what an object a plugin or conftest keeps on pytest's config holds (see
 #: _config_holders); reported at the end of the session, as a module global's is.
 CONFIG_ATTRIBUTE = "pytest config attribute "
@@ -285,8 +300,8 @@ CONFIG_ATTRIBUTE = "pytest config attribute "
 _KEPT = (MODULE_GLOBAL, CONFIG_ATTRIBUTE)
 
 
-def _config_holders(config: pytest.Config, nodeid: str) -> dict[str, object]:
-    """``"pytest config attribute engine (kept from <nodeid>)"`` -> value, for the objects a plugin
+def _config_holders(config: pytest.Config) -> dict[str, object]:
+    """``"pytest config attribute engine"`` -> value, for the objects a plugin
     or conftest keeps on the config (``config.engine = create_engine(...)`` in ``pytest_configure``,
     as SQLAlchemy's own test plugin does) or in its stash: pytest's own are left out."""
     from . import _sites
@@ -300,7 +315,7 @@ def _config_holders(config: pytest.Config, nodeid: str) -> dict[str, object]:
         module = sys.modules.get(type(value).__module__)
         filename = getattr(module, "__file__", None)
         if isinstance(filename, str) and not _sites.is_framework(filename):  # not pytest's, nor stdlib's
-            holders[f"{CONFIG_ATTRIBUTE}{name} (kept from {nodeid})"] = value
+            holders[f"{CONFIG_ATTRIBUTE}{name}"] = value
     return holders
 
 
@@ -663,6 +678,7 @@ class LeakChecker:
 
     def _check_session_end(self) -> None:
         assert self.tracker is not None
+        self._hand_back_let_go()
         # What a logging handler or an atexit handler closes at exit is the program's cleanup.
         released_at_exit = [_logging_handlers(), self.exit_handlers.will_close()]
         leaks = self.tracker.leaks(
@@ -882,8 +898,32 @@ class LeakChecker:
                 del self.wide_fixtures[label]
             elif cached[2] is None:  # set up without an error: its value is the holder
                 holders[label] = cached[0]
-        kept = {**_module_holders(nodeid), **_config_holders(self.config, nodeid)}
+        kept = {
+            _kept_label(holder, nodeid): value
+            for holder, value in {**_module_holders(), **_config_holders(self.config)}.items()
+        }
         return self.tracker.hand_over_held(nodeid, holders, kept)
+
+    def _hand_back_let_go(self) -> int:
+        """What a module global (or config attribute) took over from a test and no longer holds
+        at the end of the session is that test's again (see ``Tracker.hand_back``).
+
+        A framework's current broker or app, set anew by each test's fixture
+        (``dramatiq.set_broker``), holds at each test's end what that fixture started; by the end
+        of the session it names the last one only, and each earlier one's thread, still running,
+        is the leak of the test whose fixture started it, not "held by module global".
+        """
+        assert self.tracker is not None
+        now = {**_module_holders(), **_config_holders(self.config)}
+
+        def holding(label: str) -> tuple[str, object] | None:
+            kept = _kept_origin(label)
+            if kept is None:
+                return None
+            holder, nodeid = kept
+            return nodeid, now.get(holder)
+
+        return self.tracker.hand_back(holding)
 
     def _render(self, leaks: Sequence[Leak]) -> str:
         assert self.tracker is not None

@@ -364,16 +364,7 @@ class Tracker:
         many resources were relabelled.
         """
         self._require()
-        targets: dict[int, Any] = {}
-        for rec in list(_records.live.values()):
-            obj = rec()
-            if rec.context == context and rec.state == OPEN and obj is not None and obj is not NO_OBJECT:
-                targets[id(obj)] = rec
-        for ref in list(_files.table):
-            raw = ref()
-            facts = _files.facts_of(raw)
-            if raw is not None and facts is not None and _files.label_of(facts) == context and not raw.closed:
-                targets[id(raw)] = raw
+        targets = _open_under(context.__eq__)
         pipes = _integration("_multiprocessing")
         ends = pipes.open_pipe_ends(context) if pipes is not None else []  # alive while searched
         for end, rec in ends:
@@ -396,6 +387,60 @@ class Tracker:
                     held.context = label
                 else:  # a file's raw layer
                     _files.relabel(held, label)
+                moved += 1
+        return moved
+
+    def hand_back(self, holding: Callable[[str], tuple[str, object] | None]) -> int:
+        """Give back what a holder of :meth:`hand_over_held`'s *module_holders* has let go.
+
+        *holding* maps a label to None, or, for a label a module holder was handed resources
+        under, to (the label they were handed over from, what that holder is now: None when
+        gone). A module global that names another object now (a framework's current app or
+        broker, set anew by each test) no longer keeps what it took over: each resource it does
+        not reach any more, and each one the garbage collector closed since, takes back the
+        label it had, so the test that acquired it is blamed at the end, not the module. Labels
+        whose holder is one object are searched together; when the search runs out of budget
+        (HOLDER_SEARCH), nothing is given back for it. Returns how many resources were relabelled.
+        """
+        self._require()
+        asked: dict[str | None, tuple[str, object] | None] = {}
+
+        def handed(label: str | None) -> bool:
+            if label not in asked:
+                asked[label] = holding(label) if label is not None else None
+            return asked[label] is not None
+
+        targets = _open_under(handed)
+        moved = 0
+        for rec in list(_records.collected):  # closed by the collector: no holder keeps it
+            found = asked[rec.context] if handed(rec.context) else None
+            if found is not None:
+                rec.context = found[0]
+                moved += 1
+        groups: dict[int, tuple[object, set[str]]] = {}
+        for label, found in asked.items():
+            if found is not None and label is not None:
+                groups.setdefault(id(found[1]), (found[1], set()))[1].add(label)
+        pooled = _integration("_pooled")
+        for holder, labels in groups.values():
+            mine = {key: held for key, held in targets.items() if _label(held) in labels}
+            if not mine:
+                continue
+            reached: set[int] = set()
+            if holder is not None:
+                search = _Search(mine, _not_followed(), pooled.in_use() if pooled is not None else ())
+                reached.update(search.reachable(holder, False))
+                if not search.budget:
+                    continue  # it was not looked through to the end: what it may hold stays its
+            for key, held in mine.items():
+                if key in reached:
+                    continue
+                origin = asked[_label(held)]
+                assert origin is not None  # only handed-over labels are in *labels*
+                if isinstance(held, Record):
+                    held.context = origin[0]
+                else:  # a file's raw layer
+                    _files.relabel(held, origin[0])
                 moved += 1
         return moved
 
@@ -579,6 +624,32 @@ def _is_framework(site: Any) -> bool:
     """Acquired by framework code, or by a library's owned machinery (joblib's loky)."""
     code = _sites.first_code(site)
     return code is not None and (_sites.is_framework(code.co_filename) or _sites.is_owned(code))
+
+
+def _open_under(labelled: Callable[[str | None], bool]) -> dict[int, Any]:
+    """id of the object -> its record (or a file's raw layer), for each open resource whose label
+    *labelled* accepts."""
+    targets: dict[int, Any] = {}
+    for rec in list(_records.live.values()):
+        if not labelled(rec.context):
+            continue
+        obj = rec()
+        if rec.state == OPEN and obj is not None and obj is not NO_OBJECT:
+            targets[id(obj)] = rec
+    for ref in list(_files.table):
+        raw = ref()
+        facts = _files.facts_of(raw)
+        if raw is not None and facts is not None and not raw.closed and labelled(_files.label_of(facts)):
+            targets[id(raw)] = raw
+    return targets
+
+
+def _label(held: Any) -> str | None:
+    """The label of a target of :func:`_open_under`."""
+    if isinstance(held, Record):
+        return held.context
+    facts = _files.facts_of(held)
+    return _files.label_of(facts) if facts is not None else None
 
 
 #: How many objects hand_over_held() looks at, from all its holders together, at most.
