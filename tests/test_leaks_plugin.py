@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import textwrap
 import threading
 from pathlib import Path
 from xml.etree import ElementTree
@@ -1206,6 +1207,24 @@ def test_a_collected_cycles_resource_warning_stays_with_the_leaking_test(pyteste
     assert "test_next - " not in result.stdout.str()
 
 
+#: A module's object that connects on first use and keeps the connection (an app's engine).
+LAZY_STORE = textwrap.dedent(
+    """\
+    import sqlite3
+
+    class Store:
+        def __init__(self):
+            self.conn = None
+
+        def count(self):
+            if self.conn is None:  # connects on first use, keeps it
+                self.conn = sqlite3.connect(":memory:")
+            return self.conn.execute("select 0").fetchone()[0]
+
+    """
+)
+
+
 def test_what_a_module_level_object_keeps_is_not_blamed_on_the_test_that_opened_it(
     pytester: pytest.Pytester,
 ) -> None:
@@ -1213,21 +1232,7 @@ def test_what_a_module_level_object_keeps_is_not_blamed_on_the_test_that_opened_
     pass, and the connection, never closed, is reported at the end as that object's. What a
     test stores in a module-level list, or as a module global itself, is still the test's."""
     pytester.makepyfile(
-        store="""
-        import sqlite3
-
-        class Store:
-            def __init__(self):
-                self.conn = None
-
-            def count(self):
-                if self.conn is None:  # connects on first use, keeps it
-                    self.conn = sqlite3.connect(":memory:")
-                return self.conn.execute("select 0").fetchone()[0]
-
-        store = Store()
-        KEPT = []
-        """,
+        store=LAZY_STORE + "store = Store()\nKEPT = []\n",
         test_store="""
         import store
 
@@ -1307,31 +1312,24 @@ def test_what_a_decorator_keeps_from_import_is_not_blamed_on_the_test_that_opene
     ``@process(pool=ProcessPool(1))``): what that object opens on first use is the module
     global's, reported at the end, not the first caller's leak."""
     pytester.makepyfile(
-        store="""
-        import functools
-        import sqlite3
+        store=LAZY_STORE
+        + textwrap.dedent(
+            """
+            import functools
 
-        class Store:
-            def __init__(self):
-                self.conn = None
+            def using(store):
+                def decorate(function):
+                    @functools.wraps(function)
+                    def wrapper():
+                        return function(store)
+                    return wrapper
+                return decorate
 
-            def count(self):
-                if self.conn is None:  # connects on first use, keeps it
-                    self.conn = sqlite3.connect(":memory:")
-                return self.conn.execute("select 0").fetchone()[0]
-
-        def using(store):
-            def decorate(function):
-                @functools.wraps(function)
-                def wrapper():
-                    return function(store)
-                return wrapper
-            return decorate
-
-        @using(Store())
-        def count(store):
-            return store.count()
-        """,
+            @using(Store())
+            def count(store):
+                return store.count()
+            """
+        ),
         test_store="""
         import store
 
@@ -1436,6 +1434,30 @@ def test_what_a_module_global_let_go_is_the_tests_again_at_the_end(pytester: pyt
     assert "kept from test_app.py::test_first" not in late, late
 
 
+#: A server whose thread runs until the pytester run ends.
+SERVER = textwrap.dedent(
+    """\
+    import threading
+
+    STOP = threading.Event()
+
+    class Server:
+        def __init__(self):
+            self.thread = threading.Thread(target=STOP.wait, name="serving", daemon=True)
+            self.thread.start()
+    """
+)
+
+
+def _fails_the_test_that_left_the_server_running(pytester: pytest.Pytester) -> None:
+    """Run the pytester files: ``test_leaves_it_running`` errors for the thread ``'serving'`` its
+    fixture's server left running, blamed on no module global."""
+    result = run(pytester, "-o", "reclaim_grace=0")
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(["*ERROR at teardown of test_leaves_it_running*", "thread 'serving'*"])
+    assert "module global" not in result.stdout.str()
+
+
 def test_what_a_function_fixture_left_running_is_not_held_by_pytests_objects(
     pytester: pytest.Pytester,
 ) -> None:
@@ -1449,12 +1471,7 @@ def test_what_a_function_fixture_left_running_is_not_held_by_pytests_objects(
         import pytest
         from pytest import mark
 
-        STOP = threading.Event()
-
-        class Server:
-            def __init__(self):
-                self.thread = threading.Thread(target=STOP.wait, name="serving", daemon=True)
-                self.thread.start()
+        from server import Server
 
         @pytest.fixture
         def server():
@@ -1468,10 +1485,8 @@ def test_what_a_function_fixture_left_running_is_not_held_by_pytests_objects(
             pass
         """
     )
-    result = run(pytester, "-o", "reclaim_grace=0")
-    result.assert_outcomes(passed=2, errors=1)
-    result.stdout.fnmatch_lines(["*ERROR at teardown of test_leaves_it_running*", "thread 'serving'*"])
-    assert "module global" not in result.stdout.str()
+    pytester.makepyfile(server=SERVER)
+    _fails_the_test_that_left_the_server_running(pytester)
 
 
 def test_what_a_fixture_logged_is_not_held_by_the_modules_logger(pytester: pytest.Pytester) -> None:
@@ -1486,12 +1501,7 @@ def test_what_a_fixture_logged_is_not_held_by_the_modules_logger(pytester: pytes
         import pytest
 
         logger = logging.getLogger(__name__)
-        STOP = threading.Event()
-
-        class Server:
-            def __init__(self):
-                self.thread = threading.Thread(target=STOP.wait, name="serving", daemon=True)
-                self.thread.start()
+        from server import Server
 
         @pytest.fixture
         def server():
@@ -1509,10 +1519,8 @@ def test_what_a_fixture_logged_is_not_held_by_the_modules_logger(pytester: pytes
             pass
         """
     )
-    result = run(pytester, "-o", "reclaim_grace=0")
-    result.assert_outcomes(passed=2, errors=1)
-    result.stdout.fnmatch_lines(["*ERROR at teardown of test_leaves_it_running*", "thread 'serving'*"])
-    assert "module global" not in result.stdout.str()
+    pytester.makepyfile(server=SERVER)
+    _fails_the_test_that_left_the_server_running(pytester)
 
 
 def test_what_a_test_leaves_on_a_session_event_loop_is_the_tests(pytester: pytest.Pytester) -> None:
