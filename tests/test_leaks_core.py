@@ -721,3 +721,46 @@ def test_other_threads_run_sees_a_running_thread() -> None:
         check=True,
     )
     assert alone.stdout.strip() == "False"
+
+
+def test_a_test_tools_thread_alone_does_not_make_a_check_wait(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plugin's thread parked in accept() for the whole session (pytest-rerunfailures' server)
+    runs none of the program's code: an untracked descriptor is not waited for because of it, while
+    the same thread running the program's code is."""
+    import importlib.util
+    import socket
+
+    from reclaim.leaks import _tracker
+
+    tool = tmp_path / "tool_server.py"
+    tool.write_text("def serve(listener):\n    conn, _ = listener.accept()\n    conn.close()\n")
+    spec = importlib.util.spec_from_file_location("tool_server", tool)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    listener = socket.create_server(("127.0.0.1", 0))
+    server = threading.Thread(target=module.serve, args=(listener,))
+    server.start()
+    try:
+
+        def serving() -> bool:
+            frame = sys._current_frames().get(server.ident or 0)
+            while frame is not None and frame.f_code.co_filename != str(tool):
+                frame = frame.f_back
+            return frame is not None
+
+        deadline = time.monotonic() + RUN_TIMEOUT
+        while not serving():  # until the thread runs the tool's function (a poll, not a wait)
+            assert time.monotonic() < deadline, "the server thread never reached accept()"
+            time.sleep(0.001)
+        tools = _tracker.TOOL_FILES  # the plugins' of this run, whose threads may run as well
+        monkeypatch.setattr(_tracker, "TOOL_FILES", tools | {str(tool)})
+        assert not _tracker._other_threads_run()
+        monkeypatch.setattr(_tracker, "TOOL_FILES", tools)
+        assert _tracker._other_threads_run()
+    finally:
+        socket.create_connection(listener.getsockname()).close()
+        server.join()
+        listener.close()

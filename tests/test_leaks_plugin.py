@@ -1688,3 +1688,25 @@ def test_what_a_wider_fixtures_teardown_leaks_is_the_fixtures_not_the_last_tests
     label = "session-scoped fixture 'recorder' (set up for test_a.py::test_a)"
     result.stdout.fnmatch_lines([f"acquired by {label}:"])
     assert "ERROR at teardown" not in result.stdout.str()
+
+
+def test_the_installed_plugins_are_the_test_tools_not_the_conftests(pytester: pytest.Pytester) -> None:
+    """Installed plugins' files (pytest-timeout's) are the tools whose threads do not make a check
+    wait for an untracked descriptor; a conftest is the program's."""
+    pytest.importorskip("pytest_timeout")
+    pytester.makeconftest("")
+    pytester.makepyfile(
+        test_tools="""
+        import os
+
+        import pytest_timeout
+
+        from reclaim.leaks import _tracker
+
+        def test_tools():
+            assert pytest_timeout.__file__ in _tracker.TOOL_FILES
+            assert os.path.join(os.path.dirname(__file__), "conftest.py") not in _tracker.TOOL_FILES
+        """
+    )
+    result = run(pytester, "-p", "pytest_timeout")
+    result.assert_outcomes(passed=1)

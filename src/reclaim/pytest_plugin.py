@@ -199,6 +199,19 @@ def _allow_rules(item: pytest.Item | pytest.Collector) -> list[AllowRule]:
     return rules
 
 
+def _tool_files(config: pytest.Config) -> frozenset[str]:
+    """The files of the plugins pytest loaded that are not the program's (installed ones, as
+    pytest-rerunfailures): what their threads run is a test tool's (see ``_tracker.TOOL_FILES``)."""
+    from . import _sites
+
+    files = set()
+    for plugin in config.pluginmanager.get_plugins():
+        filename = getattr(plugin, "__file__", None) if isinstance(plugin, types.ModuleType) else None
+        if isinstance(filename, str) and not _sites.is_program(filename):
+            files.add(filename)
+    return frozenset(files)
+
+
 def _ini_allow(config: pytest.Config) -> list[AllowRule]:
     """The ``reclaim_allow`` ini lines (``KIND:REGEX``): allowed in every test and fixture."""
     from .leaks._allow import parse_allow
@@ -549,6 +562,7 @@ class LeakChecker:
         nested = f" #{self._number}" if self._number > 1 else ""
         self.session_label = f"pytest session (pid {os.getpid()}{nested}): collection and plugins"
         self.previous_context: str | None = None
+        self.previous_tools: frozenset[str] = frozenset()
         self.contexts: set[str] = set()
         self.allow: dict[str, list[AllowRule]] = {}
         #: A wider-scoped fixture's label -> its FixtureDef, while it may be set up (its value
@@ -594,13 +608,15 @@ class LeakChecker:
             # xdist controller: the workers run the tests and track them.
             self.controller = True
             return
-        from .leaks import Tracker, _records, current_context, set_context
+        from .leaks import Tracker, _records, _tracker, current_context, set_context
 
         self.previous_context = current_context()
         if self.depth_given:
             _records.ask_file_depth(self.depth)
         self.tracker = Tracker(depth=self.depth)
         self.tracker.start()
+        self.previous_tools = _tracker.TOOL_FILES
+        _tracker.TOOL_FILES = self.previous_tools | _tool_files(self.config)
         self.exit_handlers.start()
         self.contexts.add(self.session_label)
         set_context(self.session_label)
@@ -616,9 +632,12 @@ class LeakChecker:
             try:
                 self._check_session_end()
             finally:
+                from .leaks import _tracker
+
                 self.exit_handlers.stop()
                 self.tracker.stop()
                 self.tracker = None
+                _tracker.TOOL_FILES = self.previous_tools
                 set_context(self.previous_context)
                 if self.depth_given:
                     from .leaks import _records

@@ -33,6 +33,7 @@ from ._records import NO_OBJECT, OPEN, Record
 # imports inspect, a third of what `reclaim run` paid before the program's first line.
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
 if TYPE_CHECKING:
+    from types import FrameType
     from typing import Any, Self
 
     from ._report import Ignore, Leak, Report
@@ -785,9 +786,38 @@ def _leak(rec: Record, obj: Any, state: str, now: float, holds: Iterable[Leak] =
 _untracked_seen: dict[tuple[int, str], tuple[str | None, float]] = {}
 
 
+#: The files of the test tools loaded as plugins (installed pytest plugins), set by the pytest
+#: plugin: a thread whose stack is theirs and the framework's only (pytest-rerunfailures' server,
+#: parked in ``accept()`` for the whole session) runs none of the program's code (see below).
+TOOL_FILES: frozenset[str] = frozenset()
+
+
 def _other_threads_run() -> bool:
-    """Whether a thread other than this one runs Python (and so may still close a descriptor)."""
-    return len(sys._current_frames()) > 1
+    """Whether a thread other than this one runs Python (and so may still close a descriptor).
+
+    A test tool's thread does not count: it closes none of the program's descriptors, and while
+    it ran, every check that found an untracked one sat out its whole grace period.
+    """
+    frames = sys._current_frames()
+    if len(frames) == 1:
+        return False
+    me = threading.get_ident()
+    return any(not _tool_thread(frame) for ident, frame in frames.items() if ident != me)
+
+
+def _tool_thread(frame: FrameType | None) -> bool:
+    """Whether the stack ending in *frame* runs a test tool's code (:data:`TOOL_FILES`) and
+    otherwise the framework's only. A thread of the standard library's alone does count: an
+    event loop's waiting in ``select()`` runs the program's callbacks next."""
+    tool = False
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if filename in TOOL_FILES:
+            tool = True
+        elif not _sites.is_framework(filename):
+            return False
+        frame = frame.f_back
+    return tool
 
 
 def _may_close_meanwhile(details: Mapping[str, Any]) -> bool:
