@@ -261,8 +261,10 @@ class Report:
                 times = ""
             elif not others:
                 times = f" [bold]x {len(group)}[/] (all alike but for their time)"
-            else:
+            elif leak.frames:
                 times = f" [bold]x {len(group)}[/] (from the same line)"
+            else:  # untracked descriptors: alike in having no line, not in coming from one
+                times = f" [bold]x {len(group)}[/] (none with a known line)"
             kind, description = leak.kind, leak.description
             if description.startswith(f"{kind}."):
                 # "multiprocessing.Pool not closed", not "multiprocessing multiprocessing.Pool ...".
