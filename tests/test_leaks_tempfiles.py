@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from _leakhelp import reclaim_run_json
+import pytest
+
+from _leakhelp import reclaim_pytest, reclaim_run_json
+
+pytest_plugins = ["pytester"]
 
 # Closed after rolling over; never rolled over (no file: nothing to report); made at line 6 and
 # rolled over at line 7 by a write past max_size, never closed; made at line 9, dropped unclosed.
@@ -31,3 +35,29 @@ def test_a_spooled_file_left_open_or_dropped_is_one_entry_at_the_line_that_made_
     for leak in report["leaks"]:
         assert leak["description"] == "unnamed SpooledTemporaryFile in . (mode 'w+b')", stderr
         assert leak["details"]["path"] is None
+
+
+def test_what_mkstemp_and_mkdtemp_make_in_tmp_path_is_left_to_pytest(pytester: pytest.Pytester) -> None:
+    """pytest removes its temporary directories: a path made in tmp_path (kombu points
+    tempfile.tempdir there) is not the test's leak, while one made elsewhere still is."""
+    pytester.makepyfile(
+        test_temp="""
+        import os
+        import tempfile
+
+        def test_in_tmp_path(tmp_path, monkeypatch):
+            monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+            fd, _ = tempfile.mkstemp()
+            os.close(fd)
+            tempfile.mkdtemp(dir=tmp_path)
+
+        def test_elsewhere(tmp_path):
+            os.mkdir("elsewhere")
+            fd, _ = tempfile.mkstemp(dir="elsewhere")
+            os.close(fd)
+        """
+    )
+    result = reclaim_pytest(pytester)
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(["*ERROR at teardown of test_elsewhere*", "tempfile *elsewhere*mkstemp()*"])
+    assert "ERROR at teardown of test_in_tmp_path" not in result.stdout.str()

@@ -362,6 +362,23 @@ def _logging_handlers() -> Callable[[Leak], bool]:
     return registered
 
 
+def _made_in_pytest_temp(config: pytest.Config) -> Callable[[Leak], bool]:
+    """Whether a leak is a path ``mkstemp()``/``mkdtemp()`` made in pytest's base temporary
+    directory (``mkstemp(dir=tmp_path)``, or ``tempfile.tempdir`` set to it): pytest removes
+    those directories, as the files a test writes there, so the path is not the test's to remove."""
+    # pytest's tmp_path factory, set by its tmpdir plugin; its base directory is made on first
+    # use, so None means no test asked for one (and nothing was made in it).
+    factory = getattr(config, "_tmp_path_factory", None)
+    base = getattr(factory, "_basetemp", None)
+    if base is None:
+        return lambda leak: False
+    inside = os.path.join(os.fspath(base), "")
+    return lambda leak: (
+        leak.details.get("made_by") in ("mkstemp()", "mkdtemp()")
+        and str(leak.details.get("path", "")).startswith(inside)
+    )
+
+
 #: How deep :func:`_reached` looks for what an ``atexit`` handler may close: its arguments and
 #: the object of a bound method, then a ``functools.partial``'s own, and what a function's code
 #: names, in its cells or its module's globals (``atexit.register(lambda: LOG.close())``).
@@ -699,7 +716,11 @@ class LeakChecker:
         assert self.tracker is not None
         self._hand_back_let_go()
         # What a logging handler or an atexit handler closes at exit is the program's cleanup.
-        released_at_exit = [_logging_handlers(), self.exit_handlers.will_close()]
+        released_at_exit = [
+            _logging_handlers(),
+            self.exit_handlers.will_close(),
+            _made_in_pytest_temp(self.config),  # and what pytest removes with its temporary directories
+        ]
         leaks = self.tracker.leaks(
             grace=self.grace, collect=True, ignore_kinds=self.ignore_kinds, ignore=released_at_exit
         )
@@ -865,7 +886,7 @@ class LeakChecker:
             self.tracker.leaks,
             context=item.nodeid,
             ignore_kinds=self.ignore_kinds,
-            ignore=allowed,
+            ignore=[f for f in (allowed, _made_in_pytest_temp(self.config)) if f is not None],
         )
         # A clean test costs one cheap look. Only when something is left over do we pay for
         # gc.collect() (a cycle's resources are closed now, and their ResourceWarnings come
