@@ -755,11 +755,13 @@ def test_a_test_tools_thread_alone_does_not_make_a_check_wait(
         while not serving():  # until the thread runs the tool's function (a poll, not a wait)
             assert time.monotonic() < deadline, "the server thread never reached accept()"
             time.sleep(0.001)
-        tools = _tracker.TOOL_FILES  # the plugins' of this run, whose threads may run as well
+        # That thread's stack alone: other threads of this run may be there (xdist's execnet).
+        frame = sys._current_frames()[server.ident or 0]
+        tools = _tracker.TOOL_FILES  # the plugins' of this run
         monkeypatch.setattr(_tracker, "TOOL_FILES", tools | {str(tool)})
-        assert not _tracker._other_threads_run()
+        assert _tracker._tool_thread(frame)
         monkeypatch.setattr(_tracker, "TOOL_FILES", tools)
-        assert _tracker._other_threads_run()
+        assert not _tracker._tool_thread(frame)
     finally:
         socket.create_connection(listener.getsockname()).close()
         server.join()

@@ -1710,3 +1710,21 @@ def test_the_installed_plugins_are_the_test_tools_not_the_conftests(pytester: py
     )
     result = run(pytester, "-p", "pytest_timeout")
     result.assert_outcomes(passed=1)
+
+
+def test_an_xdist_workers_execnet_thread_is_a_tools(pytester: pytest.Pytester) -> None:
+    """A pytest-xdist worker's execnet thread runs for the whole session: it does not make every
+    check that found an untracked descriptor wait its grace period."""
+    pytester.makepyfile(
+        test_worker="""
+        import sys
+
+        from reclaim.leaks import _tracker
+
+        def test_only_execnet_runs_beside_it():
+            assert len(sys._current_frames()) > 1  # execnet's (started by _thread, not threading)
+            assert not _tracker._other_threads_run()
+        """
+    )
+    result = run(pytester, "-p", "xdist", "-n", "1")
+    result.assert_outcomes(passed=1)

@@ -201,13 +201,21 @@ def _allow_rules(item: pytest.Item | pytest.Collector) -> list[AllowRule]:
 
 def _tool_files(config: pytest.Config) -> frozenset[str]:
     """The files of the plugins pytest loaded that are not the program's (installed ones, as
-    pytest-rerunfailures): what their threads run is a test tool's (see ``_tracker.TOOL_FILES``)."""
+    pytest-rerunfailures), and of execnet (pytest-xdist's): what their threads run is a test
+    tool's (see ``_tracker.TOOL_FILES``)."""
     from . import _sites
 
     files = set()
     for plugin in config.pluginmanager.get_plugins():
         filename = getattr(plugin, "__file__", None) if isinstance(plugin, types.ModuleType) else None
         if isinstance(filename, str) and not _sites.is_program(filename):
+            files.add(filename)
+    # pytest-xdist's worker talks to its controller through execnet, whose thread runs for the
+    # whole session: a tool's as well (every check that found an untracked descriptor waited
+    # its whole grace period in every worker).
+    for name, module in list(sys.modules.items()):
+        filename = getattr(module, "__file__", None)
+        if (name == "execnet" or name.startswith("execnet.")) and isinstance(filename, str):
             files.add(filename)
     return frozenset(files)
 
