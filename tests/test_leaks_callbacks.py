@@ -331,6 +331,47 @@ def test_anyio_runner_and_trio_loop_frames_are_left_out_of_a_tests_report(
     assert "from " not in callers, callers
 
 
+TRIO_RUNS = {
+    "trio.run": """
+        import threading
+        import trio
+
+        def test_leaks():
+            async def main():
+                threading.Thread(target=threading.Event().wait, daemon=True).start()
+
+            trio.run(main)
+        """,
+    "pytest-trio": """
+        import threading
+        import pytest
+
+        @pytest.mark.trio
+        async def test_leaks():
+            threading.Thread(target=threading.Event().wait, daemon=True).start()
+        """,
+}
+
+
+@pytest.mark.parametrize("runner", sorted(TRIO_RUNS))
+def test_trio_run_and_pytest_trio_frames_are_left_out_of_a_tests_report(
+    pytester: pytest.Pytester, runner: str
+) -> None:
+    """``trio.run`` and pytest-trio's runner were listed as the test's callers, as neither
+    ``asyncio.run`` nor pytest-asyncio is (seen in hypercorn's trio tests)."""
+    pytest.importorskip("trio")
+    if runner == "pytest-trio":
+        pytest.importorskip("pytest_trio")
+    pytester.makepyfile(test_runner=TRIO_RUNS[runner])
+    # The suite turns plugin autoload off: pytest-trio is loaded by name, as anyio's is.
+    plugin = ("-p", "pytest_trio.plugin") if runner == "pytest-trio" else ()
+    result = pytester.runpytest_subprocess(*BASE_ARGS, *plugin, timeout=120)
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*ERROR at teardown of test_leaks*", "*running Event.wait()*"])
+    callers = result.stdout.str().partition("acquired at")[2].partition("thread '")[0]
+    assert "trio" not in callers, callers
+
+
 def test_the_pytest_console_script_is_plumbing_as_python_m_pytest_is() -> None:
     """What only pytest's and asyncio's code stood over was reported at the console script's line."""
     from reclaim import _sites

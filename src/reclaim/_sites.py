@@ -125,6 +125,7 @@ _FRAMEWORK_PACKAGES = (
     "xdist",
     "execnet",
     "pytest_asyncio",  # runs async tests and fixtures: its frames sit under every loop callback
+    "pytest_trio",  # runs trio tests and fixtures in tasks of its own, as pytest_asyncio does
     "uvloop",  # an event loop, as asyncio is: uvloop.run() and new_event_loop() sit under its loops
     "gevent",  # an event loop too: its hub runs greenlets, its servers accept and spawn handlers
     "twisted",  # an event loop too: its reactor runs the protocols, its ports listen and connect

@@ -159,8 +159,9 @@ RUNNERS: dict[str, tuple[str, ...]] = {
     "anyio.pytest_plugin": (),
     "anyio._backends._asyncio": ("TestRunner",),
     "anyio._backends._trio": ("TestRunner",),
-    # trio's run loop, and outcome's send, which resumes each task's coroutine.
-    "trio._core._run": ("unrolled_run", "GuestState.guest_tick"),
+    # trio's run() and its run loop (asyncio.run's frames are plumbing too), and outcome's send,
+    # which resumes each task's coroutine.
+    "trio._core._run": ("run", "unrolled_run", "GuestState.guest_tick"),
     "outcome._impl": ("Value.send", "Error.send"),
 }
 
