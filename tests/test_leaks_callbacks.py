@@ -16,6 +16,7 @@ import pytest
 
 import reclaim
 from _leakhelp import LEAN, Watch, ignore_gc_warnings, leakwatch, line
+from reclaim import _sites
 
 __all__ = ["leakwatch"]  # the fixture, imported for pytest
 
@@ -77,7 +78,8 @@ def test_a_servers_handler_task_names_its_coroutine_then_the_line_that_started_t
     # Cancelled at shutdown, it was gone by the report: where it waited is kept from before.
     waited = handler.__code__.co_firstlineno + 3
     assert leak.details["awaiting"] == f"{HERE}:{waited}"
-    assert f"suspended at {HERE}:{waited}" in leak.description
+    # The description's path is relative to the current directory, as the report's lines are.
+    assert f"suspended at {_sites.shown(f'{HERE}:{waited}')}" in leak.description
 
 
 @pytest.mark.reclaim_allow

@@ -531,6 +531,13 @@ def in_finalizer(frame: FrameType | None) -> bool:
     return False
 
 
+def shown(location: str) -> str:
+    """*location* (a path, or ``path:line``) for people: relative to the current directory when
+    it lies below it, as a report shows the lines that acquired a resource."""
+    cwd = os.getcwd() + os.sep
+    return location[len(cwd) :] if location.startswith(cwd) else location
+
+
 def acquired_in_finalizer(frame: FrameType | None, site: tuple[Any, ...]) -> bool:
     """Whether a resource closed from *frame* under a finalizer (see :func:`in_finalizer`) was
     acquired by that finalizer itself: a function between the close and the ``__del__`` (or

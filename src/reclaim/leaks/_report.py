@@ -13,7 +13,6 @@ The JSON layout is documented in ``docs/leaks-json.md`` and versioned by
 from __future__ import annotations
 
 import io
-import os
 import re
 import sys
 import time
@@ -21,7 +20,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from reclaim._sites import Frame, is_program
+from reclaim._sites import Frame, is_program, shown
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
 if TYPE_CHECKING:
@@ -387,7 +386,4 @@ def _jsonable(value: Any) -> Any:
 
 def _shown(frame: Frame) -> str:
     """A frame for people: its path relative to the current directory when it lies below it."""
-    cwd = os.getcwd() + os.sep
-    if frame.filename.startswith(cwd):
-        return f"{frame.filename[len(cwd) :]}:{frame.lineno} in {frame.function}"
-    return str(frame)
+    return f"{shown(frame.filename)}:{frame.lineno} in {frame.function}"

@@ -145,7 +145,7 @@ def _describe_greenlet(obj: Any, rec: Record) -> tuple[str, Details]:
             text += ", not started yet"
         else:
             details["awaiting"] = awaiting
-            text += f", suspended at {awaiting}"
+            text += f", suspended at {_sites.shown(awaiting)}"
     return text, details
 
 
@@ -162,7 +162,7 @@ def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
         awaiting = cancelled_at[0]
     if awaiting is not None:
         details["awaiting"] = awaiting
-        text += f", suspended at {awaiting}"
+        text += f", suspended at {_sites.shown(awaiting)}"
     if obj is not None and not obj.done() and obj.get_loop().is_closed():
         details["loop_closed"] = True
         text += " (its loop is closed: it can never finish)"
