@@ -1728,3 +1728,49 @@ def test_an_xdist_workers_execnet_thread_is_a_tools(pytester: pytest.Pytester) -
     )
     result = run(pytester, "-p", "xdist", "-n", "1")
     result.assert_outcomes(passed=1)
+
+
+def test_tests_whose_late_leaks_are_alike_are_one_block(pytester: pytest.Pytester) -> None:
+    """Each test's fixture started the same never-ending thread (dramatiq's 190 brokers): one
+    block names the tests, the leaks grouped under it, and every test still counts as leaked."""
+    pytester.makepyfile(
+        app="""
+        import threading
+
+        STOP = threading.Event()
+        current = None
+
+        class Broker:
+            def __init__(self):
+                self.thread = threading.Thread(target=STOP.wait, daemon=True)
+                self.thread.start()
+        """,
+        test_app="""
+        import pytest
+
+        import app
+
+        @pytest.fixture
+        def broker():
+            app.current = app.Broker()
+            return app.current
+
+        @pytest.mark.parametrize("n", range(5))
+        def test_uses_a_broker(broker, n):
+            assert broker.thread.is_alive()
+        """,
+    )
+    result = run(pytester, "-o", "reclaim_grace=0")
+    result.assert_outcomes(passed=5)
+    out = result.stdout.str()
+    late = out.split("leaks found after their test ended")[-1]
+    assert late.count("acquired by ") == 1, late
+    result.stdout.fnmatch_lines(
+        [
+            "acquired by test_app.py::test_uses_a_broker[[]0[]], test_app.py::test_uses_a_broker[[]1[]], "
+            "test_app.py::test_uses_a_broker[[]2[]] and 1 more:",
+            "thread * x 4 (from the same line)*",
+            "held by module global app.current (kept from test_app.py::test_uses_a_broker[[]4[]]):",
+        ]
+    )
+    assert "5 leaked" in out.splitlines()[-1]

@@ -558,6 +558,17 @@ def _key(leak: Leak) -> tuple[object, ...]:
     return (0, leak.kind, leak.description, leak.context)
 
 
+def _signature(leaks: Sequence[Leak]) -> tuple[tuple[str, tuple[object, ...]], ...]:
+    """What a test's late leaks are, whichever test's: their kinds and the lines that acquired them."""
+    return tuple(sorted((leak.kind, leak.frames) for leak in leaks))
+
+
+def _several(contexts: Sequence[str]) -> str:
+    """The tests (or fixtures) of one block of late leaks: the first three, and how many more."""
+    shown = ", ".join(contexts[:3])
+    return shown if len(contexts) <= 3 else f"{shown} and {len(contexts) - 3} more"
+
+
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
@@ -600,8 +611,9 @@ class LeakChecker:
         self.fixture_allow: dict[str, list[AllowRule]] = {}
         self.reported: set[tuple[object, ...]] = set()
         self.item: pytest.Item | None = None
-        # (who acquired, rendered report) of leaks found after their test ended.
-        self.late: list[tuple[str, str]] = []
+        # (who acquired, rendered report, how many tests or fixtures) of leaks found after their
+        # test ended.
+        self.late: list[tuple[str, str, int]] = []
         self.late_count = 0
         self.tests_leaked = 0
         self.leak_count = 0
@@ -670,7 +682,7 @@ class LeakChecker:
                     _records.unask_file_depth(self.depth)
             workeroutput = getattr(self.config, "workeroutput", None)
             if workeroutput is not None:
-                workeroutput["reclaim_late"] = [list(pair) for pair in self.late]
+                workeroutput["reclaim_late"] = [list(entry) for entry in self.late]
                 workeroutput["reclaim_late_count"] = self.late_count
                 workeroutput["reclaim_found"] = self.found
         if self.json_path is not None and not hasattr(self.config, "workerinput"):
@@ -682,7 +694,7 @@ class LeakChecker:
     def pytest_testnodedown(self, node: Any, error: object) -> None:
         """xdist controller: gather what a worker found at its session end."""
         output = getattr(node, "workeroutput", None) or {}
-        self.late.extend((str(who), str(text)) for who, text in output.get("reclaim_late", ()))
+        self.late.extend((str(who), str(text), int(n)) for who, text, n in output.get("reclaim_late", ()))
         self.late_count += int(output.get("reclaim_late_count", 0))
         self.found.extend(output.get("reclaim_found", ()))
 
@@ -707,7 +719,7 @@ class LeakChecker:
         if not self.late:
             return
         terminalreporter.section("reclaim: leaks found after their test ended", red=True)
-        for who, text in self.late:
+        for who, text, _ in self.late:
             verb = "held by" if who.startswith(_KEPT) else "acquired by"
             terminalreporter.write_line(f"{verb} {who}:", bold=True)
             terminalreporter.write_line(text)
@@ -718,7 +730,9 @@ class LeakChecker:
             "'reclaim_allow = KIND:REGEX'."
         )
         # Counted in the last line ("3 passed, 1 leaked"), so a red exit status is explained.
-        terminalreporter.stats.setdefault("leaked", []).extend(_LateLeak(who) for who, _ in self.late)
+        terminalreporter.stats.setdefault("leaked", []).extend(
+            _LateLeak(who) for who, _, tests in self.late for _ in range(tests)
+        )
 
     def _check_session_end(self) -> None:
         assert self.tracker is not None
@@ -744,10 +758,17 @@ class LeakChecker:
                 continue
             self.reported.add(_key(leak))
             by_context.setdefault(context, []).append(leak)
+        # Tests that leaked alike (each test's fixture started the same never-ending thread) are
+        # one block, not one per test: what they leaked, acquired at the same lines.
+        alike: dict[object, list[str]] = {}
         for context, found in by_context.items():
-            self.found.extend(self.tracker.report(found).to_json()["leaks"])
-            text = self.tracker.report(found).to_text(depth=self.depth)
-            self.late.append((context, text))
+            signature = context if context.startswith(_KEPT) else _signature(found)
+            alike.setdefault(signature, []).append(context)
+        for contexts in alike.values():
+            found = [leak for context in contexts for leak in by_context[context]]
+            report = self.tracker.report(found)
+            self.found.extend(report.to_json()["leaks"])
+            self.late.append((_several(contexts), report.to_text(depth=self.depth), len(contexts)))
             self.late_count += len(found)
 
     # -- one test --------------------------------------------------------------------------

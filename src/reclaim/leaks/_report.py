@@ -235,13 +235,14 @@ class Report:
         if not self.leaks:
             console.print("no leaks")
             return
-        # Leaks of one kind from one line (a loop, or a hypothesis test's examples) are one block
-        # saying how many: a hundred blocks hide the others. What differs between them (forty
+        # Leaks of one kind from one line (a loop, or a hypothesis test's examples, or the tests
+        # whose fixture each left one) are one block saying how many: a hundred blocks hide the
+        # others. What differs between them (forty
         # paths, say, or the pool threads that ran the line) is listed under the first, a few
         # of them, not given a block each.
         alike: dict[tuple[Any, ...], list[Leak]] = {}
         for leak in self.leaks:
-            key = (leak.kind, leak.state, leak.frames, leak.context, leak.pid)
+            key = (leak.kind, leak.state, leak.frames, leak.pid)
             alike.setdefault(key, []).append(leak)
         for index, group in enumerate(alike.values()):
             leak = group[0]
@@ -298,8 +299,11 @@ class Report:
                 named = ", ".join(repr(name) for name in threads[:_OTHERS_SHOWN])
                 more = len(threads) - _OTHERS_SHOWN
                 facts.append(f"threads {named}" + (f" and {more} more" if more > 0 else ""))
-            if leak.context:
-                facts.append(f"during {leak.context}")
+            contexts = list(dict.fromkeys(other.context for other in group if other.context))
+            if contexts:  # the tests each leaked one alike (pytest's late leaks), in their order
+                during = ", ".join(contexts[:_OTHERS_SHOWN])
+                more = len(contexts) - _OTHERS_SHOWN
+                facts.append(f"during {during}" + (f" and {more} more" if more > 0 else ""))
             facts.append(f"pid {leak.pid}")
             if leak.kind != "untracked-fd":
                 facts.append(f"{_age(leak.age)} ago")
