@@ -1656,6 +1656,55 @@ def test_what_closes_at_exit_is_left_to_it(pytester: pytest.Pytester) -> None:
     ], out
 
 
+def test_a_temp_path_a_waiting_finalize_or_atexit_handler_removes_is_left_to_it(
+    pytester: pytest.Pytester,
+) -> None:
+    """A ``mkdtemp()`` or ``mkstemp()`` path handed to a ``weakref.finalize`` of an object kept
+    to the end (a cached filesystem's cache directory) or to an atexit handler is removed at
+    exit, so it is no leak; one nothing removes, and a ``TemporaryDirectory`` left to its own
+    implicit cleanup, still are."""
+    pytester.makepyfile(
+        test_paths="""
+        import atexit
+        import os
+        import shutil
+        import tempfile
+        import weakref
+
+        class Cache:
+            def __init__(self):
+                self.storage = tempfile.mkdtemp()
+                weakref.finalize(self, self._remove, self.storage)
+
+            @staticmethod
+            def _remove(path):
+                shutil.rmtree(path, ignore_errors=True)
+
+        INSTANCES = {}
+
+        def test_cached():
+            INSTANCES["cache"] = Cache()
+
+        def test_atexit_removes_a_temp_file():
+            fd, path = tempfile.mkstemp()
+            os.close(fd)
+            atexit.register(os.remove, path)
+
+        def test_plain_mkdtemp():
+            INSTANCES["plain"] = tempfile.mkdtemp(prefix="plain-")
+
+        def test_temporary_directory_kept():
+            INSTANCES["tmp"] = tempfile.TemporaryDirectory()
+        """,
+    )
+    result = run(pytester, "-W", "ignore::ResourceWarning")
+    result.assert_outcomes(passed=4, errors=2)
+    result.stdout.fnmatch_lines(["*ERROR at teardown of test_plain_mkdtemp*", "tempdir */plain-*"])
+    result.stdout.fnmatch_lines(["*ERROR at teardown of test_temporary_directory_kept*", "tempdir *"])
+    out = result.stdout.str()
+    assert out.count("ERROR at teardown") == 2 and "mkstemp" not in out, out
+
+
 def test_what_a_wider_fixtures_teardown_leaks_is_the_fixtures_not_the_last_tests(
     pytester: pytest.Pytester,
 ) -> None:

@@ -436,9 +436,10 @@ class _ExitHandlers:
             self._patches = None
 
     def will_close(self) -> Callable[[Leak], bool]:
-        """Whether a leak still open is what a handler will close: by identity, or by descriptor
-        for files and sockets (a text file's handler closes the raw file under it). One the
-        collector closed is a leak all the same (a finalize callback run by a collection)."""
+        """Whether a leak still open is what a handler will close: by identity, by descriptor
+        for files and sockets (a text file's handler closes the raw file under it), or by path
+        for temp directories and files. One the collector closed is a leak all the same (a
+        finalize callback run by a collection)."""
         from . import _sites
         from .leaks import _records
 
@@ -446,9 +447,19 @@ class _ExitHandlers:
         # time and stack tell it apart, as a leak's report key does (_key).
         acquisitions: set[tuple[object, ...]] = set()
         fds: set[int] = set()
+        paths: set[str] = set()
         for func, args, kwargs in [*self.handlers, *_finalizers_at_exit()]:
             if func is os.close:
                 fds.update(arg for arg in args if type(arg) is int)
+            if not _implicit_cleanup(func):
+                # A temp path handed over (fsspec's cache directory, to a finalize of the
+                # filesystem its instance cache keeps; ``atexit.register(os.remove, path)``).
+                for arg in (*args, *kwargs.values()):
+                    if isinstance(arg, (str, os.PathLike)):
+                        with contextlib.suppress(Exception):  # a PathLike whose __fspath__ fails
+                            path = os.fspath(arg)
+                            if isinstance(path, str):
+                                paths.add(path)
             for obj in _reached(func, (*args, *kwargs.values()), _EXIT_FOLLOWED):
                 rec = _records.live.get(id(obj))
                 if rec is not None and rec() is obj:
@@ -463,8 +474,18 @@ class _ExitHandlers:
             and (
                 (leak.seq, leak.kind, leak.acquired_at, leak.frames) in acquisitions
                 or (leak.kind in ("file", "socket", "fd") and leak.details.get("fd") in fds)
+                or (leak.kind in ("tempdir", "tempfile") and leak.details.get("path") in paths)
             )
         )
+
+
+def _implicit_cleanup(func: object) -> bool:
+    """Whether *func* is a ``TemporaryDirectory``'s own finalizer: the "Implicitly cleaning up"
+    it warns of is the program's leak (see ``leaks._tempfiles``), though it removes the path."""
+    import tempfile
+
+    owner = getattr(func, "__self__", None)
+    return isinstance(owner, type) and issubclass(owner, tempfile.TemporaryDirectory)
 
 
 def _finalizers_at_exit() -> list[tuple[Callable[..., object], tuple[object, ...], dict[str, object]]]:
