@@ -1823,3 +1823,51 @@ def test_tests_whose_late_leaks_are_alike_are_one_block(pytester: pytest.Pyteste
         ]
     )
     assert "5 leaked" in out.splitlines()[-1]
+
+
+def test_fsspecs_io_loop_and_its_thread_are_the_librarys_not_the_first_tests(
+    pytester: pytest.Pytester,
+) -> None:
+    """fsspec runs one event loop for the process in a daemon thread it never stops, made by the
+    first filesystem that needs it: not the leak of the test that made that filesystem, while
+    a loop and thread the test starts itself the same way still are."""
+    # A stand-in for fsspec.asyn with its get_loop() as written there (fsspec is no dependency).
+    pytester.mkpydir("fsspec")
+    pytester.makepyfile(
+        **{
+            "fsspec/asyn": """
+            import asyncio
+            import threading
+
+            loop = [None]
+            iothread = [None]
+
+            def get_loop():
+                if loop[0] is None:
+                    loop[0] = asyncio.new_event_loop()
+                    th = threading.Thread(target=loop[0].run_forever, name="fsspecIO")
+                    th.daemon = True
+                    th.start()
+                    iothread[0] = th
+                return loop[0]
+            """,
+            "test_io": """
+            import asyncio
+            import threading
+
+            from fsspec.asyn import get_loop
+
+            def test_first_filesystem():
+                assert get_loop().is_running() or True
+
+            def test_own_loop_thread():
+                own = asyncio.new_event_loop()
+                threading.Thread(target=own.run_forever, name="mine", daemon=True).start()
+            """,
+        }
+    )
+    result = run(pytester, "-o", "reclaim_grace=0")
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(["*ERROR at teardown of test_own_loop_thread*"])
+    out = result.stdout.str()
+    assert "fsspecIO" not in out and "test_io.py:8" not in out, out

@@ -40,13 +40,14 @@ from __future__ import annotations
 import gc
 import sys
 from collections.abc import Callable
-from types import ModuleType
+from types import FrameType, ModuleType
 
+from reclaim import _sites
 from reclaim._sites import in_finalizer as _in_finalizer
 
 from . import _records, _sockets, _tasks
 from ._kinds import Details, Kind, register
-from ._owning import site
+from ._owning import PLUMBING, site
 from ._patch import Patches
 from ._records import NO_OBJECT, OPEN, Record
 
@@ -173,6 +174,13 @@ def releasing_close(close: Callable[[Any], None], then: Callable[[Any], None] | 
     return close_
 
 
+def _maker(frame: FrameType | None) -> FrameType | None:
+    """The first frame outside asyncio (and the rest of the standard library) from *frame* out."""
+    while frame is not None and _sites.frame_is_framework(frame):
+        frame = frame.f_back
+    return frame
+
+
 def install(patches: Patches, selector_events: ModuleType) -> None:
     """Record each selector event loop as one resource; see it closed, or collected unclosed."""
     loop_cls = selector_events.BaseSelectorEventLoop
@@ -191,6 +199,13 @@ def install(patches: Patches, selector_events: ModuleType) -> None:
         pipe = tuple(fd for fd in (_fileno(ssock), _fileno(csock)) if fd is not None)
         selector_class = type(selector).__name__ if selector is not None else None
         info = (type(self).__name__, selector_class, _fileno(selector), pipe)
+        maker = _maker(sys._getframe(1))
+        if maker is not None and maker.f_code in PLUMBING:
+            # A library's loop for the process (fsspec's IO loop, see _owning.PROCESS_WIDE): at
+            # its own line, owned, so never reported, while its descriptors stay accounted for.
+            _sites.mark_owned(maker.f_code)
+            _records.new(self, "eventloop", info, _records.capture(maker, _records.depth))
+            return
         _records.new(self, "eventloop", info, site(self))
 
     def __del__(self: Any, *args: Any, **kwargs: Any) -> None:

@@ -48,9 +48,9 @@ __tracebackhide__ = True  # stands in for what it wraps: see _patch
 #: Code that acquires for a library's own machinery (see PROCESS_WIDE, and anyio's pytest runner):
 #: what it acquires directly is never recorded. That is the threads it starts, the tasks it
 #: creates, the objects of classes tracked with track_init() it makes (executors), the selectors
-#: it makes (see _sockets), and its connections to in-memory sqlite3 databases (see _sqlite);
-#: not the files it opens, whose descriptors would then be reported as untracked (a library's
-#: file is owned: see own()).
+#: and event loops it makes (see _sockets, _loops), and its connections to in-memory sqlite3
+#: databases (see _sqlite); not the files it opens, whose descriptors would then be reported as
+#: untracked (a library's file is owned: see own()).
 PLUMBING: set[CodeType] = set()
 
 #: What libraries keep for the whole process, or make and drop by design, by the module and the
@@ -74,6 +74,9 @@ PROCESS_WIDE = {
     # pyzmq's context for the process: Context.instance() makes one per process (its libzmq
     # descriptors are that context's, see _zmq); a context the program makes is its own.
     "zmq.sugar.context": ("Context.instance",),
+    # fsspec's IO loop: one event loop for the process, run forever in its daemon thread
+    # 'fsspecIO', made by the first filesystem that needs it and never stopped (reset at fork).
+    "fsspec.asyn": ("get_loop",),
     # Django's connection to an in-memory sqlite3 database (its test database by default): its
     # close() keeps it, or the database would be gone. A file database's is the program's to close.
     "django.db.backends.sqlite3.base": ("DatabaseWrapper.get_new_connection",),
