@@ -550,9 +550,10 @@ class AsyncPool(PoolCore[T]):
         # A task of an earlier event loop is not awaited: that loop ended (asyncio.run
         # cancelled the task) or runs elsewhere; the pool is closed, so the task ends.
         try:
-            # Tested first: wait_for(..., 0) times out even on an event already set.
+            # Tested first: no timer to arm when every lease is back already.
             if not self._all_back.is_set():
-                await asyncio.wait_for(self._all_back.wait(), CLOSE_TIMEOUT if timeout is None else timeout)
+                async with asyncio.timeout(CLOSE_TIMEOUT if timeout is None else timeout):
+                    await self._all_back.wait()  # no task of its own (see _worker.amaintain)
         except TimeoutError:
             held = [s.where() for s in _explain.holders(self)]
             log.warning(

@@ -90,7 +90,7 @@ def _own_workings(cls: type) -> None:
             own(*(vars(base)[name] for name in names))
             _owned.add(base)
     if _worker not in _owned:
-        # The maintenance thread and task: what they create, and the tasks wait_for() starts.
+        # The maintenance thread and task, and what they create.
         own(maintain, amaintain, _worker._background_create, _worker._abackground_create)
         _owned.add(_worker)
 

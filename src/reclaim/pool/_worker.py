@@ -135,8 +135,12 @@ async def amaintain(ref: weakref.ref[AsyncPool[Any]]) -> None:
             nap = plan.wake_in
         wake = pool._wake
         del pool
+        # asyncio.timeout, not wait_for(): on 3.11 wait_for() wraps the wait in a task of its
+        # own, which a loop closed with this worker pending never starts, and whose coroutine
+        # then warns "was never awaited" wherever it is collected.
         try:
-            await _asyncio.wait_for(wake.wait(), nap)
+            async with _asyncio.timeout(nap):
+                await wake.wait()
         except TimeoutError:
             pass
         wake.clear()
