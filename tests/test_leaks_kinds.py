@@ -1827,6 +1827,26 @@ def test_anyios_process_pool_shutdown_task_is_its_own(leakwatch: Watch) -> None:
     assert leakwatch.leaks() == []
 
 
+@pytest.mark.reclaim_allow(kind="task")  # the other task is left pending on purpose
+def test_task_cancelled_but_not_yet_run_at_shutdown_is_not_reported(leakwatch: Watch) -> None:
+    """Cancelled by the program (asyncpg's terminate() cancels its cancel-request tasks) in the
+    loop's last turn: it ends at the shutdown's first, as asked; one left pending is a leak."""
+    cancelled: list[asyncio.Task[None]] = []
+    left: list[asyncio.Task[None]] = []
+
+    async def main() -> None:
+        cancelled.append(asyncio.create_task(_forever()))
+        left.append(asyncio.create_task(_forever()))
+        await asyncio.sleep(0)  # both start, and wait
+        # Cancelled in the turn that stops the loop (before main's end is seen): not run since.
+        asyncio.get_running_loop().call_soon(cancelled[0].cancel)
+
+    asyncio.run(main())
+    assert cancelled[0].cancelled()  # it ended at shutdown
+    [leak] = leakwatch.leaks("task")
+    assert leak.state == "cancelled"
+
+
 def test_awaited_and_cancelled_tasks_are_not_reported(leakwatch: Watch) -> None:
     async def main() -> None:
         await asyncio.create_task(asyncio.sleep(0))

@@ -393,6 +393,11 @@ def install_runners(patches: Patches, runners: ModuleType) -> None:
             rec = _records.live.get(id(task))
             if escaped or task in _main_tasks or rec is None or rec.kind != "task" or rec.state != OPEN:
                 continue
+            if task.cancelling():
+                # Cancelled already, by the program or its library (asyncpg's terminate() cancels
+                # its cancel-request tasks), and not yet run since: it ends at the shutdown's
+                # first turn, as the program asked.
+                continue
             try:  # where it waits, read before the cancel below unwinds it
                 awaiting = _suspended_at(task)
             except Exception:  # an exotic coroutine: the leak still is one
