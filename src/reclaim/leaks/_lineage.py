@@ -155,9 +155,8 @@ def start_name() -> str | None:
 def spawn_environment(name: str) -> list[bytes]:
     """The environment, as ``_posixsubprocess.fork_exec()`` takes it, of a child that a spawn
     makes with the program's own environment, naming it *name*."""
-    env = {key: value for key, value in os.environb.items() if key != _BYTES_VARIABLE}
-    env[_BYTES_VARIABLE] = os.fsencode(_after(os.environ.get(VARIABLE), name))
-    return [key + b"=" + value for key, value in env.items()]
+    env, _ = marked(None, name)
+    return [os.fsencode(key) + b"=" + os.fsencode(value) for key, value in env.items()]
 
 
 def carry(name: str) -> None:
