@@ -2520,9 +2520,15 @@ def test_pool_never_closed_collected_in_a_cycle_is_reported_as_collected(
         pool = ThreadPool(1)
         at = line() - 1
     assert pool.apply(abs, (-3,)) == 3
+    # The answer's ApplyResult lets go of the pool only after it woke apply(): until its result
+    # thread gets there, the pool outlives the cycle and dies of its last reference there. Either
+    # way it dies unclosed; wait for that death, not for a given thread.
+    gone = threading.Event()
+    weakref.finalize(pool, gone.set)
     box: list[object] = [pool]
     del pool
     _collect_in_a_cycle(leakwatch, "multiprocessing", box)
+    assert gone.wait(RUN_TIMEOUT)
     leak = _collected(leakwatch, "multiprocessing", at, grace=10.0)
     name = "multiprocessing.Pool" if spawned else "multiprocessing.pool.ThreadPool"
     assert leak.description.startswith(f"{name} not closed")
