@@ -71,7 +71,10 @@ def test_psycopg_pool_never_closed_is_one_leak_at_its_line_and_a_kept_getconn_it
     assert len(found) == 2, [leak.headline() for leak in found]
     name = "AsyncConnectionPool" if asynchronous else "ConnectionPool"
     assert_site(by_kind["psycopg", f"psycopg_pool.{name}"], made)
-    assert_site(by_kind["psycopg", None], at)
+    kept_leak = by_kind["psycopg", None]
+    assert_site(kept_leak, at)
+    assert kept_leak.details["checked_out_of"] == "psycopg_pool"
+    assert "never given back (putconn(), or a with pool.connection() block)" in kept_leak.description
     assert leakwatch.leaks() == []
 
 

@@ -62,7 +62,13 @@ def test_pubsub_never_closed_is_blamed_on_its_subscribe_not_on_the_ping_that_con
     pubsub.subscribe("reclaim-test:pooled")  # checks that socket out, never to give it back
     at = line() - 1
     try:
-        assert program_line(leakwatch.one("socket")) == at
+        leak = leakwatch.one("socket")
+        assert program_line(leak) == at
+        assert leak.details["checked_out_of"] == "redis-py"
+        assert leak.description.endswith(
+            ", checked out of a redis-py connection pool and never given back"
+            " (close() the pubsub() or pipeline() that holds it, or release() it to its pool)"
+        )
     finally:
         pubsub.close()
     assert leakwatch.leaks() == []
@@ -95,6 +101,7 @@ def test_a_connection_back_in_the_pool_is_blamed_where_it_connected(
     redis_client.echo("again")
     [held] = leakwatch.one("redis").holds
     assert held.kind == "socket" and program_line(held) == at
+    assert "checked_out_of" not in held.details and "checked out" not in held.description
     redis_client.close()
     assert leakwatch.leaks() == []
 
@@ -144,7 +151,7 @@ def test_a_pool_the_program_makes_is_the_entry_at_its_line_not_the_command_that_
     """redis-py's docs make a pool handed to clients the program's to disconnect (rq's scheduler
     makes one): its idle sockets were reported at the first command, deep in the program."""
     redis = pytest.importorskip("redis")
-    pool = redis.ConnectionPool(host=redis_server.host, port=redis_server.port)
+    pool = redis.ConnectionPool(host=redis_server.host, port=redis_server.port, max_connections=1_000)
     made = line() - 1
     redis.Redis(connection_pool=pool).ping()
     connected = line() - 1
@@ -249,6 +256,26 @@ def test_a_checkout_inside_no_leaks_of_a_socket_connected_before_is_that_blocks(
         assert leak.kind == "socket" and program_line(leak) == at
     finally:
         pubsub.close()
+
+
+@pytest.mark.redis
+def test_checkouts_closed_while_out_and_never_given_back_are_not_remembered_for_ever(
+    leakwatch: Watch, redis_server: Any
+) -> None:
+    """A connection a pool lent and the program closed, then dropped without giving it back (as
+    urllib3 does with a broken one), has nothing left to report: the table of what is out
+    forgets it, and does not grow with each one."""
+    redis = pytest.importorskip("redis")
+    from reclaim.leaks import _pooled
+
+    pool = redis.ConnectionPool(host=redis_server.host, port=redis_server.port, max_connections=1_000)
+    for _ in range(3 * _pooled._out_limit):
+        conn = pool.get_connection()
+        conn.disconnect()
+        pool._in_use_connections.discard(conn)  # dropped: the pool never sees it again
+    del conn
+    assert len(_pooled._out) <= 2 * 256
+    assert leakwatch.leaks() == []
 
 
 @pytest.mark.redis
@@ -426,7 +453,8 @@ def test_urllib3_response_never_released_is_blamed_on_its_request(leakwatch: Wat
         response = pool.urlopen("GET", "/", preload_content=False)
         at = line() - 1
         try:
-            assert [program_line(leak) for leak in _clients(leakwatch, http_port)] == [at]
+            [leak] = _clients(leakwatch, http_port)
+            assert program_line(leak) == at and leak.details["checked_out_of"] == "urllib3"
         finally:
             response.read()
             response.release_conn()
@@ -465,7 +493,9 @@ def test_sqlalchemy_connection_never_closed_is_blamed_on_its_connect_not_on_the_
     kept = sqlite_engine.connect()
     at = line() - 1
     try:
-        assert program_line(leakwatch.one("sqlite3")) == at
+        leak = leakwatch.one("sqlite3")
+        assert program_line(leak) == at and leak.details["checked_out_of"] == "SQLAlchemy"
+        assert "never given back (close() its Connection or Session, or a with-block)" in leak.description
     finally:
         kept.close()
     assert idle_in_engine(leakwatch, "sqlite3") == first
@@ -835,6 +865,7 @@ def test_httpx_streamed_response_never_closed_is_blamed_on_its_send(leakwatch: W
         try:
             [leak] = caught.value.leaks
             assert leak.kind == "socket" and program_line(leak) == at
+            assert leak.details["checked_out_of"] == "httpcore"
         finally:
             kept.read()  # read whole, its connection can serve the next request
             kept.close()

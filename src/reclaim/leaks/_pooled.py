@@ -83,6 +83,26 @@ _IN_USE = ("_in_use_connections", "_connections")
 #: out, while it is out (an asyncpg pool's holder): see lent() and in_use().
 _handed_out: dict[int, weakref.ref[Any]] = {}
 
+#: Each pool family (the *source* of a checkout): what a report calls it, and how the program
+#: gives back what it checked out.
+POOLS = {
+    "redis-py": (
+        "a redis-py connection pool",
+        "close() the pubsub() or pipeline() that holds it, or release() it to its pool",
+    ),
+    "urllib3": ("urllib3's connection pool", "read the response to its end, or close() it"),
+    "httpcore": ("httpx's connection pool", "read the response, or close() it: a with client.stream() block"),
+    "psycopg_pool": ("a psycopg_pool pool", "putconn(), or a with pool.connection() block"),
+    "SQLAlchemy": ("a SQLAlchemy engine's pool", "close() its Connection or Session, or a with-block"),
+}
+
+#: id(record) -> (record, source) of each resource checked out of a pool, until it goes back:
+#: a report says where it came from and how to give it back (see :func:`checked_out_of`).
+_out: dict[int, tuple[_records.Record, str]] = {}
+#: _out's size above which take() drops what is no longer open (a connection a pool discarded
+#: while it was out, never given back as itself: urllib3 puts back None for a broken one).
+_out_limit = 256
+
 
 def _seen(pool: Any) -> None:
     key = id(pool)
@@ -95,9 +115,11 @@ def _forget(key: int, ref: weakref.ref[Any]) -> None:
         del _pools[key]
 
 
-def checked_out(conn: Any, socket_of: Callable[[Any], Any], frame: Any, kind: str = "socket") -> None:
-    """The pool handed *conn* (what it holds, of *kind*, found by *socket_of*) to the code running
-    in *frame*."""
+def checked_out(
+    conn: Any, socket_of: Callable[[Any], Any], frame: Any, source: str, kind: str = "socket"
+) -> None:
+    """The pool of family *source* (see :data:`POOLS`) handed *conn* (what it holds, of *kind*,
+    found by *socket_of*) to the code running in *frame*."""
     try:
         sock = socket_of(conn)
     except Exception:  # an exotic connection: it stays where it was made, the checkout goes on
@@ -105,11 +127,13 @@ def checked_out(conn: Any, socket_of: Callable[[Any], Any], frame: Any, kind: st
     rec = _records.live.get(id(sock)) if sock is not None else None
     if rec is None or rec.kind != kind or rec() is not sock:
         return  # not connected yet (the request that follows connects it), or not tracked
-    take(conn, rec, frame)
+    take(conn, rec, frame, source)
 
 
-def take(conn: Any, rec: _records.Record, frame: Any) -> None:
-    """The pool handed *conn*, whose resource *rec* tracks, to the code running in *frame*."""
+def take(conn: Any, rec: _records.Record, frame: Any, source: str) -> None:
+    """The pool of family *source* handed *conn*, whose resource *rec* tracks, to the code running
+    in *frame*."""
+    global _out_limit
     try:
         saved = vars(conn).get(POOLED)
         if saved is None or saved[0] is not rec:  # a second wrapper (a subclass's) keeps the first's
@@ -117,6 +141,18 @@ def take(conn: Any, rec: _records.Record, frame: Any) -> None:
     except TypeError:  # no __dict__: the resource stays blamed where it was made
         return
     lend(rec, _site(frame))
+    _out[id(rec)] = (rec, source)
+    if len(_out) > _out_limit:
+        for key, (out, _) in list(_out.items()):
+            if out.state != _records.OPEN:
+                del _out[key]
+        _out_limit = max(256, 2 * len(_out))
+
+
+def checked_out_of(rec: _records.Record) -> str | None:
+    """The family (a key of :data:`POOLS`) of the pool *rec*'s resource is checked out of, if it is."""
+    entry = _out.get(id(rec))
+    return entry[1] if entry is not None and entry[0] is rec else None
 
 
 def lend(rec: _records.Record, site: Any) -> None:
@@ -157,6 +193,9 @@ def returned(conn: Any) -> None:
     if saved is None:
         return
     rec: _records.Record = saved[0]
+    entry = _out.get(id(rec))
+    if entry is not None and entry[0] is rec:
+        del _out[id(rec)]
     if rec.state == _records.OPEN and _records.live.get(rec.key) is rec:
         rec.site, rec.context, rec.seq, rec.time, rec.thread = saved[1:]
 
@@ -195,6 +234,7 @@ def reset() -> None:
     """Forget the pools seen and what was lent (the last tracker stopped)."""
     _pools.clear()
     _handed_out.clear()
+    _out.clear()
 
 
 # -- redis-py ---------------------------------------------------------------------------------
@@ -222,7 +262,7 @@ def install_redis(patches: Patches, module: ModuleType) -> None:
     for name in ("ConnectionPool", "BlockingConnectionPool"):
         cls = getattr(module, name, None)
         if isinstance(cls, type):
-            _wrap(patches, cls, "get_connection", "release", _redis_socket, track_pool=True)
+            _wrap(patches, cls, "get_connection", "release", _redis_socket, "redis-py", track_pool=True)
 
 
 def install_redis_async(patches: Patches, module: ModuleType) -> None:
@@ -231,7 +271,8 @@ def install_redis_async(patches: Patches, module: ModuleType) -> None:
         cls = getattr(module, name, None)
         if isinstance(cls, type):
             get, put = "get_connection", "release"
-            _wrap(patches, cls, get, put, _redis_async_socket, track_pool=True, asynchronous=True)
+            socket_of = _redis_async_socket
+            _wrap(patches, cls, get, put, socket_of, "redis-py", track_pool=True, asynchronous=True)
 
 
 def _wrap(
@@ -240,6 +281,7 @@ def _wrap(
     get_name: str,
     put_name: str,
     socket_of: Callable[[Any], Any],
+    source: str,
     kind: str = "socket",
     *,
     track_pool: bool = False,
@@ -250,21 +292,21 @@ def _wrap(
     get = vars(cls).get(get_name)
     if get is not None:
         checkout = _async_checkout if asynchronous else _sync_checkout
-        patches.set(cls, get_name, checkout(get, socket_of, kind, track_pool))
+        patches.set(cls, get_name, checkout(get, socket_of, source, kind, track_pool))
     put = vars(cls).get(put_name)
     if put is not None:
         patches.set(cls, put_name, (_async_return if asynchronous else _sync_return)(put))
 
 
 def _sync_checkout(
-    get: Callable[..., Any], socket_of: Callable[[Any], Any], kind: str, track_pool: bool
+    get: Callable[..., Any], socket_of: Callable[[Any], Any], source: str, kind: str, track_pool: bool
 ) -> Callable[..., Any]:
     @functools.wraps(get)
     def checkout(self: Any, *args: Any, **kwargs: Any) -> Any:
         conn = get(self, *args, **kwargs)
         if track_pool:
             _seen(self)
-        checked_out(conn, socket_of, sys._getframe(1), kind)
+        checked_out(conn, socket_of, sys._getframe(1), source, kind)
         return conn
 
     return checkout
@@ -280,14 +322,14 @@ def _sync_return(put: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _async_checkout(
-    get: Callable[..., Any], socket_of: Callable[[Any], Any], kind: str, track_pool: bool
+    get: Callable[..., Any], socket_of: Callable[[Any], Any], source: str, kind: str, track_pool: bool
 ) -> Callable[..., Any]:
     @functools.wraps(get)
     async def get_connection(self: Any, *args: Any, **kwargs: Any) -> Any:
         conn = await get(self, *args, **kwargs)
         if track_pool:
             _seen(self)
-        checked_out(conn, socket_of, sys._getframe(1), kind)
+        checked_out(conn, socket_of, sys._getframe(1), source, kind)
         return conn
 
     return get_connection
@@ -309,7 +351,7 @@ def install_urllib3(patches: Patches, module: ModuleType) -> None:
     """Wrap ``urllib3.connectionpool.HTTPConnectionPool``'s ``_get_conn`` and ``_put_conn``."""
     cls = getattr(module, "HTTPConnectionPool", None)
     if isinstance(cls, type):
-        _wrap(patches, cls, "_get_conn", "_put_conn", lambda conn: getattr(conn, "sock", None))
+        _wrap(patches, cls, "_get_conn", "_put_conn", lambda conn: getattr(conn, "sock", None), "urllib3")
 
 
 # -- psycopg_pool -----------------------------------------------------------------------------
@@ -322,7 +364,7 @@ def _itself(conn: Any) -> Any:
 def wrap_psycopg_pool(patches: Patches, cls: type, *, asynchronous: bool) -> None:
     """Wrap *cls*'s ``getconn`` and ``putconn`` (psycopg_pool's ``ConnectionPool``, or with
     *asynchronous* its ``AsyncConnectionPool``): what is checked out is a psycopg connection."""
-    _wrap(patches, cls, "getconn", "putconn", _itself, "psycopg", asynchronous=asynchronous)
+    _wrap(patches, cls, "getconn", "putconn", _itself, "psycopg_pool", "psycopg", asynchronous=asynchronous)
 
 
 # -- SQLAlchemy -------------------------------------------------------------------------------
@@ -386,7 +428,7 @@ def install_sqlalchemy(patches: Patches, module: ModuleType) -> None:
         except Exception:  # an exotic dialect or a newer SQLAlchemy: blamed where it connected
             return fairy
         if rec is not None:
-            take(entry, rec, sys._getframe(1))
+            take(entry, rec, sys._getframe(1), "SQLAlchemy")
         else:  # untracked: what a detached connection left on the entry must not be put back
             getattr(entry, "__dict__", {}).pop(POOLED, None)
         return fairy
@@ -486,7 +528,7 @@ def _lent(response: Any, frame: Any) -> None:
     """The connection an httpcore pool's *response* streams from is out until the stream closes."""
     conn = getattr(getattr(getattr(response, "stream", None), "_pool_request", None), "connection", None)
     if conn is not None:
-        checked_out(conn, _httpcore_socket, frame)
+        checked_out(conn, _httpcore_socket, frame, "httpcore")
 
 
 def _back(stream: Any) -> None:

@@ -763,6 +763,12 @@ def _leak(rec: Record, obj: Any, state: str, now: float, holds: Iterable[Leak] =
         description, details = kind_of(rec.kind).describe(obj, rec)
     except Exception as exc:  # describing must never hide the leak itself
         description, details = f"<cannot describe: {exc!r}>", {}
+    pooled = _integration("_pooled")
+    source = pooled.checked_out_of(rec) if pooled is not None else None
+    if source is not None:  # what it is says little of how it leaked: a pool lent it, never given back
+        pool, give_back = pooled.POOLS[source]
+        description += f", checked out of {pool} and never given back ({give_back})"
+        details = {**details, "checked_out_of": source}
     from ._report import Leak
 
     return Leak(
