@@ -461,6 +461,28 @@ def test_urllib3_response_never_released_is_blamed_on_its_request(leakwatch: Wat
     assert _clients(leakwatch, http_port) == []
 
 
+@ignore_gc_warnings
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@pytest.mark.parametrize("reused", [False, True], ids=["new-connection", "reused-connection"])
+def test_urllib3_response_dropped_unread_is_closed_by_the_collector(
+    leakwatch: Watch, http_port: int, reused: bool
+) -> None:
+    """A streamed response dropped before its end: IOBase's finalizer calls its ``close()``,
+    which closes the connection it kept out of the pool. The collector's doing, at the request
+    (the socket made for it, or the one it checked out), not the program's close."""
+    urllib3 = pytest.importorskip("urllib3")
+    with urllib3.HTTPConnectionPool("127.0.0.1", http_port, maxsize=1) as pool:
+        if reused:
+            pool.request("GET", "/")  # read whole: its connection goes back to the pool
+        response = pool.urlopen("GET", "/", preload_content=False)
+        at = line() - 1
+        assert response.read(1)
+        del response
+        [leak] = _clients(leakwatch, http_port)
+        assert leak.state == "collected" and program_line(leak) == at
+        assert leak.details.get("checked_out_of") == ("urllib3" if reused else None)
+
+
 def _clients(watch: Watch, port: int) -> list[Any]:
     """The client sockets to the server on *port* still open (not the server's own)."""
     return [leak for leak in watch.leaks("socket") if leak.details.get("peer") == f"127.0.0.1:{port}"]

@@ -61,6 +61,7 @@ __tracebackhide__ = True  # stands in for what it wraps: see _patch
 
 _getframe = sys._getframe
 _in_finalizer = _sites.in_finalizer
+_closing_in_finalizer = _sites.closing_in_finalizer
 _capture = _records.capture
 _live_pop = _records.live.pop
 _live_get = _records.live.get
@@ -253,6 +254,15 @@ def track_class(patches: Patches, cls: type, family_of: Any, type_of: Any) -> No
     *family_of* and *type_of* read a socket's family and type as ints."""
     init: Any = vars(cls)["__init__"]
     real_close: Any = cls._real_close  # type: ignore[attr-defined]
+    # The socket's own close(): what called it may be a wrapper's close() that IOBase's finalizer
+    # called (urllib3's HTTPResponse, dropped with its connection out). A close deferred until a
+    # makefile() object is closed (_decref_socketios) is _socketio's to judge.
+    close: Any = getattr(cls.close, "__code__", None)  # type: ignore[attr-defined]
+    deferred: Any = getattr(getattr(cls, "_decref_socketios", None), "__code__", None)
+
+    def _wrapper_finalized(frame: Any) -> bool:
+        return frame is not None and frame.f_code is not deferred and _closing_in_finalizer(frame)
+
     detach: Any = cls.detach  # type: ignore[attr-defined]
 
     # socket.socket.__init__'s own signature (3.11 to 3.13): no argument tuple or dict per socket.
@@ -280,8 +290,12 @@ def track_class(patches: Patches, cls: type, family_of: Any, type_of: Any) -> No
     def _real_close(self: Any, *args: Any, **kwargs: Any) -> None:
         rec = _live_pop(id(self), None)  # _records.release(), inlined
         if rec is not None:
-            if _in_finalizer(_getframe(1)) and not _sites.acquired_in_finalizer(_getframe(1), rec.site):
-                # Its owner's __del__: the owner was dropped unclosed (not the finalizer's own socket).
+            caller = _getframe(1)
+            if (_in_finalizer(caller) or (caller.f_code is close and _wrapper_finalized(caller.f_back))) and (
+                not _sites.acquired_in_finalizer(caller, rec.site)
+            ):
+                # Its owner's __del__, or the close() IOBase's finalizer called: the owner was dropped
+                # unclosed (not the finalizer's own socket).
                 if _sites._collecting_in is not None and _holders.dropped(_getframe(1)):
                     rec.state = _RELEASED  # a pool a PoolManager.clear() dropped, a cycle kept
                 else:
