@@ -347,11 +347,31 @@ def _async_return(release: Callable[..., Any]) -> Callable[..., Any]:
 # -- urllib3 (requests) -----------------------------------------------------------------------
 
 
+def _urllib3_socket(conn: Any) -> Any:
+    return getattr(conn, "sock", None)
+
+
 def install_urllib3(patches: Patches, module: ModuleType) -> None:
-    """Wrap ``urllib3.connectionpool.HTTPConnectionPool``'s ``_get_conn`` and ``_put_conn``."""
+    """Wrap ``urllib3.connectionpool.HTTPConnectionPool``'s ``_get_conn`` and ``_put_conn``, and
+    its ``urlopen``: a connection checked out before it had a socket (a new one, the request
+    connects it) is out with that socket once the response comes back unread."""
     cls = getattr(module, "HTTPConnectionPool", None)
-    if isinstance(cls, type):
-        _wrap(patches, cls, "_get_conn", "_put_conn", lambda conn: getattr(conn, "sock", None), "urllib3")
+    if not isinstance(cls, type):
+        return
+    _wrap(patches, cls, "_get_conn", "_put_conn", _urllib3_socket, "urllib3")
+    urlopen = vars(cls).get("urlopen")
+    if urlopen is None:
+        return
+
+    @functools.wraps(urlopen)
+    def urlopen_(self: Any, *args: Any, **kwargs: Any) -> Any:
+        response = urlopen(self, *args, **kwargs)
+        conn = getattr(response, "_connection", None)  # None once read whole and given back
+        if conn is not None and POOLED not in getattr(conn, "__dict__", ()):
+            checked_out(conn, _urllib3_socket, sys._getframe(1), "urllib3")
+        return response
+
+    patches.set(cls, "urlopen", urlopen_)
 
 
 # -- psycopg_pool -----------------------------------------------------------------------------
