@@ -64,6 +64,7 @@ KINDS = (
     "socket",
     "sqlite3",
     "psycopg",
+    "psycopg2",
     "asyncpg",
     "subprocess",
     "orphan-process",

@@ -652,6 +652,7 @@ DEAD_KINDS = {
     "socket": ("socket", "socket"),
     "sqlite3": ("sqlite3", "Connection"),
     "psycopg": ("psycopg", "Connection"),
+    "psycopg2": ("psycopg2.extensions", "connection"),
 }
 
 

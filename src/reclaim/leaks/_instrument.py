@@ -51,6 +51,7 @@ HOOKS: tuple[tuple[str, str], ...] = (
     ("aiosqlite.core", "_sqlite:install_aiosqlite"),
     ("asgiref.sync", "_tasks:install_asgiref"),
     ("psycopg.connection", "_psycopg:install_sync"),
+    ("psycopg2", "_psycopg2:install"),
     ("psycopg.connection_async", "_psycopg:install_async"),
     *_each(
         ("psycopg_pool._acompat", "psycopg_pool.pool", "psycopg_pool.pool_async"), "_psycopg:install_pool"

@@ -37,7 +37,7 @@ class Leak:
     """One resource acquired inside the checked window and not released by the program.
 
     Attributes:
-        kind: ``"file"``, ``"fd"``, ``"socket"``, ``"sqlite3"``, ``"subprocess"``,
+        kind: ``"file"``, ``"fd"``, ``"socket"``, ``"sqlite3"``, ``"psycopg2"``, ``"subprocess"``,
             ``"thread"`` (also a ``ThreadPoolExecutor`` not shut down), ``"task"`` (an
             asyncio task, or a gevent greenlet, left pending),
             ``"tempdir"``, ``"tempfile"``, ``"mmap"``, ``"selector"``, ``"eventloop"``

@@ -1,0 +1,104 @@
+"""PostgreSQL connections of psycopg2 never closed, at the line that connected.
+
+libpq opens the connection's socket from C code, and psycopg2's connection is a C type
+with no weak references and a ``close`` in C: without this a connection left open showed
+only as an untracked descriptor with no line, and one the garbage collector closed (a
+pool dropped with its idle connections) was not seen at all. As for sqlite3 (see
+:mod:`._sqlite`), ``psycopg2.connect`` is wrapped to pass a ``connection_factory`` that
+subclasses the one asked for (``psycopg2.extensions.connection`` by default) by adding
+only a ``close`` that releases the record: the subclass gets weak references, and
+``isinstance`` checks and every other behaviour stay the base class's; ``type(conn)`` is
+the subclass (named like its base) while tracking. ``with conn:`` ends a transaction and
+does not close, so it is no release. One the server broke (``closed`` is 2) still holds
+its socket until ``close()``: dropped so, the collector closed it, a leak as any other.
+A factory that is not a class (a function returning a connection) is left alone, and its
+connections are not seen; nor are those of a ``connect`` bound before tracking started
+(psycopg2 imported first, ``from psycopg2 import connect``).
+"""
+
+from __future__ import annotations
+
+import sys
+from types import ModuleType
+
+from . import _records
+from ._kinds import Details, Kind, register
+from ._patch import Patches
+from ._records import Record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
+if TYPE_CHECKING:
+    from typing import Any
+
+__all__ = ["install"]
+
+__tracebackhide__ = True  # stands in for what it wraps: see _patch
+
+_subclasses: dict[type, type] = {}
+# Position of ``connection_factory`` in psycopg2.connect(dsn, connection_factory, cursor_factory).
+_FACTORY_ARG = 2
+
+
+def _tracked(base: type) -> type:
+    cls = _subclasses.get(base)
+    if cls is None:
+
+        def close(self: Any) -> None:
+            _records.closing(self, sys._getframe(1))  # its owner's __del__, or the program
+            base.close(self)  # type: ignore[attr-defined]
+
+        cls = type(base.__name__, (base,), {"close": close, "__module__": base.__module__})
+        cls.__qualname__ = base.__qualname__
+        _subclasses[base] = cls
+    return cls
+
+
+def _is_open(obj: Any, rec: Record) -> bool:
+    return not obj.closed
+
+
+def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
+    dsn, backend = rec.info
+    text = f"connection {dsn} (backend pid {backend})" if backend else f"connection {dsn}"
+    return text, {"dsn": dsn, "backend_pid": backend}
+
+
+def _fds(obj: Any, rec: Record) -> tuple[int, ...]:
+    try:
+        return () if obj.closed else (obj.fileno(),)
+    except Exception:  # a connection in a state libpq will not answer for
+        return ()
+
+
+register(Kind("psycopg2", is_open=_is_open, describe=_describe, fds=_fds, death_leak=True))
+
+
+def _facts(conn: Any) -> tuple[str, int]:
+    try:
+        info = conn.info
+        return f"{info.user}@{info.host}:{info.port}/{info.dbname}", info.backend_pid  # no password
+    except Exception:  # must never break the program's connect
+        return "", 0
+
+
+def install(patches: Patches, psycopg2: ModuleType) -> None:
+    """Wrap ``psycopg2.connect``."""
+    connect = psycopg2.connect
+    default = psycopg2.extensions.connection
+
+    def connect_(*args: Any, **kwargs: Any) -> Any:
+        positional = len(args) >= _FACTORY_ARG
+        base = args[_FACTORY_ARG - 1] if positional else kwargs.get("connection_factory")
+        base = default if base is None else base
+        if not (isinstance(base, type) and issubclass(base, default)):
+            return connect(*args, **kwargs)  # not a class of ours to subclass: left alone
+        if positional:
+            args = (*args[: _FACTORY_ARG - 1], _tracked(base), *args[_FACTORY_ARG:])
+        else:
+            kwargs["connection_factory"] = _tracked(base)
+        conn = connect(*args, **kwargs)
+        _records.new(conn, "psycopg2", _facts(conn), _records.capture(sys._getframe(1), _records.depth))
+        return conn
+
+    connect_.__doc__ = connect.__doc__
+    patches.set(psycopg2, "connect", connect_)
