@@ -1433,6 +1433,42 @@ def test_what_a_thread_acquires_leads_back_to_the_line_that_started_it(leakwatch
         kept[0].close()
 
 
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@pytest.mark.parametrize("kind", ["sqlite3", "scope"])
+@pytest.mark.parametrize("nested", [5, 6, 7])
+def test_a_threads_own_bootstrap_frames_leave_room_for_the_line_that_started_it(
+    leakwatch: Watch, nested: int, kind: str
+) -> None:
+    """``Thread.run``, ``_bootstrap_inner`` and ``_bootstrap`` are never shown: with the thread's
+    own frames fewer than the depth (8 here), they do not take the start line's place (peewee's
+    SqliteQueueDatabase writer opens its connection 5 frames down its thread). Both ways a site
+    is captured: a driver's connection, and a reclaim owner's."""
+    assert reclaim.leaks._records.depth == 8  # the default
+    kept: list[Any] = []
+
+    def down(left: int) -> None:
+        if left > 1:
+            down(left - 1)
+        elif kind == "sqlite3":
+            kept.append(sqlite3.connect(":memory:", check_same_thread=False))
+        else:
+            kept.append(reclaim.Scope().__enter__())
+
+    worker = threading.Thread(target=down, args=(nested,))
+    worker.start()
+    started = line() - 1
+    worker.join()
+    try:
+        leak = leakwatch.one(kind)
+        lines = [(frame.filename, frame.lineno) for frame in leak.frames]
+        assert lines[: nested + 1][-1:] == [(HERE, started)], lines
+    finally:
+        if kind == "sqlite3":
+            kept[0].close()
+        else:
+            kept[0].__exit__(None, None, None)
+
+
 def test_a_thread_the_standard_library_starts_in_a_thread_the_program_started_is_reported(
     leakwatch: Watch,
 ) -> None:

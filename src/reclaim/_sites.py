@@ -676,7 +676,9 @@ def capture_from(frame: FrameType | None, depth: int = 8) -> Site:
             last = rest
             rest = rest.f_back
             left -= 1
-        if not out or not _goes_on(out[0][0], rest, last, left):
+        if not out or not (
+            _goes_on(out[0][0], rest, last, left) or (not left and _thread_root_past(rest, last))
+        ):
             return tuple(out)
     return resolve(capture_flat(frame, depth))
 
@@ -737,6 +739,12 @@ def _flat(frame: FrameType | None, depth: int) -> RawSite:
         last = frame
         frame = frame.f_back
         depth -= 1
+    if not depth and out:
+        # A thread's bootstrap frames (never shown) used the room its start site would take.
+        root = _thread_root_past(frame, last)
+        room = _drop_framework_tail(out) if root is not None else 0
+        if room:
+            depth, frame, last = room, None, root
     if out and _goes_on(out[0], frame, last, depth):
         if frame is not None:
             _stitch_program(out, start, frame)
@@ -751,6 +759,42 @@ def _flat(frame: FrameType | None, depth: int) -> RawSite:
                 if line:
                     out[-2:] = line
     return tuple(out)
+
+
+#: Frames of the threading module a thread's target runs under (``Thread.run``,
+#: ``_bootstrap_inner``, ``_bootstrap``).
+THREAD_BOOTSTRAP = 3
+
+
+def _thread_root_past(frame: FrameType | None, last: FrameType | None) -> FrameType | None:
+    """The thread's outermost frame (``Thread._bootstrap``), when a site that used all its depth
+    ends in a thread's bootstrap: at *last*, the outermost frame kept, or within the bootstrap's
+    framework frames past it, from *frame*. None otherwise (the usual case: more to go)."""
+    if frame is None:
+        return last if last is not None and last.f_code is thread_root else None
+    root = frame
+    for _ in range(THREAD_BOOTSTRAP - 1):  # attribute reads only, as most stacks go on
+        if root.f_back is None:
+            break
+        root = root.f_back
+    if root.f_back is not None or root.f_code is not thread_root:
+        return None
+    between: FrameType | None = frame
+    while between is not None and between is not root:
+        if not frame_is_framework(between):  # a Thread subclass's own run(): the program's
+            return None
+        between = between.f_back
+    return root
+
+
+def _drop_framework_tail(out: list[Any]) -> int:
+    """Drop the framework frames ending *out* (a thread's bootstrap: never shown), keeping its
+    first frame; how many were dropped, the room they leave for the thread's start site."""
+    dropped = 0
+    while len(out) > 2 and is_framework(out[-2].co_filename):
+        del out[-2:]
+        dropped += 1
+    return dropped
 
 
 def _goes_on(first: CodeType, rest: FrameType | None, last: FrameType | None, left: int) -> bool:
