@@ -739,7 +739,7 @@ def _flat(frame: FrameType | None, depth: int) -> RawSite:
         last = frame
         frame = frame.f_back
         depth -= 1
-    if not depth and out:
+    if not depth and len(out) > 2 * THREAD_BOOTSTRAP:  # not a file's two frames: open() stays cheap
         # A thread's bootstrap frames (never shown) used the room its start site would take.
         root = _thread_root_past(frame, last)
         room = _drop_framework_tail(out) if root is not None else 0
