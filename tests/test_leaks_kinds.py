@@ -1883,6 +1883,37 @@ def test_task_cancelled_but_not_yet_run_at_shutdown_is_not_reported(leakwatch: W
     assert leak.state == "cancelled"
 
 
+@pytest.mark.reclaim_allow(kind="task")  # the starting tasks are left pending on purpose
+@pytest.mark.parametrize("how", ["await", "gather"])
+def test_task_a_pending_task_awaits_at_shutdown_is_part_of_its_leak(leakwatch: Watch, how: str) -> None:
+    """arq's watch_reload leaves a task running Worker.async_run(), which starts the worker's main
+    task and awaits it: the awaited task was reported too, at the line that made it, in code
+    that awaits what it starts. Cancelling the task left pending cancels it: one leak."""
+    at = 0
+    kept: list[asyncio.Task[None]] = []  # the loop refers to tasks weakly: a collection may end it
+
+    async def start_and_wait() -> None:
+        inner = asyncio.create_task(_forever())
+        kept.append(inner)
+        if how == "await":
+            await inner
+        else:
+            await asyncio.gather(inner, asyncio.create_task(_forever()))
+
+    async def main() -> None:
+        nonlocal at
+        kept.append(asyncio.create_task(start_and_wait()))
+        at = line() - 1
+        await asyncio.sleep(0)  # it starts its task and waits for it
+        await asyncio.sleep(0)  # which starts too
+
+    asyncio.run(main())
+    assert all(task.cancelled() for task in kept)
+    leak = leakwatch.one("task")
+    assert_site(leak, at)
+    assert leak.details["coroutine"].endswith("<locals>.start_and_wait")
+
+
 def test_awaited_and_cancelled_tasks_are_not_reported(leakwatch: Watch) -> None:
     async def main() -> None:
         await asyncio.create_task(asyncio.sleep(0))

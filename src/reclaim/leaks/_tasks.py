@@ -356,6 +356,30 @@ def install_anyio(patches: Patches, module: ModuleType) -> None:
     plumbing(module, "TestRunner._call_in_runner_task", "_shutdown_process_pool_on_exit")
 
 
+def _awaited_by_another(pending: list[Any]) -> set[int]:
+    """The ids of the tasks of *pending* that another of them awaits, directly (``await task``)
+    or through ``gather()``: cancelling the awaiting task cancels them too.
+
+    A task that starts another and awaits it (arq's ``Worker.async_run`` and its main task) is
+    one leak when it is left pending, at the line that started it, not also one at the line
+    in it that made the awaited task. What a task waits on through a future of its own (a
+    ``TaskGroup``'s, ``shield()``'s) is not followed.
+    """
+    ids = {id(task) for task in pending}
+    awaited: set[int] = set()
+    for task in pending:
+        waiting = [getattr(task, "_fut_waiter", None)]  # private, in the C and Python tasks alike
+        while waiting:
+            future = waiting.pop()
+            if future is None or future is task:
+                continue
+            if id(future) in ids:
+                awaited.add(id(future))
+            else:  # gather()'s future: it cancels what it gathers
+                waiting.extend(getattr(future, "_children", None) or ())
+    return awaited
+
+
 def install_runners(patches: Patches, runners: ModuleType) -> None:
     """Mark the tasks ``asyncio.run``/``Runner.close`` cancel at shutdown as leaks first.
 
@@ -389,6 +413,7 @@ def install_runners(patches: Patches, runners: ModuleType) -> None:
             and not isinstance(exc, (Exception, cancelled_error))
             and any(task in _main_tasks for task in pending)
         )
+        awaited = _awaited_by_another(pending)
         for task in pending:
             rec = _records.live.get(id(task))
             if escaped or task in _main_tasks or rec is None or rec.kind != "task" or rec.state != OPEN:
@@ -397,6 +422,10 @@ def install_runners(patches: Patches, runners: ModuleType) -> None:
                 # Cancelled already, by the program or its library (asyncpg's terminate() cancels
                 # its cancel-request tasks), and not yet run since: it ends at the shutdown's
                 # first turn, as the program asked.
+                continue
+            if id(task) in awaited:
+                # Another task still pending awaits it: the cancel of that one cancels it too,
+                # and that one is the leak (or the runner's, or a library's, as above).
                 continue
             try:  # where it waits, read before the cancel below unwinds it
                 awaiting = _suspended_at(task)
