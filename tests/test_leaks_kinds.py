@@ -1914,6 +1914,35 @@ def test_task_a_pending_task_awaits_at_shutdown_is_part_of_its_leak(leakwatch: W
     assert leak.details["coroutine"].endswith("<locals>.start_and_wait")
 
 
+@pytest.mark.reclaim_allow(kind="task")  # left pending on purpose
+@pytest.mark.parametrize("end", ["asyncio.run", "loop closed"])
+def test_task_left_pending_before_its_first_step_is_reported_not_started(leakwatch: Watch, end: str) -> None:
+    """A task made in the loop's last turn (arq's worker main task, started by a task that
+    itself first ran then) never ran: it was "suspended at" its coroutine's def line."""
+    kept: list[asyncio.Task[None]] = []  # the loop refers to tasks weakly: a collection may end it
+
+    async def spawn() -> None:
+        kept.append(asyncio.create_task(_forever()))
+
+    if end == "asyncio.run":
+
+        async def main() -> None:
+            kept.append(asyncio.create_task(spawn()))  # runs in the last turn: its task never does
+
+        asyncio.run(main())
+        assert kept[1].cancelled()
+    else:
+        loop = asyncio.new_event_loop()
+        kept.append(loop.create_task(_forever()))
+        loop.close()
+    leak = leakwatch.one("task")
+    assert leak.details["coroutine"] == "_forever"
+    assert "awaiting" not in leak.details
+    assert ", not started yet" in leak.description
+    assert "suspended" not in leak.description
+    kept[-1].get_coro().close()  # its loop never will: no "never awaited" warning
+
+
 def test_awaited_and_cancelled_tasks_are_not_reported(leakwatch: Watch) -> None:
     async def main() -> None:
         await asyncio.create_task(asyncio.sleep(0))

@@ -119,10 +119,20 @@ def _is_open(obj: Any, rec: Record) -> bool:
     return True
 
 
+#: What :func:`_suspended_at` says of a task whose coroutine never ran.
+NOT_STARTED = ""
+
+
 def _suspended_at(task: Any) -> str | None:
-    """``file:line`` where *task*'s coroutine waits, or None (done, or not a coroutine)."""
-    frame = getattr(task.get_coro(), "cr_frame", None)
-    return f"{frame.f_code.co_filename}:{frame.f_lineno}" if frame is not None else None
+    """``file:line`` where *task*'s coroutine waits, :data:`NOT_STARTED` when it never ran (its
+    frame stands at its ``def`` line, waiting for nothing), or None (done, or not a coroutine)."""
+    coro = task.get_coro()
+    frame = getattr(coro, "cr_frame", None)
+    if frame is None:
+        return None
+    if getattr(coro, "cr_suspended", True) is False and not getattr(coro, "cr_running", False):
+        return NOT_STARTED
+    return f"{frame.f_code.co_filename}:{frame.f_lineno}"
 
 
 def _greenlet_waits_at(greenlet: Any) -> str | None:
@@ -160,7 +170,9 @@ def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
     awaiting = _suspended_at(obj) if obj is not None and not obj.done() else None
     if awaiting is None and cancelled_at:  # cancelled at loop shutdown: where it waited then
         awaiting = cancelled_at[0]
-    if awaiting is not None:
+    if awaiting == NOT_STARTED:
+        text += ", not started yet"
+    elif awaiting is not None:
         details["awaiting"] = awaiting
         text += f", suspended at {_sites.shown(awaiting)}"
     if obj is not None and not obj.done() and obj.get_loop().is_closed():
