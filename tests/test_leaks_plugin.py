@@ -1779,6 +1779,33 @@ def test_an_xdist_workers_execnet_thread_is_a_tools(pytester: pytest.Pytester) -
     result.assert_outcomes(passed=1)
 
 
+def test_what_only_plugins_acquire_is_no_tests_leak_under_xdist(pytester: pytest.Pytester) -> None:
+    """pytest-asyncio leaves a fresh event loop set at each test's teardown, made by its own code
+    alone: in an xdist worker, execnet's bootstrap (``<string>`` code in ``__main__``) took its
+    line, and every test that used the loop leaked one, "acquired at <string>:8 in <module>"."""
+    pytest.importorskip("xdist")
+    pytester.makepyfile(
+        test_worker="""
+        import functools
+        import os
+
+        import pytest
+
+        @pytest.fixture
+        def plugin_opens(request):
+            # Run by pytest alone at teardown, as a plugin's finalizer is: no line of this file
+            # is on the stack when the descriptor is opened.
+            request.addfinalizer(functools.partial(os.open, os.devnull, os.O_RDONLY))
+
+        def test_uses_it(plugin_opens):
+            pass
+        """
+    )
+    result = run(pytester, "-p", "xdist", "-n", "1")
+    result.assert_outcomes(passed=1)
+    result.stdout.no_fnmatch_line("*<string>*")
+
+
 def test_tests_whose_late_leaks_are_alike_are_one_block(pytester: pytest.Pytester) -> None:
     """Each test's fixture started the same never-ending thread (dramatiq's 190 brokers): one
     block names the tests, the leaks grouped under it, and every test still counts as leaked."""

@@ -65,6 +65,7 @@ __all__ = [
     "line_at",
     "mark_framework",
     "mark_handoff",
+    "mark_launcher",
     "mark_owned",
     "mark_program",
     "mark_runner",
@@ -225,7 +226,7 @@ def frame_is_framework(frame: FrameType) -> bool:
     filename = code.co_filename
     framework = _framework_cache.get(filename)
     if framework is None:
-        framework = is_framework(filename) or (filename[:1] == "<" and _generated_by_library(frame))
+        framework = is_framework(filename) or (filename[:1] == "<" and _not_the_programs(frame))
     return framework
 
 
@@ -234,8 +235,30 @@ def frame_is_program(frame: FrameType) -> bool:
     filename = frame.f_code.co_filename
     program = _program_cache.get(filename)
     if program is None:
-        program = is_program(filename) and not (filename[:1] == "<" and _generated_by_library(frame))
+        program = is_program(filename) and not (filename[:1] == "<" and _not_the_programs(frame))
     return program
+
+
+#: id(code) -> code of the pseudo-file code that launched a test runner (see mark_launcher),
+#: kept so ids stay theirs.
+_launchers: dict[int, CodeType] = {}
+
+
+def mark_launcher(code: CodeType) -> None:
+    """Frames running *code*, pseudo-file code that launched the test runner, are plumbing.
+
+    A pytest-xdist worker runs its session under execnet's bootstrap: ``python -c`` code
+    that execs more code, both ``<string>`` in ``__main__``, as the program's own ``-c``
+    code is. Only frames of those very code objects are marked, not every ``<string>``.
+    """
+    _launchers[id(code)] = code
+
+
+def _not_the_programs(frame: FrameType) -> bool:
+    """Whether *frame*, running pseudo-file code, runs a launcher's (see :func:`mark_launcher`)
+    or code a library generated (see :func:`_generated_by_library`)."""
+    code = frame.f_code
+    return _launchers.get(id(code)) is code or _generated_by_library(frame)
 
 
 #: How dataclasses names the functions it generates (``__init__``, ``__eq__``, ...) and execs

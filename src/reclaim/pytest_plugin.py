@@ -220,6 +220,22 @@ def _tool_files(config: pytest.Config) -> frozenset[str]:
     return frozenset(files)
 
 
+def _mark_launchers(frame: types.FrameType | None) -> None:
+    """Mark the pseudo-file code under this session (see ``_sites.mark_launcher``) as plumbing.
+
+    A pytest-xdist worker runs under execnet's bootstrap, ``<string>`` code in ``__main__``:
+    taken for the program's own ``-c`` code, its line was the site of what only plugins
+    acquired (the event loop pytest-asyncio leaves set for the next test), and every test
+    that used the loop leaked one, "acquired at <string>:8 in <module>".
+    """
+    from . import _sites
+
+    while frame is not None:
+        if frame.f_code.co_filename[:1] == "<" and not _sites.frame_is_framework(frame):
+            _sites.mark_launcher(frame.f_code)
+        frame = frame.f_back
+
+
 def _ini_allow(config: pytest.Config) -> list[AllowRule]:
     """The ``reclaim_allow`` ini lines (``KIND:REGEX``): allowed in every test and fixture."""
     from .leaks._allow import parse_allow
@@ -673,6 +689,7 @@ class LeakChecker:
             _records.ask_file_depth(self.depth)
         self.tracker = Tracker(depth=self.depth)
         self.tracker.start()
+        _mark_launchers(sys._getframe())
         self.previous_tools = _tracker.TOOL_FILES
         _tracker.TOOL_FILES = self.previous_tools | _tool_files(self.config)
         self.exit_handlers.start()
