@@ -315,8 +315,8 @@ INTEGRATIONS = tuple(
     f"reclaim.leaks.{name}"
     for name in (
         "_asyncpg", "_gevent", "_grpc", "_mmap", "_multiprocessing", "_nats", "_paho", "_pika",
-        "_psycopg", "_sharedmemory", "_socketio", "_sqlite", "_tempfiles", "_trio", "_twisted",
-        "_watchfiles", "_zmq",
+        "_psycopg", "_pyftpdlib", "_sharedmemory", "_socketio", "_sqlite", "_tempfiles", "_trio",
+        "_twisted", "_watchfiles", "_zmq",
     )
 )  # fmt: skip
 
