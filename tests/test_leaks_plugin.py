@@ -1806,6 +1806,29 @@ def test_what_only_plugins_acquire_is_no_tests_leak_under_xdist(pytester: pytest
     result.stdout.no_fnmatch_line("*<string>*")
 
 
+def test_a_resource_warning_the_check_sets_off_is_shown_at_the_test(pytester: pytest.Pytester) -> None:
+    """The socket a test dropped in a reference cycle is finalized by the check's collection:
+    its ResourceWarning came from reclaim's frame ("reclaim/leaks/_tracker.py:511"), as if
+    reclaim had left it open; it is the test's, at its line."""
+    pytester.makepyfile(
+        test_cycle="""
+        import socket
+
+        class Box:
+            def __init__(self):
+                self.me = self
+                self.sock = socket.socket()
+
+        def test_drops_it():
+            Box()
+        """
+    )
+    result = run(pytester, "-W", "always::ResourceWarning")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*test_cycle.py:8: ResourceWarning: unclosed <socket.socket*"])
+    result.stdout.no_fnmatch_line("*reclaim*ResourceWarning*")
+
+
 def test_tests_whose_late_leaks_are_alike_are_one_block(pytester: pytest.Pytester) -> None:
     """Each test's fixture started the same never-ending thread (dramatiq's 190 brokers): one
     block names the tests, the leaks grouped under it, and every test still counts as leaked."""

@@ -54,6 +54,7 @@ import os
 import sys
 import time
 import types
+import warnings
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -539,6 +540,26 @@ def _winding_down(leak: Leak) -> bool:
     return winding_down(leak)
 
 
+@contextlib.contextmanager
+def _warnings_of(item: pytest.Item) -> Iterator[None]:
+    """Warnings raised while the check runs are the test's: shown at its line.
+
+    A socket or file the check's ``gc.collect()`` (or a collection its allocations set off)
+    finalizes warns (ResourceWarning) from the Python frame running then, reclaim's own: under
+    ``-W default::ResourceWarning`` pytest showed "reclaim/leaks/_tracker.py:511:
+    ResourceWarning: unclosed <socket...>", as if reclaim had left it open. Each is warned
+    again at the test's ``def`` line, with its source (tracemalloc's traceback), through the
+    filters as it came. One the filters made an error is unraisable, not a warning, and is
+    reported with the test (see _collect_unraisable).
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        yield
+    filename = str(item.path)
+    line = (item.location[1] or 0) + 1
+    for warned in caught:
+        warnings.warn_explicit(warned.message, warned.category, filename, line, source=warned.source)
+
+
 def _collect_unraisable(config: pytest.Config) -> None:
     """Report with this test what the check's ``gc.collect()`` made unraisable (ResourceWarnings).
 
@@ -958,10 +979,22 @@ class LeakChecker:
         # A clean test costs one cheap look. Only when something is left over do we pay for
         # gc.collect() (a cycle's resources are closed now, and their ResourceWarnings come
         # during this test, not a later one) and the grace period for what is winding down.
-        leaks = check(grace=0.0, collect=False)
-        if leaks and self._hand_over_held(item.nodeid):
+        with _warnings_of(item):  # what the collector finalizes meanwhile (its own, or ours)
             leaks = check(grace=0.0, collect=False)
-        if leaks and self.collect:
+            if leaks and self._hand_over_held(item.nodeid):
+                leaks = check(grace=0.0, collect=False)
+            if leaks:
+                leaks = self._collected_and_waited(check, leaks)
+        if leaks:  # what closes at exit: an atexit handler's file, of a module the test imported
+            closes_at_exit = self.exit_handlers.will_close()
+            leaks = [leak for leak in leaks if not closes_at_exit(leak)]
+        fresh = [leak for leak in leaks if _key(leak) not in self.reported]
+        self.reported.update(_key(leak) for leak in fresh)
+        return fresh
+
+    def _collected_and_waited(self, check: Callable[..., list[Leak]], leaks: list[Leak]) -> list[Leak]:
+        """*leaks*, checked again after a collection and the grace period for what winds down."""
+        if self.collect:
             # The young generations first: what the test just dropped in a reference cycle (a
             # selector a server thread made and dropped) is there, collected in well under a
             # millisecond where a full collection can take tens.
@@ -977,12 +1010,7 @@ class LeakChecker:
             grace = max(0.0, grace - (time.monotonic() - started))
         if leaks:
             leaks = check(grace=grace, collect=self.collect)
-        if leaks:  # what closes at exit: an atexit handler's file, of a module the test imported
-            closes_at_exit = self.exit_handlers.will_close()
-            leaks = [leak for leak in leaks if not closes_at_exit(leak)]
-        fresh = [leak for leak in leaks if _key(leak) not in self.reported]
-        self.reported.update(_key(leak) for leak in fresh)
-        return fresh
+        return leaks
 
     def _hand_over_held(self, nodeid: str) -> int:
         """What the test acquired and a wider-scoped fixture's value, or an object the
