@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from _leakhelp import LEAN, reclaim_run_json
+from _leakhelp import LEAN, reclaim_pytest_fails_one, reclaim_run_json
 
 pytest_plugins = ["pytester"]
 
@@ -138,6 +138,28 @@ def test_pytest_fails_the_test_that_leaked_a_loop_naming_it(pytester: pytest.Pyt
         ]
     )
     assert "socket" not in result.stdout.str() and "selector EpollSelector" not in result.stdout.str()
+
+
+def test_a_loop_whose_del_fails_under_warnings_as_errors_is_one_entry_not_its_selector_too(
+    pytester: pytest.Pytester,
+) -> None:
+    """filterwarnings = error stops a dropped loop's ``__del__`` at its ResourceWarning, before
+    its close(): pytest's unraisable hook then keeps the loop and its selector open. The loop is
+    reported once, at its line; its epoll descriptor is not an untracked one besides."""
+    pytester.makeini("[pytest]\nfilterwarnings = error\n")
+    pytester.makepyfile(
+        test_dropped_loop="""
+        import asyncio
+
+        def test_drops_a_loop():
+            loop = asyncio.new_event_loop()
+            loop.run_until_complete(asyncio.sleep(0))
+
+        def test_after():
+            pass
+        """
+    )
+    reclaim_pytest_fails_one(pytester, 2, "test_drops_a_loop", "test_dropped_loop.py:4")
 
 
 # Closed three ways, then a writer dropped unclosed at line 18 (its __del__ closes the socket).

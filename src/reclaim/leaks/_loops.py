@@ -15,8 +15,11 @@ user's code that made it. ``close()`` releases it; ``asyncio.run`` and
 which would pass for the program's ``close()``: it is wrapped to mark such a
 loop as collected first. A loop dying in a reference cycle loses its weak
 reference before that ``__del__`` runs, and the kind being a death leak
-reports it then. Only the creation, ``close()`` and ``__del__`` of a loop are
-wrapped: running it, its selector and its sockets pay nothing more. uvloop's
+reports it then. A ``__del__`` stopped by its own ResourceWarning made an error (pytest's
+``filterwarnings = error``) leaves the loop unclosed, kept alive by the exception: its
+selector and self-pipe stay the loop's, not untracked descriptors. Only the creation,
+``close()`` and ``__del__`` of a loop are wrapped: running it, its selector and its sockets
+pay nothing more. uvloop's
 loops are recorded as this kind too (see :mod:`._uvloop`), and so are gevent's
 hubs made in threads (see :mod:`._gevent`); the Windows proactor's are not tracked.
 
@@ -45,6 +48,7 @@ from types import FrameType, ModuleType
 from reclaim import _sites
 from reclaim._sites import in_finalizer as _in_finalizer
 
+from . import _fds as fd_table
 from . import _records, _sockets, _tasks
 from ._kinds import Details, Kind, register
 from ._owning import PLUMBING, site
@@ -181,6 +185,23 @@ def _maker(frame: FrameType | None) -> FrameType | None:
     return frame
 
 
+def _keep_descriptors(loop: Any) -> None:
+    """*loop*'s ``__del__`` did not close it: its ResourceWarning, made an error (``-W error``,
+    pytest's ``filterwarnings = error``), stopped it first. The exception's traceback then keeps
+    the loop alive, its selector and self-pipe open, until whoever took it (pytest's unraisable
+    hook) drops it. They are the loop's, reported already as collected (in a reference cycle,
+    its record lost its weak reference first and claims them no more): kept (see
+    ``_fds.KEPT``), as a uvloop loop's collected unclosed, not reported a second time as
+    untracked."""
+    made = []
+    for name in ("_selector", "_ssock", "_csock"):
+        fd = _fileno(getattr(loop, name, None))
+        ident = None if fd is None else fd_table.identity(fd)
+        if fd is not None and ident is not None:
+            made.append((fd, ident))
+    fd_table.keep(tuple(made))
+
+
 def install(patches: Patches, selector_events: ModuleType) -> None:
     """Record each selector event loop as one resource; see it closed, or collected unclosed."""
     loop_cls = selector_events.BaseSelectorEventLoop
@@ -210,10 +231,16 @@ def install(patches: Patches, selector_events: ModuleType) -> None:
 
     def __del__(self: Any, *args: Any, **kwargs: Any) -> None:
         rec = _records.at_del(self)
-        if rec is not None and rec.state == OPEN and rec.kind == "eventloop" and not self.is_closed():
+        unclosed = not self.is_closed()
+        if rec is not None and rec.state == OPEN and rec.kind == "eventloop" and unclosed:
             _records.leak(rec, _records.COLLECTED)  # before the close() below passes for the program's
-        if finalize is not None:
+        if finalize is None:
+            return
+        try:
             finalize(self, *args, **kwargs)
+        finally:
+            if unclosed and not self.is_closed():
+                _keep_descriptors(self)
 
     transport_cls = getattr(selector_events, "_SelectorTransport", None)
     if transport_cls is not None and "__del__" in vars(transport_cls):
