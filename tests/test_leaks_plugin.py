@@ -1263,6 +1263,33 @@ def test_what_a_module_level_object_keeps_is_not_blamed_on_the_test_that_opened_
     )
 
 
+def test_what_a_module_level_object_keeps_is_shown_acquired_during_the_test_that_opened_it(
+    pytester: pytest.Pytester,
+) -> None:
+    """The block's heading names the holder; its entry says when it was acquired: during the
+    test (as loguru's global logger keeps the file of a sink a test added and never removed),
+    not "during module global store.store"."""
+    pytester.makepyfile(
+        store=LAZY_STORE + "store = Store()\n",
+        test_store="""
+        import store
+
+        def test_first():
+            assert store.store.count() == 0
+        """,
+    )
+    result = run(pytester)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "held by module global store.store (kept from test_store.py::test_first):",
+            "sqlite3 :memory:*",
+            "*during test_store.py::test_first, pid*",
+        ]
+    )
+    assert "during module global" not in result.stdout.str()
+
+
 def test_a_pipe_a_module_level_object_keeps_is_not_blamed_on_the_test_that_made_it(
     pytester: pytest.Pytester,
 ) -> None:

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import functools
 import gc
 import io
@@ -328,6 +329,17 @@ def _kept_origin(label: str) -> tuple[str, str] | None:
     if not found or not label.startswith(_KEPT) or not rest.endswith(")"):
         return None
     return holder, rest[:-1]
+
+
+def _during_their_test(leaks: list[Leak]) -> list[Leak]:
+    """*leaks*, those a holder kept shown as acquired during the test that acquired them: their
+    block's heading names the holder ("held by module global app.cache (kept from ...)"), and
+    "during module global app.cache" would say nothing of when they were acquired."""
+    shown = []
+    for leak in leaks:
+        kept = None if leak.context is None else _kept_origin(leak.context)
+        shown.append(leak if kept is None else dataclasses.replace(leak, context=kept[1]))
+    return shown
 
 
 #: The label of what an object a plugin or conftest keeps on pytest's config holds (see
@@ -827,7 +839,8 @@ class LeakChecker:
             found = [leak for context in contexts for leak in by_context[context]]
             report = self.tracker.report(found)
             self.found.extend(report.to_json()["leaks"])
-            self.late.append((_several(contexts), report.to_text(depth=self.depth), len(contexts)))
+            text = self.tracker.report(_during_their_test(found)).to_text(depth=self.depth)
+            self.late.append((_several(contexts), text, len(contexts)))
             self.late_count += len(found)
 
     # -- one test --------------------------------------------------------------------------
