@@ -1150,6 +1150,40 @@ def test_what_atexit_handlers_release_is_not_a_leak(tmp_path: Path, code: int) -
     ]
 
 
+STOPPED_AT_EXIT = """\
+    import atexit, multiprocessing, threading
+
+    queue = multiprocessing.SimpleQueue()
+    writer = threading.Thread(target=queue.get, daemon=True)  # as loguru's enqueue=True writer
+    writer.start()
+
+    def stop():
+        queue.put(None)
+        writer.join()
+        queue.close()
+
+    atexit.register(stop)  # as loguru's logger.remove, registered at its import
+    forgotten = threading.Thread(target=threading.Event().wait, daemon=True)
+    forgotten.start()  # FORGOTTEN
+    unclosed = multiprocessing.Queue()  # UNCLOSED
+    unclosed.put(1)
+"""
+
+
+def test_a_daemon_thread_and_simple_queue_an_atexit_handler_stops_are_not_leaks(tmp_path: Path) -> None:
+    """loguru's ``enqueue=True`` sink: a daemon writer thread and a SimpleQueue, which the atexit
+    handler loguru registers stops and closes. The interpreter joins no daemon thread and
+    closes no SimpleQueue: that was the program's cleanup. A daemon thread nobody stops still is
+    a leak; so is a Queue, which multiprocessing's own exit closes for every program alike."""
+    write(tmp_path / "prog.py", STOPPED_AT_EXIT)
+    result = reclaim_run("--fail", "prog.py", cwd=tmp_path)
+    assert result.returncode == 3, result.stderr
+    assert "leaked 2 resources (1 thread, 1 multiprocessing)" in result.stderr
+    assert f"prog.py:{marked(STOPPED_AT_EXIT, 'FORGOTTEN')} in <module>" in result.stderr
+    assert f"prog.py:{marked(STOPPED_AT_EXIT, 'UNCLOSED')} in <module>" in result.stderr
+    assert "SimpleQueue" not in result.stderr
+
+
 STANDARD_STREAMS = """\
     import os, sys
 

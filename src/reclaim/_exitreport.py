@@ -165,7 +165,8 @@ def _check(session: Session, since: Snapshot | None) -> list[Leak]:
 
 #: Kinds whose release is a call the program (or a library on its behalf) makes: one made by an
 #: atexit handler counts (logging.shutdown() closing a FileHandler's file, the program's own
-#: cleanup). Not threads or children, which the interpreter's shutdown joins for everyone.
+#: cleanup). Not children, nor non-daemon threads, which the interpreter's shutdown joins for
+#: everyone (see _released_by_call for the daemon threads and multiprocessing objects that count).
 _RELEASED_BY_CALL = frozenset(
     {"file", "fd", "socket", "sqlite3", "mmap", "selector", "eventloop", "tempdir", "tempfile", "filelock"}
     | {"sharedmemory"}
@@ -174,9 +175,26 @@ _RELEASED_BY_CALL = frozenset(
 )
 
 
+def _released_by_call(leak: Leak) -> bool:
+    """Whether what ended *leak* after the main code can only have been a call: of a kind in
+    :data:`_RELEASED_BY_CALL`; a daemon thread (the interpreter joins none: one that ended was
+    stopped by an atexit handler, as loguru's ``logger.remove`` stops its ``enqueue=True``
+    writer, or finished by itself) that is no executor (``concurrent.futures`` shuts those down
+    at exit for everyone); or a multiprocessing object nothing of multiprocessing's own exit
+    releases (see ``_multiprocessing.closed_only_by_a_call``: loguru's ``SimpleQueue``)."""
+    if leak.kind in _RELEASED_BY_CALL:
+        return True
+    if leak.kind == "thread":
+        return leak.details.get("daemon") is True and "problem" not in leak.details
+    if leak.kind == "multiprocessing":
+        pipes = sys.modules.get("reclaim.leaks._multiprocessing")
+        return pipes is not None and bool(pipes.closed_only_by_a_call(leak.details))
+    return False
+
+
 def _unless_released_at_exit(session: Session, leaks: list[Leak]) -> list[Leak]:
     """*leaks* (found when the main code ended) without those an atexit handler released since."""
-    if not any(leak.state == "open" and leak.kind in _RELEASED_BY_CALL for leak in leaks):
+    if not any(leak.state == "open" and _released_by_call(leak) for leak in leaks):
         return leaks
     options = session.options
     still = {
@@ -192,7 +210,7 @@ def _unless_released_at_exit(session: Session, leaks: list[Leak]) -> list[Leak]:
     return [
         leak
         for leak in leaks
-        if leak.state != "open" or leak.kind not in _RELEASED_BY_CALL or _identity(leak) in still
+        if leak.state != "open" or not _released_by_call(leak) or _identity(leak) in still
     ]
 
 

@@ -250,6 +250,17 @@ def _fds(obj: Any, rec: Record) -> list[int]:
     return [end._handle for end in ends if end is not None and end._handle is not None]
 
 
+def closed_only_by_a_call(details: Mapping[str, Any]) -> bool:
+    """Whether what *details* describe is released by nothing but a call: a ``SimpleQueue``, a
+    ``Pipe()`` pair. multiprocessing's own exit function terminates pools, closes queues and
+    joins their feeder threads, and shuts managers down, for every program alike; so one of
+    those released while the interpreter exits was not the program's doing (see _exitreport)."""
+    return (
+        details.get("problem") == _NOT_RELEASED["simple-queue"]
+        or details.get("class") == "multiprocessing.Pipe"
+    )
+
+
 def _winding_down(details: Mapping[str, Any]) -> bool:
     """Whether a check's grace period may see it end by itself (see _WINDING_DOWN)."""
     return details.get("problem") in _WINDING_DOWN
