@@ -2008,6 +2008,81 @@ def test_task_pending_on_a_closed_loop_says_so_and_is_not_waited_for(
     assert leakwatch.leaks("task") == []
 
 
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_task_pending_on_a_loop_no_thread_runs_says_so_and_is_not_waited_for(
+    leakwatch: Watch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A loop made and run for a step, then left neither running nor closed (sanic's
+    ``test_timeout_logic`` fixture), runs its task in no thread while the check waits: each
+    such test paid the whole grace period for it."""
+    from reclaim.leaks import _tracker
+
+    loop = asyncio.new_event_loop()
+
+    async def main() -> asyncio.Task[None]:
+        task = loop.create_task(_forever())
+        await asyncio.sleep(0)  # it starts, and waits
+        return task
+
+    task = loop.run_until_complete(main())
+
+    def no_sleep(seconds: float) -> None:
+        raise AssertionError(f"the check waited ({seconds} s) for a task no thread runs")
+
+    try:
+        with monkeypatch.context() as patched:
+            patched.setattr(_tracker.time, "sleep", no_sleep)
+            leak = leakwatch.one("task", grace=30.0)
+        assert leak.details["loop_stopped"] is True
+        assert leak.description.endswith("(its loop is not running)")
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            loop.run_until_complete(task)
+        loop.close()
+    assert leakwatch.leaks("task") == []
+
+
+def test_task_pending_on_a_loop_another_thread_runs_is_waited_for(
+    leakwatch: Watch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A loop running in a thread may still finish its task: the check waits for it, and a task
+    that finishes within the grace period is no leak."""
+    from reclaim.leaks import _tracker
+
+    loop = asyncio.new_event_loop()
+    runner = threading.Thread(target=loop.run_forever, name="loop-runner")
+    runner.start()
+    release = asyncio.Event()
+
+    async def until_released() -> None:
+        await release.wait()
+
+    async def start() -> asyncio.Task[None]:
+        return asyncio.get_running_loop().create_task(until_released())
+
+    task = asyncio.run_coroutine_threadsafe(start(), loop).result(timeout=10)
+    waited: list[float] = []
+
+    def sleep(seconds: float) -> None:  # the check waits: the task ends meanwhile
+        waited.append(seconds)
+        asyncio.run_coroutine_threadsafe(_released(), loop).result(timeout=10)
+
+    async def _released() -> None:
+        release.set()
+        await task
+
+    try:
+        with monkeypatch.context() as patched:
+            patched.setattr(_tracker.time, "sleep", sleep)
+            assert leakwatch.leaks("task", grace=30.0) == []
+        assert waited, "the check did not wait for a task its running loop may finish"
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        runner.join(timeout=10)
+        loop.close()
+
+
 def test_task_done_in_its_loops_last_step_then_loop_closed_and_task_dropped_is_not_reported(
     leakwatch: Watch,
 ) -> None:

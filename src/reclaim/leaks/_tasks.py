@@ -175,15 +175,22 @@ def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
     elif awaiting is not None:
         details["awaiting"] = awaiting
         text += f", suspended at {_sites.shown(awaiting)}"
-    if obj is not None and not obj.done() and obj.get_loop().is_closed():
-        details["loop_closed"] = True
-        text += " (its loop is closed: it can never finish)"
+    if obj is not None and not obj.done():
+        loop = obj.get_loop()
+        if loop.is_closed():
+            details["loop_closed"] = True
+            text += " (its loop is closed: it can never finish)"
+        elif not loop.is_running():
+            # Made and run for a while, then left (a fixture's new_event_loop()): no thread runs
+            # it while the check waits, the checking one least of all.
+            details["loop_stopped"] = True
+            text += " (its loop is not running)"
     return text, details
 
 
 def _may_finish(details: Mapping[str, Any]) -> bool:
-    """Whether a check's grace period may see the task end: not once its loop is closed."""
-    return not details.get("loop_closed", False)
+    """Whether a check's grace period may see the task end: only while a thread runs its loop."""
+    return not details.get("loop_closed", False) and not details.get("loop_stopped", False)
 
 
 register(Kind("task", is_open=_is_open, describe=_describe, waitable=_may_finish, death_leak=_death_is_leak))
