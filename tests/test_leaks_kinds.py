@@ -2083,6 +2083,27 @@ def test_task_pending_on_a_loop_another_thread_runs_is_waited_for(
         loop.close()
 
 
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_task_the_collector_destroyed_pending_is_not_said_to_be_closed(leakwatch: Watch) -> None:
+    """A task dropped pending is destroyed, as asyncio's "Task was destroyed but it is pending!"
+    says: "closed by the garbage collector", as for a file, named nothing a task has."""
+    loop = asyncio.new_event_loop()
+
+    async def main() -> None:
+        task = loop.create_task(_forever())
+        await asyncio.sleep(0)  # it starts, and waits: once main returns, nothing keeps it
+        assert not task.done()
+
+    loop.run_until_complete(main())
+    loop.close()
+    gc.collect()  # asyncio logs "Task was destroyed but it is pending!"
+    leak = leakwatch.one("task")
+    assert leak.state == "collected"
+    text = reclaim.leaks.Report((leak,)).to_text()
+    assert "(destroyed by the garbage collector while still pending)" in text, text
+    assert "closed by the garbage collector" not in text, text
+
+
 def test_task_done_in_its_loops_last_step_then_loop_closed_and_task_dropped_is_not_reported(
     leakwatch: Watch,
 ) -> None:

@@ -348,6 +348,9 @@ _STATES: dict[str | tuple[str, str], str] = {
     ("subprocess", "collected"): "dropped without a wait: the garbage collector finalized it, "
     "nothing collected the child's exit status",
     ("tempdir", "collected"): "removed by its finalizer ('Implicitly cleaning up'), not the program",
+    # Not "closed": a task is destroyed pending, as asyncio says ("Task was destroyed but it
+    # is pending!"); its coroutine never ran to its end.
+    ("task", "collected"): "destroyed by the garbage collector while still pending",
     # Not "closed" either: an executor freed by the collector lets its workers run out their
     # work and exit, unwaited; a pool's finalizer terminates its workers, queued tasks and all.
     ("concurrent.futures.ThreadPoolExecutor", "collected"): _EXECUTOR_DROPPED,
