@@ -1705,3 +1705,20 @@ def test_json_report_says_which_program_process_and_exit_status(tmp_path: Path) 
     assert document["schema"] == "reclaim.leaks/1" and document["count"] == 1
     assert (document["program"], document["exit_status"], document["forked_child"]) == ("fails.py", 4, False)
     assert document["pid"] == document["leaks"][0]["pid"]
+
+
+def test_a_program_that_changes_directory_has_its_lines_shown_from_where_it_started(tmp_path: Path) -> None:
+    """The report's paths stay relative to the directory ``reclaim run`` started in: after the
+    program's ``os.chdir("sub")``, they were shown from ``sub``, here by absolute path."""
+    write(tmp_path / "sub" / "data.txt", "x")
+    write(
+        tmp_path / "prog.py",
+        """\
+        import os
+        os.chdir("sub")
+        KEPT = open("data.txt")  # the leak, line 3
+        """,
+    )
+    result = reclaim_run("prog.py", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "  acquired at prog.py:3 in <module>" in result.stderr, result.stderr

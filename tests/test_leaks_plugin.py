@@ -1948,3 +1948,40 @@ def test_fsspecs_io_loop_and_its_thread_are_the_librarys_not_the_first_tests(
     result.stdout.fnmatch_lines(["*ERROR at teardown of test_own_loop_thread*"])
     out = result.stdout.str()
     assert "fsspecIO" not in out and "test_io.py:8" not in out, out
+
+
+def test_a_tests_chdir_does_not_move_the_paths_of_later_reports(pytester: pytest.Pytester) -> None:
+    """Paths are shown relative to where pytest was started: a test that changes directory and
+    never changes back (sanic's CLI tests) made every later report say ``conftest.py:2`` for
+    ``tests/conftest.py:2``, and name the files outside that directory by absolute path."""
+    pytester.makepyfile(
+        **{
+            "tests/conftest": """
+            def opened(path):
+                return open(path, "w")
+            """,
+            "tests/test_a_moves": """
+            import os
+
+            def test_moves_into_its_directory():
+                os.chdir(os.path.dirname(__file__))
+            """,
+            "tests/test_b_leaks": """
+            from conftest import opened
+
+            KEEP = []
+
+            def test_leaks(tmp_path):
+                KEEP.append(opened(tmp_path / "kept"))
+            """,
+        }
+    )
+    result = run(pytester, "-p", "no:randomly", "tests")
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at teardown of test_leaks*",
+            "  acquired at tests/conftest.py:2 in opened",
+            "         from tests/test_b_leaks.py:6 in test_leaks",
+        ]
+    )

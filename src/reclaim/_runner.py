@@ -342,6 +342,9 @@ def run(options: Options, target: Target) -> int:
     _hide_launcher_frames()
     if options.depth_given:
         _records.ask_file_depth(options.depth)
+    # Paths as seen from where the run started, whatever directory the program moves to. Not
+    # put back: the report may come from an atexit handler or a fork's exit, after run() returns.
+    _sites.show_paths_from(os.getcwd())
     tracker = Tracker(depth=options.depth)
     tracker.start()
     session = Session(options, target, tracker, tracker.snapshot())

@@ -554,11 +554,29 @@ def in_finalizer(frame: FrameType | None) -> bool:
     return False
 
 
+#: The directory report paths are shown relative to (see show_paths_from); None: the current one.
+_shown_from: str | None = None
+
+
+def show_paths_from(directory: str | None) -> str | None:
+    """Show report paths relative to *directory* from now on (None: to the current directory of
+    each report) and return the previous setting.
+
+    ``reclaim run`` and the pytest plugin fix it where they started: a test that changes
+    directory and never changes back (sanic's CLI tests) made every later report name
+    ``tests/conftest.py`` as ``conftest.py``, and the files outside it by absolute path.
+    """
+    global _shown_from
+    previous, _shown_from = _shown_from, directory
+    return previous
+
+
 def shown(location: str) -> str:
-    """*location* (a path, or ``path:line``) for people: relative to the current directory when
-    it lies below it, as a report shows the lines that acquired a resource."""
-    cwd = os.getcwd() + os.sep
-    return location[len(cwd) :] if location.startswith(cwd) else location
+    """*location* (a path, or ``path:line``) for people: relative to the directory reports show
+    paths from (the current one, unless fixed by :func:`show_paths_from`) when it lies below it,
+    as a report shows the lines that acquired a resource."""
+    base = os.path.join(_shown_from if _shown_from is not None else os.getcwd(), "")
+    return location[len(base) :] if location.startswith(base) else location
 
 
 def acquired_in_finalizer(frame: FrameType | None, site: tuple[Any, ...]) -> bool:

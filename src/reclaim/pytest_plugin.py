@@ -668,6 +668,7 @@ class LeakChecker:
         nested = f" #{self._number}" if self._number > 1 else ""
         self.session_label = f"pytest session (pid {os.getpid()}{nested}): collection and plugins"
         self.previous_context: str | None = None
+        self.previous_shown_from: str | None = None
         self.previous_tools: frozenset[str] = frozenset()
         self.contexts: set[str] = set()
         self.allow: dict[str, list[AllowRule]] = {}
@@ -715,9 +716,13 @@ class LeakChecker:
             # xdist controller: the workers run the tests and track them.
             self.controller = True
             return
+        from . import _sites
         from .leaks import Tracker, _records, _tracker, current_context, set_context
 
         self.previous_context = current_context()
+        # Report paths as pytest shows its own, from where it was started: a test that changes
+        # directory does not move them.
+        self.previous_shown_from = _sites.show_paths_from(str(self.config.invocation_params.dir))
         if self.depth_given:
             _records.ask_file_depth(self.depth)
         self.tracker = Tracker(depth=self.depth)
@@ -740,6 +745,7 @@ class LeakChecker:
             try:
                 self._check_session_end()
             finally:
+                from . import _sites
                 from .leaks import _tracker
 
                 self.exit_handlers.stop()
@@ -747,6 +753,7 @@ class LeakChecker:
                 self.tracker = None
                 _tracker.TOOL_FILES = self.previous_tools
                 set_context(self.previous_context)
+                _sites.show_paths_from(self.previous_shown_from)
                 if self.depth_given:
                     from .leaks import _records
 
