@@ -1985,3 +1985,60 @@ def test_a_tests_chdir_does_not_move_the_paths_of_later_reports(pytester: pytest
             "         from tests/test_b_leaks.py:6 in test_leaks",
         ]
     )
+
+
+def test_a_test_whose_leaks_the_collector_already_closed_pays_for_no_full_collection(
+    pytester: pytest.Pytester,
+) -> None:
+    """A full ``gc.collect()`` changes nothing of a leak already closed by the collector, and
+    takes up to a second in a big suite (sanic's: a socket its ``port`` fixture drops, in 120
+    tests): it is run only when something is left open, as a socket kept in a list is."""
+    pytester.makeconftest(
+        """
+        import gc
+
+        import pytest
+
+        full = []
+        collect = gc.collect
+
+        def counting(generation=2):
+            if generation == 2:
+                full.append(generation)
+            return collect(generation)
+
+        gc.collect = counting
+
+        @pytest.hookimpl(wrapper=True)
+        def pytest_runtest_teardown(item):  # around the plugin's check
+            before = len(full)
+            try:
+                return (yield)
+            finally:
+                print(f"full collections at teardown: {len(full) - before}")
+        """
+    )
+    pytester.makepyfile(
+        test_ports="""
+        import socket
+
+        KEEP = []
+
+        def test_drops_a_bound_socket():
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+
+        def test_keeps_a_socket_open():
+            KEEP.append(socket.socket())
+        """
+    )
+    result = run(pytester, "-s", "-p", "no:randomly")
+    result.assert_outcomes(passed=2, errors=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*full collections at teardown: 0*",
+            "*full collections at teardown: 1*",
+            "*ERROR at teardown of test_drops_a_bound_socket*",
+            "socket AF_INET/SOCK_STREAM 127.0.0.1:* (closed by the garbage collector, not the program)",
+        ]
+    )
