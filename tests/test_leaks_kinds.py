@@ -1979,11 +1979,14 @@ def test_task_done_before_its_loop_stopped_then_dropped_is_not_reported(leakwatc
 
 
 @pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
-def test_task_pending_on_a_closed_loop_says_so_and_is_not_waited_for(
-    leakwatch: Watch, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("left", ["closed", "stopped"])
+def test_task_pending_on_a_loop_nothing_runs_says_so_and_is_not_waited_for(
+    leakwatch: Watch, monkeypatch: pytest.MonkeyPatch, left: str
 ) -> None:
-    """Nothing can run it again: a check's grace period does not wait for it (tornado's
-    ``test_stop_no_timeout`` paid the whole second)."""
+    """Nothing can run it again (its loop closed), or no thread runs it while the check waits (a
+    loop made and run for a step, then left neither running nor closed: sanic's
+    ``test_timeout_logic`` fixture): a check's grace period does not wait for it (tornado's
+    ``test_stop_no_timeout`` paid the whole second, each sanic test so too)."""
     from reclaim.leaks import _tracker
 
     loop = asyncio.new_event_loop()
@@ -1994,52 +1997,30 @@ def test_task_pending_on_a_closed_loop_says_so_and_is_not_waited_for(
         return task
 
     task = loop.run_until_complete(main())
-    loop.close()
+    if left == "closed":
+        loop.close()
 
     def no_sleep(seconds: float) -> None:
-        raise AssertionError(f"the check waited ({seconds} s) for a task no loop can run")
-
-    with monkeypatch.context() as patched:
-        patched.setattr(_tracker.time, "sleep", no_sleep)
-        leak = leakwatch.one("task", grace=30.0)
-    assert leak.details["loop_closed"] is True
-    assert leak.description.endswith("(its loop is closed: it can never finish)")
-    task.get_coro().close()  # type: ignore[union-attr]
-    assert leakwatch.leaks("task") == []
-
-
-@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
-def test_task_pending_on_a_loop_no_thread_runs_says_so_and_is_not_waited_for(
-    leakwatch: Watch, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A loop made and run for a step, then left neither running nor closed (sanic's
-    ``test_timeout_logic`` fixture), runs its task in no thread while the check waits: each
-    such test paid the whole grace period for it."""
-    from reclaim.leaks import _tracker
-
-    loop = asyncio.new_event_loop()
-
-    async def main() -> asyncio.Task[None]:
-        task = loop.create_task(_forever())
-        await asyncio.sleep(0)  # it starts, and waits
-        return task
-
-    task = loop.run_until_complete(main())
-
-    def no_sleep(seconds: float) -> None:
-        raise AssertionError(f"the check waited ({seconds} s) for a task no thread runs")
+        raise AssertionError(f"the check waited ({seconds} s) for a task no loop runs")
 
     try:
         with monkeypatch.context() as patched:
             patched.setattr(_tracker.time, "sleep", no_sleep)
             leak = leakwatch.one("task", grace=30.0)
-        assert leak.details["loop_stopped"] is True
-        assert leak.description.endswith("(its loop is not running)")
+        if left == "closed":
+            assert leak.details["loop_closed"] is True
+            assert leak.description.endswith("(its loop is closed: it can never finish)")
+        else:
+            assert leak.details["loop_stopped"] is True
+            assert leak.description.endswith("(its loop is not running)")
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            loop.run_until_complete(task)
-        loop.close()
+        if left == "closed":
+            task.get_coro().close()  # type: ignore[union-attr]
+        else:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                loop.run_until_complete(task)
+            loop.close()
     assert leakwatch.leaks("task") == []
 
 

@@ -9,13 +9,15 @@ drops them from the tip of the tracebacks it prints.
 
 from __future__ import annotations
 
-from types import FunctionType, ModuleType
+import sys
+from collections.abc import Callable
+from types import FrameType, FunctionType, ModuleType
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["Patches", "own_methods"]
+__all__ = ["Patches", "closing_subclass", "own_methods", "with_factory"]
 
 _MISSING: Any = object()
 
@@ -29,6 +31,48 @@ def own_methods(module: ModuleType, class_name: str, *names: str) -> tuple[Any, 
         return None
     methods = [vars(cls).get(name) for name in names]
     return None if None in methods else (cls, methods)
+
+
+def closing_subclass(base: type, on_close: Callable[[Any, FrameType], None], made: dict[type, type]) -> type:
+    """The subclass of *base* a driver's ``connect()`` is given to make while tracking (once per
+    base, kept in *made*): named as *base*, and adding only a ``close()`` that first calls
+    ``on_close(connection, its caller's frame)``. A connection class written in C (sqlite3's,
+    psycopg2's) so gets weak references and a close that can be seen; ``isinstance`` checks and
+    all else stay *base*'s."""
+    cls = made.get(base)
+    if cls is None:
+
+        def close(self: Any) -> None:
+            on_close(self, sys._getframe(1))
+            base.close(self)  # type: ignore[attr-defined]
+
+        cls = type(base.__name__, (base,), {"close": close, "__module__": base.__module__})
+        cls.__qualname__ = base.__qualname__
+        made[base] = cls
+    return cls
+
+
+def with_factory(
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    at: int,
+    keyword: str,
+    default: type,
+    make: Callable[[type], type],
+) -> tuple[tuple[Any, ...], dict[str, Any]] | None:
+    """The arguments of a ``connect()`` that takes its connection class as its *at*-th positional
+    argument (from 1) or as *keyword*, with that class (*default* when none is given) replaced by
+    ``make(class)``; None when what was given is no subclass of *default* (a function that makes
+    connections), which is then left alone. *kwargs* is changed in place."""
+    positional = len(args) >= at
+    base = args[at - 1] if positional else kwargs.get(keyword)
+    base = default if base is None else base
+    if not (isinstance(base, type) and issubclass(base, default)):
+        return None
+    if positional:
+        return (*args[: at - 1], make(base), *args[at:]), kwargs
+    kwargs[keyword] = make(base)
+    return args, kwargs
 
 
 def _present_as(fn: FunctionType, owner: Any, name: str, original: Any) -> None:

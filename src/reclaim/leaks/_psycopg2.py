@@ -23,7 +23,7 @@ from types import ModuleType
 
 from . import _records
 from ._kinds import Details, Kind, register
-from ._patch import Patches
+from ._patch import Patches, closing_subclass, with_factory
 from ._records import Record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
@@ -40,17 +40,7 @@ _FACTORY_ARG = 2
 
 
 def _tracked(base: type) -> type:
-    cls = _subclasses.get(base)
-    if cls is None:
-
-        def close(self: Any) -> None:
-            _records.closing(self, sys._getframe(1))  # its owner's __del__, or the program
-            base.close(self)  # type: ignore[attr-defined]
-
-        cls = type(base.__name__, (base,), {"close": close, "__module__": base.__module__})
-        cls.__qualname__ = base.__qualname__
-        _subclasses[base] = cls
-    return cls
+    return closing_subclass(base, _records.closing, _subclasses)  # its owner's __del__, or the program
 
 
 def _is_open(obj: Any, rec: Record) -> bool:
@@ -87,16 +77,10 @@ def install(patches: Patches, psycopg2: ModuleType) -> None:
     default = psycopg2.extensions.connection
 
     def connect_(*args: Any, **kwargs: Any) -> Any:
-        positional = len(args) >= _FACTORY_ARG
-        base = args[_FACTORY_ARG - 1] if positional else kwargs.get("connection_factory")
-        base = default if base is None else base
-        if not (isinstance(base, type) and issubclass(base, default)):
+        given = with_factory(args, kwargs, _FACTORY_ARG, "connection_factory", default, _tracked)
+        if given is None:
             return connect(*args, **kwargs)  # not a class of ours to subclass: left alone
-        if positional:
-            args = (*args[: _FACTORY_ARG - 1], _tracked(base), *args[_FACTORY_ARG:])
-        else:
-            kwargs["connection_factory"] = _tracked(base)
-        conn = connect(*args, **kwargs)
+        conn = connect(*given[0], **given[1])
         _records.new(conn, "psycopg2", _facts(conn), _records.capture(sys._getframe(1), _records.depth))
         return conn
 

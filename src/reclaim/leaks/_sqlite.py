@@ -36,7 +36,7 @@ from types import ModuleType
 from . import _fds, _records
 from ._kinds import Details, Kind, register
 from ._owning import PLUMBING, own
-from ._patch import Patches
+from ._patch import Patches, closing_subclass, with_factory
 from ._records import Record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
@@ -57,20 +57,14 @@ _URI_ARG = 7  # ... factory, cached_statements, uri
 
 
 def _tracked(base: type) -> type:
-    cls = _subclasses.get(base)
-    if cls is None:
+    return closing_subclass(base, _closing, _subclasses)
 
-        def close(self: Any) -> None:
-            if vars(self).pop(DROPPED, False):  # an aiosqlite worker closing it for the collector
-                _closed_by_collector(self)
-            else:
-                _records.closing(self, sys._getframe(1))  # its owner's __del__, or the program
-            base.close(self)  # type: ignore[attr-defined]
 
-        cls = type(base.__name__, (base,), {"close": close, "__module__": base.__module__})
-        cls.__qualname__ = base.__qualname__
-        _subclasses[base] = cls
-    return cls
+def _closing(conn: Any, frame: Any) -> None:
+    if vars(conn).pop(DROPPED, False):  # an aiosqlite worker closing it for the collector
+        _closed_by_collector(conn)
+    else:
+        _records.closing(conn, frame)  # its owner's __del__, or the program
 
 
 def _is_open(obj: Any, rec: Record) -> bool:
@@ -177,12 +171,10 @@ def install(patches: Patches, sqlite3: ModuleType) -> None:
     connect = sqlite3.connect
 
     def connect_(database: Any, *args: Any, **kwargs: Any) -> Any:
-        if len(args) >= _FACTORY_ARG:
-            base = args[_FACTORY_ARG - 1]
-            args = (*args[: _FACTORY_ARG - 1], _tracked(base), *args[_FACTORY_ARG:])
-        else:
-            base = kwargs.get("factory", sqlite3.Connection)
-            kwargs["factory"] = _tracked(base)
+        given = with_factory(args, kwargs, _FACTORY_ARG, "factory", sqlite3.Connection, _tracked)
+        if given is None:
+            return connect(database, *args, **kwargs)  # not a class of ours to subclass: left alone
+        args, kwargs = given
         conn = connect(database, *args, **kwargs)
         name = os.fsdecode(database) if isinstance(database, (bytes, os.PathLike)) else str(database)
         uri = bool(args[_URI_ARG - 1] if len(args) >= _URI_ARG else kwargs.get("uri", False))
