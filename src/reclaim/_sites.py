@@ -704,7 +704,7 @@ def capture_from(frame: FrameType | None, depth: int = 8) -> Site:
     """Record up to *depth* frames starting at the first non-framework frame from *frame* outwards.
 
     The usual case reads each frame's ``f_lineno`` (decoded in C); a site that carries a
-    hand-off's or a thread's start site, or goes on to the program's line, is resolved
+    hand-off's, a thread's or a task's start site, or goes on to the program's line, is resolved
     from :func:`capture_flat`.
     """
     start, root = _walk(frame)
@@ -713,6 +713,8 @@ def capture_from(frame: FrameType | None, depth: int = 8) -> Site:
         last = rest = start
         left = depth
         while rest is not None and left:
+            if rest.f_code is task_root and out:
+                return resolve(capture_flat(frame, depth))  # goes on where the task was made
             out.append((rest.f_code, rest.f_lineno))
             last = rest
             rest = rest.f_back
@@ -774,8 +776,18 @@ def capture_flat(frame: FrameType | None, depth: int) -> RawSite:
 def _flat(frame: FrameType | None, depth: int) -> RawSite:
     out: list[Any] = []
     start = last = frame
+    root = task_root
     while frame is not None and depth:
-        out.append(frame.f_code)
+        code = frame.f_code
+        if code is root and out:
+            # A task's stack ends where the event loop runs its step: the frames past it drive
+            # the loop (run_until_complete's caller), none of them led to this task. It goes on
+            # at the site that created the task, as a thread's goes on at its start (a task
+            # made in a task made in a test: the test's line, not the line that ran the loop).
+            carried = task_site() if task_site is not None else ()
+            if carried:
+                return _carry(out, carried, depth)
+        out.append(code)
         out.append(frame.f_lasti)
         last = frame
         frame = frame.f_back
@@ -790,15 +802,21 @@ def _flat(frame: FrameType | None, depth: int) -> RawSite:
         if frame is not None:
             _stitch_program(out, start, frame)
         elif last is not None:
-            carried = _started_at(last)
-            out.extend(carried[: 2 * depth])
-            if depth and not first_program(tuple(out)):
-                # The start site is cut where the program's line comes after the room left
-                # (aiosqlite's worker, started from SQLAlchemy's greenlet_spawn): it takes the
-                # outermost frame kept, as _stitch_program does.
-                line = first_program(carried)
-                if line:
-                    out[-2:] = line
+            return _carry(out, _started_at(last), depth)
+    return tuple(out)
+
+
+def _carry(out: list[Any], carried: RawSite, depth: int) -> RawSite:
+    """*out*, a stack that ended where a thread or task began, going on at *carried*, the flat
+    site that started it, in the *depth* frames of room left."""
+    out.extend(carried[: 2 * depth])
+    if depth and len(carried) > 2 * depth and not first_program(tuple(out)):
+        # The start site is cut where the program's line comes after the room left
+        # (aiosqlite's worker, started from SQLAlchemy's greenlet_spawn): it takes the
+        # outermost frame kept, as _stitch_program does.
+        line = first_program(carried)
+        if line:
+            out[-2:] = line
     return tuple(out)
 
 
