@@ -151,6 +151,68 @@ def test_task_left_pending_on_uvloop_loop_is_reported_and_released_once_done(lea
     assert leakwatch.leaks() == []
 
 
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_task_made_in_a_task_on_uvloop_goes_on_at_the_line_that_made_that_task(leakwatch: Watch) -> None:
+    """uvloop steps tasks in C: past a task's coroutine came the frame that ran the loop, taken
+    as its caller (aio-pika's connection tasks under aiomisc's uvloop were blamed on aiomisc's
+    runner), and the line that made the outer task was lost."""
+    here = os.path.abspath(__file__)
+    kept: list[asyncio.Task[None]] = []  # the loop refers to tasks weakly: a collection may end it
+
+    async def inner() -> None:
+        kept.append(asyncio.get_running_loop().create_task(asyncio.sleep(3600)))
+
+    async def outer() -> None:
+        await asyncio.get_running_loop().create_task(inner())
+
+    def run(loop: asyncio.AbstractEventLoop) -> None:
+        loop.run_until_complete(outer())
+
+    loop = uvloop.new_event_loop()
+    try:
+        run(loop)
+        frames = [(frame.filename, frame.lineno) for frame in leakwatch.one("task").frames]
+        kept[0].cancel()
+        loop.run_until_complete(asyncio.gather(*kept, return_exceptions=True))
+    finally:
+        loop.close()
+    made, awaited, ran = (f.__code__.co_firstlineno + 1 for f in (inner, outer, run))
+    assert frames[:3] == [(here, made), (here, awaited), (here, ran)], frames
+
+
+def test_lease_taken_in_a_tasks_own_coroutine_on_uvloop_goes_on_at_the_line_that_made_the_task(
+    leakwatch: Watch,
+) -> None:
+    """An AsyncPool lease's site, resolved as it is taken, went on past its task's coroutine too."""
+    import reclaim
+
+    here = os.path.abspath(__file__)
+    pool: reclaim.AsyncPool[object] = reclaim.AsyncPool(object, max_size=1)
+    leases: list[Any] = []
+
+    async def inner() -> None:
+        leases.append(await pool.acquire())
+
+    async def outer() -> list[tuple[str, int]]:
+        await asyncio.get_running_loop().create_task(inner())
+        try:
+            return [(frame.filename, frame.lineno) for frame in leakwatch.one("lease").frames]
+        finally:
+            await leases[0].release()
+            await pool.close()
+
+    def run(loop: asyncio.AbstractEventLoop) -> list[tuple[str, int]]:
+        return loop.run_until_complete(outer())
+
+    loop = uvloop.new_event_loop()
+    try:
+        frames = run(loop)
+    finally:
+        loop.close()
+    made, awaited, ran = (f.__code__.co_firstlineno + 1 for f in (inner, outer, run))
+    assert frames[:3] == [(here, made), (here, awaited), (here, ran)], frames
+
+
 def test_pytest_passes_tests_closing_their_uvloop_loops_and_fails_the_one_leaving_a_task(
     pytester: pytest.Pytester,
 ) -> None:

@@ -713,9 +713,10 @@ def capture_from(frame: FrameType | None, depth: int = 8) -> Site:
         last = rest = start
         left = depth
         while rest is not None and left:
-            if rest.f_code is task_root and out:
+            code = rest.f_code
+            if (code is task_root and out) or (code.co_flags & _COROUTINE and _task_start(rest)):
                 return resolve(capture_flat(frame, depth))  # goes on where the task was made
-            out.append((rest.f_code, rest.f_lineno))
+            out.append((code, rest.f_lineno))
             last = rest
             rest = rest.f_back
             left -= 1
@@ -792,6 +793,10 @@ def _flat(frame: FrameType | None, depth: int) -> RawSite:
         last = frame
         frame = frame.f_back
         depth -= 1
+        if code.co_flags & _COROUTINE and depth and frame is not None:
+            carried = _task_start(last)
+            if carried:
+                return _carry(out, carried, depth)
     if not depth and len(out) > 2 * THREAD_BOOTSTRAP:  # not a file's two frames: open() stays cheap
         # A thread's bootstrap frames (never shown) used the room its start site would take.
         root = _thread_root_past(frame, last)
@@ -818,6 +823,27 @@ def _carry(out: list[Any], carried: RawSite, depth: int) -> RawSite:
         if line:
             out[-2:] = line
     return tuple(out)
+
+
+#: ``co_flags`` of a coroutine's code (``inspect.CO_COROUTINE``, ``CO_ITERABLE_COROUTINE``).
+_COROUTINE = 0x80 | 0x100
+#: ``co_flags`` of code that resumes the frame it calls with ``await`` or ``yield from``: a
+#: coroutine's, a generator's, an async generator's (``CO_GENERATOR``, ``CO_ASYNC_GENERATOR``).
+_AWAITING = _COROUTINE | 0x20 | 0x200
+
+
+def _task_start(frame: FrameType) -> RawSite:
+    """The flat site that created the task whose coroutine's outermost frame is *frame*, else empty.
+
+    asyncio runs a task's step from ``Handle._run`` (see :data:`task_root`); uvloop runs it in
+    C, so past a task's coroutine comes whichever frame called into the loop
+    (``run_until_complete``'s caller, a test runner's), no caller of the task's. A coroutine
+    frame whose caller does not await it is where a task's stack ends: asked of the running task.
+    """
+    back = frame.f_back
+    if back is None or back.f_code.co_flags & _AWAITING or task_began is None:
+        return ()
+    return task_began(frame)
 
 
 #: Frames of the threading module a thread's target runs under (``Thread.run``,
@@ -879,6 +905,9 @@ thread_root: CodeType | None = None
 #: gives the flat creation site of the task running now; set when tasks are tracked (leaks._tasks).
 task_root: CodeType | None = None
 task_site: Callable[[], RawSite] | None = None
+#: The flat creation site of the running task when the frame given runs its coroutine's outermost
+#: frame, else empty (see :func:`_task_start`); set when tasks are tracked (leaks._tasks).
+task_began: Callable[[FrameType], RawSite] | None = None
 #: The code of trio's run loop (``trio._core._run.unrolled_run``), the outermost frame of every
 #: trio task's step, and what gives the flat site of the program's line the task running now was
 #: spawned under; set when trio is imported (see leaks._trio).

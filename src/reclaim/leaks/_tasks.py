@@ -223,6 +223,7 @@ def install_base_events(patches: Patches, base_events: ModuleType) -> None:
     patches.set(loop_cls, "create_task", tracking_create_task(create_task))
     _sites.task_root = sys.modules["asyncio.events"].Handle._run.__code__
     _sites.task_site = _running_task_site
+    _sites.task_began = _task_site_at
     _serving_at_caller(patches, base_events.Server)
 
 
@@ -361,6 +362,23 @@ def _running_task_site() -> Any:
     if task is None:
         started = _records.origin.get(None)
         return started[0] if started is not None else ()
+    return _site_of(task)
+
+
+def _task_site_at(frame: Any) -> Any:
+    """The flat site that created the task running now if *frame* runs its coroutine's outermost
+    frame (where uvloop, stepping tasks in C, ends its stack), else empty."""
+    try:
+        task = sys.modules["asyncio.tasks"].current_task()
+    except RuntimeError:  # no running event loop
+        return ()
+    if task is None or getattr(task.get_coro(), "cr_frame", None) is not frame:
+        return ()
+    return _site_of(task)
+
+
+def _site_of(task: Any) -> Any:
+    """The flat site *task* was recorded at, or empty (not tracked, or a resolved site)."""
     rec = _records.live.get(id(task))
     if rec is None or rec.kind != "task" or not rec.site or type(rec.site[0]) is tuple:
         return ()
