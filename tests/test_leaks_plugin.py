@@ -1044,6 +1044,47 @@ def test_anyio_runner_task_and_trio_thread_cache_are_not_a_tests_leaks(pytester:
     result.stdout.fnmatch_lines(["*ERROR at teardown of test_a_task_of_its_own_still_leaks[[]asyncio[]]*"])
 
 
+def test_aiomisc_runner_frames_are_not_a_leaks_callers(pytester: pytest.Pytester) -> None:
+    """aiomisc's pytest plugin runs each async test and fixture with run_until_complete from its
+    own hooks: those frames were listed as the callers of what a test or fixture leaked (every
+    aio-pika test's leak ended "from aiomisc/pytest.py:564 in pytest_pyfunc_call")."""
+    pytest.importorskip("aiomisc")
+    pytester.makepyfile(
+        """
+        import asyncio
+        import pytest
+
+        KEEP = []
+
+        async def forever():
+            await asyncio.sleep(3600)
+
+        @pytest.fixture
+        async def ticker():
+            KEEP.append(asyncio.get_running_loop().create_task(forever()))
+            yield
+
+        async def test_leaves_a_task():
+            KEEP.append(asyncio.get_running_loop().create_task(forever()))
+
+        async def test_its_fixture_leaves_one(ticker):
+            pass
+        """
+    )
+    result = pytester.runpytest_subprocess(*LEAN, "-p", "aiomisc", "--reclaim", timeout=120)
+    result.assert_outcomes(passed=2, errors=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at teardown of test_leaves_a_task*",
+            "*acquired at test_aiomisc_runner_frames_are_not_a_leaks_callers.py:15 in test_leaves_a_task",
+            "*ERROR at teardown of test_its_fixture_leaves_one*",
+            "*acquired at test_aiomisc_runner_frames_are_not_a_leaks_callers.py:11 in ticker",
+        ]
+    )
+    callers = [text for text in result.stdout.lines if text.lstrip().startswith("from ")]
+    assert not [text for text in callers if "aiomisc" in text], callers
+
+
 def test_pytest_djangos_in_memory_test_database_is_not_a_fixtures_leak(pytester: pytest.Pytester) -> None:
     """Django's default sqlite test database lives in memory, so its close() keeps the connection
     on purpose and pytest-django never closes it: the session fixture django_db_setup was blamed

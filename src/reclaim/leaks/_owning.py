@@ -162,6 +162,9 @@ RUNNERS: dict[str, tuple[str, ...]] = {
     "anyio.pytest_plugin": (),
     "anyio._backends._asyncio": ("TestRunner",),
     "anyio._backends._trio": ("TestRunner",),
+    # aiomisc's pytest plugin runs each async test, and each async fixture, on its loop with
+    # run_until_complete from these hooks; its fixtures (event_loop, tcp_proxy) still show.
+    "aiomisc.pytest": ("pytest_pyfunc_call", "pytest_fixture_setup"),
     # trio's run() and its run loop (asyncio.run's frames are plumbing too), and outcome's send,
     # which resumes each task's coroutine.
     "trio._core._run": ("run", "unrolled_run", "GuestState.guest_tick"),
