@@ -799,10 +799,10 @@ def _flat(frame: FrameType | None, depth: int) -> RawSite:
                 return _carry(out, carried, depth)
     if not depth and len(out) > 2 * THREAD_BOOTSTRAP:  # not a file's two frames: open() stays cheap
         # A thread's bootstrap frames (never shown) used the room its start site would take.
-        root = _thread_root_past(frame, last)
-        room = _drop_framework_tail(out) if root is not None else 0
+        bootstrap = _thread_root_past(frame, last)
+        room = _drop_framework_tail(out) if bootstrap is not None else 0
         if room:
-            depth, frame, last = room, None, root
+            depth, frame, last = room, None, bootstrap
     if out and _goes_on(out[0], frame, last, depth):
         if frame is not None:
             _stitch_program(out, start, frame)
