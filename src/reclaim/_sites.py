@@ -778,6 +778,7 @@ def _flat(frame: FrameType | None, depth: int) -> RawSite:
     out: list[Any] = []
     start = last = frame
     root = task_root
+    coroutine = _COROUTINE if task_began is not None else 0  # no asyncio tracked: no task to end at
     while frame is not None and depth:
         code = frame.f_code
         if code is root and out:
@@ -793,7 +794,7 @@ def _flat(frame: FrameType | None, depth: int) -> RawSite:
         last = frame
         frame = frame.f_back
         depth -= 1
-        if code.co_flags & _COROUTINE and depth and frame is not None:
+        if coroutine and code.co_flags & coroutine and depth and frame is not None:
             carried = _task_start(last)
             if carried:
                 return _carry(out, carried, depth)

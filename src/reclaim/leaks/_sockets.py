@@ -261,7 +261,11 @@ def track_class(patches: Patches, cls: type, family_of: Any, type_of: Any) -> No
     deferred: Any = getattr(getattr(cls, "_decref_socketios", None), "__code__", None)
 
     def _wrapper_finalized(frame: Any) -> bool:
-        return frame is not None and frame.f_code is not deferred and _closing_in_finalizer(frame)
+        if frame is None:
+            return False
+        code = frame.f_code
+        name = code.co_name  # a close, a private method, __del__ or finalize's __call__ only
+        return (name == "close" or name[0] == "_") and code is not deferred and _closing_in_finalizer(frame)
 
     detach: Any = cls.detach  # type: ignore[attr-defined]
 
