@@ -137,3 +137,39 @@ def reclaim_pytest_fails_one(pytester: pytest.Pytester, passed: int, test: str, 
         [f"*ERROR at teardown of {test}*", "*this test leaked 1 resource*", f"*{at}*"]
     )
     assert "untracked-fd" not in result.stdout.str()
+
+
+def lease_site_in_a_task_made_in_a_task(
+    watch: Watch, new_loop: Any
+) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+    """The first three frames of an ``AsyncPool`` lease taken in a task made in a task run on a
+    loop from *new_loop*, and what they should be: the line that took it, the line that made its
+    task, the line that ran the outer one (not the frames that run the loop). Nothing is left."""
+    import asyncio
+
+    import reclaim
+
+    pool: reclaim.AsyncPool[object] = reclaim.AsyncPool(object, max_size=1)
+    leases: list[Any] = []
+
+    async def inner() -> None:
+        leases.append(await pool.acquire())
+
+    async def outer() -> list[tuple[str, int]]:
+        await asyncio.get_running_loop().create_task(inner())
+        try:
+            return [(frame.filename, frame.lineno) for frame in watch.one("lease").frames]
+        finally:
+            await leases[0].release()
+            await pool.close()
+
+    def run(loop: asyncio.AbstractEventLoop) -> list[tuple[str, int]]:
+        return loop.run_until_complete(outer())
+
+    loop = new_loop()
+    try:
+        frames = run(loop)
+    finally:
+        loop.close()
+    here = inspect.getsourcefile(lease_site_in_a_task_made_in_a_task) or __file__
+    return frames[:3], [(here, f.__code__.co_firstlineno + 1) for f in (inner, outer, run)]

@@ -38,7 +38,15 @@ from typing import Any
 import pytest
 
 import reclaim
-from _leakhelp import RUN_TIMEOUT, Watch, assert_site, ignore_gc_warnings, leakwatch, line
+from _leakhelp import (
+    RUN_TIMEOUT,
+    Watch,
+    assert_site,
+    ignore_gc_warnings,
+    leakwatch,
+    lease_site_in_a_task_made_in_a_task,
+    line,
+)
 
 __all__ = ["leakwatch"]  # the fixture, imported for pytest
 
@@ -1863,30 +1871,8 @@ def test_lease_taken_in_a_task_made_in_a_task_goes_on_at_the_line_that_made_that
     leakwatch: Watch,
 ) -> None:
     """An AsyncPool lease's site, resolved as it is taken, went on past its task's step too."""
-    pool: reclaim.AsyncPool[object] = reclaim.AsyncPool(object, max_size=1)
-    leases: list[Any] = []
-
-    async def inner() -> None:
-        leases.append(await pool.acquire())
-
-    async def outer() -> list[tuple[str, int]]:
-        await asyncio.get_running_loop().create_task(inner())
-        try:
-            return [(frame.filename, frame.lineno) for frame in leakwatch.one("lease").frames]
-        finally:
-            await leases[0].release()
-            await pool.close()
-
-    def run(loop: asyncio.AbstractEventLoop) -> list[tuple[str, int]]:
-        return loop.run_until_complete(outer())
-
-    loop = asyncio.new_event_loop()
-    try:
-        frames = run(loop)
-    finally:
-        loop.close()
-    made, awaited, ran = (f.__code__.co_firstlineno + 1 for f in (inner, outer, run))
-    assert frames[:3] == [(HERE, made), (HERE, awaited), (HERE, ran)], frames
+    frames, expected = lease_site_in_a_task_made_in_a_task(leakwatch, asyncio.new_event_loop)
+    assert frames == expected, frames
     assert leakwatch.leaks() == []
 
 

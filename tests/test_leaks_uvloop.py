@@ -19,6 +19,7 @@ from _leakhelp import (
     Watch,
     ignore_gc_warnings,
     leakwatch,
+    lease_site_in_a_task_made_in_a_task,
     line,
     reclaim_pytest_fails_one,
     reclaim_run_json,
@@ -184,33 +185,9 @@ def test_lease_taken_in_a_tasks_own_coroutine_on_uvloop_goes_on_at_the_line_that
     leakwatch: Watch,
 ) -> None:
     """An AsyncPool lease's site, resolved as it is taken, went on past its task's coroutine too."""
-    import reclaim
-
-    here = os.path.abspath(__file__)
-    pool: reclaim.AsyncPool[object] = reclaim.AsyncPool(object, max_size=1)
-    leases: list[Any] = []
-
-    async def inner() -> None:
-        leases.append(await pool.acquire())
-
-    async def outer() -> list[tuple[str, int]]:
-        await asyncio.get_running_loop().create_task(inner())
-        try:
-            return [(frame.filename, frame.lineno) for frame in leakwatch.one("lease").frames]
-        finally:
-            await leases[0].release()
-            await pool.close()
-
-    def run(loop: asyncio.AbstractEventLoop) -> list[tuple[str, int]]:
-        return loop.run_until_complete(outer())
-
-    loop = uvloop.new_event_loop()
-    try:
-        frames = run(loop)
-    finally:
-        loop.close()
-    made, awaited, ran = (f.__code__.co_firstlineno + 1 for f in (inner, outer, run))
-    assert frames[:3] == [(here, made), (here, awaited), (here, ran)], frames
+    frames, expected = lease_site_in_a_task_made_in_a_task(leakwatch, uvloop.new_event_loop)
+    assert frames == expected, frames
+    assert leakwatch.leaks() == []
 
 
 def test_pytest_passes_tests_closing_their_uvloop_loops_and_fails_the_one_leaving_a_task(
