@@ -173,3 +173,34 @@ def lease_site_in_a_task_made_in_a_task(
         loop.close()
     here = inspect.getsourcefile(lease_site_in_a_task_made_in_a_task) or __file__
     return frames[:3], [(here, f.__code__.co_firstlineno + 1) for f in (inner, outer, run)]
+
+
+def task_site_in_a_task_made_in_a_task(
+    watch: Watch, new_loop: Any
+) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+    """The first three frames of a task left pending, made in a task made in a task run on a loop
+    from *new_loop*, and what they should be (as :func:`lease_site_in_a_task_made_in_a_task`).
+    The task is cancelled and the loop closed afterwards."""
+    import asyncio
+
+    kept: list[asyncio.Task[None]] = []  # the loop refers to tasks weakly: a collection may end it
+
+    async def inner() -> None:
+        kept.append(asyncio.get_running_loop().create_task(asyncio.sleep(3600)))
+
+    async def outer() -> None:
+        await asyncio.get_running_loop().create_task(inner())
+
+    def run(loop: asyncio.AbstractEventLoop) -> None:
+        loop.run_until_complete(outer())
+
+    loop = new_loop()
+    try:
+        run(loop)
+        frames = [(frame.filename, frame.lineno) for frame in watch.one("task").frames]
+        kept[0].cancel()
+        loop.run_until_complete(asyncio.gather(*kept, return_exceptions=True))
+    finally:
+        loop.close()
+    here = inspect.getsourcefile(task_site_in_a_task_made_in_a_task) or __file__
+    return frames[:3], [(here, f.__code__.co_firstlineno + 1) for f in (inner, outer, run)]

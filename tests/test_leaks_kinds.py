@@ -46,6 +46,7 @@ from _leakhelp import (
     leakwatch,
     lease_site_in_a_task_made_in_a_task,
     line,
+    task_site_in_a_task_made_in_a_task,
 )
 
 __all__ = ["leakwatch"]  # the fixture, imported for pytest
@@ -1844,27 +1845,8 @@ def test_task_made_in_a_task_goes_on_at_the_line_that_made_that_task_not_the_loo
     callers: the line that ran the loop came next, and the line that made the outer task was
     lost (aiormq's reader task, made in aio-pika's reconnect task: blamed on aiomisc's runner,
     never on the test's ``connect_robust()``)."""
-    kept: list[asyncio.Task[None]] = []  # the loop refers to tasks weakly: a collection may end it
-
-    async def inner() -> None:
-        kept.append(asyncio.get_running_loop().create_task(_forever()))
-
-    async def outer() -> None:
-        await asyncio.get_running_loop().create_task(inner())
-
-    def run(loop: asyncio.AbstractEventLoop) -> None:
-        loop.run_until_complete(outer())
-
-    loop = asyncio.new_event_loop()
-    try:
-        run(loop)
-        frames = [(frame.filename, frame.lineno) for frame in leakwatch.one("task").frames]
-        kept[0].cancel()
-        loop.run_until_complete(asyncio.gather(*kept, return_exceptions=True))
-    finally:
-        loop.close()
-    made, awaited, ran = (f.__code__.co_firstlineno + 1 for f in (inner, outer, run))
-    assert frames[:3] == [(HERE, made), (HERE, awaited), (HERE, ran)], frames
+    frames, expected = task_site_in_a_task_made_in_a_task(leakwatch, asyncio.new_event_loop)
+    assert frames == expected, frames
 
 
 def test_lease_taken_in_a_task_made_in_a_task_goes_on_at_the_line_that_made_that_task(

@@ -23,6 +23,7 @@ from _leakhelp import (
     line,
     reclaim_pytest_fails_one,
     reclaim_run_json,
+    task_site_in_a_task_made_in_a_task,
 )
 
 uvloop = pytest.importorskip("uvloop")
@@ -157,28 +158,8 @@ def test_task_made_in_a_task_on_uvloop_goes_on_at_the_line_that_made_that_task(l
     """uvloop steps tasks in C: past a task's coroutine came the frame that ran the loop, taken
     as its caller (aio-pika's connection tasks under aiomisc's uvloop were blamed on aiomisc's
     runner), and the line that made the outer task was lost."""
-    here = os.path.abspath(__file__)
-    kept: list[asyncio.Task[None]] = []  # the loop refers to tasks weakly: a collection may end it
-
-    async def inner() -> None:
-        kept.append(asyncio.get_running_loop().create_task(asyncio.sleep(3600)))
-
-    async def outer() -> None:
-        await asyncio.get_running_loop().create_task(inner())
-
-    def run(loop: asyncio.AbstractEventLoop) -> None:
-        loop.run_until_complete(outer())
-
-    loop = uvloop.new_event_loop()
-    try:
-        run(loop)
-        frames = [(frame.filename, frame.lineno) for frame in leakwatch.one("task").frames]
-        kept[0].cancel()
-        loop.run_until_complete(asyncio.gather(*kept, return_exceptions=True))
-    finally:
-        loop.close()
-    made, awaited, ran = (f.__code__.co_firstlineno + 1 for f in (inner, outer, run))
-    assert frames[:3] == [(here, made), (here, awaited), (here, ran)], frames
+    frames, expected = task_site_in_a_task_made_in_a_task(leakwatch, uvloop.new_event_loop)
+    assert frames == expected, frames
 
 
 def test_lease_taken_in_a_tasks_own_coroutine_on_uvloop_goes_on_at_the_line_that_made_the_task(
