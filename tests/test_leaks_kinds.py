@@ -2079,6 +2079,10 @@ def test_task_pending_on_a_loop_another_thread_runs_is_waited_for(
     def sleep(seconds: float) -> None:  # the check waits: the task ends meanwhile
         waited.append(seconds)
         asyncio.run_coroutine_threadsafe(_released(), loop).result(timeout=10)
+        # And the thread that runs the loop, which holds the task in a report: while it ran,
+        # the check sat out its whole grace period (30 s) for it.
+        loop.call_soon_threadsafe(loop.stop)
+        runner.join(timeout=10)
 
     async def _released() -> None:
         release.set()
