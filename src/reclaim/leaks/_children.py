@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 from types import ModuleType
 
@@ -88,6 +88,13 @@ _STREAMS = ("stdin", "stdout", "stderr")
 #: Children whose status the program collected itself, by pid (``os.waitpid``, ``os.wait``):
 #: their Popen's returncode stays None, yet nothing is left to wait for.
 _waited_by_pid: set[int] = set()
+
+#: Children asyncio's watcher thread reaped after their loop closed, by pid, with that thread:
+#: it dropped their status, so their Popen's returncode stays None and nothing but the
+#: program's own poll can change that. Once the thread has ended (it holds the transport's
+#: callback till then), a check has nothing to wait for: the transport goes with the next
+#: collection (it is in a reference cycle), and the child is then reported as collected.
+_status_dropped: dict[int, Any] = {}
 
 
 _FORKED = "os.fork() child"
@@ -159,7 +166,12 @@ def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
     return text, details
 
 
-register(Kind("subprocess", is_open=_is_open, describe=_describe, waitable=True))
+def _may_end(details: Mapping[str, Any]) -> bool:
+    watcher = _status_dropped.get(details["pid"])
+    return watcher is None or watcher.is_alive()
+
+
+register(Kind("subprocess", is_open=_is_open, describe=_describe, waitable=_may_end))
 
 
 def _args(args: Any) -> str:
@@ -194,7 +206,7 @@ def track_popen(patches: Patches, popen: type) -> None:
             else:
                 kwargs["env"], name = _lineage.marked(kwargs.get("env"))
         init(self, *args, **kwargs)
-        _waited_by_pid.discard(self.pid)  # a pid the system gave again
+        _given_again(self.pid)
         site = _records.capture(sys._getframe(1), _records.depth)
         rec = _records.new(self, "subprocess", (self.pid, _args(self.args)), site)
         if name is not None:
@@ -249,6 +261,12 @@ def install_os(patches: Patches) -> None:
         patches.set(os, "_spawnvef", _recording_spawnvef(spawnvef))
 
 
+def _given_again(pid: int) -> None:
+    """*pid* is a new child's: what was known of an earlier child with that pid is forgotten."""
+    _waited_by_pid.discard(pid)
+    _status_dropped.pop(pid, None)
+
+
 def _reaped(pid: int, by_program: bool) -> None:
     _records.release(("pid", pid))
     if by_program:
@@ -284,7 +302,7 @@ def _waitid_reaped(result: Any, args: tuple[Any, ...]) -> int:
 def record_child(pid: int, args: Any, site: Any) -> Record:
     """Record the child *pid*, running *args*, made at *site* without a Popen: open while it is
     there to be reaped (see _is_open), released by whatever reaps it through ``os``."""
-    _waited_by_pid.discard(pid)  # a pid the system gave again
+    _given_again(pid)
     return _records.new(NO_OBJECT, "subprocess", (pid, _args(args)), site, ("pid", pid))
 
 
@@ -426,17 +444,19 @@ def install_asyncio_watchers(patches: Patches, unix_events: ModuleType) -> None:
     The watcher thread's reaping, with the child's loop still open, collects the child: its
     status is queued for that loop, whose next run hands it to the transport, which closes.
     """
+    from threading import current_thread  # asyncio imported it
+
     watchers = [getattr(unix_events, name) for name in _WATCHERS if hasattr(unix_events, name)]
     own(*watchers)
     for watcher in watchers:
         do_waitpid = vars(watcher).get("_do_waitpid")
         if do_waitpid is not None:  # the thread's (the pidfd one's is run by the loop itself)
-            handing = _handing_status_to_loop(do_waitpid)
+            handing = _handing_status_to_loop(do_waitpid, current_thread)
             patches.set(watcher, "_do_waitpid", handing)
             own(handing)
 
 
-def _handing_status_to_loop(do_waitpid: Any) -> Any:
+def _handing_status_to_loop(do_waitpid: Any, current_thread: Callable[[], Any]) -> Any:
     """The watcher thread's ``_do_waitpid(loop, pid, callback, args)``, noting a child it reaped
     and whose status it queued for *loop*: collected, though the loop has not run since.
 
@@ -444,12 +464,14 @@ def _handing_status_to_loop(do_waitpid: Any) -> Any:
     happened to run the status callback before the test's check: a test reading a child's
     output to its end passed or failed on which thread ran first. A loop closed before the
     child ended gets no status (the watcher drops it): still reported, when its transport is
-    dropped unclosed.
+    dropped unclosed, and no check waits for it meanwhile (see _status_dropped).
     """
 
     def handing(self: Any, loop: Any, expected_pid: int, *args: Any, **kwargs: Any) -> None:
         do_waitpid(self, loop, expected_pid, *args, **kwargs)
-        if not loop.is_closed():
+        if loop.is_closed():
+            _status_dropped[expected_pid] = current_thread()
+        else:
             _waited_by_pid.add(expected_pid)
 
     return handing
