@@ -146,6 +146,31 @@ def test_a_pools_connections_are_the_pools_not_reported_apart(leakwatch: Watch, 
 
 @pytest.mark.mariadb
 @pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_pymysql_connection_left_open_is_one_entry_naming_its_server_and_session(
+    leakwatch: Watch, mariadb: Any
+) -> None:
+    """Not a bare socket to port 3306 at PyMySQL's line: the connection, at the program's line,
+    says as whom, to which server and database, and the session the server knows it by."""
+    pymysql = pytest.importorskip("pymysql")
+    from _dbserver import maria_kwargs
+
+    kwargs = maria_kwargs(mariadb)
+    conn = pymysql.connect(**kwargs)
+    at = line() - 1
+    try:
+        leak = leakwatch.one("pymysql")
+        assert_site(leak, at)
+        target = f"{kwargs['user']}@{kwargs['host']}:{kwargs['port']}/{kwargs['database']}"
+        assert leak.description == f"connection {target} (server thread id {conn.thread_id()})"
+        assert (leak.details["target"], leak.details["thread_id"]) == (target, conn.thread_id())
+        assert [(held.kind, held.details["fd"]) for held in leak.holds] == [("socket", conn._sock.fileno())]
+    finally:
+        conn.close()
+    assert leakwatch.leaks() == []
+
+
+@pytest.mark.mariadb
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
 @pytest.mark.filterwarnings("ignore::ResourceWarning")
 def test_pymysql_connection_dropped_open_is_the_collectors_though_its_del_is_renamed(
     leakwatch: Watch, mariadb: Any
@@ -158,9 +183,23 @@ def test_pymysql_connection_dropped_open_is_the_collectors_though_its_del_is_ren
     pymysql.connect(**maria_kwargs(mariadb)).ping()
     at = line() - 1
     gc.collect()
-    leak = leakwatch.one("socket")
+    leak = leakwatch.one("pymysql")
     assert leak.state == "collected" and leak.closed_by_gc
-    assert any(frame.filename == __file__ and frame.lineno == at for frame in leak.frames), leak.headline()
+    assert_site(leak, at)
+    assert [(held.kind, held.state) for held in leak.holds] == [("socket", "collected")]
+
+
+@pytest.mark.mariadb
+def test_pymysql_connection_deferred_and_never_connected_is_no_leak(leakwatch: Watch, mariadb: Any) -> None:
+    """``defer_connect=True`` opens nothing until ``connect()``: such a connection holds nothing."""
+    pymysql = pytest.importorskip("pymysql")
+    from _dbserver import maria_kwargs
+
+    conn = pymysql.connect(**maria_kwargs(mariadb), defer_connect=True)
+    assert leakwatch.leaks() == []
+    del conn
+    gc.collect()
+    assert leakwatch.leaks() == []
 
 
 @pytest.mark.mariadb

@@ -696,6 +696,54 @@ def test_sqlalchemy_psycopg_connection_never_closed_is_blamed_on_its_connect(
     assert leakwatch.leaks() == []
 
 
+@ignore_gc_warnings
+@pytest.mark.mariadb
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@pytest.mark.parametrize("dropped", [False, True], ids=["kept", "dropped"])
+def test_sqlalchemy_engine_on_pymysql_holds_its_connections_each_holding_its_socket(
+    leakwatch: Watch, mariadb: Any, dropped: bool
+) -> None:
+    """A PyMySQL connection is an entry of its own, holding its socket: one an engine's pool keeps
+    idle is listed under the engine (the entry is still the engine, at ``create_engine()``), and
+    one checked out and never given back is its own entry, at the ``connect()`` that took it."""
+    pytest.importorskip("pymysql")
+    import sqlalchemy
+
+    url = sqlalchemy.URL.create(
+        "mysql+pymysql",
+        username=mariadb.user,
+        password=mariadb.password or None,
+        host=mariadb.host,
+        port=mariadb.port,
+        database=mariadb.database,
+    )
+    engine = sqlalchemy.create_engine(url)
+    made = line() - 1
+    with engine.connect() as conn:
+        connected = line() - 1
+        conn.execute(sqlalchemy.text("select 1"))
+    kept = engine.connect()
+    taken = line() - 1
+    try:
+        leak = leakwatch.one("pymysql")
+        assert program_line(leak) == taken and leak.details["checked_out_of"] == "SQLAlchemy"
+        assert [held.kind for held in leak.holds] == ["socket"]
+    finally:
+        kept.close()
+    if dropped:
+        del engine, conn, kept
+        gc.collect()  # an engine is a reference cycle
+    [leak] = leakwatch.leaks()
+    state = "collected" if dropped else "open"
+    assert (leak.kind, program_line(leak), leak.state) == ("sqlalchemy", made, state)
+    [held] = leak.holds
+    assert (held.kind, held.state, program_line(held)) == ("pymysql", leak.state, connected)
+    if not dropped:
+        assert [part.kind for part in held.holds] == ["socket"]
+        engine.dispose()
+        assert leakwatch.leaks() == []
+
+
 def test_under_pytest_a_sqlalchemy_checkout_kept_is_the_tests_not_the_session_engines(
     pytester: pytest.Pytester, tmp_path: Any
 ) -> None:

@@ -65,6 +65,7 @@ KINDS = (
     "sqlite3",
     "psycopg",
     "psycopg2",
+    "pymysql",
     "asyncpg",
     "subprocess",
     "orphan-process",

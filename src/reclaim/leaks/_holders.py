@@ -263,6 +263,13 @@ ROOTS: dict[str, Callable[[Any], Iterable[object]]] = {
     "aiomysql": _aiomysql_connections,
 }
 
+#: Holder kinds that are a connection of their own, holding its socket (PyMySQL's, see
+#: :mod:`._pymysql`): one another holder reaches (a SQLAlchemy engine's pool, which keeps it idle)
+#: is listed under that holder, its socket under it, as a driver connection that holds no socket
+#: of ours (psycopg's) is. Other holders reached are entries of their own (a redis-py client
+#: reaches the pool the program handed it, which is that pool's to disconnect).
+PARTS = {"pymysql"}
+
 #: Kinds whose holder, dropped unclosed, has its sockets closed by callbacks no ``__del__`` frame
 #: shows (``weakref.finalize``'s, which a ``close()`` runs too): marked collected as it dies.
 DIE_WITH = frozenset({"requests", "urllib3"})
@@ -627,16 +634,20 @@ def claim(holder: object, kind: str, dying: Record | None = None) -> tuple[Recor
             seen.add(key)
             rec = live.get(key)
             if rec is not None and rec() is ref:
-                if rec.state == OPEN and not kind_of(rec.kind).holder:
+                if rec.state == OPEN and (rec.kind in PARTS or not kind_of(rec.kind).holder):
                     held.append(rec)
             elif key in finalized and finalized[key][0]() is ref:
                 held.extend(part for part in finalized[key][1] if part.seq >= dying.seq)  # type: ignore[union-attr]
             elif dead_classes and dying is not None and isinstance(ref, dead_classes):
                 if dead is None:
                     dead = _collected(dying.seq)
-                rec = dead.get(key)
-                if rec is not None and isinstance(ref, dead_types[rec.kind]):
-                    held.append(rec)
+                found = dead.get(key)
+                if found is not None and isinstance(ref, dead_types[found.kind]):
+                    held.append(found)
+                else:  # a part dying with it, whose own __del__ has yet to run (see _records.died)
+                    part = _records.dying.get(key)
+                    if part is not None and part.kind in PARTS and part.state == OPEN:
+                        held.append(part)
             else:
                 pending.append(ref)
     return tuple(held)
@@ -653,6 +664,7 @@ DEAD_KINDS = {
     "sqlite3": ("sqlite3", "Connection"),
     "psycopg": ("psycopg", "Connection"),
     "psycopg2": ("psycopg2.extensions", "connection"),
+    "pymysql": ("pymysql.connections", "Connection"),
 }
 
 

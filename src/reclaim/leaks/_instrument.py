@@ -111,6 +111,7 @@ HOOKS: tuple[tuple[str, str], ...] = (
     *_each(PROCESS_WIDE, "_owning:install_process_wide"),
     *_each(RUNNERS, "_owning:install_runners"),
     ("pymysql.connections", "_sockets:install_finalizer_aliases"),
+    ("pymysql.connections", "_pymysql:install"),
     *_each(HOLDERS, "_holders:install"),
     *_each(("grpc", "grpc.aio"), "_grpc:install"),
     *_each(("grpc._channel", "grpc.aio._channel"), "_grpc:install_channel"),

@@ -747,10 +747,11 @@ def _find(window: Snapshot, context: str | None, include_framework: bool, untrac
     loops = _integration("_loops")  # loaded with asyncio: no loop, no default executor
     if loops is not None:
         loops.fold_executors(found, held)
-    leaks = [
-        _leak(rec, obj, state, now, [_leak(*item, now) for item in held.get(id(rec), ())])
-        for rec, obj, state in found
-    ]
+
+    def leak(rec: Record, obj: Any, state: str) -> Leak:  # a holder's parts, and theirs (_holders.PARTS)
+        return _leak(rec, obj, state, now, [leak(*item) for item in held.get(id(rec), ())])
+
+    leaks = [leak(*item) for item in found]
     if untracked_fds and window.fds is not None:
         leaks.extend(_untracked(window, pairs, context, now))
     return leaks
