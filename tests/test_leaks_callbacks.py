@@ -135,6 +135,35 @@ def test_a_task_a_callback_made_of_a_partial_names_its_coroutine_then_the_regist
     assert [where(frame) for frame in leak.frames[:2]] == [defined_at(_pending), (HERE, at)]
 
 
+@pytest.mark.reclaim_allow
+@ignore_gc_warnings
+def test_what_a_callbacks_task_acquires_names_its_coroutine_once(leakwatch: Watch) -> None:
+    """A task only asyncio's code made starts its site with its coroutine's def line; a socket that
+    coroutine opened showed that coroutine twice, the second time as called from its def line
+    (a pytest-asyncio test's socket: "from test.py:169 in test_x", a decorator line)."""
+    kept: list[socket.socket] = []
+    opened = 0
+
+    async def opens() -> None:
+        nonlocal opened
+        kept.append(socket.socket())
+        opened = line() - 1
+
+    async def main() -> None:
+        asyncio.get_running_loop().call_soon(functools.partial(asyncio.ensure_future, opens()))
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+
+    asyncio.run(main())
+    at = line() - 1
+    try:
+        leak = leakwatch.one("socket")
+    finally:
+        kept[0].close()
+    # The socket's line, then the program's line that made the task that registered the callback.
+    assert [where(frame) for frame in leak.frames[:2]] == [(HERE, opened), (HERE, at)]
+
+
 def test_correct_servers_and_callback_tasks_report_nothing(leakwatch: Watch) -> None:
     """Handlers that close their streams, a server closed, a callback's task awaited: clean."""
 
