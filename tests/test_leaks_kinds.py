@@ -636,6 +636,24 @@ def test_listening_socket_dropped_unclosed_keeps_the_address_it_was_bound_to(lea
 
 
 @pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@pytest.mark.parametrize("family", [socket.AF_INET, socket.AF_INET6])
+def test_socket_never_bound_or_connected_names_no_address(leakwatch: Watch, family: int) -> None:
+    """A socket made and left unbound (pymodbus's TLS client with its connect() mocked) read as
+    "AF_INET/SOCK_STREAM 0.0.0.0:0", an address it never had: as if listening on every interface."""
+    try:
+        sock = socket.socket(family)
+    except OSError:
+        pytest.skip("no IPv6 on this machine")
+    try:
+        leak = leakwatch.one("socket")
+    finally:
+        sock.close()
+    assert "local" not in leak.details and "peer" not in leak.details
+    kind = "AF_INET" if family == socket.AF_INET else "AF_INET6"
+    assert leak.description == f"{kind}/SOCK_STREAM (fd {leak.details['fd']})"
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
 def test_socket_its_resource_warning_keeps_alive_is_still_collected(leakwatch: Watch) -> None:
     """Dropped while warnings are recorded (pytest's ``always::ResourceWarning``), the socket is
     closed by its finalizer but kept by the warning's ``source``: it read as closed by the program."""

@@ -136,9 +136,16 @@ def _formatted(raw: tuple[Any, Any] | None) -> Details:
     out: Details = {}
     if raw is not None:
         for key, addr in zip(("local", "peer"), raw, strict=True):
-            if addr not in ("", b"", None):
+            if addr not in ("", b"", None) and not _unbound(addr):
                 out[key] = _address(addr)
     return out
+
+
+def _unbound(addr: Any) -> bool:
+    """Whether *addr* is the name of an IP socket neither bound nor connected, ``('0.0.0.0', 0)``
+    or ``('::', 0, 0, 0)``: no address at all (a bind to port 0 gets a port, a connect too), not
+    one that reads as listening on every interface."""
+    return type(addr) is tuple and len(addr) >= 2 and addr[1] == 0 and addr[0] in ("0.0.0.0", "::")
 
 
 def _address(addr: Any) -> Any:
