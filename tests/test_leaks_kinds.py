@@ -619,6 +619,27 @@ def test_connected_socket_dropped_unclosed_keeps_the_address_it_connected_to(
 
 @pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
 @ignore_gc_warnings
+def test_client_bound_to_any_address_dropped_unclosed_keeps_the_local_address_it_connected_from(
+    leakwatch: Watch,
+) -> None:
+    """``create_connection(source_address=("", 0))`` (paho connects every client so) binds to
+    0.0.0.0 first, and the kernel picks the local address at ``connect()``: the collector
+    closed it before the report, which named its local end 0.0.0.0."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        address = server.getsockname()
+        client = socket.create_connection(address, source_address=("", 0))
+        at = line() - 1
+        local = "{}:{}".format(*client.getsockname())
+        del client
+        accepted, _ = server.accept()
+        accepted.close()
+        [leak] = [leak for leak in leakwatch.leaks("socket") if leak.site and leak.site.lineno == at]
+        assert leak.state == "collected"
+        assert (leak.details["local"], leak.details["peer"]) == (local, "{}:{}".format(*address))
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@ignore_gc_warnings
 def test_listening_socket_dropped_unclosed_keeps_the_address_it_was_bound_to(leakwatch: Watch) -> None:
     """A server never closed (an aiohttp site, an asyncio server): the collector closes its
     socket before the report, which still names the address it listened on."""

@@ -226,6 +226,8 @@ claimed: Callable[[int], bool] | None = None
 _clients: dict[int, list[tuple[int, Record]]] = {}
 MAX_PENDING = 64
 _LOOPBACK = frozenset(("127.0.0.1", "::1", "localhost"))
+#: The hosts ``getsockname()`` gives for a socket bound to any address: ``connect()`` replaces them.
+_ANY_ADDRESS = frozenset(("0.0.0.0", "::"))
 
 #: fd -> id() of the socket last made on that existing descriptor (``socket(fileno=fd)``): one
 #: entry per descriptor number, so never more than the process has descriptors.
@@ -384,13 +386,20 @@ def _accepted_at(frame: Any, site: Any) -> Any:
 def _note_peer(sock: Any, address: Any, seq: int) -> None:
     """Keep the address *sock* connects to: one the garbage collector closes has no ends left to
     read when it is reported (a dropped asyncio stream, a redis-py client). Its local end is not
-    read here (a system call on every connect); one still open is read when reported. A client
-    of a loopback address (a server of this process, maybe) is one of :data:`_clients`, with
-    *seq*, the generation it called ``connect()`` in."""
+    read here (a system call on every connect); one still open is read when reported. One bound
+    to any address first (``create_connection(source_address=("", 0))``, as paho connects) is
+    read again: the kernel chose the local address at connect, and the bound one would be
+    reported. A client of a loopback address (a server of this process, maybe) is one of
+    :data:`_clients`, with *seq*, the generation it called ``connect()`` in."""
     rec = _live_get(id(sock))
     if rec is not None and rec.kind == "socket":
         info = rec.info
         local = info[3][0] if info[3] is not None else None  # bound first, say
+        if type(local) is tuple and local[0] in _ANY_ADDRESS:
+            try:
+                local = sock.getsockname()
+            except (OSError, ValueError):
+                pass
         rec.info = (info[0], info[1], info[2], (local, address))
         host = address[0] if type(address) is tuple and len(address) > 1 else None
         if type(host) is str and (host in _LOOPBACK or host[:4] == "127.") and type(address[1]) is int:
