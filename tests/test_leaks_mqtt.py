@@ -8,6 +8,7 @@ answer, failed instead under RECLAIM_REQUIRE_SERVICES=1).
 from __future__ import annotations
 
 import gc
+import socket
 import threading
 import uuid
 from pathlib import Path
@@ -151,6 +152,27 @@ def test_a_client_with_no_loop_running_holds_its_socket(leakwatch: Watch, mosqui
         assert held.kind == "socket" and held.details["peer"] == f"{mosquitto.host}:{mosquitto.port}"
     finally:
         c.disconnect()
+    assert leakwatch.leaks() == []
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_a_client_over_a_unix_socket_is_said_to_go_to_its_path(leakwatch: Watch, tmp_path: Path) -> None:
+    """With ``transport="unix"`` paho connects to the path given as the host and ignores the
+    port: the client read as connected to ``/path/broker.sock:1883``."""
+    path = str(tmp_path / "broker.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+        server.bind(path)
+        server.listen()
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, transport="unix")
+        try:
+            c.connect(path)  # sends CONNECT, waits for no CONNACK
+            accepted, _ = server.accept()
+            accepted.close()
+            leak = leakwatch.one("mqtt")  # the listening socket is open too, for now
+            assert leak.description == f"MQTT client to {path} not disconnected (disconnect())"
+            assert leak.details["target"] == path
+        finally:
+            c.disconnect()
     assert leakwatch.leaks() == []
 
 

@@ -67,7 +67,9 @@ def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
     details: Details = {"class": cls}
     text = "MQTT client"
     if obj is not None and obj._host:  # "" until connect(); a client collected says no more
-        details["target"] = target = f"{obj._host}:{obj._port}"
+        # Over a Unix socket the host is the socket's path, and the port is not used.
+        unix = getattr(obj, "_transport", None) == "unix"
+        details["target"] = target = obj._host if unix else f"{obj._host}:{obj._port}"
         text += f" to {target}"
     connected = any(part.kind != "thread" for part in held)
     looping = any(part.kind == "thread" for part in held)
