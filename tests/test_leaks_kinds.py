@@ -1859,6 +1859,34 @@ def test_task_left_pending_is_reported_though_asyncio_run_cancels_it(
     assert leak.details["coroutine"] == "_forever"
 
 
+async def _two_numbers() -> Any:
+    yield 1
+    yield 2
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_async_generator_dropped_unfinished_is_reported_at_the_drop_naming_the_generator(
+    leakwatch: Watch,
+) -> None:
+    """The loop's own task that closes an async generator left by ``break`` is cancelled at
+    shutdown before it runs: it was reported as running async_generator_athrow() at the
+    asyncio.run() line (python-socketio's pubsub listener), naming neither."""
+    at = 0
+
+    async def main() -> None:
+        nonlocal at
+        async for _ in _two_numbers():
+            at = line() + 1
+            break
+
+    asyncio.run(main())
+    leak = leakwatch.one("task")
+    assert leak.state == "cancelled"
+    assert leak.details["coroutine"] == "_two_numbers().aclose"
+    assert "async generator dropped unfinished" in leak.description
+    assert_site(leak, at)
+
+
 @pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
 def test_task_left_pending_is_reported_by_the_name_create_task_gave_it(leakwatch: Watch) -> None:
     """asyncio.create_task(name=...) names the task after the loop made it (before 3.13): it was

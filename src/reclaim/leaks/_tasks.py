@@ -11,6 +11,15 @@ pending ("Task was destroyed but it is pending!") is a leak too, unless its coro
 ended: a loop stopped before the task's first step, the program cancelled it and closed its
 coroutine by hand (tornado's ``SelectorThread.close()`` does), and nothing of it is left to run.
 
+A loop makes a task of its own to close an async generator the program dropped unfinished (an
+``async for`` left by ``break`` or an error, with no ``aclose()``): ``_asyncgen_finalizer_hook``
+schedules ``create_task(agen.aclose())``. When the loop shuts down before that task runs, it is
+cancelled and the generator's cleanup never runs: the program's leak, but the task ran
+``async_generator_athrow()`` and was recorded at the line that started the loop, naming
+neither the generator nor where it was dropped. The hook is wrapped: the task is described as
+``gen().aclose()`` and recorded at the line that dropped the generator (unless a collection
+dropped it, at no line of the program's).
+
 A task made by framework code alone, in a loop callback (the handler task of
 ``asyncio.start_server``), is recorded at its coroutine's code, then at the
 program's line that registered the callback. A task made outside any task (by a
@@ -27,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import sys
+import threading
 import weakref
 from types import ModuleType
 
@@ -60,6 +70,11 @@ CANCELLED = "cancelled"
 _RUNNER_RUN: set[Any] = set()
 #: The main tasks of the runners made so far.
 _main_tasks: weakref.WeakSet[Any] = weakref.WeakSet()
+#: The qualified name of the async generator whose ``aclose()`` a loop's finalizer hook is
+#: scheduling, in the context of the callback that creates the task (see install_base_events).
+_closing_agen: contextvars.ContextVar[str] = contextvars.ContextVar("reclaim_closing_agen")
+#: What the coroutine name of such a task ends with (no qualified name holds a parenthesis).
+ACLOSE = "().aclose"
 #: reclaim run's SIGTERM is unwinding an asyncio program (see install_runners).
 _terminating = False
 # Done callbacks get this context instead of a fresh copy_context() per task.
@@ -167,6 +182,8 @@ def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
         name = obj.get_name()
     details: Details = {"name": name, "coroutine": coro}
     text = f"{name!r} running {coro}()"
+    if coro.endswith(ACLOSE):
+        text += ", asyncio's close of an async generator dropped unfinished (no aclose())"
     awaiting = _suspended_at(obj) if obj is not None and not obj.done() else None
     if awaiting is None and cancelled_at:  # cancelled at loop shutdown: where it waited then
         awaiting = cancelled_at[0]
@@ -221,6 +238,7 @@ def install_base_events(patches: Patches, base_events: ModuleType) -> None:
     loop_cls = base_events.BaseEventLoop
     create_task = loop_cls.create_task
     patches.set(loop_cls, "create_task", tracking_create_task(create_task))
+    _closing_at_drop(patches, loop_cls)
     _sites.task_root = sys.modules["asyncio.events"].Handle._run.__code__
     _sites.task_site = _running_task_site
     _sites.task_began = _task_site_at
@@ -268,7 +286,11 @@ def tracking_create_task(create_task: Any) -> Any:
                     origin.reset(token)
             else:
                 task = _in_context(context, (site, label), create_task, self, coro, *args, **kwargs)
-            info = (task.get_name(), _coro_name(coro), _coro_ref(coro))
+            closing = _closing_agen.get(None)
+            if closing is not None and type(coro).__name__ == "async_generator_athrow":
+                info = (task.get_name(), closing + ACLOSE, None)
+            else:
+                info = (task.get_name(), _coro_name(coro), _coro_ref(coro))
             _records.new(task, "task", info, site, label=label)
             if caller.f_code in _RUNNER_RUN:
                 _main_tasks.add(task)
@@ -327,6 +349,39 @@ def install_asgiref(patches: Patches, sync: ModuleType) -> None:
         return restore(theirs, *args, **kwargs)
 
     patches.set(sync, "_restore_context", _restore_context)
+
+
+def _closing_at_drop(patches: Patches, loop_cls: type) -> None:
+    """Wrap ``_asyncgen_finalizer_hook``: the task it schedules to close the async generator the
+    program dropped is named after that generator and carries the line that dropped it (the frame
+    running as the generator died of its last reference), as a callback carries the line that
+    registered it (see :data:`._records.origin`). A generator a collection finalizes was dropped
+    at no line of the program's: its task keeps the site it had."""
+    hook = vars(loop_cls).get("_asyncgen_finalizer_hook")
+    if hook is None:  # private: a release may rename it
+        return
+    origin = _records.origin
+
+    def _asyncgen_finalizer_hook(self: Any, agen: Any) -> None:
+        closing = _closing_agen.set(_coro_name(agen))
+        token = None
+        try:
+            caller = sys._getframe(1)
+        except ValueError:  # finalized from C code with no Python frame: no line dropped it
+            caller = None
+        if caller is not None and _sites._collecting_in != threading.get_ident():
+            site = _records.capture(caller, _records.depth)
+            _records.thread_name()
+            token = origin.set((site, _records.label_here()))
+        try:
+            hook(self, agen)  # call_soon_threadsafe() copies the context, and what we set in it
+        finally:
+            if token is not None:
+                origin.reset(token)
+            _closing_agen.reset(closing)
+
+    _asyncgen_finalizer_hook.__doc__ = hook.__doc__
+    patches.set(loop_cls, "_asyncgen_finalizer_hook", _asyncgen_finalizer_hook)
 
 
 def _serving_at_caller(patches: Patches, server_cls: type) -> None:
