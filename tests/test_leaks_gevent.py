@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+import reclaim.leaks._tracker
 from _leakhelp import (
     Watch,
     ignore_gc_warnings,
@@ -270,6 +271,60 @@ def test_pending_greenlet_is_a_task_until_killed(leakwatch: Watch) -> None:
         assert leak.details["awaiting"] == f"{__file__}:{wait_for_event.__code__.co_firstlineno + 1}"
     finally:
         greenlet.kill()
+    assert leakwatch.leaks() == []
+
+
+def test_pending_greenlet_of_the_checking_threads_hub_is_not_waited_for(
+    leakwatch: Watch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Unpatched, a check's wait is a real time.sleep that never switches to this thread's hub:
+    its greenlets cannot run meanwhile, and each test that left one (python-engineio's server
+    tests, a ping greenlet spawned and never started) paid the whole grace period for it."""
+    from reclaim.leaks import _tracker
+
+    event = gevent_event.Event()
+    greenlet = gevent.spawn(event.wait)
+
+    def no_sleep(seconds: float) -> None:
+        raise AssertionError(f"the check waited ({seconds} s) for a greenlet its hub cannot run")
+
+    try:
+        with monkeypatch.context() as patched:
+            patched.setattr(_tracker.time, "sleep", no_sleep)
+            leak = leakwatch.one("task", grace=30.0)
+            gevent.sleep(0)  # it starts, and waits on the event
+            assert leakwatch.one("task", grace=30.0).details["hub_held"] is True
+        assert leak.details["hub_held"] is True
+    finally:
+        greenlet.kill()
+    assert leakwatch.leaks() == []
+
+
+def test_pending_greenlet_of_another_threads_hub_is_waited_for(leakwatch: Watch) -> None:
+    """A greenlet of a hub another thread runs may still end while the check waits: it is waited
+    for (only the checking thread's own hub is known to stand still)."""
+    spawned = threading.Event()
+    release = threading.Event()
+
+    def other() -> None:
+        event = gevent_event.Event()
+        greenlet = gevent.spawn(event.wait)
+        spawned.set()
+        release.wait(30)  # a real wait: this hub does not run meanwhile, and the greenlet waits
+        event.set()
+        greenlet.join()  # runs the hub: the greenlet ends, and its record is released
+        gevent.get_hub().destroy()
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    try:
+        assert spawned.wait(30)
+        [task] = [held for held in leakwatch.one("thread").holds if held.kind == "task"]
+        assert "hub_held" not in task.details
+        assert reclaim.leaks._tracker._winding_down(task)
+    finally:
+        release.set()
+        thread.join()
     assert leakwatch.leaks() == []
 
 

@@ -171,7 +171,20 @@ def _describe_greenlet(obj: Any, rec: Record) -> tuple[str, Details]:
         else:
             details["awaiting"] = awaiting
             text += f", suspended at {_sites.shown(awaiting)}"
+        if _hub_held(obj):
+            details["hub_held"] = True
     return text, details
+
+
+def _hub_held(greenlet: Any) -> bool:
+    """Whether *greenlet*'s hub belongs to the thread asking, with ``time`` not monkey-patched:
+    a check's wait there is a real ``time.sleep``, which never switches to the hub, so the
+    greenlet cannot run (nor end) while the check waits. (Patched, the wait is gevent's sleep,
+    which runs the hub and its greenlets.)"""
+    if getattr(greenlet.parent, "thread_ident", None) != threading.get_ident():
+        return False
+    monkey = sys.modules.get("gevent.monkey")
+    return monkey is None or not monkey.is_module_patched("time")
 
 
 def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
@@ -206,8 +219,9 @@ def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
 
 
 def _may_finish(details: Mapping[str, Any]) -> bool:
-    """Whether a check's grace period may see the task end: only while a thread runs its loop."""
-    return not details.get("loop_closed", False) and not details.get("loop_stopped", False)
+    """Whether a check's grace period may see the task end: only while a thread runs its loop
+    (a greenlet: its hub), and not the checking thread, whose wait runs no greenlet."""
+    return not any(details.get(key, False) for key in ("loop_closed", "loop_stopped", "hub_held"))
 
 
 register(Kind("task", is_open=_is_open, describe=_describe, waitable=_may_finish, death_leak=_death_is_leak))
