@@ -726,6 +726,77 @@ def test_socket_its_owners_del_closes_is_closed_by_the_garbage_collector(leakwat
     assert [leak.state for leak in leakwatch.leaks("socket")] == ["collected"]
 
 
+class _Stream:
+    """An RPC library's stream over a socket: a read that meets the end closes it (rpyc's)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+
+    def read(self) -> bytes:
+        data = self.sock.recv(16)
+        if not data:
+            self.close()
+        return data
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class _RpcConnection:
+    """An RPC connection whose ``__del__`` closes it as its ``close()`` does, with a goodbye
+    round trip: rpyc's ``Connection.__del__`` reaches the socket's close ten frames up
+    (close, sync_request, AsyncResult.value, wait, serve, recv, read, the stream's close)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.stream = _Stream(sock)
+        self.closed = False
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.stream.sock.sendall(b"bye")
+        self._request()
+
+    def _request(self) -> None:
+        self._wait()
+
+    def _wait(self) -> None:
+        self._serve()
+
+    def _serve(self) -> None:
+        self._recv()
+
+    def _recv(self) -> None:
+        self.stream.read()
+
+    def __del__(self) -> None:
+        self.close()
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_socket_an_rpc_connections_del_closes_deep_down_is_closed_by_the_garbage_collector(
+    leakwatch: Watch,
+) -> None:
+    """A close many frames below the ``__del__`` that started it is still the collector's."""
+    ours, theirs = socket.socketpair()
+    at = line() - 1
+    theirs.shutdown(socket.SHUT_WR)  # the peer is gone: the goodbye's answer is the end
+    connection = _RpcConnection(ours)
+    del ours, connection
+    theirs.close()
+    leak = leakwatch.one("socket")
+    assert_site(leak, at)
+    assert leak.state == "collected" and leak.closed_by_gc
+    ours, theirs = socket.socketpair()
+    theirs.shutdown(socket.SHUT_WR)
+    closed = _RpcConnection(ours)
+    closed.close()  # the program's own close, as deep: not a leak
+    del ours, closed
+    theirs.close()
+    assert len(leakwatch.leaks("socket")) == 1
+
+
 @pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
 def test_sqlite_connection_its_owners_del_closes_is_closed_by_the_garbage_collector(
     leakwatch: Watch,
