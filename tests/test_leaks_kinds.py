@@ -1718,6 +1718,52 @@ def test_thread_still_running_is_reported_with_name_and_target(leakwatch: Watch)
     assert leakwatch.leaks() == []
 
 
+class _Proxy:
+    """A remote object's local proxy (an rpyc netref): every attribute, its repr too, is asked of
+    the other side, over a connection the call the thread makes is using."""
+
+    def __init__(self, function: Callable[[], object]) -> None:
+        object.__setattr__(self, "_function", function)
+        object.__setattr__(self, "asked", [])
+
+    def __getattribute__(self, name: str) -> Any:
+        if name not in ("_function", "asked"):
+            object.__getattribute__(self, "asked").append(name)
+        return object.__getattribute__(self, name)
+
+    def __getattr__(self, name: str) -> Any:
+        object.__getattribute__(self, "asked").append(name)
+        raise AttributeError(name)
+
+    def __repr__(self) -> str:
+        object.__getattribute__(self, "asked").append("__repr__")
+        return "<proxy>"
+
+    def __call__(self) -> object:
+        return object.__getattribute__(self, "_function")()
+
+
+def test_a_threads_target_is_named_without_asking_the_target_anything(leakwatch: Watch) -> None:
+    """``Thread(target=netref).start()`` asked the netref its ``__qualname__`` and repr: two remote
+    calls waiting for the connection the new thread's call held, so rpyc's 50 calls run in 50
+    threads took 50 s, one after the other, instead of 1 s."""
+    stop = threading.Event()
+    proxy = _Proxy(stop.wait)
+    worker = threading.Thread(target=proxy)
+    partial = threading.Thread(target=functools.partial(stop.wait, 30))
+    proxy.asked.clear()  # Thread() asks for its __name__, to name the thread
+    worker.start()
+    partial.start()
+    try:
+        assert proxy.asked == []
+        targets = {leak.details["name"]: leak.details["target"] for leak in leakwatch.leaks("thread")}
+        assert targets == {worker.name: "_Proxy.__call__", partial.name: "Event.wait"}
+    finally:
+        stop.set()
+        worker.join()
+        partial.join()
+
+
 class _SnapshotAsItStarts(threading.Thread):
     """Takes a snapshot in the new thread while its starter still waits in ``start()``: as a
     test's window may open while a server thread starts a handler thread that has already

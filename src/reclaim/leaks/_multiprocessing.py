@@ -56,6 +56,7 @@ from ._kinds import Details, Kind, register
 from ._owning import label, lookup, own, site, track_init
 from ._patch import Patches
 from ._records import NO_OBJECT, OPEN, Record
+from ._threads import target_name
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
 if TYPE_CHECKING:
@@ -399,7 +400,7 @@ def install_process(patches: Patches, module: ModuleType) -> None:
 
     def start_(self: Any) -> None:
         target = getattr(self, "_target", None)
-        what = getattr(target, "__qualname__", None) or f"{type(self).__qualname__}.run"
+        what = f"{type(self).__qualname__}.run" if target is None else target_name(target)
         # The fork or spawn that makes the child names it, for what it starts (see _lineage).
         name = _lineage.new_name() if _lineage.ENABLED else None
         _lineage.starting(name)

@@ -43,9 +43,10 @@ loop starts (socketserver's thread per connection).
 
 from __future__ import annotations
 
+import functools
 import sys
 import threading
-from types import ModuleType
+from types import ModuleType, WrapperDescriptorType
 
 from reclaim import _sites
 
@@ -59,7 +60,7 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see recl
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["IN_THREAD", "fold", "install", "install_executor"]
+__all__ = ["IN_THREAD", "fold", "install", "install_executor", "target_name"]
 
 __tracebackhide__ = True  # stands in for what it wraps: see _patch
 
@@ -69,9 +70,32 @@ NOT_SHUT_DOWN = "not shut down (shutdown() or a with-block)"
 
 def _target(thread: threading.Thread) -> str:
     target = getattr(thread, "_target", None)
-    if target is not None:
-        return str(getattr(target, "__qualname__", None) or repr(target))
-    return f"{type(thread).__qualname__}.run"
+    if target is None:
+        return f"{type(thread).__qualname__}.run"
+    return target_name(target)
+
+
+def target_name(target: object) -> str:
+    """The name of the function a thread or process started with *target* runs."""
+    # Named without running any code of the target's: a proxy (an rpyc netref) answers each
+    # attribute, and its repr, with a call to the other side, waiting for the connection that
+    # the thread just started may be using. A partial runs its function; what has its own
+    # attribute lookup, or no name (a callable object), runs its class's __call__.
+    cls = type(target)
+    while _plain(cls) and isinstance(target, functools.partial):  # (isinstance may ask __class__)
+        target = target.func
+        cls = type(target)
+    if _plain(cls):
+        name = getattr(target, "__qualname__", None)
+        if isinstance(name, str):
+            return name
+    return f"{cls.__qualname__}.__call__"
+
+
+def _plain(cls: type) -> bool:
+    """Whether the attributes of *cls*'s instances are looked up by C code alone: no
+    ``__getattr__``, and the ``__getattribute__`` of a built-in type."""
+    return not hasattr(cls, "__getattr__") and isinstance(cls.__getattribute__, WrapperDescriptorType)
 
 
 # A thread's info is (name, target, daemon); an executor's is its class's label, a str.
