@@ -6,6 +6,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import dataclasses
+import errno
 import functools
 import gc
 import http.client
@@ -615,6 +616,34 @@ def test_connected_socket_dropped_unclosed_keeps_the_address_it_connected_to(
         assert leak.state == "collected"
         assert leak.details["peer"] == "{}:{}".format(*address)
         assert leak.description.endswith(" -> {}:{} (fd {})".format(*address, leak.details["fd"]))
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@ignore_gc_warnings
+@pytest.mark.parametrize("how", ["connect", "connect_ex"])
+def test_socket_whose_connect_failed_says_it_never_connected(leakwatch: Watch, how: str) -> None:
+    """rpyc's ``socket_backoff_connect`` leaves the socket of a refused ``connect()`` open: it
+    read as ``-> 127.0.0.1:18878``, a connection made and never closed."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        address = server.getsockname()
+    sock = socket.socket()  # nothing listens there any more: refused
+    at = line() - 1
+    if how == "connect":
+        with pytest.raises(ConnectionRefusedError):
+            sock.connect(address)
+    else:
+        assert sock.connect_ex(address) == errno.ECONNREFUSED
+    error = "ConnectionRefusedError" if how == "connect" else "ECONNREFUSED"
+    expected = " -> {}:{} (never connected: connect() raised {}) (fd {})"  # after the kernel's bind
+    leak = leakwatch.one("socket")
+    assert_site(leak, at)
+    assert leak.description.endswith(expected.format(*address, error, sock.fileno()))
+    assert leak.details["connect_error"] == error
+    del sock
+    gc.collect()
+    leak = leakwatch.one("socket")
+    assert leak.state == "collected"
+    assert leak.description.endswith(expected.format(*address, error, leak.details["fd"]))
 
 
 @pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test

@@ -37,6 +37,7 @@ loop's selector and self-pipe sockets are the loop's own, reported as the loop
 
 from __future__ import annotations
 
+import errno
 import sys
 import threading
 from collections.abc import Callable
@@ -148,7 +149,21 @@ def _unbound(addr: Any) -> bool:
     return type(addr) is tuple and len(addr) >= 2 and addr[1] == 0 and addr[0] in ("0.0.0.0", "::")
 
 
+class _Unreached:
+    """The address a ``connect()`` that failed was for, and its error's name: the socket never had
+    that peer. A client library that leaves such a socket open (rpyc's ``socket_backoff_connect``
+    on a refused connection) leaked a socket that read as a connection made and never closed."""
+
+    __slots__ = ("address", "error")
+
+    def __init__(self, address: Any, error: str) -> None:
+        self.address = address
+        self.error = error
+
+
 def _address(addr: Any) -> Any:
+    if type(addr) is _Unreached:
+        return _address(addr.address)
     if isinstance(addr, tuple):
         return f"{addr[0]}:{addr[1]}" if len(addr) >= 2 else str(addr)
     if isinstance(addr, bytes):
@@ -164,13 +179,17 @@ def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
     type_ = _name(type_, socket.SocketKind)
     details: Details = {"family": family, "type": type_, "fd": fd, **_formatted(known)}
     sock = _socket(obj, rec) if obj is not None else None
-    if sock is not None and sock.fileno() != -1:
-        details.update(_endpoints(sock))
+    live = _endpoints(sock) if sock is not None and sock.fileno() != -1 else {}
+    details.update(live)
     text = f"{family}/{type_}"
     if "local" in details:
         text += f" {details['local']}"
     if "peer" in details:
         text += f" -> {details['peer']}"
+        unreached = known[1] if known is not None else None
+        if type(unreached) is _Unreached and "peer" not in live:  # no connect() since has made it
+            details["connect_error"] = unreached.error
+            text += f" (never connected: connect() raised {unreached.error})"
     text += f" (fd {fd})"
     if rec.why is MAKEFILE_KEPT:
         text += ": its close() waited for a makefile() object (a response, a reader) never closed"
@@ -330,17 +349,26 @@ def track_class(patches: Patches, cls: type, family_of: Any, type_of: Any) -> No
 
     def connect_(self: Any, address: Any) -> None:
         seq = _records.generation  # the connection is made when connect() is called
+        peer = address  # in progress (non-blocking): still where it is going
         try:
             connect(self, address)
-        finally:  # in progress (non-blocking) or refused: still where it was going
-            _note_peer(self, address, seq)
+        except OSError as exc:
+            if not isinstance(exc, (BlockingIOError, InterruptedError)) and exc.errno not in _UNDER_WAY:
+                peer = _Unreached(address, type(exc).__name__)  # refused, unreachable, timed out
+            raise
+        finally:
+            _note_peer(self, peer, seq)
 
     def connect_ex_(self: Any, address: Any) -> int:
         seq = _records.generation
+        peer = address
         try:
-            return int(connect_ex(self, address))
+            code = int(connect_ex(self, address))
+            if code not in _UNDER_WAY:
+                peer = _Unreached(address, errno.errorcode.get(code, str(code)))
+            return code
         finally:
-            _note_peer(self, address, seq)
+            _note_peer(self, peer, seq)
 
     def bind_(self: Any, address: Any) -> None:
         bind(self, address)
@@ -381,6 +409,10 @@ def _accepted_at(frame: Any, site: Any) -> Any:
             break
         kept += site[i : i + 2]
     return (*kept[: 2 * (_records.depth - 1)], *line)
+
+
+#: What ``connect_ex()`` returns, or ``connect()`` raises, for a connection made or under way.
+_UNDER_WAY = frozenset({0, errno.EINPROGRESS, errno.EAGAIN, errno.EWOULDBLOCK, errno.EALREADY, errno.EINTR})
 
 
 def _note_peer(sock: Any, address: Any, seq: int) -> None:
