@@ -1897,6 +1897,33 @@ def test_a_resource_warning_the_check_sets_off_is_shown_at_the_test(pytester: py
     result.stdout.no_fnmatch_line("*reclaim*ResourceWarning*")
 
 
+def test_a_warning_the_sessions_last_collection_sets_off_is_not_shown_at_reclaims_line(
+    pytester: pytest.Pytester,
+) -> None:
+    """A coroutine a test made, never awaited and kept in a reference cycle, is finalized by the
+    collection at the end of the session, which warns from the frame running then: reclaim's
+    ("reclaim/leaks/_tracker.py:508: RuntimeWarning"), as if reclaim had made it. No test runs
+    then to show it at: it is shown as the session's end's."""
+    pytester.makepyfile(
+        test_cycle="""
+        class Box:
+            def __init__(self, coro):
+                self.me = self
+                self.coro = coro
+
+        async def never_awaited():
+            pass
+
+        def test_drops_it():
+            Box(never_awaited())
+        """
+    )
+    result = run(pytester, "-W", "always::RuntimeWarning")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*<garbage collected at the end of the session>:0: RuntimeWarning: corout*"])
+    result.stdout.no_fnmatch_line("*reclaim*RuntimeWarning*")
+
+
 def test_tests_whose_late_leaks_are_alike_are_one_block(pytester: pytest.Pytester) -> None:
     """Each test's fixture started the same never-ending thread (dramatiq's 190 brokers): one
     block names the tests, the leaks grouped under it, and every test still counts as leaked."""
