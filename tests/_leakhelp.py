@@ -23,6 +23,20 @@ ignore_gc_warnings = pytest.mark.filterwarnings(
 )
 
 
+class ClosesAtDel:
+    """Owns ``resource`` (set after it is made) in a reference cycle and closes it from its
+    ``__del__``, as aiopg's ``Connection`` does its psycopg2 connection: dropped, the collector is
+    what closes it. Made first, as aiopg's is, the collector finalizes it first too."""
+
+    resource: Any
+
+    def __init__(self) -> None:
+        self.cycle = self
+
+    def __del__(self) -> None:
+        self.resource.close()
+
+
 def line() -> int:
     """The line number of the statement that calls this (put it on the acquiring line)."""
     frame = inspect.currentframe()

@@ -15,7 +15,7 @@ import pytest
 
 import reclaim.db
 from _dbserver import pg_conninfo
-from _leakhelp import Watch, assert_site, leakwatch, line
+from _leakhelp import ClosesAtDel, Watch, assert_site, ignore_gc_warnings, leakwatch, line
 
 __all__ = ["leakwatch"]  # the fixture, imported for pytest
 
@@ -94,6 +94,24 @@ def test_connection_dropped_open_in_a_reference_cycle_is_still_closed_by_the_gc(
     at = line() - 1
     conn.cycle = conn  # type: ignore[attr-defined]
     del conn
+    gc.collect()
+    leak = leakwatch.one("psycopg")
+    assert_site(leak, at)
+    assert leak.state == "collected" and leak.closed_by_gc
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@ignore_gc_warnings
+def test_connection_its_owner_closes_when_collected_in_a_cycle_is_closed_by_the_gc(
+    leakwatch: Watch, postgres: Any
+) -> None:
+    """The owner's ``__del__`` closes the connection, both collected in one cycle (the
+    connection's weak reference cleared before that ``__del__`` runs, its record left for its
+    own ``__del__``, which then found it closed): the collector's doing all the same."""
+    owner = ClosesAtDel()
+    owner.resource = psycopg.connect(**pg_conninfo(postgres))
+    at = line() - 1
+    del owner
     gc.collect()
     leak = leakwatch.one("psycopg")
     assert_site(leak, at)

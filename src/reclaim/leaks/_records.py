@@ -342,10 +342,17 @@ def release(key: object) -> None:
 def closing(obj: object, frame: Any) -> None:
     """*obj*, tracked under its ``id()``, is being closed from *frame*: by a ``__del__`` (its
     owner was dropped unclosed: the garbage collector's doing, a leak) or by the program (the
-    ``__del__`` itself too, closing what it acquired)."""
+    ``__del__`` itself too, closing what it acquired).
+
+    Owner and *obj* collected in one reference cycle: *obj*'s weak reference is cleared before
+    any ``__del__`` runs, so an :data:`AT_DEL` record waits in :data:`dying` for *obj*'s own
+    ``__del__``, and is the one closed here."""
     if in_finalizer(frame):
-        rec = live.get(id(obj))
-        if rec is not None and rec() is obj and not acquired_in_finalizer(frame, rec.site):
+        key = id(obj)
+        rec = live.get(key)
+        if rec is None or rec() is not obj:
+            rec = dying.get(key)  # obj is alive: no other object has its id until it is freed
+        if rec is not None and not acquired_in_finalizer(frame, rec.site):
             leak(rec, COLLECTED)
             return
     release(id(obj))
