@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from _dbserver import pg_conninfo
-from _leakhelp import Watch, assert_site, ignore_gc_warnings, leakwatch, line
+from _leakhelp import ClosesAtDel, Watch, assert_site, ignore_gc_warnings, leakwatch, line
 
 __all__ = ["leakwatch"]  # the fixture, imported for pytest
 
@@ -75,3 +75,63 @@ def test_pooled_connections_dropped_open_are_reported_as_closed_by_the_gc(
     for leak in found:
         assert_site(leak, at)
         assert leak.state == "collected" and leak.closed_by_gc
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@ignore_gc_warnings
+def test_connection_dropped_open_in_a_reference_cycle_is_still_closed_by_the_gc(
+    leakwatch: Watch, postgres: Any
+) -> None:
+    conn = psycopg2.connect(**pg_conninfo(postgres))
+    at = line() - 1
+    conn.cycle = conn
+    del conn
+    gc.collect()
+    leak = leakwatch.one("psycopg2")
+    assert_site(leak, at)
+    assert leak.state == "collected" and leak.closed_by_gc
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@ignore_gc_warnings
+def test_connection_its_owner_closes_when_collected_in_a_cycle_is_closed_by_the_gc(
+    leakwatch: Watch, postgres: Any
+) -> None:
+    """The owner's ``__del__`` closes the connection, both collected in one cycle (the
+    connection's weak reference cleared before that ``__del__`` runs): the collector's doing."""
+    owner = ClosesAtDel()
+    owner.resource = psycopg2.connect(**pg_conninfo(postgres))
+    at = line() - 1
+    del owner
+    gc.collect()
+    leak = leakwatch.one("psycopg2")
+    assert_site(leak, at)
+    assert leak.state == "collected" and leak.closed_by_gc
+
+
+@pytest.mark.parametrize("dropped", ["last reference", "reference cycle"])
+def test_connection_broken_by_the_server_then_dropped_is_not_closed_by_the_gc(
+    leakwatch: Watch, postgres: Any, dropped: str
+) -> None:
+    """A connection whose backend was terminated has no socket left (libpq dropped it when it
+    read the end; psycopg2's ``closed`` is 2): dropped unclosed, as aiopg's pool drops such
+    ones, whether by its last reference or in a reference cycle, it left nothing to the
+    collector, so it is not a leak."""
+    conn = psycopg2.connect(**pg_conninfo(postgres))
+    killer = psycopg2.connect(**pg_conninfo(postgres))
+    try:
+        killer.autocommit = True
+        with killer.cursor() as cur:  # waits (up to 10 s) for the backend to be gone
+            cur.execute("SELECT pg_terminate_backend(%s, 10000)", [conn.info.backend_pid])
+            assert cur.fetchone() == (True,)
+    finally:
+        killer.close()
+    with pytest.raises(psycopg2.OperationalError):
+        conn.cursor().execute("SELECT 1")
+    assert conn.closed == 2
+    assert leakwatch.leaks() == []
+    if dropped == "reference cycle":
+        conn.cycle = conn
+    del conn
+    gc.collect()
+    assert leakwatch.leaks() == []

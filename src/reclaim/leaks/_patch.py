@@ -33,12 +33,20 @@ def own_methods(module: ModuleType, class_name: str, *names: str) -> tuple[Any, 
     return None if None in methods else (cls, methods)
 
 
-def closing_subclass(base: type, on_close: Callable[[Any, FrameType], None], made: dict[type, type]) -> type:
+def closing_subclass(
+    base: type,
+    on_close: Callable[[Any, FrameType], None],
+    made: dict[type, type],
+    *,
+    on_del: Callable[[Any], None] | None = None,
+) -> type:
     """The subclass of *base* a driver's ``connect()`` is given to make while tracking (once per
     base, kept in *made*): named as *base*, and adding only a ``close()`` that first calls
     ``on_close(connection, its caller's frame)``. A connection class written in C (sqlite3's,
     psycopg2's) so gets weak references and a close that can be seen; ``isinstance`` checks and
-    all else stay *base*'s."""
+    all else stay *base*'s. With *on_del*, it also gets a ``__del__`` that calls
+    ``on_del(connection)`` while the connection can still say what state it is in (then
+    *base*'s ``__del__``, if it has one)."""
     cls = made.get(base)
     if cls is None:
 
@@ -46,7 +54,17 @@ def closing_subclass(base: type, on_close: Callable[[Any, FrameType], None], mad
             on_close(self, sys._getframe(1))
             base.close(self)  # type: ignore[attr-defined]
 
-        cls = type(base.__name__, (base,), {"close": close, "__module__": base.__module__})
+        body: dict[str, Any] = {"close": close, "__module__": base.__module__}
+        if on_del is not None:
+            inherited = getattr(base, "__del__", None)
+
+            def __del__(self: Any) -> None:
+                on_del(self)
+                if inherited is not None:
+                    inherited(self)
+
+            body["__del__"] = __del__
+        cls = type(base.__name__, (base,), body)
         cls.__qualname__ = base.__qualname__
         made[base] = cls
     return cls

@@ -108,9 +108,7 @@ def _wrap_del(patches: Patches, cls: type) -> None:
             except Exception:  # a connection in a state libpq will not answer for
                 broken = False
             if broken:
-                rec.state = _records.RELEASED
-                if _records.live.get(rec.key) is rec:
-                    del _records.live[rec.key]
+                _records.released(rec)
             else:
                 _records.leak(rec, _records.COLLECTED)
         finalize(self, *args, **kwargs)

@@ -9,8 +9,12 @@ subclasses the one asked for (``psycopg2.extensions.connection`` by default) by 
 only a ``close`` that releases the record: the subclass gets weak references, and
 ``isinstance`` checks and every other behaviour stay the base class's; ``type(conn)`` is
 the subclass (named like its base) while tracking. ``with conn:`` ends a transaction and
-does not close, so it is no release. One the server broke (``closed`` is 2) still holds
-its socket until ``close()``: dropped so, the collector closed it, a leak as any other.
+does not close, so it is no release. One collected while open was closed by the garbage
+collector (psycopg2's dealloc closes it). One the server broke (``pg_terminate_backend``,
+a restart: ``closed`` is 2) was closed already: libpq dropped its socket when it read the
+end, so dropped unclosed (aiopg's pool forgets such ones) it left nothing to the collector.
+The dead object can no longer say which it was, so the subclass's ``__del__`` decides, also
+in a reference cycle (see ``_records.AT_DEL``), as psycopg 3's does (see :mod:`._psycopg`).
 A factory that is not a class (a function returning a connection) is left alone, and its
 connections are not seen; nor are those of a ``connect`` bound before tracking started
 (psycopg2 imported first, ``from psycopg2 import connect``).
@@ -40,7 +44,20 @@ _FACTORY_ARG = 2
 
 
 def _tracked(base: type) -> type:
-    return closing_subclass(base, _records.closing, _subclasses)  # its owner's __del__, or the program
+    # Closed by its owner's __del__ or by the program; its own __del__ says whether it was left open.
+    return closing_subclass(base, _records.closing, _subclasses, on_del=_dropped)
+
+
+def _dropped(conn: Any) -> None:
+    """*conn* dies: left open, the collector closes it (a leak); closed already (the server broke
+    it, ``closed`` is 2; or closed by a path we do not see), nothing is left to close."""
+    rec = _records.at_del(conn)
+    if rec is None or rec.state != _records.OPEN or rec.kind != "psycopg2":
+        return
+    if conn.closed:
+        _records.released(rec)
+    else:
+        _records.leak(rec, _records.COLLECTED)
 
 
 def _is_open(obj: Any, rec: Record) -> bool:
@@ -81,7 +98,8 @@ def install(patches: Patches, psycopg2: ModuleType) -> None:
         if given is None:
             return connect(*args, **kwargs)  # not a class of ours to subclass: left alone
         conn = connect(*given[0], **given[1])
-        _records.new(conn, "psycopg2", _facts(conn), _records.capture(sys._getframe(1), _records.depth))
+        rec = _records.new(conn, "psycopg2", _facts(conn), _records.capture(sys._getframe(1), _records.depth))
+        rec.why = _records.AT_DEL  # its __del__ decides: see _dropped
         return conn
 
     connect_.__doc__ = connect.__doc__

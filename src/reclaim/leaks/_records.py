@@ -69,6 +69,7 @@ __all__ = [
     "new",
     "origin",
     "release",
+    "released",
     "reset",
     "site_of",
     "succeed",
@@ -330,6 +331,17 @@ def leak(rec: Record, why: str) -> None:
     if len(collected) == collected.maxlen:
         dropped += 1
     collected.append(rec)
+
+
+def released(rec: Record) -> None:
+    """*rec*'s object, dying, was found closed already (by a path we do not see): no leak.
+
+    For a ``__del__`` that decides (see :data:`AT_DEL`), which finds *rec* in :data:`live` or,
+    in a reference cycle, in :data:`dying` (taken out by :func:`at_del`).
+    """
+    rec.state = RELEASED
+    if live.get(rec.key) is rec:
+        del live[rec.key]
 
 
 def release(key: object) -> None:
