@@ -251,6 +251,49 @@ def test_uvloop_server_and_connections_left_open_are_sockets_at_the_programs_lin
     assert leakwatch.leaks() == []
 
 
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@ignore_gc_warnings
+def test_uvloop_connections_left_for_the_loops_close_are_leaks_closed_by_it(leakwatch: Watch) -> None:
+    """Under asyncio, connections never closed stay open past the loop's close() and are reported
+    open; uvloop's close() closes them: the loop's doing, not the program's, so each is still
+    reported, at the line that opened it (that made the server, for the one it accepted). One
+    the program closed, its close not finished when the loop closes, is no leak."""
+    started = [asyncio.Event(), asyncio.Event()]
+    held: list[asyncio.StreamWriter] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)  # never closed by the handler
+        started[len(held) - 1].set()
+
+    async def serve() -> tuple[int, asyncio.StreamWriter]:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)  # made here
+        port, client = await _handled(server, started[0])
+        _, other = await _handled(server, started[1])
+        for writer in (other, held[1]):
+            writer.close()  # by the program; the loop closes before that is done
+        server.close()
+        await server.wait_closed()
+        return port, client
+
+    at_server, at_client = line() - 9, _handled.__code__.co_firstlineno + 3
+    loop = uvloop.new_event_loop()
+    try:
+        port, client = loop.run_until_complete(serve())
+    finally:
+        loop.close()
+    found = {leak.frames[0].lineno: leak for leak in leakwatch.leaks()}
+    assert sorted(found) == sorted([at_server, at_client]), leakwatch.records()
+    local = client.get_extra_info("sockname")[1]
+    accepted, outgoing = found[at_server], found[at_client]
+    assert accepted.kind == outgoing.kind == "socket"
+    assert accepted.state == outgoing.state == "loop-closed"
+    assert accepted.description.startswith(f"AF_INET/SOCK_STREAM 127.0.0.1:{port} -> 127.0.0.1:{local} ")
+    assert outgoing.description.startswith(f"AF_INET/SOCK_STREAM 127.0.0.1:{local} -> 127.0.0.1:{port} ")
+    del client, accepted, outgoing, found
+    held.clear()
+    gc.collect()  # their writers warn that their loop is closed: here, not in a later test
+
+
 def test_pytest_with_a_session_uvloop_loop_fails_only_the_test_leaving_its_server_open(
     pytester: pytest.Pytester,
 ) -> None:

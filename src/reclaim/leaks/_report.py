@@ -56,9 +56,10 @@ class Leak:
             thread name and target, task coroutine ...
         state: ``"open"`` (still held when checked), ``"collected"`` (the garbage
             collector closed it, not the program), ``"cancelled"`` (a task
-            still pending when ``asyncio.run`` or a test runner closed its loop) or
+            still pending when ``asyncio.run`` or a test runner closed its loop),
             ``"terminated"`` (an asyncpg pool's connection still acquired when the
-            pool terminated).
+            pool terminated) or ``"loop-closed"`` (a uvloop connection never closed, which
+            its loop's ``close()`` closed).
         frames: where it was acquired, the user's line first; frames of reclaim,
             the standard library's plumbing and test runners are left out after it.
             Empty for an untracked descriptor.
@@ -343,6 +344,7 @@ _STATES: dict[str | tuple[str, str], str] = {
     "open": "",
     "collected": "closed by the garbage collector, not the program",
     "cancelled": "still pending when its event loop shut down; cancelled",
+    "loop-closed": "closed by its event loop's close(), not the program",
     # Not "closed": a dropped Popen's child runs on (subprocess reaps it in the background), an
     # asyncio transport's is killed; either way nobody collected its exit status.
     ("subprocess", "collected"): "dropped without a wait: the garbage collector finalized it, "

@@ -300,9 +300,9 @@ def _writer_collected(finalize: Any) -> Any:
     return __del__
 
 
-def _collected(transport: Any) -> None:
-    """Mark the connection of *transport*, about to be closed for the garbage collector, as a leak
-    (recorded now if a server accepted it since the last check)."""
+def _collected(transport: Any, why: str = _records.COLLECTED) -> None:
+    """Mark the connection of *transport*, about to be closed for the garbage collector (or as
+    *why* says), as a leak (recorded now if a server accepted it since the last check)."""
     sock = transport.get_extra_info("socket")
     fd = sock.fileno() if sock is not None else -1
     if fd == -1:
@@ -311,7 +311,24 @@ def _collected(transport: Any) -> None:
     if rec is None or rec() is not transport:
         rec = _record_accepted(transport, fd)
     if rec is not None and rec.kind == "socket" and rec() is transport:
-        _sockets.collected(rec, sock)
+        _sockets.collected(rec, sock, why)
+
+
+#: Why a connection was closed by its loop's ``close()``, not the program (see :func:`_closing`).
+LOOP_CLOSED = "loop-closed"
+
+
+def _closing(loop: Any) -> None:
+    """*loop* is about to close: the connections on it the program never closed are closed by
+    uvloop's ``close()`` (which closes every libuv handle), not by the program. Under asyncio the
+    same program leaves them open, and they are reported open; here they are marked leaks, at the
+    line that opened them (that made the server, for one it accepted)."""
+    entry = _open.get(id(loop))
+    transports = entry.transports if entry is not None else None
+    for transport in list(transports.values()) if transports else ():
+        with contextlib.suppress(Exception):  # a transport half torn down: libuv closes it anyway
+            if not transport.is_closing():  # one the program closed, its close not done yet
+                _collected(transport, LOOP_CLOSED)
 
 
 #: The pipes of a subprocess, as ``subprocess.Popen`` names them: (fd, Popen attribute, mode).
@@ -404,7 +421,15 @@ def install(patches: Patches, uvloop: ModuleType) -> None:
             _fds.keep(entry.made)  # what survives its close is libuv's own (its signal lock pipe)
 
     patches.set(loop_cls, "__new__", staticmethod(__new__))
-    patches.set(loop_cls, "close", _loops.releasing_close(close, closed))
+    releasing = _loops.releasing_close(close, closed)
+
+    def close_(self: Any) -> None:
+        if not self.is_running() and not self.is_closed():  # a running loop's close() refuses
+            _closing(self)
+        releasing(self)
+
+    close_.__doc__ = close.__doc__
+    patches.set(loop_cls, "close", close_)
     patches.set(loop_cls, "create_task", _tasks.tracking_create_task(base.create_task))
     _server_cls = getattr(sys.modules["uvloop.loop"], "Server", None)
     for name, wrap in (
