@@ -345,12 +345,15 @@ def test_under_pytest_an_asyncpg_pool_fixtures_connections_fail_only_the_test_th
 
 @pytest.mark.mariadb
 @pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
 def test_aiomysql_pool_never_closed_and_waited_for_is_one_leak_at_its_line(
-    leakwatch: Watch, mariadb: Any
+    leakwatch: Watch, mariadb: Any, loop: str
 ) -> None:
     """Its sockets were each reported at aiomysql's line that opened it; ``close()`` alone only marks
-    the pool closing, ``wait_closed()`` closes its connections."""
+    the pool closing, ``wait_closed()`` closes its connections. On uvloop too, whose connections'
+    sockets are recorded by descriptor, not by the transport's id."""
     aiomysql = pytest.importorskip("aiomysql")
+    run = asyncio.run if loop == "asyncio" else pytest.importorskip("uvloop").run
     kwargs = maria_kwargs(mariadb)
     kwargs["db"] = kwargs.pop("database")
 
@@ -373,7 +376,7 @@ def test_aiomysql_pool_never_closed_and_waited_for_is_one_leak_at_its_line(
         await asyncio.sleep(0)  # the transports close their sockets on the loop's next turn
         assert [found.kind for found in window.leaks() if found.kind in ("aiomysql", "socket")] == []
 
-    asyncio.run(main())
+    run(main())
 
 
 # -- redis.asyncio ----------------------------------------------------------------------------

@@ -277,6 +277,11 @@ DIE_WITH = frozenset({"requests", "urllib3"})
 #: Objects one search looks at, at most: a client's own graph is a few hundred.
 SEARCH = 10_000
 
+#: The key of the record of an object recorded under another key than its ``id()``, or None:
+#: set while uvloop is tracked, whose connections are recorded by descriptor (see
+#: :mod:`._uvloop`), so that a holder reaching a uvloop transport finds its socket.
+keyed: Callable[[object], object] | None = None
+
 
 def _closed(obj: Any, rec: Record) -> bool:
     closed = rec.info[1]
@@ -633,6 +638,9 @@ def claim(holder: object, kind: str, dying: Record | None = None) -> tuple[Recor
                 continue
             seen.add(key)
             rec = live.get(key)
+            if rec is None and keyed is not None:
+                other = keyed(ref)
+                rec = live.get(other) if other is not None else None
             if rec is not None and rec() is ref:
                 if rec.state == OPEN and (rec.kind in PARTS or not kind_of(rec.kind).holder):
                     held.append(rec)

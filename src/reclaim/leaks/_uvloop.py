@@ -84,7 +84,7 @@ import weakref
 from functools import partial
 from types import ModuleType
 
-from . import _children, _fds, _files, _lineage, _loops, _records, _sockets, _tasks
+from . import _children, _fds, _files, _holders, _lineage, _loops, _records, _sockets, _tasks
 from ._patch import Patches
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
@@ -384,6 +384,22 @@ def _record_child(transport: Any, args: Any, site: Any, lineage: str | None) -> 
     return piped
 
 
+#: uvloop's transports of connections, recorded by descriptor (see :data:`KEY`).
+_TRANSPORTS = ("TCPTransport", "UnixTransport")
+
+
+def _key_of(transports: tuple[type, ...], obj: object) -> object:
+    """The key of *obj*'s record if it is one of *transports* with its socket open, else None:
+    for a holder's search (see :data:`._holders.keyed`), which looks records up by ``id()``."""
+    if type(obj) not in transports:
+        return None
+    try:
+        fd = obj.get_extra_info("socket").fileno()  # type: ignore[attr-defined]
+    except Exception:  # a transport half torn down: no socket to find
+        return None
+    return (KEY, fd) if fd != -1 else None
+
+
 def _classes(uvloop: ModuleType) -> tuple[Any, Any] | None:
     """``uvloop.Loop`` and the Cython class it subclasses, None if uvloop is not laid out so."""
     loop_cls = getattr(uvloop, "Loop", None)
@@ -444,6 +460,13 @@ def install(patches: Patches, uvloop: ModuleType) -> None:
         if method is not None:
             patches.set(loop_cls, name, wrap(method))
     patches.set(_sockets, "claimed", claimed)
+    transports = tuple(
+        cls
+        for cls in (getattr(sys.modules["uvloop.loop"], name, None) for name in _TRANSPORTS)
+        if isinstance(cls, type)
+    )
+    if transports:
+        patches.set(_holders, "keyed", partial(_key_of, transports))
     # uvloop imports asyncio, and so its streams, which _loops wrapped then.
     writer = getattr(sys.modules.get("asyncio.streams"), "StreamWriter", None)
     finalize = vars(writer).get("__del__") if writer is not None else None
