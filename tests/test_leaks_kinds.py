@@ -47,6 +47,7 @@ from _leakhelp import (
     leakwatch,
     lease_site_in_a_task_made_in_a_task,
     line,
+    python_prog,
     task_site_in_a_task_made_in_a_task,
 )
 
@@ -1042,6 +1043,35 @@ def test_child_never_waited_is_reported_even_as_a_zombie(leakwatch: Watch) -> No
     assert "zombie" in leak.description
     proc.wait()
     assert leakwatch.leaks() == []
+
+
+def test_zombie_no_thread_can_reap_is_reported_without_waiting_the_grace_period(tmp_path: Path) -> None:
+    """A child that exited unwaited, with no other thread to wait for it, cannot stop being
+    open during a check's grace period: the check reports it without sleeping through it."""
+    # In a process of its own: a pytest-xdist worker always runs execnet's thread, which might
+    # be the one to reap it. time.sleep() failing is the probe that the check did not wait.
+    out = python_prog(
+        tmp_path,
+        """
+        import os, subprocess, sys, time
+        from reclaim.leaks import Tracker
+
+        tracker = Tracker().start()
+        mark = tracker.snapshot()
+        proc = subprocess.Popen([sys.executable, "-c", "pass"])
+        os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)  # exited, not reaped: a zombie
+
+        def sleep(seconds):
+            raise AssertionError("the check waited for a zombie no thread can reap")
+
+        time.sleep = sleep
+        leaks = tracker.leaks(mark, grace=30.0)
+        print(sorted((leak.kind, leak.details.get("exited")) for leak in leaks))
+        proc.wait()
+        tracker.stop()
+        """,
+    )
+    assert out.stdout.strip() == "[('subprocess', True)]"
 
 
 @pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import os
 import sys
+from _thread import _count as _thread_count  # threads other than the main one
 from collections.abc import Callable, Mapping
 from functools import partial
 from types import ModuleType
@@ -166,12 +167,21 @@ def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
     return text, details
 
 
-def _may_end(details: Mapping[str, Any]) -> bool:
+def _may_still_end(details: Mapping[str, Any]) -> bool:
+    """Whether a check's grace period may see an unwaited child stop being open: one still
+    running may end (and be reaped by whoever waits for it), and so may a zombie while another
+    thread runs, which may be the one that waits for it (asyncio's watcher thread on 3.11). A
+    zombie with no other thread is left for the program's next wait, which a check never sees:
+    waiting for it cost every test that left one (``Process.join(timeout)`` timing out, a
+    ``multiprocessing`` child never joined) the whole grace period. Nor is a child whose status
+    asyncio's watcher thread dropped (see _status_dropped), once that thread has ended."""
     watcher = _status_dropped.get(details["pid"])
-    return watcher is None or watcher.is_alive()
+    if watcher is not None and not watcher.is_alive():
+        return False
+    return details.get("exited") is not True or _thread_count() > 0
 
 
-register(Kind("subprocess", is_open=_is_open, describe=_describe, waitable=_may_end))
+register(Kind("subprocess", is_open=_is_open, describe=_describe, waitable=_may_still_end))
 
 
 def _args(args: Any) -> str:
