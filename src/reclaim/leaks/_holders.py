@@ -99,7 +99,8 @@ def _aiohttp_owned(session: Any) -> Iterable[object]:
     return (connector,) if connector is not None and session._connector_owner else ()
 
 
-def _nothing_owned(obj: Any) -> Iterable[object]:
+def nothing_owned(obj: Any) -> Iterable[object]:
+    """What a holder that is handed nothing to close owns: nothing (see :func:`track`)."""
     return ()
 
 
@@ -207,46 +208,46 @@ HOLDERS: dict[str, dict[str, Spec]] = {
         "ClientSession": ("aiohttp", "closed", "await session.close(), or async with", _aiohttp_owned),
     },
     "aiohttp.connector": {
-        "BaseConnector": ("aiohttp", "closed", "await connector.close()", _nothing_owned),
+        "BaseConnector": ("aiohttp", "closed", "await connector.close()", nothing_owned),
     },
     "aiohttp.test_utils": {
-        "BaseTestServer": ("aiohttp", "closed", "await server.close(), or async with", _nothing_owned),
+        "BaseTestServer": ("aiohttp", "closed", "await server.close(), or async with", nothing_owned),
         "TestClient": ("aiohttp", "_closed", "await client.close(), or async with", _test_server),
     },
     "httpx._client": {
-        "Client": ("httpx", "is_closed", "close(), or a with-block", _nothing_owned),
-        "AsyncClient": ("httpx", "is_closed", "await aclose(), or async with", _nothing_owned),
+        "Client": ("httpx", "is_closed", "close(), or a with-block", nothing_owned),
+        "AsyncClient": ("httpx", "is_closed", "await aclose(), or async with", nothing_owned),
     },
     "requests.sessions": {
-        "Session": ("requests", _requests_closed, "close(), or a with-block", _nothing_owned),
+        "Session": ("requests", _requests_closed, "close(), or a with-block", nothing_owned),
     },
     "urllib3.poolmanager": {
-        "PoolManager": ("urllib3", _urllib3_closed, "clear(), or a with-block", _nothing_owned),
+        "PoolManager": ("urllib3", _urllib3_closed, "clear(), or a with-block", nothing_owned),
     },
     "redis.client": {
-        "Redis": ("redis", _redis_closed, "close(), or a with-block", _nothing_owned),
+        "Redis": ("redis", _redis_closed, "close(), or a with-block", nothing_owned),
     },
     "redis.asyncio.client": {
-        "Redis": ("redis", _redis_closed, "await client.aclose(), or async with", _nothing_owned),
+        "Redis": ("redis", _redis_closed, "await client.aclose(), or async with", nothing_owned),
     },
     # A pool the program makes and hands to clients (Redis(connection_pool=pool)) is its to
     # disconnect; one a client makes in its __init__ is part of the client.
     "redis.connection": {
-        "ConnectionPool": ("redis", _redis_closed, "pool.disconnect(), or a with-block", _nothing_owned),
+        "ConnectionPool": ("redis", _redis_closed, "pool.disconnect(), or a with-block", nothing_owned),
     },
     "redis.asyncio.connection": {
-        "ConnectionPool": ("redis", _redis_closed, "await pool.disconnect(), or async with", _nothing_owned),
+        "ConnectionPool": ("redis", _redis_closed, "await pool.disconnect(), or async with", nothing_owned),
     },
     "aiomysql.pool": {
         "Pool": (
             "aiomysql",
             _aiomysql_closed,
             "pool.close() and await pool.wait_closed(), or async with",
-            _nothing_owned,
+            nothing_owned,
         ),
     },
     "sqlalchemy.engine.base": {
-        "Engine": ("sqlalchemy", _engine_disposed, "engine.dispose()", _nothing_owned),
+        "Engine": ("sqlalchemy", _engine_disposed, "engine.dispose()", nothing_owned),
     },
 }
 

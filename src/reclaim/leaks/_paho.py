@@ -85,10 +85,6 @@ register(Kind(KIND, is_open=_is_open, describe=_describe, holder=True))
 _holders.ROOTS[KIND] = _parts
 
 
-def _nothing_owned(client: Any) -> Iterable[object]:
-    return ()
-
-
 def install(patches: Patches, module: ModuleType) -> None:
     """Track ``Client`` as a holder of kind ``mqtt``; its wake-up socket pair is paho's own."""
     make_pair = getattr(module, "_socketpair_compat", None)
@@ -96,7 +92,7 @@ def install(patches: Patches, module: ModuleType) -> None:
         own(make_pair)
     cls = getattr(module, "Client", None)
     if isinstance(cls, type) and "__init__" in vars(cls):
-        _holders.track(patches, cls, KIND, _disconnected, "disconnect()", _nothing_owned)
+        _holders.track(patches, cls, KIND, _disconnected, "disconnect()", _holders.nothing_owned)
 
 
 #: module -> what tracks its part of paho, once the program imports it.

@@ -117,22 +117,19 @@ register(Kind(KIND, is_open=_is_open, describe=_describe, fds=_fds, holder=True)
 _holders.ROOTS[KIND] = _sockets
 
 
-def _nothing_owned(conn: Any) -> Iterable[object]:
-    return ()
-
-
 def install_blocking(patches: Patches, module: ModuleType) -> None:
     """Track ``BlockingConnection`` as a holder of kind ``amqp``."""
     cls = getattr(module, "BlockingConnection", None)
     if isinstance(cls, type) and "__init__" in vars(cls):
-        _holders.track(patches, cls, KIND, "is_closed", "close(), or a with-block", _nothing_owned, _label)
+        fix = "close(), or a with-block"
+        _holders.track(patches, cls, KIND, "is_closed", fix, _holders.nothing_owned, _label)
 
 
 def install_base(patches: Patches, module: ModuleType) -> None:
     """Track ``BaseConnection`` (``SelectConnection`` and the other adapters) as holders of kind ``amqp``."""
     cls = getattr(module, "BaseConnection", None)
     if isinstance(cls, type) and "__init__" in vars(cls):
-        _holders.track(patches, cls, KIND, "is_closed", "close()", _nothing_owned, _label)
+        _holders.track(patches, cls, KIND, "is_closed", "close()", _holders.nothing_owned, _label)
 
 
 def install_compat(patches: Patches, module: ModuleType) -> None:

@@ -89,12 +89,9 @@ register(Kind(KIND, is_open=_is_open, describe=_describe, holder=True))
 _holders.ROOTS[KIND] = _socket
 
 
-def _nothing_owned(conn: Any) -> Iterable[object]:
-    return ()
-
-
 def install(patches: Patches, module: ModuleType) -> None:
     """Track ``pymysql.connections.Connection`` as a holder of kind ``pymysql``."""
     cls = getattr(module, "Connection", None)
     if isinstance(cls, type) and "__init__" in vars(cls):
-        _holders.track(patches, cls, KIND, _closed, "close(), or a with-block", _nothing_owned, _label)
+        fix = "close(), or a with-block"
+        _holders.track(patches, cls, KIND, _closed, fix, _holders.nothing_owned, _label)
