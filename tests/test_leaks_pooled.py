@@ -40,6 +40,20 @@ def idle_in_engine(watch: Watch, kind: str) -> int | None:
     return program_line(held)
 
 
+def sqlalchemy_url(driver: str, service: Any) -> Any:
+    """SQLAlchemy's URL of the test *service* (PostgreSQL, MariaDB) through *driver*."""
+    import sqlalchemy
+
+    return sqlalchemy.URL.create(
+        driver,
+        username=service.user,
+        password=service.password or None,
+        host=service.host,
+        port=service.port,
+        database=service.database,
+    )
+
+
 # -- redis-py ---------------------------------------------------------------------------------
 
 
@@ -650,14 +664,7 @@ def test_sqlalchemy_psycopg_connection_never_closed_is_blamed_on_its_connect(
     import sqlalchemy
     from sqlalchemy.ext.asyncio import create_async_engine
 
-    url = sqlalchemy.URL.create(
-        "postgresql+psycopg",
-        username=postgres.user,
-        password=postgres.password or None,
-        host=postgres.host,
-        port=postgres.port,
-        database=postgres.database,
-    )
+    url = sqlalchemy_url("postgresql+psycopg", postgres)
     if not asynchronous:
         engine = sqlalchemy.create_engine(url)
         try:
@@ -709,14 +716,7 @@ def test_sqlalchemy_engine_on_pymysql_holds_its_connections_each_holding_its_soc
     pytest.importorskip("pymysql")
     import sqlalchemy
 
-    url = sqlalchemy.URL.create(
-        "mysql+pymysql",
-        username=mariadb.user,
-        password=mariadb.password or None,
-        host=mariadb.host,
-        port=mariadb.port,
-        database=mariadb.database,
-    )
+    url = sqlalchemy_url("mysql+pymysql", mariadb)
     engine = sqlalchemy.create_engine(url)
     made = line() - 1
     with engine.connect() as conn:
