@@ -1906,6 +1906,10 @@ def test_a_warning_the_sessions_last_collection_sets_off_is_not_shown_at_reclaim
     then to show it at: it is shown as the session's end's."""
     pytester.makepyfile(
         test_cycle="""
+        import gc
+
+        gc.disable()  # only the session's last collection finalizes it, not one an allocation sets off
+
         class Box:
             def __init__(self, coro):
                 self.me = self
