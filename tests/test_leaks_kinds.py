@@ -672,7 +672,8 @@ def test_client_bound_to_any_address_dropped_unclosed_keeps_the_local_address_it
 @ignore_gc_warnings
 def test_listening_socket_dropped_unclosed_keeps_the_address_it_was_bound_to(leakwatch: Watch) -> None:
     """A server never closed (an aiohttp site, an asyncio server): the collector closes its
-    socket before the report, which still names the address it listened on."""
+    socket before the report, which still names the address it listened on, and says it
+    listened (a socket bound to a local address alone read like any other)."""
     server = socket.socket()
     at = line() - 1
     server.bind(("127.0.0.1", 0))
@@ -682,8 +683,20 @@ def test_listening_socket_dropped_unclosed_keeps_the_address_it_was_bound_to(lea
     gc.collect()
     leak = leakwatch.one("socket")
     assert_site(leak, at)
-    assert leak.state == "collected" and leak.details["local"] == address
-    assert leak.description == f"AF_INET/SOCK_STREAM {address} (fd {leak.details['fd']})"
+    assert leak.state == "collected" and leak.details["local"] == address and leak.details["listening"]
+    assert leak.description == f"AF_INET/SOCK_STREAM {address}, listening (fd {leak.details['fd']})"
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_a_server_socket_left_open_says_it_listens_a_socket_only_bound_does_not(leakwatch: Watch) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as server, socket.socket() as bound:
+        bound.bind(("127.0.0.1", 0))
+        found = {leak.details["fd"]: leak for leak in leakwatch.leaks("socket")}
+        served, only_bound = found[server.fileno()], found[bound.fileno()]
+        assert served.description.endswith(f"{server.getsockname()[1]}, listening (fd {server.fileno()})")
+        assert served.details["listening"] is True
+        assert "listening" not in only_bound.description and "listening" not in only_bound.details
+    assert leakwatch.leaks() == []
 
 
 @pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test

@@ -229,7 +229,7 @@ def test_uvloop_server_and_connections_left_open_are_sockets_at_the_programs_lin
         assert sorted({leak.kind for leak in leakwatch.leaks()}) == ["eventloop", "socket"]
         found = {leak.description.split(" (fd")[0]: leak for leak in leakwatch.leaks("socket")}
         local = client.get_extra_info("sockname")[1]
-        listening = f"AF_INET/SOCK_STREAM 127.0.0.1:{port}"
+        listening = f"AF_INET/SOCK_STREAM 127.0.0.1:{port}, listening"  # libuv's listen(), asked
         accepted = f"AF_INET/SOCK_STREAM 127.0.0.1:{port} -> 127.0.0.1:{local}"
         outgoing = f"AF_INET/SOCK_STREAM 127.0.0.1:{local} -> 127.0.0.1:{port}"
         assert sorted(found) == sorted([listening, accepted, outgoing])

@@ -112,8 +112,24 @@ def collected(rec: Record, sock: Any, why: str = _records.COLLECTED) -> None:
     local, peer = _raw_endpoints(sock)
     if known is not None:  # what was read on accept or kept on connect, where the kernel says no more
         local, peer = (local if local is not None else known[0]), (peer if peer is not None else known[1])
-    rec.info = (family, type_, fd, (local, peer), *rest)
+    listened = (known is not None and len(known) > 2) or _listening(sock)  # said so once it is closed
+    ends = (local, peer, True) if listened else (local, peer)
+    rec.info = (family, type_, fd, ends, *rest)
     _records.leak(rec, why)
+
+
+def _listening(sock: Any) -> bool:
+    """Whether *sock* is a server's, ``listen()`` called on it (a system call: asked only when a
+    leak is described, or closed for the collector)."""
+    import socket  # loaded: a socket was made
+
+    option = getattr(socket, "SO_ACCEPTCONN", None)
+    if option is None:  # not every platform says
+        return False
+    try:
+        return bool(sock.getsockopt(socket.SOL_SOCKET, option))
+    except (OSError, ValueError, AttributeError, TypeError):  # closed, not a socket, no such option
+        return False
 
 
 def _endpoints(sock: Any) -> Details:
@@ -136,7 +152,7 @@ def _raw_endpoints(sock: Any) -> tuple[Any, Any]:
 def _formatted(raw: tuple[Any, Any] | None) -> Details:
     out: Details = {}
     if raw is not None:
-        for key, addr in zip(("local", "peer"), raw, strict=True):
+        for key, addr in zip(("local", "peer"), raw[:2], strict=True):  # [2]: listening, if there
             if addr not in ("", b"", None) and not _unbound(addr):
                 out[key] = _address(addr)
     return out
@@ -184,6 +200,9 @@ def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
     text = f"{family}/{type_}"
     if "local" in details:
         text += f" {details['local']}"
+    if "peer" not in details and ((known is not None and len(known) > 2) or (live and _listening(sock))):
+        details["listening"] = True  # a server's socket: bound, waiting for connections
+        text += ", listening"
     if "peer" in details:
         text += f" -> {details['peer']}"
         unreached = known[1] if known is not None else None
@@ -374,15 +393,21 @@ def track_class(patches: Patches, cls: type, family_of: Any, type_of: Any) -> No
         bind(self, address)
         _note_local(self)
 
+    def listen_(self: Any, *backlog: Any) -> None:
+        listen(self, *backlog)
+        _note_listening(self)
+
     connect: Any = cls.connect  # type: ignore[attr-defined]
     connect_ex: Any = cls.connect_ex  # type: ignore[attr-defined]
     bind: Any = cls.bind  # type: ignore[attr-defined]
+    listen: Any = cls.listen  # type: ignore[attr-defined]
     patches.set(cls, "__init__", __init__)
     patches.set(cls, "_real_close", _real_close)
     patches.set(cls, "detach", detach_)
     patches.set(cls, "connect", connect_)
     patches.set(cls, "connect_ex", connect_ex_)
     patches.set(cls, "bind", bind_)
+    patches.set(cls, "listen", listen_)
 
 
 def _accepted_at(frame: Any, site: Any) -> Any:
@@ -496,6 +521,16 @@ def _prune(pending: list[tuple[int, Record]]) -> None:
     pending[:] = [item for item in pending if item[1].state == _OPEN]
     if len(pending) >= MAX_PENDING:
         del pending[: MAX_PENDING // 2]
+
+
+def _note_listening(sock: Any) -> None:
+    """*sock* listens: a server's socket, which a report says, also once the garbage collector
+    closed it (in a reference cycle, no ``close()`` of ours sees it go). Listens are rare."""
+    rec = _live_get(id(sock))
+    if rec is not None and rec.kind == "socket":
+        info = rec.info
+        local, peer = info[3][:2] if info[3] is not None else (None, None)
+        rec.info = (info[0], info[1], info[2], (local, peer, True), *info[4:])
 
 
 def _note_local(sock: Any) -> None:
