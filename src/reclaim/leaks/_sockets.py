@@ -112,7 +112,7 @@ def collected(rec: Record, sock: Any, why: str = _records.COLLECTED) -> None:
     local, peer = _raw_endpoints(sock)
     if known is not None:  # what was read on accept or kept on connect, where the kernel says no more
         local, peer = (local if local is not None else known[0]), (peer if peer is not None else known[1])
-    listened = (known is not None and len(known) > 2) or _listening(sock)  # said so once it is closed
+    listened = _noted_listening(known) or _listening(sock)  # said so once it is closed
     ends = (local, peer, True) if listened else (local, peer)
     rec.info = (family, type_, fd, ends, *rest)
     _records.leak(rec, why)
@@ -158,11 +158,22 @@ def _formatted(raw: tuple[Any, Any] | None) -> Details:
     return out
 
 
+#: The hosts ``getsockname()`` gives for a socket bound to any address, or to none yet:
+#: ``connect()`` replaces them.
+_ANY_ADDRESS = frozenset(("0.0.0.0", "::"))
+
+
+def _noted_listening(known: tuple[Any, ...] | None) -> bool:
+    """Whether the ends kept of a socket, ``(local, peer[, True])``, say it listened (see
+    :func:`_note_listening`)."""
+    return known is not None and len(known) > 2
+
+
 def _unbound(addr: Any) -> bool:
     """Whether *addr* is the name of an IP socket neither bound nor connected, ``('0.0.0.0', 0)``
     or ``('::', 0, 0, 0)``: no address at all (a bind to port 0 gets a port, a connect too), not
     one that reads as listening on every interface."""
-    return type(addr) is tuple and len(addr) >= 2 and addr[1] == 0 and addr[0] in ("0.0.0.0", "::")
+    return type(addr) is tuple and len(addr) >= 2 and addr[1] == 0 and addr[0] in _ANY_ADDRESS
 
 
 class _Unreached:
@@ -200,7 +211,7 @@ def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
     text = f"{family}/{type_}"
     if "local" in details:
         text += f" {details['local']}"
-    if "peer" not in details and ((known is not None and len(known) > 2) or (live and _listening(sock))):
+    if "peer" not in details and (_noted_listening(known) or (live and _listening(sock))):
         details["listening"] = True  # a server's socket: bound, waiting for connections
         text += ", listening"
     if "peer" in details:
@@ -264,8 +275,6 @@ claimed: Callable[[int], bool] | None = None
 _clients: dict[int, list[tuple[int, Record]]] = {}
 MAX_PENDING = 64
 _LOOPBACK = frozenset(("127.0.0.1", "::1", "localhost"))
-#: The hosts ``getsockname()`` gives for a socket bound to any address: ``connect()`` replaces them.
-_ANY_ADDRESS = frozenset(("0.0.0.0", "::"))
 
 #: fd -> id() of the socket last made on that existing descriptor (``socket(fileno=fd)``): one
 #: entry per descriptor number, so never more than the process has descriptors.
