@@ -1087,6 +1087,45 @@ def test_zombie_no_thread_can_reap_is_reported_without_waiting_the_grace_period(
     assert out.stdout.strip() == "[('subprocess', True)]"
 
 
+@pytest.mark.parametrize("other", ["plumbing", "program"])
+def test_zombie_is_waited_for_only_while_a_thread_that_may_reap_it_runs(tmp_path: Path, other: str) -> None:
+    """Another thread that runs only plumbing (execnet's in a pytest-xdist worker, blocked on
+    its pipe) never reaps a zombie: the check reports it at once. One running the program's code
+    may (it may poll its children): the check waits, and sees the child reaped."""
+    target = "os.read, args=(hold_r, 1)" if other == "plumbing" else "read_forever, args=(hold_r,)"
+    out = python_prog(
+        tmp_path,
+        f"""
+        import os, subprocess, sys, threading, time
+        from reclaim.leaks import Tracker
+
+        def read_forever(fd):
+            os.read(fd, 1)
+
+        hold_r, hold_w = os.pipe()
+        threading.Thread(target={target}).start()
+        tracker = Tracker().start()
+        mark = tracker.snapshot()
+        proc = subprocess.Popen([sys.executable, "-c", "pass"])
+        os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)  # exited, not reaped: a zombie
+        waits = []
+
+        def sleep(seconds):
+            waits.append(seconds)
+            proc.wait()  # what the other thread might have done meanwhile
+
+        time.sleep = sleep
+        leaks = tracker.leaks(mark, grace=30.0)
+        print(len(waits), sorted((leak.kind, leak.details.get("exited")) for leak in leaks))
+        proc.wait()
+        tracker.stop()
+        os.close(hold_w)
+        """,
+    )
+    expected = "0 [('subprocess', True)]" if other == "plumbing" else "1 []"
+    assert out.stdout.strip() == expected
+
+
 @pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
 @ignore_gc_warnings
 def test_child_dropped_while_running_says_nothing_collected_its_status(leakwatch: Watch) -> None:

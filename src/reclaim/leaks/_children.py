@@ -47,6 +47,7 @@ from __future__ import annotations
 import os
 import sys
 from _thread import _count as _thread_count  # threads other than the main one
+from _thread import get_ident
 from collections.abc import Callable, Mapping
 from functools import partial
 from types import ModuleType
@@ -170,15 +171,47 @@ def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
 def _may_still_end(details: Mapping[str, Any]) -> bool:
     """Whether a check's grace period may see an unwaited child stop being open: one still
     running may end (and be reaped by whoever waits for it), and so may a zombie while another
-    thread runs, which may be the one that waits for it (asyncio's watcher thread on 3.11). A
-    zombie with no other thread is left for the program's next wait, which a check never sees:
-    waiting for it cost every test that left one (``Process.join(timeout)`` timing out, a
-    ``multiprocessing`` child never joined) the whole grace period. Nor is a child whose status
-    asyncio's watcher thread dropped (see _status_dropped), once that thread has ended."""
+    thread that may reap it runs (see _reaper_running). A zombie with no such thread is left for
+    the program's next wait, which a check never sees: waiting for it cost every test that left
+    one (``Process.join(timeout)`` timing out, a ``multiprocessing`` child never joined) the
+    whole grace period. Nor is a child whose status asyncio's watcher thread dropped (see
+    _status_dropped), once that thread has ended."""
     watcher = _status_dropped.get(details["pid"])
     if watcher is not None and not watcher.is_alive():
         return False
-    return details.get("exited") is not True or _thread_count() > 0
+    return details.get("exited") is not True or _reaper_running()
+
+
+#: Standard-library modules with functions that reap children, so a thread running one may be
+#: about to reap a zombie: ``Popen.wait()``/``poll()``, asyncio's watcher thread (3.11),
+#: ``Process.join()``, a ``multiprocessing.Pool``'s worker handler, a process pool's manager.
+_REAPING_MODULES = (
+    "subprocess",
+    "asyncio.unix_events",
+    "multiprocessing.popen_fork",
+    "multiprocessing.process",
+    "multiprocessing.pool",
+    "concurrent.futures.process",
+)
+
+
+def _reaper_running() -> bool:
+    """Whether a thread other than the checking one may reap a zombie: one with the program's or
+    a library's code on its stack (it may poll its children, its stack says not when), or one in
+    a standard-library function that reaps (see _REAPING_MODULES). Not a thread that runs only
+    plumbing that never reaps: execnet's, in every pytest-xdist worker, made every test there
+    that left a zombie wait out its grace period, as an idle executor's worker would."""
+    if not _thread_count():
+        return False
+    reaping = {getattr(sys.modules.get(name), "__file__", None) for name in _REAPING_MODULES}
+    me = get_ident()
+    for ident, top in sys._current_frames().items():
+        frame = None if ident == me else top
+        while frame is not None:
+            if frame.f_code.co_filename in reaping or not frame_is_framework(frame):
+                return True
+            frame = frame.f_back
+    return False
 
 
 register(Kind("subprocess", is_open=_is_open, describe=_describe, waitable=_may_still_end))
