@@ -1967,7 +1967,7 @@ def test_tests_whose_late_leaks_are_alike_are_one_block(pytester: pytest.Pyteste
         [
             "acquired by test_app.py::test_uses_a_broker[[]0[]], test_app.py::test_uses_a_broker[[]1[]], "
             "test_app.py::test_uses_a_broker[[]2[]] and 1 more:",
-            "thread * x 4 (from the same line)*",
+            "thread * and 3 more from the same line*",
             "held by module global app.current (kept from test_app.py::test_uses_a_broker[[]4[]]):",
         ]
     )

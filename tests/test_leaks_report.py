@@ -54,10 +54,31 @@ def test_leaks_from_one_line_that_differ_are_one_block_listing_a_few(
             file.close()
     blocks = text.strip().split("\n\n")
     assert len(blocks) == 1, text
-    head, also, acquired, *_ = blocks[0].splitlines()
-    assert head == f"file {paths[0]} (mode 'r') x 40 (from the same line)", text
-    assert also == f"  also {paths[1]} (mode 'r'); {paths[2]} (mode 'r'); {paths[3]} (mode 'r'); and 36 more"
+    head, others, acquired, *_ = blocks[0].splitlines()
+    # Not "x 40" after the first path: that read as forty of that one file.
+    assert head == f"file {paths[0]} (mode 'r') and 39 more from the same line", text
+    listed = "; ".join(f"{path} (mode 'r')" for path in paths[1:4])
+    assert others == f"  the others: {listed}; and 36 more"
     assert acquired.startswith("  acquired at ") and f"test_leaks_report.py:{at} " in acquired, text
+
+
+def test_leaks_from_one_line_some_alike_list_what_differs_among_them(
+    leakwatch: Watch, tmp_path: Path
+) -> None:
+    """Four files of two paths from one line: the block counts four and names the other path
+    once, "among them", not as if it were the three others."""
+    paths = [tmp_path / "a.txt", tmp_path / "b.txt"]
+    for path in paths:
+        path.write_text("x")
+    kept = [open(path) for path in [*paths, *paths]]  # noqa: SIM115
+    try:
+        text = leakwatch.tracker.report(leakwatch.leaks("file")).to_text()
+    finally:
+        for file in kept:
+            file.close()
+    head, others, *_ = text.splitlines()
+    assert head == f"file {paths[0]} (mode 'r') and 3 more from the same line", text
+    assert others == f"  among them: {paths[1]} (mode 'r')", text
 
 
 @pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
@@ -214,5 +235,5 @@ def test_untracked_descriptors_in_one_block_are_not_said_to_come_from_one_line(l
         poller.close()
         other.close()
     head = text.splitlines()[0]
-    assert head.endswith(" x 2 (none with a known line)"), text
+    assert head.endswith(" and 1 more, none with a known line"), text
     assert "from the same line" not in text, text

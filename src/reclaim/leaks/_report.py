@@ -258,14 +258,16 @@ class Report:
                     other.description for other in group[1:] if other.description != leak.description
                 )
             )
+            # "x 40" after the first one's description read as forty of that one where they
+            # differ: "and 39 more" says the first is one of them, listed below it.
             if len(group) == 1:
                 times = ""
             elif not others:
                 times = f" [bold]x {len(group)}[/] (all alike but for their time)"
             elif leak.frames:
-                times = f" [bold]x {len(group)}[/] (from the same line)"
+                times = f" [bold]and {len(group) - 1} more[/] from the same line"
             else:  # untracked descriptors: alike in having no line, not in coming from one
-                times = f" [bold]x {len(group)}[/] (none with a known line)"
+                times = f" [bold]and {len(group) - 1} more[/], none with a known line"
             kind, description = leak.kind, leak.description
             if description.startswith(f"{kind}."):
                 # "multiprocessing.Pool not closed", not "multiprocessing multiprocessing.Pool ...".
@@ -276,7 +278,13 @@ class Report:
             if others:
                 shown = "; ".join(others[:_OTHERS_SHOWN])
                 more = len(others) - _OTHERS_SHOWN
-                console.print("  also " + escape(shown) + (f"; and {more} more" if more > 0 else ""))
+                # All of the rest when each differs; else the other descriptions among them.
+                named = (
+                    ("the other" if len(others) == 1 else "the others")
+                    if len(others) == len(group) - 1
+                    else "among them"
+                )
+                console.print(f"  {named}: " + escape(shown) + (f"; and {more} more" if more > 0 else ""))
             frames = leak.frames if depth is None else leak.frames[: max(1, depth)]
             if frames:
                 first, *rest = frames
