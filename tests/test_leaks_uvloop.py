@@ -294,6 +294,30 @@ def test_uvloop_connections_left_for_the_loops_close_are_leaks_closed_by_it(leak
     gc.collect()  # their writers warn that their loop is closed: here, not in a later test
 
 
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@ignore_gc_warnings  # uvloop's close() warns of the server; as an error it hangs (uvloop 0.23)
+def test_uvloop_server_left_for_the_loops_close_is_a_leak_closed_by_it(leakwatch: Watch) -> None:
+    """A server never closed is closed by uvloop's close() (asyncio's leaves its socket open, and
+    reports it open): a leak at its line, listening; one the program closed is none."""
+
+    async def serve() -> int:
+        closed = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+        closed.close()  # by the program; wait_closed() not awaited
+        server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+        return int(server.sockets[0].getsockname()[1])
+
+    at = line() - 3
+    loop = uvloop.new_event_loop()
+    try:
+        port = loop.run_until_complete(serve())
+    finally:
+        loop.close()
+    [leak] = leakwatch.leaks()
+    assert (leak.kind, leak.state, leak.frames[0].lineno) == ("socket", "loop-closed", at)
+    assert leak.description.startswith(f"AF_INET/SOCK_STREAM 127.0.0.1:{port}, listening ")
+    assert leak.details["listening"] is True
+
+
 def test_pytest_with_a_session_uvloop_loop_fails_only_the_test_leaving_its_server_open(
     pytester: pytest.Pytester,
 ) -> None:

@@ -58,7 +58,7 @@ class Leak:
             collector closed it, not the program), ``"cancelled"`` (a task
             still pending when ``asyncio.run`` or a test runner closed its loop),
             ``"terminated"`` (an asyncpg pool's connection still acquired when the
-            pool terminated) or ``"loop-closed"`` (a uvloop connection never closed, which
+            pool terminated) or ``"loop-closed"`` (a uvloop connection or server never closed, which
             its loop's ``close()`` closed).
         frames: where it was acquired, the user's line first; frames of reclaim,
             the standard library's plumbing and test runners are left out after it.

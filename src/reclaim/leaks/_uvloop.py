@@ -42,7 +42,9 @@ accepted is when it was first seen. Accepting costs nothing more. These records
 keep no death callback: a handle dies long after libuv closed it, which must not
 pass for a leak the garbage collector closed; so one dropped unclosed (uvloop's
 ``__dealloc__`` closes it) is missed rather than reported wrongly, unless its
-``StreamWriter`` is what was dropped (below). Servers and
+``StreamWriter`` is what was dropped (below). A server or connection the program never
+closed is closed by its loop's ``close()`` (which closes every libuv handle, where asyncio's
+leaves them open): marked a leak then, of state ``loop-closed``. Servers and
 connections made on a socket the program passed in (``sock=``,
 ``connect_accepted_socket``) are that socket's, tracked as it is.
 
@@ -319,16 +321,24 @@ LOOP_CLOSED = "loop-closed"
 
 
 def _closing(loop: Any) -> None:
-    """*loop* is about to close: the connections on it the program never closed are closed by
-    uvloop's ``close()`` (which closes every libuv handle), not by the program. Under asyncio the
-    same program leaves them open, and they are reported open; here they are marked leaks, at the
-    line that opened them (that made the server, for one it accepted)."""
+    """*loop* is about to close: the connections and servers on it the program never closed are
+    closed by uvloop's ``close()`` (which closes every libuv handle), not by the program. Under
+    asyncio the same program leaves them open, and they are reported open; here they are marked
+    leaks, at the line that opened them (that made the server, for one it accepted)."""
     entry = _open.get(id(loop))
     transports = entry.transports if entry is not None else None
     for transport in list(transports.values()) if transports else ():
         with contextlib.suppress(Exception):  # a transport half torn down: libuv closes it anyway
             if not transport.is_closing():  # one the program closed, its close not done yet
                 _collected(transport, LOOP_CLOSED)
+    # A server never closed: its listening sockets go with the loop too.
+    for server in list(_server_sites):
+        with contextlib.suppress(Exception):  # a server half torn down: libuv closes it anyway
+            if server.get_loop() is loop:
+                for sock in server.sockets:
+                    rec = _records.live.get((KEY, sock.fileno()))
+                    if rec is not None and rec.kind == "socket" and rec() is server:
+                        _sockets.collected(rec, sock, LOOP_CLOSED)
 
 
 #: The pipes of a subprocess, as ``subprocess.Popen`` names them: (fd, Popen attribute, mode).
