@@ -172,7 +172,7 @@ def test_aiohttp_session_left_open_is_reported_at_its_line_holding_its_socket(
 @pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
 @pytest.mark.parametrize("cycle", [False, True], ids=["dropped", "in-a-cycle"])
 def test_aiohttp_session_dropped_unclosed_is_collected_at_its_line(
-    leakwatch: Watch, url: str, cycle: bool
+    leakwatch: Watch, url: str, cycle: bool, explain: Explain
 ) -> None:
     """Dropped, or in a reference cycle collected once its loop is closed (the collector then
     clears its socket's weak reference before the session's ``__del__`` runs)."""
@@ -182,6 +182,7 @@ def test_aiohttp_session_dropped_unclosed_is_collected_at_its_line(
         keeper = Cycle()
         keeper.held = aiohttp.ClientSession()
         lines.append(line() - 1)
+        explain.made(keeper.held)
         async with keeper.held.get(url) as response:
             await response.read()
         lines.append(line() - 2)
@@ -191,7 +192,8 @@ def test_aiohttp_session_dropped_unclosed_is_collected_at_its_line(
     asyncio.run(use())
     gc.collect()
     made, request = lines
-    assert [leak.kind for leak in leakwatch.leaks()] == ["aiohttp"]
+    # The socket was reported alone twice in three sessions' runs (3.12), never since: explain.
+    assert [leak.kind for leak in leakwatch.leaks()] == ["aiohttp"], explain()
     leak = leakwatch.one("aiohttp")
     assert_at(leak, made)
     assert leak.state == "collected"
