@@ -177,6 +177,7 @@ def test_the_import_hooks_name_every_module_each_integration_has_a_table_for() -
     """``_instrument.HOOKS`` repeats the module names of the integrations' own tables (so as not
     to import them to know when to): each installer is hooked on exactly its table's modules."""
     from reclaim.leaks import (
+        _aiormq,
         _grpc,
         _instrument,
         _multiprocessing,
@@ -210,7 +211,7 @@ def test_the_import_hooks_name_every_module_each_integration_has_a_table_for() -
         "_twisted:install_poller": set(_twisted.POLLERS),
         "_twisted:install_unbound": set(_twisted.UNBOUND),
     }
-    for integration in (_pika, _paho, _nats):
+    for integration in (_pika, _paho, _nats, _aiormq):
         short = integration.__name__.rpartition(".")[2]
         for name, function in integration.MODULES.items():
             tables.setdefault(f"{short}:{function.__name__}", set()).add(name)

@@ -397,6 +397,14 @@ def _stitch_program(out: list[Any], kept: FrameType | None, frame: FrameType | N
         frame = frame.f_back
 
 
+def from_first_program(site: RawSite) -> RawSite:
+    """A flat *site* from its first frame of the program's on, else *site* itself."""
+    for i in range(0, len(site), 2):
+        if is_program(site[i].co_filename):
+            return site[i:]
+    return site
+
+
 def first_program(site: RawSite) -> RawSite:
     """``(code, lasti)`` of the first of the program's frames in a flat *site*, else empty."""
     for i in range(0, len(site), 2):
@@ -836,10 +844,10 @@ def _carry(out: list[Any], carried: RawSite, depth: int) -> RawSite:
 
 
 #: ``co_flags`` of a coroutine's code (``inspect.CO_COROUTINE``, ``CO_ITERABLE_COROUTINE``).
-_COROUTINE = 0x80 | 0x100
+COROUTINE = _COROUTINE = 0x80 | 0x100
 #: ``co_flags`` of code that resumes the frame it calls with ``await`` or ``yield from``: a
 #: coroutine's, a generator's, an async generator's (``CO_GENERATOR``, ``CO_ASYNC_GENERATOR``).
-_AWAITING = _COROUTINE | 0x20 | 0x200
+AWAITING = _AWAITING = _COROUTINE | 0x20 | 0x200
 
 
 def _task_start(frame: FrameType) -> RawSite:

@@ -81,6 +81,7 @@ KINDS = (
     "sharedmemory",
     *CLIENT_KINDS,
     "amqp",
+    "aiormq",
     "mqtt",
     "nats",
     "grpc",

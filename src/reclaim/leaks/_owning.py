@@ -201,15 +201,26 @@ def outside(obj: object, frame: FrameType | None) -> FrameType | None:
 def caller(frame: FrameType, package: str) -> FrameType:
     """The first frame from *frame* outwards that is neither *package*'s nor plumbing (reclaim's
     wrappers): the program's line that called into the library (``nats.connect(...)``), not the
-    library function it called (else *frame* itself)."""
+    library function it called (else *frame* itself).
+
+    Not past the outermost frame of a task's coroutine: the frames past it run the event loop
+    (the line of ``asyncio.run()``), and none of them called the library. A library that
+    connects in a task of its own (aio-pika's robust connection) is found at *frame*, whose
+    capture goes on where that task was made (see :func:`reclaim._sites.capture_flat`)."""
     found: FrameType | None = frame
     while found is not None:
+        code = found.f_code
         name = found.f_globals.get("__name__")
         if not (type(name) is str and name.partition(".")[0] == package) and not _sites.is_framework(
-            found.f_code.co_filename
+            code.co_filename
         ):
             return found
-        found = found.f_back
+        back = found.f_back
+        if code is _sites.task_root or (
+            code.co_flags & _sites.COROUTINE and (back is None or not back.f_code.co_flags & _sites.AWAITING)
+        ):
+            break  # a task's stack ends here (asyncio's step, or uvloop's from C)
+        found = back
     return frame
 
 

@@ -56,7 +56,8 @@ class Leak:
             thread name and target, task coroutine ...
         state: ``"open"`` (still held when checked), ``"collected"`` (the garbage
             collector closed it, not the program), ``"cancelled"`` (a task
-            still pending when ``asyncio.run`` or a test runner closed its loop),
+            still pending when ``asyncio.run`` or a test runner closed its loop, or an aiormq
+            connection still open then),
             ``"terminated"`` (an asyncpg pool's connection still acquired when the
             pool terminated) or ``"loop-closed"`` (a uvloop connection or server never closed, which
             its loop's ``close()`` closed).
@@ -358,6 +359,8 @@ _STATES: dict[str | tuple[str, str], str] = {
     ("subprocess", "collected"): "dropped without a wait: the garbage collector finalized it, "
     "nothing collected the child's exit status",
     ("tempdir", "collected"): "removed by its finalizer ('Implicitly cleaning up'), not the program",
+    # Not "pending": a connection is no task; its tasks were, and their cancel closed it.
+    ("aiormq", "cancelled"): "still open when its event loop shut down: the cancel of its tasks closed it",
     # Not "closed": a task is destroyed pending, as asyncio says ("Task was destroyed but it
     # is pending!"); its coroutine never ran to its end.
     ("task", "collected"): "destroyed by the garbage collector while still pending",

@@ -50,7 +50,7 @@ from ._records import OPEN, Record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
     from typing import Any
 
 __all__ = [
@@ -77,6 +77,10 @@ _closing_agen: contextvars.ContextVar[str] = contextvars.ContextVar("reclaim_clo
 ACLOSE = "().aclose"
 #: reclaim run's SIGTERM is unwinding an asyncio program (see install_runners).
 _terminating = False
+#: Called with a loop whose runner (``asyncio.run``, ``Runner``) is about to cancel its tasks,
+#: when those tasks are leaks: what such a cancel closes for a library (aiormq's connection, see
+#: :mod:`._aiormq`) is marked a leak first.
+AT_SHUTDOWN: list[Callable[[Any], None]] = []
 # Done callbacks get this context instead of a fresh copy_context() per task.
 _EMPTY = contextvars.Context()
 
@@ -520,6 +524,9 @@ def install_runners(patches: Patches, runners: ModuleType) -> None:
             and any(task in _main_tasks for task in pending)
         )
         awaited = _awaited_by_another(pending)
+        if not escaped:
+            for hook in AT_SHUTDOWN:
+                hook(loop)
         for task in pending:
             rec = _records.live.get(id(task))
             if escaped or task in _main_tasks or rec is None or rec.kind != "task" or rec.state != OPEN:
