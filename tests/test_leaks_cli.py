@@ -209,6 +209,37 @@ def test_a_failed_open_or_connect_shows_no_frame_of_reclaims_replacements(tmp_pa
     assert result.stderr.startswith(theirs.stderr), result.stderr
 
 
+def test_a_warning_the_exit_checks_collection_sets_off_is_shown_as_pythons_own(tmp_path: Path) -> None:
+    """A coroutine never awaited, kept in a reference cycle, is finalized by the exit check's
+    collection, which warns from the frame running then: reclaim's ("reclaim/leaks/_tracker.py:
+    509: RuntimeWarning"), as if reclaim had made it. Without reclaim, the interpreter's own
+    collection at exit finalizes it, shown at sys:1: so it is under reclaim run too."""
+    write(
+        tmp_path / "cycle.py",
+        """\
+        import gc
+
+        gc.disable()  # only the collection at exit finalizes it, not one an allocation sets off
+
+        class Box:
+            def __init__(self, coro):
+                self.me = self
+                self.coro = coro
+
+        async def never_awaited():
+            pass
+
+        Box(never_awaited())
+        """,
+    )
+    warning = "sys:1: RuntimeWarning: coroutine 'never_awaited' was never awaited"
+    assert warning in plain_python("-W", "always", "cycle.py", cwd=tmp_path).stderr
+    result = reclaim_run("cycle.py", cwd=tmp_path, env={**os.environ, "PYTHONWARNINGS": "always"})
+    assert result.returncode == 0, result.stderr
+    assert warning in result.stderr
+    assert "_tracker.py" not in result.stderr
+
+
 def test_a_zip_application_runs_and_a_script_does_not_import_zipfile(tmp_path: Path) -> None:
     """A .pyz runs as python runs it; telling a script from one imports zipfile only for a zip."""
     source = tmp_path / "src"

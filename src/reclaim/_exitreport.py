@@ -22,6 +22,7 @@ import threading
 import types
 from collections import Counter
 
+from ._sites import warned_again_at
 from .leaks._kinds import CLIENT_KINDS
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
@@ -152,15 +153,18 @@ def die_by_signal(signum: int) -> None:
 def _check(session: Session, since: Snapshot | None) -> list[Leak]:
     options = session.options
     signals = session.signals
-    return session.tracker.leaks(
-        since,
-        grace=options.grace,
-        ignore_kinds=options.ignore,
-        ignore=options.allow or None,  # None: no filter to compile, so no re to import
-        collect=True,
-        untracked_fds=session.untracked_fds,
-        _interrupted=None if signals is None else signals.__len__,
-    )
+    # What the check's collection finalizes (a coroutine never awaited) warns as the
+    # interpreter's own collection at exit would have: at sys:1, not at reclaim's line.
+    with warned_again_at("sys", 1):
+        return session.tracker.leaks(
+            since,
+            grace=options.grace,
+            ignore_kinds=options.ignore,
+            ignore=options.allow or None,  # None: no filter to compile, so no re to import
+            collect=True,
+            untracked_fds=session.untracked_fds,
+            _interrupted=None if signals is None else signals.__len__,
+        )
 
 
 #: Kinds whose release is a call the program (or a library on its behalf) makes: one made by an

@@ -34,7 +34,7 @@ import weakref
 from _thread import get_ident
 from collections import namedtuple
 from collections.abc import Callable
-from types import CodeType, FrameType
+from types import CodeType, FrameType, TracebackType
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
 if TYPE_CHECKING:
@@ -403,6 +403,34 @@ def from_first_program(site: RawSite) -> RawSite:
         if is_program(site[i].co_filename):
             return site[i:]
     return site
+
+
+class warned_again_at:
+    """The warnings raised in a ``with`` block, warned again at *filename*:*line*.
+
+    For a check's ``gc.collect()``: a finalizer it runs (a coroutine never awaited, a socket
+    left in a cycle) warns from reclaim's frame, which is not where the program went wrong.
+    Warned again as they came: the filters then decide, an error among them raised here.
+    """
+
+    def __init__(self, filename: str, line: int) -> None:
+        import warnings
+
+        self._where = (filename, line)
+        self._catching = warnings.catch_warnings(record=True)
+
+    def __enter__(self) -> None:
+        self._caught = self._catching.__enter__()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        import warnings
+
+        self._catching.__exit__(exc_type, exc, tb)
+        filename, line = self._where
+        for warned in self._caught or ():
+            warnings.warn_explicit(warned.message, warned.category, filename, line, source=warned.source)
 
 
 def first_program(site: RawSite) -> RawSite:

@@ -55,7 +55,6 @@ import os
 import sys
 import time
 import types
-import warnings
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -564,22 +563,15 @@ def _warnings_of(item: pytest.Item) -> Iterator[None]:
     filters as it came. One the filters made an error is unraisable, not a warning, and is
     reported with the test (see _collect_unraisable).
     """
-    with _warned_again_at(str(item.path), (item.location[1] or 0) + 1):
+    from ._sites import warned_again_at
+
+    with warned_again_at(str(item.path), (item.location[1] or 0) + 1):
         yield
 
 
 #: Where a warning the session's last check sets off is shown: no test is running then, and
 #: reclaim's frame is not where the program went wrong.
 SESSION_END = "<garbage collected at the end of the session>"
-
-
-@contextlib.contextmanager
-def _warned_again_at(filename: str, line: int) -> Iterator[None]:
-    """The warnings raised in the block, warned again at *filename*:*line* (see _warnings_of)."""
-    with warnings.catch_warnings(record=True) as caught:
-        yield
-    for warned in caught:
-        warnings.warn_explicit(warned.message, warned.category, filename, line, source=warned.source)
 
 
 def _collect_unraisable(config: pytest.Config) -> None:
@@ -833,7 +825,9 @@ class LeakChecker:
         ]
         # A coroutine never awaited, a socket a test left in a cycle, finalized by this collection,
         # warns from reclaim's frame: shown at no line of reclaim's.
-        with _warned_again_at(SESSION_END, 0):
+        from ._sites import warned_again_at
+
+        with warned_again_at(SESSION_END, 0):
             leaks = self.tracker.leaks(
                 grace=self.grace, collect=True, ignore_kinds=self.ignore_kinds, ignore=released_at_exit
             )
