@@ -216,6 +216,10 @@ def test_a_client_dropped_connected_is_the_collectors(
     [leak] = leakwatch.leaks()
     assert (leak.kind, leak.state) == ("mqtt", "collected")
     assert_site(leak, at)
+    # Where it connected, read as it died: a collected client says no more.
+    target = f"{mosquitto.host}:{mosquitto.port}"
+    assert leak.details["target"] == target
+    assert leak.description.startswith(f"MQTT client to {target} not disconnected")
     [held] = leak.holds
     assert (held.kind, held.state) == ("socket", "collected")
 

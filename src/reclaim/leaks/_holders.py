@@ -271,6 +271,11 @@ ROOTS: dict[str, Callable[[Any], Iterable[object]]] = {
 #: reaches the pool the program handed it, which is that pool's to disconnect).
 PARTS = {"pymysql"}
 
+#: kind -> what a holder of that kind, dropped unclosed, keeps of itself in its record as it dies,
+#: for the report that describes it once it is gone: ``last_look(holder, record)`` (paho's client
+#: learns its broker only at ``connect()``, see :mod:`._paho`).
+LAST_LOOK: dict[str, Callable[[Any, Record], None]] = {}
+
 #: Kinds whose holder, dropped unclosed, has its sockets closed by callbacks no ``__del__`` frame
 #: shows (``weakref.finalize``'s, which a ``close()`` runs too): marked collected as it dies.
 DIE_WITH = frozenset({"requests", "urllib3"})
@@ -548,6 +553,10 @@ def _dies(obj: object, kind: str) -> None:
     held = () if _closed(obj, rec) else claim(obj, kind, dying=rec)
     if held:
         rec.info = (*rec.info[:3], held)
+        last_look = LAST_LOOK.get(kind)
+        if last_look is not None:
+            with contextlib.suppress(Exception):  # a half-built holder: described as it was made
+                last_look(obj, rec)
         _records.leak(rec, _records.COLLECTED)  # before its sockets are closed for it
         if kind in DIE_WITH:
             for part in held:

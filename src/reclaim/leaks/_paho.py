@@ -62,14 +62,31 @@ def _is_open(obj: Any, rec: Record) -> bool:
         return False
 
 
+def _target(client: Any) -> str | None:
+    """Where *client* connected (``host:port``, or a Unix socket's path), None before ``connect()``."""
+    if not client._host:  # "" until connect()
+        return None
+    # Over a Unix socket the host is the socket's path, and the port is not used.
+    unix = getattr(client, "_transport", None) == "unix"
+    return str(client._host) if unix else f"{client._host}:{client._port}"
+
+
+def _last_look(client: Any, rec: Record) -> None:
+    """*client* dies unclosed: its record keeps where it connected (a collected client says no more)."""
+    target = _target(client)
+    if target is not None:
+        rec.info = ((rec.info[0], target), *rec.info[1:])
+
+
 def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
-    cls, _, _, held = rec.info
+    label, _, _, held = rec.info
+    cls, target = label if isinstance(label, tuple) else (label, None)
     details: Details = {"class": cls}
     text = "MQTT client"
-    if obj is not None and obj._host:  # "" until connect(); a client collected says no more
-        # Over a Unix socket the host is the socket's path, and the port is not used.
-        unix = getattr(obj, "_transport", None) == "unix"
-        details["target"] = target = obj._host if unix else f"{obj._host}:{obj._port}"
+    if obj is not None:
+        target = _target(obj)
+    if target is not None:
+        details["target"] = target
         text += f" to {target}"
     connected = any(part.kind != "thread" for part in held)
     looping = any(part.kind == "thread" for part in held)
@@ -83,6 +100,7 @@ def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
 
 register(Kind(KIND, is_open=_is_open, describe=_describe, holder=True))
 _holders.ROOTS[KIND] = _parts
+_holders.LAST_LOOK[KIND] = _last_look
 
 
 def install(patches: Patches, module: ModuleType) -> None:
