@@ -135,3 +135,61 @@ def test_connection_broken_by_the_server_then_dropped_is_not_closed_by_the_gc(
     del conn
     gc.collect()
     assert leakwatch.leaks() == []
+
+
+# -- psycopg2.pool ------------------------------------------------------------------------------
+
+pool_module = pytest.importorskip("psycopg2.pool")
+
+
+@pytest.mark.parametrize("name", ["SimpleConnectionPool", "ThreadedConnectionPool"])
+def test_a_pool_used_and_closed_reports_nothing(leakwatch: Watch, postgres: Any, name: str) -> None:
+    """getconn()/putconn(), a connection made past minconn, closeall(): nothing is left."""
+    pool = getattr(pool_module, name)(1, 3, **pg_conninfo(postgres))
+    first, second = pool.getconn(), pool.getconn()  # the second is made now: the pool's own too
+    for conn in (first, second):
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1")
+        pool.putconn(conn)
+    pool.closeall()
+    assert leakwatch.leaks() == []
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@pytest.mark.parametrize("name", ["SimpleConnectionPool", "ThreadedConnectionPool"])
+def test_a_pool_never_closed_is_one_entry_at_its_line(leakwatch: Watch, postgres: Any, name: str) -> None:
+    """Not each of its connections at psycopg2's line that connected it: the pool, at the line
+    that made it; a connection handed out and never given back, at the getconn() that took it."""
+    pool = getattr(pool_module, name)(2, 3, **pg_conninfo(postgres))
+    made = line() - 1
+    kept = pool.getconn()
+    took = line() - 1
+    pool.putconn(pool.getconn())
+    try:
+        leaks = sorted(leakwatch.leaks(), key=lambda leak: leak.seq)
+        assert [leak.kind for leak in leaks] == ["psycopg2", "psycopg2"], leakwatch.records()
+        entry, out = leaks
+        assert_site(entry, made)
+        assert entry.description == f"psycopg2.pool.{name} not closed (closeall())"
+        assert entry.details == {"class": f"psycopg2.pool.{name}", "problem": "not closed (closeall())"}
+        assert_site(out, took)
+        assert out.details["backend_pid"] == kept.info.backend_pid
+        assert "checked out of a psycopg2 pool and never given back (putconn())" in out.headline()
+    finally:
+        pool.putconn(kept)
+        pool.closeall()
+    assert leakwatch.leaks() == []
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@ignore_gc_warnings
+def test_a_pool_dropped_unclosed_is_the_collectors(leakwatch: Watch, postgres: Any) -> None:
+    """Its connections go with it: the pool is the one entry, closed by the garbage collector."""
+    pool = pool_module.ThreadedConnectionPool(2, 2, **pg_conninfo(postgres))
+    at = line() - 1
+    pool.putconn(pool.getconn())
+    del pool
+    gc.collect()
+    [leak] = leakwatch.leaks()
+    assert (leak.kind, leak.state) == ("psycopg2", "collected")
+    assert_site(leak, at)

@@ -52,6 +52,7 @@ HOOKS: tuple[tuple[str, str], ...] = (
     ("asgiref.sync", "_tasks:install_asgiref"),
     ("psycopg.connection", "_psycopg:install_sync"),
     ("psycopg2", "_psycopg2:install"),
+    ("psycopg2.pool", "_psycopg2:install_pool"),
     ("psycopg.connection_async", "_psycopg:install_async"),
     *_each(
         ("psycopg_pool._acompat", "psycopg_pool.pool", "psycopg_pool.pool_async"), "_psycopg:install_pool"

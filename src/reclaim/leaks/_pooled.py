@@ -62,6 +62,7 @@ __all__ = [
     "lent",
     "reset",
     "take",
+    "wrap_getconn",
     "wrap_psycopg_pool",
 ]
 
@@ -93,6 +94,7 @@ POOLS = {
     "urllib3": ("urllib3's connection pool", "read the response to its end, or close() it"),
     "httpcore": ("httpx's connection pool", "read the response, or close() it: a with client.stream() block"),
     "psycopg_pool": ("a psycopg_pool pool", "putconn(), or a with pool.connection() block"),
+    "psycopg2.pool": ("a psycopg2 pool", "putconn()"),
     "SQLAlchemy": ("a SQLAlchemy engine's pool", "close() its Connection or Session, or a with-block"),
 }
 
@@ -384,7 +386,13 @@ def _itself(conn: Any) -> Any:
 def wrap_psycopg_pool(patches: Patches, cls: type, *, asynchronous: bool) -> None:
     """Wrap *cls*'s ``getconn`` and ``putconn`` (psycopg_pool's ``ConnectionPool``, or with
     *asynchronous* its ``AsyncConnectionPool``): what is checked out is a psycopg connection."""
-    _wrap(patches, cls, "getconn", "putconn", _itself, "psycopg_pool", "psycopg", asynchronous=asynchronous)
+    wrap_getconn(patches, cls, "psycopg_pool", "psycopg", asynchronous=asynchronous)
+
+
+def wrap_getconn(patches: Patches, cls: type, source: str, kind: str, *, asynchronous: bool = False) -> None:
+    """Wrap *cls*'s ``getconn`` and ``putconn``, of a pool of family *source* (see :data:`POOLS`)
+    that hands out connections of *kind* (psycopg_pool's, psycopg2's)."""
+    _wrap(patches, cls, "getconn", "putconn", _itself, source, kind, asynchronous=asynchronous)
 
 
 # -- SQLAlchemy -------------------------------------------------------------------------------

@@ -18,15 +18,25 @@ in a reference cycle (see ``_records.AT_DEL``), as psycopg 3's does (see :mod:`.
 A factory that is not a class (a function returning a connection) is left alone, and its
 connections are not seen; nor are those of a ``connect`` bound before tracking started
 (psycopg2 imported first, ``from psycopg2 import connect``).
+
+psycopg2's own pools (``psycopg2.pool.SimpleConnectionPool``, ``ThreadedConnectionPool``)
+were reported connection by connection, at the pool's line that connected each. Now a pool
+never closed (``closeall()``) is one entry at the line that made it, its connections its
+own (see :mod:`._owning`); dropped unclosed, it is closed by the garbage collector. A
+connection ``getconn()`` handed out and ``putconn()`` never took back is blamed on that
+``getconn()`` (see :mod:`._pooled`).
 """
 
 from __future__ import annotations
 
+import functools
 import sys
 from types import ModuleType
 
-from . import _records
+from . import _pooled, _records
+from ._holders import public_name
 from ._kinds import Details, Kind, register
+from ._owning import outside, own
 from ._patch import Patches, closing_subclass, with_factory
 from ._records import Record
 
@@ -34,7 +44,7 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see recl
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["install"]
+__all__ = ["install", "install_pool"]
 
 __tracebackhide__ = True  # stands in for what it wraps: see _patch
 
@@ -65,12 +75,17 @@ def _is_open(obj: Any, rec: Record) -> bool:
 
 
 def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
+    if len(rec.info) == 3:  # a pool
+        label, _, problem = rec.info
+        return f"{label} {problem}", {"class": label, "problem": problem}
     dsn, backend = rec.info
     text = f"connection {dsn} (backend pid {backend})" if backend else f"connection {dsn}"
     return text, {"dsn": dsn, "backend_pid": backend}
 
 
 def _fds(obj: Any, rec: Record) -> tuple[int, ...]:
+    if len(rec.info) == 3:
+        return ()  # a pool: its connections' descriptors are theirs
     try:
         return () if obj.closed else (obj.fileno(),)
     except Exception:  # a connection in a state libpq will not answer for
@@ -104,3 +119,39 @@ def install(patches: Patches, psycopg2: ModuleType) -> None:
 
     connect_.__doc__ = connect.__doc__
     patches.set(psycopg2, "connect", connect_)
+
+
+#: What a psycopg2 pool left open was not given.
+POOL_NOT_CLOSED = "not closed (closeall())"
+
+
+def install_pool(patches: Patches, module: ModuleType) -> None:
+    """Own ``psycopg2.pool``'s pools; record each at the line that made it, open until
+    ``closeall()``; blame a connection ``getconn()`` handed out on that call until ``putconn()``."""
+    base = getattr(module, "AbstractConnectionPool", None)
+    init = vars(base).get("__init__") if isinstance(base, type) else None
+    close = vars(base).get("_closeall") if isinstance(base, type) else None
+    if base is None or init is None or close is None:
+        return  # not the layout this was written for: its connections are reported as before
+    own(*(value for value in vars(module).values() if isinstance(value, type) and issubclass(value, base)))
+
+    @functools.wraps(init)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)  # connects minconn connections: the pool's own
+        site = _records.capture(outside(self, sys._getframe(1)), _records.depth)
+        _records.new(self, "psycopg2", (public_name(type(self)), None, POOL_NOT_CLOSED), site)
+
+    @functools.wraps(close)
+    def _closeall(self: Any, *args: Any, **kwargs: Any) -> Any:
+        result = close(self, *args, **kwargs)
+        _records.release(id(self))  # once closed: closeall() on a closed pool raises
+        return result
+
+    patches.set(base, "__init__", __init__)
+    patches.set(base, "_closeall", _closeall)
+    for name in ("SimpleConnectionPool", "ThreadedConnectionPool"):
+        cls = getattr(module, name, None)
+        if isinstance(cls, type):
+            if vars(cls).get("closeall") is close:  # SimpleConnectionPool's is _closeall itself
+                patches.set(cls, "closeall", _closeall)
+            _pooled.wrap_getconn(patches, cls, "psycopg2.pool", "psycopg2")
