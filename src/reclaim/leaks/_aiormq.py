@@ -33,7 +33,7 @@ from reclaim._sites import from_first_program
 
 from . import _records, _tasks
 from ._kinds import Details, Kind, register
-from ._owning import caller, own
+from ._owning import caller, install_owned
 from ._patch import Patches, own_methods
 from ._records import OPEN, Record
 
@@ -118,11 +118,6 @@ def install_connection(patches: Patches, module: ModuleType) -> None:
     patches.set(cls, "close", close_)
     if _shutting_down not in _tasks.AT_SHUTDOWN:
         _tasks.AT_SHUTDOWN.append(_shutting_down)
-
-
-def install_owned(patches: Patches, module: ModuleType) -> None:
-    """Own the classes *module* defines: a connection's parts (its channels, its tasks' code)."""
-    own(*(value for value in vars(module).values() if getattr(value, "__module__", None) == module.__name__))
 
 
 #: module -> what tracks its part of aiormq and aio-pika, once the program imports it.

@@ -28,7 +28,7 @@ from types import ModuleType
 
 from . import _records
 from ._kinds import Details, Kind, register
-from ._owning import caller, own
+from ._owning import caller, install_owned, own
 from ._patch import Patches, own_methods
 from ._records import Record
 
@@ -87,11 +87,6 @@ def install_client(patches: Patches, module: ModuleType) -> None:
 
     patches.set(cls, "connect", connect_)
     patches.set(cls, "_close", _close)
-
-
-def install_owned(patches: Patches, module: ModuleType) -> None:
-    """Own the classes *module* defines (its subscriptions, its transports): a connection's parts."""
-    own(*(value for value in vars(module).values() if getattr(value, "__module__", None) == module.__name__))
 
 
 #: module -> what tracks its part of nats, once the program imports it.

@@ -32,6 +32,7 @@ __all__ = [
     "PROCESS_WIDE",
     "RUNNERS",
     "caller",
+    "install_owned",
     "install_process_wide",
     "install_runners",
     "label",
@@ -109,6 +110,12 @@ def own(*values: Any) -> None:
     for value in values:
         for code in _codes(value):
             _sites.mark_owned(code)
+
+
+def install_owned(patches: Patches, module: ModuleType) -> None:
+    """Own what *module* defines (its classes and functions): a library tracked as a whole, whose
+    parts these are (nats-py's subscriptions and transports, aiormq's channels)."""
+    own(*(value for value in vars(module).values() if getattr(value, "__module__", None) == module.__name__))
 
 
 #: How many decorators lookup() looks through (a chain of __wrapped__ that loops must end).
