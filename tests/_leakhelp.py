@@ -87,6 +87,23 @@ def leakwatch() -> Iterator[Watch]:
         tracker.stop()
 
 
+#: A program's source that keeps a coroutine never awaited in a reference cycle, for a check's
+#: last collection to finalize (and warn of), not one an allocation sets off: ``Box(coro())``.
+NEVER_AWAITED_IN_A_CYCLE = """\
+import gc
+
+gc.disable()
+
+class Box:
+    def __init__(self, coro):
+        self.me = self
+        self.coro = coro
+
+async def never_awaited():
+    pass
+"""
+
+
 #: Seconds a program run under ``reclaim run`` may take (a hang fails, never blocks the suite).
 RUN_TIMEOUT = 60
 

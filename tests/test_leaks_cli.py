@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from _leakhelp import NEVER_AWAITED_IN_A_CYCLE
 from reclaim import cli
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -214,24 +215,7 @@ def test_a_warning_the_exit_checks_collection_sets_off_is_shown_as_pythons_own(t
     collection, which warns from the frame running then: reclaim's ("reclaim/leaks/_tracker.py:
     509: RuntimeWarning"), as if reclaim had made it. Without reclaim, the interpreter's own
     collection at exit finalizes it, shown at sys:1: so it is under reclaim run too."""
-    write(
-        tmp_path / "cycle.py",
-        """\
-        import gc
-
-        gc.disable()  # only the collection at exit finalizes it, not one an allocation sets off
-
-        class Box:
-            def __init__(self, coro):
-                self.me = self
-                self.coro = coro
-
-        async def never_awaited():
-            pass
-
-        Box(never_awaited())
-        """,
-    )
+    (tmp_path / "cycle.py").write_text(NEVER_AWAITED_IN_A_CYCLE + "Box(never_awaited())\n", encoding="utf-8")
     warning = "sys:1: RuntimeWarning: coroutine 'never_awaited' was never awaited"
     assert warning in plain_python("-W", "always", "cycle.py", cwd=tmp_path).stderr
     result = reclaim_run("cycle.py", cwd=tmp_path, env={**os.environ, "PYTHONWARNINGS": "always"})

@@ -14,7 +14,7 @@ from xml.etree import ElementTree
 
 import pytest
 
-from _leakhelp import LEAN
+from _leakhelp import LEAN, NEVER_AWAITED_IN_A_CYCLE
 
 pytest_plugins = ["pytester"]
 
@@ -1904,24 +1904,8 @@ def test_a_warning_the_sessions_last_collection_sets_off_is_not_shown_at_reclaim
     collection at the end of the session, which warns from the frame running then: reclaim's
     ("reclaim/leaks/_tracker.py:508: RuntimeWarning"), as if reclaim had made it. No test runs
     then to show it at: it is shown as the session's end's."""
-    pytester.makepyfile(
-        test_cycle="""
-        import gc
-
-        gc.disable()  # only the session's last collection finalizes it, not one an allocation sets off
-
-        class Box:
-            def __init__(self, coro):
-                self.me = self
-                self.coro = coro
-
-        async def never_awaited():
-            pass
-
-        def test_drops_it():
-            Box(never_awaited())
-        """
-    )
+    test = "def test_drops_it():\n    Box(never_awaited())\n"
+    pytester.makepyfile(test_cycle=NEVER_AWAITED_IN_A_CYCLE + test)
     result = run(pytester, "-W", "always::RuntimeWarning")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*<garbage collected at the end of the session>:0: RuntimeWarning: corout*"])
