@@ -150,12 +150,16 @@ def die_by_signal(signum: int) -> None:
 # -- the report ----------------------------------------------------------------------------
 
 
+#: Where the interpreter shows a warning its collection at exit sets off (no frame runs then).
+_AT_EXIT = ("<sys>", 0) if sys.version_info >= (3, 13) else ("sys", 1)
+
+
 def _check(session: Session, since: Snapshot | None) -> list[Leak]:
     options = session.options
     signals = session.signals
     # What the check's collection finalizes (a coroutine never awaited) warns as the
-    # interpreter's own collection at exit would have: at sys:1, not at reclaim's line.
-    with warned_again_at("sys", 1):
+    # interpreter's own collection at exit would have, not at reclaim's line.
+    with warned_again_at(*_AT_EXIT):
         return session.tracker.leaks(
             since,
             grace=options.grace,
