@@ -491,6 +491,22 @@ def test_a_detached_socket_leaves_its_descriptor_to_the_caller(leakwatch: Watch)
     assert leakwatch.leaks() == []
 
 
+def test_a_socket_that_borrows_a_descriptor_gives_it_back_where_it_was_acquired(leakwatch: Watch) -> None:
+    """A socket made on a descriptor then detached (anyio's ``from_socket(fd)`` checks one that
+    way) leaves it acquired at the line that made it, not at the borrower's line."""
+    fd = socket.socket().detach()
+    at = line() - 1
+    borrower = socket.socket(fileno=fd)
+    assert borrower.detach() == fd
+    try:
+        leak = leakwatch.one("fd")
+        assert_site(leak, at)
+        assert leak.details["call"] == "socket.detach"
+    finally:
+        os.close(fd)
+    assert leakwatch.leaks() == []
+
+
 def test_a_socket_wrapped_in_ssl_is_one_leak(leakwatch: Watch) -> None:
     # ssl makes the SSLSocket on the plain socket's descriptor, then detaches the plain one:
     # one socket was reported twice (the SSLSocket, and the descriptor "socket.detach" left).

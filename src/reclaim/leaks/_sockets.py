@@ -10,7 +10,9 @@ without it (the ResourceWarning its finalizer raised keeps it alive). ``detach()
 the descriptor to whoever called it: from then on it is tracked as an ``fd``
 acquired where the socket was (``multiprocessing.connection`` keeps its sockets
 that way), released by ``os.close`` or by a new owner (``socket(fileno=fd)``),
-unless C code that reports the descriptor itself holds it (:data:`claimed`).
+unless C code that reports the descriptor itself holds it (:data:`claimed`). A new
+owner that detaches it in turn only borrowed it: it is acquired where it was before
+(see :data:`_lent`).
 A socket libuv holds for uvloop has a record of this kind too, whose object is
 the server or transport that owns it (see :mod:`._uvloop`).
 
@@ -280,6 +282,12 @@ _LOOPBACK = frozenset(("127.0.0.1", "::1", "localhost"))
 #: entry per descriptor number, so never more than the process has descriptors.
 _made_on: dict[int, int] = {}
 
+#: fd -> (the record of the socket last made on that tracked descriptor, the descriptor's record it
+#: took over): a socket that only borrows a descriptor (made on it, then detached: anyio's
+#: ``from_socket(fd)`` checking it) gives it back to where it was acquired, not to the borrower's
+#: line. One entry per descriptor number, like :data:`_made_on`.
+_lent: dict[int, tuple[Record, Record]] = {}
+
 
 def _owned_by_another(fd: int, sock: Any) -> bool:
     """Whether another open socket was made on *fd* already: ``ssl`` makes the SSLSocket on the
@@ -329,12 +337,12 @@ def track_class(patches: Patches, cls: type, family_of: Any, type_of: Any) -> No
     def __init__(self: Any, family: Any = -1, type: Any = -1, proto: Any = -1, fileno: Any = None) -> None:
         init(self, family, type, proto, fileno)
         fd = self.fileno()
-        known = None
+        known = lent = None
         if fileno is not None:
             # accept(), socketpair(), dup(), fromfd(): the descriptor now belongs to this socket.
-            rec = _live_pop(("fd", fd), None)
-            if rec is not None:
-                rec.state = _RELEASED
+            lent = _live_pop(("fd", fd), None)
+            if lent is not None:
+                lent.state = _RELEASED
             # Kept raw, formatted only for a report: a socket the GC closes has no ends left.
             known = _raw_endpoints(self)
             _made_on[fd] = id(self)
@@ -344,6 +352,8 @@ def track_class(patches: Patches, cls: type, family_of: Any, type_of: Any) -> No
         if fileno is not None:
             site = _accepted_at(frame, site)
         rec = _records.new(self, "socket", info, site)
+        if lent is not None:
+            _lent[fd] = (rec, lent)
         if fileno is not None and (_clients or _serving):
             _accepted(rec, frame, known)
 
@@ -372,7 +382,11 @@ def track_class(patches: Patches, cls: type, family_of: Any, type_of: Any) -> No
         if rec is not None:
             rec.state = _records.RELEASED
             if fd != -1 and not _owned_by_another(fd, self) and not (claimed is not None and claimed(fd)):
-                _adopt_fd(fd, "socket.detach", rec)
+                lent = _lent.pop(fd, None)
+                if lent is not None and lent[0] is rec:  # given back: acquired where it was before
+                    _adopt_fd(fd, lent[1].info[0], lent[1])
+                else:
+                    _adopt_fd(fd, "socket.detach", rec)
         return fd
 
     def connect_(self: Any, address: Any) -> None:
