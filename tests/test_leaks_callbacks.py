@@ -8,6 +8,8 @@ import asyncio
 import functools
 import os
 import socket
+import subprocess
+import sys
 import sysconfig
 from collections.abc import Iterator
 from typing import Any
@@ -234,6 +236,37 @@ def test_what_trio_connects_in_a_task_of_its_own_names_the_line_that_awaited_it(
     [leak] = trio.run(main)
     assert where(leak.frames[-1]) == (HERE, at), leak.frames
     assert all("/trio/" in frame.filename or "/anyio/" in frame.filename for frame in leak.frames[:-1])
+
+
+@pytest.mark.reclaim_allow
+@pytest.mark.parametrize("kind", ["file", "subprocess"])
+@pytest.mark.parametrize("via", ["trio", "anyio"])
+def test_what_trios_thread_cache_runs_names_the_line_that_handed_it_over(
+    leakwatch: Watch, tmp_path: Any, via: str, kind: str
+) -> None:
+    """trio.to_thread.run_sync (anyio's to_thread on trio) runs the function in a worker of trio's
+    thread cache, which an earlier job started: a file or child made there was recorded at trio's
+    frames only, with no line of the program's."""
+    trio = pytest.importorskip("trio")
+    anyio = pytest.importorskip("anyio")
+    run_sync = trio.to_thread.run_sync if via == "trio" else anyio.to_thread.run_sync
+    at = 0
+
+    async def main() -> list[reclaim.leaks.Leak]:
+        nonlocal at
+        await run_sync(int)  # starts a worker, or finds one idle: the next job runs in it
+        if kind == "file":
+            made = await run_sync(open, tmp_path / "x", "w")
+            at = line() - 1
+        else:
+            made = await run_sync(functools.partial(subprocess.Popen, [sys.executable, "-c", "pass"]))
+            at = line() - 1
+        found = leakwatch.leaks(kind)
+        await run_sync(made.close if kind == "file" else made.wait)
+        return found
+
+    [leak] = trio.run(main)
+    assert [where(frame) for frame in leak.frames if frame.filename == HERE][:1] == [(HERE, at)], leak.frames
 
 
 # -- pytest -----------------------------------------------------------------------------------

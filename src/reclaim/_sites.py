@@ -351,9 +351,12 @@ def _stitch_program(out: list[Any], kept: FrameType | None, frame: FrameType | N
     ``connect_tcp`` connects in a task of its own): what follows is the loop's, so the site
     goes on at the program's line in the site that created the task instead. A trio task's
     stack ends in trio's run loop the same way (``open_tcp_stream`` connects in tasks of its
-    own): the site goes on at the program's line its parent task waits at. *kept* is the
-    innermost frame kept (*out* holds one code per frame from it), *frame* the first past
-    the depth kept: frames, not codes, tell whose a pseudo-file's code is (frame_is_program).
+    own): the site goes on at the program's line its parent task waits at. A library's code
+    run as work handed over (trio's thread cache runs ``to_thread.run_sync``'s function under
+    trio's own frames) goes on at the program's line that handed it over (see
+    :func:`mark_handoff`). *kept* is the innermost frame kept (*out* holds one code per frame
+    from it), *frame* the first past the depth kept: frames, not codes, tell whose a
+    pseudo-file's code is (frame_is_program).
     """
     cache = _program_cache
     for i in range(0, len(out), 2):
@@ -362,6 +365,12 @@ def _stitch_program(out: list[Any], kept: FrameType | None, frame: FrameType | N
             del out[i:]
             out.extend(first_program(task_site() if task_site is not None else ()))
             return
+        if i and kept is not None and id(code) in _handoffs:
+            line = first_program(_handed(kept))
+            if line:
+                del out[i:]
+                out.extend(line)
+                return
         if code is trio_root and i:
             line = first_program(trio_site() if trio_site is not None else ())
             if line:  # else on past the run loop as before (a task no program's code spawned)
@@ -394,6 +403,11 @@ def _stitch_program(out: list[Any], kept: FrameType | None, frame: FrameType | N
             if line:
                 out[-2:] = line
                 return
+        if id(code) in _handoffs:
+            line = first_program(_handed(frame))
+            if line:
+                out[-2:] = line
+            return
         frame = frame.f_back
 
 
@@ -491,17 +505,23 @@ def handed_over_site(frame: FrameType | None, depth: int) -> RawSite:
     return ()
 
 
-def _carried(frame: FrameType, depth: int) -> RawSite:
-    """The site the hand-off running in *frame* carries, else the frame's own (the library's)."""
+def _handed(frame: FrameType) -> RawSite:
+    """The site the hand-off running in *frame* carries, else empty."""
     try:
         site = getattr(frame.f_locals.get("self"), HANDED_OVER, None)
     except Exception:  # an exotic frame must never break an acquisition
         site = None
+    return tuple(site) if site else ()
+
+
+def _carried(frame: FrameType, depth: int) -> RawSite:
+    """The site the hand-off running in *frame* carries, else the frame's own (the library's)."""
+    site = _handed(frame)
     if not site:  # handed over before tracking started, or by no user code
         return _flat(frame, depth)
     # Whole: it was captured with the usual depth when the work was handed over, so the line in
     # the program shows though a file's own capture keeps two frames (at most, within a library).
-    return tuple(site)
+    return site
 
 
 def in_owned(frame: FrameType | None) -> bool:
@@ -848,8 +868,27 @@ def _flat(frame: FrameType | None, depth: int) -> RawSite:
         if frame is not None:
             _stitch_program(out, start, frame)
         elif last is not None:
-            return _carry(out, _started_at(last), depth)
+            kept = len(out)
+            carried = _handed_within(out, start)
+            return _carry(out, carried or _started_at(last), depth + (kept - len(out)) // 2)
     return tuple(out)
+
+
+def _handed_within(out: list[Any], frame: FrameType | None) -> RawSite:
+    """The site carried by a hand-off among the frames kept in *out* (from *frame*), which then
+    ends before it, else empty: work a library's thread runs (trio's thread cache) goes on at
+    the program's line that handed it over, not at the line that started the thread, which
+    was an earlier job's."""
+    for i in range(0, len(out), 2):
+        if frame is None:
+            break
+        if i and id(out[i]) in _handoffs:
+            carried = _handed(frame)
+            if carried:
+                del out[i:]
+                return carried
+        frame = frame.f_back
+    return ()
 
 
 def _carry(out: list[Any], carried: RawSite, depth: int) -> RawSite:

@@ -81,6 +81,7 @@ HOOKS: tuple[tuple[str, str], ...] = (
     ("concurrent.futures.thread", "_threads:install_executor"),
     ("anyio._backends._asyncio", "_tasks:install_anyio"),
     ("trio._core._run", "_trio:install"),
+    ("trio._core._thread_cache", "_trio:install_thread_cache"),
     ("uvloop", "_uvloop:install"),
     ("gevent.hub", "_gevent:install_hub"),
     ("gevent._socket3", "_gevent:install_socket"),

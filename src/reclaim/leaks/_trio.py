@@ -10,21 +10,32 @@ loop before any of the program's frames (see :data:`reclaim._sites.trio_root`),
 the parent tasks of the task running now are asked, innermost first, for the
 program's line they wait at: the ``await trio.open_tcp_stream(...)`` that
 opened the nursery the connecting task runs in. Only such a site pays for it.
+
+trio runs ``trio.to_thread.run_sync`` (anyio's ``to_thread.run_sync``, ``open_file``,
+``open_process``) in a worker of its thread cache, started by an earlier job (another
+test's, maybe) and owned: a file or child made there was recorded at trio's frames and
+no line of the program's. Each job handed to the cache carries the site of the code that
+handed it over (one capture per job, see :func:`reclaim._sites.mark_handoff`), as a
+``ThreadPoolExecutor``'s work item does.
 """
 
 from __future__ import annotations
 
+import sys
 from types import FrameType, ModuleType
 
 from reclaim import _sites
 
+from . import _records
 from ._patch import Patches
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["install"]
+__all__ = ["install", "install_thread_cache"]
+
+__tracebackhide__ = True  # a job's __call__ stands in for the function it runs: see _patch
 
 #: Parent tasks and awaited coroutines looked through at most (a nesting deeper is not a program's).
 _SEARCH = 64
@@ -47,6 +58,35 @@ def install(patches: Patches, run: ModuleType) -> None:
 
     _sites.trio_root = code
     _sites.trio_site = spawned_at
+
+
+class _Job:
+    """A job handed to trio's thread cache, run as it, with the site of whoever handed it over."""
+
+    def __init__(self, fn: Any, site: _sites.RawSite) -> None:
+        self.fn = fn
+        setattr(self, _sites.HANDED_OVER, site)
+
+    def __call__(self) -> Any:
+        return self.fn()
+
+
+_sites.mark_handoff(_Job.__call__.__code__)
+
+
+def install_thread_cache(patches: Patches, module: ModuleType) -> None:
+    """Make each job handed to trio's thread cache carry the site of the code that handed it over."""
+    cache = getattr(module, "ThreadCache", None)
+    start = vars(cache).get("start_thread_soon") if isinstance(cache, type) else None
+    if start is None:  # private: a release may rename it
+        return
+
+    def start_thread_soon(self: Any, fn: Any, deliver: Any, name: Any = None) -> None:
+        site = _sites.handed_over_site(sys._getframe(1), _records.depth)
+        start(self, _Job(fn, site) if site else fn, deliver, name)
+
+    start_thread_soon.__doc__ = start.__doc__
+    patches.set(cache, "start_thread_soon", start_thread_soon)
 
 
 def _parents_line(task: Any) -> _sites.RawSite:
