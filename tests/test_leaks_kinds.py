@@ -1829,6 +1829,43 @@ def test_a_thread_running_an_event_loop_holds_its_loop_tasks_and_workers(leakwat
     assert leakwatch.leaks() == []
 
 
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_a_thread_that_renames_itself_as_it_starts_still_holds_its_loop(leakwatch: Watch) -> None:
+    """anyio's blocking portal makes its loop, then renames its thread: when that ran before
+    ``start()`` returned, the thread was recorded under its new name only, and the loop, made
+    under the old one, was reported beside it instead of under it."""
+    renamed, stop = threading.Event(), threading.Event()
+    loops: list[asyncio.AbstractEventLoop] = []
+
+    class Started(threading.Event):
+        # start() returns once the thread says it started: here, once it also renamed itself.
+        # Nothing public runs a thread's code before its start() returns; the race did that.
+        def wait(self, timeout: float | None = None) -> bool:
+            return super().wait(timeout) and renamed.wait(30)
+
+    def run() -> None:
+        loops.append(asyncio.new_event_loop())
+        threading.current_thread().name = "portal"
+        renamed.set()
+        loops[0].run_until_complete(asyncio.to_thread(stop.wait))
+
+    server = threading.Thread(target=run, daemon=True)
+    if not isinstance(getattr(server, "_started", None), threading.Event):
+        pytest.skip("threading.Thread keeps its start event otherwise")
+    server._started = Started()  # type: ignore[attr-defined]
+    server.start()
+    try:
+        [leak] = leakwatch.leaks()
+        assert leak.kind == "thread"
+        assert "eventloop" in [held.kind for held in leak.holds]
+    finally:
+        stop.set()
+        server.join()
+        loops[0].run_until_complete(loops[0].shutdown_default_executor())
+        loops[0].close()
+    assert leakwatch.leaks() == []
+
+
 def test_thread_still_running_is_reported_with_name_and_target(leakwatch: Watch) -> None:
     stop = threading.Event()
     worker = threading.Thread(target=stop.wait, name="stuck-worker")

@@ -199,8 +199,11 @@ def install(patches: Patches) -> None:
         seq = _records.generation
         if _records.serving:
             seq = _records.caused(seq)
+        # Its name before it runs: a thread may rename itself at once (anyio's blocking portal
+        # does), and what it acquires meanwhile is told by the name it had (see fold()).
+        name = self.name
         start(self)
-        info = (self.name, _target(self), self.daemon)
+        info = (name, _target(self), self.daemon)
         _records.new(self, "thread", info, site).seq = seq
 
     start_.__doc__ = start.__doc__
