@@ -1830,6 +1830,34 @@ def test_a_thread_running_an_event_loop_holds_its_loop_tasks_and_workers(leakwat
 
 
 @pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_a_thread_running_trio_holds_its_run_as_one_event_loop(leakwatch: Watch) -> None:
+    """A trio run in a thread never stopped (anyio's blocking portal on trio) was the thread, its
+    run's two wakeup socket pairs, and an epoll descriptor "opened by code reclaim does not hook":
+    it is the thread, holding the run as an event loop. Ended, the run leaves nothing."""
+    trio = pytest.importorskip("trio")
+    ready, stop = threading.Event(), threading.Event()
+
+    async def serve() -> None:
+        ready.set()
+        await trio.to_thread.run_sync(stop.wait)
+
+    server = threading.Thread(target=trio.run, args=(serve,), name="server", daemon=True)
+    server.start()
+    started = line() - 1
+    try:
+        assert ready.wait(30)
+        [leak] = leakwatch.leaks()
+        assert (leak.kind, leak.details["name"]) == ("thread", "server")
+        assert_site(leak, started)
+        [run] = [held for held in leak.holds if held.kind == "eventloop"]
+        assert run.description.startswith("trio run")
+    finally:
+        stop.set()
+        server.join()
+    assert leakwatch.leaks() == []
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
 def test_a_thread_that_renames_itself_as_it_starts_still_holds_its_loop(leakwatch: Watch) -> None:
     """anyio's blocking portal makes its loop, then renames its thread: when that ran before
     ``start()`` returned, the thread was recorded under its new name only, and the loop, made

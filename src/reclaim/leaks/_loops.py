@@ -79,8 +79,10 @@ def _fileno(part: Any) -> int | None:
 
 def _closed(obj: Any) -> bool:
     is_closed = getattr(obj, "is_closed", None)
-    if is_closed is None:  # a gevent hub (see _gevent): closed once destroyed
-        return obj.loop is None
+    if is_closed is None:
+        # A gevent hub (see _gevent): closed once destroyed. A trio run (see _trio), whose close()
+        # releases its record: open while tracked.
+        return getattr(obj, "loop", True) is None
     return bool(is_closed())
 
 

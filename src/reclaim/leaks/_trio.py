@@ -11,6 +11,13 @@ the parent tasks of the task running now are asked, innermost first, for the
 program's line they wait at: the ``await trio.open_tcp_stream(...)`` that
 opened the nursery the connecting task runs in. Only such a site pays for it.
 
+A trio run is an event loop (kind ``eventloop``, see :mod:`._loops`): its epoll (kqueue)
+object and the two socket pairs it wakes itself through are its own, made by
+``setup_runner`` and closed by ``Runner.close()`` as ``trio.run`` (or a guest run)
+ends. Reported part by part, a run never ended (an anyio blocking portal on trio never
+exited) was four sockets and an epoll descriptor no hook sees, none named a run: it is
+one record, held by the thread it runs in (see :func:`._threads.fold`).
+
 trio runs ``trio.to_thread.run_sync`` (anyio's ``to_thread.run_sync``, ``open_file``,
 ``open_process``) in a worker of its thread cache, started by an earlier job (another
 test's, maybe) and owned: a file or child made there was recorded at trio's frames and
@@ -26,7 +33,7 @@ from types import FrameType, ModuleType
 
 from reclaim import _sites
 
-from . import _records
+from . import _fds, _loops, _records
 from ._patch import Patches
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
@@ -58,6 +65,47 @@ def install(patches: Patches, run: ModuleType) -> None:
 
     _sites.trio_root = code
     _sites.trio_site = spawned_at
+    _track_runs(patches, run)
+
+
+def _track_runs(patches: Patches, run: ModuleType) -> None:
+    """Record each trio run as one event loop, made by ``setup_runner``, released by ``Runner.close()``."""
+    setup = getattr(run, "setup_runner", None)
+    runner_cls = getattr(run, "Runner", None)
+    close = vars(runner_cls).get("close") if isinstance(runner_cls, type) else None
+    if setup is None or close is None:  # private: a release may rename them
+        return
+
+    def setup_runner(*args: Any, **kwargs: Any) -> Any:
+        runner = setup(*args, **kwargs)
+        poller, sockets = _parts(runner)
+        for part in (poller, *sockets):
+            _records.release(id(part))  # the run's own now: it closes them
+        fds = [fd for fd in map(_loops._fileno, (poller, *sockets)) if fd is not None]
+        made = tuple((fd, _fds.identity(fd)) for fd in fds)
+        info = ("trio run", type(poller).__name__ if poller is not None else None, None, (), made)
+        _records.new(runner, _loops.KIND, info, _records.capture(sys._getframe(1), _records.depth))
+        return runner
+
+    def close_(self: Any) -> None:
+        _records.release(id(self))
+        close(self)
+
+    setup_runner.__doc__ = setup.__doc__
+    close_.__doc__ = close.__doc__
+    patches.set(run, "setup_runner", setup_runner)
+    patches.set(runner_cls, "close", close_)
+
+
+def _parts(runner: Any) -> tuple[Any, list[Any]]:
+    """A trio run's poller (an epoll or kqueue object; None on Windows) and its wakeup sockets."""
+    io = getattr(runner, "io_manager", None)
+    poller = getattr(io, "_epoll", None) or getattr(io, "_kqueue", None)
+    # The I/O manager's socket pair, and the entry queue's (what run_sync_soon wakes the run with).
+    queue = getattr(runner, "entry_queue", None)
+    pairs = (getattr(io, "_force_wakeup", None), getattr(queue, "wakeup", None))
+    sockets = [getattr(pair, name, None) for pair in pairs for name in ("wakeup_sock", "write_sock")]
+    return poller, [sock for sock in sockets if sock is not None]
 
 
 class _Job:
