@@ -214,7 +214,19 @@ def _reaper_running() -> bool:
     return False
 
 
-register(Kind("subprocess", is_open=_is_open, describe=_describe, waitable=_may_still_end))
+#: Attribute of a ``Popen`` holding the file of the pidfd a library waits for the child through
+#: (trio's ``Process``, see :mod:`._trio`): the child's plumbing, not an untracked descriptor.
+PIDFD = "_reclaim_pidfd"
+
+
+def _fds(obj: Any, rec: Record) -> tuple[int, ...]:
+    pidfd = getattr(obj, PIDFD, None)
+    if pidfd is None or pidfd.closed:
+        return ()
+    return (pidfd.fileno(),)
+
+
+register(Kind("subprocess", is_open=_is_open, describe=_describe, fds=_fds, waitable=_may_still_end))
 
 
 def _args(args: Any) -> str:

@@ -82,6 +82,7 @@ HOOKS: tuple[tuple[str, str], ...] = (
     ("anyio._backends._asyncio", "_tasks:install_anyio"),
     ("trio._core._run", "_trio:install"),
     ("trio._core._thread_cache", "_trio:install_thread_cache"),
+    ("trio._subprocess", "_trio:install_subprocess"),
     ("uvloop", "_uvloop:install"),
     ("gevent.hub", "_gevent:install_hub"),
     ("gevent._socket3", "_gevent:install_socket"),

@@ -18,6 +18,11 @@ ends. Reported part by part, a run never ended (an anyio blocking portal on trio
 exited) was four sockets and an epoll descriptor no hook sees, none named a run: it is
 one record, held by the thread it runs in (see :func:`._threads.fold`).
 
+A trio ``Process`` waits for its child through a pidfd it opens with the ``os.pidfd_open``
+it imported before tracking began, kept in a ``FileIO``: the child's plumbing, reported as
+an untracked descriptor beside a child never waited for. The child's ``Popen`` holds it now
+(see :data:`._children.PIDFD`).
+
 trio runs ``trio.to_thread.run_sync`` (anyio's ``to_thread.run_sync``, ``open_file``,
 ``open_process``) in a worker of its thread cache, started by an earlier job (another
 test's, maybe) and owned: a file or child made there was recorded at trio's frames and
@@ -33,14 +38,14 @@ from types import FrameType, ModuleType
 
 from reclaim import _sites
 
-from . import _fds, _loops, _records
+from . import _children, _fds, _loops, _records
 from ._patch import Patches
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["install", "install_thread_cache"]
+__all__ = ["install", "install_subprocess", "install_thread_cache"]
 
 __tracebackhide__ = True  # a job's __call__ stands in for the function it runs: see _patch
 
@@ -135,6 +140,23 @@ def install_thread_cache(patches: Patches, module: ModuleType) -> None:
 
     start_thread_soon.__doc__ = start.__doc__
     patches.set(cache, "start_thread_soon", start_thread_soon)
+
+
+def install_subprocess(patches: Patches, module: ModuleType) -> None:
+    """Make the pidfd each trio ``Process`` opens its child's ``Popen``'s."""
+    process = getattr(module, "Process", None)
+    init = vars(process).get("__init__") if isinstance(process, type) else None
+    if init is None:  # private: a release may rename it
+        return
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        pidfd, popen = getattr(self, "_pidfd", None), getattr(self, "_proc", None)
+        if pidfd is not None and popen is not None:
+            setattr(popen, _children.PIDFD, pidfd)
+
+    __init__.__doc__ = init.__doc__
+    patches.set(process, "__init__", __init__)
 
 
 def _parents_line(task: Any) -> _sites.RawSite:
