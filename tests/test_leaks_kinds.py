@@ -1574,11 +1574,60 @@ def test_socket_its_last_makefile_object_closes_for_the_collector_is_collected(
     leak = leakwatch.one("socket")
     assert_site(leak, at)
     assert leak.state == "collected" and leak.closed_by_gc
-    # What the program did is said: it closed the socket, not what kept it open.
+    # What the program did is said: it closed the socket, not what kept it open; and where it
+    # dropped that (the helper's del, whichever of the finalizer's hooks saw it).
+    dropped = drop.func if isinstance(drop, functools.partial) else drop
+    where = f"{os.path.relpath(HERE)}:{dropped.__code__.co_firstlineno + 3} in {dropped.__name__}"
     assert leak.description.endswith(
-        ": its close() waited for a makefile() object (a response, a reader) never closed"
+        ": its close() waited for a makefile() object (a response, a reader) never closed, "
+        f"dropped at {where}"
     )
     assert leak.to_json()["state"] == "collected"
+
+
+class _ClosesSocketOnly:
+    """A client whose ``close()`` closes its socket and drops its ``makefile()`` object unclosed,
+    as pg8000's connection does: CPython's refcounting closes the socket in that ``close()``."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._usock = sock
+        self._sock: Any = sock.makefile("rwb")
+
+    def close(self) -> None:
+        self._usock.close()
+        self._sock = None  # the makefile() object's last reference: its finalizer closes the socket
+
+
+_DROPS_AT = _ClosesSocketOnly.close.__code__.co_firstlineno + 2
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@ignore_gc_warnings
+def test_socket_its_makefile_object_kept_open_names_the_line_that_dropped_that_object(
+    leakwatch: Watch,
+) -> None:
+    """The line is the fix's place (a library's close(), not the program's line that called it);
+    in a reference cycle, the collector's doing, no line dropped it and none is named."""
+    a, b = socket.socketpair()
+    b.close()
+    _ClosesSocketOnly(a).close()
+    leak = leakwatch.one("socket")
+    where = f"{os.path.relpath(HERE)}:{_DROPS_AT} in _ClosesSocketOnly.close"
+    assert leak.details["dropped_at"] == where
+    assert leak.description.endswith(f"never closed, dropped at {where}")
+    assert leak.state == "collected" and leak.closed_by_gc
+
+    c, d = socket.socketpair()
+    d.close()
+    reader = c.makefile("rb")
+    c.close()
+    cycle = [reader]
+    cycle.append(cycle)  # type: ignore[arg-type]
+    del reader, cycle
+    gc.collect()
+    [_, leak] = leakwatch.leaks("socket")
+    assert "dropped_at" not in leak.details
+    assert leak.description.endswith("never closed")
 
 
 def test_socket_closed_through_makefile_objects_the_program_closed_is_not_reported(

@@ -49,6 +49,7 @@ __all__ = [
     "capture_from",
     "capture_task",
     "closing_in_finalizer",
+    "dropped_at",
     "first_code",
     "first_filename",
     "first_user_frame",
@@ -693,6 +694,35 @@ def closing_in_finalizer(frame: FrameType | None) -> bool:
             return False
         frame = frame.f_back
     return False
+
+
+def dropped_at(frame: FrameType | None, past_finalizer: bool = False) -> tuple[CodeType, int] | None:
+    """Where the last reference to an object a finalizer is closing was dropped, as ``(code,
+    line)``: *frame* itself, the frame a C finalizer's hook was called under (the one whose drop
+    ran it); with *past_finalizer*, the frame under the finalizer *frame* runs in, found as
+    :func:`closing_in_finalizer` finds it (a ``__del__``, or the ``close`` IOBase's finalizer
+    called). None while the collector collects in this thread (a reference cycle: no line
+    dropped it), or when no such frame is found.
+
+    ``self._sock = None`` in a library's ``close()`` (pg8000's, after closing the socket under
+    its ``makefile()`` reader) is that library's bug, not the program's that called it.
+    """
+    if _collecting_in == get_ident():
+        return None
+    if past_finalizer:
+        for _ in _CLOSERS:
+            if frame is None:
+                return None
+            name = frame.f_code.co_name
+            ends = name == "__del__" or (
+                name == "close" and getattr(frame.f_locals.get("self"), "_finalizing", False) is True
+            )
+            frame = frame.f_back
+            if ends:
+                break
+        else:
+            return None
+    return None if frame is None else (frame.f_code, frame.f_lineno)
 
 
 def first_user_frame(frame: FrameType | None) -> FrameType | None:

@@ -31,11 +31,11 @@ from __future__ import annotations
 import sys
 from types import ModuleType
 
-from reclaim._sites import closing_in_finalizer
+from reclaim._sites import closing_in_finalizer, dropped_at
 
 from . import _records
 from ._patch import Patches
-from ._sockets import MAKEFILE_KEPT, collected
+from ._sockets import collected, makefile_kept
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
 if TYPE_CHECKING:
@@ -80,9 +80,11 @@ def install(patches: Patches, socket: ModuleType) -> None:
             except ValueError:  # called from C code with no Python frame
                 caller = None
             if closing_in_finalizer(caller):  # (no fast path by name, as files have: rare here)
-                _collected(sock)
+                _collected(sock, dropped_at(caller, past_finalizer=True))
         sio_close(self)
 
+    # Both called from C (a buffered layer's close, IOBase's finalizer): the frame under them is
+    # the one whose drop of the object's last reference finalizes it.
     def _dealloc_warn(self: Any, source: Any) -> None:
         _closing_last(self)
 
@@ -100,13 +102,19 @@ def install(patches: Patches, socket: ModuleType) -> None:
 
 
 def _closing_last(sio: Any) -> None:
-    """The garbage collector is closing *sio*: when that closes its socket too, the collector did."""
+    """The garbage collector is closing *sio*: when that closes its socket too, the collector did.
+    Called by a hook C called: the frame two up is the one that dropped *sio*'s holder."""
     sock = sio._sock
     if _closes_socket(sock):
-        _collected(sock)
+        try:
+            dropper = _getframe(2)
+        except ValueError:  # dropped by C code with no Python frame under it
+            dropper = None
+        _collected(sock, dropped_at(dropper))
 
 
-def _collected(sock: Any) -> None:
+def _collected(sock: Any, dropped: Any) -> None:
     rec = _live_pop(id(sock), None)
     if rec is not None:
-        collected(rec, sock, MAKEFILE_KEPT)  # the program closed the socket; its makefile() kept it
+        # The program closed the socket; its makefile() object kept it, dropped at *dropped*.
+        collected(rec, sock, makefile_kept(dropped))

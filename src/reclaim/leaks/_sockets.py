@@ -43,7 +43,7 @@ import errno
 import sys
 import threading
 from collections.abc import Callable
-from types import FrameType, ModuleType
+from types import CodeType, FrameType, ModuleType
 
 from reclaim import _sites
 
@@ -102,9 +102,22 @@ class _Reason(str):
     __slots__ = ()
 
 
-#: Why a socket the program closed was closed by the garbage collector all the same: its
-#: ``close()`` waited for a ``makefile()`` object (an HTTP response) that was never closed.
-MAKEFILE_KEPT = _Reason(_records.COLLECTED)
+class _MakefileKept(_Reason):
+    """Why a socket the program closed was closed by the garbage collector all the same: its
+    ``close()`` waited for a ``makefile()`` object (an HTTP response) that was never closed;
+    ``dropped`` is ``(code, line)`` of the line whose drop of that object's last reference
+    finalized it (None for a collection: a reference cycle, no line dropped it)."""
+
+    # No __slots__: a str subclass takes none that hold something; its dict keeps ``dropped``.
+    dropped: tuple[CodeType, int] | None
+
+
+def makefile_kept(dropped: tuple[CodeType, int] | None) -> str:
+    """The ``why`` of a socket its last ``makefile()`` object kept open until the collector closed
+    it, that object dropped at *dropped* (see :class:`_MakefileKept`)."""
+    why = _MakefileKept(_records.COLLECTED)
+    why.dropped = dropped
+    return why
 
 
 def collected(rec: Record, sock: Any, why: str = _records.COLLECTED) -> None:
@@ -223,8 +236,13 @@ def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
             details["connect_error"] = unreached.error
             text += f" (never connected: connect() raised {unreached.error})"
     text += f" (fd {fd})"
-    if rec.why is MAKEFILE_KEPT:
+    why = rec.why
+    if type(why) is _MakefileKept:
         text += ": its close() waited for a makefile() object (a response, a reader) never closed"
+        if why.dropped is not None:  # the line that dropped it says whose bug it is (a library's close)
+            code, line = why.dropped
+            details["dropped_at"] = f"{_sites.shown(code.co_filename)}:{line} in {code.co_qualname}"
+            text += f", dropped at {details['dropped_at']}"
     return text, details
 
 
