@@ -136,6 +136,11 @@ def asyncpg_kwargs(service: Any, **extra: object) -> dict[str, Any]:
     return kw
 
 
+def pg8000_kwargs(service: Any, **extra: object) -> dict[str, Any]:
+    """Keyword arguments for pg8000 (``native.Connection``, ``dbapi.connect``): asyncpg's names."""
+    return asyncpg_kwargs(service, **extra)
+
+
 class PgAdmin:
     """An autocommit superuser connection that watches and kills a test's sessions."""
 

@@ -1,5 +1,5 @@
 """Database drivers' connections as the leak tracker follows them, against the real servers:
-psycopg 3 connections as a kind of their own, PyMySQL's sockets.
+psycopg 3 connections as a kind of their own, PyMySQL's and pg8000's sockets.
 
 libpq opens the socket from C code: before this kind, a leaked connection was an untracked
 descriptor with no line, and one a pool opened in a background thread was nobody's.
@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 import reclaim.db
-from _dbserver import pg_conninfo
+from _dbserver import pg8000_kwargs, pg_conninfo
 from _leakhelp import ClosesAtDel, Watch, assert_site, ignore_gc_warnings, leakwatch, line
 
 __all__ = ["leakwatch"]  # the fixture, imported for pytest
@@ -235,3 +235,82 @@ def test_pymysql_connections_the_program_closes_are_not_reported(leakwatch: Watc
     del conn, other
     gc.collect()
     assert leakwatch.leaks() == []
+
+
+def _pg8000_target(postgres: Any) -> str:
+    return f"{postgres.user}@{postgres.host}:{postgres.port}/{postgres.database}"
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@pytest.mark.parametrize("api", ["native", "dbapi", "legacy"])
+def test_pg8000_connection_left_open_is_one_entry_naming_its_server_and_backend(
+    leakwatch: Watch, postgres: Any, api: str
+) -> None:
+    """Not a bare socket to port 5432 at pg8000's line: the connection, at the program's line
+    (through pg8000's ``connect()`` functions too), says as whom, to which server and database,
+    and the backend the server runs it in."""
+    pytest.importorskip("pg8000")
+    import pg8000.dbapi
+    import pg8000.native
+
+    make = {"native": pg8000.native.Connection, "dbapi": pg8000.dbapi.connect, "legacy": pg8000.connect}
+    public = "pg8000.Connection" if api == "legacy" else f"pg8000.{api}.Connection"
+    conn = make[api](**pg8000_kwargs(postgres))
+    at = line() - 1
+    try:
+        leak = leakwatch.one("pg8000")
+        assert_site(leak, at)
+        pid = (conn.run if api == "native" else _pg8000_query(conn))("SELECT pg_backend_pid()")[0][0]
+        target = _pg8000_target(postgres)
+        assert leak.description == f"connection {target} (backend pid {pid})"
+        assert (leak.details["target"], leak.details["backend_pid"]) == (target, pid)
+        assert leak.details["class"] == public
+        assert [(held.kind, held.details["fd"]) for held in leak.holds] == [("socket", conn._usock.fileno())]
+    finally:
+        conn.close()
+    # pg8000's close() drops its makefile() reader unclosed, whose finalizer closes the socket:
+    # pg8000's, said to be (its line), never the connection's.
+    [leak] = leakwatch.leaks()
+    assert (leak.kind, leak.state) == ("socket", "collected")
+    assert leak.details["dropped_at"].endswith(" in CoreConnection.close")
+
+
+def _pg8000_query(conn: Any) -> Any:
+    def run(sql: str) -> Any:
+        cursor = conn.cursor()
+        cursor.execute(sql)
+        return cursor.fetchall()
+
+    return run
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+def test_pg8000_connection_dropped_open_is_the_collectors_with_its_socket(
+    leakwatch: Watch, postgres: Any
+) -> None:
+    pytest.importorskip("pg8000")
+    import pg8000.native
+
+    pg8000.native.Connection(**pg8000_kwargs(postgres)).run("SELECT 1")
+    at = line() - 1
+    gc.collect()
+    leak = leakwatch.one("pg8000")
+    assert leak.state == "collected" and leak.closed_by_gc
+    assert_site(leak, at)
+    assert leak.description.startswith(f"connection {_pg8000_target(postgres)} (backend pid ")
+    assert [(held.kind, held.state) for held in leak.holds] == [("socket", "collected")]
+
+
+@pytest.mark.reclaim_allow  # pg8000's close() leaves its socket to a finalizer (see above)
+def test_pg8000_connection_that_failed_to_connect_is_no_connection_leak(
+    leakwatch: Watch, postgres: Any
+) -> None:
+    """A missing database: pg8000 closes the connection it was making, which holds nothing."""
+    pytest.importorskip("pg8000")
+    import pg8000.native
+
+    with pytest.raises(pg8000.native.DatabaseError, match="3D000"):
+        pg8000.native.Connection(**pg8000_kwargs(postgres, database="reclaim_no_such_database"))
+    gc.collect()
+    assert [leak.kind for leak in leakwatch.leaks()] == ["socket"]  # pg8000's close(), as above

@@ -66,6 +66,7 @@ KINDS = (
     "psycopg",
     "psycopg2",
     "pymysql",
+    "pg8000",
     "asyncpg",
     "subprocess",
     "orphan-process",

@@ -264,12 +264,13 @@ ROOTS: dict[str, Callable[[Any], Iterable[object]]] = {
     "aiomysql": _aiomysql_connections,
 }
 
-#: Holder kinds that are a connection of their own, holding its socket (PyMySQL's, see
-#: :mod:`._pymysql`): one another holder reaches (a SQLAlchemy engine's pool, which keeps it idle)
-#: is listed under that holder, its socket under it, as a driver connection that holds no socket
-#: of ours (psycopg's) is. Other holders reached are entries of their own (a redis-py client
-#: reaches the pool the program handed it, which is that pool's to disconnect).
-PARTS = {"pymysql"}
+#: Holder kinds that are a connection of their own, holding its socket (PyMySQL's and pg8000's,
+#: see :mod:`._pymysql`, :mod:`._pg8000`): one another holder reaches (a SQLAlchemy engine's
+#: pool, which keeps it idle) is listed under that holder, its socket under it, as a driver
+#: connection that holds no socket of ours (psycopg's) is. Other holders reached are entries of
+#: their own (a redis-py client reaches the pool the program handed it, which is that pool's to
+#: disconnect).
+PARTS = {"pymysql", "pg8000"}
 
 #: kind -> what a holder of that kind, dropped unclosed, keeps of itself in its record as it dies,
 #: for the report that describes it once it is gone: ``last_look(holder, record)`` (paho's client
@@ -683,6 +684,7 @@ DEAD_KINDS = {
     "psycopg": ("psycopg", "Connection"),
     "psycopg2": ("psycopg2.extensions", "connection"),
     "pymysql": ("pymysql.connections", "Connection"),
+    "pg8000": ("pg8000.core", "CoreConnection"),
 }
 
 

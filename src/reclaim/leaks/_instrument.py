@@ -115,6 +115,7 @@ HOOKS: tuple[tuple[str, str], ...] = (
     *_each(RUNNERS, "_owning:install_runners"),
     ("pymysql.connections", "_sockets:install_finalizer_aliases"),
     ("pymysql.connections", "_pymysql:install"),
+    ("pg8000.core", "_pg8000:install"),
     *_each(HOLDERS, "_holders:install"),
     *_each(("grpc", "grpc.aio"), "_grpc:install"),
     *_each(("grpc._channel", "grpc.aio._channel"), "_grpc:install_channel"),
