@@ -15,10 +15,11 @@ keeps no host, port or database, so the arguments of its ``__init__`` are read a
 One that failed to connect (refused, a missing database: pg8000 closes it) holds nothing.
 
 pg8000's ``close()`` closes the socket and drops the ``makefile()`` object over it unclosed
-(``self._sock = None``): that object's finalizer makes the socket's real close, so each
-connection the program closed still shows as a socket the collector closed, dropped at
-pg8000's ``CoreConnection.close`` (see :mod:`._socketio`). That is pg8000's to fix, and is
-left to say so.
+(``self._sock = None``): that object's finalizer makes the socket's real close, which a library
+unknown to reclaim is reported for (a socket closed for the collector, dropped at its line, see
+:mod:`._socketio`). On CPython the finalizer runs as that reference goes, so the socket is closed
+before pg8000's ``close()`` returns: that close is its release (see
+:func:`._socketio.closes_its_own`), and a connection the program closed leaves nothing.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import threading
 from collections.abc import Iterable
 from types import ModuleType
 
-from . import _holders
+from . import _holders, _socketio
 from ._kinds import Details, Kind, register
 from ._patch import Patches
 from ._records import Record
@@ -141,4 +142,7 @@ def install(patches: Patches, module: ModuleType) -> None:
     __init__.__doc__ = init.__doc__
     __init__.__signature__ = signature  # type: ignore[attr-defined]  # help() shows pg8000's
     patches.set(cls, "__init__", __init__)
+    close = vars(cls).get("close")
+    if close is not None:
+        patches.set(cls, "close", _socketio.closes_its_own(close))
     _holders.track(patches, cls, KIND, _closed, "close(), or a with-block", _holders.nothing_owned, _label)

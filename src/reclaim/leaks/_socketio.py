@@ -28,7 +28,9 @@ The socket's own close is unchanged: only ``makefile()`` users pay.
 
 from __future__ import annotations
 
+import functools
 import sys
+from _thread import get_ident
 from types import ModuleType
 
 from reclaim._sites import closing_in_finalizer, dropped_at
@@ -113,8 +115,37 @@ def _closing_last(sio: Any) -> None:
         _collected(sock, dropped_at(dropper))
 
 
+#: Threads running a library's ``close()`` that closes its socket, then drops the ``makefile()``
+#: object over it unclosed (pg8000's): on CPython that object's finalizer closes the socket
+#: before the ``close()`` returns, which is that close, not the collector's (see closes_its_own).
+_own_close: set[int] = set()
+
+
+def closes_its_own(close: Any) -> Any:
+    """Wrap *close*, a library's ``close()`` known to close its socket through dropping the last
+    reference to the ``makefile()`` object over it (see :data:`_own_close`): the socket closed so
+    while it runs is released, not collected. A library that does so unknown to reclaim is
+    still reported, ``dropped at`` its line."""
+
+    @functools.wraps(close)
+    def close_(self: Any, *args: Any, **kwargs: Any) -> Any:
+        me = get_ident()
+        if me in _own_close:  # a close() within another: the outer one ends it
+            return close(self, *args, **kwargs)
+        _own_close.add(me)
+        try:
+            return close(self, *args, **kwargs)
+        finally:
+            _own_close.discard(me)
+
+    return close_
+
+
 def _collected(sock: Any, dropped: Any) -> None:
     rec = _live_pop(id(sock), None)
+    if rec is not None and dropped is not None and _own_close and get_ident() in _own_close:
+        rec.state = _records.RELEASED  # dropped by a refcount, in a close() that closes its own
+        return
     if rec is not None:
         # The program closed the socket; its makefile() object kept it, dropped at *dropped*.
         collected(rec, sock, makefile_kept(dropped))
