@@ -596,6 +596,24 @@ def test_sqlalchemy_engine_tracked_still_takes_the_keyword_arguments_its_init_na
     assert leakwatch.leaks() == []
 
 
+def test_a_traceback_through_a_tracked_clients_init_names_no_line_of_reclaims_it_did_not_run(
+    leakwatch: Watch,
+) -> None:
+    """The stand-in that gives a tracked ``__init__`` its original's parameters was compiled as
+    reclaim's ``_holders.py``: a plain traceback (doctest's) showed that file's line 2, its
+    docstring, as if it had run. It is named as generated code."""
+    import traceback
+
+    from reclaim.leaks import _holders
+
+    requests = pytest.importorskip("requests")
+    with pytest.raises(AttributeError) as raised:
+        requests.Session.__init__(None)  # fails inside requests' own __init__
+    frames = traceback.extract_tb(raised.value.__traceback__)
+    assert [(f.filename, f.lineno) for f in frames if f.filename == _holders.__file__ and f.lineno < 5] == []
+    assert "<reclaim-generated stand-in for Session.__init__>" in [f.filename for f in frames]
+
+
 @pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
 def test_sqlalchemy_checkouts_inside_no_leaks_are_its_leaks_only_when_kept(
     leakwatch: Watch, sqlite_engine: Any

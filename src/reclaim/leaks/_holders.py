@@ -514,8 +514,11 @@ def _same_parameters(wrapper: Callable[..., None], original: Callable[..., None]
         "__reclaim_wrapper__": wrapper,
         "__tracebackhide__": True,
     }
+    # Named for what it is: compiled as this file, a traceback through it showed this file's
+    # line 2 (its docstring), as if that line had run; a generated pseudo-file is plumbing.
+    filename = f"<reclaim-generated stand-in for {getattr(original, '__qualname__', code.co_name)}>"
     try:
-        exec(compile(source, __file__, "exec"), namespace)  # the source names only a code object's names
+        exec(compile(source, filename, "exec"), namespace)  # the source names only a code object's names
     except SyntaxError:  # names no def can take: keep the plain wrapper
         return wrapper
     stand_in: FunctionType = namespace[code.co_name]
