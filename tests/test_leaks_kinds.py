@@ -2941,6 +2941,36 @@ def test_process_pool_executor_not_shut_down_is_one_leak_and_collected_is_report
     gc.collect()  # the queues close their pipes when collected: now, not during a later test
 
 
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_loky_executor_not_shut_down_is_reported_and_its_reusable_executor_is_not(leakwatch: Watch) -> None:
+    """A loky ProcessPoolExecutor the program made and never shut down is one leak at its line,
+    as a concurrent.futures one is (loky's package is owned as a whole: it went unreported);
+    loky's reusable executor, kept for the process and shut down at exit, is loky's own."""
+    loky = pytest.importorskip("joblib.externals.loky")
+    reusable = loky.get_reusable_executor(max_workers=1)
+    assert reusable.submit(abs, -1).result() == 1
+    with loky.ProcessPoolExecutor(1) as used:
+        assert used.submit(abs, -2).result() == 2
+    assert leakwatch.leaks(grace=10.0) == []
+    executor = loky.ProcessPoolExecutor(1)
+    at = line() - 1
+    assert executor.submit(abs, -3).result() == 3
+    manager = executor._executor_manager_thread
+    assert manager is not None
+    leak = leakwatch.one("multiprocessing")
+    assert_site(leak, at)
+    problem = "not shut down (shutdown() or a with-block)"
+    assert leak.description == f"joblib.externals.loky.ProcessPoolExecutor {problem}"
+    del executor, leak  # its manager thread sees it gone and shuts the worker down
+    manager.join()
+    leak = _collected(leakwatch, "multiprocessing", at)
+    assert "(dropped without shutdown(): once the garbage collector freed it" in (
+        reclaim.leaks.Report((leak,)).to_text()
+    )
+    del leak
+    gc.collect()  # the queues close their pipes when collected: now, not during a later test
+
+
 def test_thread_pool_executor_not_shut_down_is_one_leak_not_its_workers(leakwatch: Watch) -> None:
     """An executor never shut down is one leak at its line, not a thread per worker at submit()."""
     executor = concurrent.futures.ThreadPoolExecutor(2)

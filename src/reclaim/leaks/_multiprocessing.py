@@ -97,7 +97,8 @@ OWNED = {
 #: Packages that are a process-wide worker pool as a whole: loky (joblib's default backend,
 #: also vendored as joblib.externals.loky) keeps one reusable executor per process, with its
 #: workers, manager thread, queues, pipes and resource tracker, and shuts it down at exit.
-#: Every function and class of theirs is owned: nothing they acquire is the program's.
+#: Every function and class of theirs is owned: nothing they acquire is the program's, but a
+#: ``ProcessPoolExecutor`` the program makes with them is its own (see install_owned_package).
 OWNED_PACKAGES = ("loky", "joblib.externals.loky")
 #: Their modules whose import owns what the package has loaded by then (the package imports
 #: the first; the others load later, on first use).
@@ -151,9 +152,19 @@ def _manager_state(manager: Any) -> str | None:
     return _NOT_RELEASED["manager"] if manager._state.value == started else None
 
 
+def _shut_down(executor: Any) -> bool:
+    """Whether ``shutdown()`` was called, whatever its wait (a broken pool's manager sets it
+    too): ``concurrent.futures`` keeps it on the executor, loky in the flags its manager thread
+    shares. An executor whose ``__init__`` failed before setting it has nothing to shut down."""
+    flags = getattr(executor, "_flags", None)
+    if flags is not None:
+        return bool(getattr(flags, "shutdown", True))
+    return bool(getattr(executor, "_shutdown_thread", True))
+
+
 def _executor_state(executor: Any) -> str | None:
     # Set by shutdown() whatever its wait: the manager thread then ends the workers by itself.
-    if not executor._shutdown_thread:
+    if not _shut_down(executor):
         return _NOT_RELEASED["executor"]
     # Until shutdown() returns it keeps its workers: still running when the report comes, it
     # was interrupted (SIGTERM while a worker ran a long task), and they outlive the program.
@@ -306,7 +317,7 @@ def install_executor(patches: Patches, module: ModuleType) -> None:
 
 
 def _never_shut_down(executor: Any) -> bool:
-    return not getattr(executor, "_shutdown_thread", True)  # shutdown() sets it, a broken pool's manager too
+    return not _shut_down(executor)
 
 
 def install_pipe(patches: Patches, module: ModuleType) -> None:
@@ -457,11 +468,25 @@ def install_owned(patches: Patches, module: ModuleType) -> None:
 
 def install_owned_package(patches: Patches, module: ModuleType) -> None:
     """Own every function and class of the loaded modules of *module*'s package (see
-    :data:`OWNED_PACKAGES`)."""
+    :data:`OWNED_PACKAGES`); record each ``ProcessPoolExecutor`` the program makes with it.
+
+    The package's executor is tracked as ``concurrent.futures``' is (kind ``multiprocessing``,
+    family ``executor``): one the program made and never shut down is its leak, at its line.
+    Its reusable executor is loky's own: made by plumbing (see ``_owning.PROCESS_WIDE``), it
+    is never recorded. The executor is patched once its package imports ``reusable_executor``
+    (which imports it), after its functions are owned; the modules loaded later own only
+    their own classes, never the wrapper of another's.
+    """
     package = next(p for p in OWNED_PACKAGES if module.__name__.startswith(f"{p}."))
     for name, loaded in list(sys.modules.items()):
         if loaded is not None and (name == package or name.startswith(f"{package}.")):
             own(*(value for value in vars(loaded).values() if _defined_in(value, name)))
+    executor = getattr(sys.modules.get(f"{package}.process_executor"), "ProcessPoolExecutor", None)
+    if module.__name__ == f"{package}.reusable_executor" and isinstance(executor, type):
+        # No __del__ (loky 3.x); never wrap one we did not read.
+        wrap = "__del__" not in vars(executor) and "__init__" in vars(executor)
+        if wrap:
+            _track_init(patches, executor, "executor", _never_shut_down)
 
 
 def _defined_in(value: object, module: str) -> bool:

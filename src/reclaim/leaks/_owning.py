@@ -78,10 +78,19 @@ PROCESS_WIDE = {
     # fsspec's IO loop: one event loop for the process, run forever in its daemon thread
     # 'fsspecIO', made by the first filesystem that needs it and never stopped (reset at fork).
     "fsspec.asyn": ("get_loop",),
+    # loky's reusable executor (joblib's default backend, its vendored copy too): one per process
+    # (per thread), kept in reusable_executor._executor_storage for the next call to reuse, and
+    # shut down by loky's exit handler. One the program makes with ProcessPoolExecutor is its own.
+    "loky.reusable_executor": ("_ReusablePoolExecutor.get_reusable_executor",),
+    "joblib.externals.loky.reusable_executor": ("_ReusablePoolExecutor.get_reusable_executor",),
     # Django's connection to an in-memory sqlite3 database (its test database by default): its
     # close() keeps it, or the database would be gone. A file database's is the program's to close.
     "django.db.backends.sqlite3.base": ("DatabaseWrapper.get_new_connection",),
 }
+
+
+#: The module of the wrappers this one patches onto classes: never the library's own code.
+_RECLAIMS = __name__
 
 
 def _codes(value: Any) -> Iterator[CodeType]:
@@ -93,7 +102,8 @@ def _codes(value: Any) -> Iterator[CodeType]:
             yield from _codes(accessor)
     elif isinstance(value, type):
         for member in vars(value).values():
-            yield from _codes(member)
+            if getattr(member, "__module__", None) != _RECLAIMS:  # not a wrapper of ours (track_init)
+                yield from _codes(member)
     elif isinstance(value, FunctionType):
         yield from _nested(value.__code__)
 
@@ -240,7 +250,7 @@ def site(obj: object) -> Any:
 def label(cls: type) -> str:
     """Where the package exports the class, its public name (``multiprocessing.Queue``), else module.Class."""
     name = cls.__qualname__
-    for package in ("multiprocessing", "concurrent.futures"):
+    for package in ("multiprocessing", "concurrent.futures", "loky", "joblib.externals.loky"):
         if cls.__module__.startswith(f"{package}.") and hasattr(sys.modules.get(package), name):
             return f"{package}.{name}"
     return f"{cls.__module__}.{name}"

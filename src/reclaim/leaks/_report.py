@@ -368,6 +368,8 @@ _STATES: dict[str | tuple[str, str], str] = {
     # work and exit, unwaited; a pool's finalizer terminates its workers, queued tasks and all.
     ("concurrent.futures.ThreadPoolExecutor", "collected"): _EXECUTOR_DROPPED,
     ("concurrent.futures.ProcessPoolExecutor", "collected"): _EXECUTOR_DROPPED,
+    ("loky.ProcessPoolExecutor", "collected"): _EXECUTOR_DROPPED,
+    ("joblib.externals.loky.ProcessPoolExecutor", "collected"): _EXECUTOR_DROPPED,
     ("multiprocessing.Pool", "collected"): _POOL_DROPPED,
     ("multiprocessing.pool.ThreadPool", "collected"): _POOL_DROPPED,
     # An asyncpg pool's connection still acquired when the pool terminated (see leaks._asyncpg).
