@@ -2913,6 +2913,26 @@ def test_multiprocessing_thread_pool_left_running_is_one_leak(leakwatch: Watch) 
     gc.collect()
 
 
+def test_joblib_memmapping_pool_is_one_leak_not_its_queues_pipes(leakwatch: Watch) -> None:
+    """joblib's MemmappingPool (Parallel's "multiprocessing" backend) makes its queues' pipes as
+    multiprocessing.Pool makes its own, closed when it is collected: they are the pool's, not
+    two leaks of the caller; the pool never terminated is one leak at its line."""
+    joblib_pool = pytest.importorskip("joblib.pool")
+    pool = joblib_pool.MemmappingPool(1)
+    at = line() - 1
+    try:
+        assert pool.apply(abs, (-3,)) == 3
+        assert [leak.kind for leak in leakwatch.leaks()] == ["multiprocessing"]
+        leak = leakwatch.one("multiprocessing")
+        assert_site(leak, at)
+        assert leak.description.startswith("joblib.pool.MemmappingPool not closed")
+    finally:
+        pool.terminate()
+        pool.join()
+    del pool, leak
+    assert leakwatch.leaks(grace=10.0) == []
+
+
 @pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
 def test_process_pool_executor_not_shut_down_is_one_leak_and_collected_is_reported(leakwatch: Watch) -> None:
     """An executor never shut down is one leak at its line; dropped unshut, it is reported as collected."""

@@ -98,6 +98,7 @@ HOOKS: tuple[tuple[str, str], ...] = (
             "multiprocessing.forkserver",
             "multiprocessing.heap",
             "joblib._memmapping_reducer",
+            "joblib.pool",
             "matplotlib.font_manager",
             "zipfile",
         ),

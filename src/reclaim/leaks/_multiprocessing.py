@@ -88,6 +88,9 @@ OWNED = {
     "multiprocessing.heap": ("Heap", "Arena"),
     # joblib's memmapping folders (removed at exit or by the resource tracker).
     "joblib._memmapping_reducer": ("TemporaryResourcesManager",),
+    # joblib's pools (Parallel's "multiprocessing" backend): multiprocessing.Pool subclasses,
+    # tracked as pools, whose queues' pipes are closed when collected, as a Pool's own are.
+    "joblib.pool": ("CustomizablePicklingQueue", "PicklingPool", "MemmappingPool"),
     # matplotlib's font cache (an lru_cache): each FT2Font it keeps holds its .ttf file open.
     "matplotlib.font_manager": ("_get_font",),
     # zipfile.Path opens its archive and leaves it to the collector (it has no close()); through
