@@ -2913,6 +2913,32 @@ def test_multiprocessing_thread_pool_left_running_is_one_leak(leakwatch: Watch) 
     gc.collect()
 
 
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_manager_never_shut_down_is_reported_and_dropped_is_reported_as_collected(leakwatch: Watch) -> None:
+    """A started manager never shut down is one leak at its line; dropped unshut, its finalizer
+    (run by the garbage collector) stops its server: reported as collected, not forgotten."""
+    spawn = multiprocessing.get_context("spawn")  # no fork() in this multi-threaded process
+    with spawn.Manager() as used:
+        assert used.list([1])[0] == 1
+    assert leakwatch.leaks(grace=10.0) == []
+    manager = spawn.Manager()
+    at = line() - 1
+    assert manager.dict(a=1)["a"] == 1
+    leak = leakwatch.one("multiprocessing")
+    assert_site(leak, at)
+    problem = "not shut down (shutdown() or a with-block)"
+    assert leak.description == f"multiprocessing.managers.SyncManager {problem}"
+    assert leak.state == "open"
+    server = manager._process  # type: ignore[attr-defined]
+    del manager, leak  # its finalizer shuts its server down
+    gc.collect()
+    assert not server.is_alive()
+    leak = _collected(leakwatch, "multiprocessing", at)
+    assert "(dropped without shutdown(): its finalizer, run by the garbage collector, stopped its server" in (
+        reclaim.leaks.Report((leak,)).to_text()
+    )
+
+
 def test_joblib_memmapping_pool_is_one_leak_not_its_queues_pipes(leakwatch: Watch) -> None:
     """joblib's MemmappingPool (Parallel's "multiprocessing" backend) makes its queues' pipes as
     multiprocessing.Pool makes its own, closed when it is collected: they are the pool's, not

@@ -20,6 +20,9 @@ not three. So:
   its start method (kind ``subprocess``, open until joined: like a
   ``subprocess.Popen``, it is open while nobody collected its exit status).
 
+A manager collected while started (no ``shutdown()``) is reported as collected:
+its finalizer, run by the garbage collector, stopped its server.
+
 A pool collected while running (no ``close``/``terminate``) is reported as
 collected, from the ``Pool.__del__`` that warns about it, also when it dies in
 a reference cycle (its record waits for that ``__del__``, see
@@ -281,7 +284,27 @@ def _winding_down(details: Mapping[str, Any]) -> bool:
     return details.get("problem") in _WINDING_DOWN
 
 
-register(Kind("multiprocessing", is_open=_is_open, describe=_describe, fds=_fds, waitable=_winding_down))
+def _died_running(rec: Record) -> bool:
+    """Whether the object of *rec*, dead now, was a manager still started: its finalizer, a
+    weakref callback older than the record's (so called after it), then stops its server. The
+    garbage collector did that, not the program. (Pools and executors are judged by their
+    ``__del__``, see ``_records.AT_DEL``; the other families' deaths are not judged.)"""
+    if rec.info[1] != "manager":
+        return False
+    started = sys.modules["multiprocessing.managers"].State.STARTED
+    return bool(rec.info[2].value == started)
+
+
+register(
+    Kind(
+        "multiprocessing",
+        is_open=_is_open,
+        describe=_describe,
+        fds=_fds,
+        waitable=_winding_down,
+        death_leak=_died_running,
+    )
+)
 
 
 def _track_init(
@@ -400,7 +423,8 @@ def install_managers(patches: Patches, module: ModuleType) -> None:
 
     def start_(self: Any, *args: Any, **kwargs: Any) -> None:
         start(self, *args, **kwargs)
-        _records.new(self, "multiprocessing", (label(type(self)), "manager"), site(self))
+        # Its state, not itself: the record judges its death by it (see _died_running).
+        _records.new(self, "multiprocessing", (label(type(self)), "manager", self._state), site(self))
 
     start_.__doc__ = start.__doc__
     patches.set(manager, "start", start_)

@@ -349,6 +349,10 @@ _POOL_DROPPED = (
     "and any task still queued"
 )
 
+_MANAGER_DROPPED = (
+    "dropped without shutdown(): its finalizer, run by the garbage collector, stopped its server process"
+)
+
 _STATES: dict[str | tuple[str, str], str] = {
     "open": "",
     "collected": "closed by the garbage collector, not the program",
@@ -372,6 +376,9 @@ _STATES: dict[str | tuple[str, str], str] = {
     ("joblib.externals.loky.ProcessPoolExecutor", "collected"): _EXECUTOR_DROPPED,
     ("multiprocessing.Pool", "collected"): _POOL_DROPPED,
     ("multiprocessing.pool.ThreadPool", "collected"): _POOL_DROPPED,
+    ("multiprocessing.managers.SyncManager", "collected"): _MANAGER_DROPPED,
+    ("multiprocessing.managers.BaseManager", "collected"): _MANAGER_DROPPED,
+    ("multiprocessing.managers.SharedMemoryManager", "collected"): _MANAGER_DROPPED,
     # An asyncpg pool's connection still acquired when the pool terminated (see leaks._asyncpg).
     ("asyncpg", "terminated"): "closed by its pool's terminate() while still acquired",
 }
