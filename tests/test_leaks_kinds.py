@@ -1630,6 +1630,22 @@ def test_socket_its_makefile_object_kept_open_names_the_line_that_dropped_that_o
     assert leak.description.endswith("never closed")
 
 
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@ignore_gc_warnings
+def test_a_makefile_kept_sockets_json_is_plain_data_xdist_can_send(leakwatch: Watch) -> None:
+    """A pytest-xdist worker sends its leaks' JSON to the controller through execnet, which takes
+    builtin types only: the state of a socket its makefile() kept was a str subclass, and the
+    worker crashed at the end of its session ("can't serialize"), its findings lost."""
+    execnet = pytest.importorskip("execnet")
+    a, b = socket.socketpair()
+    b.sendall(RESPONSE)
+    b.close()
+    _response_dropped_unread(a)
+    data = leakwatch.one("socket").to_json()
+    assert type(data["state"]) is str and data["state"] == "collected"
+    assert execnet.loads(execnet.dumps(data)) == data
+
+
 def test_socket_closed_through_makefile_objects_the_program_closed_is_not_reported(
     leakwatch: Watch,
 ) -> None:

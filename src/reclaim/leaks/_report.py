@@ -109,13 +109,13 @@ class Leak:
     def to_json(self) -> dict[str, Any]:
         """This leak as JSON-ready data (one element of the report's ``leaks`` list)."""
         data = {
-            "kind": self.kind,
-            "description": self.description,
-            "state": self.state,
+            "kind": _jsonable(self.kind),
+            "description": _jsonable(self.description),
+            "state": _jsonable(self.state),  # may be a str subclass telling more (_sockets._Reason)
             "closed_by_gc": self.closed_by_gc,
             "frames": [{"file": f.filename, "line": f.lineno, "function": f.function} for f in self.frames],
-            "thread": self.thread,
-            "context": self.context,
+            "thread": _jsonable(self.thread),
+            "context": _jsonable(self.context),
             "pid": self.pid,
             "acquired_at": self.acquired_at,
             "age": round(self.age, 6),
@@ -404,12 +404,20 @@ def _age(seconds: float) -> str:
 
 
 def _jsonable(value: Any) -> Any:
+    """*value* as builtin types exactly: pytest-xdist's execnet, which carries a worker's leaks to
+    the controller, refuses a subclass (a str that tells more, an IntEnum)."""
     if isinstance(value, Mapping):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
-    if value is None or isinstance(value, (bool, int, float, str)):
+    if value is None or type(value) in (bool, int, float, str):
         return value
+    if isinstance(value, str):
+        return str.__str__(value)  # the text itself, whatever the subclass's __str__ says
+    if isinstance(value, int):  # an IntEnum: its number, as json.dumps writes it (bool has no subclass)
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
     return str(value)
 
 
