@@ -10,14 +10,16 @@ from __future__ import annotations
 import asyncio
 import gc
 import http.server
+import socket
 import threading
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 import reclaim
-from _leakhelp import Watch, ignore_gc_warnings, leakwatch, line, reclaim_pytest
+from _leakhelp import RUN_TIMEOUT, Watch, ignore_gc_warnings, leakwatch, line, reclaim_pytest
 from reclaim.leaks import context
 
 __all__ = ["leakwatch"]  # the fixture, imported for pytest
@@ -496,6 +498,55 @@ def test_urllib3_response_dropped_unread_is_closed_by_the_collector(
         [leak] = _clients(leakwatch, http_port)
         assert leak.state == "collected" and program_line(leak) == at
         assert leak.details["checked_out_of"] == "urllib3"
+
+
+@pytest.fixture
+def broken_then_ok_port() -> Iterator[int]:
+    """A server on 127.0.0.1 whose first connection answers with a bad status line (urllib3 retries
+    on a new connection), its second with a body the client may leave unread."""
+    server = socket.create_server(("127.0.0.1", 0))
+    done = threading.Event()
+
+    def serve() -> None:
+        for answer in (b"HTTP/0.5 200 OK\r\n\r\n", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"):
+            conn, _ = server.accept()
+            with conn:
+                while not conn.recv(65536).endswith(b"\r\n\r\n"):
+                    pass
+                conn.sendall(answer)
+                if answer.startswith(b"HTTP/1.1"):
+                    done.wait(RUN_TIMEOUT)  # open until the client is done: it may read, or not
+
+    thread = threading.Thread(target=serve, name="broken-then-ok")
+    thread.start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        done.set()
+        thread.join()
+        server.close()
+
+
+@ignore_gc_warnings
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_urllib3_response_after_a_retried_error_is_not_kept_alive_by_reclaim(
+    leakwatch: Watch, broken_then_ok_port: int
+) -> None:
+    """urllib3 keeps the error it retried after in the response's Retry history, its traceback
+    going through the frame that called ``urlopen()``: reclaim's wrapper, which kept the response
+    in a local. A response the program dropped stayed alive, its socket open, as long as the error
+    did (a log record of pytest's caplog, to the test's end): reported open, never collected."""
+    urllib3 = pytest.importorskip("urllib3")
+    with urllib3.HTTPConnectionPool("127.0.0.1", broken_then_ok_port, maxsize=1) as pool:
+        response = pool.urlopen("GET", "/", preload_content=False, retries=urllib3.Retry(read=1))
+        at = line() - 1
+        errors = [entry.error for entry in response.retries.history]  # kept, as a log record does
+        assert errors and response.status == 200
+        dropped = weakref.ref(response)
+        del response
+        assert dropped() is None
+        [leak] = _clients(leakwatch, broken_then_ok_port)
+        assert leak.state == "collected" and program_line(leak) == at
 
 
 def _clients(watch: Watch, port: int) -> list[Any]:

@@ -367,13 +367,21 @@ def install_urllib3(patches: Patches, module: ModuleType) -> None:
 
     @functools.wraps(urlopen)
     def urlopen_(self: Any, *args: Any, **kwargs: Any) -> Any:
-        response = urlopen(self, *args, **kwargs)
-        conn = getattr(response, "_connection", None)  # None once read whole and given back
-        if conn is not None and POOLED not in getattr(conn, "__dict__", ()):
-            checked_out(conn, _urllib3_socket, sys._getframe(1), "urllib3")
-        return response
+        # The response is never a local of this frame: an error urlopen() retried after keeps its
+        # traceback (in the response's Retry history, in a log record), which goes on through this
+        # frame, and would keep the response, its socket open, alive as long as the error.
+        return _urllib3_response(urlopen(self, *args, **kwargs), sys._getframe(1))
 
     patches.set(cls, "urlopen", urlopen_)
+
+
+def _urllib3_response(response: Any, frame: Any) -> Any:
+    """*response*, which the code running in *frame* got from ``urlopen()``: its connection, if
+    it keeps one (not read whole), is checked out to that code."""
+    conn = getattr(response, "_connection", None)  # None once read whole and given back
+    if conn is not None and POOLED not in getattr(conn, "__dict__", ()):
+        checked_out(conn, _urllib3_socket, frame, "urllib3")
+    return response
 
 
 # -- psycopg_pool -----------------------------------------------------------------------------
