@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -508,6 +509,47 @@ def test_works_under_xdist(pytester: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(
         ["*this test leaked 1 resource*", "*leaks found after their test ended*", "*'shared'*"]
     )
+
+
+def test_a_replacement_a_plugin_put_back_is_set_again_for_the_next_test(pytester: pytest.Pytester) -> None:
+    """pytest-socket keeps ``socket.socket.connect`` as it found it at import, before reclaim
+    replaced it, and sets it back at every test's teardown: from the second test on, no connect
+    was seen, and a socket the collector closed was reported without the address it connected to.
+    Each test starts with reclaim's replacements in place again."""
+    pytester.makeconftest(
+        """
+        import socket
+
+        _true_connect = socket.socket.connect
+
+        def pytest_runtest_teardown():
+            socket.socket.connect = _true_connect
+        """
+    )
+    pytester.makepyfile(
+        test_drops="""
+        import gc
+        import socket
+
+        import pytest
+
+        def test_first():
+            pass
+
+        @pytest.mark.filterwarnings("ignore::ResourceWarning")
+        def test_drops_a_connected_socket():
+            with socket.create_server(("127.0.0.1", 0)) as server:
+                port = server.getsockname()[1]
+                socket.create_connection(("127.0.0.1", port))
+                server.accept()[0].close()
+                gc.collect()
+            print("port", port)
+        """
+    )
+    result = run(pytester, "-s")
+    result.assert_outcomes(passed=2, errors=1)
+    port = re.search(r"port (\d+)", result.stdout.str()).group(1)  # type: ignore[union-attr]
+    result.stdout.fnmatch_lines([f"*socket AF_INET/SOCK_STREAM*-> 127.0.0.1:{port} (fd *"])
 
 
 def test_a_failed_open_in_a_test_shows_the_tests_line_not_reclaims_replacement(

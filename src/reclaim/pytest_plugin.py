@@ -862,8 +862,11 @@ class LeakChecker:
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, object, object]:
         if self.tracker is not None:
-            from .leaks import set_context
+            from .leaks import _tracker, set_context
 
+            # A plugin that sets back what it kept before reclaim started (pytest-socket puts
+            # socket.socket.connect back at each teardown) turned part of the tracking off.
+            _tracker.restore_patches()
             self.item = item
             self.contexts.add(item.nodeid)
             set_context(item.nodeid)

@@ -117,6 +117,14 @@ def _present_as(fn: FunctionType, owner: Any, name: str, original: Any) -> None:
         fn.__wrapped__ = original  # type: ignore[attr-defined]
 
 
+def _inherited(cls: type, name: str) -> Any:
+    """What *cls* inherits as *name* (from the first base in its MRO defining it), else _MISSING."""
+    for base in cls.__mro__[1:]:
+        if name in vars(base):
+            return vars(base)[name]
+    return _MISSING
+
+
 class Patches:
     """A list of attribute replacements that can be undone in reverse order.
 
@@ -139,6 +147,29 @@ class Patches:
         setattr(owner, name, value)
         self._done.append((owner, name, original, value))
         return original
+
+    def restore(self) -> int:
+        """Set each replacement again where the original was put back over it; return how many.
+
+        A plugin that kept the original before we replaced it, and sets it back after each
+        test (pytest-socket: ``socket.socket.connect``), would otherwise turn our replacement
+        off for the rest of the run. One replaced by something else is left alone, as undo()
+        leaves it.
+        """
+        again = 0
+        for owner, name, original, value in self._done:
+            if isinstance(owner, type):
+                current = owner.__dict__.get(name, _MISSING)
+                if original is _MISSING:  # inherited: put back by deleting, or by setting what is inherited
+                    original = _inherited(owner, name)
+                    if current is _MISSING:
+                        current = original
+            else:
+                current = getattr(owner, name, _MISSING)
+            if current is original and original is not _MISSING:
+                setattr(owner, name, value)
+                again += 1
+        return again
 
     def undo(self) -> None:
         """Put every replaced attribute back, newest first."""

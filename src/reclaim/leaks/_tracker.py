@@ -107,6 +107,13 @@ def _uninstall(depth: int) -> None:
         _untracked_seen.clear()
 
 
+def restore_patches() -> int:
+    """Set the instrumentation again where another tool put back what it replaced (see
+    :meth:`Patches.restore`); return how many replacements were set again."""
+    with _lock:
+        return _patches.restore() if _patches is not None else 0
+
+
 def _on_acquire(kind: str, obj: object, description: str, site: Site) -> None:
     kind_of(kind)
     try:
