@@ -470,6 +470,34 @@ def test_pytest_plugin_fails_the_test_at_the_session_line(pytester: pytest.Pytes
 # -- requests ---------------------------------------------------------------------------------
 
 
+def test_a_pool_only_a_captured_log_records_traceback_keeps_is_not_the_tests_leak(
+    pytester: pytest.Pytester, url: str
+) -> None:
+    """pytest keeps a test's log records until its teardown ends, after the check: an exception
+    logged (urllib3 logs the error it retries after) keeps its traceback's frames, the test's
+    among them, and their locals. A urllib3 pool ``clear()`` dropped, which urllib3 closes once
+    nothing references it, was reported open, held by the test's ``response``."""
+    pytest.importorskip("urllib3")
+    pytester.makepyfile(
+        test_logged=f"""
+        import logging
+        import urllib3
+
+        def test_logs_an_error():
+            manager = urllib3.PoolManager()
+            response = manager.request("GET", {url!r})  # its pool keeps the socket
+            try:
+                raise ConnectionResetError("retried")
+            except ConnectionResetError as exc:
+                logging.getLogger("client").warning("retrying after %r", exc)
+            manager.clear()  # the pool is dropped: urllib3 closes it once unreachable
+            assert response.data == b"ok"
+        """
+    )
+    result = pytester.runpytest_subprocess(*LEAN, "--reclaim")
+    result.assert_outcomes(passed=1)
+
+
 #: library -> (class, how it is closed): clients that pool urllib3 connections.
 URLLIB3_CLIENTS = {"requests": ("Session", "close"), "urllib3": ("PoolManager", "clear")}
 

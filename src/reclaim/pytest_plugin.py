@@ -574,6 +574,28 @@ def _warnings_of(item: pytest.Item) -> Iterator[None]:
 SESSION_END = "<garbage collected at the end of the session>"
 
 
+def _drop_finished_log_records(item: pytest.Item) -> None:
+    """Let go of the log records pytest keeps of *item*'s setup and call, its fixtures torn down.
+
+    pytest keeps them (for ``caplog.get_records()``) until the end of the teardown, after the
+    check: a record whose arguments hold an exception (urllib3 logs the error it retries after)
+    keeps its traceback's frames, the test's own among them, and all their locals. What the
+    test dropped would be checked while still alive: a urllib3 pool ``clear()`` let go, which
+    urllib3 closes once nothing references it, was the test's leak. The teardown's own records
+    are left to its handler.
+    """
+    try:
+        from _pytest.logging import caplog_records_key
+    except ImportError:  # another pytest: its records are its business
+        return
+    records = item.stash.get(caplog_records_key, None)
+    if records is None:
+        return
+    for when in ("setup", "call"):
+        if when in records:
+            records[when] = []  # a new list: one a test kept for itself stays as it is
+
+
 def _collect_unraisable(config: pytest.Config) -> None:
     """Report with this test what the check's ``gc.collect()`` made unraisable (ResourceWarnings).
 
@@ -934,6 +956,7 @@ class LeakChecker:
         # trylast: after pytest's own teardown of the fixtures, before its unraisable-exception
         # check, so a ResourceWarning the GC raises here is still reported with this test.
         if self.tracker is not None:
+            _drop_finished_log_records(item)
             item.stash[_STASH_LEAKS] = self._test_leaks(item)
             _collect_unraisable(item.config)
 
