@@ -1286,8 +1286,56 @@ def test_a_collected_cycles_resource_warning_stays_with_the_leaking_test(pyteste
     )
     result = run(pytester)
     result.assert_outcomes(passed=2, errors=1)
-    result.stdout.fnmatch_lines(["ERROR test_cycle.py::test_cycle_leak - *"])
+    result.stdout.fnmatch_lines(["ERROR test_cycle.py::test_cycle_leak - Failed: reclaim: this test leaked*"])
     assert "test_next - " not in result.stdout.str()
+    # The leak report leads and says what the collection raised; no traceback through reclaim.
+    result.stdout.fnmatch_lines(
+        [
+            "reclaim: this test leaked 1 resource:",
+            "socket AF_INET/SOCK_STREAM * (closed by the garbage collector, not the program)",
+            "  acquired at test_cycle.py:6 in Holder.__init__",
+            "*",
+            "the check's garbage collection also raised *",
+            "  ResourceWarning: unclosed <socket.socket *>",
+        ]
+    )
+    assert "pytest_plugin.py" not in result.stdout.str()
+
+
+def test_an_exception_the_checks_collection_raises_keeps_its_traceback(pytester: pytest.Pytester) -> None:
+    """An exception (not a warning) a finalizer raised in the check's collection of a leaking
+    test is in the report with its traceback."""
+    pytester.makeini("[pytest]\nfilterwarnings = error\n")
+    pytester.makepyfile(
+        test_del="""
+        import socket
+
+        class Raises:
+            def __init__(self, sock):
+                self.me = self
+                self.sock = sock
+
+            def __del__(self):
+                raise ValueError("from __del__")
+
+        def test_leaks():
+            Raises(socket.socket())
+        """
+    )
+    result = run(pytester, "-W", "ignore::ResourceWarning")
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at teardown of test_leaks*",
+            "reclaim: this test leaked 1 resource:",
+            "*",
+            "  Exception ignored in: <function Raises.__del__ at *>:",
+            "    Traceback (most recent call last):",
+            '      File "*test_del.py", line 9, in __del__',
+            "*",
+            "    ValueError: from __del__",
+        ],
+        consecutive=False,
+    )
 
 
 #: A module's object that connects on first use and keeps the connection (an app's engine).

@@ -54,6 +54,7 @@ import json
 import os
 import sys
 import time
+import traceback
 import types
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
@@ -71,6 +72,9 @@ _sessions = itertools.count(1)
 _STASH_LEAKS = pytest.StashKey[list["Leak"]]()
 #: The failure a test's teardown raised for its leaks (see pytest_runtest_makereport).
 _STASH_FAILURE = pytest.StashKey[BaseException]()
+#: What pytest's unraisable-exception check raised for a leaking test's check (see
+#: _collect_unraisable): reported in the leak failure, not as an error through reclaim's frames.
+_STASH_UNRAISABLE = pytest.StashKey[BaseException]()
 _MARKER_HELP = (
     "reclaim_allow(kind=None, match=None): allow leaks of this kind (a name or a tuple of "
     "names) whose description or acquisition site matches this regular expression; "
@@ -611,6 +615,32 @@ def _collect_unraisable(config: pytest.Config) -> None:
     collect_unraisable(config)
 
 
+def _unraisable_text(error: BaseException) -> str:
+    """The lines a leak report adds for what its check's collection raised (see _collect_unraisable).
+
+    Under ``filterwarnings = error`` the ResourceWarning of a socket the collection closed is
+    an error: pytest raised it from reclaim's hook, and it led the teardown's failure with a
+    traceback through reclaim's frames (where the collector ran the finalizer), the leak
+    report, which says where the socket came from, a section below it. The report leads now,
+    and says what was raised; an exception other than a warning keeps its traceback.
+    """
+    errors = error.exceptions if isinstance(error, BaseExceptionGroup) else (error,)
+    lines = ["the check's garbage collection also raised (your warning filters make these errors):"]
+    for each in errors:
+        summary = str(each).split("\n", 1)[0]  # "Exception ignored in: <socket.socket ...>"
+        cause = each.__cause__
+        if cause is None:
+            lines.append(f"  {summary}")
+        elif isinstance(cause, Warning):  # "unclosed <socket.socket ...>" names its object
+            named = summary.partition(": ")[2] in str(cause)
+            lines.append(f"  {'' if named else summary + ': '}{type(cause).__name__}: {cause}")
+        else:
+            lines.append(f"  {summary}:")
+            formatted = "".join(traceback.format_exception(cause)).rstrip("\n")
+            lines.extend("    " + line for line in formatted.split("\n"))
+    return "\n".join(lines) + "\n"
+
+
 @dataclass(frozen=True)
 class LeakCheckerStatistics:
     """What the plugin checked in this process.
@@ -957,8 +987,13 @@ class LeakChecker:
         # check, so a ResourceWarning the GC raises here is still reported with this test.
         if self.tracker is not None:
             _drop_finished_log_records(item)
-            item.stash[_STASH_LEAKS] = self._test_leaks(item)
-            _collect_unraisable(item.config)
+            item.stash[_STASH_LEAKS] = leaks = self._test_leaks(item)
+            try:
+                _collect_unraisable(item.config)
+            except (pytest.PytestUnraisableExceptionWarning, ExceptionGroup) as exc:
+                if not leaks:
+                    raise
+                item.stash[_STASH_UNRAISABLE] = exc
 
     @pytest.hookimpl(specname="pytest_runtest_teardown", wrapper=True, tryfirst=True)
     def pytest_runtest_teardown_fail_on_leaks(self, item: pytest.Item) -> Generator[None, object, object]:
@@ -990,12 +1025,15 @@ class LeakChecker:
             data = self.tracker.report(leaks).to_json()["leaks"]
             self.found.extend(data)
             item.user_properties.append(("reclaim_leaks", json.dumps(data)))
+        unraisable = item.stash.get(_STASH_UNRAISABLE, None)
+        if unraisable is not None:
+            del item.stash[_STASH_UNRAISABLE]
         if error is not None:
             if leaks:
-                item.add_report_section("teardown", "reclaim", self._render(leaks))
+                item.add_report_section("teardown", "reclaim", self._render(leaks, unraisable))
             raise error
         if leaks:
-            failure = pytest.fail.Exception(self._render(leaks), pytrace=False)
+            failure = pytest.fail.Exception(self._render(leaks, unraisable), pytrace=False)
             item.stash[_STASH_FAILURE] = failure
             raise failure
         return result
@@ -1116,10 +1154,11 @@ class LeakChecker:
 
         return self.tracker.hand_back(holding)
 
-    def _render(self, leaks: Sequence[Leak]) -> str:
+    def _render(self, leaks: Sequence[Leak], unraisable: BaseException | None = None) -> str:
         assert self.tracker is not None
         text = self.tracker.report(leaks).to_text(depth=self.depth)
+        also = "" if unraisable is None else _unraisable_text(unraisable)
         return (
-            f"reclaim: this test leaked {_plural(len(leaks), 'resource')}:\n{text}\n"
+            f"reclaim: this test leaked {_plural(len(leaks), 'resource')}:\n{text}\n{also}"
             "(allow one on purpose with @pytest.mark.reclaim_allow(kind=..., match=...))"
         )
