@@ -498,6 +498,57 @@ def test_a_pool_only_a_captured_log_records_traceback_keeps_is_not_the_tests_lea
     result.assert_outcomes(passed=1)
 
 
+def test_what_only_a_failed_tests_traceback_keeps_is_judged_once_pytest_lets_it_go(
+    pytester: pytest.Pytester, url: str
+) -> None:
+    """pytest keeps a failed test's exception (``sys.last_value``), its frames and their locals,
+    until the next test's call. A urllib3 pool the failing test dropped, which urllib3 closes
+    once nothing references it, was reported open as that test's leak (urllib3's proxy tests).
+    A socket the failing test never closed is still its leak, once the collector closed it; one
+    the last test's failure still holds at the end is shown held by it."""
+    pytest.importorskip("urllib3")
+    pytester.makepyfile(
+        test_failing=f"""
+        import socket
+        import urllib3
+
+        def test_fails_after_dropping_its_pool():
+            manager = urllib3.PoolManager()
+            response = manager.request("GET", {url!r})  # its pool keeps the socket
+            manager.clear()  # the pool is dropped: urllib3 closes it once unreachable
+            assert response.data == b"not ok"
+
+        def test_fails_with_a_socket_open():
+            sock = socket.socket()
+            assert sock is None
+
+        def test_passes():
+            pass
+
+        def test_fails_last_with_a_socket_open():
+            sock = socket.socket()
+            assert sock is None
+        """
+    )
+    result = pytester.runpytest_subprocess(*LEAN, "-p", "no:randomly", "--reclaim")
+    result.assert_outcomes(passed=1, failed=3)
+    out = result.stdout.str()
+    assert "ERROR" not in out and "urllib3" not in out.split("leaks found after their test ended")[-1], out
+    result.stdout.fnmatch_lines(
+        [
+            "*reclaim: leaks found after their test ended*",
+            "acquired by test_failing.py::test_fails_with_a_socket_open:",
+            "socket AF_INET/SOCK_STREAM (fd *) (closed by the garbage collector, not the program)",
+            "  acquired at test_failing.py:11 in test_fails_with_a_socket_open",
+            "*",
+            "held by the traceback pytest keeps of the failed test (kept from "
+            "test_failing.py::test_fails_last_with_a_socket_open):",
+            "socket AF_INET/SOCK_STREAM (fd *)",
+            "  acquired at test_failing.py:18 in test_fails_last_with_a_socket_open",
+        ]
+    )
+
+
 #: library -> (class, how it is closed): clients that pool urllib3 connections.
 URLLIB3_CLIENTS = {"requests": ("Session", "close"), "urllib3": ("PoolManager", "clear")}
 

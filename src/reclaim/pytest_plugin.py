@@ -72,6 +72,8 @@ _sessions = itertools.count(1)
 _STASH_LEAKS = pytest.StashKey[list["Leak"]]()
 #: The failure a test's teardown raised for its leaks (see pytest_runtest_makereport).
 _STASH_FAILURE = pytest.StashKey[BaseException]()
+#: Set when pytest keeps a test's failure (``sys.last_value``) from its call: see _failure_holders.
+_STASH_FAILED = pytest.StashKey[bool]()
 #: What pytest's unraisable-exception check raised for a leaking test's check (see
 #: _collect_unraisable): reported in the leak failure, not as an error through reclaim's frames.
 _STASH_UNRAISABLE = pytest.StashKey[BaseException]()
@@ -349,8 +351,50 @@ def _during_their_test(leaks: list[Leak]) -> list[Leak]:
 #: _config_holders); reported at the end of the session, as a module global's is.
 CONFIG_ATTRIBUTE = "pytest config attribute "
 
+#: The label of what the traceback of a failed test holds (see _failure_holders): pytest keeps
+#: it, and the locals of its frames, until the next test runs.
+FAILURE_TRACEBACK = "the traceback pytest keeps of the failed test"
+
 #: Labels of what outlives the test that acquired it, held by what the program keeps.
-_KEPT = (MODULE_GLOBAL, CONFIG_ATTRIBUTE)
+_KEPT = (MODULE_GLOBAL, CONFIG_ATTRIBUTE, FAILURE_TRACEBACK)
+
+
+def _failure_holders(error: BaseException | None) -> tuple[object, ...]:
+    """What the traceback of *error*, a test's failure, keeps alive: the locals of each frame it
+    went through, and what its exceptions hold, down its chain (pytest's own objects left out).
+
+    pytest keeps a failed test's exception in ``sys.last_value`` (for post-mortem debugging)
+    until the next test's call: what the frames' locals reference is alive until then. A
+    urllib3 pool a failing test made, which urllib3 closes once nothing references it, was
+    reported open as that test's leak. It is the failure's now, and judged once that is gone.
+    """
+    roots: list[object] = []
+    seen: set[int] = set()
+    pending = [] if error is None else [error]
+    while pending:
+        exc = pending.pop()
+        if id(exc) in seen:
+            continue
+        seen.add(id(exc))
+        roots.extend((exc.args, getattr(exc, "__dict__", None)))
+        tb = exc.__traceback__
+        while tb is not None:
+            roots.extend(value for value in tb.tb_frame.f_locals.values() if not _pytests(value))
+            tb = tb.tb_next
+        pending.extend(e for e in (exc.__cause__, exc.__context__) if e is not None)
+        if isinstance(exc, BaseExceptionGroup):
+            pending.extend(exc.exceptions)
+    return tuple(roots)
+
+
+def _pytests(value: object) -> bool:
+    """Whether *value* is one of pytest's (or pluggy's) objects: a frame's ``item`` or ``request``."""
+    return type(value).__module__.partition(".")[0] in ("_pytest", "pytest", "pluggy")
+
+
+def _kept_failure() -> BaseException | None:
+    """The failure pytest keeps now (``sys.last_value``), if any."""
+    return getattr(sys, "last_value", None)
 
 
 def _config_holders(config: pytest.Config) -> dict[str, object]:
@@ -1049,6 +1093,9 @@ class LeakChecker:
         The expected failure is the test's own; its leak is reported as any test's is.
         """
         report = yield
+        if call.when == "call":
+            kept = call.excinfo is not None and call.excinfo.value is _kept_failure()
+            item.stash[_STASH_FAILED] = kept
         failure = item.stash.get(_STASH_FAILURE, None)
         if failure is not None and call.when == "teardown":
             del item.stash[_STASH_FAILURE]
@@ -1072,7 +1119,7 @@ class LeakChecker:
         # during this test, not a later one) and the grace period for what is winding down.
         with _warnings_of(item):  # what the collector finalizes meanwhile (its own, or ours)
             leaks = check(grace=0.0, collect=False)
-            if leaks and self._hand_over_held(item.nodeid):
+            if leaks and self._hand_over_held(item):
                 leaks = check(grace=0.0, collect=False)
             if leaks:
                 leaks = self._collected_and_waited(check, leaks)
@@ -1106,7 +1153,7 @@ class LeakChecker:
             leaks = check(grace=grace, collect=self.collect)
         return leaks
 
-    def _hand_over_held(self, nodeid: str) -> int:
+    def _hand_over_held(self, item: pytest.Item) -> int:
         """What the test acquired and a wider-scoped fixture's value, or an object the
         program keeps at module level, still holds is the fixture's, or that module's.
 
@@ -1117,9 +1164,11 @@ class LeakChecker:
         A fixture the test tore down (the last test of its scope: pytest tears the session's
         fixtures down in the last test's teardown, before this check) is a holder still, with
         the value it had: what its teardown left there is its own, as for the tests before.
-        Returns how many moved.
+        What only the traceback of the test's failure holds is that failure's (see
+        _failure_holders). Returns how many moved.
         """
         assert self.tracker is not None
+        nodeid = item.nodeid
         holders = dict(self.torn_down)
         for label, fixturedef in list(self.wide_fixtures.items()):
             cached = fixturedef.cached_result
@@ -1131,6 +1180,8 @@ class LeakChecker:
             _kept_label(holder, nodeid): value
             for holder, value in {**_module_holders(), **_config_holders(self.config)}.items()
         }
+        if item.stash.get(_STASH_FAILED, False):  # searched last: what the program keeps comes first
+            kept[_kept_label(FAILURE_TRACEBACK, nodeid)] = _failure_holders(_kept_failure())
         return self.tracker.hand_over_held(nodeid, holders, kept)
 
     def _hand_back_let_go(self) -> int:
@@ -1144,6 +1195,7 @@ class LeakChecker:
         """
         assert self.tracker is not None
         now = {**_module_holders(), **_config_holders(self.config)}
+        now[FAILURE_TRACEBACK] = _failure_holders(_kept_failure())  # the last failure's, if kept
 
         def holding(label: str) -> tuple[str, object] | None:
             kept = _kept_origin(label)
