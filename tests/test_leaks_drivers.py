@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import gc
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 import reclaim.db
 from _dbserver import pg8000_kwargs, pg_conninfo
-from _leakhelp import ClosesAtDel, Watch, assert_site, ignore_gc_warnings, leakwatch, line
+from _leakhelp import ClosesAtDel, Watch, assert_site, ignore_gc_warnings, leakwatch, line, python_prog
 
 __all__ = ["leakwatch"]  # the fixture, imported for pytest
 
@@ -150,6 +151,34 @@ def test_async_connection_left_open_is_reported_at_the_awaiting_line(leakwatch: 
     finally:
         asyncio.run(close(conn))
     assert leakwatch.leaks() == []
+
+
+def test_crdb_connect_bound_before_tracking_started_is_tracked(tmp_path: Path, postgres: Any) -> None:
+    """``psycopg.crdb.connect`` is bound when psycopg.crdb is imported: imported before the
+    tracker started, its connections were an untracked descriptor with no line (kept) or
+    nothing at all (dropped open). Both are psycopg's, at their lines."""
+    pytest.importorskip("psycopg.crdb")
+    out = python_prog(
+        tmp_path,
+        f"""
+        import gc
+        import psycopg.crdb
+        from reclaim.leaks import Tracker
+
+        tracker = Tracker().start()
+        mark = tracker.snapshot()
+        kept = psycopg.crdb.connect(**{pg_conninfo(postgres)!r})
+        psycopg.crdb.connect(**{pg_conninfo(postgres)!r})
+        gc.collect()
+        leaks = tracker.leaks(mark, grace=0)
+        print(sorted((leak.kind, leak.state, leak.site and leak.site.lineno) for leak in leaks))
+        kept.close()
+        tracker.stop()
+        """,
+        "-W",
+        "ignore::ResourceWarning",
+    )
+    assert out.stdout.strip() == "[('psycopg', 'collected', 9), ('psycopg', 'open', 8)]"
 
 
 def test_a_pools_connections_are_the_pools_not_reported_apart(leakwatch: Watch, postgres: Any) -> None:

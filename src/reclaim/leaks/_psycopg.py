@@ -11,8 +11,8 @@ runs when its ``PGconn`` dies). One the server broke (``pg_terminate_backend``, 
 restart) is closed already: libpq dropped its socket, ``closed`` is true and psycopg's
 ``__del__`` does not warn; dropped so, it left nothing to the collector. The dead object can
 no longer say which it was, so its ``__del__`` (wrapped) decides, also in a reference cycle
-(see ``_records.AT_DEL``). A ``psycopg.connect`` bound before tracking started
-(psycopg imported first) is rebound too.
+(see ``_records.AT_DEL``). A ``psycopg.connect`` or ``psycopg.crdb.connect`` bound before
+tracking started (psycopg imported first) is rebound too.
 
 A psycopg_pool pool (``ConnectionPool``, ``AsyncConnectionPool``, their null pools) runs
 worker threads (tasks, for the asyncio one) and a scheduler, and its workers open its
@@ -152,7 +152,7 @@ def install_sync(patches: Patches, module: ModuleType) -> None:
     patches.set(cls, "connect", classmethod(connect_))
     patches.set(cls, "close", close_)
     _wrap_del(patches, cls)
-    _rebind(patches, func, cls.connect)
+    _rebind(patches, func)
 
 
 def install_async(patches: Patches, module: ModuleType) -> None:
@@ -184,11 +184,21 @@ def install_async(patches: Patches, module: ModuleType) -> None:
     _wrap_del(patches, cls)
 
 
-def _rebind(patches: Patches, func: Any, bound: Any) -> None:
-    """``psycopg.connect`` is ``Connection.connect`` as the package bound it when imported."""
-    package = sys.modules.get("psycopg")
-    if package is not None and getattr(getattr(package, "connect", None), "__func__", None) is func:
-        patches.set(package, "connect", bound)
+#: Modules that bind the ``connect`` of a connection class to their own ``connect`` when
+#: imported: ``psycopg.connect`` is ``Connection.connect``, ``psycopg.crdb.connect``
+#: ``CrdbConnection.connect``.
+_ALIASES = ("psycopg", "psycopg.crdb")
+
+
+def _rebind(patches: Patches, func: Any) -> None:
+    """Bind again the ``connect`` of each of :data:`_ALIASES` imported before tracking started:
+    it is the classmethod as it was, untracked (a ``psycopg.crdb.connect`` so bound left its
+    connection an untracked descriptor with no line, and one dropped open was never seen)."""
+    for name in _ALIASES:
+        module = sys.modules.get(name)
+        bound: Any = getattr(module, "connect", None)
+        if getattr(bound, "__func__", None) is func:
+            patches.set(module, "connect", bound.__self__.connect)
 
 
 # -- psycopg_pool -----------------------------------------------------------------------------
