@@ -76,6 +76,29 @@ def test_a_tracked_function_pickles_and_describes_itself_as_the_original(where: 
             assert tracked.__wrapped__.__name__ == name  # what inspect.signature() and help() describe
 
 
+def test_a_tracked_os_function_is_named_in_the_capability_sets_of_the_original() -> None:
+    """``os.open in os.supports_dir_fd`` is how shutil (at its import) chooses the ``rmtree``
+    that resists symlink races, and filelock its locking scheme: with ``os.open`` replaced it
+    was false, and both took the other path (seen in filelock's suite)."""
+    import subprocess
+
+    program = (
+        "import importlib\n"
+        "import os\n"
+        "import shutil\n"
+        "from reclaim.leaks import Tracker\n"
+        "c_open = os.open\n"
+        "with Tracker():\n"
+        "    importlib.reload(shutil)  # as if imported now\n"
+        "    assert os.open is not c_open and os.open in os.supports_dir_fd, 'tracked'\n"
+        "    assert shutil._use_fd_functions, 'shutil'\n"
+        "    tracked = os.open\n"
+        "assert os.open is c_open and tracked not in os.supports_dir_fd, 'stopped'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
 def test_start_twice_and_use_while_stopped_are_errors() -> None:
     tracker = Tracker()
     with pytest.raises(RuntimeError, match="not running"):

@@ -9,6 +9,7 @@ drops them from the tip of the tracebacks it prints.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from types import FrameType, FunctionType, ModuleType
@@ -117,6 +118,18 @@ def _present_as(fn: FunctionType, owner: Any, name: str, original: Any) -> None:
         fn.__wrapped__ = original  # type: ignore[attr-defined]
 
 
+#: The sets in which ``os`` names its functions that take an argument the platform supports.
+_OS_CAPABILITIES = ("supports_dir_fd", "supports_fd", "supports_follow_symlinks", "supports_effective_ids")
+
+
+def _capabilities(owner: Any) -> list[set[Any]]:
+    """``os``'s capability sets, when *owner* is ``os``: a replacement of one of its functions
+    stands in for it there too."""
+    if owner is not os:
+        return []
+    return [found for name in _OS_CAPABILITIES if isinstance(found := getattr(os, name, None), set)]
+
+
 def _inherited(cls: type, name: str) -> Any:
     """What *cls* inherits as *name* (from the first base in its MRO defining it), else _MISSING."""
     for base in cls.__mro__[1:]:
@@ -144,6 +157,11 @@ class Patches:
             original = getattr(owner, name, _MISSING)
         if type(value) is FunctionType:
             _present_as(value, owner, name, original)
+        # ``os.open in os.supports_dir_fd`` stays true: shutil.rmtree chose its path by it when
+        # imported (without it, the one open to a symlink race), and filelock its locking scheme.
+        for capable in _capabilities(owner):
+            if original in capable:
+                capable.add(value)
         setattr(owner, name, value)
         self._done.append((owner, name, original, value))
         return original
@@ -176,6 +194,8 @@ class Patches:
         while self._done:
             owner, name, original, value = self._done.pop()
             current = owner.__dict__.get(name) if isinstance(owner, type) else getattr(owner, name, None)
+            for capable in _capabilities(owner):
+                capable.discard(value)
             if current is not value:
                 continue
             if original is _MISSING:
