@@ -27,6 +27,7 @@ import tempfile
 import threading
 import time
 import timeit
+import types
 import urllib.parse
 import urllib.request
 import warnings
@@ -371,6 +372,84 @@ def test_os_open_pipe_and_dup_left_open_are_reported(leakwatch: Watch, tmp_path:
     finally:
         for n in (fd, r, w, d):
             os.close(n)
+    assert leakwatch.leaks() == []
+
+
+def _interrupted(
+    at: Callable[[types.FrameType], bool],
+    operation: Callable[[], object],
+    error: BaseException | type[BaseException],
+) -> None:
+    """Run *operation*, raising *error* at the first return of a C function in a frame *at*
+    accepts, as a signal arriving then would (a profiler stands in for the signal)."""
+    pending: list[BaseException | type[BaseException]] = [error]
+
+    def interrupt(frame: types.FrameType, event: str, _: object) -> None:
+        if event == "c_return" and pending and at(frame):
+            raise pending.pop()
+
+    sys.setprofile(interrupt)
+    try:
+        operation()
+    finally:
+        sys.setprofile(None)
+
+
+def _in_reclaim(frame: types.FrameType) -> bool:
+    return frame.f_code.co_filename.endswith(os.path.join("reclaim", "leaks", "_fds.py"))
+
+
+@pytest.mark.parametrize("call", ["open", "pipe"])
+def test_a_keyboard_interrupt_as_a_descriptor_comes_back_reaches_a_caller_holding_it(
+    leakwatch: Watch, tmp_path: Path, call: str
+) -> None:
+    """Code that must not lose a descriptor takes it where no bytecode runs between the call and
+    its record, ``opened.extend(map(os.open, ...))``, so a KeyboardInterrupt finds it recorded
+    (filelock: its lock marker is removed). One that came as the call returned came in
+    reclaim's wrapper, and the descriptor was lost. It comes in the caller now, which holds it."""
+    from itertools import starmap
+
+    opened: list[Any] = []
+    if call == "open":
+        path = str(tmp_path / "marker")
+        args: tuple[Any, ...] = (path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    else:
+        args = ()
+    make = getattr(os, call)
+    with pytest.raises(KeyboardInterrupt):
+        _interrupted(_in_reclaim, lambda: opened.extend(starmap(make, (args,))), KeyboardInterrupt)
+    assert len(opened) == 1, "the caller holds what the call made"
+    for fd in opened if call == "open" else opened[0]:
+        os.close(fd)
+    assert leakwatch.leaks() == []
+
+
+def test_another_interruption_as_a_descriptor_comes_back_closes_it(leakwatch: Watch, tmp_path: Path) -> None:
+    """What cannot be raised again in the caller is raised from the wrapper, the descriptor it
+    cannot hand over closed first: as if the call had failed, and nothing left open."""
+    opened: list[int] = []
+    path = str(tmp_path / "marker")
+    with pytest.raises(RuntimeError, match="interrupted"):
+        _interrupted(
+            _in_reclaim,
+            lambda: opened.extend(map(os.open, (path,), (os.O_WRONLY | os.O_CREAT,))),
+            RuntimeError("interrupted"),
+        )
+    assert opened == []
+    assert leakwatch.leaks() == []
+
+
+def test_an_interrupt_as_os_close_notes_the_close_still_closes(leakwatch: Watch, tmp_path: Path) -> None:
+    """``os.close`` notes the release, then closes: a KeyboardInterrupt that came while it noted
+    left the descriptor open, where the C close can only have closed it."""
+    path = tmp_path / "f.txt"
+    path.write_text("x")
+    fd = os.open(path, os.O_RDONLY)
+    with pytest.raises(KeyboardInterrupt):
+        _interrupted(_in_reclaim, lambda: os.close(fd), KeyboardInterrupt)
+    with pytest.raises(OSError) as closed:
+        os.fstat(fd)
+    assert closed.value.errno == errno.EBADF
     assert leakwatch.leaks() == []
 
 

@@ -22,11 +22,13 @@ window and belong to no tracked object are reported as ``untracked-fd``.
 
 from __future__ import annotations
 
+import _thread
 import functools
 import os
 import stat
 import sys
 from collections.abc import Callable, Iterable
+from itertools import starmap
 
 from reclaim import _sites
 
@@ -244,14 +246,67 @@ def _fds(obj: Any, rec: Record) -> tuple[int, ...]:
 register(Kind("fd", is_open=_is_open, describe=_describe, fds=_fds))
 
 
+_os_close = os.close
+
+
+class _Interrupt(int):
+    """SIGINT's number. Loading :attr:`again` calls ``_thread.interrupt_main()`` from C, which
+    trips SIGINT as the signal would: an attribute load does not look for pending signals,
+    nor does a return, so the KeyboardInterrupt comes at the caller's next check, once it
+    holds what the wrapper returned (see _interrupted_holding)."""
+
+    again = property(_thread.interrupt_main)
+
+
+_SIGINT = _Interrupt(2)  # signal.SIGINT, on every platform (signal imports enum: not at start)
+
+
+def _interrupted_holding(exc: BaseException, fds: Iterable[int]) -> None:
+    """*exc* came while a wrapper noted the descriptors *fds* its call had just handed out.
+
+    Code that must not lose a descriptor takes it where no bytecode runs between the call and
+    its record (filelock: ``opened.extend(map(os.open, ...))``), so a signal's KeyboardInterrupt
+    finds it recorded and closes it. A wrapper in Python runs bytecode there: the interrupt
+    came in the wrapper, and the descriptor was lost (and filelock's lock marker left behind).
+    The default SIGINT handler's KeyboardInterrupt, in the main thread, returns: the wrapper
+    returns the descriptors and raises it again in the caller (``_SIGINT.again``), as without
+    reclaim. Anything else is raised, the descriptors closed first, as if the call had failed.
+    """
+    import signal
+    import threading
+
+    if (
+        isinstance(exc, KeyboardInterrupt)
+        and threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    ):
+        return
+    for fd in fds:
+        try:
+            _os_close(fd)
+        except OSError:
+            pass
+    raise exc
+
+
 def _wrap_one(name: str, fn: Callable[..., int]) -> Callable[..., int]:
     call = f"os.{name}"
 
     def wrapper(*args: Any, **kwargs: Any) -> int:
-        fd = fn(*args, **kwargs)
-        frame = sys._getframe(1)
-        track_fd(fd, call, _records.capture(frame, _records.depth), frame)
-        return fd
+        # Called from C (starmap), the descriptor is in `got` before a bytecode of ours runs:
+        # an interruption after that loses nothing (see _interrupted_holding).
+        got: list[int] = []
+        try:
+            got.extend(starmap(functools.partial(fn, **kwargs) if kwargs else fn, (args,)))
+            frame = sys._getframe(1)
+            track_fd(got[0], call, _records.capture(frame, _records.depth), frame)
+        except BaseException as exc:
+            if not got:
+                raise
+            _interrupted_holding(exc, got)
+            _SIGINT.again  # noqa: B018 - raised again in the caller, who holds it then
+            return got[0]
+        return got[0]
 
     wrapper.__name__ = wrapper.__qualname__ = name
     wrapper.__doc__ = fn.__doc__
@@ -262,12 +317,20 @@ def _wrap_many(name: str, fn: Callable[..., tuple[int, ...]]) -> Callable[..., t
     call = f"os.{name}"
 
     def wrapper(*args: Any, **kwargs: Any) -> tuple[int, ...]:
-        fds = fn(*args, **kwargs)
-        frame = sys._getframe(1)
-        site = _records.capture(frame, _records.depth)
-        for fd in fds:
-            track_fd(fd, call, site, frame)
-        return fds
+        got: list[tuple[int, ...]] = []  # as in _wrap_one
+        try:
+            got.extend(starmap(functools.partial(fn, **kwargs) if kwargs else fn, (args,)))
+            frame = sys._getframe(1)
+            site = _records.capture(frame, _records.depth)
+            for fd in got[0]:
+                track_fd(fd, call, site, frame)
+        except BaseException as exc:
+            if not got:
+                raise
+            _interrupted_holding(exc, got[0])
+            _SIGINT.again  # noqa: B018 - as in _wrap_one
+            return got[0]
+        return got[0]
 
     wrapper.__name__ = wrapper.__qualname__ = name
     wrapper.__doc__ = fn.__doc__
@@ -292,16 +355,19 @@ def install(patches: Patches) -> None:
     in_finalizer = _sites.in_finalizer
 
     def close_(fd: int) -> None:
-        rec = live_pop(("fd", fd), None)
-        if rec is not None:
-            # An owner's __del__ closing it (or a weakref.finalize callback a collection runs):
-            # the owner was dropped with it open, the collector's doing, as for files and sockets.
-            if rec.why is not OPENED_IN_FINALIZER and in_finalizer(sys._getframe(1)):
-                rec.info = (*rec.info[:2], describe_fd(fd))  # read while it still is
-                _records.leak(rec, _records.COLLECTED)
-            else:
-                rec.state = _records.RELEASED
-        close(fd)
+        try:
+            rec = live_pop(("fd", fd), None)
+            if rec is not None:
+                # An owner's __del__ closing it (or a weakref.finalize callback a collection
+                # runs): the owner was dropped with it open, the collector's doing, as for files
+                # and sockets.
+                if rec.why is not OPENED_IN_FINALIZER and in_finalizer(sys._getframe(1)):
+                    rec.info = (*rec.info[:2], describe_fd(fd))  # read while it still is
+                    _records.leak(rec, _records.COLLECTED)
+                else:
+                    rec.state = _records.RELEASED
+        finally:  # closed whatever interrupts the bookkeeping (a signal's KeyboardInterrupt)
+            close(fd)
 
     def closerange_(fd_low: int, fd_high: int) -> None:
         for key in [k for k in _records.live if type(k) is tuple and k[0] == "fd"]:
