@@ -20,6 +20,7 @@ import pytest
 
 import reclaim
 from _leakhelp import RUN_TIMEOUT, Watch, ignore_gc_warnings, leakwatch, line, reclaim_pytest
+from _proxy import FaultProxy
 from reclaim.leaks import context
 
 __all__ = ["leakwatch"]  # the fixture, imported for pytest
@@ -1040,3 +1041,31 @@ def test_httpx_async_streamed_response_never_closed_is_blamed_on_its_send(
 
     asyncio.run(main())
     assert _clients(leakwatch, http_port) == []
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_httpx_streamed_response_through_a_forwarding_proxy_is_blamed_on_its_send(
+    leakwatch: Watch, http_port: int
+) -> None:
+    """Through an HTTP proxy the socket is one connection further down; a response kept open is
+    the ``send()``'s all the same, not the earlier request's that connected to the proxy."""
+    httpx = pytest.importorskip("httpx")
+    url = f"http://127.0.0.1:{http_port}/"
+    # Bytes passed through stand in for a forwarding proxy: the test server answers a request
+    # line in absolute form (GET http://host:port/) like any other.
+    with FaultProxy(("127.0.0.1", http_port)) as proxy:
+        with httpx.Client(proxy=f"http://127.0.0.1:{proxy.port}") as client:
+            client.get(url)  # connects to the proxy, and gives the connection back
+            with pytest.raises(reclaim.LeakError) as caught, reclaim.no_leaks():
+                kept = client.send(client.build_request("GET", url), stream=True)
+                at = line() - 1
+            try:
+                [leak] = caught.value.leaks
+                assert leak.kind == "socket" and program_line(leak) == at
+                assert leak.details["checked_out_of"] == "httpcore"
+            finally:
+                kept.read()
+                kept.close()
+            with reclaim.no_leaks():
+                client.get(url)
+        assert _clients(leakwatch, proxy.port) == []

@@ -483,8 +483,14 @@ def install_sqlalchemy(patches: Patches, module: ModuleType) -> None:
 
 def _httpcore_socket(conn: Any) -> Any:
     """The socket of an httpcore HTTP/1.1 connection, sync or async (None over HTTP/2, whose
-    streams share one connection: the first stream back would restore a socket others hold)."""
+    streams share one connection: the first stream back would restore a socket others hold).
+
+    A forwarding proxy's connection holds an ``HTTPConnection`` to the proxy, which holds the
+    HTTP/1.1 connection: the socket is one ``_connection`` further down.
+    """
     inner = getattr(conn, "_connection", None)
+    if inner is not None and not hasattr(inner, "_network_stream"):
+        inner = getattr(inner, "_connection", None)
     if inner is None or hasattr(inner, "_h2_state"):
         return None
     stream = getattr(inner, "_network_stream", None)
