@@ -1069,3 +1069,49 @@ def test_httpx_streamed_response_through_a_forwarding_proxy_is_blamed_on_its_sen
             with reclaim.no_leaks():
                 client.get(url)
         assert _clients(leakwatch, proxy.port) == []
+
+
+def test_under_pytest_an_httpx_response_kept_is_the_tests_not_the_session_clients(
+    pytester: pytest.Pytester, http_port: int
+) -> None:
+    """A session fixture's httpx client connects in one test; a later test's streamed response
+    kept open fails that test at its ``send()``, though the client's pool lists the connection
+    among its own; the connection resting in the pool is the fixture's."""
+    pytest.importorskip("httpx")
+    pytester.makepyfile(
+        test_client=f"""
+        import httpx
+        import pytest
+
+        URL = "http://127.0.0.1:{http_port}/"
+        KEEP = []
+
+        @pytest.fixture(scope="session")
+        def client():
+            with httpx.Client() as c:
+                yield c
+
+        def test_connects(client):
+            client.get(URL)
+
+        def test_keeps_a_response(client):
+            KEEP.append(client.send(client.build_request("GET", URL), stream=True))
+
+        def test_reads_its_response(client):
+            with client.stream("GET", URL) as response:
+                response.read()
+
+        def test_last(client):
+            for response in KEEP:
+                response.close()
+        """
+    )
+    result = reclaim_pytest(pytester)
+    result.assert_outcomes(passed=4, errors=1)
+    out = result.stdout.str()
+    result.stdout.fnmatch_lines(
+        ["*ERROR at teardown of test_keeps_a_response*", "*test_client.py:16 in test_keeps_a_response*"]
+    )
+    assert "leaks found after their test ended" not in out
+    for clean in ("test_connects", "test_reads_its_response", "test_last"):
+        assert f"teardown of {clean}" not in out

@@ -567,12 +567,21 @@ def _async_stream_close(put: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _lent(response: Any, frame: Any) -> None:
-    """The connection an httpcore pool's *response* streams from is out until the stream closes."""
+    """The connection an httpcore pool's *response* streams from is out until the stream closes.
+
+    The pool lists every connection it has, idle or out (``_connections``): one out is reached
+    through it only while lent, or a session fixture's client would take over the connection a
+    test's response kept.
+    """
     conn = getattr(getattr(getattr(response, "stream", None), "_pool_request", None), "connection", None)
     if conn is not None:
         checked_out(conn, _httpcore_socket, frame, "httpcore")
+        if POOLED in getattr(conn, "__dict__", ()):
+            lent(conn)
 
 
 def _back(stream: Any) -> None:
     if not getattr(stream, "_closed", True):  # closed once: the pool takes its connection back then
-        returned(getattr(getattr(stream, "_pool_request", None), "connection", None))
+        conn = getattr(getattr(stream, "_pool_request", None), "connection", None)
+        back(conn)
+        returned(conn)
