@@ -252,6 +252,72 @@ def test_httpx_async_client_dropped_is_reported_at_its_line(leakwatch: Watch, ur
     assert [leak.kind for leak in leakwatch.leaks()] == ["httpx"]
 
 
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@pytest.mark.parametrize("made_by", ["pool", "transport"])
+def test_httpcore_pool_not_closed_is_reported_at_its_line_holding_its_socket(
+    leakwatch: Watch, url: str, made_by: str
+) -> None:
+    """An httpcore pool the program makes (itself, or through an ``httpx.HTTPTransport``) keeps
+    its connections as an httpx client does: it is the entry, at its line, not the socket at
+    httpcore's line that connected it."""
+    import httpcore
+
+    if made_by == "pool":
+        pool = httpcore.ConnectionPool()
+        made = line() - 1
+        pool.request("GET", url)
+        request = line() - 1
+    else:
+        pool = httpx.HTTPTransport()
+        made = line() - 1
+        pool.handle_request(httpx.Request("GET", url)).read()
+        request = line() - 1
+    assert [leak.kind for leak in leakwatch.leaks()] == ["httpcore"]
+    leak = leakwatch.one("httpcore")
+    assert_at(leak, made)
+    assert leak.description.startswith("httpcore.ConnectionPool not closed (close(), or a with-block)")
+    [held] = leak.holds
+    assert held.kind == "socket" and request in opened_at(held)
+    pool.close()
+    assert leakwatch.leaks() == []
+
+
+@ignore_gc_warnings
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_httpcore_async_pool_dropped_is_reported_at_its_line(leakwatch: Watch, url: str) -> None:
+    import httpcore
+
+    lines: list[int] = []
+
+    async def use() -> None:
+        pool = httpcore.AsyncConnectionPool()
+        lines.append(line() - 1)
+        await pool.request("GET", url)
+
+    asyncio.run(use())
+    gc.collect()
+    leak = leakwatch.one("httpcore")
+    assert_at(leak, lines[0])
+    assert leak.description.startswith("httpcore.AsyncConnectionPool not closed")
+    assert leak.state == "collected" and [held.kind for held in leak.holds] == ["socket"]
+    assert [leak.kind for leak in leakwatch.leaks()] == ["httpcore"]
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_httpx_client_handed_a_transport_is_the_one_entry(leakwatch: Watch, url: str) -> None:
+    """The client closes the transport it is handed: its pool is part of the client."""
+    client = httpx.Client(transport=httpx.HTTPTransport(retries=1))
+    made = line() - 1
+    client.get(url).read()
+    assert [leak.kind for leak in leakwatch.leaks()] == ["httpx"]
+    leak = leakwatch.one("httpx")
+    assert_at(leak, made)
+    assert leak.description.startswith("httpx.Client not closed")
+    assert [held.kind for held in leak.holds] == ["socket"]
+    client.close()
+    assert leakwatch.leaks() == []
+
+
 class WSGIApp:
     """A WSGI app that keeps a socket of its own (as an app keeps the database pool its lifespan opened)."""
 

@@ -34,6 +34,11 @@ session's finalizer runs, which finds them through the queues the callbacks were
 atexit handler: no leak. A urllib3 ``PoolManager`` the program makes itself is the same (kind
 ``urllib3``; ``clear()`` closes it): not one a session makes, which is part of the session.
 
+An httpcore ``ConnectionPool`` or ``AsyncConnectionPool`` the program makes itself, or through an
+``httpx.HTTPTransport`` it never hands to a client, is a holder too (kind ``httpcore``), at the
+line that made it, holding its connections (``close()`` closes them); one a client made, or was
+handed in a transport, is part of the client.
+
 A redis-py client (kind ``redis``, sync or asyncio) holds the connections it keeps: its single
 connection, and the idle ones of the pool it made (``close()`` disconnects them; a pool it was
 handed is not its own, unless ``from_url()`` or ``from_pool()`` gave it the pool to close). A
@@ -197,6 +202,18 @@ def _httpx_transports(client: Any) -> Iterable[object]:
     return tuple(t for t in transports if t is not None and not hasattr(t, "app"))
 
 
+def _httpx_pools(client: Any) -> Iterable[object]:
+    """The httpcore pools of the transports an httpx client was handed (``transport=``,
+    ``mounts=``): its ``close()`` closes them."""
+    pools = (getattr(transport, "_pool", None) for transport in _httpx_transports(client))
+    return tuple(pool for pool in pools if pool is not None)
+
+
+def _httpcore_closed(pool: Any) -> bool:
+    """Whether an httpcore pool keeps no connection (``close()`` closes and drops them all)."""
+    return not getattr(pool, "_connections", ())
+
+
 #: module -> class -> (kind, attribute true once it is closed (or a function saying so), how to
 #: close it, what it is handed to close: a connector). The classes' subclasses are tracked too
 #: (TCPConnector, say).
@@ -215,8 +232,16 @@ HOLDERS: dict[str, dict[str, Spec]] = {
         "TestClient": ("aiohttp", "_closed", "await client.close(), or async with", _test_server),
     },
     "httpx._client": {
-        "Client": ("httpx", "is_closed", "close(), or a with-block", nothing_owned),
-        "AsyncClient": ("httpx", "is_closed", "await aclose(), or async with", nothing_owned),
+        "Client": ("httpx", "is_closed", "close(), or a with-block", _httpx_pools),
+        "AsyncClient": ("httpx", "is_closed", "await aclose(), or async with", _httpx_pools),
+    },
+    # A pool the program makes, itself or through an httpx transport (made in a client's
+    # __init__, it is part of the client; handed to a client, the client closes it).
+    "httpcore._sync.connection_pool": {
+        "ConnectionPool": ("httpcore", _httpcore_closed, "close(), or a with-block", nothing_owned),
+    },
+    "httpcore._async.connection_pool": {
+        "AsyncConnectionPool": ("httpcore", _httpcore_closed, "await aclose(), or async with", nothing_owned),
     },
     "requests.sessions": {
         "Session": ("requests", _requests_closed, "close(), or a with-block", nothing_owned),
@@ -257,6 +282,7 @@ HOLDERS: dict[str, dict[str, Spec]] = {
 ROOTS: dict[str, Callable[[Any], Iterable[object]]] = {
     "aiohttp": _itself,
     "httpx": _httpx_transports,
+    "httpcore": _itself,
     "requests": _adapters,
     "urllib3": _pools,
     "sqlalchemy": _engine_pool,
@@ -321,6 +347,10 @@ def public_name(cls: type) -> str:
             return f"{package}.{cls.__qualname__}"
     return f"{cls.__module__}.{cls.__qualname__}"
 
+
+#: package -> the package whose code makes its holders on the program's behalf (an httpx
+#: transport makes an httpcore pool): the line that made one is past the frames of both.
+MADE_THROUGH = {"httpcore": "httpx"}
 
 #: module defining holder classes -> (kind, package, global name) of the holder the package makes
 #: as it is imported: found there when it was imported before tracking began.
@@ -425,7 +455,10 @@ def track(
         # Made through the library's own factory (create_engine()): at the line that called it.
         maker = outside(self, frame)
         if maker is not None:
-            maker = caller(maker, type(self).__module__.partition(".")[0])
+            package = type(self).__module__.partition(".")[0]
+            maker = caller(maker, package)
+            if package in MADE_THROUGH:
+                maker = caller(maker, MADE_THROUGH[package])
         rec = _records.new(self, kind, (name, closed, fix, ()), _records.capture(maker, _records.depth))
         if type(self).__del__ is __del__:  # a subclass's own __del__ may never call ours
             rec.why = _records.AT_DEL

@@ -25,7 +25,7 @@ __all__ = ["CLIENT_KINDS", "KINDS", "Kind", "kind_of", "owned_kind", "register"]
 
 #: The kinds of the library clients :mod:`._holders` tracks: a client not closed, holding the
 #: connections it keeps.
-CLIENT_KINDS = ("aiohttp", "httpx", "requests", "urllib3", "sqlalchemy", "redis", "aiomysql")
+CLIENT_KINDS = ("aiohttp", "httpx", "httpcore", "requests", "urllib3", "sqlalchemy", "redis", "aiomysql")
 
 
 def _no_fds(obj: Any, rec: Record) -> Iterable[int]:

@@ -46,8 +46,8 @@ class Leak:
             ``ProcessPoolExecutor`` not closed or shut down), ``"sharedmemory"`` (a
             ``multiprocessing.shared_memory.SharedMemory`` not closed, or made and not
             unlinked; its map and descriptor are part of it), ``"aiohttp"``, ``"httpx"``,
-            ``"requests"`` or ``"urllib3"`` (an HTTP client not closed, holding leaked sockets:
-            see ``holds``), ``"sqlalchemy"`` (an engine never disposed, holding the
+            ``"httpcore"``, ``"requests"`` or ``"urllib3"`` (an HTTP client or pool not closed,
+            holding leaked sockets: see ``holds``), ``"sqlalchemy"`` (an engine never disposed, holding the
             connections its pool keeps), ``"redis"`` (a redis-py client never closed, holding its
             connections), ``"scope"``,
             ``"resource"``, ``"lease"`` or
@@ -75,10 +75,11 @@ class Leak:
             0 for untracked descriptors.
         holds: for a library object that owns sockets (kind ``"aiohttp"``: a
             ``ClientSession``, a connector, a test client or server; ``"httpx"``: a
-            ``Client`` or ``AsyncClient``; ``"requests"``: a ``Session``; ``"urllib3"``: a
-            ``PoolManager``; ``"sqlalchemy"``: an ``Engine``; ``"redis"``: a client), the leaks it
-            holds, listed under it: the entry is the object, at the line that made it, not
-            each socket at its request line. For a
+            ``Client`` or ``AsyncClient``; ``"httpcore"``: a pool the program made;
+            ``"requests"``: a ``Session``; ``"urllib3"``: a ``PoolManager``; ``"sqlalchemy"``:
+            an ``Engine``; ``"redis"``: a client), the leaks it holds, listed under it: the
+            entry is the object, at the line that made it, not each socket at its request
+            line. For a
             ``"thread"`` still running, the event loop, tasks and worker threads it runs.
             Empty for every other kind.
     """
