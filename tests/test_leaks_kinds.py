@@ -1993,6 +1993,42 @@ def test_a_thread_running_an_event_loop_holds_its_loop_tasks_and_workers(leakwat
 
 
 @pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_a_thread_running_an_event_loop_holds_the_sockets_its_loop_opened(leakwatch: Watch) -> None:
+    """A server run in a thread never stopped (uvicorn's ``Server.run``, as httpx's tests run it)
+    listens on a socket its loop opened in that thread: it is under the thread with the loop and
+    its task, not an entry of its own at asyncio's line. Stopped, it leaves nothing."""
+    ready = threading.Event()
+    loops: list[asyncio.AbstractEventLoop] = []
+    stops: list[asyncio.Event] = []
+
+    async def serve() -> None:
+        stops.append(asyncio.Event())
+        server = await asyncio.get_running_loop().create_server(asyncio.Protocol, "127.0.0.1", 0)
+        ready.set()
+        async with server:
+            await stops[0].wait()
+
+    def run() -> None:
+        loops.append(asyncio.new_event_loop())
+        loops[0].run_until_complete(serve())
+
+    thread = threading.Thread(target=run, name="server", daemon=True)
+    thread.start()
+    started = line() - 1
+    try:
+        assert ready.wait(30)
+        [leak] = leakwatch.leaks()
+        assert (leak.kind, leak.details["name"]) == ("thread", "server")
+        assert_site(leak, started)
+        assert sorted(held.kind for held in leak.holds) == ["eventloop", "socket", "task"]
+    finally:
+        loops[0].call_soon_threadsafe(stops[0].set)
+        thread.join()
+        loops[0].close()
+    assert leakwatch.leaks() == []
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
 def test_a_thread_running_trio_holds_its_run_as_one_event_loop(leakwatch: Watch) -> None:
     """A trio run in a thread never stopped (anyio's blocking portal on trio) was the thread, its
     run's two wakeup socket pairs, and an epoll descriptor "opened by code reclaim does not hook":

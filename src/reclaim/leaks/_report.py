@@ -80,7 +80,8 @@ class Leak:
             an ``Engine``; ``"redis"``: a client), the leaks it holds, listed under it: the
             entry is the object, at the line that made it, not each socket at its request
             line. For a
-            ``"thread"`` still running, the event loop, tasks and worker threads it runs.
+            ``"thread"`` still running, the event loop, tasks and worker threads it runs, and
+            the sockets that loop opened.
             Empty for every other kind.
     """
 

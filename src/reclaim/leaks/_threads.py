@@ -129,8 +129,10 @@ register(Kind("thread", is_open=_is_open, describe=_describe, waitable=True))
 
 
 #: What a thread still running holds when it was acquired in it: the machinery of an event loop
-#: it runs (see :func:`fold`); the threads it started too, when it holds a loop.
+#: it runs (see :func:`fold`); and, when it holds a loop, what that loop runs on: the threads it
+#: started and the sockets it opened (a server's listening socket and its connections).
 IN_THREAD = frozenset({"eventloop", "task"})
+IN_LOOP_THREAD = frozenset({"thread", "socket"})
 
 if TYPE_CHECKING:
     from ._holders import Found
@@ -139,9 +141,10 @@ if TYPE_CHECKING:
 def fold(found: list[Found], out: dict[int, list[Found]]) -> None:
     """Take the event loops and tasks acquired in a thread still running out of *found*
     (``(record, live object or None, state)`` of each leak a check found), into ``out[id(thread
-    record)]``, and the threads started in one that holds a loop. A thread is told by its name
-    when it started, or now (a record keeps the name its thread had at its first acquisition).
-    A thread holding something of its own is not taken."""
+    record)]``, and the threads started and sockets opened in one that holds a loop (a thread
+    that runs no loop is no server: a socket it opened may be handed over). A thread is told by
+    its name when it started, or now (a record keeps the name its thread had at its first
+    acquisition). A thread holding something of its own is not taken."""
     threads: dict[str, Record] = {}
     for rec, obj, state in found:
         if rec.kind == "thread" and state == "open" and type(rec.info) is tuple:
@@ -159,7 +162,7 @@ def fold(found: list[Found], out: dict[int, list[Found]]) -> None:
             if rec.kind == "eventloop":
                 running_loops.add(id(owner))
     for rec, _, _ in found:
-        owner = threads.get(rec.thread) if rec.kind == "thread" else None
+        owner = threads.get(rec.thread) if rec.kind in IN_LOOP_THREAD else None
         if owner is not None and owner is not rec and id(owner) in running_loops and rec.seq >= owner.seq:
             parts[id(rec)] = owner
     owners = {id(owner) for owner in parts.values()}
