@@ -1086,6 +1086,30 @@ def test_anyio_runner_task_and_trio_thread_cache_are_not_a_tests_leaks(pytester:
     result.stdout.fnmatch_lines(["*ERROR at teardown of test_a_task_of_its_own_still_leaks[[]asyncio[]]*"])
 
 
+def test_pycares_channel_reaper_thread_is_not_a_tests_leak(pytester: pytest.Pytester) -> None:
+    """pycares starts one daemon thread for the process with its first ``Channel``, to destroy
+    the channels closed or dropped: the first test to resolve a name through aiodns (every aiohttp
+    ``TCPConnector`` with its ``AsyncResolver``) was blamed for it; a thread of the test's own
+    still is."""
+    pytest.importorskip("pycares")
+    pytester.makepyfile(
+        """
+        import threading
+        import pycares
+
+        def test_makes_a_channel():
+            pycares.Channel().close()
+
+        def test_a_thread_of_its_own_still_leaks():
+            stop = threading.Event()
+            threading.Thread(target=stop.wait, daemon=True).start()
+        """
+    )
+    result = pytester.runpytest_subprocess(*LEAN, "--reclaim", timeout=120)
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(["*ERROR at teardown of test_a_thread_of_its_own_still_leaks*"])
+
+
 def test_aiomisc_runner_frames_are_not_a_leaks_callers(pytester: pytest.Pytester) -> None:
     """aiomisc's pytest plugin runs each async test and fixture with run_until_complete from its
     own hooks: those frames were listed as the callers of what a test or fixture leaked (every

@@ -83,6 +83,9 @@ PROCESS_WIDE = {
     # shut down by loky's exit handler. One the program makes with ProcessPoolExecutor is its own.
     "loky.reusable_executor": ("_ReusablePoolExecutor.get_reusable_executor",),
     "joblib.externals.loky.reusable_executor": ("_ReusablePoolExecutor.get_reusable_executor",),
+    # pycares' channel reaper: one daemon thread for the process, started with the first Channel
+    # (aiodns's resolver, aiohttp's AsyncResolver) to destroy the channels dropped or closed.
+    "pycares": ("_ChannelShutdownManager.start",),
     # Django's connection to an in-memory sqlite3 database (its test database by default): its
     # close() keeps it, or the database would be gone. A file database's is the program's to close.
     "django.db.backends.sqlite3.base": ("DatabaseWrapper.get_new_connection",),
