@@ -117,7 +117,8 @@ def keep(made: Made) -> None:
 def keeping(make: Callable[..., Any]) -> Callable[..., Any]:
     """*make*, keeping (:func:`keep`) the descriptors C code made while it ran (see
     :func:`made_between`): for the calls that start a C library's machinery for the process
-    (gRPC's core, see :mod:`._grpc`; watchfiles' watcher, see :mod:`._watchfiles`)."""
+    (gRPC's core, see :mod:`._grpc`; watchfiles' watcher, see :mod:`._watchfiles`; a c-ares
+    channel, see :mod:`._pycares`)."""
 
     @functools.wraps(make)
     def keeping_(*args: Any, **kwargs: Any) -> Any:

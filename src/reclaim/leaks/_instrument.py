@@ -121,6 +121,7 @@ HOOKS: tuple[tuple[str, str], ...] = (
     *_each(("grpc", "grpc.aio"), "_grpc:install"),
     *_each(("grpc._channel", "grpc.aio._channel"), "_grpc:install_channel"),
     ("watchfiles.main", "_watchfiles:install"),
+    ("pycares", "_pycares:install"),
     ("pyftpdlib.ioloop", "_pyftpdlib:install"),
     ("pika.compat", "_pika:install_compat"),
     ("pika.adapters.base_connection", "_pika:install_base"),

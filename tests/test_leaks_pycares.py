@@ -1,0 +1,41 @@
+"""pycares: the descriptors c-ares opens for a channel (and closes on pycares' thread) are its own."""
+
+from __future__ import annotations
+
+import pytest
+
+from _leakhelp import Watch, leakwatch
+
+pycares = pytest.importorskip("pycares")
+
+__all__ = ["leakwatch"]  # the fixture, imported for the tests below
+
+
+def test_a_channels_descriptors_are_not_reported_as_untracked(leakwatch: Watch) -> None:
+    """Its epoll, wake-up pipe and inotify descriptors are opened in C, unseen by any hook, and
+    closed on pycares' reaper thread a moment after the channel is closed or dropped: every
+    aiohttp session with aiodns installed was reported with them as untracked. Checked while
+    it is open, when they were reported every time, and once it is closed."""
+    channel = pycares.Channel()
+    try:
+        assert leakwatch.leaks("untracked-fd") == []
+    finally:
+        channel.close()
+    assert leakwatch.leaks("untracked-fd") == []
+
+
+def test_a_descriptor_the_program_opens_meanwhile_is_still_reported(leakwatch: Watch) -> None:
+    """Only what making the channel opened is the channel's: an epoll the program opens itself
+    afterwards, unseen by any hook too, is still an untracked descriptor."""
+    import select
+
+    if not hasattr(select, "epoll"):
+        pytest.skip("select.epoll is Linux's")
+    channel = pycares.Channel()
+    poller = select.epoll()
+    try:
+        [leak] = leakwatch.leaks("untracked-fd")
+        assert f"fd {poller.fileno()} " in f"{leak.description} "
+    finally:
+        poller.close()
+        channel.close()
