@@ -1110,13 +1110,22 @@ def test_pycares_channel_reaper_thread_is_not_a_tests_leak(pytester: pytest.Pyte
     result.stdout.fnmatch_lines(["*ERROR at teardown of test_a_thread_of_its_own_still_leaks*"])
 
 
-def test_aiomisc_runner_frames_are_not_a_leaks_callers(pytester: pytest.Pytester) -> None:
-    """aiomisc's pytest plugin runs each async test and fixture with run_until_complete from its
-    own hooks: those frames were listed as the callers of what a test or fixture leaked (every
-    aio-pika test's leak ended "from aiomisc/pytest.py:564 in pytest_pyfunc_call")."""
-    pytest.importorskip("aiomisc")
+#: Async test runners' pytest plugins -> (the name pytest loads it by, the fixture an async fixture
+#: of that plugin takes to run on the test's loop).
+ASYNC_RUNNERS = {"aiomisc": ("aiomisc", ""), "aiohttp": ("aiohttp.pytest_plugin", "loop")}
+
+
+@pytest.mark.parametrize("runner", list(ASYNC_RUNNERS))
+def test_async_runner_frames_are_not_a_leaks_callers(pytester: pytest.Pytester, runner: str) -> None:
+    """aiomisc's and aiohttp's pytest plugins run each async test and fixture with
+    run_until_complete from their own hooks: those frames were listed as the callers of what a
+    test or fixture leaked (every aio-pika test's leak ended "from aiomisc/pytest.py:564 in
+    pytest_pyfunc_call", every aiohttp test's "from aiohttp/pytest_plugin.py:218 in
+    pytest_pyfunc_call")."""
+    pytest.importorskip(runner)
+    plugin, loop = ASYNC_RUNNERS[runner]
     pytester.makepyfile(
-        """
+        f"""
         import asyncio
         import pytest
 
@@ -1126,7 +1135,7 @@ def test_aiomisc_runner_frames_are_not_a_leaks_callers(pytester: pytest.Pytester
             await asyncio.sleep(3600)
 
         @pytest.fixture
-        async def ticker():
+        async def ticker({loop}):
             KEEP.append(asyncio.get_running_loop().create_task(forever()))
             yield
 
@@ -1137,18 +1146,18 @@ def test_aiomisc_runner_frames_are_not_a_leaks_callers(pytester: pytest.Pytester
             pass
         """
     )
-    result = pytester.runpytest_subprocess(*LEAN, "-p", "aiomisc", "--reclaim", timeout=120)
+    result = pytester.runpytest_subprocess(*LEAN, "-p", plugin, "--reclaim", timeout=120)
     result.assert_outcomes(passed=2, errors=2)
     result.stdout.fnmatch_lines(
         [
             "*ERROR at teardown of test_leaves_a_task*",
-            "*acquired at test_aiomisc_runner_frames_are_not_a_leaks_callers.py:15 in test_leaves_a_task",
+            "*acquired at test_async_runner_frames_are_not_a_leaks_callers.py:15 in test_leaves_a_task",
             "*ERROR at teardown of test_its_fixture_leaves_one*",
-            "*acquired at test_aiomisc_runner_frames_are_not_a_leaks_callers.py:11 in ticker",
+            "*acquired at test_async_runner_frames_are_not_a_leaks_callers.py:11 in ticker",
         ]
     )
     callers = [text for text in result.stdout.lines if text.lstrip().startswith("from ")]
-    assert not [text for text in callers if "aiomisc" in text], callers
+    assert not [text for text in callers if runner in text], callers
 
 
 def test_pytest_djangos_in_memory_test_database_is_not_a_fixtures_leak(pytester: pytest.Pytester) -> None:

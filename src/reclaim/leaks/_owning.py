@@ -185,6 +185,9 @@ RUNNERS: dict[str, tuple[str, ...]] = {
     # aiomisc's pytest plugin runs each async test, and each async fixture, on its loop with
     # run_until_complete from these hooks; its fixtures (event_loop, tcp_proxy) still show.
     "aiomisc.pytest": ("pytest_pyfunc_call", "pytest_fixture_setup"),
+    # aiohttp's pytest plugin does the same, on the loop of its loop fixture (the wrapper and
+    # finalizer it gives an async fixture are nested in pytest_fixture_setup).
+    "aiohttp.pytest_plugin": ("pytest_pyfunc_call", "pytest_fixture_setup"),
     # trio's run() and its run loop (asyncio.run's frames are plumbing too), and outcome's send,
     # which resumes each task's coroutine.
     "trio._core._run": ("run", "unrolled_run", "GuestState.guest_tick"),
