@@ -814,6 +814,43 @@ def test_sqlalchemy_engine_on_pymysql_holds_its_connections_each_holding_its_soc
         assert leakwatch.leaks() == []
 
 
+def test_handing_over_looks_no_further_once_every_resource_left_open_is_found(
+    leakwatch: Watch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the pytest plugin asks after a test that left something (see hand_over_held) is
+    searched for only until found: SQLAlchemy's session engine reaches the idle connection the
+    first test of a class opens in a few objects, and its compiled-statement cache in a hundred
+    thousand more, which each such test of its suite looked through. An engine the test
+    disposed is closed, and not searched for."""
+    import sqlite3
+
+    sqlalchemy = pytest.importorskip("sqlalchemy")
+    from reclaim.leaks import _tracker
+
+    searches: list[Any] = []
+
+    class Search(_tracker._Search):  # keeps each search, to tell how much it looked at
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            searches.append(self)
+
+    monkeypatch.setattr(_tracker, "_Search", Search)
+    with context("reclaim-test: connects"):
+        disposed = sqlalchemy.create_engine("sqlite://", poolclass=sqlalchemy.pool.QueuePool)
+        with disposed.connect() as conn:
+            conn.execute(sqlalchemy.text("select 1"))
+        disposed.dispose()  # its record stays open until a check finds it disposed
+        kept = sqlite3.connect(":memory:")
+    holder = [kept, [[] for _ in range(10_000)]]  # the connection first, then many more objects
+    try:
+        assert leakwatch.tracker.hand_over_held("reclaim-test: connects", {"fixture": holder}) == 1
+        [search] = searches
+        assert _tracker.HOLDER_SEARCH - search.budget == 1  # the holder itself, nothing past it
+    finally:
+        kept.close()
+    assert leakwatch.leaks() == []
+
+
 def test_under_pytest_a_sqlalchemy_checkout_kept_is_the_tests_not_the_session_engines(
     pytester: pytest.Pytester, tmp_path: Any
 ) -> None:
