@@ -851,6 +851,50 @@ def test_handing_over_looks_no_further_once_every_resource_left_open_is_found(
     assert leakwatch.leaks() == []
 
 
+@pytest.mark.parametrize(
+    ("poolclass", "deep"),
+    [("QueuePool", False), ("QueuePool", True), ("SingletonThreadPool", True)],
+    ids=["near", "deep", "deep-singleton"],
+)
+def test_an_engine_handed_over_takes_the_connections_its_pool_keeps_however_deep_they_are(
+    leakwatch: Watch, tmp_path: Any, poolclass: str, deep: bool
+) -> None:
+    """What the pytest plugin asks at a test's end (see hand_over_held): an engine a module-level
+    object keeps is that object's, and so are the connections resting in its pool, though the
+    search ran out of objects to look at between the engine and them. SQLAlchemy's suite keeps the
+    engines its tests make behind the session engine's caches: such an engine was handed over,
+    and its connection reported as the test's leak, on its own. A connection checked out and kept
+    stays the test's, though a SingletonThreadPool (SQLAlchemy's default for sqlite in memory)
+    references it too."""
+    sqlalchemy = pytest.importorskip("sqlalchemy")
+    from reclaim.leaks import _tracker
+
+    queue = poolclass == "QueuePool"
+    with context("reclaim-test: connects"):
+        url = f"sqlite:///{tmp_path / 'app.db'}"
+        engine = sqlalchemy.create_engine(url, poolclass=getattr(sqlalchemy.pool, poolclass))
+        kept = engine.connect()  # checked out and kept: the test's
+        kept.execute(sqlalchemy.text("select 1"))
+        if queue:  # a second connection, given back: resting in the pool
+            with engine.connect() as conn:
+                conn.execute(sqlalchemy.text("select 1"))
+    # The engine first; deep, then more objects than the search looks at in all, met before its pool.
+    registry = [engine, [[] for _ in range(_tracker.HOLDER_SEARCH if deep else 0)]]
+    try:
+        holders = {"module global app.registry": registry}
+        assert leakwatch.tracker.hand_over_held("reclaim-test: connects", {}, holders) == (2 if queue else 1)
+        [leak] = leakwatch.leaks(context="reclaim-test: connects")
+        assert leak.kind == "sqlite3" and leak.details["checked_out_of"] == "SQLAlchemy"
+        found = leakwatch.leaks(context="module global app.registry")
+        assert [(leak.kind, [part.kind for part in leak.holds]) for leak in found] == (
+            [("sqlalchemy", ["sqlite3"])] if queue else []
+        )
+    finally:
+        kept.close()
+        engine.dispose()
+    assert leakwatch.leaks() == []
+
+
 def test_under_pytest_a_sqlalchemy_checkout_kept_is_the_tests_not_the_session_engines(
     pytester: pytest.Pytester, tmp_path: Any
 ) -> None:

@@ -392,11 +392,14 @@ class Tracker:
             if not search.wanted or not search.budget:
                 break
             for found in search.reachable(holder, itself):
-                held = targets.pop(found)
+                held = targets.pop(found, None)
+                if held is None:
+                    continue  # taken along with the client that holds it (see _parts_along)
                 if isinstance(held, Record):
                     if held.context != context:
                         continue  # a Pipe() pair moved through its other end
                     held.context = label
+                    moved += _parts_along(held, context, label, targets, search.wanted)
                 else:  # a file's raw layer
                     _files.relabel(held, label)
                 moved += 1
@@ -667,6 +670,35 @@ def _open_now(held: Any) -> bool:
         return True
     obj = held()
     return obj is None or obj is NO_OBJECT or _still_open(held, obj)
+
+
+def _parts_along(rec: Record, context: str, label: str, targets: dict[int, Any], wanted: set[int]) -> int:
+    """*rec*, a library client's (an engine) just relabelled *label*, takes along what it holds
+    that is still under *context*: its pool's idle connections are its, and a search that ran
+    out of budget between the client and them left them to the test, reported on their own
+    while the engine holding them was not. A connection checked out and kept stays its taker's
+    (see :mod:`._pooled`). Returns how many were relabelled; they are targets no more."""
+    kind = KINDS.get(rec.kind)
+    obj = rec()
+    if kind is None or not kind.holder or obj is None or obj is NO_OBJECT:
+        return 0
+    try:
+        parts = _holders.claim(obj, rec.kind)
+    except Exception:  # a half-built client: it holds nothing we can name
+        return 0
+    pooled = _integration("_pooled")
+    moved = 0
+    for part in parts:
+        key = id(part())
+        if targets.get(key) is not part or part.context != context:
+            continue
+        if pooled is not None and pooled.checked_out_of(part) is not None:
+            continue
+        del targets[key]
+        wanted.discard(id(part))
+        part.context = label
+        moved += 1 + _parts_along(part, context, label, targets, wanted)  # a PyMySQL connection's socket
+    return moved
 
 
 def _label(held: Any) -> str | None:
