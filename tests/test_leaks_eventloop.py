@@ -140,6 +140,47 @@ def test_pytest_fails_the_test_that_leaked_a_loop_naming_it(pytester: pytest.Pyt
     assert "socket" not in result.stdout.str() and "selector EpollSelector" not in result.stdout.str()
 
 
+def test_sqlalchemys_test_runner_loop_is_the_librarys_not_the_sessions(pytester: pytest.Pytester) -> None:
+    """SQLAlchemy's test plugin runs its provisioning at session start on one loop for the
+    process (``sqlalchemy.testing.asyncio``'s runner), which it closes at ``pytest_unconfigure``,
+    after reclaim's check of the session: each of its suite's runs failed on that loop. A loop a
+    test makes itself is still the test's."""
+    pytest.importorskip("greenlet")
+    pytest.importorskip("sqlalchemy")
+    pytester.makeconftest(
+        """
+        from sqlalchemy.util.concurrency import _AsyncUtil
+
+        RUNNER = _AsyncUtil()  # as sqlalchemy.testing.asyncio keeps it
+
+        def pytest_sessionstart(session):
+            RUNNER.run_in_greenlet(lambda: None)
+
+        def pytest_unconfigure(config):
+            RUNNER.close()
+        """
+    )
+    pytester.makepyfile(
+        test_loops="""
+        import asyncio
+
+        from conftest import RUNNER
+
+        KEEP = []
+
+        def test_runs_on_the_session_runner():
+            RUNNER.run_in_greenlet(lambda: None)
+
+        def test_leaks_a_loop():
+            KEEP.append(asyncio.new_event_loop())
+        """
+    )
+    result = pytester.runpytest_subprocess(*LEAN, "--reclaim", timeout=120)
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(["*ERROR at teardown of test_leaks_a_loop*", "*test_loops.py:11*"])
+    assert "after their test ended" not in result.stdout.str()
+
+
 def test_a_loop_whose_del_fails_under_warnings_as_errors_is_one_entry_not_its_selector_too(
     pytester: pytest.Pytester,
 ) -> None:

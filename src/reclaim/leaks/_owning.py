@@ -86,6 +86,10 @@ PROCESS_WIDE = {
     # pycares' channel reaper: one daemon thread for the process, started with the first Channel
     # (aiodns's resolver, aiohttp's AsyncResolver) to destroy the channels dropped or closed.
     "pycares": ("_ChannelShutdownManager.start",),
+    # SQLAlchemy's test-suite runner (sqlalchemy.testing's, for its own suite and third-party
+    # dialects'): one asyncio.Runner for the process, whose loop the first provisioning call
+    # makes at session start; its pytest plugin closes it at pytest_unconfigure, after the check.
+    "sqlalchemy.util.concurrency": ("_AsyncUtil.run_in_greenlet", "_AsyncUtil.run"),
     # Django's connection to an in-memory sqlite3 database (its test database by default): its
     # close() keeps it, or the database would be gone. A file database's is the program's to close.
     "django.db.backends.sqlite3.base": ("DatabaseWrapper.get_new_connection",),
