@@ -895,6 +895,17 @@ def test_an_engine_handed_over_takes_the_connections_its_pool_keeps_however_deep
     assert leakwatch.leaks() == []
 
 
+def _only_the_keeper_leaked(result: pytest.RunResult, site: str, keeper: str, clean: tuple[str, ...]) -> None:
+    """Of a run of four tests on a session fixture's client, only *keeper* failed, for what it
+    kept at *site*; nothing was left to the end, and the others' teardowns passed."""
+    result.assert_outcomes(passed=4, errors=1)
+    out = result.stdout.str()
+    result.stdout.fnmatch_lines([f"*ERROR at teardown of {keeper}*", f"*{site} in {keeper}*"])
+    assert "leaks found after their test ended" not in out
+    for name in clean:
+        assert f"teardown of {name}" not in out
+
+
 def test_under_pytest_a_sqlalchemy_checkout_kept_is_the_tests_not_the_session_engines(
     pytester: pytest.Pytester, tmp_path: Any
 ) -> None:
@@ -934,14 +945,12 @@ def test_under_pytest_a_sqlalchemy_checkout_kept_is_the_tests_not_the_session_en
         """
     )
     result = reclaim_pytest(pytester)
-    result.assert_outcomes(passed=4, errors=1)
-    out = result.stdout.str()
-    result.stdout.fnmatch_lines(
-        ["*ERROR at teardown of test_keeps_a_connection*", "*test_engine.py:20 in test_keeps_a_connection*"]
+    _only_the_keeper_leaked(
+        result,
+        "test_engine.py:20",
+        "test_keeps_a_connection",
+        ("test_connects", "test_closes_its_session", "test_last"),
     )
-    assert "leaks found after their test ended" not in out
-    for clean in ("test_connects", "test_closes_its_session", "test_last"):
-        assert f"teardown of {clean}" not in out
 
 
 def test_under_pytest_what_an_engine_made_at_session_start_keeps_idle_is_not_the_tests_leak(
@@ -1188,11 +1197,9 @@ def test_under_pytest_an_httpx_response_kept_is_the_tests_not_the_session_client
         """
     )
     result = reclaim_pytest(pytester)
-    result.assert_outcomes(passed=4, errors=1)
-    out = result.stdout.str()
-    result.stdout.fnmatch_lines(
-        ["*ERROR at teardown of test_keeps_a_response*", "*test_client.py:16 in test_keeps_a_response*"]
+    _only_the_keeper_leaked(
+        result,
+        "test_client.py:16",
+        "test_keeps_a_response",
+        ("test_connects", "test_reads_its_response", "test_last"),
     )
-    assert "leaks found after their test ended" not in out
-    for clean in ("test_connects", "test_reads_its_response", "test_last"):
-        assert f"teardown of {clean}" not in out
