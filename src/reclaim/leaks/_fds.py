@@ -290,46 +290,25 @@ def _interrupted_holding(exc: BaseException, fds: Iterable[int]) -> None:
     raise exc
 
 
-def _wrap_one(name: str, fn: Callable[..., int]) -> Callable[..., int]:
+def _wrap(name: str, fn: Callable[..., Any], many: bool) -> Callable[..., Any]:
+    """*fn*, recording the descriptor it returns (a tuple of them, with *many*: ``os.pipe``)."""
     call = f"os.{name}"
 
-    def wrapper(*args: Any, **kwargs: Any) -> int:
-        # Called from C (starmap), the descriptor is in `got` before a bytecode of ours runs:
-        # an interruption after that loses nothing (see _interrupted_holding).
-        got: list[int] = []
-        try:
-            got.extend(starmap(functools.partial(fn, **kwargs) if kwargs else fn, (args,)))
-            frame = sys._getframe(1)
-            track_fd(got[0], call, _records.capture(frame, _records.depth), frame)
-        except BaseException as exc:
-            if not got:
-                raise
-            _interrupted_holding(exc, got)
-            _SIGINT.again  # noqa: B018 - raised again in the caller, who holds it then
-            return got[0]
-        return got[0]
-
-    wrapper.__name__ = wrapper.__qualname__ = name
-    wrapper.__doc__ = fn.__doc__
-    return wrapper
-
-
-def _wrap_many(name: str, fn: Callable[..., tuple[int, ...]]) -> Callable[..., tuple[int, ...]]:
-    call = f"os.{name}"
-
-    def wrapper(*args: Any, **kwargs: Any) -> tuple[int, ...]:
-        got: list[tuple[int, ...]] = []  # as in _wrap_one
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        # Called from C (starmap), the result is in `got` before a bytecode of ours runs: an
+        # interruption after that loses nothing (see _interrupted_holding).
+        got: list[Any] = []
         try:
             got.extend(starmap(functools.partial(fn, **kwargs) if kwargs else fn, (args,)))
             frame = sys._getframe(1)
             site = _records.capture(frame, _records.depth)
-            for fd in got[0]:
+            for fd in got[0] if many else got:
                 track_fd(fd, call, site, frame)
         except BaseException as exc:
             if not got:
                 raise
-            _interrupted_holding(exc, got[0])
-            _SIGINT.again  # noqa: B018 - as in _wrap_one
+            _interrupted_holding(exc, got[0] if many else got)
+            _SIGINT.again  # noqa: B018 - raised again in the caller, who holds it then
             return got[0]
         return got[0]
 
@@ -343,11 +322,11 @@ def install(patches: Patches) -> None:
     for name in ("open", "dup", "memfd_create", "eventfd", "pidfd_open"):
         fn = getattr(os, name, None)
         if fn is not None:
-            patches.set(os, name, _wrap_one(name, fn))
+            patches.set(os, name, _wrap(name, fn, many=False))
     for name in ("pipe", "pipe2", "openpty"):
         fn = getattr(os, name, None)
         if fn is not None:
-            patches.set(os, name, _wrap_many(name, fn))
+            patches.set(os, name, _wrap(name, fn, many=True))
 
     close = os.close
     closerange = os.closerange
