@@ -493,6 +493,46 @@ def test_descriptor_an_owners_finalizer_closes_is_collected(
         assert leak.frames[0].lineno == _RawOwner.__init__.__code__.co_firstlineno + 1
 
 
+class _DeepScanner:
+    """Opens and closes a descriptor of its own from its ``__del__``, the open deeper under it
+    than ``in_finalizer()`` looks and the close nearer (a dropped filelock
+    ``StrictSoftFileLock``'s release opens its claim directories 13 frames under its ``__del__``)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __del__(self) -> None:
+        self._down(8)
+
+    def _down(self, n: int) -> None:
+        if n:
+            self._down(n - 1)
+        else:
+            self._scan()
+
+    def _scan(self) -> None:
+        fd = self._open()
+        os.close(fd)  # 10 frames under __del__: in_finalizer() sees it
+
+    def _open(self) -> int:
+        return self._open_here()
+
+    def _open_here(self) -> int:
+        return os.open(self.path, os.O_RDONLY)  # 12 frames under __del__: in_finalizer() does not
+
+
+def test_descriptor_a_finalizer_opens_and_closes_itself_deep_under_it_is_no_leak(
+    leakwatch: Watch, tmp_path: Path
+) -> None:
+    """Its close, under the ``__del__``, is by a function its open ran under: the finalizer's own
+    descriptor, as for files and sockets, not one the collector closed for a dropped owner."""
+    path = tmp_path / "f.txt"
+    path.write_text("x")
+    _DeepScanner(path)  # dropped at once: its __del__ runs here
+    gc.collect()
+    assert leakwatch.leaks() == []
+
+
 def test_descriptor_handed_to_a_file_object_belongs_to_it(leakwatch: Watch) -> None:
     r, w = os.pipe()
     with os.fdopen(r, "rb") as reader, os.fdopen(w, "wb") as writer:
