@@ -178,6 +178,7 @@ def test_the_import_hooks_name_every_module_each_integration_has_a_table_for() -
     to import them to know when to): each installer is hooked on exactly its table's modules."""
     from reclaim.leaks import (
         _aiormq,
+        _filelock,
         _grpc,
         _instrument,
         _multiprocessing,
@@ -207,6 +208,8 @@ def test_the_import_hooks_name_every_module_each_integration_has_a_table_for() -
         "_grpc:install_channel": set(_grpc.CHANNELS),
         "_watchfiles:install": set(_watchfiles.MODULES),
         "_pycares:install": set(_pycares.MODULES),
+        "_filelock:install": set(_filelock.MODULES),
+        "_filelock:install_lease": set(_filelock.LEASES),
         "_pyftpdlib:install": set(_pyftpdlib.LOOPS),
         "_sockets:install_finalizer_aliases": set(_sockets.FINALIZER_ALIASES),
         "_twisted:install_owned": set(_twisted.OWNED),

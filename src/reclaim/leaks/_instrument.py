@@ -122,6 +122,11 @@ HOOKS: tuple[tuple[str, str], ...] = (
     *_each(("grpc._channel", "grpc.aio._channel"), "_grpc:install_channel"),
     ("watchfiles.main", "_watchfiles:install"),
     ("pycares", "_pycares:install"),
+    *_each(
+        ("filelock._core._lock", "filelock._async_lock._lock", "filelock._api", "filelock.asyncio"),
+        "_filelock:install",
+    ),
+    ("filelock._soft._lease", "_filelock:install_lease"),
     ("pyftpdlib.ioloop", "_pyftpdlib:install"),
     ("pika.compat", "_pika:install_compat"),
     ("pika.adapters.base_connection", "_pika:install_base"),

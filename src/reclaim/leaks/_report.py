@@ -365,6 +365,8 @@ _STATES: dict[str | tuple[str, str], str] = {
     ("subprocess", "collected"): "dropped without a wait: the garbage collector finalized it, "
     "nothing collected the child's exit status",
     ("tempdir", "collected"): "removed by its finalizer ('Implicitly cleaning up'), not the program",
+    # A lock is released, not closed: its __del__ gave it back when the collector freed it.
+    ("filelock", "collected"): "released by its finalizer once the garbage collector freed it",
     # Not "pending": a connection is no task; its tasks were, and their cancel closed it.
     ("aiormq", "cancelled"): "still open when its event loop shut down: the cancel of its tasks closed it",
     # Not "closed": a task is destroyed pending, as asyncio says ("Task was destroyed but it
