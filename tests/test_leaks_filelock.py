@@ -179,6 +179,7 @@ def test_a_lock_dropped_while_held_is_reported_as_released_by_the_garbage_collec
     leak = leakwatch.one("filelock")
     assert_site(leak, at)
     assert leak.state == "collected" and leak.closed_by_gc
+    assert leak.description == f"filelock.{name} {tmp_path / 'x.lock'}"  # held no more
 
 
 @pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test

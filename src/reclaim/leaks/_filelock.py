@@ -165,7 +165,9 @@ def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
     (cls, path), *_ = info
     name = _name(cls)
     details: Details = {"class": name, "path": path, "fd": rec.key[1]}  # type: ignore[index]
-    return f"{name} {path} held", details
+    # Released by its finalizer, it is no longer held: the state says by whom.
+    held = "" if rec.state == _records.LEAKED else " held"
+    return f"{name} {path}{held}", details
 
 
 def _fds_of(obj: Any, rec: Record) -> tuple[int, ...]:
