@@ -191,14 +191,20 @@ def _pg_cluster() -> tuple[str, str]:
     return versions[-1], "main"
 
 
-def pg_stop() -> None:
-    """Stop the local PostgreSQL cluster (fast shutdown: sessions are disconnected)."""
+def pg_stop(service: Any) -> None:
+    """Stop the local PostgreSQL cluster (fast shutdown: sessions are disconnected).
+
+    pg_ctl returns once the postmaster has removed its pid file, a moment before its listening
+    socket is gone: a connection made then is accepted and dropped ("server closed the
+    connection unexpectedly"), not refused. This returns only when the port refuses.
+    """
     version, name = _pg_cluster()
     subprocess.run(
         ["pg_ctlcluster", "--skip-systemctl-redirect", version, name, "stop", "-m", "fast"],
         check=True,
         capture_output=True,
     )
+    wait_until(lambda: not port_answers(service.host, service.port), START_TIMEOUT, "PostgreSQL to stop")
 
 
 def pg_start(service: Any) -> None:

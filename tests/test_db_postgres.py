@@ -623,7 +623,7 @@ def test_server_restart_fails_fast_then_recovers(pg_restartable: Any, app: str) 
         for lease in leases:
             lease.value.execute("SELECT 1").fetchone()
             lease.release()
-        pg_stop()
+        pg_stop(postgres)
         for _ in range(3):
             started = time.monotonic()
             with pytest.raises(psycopg.OperationalError) as caught, pool.acquire() as conn:

@@ -968,7 +968,7 @@ def test_server_restart_fails_fast_then_recovers(driver: Driver, pg_restartable:
             for lease in leases:
                 await driver.value(lease.value, "SELECT 1")
                 await lease.release()
-            pg_stop()
+            pg_stop(postgres)
             loop = asyncio.get_running_loop()
             for _ in range(3):
                 started = loop.time()
