@@ -416,11 +416,40 @@ def test_a_keyboard_interrupt_as_a_descriptor_comes_back_reaches_a_caller_holdin
     else:
         args = ()
     make = getattr(os, call)
-    with pytest.raises(KeyboardInterrupt):
-        _interrupted(_in_reclaim, lambda: opened.extend(starmap(make, (args,))), KeyboardInterrupt)
+    # SIGINT's default handler, as in a program run from a terminal: a background job (``cmd &``)
+    # starts with SIGINT ignored, and there an interrupt is raised from the wrapper, the
+    # descriptor closed (see the test below).
+    handler = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            _interrupted(_in_reclaim, lambda: opened.extend(starmap(make, (args,))), KeyboardInterrupt)
+    finally:
+        signal.signal(signal.SIGINT, handler)
     assert len(opened) == 1, "the caller holds what the call made"
     for fd in opened if call == "open" else opened[0]:
         os.close(fd)
+    assert leakwatch.leaks() == []
+
+
+def test_a_keyboard_interrupt_with_sigint_not_the_defaults_closes_the_descriptor(
+    leakwatch: Watch, tmp_path: Path
+) -> None:
+    """With SIGINT ignored (a background job) or handled by the program, no signal will raise a
+    KeyboardInterrupt again in the caller: the one that came is raised from the wrapper, the
+    descriptor closed first, as if the call had failed."""
+    opened: list[int] = []
+    path = str(tmp_path / "marker")
+    handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            _interrupted(
+                _in_reclaim,
+                lambda: opened.extend(map(os.open, (path,), (os.O_WRONLY | os.O_CREAT,))),
+                KeyboardInterrupt,
+            )
+    finally:
+        signal.signal(signal.SIGINT, handler)
+    assert opened == []
     assert leakwatch.leaks() == []
 
 
