@@ -354,7 +354,11 @@ def test_a_socket_trio_connects_in_a_task_of_its_own_names_the_tests_line(pytest
     result = pytester.runpytest_subprocess(*BASE_ARGS, timeout=120)
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines(
-        ["*ERROR at teardown of test_connects*", "*from test_trio.py:18 in test_connects"]
+        [
+            "*ERROR at teardown of test_connects*",
+            "  acquired at test_trio.py:18 in test_connects",
+            "  inside anyio, then trio: *trio*_socket.py:* in socket",
+        ]
     )
 
 

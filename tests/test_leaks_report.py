@@ -243,3 +243,38 @@ def test_untracked_descriptors_in_one_block_are_not_said_to_come_from_one_line(l
     head = text.splitlines()[0]
     assert head.endswith(" and 1 more, none with a known line"), text
     assert "from the same line" not in text, text
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_a_leak_an_installed_library_made_leads_with_the_programs_line(leakwatch: Watch) -> None:
+    """SQLAlchemy's pool connects five frames under ``engine.connect()``: the test's line leads,
+    the library's frames follow under 'inside', innermost first; a leak the test's own line
+    made has none."""
+    sqlalchemy = pytest.importorskip("sqlalchemy")
+    engine = sqlalchemy.create_engine("sqlite://")
+    try:
+        connection = engine.connect()
+        at = line() - 1
+        own = sqlite3.connect(":memory:")
+        at_own = line() - 1
+        try:
+            # The connection checked out is held by its engine (listed under it): reported alone.
+            (checkout,) = leakwatch.one("sqlalchemy").holds
+            found = [checkout, *leakwatch.leaks("sqlite3")]
+            text = leakwatch.tracker.report(found).to_text(width=400)
+        finally:
+            own.close()
+            connection.close()
+    finally:
+        engine.dispose()
+    library, mine = text.strip().split("\n\n")
+    if "Engine" not in library:
+        library, mine = mine, library
+    lines = library.splitlines()
+    assert lines[1].startswith("  acquired at ") and f"test_leaks_report.py:{at} in " in lines[1], text
+    inside = next(i for i, text_line in enumerate(lines) if text_line.startswith("  inside "))
+    assert all(text_line.startswith("         from ") for text_line in lines[2:inside]), text
+    assert lines[inside].startswith("  inside sqlalchemy: "), text
+    assert "site-packages" in lines[inside] and "/sqlalchemy/" in lines[inside], text
+    assert "in Engine.connect" in "\n".join(lines[inside:]), text
+    assert f"test_leaks_report.py:{at_own} in " in mine and "inside" not in mine, text

@@ -398,7 +398,8 @@ def _print(
 
 
 _LEGEND = (
-    "\nEach entry: what leaked, the line that acquired it (callers below), the thread and when.\n"
+    "\nEach entry: what leaked, the line that acquired it (callers below, then the library code it\n"
+    "ran in, under 'inside'), the thread and when.\n"
     "'closed by the garbage collector' means the program dropped it without releasing it.\n"
     "Release each where it is acquired: a with-block, close(), join(), wait()."
 )

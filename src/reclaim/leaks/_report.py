@@ -288,12 +288,23 @@ class Report:
                     else "among them"
                 )
                 console.print(f"  {named}: " + escape(shown) + (f"; and {more} more" if more > 0 else ""))
-            frames = leak.frames if depth is None else leak.frames[: max(1, depth)]
+            # The program's line heads the stack, the library frames it called into (an engine's
+            # pool connecting, a server's listening socket) below it, under "inside": the line
+            # a reader can change first, where it was made second.
+            inner = _library_frames(leak.frames)
+            frames = leak.frames[len(inner) :]
+            if depth is not None:
+                frames, inner = frames[: max(1, depth)], inner[: max(1, depth)]
             if frames:
                 first, *rest = frames
                 console.print(f"  acquired at [cyan]{escape(_shown(first))}[/]")
                 for frame in rest:
                     console.print(f"         from {escape(_shown(frame))}")
+                if inner:
+                    first, *rest = inner
+                    console.print(f"  inside {escape(_libraries(inner))}: {escape(_shown(first))}")
+                    for frame in rest:
+                        console.print(f"         from {escape(_shown(frame))}")
             else:
                 # Seen only in the descriptor table: opened where no hook looks (C code, or a
                 # class called directly: io.FileIO, select.epoll, sqlite3.Connection).
@@ -423,6 +434,32 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, float):
         return float(value)
     return str(value)
+
+
+def _library_frames(frames: tuple[Frame, ...]) -> tuple[Frame, ...]:
+    """The frames of installed libraries *frames* start with, before the program's first: none
+    when the program's own line comes first, or no line of the program's was kept."""
+    for i, frame in enumerate(frames):
+        if is_program(frame.filename):
+            return frames[:i]
+        if _library(frame.filename) is None:
+            return ()  # not a library's (a pseudo-file, say): the stack is shown as it was kept
+    return ()
+
+
+def _library(filename: str) -> str | None:
+    """The installed package *filename* is part of (``sqlalchemy`` for
+    ``.../site-packages/sqlalchemy/pool/base.py``), or None when it is no installed library's."""
+    parts = re.split(r"[\\/]", filename)
+    for i in range(len(parts) - 2, -1, -1):
+        if parts[i] in ("site-packages", "dist-packages"):
+            return parts[i + 1].removesuffix(".py")
+    return None
+
+
+def _libraries(frames: tuple[Frame, ...]) -> str:
+    """The libraries *frames* (innermost first) ran in, the one the program called first."""
+    return ", then ".join(dict.fromkeys(_library(frame.filename) or "?" for frame in reversed(frames)))
 
 
 def _shown(frame: Frame) -> str:
