@@ -97,7 +97,7 @@ def require_service(key: str) -> Service:
 
 
 #: Held by every test that uses a database server, so that under pytest-xdist (make test runs
-#: -n 2), and between test runs on one machine, they run one at a time: a test that restarts a
+#: -n 4), and between test runs on one machine, they run one at a time: a test that restarts a
 #: server or kills sessions must never land in another's test.
 DB_LOCK = Path(tempfile.gettempdir()) / "reclaim-db-tests.lock"
 
