@@ -93,6 +93,32 @@ def test_pubsub_never_closed_is_blamed_on_its_subscribe_not_on_the_ping_that_con
 
 @pytest.mark.redis
 @pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@pytest.mark.parametrize("connected", [True, False], ids=["connected-before", "connected-by-the-checkout"])
+@pytest.mark.parametrize("kept", ["pubsub", "watching-pipeline"])
+def test_a_checkout_kept_is_blamed_on_the_programs_line_not_on_redis_pys(
+    leakwatch: Watch, redis_client: Any, connected: bool, kept: str
+) -> None:
+    """``PubSub.execute_command`` (or ``Pipeline.watch``) is what checks the connection out: the
+    leak was at that line of redis-py's, the program's line two frames below it."""
+    if connected:
+        redis_client.ping()
+    if kept == "pubsub":
+        holder = redis_client.pubsub()
+        holder.subscribe("reclaim-test:pooled")
+        at = line() - 1
+    else:
+        holder = redis_client.pipeline()
+        holder.watch("reclaim-test:pooled")
+        at = line() - 1
+    try:
+        [leak] = [found for found in leakwatch.leaks() if found.details.get("checked_out_of") == "redis-py"]
+        assert leak.frames[0].lineno == at and leak.frames[0].filename == __file__
+    finally:
+        holder.reset()
+
+
+@pytest.mark.redis
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
 @ignore_gc_warnings
 def test_pubsub_dropped_unclosed_is_the_collectors_at_its_subscribe(
     leakwatch: Watch, redis_client: Any

@@ -42,7 +42,7 @@ from types import ModuleType
 
 from reclaim import _sites
 
-from . import _records
+from . import _owning, _records
 from ._patch import Patches
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
@@ -259,12 +259,26 @@ def _redis_async_socket(conn: Any) -> Any:
     return getattr(sock, "_sock", sock)
 
 
+def _redis_checks_out(socket_of: Callable[[Any], Any]) -> Callable[[Any, Any], None]:
+    """What a redis-py pool's checkout does with a connection (whose socket *socket_of* finds): it
+    is blamed on the program's line past redis-py's own frames (a ``pubsub()``'s first command
+    checks its connection out in ``PubSub.execute_command``, a pipeline's in ``watch()`` or
+    ``execute()``)."""
+
+    def out(conn: Any, frame: Any) -> None:
+        checked_out(conn, socket_of, _owning.caller(frame, "redis"), "redis-py")
+
+    return out
+
+
 def install_redis(patches: Patches, module: ModuleType) -> None:
     """Wrap the checkout and return of ``redis.connection``'s pools."""
     for name in ("ConnectionPool", "BlockingConnectionPool"):
         cls = getattr(module, name, None)
         if isinstance(cls, type):
-            _wrap(patches, cls, "get_connection", "release", _redis_socket, "redis-py", track_pool=True)
+            _wrap(
+                patches, cls, "get_connection", "release", _redis_checks_out(_redis_socket), track_pool=True
+            )
 
 
 def install_redis_async(patches: Patches, module: ModuleType) -> None:
@@ -272,9 +286,20 @@ def install_redis_async(patches: Patches, module: ModuleType) -> None:
     for name in ("ConnectionPool", "BlockingConnectionPool"):
         cls = getattr(module, name, None)
         if isinstance(cls, type):
-            get, put = "get_connection", "release"
-            socket_of = _redis_async_socket
-            _wrap(patches, cls, get, put, socket_of, "redis-py", track_pool=True, asynchronous=True)
+            out = _redis_checks_out(_redis_async_socket)
+            _wrap(patches, cls, "get_connection", "release", out, track_pool=True, asynchronous=True)
+
+
+def _checks_out(
+    socket_of: Callable[[Any], Any], source: str, kind: str = "socket"
+) -> Callable[[Any, Any], None]:
+    """What a checkout does with the connection it got: *socket_of* finds what it holds, of *kind*,
+    and that is blamed on the code that checked it out (see :func:`checked_out`)."""
+
+    def out(conn: Any, frame: Any) -> None:
+        checked_out(conn, socket_of, frame, source, kind)
+
+    return out
 
 
 def _wrap(
@@ -282,33 +307,32 @@ def _wrap(
     cls: type,
     get_name: str,
     put_name: str,
-    socket_of: Callable[[Any], Any],
-    source: str,
-    kind: str = "socket",
+    out: Callable[[Any, Any], None],
     *,
     track_pool: bool = False,
     asynchronous: bool = False,
 ) -> None:
     """Wrap *cls*'s checkout (*get_name*) and return (*put_name*): plain methods, or coroutine
-    methods with *asynchronous*. What is checked out is blamed on the line that took it."""
+    methods with *asynchronous*. What is checked out is handed to ``out(conn, frame)`` with the
+    frame of the code that took it (see :func:`_checks_out`)."""
     get = vars(cls).get(get_name)
     if get is not None:
         checkout = _async_checkout if asynchronous else _sync_checkout
-        patches.set(cls, get_name, checkout(get, socket_of, source, kind, track_pool))
+        patches.set(cls, get_name, checkout(get, out, track_pool))
     put = vars(cls).get(put_name)
     if put is not None:
         patches.set(cls, put_name, (_async_return if asynchronous else _sync_return)(put))
 
 
 def _sync_checkout(
-    get: Callable[..., Any], socket_of: Callable[[Any], Any], source: str, kind: str, track_pool: bool
+    get: Callable[..., Any], out: Callable[[Any, Any], None], track_pool: bool
 ) -> Callable[..., Any]:
     @functools.wraps(get)
     def checkout(self: Any, *args: Any, **kwargs: Any) -> Any:
         conn = get(self, *args, **kwargs)
         if track_pool:
             _seen(self)
-        checked_out(conn, socket_of, sys._getframe(1), source, kind)
+        out(conn, sys._getframe(1))
         return conn
 
     return checkout
@@ -324,14 +348,14 @@ def _sync_return(put: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _async_checkout(
-    get: Callable[..., Any], socket_of: Callable[[Any], Any], source: str, kind: str, track_pool: bool
+    get: Callable[..., Any], out: Callable[[Any, Any], None], track_pool: bool
 ) -> Callable[..., Any]:
     @functools.wraps(get)
     async def get_connection(self: Any, *args: Any, **kwargs: Any) -> Any:
         conn = await get(self, *args, **kwargs)
         if track_pool:
             _seen(self)
-        checked_out(conn, socket_of, sys._getframe(1), source, kind)
+        out(conn, sys._getframe(1))
         return conn
 
     return get_connection
@@ -360,7 +384,7 @@ def install_urllib3(patches: Patches, module: ModuleType) -> None:
     cls = getattr(module, "HTTPConnectionPool", None)
     if not isinstance(cls, type):
         return
-    _wrap(patches, cls, "_get_conn", "_put_conn", _urllib3_socket, "urllib3")
+    _wrap(patches, cls, "_get_conn", "_put_conn", _checks_out(_urllib3_socket, "urllib3"))
     urlopen = vars(cls).get("urlopen")
     if urlopen is None:
         return
@@ -400,7 +424,7 @@ def wrap_psycopg_pool(patches: Patches, cls: type, *, asynchronous: bool) -> Non
 def wrap_getconn(patches: Patches, cls: type, source: str, kind: str, *, asynchronous: bool = False) -> None:
     """Wrap *cls*'s ``getconn`` and ``putconn``, of a pool of family *source* (see :data:`POOLS`)
     that hands out connections of *kind* (psycopg_pool's, psycopg2's)."""
-    _wrap(patches, cls, "getconn", "putconn", _itself, source, kind, asynchronous=asynchronous)
+    _wrap(patches, cls, "getconn", "putconn", _checks_out(_itself, source, kind), asynchronous=asynchronous)
 
 
 # -- SQLAlchemy -------------------------------------------------------------------------------
