@@ -76,16 +76,18 @@ def test_pubsub_never_closed_is_blamed_on_its_subscribe_not_on_the_ping_that_con
 ) -> None:
     redis_client.ping()  # connects the pool's socket, and gives it back
     pubsub = redis_client.pubsub()
-    pubsub.subscribe("reclaim-test:pooled")  # checks that socket out, never to give it back
+    pubsub.subscribe("reclaim-test:pooled")  # checks that connection out, never to give it back
     at = line() - 1
     try:
-        leak = leakwatch.one("socket")
-        assert program_line(leak) == at
+        leak = leakwatch.one("redis-connection")
+        assert leak.frames[0].lineno == at  # the program's line, not PubSub.execute_command's
         assert leak.details["checked_out_of"] == "redis-py"
-        assert leak.description.endswith(
-            ", checked out of a redis-py connection pool and never given back"
-            " (close() the pubsub() or pipeline() that holds it, or release() it to its pool)"
+        server = redis_client.connection_pool.connection_kwargs
+        assert leak.description == (
+            f"{server['host']}:{server['port']}/0, checked out of a redis-py connection pool and never"
+            " given back (close() the pubsub() or pipeline() that holds it, or release() it to its pool)"
         )
+        assert [held.kind for held in leak.holds] == ["socket"]
     finally:
         pubsub.close()
     assert leakwatch.leaks() == []
@@ -128,8 +130,9 @@ def test_pubsub_dropped_unclosed_is_the_collectors_at_its_subscribe(
     redis_client.pubsub().subscribe("reclaim-test:pooled")
     at = line() - 1
     gc.collect()
-    leak = leakwatch.one("socket")
-    assert leak.state == "collected" and program_line(leak) == at
+    leak = leakwatch.one("redis-connection")
+    assert leak.state == "collected" and leak.frames[0].lineno == at
+    assert [(held.kind, held.state) for held in leak.holds] == [("socket", "collected")]
 
 
 @pytest.mark.redis
@@ -143,7 +146,7 @@ def test_a_connection_back_in_the_pool_is_blamed_where_it_connected(
     at = line() - 1
     redis_client.echo("again")
     [held] = leakwatch.one("redis").holds
-    assert held.kind == "socket" and program_line(held) == at
+    assert held.kind == "redis-connection" and held.frames[0].lineno == at
     assert "checked_out_of" not in held.details and "checked out" not in held.description
     redis_client.close()
     assert leakwatch.leaks() == []
@@ -174,9 +177,10 @@ def test_a_redis_client_never_closed_is_one_entry_at_its_line_holding_its_socket
         leak = client_leak
         assert leak.frames[0].lineno == made and leak.state == ("collected" if dropped else "open")
         assert leak.description == "redis.Redis not closed (close(), or a with-block)"
-        assert [(held.kind, held.state, program_line(held)) for held in leak.holds] == [
-            ("socket", leak.state, connected)
+        assert [(held.kind, held.state, held.frames[0].lineno) for held in leak.holds] == [
+            ("redis-connection", leak.state, connected)
         ]
+        assert [part.kind for part in leak.holds[0].holds] == ["socket"]
     finally:
         shared.disconnect()
     if dropped:
@@ -202,7 +206,9 @@ def test_a_pool_the_program_makes_is_the_entry_at_its_line_not_the_command_that_
         leak = leakwatch.one("redis")
         assert leak.description == "redis.ConnectionPool not closed (pool.disconnect(), or a with-block)"
         assert leak.frames[0].lineno == made
-        assert [(held.kind, program_line(held)) for held in leak.holds] == [("socket", connected)]
+        assert [(held.kind, held.frames[0].lineno) for held in leak.holds] == [
+            ("redis-connection", connected)
+        ]
         assert [found.kind for found in leakwatch.leaks()] == ["redis"]
     finally:
         pool.disconnect()
@@ -228,7 +234,7 @@ def test_a_client_given_its_pool_to_close_is_the_one_entry(
     try:
         leak = leakwatch.one("redis")
         assert leak.description == "redis.Redis not closed (close(), or a with-block)"
-        assert leak.frames[0].lineno == made and [held.kind for held in leak.holds] == ["socket"]
+        assert leak.frames[0].lineno == made and [held.kind for held in leak.holds] == ["redis-connection"]
         assert [found.kind for found in leakwatch.leaks()] == ["redis"]
     finally:
         client.close()
@@ -251,7 +257,9 @@ def test_an_asyncio_pool_the_program_makes_is_the_entry_at_its_line(
             assert leak.description == (
                 "redis.asyncio.ConnectionPool not closed (await pool.disconnect(), or async with)"
             )
-            assert leak.frames[0].lineno == made and [held.kind for held in leak.holds] == ["socket"]
+            assert leak.frames[0].lineno == made and [held.kind for held in leak.holds] == [
+                "redis-connection"
+            ]
         finally:
             await pool.disconnect()
         assert [leak.kind for leak in leakwatch.leaks() if leak.kind in ("redis", "socket")] == []
@@ -273,7 +281,9 @@ def test_an_asyncio_redis_client_left_open_is_one_entry_until_aclose(
         leak = leakwatch.one("redis")
         assert leak.description == "redis.asyncio.Redis not closed (await client.aclose(), or async with)"
         assert leak.frames[0].lineno == made
-        assert [(held.kind, program_line(held)) for held in leak.holds] == [("socket", connected)]
+        assert [(held.kind, held.frames[0].lineno) for held in leak.holds] == [
+            ("redis-connection", connected)
+        ]
         await client.aclose()
         assert [leak.kind for leak in leakwatch.leaks() if leak.kind in ("redis", "socket")] == []
 
@@ -296,7 +306,7 @@ def test_a_checkout_inside_no_leaks_of_a_socket_connected_before_is_that_blocks(
             pubsub.subscribe("reclaim-test:pooled")
             at = line() - 1
         [leak] = caught.value.leaks
-        assert leak.kind == "socket" and program_line(leak) == at
+        assert leak.kind == "redis-connection" and leak.frames[0].lineno == at
     finally:
         pubsub.close()
 
@@ -348,7 +358,7 @@ def test_async_pubsub_never_closed_is_blamed_on_its_subscribe(leakwatch: Watch, 
         await pubsub.subscribe("reclaim-test:pooled")
         at = line() - 1
         try:
-            assert program_line(leakwatch.one("socket")) == at
+            assert leakwatch.one("redis-connection").frames[0].lineno == at
         finally:
             await pubsub.aclose()
             await client.aclose()
@@ -370,15 +380,16 @@ def test_async_clients_holder_takes_its_idle_connections_not_one_checked_out_and
         client = aredis.Redis(host=redis_server.host, port=redis_server.port)
         with context("reclaim-test: connects"):
             await client.ping()
-        assert tracker.hand_over_held("reclaim-test: connects", {"fixture": client}) == 1
+        # The connection resting in its pool, and its socket.
+        assert tracker.hand_over_held("reclaim-test: connects", {"fixture": client}) == 2
         pubsub = client.pubsub()
         with context("reclaim-test: keeps"):
             await pubsub.subscribe("reclaim-test:pooled")
             at = line() - 1
         try:
             assert tracker.hand_over_held("reclaim-test: keeps", {"fixture": client}) == 0
-            [leak] = leakwatch.leaks("socket", context="reclaim-test: keeps")
-            assert program_line(leak) == at
+            [leak] = leakwatch.leaks("redis-connection", context="reclaim-test: keeps")
+            assert leak.frames[0].lineno == at
         finally:
             await pubsub.aclose()
             await client.aclose()

@@ -81,6 +81,7 @@ KINDS = (
     "multiprocessing",
     "sharedmemory",
     *CLIENT_KINDS,
+    "redis-connection",
     "amqp",
     "aiormq",
     "mqtt",

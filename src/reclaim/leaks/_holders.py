@@ -43,7 +43,8 @@ A redis-py client (kind ``redis``, sync or asyncio) holds the connections it kee
 connection, and the idle ones of the pool it made (``close()`` disconnects them; a pool it was
 handed is not its own, unless ``from_url()`` or ``from_pool()`` gave it the pool to close). A
 ``ConnectionPool`` the program makes itself holds its idle connections, at the line that made
-it (``disconnect()`` closes them).
+it (``disconnect()`` closes them). Each pooled connection is a holder of its own, of kind
+``redis-connection`` (see :mod:`._redis`), listed under the client or pool with its socket.
 
 An aiomysql ``Pool`` (kind ``aiomysql``) holds its connections, idle or lent: never closed and
 waited for (``close()`` only marks it closing; ``wait_closed()`` closes them), it is the entry at
@@ -88,9 +89,11 @@ __all__ = [
     "NOT_FOLLOWED",
     "ROOTS",
     "claim",
+    "dies",
     "fold",
     "install",
     "leave_to_libraries",
+    "making",
     "not_followed",
     "public_name",
     "track",
@@ -167,6 +170,12 @@ def _redis_connections(holder: Any) -> list[object]:
     if getattr(holder, "auto_close_connection_pool", False):
         own.extend(_redis_idle(holder.connection_pool))
     return own
+
+
+def _redis_roots(holder: Any) -> Iterable[object]:
+    """The connections a redis-py client or pool keeps (see :func:`_redis_connections`), in a list
+    :func:`claim` looks into: each is a record of its own (see :mod:`._redis`), listed under it."""
+    return (_redis_connections(holder),)
 
 
 def _redis_closed(client: Any) -> bool:
@@ -286,7 +295,7 @@ ROOTS: dict[str, Callable[[Any], Iterable[object]]] = {
     "requests": _adapters,
     "urllib3": _pools,
     "sqlalchemy": _engine_pool,
-    "redis": _redis_connections,
+    "redis": _redis_roots,
     "aiomysql": _aiomysql_connections,
 }
 
@@ -404,6 +413,13 @@ def _leave_to_library(holder: object, kind: str) -> None:
 
 #: The holder whose ``__init__`` runs in this thread, if any (``holder``): what it makes is its.
 _making = threading.local()
+
+
+def making() -> object | None:
+    """The holder whose ``__init__`` runs in this thread, if any: what it makes is its own (a
+    redis-py client's single connection, which it checks out of its pool as it is made)."""
+    return getattr(_making, "holder", None)
+
 
 #: id of each argument of a ``weakref.finalize`` callback that closed sockets in a collection ->
 #: (a weak reference to it, their records), for a holder dying in that collection (see
@@ -582,6 +598,12 @@ def closed_for(frame: Any, rec: Record) -> None:
         entry[1].append(rec)
 
 
+def dies(obj: object, kind: str) -> None:
+    """*obj*, a holder, is closed for the collector by another's finalizer (a redis-py connection
+    by its client's ``__del__``): as if dropped unclosed, it is a leak with what it holds now."""
+    _dies(obj, kind)
+
+
 def _dies(obj: object, kind: str) -> None:
     """*obj*, a holder, is being finalized: dropped unclosed, it is a leak with what it holds now."""
     rec = _records.at_del(obj)
@@ -676,7 +698,7 @@ def claim(holder: object, kind: str, dying: Record | None = None) -> tuple[Recor
     in_that_collection = _sites._collecting_in is not None and _finalized_in == _sites.collections
     finalized = _finalized if dying is not None and in_that_collection else {}
     dead_types = _dead_types() if dying is not None else {}
-    dead_classes = tuple(dead_types.values())
+    dead_classes = tuple(cls for classes in dead_types.values() for cls in classes)
     while pending and budget:
         budget -= 1
         for ref in gc.get_referents(pending.popleft()):
@@ -713,7 +735,8 @@ DEAD_SEARCH = 1_000
 
 
 #: Kind -> (module, class) of the objects a holder dying in a cycle is searched for among the
-#: collected (see :func:`claim`): what holders keep.
+#: collected (see :func:`claim`): what holders keep. A kind whose objects are of more than one
+#: class names the others in :data:`DEAD_KINDS_MORE`.
 DEAD_KINDS = {
     "socket": ("socket", "socket"),
     "sqlite3": ("sqlite3", "Connection"),
@@ -721,16 +744,26 @@ DEAD_KINDS = {
     "psycopg2": ("psycopg2.extensions", "connection"),
     "pymysql": ("pymysql.connections", "Connection"),
     "pg8000": ("pg8000.core", "CoreConnection"),
+    "redis-connection": ("redis.connection", "AbstractConnection"),
+}
+
+#: Kind -> more (module, class) pairs of :data:`DEAD_KINDS` (redis-py's asyncio connections).
+DEAD_KINDS_MORE = {
+    "redis-connection": (("redis.asyncio.connection", "AbstractConnection"),),
 }
 
 
-def _dead_types() -> dict[str, type]:
-    """Kind -> class, of the :data:`DEAD_KINDS` whose module is loaded."""
+def _dead_types() -> dict[str, tuple[type, ...]]:
+    """Kind -> its classes, of the :data:`DEAD_KINDS` whose module is loaded."""
     found = {}
-    for kind, (module, name) in DEAD_KINDS.items():
-        cls = getattr(sys.modules.get(module), name, None)
-        if isinstance(cls, type):
-            found[kind] = cls
+    for kind, first in DEAD_KINDS.items():
+        loaded = (
+            getattr(sys.modules.get(module), name, None)
+            for module, name in (first, *DEAD_KINDS_MORE.get(kind, ()))
+        )
+        classes = tuple(cls for cls in loaded if isinstance(cls, type))
+        if classes:
+            found[kind] = classes
     return found
 
 

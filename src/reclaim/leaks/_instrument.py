@@ -60,6 +60,8 @@ HOOKS: tuple[tuple[str, str], ...] = (
     ("asyncpg.pool", "_asyncpg:install"),
     ("redis.connection", "_pooled:install_redis"),
     ("redis.asyncio.connection", "_pooled:install_redis_async"),
+    ("redis.connection", "_redis:install"),
+    ("redis.asyncio.connection", "_redis:install_async"),
     ("urllib3.connectionpool", "_pooled:install_urllib3"),
     ("sqlalchemy.pool.base", "_pooled:install_sqlalchemy"),
     ("httpcore._sync.connection_pool", "_pooled:install_httpcore"),

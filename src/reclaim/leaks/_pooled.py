@@ -14,7 +14,10 @@ checkout's site, label, generation, time and thread, and keeps what it had on th
 object; at return that is put back: the socket is the pool's again, blamed where it was
 before (on the pool's owner, once the pytest plugin handed it over). A connection never
 returned is reported at the line that checked it out, under the test that did. A socket made
-while checked out (a reconnect) is recorded where it is made.
+while checked out (a reconnect) is recorded where it is made. A redis-py connection has a record
+of its own (see :mod:`._redis`): that is what a checkout blames, with its socket, at the
+program's line past redis-py's frames (a ``pubsub()`` checks its connection out in
+``PubSub.execute_command``).
 
 psycopg_pool's pools are the same story with psycopg connections (``getconn`` and ``putconn``,
 sync and asyncio; ``connection()`` goes through them): a connection the pool's worker opened, the
@@ -42,7 +45,7 @@ from types import ModuleType
 
 from reclaim import _sites
 
-from . import _owning, _records
+from . import _holders, _owning, _records
 from ._patch import Patches
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
@@ -71,6 +74,8 @@ __tracebackhide__ = True  # stands in for what it wraps: see _patch
 #: Attribute of a checked-out connection: (record, site, context, seq, time, thread) of its
 #: socket as the pool had it.
 POOLED = "_reclaim_pooled"
+#: The same, of what that resource holds (a redis-py connection's socket), when it is tracked too.
+POOLED_PART = "_reclaim_pooled_part"
 
 #: id -> weak reference of each redis-py pool (sync or asyncio) seen handing out a connection (see
 #: in_use()): a dict, not a WeakSet, so a checkout pays one lookup and a check may list it while
@@ -132,23 +137,37 @@ def checked_out(
     take(conn, rec, frame, source)
 
 
-def take(conn: Any, rec: _records.Record, frame: Any, source: str) -> None:
+def take(
+    conn: Any, rec: _records.Record, frame: Any, source: str, part: _records.Record | None = None
+) -> None:
     """The pool of family *source* handed *conn*, whose resource *rec* tracks, to the code running
-    in *frame*."""
+    in *frame*; *part* is the record of what that resource holds (a redis-py connection's socket),
+    blamed there with it, as a check that sees the one must see the other acquired then."""
     global _out_limit
     try:
         saved = vars(conn).get(POOLED)
         if saved is None or saved[0] is not rec:  # a second wrapper (a subclass's) keeps the first's
-            vars(conn)[POOLED] = (rec, rec.site, rec.context, rec.seq, rec.time, rec.thread)
+            vars(conn)[POOLED] = _saved(rec)
+            if part is not None:
+                vars(conn)[POOLED_PART] = _saved(part)
+            else:
+                vars(conn).pop(POOLED_PART, None)
     except TypeError:  # no __dict__: the resource stays blamed where it was made
         return
-    lend(rec, _site(frame))
+    site = _site(frame)
+    lend(rec, site)
+    if part is not None:
+        lend(part, site)
     _out[id(rec)] = (rec, source)
     if len(_out) > _out_limit:
         for key, (out, _) in list(_out.items()):
             if out.state != _records.OPEN:
                 del _out[key]
         _out_limit = max(256, 2 * len(_out))
+
+
+def _saved(rec: _records.Record) -> tuple[Any, ...]:
+    return (rec, rec.site, rec.context, rec.seq, rec.time, rec.thread)
 
 
 def checked_out_of(rec: _records.Record) -> str | None:
@@ -190,14 +209,23 @@ def returned(conn: Any) -> None:
     """*conn* is going back to its pool: its resource is blamed as it was before the checkout."""
     try:
         saved = vars(conn).pop(POOLED, None)
+        part = vars(conn).pop(POOLED_PART, None)
     except TypeError:  # None (urllib3's placeholder), or no __dict__
         return
     if saved is None:
         return
-    rec: _records.Record = saved[0]
+    rec = saved[0]
     entry = _out.get(id(rec))
     if entry is not None and entry[0] is rec:
         del _out[id(rec)]
+    _restore(saved)
+    if part is not None:
+        _restore(part)
+
+
+def _restore(saved: tuple[Any, ...]) -> None:
+    """Blame a record as :func:`_saved` kept it, if its resource is still open."""
+    rec: _records.Record = saved[0]
     if rec.state == _records.OPEN and _records.live.get(rec.key) is rec:
         rec.site, rec.context, rec.seq, rec.time, rec.thread = saved[1:]
 
@@ -242,52 +270,56 @@ def reset() -> None:
 # -- redis-py ---------------------------------------------------------------------------------
 
 
-def _redis_socket(conn: Any) -> Any:
-    """The socket of a redis-py connection (of the one a client-side cache's proxy wraps)."""
-    sock = getattr(conn, "_sock", None)
-    if sock is None:
-        sock = getattr(getattr(conn, "_conn", None), "_sock", None)
-    return sock
+def _redis_records(conn: Any) -> tuple[_records.Record | None, _records.Record | None]:
+    """The records of a redis-py connection a pool hands out, and of its socket: the connection's
+    own (see :mod:`._redis`; a client-side cache's proxy wraps it) and its socket's, or only its
+    socket's (one a client made in its ``__init__`` is untracked, part of the client)."""
+    redis = sys.modules[f"{__package__}._redis"]
+    live = _records.live
+    inner = getattr(conn, "_conn", None)
+    sock = redis.socket_of(conn if inner is None else inner)
+    found = live.get(id(sock)) if sock is not None else None
+    part = found if found is not None and found.kind == "socket" and found() is sock else None
+    for obj in (conn, inner):
+        rec = live.get(id(obj)) if obj is not None else None
+        if rec is not None and rec.kind == redis.KIND and rec() is obj:
+            return rec, part
+    return part, None
 
 
-def _redis_async_socket(conn: Any) -> Any:
-    """The socket under a redis.asyncio connection's stream writer (under TLS too)."""
-    writer = getattr(conn, "_writer", None)
-    if writer is None:
-        return None
-    sock = writer.get_extra_info("socket")  # asyncio's TransportSocket around it
-    return getattr(sock, "_sock", sock)
-
-
-def _redis_checks_out(socket_of: Callable[[Any], Any]) -> Callable[[Any, Any], None]:
-    """What a redis-py pool's checkout does with a connection (whose socket *socket_of* finds): it
-    is blamed on the program's line past redis-py's own frames (a ``pubsub()``'s first command
-    checks its connection out in ``PubSub.execute_command``, a pipeline's in ``watch()`` or
-    ``execute()``)."""
-
-    def out(conn: Any, frame: Any) -> None:
-        checked_out(conn, socket_of, _owning.caller(frame, "redis"), "redis-py")
-
-    return out
+def _redis_out(conn: Any, frame: Any) -> None:
+    """A redis-py pool handed *conn* to the code running in *frame*: blamed on the program's line
+    past redis-py's own frames (a ``pubsub()``'s first command checks its connection out in
+    ``PubSub.execute_command``, a pipeline's in ``execute()``), with its socket. Not the one a
+    client checks out as it is made (``single_connection_client=True``): that is the client's."""
+    if _holders.making() is not None:
+        return
+    try:
+        rec, part = _redis_records(conn)
+    except Exception:  # an exotic connection: it stays where it was made, the checkout goes on
+        return
+    if rec is not None:
+        take(conn, rec, _owning.caller(frame, "redis"), "redis-py", part)
 
 
 def install_redis(patches: Patches, module: ModuleType) -> None:
     """Wrap the checkout and return of ``redis.connection``'s pools."""
+    from . import _redis  # noqa: F401  # its connections are what the pools hand out
+
     for name in ("ConnectionPool", "BlockingConnectionPool"):
         cls = getattr(module, name, None)
         if isinstance(cls, type):
-            _wrap(
-                patches, cls, "get_connection", "release", _redis_checks_out(_redis_socket), track_pool=True
-            )
+            _wrap(patches, cls, "get_connection", "release", _redis_out, track_pool=True)
 
 
 def install_redis_async(patches: Patches, module: ModuleType) -> None:
     """Wrap the checkout and return of ``redis.asyncio.connection``'s pools (coroutines)."""
+    from . import _redis  # noqa: F401  # its connections are what the pools hand out
+
     for name in ("ConnectionPool", "BlockingConnectionPool"):
         cls = getattr(module, name, None)
         if isinstance(cls, type):
-            out = _redis_checks_out(_redis_async_socket)
-            _wrap(patches, cls, "get_connection", "release", out, track_pool=True, asynchronous=True)
+            _wrap(patches, cls, "get_connection", "release", _redis_out, track_pool=True, asynchronous=True)
 
 
 def _checks_out(

@@ -1,0 +1,160 @@
+"""redis-py: a connection left open is one leak, ``redis-connection host:port/db``, at the program's line.
+
+A redis-py connection (``redis.Connection``, its asyncio twin, their TLS and Unix-socket
+subclasses) left connected was reported as a bare socket to port 6379, at redis-py's line
+that opened it (``Connection._connect``) with seven more of redis-py's frames below: nothing
+said it was a redis connection, to which server and database, and a reconnect made inside a
+``pubsub.get_message()`` showed no line of the program at all.
+
+So redis-py's ``AbstractConnection`` (sync and asyncio) is a holder (see :mod:`._holders`),
+as PyMySQL's connection is (see :mod:`._pymysql`): each one the program makes, itself or
+through a pool, gets a record (kind ``redis-connection``) at the program's line past
+redis-py's frames (a pool makes one on the first command that needs it), open while it has a
+socket (``disconnect()`` ends it; it may connect again), its socket listed under it. One a
+client or a pool keeps idle is listed under that client or pool (see ``_holders.PARTS``); one
+checked out of a pool and never given back (a ``pubsub()`` never closed) is blamed on the
+program's line that checked it out (see :mod:`._pooled`). One a client makes in its own
+``__init__`` (``single_connection_client=True``) is part of the client, which lists its socket.
+
+A connection another object's ``__del__`` disconnects (a ``Redis`` client's, closing its pool;
+a ``PubSub``'s, dropped subscribed) was closed for the garbage collector: it is a leak then,
+with its socket, as one dropped connected is (its own ``__del__`` disconnects it too).
+
+Only the making, ``__del__`` and disconnecting of a connection are wrapped: a command pays
+nothing more.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable, Iterable
+from types import ModuleType
+
+from reclaim import _sites
+
+from . import _holders, _records
+from ._kinds import Details, Kind, register
+from ._patch import Patches
+from ._records import OPEN, Record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
+if TYPE_CHECKING:
+    from typing import Any
+
+__all__ = ["KIND", "install", "install_async", "socket_of"]
+
+__tracebackhide__ = True  # stands in for what it wraps: see _patch
+
+KIND = "redis-connection"
+
+
+def _target(conn: Any) -> str:
+    """``host:port/db`` of *conn* (``path/db`` over a Unix socket; ``user@`` first when it
+    authenticates as a named user), from what its ``repr()`` shows: never the password."""
+    try:
+        pieces = dict(conn.repr_pieces())
+    except Exception:  # half-built (a subclass sets its path after our __init__ ran), or exotic
+        return "?"
+    if "path" in pieces:
+        where = str(pieces["path"])
+    else:
+        where = f"{pieces.get('host', '?')}:{pieces.get('port', '?')}"
+    user = getattr(conn, "username", None)
+    return f"{user}@{where}/{pieces.get('db', 0)}" if user else f"{where}/{pieces.get('db', 0)}"
+
+
+def _label(conn: Any) -> tuple[str, str]:
+    """``(class, target)`` of *conn*, just made (not connected yet)."""
+    return _holders.public_name(type(conn)), _target(conn)
+
+
+def socket_of(conn: Any) -> Any:
+    """The socket of a redis-py connection, sync or asyncio (under an asyncio stream's
+    transport, under TLS too), or None while it is not connected."""
+    sock = getattr(conn, "_sock", None)
+    if sock is not None:
+        return sock
+    writer = getattr(conn, "_writer", None)
+    if writer is None:
+        return None
+    sock = writer.get_extra_info("socket")  # asyncio's TransportSocket around it
+    return getattr(sock, "_sock", sock)
+
+
+def _socket(conn: Any) -> Iterable[object]:
+    """*conn*'s socket, in a tuple :func:`._holders.claim` looks into and no further (the
+    connection reaches the program's objects: its callbacks, its credential provider)."""
+    sock = socket_of(conn)
+    return ((sock,),) if sock is not None else ()
+
+
+def _closed(conn: Any) -> bool:
+    return getattr(conn, "_sock", None) is None and getattr(conn, "_writer", None) is None
+
+
+def _is_open(obj: Any, rec: Record) -> bool:
+    return not _closed(obj)
+
+
+def _last_look(conn: Any, rec: Record) -> None:
+    """*conn*, dropped connected: its target as it is now (a maintenance may have moved it)."""
+    rec.info = (_label(conn), *rec.info[1:])
+
+
+def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
+    cls, target = rec.info[0]
+    if obj is not None:
+        target = _target(obj)
+    details: Details = {"class": cls, "target": target}
+    name = getattr(obj, "client_name", None) if obj is not None else None
+    if name:
+        details["client_name"] = name
+    return target, details
+
+
+register(Kind(KIND, is_open=_is_open, describe=_describe, holder=True))
+_holders.ROOTS[KIND] = _socket
+_holders.LAST_LOOK[KIND] = _last_look
+_holders.PARTS.add(KIND)
+
+
+def _closes(close: Callable[..., Any]) -> Callable[..., Any]:
+    """*close* (``disconnect``, or asyncio's ``_close``), noting a connection it closes for a
+    finalizer: the collector's doing (see the module's docstring)."""
+
+    @functools.wraps(close)
+    def closing(self: Any, *args: Any, **kwargs: Any) -> Any:
+        rec = _records.live.get(id(self))
+        if (
+            rec is not None
+            and rec.state == OPEN
+            and rec.kind == KIND
+            and rec() is self
+            and not _closed(self)
+            and _sites.in_finalizer(sys._getframe(1))
+        ):
+            _holders.dies(self, KIND)
+        return close(self, *args, **kwargs)
+
+    return closing
+
+
+def _install(patches: Patches, module: ModuleType, fix: str, close: str) -> None:
+    cls = getattr(module, "AbstractConnection", None)
+    if not isinstance(cls, type) or "__init__" not in vars(cls):
+        return
+    _holders.track(patches, cls, KIND, _closed, fix, _holders.nothing_owned, _label)
+    found = vars(cls).get(close)
+    if found is not None:
+        patches.set(cls, close, _closes(found))
+
+
+def install(patches: Patches, module: ModuleType) -> None:
+    """Track ``redis.connection.AbstractConnection`` (and its subclasses) as a holder."""
+    _install(patches, module, "disconnect(), or give it back to its pool", "disconnect")
+
+
+def install_async(patches: Patches, module: ModuleType) -> None:
+    """Track ``redis.asyncio.connection.AbstractConnection`` (and its subclasses) as a holder."""
+    _install(patches, module, "await disconnect(), or give it back to its pool", "_close")

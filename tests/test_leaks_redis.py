@@ -1,0 +1,202 @@
+"""redis-py's connections (sync and asyncio): a connection left connected is one entry, kind
+``redis-connection``, described as ``host:port/db``, at the program's line past redis-py's frames,
+its socket under it: made and connected by the program, checked out of a pool by a ``pubsub()``
+or a watching pipeline and kept, reconnected deep inside ``get_message()``, or closed for the
+collector by the ``__del__`` of what held it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from _leakhelp import Watch, ignore_gc_warnings, leakwatch, line
+
+__all__ = ["leakwatch"]  # the fixture, imported for pytest
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture
+def redis(redis_server: Any) -> Any:
+    """redis-py (the test is skipped without it or the server)."""
+    return pytest.importorskip("redis")
+
+
+@pytest.fixture
+def client(redis: Any, redis_server: Any) -> Iterator[Any]:
+    """A client of the server on 127.0.0.1 whose pool has connected nothing yet."""
+    made = redis.Redis(host=redis_server.host, port=redis_server.port)
+    yield made
+    made.close()
+
+
+def target(redis_server: Any, db: int = 0) -> str:
+    return f"{redis_server.host}:{redis_server.port}/{db}"
+
+
+@ignore_gc_warnings
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@pytest.mark.parametrize("dropped", [False, True], ids=["kept", "dropped"])
+def test_a_connection_the_program_connects_is_one_entry_at_its_line_holding_its_socket(
+    leakwatch: Watch, redis: Any, redis_server: Any, dropped: bool
+) -> None:
+    """It was a bare socket at redis-py's ``Connection._connect``, seven of its frames above
+    the program's line."""
+    conn = redis.Connection(host=redis_server.host, port=redis_server.port, db=3)
+    made = line() - 1
+    assert leakwatch.leaks() == []  # not connected: nothing open
+    conn.connect()
+    if dropped:
+        del conn
+        gc.collect()
+    leak = leakwatch.one("redis-connection")
+    assert leak.frames[0].lineno == made and leak.description == target(redis_server, 3)
+    assert leak.details["class"] == "redis.Connection"
+    assert leak.state == ("collected" if dropped else "open")
+    assert [(held.kind, held.state) for held in leak.holds] == [("socket", leak.state)]
+    assert [found.kind for found in leakwatch.leaks()] == ["redis-connection"]
+    if not dropped:
+        conn.disconnect()
+        assert leakwatch.leaks() == []
+        conn.connect()  # connected again: open again, still the line that made it
+        assert leakwatch.one("redis-connection").frames[0].lineno == made
+        conn.disconnect()
+        assert leakwatch.leaks() == []
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_an_asyncio_connection_the_program_connects_is_one_entry_at_its_line(
+    leakwatch: Watch, redis: Any, redis_server: Any
+) -> None:
+    aredis = pytest.importorskip("redis.asyncio")
+
+    async def main() -> None:
+        conn = aredis.Connection(host=redis_server.host, port=redis_server.port)
+        made = line() - 1
+        await conn.connect()
+        try:
+            leak = leakwatch.one("redis-connection")
+            assert leak.frames[0].lineno == made and leak.description == target(redis_server)
+            assert [held.kind for held in leak.holds] == ["socket"]
+        finally:
+            await conn.disconnect()
+        assert [leak.kind for leak in leakwatch.leaks() if leak.kind.startswith(("redis", "socket"))] == []
+
+    asyncio.run(main())
+
+
+def _pubsub(client: Any) -> tuple[Any, int]:
+    """A subscribed ``pubsub()``, and the line that subscribed."""
+    pubsub = client.pubsub()
+    pubsub.subscribe("reclaim-test:redis")
+    return pubsub, line() - 1
+
+
+def _watching(client: Any) -> tuple[Any, int]:
+    """A pipeline watching a key (its connection is out until ``reset()``), and the line of ``watch()``."""
+    pipe = client.pipeline()
+    pipe.watch("reclaim-test:redis")
+    return pipe, line() - 1
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@pytest.mark.parametrize("keeps", [_pubsub, _watching], ids=["pubsub", "watching-pipeline"])
+def test_a_connection_checked_out_on_first_use_and_kept_is_blamed_on_the_programs_line(
+    leakwatch: Watch, client: Any, redis_server: Any, keeps: Any
+) -> None:
+    """The pool connects it inside the checkout, which ``PubSub.execute_command`` (or
+    ``Pipeline.watch``'s) makes: it was reported at that line of redis-py's, with the program's
+    line two frames below, and as a bare socket."""
+    held, at = keeps(client)
+    try:
+        leak = leakwatch.one("redis-connection")
+        assert leak.frames[0].lineno == at
+        assert leak.details["checked_out_of"] == "redis-py"
+        assert leak.description.startswith(
+            f"{target(redis_server)}, checked out of a redis-py connection pool"
+        )
+        assert [held.kind for held in leak.holds] == ["socket"]
+    finally:
+        held.reset()  # given back: idle in the client's pool (a pipeline's still connected)
+    assert leakwatch.leaks("redis-connection") == []
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_a_pubsub_reconnected_inside_get_message_stays_blamed_on_its_subscribe(
+    leakwatch: Watch, client: Any
+) -> None:
+    """redis-py's own suite does this (``test_resubscribe_to_channels_on_reconnection``): the new
+    socket was made eight frames deep in redis-py, and the report showed no line of the program."""
+    pubsub = client.pubsub()
+    pubsub.subscribe("reclaim-test:redis")
+    at = line() - 1
+    pubsub.connection.disconnect()
+    pubsub.get_message(timeout=0.01)  # reconnects, and subscribes again
+    try:
+        leak = leakwatch.one("redis-connection")
+        assert leak.frames[0].lineno == at
+        [sock] = leak.holds
+        assert sock.kind == "socket" and sock.state == "open"
+        assert [found.kind for found in leakwatch.leaks()] == ["redis-connection"]
+    finally:
+        pubsub.close()
+    assert leakwatch.leaks() == []
+
+
+@ignore_gc_warnings
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_a_pubsub_dropped_subscribed_on_a_new_client_is_the_collectors_at_its_subscribe(
+    leakwatch: Watch, client: Any, redis_server: Any
+) -> None:
+    """Its ``__del__`` disconnects the connection and gives it back: the collector's doing, at
+    the line that subscribed (it was a bare socket at ``PubSub.execute_command``)."""
+    client.pubsub().subscribe("reclaim-test:redis")
+    at = line() - 1
+    gc.collect()
+    leak = leakwatch.one("redis-connection")
+    assert leak.state == "collected" and leak.frames[0].lineno == at
+    assert leak.description == target(redis_server)
+    assert [(held.kind, held.state) for held in leak.holds] == [("socket", "collected")]
+    assert [found.kind for found in leakwatch.leaks()] == ["redis-connection"]
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_a_single_connection_clients_own_connection_is_not_said_to_be_checked_out(
+    leakwatch: Watch, redis: Any, redis_server: Any
+) -> None:
+    """The client checks it out of its pool as it is made, and gives it back as it closes: it is
+    the client's, not a checkout the program kept."""
+    single = redis.Redis(host=redis_server.host, port=redis_server.port, single_connection_client=True)
+    made = line() - 1
+    single.ping()
+    try:
+        leak = leakwatch.one("redis")
+        assert leak.frames[0].lineno == made
+        [held] = leak.holds
+        assert held.kind == "socket" and "checked_out_of" not in held.details
+        assert "checked out" not in held.description
+    finally:
+        single.close()
+    assert leakwatch.leaks() == []
+
+
+def test_connections_given_back_and_clients_closed_leave_nothing(
+    leakwatch: Watch, client: Any, redis: Any, redis_server: Any
+) -> None:
+    client.ping()
+    with client.pubsub() as pubsub:
+        pubsub.subscribe("reclaim-test:redis")
+    with client.pipeline() as pipe:
+        pipe.watch("reclaim-test:redis")
+        pipe.multi()
+        pipe.get("reclaim-test:redis")
+        pipe.execute()
+    client.close()
+    with redis.Redis(host=redis_server.host, port=redis_server.port) as other:
+        other.ping()
+    assert leakwatch.leaks() == []
