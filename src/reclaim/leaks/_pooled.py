@@ -270,6 +270,13 @@ def reset() -> None:
 # -- redis-py ---------------------------------------------------------------------------------
 
 
+#: The functions of redis-py's clients that check a connection out for one command and give it
+#: back in a ``finally`` (sync ``Redis._execute_command``, asyncio's ``Redis.execute_command``):
+#: nothing they take can be kept, so a command pays one lookup for its checkout, not a site.
+_REDIS_GIVES_BACK = frozenset({"Redis._execute_command", "Redis.execute_command"})
+_REDIS_CLIENTS = frozenset({"redis.client", "redis.asyncio.client"})
+
+
 def _redis_records(conn: Any) -> tuple[_records.Record | None, _records.Record | None]:
     """The records of a redis-py connection a pool hands out, and of its socket: the connection's
     own (see :mod:`._redis`; a client-side cache's proxy wraps it) and its socket's, or only its
@@ -291,7 +298,11 @@ def _redis_out(conn: Any, frame: Any) -> None:
     """A redis-py pool handed *conn* to the code running in *frame*: blamed on the program's line
     past redis-py's own frames (a ``pubsub()``'s first command checks its connection out in
     ``PubSub.execute_command``, a pipeline's in ``execute()``), with its socket. Not the one a
-    client checks out as it is made (``single_connection_client=True``): that is the client's."""
+    client checks out as it is made (``single_connection_client=True``): that is the client's.
+    Nor a command's (:data:`_REDIS_GIVES_BACK`): what it takes goes back before it returns."""
+    code = frame.f_code
+    if code.co_qualname in _REDIS_GIVES_BACK and frame.f_globals.get("__name__") in _REDIS_CLIENTS:
+        return
     if _holders.making() is not None:
         return
     try:
