@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -200,3 +201,41 @@ def test_connections_given_back_and_clients_closed_leave_nothing(
     with redis.Redis(host=redis_server.host, port=redis_server.port) as other:
         other.ping()
     assert leakwatch.leaks() == []
+
+
+class _Kept:
+    """What a pool keeps idle (a stand-in for a connection): here, a socket closed long ago."""
+
+    is_connected = True  # as redis-py's connections say: the pool is open while one is
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+
+
+@ignore_gc_warnings
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_a_pool_dying_in_a_cycle_does_not_take_a_socket_collected_before_it_was_made(
+    leakwatch: Watch, redis: Any
+) -> None:
+    """Under pytest every record is of one generation, so "collected since the holder was made"
+    let a pool of a later test take the sockets an earlier test's were reported for: a closed
+    socket it reached (through a mock's traceback, in redis-py's suite) was made at the address
+    of one collected before, and taken for it."""
+    dropped = socket.socket()
+    address = id(dropped)
+    del dropped  # closed by the collector: a leak, and its record keyed by that address
+    [leak] = leakwatch.leaks("socket")
+    assert leak.state == "collected"
+    # A socket made at that address now, and closed: the program's, untracked from then on.
+    made = [socket.socket() for _ in range(64)]
+    reused = next((sock for sock in made if id(sock) == address), None)
+    for sock in made:
+        sock.close()
+    if reused is None:
+        pytest.skip("the allocator gave no new socket the dropped one's address")
+    pool = redis.ConnectionPool()
+    pool._available_connections.append(_Kept(reused))
+    pool.cycle = pool  # dies in a collection: its claim searches the collected records
+    del pool, made
+    gc.collect()
+    assert [found.kind for found in leakwatch.leaks()] == ["socket"]  # no pool holding it

@@ -67,6 +67,7 @@ import gc
 import itertools
 import sys
 import threading
+import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -453,6 +454,7 @@ def track(
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         outer = getattr(_making, "holder", None)
         _making.holder = self
+        started = time.time()
         try:
             init(self, *args, **kwargs)
         finally:
@@ -476,6 +478,7 @@ def track(
             if package in MADE_THROUGH:
                 maker = caller(maker, MADE_THROUGH[package])
         rec = _records.new(self, kind, (name, closed, fix, ()), _records.capture(maker, _records.depth))
+        rec.time = started  # acquired as its making began: what it opened meanwhile is after it
         if type(self).__del__ is __del__:  # a subclass's own __del__ may never call ours
             rec.why = _records.AT_DEL
         for part in owned(self):
@@ -717,7 +720,7 @@ def claim(holder: object, kind: str, dying: Record | None = None) -> tuple[Recor
                 held.extend(part for part in finalized[key][1] if part.seq >= dying.seq)  # type: ignore[union-attr]
             elif dead_classes and dying is not None and isinstance(ref, dead_classes):
                 if dead is None:
-                    dead = _collected(dying.seq)
+                    dead = _collected(dying)
                 found = dead.get(key)
                 if found is not None and isinstance(ref, dead_types[found.kind]):
                     held.append(found)
@@ -767,12 +770,25 @@ def _dead_types() -> dict[str, tuple[type, ...]]:
     return found
 
 
-def _collected(since: int) -> dict[object, Record]:
-    """Key -> the newest collected record of one of :data:`DEAD_KINDS` acquired in generation
-    *since* or later whose object is gone (see :func:`claim`)."""
+def _collected(holder: Record) -> dict[object, Record]:
+    """Key -> the newest collected record of one of :data:`DEAD_KINDS` acquired since *holder*'s
+    was (in its generation or later, and not before its time) whose object is gone (see
+    :func:`claim`).
+
+    The time, as well as the generation: under pytest every record is of one generation, and a
+    pool of a later test that reached a closed socket made at the address of one an earlier
+    test's was reported for (through a mock's traceback, in redis-py's suite) took it for its own.
+    """
     out: dict[object, Record] = {}
+    since, made = holder.seq, holder.time
     for rec in itertools.islice(reversed(_records.collected), DEAD_SEARCH):
-        if rec.kind in DEAD_KINDS and rec.seq >= since and rec() is None and rec.why == _records.COLLECTED:
+        if (
+            rec.kind in DEAD_KINDS
+            and rec.seq >= since
+            and rec.time >= made
+            and rec() is None
+            and rec.why == _records.COLLECTED
+        ):
             out.setdefault(rec.key, rec)
     return out
 
