@@ -5,6 +5,7 @@ the line that awaited the library."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import os
 import socket
@@ -19,6 +20,7 @@ import pytest
 import reclaim
 from _leakhelp import LEAN, Watch, ignore_gc_warnings, leakwatch, line
 from reclaim import _sites
+from reclaim.leaks import set_context
 
 __all__ = ["leakwatch"]  # the fixture, imported for pytest
 
@@ -164,6 +166,64 @@ def test_what_a_callbacks_task_acquires_names_its_coroutine_once(leakwatch: Watc
         kept[0].close()
     # The socket's line, then the program's line that made the task that registered the callback.
     assert [where(frame) for frame in leak.frames[:2]] == [(HERE, opened), (HERE, at)]
+
+
+def test_a_task_given_a_fresh_context_finds_nothing_of_reclaims_in_it(leakwatch: Watch) -> None:
+    """uvicorn's ``reset_contextvars`` runs each request in ``create_task(..., context=Context())``
+    and its tests check that context holds nothing the app did not set: reclaim set its origin
+    there, and the app found a variable of reclaim's (whose code objects json.dumps refused)."""
+    seen: list[dict[str, object]] = []
+
+    async def request() -> None:
+        seen.append({var.name: value for var, value in contextvars.copy_context().items()})
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+
+        def data_received() -> None:  # a protocol's callback: no task runs
+            task = loop.create_task(request(), context=contextvars.Context())
+            task.add_done_callback(lambda _: done.set_result(None))
+
+        loop.call_soon(data_received)
+        await done
+
+    asyncio.run(main())
+    assert seen == [{}]
+    assert leakwatch.leaks() == []
+
+
+@pytest.mark.reclaim_allow
+@ignore_gc_warnings
+def test_what_a_task_given_a_fresh_context_acquires_is_labelled_where_it_was_made(
+    leakwatch: Watch,
+) -> None:
+    """Its origin kept beside the task, not in its context: what it, and a task it makes, open
+    while another test runs is still the label's that made it (a session fixture's server)."""
+    kept: list[socket.socket] = []
+
+    async def child() -> None:
+        kept.append(socket.socket())
+
+    async def request() -> None:
+        kept.append(socket.socket())
+        await asyncio.create_task(child())
+
+    loop = asyncio.new_event_loop()
+    previous = set_context("the server's fixture")
+    try:
+        task = loop.create_task(request(), context=contextvars.Context())
+        set_context("a later test")
+        loop.run_until_complete(task)
+    finally:
+        set_context(previous)
+        loop.close()
+    try:
+        found = leakwatch.leaks("socket")
+    finally:
+        for sock in kept:
+            sock.close()
+    assert [leak.context for leak in found] == ["the server's fixture"] * 2
 
 
 def test_correct_servers_and_callback_tasks_report_nothing(leakwatch: Watch) -> None:

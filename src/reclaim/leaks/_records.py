@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextvars
 import os
+import sys
 import threading
 import time
 import weakref
@@ -73,6 +74,8 @@ __all__ = [
     "reset",
     "site_of",
     "succeed",
+    "task_origin",
+    "task_origins",
     "unask_file_depth",
 ]
 
@@ -266,6 +269,22 @@ def thread_name() -> str:
 origin: contextvars.ContextVar[tuple[Any, str | None]] = contextvars.ContextVar("reclaim_origin")
 _origin = origin.get
 
+#: :data:`origin` of the tasks made to run in a fresh, empty context (``create_task(coro,
+#: context=contextvars.Context())``, uvicorn's ``reset_contextvars``), and of the tasks they
+#: make: kept beside the task, as the program expects that context to hold nothing it did not
+#: set (uvicorn's tests serialize it). Callbacks such a task registers carry no origin.
+task_origins: weakref.WeakKeyDictionary[Any, tuple[Any, str | None]] = weakref.WeakKeyDictionary()
+
+
+def task_origin() -> tuple[Any, str | None] | None:
+    """The :data:`task_origins` entry of the asyncio task running now, else None."""
+    tasks = sys.modules.get("asyncio.tasks")
+    try:
+        task = None if tasks is None else tasks.current_task()
+    except RuntimeError:  # no running event loop
+        return None
+    return None if task is None else task_origins.get(task)
+
 
 #: Default of :func:`new`'s *label*: the label current here, read by :func:`label_here`.
 HERE: Any = object()
@@ -279,6 +298,8 @@ def label_here() -> str | None:
     what a thread acquires is labelled as where it was started.
     """
     started = _origin(None)
+    if started is None and task_origins:
+        started = task_origin()
     if started is not None and started[1] is not None:
         return started[1]
     started_in: str | None = names.both[1]

@@ -26,7 +26,10 @@ program's line that registered the callback. A task made outside any task (by a
 callback, by ``asyncio.run``, by pytest-asyncio for a test) sets its site and
 label in the context it runs in (see :data:`._records.origin`), which the tasks
 and callbacks made from it copy in turn, and ``Server._start_serving`` sets the
-line that started the server for the callbacks that accept its connections.
+line that started the server for the callbacks that accept its connections. A task given a
+fresh, empty context (``context=contextvars.Context()``, uvicorn's ``reset_contextvars``)
+keeps them beside it instead (see :data:`._records.task_origins`): the program expects that
+context to hold only what it sets.
 asgiref's ``_restore_context``, which copies what a call's context changed into the
 caller's, is wrapped to leave that site and label out (see install_asgiref).
 """
@@ -270,6 +273,7 @@ def tracking_create_task(create_task: Any) -> Any:
     capture = _records.capture
     current_task = sys.modules["asyncio.tasks"].current_task
     origin = _records.origin
+    task_origins = _records.task_origins
 
     def create_task_(self: Any, coro: Any, *args: Any, **kwargs: Any) -> Any:
         caller = sys._getframe(1)
@@ -278,13 +282,18 @@ def tracking_create_task(create_task: Any) -> Any:
         if caller.f_code in PLUMBING or getattr(coro, "cr_code", None) in PLUMBING:
             return create_task(self, coro, *args, **kwargs)
         context = kwargs.get("context")
-        in_task = current_task(self) is not None
+        running = current_task(self)
+        in_task = running is not None
         if in_task and context is None:
             # The usual case: made in a task, whose frames are on the stack. It copies the running
             # task's context, and so what started that (see _records.origin): not set anew, as
             # a context variable costs two HAMT copies and a token on every task.
             task = create_task(self, coro, *args, **kwargs)
             site = capture(caller, _records.depth)
+            if task_origins:  # made in a task whose origin is kept beside it, not in its context
+                started = task_origins.get(running)
+                if started is not None:
+                    task_origins[task] = started
             _records.new(task, "task", (task.get_name(), _coro_name(coro), _coro_ref(coro)), site)
         else:
             # A loop callback's (no task's frames on the stack), code's outside the loop, or one
@@ -302,6 +311,11 @@ def tracking_create_task(create_task: Any) -> Any:
                     task = create_task(self, coro, *args, **kwargs)
                 finally:
                     origin.reset(token)
+            elif type(context) is contextvars.Context and not len(context):
+                # A fresh context, to run in isolation (uvicorn's reset_contextvars): the program
+                # expects it to hold only what the task sets there, so nothing of reclaim's.
+                task = create_task(self, coro, *args, **kwargs)
+                task_origins[task] = (site, label)
             else:
                 task = _in_context(context, (site, label), create_task, self, coro, *args, **kwargs)
             closing = _closing_agen.get(None)
