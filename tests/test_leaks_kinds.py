@@ -2465,6 +2465,30 @@ def test_async_generator_dropped_unfinished_is_reported_at_the_drop_naming_the_g
 
 
 @pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_async_generator_a_task_drops_as_it_ends_is_reported_at_that_task_not_the_loops_caller(
+    leakwatch: Watch,
+) -> None:
+    """A local async generator left unfinished dies as its task's coroutine returns, under the
+    loop's own frames: the drop was reported at the line that ran the loop (a pytest-asyncio
+    test run by pytester in-process: the outer test's runpytest() line, the inner test named
+    nowhere). It is the task's, whose coroutine ended: its def line, then where it was made."""
+    started = 0
+
+    async def main() -> None:
+        numbers = _two_numbers()
+        await numbers.__anext__()
+
+    asyncio.run(main())
+    started = line() - 1
+    leak = leakwatch.one("task")
+    assert leak.details["coroutine"] == "_two_numbers().aclose"
+    assert [(frame.filename, frame.lineno) for frame in leak.frames[:2]] == [
+        (__file__, main.__code__.co_firstlineno),
+        (__file__, started),
+    ]
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
 def test_task_left_pending_is_reported_by_the_name_create_task_gave_it(leakwatch: Watch) -> None:
     """asyncio.create_task(name=...) names the task after the loop made it (before 3.13): it was
     reported as 'Task-N'."""

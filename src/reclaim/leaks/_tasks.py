@@ -387,8 +387,9 @@ def _closing_at_drop(patches: Patches, loop_cls: type) -> None:
     """Wrap ``_asyncgen_finalizer_hook``: the task it schedules to close the async generator the
     program dropped is named after that generator and carries the line that dropped it (the frame
     running as the generator died of its last reference), as a callback carries the line that
-    registered it (see :data:`._records.origin`). A generator a collection finalizes was dropped
-    at no line of the program's: its task keeps the site it had."""
+    registered it (see :data:`._records.origin`); one that died as a task's step ended, the site
+    of that task. A generator a collection finalizes was dropped at no line of the program's: its
+    task keeps the site it had."""
     hook = vars(loop_cls).get("_asyncgen_finalizer_hook")
     if hook is None:  # private: a release may rename it
         return
@@ -402,7 +403,8 @@ def _closing_at_drop(patches: Patches, loop_cls: type) -> None:
         except ValueError:  # finalized from C code with no Python frame: no line dropped it
             caller = None
         if caller is not None and _sites._collecting_in != threading.get_ident():
-            site = _records.capture(caller, _records.depth)
+            site = _ended_step(self) if caller.f_code is _sites.task_root else ()
+            site = site or _records.capture(caller, _records.depth)
             _records.thread_name()
             token = origin.set((site, _records.label_here()))
         try:
@@ -414,6 +416,24 @@ def _closing_at_drop(patches: Patches, loop_cls: type) -> None:
 
     _asyncgen_finalizer_hook.__doc__ = hook.__doc__
     patches.set(loop_cls, "_asyncgen_finalizer_hook", _asyncgen_finalizer_hook)
+
+
+def _ended_step(loop: Any) -> Any:
+    """The flat site of a drop as the step of *loop*'s running task ended (a local of its
+    coroutine, which returned): that coroutine (its def line), then where the task was made; empty
+    when no tracked task runs. The frames past the loop's drive it and led to no drop: a
+    pytest-asyncio test run in-process by pytester had the outer test's runpytest() line."""
+    try:
+        task = sys.modules["asyncio.tasks"].current_task(loop)
+    except RuntimeError:  # the loop is not running
+        return ()
+    code = getattr(task.get_coro(), "cr_code", None) if task is not None else None
+    if code is None:
+        return ()
+    made = _site_of(task)
+    if len(made) > 1 and made[0] is code and made[1] == 0:  # a framework's task: starts with it
+        return made
+    return (code, 0, *made)[: 2 * _records.depth]
 
 
 def _serving_at_caller(patches: Patches, server_cls: type) -> None:
