@@ -316,7 +316,7 @@ INTEGRATIONS = tuple(
     for name in (
         "_asyncpg", "_gevent", "_grpc", "_mmap", "_multiprocessing", "_nats", "_paho", "_pika",
         "_psycopg", "_pyftpdlib", "_sharedmemory", "_socketio", "_sqlite", "_tempfiles", "_trio",
-        "_twisted", "_watchfiles", "_zmq",
+        "_twisted", "_watchdog", "_watchfiles", "_zmq",
     )
 )  # fmt: skip
 

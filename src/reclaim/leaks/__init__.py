@@ -86,6 +86,7 @@ KINDS = (
     "aiormq",
     "mqtt",
     "nats",
+    "watchdog",
     "grpc",
     "zmq-socket",
     "zmq-context",

@@ -123,6 +123,8 @@ HOOKS: tuple[tuple[str, str], ...] = (
     *_each(("grpc", "grpc.aio"), "_grpc:install"),
     *_each(("grpc._channel", "grpc.aio._channel"), "_grpc:install_channel"),
     ("watchfiles.main", "_watchfiles:install"),
+    ("watchdog.observers.inotify_c", "_watchdog:install_inotify"),
+    ("watchdog.observers.api", "_watchdog:install_observers"),
     ("pycares", "_pycares:install"),
     *_each(
         ("filelock._core._lock", "filelock._async_lock._lock", "filelock._api", "filelock.asyncio"),

@@ -49,7 +49,8 @@ class Leak:
             ``"httpcore"``, ``"requests"`` or ``"urllib3"`` (an HTTP client or pool not closed,
             holding leaked sockets: see ``holds``), ``"sqlalchemy"`` (an engine never disposed, holding the
             connections its pool keeps), ``"redis"`` (a redis-py client never closed, holding its
-            connections), ``"scope"``,
+            connections), ``"watchdog"`` (a watchdog observer never stopped, or an inotify
+            reader whose descriptors are still open), ``"scope"``,
             ``"resource"``, ``"lease"`` or
             ``"untracked-fd"`` (a descriptor no hook saw opened).
         description: what it is: path and mode, peer address, pid and command,
@@ -81,7 +82,8 @@ class Leak:
             entry is the object, at the line that made it, not each socket at its request
             line. For a
             ``"thread"`` still running, the event loop, tasks and worker threads it runs, and
-            the sockets that loop opened.
+            the sockets that loop opened. For a ``"watchdog"`` observer, its emitters' threads
+            and its inotify reader; for that reader, its thread.
             Empty for every other kind.
     """
 

@@ -810,6 +810,9 @@ def _find(window: Snapshot, context: str | None, include_framework: bool, untrac
     loops = _integration("_loops")  # loaded with asyncio: no loop, no default executor
     if loops is not None:
         loops.fold_executors(found, held)
+    watchdog = _integration("_watchdog")  # loaded with watchdog's observers
+    if watchdog is not None:
+        watchdog.fold(found, held)
 
     def leak(rec: Record, obj: Any, state: str) -> Leak:  # a holder's parts, and theirs (_holders.PARTS)
         return _leak(rec, obj, state, now, [leak(*item) for item in held.get(id(rec), ())])
