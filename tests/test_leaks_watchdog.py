@@ -81,7 +81,7 @@ def test_a_reader_closed_before_it_read_is_one_entry_at_its_line(leakwatch: Watc
         assert_site(leak, at)
         assert leak.details["paths"] == [str(tmp_path)]
         assert f"watching {tmp_path}" in leak.description
-        assert "closed, its descriptors left open" in leak.description
+        assert "closed, but its descriptors were left open" in leak.description
         assert leak.details["fd"] == reader._inotify_fd
     finally:
         reader._close_resources()  # what watchdog's reader thread would have done
@@ -148,3 +148,34 @@ def test_an_observer_stopped_and_joined_leaks_nothing(leakwatch: Watch, tmp_path
     finally:
         shut(observer)
     assert leakwatch.leaks() == []
+
+
+class Created(Ignored):
+    """Sets ``created`` at the first inotify event: its reader read."""
+
+    def __init__(self) -> None:
+        self.created = threading.Event()
+
+    def on_event(self, event: object) -> None:
+        self.created.set()
+
+
+def test_the_reader_shared_by_the_process_is_watchdogs_own(
+    leakwatch: Watch, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``InotifyFD.get_instance()`` starts one reader every emitter not handed one shares, for the
+    rest of the process: its thread and its inotify descriptor were reported at the line of the
+    program's first emitter, as if the program had left them running."""
+    monkeypatch.setattr(inotify_c.InotifyFD, "_instance", None)  # as at the first call
+    reader = inotify_c.InotifyFD.get_instance()
+    try:
+        assert leakwatch.leaks() == []
+    finally:
+        # Let it read once, so that stopping it closes its descriptors (see running()).
+        created = Created()
+        reader.add_callback(os.fsencode(tmp_path), inotify_c.InotifyConstants.IN_CREATE, created, 1)
+        (tmp_path / "touched").write_text("x")
+        assert created.created.wait(timeout=30), "the reader read no event"
+        reader.stop()
+        reader.join(timeout=30)
+    assert not reader.is_alive()

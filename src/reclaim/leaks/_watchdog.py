@@ -18,8 +18,12 @@ under it. watchdog closes those descriptors on the reader thread only: an ``Inot
 before that thread ever read (never started, or stopped at once) keeps them open for good, and
 the entry says so.
 
-Only ``InotifyFD``'s ``__init__``, ``add_callback`` and ``close`` and ``BaseObserver.start``
-are wrapped; a program that does not import watchdog loads none of this.
+The reader ``InotifyFD.get_instance()`` starts for the process, which every emitter not handed
+one of its own shares (an ``InotifyEmitter`` made by the program), is watchdog's: it outlives
+every observer, and is not reported (its descriptors are kept, see :data:`._fds.KEPT`).
+
+Only ``InotifyFD``'s ``__init__``, ``add_callback``, ``close`` and ``get_instance`` and
+``BaseObserver.start`` are wrapped; a program that does not import watchdog loads none of this.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from collections.abc import Callable
 from types import ModuleType
 
 from . import _records
-from ._fds import identity
+from ._fds import identity, keep
 from ._holders import public_name
 from ._kinds import Details, Kind, register
 from ._owning import caller, outside, own
@@ -109,12 +113,12 @@ def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
     if closed:
         # watchdog closes them on the reader thread, as it reads again after close(): a reader
         # never started, or stopped before it first read, never does.
-        why = "watchdog closes them on its reader thread, which was not reading"
-        why += " (never started, or stopped before it read)"
-        return f"{text} closed, its descriptors left open: {why}", details
+        why = "watchdog closes them on its reader thread, which was not reading: never started,"
+        why += " or stopped before it read"
+        return f"{text}: closed, but its descriptors were left open ({why})", details
     if reader is None:
-        return f"{text} dropped with its descriptors open ({STOP})", details
-    return f"{text} not closed ({STOP}, or close())", details
+        return f"{text}: dropped with its descriptors open ({STOP})", details
+    return f"{text}: not closed ({STOP}, or close())", details
 
 
 register(Kind(KIND, is_open=_is_open, describe=_describe, fds=_fds, waitable=True))
@@ -152,6 +156,9 @@ def install_inotify(patches: Patches, module: ModuleType) -> None:
     close: Callable[..., Any] | None = vars(cls).get("close")
     if close is not None:
         patches.set(cls, "close", _noting_close(close))
+    shared = vars(cls).get("get_instance")
+    if isinstance(shared, classmethod):
+        patches.set(cls, "get_instance", _sharing(shared.__func__))
     if add is None:
         return
 
@@ -174,6 +181,33 @@ def _record(reader: Any) -> Record | None:
     if rec is None or rec.kind != KIND or len(rec.info) != len(_INOTIFY_INFO) or rec.info[3]() is not reader:
         return None
     return rec
+
+
+def _sharing(get_instance: Callable[..., Any]) -> classmethod[Any, Any, Any]:
+    """``InotifyFD.get_instance``, leaving the reader it starts for the process to watchdog."""
+
+    def get_instance_(cls: Any, *args: Any, **kwargs: Any) -> Any:
+        before = getattr(cls, "_instance", None)
+        reader = get_instance(cls, *args, **kwargs)
+        if reader is not before:
+            _leave_to_watchdog(reader)
+        return reader
+
+    get_instance_.__doc__ = get_instance.__doc__
+    return classmethod(get_instance_)
+
+
+def _leave_to_watchdog(reader: Any) -> None:
+    """*reader*, the ``InotifyFD`` shared by every emitter not handed one of its own, is watchdog's:
+    its descriptors are kept (see :data:`._fds.KEPT`) and neither it nor its thread is reported."""
+    rec = _record(reader)
+    if rec is not None:
+        fds = (rec.key[1], *rec.info[2])  # type: ignore[index]
+        _records.release(rec.key)
+        keep(tuple((fd, ident) for fd in fds if (ident := identity(fd)) is not None))
+    thread = _records.live.get(id(reader))
+    if thread is not None and thread() is reader and thread.kind == "thread":
+        _records.release(id(reader))
 
 
 def _noting_close(close: Callable[..., Any]) -> Callable[..., Any]:
