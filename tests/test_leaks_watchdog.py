@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from _leakhelp import Watch, assert_site, leakwatch, line
+from reclaim.leaks import _kinds
 
 inotify_c = pytest.importorskip(
     "watchdog.observers.inotify_c", reason="watchdog's inotify observer is Linux's"
@@ -83,6 +84,8 @@ def test_a_reader_closed_before_it_read_is_one_entry_at_its_line(leakwatch: Watc
         assert f"watching {tmp_path}" in leak.description
         assert "closed, but its descriptors were left open" in leak.description
         assert leak.details["fd"] == reader._inotify_fd
+        # Nothing of watchdog's will close them now: a check's grace period does not wait for it.
+        assert not _kinds.kind_of("watchdog").worth_waiting_for(leak.details)
     finally:
         reader._close_resources()  # what watchdog's reader thread would have done
     assert leakwatch.leaks() == []
@@ -115,6 +118,9 @@ def test_an_inotify_observer_never_stopped_is_one_entry_holding_its_parts(
         assert_site(reader, scheduled)
         assert "its reader thread still running" in reader.description
         assert [part.details["target"] for part in reader.holds] == ["InotifyFD.run"]
+        # Stopped, not yet joined, an observer and its reader end by themselves: waited for.
+        assert _kinds.kind_of("watchdog").worth_waiting_for(leak.details)
+        assert _kinds.kind_of("watchdog").worth_waiting_for(reader.details)
     finally:
         shut(observer)
     assert leakwatch.leaks() == []

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import sys
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import ModuleType
 
 from . import _records
@@ -121,7 +121,13 @@ def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
     return f"{text}: not closed ({STOP}, or close())", details
 
 
-register(Kind(KIND, is_open=_is_open, describe=_describe, fds=_fds, waitable=True))
+def _may_end(details: Mapping[str, Any]) -> bool:
+    """Whether a check's grace period may see it end: an observer stopped, not yet joined, or a
+    reader thread closing its descriptors; not descriptors no thread of watchdog's will close."""
+    return bool(details.get("reader_alive", True))
+
+
+register(Kind(KIND, is_open=_is_open, describe=_describe, fds=_fds, waitable=_may_end))
 
 
 def _site(obj: object, frame: Any) -> Any:
