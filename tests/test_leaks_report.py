@@ -178,6 +178,7 @@ def test_the_import_hooks_name_every_module_each_integration_has_a_table_for() -
     to import them to know when to): each installer is hooked on exactly its table's modules."""
     from reclaim.leaks import (
         _aiormq,
+        _apscheduler,
         _filelock,
         _grpc,
         _instrument,
@@ -217,7 +218,7 @@ def test_the_import_hooks_name_every_module_each_integration_has_a_table_for() -
         "_twisted:install_poller": set(_twisted.POLLERS),
         "_twisted:install_unbound": set(_twisted.UNBOUND),
     }
-    for integration in (_pika, _paho, _nats, _aiormq, _watchdog):
+    for integration in (_pika, _paho, _nats, _aiormq, _watchdog, _apscheduler):
         short = integration.__name__.rpartition(".")[2]
         for name, function in integration.MODULES.items():
             tables.setdefault(f"{short}:{function.__name__}", set()).add(name)

@@ -87,6 +87,7 @@ KINDS = (
     "mqtt",
     "nats",
     "watchdog",
+    "apscheduler",
     "grpc",
     "zmq-socket",
     "zmq-context",

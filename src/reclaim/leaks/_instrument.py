@@ -125,6 +125,7 @@ HOOKS: tuple[tuple[str, str], ...] = (
     ("watchfiles.main", "_watchfiles:install"),
     ("watchdog.observers.inotify_c", "_watchdog:install_inotify"),
     ("watchdog.observers.api", "_watchdog:install_observers"),
+    ("apscheduler.schedulers.base", "_apscheduler:install"),
     ("pycares", "_pycares:install"),
     *_each(
         ("filelock._core._lock", "filelock._async_lock._lock", "filelock._api", "filelock.asyncio"),

@@ -807,6 +807,9 @@ def _find(window: Snapshot, context: str | None, include_framework: bool, untrac
     found.sort(key=lambda item: (item[0].seq, item[0].time))
     held = _holders.fold(found)
     _threads.fold(found, held)
+    apscheduler = _integration("_apscheduler")  # loaded with APScheduler's schedulers
+    if apscheduler is not None:
+        apscheduler.fold(found, held)
     loops = _integration("_loops")  # loaded with asyncio: no loop, no default executor
     if loops is not None:
         loops.fold_executors(found, held)

@@ -1,0 +1,139 @@
+"""APScheduler: a scheduler never shut down is one entry at the program's line, not the threads,
+executors and tasks it is made of.
+
+An APScheduler 3 scheduler, started, runs its jobs on executors (a ``concurrent.futures`` thread
+or process pool, asyncio tasks) and, a ``BackgroundScheduler``, its main loop on a thread of its
+own; ``shutdown()`` shuts all of them down, and its job stores (a SQLAlchemy engine, a redis-py
+client). Never shut down, a ``BackgroundScheduler`` was reported as a
+``concurrent.futures.ThreadPoolExecutor`` made in ``BaseScheduler._create_default_executor``
+and a thread ``'APScheduler'`` running ``BlockingScheduler._main_loop()``, an
+``AsyncIOScheduler`` as the tasks its executor ran, made in ``AsyncIOScheduler.wakeup`` (a timer
+callback: no line of the program's at all); none of them said "scheduler", nor that
+``shutdown()`` is the fix.
+
+So a scheduler, as it starts, is recorded (kind ``apscheduler``) at the program's line that
+started it, open until it is shut down; what it holds is listed under it (see :func:`fold`): its
+thread, its executors' pools and pending tasks, its job stores' engines and clients. A scheduler
+that holds nothing a check finds (started, but no job ever ran on a thread) is not reported: it
+owns nothing of the process's. Only ``BaseScheduler.start`` is wrapped; a program that does not
+import APScheduler loads none of this.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from types import ModuleType
+
+from . import _records
+from ._holders import public_name
+from ._kinds import Details, Kind, register
+from ._owning import caller, outside
+from ._patch import Patches
+from ._records import Record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
+if TYPE_CHECKING:
+    from typing import Any
+
+    from ._holders import Found
+
+__all__ = ["KIND", "MODULES", "fold", "install"]
+
+__tracebackhide__ = True  # stands in for what it wraps: see _patch
+
+KIND = "apscheduler"
+
+#: What a scheduler still running was not given.
+FIX = "shutdown()"
+
+#: APScheduler's ``STATE_STOPPED`` (``apscheduler.schedulers.base``): never started, or shut down.
+STOPPED = 0
+
+#: Where a job store keeps what its ``shutdown()`` closes: SQLAlchemy's engine, redis-py's client,
+#: pymongo's.
+STORE_PARTS = ("engine", "redis", "client")
+
+
+def _is_open(obj: Any, rec: Record) -> bool:
+    return getattr(obj, "state", STOPPED) != STOPPED
+
+
+def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
+    label: str = rec.info[0]
+    details: Details = {"class": label}
+    if obj is not None:
+        details["paused"] = getattr(obj, "state", None) == 2  # STATE_PAUSED
+        details["executors"] = sorted(map(str, dict(getattr(obj, "_executors", {}))))
+        details["jobstores"] = sorted(map(str, dict(getattr(obj, "_jobstores", {}))))
+    # A report heads it with its kind: "apscheduler BackgroundScheduler not shut down (shutdown())".
+    return f"{label.rpartition('.')[2]} not shut down ({FIX})", details
+
+
+register(Kind(KIND, is_open=_is_open, describe=_describe))
+
+
+def parts(scheduler: Any) -> list[object]:
+    """What *scheduler*'s ``shutdown()`` stops or closes: its thread, its executors' pools and
+    pending futures, its job stores' engines and clients."""
+    held: list[object] = []
+    thread = getattr(scheduler, "_thread", None)  # a BackgroundScheduler's (or a Qt one's timer)
+    if thread is not None:
+        held.append(thread)
+    for executor in tuple(dict(getattr(scheduler, "_executors", {})).values()):
+        pool = getattr(executor, "_pool", None)
+        if pool is not None:
+            held.append(pool)
+        held.extend(tuple(getattr(executor, "_pending_futures", ())))  # AsyncIOExecutor's tasks
+    for store in tuple(dict(getattr(scheduler, "_jobstores", {})).values()):
+        held.extend(part for name in STORE_PARTS if (part := getattr(store, name, None)) is not None)
+    return held
+
+
+def install(patches: Patches, module: ModuleType) -> None:
+    """Record each scheduler started (``BaseScheduler.start``) at the program's line."""
+    cls = getattr(module, "BaseScheduler", None)
+    if not (isinstance(cls, type) and "start" in vars(cls)):
+        return
+    start: Callable[..., None] = vars(cls)["start"]
+
+    def start_(self: Any, *args: Any, **kwargs: Any) -> None:
+        start(self, *args, **kwargs)
+        maker = outside(self, sys._getframe(1))  # past a subclass's start(), which calls this
+        if maker is not None:
+            maker = caller(maker, "apscheduler")
+        # Started again after a shutdown(): a new record, at the line that started it again.
+        _records.new(self, KIND, (public_name(type(self)),), _records.capture(maker, _records.depth))
+
+    start_.__doc__ = start.__doc__
+    patches.set(cls, "start", start_)
+
+
+def fold(found: list[Found], out: dict[int, list[Found]]) -> None:
+    """Take what the schedulers among *found* hold out of it, into ``out[id(their record)]``
+    (see :func:`parts`), and the schedulers that hold none of it (*found* is ``(record, live
+    object or None, state)``)."""
+    schedulers = [item for item in found if item[0].kind == KIND]
+    if not schedulers:
+        return
+    owner: dict[int, Record] = {}
+    for rec, obj, _ in schedulers:
+        if obj is not None:
+            for part in parts(obj):
+                owner.setdefault(id(part), rec)
+    holding: set[int] = set()
+    keep: list[Found] = []
+    for item in found:
+        scheduler = owner.get(id(item[1])) if item[1] is not None else None
+        if scheduler is not None and scheduler is not item[0]:
+            out.setdefault(id(scheduler), []).append(item)
+            holding.add(id(scheduler))
+        else:
+            keep.append(item)
+    found[:] = [item for item in keep if item[0].kind != KIND or id(item[0]) in holding]
+
+
+#: module -> what tracks its part of APScheduler, once the program imports it.
+MODULES: dict[str, Callable[[Patches, ModuleType], None]] = {
+    "apscheduler.schedulers.base": install,
+}

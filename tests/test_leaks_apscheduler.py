@@ -1,0 +1,127 @@
+"""APScheduler: a scheduler never shut down is one entry at the line that started it, holding
+its thread, its executors and its tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+
+from _leakhelp import Watch, assert_site, leakwatch, line
+
+pytest.importorskip("apscheduler")
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.schedulers.background import BackgroundScheduler
+
+__all__ = ["leakwatch"]  # the fixture, imported for the tests below
+
+
+def until(condition: Callable[[], bool]) -> None:
+    """Poll *condition* until it holds (failing after 30 s)."""
+    deadline = time.monotonic() + 30
+    while not condition():
+        assert time.monotonic() < deadline, "the condition never held"
+        time.sleep(0.005)  # a poll's pace, not a wait for something to happen
+
+
+async def shut(scheduler: AsyncIOScheduler) -> None:
+    """Shut *scheduler* down: an ``AsyncIOScheduler`` does it in a callback on its loop."""
+    scheduler.shutdown()
+    while scheduler.running:
+        await asyncio.sleep(0)  # one turn of the loop: not a wait for time to pass
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_a_background_scheduler_never_shut_down_is_one_entry_holding_its_thread_and_pool(
+    leakwatch: Watch,
+) -> None:
+    """Its main-loop thread and the thread pool its job ran on were two entries at APScheduler's
+    lines, neither naming a scheduler: one now, at the line that started it, holding both."""
+    ran = threading.Event()
+    scheduler = BackgroundScheduler()
+    scheduler.add_job(ran.set)
+    scheduler.start()
+    started = line() - 1
+    try:
+        assert ran.wait(timeout=30), "the job never ran"
+        # Its thread is in the pool's set once submit_job() returned, which the scheduler's
+        # thread follows by removing the job (a one-off): shut down before that, it would fail.
+        until(lambda: not scheduler.get_jobs())
+        [leak] = leakwatch.leaks()
+        assert (leak.kind, leak.state) == ("apscheduler", "open")
+        assert_site(leak, started)
+        assert leak.description == "BackgroundScheduler not shut down (shutdown())"
+        assert leak.details["class"] == "apscheduler.schedulers.background.BackgroundScheduler"
+        assert leak.details["executors"] == ["default"]
+        held = sorted((part.kind, part.details.get("target") or part.details["class"]) for part in leak.holds)
+        assert held == [
+            ("thread", "BlockingScheduler._main_loop"),
+            ("thread", "concurrent.futures.ThreadPoolExecutor"),
+        ]
+    finally:
+        scheduler.shutdown()
+    assert leakwatch.leaks() == []
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_an_asyncio_scheduler_never_shut_down_holds_its_job_task(leakwatch: Watch) -> None:
+    """The task a coroutine job runs in was an entry of its own made in ``AsyncIOScheduler.wakeup``
+    (a timer callback: no line of the program's): it is under the scheduler, at its start line."""
+    loop = asyncio.new_event_loop()
+    release = asyncio.Event()
+    running = asyncio.Event()
+
+    async def job() -> None:
+        running.set()
+        await release.wait()
+
+    async def main() -> None:
+        scheduler = AsyncIOScheduler()
+        scheduler.add_job(job)
+        scheduler.start()
+        started = line() - 1
+        try:
+            await running.wait()
+            [leak] = leakwatch.leaks("apscheduler")
+            assert_site(leak, started)
+            assert leak.description == "AsyncIOScheduler not shut down (shutdown())"
+            [task] = leak.holds
+            assert (task.kind, task.details["coroutine"]) == ("task", "run_coroutine_job")
+            # Not an entry of its own too: the only other task is the one running main().
+            tasks = [found.details["coroutine"].rpartition(".")[2] for found in leakwatch.leaks("task")]
+            assert tasks == ["main"]
+        finally:
+            release.set()
+            await shut(scheduler)
+        assert leakwatch.leaks("apscheduler") == []
+
+    try:
+        loop.run_until_complete(main())
+        loop.run_until_complete(loop.shutdown_asyncgens())
+    finally:
+        loop.close()
+    assert leakwatch.leaks() == []
+
+
+def test_a_scheduler_started_that_holds_nothing_is_not_reported(leakwatch: Watch) -> None:
+    """An ``AsyncIOScheduler`` started with no job ran holds no thread, pool or task of the
+    process's: not an entry, though it was never shut down."""
+    loop = asyncio.new_event_loop()
+
+    async def main() -> None:
+        scheduler = AsyncIOScheduler()
+        scheduler.start()
+        try:
+            assert scheduler.running
+            assert leakwatch.leaks("apscheduler") == []
+        finally:
+            await shut(scheduler)
+
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
+    assert leakwatch.leaks() == []
