@@ -10,13 +10,15 @@ from collections.abc import Callable
 
 import pytest
 
-from _leakhelp import Watch, assert_site, leakwatch, line
+from _leakhelp import Watch, assert_site, leakwatch, line, reclaim_pytest
 
 pytest.importorskip("apscheduler")
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.schedulers.background import BackgroundScheduler
 
 __all__ = ["leakwatch"]  # the fixture, imported for the tests below
+
+pytest_plugins = ["pytester"]
 
 
 def until(condition: Callable[[], bool]) -> None:
@@ -125,3 +127,58 @@ def test_a_scheduler_started_that_holds_nothing_is_not_reported(leakwatch: Watch
     finally:
         loop.close()
     assert leakwatch.leaks() == []
+
+
+def test_what_a_reported_scheduler_held_is_not_reported_again_when_collected(
+    pytester: pytest.Pytester,
+) -> None:
+    """A scheduler reported with its test, its executor under it, is that test's one leak: the
+    executor dropped with the scheduler later (the collector freed it, unshut) is not reported
+    again at the end of the session as a leak found after its test ended."""
+    pytester.makepyfile(
+        test_scheduled="""
+        import gc
+        import threading
+
+        import pytest
+        from apscheduler.schedulers.base import BaseScheduler
+
+
+        class Scheduler(BaseScheduler):
+            def wakeup(self):
+                self._process_jobs()  # at once, in the caller: the job is submitted on return
+
+            def shutdown(self, wait=True):
+                super().shutdown(wait)
+
+
+        ran = threading.Event()
+
+
+        @pytest.fixture
+        def scheduler():
+            return Scheduler()
+
+
+        def test_leaks(scheduler):
+            scheduler.start()
+            scheduler.add_job(ran.set)
+            assert ran.wait(timeout=30)
+
+
+        def test_after():
+            gc.collect()  # the scheduler of test_leaks, dropped in a cycle, and its executor
+        """
+    )
+    result = reclaim_pytest(pytester)
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at teardown of test_leaks*",
+            "*this test leaked 1 resource*",
+            "apscheduler Scheduler not shut down (shutdown())",
+            "*acquired at test_scheduled.py:25 in test_leaks*",
+            "*holds thread concurrent.futures.ThreadPoolExecutor not shut down*",
+        ]
+    )
+    assert "leaks found after their test ended" not in result.stdout.str()

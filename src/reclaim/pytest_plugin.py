@@ -726,6 +726,14 @@ def _key(leak: Leak) -> tuple[object, ...]:
     return (0, leak.kind, leak.description, leak.context)
 
 
+def _keys(leak: Leak) -> Iterator[tuple[object, ...]]:
+    """The keys of *leak* and of what it holds, at every depth: a holder reported with its test
+    reported them too (a scheduler's executor, dropped with it later, is not a leak again)."""
+    yield _key(leak)
+    for part in leak.holds:
+        yield from _keys(part)
+
+
 def _signature(leaks: Sequence[Leak]) -> tuple[tuple[str, tuple[object, ...]], ...]:
     """What a test's late leaks are, whichever test's: their kinds and the lines that acquired them."""
     return tuple(sorted((leak.kind, leak.frames) for leak in leaks))
@@ -937,7 +945,7 @@ class LeakChecker:
             rules = self.allow.get(context) or self.fixture_allow.get(context, [])
             if any(rule(leak) for rule in (*self.allow_everywhere, *rules)):
                 continue
-            self.reported.add(_key(leak))
+            self.reported.update(_keys(leak))
             by_context.setdefault(context, []).append(leak)
         # Tests that leaked alike (each test's fixture started the same never-ending thread) are
         # one block, not one per test: what they leaked, acquired at the same lines.
@@ -1127,7 +1135,7 @@ class LeakChecker:
             closes_at_exit = self.exit_handlers.will_close()
             leaks = [leak for leak in leaks if not closes_at_exit(leak)]
         fresh = [leak for leak in leaks if _key(leak) not in self.reported]
-        self.reported.update(_key(leak) for leak in fresh)
+        self.reported.update(key for leak in fresh for key in _keys(leak))
         return fresh
 
     def _collected_and_waited(self, check: Callable[..., list[Leak]], leaks: list[Leak]) -> list[Leak]:
