@@ -108,6 +108,30 @@ def test_an_asyncio_scheduler_never_shut_down_holds_its_job_task(leakwatch: Watc
     assert leakwatch.leaks() == []
 
 
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_a_gevent_scheduler_never_shut_down_holds_its_greenlet(leakwatch: Watch) -> None:
+    """Its main loop's greenlet was a task made at APScheduler's line (``GeventScheduler.start``):
+    it is under the scheduler now, at the line that started it."""
+    event = pytest.importorskip("gevent.event")
+    from apscheduler.schedulers.gevent import GeventScheduler
+
+    ran = event.Event()
+    scheduler = GeventScheduler()
+    scheduler.add_job(lambda: ran.set())  # APScheduler cannot name the method of a C class
+    scheduler.start()
+    started = line() - 1
+    try:
+        assert ran.wait(timeout=30), "the job never ran"
+        [leak] = leakwatch.leaks()
+        assert (leak.kind, leak.description) == ("apscheduler", "GeventScheduler not shut down (shutdown())")
+        assert_site(leak, started)
+        [greenlet] = leak.holds
+        assert (greenlet.kind, greenlet.details["function"]) == ("task", "BlockingScheduler._main_loop")
+    finally:
+        scheduler.shutdown()
+    assert leakwatch.leaks() == []
+
+
 def test_a_scheduler_started_that_holds_nothing_is_not_reported(leakwatch: Watch) -> None:
     """An ``AsyncIOScheduler`` started with no job ran holds no thread, pool or task of the
     process's: not an entry, though it was never shut down."""

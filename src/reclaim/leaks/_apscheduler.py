@@ -13,7 +13,8 @@ callback: no line of the program's at all); none of them said "scheduler", nor t
 
 So a scheduler, as it starts, is recorded (kind ``apscheduler``) at the program's line that
 started it, open until it is shut down; what it holds is listed under it (see :func:`fold`): its
-thread, its executors' pools and pending tasks, its job stores' engines and clients. A scheduler
+thread (a ``GeventScheduler``'s greenlet), its executors' pools and pending tasks, its job stores'
+engines and clients. A scheduler
 that holds nothing a check finds (started, but no job ever ran on a thread) is not reported: it
 owns nothing of the process's. Only ``BaseScheduler.start`` is wrapped; a program that does not
 import APScheduler loads none of this.
@@ -50,6 +51,10 @@ FIX = "shutdown()"
 #: APScheduler's ``STATE_STOPPED`` (``apscheduler.schedulers.base``): never started, or shut down.
 STOPPED = 0
 
+#: Where a scheduler keeps what runs its main loop: a ``BackgroundScheduler``'s thread, a
+#: ``GeventScheduler``'s greenlet.
+MAIN_LOOPS = ("_thread", "_greenlet")
+
 #: Where a job store keeps what its ``shutdown()`` closes: SQLAlchemy's engine, redis-py's client,
 #: pymongo's.
 STORE_PARTS = ("engine", "redis", "client")
@@ -74,12 +79,10 @@ register(Kind(KIND, is_open=_is_open, describe=_describe))
 
 
 def parts(scheduler: Any) -> list[object]:
-    """What *scheduler*'s ``shutdown()`` stops or closes: its thread, its executors' pools and
-    pending futures, its job stores' engines and clients."""
-    held: list[object] = []
-    thread = getattr(scheduler, "_thread", None)  # a BackgroundScheduler's (or a Qt one's timer)
-    if thread is not None:
-        held.append(thread)
+    """What *scheduler*'s ``shutdown()`` stops or closes: its thread or greenlet, its executors'
+    pools and pending futures, its job stores' engines and clients."""
+    # A BackgroundScheduler's thread, a GeventScheduler's greenlet: its main loop.
+    held = [loop for name in MAIN_LOOPS if (loop := getattr(scheduler, name, None)) is not None]
     for executor in tuple(dict(getattr(scheduler, "_executors", {})).values()):
         pool = getattr(executor, "_pool", None)
         if pool is not None:
