@@ -15,6 +15,7 @@ from _leakhelp import Watch, assert_site, leakwatch, line, reclaim_pytest
 pytest.importorskip("apscheduler")
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.blocking import BlockingScheduler
 
 __all__ = ["leakwatch"]  # the fixture, imported for the tests below
 
@@ -105,6 +106,37 @@ def test_an_asyncio_scheduler_never_shut_down_holds_its_job_task(leakwatch: Watc
         loop.run_until_complete(loop.shutdown_asyncgens())
     finally:
         loop.close()
+    assert leakwatch.leaks() == []
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_a_blocking_scheduler_run_in_a_thread_holds_that_thread(leakwatch: Watch) -> None:
+    """A thread the program starts to run a ``BlockingScheduler`` was an entry of its own beside
+    the scheduler's: it is listed under the scheduler, which stops it (``shutdown()``)."""
+    ran = threading.Event()
+    scheduler = BlockingScheduler()
+    scheduler.add_job(ran.set)
+    runner = threading.Thread(target=scheduler.start)
+    runner.start()
+    started = line() - 1
+    try:
+        assert ran.wait(timeout=30), "the job never ran"
+        until(lambda: not scheduler.get_jobs())  # see the BackgroundScheduler's test
+        [leak] = leakwatch.leaks()
+        assert (leak.kind, leak.description) == (
+            "apscheduler",
+            "BlockingScheduler not shut down (shutdown())",
+        )
+        assert_site(leak, started)
+        held = sorted((part.kind, part.details.get("target") or part.details["class"]) for part in leak.holds)
+        assert held == [
+            ("thread", "BlockingScheduler.start"),
+            ("thread", "concurrent.futures.ThreadPoolExecutor"),
+        ]
+    finally:
+        scheduler.shutdown()
+        runner.join(timeout=30)
+    assert not runner.is_alive()
     assert leakwatch.leaks() == []
 
 

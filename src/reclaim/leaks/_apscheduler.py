@@ -13,8 +13,8 @@ callback: no line of the program's at all); none of them said "scheduler", nor t
 
 So a scheduler, as it starts, is recorded (kind ``apscheduler``) at the program's line that
 started it, open until it is shut down; what it holds is listed under it (see :func:`fold`): its
-thread (a ``GeventScheduler``'s greenlet), its executors' pools and pending tasks, its job stores'
-engines and clients. A scheduler
+thread (a ``GeventScheduler``'s greenlet, the program's thread running a ``BlockingScheduler``), its
+executors' pools and pending tasks, its job stores' engines and clients. A scheduler
 that holds nothing a check finds (started, but no job ever ran on a thread) is not reported: it
 owns nothing of the process's. Only ``BaseScheduler.start`` is wrapped; a program that does not
 import APScheduler loads none of this.
@@ -80,7 +80,8 @@ register(Kind(KIND, is_open=_is_open, describe=_describe))
 
 def parts(scheduler: Any) -> list[object]:
     """What *scheduler*'s ``shutdown()`` stops or closes: its thread or greenlet, its executors'
-    pools and pending futures, its job stores' engines and clients."""
+    pools and pending futures, its job stores' engines and clients (and, see :func:`fold`, a
+    thread the program runs its ``start()`` in)."""
     # A BackgroundScheduler's thread, a GeventScheduler's greenlet: its main loop.
     held = [loop for name in MAIN_LOOPS if (loop := getattr(scheduler, name, None)) is not None]
     for executor in tuple(dict(getattr(scheduler, "_executors", {})).values()):
@@ -124,10 +125,14 @@ def fold(found: list[Found], out: dict[int, list[Found]]) -> None:
         if obj is not None:
             for part in parts(obj):
                 owner.setdefault(id(part), rec)
+    running = {id(obj): rec for rec, obj, _ in schedulers if obj is not None}
     holding: set[int] = set()
     keep: list[Found] = []
     for item in found:
         scheduler = owner.get(id(item[1])) if item[1] is not None else None
+        if scheduler is None and item[0].kind == "thread" and item[1] is not None:
+            # A thread the program started to run a BlockingScheduler (target=scheduler.start).
+            scheduler = running.get(id(getattr(getattr(item[1], "_target", None), "__self__", None)))
         if scheduler is not None and scheduler is not item[0]:
             out.setdefault(id(scheduler), []).append(item)
             holding.add(id(scheduler))
