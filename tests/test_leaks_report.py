@@ -185,6 +185,7 @@ def test_the_import_hooks_name_every_module_each_integration_has_a_table_for() -
         _multiprocessing,
         _nats,
         _paho,
+        _pexpect,
         _pika,
         _psycopg,
         _pycares,
@@ -218,7 +219,7 @@ def test_the_import_hooks_name_every_module_each_integration_has_a_table_for() -
         "_twisted:install_poller": set(_twisted.POLLERS),
         "_twisted:install_unbound": set(_twisted.UNBOUND),
     }
-    for integration in (_pika, _paho, _nats, _aiormq, _watchdog, _apscheduler):
+    for integration in (_pika, _paho, _nats, _aiormq, _watchdog, _apscheduler, _pexpect):
         short = integration.__name__.rpartition(".")[2]
         for name, function in integration.MODULES.items():
             tables.setdefault(f"{short}:{function.__name__}", set()).add(name)

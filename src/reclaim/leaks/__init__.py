@@ -88,6 +88,8 @@ KINDS = (
     "nats",
     "watchdog",
     "apscheduler",
+    "pexpect",
+    "ptyprocess",
     "grpc",
     "zmq-socket",
     "zmq-context",

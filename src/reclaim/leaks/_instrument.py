@@ -159,6 +159,8 @@ HOOKS: tuple[tuple[str, str], ...] = (
     ),
     ("twisted.internet.epollreactor", "_twisted:install_poller"),
     *_each(("twisted.internet.process", "twisted.internet.endpoints"), "_twisted:install_unbound"),
+    ("ptyprocess.ptyprocess", "_pexpect:install_ptyprocess"),
+    ("pexpect.pty_spawn", "_pexpect:install_spawn"),
     ("zmq.sugar.context", "_zmq:install_context"),
     ("zmq.sugar.socket", "_zmq:install_socket"),
 )

@@ -816,6 +816,9 @@ def _find(window: Snapshot, context: str | None, include_framework: bool, untrac
     watchdog = _integration("_watchdog")  # loaded with watchdog's observers
     if watchdog is not None:
         watchdog.fold(found, held)
+    pexpect = _integration("_pexpect")  # loaded with ptyprocess
+    if pexpect is not None:
+        pexpect.fold(found, held)
 
     def leak(rec: Record, obj: Any, state: str) -> Leak:  # a holder's parts, and theirs (_holders.PARTS)
         return _leak(rec, obj, state, now, [leak(*item) for item in held.get(id(rec), ())])

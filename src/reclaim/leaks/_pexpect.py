@@ -1,0 +1,275 @@
+"""pexpect and ptyprocess: a ``pexpect.spawn`` (or a ``ptyprocess.PtyProcess``) never closed is one
+leak at the program's line, holding its terminal and its child.
+
+A ``PtyProcess`` forks its child on a pseudo-terminal (``pty.fork()``) and keeps the terminal's
+master end as a file (``io.open(fd)``); a ``pexpect.spawn`` makes one and keeps it. Never closed,
+it was reported as a file on ``/dev/ptmx`` "acquired at ptyprocess/ptyprocess.py:160", and its
+child, if still there, as an ``os.forkpty()`` child beside it: neither named the spawn nor its
+command, and a test that dropped one was told of a file it never opened.
+
+So each is recorded (kind ``pexpect``, or ``ptyprocess`` for a ``PtyProcess`` of its own) at the
+program's line that made it, past pexpect's and ptyprocess's frames, open until ``close()``; the
+``PtyProcess`` a spawn makes (a ``pxssh`` in ``login()``) is part of that spawn, its record released. One
+``PtyProcess.spawn()`` made and then raised (its child could not exec, or ``preexec_fn`` raised)
+is ptyprocess's to close and it drops it unclosed: its entry says so, as the program never had
+it to close. A check lists its terminal's file and its child under it (see :func:`fold`),
+matched by descriptor and pid: the ``BufferedRWPair`` it keeps the terminal in shows the
+collector neither of its files, so no search through references finds them. Dropped unclosed, it
+is closed by ptyprocess's ``__del__`` (which closes the terminal, and kills and reaps the
+child): reported as closed by the garbage collector, its terminal under it. ``wait()`` reaps the
+child but leaves the terminal open: only ``close()`` (or a with-block, for a spawn) releases
+both.
+
+Only the making and ``__del__`` of these two classes, ``PtyProcess.spawn`` and
+``spawn._spawnpty`` are wrapped; a program that imports neither library loads none of this.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Callable
+from types import ModuleType
+
+from . import _records
+from ._children import one_line
+from ._holders import public_name
+from ._kinds import Details, Kind, register
+from ._owning import caller, outside
+from ._patch import Patches
+from ._records import OPEN, Record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
+if TYPE_CHECKING:
+    from typing import Any
+
+    from ._holders import Found
+
+__all__ = ["KINDS", "MODULES", "fold", "install_ptyprocess", "install_spawn"]
+
+__tracebackhide__ = True  # stands in for what it wraps: see _patch
+
+#: A spawn's kind, and a ``PtyProcess``'s made on its own (each report names the class under its
+#: package: ``pexpect.spawn``, ``ptyprocess.PtyProcess``).
+KINDS = ("pexpect", "ptyprocess")
+
+#: kind -> what one still open was not given (``wait()`` leaves the terminal open; a
+#: ``PtyProcess`` is no context manager).
+FIX = {"pexpect": "close(), or a with-block", "ptyprocess": "close()"}
+
+# A record's info: (class's public name, pid, command line or None, terminal's descriptor), and
+# the name of the error PtyProcess.spawn() raised after making it, if it did.
+_INFO = ("class", "pid", "command", "fd")
+
+
+def _command(proc: Any) -> str | None:
+    """The command line *proc* runs, None while unknown (a ``PtyProcess`` is given its ``argv``
+    only once it is made)."""
+    args = getattr(proc, "args", None) if hasattr(proc, "ptyproc") else getattr(proc, "argv", None)
+    if not isinstance(args, (list, tuple)) or not args:
+        return None
+    return " ".join(arg.decode(errors="replace") if isinstance(arg, bytes) else str(arg) for arg in args)
+
+
+def _info(proc: Any) -> tuple[str, int | None, str | None, int | None]:
+    pid = getattr(proc, "pid", None)
+    fd = getattr(getattr(proc, "ptyproc", proc), "fd", None)
+    return (
+        public_name(type(proc)),
+        pid if type(pid) is int else None,
+        _command(proc),
+        fd if type(fd) is int else None,
+    )
+
+
+def _is_open(obj: Any, rec: Record) -> bool:
+    try:
+        return not obj.closed
+    except Exception:  # a half-built one: it opened nothing
+        return False
+
+
+def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
+    cls, pid, command, fd, *raised = (*_info(obj), *rec.info[4:]) if obj is not None else rec.info
+    details: Details = {"class": cls, "pid": pid, "command": command, "fd": fd}
+    text = cls if pid is None else f"{cls} pid {pid}"
+    if command is not None:
+        text += f": {one_line(command)}"
+    if raised:
+        # The program never had it to close: a leak of ptyprocess's own (seen in 0.7.0).
+        details["spawn_raised"] = raised[0]
+        return f"{text}: PtyProcess.spawn() raised {raised[0]} and dropped it unclosed", details
+    return f"{text} not closed ({FIX[rec.kind]})", details
+
+
+for _kind in KINDS:
+    register(Kind(_kind, is_open=_is_open, describe=_describe))
+
+#: The record of the ``PtyProcess`` that ``PtyProcess.spawn()`` made last in this thread (``made``).
+_spawning = threading.local()
+
+
+def _track(patches: Patches, cls: type, package: str) -> None:
+    """Record each *cls* made (and its subclasses', ``PtyProcessUnicode``, ``pxssh``) at the
+    program's line past *package*'s frames, its ``__del__`` deciding whether its death leaked."""
+    init: Callable[..., None] = vars(cls)["__init__"]
+    finalize: Callable[..., None] | None = vars(cls).get("__del__")
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        started = time.time()
+        init(self, *args, **kwargs)
+        maker = outside(self, sys._getframe(1))
+        if maker is not None:  # past ptyprocess's spawn(), and pexpect's, which called it
+            maker = caller(caller(maker, package), "pexpect")
+        rec = _records.new(self, package, _info(self), _records.capture(maker, _records.depth))
+        rec.time = started  # acquired as its making began: its terminal and child are after it
+        if type(self).__del__ is __del__:  # a subclass's own __del__ may never call ours
+            rec.why = _records.AT_DEL
+        inner = getattr(self, "ptyproc", None)
+        if inner is not None:
+            _part_of_spawn(inner)  # a subclass's own _spawnpty() (see _making_part)
+        elif package == "ptyprocess":
+            _spawning.made = rec
+
+    def __del__(self: Any, *args: Any, **kwargs: Any) -> None:
+        try:
+            rec = _records.at_del(self)
+            if rec is not None and rec.state == OPEN and rec.kind == package:
+                if _is_open(self, rec):
+                    rec.info = (*_info(self), *rec.info[4:])  # its command, learnt after it was made
+                    _records.leak(rec, _records.COLLECTED)  # before its terminal is closed for it
+                else:
+                    _records.released(rec)
+        finally:  # its own finalizer runs whatever happened to our bookkeeping
+            if finalize is not None:
+                finalize(self, *args, **kwargs)
+
+    __init__.__doc__ = init.__doc__
+    patches.set(cls, "__init__", __init__)
+    if finalize is not None:
+        __del__.__doc__ = finalize.__doc__
+    patches.set(cls, "__del__", __del__)
+
+
+def install_ptyprocess(patches: Patches, module: ModuleType) -> None:
+    """Record each ``PtyProcess`` (and ``PtyProcessUnicode``) made outside a ``pexpect.spawn``."""
+    cls = getattr(module, "PtyProcess", None)
+    if not (isinstance(cls, type) and "__init__" in vars(cls)):
+        return
+    _track(patches, cls, "ptyprocess")
+    spawn = vars(cls).get("spawn")
+    if isinstance(spawn, classmethod):
+        patches.set(cls, "spawn", _noting_raise(spawn.__func__))
+
+
+def _noting_raise(spawn: Callable[..., Any]) -> classmethod[Any, Any, Any]:
+    """``PtyProcess.spawn``, noting on the record of the instance it made that it raised after
+    making it (its child failed to exec, or ``preexec_fn`` raised): ptyprocess drops it unclosed,
+    and the program, never handed it, cannot close it."""
+
+    def spawn_(cls: Any, *args: Any, **kwargs: Any) -> Any:
+        _spawning.made = None
+        try:
+            return spawn(cls, *args, **kwargs)
+        except BaseException as exc:
+            rec = getattr(_spawning, "made", None)
+            if rec is not None and rec.state == OPEN and len(rec.info) == len(_INFO):
+                rec.info = (*rec.info, type(exc).__name__)
+            raise
+        finally:
+            _spawning.made = None
+
+    spawn_.__doc__ = spawn.__doc__
+    return classmethod(spawn_)
+
+
+def install_spawn(patches: Patches, module: ModuleType) -> None:
+    """Record each ``pexpect.spawn`` (and ``pxssh``): the ``PtyProcess`` it makes is part of it
+    (one it made before it raised is not: recorded on its own)."""
+    cls = getattr(module, "spawn", None)
+    if not (isinstance(cls, type) and "__init__" in vars(cls)):
+        return
+    _track(patches, cls, "pexpect")
+    spawnpty = vars(cls).get("_spawnpty")
+    if spawnpty is not None:
+        patches.set(cls, "_spawnpty", _making_part(spawnpty))
+
+
+def _part_of_spawn(proc: object) -> None:
+    """*proc*, a ``PtyProcess`` a spawn made, is part of that spawn: its record goes."""
+    part = _records.live.get(id(proc))
+    if part is not None and part() is proc:
+        _records.release(part.key)
+
+
+def _making_part(spawnpty: Callable[..., Any]) -> Callable[..., Any]:
+    """``spawn._spawnpty``: the ``PtyProcess`` it makes is the spawn's, also when a ``pxssh`` makes
+    it in ``login()``, long after the spawn was made (with no command)."""
+
+    def _spawnpty(self: Any, *args: Any, **kwargs: Any) -> Any:
+        proc = spawnpty(self, *args, **kwargs)
+        _part_of_spawn(proc)
+        return proc
+
+    _spawnpty.__doc__ = spawnpty.__doc__
+    return _spawnpty
+
+
+def _file_fd(rec: Record, obj: Any) -> int | None:
+    """The descriptor of the tracked file *rec* (*obj*: its raw layer, or None once collected)."""
+    if obj is not None:
+        try:
+            fd = obj.fileno()
+        except (OSError, ValueError):
+            return None
+        return fd if type(fd) is int else None
+    name = rec.info[0] if isinstance(rec.info, tuple) and rec.info else None
+    fd = getattr(name, "fd", name)  # a Descriptor (see _files), or the number it was opened from
+    return fd if type(fd) is int else None
+
+
+def fold(found: list[Found], out: dict[int, list[Found]]) -> None:
+    """Take the terminal files and children of the spawns and pty processes among *found* out of
+    it, into ``out[id(their record)]``. A descriptor or a pid is reused once freed, so each goes
+    to the newest record of its descriptor or pid made before it was acquired."""
+    procs = [(rec, obj) for rec, obj, _ in found if rec.kind in KINDS]
+    if not procs:
+        return
+    by_fd: dict[int, list[Record]] = {}
+    by_pid: dict[int, list[Record]] = {}
+    for rec, obj in procs:
+        _, pid, _, fd = _info(obj) if obj is not None else rec.info[:4]
+        if fd is not None:
+            by_fd.setdefault(fd, []).append(rec)
+        if pid is not None:
+            by_pid.setdefault(pid, []).append(rec)
+
+    def owner(candidates: list[Record] | None, part: Record) -> Record | None:
+        best = None
+        for rec in candidates or ():
+            if rec.time <= part.time and (best is None or rec.time > best.time):
+                best = rec
+        return best
+
+    keep: list[Found] = []
+    for item in found:
+        part, obj, _ = item
+        found_owner = None
+        if part.kind == "file":
+            fd = _file_fd(part, obj)
+            found_owner = owner(by_fd.get(fd) if fd is not None else None, part)
+        elif part.kind == "subprocess" and type(part.key) is tuple and part.key[0] == "pid":
+            found_owner = owner(by_pid.get(part.key[1]), part)
+        if found_owner is None:
+            keep.append(item)
+        else:
+            out.setdefault(id(found_owner), []).append(item)
+    found[:] = keep
+
+
+#: module -> what tracks its part of pexpect, once the program imports it.
+MODULES: dict[str, Callable[[Patches, ModuleType], None]] = {
+    "ptyprocess.ptyprocess": install_ptyprocess,
+    "pexpect.pty_spawn": install_spawn,
+}
