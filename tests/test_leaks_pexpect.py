@@ -4,6 +4,7 @@ pseudo-terminal and its child, not a file on /dev/ptmx at ptyprocess's line."""
 from __future__ import annotations
 
 import gc
+import weakref
 
 import pytest
 
@@ -144,3 +145,29 @@ def test_a_pty_process_spawn_that_raised_is_said_to_have_dropped_it(leakwatch: W
     assert_site(leak, at)
     assert "PtyProcess.spawn() raised ValueError and dropped it unclosed" in leak.description
     assert leak.details["spawn_raised"] == "ValueError"
+
+
+class _Program:
+    """The program's own class: its methods take ``self`` as pexpect's do."""
+
+    def spawn_twice_and_drop_the_first(self) -> bool:
+        """Whether the first spawn, closed, is gone the moment its last name is, a second made
+        meanwhile (whose making looks at this frame)."""
+        first = pexpect.spawn("true")
+        first.expect(pexpect.EOF)
+        first.close()
+        second = pexpect.spawn("true")
+        gone = weakref.ref(first)
+        first = None
+        freed = gone() is None
+        second.expect(pexpect.EOF)
+        second.close()
+        return freed
+
+
+def test_a_spawn_made_in_the_programs_method_dies_with_its_last_name(leakwatch: Watch) -> None:
+    """Finding the program's line read ``f_locals`` of the program's method that made the spawn:
+    on 3.11 and 3.12 that left a snapshot of its locals on its frame, which kept what it dropped
+    alive until its next spawn (pexpect's test_destructor saw its descriptors freed late)."""
+    assert _Program().spawn_twice_and_drop_the_first()
+    assert leakwatch.leaks() == []

@@ -216,13 +216,36 @@ def outside(obj: object, frame: FrameType | None) -> FrameType | None:
     A ``JoinableQueue`` runs ``Queue.__init__`` from its own ``__init__``, a
     manager's ``__enter__`` calls ``start``: the object is acquired where the
     user's code made it, not inside its own methods.
+
+    A frame's ``self`` is read only where the frame may be such a method (see
+    :func:`_may_run_on`): on Python 3.11 and 3.12 reading ``f_locals`` leaves a
+    snapshot of the frame's locals on it, which keeps every object they held
+    then alive until the frame reads them again or ends. Read on the program's
+    own method (a test's ``def test_x(self)``), it kept the spawns the test had
+    dropped alive until its next spawn, their terminals open: pexpect's
+    ``test_destructor`` saw its descriptors freed in another order, and failed.
     """
     while frame is not None:
         code = frame.f_code
-        if not (code.co_argcount and code.co_varnames[0] == "self" and frame.f_locals.get("self") is obj):
+        if not (
+            code.co_argcount
+            and code.co_varnames[0] == "self"
+            and _may_run_on(obj, frame)
+            and frame.f_locals.get("self") is obj
+        ):
             return frame
         frame = frame.f_back
     return frame
+
+
+def _may_run_on(obj: object, frame: FrameType) -> bool:
+    """Whether *frame*, whose first parameter is ``self``, may run a method on *obj*: one defined
+    in its class or a base (by the qualified name of its code), or one of reclaim's wrappers."""
+    owner = frame.f_code.co_qualname.rpartition(".")[0]
+    if owner and any(klass.__qualname__ == owner for klass in type(obj).__mro__):
+        return True
+    name = frame.f_globals.get("__name__")
+    return type(name) is str and name.partition(".")[0] == "reclaim"
 
 
 def caller(frame: FrameType, package: str) -> FrameType:
