@@ -1242,7 +1242,9 @@ def test_zombie_no_thread_can_reap_is_reported_without_waiting_the_grace_period(
             raise AssertionError("the check waited for a zombie no thread can reap")
 
         time.sleep = sleep
-        leaks = tracker.leaks(mark, grace=30.0)
+        # Children only: a descriptor opened where no hook looks is waited for too, while
+        # another thread runs Python (see the test below).
+        leaks = tracker.leaks(mark, grace=30.0, untracked_fds=False)
         print(sorted((leak.kind, leak.details.get("exited")) for leak in leaks))
         proc.wait()
         tracker.stop()
@@ -1279,7 +1281,9 @@ def test_zombie_is_waited_for_only_while_a_thread_that_may_reap_it_runs(tmp_path
             proc.wait()  # what the other thread might have done meanwhile
 
         time.sleep = sleep
-        leaks = tracker.leaks(mark, grace=30.0)
+        # Children only: a descriptor no hook saw opened is waited for while another thread
+        # runs Python, the reading one included (seen once, on 3.13 under load: 7 waits).
+        leaks = tracker.leaks(mark, grace=30.0, untracked_fds=False)
         print(len(waits), sorted((leak.kind, leak.details.get("exited")) for leak in leaks))
         proc.wait()
         tracker.stop()
