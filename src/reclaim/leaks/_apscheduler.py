@@ -27,7 +27,7 @@ from collections.abc import Callable
 from types import ModuleType
 
 from . import _records
-from ._holders import public_name
+from ._holders import fold_into, public_name
 from ._kinds import Details, Kind, register
 from ._owning import caller, outside
 from ._patch import Patches
@@ -126,19 +126,16 @@ def fold(found: list[Found], out: dict[int, list[Found]]) -> None:
             for part in parts(obj):
                 owner.setdefault(id(part), rec)
     running = {id(obj): rec for rec, obj, _ in schedulers if obj is not None}
-    holding: set[int] = set()
-    keep: list[Found] = []
-    for item in found:
+
+    def scheduler_of(item: Found) -> Record | None:
         scheduler = owner.get(id(item[1])) if item[1] is not None else None
         if scheduler is None and item[0].kind == "thread" and item[1] is not None:
             # A thread the program started to run a BlockingScheduler (target=scheduler.start).
             scheduler = running.get(id(getattr(getattr(item[1], "_target", None), "__self__", None)))
-        if scheduler is not None and scheduler is not item[0]:
-            out.setdefault(id(scheduler), []).append(item)
-            holding.add(id(scheduler))
-        else:
-            keep.append(item)
-    found[:] = [item for item in keep if item[0].kind != KIND or id(item[0]) in holding]
+        return scheduler if scheduler is not item[0] else None
+
+    holding = fold_into(found, out, scheduler_of)
+    found[:] = [item for item in found if item[0].kind != KIND or id(item[0]) in holding]
 
 
 #: module -> what tracks its part of APScheduler, once the program imports it.

@@ -799,6 +799,25 @@ else:
     Found = tuple
 
 
+def fold_into(
+    found: list[Found], out: dict[int, list[Found]], owner_of: Callable[[Found], Record | None]
+) -> set[int]:
+    """Move each item of *found* that ``owner_of(item)`` says a record holds into
+    ``out[id(that record)]`` (a report's ``holds``), keeping the others in *found*, in order;
+    return the ids of the records that took something."""
+    keep: list[Found] = []
+    took: set[int] = set()
+    for item in found:
+        owner = owner_of(item)
+        if owner is None:
+            keep.append(item)
+        else:
+            out.setdefault(id(owner), []).append(item)
+            took.add(id(owner))
+    found[:] = keep
+    return took
+
+
 def leave_to_libraries(found: list[Found]) -> None:
     """Take out of *found* what the holders libraries made at import keep (urllib3's module-level
     ``PoolManager`` keeps the connection of each ``urllib3.request()``): the library's, as

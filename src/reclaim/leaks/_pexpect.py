@@ -34,7 +34,7 @@ from types import ModuleType
 
 from . import _records
 from ._children import one_line
-from ._holders import public_name
+from ._holders import fold_into, public_name
 from ._kinds import Details, Kind, register
 from ._owning import caller, outside
 from ._patch import Patches
@@ -252,20 +252,16 @@ def fold(found: list[Found], out: dict[int, list[Found]]) -> None:
                 best = rec
         return best
 
-    keep: list[Found] = []
-    for item in found:
+    def owner_of(item: Found) -> Record | None:
         part, obj, _ = item
-        found_owner = None
         if part.kind == "file":
             fd = _file_fd(part, obj)
-            found_owner = owner(by_fd.get(fd) if fd is not None else None, part)
-        elif part.kind == "subprocess" and type(part.key) is tuple and part.key[0] == "pid":
-            found_owner = owner(by_pid.get(part.key[1]), part)
-        if found_owner is None:
-            keep.append(item)
-        else:
-            out.setdefault(id(found_owner), []).append(item)
-    found[:] = keep
+            return owner(by_fd.get(fd) if fd is not None else None, part)
+        if part.kind == "subprocess" and type(part.key) is tuple and part.key[0] == "pid":
+            return owner(by_pid.get(part.key[1]), part)
+        return None
+
+    fold_into(found, out, owner_of)
 
 
 #: module -> what tracks its part of pexpect, once the program imports it.

@@ -51,6 +51,7 @@ from types import ModuleType, WrapperDescriptorType
 from reclaim import _sites
 
 from . import _records
+from ._holders import fold_into
 from ._kinds import Details, Kind, register
 from ._owning import PLUMBING, label, own, track_init
 from ._patch import Patches
@@ -166,14 +167,7 @@ def fold(found: list[Found], out: dict[int, list[Found]]) -> None:
         if owner is not None and owner is not rec and id(owner) in running_loops and rec.seq >= owner.seq:
             parts[id(rec)] = owner
     owners = {id(owner) for owner in parts.values()}
-    keep: list[Found] = []
-    for item in found:
-        owner = parts.get(id(item[0]))
-        if owner is None or id(item[0]) in owners:
-            keep.append(item)
-        else:
-            out.setdefault(id(owner), []).append(item)
-    found[:] = keep
+    fold_into(found, out, lambda item: None if id(item[0]) in owners else parts.get(id(item[0])))
 
 
 def install(patches: Patches) -> None:

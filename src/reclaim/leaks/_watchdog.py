@@ -35,7 +35,7 @@ from types import ModuleType
 
 from . import _records
 from ._fds import identity, keep
-from ._holders import public_name
+from ._holders import fold_into, public_name
 from ._kinds import Details, Kind, register
 from ._owning import caller, outside, own
 from ._patch import Patches
@@ -277,16 +277,8 @@ def fold(found: list[Found], out: dict[int, list[Found]]) -> None:
             reader_item = readers.get(id(getattr(obj, "_inotify_fd", None)))
             if reader_item is not None:
                 parts[id(reader_item[0])] = rec
-    if not parts:
-        return
-    keep: list[Found] = []
-    for item in found:
-        owner = parts.get(id(item[0]))
-        if owner is None:
-            keep.append(item)
-        else:
-            out.setdefault(id(owner), []).append(item)
-    found[:] = keep
+    if parts:
+        fold_into(found, out, lambda item: parts.get(id(item[0])))
 
 
 #: module -> what tracks its part of watchdog, once the program imports it.
