@@ -4,6 +4,9 @@ pseudo-terminal and its child, not a file on /dev/ptmx at ptyprocess's line."""
 from __future__ import annotations
 
 import gc
+import os
+import signal
+import sys
 import weakref
 
 import pytest
@@ -12,6 +15,9 @@ from _leakhelp import Watch, assert_site, ignore_gc_warnings, leakwatch, line
 
 pexpect = pytest.importorskip("pexpect")
 ptyprocess = pytest.importorskip("ptyprocess")
+popen_spawn = pytest.importorskip("pexpect.popen_spawn")
+fdpexpect = pytest.importorskip("pexpect.fdpexpect")
+replwrap = pytest.importorskip("pexpect.replwrap")
 
 __all__ = ["leakwatch"]  # the fixture, imported for the tests below
 
@@ -170,4 +176,158 @@ def test_a_spawn_made_in_the_programs_method_dies_with_its_last_name(leakwatch: 
     on 3.11 and 3.12 that left a snapshot of its locals on its frame, which kept what it dropped
     alive until its next spawn (pexpect's test_destructor saw its descriptors freed late)."""
     assert _Program().spawn_twice_and_drop_the_first()
+    assert leakwatch.leaks() == []
+
+
+def _finish(child: object) -> None:
+    """What finishes a PopenSpawn: its stdin closed, its output read to EOF (its reader thread
+    has queued that last), its child waited for, its stdout closed."""
+    child.sendeof()  # type: ignore[attr-defined]
+    child.expect(pexpect.EOF)  # type: ignore[attr-defined]
+    child.wait()  # type: ignore[attr-defined]
+    child.proc.stdout.close()  # type: ignore[attr-defined]
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_a_popen_spawn_never_finished_is_one_entry_holding_its_child_pipes_and_thread(
+    leakwatch: Watch,
+) -> None:
+    """It was a child, two pipe files and a thread, none naming it: one ``pexpect`` entry at the
+    program's line now, saying what finishes it (it has no ``close()``)."""
+    child = popen_spawn.PopenSpawn(["cat"])
+    at = line() - 1
+    try:
+        child.sendline("hello")
+        child.expect("hello")
+        [leak] = leakwatch.leaks()
+        assert (leak.kind, leak.state) == ("pexpect", "open")
+        assert_site(leak, at)
+        assert leak.description == (
+            f"pexpect.popen_spawn.PopenSpawn pid {child.pid}: cat not finished "
+            "(wait(), sendeof(), proc.stdout.close(): a PopenSpawn has no close())"
+        )
+        assert leak.details["unfinished"] == ["wait()", "sendeof()", "proc.stdout.close()"]
+        held = sorted((part.kind, part.details.get("pipe")) for part in leak.holds)
+        assert held == [("file", "stdin"), ("file", "stdout"), ("subprocess", None), ("thread", None)]
+    finally:
+        _finish(child)
+    assert leakwatch.leaks() == []
+
+
+def test_a_popen_spawn_finished_leaks_nothing_at_once(leakwatch: Watch) -> None:
+    """Finished, its reader thread (past EOF, maybe not yet ended) is no leak: a check with no
+    grace period finds nothing, so none waits for it."""
+    child = popen_spawn.PopenSpawn(["echo", "done"])
+    _finish(child)
+    assert child.exitstatus == 0
+    assert leakwatch.leaks(grace=0.0) == []
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_a_popen_spawn_waited_for_still_holds_its_pipes(leakwatch: Watch) -> None:
+    """``wait()`` collects the child's status, its pipes stay open: nothing of pexpect's closes
+    its stdout."""
+    child = popen_spawn.PopenSpawn(["echo", "done"])
+    at = line() - 1
+    try:
+        child.expect(pexpect.EOF)
+        assert child.wait() == 0
+        [leak] = leakwatch.leaks()
+        assert (leak.kind, leak.state) == ("pexpect", "open")
+        assert_site(leak, at)
+        assert leak.details["unfinished"] == ["sendeof()", "proc.stdout.close()"]
+        assert sorted(part.details["pipe"] for part in leak.holds) == ["stdin", "stdout"]
+    finally:
+        _finish(child)
+    assert leakwatch.leaks() == []
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_a_popen_spawn_killed_but_not_waited_for_holds_its_zombie(leakwatch: Watch) -> None:
+    """``kill()`` sends a signal and collects nothing: the child is a zombie until ``wait()``."""
+    child = popen_spawn.PopenSpawn(["cat"])
+    at = line() - 1
+    try:
+        child.kill(signal.SIGKILL)
+        child.expect(pexpect.EOF)  # the child is gone: its stdout is at its end
+        [leak] = leakwatch.leaks()
+        assert (leak.kind, leak.state) == ("pexpect", "open")
+        assert_site(leak, at)
+        assert leak.details["unfinished"][0] == "wait()"
+        [zombie] = [part for part in leak.holds if part.kind == "subprocess"]
+        assert zombie.details["pid"] == child.pid
+    finally:
+        _finish(child)
+    assert child.signalstatus == signal.SIGKILL
+    assert leakwatch.leaks() == []
+
+
+def _popen_spawn_true() -> tuple[object, int]:
+    """A PopenSpawn of ``true``, read to EOF (its reader thread has let go of it), returned."""
+    child = popen_spawn.PopenSpawn(["true"])
+    at = line() - 1
+    child.expect(pexpect.EOF)
+    child._read_thread.join()
+    return child, at
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@ignore_gc_warnings
+def test_a_popen_spawn_dropped_unfinished_is_collected_at_its_line(leakwatch: Watch) -> None:
+    """Its child unwaited and its pipes closed by the collector: the spawn is the entry, what
+    its collection closed under it, not a subprocess and two files."""
+    child, at = _popen_spawn_true()
+    pid = child.pid  # type: ignore[attr-defined]
+    del child
+    gc.collect()
+    [leak] = leakwatch.leaks()
+    assert (leak.kind, leak.state) == ("pexpect", "collected")
+    assert_site(leak, at)
+    assert leak.description.startswith(
+        f"pexpect.popen_spawn.PopenSpawn pid {pid}: true not finished (wait(), "
+    )
+    assert sorted(part.kind for part in leak.holds) == ["file", "file", "subprocess"]
+
+
+def test_a_popen_spawn_finished_then_dropped_leaks_nothing(leakwatch: Watch) -> None:
+    child, _ = _popen_spawn_true()
+    _finish(child)
+    del child
+    gc.collect()
+    assert leakwatch.leaks() == []
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_an_fdspawn_reports_the_descriptor_at_the_line_that_opened_it(leakwatch: Watch) -> None:
+    """An ``fdspawn`` wraps the program's descriptor: never closed, it is the program's
+    ``os.pipe()`` at its line, not pexpect's; ``fdspawn.close()`` closes it."""
+    read, write = os.pipe()
+    at = line() - 1
+    os.write(write, b"hello\n")
+    os.close(write)
+    wrapped = fdpexpect.fdspawn(read)
+    wrapped.expect("hello")
+    [leak] = leakwatch.leaks()
+    assert leak.details["fd"] == read
+    assert_site(leak, at)
+    wrapped.close()
+    assert leakwatch.leaks() == []
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_a_repl_wrapper_never_closed_is_its_spawn_at_the_programs_line(
+    leakwatch: Watch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``replwrap.python()`` makes the spawn in replwrap: the entry is at the line that called it."""
+    monkeypatch.setenv("PYTHON_BASIC_REPL", "1")  # 3.13's own REPL draws its prompt in colours
+    repl = replwrap.python(sys.executable)
+    at = line() - 1
+    try:
+        assert repl.run_command("6 * 7").strip() == "42"
+        [leak] = leakwatch.leaks()
+        assert (leak.kind, leak.state) == ("pexpect", "open")
+        assert_site(leak, at)
+        assert leak.details["class"] == "pexpect.spawn"
+    finally:
+        repl.child.close(force=True)
     assert leakwatch.leaks() == []

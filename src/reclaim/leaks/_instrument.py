@@ -161,6 +161,7 @@ HOOKS: tuple[tuple[str, str], ...] = (
     *_each(("twisted.internet.process", "twisted.internet.endpoints"), "_twisted:install_unbound"),
     ("ptyprocess.ptyprocess", "_pexpect:install_ptyprocess"),
     ("pexpect.pty_spawn", "_pexpect:install_spawn"),
+    ("pexpect.popen_spawn", "_pexpect:install_popen"),
     ("zmq.sugar.context", "_zmq:install_context"),
     ("zmq.sugar.socket", "_zmq:install_socket"),
 )
