@@ -61,3 +61,27 @@ def test_what_mkstemp_and_mkdtemp_make_in_tmp_path_is_left_to_pytest(pytester: p
     result.assert_outcomes(passed=2, errors=1)
     result.stdout.fnmatch_lines(["*ERROR at teardown of test_elsewhere*", "tempfile *elsewhere*mkstemp()*"])
     assert "ERROR at teardown of test_in_tmp_path" not in result.stdout.str()
+
+
+# An HTTPError made with a TemporaryFile as its body (as a test of retries on HTTP errors does),
+# dropped unclosed; a file:// response (urllib's addinfourl around a file) never closed. Both are
+# urllib responses, which subclass tempfile's wrapper: neither is a NamedTemporaryFile.
+URLLIB = """\
+    import tempfile, urllib.error, urllib.request
+    def fail():
+        body = tempfile.TemporaryFile(dir=".")
+        raise urllib.error.HTTPError("http://x/", 500, "Error", None, body)
+    try:
+        fail()
+    except urllib.error.HTTPError:
+        pass
+    response = urllib.request.urlopen("file://" + __file__)
+"""
+
+
+def test_a_urllib_response_is_the_file_it_wraps_not_a_named_temporary_file(tmp_path: Path) -> None:
+    """urllib's responses subclass tempfile's wrapper: what leaks is the file inside, at its line."""
+    report, stderr = reclaim_run_json(tmp_path, URLLIB)
+    found = sorted((leak["kind"], leak["state"], leak["frames"][0]["line"]) for leak in report["leaks"])
+    assert found == [("file", "collected", 3), ("file", "open", 9)], stderr
+    assert "NamedTemporaryFile" not in stderr

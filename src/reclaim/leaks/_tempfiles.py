@@ -4,7 +4,10 @@
   removes it; collected unremoved, its own finalizer cleans up ("Implicitly
   cleaning up"): reported as collected, with the line that made it.
 * ``NamedTemporaryFile``: the wrapper is open until it is closed; the file
-  object inside belongs to it and is not reported separately.
+  object inside belongs to it and is not reported separately. A subclass of
+  the wrapper is no temporary file: urllib's responses (``addinfourl``, the
+  body of an ``HTTPError``, a ``file://`` response) wrap a file of their own,
+  which stays reported as itself, at the line that opened it.
 * ``mkdtemp()``/``mkstemp()``: the path is open while it exists (the caller
   owns its removal); ``mkstemp``'s descriptor is tracked as an ``fd``.
 * ``TemporaryFile()`` is a plain file object and is tracked as a ``file``;
@@ -254,6 +257,8 @@ def install(patches: Patches, tempfile: ModuleType) -> None:
 
     def wrapper_init_(self: Any, file: Any, name: Any, *args: Any, **kwargs: Any) -> None:
         wrapper_init(self, file, name, *args, **kwargs)
+        if type(self) is not wrapper:  # urllib's responses (HTTPError's body): the file they wrap
+            return
         _files.disown(file)  # the file object inside belongs to this wrapper
         site = _records.capture(sys._getframe(1), _records.depth)
         _records.new(self, "tempfile", (os.fsdecode(name), "NamedTemporaryFile"), site)
