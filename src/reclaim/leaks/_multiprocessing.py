@@ -89,6 +89,10 @@ OWNED = {
     "multiprocessing.resource_tracker": ("ResourceTracker",),
     "multiprocessing.forkserver": ("ForkServer",),
     "multiprocessing.heap": ("Heap", "Arena"),
+    # billiard, Celery's fork of multiprocessing, keeps the same machinery under its own names.
+    "billiard.heap": ("Heap", "Arena"),
+    "billiard.forkserver": ("ForkServer",),
+    "billiard.semaphore_tracker": ("SemaphoreTracker",),
     # joblib's memmapping folders (removed at exit or by the resource tracker).
     "joblib._memmapping_reducer": ("TemporaryResourcesManager",),
     # joblib's pools (Parallel's "multiprocessing" backend): multiprocessing.Pool subclasses,
