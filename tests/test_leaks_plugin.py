@@ -82,6 +82,40 @@ def test_a_test_marked_xfail_that_leaks_fails_its_teardown(pytester: pytest.Pyte
     result.stdout.fnmatch_lines(["*ERROR at teardown of test_known_bug_leaks*", "*test_known.py:7*"])
 
 
+def test_a_fixtures_teardown_error_shows_no_frame_of_the_plugin(pytester: pytest.Pytester) -> None:
+    """A conftest fixture's own teardown error passes through the plugin's teardown wrapper: its
+    traceback showed that wrapper's source (some fifty lines of it), with a leak report or without."""
+    pytester.makeconftest(
+        """
+        import pytest
+
+        @pytest.fixture
+        def checked():
+            yield
+            assert False, "the fixture's own check"
+        """
+    )
+    pytester.makepyfile(
+        test_teardown="""
+        KEEP = []
+
+        def test_leaks_too(checked, tmp_path):
+            KEEP.append(open(tmp_path / "a", "w"))
+
+        def test_clean(checked):
+            pass
+
+        def test_leaks_alone(tmp_path):
+            KEEP.append(open(tmp_path / "b", "w"))
+        """
+    )
+    result = run(pytester)
+    result.assert_outcomes(passed=3, errors=3)
+    result.stdout.fnmatch_lines(["*ERROR at teardown of test_leaks_too*", "*the fixture's own check*"])
+    assert "pytest_plugin.py" not in result.stdout.str()
+    assert "traceback entries are hidden" not in result.stdout.str()  # the leak report alone
+
+
 def test_junit_xml_carries_the_leaks_as_a_property(pytester: pytest.Pytester) -> None:
     """--junitxml: the leaking test's entry has a reclaim_leaks property with the JSON leaks."""
     pytester.makepyfile(

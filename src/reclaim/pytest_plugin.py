@@ -1083,6 +1083,11 @@ class LeakChecker:
         if error is not None:
             if leaks:
                 item.add_report_section("teardown", "reclaim", self._render(leaks, unraisable))
+            # A fixture's teardown error, raised again: its traceback is the fixture's, not this
+            # wrapper's (pytest shows all of it when the fixture is not in the test's module). Set
+            # on this path only: the report's own failure below has no traceback to hide, and
+            # pytest would say that all its entries are hidden.
+            __tracebackhide__ = True
             raise error
         if leaks:
             failure = pytest.fail.Exception(self._render(leaks, unraisable), pytrace=False)
