@@ -189,18 +189,26 @@ def test_uncaught_exception_prints_the_programs_traceback_then_the_report(tmp_pa
     assert "leaked 1 resource" in result.stderr
 
 
-def test_a_failed_open_or_connect_shows_no_frame_of_reclaims_replacements(tmp_path: Path) -> None:
+# With a timeout given positionally, Python 3.13's connect() warns (DeprecationWarning, shown
+# for __main__) about the frame that called it: the program's, never reclaim's replacement.
+@pytest.mark.parametrize(
+    "connect", ['sqlite3.connect("/nonexistent/orders.db")', 'sqlite3.connect("/nonexistent/orders.db", 5.0)']
+)
+def test_a_failed_open_or_connect_shows_no_frame_of_reclaims_replacements(
+    tmp_path: Path, connect: str
+) -> None:
     """open() and sqlite3.connect() raise through reclaim's replacements: the traceback (the
-    chained one too) is the one plain python prints, with no frame of reclaim's at its tip."""
+    chained one too) and the warnings are the ones plain python prints, with no frame of
+    reclaim's at its tip."""
     write(
         tmp_path / "missing.py",
-        """\
+        f"""\
         import sqlite3
         def load():
             try:
                 open("/nonexistent/orders.json")
             except OSError:
-                sqlite3.connect("/nonexistent/orders.db")
+                {connect}
         load()
         """,
     )

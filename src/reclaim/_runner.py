@@ -48,6 +48,7 @@ from ._exitreport import (
     report_and_die,
 )
 from .leaks import Tracker, _records
+from .leaks._patch import RELAY
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
 if TYPE_CHECKING:
@@ -229,7 +230,9 @@ def _hide_replacements(exc: BaseException) -> None:
         last_theirs = None
         entry = error.__traceback__
         while entry is not None:
-            if not _abspath(entry.tb_frame.f_code.co_filename).startswith(_LEAKS_DIR):
+            frame = entry.tb_frame
+            # A frame call_as() runs at the program's line (for warnings) is a replacement's too.
+            if not _abspath(frame.f_code.co_filename).startswith(_LEAKS_DIR) and RELAY not in frame.f_locals:
                 last_theirs = entry
             entry = entry.tb_next
         if last_theirs is not None:

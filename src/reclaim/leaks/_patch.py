@@ -18,9 +18,15 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see recl
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["Patches", "closing_subclass", "own_methods", "with_factory"]
+__all__ = ["RELAY", "Patches", "call_as", "closing_subclass", "own_methods", "with_factory"]
+
+__tracebackhide__ = True  # its closing_subclass() and call_as() run inside replacements
 
 _MISSING: Any = object()
+#: A local name of :func:`call_as`'s frame: marks it as reclaim's in a traceback (see _runner).
+RELAY = "__reclaim_relay__"
+#: ``fn(*args, **kwargs)``, all on line 1: :func:`call_as` moves it to its caller's line.
+_CALL = compile("fn(*args, **kwargs)", "<reclaim>", "eval")
 
 
 def own_methods(module: ModuleType, class_name: str, *names: str) -> tuple[Any, list[Any]] | None:
@@ -92,6 +98,22 @@ def with_factory(
         return (*args[: at - 1], make(base), *args[at:]), kwargs
     kwargs[keyword] = make(base)
     return args, kwargs
+
+
+def call_as(caller: FrameType, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """``fn(*args, **kwargs)`` run in a frame the warnings machinery takes for *caller*: at its
+    file and line, with its globals (so its module's name and ``__warningregistry__``).
+
+    For a replacement that calls C code which warns: C code warns about the Python frame that
+    called it (stack level 1), the replacement's. sqlite3.connect()'s deprecation warning showed
+    reclaim's file and line, a filter on the program's module missed it, and the default filters
+    hid it from ``__main__``. The frame is hidden from pytest's tracebacks and ``reclaim run``'s.
+    """
+    code = _CALL.replace(
+        co_filename=caller.f_code.co_filename, co_firstlineno=caller.f_lineno, co_name=caller.f_code.co_name
+    )
+    names = {"fn": fn, "args": args, "kwargs": kwargs, "__tracebackhide__": True, RELAY: True}
+    return eval(code, caller.f_globals, names)  # our own code object, not a string
 
 
 def _present_as(fn: FunctionType, owner: Any, name: str, original: Any) -> None:

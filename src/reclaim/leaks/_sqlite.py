@@ -36,7 +36,7 @@ from types import ModuleType
 from . import _fds, _records
 from ._kinds import Details, Kind, register
 from ._owning import PLUMBING, own
-from ._patch import Patches, closing_subclass, with_factory
+from ._patch import Patches, call_as, closing_subclass, with_factory
 from ._records import Record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
@@ -54,6 +54,9 @@ DROPPED = "_reclaim_dropped"
 # isolation_level, check_same_thread, factory, ...).
 _FACTORY_ARG = 5
 _URI_ARG = 7  # ... factory, cached_statements, uri
+#: Whether ``sqlite3.connect()`` warns of arguments after the database given positionally (3.13
+#: deprecates them), about the Python frame that called it: so it is called as from the program's.
+_WARNS_POSITIONAL = sys.version_info >= (3, 13)
 
 
 def _tracked(base: type) -> type:
@@ -175,10 +178,13 @@ def install(patches: Patches, sqlite3: ModuleType) -> None:
         if given is None:
             return connect(database, *args, **kwargs)  # not a class of ours to subclass: left alone
         args, kwargs = given
-        conn = connect(database, *args, **kwargs)
+        caller = sys._getframe(1)
+        if args and _WARNS_POSITIONAL:
+            conn = call_as(caller, connect, (database, *args), kwargs)
+        else:
+            conn = connect(database, *args, **kwargs)
         name = os.fsdecode(database) if isinstance(database, (bytes, os.PathLike)) else str(database)
         uri = bool(args[_URI_ARG - 1] if len(args) >= _URI_ARG else kwargs.get("uri", False))
-        caller = sys._getframe(1)
         if caller.f_code in PLUMBING and _in_memory(name):
             return conn  # kept for the process by the library that opened it (see the docstring)
         info = (name, _files_of(name, uri))
