@@ -3,11 +3,17 @@ test_sqlite3 run under ``pytest --reclaim`` found where it did not)."""
 
 from __future__ import annotations
 
+import gc
 import json
+import sqlite3
 import sys
 from pathlib import Path
 
-from _leakhelp import python_prog
+import pytest
+
+from _leakhelp import Watch, leakwatch, python_prog
+
+__all__ = ["leakwatch"]  # the fixture, imported for pytest
 
 #: A program that calls sqlite3.connect() with its arguments after the database given
 #: positionally, untracked then tracked, from the same line, and prints the warnings each call
@@ -39,3 +45,24 @@ def test_a_warning_sqlite3_connect_raises_names_the_programs_line_not_reclaims(t
     if sys.version_info >= (3, 13):  # the comparison compares something here
         assert untracked
         assert {(Path(filename).name, lineno) for _, _, filename, lineno in untracked} == {("prog.py", 8)}
+
+
+class _Unopened(sqlite3.Connection):
+    """A factory whose ``__init__`` never calls Connection's: no database is opened."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize("closed", [False, True])
+def test_a_connection_its_factory_never_opened_holds_nothing(leakwatch: Watch, closed: bool) -> None:
+    """CPython's test_connection_factories makes one: dropped, or its close() refused (nothing to
+    close), it is no leak."""
+    conn = sqlite3.connect(":memory:", factory=_Unopened)
+    assert isinstance(conn, _Unopened)
+    if closed:
+        with pytest.raises(sqlite3.ProgrammingError, match="__init__ not called"):
+            conn.close()
+    del conn
+    gc.collect()
+    assert leakwatch.leaks() == []

@@ -70,7 +70,7 @@ def _closing(conn: Any, frame: Any) -> None:
         _records.closing(conn, frame)  # its owner's __del__, or the program
 
 
-def _is_open(obj: Any, rec: Record) -> bool:
+def _is_open(obj: Any, rec: Record | None) -> bool:
     sqlite3 = sys.modules["sqlite3"]
     try:
         obj.total_changes  # noqa: B018 - raises ProgrammingError once the connection is closed
@@ -183,6 +183,8 @@ def install(patches: Patches, sqlite3: ModuleType) -> None:
             conn = call_as(caller, connect, (database, *args), kwargs)
         else:
             conn = connect(database, *args, **kwargs)
+        if not _is_open(conn, None):  # its factory's __init__ never called Connection's: nothing open
+            return conn
         name = os.fsdecode(database) if isinstance(database, (bytes, os.PathLike)) else str(database)
         uri = bool(args[_URI_ARG - 1] if len(args) >= _URI_ARG else kwargs.get("uri", False))
         if caller.f_code in PLUMBING and _in_memory(name):
