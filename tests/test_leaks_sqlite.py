@@ -7,11 +7,12 @@ import gc
 import json
 import sqlite3
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
-from _leakhelp import Watch, leakwatch, python_prog
+from _leakhelp import Watch, assert_site, ignore_gc_warnings, leakwatch, line, python_prog
 
 __all__ = ["leakwatch"]  # the fixture, imported for pytest
 
@@ -45,6 +46,34 @@ def test_a_warning_sqlite3_connect_raises_names_the_programs_line_not_reclaims(t
     if sys.version_info >= (3, 13):  # the comparison compares something here
         assert untracked
         assert {(Path(filename).name, lineno) for _, _, filename, lineno in untracked} == {("prog.py", 8)}
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@ignore_gc_warnings
+def test_a_close_that_raises_leaves_the_connection_open(leakwatch: Watch) -> None:
+    """close() from a thread other than the connection's raises ProgrammingError and closes
+    nothing (CPython's ThreadTests do it): the connection is still open, and a leak if dropped."""
+    conn = sqlite3.connect(":memory:")
+    at = line() - 1
+    refused: list[str] = []
+
+    def close(conn: sqlite3.Connection) -> None:
+        try:
+            conn.close()
+        except sqlite3.ProgrammingError as exc:
+            refused.append(str(exc))  # not exc: its traceback's frames hold the connection
+
+    closer = threading.Thread(target=close, args=(conn,))
+    closer.start()
+    closer.join()
+    assert refused
+    conn.execute("select 1")  # still open
+    assert_site(leakwatch.one("sqlite3"), at)
+    del conn
+    gc.collect()
+    leak = leakwatch.one("sqlite3")
+    assert_site(leak, at)
+    assert leak.state == "collected"
 
 
 class _Unopened(sqlite3.Connection):

@@ -48,18 +48,21 @@ def closing_subclass(
     on_del: Callable[[Any], None] | None = None,
 ) -> type:
     """The subclass of *base* a driver's ``connect()`` is given to make while tracking (once per
-    base, kept in *made*): named as *base*, and adding only a ``close()`` that first calls
-    ``on_close(connection, its caller's frame)``. A connection class written in C (sqlite3's,
-    psycopg2's) so gets weak references and a close that can be seen; ``isinstance`` checks and
-    all else stay *base*'s. With *on_del*, it also gets a ``__del__`` that calls
+    base, kept in *made*): named as *base*, and adding only a ``close()`` that calls
+    ``on_close(connection, its caller's frame)`` once *base*'s has returned. A connection class
+    written in C (sqlite3's, psycopg2's) so gets weak references and a close that can be seen;
+    ``isinstance`` checks and all else stay *base*'s. With *on_del*, it also gets a ``__del__`` that calls
     ``on_del(connection)`` while the connection can still say what state it is in (then
     *base*'s ``__del__``, if it has one)."""
     cls = made.get(base)
     if cls is None:
 
         def close(self: Any) -> None:
-            on_close(self, sys._getframe(1))
+            caller = sys._getframe(1)
+            # Released once closed: a close() that raises closed nothing (sqlite3's, called
+            # from a thread other than the connection's).
             base.close(self)  # type: ignore[attr-defined]
+            on_close(self, caller)
 
         body: dict[str, Any] = {"close": close, "__module__": base.__module__}
         if on_del is not None:
