@@ -3,6 +3,7 @@ test_sqlite3 run under ``pytest --reclaim`` found where it did not)."""
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import sqlite3
@@ -94,4 +95,34 @@ def test_a_connection_its_factory_never_opened_holds_nothing(leakwatch: Watch, c
             conn.close()
     del conn
     gc.collect()
+    assert leakwatch.leaks() == []
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@ignore_gc_warnings
+@pytest.mark.parametrize("dropped", [False, True])
+def test_a_connection_left_open_after_its_with_block_is_reported_saying_the_block_does_not_close(
+    leakwatch: Watch, dropped: bool
+) -> None:
+    """``with conn:`` commits and closes nothing (CPython's test_backup did so twelve times): the
+    report says so, since "release it with a with-block" is what the program thinks it did."""
+    with sqlite3.connect(":memory:") as conn:
+        at = line() - 1
+        conn.execute("create table t (x)")
+    if dropped:
+        del conn
+        gc.collect()
+    leak = leakwatch.one("sqlite3")
+    assert_site(leak, at)
+    assert leak.details["with_block"] is True
+    assert "does not close" in leak.description and "contextlib.closing()" in leak.description
+    assert leak.state == ("collected" if dropped else "open")
+    if not dropped:
+        conn.close()
+        assert leakwatch.leaks() == []
+
+
+def test_a_connection_closed_after_its_with_block_is_no_leak(leakwatch: Watch) -> None:
+    with contextlib.closing(sqlite3.connect(":memory:")) as conn, conn:
+        conn.execute("create table t (x)")
     assert leakwatch.leaks() == []

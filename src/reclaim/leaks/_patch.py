@@ -46,6 +46,7 @@ def closing_subclass(
     made: dict[type, type],
     *,
     on_del: Callable[[Any], None] | None = None,
+    on_exit: Callable[[Any], None] | None = None,
 ) -> type:
     """The subclass of *base* a driver's ``connect()`` is given to make while tracking (once per
     base, kept in *made*): named as *base*, and adding only a ``close()`` that calls
@@ -53,7 +54,8 @@ def closing_subclass(
     written in C (sqlite3's, psycopg2's) so gets weak references and a close that can be seen;
     ``isinstance`` checks and all else stay *base*'s. With *on_del*, it also gets a ``__del__`` that calls
     ``on_del(connection)`` while the connection can still say what state it is in (then
-    *base*'s ``__del__``, if it has one)."""
+    *base*'s ``__del__``, if it has one). With *on_exit*, an ``__exit__`` that calls
+    ``on_exit(connection)`` before *base*'s (sqlite3's commits or rolls back, and closes nothing)."""
     cls = made.get(base)
     if cls is None:
 
@@ -74,6 +76,14 @@ def closing_subclass(
                     inherited(self)
 
             body["__del__"] = __del__
+        if on_exit is not None:
+            exit_ = base.__exit__  # type: ignore[attr-defined]
+
+            def __exit__(self: Any, *exc_info: Any) -> Any:
+                on_exit(self)
+                return exit_(self, *exc_info)
+
+            body["__exit__"] = __exit__
         cls = type(base.__name__, (base,), body)
         cls.__qualname__ = base.__qualname__
         made[base] = cls

@@ -6,8 +6,9 @@ so ids alone would leave us blind to a connection the GC closed. Instead
 asked for (``sqlite3.Connection`` by default) by adding only a ``close`` that
 releases the record: the subclass gets weak references for free, ``isinstance``
 checks keep working, and every other behaviour is the base class's. Note that
-``with conn:`` commits and does *not* close, so it is no release. The cost is
-that ``type(conn)`` is the subclass (named like its base) while tracking.
+``with conn:`` commits and does *not* close, so it is no release: its ``__exit__`` marks the
+connection, whose report then says so. The cost is that ``type(conn)`` is the subclass (named
+like its base) while tracking.
 Connections made through a ``connect`` imported before tracking started are
 not seen, nor are connections whose factory cannot be subclassed.
 
@@ -60,7 +61,19 @@ _WARNS_POSITIONAL = sys.version_info >= (3, 13)
 
 
 def _tracked(base: type) -> type:
-    return closing_subclass(base, _closing, _subclasses)
+    return closing_subclass(base, _closing, _subclasses, on_exit=_exited)
+
+
+#: What a connection left open after its with-block is described with: the block looks like the
+#: release, so "release it with a with-block" would say nothing (CPython's own test_backup did it).
+WITH_BLOCK = "its with-block commits or rolls back, it does not close: contextlib.closing() closes"
+
+
+def _exited(conn: Any) -> None:
+    """*conn* ends a with-block: said in its report, should it be left open (see WITH_BLOCK)."""
+    rec = _records.live.get(id(conn))
+    if rec is not None and rec() is conn and len(rec.info) == 2:
+        rec.info = (*rec.info, True)
 
 
 def _closing(conn: Any, frame: Any) -> None:
@@ -80,10 +93,13 @@ def _is_open(obj: Any, rec: Record | None) -> bool:
 
 
 def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
-    database, _ = rec.info
+    database = rec.info[0]
     details: Details = {"database": database}
     if obj is not None and _is_open(obj, rec):
         details["in_transaction"] = obj.in_transaction
+    if len(rec.info) > 2:  # it ended a with-block (see _exited)
+        details["with_block"] = True
+        return f"{database} ({WITH_BLOCK})", details
     return f"{database}", details
 
 
