@@ -2255,3 +2255,34 @@ def test_a_test_whose_leaks_the_collector_already_closed_pays_for_no_full_collec
             "socket AF_INET/SOCK_STREAM 127.0.0.1:* (closed by the garbage collector, not the program)",
         ]
     )
+
+
+def test_a_test_module_inside_the_standard_library_is_the_program(pytester: pytest.Pytester) -> None:
+    """``pytest --pyargs test.test_sqlite3`` runs CPython's own tests from the standard library's
+    directory, whose frames are plumbing: what its tests leaked was acquired by no program and
+    never reported. A module pytest runs tests from is the program, wherever it lives."""
+    pytester.makeconftest(
+        """
+        import os
+        from reclaim import _sites
+
+        # A test module inside the interpreter's standard library cannot be made without writing
+        # into the interpreter: this directory stands in for it.
+        _sites._STDLIB_DIRS = (*_sites._STDLIB_DIRS, os.path.dirname(os.path.abspath(__file__)) + os.sep)
+        _sites._framework_cache.clear()
+        _sites._program_cache.clear()
+        """
+    )
+    pytester.makepyfile(
+        test_stdlib_like="""
+        import sqlite3
+
+        KEEP = []
+
+        def test_leaks():
+            KEEP.append(sqlite3.connect(":memory:"))
+        """
+    )
+    result = run(pytester)
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*acquired at test_stdlib_like.py:6 in test_leaks*"])

@@ -63,6 +63,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from .leaks import Leak, Tracker
     from .leaks._allow import AllowRule
 
@@ -225,6 +227,21 @@ def _tool_files(config: pytest.Config) -> frozenset[str]:
         if (name == "execnet" or name.startswith("execnet.")) and isinstance(filename, str):
             files.add(filename)
     return frozenset(files)
+
+
+def _own_test_module(path: Path) -> None:
+    """The test module at *path* is the program's, wherever it lives.
+
+    ``pytest --pyargs test.test_sqlite3`` runs CPython's own tests from the standard library's
+    directory, whose frames are plumbing: what those tests leaked had no program line, and
+    nothing was reported. Marked as pytest collects it, before it is imported: a file whose
+    frames changed sides during the run would report a leak again at the session's end, its
+    frames no longer those it was reported with.
+    """
+    from . import _sites
+
+    if _sites.is_framework(str(path)):
+        _sites.mark_program(str(path))
 
 
 def _mark_launchers(frame: types.FrameType | None) -> None:
@@ -960,6 +977,9 @@ class LeakChecker:
             text = self.tracker.report(_during_their_test(found)).to_text(depth=self.depth)
             self.late.append((_several(contexts), text, len(contexts)))
             self.late_count += len(found)
+
+    def pytest_pycollect_makemodule(self, module_path: Path) -> None:
+        _own_test_module(module_path)
 
     # -- one test --------------------------------------------------------------------------
 
