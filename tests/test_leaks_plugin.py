@@ -1488,6 +1488,57 @@ def test_what_a_module_level_object_keeps_is_shown_acquired_during_the_test_that
     assert "during module global" not in result.stdout.str()
 
 
+#: A proxy that builds what it stands for on first use, as Django's ``LazyObject`` (its
+#: ``__class__`` is a property that sets it up: ``isinstance`` asks for it) and werkzeug's
+#: ``LocalProxy`` do. Setting it up here fails, as Django's admin site does once its app is gone.
+LAZY_PROXY = """
+    EVALUATED = []
+
+    class Lazy:
+        @property
+        def __class__(self):
+            EVALUATED.append(self)
+            raise LookupError("set up outside the program's control")
+
+    class Box:
+        def __init__(self, content):
+            self.content = content
+
+    site = Lazy()
+    app = Box(Lazy())
+"""
+
+
+def test_module_level_lazy_objects_are_looked_through_without_being_set_up(
+    pytester: pytest.Pytester,
+) -> None:
+    """Looking for what module globals hold never sets up a lazy proxy among them (Django's
+    ``admin.site``): that ran the program's code, and the session crashed when it raised."""
+    pytester.makepyfile(
+        lazy=LAZY_PROXY,
+        test_lazy="""
+        import sqlite3
+        import lazy
+
+        def test_leaks():
+            lazy.app.kept = sqlite3.connect(":memory:")  # held by a module global at its end
+
+        def test_opens_a_file(tmp_path):
+            open(tmp_path / "a", "w")  # a leak: module globals are looked through for it
+
+        def test_nothing_evaluated():
+            assert lazy.EVALUATED == []
+        """,
+    )
+    result = run(pytester, "-p", "no:randomly")
+    result.assert_outcomes(passed=3, errors=1)
+    out = result.stdout.str()
+    assert "LookupError" not in out
+    result.stdout.fnmatch_lines(
+        ["held by module global lazy.app (kept from test_lazy.py::test_leaks):", "sqlite3 :memory:*"]
+    )
+
+
 def test_a_pipe_a_module_level_object_keeps_is_not_blamed_on_the_test_that_made_it(
     pytester: pytest.Pytester,
 ) -> None:

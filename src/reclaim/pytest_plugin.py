@@ -312,7 +312,10 @@ def _module_holders() -> dict[str, object]:
         for name, value in list(vars(module).items()):
             if name.startswith("__"):
                 continue
-            if isinstance(value, types.FunctionType):
+            # type(), never isinstance(): that asks a proxy for its __class__, which sets up
+            # what it stands for (Django's LazyObject: its admin site, its storage), running the
+            # program's code at a time it did not choose, and crashing the session when it raises.
+            if issubclass(type(value), types.FunctionType):
                 # A decorator applied at import keeps what it was given in the closure of the
                 # function it returns (``@process(pool=ProcessPool(1))``): that object is the
                 # module's as a global's would be. Only the cells: a function's globals reach
@@ -320,7 +323,7 @@ def _module_holders() -> dict[str, object]:
                 value = tuple(_closure_values(value))
                 if not value:
                     continue
-            elif isinstance(value, _NOT_HOLDERS):
+            elif issubclass(type(value), _NOT_HOLDERS):
                 continue
             holders[f"{MODULE_GLOBAL}{module.__name__}.{name}"] = value
     return holders
@@ -333,7 +336,7 @@ def _closure_values(function: types.FunctionType) -> Iterator[object]:
             value = cell.cell_contents
         except ValueError:  # a cell not filled yet
             continue
-        if not isinstance(value, _NOT_HOLDERS):
+        if not issubclass(type(value), _NOT_HOLDERS):  # type(): see _module_holders
             yield value
 
 
@@ -424,7 +427,7 @@ def _config_holders(config: pytest.Config) -> dict[str, object]:
     stash = getattr(config.stash, "_storage", {})
     values = [*vars(config).items(), *((f"stash[{key!r}]", value) for key, value in list(stash.items()))]
     for name, value in values:
-        if name.startswith("_") or isinstance(value, _NOT_HOLDERS):
+        if name.startswith("_") or issubclass(type(value), _NOT_HOLDERS):  # see _module_holders
             continue
         module = sys.modules.get(type(value).__module__)
         filename = getattr(module, "__file__", None)

@@ -690,7 +690,9 @@ def claim(holder: object, kind: str, dying: Record | None = None) -> tuple[Recor
     """
     skipped = not_followed()
     live = _records.live
-    roots = [root for root in ROOTS[kind](holder) if not isinstance(root, skipped)]
+    # type(), never isinstance(), on what the search meets: isinstance asks a proxy (Django's
+    # LazyObject) for its __class__, which sets up what it stands for.
+    roots = [root for root in ROOTS[kind](holder) if not issubclass(type(root), skipped)]
     seen = {id(holder), *map(id, roots)}
     held: list[Record] = []
     pending = deque(roots)
@@ -706,7 +708,7 @@ def claim(holder: object, kind: str, dying: Record | None = None) -> tuple[Recor
         budget -= 1
         for ref in gc.get_referents(pending.popleft()):
             key = id(ref)
-            if key in seen or isinstance(ref, skipped):
+            if key in seen or issubclass(type(ref), skipped):
                 continue
             seen.add(key)
             rec = live.get(key)
@@ -718,11 +720,11 @@ def claim(holder: object, kind: str, dying: Record | None = None) -> tuple[Recor
                     held.append(rec)
             elif key in finalized and finalized[key][0]() is ref:
                 held.extend(part for part in finalized[key][1] if part.seq >= dying.seq)  # type: ignore[union-attr]
-            elif dead_classes and dying is not None and isinstance(ref, dead_classes):
+            elif dead_classes and dying is not None and issubclass(type(ref), dead_classes):
                 if dead is None:
                     dead = _collected(dying)
                 found = dead.get(key)
-                if found is not None and isinstance(ref, dead_types[found.kind]):
+                if found is not None and issubclass(type(ref), dead_types[found.kind]):
                     held.append(found)
                 else:  # a part dying with it, whose own __del__ has yet to run (see _records.died)
                     part = _records.dying.get(key)

@@ -755,7 +755,9 @@ class _Search:
         """The ids among the targets that *holder* references, directly or through its data
         (or is, with *itself*)."""
         targets, seen, not_followed = self.targets, self.seen, self.not_followed
-        if id(holder) in seen or isinstance(holder, not_followed):
+        # type(), never isinstance(): that asks a proxy (Django's LazyObject) for its __class__,
+        # setting up what it stands for, the program's code run by a search that only looks.
+        if id(holder) in seen or issubclass(type(holder), not_followed):
             return []
         seen.add(id(holder))
         found = [id(holder)] if itself and id(holder) in targets else []
@@ -772,7 +774,7 @@ class _Search:
                 if key in targets:
                     found.append(key)
                     wanted.discard(id(targets[key]))
-                if not isinstance(ref, not_followed):
+                if not issubclass(type(ref), not_followed):
                     pending.append(ref)
         return found
 
