@@ -1981,6 +1981,50 @@ def test_a_temp_path_a_waiting_finalize_or_atexit_handler_removes_is_left_to_it(
     assert out.count("ERROR at teardown") == 2 and "mkstemp" not in out, out
 
 
+def test_temp_paths_inside_a_directory_an_atexit_rmtree_removes_are_left_to_it(
+    pytester: pytest.Pytester,
+) -> None:
+    """A directory handed to ``atexit.register(shutil.rmtree, ...)`` takes what was made in it
+    with it (Django's test runner makes the run's TMPDIR so, and its test modules make their
+    media roots in it at import): those are no leak; one made elsewhere still is."""
+    pytester.makeconftest(
+        """
+        import atexit
+        import os
+        import shutil
+        import tempfile
+
+        def pytest_configure(config):
+            root = tempfile.mkdtemp(prefix="run-")
+            atexit.register(shutil.rmtree, root)
+            config.rw_root = root
+            config.rw_other = os.path.abspath("other")  # removed with the test's own directory
+            os.mkdir(config.rw_other)
+        """
+    )
+    pytester.makepyfile(
+        test_media="""
+        import os
+        import tempfile
+
+        KEPT = []
+
+        def test_inside(request):
+            KEPT.append(tempfile.mkdtemp(prefix="media-", dir=request.config.rw_root))
+            fd, path = tempfile.mkstemp(dir=KEPT[0])
+            os.close(fd)
+
+        def test_outside(request):
+            KEPT.append(tempfile.mkdtemp(prefix="elsewhere-", dir=request.config.rw_other))
+        """,
+    )
+    result = run(pytester)
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(["*ERROR at teardown of test_outside*", "tempdir */elsewhere-*"])
+    out = result.stdout.str()
+    assert "media-" not in out and "ERROR at teardown of test_inside" not in out, out
+
+
 def test_what_a_wider_fixtures_teardown_leaks_is_the_fixtures_not_the_last_tests(
     pytester: pytest.Pytester,
 ) -> None:

@@ -144,8 +144,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
-    """Register the marker; start the checker when ``--reclaim`` or ``reclaim = true`` says so."""
+    """Register the marker; start the checker when ``--reclaim`` or ``reclaim = true`` says so.
+
+    First, so that it sees the ``atexit`` handlers the other plugins' and conftests'
+    ``pytest_configure`` register (a run's temp directory, removed at exit: see _ExitHandlers)."""
     config.addinivalue_line("markers", _MARKER_HELP)
     enabled = config.getoption("reclaim")
     if enabled is None:
@@ -536,6 +540,8 @@ class _ExitHandlers:
         for files and sockets (a text file's handler closes the raw file under it), or by path
         for temp directories and files. One the collector closed is a leak all the same (a
         finalize callback run by a collection)."""
+        import shutil
+
         from . import _sites
         from .leaks import _records
 
@@ -544,6 +550,7 @@ class _ExitHandlers:
         acquisitions: set[tuple[object, ...]] = set()
         fds: set[int] = set()
         paths: set[str] = set()
+        trees: list[str] = []  # directories shutil.rmtree removes with what is in them
         for func, args, kwargs in [*self.handlers, *_finalizers_at_exit()]:
             if func is os.close:
                 fds.update(arg for arg in args if type(arg) is int)
@@ -556,6 +563,8 @@ class _ExitHandlers:
                             path = os.fspath(arg)
                             if isinstance(path, str):
                                 paths.add(path)
+                                if func is shutil.rmtree:  # Django's runner, for its TMPDIR
+                                    trees.append(os.path.join(path, ""))
             for obj in _reached(func, (*args, *kwargs.values()), _EXIT_FOLLOWED):
                 rec = _records.live.get(id(obj))
                 if rec is not None and rec() is obj:
@@ -570,9 +579,15 @@ class _ExitHandlers:
             and (
                 (leak.seq, leak.kind, leak.acquired_at, leak.frames) in acquisitions
                 or (leak.kind in ("file", "socket", "fd") and leak.details.get("fd") in fds)
-                or (leak.kind in ("tempdir", "tempfile") and leak.details.get("path") in paths)
+                or (leak.kind in ("tempdir", "tempfile") and _removed(leak.details.get("path"), paths, trees))
             )
         )
+
+
+def _removed(path: object, paths: set[str], trees: list[str]) -> bool:
+    """Whether an exit handler removes temp *path*: it was handed *path*, or ``shutil.rmtree`` a
+    directory *path* is in (what a test module made in the run's TMPDIR at import goes with it)."""
+    return path in paths or (type(path) is str and path.startswith(tuple(trees)))
 
 
 def _implicit_cleanup(func: object) -> bool:
@@ -788,6 +803,7 @@ class LeakChecker:
         self.allow_everywhere: list[AllowRule] = _ini_allow(config)
         self.tracker: Tracker | None = None
         self.exit_handlers = _ExitHandlers()
+        self.exit_handlers.start()  # from now: a conftest's pytest_configure registers some
         self.controller = False
         # Unique per session: a pytester session nested in this process gets a label of its own.
         self._number = next(_sessions)
@@ -841,6 +857,7 @@ class LeakChecker:
         if self.config.pluginmanager.get_plugin("dsession") is not None:
             # xdist controller: the workers run the tests and track them.
             self.controller = True
+            self.exit_handlers.stop()
             return
         from . import _sites
         from .leaks import Tracker, _records, _tracker, current_context, set_context
@@ -856,9 +873,11 @@ class LeakChecker:
         _mark_launchers(sys._getframe())
         self.previous_tools = _tracker.TOOL_FILES
         _tracker.TOOL_FILES = self.previous_tools | _tool_files(self.config)
-        self.exit_handlers.start()
         self.contexts.add(self.session_label)
         set_context(self.session_label)
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        self.exit_handlers.stop()  # a session that never started (a usage error) never stopped it
 
     # Last: what other plugins (a conftest's server, a library's test plugin) stop in their own
     # pytest_sessionfinish is released by then. The terminal summary and xdist's report to
