@@ -162,6 +162,7 @@ HOOKS: tuple[tuple[str, str], ...] = (
     ),
     ("twisted.internet.epollreactor", "_twisted:install_poller"),
     *_each(("twisted.internet.process", "twisted.internet.endpoints"), "_twisted:install_unbound"),
+    ("django.db.backends.base.base", "_django:install"),
     ("ptyprocess.ptyprocess", "_pexpect:install_ptyprocess"),
     ("pexpect.pty_spawn", "_pexpect:install_spawn"),
     ("pexpect.popen_spawn", "_pexpect:install_popen"),

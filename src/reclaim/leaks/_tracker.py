@@ -849,6 +849,11 @@ def _leak(rec: Record, obj: Any, state: str, now: float, holds: Iterable[Leak] =
         pool, give_back = pooled.POOLS[source]
         description += f", checked out of {pool} and never given back ({give_back})"
         details = {**details, "checked_out_of": source}
+    django = _integration("_django")
+    noted = django.noted(rec) if django is not None else None
+    if noted is not None:  # a connection Django keeps for its thread: which alias, who closes it
+        description += noted[0]
+        details = {**details, **noted[1]}
     from ._report import Leak
 
     return Leak(
