@@ -67,6 +67,8 @@ KINDS = (
     "psycopg2",
     "pymysql",
     "pg8000",
+    "mysqlclient",
+    "mysql-connector",
     "asyncpg",
     "subprocess",
     "orphan-process",

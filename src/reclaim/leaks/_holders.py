@@ -749,11 +749,14 @@ DEAD_KINDS = {
     "psycopg2": ("psycopg2.extensions", "connection"),
     "pymysql": ("pymysql.connections", "Connection"),
     "pg8000": ("pg8000.core", "CoreConnection"),
+    "mysqlclient": ("MySQLdb.connections", "Connection"),
+    "mysql-connector": ("mysql.connector.connection", "MySQLConnection"),
     "redis-connection": ("redis.connection", "AbstractConnection"),
 }
 
 #: Kind -> more (module, class) pairs of :data:`DEAD_KINDS` (redis-py's asyncio connections).
 DEAD_KINDS_MORE = {
+    "mysql-connector": (("mysql.connector.connection_cext", "CMySQLConnection"),),
     "redis-connection": (("redis.asyncio.connection", "AbstractConnection"),),
 }
 

@@ -122,6 +122,8 @@ HOOKS: tuple[tuple[str, str], ...] = (
     ("pymysql.connections", "_sockets:install_finalizer_aliases"),
     ("pymysql.connections", "_pymysql:install"),
     ("pg8000.core", "_pg8000:install"),
+    ("MySQLdb.connections", "_mysql:install_mysqlclient"),
+    *_each(("mysql.connector.connection", "mysql.connector.connection_cext"), "_mysql:install_connector"),
     *_each(HOLDERS, "_holders:install"),
     *_each(("grpc", "grpc.aio"), "_grpc:install"),
     *_each(("grpc._channel", "grpc.aio._channel"), "_grpc:install_channel"),
