@@ -99,6 +99,23 @@ def test_mysqlclient_connection_its_owner_closes_in_a_del_is_closed_by_the_gc(
     assert_site(leak, at)
 
 
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_mysqlclient_connection_configured_from_an_option_file_names_no_unknown_user(
+    leakwatch: Watch, mariadb: Any, tmp_path: Path
+) -> None:
+    """Host, user and database read from ``read_default_file`` are not the connection's attributes:
+    it names where it connected (its host info), not ``None@None:3306``."""
+    mysqldb = _mysqlclient()
+    option_file = tmp_path / "my.cnf"
+    option_file.write_text(f"[client]\nhost = {mariadb.host}\nuser = {mariadb.user}\n", encoding="utf-8")
+    conn = mysqldb.connect(read_default_file=str(option_file), port=mariadb.port, password=mariadb.password)
+    try:
+        leak = leakwatch.one("mysqlclient")
+        assert leak.details["target"] == f"{mariadb.host}:{mariadb.port}"
+    finally:
+        conn.close()
+
+
 def test_mysqlclient_connections_the_program_closes_are_not_reported(leakwatch: Watch, mariadb: Any) -> None:
     mysqldb = _mysqlclient()
     conn = mysqldb.connect(**maria_kwargs(mariadb))

@@ -60,9 +60,11 @@ def _text(value: Any) -> str:
 
 def _target(user: Any, host: Any, port: Any, unix_socket: Any, database: Any) -> str:
     """``user@host:port/database`` (``user@/path/to/socket/database`` over a Unix socket; no
-    ``/database`` when none was given)."""
+    ``/database`` or ``user@`` when the program did not give them: read from an option file,
+    ``read_default_file``, mysqlclient does not say them, and asking the server costs a query)."""
     where = _text(unix_socket) if unix_socket else f"{host}:{port}"
-    return f"{_text(user)}@{where}/{_text(database)}" if database else f"{_text(user)}@{where}"
+    who = f"{_text(user)}@{where}" if user else where
+    return f"{who}/{_text(database)}" if database else who
 
 
 def _info(conn: Any, target: str, thread_id: Any, fd: int | None) -> tuple[Any, ...]:
