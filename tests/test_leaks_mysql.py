@@ -161,9 +161,32 @@ def test_connector_connection_left_open_is_one_entry_not_a_socket_at_the_drivers
         assert_site(leak, at)
         assert leak.description == f"connection {_target(mariadb)} (server thread id {conn.connection_id})"
         assert leak.details["fd"] == conn._socket.sock.fileno()
+        assert [(held.kind, held.details["fd"]) for held in leak.holds] == [("socket", leak.details["fd"])]
     finally:
         conn.close()
     assert leakwatch.leaks() == []
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@ignore_gc_warnings
+def test_connector_socket_swapped_out_and_dropped_is_still_reported(leakwatch: Watch, mariadb: Any) -> None:
+    """A test that puts a stand-in in place of the connection's socket drops the real one open:
+    that socket, closed by the collector, is the leak, though the connection is closed later."""
+    connector = _connector()
+    socket = pytest.importorskip("socket")
+    conn = connector.connect(**_connector_kwargs(mariadb))
+    at = line() - 1
+    stand_in, other_end = socket.socketpair()
+    try:
+        conn._socket.sock = stand_in
+        gc.collect()
+        conn.close()
+    finally:
+        stand_in.close()
+        other_end.close()
+    (leak,) = leakwatch.leaks()
+    assert (leak.kind, leak.state) == ("socket", "collected")
+    assert (__file__, at) in [(frame.filename, frame.lineno) for frame in leak.frames]
 
 
 @pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
@@ -176,6 +199,7 @@ def test_connector_connection_dropped_open_is_closed_by_the_gc(leakwatch: Watch,
     leak = leakwatch.one("mysql-connector")
     assert leak.state == "collected" and leak.closed_by_gc
     assert_site(leak, at)
+    assert [(held.kind, held.state) for held in leak.holds] == [("socket", "collected")]
 
 
 @pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test

@@ -11,8 +11,10 @@ So each connection the program makes gets a record at the program's line past th
 frames (kind ``mysqlclient``, or ``mysql-connector`` for both of Connector/Python's), naming
 ``user@host:port/database`` (never the password), the server's thread id (the session
 ``SHOW PROCESSLIST`` lists and ``KILL`` takes) and the descriptor of its socket, which it
-holds: that descriptor is not reported again, as untracked or (pure Python) as a socket of
-its own, whose record the connection's takes over. ``close()`` (a with-block, Connector's
+holds: that descriptor is not reported again as untracked, and a pure-Python connection's
+socket, tracked as any socket is, is listed under it (see :func:`fold`). One the program
+swapped out (a test's stand-in socket) and dropped is reported on its own, at the line that
+connected: only the connection it was made for holds it. ``close()`` (a with-block, Connector's
 ``disconnect()`` and ``shutdown()``) releases it; closed from a ``__del__``, or dropped
 unclosed (the driver's dealloc, or its socket's finalizer, closes it), it was the garbage
 collector's doing, and is reported as such. Connector/Python records each connect, so a
@@ -35,7 +37,7 @@ import sys
 from types import ModuleType
 
 from . import _fds, _records
-from ._holders import public_name
+from ._holders import Found, fold_into, public_name
 from ._kinds import Details, Kind, register
 from ._owning import caller, outside
 from ._patch import Patches
@@ -46,7 +48,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-__all__ = ["install_connector", "install_mysqlclient"]
+__all__ = ["fold", "install_connector", "install_mysqlclient"]
 
 __tracebackhide__ = True  # stands in for what it wraps: see _patch
 
@@ -67,10 +69,13 @@ def _target(user: Any, host: Any, port: Any, unix_socket: Any, database: Any) ->
     return f"{who}/{_text(database)}" if database else who
 
 
-def _info(conn: Any, target: str, thread_id: Any, fd: int | None) -> tuple[Any, ...]:
-    """A record's info: ``(class, target, server thread id, fd, fd's identity as it connected)``."""
+def _info(
+    conn: Any, target: str, thread_id: Any, fd: int | None, sock: Record | None = None
+) -> tuple[Any, ...]:
+    """A record's info: ``(class, target, server thread id, fd, fd's identity as it connected,
+    the record of its socket when Python made it)``."""
     ident = None if fd is None else _fds.identity(fd)
-    return public_name(type(conn)), target, thread_id if isinstance(thread_id, int) else None, fd, ident
+    return public_name(type(conn)), target, thread_id if isinstance(thread_id, int) else None, fd, ident, sock
 
 
 def _holds_socket(rec: Record) -> bool:
@@ -89,7 +94,7 @@ def _fds_of(obj: Any, rec: Record) -> tuple[int, ...]:
 
 
 def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
-    cls, target, thread_id, fd, _ = rec.info
+    cls, target, thread_id, fd, *_ = rec.info
     details: Details = {"class": cls, "target": target, "thread_id": thread_id, "fd": fd}
     # As PyMySQL's: what it is, not what to do (one a pool lent is given back, not closed).
     session = "" if thread_id is None else f" (server thread id {thread_id})"
@@ -176,9 +181,20 @@ def install_mysqlclient(patches: Patches, module: ModuleType) -> None:
     _wrap_del(patches, cls, MYSQLCLIENT, in_python=False)
 
 
-def _connector_facts(conn: Any, fd: int | None) -> tuple[Any, ...]:
+def _connector_facts(conn: Any, fd: int | None, sock: Record | None) -> tuple[Any, ...]:
     target = _target(conn._user, conn._host, conn._port, conn._unix_socket, conn._database)
-    return _info(conn, target, conn.connection_id, fd)
+    return _info(conn, target, conn.connection_id, fd, sock)
+
+
+def fold(found: list[Found], out: dict[int, list[Found]]) -> None:
+    """Take the sockets of the pure-Python Connector/Python connections among *found* out of it,
+    into ``out[id(their connection's record)]``; a socket whose connection is not among them (it
+    was swapped out, then dropped) stays an entry of its own."""
+    owners = {
+        id(rec.info[5]): rec for rec, _, _ in found if rec.kind == CONNECTOR and rec.info[5] is not None
+    }
+    if owners:
+        fold_into(found, out, lambda item: owners.get(id(item[0])))
 
 
 def install_connector(patches: Patches, module: ModuleType) -> None:
@@ -194,17 +210,19 @@ def install_connector(patches: Patches, module: ModuleType) -> None:
     def _open_connection(self: Any) -> None:
         before = None if in_python else _fds.table()
         connect(self)
+        sock_rec = None
         try:
             if in_python:
                 sock = self._socket.sock
                 fd = sock.fileno()
-                _records.release(id(sock))  # the connection's record holds it from now on
+                found = _records.live.get(id(sock))
+                sock_rec = found if found is not None and found() is sock else None
             else:
                 after = _fds.table() if before is not None else None
                 made = [fd for fd, ident in (after or {}).items() if (before or {}).get(fd) != ident]
                 sockets = [fd for fd in made if (_fds.describe_fd(fd) or "").startswith("socket:")]
                 fd = sockets[0] if len(sockets) == 1 else None
-            info = _connector_facts(self, fd)
+            info = _connector_facts(self, fd, sock_rec)
         except Exception:  # must never break the program's connect
             return
         _made(self, CONNECTOR, info, "mysql")

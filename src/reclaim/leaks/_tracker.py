@@ -821,6 +821,9 @@ def _find(window: Snapshot, context: str | None, include_framework: bool, untrac
     pexpect = _integration("_pexpect")  # loaded with ptyprocess
     if pexpect is not None:
         pexpect.fold(found, held)
+    mysql = _integration("_mysql")  # loaded with mysqlclient or Connector/Python
+    if mysql is not None:
+        mysql.fold(found, held)
 
     def leak(rec: Record, obj: Any, state: str) -> Leak:  # a holder's parts, and theirs (_holders.PARTS)
         return _leak(rec, obj, state, now, [leak(*item) for item in held.get(id(rec), ())])
