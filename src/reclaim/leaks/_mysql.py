@@ -69,13 +69,21 @@ def _target(user: Any, host: Any, port: Any, unix_socket: Any, database: Any) ->
     return f"{who}/{_text(database)}" if database else who
 
 
+#: class -> its public name (see ``_holders.public_name``), found once per class, not per connect.
+_names: dict[type, str] = {}
+
+
 def _info(
     conn: Any, target: str, thread_id: Any, fd: int | None, sock: Record | None = None
 ) -> tuple[Any, ...]:
     """A record's info: ``(class, target, server thread id, fd, fd's identity as it connected,
     the record of its socket when Python made it)``."""
     ident = None if fd is None else _fds.identity(fd)
-    return public_name(type(conn)), target, thread_id if isinstance(thread_id, int) else None, fd, ident, sock
+    cls = type(conn)
+    name = _names.get(cls)
+    if name is None:
+        name = _names[cls] = public_name(cls)
+    return name, target, thread_id if isinstance(thread_id, int) else None, fd, ident, sock
 
 
 def _holds_socket(rec: Record) -> bool:
@@ -208,6 +216,8 @@ def install_connector(patches: Patches, module: ModuleType) -> None:
         return  # not the layout this was written for: reported as before
 
     def _open_connection(self: Any) -> None:
+        # Open before it (a table: the descriptor listdir() read it through is closed, and may be
+        # the socket's number next), then the numbers only: fewer fstat()s.
         before = None if in_python else _fds.table()
         connect(self)
         sock_rec = None
@@ -218,8 +228,8 @@ def install_connector(patches: Patches, module: ModuleType) -> None:
                 found = _records.live.get(id(sock))
                 sock_rec = found if found is not None and found() is sock else None
             else:
-                after = _fds.table() if before is not None else None
-                made = [fd for fd, ident in (after or {}).items() if (before or {}).get(fd) != ident]
+                after = _fds.list_fds() if before is not None else None
+                made = sorted(fd for fd in after if fd not in before) if after is not None and before else []
                 sockets = [fd for fd in made if (_fds.describe_fd(fd) or "").startswith("socket:")]
                 fd = sockets[0] if len(sockets) == 1 else None
             info = _connector_facts(self, fd, sock_rec)
