@@ -299,6 +299,58 @@ def test_connector_c_extension_connections_are_reported_at_their_lines(tmp_path:
     ]
 
 
+def test_connector_c_extension_connection_whose_socket_cannot_be_told_is_still_reported(
+    tmp_path: Path, mariadb: Any
+) -> None:
+    """Another socket opened while it connects (here by the program's subclass, as another thread
+    could): which is the connection's cannot be told, so the driver says whether it is open."""
+    _connector()
+    kwargs = maria_kwargs(mariadb)
+    kwargs["connection_timeout"] = kwargs.pop("connect_timeout")
+    out = python_prog(
+        tmp_path,
+        f"""
+        try:
+            import _mysql_connector
+        except ImportError:
+            raise SystemExit(print("no C extension") or 0)
+        import gc
+        import socket
+        from mysql.connector.connection_cext import CMySQLConnection
+        from reclaim.leaks import Tracker
+
+        class Busy(CMySQLConnection):
+            opened = []
+
+            @property
+            def converter(self):  # read by _open_connection() once connected
+                if not self.opened and self._cmysql is not None and self._cmysql.connected():
+                    self.opened.extend(socket.socketpair())
+                return self.__dict__.get("_converter")
+
+            @converter.setter
+            def converter(self, value):
+                self.__dict__["_converter"] = value
+
+        tracker = Tracker().start()
+        mark = tracker.snapshot()
+        kept = Busy(**{kwargs!r})
+        Busy(**{kwargs!r})
+        for sock in Busy.opened:
+            sock.close()
+        gc.collect()
+        leaks = [leak for leak in tracker.leaks(mark, grace=0) if leak.kind == "mysql-connector"]
+        print(sorted((leak.state, leak.site.lineno, leak.details["fd"] is None) for leak in leaks))
+        kept.close()
+        tracker.stop()
+        """,
+    )
+    if out.stdout.strip() == "no C extension":
+        pytest.skip("Connector/Python's C extension does not load here")
+    # The first could not be told; the second, made once the extra socket was open, could.
+    assert out.stdout.strip() == "[('collected', 27, False), ('open', 26, True)]"
+
+
 def test_drivers_are_not_loaded_unless_the_program_imports_them(tmp_path: Path) -> None:
     """The integration is loaded with its driver, never at start."""
     out = python_prog(

@@ -24,7 +24,8 @@ Whether a connection is still open is read from its descriptor, kept with its id
 connected: libmariadb closes the socket of a connection the server broke (``KILL``, a restart)
 while mysqlclient still says it is open, and the descriptor's number may then be another
 file's. Dropped in that state, it left nothing to the collector: no leak. The C extension
-gives no descriptor, so the socket it made is the one that appeared while it connected.
+gives no descriptor, so the socket it made is the one that appeared while it connected; when
+that cannot be told (another thread opened sockets meanwhile), the driver's word is taken.
 
 Only the making, the closing and the ``__del__`` of a connection are wrapped. A connection
 made through ``MySQLdb._mysql.connect()`` (the bare C type) is not seen, nor are Connector's
@@ -93,8 +94,22 @@ def _holds_socket(rec: Record) -> bool:
     return fd is not None and ident is not None and _fds.identity(fd) == ident
 
 
+def _driver_says_open(conn: Any) -> bool:
+    """Whether the driver says *conn* is connected: for a C-extension connection whose socket
+    could not be told (another thread opened sockets while it connected)."""
+    try:
+        cmysql = getattr(conn, "_cmysql", None)
+        return bool(cmysql.connected()) if cmysql is not None else bool(getattr(conn, "open", False))
+    except Exception:  # a connection in a state its driver will not answer for
+        return False
+
+
+def _still_open(conn: Any, rec: Record) -> bool:
+    return _holds_socket(rec) if rec.info[4] is not None else _driver_says_open(conn)
+
+
 def _is_open(obj: Any, rec: Record) -> bool:
-    return _holds_socket(rec)
+    return _still_open(obj, rec)
 
 
 def _fds_of(obj: Any, rec: Record) -> tuple[int, ...]:
@@ -128,7 +143,7 @@ def _dropped(conn: Any, kind: str, in_python: bool) -> None:
     rec = _records.at_del(conn)
     if rec is None or rec.state != OPEN or rec.kind != kind:
         return
-    if in_python or _holds_socket(rec):
+    if in_python or _still_open(conn, rec):
         _records.leak(rec, _records.COLLECTED)
     else:
         _records.released(rec)
