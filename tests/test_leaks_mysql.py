@@ -23,11 +23,14 @@ pytestmark = pytest.mark.mariadb
 
 
 def _mysqlclient() -> Any:
-    return pytest.importorskip("MySQLdb", reason="mysqlclient is not installed")
+    # ImportError too: installed, its C extension may not load (libmariadb missing).
+    return pytest.importorskip("MySQLdb", reason="mysqlclient is not usable here", exc_type=ImportError)
 
 
 def _connector() -> Any:
-    return pytest.importorskip("mysql.connector", reason="mysql-connector-python is not installed")
+    return pytest.importorskip(
+        "mysql.connector", reason="mysql-connector-python is not usable here", exc_type=ImportError
+    )
 
 
 def _target(mariadb: Any) -> str:
