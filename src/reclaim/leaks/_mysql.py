@@ -151,15 +151,18 @@ def _dropped(conn: Any, kind: str, in_python: bool) -> None:
 
 def _wrap_close(patches: Patches, cls: type, names: tuple[str, ...]) -> None:
     """Wrap each of *names* *cls* has (its own or inherited) to release the connection's record
-    first: from a ``__del__``, the collector's doing (see ``_records.closing``)."""
+    once it returned (one that raised may have closed nothing, as ``closing_subclass``'s close
+    does): from a ``__del__``, the collector's doing (see ``_records.closing``)."""
     for name in names:
         close: Callable[..., Any] | None = getattr(cls, name, None)
         if close is None:
             continue
 
         def close_(self: Any, *args: Any, __close: Callable[..., Any] = close, **kwargs: Any) -> Any:
-            _records.closing(self, sys._getframe(1))
-            return __close(self, *args, **kwargs)
+            caller = sys._getframe(1)
+            result = __close(self, *args, **kwargs)
+            _records.closing(self, caller)
+            return result
 
         close_.__doc__ = close.__doc__
         patches.set(cls, name, close_)
