@@ -675,7 +675,7 @@ def closing_in_finalizer(frame: FrameType | None) -> bool:
     """Whether *frame*, a close or private method closing a resource, runs under a finalizer: a
     ``__del__``, the ``close`` of a Python io class IOBase's finalizer called (it sets the
     object's ``_finalizing`` first), or a ``weakref.finalize`` callback a collection runs (for an
-    owner dropped in a reference cycle); looked for up through closes and private methods only.
+    owner dropped in a reference cycle); looked for up through closes, cleanups and private methods only.
 
     A file a ``GzipFile`` or ``ZipFile`` dropped unclosed closes, or the socket under an
     ``http.client.HTTPResponse`` dropped unread, was closed by the garbage collector.
@@ -690,7 +690,9 @@ def closing_in_finalizer(frame: FrameType | None) -> bool:
             return _collecting_in == get_ident() and frame.f_locals.get("_") is not None
         if name == "close" and getattr(frame.f_locals.get("self"), "_finalizing", False) is True:
             return True
-        if name != "close" and name[0] != "_":
+        # cleanup: tempfile's closer closes its file from one (3.12+: its __del__ calls cleanup(),
+        # as does a with-block's exit), and urllib's responses are such wrappers.
+        if name != "close" and name[0] != "_" and name != "cleanup":
             return False
         frame = frame.f_back
     return False

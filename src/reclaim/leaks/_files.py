@@ -196,7 +196,7 @@ def _closing_from(caller: Any) -> bool:
     global _plain_closer, _private_closer, _private_caller
     code = caller.f_code
     name = code.co_name
-    if name == "close" or name[0] == "_":
+    if name == "close" or name[0] == "_" or name == "cleanup":  # cleanup: see closing_in_finalizer
         if name == "close" or name == "__del__" or code is _FINALIZE_CALL:
             return _closing_in_finalizer(caller)
         back = caller.f_back
