@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
-from types import FrameType, FunctionType, ModuleType
+from types import CodeType, FrameType, FunctionType, ModuleType
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
 if TYPE_CHECKING:
@@ -25,8 +25,9 @@ __tracebackhide__ = True  # its closing_subclass() and call_as() run inside repl
 _MISSING: Any = object()
 #: A local name of :func:`call_as`'s frame: marks it as reclaim's in a traceback (see _runner).
 RELAY = "__reclaim_relay__"
-#: ``fn(*args, **kwargs)``, all on line 1: :func:`call_as` moves it to its caller's line.
-_CALL = compile("fn(*args, **kwargs)", "<reclaim>", "eval")
+#: ``fn(*args, **kwargs)``, all on line 1: :func:`call_as` moves it to its caller's line. Compiled
+#: at the first call, not on import: the compiler's first run costs about 1 ms.
+_CALL: CodeType | None = None
 
 
 def own_methods(module: ModuleType, class_name: str, *names: str) -> tuple[Any, list[Any]] | None:
@@ -122,6 +123,9 @@ def call_as(caller: FrameType, fn: Any, args: tuple[Any, ...], kwargs: dict[str,
     reclaim's file and line, a filter on the program's module missed it, and the default filters
     hid it from ``__main__``. The frame is hidden from pytest's tracebacks and ``reclaim run``'s.
     """
+    global _CALL
+    if _CALL is None:
+        _CALL = compile("fn(*args, **kwargs)", "<reclaim>", "eval")
     code = _CALL.replace(
         co_filename=caller.f_code.co_filename, co_firstlineno=caller.f_lineno, co_name=caller.f_code.co_name
     )
