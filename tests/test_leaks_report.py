@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
 import pytest
 
-from _leakhelp import LEAN, Watch, leakwatch, line
+from _leakhelp import LEAN, Watch, assert_site, leakwatch, line
 
 __all__ = ["leakwatch"]  # the fixture, imported for pytest
 
@@ -158,6 +159,41 @@ def test_an_untracked_descriptors_age_says_it_is_from_when_it_was_first_seen(lea
     later = leakwatch.tracker.report([dataclasses.replace(leak, age=2.5)]).to_text()
     assert ", first seen by this check" in first and " ago" not in first, first
     assert ", first seen 2.5 s ago" in later, later
+
+
+def test_an_untracked_anonymous_descriptor_says_what_it_is(leakwatch: Watch) -> None:
+    """An epoll instance no hook saw made (kombu's pollers, a C library's) has no line to show:
+    its entry says what the kernel's name for it means and what makes one."""
+    import select
+
+    if not hasattr(select, "epoll"):
+        pytest.skip("select.epoll is Linux's")
+    poller = select.epoll()
+    try:
+        [leak] = leakwatch.leaks("untracked-fd")
+        polling = poller.fileno()
+    finally:
+        poller.close()
+    assert leak.description == (
+        f"fd {polling} -> anon_inode:[eventpoll] (an epoll instance: select.epoll(), or C code's)"
+    )
+
+
+@pytest.mark.skipif(not hasattr(os, "timerfd_create"), reason="os.timerfd_create is 3.13's, on Linux")
+def test_a_timerfd_os_made_is_a_descriptor_at_its_line(leakwatch: Watch) -> None:
+    """``os.timerfd_create`` (3.13) hands out a descriptor as ``os.eventfd`` does: tracked at the
+    line that made it, not an untracked descriptor with no line."""
+    import time
+
+    timer = os.timerfd_create(time.CLOCK_MONOTONIC)
+    at = line() - 1
+    try:
+        leak = leakwatch.one("fd")
+    finally:
+        os.close(timer)
+    assert leak.details["fd"] == timer
+    assert_site(leak, at)
+    assert leakwatch.leaks() == []
 
 
 def test_every_kind_the_tracker_can_report_is_listed_in_kinds() -> None:

@@ -319,7 +319,8 @@ def _wrap(name: str, fn: Callable[..., Any], many: bool) -> Callable[..., Any]:
 
 def install(patches: Patches) -> None:
     """Wrap the ``os`` functions that hand out descriptors, and ``os.close``/``closerange``."""
-    for name in ("open", "dup", "memfd_create", "eventfd", "pidfd_open"):
+    # timerfd_create and posix_openpt: 3.13's.
+    for name in ("open", "dup", "memfd_create", "eventfd", "pidfd_open", "timerfd_create", "posix_openpt"):
         fn = getattr(os, name, None)
         if fn is not None:
             patches.set(os, name, _wrap(name, fn, many=False))
