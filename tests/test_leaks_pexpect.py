@@ -283,9 +283,9 @@ def test_a_popen_spawn_dropped_unfinished_is_collected_at_its_line(leakwatch: Wa
     [leak] = leakwatch.leaks()
     assert (leak.kind, leak.state) == ("pexpect", "collected")
     assert_site(leak, at)
-    assert leak.description.startswith(
-        f"pexpect.popen_spawn.PopenSpawn pid {pid}: true not finished (wait(), "
-    )
+    # wait() is missing whatever the order; its pipes may be closed before its __del__ runs (the
+    # collector finalizes a cycle in no set order), so the pipes' calls may or may not be listed.
+    assert leak.description.startswith(f"pexpect.popen_spawn.PopenSpawn pid {pid}: true not finished (wait()")
     assert sorted(part.kind for part in leak.holds) == ["file", "file", "subprocess"]
 
 
