@@ -8,10 +8,12 @@ import os
 import signal
 import sys
 import weakref
+from collections.abc import Callable
 
 import pytest
 
 from _leakhelp import Watch, assert_site, ignore_gc_warnings, leakwatch, line
+from reclaim.leaks import Leak
 
 pexpect = pytest.importorskip("pexpect")
 ptyprocess = pytest.importorskip("ptyprocess")
@@ -92,18 +94,25 @@ def test_a_spawn_waited_for_but_never_closed_still_holds_its_terminal(leakwatch:
     assert leakwatch.leaks() == []
 
 
-@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
-@ignore_gc_warnings
-def test_a_spawn_dropped_unclosed_is_collected_at_its_line(leakwatch: Watch) -> None:
-    """ptyprocess's ``__del__`` closes the terminal and kills the child: the spawn is the entry,
-    closed by the garbage collector, its terminal under it (not a file the test never opened)."""
-    child, at = _spawn_cat()
-    pid = child.pid  # type: ignore[attr-defined]
+def _dropped_and_collected(leakwatch: Watch, make: Callable[[], tuple[object, int]]) -> tuple[Leak, int]:
+    """The one leak of what *make* makes, dropped unclosed and collected: checked to be a
+    ``pexpect`` entry the collector closed, at the line that made it; and its child's pid."""
+    child, at = make()
+    pid: int = child.pid  # type: ignore[attr-defined]
     del child
     gc.collect()
     [leak] = leakwatch.leaks()
     assert (leak.kind, leak.state) == ("pexpect", "collected")
     assert_site(leak, at)
+    return leak, pid
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@ignore_gc_warnings
+def test_a_spawn_dropped_unclosed_is_collected_at_its_line(leakwatch: Watch) -> None:
+    """ptyprocess's ``__del__`` closes the terminal and kills the child: the spawn is the entry,
+    closed by the garbage collector, its terminal under it (not a file the test never opened)."""
+    leak, pid = _dropped_and_collected(leakwatch, _spawn_cat)
     assert leak.description.startswith(f"pexpect.spawn pid {pid}: ")
     assert [part.kind for part in leak.holds] == ["file"]
 
@@ -276,13 +285,7 @@ def _popen_spawn_true() -> tuple[object, int]:
 def test_a_popen_spawn_dropped_unfinished_is_collected_at_its_line(leakwatch: Watch) -> None:
     """Its child unwaited and its pipes closed by the collector: the spawn is the entry, what
     its collection closed under it, not a subprocess and two files."""
-    child, at = _popen_spawn_true()
-    pid = child.pid  # type: ignore[attr-defined]
-    del child
-    gc.collect()
-    [leak] = leakwatch.leaks()
-    assert (leak.kind, leak.state) == ("pexpect", "collected")
-    assert_site(leak, at)
+    leak, pid = _dropped_and_collected(leakwatch, _popen_spawn_true)
     # wait() is missing whatever the order; its pipes may be closed before its __del__ runs (the
     # collector finalizes a cycle in no set order), so the pipes' calls may or may not be listed.
     assert leak.description.startswith(f"pexpect.popen_spawn.PopenSpawn pid {pid}: true not finished (wait()")

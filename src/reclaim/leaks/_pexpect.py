@@ -95,8 +95,10 @@ def _command(proc: Any) -> str | None:
     only once it is made; a ``PopenSpawn``'s is its Popen's)."""
     if hasattr(proc, "ptyproc"):
         args = getattr(proc, "args", None)
+    elif hasattr(proc, "proc"):  # a PopenSpawn: its Popen's
+        args = getattr(proc.proc, "args", None)
     else:
-        args = getattr(getattr(proc, "proc", proc), "args" if hasattr(proc, "proc") else "argv", None)
+        args = getattr(proc, "argv", None)
     if not isinstance(args, (list, tuple)) or not args:
         return None
     return " ".join(arg.decode(errors="replace") if isinstance(arg, bytes) else str(arg) for arg in args)
