@@ -66,6 +66,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 __all__ = [
+    "install_billiard_pool",
     "install_executor",
     "install_managers",
     "install_owned",
@@ -93,6 +94,12 @@ OWNED = {
     "billiard.heap": ("Heap", "Arena"),
     "billiard.forkserver": ("ForkServer",),
     "billiard.semaphore_tracker": ("SemaphoreTracker",),
+    # Its process starters are an installed library's, not the standard library's (whose frames
+    # a site passes through to the owned BaseProcess.start): the sentinel pipe and the fork
+    # they make are the process's, recorded at the program's line by install_process.
+    "billiard.popen_fork": ("Popen",),
+    "billiard.popen_spawn_posix": ("Popen",),
+    "billiard.popen_forkserver": ("Popen",),
     # joblib's memmapping folders (removed at exit or by the resource tracker).
     "joblib._memmapping_reducer": ("TemporaryResourcesManager",),
     # joblib's pools (Parallel's "multiprocessing" backend): multiprocessing.Pool subclasses,
@@ -135,13 +142,21 @@ _STOPPING_EXECUTOR = "shutting down, but its worker processes still run"
 _WINDING_DOWN = frozenset((_UNJOINED_POOL, _FEEDING_QUEUE, _STOPPING_EXECUTOR))
 
 
-def _pool_state(pool: Any) -> str | None:
-    if pool._state == "RUN":
-        return _NOT_RELEASED["pool"]
-    threads = (pool._worker_handler, pool._task_handler, pool._result_handler)
+def _pool_state(pool: Any, family: str = "pool", running: object = "RUN") -> str | None:
+    if pool._state == running:
+        return _NOT_RELEASED[family]
+    threads = [pool._worker_handler, pool._task_handler, pool._result_handler]
+    timeouts = getattr(pool, "_timeout_handler", None)  # billiard's, with task time limits
+    if timeouts is not None:
+        threads.append(timeouts)
     if any(thread.is_alive() for thread in threads) or any(_worker_running(w) for w in pool._pool):
         return _UNJOINED_POOL
     return None
+
+
+def _billiard_pool_state(pool: Any) -> str | None:
+    # billiard's states are numbers (RUN is 0), multiprocessing's are names
+    return _pool_state(pool, "billiard-pool", 0)
 
 
 def _queue_state(queue: Any) -> str | None:
@@ -187,6 +202,7 @@ def _executor_state(executor: Any) -> str | None:
 #: What is wrong with an object of each family that was never released at all.
 _NOT_RELEASED = {
     "pool": "not closed (close() then join(), or terminate(); a with-block terminates it)",
+    "billiard-pool": "not closed (close() then join(), or terminate())",  # it has no with-block
     "queue": "not closed (close() and join_thread())",
     "simple-queue": "not closed (close())",
     "manager": "not shut down (shutdown() or a with-block)",
@@ -195,6 +211,7 @@ _NOT_RELEASED = {
 
 _STATES: dict[str, Callable[[Any], str | None]] = {
     "pool": _pool_state,
+    "billiard-pool": _billiard_pool_state,
     "queue": _queue_state,
     "simple-queue": _simple_queue_state,
     "manager": _manager_state,
@@ -243,7 +260,10 @@ class _Pipe:
 #: id(connection) -> (record of its pipe, which end it is), until the connection's __del__ runs.
 _pipe_ends: dict[int, tuple[Record, int]] = {}
 
-_PIPE_LABEL = "multiprocessing.Pipe() connection pair"
+#: After the package's name (multiprocessing, or billiard, its fork in Celery).
+_PIPE_LABEL = "Pipe() connection pair"
+#: The ``class`` of a ``Pipe()`` pair's details, by its package.
+_PIPES = ("multiprocessing.Pipe", "billiard.Pipe")
 
 
 def _is_open(obj: Any, rec: Record) -> bool:
@@ -259,7 +279,7 @@ def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
     if family == "pipe":
         pipe: _Pipe = rec.info[2]
         problem = pipe.problem()
-        details = {"class": "multiprocessing.Pipe", "problem": problem, "duplex": pipe.duplex}
+        details = {"class": label.partition("(")[0], "problem": problem, "duplex": pipe.duplex}
         return f"{label} {problem}", details | {"first": pipe.state(0), "second": pipe.state(1)}
     problem = (_STATES[family](obj) if obj is not None else None) or _NOT_RELEASED[family]
     return f"{label} {problem}", {"class": label, "problem": problem}
@@ -277,10 +297,7 @@ def closed_only_by_a_call(details: Mapping[str, Any]) -> bool:
     ``Pipe()`` pair. multiprocessing's own exit function terminates pools, closes queues and
     joins their feeder threads, and shuts managers down, for every program alike; so one of
     those released while the interpreter exits was not the program's doing (see _exitreport)."""
-    return (
-        details.get("problem") == _NOT_RELEASED["simple-queue"]
-        or details.get("class") == "multiprocessing.Pipe"
-    )
+    return details.get("problem") == _NOT_RELEASED["simple-queue"] or details.get("class") in _PIPES
 
 
 def _winding_down(details: Mapping[str, Any]) -> bool:
@@ -327,6 +344,19 @@ def install_pool(patches: Patches, module: ModuleType) -> None:
     _track_init(patches, pool, "pool", running)
 
 
+def install_billiard_pool(patches: Patches, module: ModuleType) -> None:
+    """Own billiard's pool (Celery's fork of multiprocessing's) and its parts; record each ``Pool``.
+
+    Its workers, pipes and supervisor, task, result and time-limit threads are the pool's, as a
+    ``multiprocessing.Pool``'s are: one entry at the line that made it, not one per part. The
+    parts are looked up by name (private: absent ones are skipped). It has no ``__del__``.
+    """
+    threads = ("PoolThread", "Supervisor", "TaskHandler", "TimeoutHandler", "ResultHandler")
+    parts = ("ThreadPool", "Worker", *threads)
+    own(module.Pool, *(getattr(module, name) for name in parts if hasattr(module, name)))
+    _track_init(patches, module.Pool, "billiard-pool")
+
+
 def _running(pool: Any) -> bool:
     return bool(pool._state == "RUN")
 
@@ -355,18 +385,19 @@ def install_pipe(patches: Patches, module: ModuleType) -> None:
 
     ``multiprocessing.Pipe()`` (the context's) imports ``connection.Pipe`` at
     each call, and the queues call ``connection.Pipe``: both see the wrapper.
+    billiard's (*module* ``billiard.connection``) is the same, with arguments of its own
+    after *duplex* (non-blocking ends), passed on.
     """
     pipe = module.Pipe
     base = module._ConnectionBase
     finalize = vars(base).get("__del__")
+    pair_label = f"{module.__name__.partition('.')[0]}.{_PIPE_LABEL}"
 
-    def Pipe(duplex: bool = True) -> tuple[Any, Any]:
-        ends: tuple[Any, Any] = pipe(duplex)
+    def Pipe(duplex: bool = True, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
+        ends: tuple[Any, Any] = pipe(duplex, *args, **kwargs)
         site = _records.capture(sys._getframe(1), _records.depth)
         pair = _Pipe(ends, duplex)
-        rec = _records.new(
-            NO_OBJECT, "multiprocessing", (_PIPE_LABEL, "pipe", pair), site, ("pipe", id(pair))
-        )
+        rec = _records.new(NO_OBJECT, "multiprocessing", (pair_label, "pipe", pair), site, ("pipe", id(pair)))
         for index, end in enumerate(ends):
             _records.release(("fd", end._handle))  # the connection owns its descriptor now
             _pipe_ends[id(end)] = (rec, index)
@@ -435,8 +466,10 @@ def install_managers(patches: Patches, module: ModuleType) -> None:
 
 
 def install_process(patches: Patches, module: ModuleType) -> None:
-    """Own ``BaseProcess``'s functions; record each started process as a child to join."""
+    """Own ``BaseProcess``'s functions; record each started process as a child to join (billiard's
+    too: *module* is ``multiprocessing.process`` or ``billiard.process``)."""
     base = module.BaseProcess
+    package = module.__name__.partition(".")[0]
     own(base)
     start = base.start
 
@@ -451,7 +484,7 @@ def install_process(patches: Patches, module: ModuleType) -> None:
         finally:
             _lineage.starting(None)
         popen = self._popen
-        args = f"multiprocessing {type(self).__qualname__} {self.name!r} running {what}()"
+        args = f"{package} {type(self).__qualname__} {self.name!r} running {what}()"
         rec = _records.new(popen, "subprocess", (popen.pid, args, "joined"), site(self))
         if name is not None:
             _lineage.spawned(name, rec)  # a fork server's child never got it: nothing carries it

@@ -181,9 +181,13 @@ def install_process_wide(patches: Patches, module: ModuleType) -> None:
 #: the functions (or classes): left out of a report's callers (see
 #: :func:`reclaim._sites.mark_runner`), as pytest's and asyncio's frames are, while the library's
 #: other functions in those files still show where an acquisition went. A module named with no
-#: functions is a test runner's whole file (anyio's pytest plugin).
+#: functions is a test runner's whole file (anyio's pytest plugin), or a library's layer of
+#: factories as thin as the standard library's own: billiard's contexts, as multiprocessing's
+#: (``billiard.Pool()`` is ``context.Pool()``, whose frame would stand before the pool's owned
+#: functions and make what they acquire the program's).
 RUNNERS: dict[str, tuple[str, ...]] = {
     "anyio.pytest_plugin": (),
+    "billiard.context": (),
     "anyio._backends._asyncio": ("TestRunner",),
     "anyio._backends._trio": ("TestRunner",),
     # aiomisc's pytest plugin runs each async test, and each async fixture, on its loop with
@@ -283,7 +287,7 @@ def site(obj: object) -> Any:
 def label(cls: type) -> str:
     """Where the package exports the class, its public name (``multiprocessing.Queue``), else module.Class."""
     name = cls.__qualname__
-    for package in ("multiprocessing", "concurrent.futures", "loky", "joblib.externals.loky"):
+    for package in ("multiprocessing", "billiard", "concurrent.futures", "loky", "joblib.externals.loky"):
         if cls.__module__.startswith(f"{package}.") and hasattr(sys.modules.get(package), name):
             return f"{package}.{name}"
     return f"{cls.__module__}.{name}"
