@@ -81,3 +81,24 @@ def test_billiards_pools_queues_pipes_and_processes_are_one_entry_each_at_the_pr
     assert dropped[3] == "collected", stderr
     assert "billiard Process 'Process-" in process[2], stderr
     assert "running work()" in process[2], stderr
+
+
+# Celery's worker pool (a billiard pool) makes a queue pair per worker process in its own code.
+CELERY_POOL = """\
+    from celery.concurrency.asynpool import AsynPool
+
+    stopped = AsynPool(processes=1, threads=False)
+    stopped.terminate(); stopped.join()
+    kept = AsynPool(processes=2, threads=False)
+"""
+
+
+def test_celerys_worker_pool_is_one_entry_with_its_queues_per_process(tmp_path: Path) -> None:
+    """Celery's ``AsynPool`` never closed is one entry at the program's line (before: one more
+    per worker process, its queues' pipes, at Celery's lines); one terminated leaves nothing."""
+    pytest.importorskip("celery.concurrency.asynpool")
+    report, stderr = reclaim_run_json(tmp_path, CELERY_POOL)
+    found = [(leak["frames"][0]["line"], leak["description"]) for leak in report["leaks"]]
+    assert found == [
+        (5, "celery.concurrency.asynpool.AsynPool not closed (close() then join(), or terminate())")
+    ], stderr

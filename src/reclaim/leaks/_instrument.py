@@ -109,6 +109,7 @@ HOOKS: tuple[tuple[str, str], ...] = (
             "billiard.popen_fork",
             "billiard.popen_spawn_posix",
             "billiard.popen_forkserver",
+            "celery.concurrency.asynpool",
             "joblib._memmapping_reducer",
             "joblib.pool",
             "matplotlib.font_manager",

@@ -100,6 +100,8 @@ OWNED = {
     "billiard.popen_fork": ("Popen",),
     "billiard.popen_spawn_posix": ("Popen",),
     "billiard.popen_forkserver": ("Popen",),
+    # Celery's billiard pool (a billiard.Pool, recorded as one): its queues per worker process.
+    "celery.concurrency.asynpool": ("AsynPool", "Worker", "ResultHandler"),
     # joblib's memmapping folders (removed at exit or by the resource tracker).
     "joblib._memmapping_reducer": ("TemporaryResourcesManager",),
     # joblib's pools (Parallel's "multiprocessing" backend): multiprocessing.Pool subclasses,
@@ -440,7 +442,8 @@ def reset() -> None:
 
 def install_queues(patches: Patches, module: ModuleType) -> None:
     """Own the queues' functions; record each ``Queue``, ``JoinableQueue`` and ``SimpleQueue``."""
-    own(module.Queue, module.JoinableQueue, module.SimpleQueue)
+    # billiard's SimpleQueue has a base of its own, which Celery's pool makes per worker process
+    own(module.Queue, module.JoinableQueue, module.SimpleQueue, getattr(module, "_SimpleQueue", None))
     _track_init(patches, module.Queue, "queue")
     _track_init(patches, module.SimpleQueue, "simple-queue")
 
