@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import gc
 import io
 import json
 import os
@@ -789,3 +790,40 @@ def test_a_test_tools_thread_alone_does_not_make_a_check_wait(
         socket.create_connection(listener.getsockname()).close()
         server.join()
         listener.close()
+
+
+def _opened_and_dropped(path: Path) -> None:
+    local = open(path, "w")  # noqa: SIM115 - dropped as this function returns
+    local.write("x")
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@ignore_gc_warnings  # the files warn that they were collected open
+def test_a_leak_the_collector_ended_names_the_programs_line_that_dropped_it(
+    leakwatch: Watch, tmp_path: Path
+) -> None:
+    """The line to fix is where the program let go of it: one rebinding the last reference, one
+    whose call returned with it as a local; a reference cycle the collector freed has no line."""
+    _opened_and_dropped(tmp_path / "local.txt")
+    returned = line() - 1
+    kept = open(tmp_path / "rebound.txt", "w")  # noqa: SIM115
+    kept = None
+    rebound = line() - 1
+    cycle: list[object] = [open(tmp_path / "cycle.txt", "w")]  # noqa: SIM115
+    cycle.append(cycle)
+    del cycle
+    gc.collect()
+    me = sys._getframe().f_code.co_qualname
+    dropped = {
+        Path(leak.details["path"]).name: (leak.state, leak.details.get("dropped_at"))
+        for leak in leakwatch.leaks("file")
+    }
+    here = os.path.relpath(HERE)
+    assert dropped == {
+        "local.txt": ("collected", f"{here}:{returned} in {me}"),
+        "rebound.txt": ("collected", f"{here}:{rebound} in {me}"),
+        "cycle.txt": ("collected", None),
+    }
+    assert kept is None
+    text = Report(leakwatch.leaks("file")).to_text(width=300)
+    assert f"  last reference dropped at {here}:{rebound} in {me}\n" in text

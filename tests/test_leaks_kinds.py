@@ -3623,10 +3623,13 @@ def test_reclaim_temp_dir_dropped_unremoved_is_reported_once_as_collected(leakwa
     at = line() - 1
     path = directory.path
     del directory
+    dropped = line() - 1
     assert not path.exists()
     assert [leak.kind for leak in leakwatch.leaks()] == ["tempdir"]
     leak = _collected(leakwatch, "tempdir", at)
-    assert leak.details == {"path": str(path), "made_by": "reclaim.temp_dir()"}
+    # The line that let it go is named; the test's own, as its file is the program's under pytest.
+    where = f"{os.path.relpath(HERE)}:{dropped} in {sys._getframe().f_code.co_qualname}"
+    assert leak.details == {"path": str(path), "made_by": "reclaim.temp_dir()", "dropped_at": where}
 
 
 @pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test

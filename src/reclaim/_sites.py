@@ -50,6 +50,7 @@ __all__ = [
     "capture_task",
     "closing_in_finalizer",
     "dropped_at",
+    "dropped_by_program",
     "first_code",
     "first_filename",
     "first_user_frame",
@@ -71,6 +72,7 @@ __all__ = [
     "mark_program",
     "mark_runner",
     "resolve",
+    "where",
 ]
 
 if TYPE_CHECKING:
@@ -725,6 +727,28 @@ def dropped_at(frame: FrameType | None, past_finalizer: bool = False) -> tuple[C
         else:
             return None
     return None if frame is None else (frame.f_code, frame.f_lineno)
+
+
+def dropped_by_program(frame: FrameType | None) -> tuple[CodeType, int] | None:
+    """The program's line that was running when the last reference to a dying object went, as
+    ``(code, line)``: the first frame of the program's from *frame* (a frame of what the death
+    ran: a weakref callback, a ``__del__``, a library's ``close()`` or ``connect()`` that let go
+    of it) outwards, not counting ``__del__`` methods. A local dropped as its function returns
+    goes while the caller's line runs: that line is the one named. None while the collector
+    frees a reference cycle in this thread (no line dropped it), or when no frame of the
+    program's is on the stack (a library's thread)."""
+    if _collecting_in == get_ident():
+        return None
+    while frame is not None:
+        if frame.f_code.co_name != "__del__" and frame_is_program(frame):
+            return frame.f_code, frame.f_lineno
+        frame = frame.f_back
+    return None
+
+
+def where(code: CodeType, line: int) -> str:
+    """``file:line in function`` for a report, the file as :func:`shown` shows it."""
+    return f"{shown(code.co_filename)}:{line} in {code.co_qualname}"
 
 
 def first_user_frame(frame: FrameType | None) -> FrameType | None:

@@ -39,6 +39,7 @@ from collections import deque
 from reclaim._sites import (
     Site,
     acquired_in_finalizer,
+    dropped_by_program,
     first_filename,
     in_finalizer,
 )
@@ -103,6 +104,7 @@ class Record(weakref.ref):  # type: ignore[type-arg]
 
     __slots__ = (
         "context",
+        "dropped",
         "info",
         "key",
         "kind",
@@ -124,6 +126,9 @@ class Record(weakref.ref):  # type: ignore[type-arg]
     time: float
     state: int
     why: str | None
+    #: Set only when the garbage collector ended it: the program's line that dropped its object
+    #: (see :func:`leak`), or None (a reference cycle). Unset on every other record.
+    dropped: tuple[Any, int] | None
 
 
 class _Forever:
@@ -347,6 +352,8 @@ def leak(rec: Record, why: str) -> None:
         return
     rec.state = LEAKED
     rec.why = why
+    if why == COLLECTED:  # the drop is on the stack now, under what the death ran
+        rec.dropped = dropped_by_program(sys._getframe(1))
     if live.get(rec.key) is rec:
         del live[rec.key]
     if len(collected) == collected.maxlen:

@@ -311,6 +311,17 @@ class Report:
                 # Seen only in the descriptor table: opened where no hook looks (C code, or a
                 # class called directly: io.FileIO, select.epoll, sqlite3.Connection).
                 console.print("  acquired at <unknown>: opened by code reclaim does not hook")
+            # Where the garbage collector's leaks lost their last reference: the program's line
+            # to fix (a description may name it already: a socket's makefile() object's).
+            wheres = dict.fromkeys(other.details.get("dropped_at") for other in group)
+            dropped = [str(where) for where in wheres if where and where not in leak.description]
+            if dropped:
+                more = len(dropped) - _OTHERS_SHOWN
+                console.print(
+                    "  last reference dropped at "
+                    + escape("; ".join(dropped[:_OTHERS_SHOWN]))
+                    + (f" and {more} more" if more > 0 else "")
+                )
             held = [held for other in group for held in other.holds]
             for one in held[:_HELD_SHOWN]:
                 console.print("  holds " + escape(_held(one, leak.state)))

@@ -241,7 +241,7 @@ def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
         text += ": its close() waited for a makefile() object (a response, a reader) never closed"
         if why.dropped is not None:  # the line that dropped it says whose bug it is (a library's close)
             code, line = why.dropped
-            details["dropped_at"] = f"{_sites.shown(code.co_filename)}:{line} in {code.co_qualname}"
+            details["dropped_at"] = _sites.where(code, line)
             text += f", dropped at {details['dropped_at']}"
     return text, details
 

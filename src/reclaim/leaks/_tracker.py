@@ -857,6 +857,9 @@ def _leak(rec: Record, obj: Any, state: str, now: float, holds: Iterable[Leak] =
     if noted is not None:  # a connection Django keeps for its thread: which alias, who closes it
         description += noted[0]
         details = {**details, **noted[1]}
+    dropped = getattr(rec, "dropped", None)
+    if dropped is not None and "dropped_at" not in details:  # the program's line that let it go
+        details = {**details, "dropped_at": _sites.where(*dropped)}
     from ._report import Leak
 
     return Leak(
