@@ -11,11 +11,12 @@ import asyncio
 import gc
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from _leakhelp import Watch, ignore_gc_warnings, leakwatch, line
+from _leakhelp import Watch, ignore_gc_warnings, leakwatch, line, reclaim_run_json
 
 __all__ = ["leakwatch"]  # the fixture, imported for pytest
 
@@ -239,3 +240,32 @@ def test_a_pool_dying_in_a_cycle_does_not_take_a_socket_collected_before_it_was_
     del pool, made
     gc.collect()
     assert [found.kind for found in leakwatch.leaks()] == ["socket"]  # no pool holding it
+
+
+# Line 6 publishes through kombu's global producer pool (Celery's producer pool is that one);
+# line 10 connects a redis-py pool of the program's own and keeps it connected.
+KOMBU = """\
+    import redis
+    from kombu import Connection, pools
+
+    conn = Connection("redis://{host}:{port}/7")
+    with pools.producers[conn].acquire(block=True) as producer:
+        producer.publish({{"n": 1}}, routing_key="reclaim-kombu-test", declare=[])
+    conn.release()
+    own = redis.ConnectionPool(host="{host}", port={port}, db=7)
+    client = redis.Redis(connection_pool=own)
+    client.ping()
+"""
+
+
+def test_what_kombus_global_pools_keep_is_kombus_not_the_first_publishers(
+    tmp_path: Path, redis: Any, redis_server: Any
+) -> None:
+    """The channel of kombu's global pools' connection keeps two redis-py pools, connected as
+    the first publish() went through: kombu's for the process (``kombu.pools.reset()`` closes
+    them), not the publisher's leaks; a pool the program made itself still is."""
+    pytest.importorskip("kombu.pools")
+    report, stderr = reclaim_run_json(tmp_path, KOMBU.format(host=redis_server.host, port=redis_server.port))
+    # (kombu's epoll, made in C, is an untracked descriptor: not followed here)
+    found = [(leak["kind"], leak["frames"][0]["line"]) for leak in report["leaks"] if leak["frames"]]
+    assert found == [("redis", 8)], stderr

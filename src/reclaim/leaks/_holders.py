@@ -93,6 +93,7 @@ __all__ = [
     "dies",
     "fold",
     "install",
+    "install_kombu_pools",
     "leave_to_libraries",
     "making",
     "not_followed",
@@ -286,6 +287,9 @@ HOLDERS: dict[str, dict[str, Spec]] = {
     },
 }
 
+#: What :func:`claim` searches kombu's global pools as (see :func:`install_kombu_pools`).
+KOMBU_POOLS = "kombu-pools"
+
 #: kind -> where a holder of that kind keeps its sockets: what :func:`claim` searches from (the
 #: modules tracking holders of other kinds add theirs: pika's connections, see :mod:`._pika`;
 #: paho's clients, :mod:`._paho`).
@@ -298,6 +302,8 @@ ROOTS: dict[str, Callable[[Any], Iterable[object]]] = {
     "sqlalchemy": _engine_pool,
     "redis": _redis_roots,
     "aiomysql": _aiomysql_connections,
+    # kombu's global pools (see install_kombu_pools): not a holder kind, only what they keep
+    KOMBU_POOLS: _itself,
 }
 
 #: Holder kinds that are a connection of their own, holding its socket (PyMySQL's and pg8000's,
@@ -675,7 +681,9 @@ def not_followed() -> tuple[type, ...]:
     return skipped
 
 
-def claim(holder: object, kind: str, dying: Record | None = None) -> tuple[Record, ...]:
+def claim(
+    holder: object, kind: str, dying: Record | None = None, *, holders: bool = False
+) -> tuple[Record, ...]:
     """The records of the open resources *holder*, of *kind*, reaches from where it keeps its
     sockets (:data:`ROOTS`), breadth first (at most SEARCH objects).
 
@@ -687,6 +695,9 @@ def claim(holder: object, kind: str, dying: Record | None = None) -> tuple[Recor
     ``__del__``. Such an object is still in memory, under the id its record is keyed by;
     the newest collected record of its kind under that id, acquired since the holder was
     made, is its (an id is reused only once its object is freed, after this collection).
+
+    With *holders*, the other holders reached are among the records (not searched through):
+    what a library keeps for the process (see :func:`leave_to_libraries`).
     """
     skipped = not_followed()
     live = _records.live
@@ -716,7 +727,7 @@ def claim(holder: object, kind: str, dying: Record | None = None) -> tuple[Recor
                 other = keyed(ref)
                 rec = live.get(other) if other is not None else None
             if rec is not None and rec() is ref:
-                if rec.state == OPEN and (rec.kind in PARTS or not kind_of(rec.kind).holder):
+                if rec.state == OPEN and (holders or rec.kind in PARTS or not kind_of(rec.kind).holder):
                     held.append(rec)
             elif key in finalized and finalized[key][0]() is ref:
                 held.extend(part for part in finalized[key][1] if part.seq >= dying.seq)  # type: ignore[union-attr]
@@ -826,17 +837,38 @@ def fold_into(
 def leave_to_libraries(found: list[Found]) -> None:
     """Take out of *found* what the holders libraries made at import keep (urllib3's module-level
     ``PoolManager`` keeps the connection of each ``urllib3.request()``): the library's, as
-    its other process-wide machinery is, closed by it at exit."""
-    kept: set[int] = set()
+    its other process-wide machinery is, closed by it at exit. A holder kept so (a redis-py pool
+    in kombu's global pools) keeps what it holds too."""
+    kept: dict[int, Record] = {}
+    pending: list[tuple[object, str]] = []
     for ref, kind in list(_libraries):
         holder = ref()
         if holder is None:
             with contextlib.suppress(ValueError):
                 _libraries.remove((ref, kind))
         else:
-            kept.update(map(id, claim(holder, kind)))
+            pending.append((holder, kind))
+    while pending:
+        holder, kind = pending.pop()
+        for rec in claim(holder, kind, holders=True):
+            if id(rec) not in kept:
+                kept[id(rec)] = rec
+                obj = rec()
+                if obj is not None and rec.kind in ROOTS:
+                    pending.append((obj, rec.kind))
     if kept:
         found[:] = [item for item in found if id(item[0]) not in kept]
+
+
+def install_kombu_pools(patches: Patches, module: ModuleType) -> None:
+    """kombu's global connection and producer pools (``kombu.pools.connections``, ``producers``)
+    are kombu's for the process: what their connections keep (a redis-py pool a channel made
+    as the program's first ``publish()`` went through them, with its connections) is kombu's,
+    as its other process-wide machinery is, not the first publisher's. Celery's producer pool
+    is kombu's global one. ``kombu.pools.reset()`` closes them."""
+    for group in (getattr(module, "connections", None), getattr(module, "producers", None)):
+        if group is not None:
+            _leave_to_library(group, KOMBU_POOLS)
 
 
 def fold(found: list[Found]) -> dict[int, list[Found]]:

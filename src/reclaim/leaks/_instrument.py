@@ -133,6 +133,7 @@ HOOKS: tuple[tuple[str, str], ...] = (
     ("MySQLdb.connections", "_mysql:install_mysqlclient"),
     *_each(("mysql.connector.connection", "mysql.connector.connection_cext"), "_mysql:install_connector"),
     *_each(HOLDERS, "_holders:install"),
+    ("kombu.pools", "_holders:install_kombu_pools"),
     *_each(("grpc", "grpc.aio"), "_grpc:install"),
     *_each(("grpc._channel", "grpc.aio._channel"), "_grpc:install_channel"),
     ("watchfiles.main", "_watchfiles:install"),
