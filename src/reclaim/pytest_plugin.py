@@ -1051,10 +1051,17 @@ class LeakChecker:
         # this one, added before the fixture's own, puts the context back after them.
         outer: list[str | None] = []
         fixturedef.addfinalizer(lambda: set_context(outer.pop()) if outer else None)
+        look = "untracked-fd" not in self.ignore_kinds
+        if look:
+            from .leaks._fds import list_fds
+
+            before = list_fds()
         try:
             result = yield
         finally:
-            if "untracked-fd" not in self.ignore_kinds:
+            # Only when a descriptor was opened: a plugin's autouse class-scoped fixture is set
+            # up for every test outside a class (pytest-django's), and a look costs a check.
+            if look and (before is None or (after := list_fds()) is None or after - before):
                 # A descriptor C code opened for the fixture (watchdog's inotify one, say) has no
                 # object to carry its label: one look now labels it the fixture's, before the
                 # first test's check would blame that test.
