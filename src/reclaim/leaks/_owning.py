@@ -90,6 +90,9 @@ PROCESS_WIDE = {
     # dialects'): one asyncio.Runner for the process, whose loop the first provisioning call
     # makes at session start; its pytest plugin closes it at pytest_unconfigure, after the check.
     "sqlalchemy.util.concurrency": ("_AsyncUtil.run_in_greenlet", "_AsyncUtil.run"),
+    # distributed's offload executor: one ThreadPoolExecutor ('Dask-Offload') made at import for
+    # the process, never shut down (concurrent.futures joins its thread at exit).
+    "distributed.utils": ("_offload_executor",),
     # Django's connection to an in-memory sqlite3 database (its test database by default): its
     # close() keeps it, or the database would be gone. A file database's is the program's to close.
     "django.db.backends.sqlite3.base": ("DatabaseWrapper.get_new_connection",),
