@@ -90,6 +90,7 @@ KINDS = (
     "nats",
     "watchdog",
     "apscheduler",
+    "dask",
     "pexpect",
     "ptyprocess",
     "grpc",

@@ -140,6 +140,9 @@ HOOKS: tuple[tuple[str, str], ...] = (
     ("watchdog.observers.inotify_c", "_watchdog:install_inotify"),
     ("watchdog.observers.api", "_watchdog:install_observers"),
     ("apscheduler.schedulers.base", "_apscheduler:install"),
+    ("distributed.deploy.spec", "_dask:install_cluster"),
+    ("distributed.client", "_dask:install_client"),
+    ("distributed.process", "_dask:install_process"),
     ("pycares", "_pycares:install"),
     *_each(
         ("filelock._core._lock", "filelock._async_lock._lock", "filelock._api", "filelock.asyncio"),

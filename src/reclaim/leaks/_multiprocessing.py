@@ -66,6 +66,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 __all__ = [
+    "dies_with_owner",
     "install_billiard_pool",
     "install_executor",
     "install_managers",
@@ -224,13 +225,15 @@ _STATES: dict[str, Callable[[Any], str | None]] = {
 class _Pipe:
     """The two ends one ``Pipe()`` call returned, followed until both are gone."""
 
-    __slots__ = ("duplex", "ends", "gone")
+    __slots__ = ("duplex", "ends", "gone", "with_owner")
 
     def __init__(self, ends: tuple[Any, Any], duplex: bool) -> None:
         self.ends = tuple(weakref.ref(end) for end in ends)
         self.duplex = duplex
         #: Per end: None while it lives, then "closed" or "collected" (closed by its __del__).
         self.gone: list[str | None] = [None, None]
+        #: Whether its library closes it by dropping it, on purpose (see dies_with_owner()).
+        self.with_owner = False
 
     def state(self, index: int) -> str:
         gone = self.gone[index]
@@ -410,7 +413,7 @@ def install_pipe(patches: Patches, module: ModuleType) -> None:
         if entry is not None:
             rec, index = entry
             pair: _Pipe = rec.info[2]
-            pair.gone[index] = "closed" if self._handle is None else "collected"
+            pair.gone[index] = "closed" if self._handle is None or pair.with_owner else "collected"
             if rec.state == OPEN and pair.gone[index] == "collected":
                 _records.leak(rec, _records.COLLECTED)
             elif None not in pair.gone and _records.live.get(rec.key) is rec:
@@ -421,6 +424,15 @@ def install_pipe(patches: Patches, module: ModuleType) -> None:
     Pipe.__doc__ = pipe.__doc__
     patches.set(module, "Pipe", Pipe)
     patches.set(base, "__del__", __del__)
+
+
+def dies_with_owner(end: Any) -> None:
+    """The pair *end* is one end of is closed, by design, when the object keeping it is collected
+    (distributed's keep-alive pipe, see :mod:`._dask`): its ends collected are no leak; open, they
+    still are."""
+    entry = _pipe_ends.get(id(end))
+    if entry is not None:
+        entry[0].info[2].with_owner = True
 
 
 def open_pipe_ends(context: str | None) -> list[tuple[Any, Record]]:

@@ -809,6 +809,9 @@ def _find(window: Snapshot, context: str | None, include_framework: bool, untrac
     found.sort(key=lambda item: (item[0].seq, item[0].time))
     held = _holders.fold(found)
     _threads.fold(found, held)
+    dask = _integration("_dask")  # loaded with distributed's clusters and clients
+    if dask is not None:
+        dask.fold(found, held)
     apscheduler = _integration("_apscheduler")  # loaded with APScheduler's schedulers
     if apscheduler is not None:
         apscheduler.fold(found, held)
