@@ -143,6 +143,7 @@ HOOKS: tuple[tuple[str, str], ...] = (
     ("distributed.deploy.spec", "_dask:install_cluster"),
     ("distributed.client", "_dask:install_client"),
     ("distributed.process", "_dask:install_process"),
+    *_each(("tornado.netutil", "tornado.tcpserver"), "_tornado:install"),
     ("pycares", "_pycares:install"),
     *_each(
         ("filelock._core._lock", "filelock._async_lock._lock", "filelock._api", "filelock.asyncio"),

@@ -1,0 +1,70 @@
+"""tornado: what a server's accept callback makes is at the program's line that started the server."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import pytest
+
+from _leakhelp import Watch, leakwatch, line
+
+pytest.importorskip("tornado")
+from tornado.iostream import IOStream
+from tornado.tcpserver import TCPServer
+
+__all__ = ["leakwatch"]  # the fixture, imported for the tests below
+
+
+class Waiting(TCPServer):
+    """A server whose handler waits for a byte its client never sends."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.streams: list[IOStream] = []
+        self.accepted = asyncio.Event()
+
+    async def handle_stream(self, stream: IOStream, address: object) -> None:
+        self.streams.append(stream)
+        self.accepted.set()
+        await stream.read_bytes(1)
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_a_handler_task_left_pending_is_at_the_line_that_started_the_server(leakwatch: Watch) -> None:
+    """The task a ``TCPServer`` runs its handler in was made in a loop callback, at tornado's lines
+    only (``accept_handler``, ``_handle_connection``, ``convert_yielded``): it goes on at the line
+    that started the server, as an ``asyncio.start_server`` handler's does."""
+    server = Waiting()
+    client = socket.socket()
+
+    started: list[int] = []
+    listening: list[int] = []
+
+    async def main() -> None:
+        listener = socket.create_server(("127.0.0.1", 0))
+        listening.append(line() - 1)
+        listener.setblocking(False)  # as tornado's bind_sockets() makes them: its accept loop needs it
+        server.add_sockets([listener])  # closed by server.stop()
+        started.append(line() - 1)
+        client.connect(listener.getsockname())
+        await server.accepted.wait()
+        server.stop()
+
+    try:
+        asyncio.run(main())  # the handler still waits: cancelled as the loop shuts down
+        [task] = leakwatch.leaks("task")
+        [accepted] = [leak for leak in leakwatch.leaks("socket") if leak.details["fd"] != client.fileno()]
+        for leak, at in ((task, started[0]), (accepted, listening[0])):
+            # After tornado's frames (the report's "inside tornado"), the program's line: the one
+            # that started the server, or for the socket, as for any accept(), the listener's.
+            here = [(frame.filename, frame.lineno) for frame in leak.frames if frame.filename == __file__]
+            assert here[:1] == [(__file__, at)], leak.headline()
+            text = leakwatch.tracker.report([leak]).to_text()
+            [acquired] = [row for row in text.splitlines() if row.lstrip().startswith("acquired at ")]
+            assert f"test_leaks_tornado.py:{at} in " in acquired, text
+        assert "Waiting.handle_stream" in task.description, task.description
+    finally:
+        client.close()
+        for stream in server.streams:
+            stream.socket.close()
