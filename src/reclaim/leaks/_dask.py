@@ -93,7 +93,8 @@ def _site(obj: object, frame: Any) -> Any:
 def _recording(init: Callable[..., None], fix: str) -> Callable[..., None]:
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         init(self, *args, **kwargs)
-        if _records.live.get(id(self)) is None:  # once: a subclass's __init__ runs its base's
+        held = _records.live.get(id(self))
+        if held is None or held() is not self:  # once: a subclass's __init__ runs its base's
             _records.new(self, KIND, (public_name(type(self)), fix), _site(self, sys._getframe(1)))
 
     __init__.__doc__ = init.__doc__
