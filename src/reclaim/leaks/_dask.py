@@ -15,7 +15,8 @@ them, open until they are closed; what was acquired in the loop thread their own
 started, and in the threads started from it (transitively), is listed under them (see
 :func:`fold`). One that runs on the program's own loop (``asynchronous=True``, distributed's
 ``gen_cluster``) starts no thread: it holds nothing this can tell apart, and is not reported
-(its parts are, as before). A client sharing a cluster's loop is part of that cluster's entry.
+(its parts are, as before). A client sharing a cluster's loop is part of that cluster's entry,
+and a cluster a ``Client()`` made for itself, on the client's loop, part of the client's.
 
 What is distributed's own by design, not the program's: the one-thread executor
 ``distributed.utils`` makes at import for the process (see :data:`._owning.PROCESS_WIDE`), and
