@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import builtins
 import io
 import os
+import pickle
 import socket
 import tempfile
 from collections.abc import Callable
@@ -97,6 +99,40 @@ def test_a_tracked_file_closed_from_c_code_with_no_python_frame_closes(tmp_path:
     out = reclaim_run_prog(tmp_path, program)
     assert out.stdout == "True\n", out.stderr
     assert "no leaks" in out.stderr, out.stderr
+
+
+def test_a_builtin_kept_in_a_class_body_is_called_as_it_is_not_bound_to_the_instance(
+    leakwatch: Watch, tmp_path: Path
+) -> None:
+    """A builtin function is no method: kept in a class body, ``self._close(fd)`` calls
+    ``os.close(fd)`` (CPython's test_tempfile) and ``self.open(path)`` calls ``io.open(path)``
+    (its test_file). The replacements tracking puts in their place are not bound either, are one
+    object wherever set (``builtins.open is io.open``), and pickle as the builtins they stand for."""
+
+    class Holder:
+        builtin_open = open
+        open = io.open  # what test_file keeps
+        _close = os.close
+        _open = os.open
+
+    holder = Holder()
+    path = tmp_path / "data.txt"
+    path.write_text("x", encoding="utf-8")
+    fd = holder._open(path, os.O_RDONLY)
+    f = holder.open(path, "rb")
+    at = line() - 1
+    g = holder.builtin_open(path, encoding="utf-8")
+    try:
+        assert [leak.site.lineno for leak in leakwatch.leaks("file") if leak.site] == [at, at + 2]
+        assert [leak.kind for leak in leakwatch.leaks()] == ["fd", "file", "file"]
+    finally:
+        f.close()
+        g.close()
+        holder._close(fd)
+    assert leakwatch.leaks() == []
+    assert builtins.open is io.open  # the identity CPython has
+    for replaced in (open, os.close, os.open):
+        assert pickle.loads(pickle.dumps(replaced)) is replaced
 
 
 #: What wraps a descriptor in a file that does not own it, as programs spell it.

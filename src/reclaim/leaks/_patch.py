@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
-from types import CodeType, FrameType, FunctionType, ModuleType
+from types import BuiltinFunctionType, CodeType, FrameType, FunctionType, ModuleType
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
 if TYPE_CHECKING:
@@ -177,6 +177,37 @@ def _inherited(cls: type, name: str) -> Any:
     return _MISSING
 
 
+class _Unbound(staticmethod):  # type: ignore[type-arg]
+    """A Python replacement of a builtin function: called as it is, never bound as a method.
+
+    A builtin function is no descriptor, so one kept in a class body is called without the
+    instance: ``_close = os.close`` then ``self._close(fd)`` (CPython's test_tempfile), or
+    ``open = io.open`` then ``self.open(path)`` (its test_file). A plain function there would
+    be handed the instance as its first argument. A staticmethod is callable (3.10+), binds to
+    nothing, and adds no frame: the replacement still sees its caller at ``sys._getframe(1)``.
+    """
+
+    def __reduce__(self) -> str:
+        # Pickled by reference, as the builtin it stands for (the name resolves to this object).
+        return str(self.__qualname__)
+
+
+#: The one _Unbound of each replacement: set on several modules (``open`` on builtins and io),
+#: it stays one object, as ``builtins.open is io.open``.
+_unbound: dict[FunctionType, _Unbound] = {}
+
+
+def _standing_in(value: FunctionType, original: Any) -> Any:
+    """What stands in for *original*: *value*, unbound (see _Unbound) when *original* is a
+    builtin function, which no class binds."""
+    if type(original) is not BuiltinFunctionType:
+        return value
+    found = _unbound.get(value)
+    if found is None:
+        found = _unbound[value] = _Unbound(value)
+    return found
+
+
 class Patches:
     """A list of attribute replacements that can be undone in reverse order.
 
@@ -196,6 +227,7 @@ class Patches:
             original = getattr(owner, name, _MISSING)
         if type(value) is FunctionType:
             _present_as(value, owner, name, original)
+            value = _standing_in(value, original)
         # ``os.open in os.supports_dir_fd`` stays true: shutil.rmtree chose its path by it when
         # imported (without it, the one open to a symlink race), and filelock its locking scheme.
         for capable in _capabilities(owner):
