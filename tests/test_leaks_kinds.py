@@ -2945,6 +2945,29 @@ def test_mmap_dropped_unclosed_is_collected(leakwatch: Watch) -> None:
     assert leak.state == "collected"
 
 
+def test_mmap_subclass_whose_new_passes_other_arguments_is_made_and_reported(leakwatch: Watch) -> None:
+    """A subclass's ``__new__`` may call mmap's with arguments its ``__init__`` is never given
+    (CPython's test_mmap): made as without tracking, and reported at the program's line. A map's
+    repr names ``mmap.mmap`` as mmap's own does, a subclass's its own name."""
+
+    class Anonymous(mmap.mmap):
+        def __new__(cls, *args: Any, **kwargs: Any) -> Anonymous:
+            return mmap.mmap.__new__(cls, -1, *args, **kwargs)
+
+    made = Anonymous(4096)
+    at = line() - 1
+    try:
+        leak = leakwatch.one("mmap")
+        assert [frame.lineno for frame in leak.frames][:2] == [at - 2, at]
+        assert repr(made).startswith("<Anonymous closed=False, ")
+    finally:
+        made.close()
+    with mmap.mmap(-1, 16) as plain:
+        assert repr(plain).startswith("<mmap.mmap closed=False, access=ACCESS_DEFAULT, length=16, ")
+    assert repr(plain) == "<mmap.mmap closed=True>"
+    assert leakwatch.leaks() == []
+
+
 def test_numpy_memmap_dropped_is_released_and_one_still_alive_is_reported(
     leakwatch: Watch, tmp_path: Path
 ) -> None:

@@ -68,11 +68,23 @@ def install(patches: Patches, mmap: ModuleType) -> None:
     base = mmap.mmap
 
     class TrackedMmap(base):  # type: ignore[valid-type,misc]
-        def __init__(self, fileno: int, length: int, *args: Any, **kwargs: Any) -> None:
+        # Recorded in __new__, where mmap takes its arguments: a subclass's __new__ may call
+        # ours with arguments its own __init__ is never given (CPython's test_mmap).
+        def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+            self = base.__new__(cls, *args, **kwargs)
+            fileno = args[0] if args else kwargs.get("fileno", -1)
             path = _fds.describe_fd(fileno) if fileno != -1 else None
             caller = sys._getframe(1)
             site = _records.capture(caller, _records.depth)
             _records.new(self, "mmap", (len(self), fileno, path, _made_by_numpy(caller)), site)
+            return self
+
+        def __repr__(self) -> str:
+            # mmap's repr names the C type's tp_name, "mmap.mmap"; this class's is "mmap".
+            text: str = base.__repr__(self)
+            if type(self) is TrackedMmap and text.startswith("<mmap "):
+                text = "<mmap.mmap " + text[6:]
+            return text
 
         def __del__(self) -> None:
             rec = _records.live.get(id(self))
