@@ -394,6 +394,24 @@ def test_module_mode_reports_what_a_standard_library_module_leaks(tmp_path: Path
     assert leaks[0]["frames"][0]["file"] == pickletools.__file__
 
 
+def test_module_mode_unittest_blames_the_standard_library_tests_it_runs_not_its_main(
+    tmp_path: Path,
+) -> None:
+    """-m unittest of CPython's own tests (standard-library files): their lines are the program's.
+
+    test_mmap's test_anonymous drops a map unclosed; it was reported at unittest/__main__.py, the
+    runner marked as the program, with the test's frames left out as plumbing.
+    """
+    import test.test_mmap
+
+    test_name = "test.test_mmap.MmapTests.test_anonymous"
+    result = reclaim_run("--json", "leaks.json", "-m", "unittest", test_name, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    leaks = json.loads((tmp_path / "leaks.json").read_text(encoding="utf-8"))["leaks"]
+    assert [leak["kind"] for leak in leaks] == ["mmap"], result.stderr
+    assert [frame["file"] for frame in leaks[0]["frames"]] == [test.test_mmap.__file__]
+
+
 def test_module_mode_reports_a_module_level_file_as_the_path_form_does(tmp_path: Path) -> None:
     """A file a module-level name still holds is open at exit under -m, as with the script path:
     the module's globals outlive its code, so the garbage collector did not close it."""

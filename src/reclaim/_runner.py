@@ -178,6 +178,49 @@ def _exec_script(path: str, code: types.CodeType) -> None:
     exec(code, module.__dict__)
 
 
+#: Modules that run the tests they are named (``-m unittest test.test_bz2``): the program is
+#: those tests, the runner is plumbing. Marked the program, the runner's ``__main__`` was the
+#: line every leak of CPython's own tests (standard-library files, plumbing) was blamed on.
+_TEST_RUNNERS = frozenset({"unittest.__main__"})
+#: unittest's options that take a value (``-k PATTERN``; discover's ``-s``, ``-p``, ``-t``).
+_RUNNER_VALUES = frozenset(
+    {"-k", "-s", "--start-directory", "-p", "--pattern", "-t", "--top-level-directory"}
+)
+
+
+def _mark_tests(args: list[str]) -> None:
+    """Mark the modules the test runner is named in *args* (a package's files too) the program's.
+
+    Only the standard library's need it (``test.test_bz2``): anyone else's are the program's
+    already. A name may go on past its module (``test.test_bz2.BZ2FileTest.testRead``).
+    """
+    import importlib.util  # here: only a test runner needs it
+
+    values = iter(args)
+    for arg in values:
+        if arg in _RUNNER_VALUES:
+            next(values, None)
+            continue
+        if arg.startswith("-") or not arg.replace(".", "").replace("_", "").isalnum():
+            continue
+        parts = arg.split(".")
+        spec = None
+        for end in range(len(parts), 0, -1):
+            with contextlib.suppress(ImportError, ValueError):
+                spec = importlib.util.find_spec(".".join(parts[:end]))
+            if spec is not None:
+                break
+        if spec is None:
+            continue
+        files = [spec.origin] if spec.origin and spec.origin.endswith(".py") else []
+        for location in spec.submodule_search_locations or ():
+            for directory, _dirs, names in os.walk(location):
+                files += [os.path.join(directory, name) for name in names if name.endswith(".py")]
+        for file in files:
+            if _sites.is_framework(file):
+                _sites.mark_program(file)
+
+
 def _exec_module(name: str) -> None:
     """Run module *name* as ``python -m name`` does: in a fresh ``__main__`` that stays one.
 
@@ -194,7 +237,9 @@ def _exec_module(name: str) -> None:
     # The program's module stays __main__ after it ends, for its atexit handlers and pickling.
     sys.modules["__main__"] = module
     sys.argv[0] = spec.origin
-    if spec.origin:  # the program, though it may be a module of the standard library
+    if spec.name in _TEST_RUNNERS:
+        _mark_tests(sys.argv[1:])  # the tests are the program, not the runner
+    elif spec.origin:  # the program, though it may be a module of the standard library
         _sites.mark_program(spec.origin)
     getattr(runpy, "_run_code")(code, module.__dict__, None, "__main__", spec)  # noqa: B009
 
