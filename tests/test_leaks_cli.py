@@ -1638,6 +1638,32 @@ def test_resources_of_a_zipped_package_read_the_documented_way_are_not_the_progr
     assert found == [("file", marked(ZIPPED_PACKAGE, "LEAK"))], result.stderr
 
 
+PICKLED_ZIP_PATH = """\
+    import pickle
+    import zipfile
+
+    with zipfile.ZipFile("app.zip", "w") as archive:
+        archive.writestr("data.txt", "hello")
+    print(pickle.loads(pickle.dumps(zipfile.Path("app.zip", "data.txt"))).read_text())
+    kept = zipfile.ZipFile("app.zip")  # LEAK
+"""
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="3.11's zipfile.Path cannot be pickled")
+def test_a_zipfile_path_unpickled_opens_its_archive_as_a_made_one_does_not_the_programs_leak(
+    tmp_path: Path,
+) -> None:
+    """An unpickled zipfile.Path opens its archive again (its root's __setstate__, 3.12+) and
+    leaves it to the collector, as one made does (CPython's test_zipfile test_pickle)."""
+    write(tmp_path / "app.py", PICKLED_ZIP_PATH)
+    result = reclaim_run("--json", "leaks.json", "app.py", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "hello\n"
+    leaks = json.loads((tmp_path / "leaks.json").read_text())["leaks"]
+    found = [(leak["kind"], leak["frames"][0]["line"]) for leak in leaks]
+    assert found == [("file", marked(PICKLED_ZIP_PATH, "LEAK"))], result.stderr
+
+
 DJANGO_SQLITE = """\
     import sqlite3
 

@@ -114,6 +114,7 @@ HOOKS: tuple[tuple[str, str], ...] = (
             "joblib.pool",
             "matplotlib.font_manager",
             "zipfile",
+            "zipfile._path",
         ),
         "_multiprocessing:install_owned",
     ),

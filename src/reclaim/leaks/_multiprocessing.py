@@ -113,6 +113,8 @@ OWNED = {
     # zipfile.Path opens its archive and leaves it to the collector (it has no close()); through
     # it importlib.resources reads a zipped package's files (a zipapp's, pex's, shiv's).
     "zipfile": ("Path.__init__",),
+    # ... and unpickled (3.12+), its archive is opened again by the mix-in that restores it.
+    "zipfile._path": ("InitializedState.__setstate__",),
 }
 #: Packages that are a process-wide worker pool as a whole: loky (joblib's default backend,
 #: also vendored as joblib.externals.loky) keeps one reusable executor per process, with its
