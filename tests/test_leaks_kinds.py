@@ -511,7 +511,7 @@ def test_descriptor_an_owners_finalizer_closes_is_collected(
         owner.close()
         owner.fd = -1
     elif how == "in-a-cycle":
-        owner.itself = owner  # type: ignore[attr-defined]
+        owner.itself = owner
     del owner
     gc.collect()
     if how == "closed":
@@ -907,7 +907,7 @@ class _Client:
         self.held = make()
 
     def disconnect(self) -> None:
-        self.held.close()  # type: ignore[attr-defined]
+        self.held.close()
 
     def __del__(self) -> None:
         self.disconnect()
@@ -1834,7 +1834,7 @@ class _StandIn:
         self.socket = sock
 
     def _decref_socketios(self) -> None:
-        self.socket._decref_socketios()  # type: ignore[attr-defined]
+        self.socket._decref_socketios()
 
 
 @pytest.mark.parametrize("release", ["close", "drop"])
@@ -2152,7 +2152,7 @@ def test_a_thread_that_renames_itself_as_it_starts_still_holds_its_loop(leakwatc
     server = threading.Thread(target=run, daemon=True)
     if not isinstance(getattr(server, "_started", None), threading.Event):
         pytest.skip("threading.Thread keeps its start event otherwise")
-    server._started = Started()  # type: ignore[attr-defined]
+    server._started = Started()
     server.start()
     try:
         [leak] = leakwatch.leaks()
@@ -2968,6 +2968,51 @@ def test_mmap_subclass_whose_new_passes_other_arguments_is_made_and_reported(lea
     assert leakwatch.leaks() == []
 
 
+# -- dbm and shelve ---------------------------------------------------------------------------
+
+#: The dbm modules whose databases are tracked: dbm.sqlite3 is 3.13's (and its dbm.open default).
+DBM_MODULES = ["dbm.dumb", *(["dbm.sqlite3"] if sys.version_info >= (3, 13) else [])]
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@ignore_gc_warnings
+@pytest.mark.parametrize("module", DBM_MODULES)
+def test_dbm_database_and_shelf_never_closed_are_one_entry_each_at_the_programs_line(
+    leakwatch: Watch, tmp_path: Path, module: str
+) -> None:
+    """A dbm database never closed is one ``dbm`` entry naming its file and module, at the line
+    that opened it (``dbm.dumb`` holds no descriptor: it was never reported; ``dbm.sqlite3``'s
+    connection was a ``sqlite3`` entry named by a URI). A shelf dropped unclosed is its
+    database's entry, closed by the garbage collector; one closed or in a with-block is none."""
+    import dbm
+    import importlib
+    import shelve
+
+    opener = importlib.import_module(module)
+    with opener.open(str(tmp_path / "in-block"), "c") as db:
+        db[b"k"] = b"v"
+    closed = opener.open(str(tmp_path / "closed"), "c")
+    closed.close()
+    with shelve.Shelf(opener.open(str(tmp_path / "shelf-ok"), "c")) as shelf:
+        shelf["k"] = 1
+    assert leakwatch.leaks() == []
+    kept = opener.open(str(tmp_path / "kept"), "c")
+    at = line() - 1
+    shelve.Shelf(opener.open(str(tmp_path / "dropped"), "c"))["k"] = 1
+    dropped_at = line() - 1
+    try:
+        found = leakwatch.leaks()
+        assert [(leak.kind, leak.site.lineno if leak.site else None, leak.state) for leak in found] == [
+            ("dbm", at, "open"),
+            ("dbm", dropped_at, "collected"),
+        ]
+        assert found[0].description == f"{tmp_path / 'kept'} ({module} database)"
+        assert found[0].details == {"path": str(tmp_path / "kept"), "module": module}
+    finally:
+        kept.close()
+    assert dbm.whichdb(str(tmp_path / "kept")) == module
+
+
 def test_numpy_memmap_dropped_is_released_and_one_still_alive_is_reported(
     leakwatch: Watch, tmp_path: Path
 ) -> None:
@@ -3180,7 +3225,7 @@ def test_manager_never_shut_down_is_reported_and_dropped_is_reported_as_collecte
     problem = "not shut down (shutdown() or a with-block)"
     assert leak.description == f"multiprocessing.managers.SyncManager {problem}"
     assert leak.state == "open"
-    server = manager._process  # type: ignore[attr-defined]
+    server = manager._process
     del manager, leak  # its finalizer shuts its server down
     gc.collect()
     assert not server.is_alive()
@@ -3220,7 +3265,7 @@ def test_process_pool_executor_not_shut_down_is_one_leak_and_collected_is_report
     executor = concurrent.futures.ProcessPoolExecutor(1, mp_context=spawn)
     at = line() - 1
     assert executor.submit(abs, -3).result() == 3
-    manager = executor._executor_manager_thread  # type: ignore[attr-defined]
+    manager = executor._executor_manager_thread
     assert manager is not None
     assert [leak.kind for leak in leakwatch.leaks()] == ["multiprocessing"]
     leak = leakwatch.one("multiprocessing")
@@ -3312,7 +3357,7 @@ def test_thread_pool_executor_dropped_unshut_is_reported_as_collected(leakwatch:
     executor = concurrent.futures.ThreadPoolExecutor(1)
     at = line() - 1
     assert executor.submit(abs, -3).result() == 3
-    workers = list(executor._threads)  # type: ignore[attr-defined]
+    workers = list(executor._threads)
     del executor
     for worker in workers:
         worker.join()
@@ -3454,7 +3499,7 @@ def test_thread_pool_executor_never_shut_down_collected_in_a_cycle_is_reported_a
     executor = concurrent.futures.ThreadPoolExecutor(1)
     at = line() - 1
     assert executor.submit(abs, -3).result() == 3
-    workers = list(executor._threads)  # type: ignore[attr-defined]
+    workers = list(executor._threads)
     box: list[object] = [executor]
     del executor
     _collect_in_a_cycle(leakwatch, "thread", box)
@@ -3473,7 +3518,7 @@ def test_process_pool_executor_never_shut_down_collected_in_a_cycle_is_reported_
     executor = concurrent.futures.ProcessPoolExecutor(1, mp_context=spawn)
     at = line() - 1
     assert executor.submit(abs, -3).result() == 3
-    manager = executor._executor_manager_thread  # type: ignore[attr-defined]
+    manager = executor._executor_manager_thread
     assert manager is not None
     box: list[object] = [executor]
     del executor

@@ -78,6 +78,7 @@ KINDS = (
     "tempfile",
     "filelock",
     "mmap",
+    "dbm",
     "selector",
     "eventloop",
     "multiprocessing",
