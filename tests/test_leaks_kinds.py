@@ -1389,6 +1389,16 @@ def test_child_reaped_with_os_waitpid_is_not_reported(leakwatch: Watch) -> None:
     assert leakwatch.leaks() == []
 
 
+def test_popen_that_made_no_child_is_not_reported(leakwatch: Watch, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Popen whose ``_execute_child`` made no child (pid None) holds none: CPython's
+    test_subprocess mocks it (test_repr), and every later check failed on a pid of None."""
+    # Replaced: only a stubbed _execute_child leaves a Popen with no child and no error.
+    monkeypatch.setattr(subprocess.Popen, "_execute_child", lambda self, *args: None)
+    proc = subprocess.Popen(["never-run"])
+    assert proc.pid is None and proc.returncode is None
+    assert leakwatch.leaks() == []
+
+
 def _start_child(how: str) -> int:
     """A child made without a Popen, *how* the program asked for it (exits at once)."""
     argv = [sys.executable, "-c", "pass"]

@@ -261,6 +261,8 @@ def track_popen(patches: Patches, popen: type) -> None:
             else:
                 kwargs["env"], name = _lineage.marked(kwargs.get("env"))
         init(self, *args, **kwargs)
+        if type(self.pid) is not int:  # no child was made (a test mocked _execute_child): nothing to wait for
+            return
         _given_again(self.pid)
         site = _records.capture(sys._getframe(1), _records.depth)
         rec = _records.new(self, "subprocess", (self.pid, _args(self.args)), site)
