@@ -360,6 +360,23 @@ def test_env_the_program_passes_is_copied_never_changed(leakwatch: Watch) -> Non
     assert value.startswith(f"{_lineage.VARIABLE}=2.2:{os.getpid()}.")
 
 
+def test_what_a_preexec_fn_puts_in_the_childs_environment_reaches_it_with_the_name(leakwatch: Watch) -> None:
+    """CPython's test_subprocess.test_preexec: a variable the child's ``preexec_fn`` sets with
+    ``os.putenv()`` is in what it execs, as without tracking, and so is the child's name."""
+
+    def fruit() -> None:
+        os.putenv("RECLAIM_TEST_FRUIT", "apple")
+
+    seen = printenv(["env"], stdout=subprocess.PIPE, preexec_fn=fruit)
+    assert seen["RECLAIM_TEST_FRUIT"] == "apple"
+    assert seen[_lineage.VARIABLE].startswith(f"{os.getpid()}.")
+    # Passed by position (preexec_fn is Popen's seventh parameter).
+    seen = printenv(["env"], -1, None, None, subprocess.PIPE, None, fruit)
+    assert seen["RECLAIM_TEST_FRUIT"] == "apple"
+    assert seen[_lineage.VARIABLE].startswith(f"{os.getpid()}.")
+    assert "RECLAIM_TEST_FRUIT" not in os.environ and _lineage.VARIABLE not in os.environ
+
+
 def test_pytest_fails_the_test_whose_child_left_a_process_running(pytester: pytest.Pytester) -> None:
     """The werkzeug reloader's way: the test stops its server, whose own child serves on."""
     pytester.makepyfile(

@@ -83,6 +83,8 @@ _WATCHERS = ("ThreadedChildWatcher", "_ThreadedChildWatcher", "PidfdChildWatcher
 #: Where ``env`` is among ``Popen.__init__``'s positional arguments (after ``args``, ``bufsize``,
 #: ``executable``, the three streams, ``preexec_fn``, ``close_fds``, ``shell`` and ``cwd``).
 _ENV_AT = 10
+#: And ``preexec_fn`` (after ``args``, ``bufsize``, ``executable`` and the three streams).
+_PREEXEC_AT = 6
 
 #: The Popen attributes that hold the parent's ends of the child's pipes.
 _STREAMS = ("stdin", "stdout", "stderr")
@@ -258,6 +260,11 @@ def track_popen(patches: Patches, popen: type) -> None:
             if len(args) > _ENV_AT:
                 env, name = _lineage.marked(args[_ENV_AT])
                 args = (*args[:_ENV_AT], env, *args[_ENV_AT + 1 :])
+            elif kwargs.get("env") is None and len(args) > _PREEXEC_AT and args[_PREEXEC_AT] is not None:
+                preexec_fn, name = _lineage.putting_before(args[_PREEXEC_AT])
+                args = (*args[:_PREEXEC_AT], preexec_fn, *args[_PREEXEC_AT + 1 :])
+            elif kwargs.get("env") is None and kwargs.get("preexec_fn") is not None:
+                kwargs["preexec_fn"], name = _lineage.putting_before(kwargs["preexec_fn"])
             else:
                 kwargs["env"], name = _lineage.marked(kwargs.get("env"))
         init(self, *args, **kwargs)
