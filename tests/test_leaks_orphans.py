@@ -360,6 +360,24 @@ def test_env_the_program_passes_is_copied_never_changed(leakwatch: Watch) -> Non
     assert value.startswith(f"{_lineage.VARIABLE}=2.2:{os.getpid()}.")
 
 
+def test_what_os_putenv_and_unsetenv_change_reaches_the_child(
+    leakwatch: Watch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CPython's test_os.test_putenv_unsetenv: ``os.putenv()``/``os.unsetenv()`` change what a
+    child inherits and not ``os.environ``; the copy of it the child is given changes too."""
+    monkeypatch.setenv("RECLAIM_TEST_GONE", "here")
+    os.unsetenv("RECLAIM_TEST_GONE")
+    os.putenv("RECLAIM_TEST_PUT", "yes")
+    try:
+        assert "RECLAIM_TEST_PUT" not in os.environ and os.environ["RECLAIM_TEST_GONE"] == "here"
+        seen = printenv(["env"], stdout=subprocess.PIPE)
+    finally:
+        os.unsetenv("RECLAIM_TEST_PUT")
+    assert seen["RECLAIM_TEST_PUT"] == "yes" and "RECLAIM_TEST_GONE" not in seen
+    assert seen[_lineage.VARIABLE].startswith(f"{os.getpid()}.")
+    assert "RECLAIM_TEST_PUT" not in printenv(["env"], stdout=subprocess.PIPE)
+
+
 def test_what_a_preexec_fn_puts_in_the_childs_environment_reaches_it_with_the_name(leakwatch: Watch) -> None:
     """CPython's test_subprocess.test_preexec: a variable the child's ``preexec_fn`` sets with
     ``os.putenv()`` is in what it execs, as without tracking, and so is the child's name."""

@@ -23,7 +23,7 @@ from types import ModuleType
 
 from reclaim import _sites
 
-from . import _children, _fds, _files, _imports, _threads
+from . import _children, _fds, _files, _imports, _lineage, _threads
 
 # Loaded with the tracker anyway (_holders imports _owning): their tables are read here.
 from ._holders import HOLDERS
@@ -215,6 +215,7 @@ def install(patches: Patches) -> None:
     _files.install(patches)
     _fds.install(patches)
     _children.install_os(patches)
+    _lineage.install(patches)
     _threads.install(patches)
     for name, target in HOOKS:
         _imports.when_imported(name, _Deferred(target, patches))

@@ -29,11 +29,11 @@ without an exec (``/proc/<pid>/environ`` shows only what a process was exec'd wi
 what a ``forkserver`` process starts (its parent is the fork server, no child of ours).
 
 The costs. The variable: a Popen with ``env=None`` is given a copy of ``os.environ`` with
-it instead (so a variable the parent set with ``os.putenv()`` alone, invisible to
-``os.environ``, no longer reaches the child; one with a ``preexec_fn`` keeps ``env=None``,
-its ``preexec_fn`` putting the variable first, so the child's own ``os.putenv()`` there
-still counts), and an ``env`` the program passes is copied with it added, never
-changed in place; 15 µs per child with 40 variables, against 600 µs for
+it instead (with what ``os.putenv()``/``os.unsetenv()`` changed since tracking started,
+which ``os.environ`` does not show, and which are wrapped to note it; one with a
+``preexec_fn`` keeps ``env=None``, its ``preexec_fn`` putting the variable first, so the
+child's own ``os.putenv()`` there still counts), and an ``env`` the program passes is copied
+with it added, never changed in place; 15 µs per child with 40 variables, against 600 µs for
 ``subprocess.run(["true"])``. The look: two small reads per process on the machine, about
 1 ms with a hundred, paid by a check only after a child ended since the last one.
 """
@@ -56,10 +56,13 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
     from typing import Any
 
+    from ._patch import Patches
+
 __all__ = [
     "KIND",
     "VARIABLE",
     "carry",
+    "install",
     "look",
     "marked",
     "new_name",
@@ -125,11 +128,45 @@ def _after(outer: object, name: str) -> str:
     return f"{outer}:{name}" if isinstance(outer, str) and outer else name
 
 
+#: What was put in (None: taken out of) this process's environment through ``os.putenv()`` and
+#: ``os.unsetenv()`` since tracking started, by name: ``os.environ`` sets it through them too,
+#: but ``os.putenv()`` alone changes only what a child inherits. :func:`marked` gives a child
+#: with ``env=None`` a copy of ``os.environ`` changed by it, so the child sees what it would
+#: have inherited (CPython's test_os.test_putenv_unsetenv).
+_put: dict[str, str | None] = {}
+
+
+def install(patches: Patches) -> None:
+    """Note what ``os.putenv()``/``os.unsetenv()`` change (see :data:`_put`)."""
+    if not ENABLED:
+        return
+    _put.clear()
+    putenv, unsetenv = os.putenv, os.unsetenv
+
+    def putenv_(name: Any, value: Any, /) -> None:
+        putenv(name, value)
+        _put[os.fsdecode(name)] = os.fsdecode(value)
+
+    def unsetenv_(name: Any, /) -> None:
+        unsetenv(name)
+        _put[os.fsdecode(name)] = None
+
+    putenv_.__doc__, unsetenv_.__doc__ = putenv.__doc__, unsetenv.__doc__
+    patches.set(os, "putenv", putenv_)
+    patches.set(os, "unsetenv", unsetenv_)
+
+
 def marked(env: Mapping[Any, Any] | None, name: str | None = None) -> tuple[dict[Any, Any], str]:
-    """A copy of *env* (``os.environ`` for None) naming a new child (or *name*'s) in
-    :data:`VARIABLE`, and the name."""
+    """A copy of *env* (``os.environ`` for None, with what :data:`_put` says) naming a new child
+    (or *name*'s) in :data:`VARIABLE`, and the name."""
     name = name or new_name()
     copy = dict(os.environ if env is None else env)
+    if env is None:
+        for key, value in _put.items():
+            if value is None:
+                copy.pop(key, None)
+            else:
+                copy[key] = value
     outer = copy.pop(VARIABLE, None)
     if outer is None and _BYTES_VARIABLE in copy:  # an os.environb-style mapping's
         outer = os.fsdecode(copy.pop(_BYTES_VARIABLE))
