@@ -179,6 +179,22 @@ def test_an_untracked_anonymous_descriptor_says_what_it_is(leakwatch: Watch) -> 
     )
 
 
+def test_an_untracked_directory_descriptor_names_os_scandir(leakwatch: Watch, tmp_path: Path) -> None:
+    """An ``os.scandir()`` iterator never closed holds its directory open, made where no hook
+    sees it: the entry says so, as CPython's ResourceWarning "unclosed scandir iterator" does."""
+    (tmp_path / "a").touch()
+    entries = os.scandir(tmp_path)
+    next(entries)
+    try:
+        [leak] = leakwatch.leaks("untracked-fd")
+    finally:
+        entries.close()
+    assert leak.description.endswith(
+        "(a directory: an os.scandir() iterator not closed (a with-block or close()), or C code's)"
+    ), leak.description
+    assert leakwatch.leaks() == []
+
+
 @pytest.mark.skipif(not hasattr(os, "timerfd_create"), reason="os.timerfd_create is 3.13's, on Linux")
 def test_a_timerfd_os_made_is_a_descriptor_at_its_line(leakwatch: Watch) -> None:
     """``os.timerfd_create`` (3.13) hands out a descriptor as ``os.eventfd`` does: tracked at the

@@ -51,6 +51,7 @@ __all__ = [
     "head",
     "identity",
     "install",
+    "is_directory",
     "keep",
     "keeping",
     "kept",
@@ -198,6 +199,14 @@ def head(fd: int, size: int) -> bytes | None:
     except OSError:  # closed meanwhile, or opened write-only
         return None
     return data
+
+
+def is_directory(fd: int) -> bool:
+    """Whether *fd* is open on a directory."""
+    try:
+        return stat.S_ISDIR(_C.fstat(fd).st_mode)
+    except OSError:
+        return False
 
 
 def identity(fd: int) -> tuple[int, int] | None:

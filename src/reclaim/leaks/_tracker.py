@@ -948,6 +948,10 @@ ANONYMOUS = {
     "anon_inode:[pidfd]": "a pidfd, made by C code",
     "anon_inode:inotify": "an inotify instance, made by C code or through ctypes",
 }
+#: Said after an untracked descriptor open on a directory: ``os.scandir()`` opens one no hook
+#: sees (its iterator is C's, neither weakly referable nor cheap to watch), and keeps it until
+#: the iterator is exhausted, closed or collected; a directory ``os.open()`` opened is tracked.
+DIRECTORY = "a directory: an os.scandir() iterator not closed (a with-block or close()), or C code's"
 
 
 def _later_paths(still_open: list[tuple[Record, Any]]) -> list[str]:
@@ -1029,6 +1033,8 @@ def _untracked(
         if context is not None and label != context:
             continue
         what = ANONYMOUS.get(target)
+        if what is None and _fds.is_directory(fd):
+            what = DIRECTORY
         out.append(
             Leak(
                 kind="untracked-fd",
