@@ -49,6 +49,7 @@ from _leakhelp import (
     lease_site_in_a_task_made_in_a_task,
     line,
     python_prog,
+    reclaim_run_json,
     task_site_in_a_task_made_in_a_task,
 )
 
@@ -373,6 +374,48 @@ def test_os_open_pipe_and_dup_left_open_are_reported(leakwatch: Watch, tmp_path:
         for n in (fd, r, w, d):
             os.close(n)
     assert leakwatch.leaks() == []
+
+
+def test_os_dup2_onto_a_free_number_is_reported_and_onto_an_open_one_is_not(leakwatch: Watch) -> None:
+    """``os.dup2(fd, fd2)`` opens *fd2* when nothing had that number (an untracked descriptor
+    with no line, before); onto an open number it only makes that one point elsewhere."""
+    r, w = os.pipe()
+    free = max(r, w) + 50
+    while True:  # the first number above the pipe's that nothing holds
+        try:
+            os.fstat(free)
+        except OSError:
+            break
+        free += 1
+    got = os.dup2(r, free, inheritable=False)
+    at = line() - 1
+    os.dup2(w, r)  # r now points at the write end: no acquisition
+    try:
+        found = {leak.details["fd"]: leak for leak in leakwatch.leaks("fd")}
+        assert set(found) == {r, w, free}
+        assert got == free and found[free].details["call"] == "os.dup2"
+        assert_site(found[free], at)
+        assert leakwatch.leaks("untracked-fd") == []
+    finally:
+        for n in (r, w, free):
+            os.close(n)
+    assert leakwatch.leaks() == []
+
+
+def test_os_dup2_putting_a_closed_standard_stream_back_is_not_reported(tmp_path: Path) -> None:
+    """CPython's test_subprocess closes stdin/stdout/stderr and ``os.dup2()``s saved copies back:
+    the standard stream is the process's again, no descriptor of the program's line."""
+    report, _ = reclaim_run_json(
+        tmp_path,
+        """\
+        import os
+        saved = os.dup(0)
+        os.close(0)
+        os.dup2(saved, 0)
+        os.close(saved)
+        """,
+    )
+    assert report["leaks"] == []
 
 
 def _interrupted(

@@ -10,9 +10,11 @@ Because a descriptor can also be closed by paths we do not see (``os.fdopen``
 then ``close()``), the open check compares the descriptor's (device, inode)
 with the ones recorded at acquisition: a reused number is not a leak.
 
-``os.dup2``/``dup3`` are not tracked: they make an *existing* number point
+``os.dup2`` onto an *open* number is not tracked: it makes that number point
 elsewhere (``dup2(fd, 1)`` redirects stdout, as pytest's capture does), which
-is not an acquisition.
+is not an acquisition. Onto a number no descriptor had (one ``fstat()`` tells,
+before the call), it opens one: tracked as ``os.dup`` is, unless it is a
+standard stream's (0, 1, 2), put back.
 
 The descriptor table (:func:`list_fds`) is read from ``/proc/self/fd`` on
 Linux and ``/dev/fd`` on macOS and the BSDs: one ``listdir``, a few
@@ -299,11 +301,19 @@ def _interrupted_holding(exc: BaseException, fds: Iterable[int]) -> None:
     raise exc
 
 
-def _wrap(name: str, fn: Callable[..., Any], many: bool) -> Callable[..., Any]:
-    """*fn*, recording the descriptor it returns (a tuple of them, with *many*: ``os.pipe``)."""
+def _wrap(
+    name: str,
+    fn: Callable[..., Any],
+    many: bool,
+    acquires: Callable[[tuple[Any, ...], dict[str, Any]], bool] | None = None,
+) -> Callable[..., Any]:
+    """*fn*, recording the descriptor it returns (a tuple of them, with *many*: ``os.pipe``);
+    with *acquires*, only for a call whose ``(args, kwargs)`` it says opens one."""
     call = f"os.{name}"
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if acquires is not None and not acquires(args, kwargs):
+            return fn(*args, **kwargs)
         # Called from C (starmap), the result is in `got` before a bytecode of ours runs: an
         # interruption after that loses nothing (see _interrupted_holding).
         got: list[Any] = []
@@ -326,6 +336,14 @@ def _wrap(name: str, fn: Callable[..., Any], many: bool) -> Callable[..., Any]:
     return wrapper
 
 
+def _onto_a_free_number(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """Whether ``os.dup2(fd, fd2)`` opens *fd2*: no descriptor has that number now. Not one of the
+    standard streams: put back after closing it (CPython's test_subprocess restores them so), it
+    is the process's again, as open as before (a check's baseline keeps them too)."""
+    fd2 = args[1] if len(args) > 1 else kwargs.get("fd2")
+    return type(fd2) is int and fd2 > 2 and identity(fd2) is None
+
+
 def install(patches: Patches) -> None:
     """Wrap the ``os`` functions that hand out descriptors, and ``os.close``/``closerange``."""
     # timerfd_create and posix_openpt: 3.13's.
@@ -337,6 +355,8 @@ def install(patches: Patches) -> None:
         fn = getattr(os, name, None)
         if fn is not None:
             patches.set(os, name, _wrap(name, fn, many=True))
+    if hasattr(os, "dup2"):
+        patches.set(os, "dup2", _wrap("dup2", os.dup2, many=False, acquires=_onto_a_free_number))
 
     close = os.close
     closerange = os.closerange
