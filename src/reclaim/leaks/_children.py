@@ -476,9 +476,13 @@ def _recording_spawnvef(spawnvef: Any) -> Any:
 
 def _dropped(popen: Any) -> None:
     """*popen* is being dropped: a leak the garbage collector found if its status was never collected."""
-    if getattr(popen, "returncode", 0) is not None or getattr(popen, "pid", 0) in _waited_by_pid:
-        return  # checked first: at_del() takes a record dying in a cycle out of the table
+    # Asked first, whatever the state: at_del() takes a record dying in a cycle out of the table,
+    # where one left behind (a Popen waited for, dropped in a cycle) was taken by the next Popen
+    # given its id and dropped unwaited (one whose __init__ failed), and reported as a leak of the
+    # test that had waited for it (CPython's test_subprocess, test_wait).
     rec = _records.at_del(popen)
+    if getattr(popen, "returncode", 0) is not None or getattr(popen, "pid", 0) in _waited_by_pid:
+        return
     if rec is not None and rec.state == OPEN and rec.kind == "subprocess":
         _records.leak(rec, _records.COLLECTED)
 
