@@ -1419,12 +1419,12 @@ def test_a_waited_childs_pipe_left_open_names_its_stream_and_pid(leakwatch: Watc
     assert leakwatch.leaks() == []
 
 
-def test_popen_waited_for_and_dropped_in_a_cycle_is_not_blamed_when_a_later_popen_fails(
+def test_popen_waited_for_and_dropped_leaves_no_record_for_a_later_popen_given_its_id(
     leakwatch: Watch,
 ) -> None:
-    """A Popen waited for, then collected in a reference cycle, left its record waiting for a
-    ``__del__`` that never took it: the next Popen given its id and dropped unwaited (one whose
-    ``__init__`` failed) took it, and the waited child was reported (CPython's test_wait)."""
+    """A Popen waited for, then collected (in a reference cycle or not), left its record waiting
+    for a ``__del__`` that never took it: the next Popen given its id and dropped unwaited (one
+    whose ``__init__`` failed) took it, and the waited child was reported (CPython's test_wait)."""
     from reclaim.leaks import _records
 
     class Cycle:
@@ -1439,6 +1439,12 @@ def test_popen_waited_for_and_dropped_in_a_cycle_is_not_blamed_when_a_later_pope
     gc.collect()
     # Which later object gets the id is the allocator's choice: what must hold is that no record
     # is left waiting under it.
+    assert ident not in _records.dying
+    # Dropped by its last reference, its __del__ runs before its weak reference is cleared.
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    ident = id(proc)
+    del proc
     assert ident not in _records.dying
     assert leakwatch.leaks() == []
 

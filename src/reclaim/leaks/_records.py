@@ -86,6 +86,9 @@ OPEN, RELEASED, LEAKED = 0, 1, 2
 COLLECTED = "collected"
 #: ``why`` of an open record whose object's ``__del__`` decides whether its death is a leak.
 AT_DEL = "decided by __del__"
+#: ``why`` of an :data:`AT_DEL` record whose object's ``__del__`` ran before its weak reference
+#: was cleared (it died of its last reference): :func:`died` then has nothing left to keep.
+DECIDED = "decided by __del__ already"
 
 # Bounded so a long session that leaks in every test cannot grow without end;
 # the oldest collected leaks are dropped first (and counted, see ``dropped``).
@@ -324,6 +327,8 @@ def died(rec: Record) -> None:
     if state == OPEN:
         if rec.why is AT_DEL:  # in a cycle: the object's __del__ runs next, and decides
             dying[key] = rec
+        elif rec.why is DECIDED:  # its __del__ ran, and found no leak
+            rec.state = RELEASED
         elif rec.kind in death_leaks:
             judge = death_leaks[rec.kind]
             if judge is None or judge(rec):
@@ -342,7 +347,14 @@ def at_del(obj: object) -> Record | None:
     key = id(obj)
     kept = dying.pop(key, None)
     rec = live.get(key)
-    return rec if rec is not None and rec() is obj else kept
+    if rec is not None and rec() is obj:
+        # Dying of its last reference: died() runs next, and must not keep the record in `dying`,
+        # where the next object given this id whose __del__ finds no record of its own (one made
+        # untracked, or whose __init__ failed) took it, a leak of the object this was.
+        if rec.why is AT_DEL:
+            rec.why = DECIDED
+        return rec
+    return kept
 
 
 def leak(rec: Record, why: str) -> None:
