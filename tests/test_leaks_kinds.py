@@ -2897,6 +2897,32 @@ def test_task_done_in_its_loops_last_step_then_loop_closed_and_task_dropped_is_n
     assert leakwatch.leaks() == []
 
 
+def test_task_done_held_only_by_its_queued_done_callback_dies_in_close_and_is_not_reported(
+    leakwatch: Watch,
+) -> None:
+    """The task a loop made to close an async generator the program dropped, done in the loop's
+    last step: only its queued done callback held it, and ``close()`` dropping the ready queue
+    killed it before a check could see it done (CPython's test_asyncgen_finalization_by_gc)."""
+    loop = asyncio.new_event_loop()
+
+    async def numbers() -> Any:
+        yield 1
+
+    async def main() -> None:
+        gen = numbers()
+        await gen.__anext__()
+        del gen  # unfinished: the loop's finalizer hook schedules a task for its aclose()
+
+    try:
+        loop.run_until_complete(main())  # stops with the aclose() task's first step queued
+        loop.stop()
+        loop.run_forever()  # one step: the aclose() task ends, its done callback queued
+    finally:
+        loop.close()
+    gc.collect()
+    assert leakwatch.leaks() == []
+
+
 @pytest.mark.reclaim_allow  # the unclosed case leaks on purpose
 @ignore_gc_warnings
 @pytest.mark.parametrize("coro_closed", [True, False], ids=["closed", "only-cancelled"])

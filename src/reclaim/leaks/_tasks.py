@@ -260,10 +260,32 @@ def install_base_events(patches: Patches, base_events: ModuleType) -> None:
     create_task = loop_cls.create_task
     patches.set(loop_cls, "create_task", tracking_create_task(create_task))
     _closing_at_drop(patches, loop_cls)
+    _releasing_done_at_close(patches, loop_cls)
     _sites.task_root = sys.modules["asyncio.events"].Handle._run.__code__
     _sites.task_site = _running_task_site
     _sites.task_began = _task_site_at
     _serving_at_caller(patches, base_events.Server)
+
+
+def _releasing_done_at_close(patches: Patches, loop_cls: type) -> None:
+    """Wrap ``BaseEventLoop.close``: the tasks done whose done callback is still queued are
+    released before it drops the ready queue. A task only that callback held dies there, before
+    a check or the loop's wrapped ``close()`` (see :func:`._loops.releasing_close`) could see it
+    done; the task a loop makes to close an async generator keeps no reference to its coroutine
+    (``aclose()``'s awaitable takes none), and a finished one dying so read as destroyed pending.
+    So did any finished task in a reference cycle on a loop whose ``close()`` is not wrapped
+    (a ``BaseEventLoop`` subclass that is no selector loop: CPython's own test loop)."""
+    close = vars(loop_cls).get("close")
+    if close is None:
+        return
+
+    def close_(self: Any) -> None:
+        if getattr(self, "_ready", True) and not self.is_running():  # nothing queued: nothing to do
+            release_done(self)
+        close(self)
+
+    close_.__doc__ = close.__doc__
+    patches.set(loop_cls, "close", close_)
 
 
 def tracking_create_task(create_task: Any) -> Any:
