@@ -2923,6 +2923,71 @@ def test_task_done_held_only_by_its_queued_done_callback_dies_in_close_and_is_no
     assert leakwatch.leaks() == []
 
 
+class _ActsAsATask:
+    """What a task factory may return: a Task inside, with only the methods asyncio calls."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> None:
+        self._task = asyncio.Task(coro, loop=loop, **kwargs)
+
+    @property
+    def _asyncio_future_blocking(self) -> bool:
+        return self._task._asyncio_future_blocking
+
+    def get_loop(self) -> asyncio.AbstractEventLoop:
+        return self._task.get_loop()
+
+    def set_name(self, name: object) -> None:  # 3.13's create_task() names what the factory made
+        self._task.set_name(name)
+
+    def done(self) -> bool:
+        return self._task.done()
+
+    def cancelled(self) -> bool:
+        return self._task.cancelled()
+
+    def result(self) -> Any:
+        return self._task.result()
+
+    def exception(self) -> BaseException | None:
+        return self._task.exception()
+
+    def add_done_callback(self, fn: Any, **kwargs: Any) -> None:
+        self._task.add_done_callback(lambda _: fn(self), **kwargs)
+
+    def remove_done_callback(self, fn: Any) -> int:
+        return 0  # run_until_complete's callback: called once, harmless
+
+
+@pytest.mark.parametrize("where", ["outside a task", "in a task"])
+def test_task_factory_returning_what_only_acts_as_a_task_runs_as_untracked(
+    leakwatch: Watch, where: str
+) -> None:
+    """``create_task`` returns what the loop's task factory made, also an object with no
+    ``get_name()`` (CPython's test_asyncio_run_without_uncancel): recording it raised in the
+    program's ``create_task``; it is left alone."""
+    loop = asyncio.new_event_loop()
+    loop.set_task_factory(_ActsAsATask)  # type: ignore[arg-type]
+
+    async def answer() -> int:
+        return 42
+
+    async def in_a_task() -> int:
+        made = loop.create_task(answer())
+        assert type(made) is _ActsAsATask
+        return await made._task  # type: ignore[no-any-return]
+
+    try:
+        if where == "in a task":
+            assert loop.run_until_complete(asyncio.Task(in_a_task(), loop=loop)) == 42
+        else:
+            made = loop.create_task(answer())
+            assert type(made) is _ActsAsATask
+            assert loop.run_until_complete(made) == 42  # type: ignore[arg-type]
+    finally:
+        loop.close()
+    assert leakwatch.leaks() == []
+
+
 @pytest.mark.reclaim_allow  # the unclosed case leaks on purpose
 @ignore_gc_warnings
 @pytest.mark.parametrize("coro_closed", [True, False], ids=["closed", "only-cancelled"])

@@ -288,6 +288,23 @@ def _releasing_done_at_close(patches: Patches, loop_cls: type) -> None:
     patches.set(loop_cls, "close", close_)
 
 
+#: The classes of the tasks made so far that have the methods a task record reads (see _is_task).
+_task_types: set[type] = set()
+_TASK_METHODS = ("get_name", "get_coro", "get_loop", "done", "add_done_callback")
+
+
+def _is_task(obj: Any) -> bool:
+    """Whether *obj*, what a loop's ``create_task`` returned, is a task reclaim can record: a task
+    factory may return an object that only acts as one for asyncio (CPython's
+    ``test_asyncio_run_without_uncancel`` wraps a Task in a class with no ``get_name``), which
+    is left alone, untracked, where recording it raised in the program's ``create_task``."""
+    cls = type(obj)
+    if all(callable(getattr(cls, name, None)) for name in _TASK_METHODS):
+        _task_types.add(cls)
+        return True
+    return False
+
+
 def tracking_create_task(create_task: Any) -> Any:
     """A ``create_task`` method that records the task made by *create_task* (a loop class's own,
     asyncio's or uvloop's) and releases it when it is done."""
@@ -311,6 +328,8 @@ def tracking_create_task(create_task: Any) -> Any:
             # task's context, and so what started that (see _records.origin): not set anew, as
             # a context variable costs two HAMT copies and a token on every task.
             task = create_task(self, coro, *args, **kwargs)
+            if type(task) not in _task_types and not _is_task(task):
+                return task
             site = capture(caller, _records.depth)
             if task_origins:  # made in a task whose origin is kept beside it, not in its context
                 started = task_origins.get(running)
@@ -340,6 +359,8 @@ def tracking_create_task(create_task: Any) -> Any:
                 task_origins[task] = (site, label)
             else:
                 task = _in_context(context, (site, label), create_task, self, coro, *args, **kwargs)
+            if type(task) not in _task_types and not _is_task(task):
+                return task
             closing = _closing_agen.get(None)
             if closing is not None and type(coro).__name__ == "async_generator_athrow":
                 info = (task.get_name(), closing + ACLOSE, None)
