@@ -1099,6 +1099,25 @@ def test_websockets_sync_server_selector_is_its_own(leakwatch: Watch) -> None:
     assert leakwatch.leaks() == []
 
 
+def test_socket_sendfile_selector_is_the_standard_librarys_own(leakwatch: Watch, tmp_path: Path) -> None:
+    """``socket.sendfile()`` waits on a ``PollSelector`` it makes and drops unclosed (one with no
+    descriptor, CPython's choice): a program that closes its socket and file leaves nothing
+    (CPython's test_socket SendfileUsingSendfileTest, every test)."""
+    path = tmp_path / "payload"
+    path.write_bytes(b"x" * 1000)
+    a, b = socket.socketpair()
+    with a, b, path.open("rb") as payload:
+        a.settimeout(30)  # a blocking socket: sendfile() refuses a non-blocking one
+        assert a.sendfile(payload) == 1000
+        a.shutdown(socket.SHUT_WR)
+        received = b""
+        while chunk := b.recv(4096):
+            received += chunk
+    assert len(received) == 1000
+    gc.collect()
+    assert leakwatch.leaks() == []
+
+
 # -- sqlite3 ----------------------------------------------------------------------------------
 
 

@@ -69,6 +69,9 @@ PROCESS_WIDE = {
     # And SyncToAsync's class-level executor, made at import, that runs every thread-sensitive
     # sync_to_async call made outside async_to_sync (Django's ORM from an async view).
     "asgiref.sync": ("AsyncToSync.__call__", "SyncToAsync.single_thread_executor"),
+    # The standard library's socket.sendfile(): the PollSelector (no descriptor) it waits on is
+    # made and dropped unclosed on every call.
+    "socket": ("socket._sendfile_use_sendfile",),
     # websockets' sync server: serve_forever() makes a selector to wait on and drops it when it
     # returns, never closed (the collector closes it then, whatever the program did).
     "websockets.sync.server": ("Server.serve_forever",),
