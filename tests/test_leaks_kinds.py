@@ -1118,6 +1118,36 @@ def test_socket_sendfile_selector_is_the_standard_librarys_own(leakwatch: Watch,
     assert leakwatch.leaks() == []
 
 
+@pytest.mark.reclaim_allow  # serves while the tracker under test looks, on purpose
+def test_socketserver_left_serving_is_its_socket_and_thread_not_its_selector(leakwatch: Watch) -> None:
+    """A socketserver left serving is its listening socket and the thread serving it: the selector
+    ``serve_forever()`` waits on is closed by its own with-block, never a third entry."""
+    import socketserver
+
+    looped = threading.Event()
+
+    class Server(socketserver.TCPServer):
+        def service_actions(self) -> None:  # called by serve_forever() in its selector's with-block
+            looped.set()
+
+    server = Server(("127.0.0.1", 0), socketserver.BaseRequestHandler)
+    at_server = line() - 1
+    serving = threading.Thread(target=server.serve_forever, args=(0.01,), name="serving")
+    serving.start()
+    at = line() - 1
+    try:
+        assert looped.wait(30)
+        leaks = {leak.kind: leak for leak in leakwatch.leaks()}
+        assert sorted(leaks) == ["socket", "thread"], [leak.headline() for leak in leaks.values()]
+        assert_site(leaks["socket"], at_server)
+        assert_site(leaks["thread"], at)
+    finally:
+        server.shutdown()
+        serving.join()
+        server.server_close()
+    assert leakwatch.leaks() == []
+
+
 # -- sqlite3 ----------------------------------------------------------------------------------
 
 

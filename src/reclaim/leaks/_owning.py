@@ -72,6 +72,11 @@ PROCESS_WIDE = {
     # The standard library's socket.sendfile(): the PollSelector (no descriptor) it waits on is
     # made and dropped unclosed on every call.
     "socket": ("socket._sendfile_use_sendfile",),
+    # socketserver's servers (http.server's, xmlrpc.server's): serve_forever() and handle_request()
+    # wait on a selector of their own, closed by their with-block as they return. One still open
+    # is the serving thread's, reported as that thread: as its own entry, a server left serving
+    # was three (its socket, its thread, its selector).
+    "socketserver": ("BaseServer.serve_forever", "BaseServer.handle_request"),
     # websockets' sync server: serve_forever() makes a selector to wait on and drops it when it
     # returns, never closed (the collector closes it then, whatever the program did).
     "websockets.sync.server": ("Server.serve_forever",),
