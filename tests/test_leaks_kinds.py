@@ -1073,6 +1073,40 @@ def test_socket_family_and_type_are_named_when_reported(leakwatch: Watch) -> Non
     assert _name(999, socket.AddressFamily) == "999"
 
 
+def test_reading_a_sockets_ends_calls_no_getsockname_the_program_patched(
+    leakwatch: Watch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the tracker reads of a socket (at bind(), accept(), socketpair()) goes to the kernel,
+    never through a ``getsockname``/``getpeername`` the program patched: CPython's
+    test_injected_authentication_failure connects from its patched getsockname's first call."""
+    calls: list[str] = []
+    real_name, real_peer = socket.socket.getsockname, socket.socket.getpeername
+
+    def getsockname(self: socket.socket) -> Any:
+        calls.append("getsockname")
+        return real_name(self)
+
+    def getpeername(self: socket.socket) -> Any:
+        calls.append("getpeername")
+        return real_peer(self)
+
+    monkeypatch.setattr(socket.socket, "getsockname", getsockname)
+    monkeypatch.setattr(socket.socket, "getpeername", getpeername)
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = real_name(server)[1]
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as client:
+            conn, _ = server.accept()
+            conn.close()
+            client.dup().close()
+    a, b = socket.socketpair()
+    a.close()
+    b.close()
+    assert calls == []
+    assert leakwatch.leaks() == []
+
+
 def test_selector_not_closed_is_reported(leakwatch: Watch) -> None:
     sel = selectors.DefaultSelector()
     at = line() - 1

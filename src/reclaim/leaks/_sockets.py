@@ -154,14 +154,42 @@ def _endpoints(sock: Any) -> Details:
 def _raw_endpoints(sock: Any) -> tuple[Any, Any]:
     """``(getsockname(), getpeername())`` as the kernel gives them, None for either it refuses."""
     try:
-        local = sock.getsockname()
+        local = _sockname(sock)
     except (OSError, ValueError):
         local = None
     try:
-        peer = sock.getpeername()
+        peer = _peername(sock)
     except (OSError, ValueError):
         peer = None
     return local, peer
+
+
+#: ``_socket.socket``'s own ``getsockname`` and ``getpeername`` (set by install_socket): reading a
+#: socket's ends runs no method the program patched onto ``socket.socket`` or a subclass
+#: overrides, which would see calls the program never made. CPython's
+#: ``test_injected_authentication_failure`` patches ``getsockname`` to connect to a server at its
+#: first call: reclaim's read at ``bind()`` made that call before ``listen()``, and the test's
+#: injected connection was refused.
+_c_getsockname: Any = None
+_c_getpeername: Any = None
+
+
+def _sockname(sock: Any) -> Any:
+    if _c_getsockname is not None:
+        try:
+            return _c_getsockname(sock)
+        except TypeError:  # no _socket.socket: gevent's wrapper of one, uvloop's pseudo-socket
+            pass
+    return sock.getsockname()
+
+
+def _peername(sock: Any) -> Any:
+    if _c_getpeername is not None:
+        try:
+            return _c_getpeername(sock)
+        except TypeError:
+            pass
+    return sock.getpeername()
 
 
 def _formatted(raw: tuple[Any, Any] | None) -> Details:
@@ -326,6 +354,8 @@ def install_socket(patches: Patches, socket: ModuleType) -> None:
         # started): that class is tracked where it is defined (see _gevent).
         return
     _clients.clear()  # a previous tracking's
+    global _c_getsockname, _c_getpeername
+    _c_getsockname, _c_getpeername = raw.getsockname, raw.getpeername
     # The C-level members (ints): socket.socket's properties build an enum on every read.
     track_class(patches, cls, raw.__dict__["family"].__get__, raw.__dict__["type"].__get__)
 
@@ -495,7 +525,7 @@ def _note_peer(sock: Any, address: Any, seq: int) -> None:
         local = info[3][0] if info[3] is not None else None  # bound first, say
         if type(local) is tuple and local[0] in _ANY_ADDRESS:
             try:
-                local = sock.getsockname()
+                local = _sockname(sock)
             except (OSError, ValueError):
                 pass
         rec.info = (info[0], info[1], info[2], (local, address))
@@ -541,7 +571,7 @@ def _from_older(rec: Record, pending: list[tuple[int, Record]], peer: Any) -> No
         if sock is None:
             continue
         try:
-            local = sock.getsockname()
+            local = _sockname(sock)
         except (OSError, ValueError):
             continue
         if local == peer:
@@ -581,7 +611,7 @@ def _note_local(sock: Any) -> None:
     rec = _live_get(id(sock))
     if rec is not None and rec.kind == "socket":
         try:
-            local = sock.getsockname()
+            local = _sockname(sock)
         except (OSError, ValueError):
             return
         info = rec.info
