@@ -1629,13 +1629,19 @@ def test_resources_of_a_zipped_package_read_the_documented_way_are_not_the_progr
     """importlib.resources reads a package imported from a zip (a zipapp, pex, shiv) through
     zipfile.Path, which opens the archive and leaves it to the collector, as zipfile.Path
     always does: two leaks per read the program could not avoid. A ZipFile it opens is its."""
-    write(tmp_path / "app.py", ZIPPED_PACKAGE)
+    found, result = _kinds_and_lines(tmp_path, ZIPPED_PACKAGE)
+    assert result.stdout == "hello\nhello\nhello\n"
+    assert found == [("file", marked(ZIPPED_PACKAGE, "LEAK"))], result.stderr
+
+
+def _kinds_and_lines(tmp_path: Path, source: str) -> tuple[list[tuple[str, int]], Any]:
+    """Run *source* as ``app.py`` under ``reclaim run --json`` (it must exit 0): each leak's
+    kind and line, and the run's result."""
+    write(tmp_path / "app.py", source)
     result = reclaim_run("--json", "leaks.json", "app.py", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert result.stdout == "hello\nhello\nhello\n"
     leaks = json.loads((tmp_path / "leaks.json").read_text())["leaks"]
-    found = [(leak["kind"], leak["frames"][0]["line"]) for leak in leaks]
-    assert found == [("file", marked(ZIPPED_PACKAGE, "LEAK"))], result.stderr
+    return [(leak["kind"], leak["frames"][0]["line"]) for leak in leaks], result
 
 
 PICKLED_ZIP_PATH = """\
@@ -1655,12 +1661,8 @@ def test_a_zipfile_path_unpickled_opens_its_archive_as_a_made_one_does_not_the_p
 ) -> None:
     """An unpickled zipfile.Path opens its archive again (its root's __setstate__, 3.12+) and
     leaves it to the collector, as one made does (CPython's test_zipfile test_pickle)."""
-    write(tmp_path / "app.py", PICKLED_ZIP_PATH)
-    result = reclaim_run("--json", "leaks.json", "app.py", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
+    found, result = _kinds_and_lines(tmp_path, PICKLED_ZIP_PATH)
     assert result.stdout == "hello\n"
-    leaks = json.loads((tmp_path / "leaks.json").read_text())["leaks"]
-    found = [(leak["kind"], leak["frames"][0]["line"]) for leak in leaks]
     assert found == [("file", marked(PICKLED_ZIP_PATH, "LEAK"))], result.stderr
 
 
