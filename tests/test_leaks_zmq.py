@@ -29,7 +29,8 @@ __all__ = ["leakwatch"]  # the fixture, imported for the tests below
 pytest_plugins = ["pytester"]
 
 # Every way pyzmq's documentation ends a socket and a context, over TCP and inproc; zmq.asyncio
-# too; and the process's own context, Context.instance(), left for the process.
+# too; and the process's own context, Context.instance(), and garbage collector thread (with its
+# context and sockets), left for the process.
 CLEAN = """\
     import asyncio
     import zmq
@@ -57,6 +58,15 @@ CLEAN = """\
     ctx = zmq.Context()
     sockets = exchange(ctx, "tcp://127.0.0.1:*")
     ctx.destroy(linger=0)
+
+    with zmq.Context() as ctx:
+        pull, push = exchange(ctx, "inproc://zero-copy")
+        # A tracked zero-copy send starts pyzmq's garbage collector: its thread, context, sockets.
+        tracker = push.send(b"x" * 100_000, copy=False, track=True)
+        assert len(pull.recv()) == 100_000
+        tracker.wait(10)
+        push.close()
+        pull.close()
 
     async def main():
         ctx = zmq.asyncio.Context()

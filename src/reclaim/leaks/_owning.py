@@ -83,6 +83,16 @@ PROCESS_WIDE = {
     # pyzmq's context for the process: Context.instance() makes one per process (its libzmq
     # descriptors are that context's, see _zmq); a context the program makes is its own.
     "zmq.sugar.context": ("Context.instance",),
+    # pyzmq's garbage collector for zero-copy sends: one daemon thread for the process, started by
+    # the first tracked send (copy=False above zmq.COPY_THRESHOLD, or track=True), with a context
+    # of its own, its PULL socket and a PUSH socket to it (properties, made on first use); stopped
+    # by pyzmq's exit handler.
+    "zmq.utils.garbage": (
+        "GarbageCollector.start",
+        "GarbageCollector.context",
+        "GarbageCollector._push_socket",
+        "GarbageCollectorThread.run",
+    ),
     # fsspec's IO loop: one event loop for the process, run forever in its daemon thread
     # 'fsspecIO', made by the first filesystem that needs it and never stopped (reset at fork).
     "fsspec.asyn": ("get_loop",),
@@ -173,6 +183,8 @@ def plumbing(module: Any, *names: str) -> None:
         value = lookup(module, name)
         if isinstance(value, MethodType):  # a classmethod, looked up on its class
             value = value.__func__
+        elif isinstance(value, property):  # a getter that makes what it returns on first use
+            value = value.fget
         if isinstance(value, FunctionType):
             PLUMBING.add(value.__code__)
 
