@@ -93,6 +93,11 @@ PROCESS_WIDE = {
         "GarbageCollector._push_socket",
         "GarbageCollectorThread.run",
     ),
+    # jupyter_core's run_sync (every blocking call of jupyter_client's KernelManager and client):
+    # the event loop it makes for a thread with none and keeps for its later calls
+    # (ensure_event_loop), and, called where a loop already runs, a _TaskRunner per thread name,
+    # kept in _runner_map with its loop and daemon thread, stopped by its exit handler.
+    "jupyter_core.utils": ("_TaskRunner.run", "ensure_event_loop"),
     # fsspec's IO loop: one event loop for the process, run forever in its daemon thread
     # 'fsspecIO', made by the first filesystem that needs it and never stopped (reset at fork).
     "fsspec.asyn": ("get_loop",),
