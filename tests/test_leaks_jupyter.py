@@ -4,7 +4,9 @@ and runner threads, kept for the process, are its own."""
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,6 +33,11 @@ SLEEPER = """\
     from jupyter_client import AsyncKernelManager, KernelManager
     from jupyter_client.threaded import ThreadedKernelClient
 """
+
+
+def _program_line(leak: dict[str, Any]) -> int:
+    """The line of ``prog.py`` a leak was acquired at (past jupyter_client's frames)."""
+    return next(int(frame["line"]) for frame in leak["frames"] if Path(frame["file"]).name == "prog.py")
 
 
 def test_a_kernel_shut_down_and_a_client_stopped_leave_nothing(tmp_path: Path) -> None:
@@ -65,3 +72,73 @@ def test_a_kernel_shut_down_and_a_client_stopped_leave_nothing(tmp_path: Path) -
     )
     report, stderr = reclaim_run_json(tmp_path, source)
     assert report["leaks"] == [], stderr
+
+
+def test_a_kernel_and_a_client_left_running_are_one_entry_each(tmp_path: Path) -> None:
+    """Neither shut down nor stopped: the manager at the line that started its kernel, holding
+    its child, connection file, context and control socket; the client at the line that
+    started its channels, holding its sockets, threads and context."""
+    source = (
+        SLEEPER
+        + """\
+    km = KernelManager(kernel_name="sleeper")
+    km.start_kernel(stdout=DEVNULL, stderr=DEVNULL)
+    tc = ThreadedKernelClient(**km.get_connection_info(session=True))
+    tc.start_channels()
+    pid = km.provisioner.process.pid
+    print(pid, km.connection_file)
+    shutil.rmtree(spec)
+    """
+    )
+    report, stderr = reclaim_run_json(tmp_path, source)
+    leaks = report["leaks"]
+    assert [leak["kind"] for leak in leaks] == ["jupyter-kernel", "jupyter-client"], stderr
+    kernel, client = leaks
+    lines = textwrap.dedent(source).splitlines()
+    assert _program_line(kernel) == lines.index("km.start_kernel(stdout=DEVNULL, stderr=DEVNULL)") + 1
+    assert _program_line(client) == lines.index("tc.start_channels()") + 1
+    assert "not shut down (shutdown_kernel())" in kernel["description"]
+    assert sorted(part["kind"] for part in kernel["holds"]) == [
+        "subprocess",
+        "tempfile",
+        "zmq-context",
+        "zmq-socket",
+    ]
+    assert "channels not stopped (stop_channels())" in client["description"]
+    kinds = [part["kind"] for part in client["holds"]]
+    assert kinds.count("zmq-socket") == 5
+    assert kinds.count("zmq-context") == 1
+    assert "thread" in kinds
+
+
+def test_a_kernel_manager_dropped_with_its_kernel_running_is_the_collectors(tmp_path: Path) -> None:
+    """Its __del__ closes its control socket and removes its connection file, not its kernel:
+    one entry, collected, at the line that started it, holding its child and its socket."""
+    source = (
+        SLEEPER
+        + """\
+    import gc
+    import zmq
+
+    # A context of the program's: one the manager made, collected in one cycle with its control
+    # socket, hangs in its __del__ (term() waits for the socket, not closed yet).
+    ctx = zmq.Context()
+
+    def start():
+        km = KernelManager(kernel_name="sleeper", context=ctx)
+        km.start_kernel(stdout=DEVNULL, stderr=DEVNULL)
+
+    start()
+    gc.collect()
+    ctx.destroy(linger=0)
+    shutil.rmtree(spec)
+    """
+    )
+    report, stderr = reclaim_run_json(tmp_path, source)
+    leaks = report["leaks"]
+    assert [leak["kind"] for leak in leaks] == ["jupyter-kernel"], stderr
+    (kernel,) = leaks
+    assert kernel["closed_by_gc"]
+    lines = textwrap.dedent(source).splitlines()
+    assert _program_line(kernel) == lines.index("    km.start_kernel(stdout=DEVNULL, stderr=DEVNULL)") + 1
+    assert sorted(part["kind"] for part in kernel["holds"]) == ["subprocess", "zmq-socket"]

@@ -235,6 +235,7 @@ def test_the_import_hooks_name_every_module_each_integration_has_a_table_for() -
         _filelock,
         _grpc,
         _instrument,
+        _jupyter,
         _multiprocessing,
         _nats,
         _paho,
@@ -273,7 +274,18 @@ def test_the_import_hooks_name_every_module_each_integration_has_a_table_for() -
         "_twisted:install_poller": set(_twisted.POLLERS),
         "_twisted:install_unbound": set(_twisted.UNBOUND),
     }
-    for integration in (_pika, _paho, _nats, _aiormq, _watchdog, _apscheduler, _dask, _pexpect, _tornado):
+    for integration in (
+        _pika,
+        _paho,
+        _nats,
+        _aiormq,
+        _watchdog,
+        _apscheduler,
+        _dask,
+        _pexpect,
+        _tornado,
+        _jupyter,
+    ):
         short = integration.__name__.rpartition(".")[2]
         for name, function in integration.MODULES.items():
             tables.setdefault(f"{short}:{function.__name__}", set()).add(name)

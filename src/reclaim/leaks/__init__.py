@@ -97,6 +97,8 @@ KINDS = (
     "grpc",
     "zmq-socket",
     "zmq-context",
+    "jupyter-kernel",
+    "jupyter-client",
     "scope",
     "resource",
     "lease",

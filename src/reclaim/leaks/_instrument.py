@@ -186,6 +186,8 @@ HOOKS: tuple[tuple[str, str], ...] = (
     ("pexpect.popen_spawn", "_pexpect:install_popen"),
     ("zmq.sugar.context", "_zmq:install_context"),
     ("zmq.sugar.socket", "_zmq:install_socket"),
+    ("jupyter_client.manager", "_jupyter:install_manager"),
+    ("jupyter_client.client", "_jupyter:install_client"),
 )
 
 

@@ -827,6 +827,9 @@ def _find(window: Snapshot, context: str | None, include_framework: bool, untrac
     mysql = _integration("_mysql")  # loaded with mysqlclient or Connector/Python
     if mysql is not None:
         mysql.fold(found, held)
+    jupyter = _integration("_jupyter")  # loaded with jupyter_client
+    if jupyter is not None:
+        jupyter.fold(found, held)
 
     def leak(rec: Record, obj: Any, state: str) -> Leak:  # a holder's parts, and theirs (_holders.PARTS)
         return _leak(rec, obj, state, now, [leak(*item) for item in held.get(id(rec), ())])
