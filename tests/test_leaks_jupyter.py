@@ -142,3 +142,30 @@ def test_a_kernel_manager_dropped_with_its_kernel_running_is_the_collectors(tmp_
     lines = textwrap.dedent(source).splitlines()
     assert _program_line(kernel) == lines.index("    km.start_kernel(stdout=DEVNULL, stderr=DEVNULL)") + 1
     assert sorted(part["kind"] for part in kernel["holds"]) == ["subprocess", "zmq-socket"]
+
+
+def test_a_kernel_started_again_after_a_shutdown_is_at_the_new_line(tmp_path: Path) -> None:
+    """Shut down, then started again, restarted and left: the entry is at the second start, not
+    the first one's line (a restart keeps it)."""
+    source = (
+        SLEEPER
+        + """\
+    import zmq
+
+    ctx = zmq.Context()  # a context it made is destroyed as it shuts down: no second start
+    km = KernelManager(kernel_name="sleeper", context=ctx)
+    km.start_kernel(stdout=DEVNULL, stderr=DEVNULL)
+    km.shutdown_kernel(now=True)
+    km.start_kernel(stdout=DEVNULL, stderr=DEVNULL)  # again
+    km.restart_kernel(now=True)
+    ctx.destroy(linger=0)
+    shutil.rmtree(spec)
+    """
+    )
+    report, stderr = reclaim_run_json(tmp_path, source)
+    leaks = report["leaks"]
+    assert [leak["kind"] for leak in leaks] == ["jupyter-kernel"], stderr
+    again = (
+        textwrap.dedent(source).splitlines().index("km.start_kernel(stdout=DEVNULL, stderr=DEVNULL)  # again")
+    )
+    assert _program_line(leaks[0]) == again + 1

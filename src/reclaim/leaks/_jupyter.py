@@ -12,19 +12,22 @@ jupyter_client, none saying which manager or client they belonged to, nor that
 So a manager, as it launches its kernel, is recorded (kind ``jupyter-kernel``) at the program's
 line that started it (``start_kernel()``, a ``MultiKernelManager``'s, ``start_new_kernel()``),
 open while it has a kernel process, a connection file it wrote or a control socket: until
-``shutdown_kernel()``. A restart keeps its record. Its child, its connection file, its control
+``shutdown_kernel()`` (its ``_async_cleanup_resources``). A restart keeps its record; a start
+after a shutdown is a new one, at its own line. Its child, its connection file, its control
 socket and the context it made are listed under it (see :func:`fold`); a context it was handed
 (a ``MultiKernelManager``'s) is not its own. Dropped with its kernel running, it is reported as
 collected (its ``__del__`` removes the connection file and closes the socket, not the kernel),
 its child under it.
 
 A client, as its channels start, is recorded (kind ``jupyter-client``) at the program's line that
-started them, open while one of its channels runs: until ``stop_channels()``. Its channels'
-sockets, its heartbeat thread (with the loop it runs), its I/O-loop thread and the context it
-made are listed under it.
+started them, open while one of its channels runs: until ``stop_channels()``; started again after
+that, a new one at its own line. Its channels' sockets, its heartbeat thread (with the loop it
+runs), its I/O-loop thread and the context it made are listed under it; dropped running, it is
+the collector's, what died with it under it.
 
-Only ``KernelManager._async_launch_kernel`` and ``__del__``, and ``KernelClient.start_channels``,
-are wrapped; a program that does not import jupyter_client loads none of this.
+Only ``KernelManager``'s ``_async_launch_kernel``, ``_async_cleanup_resources`` and ``__del__``,
+and ``KernelClient``'s ``start_channels`` and ``__del__``, are wrapped; a program that does not
+import jupyter_client loads none of this.
 """
 
 from __future__ import annotations
@@ -125,7 +128,8 @@ def install_manager(patches: Patches, module: ModuleType) -> None:
     """Record each ``KernelManager`` (the asyncio one too) as it launches its kernel."""
     cls = getattr(module, "KernelManager", None)
     launch: Any = vars(cls).get("_async_launch_kernel") if isinstance(cls, type) else None
-    if not isinstance(cls, type) or launch is None:
+    cleanup: Any = vars(cls).get("_async_cleanup_resources") if isinstance(cls, type) else None
+    if not isinstance(cls, type) or launch is None or cleanup is None:
         return  # not the layout this was written for
 
     @functools.wraps(launch)
@@ -140,8 +144,18 @@ def install_manager(patches: Patches, module: ModuleType) -> None:
         if type(self).__del__ is __del__:  # a subclass's own __del__ may never call ours
             rec.why = _records.AT_DEL
 
+    @functools.wraps(cleanup)
+    async def _async_cleanup_resources(self: Any, *args: Any, **kwargs: Any) -> None:
+        await cleanup(self, *args, **kwargs)
+        if not kwargs.get("restart", args[0] if args else False):
+            # Shut down: a kernel it starts again is acquired at the line that starts it.
+            rec = _records.live.get(id(self))
+            if rec is not None and rec() is self and rec.kind == KERNEL:
+                _records.release(rec.key)
+
     __del__ = _deciding_death(cls, KERNEL, _kernel_open, _kernel_info, _kernel_parts)
     patches.set(cls, "_async_launch_kernel", _async_launch_kernel)
+    patches.set(cls, "_async_cleanup_resources", _async_cleanup_resources)
     patches.set(cls, "__del__", __del__)
 
 
@@ -185,10 +199,11 @@ def install_client(patches: Patches, module: ModuleType) -> None:
 
     @functools.wraps(start)
     def start_channels(self: Any, *args: Any, **kwargs: Any) -> None:
+        running = self.channels_running  # not its I/O-loop thread: a ThreadedKernelClient starts it first
         start(self, *args, **kwargs)
         rec = _records.live.get(id(self))
-        if rec is not None and rec() is self and rec.state == OPEN and _client_open(self, rec):
-            return  # started again while running (a ThreadedKernelClient's calls ours)
+        if running and rec is not None and rec() is self and rec.state == OPEN:
+            return  # started again while running: still the channels started at its line
         frame = sys._getframe(1)
         maker = outside(self, frame) or frame
         rec = _records.new(self, CLIENT, _client_info(self), _records.capture(maker, _records.depth))
