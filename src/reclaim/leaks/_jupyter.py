@@ -171,16 +171,12 @@ def _deciding_death(
     finds them collected, their objects gone, and lists them under it by their records' keys)."""
     finalize: Callable[..., None] | None = vars(cls).get("__del__")
 
+    def leaked_info(obj: Any, rec: Record) -> tuple[Any, ...] | None:
+        return (*info(obj), tuple(map(id, parts(obj)))) if is_open(obj, rec) else None
+
     def __del__(self: Any, *args: Any, **kwargs: Any) -> None:
-        try:
-            rec = _records.at_del(self)
-            if rec is not None and rec.state == OPEN and rec.kind == kind:
-                if is_open(self, rec):
-                    # Before its own __del__ removes its connection file, closes its socket.
-                    rec.info = (*info(self), tuple(map(id, parts(self))))
-                    _records.leak(rec, _records.COLLECTED)
-                else:
-                    _records.released(rec)
+        try:  # before its own __del__ removes its connection file, closes its socket
+            _records.judge_at_del(self, kind, leaked_info)
         finally:
             if finalize is not None:
                 finalize(self, *args, **kwargs)

@@ -162,6 +162,17 @@ for _kind in KINDS:
 _spawning = threading.local()
 
 
+def _open_with_command(spawn: Any, rec: Record) -> tuple[Any, ...] | None:
+    """A spawn's info as it dies still open (its command, learnt after it was made), else None."""
+    return (*_info(spawn), *rec.info[4:]) if _is_open(spawn, rec) else None
+
+
+def _unfinished_with_command(spawn: Any, rec: Record) -> tuple[Any, ...] | None:
+    """A ``PopenSpawn``'s info as it dies with what it lacked, else None (it was finished)."""
+    left = _unfinished(spawn)
+    return (*_info(spawn), left) if left else None
+
+
 def _track(patches: Patches, cls: type, package: str) -> None:
     """Record each *cls* made (and its subclasses', ``PtyProcessUnicode``, ``pxssh``) at the
     program's line past *package*'s frames, its ``__del__`` deciding whether its death leaked."""
@@ -185,14 +196,8 @@ def _track(patches: Patches, cls: type, package: str) -> None:
             _spawning.made = rec
 
     def __del__(self: Any, *args: Any, **kwargs: Any) -> None:
-        try:
-            rec = _records.at_del(self)
-            if rec is not None and rec.state == OPEN and rec.kind == package:
-                if _is_open(self, rec):
-                    rec.info = (*_info(self), *rec.info[4:])  # its command, learnt after it was made
-                    _records.leak(rec, _records.COLLECTED)  # before its terminal is closed for it
-                else:
-                    _records.released(rec)
+        try:  # before its terminal is closed for it
+            _records.judge_at_del(self, package, _open_with_command)
         finally:  # its own finalizer runs whatever happened to our bookkeeping
             if finalize is not None:
                 finalize(self, *args, **kwargs)
@@ -293,15 +298,8 @@ def install_popen(patches: Patches, module: ModuleType) -> None:
             setattr(reader, _READER_OF, weakref.ref(self))
 
     def __del__(self: Any, *args: Any, **kwargs: Any) -> None:
-        try:
-            rec = _records.at_del(self)
-            if rec is not None and rec.state == OPEN and rec.kind == "pexpect":
-                left = _unfinished(self)
-                if left:
-                    rec.info = (*_info(self), left)  # what it lacked, before its pipes are closed for it
-                    _records.leak(rec, _records.COLLECTED)
-                else:
-                    _records.released(rec)
+        try:  # before its pipes are closed for it
+            _records.judge_at_del(self, "pexpect", _unfinished_with_command)
         finally:
             if finalize is not None:
                 finalize(self, *args, **kwargs)

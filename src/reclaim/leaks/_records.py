@@ -66,6 +66,7 @@ __all__ = [
     "died",
     "dying",
     "first_filename",
+    "judge_at_del",
     "leak",
     "live",
     "new",
@@ -355,6 +356,21 @@ def at_del(obj: object) -> Record | None:
             rec.why = DECIDED
         return rec
     return kept
+
+
+def judge_at_del(obj: object, kind: str, leaked_info: Callable[[Any, Record], Any]) -> None:
+    """Decide, in *obj*'s ``__del__``, whether its death is a leak (see :data:`AT_DEL`): its open
+    record of *kind* is marked collected with ``leaked_info(obj, record)`` as its info, read now,
+    before the object's own ``__del__`` releases its parts; or released, when that gives None
+    (something this does not see closed it)."""
+    rec = at_del(obj)
+    if rec is not None and rec.state == OPEN and rec.kind == kind:
+        info = leaked_info(obj, rec)
+        if info is None:
+            released(rec)
+        else:
+            rec.info = info
+            leak(rec, COLLECTED)
 
 
 def leak(rec: Record, why: str) -> None:
