@@ -814,12 +814,42 @@ def test_every_way_of_naming_the_plugin_loads_it_once(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, options: tuple[str, ...], conftest: str
 ) -> None:
     """Installed, the plugin is loaded through its entry point; naming it as well (by its module,
-    as other plugins' docs say to) made pytest refuse it as registered under another name."""
+    as other plugins' docs say to) made pytest refuse it as registered under another name.
+
+    Each way, reclaim's modules are imported from their bytecode, never by pytest's assertion
+    rewriter: pytest marks an installed plugin's whole package, and compiled about 30 modules
+    from source in every session without a bytecode cache (as here: the tests run under
+    ``PYTHONDONTWRITEBYTECODE``), 1.9 s of each start. The test module is still rewritten."""
     monkeypatch.delenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD")  # as a user's run: installed plugins load
     pytester.makeconftest(conftest)
-    pytester.makepyfile(test_leak="KEEP = []\n\ndef test_leaks():\n    KEEP.append(open(__file__))\n")
-    result = pytester.runpytest_subprocess(*options, "-p", "no:randomly", "--reclaim", timeout=120)
-    result.assert_outcomes(errors=1, passed=1)
+    pytester.makepyfile(
+        test_leak="""\
+        KEEP = []
+
+        def test_leaks():
+            KEEP.append(open(__file__))
+
+        def test_reclaims_modules_are_not_pytests_to_compile():
+            import sys
+
+            def by_pytest(module):
+                return type(getattr(module, "__loader__", None)).__name__ == "AssertionRewritingHook"
+
+            assert by_pytest(sys.modules[__name__])
+            compiled = [n for n, m in list(sys.modules.items()) if n.startswith("reclaim") and by_pytest(m)]
+            assert set(compiled) <= {"reclaim", "reclaim._past_rewriter"}  # the package, its finder
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        *options,
+        "-p",
+        "no:randomly",
+        "-W",
+        "error::pytest.PytestAssertRewriteWarning",
+        "--reclaim",
+        timeout=120,
+    )
+    result.assert_outcomes(errors=1, passed=2)
     result.stdout.fnmatch_lines(["*this test leaked 1 resource*"])
     errors = result.stdout.str().split("short test summary info")[0]  # the summary repeats them under CI
     assert errors.count("acquired at test_leak.py:4") == 1  # one checker, one report

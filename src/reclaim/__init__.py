@@ -17,9 +17,14 @@ through the ``TYPE_CHECKING`` imports below.
 
 PYTEST_DONT_REWRITE: pytest marks a plugin's package for assertion rewriting and warns
 when it was imported first, as ``reclaim run -m pytest`` does; reclaim has no asserts
-for pytest to rewrite, and this marker (pytest's own) says so.
+for pytest to rewrite, and this marker (pytest's own) says so. Nor does pytest compile
+reclaim's modules again from source (see ``_past_rewriter``).
 """
 
+# First: its finder, installed as it is imported, finds every reclaim module imported after it.
+from . import _past_rewriter  # noqa: F401
+
+# isort: split
 from . import _lazy
 from ._version import __version__
 from .errors import (

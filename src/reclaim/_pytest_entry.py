@@ -14,6 +14,8 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from . import _past_rewriter
+
 __all__ = ["PLUGIN", "pytest_plugin_registered"]
 
 #: The plugin's module, and the name it is registered under.
@@ -23,4 +25,5 @@ PLUGIN = "reclaim.pytest_plugin"
 def pytest_plugin_registered(plugin: object, manager: Any) -> None:
     """pytest registered *plugin*: when it is this module, load the plugin (once)."""
     if plugin is sys.modules[__name__] and manager.get_plugin(PLUGIN) is None:
+        _past_rewriter.install()  # reclaim may have been imported before pytest's hook was there
         manager.import_plugin(PLUGIN)  # a no-op when blocked (-p no:reclaim.pytest_plugin)

@@ -62,6 +62,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from . import _past_rewriter
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -69,6 +71,10 @@ if TYPE_CHECKING:
     from .leaks._allow import AllowRule
 
 __all__ = ["LeakChecker", "LeakCheckerStatistics"]
+
+# reclaim may have been imported before pytest's hook was there (``reclaim run -m pytest``): the
+# modules this plugin imports later (an integration, as its library is imported) skip it too.
+_past_rewriter.install()
 
 _sessions = itertools.count(1)
 _STASH_LEAKS = pytest.StashKey[list["Leak"]]()
