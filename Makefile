@@ -64,6 +64,8 @@ bench: $(VENV)/.installed-bench
 # Resource hooks differ between Python versions, so the tests of everything that hooks them
 # (leak tracking, scopes, resources, files, sockets, pools) run again under every other
 # supported interpreter the machine has (pyenv's 3.12 and 3.13); one that is missing is skipped.
+# Tests marked one_python (how pytest loads the plugin, xdist, usage errors: pytest's machinery,
+# not the hooks) run under the first only: about 40 % of the plugin tests' time.
 VERSION_TESTS := $(sort $(wildcard tests/test_leaks_*.py)) tests/test_scope.py tests/test_scope_async.py \
 	tests/test_scope_cpython_parity.py tests/test_resource.py tests/test_files_atomic.py \
 	tests/test_files_lock.py tests/test_files_temp.py tests/test_net.py tests/test_pool_basic.py \
@@ -94,7 +96,7 @@ test-versions: $(VENV)/.installed-dev
 	  [ -f .venv-$$v/.installed-dev ] || continue; \
 	  echo "== Python $$v"; \
 	  .venv-$$v/bin/python -m compileall -q src; \
-	  .venv-$$v/bin/python -m pytest -n $(PYTEST_WORKERS) $(or $(PYTEST_ARGS),$(VERSION_TESTS)) || exit 1; \
+	  .venv-$$v/bin/python -m pytest -n $(PYTEST_WORKERS) $(or $(PYTEST_ARGS),-m 'not one_python' $(VERSION_TESTS)) || exit 1; \
 	done
 
 clean:

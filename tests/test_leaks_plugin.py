@@ -116,6 +116,7 @@ def test_a_fixtures_teardown_error_shows_no_frame_of_the_plugin(pytester: pytest
     assert "traceback entries are hidden" not in result.stdout.str()  # the leak report alone
 
 
+@pytest.mark.one_python
 def test_junit_xml_carries_the_leaks_as_a_property(pytester: pytest.Pytester) -> None:
     """--junitxml: the leaking test's entry has a reclaim_leaks property with the JSON leaks."""
     pytester.makepyfile(
@@ -134,6 +135,7 @@ def test_junit_xml_carries_the_leaks_as_a_property(pytester: pytest.Pytester) ->
     assert [leak["kind"] for leak in leaks] == ["socket"]
 
 
+@pytest.mark.one_python
 def test_checker_statistics_count_what_it_checked(pytester: pytest.Pytester) -> None:
     """The plugin object's statistics() count checked tests, leaking tests and leaks."""
     pytester.makeconftest(
@@ -333,6 +335,7 @@ def test_allow_marker_allows_chosen_leaks_only(pytester: pytest.Pytester) -> Non
     assert result.ret == pytest.ExitCode.TESTS_FAILED
 
 
+@pytest.mark.one_python
 def test_allow_marker_with_a_wrong_argument_says_so(pytester: pytest.Pytester) -> None:
     """A misspelled reclaim_allow argument is an error naming it."""
     pytester.makepyfile(
@@ -349,6 +352,7 @@ def test_allow_marker_with_a_wrong_argument_says_so(pytester: pytest.Pytester) -
     result.stdout.fnmatch_lines(["*unknown argument 'kinds'*"])
 
 
+@pytest.mark.one_python
 def test_allow_marker_with_an_unknown_kind_says_so(pytester: pytest.Pytester) -> None:
     """A misspelled kind (which would allow nothing) is an error listing the kinds."""
     pytester.makepyfile(
@@ -365,6 +369,7 @@ def test_allow_marker_with_an_unknown_kind_says_so(pytester: pytest.Pytester) ->
     result.stdout.fnmatch_lines(["*unknown kind 'tasks'; kinds: *task*"])
 
 
+@pytest.mark.one_python
 def test_allow_marker_with_an_invalid_pattern_is_one_clear_error(pytester: pytest.Pytester) -> None:
     """A match= that is no regular expression: one setup error naming match= and the pattern, no
     traceback through re, and no second error at teardown."""
@@ -413,6 +418,7 @@ def test_thread_winding_down_is_not_a_leak_but_a_running_one_is(pytester: pytest
     result.stdout.fnmatch_lines(["*ERROR at teardown of test_never_stopped*", "*forever*"])
 
 
+@pytest.mark.one_python
 def test_off_by_default_on_by_ini_and_kinds_ignored_by_ini(pytester: pytest.Pytester) -> None:
     """Off without --reclaim; `reclaim = true` turns it on; reclaim_ignore_kinds leaves kinds out."""
     pytester.makepyfile(
@@ -482,6 +488,7 @@ def test_ini_reclaim_allow_allows_in_every_test_and_wide_fixture(pytester: pytes
         ("file: (x", "*reclaim_allow: match='(x' is not a valid regular expression*"),
     ],
 )
+@pytest.mark.one_python
 def test_ini_reclaim_allow_refuses_a_bad_line(pytester: pytest.Pytester, line: str, message: str) -> None:
     """A line that would allow nothing (or everything) by mistake stops the run, saying why."""
     pytester.makepyfile(test_x="def test_x():\n    pass\n")
@@ -498,6 +505,7 @@ def test_ini_reclaim_allow_refuses_a_bad_line(pytester: pytest.Pytester, line: s
         (".", "*--reclaim-json: '.' is a directory; give a file path*"),
     ],
 )
+@pytest.mark.one_python
 def test_a_bad_reclaim_json_path_stops_the_run_before_any_test(
     pytester: pytest.Pytester, path: str, message: str
 ) -> None:
@@ -509,6 +517,7 @@ def test_a_bad_reclaim_json_path_stops_the_run_before_any_test(
     assert "ran" not in result.stdout.str()
 
 
+@pytest.mark.one_python
 def test_works_under_xdist(pytester: pytest.Pytester) -> None:
     """With -n 2 each worker checks its tests; its findings reach the controller's summary and JSON."""
     pytest.importorskip("xdist")
@@ -810,6 +819,7 @@ def test_reclaim_depth_unset_keeps_two_frames_for_files(pytester: pytest.Pyteste
         pytest.param(("-p", "reclaim"), "", id="named-by-its-entry-point"),
     ],
 )
+@pytest.mark.one_python
 def test_every_way_of_naming_the_plugin_loads_it_once(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, options: tuple[str, ...], conftest: str
 ) -> None:
@@ -855,6 +865,7 @@ def test_every_way_of_naming_the_plugin_loads_it_once(
     assert errors.count("acquired at test_leak.py:4") == 1  # one checker, one report
 
 
+@pytest.mark.one_python
 def test_blocking_the_entry_point_or_the_module_unloads_the_plugin(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -866,6 +877,7 @@ def test_blocking_the_entry_point_or_the_module_unloads_the_plugin(
         result.assert_outcomes(passed=1)
 
 
+@pytest.mark.one_python
 def test_pytest_frames_are_left_out_when_pytest_is_not_in_site_packages(tmp_path: Path) -> None:
     """pytest and pluggy imported from a PYTHONPATH directory (as `pip --target` makes) are still
     plumbing: the report shows the test's own lines only."""
@@ -905,6 +917,7 @@ def test_pytest_frames_are_left_out_when_pytest_is_not_in_site_packages(tmp_path
 
 
 @pytest.mark.parametrize(("value", "says"), [("soon", "expected a number"), ("nan", "must be >= 0")])
+@pytest.mark.one_python
 def test_reclaim_grace_that_is_no_number_of_seconds_is_a_usage_error(
     pytester: pytest.Pytester, value: str, says: str
 ) -> None:
@@ -1224,6 +1237,7 @@ def test_async_runner_frames_are_not_a_leaks_callers(pytester: pytest.Pytester, 
     assert not [text for text in callers if runner in text], callers
 
 
+@pytest.mark.one_python
 def test_pytest_djangos_in_memory_test_database_is_not_a_fixtures_leak(pytester: pytest.Pytester) -> None:
     """Django's default sqlite test database lives in memory, so its close() keeps the connection
     on purpose and pytest-django never closes it: the session fixture django_db_setup was blamed
@@ -2089,6 +2103,7 @@ def test_what_a_wider_fixtures_teardown_leaks_is_the_fixtures_not_the_last_tests
     assert "ERROR at teardown" not in result.stdout.str()
 
 
+@pytest.mark.one_python
 def test_the_installed_plugins_are_the_test_tools_not_the_conftests(pytester: pytest.Pytester) -> None:
     """Installed plugins' files (pytest-timeout's) are the tools whose threads do not make a check
     wait for an untracked descriptor; a conftest is the program's."""
@@ -2111,6 +2126,7 @@ def test_the_installed_plugins_are_the_test_tools_not_the_conftests(pytester: py
     result.assert_outcomes(passed=1)
 
 
+@pytest.mark.one_python
 def test_an_xdist_workers_execnet_thread_is_a_tools(pytester: pytest.Pytester) -> None:
     """A pytest-xdist worker's execnet thread runs for the whole session: it does not make every
     check that found an untracked descriptor wait its grace period."""
@@ -2129,6 +2145,7 @@ def test_an_xdist_workers_execnet_thread_is_a_tools(pytester: pytest.Pytester) -
     result.assert_outcomes(passed=1)
 
 
+@pytest.mark.one_python
 def test_what_only_plugins_acquire_is_no_tests_leak_under_xdist(pytester: pytest.Pytester) -> None:
     """pytest-asyncio leaves a fresh event loop set at each test's teardown, made by its own code
     alone: in an xdist worker, execnet's bootstrap (``<string>`` code in ``__main__``) took its
