@@ -49,8 +49,15 @@ PYTEST_WORKERS ?= 4
 
 # Bytecode first (as for bench): under PYTHONDONTWRITEBYTECODE, as CI sets it, every interpreter
 # the tests start (pytest runs, reclaim run) would compile reclaim's modules from source again.
+# The test modules' too: pytest keeps a test module's assert-rewritten bytecode (in
+# tests/__pycache__) only where Python may write bytecode, so under PYTHONDONTWRITEBYTECODE every
+# xdist worker rewrote every test module in every run, about 7 s of CPU a worker, 4 workers at
+# once. One collection with writing on, in one process, leaves it for the workers to read; its
+# errors, if any, are left to the run itself to show. (Python interpreter, pytest arguments.)
+BYTECODE = $(1) -m compileall -q src && { PYTHONDONTWRITEBYTECODE= $(1) -m pytest --collect-only -q $(2) > /dev/null 2>&1 || true; }
+
 pytest: $(VENV)/.installed-dev
-	@$(PY) -m compileall -q src
+	@$(call BYTECODE,$(PY),$(PYTEST_ARGS))
 	$(PY) -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 test: venvs lint typecheck pytest test-versions
@@ -95,7 +102,7 @@ test-versions: $(VENV)/.installed-dev
 	  $(MAKE) --no-print-directory .venv-$$v/.installed-dev || exit 1; \
 	  [ -f .venv-$$v/.installed-dev ] || continue; \
 	  echo "== Python $$v"; \
-	  .venv-$$v/bin/python -m compileall -q src; \
+	  $(call BYTECODE,.venv-$$v/bin/python,$(or $(PYTEST_ARGS),-m 'not one_python' $(VERSION_TESTS))); \
 	  .venv-$$v/bin/python -m pytest -n $(PYTEST_WORKERS) $(or $(PYTEST_ARGS),-m 'not one_python' $(VERSION_TESTS)) || exit 1; \
 	done
 
