@@ -220,7 +220,9 @@ def test_a_connection_the_broker_dropped_is_no_leak_of_the_program(
 def test_a_connection_refused_leaves_nothing(leakwatch: Watch, rabbitmq: Service) -> None:
     with FaultProxy((rabbitmq.host, rabbitmq.port)) as proxy:
         proxy.cut()  # accepted and closed at once: refused at the AMQP handshake
-        with pytest.raises(pika.exceptions.AMQPConnectionError):
+        # or before it: when the reset comes before pika's own check that the socket is
+        # connected (getpeername), pika raises ValueError instead (seen on a loaded machine)
+        with pytest.raises((pika.exceptions.AMQPConnectionError, ValueError)):
             pika.BlockingConnection(parameters(rabbitmq, proxy.port))
     assert leakwatch.leaks() == []
 
