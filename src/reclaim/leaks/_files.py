@@ -449,6 +449,7 @@ def depth_changed() -> None:
 
 
 def tracked_open(
+    _home: object,
     file: Any,
     mode: str = "r",
     buffering: int = -1,
@@ -458,7 +459,10 @@ def tracked_open(
     closefd: bool = True,
     opener: Any = None,
 ) -> Any:
-    """``open()`` with the acquisition recorded; same arguments, same result."""
+    """``open()`` with the acquisition recorded; same arguments, same result.
+
+    Set as a bound method (see ``_patch._standing_in``): *_home* is what it is bound to.
+    """
     result: Any
     raw: Any
     ftype = type(file)
