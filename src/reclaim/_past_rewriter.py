@@ -4,9 +4,9 @@ pytest marks every top-level package of a distribution that registers a plugin f
 assertion rewriting (reclaim registers ``pytest --reclaim``), so each reclaim module imported
 afterwards went through pytest's import hook: read, parsed, rewritten and compiled from
 source. Where pytest cannot keep its rewritten bytecode (``PYTHONDONTWRITEBYTECODE``, as
-many container images set it, or a read-only site-packages) that was paid in every session,
-whether ``--reclaim`` was given or not: about 30 modules, 1.9 s of a 3.1 s pytest start on a
-2-core machine. reclaim has no asserts for pytest to rewrite (it says so with pytest's
+many container images set it, or a read-only site-packages) that was paid in every session:
+31 modules with ``--reclaim`` (6 without), about 0.35 s of a 1.6 s pytest start on a 2-core
+machine. reclaim has no asserts for pytest to rewrite (it says so with pytest's
 ``PYTEST_DONT_REWRITE`` in its package docstring), so a finder of its own, put just ahead of
 pytest's hook, finds reclaim's submodules as the standard path finder does, with their
 bytecode, and nothing else: every other module, tests and conftests and the other plugins,
