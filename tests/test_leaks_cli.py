@@ -412,6 +412,23 @@ def test_module_mode_unittest_blames_the_standard_library_tests_it_runs_not_its_
     assert [frame["file"] for frame in leaks[0]["frames"]] == [test.test_mmap.__file__]
 
 
+def test_module_mode_cpythons_own_runner_blames_the_tests_it_runs_not_its_main(tmp_path: Path) -> None:
+    """-m test (CPython's regrtest) names its tests bare (``test_mmap``): the same map was
+    reported at test/__main__.py:2, acquired and dropped there. regrtest's own modules are
+    still plumbing: ``-m test_anonymous`` names no module of the test package, and must not
+    make all of it the program (its runner's line was then where the map was dropped)."""
+    import test.test_mmap
+
+    result = reclaim_run(
+        "--json", "leaks.json", "-m", "test", "test_mmap", "-m", "test_anonymous", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    leaks = json.loads((tmp_path / "leaks.json").read_text(encoding="utf-8"))["leaks"]
+    assert [leak["kind"] for leak in leaks] == ["mmap"], result.stderr
+    assert [frame["file"] for frame in leaks[0]["frames"]] == [test.test_mmap.__file__]
+    assert "dropped_at" not in leaks[0]["details"], leaks[0]["details"]  # the runner dropped it
+
+
 def test_module_mode_reports_a_module_level_file_as_the_path_form_does(tmp_path: Path) -> None:
     """A file a module-level name still holds is open at exit under -m, as with the script path:
     the module's globals outlive its code, so the garbage collector did not close it."""

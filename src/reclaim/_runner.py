@@ -178,21 +178,24 @@ def _exec_script(path: str, code: types.CodeType) -> None:
     exec(code, module.__dict__)
 
 
-#: Modules that run the tests they are named (``-m unittest test.test_bz2``): the program is
+#: Modules that run the tests they are named (``-m unittest test.test_bz2``, CPython's own
+#: runner ``-m test test_bz2``), each with the package its bare names are in: the program is
 #: those tests, the runner is plumbing. Marked the program, the runner's ``__main__`` was the
 #: line every leak of CPython's own tests (standard-library files, plumbing) was blamed on.
-_TEST_RUNNERS = frozenset({"unittest.__main__"})
+_TEST_RUNNERS = {"unittest.__main__": "", "test.__main__": "test.", "test.regrtest": "test."}
 #: unittest's options that take a value (``-k PATTERN``; discover's ``-s``, ``-p``, ``-t``).
 _RUNNER_VALUES = frozenset(
     {"-k", "-s", "--start-directory", "-p", "--pattern", "-t", "--top-level-directory"}
 )
 
 
-def _mark_tests(args: list[str]) -> None:
+def _mark_tests(args: list[str], package: str = "") -> None:
     """Mark the modules the test runner is named in *args* (a package's files too) the program's.
 
     Only the standard library's need it (``test.test_bz2``): anyone else's are the program's
-    already. A name may go on past its module (``test.test_bz2.BZ2FileTest.testRead``).
+    already. A name may go on past its module (``test.test_bz2.BZ2FileTest.testRead``), and
+    may be bare, in *package* (regrtest's ``test_bz2``). An option's value that names no
+    module (regrtest's ``-m test_read`` pattern, ``-j 4``) is passed over as found nothing.
     """
     import importlib.util  # here: only a test runner needs it
 
@@ -203,9 +206,12 @@ def _mark_tests(args: list[str]) -> None:
             continue
         if arg.startswith("-") or not arg.replace(".", "").replace("_", "").isalnum():
             continue
+        if package and not arg.startswith(package):
+            arg = package + arg
         parts = arg.split(".")
         spec = None
-        for end in range(len(parts), 0, -1):
+        # Never *package* itself: a value that names nothing in it (``-j 4``) would mark all.
+        for end in range(len(parts), package.count("."), -1):
             with contextlib.suppress(ImportError, ValueError):
                 spec = importlib.util.find_spec(".".join(parts[:end]))
             if spec is not None:
@@ -238,7 +244,7 @@ def _exec_module(name: str) -> None:
     sys.modules["__main__"] = module
     sys.argv[0] = spec.origin
     if spec.name in _TEST_RUNNERS:
-        _mark_tests(sys.argv[1:])  # the tests are the program, not the runner
+        _mark_tests(sys.argv[1:], _TEST_RUNNERS[spec.name])  # the tests are the program, not the runner
     elif spec.origin:  # the program, though it may be a module of the standard library
         _sites.mark_program(spec.origin)
     getattr(runpy, "_run_code")(code, module.__dict__, None, "__main__", spec)  # noqa: B009
