@@ -376,6 +376,33 @@ def test_os_open_pipe_and_dup_left_open_are_reported(leakwatch: Watch, tmp_path:
     assert leakwatch.leaks() == []
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="fcntl is POSIX's")
+def test_a_descriptor_fcntl_duplicates_is_reported_at_its_line(leakwatch: Watch) -> None:
+    """``fcntl.fcntl(fd, F_DUPFD, n)`` (and ``F_DUPFD_CLOEXEC``) makes a descriptor: it was an
+    untracked one, with no line. Other commands (``F_GETFL`` ...) make none."""
+    import fcntl
+
+    r, w = os.pipe()
+    d = fcntl.fcntl(r, fcntl.F_DUPFD, 100)
+    at_dupfd = line() - 1
+    e = fcntl.fcntl(w, fcntl.F_DUPFD_CLOEXEC, 0)
+    at_cloexec = line() - 1
+    assert fcntl.fcntl(r, fcntl.F_GETFD) == fcntl.FD_CLOEXEC  # a command that makes none
+    try:
+        found = {leak.details["fd"]: leak for leak in leakwatch.leaks("fd")}
+        assert set(found) == {r, w, d, e}
+        assert d >= 100
+        assert_site(found[d], at_dupfd)
+        assert_site(found[e], at_cloexec)
+        assert found[d].details["call"] == found[e].details["call"] == "fcntl.fcntl"
+        assert found[d].details["target"].startswith("pipe:")
+        assert leakwatch.leaks("untracked-fd") == []
+    finally:
+        for n in (r, w, d, e):
+            os.close(n)
+    assert leakwatch.leaks() == []
+
+
 def test_os_dup2_onto_a_free_number_is_reported_and_onto_an_open_one_is_not(leakwatch: Watch) -> None:
     """``os.dup2(fd, fd2)`` opens *fd2* when nothing had that number (an untracked descriptor
     with no line, before); onto an open number it only makes that one point elsewhere."""

@@ -306,10 +306,12 @@ def _wrap(
     fn: Callable[..., Any],
     many: bool,
     acquires: Callable[[tuple[Any, ...], dict[str, Any]], bool] | None = None,
+    module: str = "os",
 ) -> Callable[..., Any]:
-    """*fn*, recording the descriptor it returns (a tuple of them, with *many*: ``os.pipe``);
-    with *acquires*, only for a call whose ``(args, kwargs)`` it says opens one."""
-    call = f"os.{name}"
+    """*fn* (*module*'s *name*), recording the descriptor it returns (a tuple of them, with
+    *many*: ``os.pipe``); with *acquires*, only for a call whose ``(args, kwargs)`` it says
+    opens one."""
+    call = f"{module}.{name}"
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if acquires is not None and not acquires(args, kwargs):
@@ -344,8 +346,21 @@ def _onto_a_free_number(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
     return type(fd2) is int and fd2 > 2 and identity(fd2) is None
 
 
+def _duplicating(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """Whether ``fcntl.fcntl(fd, cmd, arg)`` opens a descriptor: ``F_DUPFD`` or
+    ``F_DUPFD_CLOEXEC``, a duplicate at the lowest free number from *arg* on. Any other command
+    (``F_GETFL``, ``F_SETFL`` ..., what most calls are) is passed straight on."""
+    cmd = args[1] if len(args) > 1 else kwargs.get("cmd")
+    return cmd in _DUPFD_COMMANDS
+
+
+#: fcntl's commands that make a descriptor (filled by install() where fcntl exists).
+_DUPFD_COMMANDS: set[int] = set()
+
+
 def install(patches: Patches) -> None:
-    """Wrap the ``os`` functions that hand out descriptors, and ``os.close``/``closerange``."""
+    """Wrap the ``os`` functions that hand out descriptors, ``fcntl.fcntl``'s duplicating
+    commands, and ``os.close``/``closerange``."""
     # timerfd_create and posix_openpt: 3.13's.
     for name in ("open", "dup", "memfd_create", "eventfd", "pidfd_open", "timerfd_create", "posix_openpt"):
         fn = getattr(os, name, None)
@@ -357,6 +372,19 @@ def install(patches: Patches) -> None:
             patches.set(os, name, _wrap(name, fn, many=True))
     if hasattr(os, "dup2"):
         patches.set(os, "dup2", _wrap("dup2", os.dup2, many=False, acquires=_onto_a_free_number))
+    try:
+        import fcntl
+    except ImportError:  # not on Windows
+        pass
+    else:
+        _DUPFD_COMMANDS.update(
+            value
+            for value in (getattr(fcntl, "F_DUPFD", None), getattr(fcntl, "F_DUPFD_CLOEXEC", None))
+            if value is not None
+        )
+        if _DUPFD_COMMANDS:
+            duplicate = _wrap("fcntl", fcntl.fcntl, many=False, acquires=_duplicating, module="fcntl")
+            patches.set(fcntl, "fcntl", duplicate)
 
     close = os.close
     closerange = os.closerange
