@@ -52,6 +52,7 @@ def test_instrumentation_is_shared_and_removed_by_the_last_stop() -> None:
         "os.open",
         "os.pipe",
         "os.dup",
+        "fcntl.fcntl",
         "os.waitpid",
         "tempfile.mkdtemp",
         "tempfile.mkstemp",
