@@ -2348,7 +2348,9 @@ def test_a_thread_that_renames_itself_as_it_starts_still_holds_its_loop(leakwatc
     server._started = Started()
     server.start()
     try:
-        [leak] = leakwatch.leaks()
+        # The thread's first executor job imports concurrent.futures.thread under 3.12, which may
+        # be reading its bytecode file as this looks: a check waits such a descriptor out.
+        [leak] = [found for found in leakwatch.leaks() if found.kind != "untracked-fd"]
         assert leak.kind == "thread"
         assert "eventloop" in [held.kind for held in leak.holds]
     finally:
