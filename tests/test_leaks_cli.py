@@ -1314,20 +1314,12 @@ def test_an_atexit_handlers_error_shows_its_source_line_as_under_python(tmp_path
     assert "reclaim: no leaks in prog.py" in result.stderr
 
 
-def test_report_before_a_shutdown_that_waits_then_atexit_leaks_after_it(tmp_path: Path) -> None:
-    """A thread still running at the end is reported at once; atexit leaks follow once it ended."""
-    source = """\
-        import atexit, sys, threading
-        def bye():
-            global late
-            late = open(__file__)  # OPENED
-        atexit.register(bye)
-        threading.Thread(target=sys.stdin.readline, name="reader").start()
-    """
-    write(tmp_path / "waits.py", source)
+def report_then_go(cwd: Path, script: str) -> tuple[str, str]:
+    """Run *script* (which waits at exit for a line on its stdin) under ``reclaim run``; read the
+    report printed before that, then send the line. Returns the report and the rest of stderr."""
     with subprocess.Popen(
-        [sys.executable, "-m", "reclaim", "run", "--grace", "0", "waits.py"],
-        cwd=tmp_path,
+        [sys.executable, "-m", "reclaim", "run", "--grace", "0", script],
+        cwd=cwd,
         stdin=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -1342,10 +1334,77 @@ def test_report_before_a_shutdown_that_waits_then_atexit_leaks_after_it(tmp_path
         proc.stdin.close()
         rest = proc.stderr.read()
         proc.wait(timeout=TIMEOUT)
-    assert proc.returncode == 0
-    assert "'reader'" in "".join(first) and "waits.py:" + str(marked(source, "OPENED")) not in "".join(first)
+    assert proc.returncode == 0, rest
+    return "".join(first), rest
+
+
+def test_report_before_a_shutdown_that_waits_then_atexit_leaks_after_it(tmp_path: Path) -> None:
+    """A thread still running at the end is reported at once; atexit leaks follow once it ended.
+    A logging file handler's file is in neither: logging.shutdown() closes it at exit."""
+    source = """\
+        import atexit, logging, sys, threading
+        logging.basicConfig(filename="app.log")
+        def bye():
+            global late
+            late = open(__file__)  # OPENED
+        atexit.register(bye)
+        threading.Thread(target=sys.stdin.readline, name="reader").start()
+    """
+    write(tmp_path / "waits.py", source)
+    first, rest = report_then_go(tmp_path, "waits.py")
+    assert "'reader'" in first and "waits.py:" + str(marked(source, "OPENED")) not in first
     assert "leaked 1 more resource during shutdown (atexit handlers) (1 file)" in rest
     assert f"waits.py:{marked(source, 'OPENED')} in bye" in rest
+    assert "app.log" not in first + rest
+
+
+def test_a_child_nothing_waits_for_at_exit_leaves_the_report_after_the_atexit_handlers(
+    tmp_path: Path,
+) -> None:
+    """Shutdown waits for no subprocess.Popen child, so the report still waits for the atexit
+    handlers: the file logging.shutdown() closes was reported as leaked beside the child."""
+    source = """\
+        import logging, subprocess, sys
+        logging.basicConfig(filename="app.log")
+        logging.error("started")
+        # Ends once this process has exited: its stdin's last writer is gone.
+        reader = [sys.executable, "-c", "import sys; sys.stdin.read()"]
+        child = subprocess.Popen(reader, stdin=subprocess.PIPE)  # CHILD
+    """
+    write(tmp_path / "prog.py", source)
+    result = reclaim_run("--json", "leaks.json", "prog.py", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    leaks = json.loads((tmp_path / "leaks.json").read_text())["leaks"]
+    assert sorted(leak["kind"] for leak in leaks) == ["file", "subprocess"], result.stderr  # its stdin
+    assert "app.log" not in result.stderr
+    assert result.stderr.count("reclaim: prog.py") == 1, result.stderr  # one report
+    assert f"prog.py:{marked(source, 'CHILD')} in <module>" in result.stderr
+
+
+def test_a_multiprocessing_child_shutdown_will_join_is_reported_before_it(tmp_path: Path) -> None:
+    """multiprocessing's atexit handler joins a non-daemon child still running, which may take
+    for ever: the report is printed before the atexit handlers run. Here the program's own
+    handler waits for this test to have read the report before it lets the child end."""
+    source = """\
+        import atexit, multiprocessing as mp, sys
+
+        def wait(event):
+            event.wait()
+
+        def finish(event):
+            sys.stdin.readline()
+            event.set()
+
+        if __name__ == "__main__":
+            event = mp.Event()
+            child = mp.Process(target=wait, args=(event,))
+            child.start()  # CHILD
+            atexit.register(finish, event)  # runs before multiprocessing's handler joins the child
+    """
+    write(tmp_path / "prog.py", source)
+    first, _ = report_then_go(tmp_path, "prog.py")
+    assert "(still running, never joined)" in first
+    assert f"prog.py:{marked(source, 'CHILD')} in <module>" in first
 
 
 NESTED = """\

@@ -7,8 +7,9 @@ atexit handler, with what the program's own handlers acquired and left open,
 and without what they released by a call (a file ``logging.shutdown()`` closed,
 a socket the program's cleanup closed; threads and children the interpreter
 joins stay reported);
-or at once when shutdown may wait for ever (a non-daemon thread, a child still
-running), what atexit handlers leak then following in a second report.
+or at once when shutdown may wait for ever (a non-daemon thread, a multiprocessing
+child still running), without the files ``logging.shutdown()`` will close, what
+atexit handlers leak then following in a second report.
 ``os._exit``, signals and forked children print through :func:`report`.
 """
 
@@ -231,13 +232,49 @@ def _fail_status(session: Session, leaks: list[Leak], status: int) -> int:
     return EXIT_LEAKED if fail and leaks and status == 0 else status
 
 
-def _shutdown_may_wait(leaks: list[Leak]) -> bool:
+def _shutdown_may_wait() -> bool:
     """Whether shutdown may block before the atexit handlers end: on a non-daemon thread (the
-    interpreter joins it) or a child still running (multiprocessing joins its own)."""
-    if any(leak.kind == "subprocess" and leak.state == "open" for leak in leaks):
-        return True
+    interpreter joins it) or a multiprocessing child still running (multiprocessing's atexit
+    handler joins its non-daemon ones). Not on a ``subprocess`` or ``os.fork()`` child: nothing
+    waits for those at exit, so the report waits for the atexit handlers' releases."""
     main = threading.main_thread()
-    return any(t is not main and not t.daemon and t.is_alive() for t in threading.enumerate())
+    if any(t is not main and not t.daemon and t.is_alive() for t in threading.enumerate()):
+        return True
+    process = sys.modules.get("multiprocessing.process")
+    children = getattr(process, "_children", None)
+    if not children:
+        return False
+    from .leaks._children import exited
+
+    for child in list(children):
+        popen = getattr(child, "_popen", None)
+        if popen is None or popen.returncode is not None or child.daemon:  # daemons are terminated
+            continue
+        if exited(popen.pid) is not True:  # running, or not ours to ask (a fork server's child)
+            return True
+    return False
+
+
+def _unless_logging_closes(leaks: list[Leak]) -> list[Leak]:
+    """*leaks* without the files of logging's file handlers, which ``logging.shutdown()`` (an
+    atexit handler) closes: for a report printed before the atexit handlers run."""
+    logging = sys.modules.get("logging")
+    if logging is None or not any(leak.kind == "file" for leak in leaks):
+        return leaks
+    closing = set()
+    for ref in list(getattr(logging, "_handlerList", ())):
+        handler = ref()
+        stream = getattr(handler, "stream", None)
+        if stream is not None and isinstance(handler, logging.FileHandler):
+            with contextlib.suppress(Exception):  # closed already, or no descriptor
+                closing.add((stream.fileno(), handler.baseFilename))
+    return [
+        leak
+        for leak in leaks
+        if leak.kind != "file"
+        or leak.state != "open"
+        or (leak.details.get("fd"), leak.details.get("path")) not in closing
+    ]
 
 
 def main_ended(session: Session, status: int) -> int:
@@ -252,7 +289,8 @@ def main_ended(session: Session, status: int) -> int:
         print(f"reclaim: could not build the leak report: {exc!r}", file=sys.stderr)
         return status
     session.ended = ended
-    if _shutdown_may_wait(leaks):
+    if _shutdown_may_wait():
+        ended.leaks = leaks = _unless_logging_closes(leaks)
         ended.printed = True
         if not _print(session, leaks, status):
             status = status or 1
