@@ -1104,6 +1104,16 @@ def first_filename(raw: Any) -> str | None:
     return code.co_filename
 
 
+def frame_above(skip: int = 1) -> FrameType | None:
+    """The frame *skip* calls above the function calling this (1: its caller); None when the
+    stack is shorter: a function called straight from C with no Python frame under it, as an
+    atexit callback is (``atexit.register(conn.close)``)."""
+    try:
+        return sys._getframe(skip + 1)
+    except ValueError:
+        return None
+
+
 def capture(depth: int = 8, skip: int = 1) -> Site:
     """Capture the caller's site; *skip* counts frames above this function's caller to skip."""
     try:

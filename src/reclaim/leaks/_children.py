@@ -52,7 +52,7 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from types import ModuleType
 
-from reclaim._sites import frame_is_framework
+from reclaim._sites import frame_above, frame_is_framework
 
 from . import _files, _imports, _lineage, _records
 from ._fds import track_fd
@@ -350,7 +350,8 @@ def _noting_waits(wait: Any, reaped: Callable[[Any, tuple[Any, ...]], int] = lam
         result = wait(*args, **kwargs)
         pid = reaped(result, args)
         if pid > 0:
-            _reaped(pid, not frame_is_framework(sys._getframe(1)))
+            caller = frame_above()  # None as an atexit callback: the program's wait
+            _reaped(pid, caller is None or not frame_is_framework(caller))
         return result
 
     return noting

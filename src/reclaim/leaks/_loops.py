@@ -46,6 +46,7 @@ from collections.abc import Callable
 from types import FrameType, ModuleType
 
 from reclaim import _sites
+from reclaim._sites import frame_above
 from reclaim._sites import in_finalizer as _in_finalizer
 
 from . import _fds as fd_table
@@ -291,7 +292,7 @@ def _closed_by_finalizers(patches: Patches, cls: type) -> None:
 
 def _marking_collected(method: Any) -> Any:
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if _in_finalizer(sys._getframe(1)):
+        if _in_finalizer(frame_above()):
             try:
                 sock = _transport_closes(self)
             except Exception:  # a half-built transport: its own close copes

@@ -37,6 +37,8 @@ from __future__ import annotations
 import sys
 from types import ModuleType
 
+from reclaim._sites import frame_above
+
 from . import _fds, _records
 from ._holders import Found, fold_into, public_name
 from ._kinds import Details, Kind, register
@@ -159,7 +161,7 @@ def _wrap_close(patches: Patches, cls: type, names: tuple[str, ...]) -> None:
             continue
 
         def close_(self: Any, *args: Any, __close: Callable[..., Any] = close, **kwargs: Any) -> Any:
-            caller = sys._getframe(1)
+            caller = frame_above()  # None as an atexit callback: the program's close
             result = __close(self, *args, **kwargs)
             _records.closing(self, caller)
             return result

@@ -10,9 +10,10 @@ drops them from the tip of the tracebacks it prints.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable
 from types import BuiltinFunctionType, CodeType, FrameType, FunctionType, MethodType, ModuleType
+
+from reclaim._sites import frame_above
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ def own_methods(module: ModuleType, class_name: str, *names: str) -> tuple[Any, 
 
 def closing_subclass(
     base: type,
-    on_close: Callable[[Any, FrameType], None],
+    on_close: Callable[[Any, FrameType | None], None],
     made: dict[type, type],
     *,
     on_del: Callable[[Any], None] | None = None,
@@ -61,7 +62,7 @@ def closing_subclass(
     if cls is None:
 
         def close(self: Any) -> None:
-            caller = sys._getframe(1)
+            caller = frame_above()  # None as an atexit callback: the program's close
             # Released once closed: a close() that raises closed nothing (sqlite3's, called
             # from a thread other than the connection's).
             base.close(self)  # type: ignore[attr-defined]

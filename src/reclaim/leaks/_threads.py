@@ -176,8 +176,9 @@ def install(patches: Patches) -> None:
     _sites.thread_root = threading.Thread._bootstrap.__code__  # type: ignore[attr-defined]
 
     def start_(self: threading.Thread) -> None:
-        caller = sys._getframe(1)
-        if caller.f_code in PLUMBING:  # a library's process-wide worker (trio's thread cache)
+        caller = _sites.frame_above()  # None as an atexit callback
+        # A library's process-wide worker (trio's thread cache): not the program's.
+        if caller is not None and caller.f_code in PLUMBING:
             start(self)
             return
         site = _records.capture(caller, _records.depth)
