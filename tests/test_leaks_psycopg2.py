@@ -8,12 +8,13 @@ connection pool dropped with its idle connections, as peewee's tests do) was not
 from __future__ import annotations
 
 import gc
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from _dbserver import pg_conninfo
-from _leakhelp import ClosesAtDel, Watch, assert_site, ignore_gc_warnings, leakwatch, line
+from _leakhelp import ClosesAtDel, Watch, assert_site, ignore_gc_warnings, leakwatch, line, reclaim_run_json
 
 __all__ = ["leakwatch"]  # the fixture, imported for pytest
 
@@ -138,6 +139,23 @@ def test_connection_broken_by_the_server_then_dropped_is_not_closed_by_the_gc(
 
 
 # -- psycopg2.pool ------------------------------------------------------------------------------
+
+
+def test_a_connection_an_atexit_handler_closes_is_no_leak(tmp_path: Path, postgres: Any) -> None:
+    """``atexit.register(conn.close)``: the close is called from C with no Python frame under it
+    (it raised in reclaim's hook and closed nothing), and a driver's connection it closes is the
+    program's cleanup, as a file's is; one nobody closes is still reported."""
+    source = f"""\
+import atexit, psycopg2
+closed = psycopg2.connect(**{pg_conninfo(postgres)!r})
+atexit.register(closed.close)
+kept = psycopg2.connect(**{pg_conninfo(postgres)!r})
+"""
+    report, stderr = reclaim_run_json(tmp_path, source)
+    assert "Exception ignored" not in stderr
+    found = [(leak["kind"], leak["frames"][0]["line"]) for leak in report["leaks"]]
+    assert found == [("psycopg2", 4)], stderr
+
 
 pool_module = pytest.importorskip("psycopg2.pool")
 

@@ -174,27 +174,36 @@ def _check(session: Session, since: Snapshot | None) -> list[Leak]:
 
 #: Kinds whose release is a call the program (or a library on its behalf) makes: one made by an
 #: atexit handler counts (logging.shutdown() closing a FileHandler's file, the program's own
-#: cleanup). Not children, nor non-daemon threads, which the interpreter's shutdown joins for
-#: everyone (see _released_by_call for the daemon threads and multiprocessing objects that count).
+#: cleanup, ``atexit.register(conn.close)``). Not non-daemon threads, which the interpreter's
+#: shutdown joins for everyone, nor what a library's own exit releases for every program
+#: (multiprocessing's children and objects, dask's clusters); see _released_by_call for the
+#: daemon threads, children and multiprocessing objects that count.
 _RELEASED_BY_CALL = frozenset(
     {"file", "fd", "socket", "sqlite3", "mmap", "selector", "eventloop", "tempdir", "tempfile", "filelock"}
-    | {"sharedmemory"}
+    | {"sharedmemory", "dbm"}
     | {"scope", "resource", "lease", "pool", "untracked-fd"}
     | set(CLIENT_KINDS)  # a client an atexit handler closes, with its connections
+    # Connections no driver closes at exit by itself: only the program's handler can have.
+    | {"psycopg", "psycopg2", "pymysql", "pg8000", "mysqlclient", "mysql-connector", "asyncpg"}
+    | {"redis-connection", "amqp", "aiormq", "mqtt", "nats", "pexpect", "ptyprocess", "watchdog"}
 )
 
 
 def _released_by_call(leak: Leak) -> bool:
     """Whether what ended *leak* after the main code can only have been a call: of a kind in
-    :data:`_RELEASED_BY_CALL`; a daemon thread (the interpreter joins none: one that ended was
-    stopped by an atexit handler, as loguru's ``logger.remove`` stops its ``enqueue=True``
-    writer, or finished by itself) that is no executor (``concurrent.futures`` shuts those down
-    at exit for everyone); or a multiprocessing object nothing of multiprocessing's own exit
-    releases (see ``_multiprocessing.closed_only_by_a_call``: loguru's ``SimpleQueue``)."""
+    :data:`_RELEASED_BY_CALL`; a child its library does not join at exit (a ``subprocess`` or
+    ``os.fork()`` one, which the program's handler waited for); a daemon thread (the interpreter
+    joins none: one that ended was stopped by an atexit handler, as loguru's ``logger.remove``
+    stops its ``enqueue=True`` writer, or finished by itself) that is no executor
+    (``concurrent.futures`` shuts those down at exit for everyone); or a multiprocessing object
+    nothing of multiprocessing's own exit releases (see
+    ``_multiprocessing.closed_only_by_a_call``: loguru's ``SimpleQueue``)."""
     if leak.kind in _RELEASED_BY_CALL:
         return True
     if leak.kind == "thread":
         return leak.details.get("daemon") is True and "problem" not in leak.details
+    if leak.kind == "subprocess":  # nothing but the program waits for a child at exit, but
+        return leak.details.get("joined_at_exit") is not True  # multiprocessing joins its own
     if leak.kind == "multiprocessing":
         pipes = sys.modules.get("reclaim.leaks._multiprocessing")
         return pipes is not None and bool(pipes.closed_only_by_a_call(leak.details))

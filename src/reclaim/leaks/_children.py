@@ -152,6 +152,8 @@ def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
     pid, args, *rest = rec.info
     waited = rest[0] if rest else "waited for"
     details: Details = {"pid": pid, "args": args}
+    if rest:  # its library (multiprocessing, billiard) joins it at exit, for every program
+        details["joined_at_exit"] = True
     text = f"pid {pid}: {one_line(args)}"
     if obj is None or obj.returncode is None:  # dropped unwaited, or still unwaited
         ended = exited(pid)
