@@ -177,9 +177,15 @@ def _simple_queue_state(queue: Any) -> str | None:
     return None if queue._reader.closed else _NOT_RELEASED["simple-queue"]
 
 
+def _started(state: Any) -> bool:
+    """Whether a manager's ``_state`` says it is started. False once the interpreter's exit has
+    cleared multiprocessing.managers from sys.modules (a manager dying then, past every report)."""
+    managers = sys.modules.get("multiprocessing.managers")
+    return managers is not None and bool(state.value == managers.State.STARTED)
+
+
 def _manager_state(manager: Any) -> str | None:
-    started = sys.modules["multiprocessing.managers"].State.STARTED
-    return _NOT_RELEASED["manager"] if manager._state.value == started else None
+    return _NOT_RELEASED["manager"] if _started(manager._state) else None
 
 
 def _shut_down(executor: Any) -> bool:
@@ -317,10 +323,7 @@ def _died_running(rec: Record) -> bool:
     weakref callback older than the record's (so called after it), then stops its server. The
     garbage collector did that, not the program. (Pools and executors are judged by their
     ``__del__``, see ``_records.AT_DEL``; the other families' deaths are not judged.)"""
-    if rec.info[1] != "manager":
-        return False
-    started = sys.modules["multiprocessing.managers"].State.STARTED
-    return bool(rec.info[2].value == started)
+    return rec.info[1] == "manager" and _started(rec.info[2])
 
 
 register(
