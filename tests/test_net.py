@@ -160,10 +160,25 @@ def test_unix_socket(tmp_path: Path) -> None:
     try:
         with connect(path, timeout=5) as sock:
             assert sock.family == socket.AF_UNIX and sock.gettimeout() == 5
-        with pytest.raises(FileNotFoundError, match=f"unix:{tmp_path}"):
+        with pytest.raises(FileNotFoundError, match=f"unix:{tmp_path}") as missing:
             connect(tmp_path / "missing.sock", timeout=5)
+        assert "for TCP" not in str(missing.value)
     finally:
         listener.close()
+
+
+@pytest.mark.parametrize(
+    ("given", "tcp"), [("127.0.0.1:8080", "('127.0.0.1', 8080)"), ("[::1]:80", "('::1', 80)")]
+)
+def test_a_tcp_address_given_as_one_string_says_how_to_give_it(
+    given: str, tcp: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A str is a Unix socket's path: "host:port" is a missing file, and the error says so."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError) as missing:
+        connect(given, timeout=5)
+    hint = f"(connecting to unix:{given}; a str is a Unix socket's path, for TCP give (host, port): {tcp})"
+    assert str(missing.value).endswith(hint)
 
 
 @pytest.mark.parametrize(

@@ -78,8 +78,17 @@ def _check_address(address: object, call: str) -> None:
 
 
 def _renamed(error: OSError, where: str) -> OSError:
-    """The same kind of error, with a message that says which address it was about."""
-    message = f"{error.strerror or error} (connecting to {where})"
+    """The same kind of error, with a message that says which address it was about, and how to
+    give a TCP address when a missing Unix socket's path reads as ``host:port``."""
+    hint = ""
+    if isinstance(error, FileNotFoundError):
+        import re  # only on this error: the module's import stays light
+
+        tcp = re.fullmatch(r"unix:(\[[0-9a-fA-F:.]+\]|[\w.-]+):(\d{1,5})", where)
+        if tcp is not None:
+            host, port = tcp.group(1).strip("[]"), tcp.group(2)
+            hint = f"; a str is a Unix socket's path, for TCP give (host, port): ({host!r}, {port})"
+    message = f"{error.strerror or error} (connecting to {where}{hint})"
     try:
         renamed = type(error)(error.errno, message) if error.errno is not None else None
     except TypeError:  # pragma: no cover - an OSError subclass with another signature
