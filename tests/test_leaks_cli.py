@@ -1389,6 +1389,28 @@ def test_a_child_nothing_waits_for_at_exit_leaves_the_report_after_the_atexit_ha
     assert f"prog.py:{marked(source, 'CHILD')} in <module>" in result.stderr
 
 
+def test_an_idle_executor_leaves_the_report_after_the_atexit_handlers(tmp_path: Path) -> None:
+    """An executor never shut down whose workers wait for work: concurrent.futures' exit joins
+    them at once, so the report still comes after the atexit handlers, and the database one of
+    them closes is no leak (it was reported beside the executor)."""
+    source = """\
+        import atexit, concurrent.futures as cf, sqlite3, sys, threading
+        pool = cf.ThreadPoolExecutor(1)  # POOL
+        pool.submit(print, "done").result()
+        me = threading.get_ident()
+        while not any(f.f_code.co_name == "_worker" for t, f in sys._current_frames().items() if t != me):
+            pass  # until the worker is back in its loop, waiting for work
+        db = sqlite3.connect(":memory:")
+        atexit.register(db.close)
+    """
+    write(tmp_path / "prog.py", source)
+    result = reclaim_run("--json", "leaks.json", "prog.py", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    leaks = json.loads((tmp_path / "leaks.json").read_text())["leaks"]
+    found = [(leak["kind"], leak["frames"][0]["line"]) for leak in leaks]
+    assert found == [("thread", marked(source, "POOL"))], result.stderr
+
+
 def test_a_multiprocessing_child_shutdown_will_join_is_reported_before_it(tmp_path: Path) -> None:
     """multiprocessing's atexit handler joins a non-daemon child still running, which may take
     for ever: the report is printed before the atexit handlers run. Here the program's own

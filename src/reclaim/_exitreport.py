@@ -245,9 +245,11 @@ def _shutdown_may_wait() -> bool:
     """Whether shutdown may block before the atexit handlers end: on a non-daemon thread (the
     interpreter joins it) or a multiprocessing child still running (multiprocessing's atexit
     handler joins its non-daemon ones). Not on a ``subprocess`` or ``os.fork()`` child: nothing
-    waits for those at exit, so the report waits for the atexit handlers' releases."""
+    waits for those at exit, so the report waits for the atexit handlers' releases. Nor on an
+    idle ``ThreadPoolExecutor`` worker, which concurrent.futures' exit wakes and joins at once."""
     main = threading.main_thread()
-    if any(t is not main and not t.daemon and t.is_alive() for t in threading.enumerate()):
+    running = [t for t in threading.enumerate() if t is not main and not t.daemon and t.is_alive()]
+    if running and not all(_idle_executor_worker(t) for t in running):
         return True
     process = sys.modules.get("multiprocessing.process")
     children = getattr(process, "_children", None)
@@ -262,6 +264,21 @@ def _shutdown_may_wait() -> bool:
         if exited(popen.pid) is not True:  # running, or not ours to ask (a fork server's child)
             return True
     return False
+
+
+def _idle_executor_worker(thread: threading.Thread) -> bool:
+    """Whether *thread* is a ``ThreadPoolExecutor``'s worker waiting for work, none queued: its
+    only Python frame is the worker loop's (blocked in the queue's C ``get``)."""
+    pool = sys.modules.get("concurrent.futures.thread")
+    worker = getattr(pool, "_worker", None)
+    if worker is None or getattr(thread, "_target", None) is not worker:
+        return False
+    frame = sys._current_frames().get(thread.ident or 0)
+    if frame is None or frame.f_code is not getattr(worker, "__code__", None):
+        return False
+    args: tuple[Any, ...] = getattr(thread, "_args", ())
+    queue = args[1] if len(args) > 1 else None
+    return queue is not None and bool(queue.empty())
 
 
 def _unless_logging_closes(leaks: list[Leak]) -> list[Leak]:
