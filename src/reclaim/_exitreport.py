@@ -249,8 +249,10 @@ def _shutdown_may_wait() -> bool:
     idle ``ThreadPoolExecutor`` worker, which concurrent.futures' exit wakes and joins at once."""
     main = threading.main_thread()
     running = [t for t in threading.enumerate() if t is not main and not t.daemon and t.is_alive()]
-    if running and not all(_idle_executor_worker(t) for t in running):
-        return True
+    if running:
+        frames = sys._current_frames()  # one snapshot for every thread asked about
+        if not all(_idle_executor_worker(t, frames.get(t.ident or 0)) for t in running):
+            return True
     process = sys.modules.get("multiprocessing.process")
     children = getattr(process, "_children", None)
     if not children:
@@ -266,14 +268,14 @@ def _shutdown_may_wait() -> bool:
     return False
 
 
-def _idle_executor_worker(thread: threading.Thread) -> bool:
-    """Whether *thread* is a ``ThreadPoolExecutor``'s worker waiting for work, none queued: its
-    only Python frame is the worker loop's (blocked in the queue's C ``get``)."""
+def _idle_executor_worker(thread: threading.Thread, frame: types.FrameType | None) -> bool:
+    """Whether *thread*, its top frame *frame*, is a ``ThreadPoolExecutor``'s worker waiting for
+    work, none queued: its only Python frame is the worker loop's (blocked in the queue's C
+    ``get``)."""
     pool = sys.modules.get("concurrent.futures.thread")
     worker = getattr(pool, "_worker", None)
     if worker is None or getattr(thread, "_target", None) is not worker:
         return False
-    frame = sys._current_frames().get(thread.ident or 0)
     if frame is None or frame.f_code is not getattr(worker, "__code__", None):
         return False
     args: tuple[Any, ...] = getattr(thread, "_args", ())
