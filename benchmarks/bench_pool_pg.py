@@ -7,6 +7,13 @@ the machine (another tenant, the server's background work) falls on all of them.
 Ratios are the median over rounds of the ratio within a round. Skipped cleanly
 (exit 0) when no server answers or a driver is missing.
 
+Before the rounds, once every pool is open, the heap is collected and frozen
+(``gc.collect(); gc.freeze()``): a full collection of this process's own objects (the
+drivers, SQLAlchemy, every open pool) pauses every thread for about 20 ms on a 2-core
+machine, and once a run it would land in one contender's round as its worst wait. The
+collections that still run during the rounds (of what the rounds allocate) are reported
+under each table.
+
 Goals (issue 5):
   A. sync, 16 threads, pool of 4, acquire + SELECT 1 + release:
      >= 1.0x the unfair LifoQueue floor and >= 1.15x psycopg_pool, worst wait < 10 ms.
@@ -26,6 +33,7 @@ dbname=test. ``--quick`` runs fewer operations.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import platform
 import queue
@@ -131,6 +139,47 @@ def ratio(rows: list[Row], a: str, b: str) -> float:
     ra = next(r for r in rows if r.name == a)
     rb = next(r for r in rows if r.name == b)
     return statistics.median(x / y for x, y in zip(ra.runs, rb.runs, strict=True))
+
+
+class QuietHeap:
+    """Collect and freeze the heap for the timed rounds; record the collector's pauses there.
+
+    ``with QuietHeap() as heap:`` around the rounds, once every pool is open; ``heap.note()``
+    says how many collections ran in the rounds and the longest pause.
+    """
+
+    def __init__(self) -> None:
+        self.pauses: list[tuple[int, float]] = []  # (generation, seconds)
+        self._started = 0.0
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = perf()
+        else:
+            self.pauses.append((info["generation"], perf() - self._started))
+
+    def __enter__(self) -> QuietHeap:
+        gc.collect()
+        gc.freeze()
+        gc.callbacks.append(self._on_gc)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._on_gc)
+        gc.unfreeze()
+
+    def note(self) -> str:
+        if not self.pauses:
+            return "   garbage collector during the rounds: no collection"
+        generation, longest = max(self.pauses, key=lambda p: p[1])
+        counts = ", ".join(
+            f"{sum(1 for g, _ in self.pauses if g == gen)} of generation {gen}"
+            for gen in sorted({g for g, _ in self.pauses})
+        )
+        return (
+            f"   garbage collector during the rounds (heap frozen before them): {counts}; "
+            f"longest pause {longest * 1e3:.2f} ms (generation {generation})"
+        )
 
 
 def _rotated(n: int, round_: int) -> list[int]:
@@ -333,23 +382,24 @@ def run_sync_once(acquire: Callable[[], Any]) -> tuple[float, float, float]:
     return THREADS * SYNC_OPS / elapsed, flat[-1], flat[int(len(flat) * 0.99)]
 
 
-def bench_sync() -> list[Row]:
+def bench_sync() -> tuple[list[Row], str]:
     contenders = sync_contenders()
     rows = [Row(name) for name, _ in contenders]
     opened: list[tuple[Callable[[], Any], Callable[[], None]]] = []
     try:
         for _name, make in contenders:
             opened.append(make())
-        for round_ in range(ROUNDS):
-            for i in _rotated(len(rows), round_):
-                ops, worst, p99 = run_sync_once(opened[i][0])
-                rows[i].runs.append(ops)
-                rows[i].worst.append(worst)
-                rows[i].p99.append(p99)
+        with QuietHeap() as heap:
+            for round_ in range(ROUNDS):
+                for i in _rotated(len(rows), round_):
+                    ops, worst, p99 = run_sync_once(opened[i][0])
+                    rows[i].runs.append(ops)
+                    rows[i].worst.append(worst)
+                    rows[i].p99.append(p99)
     finally:
         for _acquire, close in opened:
             close()
-    return rows
+    return rows, heap.note()
 
 
 # -- B. async contended ---------------------------------------------------------------
@@ -566,24 +616,25 @@ async def run_async_once(
     return THREADS * ASYNC_OPS / elapsed, flat[-1], flat[int(len(flat) * 0.99)]
 
 
-async def bench_async_main() -> list[Row]:
+async def bench_async_main() -> tuple[list[Row], str]:
     contenders = async_contenders()
     rows = [Row(name) for name, _, _ in contenders]
     opened: list[Any] = []
     try:
         for _name, _driver, make in contenders:
             opened.append(await make())
-        for round_ in range(ROUNDS):
-            for i in _rotated(len(rows), round_):
-                acquire, _close, query = opened[i]
-                ops, worst, p99 = await run_async_once(acquire, query)
-                rows[i].runs.append(ops)
-                rows[i].worst.append(worst)
-                rows[i].p99.append(p99)
+        with QuietHeap() as heap:
+            for round_ in range(ROUNDS):
+                for i in _rotated(len(rows), round_):
+                    acquire, _close, query = opened[i]
+                    ops, worst, p99 = await run_async_once(acquire, query)
+                    rows[i].runs.append(ops)
+                    rows[i].worst.append(worst)
+                    rows[i].p99.append(p99)
     finally:
         for _acquire, close, _query in opened:
             await close()
-    return rows
+    return rows, heap.note()
 
 
 # -- C. uncontended, no query -----------------------------------------------------------
@@ -720,7 +771,7 @@ def main() -> int:
     goals: list[str] = []
 
     if "A" in ONLY:
-        sync_rows = bench_sync()
+        sync_rows, heap_note = bench_sync()
         print_throughput(
             f"A. sync: {THREADS} threads, pool of {POOL}, "
             f"{SYNC_OPS} x (acquire, SELECT 1, release) each per round.\n"
@@ -730,6 +781,7 @@ def main() -> int:
             "LifoQueue floor (unfair) + rollback",
             "wait",
         )
+        print(heap_note)
         floor = "LifoQueue floor (unfair) + rollback"
         for name in (
             "reclaim.db.ConnectionPool(psycopg.connect)",
@@ -761,7 +813,7 @@ def main() -> int:
             )
 
     if "B" in ONLY:
-        async_rows = asyncio.run(bench_async_main())
+        async_rows, heap_note = asyncio.run(bench_async_main())
         print_throughput(
             f"B. async: {THREADS} tasks, pool of {POOL}, "
             f"{ASYNC_OPS} x (acquire, SELECT 1, release) each per round;\n"
@@ -772,6 +824,7 @@ def main() -> int:
             "asyncpg: LifoQueue floor (no reset)",
             "op",
         )
+        print(heap_note)
         pairs = [
             (
                 "reclaim AsyncConnectionPool(asyncpg.connect)",
