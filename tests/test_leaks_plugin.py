@@ -1505,6 +1505,96 @@ def test_what_a_module_level_object_keeps_is_not_blamed_on_the_test_that_opened_
     )
 
 
+def test_what_a_class_attribute_or_a_module_level_cache_keeps_is_not_blamed_on_its_first_user(
+    pytester: pytest.Pytester,
+) -> None:
+    """A singleton kept on its class (``Store._instance``) and the clients a module-level dict
+    caches (``get_store(name)``) keep the connections their first user opened: the tests pass,
+    and each, never closed, is reported at the end as the holder's. A file a test appends to
+    the cache itself, or stores on the class, is still that test's leak, as is what a test
+    module's own dict keeps."""
+    pytester.makepyfile(
+        store=LAZY_STORE
+        + textwrap.dedent(
+            """
+            class Shared(Store):
+                _instance = None
+
+                @classmethod
+                def get(cls):
+                    if cls._instance is None:
+                        cls._instance = cls()
+                    return cls._instance
+
+            _stores = {}
+
+            def get_store(name):
+                if name not in _stores:
+                    _stores[name] = Store()
+                return _stores[name]
+            """
+        ),
+        test_store="""
+        import store
+
+        KEEP = {}
+
+        def test_singleton():
+            assert store.Shared.get().count() == 0
+
+        def test_keeps_in_its_own_dict():
+            KEEP["mine"] = store.Store()  # a test module's container: what it keeps is the test's
+            assert KEEP["mine"].count() == 0
+
+        def test_cache():
+            assert store.get_store("orders").count() == 0
+
+        def test_again():
+            assert store.Shared.get().count() == store.get_store("orders").count() == 0
+
+        def test_file_in_the_cache(tmp_path):
+            store._stores["log"] = open(tmp_path / "a", "w")
+
+        def test_file_on_the_class(tmp_path):
+            store.Shared.log = open(tmp_path / "b", "w")
+
+        def test_evicted():
+            assert store.get_store("evicted").count() == 0
+
+        def test_evicts():
+            del store._stores["evicted"]  # dropped from the cache without being closed
+        """,
+    )
+    result = run(pytester)
+    result.assert_outcomes(passed=8, errors=3)
+    out = result.stdout.str()
+    assert "ERROR at teardown of test_singleton" not in out
+    assert "ERROR at teardown of test_cache" not in out
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at teardown of test_keeps_in_its_own_dict*",
+            "*ERROR at teardown of test_file_in_the_cache*",
+            "*ERROR at teardown of test_file_on_the_class*",
+        ]
+    )
+    result.stdout.fnmatch_lines(
+        [
+            "held by class attribute store.Shared._instance (kept from test_store.py::test_singleton):",
+            "sqlite3 :memory:*",
+        ]
+    )
+    result.stdout.fnmatch_lines(
+        [
+            "held by module global store._stores['orders'] (kept from test_store.py::test_cache):",
+            "sqlite3 :memory:*",
+        ]
+    )
+    # What the cache no longer holds at the end is the leak of the test that opened it.
+    result.stdout.fnmatch_lines(
+        ["acquired by test_store.py::test_evicted:", "sqlite3 :memory:*closed by the garbage collector*"]
+    )
+
+
 def test_what_a_module_level_object_keeps_is_shown_acquired_during_the_test_that_opened_it(
     pytester: pytest.Pytester,
 ) -> None:

@@ -46,6 +46,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import fnmatch
 import functools
 import gc
 import io
@@ -309,9 +310,21 @@ _NOT_HOLDERS = (
 #: The label of what a module-level object of the program holds (see _module_holders).
 MODULE_GLOBAL = "module global "
 
+#: The label of what a class attribute of the program holds (see _module_holders).
+CLASS_ATTRIBUTE = "class attribute "
 
-def _module_holders() -> dict[str, object]:
-    """``"module global mod.name"`` -> value, for the objects the program's own modules keep."""
+
+def _module_holders(is_test_file: Callable[[str], bool]) -> dict[str, object]:
+    """``"module global mod.name"`` -> value, for the objects the program's own modules keep.
+
+    In the modules of the program under test (not its test files and conftests), also one
+    level down: the values of a module-level dict, list, tuple or deque (``_clients = {}``
+    filled by ``get_client(name)``: ``"module global mod._clients['db']"``), and the
+    attributes of a class the module defines (``Client._instance``, a singleton kept on its
+    class: ``"class attribute mod.Client._instance"``). Each of those is a holder for what it
+    holds, never for itself: a file a test appends to a module's list is still its leak. A
+    test module's ``KEEP = []``, which tests fill to keep what they leak alive, holds nothing.
+    """
     from . import _sites
 
     holders: dict[str, object] = {}
@@ -319,13 +332,17 @@ def _module_holders() -> dict[str, object]:
         filename = getattr(module, "__file__", None)
         if not isinstance(filename, str) or not _sites.is_program(filename):
             continue
+        prefix = module.__name__
+        program = not is_test_file(filename)
         for name, value in list(vars(module).items()):
             if name.startswith("__"):
                 continue
+            label = f"{MODULE_GLOBAL}{prefix}.{name}"
             # type(), never isinstance(): that asks a proxy for its __class__, which sets up
             # what it stands for (Django's LazyObject: its admin site, its storage), running the
             # program's code at a time it did not choose, and crashing the session when it raises.
-            if issubclass(type(value), types.FunctionType):
+            kind = type(value)
+            if issubclass(kind, types.FunctionType):
                 # A decorator applied at import keeps what it was given in the closure of the
                 # function it returns (``@process(pool=ProcessPool(1))``): that object is the
                 # module's as a global's would be. Only the cells: a function's globals reach
@@ -333,10 +350,72 @@ def _module_holders() -> dict[str, object]:
                 value = tuple(_closure_values(value))
                 if not value:
                     continue
-            elif issubclass(type(value), _NOT_HOLDERS):
+            elif issubclass(kind, type):
+                if program and vars(value).get("__module__") == prefix:  # defined here, not imported
+                    _class_holders(value, f"{CLASS_ATTRIBUTE}{prefix}.{name}", holders)
                 continue
-            holders[f"{MODULE_GLOBAL}{module.__name__}.{name}"] = value
+            elif issubclass(kind, _CONTAINERS):
+                if program:
+                    _item_holders(value, label, holders)
+                continue
+            elif issubclass(kind, _NOT_HOLDERS):
+                continue
+            holders[label] = value
     return holders
+
+
+def _test_files(config: pytest.Config) -> Callable[[str], bool]:
+    """Whether a file is one of the suite's test modules or conftests, by pytest's own
+    ``python_files`` patterns (a pattern with a slash matches the end of the path)."""
+    patterns = [str(p) for p in config.getini("python_files")]
+    names = [p for p in patterns if "/" not in p] + ["conftest.py"]
+    paths = [f"*/{p}" for p in patterns if "/" in p]
+
+    def is_test_file(filename: str) -> bool:
+        base = os.path.basename(filename)
+        path = filename.replace(os.sep, "/")
+        return any(fnmatch.fnmatch(base, p) for p in names) or any(fnmatch.fnmatch(path, p) for p in paths)
+
+    return is_test_file
+
+
+#: Module-level containers whose items are looked at, one level down (see _module_holders).
+_CONTAINERS = (dict, list, tuple, collections.deque)
+
+#: How many items of one container, or attributes of one class, are looked at.
+_ITEMS_LOOKED_AT = 1000
+
+#: Dict keys shown in a holder's label as they are (their repr runs none of the program's code).
+_PLAIN_KEYS = (str, int, bytes, float, bool, type(None))
+
+
+def _class_holders(cls: type, label: str, holders: dict[str, object]) -> None:
+    """Add the attributes of *cls* that may hold something (a singleton kept on its class).
+
+    Descriptors (methods, properties, slots) are how instances see an attribute, not
+    objects the class keeps: they are skipped, as is what _NOT_HOLDERS lists.
+    """
+    for name, value in itertools.islice(list(vars(cls).items()), _ITEMS_LOOKED_AT):
+        if name.startswith("__"):
+            continue
+        kind = type(value)
+        # Looked up in the classes' own dicts: no metaclass __getattr__ of the program runs.
+        if issubclass(kind, _NOT_HOLDERS) or any("__get__" in vars(k) for k in kind.__mro__):
+            continue
+        holders[f"{label}.{name}"] = value
+
+
+def _item_holders(container: object, label: str, holders: dict[str, object]) -> None:
+    """Add the items of a module-level container that may hold something, labelled by key."""
+    if issubclass(type(container), dict):
+        items = list(itertools.islice(container.items(), _ITEMS_LOOKED_AT))  # type: ignore[attr-defined]
+    else:
+        items = list(enumerate(itertools.islice(container, _ITEMS_LOOKED_AT)))  # type: ignore[call-overload]
+    for index, (key, value) in enumerate(items):
+        if issubclass(type(value), _NOT_HOLDERS):
+            continue
+        shown = repr(key) if type(key) in _PLAIN_KEYS else f"<{type(key).__name__} key #{index}>"
+        holders[f"{label}[{shown[:60]}]"] = value
 
 
 def _closure_values(function: types.FunctionType) -> Iterator[object]:
@@ -386,7 +465,7 @@ CONFIG_ATTRIBUTE = "pytest config attribute "
 FAILURE_TRACEBACK = "the traceback pytest keeps of the failed test"
 
 #: Labels of what outlives the test that acquired it, held by what the program keeps.
-_KEPT = (MODULE_GLOBAL, CONFIG_ATTRIBUTE, FAILURE_TRACEBACK)
+_KEPT = (MODULE_GLOBAL, CLASS_ATTRIBUTE, CONFIG_ATTRIBUTE, FAILURE_TRACEBACK)
 
 
 def _failure_holders(error: BaseException | None) -> tuple[object, ...]:
@@ -800,6 +879,7 @@ class LeakChecker:
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
+        self.is_test_file = _test_files(config)
         self.grace: float = _ini_number(config, "reclaim_grace", float)
         # Given explicitly, the depth holds for files too; by default they keep two frames.
         self.depth_given = bool(str(config.getini("reclaim_depth")).strip())
@@ -1244,13 +1324,14 @@ class LeakChecker:
                 del self.wide_fixtures[label]
             elif cached[2] is None:  # set up without an error: its value is the holder
                 holders[label] = cached[0]
-        kept = {
-            _kept_label(holder, nodeid): value
-            for holder, value in {**_module_holders(), **_config_holders(self.config)}.items()
-        }
+        kept = {_kept_label(holder, nodeid): value for holder, value in self._program_holders().items()}
         if item.stash.get(_STASH_FAILED, False):  # searched last: what the program keeps comes first
             kept[_kept_label(FAILURE_TRACEBACK, nodeid)] = _failure_holders(_kept_failure())
         return self.tracker.hand_over_held(nodeid, holders, kept)
+
+    def _program_holders(self) -> dict[str, object]:
+        """What the program keeps (module globals, class attributes, pytest config attributes)."""
+        return {**_module_holders(self.is_test_file), **_config_holders(self.config)}
 
     def _hand_back_let_go(self) -> int:
         """What a module global (or config attribute) took over from a test and no longer holds
@@ -1262,7 +1343,7 @@ class LeakChecker:
         is the leak of the test whose fixture started it, not "held by module global".
         """
         assert self.tracker is not None
-        now = {**_module_holders(), **_config_holders(self.config)}
+        now = self._program_holders()
         now[FAILURE_TRACEBACK] = _failure_holders(_kept_failure())  # the last failure's, if kept
 
         def holding(label: str) -> tuple[str, object] | None:
