@@ -396,13 +396,28 @@ def _class_holders(cls: type, label: str, holders: dict[str, object]) -> None:
     objects the class keeps: they are skipped, as is what _NOT_HOLDERS lists.
     """
     for name, value in itertools.islice(list(vars(cls).items()), _ITEMS_LOOKED_AT):
-        if name.startswith("__"):
-            continue
         kind = type(value)
-        # Looked up in the classes' own dicts: no metaclass __getattr__ of the program runs.
-        if issubclass(kind, _NOT_HOLDERS) or any("__get__" in vars(k) for k in kind.__mro__):
+        if kind in _SKIPPED or name.startswith("__") or _skipped(kind):
             continue
         holders[f"{label}.{name}"] = value
+
+
+#: The types of most class attributes (methods, constants), skipped at a set lookup.
+_SKIPPED = {types.FunctionType, str, int, bool, float, type(None), property, classmethod, staticmethod}
+
+
+#: _skipped()'s answers, by type.
+_SKIPPED_KINDS: dict[type, bool] = {}
+
+
+def _skipped(kind: type) -> bool:
+    """Whether a class attribute of type *kind* holds nothing: one _NOT_HOLDERS lists, or a
+    descriptor (found in the classes' own dicts: no metaclass ``__getattr__`` of the program runs)."""
+    known = _SKIPPED_KINDS.get(kind)
+    if known is None:
+        known = issubclass(kind, _NOT_HOLDERS) or any("__get__" in vars(k) for k in kind.__mro__)
+        _SKIPPED_KINDS[kind] = known
+    return known
 
 
 def _item_holders(container: object, label: str, holders: dict[str, object]) -> None:
