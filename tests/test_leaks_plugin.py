@@ -1595,6 +1595,49 @@ def test_what_a_class_attribute_or_a_module_level_cache_keeps_is_not_blamed_on_i
     )
 
 
+def test_a_module_level_cache_of_a_dict_subclass_is_read_without_running_its_methods(
+    pytester: pytest.Pytester,
+) -> None:
+    """A cache that is a dict subclass (``defaultdict``, or one whose ``items()`` or
+    ``__iter__`` does work of its own) is looked through with dict's own methods: what it keeps
+    is still its, and none of the program's code runs during the search."""
+    pytester.makepyfile(
+        store=LAZY_STORE
+        + textwrap.dedent(
+            """
+            class Cache(dict):
+                def items(self):
+                    raise AssertionError("the program's items() ran")
+
+                def __iter__(self):
+                    raise AssertionError("the program's __iter__ ran")
+
+            _stores = Cache()
+
+            def get_store(name):
+                if name not in _stores:
+                    _stores[name] = Store()
+                return _stores[name]
+            """
+        ),
+        test_store="""
+        import store
+
+        def test_first():
+            assert store.get_store("orders").count() == 0
+        """,
+    )
+    result = run(pytester)
+    result.assert_outcomes(passed=1)
+    assert "the program's" not in result.stdout.str()
+    result.stdout.fnmatch_lines(
+        [
+            "held by module global store._stores['orders'] (kept from test_store.py::test_first):",
+            "sqlite3 :memory:*",
+        ]
+    )
+
+
 def test_what_a_module_level_object_keeps_is_shown_acquired_during_the_test_that_opened_it(
     pytester: pytest.Pytester,
 ) -> None:

@@ -57,7 +57,7 @@ import sys
 import time
 import traceback
 import types
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -420,13 +420,18 @@ def _skipped(kind: type) -> bool:
     return known
 
 
-def _item_holders(container: object, label: str, holders: dict[str, object]) -> None:
-    """Add the items of a module-level container that may hold something, labelled by key."""
-    if issubclass(type(container), dict):
-        items = list(itertools.islice(container.items(), _ITEMS_LOOKED_AT))  # type: ignore[attr-defined]
+def _item_holders(container: Any, label: str, holders: dict[str, object]) -> None:
+    """Add the items of a module-level container that may hold something, labelled by key.
+
+    Read through the base type's own methods: a subclass's ``items()`` or ``__iter__`` (the
+    program's code) does not run."""
+    kind = type(container)
+    if issubclass(kind, dict):
+        pairs: Iterable[tuple[object, object]] = dict.items(container)
     else:
-        items = list(enumerate(itertools.islice(container, _ITEMS_LOOKED_AT)))  # type: ignore[call-overload]
-    for index, (key, value) in enumerate(items):
+        base = next(base for base in _CONTAINERS if issubclass(kind, base))
+        pairs = enumerate(base.__iter__(container))
+    for index, (key, value) in enumerate(list(itertools.islice(pairs, _ITEMS_LOOKED_AT))):
         if issubclass(type(value), _NOT_HOLDERS):
             continue
         shown = repr(key) if type(key) in _PLAIN_KEYS else f"<{type(key).__name__} key #{index}>"
