@@ -1600,7 +1600,9 @@ def test_a_module_level_cache_of_a_dict_subclass_is_read_without_running_its_met
 ) -> None:
     """A cache that is a dict subclass (``defaultdict``, or one whose ``items()`` or
     ``__iter__`` does work of its own) is looked through with dict's own methods: what it keeps
-    is still its, and none of the program's code runs during the search."""
+    is still its, and none of the program's code runs during the search, not even a
+    metaclass's ``__eq__`` (which also makes its classes unhashable) for a key's or a class
+    attribute's type."""
     pytester.makepyfile(
         store=LAZY_STORE
         + textwrap.dedent(
@@ -1612,6 +1614,17 @@ def test_a_module_level_cache_of_a_dict_subclass_is_read_without_running_its_met
                 def __iter__(self):
                     raise AssertionError("the program's __iter__ ran")
 
+            class Meta(type):
+                def __eq__(cls, other):
+                    raise AssertionError("the program's __eq__ ran")
+
+            class Key(metaclass=Meta):
+                pass
+
+            class Config:
+                marker = Key()
+
+            KEY = Key()
             _stores = Cache()
 
             def get_store(name):
@@ -1625,6 +1638,7 @@ def test_a_module_level_cache_of_a_dict_subclass_is_read_without_running_its_met
 
         def test_first():
             assert store.get_store("orders").count() == 0
+            assert store._stores.setdefault(store.KEY, store.Store()).count() == 0
         """,
     )
     result = run(pytester)
@@ -1635,6 +1649,9 @@ def test_a_module_level_cache_of_a_dict_subclass_is_read_without_running_its_met
             "held by module global store._stores['orders'] (kept from test_store.py::test_first):",
             "sqlite3 :memory:*",
         ]
+    )
+    result.stdout.fnmatch_lines(
+        ["held by module global store._stores[[]<Key key #1>[]] (kept from test_store.py::test_first):"]
     )
 
 

@@ -43,13 +43,13 @@ arguments every leak of the test is allowed.
 
 from __future__ import annotations
 
+import _io
 import collections
 import contextlib
 import dataclasses
 import fnmatch
 import functools
 import gc
-import io
 import itertools
 import json
 import os
@@ -286,9 +286,12 @@ def _ini_allow(config: pytest.Config) -> list[AllowRule]:
 
 #: Module-level values that hold nothing for the program: code, plain containers and scalars
 #: (a test that appends what it leaks to a module's list leaked it all the same), and files
-#: (a file a test stores as a module global is its leak, not something a holder keeps).
+#: (a file a test stores as a module global is its leak, not something a holder keeps). Every
+#: one a concrete type: ``issubclass`` against an ABC (``io.IOBase``) hashes the class asked
+#: about, which runs its metaclass's ``__hash__``, and a metaclass defining ``__eq__`` makes
+#: its classes unhashable: the search crashed on one. Every file class derives from ``_io._IOBase``.
 _NOT_HOLDERS = (
-    io.IOBase,
+    _io._IOBase,
     type,
     types.ModuleType,
     types.FunctionType,
@@ -397,27 +400,31 @@ def _class_holders(cls: type, label: str, holders: dict[str, object]) -> None:
     """
     for name, value in itertools.islice(list(vars(cls).items()), _ITEMS_LOOKED_AT):
         kind = type(value)
-        if kind in _SKIPPED or name.startswith("__") or _skipped(kind):
+        if id(kind) in _SKIPPED or name.startswith("__") or _skipped(kind):
             continue
         holders[f"{label}.{name}"] = value
 
 
-#: The types of most class attributes (methods, constants), skipped at a set lookup.
-_SKIPPED = {types.FunctionType, str, int, bool, float, type(None), property, classmethod, staticmethod}
+#: The ids of the types of most class attributes (methods, constants), skipped at a set lookup.
+#: Ids, not the types: a type's hash is its metaclass's, the program's code (a metaclass that
+#: defines ``__eq__`` makes its classes unhashable).
+_SKIPPED = {
+    id(kind)
+    for kind in (types.FunctionType, str, int, bool, float, type(None), property, classmethod, staticmethod)
+}
 
-
-#: _skipped()'s answers, by type.
-_SKIPPED_KINDS: dict[type, bool] = {}
+#: _skipped()'s answers, by id of the type (kept with the answer, so that its id is not reused).
+_SKIPPED_KINDS: dict[int, tuple[type, bool]] = {}
 
 
 def _skipped(kind: type) -> bool:
     """Whether a class attribute of type *kind* holds nothing: one _NOT_HOLDERS lists, or a
     descriptor (found in the classes' own dicts: no metaclass ``__getattr__`` of the program runs)."""
-    known = _SKIPPED_KINDS.get(kind)
+    known = _SKIPPED_KINDS.get(id(kind))
     if known is None:
-        known = issubclass(kind, _NOT_HOLDERS) or any("__get__" in vars(k) for k in kind.__mro__)
-        _SKIPPED_KINDS[kind] = known
-    return known
+        answer = issubclass(kind, _NOT_HOLDERS) or any("__get__" in vars(k) for k in kind.__mro__)
+        known = _SKIPPED_KINDS[id(kind)] = (kind, answer)
+    return known[1]
 
 
 def _item_holders(container: Any, label: str, holders: dict[str, object]) -> None:
@@ -434,7 +441,8 @@ def _item_holders(container: Any, label: str, holders: dict[str, object]) -> Non
     for index, (key, value) in enumerate(list(itertools.islice(pairs, _ITEMS_LOOKED_AT))):
         if issubclass(type(value), _NOT_HOLDERS):
             continue
-        shown = repr(key) if type(key) in _PLAIN_KEYS else f"<{type(key).__name__} key #{index}>"
+        plain = any(type(key) is kind for kind in _PLAIN_KEYS)  # `is`: a metaclass's __eq__ is the program's
+        shown = repr(key) if plain else f"<{type(key).__name__} key #{index}>"
         holders[f"{label}[{shown[:60]}]"] = value
 
 

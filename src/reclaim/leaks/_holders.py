@@ -89,11 +89,13 @@ __all__ = [
     "HOLDERS",
     "NOT_FOLLOWED",
     "ROOTS",
+    "by_mro",
     "claim",
     "dies",
     "fold",
     "install",
     "install_kombu_pools",
+    "is_kind",
     "leave_to_libraries",
     "making",
     "not_followed",
@@ -648,6 +650,26 @@ NOT_FOLLOWED = (type, ModuleType, FunctionType, BuiltinFunctionType, CodeType)
 _PYTEST_PLUMBING = ("Config", "PytestPluginManager", "Collector", "Item", "FixtureRequest")
 
 
+def is_kind(kind: type, kinds: tuple[type, ...]) -> bool:
+    """``issubclass(kind, kinds)`` for any class a search meets.
+
+    An ABC among *kinds* (pytest's nodes) hashes the class asked about, which is its
+    metaclass's business: a metaclass that defines ``__eq__`` and no ``__hash__`` makes its
+    classes unhashable, and ``issubclass`` raises TypeError for them. Those are looked for in
+    *kind*'s MRO, by identity (``==`` would be the metaclass's ``__eq__``): a class registered
+    with an ABC without deriving from it is then not found.
+    """
+    try:
+        return issubclass(kind, kinds)
+    except TypeError:
+        return by_mro(kind, kinds)
+
+
+def by_mro(kind: type, kinds: tuple[type, ...]) -> bool:
+    """Whether one of *kinds* is in *kind*'s MRO (see :func:`is_kind`)."""
+    return any(base is wanted for base in kind.__mro__ for wanted in kinds)
+
+
 def not_followed() -> tuple[type, ...]:
     """:data:`NOT_FOLLOWED`, and asyncio's event loops and policies once asyncio is loaded: a
     loop reaches every task and transport of every test that ran on it, and a policy every
@@ -703,7 +725,7 @@ def claim(
     live = _records.live
     # type(), never isinstance(), on what the search meets: isinstance asks a proxy (Django's
     # LazyObject) for its __class__, which sets up what it stands for.
-    roots = [root for root in ROOTS[kind](holder) if not issubclass(type(root), skipped)]
+    roots = [root for root in ROOTS[kind](holder) if not is_kind(type(root), skipped)]
     seen = {id(holder), *map(id, roots)}
     held: list[Record] = []
     pending = deque(roots)
@@ -719,7 +741,13 @@ def claim(
         budget -= 1
         for ref in gc.get_referents(pending.popleft()):
             key = id(ref)
-            if key in seen or issubclass(type(ref), skipped):
+            if key in seen:
+                continue
+            try:  # is_kind(), inlined: this loop runs for every reference the search meets
+                skip = issubclass(type(ref), skipped)
+            except TypeError:
+                skip = by_mro(type(ref), skipped)
+            if skip:
                 continue
             seen.add(key)
             rec = live.get(key)
@@ -731,11 +759,11 @@ def claim(
                     held.append(rec)
             elif key in finalized and finalized[key][0]() is ref:
                 held.extend(part for part in finalized[key][1] if part.seq >= dying.seq)  # type: ignore[union-attr]
-            elif dead_classes and dying is not None and issubclass(type(ref), dead_classes):
+            elif dead_classes and dying is not None and is_kind(type(ref), dead_classes):
                 if dead is None:
                     dead = _collected(dying)
                 found = dead.get(key)
-                if found is not None and issubclass(type(ref), dead_types[found.kind]):
+                if found is not None and is_kind(type(ref), dead_types[found.kind]):
                     held.append(found)
                 else:  # a part dying with it, whose own __del__ has yet to run (see _records.died)
                     part = _records.dying.get(key)

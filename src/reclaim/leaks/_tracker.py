@@ -25,6 +25,7 @@ from reclaim import _sites, _track
 from reclaim._sites import Site
 
 from . import _fds, _files, _holders, _lineage, _records, _threads
+from ._holders import by_mro, is_kind
 from ._holders import not_followed as _not_followed
 from ._kinds import KINDS, Kind, kind_of, register
 from ._patch import Patches
@@ -757,7 +758,7 @@ class _Search:
         targets, seen, not_followed = self.targets, self.seen, self.not_followed
         # type(), never isinstance(): that asks a proxy (Django's LazyObject) for its __class__,
         # setting up what it stands for, the program's code run by a search that only looks.
-        if id(holder) in seen or issubclass(type(holder), not_followed):
+        if id(holder) in seen or is_kind(type(holder), not_followed):
             return []
         seen.add(id(holder))
         found = [id(holder)] if itself and id(holder) in targets else []
@@ -774,7 +775,11 @@ class _Search:
                 if key in targets:
                     found.append(key)
                     wanted.discard(id(targets[key]))
-                if not issubclass(type(ref), not_followed):
+                try:  # is_kind(), inlined: this loop runs for every reference the search meets
+                    skip = issubclass(type(ref), not_followed)
+                except TypeError:
+                    skip = by_mro(type(ref), not_followed)
+                if not skip:
                     pending.append(ref)
         return found
 
