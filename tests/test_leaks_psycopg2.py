@@ -41,6 +41,27 @@ def test_connection_left_open_is_reported_at_its_line_and_only_once(leakwatch: W
     assert leakwatch.leaks() == []
 
 
+def test_a_tracked_connection_takes_no_attribute_as_psycopg2s_takes_none(
+    leakwatch: Watch, postgres: Any
+) -> None:
+    """Tracked, psycopg2's connection still has no ``__dict__``: an attribute set on it fails as
+    it does untracked; a ``LoggingConnection`` (a factory with one) still keeps its own."""
+    conn = psycopg2.connect(**pg_conninfo(postgres))
+    try:
+        with pytest.raises(AttributeError, match="has no attribute 'app_state'"):
+            conn.app_state = 1
+        assert not hasattr(conn, "__dict__")
+    finally:
+        conn.close()
+    logged = psycopg2.connect(**pg_conninfo(postgres), connection_factory=extras.LoggingConnection)
+    try:
+        logged.app_state = 1
+        assert vars(logged)["app_state"] == 1
+    finally:
+        logged.close()
+    assert leakwatch.leaks() == []
+
+
 def test_connections_closed_are_not_reported_and_keep_their_factorys_class(
     leakwatch: Watch, postgres: Any
 ) -> None:
@@ -85,8 +106,9 @@ def test_connection_dropped_open_in_a_reference_cycle_is_still_closed_by_the_gc(
 ) -> None:
     conn = psycopg2.connect(**pg_conninfo(postgres))
     at = line() - 1
-    conn.cycle = conn
-    del conn
+    cycle: list[Any] = [conn]  # psycopg2's connection takes no attributes: a list makes the cycle
+    cycle.append(cycle)
+    del conn, cycle
     gc.collect()
     leak = leakwatch.one("psycopg2")
     assert_site(leak, at)
@@ -131,9 +153,10 @@ def test_connection_broken_by_the_server_then_dropped_is_not_closed_by_the_gc(
         conn.cursor().execute("SELECT 1")
     assert conn.closed == 2
     assert leakwatch.leaks() == []
+    cycle: list[Any] = [conn]  # psycopg2's connection takes no attributes: a list makes the cycle
     if dropped == "reference cycle":
-        conn.cycle = conn
-    del conn
+        cycle.append(cycle)
+    del conn, cycle
     gc.collect()
     assert leakwatch.leaks() == []
 

@@ -84,6 +84,24 @@ class _Unopened(sqlite3.Connection):
         pass
 
 
+class _WithAttributes(sqlite3.Connection):
+    """A factory of the program's own: its connections take attributes, tracked or not."""
+
+
+def test_a_tracked_connection_takes_the_attributes_an_untracked_one_takes(leakwatch: Watch) -> None:
+    """Tracked, sqlite3's connection has no ``__dict__`` either: an attribute set on it fails as
+    it does untracked (a suite passing under tracking must not break without it), while one of a
+    ``factory=`` class that has a ``__dict__`` still takes it."""
+    with contextlib.closing(sqlite3.connect(":memory:")) as conn:
+        with pytest.raises(AttributeError, match="has no attribute 'app_state'"):
+            conn.app_state = 1  # type: ignore[attr-defined]
+        assert not hasattr(conn, "__dict__")
+    with contextlib.closing(sqlite3.connect(":memory:", factory=_WithAttributes)) as mine:
+        mine.app_state = 1  # type: ignore[attr-defined]
+        assert vars(mine) == {"app_state": 1}
+    assert leakwatch.leaks() == []
+
+
 @pytest.mark.parametrize("closed", [False, True])
 def test_a_connection_its_factory_never_opened_holds_nothing(leakwatch: Watch, closed: bool) -> None:
     """CPython's test_connection_factories makes one: dropped, or its close() refused (nothing to

@@ -54,7 +54,8 @@ def closing_subclass(
     base, kept in *made*): named as *base*, and adding only a ``close()`` that calls
     ``on_close(connection, its caller's frame)`` once *base*'s has returned. A connection class
     written in C (sqlite3's, psycopg2's) so gets weak references and a close that can be seen;
-    ``isinstance`` checks and all else stay *base*'s. With *on_del*, it also gets a ``__del__`` that calls
+    ``isinstance`` checks and all else stay *base*'s, a ``__dict__`` included (none where it
+    has none). With *on_del*, it also gets a ``__del__`` that calls
     ``on_del(connection)`` while the connection can still say what state it is in (then
     *base*'s ``__del__``, if it has one). With *on_exit*, an ``__exit__`` that calls
     ``on_exit(connection)`` before *base*'s (sqlite3's commits or rolls back, and closes nothing)."""
@@ -68,7 +69,11 @@ def closing_subclass(
             base.close(self)  # type: ignore[attr-defined]
             on_close(self, caller)
 
-        body: dict[str, Any] = {"close": close, "__module__": base.__module__}
+        # No __dict__ the base has not: an attribute a program sets on a tracked connection must
+        # fail as it does untracked ('sqlite3.Connection' object has no attribute 'x'), or a
+        # suite that passes under tracking breaks without it. Weak references are what it adds.
+        slots = () if base.__weakrefoffset__ else ("__weakref__",)
+        body: dict[str, Any] = {"close": close, "__module__": base.__module__, "__slots__": slots}
         if on_del is not None:
             inherited = getattr(base, "__del__", None)
 

@@ -144,16 +144,16 @@ def take(
     in *frame*; *part* is the record of what that resource holds (a redis-py connection's socket),
     blamed there with it, as a check that sees the one must see the other acquired then."""
     global _out_limit
-    try:
-        saved = vars(conn).get(POOLED)
-        if saved is None or saved[0] is not rec:  # a second wrapper (a subclass's) keeps the first's
-            vars(conn)[POOLED] = _saved(rec)
-            if part is not None:
-                vars(conn)[POOLED_PART] = _saved(part)
-            else:
-                vars(conn).pop(POOLED_PART, None)
-    except TypeError:  # no __dict__: the resource stays blamed where it was made
+    marks = _marks(conn, create=True)
+    if marks is None:  # neither __dict__ nor weak references: the resource stays blamed where made
         return
+    saved = marks.get(POOLED)
+    if saved is None or saved[0] is not rec:  # a second wrapper (a subclass's) keeps the first's
+        marks[POOLED] = _saved(rec)
+        if part is not None:
+            marks[POOLED_PART] = _saved(part)
+        else:
+            marks.pop(POOLED_PART, None)
     site = _site(frame)
     lend(rec, site)
     if part is not None:
@@ -164,6 +164,35 @@ def take(
             if out.state != _records.OPEN:
                 del _out[key]
         _out_limit = max(256, 2 * len(_out))
+
+
+#: The checkout marks of objects without a ``__dict__`` (a tracked psycopg2 connection, which
+#: has none, as psycopg2's own has none): id -> (weak reference to it, its marks).
+_side: dict[int, tuple[weakref.ref[Any], dict[str, Any]]] = {}
+
+
+def _marks(conn: Any, create: bool) -> dict[str, Any] | None:
+    """Where *conn*'s checkout marks (POOLED, POOLED_PART) are kept: its ``__dict__``, or its
+    entry in _side (made when *create*, dropped with *conn*); None when it has neither a
+    ``__dict__`` nor weak references (urllib3's None placeholder), or no entry yet."""
+    try:
+        own: dict[str, Any] = vars(conn)
+        return own
+    except TypeError:
+        pass
+    entry = _side.get(id(conn))
+    if entry is not None and entry[0]() is conn:
+        return entry[1]
+    if not create:
+        return None
+    key = id(conn)
+    try:
+        ref = weakref.ref(conn, lambda _ref: _side.pop(key, None))
+    except TypeError:
+        return None
+    marks: dict[str, Any] = {}
+    _side[key] = (ref, marks)
+    return marks
 
 
 def _saved(rec: _records.Record) -> tuple[Any, ...]:
@@ -207,11 +236,11 @@ def _site(frame: Any) -> Any:
 
 def returned(conn: Any) -> None:
     """*conn* is going back to its pool: its resource is blamed as it was before the checkout."""
-    try:
-        saved = vars(conn).pop(POOLED, None)
-        part = vars(conn).pop(POOLED_PART, None)
-    except TypeError:  # None (urllib3's placeholder), or no __dict__
+    marks = _marks(conn, create=False)
+    if marks is None:  # None (urllib3's placeholder), or never checked out
         return
+    saved = marks.pop(POOLED, None)
+    part = marks.pop(POOLED_PART, None)
     if saved is None:
         return
     rec = saved[0]
