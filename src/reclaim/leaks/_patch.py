@@ -10,6 +10,7 @@ drops them from the tip of the tracebacks it prints.
 from __future__ import annotations
 
 import os
+import weakref
 from collections.abc import Callable
 from types import BuiltinFunctionType, CodeType, FrameType, FunctionType, MethodType, ModuleType
 
@@ -19,7 +20,7 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see recl
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["RELAY", "Patches", "call_as", "closing_subclass", "own_methods", "with_factory"]
+__all__ = ["RELAY", "Patches", "call_as", "closing_subclass", "instance_dict", "own_methods", "with_factory"]
 
 __tracebackhide__ = True  # its closing_subclass() and call_as() run inside replacements
 
@@ -95,6 +96,33 @@ def closing_subclass(
         cls.__qualname__ = base.__qualname__
         made[base] = cls
     return cls
+
+
+#: What reclaim notes on objects without a ``__dict__`` (a :func:`closing_subclass` connection has
+#: none, as the driver's own has none): id -> (weak reference to it, its notes).
+_side: dict[int, tuple[weakref.ref[Any], dict[str, Any]]] = {}
+
+
+def instance_dict(obj: Any, create: bool) -> dict[str, Any] | None:
+    """Where reclaim keeps its notes on *obj* (a pool checkout's blame, aiosqlite's mark): its
+    ``__dict__``, or else an entry of its own here, made when *create*, dropped with *obj*. None
+    when there is no entry (yet), or *obj* has neither a ``__dict__`` nor weak references."""
+    own: dict[str, Any] | None = getattr(obj, "__dict__", None)
+    if own is not None:
+        return own
+    key = id(obj)
+    entry = _side.get(key)
+    if entry is not None and entry[0]() is obj:
+        return entry[1]
+    if not create:
+        return None
+    try:
+        ref = weakref.ref(obj, lambda _ref: _side.pop(key, None))
+    except TypeError:
+        return None
+    notes: dict[str, Any] = {}
+    _side[key] = (ref, notes)
+    return notes
 
 
 def with_factory(

@@ -46,7 +46,7 @@ from types import ModuleType
 from reclaim import _sites
 
 from . import _holders, _owning, _records
-from ._patch import Patches
+from ._patch import Patches, instance_dict
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
 if TYPE_CHECKING:
@@ -144,7 +144,7 @@ def take(
     in *frame*; *part* is the record of what that resource holds (a redis-py connection's socket),
     blamed there with it, as a check that sees the one must see the other acquired then."""
     global _out_limit
-    marks = _marks(conn, create=True)
+    marks = instance_dict(conn, create=True)
     if marks is None:  # neither __dict__ nor weak references: the resource stays blamed where made
         return
     saved = marks.get(POOLED)
@@ -164,35 +164,6 @@ def take(
             if out.state != _records.OPEN:
                 del _out[key]
         _out_limit = max(256, 2 * len(_out))
-
-
-#: The checkout marks of objects without a ``__dict__`` (a tracked psycopg2 connection, which
-#: has none, as psycopg2's own has none): id -> (weak reference to it, its marks).
-_side: dict[int, tuple[weakref.ref[Any], dict[str, Any]]] = {}
-
-
-def _marks(conn: Any, create: bool) -> dict[str, Any] | None:
-    """Where *conn*'s checkout marks (POOLED, POOLED_PART) are kept: its ``__dict__``, or its
-    entry in _side (made when *create*, dropped with *conn*); None when it has neither a
-    ``__dict__`` nor weak references (urllib3's None placeholder), or no entry yet."""
-    try:
-        own: dict[str, Any] = vars(conn)
-        return own
-    except TypeError:
-        pass
-    entry = _side.get(id(conn))
-    if entry is not None and entry[0]() is conn:
-        return entry[1]
-    if not create:
-        return None
-    key = id(conn)
-    try:
-        ref = weakref.ref(conn, lambda _ref: _side.pop(key, None))
-    except TypeError:
-        return None
-    marks: dict[str, Any] = {}
-    _side[key] = (ref, marks)
-    return marks
 
 
 def _saved(rec: _records.Record) -> tuple[Any, ...]:
@@ -236,7 +207,7 @@ def _site(frame: Any) -> Any:
 
 def returned(conn: Any) -> None:
     """*conn* is going back to its pool: its resource is blamed as it was before the checkout."""
-    marks = _marks(conn, create=False)
+    marks = instance_dict(conn, create=False)
     if marks is None:  # None (urllib3's placeholder), or never checked out
         return
     saved = marks.pop(POOLED, None)

@@ -32,18 +32,16 @@ from __future__ import annotations
 
 import os
 import sys
-import weakref
 from types import ModuleType
 
 from . import _fds, _records
 from ._kinds import Details, Kind, register
 from ._owning import PLUMBING, own
-from ._patch import Patches, call_as, closing_subclass, with_factory
+from ._patch import Patches, call_as, closing_subclass, instance_dict, with_factory
 from ._records import Record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
 if TYPE_CHECKING:
-    from collections.abc import Callable
     from typing import Any
 
 __all__ = ["install", "install_aiosqlite"]
@@ -51,10 +49,9 @@ __all__ = ["install", "install_aiosqlite"]
 __tracebackhide__ = True  # stands in for what it wraps: see _patch
 
 _subclasses: dict[type, type] = {}
-#: The tracked connections whose aiosqlite connection was dropped unclosed, by id (kept out of
-#: the connections themselves: a tracked one has no ``__dict__``, as sqlite3's has none; and
-#: not a WeakSet: that hashes them, with the ``__hash__`` of a ``factory=`` class).
-_dropped: dict[int, weakref.ref[Any]] = {}
+#: reclaim's note on a tracked connection whose aiosqlite connection was dropped unclosed (kept
+#: by instance_dict(): a tracked connection has no ``__dict__``, as sqlite3's has none).
+DROPPED = "_reclaim_dropped"
 # Position of ``factory`` in sqlite3.connect(database, timeout, detect_types,
 # isolation_level, check_same_thread, factory, ...).
 _FACTORY_ARG = 5
@@ -81,8 +78,8 @@ def _exited(conn: Any) -> None:
 
 
 def _closing(conn: Any, frame: Any) -> None:
-    dropped = _dropped.pop(id(conn), None) if _dropped else None
-    if dropped is not None and dropped() is conn:  # an aiosqlite worker closing it for the collector
+    notes = instance_dict(conn, create=False)
+    if notes is not None and notes.pop(DROPPED, False):  # an aiosqlite worker closing it for the collector
         _closed_by_collector(conn)
     else:
         _records.closing(conn, frame)  # its owner's __del__, or the program
@@ -236,21 +233,14 @@ def install_aiosqlite(patches: Patches, module: ModuleType) -> None:
     def __del__(self: Any) -> None:
         conn = getattr(self, "__dict__", {}).get("_connection")
         # Unclosed: the stop() below has the worker close it. Only a tracked connection (see
-        # _tracked) is remembered: a plain one has no weak reference.
+        # _tracked) is noted: a plain one has neither a __dict__ nor weak references.
         if conn is not None and any(type(conn) is cls for cls in _subclasses.values()):
-            _dropped[id(conn)] = weakref.ref(conn, _forget_dropped(id(conn)))
+            notes = instance_dict(conn, create=True)
+            if notes is not None:
+                notes[DROPPED] = True
         delete(self)
 
     patches.set(cls, "__del__", __del__)
-
-
-def _forget_dropped(key: int) -> Callable[[weakref.ref[Any]], None]:
-    """The callback that forgets a dropped connection's entry once it is freed (its id reused)."""
-
-    def forget(_ref: weakref.ref[Any]) -> None:
-        _dropped.pop(key, None)
-
-    return forget
 
 
 def _closed_by_collector(conn: Any) -> None:
