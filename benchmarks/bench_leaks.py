@@ -10,6 +10,10 @@ Workloads (each timed inside a fresh interpreter, start-up excluded):
   tracked sockets per round, one of them accepted (its two ends are recorded);
 * ``lines``: what a tracked file costs after ``open()``: 20 x (write 10,000 short lines
   to a file, then read them back line by line), 400,000 I/O calls on 40 files.
+* ``tasks``: one ``asyncio.run`` whose main task makes 50,000 tasks that each yield once,
+  gathered 100 at a time: every task is recorded with the line that made it, chained to
+  the site of the task that made it, and released when done.
+* ``threads``: 2,000 x (start a thread running nothing, join it).
 
 Every configuration imports ``reclaim.leaks`` before the clock starts, so the
 import workload does not credit or charge reclaim's own imports; only the
@@ -17,7 +21,8 @@ import workload does not credit or charge reclaim's own imports; only the
 each repetition) and the median is reported.
 
 Goals (issue 3): files <= 1.15x untracked, alloc and import <= 1.02x; sockets and lines
-have none (measured since the fifth session).
+have none (measured since the fifth session), nor have tasks and threads (measured since the
+thirtieth).
 
     python benchmarks/bench_leaks.py [--reps 5] [--json out.json]
 """
@@ -35,16 +40,20 @@ import tempfile
 import time
 
 CONFIGS = ("untracked", "tracked", "tracemalloc")
-WORKLOADS = ("files", "alloc", "import", "sockets", "lines")
+WORKLOADS = ("files", "alloc", "import", "sockets", "lines", "tasks", "threads")
 GOALS: dict[str, float | None] = {
     "files": 1.15,
     "alloc": 1.02,
     "import": 1.02,
     "sockets": None,
     "lines": None,
+    "tasks": None,
+    "threads": None,
 }
 N_FILES = 20_000
 N_SOCKETS = 5_000
+N_TASKS = 50_000
+N_THREADS = 2_000
 IMPORTS = (
     "email.mime.multipart",
     "http.client",
@@ -101,6 +110,28 @@ def _lines(directory: str) -> None:
                 pass
 
 
+def _tasks() -> None:
+    import asyncio
+
+    async def step() -> None:
+        await asyncio.sleep(0)
+
+    async def main() -> None:
+        for _ in range(N_TASKS // 100):
+            await asyncio.gather(*[asyncio.create_task(step()) for _ in range(100)])
+
+    asyncio.run(main())
+
+
+def _threads() -> None:
+    import threading
+
+    for _ in range(N_THREADS):
+        thread = threading.Thread(target=int)
+        thread.start()
+        thread.join()
+
+
 def _import() -> None:
     import importlib
 
@@ -119,6 +150,8 @@ def child(workload: str, config: str, directory: str) -> float:
         "import": _import,
         "sockets": _sockets,
         "lines": lambda: _lines(directory),
+        "tasks": _tasks,
+        "threads": _threads,
     }[workload]
     start = time.perf_counter()
     work()

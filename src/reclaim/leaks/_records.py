@@ -285,8 +285,14 @@ _origin = origin.get
 task_origins: weakref.WeakKeyDictionary[Any, tuple[Any, str | None]] = weakref.WeakKeyDictionary()
 
 
+#: The dict under :data:`task_origins`: its truth is one C call, the mapping's ``len()`` a Python one.
+task_origins_kept: dict[Any, Any] = task_origins.data  # type: ignore[attr-defined]
+
+
 def task_origin() -> tuple[Any, str | None] | None:
     """The :data:`task_origins` entry of the asyncio task running now, else None."""
+    if not task_origins_kept:
+        return None
     tasks = sys.modules.get("asyncio.tasks")
     try:
         task = None if tasks is None else tasks.current_task()
@@ -307,8 +313,13 @@ def label_here() -> str | None:
     what a thread acquires is labelled as where it was started.
     """
     started = _origin(None)
-    if started is None and task_origins:
+    if started is None and task_origins_kept:
         started = task_origin()
+    return label_of(started)
+
+
+def label_of(started: tuple[Any, str | None] | None) -> str | None:
+    """:func:`label_here` once the origin of the code running now is known (*started*, or None)."""
     if started is not None and started[1] is not None:
         return started[1]
     started_in: str | None = names.both[1]

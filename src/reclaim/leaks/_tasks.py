@@ -312,7 +312,9 @@ def tracking_create_task(create_task: Any) -> Any:
     capture = _records.capture
     current_task = sys.modules["asyncio.tasks"].current_task
     origin = _records.origin
+    current_origin = origin.get
     task_origins = _records.task_origins
+    kept = _records.task_origins_kept
 
     def create_task_(self: Any, coro: Any, *args: Any, **kwargs: Any) -> Any:
         caller = sys._getframe(1)
@@ -331,11 +333,17 @@ def tracking_create_task(create_task: Any) -> Any:
             if type(task) not in _task_types and not _is_task(task):
                 return task
             site = capture(caller, _records.depth)
-            if task_origins:  # made in a task whose origin is kept beside it, not in its context
-                started = task_origins.get(running)
-                if started is not None:
-                    task_origins[task] = started
-            _records.new(task, "task", (task.get_name(), _coro_name(coro), _coro_ref(coro)), site)
+            _records.thread_name()  # label_of() reads what it caches
+            started = current_origin(None)
+            if kept:  # made in a task whose origin is kept beside it, not in its context?
+                beside = task_origins.get(running)
+                if beside is not None:
+                    task_origins[task] = beside
+                    if started is None:
+                        started = beside
+            label = _records.label_of(started)  # label_here(), with the lookups above done once
+            info = (task.get_name(), _coro_name(coro), _coro_ref(coro))
+            _records.new(task, "task", info, site, label=label)
         else:
             # A loop callback's (no task's frames on the stack), code's outside the loop, or one
             # to run in a context of its own (asyncio.run's, a test's under pytest-asyncio): the
