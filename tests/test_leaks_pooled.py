@@ -943,11 +943,17 @@ def _only_the_keeper_leaked(result: pytest.RunResult, site: str, keeper: str, cl
         assert f"teardown of {name}" not in out
 
 
+@pytest.mark.parametrize("poolclass", ["QueuePool", "SingletonThreadPool"])
 def test_under_pytest_a_sqlalchemy_checkout_kept_is_the_tests_not_the_session_engines(
-    pytester: pytest.Pytester, tmp_path: Any
+    pytester: pytest.Pytester, tmp_path: Any, poolclass: str
 ) -> None:
     """A session fixture's engine connects in one test; a later test's ``engine.connect()``
-    kept fails that test at its own line; the connections resting in the pool are the fixture's."""
+    kept fails that test at its own line; the connections resting in the pool are the fixture's.
+
+    A ``SingletonThreadPool`` (SQLAlchemy's default for an in-memory SQLite database) keeps
+    every connection it made in its set, the one checked out too: that reference is the pool's
+    record of what it lent, not a hold, and the test that kept the checkout is blamed all the same.
+    """
     pytest.importorskip("sqlalchemy")
     pytester.makepyfile(
         test_engine=f"""
@@ -960,7 +966,7 @@ def test_under_pytest_a_sqlalchemy_checkout_kept_is_the_tests_not_the_session_en
         @pytest.fixture(scope="session")
         def engine():
             e = sqlalchemy.create_engine(
-                "sqlite:///" + {str(tmp_path / "app.db")!r}, poolclass=sqlalchemy.pool.QueuePool
+                "sqlite:///" + {str(tmp_path / "app.db")!r}, poolclass=sqlalchemy.pool.{poolclass}
             )
             yield e
             e.dispose()

@@ -511,7 +511,10 @@ def install_sqlalchemy(patches: Patches, module: ModuleType) -> None:
     ``Connection`` or ``Session`` ending, the garbage collector finalizing a connection dropped
     unclosed, a failed checkout. The pool entry (the ``_ConnectionRecord``) is what carries
     the saved blame, as it is what goes out and comes back. A connection ``detach()``-ed from
-    its pool stays blamed on its checkout: it is then the code's that detached it.
+    its pool stays blamed on its checkout: it is then the code's that detached it. While out,
+    the entry is :func:`lent`: a ``SingletonThreadPool`` keeps every entry it made in a set,
+    the checked-out ones too, and a search for holders that went through it handed a
+    connection a test kept to the fixture or module owning the engine.
     """
     cls = getattr(module, "_ConnectionRecord", None)
     if not isinstance(cls, type):
@@ -532,6 +535,7 @@ def install_sqlalchemy(patches: Patches, module: ModuleType) -> None:
             return fairy
         if rec is not None:
             take(entry, rec, sys._getframe(1), "SQLAlchemy")
+            lent(entry)
         else:  # untracked: what a detached connection left on the entry must not be put back
             getattr(entry, "__dict__", {}).pop(POOLED, None)
         return fairy
@@ -539,6 +543,7 @@ def install_sqlalchemy(patches: Patches, module: ModuleType) -> None:
     @functools.wraps(checkin)
     def checkin_(self: Any, *args: Any, **kwargs: Any) -> Any:
         returned(self)
+        back(self)
         return checkin(self, *args, **kwargs)
 
     patches.set(cls, "checkout", classmethod(checkout_))
