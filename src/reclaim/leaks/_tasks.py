@@ -360,9 +360,13 @@ def tracking_create_task(create_task: Any) -> Any:
                     task = create_task(self, coro, *args, **kwargs)
                 finally:
                     origin.reset(token)
-            elif type(context) is contextvars.Context and not len(context):
+            elif (
+                type(context) is contextvars.Context and not len(context) and caller.f_code not in _RUNNER_RUN
+            ):
                 # A fresh context, to run in isolation (uvicorn's reset_contextvars): the program
-                # expects it to hold only what the task sets there, so nothing of reclaim's.
+                # expects it to hold only what the task sets there, so nothing of reclaim's. Not
+                # asyncio.run()'s, empty when the program set no context variable before: its
+                # tasks would each pay for an entry in task_origins (a WeakKeyDictionary).
                 task = create_task(self, coro, *args, **kwargs)
                 task_origins[task] = (site, label)
             else:
