@@ -14,6 +14,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -306,6 +307,64 @@ def test_pytest_asyncios_frames_are_plumbing_like_pytests(
     monkeypatch.delitem(sys.modules, "pytest_asyncio", raising=False)
     importlib.import_module("pytest_asyncio")
     assert _sites.is_framework(str(package / "plugin.py"))
+
+
+def test_a_site_captured_in_a_task_is_the_flat_capture_of_it(leakwatch: Watch, tmp_path: Path) -> None:
+    # capture_in_task, create_task's shortcut for a task made in a task, must give what
+    # capture_flat gives: from the task's own coroutine, from a function it calls, past a
+    # library's frames, from a coroutine it awaits, and with too little room for the frames up
+    # to the task's first (where it hands over to capture_flat), at every depth.
+    from reclaim import _sites
+    from reclaim.leaks import _tasks
+
+    library = tmp_path / "site-packages" / "reclaim_fake_spawner.py"
+    library.parent.mkdir()
+    namespace: dict[str, Any] = {}
+    exec(compile("def spawn(probe):\n    return probe()\n", str(library), "exec"), namespace)
+    spawn = namespace["spawn"]
+    pairs: list[tuple[str, int, _sites.RawSite, _sites.RawSite]] = []
+
+    def probe(shape: str) -> None:
+        frame = sys._getframe(1)  # where loop.create_task() would be called from
+        task = asyncio.current_task()
+        assert task is not None
+        task_frame = task.get_coro().cr_frame  # type: ignore[union-attr]
+        made = _tasks._site_of(task)
+        assert made, "the running task is tracked"
+        pairs.extend(
+            (
+                shape,
+                depth,
+                _sites.capture_in_task(frame, depth, task_frame, made),
+                _sites.capture_flat(frame, depth),
+            )
+            for depth in (1, 2, 3, 8)
+        )
+
+    def helper() -> None:
+        probe("in a function the coroutine calls")
+
+    def deep(n: int) -> None:
+        if n:
+            deep(n - 1)
+        else:
+            probe("deeper than the depth kept")
+
+    async def awaited() -> None:
+        probe("in a coroutine the task awaits")
+
+    async def main() -> None:
+        probe("in the task's coroutine")
+        helper()
+        spawn(lambda: probe("past a library's frames"))
+        deep(10)
+        await awaited()
+
+    asyncio.run(main())
+    assert len(pairs) == 5 * 4
+    for shape, depth, fast, flat in pairs:
+        assert fast == flat, (shape, depth)
+    assert all(fast for *_, fast, _ in pairs)
 
 
 def test_capture_from_resolves_as_the_flat_capture_does(leakwatch: Watch, tmp_path: Path) -> None:

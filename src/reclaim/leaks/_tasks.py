@@ -309,6 +309,7 @@ def tracking_create_task(create_task: Any) -> Any:
     """A ``create_task`` method that records the task made by *create_task* (a loop class's own,
     asyncio's or uvloop's) and releases it when it is done."""
     capture_task = _sites.capture_task
+    capture_in_task = _sites.capture_in_task
     capture = _records.capture
     current_task = sys.modules["asyncio.tasks"].current_task
     origin = _records.origin
@@ -332,7 +333,9 @@ def tracking_create_task(create_task: Any) -> Any:
             task = create_task(self, coro, *args, **kwargs)
             if type(task) not in _task_types and not _is_task(task):
                 return task
-            site = capture(caller, _records.depth)
+            site = capture_in_task(
+                caller, _records.depth, getattr(running.get_coro(), "cr_frame", None), _site_of(running)
+            )
             _records.thread_name()  # label_of() reads what it caches
             started = current_origin(None)
             if kept:  # made in a task whose origin is kept beside it, not in its context?
