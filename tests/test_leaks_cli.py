@@ -429,6 +429,34 @@ def test_module_mode_cpythons_own_runner_blames_the_tests_it_runs_not_its_main(t
     assert "dropped_at" not in leaks[0]["details"], leaks[0]["details"]  # the runner dropped it
 
 
+PYTEST_ARGS = ("-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly")
+
+
+def test_module_mode_pytest_is_the_runner_not_the_program(tmp_path: Path) -> None:
+    """-m pytest: pytest's __main__ stays plumbing, as unittest's does. Marked the program, it was
+    where a socket a test left to be dropped as the test returned was "last reference dropped at"
+    (pytest/__main__.py:9, the only frame of the program's left on the stack then)."""
+    write(
+        tmp_path / "test_drop.py",
+        """
+        import socket
+
+        def test_listener_dropped_as_it_returns():
+            server = socket.socket()
+            server.bind(("127.0.0.1", 0))
+            server.listen()
+        """,
+    )
+    result = reclaim_run("--json", "leaks.json", *PYTEST_ARGS, "test_drop.py", cwd=tmp_path)
+    assert "1 passed" in result.stdout, result.stdout + result.stderr
+    leaks = json.loads((tmp_path / "leaks.json").read_text(encoding="utf-8"))["leaks"]
+    assert [(leak["kind"], leak["state"]) for leak in leaks] == [("socket", "collected")], result.stderr
+    first = leaks[0]["frames"][0]
+    assert (first["file"], first["line"]) == (str(tmp_path / "test_drop.py"), 5)
+    assert "dropped_at" not in leaks[0]["details"], leaks[0]["details"]
+    assert "__main__" not in result.stderr
+
+
 def test_module_mode_reports_a_module_level_file_as_the_path_form_does(tmp_path: Path) -> None:
     """A file a module-level name still holds is open at exit under -m, as with the script path:
     the module's globals outlive its code, so the garbage collector did not close it."""

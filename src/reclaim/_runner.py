@@ -183,6 +183,10 @@ def _exec_script(path: str, code: types.CodeType) -> None:
 #: those tests, the runner is plumbing. Marked the program, the runner's ``__main__`` was the
 #: line every leak of CPython's own tests (standard-library files, plumbing) was blamed on.
 _TEST_RUNNERS = {"unittest.__main__": "", "test.__main__": "test.", "test.regrtest": "test."}
+#: Test runners whose tests are the program's already (files of the project, not of an installed
+#: package), so none are marked: their ``__main__`` only stays plumbing. Marked the program,
+#: pytest's was where every socket a test left to be dropped as it returned was "dropped at".
+_PLAIN_TEST_RUNNERS = frozenset({"pytest.__main__"})
 #: unittest's options that take a value (``-k PATTERN``; discover's ``-s``, ``-p``, ``-t``).
 _RUNNER_VALUES = frozenset(
     {"-k", "-s", "--start-directory", "-p", "--pattern", "-t", "--top-level-directory"}
@@ -245,7 +249,7 @@ def _exec_module(name: str) -> None:
     sys.argv[0] = spec.origin
     if spec.name in _TEST_RUNNERS:
         _mark_tests(sys.argv[1:], _TEST_RUNNERS[spec.name])  # the tests are the program, not the runner
-    elif spec.origin:  # the program, though it may be a module of the standard library
+    elif spec.origin and spec.name not in _PLAIN_TEST_RUNNERS:  # the program, though it may be a module of the standard library
         _sites.mark_program(spec.origin)
     getattr(runpy, "_run_code")(code, module.__dict__, None, "__main__", spec)  # noqa: B009
 
