@@ -457,6 +457,34 @@ def test_module_mode_pytest_is_the_runner_not_the_program(tmp_path: Path) -> Non
     assert "__main__" not in result.stderr
 
 
+def test_module_mode_pytest_runs_the_integrations_of_what_its_assertion_rewriter_loads(
+    tmp_path: Path,
+) -> None:
+    """-m pytest: pytest's assertion rewriter, first on sys.meta_path, loads every module of a
+    package that ships a pytest plugin itself (anyio's). Their integrations run all the same:
+    anyio's runner task, which its plugin's runner cancels at shutdown by design, is no leak (it
+    was reported as a task leaked at pytest/__main__.py:9)."""
+    pytest.importorskip("anyio")
+    write(
+        tmp_path / "test_async.py",
+        """
+        import pytest
+
+        @pytest.fixture
+        def anyio_backend():
+            return "asyncio"
+
+        @pytest.mark.anyio
+        async def test_nothing():
+            pass
+        """,
+    )
+    result = reclaim_run("--json", "leaks.json", *PYTEST_ARGS, "test_async.py", cwd=tmp_path)
+    assert "1 passed" in result.stdout, result.stdout + result.stderr
+    leaks = json.loads((tmp_path / "leaks.json").read_text(encoding="utf-8"))["leaks"]
+    assert leaks == [], result.stderr
+
+
 def test_module_mode_reports_a_module_level_file_as_the_path_form_does(tmp_path: Path) -> None:
     """A file a module-level name still holds is open at exit under -m, as with the script path:
     the module's globals outlive its code, so the garbage collector did not close it."""

@@ -29,7 +29,9 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see recl
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["cancel_all", "when_imported"]
+    from ._patch import Patches
+
+__all__ = ["cancel_all", "install_pytest_rewrite", "when_imported"]
 
 _pending: dict[str, list[Callable[[ModuleType], None]]] = {}
 _busy: set[str] = set()
@@ -55,16 +57,45 @@ class _Loader:
             spec.loader = self._real
         module.__loader__ = self._real
         self._real.exec_module(module)
-        with _lock:
-            if module in _done:
-                return
-            _done.add(module)
-            callbacks = list(_pending.get(self._name, ()))
-        for callback in callbacks:
-            callback(module)
+        _loaded(module, self._name)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._real, name)
+
+
+def _loaded(module: ModuleType, name: str) -> None:
+    """*module*, imported as *name*, has run: its callbacks run now, once per module object."""
+    with _lock:
+        if module in _done:
+            return
+        _done.add(module)
+        callbacks = list(_pending.get(name, ()))
+    for callback in callbacks:
+        callback(module)
+
+
+def install_pytest_rewrite(patches: Patches, rewrite: ModuleType) -> None:
+    """Run the callbacks of the modules pytest's assertion rewriter loads itself.
+
+    pytest puts its ``AssertionRewritingHook`` first on ``sys.meta_path`` (ahead of the finder
+    here under ``reclaim run -m pytest``, which started tracking before) and loads every module
+    of a package that ships a pytest plugin, anyio's included, with no other finder asked:
+    their integrations never ran (anyio's runner task, cancelled at shutdown by design, was
+    reported leaked). Each module it runs is looked up in the names waited for, once.
+    """
+    hook = getattr(rewrite, "AssertionRewritingHook", None)
+    exec_module = vars(hook).get("exec_module") if isinstance(hook, type) else None
+    if exec_module is None:  # pytest laid out otherwise: as before, its modules are not seen
+        return
+
+    def exec_module_(self: Any, module: ModuleType) -> None:
+        exec_module(self, module)
+        name = module.__name__
+        if name in _pending:
+            _loaded(module, name)
+
+    exec_module_.__doc__ = exec_module.__doc__
+    patches.set(hook, "exec_module", exec_module_)
 
 
 class _Finder:

@@ -188,6 +188,7 @@ HOOKS: tuple[tuple[str, str], ...] = (
     ("zmq.sugar.socket", "_zmq:install_socket"),
     ("jupyter_client.manager", "_jupyter:install_manager"),
     ("jupyter_client.client", "_jupyter:install_client"),
+    ("_pytest.assertion.rewrite", "_imports:install_pytest_rewrite"),
 )
 
 
