@@ -249,7 +249,8 @@ def _exec_module(name: str) -> None:
     sys.argv[0] = spec.origin
     if spec.name in _TEST_RUNNERS:
         _mark_tests(sys.argv[1:], _TEST_RUNNERS[spec.name])  # the tests are the program, not the runner
-    elif spec.origin and spec.name not in _PLAIN_TEST_RUNNERS:  # the program, though it may be a module of the standard library
+    elif spec.origin and spec.name not in _PLAIN_TEST_RUNNERS:
+        # The program, though it may be a module of the standard library.
         _sites.mark_program(spec.origin)
     getattr(runpy, "_run_code")(code, module.__dict__, None, "__main__", spec)  # noqa: B009
 
