@@ -903,32 +903,30 @@ def capture_in_task(frame: FrameType, depth: int, task_frame: Any, task_made_at:
     while True:  # the leading framework frames, none owned (as _walk skips them)
         filename = frame.f_code.co_filename
         framework = cache.get(filename)
-        if framework is None or filename in owned_files or frame is task_frame:
-            break
-        if not framework:
+        if not framework or filename in owned_files or frame is task_frame:
             break
         back = frame.f_back
         if back is None:
             return capture_flat(first, depth)
         frame = back
     if framework is not False or filename in owned_files or task_began is None or not task_made_at:
-        return capture_flat(first, depth)
+        return capture_flat(first, depth)  # uncached, owned, or no user frame before the task's
     out: list[Any] = []
-    while depth > 1:  # the program's frames up to the task's first, as _flat keeps them
+    left = depth
+    while left > 1:  # the program's frames up to the task's first, as _flat keeps them
         out.append(frame.f_code)
         out.append(frame.f_lasti)
-        depth -= 1
+        left -= 1
         if frame is task_frame:
-            code = frame.f_code
             back = frame.f_back
-            if not code.co_flags & _COROUTINE or back is None or back.f_code.co_flags & _AWAITING:
+            if not frame.f_code.co_flags & _COROUTINE or back is None or back.f_code.co_flags & _AWAITING:
                 break
-            return _carry(out, task_made_at, depth)
+            return _carry(out, task_made_at, left)
         back = frame.f_back
         if back is None or back.f_code is task_root:
             break
         frame = back
-    return capture_flat(first, depth + len(out) // 2)
+    return capture_flat(first, depth)
 
 
 def _flat(frame: FrameType | None, depth: int) -> RawSite:
