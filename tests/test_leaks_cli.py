@@ -566,6 +566,42 @@ def test_signal_reports_then_ends_the_program_as_python_would(tmp_path: Path, si
     assert "server.py:2" in err
 
 
+def test_sigterm_that_lands_in_a_finalizer_still_unwinds_the_program(tmp_path: Path) -> None:
+    """A signal's handler runs wherever the main thread is: in a ``__del__`` (or the collector's
+    callback, or a weak reference's), where an exception is only logged ("Exception ignored
+    in"). SIGTERM landing there went on as if it had never come; it is raised once that
+    code has returned. (It was seen once in reclaim's own collector callback under load.)"""
+    write(
+        tmp_path / "finalizer.py",
+        """
+        import os, signal, time
+
+        def step():
+            time.sleep(0.01)
+
+        class SendsItself:
+            def __del__(self):
+                os.kill(os.getpid(), signal.SIGTERM)
+                step()  # the handler runs as this call starts: inside __del__
+
+        held = open(__file__)
+        try:
+            SendsItself()
+            for _ in range(300):  # the signal, sent again, lands here
+                step()
+            print("went on", flush=True)
+        finally:
+            print("unwound", flush=True)
+        """,
+    )
+    with started("finalizer.py", tmp_path) as proc:
+        out, err = proc.communicate(timeout=TIMEOUT)
+    assert proc.returncode == -signal.SIGTERM, out + err
+    assert out == "unwound\n", err
+    assert "Exception ignored" not in err
+    assert "leaked 1 resource" in err and "finalizer.py:12" in err
+
+
 ASYNCIO_WAITS_FOR_SIGNAL = """\
     import asyncio, sys
     async def forever():

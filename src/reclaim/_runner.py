@@ -335,7 +335,49 @@ NESTED_ENV = "RECLAIM_RUN_ARGV"
 _term_session: Session | None = None
 
 
-def _raise_terminated(signum: int, frame: types.FrameType | None) -> NoReturn:
+#: How long SIGTERM's exception waits for the code it landed in to return, when raised there
+#: it would only be logged (see _unraisable_at): past that, it is raised there all the same.
+UNRAISABLE_PATIENCE = 1.0
+#: When SIGTERM first landed where its exception would be lost (``time.monotonic()``), or None.
+_deferred_since: float | None = None
+
+
+def _unraisable_at(frame: types.FrameType | None) -> bool:
+    """Whether an exception raised in *frame* would only be logged as "Exception ignored in",
+    never unwinding the program: *frame* or a caller of it runs a ``__del__`` or one of the
+    callbacks reclaim's tracking runs from the collector and from dying objects."""
+    while frame is not None:
+        code = frame.f_code
+        if code.co_name == "__del__" or code in _sites.unraisable_codes:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _raise_terminated(signum: int, frame: types.FrameType | None) -> None:
+    global _deferred_since
+    if _unraisable_at(frame):
+        # A signal's handler runs wherever the main thread is, the garbage collector's callback
+        # or a finalizer too, where the exception would be logged and dropped: the program went
+        # on as if no SIGTERM had come. Sent again a moment later, until that code has returned.
+        now = time.monotonic()
+        if _deferred_since is None:
+            _deferred_since = now
+        if now - _deferred_since < UNRAISABLE_PATIENCE:
+            _thread.start_new_thread(_signal_again, (os.getpid(), signum))
+            return
+    _deferred_since = None
+    _terminate()
+
+
+def _signal_again(pid: int, signum: int) -> None:
+    """A bare thread (not the program's): *signum* once more, once the handler that started it
+    has returned (sent at once, it would run the handler again inside itself)."""
+    time.sleep(0.001)
+    os.kill(pid, signum)
+
+
+def _terminate() -> NoReturn:
     session = _term_session
     if session is None:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)

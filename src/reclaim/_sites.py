@@ -560,6 +560,12 @@ collections = 0
 _collecting_since = 0.0
 
 
+#: Code that Python calls where an exception is only logged ("Exception ignored in"): the
+#: collector's callback here, the weak reference callback of every record (see leaks._records).
+#: ``reclaim run``'s SIGTERM handler does not raise its exception while one of these runs.
+unraisable_codes: set[CodeType] = set()
+
+
 def _collection(phase: str, info: object) -> None:
     global _collecting_in, collections, _collecting_since
     if phase == "start":
@@ -568,6 +574,9 @@ def _collection(phase: str, info: object) -> None:
         collections += 1
     else:
         _collecting_in = None
+
+
+unraisable_codes.add(_collection.__code__)
 
 
 def finalizer_args(frame: FrameType | None) -> tuple[object, ...]:

@@ -42,6 +42,7 @@ from reclaim._sites import (
     dropped_by_program,
     first_filename,
     in_finalizer,
+    unraisable_codes,
 )
 from reclaim._sites import capture_flat as capture
 from reclaim._sites import resolve as site_of
@@ -347,6 +348,9 @@ def died(rec: Record) -> None:
                 leak(rec, COLLECTED)
             else:
                 rec.state = RELEASED
+
+
+unraisable_codes.add(died.__code__)  # reclaim run's SIGTERM waits for it to return
 
 
 def at_del(obj: object) -> Record | None:
