@@ -323,7 +323,11 @@ def label_of(started: tuple[Any, str | None] | None) -> str | None:
     """:func:`label_here` once the origin of the code running now is known (*started*, or None)."""
     if started is not None and started[1] is not None:
         return started[1]
-    started_in: str | None = names.both[1]
+    try:
+        started_in: str | None = names.both[1]
+    except AttributeError:  # the first acquisition in this thread: cache its name and label
+        thread_name()
+        started_in = names.both[1]
     return context if started_in is None else started_in
 
 

@@ -336,7 +336,6 @@ def tracking_create_task(create_task: Any) -> Any:
             site = capture_in_task(
                 caller, _records.depth, getattr(running.get_coro(), "cr_frame", None), _site_of(running)
             )
-            _records.thread_name()  # label_of() reads what it caches
             started = current_origin(None)
             if kept:  # made in a task whose origin is kept beside it, not in its context?
                 beside = task_origins.get(running)
