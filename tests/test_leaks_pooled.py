@@ -125,13 +125,17 @@ def test_a_checkout_kept_is_blamed_on_the_programs_line_not_on_redis_pys(
 def test_pubsub_dropped_unclosed_is_the_collectors_at_its_subscribe(
     leakwatch: Watch, redis_client: Any
 ) -> None:
-    """Its ``__del__`` disconnects the socket it checked out: closed by the garbage collector."""
+    """Its ``__del__`` disconnects the socket it checked out, then gives the connection back:
+    closed by the garbage collector, and still said to be a checkout never given back, with how
+    to give it back (the report named only the connection)."""
     redis_client.ping()
     redis_client.pubsub().subscribe("reclaim-test:pooled")
     at = line() - 1
     gc.collect()
     leak = leakwatch.one("redis-connection")
     assert leak.state == "collected" and leak.frames[0].lineno == at
+    assert leak.details["checked_out_of"] == "redis-py"
+    assert "close() the pubsub()" in leak.description
     assert [(held.kind, held.state) for held in leak.holds] == [("socket", "collected")]
 
 
