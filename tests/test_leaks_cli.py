@@ -566,23 +566,32 @@ def test_signal_reports_then_ends_the_program_as_python_would(tmp_path: Path, si
     assert "server.py:2" in err
 
 
-def test_sigterm_that_lands_in_a_finalizer_still_unwinds_the_program(tmp_path: Path) -> None:
-    """A signal's handler runs wherever the main thread is: in a ``__del__`` (or the collector's
-    callback, or a weak reference's), where an exception is only logged ("Exception ignored
-    in"). SIGTERM landing there went on as if it had never come; it is raised once that
-    code has returned. (It was seen once in reclaim's own collector callback under load.)"""
+@pytest.mark.parametrize("finalizer", ["__del__", "weakref.finalize"])
+def test_sigterm_that_lands_in_a_finalizer_still_unwinds_the_program(tmp_path: Path, finalizer: str) -> None:
+    """A signal's handler runs wherever the main thread is: in a ``__del__`` or a
+    ``weakref.finalize`` callback (or the collector's callback, or a weak reference's), where an
+    exception is only logged ("Exception ignored in"). SIGTERM landing there went on as if it
+    had never come; it is raised once that code has returned. (It was seen once in reclaim's
+    own collector callback under load.)"""
     write(
         tmp_path / "finalizer.py",
-        """
-        import os, signal, time
+        f"""
+        import os, signal, time, weakref
 
         def step():
             time.sleep(0.01)
 
+        def send_itself():
+            os.kill(os.getpid(), signal.SIGTERM)
+            step()  # the handler runs as this call starts: inside the finalizer
+
         class SendsItself:
-            def __del__(self):
-                os.kill(os.getpid(), signal.SIGTERM)
-                step()  # the handler runs as this call starts: inside __del__
+            if {finalizer == "__del__"}:
+                def __del__(self):
+                    send_itself()
+            else:
+                def __init__(self):
+                    weakref.finalize(self, send_itself)
 
         held = open(__file__)
         try:
@@ -599,7 +608,7 @@ def test_sigterm_that_lands_in_a_finalizer_still_unwinds_the_program(tmp_path: P
     assert proc.returncode == -signal.SIGTERM, out + err
     assert out == "unwound\n", err
     assert "Exception ignored" not in err
-    assert "leaked 1 resource" in err and "finalizer.py:12" in err
+    assert "leaked 1 resource" in err and "finalizer.py:19" in err
 
 
 ASYNCIO_WAITS_FOR_SIGNAL = """\

@@ -31,6 +31,7 @@ import sys
 import threading
 import time
 import types
+import weakref
 import zipimport
 from collections.abc import Callable
 from functools import partial
@@ -342,13 +343,19 @@ UNRAISABLE_PATIENCE = 1.0
 _deferred_since: float | None = None
 
 
+#: Code Python calls from a dying object, not reclaim's (see _sites.unraisable_codes): what a
+#: ``weakref.finalize`` runs. (A bare weak reference's callback has no frame of its own to tell.)
+_FINALIZE = weakref.finalize.__call__.__code__
+
+
 def _unraisable_at(frame: types.FrameType | None) -> bool:
     """Whether an exception raised in *frame* would only be logged as "Exception ignored in",
-    never unwinding the program: *frame* or a caller of it runs a ``__del__`` or one of the
-    callbacks reclaim's tracking runs from the collector and from dying objects."""
+    never unwinding the program: *frame* or a caller of it runs a ``__del__``, a
+    ``weakref.finalize`` callback, or one of the callbacks reclaim's tracking runs from the
+    collector and from dying objects."""
     while frame is not None:
         code = frame.f_code
-        if code.co_name == "__del__" or code in _sites.unraisable_codes:
+        if code.co_name == "__del__" or code is _FINALIZE or code in _sites.unraisable_codes:
             return True
         frame = frame.f_back
     return False
