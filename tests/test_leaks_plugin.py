@@ -2026,7 +2026,9 @@ def test_what_a_test_leaves_on_a_session_event_loop_is_the_tests(pytester: pytes
 def test_a_log_file_the_app_opens_at_import_is_left_to_logging_shutdown(pytester: pytest.Pytester) -> None:
     """logging.shutdown() closes a registered handler's file, or a SysLogHandler's socket, at exit,
     as reclaim run counts it: not a leak at the end of the session. Another file or socket opened
-    at import still is."""
+    at import still is. A handler whose ``socket`` is something else (pyzmq's ``PUBHandler``: a
+    closed zmq socket's ``fileno()`` raised ``ZMQError``) or whose stream's ``fileno()`` raises
+    its own error crashed the session's end."""
     pytester.makepyfile(
         applog="""
         import logging
@@ -2038,6 +2040,19 @@ def test_a_log_file_the_app_opens_at_import_is_left_to_logging_shutdown(pytester
         CACHE = open("cache.txt", "w")
         PROBE = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         PROBE.bind(("127.0.0.1", 0))
+
+        class Closed(Exception):
+            pass
+
+        class NotASocket:
+            def fileno(self):
+                raise Closed("operation on a closed socket")
+
+        class Odd(logging.Handler):
+            socket = NotASocket()
+            stream = NotASocket()
+
+        logging.getLogger("odd").addHandler(Odd())
         """,
         test_app="""
         import logging

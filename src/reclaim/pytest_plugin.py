@@ -559,6 +559,7 @@ def _logging_handlers() -> Callable[[Leak], bool]:
     configures a FileHandler, or a SysLogHandler (``socket``) or SocketHandler (``sock``), at
     import."""
     logging = sys.modules.get("logging")
+    socket_type = getattr(sys.modules.get("socket"), "socket", None)
     files: set[tuple[object, object]] = set()
     sockets: set[int] = set()
     for ref in list(getattr(logging, "_handlerList", ())):
@@ -566,12 +567,15 @@ def _logging_handlers() -> Callable[[Leak], bool]:
         stream = getattr(handler, "stream", None)
         try:
             files.add((getattr(stream, "name", None), stream.fileno()))  # type: ignore[union-attr]
-        except (AttributeError, OSError, ValueError):
+        except Exception:  # no stream, a closed one, or a handler's own kind raising its own error
             pass
         for name in ("socket", "sock"):
-            with contextlib.suppress(AttributeError, OSError, TypeError, ValueError):
-                fd = getattr(handler, name).fileno()
-                if type(fd) is int and fd >= 0:
+            sock = getattr(handler, name, None)
+            # Only a socket.socket is a "socket" leak: pyzmq's PUBHandler keeps a zmq socket here,
+            # whose fileno() raises ZMQError once it is closed.
+            if socket_type is not None and isinstance(sock, socket_type):
+                fd = sock.fileno()  # -1 once closed
+                if fd >= 0:
                     sockets.add(fd)
 
     def registered(leak: Leak) -> bool:
