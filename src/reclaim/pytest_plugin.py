@@ -565,10 +565,9 @@ def _logging_handlers() -> Callable[[Leak], bool]:
     for ref in list(getattr(logging, "_handlerList", ())):
         handler = ref()
         stream = getattr(handler, "stream", None)
-        try:
+        # No stream, a closed one, or a handler's own kind of stream raising its own error.
+        with contextlib.suppress(Exception):
             files.add((getattr(stream, "name", None), stream.fileno()))  # type: ignore[union-attr]
-        except Exception:  # no stream, a closed one, or a handler's own kind raising its own error
-            pass
         for name in ("socket", "sock"):
             sock = getattr(handler, name, None)
             # Only a socket.socket is a "socket" leak: pyzmq's PUBHandler keeps a zmq socket here,
