@@ -666,6 +666,32 @@ def test_sqlalchemy_engine_never_disposed_is_one_entry_at_create_engine_holding_
 
 
 @pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_an_engine_connected_again_after_its_dispose_is_said_to_be(leakwatch: Watch, tmp_path: Any) -> None:
+    """SQLAlchemy's test harness disposes a test's engines, then alembic's ``tearDown`` connected
+    again on one (``dispose()`` leaves a new pool behind, which connects on use): "not closed
+    (engine.dispose())" read as if nothing had disposed it. The connection under it has the line
+    that connected again."""
+    sqlalchemy = pytest.importorskip("sqlalchemy")
+    engine = sqlalchemy.create_engine(f"sqlite:///{tmp_path / 'app.db'}", poolclass=sqlalchemy.pool.QueuePool)
+    made = line() - 1
+    with engine.connect() as conn:
+        conn.execute(sqlalchemy.text("select 1"))
+    engine.dispose()
+    assert leakwatch.leaks() == []
+    with engine.connect() as conn:
+        again = line() - 1
+        conn.execute(sqlalchemy.text("select 1"))
+    leak = leakwatch.one("sqlalchemy")
+    assert program_line(leak) == made
+    assert leak.description == (
+        "sqlalchemy.Engine disposed, then connected again and not disposed since (engine.dispose())"
+    )
+    assert [(held.kind, program_line(held)) for held in leak.holds] == [("sqlite3", again)]
+    engine.dispose()
+    assert leakwatch.leaks() == []
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
 def test_sqlalchemy_engine_tracked_still_takes_the_keyword_arguments_its_init_names(
     leakwatch: Watch, tmp_path: Any
 ) -> None:

@@ -348,6 +348,8 @@ def _is_open(obj: Any, rec: Record) -> bool:
 
 def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
     label, _, fix, _ = rec.info
+    if type(fix) is _ConnectedAgain:  # see _wrap_dispose
+        return f"{label} disposed, then connected again and not disposed since ({fix})", {"class": label}
     return f"{label} not closed ({fix})", {"class": label}
 
 
@@ -388,6 +390,9 @@ def install(patches: Patches, module: ModuleType) -> None:
     manager = getattr(module, "PoolManager", None) if module.__name__ == "urllib3.poolmanager" else None
     if isinstance(manager, type) and "clear" in vars(manager):
         _wrap_clear(patches, manager)
+    engine = getattr(module, "Engine", None) if module.__name__ == "sqlalchemy.engine.base" else None
+    if isinstance(engine, type) and "dispose" in vars(engine):
+        _wrap_dispose(patches, engine)
     if module.__name__ in LIBRARY_GLOBALS:
         kind, package, name = LIBRARY_GLOBALS[module.__name__]
         holder = getattr(sys.modules.get(package), name, None)
@@ -527,6 +532,33 @@ def _wrap_clear(patches: Patches, cls: type) -> None:
 
     clear_.__doc__ = clear.__doc__
     patches.set(cls, "clear", clear_)
+
+
+class _ConnectedAgain(str):
+    """The fix an engine's record names once its ``dispose()`` ran: still open, the engine was
+    connected again since, which its report says."""
+
+    __slots__ = ()
+
+
+_CONNECTED_AGAIN = _ConnectedAgain("engine.dispose()")
+
+
+def _wrap_dispose(patches: Patches, cls: type) -> None:
+    """Wrap *cls*'s ``dispose()`` (SQLAlchemy's ``Engine``) to note on its record that it ran:
+    a disposed engine leaves a new, empty pool behind, which connects again on the next use
+    (SQLAlchemy's test harness disposes a test's engines, and alembic's ``tearDown`` then used
+    one), and "not closed" would read as if nothing had disposed it."""
+    dispose: Callable[..., None] = vars(cls)["dispose"]
+
+    def dispose_(self: Any, *args: Any, **kwargs: Any) -> None:
+        dispose(self, *args, **kwargs)
+        rec = _records.live.get(id(self))
+        if rec is not None and rec() is self and rec.kind == "sqlalchemy":
+            rec.info = (rec.info[0], rec.info[1], _CONNECTED_AGAIN, rec.info[3])
+
+    dispose_.__doc__ = dispose.__doc__
+    patches.set(cls, "dispose", dispose_)
 
 
 def dropped(frame: Any) -> bool:
