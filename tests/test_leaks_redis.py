@@ -156,13 +156,17 @@ def test_a_pubsub_dropped_subscribed_on_a_new_client_is_the_collectors_at_its_su
     leakwatch: Watch, client: Any, redis_server: Any
 ) -> None:
     """Its ``__del__`` disconnects the connection and gives it back: the collector's doing, at
-    the line that subscribed (it was a bare socket at ``PubSub.execute_command``)."""
+    the line that subscribed (it was a bare socket at ``PubSub.execute_command``), still a
+    checkout never given back."""
     client.pubsub().subscribe("reclaim-test:redis")
     at = line() - 1
     gc.collect()
     leak = leakwatch.one("redis-connection")
     assert leak.state == "collected" and leak.frames[0].lineno == at
-    assert leak.description == target(redis_server)
+    assert leak.description == (
+        f"{target(redis_server)}, checked out of a redis-py connection pool and never given back"
+        " (close() the pubsub() or pipeline() that holds it, or release() it to its pool)"
+    )
     assert [(held.kind, held.state) for held in leak.holds] == [("socket", "collected")]
     assert [found.kind for found in leakwatch.leaks()] == ["redis-connection"]
 
