@@ -139,6 +139,39 @@ def test_pubsub_dropped_unclosed_is_the_collectors_at_its_subscribe(
     assert [(held.kind, held.state) for held in leak.holds] == [("socket", "collected")]
 
 
+@pytest.mark.parametrize("order", ["pool-first", "connection-first"])
+def test_a_pool_keeping_only_connections_over_no_socket_of_ours_is_no_leak(leakwatch: Watch, order: str) -> None:
+    """A redis-py pool keeping an idle connection whose transport is not a socket (fakeredis's):
+    the pool, found before the connection, took it out of the check's index, and the connection,
+    holding nothing, was deleted from it again: a KeyError out of every check from then on,
+    the session's end too. Neither holds anything of ours, in either order."""
+    redis = pytest.importorskip("redis")
+
+    class Transport:  # what fakeredis's connections keep in place of a socket
+        def shutdown(self, how: int) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    class NoSocket(redis.Connection):  # type: ignore[misc]
+        def connect(self, *args: Any, **kwargs: Any) -> None:
+            self._sock = Transport()
+
+    if order == "pool-first":
+        pool = redis.ConnectionPool(connection_class=NoSocket)
+        conn = pool.get_connection()
+        conn.connect()
+        pool.release(conn)
+    else:  # a connection made before the pool that keeps it
+        conn = NoSocket()
+        conn.connect()
+        pool = redis.ConnectionPool(connection_class=NoSocket)
+        pool._available_connections.append(conn)
+    assert [leak.kind for leak in leakwatch.leaks()] == []
+    pool.disconnect()
+
+
 @pytest.mark.redis
 @pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
 def test_a_connection_back_in_the_pool_is_blamed_where_it_connected(
