@@ -2023,6 +2023,45 @@ def test_what_a_test_leaves_on_a_session_event_loop_is_the_tests(pytester: pytes
     result.stdout.fnmatch_lines(["*ERROR at teardown of test_leaves_a_task*", "task *forever*"])
 
 
+def test_an_object_in_sys_modules_that_is_no_module_breaks_no_check(pytester: pytest.Pytester) -> None:
+    """Pyro5's Pyro4 compatibility layer puts objects in ``sys.modules`` whose ``__getattr__``
+    raises NotImplementedError: the session's start stopped with an INTERNALERROR, every leaking
+    test's check with that error in place of its report, and the session's end with a traceback
+    and no summary. So for a module whose own ``__getattr__`` raises."""
+    pytester.makeconftest(
+        """
+        import sys, types
+
+        class Interceptor:
+            def __getattr__(self, name):
+                raise NotImplementedError(f"no {name} here")
+
+        sys.modules["compat.core"] = Interceptor()
+        odd = types.ModuleType("compat.odd")
+        def refuse(name):
+            raise NotImplementedError(f"no {name} here")
+        odd.__getattr__ = refuse
+        sys.modules["compat.odd"] = odd
+        """
+    )
+    pytester.makepyfile(
+        test_compat="""
+        import socket
+        KEEP = []
+
+        def test_clean():
+            pass
+
+        def test_leaks():
+            KEEP.append(socket.socket())
+        """
+    )
+    result = run(pytester)
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(["*ERROR at teardown of test_leaks*", "*socket AF_INET/SOCK_STREAM*"])
+    assert "NotImplementedError" not in result.stdout.str() + result.stderr.str()
+
+
 def test_a_log_file_the_app_opens_at_import_is_left_to_logging_shutdown(pytester: pytest.Pytester) -> None:
     """logging.shutdown() closes a registered handler's file, or a SysLogHandler's socket, at exit,
     as reclaim run counts it: not a leak at the end of the session. Another file or socket opened

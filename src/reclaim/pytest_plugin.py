@@ -234,10 +234,25 @@ def _tool_files(config: pytest.Config) -> frozenset[str]:
     # whole session: a tool's as well (every check that found an untracked descriptor waited
     # its whole grace period in every worker).
     for name, module in list(sys.modules.items()):
-        filename = getattr(module, "__file__", None)
-        if (name == "execnet" or name.startswith("execnet.")) and isinstance(filename, str):
+        filename = _module_file(module) if name == "execnet" or name.startswith("execnet.") else None
+        if filename is not None:
             files.add(filename)
     return frozenset(files)
+
+
+def _module_file(module: object) -> str | None:
+    """The ``__file__`` of *module*, an entry of ``sys.modules``, if it is a module and has one.
+
+    Not every entry is a module: Pyro5's Pyro4 compatibility layer puts objects there whose
+    ``__getattr__`` raises NotImplementedError, which crashed every check and the session's end.
+    """
+    if not issubclass(type(module), types.ModuleType):  # type(): see _module_holders
+        return None
+    try:
+        filename = getattr(module, "__file__", None)
+    except Exception:  # a module's own __getattr__ (PEP 562) raising its own error
+        return None
+    return filename if isinstance(filename, str) else None
 
 
 def _own_test_module(path: Path) -> None:
@@ -332,8 +347,8 @@ def _module_holders(is_test_file: Callable[[str], bool]) -> dict[str, object]:
 
     holders: dict[str, object] = {}
     for module in list(sys.modules.values()):
-        filename = getattr(module, "__file__", None)
-        if not isinstance(filename, str) or not _sites.is_program(filename):
+        filename = _module_file(module)
+        if filename is None or not _sites.is_program(filename):
             continue
         prefix = module.__name__
         program = not is_test_file(filename)
