@@ -140,7 +140,9 @@ def test_pubsub_dropped_unclosed_is_the_collectors_at_its_subscribe(
 
 
 @pytest.mark.parametrize("order", ["pool-first", "connection-first"])
-def test_a_pool_keeping_only_connections_over_no_socket_of_ours_is_no_leak(leakwatch: Watch, order: str) -> None:
+def test_a_pool_keeping_only_connections_over_no_socket_of_ours_is_no_leak(
+    leakwatch: Watch, order: str
+) -> None:
     """A redis-py pool keeping an idle connection whose transport is not a socket (fakeredis's):
     the pool, found before the connection, took it out of the check's index, and the connection,
     holding nothing, was deleted from it again: a KeyError out of every check from then on,
