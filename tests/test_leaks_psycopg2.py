@@ -41,6 +41,22 @@ def test_connection_left_open_is_reported_at_its_line_and_only_once(leakwatch: W
     assert leakwatch.leaks() == []
 
 
+def test_a_connect_stubbed_to_return_no_connection_returns_what_it_returned(
+    leakwatch: Watch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """psycopg2's own tests stub its C ``_connect`` to record its arguments and return None:
+    tracked, ``connect()`` raised TypeError (no weak reference to None)."""
+    seen: list[str] = []
+
+    def stub(dsn: str, connection_factory: Any = None, async_: bool = False) -> None:
+        seen.append(dsn)
+
+    monkeypatch.setattr(psycopg2, "_connect", stub)
+    assert psycopg2.connect("dbname=app host=nowhere") is None
+    assert seen == ["dbname=app host=nowhere"]
+    assert leakwatch.leaks() == []
+
+
 def test_a_tracked_connection_takes_no_attribute_as_psycopg2s_takes_none(
     leakwatch: Watch, postgres: Any
 ) -> None:

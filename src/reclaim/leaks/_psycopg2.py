@@ -113,6 +113,10 @@ def install(patches: Patches, psycopg2: ModuleType) -> None:
         if given is None:
             return connect(*args, **kwargs)  # not a class of ours to subclass: left alone
         conn = connect(*given[0], **given[1])
+        if not isinstance(conn, default):
+            # Not a connection: psycopg2's own tests stub its C _connect to return None (no
+            # weak reference to it: a TypeError out of the program's connect()).
+            return conn
         rec = _records.new(conn, "psycopg2", _facts(conn), _records.capture(sys._getframe(1), _records.depth))
         rec.why = _records.AT_DEL  # its __del__ decides: see _dropped
         return conn
