@@ -1983,6 +1983,34 @@ def test_socket_its_makefile_object_kept_open_names_the_line_that_dropped_that_o
     assert leak.description.endswith("never closed")
 
 
+class _ClosesInItsDel:
+    """Closes its socket in ``close()``, which its ``__del__`` runs (Pyro5's connections)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+
+    def __del__(self) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@ignore_gc_warnings
+def test_the_line_that_dropped_an_object_its_del_closes_for_is_the_programs_drop(leakwatch: Watch) -> None:
+    """Its ``__del__`` calls the program's ``close()``: "last reference dropped at" named the
+    socket's close() line in that method, not the line that let the object go (seen in Pyro5's
+    and trio's suites)."""
+    held = _ClosesInItsDel()
+    del held
+    dropped = line() - 1
+    leak = leakwatch.one("socket")
+    assert leak.state == "collected"
+    name = test_the_line_that_dropped_an_object_its_del_closes_for_is_the_programs_drop.__qualname__
+    assert leak.details["dropped_at"] == f"{os.path.relpath(HERE)}:{dropped} in {name}"
+
+
 @pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
 @ignore_gc_warnings
 def test_a_makefile_kept_sockets_json_is_plain_data_xdist_can_send(leakwatch: Watch) -> None:

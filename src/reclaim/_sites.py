@@ -742,14 +742,20 @@ def dropped_by_program(frame: FrameType | None) -> tuple[CodeType, int] | None:
     """The program's line that was running when the last reference to a dying object went, as
     ``(code, line)``: the first frame of the program's from *frame* (a frame of what the death
     ran: a weakref callback, a ``__del__``, a library's ``close()`` or ``connect()`` that let go
-    of it) outwards, not counting ``__del__`` methods. A local dropped as its function returns
+    of it) outwards, past every ``__del__`` and what it called (the program's ``close()`` a
+    ``__del__`` runs is not where the object was let go). A local dropped as its function returns
     goes while the caller's line runs: that line is the one named. None while the collector
     frees a reference cycle in this thread (no line dropped it), or when no frame of the
     program's is on the stack (a library's thread)."""
     if _collecting_in == get_ident():
         return None
+    outer = frame
+    while outer is not None:  # the outermost __del__ running: what died of the line past it
+        if outer.f_code.co_name == "__del__":
+            frame = outer.f_back
+        outer = outer.f_back
     while frame is not None:
-        if frame.f_code.co_name != "__del__" and frame_is_program(frame):
+        if frame_is_program(frame):
             return frame.f_code, frame.f_lineno
         frame = frame.f_back
     return None
