@@ -1405,7 +1405,31 @@ class LeakChecker:
         assert self.tracker is not None
         text = self.tracker.report(leaks).to_text(depth=self.depth)
         also = "" if unraisable is None else _unraisable_text(unraisable)
+        also += self._cut_short(leaks)
         return (
             f"reclaim: this test leaked {_plural(len(leaks), 'resource')}:\n{text}\n{also}"
             "(allow one on purpose with @pytest.mark.reclaim_allow(kind=..., match=...))"
         )
+
+    def _cut_short(self, leaks: Sequence[Leak]) -> str:
+        """What to set to see a test's line, when a file's stack, cut at the two frames files keep
+        by default, has none: the project's own code two calls deep (portalocker's lock file),
+        with nothing saying the stack went on."""
+        from .leaks import _records
+
+        kept = _records.file_depth
+        if self.depth_given or kept >= self.depth:
+            return ""
+        for leak in leaks:
+            frames = leak.frames
+            if (
+                leak.kind == "file"
+                and len(frames) >= kept
+                and not any(self.is_test_file(frame.filename) for frame in frames)
+            ):
+                return (
+                    f"(files keep {kept} frames, as each costs on every open(): "
+                    f"reclaim_depth = {self.depth} in the ini file, or -o reclaim_depth={self.depth}, "
+                    "shows the lines that called them)\n"
+                )
+        return ""
