@@ -273,7 +273,8 @@ def test_what_trio_connects_in_a_task_of_its_own_names_the_line_that_awaited_it(
     leakwatch: Watch, listener: socket.socket, via: str
 ) -> None:
     """trio.open_tcp_stream (and anyio.connect_tcp on trio) connect in tasks of their own: the
-    site went on through trio's run loop to the line that called trio.run()."""
+    site went on through trio's run loop to the line that called trio.run(), past the line that
+    awaited them."""
     trio = pytest.importorskip("trio")
     anyio = pytest.importorskip("anyio")
     port = listener.getsockname()[1]
@@ -294,8 +295,49 @@ def test_what_trio_connects_in_a_task_of_its_own_names_the_line_that_awaited_it(
         return found
 
     [leak] = trio.run(main)
-    assert where(leak.frames[-1]) == (HERE, at), leak.frames
-    assert all("/trio/" in frame.filename or "/anyio/" in frame.filename for frame in leak.frames[:-1])
+    ran = line() - 1
+    # trio's frames, then the line that awaited them, then the task's parents' (none: main is
+    # the run's first task) and the line that ran trio.
+    assert [where(frame) for frame in leak.frames[-2:]] == [(HERE, at), (HERE, ran)], leak.frames
+    assert all("/trio/" in frame.filename or "/anyio/" in frame.filename for frame in leak.frames[:-2])
+
+
+@pytest.mark.reclaim_allow
+def test_what_a_trio_child_task_opens_names_the_lines_its_parent_tasks_wait_in(leakwatch: Watch) -> None:
+    """trio keeps no task's spawn site: past the child's own frames the stack went through
+    trio's run loop to the line that called trio.run(), and no line of the task that opened
+    the nursery was shown. Its parents' lines now come first, innermost first."""
+    trio = pytest.importorskip("trio")
+    kept: list[socket.socket] = []
+    lines: list[int] = []
+
+    async def opens() -> None:
+        kept.append(socket.socket())
+        lines.append(line() - 1)
+
+    async def spawns() -> None:
+        async with trio.open_nursery() as nursery:
+            lines.append(line() - 1)
+            nursery.start_soon(opens)
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            lines.append(line() - 1)
+            nursery.start_soon(spawns)
+
+    trio.run(main)
+    ran = line() - 1
+    try:
+        leak = leakwatch.one("socket")
+        [main_at, spawns_at, opens_at] = lines
+        assert [where(frame) for frame in leak.frames] == [
+            (HERE, opens_at),
+            (HERE, spawns_at),
+            (HERE, main_at),
+            (HERE, ran),
+        ], leak.frames
+    finally:
+        kept[0].close()
 
 
 @pytest.mark.reclaim_allow

@@ -959,6 +959,12 @@ def _flat(frame: FrameType | None, depth: int) -> RawSite:
             carried = task_site() if task_site is not None else ()
             if carried:
                 return _carry(out, carried, depth)
+        elif code is trio_root and out and trio_parents is not None:
+            # trio keeps no task's spawn site: the lines its parent tasks wait in (their
+            # nursery blocks) come before the frames past the run loop (trio.run's caller).
+            carried = trio_parents()[: 2 * (depth - 1)]
+            out.extend(carried)
+            depth -= len(carried) // 2
         out.append(code)
         out.append(frame.f_lasti)
         last = frame
@@ -1108,6 +1114,10 @@ task_began: Callable[[FrameType], RawSite] | None = None
 #: spawned under; set when trio is imported (see leaks._trio).
 trio_root: CodeType | None = None
 trio_site: Callable[[], RawSite] | None = None
+#: The program's frames the parent tasks of the trio task running now wait in, innermost first,
+#: flat: where a stack that reached trio's run loop past the program's own frames goes on, as an
+#: asyncio task's goes on at its creation site (set with trio_site).
+trio_parents: Callable[[], RawSite] | None = None
 
 
 def _started_at(root: FrameType) -> RawSite:

@@ -68,8 +68,16 @@ def install(patches: Patches, run: ModuleType) -> None:
             return ()
         return _parents_line(task)
 
+    def parents() -> _sites.RawSite:
+        try:
+            task = current_task()
+        except RuntimeError:  # not in a task: trio's own run loop
+            return ()
+        return _parents_frames(task)
+
     _sites.trio_root = code
     _sites.trio_site = spawned_at
+    _sites.trio_parents = parents
     _track_runs(patches, run)
 
 
@@ -170,6 +178,22 @@ def _parents_line(task: Any) -> _sites.RawSite:
             if _sites.frame_is_program(frame):
                 return (frame.f_code, frame.f_lasti)
     return ()
+
+
+def _parents_frames(task: Any) -> _sites.RawSite:
+    """``(code, lasti, ...)`` of the program's frames the parents of *task* wait in, innermost
+    first, parent after parent, at most :data:`_SEARCH` of them."""
+    out: list[Any] = []
+    for _ in range(_SEARCH):
+        nursery = getattr(task, "parent_nursery", None)
+        task = getattr(nursery, "parent_task", None)
+        if task is None:
+            break
+        for frame in reversed(_awaiting(getattr(task, "coro", None))):
+            if _sites.frame_is_program(frame):
+                out.append(frame.f_code)
+                out.append(frame.f_lasti)
+    return tuple(out)
 
 
 def _awaiting(coro: Any) -> list[FrameType]:
