@@ -948,7 +948,8 @@ def _flat(frame: FrameType | None, depth: int) -> RawSite:
     out: list[Any] = []
     start = last = frame
     root = task_root
-    coroutine = _COROUTINE if task_began is not None else 0  # no asyncio tracked: no task to end at
+    # No asyncio tracked and no trio: no task to end at.
+    coroutine = _COROUTINE if task_began is not None or trio_parents is not None else 0
     while frame is not None and depth:
         code = frame.f_code
         if code is root and out:
@@ -959,18 +960,20 @@ def _flat(frame: FrameType | None, depth: int) -> RawSite:
             carried = task_site() if task_site is not None else ()
             if carried:
                 return _carry(out, carried, depth)
-        elif code is trio_root and out and trio_parents is not None:
-            # trio keeps no task's spawn site: the lines its parent tasks wait in (their
-            # nursery blocks) come before the frames past the run loop (trio.run's caller).
-            carried = trio_parents()[: 2 * (depth - 1)]
-            out.extend(carried)
-            depth -= len(carried) // 2
         out.append(code)
         out.append(frame.f_lasti)
         last = frame
         frame = frame.f_back
         depth -= 1
         if coroutine and code.co_flags & coroutine and depth and frame is not None:
+            if frame.f_code is trio_root and trio_parents is not None:
+                # A trio task's outermost coroutine, run by trio's loop. trio keeps no task's
+                # spawn site: the lines its parent tasks wait in (their nursery blocks) come
+                # before the frames past the run loop (trio.run's caller).
+                carried = trio_parents()[: 2 * (depth - 1)]
+                out.extend(carried)
+                depth -= len(carried) // 2
+                continue
             carried = _task_start(last)
             if carried:
                 return _carry(out, carried, depth)
