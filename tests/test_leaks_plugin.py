@@ -2058,6 +2058,49 @@ def test_what_a_test_leaves_on_a_session_event_loop_is_the_tests(pytester: pytes
     result.stdout.fnmatch_lines(["*ERROR at teardown of test_leaves_a_task*", "task *forever*"])
 
 
+@pytest.mark.parametrize("workers", [0, 2], ids=["serial", "xdist"])
+def test_reclaims_own_failure_at_the_session_end_keeps_pytests_summary(
+    pytester: pytest.Pytester, workers: int
+) -> None:
+    """Two faults this session raised out of the session's last check (a zmq socket's
+    ``fileno()``, a KeyError), and pytest died with a traceback: no summary, no counts, no
+    ``--reclaim-json`` file. The summary and the file still come, with the traceback in a
+    section of reclaim's own, and the run fails as pytest's internal errors do."""
+    pytester.makeconftest(
+        """
+        import reclaim.pytest_plugin
+
+        def broken():
+            raise RuntimeError("a fault of reclaim's own")
+
+        reclaim.pytest_plugin._logging_handlers = broken
+        """
+    )
+    pytester.makepyfile(
+        test_fine="""
+        def test_one():
+            pass
+
+        def test_two():
+            pass
+        """
+    )
+    xdist = ("-p", "xdist", "-n", str(workers)) if workers else ()
+    if workers:
+        pytest.importorskip("xdist")
+    result = run(pytester, *xdist, "--reclaim-json=leaks.json")
+    assert result.ret == pytest.ExitCode.INTERNAL_ERROR
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*reclaim: the check at the end of the session failed*",
+            "RuntimeError: a fault of reclaim's own",
+            "This is reclaim's fault, not the tests'*",
+        ]
+    )
+    assert json.loads((pytester.path / "leaks.json").read_text())["count"] == 0
+
+
 def test_an_object_in_sys_modules_that_is_no_module_breaks_no_check(pytester: pytest.Pytester) -> None:
     """Pyro5's Pyro4 compatibility layer puts objects in ``sys.modules`` whose ``__getattr__``
     raises NotImplementedError: the session's start stopped with an INTERNALERROR, every leaking

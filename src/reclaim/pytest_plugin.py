@@ -960,6 +960,8 @@ class LeakChecker:
         # test ended.
         self.late: list[tuple[str, str, int]] = []
         self.late_count = 0
+        #: The traceback of reclaim's own failure in the session's last check, shown in the summary.
+        self.session_error: str | None = None
         self.tests_leaked = 0
         self.leak_count = 0
         # Every leak found, as JSON-ready dicts (their "context" names the test or fixture).
@@ -1021,6 +1023,11 @@ class LeakChecker:
 
             try:
                 self._check_session_end()
+            except Exception:
+                # reclaim's own fault (a library's object it could not read, say): raised out of
+                # this hook, it ended pytest with a traceback and no summary, no results file.
+                # The tests' results stand; the run fails as pytest's internal errors do.
+                self.session_error = traceback.format_exc()
             finally:
                 from . import _sites
                 from .leaks import _tracker
@@ -1040,10 +1047,13 @@ class LeakChecker:
                 workeroutput["reclaim_late"] = [list(entry) for entry in self.late]
                 workeroutput["reclaim_late_count"] = self.late_count
                 workeroutput["reclaim_found"] = self.found
+                workeroutput["reclaim_error"] = self.session_error
         if self.json_path is not None and not hasattr(self.config, "workerinput"):
             self._write_json(self.json_path)
         if self.late_count and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        if self.session_error is not None:
+            session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: object) -> None:
@@ -1052,6 +1062,10 @@ class LeakChecker:
         self.late.extend((str(who), str(text), int(n)) for who, text, n in output.get("reclaim_late", ()))
         self.late_count += int(output.get("reclaim_late_count", 0))
         self.found.extend(output.get("reclaim_found", ()))
+        error = output.get("reclaim_error")
+        if error:
+            worker = getattr(getattr(node, "gateway", None), "id", "a worker")
+            self.session_error = f"{self.session_error or ''}in {worker}:\n{error}"
 
     def _write_json(self, path: str) -> None:
         from .leaks import SCHEMA
@@ -1071,6 +1085,13 @@ class LeakChecker:
             f.write("\n")
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.session_error is not None:
+            terminalreporter.section("reclaim: the check at the end of the session failed", red=True)
+            terminalreporter.write_line(self.session_error.rstrip())
+            terminalreporter.write_line(
+                "This is reclaim's fault, not the tests': their results above stand, and what the "
+                "session's end would have found was not checked. Please report it with this traceback."
+            )
         if not self.late:
             return
         terminalreporter.section("reclaim: leaks found after their test ended", red=True)
