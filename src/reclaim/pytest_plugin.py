@@ -587,8 +587,8 @@ def _logging_handlers() -> Callable[[Leak], bool]:
             sock = getattr(handler, name, None)
             # Only a socket.socket is a "socket" leak: pyzmq's PUBHandler keeps a zmq socket here,
             # whose fileno() raises ZMQError once it is closed.
-            if socket_type is not None and isinstance(sock, socket_type):
-                fd = sock.fileno()  # -1 once closed
+            if socket_type is not None and sock is not None and issubclass(type(sock), socket_type):
+                fd = sock.fileno()  # -1 once closed (type(), not isinstance(): see _module_holders)
                 if fd >= 0:
                     sockets.add(fd)
 
@@ -1026,8 +1026,9 @@ class LeakChecker:
             except Exception:
                 # reclaim's own fault (a library's object it could not read, say): raised out of
                 # this hook, it ended pytest with a traceback and no summary, no results file.
-                # The tests' results stand; the run fails as pytest's internal errors do.
-                self.session_error = traceback.format_exc()
+                # The tests' results stand; the run fails as pytest's internal errors do. (After
+                # any xdist worker's, gathered already.)
+                self.session_error = f"{self.session_error or ''}{traceback.format_exc()}"
             finally:
                 from . import _sites
                 from .leaks import _tracker
