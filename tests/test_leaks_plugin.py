@@ -2186,6 +2186,85 @@ def test_a_log_file_the_app_opens_at_import_is_left_to_logging_shutdown(pytester
     assert out.count("socket AF_INET/SOCK_DGRAM") == 1 and "applog.py:8" in out, out
 
 
+def test_a_log_file_a_test_sets_on_the_apps_logger_is_the_apps(pytester: pytest.Pytester) -> None:
+    """A module's logger holds its own handlers: the file a test sets on it is the module's until
+    the next test's setting closes it, the last one logging.shutdown()'s at exit (as the log
+    manager's below). A file a test opens and keeps elsewhere is still its leak."""
+    pytester.makepyfile(
+        applog="""
+        import logging
+        log = logging.getLogger("app.access")
+
+        def set_log_file(path):
+            for handler in list(log.handlers):
+                handler.close()
+                log.removeHandler(handler)
+            log.addHandler(logging.FileHandler(path))
+        """,
+        test_logs="""
+        import applog
+        KEEP = []
+
+        def test_a(tmp_path):
+            applog.set_log_file(tmp_path / "access.log")
+            applog.log.warning("a")
+
+        def test_b(tmp_path):
+            applog.set_log_file(tmp_path / "access.log")
+            applog.log.warning("b")
+            KEEP.append(open(tmp_path / "other.log", "w"))
+        """,
+    )
+    result = run(pytester)
+    result.assert_outcomes(passed=2, errors=1)
+    out = result.stdout.str()
+    assert "other.log" in out and "access.log" not in out, out
+    assert "leaks found after their test ended" not in out
+
+
+def test_a_log_file_a_test_sets_on_the_apps_log_manager_is_the_apps(pytester: pytest.Pytester) -> None:
+    """CherryPy's tests each set the access log of its module-level log manager, which closes the
+    file the test before set: each test failed for the file it set, still open at its end, held
+    by the manager's logger (a logger was not looked through at all: its manager reaches every
+    logger's handlers). A logger holds its own handlers; the last file is logging.shutdown()'s
+    at exit. A file a test opens and keeps elsewhere is still its leak."""
+    pytester.makepyfile(
+        applog="""
+        import logging
+
+        class LogManager:
+            def __init__(self):
+                self.access = logging.getLogger("app.access")
+
+            def set_log_file(self, path):
+                for handler in list(self.access.handlers):
+                    handler.close()
+                    self.access.removeHandler(handler)
+                self.access.addHandler(logging.FileHandler(path))
+
+        log = LogManager()
+        """,
+        test_logs="""
+        import applog
+        KEEP = []
+
+        def test_a(tmp_path):
+            applog.log.set_log_file(tmp_path / "access.log")
+            applog.log.access.warning("a")
+
+        def test_b(tmp_path):
+            applog.log.set_log_file(tmp_path / "access.log")
+            applog.log.access.warning("b")
+            KEEP.append(open(tmp_path / "other.log", "w"))
+        """,
+    )
+    result = run(pytester)
+    result.assert_outcomes(passed=2, errors=1)
+    out = result.stdout.str()
+    assert "other.log" in out and "access.log" not in out, out
+    assert "leaks found after their test ended" not in out
+
+
 def test_what_closes_at_exit_is_left_to_it(pytester: pytest.Pytester) -> None:
     """psutil's tests open ``os.devnull`` at import and register its ``close`` with atexit: the
     interpreter closes it after pytest's session, as ``reclaim run`` counts it, so it is not a

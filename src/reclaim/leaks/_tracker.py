@@ -751,6 +751,9 @@ class _Search:
         self.budget = HOLDER_SEARCH
         #: The targets (their records: a Pipe() pair's two ends share one) not found yet.
         self.wanted = {id(targets[key]) for key in (targets if wanted is None else wanted)}
+        #: A logger is not followed (its manager reaches every logger's handlers), but it holds
+        #: its own handlers: an app's log manager kept at module level holds the file it logs to.
+        self.logger = getattr(sys.modules.get("logging"), "Logger", None)
 
     def reachable(self, holder: object, itself: bool) -> list[int]:
         """The ids among the targets that *holder* references, directly or through its data
@@ -758,8 +761,15 @@ class _Search:
         targets, seen, not_followed = self.targets, self.seen, self.not_followed
         # type(), never isinstance(): that asks a proxy (Django's LazyObject) for its __class__,
         # setting up what it stands for, the program's code run by a search that only looks.
-        if id(holder) in seen or is_kind(type(holder), not_followed):
+        if id(holder) in seen:
             return []
+        if is_kind(type(holder), not_followed):
+            if self.logger is None or not issubclass(type(holder), self.logger):
+                return []
+            seen.add(id(holder))
+            holder = vars(holder).get("handlers")  # a module's logger: its own handlers only
+            if holder is None or id(holder) in seen:
+                return []
         seen.add(id(holder))
         found = [id(holder)] if itself and id(holder) in targets else []
         wanted = self.wanted
@@ -781,6 +791,11 @@ class _Search:
                     skip = by_mro(type(ref), not_followed)
                 if not skip:
                     pending.append(ref)
+                elif self.logger is not None and issubclass(type(ref), self.logger):
+                    handlers = vars(ref).get("handlers")  # its own list, read without its code
+                    if handlers is not None and id(handlers) not in seen:
+                        seen.add(id(handlers))
+                        pending.append(handlers)
         return found
 
 
