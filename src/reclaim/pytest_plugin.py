@@ -911,8 +911,8 @@ def _several(contexts: Sequence[str]) -> str:
     return shown if len(contexts) <= 3 else f"{shown} and {len(contexts) - 3} more"
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+def _plural(n: int, word: str, words: str | None = None) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {words or word + 's'}"
 
 
 class LeakChecker:
@@ -1100,11 +1100,17 @@ class LeakChecker:
             verb = "held by" if who.startswith(_KEPT) else "acquired by"
             terminalreporter.write_line(f"{verb} {who}:", bold=True)
             terminalreporter.write_line(text)
+        # The last line counts the tests, fixtures and holders, not the resources: both said.
+        blamed = _plural(
+            sum(tests for _, _, tests in self.late),
+            "test, fixture or module-level holder",
+            "tests, fixtures or module-level holders",
+        )
         terminalreporter.write_line(
-            f"{_plural(self.late_count, 'resource')} leaked; each is blamed on the test "
-            "(or fixture) that acquired it, or the module-level object keeping it, not on the "
-            "test running when it was found. Allow one on purpose with an ini line "
-            "'reclaim_allow = KIND:REGEX'."
+            f"{_plural(self.late_count, 'resource')} leaked by {blamed}"
+            " (the 'leaked' count below); each is blamed on the test (or fixture) that acquired it, "
+            "or the module-level object keeping it, not on the test running when it was found. "
+            "Allow one on purpose with an ini line 'reclaim_allow = KIND:REGEX'."
         )
         # Counted in the last line ("3 passed, 1 leaked"), so a red exit status is explained.
         terminalreporter.stats.setdefault("leaked", []).extend(
