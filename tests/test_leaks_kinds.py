@@ -3217,6 +3217,28 @@ def test_mkdtemp_and_mkstemp_not_removed_are_reported(leakwatch: Watch) -> None:
     assert leakwatch.leaks() == []
 
 
+def test_a_mkstemp_or_mkdtemp_path_removed_then_used_again_is_not_reported(leakwatch: Watch) -> None:
+    """CherryPy's tests take a path from ``mkstemp()``, remove the file, and bind a Unix socket
+    there: "not removed" judged by the path, the socket made it the file never removed (the
+    socket's inode is often the one the file freed). What the path names now is another file,
+    the program's own; so a file where ``mkdtemp()``'s directory was."""
+    fd, path = tempfile.mkstemp(suffix=".sock")
+    os.close(fd)
+    os.unlink(path)
+    directory = tempfile.mkdtemp()
+    os.rmdir(directory)
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        server.bind(path)
+        Path(directory).write_text("")
+        assert [leak.kind for leak in leakwatch.leaks()] == ["socket"]
+    finally:
+        server.close()
+        os.unlink(path)
+        os.unlink(directory)
+    assert leakwatch.leaks() == []
+
+
 def test_named_temporary_file_not_closed_is_reported_once(leakwatch: Watch) -> None:
     handle = tempfile.NamedTemporaryFile()  # noqa: SIM115 - the leak under test
     at = line() - 1

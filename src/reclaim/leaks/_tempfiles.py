@@ -30,6 +30,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import sys
 from types import FunctionType, ModuleType
 
@@ -54,8 +55,27 @@ _RECLAIMS = {"tempdir": "reclaim.temp_dir()", "tempfile": "reclaim.temp_file()"}
 def _path_and_maker(rec: Record) -> tuple[str, str]:
     if type(rec.info) is str:
         return rec.info, _RECLAIMS[rec.kind]
-    path, how = rec.info
-    return path, how
+    return rec.info[0], rec.info[1]
+
+
+def _identity(st: os.stat_result) -> tuple[int, int, int]:
+    """What tells the file made at a path from one made there later: its device and inode, and
+    its type, as a freed inode is given again at once (a socket bound where the file was)."""
+    return st.st_dev, st.st_ino, stat.S_IFMT(st.st_mode)
+
+
+def _still_there(rec: Record) -> bool:
+    """Whether *rec*'s path still names what was made there: for ``mkstemp()`` and ``mkdtemp()``,
+    the same file or directory (their record keeps its identity), not another one a later user
+    of the path made there (CherryPy's tests remove a ``mkstemp()`` file and bind a Unix socket
+    at its path). One of the same type on the very inode freed is taken for the one made."""
+    path = _path_and_maker(rec)[0]
+    made = rec.info[2] if type(rec.info) is tuple and len(rec.info) > 2 else None
+    try:
+        st = os.lstat(path)
+    except OSError:  # gone, or no longer reachable
+        return False
+    return made is None or _identity(st) == made
 
 
 def _is_wrapper(obj: Any, rec: Record) -> bool:
@@ -75,18 +95,18 @@ def _parameters(function: Any) -> list[str]:
 
 
 def _dir_open(obj: Any, rec: Record) -> bool:
-    return os.path.isdir(_path_and_maker(rec)[0])
+    return os.path.isdir(_path_and_maker(rec)[0]) and _still_there(rec)
 
 
 def _file_open(obj: Any, rec: Record) -> bool:
     if _is_wrapper(obj, rec):
         return not obj.file.closed
-    return os.path.lexists(_path_and_maker(rec)[0])
+    return _still_there(rec)
 
 
 def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
     path, how = _path_and_maker(rec)
-    if rec.state != OPEN and not os.path.lexists(path):  # its finalizer removed it
+    if rec.state != OPEN and not _still_there(rec):  # its finalizer removed it
         return f"{path} ({how})", {"path": path, "made_by": how}
     return f"{path} ({how}, not removed)", {"path": path, "made_by": how}
 
@@ -193,14 +213,19 @@ def install(patches: Patches, tempfile: ModuleType) -> None:
         path = mkdtemp(*args, **kwargs)
         site = _records.capture(sys._getframe(1), _records.depth)
         name = os.fsdecode(path)
-        _records.new(NO_OBJECT, "tempdir", (name, "mkdtemp()"), site, ("path", name))
+        try:
+            made: tuple[int, int, int] | None = _identity(os.lstat(path))
+        except OSError:  # removed already by another thread: judged by its path
+            made = None
+        _records.new(NO_OBJECT, "tempdir", (name, "mkdtemp()", made), site, ("path", name))
         return path
 
     def mkstemp_(*args: Any, **kwargs: Any) -> Any:
         fd, path = mkstemp(*args, **kwargs)
         site = _records.capture(sys._getframe(1), _records.depth)
         name = os.fsdecode(path)
-        _records.new(NO_OBJECT, "tempfile", (name, "mkstemp()"), site, ("path", name))
+        made = _identity(os.fstat(fd))
+        _records.new(NO_OBJECT, "tempfile", (name, "mkstemp()", made), site, ("path", name))
         return fd, path
 
     mkdtemp_.__doc__ = mkdtemp.__doc__
