@@ -2105,6 +2105,41 @@ def test_reclaims_own_failure_at_the_session_end_keeps_pytests_summary(
     assert json.loads((pytester.path / "leaks.json").read_text())["count"] == 0
 
 
+def test_an_error_the_checks_collection_raises_in_a_finalizer_is_shown_without_reclaims_frames(
+    pytester: pytest.Pytester,
+) -> None:
+    """A thread still running makes the check collect; the collection finalizes the test's
+    object, whose ``__del__`` raises (and lets the thread end): under ``filterwarnings = error``
+    pytest's unraisable-exception warning was raised through reclaim's teardown hook, and read
+    as reclaim's crash. Nothing is left to report: the error is the test's, shown without
+    reclaim's frames."""
+    pytester.makeini("[pytest]\nfilterwarnings = error\n")
+    pytester.makepyfile(
+        test_finalizer="""
+        import threading
+
+        class Stops:
+            def __init__(self, event):
+                self.event = event
+                self.me = self  # a reference cycle: only a collection finalizes it
+
+            def __del__(self):
+                self.event.set()
+                raise ValueError("raised in a finalizer")
+
+        def test_leaves_a_cycle():
+            event = threading.Event()
+            threading.Thread(target=event.wait, daemon=True).start()
+            Stops(event)
+        """
+    )
+    result = run(pytester)
+    result.assert_outcomes(passed=1, errors=1)
+    out = result.stdout.str()
+    assert "ValueError: raised in a finalizer" in out, out
+    assert "reclaim/pytest_plugin.py" not in out and "this test leaked" not in out, out
+
+
 def test_an_object_in_sys_modules_that_is_no_module_breaks_no_check(pytester: pytest.Pytester) -> None:
     """Pyro5's Pyro4 compatibility layer puts objects in ``sys.modules`` whose ``__getattr__``
     raises NotImplementedError: the session's start stopped with an INTERNALERROR, every leaking

@@ -818,6 +818,7 @@ def _collect_unraisable(config: pytest.Config) -> None:
     next test's setup, an error there under ``filterwarnings = error``. Earlier pytests
     catch them around the whole phase, this check included.
     """
+    __tracebackhide__ = True  # what it raises is the test's (see pytest_runtest_teardown)
     try:
         from _pytest.unraisableexception import collect_unraisable
     except ImportError:
@@ -1253,6 +1254,9 @@ class LeakChecker:
                 _collect_unraisable(item.config)
             except (pytest.PytestUnraisableExceptionWarning, ExceptionGroup) as exc:
                 if not leaks:
+                    # The test's object, finalized by the check's collection: its error, shown
+                    # without reclaim's frames (it read as reclaim's own crash in CherryPy's run).
+                    __tracebackhide__ = True
                     raise
                 item.stash[_STASH_UNRAISABLE] = exc
 
