@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import socket
+import types
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -273,3 +274,44 @@ def test_what_kombus_global_pools_keep_is_kombus_not_the_first_publishers(
     # (kombu's epoll, made in C, is an untracked descriptor: not followed here)
     found = [(leak["kind"], leak["frames"][0]["line"]) for leak in report["leaks"] if leak["frames"]]
     assert found == [("redis", 8)], stderr
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@pytest.mark.parametrize("aclose", [True, False], ids=["redis-py-5", "redis-py-4.6"])
+def test_an_async_client_left_open_is_told_the_close_its_version_has(leakwatch: Watch, aclose: bool) -> None:
+    """redis-py's asyncio client has ``aclose()`` since 5.0.1; before, ``close()`` only (arq pins
+    4.6): the report told the program to await a method its client does not have."""
+    from reclaim.leaks import _holders
+    from reclaim.leaks._patch import Patches
+
+    module = types.ModuleType("redis.asyncio.client")
+
+    class Connection:
+        def __init__(self) -> None:
+            self.sock = socket.socket()  # what the client holds: a socket of ours
+            self.is_connected = True
+
+    class Redis:
+        def __init__(self) -> None:
+            self.connection = Connection()
+            self.connection_pool = None
+
+        async def close(self) -> None:
+            self.connection.sock.close()
+            self.connection.is_connected = False
+
+    if aclose:
+        Redis.aclose = Redis.close  # type: ignore[attr-defined]
+    module.Redis = Redis  # type: ignore[attr-defined]
+    patches = Patches()
+    _holders.install(patches, module)
+    try:
+        client = Redis()
+        leak = leakwatch.one("redis")
+        method = "aclose" if aclose else "close"
+        fix = f"not closed (await client.{method}(), or async with)"
+        assert leak.description.endswith(fix), leak.description
+        asyncio.run(client.close())
+        assert leakwatch.leaks() == []
+    finally:
+        patches.restore()

@@ -382,7 +382,10 @@ def install(patches: Patches, module: ModuleType) -> None:
     for name, spec in HOLDERS[module.__name__].items():
         cls = getattr(module, name, None)
         if isinstance(cls, type) and "__init__" in vars(cls):
-            track(patches, cls, *spec)
+            kind, closed, fix, owned = spec
+            if "aclose()" in fix and not hasattr(cls, "aclose"):
+                fix = fix.replace("aclose()", "close()")  # redis-py before 5.0.1 has close() only
+            track(patches, cls, kind, closed, fix, owned)
     if module.__name__ in ("redis.client", "redis.asyncio.client"):
         client = getattr(module, "Redis", None)
         if isinstance(client, type) and "auto_close_connection_pool" not in vars(client):
