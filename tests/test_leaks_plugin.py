@@ -777,7 +777,7 @@ def test_a_leak_reported_with_its_test_is_not_reported_again_when_collected(
     assert "leaks found after their test ended" not in result.stdout.str()
 
 
-NESTED_OPEN = """
+NESTED_LIB = """
 KEEP = []
 
 def load(path):
@@ -785,7 +785,9 @@ def load(path):
 
 def setup_data(path):
     load(path)
+"""
 
+NESTED_OPEN = f"""{NESTED_LIB}
 def test_nested(tmp_path):
     setup_data(tmp_path / "a")
 """
@@ -819,15 +821,7 @@ def test_two_frames_of_a_file_short_of_any_test_line_say_how_to_see_more(pyteste
     with no line of a test and nothing saying it was cut (found in portalocker's suite). The
     report says how to see the rest; not where a frame is the test's, nor with reclaim_depth set."""
     pytester.makepyfile(
-        mylib="""
-        KEEP = []
-
-        def load(path):
-            KEEP.append(open(path, "w"))
-
-        def setup_data(path):
-            load(path)
-        """,
+        mylib=NESTED_LIB,
         test_lib="""
         import mylib
 
@@ -2225,75 +2219,61 @@ def test_a_log_file_the_app_opens_at_import_is_left_to_logging_shutdown(pytester
     assert out.count("socket AF_INET/SOCK_DGRAM") == 1 and "applog.py:8" in out, out
 
 
-def test_a_log_file_a_test_sets_on_the_apps_logger_is_the_apps(pytester: pytest.Pytester) -> None:
-    """A module's logger holds its own handlers: the file a test sets on it is the module's until
-    the next test's setting closes it, the last one logging.shutdown()'s at exit (as the log
-    manager's below). A file a test opens and keeps elsewhere is still its leak."""
-    pytester.makepyfile(
-        applog="""
-        import logging
-        log = logging.getLogger("app.access")
+APP_LOGGER = """
+import logging
 
-        def set_log_file(path):
-            for handler in list(log.handlers):
-                handler.close()
-                log.removeHandler(handler)
-            log.addHandler(logging.FileHandler(path))
-        """,
-        test_logs="""
-        import applog
-        KEEP = []
+log = logging.getLogger("app.access")
 
-        def test_a(tmp_path):
-            applog.set_log_file(tmp_path / "access.log")
-            applog.log.warning("a")
+def set_log_file(path):
+    for handler in list(log.handlers):
+        handler.close()
+        log.removeHandler(handler)
+    log.addHandler(logging.FileHandler(path))
+"""
 
-        def test_b(tmp_path):
-            applog.set_log_file(tmp_path / "access.log")
-            applog.log.warning("b")
-            KEEP.append(open(tmp_path / "other.log", "w"))
-        """,
-    )
-    result = run(pytester)
-    result.assert_outcomes(passed=2, errors=1)
-    out = result.stdout.str()
-    assert "other.log" in out and "access.log" not in out, out
-    assert "leaks found after their test ended" not in out
+APP_LOG_MANAGER = """
+import logging
+
+class LogManager:
+    def __init__(self):
+        self.access = logging.getLogger("app.access")
+
+    def set_log_file(self, path):
+        for handler in list(self.access.handlers):
+            handler.close()
+            self.access.removeHandler(handler)
+        self.access.addHandler(logging.FileHandler(path))
+
+log = LogManager()
+set_log_file = log.set_log_file
+"""
 
 
-def test_a_log_file_a_test_sets_on_the_apps_log_manager_is_the_apps(pytester: pytest.Pytester) -> None:
+@pytest.mark.parametrize("applog", [APP_LOGGER, APP_LOG_MANAGER], ids=["logger", "log-manager"])
+def test_a_log_file_a_test_sets_on_the_apps_logger_is_the_apps(
+    pytester: pytest.Pytester, applog: str
+) -> None:
     """CherryPy's tests each set the access log of its module-level log manager, which closes the
     file the test before set: each test failed for the file it set, still open at its end, held
     by the manager's logger (a logger was not looked through at all: its manager reaches every
-    logger's handlers). A logger holds its own handlers; the last file is logging.shutdown()'s
-    at exit. A file a test opens and keeps elsewhere is still its leak."""
+    logger's handlers). A logger holds its own handlers, kept at module level or by an object
+    there; the last file is logging.shutdown()'s at exit. A file a test opens and keeps
+    elsewhere is still its leak."""
     pytester.makepyfile(
-        applog="""
+        applog=applog,
+        test_logs="""
         import logging
 
-        class LogManager:
-            def __init__(self):
-                self.access = logging.getLogger("app.access")
-
-            def set_log_file(self, path):
-                for handler in list(self.access.handlers):
-                    handler.close()
-                    self.access.removeHandler(handler)
-                self.access.addHandler(logging.FileHandler(path))
-
-        log = LogManager()
-        """,
-        test_logs="""
         import applog
         KEEP = []
 
         def test_a(tmp_path):
-            applog.log.set_log_file(tmp_path / "access.log")
-            applog.log.access.warning("a")
+            applog.set_log_file(tmp_path / "access.log")
+            logging.getLogger("app.access").warning("a")
 
         def test_b(tmp_path):
-            applog.log.set_log_file(tmp_path / "access.log")
-            applog.log.access.warning("b")
+            applog.set_log_file(tmp_path / "access.log")
+            logging.getLogger("app.access").warning("b")
             KEEP.append(open(tmp_path / "other.log", "w"))
         """,
     )

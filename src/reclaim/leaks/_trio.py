@@ -43,6 +43,7 @@ from ._patch import Patches
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 __all__ = ["install", "install_subprocess", "install_thread_cache"]
@@ -61,19 +62,20 @@ def install(patches: Patches, run: ModuleType) -> None:
     if code is None or current_task is None:  # private: a release may rename them
         return
 
-    def spawned_at() -> _sites.RawSite:
-        try:
-            task = current_task()
-        except RuntimeError:  # not in a task: trio's own run loop
-            return ()
-        return _parents_line(task)
+    def running(look: Callable[[Any], _sites.RawSite]) -> Callable[[], _sites.RawSite]:
+        """*look*, asked of the task running now; empty in trio's own run loop, in no task."""
 
-    def parents() -> _sites.RawSite:
-        try:
-            task = current_task()
-        except RuntimeError:  # not in a task: trio's own run loop
-            return ()
-        return _parents_frames(task)
+        def of_running_task() -> _sites.RawSite:
+            try:
+                task = current_task()
+            except RuntimeError:  # not in a task: trio's own run loop
+                return ()
+            return look(task)
+
+        return of_running_task
+
+    spawned_at = running(_parents_line)
+    parents = running(_parents_frames)
 
     _sites.trio_root = code
     _sites.trio_site = spawned_at
