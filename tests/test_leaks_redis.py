@@ -263,6 +263,38 @@ KOMBU = """\
 """
 
 
+def test_a_check_that_finds_nothing_searches_no_librarys_holders(
+    leakwatch: Watch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a library keeps for the process (kombu's global pools) was claimed, its object graph
+    searched, on every check, a clean test's too: 0.28 s a test in kombu's own suite, 4.6x its
+    time. Only a check that found something left open asks."""
+    from reclaim.leaks import _holders
+
+    class Pools:  # kombu's global connection pools, as far as the search goes
+        connections = [object() for _ in range(10)]
+
+    pools = Pools()
+    monkeypatch.setattr(_holders, "_libraries", [])
+    _holders._leave_to_library(pools, _holders.KOMBU_POOLS)
+    claims: list[object] = []
+    claim = _holders.claim
+
+    def counted(holder: object, *args: Any, **kwargs: Any) -> tuple[Any, ...]:
+        claims.append(holder)
+        return claim(holder, *args, **kwargs)
+
+    monkeypatch.setattr(_holders, "claim", counted)
+    assert leakwatch.leaks() == []
+    assert claims == []
+    sock = socket.socket()
+    try:
+        assert [leak.kind for leak in leakwatch.leaks()] == ["socket"]
+        assert len(claims) == 1
+    finally:
+        sock.close()
+
+
 def test_what_kombus_global_pools_keep_is_kombus_not_the_first_publishers(
     tmp_path: Path, redis: Any, redis_server: Any
 ) -> None:
