@@ -764,12 +764,10 @@ class _Search:
         if id(holder) in seen:
             return []
         if is_kind(type(holder), not_followed):
-            if self.logger is None or not issubclass(type(holder), self.logger):
+            handlers = self._handlers_of(holder)  # a module's logger: its own handlers only
+            if handlers is None:
                 return []
-            seen.add(id(holder))
-            holder = vars(holder).get("handlers")  # a module's logger: its own handlers only
-            if holder is None or id(holder) in seen:
-                return []
+            holder = handlers
         seen.add(id(holder))
         found = [id(holder)] if itself and id(holder) in targets else []
         wanted = self.wanted
@@ -791,12 +789,20 @@ class _Search:
                     skip = by_mro(type(ref), not_followed)
                 if not skip:
                     pending.append(ref)
-                elif self.logger is not None and issubclass(type(ref), self.logger):
-                    handlers = vars(ref).get("handlers")  # its own list, read without its code
-                    if handlers is not None and id(handlers) not in seen:
-                        seen.add(id(handlers))
-                        pending.append(handlers)
+                elif (handlers := self._handlers_of(ref)) is not None:
+                    pending.append(handlers)
         return found
+
+    def _handlers_of(self, obj: object) -> list[Any] | None:
+        """The handlers of *obj*, a logger not followed otherwise (see :attr:`logger`), when the
+        search has not seen them yet; else None."""
+        if self.logger is None or not issubclass(type(obj), self.logger):
+            return None
+        handlers: list[Any] | None = vars(obj).get("handlers")  # its own list, read without its code
+        if handlers is None or id(handlers) in self.seen:
+            return None
+        self.seen.add(id(handlers))
+        return handlers
 
 
 def _find(window: Snapshot, context: str | None, include_framework: bool, untracked_fds: bool) -> list[Leak]:
