@@ -82,9 +82,10 @@ def test_a_test_marked_xfail_that_leaks_fails_its_teardown(pytester: pytest.Pyte
     result.stdout.fnmatch_lines(["*ERROR at teardown of test_known_bug_leaks*", "*test_known.py:7*"])
 
 
-def test_a_fixtures_teardown_error_shows_no_frame_of_the_plugin(pytester: pytest.Pytester) -> None:
+def test_a_fixtures_setup_or_teardown_error_shows_no_frame_of_the_plugin(pytester: pytest.Pytester) -> None:
     """A conftest fixture's own teardown error passes through the plugin's teardown wrapper: its
-    traceback showed that wrapper's source (some fifty lines of it), with a leak report or without."""
+    traceback showed that wrapper's source (some fifty lines of it), with a leak report or without.
+    So did a setup error, through the setup wrappers (dataset's suite without its driver)."""
     pytester.makeconftest(
         """
         import pytest
@@ -93,6 +94,14 @@ def test_a_fixtures_teardown_error_shows_no_frame_of_the_plugin(pytester: pytest
         def checked():
             yield
             assert False, "the fixture's own check"
+
+        @pytest.fixture
+        def broken():
+            raise RuntimeError("the fixture's own setup")
+
+        @pytest.fixture(scope="module")
+        def broken_wide():
+            raise RuntimeError("the wide fixture's own setup")
         """
     )
     pytester.makepyfile(
@@ -107,11 +116,19 @@ def test_a_fixtures_teardown_error_shows_no_frame_of_the_plugin(pytester: pytest
 
         def test_leaks_alone(tmp_path):
             KEEP.append(open(tmp_path / "b", "w"))
+
+        def test_broken(broken):
+            pass
+
+        def test_broken_wide(broken_wide):
+            pass
         """
     )
     result = run(pytester)
-    result.assert_outcomes(passed=3, errors=3)
+    result.assert_outcomes(passed=3, errors=5)
     result.stdout.fnmatch_lines(["*ERROR at teardown of test_leaks_too*", "*the fixture's own check*"])
+    result.stdout.fnmatch_lines(["*ERROR at setup of test_broken *", "*the fixture's own setup*"])
+    result.stdout.fnmatch_lines(["*ERROR at setup of test_broken_wide*", "*the wide fixture's own setup*"])
     assert "pytest_plugin.py" not in result.stdout.str()
     assert "traceback entries are hidden" not in result.stdout.str()  # the leak report alone
 

@@ -1168,6 +1168,9 @@ class LeakChecker:
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, object, object]:
+        # A fixture's setup error passes through here: its traceback is the fixture's (pytest
+        # showed this wrapper's source first when the fixture was in a conftest.py).
+        __tracebackhide__ = True
         if self.tracker is not None:
             from .leaks import _tracker, set_context
 
@@ -1193,6 +1196,7 @@ class LeakChecker:
     def pytest_fixture_setup(
         self, fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest
     ) -> Generator[None, object, object]:
+        __tracebackhide__ = True  # as in pytest_runtest_setup
         if self.tracker is None or fixturedef.scope == "function":
             return (yield)
         from .leaks import current_context, set_context
