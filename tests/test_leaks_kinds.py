@@ -1292,27 +1292,31 @@ def test_aiosqlite_connection_dropped_unclosed_is_the_collectors_at_its_connect(
     leakwatch: Watch, tmp_path: Path
 ) -> None:
     """Its ``__del__`` has its worker thread close the sqlite3 connection: the garbage
-    collector closed it, not the program; the worker, the connection's machinery, is no leak."""
+    collector closed it, not the program; the worker, the connection's machinery, is no leak.
+    The line that dropped it is the program's ``del``, not the worker's close (aiosqlite's own
+    line when aiosqlite is the program, as in its own suite)."""
     aiosqlite = pytest.importorskip("aiosqlite")
 
-    async def main() -> tuple[threading.Thread, int]:
+    async def main() -> tuple[threading.Thread, int, int]:
         conn = await aiosqlite.connect(tmp_path / "app.db")
         at = line() - 1
         async with conn.execute("select 1"):  # closes its cursor: the close is not deferred
             pass
         worker = conn._thread
         del conn
+        dropped = line() - 1
         gc.collect()  # the connection, if a cycle holds it
         # The worker closes the sqlite3 connection, then ends; it answers on this loop, so
         # the loop must still be open then (aiosqlite's worker raises on a closed one).
         worker.join(timeout=60)
-        return worker, at
+        return worker, at, dropped
 
-    worker, at = asyncio.run(main())
+    worker, at, dropped = asyncio.run(main())
     assert not worker.is_alive()
     leak = leakwatch.one("sqlite3")
     assert leak.state == "collected"
     assert program_line(leak) == at
+    assert f"test_leaks_kinds.py:{dropped} in " in leak.details.get("dropped_at", ""), leak.details
     assert [leak.kind for leak in leakwatch.leaks()] == ["sqlite3"]
 
 

@@ -34,6 +34,8 @@ import os
 import sys
 from types import ModuleType
 
+from reclaim import _sites
+
 from . import _fds, _records
 from ._kinds import Details, Kind, register
 from ._owning import PLUMBING, own
@@ -50,7 +52,9 @@ __tracebackhide__ = True  # stands in for what it wraps: see _patch
 
 _subclasses: dict[type, type] = {}
 #: reclaim's note on a tracked connection whose aiosqlite connection was dropped unclosed (kept
-#: by instance_dict(): a tracked connection has no ``__dict__``, as sqlite3's has none).
+#: by instance_dict(): a tracked connection has no ``__dict__``, as sqlite3's has none): the
+#: program's line that dropped it, read in the ``__del__`` (the worker thread that closes the
+#: connection afterwards has no such line on its stack), as a 1-tuple.
 DROPPED = "_reclaim_dropped"
 # Position of ``factory`` in sqlite3.connect(database, timeout, detect_types,
 # isolation_level, check_same_thread, factory, ...).
@@ -79,8 +83,9 @@ def _exited(conn: Any) -> None:
 
 def _closing(conn: Any, frame: Any) -> None:
     notes = instance_dict(conn, create=False)
-    if notes is not None and notes.pop(DROPPED, False):  # an aiosqlite worker closing it for the collector
-        _closed_by_collector(conn)
+    dropped = notes.pop(DROPPED, None) if notes is not None else None
+    if dropped is not None:  # an aiosqlite worker closing it for the collector
+        _closed_by_collector(conn, dropped[0])
     else:
         _records.closing(conn, frame)  # its owner's __del__, or the program
 
@@ -237,13 +242,14 @@ def install_aiosqlite(patches: Patches, module: ModuleType) -> None:
         if conn is not None and any(type(conn) is cls for cls in _subclasses.values()):
             notes = instance_dict(conn, create=True)
             if notes is not None:
-                notes[DROPPED] = True
+                notes[DROPPED] = (_sites.dropped_by_program(sys._getframe()),)
         delete(self)
 
     patches.set(cls, "__del__", __del__)
 
 
-def _closed_by_collector(conn: Any) -> None:
+def _closed_by_collector(conn: Any, dropped: tuple[Any, int] | None) -> None:
     rec = _records.live.get(id(conn))
     if rec is not None and rec() is conn:
         _records.leak(rec, _records.COLLECTED)
+        rec.dropped = dropped
