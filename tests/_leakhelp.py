@@ -37,6 +37,14 @@ class ClosesAtDel:
         self.resource.close()
 
 
+def untracked_epoll() -> Any:
+    """An epoll instance no hook sees made, as C code makes one (Linux only): while tracking,
+    ``select.epoll`` records what it makes, and its ``__wrapped__`` is the C type."""
+    import select
+
+    return getattr(select.epoll, "__wrapped__", select.epoll)()
+
+
 def line() -> int:
     """The line number of the statement that calls this (put it on the acquiring line)."""
     frame = inspect.currentframe()

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 import reclaim
-from _leakhelp import RUN_TIMEOUT, Watch, ignore_gc_warnings, leakwatch, line
+from _leakhelp import RUN_TIMEOUT, Watch, ignore_gc_warnings, leakwatch, line, untracked_epoll
 from reclaim.leaks import SCHEMA, LeakError, Report, Tracker, context, current_context, no_leaks, set_context
 
 __all__ = ["leakwatch"]  # the fixture, imported for pytest
@@ -60,6 +60,7 @@ def test_instrumentation_is_shared_and_removed_by_the_last_stop() -> None:
         "tempfile.TemporaryFile",
         "sqlite3.connect",
         "mmap.mmap",
+        "select.epoll",
     ],
 )
 def test_a_tracked_function_pickles_and_describes_itself_as_the_original(where: str) -> None:
@@ -77,7 +78,7 @@ def test_a_tracked_function_pickles_and_describes_itself_as_the_original(where: 
         assert pickle.loads(pickle.dumps(tracked)) is tracked
         assert tracked.__name__ == name
         assert getattr(sys.modules[tracked.__module__], tracked.__qualname__) is tracked
-        if where not in ("os.waitpid", "mmap.mmap"):  # a subclass; replaced only by `reclaim run`
+        if where not in ("os.waitpid", "mmap.mmap", "select.epoll"):  # classes; os.waitpid: `reclaim run`
             # what inspect.signature() and help() describe: the original's parameters (``open``,
             # a bound method, has its own; the others lead to the original by ``__wrapped__``)
             try:
@@ -733,7 +734,7 @@ def test_a_kept_descriptor_closed_before_a_check_starts_does_not_hide_the_next_o
     first.close()
     with Tracker() as tracker:
         mark = tracker.snapshot()
-        second = select.epoll()  # the lowest free number: the kept one's
+        second = untracked_epoll()  # the lowest free number: the kept one's
         try:
             assert second.fileno() == fd
             assert [leak.kind for leak in tracker.leaks(since=mark)] == ["untracked-fd"]
@@ -757,7 +758,7 @@ def test_an_untracked_descriptor_is_waited_for_while_another_thread_runs(
     if not hasattr(select, "epoll") or not hasattr(signal, "setitimer"):
         pytest.skip("select.epoll and signal.setitimer are Linux's")
     monkeypatch.setitem(_kinds.KINDS, "untracked-fd", _kinds.Kind("untracked-fd", waitable=lambda _: True))
-    poller = select.epoll()  # a descriptor no hook sees opened
+    poller = untracked_epoll()  # a descriptor no hook sees opened
     previous = signal.signal(signal.SIGALRM, lambda *_: poller.close())
     try:
         assert [leak.kind for leak in leakwatch.leaks()] == ["untracked-fd"]
@@ -785,7 +786,7 @@ def test_an_untracked_descriptor_is_not_waited_for_with_the_checking_thread_alon
         raise AssertionError(f"the check waited ({seconds} s) with no other thread running")
 
     monkeypatch.setitem(_kinds.KINDS, "untracked-fd", _kinds.Kind("untracked-fd", waitable=lambda _: False))
-    with select.epoll():
+    with untracked_epoll():
         monkeypatch.setattr(_tracker.time, "sleep", no_sleep)
         try:
             assert [leak.kind for leak in leakwatch.leaks(grace=30.0)] == ["untracked-fd"]

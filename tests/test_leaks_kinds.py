@@ -17,6 +17,7 @@ import multiprocessing
 import multiprocessing.pool
 import os
 import pty
+import select
 import selectors
 import signal
 import socket
@@ -51,6 +52,7 @@ from _leakhelp import (
     python_prog,
     reclaim_run_json,
     task_site_in_a_task_made_in_a_task,
+    untracked_epoll,
 )
 
 __all__ = ["leakwatch"]  # the fixture, imported for pytest
@@ -1144,6 +1146,67 @@ def test_selector_not_closed_is_reported(leakwatch: Watch) -> None:
         sel.close()
     with selectors.DefaultSelector():
         pass
+    assert leakwatch.leaks() == []
+
+
+@pytest.mark.skipif(not hasattr(select, "epoll"), reason="select.epoll is Linux's")
+def test_an_epoll_never_closed_is_reported_at_its_line(leakwatch: Watch) -> None:
+    """``select.epoll()`` made by the program (kombu's hub, Twisted's reactor make theirs so) was
+    an untracked descriptor with no line; it is reported at its line now. The stand-in behaves
+    as the C type for ``isinstance`` and ``fromfd``, and one closed is no leak."""
+    poller = select.epoll()
+    at = line() - 1
+    try:
+        leak = leakwatch.one("untracked-fd")
+        assert_site(leak, at)
+        assert leak.description == f"fd {poller.fileno()} -> anon_inode:[eventpoll] (select.epoll)"
+        assert leak.thread == threading.current_thread().name
+        text = leakwatch.tracker.report([leak]).to_text()
+        assert "first seen" not in text and " ago" in text, text
+        assert isinstance(poller, select.epoll) and issubclass(type(poller), select.epoll)
+        adopted = select.epoll.fromfd(os.dup(poller.fileno()))
+        assert isinstance(adopted, select.epoll)
+        adopted.close()
+    finally:
+        poller.close()
+    with select.epoll(1, select.EPOLL_CLOEXEC) as ep:
+        assert ep.poll(0) == []
+    assert leakwatch.leaks() == []
+
+
+@pytest.mark.skipif(not hasattr(select, "epoll"), reason="select.epoll is Linux's")
+def test_an_epoll_closed_does_not_give_its_line_to_the_next_one_at_its_number(leakwatch: Watch) -> None:
+    """Its close is not seen (a C type's method): its number is forgotten once a check finds it
+    closed, and an epoll no hook saw made at that number later has no line."""
+    first = select.epoll()
+    fd = first.fileno()
+    first.close()
+    assert leakwatch.leaks() == []
+    second = untracked_epoll()  # as C code makes one: the lowest free number, the first's
+    try:
+        assert second.fileno() == fd
+        leak = leakwatch.one("untracked-fd")
+        assert leak.frames == () and "made by C code" in leak.description
+    finally:
+        second.close()
+
+
+@pytest.mark.skipif(not hasattr(select, "epoll"), reason="select.epoll is Linux's")
+def test_an_epoll_selectors_epoll_is_the_selectors_own(leakwatch: Watch) -> None:
+    """An ``EpollSelector`` whose epoll is the stand-in's (``selectors`` imported while tracking
+    takes ``select.epoll`` then) is one entry, the selector, not its epoll besides."""
+
+    class Selector(selectors.EpollSelector):
+        _selector_cls = select.epoll  # what EpollSelector has when selectors is imported now
+
+    sel = Selector()
+    at = line() - 1
+    try:
+        [leak] = leakwatch.leaks()
+        assert leak.kind == "selector"
+        assert_site(leak, at)
+    finally:
+        sel.close()
     assert leakwatch.leaks() == []
 
 

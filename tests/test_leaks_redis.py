@@ -303,9 +303,13 @@ def test_what_kombus_global_pools_keep_is_kombus_not_the_first_publishers(
     them), not the publisher's leaks; a pool the program made itself still is."""
     pytest.importorskip("kombu.pools")
     report, stderr = reclaim_run_json(tmp_path, KOMBU.format(host=redis_server.host, port=redis_server.port))
-    # (kombu's epoll, made in C, is an untracked descriptor: not followed here)
-    found = [(leak["kind"], leak["frames"][0]["line"]) for leak in report["leaks"] if leak["frames"]]
-    assert found == [("redis", 8)], stderr
+    # kombu's poller (its epoll, a descriptor no object of ours owns) is reported at the
+    # publish that made it: not followed to kombu's pools here
+    found = [
+        (leak["kind"], [frame["line"] for frame in leak["frames"] if frame["file"].endswith("prog.py")])
+        for leak in report["leaks"]
+    ]
+    assert found == [("redis", [8]), ("untracked-fd", [6])], stderr
 
 
 @pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test

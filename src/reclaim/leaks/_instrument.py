@@ -68,6 +68,7 @@ HOOKS: tuple[tuple[str, str], ...] = (
     ("httpcore._async.connection_pool", "_pooled:install_httpcore_async"),
     ("tempfile", "_tempfiles:install"),
     ("mmap", "_mmap:install"),
+    ("select", "_epoll:install"),
     ("dbm.dumb", "_dbm:install"),
     ("dbm.sqlite3", "_dbm:install"),
     ("asyncio.base_events", "_tasks:install_base_events"),

@@ -341,7 +341,7 @@ class Report:
                 more = len(contexts) - _OTHERS_SHOWN
                 facts.append(f"during {during}" + (f" and {more} more" if more > 0 else ""))
             facts.append(f"pid {leak.pid}")
-            if leak.kind != "untracked-fd":
+            if leak.kind != "untracked-fd" or leak.frames:  # (an epoll whose making was seen)
                 facts.append(f"{_age(leak.age)} ago")
             elif leak.age < 0.001:  # no hook saw it opened, and no earlier check saw it
                 facts.append("first seen by this check")

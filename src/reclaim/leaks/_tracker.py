@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     from types import FrameType
     from typing import Any, Self
 
+    from reclaim._sites import Frame
+
     from ._report import Ignore, Leak, Report
     from ._stats import TrackerStatistics
 
@@ -967,8 +969,9 @@ register(Kind("untracked-fd", waitable=_may_close_meanwhile))
 #: What the kernel's name for an anonymous descriptor (``/proc/self/fd``) is, said after it: no
 #: hook saw one made, so no line says what made it (kombu's pollers were 17 bare
 #: ``anon_inode:[eventpoll]`` entries in Celery's tests).
+EVENTPOLL = "anon_inode:[eventpoll]"
 ANONYMOUS = {
-    "anon_inode:[eventpoll]": "an epoll instance: select.epoll(), or C code's",
+    EVENTPOLL: "an epoll instance made by C code, or before tracking started",
     # The rest are made by calls of os that are tracked (its eventfd, timerfd_create, pidfd_open):
     # one not seen made is C code's.
     "anon_inode:[eventfd]": "an eventfd, made by C code",
@@ -1048,6 +1051,7 @@ def _untracked(
     pid = os.getpid()
     out = []
     later: list[str] | None = None
+    epoll = _integration("_epoll")
     for fd in candidates:
         if fd in owned or _fds.kept(fd):
             continue
@@ -1062,19 +1066,27 @@ def _untracked(
         if context is not None and label != context:
             continue
         what = ANONYMOUS.get(target)
-        if what is None and _fds.is_directory(fd):
+        frames: tuple[Frame, ...] = ()
+        thread = None
+        acquired_at = first_seen
+        made = epoll.made_at(fd) if epoll is not None and target == EVENTPOLL else None
+        if made is not None:  # made by select.epoll(): its line is known
+            site, thread, acquired_at = made
+            frames = tuple(_sites.frames(_records.site_of(site)))
+            what = "select.epoll"
+        elif what is None and _fds.is_directory(fd):
             what = DIRECTORY
         out.append(
             Leak(
                 kind="untracked-fd",
                 description=f"fd {fd} -> {target}" if what is None else f"fd {fd} -> {target} ({what})",
                 state="open",
-                frames=(),
-                thread=None,
+                frames=frames,
+                thread=thread,
                 context=label,
                 pid=pid,
-                acquired_at=first_seen,
-                age=max(0.0, now - first_seen),
+                acquired_at=acquired_at,
+                age=max(0.0, now - acquired_at),
                 details={"fd": fd, "target": target},
                 seq=0,
             )

@@ -1,0 +1,116 @@
+"""Where each ``select.epoll()`` instance was made, for the report of one never closed.
+
+A program (or a library: kombu's hub, Twisted's epoll reactor) that makes an epoll instance
+itself and never closes it leaks a descriptor. Python never warns about it, and no hook saw it
+made: it is found as an ``untracked-fd``, and had no line to show (kombu's pollers were 17 bare
+entries in Celery's tests). ``select.epoll`` is a C type that cannot be subclassed and whose
+instances take no weak reference, so while tracking ``select.epoll`` is a small class whose
+instances hold the real one and pass every call on to it; each notes, by its descriptor's
+number, the site that made it (:data:`MADE`). An untracked epoll descriptor found at that
+number, while the instance made there lives and is open, is reported at that site (see
+``_tracker._untracked``). What owns or keeps such a descriptor (an integration's
+``Kind.fds``, C code's kept ones) is unchanged by this.
+
+``isinstance(x, select.epoll)`` holds for either kind of instance while tracking runs. An
+epoll a ``selectors.EpollSelector`` makes (the C type's, unless ``selectors`` was first
+imported while tracking) is the selector's, reported as the selector: not noted.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import weakref
+from types import ModuleType
+
+from . import _records
+from ._patch import Patches
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
+if TYPE_CHECKING:
+    from typing import Any
+
+__all__ = ["MADE", "install", "made_at"]
+
+_ref = weakref.ref
+
+#: descriptor number -> (the instance made with it, weakly; site, thread name, time).
+MADE: dict[int, tuple[weakref.ref[Any], Any, str, float]] = {}
+
+
+def made_at(fd: int) -> tuple[Any, str, float] | None:
+    """``(site, thread name, time)`` of the epoll instance at *fd*, if one made while tracking
+    is still open there."""
+    noted = MADE.get(fd)
+    if noted is None:
+        return None
+    made = noted[0]()
+    if made is None or made.closed or made.fileno() != fd:
+        del MADE[fd]
+        return None
+    return noted[1:]
+
+
+def install(patches: Patches, select: ModuleType) -> None:
+    """Replace ``select.epoll`` (where the platform has it) with a recording stand-in."""
+    base: Any = getattr(select, "epoll", None)
+    if base is None:
+        return
+
+    class _Epoll(type):
+        def __instancecheck__(cls, obj: object) -> bool:
+            return type.__instancecheck__(cls, obj) or isinstance(obj, base)
+
+        def __subclasscheck__(cls, sub: type) -> bool:
+            return type.__subclasscheck__(cls, sub) or issubclass(sub, base)
+
+    class epoll(metaclass=_Epoll):  # the name it stands in for
+        __slots__ = ("__weakref__", "_epoll")
+        __doc__ = base.__doc__
+        __wrapped__ = base  # the C type, as a replaced function's __wrapped__ is the original
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            self._epoll = base(*args, **kwargs)
+            caller = sys._getframe(1)
+            if caller.f_globals.get("__name__") != "selectors":
+                site = _records.capture(caller, _records.depth)
+                MADE[self._epoll.fileno()] = (_ref(self), site, _records.thread_name(), time.time())
+
+        @classmethod
+        def fromfd(cls, fd: int) -> Any:
+            self = cls.__new__(cls)
+            self._epoll = base.fromfd(fd)
+            return self
+
+        @property
+        def closed(self) -> bool:
+            return bool(self._epoll.closed)
+
+        def close(self) -> None:
+            self._epoll.close()
+
+        def fileno(self) -> int:
+            return int(self._epoll.fileno())
+
+        def register(self, *args: Any, **kwargs: Any) -> None:
+            self._epoll.register(*args, **kwargs)
+
+        def modify(self, *args: Any, **kwargs: Any) -> None:
+            self._epoll.modify(*args, **kwargs)
+
+        def unregister(self, *args: Any, **kwargs: Any) -> None:
+            self._epoll.unregister(*args, **kwargs)
+
+        def poll(self, *args: Any, **kwargs: Any) -> list[tuple[int, int]]:
+            return self._epoll.poll(*args, **kwargs)  # type: ignore[no-any-return]
+
+        def __enter__(self) -> Any:
+            self._epoll.__enter__()  # raises as the C type's does on a closed one
+            return self
+
+        def __exit__(self, *exc_info: object) -> None:
+            self._epoll.__exit__(*exc_info)
+
+    epoll.__qualname__ = "epoll"
+    epoll.__module__ = "select"
+    patches.set(select, "epoll", epoll)
