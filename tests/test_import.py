@@ -67,7 +67,7 @@ def test_pytest_reclaim_does_not_import_asyncio_for_tests_that_do_not(tmp_path: 
         f"    print('LOADED', json.dumps([m for m in {HEAVY!r} if m in sys.modules and m != 'socket']))\n"
     )
     result = python(
-        # anyio's plugin (the dev extra has anyio) imports asyncio itself
+        # anyio's and pyfakefs' plugins (the dev extra has both) import asyncio themselves
         "-m",
         "pytest",
         "-q",
@@ -76,6 +76,8 @@ def test_pytest_reclaim_does_not_import_asyncio_for_tests_that_do_not(tmp_path: 
         "no:cacheprovider",
         "-p",
         "no:anyio",
+        "-p",
+        "no:fakefs",
         "--reclaim",
         "test_plain.py",
         cwd=tmp_path,

@@ -197,3 +197,47 @@ def test_a_file_opened_over_a_descriptor_names_what_the_descriptor_points_at(
     finally:
         if how == "kept":
             f.close()
+
+
+def test_pyfakefs_fakes_open_and_os_functions_while_tracking(leakwatch: Watch, tmp_path: Path) -> None:
+    """pyfakefs fakes the functions it finds as C or Python functions: reclaim's stand-ins for
+    ``open`` (a bound method) and ``os.close`` (a staticmethod) are neither, so its ``fs``
+    fixture left the real ones in place, and 121 of its tests used the real file system. So
+    in a module that imported them by name while tracking. Once it stops, they are reclaim's
+    again."""
+    fake_filesystem_unittest = pytest.importorskip("pyfakefs.fake_filesystem_unittest")
+    (tmp_path / "by_name.py").write_text(
+        "from io import open as io_open\n"
+        "from os import close as os_close\n"
+        "\n"
+        "def read(path):\n"
+        "    with io_open(path) as f:\n"
+        "        return f.read()\n",
+        encoding="utf-8",
+    )
+    import importlib
+    import sys
+
+    sys.path.insert(0, str(tmp_path))
+    try:
+        by_name = importlib.import_module("by_name")
+    finally:
+        sys.path.remove(str(tmp_path))
+    stand_ins = (builtins.open, io.open, os.close, by_name.io_open, by_name.os_close)
+    import _io
+
+    assert builtins.open is not _io.open and by_name.io_open is builtins.open  # tracking's
+    fake = "/reclaim-pyfakefs-test/f.txt"
+    try:
+        with fake_filesystem_unittest.Patcher() as patcher:
+            patcher.fs.create_file(fake, contents="faked")
+            with open(fake) as f:
+                assert f.read() == "faked"
+            assert by_name.read(fake) == "faked"
+            assert by_name.os_close is not stand_ins[-1]  # faked too
+        assert not os.path.exists(fake)
+        now = (builtins.open, io.open, os.close, by_name.io_open, by_name.os_close)
+        assert all(a is b for a, b in zip(now, stand_ins, strict=True))
+    finally:
+        sys.modules.pop("by_name", None)
+    assert leakwatch.leaks() == []

@@ -655,8 +655,10 @@ OPEN_ALIASES = (("bz2", "_builtin_open"), ("tarfile", "bltn_open"), ("tokenize",
 def install(patches: Patches) -> None:
     """Route ``open``/``io.open`` (and so pathlib, ``os.fdopen``, tempfile) through the tracker."""
     untracked = builtins.open
-    patches.set(builtins, "open", tracked_open)
+    # io first: it names the replacement (see _patch._present_as), and the C function's
+    # ``__module__`` is "io" too (pyfakefs knows ``open`` by that name and module).
     patches.set(io, "open", tracked_open)
+    patches.set(builtins, "open", tracked_open)
     for name, alias in OPEN_ALIASES:
         module = sys.modules.get(name)
         if module is not None and getattr(module, alias, None) is untracked:

@@ -69,6 +69,7 @@ HOOKS: tuple[tuple[str, str], ...] = (
     ("tempfile", "_tempfiles:install"),
     ("mmap", "_mmap:install"),
     ("select", "_epoll:install"),
+    ("pyfakefs.fake_filesystem_unittest", "_pyfakefs:install"),
     ("dbm.dumb", "_dbm:install"),
     ("dbm.sqlite3", "_dbm:install"),
     ("asyncio.base_events", "_tasks:install_base_events"),
