@@ -68,3 +68,34 @@ def test_a_handler_task_left_pending_is_at_the_line_that_started_the_server(leak
         client.close()
         for stream in server.streams:
             stream.socket.close()
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_a_task_a_run_sync_callback_made_is_at_the_run_sync_line(leakwatch: Watch) -> None:
+    """``IOLoop.run_sync`` registers a callback before it runs the loop, outside any task; the
+    callback makes the coroutine's task at tornado's lines only. Its stack ended there, with no
+    line of the program's at any depth: it goes on at the line that ran the loop."""
+    from tornado.ioloop import IOLoop
+
+    loop = IOLoop(make_current=False)
+
+    async def stuck() -> None:
+        IOLoop.current().stop()  # run_sync returns at once, its task still pending
+        await asyncio.Event().wait()
+
+    try:
+        with pytest.raises(RuntimeError):
+            loop.run_sync(stuck)
+        at = line() - 1
+        [task] = leakwatch.leaks("task")
+        here = [frame.lineno for frame in task.frames if frame.filename == __file__]
+        assert here == [at], task.headline()
+        text = leakwatch.tracker.report([task]).to_text()
+        assert f"acquired at tests/test_leaks_tornado.py:{at} in " in text, text
+    finally:
+        pending = asyncio.all_tasks(loop.asyncio_loop)
+        for each in pending:
+            each.cancel()
+        loop.asyncio_loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        loop.close()
+    assert leakwatch.leaks() == []

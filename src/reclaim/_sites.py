@@ -365,9 +365,16 @@ def _stitch_program(out: list[Any], kept: FrameType | None, frame: FrameType | N
     for i in range(0, len(out), 2):
         code = out[i]
         if code is task_root and i:
+            line = first_program(task_site() if task_site is not None else ())
             del out[i:]
-            out.extend(first_program(task_site() if task_site is not None else ()))
-            return
+            if line:
+                out.extend(line)
+                return
+            # A callback registered outside any task (before the loop ran, as tornado's
+            # run_sync() does, or from another thread): the line driving the loop is the only
+            # one of the program's that led here.
+            frame = kept.f_back if kept is not None else None
+            break
         if i and kept is not None and id(code) in _handoffs:
             line = first_program(_handed(kept))
             if line:
@@ -400,7 +407,11 @@ def _stitch_program(out: list[Any], kept: FrameType | None, frame: FrameType | N
             line = first_program(carried)
             if line:
                 out[-2:] = line
-            return
+            if line or code is thread_root:
+                return
+            # else on past the loop's step, as above: what drives the loop is the program's
+            frame = frame.f_back
+            continue
         if code is trio_root:
             line = first_program(trio_site() if trio_site is not None else ())
             if line:
