@@ -2885,15 +2885,25 @@ def test_task_cancelled_but_not_yet_run_at_shutdown_is_not_reported(leakwatch: W
 
 
 @pytest.mark.reclaim_allow(kind="task")  # the starting tasks are left pending on purpose
-@pytest.mark.parametrize("how", ["await", "gather"])
+@pytest.mark.parametrize("how", ["await", "gather", "wait_for", "TaskGroup"])
 def test_task_a_pending_task_awaits_at_shutdown_is_part_of_its_leak(leakwatch: Watch, how: str) -> None:
     """arq's watch_reload leaves a task running Worker.async_run(), which starts the worker's main
     task and awaits it: the awaited task was reported too, at the line that made it, in code
-    that awaits what it starts. Cancelling the task left pending cancels it: one leak."""
+    that awaits what it starts. Cancelling the task left pending cancels it: one leak. So for
+    ``wait_for()`` (on 3.11, a task of its own) and a ``TaskGroup``'s children (gunicorn's and
+    hypercorn's suites: two and three entries)."""
     at = 0
     kept: list[asyncio.Task[None]] = []  # the loop refers to tasks weakly: a collection may end it
 
     async def start_and_wait() -> None:
+        if how == "wait_for":
+            await asyncio.wait_for(_forever(), 3600)
+            return
+        if how == "TaskGroup":
+            async with asyncio.TaskGroup() as group:
+                kept.append(group.create_task(_forever()))
+                kept.append(group.create_task(_forever()))
+            return
         inner = asyncio.create_task(_forever())
         kept.append(inner)
         if how == "await":

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import sys
 import threading
 import weakref
@@ -558,27 +559,56 @@ def install_anyio(patches: Patches, module: ModuleType) -> None:
 
 
 def _awaited_by_another(pending: list[Any]) -> set[int]:
-    """The ids of the tasks of *pending* that another of them awaits, directly (``await task``)
-    or through ``gather()``: cancelling the awaiting task cancels them too.
+    """The ids of the tasks of *pending* that another of them awaits, directly (``await task``),
+    through ``gather()``, through ``wait_for()`` (3.11 runs what it waits for in a task of its
+    own) or as a child of a ``TaskGroup`` the other is in: cancelling the awaiting task cancels
+    them too.
 
     A task that starts another and awaits it (arq's ``Worker.async_run`` and its main task) is
     one leak when it is left pending, at the line that started it, not also one at the line
-    in it that made the awaited task. What a task waits on through a future of its own (a
-    ``TaskGroup``'s, ``shield()``'s) is not followed.
+    in it that made the awaited task (a forgotten task waiting in ``wait_for()`` was two
+    entries, one in a ``TaskGroup`` of two children three: gunicorn's and hypercorn's suites).
+    What a task waits on through another future of its own (``shield()``'s) is not followed.
     """
     ids = {id(task) for task in pending}
     awaited: set[int] = set()
+    waiters: set[int] = set()  # the futures the pending tasks wait on
     for task in pending:
         waiting = [getattr(task, "_fut_waiter", None)]  # private, in the C and Python tasks alike
         while waiting:
             future = waiting.pop()
             if future is None or future is task:
                 continue
+            waiters.add(id(future))
             if id(future) in ids:
                 awaited.add(id(future))
             else:  # gather()'s future: it cancels what it gathers
                 waiting.extend(getattr(future, "_children", None) or ())
+    for task in pending:
+        if id(task) not in awaited and _awaited_through_callback(task, ids, waiters):
+            awaited.add(id(task))
     return awaited
+
+
+def _awaited_through_callback(task: Any, ids: set[int], waiters: set[int]) -> bool:
+    """Whether a done callback of *task* tells of a pending task that awaits it: ``wait_for()``'s
+    (3.11) wakes the future its caller waits on, a ``TaskGroup``'s belongs to a group whose
+    parent task (the one in its ``async with``) is pending."""
+    try:
+        callbacks = task._callbacks or ()  # private, in the C and Python futures alike
+    except AttributeError:
+        return False
+    for entry in callbacks:
+        callback = entry[0] if type(entry) is tuple else entry
+        if type(callback) is functools.partial:
+            released = callback.args[0] if callback.args else None
+            if getattr(callback.func, "__name__", None) == "_release_waiter" and id(released) in waiters:
+                return True
+        elif getattr(callback, "__name__", None) == "_on_task_done":
+            parent = getattr(getattr(callback, "__self__", None), "_parent_task", None)
+            if parent is not None and id(parent) in ids:
+                return True
+    return False
 
 
 def install_runners(patches: Patches, runners: ModuleType) -> None:
