@@ -568,21 +568,21 @@ def _config_holders(config: pytest.Config) -> dict[str, object]:
     return holders
 
 
-def _logging_handlers() -> Callable[[Leak], bool]:
-    """Whether a leak is the file or socket of a logging handler still registered:
+def _logging_handlers() -> Callable[[Leak], Any]:
+    """The logging handler still registered whose file or socket a leak is, else None:
     ``logging.shutdown()`` closes it at exit (``reclaim run`` counts that too), as when the app
     configures a FileHandler, or a SysLogHandler (``socket``) or SocketHandler (``sock``), at
     import."""
     logging = sys.modules.get("logging")
     socket_type = getattr(sys.modules.get("socket"), "socket", None)
-    files: set[tuple[object, object]] = set()
-    sockets: set[int] = set()
+    files: dict[tuple[object, object], Any] = {}
+    sockets: dict[int, Any] = {}
     for ref in list(getattr(logging, "_handlerList", ())):
         handler = ref()
         stream = getattr(handler, "stream", None)
         # No stream, a closed one, or a handler's own kind of stream raising its own error.
         with contextlib.suppress(Exception):
-            files.add((getattr(stream, "name", None), stream.fileno()))  # type: ignore[union-attr]
+            files[getattr(stream, "name", None), stream.fileno()] = handler  # type: ignore[union-attr]
         for name in ("socket", "sock"):
             sock = getattr(handler, name, None)
             # Only a socket.socket is a "socket" leak: pyzmq's PUBHandler keeps a zmq socket here,
@@ -590,15 +590,46 @@ def _logging_handlers() -> Callable[[Leak], bool]:
             if socket_type is not None and sock is not None and issubclass(type(sock), socket_type):
                 fd = sock.fileno()  # -1 once closed (type(), not isinstance(): see _module_holders)
                 if fd >= 0:
-                    sockets.add(fd)
+                    sockets[fd] = handler
 
-    def registered(leak: Leak) -> bool:
+    def handler_of(leak: Leak) -> Any:
         if leak.kind == "file":
-            return (leak.details.get("path"), leak.details.get("fd")) in files
+            return files.get((leak.details.get("path"), leak.details.get("fd")))
         # An open socket's descriptor is its own: one the collector closed may share the number.
-        return leak.kind == "socket" and leak.state == "open" and leak.details.get("fd") in sockets
+        if leak.kind == "socket" and leak.state == "open":
+            return sockets.get(leak.details.get("fd"))  # type: ignore[arg-type]
+        return None
 
-    return registered
+    return handler_of
+
+
+def _logged_to(leaks: list[Leak]) -> list[Leak]:
+    """*leaks*, the file or socket of a logging handler a test left on a logger saying so, and
+    how to let it go: the handler's own ``close()``, once off the logger (a with-block fits
+    nothing here). hypercorn's suite left a FileHandler on its ``hypercorn.access`` logger."""
+    if not any(leak.kind in ("file", "socket") for leak in leaks):
+        return leaks
+    handler_of = _logging_handlers()
+    logging = sys.modules.get("logging")
+    named: list[Leak] = []
+    for leak in leaks:
+        handler = handler_of(leak)
+        if handler is None or logging is None:
+            named.append(leak)
+            continue
+        loggers = [
+            name
+            for name, logger in [("root", logging.root), *logging.Logger.manager.loggerDict.items()]
+            if type(logger) is not logging.PlaceHolder and handler in (vars(logger).get("handlers") or ())
+        ]
+        on = "on logger " + ", ".join(repr(name) for name in loggers) if loggers else "on no logger"
+        note = (
+            f", the stream of a logging.{type(handler).__name__} {on}"
+            " (logger.removeHandler(handler), then handler.close())"
+        )
+        details = {**leak.details, "logging_handler": type(handler).__name__, "loggers": loggers}
+        named.append(dataclasses.replace(leak, description=leak.description + note, details=details))
+    return named
 
 
 def _made_in_pytest_temp(config: pytest.Config) -> Callable[[Leak], bool]:
@@ -1122,8 +1153,9 @@ class LeakChecker:
         assert self.tracker is not None
         self._hand_back_let_go()
         # What a logging handler or an atexit handler closes at exit is the program's cleanup.
+        handler_of = _logging_handlers()
         released_at_exit = [
-            _logging_handlers(),
+            lambda leak: handler_of(leak) is not None,
             self.exit_handlers.will_close(),
             _made_in_pytest_temp(self.config),  # and what pytest removes with its temporary directories
         ]
@@ -1358,7 +1390,7 @@ class LeakChecker:
             leaks = [leak for leak in leaks if not closes_at_exit(leak)]
         fresh = [leak for leak in leaks if _key(leak) not in self.reported]
         self.reported.update(key for leak in fresh for key in _keys(leak))
-        return fresh
+        return _logged_to(fresh)
 
     def _collected_and_waited(self, check: Callable[..., list[Leak]], leaks: list[Leak]) -> list[Leak]:
         """*leaks*, checked again after a collection and the grace period for what winds down."""
