@@ -2926,6 +2926,35 @@ def test_task_a_pending_task_awaits_at_shutdown_is_part_of_its_leak(leakwatch: W
 
 
 @pytest.mark.reclaim_allow(kind="task")  # left pending on purpose
+def test_a_task_a_callback_from_another_thread_made_is_at_the_registering_line(leakwatch: Watch) -> None:
+    """``loop.call_soon_threadsafe(asyncio.ensure_future, coro)`` from another thread: the task
+    the callback makes was at its coroutine, then the line that ran the loop in its thread, then
+    where that thread started; never the line that registered the callback. It is that line."""
+    ready, stop = threading.Event(), []
+    loops: list[asyncio.AbstractEventLoop] = []
+
+    def run() -> None:
+        async def main() -> None:
+            loops.append(asyncio.get_running_loop())
+            stop.append(asyncio.Event())
+            ready.set()
+            await stop[0].wait()
+
+        asyncio.run(main())  # cancels the task left pending
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    ready.wait()
+    loops[0].call_soon_threadsafe(asyncio.ensure_future, _forever())
+    at = line() - 1
+    loops[0].call_soon_threadsafe(stop[0].set)
+    thread.join()
+    [task] = leakwatch.leaks("task")
+    here = [frame.lineno for frame in task.frames if frame.filename == __file__]
+    assert at in here and here.index(at) <= 1, task.headline()  # after _forever's own def line
+
+
+@pytest.mark.reclaim_allow(kind="task")  # left pending on purpose
 @pytest.mark.parametrize("end", ["asyncio.run", "loop closed"])
 def test_task_left_pending_before_its_first_step_is_reported_not_started(leakwatch: Watch, end: str) -> None:
     """A task made in the loop's last turn (arq's worker main task, started by a task that

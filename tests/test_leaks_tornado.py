@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import threading
 
 import pytest
 
@@ -99,3 +100,52 @@ def test_a_task_a_run_sync_callback_made_is_at_the_run_sync_line(leakwatch: Watc
         loop.asyncio_loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
         loop.close()
     assert leakwatch.leaks() == []
+
+
+async def _forever() -> None:
+    await asyncio.Event().wait()
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@pytest.mark.parametrize("where", ["another thread", "a task on the loop"])
+def test_a_task_an_add_callback_made_is_at_the_add_callback_line(leakwatch: Watch, where: str) -> None:
+    """``IOLoop.add_callback(coroutine_function)`` makes the task in a loop callback, at tornado's
+    lines only: from another thread (joblib's dask backend runs its loop so) it was reported at
+    no line of the program's, from a task on the loop at the line that ran the loop. It goes
+    on at the line that added the callback."""
+    from tornado.ioloop import IOLoop
+
+    at = 0
+    if where == "another thread":
+        ready, stop = threading.Event(), []
+        loops: list[IOLoop] = []
+
+        def run() -> None:
+            async def main() -> None:
+                loops.append(IOLoop.current())
+                stop.append(asyncio.Event())
+                ready.set()
+                await stop[0].wait()
+
+            asyncio.run(main())  # cancels the task left pending
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        ready.wait()
+        loops[0].add_callback(_forever)
+        at = line() - 1
+        loops[0].add_callback(stop[0].set)
+        thread.join()
+    else:
+
+        async def main() -> None:
+            nonlocal at
+            IOLoop.current().add_callback(_forever)
+            at = line() - 1
+            await asyncio.sleep(0)  # the callback runs, making the task
+            await asyncio.sleep(0)  # which starts
+
+        asyncio.run(main())
+    [task] = leakwatch.leaks("task")
+    here = [frame.lineno for frame in task.frames if frame.filename == __file__]
+    assert here[:1] == [at], task.headline()

@@ -149,6 +149,7 @@ HOOKS: tuple[tuple[str, str], ...] = (
     ("distributed.client", "_dask:install_client"),
     ("distributed.process", "_dask:install_process"),
     *_each(("tornado.netutil", "tornado.tcpserver"), "_tornado:install"),
+    ("tornado.platform.asyncio", "_tornado:install_callbacks"),
     ("pycares", "_pycares:install"),
     *_each(
         ("filelock._core._lock", "filelock._async_lock._lock", "filelock._api", "filelock.asyncio"),

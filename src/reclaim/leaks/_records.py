@@ -60,6 +60,7 @@ __all__ = [
     "RELEASED",
     "Record",
     "ask_file_depth",
+    "at_callers_site",
     "at_del",
     "capture",
     "closing",
@@ -304,6 +305,29 @@ def task_origin() -> tuple[Any, str | None] | None:
 
 #: Default of :func:`new`'s *label*: the label current here, read by :func:`label_here`.
 HERE: Any = object()
+
+
+def at_callers_site(fn: Any, *, unless_set: bool = False) -> Any:
+    """*fn*, called with its caller's site and label set as what started the asyncio code it
+    registers (:data:`origin`, which a loop callback copies as it is registered): the tasks that
+    code makes, and what they acquire, go on at that line, labelled as it. With *unless_set*,
+    an origin set already is kept (one reclaim set for the call, as for the task that closes an
+    async generator the program dropped: see ``_tasks._closing_at_drop``)."""
+
+    def at_caller(*args: Any, **kwargs: Any) -> Any:
+        if unless_set and _origin(None) is not None:
+            return fn(*args, **kwargs)
+        site = capture(sys._getframe(1), depth)
+        thread_name()  # label_here() reads what it caches
+        token = origin.set((site, label_here()))
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            origin.reset(token)
+
+    at_caller.__name__ = getattr(fn, "__name__", "at_caller")
+    at_caller.__doc__ = fn.__doc__
+    return at_caller
 
 
 def label_here() -> str | None:

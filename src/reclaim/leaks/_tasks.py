@@ -262,6 +262,13 @@ def install_base_events(patches: Patches, base_events: ModuleType) -> None:
     patches.set(loop_cls, "create_task", tracking_create_task(create_task))
     _closing_at_drop(patches, loop_cls)
     _releasing_done_at_close(patches, loop_cls)
+    # A callback registered from another thread (or before the loop runs) carries the line that
+    # registered it: a task it makes goes on there, where nothing of the thread running the loop
+    # leads to the program's line (joblib's dask backend, through tornado's add_callback). Code
+    # that runs with an origin already (a task's, or a thread given a task's context by
+    # to_thread()) keeps it.
+    soon = _records.at_callers_site(loop_cls.call_soon_threadsafe, unless_set=True)
+    patches.set(loop_cls, "call_soon_threadsafe", soon)
     _sites.task_root = sys.modules["asyncio.events"].Handle._run.__code__
     _sites.task_site = _running_task_site
     _sites.task_began = _task_site_at
@@ -502,19 +509,7 @@ def _serving_at_caller(patches: Patches, server_cls: type) -> None:
     start_serving = vars(server_cls).get("_start_serving")
     if start_serving is None:  # private: a release may rename it
         return
-    origin = _records.origin
-
-    def _start_serving(self: Any) -> None:
-        site = _records.capture(sys._getframe(1), _records.depth)
-        _records.thread_name()
-        token = origin.set((site, _records.label_here()))
-        try:
-            start_serving(self)
-        finally:
-            origin.reset(token)
-
-    _start_serving.__doc__ = start_serving.__doc__
-    patches.set(server_cls, "_start_serving", _start_serving)
+    patches.set(server_cls, "_start_serving", _records.at_callers_site(start_serving))
 
 
 def _running_task_site() -> Any:

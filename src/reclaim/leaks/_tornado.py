@@ -17,7 +17,6 @@ test running when a client connects. Only ``add_accept_handler`` is wrapped, whe
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from types import ModuleType
 
@@ -37,22 +36,6 @@ __tracebackhide__ = True  # stands in for what it wraps: see _patch
 _wrapped: dict[Callable[..., Any], Callable[..., Any]] = {}
 
 
-def _serving_at_caller(add: Callable[..., Any]) -> Callable[..., Any]:
-    origin = _records.origin
-
-    def add_accept_handler(*args: Any, **kwargs: Any) -> Any:
-        site = _records.capture(sys._getframe(1), _records.depth)
-        _records.thread_name()  # label_here() reads what it caches
-        token = origin.set((site, _records.label_here()))
-        try:
-            return add(*args, **kwargs)  # add_handler() -> the loop's add_reader() copies the context
-        finally:
-            origin.reset(token)
-
-    add_accept_handler.__doc__ = add.__doc__
-    return add_accept_handler
-
-
 def install(patches: Patches, module: ModuleType) -> None:
     """Wrap *module*'s ``add_accept_handler`` (``tornado.netutil``'s, or ``tcpserver``'s name for it)."""
     add = getattr(module, "add_accept_handler", None)
@@ -64,12 +47,24 @@ def install(patches: Patches, module: ModuleType) -> None:
             add = original
     wrapper = _wrapped.get(add)
     if wrapper is None:
-        wrapper = _wrapped[add] = _serving_at_caller(add)
+        wrapper = _wrapped[add] = _records.at_callers_site(add)  # add_reader() copies the context
     patches.set(module, "add_accept_handler", wrapper)
+
+
+def install_callbacks(patches: Patches, module: ModuleType) -> None:
+    """Wrap ``BaseAsyncIOLoop.add_callback`` (*module* is ``tornado.platform.asyncio``): a task its
+    callback makes (``add_callback(coroutine_function)``, joblib's dask backend) goes on at the
+    line that added it, not at the line that ran the loop (the same thread, in a task) or
+    nowhere of the program's (another thread)."""
+    cls = getattr(module, "BaseAsyncIOLoop", None)
+    add = vars(cls).get("add_callback") if isinstance(cls, type) else None
+    if add is not None:
+        patches.set(cls, "add_callback", _records.at_callers_site(add))
 
 
 #: module -> what tracks its part of tornado, once the program imports it.
 MODULES: dict[str, Callable[[Patches, ModuleType], None]] = {
     "tornado.netutil": install,
     "tornado.tcpserver": install,
+    "tornado.platform.asyncio": install_callbacks,
 }
