@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import inspect
 import json
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +46,34 @@ def untracked_epoll() -> Any:
     import select
 
     return getattr(select.epoll, "__wrapped__", select.epoll)()
+
+
+@contextlib.contextmanager
+def loop_in_a_thread(get: Callable[[], Any] | None = None) -> Iterator[Any]:
+    """An event loop run by ``asyncio.run()`` in a thread of its own, as a library keeps one
+    (tornado's IOLoop, in joblib's dask backend): yields its loop (or what *get* gives inside
+    it); on exit stops it, ``asyncio.run`` cancelling what is left pending, and joins the thread."""
+    ready = threading.Event()
+    got: list[Any] = []
+
+    def run() -> None:
+        async def main() -> None:
+            stop = asyncio.Event()
+            got.extend((asyncio.get_running_loop(), stop, get() if get is not None else None))
+            ready.set()
+            await stop.wait()
+
+        asyncio.run(main())
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    ready.wait()
+    loop, stop, made = got
+    try:
+        yield made if get is not None else loop
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join()
 
 
 def line() -> int:

@@ -49,6 +49,7 @@ from _leakhelp import (
     leakwatch,
     lease_site_in_a_task_made_in_a_task,
     line,
+    loop_in_a_thread,
     python_prog,
     reclaim_run_json,
     task_site_in_a_task_made_in_a_task,
@@ -2930,25 +2931,9 @@ def test_a_task_a_callback_from_another_thread_made_is_at_the_registering_line(l
     """``loop.call_soon_threadsafe(asyncio.ensure_future, coro)`` from another thread: the task
     the callback makes was at its coroutine, then the line that ran the loop in its thread, then
     where that thread started; never the line that registered the callback. It is that line."""
-    ready, stop = threading.Event(), []
-    loops: list[asyncio.AbstractEventLoop] = []
-
-    def run() -> None:
-        async def main() -> None:
-            loops.append(asyncio.get_running_loop())
-            stop.append(asyncio.Event())
-            ready.set()
-            await stop[0].wait()
-
-        asyncio.run(main())  # cancels the task left pending
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    ready.wait()
-    loops[0].call_soon_threadsafe(asyncio.ensure_future, _forever())
-    at = line() - 1
-    loops[0].call_soon_threadsafe(stop[0].set)
-    thread.join()
+    with loop_in_a_thread() as loop:  # cancels the task left pending as it stops
+        loop.call_soon_threadsafe(asyncio.ensure_future, _forever())
+        at = line() - 1
     [task] = leakwatch.leaks("task")
     here = [frame.lineno for frame in task.frames if frame.filename == __file__]
     assert at in here and here.index(at) <= 1, task.headline()  # after _forever's own def line

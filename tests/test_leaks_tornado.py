@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import threading
 
 import pytest
 
-from _leakhelp import Watch, leakwatch, line
+from _leakhelp import Watch, leakwatch, line, loop_in_a_thread
 
 pytest.importorskip("tornado")
 from tornado.iostream import IOStream
@@ -117,25 +116,9 @@ def test_a_task_an_add_callback_made_is_at_the_add_callback_line(leakwatch: Watc
 
     at = 0
     if where == "another thread":
-        ready, stop = threading.Event(), []
-        loops: list[IOLoop] = []
-
-        def run() -> None:
-            async def main() -> None:
-                loops.append(IOLoop.current())
-                stop.append(asyncio.Event())
-                ready.set()
-                await stop[0].wait()
-
-            asyncio.run(main())  # cancels the task left pending
-
-        thread = threading.Thread(target=run)
-        thread.start()
-        ready.wait()
-        loops[0].add_callback(_forever)
-        at = line() - 1
-        loops[0].add_callback(stop[0].set)
-        thread.join()
+        with loop_in_a_thread(IOLoop.current) as io_loop:  # cancels the task left pending as it stops
+            io_loop.add_callback(_forever)
+            at = line() - 1
     else:
 
         async def main() -> None:
