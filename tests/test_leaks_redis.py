@@ -172,6 +172,37 @@ def test_a_pubsub_dropped_subscribed_on_a_new_client_is_the_collectors_at_its_su
     assert [found.kind for found in leakwatch.leaks()] == ["redis-connection"]
 
 
+@ignore_gc_warnings
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_a_client_dropped_in_a_reference_cycle_is_the_client_holding_its_connection(
+    leakwatch: Watch, redis: Any, redis_server: Any
+) -> None:
+    """A client dropped unclosed in a reference cycle (rq's command line keeps it on a click
+    context that refers to itself): its pool's ``__del__`` may disconnect its connection before
+    the connection's own record is looked at, and the leak was a bare socket at the first line
+    that used the client. It is the client, at the line that made it, holding its connection,
+    as one dropped of its last reference is."""
+
+    class Config:
+        def __init__(self) -> None:
+            self.client: Any = None
+            self.me = self  # the cycle
+
+    def command() -> int:
+        config = Config()
+        config.client = redis.Redis(host=redis_server.host, port=redis_server.port, db=9)
+        made = line() - 1
+        config.client.ping()
+        return made
+
+    made = command()
+    gc.collect()
+    [leak] = leakwatch.leaks()
+    assert (leak.kind, leak.state) == ("redis", "collected"), leak.headline()
+    assert leak.frames[0].lineno == made
+    assert [(held.kind, held.state) for held in leak.holds] == [("redis-connection", "collected")]
+
+
 @pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
 def test_a_single_connection_clients_own_connection_is_not_said_to_be_checked_out(
     leakwatch: Watch, redis: Any, redis_server: Any

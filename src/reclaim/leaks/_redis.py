@@ -126,11 +126,16 @@ def _closes(close: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(close)
     def closing(self: Any, *args: Any, **kwargs: Any) -> Any:
         rec = _records.live.get(id(self))
+        if rec is None or rec() is not self:
+            # Dying in a reference cycle with what closes it (a client kept by a click context,
+            # rq's command line): its weak reference was cleared first, its record kept for its
+            # __del__, and a pool's __del__ may disconnect it before that runs. While it lives
+            # no other object has its id: the record kept under it is its own.
+            rec = _records.dying.get(id(self))
         if (
             rec is not None
             and rec.state == OPEN
             and rec.kind == KIND
-            and rec() is self
             and not _closed(self)
             and _sites.in_finalizer(sys._getframe(1))
         ):
