@@ -619,8 +619,10 @@ def _logged_to(leaks: list[Leak]) -> list[Leak]:
             continue
         loggers = [
             name
-            for name, logger in [("root", logging.root), *logging.Logger.manager.loggerDict.items()]
-            if type(logger) is not logging.PlaceHolder and handler in (vars(logger).get("handlers") or ())
+            # a copy made in one C call: a thread of the program's may add a logger meanwhile
+            for name, logger in [("root", logging.root), *logging.Logger.manager.loggerDict.copy().items()]
+            if type(logger) is not logging.PlaceHolder
+            and handler in (getattr(logger, "__dict__", {}).get("handlers") or ())
         ]
         on = "on logger " + ", ".join(repr(name) for name in loggers) if loggers else "on no logger"
         note = (
