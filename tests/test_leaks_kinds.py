@@ -17,6 +17,7 @@ import multiprocessing
 import multiprocessing.pool
 import os
 import pty
+import queue
 import select
 import selectors
 import signal
@@ -1165,6 +1166,10 @@ def test_an_epoll_never_closed_is_reported_at_its_line(leakwatch: Watch) -> None
         text = leakwatch.tracker.report([leak]).to_text()
         assert "first seen" not in text and " ago" in text, text
         assert isinstance(poller, select.epoll) and issubclass(type(poller), select.epoll)
+        c_type = select.epoll.__wrapped__  # what a library kept before tracking started
+        assert isinstance(poller, c_type)
+        with c_type() as raw:
+            assert isinstance(raw, select.epoll)
         adopted = select.epoll.fromfd(os.dup(poller.fileno()))
         assert isinstance(adopted, select.epoll)
         adopted.close()
@@ -2937,6 +2942,53 @@ def test_a_task_a_callback_from_another_thread_made_is_at_the_registering_line(l
     [task] = leakwatch.leaks("task")
     here = [frame.lineno for frame in task.frames if frame.filename == __file__]
     assert at in here and here.index(at) <= 1, task.headline()  # after _forever's own def line
+
+
+@pytest.mark.reclaim_allow(kind="task")  # left pending on purpose
+def test_a_task_a_callback_posted_by_a_fixtures_thread_made_is_labelled_as_the_loop_runs(
+    leakwatch: Watch,
+) -> None:
+    """A thread a session fixture started runs a test's jobs, one of which posts a callback to
+    the test's loop: the task the callback makes is the test's (the label the loop runs under),
+    not the fixture's; only the line is the poster's."""
+    from reclaim.leaks import set_context
+
+    jobs: queue.Queue[Callable[[], object] | None] = queue.Queue()
+
+    def work() -> None:
+        while (job := jobs.get()) is not None:
+            job()
+
+    previous = set_context("a session fixture")
+    worker = threading.Thread(target=work)
+    worker.start()
+    set_context("the test")
+    at = 0
+    try:
+
+        async def main() -> None:
+            nonlocal at
+            loop = asyncio.get_running_loop()
+            posted = asyncio.Event()
+
+            def post() -> None:
+                nonlocal at
+                loop.call_soon_threadsafe(asyncio.ensure_future, _forever())
+                at = line() - 1
+                loop.call_soon_threadsafe(posted.set)
+
+            jobs.put(post)
+            await posted.wait()
+            await asyncio.sleep(0)  # the task starts
+
+        asyncio.run(main())
+    finally:
+        jobs.put(None)
+        worker.join()
+        set_context(previous)
+    [task] = leakwatch.leaks("task")
+    assert task.context == "the test"
+    assert at in [frame.lineno for frame in task.frames if frame.filename == __file__], task.headline()
 
 
 @pytest.mark.reclaim_allow(kind="task")  # left pending on purpose

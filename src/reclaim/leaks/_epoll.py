@@ -11,7 +11,9 @@ number, while the instance made there lives and is open, is reported at that sit
 ``_tracker._untracked``). What owns or keeps such a descriptor (an integration's
 ``Kind.fds``, C code's kept ones) is unchanged by this.
 
-``isinstance(x, select.epoll)`` holds for either kind of instance while tracking runs. An
+``isinstance(x, select.epoll)`` holds for either kind of instance while tracking runs, as
+does ``isinstance(x, <the C type>)`` (a library kept ``select.epoll`` before tracking started);
+``type(x)`` is the stand-in, and the stand-in can be subclassed, as the C type cannot. An
 epoll a ``selectors.EpollSelector`` makes (the C type's, unless ``selectors`` was first
 imported while tracking) is the selector's, reported as the selector: not noted.
 """
@@ -81,6 +83,12 @@ def install(patches: Patches, select: ModuleType) -> None:
             self = cls.__new__(cls)
             self._epoll = base.fromfd(fd)
             return self
+
+        @property  # type: ignore[misc]
+        def __class__(self) -> Any:
+            # What isinstance() asks after the type: the C type, so a check against the one a
+            # library kept before tracking started (``EPOLL = select.epoll``) still holds.
+            return base
 
         @property
         def closed(self) -> bool:

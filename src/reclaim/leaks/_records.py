@@ -307,19 +307,32 @@ def task_origin() -> tuple[Any, str | None] | None:
 HERE: Any = object()
 
 
-def at_callers_site(fn: Any, *, unless_set: bool = False) -> Any:
+def at_callers_site(
+    fn: Any, *, site_only: bool = False, keep_origin: bool = False, unless: Any = None
+) -> Any:
     """*fn*, called with its caller's site and label set as what started the asyncio code it
     registers (:data:`origin`, which a loop callback copies as it is registered): the tasks that
-    code makes, and what they acquire, go on at that line, labelled as it. With *unless_set*,
-    an origin set already is kept (one reclaim set for the call, as for the task that closes an
-    async generator the program dropped: see ``_tasks._closing_at_drop``)."""
+    code makes, and what they acquire, go on at that line, labelled as it.
+
+    With *site_only*, the label stays what it was (an origin's already set, else none: the
+    callback's task then takes the label of the thread running the loop): a thread a session
+    fixture started that posts a test's job to the test's loop is the fixture's, and the task the
+    job makes is still the test's. With *keep_origin*, an origin set already is kept whole (one
+    reclaim set for the call: the drop site of an async generator, see
+    ``_tasks._closing_at_drop``). A call whose ``(args, kwargs)`` *unless* says registers
+    nothing that makes a task is left as it is."""
 
     def at_caller(*args: Any, **kwargs: Any) -> Any:
-        if unless_set and _origin(None) is not None:
+        started = _origin(None)
+        if (keep_origin and started is not None) or (unless is not None and unless(args)):
             return fn(*args, **kwargs)
         site = capture(sys._getframe(1), depth)
-        thread_name()  # label_here() reads what it caches
-        token = origin.set((site, label_here()))
+        if site_only:
+            label = started[1] if started is not None else None
+        else:
+            thread_name()  # label_here() reads what it caches
+            label = label_here()
+        token = origin.set((site, label))
         try:
             return fn(*args, **kwargs)
         finally:

@@ -266,8 +266,15 @@ def install_base_events(patches: Patches, base_events: ModuleType) -> None:
     # registered it: a task it makes goes on there, where nothing of the thread running the loop
     # leads to the program's line (joblib's dask backend, through tornado's add_callback). Code
     # that runs with an origin already (a task's, or a thread given a task's context by
-    # to_thread()) keeps it.
-    soon = _records.at_callers_site(loop_cls.call_soon_threadsafe, unless_set=True)
+    # to_thread()) keeps it, and an executor's result handed back (run_in_executor, to_thread:
+    # the most frequent call, from the pool's threads) makes no task.
+    set_state = getattr(sys.modules.get("asyncio.futures"), "_set_state", None)
+    soon = _records.at_callers_site(
+        loop_cls.call_soon_threadsafe,
+        site_only=True,
+        keep_origin=True,
+        unless=lambda args: len(args) > 1 and args[1] is set_state,
+    )
     patches.set(loop_cls, "call_soon_threadsafe", soon)
     _sites.task_root = sys.modules["asyncio.events"].Handle._run.__code__
     _sites.task_site = _running_task_site

@@ -59,7 +59,7 @@ def install_callbacks(patches: Patches, module: ModuleType) -> None:
     cls = getattr(module, "BaseAsyncIOLoop", None)
     add = vars(cls).get("add_callback") if isinstance(cls, type) else None
     if add is not None:
-        patches.set(cls, "add_callback", _records.at_callers_site(add))
+        patches.set(cls, "add_callback", _records.at_callers_site(add, site_only=True))
 
 
 #: module -> what tracks its part of tornado, once the program imports it.
