@@ -82,10 +82,12 @@ def test_a_test_marked_xfail_that_leaks_fails_its_teardown(pytester: pytest.Pyte
     result.stdout.fnmatch_lines(["*ERROR at teardown of test_known_bug_leaks*", "*test_known.py:7*"])
 
 
-def test_a_fixtures_setup_or_teardown_error_shows_no_frame_of_the_plugin(pytester: pytest.Pytester) -> None:
+def test_an_error_through_reclaims_wrappers_shows_no_frame_of_reclaims(pytester: pytest.Pytester) -> None:
     """A conftest fixture's own teardown error passes through the plugin's teardown wrapper: its
     traceback showed that wrapper's source (some fifty lines of it), with a leak report or without.
-    So did a setup error, through the setup wrappers (dataset's suite without its driver)."""
+    So did a setup error, through the setup wrappers (dataset's suite without its driver), and an
+    error raised by what a stand-in of the tracker's passes a call on to (an epoll's
+    ``register()``, a closed loop's ``call_soon_threadsafe()``)."""
     pytester.makeconftest(
         """
         import pytest
@@ -122,10 +124,26 @@ def test_a_fixtures_setup_or_teardown_error_shows_no_frame_of_the_plugin(pyteste
 
         def test_broken_wide(broken_wide):
             pass
+
+        def test_epoll_refuses():
+            import select
+
+            with select.epoll() as poller:
+                poller.register(-1)
+
+        def test_closed_loop_refuses():
+            import asyncio
+
+            loop = asyncio.new_event_loop()
+            loop.close()
+            loop.call_soon_threadsafe(print)
         """
     )
     result = run(pytester)
-    result.assert_outcomes(passed=3, errors=5)
+    result.assert_outcomes(passed=3, failed=2, errors=5)
+    result.stdout.fnmatch_lines(["*ValueError: file descriptor cannot be a negative integer*"])
+    result.stdout.fnmatch_lines(["*RuntimeError: Event loop is closed*"])
+    assert "reclaim/leaks/" not in result.stdout.str()
     result.stdout.fnmatch_lines(["*ERROR at teardown of test_leaks_too*", "*the fixture's own check*"])
     result.stdout.fnmatch_lines(["*ERROR at setup of test_broken *", "*the fixture's own setup*"])
     result.stdout.fnmatch_lines(["*ERROR at setup of test_broken_wide*", "*the wide fixture's own setup*"])

@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 
 __all__ = ["MADE", "install", "made_at"]
 
+__tracebackhide__ = True  # stands in for what it wraps: see _patch
+
 _ref = weakref.ref
 
 #: descriptor number -> (the instance made with it, weakly; site, thread name, time).

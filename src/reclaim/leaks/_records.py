@@ -323,6 +323,7 @@ def at_callers_site(
     nothing that makes a task is left as it is."""
 
     def at_caller(*args: Any, **kwargs: Any) -> Any:
+        __tracebackhide__ = True  # what it wraps raises as itself (a closed loop's RuntimeError)
         started = _origin(None)
         if (keep_origin and started is not None) or (unless is not None and unless(args)):
             return fn(*args, **kwargs)
