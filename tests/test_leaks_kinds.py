@@ -1172,6 +1172,7 @@ def test_an_epoll_never_closed_is_reported_at_its_line(leakwatch: Watch) -> None
             assert isinstance(raw, select.epoll)
         adopted = select.epoll.fromfd(os.dup(poller.fileno()))
         assert isinstance(adopted, select.epoll)
+        assert leakwatch.one("untracked-fd").details["fd"] == poller.fileno()  # adopted: not noted
         adopted.close()
     finally:
         poller.close()
@@ -1208,6 +1209,8 @@ def test_an_epoll_selectors_epoll_is_the_selectors_own(leakwatch: Watch) -> None
     sel = Selector()
     at = line() - 1
     try:
+        # The C type's own: no Python method between an event loop and each of its polls.
+        assert type(sel._selector) is select.epoll.__wrapped__  # type: ignore[attr-defined]
         [leak] = leakwatch.leaks()
         assert leak.kind == "selector"
         assert_site(leak, at)

@@ -14,8 +14,9 @@ number, while the instance made there lives and is open, is reported at that sit
 ``isinstance(x, select.epoll)`` holds for either kind of instance while tracking runs, as
 does ``isinstance(x, <the C type>)`` (a library kept ``select.epoll`` before tracking started);
 ``type(x)`` is the stand-in, and the stand-in can be subclassed, as the C type cannot. An
-epoll a ``selectors.EpollSelector`` makes (the C type's, unless ``selectors`` was first
-imported while tracking) is the selector's, reported as the selector: not noted.
+epoll a ``selectors.EpollSelector`` makes is the selector's, reported as the selector: not
+noted, and the C type's own even when ``selectors`` was first imported while tracking (an
+asyncio loop polls it on every turn).
 """
 
 from __future__ import annotations
@@ -70,19 +71,29 @@ def install(patches: Patches, select: ModuleType) -> None:
 
     class epoll(metaclass=_Epoll):  # the name it stands in for
         __slots__ = ("__weakref__", "_epoll")
+        _epoll: Any  # the C type's instance every call is passed on to
         __doc__ = base.__doc__
         __wrapped__ = base  # the C type, as a replaced function's __wrapped__ is the original
 
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            self._epoll = base(*args, **kwargs)
+        def __new__(cls, *args: Any, **kwargs: Any) -> Any:
             caller = sys._getframe(1)
-            if caller.f_globals.get("__name__") != "selectors":
-                site = _records.capture(caller, _records.depth)
-                MADE[self._epoll.fileno()] = (_ref(self), site, _records.thread_name(), time.time())
+            if caller.f_globals.get("__name__") == "selectors":
+                # An EpollSelector's (selectors imported while tracking takes the stand-in as its
+                # class's epoll): the C type's own, the selector's part, with no Python method
+                # between an event loop and each of its polls.
+                return base(*args, **kwargs)
+            self = object.__new__(cls)
+            self._epoll = base(*args, **kwargs)
+            site = _records.capture(caller, _records.depth)
+            MADE[self._epoll.fileno()] = (_ref(self), site, _records.thread_name(), time.time())
+            return self
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            pass  # made in __new__
 
         @classmethod
         def fromfd(cls, fd: int) -> Any:
-            self = cls.__new__(cls)
+            self = object.__new__(cls)
             self._epoll = base.fromfd(fd)
             return self
 
