@@ -88,9 +88,6 @@ def install(patches: Patches, select: ModuleType) -> None:
             MADE[self._epoll.fileno()] = (_ref(self), site, _records.thread_name(), time.time())
             return self
 
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            pass  # made in __new__
-
         @classmethod
         def fromfd(cls, fd: int) -> Any:
             self = object.__new__(cls)
