@@ -174,14 +174,20 @@ def test_a_pubsub_dropped_subscribed_on_a_new_client_is_the_collectors_at_its_su
 
 @ignore_gc_warnings
 @pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@pytest.mark.parametrize("client_older", [False, True], ids=["one-generation", "client-older"])
 def test_a_client_dropped_in_a_reference_cycle_is_the_client_holding_its_connection(
-    leakwatch: Watch, redis: Any, redis_server: Any
+    leakwatch: Watch, redis: Any, redis_server: Any, client_older: bool
 ) -> None:
     """A client dropped unclosed in a reference cycle (rq's command line keeps it on a click
     context that refers to itself): its pool's ``__del__`` may disconnect its connection before
     the connection's own record is looked at, and the leak was a bare socket at the first line
     that used the client. It is the client, at the line that made it, holding its connection,
-    as one dropped of its last reference is."""
+    as one dropped of its last reference is.
+
+    Whichever ``__del__`` the collector runs first: the collector finalizes the youngest
+    generation's objects first, so a client moved to an older generation (by a collection run
+    while it connected) saw its connection's ``__del__`` disconnect it before its own ran, looked
+    closed, and the leak was the bare connection."""
 
     class Config:
         def __init__(self) -> None:
@@ -192,6 +198,8 @@ def test_a_client_dropped_in_a_reference_cycle_is_the_client_holding_its_connect
         config = Config()
         config.client = redis.Redis(host=redis_server.host, port=redis_server.port, db=9)
         made = line() - 1
+        if client_older:
+            gc.collect(0)  # the client into an older generation than the connection ping() makes
         config.client.ping()
         return made
 

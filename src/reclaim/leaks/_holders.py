@@ -655,7 +655,16 @@ def _dies(obj: object, kind: str) -> None:
     rec = _records.at_del(obj)
     if rec is None or rec.state != OPEN or rec.kind != kind:
         return
-    held = () if _closed(obj, rec) else claim(obj, kind, dying=rec)
+    if not _closed(obj, rec):
+        held = claim(obj, kind, dying=rec)
+    elif rec() is None:
+        # Dying in a reference cycle (its weak reference cleared): what it keeps may have been
+        # finalized first, and closed by its own __del__ (a redis-py connection's disconnects
+        # it, which runs first when the client is the older object), so the holder looks closed.
+        # What the collector closed of it is still its: the leak is the holder's, holding them.
+        held = tuple(part for part in claim(obj, kind, dying=rec) if part.why == _records.COLLECTED)
+    else:
+        held = ()
     if held:
         rec.info = (*rec.info[:3], held)
         last_look = LAST_LOOK.get(kind)
