@@ -349,8 +349,9 @@ def test_under_pytest_an_asyncpg_pool_fixtures_connections_fail_only_the_test_th
 def test_aiomysql_pool_never_closed_and_waited_for_is_one_leak_at_its_line(
     leakwatch: Watch, mariadb: Any, loop: str
 ) -> None:
-    """Its sockets were each reported at aiomysql's line that opened it; ``close()`` alone only marks
-    the pool closing, ``wait_closed()`` closes its connections. On uvloop too, whose connections'
+    """Its sockets were each reported at aiomysql's line that opened it; it holds its connections,
+    each holding its socket. ``close()`` alone only marks the pool closing, ``wait_closed()``
+    closes its connections. On uvloop too, whose connections'
     sockets are recorded by descriptor, not by the transport's id."""
     aiomysql = pytest.importorskip("aiomysql")
     run = asyncio.run if loop == "asyncio" else pytest.importorskip("uvloop").run
@@ -361,18 +362,22 @@ def test_aiomysql_pool_never_closed_and_waited_for_is_one_leak_at_its_line(
         window = Watch(leakwatch.tracker, leakwatch.tracker.snapshot())  # after the loop and this task
         pool = await aiomysql.create_pool(minsize=2, maxsize=2, **kwargs)
         made = line() - 1
-        async with pool.acquire() as conn, conn.cursor() as cur:
-            await cur.execute("SELECT 1")
-        leak = window.one("aiomysql")
-        assert leak.description == (
-            "aiomysql.Pool not closed (pool.close() and await pool.wait_closed(), or async with)"
-        )
-        assert leak.frames[0].lineno == made
-        assert [held.kind for held in leak.holds] == ["socket", "socket"]
-        assert [found.kind for found in window.leaks()] == ["aiomysql"]
-        pool.close()
-        assert [found.kind for found in window.leaks()] == ["aiomysql"]
-        await pool.wait_closed()
+        try:
+            async with pool.acquire() as conn, conn.cursor() as cur:
+                await cur.execute("SELECT 1")
+            leak = window.one("aiomysql")
+            assert leak.description == (
+                "aiomysql.Pool not closed (pool.close() and await pool.wait_closed(), or async with)"
+            )
+            assert leak.frames[0].lineno == made
+            assert [held.kind for held in leak.holds] == ["aiomysql-connection", "aiomysql-connection"]
+            assert [[part.kind for part in held.holds] for held in leak.holds] == [["socket"], ["socket"]]
+            assert [found.kind for found in window.leaks()] == ["aiomysql"]
+            pool.close()
+            assert [found.kind for found in window.leaks()] == ["aiomysql"]
+        finally:  # a pool left open hangs uvloop's loop.close(): a failed check must not
+            pool.close()
+            await pool.wait_closed()
         await asyncio.sleep(0)  # the transports close their sockets on the loop's next turn
         assert [found.kind for found in window.leaks() if found.kind in ("aiomysql", "socket")] == []
 

@@ -1,14 +1,16 @@
-"""mysqlclient's and MySQL Connector/Python's connections as the leak tracker follows them, against
-the real MariaDB: one entry naming the connection at the program's line, not an untracked
-descriptor (mysqlclient, Connector's C extension), a bare socket at the driver's line (Connector
-in pure Python), or nothing at all (either dropped unclosed).
+"""mysqlclient's, MySQL Connector/Python's and aiomysql's connections as the leak tracker follows
+them, against the real MariaDB: one entry naming the connection at the program's line, not an
+untracked descriptor (mysqlclient, Connector's C extension), a bare socket at the driver's line
+(Connector in pure Python, aiomysql), or nothing at all (either dropped unclosed).
 
 Each test skips when its driver is not installed; the server is the ``mariadb`` service.
 """
 
 from __future__ import annotations
 
+import asyncio
 import gc
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -352,6 +354,102 @@ def test_connector_c_extension_connection_whose_socket_cannot_be_told_is_still_r
         pytest.skip("Connector/Python's C extension does not load here")
     # The first could not be told; the second, made once the extra socket was open, could.
     assert out.stdout.strip() == "[('collected', 27, False), ('open', 26, True)]"
+
+
+# -- aiomysql ---------------------------------------------------------------------------
+
+
+def _aiomysql_kwargs(mariadb: Any) -> dict[str, Any]:
+    kwargs = maria_kwargs(mariadb)
+    kwargs["db"] = kwargs.pop("database")
+    return kwargs
+
+
+def _runner(loop: str) -> Callable[[Coroutine[Any, Any, None]], None]:
+    return asyncio.run if loop == "asyncio" else pytest.importorskip("uvloop").run
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_aiomysql_connection_left_open_is_one_entry_naming_its_server_and_session(
+    leakwatch: Watch, mariadb: Any, loop: str
+) -> None:
+    """Not a bare socket to port 3306 at asyncio's line under aiomysql's: the connection, at the
+    line that awaited ``connect()``, says as whom, to which server and database, and the
+    session the server knows it by; its socket (under asyncio's or uvloop's transport) is its."""
+    aiomysql = pytest.importorskip("aiomysql")
+    kwargs = _aiomysql_kwargs(mariadb)
+
+    async def main() -> None:
+        window = Watch(leakwatch.tracker, leakwatch.tracker.snapshot())  # after the loop and this task
+        conn = await aiomysql.connect(**kwargs)
+        at = line() - 1
+        try:
+            async with conn.cursor() as cur:
+                await cur.execute("SELECT 1")
+            leak = window.one("aiomysql-connection")
+            assert_site(leak, at)
+            target = f"{kwargs['user']}@{kwargs['host']}:{kwargs['port']}/{kwargs['db']}"
+            assert leak.description == f"{target} (server thread id {conn.server_thread_id[0]})"
+            assert (leak.details["target"], leak.details["thread_id"]) == (target, conn.server_thread_id[0])
+            assert [held.kind for held in leak.holds] == ["socket"]
+            assert [found.kind for found in window.leaks()] == ["aiomysql-connection"]
+        finally:
+            conn.close()
+        await asyncio.sleep(0)  # the transport closes its socket on the loop's next turn
+        assert window.leaks() == []
+
+    _runner(loop)(main())
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_aiomysql_connections_the_program_closes_are_not_reported(
+    leakwatch: Watch, mariadb: Any, loop: str
+) -> None:
+    """``close()``, ``await ensure_closed()`` and ``async with`` each end it; one whose session
+    the server ended, closed, is not reported either."""
+    aiomysql = pytest.importorskip("aiomysql")
+    kwargs = _aiomysql_kwargs(mariadb)
+
+    async def main() -> None:
+        window = Watch(leakwatch.tracker, leakwatch.tracker.snapshot())
+        conn = await aiomysql.connect(**kwargs)
+        conn.close()
+        conn = await aiomysql.connect(**kwargs)
+        await conn.ensure_closed()
+        async with aiomysql.connect(**kwargs) as conn, conn.cursor() as cur:
+            await cur.execute("SELECT 1")
+        await asyncio.sleep(0)
+        assert window.leaks() == []
+
+    _runner(loop)(main())
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@ignore_gc_warnings
+def test_aiomysql_connection_dropped_open_is_the_collectors_at_its_line(
+    leakwatch: Watch, mariadb: Any
+) -> None:
+    """Its ``__del__`` closes its transport for the garbage collector: the leak is the
+    connection's, at its line, with its session, holding its socket."""
+    aiomysql = pytest.importorskip("aiomysql")
+    kwargs = _aiomysql_kwargs(mariadb)
+
+    async def main() -> None:
+        window = Watch(leakwatch.tracker, leakwatch.tracker.snapshot())
+        conn = await aiomysql.connect(**kwargs)
+        at = line() - 1
+        session = conn.server_thread_id[0]
+        del conn
+        gc.collect()
+        await asyncio.sleep(0)
+        leak = window.one("aiomysql-connection")
+        assert leak.state == "collected" and leak.closed_by_gc
+        assert_site(leak, at)
+        assert leak.details["thread_id"] == session
+        assert [(held.kind, held.state) for held in leak.holds] == [("socket", "collected")]
+
+    asyncio.run(main())
 
 
 def test_drivers_are_not_loaded_unless_the_program_imports_them(tmp_path: Path) -> None:

@@ -308,10 +308,11 @@ ROOTS: dict[str, Callable[[Any], Iterable[object]]] = {
     KOMBU_POOLS: _itself,
 }
 
-#: Holder kinds that are a connection of their own, holding its socket (PyMySQL's and pg8000's,
-#: see :mod:`._pymysql`, :mod:`._pg8000`): one another holder reaches (a SQLAlchemy engine's
-#: pool, which keeps it idle) is listed under that holder, its socket under it, as a driver
-#: connection that holds no socket of ours (psycopg's) is. Other holders reached are entries of
+#: Holder kinds that are a connection of their own, holding its socket (PyMySQL's, aiomysql's
+#: and pg8000's, see :mod:`._pymysql`, :mod:`._aiomysql`, :mod:`._pg8000`; the modules of others
+#: add theirs): one another holder reaches (a SQLAlchemy engine's or an aiomysql pool, which
+#: keeps it) is listed under that holder, its socket under it, as a driver connection that holds
+#: no socket of ours (psycopg's) is. Other holders reached are entries of
 #: their own (a redis-py client reaches the pool the program handed it, which is that pool's to
 #: disconnect).
 PARTS = {"pymysql", "pg8000"}
@@ -831,6 +832,7 @@ DEAD_KINDS = {
     "psycopg": ("psycopg", "Connection"),
     "psycopg2": ("psycopg2.extensions", "connection"),
     "pymysql": ("pymysql.connections", "Connection"),
+    "aiomysql-connection": ("aiomysql.connection", "Connection"),
     "pg8000": ("pg8000.core", "CoreConnection"),
     "mysqlclient": ("MySQLdb.connections", "Connection"),
     "mysql-connector": ("mysql.connector.connection", "MySQLConnection"),

@@ -135,6 +135,7 @@ HOOKS: tuple[tuple[str, str], ...] = (
     ("pymysql.connections", "_sockets:install_finalizer_aliases"),
     ("pymysql.connections", "_pymysql:install"),
     ("pg8000.core", "_pg8000:install"),
+    ("aiomysql.connection", "_aiomysql:install"),
     ("MySQLdb.connections", "_mysql:install_mysqlclient"),
     *_each(("mysql.connector.connection", "mysql.connector.connection_cext"), "_mysql:install_connector"),
     *_each(HOLDERS, "_holders:install"),
