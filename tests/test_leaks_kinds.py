@@ -2014,6 +2014,35 @@ def test_socket_its_last_makefile_object_closes_for_the_collector_is_collected(
     assert leak.to_json()["state"] == "collected"
 
 
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@ignore_gc_warnings
+def test_socket_whose_makefile_object_plumbing_dropped_is_dropped_at_the_programs_line(
+    leakwatch: Watch,
+) -> None:
+    """A function's local reader goes as it returns, while its caller's line runs: when that
+    caller is plumbing (pytest calling a test, here contextlib calling a callback), the line
+    named is the program's past it, never the plumbing's (it was pytest's ``pytest_pyfunc_call``
+    for a test that returned holding the reader, in requests' suite)."""
+    a, b = socket.socketpair()
+    at = line() - 1
+    b.close()
+    with contextlib.ExitStack() as stack:
+        stack.callback(_returns_holding_a_reader, a)
+    exits = line() - 2
+    leak = leakwatch.one("socket")
+    assert_site(leak, at)
+    assert leak.description.endswith(f"dropped at {os.path.relpath(HERE)}:{exits} in {_name()}")
+
+
+def _name() -> str:
+    return "test_socket_whose_makefile_object_plumbing_dropped_is_dropped_at_the_programs_line"
+
+
+def _returns_holding_a_reader(sock: socket.socket) -> None:
+    reader = sock.makefile("rb")  # noqa: F841  (dropped as this returns, while its caller runs)
+    sock.close()
+
+
 class _ClosesSocketOnly:
     """A client whose ``close()`` closes its socket and drops its ``makefile()`` object unclosed,
     as pg8000's connection does: CPython's refcounting closes the socket in that ``close()``."""

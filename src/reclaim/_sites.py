@@ -729,7 +729,9 @@ def dropped_at(frame: FrameType | None, past_finalizer: bool = False) -> tuple[C
     dropped it), or when no such frame is found.
 
     ``self._sock = None`` in a library's ``close()`` (pg8000's, after closing the socket under
-    its ``makefile()`` reader) is that library's bug, not the program's that called it.
+    its ``makefile()`` reader) is that library's bug, not the program's that called it. Plumbing
+    is never the line (a test's local dropped as the test returns, under pytest's call of it):
+    the first frame past it is, or none.
     """
     if _collecting_in == get_ident():
         return None
@@ -746,6 +748,8 @@ def dropped_at(frame: FrameType | None, past_finalizer: bool = False) -> tuple[C
                 break
         else:
             return None
+    while frame is not None and frame_is_framework(frame):
+        frame = frame.f_back
     return None if frame is None else (frame.f_code, frame.f_lineno)
 
 
