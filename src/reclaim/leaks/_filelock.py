@@ -42,7 +42,7 @@ from . import _fds, _records
 from ._holders import public_name
 from ._kinds import Details, Kind, register
 from ._owning import caller, lookup, own
-from ._patch import Patches
+from ._patch import Patches, outside_warnings_stack
 from ._records import Record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
@@ -111,6 +111,7 @@ def _wrap(acquire: FunctionType) -> FunctionType:
         return proxy
 
     acquire_.__doc__ = acquire.__doc__
+    acquire_.__code__ = outside_warnings_stack(acquire_.__code__)
     return acquire_  # type: ignore[return-value]
 
 
@@ -126,13 +127,14 @@ def _wrap_async(acquire: FunctionType) -> FunctionType:
         return proxy
 
     acquire_.__doc__ = acquire.__doc__
+    acquire_.__code__ = outside_warnings_stack(acquire_.__code__)
     return acquire_  # type: ignore[return-value]
 
 
 #: The codes of the wrappers: a base met twice (4's ``asyncio`` re-exports the async one) is
 #: wrapped once.
 _WRAPPERS = frozenset(
-    code
+    outside_warnings_stack(code)
     for make in (_wrap, _wrap_async)
     for code in make.__code__.co_consts
     if type(code) is type(make.__code__)

@@ -20,7 +20,16 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see recl
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["RELAY", "Patches", "call_as", "closing_subclass", "instance_dict", "own_methods", "with_factory"]
+__all__ = [
+    "RELAY",
+    "Patches",
+    "call_as",
+    "closing_subclass",
+    "instance_dict",
+    "outside_warnings_stack",
+    "own_methods",
+    "with_factory",
+]
 
 __tracebackhide__ = True  # its closing_subclass() and call_as() run inside replacements
 
@@ -30,6 +39,27 @@ RELAY = "__reclaim_relay__"
 #: ``fn(*args, **kwargs)``, all on line 1: :func:`call_as` moves it to its caller's line. Compiled
 #: at the first call, not on import: the compiler's first run costs about 1 ms.
 _CALL: CodeType | None = None
+
+
+#: The file name a wrapper's code is given by :func:`outside_warnings_stack`: "generated" (see
+#: ``_sites._classify``: plumbing), and "importlib" with "_bootstrap", as the frames of the import
+#: system are named, which ``warnings.warn`` passes over when it counts a *stacklevel* (the C
+#: implementation's ``next_external_frame`` and the Python one's alike, 3.11 to 3.13).
+_OUTSIDE_WARNINGS = "<reclaim-generated wrapper, passed over by warnings as importlib._bootstrap is>"
+_outside: dict[CodeType, CodeType] = {}
+
+
+def outside_warnings_stack(code: CodeType) -> CodeType:
+    """*code*, a wrapper's that calls a library function in its place, renamed so that a warning
+    the library issues with ``stacklevel=2`` or more still names the program's line that called
+    the wrapper, not the wrapper's (filelock's ``acquire(poll_intervall=...)`` deprecation
+    pointed into reclaim, and a test of it failed under ``--reclaim``). The same code object for
+    the same *code*, so that a wrapper's code can be told by identity. A warning a C function
+    issues at ``stacklevel=1`` names the Python frame calling it, whatever its file name."""
+    found = _outside.get(code)
+    if found is None:
+        found = _outside[code] = code.replace(co_filename=_OUTSIDE_WARNINGS)
+    return found
 
 
 def own_methods(module: ModuleType, class_name: str, *names: str) -> tuple[Any, list[Any]] | None:
