@@ -229,6 +229,27 @@ def test_asyncpg_connection_never_closed_is_one_leak_at_its_line(leakwatch: Watc
     assert_site(leak, made)
 
 
+def test_asyncpg_connect_patched_to_return_a_mock_records_no_connection(leakwatch: Watch) -> None:
+    """A test that patches what connects (asyncpg's own connection-cleanup tests) gets back its
+    mock, a ``Mock(spec=Connection)``: no connection, and no leak once it is dropped."""
+    asyncpg = pytest.importorskip("asyncpg")
+    from unittest import mock
+
+    from asyncpg import connect_utils
+
+    async def main() -> None:
+        window = Watch(leakwatch.tracker, leakwatch.tracker.snapshot())  # after the loop and this task
+        fake = mock.Mock(spec=asyncpg.Connection)
+        with mock.patch.object(connect_utils, "_connect_addr", side_effect=[fake]):
+            con = await asyncpg.connect(host="nowhere", user="nobody", database="none", ssl=False)
+        assert con is fake
+        assert window.leaks() == []
+
+    asyncio.run(main())
+    gc.collect()
+    assert leakwatch.leaks() == []
+
+
 @pytest.mark.postgres
 @pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
 def test_asyncpg_pool_connection_never_released_is_blamed_on_its_acquire_line(
