@@ -916,6 +916,34 @@ def test_sqlalchemy_engine_on_pymysql_holds_its_connections_each_holding_its_soc
         assert leakwatch.leaks() == []
 
 
+@ignore_gc_warnings
+@pytest.mark.postgres
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@pytest.mark.parametrize("driver", ["psycopg", "psycopg2"])
+def test_sqlalchemy_engine_dropped_holds_the_psycopg_connections_its_pool_kept(
+    leakwatch: Watch, postgres: Any, driver: str
+) -> None:
+    """An engine dropped undisposed dies in a reference cycle with the connections its pool keeps,
+    whose records wait for their own ``__del__`` (psycopg's decides whether it is a leak): the
+    leak is still the engine, at ``create_engine()``, holding them, not a bare connection inside
+    SQLAlchemy (as it was for psycopg and psycopg2, in the databases package's suite)."""
+    pytest.importorskip(driver)
+    import sqlalchemy
+
+    def work() -> int:
+        engine = sqlalchemy.create_engine(sqlalchemy_url(f"postgresql+{driver}", postgres))
+        made = line() - 1
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text("select 1"))
+        return made
+
+    made = work()
+    gc.collect()  # an engine is a reference cycle
+    [leak] = leakwatch.leaks()
+    assert (leak.kind, program_line(leak), leak.state) == ("sqlalchemy", made, "collected")
+    assert [(held.kind, held.state) for held in leak.holds] == [(driver, "collected")]
+
+
 def test_handing_over_looks_no_further_once_every_resource_left_open_is_found(
     leakwatch: Watch, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -810,9 +810,15 @@ def claim(
                 found = dead.get(key)
                 if found is not None and is_kind(type(ref), dead_types[found.kind]):
                     held.append(found)
-                else:  # a part dying with it, whose own __del__ has yet to run (see _records.died)
+                else:  # a part dying with it, whose own __del__ has yet to run (see _records.died):
+                    # a connection of its own (PyMySQL's), or one of a driver whose __del__ decides
+                    # (psycopg's, psycopg2's), as one found alive is
                     part = _records.dying.get(key)
-                    if part is not None and part.kind in PARTS and part.state == OPEN:
+                    if (
+                        part is not None
+                        and part.state == OPEN
+                        and (part.kind in PARTS or not kind_of(part.kind).holder)
+                    ):
                         held.append(part)
             else:
                 pending.append(ref)
