@@ -246,6 +246,35 @@ def test_an_async_lock_left_held_is_one_leak_at_the_awaiting_line(
     assert leakwatch.leaks() == []
 
 
+@ignore_gc_warnings
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@pytest.mark.parametrize("name", ASYNC_LOCKS)
+def test_an_async_lock_dropped_while_held_is_released_by_the_garbage_collector(
+    leakwatch: Watch, tmp_path: Path, name: str
+) -> None:
+    """Its ``__del__`` cannot await: it makes a task on the running loop that releases it later.
+    The hold is still the collector's to end, as a sync lock's is, at the line that took it; the
+    task is filelock's (it was reported instead of the lock, at filelock's line)."""
+    path = tmp_path / "x.lock"
+    where: list[int] = []
+
+    async def main() -> None:
+        window = Watch(leakwatch.tracker, leakwatch.tracker.snapshot())  # after the loop and this task
+        lock = _make(name, path)
+        await lock.acquire()
+        where.append(line() - 1)
+        del lock
+        gc.collect()
+        await asyncio.sleep(0)  # the release task runs
+        leak = window.one("filelock")
+        assert_site(leak, where[0])
+        assert leak.state == "collected" and leak.closed_by_gc
+        assert [found.kind for found in window.leaks()] == ["filelock"]
+
+    asyncio.run(main())
+    assert [leak.kind for leak in leakwatch.leaks()] == ["filelock"]
+
+
 @pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
 @pytest.mark.parametrize("name", SYNC_LOCKS)
 def test_an_acquire_that_times_out_records_nothing_held(leakwatch: Watch, tmp_path: Path, name: str) -> None:

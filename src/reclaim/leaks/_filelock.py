@@ -19,7 +19,9 @@ in two threads) has a record of its own; an acquire that fails (``Timeout``) rec
 Dropped while held, filelock's ``__del__`` releases the lock (``release(force=True)``): its
 descriptor is closed under a finalizer, and the hold is reported as released by the garbage
 collector (``collected``), as a file dropped open is reported closed by it (the same when the
-collector clears a reference cycle before that ``__del__`` runs). One the program keeps to its
+collector clears a reference cycle before that ``__del__`` runs). An async lock's ``__del__``
+hands that release to a task: the hold ends as a leak as the ``__del__`` runs, and the task is
+filelock's (see :func:`install_release`). One the program keeps to its
 end is released by filelock's atexit handler (filelock 4): under ``reclaim run`` that is a
 release by a call, as a client's pools closed at exit are (see ``_exitreport``), not a leak.
 
@@ -189,6 +191,28 @@ def install(patches: Patches, module: ModuleType) -> None:
             continue  # not the layout this was written for, or wrapped already
         coroutine = acquire.__code__.co_flags & _sites.COROUTINE
         patches.set(cls, "acquire", (_wrap_async if coroutine else _wrap)(acquire))
+
+
+def install_release(patches: Patches, module: ModuleType) -> None:
+    """An async lock dropped while held: its ``__del__`` cannot await, so it hands the release to
+    a task it makes on the running loop, which closes the descriptor later, outside any
+    finalizer. Its hold is then the garbage collector's to end, as a sync lock's is: a leak as
+    the ``__del__`` runs, released by its finalizer, and the task is filelock's, not a task
+    the program left pending (it was both a task at filelock's line and no lock at all)."""
+    cls = vars(module).get("AsyncRelease")
+    abandoned = vars(cls).get("_release_abandoned_holds") if isinstance(cls, type) else None
+    if type(abandoned) is not FunctionType:
+        return  # not the layout this was written for: as before
+
+    def _release_abandoned_holds(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if _sites.in_finalizer(sys._getframe(1)):
+            for rec in [rec for rec in _records.live.values() if rec.kind == KIND and rec() is self]:
+                _records.leak(rec, _records.COLLECTED)
+        return abandoned(self, *args, **kwargs)
+
+    _release_abandoned_holds.__doc__ = abandoned.__doc__
+    own(abandoned)
+    patches.set(cls, "_release_abandoned_holds", _release_abandoned_holds)
 
 
 def install_lease(patches: Patches, module: ModuleType) -> None:

@@ -157,6 +157,7 @@ HOOKS: tuple[tuple[str, str], ...] = (
         "_filelock:install",
     ),
     ("filelock._soft._lease", "_filelock:install_lease"),
+    ("filelock._async_lock._release", "_filelock:install_release"),
     ("pyftpdlib.ioloop", "_pyftpdlib:install"),
     ("pika.compat", "_pika:install_compat"),
     ("pika.adapters.base_connection", "_pika:install_base"),
