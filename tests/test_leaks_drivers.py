@@ -311,6 +311,29 @@ def _pg8000_query(conn: Any) -> Any:
     return run
 
 
+def test_pg8000_close_that_raises_on_a_session_the_server_ended_leaves_nothing(
+    leakwatch: Watch, postgres: Any
+) -> None:
+    """Its close() still closes the socket when writing its goodbye fails, but the reader it drops
+    lives on in the error's traceback until the program's ``except`` is done with it: the close
+    was the program's all the same, not the collector's (seen in pg8000's broken-pipe tests)."""
+    pytest.importorskip("pg8000")
+    import pg8000.native
+    from pg8000.exceptions import InterfaceError
+
+    victim = pg8000.native.Connection(**pg8000_kwargs(postgres))
+    pid = victim.run("SELECT pg_backend_pid()")[0][0]
+    with pg8000.native.Connection(**pg8000_kwargs(postgres)) as admin:
+        admin.run("SELECT pg_terminate_backend(:pid)", pid=pid)
+    with pytest.raises((InterfaceError, ConnectionError)):
+        victim.run("SELECT 1")  # the server has ended the session
+    try:
+        victim.close()
+    except InterfaceError:  # "network error": its goodbye could not be written
+        assert victim._usock is None  # closed, its reader alive in this error's traceback
+    assert leakwatch.leaks() == []
+
+
 @pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
 @pytest.mark.filterwarnings("ignore::ResourceWarning")
 def test_pg8000_connection_dropped_open_is_the_collectors_with_its_socket(

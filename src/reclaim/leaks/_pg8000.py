@@ -93,15 +93,20 @@ def _label(conn: Any) -> tuple[str, str, int | None]:
     return _holders.public_name(type(conn)), target, _backend_pid(conn)
 
 
+def _usock(conn: Any) -> Any:
+    """*conn*'s socket, None once closed (or before it connected)."""
+    return getattr(conn, "_usock", None)
+
+
 def _socket(conn: Any) -> Iterable[object]:
     """*conn*'s socket, in a tuple :func:`._holders.claim` looks into and no further (the
     connection reaches the program's objects: its type adapters, its notifications)."""
-    sock = getattr(conn, "_usock", None)
+    sock = _usock(conn)
     return ((sock,),) if sock is not None else ()
 
 
 def _closed(conn: Any) -> bool:
-    return getattr(conn, "_usock", None) is None
+    return _usock(conn) is None
 
 
 def _is_open(obj: Any, rec: Record) -> bool:
@@ -144,5 +149,5 @@ def install(patches: Patches, module: ModuleType) -> None:
     patches.set(cls, "__init__", __init__)
     close = vars(cls).get("close")
     if close is not None:
-        patches.set(cls, "close", _socketio.closes_its_own(close))
+        patches.set(cls, "close", _socketio.closes_its_own(close, _usock))
     _holders.track(patches, cls, KIND, _closed, "close(), or a with-block", _holders.nothing_owned, _label)

@@ -41,6 +41,7 @@ from ._sockets import collected, makefile_kept
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 __all__ = ["install"]
@@ -121,22 +122,31 @@ def _closing_last(sio: Any) -> None:
 _own_close: set[int] = set()
 
 
-def closes_its_own(close: Any) -> Any:
-    """Wrap *close*, a library's ``close()`` known to close its socket through dropping the last
-    reference to the ``makefile()`` object over it (see :data:`_own_close`): the socket closed so
-    while it runs is released, not collected. A library that does so unknown to reclaim is
-    still reported, ``dropped at`` its line."""
+def closes_its_own(close: Any, socket_of: Callable[[Any], Any]) -> Any:
+    """Wrap *close*, a library's ``close()`` known to close its socket (``socket_of(self)``)
+    through dropping the last reference to the ``makefile()`` object over it (see
+    :data:`_own_close`): the socket closed so while it runs is released, not collected. A
+    library that does so unknown to reclaim is still reported, ``dropped at`` its line.
+
+    A ``close()`` that raises (pg8000's, writing its goodbye to a server that ended the
+    session) leaves that object alive in its traceback's frames until the program is done with
+    the error: the socket it closed is released all the same, as the close ends."""
 
     @functools.wraps(close)
     def close_(self: Any, *args: Any, **kwargs: Any) -> Any:
         me = get_ident()
         if me in _own_close:  # a close() within another: the outer one ends it
             return close(self, *args, **kwargs)
+        sock = socket_of(self)
         _own_close.add(me)
         try:
             return close(self, *args, **kwargs)
         finally:
             _own_close.discard(me)
+            if sock is not None and getattr(sock, "_closed", False) is True:
+                rec = _records.live.get(id(sock))
+                if rec is not None and rec() is sock:
+                    _records.release(id(sock))
 
     return close_
 
