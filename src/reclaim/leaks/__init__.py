@@ -66,6 +66,7 @@ KINDS = (
     "psycopg",
     "psycopg2",
     "pymysql",
+    "aiomysql-connection",
     "pg8000",
     "mysqlclient",
     "mysql-connector",
