@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 
-import _forkedruns
 from pool_support import Factory, Thing
 from reclaim import Pool
 
@@ -158,22 +157,11 @@ def nats_server() -> Service:
     return require_service("nats")
 
 
-@pytest.fixture(scope="session")
-def pytester_zygote() -> Iterator[_forkedruns.Zygote]:
-    """The process pytester's runs are forked from (see tests/_pytest_zygote.py)."""
-    zygote = _forkedruns.Zygote()
-    yield zygote
-    zygote.close()
-
-
 @pytest.fixture
-def pytester(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, pytester_zygote: _forkedruns.Zygote
-) -> pytest.Pytester:
+def pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
     """pytester, its runs loading only the plugins they name (see _leakhelp.LEAN): not every
-    plugin installed in the dev extra; forked from a process that imported pytest once."""
+    plugin installed in the dev extra."""
     monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
-    _forkedruns.install(pytester, monkeypatch, pytester_zygote)
     return pytester
 
 
