@@ -290,6 +290,13 @@ def test_asyncpg_pool_connection_never_released_is_blamed_on_its_acquire_line(
     assert [leak.state for leak in terminated] == ["terminated", "terminated"]
     assert_site(terminated[0], at)
     assert_site(terminated[1], entered_at)
+    # What it was, not the advice to release it (or use async with), which a block still
+    # running when the pool closed follows (asyncpg's test_pool_close_timeout).
+    for leak in terminated:
+        assert "not released" not in leak.description
+        assert leak.description.endswith(
+            "still acquired from its pool when the pool terminated (let it go back before closing the pool)"
+        )
 
 
 @pytest.mark.postgres

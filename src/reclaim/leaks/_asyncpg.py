@@ -59,6 +59,10 @@ CONN_NOT_CLOSED = "not closed (await conn.close())"
 NOT_RELEASED = "not released to its pool (await pool.release(conn), or async with pool.acquire())"
 #: State of a connection its pool's ``terminate()`` closed while the program still had it.
 TERMINATED = "terminated"
+#: What that connection was: out, when the pool closed under it (an ``async with
+#: pool.acquire()`` block still running, whose exit gives it back too late). Not the advice to
+#: release it, which such a block follows.
+STILL_OUT = "still acquired from its pool when the pool terminated (let it go back before closing the pool)"
 
 # A pool's info is its class's name; a connection's is (class, address, problem).
 
@@ -166,6 +170,7 @@ def install(patches: Patches, module: ModuleType) -> None:
             for ch in self._holders:
                 rec = _record_of(ch._con) if ch._in_use is not None else None
                 if rec is not None and rec.info[2] is NOT_RELEASED:
+                    rec.info = (*rec.info[:2], STILL_OUT)
                     _records.leak(rec, TERMINATED)
         terminate(self)
 
