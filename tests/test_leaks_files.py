@@ -7,7 +7,9 @@ import io
 import os
 import pickle
 import socket
+import sys
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -240,4 +242,42 @@ def test_pyfakefs_fakes_open_and_os_functions_while_tracking(leakwatch: Watch, t
         assert all(a is b for a, b in zip(now, stand_ins, strict=True))
     finally:
         sys.modules.pop("by_name", None)
+    assert leakwatch.leaks() == []
+
+
+def test_a_warning_the_c_open_issues_names_the_programs_line_not_reclaims(
+    leakwatch: Watch, tmp_path: Path
+) -> None:
+    """Arguments only the C ``open()`` takes (line buffering asked of a binary file) go to it,
+    and what it warns of names the Python frame that called it: the program's line, as without
+    reclaim, not reclaim's ``open()``."""
+    path = tmp_path / "data.bin"
+    path.write_bytes(b"x")
+    with pytest.warns(RuntimeWarning, match="line buffering") as caught:
+        f = open(path, "rb", buffering=1)  # noqa: SIM115
+    at = line() - 1
+    f.close()
+    assert [(w.filename, w.lineno) for w in caught] == [(HERE, at)]
+    assert leakwatch.leaks() == []
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="os.fork() warns of threads from 3.12 on")
+def test_os_forks_warning_of_threads_names_the_programs_line_not_reclaims(leakwatch: Watch) -> None:
+    """3.12 on, ``os.fork()`` in a process with other threads warns about the frame that called
+    it: the program's line, not reclaim's wrapper (a pytest warnings summary pointed into
+    reclaim's ``_children.py``)."""
+    release = threading.Event()
+    other = threading.Thread(target=release.wait)
+    other.start()
+    try:
+        with pytest.warns(DeprecationWarning, match="multi-threaded") as caught:
+            pid = os.fork()
+            if pid == 0:
+                os._exit(0)
+        at = line() - 3
+        os.waitpid(pid, 0)
+    finally:
+        release.set()
+        other.join()
+    assert [(w.filename, w.lineno) for w in caught] == [(HERE, at)]
     assert leakwatch.leaks() == []

@@ -58,7 +58,7 @@ from . import _files, _imports, _lineage, _records
 from ._fds import track_fd
 from ._kinds import Details, Kind, register
 from ._owning import own
-from ._patch import Patches
+from ._patch import Patches, call_as
 from ._records import NO_OBJECT, OPEN, Record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
@@ -412,11 +412,17 @@ def _forked(pid: int, what: str, frame: Any, name: str | None) -> Record | None:
     return rec
 
 
+#: Whether ``os.fork()`` (and ``forkpty()``) may warn of a multi-threaded process (3.12 on): a
+#: warning C code issues names the frame that called it, so they are called as the program.
+_FORK_WARNS = sys.version_info >= (3, 12)
+
+
 def _recording_fork(fork: Any) -> Any:
     def recording() -> int:
         name = _lineage.new_name() if _lineage.ENABLED else None
-        pid: int = fork()
-        _forked(pid, _FORKED, sys._getframe(1), name)
+        caller = sys._getframe(1)
+        pid: int = call_as(caller, fork, (), {}) if _FORK_WARNS else fork()
+        _forked(pid, _FORKED, caller, name)
         return pid
 
     return recording
@@ -425,8 +431,8 @@ def _recording_fork(fork: Any) -> Any:
 def _recording_forkpty(forkpty: Any) -> Any:
     def recording() -> tuple[int, int]:
         name = _lineage.new_name() if _lineage.ENABLED else None
-        pid, fd = forkpty()
         frame = sys._getframe(1)
+        pid, fd = call_as(frame, forkpty, (), {}) if _FORK_WARNS else forkpty()
         # pty.fork()'s child and terminal are its caller's
         if _forked(pid, "os.forkpty() child", frame, name) is not None:
             track_fd(fd, "os.forkpty", _records.capture(frame, _records.depth))

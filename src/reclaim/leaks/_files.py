@@ -56,7 +56,7 @@ from reclaim._sites import closing_in_finalizer as _closing_in_finalizer
 from . import _records
 from ._fds import describe_fd
 from ._kinds import Details, Kind, register
-from ._patch import Patches
+from ._patch import Patches, call_as
 from ._records import NO_OBJECT, OPEN, Record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
@@ -500,8 +500,12 @@ def tracked_open(
             owner = raw
     else:
         # Explicit buffer sizes, unusual modes, ``-X warn_default_encoding`` without an encoding,
-        # other file arguments: the C open() itself, with its own errors and warnings.
-        result = _c_open(file, mode, buffering, encoding, errors, newline, closefd, opener)
+        # other file arguments: the C open() itself, with its own errors and warnings, which
+        # name the frame that called it: run as the program's (line buffering asked of a binary
+        # file warned at this line).
+        result = call_as(
+            _getframe(1), _c_open, (file, mode, buffering, encoding, errors, newline, closefd, opener), {}
+        )
         kind = type(result)
         raw = result.buffer.raw if kind is _TextIOWrapper else result if kind is _FileIO else result.raw
         # An unbuffered file made here (buffering=0 spelled unusually) gets no hooks: it is
