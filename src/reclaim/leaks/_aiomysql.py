@@ -24,6 +24,7 @@ from types import ModuleType
 from . import _holders
 from ._kinds import Details, Kind, register
 from ._patch import Patches
+from ._pymysql import _thread_id  # aiomysql keeps it as PyMySQL does (and imports PyMySQL)
 from ._records import Record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
@@ -42,12 +43,6 @@ def _target(conn: Any) -> str:
     where = str(unix) if unix else f"{getattr(conn, '_host', '?')}:{getattr(conn, '_port', '?')}"
     db = getattr(conn, "_db", None)
     return f"{user}@{where}/{db}" if db else f"{user}@{where}"
-
-
-def _thread_id(conn: Any) -> int | None:
-    """The server's thread id for *conn*'s session, None before it connected."""
-    found = getattr(conn, "server_thread_id", None)
-    return found[0] if isinstance(found, tuple) and found and isinstance(found[0], int) else None
 
 
 def _label(conn: Any) -> tuple[str, str, int | None]:
