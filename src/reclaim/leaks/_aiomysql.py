@@ -62,10 +62,6 @@ def _closed(conn: Any) -> bool:
     return getattr(conn, "_writer", None) is None
 
 
-def _is_open(obj: Any, rec: Record) -> bool:
-    return not _closed(obj)
-
-
 def _last_look(conn: Any, rec: Record) -> None:
     """*conn*, dropped connected: its session as it is now, for the report once it is gone."""
     rec.info = (_label(conn), *rec.info[1:])
@@ -81,7 +77,8 @@ def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
     return f"{target}{session}", details
 
 
-register(Kind(KIND, is_open=_is_open, describe=_describe, holder=True))
+# Open while _closed(), which track() keeps in the record, says it is not: the holders' own test.
+register(Kind(KIND, is_open=_holders._is_open, describe=_describe, holder=True))
 _holders.ROOTS[KIND] = _transport
 _holders.LAST_LOOK[KIND] = _last_look
 _holders.PARTS.add(KIND)
