@@ -3198,6 +3198,53 @@ def test_task_the_collector_destroyed_pending_is_not_said_to_be_closed(leakwatch
     assert "closed by the garbage collector" not in text, text
 
 
+def test_a_task_done_and_dropped_is_freed_at_once_as_without_reclaim(leakwatch: Watch) -> None:
+    """Nothing of reclaim's holds a task: a done callback's queued handle kept a finished task
+    alive one more turn of its loop, so a program that dropped it and checked that it was gone
+    failed under reclaim (databases' test_connection_cleanup_garbagecollector), and asyncio's
+    "Task was destroyed but it is pending!" showed that callback as the task's."""
+
+    async def main() -> tuple[str, bool]:
+        woken = asyncio.Event()
+
+        async def wake() -> None:
+            woken.set()
+
+        task = asyncio.create_task(wake())
+        shown = repr(task)
+        await woken.wait()  # the task ended in the turn before this one
+        assert task.done()
+        gone = weakref.ref(task)
+        del task
+        return shown, gone() is None
+
+    shown, freed = asyncio.run(main())
+    assert "cb=" not in shown, shown
+    assert freed, "the finished task was still alive once the program dropped it"
+    assert leakwatch.leaks() == []
+
+
+class _Holds:
+    task: asyncio.Task[_Holds] | None = None
+
+
+def test_a_task_done_and_dropped_in_a_reference_cycle_is_not_reported(leakwatch: Watch) -> None:
+    """Its coroutine, in the cycle, loses its weak reference as the task does: whether the task
+    was pending is then what its finalizer says (nothing, for a finished one)."""
+
+    async def ends(holder: _Holds) -> _Holds:
+        return holder  # the result holds the holder, which holds the task
+
+    async def main() -> None:
+        holder = _Holds()
+        holder.task = asyncio.create_task(ends(holder))
+        await holder.task
+
+    asyncio.run(main())
+    gc.collect()
+    assert leakwatch.leaks() == []
+
+
 def test_task_done_in_its_loops_last_step_then_loop_closed_and_task_dropped_is_not_reported(
     leakwatch: Watch,
 ) -> None:

@@ -153,6 +153,44 @@ def test_task_left_pending_on_uvloop_loop_is_reported_and_released_once_done(lea
     assert leakwatch.leaks() == []
 
 
+class _Holds:
+    task: asyncio.Task[Any] | None = None
+
+
+@pytest.mark.reclaim_allow  # the pending case leaks on purpose
+@ignore_gc_warnings
+@pytest.mark.parametrize("pending", [True, False], ids=["pending", "done"])
+def test_task_dropped_in_a_reference_cycle_on_uvloop_is_a_leak_only_if_pending(
+    leakwatch: Watch, pending: bool
+) -> None:
+    """Its weak reference is cleared before its finalizer runs, which says whether it was pending
+    ("Task was destroyed but it is pending!") through uvloop's own ``call_exception_handler``."""
+    loop = uvloop.new_event_loop()
+
+    async def holds(holder: _Holds) -> _Holds:
+        if pending:
+            await asyncio.Event().wait()
+        return holder  # a result that holds the task, which holds it
+
+    async def main() -> None:
+        holder = _Holds()
+        holder.task = loop.create_task(holds(holder))
+        await asyncio.sleep(0)  # it starts (and, unless pending, ends)
+
+    made_at = line() - 3
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
+    gc.collect()
+    if pending:
+        leak = leakwatch.one("task")
+        assert leak.state == "collected"
+        assert leak.frames[0].lineno == made_at
+    else:
+        assert leakwatch.leaks() == []
+
+
 @pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
 def test_task_made_in_a_task_on_uvloop_goes_on_at_the_line_that_made_that_task(leakwatch: Watch) -> None:
     """uvloop steps tasks in C: past a task's coroutine came the frame that ran the loop, taken

@@ -577,6 +577,10 @@ _collecting_since = 0.0
 unraisable_codes: set[CodeType] = set()
 
 
+#: Called as each collection watched ends, after every finalizer it ran.
+collection_ended: list[Callable[[], None]] = []
+
+
 def _collection(phase: str, info: object) -> None:
     global _collecting_in, collections, _collecting_since
     if phase == "start":
@@ -585,6 +589,8 @@ def _collection(phase: str, info: object) -> None:
         collections += 1
     else:
         _collecting_in = None
+        for ended in collection_ended:
+            ended()
 
 
 unraisable_codes.add(_collection.__code__)

@@ -67,7 +67,10 @@ class Kind:
         death_leak: the object dying while its record is open means the
             garbage collector, not the program, released it. A function
             instead of True says, given the record of an object that just
-            died, whether that death is one.
+            died, whether that death is one; or None, when it died in a
+            reference cycle whose collection runs its finalizer next: that
+            finalizer marks it a leak (:func:`._records.judge_at_del`), or the
+            collection's end releases it (:func:`._records.settle`).
         holder: a library object that owns other tracked resources (an HTTP
             client's sockets): never reported on its own, only with the leaks it
             holds, listed under it (see :mod:`._holders`).
@@ -96,7 +99,7 @@ class Kind:
         fds: Callable[[Any, Record], Iterable[int]] = _no_fds,
         paths: Callable[[Any, Record], Iterable[str]] = _no_paths,
         waitable: bool | Callable[[Mapping[str, Any]], bool] = False,
-        death_leak: bool | Callable[[Record], bool] = False,
+        death_leak: bool | Callable[[Record], bool | None] = False,
         holder: bool = False,
         later_paths: Callable[[Any, Record], Iterable[str]] = _no_paths,
     ) -> None:

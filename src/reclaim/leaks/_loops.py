@@ -50,7 +50,7 @@ from reclaim._sites import frame_above
 from reclaim._sites import in_finalizer as _in_finalizer
 
 from . import _fds as fd_table
-from . import _records, _sockets, _tasks
+from . import _records, _sockets
 from ._kinds import Details, Kind, register
 from ._owning import PLUMBING, site
 from ._patch import Patches
@@ -173,7 +173,6 @@ def releasing_close(close: Callable[[Any], None], then: Callable[[Any], None] | 
         finally:
             if self.is_closed():
                 _records.release(id(self))
-                _tasks.release_done(self)
                 if then is not None:
                     then(self)
 

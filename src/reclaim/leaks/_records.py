@@ -39,6 +39,7 @@ from collections import deque
 from reclaim._sites import (
     Site,
     acquired_in_finalizer,
+    collection_ended,
     dropped_by_program,
     first_filename,
     in_finalizer,
@@ -76,11 +77,13 @@ __all__ = [
     "release",
     "released",
     "reset",
+    "settle",
     "site_of",
     "succeed",
     "task_origin",
     "task_origins",
     "unask_file_depth",
+    "undecided",
 ]
 
 OPEN, RELEASED, LEAKED = 0, 1, 2
@@ -152,6 +155,9 @@ NO_OBJECT = _Forever()
 live: dict[object, Record] = {}
 #: key -> open :data:`AT_DEL` record whose object died in a reference cycle, until its ``__del__`` runs.
 dying: dict[object, Record] = {}
+#: Open records whose death their kind's judge left to the object's finalizer, in the collection
+#: under way (see :func:`died`): what that finalizer did not find a leak is released as it ends.
+undecided: list[Record] = []
 #: Records of resources that ended as leaks (collected by the GC, cancelled at loop close).
 collected: deque[Record] = deque(maxlen=MAX_COLLECTED)
 #: Every acquisition is stamped with the current generation; a snapshot ends one (see
@@ -190,7 +196,7 @@ def checkpoint() -> int:
 #: when some deaths are not one, a function of the record that says which (a task whose coroutine
 #: the program closed). Kinds whose release we cannot see (files, children, mmaps) report from a
 #: finalizer-time probe instead.
-death_leaks: dict[str, Callable[[Record], bool] | None] = {}
+death_leaks: dict[str, Callable[[Record], bool | None] | None] = {}
 #: Label of what runs now (the pytest plugin sets the test id); see ``set_context``.
 context: str | None = None
 #: Frames captured per acquisition: the deepest any running tracker asked for.
@@ -386,13 +392,30 @@ def died(rec: Record) -> None:
             rec.state = RELEASED
         elif rec.kind in death_leaks:
             judge = death_leaks[rec.kind]
-            if judge is None or judge(rec):
+            verdict = True if judge is None else judge(rec)
+            if verdict is None:  # in a cycle: the object's finalizer runs next, and may decide
+                dying[key] = rec
+                undecided.append(rec)
+            elif verdict:
                 leak(rec, COLLECTED)
             else:
                 rec.state = RELEASED
 
 
 unraisable_codes.add(died.__code__)  # reclaim run's SIGTERM waits for it to return
+
+
+def settle() -> None:
+    """The collection has ended: the :data:`undecided` records no finalizer found a leak are released."""
+    while undecided:
+        rec = undecided.pop()
+        if dying.get(rec.key) is rec:
+            del dying[rec.key]
+        if rec.state == OPEN:
+            rec.state = RELEASED
+
+
+collection_ended.append(settle)
 
 
 def at_del(obj: object) -> Record | None:
@@ -537,6 +560,7 @@ def reset() -> None:
         rec.state = RELEASED
     live.clear()
     dying.clear()
+    undecided.clear()
     serving.clear()
     collected.clear()
     dropped = 0

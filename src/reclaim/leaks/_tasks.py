@@ -2,7 +2,10 @@
 
 ``BaseEventLoop.create_task`` is wrapped (every ``asyncio.create_task``,
 ``ensure_future``, ``TaskGroup.create_task`` and task factory goes through it)
-to record the creating line and add a done callback that releases the record.
+to record the creating line. Nothing is added to the task: a done callback would run from a
+handle queued on the loop, which holds the finished task one more turn, and a program that drops
+it expects it gone. The record is released when a check finds the task done, or as the task dies
+done (see _death_is_leak).
 ``asyncio.runners._cancel_all_tasks``, which ``asyncio.run`` and
 ``asyncio.Runner`` (and so pytest-asyncio) call at loop shutdown, is wrapped
 to mark every task still pending there as a leak *before* it is cancelled:
@@ -62,7 +65,6 @@ __all__ = [
     "install_asgiref",
     "install_base_events",
     "install_runners",
-    "release_done",
     "tracking_create_task",
 ]
 
@@ -117,25 +119,33 @@ def _ended(coro: Any) -> bool:
     return getattr(coro, "cr_frame", True) is None
 
 
-def _death_is_leak(rec: Record) -> bool:
-    """Whether a task that died pending leaked: yes, unless its coroutine had ended. A task that
-    dies of its last reference still holds its coroutine when its weak references are cleared; in
-    a reference cycle the coroutine's is cleared first, and the death counts as a leak."""
+def _death_is_leak(rec: Record) -> bool | None:
+    """Whether a task that died while its record was open leaked: no task is released as it ends
+    (a done callback's queued handle would keep it alive a turn of its loop longer than the
+    program expects), so it may have died pending or done.
+
+    A task that dies of its last reference still holds its coroutine: a leak unless that ended.
+    Its finalizer ran first, and marked it a leak if asyncio logged it "destroyed but pending"
+    (see :func:`judging_destroyed`). In a reference cycle, the coroutine's weak reference is
+    cleared with the task's, and the task's finalizer runs after this: it decides, or the
+    collection's end releases the record (see :func:`._records.settle`). A pending task asyncio
+    does not log (``_log_destroy_pending`` off: a ``gather()`` child) goes unreported then.
+    """
     if type(rec.info) is Greenlet:
         return True
     ref = rec.info[2]
     coro = ref() if ref is not None else None
-    return coro is None or not _ended(coro)
+    if coro is not None:
+        return not _ended(coro)
+    return None if _sites._collecting_in == threading.get_ident() else False
 
 
 def _is_open(obj: Any, rec: Record) -> bool:
     if type(rec.info) is Greenlet:
         return not obj.ready()
     if obj.done() or _ended(obj.get_coro()):
-        # Released now, as its done callback would: a loop stopped right after the task's last
-        # step (``run_until_complete`` of another task, a stop() in it) runs that callback only
-        # on its next run, and a task dropped before it was reported as collected pending. Or
-        # its coroutine ended, closed by the program while the task never ran again (see above).
+        # Released now: nothing releases a task as it ends (see above). Or its coroutine ended,
+        # closed by the program while the task never ran again.
         if _records.live.get(rec.key) is rec:
             _records.release(rec.key)
         return False
@@ -241,18 +251,43 @@ def _done(task: Any) -> None:
         task.exception()  # SIGTERM landed in this task: read, so not logged as never retrieved
 
 
-def release_done(loop: Any) -> None:
-    """Release the tasks of *loop*, now closed, that finished but whose done callback never ran.
+#: What asyncio's task finalizer says of a task dying pending, and of one whose exception no one read.
+DESTROYED_PENDING = "Task was destroyed but it is pending!"
+NEVER_RETRIEVED = "Task exception was never retrieved"
 
-    A loop stopped right after a task's last step (``run_until_complete`` of the coroutine that
-    created it) holds that callback in its ready queue, and ``close()`` drops the queue: the
-    task, done, would be reported as collected pending once dropped. A walk of the live records,
-    on a loop's close only.
-    """
-    for rec in [rec for rec in _records.live.values() if rec.kind == "task"]:
-        task = rec()
-        if task is not None and type(rec.info) is not Greenlet and task.get_loop() is loop and task.done():
-            _done(task)
+
+def judging_destroyed(handler: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    """A loop's ``call_exception_handler`` (*handler*, asyncio's or uvloop's) that first hears what
+    a dying task's finalizer says: a task it logs "destroyed but pending" is a leak the collector
+    ended (in a reference cycle, the task's weak reference was cleared before that finalizer ran,
+    and left the decision to it: see :func:`_death_is_leak`). A task whose error was reclaim
+    run's SIGTERM, which the program never read, is not logged as never retrieved."""
+
+    def call_exception_handler(self: Any, context: Any) -> Any:
+        message = context.get("message") if type(context) is dict else None
+        if message == DESTROYED_PENDING:
+            task = context.get("task")
+            if task is not None:
+                _records.judge_at_del(task, "task", _destroyed)
+        elif (
+            message == NEVER_RETRIEVED
+            and _terminating
+            and getattr(context.get("exception"), "unwinds_the_program", False)
+        ):
+            return None
+        return handler(self, context)
+
+    call_exception_handler.__doc__ = handler.__doc__
+    return call_exception_handler
+
+
+def _destroyed(task: Any, rec: Record) -> Any:
+    """The info of *rec*, the record of a task asyncio logs as destroyed pending, or None: its
+    coroutine was closed before (by the program, as tornado's ``SelectorThread.close()`` does),
+    not by its own finalizer in the collection under way, and nothing of it was left to run."""
+    if _ended(task.get_coro()) and _sites._collecting_in != threading.get_ident():
+        return None
+    return (task.get_name(), *rec.info[1:])  # its name now: set after the loop made it (< 3.13)
 
 
 def install_base_events(patches: Patches, base_events: ModuleType) -> None:
@@ -261,7 +296,7 @@ def install_base_events(patches: Patches, base_events: ModuleType) -> None:
     create_task = loop_cls.create_task
     patches.set(loop_cls, "create_task", tracking_create_task(create_task))
     _closing_at_drop(patches, loop_cls)
-    _releasing_done_at_close(patches, loop_cls)
+    patches.set(loop_cls, "call_exception_handler", judging_destroyed(loop_cls.call_exception_handler))
     # A callback registered from another thread (or before the loop runs) carries the line that
     # registered it: a task it makes goes on there, where nothing of the thread running the loop
     # leads to the program's line (joblib's dask backend, through tornado's add_callback). Code
@@ -280,27 +315,6 @@ def install_base_events(patches: Patches, base_events: ModuleType) -> None:
     _sites.task_site = _running_task_site
     _sites.task_began = _task_site_at
     _serving_at_caller(patches, base_events.Server)
-
-
-def _releasing_done_at_close(patches: Patches, loop_cls: type) -> None:
-    """Wrap ``BaseEventLoop.close``: the tasks done whose done callback is still queued are
-    released before it drops the ready queue. A task only that callback held dies there, before
-    a check or the loop's wrapped ``close()`` (see :func:`._loops.releasing_close`) could see it
-    done; the task a loop makes to close an async generator keeps no reference to its coroutine
-    (``aclose()``'s awaitable takes none), and a finished one dying so read as destroyed pending.
-    So did any finished task in a reference cycle on a loop whose ``close()`` is not wrapped
-    (a ``BaseEventLoop`` subclass that is no selector loop: CPython's own test loop)."""
-    close = vars(loop_cls).get("close")
-    if close is None:
-        return
-
-    def close_(self: Any) -> None:
-        if getattr(self, "_ready", True) and not self.is_running():  # nothing queued: nothing to do
-            release_done(self)
-        close(self)
-
-    close_.__doc__ = close.__doc__
-    patches.set(loop_cls, "close", close_)
 
 
 #: The classes of the tasks made so far that have the methods a task record reads (see _is_task).
@@ -398,7 +412,6 @@ def tracking_create_task(create_task: Any) -> Any:
             _records.new(task, "task", info, site, label=label)
             if caller.f_code in _RUNNER_RUN:
                 _main_tasks.add(task)
-        task.add_done_callback(_done, context=_EMPTY)
         return task
 
     create_task_.__doc__ = create_task.__doc__

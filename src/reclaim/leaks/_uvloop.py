@@ -457,6 +457,7 @@ def install(patches: Patches, uvloop: ModuleType) -> None:
     close_.__doc__ = close.__doc__
     patches.set(loop_cls, "close", close_)
     patches.set(loop_cls, "create_task", _tasks.tracking_create_task(base.create_task))
+    patches.set(loop_cls, "call_exception_handler", _tasks.judging_destroyed(base.call_exception_handler))
     _server_cls = getattr(sys.modules["uvloop.loop"], "Server", None)
     for name, wrap in (
         ("create_server", _serving),
