@@ -2963,6 +2963,45 @@ def test_task_a_pending_task_awaits_at_shutdown_is_part_of_its_leak(leakwatch: W
     assert leak.details["coroutine"].endswith("<locals>.start_and_wait")
 
 
+@pytest.mark.reclaim_allow(kind="task")  # the starting task is dropped pending on purpose
+@ignore_gc_warnings
+@pytest.mark.parametrize("how", ["await", "gather", "wait_for", "TaskGroup"])
+def test_task_a_task_destroyed_pending_awaits_is_part_of_its_leak(leakwatch: Watch, how: str) -> None:
+    """As at shutdown (above), when the collector destroys them: the awaiting task and what it
+    awaits die in one reference cycle, and only the awaiting one is the program's leak."""
+    loop = asyncio.new_event_loop()
+    at = 0
+
+    async def start_and_wait() -> None:
+        if how == "wait_for":
+            await asyncio.wait_for(_forever(), 3600)
+        elif how == "TaskGroup":
+            async with asyncio.TaskGroup() as group:
+                group.create_task(_forever())
+                group.create_task(_forever())
+        elif how == "await":
+            await asyncio.create_task(_forever())
+        else:
+            await asyncio.gather(asyncio.create_task(_forever()), asyncio.create_task(_forever()))
+
+    async def main() -> None:
+        nonlocal at
+        loop.create_task(start_and_wait())  # noqa: RUF006  # dropped pending on purpose
+        at = line() - 1
+        await asyncio.sleep(0)  # it starts its tasks and waits for them
+        await asyncio.sleep(0)  # which start too
+
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
+    gc.collect()  # asyncio logs each "destroyed but it is pending"
+    leak = leakwatch.one("task")
+    assert leak.state == "collected"
+    assert_site(leak, at)
+    assert leak.details["coroutine"].endswith("<locals>.start_and_wait")
+
+
 @pytest.mark.reclaim_allow(kind="task")  # left pending on purpose
 def test_a_task_a_callback_from_another_thread_made_is_at_the_registering_line(leakwatch: Watch) -> None:
     """``loop.call_soon_threadsafe(asyncio.ensure_future, coro)`` from another thread: the task

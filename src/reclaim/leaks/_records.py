@@ -84,6 +84,7 @@ __all__ = [
     "task_origins",
     "unask_file_depth",
     "undecided",
+    "unleak",
 ]
 
 OPEN, RELEASED, LEAKED = 0, 1, 2
@@ -467,6 +468,16 @@ def leak(rec: Record, why: str) -> None:
     if len(collected) == collected.maxlen:
         dropped += 1
     collected.append(rec)
+
+
+def unleak(rec: Record) -> None:
+    """*rec*, marked a leak, is part of another's after all (a task another one awaited, both
+    destroyed pending): forgotten, as if released."""
+    rec.state = RELEASED
+    try:
+        collected.remove(rec)
+    except ValueError:  # the oldest, dropped from the full deque since
+        pass
 
 
 def released(rec: Record) -> None:

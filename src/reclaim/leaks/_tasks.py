@@ -285,9 +285,34 @@ def _destroyed(task: Any, rec: Record) -> Any:
     """The info of *rec*, the record of a task asyncio logs as destroyed pending, or None: its
     coroutine was closed before (by the program, as tornado's ``SelectorThread.close()`` does),
     not by its own finalizer in the collection under way, and nothing of it was left to run."""
-    if _ended(task.get_coro()) and _sites._collecting_in != threading.get_ident():
-        return None
+    if _sites._collecting_in != threading.get_ident():
+        if _ended(task.get_coro()):
+            return None
+    else:  # what it awaits dies with it, in its reference cycle: see _fold_destroyed
+        _destroyed_now[id(task)] = (rec, _waits_on(task), _awaiters(task))
     return (task.get_name(), *rec.info[1:])  # its name now: set after the loop made it (< 3.13)
+
+
+#: id -> (record, what it waits on, what awaits it) of each task asyncio logged destroyed
+#: pending in the collection under way.
+_destroyed_now: dict[int, tuple[Record, set[int], set[int]]] = {}
+
+
+def _fold_destroyed() -> None:
+    """As a collection ends: of the tasks it destroyed pending, the ones another of them awaited
+    are that one's leak, not leaks of their own (as at shutdown, see :func:`_awaited_by_another`)."""
+    if not _destroyed_now:
+        return
+    destroyed = {key: entry[1:] for key, entry in _destroyed_now.items()}
+    records = [entry[0] for entry in _destroyed_now.values()]
+    _destroyed_now.clear()
+    awaited = _awaited(destroyed)
+    for rec in records:
+        if rec.key in awaited:
+            _records.unleak(rec)
+
+
+_sites.collection_ended.append(_fold_destroyed)
 
 
 def install_base_events(patches: Patches, base_events: ModuleType) -> None:
@@ -585,45 +610,54 @@ def _awaited_by_another(pending: list[Any]) -> set[int]:
     entries, one in a ``TaskGroup`` of two children three: gunicorn's and hypercorn's suites).
     What a task waits on through another future of its own (``shield()``'s) is not followed.
     """
-    ids = {id(task) for task in pending}
-    awaited: set[int] = set()
-    waiters: set[int] = set()  # the futures the pending tasks wait on
-    for task in pending:
-        waiting = [getattr(task, "_fut_waiter", None)]  # private, in the C and Python tasks alike
-        while waiting:
-            future = waiting.pop()
-            if future is None or future is task:
-                continue
-            waiters.add(id(future))
-            if id(future) in ids:
-                awaited.add(id(future))
-            else:  # gather()'s future: it cancels what it gathers
-                waiting.extend(getattr(future, "_children", None) or ())
-    for task in pending:
-        if id(task) not in awaited and _awaited_through_callback(task, ids, waiters):
-            awaited.add(id(task))
-    return awaited
+    return _awaited({id(task): (_waits_on(task), _awaiters(task)) for task in pending})
 
 
-def _awaited_through_callback(task: Any, ids: set[int], waiters: set[int]) -> bool:
-    """Whether a done callback of *task* tells of a pending task that awaits it: ``wait_for()``'s
-    (3.11) wakes the future its caller waits on, a ``TaskGroup``'s belongs to a group whose
-    parent task (the one in its ``async with``) is pending."""
+def _awaited(tasks: Mapping[int, tuple[set[int], set[int]]]) -> set[int]:
+    """The ids of *tasks* (id -> what :func:`_waits_on` and :func:`_awaiters` say of it) that
+    another of them awaits."""
+    waited_on: set[int] = set()  # the futures the tasks wait on, the tasks among them
+    for waits, _ in tasks.values():
+        waited_on |= waits
+    awaiting = waited_on | tasks.keys()
+    return {
+        key for key, (_, awaiters) in tasks.items() if key in waited_on or not awaiters.isdisjoint(awaiting)
+    }
+
+
+def _waits_on(task: Any) -> set[int]:
+    """The ids of the futures *task* waits on: the one it awaits and, a ``gather()``'s, what
+    that gathers (its cancel cancels them)."""
+    waits: set[int] = set()
+    waiting = [getattr(task, "_fut_waiter", None)]  # private, in the C and Python tasks alike
+    while waiting:
+        future = waiting.pop()
+        if future is None or future is task or id(future) in waits:
+            continue
+        waits.add(id(future))
+        waiting.extend(getattr(future, "_children", None) or ())
+    return waits
+
+
+def _awaiters(task: Any) -> set[int]:
+    """The ids of what *task*'s done callbacks tell awaits it, other than through its own
+    ``await``: the future ``wait_for()`` (3.11) wakes its caller through, the parent task of
+    the ``TaskGroup`` it is a child of."""
     try:
         callbacks = task._callbacks or ()  # private, in the C and Python futures alike
     except AttributeError:
-        return False
+        return set()
+    found: set[int] = set()
     for entry in callbacks:
         callback = entry[0] if type(entry) is tuple else entry
         if type(callback) is functools.partial:
-            released = callback.args[0] if callback.args else None
-            if getattr(callback.func, "__name__", None) == "_release_waiter" and id(released) in waiters:
-                return True
+            if getattr(callback.func, "__name__", None) == "_release_waiter" and callback.args:
+                found.add(id(callback.args[0]))
         elif getattr(callback, "__name__", None) == "_on_task_done":
             parent = getattr(getattr(callback, "__self__", None), "_parent_task", None)
-            if parent is not None and id(parent) in ids:
-                return True
-    return False
+            if parent is not None:
+                found.add(id(parent))
+    return found
 
 
 def install_runners(patches: Patches, runners: ModuleType) -> None:
