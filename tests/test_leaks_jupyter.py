@@ -81,6 +81,11 @@ def test_a_kernel_and_a_client_left_running_are_one_entry_each(tmp_path: Path) -
     source = (
         SLEEPER
         + """\
+    from jupyter_client.channels import HBChannel
+
+    # The sleeper answers no heartbeat: after the first miss, the client's heartbeat thread
+    # remade its socket, at times just as the report at exit looked for it (a loaded machine).
+    HBChannel.time_to_dead = 3600.0
     km = KernelManager(kernel_name="sleeper")
     km.start_kernel(stdout=DEVNULL, stderr=DEVNULL)
     tc = ThreadedKernelClient(**km.get_connection_info(session=True))

@@ -3263,6 +3263,29 @@ def test_a_task_done_and_dropped_is_freed_at_once_as_without_reclaim(leakwatch: 
     assert leakwatch.leaks() == []
 
 
+class _Awaitable:
+    def __await__(self) -> Any:
+        yield from asyncio.sleep(0).__await__()
+        return 1
+
+
+def test_a_task_running_a_generator_based_coroutine_done_and_dropped_is_not_reported(
+    leakwatch: Watch,
+) -> None:
+    """``ensure_future()`` of an awaitable that is no coroutine runs it in a task of asyncio's
+    ``_wrap_awaitable()``, a generator made a coroutine by ``types.coroutine`` on 3.11 (aiormq's
+    ``FutureStore``): it has no ``cr_frame`` to tell it ended, and such a task, done and dropped,
+    was reported destroyed pending."""
+
+    async def main() -> None:
+        task = asyncio.ensure_future(_Awaitable())
+        assert await task == 1
+
+    asyncio.run(main())
+    gc.collect()
+    assert leakwatch.leaks() == []
+
+
 class _Holds:
     task: asyncio.Task[_Holds] | None = None
 

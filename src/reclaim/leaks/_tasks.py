@@ -114,9 +114,20 @@ def _coro_ref(coro: Any) -> Any:
         return None
 
 
-def _ended(coro: Any) -> bool:
-    """Whether coroutine *coro* returned or was closed: nothing of it is left to run."""
-    return getattr(coro, "cr_frame", True) is None
+def _ended(coro: Any) -> bool | None:
+    """Whether coroutine *coro* returned or was closed: nothing of it is left to run. None when
+    it cannot tell: neither a coroutine nor a generator made one by ``types.coroutine`` (3.11's
+    ``_wrap_awaitable``, which ``ensure_future()`` of an awaitable runs), a frame of which is
+    None once it ended."""
+    frame = getattr(coro, "cr_frame", _NO_FRAME)
+    if frame is _NO_FRAME:
+        frame = getattr(coro, "gi_frame", _NO_FRAME)
+        if frame is _NO_FRAME:
+            return None
+    return frame is None
+
+
+_NO_FRAME = object()
 
 
 def _death_is_leak(rec: Record) -> bool | None:
@@ -126,17 +137,19 @@ def _death_is_leak(rec: Record) -> bool | None:
 
     A task that dies of its last reference still holds its coroutine: a leak unless that ended.
     Its finalizer ran first, and marked it a leak if asyncio logged it "destroyed but pending"
-    (see :func:`judging_destroyed`). In a reference cycle, the coroutine's weak reference is
-    cleared with the task's, and the task's finalizer runs after this: it decides, or the
-    collection's end releases the record (see :func:`._records.settle`). A pending task asyncio
-    does not log (``_log_destroy_pending`` off: a ``gather()`` child) goes unreported then.
+    (see :func:`judging_destroyed`): that stands for a coroutine that cannot tell. In a reference
+    cycle, the coroutine's weak reference is cleared with the task's, and the task's finalizer
+    runs after this: it decides, or the collection's end releases the record (see
+    :func:`._records.settle`). A pending task asyncio does not log (``_log_destroy_pending``
+    off: a ``gather()`` child) goes unreported then.
     """
     if type(rec.info) is Greenlet:
         return True
     ref = rec.info[2]
     coro = ref() if ref is not None else None
-    if coro is not None:
-        return not _ended(coro)
+    ended = _ended(coro) if coro is not None else None
+    if ended is not None:
+        return not ended
     return None if _sites._collecting_in == threading.get_ident() else False
 
 
