@@ -2922,6 +2922,33 @@ def test_task_cancelled_but_not_yet_run_at_shutdown_is_not_reported(leakwatch: W
     assert leak.state == "cancelled"
 
 
+def test_a_task_made_by_a_task_cancelled_and_still_unwinding_at_shutdown_is_not_reported(
+    leakwatch: Watch,
+) -> None:
+    """The program cancelled a task and returned without awaiting it; that task's cleanup takes a
+    turn of the loop before it cancels the task it made (taskiq's receiver: the task its
+    prefetcher waits on through ``asyncio.wait()``), and the shutdown comes first. What it made
+    was reported as left pending; the cancel the program asked for ends both."""
+
+    async def worker() -> None:
+        helper = asyncio.create_task(asyncio.Event().wait())
+        try:
+            await asyncio.wait({helper})
+        finally:
+            await asyncio.sleep(0)  # a turn of its cleanup: the shutdown begins meanwhile
+            helper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await helper
+
+    async def main() -> None:
+        task = asyncio.create_task(worker())
+        await asyncio.sleep(0)
+        task.cancel()  # not awaited
+
+    asyncio.run(main())
+    assert leakwatch.leaks() == []
+
+
 @pytest.mark.reclaim_allow(kind="task")  # the starting tasks are left pending on purpose
 @pytest.mark.parametrize("how", ["await", "gather", "wait_for", "TaskGroup"])
 def test_task_a_pending_task_awaits_at_shutdown_is_part_of_its_leak(leakwatch: Watch, how: str) -> None:

@@ -221,7 +221,7 @@ def _hub_held(greenlet: Any) -> bool:
 def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
     if type(rec.info) is Greenlet:
         return _describe_greenlet(obj, rec)
-    name, coro, _, *cancelled_at = rec.info
+    name, coro, _, _, *cancelled_at = rec.info
     if obj is not None:  # asyncio.create_task(name=...) names it after the loop made it (< 3.13)
         name = obj.get_name()
     details: Details = {"name": name, "coroutine": coro}
@@ -411,7 +411,7 @@ def tracking_create_task(create_task: Any) -> Any:
                     if started is None:
                         started = beside
             label = _records.label_of(started)  # label_here(), with the lookups above done once
-            info = (task.get_name(), _coro_name(coro), _coro_ref(coro))
+            info = (task.get_name(), _coro_name(coro), _coro_ref(coro), id(running))
             _records.new(task, "task", info, site, label=label)
         else:
             # A loop callback's (no task's frames on the stack), code's outside the loop, or one
@@ -443,10 +443,11 @@ def tracking_create_task(create_task: Any) -> Any:
             if type(task) not in _task_types and not _is_task(task):
                 return task
             closing = _closing_agen.get(None)
+            made_by = id(running) if in_task else 0
             if closing is not None and type(coro).__name__ == "async_generator_athrow":
-                info = (task.get_name(), closing + ACLOSE, None)
+                info = (task.get_name(), closing + ACLOSE, None, made_by)
             else:
-                info = (task.get_name(), _coro_name(coro), _coro_ref(coro))
+                info = (task.get_name(), _coro_name(coro), _coro_ref(coro), made_by)
             _records.new(task, "task", info, site, label=label)
             if caller.f_code in _RUNNER_RUN:
                 _main_tasks.add(task)
@@ -673,6 +674,27 @@ def _awaiters(task: Any) -> set[int]:
     return found
 
 
+def _cancelled_with_their_tasks(pending: list[Any]) -> set[int]:
+    """The ids of the tasks of *pending* that were cancelled (``cancelling()``), and of those a
+    task among them made: the cleanup of a task the program cancelled without awaiting it may
+    take turns of the loop (a shielded flush), and cancel what it made only then (taskiq's
+    receiver: the task its prefetcher waits on through ``asyncio.wait()``)."""
+    unwinding = {id(task) for task in pending if task.cancelling()}
+    made_by = {}
+    for task in pending:
+        rec = _records.live.get(id(task))
+        if rec is not None and rec.kind == "task" and type(rec.info) is tuple:
+            made_by[id(task)] = rec.info[3]
+    grew = bool(unwinding)
+    while grew:
+        grew = False
+        for key, maker in made_by.items():
+            if maker in unwinding and key not in unwinding:
+                unwinding.add(key)
+                grew = True
+    return unwinding
+
+
 def install_runners(patches: Patches, runners: ModuleType) -> None:
     """Mark the tasks ``asyncio.run``/``Runner.close`` cancel at shutdown as leaks first.
 
@@ -707,6 +729,7 @@ def install_runners(patches: Patches, runners: ModuleType) -> None:
             and any(task in _main_tasks for task in pending)
         )
         awaited = _awaited_by_another(pending)
+        unwinding = _cancelled_with_their_tasks(pending)
         if not escaped:
             for hook in AT_SHUTDOWN:
                 hook(loop)
@@ -714,10 +737,10 @@ def install_runners(patches: Patches, runners: ModuleType) -> None:
             rec = _records.live.get(id(task))
             if escaped or task in _main_tasks or rec is None or rec.kind != "task" or rec.state != OPEN:
                 continue
-            if task.cancelling():
+            if id(task) in unwinding:
                 # Cancelled already, by the program or its library (asyncpg's terminate() cancels
-                # its cancel-request tasks), and not yet run since: it ends at the shutdown's
-                # first turn, as the program asked.
+                # its cancel-request tasks), and not yet run since or still unwinding: it ends as
+                # the program asked. So may what it made, which its unwinding may still cancel.
                 continue
             if id(task) in awaited:
                 # Another task still pending awaits it: the cancel of that one cancels it too,
@@ -728,7 +751,7 @@ def install_runners(patches: Patches, runners: ModuleType) -> None:
             except Exception:  # an exotic coroutine: the leak still is one
                 awaiting = None
             # Its name now: asyncio.create_task(name=...) sets it after the loop made it (< 3.13)
-            rec.info = (task.get_name(), *rec.info[1:3], *((awaiting,) if awaiting is not None else ()))
+            rec.info = (task.get_name(), *rec.info[1:4], *((awaiting,) if awaiting is not None else ()))
             _records.leak(rec, CANCELLED)
         try:
             return cancel_all(loop)
