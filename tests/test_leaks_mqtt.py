@@ -123,7 +123,7 @@ def test_a_client_never_disconnected_is_one_leak_at_its_line(tmp_path: Path, mos
     assert leak["kind"] == "mqtt", stderr
     target = f"{mosquitto.host}:{mosquitto.port}"
     assert leak["description"] == (
-        f"MQTT client to {target} not disconnected, its loop thread running (disconnect(), then loop_stop())"
+        f"client to {target} not disconnected, its loop thread running (disconnect(), then loop_stop())"
     )
     assert leak["details"] == {"class": "paho.mqtt.client.Client", "target": target, "loop_thread": True}
     assert (Path(leak["frames"][0]["file"]).name, leak["frames"][0]["line"]) == ("prog.py", 3)
@@ -169,7 +169,7 @@ def test_a_client_over_a_unix_socket_is_said_to_go_to_its_path(leakwatch: Watch,
             accepted, _ = server.accept()
             accepted.close()
             leak = leakwatch.one("mqtt")  # the listening socket is open too, for now
-            assert leak.description == f"MQTT client to {path} not disconnected (disconnect())"
+            assert leak.description == f"client to {path} not disconnected (disconnect())"
             assert leak.details["target"] == path
         finally:
             c.disconnect()
@@ -219,7 +219,7 @@ def test_a_client_dropped_connected_is_the_collectors(
     # Where it connected, read as it died: a collected client says no more.
     target = f"{mosquitto.host}:{mosquitto.port}"
     assert leak.details["target"] == target
-    assert leak.description.startswith(f"MQTT client to {target} not disconnected")
+    assert leak.description.startswith(f"client to {target} not disconnected")
     [held] = leak.holds
     assert (held.kind, held.state) == ("socket", "collected")
 

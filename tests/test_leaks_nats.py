@@ -114,7 +114,7 @@ def test_a_connection_never_closed_is_one_leak_at_its_line(tmp_path: Path, nats_
     assert (leak["kind"], leak["state"]) == ("nats", "collected"), stderr
     target = f"{nats_server.host}:{nats_server.port}"
     fix = "close() or drain(), or async with"
-    assert leak["description"] == f"NATS connection to {target} not closed ({fix})"
+    assert leak["description"] == f"connection to {target} not closed ({fix})"
     assert leak["details"] == {"target": target}
     assert (Path(leak["frames"][0]["file"]).name, leak["frames"][0]["line"]) == ("prog.py", 5)
 

@@ -58,7 +58,7 @@ FIX = "close() or drain(), or async with"
 
 
 def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
-    return f"NATS connection to {rec.info} not closed ({FIX})", {"target": rec.info}
+    return f"connection to {rec.info} not closed ({FIX})", {"target": rec.info}  # "nats connection to ..."
 
 
 register(Kind(KIND, is_open=_is_open, describe=_describe, death_leak=True))

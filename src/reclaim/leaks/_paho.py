@@ -82,7 +82,7 @@ def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
     label, _, _, held = rec.info
     cls, target = label if isinstance(label, tuple) else (label, None)
     details: Details = {"class": cls}
-    text = "MQTT client"
+    text = "client"  # after the kind: "mqtt client to host:port"
     if obj is not None:
         target = _target(obj)
     if target is not None:
