@@ -24,10 +24,16 @@ __all__ = ["leakwatch"]  # the fixture, imported for pytest
 pytestmark = pytest.mark.redis
 
 
-@pytest.fixture
-def redis(redis_server: Any) -> Any:
-    """redis-py (the test is skipped without it or the server)."""
-    return pytest.importorskip("redis")
+@pytest.fixture(params=["redis", "valkey"], ids=["redis-py", "valkey-py"])
+def redis(request: pytest.FixtureRequest, redis_server: Any) -> Any:
+    """redis-py, then valkey-py, its fork, tracked as it is (the test is skipped without it or
+    the server)."""
+    return pytest.importorskip(request.param)
+
+
+def family(redis: Any) -> str:
+    """What a report calls the pools of *redis* (the module)."""
+    return f"{redis.__name__}-py"
 
 
 @pytest.fixture
@@ -59,7 +65,7 @@ def test_a_connection_the_program_connects_is_one_entry_at_its_line_holding_its_
         gc.collect()
     leak = leakwatch.one("redis-connection")
     assert leak.frames[0].lineno == made and leak.description == target(redis_server, 3)
-    assert leak.details["class"] == "redis.Connection"
+    assert leak.details["class"] == f"{redis.__name__}.Connection"
     assert leak.state == ("collected" if dropped else "open")
     assert [(held.kind, held.state) for held in leak.holds] == [("socket", leak.state)]
     assert [found.kind for found in leakwatch.leaks()] == ["redis-connection"]
@@ -76,7 +82,7 @@ def test_a_connection_the_program_connects_is_one_entry_at_its_line_holding_its_
 def test_an_asyncio_connection_the_program_connects_is_one_entry_at_its_line(
     leakwatch: Watch, redis: Any, redis_server: Any
 ) -> None:
-    aredis = pytest.importorskip("redis.asyncio")
+    aredis = pytest.importorskip(f"{redis.__name__}.asyncio")
 
     async def main() -> None:
         conn = aredis.Connection(host=redis_server.host, port=redis_server.port)
@@ -110,7 +116,7 @@ def _watching(client: Any) -> tuple[Any, int]:
 @pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
 @pytest.mark.parametrize("keeps", [_pubsub, _watching], ids=["pubsub", "watching-pipeline"])
 def test_a_connection_checked_out_on_first_use_and_kept_is_blamed_on_the_programs_line(
-    leakwatch: Watch, client: Any, redis_server: Any, keeps: Any
+    leakwatch: Watch, client: Any, redis: Any, redis_server: Any, keeps: Any
 ) -> None:
     """The pool connects it inside the checkout, which ``PubSub.execute_command`` (or
     ``Pipeline.watch``'s) makes: it was reported at that line of redis-py's, with the program's
@@ -119,9 +125,9 @@ def test_a_connection_checked_out_on_first_use_and_kept_is_blamed_on_the_program
     try:
         leak = leakwatch.one("redis-connection")
         assert leak.frames[0].lineno == at
-        assert leak.details["checked_out_of"] == "redis-py"
+        assert leak.details["checked_out_of"] == family(redis)
         assert leak.description.startswith(
-            f"{target(redis_server)}, checked out of a redis-py connection pool"
+            f"{target(redis_server)}, checked out of a {family(redis)} connection pool"
         )
         assert [held.kind for held in leak.holds] == ["socket"]
     finally:
@@ -154,7 +160,7 @@ def test_a_pubsub_reconnected_inside_get_message_stays_blamed_on_its_subscribe(
 @ignore_gc_warnings
 @pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
 def test_a_pubsub_dropped_subscribed_on_a_new_client_is_the_collectors_at_its_subscribe(
-    leakwatch: Watch, client: Any, redis_server: Any
+    leakwatch: Watch, client: Any, redis: Any, redis_server: Any
 ) -> None:
     """Its ``__del__`` disconnects the connection and gives it back: the collector's doing, at
     the line that subscribed (it was a bare socket at ``PubSub.execute_command``), still a
@@ -165,7 +171,7 @@ def test_a_pubsub_dropped_subscribed_on_a_new_client_is_the_collectors_at_its_su
     leak = leakwatch.one("redis-connection")
     assert leak.state == "collected" and leak.frames[0].lineno == at
     assert leak.description == (
-        f"{target(redis_server)}, checked out of a redis-py connection pool and never given back"
+        f"{target(redis_server)}, checked out of a {family(redis)} connection pool and never given back"
         " (close() the pubsub() or pipeline() that holds it, or release() it to its pool)"
     )
     assert [(held.kind, held.state) for held in leak.holds] == [("socket", "collected")]
@@ -335,11 +341,12 @@ def test_a_check_that_finds_nothing_searches_no_librarys_holders(
 
 
 def test_what_kombus_global_pools_keep_is_kombus_not_the_first_publishers(
-    tmp_path: Path, redis: Any, redis_server: Any
+    tmp_path: Path, redis_server: Any
 ) -> None:
     """The channel of kombu's global pools' connection keeps two redis-py pools, connected as
     the first publish() went through: kombu's for the process (``kombu.pools.reset()`` closes
     them), not the publisher's leaks; a pool the program made itself still is."""
+    pytest.importorskip("redis")
     pytest.importorskip("kombu.pools")
     report, stderr = reclaim_run_json(tmp_path, KOMBU.format(host=redis_server.host, port=redis_server.port))
     # kombu's poller (its epoll, a descriptor no object of ours owns) is reported at the

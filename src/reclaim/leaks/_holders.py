@@ -184,7 +184,14 @@ def _redis_roots(holder: Any) -> Iterable[object]:
 
 def _redis_closed(client: Any) -> bool:
     """Whether a redis-py client keeps no connected socket of its own (``close()`` disconnects them)."""
-    return not any(getattr(conn, "is_connected", False) for conn in _redis_connections(client))
+    return not any(_redis_connected(conn) for conn in _redis_connections(client))
+
+
+def _redis_connected(conn: Any) -> bool:
+    connected = getattr(conn, "is_connected", None)
+    if connected is None:  # valkey-py's sync connections have no is_connected: their socket tells
+        return getattr(conn, "_sock", None) is not None
+    return bool(connected)
 
 
 def _aiomysql_closed(pool: Any) -> bool:
@@ -274,6 +281,19 @@ HOLDERS: dict[str, dict[str, Spec]] = {
         "ConnectionPool": ("redis", _redis_closed, "pool.disconnect(), or a with-block", nothing_owned),
     },
     "redis.asyncio.connection": {
+        "ConnectionPool": ("redis", _redis_closed, "await pool.disconnect(), or async with", nothing_owned),
+    },
+    # valkey-py, redis-py's fork: the same classes, its client named Valkey (reported as kind redis)
+    "valkey.client": {
+        "Valkey": ("redis", _redis_closed, "close(), or a with-block", nothing_owned),
+    },
+    "valkey.asyncio.client": {
+        "Valkey": ("redis", _redis_closed, "await client.aclose(), or async with", nothing_owned),
+    },
+    "valkey.connection": {
+        "ConnectionPool": ("redis", _redis_closed, "pool.disconnect(), or a with-block", nothing_owned),
+    },
+    "valkey.asyncio.connection": {
         "ConnectionPool": ("redis", _redis_closed, "await pool.disconnect(), or async with", nothing_owned),
     },
     "aiomysql.pool": {
@@ -387,8 +407,8 @@ def install(patches: Patches, module: ModuleType) -> None:
             if "aclose()" in fix and not hasattr(cls, "aclose"):
                 fix = fix.replace("aclose()", "close()")  # redis-py before 5.0.1 has close() only
             track(patches, cls, kind, closed, fix, owned)
-    if module.__name__ in ("redis.client", "redis.asyncio.client"):
-        client = getattr(module, "Redis", None)
+    if module.__name__ in _REDIS_CLIENTS:
+        client = getattr(module, _REDIS_CLIENTS[module.__name__], None)
         if isinstance(client, type) and "auto_close_connection_pool" not in vars(client):
             _take_pools(patches, client)
     manager = getattr(module, "PoolManager", None) if module.__name__ == "urllib3.poolmanager" else None
@@ -402,6 +422,15 @@ def install(patches: Patches, module: ModuleType) -> None:
         holder = getattr(sys.modules.get(package), name, None)
         if holder is not None:
             _leave_to_library(holder, kind)
+
+
+#: The modules of redis-py's clients (and valkey-py's) -> the client class.
+_REDIS_CLIENTS = {
+    "redis.client": "Redis",
+    "redis.asyncio.client": "Redis",
+    "valkey.client": "Valkey",
+    "valkey.asyncio.client": "Valkey",
+}
 
 
 def _take_pools(patches: Patches, cls: type) -> None:
@@ -848,7 +877,11 @@ DEAD_KINDS = {
 #: Kind -> more (module, class) pairs of :data:`DEAD_KINDS` (redis-py's asyncio connections).
 DEAD_KINDS_MORE = {
     "mysql-connector": (("mysql.connector.connection_cext", "CMySQLConnection"),),
-    "redis-connection": (("redis.asyncio.connection", "AbstractConnection"),),
+    "redis-connection": (
+        ("redis.asyncio.connection", "AbstractConnection"),
+        ("valkey.connection", "AbstractConnection"),
+        ("valkey.asyncio.connection", "AbstractConnection"),
+    ),
 }
 
 

@@ -96,6 +96,10 @@ POOLS = {
         "a redis-py connection pool",
         "close() the pubsub() or pipeline() that holds it, or release() it to its pool",
     ),
+    "valkey-py": (
+        "a valkey-py connection pool",
+        "close() the pubsub() or pipeline() that holds it, or release() it to its pool",
+    ),
     "urllib3": ("urllib3's connection pool", "read the response to its end, or close() it"),
     "httpcore": ("httpx's connection pool", "read the response, or close() it: a with client.stream() block"),
     "psycopg_pool": ("a psycopg_pool pool", "putconn(), or a with pool.connection() block"),
@@ -273,10 +277,15 @@ def reset() -> None:
 
 
 #: The functions of redis-py's clients that check a connection out for one command and give it
-#: back in a ``finally`` (sync ``Redis._execute_command``, asyncio's ``Redis.execute_command``):
-#: nothing they take can be kept, so a command pays one lookup for its checkout, not a site.
-_REDIS_GIVES_BACK = frozenset({"Redis._execute_command", "Redis.execute_command"})
-_REDIS_CLIENTS = frozenset({"redis.client", "redis.asyncio.client"})
+#: back in a ``finally`` (sync ``Redis._execute_command``, asyncio's ``Redis.execute_command``;
+#: valkey-py's, a fork, ``Valkey``'s): nothing they take can be kept, so a command pays one
+#: lookup for its checkout, not a site.
+_REDIS_GIVES_BACK = frozenset(
+    {"Redis._execute_command", "Redis.execute_command", "Valkey._execute_command", "Valkey.execute_command"}
+)
+_REDIS_CLIENTS = frozenset({"redis.client", "redis.asyncio.client", "valkey.client", "valkey.asyncio.client"})
+#: The package of a redis-py-like connection (redis-py's, valkey-py's) -> its pools' family.
+_REDIS_FAMILIES = {"redis": "redis-py", "valkey": "valkey-py"}
 
 
 def _redis_records(conn: Any) -> tuple[_records.Record | None, _records.Record | None]:
@@ -312,11 +321,13 @@ def _redis_out(conn: Any, frame: Any) -> None:
     except Exception:  # an exotic connection: it stays where it was made, the checkout goes on
         return
     if rec is not None:
-        take(conn, rec, _owning.caller(frame, "redis"), "redis-py", part)
+        package = type(conn).__module__.partition(".")[0]
+        family = _REDIS_FAMILIES.get(package, "redis-py")
+        take(conn, rec, _owning.caller(frame, package), family, part)
 
 
 def install_redis(patches: Patches, module: ModuleType) -> None:
-    """Wrap the checkout and return of ``redis.connection``'s pools."""
+    """Wrap the checkout and return of ``redis.connection``'s pools (``valkey.connection``'s)."""
     from . import _redis  # noqa: F401  # its connections are what the pools hand out
 
     for name in ("ConnectionPool", "BlockingConnectionPool"):
@@ -326,7 +337,8 @@ def install_redis(patches: Patches, module: ModuleType) -> None:
 
 
 def install_redis_async(patches: Patches, module: ModuleType) -> None:
-    """Wrap the checkout and return of ``redis.asyncio.connection``'s pools (coroutines)."""
+    """Wrap the checkout and return of ``redis.asyncio.connection``'s pools (coroutines; and
+    ``valkey.asyncio.connection``'s)."""
     from . import _redis  # noqa: F401  # its connections are what the pools hand out
 
     for name in ("ConnectionPool", "BlockingConnectionPool"):
