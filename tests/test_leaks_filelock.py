@@ -4,7 +4,10 @@ descriptor part of it, judged by that descriptor and not by ``is_locked`` (threa
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import gc
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -198,6 +201,37 @@ def test_a_lock_dropped_while_held_is_reported_as_released_by_the_garbage_collec
     assert_site(leak, at)
     assert leak.state == "collected" and leak.closed_by_gc
     assert leak.description == f"filelock.{name} {tmp_path / 'x.lock'}"  # held no more
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_a_descriptor_a_release_failed_to_close_is_one_fd_entry_at_the_line_that_took_the_lock(
+    leakwatch: Watch, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``release()`` unlocks, then closes the descriptor; when that close fails (filelock's own
+    tests inject it) the descriptor outlives the lock. It was two entries: the hold "released
+    by its finalizer", which released nothing, and the same descriptor untracked."""
+    lock = filelock.FileLock(str(tmp_path / "x.lock"))
+    lock.acquire()
+    at = line() - 1
+    [fd] = [leak.details["fd"] for leak in leakwatch.leaks("filelock")]
+
+    def failing_close(fd: int) -> None:
+        raise OSError(errno.EIO, "injected")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(os, "close", failing_close)
+        with contextlib.suppress(OSError):
+            lock.release()
+    del lock  # of its last reference: its __del__ finds nothing held
+    try:
+        leak = leakwatch.one("fd")
+        assert_site(leak, at)
+        assert leak.state == "open" and leak.details["fd"] == fd
+        assert leak.description.endswith("(filelock.FileLock's lock file, left open when the lock was gone)")
+        assert [found.kind for found in leakwatch.leaks()] == ["fd"]
+    finally:
+        os.close(fd)
+    assert leakwatch.leaks() == []
 
 
 @pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test

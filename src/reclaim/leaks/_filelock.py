@@ -36,6 +36,7 @@ reported as before. filelock's read-write locks (``ReadWriteLock`` on sqlite3,
 from __future__ import annotations
 
 import sys
+import threading
 from types import FunctionType, ModuleType
 
 from reclaim import _sites
@@ -179,7 +180,23 @@ def _fds_of(obj: Any, rec: Record) -> tuple[int, ...]:
     return (key[1],) if type(key) is tuple else ()
 
 
-register(Kind(KIND, is_open=_is_open, describe=_describe, fds=_fds_of, death_leak=True))
+def _death_is_leak(rec: Record) -> bool:
+    """A lock dying with its hold's record open: filelock's ``__del__`` releases a hold, and the
+    ``os.close`` of its descriptor then marks it a leak the collector ended. Open still, that
+    descriptor outlived the lock (a ``release()`` whose close failed, after it unlocked): one
+    entry, the descriptor, at the line that took the lock, not a hold "released by its
+    finalizer" and the same descriptor untracked. In a reference cycle the lock dies before
+    its ``__del__`` runs: the collector's doing, as before."""
+    key = rec.key
+    if type(key) is not tuple or _sites._collecting_in == threading.get_ident():
+        return True  # reclaim's own FileLock, or a cycle's
+    if _fds.identity(key[1]) == rec.info[1]:
+        (cls, _), *_ = rec.info
+        _fds.adopt(key[1], f"{_name(cls)}'s lock file, left open when the lock was gone", rec)
+    return False  # else closed where no wrapper saw it: the hold ended
+
+
+register(Kind(KIND, is_open=_is_open, describe=_describe, fds=_fds_of, death_leak=_death_is_leak))
 
 
 def install(patches: Patches, module: ModuleType) -> None:
