@@ -690,7 +690,9 @@ def test_sqlalchemy_engine_never_disposed_is_one_entry_at_create_engine_holding_
     leak = leakwatch.one("sqlalchemy")
     assert [found.kind for found in leakwatch.leaks()] == ["sqlalchemy"]
     assert program_line(leak) == made and leak.frames[0].lineno == made  # the program's line first
-    assert leak.description == "sqlalchemy.Engine not closed (engine.dispose())"
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    assert leak.description == f"sqlalchemy.Engine {url} not closed (engine.dispose())"
+    assert leak.details == {"class": "sqlalchemy.Engine", "target": url}
     assert leak.state == ("collected" if dropped else "open")
     assert [(held.kind, held.state, program_line(held)) for held in leak.holds] == [
         ("sqlite3", leak.state, connected)
@@ -719,7 +721,8 @@ def test_an_engine_connected_again_after_its_dispose_is_said_to_be(leakwatch: Wa
     leak = leakwatch.one("sqlalchemy")
     assert program_line(leak) == made
     assert leak.description == (
-        "sqlalchemy.Engine disposed, then connected again and not disposed since (engine.dispose())"
+        f"sqlalchemy.Engine sqlite:///{tmp_path / 'app.db'} disposed, then connected again and not"
+        " disposed since (engine.dispose())"
     )
     assert [(held.kind, program_line(held)) for held in leak.holds] == [("sqlite3", again)]
     engine.dispose()
@@ -1151,12 +1154,12 @@ def test_under_pytest_what_an_engine_made_at_session_start_keeps_idle_is_not_the
             "*ERROR at teardown of test_keeps_a_connection*",
             "*test_engine.py:14 in test_keeps_a_connection*",
             "*leaks found after their test ended*",
-            "*sqlalchemy.Engine not closed (engine.dispose())*",
+            "*sqlalchemy.Engine sqlite:* not closed (engine.dispose())*",
         ]
     )
     for clean in ("test_first", "test_uses_the_forgotten_one", "test_last"):
         assert f"teardown of {clean}" not in out
-    assert out.count("sqlalchemy.Engine not closed") == 1
+    assert out.count(" not closed (engine.dispose())") == 1
 
 
 def test_under_pytest_what_an_engine_kept_on_the_config_keeps_idle_is_not_the_tests_leak(

@@ -155,6 +155,16 @@ def _engine_pool(engine: Any) -> Iterable[object]:
     return (engine.pool,)
 
 
+def _engine_label(engine: Any) -> object:
+    """``(class, url)`` of a SQLAlchemy ``Engine``, its URL with no password: engines made at one
+    line for several databases (a fixture's loop over URLs) each say which they were."""
+    name = public_name(type(engine))
+    try:
+        return name, engine.url.render_as_string(hide_password=True)
+    except Exception:  # an engine made without a URL (a mock's)
+        return name
+
+
 def _redis_idle(pool: Any) -> list[object]:
     """The idle connections of a redis-py pool (a connection checked out and never given back is
     the borrower's, see :mod:`._pooled`)."""
@@ -309,6 +319,9 @@ HOLDERS: dict[str, dict[str, Spec]] = {
     },
 }
 
+#: Kind -> the label of a holder of that kind, when more than its class (see :func:`track`).
+LABELS: dict[str, Callable[[Any], object]] = {"sqlalchemy": _engine_label}
+
 #: What :func:`claim` searches kombu's global pools as (see :func:`install_kombu_pools`).
 KOMBU_POOLS = "kombu-pools"
 
@@ -369,9 +382,13 @@ def _is_open(obj: Any, rec: Record) -> bool:
 
 def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
     label, _, fix, _ = rec.info
+    details: Details = {"class": label}
+    if type(label) is tuple:  # (class, target): see LABELS
+        details = {"class": label[0], "target": label[1]}
+        label = " ".join(label)
     if type(fix) is _ConnectedAgain:  # see _wrap_dispose
-        return f"{label} disposed, then connected again and not disposed since ({fix})", {"class": label}
-    return f"{label} not closed ({fix})", {"class": label}
+        return f"{label} disposed, then connected again and not disposed since ({fix})", details
+    return f"{label} not closed ({fix})", details
 
 
 for _kind in CLIENT_KINDS:
@@ -406,7 +423,7 @@ def install(patches: Patches, module: ModuleType) -> None:
             kind, closed, fix, owned = spec
             if "aclose()" in fix and not hasattr(cls, "aclose"):
                 fix = fix.replace("aclose()", "close()")  # redis-py before 5.0.1 has close() only
-            track(patches, cls, kind, closed, fix, owned)
+            track(patches, cls, kind, closed, fix, owned, LABELS.get(kind))
     if module.__name__ in _REDIS_CLIENTS:
         client = getattr(module, _REDIS_CLIENTS[module.__name__], None)
         if isinstance(client, type) and "auto_close_connection_pool" not in vars(client):
