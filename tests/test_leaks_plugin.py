@@ -151,6 +151,39 @@ def test_an_error_through_reclaims_wrappers_shows_no_frame_of_reclaims(pytester:
     assert "traceback entries are hidden" not in result.stdout.str()  # the leak report alone
 
 
+def test_an_epoll_a_module_makes_at_collection_is_the_sessions_not_the_first_tests(
+    pytester: pytest.Pytester,
+) -> None:
+    """An untracked descriptor takes the label current when a check first finds it: a
+    ``select.epoll()`` made at import (eventlet's hub, as ``monkey_patch()`` runs in a test
+    package's ``__init__``) failed the first test. Where it was made is known, and when: under
+    pytest's collection, reported at the session's end."""
+    pytester.makepyfile(
+        test_module_epoll="""
+        import select
+
+        POLLER = select.epoll()  # kept for the whole run
+
+
+        def test_first():
+            pass
+
+
+        def test_second():
+            pass
+        """
+    )
+    result = run(pytester)
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*acquired by pytest session*collection and plugins*",
+            "*untracked-fd fd * -> anon_inode:?eventpoll? (select.epoll)*",
+            "*test_module_epoll.py:3 in <module>*",
+        ]
+    )
+
+
 @pytest.mark.one_python
 def test_junit_xml_carries_the_leaks_as_a_property(pytester: pytest.Pytester) -> None:
     """--junitxml: the leaking test's entry has a reclaim_leaks property with the JSON leaks."""

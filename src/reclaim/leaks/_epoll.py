@@ -39,13 +39,14 @@ __tracebackhide__ = True  # stands in for what it wraps: see _patch
 
 _ref = weakref.ref
 
-#: descriptor number -> (the instance made with it, weakly; site, thread name, time).
-MADE: dict[int, tuple[weakref.ref[Any], Any, str, float]] = {}
+#: descriptor number -> (the instance made with it, weakly; site, thread name, time, label).
+MADE: dict[int, tuple[weakref.ref[Any], Any, str, float, str | None]] = {}
 
 
-def made_at(fd: int) -> tuple[Any, str, float] | None:
-    """``(site, thread name, time)`` of the epoll instance at *fd*, if one made while tracking
-    is still open there."""
+def made_at(fd: int) -> tuple[Any, str, float, str | None] | None:
+    """``(site, thread name, time, label)`` of the epoll instance at *fd*, if one made while
+    tracking is still open there: the label (the test, or pytest's collection) it was made
+    under, not the one current when a check first finds it."""
     noted = MADE.get(fd)
     if noted is None:
         return None
@@ -85,7 +86,8 @@ def install(patches: Patches, select: ModuleType) -> None:
             self = object.__new__(cls)
             self._epoll = base(*args, **kwargs)
             site = _records.capture(caller, _records.depth)
-            MADE[self._epoll.fileno()] = (_ref(self), site, _records.thread_name(), time.time())
+            thread = _records.thread_name()  # label_here() reads what it caches
+            MADE[self._epoll.fileno()] = (_ref(self), site, thread, time.time(), _records.label_here())
             return self
 
         @classmethod

@@ -1062,16 +1062,19 @@ def _untracked(
             later = _later_paths(still_open)
         if any(target.startswith(p) for p in later):
             continue
-        label, first_seen = _untracked_seen.setdefault((fd, target), (_records.context, now))
+        made = epoll.made_at(fd) if epoll is not None and target == EVENTPOLL else None
+        # Labelled as the code running when it was made, if known (at collection, a module's
+        # select.epoll() is the session's), else when a check first found it.
+        seen = (made[3], made[2]) if made is not None else (_records.context, now)
+        label, first_seen = _untracked_seen.setdefault((fd, target), seen)
         if context is not None and label != context:
             continue
         what = ANONYMOUS.get(target)
         frames: tuple[Frame, ...] = ()
         thread = None
         acquired_at = first_seen
-        made = epoll.made_at(fd) if epoll is not None and target == EVENTPOLL else None
         if made is not None:  # made by select.epoll(): its line is known
-            site, thread, acquired_at = made
+            site, thread, acquired_at, _ = made
             frames = tuple(_sites.frames(_records.site_of(site)))
             what = "select.epoll"
         elif what is None and _fds.is_directory(fd):
