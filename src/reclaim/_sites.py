@@ -132,6 +132,9 @@ _FRAMEWORK_PACKAGES = (
     "pytest_trio",  # runs trio tests and fixtures in tasks of its own, as pytest_asyncio does
     "uvloop",  # an event loop, as asyncio is: uvloop.run() and new_event_loop() sit under its loops
     "gevent",  # an event loop too: its hub runs greenlets, its servers accept and spawn handlers
+    # an event loop too, whose green modules stand in for the standard library's once monkey-patched
+    # (os.open under multiprocessing's heap: the walk goes on to the standard library's callers)
+    "eventlet",
     "twisted",  # an event loop too: its reactor runs the protocols, its ports listen and connect
 )
 

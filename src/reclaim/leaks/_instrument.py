@@ -152,6 +152,7 @@ HOOKS: tuple[tuple[str, str], ...] = (
     *_each(("tornado.netutil", "tornado.tcpserver"), "_tornado:install"),
     ("tornado.platform.asyncio", "_tornado:install_callbacks"),
     ("pycares", "_pycares:install"),
+    ("eventlet.hubs.epolls", "_eventlet:install"),
     *_each(
         ("filelock._core._lock", "filelock._async_lock._lock", "filelock._api", "filelock.asyncio"),
         "_filelock:install",

@@ -135,9 +135,10 @@ def collected(rec: Record, sock: Any, why: str = _records.COLLECTED) -> None:
 
 def _listening(sock: Any) -> bool:
     """Whether *sock* is a server's, ``listen()`` called on it (a system call: asked only when a
-    leak is described, or closed for the collector)."""
-    import socket  # loaded: a socket was made
-
+    leak is described, or closed for the collector). False when it cannot say: as the interpreter
+    shuts down, ``socket`` is gone from ``sys.modules`` (an eventlet socket's ``__del__`` closes it
+    then), and importing it raised in that ``__del__``."""
+    socket = sys.modules.get("socket")  # loaded: a socket was made
     option = getattr(socket, "SO_ACCEPTCONN", None)
     if option is None:  # not every platform says
         return False
