@@ -138,9 +138,9 @@ def _listening(sock: Any) -> bool:
     leak is described, or closed for the collector). False when it cannot say: as the interpreter
     shuts down, ``socket`` is gone from ``sys.modules`` (an eventlet socket's ``__del__`` closes it
     then), and importing it raised in that ``__del__``."""
-    socket = sys.modules.get("socket")  # loaded: a socket was made
+    socket: Any = sys.modules.get("socket")  # loaded: a socket was made
     option = getattr(socket, "SO_ACCEPTCONN", None)
-    if option is None:  # not every platform says
+    if option is None:  # not every platform says (or socket is gone)
         return False
     try:
         return bool(sock.getsockopt(socket.SOL_SOCKET, option))
