@@ -3290,6 +3290,22 @@ def test_a_task_done_and_dropped_is_freed_at_once_as_without_reclaim(leakwatch: 
     assert leakwatch.leaks() == []
 
 
+def test_a_task_made_in_debug_mode_says_it_was_made_at_the_programs_line(leakwatch: Watch) -> None:
+    """In asyncio's debug mode a task keeps where it was made, which its repr (and asyncio's
+    "Task was destroyed" and slow-callback logs) shows: that was reclaim's wrapper (pexpect's
+    suite, whose IsolatedAsyncioTestCase runs in debug mode)."""
+    shown: list[str] = []
+
+    async def main() -> None:
+        task = asyncio.get_running_loop().create_task(asyncio.sleep(0))
+        shown.append(repr(task))
+        await task
+
+    asyncio.run(main(), debug=True)
+    assert f"created at {__file__}:{line() - 5}" in shown[0], shown[0]
+    assert leakwatch.leaks() == []
+
+
 class _Awaitable:
     def __await__(self) -> Any:
         yield from asyncio.sleep(0).__await__()

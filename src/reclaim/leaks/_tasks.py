@@ -451,6 +451,10 @@ def tracking_create_task(create_task: Any) -> Any:
             _records.new(task, "task", info, site, label=label)
             if caller.f_code in _RUNNER_RUN:
                 _main_tasks.add(task)
+        made = getattr(task, "_source_traceback", None)  # in debug mode: where it was made (its repr)
+        if made:
+            while made and made[-1].filename == __file__:
+                del made[-1]  # this wrapper's frames: the program's call is the last one
         return task
 
     create_task_.__doc__ = create_task.__doc__
