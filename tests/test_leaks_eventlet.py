@@ -4,13 +4,18 @@ own: ``monkey_patch()`` changes the interpreter for good)."""
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pytest
 
 from _leakhelp import reclaim_run_json
 
-pytest.importorskip("eventlet")
+# Not imported here: importing eventlet makes every later os.fork() in this process warn, an
+# error under the suite's filterwarnings.
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("eventlet") is None, reason="eventlet is not installed"
+)
 
 MONKEY_PATCHED = """\
     import warnings
