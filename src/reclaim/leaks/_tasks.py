@@ -2,10 +2,10 @@
 
 ``BaseEventLoop.create_task`` is wrapped (every ``asyncio.create_task``,
 ``ensure_future``, ``TaskGroup.create_task`` and task factory goes through it)
-to record the creating line. Nothing is added to the task: a done callback would run from a
-handle queued on the loop, which holds the finished task one more turn, and a program that drops
-it expects it gone. The record is released when a check finds the task done, or as the task dies
-done (see _death_is_leak).
+to record the creating line. No done callback is added to the task (but to one made to run in a
+context it is given, see _in_context): it would run from a handle queued on the loop, which holds
+the finished task one more turn, and a program that drops it expects it gone. The record is
+released when a check finds the task done, or as the task dies done (see _death_is_leak).
 ``asyncio.runners._cancel_all_tasks``, which ``asyncio.run`` and
 ``asyncio.Runner`` (and so pytest-asyncio) call at loop shutdown, is wrapped
 to mark every task still pending there as a leak *before* it is cancelled:
