@@ -584,6 +584,12 @@ unraisable_codes: set[CodeType] = set()
 collection_ended: list[Callable[[], None]] = []
 
 
+def collecting_here() -> bool:
+    """Whether the garbage collector is collecting in the calling thread now (while watched):
+    a weak reference callback or finalizer it runs, not a death of a last reference."""
+    return _collecting_in == get_ident()
+
+
 def _collection(phase: str, info: object) -> None:
     global _collecting_in, collections, _collecting_since
     if phase == "start":

@@ -36,7 +36,6 @@ reported as before. filelock's read-write locks (``ReadWriteLock`` on sqlite3,
 from __future__ import annotations
 
 import sys
-import threading
 from types import FunctionType, ModuleType
 
 from reclaim import _sites
@@ -188,7 +187,7 @@ def _death_is_leak(rec: Record) -> bool:
     finalizer" and the same descriptor untracked. In a reference cycle the lock dies before
     its ``__del__`` runs: the collector's doing, as before."""
     key = rec.key
-    if type(key) is not tuple or _sites._collecting_in == threading.get_ident():
+    if type(key) is not tuple or _sites.collecting_here():
         return True  # reclaim's own FileLock, or a cycle's
     if _fds.identity(key[1]) == rec.info[1]:
         (cls, _), *_ = rec.info

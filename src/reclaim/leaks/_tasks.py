@@ -150,7 +150,7 @@ def _death_is_leak(rec: Record) -> bool | None:
     ended = _ended(coro) if coro is not None else None
     if ended is not None:
         return not ended
-    return None if _sites._collecting_in == threading.get_ident() else False
+    return None if _sites.collecting_here() else False
 
 
 def _is_open(obj: Any, rec: Record) -> bool:
@@ -298,7 +298,7 @@ def _destroyed(task: Any, rec: Record) -> Any:
     """The info of *rec*, the record of a task asyncio logs as destroyed pending, or None: its
     coroutine was closed before (by the program, as tornado's ``SelectorThread.close()`` does),
     not by its own finalizer in the collection under way, and nothing of it was left to run."""
-    if _sites._collecting_in != threading.get_ident():
+    if not _sites.collecting_here():
         if _ended(task.get_coro()):
             return None
     else:  # what it awaits dies with it, in its reference cycle: see _fold_destroyed
@@ -530,7 +530,7 @@ def _closing_at_drop(patches: Patches, loop_cls: type) -> None:
             caller = sys._getframe(1)
         except ValueError:  # finalized from C code with no Python frame: no line dropped it
             caller = None
-        if caller is not None and _sites._collecting_in != threading.get_ident():
+        if caller is not None and not _sites.collecting_here():
             site = _ended_step(self) if caller.f_code is _sites.task_root else ()
             site = site or _records.capture(caller, _records.depth)
             _records.thread_name()
