@@ -820,6 +820,22 @@ def test_inline_session_keeps_its_leaks_and_restores_the_outer_context(
         set_context(before)
 
 
+def test_an_in_process_session_loads_the_plugin_again_with_no_rewrite_warning(
+    pytester: pytest.Pytester,
+) -> None:
+    """pytester's in-process runs, as pytest plugins' own suites make them: the inner session
+    imports the plugin the outer one loaded already. pytest warns of a module it would have
+    rewritten and cannot (a failure under ``-W error``), unless its own docstring says
+    ``PYTEST_DONT_REWRITE``: the plugin module, loaded with its bytecode (see _past_rewriter),
+    was found imported by the standard path finder and warned, with reclaim merely installed."""
+    pytester.makepyfile("def test_ok():\n    assert 1 + 1 == 2\n")
+    # -p reclaim: installed, by its entry point (autoloading is off in this suite's runs).
+    result = pytester.runpytest_inprocess(
+        "-p", "reclaim", "-p", "no:cacheprovider", "-W", "error::pytest.PytestAssertRewriteWarning"
+    )
+    result.assert_outcomes(passed=1, warnings=0)
+
+
 def test_a_leak_reported_with_its_test_is_not_reported_again_when_collected(
     pytester: pytest.Pytester,
 ) -> None:

@@ -7,6 +7,9 @@ loads it once: installed and left alone, ``-p reclaim`` (with autoloading off), 
 registered already, where an entry point naming the plugin module itself made pytest refuse
 the second name with "Plugin already registered under a different name"). ``-p no:reclaim``
 blocks this module, and so the plugin; ``-p no:reclaim.pytest_plugin`` blocks the plugin.
+
+PYTEST_DONT_REWRITE, as in the plugin's module: nothing here for pytest to rewrite, and a
+second session in the process finds this module imported already.
 """
 
 from __future__ import annotations

@@ -39,6 +39,11 @@ Allow a leak on purpose with a marker::
 ``kind`` is a kind name or a tuple of them; ``match`` is a regular expression
 searched in the leak's description and its acquisition site; without
 arguments every leak of the test is allowed.
+
+PYTEST_DONT_REWRITE: a second session in the process (pytester's in-process runs) imports
+this module again, found loaded already, with its bytecode, by the first one (see
+``_past_rewriter``); without the marker, pytest warned that it could not rewrite it, an error
+under ``-W error``.
 """
 
 from __future__ import annotations
