@@ -330,6 +330,11 @@ _NOT_HOLDERS = (
 )
 
 
+#: Most of what a module of constants keeps, skipped first, before a label is made: _module_holders
+#: runs after every test that left something. A subclass check, not a set's lookup: that hashes
+#: the type, and a metaclass defining ``__eq__`` makes its classes unhashable (see _NOT_HOLDERS).
+_SCALARS = (str, int, float, bytes, type(None))
+
 #: The label of what a module-level object of the program holds (see _module_holders).
 MODULE_GLOBAL = "module global "
 
@@ -358,13 +363,12 @@ def _module_holders(is_test_file: Callable[[str], bool]) -> dict[str, object]:
         prefix = module.__name__
         program = not is_test_file(filename)
         for name, value in list(vars(module).items()):
-            if name.startswith("__"):
-                continue
-            label = f"{MODULE_GLOBAL}{prefix}.{name}"
             # type(), never isinstance(): that asks a proxy for its __class__, which sets up
             # what it stands for (Django's LazyObject: its admin site, its storage), running the
             # program's code at a time it did not choose, and crashing the session when it raises.
             kind = type(value)
+            if issubclass(kind, _SCALARS) or name.startswith("__"):
+                continue  # most of a module of constants, asked first: this runs per leaking test
             if issubclass(kind, types.FunctionType):
                 # A decorator applied at import keeps what it was given in the closure of the
                 # function it returns (``@process(pool=ProcessPool(1))``): that object is the
@@ -379,11 +383,11 @@ def _module_holders(is_test_file: Callable[[str], bool]) -> dict[str, object]:
                 continue
             elif issubclass(kind, _CONTAINERS):
                 if program:
-                    _item_holders(value, label, holders)
+                    _item_holders(value, f"{MODULE_GLOBAL}{prefix}.{name}", holders)
                 continue
             elif issubclass(kind, _NOT_HOLDERS):
                 continue
-            holders[label] = value
+            holders[f"{MODULE_GLOBAL}{prefix}.{name}"] = value
     return holders
 
 
