@@ -39,7 +39,8 @@ def test_psycopg_pool_never_closed_is_one_leak_at_its_line_and_a_kept_getconn_it
     found: list[Any] = []
 
     if not asynchronous:
-        pool = psycopg_pool.ConnectionPool(kwargs=kwargs, min_size=2, open=True, close_returns=True)
+        options = {"min_size": 2, "open": True, "close_returns": True, "name": "writer"}
+        pool = psycopg_pool.ConnectionPool(kwargs=kwargs, **options)
         made = line() - 1
         pool.wait()
         with pool.connection() as conn:
@@ -54,7 +55,7 @@ def test_psycopg_pool_never_closed_is_one_leak_at_its_line_and_a_kept_getconn_it
 
         async def main() -> tuple[int, int]:
             mark = leakwatch.tracker.snapshot()  # after the event loop and this task began
-            pool = psycopg_pool.AsyncConnectionPool(kwargs=kwargs, min_size=2, open=False)
+            pool = psycopg_pool.AsyncConnectionPool(kwargs=kwargs, min_size=2, open=False, name="writer")
             await pool.open(wait=True)
             made = line() - 1
             async with pool.connection() as conn:
@@ -74,7 +75,11 @@ def test_psycopg_pool_never_closed_is_one_leak_at_its_line_and_a_kept_getconn_it
     kept_leak = by_kind["psycopg", None]
     assert_site(kept_leak, at)
     assert kept_leak.details["checked_out_of"] == "psycopg_pool"
-    assert "never given back (putconn(), or a with pool.connection() block)" in kept_leak.description
+    assert kept_leak.details["pool_name"] == "writer"  # which pool: two of one database differ by it
+    assert (
+        "checked out of a psycopg_pool pool named 'writer' and never given back"
+        " (putconn(), or a with pool.connection() block)"
+    ) in kept_leak.description
     assert leakwatch.leaks() == []
 
 

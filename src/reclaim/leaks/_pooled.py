@@ -107,6 +107,32 @@ POOLS = {
     "SQLAlchemy": ("a SQLAlchemy engine's pool", "close() its Connection or Session, or a with-block"),
 }
 
+
+def _psycopg_pool_name(conn: Any) -> object:
+    # psycopg_pool keeps itself on each connection it makes (putconn() checks it), and every
+    # pool has a name: the program's (name="writer"), or psycopg_pool's ("pool-2").
+    return getattr(getattr(conn, "_pool", None), "name", None)
+
+
+#: Each pool family whose pools have names: how the name is found from what one lent, for a
+#: report to say which pool it was (two pools of one database differ by nothing else).
+_NAMES: dict[str, Callable[[Any], object]] = {"psycopg_pool": _psycopg_pool_name}
+
+
+def lender(source: str, obj: Any) -> tuple[str, str, str | None]:
+    """What a report says of the pool of family *source* that lent *obj*: the pool, how to give
+    it back, and the pool's name if it has one."""
+    pool, give_back = POOLS[source]
+    name_of = _NAMES.get(source)
+    try:
+        name = name_of(obj) if name_of is not None else None
+    except Exception:  # an exotic connection: the pool goes unnamed
+        name = None
+    if not isinstance(name, str):
+        return pool, give_back, None
+    return f"{pool} named {name!r}", give_back, name
+
+
 #: id(record) -> (record, source) of each resource checked out of a pool, until it goes back:
 #: a report says where it came from and how to give it back (see :func:`checked_out_of`).
 _out: dict[int, tuple[_records.Record, str]] = {}

@@ -883,9 +883,11 @@ def _leak(rec: Record, obj: Any, state: str, now: float, holds: Iterable[Leak] =
     pooled = _integration("_pooled")
     source = pooled.checked_out_of(rec) if pooled is not None else None
     if source is not None:  # what it is says little of how it leaked: a pool lent it, never given back
-        pool, give_back = pooled.POOLS[source]
+        pool, give_back, name = pooled.lender(source, obj)
         description += f", checked out of {pool} and never given back ({give_back})"
         details = {**details, "checked_out_of": source}
+        if name is not None:
+            details["pool_name"] = name
     django = _integration("_django")
     noted = django.noted(rec) if django is not None else None
     if noted is not None:  # a connection Django keeps for its thread: which alias, who closes it
