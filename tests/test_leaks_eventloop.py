@@ -367,3 +367,71 @@ def test_a_wider_loops_default_executor_is_the_loops_not_the_first_test_that_use
             "*ThreadPoolExecutor not shut down*",
         ]
     )
+
+
+def test_a_descriptor_a_wider_loop_watches_for_a_fixtures_task_is_not_the_tests(
+    pytester: pytest.Pytester,
+) -> None:
+    """C code a coroutine drives opens descriptors no hook sees, and has the loop watch them while
+    it waits (psycopg_pool's background task opening a connection: libpq's socket, until
+    connect() returns). A module-scoped loop does not run between tests: the descriptor of a
+    fixture's task was still there at the end of the test that ran the loop, and was that test's
+    untracked descriptor, naming nothing (one run in two). It is the task's. One the test leaves
+    watched is still the test's, and says the loop watches it for what."""
+    pytester.makepyfile(
+        test_watched="""
+        import asyncio
+        import ctypes
+        import os
+        import socket
+
+        import pytest
+
+        LIBC = ctypes.CDLL(None, use_errno=True)
+        KEEP = []
+
+        def c_socket():  # made by C code, no hook sees it; listening, so never ready
+            fd = LIBC.socket(socket.AF_INET, socket.SOCK_STREAM, 0)
+            LIBC.listen(fd, 1)
+            return fd
+
+        async def connecting():  # a driver's connect: C code's socket, watched while it waits
+            fd = c_socket()
+            ready = asyncio.Event()
+            asyncio.get_running_loop().add_reader(fd, ready.set)
+            try:
+                await ready.wait()
+            finally:
+                asyncio.get_running_loop().remove_reader(fd)
+                os.close(fd)
+
+        @pytest.fixture(scope="module")
+        def runner():
+            with asyncio.Runner() as runner:
+                task = runner.get_loop().create_task(connecting())  # started by the loop's next run
+                yield runner
+                task.cancel()
+                runner.get_loop().run_until_complete(asyncio.wait([task]))
+
+        def test_runs_the_modules_loop(runner):
+            runner.run(asyncio.sleep(0))
+
+        def test_leaves_a_descriptor_watched(runner):
+            runner.get_loop().add_reader(c_socket(), print)
+
+        def test_last_of_the_module():  # the module's loop closes at its teardown
+            pass
+        """
+    )
+    result = pytester.runpytest_subprocess(*LEAN, "--reclaim", "-o", "reclaim_grace=0.1", timeout=120)
+    result.assert_outcomes(passed=3, errors=1)
+    out = result.stdout.str()
+    assert "at teardown of test_runs_the_modules_loop" not in out
+    assert "leaks found after their test ended" not in out
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at teardown of test_leaves_a_descriptor_watched*",
+            "*this test leaked 1 resource*",
+            "untracked-fd fd * -> socket:* (an event loop watches it for builtins.print)",
+        ]
+    )

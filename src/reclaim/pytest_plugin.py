@@ -929,9 +929,12 @@ def _key(leak: Leak) -> tuple[object, ...]:
     # the GC closes it (a socket loses its peer address): its acquisition (when, where, by
     # whom) identifies it. seq is only the tracker generation: two leaks of one kind by one
     # test share it (the second was dropped: a rerun's leak, a thread's late socket).
-    # Untracked descriptors have no site: their description (fd and target) tells them apart.
+    # Untracked descriptors have no site: their number and target tell them apart, not their
+    # description, which says what watches one only while an event loop does (see _loops.watched).
     if leak.seq:
         return (leak.seq, leak.kind, leak.context, leak.acquired_at, leak.pid, leak.thread, leak.frames)
+    if leak.kind == "untracked-fd":
+        return (0, leak.kind, leak.details.get("fd"), leak.details.get("target"), leak.context)
     return (0, leak.kind, leak.description, leak.context)
 
 

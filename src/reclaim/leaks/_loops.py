@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import gc
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from types import FrameType, ModuleType
 
 from reclaim import _sites
@@ -62,7 +62,7 @@ if TYPE_CHECKING:
 
     from ._holders import Found
 
-__all__ = ["KIND", "fold_executors", "install", "install_streams", "releasing_close"]
+__all__ = ["KIND", "fold_executors", "install", "install_streams", "releasing_close", "watched"]
 
 __tracebackhide__ = True  # stands in for what it wraps: see _patch
 
@@ -113,6 +113,48 @@ def _fds(obj: Any, rec: Record) -> list[int]:
 
 #: The kind of an event loop's record (a gevent hub's loop is one too, see _gevent).
 KIND = "eventloop"
+
+
+def watched(loops: Iterable[Any]) -> dict[int, tuple[str | None, str]]:
+    """Descriptor -> (label, callback) for each descriptor a selector event loop of *loops*
+    watches (``add_reader()``/``add_writer()``), with the label current where it was added.
+
+    C code a coroutine drives opens descriptors no hook sees, and has the loop watch them while
+    it waits: a connection psycopg_pool's background task is opening (libpq's socket) is such
+    a descriptor until ``connect()`` returns. A loop that outlives a test (pytest-asyncio's
+    ``loop_scope="module"``) does not run between tests: the descriptor is still there when the
+    test ends, and is not the test's but the task's, whose label the callback's context holds
+    (see :data:`._records.origin`; None where it holds none).
+    """
+    out: dict[int, tuple[str | None, str]] = {}
+    origin = _records.origin
+    for loop in loops:
+        selector = getattr(loop, "_selector", None)  # asyncio's selector loops only
+        get_map = getattr(selector, "get_map", None)
+        if get_map is None:
+            continue
+        try:
+            keys = list((get_map() or {}).values())
+        except Exception:  # a closed or exotic selector watches nothing we can read
+            continue
+        for key in keys:
+            handles = key.data if isinstance(key.data, tuple) else ()
+            for handle in handles:
+                context = getattr(handle, "_context", None)
+                callback = getattr(handle, "_callback", None)
+                if context is None or callback is None:
+                    continue
+                started = context.get(origin, None)
+                name = getattr(callback, "__qualname__", None) or type(callback).__qualname__
+                module = getattr(callback, "__module__", None)
+                out[key.fd] = (
+                    started[1] if started is not None else None,
+                    f"{module}.{name}" if isinstance(module, str) else str(name),
+                )
+                break
+    return out
+
+
 register(Kind(KIND, is_open=_is_open, describe=_describe, fds=_fds, death_leak=True))
 
 

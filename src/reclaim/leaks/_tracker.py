@@ -1054,6 +1054,7 @@ def _untracked(
     out = []
     later: list[str] | None = None
     epoll = _integration("_epoll")
+    watched: dict[int, tuple[str | None, str]] | None = None
     for fd in candidates:
         if fd in owned or _fds.kept(fd):
             continue
@@ -1065,13 +1066,26 @@ def _untracked(
         if any(target.startswith(p) for p in later):
             continue
         made = epoll.made_at(fd) if epoll is not None and target == EVENTPOLL else None
+        if watched is None:  # asked once, and only now
+            loops = _integration("_loops")
+            watched = {} if loops is None else loops.watched(o for r, o in still_open if r.kind == loops.KIND)
+        watcher = watched.get(fd)
         # Labelled as the code running when it was made, if known (at collection, a module's
-        # select.epoll() is the session's), else when a check first found it.
-        seen = (made[3], made[2]) if made is not None else (_records.context, now)
+        # select.epoll() is the session's), or as the task an event loop watches it for (a
+        # connection a pool's task is still opening), else when a check first found it.
+        if made is not None:
+            seen = (made[3], made[2])
+        elif watcher is not None and watcher[0] is not None:
+            seen = (watcher[0], now)
+        else:
+            seen = (_records.context, now)
         label, first_seen = _untracked_seen.setdefault((fd, target), seen)
         if context is not None and label != context:
             continue
         what = ANONYMOUS.get(target)
+        if watcher is not None:
+            watching = f"an event loop watches it for {watcher[1]}"
+            what = watching if what is None else f"{what}; {watching}"
         frames: tuple[Frame, ...] = ()
         thread = None
         acquired_at = first_seen
