@@ -3199,6 +3199,42 @@ def test_task_pending_on_a_loop_nothing_runs_says_so_and_is_not_waited_for(
     assert leakwatch.leaks("task") == []
 
 
+def test_a_task_cancelled_and_not_awaited_on_a_stopped_loop_says_so(leakwatch: Watch) -> None:
+    """cancel() without awaiting the task, on a loop that outlives the test (pytest-asyncio's
+    loop_scope="module"): it unwinds, and its finally releases what it holds, only when the loop
+    runs next, in another test. Still the test's leak, but the report said only "suspended at"
+    the line it waited at, not that it was cancelled."""
+    loop = asyncio.new_event_loop()
+    flushed = asyncio.Event()
+
+    async def worker() -> None:
+        try:
+            await _forever()
+        finally:
+            await flushed.wait()  # cleanup that takes turns of the loop (a flush, a goodbye)
+
+    async def main() -> asyncio.Task[None]:
+        task = loop.create_task(worker())
+        await asyncio.sleep(0)  # it starts, and waits
+        task.cancel()  # and is never awaited
+        return task
+
+    task = loop.run_until_complete(main())
+    try:
+        leak = leakwatch.one("task")
+        assert leak.details["cancelled"] is True and leak.details["loop_stopped"] is True
+        assert (
+            ", cancelled but not awaited (its loop is not running: it unwinds when the loop runs next;"
+            in (leak.description)
+        )
+    finally:
+        flushed.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            loop.run_until_complete(task)
+        loop.close()
+    assert leakwatch.leaks("task") == []
+
+
 def test_task_pending_on_a_loop_another_thread_runs_is_waited_for(
     leakwatch: Watch, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -237,6 +237,12 @@ def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
         details["awaiting"] = awaiting
         text += f", suspended at {_sites.shown(awaiting)}"
     if obj is not None and not obj.done():
+        cancelling = getattr(obj, "cancelling", None)  # 3.11+: cancel() asked, not uncancelled
+        if cancelling is not None and cancelling():
+            # cancel() without awaiting the task: it unwinds only as its loop runs (a module-scoped
+            # loop: during the next test), and what its finally releases stays held till then.
+            details["cancelled"] = True
+            text += ", cancelled but not awaited"
         loop = obj.get_loop()
         if loop.is_closed():
             details["loop_closed"] = True
@@ -245,7 +251,12 @@ def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
             # Made and run for a while, then left (a fixture's new_event_loop()): no thread runs
             # it while the check waits, the checking one least of all.
             details["loop_stopped"] = True
-            text += " (its loop is not running)"
+            if details.get("cancelled"):
+                text += (
+                    " (its loop is not running: it unwinds when the loop runs next; await it after cancel())"
+                )
+            else:
+                text += " (its loop is not running)"
     return text, details
 
 
