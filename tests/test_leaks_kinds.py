@@ -11,6 +11,7 @@ import functools
 import gc
 import http.client
 import http.server
+import io
 import json
 import mmap
 import multiprocessing
@@ -571,29 +572,49 @@ class _RawOwner:
             self.close()
 
 
+class _RawIOOwner(io.RawIOBase):
+    """An io class keeping a raw descriptor, closed by its ``close()``, which IOBase's finalizer
+    calls for one dropped unclosed (pyserial's ``Serial``)."""
+
+    def __init__(self, path: Path) -> None:
+        self.fd = os.open(path, os.O_RDONLY)
+
+    def close(self) -> None:
+        if self.fd != -1:
+            os.close(self.fd)
+            self.fd = -1
+        super().close()
+
+
 @pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
 @pytest.mark.parametrize("how", ["closed", "dropped", "in-a-cycle"])
+@pytest.mark.parametrize("owner_class", [_RawOwner, _RawIOOwner], ids=["__del__", "IOBase"])
 def test_descriptor_an_owners_finalizer_closes_is_collected(
-    leakwatch: Watch, tmp_path: Path, how: str
+    leakwatch: Watch, tmp_path: Path, how: str, owner_class: type[_RawOwner | _RawIOOwner]
 ) -> None:
-    """A raw descriptor closed by its owner's ``__del__``, the owner dropped unclosed: the
-    collector's doing, as for files and sockets (it was taken for the program's close)."""
+    """A raw descriptor closed by its owner's ``__del__``, or by the ``close()`` IOBase's finalizer
+    calls (a pyserial ``Serial`` dropped unclosed), the owner dropped unclosed: the collector's
+    doing, as for files and sockets (it was taken for the program's close: the IOBase one was no
+    leak), dropped at the program's line, not at the owner's ``close()``."""
     path = tmp_path / "f.txt"
     path.write_text("x")
-    owner = _RawOwner(path)
+    owner = owner_class(path)
     if how == "closed":
         owner.close()
         owner.fd = -1
     elif how == "in-a-cycle":
-        owner.itself = owner
+        owner.itself = owner  # type: ignore[union-attr]
     del owner
+    dropped = line() - 1
     gc.collect()
     if how == "closed":
         assert leakwatch.leaks() == []
     else:
         leak = leakwatch.one("fd")
         assert leak.state == "collected" and leak.details["target"] == str(path)
-        assert leak.frames[0].lineno == _RawOwner.__init__.__code__.co_firstlineno + 1
+        assert leak.frames[0].lineno == owner_class.__init__.__code__.co_firstlineno + 1
+        if how == "dropped":
+            assert leak.details["dropped_at"].split(" in ")[0].endswith(f"test_leaks_kinds.py:{dropped}")
 
 
 class _DeepScanner:

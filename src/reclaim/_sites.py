@@ -708,6 +708,15 @@ def acquired_in_finalizer(frame: FrameType | None, site: tuple[Any, ...]) -> boo
 _CLOSERS = (1, 2, 3)
 
 
+def finalizing_close(frame: FrameType) -> bool:
+    """Whether *frame* is the ``close`` of a Python io class that IOBase's finalizer called for an
+    object dropped unclosed: it sets the object's ``_finalizing`` first (a ``GzipFile``, a
+    pyserial ``Serial``, any ``io.RawIOBase`` subclass)."""
+    return (
+        frame.f_code.co_name == "close" and getattr(frame.f_locals.get("self"), "_finalizing", False) is True
+    )
+
+
 def closing_in_finalizer(frame: FrameType | None) -> bool:
     """Whether *frame*, a close or private method closing a resource, runs under a finalizer: a
     ``__del__``, the ``close`` of a Python io class IOBase's finalizer called (it sets the
@@ -725,7 +734,7 @@ def closing_in_finalizer(frame: FrameType | None) -> bool:
             return True
         if frame.f_code is _FINALIZE_CALL:  # a weakref.finalize callback: see in_finalizer()
             return _collecting_in == get_ident() and frame.f_locals.get("_") is not None
-        if name == "close" and getattr(frame.f_locals.get("self"), "_finalizing", False) is True:
+        if name == "close" and finalizing_close(frame):
             return True
         # cleanup: tempfile's closer closes its file from one (3.12+: its __del__ calls cleanup(),
         # as does a with-block's exit), and urllib's responses are such wrappers.
@@ -754,10 +763,7 @@ def dropped_at(frame: FrameType | None, past_finalizer: bool = False) -> tuple[C
         for _ in _CLOSERS:
             if frame is None:
                 return None
-            name = frame.f_code.co_name
-            ends = name == "__del__" or (
-                name == "close" and getattr(frame.f_locals.get("self"), "_finalizing", False) is True
-            )
+            ends = frame.f_code.co_name == "__del__" or finalizing_close(frame)
             frame = frame.f_back
             if ends:
                 break
@@ -776,12 +782,14 @@ def dropped_by_program(frame: FrameType | None) -> tuple[CodeType, int] | None:
     ``__del__`` runs is not where the object was let go). A local dropped as its function returns
     goes while the caller's line runs: that line is the one named. None while the collector
     frees a reference cycle in this thread (no line dropped it), or when no frame of the
-    program's is on the stack (a library's thread)."""
+    program's is on the stack (a library's thread). The ``close()`` IOBase's finalizer calls is
+    a finalizer as a ``__del__`` is (an io class's own, the program's or not)."""
     if _collecting_in == get_ident():
         return None
     outer = frame
-    while outer is not None:  # the outermost __del__ running: what died of the line past it
-        if outer.f_code.co_name == "__del__":
+    while outer is not None:  # the outermost finalizer running: what died of the line past it
+        name = outer.f_code.co_name
+        if name == "__del__" or (name == "close" and finalizing_close(outer)):
             frame = outer.f_back
         outer = outer.f_back
     while frame is not None:

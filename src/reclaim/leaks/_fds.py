@@ -414,6 +414,7 @@ def install(patches: Patches) -> None:
 
     live_pop = _records.live.pop
     in_finalizer = _sites.in_finalizer
+    finalizing_close = _sites.finalizing_close
     acquired_in_finalizer = _sites.acquired_in_finalizer
 
     def close_(fd: int) -> None:
@@ -421,14 +422,15 @@ def install(patches: Patches) -> None:
             rec = live_pop(("fd", fd), None)
             if rec is not None:
                 # An owner's __del__ closing it (or a weakref.finalize callback a collection
-                # runs): the owner was dropped with it open, the collector's doing, as for files
-                # and sockets. Not one the finalizer opened itself, deeper than in_finalizer()
-                # looks from the open (a dropped filelock StrictSoftFileLock's release opens
-                # directories 13 frames under its __del__, and closes them nearer to it).
+                # runs, or the close() IOBase's finalizer calls: a pyserial Serial's): the owner
+                # was dropped with it open, the collector's doing, as for files and sockets. Not
+                # one the finalizer opened itself, deeper than in_finalizer() looks from the open
+                # (a dropped filelock StrictSoftFileLock's release opens directories 13 frames
+                # under its __del__, and closes them nearer to it).
                 caller = sys._getframe(1)
                 if (
                     rec.why is not OPENED_IN_FINALIZER
-                    and in_finalizer(caller)
+                    and (in_finalizer(caller) or finalizing_close(caller))
                     and not acquired_in_finalizer(caller, rec.site)
                 ):
                     rec.info = (*rec.info[:2], describe_fd(fd))  # read while it still is
