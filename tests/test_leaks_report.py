@@ -82,6 +82,19 @@ def test_leaks_from_one_line_some_alike_list_what_differs_among_them(
     assert others == f"  among them: {paths[1]} (mode 'r')", text
 
 
+def test_the_other_descriptor_of_a_line_is_named_as_one(leakwatch: Watch) -> None:
+    """Both ends of an ``os.pipe()``: the second was "the other: 13 -> pipe:[...]", a bare number."""
+    ends = os.pipe()
+    try:
+        text = leakwatch.tracker.report(leakwatch.leaks("fd")).to_text()
+    finally:
+        for fd in ends:
+            os.close(fd)
+    head, others, *_ = text.splitlines()
+    assert head.startswith(f"fd {ends[0]} -> pipe:[") and head.endswith("and 1 more from the same line"), text
+    assert others.startswith(f"  the other: fd {ends[1]} -> pipe:["), text
+
+
 @pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
 def test_leaks_from_one_line_run_by_several_threads_are_one_block_naming_them(leakwatch: Watch) -> None:
     """A pool's workers running one leaking line: one block listing the threads, not one per

@@ -281,7 +281,11 @@ class Report:
                 kind += " "
             console.print(f"[bold red]{escape(kind)}[/]{escape(description)}{state}{times}")
             if others:
-                shown = "; ".join(others[:_OTHERS_SHOWN])
+                # A description that is a number first is one the headline's kind names ("fd 12
+                # -> pipe:[...]"): alone, "13 -> /dev/pts/0" read as nothing in particular.
+                shown = "; ".join(
+                    f"{leak.kind} {o}" if o[:1].isdigit() else o for o in others[:_OTHERS_SHOWN]
+                )
                 more = len(others) - _OTHERS_SHOWN
                 # All of the rest when each differs; else the other descriptions among them.
                 named = (
