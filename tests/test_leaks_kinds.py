@@ -1554,7 +1554,7 @@ def test_zombie_is_waited_for_only_while_a_thread_that_may_reap_it_runs(tmp_path
 
 @pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
 @ignore_gc_warnings
-def test_child_dropped_while_running_says_nothing_collected_its_status(leakwatch: Watch) -> None:
+def test_child_dropped_while_running_says_the_program_never_collected_its_status(leakwatch: Watch) -> None:
     hold_r, hold_w = os.pipe()  # the child runs until this write end closes
     try:
         child = [sys.executable, "-c", f"import os; os.read({hold_r}, 1)"]
@@ -1567,7 +1567,9 @@ def test_child_dropped_while_running_says_nothing_collected_its_status(leakwatch
         assert leak.description.endswith(" (still running)")  # the note says it was not waited for
         text = reclaim.leaks.Report((leak,)).to_text()
         assert "(still running) (dropped without a wait: " in text
-        assert "nothing collected the child's exit status" in text
+        # subprocess reaps it in the background (asyncio's child watcher, an asyncio child's):
+        # not "nothing collected" it, as it said.
+        assert "the program never collected the child's exit status" in text
         assert "closed by the garbage collector" not in text
     finally:
         os.close(hold_w)

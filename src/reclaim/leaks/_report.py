@@ -389,9 +389,10 @@ _STATES: dict[str | tuple[str, str], str] = {
     "cancelled": "still pending when its event loop shut down; cancelled",
     "loop-closed": "closed by its event loop's close(), not the program",
     # Not "closed": a dropped Popen's child runs on (subprocess reaps it in the background), an
-    # asyncio transport's is killed; either way nobody collected its exit status.
+    # asyncio transport's is killed (its child watcher reaps it); either way the program never
+    # collected its exit status (subprocess or asyncio may have, in the background, unread).
     ("subprocess", "collected"): "dropped without a wait: the garbage collector finalized it, "
-    "nothing collected the child's exit status",
+    "the program never collected the child's exit status",
     ("tempdir", "collected"): "removed by its finalizer ('Implicitly cleaning up'), not the program",
     # A lock is released, not closed: its __del__ gave it back when the collector freed it.
     ("filelock", "collected"): "released by its finalizer once the garbage collector freed it",
