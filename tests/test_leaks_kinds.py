@@ -2834,9 +2834,11 @@ def test_async_generator_a_task_drops_as_it_ends_is_reported_at_that_task_not_th
     """A local async generator left unfinished dies as its task's coroutine returns, under the
     loop's own frames: the drop was reported at the line that ran the loop (a pytest-asyncio
     test run by pytester in-process: the outer test's runpytest() line, the inner test named
-    nowhere). It is the task's, whose coroutine ended: its def line, then where it was made."""
+    nowhere). It is the task's, whose coroutine ended: its last line, where it returned (not its
+    first, a decorator's line: aiostream's ``@pytest.mark.asyncio``), then where it was made."""
     started = 0
 
+    @functools.wraps(_two_numbers)  # any decorator: the code's first line is its line
     async def main() -> None:
         numbers = _two_numbers()
         await numbers.__anext__()
@@ -2846,7 +2848,7 @@ def test_async_generator_a_task_drops_as_it_ends_is_reported_at_that_task_not_th
     leak = leakwatch.one("task")
     assert leak.details["coroutine"] == "_two_numbers().aclose"
     assert [(frame.filename, frame.lineno) for frame in leak.frames[:2]] == [
-        (__file__, main.__code__.co_firstlineno),
+        (__file__, main.__code__.co_firstlineno + 3),
         (__file__, started),
     ]
 

@@ -559,9 +559,10 @@ def _closing_at_drop(patches: Patches, loop_cls: type) -> None:
 
 def _ended_step(loop: Any) -> Any:
     """The flat site of a drop as the step of *loop*'s running task ended (a local of its
-    coroutine, which returned): that coroutine (its def line), then where the task was made; empty
-    when no tracked task runs. The frames past the loop's drive it and led to no drop: a
-    pytest-asyncio test run in-process by pytester had the outer test's runpytest() line."""
+    coroutine, which returned): that coroutine (its last line: its frame is gone, and its first is
+    a decorator's where it has one), then where the task was made; empty when no tracked task
+    runs. The frames past the loop's drive it and led to no drop: a pytest-asyncio test run
+    in-process by pytester had the outer test's runpytest() line."""
     try:
         task = sys.modules["asyncio.tasks"].current_task(loop)
     except RuntimeError:  # the loop is not running
@@ -572,7 +573,16 @@ def _ended_step(loop: Any) -> Any:
     made = _site_of(task)
     if len(made) > 1 and made[0] is code and made[1] == 0:  # a framework's task: starts with it
         return made
-    return (code, 0, *made)[: 2 * _records.depth]
+    return (code, _last_line_offset(code), *made)[: 2 * _records.depth]
+
+
+def _last_line_offset(code: Any) -> int:
+    """The offset of an instruction on the last line of *code* (0 when none has a line)."""
+    last, offset = 0, 0
+    for start, _, lineno in code.co_lines():
+        if lineno is not None and lineno >= last:
+            last, offset = lineno, start
+    return offset
 
 
 def _serving_at_caller(patches: Patches, server_cls: type) -> None:
