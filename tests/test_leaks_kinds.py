@@ -838,6 +838,38 @@ def test_socket_dropped_unclosed_is_reported_as_collected(leakwatch: Watch) -> N
     assert (leak.details["family"], leak.details["type"]) == ("AF_INET", "SOCK_STREAM")
 
 
+class _SocketProxy:
+    """A handle whose ``__del__`` closes the socket its manager keeps (supervisor's socket
+    manager): dropping the last handle is how the socket is given back."""
+
+    def __init__(self, manager: list[socket.socket]) -> None:
+        self.manager = manager
+
+    def __del__(self) -> None:
+        self.manager[0].close()
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_socket_a_handles_del_closes_names_that_finalizer_not_a_drop_of_the_socket(leakwatch: Watch) -> None:
+    """Closed by a finalizer as its owner went: the collector's doing, as ever, but the socket
+    itself is still referenced, so "last reference dropped at" the handle's del read as false."""
+    manager = [socket.socket()]
+    handle = _SocketProxy(manager)
+    del handle
+    at = line() - 1
+    leak = leakwatch.one("socket")
+    assert leak.state == "collected" and manager[0].fileno() == -1
+    assert leak.details["closed_by"] == "_SocketProxy.__del__"
+    text = reclaim.leaks.Report((leak,)).to_text()
+    closed_by = [row for row in text.splitlines() if row.startswith("  closed by ")]
+    assert closed_by == [
+        "  closed by _SocketProxy.__del__(), run as the last reference to that object was dropped at "
+        f"{leak.details['dropped_at']}"
+    ], text
+    assert leak.details["dropped_at"].split(" in ")[0].endswith(f"test_leaks_kinds.py:{at}")
+    assert "last reference dropped at" not in text
+
+
 @pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
 @ignore_gc_warnings
 def test_accepted_socket_dropped_unclosed_keeps_its_ends(leakwatch: Watch) -> None:

@@ -51,6 +51,8 @@ __all__ = [
     "closing_in_finalizer",
     "dropped_at",
     "dropped_by_program",
+    "finalizer_closing",
+    "finalizing_close",
     "first_code",
     "first_filename",
     "first_user_frame",
@@ -797,6 +799,24 @@ def dropped_by_program(frame: FrameType | None) -> tuple[CodeType, int] | None:
             return frame.f_code, frame.f_lineno
         frame = frame.f_back
     return None
+
+
+def finalizer_closing(frame: FrameType | None) -> str | None:
+    """The qualified name of the outermost finalizer running from *frame* outwards, reclaim's own
+    left out: a ``__del__`` (``Proxy.__del__``), or the ``close()`` IOBase's finalizer called
+    (``GzipFile.close``). What closed a resource as its owner lost its last reference: the
+    resource itself may still be referenced (supervisor's socket proxies close the socket their
+    manager keeps), so its report says whose finalizer it was, not that it was dropped."""
+    found = None
+    while frame is not None:
+        code = frame.f_code
+        name = code.co_name
+        if (
+            name == "__del__" or (name == "close" and finalizing_close(frame))
+        ) and not code.co_filename.startswith(_RECLAIM_DIR):
+            found = code.co_qualname
+        frame = frame.f_back
+    return found
 
 
 def where(code: CodeType, line: int) -> str:

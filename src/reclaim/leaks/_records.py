@@ -41,6 +41,7 @@ from reclaim._sites import (
     acquired_in_finalizer,
     collection_ended,
     dropped_by_program,
+    finalizer_closing,
     first_filename,
     in_finalizer,
     unraisable_codes,
@@ -138,7 +139,7 @@ class Record(weakref.ref):  # type: ignore[type-arg]
     why: str | None
     #: Set only when the garbage collector ended it: the program's line that dropped its object
     #: (see :func:`leak`), or None (a reference cycle). Unset on every other record.
-    dropped: tuple[Any, int] | None
+    dropped: tuple[Any, ...] | None  # (code, line), and the finalizer that closed it if one did
 
 
 class _Forever:
@@ -462,7 +463,10 @@ def leak(rec: Record, why: str) -> None:
     rec.state = LEAKED
     rec.why = why
     if why == COLLECTED:  # the drop is on the stack now, under what the death ran
-        rec.dropped = dropped_by_program(sys._getframe(1))
+        frame = sys._getframe(1)
+        at = dropped_by_program(frame)  # not `dropped`: that is this module's count
+        closer = finalizer_closing(frame) if at is not None else None
+        rec.dropped = at if at is None or closer is None else (*at, closer)
     if live.get(rec.key) is rec:
         del live[rec.key]
     if len(collected) == collected.maxlen:

@@ -321,8 +321,14 @@ class Report:
             dropped = [str(where) for where in wheres if where and where not in leak.description]
             if dropped:
                 more = len(dropped) - _OTHERS_SHOWN
+                # Closed by an owner's finalizer, the resource itself may still be referenced
+                # (a proxy whose __del__ closes the socket its manager keeps): whose it was.
+                closers = {other.details.get("closed_by") for other in group}
+                head = "last reference dropped at "
+                if len(closers) == 1 and (closer := closers.pop()) is not None:
+                    head = f"closed by {closer}(), run as the last reference to that object was dropped at "
                 console.print(
-                    "  last reference dropped at "
+                    f"  {escape(head)}"
                     + escape("; ".join(dropped[:_OTHERS_SHOWN]))
                     + (f" and {more} more" if more > 0 else "")
                 )

@@ -895,7 +895,10 @@ def _leak(rec: Record, obj: Any, state: str, now: float, holds: Iterable[Leak] =
         details = {**details, **noted[1]}
     dropped = getattr(rec, "dropped", None)
     if dropped is not None and "dropped_at" not in details:  # the program's line that let it go
-        details = {**details, "dropped_at": _sites.where(*dropped)}
+        code, line, *closer = dropped  # and the finalizer that closed it, if one did
+        details = {**details, "dropped_at": _sites.where(code, line)}
+        if closer:
+            details["closed_by"] = closer[0]
     from ._report import Leak
 
     return Leak(
