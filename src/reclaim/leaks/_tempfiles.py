@@ -226,6 +226,9 @@ def install(patches: Patches, tempfile: ModuleType) -> None:
         name = os.fsdecode(path)
         made = _identity(os.fstat(fd))
         _records.new(NO_OBJECT, "tempfile", (name, "mkstemp()", made), site, ("path", name))
+        opened = _records.live.get(("fd", fd))  # by tempfile's os.open(): the program's call was this
+        if opened is not None and opened.kind == "fd":
+            opened.info = ("tempfile.mkstemp", *opened.info[1:])
         return fd, path
 
     mkdtemp_.__doc__ = mkdtemp.__doc__
