@@ -3,6 +3,8 @@ never closed are reported at the program's lines."""
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -118,6 +120,29 @@ def test_a_port_open_at_a_check_is_reported_at_its_listenTCP_line(leakwatch: Wat
         assert leakwatch.leaks() == []
     finally:
         reactor.waker.connectionLost(None)  # a reactor has no close(): as Twisted's own tests do
+
+
+def test_a_child_spawnProcess_started_and_nothing_reaped_is_reported_at_its_line(leakwatch: Watch) -> None:
+    """reactor.spawnProcess() forks or posix_spawn()s in Twisted's code, which reclaim reads as a
+    framework's: its child was never recorded, so one its reactor never reaped (treq's httpbin
+    servers under pytest, whose reactor never runs) outlived the run unreported. It is the
+    program's, at its spawnProcess() line, released by whatever reaps it."""
+    reactor = selectreactor.SelectReactor()
+    read, write = os.pipe()  # the child runs until this write end closes
+    child = [sys.executable, "-c", "import sys; sys.stdin.buffer.read(1)"]
+    fds = {0: read, 1: 1, 2: 2}
+    try:
+        process = reactor.spawnProcess(protocol.ProcessProtocol(), child[0], child, childFDs=fds)
+        at = line() - 1
+        leak = leakwatch.one("subprocess")
+        assert_site(leak, at)
+        assert leak.details["pid"] == process.pid and leak.state == "open"
+    finally:
+        os.close(write)
+        os.close(read)
+        os.waitpid(process.pid, 0)
+        reactor.waker.connectionLost(None)  # a reactor has no close(): as Twisted's own tests do
+    assert leakwatch.leaks() == []
 
 
 def test_twisted_calls_through_an_instance_what_reclaim_replaces(tmp_path: Path) -> None:

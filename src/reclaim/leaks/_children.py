@@ -378,18 +378,28 @@ def record_child(pid: int, args: Any, site: Any) -> Record:
 #: that fails), and its caller must wait for the child.
 _HANDS_OVER = frozenset({("pty", "fork")})
 
+#: Framework packages whose forks and spawns are children the program asked for: Twisted's
+#: ``reactor.spawnProcess()`` (``os.posix_spawnp()``, or ``os.fork()``), reaped by its reactor,
+#: which under pytest never runs again (treq's httpbin children outlived the run, unreported).
+_SPAWN_FOR_THE_PROGRAM = ("twisted.",)
+
 
 def _programs_child(frame: Any) -> bool:
     """Whether a child forked from *frame* is the caller's to wait for: forked by code outside
-    the standard library, or by a function that hands it over (see _HANDS_OVER) to such code.
+    the standard library, or by a function that hands it over (see _HANDS_OVER) to such code,
+    or by a framework that spawns it for the program (see _SPAWN_FOR_THE_PROGRAM).
 
     The standard library's other forks are its own: multiprocessing tracks its children by
-    their Popen, ``socketserver.ForkingMixIn`` and ``pty.spawn()`` wait for theirs.
+    their Popen, ``socketserver.ForkingMixIn`` and ``pty.spawn()`` wait for theirs; so do the
+    other frameworks' (pytest's, execnet's).
     """
     while frame is not None:
         if not frame_is_framework(frame):
             return True
-        if (frame.f_globals.get("__name__"), frame.f_code.co_name) not in _HANDS_OVER:
+        module = frame.f_globals.get("__name__")
+        if (module, frame.f_code.co_name) not in _HANDS_OVER and not (
+            type(module) is str and module.startswith(_SPAWN_FOR_THE_PROGRAM)
+        ):
             return False
         frame = frame.f_back
     return False
@@ -444,7 +454,7 @@ def _recording_forkpty(forkpty: Any) -> Any:
 def _recording_spawn(name: str, spawn: Any) -> Any:
     def recording(path: Any, argv: Any, *args: Any, **kwargs: Any) -> int:
         frame = sys._getframe(1)
-        if frame_is_framework(frame):  # subprocess's are its Popen's
+        if not _programs_child(frame):  # subprocess's are its Popen's
             return spawn(path, argv, *args, **kwargs)  # type: ignore[no-any-return]
         lineage = None
         if _lineage.ENABLED:  # the child's descendants carry its name (see _lineage)
