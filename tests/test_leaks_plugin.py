@@ -1390,6 +1390,44 @@ def test_pytest_djangos_in_memory_test_database_is_not_a_fixtures_leak(pytester:
     assert "memorydb" not in result.stdout.str()
 
 
+@pytest.mark.one_python
+def test_pytest_djangos_test_database_connection_kept_for_reuse_db_is_not_a_fixtures_leak(
+    pytester: pytest.Pytester,
+) -> None:
+    """Under ``--reuse-db`` pytest-django keeps the test database, and the connection its session
+    fixture django_db_setup opened stays open to the end (a run that destroys the database
+    closes it): django_db_setup was blamed for it, failing every such run. A Django connection a
+    test's own thread opens and leaves is still reported (see test_leaks_django)."""
+    pytest.importorskip("pytest_django")
+    pytester.makeini("[pytest]\nDJANGO_SETTINGS_MODULE = settings\npythonpath = .\n")
+    pytester.makepyfile(
+        settings="""
+        SECRET_KEY = "reclaim-tests"
+        USE_TZ = True
+        DATABASES = {
+            "default": {
+                "ENGINE": "django.db.backends.sqlite3",
+                "NAME": "app.db",
+                "TEST": {"NAME": "test_app.db"},  # a file: kept between runs under --reuse-db
+            }
+        }
+        """,
+        test_orm="""
+        import pytest
+        from django.db import connection
+
+        @pytest.mark.django_db
+        def test_query():
+            with connection.cursor() as cursor:
+                cursor.execute("select 1")
+        """,
+    )
+    for _ in range(2):  # the first makes the database, the second reuses it
+        result = run(pytester, "-p", "django", "--reuse-db")  # LEAN keeps pytest-django out
+        result.assert_outcomes(passed=1)
+        assert "leaks found after their test ended" not in result.stdout.str()
+
+
 def test_asgirefs_async_to_sync_leaves_no_label_behind_for_later_tests(pytester: pytest.Pytester) -> None:
     """asgiref copies every context variable of the call back to its caller, reclaim's too: after
     one test called async_to_sync, what later tests acquired in the main thread (or in asyncio

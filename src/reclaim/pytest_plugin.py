@@ -58,6 +58,7 @@ import gc
 import itertools
 import json
 import os
+import re
 import sys
 import time
 import traceback
@@ -222,6 +223,15 @@ def _allow_rules(item: pytest.Item | pytest.Collector) -> list[AllowRule]:
             raise TypeError(f"reclaim_allow: unknown argument {unknown[0]!r}; use kind= and match=")
         rules.append(allow_rule(mark.kwargs.get("kind"), mark.kwargs.get("match"), "reclaim_allow"))
     return rules
+
+
+def _is_pytest_djangos_database_setup(fixturedef: pytest.FixtureDef[Any]) -> bool:
+    """Whether *fixturedef* is pytest-django's own ``django_db_setup`` (not a conftest's)."""
+    func = getattr(fixturedef, "func", None)
+    return (
+        fixturedef.argname == "django_db_setup"
+        and getattr(func, "__module__", "") == "pytest_django.fixtures"
+    )
 
 
 def _tool_files(config: pytest.Config) -> frozenset[str]:
@@ -1255,6 +1265,15 @@ class LeakChecker:
         # its leaks too; a bad one is reported by the tests it marks, so it allows nothing here.
         with contextlib.suppress(TypeError, ValueError):
             self.fixture_allow[label] = _allow_rules(request.node)
+        if _is_pytest_djangos_database_setup(fixturedef):
+            # A connection Django made and keeps for its thread: the test database's, which this
+            # fixture opens and, under --reuse-db (the database kept), never closes; a run that
+            # destroys the database closes it. Its description says Django's (see leaks._django).
+            from .leaks._allow import AllowRule
+
+            self.fixture_allow.setdefault(label, []).append(
+                AllowRule(None, re.compile(r", Django's connection '"))
+            )
         set_context(label)
         self.wide_fixtures[label] = fixturedef
         # Its teardown runs in whichever test is tearing down then (the session's last test):
