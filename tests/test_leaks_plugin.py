@@ -1428,6 +1428,47 @@ def test_pytest_djangos_test_database_connection_kept_for_reuse_db_is_not_a_fixt
         assert "leaks found after their test ended" not in result.stdout.str()
 
 
+@pytest.mark.one_python
+def test_a_librarys_object_a_program_module_imports_by_name_holds_nothing_for_the_program(
+    pytester: pytest.Pytester,
+) -> None:
+    """``from django.db import connections`` in a module of the program: Django's connection
+    handler, which keeps each thread's connection, read as a module global of the program, so a
+    test's Django connection was "held by module global app.connections" at the end and the test
+    passed; with ``import django.db`` it failed. It is the test's either way."""
+    pytest.importorskip("django")
+    pytester.makeconftest(
+        """
+        import django
+        from django.conf import settings
+
+        settings.configure(DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": "app.db"}})
+        django.setup()
+        """
+    )
+    pytester.makepyfile(
+        app="""
+        from django.db import connections
+
+        def query():
+            with connections["default"].cursor() as cursor:
+                cursor.execute("select 1")
+        """,
+        test_app="""
+        import app
+
+        def test_queries():
+            app.query()
+        """,
+    )
+    result = run(pytester)
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        ["*ERROR at teardown of test_queries*", "sqlite3 *app.db, Django's connection*"]
+    )
+    assert "held by module global" not in result.stdout.str()
+
+
 def test_asgirefs_async_to_sync_leaves_no_label_behind_for_later_tests(pytester: pytest.Pytester) -> None:
     """asgiref copies every context variable of the call back to its caller, reclaim's too: after
     one test called async_to_sync, what later tests acquired in the main thread (or in asyncio

@@ -255,6 +255,12 @@ def _tool_files(config: pytest.Config) -> frozenset[str]:
     return frozenset(files)
 
 
+def _is_program_file(filename: str) -> bool:
+    from . import _sites  # imported late: the plugin loads before the tracker is wanted
+
+    return _sites.is_program(filename)
+
+
 def _module_file(module: object) -> str | None:
     """The ``__file__`` of *module*, an entry of ``sys.modules``, if it is a module and has one.
 
@@ -363,12 +369,11 @@ def _module_holders(is_test_file: Callable[[str], bool]) -> dict[str, object]:
     holds, never for itself: a file a test appends to a module's list is still its leak. A
     test module's ``KEEP = []``, which tests fill to keep what they leak alive, holds nothing.
     """
-    from . import _sites
-
     holders: dict[str, object] = {}
+    imported = _Imported()
     for module in list(sys.modules.values()):
         filename = _module_file(module)
-        if filename is None or not _sites.is_program(filename):
+        if filename is None or not _is_program_file(filename):
             continue
         prefix = module.__name__
         program = not is_test_file(filename)
@@ -395,10 +400,41 @@ def _module_holders(is_test_file: Callable[[str], bool]) -> dict[str, object]:
                 if program:
                     _item_holders(value, f"{MODULE_GLOBAL}{prefix}.{name}", holders)
                 continue
-            elif issubclass(kind, _NOT_HOLDERS):
+            elif issubclass(kind, _NOT_HOLDERS) or imported.of_library(name, value, kind):
                 continue
             holders[f"{MODULE_GLOBAL}{prefix}.{name}"] = value
     return holders
+
+
+class _Imported:
+    """Tells a library's object a program module imported by name (``from django.db import
+    connections``: Django's connection handler, whatever keeps it) from the program's own: found
+    under that name in a module, not the program's, of the package its class comes from. What
+    it holds is the library's as it is without the import: the test's leak, not held by a
+    "module global" of the program (procrastinate's Django contrib imported it so, and a test's
+    Django connection was reported at the end as held by it, its test passing).
+
+    The library modules of each package are listed at the first question, and again only once
+    ``sys.modules`` has grown or shrunk: a search runs after every test that left something.
+    """
+
+    #: (len(sys.modules) when listed, package -> its modules that are not the program's)
+    listed: tuple[int, dict[str, list[types.ModuleType]]] = (-1, {})
+
+    def of_library(self, name: str, value: object, kind: type) -> bool:
+        module_name = getattr(kind, "__module__", None)
+        if not isinstance(module_name, str):
+            return False
+        count, by_package = _Imported.listed
+        if count != len(sys.modules):
+            by_package = {}
+            for loaded in list(sys.modules.values()):
+                filename = _module_file(loaded)
+                if filename is not None and not _is_program_file(filename):
+                    package = str(getattr(loaded, "__name__", "")).partition(".")[0]
+                    by_package.setdefault(package, []).append(loaded)
+            _Imported.listed = (len(sys.modules), by_package)
+        return any(vars(m).get(name) is value for m in by_package.get(module_name.partition(".")[0], ()))
 
 
 def _test_files(config: pytest.Config) -> Callable[[str], bool]:
