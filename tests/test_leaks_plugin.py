@@ -2457,8 +2457,9 @@ def test_what_closes_at_exit_is_left_to_it(pytester: pytest.Pytester) -> None:
     """psutil's tests open ``os.devnull`` at import and register its ``close`` with atexit: the
     interpreter closes it after pytest's session, as ``reclaim run`` counts it, so it is not a
     leak. So for a handler's argument, a ``partial``'s, a lambda's global, a descriptor handed
-    to ``os.close``, a ``weakref.finalize`` of an object kept to the end, and in a module a test
-    imports. A handler unregistered again closes nothing; a finalize the collector runs for an
+    to ``os.close``, a ``weakref.finalize`` of an object kept to the end, a child kept by the
+    object whose method is the handler and waits for it (it was "held by module global"), and in
+    a module a test imports. A handler unregistered again closes nothing; a finalize the collector runs for an
     owner dropped in a cycle is a leak; another file still leaks."""
     pytester.makepyfile(
         helpers="""
@@ -2486,6 +2487,17 @@ def test_what_closes_at_exit_is_left_to_it(pytester: pytest.Pytester) -> None:
         APP = Owner()
         APP_SOCK = socket.socket()
         weakref.finalize(APP, APP_SOCK.close)
+
+        class Registry:  # execnet's Group: its exit handler waits for the children it keeps
+            def __init__(self):
+                self.children = []
+                atexit.register(self.reap)
+
+            def reap(self):
+                for child in self.children:
+                    child.wait()
+
+        REGISTRY = Registry()
         """,
         lazy="""
         import atexit
@@ -2511,10 +2523,15 @@ def test_what_closes_at_exit_is_left_to_it(pytester: pytest.Pytester) -> None:
             owner.itself = owner
             dropped = socket.socket()
             weakref.finalize(owner, dropped.close)
+
+        def test_hands_a_child_to_a_registry_that_waits_at_exit():
+            import subprocess, sys
+
+            helpers.REGISTRY.children.append(subprocess.Popen([sys.executable, "-c", "pass"]))
         """,
     )
     result = run(pytester)
-    result.assert_outcomes(passed=3, errors=2)
+    result.assert_outcomes(passed=4, errors=2)
     result.stdout.fnmatch_lines(["*ERROR at teardown of test_imports_lazily*", "file left.txt*"])
     result.stdout.fnmatch_lines(["*ERROR at teardown of test_drops_an_owner_in_a_cycle*", "socket *"])
     out = result.stdout.str()

@@ -707,7 +707,8 @@ def _made_in_pytest_temp(config: pytest.Config) -> Callable[[Leak], bool]:
 
 
 #: How deep :func:`_reached` looks for what an ``atexit`` handler may close: its arguments and
-#: the object of a bound method, then a ``functools.partial``'s own, and what a function's code
+#: the object of a bound method, then what that object's attributes keep (one level, and the
+#: items of a list, set or dict there), a ``functools.partial``'s own, and what a function's code
 #: names, in its cells or its module's globals (``atexit.register(lambda: LOG.close())``).
 _EXIT_FOLLOWED = 2
 
@@ -833,8 +834,18 @@ def _finalizers_at_exit() -> list[tuple[Callable[..., object], tuple[object, ...
 
 def _reached(func: object, args: Sequence[object], levels: int) -> list[object]:
     """The objects the atexit handler call ``func(*args)`` may close (see :data:`_EXIT_FOLLOWED`)."""
-    found = [*args, getattr(func, "__self__", None)]
+    owner = getattr(func, "__self__", None)
+    found = [*args, owner]
     if levels > 1:
+        if owner is not None and not isinstance(owner, (type, types.ModuleType)):
+            # A registry's cleanup (``atexit.register(self.cleanup)``): what its attributes keep,
+            # and what a list, set or dict of them keeps (children it waits for at exit).
+            for value in list(getattr(owner, "__dict__", {}).values()):
+                found.append(value)
+                if type(value) in (list, tuple, set, frozenset, collections.deque):
+                    found += list(itertools.islice(value, _ITEMS_LOOKED_AT))
+                elif type(value) is dict:
+                    found += list(itertools.islice(value.values(), _ITEMS_LOOKED_AT))
         if isinstance(func, functools.partial):
             found += _reached(func.func, (*func.args, *func.keywords.values()), levels - 1)
         if isinstance(func, types.FunctionType):  # what its code names: a cell, or a global
