@@ -1379,6 +1379,24 @@ def test_a_file_installed_as_a_standard_stream_is_not_a_leak(tmp_path: Path) -> 
     assert (tmp_path / "out.log").read_text() == "to the log\n"
 
 
+def test_a_standard_stream_a_daemon_opens_again_is_not_a_leak(tmp_path: Path) -> None:
+    """``os.close(0)`` then ``os.open(os.devnull)``, which returns 0: how a daemon gives itself an
+    empty stdin (python-daemon's redirect_stream). It is the process's stdin, not a descriptor
+    left open at that line; one opened past the standard streams is still a leak."""
+    write(
+        tmp_path / "prog.py",
+        "import os\n"
+        "os.close(0)\n"
+        "assert os.open(os.devnull, os.O_RDWR) == 0\n"
+        "os.dup2(0, 0)\n"
+        "LEFT = os.open(os.devnull, os.O_RDONLY)  # LEFT\n",
+    )
+    result = reclaim_run("--fail", "prog.py", cwd=tmp_path)
+    assert result.returncode == 3, result.stderr
+    assert "leaked 1 resource (1 fd)" in result.stderr
+    assert "acquired at prog.py:5 in <module>" in result.stderr
+
+
 def test_the_report_reaches_the_terminal_when_the_program_closed_its_stderr(tmp_path: Path) -> None:
     """A program that installed its own sys.stderr and closed it: the report goes to the original
     stderr, where it would otherwise be lost without a word."""

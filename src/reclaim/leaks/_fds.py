@@ -325,7 +325,12 @@ def _wrap(
             frame = sys._getframe(up)
             site = _records.capture(frame, _records.depth)
             for fd in got[0] if many else got:
-                track_fd(fd, call, site, frame)
+                # One numbered 0 to 2 is a standard stream made again, after the program closed
+                # it: os.close(0) then os.open(os.devnull) is how a daemon gives itself an empty
+                # stdin (python-daemon's redirect_stream). It is the process's, as the streams
+                # it started with are (a check's baseline keeps those).
+                if fd > 2:
+                    track_fd(fd, call, site, frame)
         except BaseException as exc:
             if not got:
                 raise
