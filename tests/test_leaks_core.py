@@ -61,6 +61,7 @@ def test_instrumentation_is_shared_and_removed_by_the_last_stop() -> None:
         "sqlite3.connect",
         "mmap.mmap",
         "select.epoll",
+        "socket.dup",
     ],
 )
 def test_a_tracked_function_pickles_and_describes_itself_as_the_original(where: str) -> None:

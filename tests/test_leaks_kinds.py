@@ -1191,6 +1191,31 @@ def test_reading_a_sockets_ends_calls_no_getsockname_the_program_patched(
     assert leakwatch.leaks() == []
 
 
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_a_descriptor_fromfd_duplicated_for_no_socket_is_reported_at_its_line(
+    leakwatch: Watch, tmp_path: Path
+) -> None:
+    """``socket.fromfd()`` duplicates the descriptor (the module's ``dup()``), then makes a socket
+    of the copy; given a file, that raises ENOTSOCK and the copy stays open, owned by nobody
+    (python-daemon's is_socket_file, in 72 of its tests). It was an untracked descriptor with
+    no line; it is an fd at the fromfd() line. Made into a socket, the copy is the socket's."""
+    with socket.socket() as sock:
+        copy = socket.fromfd(sock.fileno(), socket.AF_INET, socket.SOCK_STREAM)
+        copy.close()
+        sock.dup().close()
+    assert leakwatch.leaks() == []
+    with open(tmp_path / "plain.txt", "w") as plain:
+        with pytest.raises(OSError):
+            socket.fromfd(plain.fileno(), socket.AF_INET, socket.SOCK_STREAM)
+        at = line() - 1
+        leak = leakwatch.one("fd")
+        assert_site(leak, at)
+        assert leak.details["call"] == "socket.dup" and leak.details["target"] == str(tmp_path / "plain.txt")
+        assert leakwatch.leaks("untracked-fd") == []
+        os.close(leak.details["fd"])
+    assert leakwatch.leaks() == []
+
+
 def test_selector_not_closed_is_reported(leakwatch: Watch) -> None:
     sel = selectors.DefaultSelector()
     at = line() - 1

@@ -62,6 +62,7 @@ __all__ = [
     "prune",
     "table",
     "track_fd",
+    "wrapped",
 ]
 
 __tracebackhide__ = True  # stands in for what it wraps: see _patch
@@ -342,6 +343,13 @@ def _wrap(
     wrapper.__name__ = wrapper.__qualname__ = name
     wrapper.__doc__ = fn.__doc__
     return wrapper
+
+
+def wrapped(module: str, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """*fn*, *module*'s *name*, recording the descriptor it returns, as ``os.dup`` is: for
+    ``socket.dup``, which ``socket.fromfd()`` and ``socket.dup()`` call, a descriptor the socket
+    they then make owns, or, when that fails (``fromfd()`` of a file: ENOTSOCK), nobody."""
+    return _wrap(name, fn, many=False, module=module)
 
 
 def _onto_a_free_number(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:

@@ -49,6 +49,7 @@ from reclaim import _sites
 
 from . import _holders, _records
 from ._fds import adopt as _adopt_fd
+from ._fds import wrapped as _tracking_fd
 from ._kinds import Details, Kind, register
 from ._owning import PLUMBING
 from ._patch import Patches
@@ -359,6 +360,12 @@ def install_socket(patches: Patches, socket: ModuleType) -> None:
     _c_getsockname, _c_getpeername = raw.getsockname, raw.getpeername
     # The C-level members (ints): socket.socket's properties build an enum on every read.
     track_class(patches, cls, raw.__dict__["family"].__get__, raw.__dict__["type"].__get__)
+    # fromfd() and socket.dup() duplicate through the module's dup(): the copy of a descriptor
+    # that is no socket (fromfd() of a file raises ENOTSOCK, python-daemon's is_socket_file)
+    # was left open with no line to show, an untracked descriptor.
+    dup = vars(socket).get("dup")
+    if callable(dup):
+        patches.set(socket, "dup", _tracking_fd("socket", "dup", dup))
 
 
 def track_class(patches: Patches, cls: type, family_of: Any, type_of: Any) -> None:
