@@ -964,7 +964,33 @@ def test_a_daemon_the_program_detaches_is_not_reported(tmp_path: Path, forks: in
     assert result.returncode == 0, result.stderr
     assert result.stdout == "started\n"
     assert "leaked" not in result.stderr
-    assert "reclaim: no leaks in daemon.py" in result.stderr
+    assert "reclaim: daemon.py (pid " in result.stderr
+    assert ") left with os._exit(0) after forking: what it held is its child's (pid " in result.stderr
+
+
+def test_a_parent_that_hands_over_to_its_forked_child_reports_nothing_of_it(tmp_path: Path) -> None:
+    """``if os.fork(): os._exit(0)``, as a daemon's parent leaves (python-daemon's
+    fork_then_exit_parent): the file it opened before the fork is the child's, which goes on with
+    it and closes it; the parent's report said it leaked, and the child too, a zombie. The child
+    still reports its own."""
+    write(
+        tmp_path / "handover.py",
+        """        import os
+        log = open("out.log", "w")
+        if os.fork() > 0:
+            os._exit(0)                      # the parent: everything is the child's now
+        log.write("child ran\\n")
+        log.close()
+        kept = open(__file__)                # the child's own leak
+        """,
+    )
+    result = reclaim_run("handover.py", cwd=tmp_path)  # returns once the child closed stderr too
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out.log").read_text() == "child ran\n"
+    assert "os.fork() child" not in result.stderr and "out.log" not in result.stderr, result.stderr
+    assert ") left with os._exit(0) after forking: what it held is its child's (pid " in result.stderr
+    child = [block for block in result.stderr.split("reclaim: ") if "forked child pid" in block]
+    assert len(child) == 1 and "handover.py:7" in child[0] and "leaked 1 resource" in child[0], result.stderr
 
 
 def test_a_forked_child_that_stays_in_the_session_is_still_reported(tmp_path: Path) -> None:

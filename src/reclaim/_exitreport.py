@@ -481,6 +481,19 @@ def _color(stream: Any) -> bool:
         return False
 
 
+def handed_over(session: Session, child: int) -> None:
+    """Say that this process left with ``os._exit(0)`` with its forked *child* going on: what it
+    held is the child's now, which reports its own (a daemon's handover). A forked child that
+    does so (a double fork's first child) says nothing, as a child with nothing to report."""
+    if session.is_child:
+        return
+    line = (
+        f"reclaim: {session.target.label} (pid {os.getpid()}) left with os._exit(0) after forking:"
+        f" what it held is its child's (pid {child}), which reports its own"
+    )
+    print(line, file=_stderr())
+
+
 def report_and_die(session: Session, signum: int, frame: types.FrameType | None) -> None:
     """SIGTERM with no handler of the program's: print the report, then die of the signal."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)

@@ -43,6 +43,7 @@ from ._exitreport import (
     after_atexit,
     defer_signals,
     die_by_signal,
+    handed_over,
     main_ended,
     print_pending,
     report,
@@ -520,13 +521,39 @@ def run(options: Options, target: Target) -> int:
 # -- fork and os._exit ---------------------------------------------------------------------
 
 
+def _hands_over() -> int | None:
+    """The pid of a child this process forked (``os.fork()``) and has not reaped, if any:
+    ``os._exit(0)`` then, as a daemon's parent leaves right after ``fork()`` (python-daemon's
+    fork_then_exit_parent), hands over what it holds to that child, which goes on with it and
+    reports its own. The parent's report said every file it opened before the fork leaked, and
+    the child, a zombie."""
+    children = sys.modules.get("reclaim.leaks._children")  # loaded before any fork is recorded
+    if children is None:
+        return None
+    pid = os.getpid()
+    for key, rec in list(_records.live.items()):
+        if (
+            type(key) is tuple
+            and key[0] == "pid"
+            and rec.kind == "subprocess"
+            and rec.info[1:2] == (children.FORKED,)
+            and _records.pid_of(rec.seq) == pid
+        ):
+            return int(key[1])
+    return None
+
+
 def _install_fork_and_exit_hooks(session: Session) -> None:
     """Children report their own leaks; ``os._exit`` (which skips everything) still reports."""
     real_exit: Callable[[int], NoReturn] = os._exit
 
     def exit_with_report(status: int) -> NoReturn:
         try:
-            status = report(session, status)
+            child = _hands_over() if status == 0 else None
+            if child is None:
+                status = report(session, status)
+            else:
+                handed_over(session, child)
         finally:
             real_exit(status)
 

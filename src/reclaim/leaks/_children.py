@@ -66,6 +66,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 __all__ = [
+    "FORKED",
     "install",
     "install_asyncio_transport",
     "install_asyncio_watchers",
@@ -101,7 +102,8 @@ _waited_by_pid: set[int] = set()
 _status_dropped: dict[int, Any] = {}
 
 
-_FORKED = "os.fork() child"
+#: What a child os.fork() made is called in its record (and report).
+FORKED = "os.fork() child"
 #: The session the program started in (a forked process keeps its parent's value).
 SESSION = os.getsid(0) if hasattr(os, "getsid") else None
 
@@ -109,7 +111,7 @@ SESSION = os.getsid(0) if hasattr(os, "getsid") else None
 def _is_open(obj: Any, rec: Record) -> bool:
     if obj is None:  # a child made without a Popen (no object): open while unreaped
         pid, what = rec.info[:2]
-        return exited(pid) is not None and not (what == _FORKED and _detached(pid))
+        return exited(pid) is not None and not (what == FORKED and _detached(pid))
     return obj.returncode is None and obj.pid not in _waited_by_pid
 
 
@@ -432,7 +434,7 @@ def _recording_fork(fork: Any) -> Any:
         name = _lineage.new_name() if _lineage.ENABLED else None
         caller = sys._getframe(1)
         pid: int = call_as(caller, fork, (), {}) if _FORK_WARNS else fork()
-        _forked(pid, _FORKED, caller, name)
+        _forked(pid, FORKED, caller, name)
         return pid
 
     return recording
