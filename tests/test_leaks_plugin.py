@@ -1469,6 +1469,35 @@ def test_a_librarys_object_a_program_module_imports_by_name_holds_nothing_for_th
     assert "held by module global" not in result.stdout.str()
 
 
+def test_an_integration_loaded_in_a_test_that_uses_pytester_still_folds_what_it_tracks(
+    pytester: pytest.Pytester,
+) -> None:
+    """pytester (the fixture of pytest plugins' own suites) takes out of ``sys.modules``, as its
+    test ends, whatever the test imported: reclaim's integration for a library imported then too.
+    Still loaded, it went on tracking, but the check looked it up in ``sys.modules``, found
+    nothing, and did not fold: a pexpect spawn dropped unclosed was two entries, the spawn and
+    its terminal (pytest-timeout's suite)."""
+    pytest.importorskip("pexpect")
+    pytester.makepyfile(
+        """
+        import sys
+
+        pytest_plugins = ["pytester"]
+
+        def test_spawns(pytester):
+            import pexpect  # first imported here, after pytester's look at sys.modules
+
+            child = pexpect.spawn(sys.executable, ["-c", "print('hi')"])
+            child.read()
+        """
+    )
+    result = run(pytester)
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        ["*this test leaked 1 resource:", "pexpect.spawn pid *", "*", "  holds file fd * -> /dev/ptmx*"]
+    )
+
+
 def test_asgirefs_async_to_sync_leaves_no_label_behind_for_later_tests(pytester: pytest.Pytester) -> None:
     """asgiref copies every context variable of the call back to its caller, reclaim's too: after
     one test called async_to_sync, what later tests acquired in the main thread (or in asyncio

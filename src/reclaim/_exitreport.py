@@ -205,7 +205,9 @@ def _released_by_call(leak: Leak) -> bool:
     if leak.kind == "subprocess":  # nothing but the program waits for a child at exit, but
         return leak.details.get("joined_at_exit") is not True  # multiprocessing joins its own
     if leak.kind == "multiprocessing":
-        pipes = sys.modules.get("reclaim.leaks._multiprocessing")
+        from .leaks._records import integration
+
+        pipes = integration("_multiprocessing")
         return pipes is not None and bool(pipes.closed_only_by_a_call(leak.details))
     return False
 

@@ -527,7 +527,7 @@ def _hands_over() -> int | None:
     fork_then_exit_parent), hands over what it holds to that child, which goes on with it and
     reports its own. The parent's report said every file it opened before the fork leaked, and
     the child, a zombie."""
-    children = sys.modules.get("reclaim.leaks._children")  # loaded before any fork is recorded
+    children = _records.integration("_children")  # loaded before any fork is recorded
     if children is None:
         return None
     pid = os.getpid()

@@ -723,7 +723,7 @@ def _dies(obj: object, kind: str) -> None:
             for part in held:
                 sock = part()
                 if part.state == OPEN and part.kind == "socket" and sock is not None:
-                    sys.modules[f"{__package__}._sockets"].collected(part, sock)  # it recorded them
+                    _records.integration("_sockets").collected(part, sock)  # it recorded them
     else:
         rec.state = _records.RELEASED
         if _records.live.get(rec.key) is rec:

@@ -16,14 +16,13 @@ hubs are ``_loops``' eventloops): every kind a report meets is known by then.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterable
 from importlib import import_module
 from types import ModuleType
 
 from reclaim import _sites
 
-from . import _children, _fds, _files, _imports, _lineage, _threads
+from . import _children, _fds, _files, _imports, _lineage, _records, _threads
 
 # Loaded with the tracker anyway (_holders imports _owning): their tables are read here.
 from ._holders import HOLDERS
@@ -236,6 +235,6 @@ def uninstall() -> None:
     _sites.watch_collections(False)
     # Only the integrations loaded have anything to forget.
     for name in ("_multiprocessing", "_sharedmemory", "_pooled", "_gevent", "_lineage"):
-        integration = sys.modules.get(f"{__package__}.{name}")
+        integration = _records.integration(name)
         if integration is not None:
             integration.reset()

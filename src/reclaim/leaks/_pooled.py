@@ -318,7 +318,7 @@ def _redis_records(conn: Any) -> tuple[_records.Record | None, _records.Record |
     """The records of a redis-py connection a pool hands out, and of its socket: the connection's
     own (see :mod:`._redis`; a client-side cache's proxy wraps it) and its socket's, or only its
     socket's (one a client made in its ``__init__`` is untracked, part of the client)."""
-    redis = sys.modules[f"{__package__}._redis"]
+    redis = _records.integration("_redis")
     live = _records.live
     inner = getattr(conn, "_conn", None)
     sock = redis.socket_of(conn if inner is None else inner)

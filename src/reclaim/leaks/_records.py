@@ -70,6 +70,7 @@ __all__ = [
     "died",
     "dying",
     "first_filename",
+    "integration",
     "judge_at_del",
     "leak",
     "live",
@@ -297,6 +298,20 @@ task_origins: weakref.WeakKeyDictionary[Any, tuple[Any, str | None]] = weakref.W
 
 #: The dict under :data:`task_origins`: its truth is one C call, the mapping's ``len()`` a Python one.
 task_origins_kept: dict[Any, Any] = task_origins.data  # type: ignore[attr-defined]
+
+
+#: This package (``reclaim.leaks``), partly made as this module loads: where each integration
+#: module it imports is set as an attribute (see :func:`integration`).
+_PACKAGE = sys.modules[__package__]
+
+
+def integration(name: str) -> Any:
+    """The integration module ``reclaim.leaks.<name>`` if it was loaded (its library imported, see
+    _instrument), else None. Looked up in the package, where an import sets it, not in
+    ``sys.modules``: pytester's in-process runs take what a test imported out of that, and an
+    integration loaded in a test went on tracking while a check found it gone (a pexpect spawn
+    and its terminal were two entries)."""
+    return vars(_PACKAGE).get(name)
 
 
 def task_origin() -> tuple[Any, str | None] | None:

@@ -246,9 +246,7 @@ def _frozen(message: str) -> AttributeError:
     return FrozenInstanceError(message)
 
 
-def _integration(name: str) -> Any:
-    """The integration module *name* if the program imported its library (see _instrument), or None."""
-    return sys.modules.get(f"{__package__}.{name}")
+_integration = _records.integration
 
 
 def _discover() -> None:
