@@ -1498,6 +1498,33 @@ def test_an_integration_loaded_in_a_test_that_uses_pytester_still_folds_what_it_
     )
 
 
+def test_an_integration_pytester_took_out_of_sys_modules_is_not_loaded_a_second_time(
+    pytester: pytest.Pytester,
+) -> None:
+    """The library imported again in a later test runs reclaim's hook again: it imported the
+    integration anew, a second copy beside the first, whose wrappers still ran."""
+    pytest.importorskip("pexpect")
+    pytester.makepyfile(
+        """
+        from reclaim.leaks import _records
+
+        pytest_plugins = ["pytester"]
+        SEEN = []
+
+        def test_first(pytester):
+            import pexpect  # first imported here: pytester takes it out again as the test ends
+
+            SEEN.append(_records.integration("_pexpect"))
+
+        def test_second(pytester):
+            import pexpect  # imported anew
+
+            assert _records.integration("_pexpect") is SEEN[0]
+        """
+    )
+    run(pytester).assert_outcomes(passed=2)
+
+
 def test_asgirefs_async_to_sync_leaves_no_label_behind_for_later_tests(pytester: pytest.Pytester) -> None:
     """asgiref copies every context variable of the call back to its caller, reclaim's too: after
     one test called async_to_sync, what later tests acquired in the main thread (or in asyncio

@@ -198,9 +198,14 @@ HOOKS: tuple[tuple[str, str], ...] = (
 
 
 def installer(target: str) -> Callable[[Patches, ModuleType], None]:
-    """The installer ``"_integration:function"`` names, importing its integration."""
+    """The installer ``"_integration:function"`` names, importing its integration.
+
+    One loaded already is that module, though ``sys.modules`` lost it (pytester takes out what a
+    test imported): imported again, it ran a second time, a second set of its registries beside
+    the first's, which its wrappers still fill."""
     module, _, function = target.partition(":")
-    found: Callable[[Patches, ModuleType], None] = getattr(import_module(f"{__package__}.{module}"), function)
+    loaded = _records.integration(module) or import_module(f"{__package__}.{module}")
+    found: Callable[[Patches, ModuleType], None] = getattr(loaded, function)
     return found
 
 
