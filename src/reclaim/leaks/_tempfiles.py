@@ -29,9 +29,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import sys
+import weakref
 from types import FunctionType, ModuleType
 
 from . import _files, _records
@@ -159,6 +161,12 @@ def _relabel(file: Any, maker: str, site: Any) -> None:
         _files.set_facts(raw, (*facts[:5], (maker, facts[5][1]), facts[6], *(site or facts[7:])))
 
 
+#: The site that made each ``SpooledTemporaryFile``, for the file it may roll over to. Kept
+#: beside it, not in it: a program that walks its ``vars()`` (FastAPI encoding an ``UploadFile``
+#: for a 422 response) met reclaim's attribute there, a tuple of code objects, and failed.
+_spooled_sites: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+
 def _spool(patches: Patches, spooled: type) -> None:
     """Each ``SpooledTemporaryFile`` keeps the site that made it, for the file it may roll over to."""
     init = vars(spooled)["__init__"]
@@ -166,13 +174,14 @@ def _spool(patches: Patches, spooled: type) -> None:
 
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         init(self, *args, **kwargs)
-        self._reclaim_site = _records.capture(sys._getframe(1), _records.depth)
+        with contextlib.suppress(TypeError):  # a subclass with __slots__ and no weak references
+            _spooled_sites[self] = _records.capture(sys._getframe(1), _records.depth)
 
     def rollover_(self: Any) -> None:
         rolled = getattr(self, "_rolled", True)
         rollover(self)
         if not rolled and getattr(self, "_rolled", False):
-            _relabel(self._file, "SpooledTemporaryFile", getattr(self, "_reclaim_site", None))
+            _relabel(self._file, "SpooledTemporaryFile", _spooled_sites.get(self))
 
     __init__.__doc__ = init.__doc__
     rollover_.__doc__ = rollover.__doc__
