@@ -91,7 +91,7 @@ VERSION_TESTS := $(sort $(wildcard tests/test_leaks_*.py)) tests/test_scope.py t
 # distributed is installed for the oldest Python only (pyproject.toml says why). So do the pytest
 # plugin's: what they test is pytest's machinery and reclaim's blame on top of the hooks, which
 # are tested under all three; their second run was 36 s of CPU the 2 cores could not spare.
-SECOND_3.12 := tests/test_leaks_cli.py $(foreach name,clients uvloop filelock twisted \
+SECOND_3.12 := tests/test_leaks_cli.py $(foreach name,clients uvloop filelock twisted multiprocess \
 	mqtt nats apscheduler psycopg2 zmq django grpc watchdog tornado pyftpdlib,tests/test_leaks_$(name).py)
 SECOND_3.13 := tests/test_leaks_callbacks.py $(foreach name,pooled billiard gevent pexpect \
 	jupyter drivers dbpools mysql pika aiormq redis watchfiles pycares eventlet,tests/test_leaks_$(name).py)

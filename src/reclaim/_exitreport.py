@@ -255,8 +255,11 @@ def _shutdown_may_wait() -> bool:
         frames = sys._current_frames()  # one snapshot for every thread asked about
         if not all(_idle_executor_worker(t, frames.get(t.ident or 0)) for t in running):
             return True
-    process = sys.modules.get("multiprocessing.process")
-    children = getattr(process, "_children", None)
+    children = [
+        child
+        for name in ("multiprocessing.process", "multiprocess.process")  # and dill's copy
+        for child in getattr(sys.modules.get(name), "_children", ())
+    ]
     if not children:
         return False
     from .leaks._children import exited

@@ -138,6 +138,9 @@ _FRAMEWORK_PACKAGES = (
     # (os.open under multiprocessing's heap: the walk goes on to the standard library's callers)
     "eventlet",
     "twisted",  # an event loop too: its reactor runs the protocols, its ports listen and connect
+    # dill's copy of multiprocessing, a standard-library package under another name (mpire,
+    # pathos and datasets run on it): its frames are plumbing, as multiprocessing's are
+    "multiprocess",
 )
 
 _framework_cache: dict[str, bool] = {}

@@ -197,6 +197,9 @@ _REAPING_MODULES = (
     "multiprocessing.popen_fork",
     "multiprocessing.process",
     "multiprocessing.pool",
+    "multiprocess.popen_fork",  # dill's copy of multiprocessing
+    "multiprocess.process",
+    "multiprocess.pool",
     "concurrent.futures.process",
 )
 

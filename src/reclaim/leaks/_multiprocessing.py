@@ -91,6 +91,11 @@ OWNED = {
     "multiprocessing.resource_tracker": ("ResourceTracker",),
     "multiprocessing.forkserver": ("ForkServer",),
     "multiprocessing.heap": ("Heap", "Arena"),
+    # multiprocess, dill's copy of multiprocessing, module for module.
+    "multiprocess.util": ("get_temp_dir",),
+    "multiprocess.resource_tracker": ("ResourceTracker",),
+    "multiprocess.forkserver": ("ForkServer",),
+    "multiprocess.heap": ("Heap", "Arena"),
     # billiard, Celery's fork of multiprocessing, keeps the same machinery under its own names.
     "billiard.heap": ("Heap", "Arena"),
     "billiard.forkserver": ("ForkServer",),
@@ -178,9 +183,10 @@ def _simple_queue_state(queue: Any) -> str | None:
 
 
 def _started(state: Any) -> bool:
-    """Whether a manager's ``_state`` says it is started. False once the interpreter's exit has
-    cleared multiprocessing.managers from sys.modules (a manager dying then, past every report)."""
-    managers = sys.modules.get("multiprocessing.managers")
+    """Whether a manager's ``_state`` says it is started (multiprocessing's, or multiprocess's:
+    the module its ``State`` comes from). False once the interpreter's exit has cleared that
+    module from sys.modules (a manager dying then, past every report)."""
+    managers = sys.modules.get(type(state).__module__)
     return managers is not None and bool(state.value == managers.State.STARTED)
 
 
@@ -276,7 +282,7 @@ _pipe_ends: dict[int, tuple[Record, int]] = {}
 #: After the package's name (multiprocessing, or billiard, its fork in Celery).
 _PIPE_LABEL = "Pipe() connection pair"
 #: The ``class`` of a ``Pipe()`` pair's details, by its package.
-_PIPES = ("multiprocessing.Pipe", "billiard.Pipe")
+_PIPES = ("multiprocessing.Pipe", "multiprocess.Pipe", "billiard.Pipe")
 
 
 def _is_open(obj: Any, rec: Record) -> bool:
@@ -526,7 +532,7 @@ def install_spawn(patches: Patches, module: ModuleType) -> None:
 
     fork_exec = _posixsubprocess.fork_exec
     launch = module.Popen._launch.__code__
-    spawnv = sys.modules["multiprocessing.util"].spawnv_passfds.__code__
+    spawnv = sys.modules[module.__name__.rpartition(".")[0] + ".util"].spawnv_passfds.__code__
 
     def fork_exec_(*args: Any) -> Any:
         name = _lineage.start_name()

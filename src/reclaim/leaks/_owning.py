@@ -315,7 +315,14 @@ def site(obj: object) -> Any:
 def label(cls: type) -> str:
     """Where the package exports the class, its public name (``multiprocessing.Queue``), else module.Class."""
     name = cls.__qualname__
-    for package in ("multiprocessing", "billiard", "concurrent.futures", "loky", "joblib.externals.loky"):
+    for package in (
+        "multiprocessing",
+        "multiprocess",
+        "billiard",
+        "concurrent.futures",
+        "loky",
+        "joblib.externals.loky",
+    ):
         if cls.__module__.startswith(f"{package}.") and hasattr(sys.modules.get(package), name):
             return f"{package}.{name}"
     return f"{cls.__module__}.{name}"

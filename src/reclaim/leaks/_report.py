@@ -277,6 +277,8 @@ class Report:
             if description.startswith(f"{kind}."):
                 # "multiprocessing.Pool not closed", not "multiprocessing multiprocessing.Pool ...".
                 description = description[len(kind) :]
+            elif description.startswith(_OF_THE_KIND.get(kind, ())):
+                kind = ""  # "multiprocess.Pool not closed", not "multiprocessing multiprocess.Pool ..."
             else:
                 kind += " "
             console.print(f"[bold red]{escape(kind)}[/]{escape(description)}{state}{times}")
@@ -418,9 +420,25 @@ _STATES: dict[str | tuple[str, str], str] = {
     ("multiprocessing.managers.SyncManager", "collected"): _MANAGER_DROPPED,
     ("multiprocessing.managers.BaseManager", "collected"): _MANAGER_DROPPED,
     ("multiprocessing.managers.SharedMemoryManager", "collected"): _MANAGER_DROPPED,
+    # multiprocess, dill's copy of multiprocessing, names its classes after itself.
+    **{
+        (f"multiprocess.{name}", "collected"): text
+        for name, text in (
+            ("Pool", _POOL_DROPPED),
+            ("pool.ThreadPool", _POOL_DROPPED),
+            ("managers.SyncManager", _MANAGER_DROPPED),
+            ("managers.BaseManager", _MANAGER_DROPPED),
+            ("managers.SharedMemoryManager", _MANAGER_DROPPED),
+        )
+    },
     # An asyncpg pool's connection still acquired when the pool terminated (see leaks._asyncpg).
     ("asyncpg", "terminated"): "closed by its pool's terminate() while still acquired",
 }
+
+
+#: Packages whose classes a report names as what a leak of a kind is, in place of the kind's name:
+#: multiprocessing's copies (dill's multiprocess, Celery's billiard).
+_OF_THE_KIND = {"multiprocessing": ("multiprocess.", "billiard.")}
 
 
 def _state_text(leak: Leak) -> str:
