@@ -836,6 +836,41 @@ def test_an_in_process_session_loads_the_plugin_again_with_no_rewrite_warning(
     result.assert_outcomes(passed=1, warnings=0)
 
 
+def test_a_setup_error_in_pytests_frames_and_generated_code_keeps_its_traceback(
+    pytester: pytest.Pytester,
+) -> None:
+    """An error whose every frame is pytest's, pluggy's or generated code's (a fixture compiled
+    from a string, as plugins' fixture machinery does): pytest falls back to the whole traceback.
+    reclaim's setup wrappers raised it through their own frames, hidden: all pytest kept, they
+    left "All traceback entries are hidden" (28 of coredis's setup errors). For a function- and
+    a module-scoped fixture, whose setup reclaim wraps further."""
+    pytester.makepyfile(
+        """
+        import pytest
+
+        SOURCE = (
+            "@pytest.fixture\\ndef broken():\\n    raise RuntimeError('boom')\\n"
+            "@pytest.fixture(scope='module')\\ndef wide():\\n    raise RuntimeError('boom')\\n"
+        )
+        namespace = {"pytest": pytest}
+        exec(compile(SOURCE, "<generated>", "exec"), namespace)
+        broken, wide = namespace["broken"], namespace["wide"]
+
+        def test_uses_broken(broken):
+            pass
+
+        def test_uses_wide(wide):
+            pass
+        """
+    )
+    result = run(pytester)
+    result.assert_outcomes(errors=2)
+    out = result.stdout.str()
+    assert "All traceback entries are hidden" not in out, out
+    assert out.count("<generated>:3: RuntimeError") + out.count("<generated>:6: RuntimeError") == 2, out
+    assert "pytest_plugin.py" not in out, out  # nor any frame of reclaim's
+
+
 def test_a_leak_reported_with_its_test_is_not_reported_again_when_collected(
     pytester: pytest.Pytester,
 ) -> None:

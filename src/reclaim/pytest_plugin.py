@@ -1269,11 +1269,15 @@ class LeakChecker:
 
     # -- one test --------------------------------------------------------------------------
 
-    @pytest.hookimpl(wrapper=True, tryfirst=True)
-    def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, object, object]:
-        # A fixture's setup error passes through here: its traceback is the fixture's (pytest
-        # showed this wrapper's source first when the fixture was in a conftest.py).
-        __tracebackhide__ = True
+    # pytest_runtest_setup and pytest_fixture_setup wrap as old-style hookwrappers (hookwrapper=True):
+    # a setup error is handed to them in the outcome, never raised through their frames. Raised
+    # through (and hidden, __tracebackhide__), they were all pytest kept of an error whose every
+    # other frame is pytest's, pluggy's or generated code's, and it showed "All traceback entries
+    # are hidden" where, without reclaim, it falls back to the whole traceback (coredis's suite).
+    # Shown, pytest showed this wrapper's source first for a fixture's error in a conftest.py.
+
+    @pytest.hookimpl(hookwrapper=True, tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, Any, None]:
         if self.tracker is not None:
             from .leaks import _tracker, set_context
 
@@ -1286,22 +1290,23 @@ class LeakChecker:
             try:
                 self.allow[item.nodeid] = _allow_rules(item)
             except (TypeError, ValueError) as exc:
-                bad = f"{type(exc).__name__}: {exc}"
-            else:
-                return (yield)
-            # Failed after the other plugins' setup ran, so their teardown finds their state; the
-            # message says it all, with no traceback through the plugin (or re) to read.
-            yield
-            pytest.fail(bad, pytrace=False)
-        return (yield)
+                # Failed after the other plugins' setup ran, so their teardown finds their
+                # state; the message says it all, with no traceback through the plugin (or re).
+                outcome = yield
+                if outcome.exception is None:
+                    outcome.force_exception(
+                        pytest.fail.Exception(f"{type(exc).__name__}: {exc}", pytrace=False)
+                    )
+                return
+        yield
 
-    @pytest.hookimpl(wrapper=True)
+    @pytest.hookimpl(hookwrapper=True)
     def pytest_fixture_setup(
         self, fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest
-    ) -> Generator[None, object, object]:
-        __tracebackhide__ = True  # as in pytest_runtest_setup
+    ) -> Generator[None, Any, None]:
         if self.tracker is None or fixturedef.scope == "function":
-            return (yield)
+            yield
+            return
         from .leaks import current_context, set_context
 
         first_user = self.item.nodeid if self.item is not None else "collection"
@@ -1334,7 +1339,7 @@ class LeakChecker:
 
             before = list_fds()
         try:
-            result = yield
+            outcome = yield
         finally:
             # Only when a descriptor was opened: a plugin's autouse class-scoped fixture is set
             # up for every test outside a class (pytest-django's), and a look costs a check.
@@ -1356,8 +1361,8 @@ class LeakChecker:
             if cached is not None and cached[2] is None and self.item is not None:
                 self.torn_down[label] = cached[0]  # until the tearing-down test is checked
 
-        fixturedef.addfinalizer(tearing_down)
-        return result
+        if outcome.exception is None:  # set up: torn down, later, as the fixture's
+            fixturedef.addfinalizer(tearing_down)
 
     @pytest.hookimpl(trylast=True)
     def pytest_runtest_teardown(self, item: pytest.Item) -> None:
