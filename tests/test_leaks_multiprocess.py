@@ -52,3 +52,25 @@ def test_multiprocess_is_reported_as_multiprocessing_is(tmp_path: Path, package:
     assert pool.startswith(f"{package}.Pool not closed"), stderr
     assert pipe == f"{package}.Pipe() connection pair not closed: both ends open (close() each)", stderr
     assert "forked child" not in stderr, stderr  # no process it forked reports anything either
+
+
+# A descriptor pickled outside a child's start starts the process's resource sharer: a listener
+# socket and a daemon thread kept to the end (a Connection put on a queue for a running child).
+SHARER = """\
+import os
+from PACKAGE import reduction
+
+read, write = os.pipe()
+duplicate = reduction.DupFd(read)
+os.close(duplicate.detach())
+os.close(read)
+os.close(write)
+"""
+
+
+@pytest.mark.parametrize("package", ["multiprocessing", "multiprocess"])
+def test_the_resource_sharer_is_the_processs_not_the_first_users(tmp_path: Path, package: str) -> None:
+    """Its listener and thread were the leaks of the program, or of the first test that pickled
+    a descriptor (CPython's and multiprocess's own connection-pickling tests)."""
+    report, stderr = reclaim_run_json(tmp_path, SHARER.replace("PACKAGE", package))
+    assert report["leaks"] == [], stderr

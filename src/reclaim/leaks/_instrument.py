@@ -114,6 +114,8 @@ HOOKS: tuple[tuple[str, str], ...] = (
             "multiprocessing.resource_tracker",
             "multiprocessing.forkserver",
             "multiprocessing.heap",
+            "multiprocessing.resource_sharer",
+            "multiprocess.resource_sharer",
             "multiprocess.util",
             "multiprocess.resource_tracker",
             "multiprocess.forkserver",

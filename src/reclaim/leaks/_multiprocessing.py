@@ -91,6 +91,11 @@ OWNED = {
     "multiprocessing.resource_tracker": ("ResourceTracker",),
     "multiprocessing.forkserver": ("ForkServer",),
     "multiprocessing.heap": ("Heap", "Arena"),
+    # The resource sharer: one listener socket and its daemon thread for the process, started by
+    # the first descriptor pickled outside a child's start (a Connection put on a queue for a
+    # running child) and kept to the end: blamed on the first test that did so.
+    "multiprocessing.resource_sharer": ("_ResourceSharer",),
+    "multiprocess.resource_sharer": ("_ResourceSharer",),
     # multiprocess, dill's copy of multiprocessing, module for module.
     "multiprocess.util": ("get_temp_dir",),
     "multiprocess.resource_tracker": ("ResourceTracker",),
