@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import pytest
 
-from _leakhelp import Watch, assert_site, ignore_gc_warnings, leakwatch, line
+from _leakhelp import Watch, assert_site, ignore_gc_warnings, leakwatch, line, reclaim_pytest
 from reclaim.leaks import Leak
 
 pexpect = pytest.importorskip("pexpect")
@@ -22,6 +22,8 @@ fdpexpect = pytest.importorskip("pexpect.fdpexpect")
 replwrap = pytest.importorskip("pexpect.replwrap")
 
 __all__ = ["leakwatch"]  # the fixture, imported for the tests below
+
+pytest_plugins = ["pytester"]
 
 
 def _spawn_cat() -> tuple[object, int]:
@@ -334,3 +336,29 @@ def test_a_repl_wrapper_never_closed_is_its_spawn_at_the_programs_line(
     finally:
         repl.child.close(force=True)
     assert leakwatch.leaks() == []
+
+
+def test_a_spawn_a_failing_tests_traceback_keeps_is_one_entry_with_its_terminal(
+    pytester: pytest.Pytester,
+) -> None:
+    """The traceback of the test's failure keeps the spawn, which goes to that failure, reported
+    at the end: its terminal and child went with it. They stayed the test's, the terminal a bare
+    /dev/ptmx file failing its teardown, and the spawn, at the end, held it again (pytest-timeout's
+    xfail tests)."""
+    pytester.makepyfile(
+        """
+        import pexpect
+
+        def test_fails_keeping_its_spawn():
+            child = pexpect.spawn("/bin/sh -c 'echo hi'")
+            assert b"nope" in child.read()
+        """
+    )
+    result = reclaim_pytest(pytester)
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    assert "ERROR at teardown" not in out, out
+    result.stdout.fnmatch_lines(
+        ["*leaks found after their test ended*", "pexpect.spawn pid *", "  holds file fd * -> /dev/ptmx*"]
+    )
+    assert out.count("/dev/ptmx") == 1, out

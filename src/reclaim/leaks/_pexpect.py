@@ -66,7 +66,7 @@ if TYPE_CHECKING:
 
     from ._holders import Found
 
-__all__ = ["KINDS", "MODULES", "fold", "install_popen", "install_ptyprocess", "install_spawn"]
+__all__ = ["KINDS", "MODULES", "fold", "install_popen", "install_ptyprocess", "install_spawn", "parts"]
 
 __tracebackhide__ = True  # stands in for what it wraps: see _patch
 
@@ -330,6 +330,16 @@ def _file_fd(rec: Record, obj: Any) -> int | None:
     name = rec.info[0] if isinstance(rec.info, tuple) and rec.info else None
     fd = getattr(name, "fd", name)  # a Descriptor (see _files), or the number it was opened from
     return fd if type(fd) is int else None
+
+
+def parts(proc: Any) -> tuple[int | None, list[Record]]:
+    """What a spawn or pty process *proc* holds that is tracked on its own: the descriptor of its
+    terminal (a file opened on it is its), and the record of its child (by pid). A check lists
+    them under it (see :func:`fold`); handed to a holder (the traceback of its test's failure),
+    they go with it."""
+    _, pid, _, fd = _info(proc)
+    child = _records.live.get(("pid", pid)) if pid is not None else None
+    return fd, ([child] if child is not None else [])
 
 
 def fold(found: list[Found], out: dict[int, list[Found]]) -> None:

@@ -681,7 +681,27 @@ def _parts_along(rec: Record, context: str, label: str, targets: dict[int, Any],
     (see :mod:`._pooled`). Returns how many were relabelled; they are targets no more."""
     kind = KINDS.get(rec.kind)
     obj = rec()
-    if kind is None or not kind.holder or obj is None or obj is NO_OBJECT:
+    if obj is None or obj is NO_OBJECT:
+        return 0
+    pexpect = _integration("_pexpect")
+    if pexpect is not None and rec.kind in pexpect.KINDS:
+        # A spawn's terminal and child, listed under it (see _pexpect.fold): they go with it.
+        # A failing test's traceback kept it: its bare terminal was the test's leak, and the
+        # spawn the failure's at the end, holding it again.
+        fd, records = pexpect.parts(obj)
+        moved = 0
+        for key, raw in list(targets.items()):
+            if fd is not None and not isinstance(raw, Record) and _file_fd(raw) == fd:
+                del targets[key]
+                wanted.discard(key)
+                _files.relabel(raw, label)
+                moved += 1
+        for child in records:
+            if child.context == context:
+                child.context = label
+                moved += 1
+        return moved
+    if kind is None or not kind.holder:
         return 0
     try:
         parts = _holders.claim(obj, rec.kind)
@@ -700,6 +720,15 @@ def _parts_along(rec: Record, context: str, label: str, targets: dict[int, Any],
         part.context = label
         moved += 1 + _parts_along(part, context, label, targets, wanted)  # a PyMySQL connection's socket
     return moved
+
+
+def _file_fd(raw: Any) -> int | None:
+    """The descriptor of an open raw file (a target of :func:`_open_under`), if it says."""
+    try:
+        fd = raw.fileno()
+    except (OSError, ValueError):
+        return None
+    return fd if type(fd) is int else None
 
 
 def _label(held: Any) -> str | None:
