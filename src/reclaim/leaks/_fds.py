@@ -50,6 +50,7 @@ __all__ = [
     "Made",
     "adopt",
     "describe_fd",
+    "fileno_of",
     "head",
     "identity",
     "install",
@@ -343,6 +344,16 @@ def _wrap(
     wrapper.__name__ = wrapper.__qualname__ = name
     wrapper.__doc__ = fn.__doc__
     return wrapper
+
+
+def fileno_of(obj: Any) -> int | None:
+    """The descriptor of *obj* (a file, socket or selector), or None: it has none, or no longer
+    (closed: -1, or ValueError)."""
+    try:
+        fd = obj.fileno()
+    except (OSError, ValueError, AttributeError):
+        return None
+    return fd if type(fd) is int and fd >= 0 else None
 
 
 def wrapped(module: str, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:

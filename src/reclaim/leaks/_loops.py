@@ -67,15 +67,8 @@ __all__ = ["KIND", "fold_executors", "install", "install_streams", "releasing_cl
 __tracebackhide__ = True  # stands in for what it wraps: see _patch
 
 
-def _fileno(part: Any) -> int | None:
-    """The descriptor of a socket or selector (an epoll, kqueue or devpoll one), else None."""
-    if part is None:
-        return None
-    try:
-        fd = part.fileno()
-    except (OSError, ValueError, AttributeError):
-        return None
-    return fd if isinstance(fd, int) and fd != -1 else None
+#: The descriptor of a socket or selector (an epoll, kqueue or devpoll one), else None.
+_fileno = fd_table.fileno_of
 
 
 def _closed(obj: Any) -> bool:

@@ -53,6 +53,7 @@ from types import ModuleType
 
 from . import _records
 from ._children import one_line
+from ._fds import fileno_of
 from ._files import PipeEnd
 from ._holders import fold_into, public_name
 from ._kinds import Details, Kind, register
@@ -322,11 +323,7 @@ def _past_eof(reader: Any) -> bool:
 def _file_fd(rec: Record, obj: Any) -> int | None:
     """The descriptor of the tracked file *rec* (*obj*: its raw layer, or None once collected)."""
     if obj is not None:
-        try:
-            fd = obj.fileno()
-        except (OSError, ValueError):
-            return None
-        return fd if type(fd) is int else None
+        return fileno_of(obj)
     name = rec.info[0] if isinstance(rec.info, tuple) and rec.info else None
     fd = getattr(name, "fd", name)  # a Descriptor (see _files), or the number it was opened from
     return fd if type(fd) is int else None

@@ -691,7 +691,7 @@ def _parts_along(rec: Record, context: str, label: str, targets: dict[int, Any],
         fd, records = pexpect.parts(obj)
         moved = 0
         for key, raw in list(targets.items()):
-            if fd is not None and not isinstance(raw, Record) and _file_fd(raw) == fd:
+            if fd is not None and not isinstance(raw, Record) and _fds.fileno_of(raw) == fd:
                 del targets[key]
                 wanted.discard(key)
                 _files.relabel(raw, label)
@@ -720,15 +720,6 @@ def _parts_along(rec: Record, context: str, label: str, targets: dict[int, Any],
         part.context = label
         moved += 1 + _parts_along(part, context, label, targets, wanted)  # a PyMySQL connection's socket
     return moved
-
-
-def _file_fd(raw: Any) -> int | None:
-    """The descriptor of an open raw file (a target of :func:`_open_under`), if it says."""
-    try:
-        fd = raw.fileno()
-    except (OSError, ValueError):
-        return None
-    return fd if type(fd) is int else None
 
 
 def _label(held: Any) -> str | None:
