@@ -883,7 +883,16 @@ def test_accepted_socket_dropped_unclosed_keeps_its_ends(leakwatch: Watch) -> No
         assert_site(leak, at)
         assert leak.details["local"] == "{}:{}".format(*server.getsockname())
         assert leak.details["peer"] == "{}:{}".format(*client.getsockname())
-        assert "AF_INET/SOCK_STREAM 127.0.0.1:" in leak.headline()
+        # The server's end of a connection: its peer is the client it was accepted from, not
+        # where it connected to ("local -> peer", as a client's socket reads).
+        assert leak.details["accepted"] is True
+        assert leak.description == "AF_INET/SOCK_STREAM {} accepted from {} (fd {})".format(
+            leak.details["local"], leak.details["peer"], leak.details["fd"]
+        )
+        [own] = [
+            other for other in leakwatch.leaks("socket") if other.details.get("peer") == leak.details["local"]
+        ]
+        assert "accepted" not in own.details  # the client's own socket reads as a connection made
         client.close()
 
 

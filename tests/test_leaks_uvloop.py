@@ -268,7 +268,7 @@ def test_uvloop_server_and_connections_left_open_are_sockets_at_the_programs_lin
         found = {leak.description.split(" (fd")[0]: leak for leak in leakwatch.leaks("socket")}
         local = client.get_extra_info("sockname")[1]
         listening = f"AF_INET/SOCK_STREAM 127.0.0.1:{port}, listening"  # libuv's listen(), asked
-        accepted = f"AF_INET/SOCK_STREAM 127.0.0.1:{port} -> 127.0.0.1:{local}"
+        accepted = f"AF_INET/SOCK_STREAM 127.0.0.1:{port} accepted from 127.0.0.1:{local}"
         outgoing = f"AF_INET/SOCK_STREAM 127.0.0.1:{local} -> 127.0.0.1:{port}"
         assert sorted(found) == sorted([listening, accepted, outgoing])
         assert found[listening].frames[0].lineno == at_server
@@ -325,7 +325,8 @@ def test_uvloop_connections_left_for_the_loops_close_are_leaks_closed_by_it(leak
     accepted, outgoing = found[at_server], found[at_client]
     assert accepted.kind == outgoing.kind == "socket"
     assert accepted.state == outgoing.state == "loop-closed"
-    assert accepted.description.startswith(f"AF_INET/SOCK_STREAM 127.0.0.1:{port} -> 127.0.0.1:{local} ")
+    server_end = f"AF_INET/SOCK_STREAM 127.0.0.1:{port} accepted from 127.0.0.1:{local} "
+    assert accepted.description.startswith(server_end)
     assert outgoing.description.startswith(f"AF_INET/SOCK_STREAM 127.0.0.1:{local} -> 127.0.0.1:{port} ")
     del client, accepted, outgoing, found
     held.clear()

@@ -128,8 +128,12 @@ def collected(rec: Record, sock: Any, why: str = _records.COLLECTED) -> None:
     local, peer = _raw_endpoints(sock)
     if known is not None:  # what was read on accept or kept on connect, where the kernel says no more
         local, peer = (local if local is not None else known[0]), (peer if peer is not None else known[1])
-    listened = _noted_listening(known) or _listening(sock)  # said so once it is closed
-    ends = (local, peer, True) if listened else (local, peer)
+    if _noted_accepted(known):
+        ends: tuple[Any, ...] = (local, peer, ACCEPTED)
+    elif _noted_listening(known) or _listening(sock):  # said so once it is closed
+        ends = (local, peer, True)
+    else:
+        ends = (local, peer)
     rec.info = (family, type_, fd, ends, *rest)
     _records.leak(rec, why)
 
@@ -208,10 +212,21 @@ def _formatted(raw: tuple[Any, Any] | None) -> Details:
 _ANY_ADDRESS = frozenset(("0.0.0.0", "::"))
 
 
+#: The third item of the ends kept of a socket ``accept()`` made: its local end is the server's,
+#: its peer the client it was accepted from (a report says so, not ``local -> peer`` as for a
+#: client's connection).
+ACCEPTED = "accepted"
+
+
 def _noted_listening(known: tuple[Any, ...] | None) -> bool:
     """Whether the ends kept of a socket, ``(local, peer[, True])``, say it listened (see
     :func:`_note_listening`)."""
-    return known is not None and len(known) > 2
+    return known is not None and len(known) > 2 and known[2] is True
+
+
+def _noted_accepted(known: tuple[Any, ...] | None) -> bool:
+    """Whether the ends kept of a socket, ``(local, peer, ACCEPTED)``, say ``accept()`` made it."""
+    return known is not None and len(known) > 2 and known[2] is ACCEPTED
 
 
 def _unbound(addr: Any) -> bool:
@@ -259,7 +274,10 @@ def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
     if "peer" not in details and (_noted_listening(known) or (live and _listening(sock))):
         details["listening"] = True  # a server's socket: bound, waiting for connections
         text += ", listening"
-    if "peer" in details:
+    if "peer" in details and _noted_accepted(known):
+        details["accepted"] = True  # a server's end of a connection: the peer is its client
+        text += f" accepted from {details['peer']}"
+    elif "peer" in details:
         text += f" -> {details['peer']}"
         unreached = known[1] if known is not None else None
         if type(unreached) is _Unreached and "peer" not in live:  # no connect() since has made it
@@ -393,7 +411,8 @@ def track_class(patches: Patches, cls: type, family_of: Any, type_of: Any) -> No
     def __init__(self: Any, family: Any = -1, type: Any = -1, proto: Any = -1, fileno: Any = None) -> None:
         init(self, family, type, proto, fileno)
         fd = self.fileno()
-        known = lent = None
+        known: tuple[Any, ...] | None = None
+        lent = None
         if fileno is not None:
             # accept(), socketpair(), dup(), fromfd(): the descriptor now belongs to this socket.
             lent = _live_pop(("fd", fd), None)
@@ -402,8 +421,10 @@ def track_class(patches: Patches, cls: type, family_of: Any, type_of: Any) -> No
             # Kept raw, formatted only for a report: a socket the GC closes has no ends left.
             known = _raw_endpoints(self)
             _made_on[fd] = id(self)
-        info = (family_of(self), type_of(self), fd, known)
         frame = _getframe(1)
+        if known is not None and frame.f_code.co_name == "accept":
+            known = (*known, ACCEPTED)
+        info = (family_of(self), type_of(self), fd, known)
         site = _capture(frame, _records.depth)
         if fileno is not None:
             site = _accepted_at(frame, site)

@@ -159,12 +159,15 @@ def _connected(transport: Any, fd: int) -> Any:
     return sock if sock is not None and sock.fileno() == fd else None
 
 
-def _record(owner: Any, sock: Any, via: Any, site: Any, label: Any = _records.HERE) -> None:
-    """Record *sock*, a ``PseudoSocket`` of *owner* (read through *via*), as a socket at *site*."""
+def _record(
+    owner: Any, sock: Any, via: Any, site: Any, label: Any = _records.HERE, known: Any = None
+) -> None:
+    """Record *sock*, a ``PseudoSocket`` of *owner* (read through *via*), as a socket at *site*
+    (*known*: what is known of its ends, as ``_sockets`` keeps it: that a server accepted it)."""
     fd = sock.fileno()
     if fd == -1:
         return
-    info = (int(sock.family), int(sock.type), fd, None, via)
+    info = (int(sock.family), int(sock.type), fd, known, via)
     # The socket uvloop made for a server and detached (tracked as that descriptor since) is
     # this record's now.
     _records.release(("fd", fd))
@@ -211,7 +214,7 @@ def _record_accepted(transport: Any, fd: int) -> _records.Record | None:
     sock = _connected(transport, fd) if started is not None else None
     if started is None or sock is None:
         return None
-    _record(transport, sock, _connected, started[0], started[1])
+    _record(transport, sock, _connected, started[0], started[1], (None, None, _sockets.ACCEPTED))
     return _records.live.get((KEY, fd))
 
 
