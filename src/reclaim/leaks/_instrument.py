@@ -205,6 +205,7 @@ HOOKS: tuple[tuple[str, str], ...] = (
     ("pexpect.popen_spawn", "_pexpect:install_popen"),
     ("zmq.sugar.context", "_zmq:install_context"),
     ("zmq.sugar.socket", "_zmq:install_socket"),
+    ("execnet.gateway", "_execnet:install"),
     ("jupyter_client.manager", "_jupyter:install_manager"),
     ("jupyter_client.client", "_jupyter:install_client"),
     ("_pytest.assertion.rewrite", "_imports:install_pytest_rewrite"),
