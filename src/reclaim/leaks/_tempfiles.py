@@ -110,6 +110,11 @@ def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
     path, how = _path_and_maker(rec)
     if rec.state != OPEN and not _still_there(rec):  # its finalizer removed it
         return f"{path} ({how})", {"path": path, "made_by": how}
+    if how == "TemporaryDirectory":
+        # Its finalizer removes it, at exit for one kept to the end, warning "Implicitly cleaning
+        # up": the program never did (see _implicit_cleanup), which "not removed" did not say.
+        text = "TemporaryDirectory, never cleaned up: left to its finalizer, cleanup() or a with-block"
+        return f"{path} ({text})", {"path": path, "made_by": how}
     return f"{path} ({how}, not removed)", {"path": path, "made_by": how}
 
 
