@@ -116,6 +116,42 @@ def test_a_socket_a_server_accepted_names_the_line_that_started_the_server(leakw
     assert where(leak.frames[0]) == (HERE, at)
 
 
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_a_task_a_protocol_makes_in_a_transport_callback_names_the_line_that_connected(
+    leakwatch: Watch,
+) -> None:
+    """A client protocol that schedules a reconnect in ``connection_lost`` (pymodbus's): its task
+    went on at the line that called ``asyncio.run()`` (or a pytest-asyncio test's decorator),
+    past the ``create_connection()`` that made the transport whose callback made it."""
+    at = made = 0
+    lost = asyncio.Event()
+
+    class Client(asyncio.Protocol):
+        def connection_lost(self, exc: Exception | None) -> None:
+            nonlocal made
+            self.reconnect = asyncio.get_running_loop().create_task(_pending(), name="reconnect")
+            made = line() - 1
+            lost.set()
+
+    async def main() -> None:
+        nonlocal at
+
+        def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writer.close()  # the server drops each connection at once
+
+        async with await asyncio.start_server(handle, "127.0.0.1", 0) as server:
+            loop = asyncio.get_running_loop()
+            transport, _ = await loop.create_connection(Client, *server.sockets[0].getsockname()[:2])
+            at = line() - 1
+            await lost.wait()
+            transport.close()
+
+    asyncio.run(main())
+    leak = leakwatch.one("task")
+    assert leak.details["name"] == "reconnect"
+    assert [where(frame) for frame in leak.frames[:2]] == [(HERE, made), (HERE, at)]
+
+
 async def _pending() -> None:
     await asyncio.Event().wait()
 

@@ -74,6 +74,7 @@ HOOKS: tuple[tuple[str, str], ...] = (
     ("asyncio.base_events", "_tasks:install_base_events"),
     ("asyncio.runners", "_tasks:install_runners"),
     ("asyncio.selector_events", "_loops:install"),
+    ("asyncio.selector_events", "_tasks:install_transports"),
     ("asyncio.streams", "_loops:install_streams"),
     ("multiprocessing.process", "_multiprocessing:install_process"),
     ("multiprocessing.popen_spawn_posix", "_multiprocessing:install_spawn"),

@@ -348,7 +348,7 @@ def at_callers_site(
     def at_caller(*args: Any, **kwargs: Any) -> Any:
         __tracebackhide__ = True  # what it wraps raises as itself (a closed loop's RuntimeError)
         started = _origin(None)
-        if (keep_origin and started is not None) or (unless is not None and unless(args)):
+        if (keep_origin and started is not None) or (unless is not None and unless(args, kwargs)):
             return fn(*args, **kwargs)
         site = capture(sys._getframe(1), depth)
         if site_only:

@@ -65,6 +65,7 @@ __all__ = [
     "install_asgiref",
     "install_base_events",
     "install_runners",
+    "install_transports",
     "tracking_create_task",
 ]
 
@@ -357,7 +358,7 @@ def install_base_events(patches: Patches, base_events: ModuleType) -> None:
         loop_cls.call_soon_threadsafe,
         site_only=True,
         keep_origin=True,
-        unless=lambda args: len(args) > 1 and args[1] is set_state,
+        unless=lambda args, kwargs: len(args) > 1 and args[1] is set_state,
     )
     patches.set(loop_cls, "call_soon_threadsafe", soon)
     _sites.task_root = sys.modules["asyncio.events"].Handle._run.__code__
@@ -594,6 +595,31 @@ def _serving_at_caller(patches: Patches, server_cls: type) -> None:
     if start_serving is None:  # private: a release may rename it
         return
     patches.set(server_cls, "_start_serving", _records.at_callers_site(start_serving))
+
+
+#: The selector loop's methods that make a transport (``_make_ssl_transport`` makes its own
+#: socket transport, not through ``_make_socket_transport``).
+_TRANSPORT_MAKERS = ("_make_socket_transport", "_make_ssl_transport", "_make_datagram_transport")
+
+
+def install_transports(patches: Patches, selector_events: ModuleType) -> None:
+    """A transport's callbacks (its protocol's ``connection_made``, ``data_received`` and
+    ``connection_lost``, queued as the transport is made, or by the reader it registers then)
+    carry the program's line that made it (``loop.create_connection(...)``,
+    ``open_connection()``) and the label then: a task a protocol makes in one (pymodbus's
+    reconnect task, made in ``connection_lost``) goes on at that line. They carried the origin of
+    the task the connection was made in, the line of ``asyncio.run()`` or of the test's decorator
+    under pytest-asyncio. A server's connection (``server=`` given) keeps the line that started
+    its server (see :func:`_serving_at_caller`)."""
+    loop_cls = selector_events.BaseSelectorEventLoop
+    for name in _TRANSPORT_MAKERS:
+        make = vars(loop_cls).get(name)  # private: a release may rename them
+        if make is not None:
+            patches.set(loop_cls, name, _records.at_callers_site(make, unless=_for_a_server))
+
+
+def _for_a_server(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    return kwargs.get("server") is not None
 
 
 def _running_task_site() -> Any:
