@@ -2433,6 +2433,31 @@ def test_an_object_in_sys_modules_that_is_no_module_breaks_no_check(pytester: py
     assert "NotImplementedError" not in result.stdout.str() + result.stderr.str()
 
 
+def test_a_program_module_that_lost_its_name_breaks_no_check(pytester: pytest.Pytester) -> None:
+    """loguru's tests take ``__name__`` out of a module's globals (``f_globals.pop``): the search
+    for what the program keeps crashed on it, every leaking test's report after was reclaim's
+    traceback, the session's end failed (exit status 3) and ``--reclaim-json`` said no leaks."""
+    pytester.makepyfile(helper="VALUE = 1\nKEPT = []\n")
+    pytester.makepyfile(
+        test_nameless="""
+        import socket
+        import helper
+
+        def test_drops_the_name():
+            del helper.__dict__["__name__"]
+
+        def test_leaks():
+            socket.socket()
+        """
+    )
+    result = run(pytester, "--reclaim-json=leaks.json")
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(["*ERROR at teardown of test_leaks*", "*socket AF_INET/SOCK_STREAM*"])
+    assert "AttributeError" not in result.stdout.str() + result.stderr.str()
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert json.loads((pytester.path / "leaks.json").read_text())["count"] == 1
+
+
 def test_a_log_file_the_app_opens_at_import_is_left_to_logging_shutdown(pytester: pytest.Pytester) -> None:
     """logging.shutdown() closes a registered handler's file, or a SysLogHandler's socket, at exit,
     as reclaim run counts it: not a leak at the end of the session. Another file or socket opened

@@ -276,6 +276,12 @@ def _module_file(module: object) -> str | None:
     return filename if isinstance(filename, str) else None
 
 
+def _name_of(module: types.ModuleType, key: str) -> str:
+    """*module*'s ``__name__``, read from its dict (no module ``__getattr__`` runs), else *key*."""
+    name = vars(module).get("__name__")
+    return name if type(name) is str else key
+
+
 def _own_test_module(path: Path) -> None:
     """The test module at *path* is the program's, wherever it lives.
 
@@ -371,11 +377,13 @@ def _module_holders(is_test_file: Callable[[str], bool]) -> dict[str, object]:
     """
     holders: dict[str, object] = {}
     imported = _Imported()
-    for module in list(sys.modules.values()):
+    for key, module in list(sys.modules.items()):
         filename = _module_file(module)
         if filename is None or not _is_program_file(filename):
             continue
-        prefix = module.__name__
+        # Its own name, or the one it is loaded under when it lost that: loguru's tests take
+        # ``__name__`` out of a module's globals, and every check after crashed here.
+        prefix = _name_of(module, key)
         program = not is_test_file(filename)
         for name, value in list(vars(module).items()):
             # type(), never isinstance(): that asks a proxy for its __class__, which sets up
@@ -431,7 +439,7 @@ class _Imported:
             for loaded in list(sys.modules.values()):
                 filename = _module_file(loaded)
                 if filename is not None and not _is_program_file(filename):
-                    package = str(getattr(loaded, "__name__", "")).partition(".")[0]
+                    package = _name_of(loaded, "").partition(".")[0]
                     by_package.setdefault(package, []).append(loaded)
             _Imported.listed = (len(sys.modules), by_package)
         return any(vars(m).get(name) is value for m in by_package.get(module_name.partition(".")[0], ()))
