@@ -3841,6 +3841,33 @@ def test_numpy_memmap_dropped_is_released_and_one_still_alive_is_reported(
     assert leakwatch.leaks() == []
 
 
+def test_a_pillow_images_map_is_released_by_close_and_one_still_loaded_is_reported(
+    leakwatch: Watch, tmp_path: Path
+) -> None:
+    """Pillow maps an uncompressed image's pixels in ``ImageFile.load()`` and releases the map by
+    dropping it (``Image.close()``): 70 of its tests that closed their image were told they left
+    the map to the garbage collector, at the line that loaded it."""
+    image = pytest.importorskip("PIL.Image")
+    path = tmp_path / "gray.bmp"
+    image.new("L", (64, 64), 128).save(path)  # 8-bit BMP: load() maps the file
+    im = image.open(path)
+    im.load()
+    assert getattr(im, "map", None) is not None  # mapped, as the tests under test are
+    im.close()
+    with image.open(path) as im:
+        im.load()
+    del im  # the with-block closed the file; dropping the image releases the map
+    assert leakwatch.leaks() == []
+    kept = image.open(path)
+    kept.load()
+    at = line() - 1
+    leak = leakwatch.one("mmap")  # still loaded: its map is open, at the line that loaded it
+    assert leak.state == "open" and leak.details["path"] == str(path)
+    assert (__file__, at) in [(frame.filename, frame.lineno) for frame in leak.frames]  # under Pillow's
+    kept.close()
+    assert leakwatch.leaks() == []
+
+
 # -- reclaim's own owners -------------------------------------------------------------------
 
 

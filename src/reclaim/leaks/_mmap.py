@@ -9,10 +9,13 @@ notices a map the garbage collector is about to unmap. The cost: a map created
 
 ``numpy.memmap`` (and ``numpy.load(mmap_mode=...)``, which makes one) has no
 close: its map is released by dropping the array and its views, as numpy's
-documentation says (``del mm``). A map numpy's ``memmap.__new__`` made is
-therefore released when it dies of its last reference; one still alive at the
-check is reported as any other. Only those: a map any other code made and
-dropped unclosed is still the collector's.
+documentation says (``del mm``). Nor has Pillow's: ``ImageFile.load()`` maps an
+uncompressed image file for its pixels, and ``Image.close()`` releases the map by
+dropping it (it closes maps only on Windows and PyPy), so a test that closed its
+image was told it left its map to the collector (70 of Pillow's tests). A map
+either made is therefore released when it dies of its last reference; one still
+alive at the check is reported as any other. Only those: a map any other code
+made and dropped unclosed is still the collector's.
 """
 
 from __future__ import annotations
@@ -54,13 +57,16 @@ def _paths(obj: Any, rec: Record) -> tuple[str, ...]:
 register(Kind("mmap", is_open=_is_open, describe=_describe, paths=_paths))
 
 
-#: The modules whose ``memmap.__new__`` maps a file for an array that has no close (numpy 2, 1).
-NUMPY_MEMMAP = frozenset({"numpy._core.memmap", "numpy.core.memmap"})
+#: ``(module, function)`` of the callers of ``mmap()`` whose map has no close: dropping what
+#: holds it is its release. numpy's ``memmap.__new__`` (numpy 2, 1) and Pillow's ``ImageFile.load``.
+DROPPED_TO_RELEASE = frozenset(
+    {("numpy._core.memmap", "__new__"), ("numpy.core.memmap", "__new__"), ("PIL.ImageFile", "load")}
+)
 
 
-def _made_by_numpy(frame: FrameType) -> bool:
-    """Whether *frame*, the caller of ``mmap()``, is ``numpy.memmap.__new__``."""
-    return frame.f_code.co_name == "__new__" and frame.f_globals.get("__name__") in NUMPY_MEMMAP
+def _dropped_to_release(frame: FrameType) -> bool:
+    """Whether *frame*, the caller of ``mmap()``, makes a map that dropping releases."""
+    return (frame.f_globals.get("__name__"), frame.f_code.co_name) in DROPPED_TO_RELEASE
 
 
 def install(patches: Patches, mmap: ModuleType) -> None:
@@ -76,7 +82,7 @@ def install(patches: Patches, mmap: ModuleType) -> None:
             path = _fds.describe_fd(fileno) if fileno != -1 else None
             caller = sys._getframe(1)
             site = _records.capture(caller, _records.depth)
-            _records.new(self, "mmap", (len(self), fileno, path, _made_by_numpy(caller)), site)
+            _records.new(self, "mmap", (len(self), fileno, path, _dropped_to_release(caller)), site)
             return self
 
         def __repr__(self) -> str:
@@ -89,7 +95,7 @@ def install(patches: Patches, mmap: ModuleType) -> None:
         def __del__(self) -> None:
             rec = _records.live.get(id(self))
             if rec is not None and rec.state == OPEN and rec.kind == "mmap" and not self.closed:
-                if rec.info[3]:  # a numpy.memmap's: dropping the array is its release
+                if rec.info[3]:  # a numpy.memmap's or a Pillow image's: dropping it is its release
                     _records.release(id(self))
                 else:
                     _records.leak(rec, _records.COLLECTED)
