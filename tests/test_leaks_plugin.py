@@ -1792,6 +1792,92 @@ def test_what_a_module_level_object_keeps_is_not_blamed_on_the_test_that_opened_
     )
 
 
+def test_a_test_modules_own_global_is_searched_before_a_large_graph_another_module_keeps(
+    pytester: pytest.Pytester,
+) -> None:
+    """The search for holders shares one budget: another module's registry of 150,000 objects,
+    imported first, spent it, and the connection a test module's own global keeps (pony's
+    ``db = Database()`` in each test file) was its first user's leak, or not, by what else was
+    imported. The running test's module is searched first now."""
+    pytester.makepyfile(
+        registry="""
+        class Registry:  # an ORM's mappings, say: 150,000 objects the collector tracks, no resource
+            def __init__(self):
+                self.items = [[number] for number in range(150_000)]
+
+        REGISTRY = Registry()
+        """,
+        test_a_first="""
+        import registry
+
+        def test_uses_the_registry():
+            assert registry.REGISTRY
+        """,
+        test_b_store=LAZY_STORE + "store = Store()\n\ndef test_first():\n    assert store.count() == 0\n",
+    )
+    result = run(pytester, "-p", "no:randomly")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["held by module global test_b_store.store (kept from *::test_first):"])
+
+
+def test_what_a_unittest_setupclass_or_a_class_fixture_keeps_on_the_class_is_not_a_tests(
+    pytester: pytest.Pytester,
+) -> None:
+    """An object a unittest class's ``setUpClass`` (or a class-scoped fixture, through
+    ``request.cls``) keeps on the class connects on first use, in a test: it was that test's
+    leak, though ``tearDownClass`` closes it. pytest's fixture for ``setUpClass`` yields None;
+    the class is the holder."""
+    pytester.makepyfile(
+        store=LAZY_STORE,
+        test_classes="""
+        import unittest
+        import pytest
+        import store
+
+        class TestUnittest(unittest.TestCase):
+            @classmethod
+            def setUpClass(cls):
+                cls.store = store.Store()
+
+            @classmethod
+            def tearDownClass(cls):
+                if cls.store.conn is not None:
+                    cls.store.conn.close()
+
+            def test_one(self):
+                assert self.store.count() == 0
+
+            def test_two(self):
+                assert self.store.count() == 0
+
+        @pytest.fixture(scope="class")
+        def class_store(request):
+            request.cls.store = store.Store()
+            yield
+            request.cls.store.conn.close()
+
+        @pytest.mark.usefixtures("class_store")
+        class TestPytest:
+            def test_one(self):
+                assert self.store.count() == 0
+
+        class TestLeaky(unittest.TestCase):
+            @classmethod
+            def setUpClass(cls):
+                cls.store = store.Store()
+
+            def test_never_closed(self):
+                assert self.store.count() == 0
+        """,
+    )
+    result = run(pytester, "-p", "no:randomly")
+    result.assert_outcomes(passed=4)
+    result.stdout.fnmatch_lines(
+        ["acquired by class-scoped fixture '_unittest_setUpClass_fixture_TestLeaky'*", "sqlite3 :memory:*"]
+    )
+    assert "ERROR at teardown" not in result.stdout.str()
+
+
 def test_what_a_class_attribute_or_a_module_level_cache_keeps_is_not_blamed_on_its_first_user(
     pytester: pytest.Pytester,
 ) -> None:

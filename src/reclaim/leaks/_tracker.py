@@ -779,6 +779,7 @@ class _Search:
         """The ids among the targets that *holder* references, directly or through its data
         (or is, with *itself*)."""
         targets, seen, not_followed = self.targets, self.seen, self.not_followed
+        is_tracked = gc.is_tracked
         # type(), never isinstance(): that asks a proxy (Django's LazyObject) for its __class__,
         # setting up what it stands for, the program's code run by a search that only looks.
         if id(holder) in seen:
@@ -803,6 +804,8 @@ class _Search:
                 if key in targets:
                     found.append(key)
                     wanted.discard(id(targets[key]))
+                if not is_tracked(ref):
+                    continue  # an int, a str, a tuple of them: holds nothing, costs no budget
                 try:  # is_kind(), inlined: this loop runs for every reference the search meets
                     skip = issubclass(type(ref), not_followed)
                 except TypeError:
