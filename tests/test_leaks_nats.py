@@ -93,6 +93,42 @@ def test_a_correct_nats_program_reports_nothing(tmp_path: Path, nats_server: Ser
     assert report["leaks"] == [], stderr
 
 
+# An ordered consumer's helper tasks (heartbeat and flow control) see the connection closed only
+# at their next turn, some seconds later; asyncio.run cancels them first.
+JETSTREAM = """\
+    import asyncio
+    import nats
+
+    STREAM, SUBJECT = {stream!r}, {subject!r}
+
+    async def main():
+        nc = await nats.connect({url!r})
+        js = nc.jetstream()
+        await js.add_stream(name=STREAM, subjects=[SUBJECT], storage="memory")
+        try:
+            sub = await js.subscribe(SUBJECT, ordered_consumer=True)
+            await js.publish(SUBJECT, b"1")
+            assert (await sub.next_msg(timeout={timeout})).data == b"1"
+        finally:
+            await js.delete_stream(STREAM)
+            await nc.close()
+
+    asyncio.run(main())
+"""
+
+
+def test_a_jetstream_ordered_consumer_closed_with_its_connection_reports_nothing(
+    tmp_path: Path, nats_server: Service
+) -> None:
+    """Its heartbeat and flow-control tasks, made by nats's JetStream client, were two tasks left
+    pending after a proper ``nc.close()`` (nine of nats-py's own tests): they are nats's, as
+    its connection's other tasks are."""
+    name = f"reclaim_{uuid.uuid4().hex}"
+    source = JETSTREAM.format(url=url(nats_server), stream=name, subject=f"{name}.a", timeout=TIMEOUT)
+    report, stderr = reclaim_run_json(tmp_path, source)
+    assert report["leaks"] == [], stderr
+
+
 LEAK = """\
     import asyncio
     import nats

@@ -194,6 +194,7 @@ HOOKS: tuple[tuple[str, str], ...] = (
     ("nats.aio.client", "_nats:install_client"),
     ("nats.aio.subscription", "_nats:install_owned"),
     ("nats.aio.transport", "_nats:install_owned"),
+    ("nats.js.client", "_nats:install_owned"),
     *_each(
         ("twisted.internet._signals", "twisted.internet.tcp", "twisted.internet.asyncioreactor"),
         "_twisted:install_owned",

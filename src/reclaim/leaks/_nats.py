@@ -8,7 +8,9 @@ as a socket and three tasks at nats's lines (``asyncio.run`` cancels the tasks
 at its end), none at the program's line, none named a connection.
 
 So it is tracked as a whole (see :mod:`._owning`): the functions of nats's
-client, subscription and transport classes are owned, so what they acquire is
+client, subscription and transport classes are owned, and its JetStream client's
+(a subscription's heartbeat and flow-control tasks, which see a closed connection
+only seconds later), so what they acquire is
 recorded but never reported, and each connection gets one record (kind
 ``nats``) at the program's line that connected it, made once ``connect()``
 succeeded, released by ``_close``: ``close()``, ``drain()`` (which ends by
@@ -94,4 +96,5 @@ MODULES: dict[str, Callable[[Patches, ModuleType], None]] = {
     "nats.aio.client": install_client,
     "nats.aio.subscription": install_owned,
     "nats.aio.transport": install_owned,
+    "nats.js.client": install_owned,  # a JetStream subscription's heartbeat and flow-control tasks
 }
