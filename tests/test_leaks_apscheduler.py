@@ -164,6 +164,38 @@ def test_a_gevent_scheduler_never_shut_down_holds_its_greenlet(leakwatch: Watch)
     assert leakwatch.leaks() == []
 
 
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_an_asyncio_scheduler_dropped_with_its_loop_holds_the_job_task_the_shutdown_cancelled(
+    leakwatch: Watch,
+) -> None:
+    """A scheduler made in the coroutine ``asyncio.run()`` runs and never shut down: the loop's
+    shutdown cancels its job's task, whose done callback takes it out of the executor, and the
+    scheduler dies with the loop. The task was an entry of its own at the ``asyncio.run()`` line;
+    it is under its scheduler now, at the line that started it."""
+    started = 0
+
+    async def job() -> None:
+        await asyncio.Event().wait()  # nobody sets it: pending when the loop shuts down
+
+    async def main() -> None:
+        nonlocal started
+        scheduler = AsyncIOScheduler()
+        scheduler.add_job(job)
+        scheduler.start()
+        started = line() - 1
+        while not scheduler._executors["default"]._pending_futures:
+            await asyncio.sleep(0)  # one turn of the loop, until the job's task is made
+
+    asyncio.run(main())
+    # Alive still, here: the error APScheduler logged for the cancelled job keeps its traceback,
+    # whose frames reach the job and so its scheduler (once dropped: "collected", as under pytest).
+    [leak] = leakwatch.leaks()
+    assert leak.kind == "apscheduler"
+    assert_site(leak, started)
+    [task] = leak.holds
+    assert (task.kind, task.state, task.details["coroutine"]) == ("task", "cancelled", "run_coroutine_job")
+
+
 def test_a_scheduler_started_that_holds_nothing_is_not_reported(leakwatch: Watch) -> None:
     """An ``AsyncIOScheduler`` started with no job ran holds no thread, pool or task of the
     process's: not an entry, though it was never shut down."""
@@ -183,6 +215,41 @@ def test_a_scheduler_started_that_holds_nothing_is_not_reported(leakwatch: Watch
     finally:
         loop.close()
     assert leakwatch.leaks() == []
+
+
+def test_an_asyncio_scheduler_dropped_unshut_under_pytest_is_its_tests_one_entry(
+    pytester: pytest.Pytester,
+) -> None:
+    """Under pytest the scheduler is collected by the check: one ``apscheduler`` entry, at the
+    line that started it, the job's cancelled task under it; not a task at ``asyncio.run()``."""
+    pytester.makepyfile(
+        test_scheduled="""
+        import asyncio
+        from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+        async def job():
+            await asyncio.Event().wait()
+
+        def test_leaks():
+            async def main():
+                scheduler = AsyncIOScheduler()
+                scheduler.add_job(job)
+                scheduler.start()
+                while not scheduler._executors["default"]._pending_futures:
+                    await asyncio.sleep(0)
+            asyncio.run(main())
+        """
+    )
+    result = reclaim_pytest(pytester)
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*this test leaked 1 resource*",
+            "apscheduler AsyncIOScheduler not shut down (shutdown()) (closed by the garbage collector*",
+            "*acquired at test_scheduled.py:11 in test_leaks.<locals>.main*",
+            "*holds task * running run_coroutine_job()*cancelled*",
+        ]
+    )
 
 
 def test_what_a_reported_scheduler_held_is_not_reported_again_when_collected(

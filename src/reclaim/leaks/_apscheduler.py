@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
     from ._holders import Found
 
-__all__ = ["KIND", "MODULES", "fold", "install"]
+__all__ = ["KIND", "MODULES", "fold", "install", "install_asyncio_executor"]
 
 __tracebackhide__ = True  # stands in for what it wraps: see _patch
 
@@ -60,6 +60,17 @@ MAIN_LOOPS = ("_thread", "_greenlet")
 STORE_PARTS = ("engine", "redis", "client")
 
 
+#: id(record of a task an ``AsyncIOExecutor`` made) -> (that record, its scheduler's record). The
+#: executor's done callback takes a task out of ``_pending_futures`` as the loop's shutdown cancels
+#: it, before a check looks, and the task (and a scheduler that was a local of the coroutine
+#: ``asyncio.run()`` ran) is gone by then: it was an entry of its own, at the line of
+#: ``asyncio.run()``, and its scheduler was no entry at all.
+_made_for: dict[int, tuple[Record, Record]] = {}
+
+#: How many entries _made_for keeps before dropping those of tasks released since.
+_MADE_FOR_PRUNED_AT = 256
+
+
 def _is_open(obj: Any, rec: Record) -> bool:
     return getattr(obj, "state", STOPPED) != STOPPED
 
@@ -75,7 +86,9 @@ def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
     return f"{label.rpartition('.')[2]} not shut down ({FIX})", details
 
 
-register(Kind(KIND, is_open=_is_open, describe=_describe))
+# death_leak: an AsyncIOScheduler never shut down dies once its loop let go of its timer (a local
+# of the coroutine asyncio.run() ran): a leak, with the job tasks the loop's shutdown cancelled.
+register(Kind(KIND, is_open=_is_open, describe=_describe, death_leak=True))
 
 
 def parts(scheduler: Any) -> list[object]:
@@ -113,6 +126,36 @@ def install(patches: Patches, module: ModuleType) -> None:
     patches.set(cls, "start", start_)
 
 
+def install_asyncio_executor(patches: Patches, module: ModuleType) -> None:
+    """Keep the tasks ``AsyncIOExecutor._do_submit_job`` makes as its scheduler's (see _made_for)."""
+    cls = getattr(module, "AsyncIOExecutor", None)
+    submit: Callable[..., None] | None = vars(cls).get("_do_submit_job") if isinstance(cls, type) else None
+    if submit is None:  # private: a release may rename it
+        return
+
+    def _do_submit_job(self: Any, *args: Any, **kwargs: Any) -> None:
+        pending = getattr(self, "_pending_futures", None)
+        before = set(pending) if isinstance(pending, set) else set()
+        submit(self, *args, **kwargs)
+        scheduler = getattr(self, "_scheduler", None)
+        started = _records.live.get(id(scheduler)) if scheduler is not None else None
+        if started is None or started.kind != KIND or started() is not scheduler:
+            return
+        if not isinstance(pending, set):
+            return
+        for future in pending - before:
+            rec = _records.live.get(id(future))
+            if rec is not None and rec.kind == "task" and rec() is future:
+                if len(_made_for) >= _MADE_FOR_PRUNED_AT:
+                    for key, (made, by) in list(_made_for.items()):
+                        if _records.RELEASED in (made.state, by.state):
+                            del _made_for[key]
+                _made_for[id(rec)] = (rec, started)
+
+    _do_submit_job.__doc__ = submit.__doc__
+    patches.set(cls, "_do_submit_job", _do_submit_job)
+
+
 def fold(found: list[Found], out: dict[int, list[Found]]) -> None:
     """Take what the schedulers among *found* hold out of it, into ``out[id(their record)]``
     (see :func:`parts`), and the schedulers that hold none of it (*found* is ``(record, live
@@ -126,9 +169,14 @@ def fold(found: list[Found], out: dict[int, list[Found]]) -> None:
             for part in parts(obj):
                 owner.setdefault(id(part), rec)
     running = {id(obj): rec for rec, obj, _ in schedulers if obj is not None}
+    listed = {id(rec) for rec, _, _ in schedulers}
 
     def scheduler_of(item: Found) -> Record | None:
         scheduler = owner.get(id(item[1])) if item[1] is not None else None
+        made_for = _made_for.get(id(item[0])) if scheduler is None else None
+        if made_for is not None and made_for[0] is item[0] and id(made_for[1]) in listed:
+            # A job's task, cancelled as its loop shut down: gone from the executor by now.
+            scheduler = made_for[1]
         if scheduler is None and item[0].kind == "thread" and item[1] is not None:
             # A thread the program started to run a BlockingScheduler (target=scheduler.start).
             scheduler = running.get(id(getattr(getattr(item[1], "_target", None), "__self__", None)))
@@ -141,4 +189,5 @@ def fold(found: list[Found], out: dict[int, list[Found]]) -> None:
 #: module -> what tracks its part of APScheduler, once the program imports it.
 MODULES: dict[str, Callable[[Patches, ModuleType], None]] = {
     "apscheduler.schedulers.base": install,
+    "apscheduler.executors.asyncio": install_asyncio_executor,
 }

@@ -160,6 +160,7 @@ HOOKS: tuple[tuple[str, str], ...] = (
     ("watchdog.observers.inotify_c", "_watchdog:install_inotify"),
     ("watchdog.observers.api", "_watchdog:install_observers"),
     ("apscheduler.schedulers.base", "_apscheduler:install"),
+    ("apscheduler.executors.asyncio", "_apscheduler:install_asyncio_executor"),
     ("distributed.deploy.spec", "_dask:install_cluster"),
     ("distributed.client", "_dask:install_client"),
     ("distributed.process", "_dask:install_process"),
