@@ -559,10 +559,11 @@ def _kept_label(holder: str, nodeid: str) -> str:
     return f"{holder}{_KEPT_FROM}{nodeid})"
 
 
-def _kept_origin(label: str) -> tuple[str, str] | None:
-    """(holder, test node id) of a :func:`_kept_label`, or None for another label."""
+def _kept_origin(label: str, holders: tuple[str, ...] | None = None) -> tuple[str, str] | None:
+    """(holder, test node id) of a :func:`_kept_label` whose holder is one of *holders* (labels'
+    starts; default: a program's object's or a wider fixture's), or None for another label."""
     holder, found, rest = label.partition(_KEPT_FROM)
-    if not found or not label.startswith(_KEPT) or not rest.endswith(")"):
+    if not found or not label.startswith(_KEPT_BY if holders is None else holders) or not rest.endswith(")"):
         return None
     return holder, rest[:-1]
 
@@ -588,6 +589,13 @@ FAILURE_TRACEBACK = "the traceback pytest keeps of the failed test"
 
 #: Labels of what outlives the test that acquired it, held by what the program keeps.
 _KEPT = (MODULE_GLOBAL, CLASS_ATTRIBUTE, CONFIG_ATTRIBUTE, FAILURE_TRACEBACK)
+
+#: The starts of the labels of wider fixtures (see ``pytest_fixture_setup``): what a test
+#: acquired and one's value keeps is the fixture's, "kept from" that test.
+_FIXTURES = tuple(f"{scope}-scoped fixture " for scope in ("session", "package", "module", "class"))
+
+#: Labels of what a holder kept from the test that acquired it (see :func:`_kept_label`).
+_KEPT_BY = (*_KEPT, *_FIXTURES)
 
 
 def _failure_holders(error: BaseException | None) -> tuple[object, ...]:
@@ -1224,7 +1232,7 @@ class LeakChecker:
             return
         terminalreporter.section("reclaim: leaks found after their test ended", red=True)
         for who, text, _ in self.late:
-            verb = "held by" if who.startswith(_KEPT) else "acquired by"
+            verb = "held by" if _kept_origin(who) is not None else "acquired by"
             terminalreporter.write_line(f"{verb} {who}:", bold=True)
             terminalreporter.write_line(text)
         # The last line counts the tests, fixtures and holders, not the resources: both said.
@@ -1267,9 +1275,14 @@ class LeakChecker:
             context = leak.context
             if context is None or _key(leak) in self.reported:
                 continue  # already reported with its test
-            if context not in self.contexts and not context.startswith(_KEPT):
+            kept = _kept_origin(context)
+            if context not in self.contexts and kept is None:
                 continue  # another (nested or outer) session's
-            rules = self.allow.get(context) or self.fixture_allow.get(context, [])
+            if kept is not None and kept[0].startswith(_FIXTURES):
+                # A fixture's, kept from a test: the markers of either allow it.
+                rules = [*self.allow.get(kept[1], ()), *self.fixture_allow.get(kept[0], ())]
+            else:
+                rules = self.allow.get(context) or self.fixture_allow.get(context, [])
             if any(rule(leak) for rule in (*self.allow_everywhere, *rules)):
                 continue
             self.reported.update(_keys(leak))
@@ -1278,14 +1291,23 @@ class LeakChecker:
         # one block, not one per test: what they leaked, acquired at the same lines.
         alike: dict[object, list[str]] = {}
         for context, found in by_context.items():
-            signature = context if context.startswith(_KEPT) else _signature(found)
+            kept = _kept_origin(context)
+            if kept is not None and kept[0].startswith(_FIXTURES):
+                signature: object = kept[0]  # a fixture's block, each resource during its test
+            else:
+                signature = context if kept is not None else _signature(found)
             alike.setdefault(signature, []).append(context)
-        for contexts in alike.values():
+        for signature, contexts in alike.items():
             found = [leak for context in contexts for leak in by_context[context]]
             report = self.tracker.report(found)
             self.found.extend(report.to_json()["leaks"])
             text = self.tracker.report(_during_their_test(found)).to_text(depth=self.depth)
-            self.late.append((_several(contexts), text, len(contexts)))
+            if type(signature) is str and signature.startswith(_FIXTURES):
+                # One holder: "held by <fixture> (kept from <the tests>)", counted once.
+                tests = [kept[1] for context in contexts if (kept := _kept_origin(context)) is not None]
+                self.late.append((_kept_label(signature, _several(tests)), text, 1))
+            else:
+                self.late.append((_several(contexts), text, len(contexts)))
             self.late_count += len(found)
 
     def pytest_pycollect_makemodule(self, module_path: Path) -> None:
@@ -1558,6 +1580,9 @@ class LeakChecker:
                     # class-scoped fixture that sets ``request.cls.db``: what it made is kept on
                     # the class (pony's Database, which connects on first use).
                     holders[label] = _class_values(cls)
+        # The fixture's, kept from this test: reported so ("held by ... (kept from ...)", during
+        # this test), not as acquired during the fixture's setup for the test that first used it.
+        holders = {_kept_label(label, nodeid): value for label, value in holders.items()}
         module = getattr(item, "module", None)
         first = _name_of(module, "") if isinstance(module, types.ModuleType) else None
         kept = {_kept_label(holder, nodeid): value for holder, value in self._program_holders(first).items()}
@@ -1584,7 +1609,7 @@ class LeakChecker:
         now[FAILURE_TRACEBACK] = _failure_holders(_kept_failure())  # the last failure's, if kept
 
         def holding(label: str) -> tuple[str, object] | None:
-            kept = _kept_origin(label)
+            kept = _kept_origin(label, _KEPT)  # a fixture keeps what it took over to its end
             if kept is None:
                 return None
             holder, nodeid = kept
