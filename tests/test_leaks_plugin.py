@@ -2529,6 +2529,39 @@ def test_an_object_in_sys_modules_that_is_no_module_breaks_no_check(pytester: py
     assert "NotImplementedError" not in result.stdout.str() + result.stderr.str()
 
 
+def test_a_pool_an_exit_handler_shuts_down_is_excused_before_the_grace_period(
+    pytester: pytest.Pytester,
+) -> None:
+    """dask's default thread pool, made on first use and shut down by ``atexit``: its threads
+    never end by themselves, and the check waited its whole grace period for them before
+    excusing them (a second per first use in tqdm's suite). With a grace period of ten minutes,
+    the run ends at once, or not within ``run``'s two minutes."""
+    pytester.makepyfile(
+        pools="""
+        import atexit
+        from concurrent.futures import ThreadPoolExecutor
+
+        default_pool = None
+
+        def get_pool():
+            global default_pool
+            if default_pool is None:
+                default_pool = ThreadPoolExecutor(2)
+                atexit.register(default_pool.shutdown)
+            return default_pool
+        """,
+        test_pools="""
+        from pools import get_pool
+
+        def test_first_use():
+            assert get_pool().submit(sum, [1, 2]).result() == 3
+        """,
+    )
+    result = run(pytester, "-o", "reclaim_grace=600")
+    result.assert_outcomes(passed=1)
+    assert "leaked" not in result.stdout.str()
+
+
 def test_a_program_module_that_lost_its_name_breaks_no_check(pytester: pytest.Pytester) -> None:
     """loguru's tests take ``__name__`` out of a module's globals (``f_globals.pop``): the search
     for what the program keeps crashed on it, every leaking test's report after was reclaim's

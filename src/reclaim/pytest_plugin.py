@@ -1523,10 +1523,14 @@ class LeakChecker:
             if any(leak.state == "open" for leak in leaks) and self._hand_over_held(item):
                 leaks = check(grace=0.0, collect=False)
             if leaks:
-                leaks = self._collected_and_waited(check, leaks)
-        if leaks:  # what closes at exit: an atexit handler's file, of a module the test imported
-            closes_at_exit = self.exit_handlers.will_close()
-            leaks = [leak for leak in leaks if not closes_at_exit(leak)]
+                # What closes at exit (an atexit handler's file, of a module the test imported; dask's
+                # default thread pool, which its handler shuts down) is left out before the grace
+                # period, which waited a second for that pool's threads to end, then excused them.
+                closes_at_exit = self.exit_handlers.will_close()
+                leaks = [leak for leak in leaks if not closes_at_exit(leak)]
+                if leaks:
+                    leaks = self._collected_and_waited(check, leaks)
+                    leaks = [leak for leak in leaks if not closes_at_exit(leak)]
         fresh = [leak for leak in leaks if _key(leak) not in self.reported]
         self.reported.update(key for leak in fresh for key in _keys(leak))
         return _logged_to(fresh)
