@@ -3868,6 +3868,52 @@ def test_a_pillow_images_map_is_released_by_close_and_one_still_loaded_is_report
     assert leakwatch.leaks() == []
 
 
+@ignore_gc_warnings  # 3.13's sqlite3 warns of the connection pony leaves to the collector
+def test_a_pony_in_memory_database_keeps_its_connection_and_a_file_ones_is_the_programs(
+    leakwatch: Watch, tmp_path: Path
+) -> None:
+    """Pony keeps a ``":memory:"`` database's one connection for as long as the Database lives
+    (its ``disconnect()`` a no-op: closing it would drop the data), so a test that dropped its
+    database was told the collector closed the connection (250 of pony's own tests). A file
+    database's connections are still the program's to close (``disconnect()``)."""
+    orm = pytest.importorskip("pony.orm")
+
+    def bound(filename: str) -> Any:
+        db = orm.Database()
+
+        class Item(db.Entity):  # pony's entities are built at run time
+            name = orm.Required(str)
+
+        db.bind(provider="sqlite", filename=filename, create_db=True)
+        db.generate_mapping(create_tables=True)
+        with orm.db_session:
+            Item(name="one")
+        return db
+
+    db = bound(":memory:")
+    db.disconnect()
+    del db
+    gc.collect()  # a Database is a reference cycle: its connection goes with it now
+    assert leakwatch.leaks() == []
+    db = bound(str(tmp_path / "items.db"))
+    [leak] = leakwatch.leaks("sqlite3")
+    assert leak.details["database"] == str(tmp_path / "items.db")
+    db.disconnect()
+    assert leakwatch.leaks() == []
+
+
+def test_aiomultiprocess_keeps_one_manager_for_the_process(leakwatch: Watch) -> None:
+    """``aiomultiprocess.core.get_manager()`` starts a ``SyncManager`` on first use and keeps it
+    in a module global for every later call (multiprocessing shuts it down at exit): it was the
+    leak of whichever test called first."""
+    core = pytest.importorskip("aiomultiprocess.core")
+    namespace = core.get_manager().Namespace()
+    namespace.value = 1
+    assert core.get_manager().Namespace() is not None
+    del namespace
+    assert leakwatch.leaks() == []
+
+
 # -- reclaim's own owners -------------------------------------------------------------------
 
 

@@ -119,6 +119,16 @@ PROCESS_WIDE = {
     # Django's connection to an in-memory sqlite3 database (its test database by default): its
     # close() keeps it, or the database would be gone. A file database's is the program's to close.
     "django.db.backends.sqlite3.base": ("DatabaseWrapper.get_new_connection",),
+    # Pony's the same: a Database bound to ":memory:" (or a shared-memory one) keeps its one
+    # connection for as long as it lives, its disconnect() a no-op, as closing it would drop the
+    # data (pony's own suite: 250 such connections "closed by the garbage collector").
+    "pony.orm.dbproviders.sqlite": ("SQLitePool._connect",),
+    # falcon's async_to_sync(): one asyncio.Runner for the process, made at import, whose loop its
+    # first call makes and every later one reuses; and its one-thread executor, made at import.
+    "falcon.util.sync": ("_ActiveRunner.__call__", "_one_thread_to_rule_them_all"),
+    # aiomultiprocess's manager: one SyncManager for the process, made by the first call that
+    # needs one and kept in a module global (multiprocessing shuts it down at exit).
+    "aiomultiprocess.core": ("get_manager",),
 }
 
 
