@@ -34,7 +34,7 @@ import weakref
 from _thread import get_ident
 from collections import namedtuple
 from collections.abc import Callable
-from types import CodeType, FrameType, TracebackType
+from types import CodeType, FrameType, FunctionType, TracebackType
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
 if TYPE_CHECKING:
@@ -288,14 +288,39 @@ def _generated_by_library(frame: FrameType) -> bool:
     code = frame.f_code
     if code.co_qualname.startswith(_DATACLASS_MADE):
         return True
+    return _libraries_globals(frame.f_globals)
+
+
+def _libraries_globals(names: dict[str, object]) -> bool:
+    """Whether *names*, globals pseudo-file code runs in, are a library module's (or a copy)."""
     try:
-        name = frame.f_globals.get("__name__")
+        name = names.get("__name__")
         if name == "__main__" or type(name) is not str:
             return False
         path = getattr(sys.modules.get(name), "__file__", None)
         return type(path) is str and path[:1] != "<" and not is_program(path)
     except Exception:  # an exotic module or globals must never break an acquisition
         return False
+
+
+#: id(code) -> (code, whether a library generated it), for the pseudo-file codes a report met.
+_generated: dict[int, tuple[CodeType, bool]] = {}
+
+
+def generated_by_library(code: CodeType) -> bool:
+    """Whether pseudo-file *code* (``<string>``) is a library's generated code, as
+    :func:`_generated_by_library` tells from a frame, told once a site is only codes: by the
+    globals of the functions that run it. Asked when a report is made, never on acquisition
+    (finding them scans the heap: one look per code, kept)."""
+    known = _generated.get(id(code))
+    if known is not None and known[0] is code:
+        return known[1]
+    answer = code.co_qualname.startswith(_DATACLASS_MADE)
+    if not answer:
+        functions = [f for f in gc.get_referrers(code) if type(f) is FunctionType and f.__code__ is code]
+        answer = bool(functions) and all(_libraries_globals(f.__globals__) for f in functions)
+    _generated[id(code)] = (code, answer)
+    return answer
 
 
 #: The code object an acquisition last found to be the program's (its file cached as not
@@ -1288,7 +1313,10 @@ def mark_runner(code: CodeType) -> None:
 
 
 def _shown(code: CodeType) -> bool:
-    return not is_framework(code.co_filename) and _runners.get(id(code)) is not code
+    filename = code.co_filename
+    if filename[:1] == "<" and generated_by_library(code):
+        return False  # a library's wrapper (pony's decorators): its caller's line is shown
+    return not is_framework(filename) and _runners.get(id(code)) is not code
 
 
 def frames(site: Site, *, trim: bool = True) -> list[Frame]:
