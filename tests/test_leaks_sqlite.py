@@ -140,6 +140,26 @@ def test_a_connection_left_open_after_its_with_block_is_reported_saying_the_bloc
         assert leakwatch.leaks() == []
 
 
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_a_connection_kept_for_transactions_each_a_with_block_is_not_told_to_use_closing(
+    leakwatch: Watch,
+) -> None:
+    """A connection a writer keeps for its transactions, each ``with conn:`` (datasette's writer
+    thread): left open, it is reported, but not told that its with-block does not close it and to
+    use ``contextlib.closing()``, which would close it after its first transaction."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        for value in range(3):
+            with conn:
+                conn.execute("create table if not exists t (x)")
+                conn.execute("insert into t values (?)", (value,))
+        leak = leakwatch.one("sqlite3")
+        assert "with_block" not in leak.details
+        assert leak.description == ":memory:"
+    finally:
+        conn.close()
+
+
 def test_a_connection_closed_after_its_with_block_is_no_leak(leakwatch: Watch) -> None:
     with contextlib.closing(sqlite3.connect(":memory:")) as conn, conn:
         conn.execute("create table t (x)")

@@ -75,10 +75,14 @@ WITH_BLOCK = "its with-block commits or rolls back, it does not close: contextli
 
 
 def _exited(conn: Any) -> None:
-    """*conn* ends a with-block: said in its report, should it be left open (see WITH_BLOCK)."""
+    """*conn* ends a with-block: said in its report, should it be left open (see WITH_BLOCK). Not
+    once it ended a second: a connection kept for many transactions, each a with-block
+    (datasette's writer thread's), is meant to stay open, and closing() would not fit it."""
     rec = _records.live.get(id(conn))
     if rec is not None and rec() is conn and len(rec.info) == 2:
         rec.info = (*rec.info, True)
+    elif rec is not None and rec() is conn and rec.info[2] is True:
+        rec.info = (*rec.info[:2], False)
 
 
 def _closing(conn: Any, frame: Any) -> None:
@@ -104,7 +108,7 @@ def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
     details: Details = {"database": database}
     if obj is not None and _is_open(obj, rec):
         details["in_transaction"] = obj.in_transaction
-    if len(rec.info) > 2:  # it ended a with-block (see _exited)
+    if len(rec.info) > 2 and rec.info[2]:  # it ended one with-block (see _exited)
         details["with_block"] = True
         return f"{database} ({WITH_BLOCK})", details
     return f"{database}", details
