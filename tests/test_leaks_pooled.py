@@ -43,6 +43,17 @@ def idle_in_engine(watch: Watch, kind: str) -> int | None:
     return program_line(held)
 
 
+def kept_out(watch: Watch, kind: str) -> Any:
+    """The one connection (of *kind*) a test checked out of an engine's pool and kept, when the
+    engine, not disposed, keeps none idle: the engine is the entry, the connection under it. It
+    was an entry of its own, and the engine, holding nothing, none; once the connection went
+    back, the engine was reported too, at the session's end, holding it (SQLAlchemy-Utils)."""
+    engine = watch.one("sqlalchemy")
+    [held] = engine.holds
+    assert held.kind == kind and held.details["checked_out_of"] == "SQLAlchemy"
+    return held
+
+
 def sqlalchemy_url(driver: str, service: Any) -> Any:
     """SQLAlchemy's URL of the test *service* (PostgreSQL, MariaDB) through *driver*."""
     import sqlalchemy
@@ -658,14 +669,55 @@ def test_sqlalchemy_connection_never_closed_is_blamed_on_its_connect_not_on_the_
     kept = sqlite_engine.connect()
     at = line() - 1
     try:
-        leak = leakwatch.one("sqlite3")
-        assert program_line(leak) == at and leak.details["checked_out_of"] == "SQLAlchemy"
+        leak = kept_out(leakwatch, "sqlite3")
+        assert program_line(leak) == at
         assert "never given back (close() its Connection or Session, or a with-block)" in leak.description
     finally:
         kept.close()
     assert idle_in_engine(leakwatch, "sqlite3") == first
     sqlite_engine.dispose()
     assert leakwatch.leaks() == []
+
+
+def test_an_engine_and_its_connection_a_test_never_closed_are_reported_once(
+    pytester: pytest.Pytester,
+) -> None:
+    """An ``engine`` fixture never disposed and a ``connection`` fixture never closed (as
+    SQLAlchemy-Utils' conftest has them): the connection was the test's leak, the engine none
+    (it held nothing idle), and at the session's end the engine was reported again, holding the
+    connection that had gone back to its pool. One entry now, the engine holding it."""
+    pytest.importorskip("sqlalchemy")
+    pytester.makepyfile(
+        test_double="""
+        import pytest
+        import sqlalchemy as sa
+
+        @pytest.fixture
+        def engine(tmp_path):
+            return sa.create_engine(f"sqlite:///{tmp_path}/x.db")
+
+        @pytest.fixture
+        def connection(engine):
+            return engine.connect()
+
+        def test_query(connection):
+            assert connection.execute(sa.select(sa.literal(1))).scalar() == 1
+
+        def test_other():
+            pass
+        """
+    )
+    result = reclaim_pytest(pytester, "-p", "no:randomly")
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*this test leaked 1 resource*",
+            "sqlalchemy.Engine sqlite:///* not closed (engine.dispose())",
+            "  acquired at test_double.py:6 in engine",
+            "  holds sqlite3 *, checked out of a SQLAlchemy engine's pool and never given back*",
+        ]
+    )
+    assert "leaks found after their test ended" not in result.stdout.str()
 
 
 @ignore_gc_warnings
@@ -817,7 +869,7 @@ def test_sqlalchemy_asyncio_connection_never_closed_is_blamed_on_its_awaited_con
             kept = await engine.connect()
             at = line() - 1
             try:
-                assert program_line(leakwatch.one("sqlite3")) == at
+                assert program_line(kept_out(leakwatch, "sqlite3")) == at
                 assert leakwatch.leaks("thread") == []
             finally:
                 await kept.close()
@@ -849,7 +901,7 @@ def test_sqlalchemy_psycopg_connection_never_closed_is_blamed_on_its_connect(
             kept = engine.connect()
             at = line() - 1
             try:
-                assert program_line(leakwatch.one("psycopg")) == at
+                assert program_line(kept_out(leakwatch, "psycopg")) == at
             finally:
                 kept.close()
             assert idle_in_engine(leakwatch, "psycopg") == first
@@ -867,7 +919,7 @@ def test_sqlalchemy_psycopg_connection_never_closed_is_blamed_on_its_connect(
             kept = await engine.connect()
             at = line() - 1
             try:
-                assert program_line(leakwatch.one("psycopg")) == at
+                assert program_line(kept_out(leakwatch, "psycopg")) == at
             finally:
                 await kept.close()
             assert idle_in_engine(leakwatch, "psycopg") == first
@@ -887,7 +939,8 @@ def test_sqlalchemy_engine_on_pymysql_holds_its_connections_each_holding_its_soc
 ) -> None:
     """A PyMySQL connection is an entry of its own, holding its socket: one an engine's pool keeps
     idle is listed under the engine (the entry is still the engine, at ``create_engine()``), and
-    one checked out and never given back is its own entry, at the ``connect()`` that took it."""
+    so is one checked out and never given back, at the ``connect()`` that took it, when the
+    engine holds nothing else."""
     pytest.importorskip("pymysql")
     import sqlalchemy
 
@@ -900,8 +953,8 @@ def test_sqlalchemy_engine_on_pymysql_holds_its_connections_each_holding_its_soc
     kept = engine.connect()
     taken = line() - 1
     try:
-        leak = leakwatch.one("pymysql")
-        assert program_line(leak) == taken and leak.details["checked_out_of"] == "SQLAlchemy"
+        leak = kept_out(leakwatch, "pymysql")
+        assert program_line(leak) == taken
         assert [held.kind for held in leak.holds] == ["socket"]
     finally:
         kept.close()

@@ -341,6 +341,14 @@ ROOTS: dict[str, Callable[[Any], Iterable[object]]] = {
     KOMBU_POOLS: _itself,
 }
 
+#: kind -> what a holder of that kind lent out and did not get back (a SQLAlchemy engine's
+#: connections checked out of its pool, see :mod:`._pooled`): listed under a holder a check
+#: finds holding nothing else, which was no entry then, and an entry at the session's end once
+#: the connection went back, holding the connection its test was failed for already. One that
+#: holds idle connections too is the entry for those, the connection kept an entry of its own.
+#: Never searched for holders: a connection a test kept is that test's (see ``in_use``).
+LENT: dict[str, Callable[[Any], Iterable[Record]]] = {}
+
 #: Holder kinds that are a connection of their own, holding its socket (PyMySQL's, aiomysql's
 #: and pg8000's, see :mod:`._pymysql`, :mod:`._aiomysql`, :mod:`._pg8000`; the modules of others
 #: add theirs): one another holder reaches (a SQLAlchemy engine's or an aiomysql pool, which
@@ -1023,6 +1031,9 @@ def fold(found: list[Found]) -> dict[int, list[Found]]:
             rec.info = (*rec.info[:3], claim(obj, rec.kind))
         key = id(rec)
         claims[key] = [id(held) for held in rec.info[3] if id(held) in index and id(held) != key]
+        lent = LENT.get(rec.kind) if obj is not None and not claims[key] else None
+        if lent is not None:  # holding nothing else: it would be no entry now, and one later
+            claims[key] = [id(out) for out in lent(obj) if id(out) in index]
     # A holder holding nothing of ours (a redis-py pool's connection over fakeredis, whose
     # "socket" is none) is no leak, nor one holding only such holders, in whatever order they
     # come: a pool found before its connection took it out of the index, and the connection,

@@ -36,6 +36,7 @@ too). urllib3's pools keep only their idle connections.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
 import time
@@ -588,6 +589,21 @@ def install_sqlalchemy(patches: Patches, module: ModuleType) -> None:
 
     patches.set(cls, "checkout", classmethod(checkout_))
     patches.set(cls, "checkin", checkin_)
+    _holders.LENT["sqlalchemy"] = _engine_lent
+
+
+def _engine_lent(engine: Any) -> list[_records.Record]:
+    """The records of the connections *engine*'s pool has handed out (see ``_holders.LENT``)."""
+    pool = getattr(engine, "pool", None)
+    out = []
+    for ref in list(_handed_out.values()):
+        entry = ref()
+        if entry is not None and getattr(entry, "_ConnectionRecord__pool", None) is pool:
+            with contextlib.suppress(Exception):  # an exotic dialect: left out
+                rec = _sqlalchemy_record(entry)
+                if rec is not None:
+                    out.append(rec)
+    return out
 
 
 # -- httpcore (httpx) -------------------------------------------------------------------------
