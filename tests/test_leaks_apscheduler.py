@@ -252,6 +252,43 @@ def test_an_asyncio_scheduler_dropped_unshut_under_pytest_is_its_tests_one_entry
     )
 
 
+def test_a_scheduler_a_test_keeps_as_a_module_global_itself_is_that_tests_leak(
+    pytester: pytest.Pytester,
+) -> None:
+    """``global S; S = BackgroundScheduler()``: the global is the scheduler, which stays the
+    test's. Its thread and pool, reached through it, were handed to the global, and the
+    scheduler, holding nothing then, was no entry: the test passed with it running, and the
+    session's end reported it."""
+    pytester.makepyfile(
+        test_scheduled="""
+        import threading
+        from apscheduler.schedulers.background import BackgroundScheduler
+
+        ran = threading.Event()
+
+        def test_keeps():
+            global S
+            S = BackgroundScheduler()
+            S.add_job(ran.set)
+            S.start()
+            assert ran.wait(timeout=30)
+
+        def test_other():
+            pass
+        """
+    )
+    result = reclaim_pytest(pytester)
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at teardown of test_keeps*",
+            "apscheduler BackgroundScheduler not shut down (shutdown())",
+            "*holds thread*",
+        ]
+    )
+    assert "leaks found after their test ended" not in result.stdout.str()
+
+
 def test_what_a_reported_scheduler_held_is_not_reported_again_when_collected(
     pytester: pytest.Pytester,
 ) -> None:
