@@ -27,7 +27,7 @@ from collections.abc import Callable
 from types import ModuleType
 
 from . import _records
-from ._holders import fold_into, public_name
+from ._holders import LENT, fold_into, public_name
 from ._kinds import Details, Kind, register
 from ._owning import caller, outside
 from ._patch import Patches
@@ -102,8 +102,18 @@ def parts(scheduler: Any) -> list[object]:
         if pool is not None:
             held.append(pool)
         held.extend(tuple(getattr(executor, "_pending_futures", ())))  # AsyncIOExecutor's tasks
+    lent = LENT.get("sqlalchemy")
     for store in tuple(dict(getattr(scheduler, "_jobstores", {})).values()):
-        held.extend(part for name in STORE_PARTS if (part := getattr(store, name, None)) is not None)
+        for name in STORE_PARTS:
+            part = getattr(store, name, None)
+            if part is None:
+                continue
+            held.append(part)
+            if lent is not None and name == "engine":
+                # A connection the store has checked out for the scheduler's thread at this very
+                # moment (each job-store call takes one and gives it back): its, not a connection
+                # "never given back" beside it (SQLAlchemyJobStore under a running scheduler).
+                held.extend(obj for rec in lent(part) if (obj := rec()) is not None)
     return held
 
 
