@@ -94,7 +94,7 @@ VERSION_TESTS := $(sort $(wildcard tests/test_leaks_*.py)) tests/test_scope.py t
 SECOND_3.12 := tests/test_leaks_cli.py $(foreach name,clients uvloop filelock twisted multiprocess \
 	mqtt nats apscheduler psycopg2 zmq django grpc watchdog tornado pyftpdlib,tests/test_leaks_$(name).py)
 SECOND_3.13 := tests/test_leaks_callbacks.py $(foreach name,pooled billiard gevent pexpect \
-	jupyter drivers dbpools mysql pika aiormq redis watchfiles pycares eventlet execnet,tests/test_leaks_$(name).py)
+	jupyter drivers dbpools mysql pika aiormq redis watchfiles pycares eventlet execnet amqpstorm,tests/test_leaks_$(name).py)
 ONLY_3.11 := tests/test_leaks_dask.py tests/test_leaks_plugin.py
 VERSION_TESTS_3.12 := $(filter-out $(SECOND_3.13) $(ONLY_3.11),$(VERSION_TESTS))
 VERSION_TESTS_3.13 := $(filter-out $(SECOND_3.12) $(ONLY_3.11),$(VERSION_TESTS))

@@ -179,6 +179,7 @@ HOOKS: tuple[tuple[str, str], ...] = (
     ("pika.adapters.base_connection", "_pika:install_base"),
     ("pika.adapters.blocking_connection", "_pika:install_blocking"),
     ("paho.mqtt.client", "_paho:install"),
+    ("amqpstorm.connection", "_amqpstorm:install"),
     *_each(
         (
             "aiormq.base",
