@@ -87,6 +87,7 @@ KINDS = (
     *CLIENT_KINDS,
     "redis-connection",
     "amqp",
+    "amqpstorm",
     "aiormq",
     "mqtt",
     "nats",
