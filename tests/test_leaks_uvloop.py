@@ -643,3 +643,62 @@ def test_uvloop_connection_works_when_os_listdir_and_readlink_refuse_in_the_loop
 
         uvloop.run(main())
     assert leakwatch.leaks() == []
+
+
+def _run_as_task(coro: Any) -> Any:
+    """Run *coro* as a task on a uvloop loop, as pytest-sanic runs a test; close the loop after."""
+    loop = uvloop.new_event_loop()
+    try:
+        return loop.run_until_complete(loop.create_task(coro))
+    finally:
+        loop.close()
+
+
+class _Started:
+    """Awaits *coro* as a task of its own, as sanic's ``AsyncioServer.__await__`` does."""
+
+    def __init__(self, coro: Any) -> None:
+        self.coro = coro
+
+    def __await__(self) -> Any:
+        task = asyncio.get_running_loop().create_task(self.coro)
+        while not task.done():
+            yield
+        return task.result()
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@ignore_gc_warnings
+def test_what_a_task_of_its_own_connects_or_serves_names_the_programs_line_not_the_loops(
+    leakwatch: Watch,
+) -> None:
+    """uvloop steps a task in C: past the task's first coroutine comes whatever ran the loop.
+    A connection ``wait_for()`` made in a task of its own, and a server made by a
+    ``create_server()`` that is itself a task's coroutine (sanic's), were at the line that ran
+    the loop (pytest-sanic's ``run_until_complete``); they are at the program's lines."""
+    lines: dict[str, int] = {}
+    kept: list[Any] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        server = await _Started(loop.create_server(asyncio.Protocol, "127.0.0.1", 0))
+        lines["server"] = line() - 1
+        port = server.sockets[0].getsockname()[1]
+        _, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 30)
+        lines["client"] = line() - 1
+        kept.append(writer)
+        found = {}
+        for leak in leakwatch.leaks("socket"):  # the server's, the client's, the one it accepted
+            details = leak.details
+            found[
+                "server" if details.get("listening") else "accepted" if details.get("accepted") else "client"
+            ] = leak
+        lines["found"] = len(found)
+        for name in ("server", "client"):
+            shown = [(frame.filename, frame.lineno) for frame in found[name].frames]
+            assert (__file__, lines[name]) in shown, found[name].frames
+        writer.close()
+        server.close()
+
+    _run_as_task(main())
+    assert lines["found"] == 3

@@ -889,8 +889,19 @@ def _walk(frame: FrameType | None) -> tuple[FrameType | None, FrameType | None]:
             return frame, None
         if code is task_root and _started_by_user(frame, 1):
             return first, frame
+        back = frame.f_back
+        if (
+            code.co_flags & _COROUTINE
+            and back is not None
+            and back.f_code is not task_root
+            and _task_start(frame)
+        ):
+            # A task's outermost coroutine, the standard library's (``open_connection()`` run
+            # by ``wait_for()``), stepped by uvloop in C: past it is whatever ran the loop, not
+            # the program's line; the site goes on where the task was made (see _flat).
+            return first, frame
         last = frame
-        frame = frame.f_back
+        frame = back
     return first, (last if last is not None and last.f_code is thread_root else None)
 
 

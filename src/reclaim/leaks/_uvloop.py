@@ -250,8 +250,10 @@ def _serving(create: Any) -> Any:
 
     async def create_server(self: Any, *args: Any, **kwargs: Any) -> Any:
         # Read on the first step, where the caller awaits it: the program's line or the
-        # framework's (asyncio.start_server), whose caller is the program's.
-        site = _records.capture(sys._getframe(1), _records.depth)
+        # framework's (asyncio.start_server), whose caller is the program's. From this frame:
+        # made a task of its own (sanic's create_server), this coroutine is the task's first,
+        # and its site goes on where the task was made, not at whatever ran the loop.
+        site = _records.capture(sys._getframe(), _records.depth)
         before = _before_first_stream(self)
         server = await create(self, *args, **kwargs)
         if before is not None and server.is_serving():
@@ -272,7 +274,7 @@ def _connecting(create: Any) -> Any:
     """Wrap a loop's ``create_connection``/``create_unix_connection``: record the connection."""
 
     async def create_connection(self: Any, *args: Any, **kwargs: Any) -> Any:
-        site = _records.capture(sys._getframe(1), _records.depth)
+        site = _records.capture(sys._getframe(), _records.depth)  # see create_server above
         before = _before_first_stream(self)
         transport, protocol = await create(self, *args, **kwargs)
         if before is not None:
@@ -352,7 +354,7 @@ def _spawning(run: Any, shell: bool) -> Any:
     """Wrap ``subprocess_exec``/``subprocess_shell``: record the child and its pipes."""
 
     async def subprocess_run(self: Any, factory: Any, program: Any, *args: Any, **kwargs: Any) -> Any:
-        site = _records.capture(sys._getframe(1), _records.depth)
+        site = _records.capture(sys._getframe(), _records.depth)  # see _serving
         before = _before_first_stream(self)
         lineage = None
         if _lineage.ENABLED:  # the child's descendants carry its name, as a Popen's do
