@@ -1874,10 +1874,23 @@ def test_what_a_unittest_setupclass_or_a_class_fixture_keeps_on_the_class_is_not
 
             def test_never_closed(self):
                 assert self.store.count() == 0
+
+        @pytest.fixture(scope="class")
+        def nothing():
+            yield
+
+        @pytest.mark.usefixtures("nothing")
+        class TestStoresOnItsClass:
+            def test_keeps(self):
+                # Set by the test, not by a class fixture's setup: the test's (a class-scoped
+                # fixture that yields None took everything the class kept).
+                type(self).kept = store.Store()
+                assert self.kept.count() == 0
         """,
     )
     result = run(pytester, "-p", "no:randomly")
-    result.assert_outcomes(passed=4)
+    result.assert_outcomes(passed=5, errors=1)
+    result.stdout.fnmatch_lines(["*ERROR at teardown of TestStoresOnItsClass.test_keeps*"])
     result.stdout.fnmatch_lines(
         [
             "held by class-scoped fixture '_unittest_setUpClass_fixture_TestLeaky' (set up for *) "
@@ -1885,7 +1898,7 @@ def test_what_a_unittest_setupclass_or_a_class_fixture_keeps_on_the_class_is_not
             "sqlite3 :memory:*",
         ]
     )
-    assert "ERROR at teardown" not in result.stdout.str()
+    assert result.stdout.str().count("ERROR at teardown") == 1
 
 
 def test_what_a_class_attribute_or_a_module_level_cache_keeps_is_not_blamed_on_its_first_user(

@@ -276,13 +276,16 @@ def _module_file(module: object) -> str | None:
     return filename if isinstance(filename, str) else None
 
 
-#: The start of a class-scoped fixture's label (see ``pytest_fixture_setup``).
-_CLASS_SCOPED = "class-scoped fixture "
-
-
-def _class_values(cls: type) -> tuple[object, ...]:
-    """What class *cls* keeps in its own attributes (not its methods): a holder's value."""
-    return tuple(value for value in vars(cls).values() if not callable(value))
+def _set_meanwhile(cls: type, before: dict[str, object]) -> tuple[str, ...]:
+    """The names of *cls*'s own attributes set since its dict was *before* (added or rebound),
+    its methods left out: what a class-scoped fixture's setup (a unittest ``setUpClass``, a
+    fixture setting ``request.cls.db``) keeps on the class."""
+    missing = object()
+    return tuple(
+        name
+        for name, value in list(vars(cls).items())
+        if before.get(name, missing) is not value and not callable(value)
+    )
 
 
 def _name_of(module: types.ModuleType, key: str) -> str:
@@ -1087,6 +1090,8 @@ class LeakChecker:
         #: A wider-scoped fixture's label -> its value, when the test checked next tore it down
         #: (the last test of its scope): what that test made for it, it still holds as well.
         self.torn_down: dict[str, object] = {}
+        #: label of a class-scoped fixture -> (its class, the attributes its setup set there).
+        self.kept_on_class: dict[str, tuple[type, tuple[str, ...]]] = {}
         #: A wider-scoped fixture's label -> the rules of the markers where it is scoped.
         self.fixture_allow: dict[str, list[AllowRule]] = {}
         self.reported: set[tuple[object, ...]] = set()
@@ -1384,9 +1389,13 @@ class LeakChecker:
             from .leaks._fds import list_fds
 
             before = list_fds()
+        cls = request.cls if fixturedef.scope == "class" else None
+        attributes = dict(vars(cls)) if isinstance(cls, type) else None
         try:
             outcome = yield
         finally:
+            if attributes is not None and isinstance(cls, type):
+                self.kept_on_class[label] = (cls, _set_meanwhile(cls, attributes))
             # Only when a descriptor was opened: a plugin's autouse class-scoped fixture is set
             # up for every test outside a class (pytest-django's), and a look costs a check.
             if look and (before is None or (after := list_fds()) is None or after - before):
@@ -1576,14 +1585,15 @@ class LeakChecker:
                 del self.wide_fixtures[label]
             elif cached[2] is None:  # set up without an error: its value is the holder
                 holders[label] = cached[0]
-        cls = getattr(item, "cls", None)
-        if cls is not None:
-            for label, value in holders.items():
-                if value is None and label.startswith(_CLASS_SCOPED):
-                    # A unittest class's setUpClass (pytest's fixture for it yields None), or a
-                    # class-scoped fixture that sets ``request.cls.db``: what it made is kept on
-                    # the class (pony's Database, which connects on first use).
-                    holders[label] = _class_values(cls)
+        for label, value in holders.items():
+            kept_on = self.kept_on_class.get(label) if value is None else None
+            if kept_on is not None:
+                # A unittest class's setUpClass (pytest's fixture for it yields None), or a
+                # class-scoped fixture that sets ``request.cls.db``: what its setup set on the
+                # class (pony's Database, which connects on first use) is its. Not what a test
+                # or a function-scoped fixture stores there later: that stays theirs.
+                cls, names = kept_on
+                holders[label] = tuple(vars(cls).get(name) for name in names)
         # The fixture's, kept from this test: reported so ("held by ... (kept from ...)", during
         # this test), not as acquired during the fixture's setup for the test that first used it.
         holders = {_kept_label(label, nodeid): value for label, value in holders.items()}
