@@ -24,6 +24,7 @@ import selectors
 import signal
 import socket
 import sqlite3
+import struct
 import subprocess
 import sys
 import tempfile
@@ -685,6 +686,31 @@ def test_descriptor_opened_by_c_code_is_reported_as_untracked(leakwatch: Watch, 
     finally:
         os.close(fd)
     assert leakwatch.leaks("untracked-fd") == []
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/net"), reason="the kernel lists sockets in /proc/self/net")
+def test_a_socket_c_code_opened_says_what_it_connects(leakwatch: Watch) -> None:
+    """A socket a C library made (pylibmc's connection to memcached) was "fd 12 ->
+    socket:[681469]", nothing more: its ends, as the kernel lists them, are in its entry now."""
+    ctypes = pytest.importorskip("ctypes")
+    libc = ctypes.CDLL(None, use_errno=True)
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        fd = libc.socket(socket.AF_INET, socket.SOCK_STREAM, 0)
+        try:
+            address = struct.pack("=H", socket.AF_INET) + struct.pack(
+                "!H4s8x", port, socket.inet_aton("127.0.0.1")
+            )
+            assert libc.connect(fd, ctypes.c_char_p(address), len(address)) == 0
+            accepted, (_, local_port) = server.accept()
+            accepted.close()
+            [leak] = leakwatch.leaks("untracked-fd")
+            ends = f"tcp 127.0.0.1:{local_port} -> 127.0.0.1:{port}"
+            assert leak.details["socket"] == ends
+            assert leak.description == f"fd {fd} -> {leak.details['target']} ({ends})"
+        finally:
+            os.close(fd)
+    assert leakwatch.leaks() == []
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ from reclaim._sites import Site
 from . import _fds, _files, _holders, _lineage, _records, _threads
 from ._holders import by_mro, is_kind
 from ._holders import not_followed as _not_followed
-from ._kinds import KINDS, Kind, kind_of, register
+from ._kinds import KINDS, Details, Kind, kind_of, register
 from ._patch import Patches
 from ._records import NO_OBJECT, OPEN, Record
 
@@ -1085,6 +1085,7 @@ def _untracked(
     later: list[str] | None = None
     epoll = _integration("_epoll")
     watched: dict[int, tuple[str | None, str]] | None = None
+    sockets: dict[str, tuple[str, str | None, bool]] | None = None
     for fd in candidates:
         if fd in owned or _fds.kept(fd):
             continue
@@ -1125,6 +1126,15 @@ def _untracked(
             what = "select.epoll"
         elif what is None and _fds.is_directory(fd):
             what = DIRECTORY
+        details: Details = {"fd": fd, "target": target}
+        if what is None and target.startswith("socket:["):
+            if sockets is None:  # read once, and only now: an untracked socket C code opened
+                sockets = _fds.sockets_by_inode()
+            ends = sockets.get(target)
+            if ends is not None:  # pylibmc's memcached connection: "tcp 127.0.0.1:40766 -> ..."
+                local, peer, listening = ends
+                what = local + (f" -> {peer}" if peer else ", listening" if listening else "")
+                details["socket"] = what
         out.append(
             Leak(
                 kind="untracked-fd",
@@ -1136,7 +1146,7 @@ def _untracked(
                 pid=pid,
                 acquired_at=acquired_at,
                 age=max(0.0, now - acquired_at),
-                details={"fd": fd, "target": target},
+                details=details,
                 seq=0,
             )
         )
