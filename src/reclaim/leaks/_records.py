@@ -350,7 +350,11 @@ def at_callers_site(
         started = _origin(None)
         if (keep_origin and started is not None) or (unless is not None and unless(args, kwargs)):
             return fn(*args, **kwargs)
-        site = capture(sys._getframe(1), depth)
+        try:
+            caller = sys._getframe(1)
+        except ValueError:  # called from C with no Python frame (a Rust runtime's thread waking a
+            return fn(*args, **kwargs)  # future): no line to carry, and the call must go through
+        site = capture(caller, depth)
         if site_only:
             label = started[1] if started is not None else None
         else:

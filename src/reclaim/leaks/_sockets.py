@@ -421,17 +421,20 @@ def track_class(patches: Patches, cls: type, family_of: Any, type_of: Any) -> No
             # Kept raw, formatted only for a report: a socket the GC closes has no ends left.
             known = _raw_endpoints(self)
             _made_on[fd] = id(self)
-        frame = _getframe(1)
-        if known is not None and frame.f_code.co_name == "accept":
+        try:
+            frame = _getframe(1)
+        except ValueError:  # made from C with no Python frame: no line made it
+            frame = None
+        if known is not None and frame is not None and frame.f_code.co_name == "accept":
             known = (*known, ACCEPTED)
         info = (family_of(self), type_of(self), fd, known)
         site = _capture(frame, _records.depth)
-        if fileno is not None:
+        if fileno is not None and frame is not None:
             site = _accepted_at(frame, site)
         rec = _records.new(self, "socket", info, site)
         if lent is not None:
             _lent[fd] = (rec, lent)
-        if fileno is not None and (_clients or _serving):
+        if fileno is not None and (_clients or _serving) and frame is not None:
             _accepted(rec, frame, known)
 
     def _real_close(self: Any, *args: Any, **kwargs: Any) -> None:

@@ -397,7 +397,10 @@ def tracking_create_task(create_task: Any) -> Any:
     kept = _records.task_origins_kept
 
     def create_task_(self: Any, coro: Any, *args: Any, **kwargs: Any) -> Any:
-        caller = sys._getframe(1)
+        try:
+            caller = sys._getframe(1)
+        except ValueError:  # called from C with no Python frame: made as without reclaim
+            return create_task(self, coro, *args, **kwargs)
         # A test runner's own task (anyio's), or a library's that runs until its loop shuts down
         # by design (anyio's process pool shutdown task): never recorded.
         if caller.f_code in PLUMBING or getattr(coro, "cr_code", None) in PLUMBING:
