@@ -713,6 +713,24 @@ def test_a_socket_c_code_opened_says_what_it_connects(leakwatch: Watch) -> None:
     assert leakwatch.leaks() == []
 
 
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_what_is_acquired_under_frozen_time_has_its_real_time(leakwatch: Watch, tmp_path: Path) -> None:
+    """freezegun replaces ``time.time`` in every module, reclaim's too: a file opened under
+    ``freeze_time`` was "acquired 6929338.5 min ago" (httpretty's suite). reclaim's own modules
+    are on freezegun's ignore list now, so its clock stays the real one."""
+    freezegun = pytest.importorskip("freezegun")
+    before = time.time()
+    with freezegun.freeze_time("2013-10-04 04:20:00"):
+        assert time.time() < before  # frozen, for the program
+        handle = open(tmp_path / "x", "w")  # noqa: SIM115 - left open on purpose
+        try:
+            [leak] = leakwatch.leaks("file")
+        finally:
+            handle.close()
+    assert before <= leak.acquired_at <= time.time()
+    assert leak.age >= 0
+
+
 @pytest.fixture
 def held_fd() -> Iterator[int]:
     """A descriptor open before the tracker under test starts: part of its baseline."""

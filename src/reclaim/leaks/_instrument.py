@@ -210,6 +210,7 @@ HOOKS: tuple[tuple[str, str], ...] = (
     ("zmq.sugar.context", "_zmq:install_context"),
     ("zmq.sugar.socket", "_zmq:install_socket"),
     ("execnet.gateway", "_execnet:install"),
+    ("freezegun.config", "_freezegun:install"),
     ("jupyter_client.manager", "_jupyter:install_manager"),
     ("jupyter_client.client", "_jupyter:install_client"),
     ("_pytest.assertion.rewrite", "_imports:install_pytest_rewrite"),
