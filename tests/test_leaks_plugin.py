@@ -2575,6 +2575,41 @@ def test_a_pool_an_exit_handler_shuts_down_is_excused_before_the_grace_period(
     assert "leaked" not in result.stdout.str()
 
 
+def test_what_an_exit_handler_registered_in_the_earliest_hook_closes_is_no_leak(
+    pytester: pytest.Pytester,
+) -> None:
+    """pytest-cov starts coverage in ``pytest_load_initial_conftests``, before any
+    ``pytest_configure``, and coverage registers its exit handler then: the handlers were
+    recorded only from reclaim's ``pytest_configure`` on, and what such a handler closes at exit
+    was a leak at the session's end. A handler registered that early is seen now."""
+    pytester.makepyfile(
+        earlyplug="""
+        import atexit
+        import sqlite3
+
+        class Tool:
+            def __init__(self):
+                self.to_close = []
+                atexit.register(self.close_all)
+
+            def close_all(self):
+                for conn in self.to_close:
+                    conn.close()
+
+            def pytest_sessionfinish(self, session):
+                self.to_close.append(sqlite3.connect(":memory:"))
+
+        def pytest_load_initial_conftests(early_config, parser, args):
+            early_config.pluginmanager.register(Tool(), "tool")
+        """,
+        test_ok="def test_ok():\n    pass\n",
+    )
+    pytester.syspathinsert()
+    result = run(pytester, "-p", "earlyplug")
+    result.assert_outcomes(passed=1)
+    assert "leaked" not in result.stdout.str()
+
+
 def test_a_program_module_that_lost_its_name_breaks_no_check(pytester: pytest.Pytester) -> None:
     """loguru's tests take ``__name__`` out of a module's globals (``f_globals.pop``): the search
     for what the program keeps crashed on it, every leaking test's report after was reclaim's

@@ -157,6 +157,33 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+#: The exit handlers recorded from before the other plugins' early hooks (see below).
+_EARLY_EXIT_HANDLERS = pytest.StashKey["_ExitHandlers"]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_load_initial_conftests(early_config: pytest.Config) -> Generator[None, object, object]:
+    """With ``--reclaim`` (or ``reclaim = true``), record the ``atexit`` handlers from before the
+    other plugins' earliest hook: pytest-cov starts coverage there, and what coverage's exit
+    handler closes (the data files of its report) was a leak at the session's end."""
+    enabled = getattr(early_config.known_args_namespace, "reclaim", None)
+    if enabled is None:
+        with contextlib.suppress(ValueError):  # an ini file pytest has not read (none given)
+            enabled = early_config.getini("reclaim")
+    if enabled:
+        handlers = _ExitHandlers()
+        handlers.start()
+        early_config.stash[_EARLY_EXIT_HANDLERS] = handlers
+    return (yield)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Stop recording exit handlers, should no checker have taken them over (a usage error)."""
+    early = config.stash.get(_EARLY_EXIT_HANDLERS, None)
+    if early is not None:
+        early.stop()
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     """Register the marker; start the checker when ``--reclaim`` or ``reclaim = true`` says so.
@@ -1072,8 +1099,12 @@ class LeakChecker:
         self.ignore_kinds: tuple[str, ...] = _ini_kinds(config)
         self.allow_everywhere: list[AllowRule] = _ini_allow(config)
         self.tracker: Tracker | None = None
-        self.exit_handlers = _ExitHandlers()
-        self.exit_handlers.start()  # from now: a conftest's pytest_configure registers some
+        early = config.stash.get(_EARLY_EXIT_HANDLERS, None)
+        if early is not None:  # recording since before the other plugins' earliest hook
+            self.exit_handlers = early
+        else:
+            self.exit_handlers = _ExitHandlers()
+            self.exit_handlers.start()  # from now: a conftest's pytest_configure registers some
         self.controller = False
         # Unique per session: a pytester session nested in this process gets a label of its own.
         self._number = next(_sessions)
