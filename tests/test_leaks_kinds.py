@@ -3950,6 +3950,18 @@ def test_a_pony_in_memory_database_keeps_its_connection_and_a_file_ones_is_the_p
     assert leakwatch.leaks() == []
 
 
+def test_coverages_data_kept_in_memory_is_coverages(leakwatch: Watch) -> None:
+    """coverage keeps a report's remapped data (``no_disk``) in an in-memory database whose
+    ``close()`` keeps it unless forced: pytest-cov's report under ``[paths]`` left two such
+    connections, a leak at the end of every run."""
+    sqldata = pytest.importorskip("coverage.sqldata")
+    data = sqldata.CoverageData(no_disk=True)
+    data.add_lines({"/app/mod.py": [1, 2, 3]})
+    assert data.measured_files() == {"/app/mod.py"}
+    assert leakwatch.leaks() == []  # open until forced closed, as coverage means it to be
+    data.close(force=True)
+
+
 def test_aiomultiprocess_keeps_one_manager_for_the_process(leakwatch: Watch) -> None:
     """``aiomultiprocess.core.get_manager()`` starts a ``SyncManager`` on first use and keeps it
     in a module global for every later call (multiprocessing shuts it down at exit): it was the
