@@ -101,6 +101,10 @@ PROCESS_WIDE = {
     # fsspec's IO loop: one event loop for the process, run forever in its daemon thread
     # 'fsspecIO', made by the first filesystem that needs it and never stopped (reset at fork).
     "fsspec.asyn": ("get_loop",),
+    # zarr's copy of it: one event loop for the process, run in its daemon thread 'zarr_io', and
+    # the thread pool it gives that loop as its default executor; both shut down by zarr's exit
+    # handler.
+    "zarr.core.sync": ("_get_loop", "_get_executor"),
     # loky's reusable executor (joblib's default backend, its vendored copy too): one per process
     # (per thread), kept in reusable_executor._executor_storage for the next call to reuse, and
     # shut down by loky's exit handler. One the program makes with ProcessPoolExecutor is its own.
