@@ -968,6 +968,34 @@ def test_two_frames_of_a_file_short_of_any_test_line_say_how_to_see_more(pyteste
     result.stdout.no_fnmatch_line(hint)
 
 
+def test_a_stack_cut_short_of_any_test_line_says_how_to_see_more_for_every_kind(
+    pytester: pytest.Pytester,
+) -> None:
+    """The project's own code, eight calls deep, opening a sqlite3 connection: the eight frames
+    kept were all its own, two tests' leaks from different lines read as one block, and nothing
+    said the stack was cut (coverage's own suite). The report says how to see the rest."""
+    calls = "\n".join(f"def level{n}(name):\n    return level{n + 1}(name)\n" for n in range(9))
+    pytester.makepyfile(
+        deeplib=f"import sqlite3\n\n{calls}\ndef level9(name):\n    return sqlite3.connect(name)\n",
+        test_deep="""
+        import deeplib
+
+        KEEP = []
+
+        def test_deep():
+            KEEP.append(deeplib.level0(":memory:"))
+        """,
+    )
+    hint = "*stacks keep 8 frames, none of them a test's here*reclaim_depth = 16*"
+    result = run(pytester)
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*acquired at deeplib.py:* in level9", hint])
+    result = run(pytester, "-o", "reclaim_depth=16")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*from test_deep.py:6 in test_deep"])
+    result.stdout.no_fnmatch_line(hint)
+
+
 @pytest.mark.parametrize(
     ("options", "conftest"),
     [

@@ -1673,24 +1673,29 @@ class LeakChecker:
         )
 
     def _cut_short(self, leaks: Sequence[Leak]) -> str:
-        """What to set to see a test's line, when a file's stack, cut at the two frames files keep
-        by default, has none: the project's own code two calls deep (portalocker's lock file),
-        with nothing saying the stack went on."""
+        """What to set to see a test's line, when a stack cut at the frames kept has none: a file's,
+        at the two frames files keep by default (portalocker's lock file, two calls deep in the
+        project's code), or another's, at ``reclaim_depth`` (coverage's own suite: eight frames of
+        its data layer, and two tests' leaks merged into one block), with nothing saying the stack
+        went on."""
         from .leaks import _records
 
         kept = _records.file_depth
-        if self.depth_given or kept >= self.depth:
-            return ""
         for leak in leaks:
             frames = leak.frames
-            if (
-                leak.kind == "file"
-                and len(frames) >= kept
-                and not any(self.is_test_file(frame.filename) for frame in frames)
-            ):
+            if any(self.is_test_file(frame.filename) for frame in frames):
+                continue
+            if leak.kind == "file" and not self.depth_given and kept < self.depth and len(frames) >= kept:
                 return (
                     f"(files keep {kept} frames, as each costs on every open(): "
                     f"reclaim_depth = {self.depth} in the ini file, or -o reclaim_depth={self.depth}, "
+                    "shows the lines that called them)\n"
+                )
+            if leak.kind != "file" and len(frames) >= self.depth:
+                deeper = 2 * self.depth
+                return (
+                    f"(stacks keep {self.depth} frames, none of them a test's here: "
+                    f"reclaim_depth = {deeper} in the ini file, or -o reclaim_depth={deeper}, "
                     "shows the lines that called them)\n"
                 )
         return ""
