@@ -1903,6 +1903,27 @@ def test_what_a_unittest_setupclass_or_a_class_fixture_keeps_on_the_class_is_not
             def test_never_closed(self):
                 assert self.store.count() == 0
 
+        class Handle:  # a callable object kept on the class: what it holds is the fixture's too
+            def __init__(self):
+                self.store = store.Store()
+
+            def __call__(self):
+                return self.store.count()
+
+        @pytest.fixture(scope="class")
+        def handle(request):
+            request.cls.handle = Handle()
+            yield
+            request.cls.handle.store.conn.close()
+
+        @pytest.mark.usefixtures("handle")
+        class TestCallable:
+            def test_one(self):
+                assert self.handle() == 0
+
+            def test_two(self):
+                assert self.handle() == 0
+
         @pytest.fixture(scope="class")
         def nothing():
             yield
@@ -1917,7 +1938,7 @@ def test_what_a_unittest_setupclass_or_a_class_fixture_keeps_on_the_class_is_not
         """,
     )
     result = run(pytester, "-p", "no:randomly")
-    result.assert_outcomes(passed=5, errors=1)
+    result.assert_outcomes(passed=7, errors=1)
     result.stdout.fnmatch_lines(["*ERROR at teardown of TestStoresOnItsClass.test_keeps*"])
     result.stdout.fnmatch_lines(
         [

@@ -305,13 +305,15 @@ def _module_file(module: object) -> str | None:
 
 def _set_meanwhile(cls: type, before: dict[str, object]) -> tuple[str, ...]:
     """The names of *cls*'s own attributes set since its dict was *before* (added or rebound),
-    its methods left out: what a class-scoped fixture's setup (a unittest ``setUpClass``, a
-    fixture setting ``request.cls.db``) keeps on the class."""
+    its methods left out (not a callable object: ``cls.Session = sessionmaker(engine)`` holds
+    the engine): what a class-scoped fixture's setup (a unittest ``setUpClass``, a fixture
+    setting ``request.cls.db``) keeps on the class."""
     missing = object()
+    methods = (types.FunctionType, types.MethodType, classmethod, staticmethod, property)
     return tuple(
         name
         for name, value in list(vars(cls).items())
-        if before.get(name, missing) is not value and not callable(value)
+        if before.get(name, missing) is not value and not isinstance(value, methods)
     )
 
 
