@@ -166,11 +166,7 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> Generator[None
     """With ``--reclaim`` (or ``reclaim = true``), record the ``atexit`` handlers from before the
     other plugins' earliest hook: pytest-cov starts coverage there, and what coverage's exit
     handler closes (the data files of its report) was a leak at the session's end."""
-    enabled = getattr(early_config.known_args_namespace, "reclaim", None)
-    if enabled is None:
-        with contextlib.suppress(ValueError):  # an ini file pytest has not read (none given)
-            enabled = early_config.getini("reclaim")
-    if enabled:
+    if _enabled(early_config, getattr(early_config.known_args_namespace, "reclaim", None)):
         handlers = _ExitHandlers()
         handlers.start()
         early_config.stash[_EARLY_EXIT_HANDLERS] = handlers
@@ -191,11 +187,19 @@ def pytest_configure(config: pytest.Config) -> None:
     First, so that it sees the ``atexit`` handlers the other plugins' and conftests'
     ``pytest_configure`` register (a run's temp directory, removed at exit: see _ExitHandlers)."""
     config.addinivalue_line("markers", _MARKER_HELP)
-    enabled = config.getoption("reclaim")
-    if enabled is None:
-        enabled = config.getini("reclaim")
-    if enabled:
+    if _enabled(config, config.getoption("reclaim")):
         config.pluginmanager.register(LeakChecker(config), "reclaim-leak-checker")
+
+
+def _enabled(config: pytest.Config, given: object) -> bool:
+    """Whether the checker runs: ``--reclaim`` or ``--no-reclaim`` as *given*, else the ini's
+    ``reclaim``."""
+    if given is not None:
+        return bool(given)
+    try:
+        return bool(config.getini("reclaim"))
+    except ValueError:  # early, before pytest knows the ini option
+        return False
 
 
 def _json_destination(config: pytest.Config) -> str | None:

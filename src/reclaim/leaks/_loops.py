@@ -43,7 +43,7 @@ from __future__ import annotations
 import gc
 import sys
 from collections.abc import Callable, Iterable
-from types import FrameType, ModuleType
+from types import ModuleType
 
 from reclaim import _sites
 from reclaim._sites import frame_above
@@ -52,7 +52,7 @@ from reclaim._sites import in_finalizer as _in_finalizer
 from . import _fds as fd_table
 from . import _records, _sockets
 from ._kinds import Details, Kind, register
-from ._owning import PLUMBING, site
+from ._owning import PLUMBING, first_outside_framework, site
 from ._patch import Patches
 from ._records import NO_OBJECT, OPEN, Record
 
@@ -215,13 +215,6 @@ def releasing_close(close: Callable[[Any], None], then: Callable[[Any], None] | 
     return close_
 
 
-def _maker(frame: FrameType | None) -> FrameType | None:
-    """The first frame outside asyncio (and the rest of the standard library) from *frame* out."""
-    while frame is not None and _sites.frame_is_framework(frame):
-        frame = frame.f_back
-    return frame
-
-
 def _keep_descriptors(loop: Any) -> None:
     """*loop*'s ``__del__`` did not close it: its ResourceWarning, made an error (``-W error``,
     pytest's ``filterwarnings = error``), stopped it first. The exception's traceback then keeps
@@ -257,7 +250,7 @@ def install(patches: Patches, selector_events: ModuleType) -> None:
         pipe = tuple(fd for fd in (_fileno(ssock), _fileno(csock)) if fd is not None)
         selector_class = type(selector).__name__ if selector is not None else None
         info = (type(self).__name__, selector_class, _fileno(selector), pipe)
-        maker = _maker(sys._getframe(1))
+        maker = first_outside_framework(sys._getframe(1))
         if maker is not None and maker.f_code in PLUMBING:
             # A library's loop for the process (fsspec's IO loop, see _owning.PROCESS_WIDE): at
             # its own line, owned, so never reported, while its descriptors stay accounted for.

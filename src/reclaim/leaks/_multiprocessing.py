@@ -54,11 +54,9 @@ import weakref
 from collections.abc import Callable, Mapping
 from types import FunctionType, ModuleType
 
-from reclaim import _sites
-
 from . import _lineage, _records
 from ._kinds import Details, Kind, register
-from ._owning import PLUMBING, label, lookup, outside, own, site, track_init
+from ._owning import PLUMBING, first_outside_framework, label, lookup, outside, own, site, track_init
 from ._patch import Patches
 from ._records import NO_OBJECT, OPEN, Record
 from ._threads import target_name
@@ -491,13 +489,13 @@ def install_managers(patches: Patches, module: ModuleType) -> None:
 
     def start_(self: Any, *args: Any, **kwargs: Any) -> None:
         start(self, *args, **kwargs)
-        maker = outside(self, sys._getframe(1))
-        while maker is not None and _sites.frame_is_framework(maker):
-            maker = maker.f_back  # multiprocessing's context.Manager()
+        made = outside(self, sys._getframe(1))
+        maker = first_outside_framework(made)  # past multiprocessing's context.Manager()
         if maker is not None and maker.f_code in PLUMBING:
             return  # a library's manager for the process (aiomultiprocess's): never recorded
         # Its state, not itself: the record judges its death by it (see _died_running).
-        _records.new(self, "multiprocessing", (label(type(self)), "manager", self._state), site(self))
+        info = (label(type(self)), "manager", self._state)
+        _records.new(self, "multiprocessing", info, _records.capture(made, _records.depth))
 
     start_.__doc__ = start.__doc__
     patches.set(manager, "start", start_)

@@ -32,6 +32,7 @@ __all__ = [
     "PROCESS_WIDE",
     "RUNNERS",
     "caller",
+    "first_outside_framework",
     "install_owned",
     "install_process_wide",
     "install_runners",
@@ -321,6 +322,14 @@ def caller(frame: FrameType, package: str) -> FrameType:
         ):
             break  # a task's stack ends here (asyncio's step, or uvloop's from C)
         found = back
+    return frame
+
+
+def first_outside_framework(frame: FrameType | None) -> FrameType | None:
+    """The first frame outside the standard library (and reclaim) from *frame* out: the code that
+    called ``asyncio.new_event_loop()`` or ``multiprocessing``'s ``context.Manager()``."""
+    while frame is not None and _sites.frame_is_framework(frame):
+        frame = frame.f_back
     return frame
 
 
