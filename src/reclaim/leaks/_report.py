@@ -257,7 +257,12 @@ class Report:
             state = _state_text(leak)
             if "garbage collector" in leak.description:
                 state = ""  # the description says what the collector did (a Pipe's ends)
-            state = f" [yellow]({escape(state)})[/]" if state else ""
+            if state == _STATES["collected"] and " not closed" in leak.description:
+                # "not closed (engine.dispose()) (closed by the garbage collector...)" read as a
+                # contradiction: the program did not close it, the collector did.
+                state = f"[yellow]; {_LEFT_TO_COLLECTOR}[/]"
+            else:
+                state = f" [yellow]({escape(state)})[/]" if state else ""
             others = list(
                 dict.fromkeys(
                     other.description for other in group[1:] if other.description != leak.description
@@ -390,6 +395,8 @@ _POOL_DROPPED = (
 _MANAGER_DROPPED = (
     "dropped without shutdown(): its finalizer, run by the garbage collector, stopped its server process"
 )
+
+_LEFT_TO_COLLECTOR = "left to the garbage collector, which closed it"
 
 _STATES: dict[str | tuple[str, str], str] = {
     "open": "",
