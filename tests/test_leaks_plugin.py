@@ -2884,6 +2884,90 @@ def test_what_closes_at_exit_is_left_to_it(pytester: pytest.Pytester) -> None:
     ], out
 
 
+def test_a_bound_method_exit_handler_excuses_only_what_its_code_reaches(pytester: pytest.Pytester) -> None:
+    """jupyter_client's kernel manager registers ``cleanup_connection_file``, which removes a
+    file: the kernel the manager keeps running was excused with it, as if the handler stopped it.
+    A handler's object counts only the attributes its code (and the methods, properties and
+    module functions it calls) names; one that reaches them all (``vars(self)``) counts them all."""
+    pytester.makepyfile(
+        helpers="""
+        import atexit
+        import os
+        import subprocess
+        import sys
+
+        class Manager:
+            def __init__(self, path):
+                self.path = path
+                self.kernel = None
+                atexit.register(self.cleanup_file)
+
+            def start(self):
+                self.kernel = subprocess.Popen([sys.executable, "-c", "pass"])
+
+            def cleanup_file(self):
+                if os.path.exists(self.path):
+                    os.remove(self.path)
+
+        class Stopper(Manager):
+            def __init__(self, path):
+                super().__init__(path)
+                atexit.register(self.stop)
+
+            def stop(self):
+                self._reap()
+
+            def _reap(self):
+                _kill(self.kernel)
+
+        def _kill(child):
+            child.kill()
+            child.wait()
+
+        class Everything(Manager):
+            def __init__(self, path):
+                super().__init__(path)
+                atexit.register(self.close_all)
+
+            def close_all(self):
+                for value in vars(self).values():
+                    if isinstance(value, subprocess.Popen):
+                        value.kill()
+                        value.wait()
+
+        MANAGERS = []
+        """,
+        test_kernels="""
+        import helpers
+
+        def test_file_only():
+            manager = helpers.Manager("conn.json")
+            helpers.MANAGERS.append(manager)
+            manager.start()
+
+        def test_stopper():
+            manager = helpers.Stopper("conn2.json")
+            helpers.MANAGERS.append(manager)
+            manager.start()
+
+        def test_everything():
+            manager = helpers.Everything("conn3.json")
+            helpers.MANAGERS.append(manager)
+            manager.start()
+        """,
+    )
+    result = run(pytester, "-p", "no:randomly")
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(
+        [
+            "held by module global helpers.MANAGERS[0] (kept from test_kernels.py::test_file_only):",
+            "subprocess pid *",
+            "*1 resource leaked by 1 test*",
+        ]
+    )
+    assert "test_stopper" not in result.stdout.str() and "test_everything" not in result.stdout.str()
+
+
 def test_a_temp_path_a_waiting_finalize_or_atexit_handler_removes_is_left_to_it(
     pytester: pytest.Pytester,
 ) -> None:

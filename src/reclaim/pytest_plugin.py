@@ -907,8 +907,13 @@ def _reached(func: object, args: Sequence[object], levels: int) -> list[object]:
     if levels > 1:
         if owner is not None and not isinstance(owner, (type, types.ModuleType)):
             # A registry's cleanup (``atexit.register(self.cleanup)``): what its attributes keep,
-            # and what a list, set or dict of them keeps (children it waits for at exit).
-            for value in list(getattr(owner, "__dict__", {}).values()):
+            # and what a list, set or dict of them keeps (children it waits for at exit). Only
+            # the attributes its code names: jupyter_client's ``cleanup_connection_file`` removes
+            # a file, and the kernel its manager keeps running was excused with it.
+            named = _names_used(func)
+            for name, value in list(getattr(owner, "__dict__", {}).items()):
+                if named is not None and name not in named:
+                    continue
                 found.append(value)
                 if type(value) in (list, tuple, set, frozenset, collections.deque):
                     found += list(itertools.islice(value, _ITEMS_LOOKED_AT))
@@ -923,6 +928,47 @@ def _reached(func: object, args: Sequence[object], levels: int) -> list[object]:
             names = func.__globals__
             found += [names[name] for name in func.__code__.co_names if name in names]
     return [obj for obj in found if obj is not None and not isinstance(obj, types.ModuleType)]
+
+
+#: Names that reach an object's attributes without naming them: a method using one may close
+#: any of them.
+_ANY_ATTRIBUTE = frozenset({"__dict__", "vars", "getattr"})
+
+
+def _names_used(method: object) -> frozenset[str] | None:
+    """The names the code of bound *method* uses, and the code it calls on its object's class or
+    from its module's globals (a few calls deep, properties' getters too): what of its object it
+    may close. None when that cannot be told (C code, or a method that reaches attributes without
+    naming them)."""
+    func = getattr(method, "__func__", None)
+    owner = getattr(method, "__self__", None)
+    if not isinstance(func, types.FunctionType) or owner is None:
+        return None
+    names: set[str] = set()
+    seen: set[types.CodeType] = set()
+    todo: list[tuple[types.CodeType, dict[str, Any], int]] = [(func.__code__, func.__globals__, 0)]
+    while todo:
+        code, globals_, depth = todo.pop()
+        if code in seen:
+            continue
+        seen.add(code)
+        todo += [(const, globals_, depth) for const in code.co_consts if isinstance(const, types.CodeType)]
+        if depth > 3:
+            continue
+        for name in code.co_names:
+            if name in names:
+                continue
+            names.add(name)
+            # The same name up the class's hierarchy (a super() call reaches the base's), and a
+            # function of the module by that name.
+            callees = [vars(klass).get(name) for klass in type(owner).__mro__]
+            callees.append(globals_.get(name))
+            for callee in callees:
+                callee = getattr(callee, "__func__", callee)  # a staticmethod or classmethod
+                callee = getattr(callee, "fget", callee)  # a property's getter
+                if isinstance(callee, types.FunctionType):
+                    todo.append((callee.__code__, callee.__globals__, depth + 1))
+    return None if names & _ANY_ATTRIBUTE else frozenset(names)
 
 
 def _winding_down(leak: Leak) -> bool:
