@@ -2552,6 +2552,51 @@ def test_an_error_the_checks_collection_raises_in_a_finalizer_is_shown_without_r
     assert "reclaim/pytest_plugin.py" not in out and "this test leaked" not in out, out
 
 
+def test_a_check_imports_nothing(pytester: pytest.Pytester) -> None:
+    """The check above failed once in some full runs with ``KeyError: <thread id>`` at an import
+    in reclaim's check: on Python 3.11 a collection during an import whose finalizer imports in
+    turn breaks importlib's bookkeeping (fixed in 3.12), and a check collects. What a check
+    imports is imported when the session starts; a warning the collection sets off, formatted,
+    imports nothing new either."""
+    pytester.makeini("[pytest]\nfilterwarnings = error\n")
+    pytester.makeconftest(
+        """
+        import sys
+        import pytest
+
+        BEFORE = set()
+
+        @pytest.hookimpl(hookwrapper=True)
+        def pytest_runtest_teardown(item):
+            BEFORE.update(sys.modules)
+            yield
+            print("imported in the check:", sorted(set(sys.modules) - BEFORE))
+        """
+    )
+    pytester.makepyfile(
+        test_first="""
+        import threading
+
+        class Stops:
+            def __init__(self, event):
+                self.event = event
+                self.me = self
+
+            def __del__(self):
+                self.event.set()
+                raise ValueError("raised in a finalizer")
+
+        def test_leaves_a_cycle():
+            event = threading.Event()
+            threading.Thread(target=event.wait, daemon=True).start()
+            Stops(event)
+        """
+    )
+    result = run(pytester, "-s", "-p", "no:randomly")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*imported in the check: []*"])
+
+
 def test_an_object_in_sys_modules_that_is_no_module_breaks_no_check(pytester: pytest.Pytester) -> None:
     """Pyro5's Pyro4 compatibility layer puts objects in ``sys.modules`` whose ``__getattr__``
     raises NotImplementedError: the session's start stopped with an INTERNALERROR, every leaking

@@ -1216,9 +1216,16 @@ class LeakChecker:
             self.controller = True
             self.exit_handlers.stop()
             return
-        from . import _sites
-        from .leaks import Tracker, _records, _tracker, current_context, set_context
+        import tracemalloc  # noqa: F401  (see below)
 
+        from . import _sites
+        from .leaks import Tracker, _records, _report, _tracker, current_context, set_context
+
+        # Imported now, not in a test's check: on Python 3.11 a collection during an import that
+        # runs a finalizer which imports in turn raises KeyError from importlib's bookkeeping
+        # (fixed in 3.12), and a check collects. _report is what every check imports;
+        # tracemalloc, what formatting a warning the check's collection sets off imports.
+        del _report
         self.previous_context = current_context()
         # Report paths as pytest shows its own, from where it was started: a test that changes
         # directory does not move them.
