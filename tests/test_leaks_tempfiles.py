@@ -119,3 +119,27 @@ def test_a_spooled_file_dropped_unclosed_warns_at_the_line_that_dropped_it(leakw
     assert (warned.filename, warned.lineno) == (__file__, dropped)
     leak = leakwatch.one("file")  # rolled over: still found as dropped by the program
     assert leak.state == "collected" and leak.site is not None and leak.site.lineno == made
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_mkstemp_and_mkdtemp_under_a_patched_stat_work_and_are_tracked(
+    leakwatch: Watch, tmp_path: Path
+) -> None:
+    """celery's tests patch ``os.fstat`` around ``mkstemp()``: reclaim's wrapper asked the patched
+    function for the file's identity, ``mkstemp()`` raised TypeError with its file open, and that
+    descriptor was the test's leak. So for ``mkdtemp()`` under a patched ``os.lstat``."""
+    import os
+    from unittest import mock
+
+    with mock.patch("os.fstat"), mock.patch("os.lstat"), mock.patch("os.stat"):
+        fd, path = tempfile.mkstemp(dir=tmp_path)
+        made_file = line() - 1
+        directory = tempfile.mkdtemp(dir=tmp_path)
+        made_dir = line() - 1
+    os.close(fd)
+    found = {leak.kind: leak for leak in leakwatch.leaks() if leak.kind in ("tempfile", "tempdir")}
+    assert found["tempfile"].details["path"] == path and found["tempfile"].frames[0].lineno == made_file
+    assert found["tempdir"].details["path"] == directory and found["tempdir"].frames[0].lineno == made_dir
+    os.remove(path)
+    os.rmdir(directory)
+    assert [leak for leak in leakwatch.leaks() if leak.kind in ("tempfile", "tempdir")] == []

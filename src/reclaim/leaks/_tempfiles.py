@@ -37,6 +37,7 @@ import weakref
 from types import FunctionType, ModuleType
 
 from . import _files, _records
+from ._fds import _C
 from ._kinds import Details, Kind, register
 from ._patch import Patches
 from ._records import NO_OBJECT, OPEN, Record
@@ -74,8 +75,8 @@ def _still_there(rec: Record) -> bool:
     path = _path_and_maker(rec)[0]
     made = rec.info[2] if type(rec.info) is tuple and len(rec.info) > 2 else None
     try:
-        st = os.lstat(path)
-    except OSError:  # gone, or no longer reachable
+        st = _C.lstat(path)  # posix's own: a test may have patched os.lstat (see install)
+    except (OSError, TypeError, ValueError):  # gone, or no longer reachable
         return False
     return made is None or _identity(st) == made
 
@@ -97,7 +98,15 @@ def _parameters(function: Any) -> list[str]:
 
 
 def _dir_open(obj: Any, rec: Record) -> bool:
-    return os.path.isdir(_path_and_maker(rec)[0]) and _still_there(rec)
+    return _still_there(rec) and _is_dir(_path_and_maker(rec)[0])
+
+
+def _is_dir(path: str) -> bool:
+    """``os.path.isdir``, through posix's own ``stat`` (see _still_there)."""
+    try:
+        return stat.S_ISDIR(_C.stat(path).st_mode)
+    except (OSError, TypeError, ValueError):
+        return False
 
 
 def _file_open(obj: Any, rec: Record) -> bool:
@@ -232,8 +241,10 @@ def install(patches: Patches, tempfile: ModuleType) -> None:
         site = _records.capture(sys._getframe(1), _records.depth)
         name = os.fsdecode(path)
         try:
-            made: tuple[int, int, int] | None = _identity(os.lstat(path))
-        except OSError:  # removed already by another thread: judged by its path
+            # posix's own lstat and fstat: celery's tests patch os.fstat around mkstemp(), and the
+            # patched one raised here, the program's mkstemp() failing with its file open.
+            made: tuple[int, int, int] | None = _identity(_C.lstat(path))
+        except (OSError, TypeError, ValueError):  # removed already by another thread: judged by its path
             made = None
         _records.new(NO_OBJECT, "tempdir", (name, "mkdtemp()", made), site, ("path", name))
         return path
@@ -242,7 +253,7 @@ def install(patches: Patches, tempfile: ModuleType) -> None:
         fd, path = mkstemp(*args, **kwargs)
         site = _records.capture(sys._getframe(1), _records.depth)
         name = os.fsdecode(path)
-        made = _identity(os.fstat(fd))
+        made = _identity(_C.fstat(fd))
         _records.new(NO_OBJECT, "tempfile", (name, "mkstemp()", made), site, ("path", name))
         opened = _records.live.get(("fd", fd))  # by tempfile's os.open(): the program's call was this
         if opened is not None and opened.kind == "fd":
