@@ -2552,6 +2552,61 @@ def test_an_error_the_checks_collection_raises_in_a_finalizer_is_shown_without_r
     assert "reclaim/pytest_plugin.py" not in out and "this test leaked" not in out, out
 
 
+def test_a_current_session_on_a_packages_class_takes_each_tests_resource(pytester: pytest.Pytester) -> None:
+    """rocketry's fixture makes each test a session, set as current on a class of a package
+    that comes after its many submodules in ``sys.modules``: every check listed every
+    submodule's globals before that class's, at 25 ms a test. The module whose object took
+    something is searched first at the next check; globals that reference nothing (a sentinel
+    ``object()``) are not listed. Each session is the class attribute's until the next
+    replaces it, then its test's again (the collector closed its connection); the last one is
+    reported at the end as the class attribute's."""
+    pkg = pytester.mkpydir("app")
+    for index in range(30):
+        (pkg / f"mod{index}.py").write_text(
+            "import decimal\n"
+            + "".join(f"SENTINEL_{j} = object()\nPRICE_{j} = decimal.Decimal(1)\n" for j in range(20))
+        )
+    (pkg / "__init__.py").write_text(
+        "".join(f"from . import mod{index}\n" for index in range(30))
+        + textwrap.dedent(
+            """
+            import sqlite3
+
+            class Session:
+                current = None
+
+                def __init__(self):
+                    self.db = sqlite3.connect(":memory:")
+                    Session.current = self
+            """
+        )
+    )
+    pytester.makeconftest(
+        """
+        import pytest
+        import app
+
+        @pytest.fixture(autouse=True)
+        def session():
+            return app.Session()
+        """
+    )
+    pytester.makepyfile(
+        test_many="import pytest\n\n@pytest.mark.parametrize('n', range(5))\ndef test_one(n):\n    pass\n"
+    )
+    result = run(pytester, "-p", "no:randomly")
+    result.assert_outcomes(passed=5)
+    result.stdout.fnmatch_lines(
+        [
+            "acquired by test_many.py::test_one[[]0[]], *test_one[[]1[]], *test_one[[]2[]] and 1 more:",
+            "sqlite3 :memory: (closed by the garbage collector, not the program) x 4*",
+            "held by class attribute app.Session.current (kept from test_many.py::test_one[[]4[]]):",
+            "sqlite3 :memory:",
+        ]
+    )
+    assert "this test leaked" not in result.stdout.str()
+
+
 def test_a_check_imports_nothing(pytester: pytest.Pytester) -> None:
     """The check above failed once in some full runs with ``KeyError: <thread id>`` at an import
     in reclaim's check: on Python 3.11 a collection during an import whose finalizer imports in

@@ -421,48 +421,83 @@ def _module_holders(is_test_file: Callable[[str], bool], first: str | None = Non
     test module's ``KEEP = []``, which tests fill to keep what they leak alive, holds nothing.
     """
     holders: dict[str, object] = {}
+    for _, found in _holders_by_module(is_test_file, (first,) if first is not None else ()):
+        holders.update(found)
+    return holders
+
+
+def _holders_by_module(
+    is_test_file: Callable[[str], bool], first: Sequence[str] = ()
+) -> Iterator[tuple[str, dict[str, object]]]:
+    """(module key, its holders) for each program module in ``sys.modules`` (see
+    _module_holders), the modules *first* names first, in that order; each module's holders
+    are listed only when the search comes to it, and not at all once it found what it wanted."""
     imported = _Imported()
     modules = list(sys.modules.items())
-    if first is not None and first in sys.modules:
+    if first:
         # The running test's module first: the search for holders shares one budget, and a
         # large graph kept by a module before it (an ORM's registry) spent it all, so a test's
         # connection its own module's global keeps was that test's leak or not by what else
-        # was imported (pony's suite).
-        modules = [(first, sys.modules[first]), *(entry for entry in modules if entry[0] != first)]
+        # was imported (pony's suite). Then the modules whose objects took something over
+        # lately (a framework's current session, set anew by each test's fixture on a class of
+        # a package that comes after its 150 submodules in sys.modules: rocketry's).
+        front = [(key, sys.modules[key]) for key in dict.fromkeys(first) if key in sys.modules]
+        named = {key for key, _ in front}
+        modules = [*front, *(entry for entry in modules if entry[0] not in named)]
     for key, module in modules:
         filename = _module_file(module)
         if filename is None or not _is_program_file(filename):
             continue
-        # Its own name, or the one it is loaded under when it lost that: loguru's tests take
-        # ``__name__`` out of a module's globals, and every check after crashed here.
-        prefix = _name_of(module, key)
-        program = not is_test_file(filename)
-        for name, value in list(vars(module).items()):
-            # type(), never isinstance(): that asks a proxy for its __class__, which sets up
-            # what it stands for (Django's LazyObject: its admin site, its storage), running the
-            # program's code at a time it did not choose, and crashing the session when it raises.
-            kind = type(value)
-            if issubclass(kind, _SCALARS) or name.startswith("__"):
-                continue  # most of a module of constants, asked first: this runs per leaking test
-            if issubclass(kind, types.FunctionType):
-                # A decorator applied at import keeps what it was given in the closure of the
-                # function it returns (``@process(pool=ProcessPool(1))``): that object is the
-                # module's as a global's would be. Only the cells: a function's globals reach
-                # the whole module, what a test stored there included.
-                value = tuple(_closure_values(value))
-                if not value:
-                    continue
-            elif issubclass(kind, type):
-                if program and vars(value).get("__module__") == prefix:  # defined here, not imported
-                    _class_holders(value, f"{CLASS_ATTRIBUTE}{prefix}.{name}", holders)
+        found = _holders_of_module(key, module, not is_test_file(filename), imported)
+        if found:
+            yield key, found
+
+
+#: How many modules whose objects took something over lately are searched first.
+_RECENT_TAKERS = 8
+
+#: Py_TPFLAGS_HAVE_GC: a type without it references nothing the collector sees.
+_HAVE_GC = 1 << 14
+
+
+def _holders_of_module(
+    key: str, module: types.ModuleType, program: bool, imported: _Imported
+) -> dict[str, object]:
+    """The holders of one program module (see _module_holders); *program*: not a test file."""
+    holders: dict[str, object] = {}
+    # Its own name, or the one it is loaded under when it lost that: loguru's tests take
+    # ``__name__`` out of a module's globals, and every check after crashed here.
+    prefix = _name_of(module, key)
+    for name, value in list(vars(module).items()):
+        # type(), never isinstance(): that asks a proxy for its __class__, which sets up
+        # what it stands for (Django's LazyObject: its admin site, its storage), running the
+        # program's code at a time it did not choose, and crashing the session when it raises.
+        kind = type(value)
+        if issubclass(kind, _SCALARS) or name.startswith("__"):
+            continue  # most of a module of constants, asked first: this runs per leaking test
+        if issubclass(kind, types.FunctionType):
+            # A decorator applied at import keeps what it was given in the closure of the
+            # function it returns (``@process(pool=ProcessPool(1))``): that object is the
+            # module's as a global's would be. Only the cells: a function's globals reach
+            # the whole module, what a test stored there included.
+            value = tuple(_closure_values(value))
+            if not value:
                 continue
-            elif issubclass(kind, _CONTAINERS):
-                if program:
-                    _item_holders(value, f"{MODULE_GLOBAL}{prefix}.{name}", holders)
-                continue
-            elif issubclass(kind, _NOT_HOLDERS) or imported.of_library(name, value, kind):
-                continue
-            holders[f"{MODULE_GLOBAL}{prefix}.{name}"] = value
+        elif issubclass(kind, type):
+            if program and vars(value).get("__module__") == prefix:  # defined here, not imported
+                _class_holders(value, f"{CLASS_ATTRIBUTE}{prefix}.{name}", holders)
+            continue
+        elif issubclass(kind, _CONTAINERS):
+            if program:
+                _item_holders(value, f"{MODULE_GLOBAL}{prefix}.{name}", holders)
+            continue
+        elif (
+            not kind.__flags__ & _HAVE_GC  # a sentinel object(), a Decimal: it references nothing
+            or issubclass(kind, _NOT_HOLDERS)
+            or imported.of_library(name, value, kind)
+        ):
+            continue
+        holders[f"{MODULE_GLOBAL}{prefix}.{name}"] = value
     return holders
 
 
@@ -548,11 +583,16 @@ _SKIPPED_KINDS: dict[int, tuple[type, bool]] = {}
 
 
 def _skipped(kind: type) -> bool:
-    """Whether a class attribute of type *kind* holds nothing: one _NOT_HOLDERS lists, or a
-    descriptor (found in the classes' own dicts: no metaclass ``__getattr__`` of the program runs)."""
+    """Whether a class attribute of type *kind* holds nothing: one _NOT_HOLDERS lists, one that
+    references nothing the collector sees (a sentinel ``object()``), or a descriptor (found in
+    the classes' own dicts: no metaclass ``__getattr__`` of the program runs)."""
     known = _SKIPPED_KINDS.get(id(kind))
     if known is None:
-        answer = issubclass(kind, _NOT_HOLDERS) or any("__get__" in vars(k) for k in kind.__mro__)
+        answer = (
+            not kind.__flags__ & _HAVE_GC
+            or issubclass(kind, _NOT_HOLDERS)
+            or any("__get__" in vars(k) for k in kind.__mro__)
+        )
         known = _SKIPPED_KINDS[id(kind)] = (kind, answer)
     return known[1]
 
@@ -1175,6 +1215,9 @@ class LeakChecker:
         self.torn_down: dict[str, object] = {}
         #: label of a class-scoped fixture -> (its class, the attributes its setup set there).
         self.kept_on_class: dict[str, tuple[type, tuple[str, ...]]] = {}
+        #: The keys of the modules whose objects took something over in the last checks, the
+        #: latest last: searched first (see _holders_by_module).
+        self.recent_takers: dict[str, None] = {}
         #: A wider-scoped fixture's label -> the rules of the markers where it is scoped.
         self.fixture_allow: dict[str, list[AllowRule]] = {}
         self.reported: set[tuple[object, ...]] = set()
@@ -1688,16 +1731,34 @@ class LeakChecker:
         # this test), not as acquired during the fixture's setup for the test that first used it.
         holders = {_kept_label(label, nodeid): value for label, value in holders.items()}
         module = getattr(item, "module", None)
-        first = _name_of(module, "") if isinstance(module, types.ModuleType) else None
-        kept = {_kept_label(holder, nodeid): value for holder, value in self._program_holders(first).items()}
-        if item.stash.get(_STASH_FAILED, False):  # searched last: what the program keeps comes first
-            kept[_kept_label(FAILURE_TRACEBACK, nodeid)] = _failure_holders(_kept_failure())
-        return self.tracker.hand_over_held(nodeid, holders, kept)
+        first = [_name_of(module, "")] if isinstance(module, types.ModuleType) else []
+        modules: dict[str, str] = {}  # a holder's label -> its module's key
 
-    def _program_holders(self, first: str | None = None) -> dict[str, object]:
-        """What the program keeps (module globals, class attributes, pytest config attributes),
-        module *first*'s first."""
-        return {**_module_holders(self.is_test_file, first), **_config_holders(self.config)}
+        def kept() -> Iterator[tuple[str, object]]:
+            order = [*first, *reversed(self.recent_takers)]
+            for key, found in _holders_by_module(self.is_test_file, order):
+                for holder, value in found.items():
+                    label = _kept_label(holder, nodeid)
+                    modules[label] = key
+                    yield label, value
+            for holder, value in _config_holders(self.config).items():
+                yield _kept_label(holder, nodeid), value
+            if item.stash.get(_STASH_FAILED, False):  # searched last: what the program keeps comes first
+                yield _kept_label(FAILURE_TRACEBACK, nodeid), _failure_holders(_kept_failure())
+
+        def took(label: str) -> None:
+            key = modules.get(label)
+            if key is not None:
+                self.recent_takers.pop(key, None)
+                self.recent_takers[key] = None
+                while len(self.recent_takers) > _RECENT_TAKERS:
+                    del self.recent_takers[next(iter(self.recent_takers))]
+
+        return self.tracker.hand_over_held(nodeid, holders, kept(), on_take=took)
+
+    def _program_holders(self) -> dict[str, object]:
+        """What the program keeps (module globals, class attributes, pytest config attributes)."""
+        return {**_module_holders(self.is_test_file), **_config_holders(self.config)}
 
     def _hand_back_let_go(self) -> int:
         """What a module global (or config attribute) took over from a test and no longer holds

@@ -351,7 +351,12 @@ class Tracker:
         )
 
     def hand_over_held(
-        self, context: str, holders: Mapping[str, object], module_holders: Mapping[str, object] = {}
+        self,
+        context: str,
+        holders: Mapping[str, object],
+        module_holders: Mapping[str, object] | Iterable[tuple[str, object]] = {},
+        *,
+        on_take: Callable[[str], object] | None = None,
     ) -> int:
         """Relabel what was acquired under *context* and is still held by one of *holders*.
 
@@ -371,7 +376,10 @@ class Tracker:
         holder to reach a resource takes it; the search looks at HOLDER_SEARCH objects in
         all, and no further once it found every resource still open. A library pool's record
         of the connections it handed out is not looked through: a connection checked out and
-        kept is its taker's, not the pool owner's. Returns how many resources were relabelled.
+        kept is its taker's, not the pool owner's. *module_holders* may be (label, object) pairs
+        made as the search goes: those after the last one it needs are never made. *on_take* is
+        called with the label of each holder that takes something. Returns how many resources
+        were relabelled.
         """
         self._require()
         targets = _open_under(context.__eq__)
@@ -385,11 +393,19 @@ class Tracker:
         # over, but is not searched for: once the open ones are found, the search ends.
         wanted = [key for key, held in targets.items() if _open_now(held)]
         search = _Search(targets, _not_followed(), pooled.in_use() if pooled is not None else (), wanted)
-        roots = [(label, holder, True) for label, holder in holders.items()]
-        roots += [(label, holder, False) for label, holder in module_holders.items()]
-        if targets:
-            roots += _clients_made_elsewhere(context)
-        for label, holder, itself in roots:
+        pairs = module_holders.items() if isinstance(module_holders, Mapping) else module_holders
+        any_targets = bool(targets)
+
+        def roots() -> Iterator[tuple[str, object, bool]]:
+            yield from ((label, holder, True) for label, holder in holders.items())
+            for label, holder in pairs:
+                yield label, holder, False
+                if not search.wanted or not search.budget:
+                    return  # the next module's holders are not listed
+            if any_targets and search.wanted:
+                yield from _clients_made_elsewhere(context)
+
+        for label, holder, itself in roots():
             if not search.wanted or not search.budget:
                 break
             if not itself and id(holder) in targets:
@@ -410,6 +426,8 @@ class Tracker:
                 else:  # a file's raw layer
                     _files.relabel(held, label)
                 moved += 1
+                if on_take is not None:
+                    on_take(label)
         return moved
 
     def hand_back(self, holding: Callable[[str], tuple[str, object] | None]) -> int:
