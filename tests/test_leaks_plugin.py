@@ -3491,6 +3491,41 @@ def test_a_test_whose_leaks_the_collector_already_closed_pays_for_no_full_collec
     )
 
 
+def test_a_test_module_inside_an_installed_package_is_the_program(pytester: pytest.Pytester) -> None:
+    """h5py's tests ship in its package and run with ``--pyargs h5py``: a test module under
+    ``site-packages`` was not the program, and the report of a file a test dropped left out
+    the line that dropped it."""
+    tests = pytester.mkdir("site-packages").joinpath("pkgtests")
+    tests.mkdir()
+    tests.joinpath("__init__.py").write_text("")
+    tests.joinpath("test_dropped.py").write_text(
+        textwrap.dedent(
+            """
+            import tempfile
+
+            class Holder:
+                def __init__(self, f):
+                    self.f = f
+
+                def close(self):
+                    self.f = None
+
+            def test_dropped():
+                holder = Holder(tempfile.NamedTemporaryFile())
+                holder.close()
+            """
+        )
+    )
+    result = run(pytester, "site-packages")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*acquired at site-packages/pkgtests/test_dropped.py:12 in test_dropped",
+            "  last reference dropped at site-packages/pkgtests/test_dropped.py:9 in Holder.close",
+        ]
+    )
+
+
 def test_a_test_module_inside_the_standard_library_is_the_program(pytester: pytest.Pytester) -> None:
     """``pytest --pyargs test.test_sqlite3`` runs CPython's own tests from the standard library's
     directory, whose frames are plumbing: what its tests leaked was acquired by no program and

@@ -334,11 +334,13 @@ def _own_test_module(path: Path) -> None:
     directory, whose frames are plumbing: what those tests leaked had no program line, and
     nothing was reported. Marked as pytest collects it, before it is imported: a file whose
     frames changed sides during the run would report a leak again at the session's end, its
-    frames no longer those it was reported with.
+    frames no longer those it was reported with. So inside an installed package (h5py's tests,
+    run with ``--pyargs h5py``): its frames were not the program's, and a report left out the
+    line that dropped a test's file ("last reference dropped at").
     """
     from . import _sites
 
-    if _sites.is_framework(str(path)):
+    if _sites.is_framework(str(path)) or not _sites.is_program(str(path)):
         _sites.mark_program(str(path))
 
 
