@@ -1030,6 +1030,10 @@ ANONYMOUS = {
     "anon_inode:[pidfd]": "a pidfd, made by C code",
     "anon_inode:inotify": "an inotify instance, made by C code or through ctypes",
 }
+#: Random devices C code opens once and keeps for the process: libqpdf's (in pikepdf's wheel),
+#: libsodium's, older OpenSSL's. One was the leak of whichever test first needed random bytes.
+RANDOM_DEVICES = frozenset({"/dev/urandom", "/dev/random"})
+
 #: Said after an untracked descriptor open on a directory: ``os.scandir()`` opens one no hook
 #: sees (its iterator is C's, neither weakly referable nor cheap to watch), and keeps it until
 #: the iterator is exhausted, closed or collected; a directory ``os.open()`` opened is tracked.
@@ -1108,7 +1112,7 @@ def _untracked(
         if fd in owned or _fds.kept(fd):
             continue
         target = _fds.describe_fd(fd)
-        if target is None or any(target.startswith(p) for p in paths):
+        if target is None or target in RANDOM_DEVICES or any(target.startswith(p) for p in paths):
             continue
         if later is None:  # asked once, and only now: asking may cost a query (see Kind)
             later = _later_paths(still_open)
