@@ -828,7 +828,7 @@ def test_a_traceback_through_a_tracked_clients_init_names_no_line_of_reclaims_it
         requests.Session.__init__(None)  # fails inside requests' own __init__
     frames = traceback.extract_tb(raised.value.__traceback__)
     assert [(f.filename, f.lineno) for f in frames if f.filename == _holders.__file__ and f.lineno < 5] == []
-    assert "<reclaim-generated stand-in for Session.__init__>" in [f.filename for f in frames]
+    assert any(f.filename.startswith("<reclaim-generated stand-in for Session.__init__,") for f in frames)
 
 
 @pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test

@@ -58,7 +58,7 @@ from . import _files, _imports, _lineage, _records
 from ._fds import track_fd
 from ._kinds import Details, Kind, register
 from ._owning import own
-from ._patch import Patches, call_as
+from ._patch import Patches, call_as, outside_warnings_stack
 from ._records import NO_OBJECT, OPEN, Record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
@@ -293,6 +293,9 @@ def track_popen(patches: Patches, popen: type) -> None:
         _dropped(self)
         finalize(self, *args, **kwargs)  # type: ignore[misc]
 
+    # Popen's warnings name the program's line (an EncodingWarning for text=True without an
+    # encoding, issued with stacklevel=2), not this wrapper's.
+    __init__.__code__ = outside_warnings_stack(__init__.__code__)
     patches.set(popen, "__init__", __init__)
     if finalize is not None:
         patches.set(popen, "__del__", __del__)

@@ -78,7 +78,7 @@ from reclaim import _sites
 from . import _records
 from ._kinds import CLIENT_KINDS, Details, Kind, kind_of, register
 from ._owning import caller, outside
-from ._patch import Patches
+from ._patch import Patches, outside_warnings_stack
 from ._records import OPEN, Record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
@@ -563,6 +563,9 @@ def track(
                 finalize(self, *args, **kwargs)
 
     __init__.__doc__ = init.__doc__
+    # A warning the class's __init__ issues for its caller (redis-py's for retry_on_timeout,
+    # PyMySQL's for passwd=) names the caller's line, not this wrapper's or its stand-in's.
+    __init__.__code__ = outside_warnings_stack(__init__.__code__)
     patches.set(cls, "__init__", _same_parameters(__init__, init))
     if finalize is not None:
         __del__.__doc__ = finalize.__doc__
@@ -666,7 +669,10 @@ def _same_parameters(wrapper: Callable[..., None], original: Callable[..., None]
     }
     # Named for what it is: compiled as this file, a traceback through it showed this file's
     # line 2 (its docstring), as if that line had run; a generated pseudo-file is plumbing.
-    filename = f"<reclaim-generated stand-in for {getattr(original, '__qualname__', code.co_name)}>"
+    # "importlib" and "_bootstrap" in it: warnings passes it over as it does the import system's
+    # frames when it counts a stacklevel (see _patch.outside_warnings_stack).
+    name = getattr(original, "__qualname__", code.co_name)
+    filename = f"<reclaim-generated stand-in for {name}, passed over by warnings as importlib._bootstrap is>"
     try:
         exec(compile(source, filename, "exec"), namespace)  # the source names only a code object's names
     except SyntaxError:  # names no def can take: keep the plain wrapper

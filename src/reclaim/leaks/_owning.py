@@ -21,7 +21,7 @@ from types import CodeType, FrameType, FunctionType, MethodType, ModuleType
 from reclaim import _sites
 
 from . import _records
-from ._patch import Patches
+from ._patch import Patches, outside_warnings_stack
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
 if TYPE_CHECKING:
@@ -395,6 +395,9 @@ def track_init(
             finalize(self, *args, **kwargs)
 
     __init__.__doc__ = init.__doc__
+    # A warning the class's __init__ issues for its caller (stacklevel=2) names the caller's
+    # line, not this wrapper's.
+    __init__.__code__ = outside_warnings_stack(__init__.__code__)
     patches.set(cls, "__init__", __init__)
     if leaked_at_del is not None:
         if finalize is not None:
