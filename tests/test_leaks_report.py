@@ -361,3 +361,29 @@ def test_a_leak_an_installed_library_made_leads_with_the_programs_line(leakwatch
     assert "site-packages" in lines[inside] and "/sqlalchemy/" in lines[inside], text
     assert "in Engine.connect" in "\n".join(lines[inside:]), text
     assert f"test_leaks_report.py:{at_own} in " in mine and "inside" not in mine, text
+
+
+def test_clients_alike_but_for_what_they_hold_are_not_said_to_be_all_alike() -> None:
+    """Two redis clients made at one line, each holding a connection to another database: "x 2
+    (all alike but for their time)" said they were the same, above two different connections."""
+    from reclaim._sites import Frame
+    from reclaim.leaks import Report
+    from reclaim.leaks._report import Leak
+
+    site = (Frame("app.py", 8, "connect"),)
+
+    def leak(kind: str, description: str, holds: tuple[Leak, ...] = ()) -> Leak:
+        return Leak(kind, description, "open", site, "MainThread", None, 1, 0.0, 0.0, holds=holds)
+
+    clients = [
+        leak(
+            "redis",
+            "redis.Redis not closed (close(), or a with-block)",
+            (leak("redis-connection", f"127.0.0.1:6379/{db}"),),
+        )
+        for db in (0, 1)
+    ]
+    head = Report(clients).to_text().splitlines()[0]
+    assert head == "redis.Redis not closed (close(), or a with-block) and 1 more from the same line"
+    alike = [leak("redis", "redis.Redis not closed (close(), or a with-block)") for _ in range(2)]
+    assert Report(alike).to_text().splitlines()[0].endswith(" x 2 (all alike but for their time)")
