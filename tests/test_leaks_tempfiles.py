@@ -190,3 +190,74 @@ def test_a_check_finding_only_a_mkdtemp_path_runs_no_full_collection(pytester: p
     result.stdout.fnmatch_lines(["*full collections in test_path's teardown: 0*"])
     result.stdout.fnmatch_lines(["*full collections in test_path_and_socket's teardown: [1-9]*"])
     result.stdout.fnmatch_lines(["*ERROR at teardown of test_path*", "tempdir * (mkdtemp(), not removed)"])
+
+
+def test_a_temp_path_made_inside_a_wider_scopes_temp_directory_goes_with_it(
+    pytester: pytest.Pytester,
+) -> None:
+    """pyfilesystem2's ``setUpClass`` makes a directory its ``tearDownClass`` removes with all in
+    it, and each test makes its own inside: every test but the class's last (whose check comes
+    after the class's teardown) was said to leak it, 480 of them. A path made inside a temp
+    directory another label made, still there, is that label's; never removed, it is reported
+    at the end with the directory."""
+    pytester.makepyfile(
+        test_nested="""
+        import os
+        import shutil
+        import tempfile
+        import unittest
+
+        import pytest
+
+        class TestRemoved(unittest.TestCase):
+            @classmethod
+            def setUpClass(cls):
+                cls.root = tempfile.mkdtemp(dir=".")
+
+            @classmethod
+            def tearDownClass(cls):
+                shutil.rmtree(cls.root)
+
+            def test_a(self):
+                tempfile.mkdtemp(dir=self.root)
+
+            def test_b(self):
+                os.close(tempfile.mkstemp(dir=self.root)[0])
+
+        @pytest.fixture(scope="module")
+        def root():
+            path = tempfile.mkdtemp(dir=".")
+            yield path
+            shutil.rmtree(path)
+
+        def test_c(root):
+            tempfile.mkdtemp(dir=root)
+
+        def test_d(root):
+            tempfile.mkdtemp(dir=root)
+
+        class TestNeverRemoved(unittest.TestCase):
+            @classmethod
+            def setUpClass(cls):
+                cls.root = tempfile.mkdtemp(dir=".")
+
+            def test_e(self):
+                tempfile.mkdtemp(dir=self.root)
+        """
+    )
+    result = reclaim_pytest(
+        pytester, "-p", "no:randomly", "-W", "ignore::pytest.PytestUnraisableExceptionWarning"
+    )
+    out = result.stdout.str()
+    assert "ERROR at teardown" not in out, out
+    result.stdout.fnmatch_lines(
+        [
+            "acquired by class-scoped fixture '_unittest_setUpClass_fixture_TestNeverRemoved'*",
+            "tempdir ./tmp* (mkdtemp(), not removed)",
+            "*",
+            "*",
+            "",
+            "tempdir ./tmp*/tmp* (mkdtemp(), not removed)",
+            "  acquired at test_nested.py:* in TestNeverRemoved.test_e",
+        ]
+    )

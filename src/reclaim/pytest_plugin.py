@@ -1013,6 +1013,12 @@ def _names_used(method: object) -> frozenset[str] | None:
     return None if names & _ANY_ATTRIBUTE else frozenset(names)
 
 
+def _hand_over_nested(context: str) -> int:
+    """See ``leaks._tempfiles.hand_over_nested``: 0 where tempfile is not tracked."""
+    tempfiles = sys.modules.get("reclaim.leaks._tempfiles")
+    return 0 if tempfiles is None else int(tempfiles.hand_over_nested(context))
+
+
 def _path_only(leak: Leak) -> bool:
     """Whether *leak* is a path ``mkdtemp()`` or ``mkstemp()`` made and nothing removed: no object
     holds it, and a full collection frees none that would remove it (pyfilesystem2's suite, a
@@ -1675,6 +1681,8 @@ class LeakChecker:
             if any(leak.state == "open" and not _path_only(leak) for leak in leaks) and self._hand_over_held(
                 item
             ):
+                leaks = check(grace=0.0, collect=False)
+            if any(leak.kind in ("tempdir", "tempfile") for leak in leaks) and _hand_over_nested(item.nodeid):
                 leaks = check(grace=0.0, collect=False)
             if leaks:
                 # What closes at exit (an atexit handler's file, of a module the test imported; dask's
