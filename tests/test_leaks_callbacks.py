@@ -117,12 +117,15 @@ def test_a_socket_a_server_accepted_names_the_line_that_started_the_server(leakw
 
 
 @pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@pytest.mark.parametrize("closed_by", ["peer", "program"])
 def test_a_task_a_protocol_makes_in_a_transport_callback_names_the_line_that_connected(
-    leakwatch: Watch,
+    leakwatch: Watch, closed_by: str
 ) -> None:
     """A client protocol that schedules a reconnect in ``connection_lost`` (pymodbus's): its task
     went on at the line that called ``asyncio.run()`` (or a pytest-asyncio test's decorator),
-    past the ``create_connection()`` that made the transport whose callback made it."""
+    past the ``create_connection()`` that made the transport whose callback made it. So when the
+    program closed the transport itself (gmqtt's), which queues ``connection_lost`` from its own
+    task."""
     at = made = 0
     lost = asyncio.Event()
 
@@ -136,15 +139,24 @@ def test_a_task_a_protocol_makes_in_a_transport_callback_names_the_line_that_con
     async def main() -> None:
         nonlocal at
 
+        writers: list[asyncio.StreamWriter] = []
+
         def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            writer.close()  # the server drops each connection at once
+            if closed_by == "peer":
+                writer.close()  # the server drops each connection at once
+            else:
+                writers.append(writer)
 
         async with await asyncio.start_server(handle, "127.0.0.1", 0) as server:
             loop = asyncio.get_running_loop()
             transport, _ = await loop.create_connection(Client, *server.sockets[0].getsockname()[:2])
             at = line() - 1
+            if closed_by == "program":
+                transport.close()
             await lost.wait()
             transport.close()
+            for writer in writers:
+                writer.close()
 
     asyncio.run(main())
     leak = leakwatch.one("task")

@@ -613,12 +613,40 @@ def install_transports(patches: Patches, selector_events: ModuleType) -> None:
     reconnect task, made in ``connection_lost``) goes on at that line. They carried the origin of
     the task the connection was made in, the line of ``asyncio.run()`` or of the test's decorator
     under pytest-asyncio. A server's connection (``server=`` given) keeps the line that started
-    its server (see :func:`_serving_at_caller`)."""
+    its server (see :func:`_serving_at_caller`). So does ``connection_lost`` when the program
+    closes the transport, which queues it from the closing code's task (gmqtt's reconnect task,
+    made there, was at the test's decorator)."""
     loop_cls = selector_events.BaseSelectorEventLoop
     for name in _TRANSPORT_MAKERS:
         make = vars(loop_cls).get(name)  # private: a release may rename them
         if make is not None:
             patches.set(loop_cls, name, _records.at_callers_site(make, unless=_for_a_server))
+    transport_cls = getattr(selector_events, "_SelectorTransport", None)
+    init = vars(transport_cls).get("__init__") if isinstance(transport_cls, type) else None
+    lost = vars(transport_cls).get("_call_connection_lost") if isinstance(transport_cls, type) else None
+    if init is None or lost is None:
+        return
+    made_under: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        started = _records.origin.get(None)
+        if started is not None:
+            with contextlib.suppress(TypeError):  # a subclass that cannot be weakly referenced
+                made_under[self] = started
+
+    def _call_connection_lost(self: Any, exc: Any) -> Any:
+        started = made_under.get(self)
+        if started is None or _records.origin.get(None) is started:
+            return lost(self, exc)
+        token = _records.origin.set(started)
+        try:
+            return lost(self, exc)
+        finally:
+            _records.origin.reset(token)
+
+    patches.set(transport_cls, "__init__", __init__)
+    patches.set(transport_cls, "_call_connection_lost", _call_connection_lost)
 
 
 def _for_a_server(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
