@@ -3526,6 +3526,48 @@ def test_a_test_module_inside_an_installed_package_is_the_program(pytester: pyte
     )
 
 
+def test_a_conftest_hook_that_ran_the_test_is_not_where_its_local_was_dropped(
+    pytester: pytest.Pytester,
+) -> None:
+    """A test's local goes as the test returns, while its caller runs: a conftest's
+    ``pytest_runtest_protocol`` (or ``pytest_pyfunc_call`` running a coroutine test, or a plugin
+    run from its source: pytest-rerunfailures') was named "last reference dropped at", as if
+    its line had let go of the file. No line of the program's dropped it; one that did still is
+    named."""
+    pytester.makeconftest(
+        """
+        import pytest
+        from _pytest.runner import runtestprotocol
+
+        @pytest.hookimpl(tryfirst=True)
+        def pytest_runtest_protocol(item, nextitem):
+            item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+            for report in runtestprotocol(item, nextitem=nextitem, log=False):
+                item.ihook.pytest_runtest_logreport(report=report)
+            item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+            return True
+        """
+    )
+    pytester.makepyfile(
+        test_dropped="""
+        def test_local(tmp_path):
+            f = open(tmp_path / "x", "w")
+
+        def drop(holder):
+            holder.clear()
+
+        def test_dropped_by_a_function(tmp_path):
+            drop([open(tmp_path / "y", "w")])
+        """
+    )
+    result = run(pytester, "-p", "no:randomly")
+    result.assert_outcomes(passed=2, errors=2)
+    out = result.stdout.str()
+    assert "conftest.py" not in out, out
+    result.stdout.fnmatch_lines(["  last reference dropped at test_dropped.py:5 in drop"])
+    assert out.count("last reference dropped at") == 1, out
+
+
 def test_a_test_module_inside_the_standard_library_is_the_program(pytester: pytest.Pytester) -> None:
     """``pytest --pyargs test.test_sqlite3`` runs CPython's own tests from the standard library's
     directory, whose frames are plumbing: what its tests leaked was acquired by no program and

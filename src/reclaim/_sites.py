@@ -813,7 +813,9 @@ def dropped_by_program(frame: FrameType | None) -> tuple[CodeType, int] | None:
     goes while the caller's line runs: that line is the one named. None while the collector
     frees a reference cycle in this thread (no line dropped it), or when no frame of the
     program's is on the stack (a library's thread). The ``close()`` IOBase's finalizer calls is
-    a finalizer as a ``__del__`` is (an io class's own, the program's or not)."""
+    a finalizer as a ``__del__`` is (an io class's own, the program's or not). A pytest hook
+    (``pytest_runtest_protocol``, ``pytest_pyfunc_call``), a conftest's or a plugin's run from its
+    source, only ran the test whose local went as it returned: not named either."""
     if _collecting_in == get_ident():
         return None
     outer = frame
@@ -823,7 +825,7 @@ def dropped_by_program(frame: FrameType | None) -> tuple[CodeType, int] | None:
             frame = outer.f_back
         outer = outer.f_back
     while frame is not None:
-        if frame_is_program(frame):
+        if frame_is_program(frame) and not frame.f_code.co_name.startswith("pytest_"):
             return frame.f_code, frame.f_lineno
         frame = frame.f_back
     return None
