@@ -644,8 +644,13 @@ def _same_parameters(wrapper: Callable[..., None], original: Callable[..., None]
 
     What reads a constructor's parameters from its code, not ``inspect.signature()``, sees the
     original's: SQLAlchemy's ``create_engine()`` hands an ``Engine`` only the keyword arguments
-    its ``__init__`` names (``execution_options``), and fails on those left over.
+    its ``__init__`` names (``execution_options``), and fails on those left over. It carries
+    *original*'s attributes too: redis-py's ``@deprecated_args`` keeps the names it warns of on
+    ``Redis.__init__``, which fakeredis reads so as not to pass them (every ``FakeRedis()`` warned
+    three times, and its tests of that failed).
     """
+    with contextlib.suppress(AttributeError, TypeError):  # a callable with no __dict__ of its own
+        wrapper.__dict__.update(vars(original))
     code = getattr(original, "__code__", None)
     if not isinstance(code, CodeType):
         return wrapper
@@ -681,6 +686,7 @@ def _same_parameters(wrapper: Callable[..., None], original: Callable[..., None]
     stand_in.__defaults__ = getattr(original, "__defaults__", None)
     stand_in.__kwdefaults__ = getattr(original, "__kwdefaults__", None)
     stand_in.__doc__ = wrapper.__doc__
+    stand_in.__dict__.update(vars(wrapper))
     _SAME_PARAMETERS.add(stand_in.__code__)
     return stand_in
 

@@ -76,9 +76,10 @@ def socket_of(conn: Any) -> Any:
     if sock is not None:
         return sock
     writer = getattr(conn, "_writer", None)
-    if writer is None:
+    get_extra_info = getattr(writer, "get_extra_info", None)
+    if get_extra_info is None:  # not connected, or a writer of no asyncio stream (fakeredis's)
         return None
-    sock = writer.get_extra_info("socket")  # asyncio's TransportSocket around it
+    sock = get_extra_info("socket")  # asyncio's TransportSocket around it
     return getattr(sock, "_sock", sock)
 
 
