@@ -2607,6 +2607,58 @@ def test_a_current_session_on_a_packages_class_takes_each_tests_resource(pyteste
     assert "this test leaked" not in result.stdout.str()
 
 
+def test_what_a_thread_started_before_the_session_acquires_is_no_tests(pytester: pytest.Pytester) -> None:
+    """CacheControl's conftest starts its server's thread in ``pytest_configure``, before reclaim
+    tracks: that thread had no label, and each connection it accepted was the leak of whichever
+    test ran then, though the server closed it a poll later. It is the session's now."""
+    pytester.makeconftest(
+        """
+        import queue
+        import threading
+
+        ASK, DONE = queue.Queue(), queue.Queue()
+
+        def serve():
+            held = None
+            while (order := ASK.get()) is not None:
+                if order == "open":
+                    held = open("served.log", "w")
+                else:
+                    held.close()
+                DONE.put(order)
+
+        def pytest_configure(config):
+            thread = threading.Thread(target=serve, name="server", daemon=True)
+            thread.start()
+
+            def stop():
+                ASK.put(None)
+                thread.join()
+
+            config.add_cleanup(stop)
+        """
+    )
+    pytester.makepyfile(
+        test_served="""
+        import conftest
+
+        def ask(order):
+            conftest.ASK.put(order)
+            assert conftest.DONE.get(timeout=30) == order
+
+        def test_opens():
+            ask("open")
+
+        def test_closes():
+            ask("close")
+        """
+    )
+    result = run(pytester, "-p", "no:randomly")
+    result.assert_outcomes(passed=2)
+    out = result.stdout.str()
+    assert "this test leaked" not in out and "leaks found after their test ended" not in out, out
+
+
 def test_a_check_imports_nothing(pytester: pytest.Pytester) -> None:
     """The check above failed once in some full runs with ``KeyError: <thread id>`` at an import
     in reclaim's check: on Python 3.11 a collection during an import whose finalizer imports in

@@ -1013,6 +1013,24 @@ def _names_used(method: object) -> frozenset[str] | None:
     return None if names & _ANY_ATTRIBUTE else frozenset(names)
 
 
+def _started_before(label: str) -> None:
+    """Label the threads started before tracking did as started under *label*, the session's.
+
+    What a thread acquires is labelled as where it was started; one started before (a conftest's
+    server thread, started in ``pytest_configure``: CacheControl's cheroot) had no label, and
+    each connection it accepted was the leak of whichever test ran then, though the test had
+    closed its end and the server closed its own a poll later."""
+    import threading
+
+    from .leaks._records import STARTED_IN
+
+    here = threading.current_thread()
+    for thread in threading.enumerate():
+        if thread is not here and thread is not threading.main_thread() and not hasattr(thread, STARTED_IN):
+            with contextlib.suppress(AttributeError):  # a thread class with __slots__
+                setattr(thread, STARTED_IN, label)
+
+
 def _hand_over_nested(context: str) -> int:
     """See ``leaks._tempfiles.hand_over_nested``: 0 where tempfile is not tracked."""
     tempfiles = sys.modules.get("reclaim.leaks._tempfiles")
@@ -1298,6 +1316,7 @@ class LeakChecker:
         _tracker.TOOL_FILES = self.previous_tools | _tool_files(self.config)
         self.contexts.add(self.session_label)
         set_context(self.session_label)
+        _started_before(self.session_label)
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         self.exit_handlers.stop()  # a session that never started (a usage error) never stopped it
