@@ -2436,6 +2436,37 @@ def test_a_threads_own_bootstrap_frames_leave_room_for_the_line_that_started_it(
             kept[0].__exit__(None, None, None)
 
 
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@pytest.mark.parametrize("nested", [3, 4, 5])
+def test_a_threads_stack_that_ran_out_near_the_depth_still_reaches_the_callers_line(
+    leakwatch: Watch, nested: int
+) -> None:
+    """A thread's stack that ran out with a frame or two of the depth left kept its bootstrap's
+    frames' room: the line that started the thread was kept, the line that called the helper
+    starting it cut (dnspython's test server, at the default depth only: 7 and 9 showed it)."""
+    assert reclaim.leaks._records.depth == 8  # the default
+    kept: list[Any] = []
+
+    def down(left: int) -> None:
+        if left > 1:
+            down(left - 1)
+        else:
+            kept.append(sqlite3.connect(":memory:", check_same_thread=False))
+
+    def start() -> None:
+        worker = threading.Thread(target=down, args=(nested,))
+        worker.start()
+        worker.join()
+
+    start()
+    called = line() - 1
+    try:
+        lines = [(frame.filename, frame.lineno) for frame in leakwatch.one("sqlite3").frames]
+        assert (HERE, called) in lines, lines
+    finally:
+        kept[0].close()
+
+
 def test_a_thread_the_standard_library_starts_in_a_thread_the_program_started_is_reported(
     leakwatch: Watch,
 ) -> None:

@@ -1076,12 +1076,14 @@ def _flat(frame: FrameType | None, depth: int) -> RawSite:
             carried = _task_start(last)
             if carried:
                 return _carry(out, carried, depth)
-    if not depth and len(out) > 2 * THREAD_BOOTSTRAP:  # not a file's two frames: open() stays cheap
-        # A thread's bootstrap frames (never shown) used the room its start site would take.
+    if (not depth or frame is None) and len(out) > 2 * THREAD_BOOTSTRAP:  # not a file's two frames
+        # A thread's bootstrap frames (never shown) used the room its start site would take: all
+        # of it, or all but a frame or two, when the thread's stack ran out with those left (the
+        # line that started the thread kept, the test's line past it cut).
         bootstrap = _thread_root_past(frame, last)
         room = _drop_framework_tail(out) if bootstrap is not None else 0
         if room:
-            depth, frame, last = room, None, bootstrap
+            depth, frame, last = depth + room, None, bootstrap
     if out and _goes_on(out[0], frame, last, depth):
         if frame is not None:
             _stitch_program(out, start, frame)
