@@ -996,6 +996,60 @@ def test_a_stack_cut_short_of_any_test_line_says_how_to_see_more_for_every_kind(
     result.stdout.no_fnmatch_line(hint)
 
 
+def test_a_stack_cut_short_among_frames_not_shown_says_how_to_see_more(pytester: pytest.Pytester) -> None:
+    """A server thread running an event loop whose task opens a socket a few calls down
+    (dnspython's test server): the loop's and the thread's frames, never shown, took their share
+    of the depth, so the stack shown was shorter than it and no hint said it was cut."""
+    pytester.makepyfile(
+        server_helper="""
+        import asyncio
+        import socket
+        import threading
+
+        KEEP = []
+
+        def open_udp(level=3):
+            if level:
+                return open_udp(level - 1)
+            return socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+
+        class Server(threading.Thread):
+            def __enter__(self):
+                self.start()
+                self.join()
+                return self
+
+            def __exit__(self, *exc):
+                return False
+
+            def run(self):
+                asyncio.run(self.main())
+
+            async def main(self):
+                async with asyncio.TaskGroup() as tg:
+                    tg.create_task(self.serve())
+
+            async def serve(self):
+                KEEP.append(open_udp())
+        """,
+        test_server="""
+        from server_helper import Server
+
+        def test_server():
+            with Server():
+                pass
+        """,
+    )
+    hint = "*stacks keep 8 frames, none of them a test's here*reclaim_depth = 16*"
+    result = run(pytester)
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*acquired at server_helper.py:* in open_udp", hint])
+    result = run(pytester, "-o", "reclaim_depth=16")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*from test_server.py:4 in test_server"])
+    result.stdout.no_fnmatch_line(hint)
+
+
 @pytest.mark.parametrize(
     ("options", "conftest"),
     [

@@ -1851,7 +1851,7 @@ class LeakChecker:
                     f"reclaim_depth = {self.depth} in the ini file, or -o reclaim_depth={self.depth}, "
                     "shows the lines that called them)\n"
                 )
-            if leak.kind != "file" and len(frames) >= self.depth:
+            if leak.kind != "file" and (len(frames) >= self.depth or leak.cut):
                 deeper = 2 * self.depth
                 return (
                     f"(stacks keep {self.depth} frames, none of them a test's here: "

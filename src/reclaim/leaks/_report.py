@@ -85,6 +85,8 @@ class Leak:
             the sockets that loop opened. For a ``"watchdog"`` observer, its emitters' threads
             and its inotify reader; for that reader, its thread.
             Empty for every other kind.
+        cut: its stack used every frame of the depth kept, those not shown included (an event
+            loop's, a thread's): the lines that called it may go on past ``frames``.
     """
 
     kind: str
@@ -99,6 +101,7 @@ class Leak:
     details: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
     seq: int = 0
     holds: tuple[Leak, ...] = ()
+    cut: bool = field(default=False, compare=False)
 
     @property
     def site(self) -> Frame | None:

@@ -946,11 +946,12 @@ def _leak(rec: Record, obj: Any, state: str, now: float, holds: Iterable[Leak] =
             details["closed_by"] = closer[0]
     from ._report import Leak
 
+    site = _records.site_of(rec.site)
     return Leak(
         kind=rec.kind,
         description=description,
         state=state,
-        frames=tuple(_sites.frames(_records.site_of(rec.site))),
+        frames=tuple(_sites.frames(site)),
         thread=rec.thread,
         context=rec.context,
         pid=_records.pid_of(rec.seq),
@@ -959,6 +960,7 @@ def _leak(rec: Record, obj: Any, state: str, now: float, holds: Iterable[Leak] =
         details=details,
         seq=rec.seq,
         holds=tuple(holds),
+        cut=len(site) >= _records.depth,
     )
 
 
