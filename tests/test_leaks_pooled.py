@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import http.server
+import json
 import socket
 import threading
 import weakref
@@ -718,6 +719,41 @@ def test_an_engine_and_its_connection_a_test_never_closed_are_reported_once(
         ]
     )
     assert "leaks found after their test ended" not in result.stdout.str()
+
+
+def test_a_checkout_reported_then_given_back_to_a_disposed_pool_is_not_reported_again(
+    pytester: pytest.Pytester,
+) -> None:
+    """records' ``query()`` leaves its connection checked out; the test's check reports it, its
+    engine's fixture disposes the pool, and the connection, dropped later, goes back to that
+    pool, blamed as it was before the checkout: the session's end reported it again, counted
+    twice. It is the same leak."""
+    pytest.importorskip("sqlalchemy")
+    pytester.makepyfile(
+        test_twice="""
+        import pytest
+        import sqlalchemy
+
+        KEEP = []
+
+        @pytest.fixture
+        def engine(tmp_path):
+            made = sqlalchemy.create_engine(f"sqlite:///{tmp_path}/x.db")
+            yield made
+            made.dispose()
+
+        def test_leak(engine):
+            KEEP.append(engine.connect())
+            KEEP[-1].exec_driver_sql("select 1")
+
+        def test_next():
+            KEEP.clear()
+        """
+    )
+    result = reclaim_pytest(pytester, "-p", "no:randomly", "--reclaim-json=leaks.json")
+    result.assert_outcomes(passed=2, errors=1)
+    assert "leaks found after their test ended" not in result.stdout.str(), result.stdout.str()
+    assert json.loads((pytester.path / "leaks.json").read_text())["count"] == 1
 
 
 @ignore_gc_warnings

@@ -1187,6 +1187,11 @@ def _keys(leak: Leak) -> Iterator[tuple[object, ...]]:
     """The keys of *leak* and of what it holds, at every depth: a holder reported with its test
     reported them too (a scheduler's executor, dropped with it later, is not a leak again)."""
     yield _key(leak)
+    if leak.was is not None:
+        # A pool's connection never given back is the same leak once it is: blamed as it was
+        # before the checkout, then (records' connections, given back to a disposed pool).
+        seq, context, acquired_at, thread, frames = leak.was
+        yield (seq, leak.kind, context, acquired_at, leak.pid, thread, frames)
     for part in leak.holds:
         yield from _keys(part)
 

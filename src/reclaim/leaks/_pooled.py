@@ -136,7 +136,7 @@ def lender(source: str, obj: Any) -> tuple[str, str, str | None]:
 
 #: id(record) -> (record, source) of each resource checked out of a pool, until it goes back:
 #: a report says where it came from and how to give it back (see :func:`checked_out_of`).
-_out: dict[int, tuple[_records.Record, str]] = {}
+_out: dict[int, tuple[_records.Record, str, tuple[Any, ...]]] = {}
 #: _out's size above which take() drops what is no longer open (a connection a pool discarded
 #: while it was out, never given back as itself: urllib3 puts back None for a broken one).
 _out_limit = 256
@@ -180,7 +180,7 @@ def take(
         return
     saved = marks.get(POOLED)
     if saved is None or saved[0] is not rec:  # a second wrapper (a subclass's) keeps the first's
-        marks[POOLED] = _saved(rec)
+        saved = marks[POOLED] = _saved(rec)
         if part is not None:
             marks[POOLED_PART] = _saved(part)
         else:
@@ -189,9 +189,9 @@ def take(
     lend(rec, site)
     if part is not None:
         lend(part, site)
-    _out[id(rec)] = (rec, source)
+    _out[id(rec)] = (rec, source, saved)
     if len(_out) > _out_limit:
-        for key, (out, _) in list(_out.items()):
+        for key, (out, *_) in list(_out.items()):
             if out.state != _records.OPEN:
                 del _out[key]
         _out_limit = max(256, 2 * len(_out))
@@ -199,6 +199,13 @@ def take(
 
 def _saved(rec: _records.Record) -> tuple[Any, ...]:
     return (rec, rec.site, rec.context, rec.seq, rec.time, rec.thread)
+
+
+def before_checkout(rec: _records.Record) -> tuple[Any, ...] | None:
+    """``(site, label, generation, time, thread)`` of *rec*, checked out, as it was before: what it
+    is blamed as again once given back (see :func:`returned`), else None."""
+    entry = _out.get(id(rec))
+    return entry[2][1:] if entry is not None and entry[0] is rec else None
 
 
 def checked_out_of(rec: _records.Record) -> str | None:

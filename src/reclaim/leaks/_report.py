@@ -87,6 +87,9 @@ class Leak:
             Empty for every other kind.
         cut: its stack used every frame of the depth kept, those not shown included (an event
             loop's, a thread's): the lines that called it may go on past ``frames``.
+        was: for a resource a pool lent and never got back, ``(seq, context, acquired_at,
+            thread, frames)`` as they were before the checkout: what it is blamed as again
+            once given back (the same leak), else None.
     """
 
     kind: str
@@ -102,6 +105,7 @@ class Leak:
     seq: int = 0
     holds: tuple[Leak, ...] = ()
     cut: bool = field(default=False, compare=False)
+    was: tuple[Any, ...] | None = field(default=None, compare=False)
 
     @property
     def site(self) -> Frame | None:

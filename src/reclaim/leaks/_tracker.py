@@ -925,12 +925,18 @@ def _leak(rec: Record, obj: Any, state: str, now: float, holds: Iterable[Leak] =
         description, details = kind_of(rec.kind).describe(obj, rec)
     except Exception as exc:  # describing must never hide the leak itself
         description, details = f"<cannot describe: {exc!r}>", {}
+    was = None
     pooled = _integration("_pooled")
     source = pooled.checked_out_of(rec) if pooled is not None else None
     if source is not None:  # what it is says little of how it leaked: a pool lent it, never given back
         pool, give_back, name = pooled.lender(source, obj)
         description += f", checked out of {pool} and never given back ({give_back})"
         details = {**details, "checked_out_of": source}
+        before = pooled.before_checkout(rec)
+        if before is not None:  # the leak it is again once given back (a disposed pool's)
+            site, label, generation, made, thread = before
+            frames = tuple(_sites.frames(_records.site_of(site)))
+            was = (generation, label, made, thread, frames)
         if name is not None:
             details["pool_name"] = name
     django = _integration("_django")
@@ -961,6 +967,7 @@ def _leak(rec: Record, obj: Any, state: str, now: float, holds: Iterable[Leak] =
         seq=rec.seq,
         holds=tuple(holds),
         cut=len(site) >= _records.depth,
+        was=was,
     )
 
 
