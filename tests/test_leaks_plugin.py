@@ -2713,6 +2713,39 @@ def test_what_a_thread_started_before_the_session_acquires_is_no_tests(pytester:
     assert "this test leaked" not in out and "leaks found after their test ended" not in out, out
 
 
+def test_a_plugin_that_reruns_tests_is_plumbing(pytester: pytest.Pytester) -> None:
+    """pytest-rerunfailures runs a test's protocol itself (``runtestprotocol``): its frame sat
+    under every frame of the test's teardown, and the event loop pytest-asyncio 0.24 makes in a
+    finalizer there was acquired "at" that plugin's line, the test's leak. Its frames are
+    plumbing, as pytest's are (a stand-in module of its name here)."""
+    pytester.makepyfile(
+        pytest_rerunfailures="""
+        import pytest
+        from _pytest.runner import runtestprotocol
+
+        @pytest.hookimpl(tryfirst=True)
+        def pytest_runtest_protocol(item, nextitem):
+            item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+            for report in runtestprotocol(item, nextitem=nextitem, log=False):
+                item.ihook.pytest_runtest_logreport(report=report)
+            item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+            return True
+        """,
+        test_rerun="""
+        import asyncio
+
+        def test_placeholder_loop(request):
+            # As pytest-asyncio's finalizer does: a fresh loop for the next test, made in teardown
+            # by plumbing alone.
+            request.addfinalizer(asyncio.get_event_loop_policy().new_event_loop)
+        """,
+    )
+    pytester.syspathinsert()
+    result = run(pytester, "-p", "pytest_rerunfailures", "-p", "no:randomly")
+    result.assert_outcomes(passed=1)
+    assert "pytest_rerunfailures.py" not in result.stdout.str(), result.stdout.str()
+
+
 def test_a_check_imports_nothing(pytester: pytest.Pytester) -> None:
     """The check above failed once in some full runs with ``KeyError: <thread id>`` at an import
     in reclaim's check: on Python 3.11 a collection during an import whose finalizer imports in

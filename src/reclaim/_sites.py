@@ -130,6 +130,10 @@ _FRAMEWORK_PACKAGES = (
     "hypothesis",  # runs a test's examples: its frames are plumbing, as pytest's are
     "xdist",
     "execnet",
+    # run a test's protocol again themselves (runtestprotocol): their frames sit under every
+    # rerun test's, and an event loop pytest-asyncio made there was blamed on the test
+    "pytest_rerunfailures",
+    "flaky",
     "pytest_asyncio",  # runs async tests and fixtures: its frames sit under every loop callback
     "pytest_trio",  # runs trio tests and fixtures in tasks of its own, as pytest_asyncio does
     "uvloop",  # an event loop, as asyncio is: uvloop.run() and new_event_loop() sit under its loops
