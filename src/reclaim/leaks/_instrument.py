@@ -157,6 +157,7 @@ HOOKS: tuple[tuple[str, str], ...] = (
     *_each(("grpc", "grpc.aio"), "_grpc:install"),
     *_each(("grpc._channel", "grpc.aio._channel"), "_grpc:install_channel"),
     ("watchfiles.main", "_watchfiles:install"),
+    ("watchfiles._rust_notify", "_watchfiles:install"),
     ("watchdog.observers.inotify_c", "_watchdog:install_inotify"),
     ("watchdog.observers.api", "_watchdog:install_observers"),
     ("apscheduler.schedulers.base", "_apscheduler:install"),

@@ -24,12 +24,19 @@ __all__ = ["MODULES", "install"]
 
 __tracebackhide__ = True  # stands in for what it wraps: see _patch
 
-#: The modules that make a ``RustNotify`` through their own global name for it.
-MODULES = ("watchfiles.main",)
+#: The modules that make a ``RustNotify`` through their own global name for it: ``watch()``'s, and
+#: the extension's own, which a program (watchfiles' own tests) may make one from directly.
+MODULES = ("watchfiles.main", "watchfiles._rust_notify")
 
 
 def install(patches: Patches, module: ModuleType) -> None:
     """Make *module*'s ``RustNotify`` keep the descriptors its making opens."""
     make = getattr(module, "RustNotify", None)
-    if callable(make):
-        patches.set(module, "RustNotify", _fds.keeping(make))
+    if callable(make) and make not in _made:  # watchfiles.main imports the extension's, made already
+        keeping = _fds.keeping(make)
+        _made.add(keeping)
+        patches.set(module, "RustNotify", keeping)
+
+
+#: The stand-ins made (see install), a function each.
+_made: set[object] = set()
