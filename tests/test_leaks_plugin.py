@@ -2746,6 +2746,50 @@ def test_a_plugin_that_reruns_tests_is_plumbing(pytester: pytest.Pytester) -> No
     assert "pytest_rerunfailures.py" not in result.stdout.str(), result.stdout.str()
 
 
+def test_a_registry_of_exit_finalizers_holds_nothing(pytester: pytest.Pytester) -> None:
+    """billiard, installed from source, keeps multiprocessing's registry of exit finalizers as
+    ``billiard.util._finalizer_registry``, and its pool's finalizer reaches the pool through its
+    arguments: a pool a test never closed was "held by module global" that registry, and the
+    test passed. The registry is the exit machinery's, which the leak's report says does not
+    excuse it."""
+    pytester.makepyfile(
+        mylib="""
+        import itertools
+        import multiprocessing
+
+        _finalizer_registry = {}
+        _counter = itertools.count()
+
+        class Finalize:
+            def __init__(self, callback, args):
+                self._callback = callback
+                self._args = args
+                _finalizer_registry[(0, next(_counter))] = self
+
+        class Supervisor:
+            def __init__(self, pool):
+                self.pool = pool
+
+        def make_pool():
+            pool = multiprocessing.Pool(1)
+            Finalize(print, args=(Supervisor(pool),))
+            return pool
+        """,
+        test_registry="""
+        import mylib
+
+        def test_pool_never_closed():
+            pool = mylib.make_pool()
+            assert pool.apply_async(abs, (-1,)).get(timeout=30) == 1
+        """,
+    )
+    result = run(pytester, "-p", "no:randomly")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        ["*ERROR at teardown of test_pool_never_closed*", "multiprocessing.Pool not closed*"]
+    )
+
+
 def test_a_check_imports_nothing(pytester: pytest.Pytester) -> None:
     """The check above failed once in some full runs with ``KeyError: <thread id>`` at an import
     in reclaim's check: on Python 3.11 a collection during an import whose finalizer imports in
