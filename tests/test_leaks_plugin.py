@@ -24,6 +24,21 @@ pytest_plugins = ["pytester"]
 BASE_ARGS = (*LEAN, "--reclaim")
 
 
+#: A plugin (or conftest) that runs each test's protocol itself, as pytest-rerunfailures does.
+RUNS_THE_PROTOCOL = """
+    import pytest
+    from _pytest.runner import runtestprotocol
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_protocol(item, nextitem):
+        item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+        for report in runtestprotocol(item, nextitem=nextitem, log=False):
+            item.ihook.pytest_runtest_logreport(report=report)
+        item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+        return True
+"""
+
+
 def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
     return pytester.runpytest_subprocess(*BASE_ARGS, *args, timeout=120)
 
@@ -2719,18 +2734,7 @@ def test_a_plugin_that_reruns_tests_is_plumbing(pytester: pytest.Pytester) -> No
     finalizer there was acquired "at" that plugin's line, the test's leak. Its frames are
     plumbing, as pytest's are (a stand-in module of its name here)."""
     pytester.makepyfile(
-        pytest_rerunfailures="""
-        import pytest
-        from _pytest.runner import runtestprotocol
-
-        @pytest.hookimpl(tryfirst=True)
-        def pytest_runtest_protocol(item, nextitem):
-            item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
-            for report in runtestprotocol(item, nextitem=nextitem, log=False):
-                item.ihook.pytest_runtest_logreport(report=report)
-            item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
-            return True
-        """,
+        pytest_rerunfailures=RUNS_THE_PROTOCOL,
         test_rerun="""
         import asyncio
 
@@ -3717,20 +3721,7 @@ def test_a_conftest_hook_that_ran_the_test_is_not_where_its_local_was_dropped(
     run from its source: pytest-rerunfailures') was named "last reference dropped at", as if
     its line had let go of the file. No line of the program's dropped it; one that did still is
     named."""
-    pytester.makeconftest(
-        """
-        import pytest
-        from _pytest.runner import runtestprotocol
-
-        @pytest.hookimpl(tryfirst=True)
-        def pytest_runtest_protocol(item, nextitem):
-            item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
-            for report in runtestprotocol(item, nextitem=nextitem, log=False):
-                item.ihook.pytest_runtest_logreport(report=report)
-            item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
-            return True
-        """
-    )
+    pytester.makeconftest(RUNS_THE_PROTOCOL)
     pytester.makepyfile(
         test_dropped="""
         def test_local(tmp_path):
