@@ -992,9 +992,9 @@ _ANY_ATTRIBUTE = frozenset({"__dict__", "vars", "getattr"})
 
 def _names_used(method: object) -> frozenset[str] | None:
     """The names the code of bound *method* uses, and the code it calls on its object's class or
-    from its module's globals (a few calls deep, properties' getters too): what of its object it
-    may close. None when that cannot be told (C code, or a method that reaches attributes without
-    naming them)."""
+    from its module's globals (:data:`_CALLS_FOLLOWED` calls deep, properties' getters too):
+    what of its object it may close. None when that cannot be told (C code, or a method that
+    reaches attributes without naming them)."""
     func = getattr(method, "__func__", None)
     owner = getattr(method, "__self__", None)
     if not isinstance(func, types.FunctionType) or owner is None:
@@ -1009,6 +1009,10 @@ def _names_used(method: object) -> frozenset[str] | None:
     _NAMES_USED[(func.__code__, id(cls))] = (cls, answer)
     return answer
 
+
+#: How many calls deep :func:`_names_used` follows a handler's code (worked out once per code and
+#: class, so a deep walk costs once).
+_CALLS_FOLLOWED = 6
 
 #: (code, id of the class) -> (the class, :func:`_names_used`'s answer).
 _NAMES_USED: dict[tuple[types.CodeType, int], tuple[type, frozenset[str] | None]] = {}
@@ -1025,7 +1029,7 @@ def _names_used_by(func: types.FunctionType, cls: type) -> frozenset[str] | None
             continue
         seen.add(code)
         todo += [(const, globals_, depth) for const in code.co_consts if isinstance(const, types.CodeType)]
-        if depth > 3:
+        if depth > _CALLS_FOLLOWED:
             continue
         for name in code.co_names:
             if name in names:
