@@ -1021,8 +1021,6 @@ def test_a_stack_cut_short_among_frames_not_shown_says_how_to_see_more(pytester:
         import socket
         import threading
 
-        KEEP = []
-
         def open_udp(level=3):
             if level:
                 return open_udp(level - 1)
@@ -1045,7 +1043,7 @@ def test_a_stack_cut_short_among_frames_not_shown_says_how_to_see_more(pytester:
                     tg.create_task(self.serve())
 
             async def serve(self):
-                KEEP.append(open_udp())
+                self.kept = open_udp()
         """,
         test_server="""
         from server_helper import Server
@@ -2792,6 +2790,55 @@ def test_a_registry_of_exit_finalizers_holds_nothing(pytester: pytest.Pytester) 
     result.stdout.fnmatch_lines(
         ["*ERROR at teardown of test_pool_never_closed*", "multiprocessing.Pool not closed*"]
     )
+
+
+def test_a_program_cache_holds_what_its_own_code_made_and_kept_there(pytester: pytest.Pytester) -> None:
+    """pathos caches its pools in a module dict: one keeping the pool itself left it the leak of
+    the test that first asked, one keeping the server owning a pool held it. What a program
+    module's own code acquired and keeps in its own container is that container's, as an object
+    it keeps there holds what it holds; what a test appends there is still the test's."""
+    pytester.makepyfile(
+        app_cache="""
+        import socket
+
+        _CLIENTS = {}
+        _APPENDED = []
+
+        class Client:
+            def __init__(self):
+                self.sock = socket.socket()
+
+        def get_client(name):
+            if name not in _CLIENTS:
+                _CLIENTS[name] = Client()
+            return _CLIENTS[name]
+
+        def get_socket(name):
+            if name not in _CLIENTS:
+                _CLIENTS[name] = socket.socket()
+            return _CLIENTS[name]
+        """,
+        test_cache="""
+        import socket
+
+        import app_cache
+
+        def test_cached_client():
+            app_cache.get_client("db")
+
+        def test_cached_socket():
+            app_cache.get_socket("raw")
+
+        def test_appends_its_own():
+            app_cache._APPENDED.append(socket.socket())
+        """,
+    )
+    result = run(pytester, "-p", "no:randomly")
+    result.assert_outcomes(passed=3, errors=1)
+    result.stdout.fnmatch_lines(["*ERROR at teardown of test_appends_its_own*"])
+    out = result.stdout.str()
+    for key, test in (("db", "test_cached_client"), ("raw", "test_cached_socket")):
+        assert f"held by module global app_cache._CLIENTS['{key}'] (kept from test_cache.py::{test})" in out
 
 
 def test_a_check_imports_nothing(pytester: pytest.Pytester) -> None:

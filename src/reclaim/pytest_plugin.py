@@ -497,7 +497,7 @@ def _holders_of_module(
             continue
         elif issubclass(kind, _CONTAINERS):
             if program:
-                _item_holders(value, f"{MODULE_GLOBAL}{prefix}.{name}", holders)
+                _item_holders(value, f"{MODULE_GLOBAL}{prefix}.{name}", holders, _module_file(module))
             continue
         elif (
             not kind.__flags__ & _HAVE_GC  # a sentinel object(), a Decimal: it references nothing
@@ -605,8 +605,13 @@ def _skipped(kind: type) -> bool:
     return known[1]
 
 
-def _item_holders(container: Any, label: str, holders: dict[str, object]) -> None:
+def _item_holders(container: Any, label: str, holders: dict[str, object], made_in: str | None = None) -> None:
     """Add the items of a module-level container that may hold something, labelled by key.
+
+    An item holds what it holds, not itself: a socket a test appends to a module's list is the
+    test's. But a resource the code of the module *made_in* (its file) acquired, and keeps in
+    its own cache (``_POOLS[n] = Pool(n)`` in ``get_pool(n)``: pathos' pools), is the cache's,
+    as a client it keeps there holds its socket: it was the leak of the test that first asked.
 
     Read through the base type's own methods: a subclass's ``items()`` or ``__iter__`` (the
     program's code) does not run."""
@@ -621,7 +626,20 @@ def _item_holders(container: Any, label: str, holders: dict[str, object]) -> Non
             continue
         plain = any(type(key) is kind for kind in _PLAIN_KEYS)  # `is`: a metaclass's __eq__ is the program's
         shown = repr(key) if plain else f"<{type(key).__name__} key #{index}>"
-        holders[f"{label}[{shown[:60]}]"] = value
+        holders[f"{label}[{shown[:60]}]"] = (value,) if _acquired_in(value, made_in) else value
+
+
+def _acquired_in(obj: object, filename: str | None) -> bool:
+    """Whether *obj* is a tracked resource, still open, that code of the file *filename* acquired
+    (a frame of its site runs there)."""
+    if filename is None:
+        return False
+    from .leaks import _records
+
+    rec = _records.live.get(id(obj))
+    if rec is None or rec.state != _records.OPEN or rec() is not obj:
+        return False
+    return any(code.co_filename == filename for code, _ in _records.site_of(rec.site))
 
 
 def _closure_values(function: types.FunctionType) -> Iterator[object]:
