@@ -485,17 +485,38 @@ class warned_again_at:
         self._catching = warnings.catch_warnings(record=True)
 
     def __enter__(self) -> None:
-        self._caught = self._catching.__enter__()
+        # No collection while the catching is set up: one set off by its allocations finalized a
+        # test's dropped socket before the record was in place, and its warning named
+        # warnings.py's line (which allocation sets one off varies from run to run).
+        held = _hold_collections()
+        try:
+            self._caught = self._catching.__enter__()
+        finally:
+            if held:
+                gc.enable()
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         import warnings
 
-        self._catching.__exit__(exc_type, exc, tb)
+        held = _hold_collections()
+        try:
+            self._catching.__exit__(exc_type, exc, tb)
+        finally:
+            if held:
+                gc.enable()
         filename, line = self._where
         for warned in self._caught or ():
             warnings.warn_explicit(warned.message, warned.category, filename, line, source=warned.source)
+
+
+def _hold_collections() -> bool:
+    """Hold the garbage collector's automatic collections off; whether they were on (to turn on
+    again after)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    return enabled
 
 
 def first_program(site: RawSite) -> RawSite:
