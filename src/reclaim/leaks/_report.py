@@ -277,10 +277,9 @@ class Report:
             )
             # "x 40" after the first one's description read as forty of that one where they
             # differ: "and 39 more" says the first is one of them, listed below it.
-            holding = {tuple(h.description for h in other.holds) for other in group}
             if len(group) == 1:
                 times = ""
-            elif not others and len(holding) == 1:
+            elif not others and len({tuple(h.description for h in other.holds) for other in group}) == 1:
                 times = f" [bold]x {len(group)}[/] (all alike but for their time)"
             elif leak.frames:
                 times = f" [bold]and {len(group) - 1} more[/] from the same line"

@@ -32,11 +32,6 @@ MODULES = ("watchfiles.main", "watchfiles._rust_notify")
 def install(patches: Patches, module: ModuleType) -> None:
     """Make *module*'s ``RustNotify`` keep the descriptors its making opens."""
     make = getattr(module, "RustNotify", None)
-    if callable(make) and make not in _made:  # watchfiles.main imports the extension's, made already
-        keeping = _fds.keeping(make)
-        _made.add(keeping)
-        patches.set(module, "RustNotify", keeping)
-
-
-#: The stand-ins made (see install), a function each.
-_made: set[object] = set()
+    # watchfiles.main imports the extension's name, a stand-in already (which wraps the class).
+    if callable(make) and not hasattr(make, "__wrapped__"):
+        patches.set(module, "RustNotify", _fds.keeping(make))
