@@ -11,6 +11,7 @@ import functools
 import gc
 import http.client
 import http.server
+import importlib
 import io
 import json
 import mmap
@@ -1908,7 +1909,6 @@ def test_tracking_never_calls_what_a_tool_patched_to_raise_inside_the_programs_c
         "import socket\ndef make():\n    return socket.socket()\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
-    import importlib
 
     make = importlib.import_module("fresh_library_module").make
 
@@ -1950,7 +1950,6 @@ def deep_library(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> object:
         "exec('def read_wrapped(path):\\n    return read(path)\\n', globals())\n"
     )
     monkeypatch.syspath_prepend(str(package))
-    import importlib
 
     return importlib.import_module("deeplib")
 
@@ -2528,7 +2527,6 @@ def test_a_connection_the_program_accepts_through_a_librarys_accept_is_at_its_ac
         "        return client, addr\n"
     )
     monkeypatch.syspath_prepend(str(package))
-    import importlib
 
     acceptlib = importlib.import_module("acceptlib")
     listening = socket.create_server(("127.0.0.1", 0))
@@ -3009,6 +3007,32 @@ def test_async_generator_a_task_drops_as_it_ends_is_reported_at_that_task_not_th
         (__file__, main.__code__.co_firstlineno + 3),
         (__file__, started),
     ]
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_async_generator_dropped_as_a_coroutine_a_library_awaits_returns_is_at_that_coroutine(
+    leakwatch: Watch, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """anyio's pytest plugin awaits each test in one runner task (``retval = await coro``): a
+    generator the test left in a local died as the test returned, under the runner's frame, and
+    its aclose() task was placed at the runner's line (hishel), not at the test."""
+    package = tmp_path / "site-packages"
+    package.mkdir()
+    (package / "runnerlib.py").write_text(
+        "async def run(coro):\n    retval = await coro\n    return retval\n"
+    )
+    monkeypatch.syspath_prepend(str(package))
+    runnerlib = importlib.import_module("runnerlib")
+
+    async def test() -> None:
+        numbers = _two_numbers()
+        await numbers.__anext__()
+
+    asyncio.run(runnerlib.run(test()))
+    leak = leakwatch.one("task")
+    assert leak.details["coroutine"] == "_two_numbers().aclose"
+    frames = [(frame.filename, frame.lineno) for frame in leak.frames]
+    assert frames[:2] == [(__file__, test.__code__.co_firstlineno + 2), (str(package / "runnerlib.py"), 2)]
 
 
 @pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
@@ -3884,7 +3908,6 @@ def test_dbm_database_and_shelf_never_closed_are_one_entry_each_at_the_programs_
     connection was a ``sqlite3`` entry named by a URI). A shelf dropped unclosed is its
     database's entry, closed by the garbage collector; one closed or in a with-block is none."""
     import dbm
-    import importlib
     import shelve
 
     opener = importlib.import_module(module)

@@ -531,8 +531,9 @@ def _closing_at_drop(patches: Patches, loop_cls: type) -> None:
     program dropped is named after that generator and carries the line that dropped it (the frame
     running as the generator died of its last reference), as a callback carries the line that
     registered it (see :data:`._records.origin`); one that died as a task's step ended, the site
-    of that task. A generator a collection finalizes was dropped at no line of the program's: its
-    task keeps the site it had."""
+    of that task; one that died as a library's frame saw a coroutine of the program's return, that
+    coroutine's last line (see :func:`_ended_await`). A generator a collection finalizes was
+    dropped at no line of the program's: its task keeps the site it had."""
     hook = vars(loop_cls).get("_asyncgen_finalizer_hook")
     if hook is None:  # private: a release may rename it
         return
@@ -546,7 +547,7 @@ def _closing_at_drop(patches: Patches, loop_cls: type) -> None:
         except ValueError:  # finalized from C code with no Python frame: no line dropped it
             caller = None
         if caller is not None and not _sites.collecting_here():
-            site = _ended_step(self) if caller.f_code is _sites.task_root else ()
+            site = _ended_step(self) if caller.f_code is _sites.task_root else _ended_await(caller)
             site = site or _records.capture(caller, _records.depth)
             _records.thread_name()
             token = origin.set((site, _records.label_here()))
@@ -578,6 +579,28 @@ def _ended_step(loop: Any) -> Any:
     if len(made) > 1 and made[0] is code and made[1] == 0:  # a framework's task: starts with it
         return made
     return (code, _last_line_offset(code), *made)[: 2 * _records.depth]
+
+
+def _ended_await(caller: Any) -> Any:
+    """The flat site of a drop as a coroutine of the program's, awaited by a framework's frame
+    (*caller*), returned: that coroutine (its last line), then *caller*'s stack; empty when
+    *caller* is the program's own or holds no such coroutine. anyio's pytest plugin awaits each
+    test in one runner task (``retval = await coro``); a generator the test left in a local died
+    as it returned, and was placed at that runner's line."""
+    if _sites.is_program(caller.f_code.co_filename):
+        return ()
+    try:
+        values = list(caller.f_locals.values())
+    except Exception:  # a proxy that cannot be read: keep the caller's line
+        return ()
+    for value in values:
+        code = getattr(value, "cr_code", None)
+        if code is None or getattr(value, "cr_frame", True) is not None:  # not a coroutine that ended
+            continue
+        if _sites.is_program(code.co_filename):
+            site = _records.capture(caller, _records.depth)
+            return (code, _last_line_offset(code), *site)[: 2 * _records.depth]
+    return ()
 
 
 def _last_line_offset(code: Any) -> int:
