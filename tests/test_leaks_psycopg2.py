@@ -45,15 +45,18 @@ def test_a_connect_stubbed_to_return_no_connection_returns_what_it_returned(
     leakwatch: Watch, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """psycopg2's own tests stub its C ``_connect`` to record its arguments and return None:
-    tracked, ``connect()`` raised TypeError (no weak reference to None)."""
-    seen: list[str] = []
+    tracked, ``connect()`` raised TypeError (no weak reference to None), and the stub was given
+    reclaim's connection class where the program passed none (``test_module.py``'s
+    ``ConnectTestCase`` asserts ``connection_factory`` is None)."""
+    seen: list[tuple[str, Any]] = []
 
     def stub(dsn: str, connection_factory: Any = None, async_: bool = False) -> None:
-        seen.append(dsn)
+        seen.append((dsn, connection_factory))
 
     monkeypatch.setattr(psycopg2, "_connect", stub)
     assert psycopg2.connect("dbname=app host=nowhere") is None
-    assert seen == ["dbname=app host=nowhere"]
+    assert psycopg2.connect("dbname=app", connection_factory=psycopg2.extensions.connection) is None
+    assert seen == [("dbname=app host=nowhere", None), ("dbname=app", psycopg2.extensions.connection)]
     assert leakwatch.leaks() == []
 
 

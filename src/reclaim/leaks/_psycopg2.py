@@ -17,7 +17,8 @@ The dead object can no longer say which it was, so the subclass's ``__del__`` de
 in a reference cycle (see ``_records.AT_DEL``), as psycopg 3's does (see :mod:`._psycopg`).
 A factory that is not a class (a function returning a connection) is left alone, and its
 connections are not seen; nor are those of a ``connect`` bound before tracking started
-(psycopg2 imported first, ``from psycopg2 import connect``).
+(psycopg2 imported first, ``from psycopg2 import connect``). A ``connect()`` whose C
+``_connect`` the program replaced (a stub: nothing connects) is left alone.
 
 psycopg2's own pools (``psycopg2.pool.SimpleConnectionPool``, ``ThreadedConnectionPool``)
 were reported connection by connection, at the pool's line that connected each. Now a pool
@@ -107,15 +108,18 @@ def install(patches: Patches, psycopg2: ModuleType) -> None:
     """Wrap ``psycopg2.connect``."""
     connect = psycopg2.connect
     default = psycopg2.extensions.connection
+    real = getattr(psycopg2, "_connect", None)
 
     def connect_(*args: Any, **kwargs: Any) -> Any:
+        if getattr(psycopg2, "_connect", None) is not real:
+            # A stub of the C _connect (psycopg2's own tests): nothing connects, and the stub
+            # is given the arguments the program passed, not our connection class.
+            return connect(*args, **kwargs)
         given = with_factory(args, kwargs, _FACTORY_ARG, "connection_factory", default, _tracked)
         if given is None:
             return connect(*args, **kwargs)  # not a class of ours to subclass: left alone
         conn = connect(*given[0], **given[1])
-        if not isinstance(conn, default):
-            # Not a connection: psycopg2's own tests stub its C _connect to return None (no
-            # weak reference to it: a TypeError out of the program's connect()).
+        if not isinstance(conn, default):  # not a connection (no weak reference to it)
             return conn
         rec = _records.new(conn, "psycopg2", _facts(conn), _records.capture(sys._getframe(1), _records.depth))
         rec.why = _records.AT_DEL  # its __del__ decides: see _dropped
