@@ -1063,6 +1063,50 @@ def test_a_stack_cut_short_among_frames_not_shown_says_how_to_see_more(pytester:
     result.stdout.no_fnmatch_line(hint)
 
 
+def test_tests_from_files_python_files_does_not_match_are_the_suites_own(pytester: pytest.Pytester) -> None:
+    """A module named on the command line is collected whatever its name (aiosqlite's
+    ``tests/smoke.py``), and a mixin of test methods may live in a helper module (psycopg2's
+    ``dbapi20.py``): by ``python_files`` alone neither was a test's file, so a socket such a test
+    kept in its module's global was held by the program until the end, not the test's leak,
+    and a stack of the test's own line said it reached no test's."""
+    pytester.makepyfile(
+        shared_checks="""
+        import socket
+
+        class SharedChecks:
+            def test_drops(self):
+                self.kept = socket.socket()
+                self.kept = None
+        """,
+        test_uses_shared="""
+        from shared_checks import SharedChecks
+
+        class TestShared(SharedChecks):
+            pass
+        """,
+        smoke="""
+        import socket
+
+        KEEP = []
+
+        def test_keeps():
+            KEEP.append(socket.socket())
+        """,
+    )
+    result = run(pytester, "smoke.py", "test_uses_shared.py")
+    result.assert_outcomes(errors=2, passed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at teardown of test_keeps*",
+            "*acquired at smoke.py:6 in test_keeps",
+            "*ERROR at teardown of TestShared.test_drops*",
+            "*acquired at shared_checks.py:5 in SharedChecks.test_drops",
+        ]
+    )
+    result.stdout.no_fnmatch_line("*none of them a test's*")
+    result.stdout.no_fnmatch_line("*held by module global*")
+
+
 @pytest.mark.parametrize(
     ("options", "conftest"),
     [

@@ -540,14 +540,17 @@ class _Imported:
         return any(vars(m).get(name) is value for m in by_package.get(module_name.partition(".")[0], ()))
 
 
-def _test_files(config: pytest.Config) -> Callable[[str], bool]:
+def _test_files(config: pytest.Config, collected: set[str]) -> Callable[[str], bool]:
     """Whether a file is one of the suite's test modules or conftests, by pytest's own
-    ``python_files`` patterns (a pattern with a slash matches the end of the path)."""
+    ``python_files`` patterns (a pattern with a slash matches the end of the path), or one that
+    tests were *collected* from (see LeakChecker.pytest_itemcollected)."""
     patterns = [str(p) for p in config.getini("python_files")]
     names = [p for p in patterns if "/" not in p] + ["conftest.py"]
     paths = [f"*/{p}" for p in patterns if "/" in p]
 
     def is_test_file(filename: str) -> bool:
+        if filename in collected:
+            return True
         base = os.path.basename(filename)
         path = filename.replace(os.sep, "/")
         return any(fnmatch.fnmatch(base, p) for p in names) or any(fnmatch.fnmatch(path, p) for p in paths)
@@ -1273,7 +1276,8 @@ class LeakChecker:
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
-        self.is_test_file = _test_files(config)
+        self.collected_from: set[str] = set()
+        self.is_test_file = _test_files(config, self.collected_from)
         self.grace: float = _ini_number(config, "reclaim_grace", float)
         # Given explicitly, the depth holds for files too; by default they keep two frames.
         self.depth_given = bool(str(config.getini("reclaim_depth")).strip())
@@ -1344,6 +1348,26 @@ class LeakChecker:
     # -- session -------------------------------------------------------------------------
 
     @pytest.hookimpl(tryfirst=True)
+    def pytest_itemcollected(self, item: pytest.Item) -> None:
+        """Remember the files *item*'s test comes from: its module's, whatever its name (one named
+        on the command line needs no ``python_files`` match: aiosqlite's ``tests/smoke.py``), and
+        its function's, which a mixin of test methods may hold (psycopg2's ``dbapi20.py``). A
+        file of the suite's own tests keeps a test's leaks in its globals, and a stack that
+        reaches one reaches the test."""
+        module = getattr(item, "module", None)
+        filename = getattr(module, "__file__", None)
+        if isinstance(filename, str):
+            self.collected_from.add(filename)
+        function = getattr(item, "function", None)
+        for _ in range(16):  # decorators made with functools.wraps
+            wrapped = getattr(function, "__wrapped__", None)
+            if wrapped is None:
+                break
+            function = wrapped
+        code = getattr(function, "__code__", None)
+        if isinstance(code, types.CodeType):
+            self.collected_from.add(code.co_filename)
+
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         if self.config.pluginmanager.get_plugin("dsession") is not None:
             # xdist controller: the workers run the tests and track them.
