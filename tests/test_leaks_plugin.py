@@ -2840,7 +2840,9 @@ def test_a_program_cache_holds_what_its_own_code_made_and_kept_there(pytester: p
     """pathos caches its pools in a module dict: one keeping the pool itself left it the leak of
     the test that first asked, one keeping the server owning a pool held it. What a program
     module's own code acquired and keeps in its own container is that container's, as an object
-    it keeps there holds what it holds; what a test appends there is still the test's."""
+    it keeps there holds what it holds; what a test appends there is still the test's. So for a
+    container a class keeps (kombu's ``Channel._engines``), and for an entry of several parts
+    (``(engine, sessionmaker)``): both were the first user's leak."""
     pytester.makepyfile(
         app_cache="""
         import socket
@@ -2861,6 +2863,19 @@ def test_a_program_cache_holds_what_its_own_code_made_and_kept_there(pytester: p
             if name not in _CLIENTS:
                 _CLIENTS[name] = socket.socket()
             return _CLIENTS[name]
+
+        def get_pair(name):
+            if name not in _CLIENTS:
+                _CLIENTS[name] = (socket.socket(), "its session factory")
+            return _CLIENTS[name][0]
+
+        class Channel:
+            _engines = {}
+
+            def engine(self, name):
+                if name not in self._engines:
+                    self._engines[name] = socket.socket()
+                return self._engines[name]
         """,
         test_cache="""
         import socket
@@ -2873,16 +2888,39 @@ def test_a_program_cache_holds_what_its_own_code_made_and_kept_there(pytester: p
         def test_cached_socket():
             app_cache.get_socket("raw")
 
+        def test_cached_pair():
+            app_cache.get_pair("pair")
+
+        def test_cached_on_the_class():
+            app_cache.Channel().engine("url")
+
         def test_appends_its_own():
             app_cache._APPENDED.append(socket.socket())
+
+        def test_appends_its_own_pair():
+            app_cache._APPENDED.append((socket.socket(), 1))
+
+        def test_stores_its_own_on_the_class():
+            app_cache.Channel._engines["mine"] = socket.socket()
         """,
     )
     result = run(pytester, "-p", "no:randomly")
-    result.assert_outcomes(passed=3, errors=1)
-    result.stdout.fnmatch_lines(["*ERROR at teardown of test_appends_its_own*"])
+    result.assert_outcomes(passed=7, errors=3)
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at teardown of test_appends_its_own *",
+            "*ERROR at teardown of test_appends_its_own_pair*",
+            "*ERROR at teardown of test_stores_its_own_on_the_class*",
+        ]
+    )
     out = result.stdout.str()
-    for key, test in (("db", "test_cached_client"), ("raw", "test_cached_socket")):
-        assert f"held by module global app_cache._CLIENTS['{key}'] (kept from test_cache.py::{test})" in out
+    for holder, test in (
+        ("module global app_cache._CLIENTS['db']", "test_cached_client"),
+        ("module global app_cache._CLIENTS['raw']", "test_cached_socket"),
+        ("module global app_cache._CLIENTS['pair'][0]", "test_cached_pair"),
+        ("class attribute app_cache.Channel._engines['url']", "test_cached_on_the_class"),
+    ):
+        assert f"held by {holder} (kept from test_cache.py::{test})" in out
 
 
 def test_a_check_imports_nothing(pytester: pytest.Pytester) -> None:

@@ -493,7 +493,7 @@ def _holders_of_module(
                 continue
         elif issubclass(kind, type):
             if program and vars(value).get("__module__") == prefix:  # defined here, not imported
-                _class_holders(value, f"{CLASS_ATTRIBUTE}{prefix}.{name}", holders)
+                _class_holders(value, f"{CLASS_ATTRIBUTE}{prefix}.{name}", holders, _module_file(module))
             continue
         elif issubclass(kind, _CONTAINERS):
             if program:
@@ -564,21 +564,29 @@ _CONTAINERS = (dict, list, tuple, collections.deque)
 #: How many items of one container, or attributes of one class, are looked at.
 _ITEMS_LOOKED_AT = 1000
 
+#: How many parts of a container's item that is a tuple or a list are looked at.
+_PARTS_LOOKED_AT = 8
+
 #: Dict keys shown in a holder's label as they are (their repr runs none of the program's code).
 _PLAIN_KEYS = (str, int, bytes, float, bool, type(None))
 
 
-def _class_holders(cls: type, label: str, holders: dict[str, object]) -> None:
-    """Add the attributes of *cls* that may hold something (a singleton kept on its class).
+def _class_holders(cls: type, label: str, holders: dict[str, object], made_in: str | None) -> None:
+    """Add the attributes of *cls* that may hold something (a singleton kept on its class), and
+    the items of a container it keeps as a module's are (a cache on the class: kombu's
+    ``Channel._engines``); *made_in* is the file of the module that defines it.
 
     Descriptors (methods, properties, slots) are how instances see an attribute, not
     objects the class keeps: they are skipped, as is what _NOT_HOLDERS lists.
     """
     for name, value in itertools.islice(list(vars(cls).items()), _ITEMS_LOOKED_AT):
         kind = type(value)
-        if id(kind) in _SKIPPED or name.startswith("__") or _skipped(kind):
+        if id(kind) in _SKIPPED or name.startswith("__"):
             continue
-        holders[f"{label}.{name}"] = value
+        if issubclass(kind, _CONTAINERS):
+            _item_holders(value, f"{label}.{name}", holders, made_in)
+        elif not _skipped(kind):
+            holders[f"{label}.{name}"] = value
 
 
 #: The ids of the types of most class attributes (methods, constants), skipped at a set lookup.
@@ -625,11 +633,21 @@ def _item_holders(container: Any, label: str, holders: dict[str, object], made_i
         base = next(base for base in _CONTAINERS if issubclass(kind, base))
         pairs = enumerate(base.__iter__(container))
     for index, (key, value) in enumerate(list(itertools.islice(pairs, _ITEMS_LOOKED_AT))):
-        if issubclass(type(value), _NOT_HOLDERS):
+        value_kind = type(value)
+        entry = issubclass(value_kind, (tuple, list))
+        if not entry and issubclass(value_kind, _NOT_HOLDERS):
             continue
         plain = any(type(key) is kind for kind in _PLAIN_KEYS)  # `is`: a metaclass's __eq__ is the program's
-        shown = repr(key) if plain else f"<{type(key).__name__} key #{index}>"
-        holders[f"{label}[{shown[:60]}]"] = (value,) if _acquired_in(value, made_in) else value
+        shown = f"{label}[{(repr(key) if plain else f'<{type(key).__name__} key #{index}>')[:60]}]"
+        if not entry:
+            holders[shown] = (value,) if _acquired_in(value, made_in) else value
+            continue
+        # An entry of several parts (``_CACHE[url] = (engine, sessionmaker)``): its parts are
+        # items as the entry's would be, one level down only.
+        parts: Iterator[object] = (tuple if issubclass(value_kind, tuple) else list).__iter__(value)  # type: ignore[arg-type]
+        for place, part in enumerate(itertools.islice(parts, _PARTS_LOOKED_AT)):
+            if not issubclass(type(part), _NOT_HOLDERS):
+                holders[f"{shown}[{place}]"] = (part,) if _acquired_in(part, made_in) else part
 
 
 def _acquired_in(obj: object, filename: str | None) -> bool:
