@@ -1068,7 +1068,8 @@ def test_tests_from_files_python_files_does_not_match_are_the_suites_own(pyteste
     ``tests/smoke.py``), and a mixin of test methods may live in a helper module (psycopg2's
     ``dbapi20.py``): by ``python_files`` alone neither was a test's file, so a socket such a test
     kept in its module's global was held by the program until the end, not the test's leak,
-    and a stack of the test's own line said it reached no test's."""
+    and a stack of the test's own line said it reached no test's. So did one of a decorator's
+    wrapper, which pytest calls as the test (psycopg2's ``testutils.py`` connects first)."""
     pytester.makepyfile(
         shared_checks="""
         import socket
@@ -1092,15 +1093,35 @@ def test_tests_from_files_python_files_does_not_match_are_the_suites_own(pyteste
         def test_keeps():
             KEEP.append(socket.socket())
         """,
+        probing="""
+        import functools
+        import socket
+
+        def probe_first(test):
+            @functools.wraps(test)
+            def wrapper(*args, **kwargs):
+                wrapper.kept = socket.socket()
+                return test(*args, **kwargs)
+            return wrapper
+        """,
+        test_decorated="""
+        from probing import probe_first
+
+        @probe_first
+        def test_probed():
+            pass
+        """,
     )
-    result = run(pytester, "smoke.py", "test_uses_shared.py")
-    result.assert_outcomes(errors=2, passed=2)
+    result = run(pytester, "smoke.py", "test_uses_shared.py", "test_decorated.py")
+    result.assert_outcomes(errors=3, passed=3)
     result.stdout.fnmatch_lines(
         [
             "*ERROR at teardown of test_keeps*",
             "*acquired at smoke.py:6 in test_keeps",
             "*ERROR at teardown of TestShared.test_drops*",
             "*acquired at shared_checks.py:5 in SharedChecks.test_drops",
+            "*ERROR at teardown of test_probed*",
+            "*acquired at probing.py:7 in probe_first.<locals>.wrapper",
         ]
     )
     result.stdout.no_fnmatch_line("*none of them a test's*")

@@ -1295,6 +1295,9 @@ class LeakChecker:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         self.collected_from: set[str] = set()
+        #: The files of the functions pytest calls as tests, their decorators' wrappers included
+        #: (a helper module's ``@skip_if_...`` that connects first: psycopg2's testutils.py).
+        self.test_calls_in: set[str] = set()
         self.is_test_file = _test_files(config, self.collected_from)
         self.grace: float = _ini_number(config, "reclaim_grace", float)
         # Given explicitly, the depth holds for files too; by default they keep two frames.
@@ -1378,11 +1381,13 @@ class LeakChecker:
             self.collected_from.add(filename)
         function = getattr(item, "function", None)
         for _ in range(16):  # decorators made with functools.wraps
+            code = getattr(function, "__code__", None)
+            if isinstance(code, types.CodeType):
+                self.test_calls_in.add(code.co_filename)
             wrapped = getattr(function, "__wrapped__", None)
             if wrapped is None:
                 break
             function = wrapped
-        code = getattr(function, "__code__", None)
         if isinstance(code, types.CodeType):
             self.collected_from.add(code.co_filename)
 
@@ -1942,7 +1947,9 @@ class LeakChecker:
         kept = _records.file_depth
         for leak in leaks:
             frames = leak.frames
-            if any(self.is_test_file(frame.filename) for frame in frames):
+            if any(
+                self.is_test_file(frame.filename) or frame.filename in self.test_calls_in for frame in frames
+            ):
                 continue
             if leak.kind == "file" and not self.depth_given and kept < self.depth and len(frames) >= kept:
                 return (
