@@ -5,6 +5,7 @@ the line that awaited the library."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import os
@@ -401,6 +402,42 @@ def test_what_a_trio_child_task_opens_names_the_lines_its_parent_tasks_wait_in(l
             (HERE, main_at),
             (HERE, ran),
         ], leak.frames
+    finally:
+        kept[0].close()
+
+
+@pytest.mark.reclaim_allow
+def test_a_trio_task_started_in_an_asynccontextmanager_names_the_generators_line(leakwatch: Watch) -> None:
+    """A parent task waiting in ``async with background():``, whose generator waits in
+    ``nursery.start(child)``, awaits ``anext()`` of that generator, which names no frame: the
+    generator's line was left out, and the stack went from the child's line to the ``async
+    with`` line (trio's own suite)."""
+    trio = pytest.importorskip("trio")
+    kept: list[socket.socket] = []
+    lines: list[int] = []
+
+    async def child(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        kept.append(socket.socket())
+        lines.append(line() - 1)
+        task_status.started()
+        await trio.sleep_forever()
+
+    @contextlib.asynccontextmanager
+    async def background() -> Any:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(child)
+            lines.append(line() - 1)
+            yield
+            nursery.cancel_scope.cancel()
+
+    async def main() -> None:
+        async with background():
+            lines.append(line() - 1)
+
+    trio.run(main)
+    try:
+        leak = leakwatch.one("socket")
+        assert [where(frame) for frame in leak.frames[:3]] == [(HERE, at) for at in lines], leak.frames
     finally:
         kept[0].close()
 

@@ -33,6 +33,7 @@ handed it over (one capture per job, see :func:`reclaim._sites.mark_handoff`), a
 
 from __future__ import annotations
 
+import gc
 import sys
 from types import FrameType, ModuleType
 
@@ -199,12 +200,26 @@ def _parents_frames(task: Any) -> _sites.RawSite:
 
 
 def _awaiting(coro: Any) -> list[FrameType]:
-    """The frames of a suspended coroutine and of what it awaits, outermost first."""
+    """The frames of a suspended coroutine and of what it awaits, outermost first: through an
+    async generator's step too (``await anext(gen)``: an ``@asynccontextmanager``'s
+    ``__aenter__``, whose generator waits in ``nursery.start()``), which names no generator but
+    references it."""
     frames: list[FrameType] = []
     while coro is not None and len(frames) < _SEARCH:
-        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        frame = (
+            getattr(coro, "cr_frame", None)
+            or getattr(coro, "gi_frame", None)
+            or getattr(coro, "ag_frame", None)
+        )
         if frame is None:
-            break
+            if type(coro).__name__ != "async_generator_asend":
+                break
+            coro = next((ref for ref in gc.get_referents(coro) if hasattr(ref, "ag_frame")), None)
+            continue
         frames.append(frame)
-        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+        coro = (
+            getattr(coro, "cr_await", None)
+            or getattr(coro, "gi_yieldfrom", None)
+            or getattr(coro, "ag_await", None)
+        )
     return frames
