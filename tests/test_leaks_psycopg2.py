@@ -15,6 +15,7 @@ import pytest
 
 from _dbserver import pg_conninfo
 from _leakhelp import ClosesAtDel, Watch, assert_site, ignore_gc_warnings, leakwatch, line, reclaim_run_json
+from reclaim.leaks import context
 
 __all__ = ["leakwatch"]  # the fixture, imported for pytest
 
@@ -237,6 +238,28 @@ def test_a_pool_never_closed_is_one_entry_at_its_line(leakwatch: Watch, postgres
         assert "checked out of a psycopg2 pool and never given back (putconn())" in out.headline()
     finally:
         pool.putconn(kept)
+        pool.closeall()
+    assert leakwatch.leaks() == []
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_a_pools_holder_does_not_take_a_connection_checked_out_and_kept(
+    leakwatch: Watch, postgres: Any
+) -> None:
+    """What the pytest plugin asks at a test's end (see hand_over_held): a module fixture's pool
+    references what getconn() handed out in its ``_used``, and a test's connection never given
+    back was the fixture's, reported at the session's end if ever; with ``maxconn`` reached,
+    the next test failed with "connection pool exhausted" and no test was blamed."""
+    pool = pool_module.SimpleConnectionPool(1, 2, **pg_conninfo(postgres))
+    try:
+        with context("reclaim-test: keeps"):
+            kept = pool.getconn()
+            took = line() - 1
+        assert leakwatch.tracker.hand_over_held("reclaim-test: keeps", {"fixture": pool}) == 0
+        [leak] = leakwatch.leaks("psycopg2", context="reclaim-test: keeps")
+        assert_site(leak, took)
+        pool.putconn(kept)
+    finally:
         pool.closeall()
     assert leakwatch.leaks() == []
 

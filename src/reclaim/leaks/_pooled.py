@@ -78,13 +78,14 @@ POOLED = "_reclaim_pooled"
 #: The same, of what that resource holds (a redis-py connection's socket), when it is tracked too.
 POOLED_PART = "_reclaim_pooled_part"
 
-#: id -> weak reference of each redis-py pool (sync or asyncio) seen handing out a connection (see
-#: in_use()): a dict, not a WeakSet, so a checkout pays one lookup and a check may list it while
-#: threads add to it.
+#: id -> weak reference of each pool (redis-py's, sync or asyncio; psycopg2's) seen handing out
+#: a connection (see in_use()): a dict, not a WeakSet, so a checkout pays one lookup and a check
+#: may list it while threads add to it.
 _pools: dict[int, weakref.ref[Any]] = {}
 
-#: The attributes of a redis-py pool that reference the connections it handed out.
-_IN_USE = ("_in_use_connections", "_connections")
+#: The attributes of such a pool that reference the connections it handed out: redis-py's, and
+#: psycopg2's ``_used`` (key -> connection; its ``_rused`` maps ids to keys and holds none).
+_IN_USE = ("_in_use_connections", "_connections", "_used")
 
 #: id -> weak reference of each object through which a pool references a connection it handed
 #: out, while it is out (an asyncpg pool's holder): see lent() and in_use().
@@ -512,10 +513,20 @@ def wrap_psycopg_pool(patches: Patches, cls: type, *, asynchronous: bool) -> Non
     wrap_getconn(patches, cls, "psycopg_pool", "psycopg", asynchronous=asynchronous)
 
 
-def wrap_getconn(patches: Patches, cls: type, source: str, kind: str, *, asynchronous: bool = False) -> None:
+def wrap_getconn(
+    patches: Patches,
+    cls: type,
+    source: str,
+    kind: str,
+    *,
+    asynchronous: bool = False,
+    track_pool: bool = False,
+) -> None:
     """Wrap *cls*'s ``getconn`` and ``putconn``, of a pool of family *source* (see :data:`POOLS`)
-    that hands out connections of *kind* (psycopg_pool's, psycopg2's)."""
-    _wrap(patches, cls, "getconn", "putconn", _checks_out(_itself, source, kind), asynchronous=asynchronous)
+    that hands out connections of *kind* (psycopg_pool's, psycopg2's); with *track_pool*, one
+    that references what it handed out under a name of :data:`_IN_USE` (psycopg2's)."""
+    out = _checks_out(_itself, source, kind)
+    _wrap(patches, cls, "getconn", "putconn", out, asynchronous=asynchronous, track_pool=track_pool)
 
 
 # -- SQLAlchemy -------------------------------------------------------------------------------

@@ -162,4 +162,6 @@ def install_pool(patches: Patches, module: ModuleType) -> None:
         if isinstance(cls, type):
             if vars(cls).get("closeall") is close:  # SimpleConnectionPool's is _closeall itself
                 patches.set(cls, "closeall", _closeall)
-            _pooled.wrap_getconn(patches, cls, "psycopg2.pool", "psycopg2")
+            # Its _used references what getconn() handed out: the pool, a fixture's value say,
+            # does not hold it (see _pooled.in_use()).
+            _pooled.wrap_getconn(patches, cls, "psycopg2.pool", "psycopg2", track_pool=True)
