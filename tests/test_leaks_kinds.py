@@ -749,6 +749,38 @@ def test_what_is_acquired_under_frozen_time_has_its_real_time(leakwatch: Watch, 
     assert leak.age >= 0
 
 
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_a_clock_the_program_patches_is_not_reclaims(
+    leakwatch: Watch, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ZODB's tests swap ``time.time`` for a fake that advances a second per call, under a lock:
+    reclaim called it from its hooks (so the fake clock ran faster under tracking) and from its
+    collection callback (a collection started while the fake held its lock hung the test)."""
+    calls: list[int] = []
+    real = time.time
+    lock = threading.RLock()  # ZODB's is a Lock: with one, the old code hung here instead of failing
+
+    def fake_time() -> float:
+        with lock:
+            calls.append(1)
+            gc.collect()  # any allocation may start one while the lock is held
+            return real() + len(calls)
+
+    monkeypatch.setattr(time, "time", fake_time)
+    handle = open(tmp_path / "x", "w")  # noqa: SIM115 - left open on purpose
+    try:
+        thread = threading.Thread(target=int)
+        thread.start()
+        thread.join()
+        gc.collect()
+        [leak] = leakwatch.leaks("file")
+    finally:
+        handle.close()
+        monkeypatch.undo()
+    assert calls == []
+    assert leak.acquired_at <= time.time()
+
+
 @pytest.fixture
 def held_fd() -> Iterator[int]:
     """A descriptor open before the tracker under test starts: part of its baseline."""

@@ -77,6 +77,10 @@ if TYPE_CHECKING:
     from .leaks import Leak, Tracker
     from .leaks._allow import AllowRule
 
+#: The real clock, bound at import (see reclaim._sites._time).
+_time = time.time
+_monotonic = time.monotonic
+
 __all__ = ["LeakChecker", "LeakCheckerStatistics"]
 
 # reclaim may have been imported before pytest's hook was there (``reclaim run -m pytest``): the
@@ -1488,7 +1492,7 @@ class LeakChecker:
             counts[leak["kind"]] = counts.get(leak["kind"], 0) + 1
         document = {
             "schema": SCHEMA,
-            "checked": time.time(),
+            "checked": _time(),
             "count": len(self.found),
             "counts": dict(sorted(counts.items(), key=lambda item: -item[1])),
             "leaks": self.found,
@@ -1828,9 +1832,9 @@ class LeakChecker:
             # Only threads, children or tasks still finishing (a server's handler threads after
             # its shutdown): wait for them first, as most end within milliseconds, and collect
             # only if something is left after that (a collection can take tens of ms).
-            started = time.monotonic()
+            started = _monotonic()
             leaks = check(grace=grace, collect=False)
-            grace = max(0.0, grace - (time.monotonic() - started))
+            grace = max(0.0, grace - (_monotonic() - started))
         if any(leak.state == "open" and not _path_only(leak) for leak in leaks):
             # Only what is still open may change: the collector closes it (a cycle's), or it
             # ends (a thread). A leak the collector already closed stays as it is, and a full

@@ -33,6 +33,9 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see recl
 if TYPE_CHECKING:
     from typing import Any
 
+#: The real clock, bound at import (see reclaim._sites._time).
+_time = time.time
+
 __all__ = ["MADE", "install", "made_at"]
 
 __tracebackhide__ = True  # stands in for what it wraps: see _patch
@@ -87,7 +90,7 @@ def install(patches: Patches, select: ModuleType) -> None:
             self._epoll = base(*args, **kwargs)
             site = _records.capture(caller, _records.depth)
             thread = _records.thread_name()  # label_here() reads what it caches
-            MADE[self._epoll.fileno()] = (_ref(self), site, thread, time.time(), _records.label_here())
+            MADE[self._epoll.fileno()] = (_ref(self), site, thread, _time(), _records.label_here())
             return self
 
         @classmethod

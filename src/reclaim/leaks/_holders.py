@@ -85,6 +85,9 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see recl
 if TYPE_CHECKING:
     from typing import Any
 
+#: The real clock, bound at import (see reclaim._sites._time).
+_time = time.time
+
 __all__ = [
     "HOLDERS",
     "NOT_FOLLOWED",
@@ -525,7 +528,7 @@ def track(
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         outer = getattr(_making, "holder", None)
         _making.holder = self
-        started = time.time()
+        started = _time()
         try:
             init(self, *args, **kwargs)
         finally:

@@ -67,6 +67,9 @@ if TYPE_CHECKING:
 
     from ._holders import Found
 
+#: The real clock, bound at import (see reclaim._sites._time).
+_time = time.time
+
 __all__ = ["KINDS", "MODULES", "fold", "install_popen", "install_ptyprocess", "install_spawn", "parts"]
 
 __tracebackhide__ = True  # stands in for what it wraps: see _patch
@@ -181,7 +184,7 @@ def _track(patches: Patches, cls: type, package: str) -> None:
     finalize: Callable[..., None] | None = vars(cls).get("__del__")
 
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        started = time.time()
+        started = _time()
         init(self, *args, **kwargs)
         maker = outside(self, sys._getframe(1))
         if maker is not None:  # past ptyprocess's spawn(), and pexpect's, which called it
@@ -284,7 +287,7 @@ def install_popen(patches: Patches, module: ModuleType) -> None:
     finalize: Callable[..., None] | None = vars(cls).get("__del__")  # none in 4.9: never wrap one unread
 
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        started = time.time()
+        started = _time()
         init(self, *args, **kwargs)
         maker = outside(self, sys._getframe(1))
         if maker is not None:

@@ -53,6 +53,9 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see recl
 if TYPE_CHECKING:
     from typing import Any
 
+#: The real clock, bound at import (see reclaim._sites._time).
+_time = time.time
+
 __all__ = [
     "back",
     "in_use",
@@ -222,7 +225,7 @@ def lend(rec: _records.Record, site: Any) -> None:
     rec.thread = _records.thread_name()
     rec.context = _records.label_here()
     rec.seq = _records.generation
-    rec.time = time.time()
+    rec.time = _time()
 
 
 def _site(frame: Any) -> Any:

@@ -54,6 +54,9 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
+#: The real clock, bound at import (see reclaim._sites._time).
+_time = time.time
+
 __all__ = [
     "AT_DEL",
     "LEAKED",
@@ -564,7 +567,7 @@ def new(
     rec.site = site
     rec.thread = thread_name()
     rec.context = label_here() if label is HERE else label
-    rec.time = time.time()
+    rec.time = _time()
     rec.state = OPEN
     rec.why = None
     old = live.get(rec.key)

@@ -26,6 +26,9 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see recl
 if TYPE_CHECKING:
     from typing import IO, Any
 
+#: The real clock, bound at import (see reclaim._sites._time).
+_time = time.time
+
 __all__ = ["SCHEMA", "Ignore", "Leak", "Report"]
 
 #: Identifies the JSON layout; see docs/leaks-json.md.
@@ -167,7 +170,7 @@ class Report:
     """
 
     leaks: tuple[Leak, ...]
-    checked: float = field(default_factory=time.time)
+    checked: float = field(default_factory=_time)
 
     def __post_init__(self) -> None:
         leaks: Any = self.leaks

@@ -43,6 +43,10 @@ if TYPE_CHECKING:
     from ._report import Ignore, Leak, Report
     from ._stats import TrackerStatistics
 
+#: The real clock, bound at import (see reclaim._sites._time).
+_time = time.time
+_monotonic = time.monotonic
+
 __all__ = [
     "Snapshot",
     "Tracker",
@@ -262,7 +266,7 @@ def _take_snapshot() -> Snapshot:
     ids = None if fds is None else {fd: ident for fd in fds if (ident := _fds.identity(fd)) is not None}
     if fds is not None:
         _fds.prune(fds)
-    return Snapshot(_records.checkpoint(), time.time(), fds, ids)
+    return Snapshot(_records.checkpoint(), _time(), fds, ids)
 
 
 class Tracker:
@@ -539,7 +543,7 @@ class Tracker:
         window = since if since is not None else start
         skip_kinds = _known_kinds(ignore_kinds)
         filters = [_compile(f) for f in _filters(ignore)]
-        deadline = time.monotonic() + grace
+        deadline = _monotonic() + grace
         delay = 0.001
 
         def find(collecting: bool) -> list[Leak]:
@@ -558,7 +562,7 @@ class Tracker:
         # holding a child's transport, ended as its child did).
         waited = _thread._count() < running
         while True:
-            remaining = deadline - time.monotonic()
+            remaining = deadline - _monotonic()
             if remaining <= 0 or not any(_winding_down(leak) for leak in found):
                 # A collection per poll (up to 16 in a second, tens of ms each with many objects)
                 # changes nothing a thread waits on: one after the wait does what they did.
@@ -855,7 +859,7 @@ class _Search:
 def _find(window: Snapshot, context: str | None, include_framework: bool, untracked_fds: bool) -> list[Leak]:
     _discover()
     _lineage.look()  # records what outlived a child that ended since the last check
-    now = time.time()
+    now = _time()
     # (record, live object or None) of everything that may still be open, every window.
     pairs: list[tuple[Record, Any]] = []
     for rec in list(_records.live.values()):
