@@ -163,6 +163,35 @@ def test_file_a_dropped_wrapper_closes_from_its_finalizer_is_reported_as_closed_
         assert_site(leak, at)
 
 
+class _Forwarding:
+    """A file wrapper that forwards attributes to its file and raises (not AttributeError) once
+    closed, as gevent's ``FileObject`` does."""
+
+    def __init__(self, path: Path) -> None:
+        self._io: Any = open(path)  # noqa: SIM115
+
+    def __getattr__(self, name: str) -> Any:
+        if self._io is None:
+            raise ValueError("I/O operation on closed wrapper")
+        return getattr(self._io, name)
+
+    def close(self) -> None:
+        io_, self._io = self._io, None
+        io_.close()
+
+
+def test_file_a_forwarding_wrapper_closes_is_closed_without_asking_the_wrapper(
+    leakwatch: Watch, tmp_path: Path
+) -> None:
+    """Whether a ``close()`` runs under IOBase's finalizer was asked of its object's attributes:
+    a wrapper's ``__getattr__`` raised out of its own ``close()``, which left the file open,
+    reported as an untracked descriptor (gevent's ``test__fileobject``)."""
+    path = tmp_path / "f.txt"
+    path.write_text("x")
+    _Forwarding(path).close()
+    assert leakwatch.leaks() == []
+
+
 class _Releaser:
     """A library-style owner whose ``__del__`` closes its files through methods of public names
     (pytest-xprocess's ``XProcessResources``: ``__del__`` -> ``release()``), kept in a reference

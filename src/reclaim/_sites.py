@@ -772,10 +772,17 @@ _CLOSERS = (1, 2, 3)
 def finalizing_close(frame: FrameType) -> bool:
     """Whether *frame* is the ``close`` of a Python io class that IOBase's finalizer called for an
     object dropped unclosed: it sets the object's ``_finalizing`` first (a ``GzipFile``, a
-    pyserial ``Serial``, any ``io.RawIOBase`` subclass)."""
-    return (
-        frame.f_code.co_name == "close" and getattr(frame.f_locals.get("self"), "_finalizing", False) is True
-    )
+    pyserial ``Serial``, any ``io.RawIOBase`` subclass).
+
+    Looked up past the object's ``__getattr__``, and whatever its descriptor raises is a no: a
+    wrapper that forwards attributes and raises once closed (gevent's ``FileObject``) raised out
+    of its own ``close()``, leaving its file open."""
+    if frame.f_code.co_name != "close":
+        return False
+    try:
+        return object.__getattribute__(frame.f_locals.get("self"), "_finalizing") is True
+    except Exception:
+        return False
 
 
 def closing_in_finalizer(frame: FrameType | None) -> bool:
