@@ -521,9 +521,10 @@ def _accepted_at(frame: Any, site: Any) -> Any:
     The program's own ``accept()`` keeps its line, also through a library's ``accept`` that
     wraps the socket's (pyOpenSSL's ``Connection.accept``: a TLS server such as cheroot's
     accepts through it, and its connection was reported at the line that made the listening
-    socket, not at the accept that took it)."""
+    socket, not at the accept that took it), or through a library's helper of another name
+    (eventlet's ``GreenSocket.accept`` calls ``greenio.base.socket_accept``)."""
     caller = frame.f_back
-    while caller is not None and caller.f_code.co_name == "accept" and not _sites.frame_is_program(caller):
+    while caller is not None and "accept" in caller.f_code.co_name and not _sites.frame_is_program(caller):
         caller = caller.f_back  # a wrapper's accept(): whoever called it accepted
     if frame.f_code.co_name != "accept" or caller is None or _sites.frame_is_program(caller):
         return site  # the program's own accept(): its line
