@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -251,6 +252,23 @@ def test_greenlet_left_pending_is_a_task_at_its_spawn_line(tmp_path: Path) -> No
     assert leak["description"].startswith("'Greenlet-"), stderr
     assert leak["description"].endswith("' running forever(), suspended at prog.py:4")  # run in tmp_path
     assert leak["details"]["awaiting"].endswith("prog.py:4"), stderr
+
+
+def test_greenlet_suspended_in_compiled_code_is_not_said_to_be_unstarted(leakwatch: Watch) -> None:
+    """A greenlet running gevent's compiled ``Channel.put`` has no Python frame while it waits
+    for a taker: it was "not started yet", though its item had been taken (gevent's
+    ``test__queue``)."""
+    from gevent.queue import Channel
+
+    channel: Any = Channel()
+    greenlet = gevent.spawn(channel.put, StopIteration)
+    try:
+        assert leakwatch.one("task").description.endswith("running Channel.put(), not started yet")
+        assert list(channel) == []  # put() ran: it handed StopIteration over, and waits on
+        assert leakwatch.one("task").description.endswith("running Channel.put(), suspended in compiled code")
+    finally:
+        greenlet.kill()
+    assert leakwatch.leaks() == []
 
 
 def test_pending_greenlet_is_a_task_until_killed(leakwatch: Watch) -> None:

@@ -199,7 +199,11 @@ def _describe_greenlet(obj: Any, rec: Record) -> tuple[str, Details]:
     if obj is not None and not obj.ready():
         awaiting = _greenlet_waits_at(obj)
         if awaiting is None:
-            text += ", not started yet"
+            # No frame: not run yet, or suspended in compiled code (gevent's Channel.put, run
+            # as the greenlet's function). The base class's truth is "running" (gevent's own
+            # is "started"), asked without running the program's code.
+            started = sys.modules["greenlet"].greenlet.__bool__(obj)
+            text += ", suspended in compiled code" if started else ", not started yet"
         else:
             details["awaiting"] = awaiting
             text += f", suspended at {_sites.shown(awaiting)}"
