@@ -9,17 +9,19 @@ import contextlib
 import contextvars
 import functools
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import sysconfig
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 import reclaim
-from _leakhelp import LEAN, Watch, ignore_gc_warnings, leakwatch, line
+from _leakhelp import LEAN, Watch, ignore_gc_warnings, leakwatch, line, reclaim_run_json
 from reclaim import _sites
 from reclaim.leaks import set_context
 
@@ -440,6 +442,37 @@ def test_a_trio_task_started_in_an_asynccontextmanager_names_the_generators_line
         assert [where(frame) for frame in leak.frames[:3]] == [(HERE, at) for at in lines], leak.frames
     finally:
         kept[0].close()
+
+
+def test_trio_run_from_its_source_is_no_line_of_a_report(tmp_path: Path) -> None:
+    """Where trio is the program (its own suite, run from its source), the frames its parent
+    tasks wait in were shown as lines, its traps, nurseries and system task's ``init`` first, and
+    the stack never reached the line that ran it; its run loop was where the child's socket was
+    "dropped"."""
+    trio = pytest.importorskip("trio")
+    shutil.copytree(os.path.dirname(trio.__file__), tmp_path / "trio")  # imported from prog.py's dir
+    report, stderr = reclaim_run_json(
+        tmp_path,
+        """
+        import socket
+        import trio
+
+        async def child(task_status=trio.TASK_STATUS_IGNORED):
+            sock = socket.socket()
+            task_status.started()
+            await trio.sleep_forever()
+
+        async def main():
+            async with trio.open_nursery() as nursery:
+                await nursery.start(child)
+                nursery.cancel_scope.cancel()
+
+        trio.run(main)
+        """,
+    )
+    [leak] = [leak for leak in report["leaks"] if leak["kind"] == "socket"]
+    assert [frame["line"] for frame in leak["frames"]] == [6, 12, 15], stderr
+    assert leak["details"]["dropped_at"] == "prog.py:11 in main", leak  # as the nursery closed
 
 
 @pytest.mark.reclaim_allow

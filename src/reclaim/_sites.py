@@ -853,7 +853,9 @@ def dropped_by_program(frame: FrameType | None) -> tuple[CodeType, int] | None:
     program's is on the stack (a library's thread). The ``close()`` IOBase's finalizer calls is
     a finalizer as a ``__del__`` is (an io class's own, the program's or not). A pytest hook
     (``pytest_runtest_protocol``, ``pytest_pyfunc_call``), a conftest's or a plugin's run from its
-    source, only ran the test whose local went as it returned: not named either."""
+    source, only ran the test whose local went as it returned: not named either; nor is trio
+    (its run loop drops what its tasks' coroutines kept as they end; its own suite runs it from
+    its source)."""
     if _collecting_in == get_ident():
         return None
     outer = frame
@@ -863,8 +865,13 @@ def dropped_by_program(frame: FrameType | None) -> tuple[CodeType, int] | None:
             frame = outer.f_back
         outer = outer.f_back
     while frame is not None:
-        if frame_is_program(frame) and not frame.f_code.co_name.startswith("pytest_"):
-            return frame.f_code, frame.f_lineno
+        code = frame.f_code
+        if (
+            frame_is_program(frame)
+            and not code.co_name.startswith("pytest_")
+            and not code.co_filename.startswith(trio_dir)
+        ):
+            return code, frame.f_lineno
         frame = frame.f_back
     return None
 
@@ -1255,6 +1262,10 @@ task_began: Callable[[FrameType], RawSite] | None = None
 #: trio task's step, and what gives the flat site of the program's line the task running now was
 #: spawned under; set when trio is imported (see leaks._trio).
 trio_root: CodeType | None = None
+
+#: trio's package directory, with a trailing separator, once trio is imported (see leaks._trio):
+#: its frames are plumbing to a report even where trio is the program (trio's own suite).
+trio_dir = "\0"
 trio_site: Callable[[], RawSite] | None = None
 #: The program's frames the parent tasks of the trio task running now wait in, innermost first,
 #: flat: where a stack that reached trio's run loop past the program's own frames goes on, as an

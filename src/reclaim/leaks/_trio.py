@@ -34,6 +34,7 @@ handed it over (one capture per job, see :func:`reclaim._sites.mark_handoff`), a
 from __future__ import annotations
 
 import gc
+import os
 import sys
 from types import FrameType, ModuleType
 
@@ -78,6 +79,9 @@ def install(patches: Patches, run: ModuleType) -> None:
     spawned_at = running(_parents_line)
     parents = running(_parents_frames)
 
+    # trio/, from trio/_core/_run.py: the frames a parent task waits in there (its traps, its
+    # nurseries' __aexit__, the system task's init) are never a parent's line.
+    _sites.trio_dir = os.path.dirname(os.path.dirname(code.co_filename)) + os.sep
     _sites.trio_root = code
     _sites.trio_site = spawned_at
     _sites.trio_parents = parents
@@ -178,7 +182,7 @@ def _parents_line(task: Any) -> _sites.RawSite:
         if task is None:
             return ()
         for frame in reversed(_awaiting(getattr(task, "coro", None))):
-            if _sites.frame_is_program(frame):
+            if _sites.frame_is_program(frame) and not frame.f_code.co_filename.startswith(_sites.trio_dir):
                 return (frame.f_code, frame.f_lasti)
     return ()
 
@@ -193,7 +197,7 @@ def _parents_frames(task: Any) -> _sites.RawSite:
         if task is None:
             break
         for frame in reversed(_awaiting(getattr(task, "coro", None))):
-            if _sites.frame_is_program(frame):
+            if _sites.frame_is_program(frame) and not frame.f_code.co_filename.startswith(_sites.trio_dir):
                 out.append(frame.f_code)
                 out.append(frame.f_lasti)
     return tuple(out)
