@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import socket
 import threading
 from pathlib import Path
 from typing import Any
@@ -252,6 +253,34 @@ def test_greenlet_left_pending_is_a_task_at_its_spawn_line(tmp_path: Path) -> No
     assert leak["description"].startswith("'Greenlet-"), stderr
     assert leak["description"].endswith("' running forever(), suspended at prog.py:4")  # run in tmp_path
     assert leak["details"]["awaiting"].endswith("prog.py:4"), stderr
+
+
+def _socket_in_a_greenlet() -> socket.socket:
+    return socket.socket()
+
+
+def test_what_a_raw_greenlet_acquires_goes_on_at_the_line_that_switched_to_it(leakwatch: Watch) -> None:
+    """``greenlet(fn).switch()`` (SQLAlchemy's asyncio ``run_sync()``, peewee's ``db.run()``) runs
+    ``fn`` on a stack of its own: its socket was at ``fn``'s line alone, the line that switched to
+    it never shown. A gevent greenlet, whose parent is the hub, still goes on at its spawn line."""
+    greenlet = pytest.importorskip("greenlet")
+    made = greenlet.greenlet(_socket_in_a_greenlet).switch()
+    at = line() - 1
+    with made:
+        leak = leakwatch.one("socket")
+        assert [(frame.filename, frame.lineno) for frame in leak.frames[:2]] == [
+            (__file__, _socket_in_a_greenlet.__code__.co_firstlineno + 1),
+            (__file__, at),
+        ]
+    spawned = gevent.spawn(_socket_in_a_greenlet)
+    spawned_at = line() - 1
+    with spawned.get():
+        leak = leakwatch.one("socket")
+        assert [frame.lineno for frame in leak.frames[:2]] == [
+            _socket_in_a_greenlet.__code__.co_firstlineno + 1,
+            spawned_at,
+        ], leak.frames
+    assert leakwatch.leaks() == []
 
 
 def test_greenlet_suspended_in_compiled_code_is_not_said_to_be_unstarted(leakwatch: Watch) -> None:

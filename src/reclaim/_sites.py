@@ -1129,6 +1129,10 @@ def _flat(frame: FrameType | None, depth: int) -> RawSite:
         room = _drop_framework_tail(out) if bootstrap is not None else 0
         if room:
             depth, frame, last = depth + room, None, bootstrap
+    if frame is None and depth and last is not None and last.f_code is not thread_root:
+        switched = _greenlet_switched_from()
+        if switched:  # run in a greenlet another one switched to, waiting for it to switch back
+            return _carry(out, switched, depth)
     if out and _goes_on(out[0], frame, last, depth):
         if frame is not None:
             _stitch_program(out, start, frame)
@@ -1137,6 +1141,35 @@ def _flat(frame: FrameType | None, depth: int) -> RawSite:
             carried = _handed_within(out, start)
             return _carry(out, carried or _started_at(last), depth + (kept - len(out)) // 2)
     return tuple(out)
+
+
+def _greenlet_switched_from() -> RawSite:
+    """The flat stack the parent of the greenlet running now waits in, when that greenlet's own
+    stack ran out and the parent's holds a line of the program's, else empty.
+
+    ``greenlet(fn).switch()`` runs ``fn`` in a stack of its own, which starts at ``fn``: what it
+    acquires was recorded with no line of the code that switched to it (SQLAlchemy's asyncio
+    ``run_sync()``, peewee's ``await db.run(fn)``), which waits in ``switch()`` in the parent
+    greenlet. A gevent or eventlet hub, the parent of their greenlets, waits in its own loop:
+    none of its frames is the program's; a gevent greenlet goes on at the line that spawned it
+    (see :data:`greenlet_site`). One dict lookup where greenlet is not imported."""
+    module = sys.modules.get("greenlet")
+    if module is None:
+        return ()
+    current = module.getcurrent()
+    parent = current.parent
+    frame = parent.gr_frame if parent is not None else None
+    out: list[Any] = []
+    program = False
+    while frame is not None and len(out) < 2 * PROGRAM_SEARCH:
+        code = frame.f_code
+        program = program or frame_is_program(frame)
+        out.append(code)
+        out.append(frame.f_lasti)
+        frame = frame.f_back
+    if program:
+        return tuple(out)
+    return greenlet_site(current) if greenlet_site is not None and parent is not None else ()
 
 
 def _handed_within(out: list[Any], frame: FrameType | None) -> RawSite:
@@ -1262,6 +1295,10 @@ task_began: Callable[[FrameType], RawSite] | None = None
 #: trio task's step, and what gives the flat site of the program's line the task running now was
 #: spawned under; set when trio is imported (see leaks._trio).
 trio_root: CodeType | None = None
+
+#: The flat site that spawned a greenlet (gevent's, tracked as a task), else empty; set when
+#: gevent's greenlets are tracked (see leaks._gevent).
+greenlet_site: Callable[[Any], RawSite] | None = None
 
 #: trio's package directory, with a trailing separator, once trio is imported (see leaks._trio):
 #: its frames are plumbing to a report even where trio is the program (trio's own suite).

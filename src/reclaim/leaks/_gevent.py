@@ -65,6 +65,8 @@ import sys
 from operator import attrgetter
 from types import ModuleType
 
+from reclaim import _sites
+
 from . import _children, _fds, _loops, _records
 from ._owning import PLUMBING, plumbing
 from ._patch import Patches, own_methods
@@ -201,6 +203,16 @@ def _finished(greenlet: Any) -> None:
     _records.release(id(greenlet))
 
 
+def _spawned_at(greenlet: Any) -> Any:
+    """The flat site of the line that spawned *greenlet*, while it is tracked, else empty: what
+    it acquires goes on there (see ``_sites.greenlet_site``), not at its function alone."""
+    rec = _records.live.get(id(greenlet))
+    if rec is None or rec.kind != "task" or rec() is not greenlet or type(rec.info) is not Greenlet:
+        return ()
+    site = rec.site
+    return site if site and type(site[0]) is not tuple else ()
+
+
 #: ``Greenlet.remove_spawn_callback`` of each greenlet class hooked, for :func:`reset`.
 _unhook: list[Any] = []
 
@@ -216,6 +228,7 @@ def install_greenlet(patches: Patches, greenlet: ModuleType) -> None:
     # A compiled class, which takes no attribute: its spawn callbacks are the hook it offers.
     add(_started)
     _unhook.append(remove)
+    _sites.greenlet_site = _spawned_at
 
 
 def install_thread(patches: Patches, thread: ModuleType) -> None:
@@ -227,6 +240,7 @@ def reset() -> None:
     """Stop recording greenlets (the last tracker stopped)."""
     while _unhook:
         _unhook.pop()(_started)
+    _sites.greenlet_site = None
 
 
 def install_subprocess(patches: Patches, subprocess: ModuleType) -> None:
