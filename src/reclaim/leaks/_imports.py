@@ -34,6 +34,14 @@ if TYPE_CHECKING:
 __all__ = ["cancel_all", "install_pytest_rewrite", "when_imported"]
 
 _pending: dict[str, list[Callable[[ModuleType], None]]] = {}
+
+#: The start of the ``sys.modules`` key under which eventlet keeps its unpatched copy of a
+#: module (``eventlet.patcher.original("socket")``, imported anew under its own name, then
+#: moved there). One imported before tracking started (eventlet imported by an initial
+#: conftest: its own suite) gets the callbacks as the module does: its green sockets, made
+#: from that copy's class, were untracked descriptors with no line, or went unseen. A copy
+#: made later is imported under the module's name, and seen then.
+_ORIGINAL = "__original_module_"
 _busy: set[str] = set()
 _lock = threading.Lock()
 #: The module objects the callbacks ran on (a reload runs the same one again).
@@ -126,11 +134,16 @@ def when_imported(name: str, callback: Callable[[ModuleType], None]) -> None:
         _pending.setdefault(name, []).append(callback)
         if _finder not in sys.meta_path:
             sys.meta_path.insert(0, _finder)
-    module = sys.modules.get(name)
-    if module is not None and getattr(module.__spec__, "_initializing", False) is False:
-        with _lock:
-            _done.add(module)
-        callback(module)
+    for key in (name, _ORIGINAL + name):
+        module = sys.modules.get(key)
+        if (
+            isinstance(module, ModuleType)
+            and getattr(module.__spec__, "_initializing", False) is False
+            and (key == name or module.__name__ == name)
+        ):
+            with _lock:
+                _done.add(module)
+            callback(module)
 
 
 def cancel_all() -> None:
