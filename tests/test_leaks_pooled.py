@@ -1259,6 +1259,49 @@ def test_under_pytest_what_an_engine_made_at_session_start_keeps_idle_is_not_the
     assert out.count(" not closed (engine.dispose())") == 1
 
 
+def test_under_pytest_a_peewee_pool_connection_a_test_never_gives_back_is_that_tests(
+    pytester: pytest.Pytester, tmp_path: Any
+) -> None:
+    """A module's ``PooledSqliteDatabase``: the connection one test checks out and gives back is
+    the pool's; the same connection checked out again by a later test and never given back was
+    "held by module global app.db (kept from" the first test, the later one passing. It is the
+    later test's leak now, at its ``connect()``."""
+    pytest.importorskip("playhouse.pool")
+    pytester.makepyfile(
+        app=f"""
+        from playhouse.pool import PooledSqliteDatabase
+
+        db = PooledSqliteDatabase({str(tmp_path / "app.db")!r}, max_connections=4)
+        """,
+        test_pool="""
+        import app
+
+        def test_gives_it_back():
+            with app.db:
+                app.db.execute_sql("select 1")
+
+        def test_keeps_it():
+            app.db.connect()
+            app.db.execute_sql("select 1")
+
+        def test_last():
+            app.db.close()
+            app.db.close_all()
+        """,
+    )
+    result = reclaim_pytest(pytester)
+    result.assert_outcomes(passed=3, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at teardown of test_keeps_it*",
+            "sqlite3 *app.db, checked out of a peewee pool and never given back (db.close(), *",
+            "  acquired at test_pool.py:8 in test_keeps_it",
+        ]
+    )
+    out = result.stdout.str()
+    assert "teardown of test_gives_it_back" not in out and "held by" not in out
+
+
 def test_under_pytest_what_an_engine_kept_on_the_config_keeps_idle_is_not_the_tests_leak(
     pytester: pytest.Pytester,
 ) -> None:

@@ -63,6 +63,7 @@ HOOKS: tuple[tuple[str, str], ...] = (
     *_each(("redis.asyncio.connection", "valkey.asyncio.connection"), "_redis:install_async"),
     ("urllib3.connectionpool", "_pooled:install_urllib3"),
     ("sqlalchemy.pool.base", "_pooled:install_sqlalchemy"),
+    ("playhouse.pool", "_pooled:install_peewee"),
     ("httpcore._sync.connection_pool", "_pooled:install_httpcore"),
     ("httpcore._async.connection_pool", "_pooled:install_httpcore_async"),
     ("tempfile", "_tempfiles:install"),

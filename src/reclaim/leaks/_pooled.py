@@ -86,9 +86,31 @@ POOLED_PART = "_reclaim_pooled_part"
 #: may list it while threads add to it.
 _pools: dict[int, weakref.ref[Any]] = {}
 
-#: The attributes of such a pool that reference the connections it handed out: redis-py's, and
-#: psycopg2's ``_used`` (key -> connection; its ``_rused`` maps ids to keys and holds none).
-_IN_USE = ("_in_use_connections", "_connections", "_used")
+#: The attributes of such a pool that reference the connections it handed out, by the package
+#: its class (or the first of its bases that one of them knows) comes from: redis-py's (valkey's
+#: the same), psycopg2's ``_used`` (key -> connection; its ``_rused`` maps ids to keys and holds
+#: none), and peewee's ``_in_use`` and ``_state``, the per-thread state of a ``PooledDatabase``,
+#: which holds the connection its thread checked out with ``connect()`` until ``close()`` (its
+#: ``_connections`` holds the idle ones, the pool's own).
+_IN_USE = {
+    "redis": ("_in_use_connections", "_connections"),
+    "valkey": ("_in_use_connections", "_connections"),
+    "psycopg2": ("_used",),
+    "playhouse": ("_in_use", "_state"),
+}
+
+#: _in_use_names()'s answers, by class (kept with the answer, so that its id is not reused).
+_IN_USE_BY_CLASS: dict[int, tuple[type, tuple[str, ...]]] = {}
+
+
+def _in_use_names(cls: type) -> tuple[str, ...]:
+    known = _IN_USE_BY_CLASS.get(id(cls))
+    if known is None:
+        packages = (str(getattr(base, "__module__", "")).partition(".")[0] for base in cls.__mro__)
+        names = next((_IN_USE[package] for package in packages if package in _IN_USE), ())
+        known = _IN_USE_BY_CLASS[id(cls)] = (cls, names)
+    return known[1]
+
 
 #: id -> weak reference of each object through which a pool references a connection it handed
 #: out, while it is out (an asyncpg pool's holder): see lent() and in_use().
@@ -110,6 +132,7 @@ POOLS = {
     "psycopg_pool": ("a psycopg_pool pool", "putconn(), or a with pool.connection() block"),
     "psycopg2.pool": ("a psycopg2 pool", "putconn()"),
     "SQLAlchemy": ("a SQLAlchemy engine's pool", "close() its Connection or Session, or a with-block"),
+    "peewee": ("a peewee pool", "db.close(), or a with db.connection_context() block"),
 }
 
 
@@ -294,7 +317,7 @@ def in_use() -> Iterator[object]:
     """The containers and objects through which pools reference the connections they handed out."""
     for ref in list(_pools.values()):
         pool = ref()
-        for name in _IN_USE:
+        for name in _in_use_names(type(pool)):
             held = getattr(pool, name, None)
             if held is not None:
                 yield held
@@ -556,13 +579,39 @@ def _sqlalchemy_record(entry: Any) -> _records.Record | None:
     rec = live.get(id(driver))
     if rec is not None and rec() is driver:
         return rec
-    for obj in (driver, dbapi):
-        for name in _UNDER:
-            inner = getattr(obj, name, None)
-            rec = live.get(id(inner)) if inner is not None else None
-            if rec is not None and rec() is inner:
-                return rec
+    return _record_under(driver) or _record_under(dbapi)
+
+
+def _record_under(obj: Any) -> _records.Record | None:
+    """The record of what *obj*, a driver's connection, holds under one of :data:`_UNDER`."""
+    live = _records.live
+    for name in _UNDER:
+        inner = getattr(obj, name, None)
+        rec = live.get(id(inner)) if inner is not None else None
+        if rec is not None and rec() is inner:
+            return rec
     return None
+
+
+def _peewee_out(conn: Any, frame: Any) -> None:
+    """A ``PooledDatabase`` handed out *conn*, its driver's connection: tracked itself (sqlite3,
+    psycopg2, psycopg), or holding what is (PyMySQL's socket)."""
+    rec = _records.live.get(id(conn))
+    if rec is None or rec() is not conn:
+        rec = _record_under(conn)
+    if rec is not None:
+        take(conn, rec, frame, "peewee")
+
+
+def install_peewee(patches: Patches, module: ModuleType) -> None:
+    """Wrap ``playhouse.pool.PooledDatabase``'s ``_connect`` (a checkout: ``db.connect()``, or the
+    first query of a thread with none) and ``_close`` (a return: ``db.close()``). A connection a
+    test checked out and never gave back was blamed on the test that first made it, and held by
+    the module's database until the session's end: the pool keeps it in its ``_in_use`` and the
+    thread's state, which a search for holders no longer follows (see :data:`_IN_USE`)."""
+    cls = getattr(module, "PooledDatabase", None)
+    if isinstance(cls, type) and "_connect" in vars(cls) and "_close" in vars(cls):
+        _wrap(patches, cls, "_connect", "_close", _peewee_out, track_pool=True)
 
 
 def install_sqlalchemy(patches: Patches, module: ModuleType) -> None:
