@@ -3405,6 +3405,49 @@ def test_a_bound_method_exit_handler_excuses_only_what_its_code_reaches(pytester
     assert "test_stopper" not in result.stdout.str() and "test_everything" not in result.stdout.str()
 
 
+def test_what_an_exit_handlers_object_keeps_is_read_without_running_its_code(
+    pytester: pytest.Pytester,
+) -> None:
+    """ipykernel's app registers its ``cleanup_connection_file``; its ``BackgroundSocket`` warns
+    (or asserts) in its ``__getattr__``, which the check ran to ask for a ``fileno``: under
+    ``filterwarnings = error`` each later test's report was that warning, and the session's last
+    check crashed. Nothing of the program's runs there now, and the file is reported."""
+    pytester.makeini("[pytest]\nfilterwarnings = error\n")
+    pytester.makepyfile(
+        test_wrapped="""
+        import atexit
+        import warnings
+
+        KEEP = []
+
+        class Wrapper:
+            io_thread = None
+
+            def __getattr__(self, name):
+                warnings.warn(f"accessing {name} is deprecated", DeprecationWarning, stacklevel=2)
+                assert self.io_thread is not None
+                raise AttributeError(name)
+
+        class App:
+            def __init__(self):
+                self.sock = Wrapper()
+
+            def cleanup(self):
+                print(self.sock)
+
+        def test_registers_cleanup():
+            atexit.register(App().cleanup)
+
+        def test_leaks_a_file(tmp_path):
+            KEEP.append(open(tmp_path / "x", "w"))
+        """,
+    )
+    result = run(pytester, "-p", "no:randomly")
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(["*ERROR at teardown of test_leaks_a_file*", "file *x (mode 'w')"])
+    assert "deprecated" not in result.stdout.str() and result.ret == pytest.ExitCode.TESTS_FAILED
+
+
 def test_a_temp_path_a_waiting_finalize_or_atexit_handler_removes_is_left_to_it(
     pytester: pytest.Pytester,
 ) -> None:

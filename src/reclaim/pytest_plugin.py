@@ -63,6 +63,7 @@ import sys
 import time
 import traceback
 import types
+import warnings
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -951,10 +952,9 @@ class _ExitHandlers:
                 rec = _records.live.get(id(obj))
                 if rec is not None and rec() is obj:
                     acquisitions.setdefault((rec.seq, rec.kind, rec.time), []).append(rec.site)
-                fileno = getattr(obj, "fileno", None)
-                if callable(fileno) and not isinstance(obj, type):
-                    with contextlib.suppress(Exception):  # closed already, or not a descriptor
-                        fds.add(int(fileno()))
+                fd = _fileno_of(obj)
+                if fd is not None:
+                    fds.add(fd)
 
         def acquired_so(leak: Leak) -> bool:
             sites = acquisitions.get((leak.seq, leak.kind, leak.acquired_at), ())
@@ -998,18 +998,49 @@ def _finalizers_at_exit() -> list[tuple[Callable[..., object], tuple[object, ...
     return calls
 
 
+def _plain_attribute(obj: object, name: str) -> Any:
+    """*obj*'s attribute *name*, else None, looked up without its class's ``__getattr__`` and
+    with whatever a descriptor raises taken as none: what an exit handler's object keeps is read
+    at every check that found something, and the program's code must not run there (ipykernel's
+    ``BackgroundSocket`` warns, or asserts, in its ``__getattr__``: under ``filterwarnings =
+    error`` every later check, and the session's last, crashed)."""
+    try:
+        return object.__getattribute__(obj, name)
+    except Exception:
+        return None
+
+
+def _fileno_of(obj: object) -> int | None:
+    """The descriptor *obj* (not a class) has, by a ``fileno()`` its class defines; None when it
+    has none, is closed, or its ``fileno()`` fails. Its warnings are not the program's to see."""
+    kind = type(obj)
+    if issubclass(kind, type):
+        return None
+    fileno = next((vars(base)["fileno"] for base in kind.__mro__ if "fileno" in vars(base)), None)
+    bind = getattr(type(fileno), "__get__", None)
+    if bind is None:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return int(bind(fileno, obj, kind)())
+        except Exception:  # closed already, or not a descriptor
+            return None
+
+
 def _reached(func: object, args: Sequence[object], levels: int) -> list[object]:
     """The objects the atexit handler call ``func(*args)`` may close (see :data:`_EXIT_FOLLOWED`)."""
-    owner = getattr(func, "__self__", None)
+    owner = _plain_attribute(func, "__self__")
     found = [*args, owner]
     if levels > 1:
-        if owner is not None and not isinstance(owner, (type, types.ModuleType)):
+        if owner is not None and not issubclass(type(owner), (type, types.ModuleType)):
             # A registry's cleanup (``atexit.register(self.cleanup)``): what its attributes keep,
             # and what a list, set or dict of them keeps (children it waits for at exit). Only
             # the attributes its code names: jupyter_client's ``cleanup_connection_file`` removes
             # a file, and the kernel its manager keeps running was excused with it.
             named = _names_used(func)
-            for name, value in list(getattr(owner, "__dict__", {}).items()):
+            attributes = _plain_attribute(owner, "__dict__")
+            for name, value in list(attributes.items() if type(attributes) is dict else ()):
                 if named is not None and name not in named:
                     continue
                 found.append(value)
@@ -1025,7 +1056,7 @@ def _reached(func: object, args: Sequence[object], levels: int) -> list[object]:
                     found += _reached(cell.cell_contents, (cell.cell_contents,), levels - 1)
             names = func.__globals__
             found += [names[name] for name in func.__code__.co_names if name in names]
-    return [obj for obj in found if obj is not None and not isinstance(obj, types.ModuleType)]
+    return [obj for obj in found if obj is not None and not issubclass(type(obj), types.ModuleType)]
 
 
 #: Names that reach an object's attributes without naming them: a method using one may close
