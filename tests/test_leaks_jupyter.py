@@ -174,3 +174,35 @@ def test_a_kernel_started_again_after_a_shutdown_is_at_the_new_line(tmp_path: Pa
         textwrap.dedent(source).splitlines().index("km.start_kernel(stdout=DEVNULL, stderr=DEVNULL)  # again")
     )
     assert _program_line(leaks[0]) == again + 1
+
+
+def test_a_kernel_that_died_and_was_cleaned_up_is_no_leak(tmp_path: Path) -> None:
+    """nbclient cleans up after a kernel that killed itself with ``cleanup_resources()``, never
+    ``shutdown_kernel()``: the public method keeps the function its class was made with
+    (``run_sync(_async_cleanup_resources)``; on ``AsyncKernelManager`` that function itself),
+    so the kernel was "not shut down"."""
+    source = (
+        SLEEPER
+        + """\
+    import asyncio
+    import signal
+
+    km = KernelManager(kernel_name="sleeper")
+    km.start_kernel()
+    km.provisioner.process.send_signal(signal.SIGKILL)
+    km.provisioner.process.wait()
+    km.cleanup_resources()
+
+    async def main():
+        km = AsyncKernelManager(kernel_name="sleeper")
+        await km.start_kernel()
+        km.provisioner.process.send_signal(signal.SIGKILL)
+        km.provisioner.process.wait()
+        await km.cleanup_resources()
+
+    asyncio.run(main())
+    shutil.rmtree(spec)
+    """
+    )
+    report, stderr = reclaim_run_json(tmp_path, source)
+    assert report["leaks"] == [], stderr

@@ -33,6 +33,7 @@ import jupyter_client loads none of this.
 from __future__ import annotations
 
 import functools
+import inspect
 import sys
 from collections.abc import Callable
 from types import ModuleType
@@ -147,16 +148,37 @@ def install_manager(patches: Patches, module: ModuleType) -> None:
     @functools.wraps(cleanup)
     async def _async_cleanup_resources(self: Any, *args: Any, **kwargs: Any) -> None:
         await cleanup(self, *args, **kwargs)
-        if not kwargs.get("restart", args[0] if args else False):
-            # Shut down: a kernel it starts again is acquired at the line that starts it.
-            rec = _records.live.get(id(self))
-            if rec is not None and rec() is self and rec.kind == KERNEL:
-                _records.release(rec.key)
+        _cleaned_up(self, args, kwargs)
 
     __del__ = _deciding_death(cls, KERNEL, _kernel_open, _kernel_info, _kernel_parts)
     patches.set(cls, "_async_launch_kernel", _async_launch_kernel)
     patches.set(cls, "_async_cleanup_resources", _async_cleanup_resources)
     patches.set(cls, "__del__", __del__)
+    # The public cleanup_resources() kept the function it was made from when its class was:
+    # run_sync(_async_cleanup_resources) here, that function itself on AsyncKernelManager. A
+    # kernel that died and was cleaned up so (nbclient's, after is_alive() reaped it) was "not
+    # shut down".
+    cleanup_sync: Any = vars(cls).get("cleanup_resources")
+    if callable(cleanup_sync) and not inspect.iscoroutinefunction(cleanup_sync):
+
+        @functools.wraps(cleanup_sync)
+        def cleanup_resources(self: Any, *args: Any, **kwargs: Any) -> None:
+            cleanup_sync(self, *args, **kwargs)
+            _cleaned_up(self, args, kwargs)
+
+        patches.set(cls, "cleanup_resources", cleanup_resources)
+    async_cls = getattr(module, "AsyncKernelManager", None)
+    if isinstance(async_cls, type) and vars(async_cls).get("cleanup_resources") is cleanup:
+        patches.set(async_cls, "cleanup_resources", _async_cleanup_resources)
+
+
+def _cleaned_up(manager: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """*manager*'s ``cleanup_resources(restart=...)`` ran: not for a restart, its kernel is shut
+    down (one it starts again is acquired at the line that starts it)."""
+    if not kwargs.get("restart", args[0] if args else False):
+        rec = _records.live.get(id(manager))
+        if rec is not None and rec() is manager and rec.kind == KERNEL:
+            _records.release(rec.key)
 
 
 def _deciding_death(
