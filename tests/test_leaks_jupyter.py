@@ -144,6 +144,9 @@ def test_a_kernel_manager_dropped_with_its_kernel_running_is_the_collectors(tmp_
     assert [leak["kind"] for leak in leaks] == ["jupyter-kernel"], stderr
     (kernel,) = leaks
     assert kernel["closed_by_gc"]
+    # Not "closed by the garbage collector": its __del__ leaves the kernel running (nbclient's).
+    assert "not shut down (shutdown_kernel()) (its manager dropped: the garbage collector" in stderr
+    assert "finalized it, and the kernel runs on)" in stderr
     lines = textwrap.dedent(source).splitlines()
     assert _program_line(kernel) == lines.index("    km.start_kernel(stdout=DEVNULL, stderr=DEVNULL)") + 1
     assert sorted(part["kind"] for part in kernel["holds"]) == ["subprocess", "zmq-socket"]

@@ -419,6 +419,10 @@ _STATES: dict[str | tuple[str, str], str] = {
     ("subprocess", "collected"): "dropped without a wait: the garbage collector finalized it, "
     "the program never collected the child's exit status",
     ("tempdir", "collected"): "removed by its finalizer ('Implicitly cleaning up'), not the program",
+    # Not "closed": a jupyter_client manager's __del__ removes its connection file and closes
+    # its control socket; its kernel, a child of the program's, runs on.
+    ("jupyter-kernel", "collected"): "its manager dropped: the garbage collector finalized it, "
+    "and the kernel runs on",
     # A lock is released, not closed: its __del__ gave it back when the collector freed it.
     ("filelock", "collected"): "released by its finalizer once the garbage collector freed it",
     # Not "pending": a connection is no task; its tasks were, and their cancel closed it.
