@@ -3405,6 +3405,70 @@ def test_a_bound_method_exit_handler_excuses_only_what_its_code_reaches(pytester
     assert "test_stopper" not in result.stdout.str() and "test_everything" not in result.stdout.str()
 
 
+def test_what_a_thread_an_exit_handler_stops_acquired_and_what_its_code_reaches_deeper_is_no_leak(
+    pytester: pytest.Pytester,
+) -> None:
+    """IPython's HistorySavingThread registers its ``stop()`` and closes its database as it ends;
+    ipykernel's app registers its ``close()``, which runs ``self.heartbeat.context.term()``. The
+    thread was excused, and what it closes on its way out reported; so was what the handler
+    reaches through an attribute of an attribute, by names its code uses."""
+    pytester.makepyfile(
+        test_stopped="""
+        import atexit
+        import socket
+        import sqlite3
+        import threading
+
+        class Saver(threading.Thread):
+            def __init__(self, path):
+                super().__init__(daemon=True)
+                self.path = path
+                self.flag = threading.Event()
+                self.ready = threading.Event()
+
+            def run(self):
+                atexit.register(self.stop)
+                db = sqlite3.connect(self.path)
+                self.ready.set()
+                try:
+                    self.flag.wait()
+                finally:
+                    db.close()
+
+            def stop(self):
+                self.flag.set()
+                self.join()
+
+        def test_saver(tmp_path):
+            saver = Saver(str(tmp_path / "history.sqlite"))
+            saver.start()
+            saver.ready.wait()
+
+        class Heart:
+            def __init__(self):
+                self.sock = socket.socket()
+                self.spare = socket.socket()
+
+        class App:
+            def __init__(self):
+                self.heart = Heart()
+                atexit.register(self.close)
+
+            def close(self):
+                self.heart.sock.close()
+
+        def test_two_levels():
+            App()
+        """,
+    )
+    result = run(pytester, "-p", "no:randomly")
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(
+        ["*ERROR at teardown of test_two_levels*", "socket *", "*test_stopped.py:34 in Heart.__init__"]
+    )
+    assert "sqlite3" not in result.stdout.str() and result.stdout.str().count("socket AF_INET") == 1
+
+
 def test_what_an_exit_handlers_object_keeps_is_read_without_running_its_code(
     pytester: pytest.Pytester,
 ) -> None:

@@ -934,6 +934,9 @@ class _ExitHandlers:
         fds: set[int] = set()
         paths: set[str] = set()
         trees: list[str] = []  # directories shutil.rmtree removes with what is in them
+        # The names of the threads a handler stops: what one acquired, it closes on its way out
+        # (IPython's HistorySavingThread registers its stop(), and closes its database as it ends).
+        stopped: set[str] = set()
         for func, args, kwargs in [*self.handlers, *_finalizers_at_exit()]:
             if func is os.close:
                 fds.update(arg for arg in args if type(arg) is int)
@@ -952,6 +955,8 @@ class _ExitHandlers:
                 rec = _records.live.get(id(obj))
                 if rec is not None and rec() is obj:
                     acquisitions.setdefault((rec.seq, rec.kind, rec.time), []).append(rec.site)
+                    if rec.kind == "thread":
+                        stopped.add(rec.info[0])
                 fd = _fileno_of(obj)
                 if fd is not None:
                     fds.add(fd)
@@ -964,6 +969,7 @@ class _ExitHandlers:
             leak.state == "open"
             and (
                 acquired_so(leak)
+                or (leak.thread in stopped and leak.thread != "MainThread")
                 or (leak.kind in ("file", "socket", "fd") and leak.details.get("fd") in fds)
                 or (leak.kind in ("tempdir", "tempfile") and _removed(leak.details.get("path"), paths, trees))
             )
@@ -1048,6 +1054,12 @@ def _reached(func: object, args: Sequence[object], levels: int) -> list[object]:
                     found += list(itertools.islice(value, _ITEMS_LOOKED_AT))
                 elif type(value) is dict:
                     found += list(itertools.islice(value.values(), _ITEMS_LOOKED_AT))
+                elif named is not None and not issubclass(type(value), (type, types.ModuleType)):
+                    # What its code reaches through that attribute, by the names it uses
+                    # (``self.heartbeat.context.term()``: ipykernel's close()).
+                    inner = _plain_attribute(value, "__dict__")
+                    if type(inner) is dict:
+                        found += [item for key, item in list(inner.items()) if key in named]
         if isinstance(func, functools.partial):
             found += _reached(func.func, (*func.args, *func.keywords.values()), levels - 1)
         if isinstance(func, types.FunctionType):  # what its code names: a cell, or a global
