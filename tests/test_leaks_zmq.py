@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -318,3 +319,35 @@ def test_pytest_fails_the_test_that_left_a_zmq_socket_open(pytester: pytest.Pyte
         """
     )
     reclaim_pytest_fails_one(pytester, 3, "test_left_open", "test_zq.py:15")
+
+
+def test_a_contexts_descriptors_are_found_by_numbers_not_one_stat_per_descriptor_open(
+    leakwatch: Watch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Making a context and its first socket reads the descriptor table before and after: with
+    an identity (a ``fstat()``) per descriptor open, 400 of them made that 30x slower (ipykernel's
+    heartbeat thread then lost a race to its test's close()). Only what appeared is looked at;
+    the descriptor the listing was read through, closed by then, is no number the next one
+    opened may take unseen."""
+    from reclaim.leaks import _fds
+
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(50)]
+    looked: list[int] = []
+    identity = _fds.identity
+    monkeypatch.setattr(_fds, "identity", lambda fd: looked.append(fd) or identity(fd))
+    try:
+        before = _fds.table()
+        fd = os.open(os.devnull, os.O_RDONLY)  # the lowest free number: listdir's, before
+        try:
+            assert before is not None and fd not in before
+        finally:
+            os.close(fd)
+        ctx = zmq.Context()
+        sock = ctx.socket(zmq.PAIR)
+        sock.close()
+        ctx.term()
+        assert len(looked) < 20, looked
+    finally:
+        for fd in held:
+            os.close(fd)
+    assert leakwatch.leaks() == []

@@ -135,25 +135,36 @@ def keeping(make: Callable[..., Any]) -> Callable[..., Any]:
     return keeping_
 
 
-def table() -> dict[int, tuple[int, int]] | None:
-    """The open descriptors and their identities, None where the table cannot be read."""
+def table() -> frozenset[int] | None:
+    """The descriptors open now, exactly, None where the table cannot be read.
+
+    :func:`list_fds`' listing holds the descriptor ``listdir()`` read it through, closed by
+    then, whose number the next descriptor opened gets: by numbers alone, what C code opens next
+    would be taken for one open before. That number is found as the next one opened here gets
+    it, and left out. Numbers, not identities: a ``fstat()`` per descriptor made a zmq context
+    and its first socket 30x slower with 400 open (ipykernel's heartbeat thread then lost a race
+    it wins untracked)."""
     fds = list_fds()
     if fds is None:
         return None
-    # By identity: the listing holds the descriptor listdir() read it through, closed now, whose
-    # number a descriptor opened next may get.
-    return {fd: ident for fd in fds if (ident := identity(fd)) is not None}
+    try:
+        probe = _C.open(_FD_DIR, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:  # out of descriptors: by identity, one fstat() each
+        return frozenset(fd for fd in fds if identity(fd) is not None)
+    _C.close(probe)
+    return fds - {probe}
 
 
-def made_between(before: dict[int, tuple[int, int]] | None, after: dict[int, tuple[int, int]] | None) -> Made:
+def made_between(before: frozenset[int] | None, after: frozenset[int] | None) -> Made:
     """The descriptors an event loop's C code (libuv's, libev's) made between the tables *before*
     and *after*: no file or socket (another thread's, opened meanwhile, is not the loop's); none
     when either table could not be read."""
     if before is None or after is None:
         return ()
     made = []
-    for fd, ident in sorted(after.items()):
-        if before.get(fd) == ident:
+    for fd in sorted(after - before):
+        ident = identity(fd)
+        if ident is None:  # closed again
             continue
         target = describe_fd(fd)
         if target is not None and not target.startswith(("/", "socket:")):

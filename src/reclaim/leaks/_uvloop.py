@@ -218,22 +218,23 @@ def _record_accepted(transport: Any, fd: int) -> _records.Record | None:
     return _records.live.get((KEY, fd))
 
 
-def _before_first_stream(loop: Any) -> dict[int, tuple[int, int]] | None:
+def _before_first_stream(loop: Any) -> frozenset[int] | None:
     """The descriptor table before a call that may make *loop*'s first stream; None when its
     spare descriptor is claimed already (or it is no loop tracked here)."""
     entry = _open.get(id(loop))
     return _fds.table() if entry is not None and not entry.spared else None
 
 
-def _claim_spare(loop: Any, before: dict[int, tuple[int, int]]) -> None:
+def _claim_spare(loop: Any, before: frozenset[int]) -> None:
     """*loop* made its first stream: the ``/dev/null`` libuv opened then is the loop's."""
     entry = _open.get(id(loop))
     after = _fds.table()
     if entry is None or after is None:
         return
     entry.spared = True
-    for fd, ident in sorted(after.items()):
-        if before.get(fd) != ident and ("fd", fd) not in _records.live and _fds.describe_fd(fd) in SPARE:
+    for fd in sorted(after - before):
+        ident = _fds.identity(fd)
+        if ident is not None and ("fd", fd) not in _records.live and _fds.describe_fd(fd) in SPARE:
             entry.made += ((fd, ident),)
             rec = _records.live.get(id(loop))
             if rec is not None and rec.kind == "eventloop" and rec() is loop:
