@@ -261,3 +261,34 @@ def test_a_temp_path_made_inside_a_wider_scopes_temp_directory_goes_with_it(
             "  acquired at test_nested.py:* in TestNeverRemoved.test_e",
         ]
     )
+
+
+def test_a_temp_path_made_inside_a_directory_an_earlier_test_leaked_is_still_its_makers(
+    pytester: pytest.Pytester,
+) -> None:
+    """A directory a test leaked takes nothing made inside it later: ZODB's tests leave
+    ``tempfile.tempdir`` pointing at one, and every later test's ``mkdtemp()`` was blamed on the
+    first, at the session's end, its own test passing."""
+    pytester.makepyfile(
+        test_leaky="""
+        import tempfile
+
+        made = {}
+
+        def test_a():
+            made["dir"] = tempfile.mkdtemp(dir=".")
+
+        def test_b():
+            tempfile.mkdtemp(dir=made["dir"])
+        """
+    )
+    result = reclaim_pytest(pytester, "-p", "no:randomly")
+    result.assert_outcomes(passed=2, errors=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at teardown of test_a*",
+            "  acquired at test_leaky.py:6 in test_a",
+            "*ERROR at teardown of test_b*",
+            "  acquired at test_leaky.py:9 in test_b",
+        ]
+    )

@@ -1151,10 +1151,13 @@ def _started_before(label: str) -> None:
                 setattr(thread, STARTED_IN, label)
 
 
-def _hand_over_nested(context: str) -> int:
-    """See ``leaks._tempfiles.hand_over_nested``: 0 where tempfile is not tracked."""
+def _hand_over_nested(context: str, tests: set[str]) -> int:
+    """See ``leaks._tempfiles.hand_over_nested``: 0 where tempfile is not tracked. A directory made
+    under a test's label (one of *tests*, the node ids collected) takes nothing."""
     tempfiles = sys.modules.get("reclaim.leaks._tempfiles")
-    return 0 if tempfiles is None else int(tempfiles.hand_over_nested(context))
+    if tempfiles is None:
+        return 0
+    return int(tempfiles.hand_over_nested(context, lambda label: label not in tests))
 
 
 def _path_only(leak: Leak) -> bool:
@@ -1342,6 +1345,7 @@ class LeakChecker:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         self.collected_from: set[str] = set()
+        self.test_ids: set[str] = set()  # the node ids collected: labels of no wider scope
         #: The files of the functions pytest calls as tests, their decorators' wrappers included
         #: (a helper module's ``@skip_if_...`` that connects first: psycopg2's testutils.py).
         self.test_calls_in: set[str] = set()
@@ -1422,6 +1426,7 @@ class LeakChecker:
         its function's, which a mixin of test methods may hold (psycopg2's ``dbapi20.py``). A
         file of the suite's own tests keeps a test's leaks in its globals, and a stack that
         reaches one reaches the test."""
+        self.test_ids.add(item.nodeid)
         module = getattr(item, "module", None)
         filename = getattr(module, "__file__", None)
         if isinstance(filename, str):
@@ -1852,7 +1857,9 @@ class LeakChecker:
                 item
             ):
                 leaks = check(grace=0.0, collect=False)
-            if any(leak.kind in ("tempdir", "tempfile") for leak in leaks) and _hand_over_nested(item.nodeid):
+            if any(leak.kind in ("tempdir", "tempfile") for leak in leaks) and _hand_over_nested(
+                item.nodeid, self.test_ids
+            ):
                 leaks = check(grace=0.0, collect=False)
             if leaks:
                 # What closes at exit (an atexit handler's file, of a module the test imported; dask's

@@ -44,6 +44,7 @@ from ._records import NO_OBJECT, OPEN, Record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 __all__ = ["install"]
@@ -81,12 +82,15 @@ def _still_there(rec: Record) -> bool:
     return made is None or _identity(st) == made
 
 
-def hand_over_nested(context: str) -> int:
+def hand_over_nested(context: str, wider: Callable[[str | None], bool] = bool) -> int:
     """Give a temp path made under *context* inside a temp directory made under another label,
     still there, to that label: the directory's removal removes it with it. pyfilesystem2's
     ``setUpClass`` makes a directory its ``tearDownClass`` removes with everything in it, and
     each test makes its own inside: all but the last test of the class (whose check comes after
-    the class's teardown) were said to leak theirs. Returns how many were given."""
+    the class's teardown) were said to leak theirs. Only a label *wider* says is a wider scope's
+    takes them: a directory an earlier test leaked is that test's leak, and a path made inside it
+    (ZODB's tests leave ``tempfile.tempdir`` pointing at one) is still its maker's. Returns how
+    many were given."""
     outer: list[tuple[str, Record]] = []
     mine: list[Record] = []
     for rec in list(_records.live.values()):
@@ -94,7 +98,7 @@ def hand_over_nested(context: str) -> int:
             continue
         if rec.context == context:
             mine.append(rec)
-        elif rec.kind == "tempdir":
+        elif rec.kind == "tempdir" and wider(rec.context):
             outer.append((os.path.join(_path_and_maker(rec)[0], ""), rec))
     moved = 0
     for rec in mine if outer else ():
