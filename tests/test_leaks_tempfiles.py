@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 import warnings
 from pathlib import Path
@@ -77,6 +78,28 @@ def test_what_mkstemp_and_mkdtemp_make_in_tmp_path_is_left_to_pytest(pytester: p
     result.assert_outcomes(passed=2, errors=1)
     result.stdout.fnmatch_lines(["*ERROR at teardown of test_elsewhere*", "tempfile *elsewhere*mkstemp()*"])
     assert "ERROR at teardown of test_in_tmp_path" not in result.stdout.str()
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_a_named_temporary_file_not_deleted_is_its_path_left_on_disk(
+    leakwatch: Watch, tmp_path: Path
+) -> None:
+    """``NamedTemporaryFile(delete=False)``, closed, leaves its path on disk for the caller to
+    remove, as ``mkstemp()`` does: one never removed was not reported (aiosqlite's perf test),
+    one ``mkstemp()`` made was. It is now, at the line that made it; removed, it is not."""
+    with tempfile.NamedTemporaryFile(dir=tmp_path, delete=False) as kept:
+        at = line() - 1
+    handle = tempfile.NamedTemporaryFile(dir=tmp_path, delete=False)  # noqa: SIM115 - closed by hand
+    handle.close()
+    with tempfile.NamedTemporaryFile(dir=tmp_path) as deleted:
+        deleted.write(b"x")
+    [leak] = [leak for leak in leakwatch.leaks("tempfile") if leak.details["path"] == kept.name]
+    assert leak.description == f"{kept.name} (NamedTemporaryFile(delete=False), not removed)"
+    assert leak.frames[0].lineno == at
+    assert [leak.details["path"] for leak in leakwatch.leaks("tempfile")] == [kept.name, handle.name]
+    os.remove(kept.name)
+    os.remove(handle.name)
+    assert leakwatch.leaks() == []
 
 
 # An HTTPError made with a TemporaryFile as its body (as a test of retries on HTTP errors does),

@@ -861,8 +861,7 @@ def _made_in_pytest_temp(config: pytest.Config) -> Callable[[Leak], bool]:
         return lambda leak: False
     inside = os.path.join(os.fspath(base), "")
     return lambda leak: (
-        leak.details.get("made_by") in ("mkstemp()", "mkdtemp()")
-        and str(leak.details.get("path", "")).startswith(inside)
+        leak.details.get("made_by") in _PATHS_MADE and str(leak.details.get("path", "")).startswith(inside)
     )
 
 
@@ -1151,6 +1150,10 @@ def _started_before(label: str) -> None:
                 setattr(thread, STARTED_IN, label)
 
 
+#: How the temp paths with no object of their own were made (see ``leaks._tempfiles``).
+_PATHS_MADE = ("mkstemp()", "mkdtemp()", "NamedTemporaryFile(delete=False)")
+
+
 def _hand_over_nested(context: str, tests: set[str]) -> int:
     """See ``leaks._tempfiles.hand_over_nested``: 0 where tempfile is not tracked. A directory made
     under a test's label (one of *tests*, the node ids collected) takes nothing."""
@@ -1165,7 +1168,7 @@ def _path_only(leak: Leak) -> bool:
     holds it, and a full collection frees none that would remove it (pyfilesystem2's suite, a
     directory left by each of 480 tests: 4.5x the CPU, most of it in those collections). The
     young generations, collected first, hold what a test just dropped that might."""
-    return leak.kind in ("tempdir", "tempfile") and leak.details.get("made_by") in ("mkdtemp()", "mkstemp()")
+    return leak.kind in ("tempdir", "tempfile") and leak.details.get("made_by") in _PATHS_MADE
 
 
 def _winding_down(leak: Leak) -> bool:

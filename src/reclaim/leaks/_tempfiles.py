@@ -9,7 +9,8 @@
   body of an ``HTTPError``, a ``file://`` response) wrap a file of their own,
   which stays reported as itself, at the line that opened it.
 * ``mkdtemp()``/``mkstemp()``: the path is open while it exists (the caller
-  owns its removal); ``mkstemp``'s descriptor is tracked as an ``fd``.
+  owns its removal); ``mkstemp``'s descriptor is tracked as an ``fd``. So is a
+  ``NamedTemporaryFile(delete=False)``'s once its wrapper is closed.
 * ``TemporaryFile()`` is a plain file object and is tracked as a ``file``;
   it has no path (CPython opens its directory with ``O_TMPFILE``, or makes it
   with ``mkstemp()`` and unlinks it at once), so it is described as an unnamed
@@ -109,6 +110,25 @@ def hand_over_nested(context: str, wider: Callable[[str | None], bool] = bool) -
                 moved += 1
                 break
     return moved
+
+
+#: How a ``NamedTemporaryFile(delete=False)`` is made, and then its path, closed and left on disk.
+KEPT_ON_DISK = "NamedTemporaryFile(delete=False)"
+
+
+def _left_on_disk(wrapper: Any, rec: Record | None) -> None:
+    """*wrapper*, a ``NamedTemporaryFile(delete=False)`` whose record *rec* was, is closed: its
+    path stays on disk, the caller's to remove, as a ``mkstemp()`` path's is (aiosqlite's perf
+    test left one behind unseen). It is recorded as one, acquired where the file was made."""
+    if rec is None or rec() is not wrapper or type(rec.info) is not tuple or rec.info[1] != KEPT_ON_DISK:
+        return
+    name = rec.info[0]
+    try:
+        made = _identity(_C.lstat(name))
+    except (OSError, TypeError, ValueError):  # removed already
+        return
+    path = _records.new(NO_OBJECT, "tempfile", (name, KEPT_ON_DISK, made), rec.site, ("path", name))
+    path.context, path.seq, path.time, path.thread = rec.context, rec.seq, rec.time, rec.thread
 
 
 def _is_wrapper(obj: Any, rec: Record) -> bool:
@@ -348,15 +368,23 @@ def install(patches: Patches, tempfile: ModuleType) -> None:
             return
         _files.disown(file)  # the file object inside belongs to this wrapper
         site = _records.capture(sys._getframe(1), _records.depth)
-        _records.new(self, "tempfile", (os.fsdecode(name), "NamedTemporaryFile"), site)
+        # (file, name, delete=True, delete_on_close=True): one that is not deleted stays on disk.
+        how = "NamedTemporaryFile" if kwargs.get("delete", args[0] if args else True) else KEPT_ON_DISK
+        _records.new(self, "tempfile", (os.fsdecode(name), how), site)
 
     def wrapper_close_(self: Any) -> None:
+        rec = _records.live.get(id(self))
         _records.release(id(self))
         wrapper_close(self)
+        _left_on_disk(self, rec)
 
     def wrapper_exit_(self: Any, *exc_info: Any) -> Any:
+        rec = _records.live.get(id(self))
         _records.release(id(self))
-        return wrapper_exit(self, *exc_info)
+        try:
+            return wrapper_exit(self, *exc_info)
+        finally:
+            _left_on_disk(self, rec)
 
     patches.set(wrapper, "__init__", wrapper_init_)
     patches.set(wrapper, "close", wrapper_close_)
