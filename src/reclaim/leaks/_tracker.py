@@ -25,7 +25,7 @@ from reclaim import _sites, _track
 from reclaim._sites import Site
 
 from . import _fds, _files, _holders, _lineage, _records, _threads
-from ._holders import by_mro, is_kind
+from ._holders import is_kind, skip_cache
 from ._holders import not_followed as _not_followed
 from ._kinds import KINDS, Details, Kind, kind_of, register
 from ._patch import Patches
@@ -822,6 +822,7 @@ class _Search:
         wanted = self.wanted
         wanted.difference_update(id(targets[key]) for key in found)
         pending = deque([holder])
+        skips = skip_cache(not_followed)
         while pending and self.budget and wanted:
             self.budget -= 1
             for ref in gc.get_referents(pending.popleft()):
@@ -834,11 +835,12 @@ class _Search:
                     wanted.discard(id(targets[key]))
                 if not is_tracked(ref):
                     continue  # an int, a str, a tuple of them: holds nothing, costs no budget
-                try:  # is_kind(), inlined: this loop runs for every reference the search meets
-                    skip = issubclass(type(ref), not_followed)
-                except TypeError:
-                    skip = by_mro(type(ref), not_followed)
-                if not skip:
+                # is_kind(), cached by class (see _holders.claim)
+                cls = type(ref)
+                known = skips.get(id(cls))
+                if known is None or known[0] is not cls:
+                    known = skips[id(cls)] = (cls, is_kind(cls, not_followed))
+                if not known[1]:
                     pending.append(ref)
                 elif (handlers := self._handlers_of(ref)) is not None:
                     pending.append(handlers)
