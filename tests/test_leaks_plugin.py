@@ -2739,6 +2739,42 @@ def test_a_current_session_on_a_packages_class_takes_each_tests_resource(pyteste
     assert "this test leaked" not in result.stdout.str()
 
 
+def test_what_the_first_conftests_open_as_they_are_imported_is_the_sessions(
+    pytester: pytest.Pytester,
+) -> None:
+    """pytest imports the conftests of the rootdir and of the paths given before it configures,
+    and tracking began at the session's start: what their import opened (dramatiq's
+    ``tests/conftest.py`` connected to RabbitMQ through a helper module) went unseen, while what a
+    conftest further down, imported during collection, opened was reported. What a conftest's
+    ``pytest_configure`` starts and its cleanup stops is still its own."""
+    pytester.makeconftest(
+        """
+        import socket
+
+        KEPT = socket.socket()
+
+        def _probe():
+            return socket.socket().fileno() >= 0
+
+        DROPPED = _probe()
+        """
+    )
+    pytester.makepyfile(test_nothing="def test_nothing():\n    pass\n")
+    result = run(pytester, "-W", "ignore::ResourceWarning")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "acquired by pytest session (pid *): collection and plugins:",
+            "socket AF_INET/SOCK_STREAM (fd *)",
+            "  acquired at conftest.py:3 in <module>",
+            "*",
+            "",
+            "socket AF_INET/SOCK_STREAM (fd *) (closed by the garbage collector, not the program)",
+            "  acquired at conftest.py:6 in _probe",
+        ]
+    )
+
+
 def test_what_a_thread_started_before_the_session_acquires_is_no_tests(pytester: pytest.Pytester) -> None:
     """CacheControl's conftest starts its server's thread in ``pytest_configure``, before reclaim
     tracks: that thread had no label, and each connection it accepted was the leak of whichever

@@ -166,6 +166,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 _EARLY_EXIT_HANDLERS = pytest.StashKey["_ExitHandlers"]()
 
 
+@dataclass
+class _EarlyTracking:
+    """The session's tracker, started before the first conftests are imported (see below)."""
+
+    tracker: Any
+    number: int  # the session's (see LeakChecker.session_label)
+    previous_context: str | None
+
+
+_EARLY_TRACKING = pytest.StashKey[_EarlyTracking]()
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_load_initial_conftests(early_config: pytest.Config) -> Generator[None, object, object]:
     """With ``--reclaim`` (or ``reclaim = true``), record the ``atexit`` handlers from before the
@@ -175,14 +187,91 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> Generator[None
         handlers = _ExitHandlers()
         handlers.start()
         early_config.stash[_EARLY_EXIT_HANDLERS] = handlers
-    return (yield)
+    try:
+        return (yield)
+    finally:
+        early = early_config.stash.get(_EARLY_TRACKING, None)
+        if early is not None:
+            # The first conftests are imported. What plugins and conftests acquire from here to
+            # the session's start (their pytest_configure) is theirs, left to them as before.
+            from .leaks import set_context
+
+            set_context(_configuring_label(early.number))
+
+
+@pytest.hookimpl(specname="pytest_load_initial_conftests", tryfirst=True)
+def pytest_load_initial_conftests_tracked(early_config: pytest.Config) -> None:
+    """With ``--reclaim``, start tracking as pytest imports the conftests of the rootdir and of
+    the paths given: what their import opened (dramatiq's ``tests/conftest.py``, through a
+    module that connects to RabbitMQ at import) went unseen, while what a conftest further down,
+    imported during collection, opened was reported. After the other plugins' wrappers of this
+    hook set up (pytest's capture duplicates the standard descriptors there)."""
+    if early_config.stash.get(_EARLY_EXIT_HANDLERS, None) is not None:
+        early = _start_early(early_config)
+        if early is not None:
+            early_config.stash[_EARLY_TRACKING] = early
+
+
+def _start_early(config: pytest.Config) -> _EarlyTracking | None:
+    """Start the session's tracker, labelled as the session; None when the ini asks for a depth
+    that is no number (the checker reports that as pytest configures it)."""
+    from .leaks import Tracker, _records, set_context
+
+    try:
+        depth_given, depth = _depth_of(config)
+    except pytest.UsageError:
+        return None
+    if depth_given:
+        _records.ask_file_depth(depth)
+    number = next(_sessions)
+    tracker = Tracker(depth=depth)
+    tracker.start()
+    _mark_launchers(sys._getframe())  # a pytest-xdist worker's bootstrap, before what it runs
+    return _EarlyTracking(tracker, number, set_context(_session_label(number)))
+
+
+def _stop_early(early: _EarlyTracking, config: pytest.Config) -> None:
+    """Stop the tracker :func:`_start_early` started, no checker having taken it over."""
+    from .leaks import _records, set_context
+
+    early.tracker.stop()
+    set_context(early.previous_context)
+    depth_given, depth = _depth_of(config)
+    if depth_given:
+        _records.unask_file_depth(depth)
+
+
+def _depth_of(config: pytest.Config) -> tuple[bool, int]:
+    """(given in the ini or with ``-o``, the depth of the stacks kept): by default 8, and files
+    keep two frames."""
+    given = bool(str(config.getini("reclaim_depth")).strip())
+    return given, max(1, _ini_number(config, "reclaim_depth", int)) if given else 8
+
+
+def _session_label(number: int) -> str:
+    """The label of what the session's plugins and collection acquire, the *number*-th session
+    in this process (a pytester session nested in it gets a label of its own)."""
+    nested = f" #{number}" if number > 1 else ""
+    return f"pytest session (pid {os.getpid()}{nested}): collection and plugins"
+
+
+def _configuring_label(number: int) -> str:
+    """The label of what is acquired while pytest configures session *number*, after its first
+    conftests were imported: no session's, so never reported (the session's last check reports
+    the session's labels only). A thread started then is the session's (see _started_before)."""
+    return f"{_session_label(number)}, configuring"
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    """Stop recording exit handlers, should no checker have taken them over (a usage error)."""
+    """Stop recording exit handlers, and tracking, should no checker have taken them over (a
+    usage error)."""
     early = config.stash.get(_EARLY_EXIT_HANDLERS, None)
     if early is not None:
         early.stop()
+    tracking = config.stash.get(_EARLY_TRACKING, None)
+    if tracking is not None:
+        del config.stash[_EARLY_TRACKING]
+        _stop_early(tracking, config)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -1132,8 +1221,9 @@ def _names_used_by(func: types.FunctionType, cls: type) -> frozenset[str] | None
     return None if names & _ANY_ATTRIBUTE else frozenset(names)
 
 
-def _started_before(label: str) -> None:
-    """Label the threads started before tracking did as started under *label*, the session's.
+def _started_before(label: str, configuring: str) -> None:
+    """Label the threads started before the session did as started under *label*, the session's:
+    those started before tracking, and those started while pytest configured (*configuring*).
 
     What a thread acquires is labelled as where it was started; one started before (a conftest's
     server thread, started in ``pytest_configure``: CacheControl's cheroot) had no label, and
@@ -1145,7 +1235,9 @@ def _started_before(label: str) -> None:
 
     here = threading.current_thread()
     for thread in threading.enumerate():
-        if thread is not here and thread is not threading.main_thread() and not hasattr(thread, STARTED_IN):
+        if thread is here or thread is threading.main_thread():
+            continue
+        if getattr(thread, STARTED_IN, configuring) == configuring:
             with contextlib.suppress(AttributeError):  # a thread class with __slots__
                 setattr(thread, STARTED_IN, label)
 
@@ -1355,8 +1447,7 @@ class LeakChecker:
         self.is_test_file = _test_files(config, self.collected_from)
         self.grace: float = _ini_number(config, "reclaim_grace", float)
         # Given explicitly, the depth holds for files too; by default they keep two frames.
-        self.depth_given = bool(str(config.getini("reclaim_depth")).strip())
-        self.depth: int = max(1, _ini_number(config, "reclaim_depth", int)) if self.depth_given else 8
+        self.depth_given, self.depth = _depth_of(config)
         self.collect: bool = bool(config.getini("reclaim_collect"))
         self.ignore_kinds: tuple[str, ...] = _ini_kinds(config)
         self.allow_everywhere: list[AllowRule] = _ini_allow(config)
@@ -1369,9 +1460,9 @@ class LeakChecker:
             self.exit_handlers.start()  # from now: a conftest's pytest_configure registers some
         self.controller = False
         # Unique per session: a pytester session nested in this process gets a label of its own.
-        self._number = next(_sessions)
-        nested = f" #{self._number}" if self._number > 1 else ""
-        self.session_label = f"pytest session (pid {os.getpid()}{nested}): collection and plugins"
+        early_tracking = config.stash.get(_EARLY_TRACKING, None)
+        self._number = early_tracking.number if early_tracking is not None else next(_sessions)
+        self.session_label = _session_label(self._number)
         self.previous_context: str | None = None
         self.previous_shown_from: str | None = None
         self.previous_tools: frozenset[str] = frozenset()
@@ -1447,10 +1538,15 @@ class LeakChecker:
             self.collected_from.add(code.co_filename)
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
+        early = self.config.stash.get(_EARLY_TRACKING, None)
+        if early is not None:
+            del self.config.stash[_EARLY_TRACKING]  # this checker's now
         if self.config.pluginmanager.get_plugin("dsession") is not None:
             # xdist controller: the workers run the tests and track them.
             self.controller = True
             self.exit_handlers.stop()
+            if early is not None:
+                _stop_early(early, self.config)
             return
         import tracemalloc  # noqa: F401  (see below)
 
@@ -1462,20 +1558,24 @@ class LeakChecker:
         # (fixed in 3.12), and a check collects. _report is what every check imports;
         # tracemalloc, what formatting a warning the check's collection sets off imports.
         del _report
-        self.previous_context = current_context()
         # Report paths as pytest shows its own, from where it was started: a test that changes
         # directory does not move them.
         self.previous_shown_from = _sites.show_paths_from(str(self.config.invocation_params.dir))
-        if self.depth_given:
-            _records.ask_file_depth(self.depth)
-        self.tracker = Tracker(depth=self.depth)
-        self.tracker.start()
+        if early is not None:  # started before the first conftests were imported
+            self.previous_context = early.previous_context
+            self.tracker = early.tracker
+        else:
+            self.previous_context = current_context()
+            if self.depth_given:
+                _records.ask_file_depth(self.depth)
+            self.tracker = Tracker(depth=self.depth)
+            self.tracker.start()
         _mark_launchers(sys._getframe())
         self.previous_tools = _tracker.TOOL_FILES
         _tracker.TOOL_FILES = self.previous_tools | _tool_files(self.config)
         self.contexts.add(self.session_label)
         set_context(self.session_label)
-        _started_before(self.session_label)
+        _started_before(self.session_label, _configuring_label(self._number))
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         self.exit_handlers.stop()  # a session that never started (a usage error) never stopped it
