@@ -3502,7 +3502,8 @@ def test_what_a_thread_an_exit_handler_stops_acquired_and_what_its_code_reaches_
     result.stdout.fnmatch_lines(
         ["*ERROR at teardown of test_two_levels*", "socket *", "*test_stopped.py:34 in Heart.__init__"]
     )
-    assert "sqlite3" not in result.stdout.str() and result.stdout.str().count("socket AF_INET") == 1
+    out = result.stdout.str()  # under CI=true, pytest's summary repeats each report in full
+    assert "sqlite3" not in out and "test_stopped.py:33" not in out, out
 
 
 def test_what_an_exit_handlers_object_keeps_is_read_without_running_its_code(

@@ -257,9 +257,30 @@ def _session_label(number: int) -> str:
 
 def _configuring_label(number: int) -> str:
     """The label of what is acquired while pytest configures session *number*, after its first
-    conftests were imported: no session's, so never reported (the session's last check reports
-    the session's labels only). A thread started then is the session's (see _started_before)."""
+    conftests were imported (see :func:`_as_before_configure`)."""
     return f"{_session_label(number)}, configuring"
+
+
+def _as_before_configure(tracker: Any, configuring: str) -> None:
+    """Forget what was acquired under *configuring*, as the session starts: plugins' and
+    conftests' ``pytest_configure`` stay untracked, as they were when tracking started with the
+    session (an engine made there and kept on the config holds what tests leave in its pool,
+    reported as held by the config; a thread started there is the session's, see
+    _started_before). The descriptors open now are the session's baseline, as they were then:
+    only what the first conftests' import opened, and tracking saw, is added to it."""
+    from .leaks import _files, _records, _tracker
+
+    for rec in list(_records.live.values()):
+        if rec.context == configuring and rec.state == _records.OPEN:
+            _records.release(rec.key)
+    for ref in list(_files.table):
+        raw = ref()
+        facts = _files.facts_of(raw) if raw is not None else None
+        if facts is not None and _files.label_of(facts) == configuring:
+            _files.forget(raw)
+    start, now = tracker._start, _tracker._take_snapshot()
+    if start is not None:
+        tracker._start = _tracker.Snapshot(start.seq, start.time, now.fds, now.fd_ids)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -1564,6 +1585,7 @@ class LeakChecker:
         if early is not None:  # started before the first conftests were imported
             self.previous_context = early.previous_context
             self.tracker = early.tracker
+            _as_before_configure(early.tracker, _configuring_label(self._number))
         else:
             self.previous_context = current_context()
             if self.depth_given:

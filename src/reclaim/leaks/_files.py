@@ -249,7 +249,7 @@ def collected(raw: Any) -> None:
 def _leaked(raw: Any, facts: tuple[Any, ...]) -> None:
     """Report the file of raw layer *raw* and its *facts* as closed by the garbage collector."""
     if raw.closefd:
-        _forget(raw)
+        forget(raw)
         rec = _record(raw, facts)
         name = facts[5]
         if type(name) is int:  # os.fdopen(fd): read what it is while it is still open
@@ -286,7 +286,7 @@ def set_facts(raw: Any, facts: tuple[Any, ...]) -> None:
         raw._r_facts = facts
 
 
-def _forget(raw: Any) -> None:
+def forget(raw: Any) -> None:
     """Stop reporting the tracked raw layer *raw*: its hooks go, its facts become None."""
     if _hook(vars(raw)) is not None:
         del raw.close
@@ -412,7 +412,7 @@ def disown(file: Any) -> None:
     """*file* now belongs to another tracked object (a NamedTemporaryFile): stop reporting it."""
     raw = getattr(getattr(file, "buffer", file), "raw", file)
     if is_tracked(raw):
-        _forget(raw)
+        forget(raw)
     _records.release(id(file))
 
 
@@ -421,7 +421,7 @@ def reset() -> None:
     for ref in table:
         raw = ref()
         if raw is not None:
-            _forget(raw)
+            forget(raw)
     table.clear()
     depth_changed()
 
