@@ -140,19 +140,24 @@ def table() -> frozenset[int] | None:
 
     :func:`list_fds`' listing holds the descriptor ``listdir()`` read it through, closed by
     then, whose number the next descriptor opened gets: by numbers alone, what C code opens next
-    would be taken for one open before. That number is found as the next one opened here gets
-    it, and left out. Numbers, not identities: a ``fstat()`` per descriptor made a zmq context
-    and its first socket 30x slower with 400 open (ipykernel's heartbeat thread then lost a race
-    it wins untracked)."""
+    would be taken for one open before. The lowest numbers free now are found by opening two
+    descriptors here, and left out: that one, and one another thread closed meanwhile (pycares'
+    reaper closes a channel's a moment after the program did). Numbers, not identities: a
+    ``fstat()`` per descriptor made a zmq context and its first socket 30x slower with 400
+    open (ipykernel's heartbeat thread then lost a race it wins untracked)."""
     fds = list_fds()
     if fds is None:
         return None
+    probes: list[int] = []
     try:
-        probe = _C.open(_FD_DIR, os.O_RDONLY | os.O_CLOEXEC)
+        probes.append(_C.open(_FD_DIR, os.O_RDONLY | os.O_CLOEXEC))
+        probes.append(_C.open(_FD_DIR, os.O_RDONLY | os.O_CLOEXEC))
     except OSError:  # out of descriptors: by identity, one fstat() each
         return frozenset(fd for fd in fds if identity(fd) is not None)
-    _C.close(probe)
-    return fds - {probe}
+    finally:
+        for probe in probes:
+            _C.close(probe)
+    return fds.difference(probes)
 
 
 def made_between(before: frozenset[int] | None, after: frozenset[int] | None) -> Made:
