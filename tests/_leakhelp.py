@@ -49,6 +49,25 @@ def untracked_epoll() -> Any:
 
 
 @contextlib.contextmanager
+def fresh_untracked_epoll(watch: Watch) -> Iterator[Any]:
+    """:func:`untracked_epoll` at a number *watch*'s mark did not hold, nor C code's descriptors
+    kept for good (``leaks._fds.KEPT``): every epoll has the one inode, so one at such a number
+    is taken for that one. Under xdist an earlier test's library (pycares' reaper thread, a zmq
+    context) frees such numbers at any time. The others made on the way stay open meanwhile."""
+    from reclaim.leaks import _fds
+
+    taken = set(watch.mark.fds or ()) | set(_fds.KEPT)
+    made = [untracked_epoll()]
+    while made[-1].fileno() in taken and len(made) < 64:
+        made.append(untracked_epoll())
+    try:
+        yield made[-1]
+    finally:
+        for each in made:
+            each.close()
+
+
+@contextlib.contextmanager
 def loop_in_a_thread(get: Callable[[], Any] | None = None) -> Iterator[Any]:
     """An event loop run by ``asyncio.run()`` in a thread of its own, as a library keeps one
     (tornado's IOLoop, in joblib's dask backend): yields its loop (or what *get* gives inside

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from _leakhelp import LEAN, Watch, assert_site, leakwatch, line, untracked_epoll
+from _leakhelp import LEAN, Watch, assert_site, fresh_untracked_epoll, leakwatch, line, untracked_epoll
 
 __all__ = ["leakwatch"]  # the fixture, imported for pytest
 
@@ -163,11 +163,8 @@ def test_an_untracked_descriptors_age_says_it_is_from_when_it_was_first_seen(lea
 
     if not hasattr(select, "epoll"):
         pytest.skip("select.epoll is Linux-only")
-    poller = untracked_epoll()
-    try:
-        [leak] = leakwatch.leaks("untracked-fd")
-    finally:
-        poller.close()
+    with fresh_untracked_epoll(leakwatch) as poller:
+        [leak] = [leak for leak in leakwatch.leaks("untracked-fd") if leak.details["fd"] == poller.fileno()]
     first = leakwatch.tracker.report([dataclasses.replace(leak, age=0.0)]).to_text()
     later = leakwatch.tracker.report([dataclasses.replace(leak, age=2.5)]).to_text()
     assert ", first seen by this check" in first and " ago" not in first, first
@@ -181,12 +178,9 @@ def test_an_untracked_anonymous_descriptor_says_what_it_is(leakwatch: Watch) -> 
 
     if not hasattr(select, "epoll"):
         pytest.skip("select.epoll is Linux's")
-    poller = untracked_epoll()
-    try:
-        [leak] = leakwatch.leaks("untracked-fd")
+    with fresh_untracked_epoll(leakwatch) as poller:
         polling = poller.fileno()
-    finally:
-        poller.close()
+        [leak] = [leak for leak in leakwatch.leaks("untracked-fd") if leak.details["fd"] == polling]
     assert leak.description == (
         f"fd {polling} -> anon_inode:[eventpoll]"
         " (an epoll instance made by C code, or before tracking started)"
