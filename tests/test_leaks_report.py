@@ -63,6 +63,28 @@ def test_leaks_from_one_line_that_differ_are_one_block_listing_a_few(
     assert acquired.startswith("  acquired at ") and f"test_leaks_report.py:{at} " in acquired, text
 
 
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_the_others_long_descriptions_are_shown_by_their_start_and_end(
+    leakwatch: Watch, tmp_path: Path
+) -> None:
+    """ZODB's suite makes temp directories inside a leaked one, nested deeper each time: "the
+    others" listed three paths of some 2,000 characters each, the end-of-run section tens of KB."""
+    deep = tmp_path.joinpath(*["nested-dir"] * 30)
+    deep.mkdir(parents=True)
+    paths = [deep / f"f{i}.txt" for i in range(3)]
+    for path in paths:
+        path.write_text("x")
+    kept = [open(path) for path in paths]  # noqa: SIM115
+    try:
+        text = leakwatch.tracker.report(leakwatch.leaks("file")).to_text()
+    finally:
+        for file in kept:
+            file.close()
+    others = text.splitlines()[1]
+    assert others.startswith("  the others: ") and len(others) < 400, others
+    assert "..." in others and others.endswith("nested-dir/f2.txt (mode 'r')"), others
+
+
 def test_leaks_from_one_line_some_alike_list_what_differs_among_them(
     leakwatch: Watch, tmp_path: Path
 ) -> None:

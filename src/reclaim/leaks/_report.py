@@ -301,7 +301,7 @@ class Report:
                 # A description that is a number first is one the headline's kind names ("fd 12
                 # -> pipe:[...]"): alone, "13 -> /dev/pts/0" read as nothing in particular.
                 shown = "; ".join(
-                    f"{leak.kind} {o}" if o[:1].isdigit() else o for o in others[:_OTHERS_SHOWN]
+                    _shortened(f"{leak.kind} {o}" if o[:1].isdigit() else o) for o in others[:_OTHERS_SHOWN]
                 )
                 more = len(others) - _OTHERS_SHOWN
                 # All of the rest when each differs; else the other descriptions among them.
@@ -375,6 +375,18 @@ class Report:
             else:
                 facts.append(f"first seen {_age(leak.age)} ago")
             console.print("  " + escape(", ".join(facts)))
+
+
+#: How long an other's description in that list may be: its start and its end are kept (temp
+#: directories nested in a leaked one, as ZODB's suite makes them, ran to 2,000 characters each).
+_OTHER_LENGTH = 160
+
+
+def _shortened(text: str) -> str:
+    """*text*, its middle left out when it is longer than :data:`_OTHER_LENGTH`."""
+    if len(text) <= _OTHER_LENGTH:
+        return text
+    return f"{text[: _OTHER_LENGTH // 3]}...{text[-(_OTHER_LENGTH - _OTHER_LENGTH // 3 - 3) :]}"
 
 
 #: Differing descriptions listed under a block of leaks from one line.
