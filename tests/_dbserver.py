@@ -94,13 +94,32 @@ def release_cut_off(pool: Any, lease: Any, proxy: Any, records: list[Any]) -> No
     proxy.heal()
 
 
-def port_answers(host: str, port: int) -> bool:
-    """True when something accepts TCP connections on host:port."""
+def port_refuses(host: str, port: int) -> bool:
+    """True when a connection to host:port is refused: nothing listens there any more.
+
+    A failed connection is not enough: a server that stopped accepting while it shuts down
+    leaves each probe in its listen queue, and once that queue is full a probe times out although
+    the socket is still there (and a connection made then is dropped, not refused).
+    """
     try:
         with socket.create_connection((host, port), timeout=1.0):
-            return True
+            return False
+    except ConnectionRefusedError:
+        return True
     except OSError:
         return False
+
+
+def process_gone(pid: int | None) -> bool:
+    """True when process *pid* has exited (a zombie nobody reaps counts: its sockets are closed)."""
+    if pid is None:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            state = f.read().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state in ("Z", "X")
 
 
 # -- PostgreSQL ----------------------------------------------------------------------
@@ -196,15 +215,27 @@ def pg_stop(service: Any) -> None:
 
     pg_ctl returns once the postmaster has removed its pid file, a moment before its listening
     socket is gone: a connection made then is accepted and dropped ("server closed the
-    connection unexpectedly"), not refused. This returns only when the port refuses.
+    connection unexpectedly"), not refused. This returns only once the postmaster has exited and
+    the port refuses.
     """
     version, name = _pg_cluster()
+    pid = _pg_postmaster_pid(version, name)
     subprocess.run(
         ["pg_ctlcluster", "--skip-systemctl-redirect", version, name, "stop", "-m", "fast"],
         check=True,
         capture_output=True,
     )
-    wait_until(lambda: not port_answers(service.host, service.port), START_TIMEOUT, "PostgreSQL to stop")
+    wait_until(lambda: process_gone(pid), START_TIMEOUT, "the postmaster to exit")
+    wait_until(lambda: port_refuses(service.host, service.port), START_TIMEOUT, "PostgreSQL to stop")
+
+
+def _pg_postmaster_pid(version: str, name: str) -> int | None:
+    """The running postmaster's pid, from the cluster's data directory (None when not running)."""
+    try:
+        with open(f"/var/lib/postgresql/{version}/{name}/postmaster.pid", encoding="ascii") as f:
+            return int(f.readline().strip())
+    except (OSError, ValueError):
+        return None
 
 
 def pg_start(service: Any) -> None:
@@ -329,9 +360,8 @@ def maria_stop(service: Any) -> None:
         check=True,
         capture_output=True,
     )
-    wait_until(lambda: not port_answers(service.host, service.port), START_TIMEOUT, "MariaDB to stop")
-    if pid is not None:
-        wait_until(lambda: not os.path.exists(f"/proc/{pid}"), START_TIMEOUT, "mariadbd to exit")
+    wait_until(lambda: process_gone(pid), START_TIMEOUT, "mariadbd to exit")
+    wait_until(lambda: port_refuses(service.host, service.port), START_TIMEOUT, "MariaDB to stop")
 
 
 def maria_start(service: Any) -> None:
