@@ -4066,3 +4066,59 @@ def test_a_test_module_inside_the_standard_library_is_the_program(pytester: pyte
     result = run(pytester)
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines(["*acquired at test_stdlib_like.py:6 in test_leaks*"])
+
+
+def test_an_owner_whose_weakref_finalize_closes_its_socket_dropped_unclosed_is_a_leak(
+    pytester: pytest.Pytester,
+) -> None:
+    """``weakref.finalize`` is the docs' idiom for ``__del__``: an owner dropped unclosed was
+    left to the collector whichever it uses (asyncinotify's ``Inotify`` closes its descriptors
+    so). Dropped by its last reference it was not reported; in a cycle, or by ``__del__``, it
+    was. Closed, or kept by a module fixture that closes it, it is no leak."""
+    pytester.makepyfile(
+        test_owners="""
+        import socket
+        import weakref
+
+        import pytest
+
+        class Watcher:
+            def __init__(self):
+                self.sock = socket.socket()
+                self._finalizer = weakref.finalize(self, self.sock.close)
+
+            def close(self):
+                self._finalizer()
+
+        @pytest.fixture(scope="module")
+        def shared():
+            watcher = Watcher()
+            yield watcher
+            watcher.close()
+
+        def test_dropped():
+            Watcher()
+
+        def test_dropped_as_it_returns():
+            watcher = Watcher()
+            assert watcher.sock.fileno() >= 0
+
+        def test_closed():
+            Watcher().close()
+
+        def test_shared(shared):
+            assert shared.sock.fileno() >= 0
+        """
+    )
+    result = run(pytester, "-W", "ignore::ResourceWarning")
+    result.assert_outcomes(passed=4, errors=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at teardown of test_dropped *",
+            "socket AF_INET/SOCK_STREAM (fd *) (closed by the garbage collector, not the program)",
+            "  acquired at test_owners.py:8 in Watcher.__init__",
+            "         from test_owners.py:21 in test_dropped",
+            "  last reference dropped at test_owners.py:21 in test_dropped",
+        ]
+    )
+    assert "ERROR at teardown of test_dropped_as_it_returns" in result.stdout.str()

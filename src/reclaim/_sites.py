@@ -695,11 +695,9 @@ def in_finalizer(frame: FrameType | None) -> bool:
 
     A resource an object closes in its ``__del__`` (redis-py's ``PubSub``, say, when the
     program dropped it unclosed) was released by the collector, not by the program; so was
-    one a finalize callback closes for an owner dropped in a reference cycle (urllib3 closes
-    a pool's sockets so, a ``requests.Session``'s among them). Not when the callback runs as
-    the owner dies of its last reference: urllib3's ``clear()`` and ``close()`` release by
-    dropping their pools, and a pool evicted from a full ``PoolManager`` goes so too. Nor at
-    exit, for an owner kept to the end: the program's cleanup.
+    one a finalize callback closes for an owner that died (see :func:`finalize_run_by_collector`:
+    not when a library's code dropped it). Nor at exit, for an owner kept to the end: the
+    program's cleanup.
     """
     for _ in _FINALIZER_DEPTH:  # every socket close pays for this loop: no counter to keep
         if frame is None:
@@ -708,9 +706,32 @@ def in_finalizer(frame: FrameType | None) -> bool:
         if code.co_name == "__del__":
             return True
         if code is _FINALIZE_CALL:
-            return _collecting_in == get_ident() and frame.f_locals.get("_") is not None
+            return finalize_run_by_collector(frame)
         frame = frame.f_back
     return False
+
+
+def finalize_run_by_collector(frame: FrameType) -> bool:
+    """Whether the ``weakref.finalize`` call *frame* runs was the collector's doing, as a
+    ``__del__``'s is: run for an owner that died (not called by the program, nor at exit), in a
+    collection or as its last reference went.
+
+    ``weakref.finalize`` is the idiom the docs give for ``__del__``: an owner the program dropped
+    unclosed (asyncinotify's ``Inotify``, which closes its descriptors so) was left to the
+    collector whichever it uses. Not urllib3's callback for its pools: its ``PoolManager.clear()``,
+    and a full manager's eviction, release a pool's sockets by dropping the pool, by design."""
+    local = frame.f_locals
+    if local.get("_") is None:
+        return False
+    if _collecting_in == get_ident():
+        return True
+    module = getattr(getattr(local.get("info"), "func", None), "__module__", None)
+    return not (type(module) is str and module.startswith(_RELEASE_BY_DROPPING))
+
+
+#: The libraries whose ``weakref.finalize`` callbacks are their way to release what they own,
+#: run as they drop it (see finalize_run_by_collector).
+_RELEASE_BY_DROPPING = ("urllib3.",)
 
 
 #: The directory report paths are shown relative to (see show_paths_from); None: the current one.
@@ -801,7 +822,7 @@ def closing_in_finalizer(frame: FrameType | None) -> bool:
         if name == "__del__":
             return True
         if frame.f_code is _FINALIZE_CALL:  # a weakref.finalize callback: see in_finalizer()
-            return _collecting_in == get_ident() and frame.f_locals.get("_") is not None
+            return finalize_run_by_collector(frame)
         if name == "close" and finalizing_close(frame):
             return True
         # cleanup: tempfile's closer closes its file from one (3.12+: its __del__ calls cleanup(),
