@@ -4122,3 +4122,49 @@ def test_an_owner_whose_weakref_finalize_closes_its_socket_dropped_unclosed_is_a
         ]
     )
     assert "ERROR at teardown of test_dropped_as_it_returns" in result.stdout.str()
+
+
+def test_c_codes_descriptor_the_checks_collection_closes_is_the_collectors_leak(
+    pytester: pytest.Pytester,
+) -> None:
+    """An object owning a descriptor C code opened (pygit2's ``Repository``, libgit2's pack
+    file), dropped in a reference cycle: the check's own collection closed it before it looked
+    again, and the test passed. A Python file so dropped was reported. Closed, it is clean."""
+    pytester.makepyfile(
+        test_handles="""
+        import ctypes
+        import os
+
+        LIBC = ctypes.CDLL(None, use_errno=True)
+
+        class Handle:
+            def __init__(self, path):
+                self.fd = LIBC.open(os.fsencode(str(path)), os.O_RDONLY)
+                assert self.fd >= 0
+                self.me = self
+
+            def free(self):
+                LIBC.close(self.fd)
+                self.fd = -1
+
+            def __del__(self):
+                if self.fd >= 0:
+                    LIBC.close(self.fd)
+
+        def test_dropped_in_a_cycle(tmp_path):
+            (tmp_path / "pack").write_bytes(b"x")
+            Handle(tmp_path / "pack")
+
+        def test_freed(tmp_path):
+            (tmp_path / "pack").write_bytes(b"x")
+            Handle(tmp_path / "pack").free()
+        """
+    )
+    result = run(pytester)
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at teardown of test_dropped_in_a_cycle *",
+            "untracked-fd fd * -> */pack (closed by the garbage collector, not the program)",
+        ]
+    )

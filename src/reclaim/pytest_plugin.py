@@ -1956,6 +1956,8 @@ class LeakChecker:
         return report
 
     def _test_leaks(self, item: pytest.Item) -> list[Leak]:
+        from .leaks import _tracker
+
         assert self.tracker is not None
         rules = [*self.allow_everywhere, *self.allow.get(item.nodeid, [])]
         allowed = (lambda leak: any(rule(leak) for rule in rules)) if rules else None
@@ -1976,8 +1978,8 @@ class LeakChecker:
                 # collected in well under a millisecond where a full collection can take tens,
                 # and before the search for holders, which found nothing for it at up to 0.3 s a
                 # test (pony's suite: 83 of 119 s).
-                gc.collect(1)
-                leaks = check(grace=0.0, collect=False)
+                closed = _tracker.untracked_closed_by(functools.partial(gc.collect, 1), leaks)
+                leaks = check(grace=0.0, collect=False) + closed
             if any(leak.state == "open" and not _path_only(leak) for leak in leaks) and self._hand_over_held(
                 item
             ):
