@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from _leakhelp import Watch, assert_site, leakwatch, line, reclaim_pytest_fails_one, reclaim_run_json
+from _leakhelp import LEAN, Watch, assert_site, leakwatch, line, reclaim_pytest_fails_one, reclaim_run_json
 
 # Not twisted.internet.reactor: importing it installs the global reactor in this process.
 selectreactor = pytest.importorskip("twisted.internet.selectreactor")
@@ -192,3 +192,56 @@ def test_port_left():
     pytester.makepyfile(test_tw=source)
     at = len(source.splitlines())  # the listenTCP line, the last one
     reclaim_pytest_fails_one(pytester, 2, "test_port_left", f"test_tw.py:{at}")
+
+
+def test_the_reactors_thread_pool_is_the_reactors_and_a_pool_of_the_programs_is_its_own(
+    pytester: pytest.Pytester,
+) -> None:
+    """The reactor's thread pool (``deferToThread``, every ``HostnameEndpoint``'s name lookup)
+    starts its workers on demand and stops them as the reactor shuts down: under pytest-twisted's
+    reactor, which runs for the session, they were the leak of whichever test first needed one
+    more (scrapy's suite). A ``ThreadPool`` a test makes and never stops is still its leak."""
+    pytester.makeconftest(
+        """
+        from twisted.internet import reactor
+
+        STOP = []
+
+        def pytest_unconfigure(config):  # after reclaim's checks: as the reactor's shutdown would
+            for pool in [reactor.getThreadPool(), *STOP]:
+                pool.stop()
+        """
+    )
+    pytester.makepyfile(
+        test_pools="""
+        import threading
+
+        from twisted.internet import reactor
+        from twisted.python.threadpool import ThreadPool
+
+        import conftest
+
+        def work(pool):
+            done = threading.Event()
+            pool.callInThread(done.set)
+            assert done.wait(30)
+
+        def test_the_reactors():
+            pool = reactor.getThreadPool()
+            pool.start()
+            work(pool)
+
+        def test_the_reactors_again():
+            work(reactor.getThreadPool())
+
+        def test_its_own():
+            pool = ThreadPool(0, 2, "own")
+            conftest.STOP.append(pool)
+            pool.start()
+            work(pool)
+        """
+    )
+    result = pytester.runpytest_subprocess(*LEAN, "--reclaim", timeout=120)
+    result.assert_outcomes(passed=3, errors=1)
+    result.stdout.fnmatch_lines(["*ERROR at teardown of test_its_own*", "thread 'PoolThread-own-0'*"])
+    assert "twisted.internet.reactor" not in result.stdout.str()

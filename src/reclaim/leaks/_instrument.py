@@ -204,6 +204,7 @@ HOOKS: tuple[tuple[str, str], ...] = (
         "_twisted:install_owned",
     ),
     ("twisted.internet.epollreactor", "_twisted:install_poller"),
+    ("twisted.internet.base", "_twisted:install_threadpool"),
     *_each(("twisted.internet.process", "twisted.internet.endpoints"), "_twisted:install_unbound"),
     ("django.db.backends.base.base", "_django:install"),
     ("ptyprocess.ptyprocess", "_pexpect:install_ptyprocess"),

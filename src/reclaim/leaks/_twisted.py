@@ -29,6 +29,12 @@ closed is closed. One still open at a check (a reactor never run or stopped, a
 test's on a reactor that outlives the test: what trial calls an unclean
 reactor) is reported as open.
 
+The reactor's thread pool (``reactor.getThreadPool()``, made on first use: ``deferToThread``,
+and the name resolution of every ``HostnameEndpoint``) is the reactor's too: started as the
+reactor runs and stopped as it shuts down. Its worker threads are never recorded, as the
+threads of trio's cache are not (see :func:`install_threadpool`); what their work opens is the
+program's as ever. A ``ThreadPool`` the program makes is its own.
+
 Twisted keeps ``open`` and ``os.close`` as class attributes in two places and
 calls them through an instance (:data:`UNBOUND`): the functions reclaim puts in
 their place bind as methods where the builtins did not, so ``spawnProcess``
@@ -37,13 +43,24 @@ failed under reclaim. Those two attributes are made plain callables again.
 
 from __future__ import annotations
 
+import sys
+import threading
 from types import FunctionType, ModuleType
+from typing import Any
 
 from . import _fds
-from ._owning import lookup, own
+from ._owning import PLUMBING, lookup, own
 from ._patch import Patches
 
-__all__ = ["OWNED", "POLLERS", "UNBOUND", "install_owned", "install_poller", "install_unbound"]
+__all__ = [
+    "OWNED",
+    "POLLERS",
+    "UNBOUND",
+    "install_owned",
+    "install_poller",
+    "install_threadpool",
+    "install_unbound",
+]
 
 __tracebackhide__ = True  # stands in for what it wraps: see _patch
 
@@ -88,3 +105,39 @@ def install_unbound(patches: Patches, module: ModuleType) -> None:
     value = vars(cls).get(name) if isinstance(cls, type) else None
     if type(value) is FunctionType:  # reclaim's (the class was made after it was installed)
         patches.set(cls, name, staticmethod(value))
+
+
+class _ReactorThread(threading.Thread):
+    """A worker of the reactor's thread pool: Twisted's machinery, never recorded."""
+
+    def start(self) -> None:
+        super().start()
+
+
+PLUMBING.add(_ReactorThread.start.__code__)  # a thread it starts is not recorded (see _threads)
+
+
+def _reactors_own(reactor: Any) -> None:
+    """Make the workers of *reactor*'s thread pool, made already or not yet, its own."""
+    pool = vars(reactor).get("threadpool")
+    if pool is not None and getattr(pool, "threadFactory", None) is threading.Thread:
+        pool.threadFactory = _ReactorThread  # read through self by ThreadPool's factory
+
+
+def install_threadpool(patches: Patches, module: ModuleType) -> None:
+    """The reactor's thread pool, made by ``ReactorBase._initThreadPool``: its workers are the
+    reactor's (see the module's docstring)."""
+    base = getattr(module, "ReactorBase", None)
+    init = vars(base).get("_initThreadPool") if isinstance(base, type) else None
+    if not isinstance(init, FunctionType):
+        return
+
+    def _initThreadPool(self: Any) -> None:
+        init(self)
+        _reactors_own(self)
+
+    _initThreadPool.__doc__ = init.__doc__
+    patches.set(base, "_initThreadPool", _initThreadPool)
+    installed = sys.modules.get("twisted.internet.reactor")
+    if installed is not None and not isinstance(installed, ModuleType):  # made before tracking
+        _reactors_own(installed)
