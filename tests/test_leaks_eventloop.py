@@ -369,6 +369,38 @@ def test_a_wider_loops_default_executor_is_the_loops_not_the_first_test_that_use
     )
 
 
+def test_the_default_executor_of_a_loop_a_plugin_made_in_pytest_configure_is_that_loops(
+    pytester: pytest.Pytester,
+) -> None:
+    """pytest-twisted's asyncio reactor makes its loop in ``pytest_configure``, whose records are
+    the plugin's and forgotten: the executor that loop made for the first ``getaddrinfo()``
+    (aiohttp's resolver, in scrapy's suite) was reported as that test's, never shut down."""
+    pytester.makeconftest(
+        """
+        import asyncio
+
+        LOOP = []
+
+        def pytest_configure(config):
+            LOOP.append(asyncio.new_event_loop())
+
+        def pytest_unconfigure(config):
+            LOOP[0].close()
+        """
+    )
+    pytester.makepyfile(
+        test_resolves="""
+        import conftest
+
+        def test_resolves_on_the_plugins_loop():
+            loop = conftest.LOOP[0]
+            assert loop.run_until_complete(loop.getaddrinfo("127.0.0.1", 80))
+        """
+    )
+    result = pytester.runpytest_subprocess(*LEAN, "--reclaim", "-o", "reclaim_grace=0.1", timeout=120)
+    result.assert_outcomes(passed=1)
+
+
 def test_a_descriptor_a_wider_loop_watches_for_a_fixtures_task_is_not_the_tests(
     pytester: pytest.Pytester,
 ) -> None:

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import gc
 import sys
+import weakref
 from collections.abc import Callable, Iterable
 from types import ModuleType
 
@@ -170,11 +171,15 @@ def fold_executors(found: list[Found], out: dict[int, list[Found]]) -> None:
     executors = [item for item in executors if item[1] is not None]
     if not executors:
         return
-    loops: list[tuple[Record, Any]] = []
+    loops: list[tuple[Record | None, Any]] = []
     for rec in list(_records.live.values()):
         obj = rec() if rec.kind == KIND and rec.state == OPEN else None
         if obj is not None and obj is not NO_OBJECT and not _closed(obj):
             loops.append((rec, obj))
+    # A loop with no record open: one a plugin made in pytest_configure (pytest-twisted's asyncio
+    # reactor's, which aiohttp's resolver hands getaddrinfo() to), whose records are forgotten.
+    recorded = {id(obj) for _, obj in loops}
+    loops.extend((None, obj) for obj in list(_every_loop) if id(obj) not in recorded and not _closed(obj))
     if not loops:
         return
     # Where a loop of this check is listed: its own entry, or the entry of what holds it.
@@ -182,7 +187,7 @@ def fold_executors(found: list[Found], out: dict[int, list[Found]]) -> None:
     for holder, items in out.items():
         for rec, _, _ in items:
             listed.setdefault(id(rec), holder)
-    parts: dict[int, Record] = {}
+    parts: dict[int, Record | None] = {}
     for item in executors:
         for rec, loop in loops:
             if _holds_as_default(loop, item[1]):
@@ -190,10 +195,9 @@ def fold_executors(found: list[Found], out: dict[int, list[Found]]) -> None:
                 break
     keep: list[Found] = []
     for item in found:
-        loop_rec = parts.get(id(item[0]))
-        if loop_rec is None:
+        if id(item[0]) not in parts:
             keep.append(item)
-        elif id(loop_rec) in listed:
+        elif (loop_rec := parts[id(item[0])]) is not None and id(loop_rec) in listed:
             out.setdefault(listed[id(loop_rec)], []).append(item)
     found[:] = keep
 
@@ -232,6 +236,10 @@ def _keep_descriptors(loop: Any) -> None:
     fd_table.keep(tuple(made))
 
 
+#: Every selector event loop made while tracking, recorded or not (see fold_executors).
+_every_loop: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
 def install(patches: Patches, selector_events: ModuleType) -> None:
     """Record each selector event loop as one resource; see it closed, or collected unclosed."""
     loop_cls = selector_events.BaseSelectorEventLoop
@@ -250,6 +258,7 @@ def install(patches: Patches, selector_events: ModuleType) -> None:
         pipe = tuple(fd for fd in (_fileno(ssock), _fileno(csock)) if fd is not None)
         selector_class = type(selector).__name__ if selector is not None else None
         info = (type(self).__name__, selector_class, _fileno(selector), pipe)
+        _every_loop.add(self)
         maker = first_outside_framework(sys._getframe(1))
         if maker is not None and maker.f_code in PLUMBING:
             # A library's loop for the process (fsspec's IO loop, see _owning.PROCESS_WIDE): at
