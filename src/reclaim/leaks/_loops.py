@@ -189,9 +189,9 @@ def fold_executors(found: list[Found], out: dict[int, list[Found]]) -> None:
             listed.setdefault(id(rec), holder)
     parts: dict[int, Record | None] = {}
     for item in executors:
-        for rec, loop in loops:
+        for loop_rec, loop in loops:
             if _holds_as_default(loop, item[1]):
-                parts[id(item[0])] = rec
+                parts[id(item[0])] = loop_rec
                 break
     keep: list[Found] = []
     for item in found:

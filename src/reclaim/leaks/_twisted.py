@@ -138,6 +138,6 @@ def install_threadpool(patches: Patches, module: ModuleType) -> None:
 
     _initThreadPool.__doc__ = init.__doc__
     patches.set(base, "_initThreadPool", _initThreadPool)
-    installed = sys.modules.get("twisted.internet.reactor")
+    installed: Any = sys.modules.get("twisted.internet.reactor")  # the reactor installs itself there
     if installed is not None and not isinstance(installed, ModuleType):  # made before tracking
         _reactors_own(installed)
