@@ -4168,3 +4168,55 @@ def test_c_codes_descriptor_the_checks_collection_closes_is_the_collectors_leak(
             "untracked-fd fd * -> */pack (closed by the garbage collector, not the program)",
         ]
     )
+
+
+def test_a_dropped_http_errors_socket_is_not_said_closed_by_a_private_class_of_the_stdlib(
+    pytester: pytest.Pytester,
+) -> None:
+    """An ``HTTPError`` wraps its response in tempfile's wrapper: dropped, its socket was "closed
+    by _TemporaryFileCloser.__del__()", which sent the reader looking for a temporary file
+    (dulwich's LFS tests). The line that dropped it is what the entry says now."""
+    pytester.makeconftest(
+        """
+        import threading
+        from http.server import BaseHTTPRequestHandler, HTTPServer
+
+        import pytest
+
+        class NotFound(BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.send_error(404)
+
+            def log_message(self, *args):
+                pass
+
+        @pytest.fixture(scope="session")
+        def url():
+            server = HTTPServer(("127.0.0.1", 0), NotFound)
+            thread = threading.Thread(target=server.serve_forever)
+            thread.start()
+            yield f"http://127.0.0.1:{server.server_address[1]}/missing"
+            server.shutdown()
+            server.server_close()
+            thread.join()
+        """
+    )
+    pytester.makepyfile(
+        test_errors="""
+        from urllib.error import HTTPError
+        from urllib.request import urlopen
+
+        import pytest
+
+        def test_two_errors(url):
+            with pytest.raises(HTTPError) as caught:
+                urlopen(url)
+            with pytest.raises(HTTPError) as caught:
+                urlopen(url)
+            caught.value.close()
+        """
+    )
+    result = run(pytester, "-W", "ignore::ResourceWarning")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["  last reference dropped at test_errors.py:9 in test_two_errors"])
+    assert "_TemporaryFileCloser" not in result.stdout.str()

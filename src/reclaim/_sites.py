@@ -902,14 +902,18 @@ def finalizer_closing(frame: FrameType | None) -> str | None:
     left out: a ``__del__`` (``Proxy.__del__``), or the ``close()`` IOBase's finalizer called
     (``GzipFile.close``). What closed a resource as its owner lost its last reference: the
     resource itself may still be referenced (supervisor's socket proxies close the socket their
-    manager keeps), so its report says whose finalizer it was, not that it was dropped."""
+    manager keeps), so its report says whose finalizer it was, not that it was dropped. Not a
+    private class of the standard library's: tempfile's ``_TemporaryFileCloser`` closes the
+    response an ``HTTPError`` wraps, which says nothing of what the program dropped."""
     found = None
     while frame is not None:
         code = frame.f_code
         name = code.co_name
         if (
-            name == "__del__" or (name == "close" and finalizing_close(frame))
-        ) and not code.co_filename.startswith(_RECLAIM_DIR):
+            (name == "__del__" or (name == "close" and finalizing_close(frame)))
+            and not code.co_filename.startswith(_RECLAIM_DIR)
+            and not (code.co_qualname[0] == "_" and is_framework(code.co_filename))
+        ):
             found = code.co_qualname
         frame = frame.f_back
     return found
