@@ -4220,3 +4220,50 @@ def test_a_dropped_http_errors_socket_is_not_said_closed_by_a_private_class_of_t
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines(["  last reference dropped at test_errors.py:9 in test_two_errors"])
     assert "_TemporaryFileCloser" not in result.stdout.str()
+
+
+def test_a_task_a_finalizer_makes_as_the_collector_runs_is_not_the_running_tests(
+    pytester: pytest.Pytester,
+) -> None:
+    """s3fs's filesystem schedules its session's close on the running loop from a
+    ``weakref.finalize``: one dropped in a cycle by an earlier test was collected while a later
+    test ran its loop, and that test failed for five pending tasks it never made."""
+    pytester.makepyfile(
+        test_finalizing="""
+        import asyncio
+        import gc
+        import weakref
+
+        class Client:
+            async def aclose(self):
+                await asyncio.sleep(10)
+
+        def close_session(client):
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return
+            loop.create_task(client.aclose())
+
+        class FileSystem:
+            def __init__(self):
+                self.client = Client()
+                self.me = self
+                weakref.finalize(self, close_session, self.client)
+
+        def test_drops_one_in_a_cycle():
+            gc.disable()  # no collection before the check's: as when the check has nothing to collect for
+            FileSystem()
+
+        def test_runs_a_loop():
+            gc.enable()
+
+            async def main():
+                gc.collect()
+                await asyncio.sleep(0)
+
+            asyncio.run(main())
+        """
+    )
+    result = run(pytester, "-o", "reclaim_collect=false")
+    result.assert_outcomes(passed=2)

@@ -344,6 +344,16 @@ def _fold_destroyed() -> None:
 _sites.collection_ended.append(_fold_destroyed)
 
 
+def _collectors(label: str | None) -> str | None:
+    """*label*, or the collector's for a task a finalizer makes as the collector runs in this
+    thread: for an object dropped in a reference cycle some time before, maybe by an earlier test
+    (s3fs's filesystem, whose ``weakref.finalize`` schedules its session's close on the loop
+    running then). It was the leak of whichever test's loop ran when the collection came."""
+    if _sites._collecting_in != threading.get_ident():
+        return label
+    return f"a finalizer the garbage collector ran during {label or 'the run'}"
+
+
 def install_base_events(patches: Patches, base_events: ModuleType) -> None:
     """Record every task a loop creates, and release it when it is done."""
     loop_cls = base_events.BaseEventLoop
@@ -430,6 +440,8 @@ def tracking_create_task(create_task: Any) -> Any:
                     if started is None:
                         started = beside
             label = _records.label_of(started)  # label_here(), with the lookups above done once
+            if _sites._collecting_in is not None:
+                label = _collectors(label)
             info = (task.get_name(), _coro_name(coro), _coro_ref(coro), id(running))
             _records.new(task, "task", info, site, label=label)
         else:
@@ -442,6 +454,8 @@ def tracking_create_task(create_task: Any) -> Any:
                 site = capture_task(caller, _records.depth, getattr(coro, "cr_code", None))
             _records.thread_name()  # label_here() reads what it caches
             label = _records.label_here()
+            if _sites._collecting_in is not None:
+                label = _collectors(label)
             if context is None:
                 token = origin.set((site, label))  # the task copies the context now
                 try:
