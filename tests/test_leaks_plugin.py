@@ -4267,3 +4267,37 @@ def test_a_task_a_finalizer_makes_as_the_collector_runs_is_not_the_running_tests
     )
     result = run(pytester, "-o", "reclaim_collect=false")
     result.assert_outcomes(passed=2)
+
+
+def test_the_end_of_run_section_says_how_to_see_a_files_callers_as_a_tests_report_does(
+    pytester: pytest.Pytester,
+) -> None:
+    """A file leak whose two frames hold no test's line says how to see the callers under a
+    test's report; in the section at the end of the run it said nothing (zarr's ZipStore, opened
+    on its IO thread, in xarray's suite)."""
+    pytester.makepyfile(
+        deep="""
+        def opened(path):
+            return really_opened(path)
+
+        def really_opened(path):
+            return open(path, "w")
+        """
+    )
+    pytester.makeconftest(
+        """
+        import pytest
+
+        import deep
+
+        @pytest.fixture(scope="session")
+        def log(tmp_path_factory):
+            return deep.opened(tmp_path_factory.mktemp("logs") / "log.txt")
+        """
+    )
+    pytester.makepyfile(test_logs="def test_logs(log):\n    log.write('x')\n")
+    result = run(pytester)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        ["*leaks found after their test ended*", "*deep.py:5 in really_opened*", "(files keep 2 frames*"]
+    )

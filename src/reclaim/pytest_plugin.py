@@ -1756,6 +1756,9 @@ class LeakChecker:
             report = self.tracker.report(found)
             self.found.extend(report.to_json()["leaks"])
             text = self.tracker.report(_during_their_test(found)).to_text(depth=self.depth)
+            hint = self._cut_short(found)  # as under a test's report: how to see the test's line
+            if hint:
+                text = f"{text.rstrip()}\n{hint.rstrip()}\n"
             if type(signature) is str and signature.startswith(_FIXTURES):
                 # One holder: "held by <fixture> (kept from <the tests>)", counted once.
                 tests = [kept[1] for context in contexts if (kept := _kept_origin(context)) is not None]
