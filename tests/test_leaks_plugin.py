@@ -4301,3 +4301,59 @@ def test_the_end_of_run_section_says_how_to_see_a_files_callers_as_a_tests_repor
     result.stdout.fnmatch_lines(
         ["*leaks found after their test ended*", "*deep.py:5 in really_opened*", "(files keep 2 frames*"]
     )
+
+
+def test_a_programs_wrapper_of_a_responses_close_is_not_where_it_was_dropped(
+    pytester: pytest.Pytester,
+) -> None:
+    """sentry-sdk wraps ``HTTPResponse.close``: a response dropped unclosed, whose finalizer's
+    close() ran that wrapper first, was "dropped at" the wrapper's line, not the test's."""
+    pytester.makeconftest(
+        """
+        import threading
+        from http.server import BaseHTTPRequestHandler, HTTPServer
+
+        import pytest
+
+        class Ok(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args):
+                pass
+
+        @pytest.fixture(scope="session")
+        def url():
+            server = HTTPServer(("127.0.0.1", 0), Ok)
+            thread = threading.Thread(target=server.serve_forever)
+            thread.start()
+            yield f"http://127.0.0.1:{server.server_address[1]}/"
+            server.shutdown()
+            server.server_close()
+            thread.join()
+        """
+    )
+    pytester.makepyfile(
+        test_wrapped="""
+        from http.client import HTTPResponse
+        from urllib.request import urlopen
+
+        real_close = HTTPResponse.close
+
+        def close(self):
+            real_close(self)
+
+        HTTPResponse.close = close
+
+        def test_drops_its_response(url):
+            urlopen(url)
+        """
+    )
+    result = run(pytester, "-W", "ignore::ResourceWarning")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*dropped at test_wrapped.py:12 in test_drops_its_response*"])

@@ -858,6 +858,12 @@ def dropped_at(frame: FrameType | None, past_finalizer: bool = False) -> tuple[C
                 break
         else:
             return None
+        # And past a close() the finalizer called first, that called this one: a program's
+        # wrapper of HTTPResponse.close (sentry-sdk's) was named as the line that dropped it.
+        for _ in _CLOSERS:
+            if frame is None or not finalizing_close(frame):
+                break
+            frame = frame.f_back
     while frame is not None and frame_is_framework(frame):
         frame = frame.f_back
     return None if frame is None else (frame.f_code, frame.f_lineno)
