@@ -2899,11 +2899,13 @@ def test_a_program_cache_holds_what_its_own_code_made_and_kept_there(pytester: p
     module's own code acquired and keeps in its own container is that container's, as an object
     it keeps there holds what it holds; what a test appends there is still the test's. So for a
     container a class keeps (kombu's ``Channel._engines``), and for an entry of several parts
-    (``(engine, sessionmaker)``): both were the first user's leak."""
+    (``(engine, sessionmaker)``): both were the first user's leak. And for a file the module
+    opened and keeps (moto's backend): it was the test's, where a socket was held."""
     pytester.makepyfile(
         app_cache="""
         import socket
 
+        _FILES = {}
         _CLIENTS = {}
         _APPENDED = []
 
@@ -2925,6 +2927,11 @@ def test_a_program_cache_holds_what_its_own_code_made_and_kept_there(pytester: p
             if name not in _CLIENTS:
                 _CLIENTS[name] = (socket.socket(), "its session factory")
             return _CLIENTS[name][0]
+
+        def get_file(name, path):
+            if name not in _FILES:
+                _FILES[name] = open(path, "w")
+            return _FILES[name]
 
         class Channel:
             _engines = {}
@@ -2959,19 +2966,27 @@ def test_a_program_cache_holds_what_its_own_code_made_and_kept_there(pytester: p
 
         def test_stores_its_own_on_the_class():
             app_cache.Channel._engines["mine"] = socket.socket()
+
+        def test_cached_file(tmp_path):
+            app_cache.get_file("log", tmp_path / "log.txt").write("x")
+
+        def test_stores_its_own_file(tmp_path):
+            app_cache._FILES["mine"] = open(tmp_path / "mine.txt", "w")
         """,
     )
     result = run(pytester, "-p", "no:randomly")
-    result.assert_outcomes(passed=7, errors=3)
+    result.assert_outcomes(passed=9, errors=4)
     result.stdout.fnmatch_lines(
         [
             "*ERROR at teardown of test_appends_its_own *",
             "*ERROR at teardown of test_appends_its_own_pair*",
             "*ERROR at teardown of test_stores_its_own_on_the_class*",
+            "*ERROR at teardown of test_stores_its_own_file*",
         ]
     )
     out = result.stdout.str()
     for holder, test in (
+        ("module global app_cache._FILES['log']", "test_cached_file"),
         ("module global app_cache._CLIENTS['db']", "test_cached_client"),
         ("module global app_cache._CLIENTS['raw']", "test_cached_socket"),
         ("module global app_cache._CLIENTS['pair'][0]", "test_cached_pair"),

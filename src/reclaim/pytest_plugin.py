@@ -751,9 +751,10 @@ def _item_holders(container: Any, label: str, holders: dict[str, object], made_i
         value_kind = type(value)
         entry = issubclass(value_kind, (tuple, list))
         if not entry and issubclass(value_kind, _NOT_HOLDERS):
+            if issubclass(value_kind, _io._IOBase) and _acquired_in(value, made_in):
+                holders[f"{label}[{_key_shown(key, index)}]"] = (value,)  # a file its own code opened
             continue
-        plain = any(type(key) is kind for kind in _PLAIN_KEYS)  # `is`: a metaclass's __eq__ is the program's
-        shown = f"{label}[{(repr(key) if plain else f'<{type(key).__name__} key #{index}>')[:60]}]"
+        shown = f"{label}[{_key_shown(key, index)}]"
         if not entry:
             holders[shown] = (value,) if _acquired_in(value, made_in) else value
             continue
@@ -763,6 +764,14 @@ def _item_holders(container: Any, label: str, holders: dict[str, object], made_i
         for place, part in enumerate(itertools.islice(parts, _PARTS_LOOKED_AT)):
             if not issubclass(type(part), _NOT_HOLDERS):
                 holders[f"{shown}[{place}]"] = (part,) if _acquired_in(part, made_in) else part
+            elif issubclass(type(part), _io._IOBase) and _acquired_in(part, made_in):
+                holders[f"{shown}[{place}]"] = (part,)
+
+
+def _key_shown(key: object, index: int) -> str:
+    """A container's key as a holder's label shows it (see _item_holders)."""
+    plain = any(type(key) is kind for kind in _PLAIN_KEYS)  # `is`: a metaclass's __eq__ is the program's
+    return (repr(key) if plain else f"<{type(key).__name__} key #{index}>")[:60]
 
 
 def _acquired_in(obj: object, filename: str | None) -> bool:
@@ -770,12 +779,27 @@ def _acquired_in(obj: object, filename: str | None) -> bool:
     (a frame of its site runs there)."""
     if filename is None:
         return False
-    from .leaks import _records
+    from .leaks import _files, _records
 
     rec = _records.live.get(id(obj))
-    if rec is None or rec.state != _records.OPEN or rec() is not obj:
-        return False
-    return any(code.co_filename == filename for code, _ in _records.site_of(rec.site))
+    if rec is not None and rec.state == _records.OPEN and rec() is obj:
+        site = rec.site
+    else:
+        # A file keeps its facts on its raw layer, under its buffer and text layers: moto's
+        # backend keeps the files its own code opened, as the module keeps a socket it made.
+        raw = obj
+        for layer in ("buffer", "raw"):
+            if isinstance(raw, _IO_LAYERS):
+                raw = getattr(raw, layer, raw)
+        facts = _files.facts_of(raw) if isinstance(raw, _io.FileIO) and not raw.closed else None
+        if facts is None:
+            return False
+        site = facts[7:]
+    return any(code.co_filename == filename for code, _ in _records.site_of(site))
+
+
+#: The io layers over a raw file (see _acquired_in): text, then buffered.
+_IO_LAYERS = (_io.TextIOWrapper, _io.BufferedReader, _io.BufferedWriter, _io.BufferedRandom)
 
 
 def _closure_values(function: types.FunctionType) -> Iterator[object]:
