@@ -1063,6 +1063,34 @@ def test_a_stack_cut_short_among_frames_not_shown_says_how_to_see_more(pytester:
     result.stdout.no_fnmatch_line(hint)
 
 
+def test_no_depth_hint_for_a_stack_that_reached_the_test_runner(pytester: pytest.Pytester) -> None:
+    """A base class's ``setUp``, which unittest calls, holds no test's line at any depth: the hint
+    asked for 16 frames, then at 16 for 32 (locust's test base class), though the frames it cut
+    were unittest's and pytest's."""
+    pytester.makepyfile(
+        service_base="""
+        import threading
+        import unittest
+
+        class ServiceTestCase(unittest.TestCase):
+            def setUp(self):
+                self.stop = threading.Event()
+                threading.Thread(target=self.stop.wait, name="monitor", daemon=True).start()
+        """,
+        test_service="""
+        from service_base import ServiceTestCase
+
+        class TestThing(ServiceTestCase):
+            def test_it(self):
+                pass
+        """,
+    )
+    result = run(pytester, "-o", "reclaim_grace=0.1")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*acquired at service_base.py:7 in ServiceTestCase.setUp"])
+    result.stdout.no_fnmatch_line("*stacks keep*")
+
+
 def test_tests_from_files_python_files_does_not_match_are_the_suites_own(pytester: pytest.Pytester) -> None:
     """A module named on the command line is collected whatever its name (aiosqlite's
     ``tests/smoke.py``), and a mixin of test methods may live in a helper module (psycopg2's

@@ -68,6 +68,7 @@ __all__ = [
     "frames",
     "handed_over_site",
     "in_owned",
+    "in_test_runner",
     "is_framework",
     "is_owned",
     "is_program",
@@ -1457,6 +1458,18 @@ def frames(site: Site, *, trim: bool = True) -> list[Frame]:
     if trim and site:
         site = (site[0], *(part for part in site[1:] if _shown(part[0])))
     return [Frame(code.co_filename, lineno, code.co_qualname) for code, lineno in site]
+
+
+#: Where a test runner's own code lives: a stack whose frames reach it reached the runner.
+_RUNNER_PARTS = tuple(f"{os.sep}{name}{os.sep}" for name in ("unittest", "_pytest", "pluggy"))
+
+
+def in_test_runner(code: CodeType) -> bool:
+    """Whether *code* is a test runner's (unittest's, pytest's, pluggy's): a stack cut at the
+    depth with such a frame outermost went past the program's lines already (a base class's
+    ``setUp``, which unittest calls, holds no test's line at any depth)."""
+    filename = code.co_filename
+    return any(part in filename for part in _RUNNER_PARTS)
 
 
 def format_site(site: Site) -> str:

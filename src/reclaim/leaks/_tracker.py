@@ -973,7 +973,7 @@ def _leak(rec: Record, obj: Any, state: str, now: float, holds: Iterable[Leak] =
         details=details,
         seq=rec.seq,
         holds=tuple(holds),
-        cut=len(site) >= _records.depth,
+        cut=len(site) >= _records.depth and not _sites.in_test_runner(site[-1][0]),
         was=was,
     )
 
