@@ -11,7 +11,6 @@ pytest plugin, a ``no_leaks`` block) do not see each other's windows.
 from __future__ import annotations
 
 import _thread
-import dataclasses
 import gc
 import math
 import os
@@ -1031,6 +1030,8 @@ def untracked_closed_by(collect: Callable[[], object], leaks: list[Leak]) -> lis
     (pygit2's ``Repository`` and libgit2's pack file), was closed by the check's own collection
     before it was looked at again: the test passed, where a Python file so left was reported.
     Not while another thread may close one meanwhile (see :func:`_may_close_meanwhile`)."""
+    import dataclasses  # only with leaks found: a clean run imports none of it (see _report)
+
     untracked = [leak for leak in leaks if leak.kind == "untracked-fd" and leak.state == "open"]
     before = [(leak, _fds.identity(leak.details["fd"])) for leak in untracked]
     collect()
