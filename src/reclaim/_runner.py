@@ -396,6 +396,10 @@ def _terminate() -> NoReturn:
     raise _Terminated
 
 
+#: How long (in 50 ms naps) a report the main thread's SIGTERM handler began may take.
+_REPORT_WAITS = range(600)
+
+
 def _unwind_deadline(session: Session, pid: int) -> None:
     """A bare thread (not the program's): SIGTERM once more if unwinding takes too long."""
     patience = session.options.unwind_timeout
@@ -411,6 +415,12 @@ def _unwind_deadline(session: Session, pid: int) -> None:
         )
     os.kill(pid, signal.SIGTERM)  # the main thread's handler prints the report and dies
     time.sleep(patience)
+    # The handler began its report (a loaded machine can take longer than the patience over
+    # it): it dies of the signal once done. Ended here, the process exited 143 instead.
+    for _ in _REPORT_WAITS:
+        if session.reported_pid != pid:
+            break
+        time.sleep(0.05)
     # Still here: the main thread never got back to Python to run its handler (C code that
     # ignores signals). The report from here, then the status SIGTERM gives in a shell.
     report(session, 128 + signal.SIGTERM)
