@@ -425,6 +425,33 @@ def test_gevent_popen_never_waited_for_is_reported_as_the_standard_one(tmp_path:
     ], stderr
 
 
+# A child waited for whose stdout pipe is read, then dropped unclosed (line 4); one closed (line 7).
+PIPE_DROPPED = """\
+    {popen}
+    import subprocess, sys
+    def run():
+        child = Popen([sys.executable, "-c", "print('hi')"], stdout=subprocess.PIPE)
+        child.wait()
+        assert child.stdout.read() == b"hi\\n"
+    run()
+    child = Popen([sys.executable, "-c", "print('hi')"], stdout=subprocess.PIPE)
+    child.wait()
+    child.stdout.close()
+"""
+
+
+@pytest.mark.parametrize("popen", POPENS.values(), ids=POPENS.keys())
+def test_gevent_popen_pipe_dropped_unclosed_is_closed_by_the_collector_as_the_standard_ones(
+    tmp_path: Path, popen: str
+) -> None:
+    """gevent's pipe of a child waited for, dropped unclosed, was not reported (locust's
+    ``PopenContextManager``): its buffered layer's finalizer closed it, as the standard one's
+    does, which is reported."""
+    report, stderr = reclaim_run_json(tmp_path, PIPE_DROPPED.format(popen=popen))
+    found = [(leak["kind"], leak["state"], leak["frames"][0]["line"]) for leak in report["leaks"]]
+    assert found == [("file", "collected", 4)], stderr
+
+
 def test_hub_not_destroyed_is_an_eventloop_in_a_program_that_never_imports_asyncio(tmp_path: Path) -> None:
     """gevent's integration registers the eventloop kind its hubs are recorded as: asyncio's
     (which registers it too) is not loaded for a program that does not import asyncio."""

@@ -44,6 +44,7 @@ in (it called ``os.setsid()``, or its parent did before forking it, in a double 
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from _thread import _count as _thread_count  # threads other than the main one
@@ -311,9 +312,19 @@ def _name_pipe(pipe: Any, name: _files.PipeEnd) -> None:
     try:
         rec = _records.live.get(("fd", raw.fileno()))
         if rec is not None and rec.kind == "fd":
-            _records.succeed(raw, rec, "file", (name, raw.mode))
+            # Closed by the buffered layer's finalizer, dropped unclosed, it tells its raw layer
+            # so (as a file open() made tells reclaim's hook): the collector closed it.
+            raw._dealloc_warn = functools.partial(
+                _pipe_collected, _records.succeed(raw, rec, "file", (name, raw.mode))
+            )
     except (OSError, ValueError, AttributeError, TypeError):  # closed already, or no such layer
         pass
+
+
+def _pipe_collected(rec: Record, source: object) -> None:
+    """A gevent pipe's raw layer is closed by its buffered layer's finalizer: the collector's doing."""
+    if rec.state == _records.OPEN:
+        _records.leak(rec, _records.COLLECTED)
 
 
 def install_os(patches: Patches) -> None:
