@@ -812,6 +812,38 @@ def test_urllib3_pools_dropped_by_clear_but_kept_by_a_reference_cycle_are_not_re
     assert leakwatch.leaks() == []
 
 
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_a_session_subclass_that_mounts_its_own_adapter_is_one_session_entry(
+    leakwatch: Watch, url: str
+) -> None:
+    """locust's ``HttpSession`` mounts an adapter of its own in its ``__init__``: its
+    ``PoolManager`` was the entry, at the mount line, told to be ``clear()``-ed, and the session
+    none. The session is the entry, at the line that made it, its socket under it; closed, it
+    is clean."""
+    requests = pytest.importorskip("requests")
+    from requests.adapters import HTTPAdapter
+
+    class OwnAdapterSession(requests.Session):
+        def __init__(self) -> None:
+            super().__init__()
+            self.mount("http://", HTTPAdapter())
+
+    closed = OwnAdapterSession()
+    closed.get(url)
+    closed.close()
+    assert leakwatch.leaks() == []
+    session = OwnAdapterSession()
+    made = line() - 1
+    session.get(url)
+    [leak] = leakwatch.leaks()
+    assert leak.kind == "requests" and "close()" in leak.description, leak.description
+    assert_at(leak, made)
+    [held] = leak.holds
+    assert held.kind == "socket"
+    session.close()
+    assert leakwatch.leaks() == []
+
+
 def test_requests_sessions_closed_are_not_reported(leakwatch: Watch, url: str) -> None:
     """A with-block, ``close()`` (also of a session used again after it), ``requests.get()``: the
     pools' callbacks that close() runs by dropping them are the program's release."""

@@ -507,6 +507,28 @@ _finalized_in = -1
 _libraries: list[tuple[weakref.ref[Any], str]] = []
 
 
+#: How many frames out :func:`_in_a_subclass_init` looks for the ``__init__`` making a holder.
+_SUBCLASS_INIT_DEPTH = range(8)
+
+
+def _in_a_subclass_init(frame: Any) -> bool:
+    """Whether *frame*, or one of its callers, is the ``__init__`` of a holder already recorded:
+    a subclass's, going on after the tracked class's own returned (locust's ``HttpSession``
+    mounts an adapter of its own: its ``PoolManager`` was the entry, at the mount line, told to
+    be ``clear()``-ed, the session none)."""
+    for _ in _SUBCLASS_INIT_DEPTH:
+        if frame is None:
+            return False
+        code = frame.f_code
+        if code.co_name == "__init__" and code.co_argcount and code.co_varnames[0] == "self":
+            obj = frame.f_locals.get("self")
+            rec = _records.live.get(id(obj))
+            if rec is not None and rec() is obj and rec.kind in ROOTS:
+                return True
+        frame = frame.f_back
+    return False
+
+
 def track(
     patches: Patches,
     cls: type,
@@ -538,6 +560,8 @@ def track(
         frame = sys._getframe(1)
         if frame.f_code in _SAME_PARAMETERS and frame.f_back is not None:
             frame = frame.f_back  # called through _same_parameters()'s stand-in
+        if _in_a_subclass_init(frame):
+            return  # made as a subclass's __init__ goes on: a part of that holder, as above
         if frame.f_code.co_name == "<module>" and not _sites.frame_is_program(frame):
             # A library's global, made as it is imported (urllib3's for urllib3.request()): not
             # an entry, and what it keeps is the library's (see leave_to_libraries()).
@@ -548,6 +572,10 @@ def track(
         maker = outside(self, frame)
         if maker is not None:
             package = type(self).__module__.partition(".")[0]
+            if type(self) is not cls and _sites.frame_is_program(maker):
+                # A subclass the program defines, made by its code (a test module's): not a
+                # library's factory to look past, or the test's own line was looked past too.
+                package = cls.__module__.partition(".")[0]
             maker = caller(maker, package)
             if package in MADE_THROUGH:
                 maker = caller(maker, MADE_THROUGH[package])
