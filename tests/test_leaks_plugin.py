@@ -4400,3 +4400,31 @@ def test_a_programs_wrapper_of_a_responses_close_is_not_where_it_was_dropped(
     result = run(pytester, "-W", "ignore::ResourceWarning")
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines(["*dropped at test_wrapped.py:12 in test_drops_its_response*"])
+
+
+def test_an_os_open_descriptor_c_code_closed_is_not_the_file_that_took_its_number(
+    pytester: pytest.Pytester,
+) -> None:
+    """libsndfile closes the descriptor a ``SoundFile`` is given: reclaim never saw the close,
+    and a file opened next on the same path got the number, so the descriptor read as still
+    open, reported beside the file (two entries for one descriptor)."""
+    pytester.makepyfile(
+        test_reused="""
+        import ctypes
+        import os
+
+        LIBC = ctypes.CDLL(None, use_errno=True)
+        KEEP = []
+
+        def test_reopens(tmp_path):
+            path = tmp_path / "data.bin"
+            path.write_bytes(b"x")
+            fd = os.open(path, os.O_RDONLY)
+            assert LIBC.close(fd) == 0
+            KEEP.append(open(path, "rb"))
+        """
+    )
+    result = run(pytester)
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*this test leaked 1 resource:", "file */data.bin (mode 'rb')"])
+    assert "(os.open)" not in result.stdout.str()

@@ -858,6 +858,37 @@ class _Search:
         return handlers
 
 
+_NEVER = (-1, 0.0)
+
+
+def _drop_reused_fds(found: list[tuple[Record, Any, str]], pairs: list[tuple[Record, Any]]) -> None:
+    """Release the ``os.open()`` descriptors of *found* whose number an object acquired since
+    owns: closed by C code (libsndfile closes the descriptor a ``SoundFile`` is given), their
+    number went to that object, and the same file opened again there read as the first one
+    still open, reported beside the file that holds it now."""
+    owned: dict[int, tuple[int, float]] = {}  # descriptor -> when an object holding it was made
+    for rec, obj in pairs:
+        if rec.kind == "fd" or obj is None:
+            continue
+        try:
+            held = kind_of(rec.kind).fds(obj, rec)
+        except Exception:  # an object that cannot say holds nothing we can name
+            continue
+        for fd in held:
+            owned[fd] = max(owned.get(fd, _NEVER), (rec.seq, rec.time))
+    stale = [
+        rec
+        for rec, _, _ in found
+        if rec.kind == "fd" and owned.get(rec.key[1], _NEVER) > (rec.seq, rec.time)  # type: ignore[index]
+    ]
+    for rec in stale:
+        _records.release(rec.key)
+        rec.state = _records.RELEASED
+    if stale:
+        gone = {id(rec) for rec in stale}  # by identity: records are weak references, equal by referent
+        found[:] = [item for item in found if id(item[0]) not in gone]
+
+
 def _find(window: Snapshot, context: str | None, include_framework: bool, untracked_fds: bool) -> list[Leak]:
     _discover()
     _lineage.look()  # records what outlived a child that ended since the last check
@@ -884,6 +915,8 @@ def _find(window: Snapshot, context: str | None, include_framework: bool, untrac
         for rec, obj in pairs
         if wanted(rec) and id(obj) not in streams and _still_open(rec, obj)
     ]
+    if any(rec.kind == "fd" for rec, _, _ in found):
+        _drop_reused_fds(found, pairs)
     found.extend((rec, None, rec.why or "collected") for rec in list(_records.collected) if wanted(rec))
     found.sort(key=lambda item: (item[0].seq, item[0].time))
     held = _holders.fold(found)
