@@ -337,6 +337,49 @@ class _Cycle:
 
 @pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
 @ignore_gc_warnings
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_a_file_opened_with_a_str_subclass_is_named_by_its_path(leakwatch: Watch, tmp_path: Path) -> None:
+    """matplotlib's ``findfont()`` returns a ``FontPath(str)``: a file opened with one was named
+    by its repr, ``FontPath('/.../a.ttf', 0)``, which an allow pattern for the path missed."""
+
+    class FontPath(str):
+        def __repr__(self) -> str:
+            return f"FontPath({str(self)!r}, 0)"
+
+    path = tmp_path / "a.ttf"
+    path.write_bytes(b"x")
+    f = open(FontPath(path), "rb")  # noqa: SIM115
+    try:
+        assert leakwatch.one("file").description == f"{path} (mode 'rb')"
+    finally:
+        f.close()
+
+
+def test_open_run_by_c_code_with_no_python_frame_opens(tmp_path: Path) -> None:
+    """A thread started on ``open`` itself has no Python frame under it: an ``open()`` off the
+    fast path (an explicit buffer size) raised "call stack is not deep enough" under tracking."""
+    path = tmp_path / "a.txt"
+    path.write_text("x")
+    script = tmp_path / "started.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import _thread, time
+            _thread.start_new_thread(open, ({str(path)!r}, "r", 1))
+            for _ in range(1000):
+                if not _thread._count():
+                    break
+                time.sleep(0.01)
+            """
+        )
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "reclaim", "run", str(script)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Error" not in done.stderr, done.stderr
+
+
 def test_file_in_a_reference_cycle_is_reported_when_collected(leakwatch: Watch, tmp_path: Path) -> None:
     _Cycle(tmp_path / "d.txt")
     at = line() - 1

@@ -503,8 +503,12 @@ def tracked_open(
         # other file arguments: the C open() itself, with its own errors and warnings, which
         # name the frame that called it: run as the program's (line buffering asked of a binary
         # file warned at this line).
+        try:
+            caller = _getframe(1)
+        except ValueError:  # called from C with no Python frame (a thread started on open): as below
+            return _c_open(file, mode, buffering, encoding, errors, newline, closefd, opener)
         result = call_as(
-            _getframe(1), _c_open, (file, mode, buffering, encoding, errors, newline, closefd, opener), {}
+            caller, _c_open, (file, mode, buffering, encoding, errors, newline, closefd, opener), {}
         )
         kind = type(result)
         raw = result.buffer.raw if kind is _TextIOWrapper else result if kind is _FileIO else result.raw
@@ -518,6 +522,8 @@ def tracked_open(
         return result
     if ftype is str or ftype is int or type(file) is str:  # (a path-like one was made a str above)
         name = file
+    elif isinstance(file, str):  # a str subclass (matplotlib's FontPath): its path, not its repr
+        name = str.__str__(file)
     elif isinstance(file, (bytes, os.PathLike)):
         name = os.fsdecode(file)
     else:  # anything else the C open() took (an object with __index__, say)
