@@ -202,8 +202,9 @@ def _present_as(fn: FunctionType, owner: Any, name: str, original: Any) -> None:
 
     So the program sees what it would see without reclaim: ``pickle`` stores it by reference
     (``executor.submit(tempfile.mkdtemp)`` to a process pool), ``inspect.signature()`` and
-    ``help()`` describe the original, and its repr and ``__name__`` are the original's. The
-    first owner it is set on names it (``open`` is set on builtins, then io).
+    ``help()`` describe the original, and its ``__name__`` is the original's; its repr says a
+    function (``open``, set as a bound method, a bound method: see the README). The first owner
+    it is set on names it (``open`` is set on builtins, then io).
     """
     if not fn.__module__.startswith("reclaim."):
         return  # presented already, as set on an earlier owner
