@@ -960,22 +960,32 @@ def test_two_frames_of_a_file_short_of_any_test_line_say_how_to_see_more(pyteste
     """The project's own library, two calls deep: its two frames were the whole stack shown,
     with no line of a test and nothing saying it was cut (found in portalocker's suite). The
     report says how to see the rest; not where a frame is the test's, nor with reclaim_depth set."""
+    # The test keeps what the library returns (what the library's own code keeps in its module's
+    # list is that list's, reported at the end: see the program caches' test).
     pytester.makepyfile(
-        mylib=NESTED_LIB,
+        mylib="""
+        def load(path):
+            return open(path, "w")
+
+        def setup_data(path):
+            return load(path)
+        """,
         test_lib="""
         import mylib
 
+        KEEP = []
+
         def test_lib(tmp_path):
-            mylib.setup_data(tmp_path / "a")
+            KEEP.append(mylib.setup_data(tmp_path / "a"))
         """,
     )
     hint = "*files keep 2 frames*reclaim_depth*"
     result = run(pytester)
     result.assert_outcomes(passed=1, errors=1)
-    result.stdout.fnmatch_lines(["*acquired at mylib.py:4 in load", "*from mylib.py:7 in setup_data", hint])
+    result.stdout.fnmatch_lines(["*acquired at mylib.py:2 in load", "*from mylib.py:5 in setup_data", hint])
     result = run(pytester, "-o", "reclaim_depth=8")
     result.assert_outcomes(passed=1, errors=1)
-    result.stdout.fnmatch_lines(["*from test_lib.py:4 in test_lib"])
+    result.stdout.fnmatch_lines(["*from test_lib.py:6 in test_lib"])
     result.stdout.no_fnmatch_line(hint)
     pytester.makepyfile(test_nested=NESTED_OPEN)
     result = run(pytester, "test_nested.py")
