@@ -1300,6 +1300,10 @@ def _hand_over_nested(context: str, tests: set[str]) -> int:
     return int(tempfiles.hand_over_nested(context, lambda label: label not in tests))
 
 
+#: Kinds whose open resources have no object of their own: what owns them is unknown.
+_NO_OBJECT_KINDS = frozenset({"untracked-fd", "fd"})
+
+
 def _path_only(leak: Leak) -> bool:
     """Whether *leak* is a path ``mkdtemp()`` or ``mkstemp()`` made and nothing removed: no object
     holds it, and a full collection frees none that would remove it (pyfilesystem2's suite, a
@@ -2022,13 +2026,15 @@ class LeakChecker:
                 closes_at_exit = self.exit_handlers.will_close()
                 leaks = [leak for leak in leaks if not closes_at_exit(leak)]
                 if leaks:
-                    leaks = self._collected_and_waited(check, leaks)
+                    leaks = self._collected_and_waited(check, leaks, item)
                     leaks = [leak for leak in leaks if not closes_at_exit(leak)]
         fresh = [leak for leak in leaks if _key(leak) not in self.reported]
         self.reported.update(key for leak in fresh for key in _keys(leak))
         return _logged_to(fresh)
 
-    def _collected_and_waited(self, check: Callable[..., list[Leak]], leaks: list[Leak]) -> list[Leak]:
+    def _collected_and_waited(
+        self, check: Callable[..., list[Leak]], leaks: list[Leak], item: pytest.Item
+    ) -> list[Leak]:
         """*leaks*, checked again after the grace period for what winds down and a full collection
         (the young generations were collected already, see _test_leaks)."""
         grace = self.grace
@@ -2044,8 +2050,24 @@ class LeakChecker:
             # ends (a thread). A leak the collector already closed stays as it is, and a full
             # collection takes up to a second in a big suite (sanic's, for its dropped sockets).
             # So does a path mkdtemp() made: no object of its own, none a collection frees.
-            leaks = check(grace=grace, collect=self.collect)
+            # Nor does one the test's fixtures surely keep alive: no cycle's garbage to free.
+            collect = self.collect and not self._kept_alive(item, leaks)
+            leaks = check(grace=grace, collect=collect)
         return leaks
+
+    def _kept_alive(self, item: pytest.Item, leaks: list[Leak]) -> bool:
+        """Whether what the test leaves open is all reachable from its fixtures' values (or its
+        instance): alive for sure, so a full collection would close none of it. Not when a
+        descriptor with no object of its own is open (C code's, an ``os.open()``'s): its owner
+        may be a cycle's garbage."""
+        assert self.tracker is not None
+        if any(leak.state == "open" and leak.kind in _NO_OBJECT_KINDS for leak in leaks):
+            return False
+        roots: list[object] = list(getattr(item, "funcargs", {}).values())
+        instance = getattr(item, "instance", None)
+        if instance is not None:
+            roots.append(instance)
+        return bool(roots) and self.tracker.all_reachable(item.nodeid, roots)
 
     def _hand_over_held(self, item: pytest.Item) -> int:
         """What the test acquired and a wider-scoped fixture's value, or an object the

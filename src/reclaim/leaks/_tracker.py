@@ -434,6 +434,26 @@ class Tracker:
                     on_take(label)
         return moved
 
+    def all_reachable(self, context: str, roots: Iterable[object]) -> bool:
+        """Whether every open resource labelled *context* that has an object of its own is
+        reachable from *roots* (objects surely alive: a test's fixture values), within the
+        search's budget: then none is a reference cycle's garbage that a full collection would
+        close, and the collection can be spared (pottery's suite, each test leaking a client its
+        fixture still holds: 3.7x the CPU, most of it full collections that closed nothing)."""
+        self._require()
+        targets = _open_under(context.__eq__)
+        wanted = [key for key, held in targets.items() if _open_now(held)]
+        if not wanted:
+            return True
+        search = _Search(targets, _not_followed(), (), wanted)
+        for root in roots:
+            search.reachable(root, True)
+            if not search.wanted:
+                return True
+            if not search.budget:
+                return False
+        return False
+
     def hand_back(self, holding: Callable[[str], tuple[str, object] | None]) -> int:
         """Give back what a holder of :meth:`hand_over_held`'s *module_holders* has let go.
 
