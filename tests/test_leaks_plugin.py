@@ -4487,3 +4487,30 @@ def test_no_full_collection_for_what_the_tests_fixtures_surely_keep_alive(pytest
     result.assert_outcomes(passed=5, errors=5)
     [line] = [line for line in result.outlines if line.startswith("full collections: ")]
     assert int(line.split(": ")[1]) <= 1, result.stdout.str()
+
+
+def test_a_doctests_leak_is_at_its_example_with_no_depth_hint(pytester: pytest.Pytester) -> None:
+    """urwid's doctests: a leak's stack ends at the example that made it, the test's own line,
+    yet the report asked for 16 frames, then at 16 for 32."""
+    pytester.makepyfile(
+        screens='''
+        import socket
+
+        class Screen:
+            """
+            >>> s = Screen()
+            >>> s.ok
+            True
+            """
+
+            def __init__(self):
+                self.rd, self.wr = socket.socketpair()
+                self.ok = True
+        '''
+    )
+    result = run(pytester, "--doctest-modules", "-W", "ignore::ResourceWarning")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        ["*acquired at screens.py:11 in Screen.__init__", "*from <doctest screens.Screen?0?>:1*"]
+    )
+    result.stdout.no_fnmatch_line("*stacks keep*")

@@ -2178,7 +2178,10 @@ class LeakChecker:
         for leak in leaks:
             frames = leak.frames
             if any(
-                self.is_test_file(frame.filename) or frame.filename in self.test_calls_in for frame in frames
+                self.is_test_file(frame.filename)
+                or frame.filename in self.test_calls_in
+                or frame.filename.startswith("<doctest ")  # a doctest's example: the test's line
+                for frame in frames
             ):
                 continue
             if leak.kind == "file" and not self.depth_given and kept < self.depth and len(frames) >= kept:
