@@ -336,8 +336,6 @@ class _Cycle:
 
 
 @pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
-@ignore_gc_warnings
-@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
 def test_a_file_opened_with_a_str_subclass_is_named_by_its_path(leakwatch: Watch, tmp_path: Path) -> None:
     """matplotlib's ``findfont()`` returns a ``FontPath(str)``: a file opened with one was named
     by its repr, ``FontPath('/.../a.ttf', 0)``, which an allow pattern for the path missed."""
@@ -380,6 +378,8 @@ def test_open_run_by_c_code_with_no_python_frame_opens(tmp_path: Path) -> None:
     assert "Error" not in done.stderr, done.stderr
 
 
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@ignore_gc_warnings
 def test_file_in_a_reference_cycle_is_reported_when_collected(leakwatch: Watch, tmp_path: Path) -> None:
     _Cycle(tmp_path / "d.txt")
     at = line() - 1
