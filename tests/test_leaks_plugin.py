@@ -4223,37 +4223,41 @@ def test_c_codes_descriptor_the_checks_collection_closes_is_the_collectors_leak(
     )
 
 
+# A conftest's session fixture ``url``: an HTTP/1.1 server on 127.0.0.1, its do_GET given.
+HTTP_CONFTEST = """
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        {do_get}
+
+    def log_message(self, *args):
+        pass
+
+@pytest.fixture(scope="session")
+def url():
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever)
+    thread.start()
+    yield f"http://127.0.0.1:{{server.server_address[1]}}/"
+    server.shutdown()
+    server.server_close()
+    thread.join()
+"""
+
+
 def test_a_dropped_http_errors_socket_is_not_said_closed_by_a_private_class_of_the_stdlib(
     pytester: pytest.Pytester,
 ) -> None:
     """An ``HTTPError`` wraps its response in tempfile's wrapper: dropped, its socket was "closed
     by _TemporaryFileCloser.__del__()", which sent the reader looking for a temporary file
     (dulwich's LFS tests). The line that dropped it is what the entry says now."""
-    pytester.makeconftest(
-        """
-        import threading
-        from http.server import BaseHTTPRequestHandler, HTTPServer
-
-        import pytest
-
-        class NotFound(BaseHTTPRequestHandler):
-            def do_GET(self):
-                self.send_error(404)
-
-            def log_message(self, *args):
-                pass
-
-        @pytest.fixture(scope="session")
-        def url():
-            server = HTTPServer(("127.0.0.1", 0), NotFound)
-            thread = threading.Thread(target=server.serve_forever)
-            thread.start()
-            yield f"http://127.0.0.1:{server.server_address[1]}/missing"
-            server.shutdown()
-            server.server_close()
-            thread.join()
-        """
-    )
+    pytester.makeconftest(HTTP_CONFTEST.format(do_get="self.send_error(404)"))
     pytester.makepyfile(
         test_errors="""
         from urllib.error import HTTPError
@@ -4361,36 +4365,9 @@ def test_a_programs_wrapper_of_a_responses_close_is_not_where_it_was_dropped(
 ) -> None:
     """sentry-sdk wraps ``HTTPResponse.close``: a response dropped unclosed, whose finalizer's
     close() ran that wrapper first, was "dropped at" the wrapper's line, not the test's."""
-    pytester.makeconftest(
-        """
-        import threading
-        from http.server import BaseHTTPRequestHandler, HTTPServer
-
-        import pytest
-
-        class Ok(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self):
-                self.send_response(200)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, *args):
-                pass
-
-        @pytest.fixture(scope="session")
-        def url():
-            server = HTTPServer(("127.0.0.1", 0), Ok)
-            thread = threading.Thread(target=server.serve_forever)
-            thread.start()
-            yield f"http://127.0.0.1:{server.server_address[1]}/"
-            server.shutdown()
-            server.server_close()
-            thread.join()
-        """
-    )
+    ok = 'self.send_response(200); self.send_header("Content-Length", "2"); self.end_headers(); '
+    ok += 'self.wfile.write(b"ok")'
+    pytester.makeconftest(HTTP_CONFTEST.format(do_get=ok))
     pytester.makepyfile(
         test_wrapped="""
         from http.client import HTTPResponse
