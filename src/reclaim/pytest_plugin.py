@@ -787,10 +787,7 @@ def _acquired_in(obj: object, filename: str | None) -> bool:
     else:
         # A file keeps its facts on its raw layer, under its buffer and text layers: moto's
         # backend keeps the files its own code opened, as the module keeps a socket it made.
-        raw = obj
-        for layer in ("buffer", "raw"):
-            if isinstance(raw, _IO_LAYERS):
-                raw = getattr(raw, layer, raw)
+        raw = _files.raw_layer(obj) if isinstance(obj, _IO_LAYERS) else obj
         facts = _files.facts_of(raw) if isinstance(raw, _io.FileIO) and not raw.closed else None
         if facts is None:
             return False

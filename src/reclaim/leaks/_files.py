@@ -63,7 +63,7 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see recl
 if TYPE_CHECKING:
     from typing import Any, NamedTuple
 
-__all__ = ["collected", "install", "is_tracked", "tracked_open"]
+__all__ = ["collected", "install", "is_tracked", "raw_layer", "tracked_open"]
 
 __tracebackhide__ = True  # stands in for what it wraps: see _patch
 
@@ -396,13 +396,18 @@ class Descriptor(_DescriptorFields):
     __slots__ = ()
 
 
+def raw_layer(file: Any) -> Any:
+    """The raw layer under a file object (its text and buffered layers looked through)."""
+    return getattr(getattr(file, "buffer", file), "raw", file)
+
+
 def rename(file: Any, name: object) -> None:
     """Report the tracked *file* under *name* (a path, a descriptor, ``(maker, directory)``, a PipeEnd).
 
     ``open()`` recorded the name it was given; the code that made the file may know better
     what it is. The site stays the one ``open()`` recorded.
     """
-    raw = getattr(getattr(file, "buffer", file), "raw", file)
+    raw = raw_layer(file)
     facts = facts_of(raw)
     if facts is not None:  # the facts live on the raw layer
         set_facts(raw, (*facts[:5], name, *facts[6:]))
@@ -410,7 +415,7 @@ def rename(file: Any, name: object) -> None:
 
 def disown(file: Any) -> None:
     """*file* now belongs to another tracked object (a NamedTemporaryFile): stop reporting it."""
-    raw = getattr(getattr(file, "buffer", file), "raw", file)
+    raw = raw_layer(file)
     if is_tracked(raw):
         forget(raw)
     _records.release(id(file))
