@@ -234,6 +234,42 @@ def test_asyncpg_connection_never_closed_is_one_leak_at_its_line(leakwatch: Watc
     assert_site(leak, made)
 
 
+@pytest.mark.postgres
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_asyncpg_connection_and_pool_left_open_are_one_leak_each_on_either_loop(
+    leakwatch: Watch, postgres: Any, loop: str
+) -> None:
+    """On uvloop, whose connections are recorded as their transports, a connection left open was
+    reported with its socket beside it, and a pool as its bare sockets."""
+    asyncpg = pytest.importorskip("asyncpg")
+    new_loop = asyncio.new_event_loop if loop == "asyncio" else pytest.importorskip("uvloop").new_event_loop
+    kwargs = _asyncpg_kwargs(postgres)
+
+    async def main() -> None:
+        mark = leakwatch.tracker.snapshot()  # after the event loop and this task began
+        conn = await asyncpg.connect(**kwargs)
+        conn_line = line() - 1
+        pool = await asyncpg.create_pool(**kwargs, min_size=2)
+        pool_line = line() - 1
+        try:
+            found = sorted(leakwatch.tracker.leaks(mark), key=lambda leak: leak.frames[0].lineno)
+            assert [(leak.kind, leak.frames[0].lineno) for leak in found] == [
+                ("asyncpg", conn_line),
+                ("asyncpg", pool_line),
+            ], [leak.headline() for leak in found]
+        finally:
+            await conn.close()
+            await pool.close()
+        assert leakwatch.tracker.leaks(mark) == []
+
+    running = new_loop()  # open while the check runs: uvloop's close() closes every connection
+    try:
+        running.run_until_complete(main())
+    finally:
+        running.close()
+
+
 def test_asyncpg_connect_patched_to_return_a_mock_records_no_connection(leakwatch: Watch) -> None:
     """A test that patches what connects (asyncpg's own connection-cleanup tests) gets back its
     mock, a ``Mock(spec=Connection)``: no connection, and no leak once it is dropped."""
@@ -422,13 +458,16 @@ def test_aiomysql_pool_never_closed_and_waited_for_is_one_leak_at_its_line(
 
 @pytest.mark.redis
 @pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
 def test_redis_asyncio_clients_closed_report_nothing_one_left_open_its_command(
-    leakwatch: Watch, redis_server: Any
+    leakwatch: Watch, redis_server: Any, loop: str
 ) -> None:
     """``aclose()``, ``async with``, a pool of the program's closed: nothing; a client left open
     is the entry, at its line, holding its connection, made at the command that connected it (as
-    for sync redis-py)."""
+    for sync redis-py). On uvloop too, whose connections are recorded as their transports: the
+    client was not reported, its connection's socket was, alone (pottery's suite)."""
     aredis = pytest.importorskip("redis.asyncio")
+    new_loop = asyncio.new_event_loop if loop == "asyncio" else pytest.importorskip("uvloop").new_event_loop
     url = f"redis://{redis_server.host}:{redis_server.port}"
 
     async def main() -> None:
@@ -456,5 +495,9 @@ def test_redis_asyncio_clients_closed_report_nothing_one_left_open_its_command(
         finally:
             await client.aclose()
 
-    asyncio.run(main())
+    running = new_loop()  # open while the check runs: uvloop's close() closes every connection
+    try:
+        running.run_until_complete(main())
+    finally:
+        running.close()
     assert leakwatch.leaks() == []

@@ -38,8 +38,8 @@ import functools
 import sys
 from types import ModuleType
 
-from . import _pooled, _records
-from ._holders import public_name
+from . import _pooled, _records, _sockets
+from ._holders import public_name, record_of
 from ._kinds import Details, Kind, register
 from ._owning import caller, lookup, outside, own
 from ._patch import Patches
@@ -88,13 +88,11 @@ def _key(pool: object) -> tuple[str, int]:
 def _socket(con: Any) -> Any:
     """The socket under an asyncpg connection's transport (None when it has none)."""
     transport = getattr(con, "_transport", None)
-    sock = transport.get_extra_info("socket") if transport is not None else None
-    return getattr(sock, "_sock", sock)  # asyncio's TransportSocket around it
+    return _sockets.of_transport(transport) if transport is not None else None
 
 
 def _record_of(obj: Any) -> Record | None:
-    rec = _records.live.get(id(obj)) if obj is not None else None
-    return rec if rec is not None and rec() is obj else None
+    return record_of(obj) if obj is not None else None
 
 
 def _where(con: Any) -> str:

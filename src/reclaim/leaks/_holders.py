@@ -103,6 +103,7 @@ __all__ = [
     "making",
     "not_followed",
     "public_name",
+    "record_of",
     "track",
 ]
 
@@ -377,6 +378,15 @@ SEARCH = 10_000
 #: set while uvloop is tracked, whose connections are recorded by descriptor (see
 #: :mod:`._uvloop`), so that a holder reaching a uvloop transport finds its socket.
 keyed: Callable[[object], object] | None = None
+
+
+def record_of(obj: object) -> Record | None:
+    """The live record of *obj* (one :data:`keyed` finds, for a uvloop transport), or None."""
+    rec = _records.live.get(id(obj))
+    if rec is None and keyed is not None:
+        other = keyed(obj)
+        rec = _records.live.get(other) if other is not None else None
+    return rec if rec is not None and rec() is obj else None
 
 
 def _closed(obj: Any, rec: Record) -> bool:

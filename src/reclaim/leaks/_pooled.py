@@ -46,7 +46,7 @@ from types import ModuleType
 
 from reclaim import _sites
 
-from . import _holders, _owning, _records
+from . import _holders, _owning, _records, _sockets
 from ._patch import Patches, instance_dict
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see reclaim/__init__)
@@ -189,8 +189,8 @@ def checked_out(
         sock = socket_of(conn)
     except Exception:  # an exotic connection: it stays where it was made, the checkout goes on
         return
-    rec = _records.live.get(id(sock)) if sock is not None else None
-    if rec is None or rec.kind != kind or rec() is not sock:
+    rec = _holders.record_of(sock) if sock is not None else None  # a uvloop transport: by its key
+    if rec is None or rec.kind != kind:
         return  # not connected yet (the request that follows connects it), or not tracked
     take(conn, rec, frame, source)
 
@@ -357,8 +357,8 @@ def _redis_records(conn: Any) -> tuple[_records.Record | None, _records.Record |
     live = _records.live
     inner = getattr(conn, "_conn", None)
     sock = redis.socket_of(conn if inner is None else inner)
-    found = live.get(id(sock)) if sock is not None else None
-    part = found if found is not None and found.kind == "socket" and found() is sock else None
+    found = _holders.record_of(sock) if sock is not None else None  # a uvloop transport: by its key
+    part = found if found is not None and found.kind == "socket" else None
     for obj in (conn, inner):
         rec = live.get(id(obj)) if obj is not None else None
         if rec is not None and rec.kind == redis.KIND and rec() is obj:
@@ -695,7 +695,8 @@ def _httpcore_socket(conn: Any) -> Any:
     sock = stream.get_extra_info("socket") if stream is not None else None
     socket = sys.modules["socket"]
     if sock is not None and not isinstance(sock, socket.socket):
-        sock = getattr(sock, "_sock", sock)  # asyncio's TransportSocket, under anyio's stream
+        # asyncio's TransportSocket, or uvloop's PseudoSocket, under anyio's stream
+        sock = _sockets.tracked(sock, getattr(getattr(stream, "_stream", None), "_transport", None))
     return sock
 
 

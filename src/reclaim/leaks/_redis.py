@@ -33,7 +33,7 @@ from types import ModuleType
 
 from reclaim import _sites
 
-from . import _holders, _records
+from . import _holders, _records, _sockets
 from ._kinds import Details, Kind, register
 from ._patch import Patches
 from ._records import OPEN, Record
@@ -76,11 +76,10 @@ def socket_of(conn: Any) -> Any:
     if sock is not None:
         return sock
     writer = getattr(conn, "_writer", None)
-    get_extra_info = getattr(writer, "get_extra_info", None)
-    if get_extra_info is None:  # not connected, or a writer of no asyncio stream (fakeredis's)
-        return None
-    sock = get_extra_info("socket")  # asyncio's TransportSocket around it
-    return getattr(sock, "_sock", sock)
+    transport = getattr(writer, "transport", None)
+    if transport is None or not hasattr(transport, "get_extra_info"):
+        return None  # not connected, or a writer of no asyncio stream (fakeredis's)
+    return _sockets.of_transport(transport)
 
 
 def _socket(conn: Any) -> Iterable[object]:

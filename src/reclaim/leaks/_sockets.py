@@ -59,7 +59,7 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see recl
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["collected", "install_selectors", "install_socket", "track_class"]
+__all__ = ["collected", "install_selectors", "install_socket", "of_transport", "track_class", "tracked"]
 
 __tracebackhide__ = True  # stands in for what it wraps: see _patch
 
@@ -111,6 +111,25 @@ class _MakefileKept(_Reason):
 
     # No __slots__: a str subclass takes none that hold something; its dict keeps ``dropped``.
     dropped: tuple[CodeType, int] | None
+
+
+def of_transport(transport: Any) -> Any:
+    """What the socket under an asyncio *transport* is tracked as (None when it has none): the
+    socket, out of asyncio's ``TransportSocket`` around it; under uvloop, whose sockets libuv
+    makes and whose records are its transports' (see :mod:`._uvloop`), the transport itself.
+    A client's holder finds its socket through it: under uvloop, a ``redis.asyncio`` client
+    never closed was reported as a bare socket, its client not at all."""
+    return tracked(transport.get_extra_info("socket"), transport)
+
+
+def tracked(sock: Any, transport: Any) -> Any:
+    """What *sock*, the socket an asyncio *transport* gives (None for none), is tracked as (see
+    :func:`of_transport`)."""
+    if sock is None:
+        return None
+    if type(sock).__module__ == "uvloop.loop":  # a PseudoSocket: a view of libuv's descriptor
+        return transport
+    return getattr(sock, "_sock", sock)
 
 
 def makefile_kept(dropped: tuple[CodeType, int] | None) -> str:
