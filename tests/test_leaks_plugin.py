@@ -2024,6 +2024,45 @@ def test_a_test_modules_own_global_is_searched_before_a_large_graph_another_modu
     result.stdout.fnmatch_lines(["held by module global test_b_store.store (kept from *::test_first):"])
 
 
+def test_the_last_test_of_a_class_or_module_is_checked_before_their_teardown(
+    pytester: pytest.Pytester,
+) -> None:
+    """What a test leaves open and a ``tearDownClass`` (or a module's teardown) closes later is
+    each test's leak, the last one's too: it was checked after that teardown, and passed alone of
+    its class (pygame's ``quit()`` in ``tearDownClass``)."""
+    pytester.makepyfile(
+        test_last="""
+        import unittest
+
+        OPENED = []
+
+        def teardown_module():
+            for f in OPENED:
+                f.close()
+
+        class TestUnittest(unittest.TestCase):
+            @classmethod
+            def tearDownClass(cls):
+                for f in OPENED:
+                    f.close()
+
+            def test_one(self):
+                OPENED.append(open(__file__))
+
+            def test_two(self):
+                OPENED.append(open(__file__))
+
+        def test_three():
+            OPENED.append(open(__file__))
+
+        def test_four():
+            OPENED.append(open(__file__))
+        """
+    )
+    result = run(pytester, "-p", "no:randomly")
+    result.assert_outcomes(passed=4, errors=4)
+
+
 def test_what_a_unittest_setupclass_or_a_class_fixture_keeps_on_the_class_is_not_a_tests(
     pytester: pytest.Pytester,
 ) -> None:

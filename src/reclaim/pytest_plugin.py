@@ -1529,6 +1529,9 @@ class LeakChecker:
         self.fixture_allow: dict[str, list[AllowRule]] = {}
         self.reported: set[tuple[object, ...]] = set()
         self.item: pytest.Item | None = None
+        #: The test whose teardown runs now (its function-scoped fixtures', then the wider ones'
+        #: its scope ends with).
+        self.in_teardown: pytest.Item | None = None
         # (who acquired, rendered report, how many tests or fixtures) of leaks found after their
         # test ended.
         self.late: list[tuple[str, str, int]] = []
@@ -1887,6 +1890,12 @@ class LeakChecker:
             set_context(previous)
 
         def tearing_down() -> None:  # added after the fixture's own finalizer: runs before it
+            item = self.in_teardown
+            if item is not None and _STASH_LEAKS not in item.stash:
+                # The last test of a class, module or session is checked before their fixtures'
+                # teardown, as the others are: a tearDownClass that closed what that test left
+                # open (pygame's quit()) passed it alone of its class.
+                self._check(item)
             outer.append(current_context())
             set_context(label)
             cached = fixturedef.cached_result
@@ -1901,8 +1910,9 @@ class LeakChecker:
         # trylast: after pytest's own teardown of the fixtures, before its unraisable-exception
         # check, so a ResourceWarning the GC raises here is still reported with this test.
         if self.tracker is not None:
-            _drop_finished_log_records(item)
-            item.stash[_STASH_LEAKS] = leaks = self._test_leaks(item)
+            leaks = item.stash.get(_STASH_LEAKS, None)
+            if leaks is None:  # no wider fixture's teardown checked it first
+                leaks = self._check(item)
             try:
                 _collect_unraisable(item.config)
             except (pytest.PytestUnraisableExceptionWarning, ExceptionGroup) as exc:
@@ -1913,6 +1923,12 @@ class LeakChecker:
                     raise
                 item.stash[_STASH_UNRAISABLE] = exc
 
+    def _check(self, item: pytest.Item) -> list[Leak]:
+        """Check *item*, its function-scoped fixtures torn down, and keep what it leaked."""
+        _drop_finished_log_records(item)
+        item.stash[_STASH_LEAKS] = leaks = self._test_leaks(item)
+        return leaks
+
     @pytest.hookimpl(specname="pytest_runtest_teardown", wrapper=True, tryfirst=True)
     def pytest_runtest_teardown_fail_on_leaks(self, item: pytest.Item) -> Generator[None, object, object]:
         """Fail the teardown with the report when the test leaked (outermost wrapper)."""
@@ -1921,10 +1937,13 @@ class LeakChecker:
         from .leaks import set_context
 
         error: BaseException | None = None
+        self.in_teardown = item
         try:
             result = yield
         except BaseException as exc:
             error = exc
+        finally:
+            self.in_teardown = None
         try:
             leaks = item.stash.get(_STASH_LEAKS, None)
             if leaks is None:  # pytest's own teardown failed before the check ran
