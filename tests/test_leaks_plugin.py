@@ -4225,6 +4225,7 @@ def test_c_codes_descriptor_the_checks_collection_closes_is_the_collectors_leak(
     pytester.makepyfile(
         test_handles="""
         import ctypes
+        import gc
         import os
 
         LIBC = ctypes.CDLL(None, use_errno=True)
@@ -4250,15 +4251,26 @@ def test_c_codes_descriptor_the_checks_collection_closes_is_the_collectors_leak(
         def test_freed(tmp_path):
             (tmp_path / "pack").write_bytes(b"x")
             Handle(tmp_path / "pack").free()
+
+        def test_dropped_in_an_old_cycle(tmp_path):
+            (tmp_path / "pack").write_bytes(b"x")
+            handle = Handle(tmp_path / "pack")
+            gc.collect()  # it lives on: in the oldest generation, which the check's first collection spares
+            del handle
         """
     )
-    result = run(pytester)
-    result.assert_outcomes(passed=2, errors=1)
+    result = run(pytester, "-p", "no:randomly")
+    result.assert_outcomes(passed=3, errors=2)
     result.stdout.fnmatch_lines(
         [
             "*ERROR at teardown of test_dropped_in_a_cycle *",
             "untracked-fd fd * -> */pack (closed by the garbage collector, not the program)",
         ]
+    )
+    # Left to a full collection, it was closed unseen, and the test passed: it is reported open,
+    # as no full collection runs for C code's descriptors alone (pygit2's suite paid one per test).
+    result.stdout.fnmatch_lines(
+        ["*ERROR at teardown of test_dropped_in_an_old_cycle *", "untracked-fd fd * -> */pack"]
     )
 
 
