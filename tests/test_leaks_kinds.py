@@ -3982,6 +3982,29 @@ def test_mmap_dropped_unclosed_is_collected(leakwatch: Watch) -> None:
     assert leak.state == "collected"
 
 
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_mmap_whose_close_a_view_refused_is_released_as_the_view_dies(leakwatch: Watch) -> None:
+    """``close()`` raises ``BufferError`` while a view of the map is alive: the program closed
+    it as far as it could, and the view's end releases it (astropy.io.fits drops its maps so).
+    One dropped with its view and never closed is still the collector's."""
+    refused = mmap.mmap(-1, 4096)
+    view = memoryview(refused)
+    with pytest.raises(BufferError):
+        refused.close()
+    assert leakwatch.leaks("mmap") != []  # open still: its view keeps it mapped
+    del refused
+    view.release()  # the map's last reference: unmapped here
+    assert leakwatch.leaks() == []
+    forgotten = mmap.mmap(-1, 4096)
+    at = line() - 1
+    view = memoryview(forgotten)
+    del forgotten
+    view.release()
+    leak = leakwatch.one("mmap")
+    assert_site(leak, at)
+    assert leak.state == "collected"
+
+
 def test_mmap_subclass_whose_new_passes_other_arguments_is_made_and_reported(leakwatch: Watch) -> None:
     """A subclass's ``__new__`` may call mmap's with arguments its ``__init__`` is never given
     (CPython's test_mmap): made as without tracking, and reported at the program's line. A map's
