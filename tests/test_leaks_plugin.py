@@ -3598,6 +3598,72 @@ def test_what_a_thread_an_exit_handler_stops_acquired_and_what_its_code_reaches_
     assert "sqlite3" not in out and "test_stopped.py:33" not in out, out
 
 
+def test_what_an_exit_handler_reaches_through_the_methods_it_calls_or_its_modules_list_is_no_leak(
+    pytester: pytest.Pytester,
+) -> None:
+    """OpenTelemetry's providers register their ``shutdown()``, which stops each reader its config
+    keeps, and each reader joins its thread: the thread was the test's leak, though ``reclaim
+    run`` found none. astropy's ``_deltemps`` removes the temp files its module's list names.
+    What the methods a handler calls on the objects it reaches name counts too (a few objects
+    deep), and a path in a list its function names; what none names still does not."""
+    pytester.makepyfile(
+        test_providers="""
+        import atexit
+        import os
+        import tempfile
+        import threading
+        from pathlib import Path
+
+        class Reader:
+            def __init__(self):
+                self._stop = threading.Event()
+                self._thread = threading.Thread(target=self._stop.wait, daemon=True)
+                self._thread.start()
+                self._spare = threading.Thread(target=self._stop.wait, daemon=True, name="spare")
+                self._spare.start()
+
+            def shutdown(self):
+                self._stop.set()
+                self._thread.join()
+
+        class Config:
+            def __init__(self, readers):
+                self.readers = list(readers)
+
+        class Provider:
+            def __init__(self, readers):
+                self._config = Config(readers)
+                atexit.register(self.shutdown)
+
+            def shutdown(self):
+                for reader in self._config.readers:
+                    reader.shutdown()
+
+        TO_DELETE = []
+
+        @atexit.register
+        def _delete():
+            while TO_DELETE:
+                path = TO_DELETE.pop()
+                if path.is_file():
+                    path.unlink()
+
+        def test_provider():
+            Provider([Reader()])
+
+        def test_download():
+            fd, name = tempfile.mkstemp()
+            os.close(fd)
+            TO_DELETE.append(Path(name))
+        """,
+    )
+    result = run(pytester, "-p", "no:randomly")
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(["*ERROR at teardown of test_provider*", "thread 'spare' *"])
+    out = result.stdout.str()  # under CI=true, pytest's summary repeats each report in full
+    assert "test_download" not in out and "Thread-" not in out, out
+
+
 def test_what_an_exit_handlers_object_keeps_is_read_without_running_its_code(
     pytester: pytest.Pytester,
 ) -> None:

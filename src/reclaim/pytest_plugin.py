@@ -1082,6 +1082,11 @@ class _ExitHandlers:
                                 if func is shutil.rmtree:  # Django's runner, for its TMPDIR
                                     trees.append(os.path.join(path, ""))
             for obj in _reached(func, (*args, *kwargs.values()), _EXIT_FOLLOWED):
+                if isinstance(obj, (str, os.PathLike)) and not _implicit_cleanup(func):
+                    with contextlib.suppress(Exception):  # a PathLike whose __fspath__ fails
+                        path = os.fspath(obj)
+                        if isinstance(path, str):
+                            paths.add(path)  # one a handler's list of what it removes keeps
                 rec = _records.live.get(id(obj))
                 if rec is not None and rec() is obj:
                     acquisitions.setdefault((rec.seq, rec.kind, rec.time), []).append(rec.site)
@@ -1174,22 +1179,7 @@ def _reached(func: object, args: Sequence[object], levels: int) -> list[object]:
             # and what a list, set or dict of them keeps (children it waits for at exit). Only
             # the attributes its code names: jupyter_client's ``cleanup_connection_file`` removes
             # a file, and the kernel its manager keeps running was excused with it.
-            named = _names_used(func)
-            attributes = _plain_attribute(owner, "__dict__")
-            for name, value in list(attributes.items() if type(attributes) is dict else ()):
-                if named is not None and name not in named:
-                    continue
-                found.append(value)
-                if type(value) in (list, tuple, set, frozenset, collections.deque):
-                    found += list(itertools.islice(value, _ITEMS_LOOKED_AT))
-                elif type(value) is dict:
-                    found += list(itertools.islice(value.values(), _ITEMS_LOOKED_AT))
-                elif named is not None and not issubclass(type(value), (type, types.ModuleType)):
-                    # What its code reaches through that attribute, by the names it uses
-                    # (``self.heartbeat.context.term()``: ipykernel's close()).
-                    inner = _plain_attribute(value, "__dict__")
-                    if type(inner) is dict:
-                        found += [item for key, item in list(inner.items()) if key in named]
+            _attributes_reached(owner, _names_used(func), _OBJECTS_FOLLOWED, found, {id(owner)})
         if isinstance(func, functools.partial):
             found += _reached(func.func, (*func.args, *func.keywords.values()), levels - 1)
         if isinstance(func, types.FunctionType):  # what its code names: a cell, or a global
@@ -1197,8 +1187,82 @@ def _reached(func: object, args: Sequence[object], levels: int) -> list[object]:
                 with contextlib.suppress(ValueError):  # an empty cell
                     found += _reached(cell.cell_contents, (cell.cell_contents,), levels - 1)
             names = func.__globals__
-            found += [names[name] for name in func.__code__.co_names if name in names]
+            for value in [names[name] for name in func.__code__.co_names if name in names]:
+                # A module's list of what it cleans up at exit, and what is in it (astropy's
+                # ``_tempfilestodel``, the paths its ``_deltemps`` removes).
+                found += [value, *_items(value)]
     return [obj for obj in found if obj is not None and not issubclass(type(obj), types.ModuleType)]
+
+
+#: How many objects deep the walk from an exit handler's object goes (see _attributes_reached):
+#: OpenTelemetry's ``MeterProvider.shutdown`` stops each reader its config keeps, and each
+#: joins its thread (provider, config, reader, thread).
+_OBJECTS_FOLLOWED = 4
+
+_CONTAINER_TYPES = (list, tuple, set, frozenset, collections.deque)
+
+
+def _items(value: object) -> list[object]:
+    """The items of *value* if it is a list, tuple, set or deque, the values of a dict; else none."""
+    if type(value) in _CONTAINER_TYPES:
+        return list(itertools.islice(value, _ITEMS_LOOKED_AT))  # type: ignore[call-overload]
+    if type(value) is dict:
+        return list(itertools.islice(value.values(), _ITEMS_LOOKED_AT))
+    return []
+
+
+def _attributes_reached(
+    obj: object, named: frozenset[str] | None, depth: int, found: list[object], seen: set[int]
+) -> None:
+    """Add to *found* what the attributes of *obj* that *named* names keep (every one, when None),
+    and the items of a container there; then, *depth* objects deep, what the code the handler
+    calls on each of those by name reaches in turn (``self._reader.shutdown()``: the reader's
+    own method, which joins its thread)."""
+    attributes = _plain_attribute(obj, "__dict__")
+    for name, value in list(attributes.items() if type(attributes) is dict else ()):
+        if named is not None and name not in named:
+            continue
+        for item in (value, *_items(value)):
+            if id(item) in seen:
+                continue
+            seen.add(id(item))
+            found.append(item)
+            kind = type(item)
+            if (
+                depth > 1
+                and named is not None
+                and kind not in _CONTAINER_TYPES
+                and kind is not dict
+                and not issubclass(kind, (type, types.ModuleType, *_SCALARS))
+            ):
+                _attributes_reached(item, _names_called(kind, named), depth - 1, found, seen)
+
+
+def _names_called(cls: type, named: frozenset[str]) -> frozenset[str] | None:
+    """*named*, with the names used by the methods of *cls* it names (their code, and what it
+    calls in turn, as :func:`_names_used`): what of an object of *cls* a handler's code may reach.
+    None when that cannot be told."""
+    known = _NAMES_CALLED.get((id(cls), named))
+    if known is not None and known[0] is cls:
+        return known[1]
+    names = set(named)
+    answer: frozenset[str] | None = None
+    for name in named:
+        method = next((vars(klass)[name] for klass in cls.__mro__ if name in vars(klass)), None)
+        method = getattr(method, "__func__", method)  # a staticmethod or classmethod
+        if isinstance(method, types.FunctionType):
+            used = _names_used_by(method, cls)
+            if used is None:
+                break
+            names |= used
+    else:
+        answer = frozenset(names)
+    _NAMES_CALLED[(id(cls), named)] = (cls, answer)
+    return answer
+
+
+#: (id of a class, names) -> (the class, :func:`_names_called`'s answer).
+_NAMES_CALLED: dict[tuple[int, frozenset[str]], tuple[type, frozenset[str] | None]] = {}
 
 
 #: Names that reach an object's attributes without naming them: a method using one may close
