@@ -209,3 +209,49 @@ def test_a_kernel_that_died_and_was_cleaned_up_is_no_leak(tmp_path: Path) -> Non
     )
     report, stderr = reclaim_run_json(tmp_path, source)
     assert report["leaks"] == [], stderr
+
+
+def test_a_client_whose_channels_say_they_run_after_stop_channels_is_stopped(tmp_path: Path) -> None:
+    """jupyter_server's gateway client keeps queues of its own as channels, whose ``is_alive()``
+    stays true once stopped: its client, ``stop_channels()`` called, was reported as channels not
+    stopped. One never stopped still is."""
+    source = """\
+    import asyncio
+    from jupyter_client.asynchronous.client import AsyncKernelClient
+
+    class QueueChannel:
+        def __init__(self):
+            self.channel_socket = object()  # a websocket closed elsewhere, never reset
+
+        def start(self):
+            pass
+
+        def stop(self):
+            pass
+
+        def is_alive(self):
+            return self.channel_socket is not None
+
+    class QueueClient(AsyncKernelClient):
+        @property
+        def shell_channel(self):
+            if self._shell_channel is None:
+                self._shell_channel = QueueChannel()
+            return self._shell_channel
+
+    def started():
+        kc = QueueClient()
+        kc.start_channels(shell=True, iopub=False, stdin=False, hb=False, control=False)
+        return kc
+
+    async def main():
+        started().stop_channels()
+        return started()
+
+    KEEP = asyncio.run(main())
+    """
+    report, stderr = reclaim_run_json(tmp_path, source)
+    assert [leak["kind"] for leak in report["leaks"]] == ["jupyter-client"], stderr
+    lines = textwrap.dedent(source).splitlines()
+    start = "    kc.start_channels(shell=True, iopub=False, stdin=False, hb=False, control=False)"
+    assert _program_line(report["leaks"][0]) == lines.index(start) + 1

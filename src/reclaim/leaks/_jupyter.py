@@ -20,14 +20,15 @@ collected (its ``__del__`` removes the connection file and closes the socket, no
 its child under it.
 
 A client, as its channels start, is recorded (kind ``jupyter-client``) at the program's line that
-started them, open while one of its channels runs: until ``stop_channels()``; started again after
+started them, open while one of its channels runs: until ``stop_channels()`` (a subclass's whose
+channels say they still run too); started again after
 that, a new one at its own line. Its channels' sockets, its heartbeat thread (with the loop it
 runs), its I/O-loop thread and the context it made are listed under it; dropped running, it is
 the collector's, what died with it under it.
 
 Only ``KernelManager``'s ``_async_launch_kernel``, ``_async_cleanup_resources`` and ``__del__``,
-and ``KernelClient``'s ``start_channels`` and ``__del__``, are wrapped; a program that does not
-import jupyter_client loads none of this.
+and ``KernelClient``'s ``start_channels``, ``stop_channels`` and ``__del__``, are wrapped; a
+program that does not import jupyter_client loads none of this.
 """
 
 from __future__ import annotations
@@ -227,6 +228,20 @@ def install_client(patches: Patches, module: ModuleType) -> None:
         rec = _records.new(self, CLIENT, _client_info(self), _records.capture(maker, _records.depth))
         if type(self).__del__ is __del__:  # a subclass's own __del__ may never call ours
             rec.why = _records.AT_DEL
+
+    stop: Any = vars(cls).get("stop_channels")
+    if stop is not None:
+
+        @functools.wraps(stop)
+        def stop_channels(self: Any, *args: Any, **kwargs: Any) -> None:
+            stop(self, *args, **kwargs)
+            # Stopped, whatever its channels say after: jupyter_server's gateway client keeps
+            # queues whose is_alive() stays true, and its stopped client was reported.
+            rec = _records.live.get(id(self))
+            if rec is not None and rec() is self and rec.kind == CLIENT:
+                _records.closing(self, sys._getframe(1))
+
+        patches.set(cls, "stop_channels", stop_channels)
 
     __del__ = _deciding_death(cls, CLIENT, _client_open, _client_info, _client_parts)
     patches.set(cls, "start_channels", start_channels)
