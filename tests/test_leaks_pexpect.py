@@ -138,6 +138,23 @@ def test_a_pty_process_dropped_unclosed_is_one_entry_with_its_command(leakwatch:
     assert [part.kind for part in leak.holds] == ["file"]
 
 
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@pytest.mark.parametrize("cls", ["PtyProcess", "PtyProcessUnicode"])
+def test_a_pty_process_left_running_is_one_entry_holding_its_child(leakwatch: Watch, cls: str) -> None:
+    """``PtyProcess.spawn()`` forks its child before it makes the instance: the child was an entry
+    of its own beside it (jupyter_server's terminals)."""
+    proc = getattr(ptyprocess, cls).spawn(["sleep", "30"])
+    at = line() - 1
+    try:
+        [leak] = leakwatch.leaks()
+        assert (leak.kind, leak.state) == ("ptyprocess", "open")
+        assert_site(leak, at)
+        assert sorted(part.kind for part in leak.holds) == ["file", "subprocess"]
+    finally:
+        proc.close(force=True)
+    assert leakwatch.leaks() == []
+
+
 def test_a_pty_process_closed_leaks_nothing(leakwatch: Watch) -> None:
     proc = ptyprocess.PtyProcess.spawn(["true"])
     proc.close()

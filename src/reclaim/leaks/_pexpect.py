@@ -231,8 +231,15 @@ def _noting_raise(spawn: Callable[..., Any]) -> classmethod[Any, Any, Any]:
 
     def spawn_(cls: Any, *args: Any, **kwargs: Any) -> Any:
         _spawning.made = None
+        started = _time()
         try:
-            return spawn(cls, *args, **kwargs)
+            made = spawn(cls, *args, **kwargs)
+            rec = getattr(_spawning, "made", None)
+            if rec is not None and rec() is made:
+                # Acquired as spawn() began: it forks the child, and opens the terminal, before it
+                # makes the instance, and the child was an entry of its own beside it.
+                rec.time = min(rec.time, started)
+            return made
         except BaseException as exc:
             rec = getattr(_spawning, "made", None)
             if rec is not None and rec.state == OPEN and len(rec.info) == len(_INFO):
