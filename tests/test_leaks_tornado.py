@@ -132,3 +132,27 @@ def test_a_task_an_add_callback_made_is_at_the_add_callback_line(leakwatch: Watc
     [task] = leakwatch.leaks("task")
     here = [frame.lineno for frame in task.frames if frame.filename == __file__]
     assert here[:1] == [at], task.headline()
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_a_task_an_add_future_callback_made_is_at_the_add_future_line(leakwatch: Watch) -> None:
+    """``IOLoop.add_future(future, callback)`` runs the callback as the future's done callback:
+    a task it made was at the line that ran the loop (jupyter_server's gateway connection, its
+    message reader). It goes on at the line that added it."""
+    from tornado.ioloop import IOLoop
+
+    at = 0
+
+    async def main() -> None:
+        nonlocal at
+        future = asyncio.get_running_loop().create_future()
+        IOLoop.current().add_future(future, lambda done: _forever())
+        at = line() - 1
+        future.set_result(None)
+        for _ in range(3):  # done callback, task made, task started
+            await asyncio.sleep(0)
+
+    asyncio.run(main())
+    [task] = leakwatch.leaks("task")
+    here = [frame.lineno for frame in task.frames if frame.filename == __file__]
+    assert here[:1] == [at], task.headline()

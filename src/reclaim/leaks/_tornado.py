@@ -52,14 +52,20 @@ def install(patches: Patches, module: ModuleType) -> None:
 
 
 def install_callbacks(patches: Patches, module: ModuleType) -> None:
-    """Wrap ``BaseAsyncIOLoop.add_callback`` (*module* is ``tornado.platform.asyncio``): a task its
-    callback makes (``add_callback(coroutine_function)``, joblib's dask backend) goes on at the
-    line that added it, not at the line that ran the loop (the same thread, in a task) or
-    nowhere of the program's (another thread)."""
+    """Wrap ``BaseAsyncIOLoop.add_callback`` and ``add_future`` (*module* is
+    ``tornado.platform.asyncio``): a task its callback makes (``add_callback(coroutine_function)``,
+    joblib's dask backend) goes on at the line that added it, not at the line that ran the loop
+    (the same thread, in a task) or nowhere of the program's (another thread)."""
     cls = getattr(module, "BaseAsyncIOLoop", None)
     add = vars(cls).get("add_callback") if isinstance(cls, type) else None
     if add is not None:
         patches.set(cls, "add_callback", _records.at_callers_site(add, site_only=True))
+    # ``add_future(future, callback)``: the callback runs as the future's done callback, in the
+    # context copied as it was added (an asyncio future's), and a task it makes went on at the line
+    # that ran the loop (jupyter_server's gateway connection, its message reader).
+    add_future = getattr(cls, "add_future", None) if isinstance(cls, type) else None
+    if callable(add_future):
+        patches.set(cls, "add_future", _records.at_callers_site(add_future, site_only=True))
 
 
 #: module -> what tracks its part of tornado, once the program imports it.
