@@ -844,6 +844,53 @@ def test_a_session_subclass_that_mounts_its_own_adapter_is_one_session_entry(
     assert leakwatch.leaks() == []
 
 
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_a_niquests_session_left_open_is_one_entry_at_its_line(leakwatch: Watch) -> None:
+    """niquests, requests' fork: its ``Session`` was reported as a bare ``urllib3.PoolManager``
+    at niquests' line, told to ``clear()``. Its shape stands in for it here: niquests brings
+    urllib3-future, which installs as urllib3, over the one the other tests use."""
+    import types
+
+    from reclaim.leaks import _holders
+    from reclaim.leaks._patch import Patches
+
+    module = types.ModuleType("niquests.sessions")
+
+    class PoolManager:
+        def __init__(self) -> None:
+            self.pools = {"http://127.0.0.1": socket.socket()}
+
+    class Adapter:
+        def __init__(self) -> None:
+            self.poolmanager = PoolManager()
+
+    class Session:
+        def __init__(self) -> None:
+            self.adapters = {"http://": Adapter()}
+
+        def close(self) -> None:
+            for adapter in self.adapters.values():
+                for sock in adapter.poolmanager.pools.values():
+                    sock.close()
+                adapter.poolmanager.pools.clear()
+
+    Session.__module__ = "niquests.sessions"
+    module.Session = Session  # type: ignore[attr-defined]
+    patches = Patches()
+    _holders.install(patches, module)
+    try:
+        session = Session()
+        made = line() - 1
+        leak = leakwatch.one("requests")
+        assert leak.description.endswith("Session not closed (close(), or a with-block)"), leak.description
+        assert leak.frames[0].lineno == made
+        assert [held.kind for held in leak.holds] == ["socket"]
+        session.close()
+        assert leakwatch.leaks() == []
+    finally:
+        patches.undo()
+
+
 def test_requests_sessions_closed_are_not_reported(leakwatch: Watch, url: str) -> None:
     """A with-block, ``close()`` (also of a session used again after it), ``requests.get()``: the
     pools' callbacks that close() runs by dropping them are the program's release."""

@@ -280,6 +280,13 @@ HOLDERS: dict[str, dict[str, Spec]] = {
     "requests.sessions": {
         "Session": ("requests", _requests_closed, "close(), or a with-block", nothing_owned),
     },
+    # niquests, requests' fork (over urllib3-future, which installs as urllib3): its sessions too
+    "niquests.sessions": {
+        "Session": ("requests", _requests_closed, "close(), or a with-block", nothing_owned),
+    },
+    "niquests.async_session": {
+        "AsyncSession": ("requests", _requests_closed, "await session.close(), or async with", nothing_owned),
+    },
     "urllib3.poolmanager": {
         "PoolManager": ("urllib3", _urllib3_closed, "clear(), or a with-block", nothing_owned),
     },
