@@ -100,10 +100,12 @@ def hand_over_nested(context: str, wider: Callable[[str | None], bool] = bool) -
         if rec.context == context:
             mine.append(rec)
         elif rec.kind == "tempdir" and wider(rec.context):
-            outer.append((os.path.join(_path_and_maker(rec)[0], ""), rec))
+            # Absolute: mkdtemp() gives a relative path as it was given one before 3.12, where
+            # mkstemp() makes its path absolute.
+            outer.append((os.path.join(os.path.abspath(_path_and_maker(rec)[0]), ""), rec))
     moved = 0
     for rec in mine if outer else ():
-        path = _path_and_maker(rec)[0]
+        path = os.path.abspath(_path_and_maker(rec)[0])
         for prefix, parent in outer:
             if path.startswith(prefix) and _still_there(parent):
                 rec.context = parent.context
