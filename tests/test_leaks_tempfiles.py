@@ -219,10 +219,11 @@ def test_a_temp_path_made_inside_a_wider_scopes_temp_directory_goes_with_it(
     pytester: pytest.Pytester,
 ) -> None:
     """pyfilesystem2's ``setUpClass`` makes a directory its ``tearDownClass`` removes with all in
-    it, and each test makes its own inside: every test but the class's last (whose check comes
-    after the class's teardown) was said to leak it, 480 of them. A path made inside a temp
-    directory another label made, still there, is that label's; never removed, it is reported
-    at the end with the directory."""
+    it, and each test makes its own inside: every test was said to leak it, 480 of them (the
+    class's last too, now checked before the class's teardown, where ``mkstemp()``'s absolute
+    path did not match the relative one ``mkdtemp(dir=".")`` gave its directory before 3.12). A
+    path made inside a temp directory another label made, still there, is that label's; never
+    removed, it is reported at the end with the directory."""
     pytester.makepyfile(
         test_nested="""
         import os

@@ -87,11 +87,10 @@ def hand_over_nested(context: str, wider: Callable[[str | None], bool] = bool) -
     """Give a temp path made under *context* inside a temp directory made under another label,
     still there, to that label: the directory's removal removes it with it. pyfilesystem2's
     ``setUpClass`` makes a directory its ``tearDownClass`` removes with everything in it, and
-    each test makes its own inside: all but the last test of the class (whose check comes after
-    the class's teardown) were said to leak theirs. Only a label *wider* says is a wider scope's
-    takes them: a directory an earlier test leaked is that test's leak, and a path made inside it
-    (ZODB's tests leave ``tempfile.tempdir`` pointing at one) is still its maker's. Returns how
-    many were given."""
+    each test makes its own inside: each test of the class was said to leak its own. Only a
+    label *wider* says is a wider scope's takes them: a directory an earlier test leaked is that
+    test's leak, and a path made inside it (ZODB's tests leave ``tempfile.tempdir`` pointing at
+    one) is still its maker's. Returns how many were given."""
     outer: list[tuple[str, Record]] = []
     mine: list[Record] = []
     for rec in list(_records.live.values()):
