@@ -66,3 +66,33 @@ def test_an_executor_that_never_started_a_worker_is_not_reported(tmp_path: Path)
     report, stderr = reclaim_run_json(tmp_path, UNUSED)
     found = [(leak["kind"], leak["state"], leak["frames"][0]["line"]) for leak in report["leaks"]]
     assert found == [("thread", "open", 8)], stderr
+
+
+# A one-thread pool: line 9's job starts its thread; line 12's opens the socket in the program's
+# function of line 5, which line 14 handed over through line 12.
+SECOND_JOB = """\
+    import concurrent.futures, socket
+    KEEP = []
+
+    def open_socket():
+        KEEP.append(socket.socket())
+
+    def warm_up(pool):
+        pool.submit(abs, -1).result()
+
+    def leak_it(pool):
+        pool.submit(open_socket).result()
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        warm_up(pool)
+        leak_it(pool)
+"""
+
+
+def test_what_a_second_job_acquires_in_the_programs_code_goes_on_at_its_submit(tmp_path: Path) -> None:
+    """Past the program's function a worker ran, the stack went on at the line that started the
+    thread: the line that submitted an earlier job (cashews' disk cache, in asyncio's default
+    executor; with a module-scoped pool, another test's line)."""
+    report, stderr = reclaim_run_json(tmp_path, SECOND_JOB)
+    [leak] = report["leaks"]
+    assert [frame["line"] for frame in leak["frames"]] == [5, 11, 15], stderr

@@ -1154,6 +1154,13 @@ def _flat(frame: FrameType | None, depth: int) -> RawSite:
             if carried:
                 return _carry(out, carried, depth)
     if (not depth or frame is None) and len(out) > 2 * THREAD_BOOTSTRAP:  # not a file's two frames
+        # Work a pool's thread runs goes on at the line that handed it over, before the pool's
+        # frames are dropped below: it went on at the line that started the thread, an earlier
+        # job's (a one-thread executor: the line that submitted its first job).
+        kept = len(out)
+        carried = _handed_within(out, start)
+        if carried:
+            return _carry(out, carried, depth + (kept - len(out)) // 2)
         # A thread's bootstrap frames (never shown) used the room its start site would take: all
         # of it, or all but a frame or two, when the thread's stack ran out with those left (the
         # line that started the thread kept, the test's line past it cut).
