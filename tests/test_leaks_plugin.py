@@ -2024,6 +2024,31 @@ def test_a_test_modules_own_global_is_searched_before_a_large_graph_another_modu
     result.stdout.fnmatch_lines(["held by module global test_b_store.store (kept from *::test_first):"])
 
 
+def test_what_a_test_functions_decorator_keeps_is_still_the_tests(pytester: pytest.Pytester) -> None:
+    """``@patch(..., side_effect=error)``: the error raised in the test keeps the test's frame in
+    its traceback, the mock keeps the error, and the decorated test function, a global of the
+    test module, keeps the mock: the file the test left open was "held by module global" the
+    test itself, reported at the end, and the test passed."""
+    pytester.makepyfile(
+        test_patched="""
+        import os
+        from unittest.mock import patch
+
+        @patch("os.getcwd", side_effect=AssertionError("not to be called"))
+        def test_file_left_open(getcwd):
+            f = open(__file__)
+            try:
+                os.getcwd()
+            except AssertionError:
+                pass
+        """
+    )
+    result = run(pytester)
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*ERROR at teardown of test_file_left_open*", "file *test_patched.py*"])
+    assert "held by" not in result.stdout.str()
+
+
 def test_the_last_test_of_a_class_or_module_is_checked_before_their_teardown(
     pytester: pytest.Pytester,
 ) -> None:

@@ -602,7 +602,11 @@ def _holders_of_module(
             # A decorator applied at import keeps what it was given in the closure of the
             # function it returns (``@process(pool=ProcessPool(1))``): that object is the
             # module's as a global's would be. Only the cells: a function's globals reach
-            # the whole module, what a test stored there included.
+            # the whole module, what a test stored there included. Not a test module's: its
+            # test functions' decorators keep what the tests hand them (``@patch``'s mock,
+            # whose side effect's traceback keeps the test's frame, and what it opened).
+            if not program:
+                continue
             value = tuple(_closure_values(value))
             if not value:
                 continue
