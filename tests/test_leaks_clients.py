@@ -845,6 +845,33 @@ def test_a_session_subclass_that_mounts_its_own_adapter_is_one_session_entry(
 
 
 @pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@ignore_gc_warnings
+def test_a_session_dropped_holding_a_thread_its_death_stops_is_a_leak_once_the_thread_ended(
+    leakwatch: Watch,
+) -> None:
+    """niquests' pools run an idle watcher thread, which a ``weakref.finalize`` tells to stop as
+    its session dies: a session dropped unclosed was reported, or not, by how soon the thread
+    ended. What it held as it died decides."""
+    import threading
+
+    requests = pytest.importorskip("requests")
+    session = requests.Session()
+    made = line() - 1
+    adapter = session.get_adapter("http://127.0.0.1:1/")
+    adapter.poolmanager.connection_from_url("http://127.0.0.1:1/")  # a pool: not closed
+    stop = threading.Event()
+    adapter.watcher = threading.Thread(target=stop.wait)
+    adapter.watcher.start()
+    watcher = adapter.watcher
+    weakref.finalize(session, stop.set)
+    del session, adapter
+    watcher.join()
+    [leak] = leakwatch.leaks()
+    assert (leak.kind, leak.state) == ("requests", "collected")
+    assert leak.frames[0].lineno == made
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
 def test_a_niquests_session_left_open_is_one_entry_at_its_line(leakwatch: Watch) -> None:
     """niquests, requests' fork: its ``Session`` was reported as a bare ``urllib3.PoolManager``
     at niquests' line, told to ``clear()``. Its shape stands in for it here: niquests brings

@@ -1104,6 +1104,10 @@ def fold(found: list[Found]) -> dict[int, list[Found]]:
         return {}
     index = {id(item[0]): item for item in found}
     claims: dict[int, list[int]] = {}
+    # Dropped unclosed while it held something open: a leak whatever of that has ended since (a
+    # thread its finalizer told to stop, which niquests' idle watchers do): it was one or none
+    # by how soon the thread saw it.
+    died_holding = {id(rec) for rec, obj, _ in holders if obj is None and rec.state != OPEN and rec.info[3]}
     for rec, obj, _ in holders:
         if obj is not None:
             rec.info = (*rec.info[:3], claim(obj, rec.kind))
@@ -1131,7 +1135,7 @@ def fold(found: list[Found]) -> dict[int, list[Found]]:
         if parts:
             taken.update(parts)
             out[key] = [index[part] for part in parts]
-        else:  # holds nothing, or only what an earlier holder listed already
+        elif key not in died_holding:  # holds nothing, or only what an earlier holder listed already
             taken.add(key)
     found[:] = [item for item in found if id(item[0]) not in taken]
     return out
