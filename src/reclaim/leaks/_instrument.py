@@ -169,6 +169,7 @@ HOOKS: tuple[tuple[str, str], ...] = (
     *_each(("tornado.netutil", "tornado.tcpserver"), "_tornado:install"),
     ("tornado.platform.asyncio", "_tornado:install_callbacks"),
     ("pycares", "_pycares:install"),
+    ("pyarrow.lib", "_pyarrow:install"),
     ("eventlet.hubs.epolls", "_eventlet:install"),
     *_each(
         ("filelock._core._lock", "filelock._async_lock._lock", "filelock._api", "filelock.asyncio"),
