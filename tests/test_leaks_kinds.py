@@ -3178,6 +3178,38 @@ def test_task_made_in_a_task_goes_on_at_the_line_that_made_that_task_not_the_loo
     assert frames == expected, frames
 
 
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="asyncio.eager_task_factory is 3.12's")
+def test_task_made_in_an_eager_tasks_first_step_goes_on_at_the_line_that_made_that_task(
+    leakwatch: Watch,
+) -> None:
+    """``asyncio.eager_task_factory`` (mitmproxy's conftest sets it) runs a task's first step as
+    it is made, before it was recorded: a task made in that step went on at no line of it."""
+    kept: list[asyncio.Task[None]] = []  # the loop refers to tasks weakly: a collection may end it
+
+    async def inner() -> None:
+        kept.append(asyncio.get_running_loop().create_task(asyncio.sleep(3600)))
+
+    async def middle() -> None:
+        await asyncio.get_running_loop().create_task(inner())
+
+    async def outer() -> None:
+        asyncio.get_running_loop().set_task_factory(asyncio.eager_task_factory)  # type: ignore[attr-defined]
+        await asyncio.get_running_loop().create_task(middle())
+
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(outer())
+        lines = [frame.lineno for frame in leakwatch.one("task").frames if frame.filename == __file__]
+        kept[0].cancel()
+        loop.run_until_complete(asyncio.gather(*kept, return_exceptions=True))
+    finally:
+        loop.close()
+    assert lines[:3] == [f.__code__.co_firstlineno + 1 for f in (inner, middle)] + [
+        outer.__code__.co_firstlineno + 2
+    ], lines
+
+
 def test_lease_taken_in_a_task_made_in_a_task_goes_on_at_the_line_that_made_that_task(
     leakwatch: Watch,
 ) -> None:

@@ -426,12 +426,19 @@ def tracking_create_task(create_task: Any) -> Any:
             # The usual case: made in a task, whose frames are on the stack. It copies the running
             # task's context, and so what started that (see _records.origin): not set anew, as
             # a context variable costs two HAMT copies and a token on every task.
-            task = create_task(self, coro, *args, **kwargs)
-            if type(task) not in _task_types and not _is_task(task):
-                return task
             site = capture_in_task(
                 caller, _records.depth, getattr(running.get_coro(), "cr_frame", None), _site_of(running)
             )
+            if getattr(self, "_task_factory", None) is None:
+                task = create_task(self, coro, *args, **kwargs)
+            else:  # eager_task_factory runs its first step now, before it is recorded
+                _starting[id(coro)] = site
+                try:
+                    task = create_task(self, coro, *args, **kwargs)
+                finally:
+                    _starting.pop(id(coro), None)
+            if type(task) not in _task_types and not _is_task(task):
+                return task
             started = current_origin(None)
             if kept:  # made in a task whose origin is kept beside it, not in its context?
                 beside = task_origins.get(running)
@@ -719,10 +726,18 @@ def _task_site_at(frame: Any) -> Any:
     return _site_of(task)
 
 
+#: id(coroutine) -> the flat site of the task being made for it, while a task factory makes it: an
+#: eager one (``asyncio.eager_task_factory``, mitmproxy's) runs its first step before it returns,
+#: and a task that step made went on at no line of the task's, whose record was yet to be made.
+_starting: dict[int, Any] = {}
+
+
 def _site_of(task: Any) -> Any:
     """The flat site *task* was recorded at, or empty (not tracked, or a resolved site)."""
     rec = _records.live.get(id(task))
-    if rec is None or rec.kind != "task" or not rec.site or type(rec.site[0]) is tuple:
+    if rec is None:
+        return _starting.get(id(task.get_coro()), ()) if _starting else ()
+    if rec.kind != "task" or not rec.site or type(rec.site[0]) is tuple:
         return ()
     return rec.site
 
