@@ -801,10 +801,24 @@ def finalizing_close(frame: FrameType) -> bool:
     of its own ``close()``, leaving its file open."""
     if frame.f_code.co_name != "close":
         return False
+    this = frame.f_locals.get("self")
     try:
-        return object.__getattribute__(frame.f_locals.get("self"), "_finalizing") is True
+        if object.__getattribute__(this, "_finalizing") is True:
+            return True
+    except Exception:  # noqa: S110 - no such attribute: its text wrapper is asked below
+        pass
+    # Or the text file over it is finalizing (``gzip.open(path, "wt")``'s ``TextIOWrapper``):
+    # that calls this close, and its own ``_finalizing`` is set, not this object's.
+    wrapper = text_wrappers.get(id(this)) if text_wrappers else None
+    try:
+        return wrapper is not None and wrapper()._finalizing is True
     except Exception:
         return False
+
+
+#: id(binary file) -> a weak reference to the ``io.TextIOWrapper`` a library's ``open()`` made
+#: over it (``gzip.open``, ``bz2.open``, ``lzma.open`` in a text mode; see ``leaks._files``).
+text_wrappers: dict[int, Any] = {}
 
 
 def closing_in_finalizer(frame: FrameType | None) -> bool:

@@ -37,6 +37,8 @@ and line, matters as much. So:
 from __future__ import annotations
 
 import builtins
+import contextlib
+import functools
 import io
 import os
 import sys
@@ -63,7 +65,7 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see recl
 if TYPE_CHECKING:
     from typing import Any, NamedTuple
 
-__all__ = ["collected", "install", "is_tracked", "raw_layer", "tracked_open"]
+__all__ = ["collected", "install", "install_text_opener", "is_tracked", "raw_layer", "tracked_open"]
 
 __tracebackhide__ = True  # stands in for what it wraps: see _patch
 
@@ -678,3 +680,33 @@ def install(patches: Patches) -> None:
         module = sys.modules.get(name)
         if module is not None and getattr(module, alias, None) is untracked:
             patches.set(module, alias, tracked_open)
+
+
+def install_text_opener(patches: Patches, module: types.ModuleType) -> None:
+    """Wrap *module*'s ``open`` (``gzip``'s, ``bz2``'s, ``lzma``'s): the ``io.TextIOWrapper`` it
+    makes over its binary file in a text mode is noted (see ``_sites.text_wrappers``).
+
+    Dropped unclosed, that wrapper's finalizer, in C, closes the binary file, whose own
+    ``_finalizing`` is unset: the file under ``gzip.open(path, "wt")`` (python-can's ``.log.gz``
+    logger) was closed by the program as far as the check could tell, and never reported.
+    """
+    opener = getattr(module, "open", None)
+    if not callable(opener):
+        return
+    wrappers = _sites.text_wrappers
+
+    @functools.wraps(opener)
+    def open_(*args: Any, **kwargs: Any) -> Any:
+        made = opener(*args, **kwargs)
+        if type(made) is io.TextIOWrapper:
+            key = id(made.buffer)
+            with contextlib.suppress(TypeError):
+                wrappers[key] = weakref.ref(made, lambda ref: _forget(wrappers, key, ref))
+        return made
+
+    patches.set(module, "open", open_)
+
+
+def _forget(wrappers: dict[int, Any], key: int, ref: Any) -> None:
+    if wrappers.get(key) is ref:
+        del wrappers[key]

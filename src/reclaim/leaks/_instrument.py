@@ -67,6 +67,7 @@ HOOKS: tuple[tuple[str, str], ...] = (
     ("httpcore._sync.connection_pool", "_pooled:install_httpcore"),
     ("httpcore._async.connection_pool", "_pooled:install_httpcore_async"),
     ("tempfile", "_tempfiles:install"),
+    *_each(("gzip", "bz2", "lzma"), "_files:install_text_opener"),
     ("mmap", "_mmap:install"),
     ("select", "_epoll:install"),
     ("pyfakefs.fake_filesystem_unittest", "_pyfakefs:install"),
