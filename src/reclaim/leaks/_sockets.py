@@ -548,15 +548,21 @@ def _accepted_at(frame: Any, site: Any) -> Any:
     if frame.f_code.co_name != "accept" or caller is None or _sites.frame_is_program(caller):
         return site  # the program's own accept(): its line
     rec = _live_get(id(frame.f_locals.get("self")))
-    line = _sites.first_program(rec.site) if rec is not None and rec.kind == "socket" else ()
+    listening = rec.site if rec is not None and rec.kind == "socket" and type(rec.site) is tuple else ()
+    line = _sites.first_program(listening)
     if not line:
         return site
+    # The program's frames of the listening socket's site, the lines that called the one that
+    # made it too (a helper of the tests' that starts a server: the test that used it).
+    room = 2 * _records.depth
+    at = next(i for i in range(0, len(listening), 2) if listening[i : i + 2] == line)
+    line = listening[at : at + room - 2]
     kept: list[Any] = []
     for i in range(0, len(site), 2):
         if _sites.is_program(site[i].co_filename):
             break
         kept += site[i : i + 2]
-    return (*kept[: 2 * (_records.depth - 1)], *line)
+    return (*kept[: room - len(line)], *line)
 
 
 #: What ``connect_ex()`` returns, or ``connect()`` raises, for a connection made or under way.
