@@ -192,6 +192,17 @@ def test_asyncpg_pool_never_closed_is_one_leak_at_its_line(leakwatch: Watch, pos
     assert_site(leak, made)
 
 
+def _run_on_a_loop_left_open(loop: str, main: Any) -> None:
+    """Run ``main()`` on a new loop of *loop* ("asyncio" or "uvloop"), open while its checks run
+    (uvloop's ``close()`` closes every connection on it), closed afterwards."""
+    factory = asyncio.new_event_loop if loop == "asyncio" else pytest.importorskip("uvloop").new_event_loop
+    running = factory()
+    try:
+        running.run_until_complete(main())
+    finally:
+        running.close()
+
+
 def _asyncpg_kwargs(postgres: Any) -> dict[str, Any]:
     return {
         "host": postgres.host,
@@ -243,7 +254,6 @@ def test_asyncpg_connection_and_pool_left_open_are_one_leak_each_on_either_loop(
     """On uvloop, whose connections are recorded as their transports, a connection left open was
     reported with its socket beside it, and a pool as its bare sockets."""
     asyncpg = pytest.importorskip("asyncpg")
-    new_loop = asyncio.new_event_loop if loop == "asyncio" else pytest.importorskip("uvloop").new_event_loop
     kwargs = _asyncpg_kwargs(postgres)
 
     async def main() -> None:
@@ -263,11 +273,7 @@ def test_asyncpg_connection_and_pool_left_open_are_one_leak_each_on_either_loop(
             await pool.close()
         assert leakwatch.tracker.leaks(mark) == []
 
-    running = new_loop()  # open while the check runs: uvloop's close() closes every connection
-    try:
-        running.run_until_complete(main())
-    finally:
-        running.close()
+    _run_on_a_loop_left_open(loop, main)
 
 
 def test_asyncpg_connect_patched_to_return_a_mock_records_no_connection(leakwatch: Watch) -> None:
@@ -467,7 +473,6 @@ def test_redis_asyncio_clients_closed_report_nothing_one_left_open_its_command(
     for sync redis-py). On uvloop too, whose connections are recorded as their transports: the
     client was not reported, its connection's socket was, alone (pottery's suite)."""
     aredis = pytest.importorskip("redis.asyncio")
-    new_loop = asyncio.new_event_loop if loop == "asyncio" else pytest.importorskip("uvloop").new_event_loop
     url = f"redis://{redis_server.host}:{redis_server.port}"
 
     async def main() -> None:
@@ -495,9 +500,5 @@ def test_redis_asyncio_clients_closed_report_nothing_one_left_open_its_command(
         finally:
             await client.aclose()
 
-    running = new_loop()  # open while the check runs: uvloop's close() closes every connection
-    try:
-        running.run_until_complete(main())
-    finally:
-        running.close()
+    _run_on_a_loop_left_open(loop, main)
     assert leakwatch.leaks() == []
