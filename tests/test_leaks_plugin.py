@@ -4563,7 +4563,7 @@ def test_no_full_collection_for_what_the_tests_fixtures_surely_keep_alive(pytest
     """pottery's fixtures never close their clients: each of its tests paid a full collection
     (55 ms on a 300k-object heap, 3.7x the suite's CPU) that could close nothing, as the fixture's
     value still held the client. What the test's fixtures reach is alive: no collection for it,
-    C code's descriptors beside it or not (an exporter's gRPC channel: 3x OpenTelemetry's CPU).
+    C code's descriptors beside it or not (a connected gRPC channel's sockets are C code's).
     A socket a test drops in a reference cycle is still collected, and reported so."""
     pytester.makeconftest(
         """

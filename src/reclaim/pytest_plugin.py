@@ -2139,9 +2139,8 @@ class LeakChecker:
             # Nor C code's descriptor: a leak whether its owner is garbage or not, which would
             # only vanish from the report, closed by a full collection no one watches (pygit2's
             # repositories: 2.1x the suite's CPU, in a full collection after each test).
-            # Nor, then, does C code's descriptor beside what the fixtures keep alive (an
-            # OpenTelemetry exporter's gRPC channel a unittest's setUp made, its sockets C code's:
-            # 3x the suite's CPU).
+            # Nor, then, does C code's descriptor beside what the fixtures keep alive (a client a
+            # fixture keeps, whose sockets C code opened: a gRPC channel's, once connected).
             objects = [leak for leak in still_open if leak.kind != "untracked-fd"]
             collect = self.collect and bool(objects) and not self._kept_alive(item, objects)
             leaks = check(grace=grace, collect=collect)
