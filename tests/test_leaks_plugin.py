@@ -4307,6 +4307,44 @@ def test_an_owner_whose_weakref_finalize_closes_its_socket_dropped_unclosed_is_a
     assert "ERROR at teardown of test_dropped_as_it_returns" in result.stdout.str()
 
 
+def test_c_codes_descriptor_whose_file_a_wider_fixture_removes_is_reported_once(
+    pytester: pytest.Pytester,
+) -> None:
+    """PyTables' tests leak HDF5 handles (C code's descriptors) on files their class's teardown
+    removes: the path then reads "... (deleted)", and the descriptor was taken for a new one,
+    reported again at the end and blamed on the session."""
+    pytester.makepyfile(
+        test_removed="""
+        import ctypes
+        import os
+        import shutil
+        import tempfile
+
+        import pytest
+
+        LIBC = ctypes.CDLL(None, use_errno=True)
+
+        @pytest.fixture(scope="module")
+        def workdir():
+            path = tempfile.mkdtemp()
+            yield path
+            shutil.rmtree(path)
+
+        def test_leaks(workdir):
+            path = os.path.join(workdir, "data.h5")
+            open(path, "w").close()
+            assert LIBC.open(path.encode(), os.O_RDONLY) > 2
+
+        def test_other(workdir):
+            assert os.path.isdir(workdir)
+        """
+    )
+    result = run(pytester, "-p", "no:randomly")
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(["*ERROR at teardown of test_leaks*", "untracked-fd fd * -> */data.h5*"])
+    assert "leaks found after their test ended" not in result.stdout.str()
+
+
 def test_c_codes_descriptor_the_checks_collection_closes_is_the_collectors_leak(
     pytester: pytest.Pytester,
 ) -> None:

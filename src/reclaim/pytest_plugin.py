@@ -1511,7 +1511,9 @@ def _key(leak: Leak) -> tuple[object, ...]:
     if leak.seq:
         return (leak.seq, leak.kind, leak.context, leak.acquired_at, leak.pid, leak.thread, leak.frames)
     if leak.kind == "untracked-fd":
-        return (0, leak.kind, leak.details.get("fd"), leak.details.get("target"), leak.context)
+        # Its file removed since (" (deleted)" after its path), it is the same descriptor.
+        target = str(leak.details.get("target", "")).removesuffix(" (deleted)")
+        return (0, leak.kind, leak.details.get("fd"), target, leak.context)
     return (0, leak.kind, leak.description, leak.context)
 
 
