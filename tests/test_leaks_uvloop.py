@@ -702,3 +702,29 @@ def test_what_a_task_of_its_own_connects_or_serves_names_the_programs_line_not_t
 
     _run_as_task(main())
     assert lines["found"] == 3
+
+
+def test_what_a_preexec_fn_puts_in_a_uvloop_childs_environment_reaches_it(leakwatch: Watch) -> None:
+    """uvloop's test_process_preexec_fn: the child's ``preexec_fn`` sets a variable with
+    ``os.putenv()``; the child was exec'd with a copy of the environment made before, naming it
+    for its lineage, and lost that variable. It gets both now, as a Popen's child does."""
+    import subprocess
+    import sys
+
+    from reclaim.leaks import _lineage
+
+    async def main() -> bytes:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            "import os; print(os.getenv('RECLAIM_TEST_FRUIT'), os.getenv('RECLAIM_LINEAGE', '-'))",
+            stdout=subprocess.PIPE,
+            preexec_fn=lambda: os.putenv("RECLAIM_TEST_FRUIT", "apple"),
+        )
+        out, _ = await proc.communicate()
+        return out
+
+    fruit, lineage = uvloop.run(main()).decode().split()
+    assert fruit == "apple"
+    assert lineage.startswith(f"{os.getpid()}.") or not _lineage.ENABLED
+    assert "RECLAIM_TEST_FRUIT" not in os.environ

@@ -359,7 +359,11 @@ def _spawning(run: Any, shell: bool) -> Any:
         before = _before_first_stream(self)
         lineage = None
         if _lineage.ENABLED:  # the child's descendants carry its name, as a Popen's do
-            kwargs["env"], lineage = _lineage.marked(kwargs.get("env"))
+            if kwargs.get("env") is None and kwargs.get("preexec_fn") is not None:
+                # Its own environment, which the preexec_fn may os.putenv() into, as a Popen's
+                kwargs["preexec_fn"], lineage = _lineage.putting_before(kwargs["preexec_fn"])
+            else:
+                kwargs["env"], lineage = _lineage.marked(kwargs.get("env"))
         transport, protocol = await run(self, factory, program, *args, **kwargs)
         # What Popen's args would be: the command line of the shell, else the argument list.
         command = program if shell else (program, *args)
