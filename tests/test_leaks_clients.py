@@ -8,6 +8,7 @@ are the client's: a client keeps its connection in its pool, which is how it lea
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import socket
 import subprocess
@@ -871,17 +872,62 @@ def test_a_session_dropped_holding_a_thread_its_death_stops_is_a_leak_once_the_t
     assert leak.frames[0].lineno == made
 
 
-@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
-def test_a_niquests_session_left_open_is_one_entry_at_its_line(leakwatch: Watch) -> None:
-    """niquests, requests' fork: its ``Session`` was reported as a bare ``urllib3.PoolManager``
-    at niquests' line, told to ``clear()``. Its shape stands in for it here: niquests brings
-    urllib3-future, which installs as urllib3, over the one the other tests use."""
+@contextlib.contextmanager
+def _tracked_as(module_name: str, cls: type) -> Iterator[None]:
+    """*cls* tracked as the holder class of its name in *module_name*, while the block runs: a
+    stand-in for a library the suite does not install."""
     import types
 
     from reclaim.leaks import _holders
     from reclaim.leaks._patch import Patches
 
-    module = types.ModuleType("niquests.sessions")
+    module = types.ModuleType(module_name)
+    cls.__module__ = module_name
+    setattr(module, cls.__name__, cls)
+    patches = Patches()
+    _holders.install(patches, module)
+    try:
+        yield
+    finally:
+        patches.undo()
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_an_httpx2_client_left_open_is_one_entry_at_its_line(leakwatch: Watch) -> None:
+    """httpx2, httpx's fork (aiobotocore's preferred backend): its client was its bare socket, at
+    a line of anyio's. Its shape stands in for it here, as the fork is not installed."""
+
+    class Transport:
+        def __init__(self) -> None:
+            self._pool = [socket.socket()]
+
+    class Client:
+        def __init__(self) -> None:
+            self._transport = Transport()
+            self._mounts: dict[str, Transport] = {}
+            self.is_closed = False
+
+        def close(self) -> None:
+            for sock in self._transport._pool:
+                sock.close()
+            self.is_closed = True
+
+    with _tracked_as("httpx2._client", Client):
+        client = Client()
+        made = line() - 1
+        leak = leakwatch.one("httpx")
+        assert leak.description.endswith("Client not closed (close(), or a with-block)"), leak.description
+        assert leak.frames[0].lineno == made
+        assert [held.kind for held in leak.holds] == ["socket"]
+        client.close()
+        assert leakwatch.leaks() == []
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_a_niquests_session_left_open_is_one_entry_at_its_line(leakwatch: Watch) -> None:
+    """niquests, requests' fork: its ``Session`` was reported as a bare ``urllib3.PoolManager``
+    at niquests' line, told to ``clear()``. Its shape stands in for it here: niquests brings
+    urllib3-future, which installs as urllib3, over the one the other tests use."""
 
     class PoolManager:
         def __init__(self) -> None:
@@ -901,11 +947,7 @@ def test_a_niquests_session_left_open_is_one_entry_at_its_line(leakwatch: Watch)
                     sock.close()
                 adapter.poolmanager.pools.clear()
 
-    Session.__module__ = "niquests.sessions"
-    module.Session = Session  # type: ignore[attr-defined]
-    patches = Patches()
-    _holders.install(patches, module)
-    try:
+    with _tracked_as("niquests.sessions", Session):
         session = Session()
         made = line() - 1
         leak = leakwatch.one("requests")
@@ -914,8 +956,6 @@ def test_a_niquests_session_left_open_is_one_entry_at_its_line(leakwatch: Watch)
         assert [held.kind for held in leak.holds] == ["socket"]
         session.close()
         assert leakwatch.leaks() == []
-    finally:
-        patches.undo()
 
 
 def test_requests_sessions_closed_are_not_reported(leakwatch: Watch, url: str) -> None:

@@ -277,6 +277,17 @@ HOLDERS: dict[str, dict[str, Spec]] = {
     "httpcore._async.connection_pool": {
         "AsyncConnectionPool": ("httpcore", _httpcore_closed, "await aclose(), or async with", nothing_owned),
     },
+    # httpx2 and httpcore2, their fork (aiobotocore's preferred httpx backend): the same classes
+    "httpx2._client": {
+        "Client": ("httpx", "is_closed", "close(), or a with-block", _httpx_pools),
+        "AsyncClient": ("httpx", "is_closed", "await aclose(), or async with", _httpx_pools),
+    },
+    "httpcore2._sync.connection_pool": {
+        "ConnectionPool": ("httpcore", _httpcore_closed, "close(), or a with-block", nothing_owned),
+    },
+    "httpcore2._async.connection_pool": {
+        "AsyncConnectionPool": ("httpcore", _httpcore_closed, "await aclose(), or async with", nothing_owned),
+    },
     "requests.sessions": {
         "Session": ("requests", _requests_closed, "close(), or a with-block", nothing_owned),
     },

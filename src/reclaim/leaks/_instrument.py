@@ -64,8 +64,11 @@ HOOKS: tuple[tuple[str, str], ...] = (
     ("urllib3.connectionpool", "_pooled:install_urllib3"),
     ("sqlalchemy.pool.base", "_pooled:install_sqlalchemy"),
     ("playhouse.pool", "_pooled:install_peewee"),
-    ("httpcore._sync.connection_pool", "_pooled:install_httpcore"),
-    ("httpcore._async.connection_pool", "_pooled:install_httpcore_async"),
+    *_each(("httpcore._sync.connection_pool", "httpcore2._sync.connection_pool"), "_pooled:install_httpcore"),
+    *_each(
+        ("httpcore._async.connection_pool", "httpcore2._async.connection_pool"),
+        "_pooled:install_httpcore_async",
+    ),
     ("tempfile", "_tempfiles:install"),
     *_each(("gzip", "bz2", "lzma"), "_files:install_text_opener"),
     ("mmap", "_mmap:install"),
