@@ -40,10 +40,15 @@ class Hello(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: the client pools its connection
 
     def do_GET(self):
+        # /big: more than the sockets' buffers hold, so a response never read stays unfinished
+        body = b"x" * 8_000_000 if self.path == "/big" else b"ok"
         self.send_response(200)
-        self.send_header("Content-Length", "2")
+        self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(b"ok")
+        try:
+            self.wfile.write(body)
+        except OSError:  # the client went away unread
+            pass
 
     def log_message(self, *args):
         pass
@@ -843,6 +848,35 @@ def test_a_session_subclass_that_mounts_its_own_adapter_is_one_session_entry(
     assert held.kind == "socket"
     session.close()
     assert leakwatch.leaks() == []
+
+
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_an_aiohttp_response_never_read_keeps_its_connection_checked_out_at_its_line(
+    leakwatch: Watch, url: str
+) -> None:
+    """A session that outlives the test (a module-scoped fixture's), a response the test never
+    read nor released: its connection stays checked out of the session's pool, and nothing was
+    reported, where a requests response so left was. Read, it is given back."""
+    kept: list[Any] = []
+
+    async def main() -> None:
+        async with aiohttp.ClientSession() as session:
+            mark = leakwatch.tracker.snapshot()
+            kept.append(await session.get(url + "big"))
+            at = line() - 1
+            try:
+                [leak] = leakwatch.tracker.leaks(mark)
+                assert leak.kind == "socket", leak.headline()
+                assert at in opened_at(leak), leak.frames
+                assert "checked out of aiohttp's connection pool and never given back" in leak.headline()
+            finally:
+                kept.pop().release()
+            async with session.get(url) as response:
+                await response.read()
+            assert all("checked out" not in leak.headline() for leak in leakwatch.tracker.leaks(mark))
+        assert leakwatch.tracker.leaks(mark) == []
+
+    asyncio.run(main())
 
 
 @pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test

@@ -62,6 +62,7 @@ HOOKS: tuple[tuple[str, str], ...] = (
     *_each(("redis.connection", "valkey.connection"), "_redis:install"),
     *_each(("redis.asyncio.connection", "valkey.asyncio.connection"), "_redis:install_async"),
     ("urllib3.connectionpool", "_pooled:install_urllib3"),
+    ("aiohttp.connector", "_pooled:install_aiohttp"),
     ("sqlalchemy.pool.base", "_pooled:install_sqlalchemy"),
     ("playhouse.pool", "_pooled:install_peewee"),
     *_each(("httpcore._sync.connection_pool", "httpcore2._sync.connection_pool"), "_pooled:install_httpcore"),

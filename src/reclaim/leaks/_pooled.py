@@ -97,6 +97,7 @@ _IN_USE = {
     "valkey": ("_in_use_connections", "_connections"),
     "psycopg2": ("_used",),
     "playhouse": ("_in_use", "_state"),
+    "aiohttp": ("_acquired", "_acquired_per_host"),
 }
 
 #: _in_use_names()'s answers, by class (kept with the answer, so that its id is not reused).
@@ -129,6 +130,7 @@ POOLS = {
     ),
     "urllib3": ("urllib3's connection pool", "read the response to its end, or close() it"),
     "httpcore": ("httpx's connection pool", "read the response, or close() it: a with client.stream() block"),
+    "aiohttp": ("aiohttp's connection pool", "read the response, or release() it: an async with block"),
     "psycopg_pool": ("a psycopg_pool pool", "putconn(), or a with pool.connection() block"),
     "psycopg2.pool": ("a psycopg2 pool", "putconn()"),
     "SQLAlchemy": ("a SQLAlchemy engine's pool", "close() its Connection or Session, or a with-block"),
@@ -524,6 +526,45 @@ def _urllib3_response(response: Any, frame: Any) -> Any:
     if conn is not None and POOLED not in getattr(conn, "__dict__", ()):
         checked_out(conn, _urllib3_socket, frame, "urllib3")
     return response
+
+
+# -- aiohttp ----------------------------------------------------------------------------------
+
+
+def _aiohttp_socket(conn: Any) -> Any:
+    """The socket under an aiohttp ``Connection``'s transport (None once released)."""
+    transport = getattr(conn, "transport", None)
+    return _sockets.of_transport(transport) if transport is not None else None
+
+
+def install_aiohttp(patches: Patches, module: ModuleType) -> None:
+    """Wrap ``aiohttp.connector``'s ``BaseConnector.connect`` and ``Connection``'s ``release``
+    and ``close``: a response never read nor released keeps its connection checked out of its
+    session's pool, blamed on the program's request line, as a requests response never read is
+    (a module-scoped session's: nothing was reported, where the requests one was)."""
+    connector, connection = getattr(module, "BaseConnector", None), getattr(module, "Connection", None)
+    if not isinstance(connector, type) or not isinstance(connection, type):
+        return
+    connect = vars(connector).get("connect")
+    if connect is not None:
+        patches.set(
+            connector, "connect", _async_checkout(connect, _checks_out(_aiohttp_socket, "aiohttp"), True)
+        )
+    for name in ("release", "close"):
+        give_back = vars(connection).get(name)
+        if give_back is not None:
+            patches.set(connection, name, _given_back(give_back))
+
+
+def _given_back(give_back: Callable[..., Any]) -> Callable[..., Any]:
+    """*give_back*, a method of what was checked out, that gives it back (or closes it)."""
+
+    @functools.wraps(give_back)
+    def given_back(self: Any, *args: Any, **kwargs: Any) -> Any:
+        returned(self)
+        return give_back(self, *args, **kwargs)
+
+    return given_back
 
 
 # -- psycopg_pool -----------------------------------------------------------------------------
