@@ -277,17 +277,6 @@ HOLDERS: dict[str, dict[str, Spec]] = {
     "httpcore._async.connection_pool": {
         "AsyncConnectionPool": ("httpcore", _httpcore_closed, "await aclose(), or async with", nothing_owned),
     },
-    # httpx2 and httpcore2, their fork (aiobotocore's preferred httpx backend): the same classes
-    "httpx2._client": {
-        "Client": ("httpx", "is_closed", "close(), or a with-block", _httpx_pools),
-        "AsyncClient": ("httpx", "is_closed", "await aclose(), or async with", _httpx_pools),
-    },
-    "httpcore2._sync.connection_pool": {
-        "ConnectionPool": ("httpcore", _httpcore_closed, "close(), or a with-block", nothing_owned),
-    },
-    "httpcore2._async.connection_pool": {
-        "AsyncConnectionPool": ("httpcore", _httpcore_closed, "await aclose(), or async with", nothing_owned),
-    },
     "requests.sessions": {
         "Session": ("requests", _requests_closed, "close(), or a with-block", nothing_owned),
     },
@@ -340,6 +329,10 @@ HOLDERS: dict[str, dict[str, Spec]] = {
         "Engine": ("sqlalchemy", _engine_disposed, "engine.dispose()", nothing_owned),
     },
 }
+
+# httpx2 and httpcore2, their fork (aiobotocore's preferred httpx backend): the same classes.
+for _module in ("httpx._client", "httpcore._sync.connection_pool", "httpcore._async.connection_pool"):
+    HOLDERS[_module.replace("httpx", "httpx2", 1).replace("httpcore", "httpcore2", 1)] = HOLDERS[_module]
 
 #: Kind -> the label of a holder of that kind, when more than its class (see :func:`track`).
 LABELS: dict[str, Callable[[Any], object]] = {"sqlalchemy": _engine_label}
