@@ -86,8 +86,12 @@ def test_a_connection_out_of_its_job_stores_engine_is_the_schedulers(leakwatch: 
     out = engine.connect()
     try:
         out.execute(sqlalchemy.text("select 1"))
-        found = leakwatch.leaks()
-        assert len(found) == 1, [leak.headline() for leak in found]  # what came beside it, if a race did
+        # Looked at while the scheduler's thread is between two calls of its store: a connection
+        # that thread was still making (sqlite3's, out of the dialect's connect(), not in the pool
+        # yet) was a second leak beside the scheduler, in two fresh clones' 3.12 runs of three.
+        with scheduler._jobstores_lock:
+            found = leakwatch.leaks()
+        assert len(found) == 1, [leak.headline() for leak in found]
         [leak] = found
         assert (leak.kind, leak.state) == ("apscheduler", "open")
         assert_site(leak, started)
