@@ -4341,6 +4341,62 @@ def test_a_module_imported_again_after_leaving_sys_modules_is_instrumented_again
     assert json.loads(out.stdout.strip().splitlines()[-1]) == ["sqlite3", "sqlite3"]
 
 
+BROKEN_INSTALLER = """
+import json, os, sys, warnings
+sys.path.insert(0, os.getcwd())
+from reclaim.leaks import Tracker, _instrument
+# A library whose shape the integration does not know: its installer raises on it.
+_instrument.HOOKS += (("oddlib", "_sqlite:install"),)
+warnings.simplefilter("always")
+with warnings.catch_warnings(record=True) as caught:
+    tracker = Tracker().start()
+    import oddlib
+    import sqlite3
+    conn = sqlite3.connect(":memory:")
+print(json.dumps({"value": oddlib.VALUE, "kinds": [leak.kind for leak in tracker.leaks()],
+                  "warnings": [str(w.message) for w in caught]}))
+conn.close()
+tracker.stop()
+"""
+
+
+def test_an_integration_whose_installer_raises_leaves_the_programs_import_alone(tmp_path: Path) -> None:
+    """An installer that fails on a library's version raised into the program's ``import``: the
+    program broke because it was tracked. The library is imported untracked now, with a warning
+    naming it, and the other kinds are tracked as before."""
+    (tmp_path / "oddlib.py").write_text("VALUE = 42\n")
+    script = tmp_path / "odd.py"
+    script.write_text(BROKEN_INSTALLER)
+    out = subprocess.run(
+        [sys.executable, "-I", str(script)], capture_output=True, text=True, check=False, cwd=tmp_path
+    )
+    assert out.returncode == 0, out.stderr
+    found = json.loads(out.stdout.strip().splitlines()[-1])
+    assert found["value"] == 42
+    assert found["kinds"] == ["sqlite3"]
+    (warned,) = [w for w in found["warnings"] if "oddlib" in w]
+    assert "reclaim could not instrument oddlib" in warned
+    assert "_sqlite:install" in warned
+
+
+def test_an_installer_raising_under_warnings_as_errors_leaves_the_import_alone(tmp_path: Path) -> None:
+    """``filterwarnings = error`` (many projects' pytest setting) turns the warning into an error:
+    it must not reach the program's import either. It goes to stderr instead."""
+    (tmp_path / "oddlib.py").write_text("VALUE = 42\n")
+    script = tmp_path / "odd.py"
+    script.write_text(BROKEN_INSTALLER.replace('simplefilter("always")', 'simplefilter("error")'))
+    out = subprocess.run(
+        [sys.executable, "-I", "-W", "error", str(script)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1])["value"] == 42
+    assert "RuntimeWarning: reclaim could not instrument oddlib" in out.stderr
+
+
 # -- reclaim's own resources ------------------------------------------------------------------
 
 

@@ -16,6 +16,7 @@ hubs are ``_loops``' eventloops): every kind a report meets is known by then.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterable
 from importlib import import_module
 from types import ModuleType
@@ -248,7 +249,23 @@ class _Deferred:
         self._patches = patches
 
     def __call__(self, module: ModuleType) -> None:
-        installer(self._target)(self._patches, module)
+        # An installer that fails on a version of the library it does not know must not break the
+        # program's ``import``: the library goes untracked, and the warning says which and why.
+        # What the installer patched before it raised is in *patches*, undone with the rest.
+        try:
+            installer(self._target)(self._patches, module)
+        except Exception as error:
+            import warnings
+
+            message = (
+                f"reclaim could not instrument {module.__name__} ({self._target} raised "
+                f"{type(error).__name__}: {error}); its resources go untracked. Please report it "
+                "with the library's version."
+            )
+            try:
+                warnings.warn(message, RuntimeWarning, stacklevel=2)
+            except Exception:  # warnings made errors (pytest's filterwarnings = error)
+                sys.stderr.write(f"RuntimeWarning: {message}\n")
 
 
 def install(patches: Patches) -> None:
