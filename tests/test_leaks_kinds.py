@@ -958,6 +958,29 @@ def test_a_socket_wrapped_in_ssl_is_one_leak(leakwatch: Watch) -> None:
     assert leakwatch.leaks() == []
 
 
+def test_a_tls_socket_says_it_is_tls_and_a_listening_one_that_it_listens(leakwatch: Watch) -> None:
+    """A socket ssl wrapped reads as TLS; a server's, wrapped once it listens, as listening too."""
+    import ssl
+
+    plain = socket.create_server(("127.0.0.1", 0))
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).wrap_socket(plain, server_side=True)
+    client = ssl.create_default_context().wrap_socket(
+        socket.socket(), server_hostname="example.invalid", do_handshake_on_connect=False
+    )
+    try:
+        listening, connecting = leakwatch.leaks("socket")
+        assert listening.details["tls"] is True
+        assert listening.details["listening"] is True
+        assert " TLS 127.0.0.1:" in listening.description
+        assert listening.description.endswith(f", listening (fd {server.fileno()})")
+        assert connecting.details["tls"] is True
+        assert connecting.description.startswith("AF_INET/SOCK_STREAM TLS (fd")
+    finally:
+        server.close()
+        client.close()
+    assert leakwatch.leaks() == []
+
+
 def test_socket_left_open_is_reported(leakwatch: Watch) -> None:
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     at = line() - 1

@@ -288,6 +288,10 @@ def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
     live = _endpoints(sock) if sock is not None and sock.fileno() != -1 else {}
     details.update(live)
     text = f"{family}/{type_}"
+    ssl: Any = sys.modules.get("ssl")
+    if ssl is not None and isinstance(obj, ssl.SSLSocket):  # the plain one it wrapped is detached
+        details["tls"] = True
+        text += " TLS"
     if "local" in details:
         text += f" {details['local']}"
     if "peer" not in details and (_noted_listening(known) or (live and _listening(sock))):
