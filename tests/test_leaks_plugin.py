@@ -3689,6 +3689,74 @@ def test_what_an_exit_handler_reaches_through_the_methods_it_calls_or_its_module
     assert "test_download" not in out and "Thread-" not in out, out
 
 
+def test_what_a_safety_net_exit_handler_lists_is_still_the_tests_leak(pytester: pytest.Pytester) -> None:
+    """paramiko registers at import a handler that stops every transport its module lists: a
+    safety net over all live instances, run at exit. A transport thread a test left running was
+    excused by it, though it ran on through every later test. Only at the session's end does
+    such a handler count; one registered during the test (a provider's own ``shutdown``) still
+    counts for what its lists keep."""
+    pytester.makepyfile(
+        lib="""
+        import atexit
+        import threading
+
+        _active = []
+
+        class Transport(threading.Thread):
+            def __init__(self):
+                super().__init__(daemon=True)
+                self.stop = threading.Event()
+                _active.append(self)
+
+            def run(self):
+                self.stop.wait()
+
+            def close(self):
+                self.stop.set()
+                self.join()
+
+        def _join_lingering():
+            for transport in _active:
+                transport.close()
+
+        atexit.register(_join_lingering)
+        """,
+        test_registry="""
+        import atexit
+        import threading
+
+        import lib
+
+        class Provider:
+            def __init__(self):
+                self.readers = [lib.Transport()]
+                self.readers[0].start()
+                atexit.register(self.shutdown)
+
+            def shutdown(self):
+                for reader in self.readers:
+                    reader.close()
+
+        def test_left_running():
+            lib.Transport().start()
+
+        def test_later():
+            assert any(isinstance(t, lib.Transport) for t in threading.enumerate())
+
+        def test_provider_shuts_its_own_down_at_exit():
+            Provider()
+        """,
+    )
+    result = run(pytester, "-p", "no:randomly")
+    result.assert_outcomes(passed=3, errors=1)
+    result.stdout.fnmatch_lines(
+        ["*ERROR at teardown of test_left_running*", "thread 'Thread-*' running Transport.run()*"]
+    )
+    out = result.stdout.str()
+    assert "test_provider_shuts_its_own_down_at_exit -" not in out, out
+    assert "leaked" not in out.splitlines()[-1], out  # at the end the handler stops what is left
+
+
 def test_what_an_exit_handlers_object_keeps_is_read_without_running_its_code(
     pytester: pytest.Pytester,
 ) -> None:

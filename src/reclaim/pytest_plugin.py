@@ -1018,7 +1018,9 @@ class _ExitHandlers:
     """
 
     def __init__(self) -> None:
-        self.handlers: list[tuple[Callable[..., object], tuple[object, ...], dict[str, object]]] = []
+        #: (func, args, kwargs, number): *number* counts the registrations, in order.
+        self.handlers: list[tuple[Callable[..., object], tuple[object, ...], dict[str, object], int]] = []
+        self.registered = 0
         self._patches: Any = None
 
     def start(self) -> None:
@@ -1033,7 +1035,8 @@ class _ExitHandlers:
             func: Callable[..., object], /, *args: object, **kwargs: object
         ) -> Callable[..., object]:
             registered = register(func, *args, **kwargs)  # a bad call fails there, as it would
-            handlers.append((func, args, kwargs))
+            handlers.append((func, args, kwargs, self.registered))
+            self.registered += 1
             return registered
 
         def unregister_(func: Callable[..., object], /) -> None:
@@ -1049,11 +1052,18 @@ class _ExitHandlers:
             self._patches.undo()
             self._patches = None
 
-    def will_close(self) -> Callable[[Leak], bool]:
+    def will_close(self, since: int | None = None) -> Callable[[Leak], bool]:
         """Whether a leak still open is what a handler will close: by identity, by descriptor
         for files and sockets (a text file's handler closes the raw file under it), or by path
         for temp directories and files. One the collector closed is a leak all the same (a
-        finalize callback run by a collection)."""
+        finalize callback run by a collection).
+
+        With *since* (the number of handlers registered when a test began), an object a handler
+        registered before that reaches only as an item of a list, set or dict counts for nothing:
+        such a handler is a safety net over a registry of every live instance (paramiko's
+        ``_join_lingering_threads`` stops each transport its module lists), and what the test left
+        in it runs on through the later tests. A path in such a list still counts (astropy's temp
+        files, removed at exit on purpose), and so does everything at the session's end."""
         import shutil
 
         from . import _sites
@@ -1071,7 +1081,7 @@ class _ExitHandlers:
         # The names of the threads a handler stops: what one acquired, it closes on its way out
         # (IPython's HistorySavingThread registers its stop(), and closes its database as it ends).
         stopped: set[str] = set()
-        for func, args, kwargs in [*self.handlers, *_finalizers_at_exit()]:
+        for func, args, kwargs, number in [*self.handlers, *_finalizers_at_exit()]:
             if func is os.close:
                 fds.update(arg for arg in args if type(arg) is int)
             if not _implicit_cleanup(func):
@@ -1085,12 +1095,16 @@ class _ExitHandlers:
                                 paths.add(path)
                                 if func is shutil.rmtree:  # Django's runner, for its TMPDIR
                                     trees.append(os.path.join(path, ""))
-            for obj in _reached(func, (*args, *kwargs.values()), _EXIT_FOLLOWED):
+            in_items: list[object] = []
+            direct = _reached(func, (*args, *kwargs.values()), _EXIT_FOLLOWED, in_items)
+            own_items = since is None or number >= since
+            for obj in [*direct, *in_items]:
                 if isinstance(obj, (str, os.PathLike)) and not _implicit_cleanup(func):
                     with contextlib.suppress(Exception):  # a PathLike whose __fspath__ fails
                         path = os.fspath(obj)
                         if isinstance(path, str):
                             paths.add(path)  # one a handler's list of what it removes keeps
+            for obj in direct if not own_items else [*direct, *in_items]:
                 rec = _records.live.get(id(obj))
                 if rec is not None and rec() is obj:
                     acquisitions.setdefault((rec.seq, rec.kind, rec.time), []).append(rec.site)
@@ -1130,16 +1144,17 @@ def _implicit_cleanup(func: object) -> bool:
     return isinstance(owner, type) and issubclass(owner, tempfile.TemporaryDirectory)
 
 
-def _finalizers_at_exit() -> list[tuple[Callable[..., object], tuple[object, ...], dict[str, object]]]:
+def _finalizers_at_exit() -> list[tuple[Callable[..., object], tuple[object, ...], dict[str, object], int]]:
     """The calls of the ``weakref.finalize`` objects still waiting that run at exit (``atexit``
-    true, the default): ``weakref.finalize(app, sock.close)`` with *app* kept to the end."""
+    true, the default): ``weakref.finalize(app, sock.close)`` with *app* kept to the end. Each
+    is numbered as a handler registered before any test (see :meth:`_ExitHandlers.will_close`)."""
     import weakref
 
     calls = []
     for info in list(getattr(weakref.finalize, "_registry", {}).values()):
         with contextlib.suppress(AttributeError):  # a Python whose finalize keeps other fields
             if info.atexit:
-                calls.append((info.func, tuple(info.args), dict(info.kwargs or {})))
+                calls.append((info.func, tuple(info.args), dict(info.kwargs or {}), -1))
     return calls
 
 
@@ -1173,8 +1188,10 @@ def _fileno_of(obj: object) -> int | None:
             return None
 
 
-def _reached(func: object, args: Sequence[object], levels: int) -> list[object]:
-    """The objects the atexit handler call ``func(*args)`` may close (see :data:`_EXIT_FOLLOWED`)."""
+def _reached(func: object, args: Sequence[object], levels: int, in_items: list[object]) -> list[object]:
+    """The objects the atexit handler call ``func(*args)`` may close (see :data:`_EXIT_FOLLOWED`).
+    What it reaches only as the item of a list, set or dict (and what such an item keeps) goes in
+    *in_items* instead."""
     owner = _plain_attribute(func, "__self__")
     found = [*args, owner]
     if levels > 1:
@@ -1183,18 +1200,19 @@ def _reached(func: object, args: Sequence[object], levels: int) -> list[object]:
             # and what a list, set or dict of them keeps (children it waits for at exit). Only
             # the attributes its code names: jupyter_client's ``cleanup_connection_file`` removes
             # a file, and the kernel its manager keeps running was excused with it.
-            _attributes_reached(owner, _names_used(func), _OBJECTS_FOLLOWED, found, {id(owner)})
+            _attributes_reached(owner, _names_used(func), _OBJECTS_FOLLOWED, found, {id(owner)}, in_items)
         if isinstance(func, functools.partial):
-            found += _reached(func.func, (*func.args, *func.keywords.values()), levels - 1)
+            found += _reached(func.func, (*func.args, *func.keywords.values()), levels - 1, in_items)
         if isinstance(func, types.FunctionType):  # what its code names: a cell, or a global
             for cell in func.__closure__ or ():
                 with contextlib.suppress(ValueError):  # an empty cell
-                    found += _reached(cell.cell_contents, (cell.cell_contents,), levels - 1)
+                    found += _reached(cell.cell_contents, (cell.cell_contents,), levels - 1, in_items)
             names = func.__globals__
             for value in [names[name] for name in func.__code__.co_names if name in names]:
                 # A module's list of what it cleans up at exit, and what is in it (astropy's
                 # ``_tempfilestodel``, the paths its ``_deltemps`` removes).
-                found += [value, *_items(value)]
+                found.append(value)
+                in_items += _items(value)
     return [obj for obj in found if obj is not None and not issubclass(type(obj), types.ModuleType)]
 
 
@@ -1216,21 +1234,26 @@ def _items(value: object) -> list[object]:
 
 
 def _attributes_reached(
-    obj: object, named: frozenset[str] | None, depth: int, found: list[object], seen: set[int]
+    obj: object,
+    named: frozenset[str] | None,
+    depth: int,
+    found: list[object],
+    seen: set[int],
+    in_items: list[object],
 ) -> None:
     """Add to *found* what the attributes of *obj* that *named* names keep (every one, when None),
-    and the items of a container there; then, *depth* objects deep, what the code the handler
-    calls on each of those by name reaches in turn (``self._reader.shutdown()``: the reader's
-    own method, which joins its thread)."""
+    and to *in_items* the items of a container there; then, *depth* objects deep, what the code
+    the handler calls on each of those by name reaches in turn (``self._reader.shutdown()``: the
+    reader's own method, which joins its thread), in the same list as the object it is kept by."""
     attributes = _plain_attribute(obj, "__dict__")
     for name, value in list(attributes.items() if type(attributes) is dict else ()):
         if named is not None and name not in named:
             continue
-        for item in (value, *_items(value)):
+        for item, into in ((value, found), *((each, in_items) for each in _items(value))):
             if id(item) in seen:
                 continue
             seen.add(id(item))
-            found.append(item)
+            into.append(item)
             kind = type(item)
             if (
                 depth > 1
@@ -1239,7 +1262,7 @@ def _attributes_reached(
                 and kind is not dict
                 and not issubclass(kind, (type, types.ModuleType, *_SCALARS))
             ):
-                _attributes_reached(item, _names_called(kind, named), depth - 1, found, seen)
+                _attributes_reached(item, _names_called(kind, named), depth - 1, into, seen, in_items)
 
 
 def _names_called(cls: type, named: frozenset[str]) -> frozenset[str] | None:
@@ -1599,6 +1622,7 @@ class LeakChecker:
         self.fixture_allow: dict[str, list[AllowRule]] = {}
         self.reported: set[tuple[object, ...]] = set()
         self.item: pytest.Item | None = None
+        self.handlers_before = 0  # exit handlers registered before the running test began
         #: The test whose teardown runs now (its function-scoped fixtures', then the wider ones'
         #: its scope ends with).
         self.in_teardown: pytest.Item | None = None
@@ -1888,6 +1912,7 @@ class LeakChecker:
             self.item = item
             self.contexts.add(item.nodeid)
             set_context(item.nodeid)
+            self.handlers_before = self.exit_handlers.registered  # see _ExitHandlers.will_close
             try:
                 self.allow[item.nodeid] = _allow_rules(item)
             except (TypeError, ValueError) as exc:
@@ -2109,7 +2134,7 @@ class LeakChecker:
                 # What closes at exit (an atexit handler's file, of a module the test imported; dask's
                 # default thread pool, which its handler shuts down) is left out before the grace
                 # period, which waited a second for that pool's threads to end, then excused them.
-                closes_at_exit = self.exit_handlers.will_close()
+                closes_at_exit = self.exit_handlers.will_close(self.handlers_before)
                 leaks = [leak for leak in leaks if not closes_at_exit(leak)]
                 if leaks:
                     leaks = self._collected_and_waited(check, leaks, item)
