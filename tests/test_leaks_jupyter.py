@@ -152,6 +152,43 @@ def test_a_kernel_manager_dropped_with_its_kernel_running_is_the_collectors(tmp_
     assert sorted(part["kind"] for part in kernel["holds"]) == ["subprocess", "zmq-socket"]
 
 
+def test_a_client_dropped_with_its_channels_running_is_one_entry_holding_them(tmp_path: Path) -> None:
+    """Its __del__ closes nothing while its channels run (it logs "Could not destroy zmq
+    context"): one entry, collected, whose parts still open are listed under it, not as five
+    entries of their own, and not said to be closed by the collector."""
+    source = (
+        SLEEPER
+        + """\
+    import gc
+    from jupyter_client.channels import HBChannel
+
+    HBChannel.time_to_dead = 3600.0
+    km = KernelManager(kernel_name="sleeper")
+    km.start_kernel(stdout=DEVNULL, stderr=DEVNULL)
+
+    def start():
+        kc = km.client()
+        kc.start_channels()
+
+    start()
+    gc.collect()
+    shutil.rmtree(spec)
+    """
+    )
+    report, stderr = reclaim_run_json(tmp_path, source)
+    leaks = report["leaks"]
+    assert [leak["kind"] for leak in leaks] == ["jupyter-kernel", "jupyter-client"], stderr
+    client = leaks[1]
+    assert client["closed_by_gc"]
+    assert "channels not stopped (stop_channels()) (its client dropped: the garbage collector" in stderr
+    assert "finalized it, and its channels run on)" in stderr
+    lines = textwrap.dedent(source).splitlines()
+    assert _program_line(client) == lines.index("    kc.start_channels()") + 1
+    kinds = [part["kind"] for part in client["holds"]]
+    assert kinds.count("zmq-socket") == 5, kinds
+    assert "thread" in kinds
+
+
 def test_a_kernel_started_again_after_a_shutdown_is_at_the_new_line(tmp_path: Path) -> None:
     """Shut down, then started again, restarted and left: the entry is at the second start, not
     the first one's line (a restart keeps it)."""

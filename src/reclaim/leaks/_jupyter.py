@@ -36,6 +36,7 @@ from __future__ import annotations
 import functools
 import inspect
 import sys
+import threading
 from collections.abc import Callable
 from types import ModuleType
 
@@ -182,6 +183,20 @@ def _cleaned_up(manager: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
             _records.release(rec.key)
 
 
+class _Parts:
+    """The ``id()`` of an owner's parts as it died, and when: a part's record of that key made no
+    later is that part (alive still, a thread its client never stopped, or dead with it). And the
+    names of its threads: what one of them acquires later is the owner's too (the heartbeat
+    channel's socket, which its thread makes)."""
+
+    __slots__ = ("at", "ids", "threads")
+
+    def __init__(self, parts: list[object]) -> None:
+        self.ids = frozenset(map(id, parts))
+        self.at = _records._time()
+        self.threads = frozenset(part.name for part in parts if isinstance(part, threading.Thread))
+
+
 def _deciding_death(
     cls: type,
     kind: str,
@@ -195,7 +210,7 @@ def _deciding_death(
     finalize: Callable[..., None] | None = vars(cls).get("__del__")
 
     def leaked_info(obj: Any, rec: Record) -> tuple[Any, ...] | None:
-        return (*info(obj), tuple(map(id, parts(obj)))) if is_open(obj, rec) else None
+        return (*info(obj), _Parts(parts(obj))) if is_open(obj, rec) else None
 
     def __del__(self: Any, *args: Any, **kwargs: Any) -> None:
         try:  # before its own __del__ removes its connection file, closes its socket
@@ -283,7 +298,8 @@ def fold(found: list[Found], out: dict[int, list[Found]]) -> None:
     if not owners:
         return
     by_id: dict[int, Record] = {}  # id() of a live part -> its owner's record
-    by_key: dict[object, Record] = {}  # a collected part's record's key -> its collected owner's
+    by_key: dict[object, tuple[Record, float]] = {}  # a part's record's key -> its collected owner's
+    by_thread: dict[str, Record] = {}  # the name of a collected owner's thread -> that owner's
     by_pid: dict[int, Record] = {}
     by_path: dict[str, Record] = {}
     for rec, obj, _ in owners:
@@ -296,9 +312,11 @@ def fold(found: list[Found], out: dict[int, list[Found]]) -> None:
         if obj is not None:
             for part in _kernel_parts(obj) if rec.kind == KERNEL else _client_parts(obj):
                 by_id.setdefault(id(part), rec)
-        elif type(rec.info[-1]) is tuple:  # collected: the id() of its parts as it died
-            for key in rec.info[-1]:
-                by_key.setdefault(key, rec)
+        elif type(rec.info[-1]) is _Parts:  # collected: the id() of its parts as it died
+            for key in rec.info[-1].ids:
+                by_key.setdefault(key, (rec, rec.info[-1].at))
+            for name in rec.info[-1].threads:
+                by_thread.setdefault(name, rec)
 
     def owner_of(item: Found) -> Record | None:
         part, obj, _ = item
@@ -306,8 +324,12 @@ def fold(found: list[Found], out: dict[int, list[Found]]) -> None:
             return None
         if obj is not None and id(obj) in by_id:
             return by_id[id(obj)]
-        if obj is None and part.key in by_key:  # gone with its owner, in the same collection
-            return by_key[part.key]
+        if part.key in by_key:  # gone with its owner, or alive (a thread its __del__ left running)
+            owner, died = by_key[part.key]
+            if part.time <= died:
+                return owner
+        if part.thread in by_thread and part.time >= by_thread[part.thread].time:
+            return by_thread[part.thread]
         if part.kind == "subprocess" and isinstance(part.info, tuple) and part.info:
             return by_pid.get(part.info[0])
         if part.kind == "tempfile" and by_path:

@@ -435,6 +435,9 @@ _STATES: dict[str | tuple[str, str], str] = {
     # its control socket; its kernel, a child of the program's, runs on.
     ("jupyter-kernel", "collected"): "its manager dropped: the garbage collector finalized it, "
     "and the kernel runs on",
+    # Nor does a client's __del__ stop its channels: it logs "Could not destroy zmq context".
+    ("jupyter-client", "collected"): "its client dropped: the garbage collector finalized it, "
+    "and its channels run on",
     # A lock is released, not closed: its __del__ gave it back when the collector freed it.
     ("filelock", "collected"): "released by its finalizer once the garbage collector freed it",
     # Not "pending": a connection is no task; its tasks were, and their cancel closed it.
