@@ -1667,6 +1667,64 @@ def test_pytest_djangos_test_database_connection_kept_for_reuse_db_is_not_a_fixt
         assert "leaks found after their test ended" not in result.stdout.str()
 
 
+def test_a_django_connection_a_test_opens_again_after_a_testcase_closed_it_is_the_sessions(
+    pytester: pytest.Pytester,
+) -> None:
+    """Django's ``TestCase.tearDownClass`` closes every connection; the next test's query opens its
+    alias's again, and Django keeps it for every later test until django_db_setup's teardown. That
+    next test alone was blamed, whichever it was in the run's order (pytest-django's own suite).
+    One a test's own thread opens is still the test's."""
+    pytest.importorskip("pytest_django")
+    pytester.makeini("[pytest]\nDJANGO_SETTINGS_MODULE = settings\npythonpath = .\n")
+    pytester.makepyfile(
+        settings="""
+        SECRET_KEY = "reclaim-tests"
+        USE_TZ = True
+        DATABASES = {
+            "default": {
+                "ENGINE": "django.db.backends.sqlite3",
+                "NAME": "app.db",
+                "TEST": {"NAME": "test_app.db"},
+            }
+        }
+        """,
+        test_orm="""
+        import threading
+
+        import pytest
+        from django.db import connection, connections
+        from django.test import TestCase
+
+        def query():
+            with connection.cursor() as cursor:
+                cursor.execute("select 1")
+
+        class TestDjangoStyle(TestCase):
+            def test_query(self):
+                query()
+
+        @pytest.mark.django_db
+        def test_after_the_testcase():
+            query()
+
+        @pytest.mark.django_db
+        def test_later():
+            query()
+
+        @pytest.mark.django_db(transaction=True)
+        def test_in_a_thread():
+            worker = threading.Thread(target=query)
+            worker.start()
+            worker.join()
+        """,
+    )
+    result = run(pytester, "-p", "django", "-p", "no:randomly")  # LEAN keeps pytest-django out
+    result.assert_outcomes(passed=4, errors=1)
+    result.stdout.fnmatch_lines(["*ERROR at teardown of test_in_a_thread*"])
+    out = result.stdout.str()
+    assert "of test_after_the_testcase" not in out and "leaks found after their test ended" not in out, out
+
+
 @pytest.mark.one_python
 def test_a_librarys_object_a_program_module_imports_by_name_holds_nothing_for_the_program(
     pytester: pytest.Pytester,

@@ -60,6 +60,7 @@ import json
 import os
 import re
 import sys
+import threading
 import time
 import traceback
 import types
@@ -1952,6 +1953,12 @@ class LeakChecker:
             self.fixture_allow.setdefault(label, []).append(
                 AllowRule(None, re.compile(r", Django's connection '"))
             )
+            # What a later test's query connects again, after Django's teardown of a TestCase
+            # closed every connection, Django keeps until this fixture's teardown too.
+            from .leaks import _django
+
+            _django.KEEPER = (label, threading.get_ident())
+            fixturedef.addfinalizer(lambda: setattr(_django, "KEEPER", None))
         set_context(label)
         self.wide_fixtures[label] = fixturedef
         # Its teardown runs in whichever test is tearing down then (the session's last test):

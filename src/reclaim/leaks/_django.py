@@ -12,12 +12,20 @@ that ``django.db.connections.close_all()`` closes it, where the thread or progra
 
 Only a connection a driver integration records is noted: Django's connection to an
 in-memory sqlite3 database is none (see :mod:`._sqlite`).
+
+Under pytest-django, while its ``django_db_setup`` fixture is up (see :data:`KEEPER`), a
+connection Django opens in the thread that set it up is that fixture's, whichever test's query
+opened it: Django's ``TestCase.tearDownClass`` and a transactional test's teardown close every
+connection, the next test's query opens its alias's again, and ``django.db.connections`` keeps it
+for every later test until the fixture's teardown closes it. It was the leak of that next test
+alone, whichever it was in the run's order. One opened in another thread is the test's still.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import threading
 from types import ModuleType
 
 from . import _records
@@ -40,6 +48,10 @@ NOTES: dict[int, tuple[Record, str, Any]] = {}
 
 FIX = "django.db.connections.close_all() where done with it"
 
+#: (context label, thread ident) of the pytest-django ``django_db_setup`` fixture set up now, set
+#: by the pytest plugin: what Django connects in that thread is labelled the fixture's.
+KEEPER: tuple[str, int] | None = None
+
 
 def _note(wrapper: Any) -> None:
     conn = wrapper.connection
@@ -47,6 +59,9 @@ def _note(wrapper: Any) -> None:
     if rec is None or rec() is not conn:
         return  # not one a driver integration records
     NOTES[id(rec)] = (rec, str(wrapper.alias), wrapper.settings_dict.get("CONN_MAX_AGE", 0))
+    keeper = KEEPER
+    if keeper is not None and keeper[1] == threading.get_ident():
+        rec.context = keeper[0]
     if len(NOTES) > _records.MAX_COLLECTED:
         del NOTES[next(iter(NOTES))]
 
