@@ -4611,6 +4611,12 @@ def test_thread_pool_executor_not_shut_down_is_one_leak_not_its_workers(leakwatc
         assert leak.description == f"concurrent.futures.ThreadPoolExecutor {problem}"
         assert leak.details == {"class": "concurrent.futures.ThreadPoolExecutor", "problem": problem}
         assert leak.state == "open"
+        # Its idle workers never end by themselves: a check's grace period must not wait for
+        # them, as it does for a thread (the whole period, once per test that forgot shutdown()).
+        from reclaim.leaks._kinds import kind_of
+
+        assert not kind_of("thread").worth_waiting_for(leak.details)
+        assert kind_of("thread").worth_waiting_for({"name": "worker", "target": "run", "daemon": False})
     finally:
         executor.shutdown()
     assert leakwatch.leaks() == []
