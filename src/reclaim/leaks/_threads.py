@@ -46,6 +46,7 @@ from __future__ import annotations
 import functools
 import sys
 import threading
+from collections.abc import Mapping
 from types import ModuleType, WrapperDescriptorType
 
 from reclaim import _sites
@@ -126,7 +127,7 @@ def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
     return f"{name!r} running {target}()" + (" (daemon)" if daemon else ""), details
 
 
-def _may_end(details: Details) -> bool:
+def _may_end(details: Mapping[str, object]) -> bool:
     """A thread may end by itself; an executor never shut down may not: its idle workers wait for
     work until it is shut down or collected, so a check's grace period would wait out its whole
     length for them (s3transfer's suite: a second per test that forgot ``shutdown()``)."""
