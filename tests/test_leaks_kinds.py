@@ -2805,6 +2805,44 @@ def test_a_thread_running_trio_holds_its_run_as_one_event_loop(leakwatch: Watch)
 
 
 @pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_threads_of_one_name_each_hold_their_own_loop(leakwatch: Watch) -> None:
+    """pyrate-limiter starts a "Leaker" thread per limiter, each running a loop of its own: the
+    first thread of that name was said to hold both loops and both tasks, the second none."""
+    ready = [threading.Event(), threading.Event()]
+    stop = threading.Event()
+    loops: list[asyncio.AbstractEventLoop] = []
+
+    def run(started: threading.Event) -> None:
+        loop = asyncio.new_event_loop()
+        loops.append(loop)
+
+        async def serve() -> None:
+            started.set()
+            await loop.run_in_executor(None, stop.wait)
+
+        loop.run_until_complete(serve())
+
+    threads = [threading.Thread(target=run, args=(event,), name="leaker", daemon=True) for event in ready]
+    for thread in threads:
+        thread.start()
+        assert ready[threads.index(thread)].wait(30)
+    try:
+        found = [leak for leak in leakwatch.leaks() if leak.kind == "thread"]
+        assert [leak.details["name"] for leak in found] == ["leaker", "leaker"]
+        held = [sorted(part.kind for part in leak.holds if part.kind != "thread") for leak in found]
+        assert held == [["eventloop", "task"], ["eventloop", "task"]]
+        selectors = {part.description for leak in found for part in leak.holds if part.kind == "eventloop"}
+        assert len(selectors) == 2
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+        for loop in loops:
+            loop.run_until_complete(loop.shutdown_default_executor())
+            loop.close()
+    assert leakwatch.leaks() == []
+
+
 def test_a_thread_that_renames_itself_as_it_starts_still_holds_its_loop(leakwatch: Watch) -> None:
     """anyio's blocking portal makes its loop, then renames its thread: when that ran before
     ``start()`` returned, the thread was recorded under its new name only, and the loop, made

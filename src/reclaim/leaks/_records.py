@@ -270,13 +270,22 @@ names = threading.local()
 STARTED_IN = "_reclaim_started_in"
 
 
+class ThreadName(str):
+    """A thread's name as its records keep it, with the thread's ``ident`` (:attr:`ident`): two
+    threads of one name (a library's worker per instance) are told apart by it. It compares,
+    hashes and prints as the name."""
+
+    ident: int | None
+
+
 def thread_name() -> str:
     """Name of the calling thread (cached per thread, with the label it was started under)."""
     try:
         name: str = names.both[0]
     except AttributeError:
         thread = threading.current_thread()
-        name = thread.name
+        name = ThreadName(thread.name)
+        name.ident = thread.ident
         # What a thread acquires is labelled as where it was started (a session fixture's server
         # thread, say), not as whatever test runs when it acquires: see label_here(). The two
         # in one attribute: open() reads both in one look.

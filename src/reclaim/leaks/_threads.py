@@ -155,23 +155,35 @@ def fold(found: list[Found], out: dict[int, list[Found]]) -> None:
     its name when it started, or now (a record keeps the name its thread had at its first
     acquisition). A thread holding something of its own is not taken."""
     threads: dict[str, Record] = {}
+    # Threads of one name (pyrate-limiter's "Leaker", one per limiter) are told apart by ident.
+    by_ident: dict[int, Record] = {}
     for rec, obj, state in found:
         if rec.kind == "thread" and state == "open" and type(rec.info) is tuple:
             threads.setdefault(rec.info[0], rec)
             if obj is not None:
                 threads.setdefault(obj.name, rec)
+                if obj.ident is not None:
+                    by_ident[obj.ident] = rec
     if not threads:
         return
+
+    def thread_of(rec: Record) -> Record | None:
+        ident = getattr(rec.thread, "ident", None)
+        owner = by_ident.get(ident) if ident is not None else None
+        if owner is not None and rec.time >= owner.time:  # not an ended thread's reused ident
+            return owner
+        return threads.get(rec.thread)
+
     parts: dict[int, Record] = {}
     running_loops: set[int] = set()
     for rec, _, _ in found:
-        owner = threads.get(rec.thread) if rec.kind in IN_THREAD else None
+        owner = thread_of(rec) if rec.kind in IN_THREAD else None
         if owner is not None and rec.seq >= owner.seq:
             parts[id(rec)] = owner
             if rec.kind == "eventloop":
                 running_loops.add(id(owner))
     for rec, _, _ in found:
-        owner = threads.get(rec.thread) if rec.kind in IN_LOOP_THREAD else None
+        owner = thread_of(rec) if rec.kind in IN_LOOP_THREAD else None
         if owner is not None and owner is not rec and id(owner) in running_loops and rec.seq >= owner.seq:
             parts[id(rec)] = owner
     owners = {id(owner) for owner in parts.values()}
@@ -208,9 +220,11 @@ def install(patches: Patches) -> None:
         # Its name before it runs: a thread may rename itself at once (anyio's blocking portal
         # does), and what it acquires meanwhile is told by the name it had (see fold()).
         name = self.name
+        started = _records._time()  # before what the thread acquires (see fold(): by ident)
         start(self)
         info = (name, _target(self), self.daemon)
-        _records.new(self, "thread", info, site).seq = seq
+        rec = _records.new(self, "thread", info, site)
+        rec.seq, rec.time = seq, started
 
     start_.__doc__ = start.__doc__
     patches.set(threading.Thread, "start", start_)
