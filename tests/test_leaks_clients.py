@@ -659,6 +659,36 @@ def test_requests_session_or_urllib3_manager_not_closed_is_reported_at_its_line_
 
 @ignore_gc_warnings
 @pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+@pytest.mark.parametrize("dropped", [False, True], ids=["left-open", "dropped"])
+def test_a_requests_session_with_an_adapter_mounted_is_one_entry_at_its_line(
+    leakwatch: Watch, url: str, dropped: bool
+) -> None:
+    """``s.mount("http://", HTTPAdapter(max_retries=3))``: the adapter, made apart from the
+    session, made its own urllib3 PoolManager, which was the entry, at the adapter's line, with
+    ``clear()`` as the fix (httpie's sessions). The session owns it once mounted: closing the
+    session closes it."""
+    requests = pytest.importorskip("requests")
+    from requests.adapters import HTTPAdapter
+
+    session = requests.Session()
+    made = line() - 1
+    session.mount("http://", HTTPAdapter(max_retries=3))
+    assert session.get(url).content == b"ok"
+    request = line() - 1
+    if dropped:
+        del session
+    [leak] = leakwatch.leaks()
+    assert leak.kind == "requests" and leak.state == ("collected" if dropped else "open")
+    assert_at(leak, made)
+    [held] = leak.holds
+    assert held.kind == "socket" and request in opened_at(held)
+    if not dropped:
+        session.close()
+        assert leakwatch.leaks() == []
+
+
+@ignore_gc_warnings
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
 @pytest.mark.parametrize("library", list(URLLIB3_CLIENTS))
 def test_a_client_dropped_after_a_collection_closed_another_clients_pool_still_holds_its_socket(
     leakwatch: Watch, url: str, library: str

@@ -63,6 +63,7 @@ client, the session it makes and the server it is handed, which it closes).
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import itertools
 import sys
@@ -466,6 +467,9 @@ def install(patches: Patches, module: ModuleType) -> None:
     engine = getattr(module, "Engine", None) if module.__name__ == "sqlalchemy.engine.base" else None
     if isinstance(engine, type) and "dispose" in vars(engine):
         _wrap_dispose(patches, engine)
+    session = getattr(module, "Session", None) if module.__name__ in _MOUNTING else None
+    if isinstance(session, type) and "mount" in vars(session):
+        _wrap_mount(patches, session)
     if module.__name__ in LIBRARY_GLOBALS:
         kind, package, name = LIBRARY_GLOBALS[module.__name__]
         holder = getattr(sys.modules.get(package), name, None)
@@ -622,6 +626,31 @@ def track(
     if finalize is not None:
         __del__.__doc__ = finalize.__doc__
     patches.set(cls, "__del__", __del__)
+
+
+#: The modules whose ``Session.mount()`` hands the session an adapter to own (requests', niquests').
+_MOUNTING = frozenset({"requests.sessions", "niquests.sessions"})
+
+
+def _wrap_mount(patches: Patches, cls: type) -> None:
+    """Wrap *cls*'s ``mount()`` (a ``requests.Session``'s): the adapter mounted is the session's,
+    its ``close()`` closes it, so the urllib3 pools the adapter made before it was mounted (made
+    apart from the session: ``s.mount("https://", HTTPAdapter(max_retries=3))``) are the session's
+    parts, not entries of their own at the adapter's line, which said to ``clear()`` them."""
+    mount: Callable[..., None] = vars(cls)["mount"]
+
+    def mount_(self: Any, prefix: Any, adapter: Any, *args: Any, **kwargs: Any) -> None:
+        mount(self, prefix, adapter, *args, **kwargs)
+        managers = [getattr(adapter, "poolmanager", None)]
+        proxies = getattr(adapter, "proxy_manager", None)
+        if isinstance(proxies, dict):
+            managers += proxies.values()
+        for manager in managers:
+            rec = record_of(manager) if manager is not None else None
+            if rec is not None and rec.kind == "urllib3" and rec.state == OPEN:
+                _records.release(rec.key)  # handed to the session to close: what it holds is its
+
+    patches.set(cls, "mount", functools.wraps(mount)(mount_))
 
 
 #: The queues of the pools a urllib3 ``PoolManager.clear()`` dropped (a with-block's end, a
