@@ -3747,6 +3747,49 @@ def test_what_an_exit_handler_reaches_through_the_methods_it_calls_or_its_module
     assert "test_download" not in out and "Thread-" not in out, out
 
 
+def test_a_temp_dir_whose_path_a_module_holder_keeps_goes_with_the_file_beside_it(
+    pytester: pytest.Pytester,
+) -> None:
+    """httpie's test environment, kept by a module-level parser, owns a temp file and a
+    ``mkdtemp()`` directory, both removed by its ``__del__``: the file went to the holder, the
+    directory failed the test as "not removed", and was gone by the end of the run. The very
+    str ``mkdtemp()`` returned, kept by the holder, holds the path as it holds the file."""
+    pytester.makepyfile(
+        holder="""
+        import shutil
+        import tempfile
+
+        class Env:
+            def __init__(self):
+                self.file = tempfile.TemporaryFile()
+                self.dir = tempfile.mkdtemp()
+
+            def __del__(self):
+                self.file.close()
+                shutil.rmtree(self.dir, ignore_errors=True)
+
+        current = None
+
+        def use(env):
+            global current
+            current = env
+        """,
+        test_env="""
+        import holder
+
+        def test_acquires():
+            holder.use(holder.Env())
+
+        def test_replaces():
+            holder.use(None)
+        """,
+    )
+    result = run(pytester, "-p", "no:randomly")
+    result.assert_outcomes(passed=2)
+    out = result.stdout.str()
+    assert "not removed" not in out and "tempdir" not in out, out
+
+
 def test_what_a_safety_net_exit_handler_lists_is_still_the_tests_leak(pytester: pytest.Pytester) -> None:
     """paramiko registers at import a handler that stops every transport its module lists: a
     safety net over all live instances, run at exit. A transport thread a test left running was

@@ -694,6 +694,10 @@ def _is_framework(site: Any) -> bool:
     return code is not None and (_sites.is_framework(code.co_filename) or _sites.is_owned(code))
 
 
+#: Kinds whose record without an object keeps, first in its info, the path the program was given.
+_PATHS = frozenset({"tempdir", "tempfile"})
+
+
 def _open_under(labelled: Callable[[str | None], bool]) -> dict[int, Any]:
     """id of the object -> its record (or a file's raw layer), for each open resource whose label
     *labelled* accepts."""
@@ -704,6 +708,11 @@ def _open_under(labelled: Callable[[str | None], bool]) -> dict[int, Any]:
         obj = rec()
         if rec.state == OPEN and obj is not None and obj is not NO_OBJECT:
             targets[id(obj)] = rec
+        elif obj is NO_OBJECT and rec.state == OPEN and rec.kind in _PATHS and type(rec.info[0]) is str:
+            # A path mkdtemp() or mkstemp() made: the very str it returned, which its record keeps
+            # (so no other object has its id). What keeps that str (an object that removes the
+            # directory as it dies) holds the path as it holds the file beside it.
+            targets[id(rec.info[0])] = rec
     for ref in list(_files.table):
         raw = ref()
         facts = _files.facts_of(raw)
