@@ -3747,6 +3747,45 @@ def test_what_an_exit_handler_reaches_through_the_methods_it_calls_or_its_module
     assert "test_download" not in out and "Thread-" not in out, out
 
 
+def test_what_a_holder_let_go_and_a_functions_default_argument_keeps_is_held_by_that(
+    pytester: pytest.Pytester,
+) -> None:
+    """httpie's module-level parser kept the file a test opened, then a later test replaced what
+    it kept; the default argument of ``main(env=Environment())`` still kept the file. It was
+    reported at the end as the test's, with no holder named. A function's defaults are a
+    module's holders, and what one holder lets go another is searched for."""
+    pytester.makepyfile(
+        app="""
+        class Env:
+            output = None
+
+        class Parser:
+            env = None
+
+        parser = Parser()
+
+        def main(path, env=Env()):
+            env.output = open(path, "w")
+            parser.env = env
+
+        def reset():
+            parser.env = None
+        """,
+        test_app="""
+        import app
+
+        def test_opens(tmp_path):
+            app.main(tmp_path / "out.txt")
+
+        def test_resets():
+            app.reset()
+        """,
+    )
+    result = run(pytester, "-p", "no:randomly")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["held by module global app.main (kept from test_app.py::test_opens):"])
+
+
 def test_a_temp_dir_whose_path_a_module_holder_keeps_goes_with_the_file_beside_it(
     pytester: pytest.Pytester,
 ) -> None:

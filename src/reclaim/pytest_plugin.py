@@ -602,13 +602,14 @@ def _holders_of_module(
         if issubclass(kind, types.FunctionType):
             # A decorator applied at import keeps what it was given in the closure of the
             # function it returns (``@process(pool=ProcessPool(1))``): that object is the
-            # module's as a global's would be. Only the cells: a function's globals reach
+            # module's as a global's would be; so is a default argument. Only the cells and
+            # defaults: a function's globals reach
             # the whole module, what a test stored there included. Not a test module's: its
             # test functions' decorators keep what the tests hand them (``@patch``'s mock,
             # whose side effect's traceback keeps the test's frame, and what it opened).
             if not program:
                 continue
-            value = tuple(_closure_values(value))
+            value = tuple(_kept_by_function(value))
             if not value:
                 continue
         elif issubclass(kind, type):
@@ -804,14 +805,21 @@ def _acquired_in(obj: object, filename: str | None) -> bool:
 _IO_LAYERS = (_io.TextIOWrapper, _io.BufferedReader, _io.BufferedWriter, _io.BufferedRandom)
 
 
-def _closure_values(function: types.FunctionType) -> Iterator[object]:
-    """What *function*'s closure cells hold that may hold something for the program."""
+def _kept_by_function(function: types.FunctionType) -> Iterator[object]:
+    """What *function*'s closure cells and default arguments hold that may hold something for the
+    program: a default made at import (httpie's ``main(args=sys.argv, env=Environment())``) keeps
+    what each call leaves on it, as a global would."""
     for cell in function.__closure__ or ():
         try:
             value = cell.cell_contents
         except ValueError:  # a cell not filled yet
             continue
         if not issubclass(type(value), _NOT_HOLDERS):  # type(): see _module_holders
+            yield value
+    defaults = _plain_attribute(function, "__defaults__") or ()
+    keywords = _plain_attribute(function, "__kwdefaults__") or {}
+    for value in (*defaults, *keywords.values()):
+        if not issubclass(type(value), (*_NOT_HOLDERS, *_SCALARS)):
             yield value
 
 
@@ -2272,14 +2280,24 @@ class LeakChecker:
         now = self._program_holders()
         now[FAILURE_TRACEBACK] = _failure_holders(_kept_failure())  # the last failure's, if kept
 
+        tests: dict[str, None] = {}
+
         def holding(label: str) -> tuple[str, object] | None:
             kept = _kept_origin(label, _KEPT)  # a fixture keeps what it took over to its end
             if kept is None:
                 return None
             holder, nodeid = kept
+            tests[nodeid] = None
             return nodeid, now.get(holder)
 
-        return self.tracker.hand_back(holding)
+        moved = self.tracker.hand_back(holding)
+        if moved:
+            # What another holder keeps now is that one's (httpie's parser let go of a file the
+            # default argument of its main() keeps): said so, not given back with no holder named.
+            for nodeid in tests:
+                holders = [(_kept_label(holder, nodeid), value) for holder, value in now.items()]
+                self.tracker.hand_over_held(nodeid, {}, holders)
+        return moved
 
     def _render(self, leaks: Sequence[Leak], unraisable: BaseException | None = None) -> str:
         assert self.tracker is not None
