@@ -301,8 +301,8 @@ def test_wider_fixture_leak_is_not_blamed_on_the_test_but_reported_at_session_en
             "*test_session.py:5*",
             # The resources and the holders blamed, as the last line counts the latter (CherryPy's
             # "17 leaked" under "100 resources leaked" read as a contradiction).
-            "1 resource leaked by 1 test, fixture or module-level holder (the 'leaked' count below)*",
-            "*2 passed, 1 leaked*",
+            "1 resource leaked by 1 test, fixture or module-level holder (the 'leaked at session end'*",
+            "*2 passed, 1 leaked at session end*",
         ]
     )
 

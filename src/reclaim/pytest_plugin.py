@@ -1522,12 +1522,17 @@ class LeakCheckerStatistics:
     late_leaks: int
 
 
+#: The last line's word for what the end-of-session section blamed ("173 errors, 1 leaked at
+#: session end"): "1 leaked" beside the errors of the tests that leaked read as a count of all.
+LATE_OUTCOME = "leaked at session end"
+
+
 class _LateLeak:
     """An entry of the terminal's statistics for leaks found after their test ended."""
 
     count_towards_summary = True
     when = "session"
-    outcome = "leaked"
+    outcome = LATE_OUTCOME
 
     def __init__(self, nodeid: str) -> None:
         self.nodeid = nodeid
@@ -1828,12 +1833,12 @@ class LeakChecker:
         )
         terminalreporter.write_line(
             f"{_plural(self.late_count, 'resource')} leaked by {blamed}"
-            " (the 'leaked' count below); each is blamed on the test (or fixture) that acquired it, "
+            f" (the '{LATE_OUTCOME}' count below); each is blamed on the test (or fixture) that acquired it, "
             "or the module-level object keeping it, not on the test running when it was found. "
             "Allow one on purpose with an ini line 'reclaim_allow = KIND:REGEX'."
         )
-        # Counted in the last line ("3 passed, 1 leaked"), so a red exit status is explained.
-        terminalreporter.stats.setdefault("leaked", []).extend(
+        # Counted in the last line ("3 passed, 1 leaked at session end"): a red exit status explained.
+        terminalreporter.stats.setdefault(LATE_OUTCOME, []).extend(
             _LateLeak(who) for who, _, tests in self.late for _ in range(tests)
         )
 
