@@ -403,3 +403,27 @@ def test_clients_alike_but_for_what_they_hold_are_not_said_to_be_all_alike() -> 
     assert head == "redis.Redis not closed (close(), or a with-block) and 1 more from the same line"
     alike = [leak("redis", "redis.Redis not closed (close(), or a with-block)") for _ in range(2)]
     assert Report(alike).to_text().splitlines()[0].endswith(" x 2 (all alike but for their time)")
+
+
+def test_a_description_that_names_a_package_of_the_kinds_name_is_not_prefixed_by_the_kind() -> None:
+    """requests-futures' session is of kind ``requests``: it read "requests
+    requests_futures.sessions.FuturesSession not closed", as a plain session reads
+    "requests.Session not closed"."""
+    from reclaim._sites import Frame
+    from reclaim.leaks import Report
+    from reclaim.leaks._report import Leak
+
+    site = (Frame("app.py", 8, "connect"),)
+    futures = Leak(
+        "requests",
+        "requests_futures.sessions.FuturesSession not closed (close(), or a with-block)",
+        "open",
+        site,
+        "MainThread",
+        None,
+        1,
+        0.0,
+        0.0,
+    )
+    head = Report([futures]).to_text().splitlines()[0]
+    assert head == "requests_futures.sessions.FuturesSession not closed (close(), or a with-block)"

@@ -292,8 +292,10 @@ class Report:
             if description.startswith(f"{kind}."):
                 # "multiprocessing.Pool not closed", not "multiprocessing multiprocessing.Pool ...".
                 description = description[len(kind) :]
-            elif description.startswith(_OF_THE_KIND.get(kind, ())):
-                kind = ""  # "multiprocess.Pool not closed", not "multiprocessing multiprocess.Pool ..."
+            elif description.startswith((*_OF_THE_KIND.get(kind, ()), f"{kind}_")):
+                # "multiprocess.Pool not closed", not "multiprocessing multiprocess.Pool ...";
+                # "requests_futures.sessions.FuturesSession", not "requests requests_futures...".
+                kind = ""
             else:
                 kind += " "
             console.print(f"[bold red]{escape(kind)}[/]{escape(description)}{state}{times}")
