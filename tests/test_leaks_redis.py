@@ -99,6 +99,45 @@ def test_an_asyncio_connection_the_program_connects_is_one_entry_at_its_line(
     asyncio.run(main())
 
 
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_a_pools_connection_used_again_after_a_disconnect_is_at_the_line_that_used_it_again(
+    leakwatch: Watch, redis: Any, redis_server: Any
+) -> None:
+    """A pool's ``disconnect()``, then a command: the socket open now was made by that command,
+    and its connection was reported at the first command's line, whose socket was long closed
+    (taskiq-redis's tests). An asyncio pool's too: its ``disconnect()`` closes its writer itself."""
+    pool = redis.ConnectionPool(host=redis_server.host, port=redis_server.port, db=4)
+    client = redis.Redis(connection_pool=pool)
+    client.ping()
+    pool.disconnect()
+    client.ping()
+    again = line() - 1
+    try:
+        [held] = [leak for leak in leakwatch.leaks() if leak.kind == "redis-connection"] or [
+            part for leak in leakwatch.leaks() for part in leak.holds if part.kind == "redis-connection"
+        ]
+        assert held.frames[0].lineno == again
+    finally:
+        pool.disconnect()
+    aredis = pytest.importorskip(f"{redis.__name__}.asyncio")
+
+    async def main() -> None:
+        pool = aredis.ConnectionPool(host=redis_server.host, port=redis_server.port, db=4)
+        client = aredis.Redis(connection_pool=pool)
+        await client.ping()
+        await pool.disconnect()
+        await client.ping()
+        again = line() - 1
+        try:
+            parts = [part for leak in leakwatch.leaks() for part in (leak, *leak.holds)]
+            [held] = [part for part in parts if part.kind == "redis-connection"]
+            assert held.frames[0].lineno == again
+        finally:
+            await pool.disconnect()
+
+    asyncio.run(main())
+
+
 def _pubsub(client: Any) -> tuple[Any, int]:
     """A subscribed ``pubsub()``, and the line that subscribed."""
     pubsub = client.pubsub()

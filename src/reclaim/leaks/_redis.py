@@ -20,20 +20,27 @@ A connection another object's ``__del__`` disconnects (a ``Redis`` client's, clo
 a ``PubSub``'s, dropped subscribed) was closed for the garbage collector: it is a leak then,
 with its socket, as one dropped connected is (its own ``__del__`` disconnects it too).
 
-Only the making, ``__del__`` and disconnecting of a connection are wrapped: a command pays
-nothing more.
+A pool's connection the program disconnected and that the pool connects again as it lends it
+(a pool's ``disconnect()``, then a command) is a new acquisition: its record is made anew at the
+program's line that connected it again, under the label current then, not left at its first
+connect's line (taskiq-redis's tests). A connection the program made and connects again itself
+stays at the line that made it; so does a pubsub's, reconnected inside ``get_message()``.
+
+Only the making, ``__del__``, connecting and disconnecting of a connection are wrapped: a
+command pays nothing more, a checkout one look whether the connection is connected.
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 import sys
 from collections.abc import Callable, Iterable
 from types import ModuleType
 
 from reclaim import _sites
 
-from . import _holders, _records, _sockets
+from . import _holders, _owning, _records, _sockets
 from ._kinds import Details, Kind, register
 from ._patch import Patches
 from ._records import OPEN, Record
@@ -119,9 +126,77 @@ _holders.LAST_LOOK[KIND] = _last_look
 _holders.PARTS.add(KIND)
 
 
+#: The keys of the records of connections the program disconnected: one connected again is
+#: recorded anew (see :func:`_reconnected`).
+_DISCONNECTED: set[object] = set()
+
+
+#: The pool methods that connect a connection as they lend it (redis-py's, sync and asyncio).
+_CHECKOUTS = frozenset({"get_connection", "ensure_connection"})
+
+
+def _reconnected(conn: Any, frame: Any, started: float) -> None:
+    """*conn*, disconnected by the program, connected again from *frame*: a new acquisition, at
+    the program's line past redis-py's frames, under the label current now, made as the connect
+    began (*started*): the socket it opened meanwhile is after it, its own."""
+    rec = _records.live.get(id(conn))
+    if rec is None or rec() is not conn or rec.kind != KIND or rec.state != OPEN:
+        return
+    if frame.f_code.co_name not in _CHECKOUTS:
+        # The program's own conn.connect(): still the connection it made at its line; a
+        # pubsub's connection reconnected inside get_message(): still blamed on its subscribe.
+        return
+    package = next(
+        (
+            base.__module__.partition(".")[0]
+            for base in type(conn).__mro__
+            if base.__name__ == "AbstractConnection"
+        ),
+        "redis",
+    )  # redis, or valkey (its fork)
+    maker = _owning.caller(_owning.outside(conn, frame) or frame, package)
+    site = _records.capture(maker, _records.depth)
+    _records.release(rec.key)
+    again = _records.new(conn, KIND, rec.info, site)
+    again.why, again.time = rec.why, started
+
+
+def _connects(connect: Callable[..., Any]) -> Callable[..., Any]:
+    """*connect*, recording anew a connection the program disconnected before."""
+
+    @functools.wraps(connect)
+    def connecting(self: Any, *args: Any, **kwargs: Any) -> Any:
+        again = id(self) in _DISCONNECTED and _closed(self)
+        started = _records._time() if again else 0.0
+        result = connect(self, *args, **kwargs)
+        if again and not _closed(self):
+            _DISCONNECTED.discard(id(self))
+            _reconnected(self, sys._getframe(1), started)
+        return result
+
+    return connecting
+
+
+def _connects_async(connect: Callable[..., Any]) -> Callable[..., Any]:
+    """:func:`_connects` for redis.asyncio's ``connect()``, a coroutine function."""
+
+    @functools.wraps(connect)
+    async def connecting(self: Any, *args: Any, **kwargs: Any) -> Any:
+        again = id(self) in _DISCONNECTED and _closed(self)
+        started = _records._time() if again else 0.0
+        result = await connect(self, *args, **kwargs)
+        if again and not _closed(self):
+            _DISCONNECTED.discard(id(self))
+            _reconnected(self, sys._getframe(1), started)
+        return result
+
+    return connecting
+
+
 def _closes(close: Callable[..., Any]) -> Callable[..., Any]:
     """*close* (``disconnect``, or asyncio's ``_close``), noting a connection it closes for a
-    finalizer: the collector's doing (see the module's docstring)."""
+    finalizer: the collector's doing (see the module's docstring); one the program disconnects
+    is noted for :func:`_reconnected`."""
 
     @functools.wraps(close)
     def closing(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -140,9 +215,31 @@ def _closes(close: Callable[..., Any]) -> Callable[..., Any]:
             and _sites.in_finalizer(sys._getframe(1))
         ):
             _holders.dies(self, KIND)
+        else:
+            _note_disconnect(self, rec)
         return close(self, *args, **kwargs)
 
     return closing
+
+
+def _note_disconnect(conn: Any, rec: Record | None) -> None:
+    """The program disconnects *conn* (*rec*: its live record): see :func:`_reconnected`."""
+    if rec is not None and rec.kind == KIND and rec() is conn and not _closed(conn):
+        _DISCONNECTED.add(id(conn))
+        if len(_DISCONNECTED) > _records.MAX_COLLECTED:  # ids of connections long gone
+            _DISCONNECTED.clear()
+
+
+def _disconnects_async(disconnect: Callable[..., Any]) -> Callable[..., Any]:
+    """redis.asyncio's ``disconnect()``, which closes its writer itself, not through ``_close``:
+    a connection it disconnects is noted for :func:`_reconnected`."""
+
+    @functools.wraps(disconnect)
+    async def disconnecting(self: Any, *args: Any, **kwargs: Any) -> Any:
+        _note_disconnect(self, _records.live.get(id(self)))
+        return await disconnect(self, *args, **kwargs)
+
+    return disconnecting
 
 
 def _install(patches: Patches, module: ModuleType, fix: str, close: str) -> None:
@@ -153,6 +250,13 @@ def _install(patches: Patches, module: ModuleType, fix: str, close: str) -> None
     found = vars(cls).get(close)
     if found is not None:
         patches.set(cls, close, _closes(found))
+    connect = vars(cls).get("connect")
+    if connect is not None:
+        wrap = _connects_async if inspect.iscoroutinefunction(connect) else _connects
+        patches.set(cls, "connect", wrap(connect))
+    disconnect = vars(cls).get("disconnect") if close != "disconnect" else None
+    if disconnect is not None and inspect.iscoroutinefunction(disconnect):
+        patches.set(cls, "disconnect", _disconnects_async(disconnect))
 
 
 def install(patches: Patches, module: ModuleType) -> None:
