@@ -486,3 +486,28 @@ def test_a_connection_whose_writer_is_no_asyncio_stream_breaks_no_check(leakwatc
     leaks = leakwatch.leaks()
     assert all("get_extra_info" not in leak.description for leak in leaks)
     conn._writer = None
+
+
+def test_django_redis_pool_per_url_is_the_librarys(tmp_path: Path, redis_server: Any) -> None:
+    """django-redis keeps one pool per URL for the process, in ``ConnectionFactory._pools``, made
+    by the first call that needs it and closed by nothing: it was the leak of whichever test
+    first used the cache (django-rq's ``USE_REDIS_CACHE``), or of the program at its end. A pool
+    the program makes itself is still its own."""
+    pytest.importorskip("django_redis")
+    url = f"redis://{redis_server.host}:{redis_server.port}/11"
+    source = f"""
+import django
+from django.conf import settings
+
+settings.configure(CACHES={{"default": {{"BACKEND": "django_redis.cache.RedisCache", "LOCATION": "{url}"}}}})
+django.setup()
+from django.core.cache import cache
+import redis
+
+cache.set("reclaim-test:django-redis", 1, timeout=5)
+cache.delete("reclaim-test:django-redis")
+mine = redis.ConnectionPool.from_url("{url}")
+redis.Redis(connection_pool=mine).ping()
+"""
+    report, stderr = reclaim_run_json(tmp_path, source)
+    assert [(leak["kind"], leak["frames"][0]["line"]) for leak in report["leaks"]] == [("redis", 12)], stderr

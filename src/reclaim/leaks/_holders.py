@@ -78,7 +78,7 @@ from reclaim import _sites
 
 from . import _records
 from ._kinds import CLIENT_KINDS, Details, Kind, kind_of, register
-from ._owning import caller, outside
+from ._owning import PLUMBING, caller, outside
 from ._patch import Patches, outside_warnings_stack
 from ._records import OPEN, Record
 
@@ -504,6 +504,22 @@ def _take_pools(patches: Patches, cls: type) -> None:
     patches.set(cls, "auto_close_connection_pool", property(get, set_))
 
 
+#: How many frames out from the line that made a holder a library's process-wide function (see
+#: ``_owning.PROCESS_WIDE``) is looked for: its cache's getter calls the factory that makes it.
+_PLUMBING_LOOKED_AT = 3
+
+
+def _by_plumbing(frame: Any) -> bool:
+    """Whether *frame*, or one of the few that called it, is a library's process-wide function."""
+    for _ in range(_PLUMBING_LOOKED_AT):
+        if frame is None:
+            return False
+        if frame.f_code in PLUMBING:
+            return True
+        frame = frame.f_back
+    return False
+
+
 def _leave_to_library(holder: object, kind: str) -> None:
     """*holder* is a library's own, made as it was imported: what it keeps is the library's."""
     if all(ref() is not holder for ref, _ in _libraries):
@@ -604,6 +620,11 @@ def track(
             maker = caller(maker, package)
             if package in MADE_THROUGH:
                 maker = caller(maker, MADE_THROUGH[package])
+            if _by_plumbing(maker):
+                # A library's cache for the process (django-redis's pool per URL, kept in its
+                # ConnectionFactory._pools): made for whichever test came first, closed by none.
+                _leave_to_library(self, kind)
+                return
         rec = _records.new(self, kind, (name, closed, fix, ()), _records.capture(maker, _records.depth))
         rec.time = started  # acquired as its making began: what it opened meanwhile is after it
         if type(self).__del__ is __del__:  # a subclass's own __del__ may never call ours

@@ -118,6 +118,10 @@ PROCESS_WIDE = {
     # dialects'): one asyncio.Runner for the process, whose loop the first provisioning call
     # makes at session start; its pytest plugin closes it at pytest_unconfigure, after the check.
     "sqlalchemy.util.concurrency": ("_AsyncUtil.run_in_greenlet", "_AsyncUtil.run"),
+    # django-redis's connection pools: one per URL for the process, kept in the class attribute
+    # ConnectionFactory._pools by the first call that needs it, and closed by nothing (its
+    # cache's close() disconnects the pool's connections, not the pool).
+    "django_redis.pool": ("ConnectionFactory.get_or_create_connection_pool",),
     # distributed's offload executor: one ThreadPoolExecutor ('Dask-Offload') made at import for
     # the process, never shut down (concurrent.futures joins its thread at exit).
     "distributed.utils": ("_offload_executor",),
