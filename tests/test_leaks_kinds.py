@@ -2805,6 +2805,27 @@ def test_a_thread_running_trio_holds_its_run_as_one_event_loop(leakwatch: Watch)
 
 
 @pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_an_event_loop_set_as_the_current_one_says_so(leakwatch: Watch) -> None:
+    """gql's sync ``execute()`` makes a loop and sets it as the thread's current one: asyncio
+    keeps it, and the entry read as a loop dropped. It says it is the current loop now."""
+    loop = asyncio.new_event_loop()
+    made = line() - 1
+    asyncio.set_event_loop(loop)
+    try:
+        leak = leakwatch.one("eventloop")
+        assert_site(leak, made)
+        assert leak.details["current"] is True
+        assert "still the thread's current event loop (set_event_loop(None), then close() it)" in (
+            leak.description
+        )
+        asyncio.set_event_loop(None)
+        assert "current" not in leakwatch.one("eventloop").details
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+    assert leakwatch.leaks() == []
+
+
 def test_threads_of_one_name_each_hold_their_own_loop(leakwatch: Watch) -> None:
     """pyrate-limiter starts a "Leaker" thread per limiter, each running a loop of its own: the
     first thread of that name was said to hold both loops and both tasks, the second none."""
