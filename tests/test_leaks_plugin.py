@@ -3829,6 +3829,37 @@ def test_a_temp_dir_whose_path_a_module_holder_keeps_goes_with_the_file_beside_i
     assert "not removed" not in out and "tempdir" not in out, out
 
 
+def test_a_line_that_leaked_in_several_tests_is_summed_up_at_the_end(pytester: pytest.Pytester) -> None:
+    """gql's suite: one fixture's executor, never shut down, failed 89 tests, read as 89 unrelated
+    errors. The lines that leaked in more than one test are listed once, most tests first."""
+    pytester.makepyfile(
+        test_many="""
+        import socket
+
+        def helper():
+            return socket.socket()
+
+        def test_a():
+            helper()
+
+        def test_b():
+            helper()
+
+        def test_c():
+            socket.socket()
+        """
+    )
+    result = run(pytester, "-p", "no:randomly")
+    result.assert_outcomes(passed=3, errors=3)
+    result.stdout.fnmatch_lines(
+        [
+            "*reclaim: the lines that leaked in more than one test*",
+            "2 tests: socket at test_many.py:4 in helper",
+        ]
+    )
+    assert "test_many.py:13" not in result.stdout.str().split("more than one test")[1], result.stdout.str()
+
+
 def test_what_a_safety_net_exit_handler_lists_is_still_the_tests_leak(pytester: pytest.Pytester) -> None:
     """paramiko registers at import a handler that stops every transport its module lists: a
     safety net over all live instances, run at exit. A transport thread a test left running was

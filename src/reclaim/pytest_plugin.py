@@ -1538,6 +1538,36 @@ class _LateLeak:
         self.nodeid = nodeid
 
 
+#: How many lines :func:`_common_sites` lists, at most.
+_COMMON_SHOWN = 5
+
+
+def _common_sites(found: list[dict[str, Any]]) -> list[str]:
+    """The program's lines (past the libraries' frames a stack starts with) that acquired what
+    more than one test (or holder) leaked, most tests first: ``"89 tests: thread at
+    tests/conftest.py:737 in run_sync_test_inner"``. Empty when no line did."""
+    from ._sites import is_program, shown
+
+    tests: dict[tuple[str, str], set[str]] = {}
+    where: dict[tuple[str, str], str] = {}
+    for leak in found:
+        frames = leak.get("frames") or ()
+        frame = next((f for f in frames if is_program(str(f.get("file", "")))), frames[0] if frames else None)
+        if frame is None:
+            continue
+        location = f"{shown(str(frame['file']))}:{frame['line']}"
+        key = (str(leak.get("kind")), location)
+        tests.setdefault(key, set()).add(str(leak.get("context")))
+        where[key] = f"{location} in {frame['function']}"
+    common = sorted((key for key in tests if len(tests[key]) > 1), key=lambda key: -len(tests[key]))
+    lines = [f"{len(tests[key])} tests: {key[0]} at {where[key]}" for key in common[:_COMMON_SHOWN]]
+    if len(common) > _COMMON_SHOWN:
+        lines.append(
+            f"and {len(common) - _COMMON_SHOWN} more lines (the JSON report, --reclaim-json, has them all)"
+        )
+    return lines
+
+
 def _key(leak: Leak) -> tuple[object, ...]:
     # The same leak must not be reported twice, though its state and description change when
     # the GC closes it (a socket loses its peer address): its acquisition (when, where, by
@@ -1818,6 +1848,12 @@ class LeakChecker:
                 "This is reclaim's fault, not the tests': their results above stand, and what the "
                 "session's end would have found was not checked. Please report it with this traceback."
             )
+        common = _common_sites(self.found)
+        if common:
+            # One fixture's executor in 89 tests (gql's suite) read as 89 unrelated errors.
+            terminalreporter.section("reclaim: the lines that leaked in more than one test", yellow=True)
+            for line in common:
+                terminalreporter.write_line(line)
         if not self.late:
             return
         terminalreporter.section("reclaim: leaks found after their test ended", red=True)
