@@ -981,6 +981,30 @@ def test_a_tls_socket_says_it_is_tls_and_a_listening_one_that_it_listens(leakwat
     assert leakwatch.leaks() == []
 
 
+def test_a_socket_accepted_then_wrapped_in_tls_is_still_accepted_from_its_client(leakwatch: Watch) -> None:
+    """``conn, _ = server.accept(); ctx.wrap_socket(conn, server_side=True)``: the SSLSocket, made
+    on the accepted descriptor at the wrap's line, read as a connection "->" the client's port.
+    It is the accepted connection still, at the accept's line, and says it is TLS."""
+    import ssl
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        client = socket.create_connection(server.getsockname())
+        conn, _ = server.accept()
+        at_accept = line() - 1
+        wrapped = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).wrap_socket(
+            conn, server_side=True, do_handshake_on_connect=False
+        )
+        try:
+            [leak] = [found for found in leakwatch.leaks("socket") if found.details.get("tls")]
+            assert_site(leak, at_accept)
+            assert leak.details["accepted"] is True
+            assert f"accepted from {leak.details['peer']}" in leak.description
+        finally:
+            wrapped.close()
+            client.close()
+    assert leakwatch.leaks() == []
+
+
 def test_socket_left_open_is_reported(leakwatch: Watch) -> None:
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     at = line() - 1

@@ -436,6 +436,7 @@ def track_class(patches: Patches, cls: type, family_of: Any, type_of: Any) -> No
         fd = self.fileno()
         known: tuple[Any, ...] | None = None
         lent = None
+        wrapped = None
         if fileno is not None:
             # accept(), socketpair(), dup(), fromfd(): the descriptor now belongs to this socket.
             lent = _live_pop(("fd", fd), None)
@@ -443,6 +444,7 @@ def track_class(patches: Patches, cls: type, family_of: Any, type_of: Any) -> No
                 lent.state = _RELEASED
             # Kept raw, formatted only for a report: a socket the GC closes has no ends left.
             known = _raw_endpoints(self)
+            wrapped = _live_get(_made_on.get(fd))
             _made_on[fd] = id(self)
         try:
             frame = _getframe(1)
@@ -454,6 +456,16 @@ def track_class(patches: Patches, cls: type, family_of: Any, type_of: Any) -> No
         site = _capture(frame, _records.depth)
         if fileno is not None and frame is not None:
             site = _accepted_at(frame, site)
+            if (
+                wrapped is not None
+                and wrapped.kind == "socket"
+                and _wrapping_in_ssl(frame)
+                and _on(wrapped, fd)
+            ):
+                # ssl's SSLSocket made on a socket it then detaches (wrap_socket, a TLS server's
+                # accept()): the same connection, acquired where that one was (accepted from
+                # its client, not a connection "->" the client's port, at the wrap's line).
+                info, site = (*info[:3], wrapped.info[3]), wrapped.site
         rec = _records.new(self, "socket", info, site)
         if lent is not None:
             _lent[fd] = (rec, lent)
@@ -534,6 +546,20 @@ def track_class(patches: Patches, cls: type, family_of: Any, type_of: Any) -> No
     patches.set(cls, "connect_ex", connect_ex_)
     patches.set(cls, "bind", bind_)
     patches.set(cls, "listen", listen_)
+
+
+def _on(rec: Record, fd: int) -> bool:
+    """Whether *rec*'s socket is alive and has descriptor *fd* (an id kept may be another's now)."""
+    sock = rec()
+    try:
+        return sock is not None and int(sock.fileno()) == fd
+    except Exception:  # not a socket after all
+        return False
+
+
+def _wrapping_in_ssl(frame: Any) -> bool:
+    """Whether *frame* is ssl's ``SSLSocket._create``, making a TLS socket on another's descriptor."""
+    return bool(frame.f_code.co_name == "_create" and frame.f_globals.get("__name__") == "ssl")
 
 
 def _accepted_at(frame: Any, site: Any) -> Any:
