@@ -1629,6 +1629,20 @@ def test_pytest_djangos_in_memory_test_database_is_not_a_fixtures_leak(pytester:
     assert "memorydb" not in result.stdout.str()
 
 
+#: Django settings whose test database is a file (kept between runs under --reuse-db).
+DJANGO_FILE_DATABASE = """
+SECRET_KEY = "reclaim-tests"
+USE_TZ = True
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": "app.db",
+        "TEST": {"NAME": "test_app.db"},
+    }
+}
+"""
+
+
 @pytest.mark.one_python
 def test_pytest_djangos_test_database_connection_kept_for_reuse_db_is_not_a_fixtures_leak(
     pytester: pytest.Pytester,
@@ -1640,17 +1654,7 @@ def test_pytest_djangos_test_database_connection_kept_for_reuse_db_is_not_a_fixt
     pytest.importorskip("pytest_django")
     pytester.makeini("[pytest]\nDJANGO_SETTINGS_MODULE = settings\npythonpath = .\n")
     pytester.makepyfile(
-        settings="""
-        SECRET_KEY = "reclaim-tests"
-        USE_TZ = True
-        DATABASES = {
-            "default": {
-                "ENGINE": "django.db.backends.sqlite3",
-                "NAME": "app.db",
-                "TEST": {"NAME": "test_app.db"},  # a file: kept between runs under --reuse-db
-            }
-        }
-        """,
+        settings=DJANGO_FILE_DATABASE,
         test_orm="""
         import pytest
         from django.db import connection
@@ -1677,17 +1681,7 @@ def test_a_django_connection_a_test_opens_again_after_a_testcase_closed_it_is_th
     pytest.importorskip("pytest_django")
     pytester.makeini("[pytest]\nDJANGO_SETTINGS_MODULE = settings\npythonpath = .\n")
     pytester.makepyfile(
-        settings="""
-        SECRET_KEY = "reclaim-tests"
-        USE_TZ = True
-        DATABASES = {
-            "default": {
-                "ENGINE": "django.db.backends.sqlite3",
-                "NAME": "app.db",
-                "TEST": {"NAME": "test_app.db"},
-            }
-        }
-        """,
+        settings=DJANGO_FILE_DATABASE,
         test_orm="""
         import threading
 

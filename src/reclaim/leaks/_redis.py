@@ -161,17 +161,27 @@ def _reconnected(conn: Any, frame: Any, started: float) -> None:
     again.why, again.time = rec.why, started
 
 
+def _again(conn: Any) -> float | None:
+    """When a connect of *conn*, disconnected by the program, begins: now; else None."""
+    return _records._time() if id(conn) in _DISCONNECTED and _closed(conn) else None
+
+
+def _connected_again(conn: Any, frame: Any, started: float) -> None:
+    """The connect :func:`_again` dated *started* ended: recorded anew if it connected."""
+    if not _closed(conn):
+        _DISCONNECTED.discard(id(conn))
+        _reconnected(conn, frame, started)
+
+
 def _connects(connect: Callable[..., Any]) -> Callable[..., Any]:
     """*connect*, recording anew a connection the program disconnected before."""
 
     @functools.wraps(connect)
     def connecting(self: Any, *args: Any, **kwargs: Any) -> Any:
-        again = id(self) in _DISCONNECTED and _closed(self)
-        started = _records._time() if again else 0.0
+        started = _again(self)
         result = connect(self, *args, **kwargs)
-        if again and not _closed(self):
-            _DISCONNECTED.discard(id(self))
-            _reconnected(self, sys._getframe(1), started)
+        if started is not None:
+            _connected_again(self, sys._getframe(1), started)
         return result
 
     return connecting
@@ -182,12 +192,10 @@ def _connects_async(connect: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(connect)
     async def connecting(self: Any, *args: Any, **kwargs: Any) -> Any:
-        again = id(self) in _DISCONNECTED and _closed(self)
-        started = _records._time() if again else 0.0
+        started = _again(self)
         result = await connect(self, *args, **kwargs)
-        if again and not _closed(self):
-            _DISCONNECTED.discard(id(self))
-            _reconnected(self, sys._getframe(1), started)
+        if started is not None:
+            _connected_again(self, sys._getframe(1), started)
         return result
 
     return connecting
