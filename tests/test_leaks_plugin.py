@@ -3863,6 +3863,7 @@ def test_what_a_safety_net_exit_handler_lists_is_still_the_tests_leak(pytester: 
     pytester.makepyfile(
         lib="""
         import atexit
+        import socket
         import threading
 
         _active = []
@@ -3871,6 +3872,7 @@ def test_what_a_safety_net_exit_handler_lists_is_still_the_tests_leak(pytester: 
             def __init__(self):
                 super().__init__(daemon=True)
                 self.stop = threading.Event()
+                self.sock = socket.socket()
                 _active.append(self)
 
             def run(self):
@@ -3879,6 +3881,7 @@ def test_what_a_safety_net_exit_handler_lists_is_still_the_tests_leak(pytester: 
             def close(self):
                 self.stop.set()
                 self.join()
+                self.sock.close()
 
         def _join_lingering():
             for transport in _active:
@@ -3889,6 +3892,8 @@ def test_what_a_safety_net_exit_handler_lists_is_still_the_tests_leak(pytester: 
         test_registry="""
         import atexit
         import threading
+
+        import pytest
 
         import lib
 
@@ -3910,16 +3915,27 @@ def test_what_a_safety_net_exit_handler_lists_is_still_the_tests_leak(pytester: 
 
         def test_provider_shuts_its_own_down_at_exit():
             Provider()
+
+        @pytest.fixture(scope="module")
+        def transport():
+            kept = lib.Transport()
+            kept.start()
+            return kept
+
+        def test_uses_a_fixtures_transport(transport):
+            pass
         """,
     )
     result = run(pytester, "-p", "no:randomly")
-    result.assert_outcomes(passed=3, errors=1)
+    result.assert_outcomes(passed=4, errors=1)
     result.stdout.fnmatch_lines(
-        ["*ERROR at teardown of test_left_running*", "thread 'Thread-*' running Transport.run()*"]
+        ["*ERROR at teardown of test_left_running*", "*this test leaked 2 resources*"]
     )
     out = result.stdout.str()
+    assert "running Transport.run()" in out, out
     assert "test_provider_shuts_its_own_down_at_exit -" not in out, out
-    assert "leaked" not in out.splitlines()[-1], out  # at the end the handler stops what is left
+    # At the end the handler stops what is left, and closes its socket: neither is reported.
+    assert "leaked" not in out.splitlines()[-1], out
 
 
 def test_what_an_exit_handlers_object_keeps_is_read_without_running_its_code(

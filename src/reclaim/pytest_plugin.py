@@ -1217,11 +1217,25 @@ def _reached(func: object, args: Sequence[object], levels: int, in_items: list[o
                 with contextlib.suppress(ValueError):  # an empty cell
                     found += _reached(cell.cell_contents, (cell.cell_contents,), levels - 1, in_items)
             names = func.__globals__
+            called: frozenset[str] | None = None
             for value in [names[name] for name in func.__code__.co_names if name in names]:
                 # A module's list of what it cleans up at exit, and what is in it (astropy's
-                # ``_tempfilestodel``, the paths its ``_deltemps`` removes).
+                # ``_tempfilestodel``, the paths its ``_deltemps`` removes), and what the
+                # methods it calls on each item reach (paramiko's ``_join_lingering_threads``
+                # stops each transport, which closes its socket).
                 found.append(value)
-                in_items += _items(value)
+                items = _items(value)
+                in_items += items
+                for item in items:
+                    kind = type(item)
+                    if issubclass(kind, (type, types.ModuleType, *_SCALARS, *_CONTAINER_TYPES, dict)):
+                        continue
+                    if called is None:
+                        called = _names_used_by(func, object) or frozenset()
+                    named = _names_called(kind, called)
+                    if named is not None:
+                        depth = _OBJECTS_FOLLOWED - 1
+                        _attributes_reached(item, named, depth, in_items, {id(item)}, in_items)
     return [obj for obj in found if obj is not None and not issubclass(type(obj), types.ModuleType)]
 
 
