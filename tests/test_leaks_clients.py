@@ -659,6 +659,31 @@ def test_requests_session_or_urllib3_manager_not_closed_is_reported_at_its_line_
 
 @ignore_gc_warnings
 @pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
+def test_a_requests_session_its_owner_closes_only_in_its_del_is_the_collectors(
+    leakwatch: Watch, url: str
+) -> None:
+    """google-auth's ``Request()`` makes a session and closes it only in its ``__del__``: dropped,
+    its session's close() read as the program's, and the socket it kept went unreported."""
+    requests = pytest.importorskip("requests")
+
+    class Request:
+        def __init__(self) -> None:
+            self.session = requests.Session()
+
+        def __del__(self) -> None:
+            self.session.close()
+
+    def fetch() -> None:
+        assert Request().session.get(url).content == b"ok"
+
+    fetch()
+    [leak] = leakwatch.leaks()
+    assert leak.kind == "requests" and leak.state == "collected"
+    assert [held.kind for held in leak.holds] == ["socket"]
+
+
+@ignore_gc_warnings
+@pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
 @pytest.mark.parametrize("dropped", [False, True], ids=["left-open", "dropped"])
 def test_a_requests_session_with_an_adapter_mounted_is_one_entry_at_its_line(
     leakwatch: Watch, url: str, dropped: bool

@@ -470,6 +470,8 @@ def install(patches: Patches, module: ModuleType) -> None:
     session = getattr(module, "Session", None) if module.__name__ in _MOUNTING else None
     if isinstance(session, type) and "mount" in vars(session):
         _wrap_mount(patches, session)
+    if isinstance(session, type) and "close" in vars(session):
+        _wrap_close_in_finalizer(patches, session, "requests")
     if module.__name__ in LIBRARY_GLOBALS:
         kind, package, name = LIBRARY_GLOBALS[module.__name__]
         holder = getattr(sys.modules.get(package), name, None)
@@ -672,6 +674,21 @@ def _wrap_mount(patches: Patches, cls: type) -> None:
                 _records.release(rec.key)  # handed to the session to close: what it holds is its
 
     patches.set(cls, "mount", functools.wraps(mount)(mount_))
+
+
+def _wrap_close_in_finalizer(patches: Patches, cls: type, kind: str) -> None:
+    """Wrap *cls*'s ``close()`` (a ``requests.Session``'s): called by another object's ``__del__``
+    (google-auth's ``Request``, which closes the session it made only there), the session was
+    dropped unclosed with its owner, the collector's doing: a leak with what it holds, as if it had
+    been dropped itself. It was the program's close, and the socket it kept unseen."""
+    close: Callable[..., Any] = vars(cls)["close"]
+
+    def close_(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if _sites.in_finalizer(sys._getframe(1)):
+            _dies(self, kind)
+        return close(self, *args, **kwargs)
+
+    patches.set(cls, "close", functools.wraps(close)(close_))
 
 
 #: The queues of the pools a urllib3 ``PoolManager.clear()`` dropped (a with-block's end, a
