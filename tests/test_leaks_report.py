@@ -427,3 +427,30 @@ def test_a_description_that_names_a_package_of_the_kinds_name_is_not_prefixed_by
     )
     head = Report([futures]).to_text().splitlines()[0]
     assert head == "requests_futures.sessions.FuturesSession not closed (close(), or a with-block)"
+
+
+def test_a_holder_finalized_while_what_it_holds_is_open_is_not_said_to_be_closed() -> None:
+    """An aiohttp session's ``__del__`` only warns: a warnings recorder that keeps the warning
+    keeps the session's socket open, and the entry said the collector closed it, above its
+    socket marked "(open)"."""
+    from reclaim._sites import Frame
+    from reclaim.leaks import Report
+    from reclaim.leaks._report import Leak
+
+    site = (Frame("app.py", 8, "connect"),)
+    sock = Leak("socket", "AF_INET/SOCK_STREAM (fd 9)", "open", site, "MainThread", None, 1, 0.0, 0.0)
+    session = Leak(
+        "aiohttp",
+        "aiohttp.ClientSession not closed (await session.close(), or async with)",
+        "collected",
+        site,
+        "MainThread",
+        None,
+        1,
+        0.0,
+        0.0,
+        holds=(sock,),
+    )
+    head = Report([session]).to_text().splitlines()[0]
+    assert "which closed it" not in head
+    assert head.endswith("; dropped, finalized by the garbage collector, and what it holds is still open")

@@ -267,10 +267,16 @@ class Report:
             state = _state_text(leak)
             if "garbage collector" in leak.description:
                 state = ""  # the description says what the collector did (a Pipe's ends)
+            if state == _STATES["collected"] and any(held.state == "open" for held in leak.holds):
+                # Its finalizer ran, and closed nothing it holds: aiohttp's session only warns,
+                # and a warnings recorder that keeps the warning keeps the session and its socket.
+                state = _HOLDS_OPEN
             if state == _STATES["collected"] and " not closed" in leak.description:
                 # "not closed (engine.dispose()) (closed by the garbage collector...)" read as a
                 # contradiction: the program did not close it, the collector did.
                 state = f"[yellow]; {_LEFT_TO_COLLECTOR}[/]"
+            elif state == _HOLDS_OPEN and " not closed" in leak.description:
+                state = f"[yellow]; {_HOLDS_OPEN}[/]"
             else:
                 state = f" [yellow]({escape(state)})[/]" if state else ""
             others = list(
@@ -421,6 +427,8 @@ _MANAGER_DROPPED = (
 )
 
 _LEFT_TO_COLLECTOR = "left to the garbage collector, which closed it"
+
+_HOLDS_OPEN = "dropped, finalized by the garbage collector, and what it holds is still open"
 
 _STATES: dict[str | tuple[str, str], str] = {
     "open": "",
