@@ -1005,6 +1005,27 @@ def test_a_socket_accepted_then_wrapped_in_tls_is_still_accepted_from_its_client
     assert leakwatch.leaks() == []
 
 
+@pytest.mark.skipif(not hasattr(socket, "AF_UNIX"), reason="Unix sockets")
+def test_an_accepted_unix_socket_says_it_was_accepted(leakwatch: Watch, tmp_path: Path) -> None:
+    """Its client has no name: it read exactly as the listening socket (aiomisc's worker pool)."""
+    path = str(tmp_path / "s.sock")
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(path)
+        server.listen()
+        client = socket.socket(socket.AF_UNIX)
+        client.connect(path)
+        conn, _ = server.accept()
+        at = line() - 1
+        try:
+            [leak] = [found for found in leakwatch.leaks("socket") if found.details.get("accepted")]
+            assert_site(leak, at)
+            assert leak.description == f"AF_UNIX/SOCK_STREAM {path}, accepted (fd {conn.fileno()})"
+        finally:
+            conn.close()
+            client.close()
+    assert leakwatch.leaks() == []
+
+
 def test_socket_left_open_is_reported(leakwatch: Watch) -> None:
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     at = line() - 1
