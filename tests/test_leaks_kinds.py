@@ -3318,6 +3318,33 @@ def test_task_left_pending_is_reported_by_the_name_create_task_gave_it(leakwatch
     assert leak.description.startswith("'heartbeat' running _forever()")
 
 
+def test_a_task_site_asked_while_it_runs_is_at_the_line_its_coroutine_is_at(leakwatch: Watch) -> None:
+    """A stack cut short before the task's own coroutine (azure-core's pipeline awaited through an
+    object whose ``__await__`` returns another coroutine's) goes on at the site that made the
+    task, headed by its coroutine: at its first line, a test's decorator, where the socket it
+    opened was said to be "opened at". It is the line the coroutine is at now."""
+    from reclaim import _sites
+    from reclaim.leaks import _records
+
+    loop = asyncio.new_event_loop()
+    done: asyncio.Future[tuple[int, Any]] = loop.create_future()
+
+    async def main() -> None:
+        await asyncio.sleep(0)
+        assert _sites.task_site is not None
+        done.set_result((line(), _sites.task_site()))
+
+    # Made by framework code alone (as pytest-asyncio makes a test's task): its site is headed by
+    # its coroutine's own code.
+    loop.call_soon(functools.partial(asyncio.ensure_future, main(), loop=loop))
+    try:
+        at, site = loop.run_until_complete(done)
+    finally:
+        loop.close()
+    [first, *_] = _sites.frames(_records.site_of(site))
+    assert (first.function.rpartition(".")[2], first.lineno) == ("main", at)
+
+
 @pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
 def test_task_made_in_a_task_goes_on_at_the_line_that_made_that_task_not_the_loops_runner(
     leakwatch: Watch,

@@ -711,7 +711,15 @@ def _running_task_site() -> Any:
     if task is None:
         started = _records.origin.get(None)
         return started[0] if started is not None else ()
-    return _site_of(task)
+    site = _site_of(task)
+    frame = getattr(task.get_coro(), "cr_frame", None)
+    if site and frame is not None and site[0] is frame.f_code:
+        # The task's own coroutine heads its site at its first line (co_firstlineno: a test's
+        # decorator), recorded as it was made. Asked while it runs, from a stack cut short before
+        # it (an await through an object whose __await__ returns another coroutine's: azure-core's
+        # pipeline, aiohttp's request context), its line is the one it is at now.
+        site = (site[0], frame.f_lasti, *site[2:])
+    return site
 
 
 def _task_site_at(frame: Any) -> Any:
