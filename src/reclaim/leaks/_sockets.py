@@ -302,13 +302,13 @@ def _describe(obj: Any, rec: Record) -> tuple[str, Details]:
         text += f" accepted from {details['peer']}"
     elif "peer" in details:
         text += f" -> {details['peer']}"
-    elif _noted_accepted(known):
-        details["accepted"] = True  # a Unix socket's client most often has no name to show
-        text += ", accepted"
         unreached = known[1] if known is not None else None
         if type(unreached) is _Unreached and "peer" not in live:  # no connect() since has made it
             details["connect_error"] = unreached.error
             text += f" (never connected: connect() raised {unreached.error})"
+    elif _noted_accepted(known):
+        details["accepted"] = True  # a Unix socket's client most often has no name to show
+        text += ", accepted"
     text += f" (fd {fd})"
     why = rec.why
     if type(why) is _MakefileKept:
