@@ -2228,7 +2228,7 @@ def test_what_a_unittest_setupclass_or_a_class_fixture_keeps_on_the_class_is_not
     result.stdout.fnmatch_lines(["*ERROR at teardown of TestStoresOnItsClass.test_keeps*"])
     result.stdout.fnmatch_lines(
         [
-            "held by class-scoped fixture '_unittest_setUpClass_fixture_TestLeaky' (set up for *) "
+            "held by class-scoped fixture 'TestLeaky.setUpClass' (set up for *) "
             "(kept from test_classes.py::TestLeaky::test_never_closed):",
             "sqlite3 :memory:*",
         ]

@@ -276,7 +276,7 @@ def test_a_temp_path_made_inside_a_wider_scopes_temp_directory_goes_with_it(
     assert "ERROR at teardown" not in out, out
     result.stdout.fnmatch_lines(
         [
-            "acquired by class-scoped fixture '_unittest_setUpClass_fixture_TestNeverRemoved'*",
+            "acquired by class-scoped fixture 'TestNeverRemoved.setUpClass'*",
             "tempdir *tmp* (mkdtemp(), not removed)",  # relative on 3.11, absolute from 3.12
             "*",
             "*",

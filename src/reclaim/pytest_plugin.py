@@ -372,6 +372,24 @@ def _allow_rules(item: pytest.Item | pytest.Collector) -> list[AllowRule]:
     return rules
 
 
+#: The prefixes of the names pytest gives the fixtures it makes for xunit-style setups -> what
+#: the label names instead: ``TestDownload.setUpClass``, not pytest's internal
+#: ``_unittest_setUpClass_fixture_TestDownload``.
+_XUNIT_FIXTURES = (
+    ("_unittest_setUpClass_fixture_", "{}.setUpClass"),
+    ("_xunit_setup_class_fixture_", "{}.setup_class"),
+    ("_xunit_setup_module_fixture_", "{}.setup_module"),
+)
+
+
+def _fixture_name(argname: str) -> str:
+    """*argname* as a label shows it: the setup a pytest-made xunit fixture runs, by its name."""
+    for prefix, shown in _XUNIT_FIXTURES:
+        if argname.startswith(prefix):
+            return shown.format(argname[len(prefix) :])
+    return argname
+
+
 def _is_pytest_djangos_database_setup(fixturedef: pytest.FixtureDef[Any]) -> bool:
     """Whether *fixturedef* is pytest-django's own ``django_db_setup`` (not a conftest's)."""
     func = getattr(fixturedef, "func", None)
@@ -2000,7 +2018,8 @@ class LeakChecker:
         from .leaks import current_context, set_context
 
         first_user = self.item.nodeid if self.item is not None else "collection"
-        label = f"{fixturedef.scope}-scoped fixture {fixturedef.argname!r} (set up for {first_user})"
+        name = _fixture_name(fixturedef.argname)
+        label = f"{fixturedef.scope}-scoped fixture {name!r} (set up for {first_user})"
         previous = current_context()
         self.contexts.add(label)
         # The markers where it is scoped (a module's pytestmark for a module-scoped fixture) allow
