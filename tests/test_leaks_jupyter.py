@@ -35,6 +35,21 @@ SLEEPER = """\
 """
 
 
+#: SLEEPER, and a kernel started: ``km``.
+STARTED = (
+    SLEEPER
+    + """\
+    from jupyter_client.channels import HBChannel
+
+    # The sleeper answers no heartbeat: after the first miss, the client's heartbeat thread
+    # remade its socket, at times just as the report at exit looked for it (a loaded machine).
+    HBChannel.time_to_dead = 3600.0
+    km = KernelManager(kernel_name="sleeper")
+    km.start_kernel(stdout=DEVNULL, stderr=DEVNULL)
+"""
+)
+
+
 def _program_line(leak: dict[str, Any]) -> int:
     """The line of ``prog.py`` a leak was acquired at (past jupyter_client's frames)."""
     return next(int(frame["line"]) for frame in leak["frames"] if Path(frame["file"]).name == "prog.py")
@@ -79,15 +94,8 @@ def test_a_kernel_and_a_client_left_running_are_one_entry_each(tmp_path: Path) -
     its child, connection file, context and control socket; the client at the line that
     started its channels, holding its sockets, threads and context."""
     source = (
-        SLEEPER
+        STARTED
         + """\
-    from jupyter_client.channels import HBChannel
-
-    # The sleeper answers no heartbeat: after the first miss, the client's heartbeat thread
-    # remade its socket, at times just as the report at exit looked for it (a loaded machine).
-    HBChannel.time_to_dead = 3600.0
-    km = KernelManager(kernel_name="sleeper")
-    km.start_kernel(stdout=DEVNULL, stderr=DEVNULL)
     tc = ThreadedKernelClient(**km.get_connection_info(session=True))
     tc.start_channels()
     pid = km.provisioner.process.pid
@@ -157,14 +165,9 @@ def test_a_client_dropped_with_its_channels_running_is_one_entry_holding_them(tm
     context"): one entry, collected, whose parts still open are listed under it, not as five
     entries of their own, and not said to be closed by the collector."""
     source = (
-        SLEEPER
+        STARTED
         + """\
     import gc
-    from jupyter_client.channels import HBChannel
-
-    HBChannel.time_to_dead = 3600.0
-    km = KernelManager(kernel_name="sleeper")
-    km.start_kernel(stdout=DEVNULL, stderr=DEVNULL)
 
     def start():
         kc = km.client()
