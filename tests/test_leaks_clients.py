@@ -981,6 +981,21 @@ def _tracked_as(module_name: str, cls: type) -> Iterator[None]:
         patches.undo()
 
 
+def _one_entry_at_its_line(leakwatch: Watch, module_name: str, cls: type, kind: str) -> None:
+    """*cls*, tracked as the holder class of its name in *module_name*, made and left open: one
+    entry of *kind* at the line that made it, holding its socket; closed, nothing."""
+    with _tracked_as(module_name, cls):
+        client = cls()
+        made = line() - 1
+        leak = leakwatch.one(kind)
+        problem = f"{cls.__name__} not closed (close(), or a with-block)"
+        assert leak.description.endswith(problem), leak.description
+        assert leak.frames[0].lineno == made
+        assert [held.kind for held in leak.holds] == ["socket"]
+        client.close()
+        assert leakwatch.leaks() == []
+
+
 @pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
 def test_an_httpx2_client_left_open_is_one_entry_at_its_line(leakwatch: Watch) -> None:
     """httpx2, httpx's fork (aiobotocore's preferred backend): its client was its bare socket, at
@@ -1001,15 +1016,7 @@ def test_an_httpx2_client_left_open_is_one_entry_at_its_line(leakwatch: Watch) -
                 sock.close()
             self.is_closed = True
 
-    with _tracked_as("httpx2._client", Client):
-        client = Client()
-        made = line() - 1
-        leak = leakwatch.one("httpx")
-        assert leak.description.endswith("Client not closed (close(), or a with-block)"), leak.description
-        assert leak.frames[0].lineno == made
-        assert [held.kind for held in leak.holds] == ["socket"]
-        client.close()
-        assert leakwatch.leaks() == []
+    _one_entry_at_its_line(leakwatch, "httpx2._client", Client, "httpx")
 
 
 @pytest.mark.reclaim_allow  # leaks on purpose, to be found by the tracker under test
@@ -1036,15 +1043,7 @@ def test_a_niquests_session_left_open_is_one_entry_at_its_line(leakwatch: Watch)
                     sock.close()
                 adapter.poolmanager.pools.clear()
 
-    with _tracked_as("niquests.sessions", Session):
-        session = Session()
-        made = line() - 1
-        leak = leakwatch.one("requests")
-        assert leak.description.endswith("Session not closed (close(), or a with-block)"), leak.description
-        assert leak.frames[0].lineno == made
-        assert [held.kind for held in leak.holds] == ["socket"]
-        session.close()
-        assert leakwatch.leaks() == []
+    _one_entry_at_its_line(leakwatch, "niquests.sessions", Session, "requests")
 
 
 def test_requests_sessions_closed_are_not_reported(leakwatch: Watch, url: str) -> None:
